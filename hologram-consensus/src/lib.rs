@@ -1,0 +1,10 @@
+//! # hologram-consensus
+//!
+//! Byzantine-fault-tolerant consensus on receipts (`ReceiptConsensus`), the
+//! `ByzantineDetector`, pipelining, `ReplicatedStateMachine` and the
+//! `LatticeProtocol` broadcast.
+//!
+//! **Status: not built yet.** This crate is an empty placeholder in the
+//! workspace; nothing in it is usable. See the README's status table.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]

@@ -1,0 +1,90 @@
+//! Histogram by byte pairs: the fast paths count each pair of classes
+//! `(class(b[2i]), class(b[2i+1]))` in one of 96 × 96 `u16` bins, which halves
+//! the memory increments of a byte-at-a-time histogram, and fold the bins into
+//! the 96 class counters every [`CHUNK`] bytes, before a bin can overflow.
+
+/// Number of pair bins.
+pub(crate) const PAIR_BINS: usize = 96 * 96;
+
+/// Bytes counted between folds: 61,440 pairs, so no `u16` bin can overflow.
+pub(crate) const CHUNK: usize = 120 * 1024;
+
+/// Inputs shorter than this go to the byte-at-a-time loop: clearing and folding
+/// the 18 KiB table would cost more than it saves.
+pub(crate) const MIN_LEN: usize = 4096;
+
+/// The 96 × 96 pair bins.
+pub(crate) struct PairTable {
+    bins: [u16; PAIR_BINS],
+}
+
+impl PairTable {
+    pub(crate) fn new() -> Self {
+        Self {
+            bins: [0; PAIR_BINS],
+        }
+    }
+
+    /// Counts one pair, `index = 96 * first_class + second_class`.
+    #[inline(always)]
+    pub(crate) fn bump(&mut self, index: usize) {
+        self.bins[index] += 1;
+    }
+
+    /// Counts `n` copies of one pair.
+    #[inline(always)]
+    pub(crate) fn bump_by(&mut self, index: usize, n: u16) {
+        self.bins[index] += n;
+    }
+
+    /// Adds every pair to the class counters (both of its classes) and clears the bins.
+    pub(crate) fn fold_into(&mut self, counts: &mut [u64; 96]) {
+        let mut second = [0u32; 96];
+        for (first, row) in self.bins.chunks_exact(96).enumerate() {
+            let mut row_sum = 0u32;
+            for (s, &n) in second.iter_mut().zip(row) {
+                *s += u32::from(n);
+                row_sum += u32::from(n);
+            }
+            counts[first] += u64::from(row_sum);
+        }
+        for (c, s) in counts.iter_mut().zip(second) {
+            *c += u64::from(s);
+        }
+        self.bins.fill(0);
+    }
+}
+
+/// Runs `kernel` over `data` in [`CHUNK`]s, folding after each. The kernel
+/// counts a prefix of whole pairs it chooses and returns its length; the rest
+/// of each chunk is counted byte by byte.
+pub(crate) fn histogram_with(
+    data: &[u8],
+    counts: &mut [u64; 96],
+    mut kernel: impl FnMut(&[u8], &mut PairTable) -> usize,
+) {
+    if data.len() < MIN_LEN {
+        super::scalar::r96_histogram(data, counts);
+        return;
+    }
+    let mut table = PairTable::new();
+    for chunk in data.chunks(CHUNK) {
+        let done = kernel(chunk, &mut table);
+        table.fold_into(counts);
+        super::scalar::r96_histogram(chunk.get(done..).unwrap_or_default(), counts);
+    }
+}
+
+/// The portable pair kernel: class lookups in the 256-entry table.
+pub(crate) fn portable_pairs(chunk: &[u8], table: &mut PairTable) -> usize {
+    let class = &crate::r96::CLASS_TABLE;
+    let mut words = chunk.chunks_exact(8);
+    for w in &mut words {
+        for pair in w.chunks_exact(2) {
+            let (a, b) = (pair[0], pair[1]);
+            table
+                .bump(96 * usize::from(class[usize::from(a)]) + usize::from(class[usize::from(b)]));
+        }
+    }
+    chunk.len() - words.remainder().len()
+}

@@ -1,0 +1,58 @@
+//! # hologram-lattice
+//!
+//! The core of the hologram crates: the geometry of the 12,288-site lattice
+//! and everything that is hashing or a hot kernel. Every other hologram crate
+//! stands on it; it depends on no runtime.
+//!
+//! The definitions follow the project's SPEC (§1–§4 and §7's proof of work).
+//!
+//! ## Map
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`coord`] | [`Coord`], the 48 × 256 torus, its metric and tie-break |
+//! | [`address`] | [`Address`]: BLAKE3 content addresses and their site |
+//! | [`r96`] | resonance classes, [`R96Histogram`], [`R96Digest`], residues |
+//! | [`c768`] | σ, orbits, [`Phase`](c768::Phase), [`ScheduleRotation`](c768::ScheduleRotation) |
+//! | [`node_id`] | [`NodeId`] and its Sybil-resistance [`ProofOfWork`] |
+//! | [`columns`] | [`PeerColumns`]: many sites as columns, batched distance and k nearest |
+//! | [`kernels`] | the SIMD kernels (scalar, portable, AVX2, NEON) and their run-time dispatch |
+//! | [`error`] | [`LatticeError`] |
+//!
+//! ## Example
+//!
+//! ```
+//! use hologram_lattice::{Address, Coord, PeerColumns, R96Digest};
+//!
+//! let data = b"HELLO WORLD";
+//! let address = Address::of(data);
+//! assert_eq!(address.coord(), Coord::new(4, 216));
+//! assert_eq!(R96Digest::of(data), R96Digest::of(b"DLROW OLLEH")); // order-blind
+//!
+//! // Which of three peers is nearest the object's site?
+//! let peers: PeerColumns = [Coord::new(4, 0), Coord::new(5, 216), Coord::new(40, 1)]
+//!     .into_iter()
+//!     .collect();
+//! let nearest = peers.nearest(address.coord(), 1);
+//! assert_eq!(nearest[0].index, 0); // same page beats an adjacent page
+//! ```
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod address;
+mod bytes32;
+pub mod c768;
+pub mod columns;
+pub mod coord;
+pub mod error;
+pub mod kernels;
+pub mod node_id;
+pub mod r96;
+
+pub use address::Address;
+pub use c768::{Phase, SchedulePoint, ScheduleRotation};
+pub use columns::{Neighbor, PeerColumns};
+pub use coord::{Coord, BYTES_PER_PAGE, MAX_DISTANCE, PAGES, SITES};
+pub use error::LatticeError;
+pub use node_id::{NodeId, ProofOfWork};
+pub use r96::{R96Digest, R96Histogram};
