@@ -9,7 +9,7 @@
 //!
 //! | kernel | scalar | portable | AVX2 / NEON |
 //! |---|---|---|---|
-//! | R96 histogram | byte-at-a-time table lookup | class pairs in 96 × 96 bins | classes by nibble shuffles, pair index by multiply-add, pair bins |
+//! | R96 histogram | byte-at-a-time table lookup | four interleaved byte tables | classes by nibble shuffles, pair index by multiply-add, pair bins |
 //! | batched distance | [`Coord::distance`] per site | branch-free loop | 32 (16) sites per step, distance bytes interleaved |
 //! | k nearest | all distances, sorted | running top-k | block minimum against the top-k threshold |
 
@@ -93,7 +93,7 @@ impl Backend {
     pub fn r96_histogram(&self, data: &[u8], counts: &mut [u64; 96]) {
         match self.kind {
             Kind::Scalar => scalar::r96_histogram(data, counts),
-            Kind::Portable => pair_table::histogram_with(data, counts, pair_table::portable_pairs),
+            Kind::Portable => scalar::r96_histogram_interleaved(data, counts),
             #[cfg(target_arch = "x86_64")]
             Kind::Avx2 => pair_table::histogram_with(data, counts, avx2::histogram_pairs),
             #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
@@ -131,13 +131,30 @@ impl Backend {
             Kind::Avx2 => avx2::nearest(target, pages, bytes, &mut top),
             #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
             Kind::Neon => neon::nearest(target, pages, bytes, &mut top),
-            _ => 0,
+            _ => portable_nearest(target, pages, bytes, &mut top),
         };
         for (i, (&p, &b)) in pages.iter().zip(bytes).enumerate().skip(done) {
             top.offer(target.distance(Coord::new(p.into(), b.into())), i);
         }
         top.into_vec()
     }
+}
+
+/// The k nearest by blocks of 64 portable distances, each block skipped when
+/// its minimum cannot enter the top k. Returns how many sites it did (all).
+fn portable_nearest(target: Coord, pages: &[u8], bytes: &[u8], top: &mut topk::TopK) -> usize {
+    let mut block = [0u16; 64];
+    for (i, (p, b)) in pages.chunks(64).zip(bytes.chunks(64)).enumerate() {
+        let d = &mut block[..p.len()];
+        portable_distances(target, p, b, d);
+        if d.iter().copied().min().unwrap_or(u16::MAX) >= top.threshold() {
+            continue;
+        }
+        for (j, &x) in d.iter().enumerate() {
+            top.offer(x, i * 64 + j);
+        }
+    }
+    pages.len()
 }
 
 /// Distances in a loop without branches (the compiler vectorizes it for the

@@ -3,8 +3,12 @@
 //! the memory increments of a byte-at-a-time histogram, and fold the bins into
 //! the 96 class counters every [`CHUNK`] bytes, before a bin can overflow.
 
-/// Number of pair bins.
-pub(crate) const PAIR_BINS: usize = 96 * 96;
+/// Number of pair bins: 96 × 96 = 9216 are used; the table is rounded up to a
+/// power of two so that masking an index proves it in bounds (no check on the
+/// hot path). Only the first 18 KiB are ever touched.
+pub(crate) const PAIR_BINS: usize = 1 << 14;
+const USED_BINS: usize = 96 * 96;
+const MASK: usize = PAIR_BINS - 1;
 
 /// Bytes counted between folds: 61,440 pairs, so no `u16` bin can overflow.
 pub(crate) const CHUNK: usize = 120 * 1024;
@@ -28,19 +32,19 @@ impl PairTable {
     /// Counts one pair, `index = 96 * first_class + second_class`.
     #[inline(always)]
     pub(crate) fn bump(&mut self, index: usize) {
-        self.bins[index] += 1;
+        self.bins[index & MASK] += 1;
     }
 
     /// Counts `n` copies of one pair.
     #[inline(always)]
     pub(crate) fn bump_by(&mut self, index: usize, n: u16) {
-        self.bins[index] += n;
+        self.bins[index & MASK] += n;
     }
 
     /// Adds every pair to the class counters (both of its classes) and clears the bins.
     pub(crate) fn fold_into(&mut self, counts: &mut [u64; 96]) {
         let mut second = [0u32; 96];
-        for (first, row) in self.bins.chunks_exact(96).enumerate() {
+        for (first, row) in self.bins[..USED_BINS].chunks_exact(96).enumerate() {
             let mut row_sum = 0u32;
             for (s, &n) in second.iter_mut().zip(row) {
                 *s += u32::from(n);
@@ -51,7 +55,7 @@ impl PairTable {
         for (c, s) in counts.iter_mut().zip(second) {
             *c += u64::from(s);
         }
-        self.bins.fill(0);
+        self.bins[..USED_BINS].fill(0);
     }
 }
 
@@ -73,18 +77,4 @@ pub(crate) fn histogram_with(
         table.fold_into(counts);
         super::scalar::r96_histogram(chunk.get(done..).unwrap_or_default(), counts);
     }
-}
-
-/// The portable pair kernel: class lookups in the 256-entry table.
-pub(crate) fn portable_pairs(chunk: &[u8], table: &mut PairTable) -> usize {
-    let class = &crate::r96::CLASS_TABLE;
-    let mut words = chunk.chunks_exact(8);
-    for w in &mut words {
-        for pair in w.chunks_exact(2) {
-            let (a, b) = (pair[0], pair[1]);
-            table
-                .bump(96 * usize::from(class[usize::from(a)]) + usize::from(class[usize::from(b)]));
-        }
-    }
-    chunk.len() - words.remainder().len()
 }

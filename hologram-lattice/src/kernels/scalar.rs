@@ -12,6 +12,28 @@ pub(crate) fn r96_histogram(data: &[u8], counts: &mut [u64; 96]) {
     }
 }
 
+/// Adds the class counts of `data` to `counts` through four interleaved
+/// 256-bin byte tables (the portable fast path: independent increments
+/// instead of one dependent chain), folded into classes at the end.
+pub(crate) fn r96_histogram_interleaved(data: &[u8], counts: &mut [u64; 96]) {
+    // u32 bins: each table takes at most 2 bytes of every 8, so a chunk of
+    // 2^31 bytes cannot overflow one.
+    for chunk in data.chunks(1 << 31) {
+        let mut tables = [[0u32; 256]; 4];
+        let mut words = chunk.chunks_exact(8);
+        for w in &mut words {
+            for (i, &b) in w.iter().enumerate() {
+                tables[i % 4][usize::from(b)] += 1;
+            }
+        }
+        for (b, class) in CLASS_TABLE.iter().enumerate() {
+            let n: u64 = tables.iter().map(|t| u64::from(t[b])).sum();
+            counts[usize::from(*class)] += n;
+        }
+        r96_histogram(words.remainder(), counts);
+    }
+}
+
 /// `out[i] = target.distance(site i)`, with [`Coord::distance`].
 pub(crate) fn distances(target: Coord, pages: &[u8], bytes: &[u8], out: &mut [u16]) {
     for ((o, &p), &b) in out.iter_mut().zip(pages).zip(bytes) {
