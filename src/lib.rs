@@ -23,3 +23,8 @@ pub use hologram_consensus as consensus;
 pub use hologram_lattice as lattice;
 pub use hologram_receipt as receipt;
 pub use hologram_txn as txn;
+
+/// The README's code blocks, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
