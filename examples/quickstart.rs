@@ -20,7 +20,10 @@ const DIFFICULTY: u32 = 8;
 const REPLICAS: usize = 3;
 
 fn main() {
-    println!("hologram quickstart (kernels: {})\n", Backend::best().name());
+    println!(
+        "hologram quickstart (kernels: {})\n",
+        Backend::best().name()
+    );
 
     // 1. Identities: each node proves work on its key before it is admitted.
     let start = Instant::now();
@@ -67,7 +70,10 @@ fn main() {
         b"the lattice has 12,288 sites",
     ];
     let mut stored: BTreeMap<Address, Vec<usize>> = BTreeMap::new();
-    println!("\n{:<32} {:<10} {:>7}  replicas (node index: distance)", "object", "address", "site");
+    println!(
+        "\n{:<32} {:<10} {:>7}  replicas (node index: distance)",
+        "object", "address", "site"
+    );
     for obj in objects {
         let address = Address::of(obj);
         let site = address.coord();
@@ -84,7 +90,11 @@ fn main() {
             &address.to_string()[..8],
             format!("{}.{}", site.page(), site.byte()),
             replicas.join(", "),
-            if duplicate { "  (duplicate: nothing new stored)" } else { "" }
+            if duplicate {
+                "  (duplicate: nothing new stored)"
+            } else {
+                ""
+            }
         );
     }
     println!(
