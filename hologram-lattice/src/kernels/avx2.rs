@@ -4,9 +4,8 @@
 //! which [`super::Backend::best`] hands out only after
 //! `is_x86_feature_detected!("avx2")` said yes.
 
-use super::pair_table::PairTable;
+use super::pair_table::{PairTable, NIBBLE_TABLES};
 use super::topk::TopK;
-use crate::r96::CLASS_TABLE;
 use crate::Coord;
 use core::arch::x86_64::*;
 
@@ -17,21 +16,6 @@ pub(super) fn histogram_pairs(chunk: &[u8], table: &mut PairTable) -> usize {
     // SAFETY: only reached through an AVX2 `Backend`, created after detection.
     unsafe { histogram_pairs_avx2(chunk, table) }
 }
-
-/// The class of a byte is `hi[b >> 4] + lo[b & 15]`: 24·h2 + 8·d from the high
-/// nibble, l from the low one. Two 16-entry tables, so `vpshufb` looks them up.
-const fn nibble_tables() -> ([u8; 16], [u8; 16]) {
-    let mut hi = [0u8; 16];
-    let mut lo = [0u8; 16];
-    let mut n = 0;
-    while n < 16 {
-        hi[n] = CLASS_TABLE[n << 4];
-        lo[n] = CLASS_TABLE[n];
-        n += 1;
-    }
-    (hi, lo)
-}
-pub(super) const NIBBLE_TABLES: ([u8; 16], [u8; 16]) = nibble_tables();
 
 #[target_feature(enable = "avx2")]
 unsafe fn histogram_pairs_avx2(chunk: &[u8], table: &mut PairTable) -> usize {
@@ -67,10 +51,7 @@ unsafe fn histogram_pairs_avx2(chunk: &[u8], table: &mut PairTable) -> usize {
             _mm256_extract_epi64::<3>(pairs) as u64,
         ];
         for q in quads {
-            table.bump((q & 0xffff) as usize);
-            table.bump((q >> 16 & 0xffff) as usize);
-            table.bump((q >> 32 & 0xffff) as usize);
-            table.bump((q >> 48) as usize);
+            table.bump_quad(q);
         }
     }
     chunk.len() - blocks.remainder().len()
@@ -92,59 +73,60 @@ pub(super) fn nearest(target: Coord, pages: &[u8], bytes: &[u8], top: &mut TopK)
     unsafe { nearest_avx2(target, pages, bytes, top) }
 }
 
-/// The distance bytes of 32 sites: page distances (0..=24) and byte distances
-/// (0..=128), each `min(d, period - d)` on unsigned bytes.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn block_distance_bytes(
-    p: __m256i,
-    b: __m256i,
-    tp: __m256i,
-    tb: __m256i,
+/// Broadcast target page and byte, and the page period.
+struct Target {
+    page: __m256i,
+    byte: __m256i,
     forty_eight: __m256i,
-) -> (__m256i, __m256i) {
-    let adp = _mm256_sub_epi8(_mm256_max_epu8(p, tp), _mm256_min_epu8(p, tp));
-    let dp = _mm256_min_epu8(adp, _mm256_sub_epi8(forty_eight, adp));
-    let adb = _mm256_sub_epi8(_mm256_max_epu8(b, tb), _mm256_min_epu8(b, tb));
-    let db = _mm256_min_epu8(adb, _mm256_sub_epi8(_mm256_setzero_si256(), adb));
-    (dp, db)
 }
 
-/// Interleaves byte distances (low) with page distances (high) into the 32
-/// `u16` distances of a block, in site order.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn interleave(dp: __m256i, db: __m256i) -> (__m256i, __m256i) {
-    // unpack works per 128-bit lane: lo = sites 0..8 | 16..24, hi = 8..16 | 24..32.
-    let lo = _mm256_unpacklo_epi8(db, dp);
-    let hi = _mm256_unpackhi_epi8(db, dp);
-    (
-        _mm256_permute2x128_si256::<0x20>(lo, hi),
-        _mm256_permute2x128_si256::<0x31>(lo, hi),
-    )
+impl Target {
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn new(target: Coord) -> Self {
+        Self {
+            page: _mm256_set1_epi8(target.page() as i8),
+            byte: _mm256_set1_epi8(target.byte() as i8),
+            forty_eight: _mm256_set1_epi8(48),
+        }
+    }
+
+    /// The 32 `u16` distances of a block of sites, in site order, as two
+    /// vectors of 16. `pages` and `bytes` must hold at least 32 elements.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn block(&self, pages: &[u8], bytes: &[u8]) -> (__m256i, __m256i) {
+        debug_assert!(pages.len() >= 32 && bytes.len() >= 32);
+        let p = _mm256_loadu_si256(pages.as_ptr().cast());
+        let b = _mm256_loadu_si256(bytes.as_ptr().cast());
+        // min(d, period - d) on unsigned bytes: pages 0..=24, bytes 0..=128.
+        let adp = _mm256_sub_epi8(_mm256_max_epu8(p, self.page), _mm256_min_epu8(p, self.page));
+        let dp = _mm256_min_epu8(adp, _mm256_sub_epi8(self.forty_eight, adp));
+        let adb = _mm256_sub_epi8(_mm256_max_epu8(b, self.byte), _mm256_min_epu8(b, self.byte));
+        let db = _mm256_min_epu8(adb, _mm256_sub_epi8(_mm256_setzero_si256(), adb));
+        // Byte distance low, page distance high. unpack works per 128-bit
+        // lane: lo = sites 0..8 | 16..24, hi = 8..16 | 24..32.
+        let lo = _mm256_unpacklo_epi8(db, dp);
+        let hi = _mm256_unpackhi_epi8(db, dp);
+        (
+            _mm256_permute2x128_si256::<0x20>(lo, hi),
+            _mm256_permute2x128_si256::<0x31>(lo, hi),
+        )
+    }
 }
 
 #[target_feature(enable = "avx2")]
 unsafe fn distances_avx2(target: Coord, pages: &[u8], bytes: &[u8], out: &mut [u16]) -> usize {
     let n = pages.len().min(bytes.len()).min(out.len()) / 32 * 32;
-    let tp = _mm256_set1_epi8(target.page() as i8);
-    let tb = _mm256_set1_epi8(target.byte() as i8);
-    let forty_eight = _mm256_set1_epi8(48);
+    let t = Target::new(target);
     for ((p, b), o) in pages[..n]
         .chunks_exact(32)
         .zip(bytes[..n].chunks_exact(32))
         .zip(out[..n].chunks_exact_mut(32))
     {
-        // SAFETY: each chunk holds exactly 32 bytes (or 32 u16 for `o`, stored
-        // as two 32-byte halves); AVX2 is guaranteed by the caller.
-        let (dp, db) = block_distance_bytes(
-            _mm256_loadu_si256(p.as_ptr().cast()),
-            _mm256_loadu_si256(b.as_ptr().cast()),
-            tp,
-            tb,
-            forty_eight,
-        );
-        let (first, second) = interleave(dp, db);
+        // SAFETY: each chunk holds exactly 32 elements (`o` is stored as two
+        // 32-byte halves); AVX2 is guaranteed by the caller.
+        let (first, second) = t.block(p, b);
         _mm256_storeu_si256(o.as_mut_ptr().cast(), first);
         _mm256_storeu_si256(o.as_mut_ptr().add(16).cast(), second);
     }
@@ -154,9 +136,7 @@ unsafe fn distances_avx2(target: Coord, pages: &[u8], bytes: &[u8], out: &mut [u
 #[target_feature(enable = "avx2")]
 unsafe fn nearest_avx2(target: Coord, pages: &[u8], bytes: &[u8], top: &mut TopK) -> usize {
     let n = pages.len().min(bytes.len()) / 32 * 32;
-    let tp = _mm256_set1_epi8(target.page() as i8);
-    let tb = _mm256_set1_epi8(target.byte() as i8);
-    let forty_eight = _mm256_set1_epi8(48);
+    let t = Target::new(target);
     let mut block = [0u16; 32];
     for (i, (p, b)) in pages[..n]
         .chunks_exact(32)
@@ -164,14 +144,7 @@ unsafe fn nearest_avx2(target: Coord, pages: &[u8], bytes: &[u8], top: &mut TopK
         .enumerate()
     {
         // SAFETY: each chunk holds exactly 32 bytes; AVX2 is guaranteed by the caller.
-        let (dp, db) = block_distance_bytes(
-            _mm256_loadu_si256(p.as_ptr().cast()),
-            _mm256_loadu_si256(b.as_ptr().cast()),
-            tp,
-            tb,
-            forty_eight,
-        );
-        let (first, second) = interleave(dp, db);
+        let (first, second) = t.block(p, b);
         // Distances are at most 6272, so signed 16-bit compares are exact.
         let threshold = _mm256_set1_epi16(top.threshold().min(i16::MAX as u16) as i16);
         let nearer = _mm256_or_si256(

@@ -4,9 +4,8 @@
 //! which [`super::Backend::best`] hands out only after
 //! `is_aarch64_feature_detected!("neon")` said yes.
 
-use super::pair_table::PairTable;
+use super::pair_table::{PairTable, NIBBLE_TABLES};
 use super::topk::TopK;
-use crate::r96::CLASS_TABLE;
 use crate::Coord;
 use core::arch::aarch64::*;
 
@@ -17,20 +16,6 @@ pub(super) fn histogram_pairs(chunk: &[u8], table: &mut PairTable) -> usize {
     // SAFETY: only reached through a NEON `Backend`, created after detection.
     unsafe { histogram_pairs_neon(chunk, table) }
 }
-
-/// The class of a byte is `hi[b >> 4] + lo[b & 15]` (see the AVX2 kernel).
-const fn nibble_tables() -> ([u8; 16], [u8; 16]) {
-    let mut hi = [0u8; 16];
-    let mut lo = [0u8; 16];
-    let mut n = 0;
-    while n < 16 {
-        hi[n] = CLASS_TABLE[n << 4];
-        lo[n] = CLASS_TABLE[n];
-        n += 1;
-    }
-    (hi, lo)
-}
-const NIBBLE_TABLES: ([u8; 16], [u8; 16]) = nibble_tables();
 
 #[target_feature(enable = "neon")]
 unsafe fn histogram_pairs_neon(chunk: &[u8], table: &mut PairTable) -> usize {
@@ -63,10 +48,7 @@ unsafe fn histogram_pairs_neon(chunk: &[u8], table: &mut PairTable) -> usize {
         }
         let quads = vreinterpretq_u64_u16(pairs);
         for q in [vgetq_lane_u64::<0>(quads), vgetq_lane_u64::<1>(quads)] {
-            table.bump((q & 0xffff) as usize);
-            table.bump((q >> 16 & 0xffff) as usize);
-            table.bump((q >> 32 & 0xffff) as usize);
-            table.bump((q >> 48) as usize);
+            table.bump_quad(q);
         }
     }
     chunk.len() - blocks.remainder().len()

@@ -35,6 +35,16 @@ impl PairTable {
         self.bins[index & MASK] += 1;
     }
 
+    /// Counts four pairs whose indices are packed as the `u16`s of `q`
+    /// (little-endian order), as SIMD kernels extract them.
+    #[inline(always)]
+    pub(crate) fn bump_quad(&mut self, q: u64) {
+        self.bump((q & 0xffff) as usize);
+        self.bump((q >> 16 & 0xffff) as usize);
+        self.bump((q >> 32 & 0xffff) as usize);
+        self.bump((q >> 48) as usize);
+    }
+
     /// Counts `n` copies of one pair.
     #[inline(always)]
     pub(crate) fn bump_by(&mut self, index: usize, n: u16) {
@@ -78,3 +88,22 @@ pub(crate) fn histogram_with(
         super::scalar::r96_histogram(chunk.get(done..).unwrap_or_default(), counts);
     }
 }
+
+/// The class of a byte is `hi[b >> 4] + lo[b & 15]`: 24·h2 + 8·d from the high
+/// nibble, l from the low one. Two 16-entry tables, so that one SIMD shuffle
+/// (`vpshufb`, `tbl`) looks each up for a whole vector.
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_endian = "little")
+))]
+pub(crate) const NIBBLE_TABLES: ([u8; 16], [u8; 16]) = {
+    let mut hi = [0u8; 16];
+    let mut lo = [0u8; 16];
+    let mut n = 0;
+    while n < 16 {
+        hi[n] = crate::r96::CLASS_TABLE[n << 4];
+        lo[n] = crate::r96::CLASS_TABLE[n];
+        n += 1;
+    }
+    (hi, lo)
+};
