@@ -265,6 +265,7 @@ mod tests {
             "85fef195227443ef4fa583e6ceadefa5c824a7049edc8ac6a9bfb63806ff848a"
         );
         assert_eq!(residue(b"HELLO WORLD"), 28);
+        assert_eq!(h.digest().as_u64(), 0xef43_7422_95f1_fe85);
     }
 
     #[test]
