@@ -1,0 +1,309 @@
+//! Node keys and domain-separated Ed25519 signatures (SPEC §7).
+//!
+//! Every signature covers `BLAKE3-derive("hologram <purpose> v1", canonical
+//! bytes)`: the 32-byte derived hash is the Ed25519 message. Purposes form a
+//! closed set ([`Purpose`]), each with its own context string, so a signature
+//! made for one purpose never verifies for another.
+//!
+//! Verification is `verify_strict` (no small-order keys or `R`, canonical `s`
+//! and `R` encodings). A [`NodeId`] is the 32-byte public key.
+
+use crate::ReceiptError;
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use hologram_lattice::NodeId;
+use serde::{Deserialize, Serialize};
+
+/// What a signature is for. Each purpose has its own BLAKE3 key-derivation
+/// context, `"hologram <purpose> v1"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Purpose {
+    /// A consensus vote on a receipt: `"hologram vote v1"`.
+    Vote,
+    /// A commit (consensus decision or transaction commit): `"hologram commit v1"`.
+    Commit,
+    /// A transaction participant's prepare: `"hologram prepare v1"`.
+    Prepare,
+    /// A transaction participant's abort: `"hologram abort v1"`.
+    Abort,
+    /// A consensus leader's proposal: `"hologram proposal v1"`.
+    Proposal,
+    /// The origin link of a witness chain: `"hologram witness-origin v1"`.
+    WitnessOrigin,
+    /// A forwarding hop of a witness chain: `"hologram witness-hop v1"`.
+    WitnessHop,
+    /// An acknowledgement that an object or message was delivered or stored:
+    /// `"hologram delivery v1"`.
+    Delivery,
+    /// A replicated state machine's transition receipt: `"hologram transition v1"`.
+    Transition,
+}
+
+impl Purpose {
+    /// Every purpose.
+    pub const ALL: [Purpose; 9] = [
+        Purpose::Vote,
+        Purpose::Commit,
+        Purpose::Prepare,
+        Purpose::Abort,
+        Purpose::Proposal,
+        Purpose::WitnessOrigin,
+        Purpose::WitnessHop,
+        Purpose::Delivery,
+        Purpose::Transition,
+    ];
+
+    /// The BLAKE3 key-derivation context of this purpose.
+    pub const fn context(self) -> &'static str {
+        match self {
+            Purpose::Vote => "hologram vote v1",
+            Purpose::Commit => "hologram commit v1",
+            Purpose::Prepare => "hologram prepare v1",
+            Purpose::Abort => "hologram abort v1",
+            Purpose::Proposal => "hologram proposal v1",
+            Purpose::WitnessOrigin => "hologram witness-origin v1",
+            Purpose::WitnessHop => "hologram witness-hop v1",
+            Purpose::Delivery => "hologram delivery v1",
+            Purpose::Transition => "hologram transition v1",
+        }
+    }
+
+    /// The Ed25519 message for `canonical` bytes signed for this purpose:
+    /// `BLAKE3-derive(self.context(), canonical)`.
+    pub fn message(self, canonical: &[u8]) -> [u8; 32] {
+        *blake3::Hasher::new_derive_key(self.context())
+            .update(canonical)
+            .finalize()
+            .as_bytes()
+    }
+}
+
+impl core::fmt::Display for Purpose {
+    /// The purpose's name, as in its context string (`witness-hop`).
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let ctx = self.context();
+        let name = ctx
+            .strip_prefix("hologram ")
+            .and_then(|s| s.strip_suffix(" v1"))
+            .unwrap_or(ctx);
+        f.write_str(name)
+    }
+}
+
+/// An Ed25519 signature, `R ‖ s` (64 bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Signature {
+    r: [u8; 32],
+    s: [u8; 32],
+}
+
+impl Signature {
+    /// The signature with these 64 bytes (`R ‖ s`). Any bytes are accepted;
+    /// verification rejects malformed ones.
+    pub fn from_bytes(bytes: [u8; 64]) -> Self {
+        Self::from(ed25519_dalek::Signature::from_bytes(&bytes))
+    }
+
+    /// The 64 bytes, `R ‖ s`.
+    pub fn to_bytes(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out[..32].copy_from_slice(&self.r);
+        out[32..].copy_from_slice(&self.s);
+        out
+    }
+
+    /// The `R` half (a compressed curve point).
+    pub const fn r_bytes(&self) -> &[u8; 32] {
+        &self.r
+    }
+
+    pub(crate) fn to_dalek(self) -> ed25519_dalek::Signature {
+        ed25519_dalek::Signature::from_components(self.r, self.s)
+    }
+}
+
+impl From<ed25519_dalek::Signature> for Signature {
+    fn from(sig: ed25519_dalek::Signature) -> Self {
+        Self {
+            r: *sig.r_bytes(),
+            s: *sig.s_bytes(),
+        }
+    }
+}
+
+impl core::fmt::Debug for Signature {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let hex = |b: &[u8; 32]| blake3::Hash::from_bytes(*b).to_hex();
+        write!(f, "Signature({}{})", hex(&self.r), hex(&self.s))
+    }
+}
+
+/// A node's Ed25519 key pair. Its [`NodeId`] is the public key.
+///
+/// `Debug` shows only the node id; the secret never leaves through this type
+/// except by [`KeyPair::to_seed`].
+///
+/// ```
+/// use hologram_receipt::{verify_signature, KeyPair, Purpose};
+/// let keys = KeyPair::from_seed([7; 32]);
+/// let sig = keys.sign(Purpose::Vote, b"receipt bytes");
+/// assert!(verify_signature(&keys.node_id(), Purpose::Vote, b"receipt bytes", &sig).is_ok());
+/// assert!(verify_signature(&keys.node_id(), Purpose::Commit, b"receipt bytes", &sig).is_err());
+/// ```
+#[derive(Clone)]
+pub struct KeyPair {
+    signing: SigningKey,
+}
+
+impl KeyPair {
+    /// A fresh key pair from a cryptographically secure generator.
+    pub fn generate<R: rand::CryptoRng + rand::RngCore>(rng: &mut R) -> Self {
+        Self {
+            signing: SigningKey::generate(rng),
+        }
+    }
+
+    /// The key pair with this 32-byte secret seed (RFC 8032 private key).
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Self {
+            signing: SigningKey::from_bytes(&seed),
+        }
+    }
+
+    /// The 32-byte secret seed. Keep it secret.
+    pub fn to_seed(&self) -> [u8; 32] {
+        self.signing.to_bytes()
+    }
+
+    /// The node's identity: its public key.
+    pub fn node_id(&self) -> NodeId {
+        NodeId::from_bytes(self.signing.verifying_key().to_bytes())
+    }
+
+    /// Signs `canonical` bytes for `purpose`: the Ed25519 signature of
+    /// `purpose.message(canonical)`.
+    pub fn sign(&self, purpose: Purpose, canonical: &[u8]) -> Signature {
+        Signature::from(self.signing.sign(&purpose.message(canonical)))
+    }
+}
+
+impl core::fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("KeyPair")
+            .field("node_id", &self.node_id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The Ed25519 public key of `node`, or [`ReceiptError::InvalidKey`] when its
+/// bytes are not a curve point or are a point of small order (a weak key,
+/// which `verify_strict` would reject anyway).
+pub fn verifying_key(node: &NodeId) -> Result<VerifyingKey, ReceiptError> {
+    match VerifyingKey::from_bytes(node.as_bytes()) {
+        Ok(key) if !key.is_weak() => Ok(key),
+        _ => Err(ReceiptError::InvalidKey(*node)),
+    }
+}
+
+/// Checks that `signature` is `signer`'s signature of `canonical` bytes for
+/// `purpose` (strict Ed25519 verification). Fails with
+/// [`ReceiptError::InvalidKey`] or [`ReceiptError::BadSignature`].
+pub fn verify_signature(
+    signer: &NodeId,
+    purpose: Purpose,
+    canonical: &[u8],
+    signature: &Signature,
+) -> Result<(), ReceiptError> {
+    verifying_key(signer)?
+        .verify_strict(&purpose.message(canonical), &signature.to_dalek())
+        .map_err(|_| ReceiptError::BadSignature {
+            signer: *signer,
+            purpose,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_strings_are_exact_and_distinct() {
+        let names: Vec<String> = Purpose::ALL.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "vote",
+                "commit",
+                "prepare",
+                "abort",
+                "proposal",
+                "witness-origin",
+                "witness-hop",
+                "delivery",
+                "transition"
+            ]
+        );
+        for p in Purpose::ALL {
+            assert_eq!(p.context(), format!("hologram {p} v1"));
+            let expected = blake3::Hasher::new_derive_key(p.context())
+                .update(b"abc")
+                .finalize();
+            assert_eq!(&p.message(b"abc"), expected.as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_signature_verifies_for_its_purpose_only() {
+        let keys = KeyPair::from_seed([3; 32]);
+        let id = keys.node_id();
+        for p in Purpose::ALL {
+            let sig = keys.sign(p, b"payload");
+            // It is a plain Ed25519 signature of the derived message.
+            let vk = VerifyingKey::from_bytes(id.as_bytes()).unwrap();
+            assert!(vk
+                .verify_strict(&p.message(b"payload"), &sig.to_dalek())
+                .is_ok());
+            for q in Purpose::ALL {
+                let res = verify_signature(&id, q, b"payload", &sig);
+                if p == q {
+                    assert_eq!(res, Ok(()));
+                } else {
+                    assert_eq!(
+                        res,
+                        Err(ReceiptError::BadSignature {
+                            signer: id,
+                            purpose: q
+                        })
+                    );
+                }
+            }
+            assert!(verify_signature(&id, p, b"payloaD", &sig).is_err());
+        }
+    }
+
+    #[test]
+    fn weak_and_invalid_keys_are_rejected() {
+        // The identity point (y = 1) has small order.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = NodeId::from_bytes(identity);
+        assert_eq!(verifying_key(&weak), Err(ReceiptError::InvalidKey(weak)));
+        let sig = Signature::from_bytes([0; 64]);
+        assert_eq!(
+            verify_signature(&weak, Purpose::Vote, b"", &sig),
+            Err(ReceiptError::InvalidKey(weak))
+        );
+        let keys = KeyPair::from_seed([9; 32]);
+        assert_eq!(KeyPair::from_seed(keys.to_seed()).node_id(), keys.node_id());
+        assert!(!format!("{keys:?}").contains(&format!("{:?}", keys.to_seed())));
+    }
+
+    #[test]
+    fn signatures_round_trip_through_bytes_and_serde() {
+        let sig = KeyPair::from_seed([1; 32]).sign(Purpose::Delivery, b"x");
+        assert_eq!(Signature::from_bytes(sig.to_bytes()), sig);
+        let wire = postcard::to_allocvec(&sig).unwrap();
+        assert_eq!(wire.len(), 64);
+        assert_eq!(postcard::from_bytes::<Signature>(&wire).unwrap(), sig);
+    }
+}
