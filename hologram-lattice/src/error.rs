@@ -42,12 +42,16 @@ pub enum LatticeError {
     /// A proof-of-work difficulty above 256 bits can never be met.
     #[error("proof-of-work difficulty {0} exceeds 256 bits")]
     DifficultyTooHigh(u32),
-    /// Peer columns of different lengths were given to a batched kernel.
-    #[error("peer columns differ in length: {pages} pages, {bytes} bytes")]
-    ColumnLengths {
-        /// Length of the page column.
-        pages: usize,
-        /// Length of the byte column.
-        bytes: usize,
+    /// A simulation's invariant failed.
+    #[error("invariant violated at step {step} ({at_ms} ms): {message}; replay with HOLOGRAM_SEED={seed}")]
+    InvariantViolated {
+        /// The seed that replays the run.
+        seed: u64,
+        /// The step after which the check failed.
+        step: u64,
+        /// The virtual time of that step.
+        at_ms: u64,
+        /// What the invariant said.
+        message: String,
     },
 }

@@ -13,9 +13,10 @@
 //! | [`coord`] | [`Coord`], the 48 × 256 torus, its metric and tie-break |
 //! | [`address`] | [`Address`]: BLAKE3 content addresses and their site |
 //! | [`r96`] | resonance classes, [`R96Histogram`], [`R96Digest`], residues |
-//! | [`c768`] | σ, orbits, [`Phase`](c768::Phase), [`ScheduleRotation`](c768::ScheduleRotation) |
+//! | [`c768`] | σ, orbits, [`Phase`], [`ScheduleRotation`] |
 //! | [`node_id`] | [`NodeId`] and its Sybil-resistance [`ProofOfWork`] |
 //! | [`columns`] | [`PeerColumns`]: many sites as columns, batched distance and k nearest |
+//! | [`sim`] | the deterministic simulator for protocol cores: seeded faults, virtual clock, invariants |
 //! | [`kernels`] | the SIMD kernels (scalar, portable, AVX2, NEON) and their run-time dispatch |
 //! | [`error`] | [`LatticeError`] |
 //!
@@ -48,6 +49,7 @@ pub mod error;
 pub mod kernels;
 pub mod node_id;
 pub mod r96;
+pub mod sim;
 
 pub use address::Address;
 pub use c768::{Phase, SchedulePoint, ScheduleRotation};
