@@ -16,6 +16,7 @@
 //! | [`c768`] | σ, orbits, [`Phase`], [`ScheduleRotation`] |
 //! | [`node_id`] | [`NodeId`] and its Sybil-resistance [`ProofOfWork`] |
 //! | [`columns`] | [`PeerColumns`]: many sites as columns, batched distance and k nearest |
+//! | [`transport`] | the [`Transport`](transport::Transport) seam, inbound [`Handler`](transport::Handler)s, protocol tags |
 //! | [`sim`] | the deterministic simulator for protocol cores: seeded faults, virtual clock, invariants |
 //! | [`kernels`] | the SIMD kernels (scalar, portable, AVX2, NEON) and their run-time dispatch |
 //! | [`error`] | [`LatticeError`] |
@@ -50,11 +51,12 @@ pub mod kernels;
 pub mod node_id;
 pub mod r96;
 pub mod sim;
+pub mod transport;
 
 pub use address::Address;
 pub use c768::{Phase, SchedulePoint, ScheduleRotation};
 pub use columns::{Neighbor, PeerColumns};
 pub use coord::{Coord, BYTES_PER_PAGE, MAX_DISTANCE, PAGES, SITES};
 pub use error::LatticeError;
-pub use node_id::{NodeId, ProofOfWork};
+pub use node_id::{NodeId, PeerId, ProofOfWork};
 pub use r96::{R96Digest, R96Histogram};

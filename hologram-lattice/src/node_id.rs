@@ -67,6 +67,9 @@ impl NodeId {
     }
 }
 
+/// How transports and routing tables name a peer: its [`NodeId`].
+pub type PeerId = NodeId;
+
 /// A nonce showing that work was spent on a [`NodeId`]: BLAKE3-derive("hologram
 /// node-pow v1", key ‖ nonce u64 LE) has at least the required number of leading
 /// zero bits.
