@@ -27,7 +27,9 @@ fn setup(peers: u64) -> Setup {
     ids.sort();
     let table = RoutingTable::from_sites(ids.iter().map(|&id| (id, id.coord())));
     let columns = ids.iter().map(|id| id.coord()).collect();
-    let targets = (0..1024u32).map(|i| Address::of(&i.to_le_bytes())).collect();
+    let targets = (0..1024u32)
+        .map(|i| Address::of(&i.to_le_bytes()))
+        .collect();
     Setup {
         router: LatticeRouter::with_table(node(u64::MAX), table),
         columns,
@@ -79,7 +81,11 @@ fn check_targets() {
         let median_us = samples[samples.len() / 2] / 1e3;
         println!(
             "  {peers} peers: median {median_us:.3} µs (target {target_us} µs: {})",
-            if median_us <= target_us { "met" } else { "NOT MET" }
+            if median_us <= target_us {
+                "met"
+            } else {
+                "NOT MET"
+            }
         );
     }
 }

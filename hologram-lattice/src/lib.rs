@@ -16,6 +16,7 @@
 //! | [`c768`] | σ, orbits, [`Phase`], [`ScheduleRotation`] |
 //! | [`node_id`] | [`NodeId`] and its Sybil-resistance [`ProofOfWork`] |
 //! | [`columns`] | [`PeerColumns`]: many sites as columns, batched distance and k nearest |
+//! | [`routing`] | the [`RoutingTable`](routing::RoutingTable) with a page index, [`LatticeRouter`](routing::LatticeRouter) |
 //! | [`transport`] | the [`Transport`](transport::Transport) seam, inbound [`Handler`](transport::Handler)s, protocol tags |
 //! | [`sim`] | the deterministic simulator for protocol cores: seeded faults, virtual clock, invariants |
 //! | [`kernels`] | the SIMD kernels (scalar, portable, AVX2, NEON) and their run-time dispatch |
@@ -50,6 +51,7 @@ pub mod error;
 pub mod kernels;
 pub mod node_id;
 pub mod r96;
+pub mod routing;
 pub mod sim;
 pub mod transport;
 
