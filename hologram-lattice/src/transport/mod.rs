@@ -11,10 +11,20 @@
 //! as `Arc<dyn Transport>`, and timeouts are the transport's business.
 //! Writing a transport (TCP, QUIC, a proxy that drops or corrupts) takes a page:
 //! see `examples/` for one over TCP.
+//!
+//! [`MemoryNetwork`] is an in-process network of [`MemoryTransport`]s with
+//! seeded faults (loss, latency, duplication, corruption, partitions,
+//! crash–restart); its clock is a [`Timer`], which needs no runtime either.
 
+mod memory;
+#[cfg(test)]
+mod memory_tests;
 mod mux;
+mod timer;
 
+pub use memory::{MemoryNetwork, MemoryTransport};
 pub use mux::ProtocolMux;
+pub use timer::{Sleep, Timer};
 
 use crate::PeerId;
 use async_trait::async_trait;

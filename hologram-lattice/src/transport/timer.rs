@@ -1,0 +1,368 @@
+//! A timer that needs no runtime: one background thread per [`Timer`] wakes
+//! the futures whose deadlines have passed.
+//!
+//! The thread keeps an ordered map `(deadline, key) → Waker` behind a mutex
+//! and sleeps on a condition variable until the earliest deadline (or until
+//! a new, earlier deadline is registered). A [`Sleep`] checks the clock before
+//! it registers, registers (or refreshes) its waker under the same mutex the
+//! thread reads, and deregisters when dropped. No wakeup is lost:
+//!
+//! - a deadline registered after the thread last looked at the map is seen on
+//!   its next look, because registering an earlier deadline than every other
+//!   one notifies the condition variable under the mutex, and the thread only
+//!   waits after reading the map under that mutex;
+//! - the thread wakes a waker only after its deadline has passed, and
+//!   [`Instant`] is monotonic, so the woken [`Sleep`] sees the deadline passed
+//!   when it is polled again; if it is polled again before (a spurious poll)
+//!   and finds its entry gone, it registers again.
+//!
+//! A [`Sleep`] that is ready on its first poll never touches the thread or
+//! the mutex, so [`Timer::timeout`] around a future that is already done costs
+//! one clock read. The thread ends when the last [`Timer`] and [`Sleep`]
+//! sharing it are dropped.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// A clock for futures on any executor: [`sleep`](Timer::sleep) and
+/// [`timeout`](Timer::timeout), driven by one background thread.
+///
+/// Cloning is cheap and shares the thread.
+///
+/// ```
+/// use hologram_lattice::transport::Timer;
+/// use std::time::{Duration, Instant};
+///
+/// let timer = Timer::new();
+/// let start = Instant::now();
+/// futures::executor::block_on(timer.sleep(Duration::from_millis(5)));
+/// assert!(start.elapsed() >= Duration::from_millis(5));
+///
+/// let never = futures::future::pending::<()>();
+/// let out = futures::executor::block_on(timer.timeout(Duration::from_millis(5), never));
+/// assert_eq!(out, None);
+/// ```
+#[derive(Clone)]
+pub struct Timer {
+    handle: Arc<Handle>,
+}
+
+/// What the thread and the futures share.
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+/// The registered deadlines, earliest first, and whether the thread should end.
+#[derive(Default)]
+struct State {
+    wakers: BTreeMap<(Instant, u64), Waker>,
+    next_key: u64,
+    shutdown: bool,
+}
+
+/// Keeps the thread alive; the last one dropped tells the thread to end.
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        lock(&self.shared.state).shutdown = true;
+        self.shared.changed.notify_one();
+    }
+}
+
+/// Locks the state; a panic while it was held cannot leave it inconsistent
+/// (every critical section is a single map operation), so poisoning is ignored.
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Timer {
+    /// Starts a timer and its thread (named `hologram-timer`).
+    ///
+    /// # Panics
+    ///
+    /// If the operating system cannot start a thread, as [`std::thread::spawn`].
+    pub fn new() -> Timer {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+        });
+        let for_thread = Arc::clone(&shared);
+        // `Builder::spawn` only fails where `thread::spawn` would panic.
+        std::thread::Builder::new()
+            .name("hologram-timer".into())
+            .spawn(move || run(&for_thread))
+            .unwrap_or_else(|e| panic!("cannot start the timer thread: {e}"));
+        Timer {
+            handle: Arc::new(Handle { shared }),
+        }
+    }
+
+    /// A future that completes once `duration` has passed.
+    pub fn sleep(&self, duration: Duration) -> Sleep {
+        // A duration too long for `Instant` means "never": the far future.
+        let deadline = Instant::now()
+            .checked_add(duration)
+            .unwrap_or_else(far_future);
+        self.sleep_until(deadline)
+    }
+
+    /// A future that completes once `deadline` has passed.
+    pub fn sleep_until(&self, deadline: Instant) -> Sleep {
+        Sleep {
+            handle: Arc::clone(&self.handle),
+            deadline,
+            key: None,
+        }
+    }
+
+    /// Runs `future` for at most `duration`: `Some(output)` if it finished
+    /// in time, `None` if the time ran out first (and `future` was dropped).
+    /// The future is polled before the clock, so one that is ready at once
+    /// never times out.
+    pub async fn timeout<F: Future>(&self, duration: Duration, future: F) -> Option<F::Output> {
+        let future = pin!(future);
+        match futures::future::select(future, self.sleep(duration)).await {
+            futures::future::Either::Left((output, _)) => Some(output),
+            futures::future::Either::Right(((), _)) => None,
+        }
+    }
+}
+
+impl Default for Timer {
+    fn default() -> Self {
+        Timer::new()
+    }
+}
+
+impl std::fmt::Debug for Timer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pending = lock(&self.handle.shared.state).wakers.len();
+        f.debug_struct("Timer").field("pending", &pending).finish()
+    }
+}
+
+/// About thirty years from now: a deadline that does not come.
+fn far_future() -> Instant {
+    let now = Instant::now();
+    now.checked_add(Duration::from_secs(30 * 365 * 24 * 3600))
+        .unwrap_or(now)
+}
+
+/// The timer thread: wakes every due waker (outside the lock), then waits
+/// until the earliest deadline or a change.
+fn run(shared: &Shared) {
+    let mut state = lock(&shared.state);
+    loop {
+        if state.shutdown {
+            return;
+        }
+        let now = Instant::now();
+        let mut due = Vec::new();
+        while let Some(entry) = state.wakers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            due.push(entry.remove());
+        }
+        if !due.is_empty() {
+            drop(state);
+            due.into_iter().for_each(Waker::wake);
+            state = lock(&shared.state);
+            continue;
+        }
+        state = match state.wakers.first_key_value() {
+            None => shared
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner),
+            Some((&(deadline, _), _)) => {
+                shared
+                    .changed
+                    .wait_timeout(state, deadline.saturating_duration_since(now))
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            }
+        };
+    }
+}
+
+/// A future that completes once its deadline has passed; see [`Timer::sleep`].
+#[must_use = "a Sleep does nothing unless awaited"]
+pub struct Sleep {
+    handle: Arc<Handle>,
+    deadline: Instant,
+    /// The key of this sleep's entry, once it has registered.
+    key: Option<u64>,
+}
+
+impl Sleep {
+    /// When this sleep completes.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+}
+
+impl std::fmt::Debug for Sleep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sleep")
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.deadline {
+            self.deregister();
+            return Poll::Ready(());
+        }
+        let shared = Arc::clone(&self.handle.shared);
+        let mut state = lock(&shared.state);
+        let key = match self.key {
+            Some(key) => key,
+            None => {
+                let key = state.next_key;
+                state.next_key = state.next_key.wrapping_add(1);
+                self.key = Some(key);
+                key
+            }
+        };
+        match state.wakers.get_mut(&(self.deadline, key)) {
+            Some(waker) => waker.clone_from(cx.waker()),
+            None => {
+                // First poll, or the thread fired the entry just before the
+                // clock read above: (re-)register.
+                state
+                    .wakers
+                    .insert((self.deadline, key), cx.waker().clone());
+                let earliest = state.wakers.keys().next() == Some(&(self.deadline, key));
+                if earliest {
+                    shared.changed.notify_one();
+                }
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Sleep {
+    /// Removes this sleep's entry, if it has one.
+    fn deregister(&mut self) {
+        if let Some(key) = self.key.take() {
+            lock(&self.handle.shared.state)
+                .wakers
+                .remove(&(self.deadline, key));
+        }
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        self.deregister();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+    use futures::future::join_all;
+
+    #[test]
+    fn sleep_waits_at_least_its_duration() {
+        let timer = Timer::new();
+        let start = Instant::now();
+        block_on(timer.sleep(Duration::from_millis(20)));
+        assert!(start.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn many_concurrent_sleeps_all_wake_after_their_deadlines() {
+        // Deadlines registered in scrambled order, some equal, some already
+        // past: every one must complete, none early (a lost wakeup hangs).
+        let timer = Timer::new();
+        let start = Instant::now();
+        let sleeps = (0..200u64).map(|i| {
+            let ms = (i * 37) % 23;
+            let timer = timer.clone();
+            async move {
+                let deadline = start + Duration::from_millis(ms);
+                timer.sleep_until(deadline).await;
+                Instant::now() >= deadline
+            }
+        });
+        let on_time = block_on(join_all(sleeps));
+        assert!(on_time.into_iter().all(|ok| ok));
+        assert!(timer.handle.shared.state.lock().unwrap().wakers.is_empty());
+    }
+
+    #[test]
+    fn sleeps_on_other_threads_share_one_timer() {
+        let timer = Timer::new();
+        let threads: Vec<_> = (0..4u64)
+            .map(|i| {
+                let timer = timer.clone();
+                std::thread::spawn(move || {
+                    let start = Instant::now();
+                    block_on(timer.sleep(Duration::from_millis(5 + i * 3)));
+                    start.elapsed()
+                })
+            })
+            .collect();
+        for (i, t) in threads.into_iter().enumerate() {
+            let waited = t.join().unwrap();
+            assert!(waited >= Duration::from_millis(5 + i as u64 * 3));
+        }
+    }
+
+    #[test]
+    fn timeout_returns_the_output_or_none() {
+        let timer = Timer::new();
+        let quick = block_on(timer.timeout(Duration::from_secs(10), async { 7 }));
+        assert_eq!(quick, Some(7));
+        let start = Instant::now();
+        let slow = block_on(timer.timeout(
+            Duration::from_millis(10),
+            timer.sleep(Duration::from_secs(10)),
+        ));
+        assert_eq!(slow, None);
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn dropped_sleeps_deregister() {
+        let timer = Timer::new();
+        let out = block_on(timer.timeout(
+            Duration::from_millis(1),
+            timer.sleep(Duration::from_secs(3600)),
+        ));
+        assert_eq!(out, None);
+        assert!(timer.handle.shared.state.lock().unwrap().wakers.is_empty());
+    }
+
+    #[test]
+    fn the_thread_ends_with_the_last_handle() {
+        let timer = Timer::new();
+        let shared = Arc::clone(&timer.handle.shared);
+        drop(timer);
+        let start = Instant::now();
+        // The thread holds the other reference until it returns.
+        while Arc::strong_count(&shared) > 1 {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "thread still running"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
