@@ -26,7 +26,7 @@ pub enum Insertion {
 /// identity farm from filling a region of the table.
 #[derive(Debug, Clone)]
 pub struct RoutingTable {
-    pages: Vec<Vec<(u8, PeerId)>>,
+    pages: Vec<Page>,
     sites: HashMap<PeerId, Coord>,
     page_cap: usize,
 }
@@ -46,7 +46,7 @@ impl RoutingTable {
     /// An empty table that holds at most `cap` peers per page.
     pub fn with_page_cap(cap: usize) -> Self {
         Self {
-            pages: vec![Vec::new(); PAGES],
+            pages: vec![Page::default(); PAGES],
             sites: HashMap::new(),
             page_cap: cap,
         }
@@ -60,11 +60,14 @@ impl RoutingTable {
         for (peer, site) in peers {
             if let Entry::Vacant(slot) = table.sites.entry(peer) {
                 slot.insert(site);
-                table.pages[usize::from(site.page())].push((site.byte(), peer));
+                table.pages[usize::from(site.page())]
+                    .entries
+                    .push((site.byte(), peer));
             }
         }
         for page in &mut table.pages {
-            page.sort_unstable();
+            page.entries.sort_unstable();
+            page.reindex();
         }
         table
     }
@@ -86,12 +89,10 @@ impl RoutingTable {
             return Insertion::Present;
         }
         let page = &mut self.pages[usize::from(site.page())];
-        if page.len() >= self.page_cap {
+        if page.entries.len() >= self.page_cap {
             return Insertion::PageFull;
         }
-        let entry = (site.byte(), peer);
-        let at = page.partition_point(|e| *e < entry);
-        page.insert(at, entry);
+        page.insert(site.byte(), peer);
         self.sites.insert(peer, site);
         Insertion::Added
     }
@@ -99,10 +100,7 @@ impl RoutingTable {
     /// Removes a peer; returns its site if it was present.
     pub fn remove(&mut self, peer: &PeerId) -> Option<Coord> {
         let site = self.sites.remove(peer)?;
-        let page = &mut self.pages[usize::from(site.page())];
-        if let Ok(at) = page.binary_search(&(site.byte(), *peer)) {
-            page.remove(at);
-        }
+        self.pages[usize::from(site.page())].remove(site.byte(), peer);
         Some(site)
     }
 
@@ -129,6 +127,7 @@ impl RoutingTable {
     /// The peers of one page (taken mod 48), by (byte, id).
     pub fn page_peers(&self, page: u8) -> impl ExactSizeIterator<Item = PeerId> + '_ {
         self.pages[usize::from(page) % PAGES]
+            .entries
             .iter()
             .map(|&(_, id)| id)
     }
@@ -136,7 +135,8 @@ impl RoutingTable {
     /// Every peer with its site, page by page.
     pub fn iter(&self) -> impl Iterator<Item = (PeerId, Coord)> + '_ {
         self.pages.iter().enumerate().flat_map(|(p, page)| {
-            page.iter()
+            page.entries
+                .iter()
                 .map(move |&(b, id)| (id, Coord::new(p as u32, b.into())))
         })
     }
@@ -168,44 +168,104 @@ impl RoutingTable {
     }
 }
 
-/// Appends to `out` at least the `need` peers of `page` nearest to byte `tb`
-/// by (byte distance, id), as (byte distance, id) in no particular order.
+/// Appends to `out` the `need` peers of `page` nearest to byte `tb` by
+/// (byte distance, id), as (byte distance, id), in no particular order, plus
+/// at most `need` more (the caller sorts and truncates).
 ///
 /// The byte circle splits into two arcs that each grow in distance from
-/// `tb`: upwards `tb, tb+1, …, tb+128` and downwards `tb-1, …, tb-127`. Each
-/// arc is walked until it has `need` peers and the next one is farther than
-/// the last taken (so ties at the cut are all offered; the caller sorts).
-fn nearest_in_page(page: &[(u8, PeerId)], tb: u8, need: usize, out: &mut Vec<(u16, PeerId)>) {
-    let n = page.len();
+/// `tb`: upwards `tb, tb+1, …, tb+128` and downwards `tb-1, …, tb-127`.
+/// Upwards, entries come in exactly (distance, id) order. Downwards, bytes
+/// come in distance order but each byte's run is sorted by id, so the walk
+/// goes run by run, taking each run from its start.
+fn nearest_in_page(page: &Page, tb: u8, need: usize, out: &mut Vec<(u16, PeerId)>) {
+    let entries = &page.entries[..];
+    let n = entries.len();
     if n == 0 || need == 0 {
         return;
     }
-    let start = page.partition_point(|&(b, _)| b < tb);
-    let mut take =
-        |i: usize, in_arc: &dyn Fn(u8) -> bool, taken: &mut usize, last: &mut u8| -> bool {
-            let (b, id) = page[i];
-            if !in_arc(b) {
-                return false;
-            }
-            let d = byte_distance(b, tb);
-            if *taken >= need && d > *last {
-                return false;
-            }
-            out.push((u16::from(d), id));
-            *taken += 1;
-            *last = d;
-            true
-        };
-    let up_arc = |b: u8| b.wrapping_sub(tb) <= 128;
-    let down_arc = |b: u8| (1..=127).contains(&tb.wrapping_sub(b));
-    let (mut taken, mut last) = (0, 0);
-    let mut walked = 0;
-    while walked < n && take((start + walked) % n, &up_arc, &mut taken, &mut last) {
-        walked += 1;
+    let start = page.start_of(tb);
+    let mut taken = 0;
+    while taken < need && taken < n {
+        let (b, id) = entries[(start + taken) % n];
+        if b.wrapping_sub(tb) > 128 {
+            break;
+        }
+        out.push((u16::from(byte_distance(b, tb)), id));
+        taken += 1;
     }
-    let (mut taken, mut last) = (0, 0);
-    let mut back = 0;
-    while back < n - walked && take((start + n - 1 - back) % n, &down_arc, &mut taken, &mut last) {
-        back += 1;
+    let mut got = 0;
+    let mut b = tb;
+    for _ in 1..=127 {
+        if got >= need {
+            break;
+        }
+        b = b.wrapping_sub(1);
+        let run = page.run(b);
+        for &(_, id) in run.iter().take(need - got) {
+            out.push((u16::from(byte_distance(b, tb)), id));
+            got += 1;
+        }
+    }
+}
+
+/// One page's peers, sorted by (byte, id), with a directory of where each
+/// byte value starts so that a query finds its place without a search.
+#[derive(Debug, Clone)]
+struct Page {
+    entries: Vec<(u8, PeerId)>,
+    /// `starts[b]`: index of the first entry with byte ≥ b (`starts[256] = len`).
+    starts: [u32; 257],
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+            starts: [0; 257],
+        }
+    }
+}
+
+impl Page {
+    fn start_of(&self, byte: u8) -> usize {
+        self.starts[usize::from(byte)] as usize
+    }
+
+    /// The entries of one byte value, sorted by id.
+    fn run(&self, byte: u8) -> &[(u8, PeerId)] {
+        let b = usize::from(byte);
+        &self.entries[self.starts[b] as usize..self.starts[b + 1] as usize]
+    }
+
+    fn insert(&mut self, byte: u8, peer: PeerId) {
+        let b = usize::from(byte);
+        let run = &self.entries[self.starts[b] as usize..self.starts[b + 1] as usize];
+        let at = self.starts[b] as usize + run.partition_point(|e| e.1 < peer);
+        self.entries.insert(at, (byte, peer));
+        for s in &mut self.starts[b + 1..] {
+            *s += 1;
+        }
+    }
+
+    fn remove(&mut self, byte: u8, peer: &PeerId) {
+        let b = usize::from(byte);
+        let (lo, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
+        if let Ok(i) = self.entries[lo..hi].binary_search_by(|e| e.1.cmp(peer)) {
+            self.entries.remove(lo + i);
+            for s in &mut self.starts[b + 1..] {
+                *s -= 1;
+            }
+        }
+    }
+
+    /// Rebuilds the directory after the entries were sorted in bulk.
+    fn reindex(&mut self) {
+        let mut i = 0;
+        for (b, start) in self.starts.iter_mut().enumerate() {
+            while i < self.entries.len() && usize::from(self.entries[i].0) < b {
+                i += 1;
+            }
+            *start = i as u32;
+        }
     }
 }
