@@ -13,7 +13,8 @@
 //! (torsion) component can pass in one batch and fail in another. Before
 //! batching, every entry is therefore checked the way `verify_strict` would:
 //! the key must be a curve point of large order ([`verifying_key`]), and `R`
-//! must decode to a point, not of small order, in its canonical encoding.
+//! must be canonically encoded and not one of the 8 points of small order (a
+//! byte comparison, no decompression).
 //! What remains is a signature whose key or `R` is a point with a torsion
 //! component but not of small order; honest keys and signatures never have
 //! one, only the holder of the secret key can build one, and rejecting it
@@ -22,7 +23,6 @@
 //! they are batched with, use [`verify_signature`](crate::verify_signature).
 
 use crate::{signing::verifying_key, NodeId, Purpose, ReceiptError, Signature};
-use ed25519_dalek::VerifyingKey;
 
 /// One signature to check.
 #[derive(Debug, Clone)]
@@ -136,19 +136,58 @@ impl SignatureBatch {
     }
 }
 
-/// Whether a signature's `R` passes `verify_strict`'s point checks: it decodes,
-/// is in canonical encoding, and is not of small order.
+/// Whether a signature's `R` passes `verify_strict`'s point checks without
+/// decompressing it: its `y` coordinate is canonical (below p) and it is not
+/// one of the 8 points of small order. Whether it decodes at all is left to
+/// the batch, which fails (and falls back to `verify_strict`) if not.
 fn r_is_strict(r: &[u8; 32]) -> bool {
-    match VerifyingKey::from_bytes(r) {
-        Ok(point) => !point.is_weak() && point.to_edwards().compress().to_bytes() == *r,
-        Err(_) => false,
-    }
+    let mut y = *r;
+    y[31] &= 0x7f; // the sign of x
+    let canonical = y.iter().rev().lt(field_prime().iter().rev());
+    canonical && !SMALL_ORDER_Y.contains(&y)
 }
+
+/// p = 2²⁵⁵ − 19, little-endian: the smallest non-canonical `y`.
+const fn field_prime() -> [u8; 32] {
+    let mut p = [0xff; 32];
+    p[0] = 0xed;
+    p[31] = 0x7f;
+    p
+}
+
+/// The `y` coordinates of the 8 points of small order (each with both signs
+/// of `x`, where that gives a point): 1 (the identity), p − 1 (order 2), 0
+/// (order 4) and the two `y` of the points of order 8. The list libsodium
+/// uses to reject small-order points; its completeness is tested.
+const SMALL_ORDER_Y: [[u8; 32]; 5] = [
+    [0; 32],
+    {
+        let mut one = [0; 32];
+        one[0] = 1;
+        one
+    },
+    {
+        let mut p_minus_one = field_prime();
+        p_minus_one[0] = 0xec;
+        p_minus_one
+    },
+    [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x05,
+    ],
+    [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ],
+];
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::KeyPair;
+    use ed25519_dalek::VerifyingKey;
 
     fn signed_batch(n: u8) -> (Vec<KeyPair>, SignatureBatch) {
         let keys: Vec<KeyPair> = (0..n).map(|i| KeyPair::from_seed([i + 1; 32])).collect();
@@ -186,17 +225,37 @@ mod tests {
     }
 
     #[test]
-    fn small_order_and_non_canonical_r_are_rejected_up_front() {
-        // The identity point has small order.
-        let mut identity = [0u8; 32];
-        identity[0] = 1;
-        assert!(!r_is_strict(&identity));
-        // y = p + 1 is a non-canonical encoding of the identity (y = 1).
-        let mut non_canonical = [0xff; 32];
-        non_canonical[0] = 0xee;
-        non_canonical[31] = 0x7f;
-        assert!(!r_is_strict(&non_canonical));
-        let sig = KeyPair::from_seed([5; 32]).sign(Purpose::Vote, b"");
-        assert!(r_is_strict(sig.r_bytes()));
+    fn the_small_order_list_is_exactly_the_8_small_order_points() {
+        let mut points = Vec::new();
+        for y in SMALL_ORDER_Y {
+            for sign in [0u8, 0x80] {
+                let mut enc = y;
+                enc[31] |= sign;
+                assert!(!r_is_strict(&enc));
+                if let Ok(p) = VerifyingKey::from_bytes(&enc) {
+                    assert!(p.is_weak(), "{enc:?} is not of small order");
+                    let canonical = p.to_edwards().compress().to_bytes();
+                    if !points.contains(&canonical) {
+                        points.push(canonical);
+                    }
+                }
+            }
+        }
+        // There are exactly 8 points of small order: all of them are listed.
+        assert_eq!(points.len(), 8);
+    }
+
+    #[test]
+    fn non_canonical_y_is_rejected_and_honest_r_accepted() {
+        let mut y = field_prime(); // y = p
+        assert!(!r_is_strict(&y));
+        y[0] = 0xf0; // y = p + 3
+        assert!(!r_is_strict(&y));
+        y[31] = 0xff; // same y, x sign set
+        assert!(!r_is_strict(&y));
+        for seed in 0..32u8 {
+            let sig = KeyPair::from_seed([seed; 32]).sign(Purpose::Vote, &[seed]);
+            assert!(r_is_strict(sig.r_bytes()));
+        }
     }
 }

@@ -5,10 +5,12 @@ use hologram_lattice::{Address, Phase, R96Histogram};
 
 /// Bytes handed to BLAKE3 and then to the R96 histogram at a time.
 ///
-/// 16 KiB is a whole number of BLAKE3 chunks (so the hasher keeps its SIMD
-/// parallelism) and small enough to stay in L1/L2 between the two passes over
-/// the block, so the data is read from memory once.
-pub const BLOCK_LEN: usize = 16 * 1024;
+/// 64 KiB is a power-of-two number of BLAKE3 chunks (so the hasher keeps its
+/// SIMD parallelism and whole subtrees), stays in L2 between the two kernels
+/// (so the data is read from memory once), and is long enough that the R96
+/// kernel's per-call cost (clearing and folding its pair table) is amortised.
+/// Measured on 1 MiB: 16 KiB blocks were 18% slower, 64–240 KiB equal.
+pub const BLOCK_LEN: usize = 64 * 1024;
 
 /// Computes [`Receipt::from_bytes`] over data that arrives in pieces.
 ///
