@@ -26,8 +26,13 @@ pub use memory::{MemoryNetwork, MemoryTransport};
 pub use mux::ProtocolMux;
 pub use timer::{Sleep, Timer};
 
+/// The attribute that implements [`Transport`] and [`Handler`] (from the
+/// `async-trait` crate), re-exported so that implementers use the same
+/// version without depending on it themselves:
+/// `#[hologram_lattice::transport::async_trait]`.
+pub use async_trait::async_trait;
+
 use crate::PeerId;
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use thiserror::Error;

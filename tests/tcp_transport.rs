@@ -1,0 +1,284 @@
+//! The example TCP transport (`examples/support/tcp.rs`) over 127.0.0.1:
+//! requests both ways, messages, timeouts, size limits on both sides.
+
+#[path = "../examples/support/tcp.rs"]
+mod tcp;
+
+use hologram::lattice::transport::{
+    async_trait, Handler, HandlerError, Protocol, Transport, TransportError,
+};
+use hologram::lattice::PeerId;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tcp::{body_length, decode, encode, Kind, TcpTransport, MAX_HEADER};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+const MAX: usize = 64 * 1024;
+const LONG: Duration = Duration::from_secs(5);
+
+/// Answers `name ‖ ":" ‖ payload` (or `answer_len` zero bytes), counts every
+/// frame it is handed and forwards messages to the test.
+struct Node {
+    name: &'static str,
+    answer_len: Option<usize>,
+    handled: AtomicUsize,
+    messages: mpsc::UnboundedSender<(PeerId, Protocol, Vec<u8>)>,
+}
+
+#[async_trait]
+impl Handler for Node {
+    async fn request(
+        &self,
+        _: PeerId,
+        protocol: Protocol,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, HandlerError> {
+        self.handled.fetch_add(1, Ordering::SeqCst);
+        if protocol != Protocol::PING {
+            return Err(HandlerError::Refused(format!("protocol {}", protocol.0)));
+        }
+        Ok(match self.answer_len {
+            Some(len) => vec![0; len],
+            None => [self.name.as_bytes(), b":", &payload].concat(),
+        })
+    }
+
+    async fn message(&self, from: PeerId, protocol: Protocol, payload: Vec<u8>) {
+        self.handled.fetch_add(1, Ordering::SeqCst);
+        let _ = self.messages.send((from, protocol, payload));
+    }
+}
+
+type Inbox = mpsc::UnboundedReceiver<(PeerId, Protocol, Vec<u8>)>;
+
+fn id(n: u8) -> PeerId {
+    PeerId::from_bytes([n; 32])
+}
+
+fn localhost() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+async fn node(
+    n: u8,
+    name: &'static str,
+    answer_len: Option<usize>,
+) -> (TcpTransport, Arc<Node>, Inbox) {
+    let (messages, inbox) = mpsc::unbounded_channel();
+    let handler = Arc::new(Node {
+        name,
+        answer_len,
+        handled: AtomicUsize::new(0),
+        messages,
+    });
+    let transport = TcpTransport::bind(
+        id(n),
+        localhost(),
+        Arc::clone(&handler) as Arc<dyn Handler>,
+        MAX,
+    )
+    .await
+    .unwrap();
+    (transport, handler, inbox)
+}
+
+/// Two nodes that know each other's address.
+async fn pair() -> (
+    (TcpTransport, Arc<Node>, Inbox),
+    (TcpTransport, Arc<Node>, Inbox),
+) {
+    let a = node(1, "a", None).await;
+    let b = node(2, "b", None).await;
+    a.0.add_peer(id(2), b.0.local_addr());
+    b.0.add_peer(id(1), a.0.local_addr());
+    (a, b)
+}
+
+#[tokio::test]
+async fn requests_both_ways_and_messages() {
+    let ((a, _, mut a_inbox), (b, _, mut b_inbox)) = pair().await;
+    let answer = a.request(id(2), Protocol::PING, b"hi".to_vec(), LONG).await;
+    assert_eq!(answer.unwrap(), b"b:hi");
+    let answer = b.request(id(1), Protocol::PING, b"yo".to_vec(), LONG).await;
+    assert_eq!(answer.unwrap(), b"a:yo");
+
+    // Many concurrent requests on one connection are paired correctly.
+    let calls = (0..50u8).map(|i| a.request(id(2), Protocol::PING, vec![i], LONG));
+    let answers = futures::future::join_all(calls).await;
+    for (i, answer) in answers.into_iter().enumerate() {
+        assert_eq!(answer.unwrap(), [b"b:".as_slice(), &[i as u8]].concat());
+    }
+
+    a.send(id(2), Protocol::BROADCAST, b"note".to_vec())
+        .await
+        .unwrap();
+    b.send(id(1), Protocol::BROADCAST, vec![]).await.unwrap();
+    let got = tokio::time::timeout(LONG, b_inbox.recv()).await.unwrap();
+    assert_eq!(got, Some((id(1), Protocol::BROADCAST, b"note".to_vec())));
+    let got = tokio::time::timeout(LONG, a_inbox.recv()).await.unwrap();
+    assert_eq!(got, Some((id(2), Protocol::BROADCAST, vec![])));
+}
+
+#[tokio::test]
+async fn handler_errors_come_back_typed() {
+    let ((a, _, _), (_b, _, _)) = pair().await;
+    let refused = a.request(id(2), Protocol::CAM, vec![], LONG).await;
+    assert_eq!(refused, Err(TransportError::Refused("protocol 2".into())));
+}
+
+#[tokio::test]
+async fn unknown_and_absent_peers_are_unreachable() {
+    let (a, _, _) = node(1, "a", None).await;
+    let unknown = a.request(id(9), Protocol::PING, vec![], LONG).await;
+    assert_eq!(unknown, Err(TransportError::Unreachable(id(9))));
+    // An address where nothing listens any more.
+    let closed = TcpListener::bind(localhost())
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    a.add_peer(id(8), closed);
+    let absent = a.request(id(8), Protocol::PING, vec![], LONG).await;
+    assert_eq!(absent, Err(TransportError::Unreachable(id(8))));
+    let absent = a.send(id(8), Protocol::PING, vec![]).await;
+    assert_eq!(absent, Err(TransportError::Unreachable(id(8))));
+}
+
+#[tokio::test]
+async fn a_silent_peer_times_out() {
+    let (a, _, _) = node(1, "a", None).await;
+    let silent = TcpListener::bind(localhost()).await.unwrap();
+    a.add_peer(id(7), silent.local_addr().unwrap());
+    // Accept and read everything, answer nothing.
+    let sink = tokio::spawn(async move {
+        let (mut stream, _) = silent.accept().await.unwrap();
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).await.unwrap_or(0)
+    });
+    let timeout = Duration::from_millis(100);
+    let start = Instant::now();
+    let answer = a
+        .request(id(7), Protocol::PING, b"anyone?".to_vec(), timeout)
+        .await;
+    assert_eq!(
+        answer,
+        Err(TransportError::TimedOut {
+            peer: id(7),
+            timeout
+        })
+    );
+    assert!(start.elapsed() >= timeout && start.elapsed() < LONG);
+    drop(a);
+    // The request did reach the silent peer: its frame was written whole.
+    let read = tokio::time::timeout(LONG, sink).await.unwrap().unwrap();
+    let expected = encode(Kind::Request, 1, Protocol::PING, id(1), b"anyone?").unwrap();
+    assert_eq!(read, expected.len());
+}
+
+#[tokio::test]
+async fn oversize_payloads_are_refused_before_sending() {
+    let ((a, _, _), (_b, b_node, _)) = pair().await;
+    let too_large = Err(TransportError::TooLarge {
+        size: MAX + 1,
+        max: MAX,
+    });
+    assert_eq!(
+        a.request(id(2), Protocol::PING, vec![0; MAX + 1], LONG)
+            .await,
+        too_large
+    );
+    assert_eq!(
+        a.send(id(2), Protocol::PING, vec![0; MAX + 1]).await,
+        Err(TransportError::TooLarge {
+            size: MAX + 1,
+            max: MAX
+        })
+    );
+    let at_limit = a
+        .request(id(2), Protocol::PING, vec![0; MAX - 2], LONG)
+        .await;
+    assert_eq!(at_limit.map(|answer| answer.len()), Ok(MAX));
+    assert_eq!(b_node.handled.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn oversize_answers_are_refused_by_the_responder() {
+    let (a, _, _) = node(1, "a", None).await;
+    let (big, _, _) = node(2, "big", Some(MAX + 1)).await;
+    a.add_peer(id(2), big.local_addr());
+    let answer = a.request(id(2), Protocol::PING, vec![], LONG).await;
+    assert_eq!(
+        answer,
+        Err(TransportError::TooLarge {
+            size: MAX + 1,
+            max: MAX
+        })
+    );
+}
+
+#[tokio::test]
+async fn an_oversize_frame_is_refused_before_it_is_read() {
+    let (b, b_node, _) = node(2, "b", None).await;
+    let mut raw = TcpStream::connect(b.local_addr()).await.unwrap();
+    // Announce a 1 GiB frame and send nothing of it: a reader that waited for
+    // (or allocated) the body would keep the connection open.
+    raw.write_all(&(1u32 << 30).to_le_bytes()).await.unwrap();
+    let mut byte = [0u8; 1];
+    let outcome = tokio::time::timeout(LONG, raw.read(&mut byte)).await;
+    let closed = matches!(outcome, Ok(Ok(0)) | Ok(Err(_)));
+    assert!(closed, "the listener kept the connection open: {outcome:?}");
+    assert_eq!(b_node.handled.load(Ordering::SeqCst), 0);
+
+    // A well-formed frame on a fresh connection is still served.
+    let mut raw = TcpStream::connect(b.local_addr()).await.unwrap();
+    let frame = encode(Kind::Message, 0, Protocol::PING, id(1), b"ok").unwrap();
+    raw.write_all(&frame).await.unwrap();
+    let start = Instant::now();
+    while b_node.handled.load(Ordering::SeqCst) == 0 {
+        assert!(start.elapsed() < LONG, "the message was not handled");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[test]
+fn the_codec_round_trips_and_checks_lengths() {
+    let frame = encode(Kind::Request, 42, Protocol::CAM, id(3), b"payload").unwrap();
+    let (prefix, body) = frame.split_at(4);
+    let length = body_length(prefix.try_into().unwrap(), MAX).unwrap();
+    assert_eq!(length, body.len());
+    let decoded = decode(body.to_vec(), MAX).unwrap();
+    assert_eq!(
+        (
+            decoded.kind,
+            decoded.id,
+            decoded.protocol,
+            decoded.from,
+            decoded.payload
+        ),
+        (Kind::Request, 42, Protocol::CAM, id(3), b"payload".to_vec())
+    );
+    // The header of the largest ids fits MAX_HEADER.
+    let widest = encode(Kind::Message, u64::MAX, Protocol(u16::MAX), id(0xff), &[]).unwrap();
+    assert!(widest.len() - 4 <= MAX_HEADER);
+
+    assert!(matches!(
+        body_length((1u32 << 30).to_le_bytes(), MAX),
+        Err(TransportError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        decode(body.to_vec(), 6),
+        Err(TransportError::TooLarge { size: 7, max: 6 })
+    ));
+    assert!(matches!(
+        decode(vec![9, 0, 0], MAX),
+        Err(TransportError::Io(_))
+    ));
+    assert!(matches!(
+        decode(Vec::new(), MAX),
+        Err(TransportError::Io(_))
+    ));
+}
