@@ -109,3 +109,195 @@ fn page_cap_refuses_a_farm() {
     assert_eq!(t.len(), 3);
     assert_eq!(t.page_peers(5).len(), 2);
 }
+
+mod discovery {
+    use super::super::*;
+    use super::id;
+    use crate::{Coord, LatticeError, NodeId, ProofOfWork};
+    use proptest::prelude::*;
+
+    const D: u32 = 6;
+
+    fn record(n: u32) -> PeerRecord {
+        PeerRecord::mint(id(n), D, 1 << 20).unwrap().unwrap()
+    }
+
+    #[test]
+    fn only_verified_records_enter_the_book() {
+        let mut book = PeerBook::new(id(0), D, 2);
+        assert_eq!(book.admit(record(1)), Ok(true));
+        assert_eq!(book.admit(record(1)), Ok(false));
+        // A nonce that does not verify: the first nonce below the minted one.
+        let good = record(2);
+        let forged = PeerRecord {
+            id: good.id,
+            pow: ProofOfWork {
+                nonce: good.pow.nonce.wrapping_sub(1),
+            },
+        };
+        if good.pow.nonce > 0 {
+            assert!(matches!(
+                book.admit(forged),
+                Err(Rejection::Work(LatticeError::InsufficientWork { .. }))
+            ));
+        }
+        // Under-worked: minted for 1 bit, 6 required.
+        let weak = (100..)
+            .filter_map(|n| PeerRecord::mint(id(n), 1, 64).unwrap())
+            .find(|r| r.verify(D).is_err())
+            .unwrap();
+        assert!(matches!(book.admit(weak), Err(Rejection::Work(_))));
+        assert!(!book.table().contains(&weak.id));
+        assert_eq!(book.admit(record(0)), Err(Rejection::IsLocal));
+        assert!(book
+            .table()
+            .iter()
+            .all(|(p, _)| book.record(&p).unwrap().verify(D).is_ok()));
+    }
+
+    #[test]
+    fn page_cap_limits_a_farm() {
+        let mut book = PeerBook::new(id(0), 0, 1);
+        let mut pages = std::collections::HashSet::new();
+        let mut refused = 0;
+        for n in 1..200 {
+            let r = PeerRecord {
+                id: id(n),
+                pow: ProofOfWork { nonce: 0 },
+            };
+            match book.admit(r) {
+                Ok(true) => assert!(pages.insert(r.id.coord().page())),
+                Err(Rejection::PageFull) => refused += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(refused > 0);
+        assert!(book.table().len() <= 48);
+    }
+
+    #[test]
+    fn messages_round_trip_and_bounds_hold() {
+        let ask = DiscoveryMessage::FindNodes {
+            target: Coord::new(3, 4),
+            k: 5,
+        };
+        assert_eq!(DiscoveryMessage::decode(&ask.encode()), Ok(ask));
+        let full = DiscoveryMessage::Nodes(vec![record(1); MAX_RECORDS]);
+        assert!(full.encode().len() <= MAX_MESSAGE_BYTES);
+        assert_eq!(DiscoveryMessage::decode(&full.encode()), Ok(full));
+        let mut too_many = DiscoveryMessage::Nodes(vec![
+            PeerRecord {
+                id: id(1),
+                pow: ProofOfWork { nonce: 0 }
+            };
+            MAX_RECORDS + 1
+        ])
+        .encode();
+        assert!(matches!(
+            DiscoveryMessage::decode(&too_many),
+            Err(LatticeError::Decode(_))
+        ));
+        too_many.resize(MAX_MESSAGE_BYTES + 1, 0);
+        assert!(matches!(
+            DiscoveryMessage::decode(&too_many),
+            Err(LatticeError::FrameTooLarge { .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..4000)) {
+            if let Ok(DiscoveryMessage::Nodes(r)) = DiscoveryMessage::decode(&bytes) {
+                prop_assert!(r.len() <= MAX_RECORDS);
+            }
+        }
+    }
+
+    /// A static network: each node knows its 6 nearest and 2 per page.
+    fn network(n: u32) -> (Vec<NodeId>, std::collections::HashMap<NodeId, PeerBook>) {
+        let ids: Vec<NodeId> = (1..=n).map(id).collect();
+        let records: std::collections::HashMap<NodeId, PeerRecord> = ids
+            .iter()
+            .map(|&i| (i, PeerRecord::mint(i, D, 1 << 20).unwrap().unwrap()))
+            .collect();
+        let sites: std::collections::HashMap<NodeId, Coord> =
+            ids.iter().map(|&i| (i, i.coord())).collect();
+        let mut books = std::collections::HashMap::new();
+        for (n, &me) in ids.iter().enumerate() {
+            let mut book = PeerBook::new(me, D, usize::MAX);
+            let mut by_distance: Vec<NodeId> = ids.clone();
+            let mine = sites[&me];
+            by_distance.sort_by_cached_key(|p| (mine.distance(sites[p]), *p));
+            for p in by_distance.iter().filter(|p| **p != me).take(6) {
+                book.admit(records[p]).unwrap();
+            }
+            // Two peers per page, a different two for every node.
+            let mut per_page = [0; 48];
+            for p in ids.iter().cycle().skip(n * 7).take(ids.len()) {
+                let page = usize::from(sites[p].page());
+                if *p != me && per_page[page] < 2 && book.admit(records[p]).is_ok() {
+                    per_page[page] += 1;
+                }
+            }
+            books.insert(me, book);
+        }
+        (ids, books)
+    }
+
+    #[test]
+    fn lookups_converge_on_the_true_nearest() {
+        let (ids, books) = network(400);
+        let me = ids[0];
+        for t in 0..40u64 {
+            let target = Coord::from_index(t * 7_919 + 13);
+            let seeds = books[&me].nearest_records(target, 16);
+            let mut lookup = Lookup::new(me, target, 4, D, seeds);
+            let mut rounds = 0;
+            while !lookup.is_done() {
+                rounds += 1;
+                assert!(rounds < 200, "lookup does not terminate");
+                for q in lookup.next_queries() {
+                    // Every fourth node is silent.
+                    if q.as_bytes()[3] % 4 == 0 {
+                        lookup.on_failure(q);
+                    } else {
+                        let answer = books[&q].nearest_records(target, lookup.answer_size());
+                        lookup.on_answer(q, answer);
+                    }
+                }
+            }
+            let mut truth: Vec<NodeId> = ids
+                .iter()
+                .copied()
+                .filter(|p| *p != me && p.as_bytes()[3] % 4 != 0)
+                .collect();
+            truth.sort_by_cached_key(|p| (target.distance(p.coord()), *p));
+            truth.truncate(4);
+            let got: Vec<NodeId> = lookup.result().iter().map(|r| r.id).collect();
+            assert_eq!(got, truth, "target {target:?}");
+        }
+    }
+
+    #[test]
+    fn unsolicited_answers_and_forged_records_are_ignored() {
+        let me = id(0);
+        let mut lookup = Lookup::new(me, Coord::new(1, 1), 2, D, [record(1)]);
+        assert_eq!(lookup.next_queries(), vec![id(1)]);
+        // id(2) was never asked: its answer is ignored.
+        lookup.on_answer(id(2), [record(3)]);
+        assert!(lookup.next_queries().is_empty());
+        let good = record(4);
+        let forged = PeerRecord {
+            id: id(5),
+            pow: ProofOfWork {
+                nonce: good.pow.nonce,
+            },
+        };
+        let forged_ok = forged.verify(D).is_ok();
+        lookup.on_answer(id(1), [good, forged]);
+        assert_eq!(lookup.rejected(), u64::from(!forged_ok));
+        let next = lookup.next_queries();
+        assert!(next.contains(&id(4)));
+        assert!(!next.contains(&id(3)));
+    }
+}
