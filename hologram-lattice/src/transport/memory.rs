@@ -16,7 +16,7 @@
 //! dropped. Handlers may call their own transport (a relay): that nests
 //! within the first caller's future.
 
-use super::timer::Timer;
+use super::timer::{deadline_after, Timer};
 use super::{check_frame, Handler, Protocol, Transport, TransportError, DEFAULT_MAX_FRAME};
 use crate::sim::Faults;
 use crate::PeerId;
@@ -295,7 +295,9 @@ impl MemoryNetwork {
         to: PeerId,
         incarnation: u64,
     ) -> Option<Arc<dyn Handler>> {
-        self.shared.timer.sleep(flight.latency).await;
+        if !flight.latency.is_zero() {
+            self.shared.timer.sleep(flight.latency).await;
+        }
         lock(&self.shared.state)
             .nodes
             .get(&to)
@@ -469,13 +471,16 @@ impl Transport for MemoryTransport {
                 None => pending().await,
             }
         };
-        let duplicate = self.deliver(second, to, incarnation, protocol, true);
         let timer = &self.network.shared.timer;
-        let (answer, _) = join(
-            timer.timeout(timeout, primary),
-            timer.timeout(timeout, duplicate),
-        )
-        .await;
+        let deadline = deadline_after(timeout);
+        let primary = timer.timeout_at(deadline, primary);
+        let answer = if second.is_some() {
+            // The duplicate rides along, within the same deadline.
+            let duplicate = self.deliver(second, to, incarnation, protocol, true);
+            join(primary, timer.timeout_at(deadline, duplicate)).await.0
+        } else {
+            primary.await
+        };
         answer.unwrap_or(Err(TransportError::TimedOut { peer: to, timeout }))
     }
 

@@ -17,10 +17,12 @@
 //!   and finds its entry gone, it registers again.
 //!
 //! A [`Sleep`] that is ready on its first poll never touches the thread or
-//! the mutex, so [`Timer::timeout`] around a future that is already done costs
-//! one clock read. The thread ends when the last [`Timer`] and [`Sleep`]
-//! sharing it are dropped.
+//! the mutex, and [`Timer::timeout_at`] polls its future before it makes a
+//! [`Sleep`] at all, so a timeout around a future that is ready at once costs
+//! nothing. The thread ends when the last [`Timer`] and [`Sleep`] sharing it
+//! are dropped.
 
+use futures::future::{poll_fn, select, Either};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::{pin, Pin};
@@ -107,11 +109,7 @@ impl Timer {
 
     /// A future that completes once `duration` has passed.
     pub fn sleep(&self, duration: Duration) -> Sleep {
-        // A duration too long for `Instant` means "never": the far future.
-        let deadline = Instant::now()
-            .checked_add(duration)
-            .unwrap_or_else(far_future);
-        self.sleep_until(deadline)
+        self.sleep_until(deadline_after(duration))
     }
 
     /// A future that completes once `deadline` has passed.
@@ -125,13 +123,22 @@ impl Timer {
 
     /// Runs `future` for at most `duration`: `Some(output)` if it finished
     /// in time, `None` if the time ran out first (and `future` was dropped).
-    /// The future is polled before the clock, so one that is ready at once
-    /// never times out.
     pub async fn timeout<F: Future>(&self, duration: Duration, future: F) -> Option<F::Output> {
-        let future = pin!(future);
-        match futures::future::select(future, self.sleep(duration)).await {
-            futures::future::Either::Left((output, _)) => Some(output),
-            futures::future::Either::Right(((), _)) => None,
+        self.timeout_at(deadline_after(duration), future).await
+    }
+
+    /// Runs `future` until `deadline` at the latest, as
+    /// [`timeout`](Self::timeout). The future is polled before the clock is
+    /// read, so one that is ready at once never times out and costs no
+    /// registration.
+    pub async fn timeout_at<F: Future>(&self, deadline: Instant, future: F) -> Option<F::Output> {
+        let mut future = pin!(future);
+        if let Poll::Ready(output) = poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await {
+            return Some(output);
+        }
+        match select(future, self.sleep_until(deadline)).await {
+            Either::Left((output, _)) => Some(output),
+            Either::Right(((), _)) => None,
         }
     }
 }
@@ -149,10 +156,12 @@ impl std::fmt::Debug for Timer {
     }
 }
 
-/// About thirty years from now: a deadline that does not come.
-fn far_future() -> Instant {
+/// The instant `duration` from now; a duration too long for [`Instant`]
+/// means "never": about thirty years from now.
+pub(crate) fn deadline_after(duration: Duration) -> Instant {
     let now = Instant::now();
-    now.checked_add(Duration::from_secs(30 * 365 * 24 * 3600))
+    now.checked_add(duration)
+        .or_else(|| now.checked_add(Duration::from_secs(30 * 365 * 24 * 3600)))
         .unwrap_or(now)
 }
 
