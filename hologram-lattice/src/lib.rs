@@ -17,6 +17,7 @@
 //! | [`node_id`] | [`NodeId`] and its Sybil-resistance [`ProofOfWork`] |
 //! | [`columns`] | [`PeerColumns`]: many sites as columns, batched distance and k nearest |
 //! | [`routing`] | the [`RoutingTable`](routing::RoutingTable) with a page index, [`LatticeRouter`](routing::LatticeRouter) |
+//! | [`topology`] | [`AdaptiveTopology`](topology::AdaptiveTopology), bounded [`LatencyHistogram`](topology::LatencyHistogram)s |
 //! | [`transport`] | the [`Transport`](transport::Transport) seam, inbound [`Handler`](transport::Handler)s, protocol tags |
 //! | [`sim`] | the deterministic simulator for protocol cores: seeded faults, virtual clock, invariants |
 //! | [`kernels`] | the SIMD kernels (scalar, portable, AVX2, NEON) and their run-time dispatch |
@@ -53,6 +54,7 @@ pub mod node_id;
 pub mod r96;
 pub mod routing;
 pub mod sim;
+pub mod topology;
 pub mod transport;
 
 pub use address::Address;
