@@ -68,6 +68,15 @@ async fn node(
     name: &'static str,
     answer_len: Option<usize>,
 ) -> (TcpTransport, Arc<Node>, Inbox) {
+    node_with_limit(n, name, answer_len, MAX).await
+}
+
+async fn node_with_limit(
+    n: u8,
+    name: &'static str,
+    answer_len: Option<usize>,
+    max_frame: usize,
+) -> (TcpTransport, Arc<Node>, Inbox) {
     let (messages, inbox) = mpsc::unbounded_channel();
     let handler = Arc::new(Node {
         name,
@@ -79,7 +88,7 @@ async fn node(
         id(n),
         localhost(),
         Arc::clone(&handler) as Arc<dyn Handler>,
-        MAX,
+        max_frame,
     )
     .await
     .unwrap();
@@ -177,6 +186,49 @@ async fn a_silent_peer_times_out() {
     let read = tokio::time::timeout(LONG, sink).await.unwrap().unwrap();
     let expected = encode(Kind::Request, 1, Protocol::PING, id(1), b"anyone?").unwrap();
     assert_eq!(read, expected.len());
+}
+
+#[tokio::test]
+async fn a_write_cut_short_by_its_timeout_breaks_the_connection() {
+    let (a, _, _) = node_with_limit(1, "a", None, 64 << 20).await;
+    // A peer that accepts but does not read: a 32 MiB frame fills the socket
+    // buffers and the write stalls until the timeout cancels it halfway.
+    let stalled = TcpListener::bind(localhost()).await.unwrap();
+    a.add_peer(id(7), stalled.local_addr().unwrap());
+    let timeout = Duration::from_millis(100);
+    let cut = a
+        .request(id(7), Protocol::PING, vec![0; 32 << 20], timeout)
+        .await;
+    assert_eq!(
+        cut,
+        Err(TransportError::TimedOut {
+            peer: id(7),
+            timeout
+        })
+    );
+    let (_first, _) = stalled.accept().await.unwrap();
+
+    // The next call does not write after the partial frame: it dials again,
+    // and its frame arrives whole on the new connection.
+    let next = a
+        .request(id(7), Protocol::PING, b"small".to_vec(), timeout)
+        .await;
+    assert_eq!(
+        next,
+        Err(TransportError::TimedOut {
+            peer: id(7),
+            timeout
+        })
+    );
+    let (mut second, _) = tokio::time::timeout(LONG, stalled.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let frame = tcp::read_frame(&mut second, MAX).await.unwrap().unwrap();
+    assert_eq!(
+        (frame.kind, frame.payload),
+        (Kind::Request, b"small".to_vec())
+    );
 }
 
 #[tokio::test]

@@ -212,12 +212,29 @@ impl Link {
         })
     }
 
+    /// Writes a whole frame. A write that fails, or is cancelled halfway
+    /// (its caller timed out), leaves a partial frame on the stream: the
+    /// connection is then marked broken, refuses further writes and is
+    /// dialed again by the next call.
     async fn write(&self, frame: &[u8]) -> Result<(), TransportError> {
-        let written = self.writer.lock().await.write_all(frame).await;
-        written.map_err(|e| {
-            self.broken.store(true, Ordering::Release);
-            io_error(e)
-        })
+        let mut writer = self.writer.lock().await;
+        if self.broken.load(Ordering::Acquire) {
+            return Err(TransportError::Io("connection broken".into()));
+        }
+        let unfinished = Unfinished(&self.broken);
+        writer.write_all(frame).await.map_err(io_error)?;
+        std::mem::forget(unfinished);
+        Ok(())
+    }
+}
+
+/// Marks a connection broken when dropped: by an error return or a
+/// cancellation before the write it guards finished.
+struct Unfinished<'a>(&'a AtomicBool);
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
     }
 }
 
