@@ -317,20 +317,22 @@ fn frames_in_flight_to_a_crashed_node_are_dropped() {
         latency_ms: (30, 30),
         ..Faults::NONE
     });
-    let crasher = net.clone();
-    let crash = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(5));
-        crasher.crash(peer(2))
+    let timeout = Duration::from_millis(60);
+    let outcome = block_on(async {
+        let call = t[0].request(peer(2), Protocol::PING, b"x".to_vec(), timeout);
+        let mut call = std::pin::pin!(call);
+        // The request is on its way (waiting out its latency) when 2 crashes.
+        assert!(futures::poll!(call.as_mut()).is_pending());
+        assert!(net.crash(peer(2)));
+        call.await
     });
-    let timeout = Duration::from_millis(80);
     assert_eq!(
-        ask(&t[0], 2, b"x", timeout),
+        outcome,
         Err(TransportError::TimedOut {
             peer: peer(2),
             timeout
         })
     );
-    assert!(crash.join().unwrap());
     assert!(r[1].seen().is_empty());
 }
 
