@@ -5,9 +5,13 @@
 //! 1,000,000. After criterion's report, `cargo bench --bench routing` prints
 //! the medians it measured against those targets.
 
+#[path = "../tests/support/discovery_net.rs"]
+mod discovery_net;
+
 use criterion::{criterion_group, BenchmarkId, Criterion};
 use hologram::lattice::routing::{LatticeRouter, RoutingTable};
 use hologram::lattice::{Address, NodeId, PeerColumns};
+use rand::Rng;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -62,6 +66,24 @@ fn bench_routing(c: &mut Criterion) {
     group.finish();
 }
 
+/// Lookups in the simulated 1,000-node discovery network (10% Byzantine),
+/// one at a time, each run until the network is quiet.
+fn bench_lookups(c: &mut Criterion) {
+    let mut net = discovery_net::build(1, 1_000);
+    let honest = net.honest();
+    let mut group = c.benchmark_group("simulated lookups/1000 nodes");
+    group.bench_function("one lookup, 10% Byzantine", |b| {
+        b.iter(|| {
+            let who = honest[net.rng.gen_range(0..honest.len())];
+            let target = hologram::lattice::Coord::from_index(net.rng.gen_range(0..12_288));
+            net.start_lookup(who, target);
+            let deadline = net.sim.now() + 60_000;
+            net.sim.run_until_quiet(deadline).expect("invariant holds");
+        })
+    });
+    group.finish();
+}
+
 fn check_targets() {
     println!("\nIssue 4 targets (median of single route_to_address calls):");
     for (peers, target_us) in SIZES.into_iter().zip([1.0, 2.0]) {
@@ -90,7 +112,7 @@ fn check_targets() {
     }
 }
 
-criterion_group!(benches, bench_routing);
+criterion_group!(benches, bench_routing, bench_lookups);
 
 fn main() {
     benches();

@@ -5,8 +5,8 @@
 //!
 //! | module | crate | what it holds |
 //! |---|---|---|
-//! | [`lattice`] | `hologram-lattice` | lattice geometry, addresses, R96, C768, node ids, SIMD kernels |
-//! | [`receipt`] | `hologram-receipt` | budgets, receipts, signatures, witness chains (not built yet) |
+//! | [`lattice`] | `hologram-lattice` | lattice geometry, addresses, R96, C768, node ids, SIMD kernels, `Transport`, simulator, routing, discovery, topology |
+//! | [`receipt`] | `hologram-receipt` | budgets, receipts, signatures, witness chains, receipt chains |
 //! | [`cam`] | `hologram-cam` | content-addressed storage and deduplication (not built yet) |
 //! | [`consensus`] | `hologram-consensus` | BFT consensus on receipts, broadcast (not built yet) |
 //! | [`txn`] | `hologram-txn` | transactions and sharding (not built yet) |
