@@ -5,11 +5,14 @@
 //! in at most 20 µs. After criterion's report, `cargo bench --bench distance`
 //! prints what it measured against those targets.
 
+#[path = "support/measure.rs"]
+mod measure;
+
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use hologram::lattice::kernels::Backend;
 use hologram::lattice::{Coord, PeerColumns};
+use measure::{best_seconds, verdict};
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
 const PEERS: u64 = 65_536;
 
@@ -42,37 +45,22 @@ fn bench_distance(c: &mut Criterion) {
     group.finish();
 }
 
-/// Best-of-many seconds per call of `f`.
-fn seconds_per_call(mut f: impl FnMut()) -> f64 {
-    let reps = 2000;
-    let mut best = Duration::MAX;
-    for _ in 0..7 {
-        let start = Instant::now();
-        for _ in 0..reps {
-            f();
-        }
-        best = best.min(start.elapsed());
-    }
-    best.as_secs_f64() / f64::from(reps)
-}
-
 fn check_targets() {
     let cols = peers();
     let best = Backend::best();
     let mut out = Vec::with_capacity(cols.len());
     let targets = [Coord::new(17, 99), Coord::new(0, 0), Coord::new(40, 250)];
-    let per_batch = seconds_per_call(|| {
+    let per_batch = best_seconds(2000, || {
         for t in targets {
             best.distances_into(black_box(t), black_box(&cols), &mut out);
         }
     }) / targets.len() as f64;
     let rate = PEERS as f64 / per_batch;
-    let knn = seconds_per_call(|| {
+    let knn = best_seconds(2000, || {
         for t in targets {
             black_box(best.nearest(black_box(t), black_box(&cols), 3));
         }
     }) / targets.len() as f64;
-    let verdict = |ok: bool| if ok { "met" } else { "NOT MET" };
     println!(
         "\nIssue 2 targets ({}, single thread, best of 7 runs):",
         best.name()

@@ -5,22 +5,14 @@
 //! After criterion's report, `cargo bench --bench r96` prints the ratios it
 //! measured against those targets.
 
+#[path = "support/measure.rs"]
+mod measure;
+
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use hologram::lattice::kernels::Backend;
 use hologram::lattice::R96Histogram;
+use measure::{best_seconds, random_bytes, verdict};
 use std::hint::black_box;
-use std::time::{Duration, Instant};
-
-fn random_bytes(n: usize, mut x: u64) -> Vec<u8> {
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
-}
 
 fn r96_digest(backend: Backend, data: &[u8]) -> [u8; 32] {
     let mut counts = [0u64; 96];
@@ -51,18 +43,10 @@ fn bench_r96(c: &mut Criterion) {
     }
 }
 
-/// Best-of-many bytes per second of `f` on `data`.
+/// Bytes per second of `f` on `data`, best of 7 runs of about 64 MiB.
 fn throughput(data: &[u8], f: impl Fn(&[u8])) -> f64 {
-    let reps = (64 * 1024 * 1024 / data.len()).max(4);
-    let mut best = Duration::MAX;
-    for _ in 0..7 {
-        let start = Instant::now();
-        for _ in 0..reps {
-            f(black_box(data));
-        }
-        best = best.min(start.elapsed());
-    }
-    (data.len() * reps) as f64 / best.as_secs_f64()
+    let reps = (64 * 1024 * 1024 / data.len()).max(4) as u32;
+    data.len() as f64 / best_seconds(reps, || f(black_box(data)))
 }
 
 fn check_targets() {
@@ -79,7 +63,6 @@ fn check_targets() {
         let scalar = throughput(&data, |d| {
             black_box(r96_digest(Backend::SCALAR, d));
         });
-        let verdict = |ok: bool| if ok { "met" } else { "NOT MET" };
         println!(
             "  {label}: blake3 {:.2} GB/s, r96 {} {:.2} GB/s ({:.2}× blake3, target 1.5×: {}), scalar {:.2} GB/s (faster than scalar: {})",
             blake / 1e9,

@@ -10,28 +10,20 @@
 //! After criterion's report, `cargo bench --bench receipt` prints the ratios
 //! it measured against those targets.
 
+#[path = "support/measure.rs"]
+mod measure;
+
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use hologram::lattice::NodeId;
 use hologram::lattice::{Address, R96Digest};
 use hologram::receipt::{
     verify_signature, AuthenticatedMessage, KeyPair, Purpose, ReceiptBuilder, Signature,
 };
+use measure::{best_seconds, random_bytes, verdict};
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
 const MIB: usize = 1024 * 1024;
 const HOPS: usize = 4;
-
-fn random_bytes(n: usize, mut x: u64) -> Vec<u8> {
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
-}
 
 fn build_receipt(mut b: ReceiptBuilder, data: &[u8]) -> hologram::receipt::Receipt {
     b.update(data);
@@ -108,25 +100,11 @@ fn bench_message(c: &mut Criterion) {
     group.finish();
 }
 
-/// Best-of-7 seconds per call of `f`, over `reps` calls.
-fn best_time(reps: u32, f: impl Fn()) -> f64 {
-    let mut best = Duration::MAX;
-    for _ in 0..7 {
-        let start = Instant::now();
-        for _ in 0..reps {
-            f();
-        }
-        best = best.min(start.elapsed());
-    }
-    best.as_secs_f64() / reps as f64
-}
-
 fn check_targets() {
-    let verdict = |ok: bool| if ok { "met" } else { "NOT MET" };
     println!("\nIssue 3 targets (best of 7 runs):");
     let data = random_bytes(MIB, 0x1234_5678);
     let blake = MIB as f64
-        / best_time(64, || {
+        / best_seconds(64, || {
             black_box(blake3::hash(black_box(&data)));
         });
     for (name, make) in [
@@ -140,7 +118,7 @@ fn check_targets() {
         ),
     ] {
         let builder = MIB as f64
-            / best_time(64, || {
+            / best_seconds(64, || {
                 black_box(build_receipt(make(), black_box(&data)));
             });
         println!(
@@ -153,8 +131,8 @@ fn check_targets() {
     }
     let msg = forwarded_message();
     let singles = single_signatures();
-    let batch = best_time(200, || black_box(&msg).verify().unwrap());
-    let single = best_time(200, || verify_singles(black_box(&singles)));
+    let batch = best_seconds(200, || black_box(&msg).verify().unwrap());
+    let single = best_seconds(200, || verify_singles(black_box(&singles)));
     println!(
         "  AuthenticatedMessage 1KiB × 4 hops verify: {:.1} µs, 5 single verifications {:.1} µs ({:.2}× faster, target clearly faster: {})",
         batch * 1e6,
