@@ -334,3 +334,43 @@ fn the_codec_round_trips_and_checks_lengths() {
         Err(TransportError::Io(_))
     ));
 }
+
+mod codec_properties {
+    use super::tcp::{body_length, decode, encode, Kind};
+    use hologram::lattice::transport::Protocol;
+    use hologram::lattice::PeerId;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Arbitrary bytes as a frame body: an error or a frame whose
+        /// payload respects the limit, never a panic.
+        #[test]
+        fn arbitrary_bodies_never_panic(body in prop::collection::vec(any::<u8>(), 0..300), max in 0usize..200) {
+            if let Ok(frame) = decode(body, max) {
+                prop_assert!(frame.payload.len() <= max);
+            }
+        }
+
+        /// Any prefix over the limit is refused before a body is read.
+        #[test]
+        fn prefixes_are_bounded(prefix in any::<[u8; 4]>(), max in 0usize..1_000_000) {
+            if let Ok(len) = body_length(prefix, max) {
+                prop_assert!(len <= max + super::MAX_HEADER);
+            }
+        }
+
+        /// Encoding then decoding gives the frame back.
+        #[test]
+        fn frames_round_trip(id in any::<u64>(), tag in any::<u16>(), from in any::<[u8; 32]>(),
+                             payload in prop::collection::vec(any::<u8>(), 0..200)) {
+            let frame = encode(Kind::Request, id, Protocol(tag), PeerId::from_bytes(from), &payload).unwrap();
+            let body = frame[4..].to_vec();
+            let len = body_length(frame[..4].try_into().unwrap(), 200).unwrap();
+            prop_assert_eq!(len, body.len());
+            let back = decode(body, 200).unwrap();
+            prop_assert_eq!(back.id, id);
+            prop_assert_eq!(back.protocol, Protocol(tag));
+            prop_assert_eq!(back.payload, payload);
+        }
+    }
+}
