@@ -1,10 +1,26 @@
 //! # hologram-cam
 //!
-//! Content-addressed storage with deduplication across a network: the
-//! `Store` seam with in-memory and redb stores, `DistributedCAM` and
-//! `DeduplicationNetwork`.
+//! Content-addressed storage with deduplication across a network.
 //!
-//! **Status: not built yet.** This crate is an empty placeholder in the
-//! workspace; nothing in it is usable. See the README's status table.
+//! **Status: in progress.** Built so far: [`Object`] (bytes with the address
+//! they hash to) and the [`Store`] seam with its contract. `MemoryStore`,
+//! `RedbStore`, the conformance suite, `DistributedCAM` and
+//! `DeduplicationNetwork` are not built yet; see the README's status table.
+//!
+//! ## Map
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`object`] | [`Object`]: verified bytes and their [`Address`](hologram_lattice::Address) |
+//! | [`store`] | the [`Store`] trait and its durability contract |
+//! | [`error`] | [`CamError`] |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod error;
+pub mod object;
+pub mod store;
+
+pub use error::CamError;
+pub use object::Object;
+pub use store::Store;
