@@ -12,6 +12,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`object`] | [`Object`]: verified bytes and their [`Address`](hologram_lattice::Address) |
+//! | [`ring`] | [`HashRing`]: consistent hashing with virtual nodes keyed by BLAKE3 |
 //! | [`store`] | the [`Store`] trait and its durability contract |
 //! | [`error`] | [`CamError`] |
 #![forbid(unsafe_code)]
@@ -19,8 +20,10 @@
 
 pub mod error;
 pub mod object;
+pub mod ring;
 pub mod store;
 
 pub use error::CamError;
 pub use object::Object;
+pub use ring::HashRing;
 pub use store::Store;
