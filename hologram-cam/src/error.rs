@@ -16,6 +16,9 @@ pub enum CamError {
         /// The address of the bytes received.
         actual: Address,
     },
+    /// No peer could provide the object.
+    #[error("object {0} not found")]
+    NotFound(Address),
     /// Stored bytes no longer hash to their key (disk corruption).
     #[error("stored object {0} is corrupt")]
     Corrupt(Address),
