@@ -14,15 +14,20 @@
 //! | [`object`] | [`Object`]: verified bytes and their [`Address`](hologram_lattice::Address) |
 //! | [`ring`] | [`HashRing`]: consistent hashing with virtual nodes keyed by BLAKE3 |
 //! | [`store`] | the [`Store`] trait and its durability contract |
+//! | [`cam`] | [`DistributedCAM`], its [`CamHandler`] and [`ProviderRecords`] |
+//! | [`wire`] | the CAM protocol's messages, bounded decoding |
 //! | [`error`] | [`CamError`] |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cam;
 pub mod error;
 pub mod object;
 pub mod ring;
 pub mod store;
+pub mod wire;
 
+pub use cam::{CamHandler, DistributedCAM, ProviderRecords};
 pub use error::CamError;
 pub use object::Object;
 pub use ring::HashRing;

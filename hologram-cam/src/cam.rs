@@ -1,0 +1,285 @@
+//! The chapter's `DistributedCAM`: content-addressed get and put across a
+//! network, every fetched object verified before it is cached or returned.
+
+use crate::wire::CamMessage;
+use crate::{CamError, Object, Store};
+use futures::future::{BoxFuture, FutureExt, Shared};
+use hologram_lattice::routing::LatticeRouter;
+use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol, Transport};
+use hologram_lattice::{Address, PeerId};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+/// Providers remembered per address, at most.
+const PROVIDERS_PER_ADDRESS: usize = 8;
+
+/// Who announced which addresses: bounded, oldest records evicted first.
+#[derive(Debug, Clone)]
+pub struct ProviderRecords {
+    inner: Arc<Mutex<ProvidersInner>>,
+}
+
+#[derive(Debug)]
+struct ProvidersInner {
+    by_address: HashMap<Address, Vec<PeerId>>,
+    order: VecDeque<Address>,
+    capacity: usize,
+}
+
+impl ProviderRecords {
+    /// Records for at most `capacity` addresses.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(ProvidersInner {
+                by_address: HashMap::new(),
+                order: VecDeque::new(),
+                capacity: capacity.max(1),
+            })),
+        }
+    }
+
+    /// Notes that `peer` provides `address`.
+    pub fn insert(&self, address: Address, peer: PeerId) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        let new = !inner.by_address.contains_key(&address);
+        let peers = inner.by_address.entry(address).or_default();
+        if !peers.contains(&peer) {
+            if peers.len() >= PROVIDERS_PER_ADDRESS {
+                peers.remove(0);
+            }
+            peers.push(peer);
+        }
+        if new {
+            inner.order.push_back(address);
+            while inner.order.len() > inner.capacity {
+                if let Some(old) = inner.order.pop_front() {
+                    inner.by_address.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Forgets that `peer` provides `address` (it failed or lied).
+    pub fn forget(&self, address: &Address, peer: &PeerId) {
+        if let Ok(mut inner) = self.inner.lock() {
+            if let Some(peers) = inner.by_address.get_mut(address) {
+                peers.retain(|p| p != peer);
+            }
+        }
+    }
+
+    /// The known providers of `address`, most recent last.
+    pub fn get(&self, address: &Address) -> Vec<PeerId> {
+        self.inner
+            .lock()
+            .ok()
+            .and_then(|inner| inner.by_address.get(address).cloned())
+            .unwrap_or_default()
+    }
+}
+
+/// The inbound side of the CAM protocol: serves `Get` from the local store
+/// and records `Provide` announcements.
+pub struct CamHandler<S: Store> {
+    store: Arc<S>,
+    providers: ProviderRecords,
+}
+
+impl<S: Store> CamHandler<S> {
+    /// A handler serving `store` and recording into `providers`.
+    pub fn new(store: Arc<S>, providers: ProviderRecords) -> Self {
+        Self { store, providers }
+    }
+}
+
+#[async_trait]
+impl<S: Store + 'static> Handler for CamHandler<S> {
+    async fn request(
+        &self,
+        _from: PeerId,
+        _protocol: Protocol,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, HandlerError> {
+        match CamMessage::decode(&payload).map_err(|e| HandlerError::Refused(e.to_string()))? {
+            CamMessage::Get(address) => {
+                let found = self
+                    .store
+                    .get(&address)
+                    .await
+                    .map_err(|e| HandlerError::Failed(e.to_string()))?;
+                Ok(match found {
+                    Some(object) => CamMessage::Found(object.data().to_vec()),
+                    None => CamMessage::NotFound,
+                }
+                .encode())
+            }
+            _ => Err(HandlerError::Refused("not a CAM request".into())),
+        }
+    }
+
+    async fn message(&self, from: PeerId, _protocol: Protocol, payload: Vec<u8>) {
+        if let Ok(CamMessage::Provide(address)) = CamMessage::decode(&payload) {
+            self.providers.insert(address, from);
+        }
+    }
+}
+
+type Fetch = Shared<BoxFuture<'static, Result<Object, CamError>>>;
+
+/// Content-addressed storage across a network.
+///
+/// `get` looks in the local store, then asks the peers that announced the
+/// address and the peers the [`LatticeRouter`] names for it, one after the
+/// other until one returns bytes that hash to the address; a peer that
+/// returns other bytes is recorded as a suspect and skipped. The object is
+/// verified before it is cached or returned. Concurrent `get`s of one
+/// address share one fetch. `put` stores locally and announces the address
+/// to the nearest peers.
+pub struct DistributedCAM<S: Store, T: Transport + ?Sized> {
+    local: PeerId,
+    store: Arc<S>,
+    transport: Arc<T>,
+    router: Arc<RwLock<LatticeRouter>>,
+    providers: ProviderRecords,
+    inflight: Mutex<HashMap<Address, Fetch>>,
+    suspects: Arc<Mutex<Vec<PeerId>>>,
+    timeout: Duration,
+}
+
+impl<S: Store + 'static, T: Transport + ?Sized + 'static> DistributedCAM<S, T> {
+    /// A CAM for node `local` over `store` and `transport`, routing with
+    /// `router` and reading provider records from `providers` (share them
+    /// with the node's [`CamHandler`]).
+    pub fn new(
+        local: PeerId,
+        store: Arc<S>,
+        transport: Arc<T>,
+        router: Arc<RwLock<LatticeRouter>>,
+        providers: ProviderRecords,
+    ) -> Self {
+        Self {
+            local,
+            store,
+            transport,
+            router,
+            providers,
+            inflight: Mutex::new(HashMap::new()),
+            suspects: Arc::new(Mutex::new(Vec::new())),
+            timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// Sets the timeout of each request to a peer.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The local store.
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    /// Peers caught returning bytes that do not match the address asked for.
+    pub fn suspects(&self) -> Vec<PeerId> {
+        self.suspects.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Stores `data` locally, announces it to the nearest peers, and returns
+    /// its address. An announcement that fails to send is not an error: the
+    /// object is stored, and peers can still find it through the router.
+    pub async fn put(&self, data: impl Into<Arc<[u8]>>) -> Result<Address, CamError> {
+        let object = Object::new(data);
+        let address = object.address();
+        self.store.put(object).await?;
+        let announce = CamMessage::Provide(address).encode();
+        for peer in self.route(&address) {
+            let _ = self
+                .transport
+                .send(peer, Protocol::CAM, announce.clone())
+                .await;
+        }
+        Ok(address)
+    }
+
+    /// The object at `address`, from the local store or, verified, from a peer.
+    pub async fn get(&self, address: Address) -> Result<Object, CamError> {
+        if let Some(object) = self.store.get(&address).await? {
+            return Ok(object);
+        }
+        let fetch = {
+            let mut inflight = self
+                .inflight
+                .lock()
+                .map_err(|_| CamError::Storage("in-flight table poisoned".into()))?;
+            inflight
+                .entry(address)
+                .or_insert_with(|| self.fetch(address).boxed().shared())
+                .clone()
+        };
+        let result = fetch.await;
+        if let Ok(mut inflight) = self.inflight.lock() {
+            inflight.remove(&address);
+        }
+        result
+    }
+
+    /// Providers first, then the router's nearest peers; never the local node.
+    fn route(&self, address: &Address) -> Vec<PeerId> {
+        let mut peers = self.providers.get(address);
+        peers.reverse();
+        if let Ok(router) = self.router.read() {
+            peers.extend(router.route_to_address(address));
+        }
+        let mut seen = std::collections::HashSet::new();
+        peers.retain(|p| *p != self.local && seen.insert(*p));
+        peers
+    }
+
+    fn fetch(
+        &self,
+        address: Address,
+    ) -> impl std::future::Future<Output = Result<Object, CamError>> + Send + 'static {
+        let peers = self.route(&address);
+        let (store, transport, providers, suspects, timeout) = (
+            Arc::clone(&self.store),
+            Arc::clone(&self.transport),
+            self.providers.clone(),
+            Arc::clone(&self.suspects),
+            self.timeout,
+        );
+        async move {
+            let request = CamMessage::Get(address).encode();
+            for peer in peers {
+                let Ok(answer) = transport
+                    .request(peer, Protocol::CAM, request.clone(), timeout)
+                    .await
+                else {
+                    providers.forget(&address, &peer);
+                    continue;
+                };
+                let Ok(CamMessage::Found(data)) = CamMessage::decode(&answer) else {
+                    continue;
+                };
+                match Object::verify(address, data) {
+                    Ok(object) => {
+                        store.put(object.clone()).await?;
+                        return Ok(object);
+                    }
+                    Err(_) => {
+                        providers.forget(&address, &peer);
+                        if let Ok(mut s) = suspects.lock() {
+                            if !s.contains(&peer) {
+                                s.push(peer);
+                            }
+                        }
+                    }
+                }
+            }
+            Err(CamError::NotFound(address))
+        }
+    }
+}
