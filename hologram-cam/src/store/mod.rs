@@ -4,6 +4,13 @@ use crate::{CamError, Object};
 use async_trait::async_trait;
 use hologram_lattice::Address;
 
+pub mod conformance;
+mod memory;
+mod redb;
+
+pub use self::memory::MemoryStore;
+pub use self::redb::RedbStore;
+
 /// Durable storage of [`Object`]s keyed by their address.
 ///
 /// # Contract
@@ -18,12 +25,13 @@ use hologram_lattice::Address;
 ///   of it is present or none.
 /// - **Idempotence.** Putting an object that is present is a no-op that
 ///   succeeds; removing an absent one returns `false`.
-/// - **Bounded scans.** `scan` returns at most `limit` addresses greater than
-///   `after`, in address order, so a caller can page through any store in
-///   bounded memory.
+/// - **Bounded scans.** `scan` returns the first `limit` addresses greater than
+///   `after`, in address order (fewer only at the end), so a caller can page
+///   through any store in bounded memory, passing the last address of a page
+///   as the next `after` until a page comes back empty.
 ///
-/// Stores take `&self` and are shared between tasks; the conformance suite checks
-/// an implementation against this contract.
+/// Stores take `&self` and are shared between tasks; the
+/// [`conformance`] suite checks an implementation against this contract.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// The object at `address`, if present.
@@ -41,7 +49,7 @@ pub trait Store: Send + Sync {
     /// Removes an object; returns whether it was present.
     async fn remove(&self, address: &Address) -> Result<bool, CamError>;
 
-    /// At most `limit` stored addresses greater than `after` (all, if `None`),
-    /// in increasing order.
+    /// The `limit` smallest stored addresses greater than `after` (than none,
+    /// if `None`), in increasing order; fewer only when fewer are stored.
     async fn scan(&self, after: Option<Address>, limit: usize) -> Result<Vec<Address>, CamError>;
 }

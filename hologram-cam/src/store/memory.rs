@@ -1,0 +1,207 @@
+//! [`MemoryStore`]: objects in memory, for tests, caches and the simulator.
+//!
+//! # Design
+//!
+//! The address space is cut into 16 (`SHARDS`) contiguous ranges by the top bits
+//! of the address; each range is a shard behind its own `RwLock`, holding a
+//! `HashMap` (for `get`, `contains`: one SipHash and one probe) and a
+//! `BTreeSet` of the same addresses (for `scan`). Because shards are ranges
+//! and not hash buckets, a scan walks the shards in order and reads each one's
+//! `BTreeSet` from `after`, so it is in address order without merging.
+//! Addresses are BLAKE3 outputs, so the shards fill evenly, and concurrent
+//! readers and writers of different shards never touch the same lock.
+//!
+//! The map keeps `std`'s randomly keyed SipHash: anyone can grind addresses
+//! whose first bytes collide, so a pass-through hasher would let a peer
+//! degrade the map.
+
+use super::Store;
+use crate::{CamError, Object};
+use async_trait::async_trait;
+use hologram_lattice::Address;
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// How many shards a [`MemoryStore`] has (a power of two, at most 256).
+const SHARDS: usize = 16;
+
+/// The address bits above these select a shard.
+const SHARD_SHIFT: u32 = 8 - SHARDS.trailing_zeros();
+
+/// One contiguous range of the address space.
+#[derive(Debug, Default)]
+struct Shard {
+    objects: HashMap<Address, Object>,
+    order: BTreeSet<Address>,
+}
+
+impl Shard {
+    fn insert(&mut self, object: Object) {
+        let address = object.address();
+        if self.objects.insert(address, object).is_none() {
+            self.order.insert(address);
+        }
+    }
+}
+
+/// An in-memory [`Store`]. **Not durable**: everything is lost when the
+/// process ends, so the durability clause of the [`Store`] contract does not
+/// apply; every other clause does.
+///
+/// A `get` hit costs a read lock, a hash probe and an `Arc` bump (see the
+/// module docs for the layout). `put_batch` takes the write locks of every
+/// shard it touches before inserting anything, so other tasks see a batch
+/// whole or not at all.
+///
+/// ```
+/// use futures::executor::block_on;
+/// use hologram_cam::store::MemoryStore;
+/// use hologram_cam::{Object, Store};
+///
+/// let store = MemoryStore::new();
+/// let obj = Object::new(b"HELLO WORLD".to_vec());
+/// block_on(store.put(obj.clone())).unwrap();
+/// assert_eq!(block_on(store.get(&obj.address())).unwrap(), Some(obj));
+/// assert_eq!(store.len(), 1);
+/// ```
+#[derive(Debug)]
+pub struct MemoryStore {
+    shards: [RwLock<Shard>; SHARDS],
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn shard_of(address: &Address) -> usize {
+    address
+        .as_bytes()
+        .first()
+        .map_or(0, |b| usize::from(b >> SHARD_SHIFT))
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self {
+            shards: std::array::from_fn(|_| RwLock::new(Shard::default())),
+        }
+    }
+
+    /// How many objects are stored (summed shard by shard, so concurrent
+    /// writes may or may not be counted).
+    pub fn len(&self) -> usize {
+        (0..SHARDS).map(|i| self.read(i).objects.len()).sum()
+    }
+
+    /// Whether no object is stored.
+    pub fn is_empty(&self) -> bool {
+        (0..SHARDS).all(|i| self.read(i).objects.is_empty())
+    }
+
+    // `shard` is always `shard_of(..)` or below `SHARDS`.
+    // A poisoned lock means a panic while inserting or removing, and those
+    // only panic on allocation failure, which aborts: the data is consistent.
+    fn read(&self, shard: usize) -> RwLockReadGuard<'_, Shard> {
+        self.shards[shard]
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self, shard: usize) -> RwLockWriteGuard<'_, Shard> {
+        self.shards[shard]
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get_now(&self, address: &Address) -> Option<Object> {
+        self.read(shard_of(address)).objects.get(address).cloned()
+    }
+
+    fn scan_now(&self, after: Option<Address>, limit: usize) -> Vec<Address> {
+        let mut out = Vec::new();
+        let first = after.as_ref().map_or(0, shard_of);
+        for shard in first..SHARDS {
+            if out.len() >= limit {
+                break;
+            }
+            let guard = self.read(shard);
+            let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+            let room = limit - out.len();
+            out.extend(guard.order.range((lower, Bound::Unbounded)).take(room));
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn get(&self, address: &Address) -> Result<Option<Object>, CamError> {
+        Ok(self.get_now(address))
+    }
+
+    async fn put(&self, object: Object) -> Result<(), CamError> {
+        self.write(shard_of(&object.address())).insert(object);
+        Ok(())
+    }
+
+    async fn put_batch(&self, objects: Vec<Object>) -> Result<(), CamError> {
+        let mut by_shard: [Vec<Object>; SHARDS] = std::array::from_fn(|_| Vec::new());
+        for object in objects {
+            by_shard[shard_of(&object.address())].push(object);
+        }
+        // Take every needed lock, in increasing shard order (so two batches
+        // cannot deadlock), before inserting anything.
+        let locked: Vec<_> = by_shard
+            .into_iter()
+            .enumerate()
+            .filter(|(_, bucket)| !bucket.is_empty())
+            .map(|(i, bucket)| (self.write(i), bucket))
+            .collect();
+        for (mut guard, bucket) in locked {
+            for object in bucket {
+                guard.insert(object);
+            }
+        }
+        Ok(())
+    }
+
+    async fn contains(&self, address: &Address) -> Result<bool, CamError> {
+        Ok(self.read(shard_of(address)).objects.contains_key(address))
+    }
+
+    async fn remove(&self, address: &Address) -> Result<bool, CamError> {
+        let mut shard = self.write(shard_of(address));
+        let present = shard.objects.remove(address).is_some();
+        shard.order.remove(address);
+        Ok(present)
+    }
+
+    async fn scan(&self, after: Option<Address>, limit: usize) -> Result<Vec<Address>, CamError> {
+        Ok(self.scan_now(after, limit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address_with_first_byte(b: u8) -> Address {
+        let mut bytes = [0x55; 32];
+        bytes[0] = b;
+        Address::from_bytes(bytes)
+    }
+
+    #[test]
+    fn shards_are_contiguous_ranges_covering_every_first_byte() {
+        let shards: Vec<usize> = (0..=255u8)
+            .map(|b| shard_of(&address_with_first_byte(b)))
+            .collect();
+        assert_eq!(shards.first(), Some(&0));
+        assert_eq!(shards.last(), Some(&(SHARDS - 1)));
+        assert!(shards.windows(2).all(|w| w[0] <= w[1] && w[1] - w[0] <= 1));
+    }
+}
