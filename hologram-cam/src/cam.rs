@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 /// Providers remembered per address, at most.
-const PROVIDERS_PER_ADDRESS: usize = 8;
+const PROVIDERS_PER_ADDRESS: usize = crate::wire::MAX_PROVIDERS;
+/// Peers one `get` asks, at most.
+const MAX_ASKED: usize = 32;
 
 /// Who announced which addresses: bounded, oldest records evicted first.
 #[derive(Debug, Clone)]
@@ -110,9 +112,11 @@ impl<S: Store + 'static> Handler for CamHandler<S> {
                     .get(&address)
                     .await
                     .map_err(|e| HandlerError::Failed(e.to_string()))?;
+                let providers = self.providers.get(&address);
                 Ok(match found {
                     Some(object) => CamMessage::Found(object.data().to_vec()),
-                    None => CamMessage::NotFound,
+                    None if providers.is_empty() => CamMessage::NotFound,
+                    None => CamMessage::Providers(providers),
                 }
                 .encode())
             }
@@ -133,8 +137,10 @@ type Fetch = Shared<BoxFuture<'static, Result<Object, CamError>>>;
 ///
 /// `get` looks in the local store, then asks the peers that announced the
 /// address and the peers the [`LatticeRouter`] names for it, one after the
-/// other until one returns bytes that hash to the address; a peer that
-/// returns other bytes is recorded as a suspect and skipped. The object is
+/// other until one returns bytes that hash to the address. A peer without
+/// the object may name the providers it knows of, which are asked next. A
+/// peer that returns other bytes is recorded as a suspect and skipped; at
+/// most 32 peers are asked. The object is
 /// verified before it is cached or returned. Concurrent `get`s of one
 /// address share one fetch. `put` stores locally and announces the address
 /// to the nearest peers.
@@ -251,9 +257,15 @@ impl<S: Store + 'static, T: Transport + ?Sized + 'static> DistributedCAM<S, T> {
             Arc::clone(&self.suspects),
             self.timeout,
         );
+        let local = self.local;
         async move {
             let request = CamMessage::Get(address).encode();
-            for peer in peers {
+            let mut asked = std::collections::HashSet::new();
+            let mut queue: VecDeque<PeerId> = peers.into();
+            while let Some(peer) = queue.pop_front() {
+                if asked.len() >= MAX_ASKED || !asked.insert(peer) {
+                    continue;
+                }
                 let Ok(answer) = transport
                     .request(peer, Protocol::CAM, request.clone(), timeout)
                     .await
@@ -261,8 +273,18 @@ impl<S: Store + 'static, T: Transport + ?Sized + 'static> DistributedCAM<S, T> {
                     providers.forget(&address, &peer);
                     continue;
                 };
-                let Ok(CamMessage::Found(data)) = CamMessage::decode(&answer) else {
-                    continue;
+                let data = match CamMessage::decode(&answer) {
+                    Ok(CamMessage::Found(data)) => data,
+                    Ok(CamMessage::Providers(named)) => {
+                        // Ask the named providers next, before the router's peers.
+                        for p in named.into_iter().rev() {
+                            if p != local && !asked.contains(&p) {
+                                queue.push_front(p);
+                            }
+                        }
+                        continue;
+                    }
+                    _ => continue,
                 };
                 match Object::verify(address, data) {
                     Ok(object) => {

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 
 /// The largest object one message carries.
 pub const MAX_OBJECT_BYTES: usize = 1 << 20;
+/// The most providers one answer names.
+pub const MAX_PROVIDERS: usize = 8;
 /// The largest encoded message.
 pub const MAX_MESSAGE_BYTES: usize = MAX_OBJECT_BYTES + 64;
 
@@ -19,6 +21,9 @@ pub enum CamMessage {
     Found(Vec<u8>),
     /// Answer to `Get`: not here.
     NotFound,
+    /// Answer to `Get`: not here, but these peers announced it (at most
+    /// [`MAX_PROVIDERS`]).
+    Providers(Vec<hologram_lattice::PeerId>),
     /// One-way: the sender holds this address (a provider record).
     Provide(Address),
 }
@@ -38,6 +43,16 @@ impl CamMessage {
                 max: MAX_MESSAGE_BYTES,
             });
         }
-        postcard::from_bytes(bytes).map_err(|e| CamError::Decode(e.to_string()))
+        let message: CamMessage =
+            postcard::from_bytes(bytes).map_err(|e| CamError::Decode(e.to_string()))?;
+        if let CamMessage::Providers(peers) = &message {
+            if peers.len() > MAX_PROVIDERS {
+                return Err(CamError::Decode(format!(
+                    "{} providers, at most {MAX_PROVIDERS}",
+                    peers.len()
+                )));
+            }
+        }
+        Ok(message)
     }
 }
