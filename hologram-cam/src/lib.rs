@@ -15,12 +15,14 @@
 //! | [`ring`] | [`HashRing`]: consistent hashing with virtual nodes keyed by BLAKE3 |
 //! | [`store`] | the [`Store`] trait and its durability contract |
 //! | [`cam`] | [`DistributedCAM`], its [`CamHandler`] and [`ProviderRecords`] |
+//! | [`chunking`] | content-defined chunking (gear hash) for large blobs |
 //! | [`wire`] | the CAM protocol's messages, bounded decoding |
 //! | [`error`] | [`CamError`] |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cam;
+pub mod chunking;
 pub mod error;
 pub mod object;
 pub mod ring;
