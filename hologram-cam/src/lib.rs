@@ -15,12 +15,14 @@
 //! | [`ring`] | [`HashRing`]: consistent hashing with virtual nodes keyed by BLAKE3 |
 //! | [`store`] | the [`Store`] trait and its durability contract |
 //! | [`cam`] | [`DistributedCAM`], its [`CamHandler`] and [`ProviderRecords`] |
+//! | [`blob`] | large blobs: chunks under a [`Manifest`], streamed and verified chunk by chunk |
 //! | [`chunking`] | content-defined chunking (gear hash) for large blobs |
 //! | [`wire`] | the CAM protocol's messages, bounded decoding |
 //! | [`error`] | [`CamError`] |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod blob;
 pub mod cam;
 pub mod chunking;
 pub mod error;
@@ -29,6 +31,7 @@ pub mod ring;
 pub mod store;
 pub mod wire;
 
+pub use blob::{BlobRef, Manifest};
 pub use cam::{CamHandler, DistributedCAM, ProviderRecords};
 pub use error::CamError;
 pub use object::Object;

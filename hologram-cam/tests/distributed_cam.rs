@@ -182,3 +182,78 @@ fn concurrent_gets_of_one_address_fetch_once() {
         after - before
     );
 }
+
+fn random(n: usize, mut x: u64) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn large_blobs_are_chunked_deduplicated_and_streamed() {
+    use hologram_cam::chunking::ChunkParams;
+    use hologram_cam::BlobRef;
+    let net = network(5, &[], 3);
+    let params = ChunkParams::default();
+    let data = random(2 << 20, 9);
+    let blob = block_on(cam(&net, 0).put_blob(&data, params)).unwrap();
+    assert!(matches!(blob, BlobRef::Manifest(_)));
+    let stored = block_on(cam(&net, 0).store().scan(None, 10_000))
+        .unwrap()
+        .len();
+    assert!(stored > 3, "{stored} objects for 2 MiB");
+    // A small edit near the start adds only a few new objects.
+    let mut edited = data.clone();
+    edited.splice(500..500, b"inserted".iter().copied());
+    block_on(cam(&net, 0).put_blob(&edited, params)).unwrap();
+    let after = block_on(cam(&net, 0).store().scan(None, 10_000))
+        .unwrap()
+        .len();
+    assert!(
+        after - stored <= 3,
+        "{} new objects for an 8-byte insertion",
+        after - stored
+    );
+    // Another node streams it back chunk by chunk.
+    let mut read = Vec::new();
+    let mut pieces = 0;
+    let n = block_on(cam(&net, 3).read_blob(blob, |chunk| {
+        pieces += 1;
+        read.extend_from_slice(chunk);
+        Ok(())
+    }))
+    .unwrap();
+    assert_eq!(n, data.len() as u64);
+    assert_eq!(read, data);
+    assert!(pieces > 1);
+}
+
+#[test]
+fn a_corrupt_chunk_stops_the_read_at_that_chunk() {
+    use hologram_cam::chunking::ChunkParams;
+    use hologram_cam::{BlobRef, Manifest};
+    let liars: Vec<usize> = (2..6).collect();
+    let net = network(6, &liars, 6);
+    let data = random(1 << 20, 4);
+    let blob = block_on(cam(&net, 0).put_blob(&data, ChunkParams::default())).unwrap();
+    let BlobRef::Manifest(manifest) = blob else {
+        panic!("1 MiB is chunked")
+    };
+    let manifest = Manifest::decode(block_on(cam(&net, 0).get(manifest)).unwrap().data()).unwrap();
+    // The holder loses its second chunk; only liars remain to "provide" it.
+    let second = manifest.chunks[1].0;
+    assert!(block_on(cam(&net, 0).store().remove(&second)).unwrap());
+    let mut pieces = 0;
+    let result = block_on(cam(&net, 1).read_blob(blob, |_| {
+        pieces += 1;
+        Ok(())
+    }));
+    assert_eq!(result, Err(CamError::NotFound(second)));
+    assert_eq!(pieces, 1, "the read stops at the first bad chunk");
+    assert!(!cam(&net, 1).suspects().is_empty());
+}
