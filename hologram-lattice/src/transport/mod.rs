@@ -57,6 +57,8 @@ impl Protocol {
     pub const TXN: Protocol = Protocol(5);
     /// Latency probes of the adaptive topology.
     pub const PING: Protocol = Protocol(6);
+    /// The deduplication network's replicated store.
+    pub const DEDUP: Protocol = Protocol(7);
 }
 
 /// Why a call over a transport failed.
