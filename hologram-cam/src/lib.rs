@@ -17,6 +17,7 @@
 //! | [`cam`] | [`DistributedCAM`], its [`CamHandler`] and [`ProviderRecords`] |
 //! | [`blob`] | large blobs: chunks under a [`Manifest`], streamed and verified chunk by chunk |
 //! | [`chunking`] | content-defined chunking (gear hash) for large blobs |
+//! | [`dedup`] | [`DeduplicationNetwork`]: N replicas on the ring, majority writes, quorum reads with repair, reference counts |
 //! | [`wire`] | the CAM protocol's messages, bounded decoding |
 //! | [`error`] | [`CamError`] |
 #![forbid(unsafe_code)]
@@ -25,6 +26,7 @@
 pub mod blob;
 pub mod cam;
 pub mod chunking;
+pub mod dedup;
 pub mod error;
 pub mod object;
 pub mod ring;
@@ -33,6 +35,7 @@ pub mod wire;
 
 pub use blob::{BlobRef, Manifest};
 pub use cam::{CamHandler, DistributedCAM, ProviderRecords};
+pub use dedup::{DedupHandler, DeduplicationNetwork, StoreResult};
 pub use error::CamError;
 pub use object::Object;
 pub use ring::HashRing;

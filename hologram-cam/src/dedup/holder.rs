@@ -1,0 +1,127 @@
+//! The holder side of the deduplication network: a store with reference counts.
+
+use super::wire::DedupMessage;
+use crate::{Object, Store};
+use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol};
+use hologram_lattice::{Address, PeerId};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Serves the deduplication protocol from a [`Store`], counting references.
+///
+/// A `Put` with `add_ref` or an `AddRef` counts one more reference; a
+/// `Release` drops one and removes the object when none remain; a count
+/// never goes below zero (releasing an unknown object answers `NotFound`).
+/// Every `Put` is verified against its address before it is stored. The
+/// counts live in memory: after a restart, objects in the store are counted
+/// as holding one reference.
+pub struct DedupHandler<S: Store> {
+    store: Arc<S>,
+    refs: Mutex<HashMap<Address, u64>>,
+}
+
+impl<S: Store> DedupHandler<S> {
+    /// A holder over `store`.
+    pub fn new(store: Arc<S>) -> Self {
+        Self {
+            store,
+            refs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The references counted for `address` (0 when not held).
+    pub async fn refs(&self, address: &Address) -> u64 {
+        let counted = self.refs.lock().ok().and_then(|r| r.get(address).copied());
+        match counted {
+            Some(n) => n,
+            None => u64::from(self.store.contains(address).await.unwrap_or(false)),
+        }
+    }
+
+    /// Adds `delta` references to a held object, starting from what
+    /// [`DedupHandler::refs`] says; returns the new count.
+    async fn add(&self, address: Address, delta: u64) -> Result<u64, HandlerError> {
+        let base = self.refs(&address).await;
+        let mut refs = self
+            .refs
+            .lock()
+            .map_err(|_| HandlerError::Failed("refs poisoned".into()))?;
+        let n = refs.entry(address).or_insert(base);
+        *n = n.saturating_add(delta).max(1);
+        Ok(*n)
+    }
+
+    async fn answer(&self, message: DedupMessage) -> Result<DedupMessage, HandlerError> {
+        let failed = |e: crate::CamError| HandlerError::Failed(e.to_string());
+        Ok(match message {
+            DedupMessage::Put {
+                data,
+                address,
+                add_ref,
+            } => {
+                let object = Object::verify(address, data)
+                    .map_err(|e| HandlerError::Refused(e.to_string()))?;
+                let had = self.store.contains(&address).await.map_err(failed)?;
+                if !had {
+                    self.store.put(object).await.map_err(failed)?;
+                }
+                let refs = if add_ref && had {
+                    self.add(address, 1).await?
+                } else {
+                    self.add(address, 0).await?
+                };
+                DedupMessage::Refs(refs)
+            }
+            DedupMessage::AddRef(address) => {
+                if self.store.contains(&address).await.map_err(failed)? {
+                    DedupMessage::Refs(self.add(address, 1).await?)
+                } else {
+                    DedupMessage::NotFound
+                }
+            }
+            DedupMessage::Has(address) => {
+                DedupMessage::HasAnswer(self.store.contains(&address).await.map_err(failed)?)
+            }
+            DedupMessage::Get(address) => match self.store.get(&address).await.map_err(failed)? {
+                Some(object) => DedupMessage::Found(object.data().to_vec()),
+                None => DedupMessage::NotFound,
+            },
+            DedupMessage::Release(address) => {
+                let held = self.refs(&address).await;
+                if held == 0 {
+                    DedupMessage::NotFound
+                } else {
+                    let remaining = held - 1;
+                    if let Ok(mut refs) = self.refs.lock() {
+                        if remaining == 0 {
+                            refs.remove(&address);
+                        } else {
+                            refs.insert(address, remaining);
+                        }
+                    }
+                    if remaining == 0 {
+                        self.store.remove(&address).await.map_err(failed)?;
+                    }
+                    DedupMessage::Released(remaining)
+                }
+            }
+            other => return Err(HandlerError::Refused(format!("not a request: {other:?}"))),
+        })
+    }
+}
+
+#[async_trait]
+impl<S: Store + 'static> Handler for DedupHandler<S> {
+    async fn request(
+        &self,
+        _from: PeerId,
+        _protocol: Protocol,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, HandlerError> {
+        let message =
+            DedupMessage::decode(&payload).map_err(|e| HandlerError::Refused(e.to_string()))?;
+        Ok(self.answer(message).await?.encode())
+    }
+
+    async fn message(&self, _from: PeerId, _protocol: Protocol, _payload: Vec<u8>) {}
+}

@@ -1,0 +1,189 @@
+//! The chapter's `DeduplicationNetwork`: each object held by N distinct
+//! nodes of a consistent-hash ring, written to a majority, read from enough
+//! copies that reads and writes meet, with reference counts (SPEC §8).
+
+mod holder;
+mod wire;
+
+pub use holder::DedupHandler;
+pub use wire::{DedupMessage, MAX_MESSAGE_BYTES};
+
+use crate::{CamError, HashRing, Object};
+use futures::future::join_all;
+use hologram_lattice::transport::{Protocol, Transport};
+use hologram_lattice::{Address, PeerId};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// What [`DeduplicationNetwork::store_unique`] did, as the chapter names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreResult {
+    /// The object was already stored: one more reference was counted.
+    Duplicate(Address),
+    /// The object was stored; this many holders acknowledged (a majority).
+    Stored(Address, usize),
+    /// Fewer than a majority of holders acknowledged.
+    Failed(Address),
+}
+
+/// A client of the deduplication network.
+///
+/// With replication factor `N`, the owners of an address are the first `N`
+/// distinct nodes of the [`HashRing`] from it, the primary first. A write
+/// succeeds when `W = N/2 + 1` owners acknowledge (more than half, the
+/// chapter's rule); a read asks owners until one returns an object that
+/// verifies, and also checks `R = N - W + 1` of them so it meets every
+/// write quorum, repairing owners that lack the object or hold it corrupt.
+pub struct DeduplicationNetwork<T: Transport + ?Sized> {
+    transport: Arc<T>,
+    ring: Arc<RwLock<HashRing>>,
+    replication: usize,
+    timeout: Duration,
+}
+
+impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
+    /// A client over `transport`, placing with `ring` (shared, so joins and
+    /// leaves are seen), keeping `replication` copies (at least 1).
+    pub fn new(transport: Arc<T>, ring: Arc<RwLock<HashRing>>, replication: usize) -> Self {
+        Self {
+            transport,
+            ring,
+            replication: replication.max(1),
+            timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// Sets the timeout of each request.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The write quorum: `N/2 + 1`.
+    pub fn write_quorum(&self) -> usize {
+        self.replication / 2 + 1
+    }
+
+    /// The read quorum: `N - W + 1`, so that `R + W > N`.
+    pub fn read_quorum(&self) -> usize {
+        self.replication - self.write_quorum() + 1
+    }
+
+    /// The owners of `address`, primary first.
+    pub fn owners(&self, address: &Address) -> Vec<PeerId> {
+        self.ring
+            .read()
+            .map(|r| r.owners(address, self.replication))
+            .unwrap_or_default()
+    }
+
+    async fn ask(&self, peer: PeerId, message: &DedupMessage) -> Option<DedupMessage> {
+        let answer = self
+            .transport
+            .request(peer, Protocol::DEDUP, message.encode(), self.timeout)
+            .await
+            .ok()?;
+        DedupMessage::decode(&answer).ok()
+    }
+
+    /// Stores `data` once across the network: a duplicate only counts a
+    /// reference; a new object goes to all `N` owners and succeeds on `W`
+    /// acknowledgements.
+    pub async fn store_unique(&self, data: Vec<u8>) -> StoreResult {
+        let address = Address::of(&data);
+        let owners = self.owners(&address);
+        // Already held by a read quorum? Then it is a duplicate: count a reference.
+        let has_message = DedupMessage::Has(address);
+        let has = join_all(owners.iter().map(|&p| self.ask(p, &has_message))).await;
+        let holders = has
+            .iter()
+            .filter(|a| **a == Some(DedupMessage::HasAnswer(true)))
+            .count();
+        let put = DedupMessage::Put {
+            data,
+            address,
+            add_ref: true,
+        };
+        if holders >= self.read_quorum().min(owners.len()) && holders > 0 {
+            let acks = join_all(owners.iter().zip(&has).map(|(&p, h)| {
+                let message = if *h == Some(DedupMessage::HasAnswer(true)) {
+                    DedupMessage::AddRef(address)
+                } else {
+                    put.clone()
+                };
+                async move { self.ask(p, &message).await }
+            }))
+            .await;
+            let acks = acks
+                .iter()
+                .filter(|a| matches!(a, Some(DedupMessage::Refs(_))))
+                .count();
+            return if acks >= self.write_quorum() {
+                StoreResult::Duplicate(address)
+            } else {
+                StoreResult::Failed(address)
+            };
+        }
+        let acks = join_all(owners.iter().map(|&p| self.ask(p, &put))).await;
+        let acks = acks
+            .iter()
+            .filter(|a| matches!(a, Some(DedupMessage::Refs(_))))
+            .count();
+        if acks >= self.write_quorum() {
+            StoreResult::Stored(address, acks)
+        } else {
+            StoreResult::Failed(address)
+        }
+    }
+
+    /// Reads an object: asks the owners until one returns bytes that verify
+    /// and at least `R` have answered, then writes it back (without a new
+    /// reference) to owners that lacked it or answered with bad bytes.
+    pub async fn get(&self, address: Address) -> Result<Object, CamError> {
+        let owners = self.owners(&address);
+        let mut found: Option<Object> = None;
+        let mut answered = 0;
+        let mut stale = Vec::new();
+        for &peer in &owners {
+            if found.is_some() && answered >= self.read_quorum() {
+                break;
+            }
+            match self.ask(peer, &DedupMessage::Get(address)).await {
+                Some(DedupMessage::Found(data)) => {
+                    answered += 1;
+                    match Object::verify(address, data) {
+                        Ok(object) => found = found.or(Some(object)),
+                        Err(_) => stale.push(peer),
+                    }
+                }
+                Some(DedupMessage::NotFound) => {
+                    answered += 1;
+                    stale.push(peer);
+                }
+                _ => {}
+            }
+        }
+        let object = found.ok_or(CamError::NotFound(address))?;
+        if !stale.is_empty() {
+            let repair = DedupMessage::Put {
+                data: object.data().to_vec(),
+                address,
+                add_ref: false,
+            };
+            join_all(stale.iter().map(|&p| self.ask(p, &repair))).await;
+        }
+        Ok(object)
+    }
+
+    /// Drops one reference at every owner; an owner frees the object when
+    /// its count reaches zero. Returns how many owners acknowledged.
+    pub async fn release(&self, address: Address) -> usize {
+        let owners = self.owners(&address);
+        let release = DedupMessage::Release(address);
+        let answers = join_all(owners.iter().map(|&p| self.ask(p, &release))).await;
+        answers
+            .iter()
+            .filter(|a| matches!(a, Some(DedupMessage::Released(_))))
+            .count()
+    }
+}
