@@ -9,9 +9,12 @@ use hologram_lattice::transport::{MemoryNetwork, MemoryTransport};
 use hologram_lattice::{Address, NodeId};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 struct Net {
     network: MemoryNetwork,
+    ring: Arc<RwLock<HashRing>>,
+    transports: HashMap<NodeId, MemoryTransport>,
     stores: HashMap<NodeId, Arc<MemoryStore>>,
     holders: HashMap<NodeId, Arc<DedupHandler<MemoryStore>>>,
     client: DeduplicationNetwork<MemoryTransport>,
@@ -22,11 +25,12 @@ fn network(nodes: u8) -> Net {
     let mut ring = HashRing::new();
     let mut stores = HashMap::new();
     let mut holders = HashMap::new();
+    let mut transports = HashMap::new();
     for i in 0..nodes {
         let id = NodeId::from_bytes(*blake3::hash(&[i]).as_bytes());
         let store = Arc::new(MemoryStore::new());
         let holder = Arc::new(DedupHandler::new(Arc::clone(&store)));
-        network.join(id, Arc::clone(&holder) as _);
+        transports.insert(id, network.join(id, Arc::clone(&holder) as _));
         ring.add(id);
         stores.insert(id, store);
         holders.insert(id, holder);
@@ -36,9 +40,12 @@ fn network(nodes: u8) -> Net {
         client_id,
         Arc::new(DedupHandler::new(Arc::new(MemoryStore::new()))),
     ));
-    let client = DeduplicationNetwork::new(transport, Arc::new(RwLock::new(ring)), 3);
+    let ring = Arc::new(RwLock::new(ring));
+    let client = DeduplicationNetwork::new(transport, Arc::clone(&ring), 3);
     Net {
         network,
+        ring,
+        transports,
         stores,
         holders,
         client,
@@ -135,4 +142,98 @@ fn reads_repair_owners_that_lost_the_object() {
         "the primary was repaired"
     );
     assert!(block_on(net.client.get(Address::of(b"absent"))).is_err());
+}
+
+/// Every holder hands off for the ring change `before -> after`.
+fn hand_off_all(net: &Net, before: &HashRing, after: &HashRing) -> (usize, usize) {
+    let (mut copied, mut moved) = (0, 0);
+    for (id, holder) in &net.holders {
+        let Some(transport) = net.transports.get(id) else {
+            continue;
+        };
+        let report =
+            block_on(holder.hand_off(*id, transport, before, after, 3, Duration::from_secs(1)))
+                .unwrap();
+        assert_eq!(report.pending, 0);
+        copied += report.copied;
+        moved += report.moved;
+    }
+    (copied, moved)
+}
+
+#[test]
+fn joins_and_leaves_move_only_changed_keys_and_their_data() {
+    let mut net = network(5);
+    let objects: Vec<Vec<u8>> = (0..300u32)
+        .map(|i| format!("object {i}").into_bytes())
+        .collect();
+    for o in &objects {
+        assert!(matches!(
+            block_on(net.client.store_unique(o.clone())),
+            StoreResult::Stored(_, 3)
+        ));
+    }
+    let before = net.ring.read().unwrap().clone();
+
+    // A sixth node joins.
+    let newcomer = NodeId::from_bytes(*blake3::hash(b"newcomer").as_bytes());
+    let store = Arc::new(MemoryStore::new());
+    let holder = Arc::new(DedupHandler::new(Arc::clone(&store)));
+    net.transports.insert(
+        newcomer,
+        net.network.join(newcomer, Arc::clone(&holder) as _),
+    );
+    net.stores.insert(newcomer, store);
+    net.holders.insert(newcomer, holder);
+    let mut after = before.clone();
+    after.add(newcomer);
+    let changed = objects
+        .iter()
+        .filter(|o| before.owners(&Address::of(o), 3) != after.owners(&Address::of(o), 3))
+        .count();
+    let (copied, moved) = hand_off_all(&net, &before, &after);
+    *net.ring.write().unwrap() = after.clone();
+    // One copy per changed key, to the newcomer; about 3/6 of the keys.
+    assert_eq!(copied, changed);
+    assert_eq!(moved, changed);
+    assert!(
+        changed > 300 / 4 && changed < 300 * 3 / 4,
+        "{changed} of 300 keys changed owners"
+    );
+    for o in &objects {
+        let address = Address::of(o);
+        let mut owners = after.owners(&address, 3);
+        owners.sort();
+        assert_eq!(
+            held(&net, &address),
+            owners,
+            "held exactly by the new owners"
+        );
+        assert_eq!(block_on(net.client.get(address)).unwrap().data(), &o[..]);
+    }
+
+    // Now an old node leaves gracefully.
+    let leaver = before.nodes().next().unwrap();
+    let mut without = after.clone();
+    without.remove(&leaver);
+    let (copied, moved) = hand_off_all(&net, &after, &without);
+    let changed = objects
+        .iter()
+        .filter(|o| after.owners(&Address::of(o), 3) != without.owners(&Address::of(o), 3))
+        .count();
+    assert_eq!((copied, moved), (changed, changed));
+    *net.ring.write().unwrap() = without.clone();
+    net.network.crash(leaver);
+    for o in &objects {
+        let address = Address::of(o);
+        let mut owners = without.owners(&address, 3);
+        owners.sort();
+        let mut holding = held(&net, &address);
+        holding.retain(|h| *h != leaver);
+        assert_eq!(holding, owners);
+        assert!(
+            !block_on(net.stores[&leaver].contains(&address)).unwrap(),
+            "the leaver handed everything off"
+        );
+    }
 }

@@ -1,11 +1,13 @@
 //! The holder side of the deduplication network: a store with reference counts.
 
 use super::wire::DedupMessage;
+use crate::HashRing;
 use crate::{Object, Store};
-use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol};
+use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol, Transport};
 use hologram_lattice::{Address, PeerId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Serves the deduplication protocol from a [`Store`], counting references.
 ///
@@ -72,6 +74,22 @@ impl<S: Store> DedupHandler<S> {
                 };
                 DedupMessage::Refs(refs)
             }
+            DedupMessage::Adopt {
+                data,
+                address,
+                refs,
+            } => {
+                let object = Object::verify(address, data)
+                    .map_err(|e| HandlerError::Refused(e.to_string()))?;
+                if !self.store.contains(&address).await.map_err(failed)? {
+                    self.store.put(object).await.map_err(failed)?;
+                }
+                let now = self.add(address, 0).await?.max(refs);
+                if let Ok(mut counts) = self.refs.lock() {
+                    counts.insert(address, now);
+                }
+                DedupMessage::Refs(now)
+            }
             DedupMessage::AddRef(address) => {
                 if self.store.contains(&address).await.map_err(failed)? {
                     DedupMessage::Refs(self.add(address, 1).await?)
@@ -107,6 +125,96 @@ impl<S: Store> DedupHandler<S> {
             }
             other => return Err(HandlerError::Refused(format!("not a request: {other:?}"))),
         })
+    }
+}
+
+/// What one [`DedupHandler::hand_off`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HandOff {
+    /// Objects this node keeps (whether or not their owners changed).
+    pub kept: usize,
+    /// Copies new owners adopted.
+    pub copied: usize,
+    /// Objects this node no longer owns, removed after every owner adopted them.
+    pub moved: usize,
+    /// Objects it no longer owns but kept, because an owner did not adopt.
+    pub pending: usize,
+}
+
+impl<S: Store> DedupHandler<S> {
+    /// After the ring changed from `before` to `after`: pages through the
+    /// store and moves only the objects whose owners changed, each to the
+    /// owners that are new, with its reference count. The owners that leave
+    /// an object's set send it (and remove their copy only once every new
+    /// owner adopted it, so no acknowledged copy is lost in the move); when
+    /// none leaves, the old primary sends it.
+    pub async fn hand_off<T: Transport + ?Sized>(
+        &self,
+        me: PeerId,
+        transport: &T,
+        before: &HashRing,
+        after: &HashRing,
+        replication: usize,
+        timeout: Duration,
+    ) -> Result<HandOff, crate::CamError> {
+        let mut report = HandOff::default();
+        let mut cursor = None;
+        loop {
+            let page = self.store.scan(cursor, 256).await?;
+            let Some(&last) = page.last() else { break };
+            cursor = Some(last);
+            for address in page {
+                let (old, new) = (
+                    before.owners(&address, replication),
+                    after.owners(&address, replication),
+                );
+                let leaving = !new.contains(&me);
+                let someone_leaves = old.iter().any(|o| !new.contains(o));
+                let sends = leaving || (!someone_leaves && old.first() == Some(&me));
+                if old == new || !sends {
+                    report.kept += usize::from(!leaving);
+                    continue;
+                }
+                let Some(object) = self.store.get(&address).await? else {
+                    continue;
+                };
+                let refs = self.refs(&address).await.max(1);
+                let adopt = DedupMessage::Adopt {
+                    data: object.data().to_vec(),
+                    address,
+                    refs,
+                }
+                .encode();
+                let targets: Vec<PeerId> = new
+                    .iter()
+                    .copied()
+                    .filter(|o| *o != me && !old.contains(o))
+                    .collect();
+                let mut adopted = 0;
+                for &owner in &targets {
+                    let answer = transport
+                        .request(owner, Protocol::DEDUP, adopt.clone(), timeout)
+                        .await;
+                    if let Ok(Ok(DedupMessage::Refs(_))) = answer.map(|a| DedupMessage::decode(&a))
+                    {
+                        adopted += 1;
+                        report.copied += 1;
+                    }
+                }
+                if !leaving {
+                    report.kept += 1;
+                } else if adopted == targets.len() {
+                    self.store.remove(&address).await?;
+                    if let Ok(mut counts) = self.refs.lock() {
+                        counts.remove(&address);
+                    }
+                    report.moved += 1;
+                } else {
+                    report.pending += 1;
+                }
+            }
+        }
+        Ok(report)
     }
 }
 

@@ -5,7 +5,7 @@
 mod holder;
 mod wire;
 
-pub use holder::DedupHandler;
+pub use holder::{DedupHandler, HandOff};
 pub use wire::{DedupMessage, MAX_MESSAGE_BYTES};
 
 use crate::{CamError, HashRing, Object};

@@ -24,6 +24,16 @@ pub enum DedupMessage {
         /// Whether this is a new reference.
         add_ref: bool,
     },
+    /// Hand-off after the ring changed: hold this object with at least
+    /// `refs` references (the count the previous holder had).
+    Adopt {
+        /// The object's bytes (verified against `address`).
+        data: Vec<u8>,
+        /// The address the sender claims.
+        address: Address,
+        /// The references to keep.
+        refs: u64,
+    },
     /// Count one more reference to an object the holder has.
     AddRef(Address),
     /// Answer to `Put` and `AddRef`: the references now counted.
