@@ -2,10 +2,12 @@
 //!
 //! Content-addressed storage with deduplication across a network.
 //!
-//! **Status: in progress.** Built so far: [`Object`] (bytes with the address
-//! they hash to) and the [`Store`] seam with its contract. `MemoryStore`,
-//! `RedbStore`, the conformance suite, `DistributedCAM` and
-//! `DeduplicationNetwork` are not built yet; see the README's status table.
+//! **Status: in progress.** Built: [`Object`] (bytes with the address they
+//! hash to), the [`Store`] seam with its contract, its two implementations
+//! [`MemoryStore`] (in memory, not durable) and [`RedbStore`] (one redb file,
+//! durable when a put returns, re-hashes on read), and the public
+//! [`conformance`](store::conformance) suite that checks any store against
+//! the contract. For the network side (below), see the README's status table.
 //!
 //! ## Map
 //!
@@ -13,7 +15,7 @@
 //! |---|---|
 //! | [`object`] | [`Object`]: verified bytes and their [`Address`](hologram_lattice::Address) |
 //! | [`ring`] | [`HashRing`]: consistent hashing with virtual nodes keyed by BLAKE3 |
-//! | [`store`] | the [`Store`] trait and its durability contract |
+//! | [`store`] | the [`Store`] trait and its durability contract; [`MemoryStore`], [`RedbStore`] and the [`conformance`](store::conformance) suite |
 //! | [`cam`] | [`DistributedCAM`], its [`CamHandler`] and [`ProviderRecords`] |
 //! | [`blob`] | large blobs: chunks under a [`Manifest`], streamed and verified chunk by chunk |
 //! | [`chunking`] | content-defined chunking (gear hash) for large blobs |
@@ -39,4 +41,4 @@ pub use dedup::{DedupHandler, DeduplicationNetwork, StoreResult};
 pub use error::CamError;
 pub use object::Object;
 pub use ring::HashRing;
-pub use store::Store;
+pub use store::{MemoryStore, RedbStore, Store};
