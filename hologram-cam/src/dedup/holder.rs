@@ -1,11 +1,12 @@
 //! The holder side of the deduplication network: a store with reference counts.
 
-use super::wire::DedupMessage;
+use super::wire::{DedupMessage, Request};
 use crate::HashRing;
 use crate::{Object, Store};
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol, Transport};
 use hologram_lattice::{Address, PeerId};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,7 +21,19 @@ use std::time::Duration;
 pub struct DedupHandler<S: Store> {
     store: Arc<S>,
     refs: Mutex<HashMap<Address, u64>>,
+    applied: Mutex<Applied>,
+    next_op: AtomicU64,
 }
+
+/// Answers to recent mutating requests, by (sender, op): a bounded window.
+#[derive(Default)]
+struct Applied {
+    answers: HashMap<(PeerId, u64), DedupMessage>,
+    order: VecDeque<(PeerId, u64)>,
+}
+
+/// How many recent mutating requests a holder remembers.
+const APPLIED_WINDOW: usize = 1 << 16;
 
 impl<S: Store> DedupHandler<S> {
     /// A holder over `store`.
@@ -28,6 +41,8 @@ impl<S: Store> DedupHandler<S> {
         Self {
             store,
             refs: Mutex::new(HashMap::new()),
+            applied: Mutex::new(Applied::default()),
+            next_op: AtomicU64::new(0),
         }
     }
 
@@ -179,10 +194,13 @@ impl<S: Store> DedupHandler<S> {
                     continue;
                 };
                 let refs = self.refs(&address).await.max(1);
-                let adopt = DedupMessage::Adopt {
-                    data: object.data().to_vec(),
-                    address,
-                    refs,
+                let adopt = Request {
+                    op: self.next_op.fetch_add(1, Ordering::Relaxed),
+                    message: DedupMessage::Adopt {
+                        data: object.data().to_vec(),
+                        address,
+                        refs,
+                    },
                 }
                 .encode();
                 let targets: Vec<PeerId> = new
@@ -222,13 +240,42 @@ impl<S: Store> DedupHandler<S> {
 impl<S: Store + 'static> Handler for DedupHandler<S> {
     async fn request(
         &self,
-        _from: PeerId,
+        from: PeerId,
         _protocol: Protocol,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, HandlerError> {
-        let message =
-            DedupMessage::decode(&payload).map_err(|e| HandlerError::Refused(e.to_string()))?;
-        Ok(self.answer(message).await?.encode())
+        let Request { op, message } =
+            Request::decode(&payload).map_err(|e| HandlerError::Refused(e.to_string()))?;
+        let mutating = matches!(
+            message,
+            DedupMessage::Put { .. }
+                | DedupMessage::Adopt { .. }
+                | DedupMessage::AddRef(_)
+                | DedupMessage::Release(_)
+        );
+        if !mutating {
+            return Ok(self.answer(message).await?.encode());
+        }
+        let key = (from, op);
+        let earlier = self
+            .applied
+            .lock()
+            .ok()
+            .and_then(|a| a.answers.get(&key).cloned());
+        if let Some(earlier) = earlier {
+            return Ok(earlier.encode());
+        }
+        let answer = self.answer(message).await?;
+        if let Ok(mut applied) = self.applied.lock() {
+            applied.answers.insert(key, answer.clone());
+            applied.order.push_back(key);
+            while applied.order.len() > APPLIED_WINDOW {
+                if let Some(old) = applied.order.pop_front() {
+                    applied.answers.remove(&old);
+                }
+            }
+        }
+        Ok(answer.encode())
     }
 
     async fn message(&self, _from: PeerId, _protocol: Protocol, _payload: Vec<u8>) {}

@@ -6,7 +6,7 @@ mod holder;
 mod wire;
 
 pub use holder::{DedupHandler, HandOff};
-pub use wire::{DedupMessage, MAX_MESSAGE_BYTES};
+pub use wire::{DedupMessage, Request, MAX_MESSAGE_BYTES};
 
 use crate::{CamError, HashRing, Object};
 use futures::future::join_all;
@@ -39,6 +39,7 @@ pub struct DeduplicationNetwork<T: Transport + ?Sized> {
     ring: Arc<RwLock<HashRing>>,
     replication: usize,
     timeout: Duration,
+    next_op: std::sync::atomic::AtomicU64,
 }
 
 impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
@@ -49,6 +50,7 @@ impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
             transport,
             ring,
             replication: replication.max(1),
+            next_op: std::sync::atomic::AtomicU64::new(0),
             timeout: Duration::from_secs(2),
         }
     }
@@ -77,10 +79,19 @@ impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
             .unwrap_or_default()
     }
 
+    /// Sends one request (numbered, so a duplicated delivery is applied once).
     async fn ask(&self, peer: PeerId, message: &DedupMessage) -> Option<DedupMessage> {
+        let op = self
+            .next_op
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let request = Request {
+            op,
+            message: message.clone(),
+        }
+        .encode();
         let answer = self
             .transport
-            .request(peer, Protocol::DEDUP, message.encode(), self.timeout)
+            .request(peer, Protocol::DEDUP, request, self.timeout)
             .await
             .ok()?;
         DedupMessage::decode(&answer).ok()

@@ -72,3 +72,84 @@ impl DedupMessage {
         postcard::from_bytes(bytes).map_err(|e| CamError::Decode(e.to_string()))
     }
 }
+
+/// Key-derivation context of a request's checksum.
+pub const REQUEST_CHECK_CONTEXT: &str = "hologram dedup-request v1";
+
+/// A request with the sender's operation number, so that a holder applies a
+/// duplicated request once: it answers a repeat of `(sender, op)` with the
+/// answer it gave the first time.
+///
+/// The encoding ends with an 8-byte checksum (BLAKE3-derive of the rest), so
+/// that a request damaged on the way, for instance in its operation number,
+/// is refused instead of being applied as a new operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The sender's operation number (unique per sender).
+    pub op: u64,
+    /// The request.
+    pub message: DedupMessage,
+}
+
+fn checksum(body: &[u8]) -> [u8; 8] {
+    let h = blake3::Hasher::new_derive_key(REQUEST_CHECK_CONTEXT)
+        .update(body)
+        .finalize();
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&h.as_bytes()[..8]);
+    out
+}
+
+impl Request {
+    /// The postcard encoding followed by its checksum.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = postcard::to_allocvec(self).unwrap_or_default();
+        let check = checksum(&out);
+        out.extend_from_slice(&check);
+        out
+    }
+
+    /// Decodes a request, refusing more than [`MAX_MESSAGE_BYTES`] before
+    /// reading and anything whose checksum does not match.
+    pub fn decode(bytes: &[u8]) -> Result<Self, CamError> {
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return Err(CamError::TooLarge {
+                size: bytes.len(),
+                max: MAX_MESSAGE_BYTES,
+            });
+        }
+        let split = bytes
+            .len()
+            .checked_sub(8)
+            .ok_or_else(|| CamError::Decode("request shorter than its checksum".into()))?;
+        let (body, check) = bytes.split_at(split);
+        if checksum(body) != check {
+            return Err(CamError::Decode("request checksum mismatch".into()));
+        }
+        postcard::from_bytes(body).map_err(|e| CamError::Decode(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Request::decode(&bytes);
+            let _ = DedupMessage::decode(&bytes);
+        }
+
+        #[test]
+        fn any_flipped_bit_is_refused(op in any::<u64>(), bit in any::<usize>()) {
+            let r = Request { op, message: DedupMessage::Release(Address::of(b"x")) };
+            let mut bytes = r.encode();
+            prop_assert_eq!(Request::decode(&bytes), Ok(r));
+            let bit = bit % (bytes.len() * 8);
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(Request::decode(&bytes).is_err());
+        }
+    }
+}
