@@ -37,7 +37,7 @@ pub mod wire;
 
 pub use blob::{BlobRef, Manifest};
 pub use cam::{CamHandler, DistributedCAM, ProviderRecords};
-pub use dedup::{DedupHandler, DeduplicationNetwork, StoreResult};
+pub use dedup::{DedupHandler, DeduplicationNetwork, Release, StoreResult};
 pub use error::CamError;
 pub use object::Object;
 pub use ring::HashRing;

@@ -5,8 +5,8 @@
 //! match its address; every write acknowledged by a quorum, and not
 //! released, stays readable while at most N − W of its owners are out;
 //! reference counts never exceed the references attempted (counts are
-//! unsigned: they cannot go below zero, and a release of a freed object is
-//! refused). Seeds:
+//! sets: they cannot go below zero, and a release of a freed object finds
+//! nothing). Seeds:
 //! `HOLOGRAM_SEEDS` (default 4); replay one with `HOLOGRAM_SEED`.
 
 use futures::executor::block_on;
@@ -35,7 +35,8 @@ impl Handler for Substituter {
         let answer = match Request::decode(&payload).map(|r| r.message) {
             Ok(DedupMessage::Get(_)) => DedupMessage::Found(b"substituted".to_vec()),
             Ok(DedupMessage::Has(_)) => DedupMessage::HasAnswer(true),
-            Ok(DedupMessage::Release(_)) => DedupMessage::Released(0),
+            Ok(DedupMessage::Release(..)) => DedupMessage::Refs(0),
+            Ok(DedupMessage::Free(_)) => DedupMessage::Freed(true),
             _ => DedupMessage::Refs(1),
         };
         Ok(answer.encode())

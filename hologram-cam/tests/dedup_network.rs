@@ -86,16 +86,18 @@ fn duplicates_count_references_and_frees_happen_at_zero() {
     for o in &owners {
         assert_eq!(block_on(net.holders[o].refs(&address)), 2);
     }
-    assert_eq!(block_on(net.client.release(address)), 3);
+    let first = block_on(net.client.release(address));
+    assert_eq!((first.acknowledged, first.freed), (3, false));
     assert_eq!(
         held(&net, &address),
         owners,
         "one reference left: still held"
     );
-    assert_eq!(block_on(net.client.release(address)), 3);
+    let second = block_on(net.client.release(address));
+    assert_eq!((second.acknowledged, second.freed), (3, true));
     assert!(held(&net, &address).is_empty(), "freed at zero");
-    // Never below zero: a further release is refused everywhere.
-    assert_eq!(block_on(net.client.release(address)), 0);
+    // Never below zero: a further release finds nothing anywhere.
+    assert_eq!(block_on(net.client.release(address)).acknowledged, 0);
     for o in &owners {
         assert_eq!(block_on(net.holders[o].refs(&address)), 0);
     }
@@ -236,4 +238,37 @@ fn joins_and_leaves_move_only_changed_keys_and_their_data() {
             "the leaver handed everything off"
         );
     }
+}
+
+#[test]
+fn a_replica_that_missed_a_reference_cannot_free_what_others_count() {
+    let net = network(5);
+    let data = b"two references, one missed".to_vec();
+    let address = Address::of(&data);
+    let owners = net.client.owners(&address);
+    assert!(matches!(
+        block_on(net.client.store_unique(data.clone())),
+        StoreResult::Stored(_, 3)
+    ));
+    // The second reference misses one owner (it is down), yet reaches W.
+    net.network.crash(owners[2]);
+    assert_eq!(
+        block_on(net.client.store_unique(data.clone())),
+        StoreResult::Duplicate(address)
+    );
+    net.network
+        .restart(owners[2], Arc::clone(&net.holders[&owners[2]]) as _);
+    assert_eq!(block_on(net.holders[&owners[2]].refs(&address)), 1);
+    // One release: owners[2] now counts none, the others one each.
+    let r = block_on(net.client.release(address));
+    assert_eq!((r.acknowledged, r.freed), (3, false));
+    assert_eq!(
+        held(&net, &address).len(),
+        3,
+        "nobody freed it: a reference remains"
+    );
+    assert_eq!(block_on(net.client.get(address)).unwrap().data(), &data[..]);
+    // The second release frees it everywhere.
+    assert!(block_on(net.client.release(address)).freed);
+    assert!(held(&net, &address).is_empty());
 }

@@ -1,28 +1,43 @@
-//! The holder side of the deduplication network: a store with reference counts.
+//! The holder side of the deduplication network: a store with reference sets.
 
-use super::wire::{DedupMessage, Request};
+use super::wire::{DedupMessage, Reference, Request};
 use crate::HashRing;
-use crate::{Object, Store};
+use crate::{CamError, Object, Store};
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol, Transport};
 use hologram_lattice::{Address, PeerId};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Serves the deduplication protocol from a [`Store`], counting references.
 ///
-/// A `Put` with `add_ref` or an `AddRef` counts one more reference; a
-/// `Release` drops one and removes the object when none remain; a count
-/// never goes below zero (releasing an unknown object answers `NotFound`).
-/// Every `Put` is verified against its address before it is stored. The
-/// counts live in memory: after a restart, objects in the store are counted
-/// as holding one reference.
+/// References are sets, not counters: each is a [`Reference`] (client and
+/// operation number), added once however often it arrives and never again
+/// once released (released references are remembered as tombstones). A
+/// holder never removes an object on its own: a `Free` removes it only when
+/// the holder counts no reference, and the client sends `Free` only when
+/// every owner said it counts none (see
+/// [`DeduplicationNetwork::release`](super::DeduplicationNetwork::release)).
+/// So a replica that missed a reference cannot free an object that others
+/// still count, and a count can never go below zero. Every `Put` and `Adopt`
+/// is verified against its address before anything is stored.
+///
+/// The sets live in memory. After a restart, an object in the store that
+/// the holder has no record of counts as one unknown reference, which keeps
+/// it from being freed (it may leak; it is never lost).
 pub struct DedupHandler<S: Store> {
     store: Arc<S>,
-    refs: Mutex<HashMap<Address, u64>>,
+    refs: Mutex<HashMap<Address, Counted>>,
     applied: Mutex<Applied>,
     next_op: AtomicU64,
+}
+
+/// The references of one object.
+#[derive(Debug, Default, Clone)]
+struct Counted {
+    live: BTreeSet<Reference>,
+    released: BTreeSet<Reference>,
 }
 
 /// Answers to recent mutating requests, by (sender, op): a bounded window.
@@ -46,68 +61,83 @@ impl<S: Store> DedupHandler<S> {
         }
     }
 
-    /// The references counted for `address` (0 when not held).
+    /// The references counted for `address`: 0 when not held, 1 for a held
+    /// object the holder has no record of (after a restart).
     pub async fn refs(&self, address: &Address) -> u64 {
-        let counted = self.refs.lock().ok().and_then(|r| r.get(address).copied());
+        let counted = self
+            .refs
+            .lock()
+            .ok()
+            .and_then(|r| r.get(address).map(|c| c.live.len() as u64));
         match counted {
             Some(n) => n,
             None => u64::from(self.store.contains(address).await.unwrap_or(false)),
         }
     }
 
-    /// Adds `delta` references to a held object, starting from what
-    /// [`DedupHandler::refs`] says; returns the new count.
-    async fn add(&self, address: Address, delta: u64) -> Result<u64, HandlerError> {
-        let base = self.refs(&address).await;
+    /// Runs `f` on the record of `address` (created empty if missing).
+    fn with_record<R>(
+        &self,
+        address: Address,
+        f: impl FnOnce(&mut Counted) -> R,
+    ) -> Result<R, HandlerError> {
         let mut refs = self
             .refs
             .lock()
-            .map_err(|_| HandlerError::Failed("refs poisoned".into()))?;
-        let n = refs.entry(address).or_insert(base);
-        *n = n.saturating_add(delta).max(1);
-        Ok(*n)
+            .map_err(|_| HandlerError::Failed("references poisoned".into()))?;
+        Ok(f(refs.entry(address).or_default()))
+    }
+
+    /// Stores a verified object if absent, and makes sure it has a record.
+    async fn hold(&self, address: Address, data: Vec<u8>) -> Result<(), HandlerError> {
+        let object =
+            Object::verify(address, data).map_err(|e| HandlerError::Refused(e.to_string()))?;
+        if !self.store.contains(&address).await.map_err(failed)? {
+            self.store.put(object).await.map_err(failed)?;
+        }
+        self.with_record(address, |_| ())
     }
 
     async fn answer(&self, message: DedupMessage) -> Result<DedupMessage, HandlerError> {
-        let failed = |e: crate::CamError| HandlerError::Failed(e.to_string());
         Ok(match message {
             DedupMessage::Put {
                 data,
                 address,
-                add_ref,
+                reference,
             } => {
-                let object = Object::verify(address, data)
-                    .map_err(|e| HandlerError::Refused(e.to_string()))?;
-                let had = self.store.contains(&address).await.map_err(failed)?;
-                if !had {
-                    self.store.put(object).await.map_err(failed)?;
-                }
-                let refs = if add_ref && had {
-                    self.add(address, 1).await?
-                } else {
-                    self.add(address, 0).await?
-                };
-                DedupMessage::Refs(refs)
+                self.hold(address, data).await?;
+                DedupMessage::Refs(self.with_record(address, |c| {
+                    if let Some(r) = reference {
+                        if !c.released.contains(&r) {
+                            c.live.insert(r);
+                        }
+                    }
+                    c.live.len() as u64
+                })?)
             }
             DedupMessage::Adopt {
                 data,
                 address,
-                refs,
+                references,
             } => {
-                let object = Object::verify(address, data)
-                    .map_err(|e| HandlerError::Refused(e.to_string()))?;
-                if !self.store.contains(&address).await.map_err(failed)? {
-                    self.store.put(object).await.map_err(failed)?;
-                }
-                let now = self.add(address, 0).await?.max(refs);
-                if let Ok(mut counts) = self.refs.lock() {
-                    counts.insert(address, now);
-                }
-                DedupMessage::Refs(now)
+                self.hold(address, data).await?;
+                DedupMessage::Refs(self.with_record(address, |c| {
+                    for r in references {
+                        if !c.released.contains(&r) {
+                            c.live.insert(r);
+                        }
+                    }
+                    c.live.len() as u64
+                })?)
             }
-            DedupMessage::AddRef(address) => {
+            DedupMessage::AddRef(address, r) => {
                 if self.store.contains(&address).await.map_err(failed)? {
-                    DedupMessage::Refs(self.add(address, 1).await?)
+                    DedupMessage::Refs(self.with_record(address, |c| {
+                        if !c.released.contains(&r) {
+                            c.live.insert(r);
+                        }
+                        c.live.len() as u64
+                    })?)
                 } else {
                     DedupMessage::NotFound
                 }
@@ -119,28 +149,54 @@ impl<S: Store> DedupHandler<S> {
                 Some(object) => DedupMessage::Found(object.data().to_vec()),
                 None => DedupMessage::NotFound,
             },
-            DedupMessage::Release(address) => {
-                let held = self.refs(&address).await;
-                if held == 0 {
-                    DedupMessage::NotFound
-                } else {
-                    let remaining = held - 1;
-                    if let Ok(mut refs) = self.refs.lock() {
-                        if remaining == 0 {
-                            refs.remove(&address);
-                        } else {
-                            refs.insert(address, remaining);
-                        }
-                    }
-                    if remaining == 0 {
-                        self.store.remove(&address).await.map_err(failed)?;
-                    }
-                    DedupMessage::Released(remaining)
-                }
-            }
             other => return Err(HandlerError::Refused(format!("not a request: {other:?}"))),
         })
     }
+
+    /// `Release` and `Free`, then everything else.
+    async fn answer_mutation(&self, message: DedupMessage) -> Result<DedupMessage, HandlerError> {
+        match message {
+            DedupMessage::Release(address, r) => {
+                if !self.store.contains(&address).await.map_err(failed)? {
+                    return Ok(DedupMessage::NotFound);
+                }
+                let known = self
+                    .refs
+                    .lock()
+                    .ok()
+                    .is_some_and(|refs| refs.contains_key(&address));
+                if !known {
+                    // Held without a record (after a restart): count unknown.
+                    return Ok(DedupMessage::Refs(1));
+                }
+                Ok(DedupMessage::Refs(self.with_record(address, |c| {
+                    c.live.remove(&r);
+                    c.released.insert(r);
+                    c.live.len() as u64
+                })?))
+            }
+            DedupMessage::Free(address) => {
+                let free = self
+                    .refs
+                    .lock()
+                    .map_err(|_| HandlerError::Failed("references poisoned".into()))?
+                    .get(&address)
+                    .is_some_and(|c| c.live.is_empty());
+                if free {
+                    self.store.remove(&address).await.map_err(failed)?;
+                    if let Ok(mut refs) = self.refs.lock() {
+                        refs.remove(&address);
+                    }
+                }
+                Ok(DedupMessage::Freed(free))
+            }
+            other => self.answer(other).await,
+        }
+    }
+}
+
+fn failed(e: CamError) -> HandlerError {
+    HandlerError::Failed(e.to_string())
 }
 
 /// What one [`DedupHandler::hand_off`] did.
@@ -159,10 +215,10 @@ pub struct HandOff {
 impl<S: Store> DedupHandler<S> {
     /// After the ring changed from `before` to `after`: pages through the
     /// store and moves only the objects whose owners changed, each to the
-    /// owners that are new, with its reference count. The owners that leave
-    /// an object's set send it (and remove their copy only once every new
-    /// owner adopted it, so no acknowledged copy is lost in the move); when
-    /// none leaves, the old primary sends it.
+    /// owners that are new, with its references. The owners that leave an
+    /// object's set send it (and remove their copy only once every new owner
+    /// adopted it, so no acknowledged copy is lost in the move); when none
+    /// leaves, the old primary sends it.
     pub async fn hand_off<T: Transport + ?Sized>(
         &self,
         me: PeerId,
@@ -171,7 +227,7 @@ impl<S: Store> DedupHandler<S> {
         after: &HashRing,
         replication: usize,
         timeout: Duration,
-    ) -> Result<HandOff, crate::CamError> {
+    ) -> Result<HandOff, CamError> {
         let mut report = HandOff::default();
         let mut cursor = None;
         loop {
@@ -193,13 +249,18 @@ impl<S: Store> DedupHandler<S> {
                 let Some(object) = self.store.get(&address).await? else {
                     continue;
                 };
-                let refs = self.refs(&address).await.max(1);
+                let references: Vec<Reference> = self
+                    .refs
+                    .lock()
+                    .ok()
+                    .and_then(|r| r.get(&address).map(|c| c.live.iter().copied().collect()))
+                    .unwrap_or_default();
                 let adopt = Request {
                     op: self.next_op.fetch_add(1, Ordering::Relaxed),
                     message: DedupMessage::Adopt {
                         data: object.data().to_vec(),
                         address,
-                        refs,
+                        references,
                     },
                 }
                 .encode();
@@ -223,8 +284,8 @@ impl<S: Store> DedupHandler<S> {
                     report.kept += 1;
                 } else if adopted == targets.len() {
                     self.store.remove(&address).await?;
-                    if let Ok(mut counts) = self.refs.lock() {
-                        counts.remove(&address);
+                    if let Ok(mut refs) = self.refs.lock() {
+                        refs.remove(&address);
                     }
                     report.moved += 1;
                 } else {
@@ -250,8 +311,9 @@ impl<S: Store + 'static> Handler for DedupHandler<S> {
             message,
             DedupMessage::Put { .. }
                 | DedupMessage::Adopt { .. }
-                | DedupMessage::AddRef(_)
-                | DedupMessage::Release(_)
+                | DedupMessage::AddRef(..)
+                | DedupMessage::Release(..)
+                | DedupMessage::Free(_)
         );
         if !mutating {
             return Ok(self.answer(message).await?.encode());
@@ -265,7 +327,7 @@ impl<S: Store + 'static> Handler for DedupHandler<S> {
         if let Some(earlier) = earlier {
             return Ok(earlier.encode());
         }
-        let answer = self.answer(message).await?;
+        let answer = self.answer_mutation(message).await?;
         if let Ok(mut applied) = self.applied.lock() {
             applied.answers.insert(key, answer.clone());
             applied.order.push_back(key);

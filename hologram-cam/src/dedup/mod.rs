@@ -6,7 +6,7 @@ mod holder;
 mod wire;
 
 pub use holder::{DedupHandler, HandOff};
-pub use wire::{DedupMessage, Request, MAX_MESSAGE_BYTES};
+pub use wire::{DedupMessage, Reference, Request, MAX_MESSAGE_BYTES};
 
 use crate::{CamError, HashRing, Object};
 use futures::future::join_all;
@@ -26,6 +26,16 @@ pub enum StoreResult {
     Failed(Address),
 }
 
+/// What [`DeduplicationNetwork::release`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Release {
+    /// Owners that acknowledged dropping the reference.
+    pub acknowledged: usize,
+    /// Whether the object was freed: every owner answered and none counts a
+    /// reference any more.
+    pub freed: bool,
+}
+
 /// A client of the deduplication network.
 ///
 /// With replication factor `N`, the owners of an address are the first `N`
@@ -40,6 +50,9 @@ pub struct DeduplicationNetwork<T: Transport + ?Sized> {
     replication: usize,
     timeout: Duration,
     next_op: std::sync::atomic::AtomicU64,
+    /// The references this client holds, oldest first, per address.
+    held:
+        std::sync::Mutex<std::collections::HashMap<Address, std::collections::VecDeque<Reference>>>,
 }
 
 impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
@@ -51,6 +64,7 @@ impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
             ring,
             replication: replication.max(1),
             next_op: std::sync::atomic::AtomicU64::new(0),
+            held: std::sync::Mutex::new(std::collections::HashMap::new()),
             timeout: Duration::from_secs(2),
         }
     }
@@ -103,48 +117,68 @@ impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
     pub async fn store_unique(&self, data: Vec<u8>) -> StoreResult {
         let address = Address::of(&data);
         let owners = self.owners(&address);
+        let reference = Reference {
+            client: self.transport.local_id(),
+            op: self
+                .next_op
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        };
         // Already held by a read quorum? Then it is a duplicate: count a reference.
         let has_message = DedupMessage::Has(address);
         let has = join_all(owners.iter().map(|&p| self.ask(p, &has_message))).await;
-        let holders = has
-            .iter()
-            .filter(|a| **a == Some(DedupMessage::HasAnswer(true)))
-            .count();
+        let holds = |a: &Option<DedupMessage>| *a == Some(DedupMessage::HasAnswer(true));
+        let holders = has.iter().filter(|a| holds(a)).count();
         let put = DedupMessage::Put {
             data,
             address,
-            add_ref: true,
+            reference: Some(reference),
         };
-        if holders >= self.read_quorum().min(owners.len()) && holders > 0 {
-            let acks = join_all(owners.iter().zip(&has).map(|(&p, h)| {
-                let message = if *h == Some(DedupMessage::HasAnswer(true)) {
-                    DedupMessage::AddRef(address)
-                } else {
-                    put.clone()
-                };
-                async move { self.ask(p, &message).await }
-            }))
-            .await;
-            let acks = acks
-                .iter()
-                .filter(|a| matches!(a, Some(DedupMessage::Refs(_))))
-                .count();
-            return if acks >= self.write_quorum() {
-                StoreResult::Duplicate(address)
+        let duplicate = holders > 0 && holders >= self.read_quorum().min(owners.len());
+        let acks = join_all(owners.iter().zip(&has).map(|(&p, h)| {
+            let message = if duplicate && holds(h) {
+                DedupMessage::AddRef(address, reference)
             } else {
-                StoreResult::Failed(address)
+                put.clone()
             };
-        }
-        let acks = join_all(owners.iter().map(|&p| self.ask(p, &put))).await;
+            async move { self.ask(p, &message).await }
+        }))
+        .await;
         let acks = acks
             .iter()
             .filter(|a| matches!(a, Some(DedupMessage::Refs(_))))
             .count();
-        if acks >= self.write_quorum() {
-            StoreResult::Stored(address, acks)
-        } else {
-            StoreResult::Failed(address)
+        if acks < self.write_quorum() {
+            // Take back the reference where it was counted (best effort).
+            self.drop_reference(&owners, address, reference).await;
+            return StoreResult::Failed(address);
         }
+        if let Ok(mut held) = self.held.lock() {
+            held.entry(address).or_default().push_back(reference);
+        }
+        if duplicate {
+            StoreResult::Duplicate(address)
+        } else {
+            StoreResult::Stored(address, acks)
+        }
+    }
+
+    /// Sends `Release(address, reference)` to `owners`; returns the counts
+    /// they answered with.
+    async fn drop_reference(
+        &self,
+        owners: &[PeerId],
+        address: Address,
+        reference: Reference,
+    ) -> Vec<u64> {
+        let release = DedupMessage::Release(address, reference);
+        let answers = join_all(owners.iter().map(|&p| self.ask(p, &release))).await;
+        answers
+            .iter()
+            .filter_map(|a| match a {
+                Some(DedupMessage::Refs(n)) => Some(*n),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Reads an object: asks the owners until one returns bytes that verify
@@ -179,22 +213,47 @@ impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
             let repair = DedupMessage::Put {
                 data: object.data().to_vec(),
                 address,
-                add_ref: false,
+                reference: None,
             };
             join_all(stale.iter().map(|&p| self.ask(p, &repair))).await;
         }
         Ok(object)
     }
 
-    /// Drops one reference at every owner; an owner frees the object when
-    /// its count reaches zero. Returns how many owners acknowledged.
-    pub async fn release(&self, address: Address) -> usize {
+    /// Drops this client's oldest reference to `address` at every owner
+    /// (nothing happens if it holds none). The object is freed only when
+    /// every owner answered and none counts a reference any more: a replica
+    /// that missed a reference cannot free what others still count. When an
+    /// owner is out, the object stays (it may leak; it is never lost).
+    pub async fn release(&self, address: Address) -> Release {
+        let reference = self.held.lock().ok().and_then(|mut held| {
+            let queue = held.get_mut(&address)?;
+            let r = queue.pop_front();
+            if queue.is_empty() {
+                held.remove(&address);
+            }
+            r
+        });
+        let Some(reference) = reference else {
+            return Release {
+                acknowledged: 0,
+                freed: false,
+            };
+        };
         let owners = self.owners(&address);
-        let release = DedupMessage::Release(address);
-        let answers = join_all(owners.iter().map(|&p| self.ask(p, &release))).await;
-        answers
-            .iter()
-            .filter(|a| matches!(a, Some(DedupMessage::Released(_))))
-            .count()
+        let counts = self.drop_reference(&owners, address, reference).await;
+        let acknowledged = counts.len();
+        let mut freed = false;
+        if acknowledged == owners.len() && counts.iter().all(|&n| n == 0) {
+            let free = DedupMessage::Free(address);
+            let answers = join_all(owners.iter().map(|&p| self.ask(p, &free))).await;
+            freed = answers
+                .iter()
+                .all(|a| *a == Some(DedupMessage::Freed(true)));
+        }
+        Release {
+            acknowledged,
+            freed,
+        }
     }
 }

@@ -8,35 +8,45 @@ use serde::{Deserialize, Serialize};
 /// The largest encoded message.
 pub const MAX_MESSAGE_BYTES: usize = MAX_OBJECT_BYTES + 64;
 
+/// One reference to an object: who took it, and that client's operation
+/// number. References are counted as sets, so a reference delivered twice,
+/// or to a replica that already has it, counts once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Reference {
+    /// The client that took the reference.
+    pub client: hologram_lattice::PeerId,
+    /// The client's operation number.
+    pub op: u64,
+}
+
 /// Messages between a [`DeduplicationNetwork`](super::DeduplicationNetwork)
 /// client and the holders (carried under
 /// [`Protocol::DEDUP`](hologram_lattice::transport::Protocol::DEDUP)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DedupMessage {
-    /// Store an object; with `add_ref`, count one more reference to it
-    /// (a new object starts at one). Without, only make sure it is held
-    /// (read repair, hand-off).
+    /// Store an object, and with `reference`, count it (a repair or hand-off
+    /// sends none).
     Put {
         /// The object's bytes (the holder verifies them against `address`).
         data: Vec<u8>,
         /// The address the sender claims.
         address: Address,
-        /// Whether this is a new reference.
-        add_ref: bool,
+        /// The reference to count, if any.
+        reference: Option<Reference>,
     },
-    /// Hand-off after the ring changed: hold this object with at least
-    /// `refs` references (the count the previous holder had).
+    /// Hand-off after the ring changed: hold this object with these references.
     Adopt {
         /// The object's bytes (verified against `address`).
         data: Vec<u8>,
         /// The address the sender claims.
         address: Address,
-        /// The references to keep.
-        refs: u64,
+        /// The references the previous holder counted.
+        references: Vec<Reference>,
     },
-    /// Count one more reference to an object the holder has.
-    AddRef(Address),
-    /// Answer to `Put` and `AddRef`: the references now counted.
+    /// Count a reference to an object the holder has.
+    AddRef(Address, Reference),
+    /// Answer to `Put`, `Adopt`, `AddRef` and `Release`: the references the
+    /// holder now counts for the object.
     Refs(u64),
     /// Does the holder have this object?
     Has(Address),
@@ -46,12 +56,14 @@ pub enum DedupMessage {
     Get(Address),
     /// Answer to `Get`.
     Found(Vec<u8>),
-    /// Answer to `Get`, `AddRef` or `Release`: not held.
+    /// Answer to `Get`, `AddRef`, `Release` or `Free`: not held.
     NotFound,
-    /// Drop one reference; the object is freed when none remain.
-    Release(Address),
-    /// Answer to `Release`: references remaining (0: freed).
-    Released(u64),
+    /// Drop a reference to the object.
+    Release(Address, Reference),
+    /// Remove the object if the holder counts no reference to it.
+    Free(Address),
+    /// Answer to `Free`: whether the object was removed.
+    Freed(bool),
 }
 
 impl DedupMessage {
@@ -144,7 +156,8 @@ mod tests {
 
         #[test]
         fn any_flipped_bit_is_refused(op in any::<u64>(), bit in any::<usize>()) {
-            let r = Request { op, message: DedupMessage::Release(Address::of(b"x")) };
+            let reference = Reference { client: hologram_lattice::NodeId::from_bytes([1; 32]), op };
+            let r = Request { op, message: DedupMessage::Release(Address::of(b"x"), reference) };
             let mut bytes = r.encode();
             prop_assert_eq!(Request::decode(&bytes), Ok(r));
             let bit = bit % (bytes.len() * 8);
