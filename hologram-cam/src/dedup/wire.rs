@@ -28,6 +28,7 @@ pub enum DedupMessage {
     /// sends none).
     Put {
         /// The object's bytes (the holder verifies them against `address`).
+        #[serde(with = "crate::wire::bytes")]
         data: Vec<u8>,
         /// The address the sender claims.
         address: Address,
@@ -37,6 +38,7 @@ pub enum DedupMessage {
     /// Hand-off after the ring changed: hold this object with these references.
     Adopt {
         /// The object's bytes (verified against `address`).
+        #[serde(with = "crate::wire::bytes")]
         data: Vec<u8>,
         /// The address the sender claims.
         address: Address,
@@ -55,7 +57,7 @@ pub enum DedupMessage {
     /// The object's bytes, please.
     Get(Address),
     /// Answer to `Get`.
-    Found(Vec<u8>),
+    Found(#[serde(with = "crate::wire::bytes")] Vec<u8>),
     /// Answer to `Get`, `AddRef`, `Release` or `Free`: not held.
     NotFound,
     /// Drop a reference to the object.
