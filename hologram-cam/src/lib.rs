@@ -2,12 +2,25 @@
 //!
 //! Content-addressed storage with deduplication across a network.
 //!
-//! **Status: in progress.** Built: [`Object`] (bytes with the address they
-//! hash to), the [`Store`] seam with its contract, its two implementations
-//! [`MemoryStore`] (in memory, not durable) and [`RedbStore`] (one redb file,
-//! durable when a put returns, re-hashes on read), and the public
-//! [`conformance`](store::conformance) suite that checks any store against
-//! the contract. For the network side (below), see the README's status table.
+//! Built: [`Object`] (bytes with the address they hash to), the [`Store`]
+//! seam with its contract, [`MemoryStore`] (in memory, not durable) and
+//! [`RedbStore`] (one redb file, durable when a put returns, re-hashes on
+//! read), the public [`conformance`](store::conformance) suite,
+//! [`DistributedCAM`] (verified fetches from providers and the router's
+//! nearest peers, single-flight gets, content-defined chunking of large
+//! blobs) and the [`DeduplicationNetwork`] (N replicas on a [`HashRing`],
+//! majority writes, quorum reads with repair, reference sets, hand-off on
+//! join and leave). The README's status table lists what is missing.
+//!
+//! ```
+//! use futures::executor::block_on;
+//! use hologram_cam::{MemoryStore, Object, Store};
+//!
+//! let store = MemoryStore::new();
+//! let object = Object::new(b"HELLO WORLD".to_vec());
+//! block_on(store.put(object.clone())).unwrap();
+//! assert_eq!(block_on(store.get(&object.address())).unwrap(), Some(object));
+//! ```
 //!
 //! ## Map
 //!
