@@ -58,8 +58,7 @@ impl Manifest {
         let body = bytes
             .strip_prefix(MANIFEST_MAGIC.as_slice())
             .ok_or_else(|| CamError::Decode("not a manifest".into()))?;
-        let manifest: Manifest =
-            postcard::from_bytes(body).map_err(|e| CamError::Decode(e.to_string()))?;
+        let manifest: Manifest = crate::wire::decode_bounded(body, MAX_OBJECT_BYTES)?;
         if manifest.chunks.len() > MAX_CHUNKS {
             return Err(CamError::Decode(format!(
                 "{} chunks, at most {MAX_CHUNKS}",

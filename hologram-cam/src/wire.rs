@@ -37,14 +37,7 @@ impl CamMessage {
 
     /// Decodes a message, refusing more than [`MAX_MESSAGE_BYTES`] before reading.
     pub fn decode(bytes: &[u8]) -> Result<Self, CamError> {
-        if bytes.len() > MAX_MESSAGE_BYTES {
-            return Err(CamError::TooLarge {
-                size: bytes.len(),
-                max: MAX_MESSAGE_BYTES,
-            });
-        }
-        let message: CamMessage =
-            postcard::from_bytes(bytes).map_err(|e| CamError::Decode(e.to_string()))?;
+        let message: CamMessage = decode_bounded(bytes, MAX_MESSAGE_BYTES)?;
         if let CamMessage::Providers(peers) = &message {
             if peers.len() > MAX_PROVIDERS {
                 return Err(CamError::Decode(format!(
@@ -55,6 +48,20 @@ impl CamMessage {
         }
         Ok(message)
     }
+}
+
+/// Decodes postcard, refusing more than `max` bytes before reading them.
+pub(crate) fn decode_bounded<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    max: usize,
+) -> Result<T, CamError> {
+    if bytes.len() > max {
+        return Err(CamError::TooLarge {
+            size: bytes.len(),
+            max,
+        });
+    }
+    postcard::from_bytes(bytes).map_err(|e| CamError::Decode(e.to_string()))
 }
 
 /// Serde for byte vectors as one byte string (postcard: a length and a

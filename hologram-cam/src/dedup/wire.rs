@@ -1,6 +1,6 @@
 //! The deduplication protocol's messages, with decoding bounded before reading.
 
-use crate::wire::MAX_OBJECT_BYTES;
+use crate::wire::{decode_bounded, MAX_OBJECT_BYTES};
 use crate::CamError;
 use hologram_lattice::Address;
 use serde::{Deserialize, Serialize};
@@ -77,13 +77,7 @@ impl DedupMessage {
 
     /// Decodes a message, refusing more than [`MAX_MESSAGE_BYTES`] before reading.
     pub fn decode(bytes: &[u8]) -> Result<Self, CamError> {
-        if bytes.len() > MAX_MESSAGE_BYTES {
-            return Err(CamError::TooLarge {
-                size: bytes.len(),
-                max: MAX_MESSAGE_BYTES,
-            });
-        }
-        postcard::from_bytes(bytes).map_err(|e| CamError::Decode(e.to_string()))
+        decode_bounded(bytes, MAX_MESSAGE_BYTES)
     }
 }
 
@@ -140,7 +134,7 @@ impl Request {
         if checksum(body) != check {
             return Err(CamError::Decode("request checksum mismatch".into()));
         }
-        postcard::from_bytes(body).map_err(|e| CamError::Decode(e.to_string()))
+        decode_bounded(body, MAX_MESSAGE_BYTES)
     }
 }
 
