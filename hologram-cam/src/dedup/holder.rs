@@ -40,6 +40,18 @@ struct Counted {
     released: BTreeSet<Reference>,
 }
 
+impl Counted {
+    /// Counts the references not released before; returns the live count.
+    fn add(&mut self, references: impl IntoIterator<Item = Reference>) -> u64 {
+        for r in references {
+            if !self.released.contains(&r) {
+                self.live.insert(r);
+            }
+        }
+        self.live.len() as u64
+    }
+}
+
 /// Answers to recent mutating requests, by (sender, op): a bounded window.
 #[derive(Default)]
 struct Applied {
@@ -106,14 +118,7 @@ impl<S: Store> DedupHandler<S> {
                 reference,
             } => {
                 self.hold(address, data).await?;
-                DedupMessage::Refs(self.with_record(address, |c| {
-                    if let Some(r) = reference {
-                        if !c.released.contains(&r) {
-                            c.live.insert(r);
-                        }
-                    }
-                    c.live.len() as u64
-                })?)
+                DedupMessage::Refs(self.with_record(address, |c| c.add(reference))?)
             }
             DedupMessage::Adopt {
                 data,
@@ -121,23 +126,11 @@ impl<S: Store> DedupHandler<S> {
                 references,
             } => {
                 self.hold(address, data).await?;
-                DedupMessage::Refs(self.with_record(address, |c| {
-                    for r in references {
-                        if !c.released.contains(&r) {
-                            c.live.insert(r);
-                        }
-                    }
-                    c.live.len() as u64
-                })?)
+                DedupMessage::Refs(self.with_record(address, |c| c.add(references))?)
             }
             DedupMessage::AddRef(address, r) => {
                 if self.store.contains(&address).await.map_err(failed)? {
-                    DedupMessage::Refs(self.with_record(address, |c| {
-                        if !c.released.contains(&r) {
-                            c.live.insert(r);
-                        }
-                        c.live.len() as u64
-                    })?)
+                    DedupMessage::Refs(self.with_record(address, |c| c.add([r]))?)
                 } else {
                     DedupMessage::NotFound
                 }
