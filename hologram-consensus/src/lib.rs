@@ -8,3 +8,5 @@
 //! workspace; nothing in it is usable. See the README's status table.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod broadcast;

@@ -1,0 +1,2 @@
+//! `LatticeProtocol`: authenticated epidemic broadcast over the lattice, with
+//! delivery proofs.
