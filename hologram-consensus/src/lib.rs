@@ -10,3 +10,6 @@
 #![warn(missing_docs)]
 
 pub mod broadcast;
+pub mod error;
+
+pub use error::ConsensusError;
