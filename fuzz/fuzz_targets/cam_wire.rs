@@ -1,0 +1,21 @@
+//! The CAM and deduplication wire formats and the blob manifest.
+//! The first byte picks the decoder; the rest is its input.
+#![no_main]
+
+use hologram::cam::blob::Manifest;
+use hologram::cam::dedup::{DedupMessage, Request};
+use hologram::cam::wire::CamMessage;
+use hologram_fuzz::round_trip;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    match which % 4 {
+        0 => round_trip(rest, CamMessage::decode, CamMessage::encode),
+        1 => round_trip(rest, DedupMessage::decode, DedupMessage::encode),
+        2 => round_trip(rest, Request::decode, Request::encode),
+        _ => round_trip(rest, Manifest::decode, Manifest::encode),
+    }
+});
