@@ -1,0 +1,155 @@
+//! The broadcast protocol's messages and their bounded decoding.
+
+use super::{DeliveryReceipt, MessageId};
+use crate::ConsensusError;
+use hologram_receipt::{AuthenticatedMessage, Wire, MAX_HOPS, MAX_PAYLOAD_LEN};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+/// Most message ids one announcement or pull carries.
+pub const MAX_IDS: usize = 64;
+
+/// Longest valid encoding of a [`BroadcastMessage`]: the largest
+/// authenticated message and the variant tag. Longer input is refused unread.
+pub const MAX_MESSAGE_WIRE: usize = <AuthenticatedMessage as Wire>::MAX_WIRE_LEN + 8;
+
+/// What broadcast nodes send each other (carried under
+/// [`Protocol::BROADCAST`](hologram_lattice::transport::Protocol::BROADCAST)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BroadcastMessage {
+    /// Eager push: a broadcast, its witness chain ending at the receiver.
+    Gossip(AuthenticatedMessage),
+    /// Lazy push: "I delivered these recently" (at most [`MAX_IDS`]).
+    IHave(Vec<MessageId>),
+    /// Pull: "send me these" (at most [`MAX_IDS`]).
+    IWant(Vec<MessageId>),
+    /// A receiver's signed delivery acknowledgement, sent to the origin.
+    Ack(DeliveryReceipt),
+}
+
+impl BroadcastMessage {
+    /// The postcard encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        // Encoding into a Vec cannot fail for these types.
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// Decodes exactly `bytes`, refusing more than [`MAX_MESSAGE_WIRE`]
+    /// before reading, then id lists over [`MAX_IDS`] and witness chains or
+    /// payloads over their bounds. Nothing is verified here.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ConsensusError> {
+        let message: Self = decode_bounded("message", bytes, MAX_MESSAGE_WIRE)?;
+        message.check_bounds()?;
+        Ok(message)
+    }
+
+    /// The bounds serde does not enforce.
+    pub(crate) fn check_bounds(&self) -> Result<(), ConsensusError> {
+        let too_many = |what, count| ConsensusError::BroadcastTooMany {
+            what,
+            count,
+            max: MAX_IDS,
+        };
+        match self {
+            Self::IHave(ids) if ids.len() > MAX_IDS => Err(too_many("announcement ids", ids.len())),
+            Self::IWant(ids) if ids.len() > MAX_IDS => Err(too_many("pull ids", ids.len())),
+            Self::Gossip(m) if m.witness().len() > MAX_HOPS => {
+                Err(ConsensusError::BroadcastTooMany {
+                    what: "witness hops",
+                    count: m.witness().len(),
+                    max: MAX_HOPS,
+                })
+            }
+            Self::Gossip(m) if m.payload().len() > MAX_PAYLOAD_LEN => {
+                Err(ConsensusError::BroadcastWireTooLarge {
+                    len: m.payload().len(),
+                    max: MAX_PAYLOAD_LEN,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Decodes exactly `bytes` as postcard, refusing more than `max` bytes
+/// before reading and any bytes left over.
+pub(crate) fn decode_bounded<T: DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+    max: usize,
+) -> Result<T, ConsensusError> {
+    if bytes.len() > max {
+        return Err(ConsensusError::BroadcastWireTooLarge {
+            len: bytes.len(),
+            max,
+        });
+    }
+    let decode_error = |reason: String| ConsensusError::BroadcastDecode { what, reason };
+    let (value, rest) =
+        postcard::take_from_bytes::<T>(bytes).map_err(|e| decode_error(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(decode_error(format!("{} trailing bytes", rest.len())));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hologram_receipt::KeyPair;
+    use proptest::prelude::*;
+
+    fn samples() -> Vec<BroadcastMessage> {
+        let (a, b) = (KeyPair::from_seed([1; 32]), KeyPair::from_seed([2; 32]));
+        let msg = AuthenticatedMessage::new(b"0123456789".to_vec(), &a)
+            .unwrap()
+            .forward(b.node_id(), &a)
+            .unwrap();
+        let id = MessageId::of(msg.receipt(), &a.node_id());
+        vec![
+            BroadcastMessage::Gossip(msg),
+            BroadcastMessage::IHave(vec![id; 3]),
+            BroadcastMessage::IWant(vec![id]),
+            BroadcastMessage::Ack(DeliveryReceipt::sign(&b, id, a.node_id())),
+        ]
+    }
+
+    #[test]
+    fn long_lists_and_long_input_are_refused() {
+        let id = MessageId::from_bytes([3; 32]);
+        let long = BroadcastMessage::IHave(vec![id; MAX_IDS + 1]).encode();
+        assert!(matches!(
+            BroadcastMessage::decode(&long),
+            Err(ConsensusError::BroadcastTooMany { count: 65, .. })
+        ));
+        let ok = BroadcastMessage::IWant(vec![id; MAX_IDS]).encode();
+        assert!(BroadcastMessage::decode(&ok).is_ok());
+        let huge = vec![0u8; MAX_MESSAGE_WIRE + 1];
+        assert!(matches!(
+            BroadcastMessage::decode(&huge),
+            Err(ConsensusError::BroadcastWireTooLarge { .. })
+        ));
+        let mut trailing = ok;
+        trailing.push(0);
+        assert!(matches!(
+            BroadcastMessage::decode(&trailing),
+            Err(ConsensusError::BroadcastDecode { .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = BroadcastMessage::decode(&bytes);
+        }
+
+        #[test]
+        fn messages_round_trip_and_flipped_bits_never_panic(which in 0usize..4, bit in any::<usize>()) {
+            let m = samples().swap_remove(which);
+            let mut bytes = m.encode();
+            prop_assert_eq!(BroadcastMessage::decode(&bytes).unwrap(), m);
+            let bit = bit % (bytes.len() * 8);
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            let _ = BroadcastMessage::decode(&bytes);
+        }
+    }
+}
