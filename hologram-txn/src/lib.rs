@@ -1,10 +1,25 @@
 //! # hologram-txn
 //!
-//! Atomic updates across participants and shards: `DistributedTransaction`
-//! (two-phase commit with receipts), cross-shard transactions,
-//! `ReceiptSharding` and load balancing.
-//!
-//! **Status: not built yet.** This crate is an empty placeholder in the
-//! workspace; nothing in it is usable. See the README's status table.
+//! Atomic updates across participants and shards.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod coordinator;
+pub mod effects;
+pub mod error;
+pub mod node;
+pub mod participant;
+pub mod receipts;
+pub mod sharding;
+pub mod types;
+pub mod wire;
+
+pub use coordinator::{CoordinatorConfig, CoordinatorCore, CoordinatorTimer, TxnResult};
+pub use effects::{Effects, Persist};
+pub use error::TxnError;
+pub use node::{CoordinatorNode, ParticipantNode, TxnNode, TxnTimer};
+pub use participant::{ParticipantConfig, ParticipantCore, ParticipantTimer};
+pub use receipts::{Decision, PrepareRequest, SignedReceipt};
+pub use sharding::{ShardId, ShardMap};
+pub use types::{Key, Op, TxnId};
+pub use wire::{Refusal, TxnMessage};

@@ -1,0 +1,745 @@
+//! The participant: a shard's side of two-phase commit, as a deterministic
+//! core without I/O.
+//!
+//! [`ParticipantCore`] holds a shard's keys, its locks, its prepared
+//! transactions and the decisions it applied. It never touches a store,
+//! clock or network: every method takes the time, and what must be made
+//! durable, sent or timed accumulates in [`Effects`] that the driver drains
+//! with [`ParticipantCore::take_effects`] and carries out — durable writes
+//! first ([`Persist`](crate::Persist)).
+//!
+//! ## The protocol (Percolator-style primary)
+//!
+//! Every transaction names one participant its **primary**; the primary's
+//! store holds the decision record, so the coordinator keeps no state at all
+//! and its loss blocks nobody.
+//!
+//! 1. **Prepare.** Each participant checks that it owns every key (else
+//!    [`TxnError::StaleShardMap`]), that no key is locked by another
+//!    transaction (no-wait: else [`TxnError::Conflict`]), and that every op
+//!    applies; it locks the keys, makes a `Prepared` record durable and
+//!    returns its signed prepare receipt. A primary that refuses also decides
+//!    abort at once.
+//! 2. **Decide.** The primary commits only on a certificate of every
+//!    participant's signed prepare receipt (checked), atomically with its own
+//!    writes and the decision record, and signs the commit receipt: their
+//!    composition. A primary asked to abort, or still undecided
+//!    `decide_timeout_ms` after it prepared (the coordinator is slow or
+//!    gone), decides abort. Whichever comes first wins; the decision is final.
+//! 3. **Resolve.** A secondary applies only a decision signed by the primary
+//!    named at prepare (a commit must list its own prepare receipt and compose
+//!    to the signed receipt), and acknowledges with its own signed receipt,
+//!    equal to the primary's. A secondary still prepared `resolve_after_ms`
+//!    after prepare asks the primary (again and again, backing off up to
+//!    `resolve_max_ms`); a primary that never heard of the transaction
+//!    records an abort for it (so a late prepare is refused) and says so. A
+//!    prepared participant therefore never waits longer than the primary
+//!    takes to come back.
+//!
+//! A single-participant transaction takes the one-phase fast path:
+//! [`ParticipantCore::commit_one_phase`] validates and commits in one step.
+
+mod locks;
+pub mod records;
+
+pub use locks::LockTable;
+
+use crate::effects::Effects;
+use crate::receipts::{abort_receipt, check_certificate, commit_receipt};
+use crate::sharding::ShardMap;
+use crate::wire::Refusal;
+use crate::{Decision, Key, PrepareRequest, SignedReceipt, TxnError, TxnId, TxnMessage};
+use hologram_lattice::sim::Millis;
+use hologram_lattice::{Address, NodeId};
+use hologram_receipt::{KeyPair, Purpose, Receipt};
+use records::Record;
+use std::collections::BTreeMap;
+
+/// Timing of a participant's recovery actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParticipantConfig {
+    /// A primary still undecided this long after it prepared decides abort.
+    pub decide_timeout_ms: Millis,
+    /// A secondary still prepared this long after prepare asks the primary.
+    pub resolve_after_ms: Millis,
+    /// The longest wait between two questions to the primary.
+    pub resolve_max_ms: Millis,
+}
+
+impl Default for ParticipantConfig {
+    fn default() -> Self {
+        ParticipantConfig {
+            decide_timeout_ms: 500,
+            resolve_after_ms: 600,
+            resolve_max_ms: 4_000,
+        }
+    }
+}
+
+/// What a participant's timers carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParticipantTimer {
+    /// Primary: decide abort if still undecided.
+    Decide(TxnId),
+    /// Secondary: ask the primary if still prepared.
+    Resolve {
+        /// The transaction.
+        txn: TxnId,
+        /// How many times it asked already.
+        attempt: u32,
+    },
+}
+
+/// A key's current value and the record that holds it.
+#[derive(Debug, Clone)]
+struct Stored {
+    version: u64,
+    value: Option<Vec<u8>>,
+    address: Address,
+}
+
+/// A prepared transaction.
+#[derive(Debug, Clone)]
+struct Prepared {
+    request: PrepareRequest,
+    vote: SignedReceipt,
+    /// Each written key's value after the commit.
+    writes: BTreeMap<Key, Option<Vec<u8>>>,
+    address: Address,
+}
+
+/// A shard's side of two-phase commit (see the module docs).
+#[derive(Debug, Clone)]
+pub struct ParticipantCore {
+    keys: KeyPair,
+    id: NodeId,
+    config: ParticipantConfig,
+    map: ShardMap,
+    map_address: Option<Address>,
+    data: BTreeMap<Key, Stored>,
+    locks: LockTable,
+    prepared: BTreeMap<TxnId, Prepared>,
+    outcomes: BTreeMap<TxnId, Decision>,
+    effects: Effects<ParticipantTimer>,
+}
+
+impl ParticipantCore {
+    /// A participant with no data, serving its shards of `map`.
+    pub fn new(keys: KeyPair, config: ParticipantConfig, map: ShardMap) -> Result<Self, TxnError> {
+        let mut core = Self::blank(keys, config, map.clone());
+        core.install_map(map)?;
+        Ok(core)
+    }
+
+    fn blank(keys: KeyPair, config: ParticipantConfig, map: ShardMap) -> Self {
+        ParticipantCore {
+            id: keys.node_id(),
+            keys,
+            config,
+            map,
+            map_address: None,
+            data: BTreeMap::new(),
+            locks: LockTable::default(),
+            prepared: BTreeMap::new(),
+            outcomes: BTreeMap::new(),
+            effects: Effects::default(),
+        }
+    }
+
+    /// The participant rebuilt from its durable `records` (see
+    /// [`records`]); `map` serves until a newer one is found among them.
+    /// Stale records found are queued for removal in the effects.
+    pub fn recover(
+        keys: KeyPair,
+        config: ParticipantConfig,
+        map: ShardMap,
+        records: impl IntoIterator<Item = Record>,
+    ) -> Result<Self, TxnError> {
+        let mut core = Self::blank(keys, config, map);
+        let mut prepared = Vec::new();
+        for record in records {
+            let address = record.to_object()?.address();
+            match record {
+                Record::Value {
+                    key,
+                    version,
+                    value,
+                } => match core.data.get(&key) {
+                    Some(old) if old.version >= version => {
+                        core.effects.persist.remove.push(address)
+                    }
+                    old => {
+                        if let Some(old) = old {
+                            core.effects.persist.remove.push(old.address);
+                        }
+                        let stored = Stored {
+                            version,
+                            value,
+                            address,
+                        };
+                        core.data.insert(key, stored);
+                    }
+                },
+                Record::Prepared { request } => prepared.push((request, address)),
+                Record::Outcome { txn, decision } => {
+                    core.outcomes.insert(txn, decision);
+                }
+                Record::Map(map) => {
+                    if core.map_address.is_none() || map.version() > core.map.version() {
+                        if let Some(old) = core.map_address.replace(address) {
+                            core.effects.persist.remove.push(old);
+                        }
+                        core.map = map;
+                    } else {
+                        core.effects.persist.remove.push(address);
+                    }
+                }
+            }
+        }
+        for (request, address) in prepared {
+            if core.outcomes.contains_key(&request.txn) {
+                core.effects.persist.remove.push(address);
+                continue;
+            }
+            let writes = core.writes(&request)?;
+            core.locks
+                .lock_all(request.txn, request.ops.iter().map(|op| op.key()))?;
+            let vote = core.vote(&request);
+            let txn = request.txn;
+            let p = Prepared {
+                request,
+                vote,
+                writes,
+                address,
+            };
+            core.prepared.insert(txn, p);
+        }
+        Ok(core)
+    }
+
+    /// This participant's id (its public key).
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The shard map it serves.
+    pub fn map(&self) -> &ShardMap {
+        &self.map
+    }
+
+    /// A key's committed value.
+    pub fn value(&self, key: &Key) -> Option<&[u8]> {
+        self.data.get(key).and_then(|s| s.value.as_deref())
+    }
+
+    /// Every key with a committed value.
+    pub fn values(&self) -> impl Iterator<Item = (&Key, &[u8])> {
+        self.data
+            .iter()
+            .filter_map(|(k, s)| s.value.as_deref().map(|v| (k, v)))
+    }
+
+    /// The locks it holds.
+    pub fn locks(&self) -> &LockTable {
+        &self.locks
+    }
+
+    /// The transactions prepared here and not yet resolved.
+    pub fn prepared(&self) -> impl Iterator<Item = (&TxnId, &PrepareRequest)> {
+        self.prepared.iter().map(|(t, p)| (t, &p.request))
+    }
+
+    /// The decision this participant applied for `txn`.
+    pub fn outcome(&self, txn: &TxnId) -> Option<&Decision> {
+        self.outcomes.get(txn)
+    }
+
+    /// Every decision it applied.
+    pub fn outcomes(&self) -> impl Iterator<Item = (&TxnId, &Decision)> {
+        self.outcomes.iter()
+    }
+
+    /// Drains what the driver must do: persist, then send and set timers.
+    pub fn take_effects(&mut self) -> Effects<ParticipantTimer> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Sets a key outside any transaction (initial load). Refused while the
+    /// key is locked or when this shard does not own it.
+    pub fn load(&mut self, key: Key, value: Vec<u8>) -> Result<(), TxnError> {
+        self.check_owned(&key)?;
+        if let Some(holder) = self.locks.holder(&key) {
+            return Err(TxnError::Conflict { key, holder });
+        }
+        let mut writes = BTreeMap::new();
+        writes.insert(key, Some(value));
+        self.write_values(writes)
+    }
+
+    /// Serves `map` from now on if it is newer than the current one.
+    pub fn install_map(&mut self, map: ShardMap) -> Result<(), TxnError> {
+        if self.map_address.is_some() && map.version() <= self.map.version() {
+            return Ok(());
+        }
+        let object = Record::Map(map.clone()).to_object()?;
+        if let Some(old) = self.map_address.replace(object.address()) {
+            self.effects.persist.remove.push(old);
+        }
+        self.effects.persist.put.push(object);
+        self.map = map;
+        Ok(())
+    }
+
+    /// Phase 1: prepare `request` and return the signed prepare receipt
+    /// (the same one again for a repeated request).
+    pub fn prepare(&mut self, request: PrepareRequest) -> Result<SignedReceipt, TxnError> {
+        request.check()?;
+        self.check_participant(&request)?;
+        let txn = request.txn;
+        if self.outcomes.contains_key(&txn) {
+            return Err(TxnError::AlreadyDecided(txn));
+        }
+        if let Some(p) = self.prepared.get(&txn) {
+            return same_contents(&p.request, &request)
+                .then_some(p.vote)
+                .ok_or(TxnError::ContentsDiffer(txn));
+        }
+        let request_primary = request.primary;
+        match self.try_prepare(request) {
+            Ok(vote) => Ok(vote),
+            Err(error) => {
+                if request_primary == self.id {
+                    self.decide_abort(txn)?;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// The one-phase fast path for a single-participant transaction:
+    /// validate and commit at once, provided this participant's prepare
+    /// receipt equals `expected` (the coordinator's; otherwise the request
+    /// was damaged or altered, and the transaction aborts). Returns the
+    /// decision (also an abort, when a repeated request finds one).
+    pub fn commit_one_phase(
+        &mut self,
+        request: PrepareRequest,
+        expected: &Receipt,
+    ) -> Result<Decision, TxnError> {
+        request.check()?;
+        if request.participants != [self.id] {
+            return Err(TxnError::Decode {
+                what: "one-phase commit",
+                reason: "this participant is not the only one".into(),
+            });
+        }
+        let txn = request.txn;
+        if let Some(decision) = self.outcomes.get(&txn) {
+            return Ok(decision.clone());
+        }
+        if self.prepared.contains_key(&txn) {
+            return Err(TxnError::ContentsDiffer(txn));
+        }
+        let checked = match request.prepare_receipt(&self.id) == *expected {
+            true => self.validate(&request),
+            false => Err(TxnError::ReceiptMismatch {
+                txn,
+                participant: self.id,
+            }),
+        };
+        match checked {
+            Ok(writes) => {
+                let vote = self.vote(&request);
+                let commit =
+                    SignedReceipt::sign(&self.keys, Purpose::Commit, commit_receipt([&vote]));
+                let decision = Decision::Committed {
+                    prepares: vec![vote],
+                    primary: commit,
+                };
+                self.install(txn, writes, decision.clone(), None)?;
+                Ok(decision)
+            }
+            Err(error) => {
+                self.decide_abort(txn)?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Phase 2 at the primary: commit on a certificate of every
+    /// participant's signed prepare receipt. Returns the decision, which is
+    /// an abort when the primary already aborted or never prepared.
+    pub fn commit(&mut self, txn: TxnId, prepares: &[SignedReceipt]) -> Result<Decision, TxnError> {
+        if let Some(decision) = self.outcomes.get(&txn) {
+            return Ok(decision.clone());
+        }
+        let Some(p) = self.prepared.get(&txn) else {
+            return self.decide_abort(txn);
+        };
+        if p.request.primary != self.id {
+            return Err(TxnError::InvalidCertificate {
+                txn,
+                reason: "this participant is not the primary",
+            });
+        }
+        let receipt = check_certificate(&txn, &p.request.participants, prepares, &p.vote)?;
+        let decision = Decision::Committed {
+            prepares: prepares.to_vec(),
+            primary: SignedReceipt::sign(&self.keys, Purpose::Commit, receipt),
+        };
+        self.commit_prepared(txn, decision.clone())?;
+        Ok(decision)
+    }
+
+    /// At the primary: decide abort (or return the decision already made).
+    pub fn abort(&mut self, txn: TxnId) -> Result<Decision, TxnError> {
+        if let Some(decision) = self.outcomes.get(&txn) {
+            return Ok(decision.clone());
+        }
+        if self.prepared.contains_key(&txn) && !self.prepared_primary(&txn) {
+            return Err(TxnError::InvalidCertificate {
+                txn,
+                reason: "only the primary decides",
+            });
+        }
+        self.decide_abort(txn)
+    }
+
+    /// Phase 2 at a secondary: apply the primary's decision and return this
+    /// participant's own signed receipt of it (equal to the primary's).
+    pub fn resolve(&mut self, txn: TxnId, decision: &Decision) -> Result<SignedReceipt, TxnError> {
+        if let Some(done) = self.outcomes.get(&txn) {
+            return Ok(self.ack(done));
+        }
+        let Some(p) = self.prepared.get(&txn) else {
+            return match decision {
+                // Nothing held here: acknowledging the abort is truthful.
+                Decision::Aborted { .. } => Ok(SignedReceipt::sign(
+                    &self.keys,
+                    Purpose::Abort,
+                    abort_receipt(&txn),
+                )),
+                Decision::Committed { .. } => Err(TxnError::UnknownTransaction(txn)),
+            };
+        };
+        decision.verify(&txn, &p.request.primary)?;
+        match decision {
+            Decision::Committed { prepares, .. } => {
+                if !prepares.contains(&p.vote) {
+                    return Err(TxnError::InvalidCertificate {
+                        txn,
+                        reason: "this participant's prepare receipt is missing",
+                    });
+                }
+                self.commit_prepared(txn, decision.clone())?;
+            }
+            Decision::Aborted { .. } => self.settle_abort(txn, decision.clone())?,
+        }
+        Ok(self.ack(decision))
+    }
+
+    /// A secondary asks for the decision. `None`: not decided yet (the primary
+    /// prepared it recently), or this is not the primary.
+    pub fn query(&mut self, txn: TxnId) -> Result<Option<Decision>, TxnError> {
+        if let Some(decision) = self.outcomes.get(&txn) {
+            return Ok(Some(decision.clone()));
+        }
+        if self.prepared.contains_key(&txn) {
+            // Prepared here: the primary's own Decide timer settles it.
+            return Ok(None);
+        }
+        // Never prepared here: it can no longer commit. Record the abort so
+        // that a late prepare is refused.
+        self.decide_abort(txn).map(Some)
+    }
+
+    /// Handles a message from `from` (malformed ones are dropped).
+    pub fn on_message(&mut self, from: NodeId, message: TxnMessage) {
+        if message.check().is_err() {
+            return;
+        }
+        let txn = message.txn();
+        let reply = match message {
+            TxnMessage::Prepare(request) => Some(match self.prepare(request) {
+                Ok(vote) => TxnMessage::Prepared { txn, vote },
+                Err(e) => refused(txn, e),
+            }),
+            TxnMessage::CommitOnePhase { request, expected } => {
+                Some(decided(txn, self.commit_one_phase(request, &expected)))
+            }
+            TxnMessage::Commit { prepares, .. } => Some(decided(txn, self.commit(txn, &prepares))),
+            TxnMessage::Abort { .. } => Some(decided(txn, self.abort(txn))),
+            TxnMessage::Resolve { decision, .. } => Some(match self.resolve(txn, &decision) {
+                Ok(ack) => TxnMessage::Ack { txn, ack },
+                Err(e) => refused(txn, e),
+            }),
+            // The primary's answer to our query: apply it; the coordinator
+            // collects our ack when it resends the decision.
+            TxnMessage::Decided { decision, .. } => {
+                let _ = self.resolve(txn, &decision);
+                None
+            }
+            TxnMessage::Query { .. } => match self.query(txn) {
+                Ok(Some(decision)) => Some(TxnMessage::Decided { txn, decision }),
+                _ => None,
+            },
+            TxnMessage::Prepared { .. } | TxnMessage::Refused { .. } | TxnMessage::Ack { .. } => {
+                None
+            }
+        };
+        if let Some(reply) = reply {
+            self.effects.send.push((from, reply));
+        }
+    }
+
+    /// A timer expired.
+    pub fn on_timer(&mut self, timer: ParticipantTimer) {
+        match timer {
+            ParticipantTimer::Decide(txn) => {
+                if self.prepared_primary(&txn) {
+                    let _ = self.decide_abort(txn);
+                }
+            }
+            ParticipantTimer::Resolve { txn, attempt } => {
+                if let Some(p) = self.prepared.get(&txn) {
+                    let primary = p.request.primary;
+                    self.effects.send.push((primary, TxnMessage::Query { txn }));
+                    let wait = self
+                        .config
+                        .resolve_after_ms
+                        .saturating_mul(1 << attempt.min(16))
+                        .min(self.config.resolve_max_ms);
+                    let next = ParticipantTimer::Resolve {
+                        txn,
+                        attempt: attempt.saturating_add(1),
+                    };
+                    self.effects.timers.push((wait, next));
+                }
+            }
+        }
+    }
+
+    /// After a (re)start: re-arms the recovery timer of every prepared
+    /// transaction, so none waits forever.
+    pub fn on_start(&mut self) {
+        let txns: Vec<TxnId> = self.prepared.keys().copied().collect();
+        for txn in txns {
+            self.arm(txn);
+        }
+    }
+
+    fn arm(&mut self, txn: TxnId) {
+        let timer = if self.prepared_primary(&txn) {
+            (self.config.decide_timeout_ms, ParticipantTimer::Decide(txn))
+        } else {
+            let t = ParticipantTimer::Resolve { txn, attempt: 0 };
+            (self.config.resolve_after_ms, t)
+        };
+        self.effects.timers.push(timer);
+    }
+
+    fn prepared_primary(&self, txn: &TxnId) -> bool {
+        self.prepared
+            .get(txn)
+            .is_some_and(|p| p.request.primary == self.id)
+    }
+
+    fn check_participant(&self, request: &PrepareRequest) -> Result<(), TxnError> {
+        if request.participants.binary_search(&self.id).is_err() {
+            return Err(TxnError::Decode {
+                what: "prepare request",
+                reason: "this node is not a participant".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_owned(&self, key: &Key) -> Result<(), TxnError> {
+        if self.map.node_of(key) == Some(self.id) {
+            Ok(())
+        } else {
+            Err(TxnError::StaleShardMap {
+                key: key.clone(),
+                current: self.map.version(),
+            })
+        }
+    }
+
+    fn vote(&self, request: &PrepareRequest) -> SignedReceipt {
+        SignedReceipt::sign(
+            &self.keys,
+            Purpose::Prepare,
+            request.prepare_receipt(&self.id),
+        )
+    }
+
+    /// Each written key's value after the request's ops, in order.
+    fn writes(&self, request: &PrepareRequest) -> Result<BTreeMap<Key, Option<Vec<u8>>>, TxnError> {
+        let mut writes: BTreeMap<Key, Option<Vec<u8>>> = BTreeMap::new();
+        for op in &request.ops {
+            let key = op.key();
+            let current = match writes.get(key) {
+                Some(pending) => pending.as_deref(),
+                None => self.value(key),
+            };
+            let next = op.apply(current)?;
+            writes.insert(key.clone(), next);
+        }
+        Ok(writes)
+    }
+
+    /// Ownership, locks and applicability, without changing anything.
+    fn validate(
+        &self,
+        request: &PrepareRequest,
+    ) -> Result<BTreeMap<Key, Option<Vec<u8>>>, TxnError> {
+        for op in &request.ops {
+            self.check_owned(op.key())?;
+            if let Some(holder) = self.locks.holder(op.key()) {
+                if holder != request.txn {
+                    return Err(TxnError::Conflict {
+                        key: op.key().clone(),
+                        holder,
+                    });
+                }
+            }
+        }
+        self.writes(request)
+    }
+
+    fn try_prepare(&mut self, request: PrepareRequest) -> Result<SignedReceipt, TxnError> {
+        let writes = self.validate(&request)?;
+        let object = Record::Prepared {
+            request: request.clone(),
+        }
+        .to_object()?;
+        let txn = request.txn;
+        self.locks
+            .lock_all(txn, request.ops.iter().map(|op| op.key()))?;
+        let vote = self.vote(&request);
+        let prepared = Prepared {
+            request,
+            vote,
+            writes,
+            address: object.address(),
+        };
+        self.effects.persist.put.push(object);
+        self.prepared.insert(txn, prepared);
+        self.arm(txn);
+        Ok(vote)
+    }
+
+    /// Commits a prepared transaction under `decision`.
+    fn commit_prepared(&mut self, txn: TxnId, decision: Decision) -> Result<(), TxnError> {
+        let Some(p) = self.prepared.remove(&txn) else {
+            return Err(TxnError::UnknownTransaction(txn));
+        };
+        self.locks.release(txn, p.writes.keys());
+        self.install(txn, p.writes, decision, Some(p.address))
+    }
+
+    /// Makes `decision` and the new values durable in one batch.
+    fn install(
+        &mut self,
+        txn: TxnId,
+        writes: BTreeMap<Key, Option<Vec<u8>>>,
+        decision: Decision,
+        prepared: Option<Address>,
+    ) -> Result<(), TxnError> {
+        let outcome = Record::Outcome {
+            txn,
+            decision: decision.clone(),
+        }
+        .to_object()?;
+        self.effects.persist.put.push(outcome);
+        self.effects.persist.remove.extend(prepared);
+        self.outcomes.insert(txn, decision);
+        self.write_values(writes)
+    }
+
+    fn write_values(&mut self, writes: BTreeMap<Key, Option<Vec<u8>>>) -> Result<(), TxnError> {
+        for (key, value) in writes {
+            let version = self.data.get(&key).map_or(1, |s| s.version + 1);
+            let object = Record::Value {
+                key: key.clone(),
+                version,
+                value: value.clone(),
+            }
+            .to_object()?;
+            let stored = Stored {
+                version,
+                value,
+                address: object.address(),
+            };
+            self.effects.persist.put.push(object);
+            if let Some(old) = self.data.insert(key, stored) {
+                self.effects.persist.remove.push(old.address);
+            }
+        }
+        Ok(())
+    }
+
+    /// The primary decides abort: releases what `txn` holds here.
+    fn decide_abort(&mut self, txn: TxnId) -> Result<Decision, TxnError> {
+        let receipt = abort_receipt(&txn);
+        let decision = Decision::Aborted {
+            primary: SignedReceipt::sign(&self.keys, Purpose::Abort, receipt),
+        };
+        self.settle_abort(txn, decision.clone())?;
+        Ok(decision)
+    }
+
+    fn settle_abort(&mut self, txn: TxnId, decision: Decision) -> Result<(), TxnError> {
+        let outcome = Record::Outcome {
+            txn,
+            decision: decision.clone(),
+        }
+        .to_object()?;
+        self.effects.persist.put.push(outcome);
+        if let Some(p) = self.prepared.remove(&txn) {
+            self.locks.release(txn, p.writes.keys());
+            self.effects.persist.remove.push(p.address);
+        }
+        self.outcomes.insert(txn, decision);
+        Ok(())
+    }
+
+    /// This participant's own signed receipt of a decision.
+    fn ack(&self, decision: &Decision) -> SignedReceipt {
+        let purpose = if decision.is_commit() {
+            Purpose::Commit
+        } else {
+            Purpose::Abort
+        };
+        SignedReceipt::sign(&self.keys, purpose, decision.primary().receipt)
+    }
+}
+
+/// Whether two requests prepare the same thing (the map version only routes).
+fn same_contents(a: &PrepareRequest, b: &PrepareRequest) -> bool {
+    a.txn == b.txn && a.primary == b.primary && a.participants == b.participants && a.ops == b.ops
+}
+
+fn refused(txn: TxnId, error: TxnError) -> TxnMessage {
+    TxnMessage::Refused {
+        txn,
+        refusal: Refusal::from_error(error),
+    }
+}
+
+fn decided(txn: TxnId, result: Result<Decision, TxnError>) -> TxnMessage {
+    match result {
+        Ok(decision) => TxnMessage::Decided { txn, decision },
+        Err(e) => refused(txn, e),
+    }
+}
+
+/// Makes a participant's pending effects durable in `store`; returns the rest.
+pub async fn persist_effects<S: hologram_cam::Store + ?Sized>(
+    core: &mut ParticipantCore,
+    store: &S,
+) -> Result<Effects<ParticipantTimer>, TxnError> {
+    let mut effects = core.take_effects();
+    std::mem::take(&mut effects.persist).apply(store).await?;
+    Ok(effects)
+}

@@ -1,0 +1,246 @@
+//! The transaction protocol's messages and their bounded wire encoding.
+//!
+//! Messages are serde + postcard ([`TxnMessage::to_wire`]);
+//! [`TxnMessage::from_wire`] refuses input longer than [`MAX_MESSAGE_LEN`]
+//! before reading it, refuses trailing bytes, and re-checks every bound serde
+//! does not (key and value sizes, op and participant counts). What is hashed
+//! or signed is never these bytes but the canonical bytes of
+//! [`crate::receipts`].
+
+use crate::receipts::{Decision, PrepareRequest, SignedReceipt};
+use crate::types::{bound, MAX_KEY_LEN, MAX_OPS, MAX_PARTICIPANTS, MAX_VALUE_LEN};
+use crate::{Key, TxnError, TxnId};
+use hologram_receipt::Receipt;
+use serde::{Deserialize, Serialize};
+
+/// The longest reason string a refusal carries.
+pub const MAX_REASON_LEN: usize = 1024;
+
+/// The longest encoded message: a prepare with [`MAX_OPS`] largest puts and
+/// [`MAX_PARTICIPANTS`] participants, with room for framing.
+pub const MAX_MESSAGE_LEN: usize =
+    MAX_OPS * (MAX_VALUE_LEN + MAX_KEY_LEN + 16) + MAX_PARTICIPANTS * 40 + 4096;
+
+/// Why a participant refused a request, as it travels on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Refusal {
+    /// [`TxnError::Conflict`].
+    Conflict {
+        /// The contended key.
+        key: Key,
+        /// Its holder.
+        holder: TxnId,
+    },
+    /// [`TxnError::StaleShardMap`].
+    StaleShardMap {
+        /// The key not here.
+        key: Key,
+        /// The participant's map version.
+        current: u64,
+    },
+    /// [`TxnError::Rejected`].
+    Rejected {
+        /// The key.
+        key: Key,
+        /// Why.
+        reason: String,
+    },
+    /// [`TxnError::AlreadyDecided`].
+    AlreadyDecided,
+    /// [`TxnError::ContentsDiffer`].
+    ContentsDiffer,
+    /// [`TxnError::UnknownTransaction`].
+    Unknown,
+    /// Anything else, as text.
+    Invalid(String),
+}
+
+impl Refusal {
+    /// The wire form of an error about `txn`.
+    pub fn from_error(error: TxnError) -> Self {
+        match error {
+            TxnError::Conflict { key, holder } => Refusal::Conflict { key, holder },
+            TxnError::StaleShardMap { key, current } => Refusal::StaleShardMap { key, current },
+            TxnError::Rejected { key, reason } => Refusal::Rejected {
+                key,
+                reason: truncate(reason),
+            },
+            TxnError::AlreadyDecided(_) => Refusal::AlreadyDecided,
+            TxnError::ContentsDiffer(_) => Refusal::ContentsDiffer,
+            TxnError::UnknownTransaction(_) => Refusal::Unknown,
+            other => Refusal::Invalid(truncate(other.to_string())),
+        }
+    }
+
+    /// The error this refusal stands for.
+    pub fn into_error(self, txn: TxnId) -> TxnError {
+        match self {
+            Refusal::Conflict { key, holder } => TxnError::Conflict { key, holder },
+            Refusal::StaleShardMap { key, current } => TxnError::StaleShardMap { key, current },
+            Refusal::Rejected { key, reason } => TxnError::Rejected { key, reason },
+            Refusal::AlreadyDecided => TxnError::AlreadyDecided(txn),
+            Refusal::ContentsDiffer => TxnError::ContentsDiffer(txn),
+            Refusal::Unknown => TxnError::UnknownTransaction(txn),
+            Refusal::Invalid(reason) => TxnError::Aborted { txn, reason },
+        }
+    }
+
+    fn check(&self) -> Result<(), TxnError> {
+        match self {
+            Refusal::Conflict { key, .. } | Refusal::StaleShardMap { key, .. } => key.check(),
+            Refusal::Rejected { key, reason } => {
+                key.check()?;
+                bound("refusal reason", reason.len(), MAX_REASON_LEN)
+            }
+            Refusal::Invalid(reason) => bound("refusal reason", reason.len(), MAX_REASON_LEN),
+            Refusal::AlreadyDecided | Refusal::ContentsDiffer | Refusal::Unknown => Ok(()),
+        }
+    }
+}
+
+fn truncate(mut s: String) -> String {
+    if s.len() > MAX_REASON_LEN {
+        let mut cut = MAX_REASON_LEN;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// A message of the transaction protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnMessage {
+    /// Coordinator → participant: prepare your part (phase 1).
+    Prepare(PrepareRequest),
+    /// Coordinator → the only participant: prepare and commit at once, if
+    /// the participant's prepare receipt equals `expected` (the one the
+    /// coordinator computed): a request damaged or altered on the way is
+    /// refused rather than committed.
+    CommitOnePhase {
+        /// The request.
+        request: PrepareRequest,
+        /// The prepare receipt the coordinator expects.
+        expected: Receipt,
+    },
+    /// Coordinator → primary: decide commit, with every signed prepare receipt.
+    Commit {
+        /// The transaction.
+        txn: TxnId,
+        /// The certificate: one signed prepare receipt per participant.
+        prepares: Vec<SignedReceipt>,
+    },
+    /// Coordinator → primary: decide abort.
+    Abort {
+        /// The transaction.
+        txn: TxnId,
+    },
+    /// Coordinator → secondary: the primary's decision, to apply (phase 2).
+    Resolve {
+        /// The transaction.
+        txn: TxnId,
+        /// What the primary decided.
+        decision: Decision,
+    },
+    /// Secondary → primary: what did you decide? (recovery)
+    Query {
+        /// The transaction.
+        txn: TxnId,
+    },
+    /// Participant → coordinator: prepared; the signed prepare receipt.
+    Prepared {
+        /// The transaction.
+        txn: TxnId,
+        /// The vote.
+        vote: SignedReceipt,
+    },
+    /// Participant → coordinator: refused.
+    Refused {
+        /// The transaction.
+        txn: TxnId,
+        /// Why.
+        refusal: Refusal,
+    },
+    /// Primary → coordinator or a querying secondary: the decision.
+    Decided {
+        /// The transaction.
+        txn: TxnId,
+        /// What was decided.
+        decision: Decision,
+    },
+    /// Secondary → coordinator: applied the decision; its own signed receipt.
+    Ack {
+        /// The transaction.
+        txn: TxnId,
+        /// The commit or abort receipt, signed.
+        ack: SignedReceipt,
+    },
+}
+
+impl TxnMessage {
+    /// The transaction the message is about.
+    pub fn txn(&self) -> TxnId {
+        match self {
+            TxnMessage::Prepare(r) | TxnMessage::CommitOnePhase { request: r, .. } => r.txn,
+            TxnMessage::Commit { txn, .. }
+            | TxnMessage::Abort { txn }
+            | TxnMessage::Resolve { txn, .. }
+            | TxnMessage::Query { txn }
+            | TxnMessage::Prepared { txn, .. }
+            | TxnMessage::Refused { txn, .. }
+            | TxnMessage::Decided { txn, .. }
+            | TxnMessage::Ack { txn, .. } => *txn,
+        }
+    }
+
+    /// Checks the bounds a decoded message must meet.
+    pub fn check(&self) -> Result<(), TxnError> {
+        let decision = |d: &Decision| match d {
+            Decision::Committed { prepares, .. } => {
+                bound("prepare list", prepares.len(), MAX_PARTICIPANTS)
+            }
+            Decision::Aborted { .. } => Ok(()),
+        };
+        match self {
+            TxnMessage::Prepare(r) | TxnMessage::CommitOnePhase { request: r, .. } => r.check(),
+            TxnMessage::Commit { prepares, .. } => {
+                bound("prepare list", prepares.len(), MAX_PARTICIPANTS)
+            }
+            TxnMessage::Resolve { decision: d, .. } | TxnMessage::Decided { decision: d, .. } => {
+                decision(d)
+            }
+            TxnMessage::Refused { refusal, .. } => refusal.check(),
+            TxnMessage::Abort { .. }
+            | TxnMessage::Query { .. }
+            | TxnMessage::Prepared { .. }
+            | TxnMessage::Ack { .. } => Ok(()),
+        }
+    }
+
+    /// The postcard encoding.
+    pub fn to_wire(&self) -> Result<Vec<u8>, TxnError> {
+        postcard::to_allocvec(self).map_err(|e| TxnError::Decode {
+            what: "transaction message",
+            reason: e.to_string(),
+        })
+    }
+
+    /// Decodes exactly `bytes` (see the module docs).
+    pub fn from_wire(bytes: &[u8]) -> Result<Self, TxnError> {
+        bound("transaction message", bytes.len(), MAX_MESSAGE_LEN)?;
+        let (message, rest) =
+            postcard::take_from_bytes::<TxnMessage>(bytes).map_err(|e| TxnError::Decode {
+                what: "transaction message",
+                reason: e.to_string(),
+            })?;
+        if !rest.is_empty() {
+            return Err(TxnError::Decode {
+                what: "transaction message",
+                reason: format!("{} trailing bytes", rest.len()),
+            });
+        }
+        message.check()?;
+        Ok(message)
+    }
+}

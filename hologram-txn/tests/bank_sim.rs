@@ -1,0 +1,492 @@
+//! The bank workload across four single-replica shards in the simulated
+//! network: concurrent transfers from three coordinators under loss,
+//! duplication, reordering, corruption, partitions, crashes of coordinators
+//! and participants at any moment, and a Byzantine node forging decisions.
+//!
+//! Checked after every step: the total balance, counting the halves of
+//! transfers whose primary committed but whose other participant has not
+//! applied yet, is conserved (so no transfer is ever half applied for good),
+//! and no participant ever applied a decision other than its primary's.
+//! Checked at the end, once faults stop: no lock and no prepared
+//! transaction is left, every account holds exactly its initial balance plus
+//! the transfers whose primary committed (none lost, none applied twice),
+//! every transfer a coordinator reported committed is committed at every
+//! participant, and every one it reported aborted is aborted.
+//!
+//! `HOLOGRAM_SEEDS=<n>` soaks, `HOLOGRAM_SEED=<s>` replays.
+
+use hologram_cam::MemoryStore;
+use hologram_lattice::sim::{check_seeds, Faults, Simulation};
+use hologram_lattice::NodeId;
+use hologram_receipt::{KeyPair, Purpose, Receipt};
+use hologram_txn::receipts::abort_receipt;
+use hologram_txn::types::counter;
+use hologram_txn::{
+    CoordinatorConfig, CoordinatorNode, Decision, Key, Op, ParticipantConfig, ParticipantNode,
+    ShardMap, SignedReceipt, TxnError, TxnId, TxnMessage, TxnNode,
+};
+use rand::Rng;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+type Sim = Simulation<TxnNode<MemoryStore>>;
+
+const ACCOUNTS: usize = 24;
+const INITIAL: i64 = 100;
+const SHARDS: u8 = 4;
+const CLIENTS: u8 = 3;
+
+#[derive(Debug, Clone, Copy)]
+struct Transfer {
+    from: usize,
+    to: usize,
+    amount: i64,
+}
+
+fn account(i: usize) -> Key {
+    Key::new(format!("account-{i:03}").into_bytes()).expect("short key")
+}
+
+struct Bank {
+    sim: Sim,
+    map: ShardMap,
+    shards: Vec<NodeId>,
+    clients: Vec<NodeId>,
+    /// Every transaction submitted, with its transfer.
+    submitted: BTreeMap<TxnId, Transfer>,
+    /// What coordinators reported.
+    reported: BTreeMap<TxnId, Result<Receipt, TxnError>>,
+    /// Transfers waiting to be (re)submitted, with the earliest time.
+    queue: Vec<(u64, Transfer)>,
+    in_flight: BTreeMap<NodeId, usize>,
+    byzantine: KeyPair,
+}
+
+fn pending_and_balances(sim: &Sim) -> Result<(i64, i64), String> {
+    let mut balances = 0i64;
+    let mut pending = 0i64;
+    for (_, node, _) in sim.nodes() {
+        let Some(p) = node.participant() else {
+            continue;
+        };
+        let core = p.core().map_err(|e| format!("participant failed: {e}"))?;
+        for (key, value) in core.values() {
+            balances += counter(Some(value)).ok_or(format!("{key} is not a counter"))?;
+        }
+        for (txn, request) in core.prepared() {
+            let primary = sim
+                .node(request.primary)
+                .and_then(|n| n.participant())
+                .and_then(|p| p.core().ok());
+            if primary
+                .and_then(|c| c.outcome(txn))
+                .is_some_and(Decision::is_commit)
+            {
+                for op in &request.ops {
+                    if let Op::Add { delta, .. } = op {
+                        pending += delta;
+                    }
+                }
+            }
+        }
+    }
+    Ok((balances, pending))
+}
+
+/// Every decision a participant applied agrees with its primary's.
+fn decisions_agree(sim: &Sim) -> Result<(), String> {
+    for (id, node, _) in sim.nodes() {
+        let Some(core) = node.participant().and_then(|p| p.core().ok()) else {
+            continue;
+        };
+        for (txn, decision) in core.outcomes() {
+            let primary = decision.primary().signer;
+            if primary == id {
+                continue;
+            }
+            let theirs = sim
+                .node(primary)
+                .and_then(|n| n.participant())
+                .and_then(|p| p.core().ok())
+                .and_then(|c| c.outcome(txn));
+            match theirs {
+                Some(d) if d.is_commit() == decision.is_commit() => {}
+                other => {
+                    return Err(format!(
+                        "{txn}: {id} applied commit={} but its primary has {:?}",
+                        decision.is_commit(),
+                        other.map(Decision::is_commit)
+                    ))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Bank {
+    fn new(seed: u64, faults: Faults) -> Bank {
+        let keys: Vec<KeyPair> = (0..SHARDS)
+            .map(|i| {
+                let mut s = [i + 1; 32];
+                s[..8].copy_from_slice(&seed.to_le_bytes());
+                KeyPair::from_seed(s)
+            })
+            .collect();
+        let shards: Vec<NodeId> = keys.iter().map(KeyPair::node_id).collect();
+        let map = ShardMap::even(&shards);
+        let config = ParticipantConfig {
+            decide_timeout_ms: 300,
+            resolve_after_ms: 400,
+            resolve_max_ms: 2_000,
+        };
+        let mut nodes = Vec::new();
+        for k in &keys {
+            let mut p =
+                ParticipantNode::new(k.clone(), config, map.clone(), Arc::new(MemoryStore::new()));
+            for a in 0..ACCOUNTS {
+                if map.node_of(&account(a)) == Some(k.node_id()) {
+                    p.admin(|c| c.load(account(a), INITIAL.to_le_bytes().to_vec()))
+                        .expect("load");
+                }
+            }
+            nodes.push((k.node_id(), TxnNode::Participant(Box::new(p))));
+        }
+        let clients: Vec<NodeId> = (0..CLIENTS)
+            .map(|i| NodeId::from_bytes([200 + i; 32]))
+            .collect();
+        for &c in &clients {
+            let coordinator = CoordinatorNode::new(CoordinatorConfig::default());
+            nodes.push((c, TxnNode::Coordinator(coordinator)));
+        }
+        let mut sim = Simulation::new(seed, faults, nodes);
+        let total = INITIAL * ACCOUNTS as i64;
+        sim.set_invariant(move |sim| {
+            let (balances, pending) = pending_and_balances(sim)?;
+            if balances + pending != total {
+                return Err(format!(
+                    "balance not conserved: {balances} held + {pending} pending != {total}"
+                ));
+            }
+            Ok(())
+        });
+        Bank {
+            sim,
+            map,
+            shards,
+            clients,
+            submitted: BTreeMap::new(),
+            reported: BTreeMap::new(),
+            queue: Vec::new(),
+            in_flight: BTreeMap::new(),
+            byzantine: KeyPair::from_seed([0xbb; 32]),
+        }
+    }
+
+    fn submit(&mut self, client: NodeId, t: Transfer) -> bool {
+        let txn = TxnId::random(self.sim.rng());
+        let ops = vec![
+            Op::Add {
+                key: account(t.from),
+                delta: -t.amount,
+            },
+            Op::Add {
+                key: account(t.to),
+                delta: t.amount,
+            },
+        ];
+        let Ok(writes) = self.map.route(ops) else {
+            return false;
+        };
+        let version = self.map.version();
+        let begun = self.sim.with_node(client, |n, ctx| {
+            n.coordinator_mut()
+                .map(|c| c.begin(ctx, txn, version, writes))
+        });
+        if matches!(begun, Some(Some(Ok(())))) {
+            self.submitted.insert(txn, t);
+            *self.in_flight.entry(client).or_default() += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn collect(&mut self) {
+        for &client in &self.clients.clone() {
+            let done = self
+                .sim
+                .with_node(client, |n, _| {
+                    n.coordinator_mut().map(|c| c.take_completed())
+                })
+                .flatten()
+                .unwrap_or_default();
+            for (txn, result) in done {
+                if let Some(n) = self.in_flight.get_mut(&client) {
+                    *n = n.saturating_sub(1);
+                }
+                if let (Err(e), Some(&t)) = (&result, self.submitted.get(&txn)) {
+                    if e.is_retryable() {
+                        let at = self.sim.now() + self.sim.rng().gen_range(5..60);
+                        self.queue.push((at, t));
+                    }
+                }
+                self.reported.insert(txn, result);
+            }
+        }
+    }
+
+    /// Forged decisions and votes from a node that is no participant.
+    fn forge(&mut self) {
+        let Some((&txn, _)) = self.submitted.iter().next_back() else {
+            return;
+        };
+        let target = self.shards[self.sim.rng().gen_range(0..self.shards.len())];
+        let forged_abort = Decision::Aborted {
+            primary: SignedReceipt::sign(&self.byzantine, Purpose::Abort, abort_receipt(&txn)),
+        };
+        let fake = Receipt::from_bytes(b"forged");
+        let forged_commit = Decision::Committed {
+            prepares: vec![SignedReceipt::sign(&self.byzantine, Purpose::Prepare, fake)],
+            primary: SignedReceipt::sign(&self.byzantine, Purpose::Commit, fake),
+        };
+        let by = self.byzantine.node_id();
+        let client = self.clients[self.sim.rng().gen_range(0..self.clients.len())];
+        self.sim.inject(
+            by,
+            target,
+            TxnMessage::Resolve {
+                txn,
+                decision: forged_abort,
+            },
+        );
+        self.sim.inject(
+            by,
+            target,
+            TxnMessage::Resolve {
+                txn,
+                decision: forged_commit.clone(),
+            },
+        );
+        self.sim.inject(
+            target,
+            client,
+            TxnMessage::Decided {
+                txn,
+                decision: forged_commit,
+            },
+        );
+    }
+
+    fn run(&mut self, duration: u64, chaos: bool) -> Result<(), String> {
+        let mut down: Vec<(u64, NodeId)> = Vec::new();
+        let mut healed_at = None;
+        let tick = 10;
+        let mut now = 0;
+        while now < duration {
+            now += tick;
+            self.sim.run_until(now).map_err(|e| e.to_string())?;
+            self.collect();
+            // New transfers, and retries that are due.
+            if self.sim.rng().gen_bool(0.5) {
+                let from = self.sim.rng().gen_range(0..ACCOUNTS);
+                let to = (from + self.sim.rng().gen_range(1..ACCOUNTS)) % ACCOUNTS;
+                let amount = self.sim.rng().gen_range(1..40);
+                self.queue.push((now, Transfer { from, to, amount }));
+            }
+            let due: Vec<(u64, Transfer)> =
+                self.queue.iter().copied().filter(|q| q.0 <= now).collect();
+            self.queue.retain(|q| q.0 > now);
+            for (_, t) in due {
+                let client = self.clients[self.sim.rng().gen_range(0..self.clients.len())];
+                if self.in_flight.get(&client).copied().unwrap_or(0) >= 4 || !self.submit(client, t)
+                {
+                    self.queue.push((now + tick, t));
+                }
+            }
+            if !chaos {
+                continue;
+            }
+            // Crashes of participants and coordinators at any moment.
+            if self.sim.rng().gen_bool(0.03) {
+                let all: Vec<NodeId> = self.shards.iter().chain(&self.clients).copied().collect();
+                let victim = all[self.sim.rng().gen_range(0..all.len())];
+                if self.sim.is_up(victim) {
+                    self.sim.crash(victim);
+                    if self.clients.contains(&victim) {
+                        self.in_flight.insert(victim, 0);
+                    }
+                    let back = now + self.sim.rng().gen_range(20..600);
+                    down.push((back, victim));
+                }
+            }
+            for (_, id) in down.iter().filter(|d| d.0 <= now) {
+                self.sim.restart(*id);
+            }
+            down.retain(|d| d.0 > now);
+            // Partitions that heal.
+            if healed_at.is_none() && self.sim.rng().gen_bool(0.01) {
+                let cut: Vec<NodeId> = self
+                    .shards
+                    .iter()
+                    .chain(&self.clients)
+                    .copied()
+                    .filter(|_| self.sim.rng().gen_bool(0.4))
+                    .collect();
+                self.sim.partition(&[&cut]);
+                healed_at = Some(now + self.sim.rng().gen_range(50..500));
+            }
+            if healed_at.is_some_and(|t| t <= now) {
+                self.sim.heal();
+                healed_at = None;
+            }
+            if self.sim.rng().gen_bool(0.02) {
+                self.forge();
+            }
+        }
+        for (_, id) in down {
+            self.sim.restart(id);
+        }
+        self.sim.heal();
+        Ok(())
+    }
+
+    /// Faults stop: everything settles; then the end-state checks.
+    fn settle_and_check(&mut self) -> Result<(), String> {
+        self.sim.set_faults(Faults::NONE);
+        let deadline = self.sim.now() + 60_000;
+        let quiet = self
+            .sim
+            .run_until_quiet(deadline)
+            .map_err(|e| e.to_string())?;
+        self.collect();
+        if !quiet {
+            return Err("the network never went quiet after faults stopped".into());
+        }
+        decisions_agree(&self.sim)?;
+        let mut expected = [INITIAL; ACCOUNTS];
+        let mut committed = 0;
+        for (txn, t) in &self.submitted {
+            // The primary is the participant with the smallest id.
+            let primary = [t.from, t.to]
+                .iter()
+                .filter_map(|&a| self.map.node_of(&account(a)))
+                .min()
+                .ok_or("unplaced account")?;
+            let primary_decision = self
+                .sim
+                .node(primary)
+                .and_then(|n| n.participant())
+                .and_then(|p| p.core().ok())
+                .and_then(|c| c.outcome(txn))
+                .map(Decision::is_commit);
+            let reported = self.reported.get(txn);
+            match (primary_decision, reported) {
+                (Some(true), Some(Err(e))) => {
+                    return Err(format!("{txn} committed but reported {e}"))
+                }
+                (Some(false) | None, Some(Ok(_))) => {
+                    return Err(format!(
+                        "{txn} reported committed but its primary did not commit"
+                    ))
+                }
+                _ => {}
+            }
+            if primary_decision == Some(true) {
+                committed += 1;
+                expected[t.from] -= t.amount;
+                expected[t.to] += t.amount;
+            }
+        }
+        for id in &self.shards {
+            let core = self
+                .sim
+                .node(*id)
+                .and_then(|n| n.participant())
+                .and_then(|p| p.core().ok())
+                .ok_or("participant missing")?;
+            if !core.locks().is_empty() || core.prepared().next().is_some() {
+                return Err(format!(
+                    "{id} still holds {} locks and {} prepared transactions after faults stopped",
+                    core.locks().len(),
+                    core.prepared().count()
+                ));
+            }
+        }
+        for (a, want) in expected.iter().enumerate() {
+            let key = account(a);
+            let node = self.map.node_of(&key).ok_or("unplaced account")?;
+            let core = self
+                .sim
+                .node(node)
+                .and_then(|n| n.participant())
+                .and_then(|p| p.core().ok())
+                .ok_or("participant missing")?;
+            let got = counter(core.value(&key)).ok_or("not a counter")?;
+            if got != *want {
+                return Err(format!("{key}: balance {got}, expected {want}"));
+            }
+        }
+        let reported_ok = self.reported.values().filter(|r| r.is_ok()).count();
+        if std::env::var("BANK_DEBUG").is_ok() {
+            let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+            for r in self.reported.values() {
+                let k = match r {
+                    Ok(_) => "ok".to_string(),
+                    Err(e) => format!("{e:?}").chars().take(14).collect(),
+                };
+                *kinds.entry(k).or_default() += 1;
+            }
+            eprintln!(
+                "submitted {} committed {committed} reported {:?} stats {:?}",
+                self.submitted.len(),
+                kinds,
+                self.sim.stats()
+            );
+        }
+        if committed == 0 || reported_ok == 0 {
+            return Err(format!(
+                "no progress: {} submitted, {committed} committed",
+                self.submitted.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn bank_transfers_survive_loss_partitions_crashes_and_forgeries() {
+    check_seeds("bank_sim", 6, |seed| {
+        let faults = Faults {
+            loss: 0.05,
+            duplicate: 0.05,
+            corrupt: 0.01,
+            latency_ms: (1, 30),
+        };
+        let mut bank = Bank::new(seed, faults);
+        bank.run(4_000, true)?;
+        bank.settle_and_check()
+    });
+}
+
+#[test]
+fn without_faults_every_transfer_commits_or_loses_a_conflict() {
+    check_seeds("bank_sim_clean", 2, |seed| {
+        let mut bank = Bank::new(seed, Faults::NONE);
+        bank.run(2_000, false)?;
+        bank.settle_and_check()?;
+        let aborted: BTreeSet<&TxnId> = bank
+            .reported
+            .iter()
+            .filter(|(_, r)| r.is_err())
+            .map(|(t, _)| t)
+            .collect();
+        for txn in aborted {
+            match &bank.reported[txn] {
+                Err(TxnError::Conflict { .. } | TxnError::Rejected { .. }) => {}
+                other => return Err(format!("{txn}: unexpected {other:?} without faults")),
+            }
+        }
+        Ok(())
+    });
+}
