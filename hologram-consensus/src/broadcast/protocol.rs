@@ -129,7 +129,8 @@ pub struct LatticeProtocol {
 
 impl LatticeProtocol {
     /// A node with these keys, accepting `directory`, its repair choices
-    /// drawn from `seed`.
+    /// drawn from `seed` mixed with its id (nodes given the same seed still
+    /// choose differently).
     pub fn new(keys: KeyPair, directory: Directory, config: BroadcastConfig, seed: u64) -> Self {
         let id = keys.node_id();
         Self {
@@ -146,7 +147,7 @@ impl LatticeProtocol {
             pending_order: VecDeque::new(),
             drops: DropCounts::default(),
             sent: SentCounts::default(),
-            rng: ChaCha8Rng::seed_from_u64(seed),
+            rng: ChaCha8Rng::from_seed(rng_seed(&id, seed)),
             seed,
         }
     }
@@ -500,4 +501,13 @@ impl LatticeProtocol {
         }
         picked
     }
+}
+
+/// The generator seed of node `id` given `seed`: BLAKE3 of id ‖ seed (LE).
+fn rng_seed(id: &NodeId, seed: u64) -> [u8; 32] {
+    *blake3::Hasher::new()
+        .update(id.as_bytes())
+        .update(&seed.to_le_bytes())
+        .finalize()
+        .as_bytes()
 }
