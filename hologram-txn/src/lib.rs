@@ -11,6 +11,7 @@ pub mod node;
 pub mod participant;
 pub mod receipts;
 pub mod sharding;
+pub mod transaction;
 pub mod types;
 pub mod wire;
 
@@ -21,5 +22,6 @@ pub use node::{CoordinatorNode, ParticipantNode, TxnNode, TxnTimer};
 pub use participant::{ParticipantConfig, ParticipantCore, ParticipantTimer};
 pub use receipts::{Decision, PrepareRequest, SignedReceipt};
 pub use sharding::{ShardId, ShardMap};
+pub use transaction::{DistributedTransaction, LocalParticipant, Participant};
 pub use types::{Key, Op, TxnId};
 pub use wire::{Refusal, TxnMessage};

@@ -244,3 +244,19 @@ impl TxnMessage {
         Ok(message)
     }
 }
+
+/// The refusal message of an error about `txn`.
+pub(crate) fn refused(txn: TxnId, error: TxnError) -> TxnMessage {
+    TxnMessage::Refused {
+        txn,
+        refusal: Refusal::from_error(error),
+    }
+}
+
+/// The answer to a request for a decision.
+pub(crate) fn decided(txn: TxnId, result: Result<crate::Decision, TxnError>) -> TxnMessage {
+    match result {
+        Ok(decision) => TxnMessage::Decided { txn, decision },
+        Err(e) => refused(txn, e),
+    }
+}

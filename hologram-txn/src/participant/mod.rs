@@ -47,7 +47,7 @@ pub use locks::LockTable;
 use crate::effects::Effects;
 use crate::receipts::{abort_receipt, check_certificate, commit_receipt};
 use crate::sharding::ShardMap;
-use crate::wire::Refusal;
+use crate::wire::{decided, refused};
 use crate::{Decision, Key, PrepareRequest, SignedReceipt, TxnError, TxnId, TxnMessage};
 use hologram_lattice::sim::Millis;
 use hologram_lattice::{Address, NodeId};
@@ -718,28 +718,4 @@ impl ParticipantCore {
 /// Whether two requests prepare the same thing (the map version only routes).
 fn same_contents(a: &PrepareRequest, b: &PrepareRequest) -> bool {
     a.txn == b.txn && a.primary == b.primary && a.participants == b.participants && a.ops == b.ops
-}
-
-fn refused(txn: TxnId, error: TxnError) -> TxnMessage {
-    TxnMessage::Refused {
-        txn,
-        refusal: Refusal::from_error(error),
-    }
-}
-
-fn decided(txn: TxnId, result: Result<Decision, TxnError>) -> TxnMessage {
-    match result {
-        Ok(decision) => TxnMessage::Decided { txn, decision },
-        Err(e) => refused(txn, e),
-    }
-}
-
-/// Makes a participant's pending effects durable in `store`; returns the rest.
-pub async fn persist_effects<S: hologram_cam::Store + ?Sized>(
-    core: &mut ParticipantCore,
-    store: &S,
-) -> Result<Effects<ParticipantTimer>, TxnError> {
-    let mut effects = core.take_effects();
-    std::mem::take(&mut effects.persist).apply(store).await?;
-    Ok(effects)
 }
