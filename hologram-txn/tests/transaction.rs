@@ -221,3 +221,87 @@ fn a_prepared_participant_recovers_its_locks_and_then_its_decision() {
         Some(if secondary_key == &a { 30 } else { 20 })
     );
 }
+
+#[test]
+fn a_split_moves_only_the_split_shards_upper_keys_and_stale_routes_are_refused() {
+    let s = shards(2);
+    let all: Vec<Key> = (0..64u32)
+        .map(|i| Key::new(blake3::hash(&i.to_le_bytes()).to_hex().as_bytes().to_vec()).unwrap())
+        .collect();
+    for k in &all {
+        s.load(k, 10);
+    }
+    // A third node takes the upper half of shard 0.
+    let newcomer = KeyPair::from_seed([77; 32]);
+    let mut map = s.map.clone();
+    let (start, end) = map.range(0).unwrap();
+    let at = start + (end - start) / 2;
+    map.split(0, at, newcomer.node_id()).unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let core =
+        ParticipantCore::new(newcomer.clone(), ParticipantConfig::default(), map.clone()).unwrap();
+    let target = LocalParticipant::new(core, Arc::clone(&store));
+    let source = s
+        .parts
+        .iter()
+        .find(|p| Some(p.id()) == s.map.node(0))
+        .unwrap();
+    let other = s
+        .parts
+        .iter()
+        .find(|p| Some(p.id()) == s.map.node(1))
+        .unwrap();
+    let moved = block_on(source.with_core(|c| c.hand_off(map.clone())))
+        .unwrap()
+        .unwrap();
+    let untouched = block_on(other.with_core(|c| c.hand_off(map.clone())))
+        .unwrap()
+        .unwrap();
+    assert!(untouched.is_empty(), "the other shard moves nothing");
+    for (k, ..) in &moved {
+        assert_eq!(s.map.shard_of(k), 0);
+        assert!(k.placement() >= at);
+    }
+    let expected = all
+        .iter()
+        .filter(|k| map.node_of(k) == Some(newcomer.node_id()))
+        .count();
+    assert_eq!(moved.len(), expected);
+    assert!(expected > 0);
+    let keys: Vec<Key> = moved.iter().map(|m| m.0.clone()).collect();
+    block_on(target.with_core(|c| c.absorb(map.clone(), moved)))
+        .unwrap()
+        .unwrap();
+    // Still readable at the source until forgotten.
+    assert!(block_on(source.with_core(|c| c.value(&keys[0]).is_some())).unwrap());
+    block_on(source.with_core(|c| c.forget(&keys))).unwrap();
+    // A transaction routed with the stale map is refused, not misapplied.
+    let stale = DistributedTransaction::new(
+        TxnId([1; 16]),
+        s.map.version(),
+        [(
+            source as &dyn Participant,
+            vec![Op::Add {
+                key: keys[0].clone(),
+                delta: 1,
+            }],
+        )],
+    );
+    let err = block_on(stale.execute()).unwrap_err();
+    assert!(matches!(err, TxnError::StaleShardMap { current, .. } if current == map.version()));
+    assert!(err.is_retryable());
+    let fresh = DistributedTransaction::new(
+        TxnId([2; 16]),
+        map.version(),
+        [(
+            &target as &dyn Participant,
+            vec![Op::Add {
+                key: keys[0].clone(),
+                delta: 1,
+            }],
+        )],
+    );
+    block_on(fresh.execute()).unwrap();
+    let v = block_on(target.with_core(|c| counter(c.value(&keys[0])))).unwrap();
+    assert_eq!(v, Some(11));
+}

@@ -290,6 +290,85 @@ impl ParticipantCore {
         Ok(())
     }
 
+    /// Starts serving `map` (a split or move of this node's shards) and
+    /// returns the keys it no longer owns, with their versions and values,
+    /// for the new owner's [`ParticipantCore::absorb`]. From now on requests
+    /// for them are refused with [`TxnError::StaleShardMap`]; their data stays
+    /// readable here until [`ParticipantCore::forget`]. Refused with
+    /// [`TxnError::Conflict`] (retry later) while any leaving key is locked.
+    /// Only keys whose owner changes are returned: a split moves only the
+    /// split shard's keys above the split point.
+    pub fn hand_off(
+        &mut self,
+        map: ShardMap,
+    ) -> Result<Vec<(Key, u64, Option<Vec<u8>>)>, TxnError> {
+        let leaving: Vec<&Key> = self
+            .data
+            .keys()
+            .filter(|k| map.node_of(k) != Some(self.id))
+            .collect();
+        if let Some((key, holder)) = leaving
+            .iter()
+            .find_map(|k| self.locks.holder(k).map(|h| (*k, h)))
+        {
+            return Err(TxnError::Conflict {
+                key: key.clone(),
+                holder,
+            });
+        }
+        let moved = leaving
+            .into_iter()
+            .filter_map(|k| {
+                self.data
+                    .get(k)
+                    .map(|s| (k.clone(), s.version, s.value.clone()))
+            })
+            .collect();
+        self.install_map(map)?;
+        Ok(moved)
+    }
+
+    /// Takes over keys handed off by their previous owner (with `map`, under
+    /// which this node owns them), durably, keeping their versions.
+    pub fn absorb(
+        &mut self,
+        map: ShardMap,
+        entries: Vec<(Key, u64, Option<Vec<u8>>)>,
+    ) -> Result<(), TxnError> {
+        self.install_map(map)?;
+        for (key, version, value) in entries {
+            self.check_owned(&key)?;
+            let object = Record::Value {
+                key: key.clone(),
+                version,
+                value: value.clone(),
+            }
+            .to_object()?;
+            let stored = Stored {
+                version,
+                value,
+                address: object.address(),
+            };
+            self.effects.persist.put.push(object);
+            if let Some(old) = self.data.insert(key, stored) {
+                self.effects.persist.remove.push(old.address);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the data of keys handed off (once their new owner has them).
+    /// Keys this node owns again are kept.
+    pub fn forget<'a>(&mut self, keys: impl IntoIterator<Item = &'a Key>) {
+        for key in keys {
+            if self.map.node_of(key) != Some(self.id) {
+                if let Some(old) = self.data.remove(key) {
+                    self.effects.persist.remove.push(old.address);
+                }
+            }
+        }
+    }
+
     /// Phase 1: prepare `request` and return the signed prepare receipt
     /// (the same one again for a repeated request).
     pub fn prepare(&mut self, request: PrepareRequest) -> Result<SignedReceipt, TxnError> {
