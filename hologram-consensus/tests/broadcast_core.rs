@@ -40,6 +40,20 @@ fn sent(origin: &KeyPair, to: NodeId, issued: u64, body: &[u8]) -> Authenticated
         .unwrap()
 }
 
+/// `m` with a hop to `next` appended by `signer`, signed over junk rather
+/// than the previous link's digest.
+fn with_junk_hop(m: AuthenticatedMessage, signer: &KeyPair, next: NodeId) -> AuthenticatedMessage {
+    let (payload, receipt, witness) = m.into_parts();
+    let (origin, mut hops) = witness.into_parts();
+    hops.push(HopLink {
+        forwarder: signer.node_id(),
+        next_hop: next,
+        signature: signer.sign(Purpose::WitnessHop, b"junk"),
+    });
+    let witness = Witness::from_parts(origin, hops).unwrap();
+    AuthenticatedMessage::from_parts(payload, receipt, witness).unwrap()
+}
+
 /// Handles one input; returns the outputs.
 fn feed(core: &mut LatticeProtocol, from: NodeId, m: BroadcastMessage) -> Vec<Output> {
     let mut out = Vec::new();
@@ -154,34 +168,10 @@ fn broken_chains_are_dropped_with_their_reason() {
         AuthenticatedMessage::from_parts(encode_envelope(NOW, b"pax"), receipt, witness).unwrap();
     assert_dropped(&mut s.core, a, swapped, DropReason::PayloadMismatch);
     // A hop signed over the wrong bytes.
-    let (payload, receipt, witness) = sent(&s.a, c, NOW, b"q").into_parts();
-    let (origin, mut hops) = witness.into_parts();
-    hops.push(HopLink {
-        forwarder: c,
-        next_hop: b,
-        signature: s.c.sign(Purpose::WitnessHop, b"junk"),
-    });
-    let forged = AuthenticatedMessage::from_parts(
-        payload,
-        receipt,
-        Witness::from_parts(origin, hops).unwrap(),
-    )
-    .unwrap();
+    let forged = with_junk_hop(sent(&s.a, c, NOW, b"q"), &s.c, b);
     assert_dropped(&mut s.core, c, forged, DropReason::ForgedSignature);
     // Custody broken: the second hop signed by someone who never held it.
-    let (payload, receipt, witness) = sent(&s.a, c, NOW, b"r").into_parts();
-    let (origin, mut hops) = witness.into_parts();
-    hops.push(HopLink {
-        forwarder: a,
-        next_hop: b,
-        signature: s.a.sign(Purpose::WitnessHop, b"junk"),
-    });
-    let broken = AuthenticatedMessage::from_parts(
-        payload,
-        receipt,
-        Witness::from_parts(origin, hops).unwrap(),
-    )
-    .unwrap();
+    let broken = with_junk_hop(sent(&s.a, c, NOW, b"r"), &s.a, b);
     assert_dropped(&mut s.core, a, broken, DropReason::BrokenChain);
     // Addressed to another node; or relayed by a peer that did not sign the last hop.
     assert_dropped(

@@ -12,7 +12,7 @@
 
 use hologram_consensus::broadcast::{
     encode_envelope, BroadcastConfig, BroadcastMessage, BroadcastNode, BroadcastTimer,
-    DeliveryReceipt, Directory, DropReason, ForwardPolicy, LatticeProtocol, MessageId,
+    DeliveryReceipt, Directory, DropReason, ForwardPolicy, LatticeProtocol, MessageId, SentCounts,
 };
 use hologram_lattice::sim::{check_seeds, Context, Faults, Node, Simulation};
 use hologram_lattice::NodeId;
@@ -383,6 +383,22 @@ fn a_thousand_nodes_without_loss_deliver_within_log_n_plus_3_rounds() {
                 return Err("the origin has no delivery certificate".into());
             }
         }
+        let per = |f: fn(&SentCounts) -> u64| {
+            let total: u64 = net
+                .honest
+                .iter()
+                .map(|&h| f(&net.node(h).core().sent()))
+                .sum();
+            total as f64 / (2 * N) as f64
+        };
+        println!(
+            "per node per broadcast: {:.1} pushes (payload), {:.1} announcements, {:.1} pulls, {:.1} acknowledgements; plain flooding pushes {} (n - 1)",
+            per(|s| s.gossip),
+            per(|s| s.ihave),
+            per(|s| s.iwant),
+            per(|s| s.ack),
+            N - 1
+        );
         Ok(())
     });
 }
@@ -495,4 +511,48 @@ fn gossip_sends_far_fewer_messages_than_flooding() {
         }
         Ok(())
     });
+}
+
+#[test]
+fn repair_carries_a_broadcast_across_a_healed_partition() {
+    const N: usize = 200;
+    check_seeds(
+        "broadcast across a healed partition, 200 nodes",
+        2,
+        |seed| {
+            let mut net = build(seed, N, 0, Faults::HOSTILE, config(N));
+            let origin = net.honest[0];
+            let (near, far): (Vec<NodeId>, Vec<NodeId>) = net
+                .honest
+                .iter()
+                .partition(|id| id.as_bytes()[0] % 2 == origin.as_bytes()[0] % 2);
+            net.sim.partition(&[&near, &far]);
+            let id = net.broadcast(origin, b"across");
+            net.sim
+                .run_until(net.sim.now() + 250)
+                .map_err(|e| e.to_string())?;
+            let reached_far = far
+                .iter()
+                .filter(|&&f| net.node(f).delivered().iter().any(|d| d.id == id))
+                .count();
+            if reached_far != 0 {
+                return Err(format!(
+                    "{reached_far} nodes across the partition delivered"
+                ));
+            }
+            net.sim.heal();
+            net.sim
+                .run_until_quiet(net.sim.now() + 60_000)
+                .map_err(|e| e.to_string())?;
+            let (delivered, _) = net.coverage(origin, id);
+            println!("healed partition: {delivered}/{} delivered", N - 1);
+            if delivered != N - 1 {
+                return Err(format!(
+                    "only {delivered} of {} delivered after the heal",
+                    N - 1
+                ));
+            }
+            Ok(())
+        },
+    );
 }

@@ -10,11 +10,20 @@
 //! the origin. Every copy on the wire carries the witness chain from the
 //! origin to its receiver, extended by one signed hop at every forward.
 //!
-//! - **Eager push** ([`targets`](self) module docs): the origin sends to its
-//!   page neighbours (phase 1) and to one member on each of `gossip_fanout`
-//!   pages chosen with the C768 `ScheduleRotation` (phase 2). A node that
-//!   delivers a message for the first time does phase 2, and phase 1 too when
-//!   the message came from another page.
+//! - **Eager push**: the origin sends to its page neighbours (phase 1) and to
+//!   one member on each of `gossip_fanout` remote pages chosen with the C768
+//!   [`ScheduleRotation`](hologram_lattice::ScheduleRotation) of the current
+//!   slot (phase 2). A node that delivers a message for the first time does
+//!   phase 2, and phase 1 too when the message came from another page (a
+//!   message from a page neighbour was already sent around the page). Phase 2
+//!   takes pages `rotation.map_page(local_page, i_j)` for
+//!   `i_j = (h + j·⌊47 / fanout⌋) mod 47`, `j < fanout`, with `h` a mix of the
+//!   message id and the node id, and a member of each page picked by the same
+//!   mix. The chapter's `i = 0..fanout` would make every node of a page pick
+//!   the same few consecutive pages in a slot, so the pages reached would grow
+//!   by about `fanout` per round (some 16 rounds for 48 pages); spreading and
+//!   offsetting the indices keeps the rotation's equal frequency and reaches
+//!   every page in a few rounds. Choices are deterministic: a run replays.
 //! - **Checks before delivery**, cheapest first, each failure counted under a
 //!   [`DropReason`]: the immediate sender is an accepted member; the id is not
 //!   already delivered (duplicates are dropped before any signature is
