@@ -87,13 +87,16 @@ impl DiscoveryMessage {
 }
 
 /// Why a record was not admitted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
     /// Its proof of work does not verify.
+    #[error("proof of work does not verify: {0}")]
     Work(LatticeError),
     /// Its page is full.
+    #[error("its page of the routing table is full")]
     PageFull,
     /// It is the local node.
+    #[error("it is the local node")]
     IsLocal,
 }
 
