@@ -1,7 +1,10 @@
 //! The crate's error type.
 
+use crate::vote::VoteKind;
+use hologram_cam::CamError;
+use hologram_lattice::transport::TransportError;
 use hologram_lattice::NodeId;
-use hologram_receipt::ReceiptError;
+use hologram_receipt::{Receipt, ReceiptError};
 use thiserror::Error;
 
 /// Everything that can go wrong in `hologram-consensus`.
@@ -10,6 +13,122 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ConsensusError {
+    /// A validator set was empty, too large or named a validator twice.
+    #[error("invalid validator set: {0}")]
+    InvalidValidatorSet(String),
+    /// A message, vote or certificate came from a node that is not a validator.
+    #[error("{0} is not a validator")]
+    NotAValidator(NodeId),
+    /// A signature (of a vote or proposal) did not verify.
+    #[error("bad signature: {0}")]
+    BadSignature(#[source] ReceiptError),
+    /// A proposal was signed by someone other than the round's leader.
+    #[error("proposal for height {height} round {round} from {from}, but the leader is {leader}")]
+    WrongProposer {
+        /// The proposal's height.
+        height: u64,
+        /// The proposal's round.
+        round: u32,
+        /// Who signed it.
+        from: NodeId,
+        /// Who leads that round.
+        leader: NodeId,
+    },
+    /// A batch's bytes do not have the receipt a proposal or certificate claims.
+    #[error("batch receipt mismatch: claimed {}, computed {}", .claimed.content, .computed.content)]
+    BatchMismatch {
+        /// The receipt claimed.
+        claimed: Box<Receipt>,
+        /// The receipt of the batch's canonical bytes.
+        computed: Box<Receipt>,
+    },
+    /// A receipt claims a budget above 47 (SPEC §5: impossible, Byzantine).
+    #[error("receipt claims the impossible budget {0} (above 47)")]
+    ImpossibleBudget(u8),
+    /// A proposed value's receipt is not lawful (budget not 0 or no round trip).
+    #[error("receipt is not lawful (budget {budget}, phi {phi})")]
+    UnlawfulReceipt {
+        /// The budget claimed.
+        budget: u8,
+        /// The round-trip flag.
+        phi: bool,
+    },
+    /// A certificate carries too few distinct valid signatures.
+    #[error("certificate for height {height} round {round} has {got} signatures, {needed} needed")]
+    InsufficientSignatures {
+        /// The certificate's height.
+        height: u64,
+        /// The certificate's round.
+        round: u32,
+        /// Distinct valid signatures present.
+        got: usize,
+        /// The quorum.
+        needed: usize,
+    },
+    /// A certificate lists a signer twice or out of order.
+    #[error("certificate lists signer {0} twice or out of order")]
+    DuplicateSigner(NodeId),
+    /// A certificate is of the wrong kind (a polka where a commit was needed).
+    #[error("expected a {expected:?} certificate, got a {got:?} one")]
+    WrongCertificateKind {
+        /// The kind required.
+        expected: VoteKind,
+        /// The kind given.
+        got: VoteKind,
+    },
+    /// A proposal's proof-of-lock certificate does not justify it.
+    #[error("proof of lock invalid: {0}")]
+    BadProofOfLock(String),
+    /// A command or batch exceeds a size bound.
+    #[error("{what} of {size} exceeds the limit of {max}")]
+    TooLarge {
+        /// What was too large.
+        what: &'static str,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A wire message did not decode.
+    #[error("malformed {what}: {reason}")]
+    Decode {
+        /// What was being decoded.
+        what: &'static str,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The mempool is full: the command was not accepted.
+    #[error("mempool full ({capacity} commands): command rejected")]
+    MempoolFull {
+        /// The mempool's capacity.
+        capacity: usize,
+    },
+    /// An equivocation proof does not prove equivocation.
+    #[error("not an equivocation: {0}")]
+    NotEquivocation(String),
+    /// A configuration value is unusable.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// The transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] TransportError),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] CamError),
+    /// A replicated log or its persisted form is inconsistent.
+    #[error("log: {0}")]
+    Log(String),
+    /// The validator or its driver has stopped.
+    #[error("validator {0} stopped")]
+    Stopped(NodeId),
+    /// A validator answered with an error.
+    #[error("validator {validator} refused: {reason}")]
+    Refused {
+        /// The validator.
+        validator: NodeId,
+        /// What it said.
+        reason: String,
+    },
     // broadcast
     /// A broadcast body is larger than the protocol accepts.
     #[error("broadcast body of {len} bytes exceeds the limit of {max}")]

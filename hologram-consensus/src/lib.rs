@@ -1,18 +1,80 @@
 //! # hologram-consensus
 //!
-//! Byzantine-fault-tolerant consensus on receipts (`ReceiptConsensus`), the
-//! `ByzantineDetector`, pipelining, `ReplicatedStateMachine` and the
-//! `LatticeProtocol` broadcast.
+//! Byzantine-fault-tolerant consensus on receipts for the hologram crates:
+//! the chapter's "Consensus via Receipts" built as Tendermint (propose,
+//! prevote, precommit; lock on a polka; round change on timeout; leaders
+//! rotate as `validators[(height + round) mod n]`), safe with up to `f`
+//! Byzantine validators out of `n ≥ 3f + 1`. Votes are signed receipts of
+//! the proposed batch; a quorum (`2f + 1`) of matching precommits is a
+//! [`Certificate`] anyone holding the [`ValidatorSet`] verifies. The
+//! [`ByzantineDetector`] runs the chapter's checks on every vote and turns
+//! equivocation into an [`EquivocationProof`]. Heights are pipelined
+//! (`max_pipeline_depth`), decisions delivered in height order.
 //!
-//! **Status: not built yet.** This crate is an empty placeholder in the
-//! workspace; nothing in it is usable. See the README's status table.
+//! The replica is a deterministic core without I/O ([`Replica`]); the
+//! simulator of `hologram-lattice` runs it as a [`SimReplica`].
 //!
-//! - [`broadcast`]: `LatticeProtocol`, authenticated epidemic broadcast with delivery certificates.
+//! ## Map
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`batch`] | [`Command`], [`Batch`] and its canonical bytes and receipt |
+//! | [`vote`] | [`Vote`], [`SignedHeader`], their canonical bytes and signatures |
+//! | [`certificate`] | [`Certificate`]: a quorum of signatures, verifiable by anyone |
+//! | [`validators`] | [`ValidatorSet`]: quorum, `f`, leader rotation |
+//! | [`message`] | [`ConsensusMessage`], [`Proposal`], [`Decision`], bounded decoding |
+//! | [`replica`] | the Tendermint core: [`Replica`], its config, timers and outputs |
+//! | [`detector`] | [`ByzantineDetector`], [`EquivocationProof`], anomaly scoring |
+//! | [`sim`] | [`SimReplica`]: a replica as a simulator node |
+//! | [`error`] | [`ConsensusError`] |
+//! | [`broadcast`] | `LatticeProtocol` epidemic broadcast (its own engineer's module) |
+//!
+//! ## Example
+//!
+//! Four validators decide a command in the deterministic simulator:
+//!
+//! ```
+//! use hologram_consensus::{Command, ReplicaConfig, SimReplica, ValidatorSet};
+//! use hologram_lattice::sim::{Faults, Simulation};
+//! use hologram_receipt::KeyPair;
+//!
+//! let keys: Vec<KeyPair> = (1..=4u8).map(|i| KeyPair::from_seed([i; 32])).collect();
+//! let set = ValidatorSet::new(keys.iter().map(KeyPair::node_id).collect())?;
+//! let nodes = keys.iter().map(|k| {
+//!     let replica = SimReplica::new(k.clone(), ReplicaConfig::new(set.clone())).unwrap();
+//!     (k.node_id(), replica)
+//! });
+//! let mut sim = Simulation::new(7, Faults::NONE, nodes);
+//! let command = Command::new(b"set x = 1".to_vec())?;
+//! sim.with_node(keys[0].node_id(), |node, ctx| node.submit(ctx, vec![command.clone()], true));
+//! sim.run_until(2_000).unwrap();
+//! for (_, node, _) in sim.nodes() {
+//!     let decided = &node.log()[0];
+//!     assert_eq!(decided.batch.commands(), &[command.clone()]);
+//!     decided.certificate.verify(&set)?; // 2f + 1 valid signatures
+//! }
+//! # Ok::<(), hologram_consensus::ConsensusError>(())
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod broadcast;
+pub mod certificate;
+pub mod detector;
 pub mod error;
+pub mod message;
+pub mod replica;
+pub mod sim;
+pub mod validators;
+pub mod vote;
 
-pub use broadcast::{BroadcastResult, DeliveryCertificate, LatticeProtocol};
+pub use batch::{Batch, Command, CommandId};
+pub use certificate::Certificate;
+pub use detector::{ByzantineDetector, EquivocationProof, Misbehaviour, Offence};
 pub use error::ConsensusError;
+pub use message::{ConsensusMessage, Decision, Proposal};
+pub use replica::{Outgoing, Outputs, Replica, ReplicaConfig, Timeouts, Timer};
+pub use sim::SimReplica;
+pub use validators::ValidatorSet;
+pub use vote::{SignedHeader, Slot, Vote, VoteKind};

@@ -1,0 +1,168 @@
+//! A replica's configuration, its timers and what it asks its driver to do.
+
+use crate::detector::Misbehaviour;
+use crate::message::{ConsensusMessage, Decision};
+use crate::{ConsensusError, ValidatorSet};
+use hologram_lattice::NodeId;
+
+/// Timeouts in milliseconds. Round `r` waits `base + r * round_increase_ms`,
+/// so after the network stabilises some round lasts long enough to decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// How long to wait for the leader's proposal.
+    pub propose_ms: u64,
+    /// How long to wait after a quorum of prevotes (of any values).
+    pub prevote_ms: u64,
+    /// How long to wait after a quorum of precommits (of any values).
+    pub precommit_ms: u64,
+    /// How much each later round adds to each timeout.
+    pub round_increase_ms: u64,
+    /// How often own votes, proposals and pending commands are sent again
+    /// while something is in flight (repairs message loss).
+    pub resend_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            propose_ms: 100,
+            prevote_ms: 50,
+            precommit_ms: 50,
+            round_increase_ms: 50,
+            resend_ms: 100,
+        }
+    }
+}
+
+impl Timeouts {
+    /// The timeout of `base` in `round`.
+    pub fn in_round(&self, base: u64, round: u32) -> u64 {
+        base.saturating_add(self.round_increase_ms.saturating_mul(u64::from(round)))
+    }
+}
+
+/// How a replica runs.
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    /// The validators.
+    pub validators: ValidatorSet,
+    /// The most commands a leader puts into one proposal.
+    pub max_batch: usize,
+    /// Heights decided concurrently (the chapter's `max_pipeline_depth`); 1 is
+    /// plain sequential Tendermint.
+    pub max_pipeline_depth: usize,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// The most commands waiting in the mempool; more are rejected.
+    pub mempool_capacity: usize,
+    /// Decisions sent per catch-up request.
+    pub sync_batch: usize,
+    /// Delivered decisions kept in memory to serve catch-up requests.
+    pub retain_decisions: usize,
+}
+
+impl ReplicaConfig {
+    /// The defaults for `validators`: batches of 1,024 commands, depth 1.
+    pub fn new(validators: ValidatorSet) -> Self {
+        Self {
+            validators,
+            max_batch: 1024,
+            max_pipeline_depth: 1,
+            timeouts: Timeouts::default(),
+            mempool_capacity: 1 << 20,
+            sync_batch: 32,
+            retain_decisions: 4096,
+        }
+    }
+
+    /// Checks that every value is usable.
+    pub fn check(&self) -> Result<(), ConsensusError> {
+        let bad = |what: &str| Err(ConsensusError::InvalidConfig(what.to_string()));
+        if self.max_batch == 0 || self.max_batch > crate::batch::MAX_BATCH_COMMANDS {
+            return bad("max_batch must be between 1 and MAX_BATCH_COMMANDS");
+        }
+        if self.max_pipeline_depth == 0 || self.max_pipeline_depth > 256 {
+            return bad("max_pipeline_depth must be between 1 and 256");
+        }
+        if self.sync_batch == 0 || self.retain_decisions < self.sync_batch {
+            return bad("sync_batch must be at least 1 and at most retain_decisions");
+        }
+        if self.mempool_capacity == 0 {
+            return bad("mempool_capacity must be at least 1");
+        }
+        if self.timeouts.resend_ms == 0 {
+            return bad("timeouts.resend_ms must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// A timer the replica asked for; hand it back with
+/// [`Replica::handle_timer`](super::Replica::handle_timer) when it expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Timer {
+    /// No proposal arrived in time.
+    Propose {
+        /// The height.
+        height: u64,
+        /// The round.
+        round: u32,
+    },
+    /// The prevotes did not agree in time.
+    Prevote {
+        /// The height.
+        height: u64,
+        /// The round.
+        round: u32,
+    },
+    /// The precommits did not agree in time: next round.
+    Precommit {
+        /// The height.
+        height: u64,
+        /// The round.
+        round: u32,
+    },
+    /// Time to resend what may have been lost.
+    Resend,
+}
+
+/// A message to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    /// To every other validator.
+    Broadcast(ConsensusMessage),
+    /// To one node.
+    To(NodeId, ConsensusMessage),
+}
+
+/// What one call into a replica produced: messages to send, timers to set,
+/// decisions made (in height order, each height once) and misbehaviour seen.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    /// Messages to send.
+    pub messages: Vec<Outgoing>,
+    /// Timers to set: `(after_ms, timer)`.
+    pub timers: Vec<(u64, Timer)>,
+    /// Decisions delivered, in height order.
+    pub decisions: Vec<Decision>,
+    /// Misbehaviour detected.
+    pub misbehaviour: Vec<Misbehaviour>,
+}
+
+impl Outputs {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+            && self.timers.is_empty()
+            && self.decisions.is_empty()
+            && self.misbehaviour.is_empty()
+    }
+
+    /// Empties every list (keeps their memory).
+    pub fn clear(&mut self) {
+        self.messages.clear();
+        self.timers.clear();
+        self.decisions.clear();
+        self.misbehaviour.clear();
+    }
+}

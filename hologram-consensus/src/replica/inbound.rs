@@ -1,0 +1,271 @@
+//! What a replica does with each kind of message, resending, and catch-up.
+
+use super::{Outgoing, Outputs, Replica, MAX_ROUNDS_AHEAD};
+
+/// How many rounds before its current one a replica resends its votes of.
+const RESEND_ROUNDS: u32 = 4;
+use crate::detector::Offence;
+use crate::message::{ConsensusMessage, Decision, Proposal};
+use crate::vote::{Vote, VoteKind};
+use crate::ConsensusError;
+use hologram_lattice::NodeId;
+
+impl Replica {
+    pub(super) fn on_proposal(&mut self, now: u64, from: NodeId, p: Proposal, out: &mut Outputs) {
+        let (h, round) = (p.header.height, p.header.round);
+        if !self.in_window(h) || self.decided.contains_key(&h) {
+            self.out_of_window(now, from, h, out);
+            return;
+        }
+        let leader = self.config.validators.leader(h, round);
+        if p.header.proposer != leader {
+            return self.blame(
+                from,
+                invalid(ConsensusError::WrongProposer {
+                    height: h,
+                    round,
+                    from: p.header.proposer,
+                    leader,
+                }),
+                out,
+            );
+        }
+        if self.heights.get(&h).is_some_and(|st| {
+            st.proposals
+                .get(&round)
+                .is_some_and(|q| q.header == p.header)
+        }) {
+            return; // a repeat
+        }
+        if let Err(m) = self.detector.check_proposal(from, &p.header) {
+            out.misbehaviour.push(m);
+            return;
+        }
+        if let Err(e) = self.check_proof_of_lock(&p) {
+            return self.blame(p.header.proposer, invalid(e), out);
+        }
+        let computed = p.batch.receipt();
+        if computed != p.header.value {
+            let e = ConsensusError::BatchMismatch {
+                claimed: Box::new(p.header.value),
+                computed: Box::new(computed),
+            };
+            return self.blame(p.header.proposer, invalid(e), out);
+        }
+        self.ensure_active(now, h, out);
+        if let Some(cert) = &p.proof_of_lock {
+            for v in cert.votes() {
+                // Verified with the certificate: only the equivocation and
+                // budget checks remain.
+                match self.detector.check_verified_vote(&v) {
+                    Err(m) => out.misbehaviour.push(m),
+                    Ok(report) => {
+                        out.misbehaviour.extend(report);
+                        if let Some(st) = self.heights.get_mut(&h) {
+                            st.votes_mut(VoteKind::Prevote, v.slot.round).add(v);
+                        }
+                    }
+                }
+            }
+        }
+        self.store_proposal(h, p);
+        self.note_round(now, h, leader, round, out);
+        self.progress(now, h, out);
+    }
+
+    fn check_proof_of_lock(&self, p: &Proposal) -> Result<(), ConsensusError> {
+        let h = &p.header;
+        match (h.pol_round, &p.proof_of_lock) {
+            (None, None) => Ok(()),
+            (Some(vr), Some(cert)) => {
+                if vr >= h.round || cert.slot.height != h.height || cert.slot.round != vr {
+                    return Err(ConsensusError::BadProofOfLock(format!(
+                        "polka of height {} round {} for a proposal of height {} round {} (pol round {vr})",
+                        cert.slot.height, cert.slot.round, h.height, h.round
+                    )));
+                }
+                if cert.value != h.value {
+                    return Err(ConsensusError::BadProofOfLock(
+                        "the polka is for another value".into(),
+                    ));
+                }
+                cert.verify_kind(VoteKind::Prevote, &self.config.validators)
+            }
+            _ => Err(ConsensusError::BadProofOfLock(
+                "proof-of-lock round and certificate must come together".into(),
+            )),
+        }
+    }
+
+    pub(super) fn on_vote(&mut self, now: u64, from: NodeId, vote: Vote, out: &mut Outputs) {
+        let h = vote.slot.height;
+        if !self.in_window(h) || self.decided.contains_key(&h) {
+            self.out_of_window(now, from, h, out);
+            return;
+        }
+        match self.detector.check_vote(from, &vote) {
+            Err(m) => {
+                out.misbehaviour.push(m);
+                return;
+            }
+            Ok(Some(m)) => out.misbehaviour.push(m),
+            Ok(None) => {}
+        }
+        self.ensure_active(now, h, out);
+        let Some(st) = self.heights.get_mut(&h) else {
+            return;
+        };
+        if vote.slot.round <= st.round.saturating_add(MAX_ROUNDS_AHEAD) {
+            st.votes_mut(vote.slot.kind, vote.slot.round).add(vote);
+        }
+        self.note_round(now, h, vote.voter, vote.slot.round, out);
+        self.progress(now, h, out);
+    }
+
+    /// Joins a later round once `f + 1` validators were seen in it.
+    fn note_round(&mut self, now: u64, h: u64, voter: NodeId, round: u32, out: &mut Outputs) {
+        let skip = self.config.validators.max_faulty() + 1;
+        let target = self
+            .heights
+            .get_mut(&h)
+            .and_then(|st| st.note_round(voter, round, skip));
+        if let Some(r) = target {
+            self.start_round(now, h, r, out);
+        }
+    }
+
+    pub(super) fn on_decision(&mut self, now: u64, from: NodeId, d: Decision, out: &mut Outputs) {
+        let h = d.height();
+        let ahead = (self.config.sync_batch + self.config.max_pipeline_depth) as u64 * 2;
+        if h < self.next || self.decided.contains_key(&h) || h >= self.next.saturating_add(ahead) {
+            return;
+        }
+        if let Err(e) = d
+            .certificate
+            .verify_kind(VoteKind::Precommit, &self.config.validators)
+        {
+            return self.blame(from, invalid(e), out);
+        }
+        let computed = d.batch.receipt();
+        if computed != d.certificate.value {
+            let e = ConsensusError::BatchMismatch {
+                claimed: Box::new(d.certificate.value),
+                computed: Box::new(computed),
+            };
+            return self.blame(from, invalid(e), out);
+        }
+        self.highest_seen = self.highest_seen.max(h);
+        self.decide(now, h, d, out);
+        if self.highest_seen >= self.window_end() && !self.decided.contains_key(&self.next) {
+            self.last_sync = None;
+            self.request_sync(now, from, self.next, out);
+        }
+    }
+
+    pub(super) fn on_sync_request(&mut self, from: NodeId, first: u64, out: &mut Outputs) {
+        if !self.config.validators.contains(&from) {
+            return;
+        }
+        let last = first.saturating_add(self.config.sync_batch as u64);
+        let known = self
+            .history
+            .range(first..last)
+            .chain(self.decided.range(first..last));
+        for (_, d) in known {
+            out.messages.push(Outgoing::To(
+                from,
+                ConsensusMessage::Decision(Box::new(d.clone())),
+            ));
+        }
+    }
+
+    /// A message of height `h` outside the window: push the decision to a
+    /// lagging sender, or ask a sender that is ahead for decisions.
+    fn out_of_window(&mut self, now: u64, from: NodeId, h: u64, out: &mut Outputs) {
+        if !self.config.validators.contains(&from) {
+            return;
+        }
+        let decided = self.history.get(&h).or_else(|| self.decided.get(&h));
+        if let Some(d) = decided {
+            let resend = self.config.timeouts.resend_ms;
+            let recent = self
+                .pushed
+                .get(&from)
+                .is_some_and(|&(ph, at)| ph == h && now < at.saturating_add(resend));
+            if !recent {
+                out.messages.push(Outgoing::To(
+                    from,
+                    ConsensusMessage::Decision(Box::new(d.clone())),
+                ));
+                self.pushed.insert(from, (h, now));
+            }
+        } else if h >= self.window_end() {
+            self.highest_seen = self.highest_seen.max(h);
+            self.request_sync(now, from, self.next, out);
+        }
+    }
+
+    /// Asks `peer` for decisions from `first` on, at most once per resend interval.
+    pub(super) fn request_sync(&mut self, now: u64, peer: NodeId, first: u64, out: &mut Outputs) {
+        let resend = self.config.timeouts.resend_ms;
+        if self
+            .last_sync
+            .is_some_and(|at| now < at.saturating_add(resend))
+        {
+            return;
+        }
+        self.last_sync = Some(now);
+        out.messages.push(Outgoing::To(
+            peer,
+            ConsensusMessage::SyncRequest { from: first },
+        ));
+    }
+
+    /// Sends again what may have been lost: own proposal and votes of each
+    /// height's current round, pending gossiped commands, and a catch-up
+    /// request when a peer was seen ahead.
+    pub(super) fn resend(&mut self, now: u64, out: &mut Outputs) {
+        for (h, st) in &self.heights {
+            let Some(rec) = self.record.heights.get(h) else {
+                continue;
+            };
+            // The rounds a peer may still be in: up to RESEND_ROUNDS back.
+            let first = st.round.saturating_sub(RESEND_ROUNDS);
+            for (_, p) in st.proposals.range(first..) {
+                if p.header.proposer == self.me {
+                    out.messages
+                        .push(Outgoing::Broadcast(ConsensusMessage::Proposal(Box::new(
+                            p.clone(),
+                        ))));
+                }
+            }
+            for (_, v) in rec.votes.range((first, VoteKind::Prevote)..) {
+                out.messages
+                    .push(Outgoing::Broadcast(ConsensusMessage::Vote(*v)));
+            }
+        }
+        let pending = self.mempool.gossip_pending(self.config.max_batch);
+        if !pending.is_empty() {
+            out.messages
+                .push(Outgoing::Broadcast(ConsensusMessage::Commands(pending)));
+        }
+        if self.highest_seen >= self.window_end() {
+            let validators = self.config.validators.validators();
+            let pick = (now / self.config.timeouts.resend_ms.max(1)) as usize % validators.len();
+            let peer = validators[pick];
+            if peer != self.me {
+                self.request_sync(now, peer, self.next, out);
+            }
+        }
+        self.activate(now, out);
+    }
+
+    fn blame(&mut self, node: NodeId, offence: Offence, out: &mut Outputs) {
+        let m = self.detector.report(node, offence);
+        out.misbehaviour.push(m);
+    }
+}
+
+fn invalid(e: ConsensusError) -> Offence {
+    Offence::InvalidReceipt(e.to_string())
+}

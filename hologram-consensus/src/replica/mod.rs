@@ -1,0 +1,456 @@
+//! The replica: a deterministic Tendermint core without I/O.
+//!
+//! A [`Replica`] reacts to one input at a time — a message from a peer
+//! ([`Replica::handle_message`]), an expired [`Timer`]
+//! ([`Replica::handle_timer`]) or commands from a client
+//! ([`Replica::submit`]) — and says what to do in [`Outputs`]: messages to
+//! send, timers to set, decisions made and misbehaviour detected. It never
+//! sleeps, reads a clock or touches a network; the caller passes `now`.
+//!
+//! Each height runs the algorithm of Buchman, Kwon and Milosevic, *The latest
+//! gossip on BFT consensus* (2018): propose, prevote, precommit; lock on a
+//! polka; the valid value is re-proposed with its polka as proof of lock;
+//! timeouts grow with the round; a quorum of precommits for a value whose
+//! batch is known decides it, and the precommits form the
+//! [`Certificate`](crate::Certificate). A replica joins a later round when
+//! `f + 1` validators are seen in it. With `max_pipeline_depth = d`, the
+//! heights `next .. next + d` run as independent instances (values do not
+//! depend on earlier state: commands are ordered here and executed after);
+//! decisions are delivered strictly in height order, each once.
+//!
+//! Lost messages are repaired by resending own votes and proposals of the
+//! current round every `resend_ms`; a replica that sees a message of a height
+//! it has decided pushes that decision to the sender, and one that sees a
+//! height beyond its window asks for decisions ([`ConsensusMessage::SyncRequest`]).
+//! A decision is accepted only if its commit certificate verifies against
+//! the validator set, so catching up trusts no single peer.
+
+mod config;
+mod height;
+mod mempool;
+mod record;
+
+pub use config::{Outgoing, Outputs, ReplicaConfig, Timeouts, Timer};
+pub use record::{HeightRecord, Lock, VotingRecord};
+
+use crate::batch::{Batch, Command, CommandId};
+use crate::detector::ByzantineDetector;
+use crate::message::{ConsensusMessage, Decision, Proposal};
+use crate::vote::VoteKind;
+use crate::{ConsensusError, ValidatorSet};
+use height::{HeightState, Step};
+use hologram_lattice::NodeId;
+use hologram_receipt::{KeyPair, Receipt};
+use mempool::Mempool;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+/// Votes for rounds further than this beyond a replica's round are not
+/// stored (they still count towards joining a later round).
+const MAX_ROUNDS_AHEAD: u32 = 64;
+
+/// A batch with its command ids (hashed once).
+struct Body {
+    batch: Batch,
+    ids: Arc<Vec<CommandId>>,
+}
+
+/// A Tendermint replica; see the [module docs](crate::replica).
+pub struct Replica {
+    keys: KeyPair,
+    me: NodeId,
+    is_validator: bool,
+    config: ReplicaConfig,
+    next: u64,
+    heights: BTreeMap<u64, HeightState>,
+    bodies: BTreeMap<u64, HashMap<Receipt, Body>>,
+    decided: BTreeMap<u64, Decision>,
+    history: BTreeMap<u64, Decision>,
+    mempool: Mempool,
+    committed: HashSet<CommandId>,
+    detector: ByzantineDetector,
+    record: VotingRecord,
+    resend_armed: bool,
+    highest_seen: u64,
+    last_sync: Option<u64>,
+    pushed: HashMap<NodeId, (u64, u64)>,
+}
+
+impl core::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Replica")
+            .field("id", &self.me)
+            .field("next", &self.next)
+            .field(
+                "in_flight",
+                &self
+                    .heights
+                    .values()
+                    .map(|st| st.summary())
+                    .collect::<Vec<_>>(),
+            )
+            .field("mempool", &self.mempool.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replica {
+    /// A replica at height 0 with nothing decided.
+    pub fn new(keys: KeyPair, config: ReplicaConfig) -> Result<Self, ConsensusError> {
+        Self::restore(keys, config, 0, Vec::new(), VotingRecord::default())
+    }
+
+    /// A replica restarted with what it made durable: `next` heights were
+    /// delivered (the last of them in `recent`, to serve catch-up) and its
+    /// voting record.
+    pub fn restore(
+        keys: KeyPair,
+        config: ReplicaConfig,
+        next: u64,
+        recent: Vec<Decision>,
+        record: VotingRecord,
+    ) -> Result<Self, ConsensusError> {
+        config.check()?;
+        Ok(Self::rebuild(keys, config, next, recent, record))
+    }
+
+    /// [`restore`](Self::restore) with a configuration already checked.
+    pub(crate) fn rebuild(
+        keys: KeyPair,
+        config: ReplicaConfig,
+        next: u64,
+        recent: Vec<Decision>,
+        mut record: VotingRecord,
+    ) -> Self {
+        let me = keys.node_id();
+        record.heights = record.heights.split_off(&next);
+        let mut history = BTreeMap::new();
+        for d in recent {
+            if d.height() < next {
+                history.insert(d.height(), d);
+            }
+        }
+        Self {
+            is_validator: config.validators.contains(&me),
+            detector: ByzantineDetector::new(config.validators.clone()),
+            mempool: Mempool::new(config.mempool_capacity, config.max_pipeline_depth),
+            keys,
+            me,
+            next,
+            heights: BTreeMap::new(),
+            bodies: BTreeMap::new(),
+            decided: BTreeMap::new(),
+            history,
+            committed: HashSet::new(),
+            record,
+            resend_armed: false,
+            highest_seen: next,
+            last_sync: None,
+            pushed: HashMap::new(),
+            config,
+        }
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> NodeId {
+        self.me
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ReplicaConfig {
+        &self.config
+    }
+
+    /// The validators.
+    pub fn validators(&self) -> &ValidatorSet {
+        &self.config.validators
+    }
+
+    /// The number of heights delivered (the next height to deliver).
+    pub fn next_height(&self) -> u64 {
+        self.next
+    }
+
+    /// The heights in flight.
+    pub fn in_flight(&self) -> impl Iterator<Item = u64> + '_ {
+        self.heights.keys().copied()
+    }
+
+    /// Commands waiting to be ordered.
+    pub fn mempool_len(&self) -> usize {
+        self.mempool.len()
+    }
+
+    /// The detector fed with every vote and proposal received.
+    pub fn detector(&self) -> &ByzantineDetector {
+        &self.detector
+    }
+
+    /// What must survive a crash (persist it before sending the outputs).
+    pub fn voting_record(&self) -> &VotingRecord {
+        &self.record
+    }
+
+    /// Whether a vote or proposal of height `h` would be processed now (its
+    /// height is in the window and undecided), rather than answered with a
+    /// decision or a catch-up request.
+    pub fn accepts_height(&self, h: u64) -> bool {
+        self.in_window(h) && !self.decided.contains_key(&h)
+    }
+
+    /// A delivered decision still kept in memory.
+    pub fn decision(&self, height: u64) -> Option<&Decision> {
+        self.history.get(&height)
+    }
+
+    /// Starts (or restarts) the replica: resumes what its mempool or voting
+    /// record has in flight.
+    pub fn start(&mut self, now: u64, out: &mut Outputs) {
+        let submitted: Vec<Command> = self.record.submitted.values().cloned().collect();
+        self.add_commands(submitted, true);
+        let resume: Vec<u64> = self.record.heights.keys().copied().collect();
+        for h in resume {
+            if self.in_window(h) {
+                self.ensure_active(now, h, out);
+            }
+        }
+        self.activate(now, out);
+        self.arm_resend(out);
+    }
+
+    /// Takes commands from a client. Commands already waiting or committed are
+    /// skipped; with `gossip`, the new ones go to every validator's mempool
+    /// (and again on every resend until a proposal names them). Returns how
+    /// many were new, or [`ConsensusError::MempoolFull`] (nothing taken).
+    pub fn submit(
+        &mut self,
+        now: u64,
+        commands: Vec<Command>,
+        gossip: bool,
+        out: &mut Outputs,
+    ) -> Result<usize, ConsensusError> {
+        if self.mempool.len() + commands.len() > self.mempool.capacity() {
+            return Err(ConsensusError::MempoolFull {
+                capacity: self.mempool.capacity(),
+            });
+        }
+        let fresh = self.add_commands(commands, gossip);
+        let n = fresh.len();
+        for c in &fresh {
+            self.record.submitted.insert(c.id(), c.clone());
+        }
+        if gossip && !fresh.is_empty() {
+            out.messages
+                .push(Outgoing::Broadcast(ConsensusMessage::Commands(fresh)));
+        }
+        self.activate(now, out);
+        self.arm_resend(out);
+        Ok(n)
+    }
+
+    /// Handles a message from `from`.
+    pub fn handle_message(
+        &mut self,
+        now: u64,
+        from: NodeId,
+        message: ConsensusMessage,
+        out: &mut Outputs,
+    ) {
+        match message {
+            ConsensusMessage::Proposal(p) => self.on_proposal(now, from, *p, out),
+            ConsensusMessage::Vote(v) => self.on_vote(now, from, v, out),
+            ConsensusMessage::Decision(d) => self.on_decision(now, from, *d, out),
+            ConsensusMessage::SyncRequest { from: h } => self.on_sync_request(from, h, out),
+            ConsensusMessage::Commands(commands) => {
+                if self.config.validators.contains(&from) {
+                    let room = self.mempool.capacity().saturating_sub(self.mempool.len());
+                    let take: Vec<Command> = commands.into_iter().take(room).collect();
+                    self.add_commands(take, false);
+                    self.activate(now, out);
+                }
+            }
+        }
+        self.arm_resend(out);
+    }
+
+    /// Handles an expired timer.
+    pub fn handle_timer(&mut self, now: u64, timer: Timer, out: &mut Outputs) {
+        match timer {
+            Timer::Propose { height, round } => {
+                if let Some(st) = self.heights.get(&height) {
+                    if st.round == round && st.step == Step::Propose {
+                        self.prevote(height, None, out);
+                        self.progress(now, height, out);
+                    }
+                }
+            }
+            Timer::Prevote { height, round } => {
+                if let Some(st) = self.heights.get(&height) {
+                    if st.round == round && st.step == Step::Prevote {
+                        self.precommit(height, None, out);
+                        self.progress(now, height, out);
+                    }
+                }
+            }
+            Timer::Precommit { height, round } => {
+                if self
+                    .heights
+                    .get(&height)
+                    .is_some_and(|st| st.round == round)
+                {
+                    self.start_round(now, height, round.saturating_add(1), out);
+                }
+            }
+            Timer::Resend => {
+                self.resend_armed = false;
+                self.resend(now, out);
+            }
+        }
+        self.arm_resend(out);
+    }
+
+    // ---- window and activation ----
+
+    fn window_end(&self) -> u64 {
+        self.next
+            .saturating_add(self.config.max_pipeline_depth as u64)
+    }
+
+    fn in_window(&self, h: u64) -> bool {
+        h >= self.next && h < self.window_end()
+    }
+
+    fn busy(&self) -> bool {
+        !self.heights.is_empty() || self.mempool.len() > 0 || self.highest_seen >= self.window_end()
+    }
+
+    fn arm_resend(&mut self, out: &mut Outputs) {
+        if !self.resend_armed && self.busy() {
+            self.resend_armed = true;
+            out.timers
+                .push((self.config.timeouts.resend_ms, Timer::Resend));
+        }
+    }
+
+    fn add_commands(&mut self, commands: Vec<Command>, gossip: bool) -> Vec<Command> {
+        let mut fresh = Vec::new();
+        for c in commands {
+            let id = c.id();
+            if self.committed.contains(&id) || self.mempool.is_full() {
+                continue;
+            }
+            if self.mempool.insert(id, c.clone(), gossip) {
+                if self
+                    .bodies
+                    .values()
+                    .any(|b| b.values().any(|body| body.ids.contains(&id)))
+                {
+                    self.mempool.claim(&id);
+                }
+                fresh.push(c);
+            }
+        }
+        fresh
+    }
+
+    /// Starts heights of the window while unclaimed commands are more than
+    /// the heights waiting for a proposal can take.
+    fn activate(&mut self, now: u64, out: &mut Outputs) {
+        loop {
+            let waiting = self
+                .heights
+                .keys()
+                .filter(|h| self.bodies.get(h).is_none_or(HashMap::is_empty))
+                .count();
+            if self.mempool.unclaimed() <= waiting * self.config.max_batch {
+                return;
+            }
+            let next_free = (self.next..self.window_end())
+                .find(|h| !self.heights.contains_key(h) && !self.decided.contains_key(h));
+            match next_free {
+                Some(h) => self.ensure_active(now, h, out),
+                None => return,
+            }
+        }
+    }
+
+    /// Creates height `h`'s instance if it has none (resuming its record).
+    fn ensure_active(&mut self, now: u64, h: u64, out: &mut Outputs) {
+        if self.heights.contains_key(&h) || self.decided.contains_key(&h) || !self.in_window(h) {
+            return;
+        }
+        let mut st = HeightState::new(h);
+        let mut lock = None;
+        let round = match self.record.heights.get(&h) {
+            Some(rec) => {
+                lock = rec.locked.clone();
+                rec.last_round()
+            }
+            None => 0,
+        };
+        if let Some(lock) = &lock {
+            st.locked = Some((lock.round(), lock.value()));
+            st.valid = st.locked;
+            for v in lock.proof.votes() {
+                st.votes_mut(VoteKind::Prevote, lock.round()).add(v);
+            }
+        }
+        self.heights.insert(h, st);
+        if let Some(lock) = lock {
+            self.store_body(h, lock.value(), &lock.batch);
+        }
+        self.start_round(now, h, round, out);
+    }
+
+    fn start_round(&mut self, now: u64, h: u64, round: u32, out: &mut Outputs) {
+        let Some(st) = self.heights.get_mut(&h) else {
+            return;
+        };
+        st.enter_round(round);
+        let leader = self.config.validators.leader(h, round);
+        // The leader sets the timer too: if it cannot propose (its recorded
+        // proposal's batch was lost in a crash), it prevotes nil on time.
+        let after = self
+            .config
+            .timeouts
+            .in_round(self.config.timeouts.propose_ms, round);
+        out.timers
+            .push((after, Timer::Propose { height: h, round }));
+        if leader == self.me && self.is_validator {
+            self.propose(h, round, out);
+        }
+        self.progress(now, h, out);
+    }
+
+    fn body(&self, h: u64, value: &Receipt) -> Option<&Body> {
+        self.bodies.get(&h)?.get(value)
+    }
+
+    fn store_proposal(&mut self, h: u64, proposal: Proposal) {
+        self.store_body(h, proposal.header.value, &proposal.batch);
+        if let Some(st) = self.heights.get_mut(&h) {
+            st.proposals
+                .entry(proposal.header.round)
+                .or_insert(proposal);
+        }
+    }
+
+    /// Remembers the batch of `value` at `h`; its commands are claimed.
+    fn store_body(&mut self, h: u64, value: Receipt, batch: &Batch) {
+        if let std::collections::hash_map::Entry::Vacant(slot) =
+            self.bodies.entry(h).or_default().entry(value)
+        {
+            let ids: Vec<CommandId> = batch.commands().iter().map(Command::id).collect();
+            for id in &ids {
+                self.mempool.claim(id);
+            }
+            slot.insert(Body {
+                batch: batch.clone(),
+                ids: Arc::new(ids),
+            });
+        }
+    }
+}
+
+mod inbound;
+mod tendermint;

@@ -1,0 +1,301 @@
+//! The Tendermint rules of one height: proposing, voting through the
+//! voting record, the "upon" rules, and deciding.
+
+use super::{Lock, Outgoing, Outputs, Replica, Step, Timer};
+use crate::batch::{Batch, Command};
+use crate::message::{ConsensusMessage, Decision, Proposal};
+use crate::vote::{SignedHeader, Slot, Vote, VoteKind};
+use hologram_receipt::Receipt;
+use std::sync::Arc;
+
+impl Replica {
+    // ---- signing (through the voting record) ----
+
+    pub(super) fn propose(&mut self, h: u64, round: u32, out: &mut Outputs) {
+        let Some(st) = self.heights.get(&h) else {
+            return;
+        };
+        let quorum = self.config.validators.quorum();
+        let recorded = self
+            .record
+            .heights
+            .get(&h)
+            .and_then(|r| r.proposals.get(&round))
+            .copied();
+        let (batch, pol) = match (recorded, st.valid) {
+            (Some(header), _) => {
+                let Some(body) = self.body(h, &header.value) else {
+                    return; // its batch is gone: let the round time out
+                };
+                (body.batch.clone(), header.pol_round)
+            }
+            (None, Some((vr, v))) => match self.body(h, &v) {
+                Some(body) => (body.batch.clone(), Some(vr)),
+                None => return,
+            },
+            (None, None) => {
+                let commands = self.mempool.take_for(h, self.config.max_batch);
+                // Bounded by max_batch <= MAX_BATCH_COMMANDS; byte bound checked.
+                match Batch::new(commands) {
+                    Ok(b) => (b, None),
+                    Err(_) => (Batch::empty(), None),
+                }
+            }
+        };
+        let value = batch.receipt();
+        let proof_of_lock = match pol {
+            Some(vr) => match st.certificate(VoteKind::Prevote, vr, value, quorum) {
+                Some(c) => Some(c),
+                None => return,
+            },
+            None => None,
+        };
+        let header = match recorded {
+            Some(header) => header,
+            None => {
+                let header = SignedHeader::sign(&self.keys, h, round, pol, value);
+                self.record
+                    .heights
+                    .entry(h)
+                    .or_default()
+                    .proposals
+                    .insert(round, header);
+                header
+            }
+        };
+        let proposal = Proposal {
+            header,
+            batch,
+            proof_of_lock,
+        };
+        out.messages
+            .push(Outgoing::Broadcast(ConsensusMessage::Proposal(Box::new(
+                proposal.clone(),
+            ))));
+        self.store_proposal(h, proposal);
+    }
+
+    pub(super) fn sign_vote(
+        &mut self,
+        h: u64,
+        kind: VoteKind,
+        value: Option<Receipt>,
+    ) -> Option<Vote> {
+        if !self.is_validator {
+            return None;
+        }
+        let round = self.heights.get(&h)?.round;
+        let rec = self.record.heights.entry(h).or_default();
+        let vote = *rec.votes.entry((round, kind)).or_insert_with(|| {
+            Vote::sign(
+                &self.keys,
+                Slot {
+                    height: h,
+                    round,
+                    kind,
+                },
+                value,
+            )
+        });
+        Some(vote)
+    }
+
+    /// Signs and sends a vote, entering its step. Entering a step sets that
+    /// step's timeout (the paper sets it only once a quorum voted; setting it
+    /// always costs no safety and lets a replica leave a round that peers it
+    /// cannot hear from have left).
+    pub(super) fn cast(
+        &mut self,
+        h: u64,
+        kind: VoteKind,
+        value: Option<Receipt>,
+        out: &mut Outputs,
+    ) {
+        let timeouts = self.config.timeouts;
+        if let Some(st) = self.heights.get_mut(&h) {
+            let round = st.round;
+            let (step, base, timer, timer_set) = match kind {
+                VoteKind::Prevote => (
+                    Step::Prevote,
+                    timeouts.prevote_ms,
+                    Timer::Prevote { height: h, round },
+                    &mut st.prevote_timer_set,
+                ),
+                VoteKind::Precommit => (
+                    Step::Precommit,
+                    timeouts.precommit_ms,
+                    Timer::Precommit { height: h, round },
+                    &mut st.precommit_timer_set,
+                ),
+            };
+            if !*timer_set {
+                *timer_set = true;
+                out.timers.push((timeouts.in_round(base, round), timer));
+            }
+            st.step = step;
+        }
+        if let Some(vote) = self.sign_vote(h, kind, value) {
+            out.messages
+                .push(Outgoing::Broadcast(ConsensusMessage::Vote(vote)));
+            if let Some(st) = self.heights.get_mut(&h) {
+                st.votes_mut(kind, vote.slot.round).add(vote);
+            }
+        }
+    }
+
+    pub(super) fn prevote(&mut self, h: u64, value: Option<Receipt>, out: &mut Outputs) {
+        self.cast(h, VoteKind::Prevote, value, out);
+    }
+
+    pub(super) fn precommit(&mut self, h: u64, value: Option<Receipt>, out: &mut Outputs) {
+        self.cast(h, VoteKind::Precommit, value, out);
+    }
+
+    // ---- the upon rules ----
+
+    pub(super) fn progress(&mut self, now: u64, h: u64, out: &mut Outputs) {
+        let quorum = self.config.validators.quorum();
+        let timeouts = self.config.timeouts;
+        loop {
+            if self.try_decide(now, h, out) {
+                return;
+            }
+            let Some(st) = self.heights.get_mut(&h) else {
+                return;
+            };
+            let r = st.round;
+            if st.step == Step::Propose {
+                if let Some(p) = st.proposals.get(&r) {
+                    let v = p.header.value;
+                    // A stored proposal with a proof-of-lock round carries
+                    // its verified polka: the paper's "2f + 1 prevotes for
+                    // v in vr" holds, even when an equivocator's vote in it
+                    // differs from the one this replica counted.
+                    let support = match p.header.pol_round {
+                        None => st.locked.is_none_or(|(_, lv)| lv == v),
+                        Some(vr) => st.locked.is_none_or(|(lr, lv)| lr <= vr || lv == v),
+                    };
+                    self.prevote(h, support.then_some(v), out);
+                    continue;
+                }
+            }
+            if st.step >= Step::Prevote && !st.polka_handled {
+                let polka = st
+                    .votes(VoteKind::Prevote, r)
+                    .and_then(|s| s.quorum_value(quorum));
+                let proposed = st.proposals.get(&r).map(|p| p.header.value);
+                if let (Some(v), Some(pv)) = (polka, proposed) {
+                    if v == pv {
+                        st.polka_handled = true;
+                        st.valid = Some((r, v));
+                        if st.step == Step::Prevote {
+                            st.locked = Some((r, v));
+                            let proof = st.certificate(VoteKind::Prevote, r, v, quorum);
+                            let batch = self.body(h, &v).map(|b| b.batch.clone());
+                            if let (Some(proof), Some(batch)) = (proof, batch) {
+                                self.record.heights.entry(h).or_default().locked =
+                                    Some(Lock { batch, proof });
+                            }
+                            self.precommit(h, Some(v), out);
+                        }
+                        continue;
+                    }
+                }
+            }
+            let nil_polka = st
+                .votes(VoteKind::Prevote, r)
+                .is_some_and(|s| s.count(None) >= quorum);
+            if st.step == Step::Prevote && nil_polka {
+                self.precommit(h, None, out);
+                continue;
+            }
+            let precommits_total = st.votes(VoteKind::Precommit, r).map_or(0, |s| s.total());
+            if !st.precommit_timer_set && precommits_total >= quorum {
+                st.precommit_timer_set = true;
+                let after = timeouts.in_round(timeouts.precommit_ms, r);
+                out.timers.push((
+                    after,
+                    Timer::Precommit {
+                        height: h,
+                        round: r,
+                    },
+                ));
+            }
+            return;
+        }
+    }
+
+    /// Decides `h` if some round has a quorum of precommits for a value whose
+    /// batch is known. Asks a precommitter for the batch when it is not.
+    pub(super) fn try_decide(&mut self, now: u64, h: u64, out: &mut Outputs) -> bool {
+        let quorum = self.config.validators.quorum();
+        let Some(st) = self.heights.get(&h) else {
+            return false;
+        };
+        let found = st
+            .precommits
+            .iter()
+            .find_map(|(r, set)| set.quorum_value(quorum).map(|v| (*r, v, set)));
+        let Some((round, value, set)) = found else {
+            return false;
+        };
+        let Some(body) = self.body(h, &value) else {
+            let me = self.me;
+            let voter = set.votes().map(|v| v.voter).find(|v| *v != me);
+            if let Some(voter) = voter {
+                self.request_sync(now, voter, h, out);
+            }
+            return false;
+        };
+        let batch = body.batch.clone();
+        let Some(certificate) = st.certificate(VoteKind::Precommit, round, value, quorum) else {
+            return false;
+        };
+        self.decide(now, h, Decision { batch, certificate }, out);
+        true
+    }
+
+    pub(super) fn decide(&mut self, now: u64, h: u64, decision: Decision, out: &mut Outputs) {
+        self.heights.remove(&h);
+        self.record.heights.remove(&h);
+        let decided_ids = match self.bodies.remove(&h) {
+            Some(bodies) => {
+                let mut decided = None;
+                for (receipt, body) in bodies {
+                    for id in body.ids.iter() {
+                        self.mempool.unclaim(id);
+                    }
+                    if receipt == decision.certificate.value {
+                        decided = Some(body.ids);
+                    }
+                }
+                decided
+            }
+            None => None,
+        };
+        let ids = decided_ids.unwrap_or_else(|| {
+            Arc::new(decision.batch.commands().iter().map(Command::id).collect())
+        });
+        for id in ids.iter() {
+            self.mempool.remove(id);
+            self.committed.insert(*id);
+            self.record.submitted.remove(id);
+        }
+        self.detector.observe_decision(
+            h,
+            decision.certificate.round(),
+            &decision.certificate.value,
+        );
+        self.decided.insert(h, decision);
+        while let Some(d) = self.decided.remove(&self.next) {
+            out.decisions.push(d.clone());
+            self.history.insert(self.next, d);
+            self.next += 1;
+        }
+        while self.history.len() > self.config.retain_decisions {
+            self.history.pop_first();
+        }
+        self.detector.prune_below(self.next);
+        self.activate(now, out);
+    }
+}

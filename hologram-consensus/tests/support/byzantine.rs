@@ -1,0 +1,297 @@
+//! Byzantine validators: an honest replica underneath whose outputs are
+//! twisted before they leave.
+
+use hologram_consensus::message::Proposal;
+use hologram_consensus::{
+    Batch, Certificate, Command, ConsensusMessage, Decision, Outgoing, Outputs, Replica,
+    ReplicaConfig, SignedHeader, Slot, Timer, Vote, VoteKind,
+};
+use hologram_lattice::sim::Context;
+use hologram_lattice::NodeId;
+use hologram_receipt::{Budget, KeyPair, Receipt, Signature};
+use rand::Rng;
+
+/// What a Byzantine validator does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Sends nothing at all.
+    Silent,
+    /// Sends only to the first half of the validators.
+    Withhold,
+    /// Signs a conflicting vote (and proposal) for every one it casts and
+    /// sends different ones to different halves.
+    Equivocate,
+    /// Adds votes and decisions under other validators' names with bad
+    /// signatures, and certificates that do not verify.
+    Forge,
+    /// Resends old messages it received, at random, to random peers.
+    Replay,
+    /// Proposes headers whose receipt is not its batch's, and votes for
+    /// receipts nobody proposed.
+    InvalidReceipts,
+    /// Votes and proposes receipts claiming a budget above 47.
+    ImpossibleBudget,
+}
+
+impl Behaviour {
+    pub const ALL: [Behaviour; 7] = [
+        Behaviour::Silent,
+        Behaviour::Withhold,
+        Behaviour::Equivocate,
+        Behaviour::Forge,
+        Behaviour::Replay,
+        Behaviour::InvalidReceipts,
+        Behaviour::ImpossibleBudget,
+    ];
+}
+
+pub struct Byzantine {
+    replica: Replica,
+    keys: KeyPair,
+    config: ReplicaConfig,
+    behaviour: Behaviour,
+    captured: Vec<ConsensusMessage>,
+}
+
+fn random_receipt(rng: &mut impl Rng) -> Receipt {
+    let bytes: [u8; 16] = rng.gen();
+    Receipt::from_bytes(&bytes)
+}
+
+impl Byzantine {
+    pub fn new(keys: KeyPair, config: ReplicaConfig, behaviour: Behaviour) -> Self {
+        Self {
+            replica: Replica::new(keys.clone(), config.clone()).expect("config"),
+            keys,
+            config,
+            behaviour,
+            captured: Vec::new(),
+        }
+    }
+
+    pub fn recover(&self) -> Self {
+        Self::new(self.keys.clone(), self.config.clone(), self.behaviour)
+    }
+
+    pub fn on_start(&mut self, ctx: &mut Context<'_, ConsensusMessage, Timer>) {
+        let mut out = Outputs::default();
+        self.replica.start(ctx.now(), &mut out);
+        self.apply(ctx, out);
+    }
+
+    pub fn on_message(
+        &mut self,
+        ctx: &mut Context<'_, ConsensusMessage, Timer>,
+        from: NodeId,
+        message: ConsensusMessage,
+    ) {
+        if self.captured.len() < 256 {
+            self.captured.push(message.clone());
+        } else {
+            let i = ctx.rng().gen_range(0..256);
+            self.captured[i] = message.clone();
+        }
+        let mut out = Outputs::default();
+        self.replica
+            .handle_message(ctx.now(), from, message, &mut out);
+        self.apply(ctx, out);
+    }
+
+    pub fn on_timer(&mut self, ctx: &mut Context<'_, ConsensusMessage, Timer>, timer: Timer) {
+        let mut out = Outputs::default();
+        self.replica.handle_timer(ctx.now(), timer, &mut out);
+        self.apply(ctx, out);
+    }
+
+    fn apply(&mut self, ctx: &mut Context<'_, ConsensusMessage, Timer>, mut out: Outputs) {
+        for (after, timer) in out.timers.drain(..) {
+            ctx.set_timer(after, timer);
+        }
+        let me = self.keys.node_id();
+        let validators: Vec<NodeId> = self.config.validators.validators().to_vec();
+        let mut sends: Vec<(usize, NodeId, ConsensusMessage)> = Vec::new();
+        for m in out.messages.drain(..) {
+            match m {
+                Outgoing::Broadcast(msg) => {
+                    for (i, v) in validators.iter().enumerate() {
+                        if *v != me {
+                            sends.push((i, *v, msg.clone()));
+                        }
+                    }
+                }
+                Outgoing::To(to, msg) => {
+                    let i = validators.iter().position(|v| *v == to).unwrap_or(0);
+                    sends.push((i, to, msg));
+                }
+            }
+        }
+        let n = validators.len();
+        for (i, to, msg) in sends {
+            match self.behaviour {
+                Behaviour::Silent => {}
+                Behaviour::Withhold => {
+                    if i < n / 2 {
+                        ctx.send(to, msg);
+                    }
+                }
+                Behaviour::Equivocate => {
+                    let msg = if i % 2 == 1 {
+                        self.conflicting(ctx, msg)
+                    } else {
+                        msg
+                    };
+                    ctx.send(to, msg);
+                }
+                Behaviour::Forge => {
+                    let forged = self.forged(ctx, &msg, &validators);
+                    ctx.send(to, msg);
+                    if let Some(f) = forged {
+                        ctx.send(to, f);
+                    }
+                }
+                Behaviour::Replay => {
+                    ctx.send(to, msg);
+                    if !self.captured.is_empty() && ctx.rng().gen_bool(0.3) {
+                        let k = ctx.rng().gen_range(0..self.captured.len());
+                        let old = self.captured[k].clone();
+                        let target = validators[ctx.rng().gen_range(0..n)];
+                        if target != me {
+                            ctx.send(target, old);
+                        }
+                    }
+                }
+                Behaviour::InvalidReceipts => {
+                    let msg = self.invalid_receipt(ctx, msg);
+                    ctx.send(to, msg);
+                }
+                Behaviour::ImpossibleBudget => {
+                    let msg = self.impossible(msg);
+                    ctx.send(to, msg);
+                }
+            }
+        }
+    }
+
+    /// A validly signed message that conflicts with `msg`.
+    fn conflicting(
+        &self,
+        ctx: &mut Context<'_, ConsensusMessage, Timer>,
+        msg: ConsensusMessage,
+    ) -> ConsensusMessage {
+        match msg {
+            ConsensusMessage::Vote(v) => {
+                let value = Some(random_receipt(ctx.rng()));
+                ConsensusMessage::Vote(Vote::sign(&self.keys, v.slot, value))
+            }
+            ConsensusMessage::Proposal(p) => {
+                let extra: [u8; 8] = ctx.rng().gen();
+                let mut commands = p.batch.commands().to_vec();
+                commands.push(Command::new(extra.to_vec()).expect("small"));
+                let batch = Batch::new(commands).unwrap_or_default();
+                let header = SignedHeader::sign(
+                    &self.keys,
+                    p.header.height,
+                    p.header.round,
+                    None,
+                    batch.receipt(),
+                );
+                ConsensusMessage::Proposal(Box::new(Proposal {
+                    header,
+                    batch,
+                    proof_of_lock: None,
+                }))
+            }
+            other => other,
+        }
+    }
+
+    /// A message under another validator's name that must not verify.
+    fn forged(
+        &self,
+        ctx: &mut Context<'_, ConsensusMessage, Timer>,
+        msg: &ConsensusMessage,
+        validators: &[NodeId],
+    ) -> Option<ConsensusMessage> {
+        let victim = validators[ctx.rng().gen_range(0..validators.len())];
+        let mut sig = [0u8; 64];
+        ctx.rng().fill(&mut sig[..]);
+        let value = random_receipt(ctx.rng());
+        match msg {
+            ConsensusMessage::Vote(v) => Some(ConsensusMessage::Vote(Vote {
+                slot: Slot {
+                    kind: VoteKind::Precommit,
+                    ..v.slot
+                },
+                value: Some(value),
+                voter: victim,
+                signature: Signature::from_bytes(sig),
+            })),
+            ConsensusMessage::Proposal(p) => {
+                // A "decision" for a batch nobody certified: our own valid
+                // precommit plus forged ones under the other validators' names.
+                let slot = Slot {
+                    height: p.header.height,
+                    round: p.header.round,
+                    kind: VoteKind::Precommit,
+                };
+                let batch = Batch::new(vec![Command::new(b"forged".to_vec()).expect("small")])
+                    .expect("small");
+                let value = batch.receipt();
+                let mut votes = vec![Vote::sign(&self.keys, slot, Some(value))];
+                for v in validators.iter().filter(|v| **v != self.keys.node_id()) {
+                    let mut s = [0u8; 64];
+                    ctx.rng().fill(&mut s[..]);
+                    votes.push(Vote {
+                        slot,
+                        value: Some(value),
+                        voter: *v,
+                        signature: Signature::from_bytes(s),
+                    });
+                }
+                let certificate = Certificate::from_votes(slot, value, &votes);
+                Some(ConsensusMessage::Decision(Box::new(Decision {
+                    batch,
+                    certificate,
+                })))
+            }
+            _ => None,
+        }
+    }
+
+    /// Re-signs `msg` (a vote or proposal) for the value `twist` makes of it.
+    fn resign(
+        &self,
+        msg: ConsensusMessage,
+        mut twist: impl FnMut(Option<Receipt>) -> Receipt,
+    ) -> ConsensusMessage {
+        match msg {
+            ConsensusMessage::Vote(v) => {
+                ConsensusMessage::Vote(Vote::sign(&self.keys, v.slot, Some(twist(v.value))))
+            }
+            ConsensusMessage::Proposal(mut p) => {
+                let h = p.header;
+                let value = twist(Some(h.value));
+                p.header = SignedHeader::sign(&self.keys, h.height, h.round, h.pol_round, value);
+                ConsensusMessage::Proposal(p)
+            }
+            other => other,
+        }
+    }
+
+    /// Votes and proposals for receipts nobody proposed.
+    fn invalid_receipt(
+        &self,
+        ctx: &mut Context<'_, ConsensusMessage, Timer>,
+        msg: ConsensusMessage,
+    ) -> ConsensusMessage {
+        self.resign(msg, |_| random_receipt(ctx.rng()))
+    }
+
+    /// Votes and proposals whose receipts claim the budget 60.
+    fn impossible(&self, msg: ConsensusMessage) -> ConsensusMessage {
+        self.resign(msg, |r| Receipt {
+            budget: Budget::new(60).expect("below 96"),
+            ..r.unwrap_or_else(|| Receipt::from_bytes(b"nil"))
+        })
+    }
+}

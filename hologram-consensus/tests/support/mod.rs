@@ -1,0 +1,408 @@
+//! A simulated consensus cluster with Byzantine validators and the safety
+//! invariants checked after every step.
+#![allow(dead_code)] // each test file uses part of it
+
+pub mod byzantine;
+
+use byzantine::{Behaviour, Byzantine};
+use hologram_consensus::vote::Slot;
+use hologram_consensus::{
+    Command, ConsensusMessage, ReplicaConfig, SimReplica, Timeouts, Timer, ValidatorSet, Vote,
+    VoteKind,
+};
+use hologram_lattice::sim::{Context, Faults, Node, Simulation};
+use hologram_lattice::NodeId;
+use hologram_receipt::{KeyPair, Receipt};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// An honest replica plus what the test saw delivered to it: the validly
+/// signed votes of Byzantine validators it processed (the oracle for
+/// "every equivocation observed produces a proof").
+pub struct Honest {
+    pub node: SimReplica,
+    pub byzantine: HashSet<NodeId>,
+    pub observed: HashMap<(NodeId, Slot), Vec<Vote>>,
+}
+
+/// A node of the test network.
+pub enum TestNode {
+    Honest(Box<Honest>),
+    Byzantine(Box<Byzantine>),
+}
+
+impl Node for TestNode {
+    type Message = ConsensusMessage;
+    type Timer = Timer;
+
+    fn on_start(&mut self, ctx: &mut Context<'_, ConsensusMessage, Timer>) {
+        match self {
+            TestNode::Honest(h) => h.node.on_start(ctx),
+            TestNode::Byzantine(b) => b.on_start(ctx),
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        ctx: &mut Context<'_, ConsensusMessage, Timer>,
+        from: NodeId,
+        message: ConsensusMessage,
+    ) {
+        match self {
+            TestNode::Honest(h) => {
+                if let ConsensusMessage::Vote(v) = &message {
+                    if h.byzantine.contains(&v.voter)
+                        && h.node.replica().accepts_height(v.slot.height)
+                        && v.verify_signature().is_ok()
+                    {
+                        let seen = h.observed.entry((v.voter, v.slot)).or_default();
+                        if !seen.contains(v) {
+                            seen.push(*v);
+                        }
+                    }
+                }
+                h.node.on_message(ctx, from, message)
+            }
+            TestNode::Byzantine(b) => b.on_message(ctx, from, message),
+        }
+    }
+
+    fn on_timer(&mut self, ctx: &mut Context<'_, ConsensusMessage, Timer>, timer: Timer) {
+        match self {
+            TestNode::Honest(h) => h.node.on_timer(ctx, timer),
+            TestNode::Byzantine(b) => b.on_timer(ctx, timer),
+        }
+    }
+
+    fn recover(&self) -> Self {
+        match self {
+            TestNode::Honest(h) => TestNode::Honest(Box::new(Honest {
+                node: h.node.recover(),
+                byzantine: h.byzantine.clone(),
+                observed: HashMap::new(),
+            })),
+            TestNode::Byzantine(b) => TestNode::Byzantine(Box::new(b.recover())),
+        }
+    }
+}
+
+impl TestNode {
+    pub fn honest(&self) -> Option<&Honest> {
+        match self {
+            TestNode::Honest(h) => Some(h),
+            TestNode::Byzantine(_) => None,
+        }
+    }
+}
+
+/// Fast timeouts for tests on a network of `latency` ms at most.
+pub fn test_config(set: ValidatorSet, depth: usize, max_latency: u64) -> ReplicaConfig {
+    let mut config = ReplicaConfig::new(set);
+    config.max_batch = 16;
+    config.max_pipeline_depth = depth;
+    config.timeouts = Timeouts {
+        propose_ms: 3 * max_latency + 20,
+        prevote_ms: 2 * max_latency + 10,
+        precommit_ms: 2 * max_latency + 10,
+        round_increase_ms: max_latency + 10,
+        resend_ms: 2 * max_latency + 20,
+    };
+    config
+}
+
+/// A cluster of `n` validators, `f` of them Byzantine.
+pub struct Cluster {
+    pub sim: Simulation<TestNode>,
+    pub set: ValidatorSet,
+    pub ids: Vec<NodeId>,
+    pub honest: Vec<NodeId>,
+    pub byzantine: Vec<NodeId>,
+    next_command: u64,
+}
+
+impl Cluster {
+    /// `behaviours` (one per Byzantine validator, which are chosen at random).
+    pub fn new(
+        seed: u64,
+        n: usize,
+        behaviours: &[Behaviour],
+        depth: usize,
+        faults: Faults,
+    ) -> Cluster {
+        let keys: Vec<KeyPair> = (0..n)
+            .map(|i| {
+                let mut s = [0u8; 32];
+                s[..8].copy_from_slice(&seed.to_le_bytes());
+                s[8..16].copy_from_slice(&(i as u64).to_le_bytes());
+                s[31] = 0x5a;
+                KeyPair::from_seed(s)
+            })
+            .collect();
+        let ids: Vec<NodeId> = keys.iter().map(KeyPair::node_id).collect();
+        let set = ValidatorSet::new(ids.clone()).expect("distinct keys");
+        let config = test_config(set.clone(), depth, faults.latency_ms.1.max(1));
+        // Choose the Byzantine validators from the seed.
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut pick = rand_chacha::ChaCha8Rng::from_seed_u64(seed);
+        order.shuffle(&mut pick);
+        let byz_idx: Vec<usize> = order[..behaviours.len()].to_vec();
+        let byzantine: Vec<NodeId> = byz_idx.iter().map(|&i| ids[i]).collect();
+        let byz_set: HashSet<NodeId> = byzantine.iter().copied().collect();
+        let nodes: Vec<(NodeId, TestNode)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let node = match byz_idx.iter().position(|&b| b == i) {
+                    Some(j) => TestNode::Byzantine(Box::new(Byzantine::new(
+                        k.clone(),
+                        config.clone(),
+                        behaviours[j],
+                    ))),
+                    None => TestNode::Honest(Box::new(Honest {
+                        node: SimReplica::new(k.clone(), config.clone()).expect("config"),
+                        byzantine: byz_set.clone(),
+                        observed: HashMap::new(),
+                    })),
+                };
+                (k.node_id(), node)
+            })
+            .collect();
+        let honest = ids
+            .iter()
+            .copied()
+            .filter(|i| !byz_set.contains(i))
+            .collect();
+        let mut sim = Simulation::new(seed, faults, nodes);
+        sim.set_invariant(invariant(set.clone()));
+        Cluster {
+            sim,
+            set,
+            ids,
+            honest,
+            byzantine,
+            next_command: 0,
+        }
+    }
+
+    /// A fresh command (unique in this cluster).
+    pub fn command(&mut self) -> Command {
+        self.next_command += 1;
+        let mut bytes = b"cmd ".to_vec();
+        bytes.extend_from_slice(&self.next_command.to_le_bytes());
+        Command::new(bytes).expect("small")
+    }
+
+    /// Submits a new command to `to`; returns it if `to` was up and took it.
+    pub fn submit_to(&mut self, to: NodeId) -> Option<Command> {
+        let c = self.command();
+        let cc = c.clone();
+        let taken = self.sim.with_node(to, |node, ctx| match node {
+            TestNode::Honest(h) => matches!(h.node.submit(ctx, vec![cc], true), Ok(1)),
+            TestNode::Byzantine(_) => false,
+        });
+        (taken == Some(true)).then_some(c)
+    }
+
+    /// Submits a command to a random honest node; returns it if it was taken.
+    pub fn submit_random(&mut self) -> Option<Command> {
+        let to = *self.honest.choose(self.sim.rng()).expect("honest nodes");
+        self.submit_to(to)
+    }
+
+    /// Every honest node's log, up or down.
+    pub fn honest_logs(
+        &self,
+    ) -> Vec<(NodeId, Vec<Receipt>, HashSet<hologram_consensus::CommandId>)> {
+        self.sim
+            .nodes()
+            .filter_map(|(id, n, _)| n.honest().map(|h| (id, h)))
+            .map(|(id, h)| {
+                let receipts = h.node.log().iter().map(|d| d.certificate.value).collect();
+                let commands = h
+                    .node
+                    .log()
+                    .iter()
+                    .flat_map(|d| d.batch.commands().iter().map(Command::id))
+                    .collect();
+                (id, receipts, commands)
+            })
+            .collect()
+    }
+
+    /// Runs until every honest node (all up) has committed every command of
+    /// `wanted`, or `deadline`.
+    pub fn run_until_committed(&mut self, wanted: &[Command], deadline: u64) -> Result<(), String> {
+        let ids: Vec<_> = wanted.iter().map(Command::id).collect();
+        let mut t = self.sim.now();
+        loop {
+            let logs = self.honest_logs();
+            let missing: Vec<_> = logs
+                .iter()
+                .filter(|(_, _, cmds)| ids.iter().any(|id| !cmds.contains(id)))
+                .map(|(id, r, _)| (*id, r.len()))
+                .collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if t >= deadline {
+                let states: Vec<String> = self
+                    .sim
+                    .nodes()
+                    .map(|(id, n, up)| match n {
+                        TestNode::Honest(h) => format!("{id} up={up} {:?}", h.node.replica()),
+                        TestNode::Byzantine(_) => format!("{id} byzantine"),
+                    })
+                    .collect();
+                return Err(format!(
+                    "liveness: at {t} ms, {} honest nodes still miss commands (node, log length): {missing:?}\n{}",
+                    missing.len(),
+                    states.join("\n")
+                ));
+            }
+            t += 50;
+            self.sim.run_until(t).map_err(|e| e.to_string())?;
+        }
+    }
+
+    /// Crashes and restarts honest nodes at random (at most `f` down at once
+    /// besides the Byzantine ones is not required for safety; for liveness
+    /// everything restarts before the end).
+    pub fn random_crash_restart(&mut self, p: f64) {
+        let ids = self.honest.clone();
+        for id in ids {
+            let roll: f64 = self.sim.rng().gen();
+            if roll < p {
+                if self.sim.is_up(id) {
+                    self.sim.crash(id);
+                } else {
+                    self.sim.restart(id);
+                }
+            }
+        }
+    }
+
+    /// A random partition of all nodes into 2 or 3 groups.
+    pub fn random_partition(&mut self) {
+        let mut ids = self.ids.clone();
+        ids.shuffle(self.sim.rng());
+        let groups = self.sim.rng().gen_range(2..=3usize);
+        let mut cuts: Vec<usize> = (0..groups - 1)
+            .map(|_| self.sim.rng().gen_range(0..=ids.len()))
+            .collect();
+        cuts.sort_unstable();
+        let mut parts: Vec<&[NodeId]> = Vec::new();
+        let mut start = 0;
+        for c in cuts {
+            parts.push(&ids[start..c]);
+            start = c;
+        }
+        parts.push(&ids[start..]);
+        self.sim.partition(&parts);
+    }
+
+    /// Ends every fault: heal, restart everyone, perfect network.
+    pub fn calm(&mut self) {
+        self.sim.heal();
+        for id in self.ids.clone() {
+            self.sim.restart(id);
+        }
+        self.sim.set_faults(Faults {
+            latency_ms: (1, 20),
+            ..Faults::NONE
+        });
+    }
+}
+
+trait FromSeed {
+    fn from_seed_u64(seed: u64) -> Self;
+}
+
+impl FromSeed for rand_chacha::ChaCha8Rng {
+    fn from_seed_u64(seed: u64) -> Self {
+        rand::SeedableRng::seed_from_u64(seed ^ 0x00c0_ffee)
+    }
+}
+
+/// The safety invariants, checked after every step:
+/// - no two different values committed at one height (so every honest log is
+///   a prefix of every longer one);
+/// - every committed entry carries a commit certificate of at least 2f + 1
+///   distinct valid signatures for its batch's receipt at its height;
+/// - every equivocation an honest replica processed produced a proof, and
+///   every proof it holds verifies.
+pub fn invariant(
+    set: ValidatorSet,
+) -> impl FnMut(&Simulation<TestNode>) -> Result<(), String> + 'static {
+    let mut checked: HashMap<NodeId, usize> = HashMap::new();
+    let mut proofs_checked: HashSet<(NodeId, NodeId, Slot)> = HashSet::new();
+    let mut canon: BTreeMap<u64, Receipt> = BTreeMap::new();
+    move |sim| {
+        for (id, node, _up) in sim.nodes() {
+            let Some(h) = node.honest() else { continue };
+            let log = h.node.log();
+            let done = checked.entry(id).or_insert(0);
+            if log.len() < *done {
+                return Err(format!(
+                    "{id}: its log shrank from {} to {}",
+                    *done,
+                    log.len()
+                ));
+            }
+            for (height, d) in log.iter().enumerate().skip(*done) {
+                let height = height as u64;
+                let cert = &d.certificate;
+                if cert.height() != height || cert.slot.kind != VoteKind::Precommit {
+                    return Err(format!(
+                        "{id}: entry {height} has a certificate for {:?}",
+                        cert.slot
+                    ));
+                }
+                cert.verify_kind(VoteKind::Precommit, &set)
+                    .map_err(|e| format!("{id}: entry {height}: certificate invalid: {e}"))?;
+                if cert.signatures.len() < set.quorum() {
+                    return Err(format!("{id}: entry {height}: too few signatures"));
+                }
+                if d.batch.receipt() != cert.value {
+                    return Err(format!(
+                        "{id}: entry {height}: batch is not the certified one"
+                    ));
+                }
+                match canon.get(&height) {
+                    Some(v) if *v != cert.value => {
+                        return Err(format!(
+                            "agreement violated at height {height}: {} vs {}",
+                            v.content, cert.value.content
+                        ))
+                    }
+                    Some(_) => {}
+                    None => {
+                        canon.insert(height, cert.value);
+                    }
+                }
+            }
+            *done = log.len();
+            let detector = h.node.replica().detector();
+            for ((voter, slot), votes) in &h.observed {
+                if votes.len() < 2 {
+                    continue;
+                }
+                let Some(proof) = detector.proof(voter, slot) else {
+                    return Err(format!(
+                        "{id}: equivocation of {voter} at {slot:?} without a proof"
+                    ));
+                };
+                let key = (id, *voter, *slot);
+                if proofs_checked.insert(key) {
+                    let who = proof
+                        .verify()
+                        .map_err(|e| format!("{id}: a proof does not verify: {e}"))?;
+                    if who != *voter {
+                        return Err(format!("{id}: the proof of {voter} names {who}"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
