@@ -27,7 +27,7 @@
 //! | [`detector`] | [`ByzantineDetector`], [`EquivocationProof`], anomaly scoring |
 //! | [`sim`] | [`SimReplica`]: a replica as a simulator node |
 //! | [`error`] | [`ConsensusError`] |
-//! | [`broadcast`] | `LatticeProtocol` epidemic broadcast (its own engineer's module) |
+//! | [`broadcast`] | `LatticeProtocol`, authenticated epidemic broadcast with delivery certificates |
 //!
 //! ## Example
 //!
@@ -70,6 +70,7 @@ pub mod validators;
 pub mod vote;
 
 pub use batch::{Batch, Command, CommandId};
+pub use broadcast::{BroadcastResult, DeliveryCertificate, LatticeProtocol};
 pub use certificate::Certificate;
 pub use detector::{ByzantineDetector, EquivocationProof, Misbehaviour, Offence};
 pub use error::ConsensusError;
