@@ -7,6 +7,8 @@
 //! - `RedbStore::put_batch` of 1,000 objects per batch (one durable
 //!   transaction each) at least 50,000 objects/s.
 //!
+//! `RedbStore::get` is measured too, for information.
+//!
 //! The stores' futures complete on their first poll, so they are polled once
 //! with `now_or_never`. After criterion's report, `cargo bench --bench cam`
 //! prints the figures it measured against those targets.
@@ -147,6 +149,32 @@ fn bench_redb(c: &mut Criterion) {
             |batch| store.put_batch(batch).now_or_never().unwrap().unwrap(),
             BatchSize::PerIteration,
         )
+    });
+    group.finish();
+
+    // For information (no target): a get hit, in a store of 10,000 objects,
+    // reads the object's segment and re-hashes the object.
+    let file = TempFile::new("get");
+    let store = RedbStore::create(&file.0).unwrap();
+    for _ in 0..10 {
+        store
+            .put_batch(fresh.batch())
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+    }
+    let addresses = store
+        .scan(None, usize::MAX)
+        .now_or_never()
+        .unwrap()
+        .unwrap();
+    let mut group = c.benchmark_group("cam/redb_get_hit_1KiB");
+    let mut i = 0;
+    group.bench_function("RedbStore::get", |b| {
+        b.iter(|| {
+            i = (i + 1) % addresses.len();
+            black_box(get(&store, &addresses[i]))
+        })
     });
     group.finish();
 }

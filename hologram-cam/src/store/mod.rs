@@ -9,7 +9,7 @@ mod memory;
 mod redb;
 
 pub use self::memory::MemoryStore;
-pub use self::redb::RedbStore;
+pub use self::redb::{RedbStore, SEGMENT_BYTES};
 
 /// Durable storage of [`Object`]s keyed by their address.
 ///

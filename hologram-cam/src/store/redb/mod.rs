@@ -1,22 +1,26 @@
 //! [`RedbStore`]: a durable [`Store`] in one [redb](::redb) database file.
 //!
-//! One table, `objects`, maps the 32 bytes of an address to the object's raw
-//! bytes: nothing else is stored and nothing is decoded, so a damaged file
-//! can at worst yield bytes that fail the hash check, which `get` reports as
-//! [`CamError::Corrupt`].
+//! Objects are packed into segments under an index ([`layout`] describes
+//! the tables and why). Nothing read from the file is trusted: a damaged
+//! file can at worst yield bytes that fail the hash check, which `get`
+//! reports as [`CamError::Corrupt`].
 
+mod layout;
+#[cfg(test)]
+mod tests;
+
+pub use self::layout::SEGMENT_BYTES;
+
+use self::layout::{slice, Location, Tables, INDEX, LIVE, SEGMENTS};
 use super::Store;
 use crate::{CamError, Object};
-use ::redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
+use ::redb::{Database, Durability, ReadOnlyTable, ReadTransaction, WriteTransaction};
 use async_trait::async_trait;
 use hologram_lattice::Address;
 use std::fmt::Display;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// The one table: address bytes to object bytes.
-const OBJECTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("objects");
 
 /// A durable [`Store`] backed by a [redb](::redb) database file.
 ///
@@ -37,6 +41,13 @@ const OBJECTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("objects
 ///   runtime, call them from a blocking pool (e.g. `spawn_blocking`) if
 ///   blocking a worker thread for a commit is a problem. Write transactions
 ///   are serialized by redb; reads run concurrently with them.
+/// - **Layout.** Small objects are packed into segments of about
+///   [`SEGMENT_BYTES`] under an index: a B-tree of 1 KiB values keyed by
+///   random addresses would rewrite one page per object in each commit,
+///   while packed, a batch of them commits about three times faster. A
+///   `get` reads the object's segment and re-hashes its slice. A segment's
+///   space is reclaimed when its last object is removed (there is no
+///   compaction).
 ///
 /// ```
 /// use futures::executor::block_on;
@@ -60,7 +71,10 @@ pub struct RedbStore {
 }
 
 /// Turns a redb error into [`CamError::Storage`] saying what was being done.
-fn storage<'p, E: Display>(doing: &'static str, path: &'p Path) -> impl FnOnce(E) -> CamError + 'p {
+pub(crate) fn storage<'p, E: Display>(
+    doing: &'static str,
+    path: &'p Path,
+) -> impl FnOnce(E) -> CamError + 'p {
     move |e| CamError::Storage(format!("redb: {doing} in {}: {e}", path.display()))
 }
 
@@ -70,7 +84,7 @@ impl RedbStore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, CamError> {
         let path = path.as_ref();
         let db = Database::open(path).map_err(storage("opening the database", path))?;
-        Self::with_table(db, path)
+        Self::with_tables(db, path)
     }
 
     /// Opens the store at `path`, creating the file if it does not exist or
@@ -78,7 +92,7 @@ impl RedbStore {
     pub fn create(path: impl AsRef<Path>) -> Result<Self, CamError> {
         let path = path.as_ref();
         let db = Database::create(path).map_err(storage("creating the database", path))?;
-        Self::with_table(db, path)
+        Self::with_tables(db, path)
     }
 
     /// The file the store lives in.
@@ -86,90 +100,113 @@ impl RedbStore {
         &self.path
     }
 
-    /// Makes sure the table exists, so that readers can always open it.
-    fn with_table(db: Database, path: &Path) -> Result<Self, CamError> {
+    /// Makes sure the tables exist, so that readers can always open them.
+    fn with_tables(db: Database, path: &Path) -> Result<Self, CamError> {
         let store = Self {
             db,
             path: path.to_path_buf(),
         };
-        let txn = store.begin_write()?;
-        txn.open_table(OBJECTS)
-            .map_err(storage("creating the objects table", path))?;
-        txn.commit()
-            .map_err(storage("committing the objects table", path))?;
+        store.write("creating the tables", |txn| {
+            store.tables(txn)?;
+            Ok(((), true))
+        })?;
         Ok(store)
     }
 
-    fn begin_write(&self) -> Result<WriteTransaction, CamError> {
+    /// Runs `f` in one durable write transaction. `f` returns its result
+    /// and whether it changed anything: the transaction is committed if it
+    /// did and aborted otherwise (costing no fsync).
+    pub(crate) fn write<T>(
+        &self,
+        doing: &'static str,
+        f: impl FnOnce(&WriteTransaction) -> Result<(T, bool), CamError>,
+    ) -> Result<T, CamError> {
+        let path = &self.path;
         let mut txn = self
             .db
             .begin_write()
-            .map_err(storage("beginning a write transaction", &self.path))?;
+            .map_err(storage("beginning a write transaction", path))?;
         txn.set_durability(Durability::Immediate);
-        Ok(txn)
+        let (out, changed) = f(&txn)?;
+        if changed {
+            txn.commit().map_err(storage(doing, path))?;
+        } else {
+            txn.abort().map_err(storage(doing, path))?;
+        }
+        Ok(out)
     }
 
-    fn read<T>(
-        &self,
-        doing: &'static str,
-        f: impl FnOnce(
-            &::redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>,
-        ) -> Result<T, ::redb::StorageError>,
-    ) -> Result<T, CamError> {
-        let txn = self
-            .db
+    /// The object tables, opened in `txn`.
+    fn tables<'t>(&self, txn: &'t WriteTransaction) -> Result<Tables<'t>, CamError> {
+        let open = storage("opening the object tables", &self.path);
+        let (index, segments, live) = (|| {
+            Ok::<_, ::redb::TableError>((
+                txn.open_table(INDEX)?,
+                txn.open_table(SEGMENTS)?,
+                txn.open_table(LIVE)?,
+            ))
+        })()
+        .map_err(open)?;
+        Ok(Tables {
+            index,
+            segments,
+            live,
+        })
+    }
+
+    /// A read transaction.
+    fn begin_read(&self) -> Result<ReadTransaction, CamError> {
+        self.db
             .begin_read()
-            .map_err(storage("beginning a read transaction", &self.path))?;
-        let table = txn
-            .open_table(OBJECTS)
-            .map_err(storage("opening the objects table", &self.path))?;
-        f(&table).map_err(storage(doing, &self.path))
+            .map_err(storage("beginning a read transaction", &self.path))
+    }
+
+    /// The index, opened for reading in `txn`.
+    fn index(
+        &self,
+        txn: &ReadTransaction,
+    ) -> Result<ReadOnlyTable<&'static [u8; 32], Location>, CamError> {
+        txn.open_table(INDEX)
+            .map_err(storage("opening the index", &self.path))
     }
 
     /// Writes the objects that are missing or differ in one durable
     /// transaction; commits nothing if every one is present already.
     fn put_all(&self, objects: &[Object]) -> Result<(), CamError> {
-        let path = &self.path;
-        let txn = self.begin_write()?;
-        let mut changed = false;
-        {
-            let mut table = txn
-                .open_table(OBJECTS)
-                .map_err(storage("opening the objects table", path))?;
-            for object in objects {
-                let key = object.address().to_bytes();
-                let present = table
-                    .get(&key)
-                    .map_err(storage("reading before a put", path))?
-                    .is_some_and(|stored| stored.value() == object.data());
-                if !present {
-                    table
-                        .insert(&key, object.data())
-                        .map_err(storage("inserting an object", path))?;
-                    changed = true;
-                }
-            }
-        }
-        if changed {
-            txn.commit().map_err(storage("committing a put", path))
-        } else {
-            txn.abort()
-                .map_err(storage("aborting a put of present objects", path))
-        }
+        self.write("committing a put", |txn| {
+            let changed = self
+                .tables(txn)?
+                .put_all(objects)
+                .map_err(storage("writing objects", &self.path))?;
+            Ok(((), changed))
+        })
     }
 }
 
 #[async_trait]
 impl Store for RedbStore {
     async fn get(&self, address: &Address) -> Result<Option<Object>, CamError> {
-        let bytes = self.read("reading an object", |table| {
-            Ok(table
-                .get(address.as_bytes())?
-                .map(|stored| Arc::<[u8]>::from(stored.value())))
-        })?;
-        bytes
-            .map(|data| Object::verify(*address, data).map_err(|_| CamError::Corrupt(*address)))
-            .transpose()
+        let path = &self.path;
+        let txn = self.begin_read()?;
+        let Some((segment, offset, length)) = self
+            .index(&txn)?
+            .get(address.as_bytes())
+            .map_err(storage("reading the index", path))?
+            .map(|entry| entry.value())
+        else {
+            return Ok(None);
+        };
+        let segments = txn
+            .open_table(SEGMENTS)
+            .map_err(storage("opening the segments", path))?;
+        let bytes = segments
+            .get(segment)
+            .map_err(storage("reading a segment", path))?
+            .and_then(|stored| slice(stored.value(), offset, length).map(Arc::<[u8]>::from))
+            .ok_or(CamError::Corrupt(*address))?;
+        Object::verify(*address, bytes)
+            .map(Some)
+            .map_err(|_| CamError::Corrupt(*address))
     }
 
     async fn put(&self, object: Object) -> Result<(), CamError> {
@@ -184,122 +221,41 @@ impl Store for RedbStore {
     }
 
     async fn contains(&self, address: &Address) -> Result<bool, CamError> {
-        self.read("looking an object up", |table| {
-            Ok(table.get(address.as_bytes())?.is_some())
-        })
+        let txn = self.begin_read()?;
+        let found = self
+            .index(&txn)?
+            .get(address.as_bytes())
+            .map_err(storage("reading the index", &self.path))?;
+        Ok(found.is_some())
     }
 
     async fn remove(&self, address: &Address) -> Result<bool, CamError> {
-        let path = &self.path;
-        let txn = self.begin_write()?;
-        let present = txn
-            .open_table(OBJECTS)
-            .map_err(storage("opening the objects table", path))?
-            .remove(address.as_bytes())
-            .map_err(storage("removing an object", path))?
-            .is_some();
-        if present {
-            txn.commit().map_err(storage("committing a remove", path))?;
-        } else {
-            txn.abort()
-                .map_err(storage("aborting a remove of an absent object", path))?;
-        }
-        Ok(present)
+        self.write("committing a remove", |txn| {
+            let present = self
+                .tables(txn)?
+                .remove(address)
+                .map_err(storage("removing an object", &self.path))?;
+            Ok((present, present))
+        })
     }
 
     async fn scan(&self, after: Option<Address>, limit: usize) -> Result<Vec<Address>, CamError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        let path = &self.path;
         let after = after.map(Address::to_bytes);
-        self.read("scanning addresses", |table| {
-            let lower = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
-            let range = table.range::<&[u8; 32]>((lower, Bound::Unbounded))?;
-            let mut out = Vec::new();
-            for entry in range.take(limit) {
-                let (key, _) = entry?;
-                out.push(Address::from_bytes(*key.value()));
-            }
-            Ok(out)
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use futures::executor::block_on;
-
-    /// A fresh path in the temp dir, removed on drop.
-    struct TempFile(PathBuf);
-
-    impl TempFile {
-        fn new(name: &str) -> Self {
-            let path = std::env::temp_dir()
-                .join(format!("hologram-cam-{name}-{}.redb", std::process::id()));
-            let _ = std::fs::remove_file(&path);
-            Self(path)
+        let txn = self.begin_read()?;
+        let index = self.index(&txn)?;
+        let lower = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
+        let range = index
+            .range::<&[u8; 32]>((lower, Bound::Unbounded))
+            .map_err(storage("scanning addresses", path))?;
+        let mut out = Vec::new();
+        for entry in range.take(limit) {
+            let (key, _) = entry.map_err(storage("scanning addresses", path))?;
+            out.push(Address::from_bytes(*key.value()));
         }
-    }
-
-    impl Drop for TempFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-
-    /// Overwrites the stored bytes of `address` behind the store's back.
-    fn tamper(path: &Path, address: &Address, bytes: &[u8]) {
-        let db = Database::open(path).unwrap();
-        let txn = db.begin_write().unwrap();
-        txn.open_table(OBJECTS)
-            .unwrap()
-            .insert(address.as_bytes(), bytes)
-            .unwrap();
-        txn.commit().unwrap();
-    }
-
-    #[test]
-    fn corrupt_bytes_on_disk_are_reported_not_returned_and_a_put_repairs_them() {
-        let file = TempFile::new("corrupt");
-        let good = Object::new(b"HELLO WORLD".to_vec());
-        let store = RedbStore::create(&file.0).unwrap();
-        block_on(store.put(good.clone())).unwrap();
-        drop(store);
-
-        tamper(&file.0, &good.address(), b"HELLO WORLd");
-        let store = RedbStore::open(&file.0).unwrap();
-        assert_eq!(
-            block_on(store.get(&good.address())),
-            Err(CamError::Corrupt(good.address()))
-        );
-        assert_eq!(block_on(store.contains(&good.address())), Ok(true));
-
-        block_on(store.put(good.clone())).unwrap();
-        assert_eq!(block_on(store.get(&good.address())), Ok(Some(good)));
-    }
-
-    #[test]
-    fn open_refuses_a_missing_file_and_says_which() {
-        let file = TempFile::new("missing");
-        match RedbStore::open(&file.0) {
-            Err(CamError::Storage(message)) => {
-                assert!(message.contains(&file.0.display().to_string()), "{message}")
-            }
-            other => panic!("expected a storage error, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_put_of_present_objects_leaves_the_file_unchanged() {
-        let file = TempFile::new("idempotent");
-        let store = RedbStore::create(&file.0).unwrap();
-        let objects: Vec<Object> = (0..50u32)
-            .map(|i| Object::new(i.to_le_bytes().repeat(64)))
-            .collect();
-        block_on(store.put_batch(objects.clone())).unwrap();
-        let before = std::fs::read(&file.0).unwrap();
-        block_on(store.put_batch(objects)).unwrap();
-        assert_eq!(std::fs::read(&file.0).unwrap(), before);
+        Ok(out)
     }
 }

@@ -1,0 +1,169 @@
+//! How a [`RedbStore`](super::RedbStore) lays objects out in its file.
+//!
+//! Three tables:
+//!
+//! - [`INDEX`]: the 32 bytes of an address → where its bytes are:
+//!   `(segment, offset, length)`;
+//! - [`SEGMENTS`]: segment number → the bytes of the objects written into it,
+//!   back to back;
+//! - [`LIVE`]: segment number → how many index entries point into it.
+//!
+//! A write transaction appends the new objects of a batch to fresh segments
+//! of about [`SEGMENT_BYTES`] each (an object that large or larger gets a
+//! segment of its own). Packing small objects this way is what makes a
+//! batch cheap: a B-tree keyed by random addresses with 1 KiB values dirties
+//! one 4 KiB leaf page per object (about four times the data, plus splits),
+//! while the index entries of a whole batch share few pages and the segments
+//! are appended at the end of their table. Measured with 1,000 objects of
+//! 1 KiB per durable transaction, this is three times faster than one value
+//! per object (see `benches/cam.rs`).
+//!
+//! A segment is freed when its last object is removed (or rewritten over a
+//! corrupt copy). Until then it keeps the bytes of its removed objects: a
+//! store whose objects are removed in a scattered order holds up to one
+//! segment per surviving object. There is no compaction.
+//!
+//! Nothing read from the file is trusted: an index entry pointing outside
+//! its segment, a missing segment, or bytes that do not hash to their
+//! address are all reported as a corrupt object, never a panic.
+
+use hologram_lattice::Address;
+use redb::{ReadableTable, StorageError, Table, TableDefinition};
+
+use crate::Object;
+
+/// Where an object's bytes are: `(segment, offset, length)`.
+pub(super) type Location = (u64, u64, u64);
+
+/// Address bytes → [`Location`].
+pub(super) const INDEX: TableDefinition<&[u8; 32], Location> = TableDefinition::new("index");
+/// Segment number → object bytes back to back.
+pub(super) const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments");
+/// Segment number → how many index entries point into it.
+pub(super) const LIVE: TableDefinition<u64, u64> = TableDefinition::new("segment_live");
+
+/// The size a [`RedbStore`](super::RedbStore) fills a segment to before it
+/// starts the next one.
+pub const SEGMENT_BYTES: usize = 64 << 10;
+
+/// The bytes `(offset, length)` of a segment, if they lie inside it.
+pub(super) fn slice(segment: &[u8], offset: u64, length: u64) -> Option<&[u8]> {
+    let start = usize::try_from(offset).ok()?;
+    let end = start.checked_add(usize::try_from(length).ok()?)?;
+    segment.get(start..end)
+}
+
+/// The open tables of one write transaction.
+pub(super) struct Tables<'txn> {
+    pub(super) index: Table<'txn, &'static [u8; 32], Location>,
+    pub(super) segments: Table<'txn, u64, &'static [u8]>,
+    pub(super) live: Table<'txn, u64, u64>,
+}
+
+impl Tables<'_> {
+    /// Whether an index entry points at exactly `data`.
+    fn holds(
+        &self,
+        (segment, offset, length): Location,
+        data: &[u8],
+    ) -> Result<bool, StorageError> {
+        Ok(self
+            .segments
+            .get(segment)?
+            .is_some_and(|bytes| slice(bytes.value(), offset, length) == Some(data)))
+    }
+
+    /// Drops one index entry's claim on `segment`, freeing it at zero.
+    pub(super) fn release(&mut self, segment: u64) -> Result<(), StorageError> {
+        let count = self.live.get(segment)?.map_or(0, |c| c.value());
+        if count <= 1 {
+            self.live.remove(segment)?;
+            self.segments.remove(segment)?;
+        } else {
+            self.live.insert(segment, count - 1)?;
+        }
+        Ok(())
+    }
+
+    /// Removes `address`; returns whether it was present.
+    pub(super) fn remove(&mut self, address: &Address) -> Result<bool, StorageError> {
+        let Some(entry) = self.index.remove(address.as_bytes())?.map(|e| e.value()) else {
+            return Ok(false);
+        };
+        self.release(entry.0)?;
+        Ok(true)
+    }
+
+    /// Writes the objects that are missing, or whose stored copy differs
+    /// (is corrupt); returns whether anything changed.
+    pub(super) fn put_all(&mut self, objects: &[Object]) -> Result<bool, StorageError> {
+        let mut next = self
+            .segments
+            .last()?
+            .map_or(0, |(k, _)| k.value().wrapping_add(1));
+        let mut segment = Segment::default();
+        // In address order, so that the index is updated leaf after leaf.
+        let mut sorted: Vec<&Object> = objects.iter().collect();
+        sorted.sort_unstable_by_key(|o| o.address());
+        sorted.dedup_by_key(|o| o.address());
+        let mut changed = false;
+        let mut large = Vec::new();
+        for object in sorted {
+            let address = object.address();
+            let key = address.to_bytes();
+            let found = self.index.get(&key)?.map(|e| e.value());
+            if let Some(entry) = found {
+                if self.holds(entry, object.data())? {
+                    continue;
+                }
+                // A corrupt copy: write the object again, somewhere else.
+                self.release(entry.0)?;
+            }
+            changed = true;
+            if object.len() >= SEGMENT_BYTES {
+                large.push(object);
+                continue;
+            }
+            if segment.bytes.len() + object.len() > SEGMENT_BYTES {
+                next = segment.flush(self, next)?;
+            }
+            let offset = segment.bytes.len() as u64;
+            self.index
+                .insert(&key, (next, offset, object.len() as u64))?;
+            segment.bytes.extend_from_slice(object.data());
+            segment.objects += 1;
+        }
+        next = segment.flush(self, next)?;
+        // Each large object in a segment of its own.
+        for object in large {
+            self.index
+                .insert(&object.address().to_bytes(), (next, 0, object.len() as u64))?;
+            self.segments.insert(next, object.data())?;
+            self.live.insert(next, 1)?;
+            next = next.wrapping_add(1);
+        }
+        Ok(changed)
+    }
+}
+
+/// The segment being filled.
+#[derive(Default)]
+struct Segment {
+    bytes: Vec<u8>,
+    objects: u64,
+}
+
+impl Segment {
+    /// Writes the segment as number `number` if it holds any object, and
+    /// starts an empty one; returns the number of the next segment.
+    fn flush(&mut self, tables: &mut Tables<'_>, number: u64) -> Result<u64, StorageError> {
+        if self.objects == 0 {
+            return Ok(number);
+        }
+        tables.segments.insert(number, self.bytes.as_slice())?;
+        tables.live.insert(number, self.objects)?;
+        self.bytes.clear();
+        self.objects = 0;
+        Ok(number.wrapping_add(1))
+    }
+}

@@ -1,0 +1,166 @@
+//! Unit tests of the redb layout: corruption, segments, idempotence.
+
+use super::layout::{INDEX, LIVE, SEGMENTS};
+use super::*;
+use ::redb::{ReadableTable, ReadableTableMetadata};
+use futures::executor::block_on;
+
+/// A fresh path in the temp dir, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str) -> Self {
+        let path =
+            std::env::temp_dir().join(format!("hologram-cam-{name}-{}.redb", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        Self(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs `f` on the raw tables of the file at `path`, behind the store's back.
+fn raw(path: &Path, f: impl FnOnce(&mut Tables<'_>)) {
+    let db = Database::open(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut tables = Tables {
+            index: txn.open_table(INDEX).unwrap(),
+            segments: txn.open_table(SEGMENTS).unwrap(),
+            live: txn.open_table(LIVE).unwrap(),
+        };
+        f(&mut tables);
+    }
+    txn.commit().unwrap();
+}
+
+/// Flips the first stored byte of `address`.
+fn tamper(path: &Path, address: &Address) {
+    raw(path, |t| {
+        let (segment, offset, _) = t.index.get(address.as_bytes()).unwrap().unwrap().value();
+        let mut bytes = t.segments.get(segment).unwrap().unwrap().value().to_vec();
+        bytes[offset as usize] ^= 1;
+        t.segments.insert(segment, bytes.as_slice()).unwrap();
+    });
+}
+
+/// How many segments the file at `path` holds.
+fn segments(store: &RedbStore) -> u64 {
+    let txn = store.db.begin_read().unwrap();
+    txn.open_table(SEGMENTS).unwrap().len().unwrap()
+}
+
+fn objects(n: u32, len: usize) -> Vec<Object> {
+    (0..n)
+        .map(|i| Object::new(i.to_le_bytes().repeat(len / 4)))
+        .collect()
+}
+
+#[test]
+fn corrupt_bytes_on_disk_are_reported_not_returned_and_a_put_repairs_them() {
+    let file = TempFile::new("corrupt");
+    let good = Object::new(b"HELLO WORLD".to_vec());
+    let neighbour = Object::new(b"in the same segment".to_vec());
+    let store = RedbStore::create(&file.0).unwrap();
+    block_on(store.put_batch(vec![good.clone(), neighbour.clone()])).unwrap();
+    drop(store);
+
+    tamper(&file.0, &good.address());
+    let store = RedbStore::open(&file.0).unwrap();
+    assert_eq!(
+        block_on(store.get(&good.address())),
+        Err(CamError::Corrupt(good.address()))
+    );
+    assert_eq!(block_on(store.contains(&good.address())), Ok(true));
+    assert_eq!(
+        block_on(store.get(&neighbour.address())),
+        Ok(Some(neighbour.clone()))
+    );
+
+    block_on(store.put(good.clone())).unwrap();
+    assert_eq!(block_on(store.get(&good.address())), Ok(Some(good)));
+    assert_eq!(
+        block_on(store.get(&neighbour.address())),
+        Ok(Some(neighbour))
+    );
+}
+
+#[test]
+fn an_index_entry_pointing_outside_its_segment_is_corrupt_not_a_panic() {
+    let file = TempFile::new("outside");
+    let object = Object::new(b"pointed at wrongly".to_vec());
+    let store = RedbStore::create(&file.0).unwrap();
+    block_on(store.put(object.clone())).unwrap();
+    drop(store);
+    for entry in [(0, u64::MAX, 4), (0, 4, u64::MAX), (99, 0, 4)] {
+        raw(&file.0, |t| {
+            t.index.insert(object.address().as_bytes(), entry).unwrap();
+        });
+        let store = RedbStore::open(&file.0).unwrap();
+        assert_eq!(
+            block_on(store.get(&object.address())),
+            Err(CamError::Corrupt(object.address())),
+            "{entry:?}"
+        );
+    }
+}
+
+#[test]
+fn open_refuses_a_missing_file_and_says_which() {
+    let file = TempFile::new("missing");
+    match RedbStore::open(&file.0) {
+        Err(CamError::Storage(message)) => {
+            assert!(message.contains(&file.0.display().to_string()), "{message}")
+        }
+        other => panic!("expected a storage error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_put_of_present_objects_leaves_the_file_unchanged() {
+    let file = TempFile::new("idempotent");
+    let store = RedbStore::create(&file.0).unwrap();
+    let objects = objects(50, 256);
+    block_on(store.put_batch(objects.clone())).unwrap();
+    let before = std::fs::read(&file.0).unwrap();
+    block_on(store.put_batch(objects)).unwrap();
+    assert_eq!(std::fs::read(&file.0).unwrap(), before);
+}
+
+#[test]
+fn small_objects_share_segments_which_are_freed_with_their_last_object() {
+    let file = TempFile::new("segments");
+    let store = RedbStore::create(&file.0).unwrap();
+    // 200 objects of 1 KiB, the same one twice, and one larger than a segment.
+    let mut batch = objects(200, 1024);
+    batch.push(batch[0].clone());
+    let large = Object::new(vec![7u8; SEGMENT_BYTES + 1]);
+    batch.push(large.clone());
+    block_on(store.put_batch(batch.clone())).unwrap();
+    let packed = (200 * 1024usize).div_ceil(SEGMENT_BYTES) as u64;
+    assert_eq!(segments(&store), packed + 1);
+    for object in &batch {
+        assert_eq!(
+            block_on(store.get(&object.address())),
+            Ok(Some(object.clone()))
+        );
+    }
+    assert!(block_on(store.remove(&large.address())).unwrap());
+    assert_eq!(segments(&store), packed);
+    // Removing all but one object keeps that object's segment only.
+    for object in &batch[1..200] {
+        assert!(block_on(store.remove(&object.address())).unwrap());
+    }
+    assert_eq!(segments(&store), 1);
+    assert_eq!(
+        block_on(store.get(&batch[0].address())),
+        Ok(Some(batch[0].clone()))
+    );
+    assert!(block_on(store.remove(&batch[0].address())).unwrap());
+    assert_eq!(segments(&store), 0);
+    assert!(!block_on(store.remove(&batch[0].address())).unwrap());
+}
