@@ -14,6 +14,8 @@
 //!    [`Purpose::Prepare`] and its receipt **equals** the prepare receipt the
 //!    coordinator computes from the request (a participant that prepared
 //!    something else, e.g. a corrupted request, makes the transaction abort).
+//!    The vote's signature is checked by the primary, which commits only on a
+//!    certificate of valid votes.
 //!    A refusal, or no full set of votes within `prepare_timeout_ms`, leads to
 //!    abort.
 //! 2. **Deciding**: ask the primary to commit on the certificate of all votes
@@ -200,11 +202,10 @@ impl CoordinatorCore {
                 let Some(expected) = flight.expected.get(&from) else {
                     return;
                 };
-                // A vote that fails its signature is noise (corrupted in
-                // transit): ignore it and let the retry ask again.
-                if vote.verify(Purpose::Prepare).is_err() {
-                    return;
-                }
+                // Its signature is checked by the primary, which commits only
+                // on a certificate of valid votes (and refuses otherwise, which
+                // aborts): checking it here too would cost a verification per
+                // participant for nothing. The receipt must equal ours.
                 if vote.receipt != *expected {
                     let reason = TxnError::ReceiptMismatch {
                         txn,

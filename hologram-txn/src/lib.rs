@@ -1,9 +1,108 @@
 //! # hologram-txn
 //!
-//! Atomic updates across participants and shards.
+//! Atomic updates across participants and shards: the chapter's
+//! `DistributedTransaction` (two-phase commit with receipts), its
+//! `ReceiptSharding`, and the load balancing of its exercise 5. Built on
+//! `hologram-lattice` (the simulator, node ids), `hologram-receipt`
+//! (receipts, composition, signatures) and `hologram-cam` (the [`Store`]
+//! seam, where participants keep what must survive a crash).
+//!
+//! [`Store`]: hologram_cam::Store
+//!
+//! - **Two-phase commit with receipts.** Each participant returns a prepare
+//!   receipt signed for `Purpose::Prepare`; the commit receipt is their
+//!   order-independent composition (`Receipt::compose_all`, SPEC §6); every
+//!   participant that commits returns a receipt equal to it, signed for
+//!   `Purpose::Commit`. One participant, the **primary**, decides and keeps
+//!   the decision durable (Percolator's primary record): the coordinator is
+//!   stateless, its crash blocks nobody, and a prepared participant resolves
+//!   by asking the primary, which aborts what it never prepared or what stays
+//!   undecided too long. See [`participant`] and [`coordinator`].
+//! - **Isolation.** Written keys are locked from prepare to commit or abort,
+//!   no-wait: the loser gets a retryable [`TxnError::Conflict`] and nothing
+//!   ever waits, so no deadlock.
+//! - **One phase** for a single participant.
+//! - **Sharding.** Keys are placed by `Receipt::from_bytes(key).r96.as_u64()`
+//!   over ranges of the u64 space ([`ShardMap`], SPEC §8); a versioned map,
+//!   ownership checked per key so a stale route is refused and retried;
+//!   [`ReceiptSharding`] splits a shard above 1.2× the target load at a
+//!   sampled median, and only its keys move.
+//! - **Load balancing** ([`LoadBalancer`]): access counts per object and node
+//!   from receipts, migrations with hysteresis and cooldown, readable
+//!   throughout.
+//!
+//! Not built yet: shards as replicated groups (a `ReplicatedStateMachine`
+//! over `ReceiptConsensus` behind the [`Participant`] trait), a participant
+//! driver over a `Transport`, and splits or migrations carried out inside the
+//! simulated transaction workload (they are exercised on the cores).
+//!
+//! ## Map
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`types`] | [`TxnId`], [`Key`] and its placement, [`Op`] and its canonical bytes |
+//! | [`receipts`] | [`PrepareRequest`], prepare / commit / abort receipts, [`SignedReceipt`], the primary's [`Decision`] |
+//! | [`participant`] | [`ParticipantCore`]: locks ([`participant::LockTable`]), prepare, decide, resolve, recovery; its durable [`participant::records`] |
+//! | [`coordinator`] | [`CoordinatorCore`]: phases, retries, receipt checks |
+//! | [`transaction`] | the async [`Participant`] seam, [`LocalParticipant`], [`DistributedTransaction`] |
+//! | [`node`] | the cores as simulator nodes ([`TxnNode`]) |
+//! | [`effects`] | [`Effects`] and [`Persist`]: what a core asks its driver to do |
+//! | [`sharding`] | [`ShardMap`]: ranges, versions, routing, splits |
+//! | [`rebalance`] | [`ReceiptSharding`]: load statistics and `rebalance_shards` |
+//! | [`balance`] | [`LoadBalancer`]: access-driven migrations (exercise 5) |
+//! | [`wire`] | [`TxnMessage`], [`Refusal`], bounded decoding |
+//! | [`error`] | [`TxnError`] |
+//!
+//! ## Example
+//!
+//! ```
+//! use futures::executor::block_on;
+//! use hologram_cam::MemoryStore;
+//! use hologram_receipt::KeyPair;
+//! use hologram_txn::{
+//!     DistributedTransaction, Key, LocalParticipant, Op, Participant, ParticipantConfig,
+//!     ParticipantCore, ShardMap, TxnId,
+//! };
+//! use std::sync::Arc;
+//!
+//! // Two single-replica shards.
+//! let keys = [KeyPair::from_seed([1; 32]), KeyPair::from_seed([2; 32])];
+//! let map = ShardMap::even(&[keys[0].node_id(), keys[1].node_id()]);
+//! let shards: Vec<LocalParticipant<MemoryStore>> = keys
+//!     .iter()
+//!     .map(|k| {
+//!         let core = ParticipantCore::new(k.clone(), ParticipantConfig::default(), map.clone())?;
+//!         Ok(LocalParticipant::new(core, Arc::new(MemoryStore::new())))
+//!     })
+//!     .collect::<Result<_, hologram_txn::TxnError>>()?;
+//! let shard = |k: &Key| shards.iter().find(|s| Some(s.id()) == map.node_of(k)).unwrap();
+//!
+//! let (alice, bob) = (Key::new(b"alice".to_vec())?, Key::new(b"bob".to_vec())?);
+//! block_on(shard(&alice).with_core(|c| c.load(alice.clone(), 100i64.to_le_bytes().to_vec())))??;
+//!
+//! // Move 30 from alice to bob, atomically, wherever they live.
+//! let writes = [
+//!     (shard(&alice) as &dyn Participant, vec![Op::Add { key: alice.clone(), delta: -30 }]),
+//!     (shard(&bob) as &dyn Participant, vec![Op::Add { key: bob.clone(), delta: 30 }]),
+//! ];
+//! let receipt = block_on(DistributedTransaction::new(TxnId([7; 16]), map.version(), writes).execute())?;
+//! assert!(receipt.phi_roundtrip);
+//! let balance = |k: &Key| block_on(shard(k).with_core(|c| c.value(k).map(<[u8]>::to_vec)));
+//! assert_eq!(balance(&bob)?, Some(30i64.to_le_bytes().to_vec()));
+//!
+//! // Overdrawing is refused everywhere and leaves nothing behind.
+//! let writes = [
+//!     (shard(&alice) as &dyn Participant, vec![Op::Add { key: alice.clone(), delta: -71 }]),
+//!     (shard(&bob) as &dyn Participant, vec![Op::Add { key: bob.clone(), delta: 71 }]),
+//! ];
+//! assert!(block_on(DistributedTransaction::new(TxnId([8; 16]), map.version(), writes).execute()).is_err());
+//! assert_eq!(balance(&alice)?, Some(70i64.to_le_bytes().to_vec()));
+//! # Ok::<(), hologram_txn::TxnError>(())
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod balance;
 pub mod coordinator;
 pub mod effects;
 pub mod error;
@@ -16,6 +115,7 @@ pub mod transaction;
 pub mod types;
 pub mod wire;
 
+pub use balance::{BalancerConfig, LoadBalancer, Migration, MovePhase};
 pub use coordinator::{CoordinatorConfig, CoordinatorCore, CoordinatorTimer, TxnResult};
 pub use effects::{Effects, Persist};
 pub use error::TxnError;

@@ -260,3 +260,69 @@ pub(crate) fn decided(txn: TxnId, result: Result<crate::Decision, TxnError>) -> 
         Err(e) => refused(txn, e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Op, PrepareRequest};
+    use hologram_lattice::NodeId;
+    use proptest::prelude::*;
+
+    fn prepare(key: Vec<u8>, delta: i64, n: u8) -> TxnMessage {
+        // Built through serde, so that out-of-bounds keys can be made.
+        let key: Key = postcard::from_bytes(&postcard::to_allocvec(&key).unwrap()).unwrap();
+        let participants: Vec<NodeId> = (1..=n).map(|i| NodeId::from_bytes([i; 32])).collect();
+        TxnMessage::Prepare(PrepareRequest {
+            txn: TxnId([n; 16]),
+            primary: participants[0],
+            participants,
+            ops: vec![Op::Add { key, delta }],
+            map_version: 3,
+        })
+    }
+
+    #[test]
+    fn oversized_and_trailing_input_is_refused() {
+        let bytes = prepare(b"k".to_vec(), 1, 2).to_wire().unwrap();
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(matches!(
+            TxnMessage::from_wire(&trailing),
+            Err(TxnError::Decode { .. })
+        ));
+        let huge = vec![0u8; MAX_MESSAGE_LEN + 1];
+        assert!(matches!(
+            TxnMessage::from_wire(&huge),
+            Err(TxnError::TooLarge { .. })
+        ));
+        // A key longer than the bound is refused after decoding.
+        let long = prepare(vec![1; 300], 1, 1);
+        let bytes = postcard::to_allocvec(&long).unwrap();
+        assert!(matches!(
+            TxnMessage::from_wire(&bytes),
+            Err(TxnError::TooLarge { what: "key", .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn messages_round_trip(key in proptest::collection::vec(any::<u8>(), 1..64),
+                               delta in any::<i64>(), n in 1u8..8) {
+            let m = prepare(key, delta, n);
+            prop_assert_eq!(TxnMessage::from_wire(&m.to_wire().unwrap()).unwrap(), m);
+        }
+
+        #[test]
+        fn garbage_is_an_error_not_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = TxnMessage::from_wire(&bytes);
+        }
+
+        #[test]
+        fn flipped_bits_never_panic(bit in 0usize..2000) {
+            let mut bytes = prepare(b"key".to_vec(), -5, 3).to_wire().unwrap();
+            let i = bit % (bytes.len() * 8);
+            bytes[i / 8] ^= 1 << (i % 8);
+            let _ = TxnMessage::from_wire(&bytes);
+        }
+    }
+}

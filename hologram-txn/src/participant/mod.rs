@@ -76,6 +76,9 @@ impl Default for ParticipantConfig {
     }
 }
 
+/// A key handed off by a split or move: the key, its version and value.
+pub type HandedOff = (Key, u64, Option<Vec<u8>>);
+
 /// What a participant's timers carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParticipantTimer {
@@ -298,10 +301,7 @@ impl ParticipantCore {
     /// [`TxnError::Conflict`] (retry later) while any leaving key is locked.
     /// Only keys whose owner changes are returned: a split moves only the
     /// split shard's keys above the split point.
-    pub fn hand_off(
-        &mut self,
-        map: ShardMap,
-    ) -> Result<Vec<(Key, u64, Option<Vec<u8>>)>, TxnError> {
+    pub fn hand_off(&mut self, map: ShardMap) -> Result<Vec<HandedOff>, TxnError> {
         let leaving: Vec<&Key> = self
             .data
             .keys()
@@ -330,29 +330,11 @@ impl ParticipantCore {
 
     /// Takes over keys handed off by their previous owner (with `map`, under
     /// which this node owns them), durably, keeping their versions.
-    pub fn absorb(
-        &mut self,
-        map: ShardMap,
-        entries: Vec<(Key, u64, Option<Vec<u8>>)>,
-    ) -> Result<(), TxnError> {
+    pub fn absorb(&mut self, map: ShardMap, entries: Vec<HandedOff>) -> Result<(), TxnError> {
         self.install_map(map)?;
         for (key, version, value) in entries {
             self.check_owned(&key)?;
-            let object = Record::Value {
-                key: key.clone(),
-                version,
-                value: value.clone(),
-            }
-            .to_object()?;
-            let stored = Stored {
-                version,
-                value,
-                address: object.address(),
-            };
-            self.effects.persist.put.push(object);
-            if let Some(old) = self.data.insert(key, stored) {
-                self.effects.persist.remove.push(old.address);
-            }
+            self.put_value(key, version, value)?;
         }
         Ok(())
     }
@@ -739,21 +721,31 @@ impl ParticipantCore {
     fn write_values(&mut self, writes: BTreeMap<Key, Option<Vec<u8>>>) -> Result<(), TxnError> {
         for (key, value) in writes {
             let version = self.data.get(&key).map_or(1, |s| s.version + 1);
-            let object = Record::Value {
-                key: key.clone(),
-                version,
-                value: value.clone(),
-            }
-            .to_object()?;
-            let stored = Stored {
-                version,
-                value,
-                address: object.address(),
-            };
-            self.effects.persist.put.push(object);
-            if let Some(old) = self.data.insert(key, stored) {
-                self.effects.persist.remove.push(old.address);
-            }
+            self.put_value(key, version, value)?;
+        }
+        Ok(())
+    }
+
+    fn put_value(
+        &mut self,
+        key: Key,
+        version: u64,
+        value: Option<Vec<u8>>,
+    ) -> Result<(), TxnError> {
+        let object = Record::Value {
+            key: key.clone(),
+            version,
+            value: value.clone(),
+        }
+        .to_object()?;
+        let stored = Stored {
+            version,
+            value,
+            address: object.address(),
+        };
+        self.effects.persist.put.push(object);
+        if let Some(old) = self.data.insert(key, stored) {
+            self.effects.persist.remove.push(old.address);
         }
         Ok(())
     }

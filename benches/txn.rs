@@ -1,0 +1,298 @@
+//! Transactions and sharding (issue 8).
+//!
+//! Targets and figures:
+//! - Four single-replica shards (`LocalParticipant` over `MemoryStore`),
+//!   two-shard transfers with signed receipts through
+//!   `DistributedTransaction`: at least 5,000 transactions/s. Compared in the
+//!   same group with single-shard transfers (the one-phase fast path).
+//! - Time to rebalance after a hot spot appears: windows of traffic until
+//!   `rebalance_shards` splits the hot shard, and the time of the split
+//!   itself (`rebalance_shards`, the source's `hand_off`, the new node's
+//!   `absorb` and the source's `forget`); keys moved per split against the
+//!   split shard's and the whole store's keys.
+//!
+//! After criterion's report, `cargo bench --bench txn` prints the figures.
+
+#[path = "support/measure.rs"]
+mod measure;
+
+use criterion::{criterion_group, Criterion, Throughput};
+use futures::executor::block_on;
+use hologram::cam::store::MemoryStore;
+use hologram::receipt::KeyPair;
+use hologram::txn::{
+    DistributedTransaction, Key, LocalParticipant, Op, Participant, ParticipantConfig,
+    ParticipantCore, ReceiptSharding, ShardMap, ShardingConfig, TxnId,
+};
+use measure::{best_seconds, verdict};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+const ACCOUNTS: u32 = 4096;
+
+fn account(i: u32) -> Key {
+    Key::new(blake3::hash(&i.to_le_bytes()).to_hex().as_bytes().to_vec()).expect("64 bytes")
+}
+
+struct Bank {
+    map: ShardMap,
+    shards: Vec<LocalParticipant<MemoryStore>>,
+    /// Pairs of accounts on different shards, and on the same shard.
+    cross: Vec<(Key, Key)>,
+    local: Vec<(Key, Key)>,
+    next: AtomicU64,
+}
+
+impl Bank {
+    fn new() -> Bank {
+        let keys: Vec<KeyPair> = (0..4u8).map(|i| KeyPair::from_seed([i + 1; 32])).collect();
+        let ids: Vec<_> = keys.iter().map(KeyPair::node_id).collect();
+        let map = ShardMap::even(&ids);
+        let shards: Vec<_> = keys
+            .into_iter()
+            .map(|k| {
+                let core = ParticipantCore::new(k, ParticipantConfig::default(), map.clone())
+                    .expect("new participant");
+                LocalParticipant::new(core, Arc::new(MemoryStore::new()))
+            })
+            .collect();
+        let accounts: Vec<Key> = (0..ACCOUNTS).map(account).collect();
+        let bank = Bank {
+            map,
+            shards,
+            cross: Vec::new(),
+            local: Vec::new(),
+            next: AtomicU64::new(1),
+        };
+        for a in &accounts {
+            let key = a.clone();
+            block_on(
+                bank.part(a)
+                    .with_core(|c| c.load(key, (i64::MAX / 2).to_le_bytes().to_vec())),
+            )
+            .expect("store")
+            .expect("load");
+        }
+        let (mut cross, mut local) = (Vec::new(), Vec::new());
+        for w in accounts.windows(2) {
+            if bank.map.node_of(&w[0]) == bank.map.node_of(&w[1]) {
+                local.push((w[0].clone(), w[1].clone()));
+            } else {
+                cross.push((w[0].clone(), w[1].clone()));
+            }
+        }
+        Bank {
+            cross,
+            local,
+            ..bank
+        }
+    }
+
+    fn part(&self, key: &Key) -> &LocalParticipant<MemoryStore> {
+        let node = self.map.node_of(key).expect("placed");
+        self.shards
+            .iter()
+            .find(|p| p.id() == node)
+            .expect("a shard")
+    }
+
+    /// One transfer of 1 between a pair; the pairs are taken in turn. A
+    /// lock conflict with another thread's transfer is retried under a new id.
+    fn transfer(&self, cross: bool) {
+        let pairs = if cross { &self.cross } else { &self.local };
+        let (from, to) = &pairs[(self.next.load(Ordering::Relaxed) % pairs.len() as u64) as usize];
+        loop {
+            let n = self.next.fetch_add(1, Ordering::Relaxed);
+            let mut id = [0u8; 16];
+            id[..8].copy_from_slice(&n.to_le_bytes());
+            let a: &dyn Participant = self.part(from);
+            let b: &dyn Participant = self.part(to);
+            let txn = DistributedTransaction::new(
+                TxnId(id),
+                self.map.version(),
+                [
+                    (
+                        a,
+                        vec![Op::Add {
+                            key: from.clone(),
+                            delta: -1,
+                        }],
+                    ),
+                    (
+                        b,
+                        vec![Op::Add {
+                            key: to.clone(),
+                            delta: 1,
+                        }],
+                    ),
+                ],
+            );
+            match block_on(txn.execute()) {
+                Ok(receipt) => {
+                    black_box(receipt);
+                    return;
+                }
+                Err(e) if e.is_retryable() => continue,
+                Err(e) => panic!("transfer failed: {e}"),
+            }
+        }
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let bank = Bank::new();
+    let mut group = c.benchmark_group("txn");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("two-shard 2PC transfer (4 shards, signed)", |b| {
+        b.iter(|| bank.transfer(true))
+    });
+    group.bench_function("single-shard one-phase transfer", |b| {
+        b.iter(|| bank.transfer(false))
+    });
+    group.finish();
+}
+
+/// Transactions per second on `threads` threads sharing the four shards.
+fn rate(bank: &Arc<Bank>, cross: bool, threads: usize, per_thread: u32) -> f64 {
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let bank = Arc::clone(bank);
+            std::thread::spawn(move || (0..per_thread).for_each(|_| bank.transfer(cross)))
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("thread");
+    }
+    f64::from(per_thread) * threads as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Windows of traffic until the hot shard splits, the time of the split and
+/// its hand-off, and the keys moved.
+fn rebalance_figures() {
+    let nodes: Vec<KeyPair> = (0..5u8).map(|i| KeyPair::from_seed([i + 10; 32])).collect();
+    let ids: Vec<_> = nodes.iter().map(KeyPair::node_id).collect();
+    let map = ShardMap::even(&ids[..4]);
+    let mut sharding = ReceiptSharding::new(map.clone(), ShardingConfig::default());
+    let keys: Vec<Key> = (0..40_000).map(account).collect();
+    let mut cores: Vec<ParticipantCore> = nodes[..4]
+        .iter()
+        .map(|k| ParticipantCore::new(k.clone(), ParticipantConfig::default(), map.clone()))
+        .collect::<Result<_, _>>()
+        .expect("participants");
+    for key in &keys {
+        let node = map.node_of(key).expect("placed");
+        let core = cores.iter_mut().find(|c| c.id() == node).expect("a core");
+        core.load(key.clone(), 1i64.to_le_bytes().to_vec())
+            .expect("load");
+    }
+    for c in &mut cores {
+        c.take_effects();
+    }
+    let receipts: Vec<_> = keys.iter().map(Key::receipt).collect();
+    // Uniform traffic for a while, then shard 0 gets four times its share.
+    for _ in 0..5 {
+        receipts.iter().for_each(|r| {
+            sharding.record(r);
+        });
+        sharding.end_window();
+    }
+    let hot = 0;
+    let mut windows = 0;
+    let split = loop {
+        windows += 1;
+        for r in &receipts {
+            let shard = sharding.record(r);
+            if shard == hot {
+                for _ in 0..3 {
+                    sharding.record(r);
+                }
+            }
+        }
+        sharding.end_window();
+        let start = Instant::now();
+        let splits = sharding
+            .rebalance_shards(|_| ids[4])
+            .expect("split inside the range");
+        if let Some(&split) = splits.first() {
+            break (split, start);
+        }
+        assert!(windows < 20, "the hot shard never split");
+    };
+    let (split, start) = split;
+    let new_map = sharding.map().clone();
+    let source_id = map.node(hot).expect("node");
+    let source = cores
+        .iter_mut()
+        .find(|c| c.id() == source_id)
+        .expect("source");
+    let in_shard = source.values().count();
+    let moved = source.hand_off(new_map.clone()).expect("no locks");
+    let moved_keys: Vec<Key> = moved.iter().map(|m| m.0.clone()).collect();
+    let mut target = ParticipantCore::new(
+        nodes[4].clone(),
+        ParticipantConfig::default(),
+        new_map.clone(),
+    )
+    .expect("target");
+    target.absorb(new_map, moved).expect("absorb");
+    source.forget(&moved_keys);
+    let elapsed = start.elapsed();
+    let others_moved = cores
+        .iter_mut()
+        .filter(|c| c.id() != source_id)
+        .map(|c| {
+            c.hand_off(sharding.map().clone())
+                .map(|m| m.len())
+                .unwrap_or(0)
+        })
+        .sum::<usize>();
+    println!(
+        "  hot spot (shard 0 at 4x its share): split after {windows} window(s) of sustained load; \
+         split + hand-off + absorb in {:.2} ms",
+        elapsed.as_secs_f64() * 1e3
+    );
+    println!(
+        "  keys moved per split: {} of the split shard's {} ({:.0}%), of {} keys in all; other shards moved {} (only the split shard's: {})",
+        moved_keys.len(),
+        in_shard,
+        100.0 * moved_keys.len() as f64 / in_shard.max(1) as f64,
+        keys.len(),
+        others_moved,
+        verdict(others_moved == 0)
+    );
+    let _ = split;
+}
+
+fn check_targets() {
+    println!("\nIssue 8 targets:");
+    let bank = Arc::new(Bank::new());
+    let one = 1.0 / best_seconds(500, || bank.transfer(true));
+    println!(
+        "  two-shard transactions, 4 single-replica shards, signed receipts, 1 thread: {one:.0} tx/s (target 5,000: {})",
+        verdict(one >= 5_000.0)
+    );
+    let two = (0..3)
+        .map(|_| rate(&bank, true, 2, 2000))
+        .fold(0.0, f64::max);
+    println!(
+        "  the same on 2 threads (2 cores): {two:.0} tx/s (target 5,000: {})",
+        verdict(two >= 5_000.0)
+    );
+    let local = 1.0 / best_seconds(500, || bank.transfer(false));
+    println!("  single-shard one-phase transactions, 1 thread: {local:.0} tx/s");
+    println!("  replicated shards (4 validators each): not measured, shards are not replicated groups yet");
+    rebalance_figures();
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    if std::env::args().any(|a| a == "--bench") {
+        check_targets();
+    }
+}
