@@ -198,10 +198,88 @@ impl core::fmt::Debug for KeyPair {
 /// The Ed25519 public key of `node`, or [`ReceiptError::InvalidKey`] when its
 /// bytes are not a curve point or are a point of small order (a weak key,
 /// which `verify_strict` would reject anyway).
+///
+/// Decompressing a key costs a field square root, about a tenth of a
+/// verification; nodes verify the same few peers' signatures again and
+/// again, so valid keys are kept decompressed in a bounded process-wide
+/// cache (see [`KEY_CACHE_CAPACITY`]). The cache holds only keys that passed
+/// both checks, keyed by all 32 bytes of the id, so a hit returns exactly
+/// what decoding would: verification is unchanged, only cheaper.
 pub fn verifying_key(node: &NodeId) -> Result<VerifyingKey, ReceiptError> {
+    if let Some(key) = key_cache::get(node) {
+        return Ok(key);
+    }
     match VerifyingKey::from_bytes(node.as_bytes()) {
-        Ok(key) if !key.is_weak() => Ok(key),
+        Ok(key) if !key.is_weak() => {
+            key_cache::insert(*node, key);
+            Ok(key)
+        }
         _ => Err(ReceiptError::InvalidKey(*node)),
+    }
+}
+
+/// The most decompressed keys [`verifying_key`] keeps.
+pub const KEY_CACHE_CAPACITY: usize = 1024;
+
+/// The bounded cache behind [`verifying_key`]: two generations of at most
+/// half the capacity each. Inserts go to the young one; when it is full it
+/// becomes the old one (the previous old one is dropped). A hit in the old
+/// generation moves the key to the young one, so keys in use survive and
+/// the cache never holds more than [`KEY_CACHE_CAPACITY`] keys.
+mod key_cache {
+    use super::{NodeId, VerifyingKey, KEY_CACHE_CAPACITY};
+    use std::collections::HashMap;
+    use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+
+    #[derive(Default)]
+    struct Generations {
+        young: HashMap<NodeId, VerifyingKey>,
+        old: HashMap<NodeId, VerifyingKey>,
+    }
+
+    fn cache() -> MutexGuard<'static, Generations> {
+        static CACHE: OnceLock<Mutex<Generations>> = OnceLock::new();
+        // The maps stay consistent whatever a panicking holder did (every
+        // entry is a valid key), so a poisoned lock is still usable.
+        CACHE
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn get(node: &NodeId) -> Option<VerifyingKey> {
+        let mut cache = cache();
+        if let Some(key) = cache.young.get(node) {
+            return Some(*key);
+        }
+        let key = cache.old.remove(node)?;
+        put(&mut cache, *node, key);
+        Some(key)
+    }
+
+    pub(super) fn insert(node: NodeId, key: VerifyingKey) {
+        put(&mut cache(), node, key);
+    }
+
+    fn put(cache: &mut Generations, node: NodeId, key: VerifyingKey) {
+        if cache.young.len() >= KEY_CACHE_CAPACITY / 2 {
+            cache.old = std::mem::take(&mut cache.young);
+        }
+        cache.young.insert(node, key);
+    }
+
+    /// How many keys the cache holds.
+    #[cfg(test)]
+    pub(super) fn len() -> usize {
+        let cache = cache();
+        cache.young.len() + cache.old.len()
+    }
+
+    /// Whether `node` is cached.
+    #[cfg(test)]
+    pub(super) fn contains(node: &NodeId) -> bool {
+        let cache = cache();
+        cache.young.contains_key(node) || cache.old.contains_key(node)
     }
 }
 
@@ -296,6 +374,48 @@ mod tests {
         let keys = KeyPair::from_seed([9; 32]);
         assert_eq!(KeyPair::from_seed(keys.to_seed()).node_id(), keys.node_id());
         assert!(!format!("{keys:?}").contains(&format!("{:?}", keys.to_seed())));
+    }
+
+    #[test]
+    fn cached_keys_are_exactly_the_decoded_ones_and_the_cache_is_bounded() {
+        let keys: Vec<KeyPair> = (0..KEY_CACHE_CAPACITY as u32 + 100)
+            .map(|i| {
+                let mut seed = [0x5a; 32];
+                seed[..4].copy_from_slice(&i.to_le_bytes());
+                KeyPair::from_seed(seed)
+            })
+            .collect();
+        for k in &keys {
+            let id = k.node_id();
+            let fresh = VerifyingKey::from_bytes(id.as_bytes()).unwrap();
+            // A miss, then a hit: both equal to decoding.
+            assert_eq!(verifying_key(&id), Ok(fresh));
+            assert!(key_cache::contains(&id));
+            assert_eq!(verifying_key(&id), Ok(fresh));
+            assert!(key_cache::len() <= KEY_CACHE_CAPACITY);
+        }
+        // A key in use survives the churn of others.
+        let first = keys[0].node_id();
+        for k in &keys[1..] {
+            verifying_key(&first).unwrap();
+            verifying_key(&k.node_id()).unwrap();
+        }
+        assert!(key_cache::contains(&first));
+        // Cached or not, verification is strict: a wrong message, purpose
+        // or signer still fails.
+        let sig = keys[0].sign(Purpose::Vote, b"m");
+        assert_eq!(verify_signature(&first, Purpose::Vote, b"m", &sig), Ok(()));
+        assert!(verify_signature(&first, Purpose::Vote, b"n", &sig).is_err());
+        assert!(verify_signature(&first, Purpose::Commit, b"m", &sig).is_err());
+        assert!(verify_signature(&keys[1].node_id(), Purpose::Vote, b"m", &sig).is_err());
+        // Weak and invalid keys are never cached.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = NodeId::from_bytes(identity);
+        for _ in 0..2 {
+            assert_eq!(verifying_key(&weak), Err(ReceiptError::InvalidKey(weak)));
+        }
+        assert!(!key_cache::contains(&weak));
     }
 
     #[test]
