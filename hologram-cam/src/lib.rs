@@ -9,8 +9,8 @@
 //! [`DistributedCAM`] (verified fetches from providers and the router's
 //! nearest peers, single-flight gets, content-defined chunking of large
 //! blobs) and the [`DeduplicationNetwork`] (N replicas on a [`HashRing`],
-//! majority writes, quorum reads with repair, reference sets, hand-off on
-//! join and leave). The README's status table lists what is missing.
+//! majority writes, quorum reads with repair, reference sets that survive a
+//! restart when kept durable, hand-off on join and leave). The README's status table lists what is missing.
 //!
 //! ```
 //! use futures::executor::block_on;
@@ -32,7 +32,7 @@
 //! | [`cam`] | [`DistributedCAM`], its [`CamHandler`] and [`ProviderRecords`] |
 //! | [`blob`] | large blobs: chunks under a [`Manifest`], streamed and verified chunk by chunk |
 //! | [`chunking`] | content-defined chunking (gear hash) for large blobs |
-//! | [`dedup`] | [`DeduplicationNetwork`]: N replicas on the ring, majority writes, quorum reads with repair, reference counts |
+//! | [`dedup`] | [`DeduplicationNetwork`]: N replicas on the ring, majority writes, quorum reads with repair, reference sets kept by a [`ReferenceStore`] (in memory, or durable in a [`RedbStore`]) |
 //! | [`wire`] | the CAM protocol's messages, bounded decoding |
 //! | [`error`] | [`CamError`] |
 #![forbid(unsafe_code)]
@@ -50,7 +50,9 @@ pub mod wire;
 
 pub use blob::{BlobRef, Manifest};
 pub use cam::{CamHandler, DistributedCAM, ProviderRecords};
-pub use dedup::{DedupHandler, DeduplicationNetwork, Release, StoreResult};
+pub use dedup::{
+    DedupHandler, DeduplicationNetwork, MemoryReferences, ReferenceStore, Release, StoreResult,
+};
 pub use error::CamError;
 pub use object::Object;
 pub use ring::HashRing;

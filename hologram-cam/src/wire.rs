@@ -64,38 +64,44 @@ pub(crate) fn decode_bounded<T: serde::de::DeserializeOwned>(
     postcard::from_bytes(bytes).map_err(|e| CamError::Decode(e.to_string()))
 }
 
-/// Serde for byte vectors as one byte string (postcard: a length and a
-/// copy) rather than a sequence of separately encoded bytes, which is many
-/// times slower for objects of a mebibyte.
+/// Serde for byte buffers (`Vec<u8>`, `Arc<[u8]>`) as one byte string
+/// (postcard: a length and a copy) rather than a sequence of separately
+/// encoded bytes, which is many times slower for objects of a mebibyte.
+/// Decoding copies the bytes once, straight into the buffer.
 pub(crate) mod bytes {
     use serde::de::{Deserializer, SeqAccess, Visitor};
     use serde::Serializer;
+    use std::marker::PhantomData;
 
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(v)
+    pub fn serialize<S: Serializer, B: AsRef<[u8]>>(v: &B, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v.as_ref())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        struct Bytes;
-        impl<'de> Visitor<'de> for Bytes {
-            type Value = Vec<u8>;
+    pub fn deserialize<'de, D, B>(d: D) -> Result<B, D::Error>
+    where
+        D: Deserializer<'de>,
+        B: for<'a> From<&'a [u8]> + From<Vec<u8>>,
+    {
+        struct Bytes<B>(PhantomData<B>);
+        impl<'de, B: for<'a> From<&'a [u8]> + From<Vec<u8>>> Visitor<'de> for Bytes<B> {
+            type Value = B;
             fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
                 f.write_str("bytes")
             }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<B, E> {
+                Ok(B::from(v))
             }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<B, E> {
+                Ok(B::from(v))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<B, A::Error> {
                 let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
                 while let Some(b) = seq.next_element()? {
                     out.push(b);
                 }
-                Ok(out)
+                Ok(B::from(out))
             }
         }
-        d.deserialize_byte_buf(Bytes)
+        d.deserialize_byte_buf(Bytes(PhantomData))
     }
 }

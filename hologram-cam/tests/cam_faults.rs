@@ -155,8 +155,13 @@ fn run(seed: u64) -> Result<(), String> {
             }
         }
     }
-    // Quiet network, everyone up: every object is readable from every honest node.
-    network.set_faults(Faults::NONE);
+    // Quiet network, everyone up: every object is readable from every honest
+    // node. No latency either: the 5 ms timeouts are real time, and a
+    // loaded machine can stretch a 1 ms + 1 ms round trip past them.
+    network.set_faults(Faults {
+        latency_ms: (0, 0),
+        ..Faults::NONE
+    });
     network.heal();
     if let Some((node, true)) = out {
         let transport = network.restart(node, Arc::clone(&handlers[&node]) as _);

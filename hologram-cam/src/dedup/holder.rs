@@ -1,55 +1,48 @@
 //! The holder side of the deduplication network: a store with reference sets.
 
+use super::locks::AddressLocks;
+use super::references::{MemoryReferences, ReferenceSet, ReferenceStore};
 use super::wire::{DedupMessage, Reference, Request};
-use crate::HashRing;
 use crate::{CamError, Object, Store};
-use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol, Transport};
+use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol};
 use hologram_lattice::{Address, PeerId};
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
 
-/// Serves the deduplication protocol from a [`Store`], counting references.
+/// Serves the deduplication protocol from a [`Store`], counting references
+/// in a [`ReferenceStore`].
 ///
 /// References are sets, not counters: each is a [`Reference`] (client and
 /// operation number), added once however often it arrives and never again
-/// once released (released references are remembered as tombstones). A
-/// holder never removes an object on its own: a `Free` removes it only when
-/// the holder counts no reference, and the client sends `Free` only when
-/// every owner said it counts none (see
+/// once released (see [`ReferenceSet`]). A holder never removes an object
+/// on its own: a `Free` removes it only when the holder counts no
+/// reference, and the client sends `Free` only when every owner said it
+/// counts none (see
 /// [`DeduplicationNetwork::release`](super::DeduplicationNetwork::release)).
 /// So a replica that missed a reference cannot free an object that others
 /// still count, and a count can never go below zero. Every `Put` and `Adopt`
 /// is verified against its address before anything is stored.
 ///
-/// The sets live in memory. After a restart, an object in the store that
-/// the holder has no record of counts as one unknown reference, which keeps
-/// it from being freed (it may leak; it is never lost).
-pub struct DedupHandler<S: Store> {
-    store: Arc<S>,
-    refs: Mutex<HashMap<Address, Counted>>,
+/// **Concurrency.** Requests that change one object are applied one at a
+/// time (an async lock per address), and each `(sender, op)` once: a
+/// repeat, even one delivered concurrently on another thread, waits for the
+/// first copy and gets its answer (a window of the last 65,536 answers is
+/// kept). Requests about different objects run in parallel.
+///
+/// **Restarts.** With [`DedupHandler::new`] the reference sets live in
+/// memory: after a restart, an object in the store that the holder has no
+/// record of counts as one unknown reference, which keeps it from being
+/// freed (it may leak; it is never lost). With a durable
+/// [`ReferenceStore`] ([`DedupHandler::durable`] over a
+/// [`RedbStore`](crate::RedbStore)), a restarted holder counts exactly the
+/// references it acknowledged.
+pub struct DedupHandler<S: Store, R: ReferenceStore = MemoryReferences> {
+    pub(super) store: Arc<S>,
+    pub(super) references: Arc<R>,
+    pub(super) locks: AddressLocks,
     applied: Mutex<Applied>,
-    next_op: AtomicU64,
-}
-
-/// The references of one object.
-#[derive(Debug, Default, Clone)]
-struct Counted {
-    live: BTreeSet<Reference>,
-    released: BTreeSet<Reference>,
-}
-
-impl Counted {
-    /// Counts the references not released before; returns the live count.
-    fn add(&mut self, references: impl IntoIterator<Item = Reference>) -> u64 {
-        for r in references {
-            if !self.released.contains(&r) {
-                self.live.insert(r);
-            }
-        }
-        self.live.len() as u64
-    }
+    pub(super) next_op: AtomicU64,
 }
 
 /// Answers to recent mutating requests, by (sender, op): a bounded window.
@@ -59,278 +52,208 @@ struct Applied {
     order: VecDeque<(PeerId, u64)>,
 }
 
+impl Applied {
+    fn remember(&mut self, key: (PeerId, u64), answer: DedupMessage) {
+        if self.answers.insert(key, answer).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > APPLIED_WINDOW {
+            if let Some(old) = self.order.pop_front() {
+                self.answers.remove(&old);
+            }
+        }
+    }
+}
+
 /// How many recent mutating requests a holder remembers.
 const APPLIED_WINDOW: usize = 1 << 16;
 
 impl<S: Store> DedupHandler<S> {
-    /// A holder over `store`.
+    /// A holder over `store`, its reference sets in memory.
     pub fn new(store: Arc<S>) -> Self {
+        Self::with_references(store, Arc::new(MemoryReferences::new()))
+    }
+}
+
+impl<S: Store + ReferenceStore> DedupHandler<S, S> {
+    /// A holder whose store keeps its reference sets too (a
+    /// [`RedbStore`](crate::RedbStore): objects and references in one
+    /// durable file).
+    pub fn durable(store: Arc<S>) -> Self {
+        Self::with_references(Arc::clone(&store), store)
+    }
+}
+
+impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
+    /// A holder over `store`, keeping reference sets in `references`.
+    pub fn with_references(store: Arc<S>, references: Arc<R>) -> Self {
         Self {
             store,
-            refs: Mutex::new(HashMap::new()),
+            references,
+            locks: AddressLocks::default(),
             applied: Mutex::new(Applied::default()),
-            next_op: AtomicU64::new(0),
+            next_op: AtomicU64::new(super::random_op_start()),
         }
     }
 
     /// The references counted for `address`: 0 when not held, 1 for a held
-    /// object the holder has no record of (after a restart).
-    pub async fn refs(&self, address: &Address) -> u64 {
-        let counted = self
-            .refs
-            .lock()
-            .ok()
-            .and_then(|r| r.get(address).map(|c| c.live.len() as u64));
-        match counted {
-            Some(n) => n,
-            None => u64::from(self.store.contains(address).await.unwrap_or(false)),
+    /// object the holder has no record of.
+    pub async fn refs(&self, address: &Address) -> Result<u64, CamError> {
+        if !self.store.contains(address).await? {
+            return Ok(0);
         }
+        Ok(self
+            .references
+            .load(address)
+            .await?
+            .map_or(1, |set| set.count()))
     }
 
-    /// Runs `f` on the record of `address` (created empty if missing).
-    fn with_record<R>(
-        &self,
-        address: Address,
-        f: impl FnOnce(&mut Counted) -> R,
-    ) -> Result<R, HandlerError> {
-        let mut refs = self
-            .refs
-            .lock()
-            .map_err(|_| HandlerError::Failed("references poisoned".into()))?;
-        Ok(f(refs.entry(address).or_default()))
+    /// Counts `references` for `address`; returns the live count. The
+    /// caller holds the address's lock.
+    async fn count<I>(&self, address: &Address, references: I) -> Result<u64, HandlerError>
+    where
+        I: IntoIterator<Item = Reference> + Send,
+    {
+        let mut references = Some(references);
+        self.references
+            .update(address, &mut |set: &mut ReferenceSet| {
+                if let Some(r) = references.take() {
+                    set.add(r);
+                }
+            })
+            .await
+            .map_err(failed)
     }
 
-    /// Stores a verified object if absent, and makes sure it has a record.
-    async fn hold(&self, address: Address, data: Vec<u8>) -> Result<(), HandlerError> {
+    /// Stores a verified object if absent; returns whether it was present.
+    async fn hold(&self, address: Address, data: Arc<[u8]>) -> Result<bool, HandlerError> {
         let object =
             Object::verify(address, data).map_err(|e| HandlerError::Refused(e.to_string()))?;
-        if !self.store.contains(&address).await.map_err(failed)? {
+        let before = self.store.contains(&address).await.map_err(failed)?;
+        if !before {
             self.store.put(object).await.map_err(failed)?;
         }
-        self.with_record(address, |_| ())
+        Ok(before)
     }
 
-    async fn answer(&self, message: DedupMessage) -> Result<DedupMessage, HandlerError> {
+    /// Applies one mutating request; the caller holds the address's lock.
+    async fn apply(&self, message: DedupMessage) -> Result<DedupMessage, HandlerError> {
         Ok(match message {
             DedupMessage::Put {
-                data,
                 address,
                 reference,
+                data,
             } => {
-                self.hold(address, data).await?;
-                DedupMessage::Refs(self.with_record(address, |c| c.add(reference))?)
+                let before = self.hold(address, data).await?;
+                let refs = self.count(&address, reference).await?;
+                DedupMessage::Held { refs, before }
             }
             DedupMessage::Adopt {
-                data,
                 address,
                 references,
+                data,
             } => {
                 self.hold(address, data).await?;
-                DedupMessage::Refs(self.with_record(address, |c| c.add(references))?)
+                let refs = match references {
+                    Some(references) => self.count(&address, references).await?,
+                    // Unknown references: no record, so never freed.
+                    None => {
+                        self.references.forget(&address).await.map_err(failed)?;
+                        1
+                    }
+                };
+                DedupMessage::Refs(refs)
             }
             DedupMessage::AddRef(address, r) => {
-                if self.store.contains(&address).await.map_err(failed)? {
-                    DedupMessage::Refs(self.with_record(address, |c| c.add([r]))?)
-                } else {
-                    DedupMessage::NotFound
+                if !self.store.contains(&address).await.map_err(failed)? {
+                    return Ok(DedupMessage::NotFound);
                 }
+                DedupMessage::Refs(self.count(&address, [r]).await?)
             }
+            DedupMessage::Release(address, r) => {
+                if !self.store.contains(&address).await.map_err(failed)? {
+                    return Ok(DedupMessage::NotFound);
+                }
+                let Some(mut set) = self.references.load(&address).await.map_err(failed)? else {
+                    // Held without a record (after a crash): count unknown.
+                    return Ok(DedupMessage::Refs(1));
+                };
+                let refs = set.release(r);
+                self.references.save(&address, &set).await.map_err(failed)?;
+                DedupMessage::Refs(refs)
+            }
+            DedupMessage::Free(address) => {
+                let set = self.references.load(&address).await.map_err(failed)?;
+                let free = set.is_some_and(|s| s.live.is_empty());
+                if free {
+                    // The object first: a crash in between leaves a record
+                    // without an object, which is ignored.
+                    self.store.remove(&address).await.map_err(failed)?;
+                    self.references.forget(&address).await.map_err(failed)?;
+                }
+                DedupMessage::Freed(free)
+            }
+            other => return Err(HandlerError::Refused(format!("not a mutation: {other:?}"))),
+        })
+    }
+
+    /// Answers a request that changes nothing.
+    async fn read(&self, message: DedupMessage) -> Result<DedupMessage, HandlerError> {
+        Ok(match message {
             DedupMessage::Has(address) => {
                 DedupMessage::HasAnswer(self.store.contains(&address).await.map_err(failed)?)
             }
             DedupMessage::Get(address) => match self.store.get(&address).await.map_err(failed)? {
-                Some(object) => DedupMessage::Found(object.data().to_vec()),
+                Some(object) => DedupMessage::Found(object.shared_data()),
                 None => DedupMessage::NotFound,
             },
             other => return Err(HandlerError::Refused(format!("not a request: {other:?}"))),
         })
     }
 
-    /// `Release` and `Free`, then everything else.
-    async fn answer_mutation(&self, message: DedupMessage) -> Result<DedupMessage, HandlerError> {
-        match message {
-            DedupMessage::Release(address, r) => {
-                if !self.store.contains(&address).await.map_err(failed)? {
-                    return Ok(DedupMessage::NotFound);
-                }
-                let known = self
-                    .refs
-                    .lock()
-                    .ok()
-                    .is_some_and(|refs| refs.contains_key(&address));
-                if !known {
-                    // Held without a record (after a restart): count unknown.
-                    return Ok(DedupMessage::Refs(1));
-                }
-                Ok(DedupMessage::Refs(self.with_record(address, |c| {
-                    c.live.remove(&r);
-                    c.released.insert(r);
-                    c.live.len() as u64
-                })?))
-            }
-            DedupMessage::Free(address) => {
-                let free = self
-                    .refs
-                    .lock()
-                    .map_err(|_| HandlerError::Failed("references poisoned".into()))?
-                    .get(&address)
-                    .is_some_and(|c| c.live.is_empty());
-                if free {
-                    self.store.remove(&address).await.map_err(failed)?;
-                    if let Ok(mut refs) = self.refs.lock() {
-                        refs.remove(&address);
-                    }
-                }
-                Ok(DedupMessage::Freed(free))
-            }
-            other => self.answer(other).await,
+    fn applied(&self) -> std::sync::MutexGuard<'_, Applied> {
+        // Each critical section is one map operation.
+        self.applied.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Answers one decoded request from `from`.
+    pub(super) async fn answer(
+        &self,
+        from: PeerId,
+        Request { op, message }: Request,
+    ) -> Result<DedupMessage, HandlerError> {
+        let Some(address) = message.mutated() else {
+            return self.read(message).await;
+        };
+        // Copies of one request name one address: the lock orders them, and
+        // all but the first find its answer.
+        let _guard = self.locks.lock(address).await;
+        let key = (from, op);
+        if let Some(earlier) = self.applied().answers.get(&key).cloned() {
+            return Ok(earlier);
         }
+        let answer = self.apply(message).await?;
+        self.applied().remember(key, answer.clone());
+        Ok(answer)
     }
 }
 
-fn failed(e: CamError) -> HandlerError {
+pub(super) fn failed(e: CamError) -> HandlerError {
     HandlerError::Failed(e.to_string())
 }
 
-/// What one [`DedupHandler::hand_off`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HandOff {
-    /// Objects this node keeps (whether or not their owners changed).
-    pub kept: usize,
-    /// Copies new owners adopted.
-    pub copied: usize,
-    /// Objects this node no longer owns, removed after every owner adopted them.
-    pub moved: usize,
-    /// Objects it no longer owns but kept, because an owner did not adopt.
-    pub pending: usize,
-}
-
-impl<S: Store> DedupHandler<S> {
-    /// After the ring changed from `before` to `after`: pages through the
-    /// store and moves only the objects whose owners changed, each to the
-    /// owners that are new, with its references. The owners that leave an
-    /// object's set send it (and remove their copy only once every new owner
-    /// adopted it, so no acknowledged copy is lost in the move); when none
-    /// leaves, the old primary sends it.
-    pub async fn hand_off<T: Transport + ?Sized>(
-        &self,
-        me: PeerId,
-        transport: &T,
-        before: &HashRing,
-        after: &HashRing,
-        replication: usize,
-        timeout: Duration,
-    ) -> Result<HandOff, CamError> {
-        let mut report = HandOff::default();
-        let mut cursor = None;
-        loop {
-            let page = self.store.scan(cursor, 256).await?;
-            let Some(&last) = page.last() else { break };
-            cursor = Some(last);
-            for address in page {
-                let (old, new) = (
-                    before.owners(&address, replication),
-                    after.owners(&address, replication),
-                );
-                let leaving = !new.contains(&me);
-                let someone_leaves = old.iter().any(|o| !new.contains(o));
-                let sends = leaving || (!someone_leaves && old.first() == Some(&me));
-                if old == new || !sends {
-                    report.kept += usize::from(!leaving);
-                    continue;
-                }
-                let Some(object) = self.store.get(&address).await? else {
-                    continue;
-                };
-                let references: Vec<Reference> = self
-                    .refs
-                    .lock()
-                    .ok()
-                    .and_then(|r| r.get(&address).map(|c| c.live.iter().copied().collect()))
-                    .unwrap_or_default();
-                let adopt = Request {
-                    op: self.next_op.fetch_add(1, Ordering::Relaxed),
-                    message: DedupMessage::Adopt {
-                        data: object.data().to_vec(),
-                        address,
-                        references,
-                    },
-                }
-                .encode();
-                let targets: Vec<PeerId> = new
-                    .iter()
-                    .copied()
-                    .filter(|o| *o != me && !old.contains(o))
-                    .collect();
-                let mut adopted = 0;
-                for &owner in &targets {
-                    let answer = transport
-                        .request(owner, Protocol::DEDUP, adopt.clone(), timeout)
-                        .await;
-                    if let Ok(Ok(DedupMessage::Refs(_))) = answer.map(|a| DedupMessage::decode(&a))
-                    {
-                        adopted += 1;
-                        report.copied += 1;
-                    }
-                }
-                if !leaving {
-                    report.kept += 1;
-                } else if adopted == targets.len() {
-                    self.store.remove(&address).await?;
-                    if let Ok(mut refs) = self.refs.lock() {
-                        refs.remove(&address);
-                    }
-                    report.moved += 1;
-                } else {
-                    report.pending += 1;
-                }
-            }
-        }
-        Ok(report)
-    }
-}
-
 #[async_trait]
-impl<S: Store + 'static> Handler for DedupHandler<S> {
+impl<S: Store + 'static, R: ReferenceStore + 'static> Handler for DedupHandler<S, R> {
     async fn request(
         &self,
         from: PeerId,
         _protocol: Protocol,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, HandlerError> {
-        let Request { op, message } =
+        let request =
             Request::decode(&payload).map_err(|e| HandlerError::Refused(e.to_string()))?;
-        let mutating = matches!(
-            message,
-            DedupMessage::Put { .. }
-                | DedupMessage::Adopt { .. }
-                | DedupMessage::AddRef(..)
-                | DedupMessage::Release(..)
-                | DedupMessage::Free(_)
-        );
-        if !mutating {
-            return Ok(self.answer(message).await?.encode());
-        }
-        let key = (from, op);
-        let earlier = self
-            .applied
-            .lock()
-            .ok()
-            .and_then(|a| a.answers.get(&key).cloned());
-        if let Some(earlier) = earlier {
-            return Ok(earlier.encode());
-        }
-        let answer = self.answer_mutation(message).await?;
-        if let Ok(mut applied) = self.applied.lock() {
-            applied.answers.insert(key, answer.clone());
-            applied.order.push_back(key);
-            while applied.order.len() > APPLIED_WINDOW {
-                if let Some(old) = applied.order.pop_front() {
-                    applied.answers.remove(&old);
-                }
-            }
-        }
-        Ok(answer.encode())
+        Ok(self.answer(from, request).await?.encode())
     }
 
     async fn message(&self, _from: PeerId, _protocol: Protocol, _payload: Vec<u8>) {}

@@ -2,18 +2,39 @@
 //! nodes of a consistent-hash ring, written to a majority, read from enough
 //! copies that reads and writes meet, with reference counts (SPEC §8).
 
+mod hand_off;
 mod holder;
+mod locks;
+mod references;
 mod wire;
 
-pub use holder::{DedupHandler, HandOff};
-pub use wire::{DedupMessage, Reference, Request, MAX_MESSAGE_BYTES};
+pub use hand_off::HandOff;
+pub use holder::DedupHandler;
+pub use references::{MemoryReferences, ReferenceSet, ReferenceStore};
+pub use wire::{DedupMessage, Reference, Request, MAX_MESSAGE_BYTES, REQUEST_CHECK_CONTEXT};
 
 use crate::{CamError, HashRing, Object};
-use futures::future::join_all;
+use futures::future::{join, join_all};
 use hologram_lattice::transport::{Protocol, Transport};
 use hologram_lattice::{Address, PeerId};
-use std::sync::{Arc, RwLock};
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+
+/// The default [`DeduplicationNetwork::with_direct_put_bytes`]: 64 KiB.
+pub const DIRECT_PUT_BYTES: usize = 64 << 10;
+
+/// A random first operation number, so that a restarted client or holder
+/// does not reuse the numbers (and so the [`Reference`]s) of its earlier
+/// life, which holders remember as applied or released. Drawn from `std`'s
+/// randomly keyed `RandomState`: 64 random bits, so two lives' ranges of
+/// numbers overlap with negligible probability.
+pub(crate) fn random_op_start() -> u64 {
+    RandomState::new().hash_one(0x6465_6475_7020_6f70_u64)
+}
 
 /// What [`DeduplicationNetwork::store_unique`] did, as the chapter names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,15 +65,25 @@ pub struct Release {
 /// chapter's rule); a read asks owners until one returns an object that
 /// verifies, and also checks `R = N - W + 1` of them so it meets every
 /// write quorum, repairing owners that lack the object or hold it corrupt.
+///
+/// A store of an object up to [`DIRECT_PUT_BYTES`] (configurable) is one
+/// round: the object goes to every owner with the reference, and each
+/// answers whether it held the object already. A larger object first asks
+/// who has it, and sends its bytes only to owners that lack it.
+///
+/// The client is `Sync`: share it between tasks and threads to run many
+/// operations at once. Each request is numbered (from a random start, so a
+/// restarted client never reuses a number), and a holder applies each
+/// number once.
 pub struct DeduplicationNetwork<T: Transport + ?Sized> {
     transport: Arc<T>,
     ring: Arc<RwLock<HashRing>>,
     replication: usize,
     timeout: Duration,
-    next_op: std::sync::atomic::AtomicU64,
+    direct_put_bytes: usize,
+    next_op: AtomicU64,
     /// The references this client holds, oldest first, per address.
-    held:
-        std::sync::Mutex<std::collections::HashMap<Address, std::collections::VecDeque<Reference>>>,
+    held: Mutex<HashMap<Address, VecDeque<Reference>>>,
 }
 
 impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
@@ -63,15 +94,23 @@ impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
             transport,
             ring,
             replication: replication.max(1),
-            next_op: std::sync::atomic::AtomicU64::new(0),
-            held: std::sync::Mutex::new(std::collections::HashMap::new()),
             timeout: Duration::from_secs(2),
+            direct_put_bytes: DIRECT_PUT_BYTES,
+            next_op: AtomicU64::new(random_op_start()),
+            held: Mutex::new(HashMap::new()),
         }
     }
 
     /// Sets the timeout of each request.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Objects up to `bytes` are stored in one round (sent to every owner
+    /// at once); larger ones ask first who has them.
+    pub fn with_direct_put_bytes(mut self, bytes: usize) -> Self {
+        self.direct_put_bytes = bytes;
         self
     }
 
@@ -93,59 +132,66 @@ impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
             .unwrap_or_default()
     }
 
-    /// Sends one request (numbered, so a duplicated delivery is applied once).
-    async fn ask(&self, peer: PeerId, message: &DedupMessage) -> Option<DedupMessage> {
-        let op = self
-            .next_op
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    fn next_op(&self) -> u64 {
+        self.next_op.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends `message` to every peer of `peers` as one numbered request
+    /// (encoded once; each holder sees the number once); the answers in
+    /// the order of `peers`, `None` where a peer failed or answered garbage.
+    async fn ask_all(&self, peers: &[PeerId], message: DedupMessage) -> Vec<Option<DedupMessage>> {
         let request = Request {
-            op,
-            message: message.clone(),
+            op: self.next_op(),
+            message,
         }
         .encode();
-        let answer = self
-            .transport
-            .request(peer, Protocol::DEDUP, request, self.timeout)
-            .await
-            .ok()?;
-        DedupMessage::decode(&answer).ok()
+        join_all(peers.iter().map(|&peer| {
+            let request = request.clone();
+            async move {
+                let answer = self
+                    .transport
+                    .request(peer, Protocol::DEDUP, request, self.timeout)
+                    .await
+                    .ok()?;
+                DedupMessage::decode(&answer).ok()
+            }
+        }))
+        .await
     }
 
     /// Stores `data` once across the network: a duplicate only counts a
     /// reference; a new object goes to all `N` owners and succeeds on `W`
-    /// acknowledgements.
-    pub async fn store_unique(&self, data: Vec<u8>) -> StoreResult {
+    /// acknowledgements. It is a duplicate when at least `R` owners held it
+    /// before.
+    pub async fn store_unique(&self, data: impl Into<Arc<[u8]>>) -> StoreResult {
+        let data: Arc<[u8]> = data.into();
         let address = Address::of(&data);
         let owners = self.owners(&address);
         let reference = Reference {
             client: self.transport.local_id(),
-            op: self
-                .next_op
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            op: self.next_op(),
         };
-        // Already held by a read quorum? Then it is a duplicate: count a reference.
-        let has_message = DedupMessage::Has(address);
-        let has = join_all(owners.iter().map(|&p| self.ask(p, &has_message))).await;
-        let holds = |a: &Option<DedupMessage>| *a == Some(DedupMessage::HasAnswer(true));
-        let holders = has.iter().filter(|a| holds(a)).count();
-        let put = DedupMessage::Put {
-            data,
-            address,
-            reference: Some(reference),
-        };
-        let duplicate = holders > 0 && holders >= self.read_quorum().min(owners.len());
-        let acks = join_all(owners.iter().zip(&has).map(|(&p, h)| {
-            let message = if duplicate && holds(h) {
-                DedupMessage::AddRef(address, reference)
-            } else {
-                put.clone()
+        let (answers, had) = if data.len() <= self.direct_put_bytes {
+            let put = DedupMessage::Put {
+                address,
+                reference: Some(reference),
+                data,
             };
-            async move { self.ask(p, &message).await }
-        }))
-        .await;
-        let acks = acks
+            let answers = self.ask_all(&owners, put).await;
+            let had = answers
+                .iter()
+                .map(|a| matches!(a, Some(DedupMessage::Held { before: true, .. })))
+                .collect();
+            (answers, had)
+        } else {
+            self.probe_then_store(&owners, address, reference, data)
+                .await
+        };
+        let holders = had.iter().filter(|&&h| h).count();
+        let duplicate = holders > 0 && holders >= self.read_quorum().min(owners.len());
+        let acks = answers
             .iter()
-            .filter(|a| matches!(a, Some(DedupMessage::Refs(_))))
+            .filter(|a| matches!(a, Some(DedupMessage::Held { .. } | DedupMessage::Refs(_))))
             .count();
         if acks < self.write_quorum() {
             // Take back the reference where it was counted (best effort).
@@ -162,6 +208,42 @@ impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
         }
     }
 
+    /// The two-round store of a large object: who has it? Then a reference
+    /// to those that do, the bytes to those that do not. Returns the
+    /// answers, per owner, and which owners had it.
+    async fn probe_then_store(
+        &self,
+        owners: &[PeerId],
+        address: Address,
+        reference: Reference,
+        data: Arc<[u8]>,
+    ) -> (Vec<Option<DedupMessage>>, Vec<bool>) {
+        let has = self.ask_all(owners, DedupMessage::Has(address)).await;
+        let had: Vec<bool> = has
+            .iter()
+            .map(|a| *a == Some(DedupMessage::HasAnswer(true)))
+            .collect();
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        for (&peer, &has) in owners.iter().zip(&had) {
+            if has {
+                with.push(peer);
+            } else {
+                without.push(peer);
+            }
+        }
+        let put = DedupMessage::Put {
+            address,
+            reference: Some(reference),
+            data,
+        };
+        let (counted, stored) = join(
+            self.ask_all(&with, DedupMessage::AddRef(address, reference)),
+            self.ask_all(&without, put),
+        )
+        .await;
+        (counted.into_iter().chain(stored).collect(), had)
+    }
+
     /// Sends `Release(address, reference)` to `owners`; returns the counts
     /// they answered with.
     async fn drop_reference(
@@ -170,8 +252,9 @@ impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
         address: Address,
         reference: Reference,
     ) -> Vec<u64> {
-        let release = DedupMessage::Release(address, reference);
-        let answers = join_all(owners.iter().map(|&p| self.ask(p, &release))).await;
+        let answers = self
+            .ask_all(owners, DedupMessage::Release(address, reference))
+            .await;
         answers
             .iter()
             .filter_map(|a| match a {
@@ -193,7 +276,12 @@ impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
             if found.is_some() && answered >= self.read_quorum() {
                 break;
             }
-            match self.ask(peer, &DedupMessage::Get(address)).await {
+            let answer = self
+                .ask_all(&[peer], DedupMessage::Get(address))
+                .await
+                .pop()
+                .flatten();
+            match answer {
                 Some(DedupMessage::Found(data)) => {
                     answered += 1;
                     match Object::verify(address, data) {
@@ -211,11 +299,11 @@ impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
         let object = found.ok_or(CamError::NotFound(address))?;
         if !stale.is_empty() {
             let repair = DedupMessage::Put {
-                data: object.data().to_vec(),
                 address,
                 reference: None,
+                data: object.shared_data(),
             };
-            join_all(stale.iter().map(|&p| self.ask(p, &repair))).await;
+            self.ask_all(&stale, repair).await;
         }
         Ok(object)
     }
@@ -245,8 +333,7 @@ impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
         let acknowledged = counts.len();
         let mut freed = false;
         if acknowledged == owners.len() && counts.iter().all(|&n| n == 0) {
-            let free = DedupMessage::Free(address);
-            let answers = join_all(owners.iter().map(|&p| self.ask(p, &free))).await;
+            let answers = self.ask_all(&owners, DedupMessage::Free(address)).await;
             freed = answers
                 .iter()
                 .all(|a| *a == Some(DedupMessage::Freed(true)));

@@ -4,6 +4,7 @@ use crate::wire::{decode_bounded, MAX_OBJECT_BYTES};
 use crate::CamError;
 use hologram_lattice::Address;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The largest encoded message.
 pub const MAX_MESSAGE_BYTES: usize = MAX_OBJECT_BYTES + 64;
@@ -24,32 +25,45 @@ pub struct Reference {
 /// [`Protocol::DEDUP`](hologram_lattice::transport::Protocol::DEDUP)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DedupMessage {
-    /// Store an object, and with `reference`, count it (a repair or hand-off
-    /// sends none).
+    /// Store an object, and with `reference`, count it (a repair sends
+    /// none). Answered with `Held`.
     Put {
-        /// The object's bytes (the holder verifies them against `address`).
-        #[serde(with = "crate::wire::bytes")]
-        data: Vec<u8>,
         /// The address the sender claims.
         address: Address,
         /// The reference to count, if any.
         reference: Option<Reference>,
-    },
-    /// Hand-off after the ring changed: hold this object with these references.
-    Adopt {
-        /// The object's bytes (verified against `address`).
+        /// The object's bytes (the holder verifies them against `address`).
+        /// Last, so that they end the encoding (see [`Request`]).
         #[serde(with = "crate::wire::bytes")]
-        data: Vec<u8>,
+        data: Arc<[u8]>,
+    },
+    /// Hand-off after the ring changed: hold this object with these
+    /// references. Answered with `Refs`.
+    Adopt {
         /// The address the sender claims.
         address: Address,
-        /// The references the previous holder counted.
-        references: Vec<Reference>,
+        /// The references the previous holder counted; `None` when it had
+        /// no record of them (after a crash), so that the new holder counts
+        /// them as unknown and never frees the object.
+        references: Option<Vec<Reference>>,
+        /// The object's bytes (verified against `address`); last, as in `Put`.
+        #[serde(with = "crate::wire::bytes")]
+        data: Arc<[u8]>,
     },
     /// Count a reference to an object the holder has.
     AddRef(Address, Reference),
-    /// Answer to `Put`, `Adopt`, `AddRef` and `Release`: the references the
+    /// Answer to `Adopt`, `AddRef` and `Release`: the references the
     /// holder now counts for the object.
     Refs(u64),
+    /// Answer to `Put`: the references the holder now counts, and whether
+    /// it held the object before this request (a repeat of the request gets
+    /// the first answer again).
+    Held {
+        /// References counted now.
+        refs: u64,
+        /// Whether the object was there before.
+        before: bool,
+    },
     /// Does the holder have this object?
     Has(Address),
     /// Answer to `Has`.
@@ -57,7 +71,7 @@ pub enum DedupMessage {
     /// The object's bytes, please.
     Get(Address),
     /// Answer to `Get`.
-    Found(#[serde(with = "crate::wire::bytes")] Vec<u8>),
+    Found(#[serde(with = "crate::wire::bytes")] Arc<[u8]>),
     /// Answer to `Get`, `AddRef`, `Release` or `Free`: not held.
     NotFound,
     /// Drop a reference to the object.
@@ -79,18 +93,45 @@ impl DedupMessage {
     pub fn decode(bytes: &[u8]) -> Result<Self, CamError> {
         decode_bounded(bytes, MAX_MESSAGE_BYTES)
     }
+
+    /// The object a request changes, if it changes one: every mutating
+    /// request names exactly one address.
+    pub fn mutated(&self) -> Option<Address> {
+        match self {
+            DedupMessage::Put { address, .. }
+            | DedupMessage::Adopt { address, .. }
+            | DedupMessage::AddRef(address, _)
+            | DedupMessage::Release(address, _)
+            | DedupMessage::Free(address) => Some(*address),
+            _ => None,
+        }
+    }
+
+    /// The object bytes a message carries, which end its encoding.
+    fn object_bytes(&self) -> &[u8] {
+        match self {
+            DedupMessage::Put { data, .. } | DedupMessage::Adopt { data, .. } => data,
+            _ => &[],
+        }
+    }
 }
 
 /// Key-derivation context of a request's checksum.
-pub const REQUEST_CHECK_CONTEXT: &str = "hologram dedup-request v1";
+pub const REQUEST_CHECK_CONTEXT: &str = "hologram dedup-request v2";
 
 /// A request with the sender's operation number, so that a holder applies a
 /// duplicated request once: it answers a repeat of `(sender, op)` with the
 /// answer it gave the first time.
 ///
-/// The encoding ends with an 8-byte checksum (BLAKE3-derive of the rest), so
-/// that a request damaged on the way, for instance in its operation number,
-/// is refused instead of being applied as a new operation.
+/// The encoding is the postcard encoding of the request followed by an
+/// 8-byte checksum, BLAKE3-derive([`REQUEST_CHECK_CONTEXT`]) of everything
+/// but the object bytes a `Put` or `Adopt` carries. Those end the encoding
+/// (they are the last field) and are not covered: the holder verifies them
+/// against the address, which is covered, so damaged object bytes are
+/// refused as not matching their address, and hashing them a second time
+/// would only double the cost of a put. Everything else (the operation
+/// number, the address, the references) is covered, so a request damaged on
+/// the way is refused instead of being applied as another operation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     /// The sender's operation number (unique per sender).
@@ -99,21 +140,32 @@ pub struct Request {
     pub message: DedupMessage,
 }
 
-fn checksum(body: &[u8]) -> [u8; 8] {
+/// The checksum of the first `covered` bytes of `body`.
+fn checksum(body: &[u8], covered: usize) -> Result<[u8; 8], CamError> {
+    let covered = body
+        .get(..covered)
+        .ok_or_else(|| CamError::Decode("request shorter than its object bytes".into()))?;
     let h = blake3::Hasher::new_derive_key(REQUEST_CHECK_CONTEXT)
-        .update(body)
+        .update(covered)
         .finalize();
     let mut out = [0u8; 8];
     out.copy_from_slice(&h.as_bytes()[..8]);
-    out
+    Ok(out)
 }
 
 impl Request {
-    /// The postcard encoding followed by its checksum.
+    /// The encoding: postcard, then the checksum.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = postcard::to_allocvec(self).unwrap_or_default();
-        let check = checksum(&out);
-        out.extend_from_slice(&check);
+        let object = self.message.object_bytes().len();
+        // Room for the header (at most ~100 bytes but for an `Adopt` with many
+        // references, which grows the buffer) and the checksum.
+        let buffer = Vec::with_capacity(object + 128);
+        let mut out = postcard::to_extend(self, buffer).unwrap_or_default();
+        let covered = out.len().saturating_sub(self.message.object_bytes().len());
+        // `covered` is within `out`, so the checksum is always computed.
+        if let Ok(check) = checksum(&out, covered) {
+            out.extend_from_slice(&check);
+        }
         out
     }
 
@@ -131,10 +183,15 @@ impl Request {
             .checked_sub(8)
             .ok_or_else(|| CamError::Decode("request shorter than its checksum".into()))?;
         let (body, check) = bytes.split_at(split);
-        if checksum(body) != check {
+        let request: Request = decode_bounded(body, MAX_MESSAGE_BYTES)?;
+        let covered = body
+            .len()
+            .checked_sub(request.message.object_bytes().len())
+            .ok_or_else(|| CamError::Decode("request shorter than its object bytes".into()))?;
+        if checksum(body, covered)? != check {
             return Err(CamError::Decode("request checksum mismatch".into()));
         }
-        decode_bounded(body, MAX_MESSAGE_BYTES)
+        Ok(request)
     }
 }
 
@@ -159,6 +216,31 @@ mod tests {
             let bit = bit % (bytes.len() * 8);
             bytes[bit / 8] ^= 1 << (bit % 8);
             prop_assert!(Request::decode(&bytes).is_err());
+        }
+
+        #[test]
+        fn a_put_round_trips_and_any_flipped_bit_is_refused_or_fails_its_address(
+            op in any::<u64>(),
+            data in prop::collection::vec(any::<u8>(), 0..2048),
+            bit in any::<usize>(),
+        ) {
+            let address = Address::of(&data);
+            let reference = Reference { client: hologram_lattice::NodeId::from_bytes([2; 32]), op };
+            let r = Request { op, message: DedupMessage::Put { address, reference: Some(reference), data: data.into() } };
+            let mut bytes = r.encode();
+            prop_assert_eq!(Request::decode(&bytes), Ok(r.clone()));
+            let bit = bit % (bytes.len() * 8);
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            match Request::decode(&bytes) {
+                Err(_) => {}
+                // Only the uncovered object bytes can change unnoticed by the
+                // checksum, and then they no longer match the address.
+                Ok(Request { op: o, message: DedupMessage::Put { address: a, reference: f, data: d } }) => {
+                    prop_assert_eq!((o, a, f), (op, address, Some(reference)));
+                    prop_assert_ne!(Address::of(&d), address);
+                }
+                Ok(other) => prop_assert!(false, "decoded as {:?}", other),
+            }
         }
     }
 }

@@ -6,6 +6,7 @@
 //! reports as [`CamError::Corrupt`].
 
 mod layout;
+mod references;
 #[cfg(test)]
 mod tests;
 
@@ -108,6 +109,8 @@ impl RedbStore {
         };
         store.write("creating the tables", |txn| {
             store.tables(txn)?;
+            txn.open_table(references::REFERENCES)
+                .map_err(storage("opening the references", path))?;
             Ok(((), true))
         })?;
         Ok(store)

@@ -1,0 +1,266 @@
+//! The references a holder counts, and the seam that keeps them:
+//! [`ReferenceStore`], in memory ([`MemoryReferences`]) or durable
+//! (implemented by [`RedbStore`](crate::RedbStore), beside its objects).
+
+use super::wire::Reference;
+use crate::CamError;
+use async_trait::async_trait;
+use hologram_lattice::{Address, PeerId};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, PoisonError};
+
+/// The references of one object: those counted, and those released (kept
+/// as tombstones so that a late or repeated copy of a reference that was
+/// released is not counted again).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReferenceSet {
+    /// The references counted.
+    pub live: BTreeSet<Reference>,
+    /// The references released.
+    pub released: BTreeSet<Reference>,
+}
+
+/// The encoded size of one reference: client (32) and op (8).
+const REFERENCE_BYTES: usize = 40;
+
+impl ReferenceSet {
+    /// Counts the references not released before; returns the live count.
+    pub fn add(&mut self, references: impl IntoIterator<Item = Reference>) -> u64 {
+        for r in references {
+            if !self.released.contains(&r) {
+                self.live.insert(r);
+            }
+        }
+        self.count()
+    }
+
+    /// Releases `reference` (for good); returns the live count.
+    pub fn release(&mut self, reference: Reference) -> u64 {
+        self.live.remove(&reference);
+        self.released.insert(reference);
+        self.count()
+    }
+
+    /// How many references are counted.
+    pub fn count(&self) -> u64 {
+        self.live.len() as u64
+    }
+
+    /// The canonical bytes: the live references, then the released ones,
+    /// each list as a `u32` LE count followed by the references in order,
+    /// each as client (32 bytes) ‖ op (`u64` LE).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out =
+            Vec::with_capacity(8 + REFERENCE_BYTES * (self.live.len() + self.released.len()));
+        for list in [&self.live, &self.released] {
+            out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+            for r in list {
+                out.extend_from_slice(r.client.as_bytes());
+                out.extend_from_slice(&r.op.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Decodes [`to_bytes`](Self::to_bytes), checking every count against
+    /// the bytes left before reading, and refusing trailing bytes and
+    /// lists out of order (which the encoding never produces).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CamError> {
+        let mut rest = bytes;
+        let live = read_list(&mut rest)?;
+        let released = read_list(&mut rest)?;
+        if !rest.is_empty() {
+            return Err(CamError::Decode(format!(
+                "reference set: {} bytes after the end",
+                rest.len()
+            )));
+        }
+        Ok(Self { live, released })
+    }
+}
+
+/// Takes `n` bytes off the front of `rest`.
+fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], CamError> {
+    if rest.len() < n {
+        return Err(CamError::Decode(format!(
+            "reference set: {n} bytes wanted, {} left",
+            rest.len()
+        )));
+    }
+    let (head, tail) = rest.split_at(n);
+    *rest = tail;
+    Ok(head)
+}
+
+/// Reads one count-prefixed list of references, strictly increasing.
+fn read_list(rest: &mut &[u8]) -> Result<BTreeSet<Reference>, CamError> {
+    let mut count = [0u8; 4];
+    count.copy_from_slice(take(rest, 4)?);
+    let count = u32::from_le_bytes(count) as usize;
+    // Bound the count by the bytes present before reading any of them.
+    let body = take(rest, count.saturating_mul(REFERENCE_BYTES))?;
+    let mut set = BTreeSet::new();
+    for chunk in body.chunks_exact(REFERENCE_BYTES) {
+        let (client, op) = chunk.split_at(32);
+        let mut id = [0u8; 32];
+        id.copy_from_slice(client);
+        let mut number = [0u8; 8];
+        number.copy_from_slice(op);
+        let r = Reference {
+            client: PeerId::from_bytes(id),
+            op: u64::from_le_bytes(number),
+        };
+        if set.last().is_some_and(|last| *last >= r) {
+            return Err(CamError::Decode(
+                "reference set: references out of order".into(),
+            ));
+        }
+        set.insert(r);
+    }
+    Ok(set)
+}
+
+/// Where a holder keeps the [`ReferenceSet`] of each object it holds.
+///
+/// The holder reads, changes and writes back one object's set at a time
+/// (it serializes the requests that touch one object), so an
+/// implementation needs no read-modify-write of its own.
+///
+/// **Durability.** When `save` or `forget` returns `Ok`, a durable
+/// implementation has made the change survive a crash, as a durable
+/// [`Store`](crate::Store) does with its objects; then a holder restarted
+/// over it counts exactly the references it acknowledged. A holder keeps
+/// objects first and references second, so after a crash an object may
+/// have no set (it is counted as one unknown reference: it may leak, it is
+/// never freed early) and a set may outlive its object (ignored).
+#[async_trait]
+pub trait ReferenceStore: Send + Sync {
+    /// The set recorded for `address`, if any.
+    async fn load(&self, address: &Address) -> Result<Option<ReferenceSet>, CamError>;
+
+    /// Records `set` for `address`.
+    async fn save(&self, address: &Address, set: &ReferenceSet) -> Result<(), CamError>;
+
+    /// Forgets the set of `address`.
+    async fn forget(&self, address: &Address) -> Result<(), CamError>;
+
+    /// Changes the set of `address` (an empty one if none is recorded) with
+    /// `f`, records it, and returns its live count. The default loads,
+    /// changes and saves; an implementation may do it in place.
+    async fn update(
+        &self,
+        address: &Address,
+        f: &mut (dyn for<'s> FnMut(&'s mut ReferenceSet) + Send),
+    ) -> Result<u64, CamError> {
+        let mut set = self.load(address).await?.unwrap_or_default();
+        f(&mut set);
+        self.save(address, &set).await?;
+        Ok(set.count())
+    }
+}
+
+/// Reference sets in memory: lost when the process ends.
+#[derive(Debug, Default)]
+pub struct MemoryReferences {
+    sets: Mutex<HashMap<Address, ReferenceSet>>,
+}
+
+impl MemoryReferences {
+    /// No sets yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl ReferenceStore for MemoryReferences {
+    async fn load(&self, address: &Address) -> Result<Option<ReferenceSet>, CamError> {
+        let sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(sets.get(address).cloned())
+    }
+
+    async fn save(&self, address: &Address, set: &ReferenceSet) -> Result<(), CamError> {
+        let mut sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
+        sets.insert(*address, set.clone());
+        Ok(())
+    }
+
+    async fn forget(&self, address: &Address) -> Result<(), CamError> {
+        let mut sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
+        sets.remove(address);
+        Ok(())
+    }
+
+    async fn update(
+        &self,
+        address: &Address,
+        f: &mut (dyn for<'s> FnMut(&'s mut ReferenceSet) + Send),
+    ) -> Result<u64, CamError> {
+        let mut sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
+        let set = sets.entry(*address).or_default();
+        f(set);
+        Ok(set.count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn reference() -> impl Strategy<Value = Reference> {
+        (any::<[u8; 32]>(), any::<u64>()).prop_map(|(c, op)| Reference {
+            client: PeerId::from_bytes(c),
+            op,
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn sets_round_trip(
+            live in prop::collection::btree_set(reference(), 0..8),
+            released in prop::collection::btree_set(reference(), 0..8),
+        ) {
+            let set = ReferenceSet { live, released };
+            prop_assert_eq!(ReferenceSet::from_bytes(&set.to_bytes()), Ok(set));
+        }
+
+        #[test]
+        fn garbage_is_an_error_never_a_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = ReferenceSet::from_bytes(&bytes);
+        }
+
+        #[test]
+        fn a_truncated_or_extended_record_is_refused(
+            live in prop::collection::btree_set(reference(), 1..4),
+            cut in 1usize..40,
+        ) {
+            let bytes = ReferenceSet { live, released: BTreeSet::new() }.to_bytes();
+            prop_assert!(ReferenceSet::from_bytes(&bytes[..bytes.len() - cut]).is_err());
+            let mut longer = bytes.clone();
+            longer.push(0);
+            prop_assert!(ReferenceSet::from_bytes(&longer).is_err());
+        }
+    }
+
+    #[test]
+    fn a_huge_count_is_refused_before_anything_is_read() {
+        let mut bytes = u32::MAX.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[0; 44]);
+        assert!(ReferenceSet::from_bytes(&bytes).is_err());
+    }
+
+    #[test]
+    fn a_released_reference_is_never_counted_again() {
+        let r = Reference {
+            client: PeerId::from_bytes([1; 32]),
+            op: 7,
+        };
+        let mut set = ReferenceSet::default();
+        assert_eq!(set.add([r]), 1);
+        assert_eq!(set.add([r]), 1);
+        assert_eq!(set.release(r), 0);
+        assert_eq!(set.add([r]), 0);
+        assert_eq!(set.release(r), 0);
+    }
+}
