@@ -43,6 +43,7 @@ pub mod cam;
 pub mod chunking;
 pub mod dedup;
 pub mod error;
+mod hashing;
 pub mod object;
 pub mod ring;
 pub mod store;

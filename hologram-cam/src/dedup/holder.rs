@@ -3,10 +3,11 @@
 use super::locks::AddressLocks;
 use super::references::{MemoryReferences, ReferenceSet, ReferenceStore};
 use super::wire::{DedupMessage, Reference, Request};
+use crate::hashing::FastMap;
 use crate::{CamError, Object, Store};
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol};
 use hologram_lattice::{Address, PeerId};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -48,7 +49,7 @@ pub struct DedupHandler<S: Store, R: ReferenceStore = MemoryReferences> {
 /// Answers to recent mutating requests, by (sender, op): a bounded window.
 #[derive(Default)]
 struct Applied {
-    answers: HashMap<(PeerId, u64), DedupMessage>,
+    answers: FastMap<(PeerId, u64), DedupMessage>,
     order: VecDeque<(PeerId, u64)>,
 }
 

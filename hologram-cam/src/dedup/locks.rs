@@ -1,9 +1,9 @@
 //! One mutation at a time per address: an async lock keyed by [`Address`].
 
+use crate::hashing::FastMap;
 use futures::channel::oneshot;
 use hologram_lattice::Address;
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// Async locks, one per address, taken by the holder around every request
@@ -24,7 +24,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 #[derive(Default)]
 pub(crate) struct AddressLocks {
     /// The locked addresses, each with the channels of its waiters.
-    held: Mutex<HashMap<Address, Vec<oneshot::Sender<()>>>>,
+    held: Mutex<FastMap<Address, Vec<oneshot::Sender<()>>>>,
 }
 
 /// Holds the lock of one address until dropped.
@@ -34,7 +34,7 @@ pub(crate) struct AddressGuard<'a> {
 }
 
 impl AddressLocks {
-    fn map(&self) -> MutexGuard<'_, HashMap<Address, Vec<oneshot::Sender<()>>>> {
+    fn map(&self) -> MutexGuard<'_, FastMap<Address, Vec<oneshot::Sender<()>>>> {
         // Every critical section is one map operation: a panic elsewhere
         // cannot leave the map inconsistent.
         self.held.lock().unwrap_or_else(PoisonError::into_inner)

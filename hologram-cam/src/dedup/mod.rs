@@ -13,12 +13,13 @@ pub use holder::DedupHandler;
 pub use references::{MemoryReferences, ReferenceSet, ReferenceStore};
 pub use wire::{DedupMessage, Reference, Request, MAX_MESSAGE_BYTES, REQUEST_CHECK_CONTEXT};
 
+use crate::hashing::FastMap;
 use crate::{CamError, HashRing, Object};
 use futures::future::{join, join_all};
 use hologram_lattice::transport::{Protocol, Transport};
 use hologram_lattice::{Address, PeerId};
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -83,7 +84,7 @@ pub struct DeduplicationNetwork<T: Transport + ?Sized> {
     direct_put_bytes: usize,
     next_op: AtomicU64,
     /// The references this client holds, oldest first, per address.
-    held: Mutex<HashMap<Address, VecDeque<Reference>>>,
+    held: Mutex<FastMap<Address, VecDeque<Reference>>>,
 }
 
 impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
@@ -97,7 +98,7 @@ impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
             timeout: Duration::from_secs(2),
             direct_put_bytes: DIRECT_PUT_BYTES,
             next_op: AtomicU64::new(random_op_start()),
-            held: Mutex::new(HashMap::new()),
+            held: Mutex::new(FastMap::default()),
         }
     }
 

@@ -3,10 +3,11 @@
 //! (implemented by [`RedbStore`](crate::RedbStore), beside its objects).
 
 use super::wire::Reference;
+use crate::hashing::FastMap;
 use crate::CamError;
 use async_trait::async_trait;
 use hologram_lattice::{Address, PeerId};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::{Mutex, PoisonError};
 
 /// The references of one object: those counted, and those released (kept
@@ -162,7 +163,7 @@ pub trait ReferenceStore: Send + Sync {
 /// Reference sets in memory: lost when the process ends.
 #[derive(Debug, Default)]
 pub struct MemoryReferences {
-    sets: Mutex<HashMap<Address, ReferenceSet>>,
+    sets: Mutex<FastMap<Address, ReferenceSet>>,
 }
 
 impl MemoryReferences {

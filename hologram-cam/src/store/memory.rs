@@ -11,21 +11,15 @@
 //! Addresses are BLAKE3 outputs, so the shards fill evenly, and concurrent
 //! readers and writers of different shards never touch the same lock.
 //!
-//! The maps hash an address with [`AddressHasher`]: a folded 64×64→128-bit
-//! multiply per 8-byte word, keyed by a random value drawn per store from
-//! `std`'s `RandomState`. It costs a few nanoseconds where SipHash costs
-//! about twenty. Addresses are BLAKE3 outputs, so they are already uniform;
-//! the secret key is what stops a peer from grinding addresses that collide
-//! in one bucket (a pass-through of the first bytes would let it). It is the
-//! construction of `foldhash`, not a cryptographic PRF.
+//! The maps hash an address with the crate's keyed folded-multiply hasher
+//! (`hashing`), a few nanoseconds where SipHash costs about twenty.
 
 use super::Store;
+use crate::hashing::AddressHashing;
 use crate::{CamError, Object};
 use async_trait::async_trait;
 use hologram_lattice::Address;
-use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, HashMap};
-use std::hash::{BuildHasher, Hasher};
 use std::ops::Bound;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -34,49 +28,6 @@ const SHARDS: usize = 16;
 
 /// The address bits above these select a shard.
 const SHARD_SHIFT: u32 = 8 - SHARDS.trailing_zeros();
-
-/// Builds [`AddressHasher`]s with one secret key.
-#[derive(Debug, Clone, Copy)]
-struct AddressHashing {
-    key: u64,
-}
-
-impl AddressHashing {
-    fn random() -> Self {
-        Self {
-            key: RandomState::new().hash_one(0x6c6f_6761_6d73_u64),
-        }
-    }
-}
-
-impl BuildHasher for AddressHashing {
-    type Hasher = AddressHasher;
-
-    fn build_hasher(&self) -> AddressHasher {
-        AddressHasher(self.key)
-    }
-}
-
-/// A keyed folded-multiply hasher for addresses (see the module docs).
-struct AddressHasher(u64);
-
-/// An odd constant with well-mixed bits (the fractional part of π).
-const MULTIPLIER: u64 = 0x243f_6a88_85a3_08d3;
-
-impl Hasher for AddressHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word.iter_mut().zip(chunk).for_each(|(w, b)| *w = *b);
-            let product = u128::from(self.0 ^ u64::from_le_bytes(word)) * u128::from(MULTIPLIER);
-            self.0 = (product as u64) ^ ((product >> 64) as u64);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
 
 /// One contiguous range of the address space.
 #[derive(Debug)]
@@ -135,7 +86,7 @@ fn shard_of(address: &Address) -> usize {
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
-        let hashing = AddressHashing::random();
+        let hashing = AddressHashing::default();
         Self {
             shards: std::array::from_fn(|_| {
                 RwLock::new(Shard {
@@ -248,23 +199,6 @@ mod tests {
         let mut bytes = [0x55; 32];
         bytes[0] = b;
         Address::from_bytes(bytes)
-    }
-
-    #[test]
-    fn the_hash_depends_on_every_byte_and_on_the_key() {
-        let hashing = AddressHashing { key: 1 };
-        let base = hashing.hash_one(address_with_first_byte(0));
-        for i in 0..32 {
-            let mut bytes = *address_with_first_byte(0).as_bytes();
-            bytes[i] ^= 0x80;
-            assert_ne!(
-                hashing.hash_one(Address::from_bytes(bytes)),
-                base,
-                "byte {i}"
-            );
-        }
-        let other = AddressHashing { key: 2 };
-        assert_ne!(other.hash_one(address_with_first_byte(0)), base);
     }
 
     #[test]

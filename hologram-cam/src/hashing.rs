@@ -1,0 +1,86 @@
+//! A keyed hasher for the crate's in-memory maps, which are keyed by
+//! addresses and peer ids: a folded 64×64→128-bit multiply per 8-byte word,
+//! keyed by a random value drawn per map from `std`'s `RandomState`. It
+//! costs a few nanoseconds where SipHash costs about twenty. Addresses are
+//! BLAKE3 outputs, so they are already uniform; the secret key is what stops
+//! a peer from grinding addresses that collide in one bucket (a
+//! pass-through of the first bytes would let it). It is the construction of
+//! `foldhash`, not a cryptographic PRF.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+
+/// Builds [`AddressHasher`]s with one secret key (random by default).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AddressHashing {
+    pub(crate) key: u64,
+}
+
+impl Default for AddressHashing {
+    fn default() -> Self {
+        Self {
+            key: RandomState::new().hash_one(0x6c6f_6761_6d73_u64),
+        }
+    }
+}
+
+impl BuildHasher for AddressHashing {
+    type Hasher = AddressHasher;
+
+    fn build_hasher(&self) -> AddressHasher {
+        AddressHasher(self.key)
+    }
+}
+
+/// A keyed folded-multiply hasher (see the module docs).
+pub(crate) struct AddressHasher(u64);
+
+/// An odd constant with well-mixed bits (the fractional part of π).
+const MULTIPLIER: u64 = 0x243f_6a88_85a3_08d3;
+
+impl Hasher for AddressHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word.iter_mut().zip(chunk).for_each(|(w, b)| *w = *b);
+            let product = u128::from(self.0 ^ u64::from_le_bytes(word)) * u128::from(MULTIPLIER);
+            self.0 = (product as u64) ^ ((product >> 64) as u64);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A `HashMap` with [`AddressHashing`].
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, AddressHashing>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hologram_lattice::Address;
+
+    fn address_with_first_byte(b: u8) -> Address {
+        let mut bytes = [0x55; 32];
+        bytes[0] = b;
+        Address::from_bytes(bytes)
+    }
+
+    #[test]
+    fn the_hash_depends_on_every_byte_and_on_the_key() {
+        let hashing = AddressHashing { key: 1 };
+        let base = hashing.hash_one(address_with_first_byte(0));
+        for i in 0..32 {
+            let mut bytes = *address_with_first_byte(0).as_bytes();
+            bytes[i] ^= 0x80;
+            assert_ne!(
+                hashing.hash_one(Address::from_bytes(bytes)),
+                base,
+                "byte {i}"
+            );
+        }
+        let other = AddressHashing { key: 2 };
+        assert_ne!(other.hash_one(address_with_first_byte(0)), base);
+    }
+}
