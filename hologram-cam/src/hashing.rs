@@ -56,16 +56,18 @@ impl Hasher for AddressHasher {
 /// A `HashMap` with [`AddressHashing`].
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, AddressHashing>;
 
+/// An address of bytes `0x55` but for the first, `b` (for tests).
+#[cfg(test)]
+pub(crate) fn address_with_first_byte(b: u8) -> hologram_lattice::Address {
+    let mut bytes = [0x55; 32];
+    bytes[0] = b;
+    hologram_lattice::Address::from_bytes(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use hologram_lattice::Address;
-
-    fn address_with_first_byte(b: u8) -> Address {
-        let mut bytes = [0x55; 32];
-        bytes[0] = b;
-        Address::from_bytes(bytes)
-    }
 
     #[test]
     fn the_hash_depends_on_every_byte_and_on_the_key() {

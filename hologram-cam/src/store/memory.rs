@@ -194,12 +194,7 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn address_with_first_byte(b: u8) -> Address {
-        let mut bytes = [0x55; 32];
-        bytes[0] = b;
-        Address::from_bytes(bytes)
-    }
+    use crate::hashing::address_with_first_byte;
 
     #[test]
     fn shards_are_contiguous_ranges_covering_every_first_byte() {
