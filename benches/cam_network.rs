@@ -245,15 +245,30 @@ fn check_targets() {
         / best_seconds(2000, || {
             black_box(block_on(client.store_unique(objects.next())));
         });
-    let puts = (0..7)
-        .map(|_| 20_000.0 / concurrent_puts(&client, &objects, 20_000).as_secs_f64())
-        .fold(0.0, f64::max);
+    let (mut puts, mut cpu) = (0.0, None);
+    for _ in 0..7 {
+        let before = cpu_seconds();
+        let wall = concurrent_puts(&client, &objects, 20_000).as_secs_f64();
+        if 20_000.0 / wall > puts {
+            puts = 20_000.0 / wall;
+            cpu = before.zip(cpu_seconds()).map(|(b, a)| (a - b, wall));
+        }
+    }
     println!(
         "  DeduplicationNetwork 1 KiB puts, 5 nodes, N=3: {:.0} puts/s with {THREADS} threads x {IN_FLIGHT} in flight (target 100,000: {}); {:.0} puts/s one at a time",
         puts,
         verdict(puts >= 100_000.0),
         one,
     );
+    // On a shared machine the wall-clock rate is capped by the CPU the
+    // process gets; say how much it got and what a CPU-second achieves.
+    if let Some((cpu, wall)) = cpu.filter(|(cpu, _)| *cpu > 0.0) {
+        println!(
+            "    (the process ran on {:.2} of {THREADS} cores: {:.0} puts per CPU-second)",
+            cpu / wall,
+            20_000.0 / cpu
+        );
+    }
     let (logical, stored) = dedup_ratio();
     println!(
         "  deduplication of 20 files x 10 versions with small edits: {} MiB logical, {:.1} MiB stored, ratio {:.1}:1",
@@ -261,6 +276,17 @@ fn check_targets() {
         stored as f64 / (1 << 20) as f64,
         logical as f64 / stored as f64
     );
+}
+
+/// CPU time of this process so far (user + system), from `/proc/self/stat`
+/// on Linux (clock ticks of 10 ms); `None` elsewhere.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which ends with the last ')'): state is
+    // the first, utime the 12th and stime the 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 criterion_group!(benches, bench);
