@@ -272,3 +272,60 @@ fn a_replica_that_missed_a_reference_cannot_free_what_others_count() {
     assert!(block_on(net.client.release(address)).freed);
     assert!(held(&net, &address).is_empty());
 }
+
+#[test]
+fn a_hand_off_carries_releases_so_a_late_copy_is_not_counted_again() {
+    use hologram_cam::dedup::{DedupMessage, Reference, Request};
+    use hologram_lattice::transport::{Protocol, Transport};
+    let network = MemoryNetwork::new(5);
+    let (a, b) = (
+        NodeId::from_bytes([0xa0; 32]),
+        NodeId::from_bytes([0xb0; 32]),
+    );
+    let holder_a = Arc::new(DedupHandler::new(Arc::new(MemoryStore::new())));
+    let holder_b = Arc::new(DedupHandler::new(Arc::new(MemoryStore::new())));
+    let transport_a = network.join(a, Arc::clone(&holder_a) as _);
+    network.join(b, Arc::clone(&holder_b) as _);
+    let client_id = NodeId::from_bytes([0xc2; 32]);
+    let client = network.join(
+        client_id,
+        Arc::new(DedupHandler::new(Arc::new(MemoryStore::new()))),
+    );
+    let data: Arc<[u8]> = b"handed off with its releases".as_slice().into();
+    let address = Address::of(&data);
+    let reference = |op| Reference {
+        client: client_id,
+        op,
+    };
+    let ask = |to, op, message| {
+        let request = Request { op, message }.encode();
+        let answer = block_on(client.request(to, Protocol::DEDUP, request, Duration::from_secs(1)));
+        DedupMessage::decode(&answer.unwrap()).unwrap()
+    };
+    for op in [1, 2] {
+        let put = DedupMessage::Put {
+            address,
+            reference: Some(reference(op)),
+            data: Arc::clone(&data),
+        };
+        assert!(matches!(ask(a, op, put), DedupMessage::Held { .. }));
+    }
+    assert_eq!(
+        ask(a, 3, DedupMessage::Release(address, reference(2))),
+        DedupMessage::Refs(1)
+    );
+    let (mut before, mut after) = (HashRing::new(), HashRing::new());
+    before.add(a);
+    after.add(b);
+    let report =
+        block_on(holder_a.hand_off(a, &transport_a, &before, &after, 1, Duration::from_secs(1)))
+            .unwrap();
+    assert_eq!((report.copied, report.moved), (1, 1));
+    assert_eq!(block_on(holder_b.refs(&address)), Ok(1));
+    // A late copy of the released reference reaches the new holder.
+    assert_eq!(
+        ask(b, 4, DedupMessage::AddRef(address, reference(2))),
+        DedupMessage::Refs(1)
+    );
+    assert_eq!(block_on(holder_a.refs(&address)), Ok(0));
+}

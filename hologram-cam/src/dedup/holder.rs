@@ -157,7 +157,17 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
             } => {
                 self.hold(address, data).await?;
                 let refs = match references {
-                    Some(references) => self.count(&address, references).await?,
+                    Some(references) => {
+                        let mut references = Some(references);
+                        self.references
+                            .update(&address, &mut |set: &mut ReferenceSet| {
+                                if let Some(other) = references.take() {
+                                    set.merge(other);
+                                }
+                            })
+                            .await
+                            .map_err(failed)?
+                    }
                     // Unknown references: no record, so never freed.
                     None => {
                         self.references.forget(&address).await.map_err(failed)?;

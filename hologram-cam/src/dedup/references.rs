@@ -7,13 +7,14 @@ use crate::hashing::FastMap;
 use crate::CamError;
 use async_trait::async_trait;
 use hologram_lattice::{Address, PeerId};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::sync::{Mutex, PoisonError};
 
 /// The references of one object: those counted, and those released (kept
 /// as tombstones so that a late or repeated copy of a reference that was
 /// released is not counted again).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReferenceSet {
     /// The references counted.
     pub live: BTreeSet<Reference>,
@@ -33,6 +34,17 @@ impl ReferenceSet {
             }
         }
         self.count()
+    }
+
+    /// Takes in another holder's set of the same object: its releases are
+    /// final here too, and its live references count unless released
+    /// here. Returns the live count.
+    pub fn merge(&mut self, other: ReferenceSet) -> u64 {
+        for r in &other.released {
+            self.live.remove(r);
+        }
+        self.released.extend(other.released);
+        self.add(other.live)
     }
 
     /// Releases `reference` (for good); returns the live count.
@@ -249,6 +261,23 @@ mod tests {
         let mut bytes = u32::MAX.to_le_bytes().to_vec();
         bytes.extend_from_slice(&[0; 44]);
         assert!(ReferenceSet::from_bytes(&bytes).is_err());
+    }
+
+    #[test]
+    fn a_merge_keeps_releases_from_either_side() {
+        let r = |op| Reference {
+            client: PeerId::from_bytes([2; 32]),
+            op,
+        };
+        let mut here = ReferenceSet::default();
+        here.add([r(1), r(2)]);
+        here.release(r(3));
+        let mut there = ReferenceSet::default();
+        there.add([r(3), r(4)]);
+        there.release(r(1));
+        assert_eq!(here.merge(there), 2);
+        assert_eq!(here.live, [r(2), r(4)].into_iter().collect());
+        assert_eq!(here.released, [r(1), r(3)].into_iter().collect());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The deduplication protocol's messages, with decoding bounded before reading.
 
+use super::references::ReferenceSet;
 use crate::wire::{decode_bounded, MAX_OBJECT_BYTES};
 use crate::CamError;
 use hologram_lattice::Address;
@@ -42,10 +43,10 @@ pub enum DedupMessage {
     Adopt {
         /// The address the sender claims.
         address: Address,
-        /// The references the previous holder counted; `None` when it had
-        /// no record of them (after a crash), so that the new holder counts
-        /// them as unknown and never frees the object.
-        references: Option<Vec<Reference>>,
+        /// The references the previous holder counted and released; `None`
+        /// when it had no record of them (after a crash), so that the new
+        /// holder counts them as unknown and never frees the object.
+        references: Option<ReferenceSet>,
         /// The object's bytes (verified against `address`); last, as in `Put`.
         #[serde(with = "crate::wire::bytes")]
         data: Arc<[u8]>,
@@ -216,6 +217,30 @@ mod tests {
             let bit = bit % (bytes.len() * 8);
             bytes[bit / 8] ^= 1 << (bit % 8);
             prop_assert!(Request::decode(&bytes).is_err());
+        }
+
+        #[test]
+        fn an_adopt_round_trips(
+            op in any::<u64>(),
+            data in prop::collection::vec(any::<u8>(), 0..512),
+            live in prop::collection::btree_set(any::<u64>(), 0..6),
+            released in prop::collection::btree_set(any::<u64>(), 0..6),
+            known in any::<bool>(),
+        ) {
+            let reference = |op| Reference { client: hologram_lattice::NodeId::from_bytes([3; 32]), op };
+            let set = ReferenceSet {
+                live: live.into_iter().map(reference).collect(),
+                released: released.into_iter().map(reference).collect(),
+            };
+            let r = Request {
+                op,
+                message: DedupMessage::Adopt {
+                    address: Address::of(&data),
+                    references: known.then_some(set),
+                    data: data.into(),
+                },
+            };
+            prop_assert_eq!(Request::decode(&r.encode()), Ok(r));
         }
 
         #[test]
