@@ -25,6 +25,7 @@
 //! | [`message`] | [`ConsensusMessage`], [`Proposal`], [`Decision`], bounded decoding |
 //! | [`replica`] | the Tendermint core: [`Replica`], its config, timers and outputs |
 //! | [`detector`] | [`ByzantineDetector`], [`EquivocationProof`], anomaly scoring |
+//! | [`driver`] | [`ReplicaDriver`]: runs a replica over a `Transport` |
 //! | [`sim`] | [`SimReplica`]: a replica as a simulator node |
 //! | [`error`] | [`ConsensusError`] |
 //! | [`broadcast`] | `LatticeProtocol`, authenticated epidemic broadcast with delivery certificates |
@@ -62,6 +63,7 @@ pub mod batch;
 pub mod broadcast;
 pub mod certificate;
 pub mod detector;
+pub mod driver;
 pub mod error;
 pub mod message;
 pub mod replica;
@@ -73,6 +75,7 @@ pub use batch::{Batch, Command, CommandId};
 pub use broadcast::{BroadcastResult, DeliveryCertificate, LatticeProtocol};
 pub use certificate::Certificate;
 pub use detector::{ByzantineDetector, EquivocationProof, Misbehaviour, Offence};
+pub use driver::{inbox, ConsensusHandler, DriverHandle, Inbox, ReplicaDriver};
 pub use error::ConsensusError;
 pub use message::{ConsensusMessage, Decision, Proposal};
 pub use replica::{Outgoing, Outputs, Replica, ReplicaConfig, Timeouts, Timer};

@@ -24,6 +24,7 @@ pub(crate) struct Mempool {
     lanes: Vec<BTreeMap<u64, CommandId>>,
     next_seq: u64,
     capacity: usize,
+    gossiped: usize,
 }
 
 impl Mempool {
@@ -33,6 +34,7 @@ impl Mempool {
             lanes: (0..lanes.max(1)).map(|_| BTreeMap::new()).collect(),
             next_seq: 0,
             capacity,
+            gossiped: 0,
         }
     }
 
@@ -66,6 +68,7 @@ impl Mempool {
         self.next_seq += 1;
         let lane = self.lane(&id);
         self.lanes[lane].insert(seq, id);
+        self.gossiped += usize::from(gossip);
         self.entries.insert(
             id,
             Entry {
@@ -81,6 +84,7 @@ impl Mempool {
     /// Removes a command (it was decided).
     pub(crate) fn remove(&mut self, id: &CommandId) {
         if let Some(e) = self.entries.remove(id) {
+            self.gossiped -= usize::from(e.gossip);
             if e.claims == 0 {
                 let lane = self.lane(id);
                 self.lanes[lane].remove(&e.seq);
@@ -131,6 +135,9 @@ impl Mempool {
 
     /// Up to `max` unclaimed commands that were submitted for gossip, oldest first.
     pub(crate) fn gossip_pending(&self, max: usize) -> Vec<Command> {
+        if self.gossiped == 0 {
+            return Vec::new();
+        }
         let mut pending: Vec<(u64, &Entry)> = self
             .lanes
             .iter()

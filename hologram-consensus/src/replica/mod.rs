@@ -64,6 +64,8 @@ pub struct Replica {
     next: u64,
     heights: BTreeMap<u64, HeightState>,
     bodies: BTreeMap<u64, HashMap<Receipt, Body>>,
+    /// How many known bodies of heights in flight name each command.
+    body_refs: HashMap<CommandId, u32>,
     decided: BTreeMap<u64, Decision>,
     history: BTreeMap<u64, Decision>,
     mempool: Mempool,
@@ -139,6 +141,7 @@ impl Replica {
             next,
             heights: BTreeMap::new(),
             bodies: BTreeMap::new(),
+            body_refs: HashMap::new(),
             decided: BTreeMap::new(),
             history,
             committed: HashSet::new(),
@@ -236,8 +239,12 @@ impl Replica {
         }
         let fresh = self.add_commands(commands, gossip);
         let n = fresh.len();
-        for c in &fresh {
-            self.record.submitted.insert(c.id(), c.clone());
+        if gossip {
+            // This replica is the command's only way in: keep it durably.
+            // (Without gossip the client sent it to every validator itself.)
+            for c in &fresh {
+                self.record.submitted.insert(c.id(), c.clone());
+            }
         }
         if gossip && !fresh.is_empty() {
             out.messages
@@ -340,11 +347,7 @@ impl Replica {
                 continue;
             }
             if self.mempool.insert(id, c.clone(), gossip) {
-                if self
-                    .bodies
-                    .values()
-                    .any(|b| b.values().any(|body| body.ids.contains(&id)))
-                {
+                for _ in 0..self.body_refs.get(&id).copied().unwrap_or(0) {
                     self.mempool.claim(&id);
                 }
                 fresh.push(c);
@@ -443,6 +446,7 @@ impl Replica {
             let ids: Vec<CommandId> = batch.commands().iter().map(Command::id).collect();
             for id in &ids {
                 self.mempool.claim(id);
+                *self.body_refs.entry(*id).or_default() += 1;
             }
             slot.insert(Body {
                 batch: batch.clone(),

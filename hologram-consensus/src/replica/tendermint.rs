@@ -264,6 +264,12 @@ impl Replica {
                 for (receipt, body) in bodies {
                     for id in body.ids.iter() {
                         self.mempool.unclaim(id);
+                        if let Some(n) = self.body_refs.get_mut(id) {
+                            *n -= 1;
+                            if *n == 0 {
+                                self.body_refs.remove(id);
+                            }
+                        }
                     }
                     if receipt == decision.certificate.value {
                         decided = Some(body.ids);

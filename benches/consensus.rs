@@ -1,0 +1,228 @@
+//! `ReceiptConsensus` throughput and latency (issue 6).
+//!
+//! - 4 validators in one process over `MemoryNetwork` (no injected faults),
+//!   full signature checks, 64-byte commands batched 4,096 to a proposal:
+//!   committed commands per second (target: at least 200,000), and the
+//!   commit latency of a single command (p50 and p99).
+//! - Pipelining: proposals decided per second with depth 8 against depth 1
+//!   at 1 ms one-way latency (target: at least 4x). This one runs in the
+//!   deterministic simulator, so "seconds" are its virtual clock: the
+//!   comparison is of protocol round trips, not of CPU.
+//!
+//! Criterion's group compares committing a batch through consensus with the
+//! floor any replica pays for it: verifying its commit certificate and
+//! hashing its batch. After criterion's report, `cargo bench --bench
+//! consensus` prints the measured figures against the targets.
+
+#[path = "support/measure.rs"]
+mod measure;
+
+use criterion::{criterion_group, Criterion, Throughput};
+use futures::channel::mpsc::UnboundedReceiver;
+use futures::StreamExt;
+use hologram::consensus::{
+    inbox, Command, Decision, DriverHandle, Replica, ReplicaConfig, ReplicaDriver, SimReplica,
+    ValidatorSet,
+};
+use hologram::lattice::sim::{Faults, Simulation};
+use hologram::lattice::transport::{MemoryNetwork, Timer};
+use hologram::receipt::KeyPair;
+use measure::verdict;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BATCH: usize = 4096;
+
+fn keys(n: u8) -> (Vec<KeyPair>, ValidatorSet) {
+    let keys: Vec<KeyPair> = (1..=n).map(|i| KeyPair::from_seed([i; 32])).collect();
+    let set = ValidatorSet::new(keys.iter().map(KeyPair::node_id).collect()).expect("distinct");
+    (keys, set)
+}
+
+/// Four drivers over a memory network, running on `rt`.
+struct Cluster {
+    handles: Vec<DriverHandle>,
+    decisions: UnboundedReceiver<Decision>,
+    next: u64,
+}
+
+impl Cluster {
+    fn new(rt: &tokio::runtime::Runtime, depth: usize) -> Cluster {
+        let (keys, set) = keys(4);
+        let network = MemoryNetwork::new(1);
+        let timer = Timer::new();
+        let mut handles = Vec::new();
+        let mut streams = Vec::new();
+        for k in &keys {
+            let mut config = ReplicaConfig::new(set.clone());
+            config.max_batch = BATCH;
+            config.max_pipeline_depth = depth;
+            let replica = Replica::new(k.clone(), config).expect("config");
+            let (handler, inbox) = inbox();
+            let transport = network.join(k.node_id(), Arc::new(handler));
+            let (driver, handle, decisions) =
+                ReplicaDriver::new(replica, Arc::new(transport), timer.clone(), inbox);
+            rt.spawn(driver.run());
+            handles.push(handle);
+            streams.push(decisions);
+        }
+        Cluster {
+            handles,
+            decisions: streams.swap_remove(0),
+            next: 0,
+        }
+    }
+
+    /// `n` fresh 64-byte commands.
+    fn commands(&mut self, n: usize) -> Vec<Command> {
+        (0..n)
+            .map(|_| {
+                self.next += 1;
+                let mut bytes = [0u8; 64];
+                bytes[..8].copy_from_slice(&self.next.to_le_bytes());
+                Command::new(bytes.to_vec()).expect("small")
+            })
+            .collect()
+    }
+
+    /// Submits `commands` to every validator (as a client would) and waits
+    /// until validator 0 has committed that many commands.
+    async fn commit(&mut self, commands: Vec<Command>) {
+        let n = commands.len();
+        for chunk in commands.chunks(BATCH) {
+            for h in &self.handles {
+                h.submit(chunk.to_vec(), false).await.expect("taken");
+            }
+        }
+        let mut committed = 0;
+        while committed < n {
+            let d = self.decisions.next().await.expect("running");
+            committed += d.batch.len();
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Decided heights per virtual second in the simulator, 1 ms one way.
+fn pipelined_rate(depth: usize) -> f64 {
+    let (keys, set) = keys(4);
+    let nodes = keys.iter().map(|k| {
+        let mut config = ReplicaConfig::new(set.clone());
+        config.max_batch = 64;
+        config.max_pipeline_depth = depth;
+        (
+            k.node_id(),
+            SimReplica::new(k.clone(), config).expect("config"),
+        )
+    });
+    let mut sim = Simulation::new(1, Faults::NONE, nodes);
+    let commands: Vec<Command> = (0..64 * 2_000u32)
+        .map(|i| Command::new(i.to_le_bytes().to_vec()).expect("small"))
+        .collect();
+    for k in &keys {
+        sim.with_node(k.node_id(), |n, ctx| n.submit(ctx, commands.clone(), false));
+    }
+    let (warm, end) = (100, 600);
+    sim.run_until(warm).expect("no invariant");
+    let first = sim.node(keys[0].node_id()).expect("node").log().len();
+    sim.run_until(end).expect("no invariant");
+    let last = sim.node(keys[0].node_id()).expect("node").log().len();
+    (last - first) as f64 / ((end - warm) as f64 / 1000.0)
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = runtime();
+    let mut cluster = Cluster::new(&rt, 4);
+    let mut group = c.benchmark_group("consensus");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.sample_size(20);
+    group.bench_function("commit 4096 x 64 B, 4 validators (MemoryNetwork)", |b| {
+        b.iter(|| {
+            let commands = cluster.commands(BATCH);
+            rt.block_on(cluster.commit(commands))
+        })
+    });
+    // The floor: what verifying one decision costs a replica.
+    let decision = {
+        let commands = cluster.commands(BATCH);
+        rt.block_on(async {
+            for h in &cluster.handles {
+                h.submit(commands.clone(), false).await.expect("taken");
+            }
+            cluster.decisions.next().await.expect("running")
+        })
+    };
+    let (_, set) = keys(4);
+    group.bench_function("verify one decision: certificate + batch receipt", |b| {
+        b.iter(|| {
+            decision.certificate.verify(&set).expect("valid");
+            black_box(decision.batch.receipt() == decision.certificate.value)
+        })
+    });
+    group.finish();
+    // Drain what the floor's setup left undelivered.
+    drop(cluster);
+    drop(rt);
+}
+
+fn check_targets() {
+    println!("\nIssue 6 targets:");
+    let rt = runtime();
+    let mut cluster = Cluster::new(&rt, 4);
+    // Warm up, then measure 100 batches.
+    let warm = cluster.commands(4 * BATCH);
+    rt.block_on(cluster.commit(warm));
+    let n = 100 * BATCH;
+    let commands = cluster.commands(n);
+    let start = Instant::now();
+    rt.block_on(cluster.commit(commands));
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    println!(
+        "  4 validators over MemoryNetwork, 64-byte commands in batches of {BATCH}, full signature checks: {:.0} committed commands/s (target 200,000: {})",
+        rate,
+        verdict(rate >= 200_000.0)
+    );
+    let mut latencies: Vec<Duration> = (0..200)
+        .map(|_| {
+            let one = cluster.commands(1);
+            let start = Instant::now();
+            rt.block_on(cluster.commit(one));
+            start.elapsed()
+        })
+        .collect();
+    latencies.sort();
+    let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
+    println!(
+        "  single-command commit latency (4 validators, in process): p50 {:?}, p99 {:?}",
+        pct(50),
+        pct(99)
+    );
+    drop(cluster);
+    drop(rt);
+    let (d1, d8) = (pipelined_rate(1), pipelined_rate(8));
+    println!(
+        "  proposals decided per (virtual) second at 1 ms one-way latency: depth 1 {:.0}/s, depth 8 {:.0}/s, {:.1}x (target 4x: {})",
+        d1,
+        d8,
+        d8 / d1,
+        verdict(d8 >= 4.0 * d1)
+    );
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    if std::env::args().any(|a| a == "--bench") {
+        check_targets();
+    }
+}
