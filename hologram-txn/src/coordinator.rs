@@ -11,7 +11,7 @@
 //!
 //! 1. **Preparing**: send each participant its [`PrepareRequest`]; accept a
 //!    vote only if it is signed by that participant for
-//!    [`Purpose::Prepare`] and its receipt **equals** the prepare receipt the
+//!    [`Purpose::Prepare`](hologram_receipt::Purpose::Prepare) and its receipt **equals** the prepare receipt the
 //!    coordinator computes from the request (a participant that prepared
 //!    something else, e.g. a corrupted request, makes the transaction abort).
 //!    The vote's signature is checked by the primary, which commits only on a
@@ -25,6 +25,37 @@
 //!    Only then is the transaction reported: `Ok(commit receipt)` — the
 //!    composition of the prepare receipts — or the abort's reason.
 //!
+//! ## Which signatures the coordinator checks, and when
+//!
+//! The coordinator reports an outcome only on signatures it has verified:
+//! the primary's on the decision and every other participant's on its
+//! acknowledgement. It checks them **together**, in one
+//! [`SignatureBatch`] once every participant has answered (a single one
+//! strictly, alone), rather than each as it arrives; the decision is
+//! forwarded to the other participants before its signature is checked.
+//! That is safe because nothing but the coordinator's own report rests on
+//! the coordinator's word:
+//!
+//! - every participant verifies a decision strictly itself before it applies
+//!   it ([`ParticipantCore::resolve`](crate::ParticipantCore::resolve)), so a
+//!   forged decision forwarded by a deceived coordinator is refused and
+//!   changes nothing;
+//! - the report waits for the batch: a forged decision or acknowledgement
+//!   fails it, and the slow path (each signature strictly) finds which. A
+//!   forged acknowledgement is dropped and the decision sent again; a forged
+//!   decision sends the coordinator back to the phase it was in, to ask the
+//!   primary again, as does a participant's refusal of an unchecked decision.
+//!   So a forgery costs a round trip, never a wrong report.
+//!
+//! The structure of what arrives (signer, receipt equal to the expected one)
+//! is checked at once, without a signature check, so nothing ill-formed is
+//! forwarded. Batch verification is not `verify_strict` for signatures that
+//! only the key's holder can craft (see [`SignatureBatch`]); where the batch
+//! and strict verification disagree, the slow path's strict verdict wins.
+//! Votes are not checked here at all: the primary commits only on a
+//! certificate of valid votes, and any vote whose receipt differs from the
+//! one the coordinator computes aborts the transaction.
+//!
 //! A single-participant transaction skips phase 1: the participant commits
 //! in one step ([`TxnMessage::CommitOnePhase`]).
 //!
@@ -35,7 +66,7 @@ use crate::effects::Effects;
 use crate::{Decision, Op, PrepareRequest, SignedReceipt, TxnError, TxnId, TxnMessage};
 use hologram_lattice::sim::Millis;
 use hologram_lattice::NodeId;
-use hologram_receipt::{Purpose, Receipt};
+use hologram_receipt::{Receipt, SignatureBatch};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Timing of a coordinator.
@@ -75,7 +106,13 @@ enum Phase {
     Finishing {
         decision: Box<Decision>,
         receipt: Receipt,
+        /// Participants whose signed receipt of `receipt` is verified.
         acked: BTreeSet<NodeId>,
+        /// Signed receipts of `receipt` whose signatures are not checked yet:
+        /// the primary's decision, then each acknowledgement.
+        unchecked: BTreeMap<NodeId, SignedReceipt>,
+        /// The phase to go back to if the decision proves forged.
+        prior: Box<Phase>,
     },
 }
 
@@ -97,6 +134,17 @@ impl Flight {
 
     fn commit_receipt(&self) -> Receipt {
         Receipt::compose_all(self.expected.values())
+    }
+
+    /// While finishing: how many participants answered the decision
+    /// (verified or not yet).
+    fn answered(&self) -> Option<usize> {
+        match &self.phase {
+            Phase::Finishing {
+                acked, unchecked, ..
+            } => Some(acked.len() + unchecked.len()),
+            _ => None,
+        }
     }
 }
 
@@ -203,9 +251,8 @@ impl CoordinatorCore {
                     return;
                 };
                 // Its signature is checked by the primary, which commits only
-                // on a certificate of valid votes (and refuses otherwise, which
-                // aborts): checking it here too would cost a verification per
-                // participant for nothing. The receipt must equal ours.
+                // on a certificate of valid votes (module docs). The receipt
+                // must equal ours.
                 if vote.receipt != *expected {
                     let reason = TxnError::ReceiptMismatch {
                         txn,
@@ -229,6 +276,12 @@ impl CoordinatorCore {
                     Phase::Deciding { commit: true } if from == flight.primary => {
                         self.decide(txn, false, Some(error))
                     }
+                    // A participant refused the decision: if its signature is
+                    // unchecked, check it now (it may be forged).
+                    Phase::Finishing { .. } => {
+                        let primary = flight.primary;
+                        self.check_unchecked(txn, Some(primary));
+                    }
                     _ => {}
                 }
             }
@@ -236,45 +289,49 @@ impl CoordinatorCore {
                 if from != flight.primary || matches!(flight.phase, Phase::Finishing { .. }) {
                     return;
                 }
-                let Ok(receipt) = decision.verify(&txn, &flight.primary) else {
+                let Ok(receipt) = decision.check_claim(&txn, &flight.primary) else {
                     return;
                 };
                 if decision.is_commit() && receipt != flight.commit_receipt() {
-                    let reason = TxnError::ReceiptMismatch {
-                        txn,
-                        participant: from,
-                    };
-                    self.finish(txn, Err(reason));
+                    // Only a decision the primary really signed ends the
+                    // transaction on a mismatch.
+                    if decision.verify(&txn, &flight.primary).is_ok() {
+                        let reason = TxnError::ReceiptMismatch {
+                            txn,
+                            participant: from,
+                        };
+                        self.finish(txn, Err(reason));
+                    }
                     return;
                 }
-                let mut acked = BTreeSet::new();
-                acked.insert(from);
+                let mut unchecked = BTreeMap::new();
+                unchecked.insert(from, *decision.primary());
+                let prior = std::mem::replace(&mut flight.phase, Phase::Preparing);
                 flight.phase = Phase::Finishing {
                     decision: Box::new(decision),
                     receipt,
-                    acked,
+                    acked: BTreeSet::new(),
+                    unchecked,
+                    prior: Box::new(prior),
                 };
                 self.send_pending(txn);
                 self.maybe_finish(txn);
             }
             TxnMessage::Ack { ack, .. } => {
                 let Phase::Finishing {
-                    decision,
                     receipt,
                     acked,
+                    unchecked,
+                    ..
                 } = &mut flight.phase
                 else {
                     return;
                 };
-                let purpose = if decision.is_commit() {
-                    Purpose::Commit
-                } else {
-                    Purpose::Abort
-                };
                 if flight.requests.contains_key(&from)
-                    && ack.verify_as(&txn, &from, receipt, purpose).is_ok()
+                    && !acked.contains(&from)
+                    && ack.check_claim(&txn, &from, receipt).is_ok()
                 {
-                    acked.insert(from);
+                    unchecked.insert(from, ack);
                     self.maybe_finish(txn);
                 }
             }
@@ -347,10 +404,13 @@ impl CoordinatorCore {
                 send.push((flight.primary, TxnMessage::Abort { txn }));
             }
             Phase::Finishing {
-                decision, acked, ..
+                decision,
+                acked,
+                unchecked,
+                ..
             } => {
                 for node in flight.requests.keys() {
-                    if !acked.contains(node) {
+                    if !acked.contains(node) && !unchecked.contains_key(node) {
                         let decision = (**decision).clone();
                         send.push((*node, TxnMessage::Resolve { txn, decision }));
                     }
@@ -359,7 +419,17 @@ impl CoordinatorCore {
         }
     }
 
+    /// Once every participant has answered, checks the unchecked signatures
+    /// and, if all hold, reports the outcome.
     fn maybe_finish(&mut self, txn: TxnId) {
+        let everyone_answered = self
+            .flights
+            .get(&txn)
+            .is_some_and(|f| f.answered().is_some_and(|n| n >= f.requests.len()));
+        if !everyone_answered {
+            return;
+        }
+        self.check_unchecked(txn, None);
         let Some(flight) = self.flights.get(&txn) else {
             return;
         };
@@ -367,6 +437,7 @@ impl CoordinatorCore {
             decision,
             receipt,
             acked,
+            ..
         } = &flight.phase
         else {
             return;
@@ -385,8 +456,246 @@ impl CoordinatorCore {
         self.finish(txn, result);
     }
 
+    /// Verifies the unchecked signatures of a finishing transaction (only
+    /// `only`'s, if given): valid ones become acknowledgements, forged ones
+    /// are dropped and asked for again, and a forged decision sends the
+    /// transaction back to the phase before it (module docs).
+    fn check_unchecked(&mut self, txn: TxnId, only: Option<NodeId>) {
+        let Some(flight) = self.flights.get_mut(&txn) else {
+            return;
+        };
+        let Phase::Finishing {
+            decision,
+            acked,
+            unchecked,
+            prior,
+            ..
+        } = &mut flight.phase
+        else {
+            return;
+        };
+        let purpose = decision.purpose();
+        let checking: Vec<SignedReceipt> = unchecked
+            .iter()
+            .filter(|(node, _)| only.is_none_or(|o| o == **node))
+            .map(|(_, s)| *s)
+            .collect();
+        let all_valid = match checking.as_slice() {
+            [] => return,
+            [one] => one.verify(purpose).is_ok(),
+            many => {
+                let mut batch = SignatureBatch::with_capacity(many.len());
+                for s in many {
+                    batch.push(
+                        s.signer,
+                        purpose,
+                        &s.receipt.to_canonical_bytes(),
+                        s.signature,
+                    );
+                }
+                // Where the batch fails, strict verification one by one
+                // decides (it names the forged ones).
+                batch.verify().is_ok() || many.iter().all(|s| s.verify(purpose).is_ok())
+            }
+        };
+        let forged: BTreeSet<NodeId> = if all_valid {
+            BTreeSet::new()
+        } else {
+            checking
+                .iter()
+                .filter(|s| s.verify(purpose).is_err())
+                .map(|s| s.signer)
+                .collect()
+        };
+        if forged.contains(&flight.primary) {
+            flight.phase = (**prior).clone();
+            self.send_pending(txn);
+            return;
+        }
+        for s in &checking {
+            unchecked.remove(&s.signer);
+            if !forged.contains(&s.signer) {
+                acked.insert(s.signer);
+            }
+        }
+        if !forged.is_empty() {
+            self.send_pending(txn);
+        }
+    }
+
     fn finish(&mut self, txn: TxnId, result: TxnResult) {
         self.flights.remove(&txn);
         self.completed.push((txn, result));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receipts::commit_receipt;
+    use crate::Key;
+    use hologram_receipt::{KeyPair, Purpose};
+
+    /// A coordinator with a two-participant transaction whose votes are in:
+    /// it now asks the primary to commit. Returns the coordinator, the keys
+    /// (primary first) and the genuine decision.
+    fn deciding() -> (CoordinatorCore, [KeyPair; 2], Decision) {
+        let mut keys = [KeyPair::from_seed([1; 32]), KeyPair::from_seed([2; 32])];
+        keys.sort_by_key(KeyPair::node_id);
+        let mut writes = BTreeMap::new();
+        for (i, k) in keys.iter().enumerate() {
+            let key = Key::new(vec![b'k', i as u8]).unwrap();
+            writes.insert(k.node_id(), vec![Op::Add { key, delta: 1 }]);
+        }
+        let mut core = CoordinatorCore::new(CoordinatorConfig::default());
+        core.begin(0, TxnId([5; 16]), 1, writes).unwrap();
+        let mut votes = Vec::new();
+        for (to, message) in core.take_effects().send {
+            let TxnMessage::Prepare(request) = message else {
+                panic!("expected prepares");
+            };
+            let k = keys.iter().find(|k| k.node_id() == to).unwrap();
+            votes.push(SignedReceipt::sign(
+                k,
+                Purpose::Prepare,
+                request.prepare_receipt(&to),
+            ));
+        }
+        for vote in &votes {
+            let txn = TxnId([5; 16]);
+            core.on_message(vote.signer, TxnMessage::Prepared { txn, vote: *vote });
+        }
+        let sent = core.take_effects().send;
+        assert!(
+            matches!(sent.as_slice(), [(to, TxnMessage::Commit { .. })] if *to == keys[0].node_id())
+        );
+        let c = commit_receipt(&votes);
+        let decision = Decision::Committed {
+            prepares: votes,
+            primary: SignedReceipt::sign(&keys[0], Purpose::Commit, c),
+        };
+        (core, keys, decision)
+    }
+
+    fn forged(signer: &KeyPair, receipt: Receipt, purpose: Purpose) -> SignedReceipt {
+        let mut s = SignedReceipt::sign(&KeyPair::from_seed([0xbb; 32]), purpose, receipt);
+        s.signer = signer.node_id();
+        s
+    }
+
+    #[test]
+    fn a_forged_decision_is_caught_before_any_report_and_the_primary_asked_again() {
+        let (mut core, keys, genuine) = deciding();
+        let txn = TxnId([5; 16]);
+        let (a, b) = (keys[0].node_id(), keys[1].node_id());
+        let Decision::Committed { prepares, primary } = genuine.clone() else {
+            unreachable!()
+        };
+        let fake = Decision::Committed {
+            prepares,
+            primary: forged(&keys[0], primary.receipt, Purpose::Commit),
+        };
+        // Well formed, so it is forwarded before its signature is checked…
+        core.on_message(
+            a,
+            TxnMessage::Decided {
+                txn,
+                decision: fake,
+            },
+        );
+        let sent = core.take_effects().send;
+        assert!(matches!(sent.as_slice(), [(to, TxnMessage::Resolve { .. })] if *to == b));
+        // …and a genuine acknowledgement completes the set: the batch fails
+        // on the decision, nothing is reported, the primary is asked again.
+        let ack = SignedReceipt::sign(&keys[1], Purpose::Commit, primary.receipt);
+        core.on_message(b, TxnMessage::Ack { txn, ack });
+        assert!(core.take_completed().is_empty());
+        let sent = core.take_effects().send;
+        assert!(matches!(sent.as_slice(), [(to, TxnMessage::Commit { .. })] if *to == a));
+        // The primary's genuine decision is taken; a repeat of it is ignored.
+        core.on_message(
+            a,
+            TxnMessage::Decided {
+                txn,
+                decision: genuine.clone(),
+            },
+        );
+        core.take_effects();
+        core.on_message(
+            a,
+            TxnMessage::Decided {
+                txn,
+                decision: genuine.clone(),
+            },
+        );
+        assert!(core.take_effects().send.is_empty(), "already finishing");
+        // The genuine decision and acknowledgement report the commit.
+        core.on_message(b, TxnMessage::Ack { txn, ack });
+        assert_eq!(core.take_completed(), vec![(txn, Ok(primary.receipt))]);
+    }
+
+    #[test]
+    fn a_refused_forged_decision_sends_the_coordinator_back() {
+        let (mut core, keys, genuine) = deciding();
+        let txn = TxnId([5; 16]);
+        let (a, b) = (keys[0].node_id(), keys[1].node_id());
+        let fake = Decision::Aborted {
+            primary: forged(
+                &keys[0],
+                crate::receipts::abort_receipt(&txn),
+                Purpose::Abort,
+            ),
+        };
+        core.on_message(
+            a,
+            TxnMessage::Decided {
+                txn,
+                decision: fake,
+            },
+        );
+        core.take_effects();
+        let refusal = crate::wire::Refusal::Invalid("bad signature".into());
+        core.on_message(b, TxnMessage::Refused { txn, refusal });
+        let sent = core.take_effects().send;
+        assert!(matches!(sent.as_slice(), [(to, TxnMessage::Commit { .. })] if *to == a));
+        assert!(core.take_completed().is_empty());
+        core.on_message(
+            a,
+            TxnMessage::Decided {
+                txn,
+                decision: genuine.clone(),
+            },
+        );
+        let ack = SignedReceipt::sign(&keys[1], Purpose::Commit, genuine.primary().receipt);
+        core.on_message(b, TxnMessage::Ack { txn, ack });
+        assert_eq!(core.take_completed().len(), 1);
+    }
+
+    #[test]
+    fn a_forged_acknowledgement_is_dropped_and_asked_for_again() {
+        let (mut core, keys, genuine) = deciding();
+        let txn = TxnId([5; 16]);
+        let (a, b) = (keys[0].node_id(), keys[1].node_id());
+        let receipt = genuine.primary().receipt;
+        core.on_message(
+            a,
+            TxnMessage::Decided {
+                txn,
+                decision: genuine,
+            },
+        );
+        core.take_effects();
+        let ack = forged(&keys[1], receipt, Purpose::Commit);
+        core.on_message(b, TxnMessage::Ack { txn, ack });
+        assert!(core.take_completed().is_empty());
+        let sent = core.take_effects().send;
+        assert!(matches!(sent.as_slice(), [(to, TxnMessage::Resolve { .. })] if *to == b));
+        // An acknowledgement of the wrong purpose is a forgery too.
+        let ack = SignedReceipt::sign(&keys[1], Purpose::Abort, receipt);
+        core.on_message(b, TxnMessage::Ack { txn, ack });
+        assert!(core.take_completed().is_empty());
+        let ack = SignedReceipt::sign(&keys[1], Purpose::Commit, receipt);
+        core.on_message(b, TxnMessage::Ack { txn, ack });
+        assert_eq!(core.take_completed(), vec![(txn, Ok(receipt))]);
     }
 }

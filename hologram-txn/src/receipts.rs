@@ -160,13 +160,27 @@ impl SignedReceipt {
         expected: &Receipt,
         purpose: Purpose,
     ) -> Result<(), TxnError> {
+        self.check_claim(txn, expected_signer, expected)?;
+        self.verify(purpose)
+    }
+
+    /// Checks, without the signature, that it claims `expected_signer`
+    /// signed exactly `expected`. Whoever relies on the claim must still
+    /// verify the signature (alone with [`SignedReceipt::verify`], or in a
+    /// [`hologram_receipt::SignatureBatch`]).
+    pub fn check_claim(
+        &self,
+        txn: &TxnId,
+        expected_signer: &NodeId,
+        expected: &Receipt,
+    ) -> Result<(), TxnError> {
         if self.signer != *expected_signer || self.receipt != *expected {
             return Err(TxnError::ReceiptMismatch {
                 txn: *txn,
                 participant: *expected_signer,
             });
         }
-        self.verify(purpose)
+        Ok(())
     }
 }
 
@@ -180,6 +194,21 @@ pub fn check_certificate(
     participants: &[NodeId],
     prepares: &[SignedReceipt],
     own: &SignedReceipt,
+) -> Result<Receipt, TxnError> {
+    check_certificate_with(txn, participants, prepares, own, |p| {
+        p.verify(Purpose::Prepare)
+    })
+}
+
+/// [`check_certificate`], with `verify` checking each other participant's
+/// signature for [`Purpose::Prepare`] (e.g. answering from signatures already
+/// verified, see [`crate::participant::Prework`]).
+pub fn check_certificate_with(
+    txn: &TxnId,
+    participants: &[NodeId],
+    prepares: &[SignedReceipt],
+    own: &SignedReceipt,
+    mut verify: impl FnMut(&SignedReceipt) -> Result<(), TxnError>,
 ) -> Result<Receipt, TxnError> {
     let invalid = |reason| TxnError::InvalidCertificate { txn: *txn, reason };
     if prepares.len() != participants.len() {
@@ -196,7 +225,7 @@ pub fn check_certificate(
                 return Err(invalid("the primary's own prepare receipt differs"));
             }
         } else {
-            p.verify(Purpose::Prepare)?;
+            verify(p)?;
         }
     }
     Ok(commit_receipt(prepares))
@@ -234,12 +263,31 @@ impl Decision {
         }
     }
 
+    /// The purpose the primary's signature (and every participant's
+    /// acknowledgement) is made for: [`Purpose::Commit`] or [`Purpose::Abort`].
+    pub fn purpose(&self) -> Purpose {
+        if self.is_commit() {
+            Purpose::Commit
+        } else {
+            Purpose::Abort
+        }
+    }
+
     /// Checks that `primary` signed this decision for `txn`: the commit
     /// receipt must be the composition of the listed prepares (at most
     /// [`MAX_PARTICIPANTS`], one per signer), the abort receipt that of
     /// `txn`. Returns the decided receipt.
     pub fn verify(&self, txn: &TxnId, primary: &NodeId) -> Result<Receipt, TxnError> {
-        let (expected, purpose) = match self {
+        let expected = self.check_claim(txn, primary)?;
+        self.primary().verify(self.purpose())?;
+        Ok(expected)
+    }
+
+    /// Everything [`Decision::verify`] checks except the primary's
+    /// signature: the decided receipt, if the decision is well formed and
+    /// claims to be `primary`'s.
+    pub fn check_claim(&self, txn: &TxnId, primary: &NodeId) -> Result<Receipt, TxnError> {
+        let expected = match self {
             Decision::Committed { prepares, .. } => {
                 bound("prepare list", prepares.len(), MAX_PARTICIPANTS)?;
                 let mut signers: Vec<NodeId> = prepares.iter().map(|p| p.signer).collect();
@@ -251,11 +299,11 @@ impl Decision {
                         reason: "a participant appears twice",
                     });
                 }
-                (commit_receipt(prepares), Purpose::Commit)
+                commit_receipt(prepares)
             }
-            Decision::Aborted { .. } => (abort_receipt(txn), Purpose::Abort),
+            Decision::Aborted { .. } => abort_receipt(txn),
         };
-        self.primary().verify_as(txn, primary, &expected, purpose)?;
+        self.primary().check_claim(txn, primary, &expected)?;
         Ok(expected)
     }
 }

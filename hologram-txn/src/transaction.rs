@@ -18,14 +18,14 @@
 //! retried and phase 1 times out after `prepare_timeout_ms` of virtual time.
 
 use crate::coordinator::{CoordinatorConfig, CoordinatorCore, CoordinatorTimer};
-use crate::participant::ParticipantCore;
+use crate::participant::{ParticipantCore, Prework};
 use crate::wire::{decided, refused};
 use crate::{Decision, Op, PrepareRequest, SignedReceipt, TxnError, TxnId, TxnMessage};
 use async_trait::async_trait;
 use futures::future::join_all;
 use hologram_cam::Store;
 use hologram_lattice::NodeId;
-use hologram_receipt::Receipt;
+use hologram_receipt::{KeyPair, Receipt};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -95,8 +95,12 @@ pub async fn call<P: Participant + ?Sized>(
 /// participant has not: a secondary left prepared by a coordinator that gave
 /// up is resolved by calling [`Participant::resolve`] with the primary's
 /// decision. The simulated and networked drivers run the timers.
+///
+/// Calls from several threads run their signing and verifying in parallel:
+/// it is done ahead ([`Prework`]), outside the lock on the core.
 pub struct LocalParticipant<S: Store> {
     id: NodeId,
+    keys: KeyPair,
     core: Mutex<ParticipantCore>,
     store: Arc<S>,
 }
@@ -106,6 +110,7 @@ impl<S: Store> LocalParticipant<S> {
     pub fn new(core: ParticipantCore, store: Arc<S>) -> Self {
         LocalParticipant {
             id: core.id(),
+            keys: core.keys().clone(),
             core: Mutex::new(core),
             store,
         }
@@ -126,11 +131,13 @@ impl<S: Store> LocalParticipant<S> {
         Ok(result)
     }
 
+    /// Runs a call with its signatures made and checked ahead, outside the lock.
     async fn run<R>(
         &self,
+        prework: Prework,
         f: impl FnOnce(&mut ParticipantCore) -> Result<R, TxnError>,
     ) -> Result<R, TxnError> {
-        self.with_core(f).await?
+        self.with_core(|core| core.with_prework(prework, f)).await?
     }
 }
 
@@ -141,7 +148,8 @@ impl<S: Store> Participant for LocalParticipant<S> {
     }
 
     async fn prepare(&self, request: PrepareRequest) -> Result<SignedReceipt, TxnError> {
-        self.run(|c| c.prepare(request)).await
+        let prework = Prework::prepare(&self.keys, &request);
+        self.run(prework, |c| c.prepare(request)).await
     }
 
     async fn commit_one_phase(
@@ -149,19 +157,23 @@ impl<S: Store> Participant for LocalParticipant<S> {
         request: PrepareRequest,
         expected: Receipt,
     ) -> Result<Decision, TxnError> {
-        self.run(|c| c.commit_one_phase(request, &expected)).await
+        let prework = Prework::commit_one_phase(&self.keys, &request);
+        self.run(prework, |c| c.commit_one_phase(request, &expected))
+            .await
     }
 
     async fn commit(&self, txn: TxnId, prepares: Vec<SignedReceipt>) -> Result<Decision, TxnError> {
-        self.run(|c| c.commit(txn, &prepares)).await
+        let prework = Prework::commit(&self.keys, &prepares);
+        self.run(prework, |c| c.commit(txn, &prepares)).await
     }
 
     async fn abort(&self, txn: TxnId) -> Result<Decision, TxnError> {
-        self.run(|c| c.abort(txn)).await
+        self.run(Prework::default(), |c| c.abort(txn)).await
     }
 
     async fn resolve(&self, txn: TxnId, decision: Decision) -> Result<SignedReceipt, TxnError> {
-        self.run(|c| c.resolve(txn, &decision)).await
+        let prework = Prework::resolve(&self.keys, &decision);
+        self.run(prework, |c| c.resolve(txn, &decision)).await
     }
 }
 

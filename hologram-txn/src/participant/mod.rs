@@ -40,12 +40,14 @@
 //! [`ParticipantCore::commit_one_phase`] validates and commits in one step.
 
 mod locks;
+mod prework;
 pub mod records;
 
 pub use locks::LockTable;
+pub use prework::Prework;
 
 use crate::effects::Effects;
-use crate::receipts::{abort_receipt, check_certificate, commit_receipt};
+use crate::receipts::{abort_receipt, check_certificate_with, commit_receipt};
 use crate::sharding::ShardMap;
 use crate::wire::{decided, refused};
 use crate::{Decision, Key, PrepareRequest, SignedReceipt, TxnError, TxnId, TxnMessage};
@@ -124,6 +126,7 @@ pub struct ParticipantCore {
     prepared: BTreeMap<TxnId, Prepared>,
     outcomes: BTreeMap<TxnId, Decision>,
     effects: Effects<ParticipantTimer>,
+    prework: Prework,
 }
 
 impl ParticipantCore {
@@ -146,6 +149,7 @@ impl ParticipantCore {
             prepared: BTreeMap::new(),
             outcomes: BTreeMap::new(),
             effects: Effects::default(),
+            prework: Prework::default(),
         }
     }
 
@@ -223,6 +227,21 @@ impl ParticipantCore {
     /// This participant's id (its public key).
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    /// Its keys (for a driver's [`Prework::for_message`]).
+    pub(crate) fn keys(&self) -> &KeyPair {
+        &self.keys
+    }
+
+    /// Runs `f` with signatures made and verified ahead ([`Prework`]): the
+    /// results are the same as without, only the signing and verifying that
+    /// `prework` did are not done again.
+    pub fn with_prework<R>(&mut self, prework: Prework, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.prework = prework;
+        let result = f(self);
+        self.prework = Prework::default();
+        result
     }
 
     /// The shard map it serves.
@@ -411,8 +430,7 @@ impl ParticipantCore {
         match checked {
             Ok(writes) => {
                 let vote = self.vote(&request);
-                let commit =
-                    SignedReceipt::sign(&self.keys, Purpose::Commit, commit_receipt([&vote]));
+                let commit = self.sign(Purpose::Commit, commit_receipt([&vote]));
                 let decision = Decision::Committed {
                     prepares: vec![vote],
                     primary: commit,
@@ -443,10 +461,13 @@ impl ParticipantCore {
                 reason: "this participant is not the primary",
             });
         }
-        let receipt = check_certificate(&txn, &p.request.participants, prepares, &p.vote)?;
+        let receipt =
+            check_certificate_with(&txn, &p.request.participants, prepares, &p.vote, |p| {
+                self.verify_signed(p, Purpose::Prepare)
+            })?;
         let decision = Decision::Committed {
             prepares: prepares.to_vec(),
-            primary: SignedReceipt::sign(&self.keys, Purpose::Commit, receipt),
+            primary: self.sign(Purpose::Commit, receipt),
         };
         self.commit_prepared(txn, decision.clone())?;
         Ok(decision)
@@ -475,15 +496,12 @@ impl ParticipantCore {
         let Some(p) = self.prepared.get(&txn) else {
             return match decision {
                 // Nothing held here: acknowledging the abort is truthful.
-                Decision::Aborted { .. } => Ok(SignedReceipt::sign(
-                    &self.keys,
-                    Purpose::Abort,
-                    abort_receipt(&txn),
-                )),
+                Decision::Aborted { .. } => Ok(self.sign(Purpose::Abort, abort_receipt(&txn))),
                 Decision::Committed { .. } => Err(TxnError::UnknownTransaction(txn)),
             };
         };
-        decision.verify(&txn, &p.request.primary)?;
+        decision.check_claim(&txn, &p.request.primary)?;
+        self.verify_signed(decision.primary(), decision.purpose())?;
         match decision {
             Decision::Committed { prepares, .. } => {
                 if !prepares.contains(&p.vote) {
@@ -627,11 +645,7 @@ impl ParticipantCore {
     }
 
     fn vote(&self, request: &PrepareRequest) -> SignedReceipt {
-        SignedReceipt::sign(
-            &self.keys,
-            Purpose::Prepare,
-            request.prepare_receipt(&self.id),
-        )
+        self.sign(Purpose::Prepare, request.prepare_receipt(&self.id))
     }
 
     /// Each written key's value after the request's ops, in order.
@@ -754,7 +768,7 @@ impl ParticipantCore {
     fn decide_abort(&mut self, txn: TxnId) -> Result<Decision, TxnError> {
         let receipt = abort_receipt(&txn);
         let decision = Decision::Aborted {
-            primary: SignedReceipt::sign(&self.keys, Purpose::Abort, receipt),
+            primary: self.sign(Purpose::Abort, receipt),
         };
         self.settle_abort(txn, decision.clone())?;
         Ok(decision)
@@ -777,12 +791,24 @@ impl ParticipantCore {
 
     /// This participant's own signed receipt of a decision.
     fn ack(&self, decision: &Decision) -> SignedReceipt {
-        let purpose = if decision.is_commit() {
-            Purpose::Commit
+        self.sign(decision.purpose(), decision.primary().receipt)
+    }
+
+    /// This node's signature of `receipt` for `purpose` (from the prework
+    /// when it was made ahead; Ed25519 is deterministic, so it is the same).
+    fn sign(&self, purpose: Purpose, receipt: Receipt) -> SignedReceipt {
+        self.prework
+            .signed(&self.id, purpose, &receipt)
+            .unwrap_or_else(|| SignedReceipt::sign(&self.keys, purpose, receipt))
+    }
+
+    /// Checks a signature for `purpose`, unless the prework verified exactly it.
+    fn verify_signed(&self, signed: &SignedReceipt, purpose: Purpose) -> Result<(), TxnError> {
+        if self.prework.verified(purpose, signed) {
+            Ok(())
         } else {
-            Purpose::Abort
-        };
-        SignedReceipt::sign(&self.keys, purpose, decision.primary().receipt)
+            signed.verify(purpose)
+        }
     }
 }
 
