@@ -12,7 +12,27 @@
 //! (`max_pipeline_depth`), decisions delivered in height order.
 //!
 //! The replica is a deterministic core without I/O ([`Replica`]); the
-//! simulator of `hologram-lattice` runs it as a [`SimReplica`].
+//! simulator of `hologram-lattice` runs it as a [`SimReplica`], and
+//! [`ReplicaDriver`] runs it over a `Transport`.
+//!
+//! ## Partitions (the chapter's exercise 4)
+//!
+//! Only a side holding a quorum (`⌊2n/3⌋ + 1` validators) can gather a
+//! commit certificate, so at most one side commits, and any two quorums
+//! share an honest validator, so no height ever gets two values. A minority
+//! side keeps changing rounds but decides nothing. When the partition heals,
+//! a replica that sees a message from a height beyond its window asks for
+//! the decided heights and accepts each only with a commit certificate that
+//! verifies against the validator set (no single peer is trusted); laggards
+//! are also pushed the decision of any height they still vote in. Every
+//! replica therefore converges on the one certified chain, and nothing
+//! committed is lost or changed. A command a client submitted with gossip
+//! stays in the accepting replica's durable record and mempool (surviving a
+//! crash) and is re-gossiped every `resend_ms` until some decided batch
+//! contains it: commands accepted on a minority side are committed after
+//! the heal, in the order of the heights that take them. A command is
+//! rejected with a reason only when the mempool is full
+//! ([`ConsensusError::MempoolFull`]) or it is over size.
 //!
 //! ## Map
 //!
