@@ -4,12 +4,17 @@
 //! [`Protocol::CONSENSUS`]): it decodes each frame with the bounded decoder
 //! and queues it; malformed frames are dropped there. [`ReplicaDriver::run`]
 //! takes queued inputs one at a time, keeps the replica's timers on a
-//! [`Timer`], persists nothing itself (see [`crate::sim`] for the durable
-//! state a real deployment writes before sending), sends the outputs, and
-//! hands decisions to a channel. [`DriverHandle`] submits commands and stops
+//! [`Timer`], and after each round of inputs makes the outputs durable when
+//! given a [`DurableLog`] ([`ReplicaDriver::with_log`]): decisions and the
+//! voting record are written *before* any message is sent, any decision
+//! handed on or any submission acknowledged (write-ahead). Then it sends the
+//! outputs and hands decisions to a channel. If the store fails, the driver
+//! stops without sending what it could not make durable
+//! ([`ReplicaDriver::try_run`] says why). [`DriverHandle`] submits commands and stops
 //! the driver. No runtime is assumed: `run` is a plain future.
 
 use crate::message::{ConsensusMessage, Decision};
+use crate::persist::DurableLog;
 use crate::replica::{Outgoing, Outputs, Replica, Timer as ReplicaTimer};
 use crate::{Command, ConsensusError};
 use futures::channel::{mpsc, oneshot};
@@ -22,14 +27,13 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Where the result of a submission goes.
+type Reply = oneshot::Sender<Result<usize, ConsensusError>>;
+
 /// What the driver's queue carries.
 enum Input {
     Message(NodeId, ConsensusMessage),
-    Submit(
-        Vec<Command>,
-        bool,
-        oneshot::Sender<Result<usize, ConsensusError>>,
-    ),
+    Submit(Vec<Command>, bool, Reply),
     Stop,
 }
 
@@ -110,6 +114,8 @@ pub struct ReplicaDriver {
     started: Instant,
     timers: BinaryHeap<Reverse<(u64, u64, TimerKey)>>,
     next_timer: u64,
+    log: Option<DurableLog>,
+    replies: Vec<(Reply, Result<usize, ConsensusError>)>,
 }
 
 /// A replica timer ordered by its sequence number only.
@@ -157,6 +163,8 @@ impl ReplicaDriver {
             started: Instant::now(),
             timers: BinaryHeap::new(),
             next_timer: 0,
+            log: None,
+            replies: Vec::new(),
         };
         (driver, handle, drx)
     }
@@ -166,11 +174,31 @@ impl ReplicaDriver {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// Runs until stopped (or every handle and handler is dropped).
-    pub async fn run(mut self) -> Replica {
+    /// Makes the replica's outputs durable in `log` before they are acted
+    /// on. The replica should have been restored from the same log
+    /// ([`Recovered::replica`](crate::Recovered::replica)).
+    pub fn with_log(mut self, log: DurableLog) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    /// Runs until stopped (or every handle and handler is dropped, or the
+    /// store fails: see [`try_run`](Self::try_run)).
+    pub async fn run(self) -> Replica {
+        self.try_run().await.0
+    }
+
+    /// Runs until stopped; also returns the store error that stopped it, if
+    /// one did (nothing it failed to persist was sent).
+    pub async fn try_run(mut self) -> (Replica, Result<(), ConsensusError>) {
+        let result = self.drive().await;
+        (self.replica, result)
+    }
+
+    async fn drive(&mut self) -> Result<(), ConsensusError> {
         let mut out = Outputs::default();
         self.replica.start(self.now(), &mut out);
-        self.perform(&mut out).await;
+        self.perform(&mut out).await?;
         loop {
             let now = self.now();
             while let Some(Reverse((at, _, _))) = self.timers.peek() {
@@ -181,26 +209,28 @@ impl ReplicaDriver {
                     self.replica.handle_timer(now, t, &mut out);
                 }
             }
-            self.perform(&mut out).await;
+            self.perform(&mut out).await?;
             let wait = match self.timers.peek() {
                 Some(Reverse((at, _, _))) => Duration::from_millis(at.saturating_sub(now)),
                 None => Duration::from_secs(3600),
             };
             let input = match select(self.inbox.next(), self.timer.sleep(wait)).await {
                 Either::Left((Some(input), _)) => input,
-                Either::Left((None, _)) => return self.replica,
+                Either::Left((None, _)) => return self.perform(&mut out).await,
                 Either::Right(_) => continue,
             };
-            if !self.handle(input, &mut out) {
-                return self.replica;
-            }
+            let mut go_on = self.handle(input, &mut out);
             // Take what else is queued before sending: one round of sends.
-            while let Ok(input) = self.inbox.try_recv() {
-                if !self.handle(input, &mut out) {
-                    return self.replica;
+            while go_on {
+                match self.inbox.try_recv() {
+                    Ok(input) => go_on = self.handle(input, &mut out),
+                    Err(_) => break,
                 }
             }
-            self.perform(&mut out).await;
+            self.perform(&mut out).await?;
+            if !go_on {
+                return Ok(());
+            }
         }
     }
 
@@ -209,15 +239,25 @@ impl ReplicaDriver {
         match input {
             Input::Message(from, m) => self.replica.handle_message(now, from, m, out),
             Input::Submit(commands, gossip, reply) => {
-                let _ = reply.send(self.replica.submit(now, commands, gossip, out));
+                let result = self.replica.submit(now, commands, gossip, out);
+                self.replies.push((reply, result));
             }
             Input::Stop => return false,
         }
         true
     }
 
-    /// Sets timers, hands decisions on, and sends messages (concurrently).
-    async fn perform(&mut self, out: &mut Outputs) {
+    /// Persists (with a log), answers submissions, sets timers, hands
+    /// decisions on, and sends messages (concurrently). On a store error
+    /// nothing is sent or handed on.
+    async fn perform(&mut self, out: &mut Outputs) -> Result<(), ConsensusError> {
+        if let Some(log) = &mut self.log {
+            log.persist(&out.decisions, self.replica.voting_record())
+                .await?;
+        }
+        for (reply, result) in self.replies.drain(..) {
+            let _ = reply.send(result);
+        }
         let now = self.now();
         for (after, t) in out.timers.drain(..) {
             self.next_timer += 1;
@@ -244,5 +284,6 @@ impl ReplicaDriver {
         }
         // A send that fails is a lost message: resending repairs it.
         join_all(sends).await;
+        Ok(())
     }
 }

@@ -3,7 +3,7 @@
 use crate::vote::VoteKind;
 use hologram_cam::CamError;
 use hologram_lattice::transport::TransportError;
-use hologram_lattice::NodeId;
+use hologram_lattice::{Address, NodeId};
 use hologram_receipt::{Receipt, ReceiptError};
 use thiserror::Error;
 
@@ -118,6 +118,29 @@ pub enum ConsensusError {
     /// A replicated log or its persisted form is inconsistent.
     #[error("log: {0}")]
     Log(String),
+    /// A stored object claiming to be a block or voting record does not
+    /// decode: it was not used.
+    #[error("stored {what} at {address} is malformed: {reason}")]
+    CorruptStored {
+        /// What the object claims to be (block, voting record).
+        what: &'static str,
+        /// Its address in the store.
+        address: Address,
+        /// Why it does not decode.
+        reason: String,
+    },
+    /// A stored block decodes but its certificate does not certify it (a
+    /// tampered or forged block): it was not applied.
+    #[error("stored block for height {height} at {address} rejected: {source}")]
+    RejectedBlock {
+        /// The height the block claims.
+        height: u64,
+        /// Its address in the store.
+        address: Address,
+        /// Why its certificate does not hold.
+        #[source]
+        source: Box<ConsensusError>,
+    },
     /// The validator or its driver has stopped.
     #[error("validator {0} stopped")]
     Stopped(NodeId),

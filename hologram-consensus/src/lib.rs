@@ -13,7 +13,11 @@
 //!
 //! The replica is a deterministic core without I/O ([`Replica`]); the
 //! simulator of `hologram-lattice` runs it as a [`SimReplica`], and
-//! [`ReplicaDriver`] runs it over a `Transport`.
+//! [`ReplicaDriver`] runs it over a `Transport`, writing its decisions and
+//! voting record to a [`DurableLog`] in a `hologram_cam::Store` before it
+//! sends anything. Decided batches feed a [`ReplicatedStateMachine`]: a
+//! deterministic [`StateMachine`] applied in height order, each command
+//! once, every transition receipt chained, replicas compared by chain head.
 //!
 //! ## Partitions (the chapter's exercise 4)
 //!
@@ -45,7 +49,9 @@
 //! | [`message`] | [`ConsensusMessage`], [`Proposal`], [`Decision`], bounded decoding |
 //! | [`replica`] | the Tendermint core: [`Replica`], its config, timers and outputs |
 //! | [`detector`] | [`ByzantineDetector`], [`EquivocationProof`], anomaly scoring |
-//! | [`driver`] | [`ReplicaDriver`]: runs a replica over a `Transport` |
+//! | [`driver`] | [`ReplicaDriver`]: runs a replica over a `Transport`, persisting first |
+//! | [`persist`] | [`DurableLog`]: blocks and voting record in a `Store`, verified recovery |
+//! | [`rsm`] | [`StateMachine`], [`ReplicatedStateMachine`]: transition receipts, `verify_replica` |
 //! | [`sim`] | [`SimReplica`]: a replica as a simulator node |
 //! | [`error`] | [`ConsensusError`] |
 //! | [`broadcast`] | `LatticeProtocol`, authenticated epidemic broadcast with delivery certificates |
@@ -76,6 +82,53 @@
 //! }
 //! # Ok::<(), hologram_consensus::ConsensusError>(())
 //! ```
+//!
+//! A replicated state machine applies what was decided; replicas that
+//! applied the same decisions have the same receipt chain:
+//!
+//! ```
+//! use hologram_consensus::{
+//!     Command, ReplicaConfig, ReplicatedStateMachine, SimReplica, StateMachine, ValidatorSet,
+//! };
+//! use hologram_lattice::sim::{Faults, Simulation};
+//! use hologram_receipt::{KeyPair, Receipt};
+//!
+//! /// A counter: every command adds its length.
+//! #[derive(Default)]
+//! struct Counter(u64);
+//! impl StateMachine for Counter {
+//!     type Output = u64;
+//!     fn apply(&mut self, command: &Command) -> u64 {
+//!         self.0 += command.bytes().len() as u64;
+//!         self.0
+//!     }
+//!     fn state_receipt(&self) -> Receipt {
+//!         Receipt::from_bytes(&self.0.to_le_bytes())
+//!     }
+//! }
+//!
+//! let keys: Vec<KeyPair> = (1..=4u8).map(|i| KeyPair::from_seed([i; 32])).collect();
+//! let set = ValidatorSet::new(keys.iter().map(KeyPair::node_id).collect())?;
+//! let nodes = keys.iter().map(|k| {
+//!     let replica = SimReplica::new(k.clone(), ReplicaConfig::new(set.clone())).unwrap();
+//!     (k.node_id(), replica)
+//! });
+//! let mut sim = Simulation::new(3, Faults::NONE, nodes);
+//! let commands = vec![Command::new(b"abc".to_vec())?, Command::new(b"de".to_vec())?];
+//! sim.with_node(keys[0].node_id(), |node, ctx| node.submit(ctx, commands.clone(), true));
+//! sim.run_until(2_000).unwrap();
+//! let machines: Vec<ReplicatedStateMachine<Counter>> = sim
+//!     .nodes()
+//!     .map(|(_, node, _)| {
+//!         let mut rsm = ReplicatedStateMachine::new(Counter::default(), set.clone());
+//!         rsm.apply_all(node.log()).unwrap(); // each certificate is checked
+//!         rsm
+//!     })
+//!     .collect();
+//! assert!(machines.iter().all(|m| m.state().0 == 5));
+//! assert!(machines.iter().all(|m| m.verify_replica(&machines[0])));
+//! # Ok::<(), hologram_consensus::ConsensusError>(())
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -86,7 +139,9 @@ pub mod detector;
 pub mod driver;
 pub mod error;
 pub mod message;
+pub mod persist;
 pub mod replica;
+pub mod rsm;
 pub mod sim;
 pub mod validators;
 pub mod vote;
@@ -98,7 +153,9 @@ pub use detector::{ByzantineDetector, EquivocationProof, Misbehaviour, Offence};
 pub use driver::{inbox, ConsensusHandler, DriverHandle, Inbox, ReplicaDriver};
 pub use error::ConsensusError;
 pub use message::{ConsensusMessage, Decision, Proposal};
+pub use persist::{DurableLog, Recovered};
 pub use replica::{Outgoing, Outputs, Replica, ReplicaConfig, Timeouts, Timer};
+pub use rsm::{Applied, LogEntry, ReplicatedStateMachine, StateMachine};
 pub use sim::SimReplica;
 pub use validators::ValidatorSet;
 pub use vote::{SignedHeader, Slot, Vote, VoteKind};

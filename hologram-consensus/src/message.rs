@@ -10,8 +10,9 @@
 use crate::batch::{Batch, Command, MAX_BATCH_BYTES, MAX_BATCH_COMMANDS};
 use crate::certificate::Certificate;
 use crate::validators::MAX_VALIDATORS;
-use crate::vote::{SignedHeader, Vote};
+use crate::vote::{SignedHeader, Vote, VoteKind};
 use crate::ConsensusError;
+use crate::ValidatorSet;
 use serde::{Deserialize, Serialize};
 
 /// The largest encoded message: a full batch plus two certificates and headers.
@@ -43,6 +44,22 @@ impl Decision {
     /// The decided height.
     pub fn height(&self) -> u64 {
         self.certificate.height()
+    }
+
+    /// Checks the decision against `validators`: the certificate is a commit
+    /// certificate that verifies, and it names the receipt of the batch.
+    pub fn verify(&self, validators: &ValidatorSet) -> Result<(), ConsensusError> {
+        self.batch.check_bounds()?;
+        self.certificate
+            .verify_kind(VoteKind::Precommit, validators)?;
+        let computed = self.batch.receipt();
+        if computed != self.certificate.value {
+            return Err(ConsensusError::BatchMismatch {
+                claimed: Box::new(self.certificate.value),
+                computed: Box::new(computed),
+            });
+        }
+        Ok(())
     }
 }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses part of it
 
 pub mod byzantine;
+pub mod decided;
 
 use byzantine::{Behaviour, Byzantine};
 use hologram_consensus::vote::Slot;

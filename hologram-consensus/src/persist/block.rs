@@ -1,0 +1,213 @@
+//! A decided height as a stored object, with hand-defined bytes.
+//!
+//! ```text
+//! "hologram block v1" (17 bytes) ‖ height u64 LE ‖ round u32 LE ‖
+//! value (72 canonical receipt bytes) ‖ signer count u16 LE ‖
+//! for each signer: node id (32) ‖ signature (64) ‖
+//! batch canonical bytes (see crate::batch) to the end
+//! ```
+//!
+//! The certificate's kind is always precommit (a commit certificate), so it
+//! is not stored. The object's address (BLAKE3 of these bytes) is its key in
+//! the store; what makes a block trustworthy is its certificate, checked on
+//! every read ([`Decision::verify`]).
+
+use crate::batch::{Batch, Command, MAX_BATCH_COMMANDS, MAX_COMMAND_BYTES};
+use crate::certificate::Certificate;
+use crate::message::Decision;
+use crate::validators::MAX_VALIDATORS;
+use crate::vote::{Slot, VoteKind};
+use hologram_lattice::NodeId;
+use hologram_receipt::{Receipt, Signature};
+
+/// The prefix of a block object.
+pub(crate) const BLOCK_MAGIC: &[u8; 17] = b"hologram block v1";
+/// The prefix of a batch's canonical bytes (crate::batch).
+const BATCH_MAGIC: &[u8; 17] = b"hologram batch v1";
+
+/// The bytes of a block holding `decision`.
+pub(crate) fn encode(decision: &Decision) -> Vec<u8> {
+    let c = &decision.certificate;
+    let batch = decision.batch.canonical_bytes();
+    let mut out = Vec::with_capacity(17 + 8 + 4 + 72 + 2 + 96 * c.signatures.len() + batch.len());
+    out.extend_from_slice(BLOCK_MAGIC);
+    out.extend_from_slice(&c.slot.height.to_le_bytes());
+    out.extend_from_slice(&c.slot.round.to_le_bytes());
+    out.extend_from_slice(&c.value.to_canonical_bytes());
+    // A verified certificate has at most MAX_VALIDATORS (< 2^16) signers.
+    out.extend_from_slice(&(c.signatures.len() as u16).to_le_bytes());
+    for (signer, signature) in &c.signatures {
+        out.extend_from_slice(signer.as_bytes());
+        out.extend_from_slice(&signature.to_bytes());
+    }
+    out.extend_from_slice(&batch);
+    out
+}
+
+/// A cursor that never reads past the end.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
+        if self.rest.len() < n {
+            return Err(format!(
+                "{what}: {n} bytes needed, {} left",
+                self.rest.len()
+            ));
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], String> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N, what)?);
+        Ok(out)
+    }
+
+    fn u16(&mut self, what: &str) -> Result<u16, String> {
+        Ok(u16::from_le_bytes(self.array(what)?))
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+}
+
+/// Decodes a block's bytes; every length is bounded before it is used.
+/// The certificate is not checked here.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Decision, String> {
+    let mut r = Reader { rest: bytes };
+    if r.take(BLOCK_MAGIC.len(), "magic")? != BLOCK_MAGIC {
+        return Err("not a block".into());
+    }
+    let height = r.u64("height")?;
+    let round = r.u32("round")?;
+    let value =
+        Receipt::from_canonical_bytes(r.take(72, "value")?).map_err(|e| format!("value: {e}"))?;
+    let signers = r.u16("signer count")? as usize;
+    if signers > MAX_VALIDATORS {
+        return Err(format!(
+            "{signers} signers, at most {MAX_VALIDATORS} possible"
+        ));
+    }
+    let mut signatures = Vec::with_capacity(signers);
+    for _ in 0..signers {
+        let id = NodeId::from_bytes(r.array("signer")?);
+        let signature = Signature::from_bytes(r.array("signature")?);
+        signatures.push((id, signature));
+    }
+    if r.take(BATCH_MAGIC.len(), "batch magic")? != BATCH_MAGIC {
+        return Err("batch magic missing".into());
+    }
+    let count = r.u32("command count")? as usize;
+    if count > MAX_BATCH_COMMANDS {
+        return Err(format!(
+            "{count} commands, at most {MAX_BATCH_COMMANDS} allowed"
+        ));
+    }
+    let mut commands = Vec::with_capacity(count.min(r.rest.len() / 4));
+    for _ in 0..count {
+        let len = r.u32("command length")? as usize;
+        if len > MAX_COMMAND_BYTES {
+            return Err(format!(
+                "command of {len} bytes, at most {MAX_COMMAND_BYTES} allowed"
+            ));
+        }
+        let bytes = r.take(len, "command")?;
+        commands.push(Command::new(bytes.to_vec()).map_err(|e| e.to_string())?);
+    }
+    if !r.rest.is_empty() {
+        return Err(format!("{} trailing bytes", r.rest.len()));
+    }
+    let batch = Batch::new(commands).map_err(|e| e.to_string())?;
+    let slot = Slot {
+        height,
+        round,
+        kind: VoteKind::Precommit,
+    };
+    Ok(Decision {
+        batch,
+        certificate: Certificate {
+            slot,
+            value,
+            signatures,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vote::Vote;
+    use hologram_receipt::KeyPair;
+    use proptest::prelude::*;
+
+    fn decision(commands: Vec<Vec<u8>>, signers: u8) -> Decision {
+        let batch = Batch::new(
+            commands
+                .into_iter()
+                .map(|c| Command::new(c).unwrap())
+                .collect(),
+        )
+        .unwrap();
+        let slot = Slot {
+            height: 9,
+            round: 2,
+            kind: VoteKind::Precommit,
+        };
+        let value = batch.receipt();
+        let votes: Vec<Vote> = (1..=signers)
+            .map(|i| Vote::sign(&KeyPair::from_seed([i; 32]), slot, Some(value)))
+            .collect();
+        Decision {
+            batch,
+            certificate: Certificate::from_votes(slot, value, &votes),
+        }
+    }
+
+    #[test]
+    fn layout_is_as_documented() {
+        let d = decision(vec![b"ab".to_vec()], 1);
+        let bytes = encode(&d);
+        assert_eq!(&bytes[..17], BLOCK_MAGIC);
+        assert_eq!(&bytes[17..25], &9u64.to_le_bytes());
+        assert_eq!(&bytes[25..29], &2u32.to_le_bytes());
+        assert_eq!(&bytes[29..101], &d.certificate.value.to_canonical_bytes());
+        assert_eq!(&bytes[101..103], &1u16.to_le_bytes());
+        assert_eq!(&bytes[199..], d.batch.canonical_bytes().as_slice());
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(commands in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..8), signers in 0u8..5) {
+            let d = decision(commands, signers);
+            prop_assert_eq!(decode(&encode(&d)).unwrap(), d);
+        }
+
+        #[test]
+        fn garbage_is_an_error_never_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = decode(&bytes);
+            let mut framed = BLOCK_MAGIC.to_vec();
+            framed.extend_from_slice(&bytes);
+            let _ = decode(&framed);
+        }
+
+        #[test]
+        fn truncated_or_extended_blocks_are_errors(cut in 1usize..60, extra in 1usize..4) {
+            let bytes = encode(&decision(vec![b"command".to_vec(), b"x".to_vec()], 3));
+            let cut = cut.min(bytes.len());
+            prop_assert!(decode(&bytes[..bytes.len() - cut]).is_err());
+            let mut longer = bytes.clone();
+            longer.extend(std::iter::repeat_n(0u8, extra));
+            prop_assert!(decode(&longer).is_err());
+        }
+    }
+}

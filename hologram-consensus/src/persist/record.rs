@@ -1,0 +1,111 @@
+//! The voting record as a stored object.
+//!
+//! ```text
+//! "hologram voting-record v1" (25 bytes) ‖ sequence u64 LE ‖ body
+//! ```
+//!
+//! The body is the postcard encoding of the [`VotingRecord`]. The record is
+//! local state, never hashed for consensus or signed as a whole (the votes
+//! in it carry their own signatures over hand-defined bytes), so its body's
+//! form only has to round-trip; the object address is merely its key in the
+//! store. Each save writes a record with the next sequence number and then
+//! removes the older ones: after a crash between the two, recovery takes the
+//! highest sequence.
+
+use crate::message::MAX_MESSAGE_BYTES;
+use crate::replica::VotingRecord;
+
+/// The prefix of a voting-record object.
+pub(crate) const RECORD_MAGIC: &[u8; 25] = b"hologram voting-record v1";
+
+/// The largest record read back: a full batch per lock of a deep pipeline
+/// plus a full mempool of submitted commands fits well within it.
+pub const MAX_RECORD_BYTES: usize = 64 * MAX_MESSAGE_BYTES;
+
+/// The bytes of record number `sequence`.
+pub(crate) fn encode(sequence: u64, record: &VotingRecord) -> Result<Vec<u8>, String> {
+    let mut out = RECORD_MAGIC.to_vec();
+    out.extend_from_slice(&sequence.to_le_bytes());
+    postcard::to_extend(record, out).map_err(|e| e.to_string())
+}
+
+/// Decodes a record object: its sequence number and record.
+pub(crate) fn decode(bytes: &[u8]) -> Result<(u64, VotingRecord), String> {
+    if bytes.len() > MAX_RECORD_BYTES {
+        return Err(format!(
+            "{} bytes, at most {MAX_RECORD_BYTES} allowed",
+            bytes.len()
+        ));
+    }
+    let rest = bytes
+        .strip_prefix(RECORD_MAGIC.as_slice())
+        .ok_or("not a voting record")?;
+    let (seq, body) = rest
+        .split_first_chunk::<8>()
+        .ok_or("sequence number missing")?;
+    let (record, trailing) =
+        postcard::take_from_bytes::<VotingRecord>(body).map_err(|e| e.to_string())?;
+    if !trailing.is_empty() {
+        return Err(format!("{} trailing bytes", trailing.len()));
+    }
+    for (height, h) in &record.heights {
+        if let Some(lock) = &h.locked {
+            lock.batch
+                .check_bounds()
+                .map_err(|e| format!("lock at height {height}: {e}"))?;
+        }
+    }
+    Ok((u64::from_le_bytes(*seq), record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::Command;
+    use crate::replica::HeightRecord;
+    use crate::vote::{Slot, Vote, VoteKind};
+    use hologram_receipt::{KeyPair, Receipt};
+    use proptest::prelude::*;
+
+    fn record(n: u8) -> VotingRecord {
+        let keys = KeyPair::from_seed([n; 32]);
+        let mut r = VotingRecord::default();
+        let slot = Slot {
+            height: n as u64,
+            round: 1,
+            kind: VoteKind::Prevote,
+        };
+        let mut h = HeightRecord::default();
+        h.votes.insert(
+            (1, VoteKind::Prevote),
+            Vote::sign(&keys, slot, Some(Receipt::from_bytes(&[n]))),
+        );
+        r.heights.insert(n as u64, h);
+        let c = Command::new(vec![n; n as usize]).unwrap();
+        r.submitted.insert(c.id(), c);
+        r
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(seq in any::<u64>(), n in any::<u8>()) {
+            let r = record(n);
+            prop_assert_eq!(decode(&encode(seq, &r).unwrap()).unwrap(), (seq, r));
+        }
+
+        #[test]
+        fn garbage_is_an_error_never_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode(&bytes);
+            let mut framed = RECORD_MAGIC.to_vec();
+            framed.extend_from_slice(&bytes);
+            let _ = decode(&framed);
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut bytes = encode(3, &record(2)).unwrap();
+        bytes.push(0);
+        assert!(decode(&bytes).unwrap_err().contains("trailing"));
+    }
+}

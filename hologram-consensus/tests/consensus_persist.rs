@@ -1,0 +1,370 @@
+//! Persistence: validators over a `MemoryNetwork` keep their log and voting
+//! record in a `Store` (write-ahead); one is stopped, restarted from its
+//! store alone and catches up from its peers' certified history; tampered
+//! stored blocks are rejected with a specific error and never applied.
+
+mod support;
+
+use futures::channel::mpsc::UnboundedReceiver;
+use futures::executor::{block_on, LocalPool, LocalSpawner};
+use futures::task::LocalSpawnExt;
+use futures::StreamExt;
+use hologram_cam::{MemoryStore, Object, RedbStore, Store};
+use hologram_consensus::{
+    inbox, Batch, Command, ConsensusError, Decision, DriverHandle, DurableLog, ReplicaConfig,
+    ReplicaDriver, ReplicatedStateMachine, ValidatorSet,
+};
+use hologram_lattice::transport::{MemoryNetwork, Timer};
+use hologram_receipt::{KeyPair, Receipt};
+use std::sync::Arc;
+use std::time::Duration;
+use support::decided::{certified, commands, validators, Registers};
+
+/// One running validator.
+struct Running {
+    handle: DriverHandle,
+    decisions: UnboundedReceiver<Decision>,
+}
+
+/// Starts validator `keys` from what `store` holds; returns it and how many
+/// heights were recovered.
+fn start(
+    spawner: &LocalSpawner,
+    pool: &mut LocalPool,
+    network: &MemoryNetwork,
+    timer: &Timer,
+    keys: &KeyPair,
+    set: &ValidatorSet,
+    store: Arc<dyn Store>,
+) -> (Running, Vec<Decision>) {
+    let (log, recovered) = pool
+        .run_until(DurableLog::open(store, set.clone()))
+        .expect("open");
+    assert!(recovered.rejected.is_empty(), "{:?}", recovered.rejected);
+    let mut config = ReplicaConfig::new(set.clone());
+    config.max_batch = 16;
+    let replica = recovered.replica(keys.clone(), config).expect("config");
+    let (handler, inbox) = inbox();
+    let transport = network.join(keys.node_id(), Arc::new(handler));
+    let (driver, handle, decisions) =
+        ReplicaDriver::new(replica, Arc::new(transport), timer.clone(), inbox);
+    let driver = driver.with_log(log);
+    spawner
+        .spawn_local(async move {
+            let (_, result) = driver.try_run().await;
+            result.expect("store never fails here");
+        })
+        .expect("spawn");
+    (Running { handle, decisions }, recovered.decisions)
+}
+
+/// Submits `commands` to each validator in `to` (a client sending to all).
+fn submit(pool: &mut LocalPool, running: &[&Running], commands: &[Command]) {
+    for r in running {
+        pool.run_until(r.handle.submit(commands.to_vec(), false))
+            .expect("accepted");
+    }
+}
+
+/// Reads decisions from `r` into `log` until every command of `wanted` is
+/// in it (or the deadline passes).
+fn await_commands(
+    pool: &mut LocalPool,
+    r: &mut Running,
+    log: &mut Vec<Decision>,
+    wanted: &[Command],
+) {
+    let timer = Timer::new();
+    let done = |log: &Vec<Decision>| {
+        wanted
+            .iter()
+            .all(|c| log.iter().any(|d| d.batch.commands().contains(c)))
+    };
+    while !done(log) {
+        let next = pool.run_until(timer.timeout(Duration::from_secs(20), r.decisions.next()));
+        let d = next.flatten().expect("a decision within 20 s");
+        assert_eq!(d.height(), log.len() as u64, "decisions in height order");
+        log.push(d);
+    }
+}
+
+#[test]
+fn restarted_validator_keeps_its_log_and_catches_up() {
+    let (keys, set) = validators();
+    let network = MemoryNetwork::new(5);
+    let timer = Timer::new();
+    let mut pool = LocalPool::new();
+    let spawner = pool.spawner();
+    // Validator 3 keeps its state in a durable redb file; the others in memory.
+    let path = std::env::temp_dir().join(format!(
+        "hologram-consensus-persist-{}.redb",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&path);
+    let stores: Vec<Arc<dyn Store>> = vec![
+        Arc::new(MemoryStore::new()),
+        Arc::new(MemoryStore::new()),
+        Arc::new(MemoryStore::new()),
+        Arc::new(RedbStore::create(&path).expect("redb")),
+    ];
+    let mut nodes: Vec<Running> = Vec::new();
+    for (k, s) in keys.iter().zip(&stores) {
+        let (r, recovered) = start(&spawner, &mut pool, &network, &timer, k, &set, s.clone());
+        assert!(recovered.is_empty());
+        nodes.push(r);
+    }
+    let mut logs: Vec<Vec<Decision>> = vec![Vec::new(); 4];
+
+    // Phase 1: everyone commits A.
+    let a = commands("a", 40);
+    submit(&mut pool, &nodes.iter().collect::<Vec<_>>(), &a);
+    for (r, log) in nodes.iter_mut().zip(&mut logs) {
+        await_commands(&mut pool, r, log, &a);
+    }
+
+    // Validator 3 stops; its redb file is closed and reopened, as after a crash.
+    nodes[3].handle.stop();
+    pool.run_until_stalled();
+    let stopped = nodes.pop().expect("four");
+    drop(stopped);
+    let seen_by_3 = std::mem::take(&mut logs[3]);
+    let reopened: Arc<dyn Store> = {
+        let mut store = stores.into_iter().nth(3).expect("four");
+        // The driver task ended and dropped its log: ours is the last handle.
+        let only = Arc::get_mut(&mut store).is_some();
+        assert!(only, "the stopped driver released the store");
+        drop(store);
+        Arc::new(RedbStore::open(&path).expect("reopen"))
+    };
+
+    // Phase 2: the other three (a quorum) commit B while 3 is down.
+    let b = commands("b", 40);
+    submit(&mut pool, &nodes.iter().collect::<Vec<_>>(), &b);
+    for (r, log) in nodes.iter_mut().zip(&mut logs) {
+        await_commands(&mut pool, r, log, &b);
+    }
+
+    // Validator 3 restarts from its store alone: what it committed is there.
+    let (mut r3, recovered) = start(
+        &spawner,
+        &mut pool,
+        &network,
+        &timer,
+        &keys[3],
+        &set,
+        reopened.clone(),
+    );
+    assert!(recovered.len() >= seen_by_3.len());
+    assert_eq!(&recovered[..seen_by_3.len()], &seen_by_3[..]);
+    logs[3] = recovered;
+
+    // Phase 3: C is committed by all four; 3 catches up on B from its peers.
+    let c = commands("c", 40);
+    nodes.push(r3);
+    submit(&mut pool, &nodes.iter().collect::<Vec<_>>(), &c);
+    for (r, log) in nodes.iter_mut().zip(&mut logs) {
+        await_commands(&mut pool, r, log, &b);
+        await_commands(&mut pool, r, log, &c);
+    }
+    r3 = nodes.pop().expect("four");
+
+    // Every replica applies its log to the same state machine: one chain.
+    let replicas: Vec<ReplicatedStateMachine<Registers>> = logs
+        .iter()
+        .map(|log| {
+            let mut rsm = ReplicatedStateMachine::new(Registers::default(), set.clone());
+            rsm.apply_all(log).expect("certified");
+            rsm
+        })
+        .collect();
+    let shortest = logs.iter().map(Vec::len).min().expect("four");
+    for (log, rsm) in logs.iter().zip(&replicas) {
+        // Same batches at every height (certificates may hold other quorums).
+        assert_eq!(
+            values(&log[..shortest]),
+            values(&logs[0][..shortest]),
+            "logs are prefixes"
+        );
+        for cmd in a.iter().chain(&b).chain(&c) {
+            assert!(rsm.was_applied(&cmd.id()));
+        }
+    }
+    let mut trimmed: Vec<ReplicatedStateMachine<Registers>> = logs
+        .iter()
+        .map(|log| {
+            let mut rsm = ReplicatedStateMachine::new(Registers::default(), set.clone());
+            rsm.apply_all(&log[..shortest]).expect("certified");
+            rsm
+        })
+        .collect();
+    let first = trimmed.remove(0);
+    assert!(trimmed.iter().all(|r| first.verify_replica(r)));
+
+    // What 3 wrote while catching up is durable too.
+    r3.handle.stop();
+    for r in &nodes {
+        r.handle.stop();
+    }
+    pool.run_until_stalled();
+    let (_, again) = block_on(DurableLog::open(reopened, set.clone())).expect("open");
+    assert!(again.rejected.is_empty());
+    assert!(again.decisions.len() >= logs[3].len());
+    assert_eq!(&again.decisions[..logs[3].len()], &logs[3][..]);
+    let _ = std::fs::remove_file(&path);
+}
+
+/// The decided values of a log.
+fn values(log: &[Decision]) -> Vec<Receipt> {
+    log.iter().map(|d| d.certificate.value).collect()
+}
+
+/// The stored block objects with the height each claims.
+async fn blocks(store: &dyn Store) -> Vec<(u64, Object)> {
+    let mut out = Vec::new();
+    for address in store.scan(None, 1_000).await.expect("scan") {
+        let object = store.get(&address).await.expect("get").expect("present");
+        if object.data().starts_with(b"hologram block v1") {
+            let mut h = [0u8; 8];
+            h.copy_from_slice(&object.data()[17..25]);
+            out.push((u64::from_le_bytes(h), object));
+        }
+    }
+    out
+}
+
+/// Replaces the stored block of `height` with `edit` applied to its bytes.
+async fn tamper(store: &dyn Store, height: u64, edit: impl Fn(&mut Vec<u8>)) {
+    for (h, object) in blocks(store).await {
+        if h == height {
+            let mut bytes = object.data().to_vec();
+            edit(&mut bytes);
+            store.remove(&object.address()).await.expect("remove");
+            store.put(Object::new(bytes)).await.expect("put");
+        }
+    }
+}
+
+#[test]
+fn tampered_stored_blocks_are_rejected_and_never_applied() {
+    block_on(async {
+        let (keys, set) = validators();
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let (mut log, _) = DurableLog::open(store.clone(), set.clone())
+            .await
+            .expect("open");
+        let decisions: Vec<Decision> = (0..4u64)
+            .map(|h| {
+                certified(
+                    &keys,
+                    h,
+                    Batch::new(commands(&format!("h{h}-"), 3)).expect("batch"),
+                )
+            })
+            .collect();
+        log.append(&decisions).await.expect("append");
+        // Appending out of order, or a decision without a valid certificate, is refused.
+        assert!(matches!(
+            log.append(&decisions[..1]).await,
+            Err(ConsensusError::Log(_))
+        ));
+        let mut forged = certified(&keys, 4, Batch::empty());
+        forged.certificate.signatures.truncate(2);
+        assert!(matches!(
+            log.append(&[forged]).await,
+            Err(ConsensusError::InsufficientSignatures { .. })
+        ));
+        let (_, clean) = DurableLog::open(store.clone(), set.clone())
+            .await
+            .expect("open");
+        assert_eq!(clean.decisions, decisions);
+
+        // Height 2: a command byte changed (the certificate no longer names the batch).
+        tamper(&*store, 2, |b| {
+            let last = b.len() - 1;
+            b[last] ^= 1;
+        })
+        .await;
+        // Height 3: a signature byte changed.
+        tamper(&*store, 3, |b| b[103 + 32] ^= 0x40).await;
+        // Garbage claiming to be a block and a voting record.
+        store
+            .put(Object::new(b"hologram block v1 not really".to_vec()))
+            .await
+            .expect("put");
+        store
+            .put(Object::new(b"hologram voting-record v1\x01".to_vec()))
+            .await
+            .expect("put");
+
+        let (log, recovered) = DurableLog::open(store.clone(), set.clone())
+            .await
+            .expect("open");
+        assert_eq!(
+            recovered.decisions,
+            decisions[..2].to_vec(),
+            "only the untouched prefix"
+        );
+        assert_eq!(log.len(), 2);
+        let errors: Vec<&ConsensusError> = recovered.rejected.iter().map(|(_, e)| e).collect();
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(errors.iter().any(|e| matches!(e,
+            ConsensusError::RejectedBlock { height: 2, source, .. }
+                if matches!(**source, ConsensusError::BatchMismatch { .. }))));
+        assert!(errors.iter().any(|e| matches!(e,
+            ConsensusError::RejectedBlock { height: 3, source, .. }
+                if matches!(**source, ConsensusError::BadSignature(_)))));
+        assert!(errors
+            .iter()
+            .any(|e| matches!(e, ConsensusError::CorruptStored { what: "block", .. })));
+        assert!(errors.iter().any(|e| matches!(
+            e,
+            ConsensusError::CorruptStored {
+                what: "voting record",
+                ..
+            }
+        )));
+        // A state machine replaying the recovered log applies only verified heights.
+        let mut rsm = ReplicatedStateMachine::new(Registers::default(), set.clone());
+        rsm.apply_all(&recovered.decisions).expect("verified");
+        assert_eq!(rsm.next_height(), 2);
+    });
+}
+
+#[test]
+fn voting_record_survives_and_only_the_newest_is_kept() {
+    block_on(async {
+        let (keys, set) = validators();
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let (mut log, recovered) = DurableLog::open(store.clone(), set.clone())
+            .await
+            .expect("open");
+        let config = ReplicaConfig::new(set.clone());
+        let mut replica = recovered
+            .replica(keys[0].clone(), config.clone())
+            .expect("config");
+        let mut out = hologram_consensus::Outputs::default();
+        // Validator 0 leads height 0 round 0: submitting makes it propose and prevote.
+        replica
+            .submit(0, commands("x", 2), true, &mut out)
+            .expect("taken");
+        log.persist(&out.decisions, replica.voting_record())
+            .await
+            .expect("persist");
+        let first = replica.voting_record().clone();
+        assert!(!first.submitted.is_empty());
+        assert!(!first.heights.is_empty(), "the leader signed a proposal");
+        // A second change replaces the first record.
+        replica
+            .submit(1, commands("y", 1), true, &mut out)
+            .expect("taken");
+        log.persist(&[], replica.voting_record())
+            .await
+            .expect("persist");
+        let records = store.scan(None, 100).await.expect("scan").len();
+        assert_eq!(records, 1, "older records are removed");
+        let (_, back) = DurableLog::open(store, set).await.expect("open");
+        assert_eq!(&back.record, replica.voting_record());
+        let restarted = back.replica(keys[0].clone(), config).expect("config");
+        assert_eq!(restarted.voting_record(), replica.voting_record());
+    });
+}

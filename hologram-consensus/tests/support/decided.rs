@@ -1,0 +1,66 @@
+//! Certified decisions made by hand, and a small state machine to apply them to.
+
+use hologram_consensus::vote::{Slot, VoteKind};
+use hologram_consensus::{Batch, Certificate, Command, Decision, StateMachine, ValidatorSet, Vote};
+use hologram_receipt::{KeyPair, Receipt};
+
+/// Four validators with fixed keys.
+pub fn validators() -> (Vec<KeyPair>, ValidatorSet) {
+    let keys: Vec<KeyPair> = (1..=4u8).map(|i| KeyPair::from_seed([i; 32])).collect();
+    let set = ValidatorSet::new(keys.iter().map(KeyPair::node_id).collect()).expect("set");
+    (keys, set)
+}
+
+/// A decision of `height` for `batch`, certified by the first three of `keys`.
+pub fn certified(keys: &[KeyPair], height: u64, batch: Batch) -> Decision {
+    let slot = Slot {
+        height,
+        round: 0,
+        kind: VoteKind::Precommit,
+    };
+    let value = batch.receipt();
+    let votes: Vec<Vote> = keys[..3]
+        .iter()
+        .map(|k| Vote::sign(k, slot, Some(value)))
+        .collect();
+    Decision {
+        batch,
+        certificate: Certificate::from_votes(slot, value, &votes),
+    }
+}
+
+/// `n` commands `{tag}{i}={i}`.
+pub fn commands(tag: &str, n: usize) -> Vec<Command> {
+    (0..n)
+        .map(|i| Command::new(format!("{tag}{i}={i}").into_bytes()).expect("small"))
+        .collect()
+}
+
+/// A key-value register: commands are `key=value`, the state the last value
+/// per key; the output says whether the command was of that form.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Registers(pub std::collections::BTreeMap<Vec<u8>, Vec<u8>>);
+
+impl StateMachine for Registers {
+    type Output = bool;
+    fn apply(&mut self, command: &Command) -> bool {
+        let bytes = command.bytes();
+        match bytes.iter().position(|b| *b == b'=') {
+            Some(i) => {
+                self.0.insert(bytes[..i].to_vec(), bytes[i + 1..].to_vec());
+                true
+            }
+            None => false,
+        }
+    }
+    fn state_receipt(&self) -> Receipt {
+        let mut canonical = Vec::new();
+        for (k, v) in &self.0 {
+            canonical.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            canonical.extend_from_slice(k);
+            canonical.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            canonical.extend_from_slice(v);
+        }
+        Receipt::from_bytes(&canonical)
+    }
+}
