@@ -1,0 +1,258 @@
+//! The client protocol: how a client submits a command to a node, asks its
+//! status and reads its log of applied commands.
+//!
+//! Requests and responses travel on the node's TCP socket under
+//! [`CONTROL`], encoded with postcard; decoders refuse more than
+//! [`MAX_CONTROL_BYTES`] before reading, trailing bytes and log pages over
+//! [`LOG_PAGE_COMMANDS`]. A node answers a submission once the command is
+//! applied (committed by a quorum and durable on that node), with where it
+//! sits in the log; or refuses it with a reason the client sees (mempool
+//! full, not committed within [`SUBMIT_PATIENCE`]: it then stays pending and
+//! a retry of the same bytes is the same command, applied at most once).
+//!
+//! The protocol is not authenticated: anyone who reaches the port can submit
+//! commands. Expose it only to trusted clients.
+
+use super::error::ClusterError;
+use super::state::Applied;
+use super::tcp::TcpTransport;
+use hologram::consensus::Command;
+use hologram::lattice::transport::{
+    async_trait, Handler, HandlerError, Protocol, Transport, DEFAULT_MAX_FRAME,
+};
+use hologram::lattice::NodeId;
+use hologram::receipt::ChainHead;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The protocol tag of client requests (outside the library's own tags).
+pub const CONTROL: Protocol = Protocol(0x0100);
+/// The largest request or response.
+pub const MAX_CONTROL_BYTES: usize = DEFAULT_MAX_FRAME;
+/// The most commands in one page of the log.
+pub const LOG_PAGE_COMMANDS: usize = 1024;
+/// The most command bytes in one page of the log (a page holds at least one
+/// command, and a command is at most 64 KiB).
+pub const LOG_PAGE_BYTES: usize = 1 << 20;
+/// How long a node holds a submission waiting for it to be applied.
+pub const SUBMIT_PATIENCE: Duration = Duration::from_secs(10);
+/// How long a client waits for a status or a log page.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a client asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlRequest {
+    /// Order and apply this command; answered with [`ControlResponse::Applied`].
+    Submit(Command),
+    /// Answered with [`ControlResponse::Status`].
+    Status,
+    /// Applied commands from position `from` on; answered with
+    /// [`ControlResponse::Log`].
+    Log {
+        /// The first position wanted.
+        from: u64,
+    },
+}
+
+/// What a node answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlResponse {
+    /// The command submitted is applied, here.
+    Applied(Applied),
+    /// The node's status.
+    Status(Status),
+    /// Applied commands from the position asked (empty past the end).
+    Log(Vec<Command>),
+}
+
+/// A node's view of the replicated state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The node.
+    pub node: NodeId,
+    /// Heights decided and applied.
+    pub heights: u64,
+    /// Commands applied.
+    pub applied: u64,
+    /// The head of the chain over the applied commands' receipts.
+    pub head: ChainHead,
+    /// Commands waiting to be ordered.
+    pub pending: u64,
+    /// Repeated commands skipped when applying.
+    pub skipped: u64,
+}
+
+impl ControlRequest {
+    /// The postcard encoding.
+    pub fn encode(&self) -> Result<Vec<u8>, ClusterError> {
+        encode(self, "control request")
+    }
+
+    /// Decodes exactly `bytes` (bounded, see the [module docs](self)).
+    pub fn decode(bytes: &[u8]) -> Result<Self, ClusterError> {
+        decode(bytes, "control request")
+    }
+}
+
+impl ControlResponse {
+    /// The postcard encoding.
+    pub fn encode(&self) -> Result<Vec<u8>, ClusterError> {
+        encode(self, "control response")
+    }
+
+    /// Decodes exactly `bytes` (bounded, see the [module docs](self)).
+    pub fn decode(bytes: &[u8]) -> Result<Self, ClusterError> {
+        let response: Self = decode(bytes, "control response")?;
+        if let ControlResponse::Log(page) = &response {
+            if page.len() > LOG_PAGE_COMMANDS {
+                return Err(ClusterError::Decode {
+                    what: "control response",
+                    reason: format!(
+                        "a log page of {} commands, at most {LOG_PAGE_COMMANDS}",
+                        page.len()
+                    ),
+                });
+            }
+        }
+        Ok(response)
+    }
+}
+
+fn encode<T: Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>, ClusterError> {
+    let bytes = postcard::to_allocvec(value).map_err(|e| ClusterError::Decode {
+        what,
+        reason: format!("cannot encode: {e}"),
+    })?;
+    check_size(bytes.len(), what)?;
+    Ok(bytes)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<T, ClusterError> {
+    check_size(bytes.len(), what)?;
+    let bad = |reason: String| ClusterError::Decode { what, reason };
+    let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| bad(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(bad(format!("{} trailing bytes", rest.len())));
+    }
+    Ok(value)
+}
+
+fn check_size(size: usize, what: &'static str) -> Result<(), ClusterError> {
+    if size > MAX_CONTROL_BYTES {
+        return Err(ClusterError::Decode {
+            what,
+            reason: format!("{size} bytes, at most {MAX_CONTROL_BYTES}"),
+        });
+    }
+    Ok(())
+}
+
+/// A client of cluster nodes: a TCP transport that serves nothing and asks
+/// the nodes it was told about.
+pub struct Client {
+    transport: TcpTransport,
+}
+
+/// Serves no request (a client is only ever the asking side).
+struct Serves;
+
+#[async_trait]
+impl Handler for Serves {
+    async fn request(&self, _: NodeId, _: Protocol, _: Vec<u8>) -> Result<Vec<u8>, HandlerError> {
+        Err(HandlerError::Refused(
+            "a cluster client serves nothing".into(),
+        ))
+    }
+
+    async fn message(&self, _: NodeId, _: Protocol, _: Vec<u8>) {}
+}
+
+impl Client {
+    /// A client (with identity `id`, which nodes do not check) of `nodes`.
+    /// Must be called within a tokio runtime.
+    pub async fn new(id: NodeId, nodes: &[(NodeId, SocketAddr)]) -> Result<Self, ClusterError> {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let transport = TcpTransport::bind(id, any, Arc::new(Serves), MAX_CONTROL_BYTES)
+            .await
+            .map_err(super::error::io("binding the client's socket"))?;
+        for &(node, addr) in nodes {
+            transport.add_peer(node, addr);
+        }
+        Ok(Self { transport })
+    }
+
+    /// Tells the client where `node` listens (again, after a restart on
+    /// another address).
+    pub fn add_node(&self, node: NodeId, addr: SocketAddr) {
+        self.transport.add_peer(node, addr);
+    }
+
+    async fn call(
+        &self,
+        node: NodeId,
+        request: &ControlRequest,
+        timeout: Duration,
+    ) -> Result<ControlResponse, ClusterError> {
+        let answer = self
+            .transport
+            .request(node, CONTROL, request.encode()?, timeout)
+            .await?;
+        ControlResponse::decode(&answer)
+    }
+
+    /// Submits a command to `node` and waits until it is applied there.
+    pub async fn submit(&self, node: NodeId, command: Command) -> Result<Applied, ClusterError> {
+        let patience = SUBMIT_PATIENCE + QUERY_TIMEOUT;
+        match self
+            .call(node, &ControlRequest::Submit(command), patience)
+            .await?
+        {
+            ControlResponse::Applied(at) => Ok(at),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// `node`'s status.
+    pub async fn status(&self, node: NodeId) -> Result<Status, ClusterError> {
+        match self
+            .call(node, &ControlRequest::Status, QUERY_TIMEOUT)
+            .await?
+        {
+            ControlResponse::Status(status) => Ok(status),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// `node`'s whole log of applied commands, read page by page.
+    pub async fn log(&self, node: NodeId) -> Result<Vec<Command>, ClusterError> {
+        let mut log = Vec::new();
+        loop {
+            let from = log.len() as u64;
+            match self
+                .call(node, &ControlRequest::Log { from }, QUERY_TIMEOUT)
+                .await?
+            {
+                ControlResponse::Log(page) if page.is_empty() => return Ok(log),
+                ControlResponse::Log(page) => log.extend(page),
+                other => return Err(unexpected(&other)),
+            }
+        }
+    }
+}
+
+fn unexpected(response: &ControlResponse) -> ClusterError {
+    let kind = match response {
+        ControlResponse::Applied(_) => "an acknowledgement",
+        ControlResponse::Status(_) => "a status",
+        ControlResponse::Log(_) => "a log page",
+    };
+    ClusterError::Decode {
+        what: "control response",
+        reason: format!("{kind}, which does not answer the request"),
+    }
+}

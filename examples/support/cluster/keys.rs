@@ -1,0 +1,84 @@
+//! Key files: a node's Ed25519 secret seed as 64 hex digits and a newline.
+//!
+//! The node id (the public key) is printed when a key is made and when a
+//! node starts; it is what the other nodes name this one by in their peers
+//! lists. A key file is created readable by its owner only (on Unix) and is
+//! never overwritten.
+
+use super::error::{io, ClusterError};
+use hologram::receipt::KeyPair;
+use std::path::Path;
+
+/// The largest key file read (a seed, a newline and some whitespace).
+const MAX_KEY_FILE: u64 = 256;
+
+/// Makes a new key pair and writes its seed to `path`, which must not exist.
+pub fn generate(path: &Path) -> Result<KeyPair, ClusterError> {
+    let keys = KeyPair::generate(&mut rand::rngs::OsRng);
+    write(path, &keys)?;
+    Ok(keys)
+}
+
+/// Writes `keys`' seed to `path`, which must not exist.
+pub fn write(path: &Path, keys: &KeyPair) -> Result<(), ClusterError> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(|e| ClusterError::KeyFile {
+        path: path.to_path_buf(),
+        reason: format!("cannot create it (an existing key is never overwritten): {e}"),
+    })?;
+    let text = format!("{}\n", hex(&keys.to_seed()));
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(io(format!("writing the key file {}", path.display())))
+}
+
+/// Reads the key pair whose seed `path` holds.
+pub fn read(path: &Path) -> Result<KeyPair, ClusterError> {
+    let bad = |reason: String| ClusterError::KeyFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let size = std::fs::metadata(path)
+        .map_err(|e| bad(format!("cannot read it: {e}")))?
+        .len();
+    if size > MAX_KEY_FILE {
+        return Err(bad(format!(
+            "{size} bytes, a key file holds 64 hex digits (at most {MAX_KEY_FILE} bytes)"
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let seed = parse_hex32(text.trim()).map_err(bad)?;
+    Ok(KeyPair::from_seed(seed))
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses exactly 64 hex digits.
+pub fn parse_hex32(text: &str) -> Result<[u8; 32], String> {
+    if text.len() != 64 {
+        return Err(format!("{} characters, expected 64 hex digits", text.len()));
+    }
+    let digit = |c: u8| {
+        char::from(c)
+            .to_digit(16)
+            .ok_or_else(|| format!("{:?} is not a hex digit", char::from(c)))
+    };
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+        if let [high, low] = *pair {
+            // Two digits below 16 make a value below 256.
+            *byte = (digit(high)? * 16 + digit(low)?) as u8;
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,740 @@
+//! Four `cluster_node` processes on 127.0.0.1: commits through consensus, one
+//! node killed with SIGKILL, commits with the other three, the node restarted
+//! from its data directory, and every replica checked to hold the same log
+//! with every acknowledged command exactly once.
+//!
+//! Cargo builds no binary a test can name for an example, so this test runs
+//! the example's code (`examples/support/cluster/`, the same `cli::main` the
+//! example's `main` calls, with the same flags) in children that re-run this
+//! test binary, as `tests/redb_crash.rs` does. Unix only: the crash is SIGKILL.
+//!
+//! The file also holds the property tests of the example's decoders (stored
+//! entries, the client protocol, key and peer text) and tests of its durable
+//! log over a `MemoryStore`.
+#![cfg(unix)]
+
+#[path = "../examples/support/cluster/mod.rs"]
+mod cluster;
+
+use cluster::control::{Client, ControlRequest, ControlResponse, Status};
+use cluster::error::ClusterError;
+use cluster::state::{Applied, CommandLog};
+use cluster::storage::{DurableLog, Entry, MAGIC};
+use futures::executor::block_on;
+use futures::future::join_all;
+use hologram::cam::{MemoryStore, Object, Store};
+use hologram::consensus::replica::VotingRecord;
+use hologram::consensus::{Batch, Certificate, Command, CommandId, Decision, ValidatorSet};
+use hologram::consensus::{Slot, Vote, VoteKind};
+use hologram::lattice::NodeId;
+use hologram::receipt::{ChainHead, KeyPair, Receipt, ReceiptChain};
+use proptest::prelude::*;
+use std::collections::HashSet;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Set (to the node's arguments, one a line) in a child's environment.
+const CHILD_VAR: &str = "HOLOGRAM_CLUSTER_NODE_ARGS";
+/// How long a child runs if nobody kills it (an orphan stops by itself).
+const CHILD_LIFETIME: Duration = Duration::from_secs(120);
+/// How long a node may take to print its ready line.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the replicas may take to agree once the last command is acked.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Validators in the cluster.
+const NODES: usize = 4;
+/// The node killed and restarted.
+const VICTIM: usize = 3;
+
+/// The child: runs one node until killed. A no-op in a normal test run.
+#[test]
+fn node_child() {
+    let Some(args) = std::env::var_os(CHILD_VAR) else {
+        return;
+    };
+    let args: Vec<String> = args.to_string_lossy().lines().map(String::from).collect();
+    std::thread::spawn(|| {
+        std::thread::sleep(CHILD_LIFETIME);
+        std::process::exit(3);
+    });
+    if let Err(e) = cluster::cli::main(args) {
+        eprintln!("cluster_node: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// One node of the cluster: its files, address and current process.
+struct NodeProc {
+    id: NodeId,
+    addr: SocketAddr,
+    key: PathBuf,
+    data: PathBuf,
+    child: Option<Child>,
+    /// The stdout file of each start, in order.
+    outputs: Vec<PathBuf>,
+}
+
+/// Four nodes in a temporary directory. Dropping it kills every process
+/// still running and removes the directory (printing the nodes' output
+/// first if the test is failing).
+struct Cluster {
+    dir: PathBuf,
+    peers_file: PathBuf,
+    nodes: Vec<NodeProc>,
+}
+
+/// The fields of a node's `ready` line.
+#[derive(Debug)]
+struct Ready {
+    heights: u64,
+    applied: u64,
+    head: String,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let dir = std::env::temp_dir().join(format!(
+            "hologram-cluster-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Free ports, chosen by the kernel and released for the nodes.
+        let listeners: Vec<TcpListener> = (0..NODES)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+        drop(listeners);
+        let mut nodes = Vec::new();
+        let mut peers = String::from("# the cluster of tests/cluster.rs\n");
+        for (i, addr) in addrs.into_iter().enumerate() {
+            let key = dir.join(format!("node{i}.key"));
+            let id = cluster::keys::generate(&key).unwrap().node_id();
+            peers.push_str(&format!("{id}@{addr}\n"));
+            nodes.push(NodeProc {
+                id,
+                addr,
+                key,
+                data: dir.join(format!("node{i}")),
+                child: None,
+                outputs: Vec::new(),
+            });
+        }
+        let peers_file = dir.join("peers.txt");
+        std::fs::write(&peers_file, peers).unwrap();
+        Cluster {
+            dir,
+            peers_file,
+            nodes,
+        }
+    }
+
+    /// Starts node `i` (again) and waits for its ready line.
+    fn start(&mut self, i: usize) -> Ready {
+        let node = &mut self.nodes[i];
+        assert!(node.child.is_none(), "node {i} is running");
+        let out = self
+            .dir
+            .join(format!("node{i}-run{}.out", node.outputs.len()));
+        let err = out.with_extension("err");
+        let args = [
+            "--listen".to_string(),
+            node.addr.to_string(),
+            "--key".into(),
+            node.key.display().to_string(),
+            "--data".into(),
+            node.data.display().to_string(),
+            "--peers".into(),
+            self.peers_file.display().to_string(),
+        ];
+        let child = Process::new(std::env::current_exe().unwrap())
+            .args(["node_child", "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD_VAR, args.join("\n"))
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        node.child = Some(child);
+        node.outputs.push(out.clone());
+        let start = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&out).unwrap_or_default();
+            // (libtest's "test node_child ... " may precede it on its line.)
+            if let Some(at) = text.find("ready node=") {
+                let line = text[at..].lines().next().unwrap_or_default();
+                return parse_ready(line);
+            }
+            if let Some(status) = node.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("node {i} exited before it was ready: {status}");
+            }
+            assert!(start.elapsed() < READY_TIMEOUT, "node {i} is not ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills node `i` with SIGKILL.
+    fn kill(&mut self, i: usize) {
+        let mut child = self.nodes[i].child.take().expect("node is running");
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "node {i} was not killed: {status}");
+    }
+
+    fn members(&self) -> Vec<(NodeId, SocketAddr)> {
+        self.nodes.iter().map(|n| (n.id, n.addr)).collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            for (i, node) in self.nodes.iter().enumerate() {
+                for out in &node.outputs {
+                    for file in [out.clone(), out.with_extension("err")] {
+                        let text = std::fs::read_to_string(&file).unwrap_or_default();
+                        let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                        eprintln!("--- node {i}: {} (last lines)", file.display());
+                        for line in tail.into_iter().rev() {
+                            eprintln!("{line}");
+                        }
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn parse_ready(line: &str) -> Ready {
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+            .to_string()
+    };
+    Ready {
+        heights: field("heights").parse().unwrap(),
+        applied: field("applied").parse().unwrap(),
+        head: field("head"),
+    }
+}
+
+/// Submits fresh commands named after `phase` in `waves` waves, each wave
+/// one command to every node of `targets` at once (so each wave takes at
+/// least one height); returns each command with the node's acknowledgement.
+async fn submit_waves(
+    client: &Client,
+    targets: &[NodeId],
+    phase: &str,
+    waves: usize,
+) -> Vec<(Command, Applied)> {
+    let mut acked = Vec::new();
+    for wave in 0..waves {
+        let commands: Vec<(NodeId, Command)> = targets
+            .iter()
+            .map(|target| {
+                let text = format!("{phase} wave {wave} via {}", &target.to_string()[..8]);
+                (*target, Command::new(text.into_bytes()).unwrap())
+            })
+            .collect();
+        let acks = join_all(
+            commands
+                .iter()
+                .map(|(node, command)| client.submit(*node, command.clone())),
+        )
+        .await;
+        for ((node, command), ack) in commands.into_iter().zip(acks) {
+            let ack = ack.unwrap_or_else(|e| panic!("{phase}: {node} did not apply: {e}"));
+            acked.push((command, ack));
+        }
+    }
+    acked
+}
+
+/// Waits until every node in `nodes` reports the same applied count and head,
+/// at least `applied`; returns that status.
+async fn converge(client: &Client, nodes: &[NodeId], applied: u64) -> Status {
+    let start = Instant::now();
+    loop {
+        let statuses: Vec<Result<Status, ClusterError>> =
+            join_all(nodes.iter().map(|n| client.status(*n))).await;
+        let ok: Vec<Status> = statuses.into_iter().filter_map(Result::ok).collect();
+        if ok.len() == nodes.len()
+            && ok[0].applied >= applied
+            && ok
+                .iter()
+                .all(|s| (s.applied, s.head) == (ok[0].applied, ok[0].head))
+        {
+            return ok[0];
+        }
+        assert!(
+            start.elapsed() < CONVERGE_TIMEOUT,
+            "replicas did not converge: {ok:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn head_of(commands: &[Command]) -> ChainHead {
+    let receipts: Vec<Receipt> = commands
+        .iter()
+        .map(|c| Receipt::from_bytes(c.bytes()))
+        .collect();
+    ReceiptChain::from_receipts(&receipts).head()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_survive_a_sigkill_and_lose_nothing() {
+    let mut cluster = Cluster::new();
+    for i in 0..NODES {
+        let ready = cluster.start(i);
+        assert_eq!((ready.heights, ready.applied), (0, 0), "a fresh node");
+    }
+    let ids: Vec<NodeId> = cluster.nodes.iter().map(|n| n.id).collect();
+    let client = Client::new(NodeId::from_bytes([0xc1; 32]), &cluster.members())
+        .await
+        .unwrap();
+    let mut acked: Vec<(Command, Applied)> = Vec::new();
+
+    // All four up.
+    acked.extend(submit_waves(&client, &ids, "first", 6).await);
+    let before = converge(&client, &ids, acked.len() as u64).await;
+
+    // SIGKILL one while commands flow; the other three are a quorum (f = 1)
+    // and keep committing, also at the heights the victim was to lead.
+    let alive: Vec<NodeId> = (0..NODES)
+        .filter(|&i| i != VICTIM)
+        .map(|i| ids[i])
+        .collect();
+    let (during, ()) = tokio::join!(submit_waves(&client, &alive, "during", 8), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cluster.kill(VICTIM);
+    });
+    acked.extend(during);
+
+    // Restarted from its data directory: it has what it committed.
+    let ready = cluster.start(VICTIM);
+    assert!(
+        ready.applied >= before.applied && ready.heights >= before.heights,
+        "the restarted node lost committed entries: {ready:?}, before the kill {before:?}"
+    );
+    acked.extend(submit_waves(&client, &ids, "after", 4).await);
+    let last = converge(&client, &ids, acked.len() as u64).await;
+
+    // Every replica holds the same log, and every acknowledged command sits
+    // in it exactly once, where it was acknowledged.
+    let logs = join_all(ids.iter().map(|n| client.log(*n))).await;
+    let logs: Vec<Vec<Command>> = logs.into_iter().map(Result::unwrap).collect();
+    for (i, log) in logs.iter().enumerate() {
+        assert_eq!(log, &logs[0], "node {i}'s log differs from node 0's");
+    }
+    let log = &logs[0];
+    assert_eq!(log.len() as u64, last.applied);
+    assert_eq!(
+        head_of(log),
+        last.head,
+        "the reported head is not the log's"
+    );
+    let mut seen: HashSet<CommandId> = HashSet::new();
+    for command in log {
+        assert!(seen.insert(command.id()), "{command:?} applied twice");
+    }
+    let submitted: HashSet<CommandId> = acked.iter().map(|(c, _)| c.id()).collect();
+    assert_eq!(
+        seen, submitted,
+        "the log holds exactly the acknowledged commands"
+    );
+    for (command, at) in &acked {
+        assert_eq!(log.get(at.position as usize), Some(command), "ack {at:?}");
+    }
+    // What the victim had before the kill and after the restart are
+    // prefixes of the common log.
+    assert_eq!(head_of(&log[..before.applied as usize]), before.head);
+    let recovered = usize::try_from(ready.applied).unwrap();
+    assert_eq!(head_of(&log[..recovered]).to_string(), ready.head);
+    println!(
+        "{} commands acknowledged and applied once on all {NODES} nodes ({} heights); \
+         node {VICTIM} had {} applied before SIGKILL and recovered {} from its store",
+        acked.len(),
+        last.heights,
+        before.applied,
+        ready.applied
+    );
+}
+
+// ---- the durable log over a MemoryStore ----
+
+fn validator_keys() -> Vec<KeyPair> {
+    let mut keys: Vec<KeyPair> = (1..=4u8).map(|i| KeyPair::from_seed([i; 32])).collect();
+    keys.sort_by_key(KeyPair::node_id);
+    keys
+}
+
+fn validator_set(keys: &[KeyPair]) -> ValidatorSet {
+    ValidatorSet::new(keys.iter().map(KeyPair::node_id).collect()).unwrap()
+}
+
+/// A decision of `height` for `commands`, certified by `signers`.
+fn decision(keys: &[KeyPair], signers: usize, height: u64, commands: &[&[u8]]) -> Decision {
+    let batch = Batch::new(
+        commands
+            .iter()
+            .map(|c| Command::new(c.to_vec()).unwrap())
+            .collect(),
+    )
+    .unwrap();
+    let slot = Slot {
+        height,
+        round: 0,
+        kind: VoteKind::Precommit,
+    };
+    let value = batch.receipt();
+    let votes: Vec<Vote> = keys[..signers]
+        .iter()
+        .map(|k| Vote::sign(k, slot, Some(value)))
+        .collect();
+    Decision {
+        batch,
+        certificate: Certificate::from_votes(slot, value, &votes),
+    }
+}
+
+fn record_with(command: &[u8]) -> VotingRecord {
+    let mut record = VotingRecord::default();
+    let command = Command::new(command.to_vec()).unwrap();
+    record.submitted.insert(command.id(), command);
+    record
+}
+
+#[test]
+fn the_durable_log_returns_what_it_made_durable() {
+    let keys = validator_keys();
+    let set = validator_set(&keys);
+    let store = Arc::new(MemoryStore::new());
+    let (mut log, recovered) = block_on(DurableLog::open(store.clone(), &set)).unwrap();
+    assert!(recovered.decisions.is_empty());
+    assert_eq!(recovered.record, VotingRecord::default());
+
+    let first = [
+        decision(&keys, 3, 0, &[b"a", b"b"]),
+        decision(&keys, 4, 1, &[]),
+    ];
+    block_on(log.persist(&first, &record_with(b"x"))).unwrap();
+    let second = [decision(&keys, 3, 2, &[b"c"])];
+    block_on(log.persist(&second, &record_with(b"y"))).unwrap();
+    assert!(matches!(
+        block_on(log.persist(&first[..1], &VotingRecord::default())),
+        Err(ClusterError::OutOfOrder {
+            expected: 3,
+            got: 0
+        })
+    ));
+
+    let (log, recovered) = block_on(DurableLog::open(store.clone(), &set)).unwrap();
+    assert_eq!(log.heights(), 3);
+    let heights: Vec<u64> = recovered.decisions.iter().map(Decision::height).collect();
+    assert_eq!(heights, [0, 1, 2]);
+    assert_eq!(recovered.decisions[2], second[0]);
+    assert_eq!(recovered.record, record_with(b"y"));
+    // Only the newest record is kept: 3 decisions and 1 record.
+    assert_eq!(block_on(store.scan(None, 100)).unwrap().len(), 4);
+
+    let mut state = CommandLog::new();
+    for d in &recovered.decisions {
+        state.apply(d);
+    }
+    assert_eq!((state.heights(), state.len()), (3, 3));
+}
+
+#[test]
+fn a_crash_between_record_versions_keeps_the_newest() {
+    let keys = validator_keys();
+    let set = validator_set(&keys);
+    let store = Arc::new(MemoryStore::new());
+    for (seq, command) in [(7u64, b"old"), (9, b"new"), (8, b"mid")] {
+        let entry = Entry::Record {
+            seq,
+            record: record_with(command),
+        };
+        block_on(store.put(Object::new(entry.encode().unwrap()))).unwrap();
+    }
+    let (_, recovered) = block_on(DurableLog::open(store.clone(), &set)).unwrap();
+    assert_eq!(recovered.record, record_with(b"new"));
+    assert_eq!(block_on(store.scan(None, 100)).unwrap().len(), 1);
+}
+
+#[test]
+fn a_tampered_store_is_refused_and_left_alone() {
+    let keys = validator_keys();
+    let set = validator_set(&keys);
+    let put = |store: &Arc<MemoryStore>, d: &Decision| {
+        let bytes = Entry::Decision(d.clone()).encode().unwrap();
+        block_on(store.put(Object::new(bytes))).unwrap();
+    };
+
+    // Two signatures are not a quorum of four.
+    let store = Arc::new(MemoryStore::new());
+    put(&store, &decision(&keys, 2, 0, &[b"a"]));
+    let refused = block_on(DurableLog::open(store.clone(), &set)).unwrap_err();
+    assert!(
+        matches!(refused, ClusterError::CorruptEntry { .. }),
+        "{refused}"
+    );
+    assert_eq!(block_on(store.scan(None, 10)).unwrap().len(), 1);
+
+    // A batch swapped under its certificate.
+    let store = Arc::new(MemoryStore::new());
+    let mut swapped = decision(&keys, 3, 0, &[b"a"]);
+    swapped.batch = Batch::new(vec![Command::new(b"b".to_vec()).unwrap()]).unwrap();
+    put(&store, &swapped);
+    let refused = block_on(DurableLog::open(store, &set)).unwrap_err();
+    assert!(refused.to_string().contains("another batch"), "{refused}");
+
+    // A gap: height 1 without height 0.
+    let store = Arc::new(MemoryStore::new());
+    put(&store, &decision(&keys, 3, 1, &[b"a"]));
+    let refused = block_on(DurableLog::open(store, &set)).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            ClusterError::MissingHeight {
+                missing: 0,
+                stored: 1
+            }
+        ),
+        "{refused}"
+    );
+
+    // Something else's object.
+    let store = Arc::new(MemoryStore::new());
+    block_on(store.put(Object::new(b"not an entry".to_vec()))).unwrap();
+    let refused = block_on(DurableLog::open(store, &set)).unwrap_err();
+    assert!(
+        matches!(refused, ClusterError::CorruptEntry { .. }),
+        "{refused}"
+    );
+}
+
+#[test]
+fn the_command_log_applies_each_command_once_in_order() {
+    let keys = validator_keys();
+    let mut log = CommandLog::new();
+    let fresh = log.apply(&decision(&keys, 3, 0, &[b"a", b"b", b"a"]));
+    assert_eq!(fresh.len(), 2);
+    let fresh = log.apply(&decision(&keys, 3, 1, &[b"b", b"c"]));
+    assert_eq!(fresh.len(), 1);
+    assert_eq!((log.len(), log.skipped(), log.heights()), (3, 2, 2));
+    let c = Command::new(b"c".to_vec()).unwrap();
+    assert_eq!(
+        log.get(&c.id()),
+        Some(Applied {
+            height: 1,
+            position: 2
+        })
+    );
+    let all = log.page(0, 10, 1 << 20);
+    assert_eq!(head_of(&all), log.head());
+    assert_eq!(log.page(1, 1, 1 << 20).len(), 1);
+    // A page holds at least one command, however small the byte budget.
+    assert_eq!(log.page(0, 10, 0).len(), 1);
+    assert!(log.page(3, 10, 1 << 20).is_empty());
+}
+
+#[test]
+fn the_command_line_is_checked() {
+    use cluster::cli::{parse, Invocation};
+    let args = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+    let id = "ab".repeat(32);
+    assert!(matches!(parse(args("")), Ok(Invocation::Help)));
+    assert!(matches!(
+        parse(args("--gen-key k")),
+        Ok(Invocation::GenKey(_))
+    ));
+    let run = parse(args(&format!(
+        "--listen 127.0.0.1:7001 --key k --data d --peer {id}@127.0.0.1:7002 --pipeline 8"
+    )));
+    match run {
+        Ok(Invocation::Run(options)) => {
+            assert_eq!(options.peers.len(), 1);
+            assert_eq!(options.pipeline, 8);
+        }
+        other => panic!("{other:?}"),
+    }
+    for bad in [
+        "--listen 127.0.0.1:7001 --key k".to_string(),
+        "--listen nowhere --key k --data d".into(),
+        "--key k --key k2".into(),
+        "--pipeline 0 --listen 127.0.0.1:1 --key k --data d".into(),
+        "--status".into(),
+        format!("--node {id}@127.0.0.1:1 --status --log"),
+        "--frobnicate".into(),
+        "--listen".into(),
+        format!("--gen-key k --peer {id}@127.0.0.1:1"),
+    ] {
+        assert!(
+            matches!(parse(args(&bad)), Err(ClusterError::Usage(_))),
+            "{bad:?} was accepted"
+        );
+    }
+    assert!(matches!(
+        parse(args("--node zz@127.0.0.1:1 --status")),
+        Err(ClusterError::Peer { .. })
+    ));
+}
+
+#[test]
+fn peers_merge_without_self_and_without_contradictions() {
+    let me = NodeId::from_bytes([1; 32]);
+    let other = NodeId::from_bytes([2; 32]);
+    let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
+    let merged = cluster::cli::merge_peers(me, [(me, a), (other, b), (other, b)]).unwrap();
+    assert_eq!(merged, [(other, b)]);
+    assert!(cluster::cli::merge_peers(me, [(other, a), (other, b)]).is_err());
+}
+
+#[test]
+fn key_files_round_trip_and_are_never_overwritten() {
+    let dir = std::env::temp_dir().join(format!("hologram-cluster-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("node.key");
+    let _ = std::fs::remove_file(&path);
+    let keys = cluster::keys::generate(&path).unwrap();
+    assert_eq!(
+        cluster::keys::read(&path).unwrap().node_id(),
+        keys.node_id()
+    );
+    assert!(cluster::keys::generate(&path).is_err());
+    std::fs::write(&path, "not a key").unwrap();
+    assert!(matches!(
+        cluster::keys::read(&path),
+        Err(ClusterError::KeyFile { .. })
+    ));
+    std::fs::write(&path, vec![b'a'; 4096]).unwrap();
+    assert!(cluster::keys::read(&path).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_missing_peers_file_is_an_error() {
+    let missing = cluster::cli::read_peers(Path::new("/nonexistent/peers.txt"));
+    assert!(matches!(missing, Err(ClusterError::Io { .. })));
+}
+
+// ---- decoders: garbage in, error out; round trips ----
+
+fn any_command() -> impl Strategy<Value = Command> {
+    proptest::collection::vec(any::<u8>(), 0..64).prop_map(|b| Command::new(b).unwrap())
+}
+
+fn any_request() -> impl Strategy<Value = ControlRequest> {
+    prop_oneof![
+        any_command().prop_map(ControlRequest::Submit),
+        Just(ControlRequest::Status),
+        any::<u64>().prop_map(|from| ControlRequest::Log { from }),
+    ]
+}
+
+fn any_response() -> impl Strategy<Value = ControlResponse> {
+    prop_oneof![
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(height, position)| ControlResponse::Applied(Applied { height, position })),
+        (any::<[u8; 32]>(), any::<[u8; 32]>(), any::<[u64; 4]>()).prop_map(|(n, h, c)| {
+            ControlResponse::Status(Status {
+                node: NodeId::from_bytes(n),
+                heights: c[0],
+                applied: c[1],
+                head: ChainHead::from_bytes(h),
+                pending: c[2],
+                skipped: c[3],
+            })
+        }),
+        proptest::collection::vec(any_command(), 0..8).prop_map(ControlResponse::Log),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn control_messages_round_trip(request in any_request(), response in any_response()) {
+        prop_assert_eq!(ControlRequest::decode(&request.encode().unwrap()).unwrap(), request);
+        prop_assert_eq!(ControlResponse::decode(&response.encode().unwrap()).unwrap(), response);
+    }
+
+    #[test]
+    fn control_decoders_refuse_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let _ = ControlRequest::decode(&bytes);
+        let _ = ControlResponse::decode(&bytes);
+    }
+
+    #[test]
+    fn control_decoders_refuse_trailing_bytes(request in any_request(), extra in 1u8..) {
+        let mut bytes = request.encode().unwrap();
+        bytes.push(extra);
+        prop_assert!(ControlRequest::decode(&bytes).is_err());
+    }
+
+    #[test]
+    fn stored_entries_round_trip(
+        height in 0u64..1000,
+        commands in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..32), 0..6),
+        seq in any::<u64>(),
+        submitted in proptest::collection::vec(any_command(), 0..4),
+    ) {
+        let keys = validator_keys();
+        let slices: Vec<&[u8]> = commands.iter().map(Vec::as_slice).collect();
+        let d = Entry::Decision(decision(&keys, 3, height, &slices));
+        prop_assert_eq!(Entry::decode(&d.encode().unwrap()).unwrap(), d);
+        let mut record = VotingRecord::default();
+        for c in submitted {
+            record.submitted.insert(c.id(), c);
+        }
+        let r = Entry::Record { seq, record };
+        prop_assert_eq!(Entry::decode(&r.encode().unwrap()).unwrap(), r);
+    }
+
+    #[test]
+    fn the_entry_decoder_refuses_garbage(
+        kind in any::<u8>(),
+        body in proptest::collection::vec(any::<u8>(), 0..256),
+    ) {
+        let _ = Entry::decode(&body);
+        let mut prefixed = MAGIC.to_vec();
+        prefixed.push(kind);
+        prefixed.extend_from_slice(&body);
+        let _ = Entry::decode(&prefixed);
+    }
+
+    #[test]
+    fn a_cut_entry_is_refused(cut in 0usize..200) {
+        let keys = validator_keys();
+        let bytes = Entry::Decision(decision(&keys, 3, 5, &[b"abc"])).encode().unwrap();
+        let cut = cut.min(bytes.len() - 1);
+        prop_assert!(Entry::decode(&bytes[..cut]).is_err());
+    }
+
+    #[test]
+    fn key_and_peer_text_never_panics(text in "\\PC{0,80}") {
+        let _ = cluster::keys::parse_hex32(&text);
+        let _ = cluster::cli::parse_peer(&text);
+    }
+
+    #[test]
+    fn hex_round_trips(bytes in any::<[u8; 32]>()) {
+        prop_assert_eq!(cluster::keys::parse_hex32(&cluster::keys::hex(&bytes)).unwrap(), bytes);
+    }
+}
