@@ -14,7 +14,7 @@
 //! threads at once, which must be applied once.
 
 use futures::executor::block_on;
-use hologram_cam::dedup::{DedupMessage, Reference, Request};
+use hologram_cam::dedup::{DedupMessage, Kept, Reference, Request};
 use hologram_cam::store::{MemoryStore, RedbStore};
 use hologram_cam::{DedupHandler, DeduplicationNetwork, HashRing, StoreResult};
 use hologram_lattice::sim::{check_seeds, Faults};
@@ -45,6 +45,16 @@ impl Handler for Substituter {
                 refs: 1,
                 before: true,
             },
+            Ok(DedupMessage::PutMany { puts, .. }) => DedupMessage::HeldMany(
+                puts.iter()
+                    .map(|_| {
+                        Some(Kept {
+                            refs: 1,
+                            before: true,
+                        })
+                    })
+                    .collect(),
+            ),
             _ => DedupMessage::Refs(1),
         };
         Ok(answer.encode())
@@ -100,15 +110,36 @@ fn run(seed: u64) -> Result<(), String> {
     for step in 0..150 {
         match rng.gen_range(0..10) {
             0..=3 => {
-                let data = format!("seed {seed} object {}", rng.gen_range(0..40)).into_bytes();
-                let address = Address::of(&data);
-                *attempted.entry(address).or_default() += 1;
-                match block_on(client.store_unique(data.clone())) {
-                    StoreResult::Stored(a, _) | StoreResult::Duplicate(a) if a == address => {
-                        acked.entry(address).or_insert((data, 0)).1 += 1;
+                // One object with store_unique, or a few with store_many.
+                let count = if rng.gen_bool(0.7) {
+                    1
+                } else {
+                    rng.gen_range(2..6)
+                };
+                let batch: Vec<Vec<u8>> = (0..count)
+                    .map(|_| format!("seed {seed} object {}", rng.gen_range(0..40)).into_bytes())
+                    .collect();
+                let results = if count == 1 {
+                    vec![block_on(client.store_unique(batch[0].clone()))]
+                } else {
+                    block_on(client.store_many(batch.clone()))
+                };
+                if results.len() != batch.len() {
+                    return Err(format!(
+                        "step {step}: {} results for {count} objects",
+                        results.len()
+                    ));
+                }
+                for (data, result) in batch.into_iter().zip(results) {
+                    let address = Address::of(&data);
+                    *attempted.entry(address).or_default() += 1;
+                    match result {
+                        StoreResult::Stored(a, _) | StoreResult::Duplicate(a) if a == address => {
+                            acked.entry(address).or_insert((data, 0)).1 += 1;
+                        }
+                        StoreResult::Failed(a) if a == address => {}
+                        other => return Err(format!("step {step}: a store answered {other:?}")),
                     }
-                    StoreResult::Failed(_) => {}
-                    other => return Err(format!("step {step}: store_unique answered {other:?}")),
                 }
             }
             4 => {

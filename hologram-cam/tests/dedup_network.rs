@@ -329,3 +329,108 @@ fn a_hand_off_carries_releases_so_a_late_copy_is_not_counted_again() {
     );
     assert_eq!(block_on(holder_a.refs(&address)), Ok(0));
 }
+
+#[test]
+fn store_many_answers_as_store_unique_would() {
+    let net = network(5);
+    let mut objects: Vec<Vec<u8>> = (0..300u32)
+        .map(|i| format!("batched object {i}").into_bytes())
+        .collect();
+    objects.push(objects[7].clone()); // twice in one batch
+    objects.push(vec![0x42; 100 << 10]); // over the direct-put size
+    let results = block_on(net.client.store_many(objects.clone()));
+    assert_eq!(results.len(), objects.len());
+    for (i, (o, r)) in objects.iter().zip(&results).enumerate() {
+        let address = Address::of(o);
+        let expected = if i == 300 {
+            StoreResult::Duplicate(address)
+        } else {
+            StoreResult::Stored(address, 3)
+        };
+        assert_eq!(*r, expected, "object {i}");
+        let mut owners = net.client.owners(&address);
+        owners.sort();
+        assert_eq!(held(&net, &address), owners, "object {i}");
+    }
+    // Again: all duplicates; object 7, twice in each batch, now has four
+    // references everywhere.
+    for (o, r) in objects
+        .iter()
+        .zip(block_on(net.client.store_many(objects.clone())))
+    {
+        assert_eq!(r, StoreResult::Duplicate(Address::of(o)));
+    }
+    let seven = Address::of(&objects[7]);
+    for o in net.client.owners(&seven) {
+        assert_eq!(block_on(net.holders[&o].refs(&seven)), Ok(4));
+    }
+    // With one owner of each object down, writes still reach W = 2; with
+    // two down, they fail.
+    let down = net.client.owners(&Address::of(b"fresh 0"))[..2].to_vec();
+    net.network.crash(down[0]);
+    let fresh: Vec<Vec<u8>> = (0..50u32)
+        .map(|i| format!("fresh {i}").into_bytes())
+        .collect();
+    for (o, r) in fresh
+        .iter()
+        .zip(block_on(net.client.store_many(fresh.clone())))
+    {
+        let address = Address::of(o);
+        let out = net.client.owners(&address).contains(&down[0]);
+        let expected = StoreResult::Stored(address, if out { 2 } else { 3 });
+        assert_eq!(r, expected);
+    }
+    net.network.crash(down[1]);
+    assert_eq!(
+        block_on(net.client.store_many(vec![b"fresh 0".to_vec()])),
+        vec![StoreResult::Failed(Address::of(b"fresh 0"))]
+    );
+}
+
+#[test]
+fn a_batch_that_does_not_add_up_is_refused_and_a_bad_object_only_fails_itself() {
+    use hologram_cam::dedup::{BatchedPut, DedupMessage, Kept, Request};
+    use hologram_lattice::transport::{Handler, Protocol};
+    let holder = DedupHandler::new(Arc::new(MemoryStore::new()));
+    let from = NodeId::from_bytes([0xc3; 32]);
+    let (good, bad) = (b"good".to_vec(), b"bad!".to_vec());
+    let put = |op, address, len| BatchedPut {
+        op,
+        address,
+        reference: None,
+        len,
+    };
+    let send = |puts: Vec<BatchedPut>, data: Vec<u8>| {
+        let request = Request {
+            op: 1,
+            message: DedupMessage::PutMany {
+                puts,
+                data: data.into(),
+            },
+        }
+        .encode();
+        block_on(holder.request(from, Protocol::DEDUP, request))
+    };
+    // Lengths that add up to more than the data: refused, nothing stored.
+    assert!(send(vec![put(10, Address::of(&good), 40)], good.clone()).is_err());
+    assert_eq!(block_on(holder.refs(&Address::of(&good))), Ok(0));
+    // The second object's bytes do not match its address: only it fails.
+    let answer = send(
+        vec![
+            put(11, Address::of(&good), 4),
+            put(12, Address::of(b"not these"), 4),
+        ],
+        [good.clone(), bad].concat(),
+    )
+    .unwrap();
+    assert_eq!(
+        DedupMessage::decode(&answer).unwrap(),
+        DedupMessage::HeldMany(vec![
+            Some(Kept {
+                refs: 0,
+                before: false
+            }),
+            None
+        ])
+    );
+}

@@ -2,7 +2,7 @@
 
 use super::locks::AddressLocks;
 use super::references::{MemoryReferences, ReferenceSet, ReferenceStore};
-use super::wire::{DedupMessage, Reference, Request};
+use super::wire::{BatchedPut, DedupMessage, Kept, Reference, Request, MAX_BATCH};
 use crate::hashing::FastMap;
 use crate::{CamError, Object, Store};
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol};
@@ -234,19 +234,68 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
         from: PeerId,
         Request { op, message }: Request,
     ) -> Result<DedupMessage, HandlerError> {
-        let Some(address) = message.mutated() else {
-            return self.read(message).await;
-        };
-        // Copies of one request name one address: the lock orders them, and
-        // all but the first find its answer.
+        if let DedupMessage::PutMany { puts, data } = message {
+            return self.put_many(from, puts, data).await;
+        }
+        match message.mutated() {
+            Some(address) => self.once((from, op), address, message).await,
+            None => self.read(message).await,
+        }
+    }
+
+    /// Applies the mutation `key` of `address` unless it was applied
+    /// already, in which case it answers as the first time. Copies of one
+    /// request name one address: the lock orders them, and all but the first
+    /// find its answer.
+    async fn once(
+        &self,
+        key: (PeerId, u64),
+        address: Address,
+        message: DedupMessage,
+    ) -> Result<DedupMessage, HandlerError> {
         let _guard = self.locks.lock(address).await;
-        let key = (from, op);
         if let Some(earlier) = self.applied().answers.get(&key).cloned() {
             return Ok(earlier);
         }
         let answer = self.apply(message).await?;
         self.applied().remember(key, answer.clone());
         Ok(answer)
+    }
+
+    /// Applies each put of a batch as a `Put` numbered with its own op.
+    async fn put_many(
+        &self,
+        from: PeerId,
+        puts: Vec<BatchedPut>,
+        data: Arc<[u8]>,
+    ) -> Result<DedupMessage, HandlerError> {
+        let total: u64 = puts.iter().map(|p| u64::from(p.len)).sum();
+        if puts.len() > MAX_BATCH || total != data.len() as u64 {
+            return Err(HandlerError::Refused(format!(
+                "a batch of {} puts of {total} bytes with {} bytes of data (at most {MAX_BATCH} puts)",
+                puts.len(),
+                data.len()
+            )));
+        }
+        let mut kept = Vec::with_capacity(puts.len());
+        let mut rest: &[u8] = &data;
+        for put in puts {
+            // The lengths add up to the data's, so every split is in range.
+            let (bytes, tail) = rest.split_at((put.len as usize).min(rest.len()));
+            rest = tail;
+            let message = DedupMessage::Put {
+                address: put.address,
+                reference: put.reference,
+                data: bytes.into(),
+            };
+            kept.push(
+                match self.once((from, put.op), put.address, message).await {
+                    Ok(DedupMessage::Held { refs, before }) => Some(Kept { refs, before }),
+                    _ => None,
+                },
+            );
+        }
+        Ok(DedupMessage::HeldMany(kept))
     }
 }
 

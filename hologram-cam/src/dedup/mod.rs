@@ -2,6 +2,7 @@
 //! nodes of a consistent-hash ring, written to a majority, read from enough
 //! copies that reads and writes meet, with reference counts (SPEC §8).
 
+mod batch;
 mod hand_off;
 mod holder;
 mod locks;
@@ -11,7 +12,10 @@ mod wire;
 pub use hand_off::HandOff;
 pub use holder::DedupHandler;
 pub use references::{MemoryReferences, ReferenceSet, ReferenceStore};
-pub use wire::{DedupMessage, Reference, Request, MAX_MESSAGE_BYTES, REQUEST_CHECK_CONTEXT};
+pub use wire::{
+    BatchedPut, DedupMessage, Kept, Reference, Request, MAX_BATCH, MAX_MESSAGE_BYTES,
+    REQUEST_CHECK_CONTEXT,
+};
 
 use crate::hashing::FastMap;
 use crate::{CamError, HashRing, Object};
@@ -71,6 +75,8 @@ pub struct Release {
 /// round: the object goes to every owner with the reference, and each
 /// answers whether it held the object already. A larger object first asks
 /// who has it, and sends its bytes only to owners that lack it.
+/// [`store_many`](Self::store_many) stores many objects with one request
+/// per owner (a `PutMany`), each object applied and answered on its own.
 ///
 /// The client is `Sync`: share it between tasks and threads to run many
 /// operations at once. Each request is numbered (from a random start, so a
@@ -188,21 +194,35 @@ impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
             self.probe_then_store(&owners, address, reference, data)
                 .await
         };
-        let holders = had.iter().filter(|&&h| h).count();
-        let duplicate = holders > 0 && holders >= self.read_quorum().min(owners.len());
+        let had = had.iter().filter(|&&h| h).count();
         let acks = answers
             .iter()
             .filter(|a| matches!(a, Some(DedupMessage::Held { .. } | DedupMessage::Refs(_))))
             .count();
+        self.settle(&owners, address, reference, acks, had).await
+    }
+
+    /// The result of a store that `acks` owners acknowledged, `had` of
+    /// which held the object before: with fewer than `W` acknowledgements
+    /// it failed, and the reference is taken back where it was counted (best
+    /// effort); otherwise the client holds the reference, and the object was
+    /// a duplicate if at least `R` owners had it.
+    async fn settle(
+        &self,
+        owners: &[PeerId],
+        address: Address,
+        reference: Reference,
+        acks: usize,
+        had: usize,
+    ) -> StoreResult {
         if acks < self.write_quorum() {
-            // Take back the reference where it was counted (best effort).
-            self.drop_reference(&owners, address, reference).await;
+            self.drop_reference(owners, address, reference).await;
             return StoreResult::Failed(address);
         }
         if let Ok(mut held) = self.held.lock() {
             held.entry(address).or_default().push_back(reference);
         }
-        if duplicate {
+        if had > 0 && had >= self.read_quorum().min(owners.len()) {
             StoreResult::Duplicate(address)
         } else {
             StoreResult::Stored(address, acks)

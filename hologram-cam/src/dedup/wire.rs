@@ -51,6 +51,19 @@ pub enum DedupMessage {
         #[serde(with = "crate::wire::bytes")]
         data: Arc<[u8]>,
     },
+    /// Many `Put`s in one request, each applied (and numbered) on its own:
+    /// the objects' bytes back to back in `data`, in the order of `puts`.
+    /// Answered with `HeldMany`. At most [`MAX_BATCH`] puts.
+    PutMany {
+        /// The puts, each with the length of its object.
+        puts: Vec<BatchedPut>,
+        /// The objects' bytes, concatenated; last, as in `Put`.
+        #[serde(with = "crate::wire::bytes")]
+        data: Arc<[u8]>,
+    },
+    /// Answer to `PutMany`: per put, in order, what `Held` would have said,
+    /// or `None` where the put was refused (its bytes did not match).
+    HeldMany(Vec<Option<Kept>>),
     /// Count a reference to an object the holder has.
     AddRef(Address, Reference),
     /// Answer to `Adopt`, `AddRef` and `Release`: the references the
@@ -111,10 +124,38 @@ impl DedupMessage {
     /// The object bytes a message carries, which end its encoding.
     fn object_bytes(&self) -> &[u8] {
         match self {
-            DedupMessage::Put { data, .. } | DedupMessage::Adopt { data, .. } => data,
+            DedupMessage::Put { data, .. }
+            | DedupMessage::Adopt { data, .. }
+            | DedupMessage::PutMany { data, .. } => data,
             _ => &[],
         }
     }
+}
+
+/// The most puts one `PutMany` carries.
+pub const MAX_BATCH: usize = 256;
+
+/// One put of a [`DedupMessage::PutMany`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchedPut {
+    /// The put's own operation number: a holder applies it once, as it
+    /// would a `Put` request with that number.
+    pub op: u64,
+    /// The address the sender claims.
+    pub address: Address,
+    /// The reference to count, if any.
+    pub reference: Option<Reference>,
+    /// How many bytes of the message's `data` are this object's.
+    pub len: u32,
+}
+
+/// What a holder did with one put of a batch (as `Held` says for a `Put`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kept {
+    /// References counted now.
+    pub refs: u64,
+    /// Whether the object was there before.
+    pub before: bool,
 }
 
 /// Key-derivation context of a request's checksum.
@@ -126,7 +167,7 @@ pub const REQUEST_CHECK_CONTEXT: &str = "hologram dedup-request v2";
 ///
 /// The encoding is the postcard encoding of the request followed by an
 /// 8-byte checksum, BLAKE3-derive([`REQUEST_CHECK_CONTEXT`]) of everything
-/// but the object bytes a `Put` or `Adopt` carries. Those end the encoding
+/// but the object bytes a `Put`, `Adopt` or `PutMany` carries. Those end the encoding
 /// (they are the last field) and are not covered: the holder verifies them
 /// against the address, which is covered, so damaged object bytes are
 /// refused as not matching their address, and hashing them a second time
@@ -240,6 +281,25 @@ mod tests {
                     data: data.into(),
                 },
             };
+            prop_assert_eq!(Request::decode(&r.encode()), Ok(r));
+        }
+
+        #[test]
+        fn a_put_many_round_trips(
+            op in any::<u64>(),
+            objects in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..8),
+        ) {
+            let puts = objects
+                .iter()
+                .enumerate()
+                .map(|(i, o)| BatchedPut {
+                    op: op.wrapping_add(i as u64),
+                    address: Address::of(o),
+                    reference: None,
+                    len: o.len() as u32,
+                })
+                .collect();
+            let r = Request { op, message: DedupMessage::PutMany { puts, data: objects.concat().into() } };
             prop_assert_eq!(Request::decode(&r.encode()), Ok(r));
         }
 
