@@ -41,7 +41,7 @@
 //! | `hologram witness-link v1` | witness link digests | this crate |
 //!
 //! The purposes are `vote`, `commit`, `prepare`, `abort`, `proposal`,
-//! `witness-origin`, `witness-hop`, `delivery` and `transition`.
+//! `witness-origin`, `witness-hop`, `delivery`, `transition` and `hand-off`.
 //!
 //! ## Example
 //!

@@ -37,11 +37,14 @@ pub enum Purpose {
     Delivery,
     /// A replicated state machine's transition receipt: `"hologram transition v1"`.
     Transition,
+    /// A hand-off of keys from their previous owner to the next (shard splits
+    /// and migrations), or its acknowledgement: `"hologram hand-off v1"`.
+    HandOff,
 }
 
 impl Purpose {
     /// Every purpose.
-    pub const ALL: [Purpose; 9] = [
+    pub const ALL: [Purpose; 10] = [
         Purpose::Vote,
         Purpose::Commit,
         Purpose::Prepare,
@@ -51,6 +54,7 @@ impl Purpose {
         Purpose::WitnessHop,
         Purpose::Delivery,
         Purpose::Transition,
+        Purpose::HandOff,
     ];
 
     /// The BLAKE3 key-derivation context of this purpose.
@@ -65,6 +69,7 @@ impl Purpose {
             Purpose::WitnessHop => "hologram witness-hop v1",
             Purpose::Delivery => "hologram delivery v1",
             Purpose::Transition => "hologram transition v1",
+            Purpose::HandOff => "hologram hand-off v1",
         }
     }
 
@@ -318,7 +323,8 @@ mod tests {
                 "witness-origin",
                 "witness-hop",
                 "delivery",
-                "transition"
+                "transition",
+                "hand-off"
             ]
         );
         for p in Purpose::ALL {

@@ -238,7 +238,9 @@ impl CoordinatorCore {
         if message.check().is_err() {
             return;
         }
-        let txn = message.txn();
+        let Some(txn) = message.txn() else {
+            return;
+        };
         let Some(flight) = self.flights.get_mut(&txn) else {
             return;
         };
@@ -340,7 +342,9 @@ impl CoordinatorCore {
             | TxnMessage::Commit { .. }
             | TxnMessage::Abort { .. }
             | TxnMessage::Resolve { .. }
-            | TxnMessage::Query { .. } => {}
+            | TxnMessage::Query { .. }
+            | TxnMessage::HandOff(_)
+            | TxnMessage::HandedOver(_) => {}
         }
     }
 

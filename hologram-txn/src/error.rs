@@ -119,6 +119,9 @@ pub enum TxnError {
         /// The proposed split point.
         at: u64,
     },
+    /// A hand-off of keys that does not check out (see [`crate::handoff`]).
+    #[error("invalid hand-off: {0}")]
+    InvalidHandOff(&'static str),
     /// The participant's store failed.
     #[error("store error: {0}")]
     Store(#[from] CamError),

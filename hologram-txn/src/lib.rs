@@ -31,10 +31,16 @@
 //!   from receipts, migrations with hysteresis and cooldown, readable
 //!   throughout.
 //!
+//! - **Moving keys** ([`handoff`]): splits and migrations hand keys from
+//!   their old owner to the new one in signed transfers, durable at the
+//!   target before the source forgets them, idempotent on replay; the
+//!   simulated bank workload splits and migrates shards while it runs.
+//!
 //! Not built yet: shards as replicated groups (a `ReplicatedStateMachine`
 //! over `ReceiptConsensus` behind the [`Participant`] trait), a participant
-//! driver over a `Transport`, and splits or migrations carried out inside the
-//! simulated transaction workload (they are exercised on the cores).
+//! driver over a `Transport`, garbage collection of decision records, and
+//! [`LoadBalancer`] migrations driven inside the simulated workload (they
+//! are exercised on the balancer; the simulation moves whole shards).
 //!
 //! ## Map
 //!
@@ -50,6 +56,7 @@
 //! | [`sharding`] | [`ShardMap`]: ranges, versions, routing, splits |
 //! | [`rebalance`] | [`ReceiptSharding`]: load statistics and `rebalance_shards` |
 //! | [`balance`] | [`LoadBalancer`]: access-driven migrations (exercise 5) |
+//! | [`handoff`] | [`Transfer`], [`HandOffAck`]: crash-safe moves of keys between participants |
 //! | [`wire`] | [`TxnMessage`], [`Refusal`], bounded decoding |
 //! | [`error`] | [`TxnError`] |
 //!
@@ -106,6 +113,7 @@ pub mod balance;
 pub mod coordinator;
 pub mod effects;
 pub mod error;
+pub mod handoff;
 pub mod node;
 pub mod participant;
 pub mod rebalance;
@@ -119,6 +127,7 @@ pub use balance::{BalancerConfig, LoadBalancer, Migration, MovePhase};
 pub use coordinator::{CoordinatorConfig, CoordinatorCore, CoordinatorTimer, TxnResult};
 pub use effects::{Effects, Persist};
 pub use error::TxnError;
+pub use handoff::{HandOffAck, Transfer};
 pub use node::{CoordinatorNode, ParticipantNode, TxnNode, TxnTimer};
 pub use participant::{ParticipantConfig, ParticipantCore, ParticipantTimer};
 pub use rebalance::{ReceiptSharding, ShardLoad, ShardingConfig, Split};

@@ -93,6 +93,20 @@ impl<S: Store> ParticipantNode<S> {
         Ok(result)
     }
 
+    /// Runs `f` on the core as a step of the simulation: its durable writes,
+    /// then its messages and timers (e.g. starting a hand-off with
+    /// [`ParticipantCore::begin_hand_off`]).
+    pub fn act<R>(
+        &mut self,
+        ctx: &mut Context<'_, TxnMessage, TxnTimer>,
+        f: impl FnOnce(&mut ParticipantCore) -> Result<R, TxnError>,
+    ) -> Result<R, TxnError> {
+        let core = self.state.as_mut().map_err(|e| e.clone())?;
+        let result = f(core);
+        self.flush(ctx);
+        result
+    }
+
     fn flush(&mut self, ctx: &mut Context<'_, TxnMessage, TxnTimer>) {
         if let Ok(core) = self.state.as_mut() {
             let effects = core.take_effects();

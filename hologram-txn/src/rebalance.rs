@@ -103,6 +103,11 @@ impl ReceiptSharding {
         self.map.compute_shard(receipt)
     }
 
+    /// Moves a shard to another node (a migration; its load statistics stay).
+    pub fn assign(&mut self, shard: ShardId, node: NodeId) -> Result<(), TxnError> {
+        self.map.assign(shard, node)
+    }
+
     /// The load statistics of a shard.
     pub fn load(&self, shard: ShardId) -> Option<&ShardLoad> {
         self.loads.get(&shard)

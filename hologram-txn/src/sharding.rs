@@ -72,6 +72,24 @@ impl ShardMap {
         Ok(())
     }
 
+    /// Appends the map's canonical bytes (what a hand-off signs):
+    /// `version u64 ‖ n u32 ‖ n × (start u64 ‖ shard u32) ‖ m u32 ‖
+    /// m × (shard u32 ‖ node 32)`, ranges by start, nodes by shard.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.version.to_le_bytes());
+        // `check` bounds both counts by MAX_SHARDS, far below u32::MAX.
+        out.extend_from_slice(&(self.starts.len() as u32).to_le_bytes());
+        for (start, shard) in &self.starts {
+            out.extend_from_slice(&start.to_le_bytes());
+            out.extend_from_slice(&shard.to_le_bytes());
+        }
+        out.extend_from_slice(&(self.nodes.len() as u32).to_le_bytes());
+        for (shard, node) in &self.nodes {
+            out.extend_from_slice(&shard.to_le_bytes());
+            out.extend_from_slice(node.as_bytes());
+        }
+    }
+
     /// The map's version: it grows with every change.
     pub fn version(&self) -> u64 {
         self.version

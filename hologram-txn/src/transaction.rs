@@ -62,7 +62,7 @@ pub async fn call<P: Participant + ?Sized>(
     participant: &P,
     message: TxnMessage,
 ) -> Option<TxnMessage> {
-    let txn = message.txn();
+    let txn = message.txn()?;
     Some(match message {
         TxnMessage::Prepare(request) => match participant.prepare(request).await {
             Ok(vote) => TxnMessage::Prepared { txn, vote },
@@ -83,7 +83,9 @@ pub async fn call<P: Participant + ?Sized>(
         | TxnMessage::Prepared { .. }
         | TxnMessage::Refused { .. }
         | TxnMessage::Decided { .. }
-        | TxnMessage::Ack { .. } => return None,
+        | TxnMessage::Ack { .. }
+        | TxnMessage::HandOff(_)
+        | TxnMessage::HandedOver(_) => return None,
     })
 }
 

@@ -90,7 +90,7 @@ impl Key {
         bound("key", self.0.len(), MAX_KEY_LEN)
     }
 
-    fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         // `check` bounds the length to MAX_KEY_LEN, which fits a u16.
         out.extend_from_slice(&(self.0.len() as u16).to_le_bytes());
         out.extend_from_slice(&self.0);

@@ -7,6 +7,7 @@
 //! or signed is never these bytes but the canonical bytes of
 //! [`crate::receipts`].
 
+use crate::handoff::{HandOffAck, Transfer};
 use crate::receipts::{Decision, PrepareRequest, SignedReceipt};
 use crate::types::{bound, MAX_KEY_LEN, MAX_OPS, MAX_PARTICIPANTS, MAX_VALUE_LEN};
 use crate::{Key, TxnError, TxnId};
@@ -176,13 +177,17 @@ pub enum TxnMessage {
         /// The commit or abort receipt, signed.
         ack: SignedReceipt,
     },
+    /// Previous owner → new owner: keys handed off ([`crate::handoff`]).
+    HandOff(Box<Transfer>),
+    /// New owner → previous owner: the keys are held durably.
+    HandedOver(Box<HandOffAck>),
 }
 
 impl TxnMessage {
-    /// The transaction the message is about.
-    pub fn txn(&self) -> TxnId {
+    /// The transaction the message is about (none for a hand-off).
+    pub fn txn(&self) -> Option<TxnId> {
         match self {
-            TxnMessage::Prepare(r) | TxnMessage::CommitOnePhase { request: r, .. } => r.txn,
+            TxnMessage::Prepare(r) | TxnMessage::CommitOnePhase { request: r, .. } => Some(r.txn),
             TxnMessage::Commit { txn, .. }
             | TxnMessage::Abort { txn }
             | TxnMessage::Resolve { txn, .. }
@@ -190,7 +195,8 @@ impl TxnMessage {
             | TxnMessage::Prepared { txn, .. }
             | TxnMessage::Refused { txn, .. }
             | TxnMessage::Decided { txn, .. }
-            | TxnMessage::Ack { txn, .. } => *txn,
+            | TxnMessage::Ack { txn, .. } => Some(*txn),
+            TxnMessage::HandOff(_) | TxnMessage::HandedOver(_) => None,
         }
     }
 
@@ -211,6 +217,8 @@ impl TxnMessage {
                 decision(d)
             }
             TxnMessage::Refused { refusal, .. } => refusal.check(),
+            TxnMessage::HandOff(transfer) => transfer.check(),
+            TxnMessage::HandedOver(ack) => ack.check(),
             TxnMessage::Abort { .. }
             | TxnMessage::Query { .. }
             | TxnMessage::Prepared { .. }

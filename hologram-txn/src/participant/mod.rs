@@ -40,6 +40,7 @@
 //! [`ParticipantCore::commit_one_phase`] validates and commits in one step.
 
 mod locks;
+mod moves;
 mod prework;
 pub mod records;
 
@@ -66,6 +67,9 @@ pub struct ParticipantConfig {
     pub resolve_after_ms: Millis,
     /// The longest wait between two questions to the primary.
     pub resolve_max_ms: Millis,
+    /// How long the source of a hand-off waits for the acknowledgement
+    /// before it sends the keys again.
+    pub handoff_resend_ms: Millis,
 }
 
 impl Default for ParticipantConfig {
@@ -74,6 +78,7 @@ impl Default for ParticipantConfig {
             decide_timeout_ms: 500,
             resolve_after_ms: 600,
             resolve_max_ms: 4_000,
+            handoff_resend_ms: 300,
         }
     }
 }
@@ -93,6 +98,8 @@ pub enum ParticipantTimer {
         /// How many times it asked already.
         attempt: u32,
     },
+    /// Source of a hand-off: send the keys not acknowledged yet again.
+    HandOff,
 }
 
 /// A key's current value and the record that holds it.
@@ -312,64 +319,6 @@ impl ParticipantCore {
         Ok(())
     }
 
-    /// Starts serving `map` (a split or move of this node's shards) and
-    /// returns the keys it no longer owns, with their versions and values,
-    /// for the new owner's [`ParticipantCore::absorb`]. From now on requests
-    /// for them are refused with [`TxnError::StaleShardMap`]; their data stays
-    /// readable here until [`ParticipantCore::forget`]. Refused with
-    /// [`TxnError::Conflict`] (retry later) while any leaving key is locked.
-    /// Only keys whose owner changes are returned: a split moves only the
-    /// split shard's keys above the split point.
-    pub fn hand_off(&mut self, map: ShardMap) -> Result<Vec<HandedOff>, TxnError> {
-        let leaving: Vec<&Key> = self
-            .data
-            .keys()
-            .filter(|k| map.node_of(k) != Some(self.id))
-            .collect();
-        if let Some((key, holder)) = leaving
-            .iter()
-            .find_map(|k| self.locks.holder(k).map(|h| (*k, h)))
-        {
-            return Err(TxnError::Conflict {
-                key: key.clone(),
-                holder,
-            });
-        }
-        let moved = leaving
-            .into_iter()
-            .filter_map(|k| {
-                self.data
-                    .get(k)
-                    .map(|s| (k.clone(), s.version, s.value.clone()))
-            })
-            .collect();
-        self.install_map(map)?;
-        Ok(moved)
-    }
-
-    /// Takes over keys handed off by their previous owner (with `map`, under
-    /// which this node owns them), durably, keeping their versions.
-    pub fn absorb(&mut self, map: ShardMap, entries: Vec<HandedOff>) -> Result<(), TxnError> {
-        self.install_map(map)?;
-        for (key, version, value) in entries {
-            self.check_owned(&key)?;
-            self.put_value(key, version, value)?;
-        }
-        Ok(())
-    }
-
-    /// Drops the data of keys handed off (once their new owner has them).
-    /// Keys this node owns again are kept.
-    pub fn forget<'a>(&mut self, keys: impl IntoIterator<Item = &'a Key>) {
-        for key in keys {
-            if self.map.node_of(key) != Some(self.id) {
-                if let Some(old) = self.data.remove(key) {
-                    self.effects.persist.remove.push(old.address);
-                }
-            }
-        }
-    }
-
     /// Phase 1: prepare `request` and return the signed prepare receipt
     /// (the same one again for a repeated request).
     pub fn prepare(&mut self, request: PrepareRequest) -> Result<SignedReceipt, TxnError> {
@@ -537,7 +486,10 @@ impl ParticipantCore {
         if message.check().is_err() {
             return;
         }
-        let txn = message.txn();
+        let Some(txn) = message.txn() else {
+            self.on_hand_off_message(from, message);
+            return;
+        };
         let reply = match message {
             TxnMessage::Prepare(request) => Some(match self.prepare(request) {
                 Ok(vote) => TxnMessage::Prepared { txn, vote },
@@ -562,9 +514,11 @@ impl ParticipantCore {
                 Ok(Some(decision)) => Some(TxnMessage::Decided { txn, decision }),
                 _ => None,
             },
-            TxnMessage::Prepared { .. } | TxnMessage::Refused { .. } | TxnMessage::Ack { .. } => {
-                None
-            }
+            TxnMessage::Prepared { .. }
+            | TxnMessage::Refused { .. }
+            | TxnMessage::Ack { .. }
+            | TxnMessage::HandOff(_)
+            | TxnMessage::HandedOver(_) => None,
         };
         if let Some(reply) = reply {
             self.effects.send.push((from, reply));
@@ -595,6 +549,7 @@ impl ParticipantCore {
                     self.effects.timers.push((wait, next));
                 }
             }
+            ParticipantTimer::HandOff => self.resend_hand_offs(),
         }
     }
 
@@ -605,6 +560,8 @@ impl ParticipantCore {
         for txn in txns {
             self.arm(txn);
         }
+        // Keys handed off before a crash and not acknowledged: again.
+        self.resend_hand_offs();
     }
 
     fn arm(&mut self, txn: TxnId) {
