@@ -152,6 +152,10 @@ impl Cluster {
             node.data.display().to_string(),
             "--peers".into(),
             self.peers_file.display().to_string(),
+            // Peers keep only the last 4 decisions in memory: the restarted
+            // node, further behind, catches up from their stores.
+            "--retain".into(),
+            "4".into(),
         ];
         let child = Process::new(std::env::current_exe().unwrap())
             .args(["node_child", "--exact", "--nocapture", "--test-threads=1"])
@@ -448,6 +452,10 @@ fn the_durable_log_returns_what_it_made_durable() {
     let heights: Vec<u64> = recovered.decisions.iter().map(Decision::height).collect();
     assert_eq!(heights, [0, 1, 2]);
     assert_eq!(recovered.decisions[2], second[0]);
+    // Stored decisions are served by height (catch-up beyond memory).
+    assert_eq!(block_on(log.decision(0)).unwrap().as_ref(), Some(&first[0]));
+    assert_eq!(block_on(log.decision(2)).unwrap().as_ref(), Some(&second[0]));
+    assert_eq!(block_on(log.decision(3)).unwrap(), None);
     assert_eq!(recovered.record, record_with(b"y"));
     // Only the newest record is kept: 3 decisions and 1 record.
     assert_eq!(block_on(store.scan(None, 100)).unwrap().len(), 4);

@@ -20,10 +20,13 @@ Make a key (prints the node id the others name this node by):
 
 Run a node:
   cluster_node --listen <addr> --key <file> --data <dir>
-               (--peer <id>@<addr>)... [--peers <file>] [--pipeline <n>]
+               (--peer <id>@<addr>)... [--peers <file>]
+               [--pipeline <n>] [--retain <n>]
   Every validator runs with the same members: itself and its peers. A peers
   file holds one <id>@<addr> a line (# starts a comment); a node skips its
-  own line, so every node can share one file.
+  own line, so every node can share one file. --pipeline: heights decided
+  concurrently (default 4). --retain: decisions kept in memory to serve
+  peers catching up (default 4096); older ones are read from the store.
 
 Talk to a node:
   cluster_node --node <id>@<addr> --submit <text> [--submit <text>]...
@@ -35,6 +38,8 @@ Talk to a node:
 const MAX_PEERS_FILE: u64 = 1 << 20;
 /// The default pipeline depth.
 const DEFAULT_PIPELINE: usize = 4;
+/// The default number of decisions kept in memory to serve catch-up.
+const DEFAULT_RETAIN: usize = 4096;
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +74,8 @@ pub struct RunOptions {
     pub peers_files: Vec<PathBuf>,
     /// Heights decided concurrently.
     pub pipeline: usize,
+    /// Decisions kept in memory to serve catch-up.
+    pub retain: usize,
 }
 
 /// What a client asks a node.
@@ -91,6 +98,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, Clust
     let mut gen_key = None;
     let mut node = None;
     let mut pipeline = None;
+    let mut retain = None;
     let mut peers = Vec::new();
     let mut peers_files = Vec::new();
     let mut submits = Vec::new();
@@ -111,17 +119,12 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, Clust
             "--peer" => peers.push(parse_peer(&value()?)?),
             "--peers" => peers_files.push(PathBuf::from(value()?)),
             "--pipeline" => {
-                let text = value()?;
-                let depth = text
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|d| (1..=256).contains(d))
-                    .ok_or_else(|| {
-                        ClusterError::Usage(format!(
-                            "--pipeline {text:?}: a number from 1 to 256 expected"
-                        ))
-                    })?;
+                let depth = number(&flag, &value()?, 1..=256)?;
                 set_once(&mut pipeline, &flag, depth)?;
+            }
+            "--retain" => {
+                let count = number(&flag, &value()?, 1..=1 << 20)?;
+                set_once(&mut retain, &flag, count)?;
             }
             "--submit" => submits.push(value()?),
             "--status" => status = true,
@@ -167,11 +170,30 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, Clust
             peers,
             peers_files,
             pipeline: pipeline.unwrap_or(DEFAULT_PIPELINE),
+            retain: retain.unwrap_or(DEFAULT_RETAIN),
         })),
         _ => Err(ClusterError::Usage(
             "a node needs --listen, --key and --data".into(),
         )),
     }
+}
+
+/// Parses a number of `range` given to `flag`.
+fn number(
+    flag: &str,
+    text: &str,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize, ClusterError> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            ClusterError::Usage(format!(
+                "{flag} {text:?}: a number from {} to {} expected",
+                range.start(),
+                range.end()
+            ))
+        })
 }
 
 fn set_once<T>(slot: &mut Option<T>, flag: &str, value: T) -> Result<(), ClusterError> {
@@ -273,6 +295,7 @@ pub fn main(args: impl IntoIterator<Item = String>) -> Result<(), ClusterError> 
                 listen: options.listen,
                 data: options.data,
                 pipeline: options.pipeline,
+                retain: options.retain,
             };
             runtime()?.block_on(node::run(config))
         }

@@ -56,6 +56,8 @@ const PEER_PAUSE: Duration = Duration::from_millis(200);
 const STEP_INPUTS: usize = 512;
 /// Commands waiting to be ordered on one node; more are refused.
 pub const MEMPOOL_CAPACITY: usize = 16_384;
+/// Decisions sent per catch-up request.
+const SYNC_BATCH: usize = 32;
 /// The file of the node's store in its data directory.
 pub const STORE_FILE: &str = "node.redb";
 
@@ -72,6 +74,9 @@ pub struct NodeConfig {
     pub data: PathBuf,
     /// Heights decided concurrently.
     pub pipeline: usize,
+    /// Decisions the replica keeps in memory to serve catch-up; older ones
+    /// are read from the store.
+    pub retain: usize,
 }
 
 impl NodeConfig {
@@ -236,6 +241,8 @@ pub async fn run(config: NodeConfig) -> Result<(), ClusterError> {
     let replica_config = ReplicaConfig {
         max_pipeline_depth: config.pipeline,
         mempool_capacity: MEMPOOL_CAPACITY,
+        retain_decisions: config.retain,
+        sync_batch: config.retain.min(SYNC_BATCH),
         ..ReplicaConfig::new(validators.clone())
     };
     let keep = replica_config.retain_decisions;
@@ -285,6 +292,7 @@ pub async fn run(config: NodeConfig) -> Result<(), ClusterError> {
         timers: BTreeMap::new(),
         timer_seq: 0,
         waiters: HashMap::new(),
+        old_syncs: Vec::new(),
         peers,
         sync_turn: 0,
     };
@@ -304,6 +312,8 @@ struct Driver {
     timers: BTreeMap<(u64, u64), Timer>,
     timer_seq: u64,
     waiters: HashMap<CommandId, Vec<oneshot::Sender<Result<Applied, String>>>>,
+    /// Catch-up requests (peer, first height) to serve from the store.
+    old_syncs: Vec<(NodeId, u64)>,
     peers: Vec<NodeId>,
     sync_turn: usize,
 }
@@ -348,6 +358,11 @@ impl Driver {
     fn handle(&mut self, input: Input, out: &mut Outputs) {
         let now = self.now();
         match input {
+            Input::Message(peer, ConsensusMessage::SyncRequest { from })
+                if self.forgotten(peer, from) =>
+            {
+                self.old_syncs.push((peer, from));
+            }
             Input::Message(from, message) => self.replica.handle_message(now, from, message, out),
             Input::Submit(command, reply) => {
                 let id = command.id();
@@ -378,6 +393,34 @@ impl Driver {
         }
     }
 
+    /// Whether a catch-up request of validator `peer` from height `first`
+    /// asks for decisions the replica no longer keeps in memory.
+    fn forgotten(&self, peer: NodeId, first: u64) -> bool {
+        first < self.replica.next_height()
+            && self.replica.decision(first).is_none()
+            && self.replica.validators().contains(&peer)
+    }
+
+    /// Serves the catch-up requests for forgotten heights from the store.
+    async fn serve_old_syncs(&mut self) -> Result<(), ClusterError> {
+        let batch = self.replica.config().sync_batch as u64;
+        for (peer, first) in std::mem::take(&mut self.old_syncs) {
+            let end = first.saturating_add(batch).min(self.replica.next_height());
+            for height in first..end {
+                if let Some(d) = self.log.decision(height).await? {
+                    self.send(peer, &ConsensusMessage::Decision(Box::new(d)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&self, to: NodeId, message: &ConsensusMessage) {
+        if let Ok(bytes) = message.encode() {
+            self.outbound.send(to, bytes);
+        }
+    }
+
     fn fire_timers(&mut self, out: &mut Outputs) {
         let now = self.now();
         while let Some(entry) = self.timers.first_entry() {
@@ -403,9 +446,7 @@ impl Driver {
         let request = ConsensusMessage::SyncRequest {
             from: self.replica.next_height(),
         };
-        if let Ok(bytes) = request.encode() {
-            self.outbound.send(peer, bytes);
-        }
+        self.send(peer, &request);
     }
 
     /// Persists, applies, answers, sends and sets timers: see the
@@ -418,6 +459,7 @@ impl Driver {
         for decision in &decisions {
             self.apply(decision);
         }
+        self.serve_old_syncs().await?;
         for m in out.misbehaviour.drain(..) {
             eprintln!("misbehaviour of {}: {:?}", m.node, m.offence);
         }

@@ -141,7 +141,8 @@ pub struct Recovered {
 #[derive(Debug)]
 pub struct DurableLog<S> {
     store: Arc<S>,
-    heights: u64,
+    /// The address of each stored decision, by height.
+    decisions: Vec<Address>,
     record: VotingRecord,
     record_seq: u64,
     record_address: Option<Address>,
@@ -153,7 +154,7 @@ impl<S: Store> DurableLog<S> {
         store: Arc<S>,
         validators: &ValidatorSet,
     ) -> Result<(Self, Recovered), ClusterError> {
-        let mut decisions: BTreeMap<u64, Decision> = BTreeMap::new();
+        let mut decisions: BTreeMap<u64, (Address, Decision)> = BTreeMap::new();
         let mut records: Vec<(u64, Address, VotingRecord)> = Vec::new();
         let mut after = None;
         loop {
@@ -176,12 +177,12 @@ impl<S: Store> DurableLog<S> {
                     Entry::Decision(d) => {
                         check_decision(&d, validators).map_err(corrupt)?;
                         let h = d.height();
-                        if decisions.get(&h).is_some_and(|other| *other != d) {
+                        if decisions.get(&h).is_some_and(|(_, other)| *other != d) {
                             return Err(corrupt(format!(
                                 "a second certified decision for height {h}"
                             )));
                         }
-                        decisions.insert(h, d);
+                        decisions.insert(h, (address, d));
                     }
                     Entry::Record { seq, record } => records.push((seq, address, record)),
                 }
@@ -211,13 +212,13 @@ impl<S: Store> DurableLog<S> {
         };
         let log = Self {
             store,
-            heights: decisions.len() as u64,
+            decisions: decisions.values().map(|(address, _)| *address).collect(),
             record: record.clone(),
             record_seq,
             record_address,
         };
         let recovered = Recovered {
-            decisions: decisions.into_values().collect(),
+            decisions: decisions.into_values().map(|(_, d)| d).collect(),
             record,
         };
         Ok((log, recovered))
@@ -225,7 +226,31 @@ impl<S: Store> DurableLog<S> {
 
     /// The number of decisions stored.
     pub fn heights(&self) -> u64 {
-        self.heights
+        self.decisions.len() as u64
+    }
+
+    /// The stored decision of `height`, if there is one: how a node serves
+    /// catch-up requests for heights older than what its replica keeps in
+    /// memory.
+    pub async fn decision(&self, height: u64) -> Result<Option<Decision>, ClusterError> {
+        let stored = usize::try_from(height)
+            .ok()
+            .and_then(|h| self.decisions.get(h));
+        let Some(&address) = stored else {
+            return Ok(None);
+        };
+        let object = self
+            .store
+            .get(&address)
+            .await
+            .map_err(store_error("reading a stored decision"))?;
+        let corrupt = |reason: String| ClusterError::CorruptEntry { address, reason };
+        match object.map(|o| Entry::decode(o.data())) {
+            Some(Ok(Entry::Decision(d))) if d.height() == height => Ok(Some(d)),
+            Some(Ok(_)) => Err(corrupt(format!("not the decision of height {height}"))),
+            Some(Err(reason)) => Err(corrupt(reason)),
+            None => Err(corrupt(format!("the decision of height {height} is gone"))),
+        }
     }
 
     /// Makes `decisions` (the next ones, in height order) and `record` (if it
@@ -236,15 +261,18 @@ impl<S: Store> DurableLog<S> {
         record: &VotingRecord,
     ) -> Result<(), ClusterError> {
         let mut objects = Vec::with_capacity(decisions.len() + 1);
+        let mut stored = Vec::with_capacity(decisions.len());
         for d in decisions {
-            let expected = self.heights + objects.len() as u64;
+            let expected = self.heights() + objects.len() as u64;
             if d.height() != expected {
                 return Err(ClusterError::OutOfOrder {
                     expected,
                     got: d.height(),
                 });
             }
-            objects.push(Object::new(Entry::Decision(d.clone()).encode()?));
+            let object = Object::new(Entry::Decision(d.clone()).encode()?);
+            stored.push(object.address());
+            objects.push(object);
         }
         let changed = *record != self.record;
         let mut new_address = None;
@@ -264,7 +292,7 @@ impl<S: Store> DurableLog<S> {
             .put_batch(objects)
             .await
             .map_err(store_error("writing decisions and the voting record"))?;
-        self.heights += decisions.len() as u64;
+        self.decisions.extend(stored);
         if let Some(address) = new_address {
             self.record_seq += 1;
             self.record = record.clone();
