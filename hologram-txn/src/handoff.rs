@@ -272,6 +272,32 @@ mod tests {
         assert!(bad.verify().is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn hand_off_messages_round_trip_and_garbage_is_an_error(
+            value in proptest::option::of(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)),
+            version in proptest::prelude::any::<u64>(),
+            flip in 0usize..4096,
+        ) {
+            let (a, mut t) = transfer();
+            t.entries[0] = (t.entries[0].0.clone(), version, value);
+            let t = Transfer::sign(&a, t.target, t.map.clone(), t.entries.clone());
+            let ack = HandOffAck::sign(&a, t.target, 2, vec![(t.entries[0].0.clone(), version)]);
+            for m in [crate::TxnMessage::HandOff(Box::new(t)), crate::TxnMessage::HandedOver(Box::new(ack))] {
+                let mut bytes = m.to_wire().unwrap();
+                proptest::prop_assert_eq!(&crate::TxnMessage::from_wire(&bytes).unwrap(), &m);
+                let i = flip % (bytes.len() * 8);
+                bytes[i / 8] ^= 1 << (i % 8);
+                // Decodes to an error, or to a transfer that is the original
+                // or whose signature no longer verifies.
+                if let Ok(crate::TxnMessage::HandOff(t)) = crate::TxnMessage::from_wire(&bytes) {
+                    let same = crate::TxnMessage::HandOff(t.clone()) == m;
+                    proptest::prop_assert!(same || t.verify().is_err());
+                }
+            }
+        }
+    }
+
     fn a_keys() -> KeyPair {
         KeyPair::from_seed([1; 32])
     }
