@@ -19,6 +19,14 @@
 //! deterministic [`StateMachine`] applied in height order, each command
 //! once, every transition receipt chained, replicas compared by chain head.
 //!
+//! [`ReceiptConsensus`] is the chapter's entry point in request/response
+//! form: a proposer asks [`Validator`]s (in this process or over a
+//! `Transport`) for signed prevotes and precommits on a batch's receipt and
+//! commits on `2f + 1`, reporting `Committed(receipt)`, `InsufficientVotes`
+//! or `Failed`. It is the same protocol as the replica's — same slots,
+//! signatures, locks and certificates — so its decisions feed the same
+//! state machines and logs.
+//!
 //! ## Partitions (the chapter's exercise 4)
 //!
 //! Only a side holding a quorum (`⌊2n/3⌋ + 1` validators) can gather a
@@ -51,6 +59,8 @@
 //! | [`detector`] | [`ByzantineDetector`], [`EquivocationProof`], anomaly scoring |
 //! | [`driver`] | [`ReplicaDriver`]: runs a replica over a `Transport`, persisting first |
 //! | [`persist`] | [`DurableLog`]: blocks and voting record in a `Store`, verified recovery |
+//! | [`validator`] | the [`Validator`] seam: [`LocalValidator`], [`RemoteValidator`] over a `Transport` |
+//! | [`receipt_consensus`] | [`ReceiptConsensus`]: the chapter's three phases driven through validators |
 //! | [`rsm`] | [`StateMachine`], [`ReplicatedStateMachine`]: transition receipts, `verify_replica` |
 //! | [`sim`] | [`SimReplica`]: a replica as a simulator node |
 //! | [`error`] | [`ConsensusError`] |
@@ -140,9 +150,11 @@ pub mod driver;
 pub mod error;
 pub mod message;
 pub mod persist;
+pub mod receipt_consensus;
 pub mod replica;
 pub mod rsm;
 pub mod sim;
+pub mod validator;
 pub mod validators;
 pub mod vote;
 
@@ -154,8 +166,13 @@ pub use driver::{inbox, ConsensusHandler, DriverHandle, Inbox, ReplicaDriver};
 pub use error::ConsensusError;
 pub use message::{ConsensusMessage, Decision, Proposal};
 pub use persist::{DurableLog, Recovered};
+pub use receipt_consensus::{ConsensusResult, ReceiptConsensus};
 pub use replica::{Outgoing, Outputs, Replica, ReplicaConfig, Timeouts, Timer};
 pub use rsm::{Applied, LogEntry, ReplicatedStateMachine, StateMachine};
 pub use sim::SimReplica;
+pub use validator::{
+    LocalValidator, RemoteValidator, Validator, ValidatorHandler, ValidatorRequest,
+    ValidatorResponse,
+};
 pub use validators::ValidatorSet;
 pub use vote::{SignedHeader, Slot, Vote, VoteKind};

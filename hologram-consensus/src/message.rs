@@ -135,7 +135,7 @@ impl ConsensusMessage {
     }
 }
 
-fn check_certificate_size(c: &Certificate) -> Result<(), ConsensusError> {
+pub(crate) fn check_certificate_size(c: &Certificate) -> Result<(), ConsensusError> {
     if c.signatures.len() > MAX_VALIDATORS {
         return Err(ConsensusError::TooLarge {
             what: "certificate (signatures)",

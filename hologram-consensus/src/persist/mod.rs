@@ -245,6 +245,11 @@ impl DurableLog {
         self.len == 0
     }
 
+    /// The validator set whose certificates the log accepts.
+    pub fn validators(&self) -> &ValidatorSet {
+        &self.validators
+    }
+
     /// The voting record last saved.
     pub fn record(&self) -> &VotingRecord {
         &self.record

@@ -1,0 +1,314 @@
+//! A validator in this process: keys, voting record and Tendermint's rules.
+
+use super::Validator;
+use crate::certificate::Certificate;
+use crate::message::{Decision, Proposal};
+use crate::persist::{DurableLog, Recovered};
+use crate::replica::{Lock, VotingRecord};
+use crate::vote::{SignedHeader, Slot, Vote, VoteKind};
+use crate::{ConsensusError, ValidatorSet};
+use async_trait::async_trait;
+use futures::lock::Mutex;
+use hologram_lattice::NodeId;
+use hologram_receipt::KeyPair;
+use std::collections::BTreeMap;
+
+/// Decided heights beyond the next one kept waiting for the gap to fill.
+const MAX_PENDING: usize = 1024;
+
+/// A validator in this process; see the [module docs](super).
+///
+/// Its voting rules, per height `h` and round `r`, are Tendermint's:
+/// one prevote and one precommit per slot (asked again, it returns the same
+/// vote; asked for another value, it refuses); no vote in a round older
+/// than the newest it signed in; once locked on a value (after
+/// precommitting it on a polka), it prevotes for another value only when
+/// the proposal carries a polka for that value from a round at or after the
+/// lock. Proposals must come from the round's leader and name their batch's
+/// receipt; polkas and commit certificates must verify. Decided heights are
+/// taken in order (later ones wait, at most 1,024) and, with a log, appended
+/// to it; the voting record is made durable before a vote is returned.
+///
+/// The same key must not also run a [`Replica`](crate::Replica) on the same
+/// heights with another record: that would be two voting records for one
+/// validator, which is how an honest node equivocates.
+pub struct LocalValidator {
+    id: NodeId,
+    state: Mutex<State>,
+}
+
+struct State {
+    keys: KeyPair,
+    validators: ValidatorSet,
+    record: VotingRecord,
+    next: u64,
+    pending: BTreeMap<u64, Decision>,
+    log: Option<DurableLog>,
+}
+
+impl core::fmt::Debug for LocalValidator {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LocalValidator")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalValidator {
+    /// A validator with nothing decided or signed, keeping its state in memory.
+    pub fn new(keys: KeyPair, validators: ValidatorSet) -> Self {
+        Self::build(keys, validators, 0, VotingRecord::default(), None)
+    }
+
+    /// A validator restarted from `log` and what [`DurableLog::open`]
+    /// recovered from it; its votes and decisions are made durable there.
+    pub fn durable(keys: KeyPair, log: DurableLog, recovered: Recovered) -> Self {
+        let validators = log.validators().clone();
+        let next = recovered.decisions.len() as u64;
+        Self::build(keys, validators, next, recovered.record, Some(log))
+    }
+
+    fn build(
+        keys: KeyPair,
+        validators: ValidatorSet,
+        next: u64,
+        mut record: VotingRecord,
+        log: Option<DurableLog>,
+    ) -> Self {
+        record.heights = record.heights.split_off(&next);
+        Self {
+            id: keys.node_id(),
+            state: Mutex::new(State {
+                keys,
+                validators,
+                record,
+                next,
+                pending: BTreeMap::new(),
+                log,
+            }),
+        }
+    }
+
+    /// The next height this validator has not seen decided.
+    pub async fn next_height(&self) -> u64 {
+        self.state.lock().await.next
+    }
+
+    /// A copy of the voting record.
+    pub async fn voting_record(&self) -> VotingRecord {
+        self.state.lock().await.record.clone()
+    }
+}
+
+impl State {
+    fn refuse(&self, reason: impl Into<String>) -> ConsensusError {
+        ConsensusError::Refused {
+            validator: self.keys.node_id(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The checks every proposal passes: bounds, height not decided, signed
+    /// by the round's leader, naming its batch's receipt.
+    fn check_proposal(&self, p: &Proposal) -> Result<(), ConsensusError> {
+        p.batch.check_bounds()?;
+        let h = &p.header;
+        if h.height < self.next {
+            return Err(self.refuse(format!("height {} is decided", h.height)));
+        }
+        let leader = self.validators.leader(h.height, h.round);
+        if h.proposer != leader {
+            return Err(ConsensusError::WrongProposer {
+                height: h.height,
+                round: h.round,
+                from: h.proposer,
+                leader,
+            });
+        }
+        h.verify_signature()?;
+        let computed = p.batch.receipt();
+        if computed != h.value {
+            return Err(ConsensusError::BatchMismatch {
+                claimed: Box::new(h.value),
+                computed: Box::new(computed),
+            });
+        }
+        Ok(())
+    }
+
+    /// The vote already signed in `slot`, if it is for the same value;
+    /// a refusal if it is for another; `None` if nothing was signed there.
+    /// Also refuses a round older than the newest signed in.
+    fn signed(&self, slot: Slot, proposal: &Proposal) -> Result<Option<Vote>, ConsensusError> {
+        let Some(rec) = self.record.heights.get(&slot.height) else {
+            return Ok(None);
+        };
+        if let Some(v) = rec.votes.get(&(slot.round, slot.kind)) {
+            return if v.value == Some(proposal.header.value) {
+                Ok(Some(*v))
+            } else {
+                Err(self.refuse(format!(
+                    "already signed a {:?} for another value at height {} round {}",
+                    slot.kind, slot.height, slot.round
+                )))
+            };
+        }
+        if slot.round < rec.last_round() {
+            return Err(self.refuse(format!(
+                "round {} is older than round {} already voted in",
+                slot.round,
+                rec.last_round()
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Whether a lock allows prevoting for the proposal's value.
+    fn lock_allows(&self, p: &Proposal) -> Result<(), ConsensusError> {
+        let h = &p.header;
+        let Some(lock) = self
+            .record
+            .heights
+            .get(&h.height)
+            .and_then(|rec| rec.locked.as_ref())
+        else {
+            return Ok(());
+        };
+        if lock.value() == h.value {
+            return Ok(());
+        }
+        let unlocked = match (&p.proof_of_lock, h.pol_round) {
+            (Some(pol), Some(pol_round)) => {
+                pol.slot
+                    == Slot {
+                        height: h.height,
+                        round: pol_round,
+                        kind: VoteKind::Prevote,
+                    }
+                    && pol.value == h.value
+                    && pol_round >= lock.round()
+                    && pol_round < h.round
+                    && pol.verify(&self.validators).is_ok()
+            }
+            _ => false,
+        };
+        if unlocked {
+            Ok(())
+        } else {
+            Err(self.refuse(format!(
+                "locked on {} since round {} at height {}",
+                lock.value().content,
+                lock.round(),
+                h.height
+            )))
+        }
+    }
+
+    /// Records `vote` (with `lock`, if any) and makes the record durable.
+    async fn keep(&mut self, vote: Vote, lock: Option<Lock>) -> Result<Vote, ConsensusError> {
+        let rec = self.record.heights.entry(vote.slot.height).or_default();
+        rec.votes.insert((vote.slot.round, vote.slot.kind), vote);
+        if lock.is_some() {
+            rec.locked = lock;
+        }
+        if let Some(log) = &mut self.log {
+            log.save_record(&self.record).await?;
+        }
+        Ok(vote)
+    }
+}
+
+/// The slot of a vote of `kind` on the proposal with header `h`.
+fn slot_of(h: &SignedHeader, kind: VoteKind) -> Slot {
+    Slot {
+        height: h.height,
+        round: h.round,
+        kind,
+    }
+}
+
+#[async_trait]
+impl Validator for LocalValidator {
+    fn id(&self) -> NodeId {
+        self.id
+    }
+
+    async fn prepare_vote(&self, proposal: &Proposal) -> Result<Vote, ConsensusError> {
+        let mut st = self.state.lock().await;
+        st.check_proposal(proposal)?;
+        let h = &proposal.header;
+        let slot = slot_of(h, VoteKind::Prevote);
+        if let Some(v) = st.signed(slot, proposal)? {
+            return Ok(v);
+        }
+        st.lock_allows(proposal)?;
+        let vote = Vote::sign(&st.keys, slot, Some(h.value));
+        st.keep(vote, None).await
+    }
+
+    async fn commit(
+        &self,
+        proposal: &Proposal,
+        polka: &Certificate,
+    ) -> Result<Vote, ConsensusError> {
+        let mut st = self.state.lock().await;
+        st.check_proposal(proposal)?;
+        let h = &proposal.header;
+        let prevotes = slot_of(h, VoteKind::Prevote);
+        if polka.slot != prevotes || polka.value != h.value {
+            return Err(st.refuse(format!(
+                "the polka is for {:?}, not the proposal's slot and value",
+                polka.slot
+            )));
+        }
+        polka.verify_kind(VoteKind::Prevote, &st.validators)?;
+        let slot = slot_of(h, VoteKind::Precommit);
+        if let Some(v) = st.signed(slot, proposal)? {
+            return Ok(v);
+        }
+        let lock = Lock {
+            batch: proposal.batch.clone(),
+            proof: polka.clone(),
+        };
+        let vote = Vote::sign(&st.keys, slot, Some(h.value));
+        st.keep(vote, Some(lock)).await
+    }
+
+    async fn finalize(&self, decision: &Decision) -> Result<(), ConsensusError> {
+        let mut st = self.state.lock().await;
+        let height = decision.height();
+        if height < st.next {
+            return Ok(());
+        }
+        decision.verify(&st.validators)?;
+        if st.pending.len() >= MAX_PENDING && !st.pending.contains_key(&height) {
+            return Err(st.refuse(format!(
+                "{MAX_PENDING} decided heights already wait for height {}",
+                st.next
+            )));
+        }
+        st.pending.insert(height, decision.clone());
+        let mut ready = Vec::new();
+        let first = st.next;
+        while let Some(d) = st.pending.remove(&(first + ready.len() as u64)) {
+            ready.push(d);
+        }
+        if ready.is_empty() {
+            return Ok(());
+        }
+        let next = st.next + ready.len() as u64;
+        let mut record = st.record.clone();
+        record.heights = record.heights.split_off(&next);
+        if let Some(log) = &mut st.log {
+            if let Err(e) = log.persist(&ready, &record).await {
+                for d in ready {
+                    st.pending.insert(d.height(), d);
+                }
+                return Err(e);
+            }
+        }
+        st.record = record;
+        st.next = next;
+        Ok(())
+    }
+}

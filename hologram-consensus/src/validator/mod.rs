@@ -1,0 +1,82 @@
+//! The `Validator` seam: a participant in consensus as
+//! [`ReceiptConsensus`](crate::ReceiptConsensus) sees it.
+//!
+//! A validator is asked three things, each answered with the same signed
+//! [`Vote`]s, [`Certificate`]s and [`Decision`]s the [`Replica`](crate::Replica)
+//! exchanges, so a certificate gathered here verifies like any other:
+//!
+//! 1. [`prepare_vote`](Validator::prepare_vote): check a leader's proposal
+//!    and return a signed prevote on its receipt;
+//! 2. [`commit`](Validator::commit): given a polka (a quorum of prevotes for
+//!    the proposal), lock on it and return a signed precommit;
+//! 3. [`finalize`](Validator::finalize): take the commit certificate (a
+//!    quorum of precommits) as the decision of the height.
+//!
+//! A [`LocalValidator`] holds a validator's keys and its
+//! [`VotingRecord`](crate::replica::VotingRecord) and applies Tendermint's
+//! voting rules to each request (one vote per slot, locks, proof of lock,
+//! no vote in a round older than one it signed in); with a
+//! [`DurableLog`](crate::DurableLog) it makes each vote durable before
+//! returning it. A [`RemoteValidator`] asks one over a `Transport`
+//! ([`Protocol::CONSENSUS`](hologram_lattice::transport::Protocol::CONSENSUS)
+//! requests), served there by a [`ValidatorHandler`].
+
+mod local;
+mod remote;
+mod wire;
+
+pub use local::LocalValidator;
+pub use remote::{RemoteValidator, ValidatorHandler};
+pub use wire::{ValidatorRequest, ValidatorResponse};
+
+use crate::certificate::Certificate;
+use crate::message::{Decision, Proposal};
+use crate::vote::Vote;
+use crate::ConsensusError;
+use async_trait::async_trait;
+use hologram_lattice::NodeId;
+
+/// A participant in consensus; see the [module docs](self).
+#[async_trait]
+pub trait Validator: Send + Sync {
+    /// The validator's id (its public key).
+    fn id(&self) -> NodeId;
+
+    /// Checks `proposal` and returns a signed prevote for its value, or why
+    /// it will not vote for it.
+    async fn prepare_vote(&self, proposal: &Proposal) -> Result<Vote, ConsensusError>;
+
+    /// Checks that `polka` is a quorum of prevotes for `proposal`'s value in
+    /// its round, locks on it and returns a signed precommit.
+    async fn commit(
+        &self,
+        proposal: &Proposal,
+        polka: &Certificate,
+    ) -> Result<Vote, ConsensusError>;
+
+    /// Takes a decided height (its commit certificate is checked).
+    async fn finalize(&self, decision: &Decision) -> Result<(), ConsensusError>;
+}
+
+#[async_trait]
+impl<T: Validator + ?Sized> Validator for std::sync::Arc<T> {
+    fn id(&self) -> NodeId {
+        (**self).id()
+    }
+
+    async fn prepare_vote(&self, proposal: &Proposal) -> Result<Vote, ConsensusError> {
+        (**self).prepare_vote(proposal).await
+    }
+
+    async fn commit(
+        &self,
+        proposal: &Proposal,
+        polka: &Certificate,
+    ) -> Result<Vote, ConsensusError> {
+        (**self).commit(proposal, polka).await
+    }
+
+    async fn finalize(&self, decision: &Decision) -> Result<(), ConsensusError> {
+        (**self).finalize(decision).await
+    }
+}

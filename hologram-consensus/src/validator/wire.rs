@@ -1,0 +1,168 @@
+//! Requests to a remote validator and its answers, with bounded decoding.
+//!
+//! Like [`ConsensusMessage`](crate::ConsensusMessage), these travel as
+//! postcard; what is signed inside them (votes, headers, certificates) has
+//! hand-defined canonical bytes.
+
+use crate::certificate::Certificate;
+use crate::message::{
+    check_certificate_size, ConsensusMessage, Decision, Proposal, MAX_MESSAGE_BYTES,
+};
+use crate::vote::Vote;
+use crate::ConsensusError;
+use serde::{Deserialize, Serialize};
+
+/// What [`ReceiptConsensus`](crate::ReceiptConsensus) asks a validator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ValidatorRequest {
+    /// [`Validator::prepare_vote`](crate::Validator::prepare_vote).
+    Prepare(Box<Proposal>),
+    /// [`Validator::commit`](crate::Validator::commit).
+    Commit(Box<Proposal>, Box<Certificate>),
+    /// [`Validator::finalize`](crate::Validator::finalize).
+    Finalize(Box<Decision>),
+}
+
+/// A validator's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ValidatorResponse {
+    /// The signed vote asked for.
+    Vote(Vote),
+    /// The decision was taken.
+    Finalized,
+    /// The validator refused, and why.
+    Refused(String),
+}
+
+/// Decodes exactly `bytes` as a `T`, refusing more than [`MAX_MESSAGE_BYTES`]
+/// before reading and any trailing bytes.
+fn decode_bounded<T: for<'de> Deserialize<'de>>(
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<T, ConsensusError> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(ConsensusError::TooLarge {
+            what,
+            size: bytes.len(),
+            max: MAX_MESSAGE_BYTES,
+        });
+    }
+    let (value, rest) =
+        postcard::take_from_bytes::<T>(bytes).map_err(|e| ConsensusError::Decode {
+            what,
+            reason: e.to_string(),
+        })?;
+    if !rest.is_empty() {
+        return Err(ConsensusError::Decode {
+            what,
+            reason: format!("{} trailing bytes", rest.len()),
+        });
+    }
+    Ok(value)
+}
+
+fn encode<T: Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>, ConsensusError> {
+    postcard::to_allocvec(value).map_err(|e| ConsensusError::Decode {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+impl ValidatorRequest {
+    /// The postcard encoding.
+    pub fn encode(&self) -> Result<Vec<u8>, ConsensusError> {
+        encode(self, "validator request (encoding)")
+    }
+
+    /// Decodes exactly `bytes`, checking the bounds serde does not.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ConsensusError> {
+        let request: Self = decode_bounded(bytes, "validator request")?;
+        // The same bounds as the replica messages carrying these values.
+        match &request {
+            ValidatorRequest::Prepare(p) => {
+                ConsensusMessage::Proposal(p.clone()).check_bounds()?;
+            }
+            ValidatorRequest::Commit(p, c) => {
+                ConsensusMessage::Proposal(p.clone()).check_bounds()?;
+                check_certificate_size(c)?;
+            }
+            ValidatorRequest::Finalize(d) => {
+                ConsensusMessage::Decision(d.clone()).check_bounds()?;
+            }
+        }
+        Ok(request)
+    }
+}
+
+impl ValidatorResponse {
+    /// The postcard encoding.
+    pub fn encode(&self) -> Result<Vec<u8>, ConsensusError> {
+        encode(self, "validator response (encoding)")
+    }
+
+    /// Decodes exactly `bytes`.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ConsensusError> {
+        decode_bounded(bytes, "validator response")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{Batch, Command};
+    use crate::vote::{SignedHeader, Slot, VoteKind};
+    use hologram_receipt::KeyPair;
+    use proptest::prelude::*;
+
+    fn proposal(bytes: Vec<u8>) -> Proposal {
+        let batch = Batch::new(vec![Command::new(bytes).unwrap()]).unwrap();
+        let keys = KeyPair::from_seed([3; 32]);
+        Proposal {
+            header: SignedHeader::sign(&keys, 4, 1, None, batch.receipt()),
+            batch,
+            proof_of_lock: None,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn requests_and_responses_round_trip(bytes in proptest::collection::vec(any::<u8>(), 0..64), round in any::<u32>()) {
+            let p = proposal(bytes);
+            let keys = KeyPair::from_seed([5; 32]);
+            let slot = Slot { height: 4, round, kind: VoteKind::Prevote };
+            let vote = Vote::sign(&keys, slot, Some(p.header.value));
+            let polka = Certificate::from_votes(slot, p.header.value, [&vote]);
+            for r in [
+                ValidatorRequest::Prepare(Box::new(p.clone())),
+                ValidatorRequest::Commit(Box::new(p.clone()), Box::new(polka.clone())),
+                ValidatorRequest::Finalize(Box::new(Decision { batch: p.batch.clone(), certificate: polka })),
+            ] {
+                prop_assert_eq!(ValidatorRequest::decode(&r.encode().unwrap()).unwrap(), r);
+            }
+            for r in [ValidatorResponse::Vote(vote), ValidatorResponse::Finalized, ValidatorResponse::Refused("no".into())] {
+                prop_assert_eq!(ValidatorResponse::decode(&r.encode().unwrap()).unwrap(), r);
+            }
+        }
+
+        #[test]
+        fn garbage_is_an_error_never_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = ValidatorRequest::decode(&bytes);
+            let _ = ValidatorResponse::decode(&bytes);
+        }
+    }
+
+    #[test]
+    fn trailing_and_oversized_input_is_refused() {
+        let mut bytes = ValidatorResponse::Finalized.encode().unwrap();
+        bytes.push(0);
+        assert!(matches!(
+            ValidatorResponse::decode(&bytes),
+            Err(ConsensusError::Decode { .. })
+        ));
+        let huge = vec![0u8; MAX_MESSAGE_BYTES + 1];
+        assert!(matches!(
+            ValidatorRequest::decode(&huge),
+            Err(ConsensusError::TooLarge { .. })
+        ));
+    }
+}
