@@ -44,7 +44,12 @@
 //! contains it: commands accepted on a minority side are committed after
 //! the heal, in the order of the heights that take them. A command is
 //! rejected with a reason only when the mempool is full
-//! ([`ConsensusError::MempoolFull`]) or it is over size.
+//! ([`ConsensusError::MempoolFull`]) or it is over size. Applied to a
+//! [`ReplicatedStateMachine`], the converged logs give every replica the same
+//! receipt chain (`verify_replica`); a replica restarted after the heal
+//! rebuilds its log from its [`DurableLog`], verifying each certificate, and
+//! fetches the rest from peers. The simulated test `consensus_partition`
+//! checks all of this for 2|2 and 1|3 cuts, after every step.
 //!
 //! ## Map
 //!
