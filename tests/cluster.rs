@@ -8,9 +8,10 @@
 //! example's `main` calls, with the same flags) in children that re-run this
 //! test binary, as `tests/redb_crash.rs` does. Unix only: the crash is SIGKILL.
 //!
-//! The file also holds the property tests of the example's decoders (stored
-//! entries, the client protocol, key and peer text) and tests of its durable
-//! log over a `MemoryStore`.
+//! The file also holds the property tests of the example's decoders (the
+//! client protocol, key and peer text) and tests of its command line and
+//! state machine. (The durable log and the replicated state machine are the
+//! consensus crate's, tested there.)
 #![cfg(unix)]
 
 #[path = "../examples/support/cluster/mod.rs"]
@@ -18,22 +19,16 @@ mod cluster;
 
 use cluster::control::{Client, ControlRequest, ControlResponse, Status};
 use cluster::error::ClusterError;
-use cluster::state::{Applied, CommandLog};
-use cluster::storage::{DurableLog, Entry, MAGIC};
-use futures::executor::block_on;
+use cluster::state::{Ack, CommandList};
 use futures::future::join_all;
-use hologram::cam::{MemoryStore, Object, Store};
-use hologram::consensus::replica::VotingRecord;
-use hologram::consensus::{Batch, Certificate, Command, CommandId, Decision, ValidatorSet};
-use hologram::consensus::{Slot, Vote, VoteKind};
+use hologram::consensus::{Command, CommandId, StateMachine};
 use hologram::lattice::NodeId;
-use hologram::receipt::{ChainHead, KeyPair, Receipt, ReceiptChain};
+use hologram::receipt::{ChainHead, Receipt, ReceiptChain};
 use proptest::prelude::*;
 use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Set (to the node's arguments, one a line) in a child's environment.
@@ -152,10 +147,6 @@ impl Cluster {
             node.data.display().to_string(),
             "--peers".into(),
             self.peers_file.display().to_string(),
-            // Peers keep only the last 4 decisions in memory: the restarted
-            // node, further behind, catches up from their stores.
-            "--retain".into(),
-            "4".into(),
         ];
         let child = Process::new(std::env::current_exe().unwrap())
             .args(["node_child", "--exact", "--nocapture", "--test-threads=1"])
@@ -244,7 +235,7 @@ async fn submit_waves(
     targets: &[NodeId],
     phase: &str,
     waves: usize,
-) -> Vec<(Command, Applied)> {
+) -> Vec<(Command, Ack)> {
     let mut acked = Vec::new();
     for wave in 0..waves {
         let commands: Vec<(NodeId, Command)> = targets
@@ -292,12 +283,9 @@ async fn converge(client: &Client, nodes: &[NodeId], applied: u64) -> Status {
     }
 }
 
-fn head_of(commands: &[Command]) -> ChainHead {
-    let receipts: Vec<Receipt> = commands
-        .iter()
-        .map(|c| Receipt::from_bytes(c.bytes()))
-        .collect();
-    ReceiptChain::from_receipts(&receipts).head()
+/// The head of the chain over the transition receipts of `log`.
+fn head_of(log: &[(Command, Receipt)]) -> ChainHead {
+    ReceiptChain::from_receipts(log.iter().map(|(_, r)| r)).head()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,7 +299,7 @@ async fn four_processes_survive_a_sigkill_and_lose_nothing() {
     let client = Client::new(NodeId::from_bytes([0xc1; 32]), &cluster.members())
         .await
         .unwrap();
-    let mut acked: Vec<(Command, Applied)> = Vec::new();
+    let mut acked: Vec<(Command, Ack)> = Vec::new();
 
     // All four up.
     acked.extend(submit_waves(&client, &ids, "first", 6).await);
@@ -335,13 +323,16 @@ async fn four_processes_survive_a_sigkill_and_lose_nothing() {
         ready.applied >= before.applied && ready.heights >= before.heights,
         "the restarted node lost committed entries: {ready:?}, before the kill {before:?}"
     );
+    // It catches up while the cluster is idle (nothing new to decide)...
+    converge(&client, &ids, acked.len() as u64).await;
+    // ...and commits with the others again.
     acked.extend(submit_waves(&client, &ids, "after", 4).await);
     let last = converge(&client, &ids, acked.len() as u64).await;
 
     // Every replica holds the same log, and every acknowledged command sits
     // in it exactly once, where it was acknowledged.
     let logs = join_all(ids.iter().map(|n| client.log(*n))).await;
-    let logs: Vec<Vec<Command>> = logs.into_iter().map(Result::unwrap).collect();
+    let logs: Vec<Vec<(Command, Receipt)>> = logs.into_iter().map(Result::unwrap).collect();
     for (i, log) in logs.iter().enumerate() {
         assert_eq!(log, &logs[0], "node {i}'s log differs from node 0's");
     }
@@ -353,7 +344,7 @@ async fn four_processes_survive_a_sigkill_and_lose_nothing() {
         "the reported head is not the log's"
     );
     let mut seen: HashSet<CommandId> = HashSet::new();
-    for command in log {
+    for (command, _) in log {
         assert!(seen.insert(command.id()), "{command:?} applied twice");
     }
     let submitted: HashSet<CommandId> = acked.iter().map(|(c, _)| c.id()).collect();
@@ -362,7 +353,8 @@ async fn four_processes_survive_a_sigkill_and_lose_nothing() {
         "the log holds exactly the acknowledged commands"
     );
     for (command, at) in &acked {
-        assert_eq!(log.get(at.position as usize), Some(command), "ack {at:?}");
+        let at_position = log.get(at.position as usize).map(|(c, _)| c);
+        assert_eq!(at_position, Some(command), "ack {at:?}");
     }
     // What the victim had before the kill and after the restart are
     // prefixes of the common log.
@@ -379,186 +371,40 @@ async fn four_processes_survive_a_sigkill_and_lose_nothing() {
     );
 }
 
-// ---- the durable log over a MemoryStore ----
+// ---- the state machine ----
 
-fn validator_keys() -> Vec<KeyPair> {
-    let mut keys: Vec<KeyPair> = (1..=4u8).map(|i| KeyPair::from_seed([i; 32])).collect();
-    keys.sort_by_key(KeyPair::node_id);
-    keys
-}
-
-fn validator_set(keys: &[KeyPair]) -> ValidatorSet {
-    ValidatorSet::new(keys.iter().map(KeyPair::node_id).collect()).unwrap()
-}
-
-/// A decision of `height` for `commands`, certified by `signers`.
-fn decision(keys: &[KeyPair], signers: usize, height: u64, commands: &[&[u8]]) -> Decision {
-    let batch = Batch::new(
-        commands
-            .iter()
-            .map(|c| Command::new(c.to_vec()).unwrap())
-            .collect(),
-    )
-    .unwrap();
-    let slot = Slot {
-        height,
-        round: 0,
-        kind: VoteKind::Precommit,
-    };
-    let value = batch.receipt();
-    let votes: Vec<Vote> = keys[..signers]
+#[test]
+fn the_command_list_appends_and_pages() {
+    let mut list = CommandList::new();
+    let commands: Vec<Command> = [&b"a"[..], b"bb", b"ccc"]
         .iter()
-        .map(|k| Vote::sign(k, slot, Some(value)))
+        .map(|c| Command::new(c.to_vec()).unwrap())
         .collect();
-    Decision {
-        batch,
-        certificate: Certificate::from_votes(slot, value, &votes),
-    }
-}
-
-fn record_with(command: &[u8]) -> VotingRecord {
-    let mut record = VotingRecord::default();
-    let command = Command::new(command.to_vec()).unwrap();
-    record.submitted.insert(command.id(), command);
-    record
-}
-
-#[test]
-fn the_durable_log_returns_what_it_made_durable() {
-    let keys = validator_keys();
-    let set = validator_set(&keys);
-    let store = Arc::new(MemoryStore::new());
-    let (mut log, recovered) = block_on(DurableLog::open(store.clone(), &set)).unwrap();
-    assert!(recovered.decisions.is_empty());
-    assert_eq!(recovered.record, VotingRecord::default());
-
-    let first = [
-        decision(&keys, 3, 0, &[b"a", b"b"]),
-        decision(&keys, 4, 1, &[]),
-    ];
-    block_on(log.persist(&first, &record_with(b"x"))).unwrap();
-    let second = [decision(&keys, 3, 2, &[b"c"])];
-    block_on(log.persist(&second, &record_with(b"y"))).unwrap();
-    assert!(matches!(
-        block_on(log.persist(&first[..1], &VotingRecord::default())),
-        Err(ClusterError::OutOfOrder {
-            expected: 3,
-            got: 0
-        })
-    ));
-
-    let (log, recovered) = block_on(DurableLog::open(store.clone(), &set)).unwrap();
-    assert_eq!(log.heights(), 3);
-    let heights: Vec<u64> = recovered.decisions.iter().map(Decision::height).collect();
-    assert_eq!(heights, [0, 1, 2]);
-    assert_eq!(recovered.decisions[2], second[0]);
-    // Stored decisions are served by height (catch-up beyond memory).
-    assert_eq!(block_on(log.decision(0)).unwrap().as_ref(), Some(&first[0]));
-    assert_eq!(block_on(log.decision(2)).unwrap().as_ref(), Some(&second[0]));
-    assert_eq!(block_on(log.decision(3)).unwrap(), None);
-    assert_eq!(recovered.record, record_with(b"y"));
-    // Only the newest record is kept: 3 decisions and 1 record.
-    assert_eq!(block_on(store.scan(None, 100)).unwrap().len(), 4);
-
-    let mut state = CommandLog::new();
-    for d in &recovered.decisions {
-        state.apply(d);
-    }
-    assert_eq!((state.heights(), state.len()), (3, 3));
-}
-
-#[test]
-fn a_crash_between_record_versions_keeps_the_newest() {
-    let keys = validator_keys();
-    let set = validator_set(&keys);
-    let store = Arc::new(MemoryStore::new());
-    for (seq, command) in [(7u64, b"old"), (9, b"new"), (8, b"mid")] {
-        let entry = Entry::Record {
-            seq,
-            record: record_with(command),
-        };
-        block_on(store.put(Object::new(entry.encode().unwrap()))).unwrap();
-    }
-    let (_, recovered) = block_on(DurableLog::open(store.clone(), &set)).unwrap();
-    assert_eq!(recovered.record, record_with(b"new"));
-    assert_eq!(block_on(store.scan(None, 100)).unwrap().len(), 1);
-}
-
-#[test]
-fn a_tampered_store_is_refused_and_left_alone() {
-    let keys = validator_keys();
-    let set = validator_set(&keys);
-    let put = |store: &Arc<MemoryStore>, d: &Decision| {
-        let bytes = Entry::Decision(d.clone()).encode().unwrap();
-        block_on(store.put(Object::new(bytes))).unwrap();
-    };
-
-    // Two signatures are not a quorum of four.
-    let store = Arc::new(MemoryStore::new());
-    put(&store, &decision(&keys, 2, 0, &[b"a"]));
-    let refused = block_on(DurableLog::open(store.clone(), &set)).unwrap_err();
-    assert!(
-        matches!(refused, ClusterError::CorruptEntry { .. }),
-        "{refused}"
+    let empty = list.state_receipt();
+    let positions: Vec<u64> = commands.iter().map(|c| list.apply(c)).collect();
+    assert_eq!(positions, [0, 1, 2]);
+    assert_ne!(
+        list.state_receipt(),
+        empty,
+        "the state receipt follows the list"
     );
-    assert_eq!(block_on(store.scan(None, 10)).unwrap().len(), 1);
-
-    // A batch swapped under its certificate.
-    let store = Arc::new(MemoryStore::new());
-    let mut swapped = decision(&keys, 3, 0, &[b"a"]);
-    swapped.batch = Batch::new(vec![Command::new(b"b".to_vec()).unwrap()]).unwrap();
-    put(&store, &swapped);
-    let refused = block_on(DurableLog::open(store, &set)).unwrap_err();
-    assert!(refused.to_string().contains("another batch"), "{refused}");
-
-    // A gap: height 1 without height 0.
-    let store = Arc::new(MemoryStore::new());
-    put(&store, &decision(&keys, 3, 1, &[b"a"]));
-    let refused = block_on(DurableLog::open(store, &set)).unwrap_err();
-    assert!(
-        matches!(
-            refused,
-            ClusterError::MissingHeight {
-                missing: 0,
-                stored: 1
-            }
-        ),
-        "{refused}"
-    );
-
-    // Something else's object.
-    let store = Arc::new(MemoryStore::new());
-    block_on(store.put(Object::new(b"not an entry".to_vec()))).unwrap();
-    let refused = block_on(DurableLog::open(store, &set)).unwrap_err();
-    assert!(
-        matches!(refused, ClusterError::CorruptEntry { .. }),
-        "{refused}"
-    );
-}
-
-#[test]
-fn the_command_log_applies_each_command_once_in_order() {
-    let keys = validator_keys();
-    let mut log = CommandLog::new();
-    let fresh = log.apply(&decision(&keys, 3, 0, &[b"a", b"b", b"a"]));
-    assert_eq!(fresh.len(), 2);
-    let fresh = log.apply(&decision(&keys, 3, 1, &[b"b", b"c"]));
-    assert_eq!(fresh.len(), 1);
-    assert_eq!((log.len(), log.skipped(), log.heights()), (3, 2, 2));
-    let c = Command::new(b"c".to_vec()).unwrap();
+    let mut again = CommandList::new();
+    for c in &commands {
+        again.apply(c);
+    }
+    assert_eq!(again.state_receipt(), list.state_receipt());
+    assert_eq!(list.get(1), Some(&commands[1]));
+    assert_eq!(list.page(0, 10, 1 << 20), 0..3);
+    assert_eq!(list.page(1, 1, 1 << 20), 1..2);
     assert_eq!(
-        log.get(&c.id()),
-        Some(Applied {
-            height: 1,
-            position: 2
-        })
+        list.page(0, 10, 3),
+        0..2,
+        "a byte budget of 3 takes a and bb"
     );
-    let all = log.page(0, 10, 1 << 20);
-    assert_eq!(head_of(&all), log.head());
-    assert_eq!(log.page(1, 1, 1 << 20).len(), 1);
     // A page holds at least one command, however small the byte budget.
-    assert_eq!(log.page(0, 10, 0).len(), 1);
-    assert!(log.page(3, 10, 1 << 20).is_empty());
+    assert_eq!(list.page(2, 10, 0), 2..3);
+    assert!(list.page(3, 10, 1 << 20).is_empty());
+    assert!(list.page(u64::MAX, 10, 1 << 20).is_empty());
 }
 
 #[test]
@@ -659,18 +505,24 @@ fn any_request() -> impl Strategy<Value = ControlRequest> {
 fn any_response() -> impl Strategy<Value = ControlResponse> {
     prop_oneof![
         (any::<u64>(), any::<u64>())
-            .prop_map(|(height, position)| ControlResponse::Applied(Applied { height, position })),
-        (any::<[u8; 32]>(), any::<[u8; 32]>(), any::<[u64; 4]>()).prop_map(|(n, h, c)| {
+            .prop_map(|(height, position)| ControlResponse::Applied(Ack { height, position })),
+        (any::<[u8; 32]>(), any::<[u8; 32]>(), any::<[u64; 3]>()).prop_map(|(n, h, c)| {
             ControlResponse::Status(Status {
                 node: NodeId::from_bytes(n),
                 heights: c[0],
                 applied: c[1],
                 head: ChainHead::from_bytes(h),
-                pending: c[2],
-                skipped: c[3],
+                skipped: c[2],
             })
         }),
-        proptest::collection::vec(any_command(), 0..8).prop_map(ControlResponse::Log),
+        proptest::collection::vec(
+            any_command().prop_map(|c| {
+                let receipt = Receipt::from_bytes(c.bytes());
+                (c, receipt)
+            }),
+            0..8
+        )
+        .prop_map(ControlResponse::Log),
     ]
 }
 
@@ -694,45 +546,6 @@ proptest! {
         let mut bytes = request.encode().unwrap();
         bytes.push(extra);
         prop_assert!(ControlRequest::decode(&bytes).is_err());
-    }
-
-    #[test]
-    fn stored_entries_round_trip(
-        height in 0u64..1000,
-        commands in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..32), 0..6),
-        seq in any::<u64>(),
-        submitted in proptest::collection::vec(any_command(), 0..4),
-    ) {
-        let keys = validator_keys();
-        let slices: Vec<&[u8]> = commands.iter().map(Vec::as_slice).collect();
-        let d = Entry::Decision(decision(&keys, 3, height, &slices));
-        prop_assert_eq!(Entry::decode(&d.encode().unwrap()).unwrap(), d);
-        let mut record = VotingRecord::default();
-        for c in submitted {
-            record.submitted.insert(c.id(), c);
-        }
-        let r = Entry::Record { seq, record };
-        prop_assert_eq!(Entry::decode(&r.encode().unwrap()).unwrap(), r);
-    }
-
-    #[test]
-    fn the_entry_decoder_refuses_garbage(
-        kind in any::<u8>(),
-        body in proptest::collection::vec(any::<u8>(), 0..256),
-    ) {
-        let _ = Entry::decode(&body);
-        let mut prefixed = MAGIC.to_vec();
-        prefixed.push(kind);
-        prefixed.extend_from_slice(&body);
-        let _ = Entry::decode(&prefixed);
-    }
-
-    #[test]
-    fn a_cut_entry_is_refused(cut in 0usize..200) {
-        let keys = validator_keys();
-        let bytes = Entry::Decision(decision(&keys, 3, 5, &[b"abc"])).encode().unwrap();
-        let cut = cut.min(bytes.len() - 1);
-        prop_assert!(Entry::decode(&bytes[..cut]).is_err());
     }
 
     #[test]

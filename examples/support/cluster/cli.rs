@@ -20,13 +20,11 @@ Make a key (prints the node id the others name this node by):
 
 Run a node:
   cluster_node --listen <addr> --key <file> --data <dir>
-               (--peer <id>@<addr>)... [--peers <file>]
-               [--pipeline <n>] [--retain <n>]
+               (--peer <id>@<addr>)... [--peers <file>] [--pipeline <n>]
   Every validator runs with the same members: itself and its peers. A peers
   file holds one <id>@<addr> a line (# starts a comment); a node skips its
   own line, so every node can share one file. --pipeline: heights decided
-  concurrently (default 4). --retain: decisions kept in memory to serve
-  peers catching up (default 4096); older ones are read from the store.
+  concurrently (default 4).
 
 Talk to a node:
   cluster_node --node <id>@<addr> --submit <text> [--submit <text>]...
@@ -38,8 +36,6 @@ Talk to a node:
 const MAX_PEERS_FILE: u64 = 1 << 20;
 /// The default pipeline depth.
 const DEFAULT_PIPELINE: usize = 4;
-/// The default number of decisions kept in memory to serve catch-up.
-const DEFAULT_RETAIN: usize = 4096;
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,8 +70,6 @@ pub struct RunOptions {
     pub peers_files: Vec<PathBuf>,
     /// Heights decided concurrently.
     pub pipeline: usize,
-    /// Decisions kept in memory to serve catch-up.
-    pub retain: usize,
 }
 
 /// What a client asks a node.
@@ -98,7 +92,6 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, Clust
     let mut gen_key = None;
     let mut node = None;
     let mut pipeline = None;
-    let mut retain = None;
     let mut peers = Vec::new();
     let mut peers_files = Vec::new();
     let mut submits = Vec::new();
@@ -121,10 +114,6 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, Clust
             "--pipeline" => {
                 let depth = number(&flag, &value()?, 1..=256)?;
                 set_once(&mut pipeline, &flag, depth)?;
-            }
-            "--retain" => {
-                let count = number(&flag, &value()?, 1..=1 << 20)?;
-                set_once(&mut retain, &flag, count)?;
             }
             "--submit" => submits.push(value()?),
             "--status" => status = true,
@@ -170,7 +159,6 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, Clust
             peers,
             peers_files,
             pipeline: pipeline.unwrap_or(DEFAULT_PIPELINE),
-            retain: retain.unwrap_or(DEFAULT_RETAIN),
         })),
         _ => Err(ClusterError::Usage(
             "a node needs --listen, --key and --data".into(),
@@ -295,7 +283,6 @@ pub fn main(args: impl IntoIterator<Item = String>) -> Result<(), ClusterError> 
                 listen: options.listen,
                 data: options.data,
                 pipeline: options.pipeline,
-                retain: options.retain,
             };
             runtime()?.block_on(node::run(config))
         }
@@ -328,12 +315,12 @@ async fn client(node: (NodeId, SocketAddr), action: ClientAction) -> Result<(), 
         ClientAction::Status => {
             let s = client.status(node.0).await?;
             println!(
-                "node {}\nheights {}\napplied {}\nhead {}\npending {}\nskipped {}",
-                s.node, s.heights, s.applied, s.head, s.pending, s.skipped
+                "node {}\nheights {}\napplied {}\nhead {}\nskipped {}",
+                s.node, s.heights, s.applied, s.head, s.skipped
             );
         }
         ClientAction::Log => {
-            for (position, command) in client.log(node.0).await?.iter().enumerate() {
+            for (position, (command, _)) in client.log(node.0).await?.iter().enumerate() {
                 println!(
                     "{position} {}",
                     String::from_utf8_lossy(command.bytes()).escape_debug()

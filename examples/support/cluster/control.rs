@@ -14,14 +14,14 @@
 //! commands. Expose it only to trusted clients.
 
 use super::error::ClusterError;
-use super::state::Applied;
+use super::state::Ack;
 use super::tcp::TcpTransport;
 use hologram::consensus::Command;
 use hologram::lattice::transport::{
     async_trait, Handler, HandlerError, Protocol, Transport, DEFAULT_MAX_FRAME,
 };
 use hologram::lattice::NodeId;
-use hologram::receipt::ChainHead;
+use hologram::receipt::{ChainHead, Receipt};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,11 +60,13 @@ pub enum ControlRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlResponse {
     /// The command submitted is applied, here.
-    Applied(Applied),
+    Applied(Ack),
     /// The node's status.
     Status(Status),
-    /// Applied commands from the position asked (empty past the end).
-    Log(Vec<Command>),
+    /// Applied commands from the position asked (empty past the end), each
+    /// with its transition receipt: the chain over these receipts is the
+    /// head a [`Status`] reports.
+    Log(Vec<(Command, Receipt)>),
 }
 
 /// A node's view of the replicated state.
@@ -76,11 +78,9 @@ pub struct Status {
     pub heights: u64,
     /// Commands applied.
     pub applied: u64,
-    /// The head of the chain over the applied commands' receipts.
+    /// The head of the chain over the applied commands' transition receipts.
     pub head: ChainHead,
-    /// Commands waiting to be ordered.
-    pub pending: u64,
-    /// Repeated commands skipped when applying.
+    /// Repeated commands skipped when applying (since the node started).
     pub skipped: u64,
 }
 
@@ -206,7 +206,7 @@ impl Client {
     }
 
     /// Submits a command to `node` and waits until it is applied there.
-    pub async fn submit(&self, node: NodeId, command: Command) -> Result<Applied, ClusterError> {
+    pub async fn submit(&self, node: NodeId, command: Command) -> Result<Ack, ClusterError> {
         let patience = SUBMIT_PATIENCE + QUERY_TIMEOUT;
         match self
             .call(node, &ControlRequest::Submit(command), patience)
@@ -228,8 +228,9 @@ impl Client {
         }
     }
 
-    /// `node`'s whole log of applied commands, read page by page.
-    pub async fn log(&self, node: NodeId) -> Result<Vec<Command>, ClusterError> {
+    /// `node`'s whole log of applied commands and their transition
+    /// receipts, read page by page.
+    pub async fn log(&self, node: NodeId) -> Result<Vec<(Command, Receipt)>, ClusterError> {
         let mut log = Vec::new();
         loop {
             let from = log.len() as u64;

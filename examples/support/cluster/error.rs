@@ -4,7 +4,6 @@
 use hologram::cam::CamError;
 use hologram::consensus::ConsensusError;
 use hologram::lattice::transport::TransportError;
-use hologram::lattice::Address;
 use std::path::PathBuf;
 
 /// The error of the cluster node and its client.
@@ -42,31 +41,8 @@ pub enum ClusterError {
         /// The error.
         source: CamError,
     },
-    /// An object in the node's store is not a valid entry: the store was
-    /// written by something else, or tampered with. Nothing is removed.
-    CorruptEntry {
-        /// The object.
-        address: Address,
-        /// What was wrong.
-        reason: String,
-    },
-    /// The store holds a decision of height `stored` but none of the
-    /// earlier height `missing`: decisions are written in order, so the
-    /// store was tampered with. Nothing is removed.
-    MissingHeight {
-        /// The first height missing.
-        missing: u64,
-        /// A height stored after it.
-        stored: u64,
-    },
-    /// A decision was handed to the log out of height order.
-    OutOfOrder {
-        /// The height expected next.
-        expected: u64,
-        /// The height handed.
-        got: u64,
-    },
-    /// Consensus refused something (a configuration, a submission).
+    /// Consensus refused something (a configuration, a stored block, a
+    /// decision), or the store failed under it.
     Consensus(ConsensusError),
     /// A request to a node failed on the way.
     Transport(TransportError),
@@ -89,17 +65,6 @@ impl core::fmt::Display for ClusterError {
             ClusterError::Peer { spec, reason } => write!(f, "peer {spec:?}: {reason}"),
             ClusterError::Io { doing, source } => write!(f, "{doing}: {source}"),
             ClusterError::Store { doing, source } => write!(f, "store: {doing}: {source}"),
-            ClusterError::CorruptEntry { address, reason } => {
-                write!(f, "stored object {address} is not a valid entry: {reason}")
-            }
-            ClusterError::MissingHeight { missing, stored } => write!(
-                f,
-                "the store holds the decision of height {stored} but not that of height {missing}"
-            ),
-            ClusterError::OutOfOrder { expected, got } => write!(
-                f,
-                "decision {got} handed to the log out of order (expected {expected})"
-            ),
             ClusterError::Consensus(e) => write!(f, "consensus: {e}"),
             ClusterError::Transport(e) => write!(f, "request failed: {e}"),
             ClusterError::Decode { what, reason } => write!(f, "malformed {what}: {reason}"),

@@ -1,63 +1,58 @@
-//! The node: a durable driver of a consensus [`Replica`] over TCP.
+//! The node: a consensus replica over TCP, made durable in a `RedbStore`,
+//! and the replicated state machine its decisions feed.
 //!
-//! One task owns the replica, the [`DurableLog`] and the [`CommandLog`]. It
-//! takes one input at a time (a message from a peer, a client request, an
-//! expired timer, the periodic catch-up tick), plus whatever else is queued,
-//! and then performs the replica's outputs in this order:
+//! It is assembled from the parts of `hologram-consensus`:
 //!
-//! 1. the decisions delivered and the voting record (if it changed) are
-//!    written to the store in one atomic batch, and the write waits until
-//!    they are durable: nothing signed leaves before it would survive a crash;
-//! 2. the decisions are applied to the state machine and the clients waiting
-//!    for their commands are answered;
-//! 3. messages are queued to the peers, timers set.
-//!
-//! Each peer has its own outgoing queue and task, so a slow or dead peer
-//! delays nobody: its queue fills and further messages to it are dropped
-//! (the replica resends what matters). Every [`SYNC_INTERVAL`] the node asks
-//! one peer (in turn) for decisions from its next height on, so a node that
-//! restarted behind an idle cluster still catches up; the replica accepts a
-//! decision only if its commit certificate verifies.
+//! - at start, [`DurableLog::open`] reads the blocks (decisions with their
+//!   commit certificates, each verified) and the voting record from the
+//!   store; the [`ReplicatedStateMachine`] replays the blocks, and
+//!   [`Recovered::replica`](hologram::consensus::Recovered::replica) restores
+//!   the replica at the next height with its locks and signed votes;
+//! - the [`ReplicaDriver`] runs the replica with that log
+//!   ([`ReplicaDriver::with_log`]): what a step decided and signed is durable
+//!   before any of its messages is sent (write-ahead), so a node killed at any
+//!   moment neither loses a decision nor signs a conflicting vote after a
+//!   restart. It sends through [`Queued`], so a dead peer never stalls it;
+//! - the node task (here) owns the state machine: it applies each decision
+//!   the driver delivers, answers clients ([`control`](super::control)), and
+//!   every [`SYNC_INTERVAL`] asks one peer, in turn, for decisions from its
+//!   next height on, so that a node restarted behind an idle cluster catches
+//!   up too (the replica accepts a decision only with a commit certificate
+//!   that verifies: no peer is trusted).
 
 use super::control::{
     ControlRequest, ControlResponse, Status, CONTROL, LOG_PAGE_BYTES, LOG_PAGE_COMMANDS,
     SUBMIT_PATIENCE,
 };
 use super::error::{io, store, ClusterError};
-use super::state::{Applied, CommandLog};
-use super::storage::DurableLog;
+use super::outbound::Queued;
+use super::state::{Ack, CommandList};
 use super::tcp::TcpTransport;
-use hologram::cam::RedbStore;
+use futures::StreamExt;
+use hologram::cam::{RedbStore, Store};
 use hologram::consensus::message::MAX_MESSAGE_BYTES;
 use hologram::consensus::{
-    Command, CommandId, ConsensusMessage, Decision, Outgoing, Outputs, Replica, ReplicaConfig,
-    Timer, ValidatorSet,
+    inbox, Command, CommandId, ConsensusMessage, Decision, DriverHandle, DurableLog, ReplicaConfig,
+    ReplicaDriver, ReplicatedStateMachine, ValidatorSet,
 };
-use hologram::lattice::transport::{async_trait, Handler, HandlerError, Protocol, Transport};
+use hologram::lattice::transport::{
+    async_trait, Handler, HandlerError, Protocol, ProtocolMux, Timer, Transport,
+};
 use hologram::lattice::NodeId;
-use hologram::receipt::KeyPair;
-use std::collections::{BTreeMap, HashMap};
+use hologram::receipt::{KeyPair, Receipt};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// How often a node asks a peer for decisions it may have missed.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(500);
-/// Inputs queued for the node's task; consensus messages beyond are dropped.
-const INBOX: usize = 1 << 16;
-/// Messages queued for one peer; more are dropped.
-const PEER_QUEUE: usize = 4096;
-/// After a send to a peer fails, messages to it are dropped for this long
-/// (so a dead peer costs one failed dial per pause, not one per message).
-const PEER_PAUSE: Duration = Duration::from_millis(200);
-/// The most inputs taken in one step before the outputs are performed.
-const STEP_INPUTS: usize = 512;
+/// Client requests queued for the node task.
+const REQUESTS: usize = 1024;
 /// Commands waiting to be ordered on one node; more are refused.
 pub const MEMPOOL_CAPACITY: usize = 16_384;
-/// Decisions sent per catch-up request.
-const SYNC_BATCH: usize = 32;
 /// The file of the node's store in its data directory.
 pub const STORE_FILE: &str = "node.redb";
 
@@ -74,9 +69,6 @@ pub struct NodeConfig {
     pub data: PathBuf,
     /// Heights decided concurrently.
     pub pipeline: usize,
-    /// Decisions the replica keeps in memory to serve catch-up; older ones
-    /// are read from the store.
-    pub retain: usize,
 }
 
 impl NodeConfig {
@@ -102,42 +94,34 @@ pub fn fingerprint(validators: &ValidatorSet) -> String {
     hasher.finalize().to_hex()[..16].to_string()
 }
 
-/// What the node's task is handed.
-enum Input {
-    Message(NodeId, ConsensusMessage),
-    Submit(Command, oneshot::Sender<Result<Applied, String>>),
+/// A client request handed to the node task, with where its answer goes.
+enum Request {
+    Submit(Command, oneshot::Sender<Result<Ack, String>>),
     Status(oneshot::Sender<Status>),
-    Log(u64, oneshot::Sender<Vec<Command>>),
+    Log(u64, oneshot::Sender<Vec<(Command, Receipt)>>),
 }
 
-/// The inbound side: consensus messages and client requests, queued for the
-/// node's task.
-struct Inbound {
-    inputs: mpsc::Sender<Input>,
+/// Serves [`CONTROL`] requests by handing them to the node task.
+struct ControlHandler {
+    requests: mpsc::Sender<Request>,
 }
 
 #[async_trait]
-impl Handler for Inbound {
+impl Handler for ControlHandler {
     async fn request(
         &self,
         _: NodeId,
-        protocol: Protocol,
+        _: Protocol,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, HandlerError> {
-        if protocol != CONTROL {
-            return Err(HandlerError::Refused(format!(
-                "a cluster node answers requests of protocol {} only",
-                CONTROL.0
-            )));
-        }
         let request =
             ControlRequest::decode(&payload).map_err(|e| HandlerError::Refused(e.to_string()))?;
         let response = match request {
             ControlRequest::Submit(command) => {
                 let (reply, answer) = oneshot::channel();
-                self.ask(Input::Submit(command, reply)).await?;
+                self.ask(Request::Submit(command, reply)).await?;
                 match tokio::time::timeout(SUBMIT_PATIENCE, answer).await {
-                    Ok(Ok(Ok(at))) => ControlResponse::Applied(at),
+                    Ok(Ok(Ok(ack))) => ControlResponse::Applied(ack),
                     Ok(Ok(Err(why))) => return Err(HandlerError::Refused(why)),
                     Ok(Err(_)) => return Err(stopped()),
                     Err(_) => {
@@ -150,12 +134,12 @@ impl Handler for Inbound {
             }
             ControlRequest::Status => {
                 let (reply, answer) = oneshot::channel();
-                self.ask(Input::Status(reply)).await?;
+                self.ask(Request::Status(reply)).await?;
                 ControlResponse::Status(answer.await.map_err(|_| stopped())?)
             }
             ControlRequest::Log { from } => {
                 let (reply, answer) = oneshot::channel();
-                self.ask(Input::Log(from, reply)).await?;
+                self.ask(Request::Log(from, reply)).await?;
                 ControlResponse::Log(answer.await.map_err(|_| stopped())?)
             }
         };
@@ -164,20 +148,12 @@ impl Handler for Inbound {
             .map_err(|e| HandlerError::Failed(e.to_string()))
     }
 
-    async fn message(&self, from: NodeId, protocol: Protocol, payload: Vec<u8>) {
-        if protocol != Protocol::CONSENSUS {
-            return;
-        }
-        if let Ok(message) = ConsensusMessage::decode(&payload) {
-            // A full queue drops the message, as a lossy network would.
-            let _ = self.inputs.try_send(Input::Message(from, message));
-        }
-    }
+    async fn message(&self, _: NodeId, _: Protocol, _: Vec<u8>) {}
 }
 
-impl Inbound {
-    async fn ask(&self, input: Input) -> Result<(), HandlerError> {
-        self.inputs.send(input).await.map_err(|_| stopped())
+impl ControlHandler {
+    async fn ask(&self, request: Request) -> Result<(), HandlerError> {
+        self.requests.send(request).await.map_err(|_| stopped())
     }
 }
 
@@ -185,44 +161,8 @@ fn stopped() -> HandlerError {
     HandlerError::Failed("the node is stopping".into())
 }
 
-/// One outgoing queue and task per peer.
-struct Outbound {
-    queues: HashMap<NodeId, mpsc::Sender<Vec<u8>>>,
-}
-
-impl Outbound {
-    fn new(transport: &TcpTransport, peers: &[NodeId]) -> Self {
-        let mut queues = HashMap::new();
-        for &peer in peers {
-            let (queue, mut pending) = mpsc::channel::<Vec<u8>>(PEER_QUEUE);
-            let transport = transport.clone();
-            tokio::spawn(async move {
-                let mut paused_until: Option<Instant> = None;
-                while let Some(bytes) = pending.recv().await {
-                    if paused_until.is_some_and(|until| Instant::now() < until) {
-                        continue;
-                    }
-                    paused_until = transport
-                        .send(peer, Protocol::CONSENSUS, bytes)
-                        .await
-                        .err()
-                        .map(|_| Instant::now() + PEER_PAUSE);
-                }
-            });
-            queues.insert(peer, queue);
-        }
-        Self { queues }
-    }
-
-    fn send(&self, to: NodeId, bytes: Vec<u8>) {
-        if let Some(queue) = self.queues.get(&to) {
-            let _ = queue.try_send(bytes);
-        }
-    }
-}
-
-/// Runs a node until its transport fails or its store does (a node that
-/// cannot make its state durable must not go on voting).
+/// Runs a node until its driver stops: its store failed (a node that cannot
+/// make its state durable must not go on voting) or it was asked to.
 pub async fn run(config: NodeConfig) -> Result<(), ClusterError> {
     let me = config.keys.node_id();
     let validators = config.validators()?;
@@ -230,211 +170,181 @@ pub async fn run(config: NodeConfig) -> Result<(), ClusterError> {
         "creating the data directory {}",
         config.data.display()
     )))?;
-    let store = RedbStore::create(config.data.join(STORE_FILE))
-        .map_err(store("opening the store in the data directory"))?;
-    let store = Arc::new(store);
-    let (log, recovered) = DurableLog::open(store, &validators).await?;
-    let mut state = CommandLog::new();
-    for decision in &recovered.decisions {
-        state.apply(decision);
+    let store: Arc<dyn Store> = Arc::new(
+        RedbStore::create(config.data.join(STORE_FILE))
+            .map_err(store("opening the store in the data directory"))?,
+    );
+    let (log, recovered) = DurableLog::open(store, validators.clone()).await?;
+    for (address, why) in &recovered.rejected {
+        eprintln!("stored object {address} not used: {why}");
     }
-    let replica_config = ReplicaConfig {
-        max_pipeline_depth: config.pipeline,
-        mempool_capacity: MEMPOOL_CAPACITY,
-        retain_decisions: config.retain,
-        sync_batch: config.retain.min(SYNC_BATCH),
-        ..ReplicaConfig::new(validators.clone())
-    };
-    let keep = replica_config.retain_decisions;
-    let delivered = recovered.decisions.len();
-    let recent = recovered.decisions[delivered.saturating_sub(keep)..].to_vec();
-    let replica = Replica::restore(
+    let mut rsm = ReplicatedStateMachine::new(CommandList::new(), validators.clone());
+    let mut acks = HashMap::new();
+    for applied in rsm.apply_all(&recovered.decisions)? {
+        let ack = Ack {
+            height: applied.entry.height,
+            position: applied.output,
+        };
+        acks.insert(applied.entry.command, ack);
+    }
+    let replica = recovered.replica(
         config.keys.clone(),
-        replica_config,
-        delivered as u64,
-        recent,
-        recovered.record,
+        ReplicaConfig {
+            max_pipeline_depth: config.pipeline,
+            mempool_capacity: MEMPOOL_CAPACITY,
+            ..ReplicaConfig::new(validators.clone())
+        },
     )?;
 
-    let (inputs, inbox) = mpsc::channel(INBOX);
-    let transport = TcpTransport::bind(
-        me,
-        config.listen,
-        Arc::new(Inbound { inputs }),
-        MAX_MESSAGE_BYTES,
-    )
-    .await
-    .map_err(io(format!("listening on {}", config.listen)))?;
+    let (consensus, consensus_inbox) = inbox();
+    let (requests, incoming) = mpsc::channel(REQUESTS);
+    let mux = ProtocolMux::new()
+        .with(Protocol::CONSENSUS, Arc::new(consensus))
+        .with(CONTROL, Arc::new(ControlHandler { requests }));
+    let tcp = TcpTransport::bind(me, config.listen, Arc::new(mux), MAX_MESSAGE_BYTES)
+        .await
+        .map_err(io(format!("listening on {}", config.listen)))?;
     for &(peer, addr) in &config.peers {
-        transport.add_peer(peer, addr);
+        tcp.add_peer(peer, addr);
     }
-    let peers: Vec<NodeId> = validators
-        .validators()
-        .iter()
-        .copied()
-        .filter(|id| *id != me)
-        .collect();
+    let peers: Vec<NodeId> = config.peers.iter().map(|(id, _)| *id).collect();
+    let transport = Queued::new(Arc::new(tcp.clone()), &peers);
+    let (driver, handle, decisions) = ReplicaDriver::new(
+        replica,
+        Arc::new(transport.clone()),
+        Timer::new(),
+        consensus_inbox,
+    );
+    let driver = tokio::spawn(driver.with_log(log).try_run());
     println!(
         "ready node={me} listen={} validators={} set={} heights={} applied={} head={}",
-        transport.local_addr(),
+        tcp.local_addr(),
         validators.len(),
         fingerprint(&validators),
-        state.heights(),
-        state.len(),
-        state.head(),
+        rsm.next_height(),
+        rsm.log().len(),
+        rsm.receipt_chain().head(),
     );
-    let driver = Driver {
-        outbound: Outbound::new(&transport, &peers),
-        replica,
-        log,
-        state,
-        started: Instant::now(),
-        timers: BTreeMap::new(),
-        timer_seq: 0,
+    let node = Node {
+        rsm,
+        acks,
+        skipped: 0,
         waiters: HashMap::new(),
-        old_syncs: Vec::new(),
+        handle: handle.clone(),
+        transport,
         peers,
         sync_turn: 0,
     };
-    let result = driver.run(inbox).await;
-    drop(transport);
-    result
+    let served = node.serve(incoming, decisions).await;
+    handle.stop();
+    let (_, stored) = driver
+        .await
+        .map_err(|e| io("running the consensus driver")(std::io::Error::other(e)))?;
+    stored?;
+    served
 }
 
-/// The node's task: see the [module docs](self).
-struct Driver {
-    replica: Replica,
-    log: DurableLog<RedbStore>,
-    state: CommandLog,
-    outbound: Outbound,
-    started: Instant,
-    /// Timers by (due in ms since start, sequence).
-    timers: BTreeMap<(u64, u64), Timer>,
-    timer_seq: u64,
-    waiters: HashMap<CommandId, Vec<oneshot::Sender<Result<Applied, String>>>>,
-    /// Catch-up requests (peer, first height) to serve from the store.
-    old_syncs: Vec<(NodeId, u64)>,
+/// The node task: see the [module docs](self).
+struct Node {
+    rsm: ReplicatedStateMachine<CommandList>,
+    acks: HashMap<CommandId, Ack>,
+    skipped: u64,
+    waiters: HashMap<CommandId, Vec<oneshot::Sender<Result<Ack, String>>>>,
+    handle: DriverHandle,
+    transport: Queued,
     peers: Vec<NodeId>,
     sync_turn: usize,
 }
 
-impl Driver {
-    /// Milliseconds since the node started: the replica's clock.
-    fn now(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
-    }
-
-    async fn run(mut self, mut inbox: mpsc::Receiver<Input>) -> Result<(), ClusterError> {
-        let mut out = Outputs::default();
-        self.replica.start(self.now(), &mut out);
-        self.perform(&mut out).await?;
+impl Node {
+    /// Serves until the driver stops delivering decisions.
+    async fn serve(
+        mut self,
+        mut incoming: mpsc::Receiver<Request>,
+        mut decisions: futures::channel::mpsc::UnboundedReceiver<Decision>,
+    ) -> Result<(), ClusterError> {
         let mut sync = tokio::time::interval(SYNC_INTERVAL);
         sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let next_timer = self.timers.keys().next().map(|(due, _)| *due);
-            let wake = match next_timer {
-                Some(due) => self.started + Duration::from_millis(due),
-                None => Instant::now() + Duration::from_secs(3600),
-            };
             tokio::select! {
-                input = inbox.recv() => match input {
-                    Some(input) => self.handle(input, &mut out),
+                decision = decisions.next() => match decision {
+                    Some(decision) => self.apply(&decision)?,
                     None => return Ok(()),
                 },
-                () = tokio::time::sleep_until(wake.into()) => {}
-                _ = sync.tick() => self.ask_for_decisions(),
+                Some(request) = incoming.recv() => self.answer(request).await,
+                _ = sync.tick() => self.ask_for_decisions().await,
             }
-            for _ in 1..STEP_INPUTS {
-                match inbox.try_recv() {
-                    Ok(input) => self.handle(input, &mut out),
-                    Err(_) => break,
-                }
-            }
-            self.fire_timers(&mut out);
-            self.perform(&mut out).await?;
         }
     }
 
-    fn handle(&mut self, input: Input, out: &mut Outputs) {
-        let now = self.now();
-        match input {
-            Input::Message(peer, ConsensusMessage::SyncRequest { from })
-                if self.forgotten(peer, from) =>
-            {
-                self.old_syncs.push((peer, from));
+    /// Applies a decision and answers the clients waiting for its commands.
+    fn apply(&mut self, decision: &Decision) -> Result<(), ClusterError> {
+        let applied = self.rsm.apply_decision(decision)?;
+        self.skipped += (decision.batch.len() - applied.len()) as u64;
+        for done in &applied {
+            let ack = Ack {
+                height: done.entry.height,
+                position: done.output,
+            };
+            self.acks.insert(done.entry.command, ack);
+            for reply in self.waiters.remove(&done.entry.command).unwrap_or_default() {
+                let _ = reply.send(Ok(ack));
             }
-            Input::Message(from, message) => self.replica.handle_message(now, from, message, out),
-            Input::Submit(command, reply) => {
+        }
+        println!(
+            "height {}: {} commands, {} new; applied {}, head {}",
+            decision.height(),
+            decision.batch.len(),
+            applied.len(),
+            self.rsm.log().len(),
+            &self.rsm.receipt_chain().head().to_string()[..16],
+        );
+        Ok(())
+    }
+
+    async fn answer(&mut self, request: Request) {
+        match request {
+            Request::Submit(command, reply) => {
                 let id = command.id();
-                if let Some(at) = self.state.get(&id) {
-                    let _ = reply.send(Ok(at));
+                if let Some(&ack) = self.acks.get(&id) {
+                    let _ = reply.send(Ok(ack));
                     return;
                 }
-                match self.replica.submit(now, vec![command], true, out) {
+                // Answered once the driver made the command durable.
+                match self.handle.submit(vec![command], true).await {
                     Ok(_) => self.waiters.entry(id).or_default().push(reply),
                     Err(e) => {
                         let _ = reply.send(Err(e.to_string()));
                     }
                 }
             }
-            Input::Status(reply) => {
+            Request::Status(reply) => {
+                let chain = self.rsm.receipt_chain();
                 let _ = reply.send(Status {
-                    node: self.replica.id(),
-                    heights: self.state.heights(),
-                    applied: self.state.len(),
-                    head: self.state.head(),
-                    pending: self.replica.mempool_len() as u64,
-                    skipped: self.state.skipped(),
+                    node: self.transport.local_id(),
+                    heights: self.rsm.next_height(),
+                    applied: chain.len(),
+                    head: chain.head(),
+                    skipped: self.skipped,
                 });
             }
-            Input::Log(from, reply) => {
-                let _ = reply.send(self.state.page(from, LOG_PAGE_COMMANDS, LOG_PAGE_BYTES));
+            Request::Log(from, reply) => {
+                let state = self.rsm.state();
+                let page = state
+                    .page(from, LOG_PAGE_COMMANDS, LOG_PAGE_BYTES)
+                    .filter_map(|p| {
+                        let entry = self.rsm.log().get(usize::try_from(p).ok()?)?;
+                        Some((state.get(p)?.clone(), entry.receipt))
+                    })
+                    .collect();
+                let _ = reply.send(page);
             }
-        }
-    }
-
-    /// Whether a catch-up request of validator `peer` from height `first`
-    /// asks for decisions the replica no longer keeps in memory.
-    fn forgotten(&self, peer: NodeId, first: u64) -> bool {
-        first < self.replica.next_height()
-            && self.replica.decision(first).is_none()
-            && self.replica.validators().contains(&peer)
-    }
-
-    /// Serves the catch-up requests for forgotten heights from the store.
-    async fn serve_old_syncs(&mut self) -> Result<(), ClusterError> {
-        let batch = self.replica.config().sync_batch as u64;
-        for (peer, first) in std::mem::take(&mut self.old_syncs) {
-            let end = first.saturating_add(batch).min(self.replica.next_height());
-            for height in first..end {
-                if let Some(d) = self.log.decision(height).await? {
-                    self.send(peer, &ConsensusMessage::Decision(Box::new(d)));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn send(&self, to: NodeId, message: &ConsensusMessage) {
-        if let Ok(bytes) = message.encode() {
-            self.outbound.send(to, bytes);
-        }
-    }
-
-    fn fire_timers(&mut self, out: &mut Outputs) {
-        let now = self.now();
-        while let Some(entry) = self.timers.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let timer = entry.remove();
-            self.replica.handle_timer(now, timer, out);
         }
     }
 
     /// Asks the next peer in turn for decisions from this node's next
     /// height on, and forgets clients that stopped waiting.
-    fn ask_for_decisions(&mut self) {
+    async fn ask_for_decisions(&mut self) {
         self.waiters.retain(|_, replies| {
             replies.retain(|reply| !reply.is_closed());
             !replies.is_empty()
@@ -444,60 +354,11 @@ impl Driver {
         };
         self.sync_turn = self.sync_turn.wrapping_add(1);
         let request = ConsensusMessage::SyncRequest {
-            from: self.replica.next_height(),
+            from: self.rsm.next_height(),
         };
-        self.send(peer, &request);
-    }
-
-    /// Persists, applies, answers, sends and sets timers: see the
-    /// [module docs](self).
-    async fn perform(&mut self, out: &mut Outputs) -> Result<(), ClusterError> {
-        let decisions: Vec<Decision> = out.decisions.drain(..).collect();
-        self.log
-            .persist(&decisions, self.replica.voting_record())
-            .await?;
-        for decision in &decisions {
-            self.apply(decision);
+        if let Ok(bytes) = request.encode() {
+            // Queued: a failure is a lost message, asked again next time.
+            let _ = self.transport.send(peer, Protocol::CONSENSUS, bytes).await;
         }
-        self.serve_old_syncs().await?;
-        for m in out.misbehaviour.drain(..) {
-            eprintln!("misbehaviour of {}: {:?}", m.node, m.offence);
-        }
-        for message in out.messages.drain(..) {
-            let (targets, message) = match message {
-                Outgoing::Broadcast(m) => (self.peers.clone(), m),
-                Outgoing::To(to, m) => (vec![to], m),
-            };
-            let Ok(bytes) = message.encode() else {
-                continue;
-            };
-            for to in targets {
-                self.outbound.send(to, bytes.clone());
-            }
-        }
-        let now = self.now();
-        for (after, timer) in out.timers.drain(..) {
-            self.timer_seq += 1;
-            self.timers
-                .insert((now.saturating_add(after), self.timer_seq), timer);
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, decision: &Decision) {
-        let fresh = self.state.apply(decision);
-        for (id, at) in &fresh {
-            for reply in self.waiters.remove(id).unwrap_or_default() {
-                let _ = reply.send(Ok(*at));
-            }
-        }
-        println!(
-            "height {}: {} commands, {} new; applied {}, head {}",
-            decision.height(),
-            decision.batch.len(),
-            fresh.len(),
-            self.state.len(),
-            &self.state.head().to_string()[..16],
-        );
     }
 }

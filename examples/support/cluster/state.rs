@@ -1,76 +1,56 @@
-//! The replicated state machine of the example: the log of applied commands.
+//! The example's state machine: the list of applied commands.
 //!
-//! Consensus orders batches; this applies them. Applying is deterministic:
-//! decisions in height order, the commands of a batch in their order, and a
-//! command whose id was applied before is skipped (consensus may order the
-//! same command twice: two pipelined heights can both carry it, or a
-//! restarted replica re-proposes what it forgot was decided). So every
-//! replica that applied the same decisions holds the same sequence, each
-//! command once, and the same [`ReceiptChain`] over the commands'
-//! receipts (`Receipt::from_bytes(command)`, SPEC §6): two replicas agree
-//! iff their chains have the same length and head.
+//! It runs inside `hologram-consensus`'s
+//! [`ReplicatedStateMachine`](hologram::consensus::ReplicatedStateMachine),
+//! which feeds it the decided batches in height order, each command once
+//! (a command two decided batches carry is applied at its first height and
+//! skipped after), and chains the chapter's transition receipts (SPEC §6):
+//! two replicas agree iff their chains have the same length and head.
+//!
+//! Applying a command appends it; the output is its position. The state's
+//! receipt is `Receipt::from_bytes(digest)`, where the digest is the head of a
+//! receipt chain over the commands' receipts, kept up to date by `apply` (so
+//! equal lists give equal receipts, in constant time).
 
-use hologram::consensus::{Command, CommandId, Decision};
-use hologram::receipt::{ChainHead, Receipt, ReceiptChain};
-use std::collections::HashMap;
+use hologram::consensus::{Command, StateMachine};
+use hologram::receipt::{ChainHead, Receipt};
+use serde::{Deserialize, Serialize};
 
-/// Where an applied command sits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Applied {
+/// Where an applied command sits: what a node acknowledges to its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
     /// The height that decided it.
     pub height: u64,
-    /// Its index in the log of applied commands.
+    /// Its position in the list of applied commands.
     pub position: u64,
 }
 
-/// The applied commands, in order, each once.
-#[derive(Debug, Default)]
-pub struct CommandLog {
+/// The applied commands, in order.
+#[derive(Debug, Clone, Default)]
+pub struct CommandList {
     commands: Vec<Command>,
-    applied: HashMap<CommandId, Applied>,
-    chain: ReceiptChain,
-    heights: u64,
-    skipped: u64,
+    digest: ChainHead,
 }
 
-impl CommandLog {
-    /// The empty log.
+impl StateMachine for CommandList {
+    /// The command's position.
+    type Output = u64;
+
+    fn apply(&mut self, command: &Command) -> u64 {
+        self.digest = self.digest.next(&Receipt::from_bytes(command.bytes()));
+        self.commands.push(command.clone());
+        self.commands.len() as u64 - 1
+    }
+
+    fn state_receipt(&self) -> Receipt {
+        Receipt::from_bytes(self.digest.as_bytes())
+    }
+}
+
+impl CommandList {
+    /// The empty list: every replica's initial state.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// Applies the next decision (the caller hands them in height order);
-    /// returns the ids it applied, with where.
-    pub fn apply(&mut self, decision: &Decision) -> Vec<(CommandId, Applied)> {
-        let height = decision.height();
-        let mut fresh = Vec::new();
-        for command in decision.batch.commands() {
-            let id = command.id();
-            if self.applied.contains_key(&id) {
-                self.skipped += 1;
-                continue;
-            }
-            let at = Applied {
-                height,
-                position: self.commands.len() as u64,
-            };
-            self.chain.extend(&Receipt::from_bytes(command.bytes()));
-            self.commands.push(command.clone());
-            self.applied.insert(id, at);
-            fresh.push((id, at));
-        }
-        self.heights = height + 1;
-        fresh
-    }
-
-    /// Where command `id` was applied, if it was.
-    pub fn get(&self, id: &CommandId) -> Option<Applied> {
-        self.applied.get(id).copied()
-    }
-
-    /// The number of heights applied.
-    pub fn heights(&self) -> u64 {
-        self.heights
     }
 
     /// The number of commands applied.
@@ -83,27 +63,18 @@ impl CommandLog {
         self.commands.is_empty()
     }
 
-    /// How many repeated commands were skipped.
-    pub fn skipped(&self) -> u64 {
-        self.skipped
+    /// The command at `position`.
+    pub fn get(&self, position: u64) -> Option<&Command> {
+        self.commands.get(usize::try_from(position).ok()?)
     }
 
-    /// The head of the chain over the applied commands' receipts.
-    pub fn head(&self) -> ChainHead {
-        self.chain.head()
-    }
-
-    /// The chain over the applied commands' receipts.
-    pub fn chain(&self) -> ReceiptChain {
-        self.chain
-    }
-
-    /// Applied commands from position `from` on, at most `max` of them and
-    /// at most `max_bytes` of command bytes (at least one if any remain).
-    pub fn page(&self, from: u64, max: usize, max_bytes: usize) -> Vec<Command> {
+    /// Positions `from..` that fit in a page: at most `max` commands and
+    /// `max_bytes` of command bytes (at least one position if any remain).
+    pub fn page(&self, from: u64, max: usize, max_bytes: usize) -> std::ops::Range<u64> {
         let start = usize::try_from(from).unwrap_or(usize::MAX);
         let mut bytes = 0;
-        self.commands
+        let count = self
+            .commands
             .iter()
             .skip(start)
             .take(max)
@@ -112,7 +83,7 @@ impl CommandLog {
                 bytes += c.bytes().len();
                 *i == 0 || bytes <= max_bytes
             })
-            .map(|(_, c)| c.clone())
-            .collect()
+            .count();
+        from..from + count as u64
     }
 }
