@@ -323,6 +323,12 @@ fn tampered_stored_blocks_are_rejected_and_never_applied() {
                 ..
             }
         )));
+        // A validator does not start when a voting record may be lost.
+        assert!(recovered.record_unreadable);
+        assert!(matches!(
+            recovered.replica(keys[0].clone(), ReplicaConfig::new(set.clone())),
+            Err(ConsensusError::Log(_))
+        ));
         // A state machine replaying the recovered log applies only verified heights.
         let mut rsm = ReplicatedStateMachine::new(Registers::default(), set.clone());
         rsm.apply_all(&recovered.decisions).expect("verified");

@@ -443,7 +443,7 @@ fn a_durable_validator_keeps_its_votes_across_a_restart() {
         let (log, recovered) = DurableLog::open(store.clone(), set.clone())
             .await
             .expect("open");
-        let v = LocalValidator::durable(keys[me].clone(), log, recovered);
+        let v = LocalValidator::durable(keys[me].clone(), log, recovered).expect("record");
         let a = batch("a");
         let pa = Proposal {
             header: SignedHeader::sign(&keys[leader], 0, 0, None, a.receipt()),
@@ -457,7 +457,7 @@ fn a_durable_validator_keeps_its_votes_across_a_restart() {
         let (log, recovered) = DurableLog::open(store.clone(), set.clone())
             .await
             .expect("open");
-        let v = LocalValidator::durable(keys[me].clone(), log, recovered);
+        let v = LocalValidator::durable(keys[me].clone(), log, recovered).expect("record");
         assert_eq!(v.prepare_vote(&pa).await.expect("same vote"), vote);
         let b = batch("b");
         let pb = Proposal {

@@ -75,13 +75,32 @@ pub struct Recovered {
     /// with why (malformed, corrupt in the store, certificate invalid, or a
     /// verified block beyond a missing height).
     pub rejected: Vec<(Address, ConsensusError)>,
+    /// Whether an object that is (or, unreadable in the store, may be) a
+    /// voting record was rejected. Then the record above may be older than
+    /// what the validator signed, and starting from it could sign a
+    /// conflicting vote: [`replica`](Self::replica) and
+    /// [`LocalValidator::durable`](crate::LocalValidator::durable) refuse.
+    /// (Remove the bad object after checking what it was to start anyway.)
+    pub record_unreadable: bool,
 }
 
 impl Recovered {
+    /// An error if a voting record may have been lost (see
+    /// [`record_unreadable`](Self::record_unreadable)).
+    pub fn check_record(&self) -> Result<(), ConsensusError> {
+        if self.record_unreadable {
+            return Err(ConsensusError::Log(
+                "a stored voting record is unreadable: starting from an older one could sign conflicting votes".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// A replica restarted from what was recovered: its log's length as the
     /// next height, the newest `config.retain_decisions` decisions to serve
     /// catch-up, and the voting record.
     pub fn replica(&self, keys: KeyPair, config: ReplicaConfig) -> Result<Replica, ConsensusError> {
+        self.check_record()?;
         let keep = self.decisions.len().saturating_sub(config.retain_decisions);
         Replica::restore(
             keys,
@@ -124,6 +143,7 @@ impl DurableLog {
         let mut blocks: BTreeMap<u64, (Address, Decision)> = BTreeMap::new();
         let mut records: Vec<(u64, Address, VotingRecord)> = Vec::new();
         let mut rejected = Vec::new();
+        let mut record_unreadable = false;
         let mut after = None;
         loop {
             let page = store.scan(after, SCAN_PAGE).await?;
@@ -134,6 +154,7 @@ impl DurableLog {
                     Ok(Some(object)) => object,
                     Ok(None) => continue,
                     Err(e) => {
+                        record_unreadable = true;
                         rejected.push((address, ConsensusError::Store(e)));
                         continue;
                     }
@@ -147,14 +168,17 @@ impl DurableLog {
                 } else if data.starts_with(record::RECORD_MAGIC) {
                     match record::decode(data) {
                         Ok((seq, r)) => records.push((seq, address, r)),
-                        Err(reason) => rejected.push((
-                            address,
-                            ConsensusError::CorruptStored {
-                                what: "voting record",
+                        Err(reason) => {
+                            record_unreadable = true;
+                            rejected.push((
                                 address,
-                                reason,
-                            },
-                        )),
+                                ConsensusError::CorruptStored {
+                                    what: "voting record",
+                                    address,
+                                    reason,
+                                },
+                            ))
+                        }
                     }
                 }
             }
@@ -193,6 +217,7 @@ impl DurableLog {
                 decisions,
                 record,
                 rejected,
+                record_unreadable,
             },
         ))
     }

@@ -62,10 +62,23 @@ impl LocalValidator {
 
     /// A validator restarted from `log` and what [`DurableLog::open`]
     /// recovered from it; its votes and decisions are made durable there.
-    pub fn durable(keys: KeyPair, log: DurableLog, recovered: Recovered) -> Self {
+    /// Refuses if a voting record may have been lost
+    /// ([`Recovered::record_unreadable`]).
+    pub fn durable(
+        keys: KeyPair,
+        log: DurableLog,
+        recovered: Recovered,
+    ) -> Result<Self, ConsensusError> {
+        recovered.check_record()?;
         let validators = log.validators().clone();
         let next = recovered.decisions.len() as u64;
-        Self::build(keys, validators, next, recovered.record, Some(log))
+        Ok(Self::build(
+            keys,
+            validators,
+            next,
+            recovered.record,
+            Some(log),
+        ))
     }
 
     fn build(
