@@ -5,17 +5,21 @@
 
 mod support;
 
+use async_trait::async_trait;
 use futures::channel::mpsc::UnboundedReceiver;
+use futures::channel::oneshot;
 use futures::executor::{block_on, LocalPool, LocalSpawner};
 use futures::task::LocalSpawnExt;
 use futures::StreamExt;
-use hologram_cam::{MemoryStore, Object, RedbStore, Store};
+use hologram_cam::{CamError, MemoryStore, Object, RedbStore, Store};
 use hologram_consensus::{
     inbox, Batch, Command, ConsensusError, Decision, DriverHandle, DurableLog, ReplicaConfig,
     ReplicaDriver, ReplicatedStateMachine, ValidatorSet,
 };
 use hologram_lattice::transport::{MemoryNetwork, Timer};
+use hologram_lattice::Address;
 use hologram_receipt::{KeyPair, Receipt};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use support::decided::{certified, commands, validators, Registers};
@@ -24,6 +28,8 @@ use support::decided::{certified, commands, validators, Registers};
 struct Running {
     handle: DriverHandle,
     decisions: UnboundedReceiver<Decision>,
+    /// How its driver ended.
+    ended: oneshot::Receiver<Result<(), ConsensusError>>,
 }
 
 /// Starts validator `keys` from what `store` holds; returns it and how many
@@ -49,13 +55,21 @@ fn start(
     let (driver, handle, decisions) =
         ReplicaDriver::new(replica, Arc::new(transport), timer.clone(), inbox);
     let driver = driver.with_log(log);
+    let (tx, ended) = oneshot::channel();
     spawner
         .spawn_local(async move {
             let (_, result) = driver.try_run().await;
-            result.expect("store never fails here");
+            let _ = tx.send(result);
         })
         .expect("spawn");
-    (Running { handle, decisions }, recovered.decisions)
+    (
+        Running {
+            handle,
+            decisions,
+            ended,
+        },
+        recovered.decisions,
+    )
 }
 
 /// Submits `commands` to each validator in `to` (a client sending to all).
@@ -125,7 +139,8 @@ fn restarted_validator_keeps_its_log_and_catches_up() {
     // Validator 3 stops; its redb file is closed and reopened, as after a crash.
     nodes[3].handle.stop();
     pool.run_until_stalled();
-    let stopped = nodes.pop().expect("four");
+    let mut stopped = nodes.pop().expect("four");
+    assert!(matches!(stopped.ended.try_recv(), Ok(Some(Ok(())))));
     drop(stopped);
     let seen_by_3 = std::mem::take(&mut logs[3]);
     let reopened: Arc<dyn Store> = {
@@ -373,4 +388,91 @@ fn voting_record_survives_and_only_the_newest_is_kept() {
         let restarted = back.replica(keys[0].clone(), config).expect("config");
         assert_eq!(restarted.voting_record(), replica.voting_record());
     });
+}
+
+/// A store whose writes fail once `fail` is set.
+struct FailingStore {
+    inner: MemoryStore,
+    fail: AtomicBool,
+}
+
+impl FailingStore {
+    fn check(&self) -> Result<(), CamError> {
+        if self.fail.load(Ordering::SeqCst) {
+            Err(CamError::Storage("disk full (test)".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl Store for FailingStore {
+    async fn get(&self, address: &Address) -> Result<Option<Object>, CamError> {
+        self.inner.get(address).await
+    }
+    async fn put(&self, object: Object) -> Result<(), CamError> {
+        self.check()?;
+        self.inner.put(object).await
+    }
+    async fn put_batch(&self, objects: Vec<Object>) -> Result<(), CamError> {
+        self.check()?;
+        self.inner.put_batch(objects).await
+    }
+    async fn contains(&self, address: &Address) -> Result<bool, CamError> {
+        self.inner.contains(address).await
+    }
+    async fn remove(&self, address: &Address) -> Result<bool, CamError> {
+        self.check()?;
+        self.inner.remove(address).await
+    }
+    async fn scan(&self, after: Option<Address>, limit: usize) -> Result<Vec<Address>, CamError> {
+        self.inner.scan(after, limit).await
+    }
+}
+
+#[test]
+fn a_validator_whose_store_fails_stops_before_sending_a_vote() {
+    let (keys, set) = validators();
+    let network = MemoryNetwork::new(9);
+    let timer = Timer::new();
+    let mut pool = LocalPool::new();
+    let spawner = pool.spawner();
+    let failing = Arc::new(FailingStore {
+        inner: MemoryStore::new(),
+        fail: AtomicBool::new(true),
+    });
+    let mut nodes: Vec<Running> = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        let store: Arc<dyn Store> = if i == 3 {
+            failing.clone()
+        } else {
+            Arc::new(MemoryStore::new())
+        };
+        nodes.push(start(&spawner, &mut pool, &network, &timer, k, &set, store).0);
+    }
+    let a = commands("w", 40);
+    // Validator 3 may stop before it answers: what it could not persist it
+    // does not acknowledge.
+    let answer = pool.run_until(nodes[3].handle.submit(a.clone(), false));
+    assert!(matches!(answer, Ok(_) | Err(ConsensusError::Stopped(_))));
+    submit(&mut pool, &nodes[..3].iter().collect::<Vec<_>>(), &a);
+    let mut log = Vec::new();
+    await_commands(&mut pool, &mut nodes[0], &mut log, &a);
+    // Validator 3 stopped at its first vote, with the store's error...
+    match nodes[3].ended.try_recv() {
+        Ok(Some(Err(ConsensusError::Store(CamError::Storage(why))))) => {
+            assert!(why.contains("disk full"))
+        }
+        other => panic!("expected the store error, got {other:?}"),
+    }
+    // ...and never sent a vote it had not made durable: no certificate holds it.
+    let three = keys[3].node_id();
+    for d in &log {
+        assert!(d.certificate.signatures.iter().all(|(s, _)| *s != three));
+    }
+    for r in &nodes[..3] {
+        r.handle.stop();
+    }
+    pool.run_until_stalled();
 }
