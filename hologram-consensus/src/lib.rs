@@ -176,7 +176,7 @@ pub use replica::{Outgoing, Outputs, Replica, ReplicaConfig, Timeouts, Timer};
 pub use rsm::{Applied, LogEntry, ReplicatedStateMachine, StateMachine};
 pub use sim::SimReplica;
 pub use validator::{
-    LocalValidator, RemoteValidator, Validator, ValidatorHandler, ValidatorRequest,
+    HeightStatus, LocalValidator, RemoteValidator, Validator, ValidatorHandler, ValidatorRequest,
     ValidatorResponse,
 };
 pub use validators::ValidatorSet;

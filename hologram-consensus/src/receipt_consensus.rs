@@ -30,6 +30,13 @@
 //! then commits that value, and its result's receipt says so: the caller
 //! proposes its own batch again.
 //!
+//! A proposer that fails is replaced by starting another (with another
+//! key) at the same height: before its first attempt, and after any attempt
+//! that did not commit, it asks every validator's
+//! [`status`](Validator::status) ([`ReceiptConsensus::catch_up`]) and
+//! adopts a verified decision of the height, re-proposes the lock with the
+//! newest verified polka, and skips the rounds validators already voted in.
+//!
 //! A decision made here is a [`Decision`] like any other: a
 //! [`ReplicatedStateMachine`](crate::ReplicatedStateMachine), a
 //! [`DurableLog`](crate::DurableLog) or a replica of the same validator set
@@ -85,6 +92,9 @@ pub struct ReceiptConsensus<V: Validator> {
     /// The value of this height that reached a polka, with it.
     valid: Option<(Batch, Certificate)>,
     decisions: Vec<Decision>,
+    /// Whether the validators' state of this height is known (no attempt
+    /// failed since the last [`catch_up`](Self::catch_up)).
+    synced: bool,
 }
 
 impl<V: Validator> core::fmt::Debug for ReceiptConsensus<V> {
@@ -127,6 +137,7 @@ impl<V: Validator> ReceiptConsensus<V> {
             round: 0,
             valid: None,
             decisions: Vec::new(),
+            synced: false,
         })
     }
 
@@ -169,6 +180,11 @@ impl<V: Validator> ReceiptConsensus<V> {
         if let Err(e) = batch.check_bounds() {
             return ConsensusResult::Failed(e.to_string());
         }
+        if !self.synced {
+            self.catch_up().await;
+        }
+        // Until it commits, the next attempt asks the validators first.
+        self.synced = false;
         let Some(round) = self.next_own_round() else {
             return ConsensusResult::Failed("no round left that this proposer leads".into());
         };
@@ -224,16 +240,78 @@ impl<V: Validator> ReceiptConsensus<V> {
         if let Err(e) = decision.verify(&self.set) {
             return ConsensusResult::Failed(format!("the votes did not form a certificate: {e}"));
         }
-        // Every validator learns the decision; one that misses it still
-        // holds its lock, which only ever supports this value.
+        self.adopt(decision, round).await;
+        self.synced = true;
+        ConsensusResult::Committed(value)
+    }
+
+    /// Records a decision of the current height and tells every validator;
+    /// one that misses it still holds its lock, which only ever supports
+    /// this value.
+    async fn adopt(&mut self, decision: Decision, round: u32) {
         join_all(self.validators.iter().map(|v| v.finalize(&decision))).await;
-        self.detector.observe_decision(self.height, round, &value);
+        self.detector
+            .observe_decision(self.height, round, &decision.certificate.value);
         self.detector.prune_below(self.height);
         self.decisions.push(decision);
         self.height += 1;
         self.round = 0;
         self.valid = None;
-        ConsensusResult::Committed(value)
+    }
+
+    /// Learns from the validators what they know of the current height, so
+    /// that a proposer taking over from one that failed proposes what it
+    /// must: a height some validator has a verified decision for is adopted
+    /// (and the next one asked about); the lock with the newest verified
+    /// polka becomes the value to re-propose; rounds continue after the
+    /// `(f + 1)`-th newest one validators voted in.
+    pub async fn catch_up(&mut self) {
+        loop {
+            let height = self.height;
+            let statuses = join_all(self.validators.iter().map(|v| v.status(height))).await;
+            let mut rounds = Vec::new();
+            let mut decided = None;
+            for status in statuses.into_iter().flatten() {
+                if let Some(d) = status.decided {
+                    if d.height() == height && d.verify(&self.set).is_ok() {
+                        decided = Some(d);
+                        break;
+                    }
+                }
+                if let Some(lock) = status.locked {
+                    let proof = &lock.proof;
+                    let newer = self
+                        .valid
+                        .as_ref()
+                        .is_none_or(|(_, p)| p.round() < proof.round());
+                    if newer
+                        && proof.height() == height
+                        && lock.batch.receipt() == proof.value
+                        && proof.verify_kind(VoteKind::Prevote, &self.set).is_ok()
+                    {
+                        self.valid = Some((lock.batch, lock.proof));
+                    }
+                }
+                rounds.extend(status.last_round);
+            }
+            match decided {
+                Some(d) => {
+                    let round = d.certificate.round();
+                    self.adopt(d, round).await;
+                }
+                None => {
+                    // The (f + 1)-th newest round: at least one honest
+                    // validator voted that late, and a Byzantine one cannot
+                    // push the rounds out of reach by claiming a huge one.
+                    rounds.sort_unstable_by(|a, b| b.cmp(a));
+                    if let Some(r) = rounds.get(self.set.max_faulty()) {
+                        self.round = self.round.max(r.saturating_add(1));
+                    }
+                    self.synced = true;
+                    return;
+                }
+            }
+        }
     }
 
     /// Keeps the answers that are valid votes of the validator asked, for

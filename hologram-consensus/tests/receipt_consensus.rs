@@ -12,10 +12,11 @@ use async_trait::async_trait;
 use futures::executor::block_on;
 use hologram_cam::{MemoryStore, Store};
 use hologram_consensus::detector::Offence;
+use hologram_consensus::replica::Lock;
 use hologram_consensus::vote::{SignedHeader, Slot, VoteKind};
 use hologram_consensus::{
-    Batch, Certificate, ConsensusError, ConsensusResult, Decision, DurableLog, LocalValidator,
-    Proposal, ReceiptConsensus, RemoteValidator, ReplicatedStateMachine, Validator,
+    Batch, Certificate, ConsensusError, ConsensusResult, Decision, DurableLog, HeightStatus,
+    LocalValidator, Proposal, ReceiptConsensus, RemoteValidator, ReplicatedStateMachine, Validator,
     ValidatorHandler, ValidatorSet, Vote,
 };
 use hologram_lattice::transport::MemoryNetwork;
@@ -106,6 +107,34 @@ impl Validator for Byzantine {
     async fn finalize(&self, _: &Decision) -> Result<(), ConsensusError> {
         Ok(())
     }
+
+    /// Claims a decision and a lock it cannot certify, and a far round
+    /// (a silent one answers nothing).
+    async fn status(&self, height: u64) -> Result<HeightStatus, ConsensusError> {
+        if self.trick == Trick::Silent {
+            return Err(ConsensusError::Stopped(self.keys.node_id()));
+        }
+        let fake = batch("fake");
+        let slot = Slot {
+            height,
+            round: 0,
+            kind: VoteKind::Precommit,
+        };
+        let own = Vote::sign(&self.keys, slot, Some(fake.receipt()));
+        let thin = Certificate::from_votes(slot, fake.receipt(), &[own]);
+        Ok(HeightStatus {
+            next_height: height + 1,
+            decided: Some(Decision {
+                batch: fake.clone(),
+                certificate: thin.clone(),
+            }),
+            locked: Some(Lock {
+                batch: fake,
+                proof: thin,
+            }),
+            last_round: Some(u32::MAX - 1),
+        })
+    }
 }
 
 /// Either kind of validator behind one type.
@@ -138,6 +167,12 @@ impl Validator for Member {
         match self {
             Member::Honest(v) => v.finalize(d).await,
             Member::Byzantine(v) => v.finalize(d).await,
+        }
+    }
+    async fn status(&self, h: u64) -> Result<HeightStatus, ConsensusError> {
+        match self {
+            Member::Honest(v) => v.status(h).await,
+            Member::Byzantine(v) => v.status(h).await,
         }
     }
 }
@@ -275,26 +310,12 @@ fn locked_validators_accept_only_the_locked_value_or_a_newer_polka() {
     // Three validators lock on A in round 0 (its decision is never
     // delivered); round 1's leader can only re-propose A, with its polka.
     let (keys, set) = validators();
-    let vals: Vec<LocalValidator> = keys
+    let vals: Vec<Arc<LocalValidator>> = keys
         .iter()
-        .map(|k| LocalValidator::new(k.clone(), set.clone()))
+        .map(|k| Arc::new(LocalValidator::new(k.clone(), set.clone())))
         .collect();
-    let leader0 = index_of(&keys, set.leader(0, 0));
     let a = batch("a");
-    let pa = Proposal {
-        header: SignedHeader::sign(&keys[leader0], 0, 0, None, a.receipt()),
-        batch: a.clone(),
-        proof_of_lock: None,
-    };
-    let prevotes: Vec<Vote> = vals[..3]
-        .iter()
-        .map(|v| block_on(v.prepare_vote(&pa)).expect("prevote"))
-        .collect();
-    let slot = prevotes[0].slot;
-    let polka = Certificate::from_votes(slot, a.receipt(), &prevotes);
-    for v in &vals[..3] {
-        block_on(v.commit(&pa, &polka)).expect("precommit");
-    }
+    let (_, polka, _) = lock_on(&keys, &set, &vals[..3], 0, 0, &a);
     // Round 1's leader proposes B without proof of lock: the locked refuse.
     let leader1 = index_of(&keys, set.leader(0, 1));
     let b = batch("b");
@@ -316,6 +337,34 @@ fn locked_validators_accept_only_the_locked_value_or_a_newer_polka() {
     for v in &vals[..3] {
         block_on(v.prepare_vote(&pa1)).expect("locked value");
     }
+}
+
+/// `vals` prevote and precommit `batch`, proposed by the leader of
+/// (`height`, `round`): the proposal, the polka and the precommits.
+fn lock_on(
+    keys: &[KeyPair],
+    set: &ValidatorSet,
+    vals: &[Arc<LocalValidator>],
+    height: u64,
+    round: u32,
+    batch: &Batch,
+) -> (Proposal, Certificate, Vec<Vote>) {
+    let leader = index_of(keys, set.leader(height, round));
+    let proposal = Proposal {
+        header: SignedHeader::sign(&keys[leader], height, round, None, batch.receipt()),
+        batch: batch.clone(),
+        proof_of_lock: None,
+    };
+    let prevotes: Vec<Vote> = vals
+        .iter()
+        .map(|v| block_on(v.prepare_vote(&proposal)).expect("prevote"))
+        .collect();
+    let polka = Certificate::from_votes(prevotes[0].slot, batch.receipt(), &prevotes);
+    let precommits = vals
+        .iter()
+        .map(|v| block_on(v.commit(&proposal, &polka)).expect("precommit"))
+        .collect();
+    (proposal, polka, precommits)
 }
 
 fn index_of(keys: &[KeyPair], id: NodeId) -> usize {
@@ -486,4 +535,63 @@ fn a_durable_validator_keeps_its_votes_across_a_restart() {
         let (_, recovered) = DurableLog::open(store, set).await.expect("open");
         assert_eq!(recovered.decisions, rc.decisions().to_vec());
     });
+}
+
+#[test]
+fn a_new_proposer_takes_over_what_a_failed_one_left() {
+    let (keys, set) = validators();
+    let vals: Vec<Arc<LocalValidator>> = keys
+        .iter()
+        .map(|k| Arc::new(LocalValidator::new(k.clone(), set.clone())))
+        .collect();
+    // Height 0: the first proposer commits A but only validator 1 hears the
+    // decision before the proposer fails.
+    let mut first = ReceiptConsensus::new(keys[0].clone(), set.clone(), vec![vals[1].clone()], 0)
+        .expect("members");
+    assert!(matches!(
+        block_on(first.achieve_consensus(batch("lost"))),
+        ConsensusResult::InsufficientVotes { .. }
+    ));
+    let a = batch("a");
+    let (_, _, precommits) = lock_on(&keys, &set, &vals[..3], 0, 4, &a);
+    let decided_a = Decision {
+        batch: a.clone(),
+        certificate: Certificate::from_votes(precommits[0].slot, a.receipt(), &precommits),
+    };
+    block_on(vals[1].finalize(&decided_a)).expect("certified");
+
+    // Height 1: validators 0..3 lock on B in round 5, nobody learns a decision.
+    let b = batch("b");
+    lock_on(&keys, &set, &vals[..3], 1, 5, &b);
+
+    // A new proposer (validator 3, with a Byzantine validator 2 lying about
+    // what it knows) takes over at height 0.
+    let members: Vec<Member> = (0..4)
+        .map(|i| {
+            if i == 2 {
+                Member::Byzantine(Box::new(Byzantine {
+                    keys: keys[2].clone(),
+                    trick: Trick::Forge,
+                    victim: keys[0].clone(),
+                }))
+            } else {
+                Member::Honest(vals[i].clone())
+            }
+        })
+        .collect();
+    let mut second =
+        ReceiptConsensus::new(keys[3].clone(), set.clone(), members, 0).expect("members");
+    let c = batch("c");
+    // It adopts A (decided), then must re-propose the locked B at height 1.
+    let result = block_on(second.achieve_consensus(c.clone()));
+    assert_eq!(result, ConsensusResult::Committed(b.receipt()));
+    assert_eq!(second.decisions()[0], decided_a);
+    assert_eq!(second.decisions()[1].batch, b);
+    // Its own batch goes in the next height.
+    let result = block_on(second.achieve_consensus(c.clone()));
+    assert_eq!(result, ConsensusResult::Committed(c.receipt()));
+    assert_eq!(second.height(), 3);
+    for d in second.decisions() {
+        d.verify(&set).expect("certified");
+    }
 }

@@ -1,6 +1,6 @@
 //! A validator in this process: keys, voting record and Tendermint's rules.
 
-use super::Validator;
+use super::{HeightStatus, Validator};
 use crate::certificate::Certificate;
 use crate::message::{Decision, Proposal};
 use crate::persist::{DurableLog, Recovered};
@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 
 /// Decided heights beyond the next one kept waiting for the gap to fill.
 const MAX_PENDING: usize = 1024;
+/// Decided heights kept in memory to tell a new proposer.
+const KEEP_DECIDED: usize = 1024;
 
 /// A validator in this process; see the [module docs](super).
 ///
@@ -43,6 +45,7 @@ struct State {
     record: VotingRecord,
     next: u64,
     pending: BTreeMap<u64, Decision>,
+    recent: BTreeMap<u64, Decision>,
     log: Option<DurableLog>,
 }
 
@@ -57,7 +60,14 @@ impl core::fmt::Debug for LocalValidator {
 impl LocalValidator {
     /// A validator with nothing decided or signed, keeping its state in memory.
     pub fn new(keys: KeyPair, validators: ValidatorSet) -> Self {
-        Self::build(keys, validators, 0, VotingRecord::default(), None)
+        Self::build(
+            keys,
+            validators,
+            0,
+            VotingRecord::default(),
+            BTreeMap::new(),
+            None,
+        )
     }
 
     /// A validator restarted from `log` and what [`DurableLog::open`]
@@ -72,11 +82,17 @@ impl LocalValidator {
         recovered.check_record()?;
         let validators = log.validators().clone();
         let next = recovered.decisions.len() as u64;
+        let keep = recovered.decisions.len().saturating_sub(KEEP_DECIDED);
+        let recent = recovered.decisions[keep..]
+            .iter()
+            .map(|d| (d.height(), d.clone()))
+            .collect();
         Ok(Self::build(
             keys,
             validators,
             next,
             recovered.record,
+            recent,
             Some(log),
         ))
     }
@@ -86,6 +102,7 @@ impl LocalValidator {
         validators: ValidatorSet,
         next: u64,
         mut record: VotingRecord,
+        recent: BTreeMap<u64, Decision>,
         log: Option<DurableLog>,
     ) -> Self {
         record.heights = record.heights.split_off(&next);
@@ -97,6 +114,7 @@ impl LocalValidator {
                 record,
                 next,
                 pending: BTreeMap::new(),
+                recent,
                 log,
             }),
         }
@@ -322,6 +340,27 @@ impl Validator for LocalValidator {
         }
         st.record = record;
         st.next = next;
+        for d in ready {
+            st.recent.insert(d.height(), d);
+        }
+        while st.recent.len() > KEEP_DECIDED {
+            st.recent.pop_first();
+        }
         Ok(())
+    }
+
+    async fn status(&self, height: u64) -> Result<HeightStatus, ConsensusError> {
+        let st = self.state.lock().await;
+        let rec = st.record.heights.get(&height);
+        Ok(HeightStatus {
+            next_height: st.next,
+            decided: st
+                .recent
+                .get(&height)
+                .or_else(|| st.pending.get(&height))
+                .cloned(),
+            locked: rec.and_then(|r| r.locked.clone()),
+            last_round: rec.filter(|r| !r.votes.is_empty()).map(|r| r.last_round()),
+        })
     }
 }

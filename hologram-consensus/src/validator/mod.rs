@@ -12,6 +12,11 @@
 //! 3. [`finalize`](Validator::finalize): take the commit certificate (a
 //!    quorum of precommits) as the decision of the height.
 //!
+//! and, so that a proposer that failed can be replaced by another,
+//! [`status`](Validator::status): what the validator knows of a height (its
+//! decision, its lock with the polka that justifies it, the newest round it
+//! voted in). A new proposer learns from it what it must re-propose.
+//!
 //! A [`LocalValidator`] holds a validator's keys and its
 //! [`VotingRecord`](crate::replica::VotingRecord) and applies Tendermint's
 //! voting rules to each request (one vote per slot, locks, proof of lock,
@@ -31,10 +36,12 @@ pub use wire::{ValidatorRequest, ValidatorResponse};
 
 use crate::certificate::Certificate;
 use crate::message::{Decision, Proposal};
+use crate::replica::Lock;
 use crate::vote::Vote;
 use crate::ConsensusError;
 use async_trait::async_trait;
 use hologram_lattice::NodeId;
+use serde::{Deserialize, Serialize};
 
 /// A participant in consensus; see the [module docs](self).
 #[async_trait]
@@ -56,6 +63,24 @@ pub trait Validator: Send + Sync {
 
     /// Takes a decided height (its commit certificate is checked).
     async fn finalize(&self, decision: &Decision) -> Result<(), ConsensusError>;
+
+    /// What the validator knows of `height`.
+    async fn status(&self, height: u64) -> Result<HeightStatus, ConsensusError>;
+}
+
+/// What a validator knows of one height (see [`Validator::status`]). A
+/// proposer trusts none of it blindly: decisions and locks are checked
+/// against their certificates.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeightStatus {
+    /// The first height the validator has not seen decided.
+    pub next_height: u64,
+    /// The height's decision, if the validator has it.
+    pub decided: Option<Decision>,
+    /// The validator's lock at the height, if any.
+    pub locked: Option<Lock>,
+    /// The newest round of the height it signed a vote in.
+    pub last_round: Option<u32>,
 }
 
 #[async_trait]
@@ -78,5 +103,9 @@ impl<T: Validator + ?Sized> Validator for std::sync::Arc<T> {
 
     async fn finalize(&self, decision: &Decision) -> Result<(), ConsensusError> {
         (**self).finalize(decision).await
+    }
+
+    async fn status(&self, height: u64) -> Result<HeightStatus, ConsensusError> {
+        (**self).status(height).await
     }
 }

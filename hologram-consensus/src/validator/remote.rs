@@ -1,6 +1,6 @@
 //! A validator in another process, asked over a `Transport`.
 
-use super::{LocalValidator, Validator, ValidatorRequest, ValidatorResponse};
+use super::{HeightStatus, LocalValidator, Validator, ValidatorRequest, ValidatorResponse};
 use crate::certificate::Certificate;
 use crate::message::{Decision, Proposal};
 use crate::vote::Vote;
@@ -106,6 +106,16 @@ impl Validator for RemoteValidator {
             }),
         }
     }
+
+    async fn status(&self, height: u64) -> Result<HeightStatus, ConsensusError> {
+        match self.ask(ValidatorRequest::Status(height)).await? {
+            ValidatorResponse::Status(s) => Ok(*s),
+            other => Err(ConsensusError::Refused {
+                validator: self.id,
+                reason: format!("answered {other:?} to a status request"),
+            }),
+        }
+    }
 }
 
 /// Serves a [`LocalValidator`] to [`RemoteValidator`]s: register it as the
@@ -148,6 +158,10 @@ impl Handler for ValidatorHandler {
             ValidatorRequest::Finalize(d) => {
                 v.finalize(&d).await.map(|()| ValidatorResponse::Finalized)
             }
+            ValidatorRequest::Status(h) => v
+                .status(h)
+                .await
+                .map(|s| ValidatorResponse::Status(Box::new(s))),
         };
         answer
             .unwrap_or_else(|e| ValidatorResponse::Refused(e.to_string()))

@@ -8,6 +8,7 @@ use crate::certificate::Certificate;
 use crate::message::{
     check_certificate_size, ConsensusMessage, Decision, Proposal, MAX_MESSAGE_BYTES,
 };
+use crate::validator::HeightStatus;
 use crate::vote::Vote;
 use crate::ConsensusError;
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,8 @@ pub enum ValidatorRequest {
     Commit(Box<Proposal>, Box<Certificate>),
     /// [`Validator::finalize`](crate::Validator::finalize).
     Finalize(Box<Decision>),
+    /// [`Validator::status`](crate::Validator::status) of a height.
+    Status(u64),
 }
 
 /// A validator's answer.
@@ -30,6 +33,8 @@ pub enum ValidatorResponse {
     Vote(Vote),
     /// The decision was taken.
     Finalized,
+    /// What the validator knows of the height asked about.
+    Status(Box<HeightStatus>),
     /// The validator refused, and why.
     Refused(String),
 }
@@ -89,6 +94,7 @@ impl ValidatorRequest {
             ValidatorRequest::Finalize(d) => {
                 ConsensusMessage::Decision(d.clone()).check_bounds()?;
             }
+            ValidatorRequest::Status(_) => {}
         }
         Ok(request)
     }
@@ -100,9 +106,20 @@ impl ValidatorResponse {
         encode(self, "validator response (encoding)")
     }
 
-    /// Decodes exactly `bytes`.
+    /// Decodes exactly `bytes`, checking the bounds serde does not.
     pub fn decode(bytes: &[u8]) -> Result<Self, ConsensusError> {
-        decode_bounded(bytes, "validator response")
+        let response: Self = decode_bounded(bytes, "validator response")?;
+        if let ValidatorResponse::Status(s) = &response {
+            if let Some(d) = &s.decided {
+                d.batch.check_bounds()?;
+                check_certificate_size(&d.certificate)?;
+            }
+            if let Some(lock) = &s.locked {
+                lock.batch.check_bounds()?;
+                check_certificate_size(&lock.proof)?;
+            }
+        }
+        Ok(response)
     }
 }
 
@@ -110,6 +127,7 @@ impl ValidatorResponse {
 mod tests {
     use super::*;
     use crate::batch::{Batch, Command};
+    use crate::replica::Lock;
     use crate::vote::{SignedHeader, Slot, VoteKind};
     use hologram_receipt::KeyPair;
     use proptest::prelude::*;
@@ -135,11 +153,13 @@ mod tests {
             for r in [
                 ValidatorRequest::Prepare(Box::new(p.clone())),
                 ValidatorRequest::Commit(Box::new(p.clone()), Box::new(polka.clone())),
-                ValidatorRequest::Finalize(Box::new(Decision { batch: p.batch.clone(), certificate: polka })),
+                ValidatorRequest::Finalize(Box::new(Decision { batch: p.batch.clone(), certificate: polka.clone() })),
             ] {
                 prop_assert_eq!(ValidatorRequest::decode(&r.encode().unwrap()).unwrap(), r);
             }
-            for r in [ValidatorResponse::Vote(vote), ValidatorResponse::Finalized, ValidatorResponse::Refused("no".into())] {
+            let status = HeightStatus { next_height: 4, decided: None, locked: Some(Lock { batch: p.batch.clone(), proof: polka.clone() }), last_round: Some(round) };
+            prop_assert_eq!(ValidatorRequest::decode(&ValidatorRequest::Status(round as u64).encode().unwrap()).unwrap(), ValidatorRequest::Status(round as u64));
+            for r in [ValidatorResponse::Vote(vote), ValidatorResponse::Finalized, ValidatorResponse::Refused("no".into()), ValidatorResponse::Status(Box::new(status))] {
                 prop_assert_eq!(ValidatorResponse::decode(&r.encode().unwrap()).unwrap(), r);
             }
         }
