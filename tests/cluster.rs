@@ -8,26 +8,23 @@
 //! example's `main` calls, with the same flags) in children that re-run this
 //! test binary, as `tests/redb_crash.rs` does. Unix only: the crash is SIGKILL.
 //!
-//! The file also holds the property tests of the example's decoders (the
-//! client protocol, key and peer text) and tests of its command line and
-//! state machine. (The durable log and the replicated state machine are the
-//! consensus crate's, tested there.)
+//! The unit and property tests of the example's modules sit beside their
+//! code (`#[cfg(test)]` there) and run in this binary too.
 #![cfg(unix)]
 
 #[path = "../examples/support/cluster/mod.rs"]
 mod cluster;
 
-use cluster::control::{Client, ControlRequest, ControlResponse, Status};
+use cluster::control::{Client, Status};
 use cluster::error::ClusterError;
-use cluster::state::{Ack, CommandList};
+use cluster::state::Ack;
 use futures::future::join_all;
-use hologram::consensus::{Command, CommandId, StateMachine};
+use hologram::consensus::{Command, CommandId};
 use hologram::lattice::NodeId;
 use hologram::receipt::{ChainHead, Receipt, ReceiptChain};
-use proptest::prelude::*;
 use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -369,193 +366,4 @@ async fn four_processes_survive_a_sigkill_and_lose_nothing() {
         before.applied,
         ready.applied
     );
-}
-
-// ---- the state machine ----
-
-#[test]
-fn the_command_list_appends_and_pages() {
-    let mut list = CommandList::new();
-    let commands: Vec<Command> = [&b"a"[..], b"bb", b"ccc"]
-        .iter()
-        .map(|c| Command::new(c.to_vec()).unwrap())
-        .collect();
-    let empty = list.state_receipt();
-    let positions: Vec<u64> = commands.iter().map(|c| list.apply(c)).collect();
-    assert_eq!(positions, [0, 1, 2]);
-    assert_ne!(
-        list.state_receipt(),
-        empty,
-        "the state receipt follows the list"
-    );
-    let mut again = CommandList::new();
-    for c in &commands {
-        again.apply(c);
-    }
-    assert_eq!(again.state_receipt(), list.state_receipt());
-    assert_eq!(list.get(1), Some(&commands[1]));
-    assert_eq!(list.page(0, 10, 1 << 20), 0..3);
-    assert_eq!(list.page(1, 1, 1 << 20), 1..2);
-    assert_eq!(
-        list.page(0, 10, 3),
-        0..2,
-        "a byte budget of 3 takes a and bb"
-    );
-    // A page holds at least one command, however small the byte budget.
-    assert_eq!(list.page(2, 10, 0), 2..3);
-    assert!(list.page(3, 10, 1 << 20).is_empty());
-    assert!(list.page(u64::MAX, 10, 1 << 20).is_empty());
-}
-
-#[test]
-fn the_command_line_is_checked() {
-    use cluster::cli::{parse, Invocation};
-    let args = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
-    let id = "ab".repeat(32);
-    assert!(matches!(parse(args("")), Ok(Invocation::Help)));
-    assert!(matches!(
-        parse(args("--gen-key k")),
-        Ok(Invocation::GenKey(_))
-    ));
-    let run = parse(args(&format!(
-        "--listen 127.0.0.1:7001 --key k --data d --peer {id}@127.0.0.1:7002 --pipeline 8"
-    )));
-    match run {
-        Ok(Invocation::Run(options)) => {
-            assert_eq!(options.peers.len(), 1);
-            assert_eq!(options.pipeline, 8);
-        }
-        other => panic!("{other:?}"),
-    }
-    for bad in [
-        "--listen 127.0.0.1:7001 --key k".to_string(),
-        "--listen nowhere --key k --data d".into(),
-        "--key k --key k2".into(),
-        "--pipeline 0 --listen 127.0.0.1:1 --key k --data d".into(),
-        "--status".into(),
-        format!("--node {id}@127.0.0.1:1 --status --log"),
-        "--frobnicate".into(),
-        "--listen".into(),
-        format!("--gen-key k --peer {id}@127.0.0.1:1"),
-    ] {
-        assert!(
-            matches!(parse(args(&bad)), Err(ClusterError::Usage(_))),
-            "{bad:?} was accepted"
-        );
-    }
-    assert!(matches!(
-        parse(args("--node zz@127.0.0.1:1 --status")),
-        Err(ClusterError::Peer { .. })
-    ));
-}
-
-#[test]
-fn peers_merge_without_self_and_without_contradictions() {
-    let me = NodeId::from_bytes([1; 32]);
-    let other = NodeId::from_bytes([2; 32]);
-    let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
-    let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
-    let merged = cluster::cli::merge_peers(me, [(me, a), (other, b), (other, b)]).unwrap();
-    assert_eq!(merged, [(other, b)]);
-    assert!(cluster::cli::merge_peers(me, [(other, a), (other, b)]).is_err());
-}
-
-#[test]
-fn key_files_round_trip_and_are_never_overwritten() {
-    let dir = std::env::temp_dir().join(format!("hologram-cluster-keys-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("node.key");
-    let _ = std::fs::remove_file(&path);
-    let keys = cluster::keys::generate(&path).unwrap();
-    assert_eq!(
-        cluster::keys::read(&path).unwrap().node_id(),
-        keys.node_id()
-    );
-    assert!(cluster::keys::generate(&path).is_err());
-    std::fs::write(&path, "not a key").unwrap();
-    assert!(matches!(
-        cluster::keys::read(&path),
-        Err(ClusterError::KeyFile { .. })
-    ));
-    std::fs::write(&path, vec![b'a'; 4096]).unwrap();
-    assert!(cluster::keys::read(&path).is_err());
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[test]
-fn a_missing_peers_file_is_an_error() {
-    let missing = cluster::cli::read_peers(Path::new("/nonexistent/peers.txt"));
-    assert!(matches!(missing, Err(ClusterError::Io { .. })));
-}
-
-// ---- decoders: garbage in, error out; round trips ----
-
-fn any_command() -> impl Strategy<Value = Command> {
-    proptest::collection::vec(any::<u8>(), 0..64).prop_map(|b| Command::new(b).unwrap())
-}
-
-fn any_request() -> impl Strategy<Value = ControlRequest> {
-    prop_oneof![
-        any_command().prop_map(ControlRequest::Submit),
-        Just(ControlRequest::Status),
-        any::<u64>().prop_map(|from| ControlRequest::Log { from }),
-    ]
-}
-
-fn any_response() -> impl Strategy<Value = ControlResponse> {
-    prop_oneof![
-        (any::<u64>(), any::<u64>())
-            .prop_map(|(height, position)| ControlResponse::Applied(Ack { height, position })),
-        (any::<[u8; 32]>(), any::<[u8; 32]>(), any::<[u64; 3]>()).prop_map(|(n, h, c)| {
-            ControlResponse::Status(Status {
-                node: NodeId::from_bytes(n),
-                heights: c[0],
-                applied: c[1],
-                head: ChainHead::from_bytes(h),
-                skipped: c[2],
-            })
-        }),
-        proptest::collection::vec(
-            any_command().prop_map(|c| {
-                let receipt = Receipt::from_bytes(c.bytes());
-                (c, receipt)
-            }),
-            0..8
-        )
-        .prop_map(ControlResponse::Log),
-    ]
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
-
-    #[test]
-    fn control_messages_round_trip(request in any_request(), response in any_response()) {
-        prop_assert_eq!(ControlRequest::decode(&request.encode().unwrap()).unwrap(), request);
-        prop_assert_eq!(ControlResponse::decode(&response.encode().unwrap()).unwrap(), response);
-    }
-
-    #[test]
-    fn control_decoders_refuse_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-        let _ = ControlRequest::decode(&bytes);
-        let _ = ControlResponse::decode(&bytes);
-    }
-
-    #[test]
-    fn control_decoders_refuse_trailing_bytes(request in any_request(), extra in 1u8..) {
-        let mut bytes = request.encode().unwrap();
-        bytes.push(extra);
-        prop_assert!(ControlRequest::decode(&bytes).is_err());
-    }
-
-    #[test]
-    fn key_and_peer_text_never_panics(text in "\\PC{0,80}") {
-        let _ = cluster::keys::parse_hex32(&text);
-        let _ = cluster::cli::parse_peer(&text);
-    }
-
-    #[test]
-    fn hex_round_trips(bytes in any::<[u8; 32]>()) {
-        prop_assert_eq!(cluster::keys::parse_hex32(&cluster::keys::hex(&bytes)).unwrap(), bytes);
-    }
 }

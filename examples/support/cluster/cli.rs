@@ -330,3 +330,66 @@ async fn client(node: (NodeId, SocketAddr), action: ClientAction) -> Result<(), 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_checked() {
+        let args = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        let id = "ab".repeat(32);
+        assert!(matches!(parse(args("")), Ok(Invocation::Help)));
+        assert!(matches!(
+            parse(args("--gen-key k")),
+            Ok(Invocation::GenKey(_))
+        ));
+        let run = parse(args(&format!(
+            "--listen 127.0.0.1:7001 --key k --data d --peer {id}@127.0.0.1:7002 --pipeline 8"
+        )));
+        match run {
+            Ok(Invocation::Run(options)) => {
+                assert_eq!(options.peers.len(), 1);
+                assert_eq!(options.pipeline, 8);
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            "--listen 127.0.0.1:7001 --key k".to_string(),
+            "--listen nowhere --key k --data d".into(),
+            "--key k --key k2".into(),
+            "--pipeline 0 --listen 127.0.0.1:1 --key k --data d".into(),
+            "--status".into(),
+            format!("--node {id}@127.0.0.1:1 --status --log"),
+            "--frobnicate".into(),
+            "--listen".into(),
+            format!("--gen-key k --peer {id}@127.0.0.1:1"),
+        ] {
+            assert!(
+                matches!(parse(args(&bad)), Err(ClusterError::Usage(_))),
+                "{bad:?} was accepted"
+            );
+        }
+        assert!(matches!(
+            parse(args("--node zz@127.0.0.1:1 --status")),
+            Err(ClusterError::Peer { .. })
+        ));
+    }
+
+    #[test]
+    fn peers_merge_without_self_and_without_contradictions() {
+        let me = NodeId::from_bytes([1; 32]);
+        let other = NodeId::from_bytes([2; 32]);
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        let merged = merge_peers(me, [(me, a), (other, b), (other, b)]).unwrap();
+        assert_eq!(merged, [(other, b)]);
+        assert!(merge_peers(me, [(other, a), (other, b)]).is_err());
+    }
+
+    #[test]
+    fn a_missing_peers_file_is_an_error() {
+        let missing = read_peers(Path::new("/nonexistent/peers.txt"));
+        assert!(matches!(missing, Err(ClusterError::Io { .. })));
+    }
+}

@@ -257,3 +257,68 @@ fn unexpected(response: &ControlResponse) -> ClusterError {
         reason: format!("{kind}, which does not answer the request"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_command() -> impl Strategy<Value = Command> {
+        proptest::collection::vec(any::<u8>(), 0..64).prop_map(|b| Command::new(b).unwrap())
+    }
+
+    fn any_request() -> impl Strategy<Value = ControlRequest> {
+        prop_oneof![
+            any_command().prop_map(ControlRequest::Submit),
+            Just(ControlRequest::Status),
+            any::<u64>().prop_map(|from| ControlRequest::Log { from }),
+        ]
+    }
+
+    fn any_response() -> impl Strategy<Value = ControlResponse> {
+        prop_oneof![
+            (any::<u64>(), any::<u64>())
+                .prop_map(|(height, position)| ControlResponse::Applied(Ack { height, position })),
+            (any::<[u8; 32]>(), any::<[u8; 32]>(), any::<[u64; 3]>()).prop_map(|(n, h, c)| {
+                ControlResponse::Status(Status {
+                    node: NodeId::from_bytes(n),
+                    heights: c[0],
+                    applied: c[1],
+                    head: ChainHead::from_bytes(h),
+                    skipped: c[2],
+                })
+            }),
+            proptest::collection::vec(
+                any_command().prop_map(|c| {
+                    let receipt = Receipt::from_bytes(c.bytes());
+                    (c, receipt)
+                }),
+                0..8
+            )
+            .prop_map(ControlResponse::Log),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn control_messages_round_trip(request in any_request(), response in any_response()) {
+            prop_assert_eq!(ControlRequest::decode(&request.encode().unwrap()).unwrap(), request);
+            prop_assert_eq!(ControlResponse::decode(&response.encode().unwrap()).unwrap(), response);
+        }
+
+        #[test]
+        fn control_decoders_refuse_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = ControlRequest::decode(&bytes);
+            let _ = ControlResponse::decode(&bytes);
+        }
+
+        #[test]
+        fn control_decoders_refuse_trailing_bytes(request in any_request(), extra in 1u8..) {
+            let mut bytes = request.encode().unwrap();
+            bytes.push(extra);
+            prop_assert!(ControlRequest::decode(&bytes).is_err());
+        }
+    }
+}

@@ -82,3 +82,39 @@ pub fn parse_hex32(text: &str) -> Result<[u8; 32], String> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn key_files_round_trip_and_are_never_overwritten() {
+        let dir =
+            std::env::temp_dir().join(format!("hologram-cluster-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("node.key");
+        let _ = std::fs::remove_file(&path);
+        let keys = generate(&path).unwrap();
+        assert_eq!(read(&path).unwrap().node_id(), keys.node_id());
+        assert!(generate(&path).is_err());
+        std::fs::write(&path, "not a key").unwrap();
+        assert!(matches!(read(&path), Err(ClusterError::KeyFile { .. })));
+        std::fs::write(&path, vec![b'a'; 4096]).unwrap();
+        assert!(read(&path).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    proptest! {
+        #[test]
+        fn key_and_peer_text_never_panics(text in "\\PC{0,80}") {
+            let _ = parse_hex32(&text);
+            let _ = super::super::cli::parse_peer(&text);
+        }
+
+        #[test]
+        fn hex_round_trips(bytes in any::<[u8; 32]>()) {
+            prop_assert_eq!(parse_hex32(&hex(&bytes)).unwrap(), bytes);
+        }
+    }
+}

@@ -87,3 +87,42 @@ impl CommandList {
         from..from + count as u64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_list_appends_and_pages() {
+        let mut list = CommandList::new();
+        let commands: Vec<Command> = [&b"a"[..], b"bb", b"ccc"]
+            .iter()
+            .map(|c| Command::new(c.to_vec()).unwrap())
+            .collect();
+        let empty = list.state_receipt();
+        let positions: Vec<u64> = commands.iter().map(|c| list.apply(c)).collect();
+        assert_eq!(positions, [0, 1, 2]);
+        assert_ne!(
+            list.state_receipt(),
+            empty,
+            "the state receipt follows the list"
+        );
+        let mut again = CommandList::new();
+        for c in &commands {
+            again.apply(c);
+        }
+        assert_eq!(again.state_receipt(), list.state_receipt());
+        assert_eq!(list.get(1), Some(&commands[1]));
+        assert_eq!(list.page(0, 10, 1 << 20), 0..3);
+        assert_eq!(list.page(1, 1, 1 << 20), 1..2);
+        assert_eq!(
+            list.page(0, 10, 3),
+            0..2,
+            "a byte budget of 3 takes a and bb"
+        );
+        // A page holds at least one command, however small the byte budget.
+        assert_eq!(list.page(2, 10, 0), 2..3);
+        assert!(list.page(3, 10, 1 << 20).is_empty());
+        assert!(list.page(u64::MAX, 10, 1 << 20).is_empty());
+    }
+}
