@@ -19,6 +19,7 @@ use hologram_consensus::{
     LocalValidator, Proposal, ReceiptConsensus, RemoteValidator, ReplicatedStateMachine, Validator,
     ValidatorHandler, ValidatorSet, Vote,
 };
+use hologram_lattice::sim::Faults;
 use hologram_lattice::transport::MemoryNetwork;
 use hologram_lattice::NodeId;
 use hologram_receipt::{Budget, KeyPair, Receipt, Signature};
@@ -449,10 +450,14 @@ fn a_lone_byzantine_leader_cannot_commit_without_a_certificate() {
     ));
 }
 
-#[test]
-fn remote_validators_answer_over_a_memory_network() {
-    let (keys, set) = validators();
-    let network = MemoryNetwork::new(3);
+/// Local validators served on `network`, and validator 0 proposing to all
+/// of them (itself included) through it, each answer awaited `timeout`.
+fn remote_cluster(
+    network: &MemoryNetwork,
+    keys: &[KeyPair],
+    set: &ValidatorSet,
+    timeout: Duration,
+) -> (Vec<Arc<LocalValidator>>, ReceiptConsensus<RemoteValidator>) {
     let locals: Vec<Arc<LocalValidator>> = keys
         .iter()
         .map(|k| Arc::new(LocalValidator::new(k.clone(), set.clone())))
@@ -460,16 +465,23 @@ fn remote_validators_answer_over_a_memory_network() {
     for (k, v) in keys.iter().zip(&locals) {
         network.join(k.node_id(), Arc::new(ValidatorHandler::new(v.clone())));
     }
-    // The proposer is validator 0, reaching everyone (itself included) by network.
     let client = Arc::new(network.join(
         NodeId::from_bytes([0xEE; 32]),
         Arc::new(ValidatorHandler::new(locals[0].clone())),
     ));
     let remotes: Vec<RemoteValidator> = keys
         .iter()
-        .map(|k| RemoteValidator::new(k.node_id(), client.clone(), Duration::from_secs(5)))
+        .map(|k| RemoteValidator::new(k.node_id(), client.clone(), timeout))
         .collect();
-    let mut rc = ReceiptConsensus::new(keys[0].clone(), set.clone(), remotes, 0).expect("members");
+    let rc = ReceiptConsensus::new(keys[0].clone(), set.clone(), remotes, 0).expect("members");
+    (locals, rc)
+}
+
+#[test]
+fn remote_validators_answer_over_a_memory_network() {
+    let (keys, set) = validators();
+    let network = MemoryNetwork::new(3);
+    let (locals, mut rc) = remote_cluster(&network, &keys, &set, Duration::from_secs(5));
     for i in 0..3 {
         let b = batch(&format!("r{i}-"));
         assert_eq!(
@@ -594,4 +606,45 @@ fn a_new_proposer_takes_over_what_a_failed_one_left() {
     for d in second.decisions() {
         d.verify(&set).expect("certified");
     }
+}
+
+#[test]
+fn remote_validators_commit_through_loss_corruption_and_a_crash() {
+    let (keys, set) = validators();
+    let network = MemoryNetwork::new(11);
+    network.set_faults(Faults {
+        loss: 0.15,
+        duplicate: 0.05,
+        corrupt: 0.02,
+        latency_ms: (0, 3),
+    });
+    let (locals, mut rc) = remote_cluster(&network, &keys, &set, Duration::from_millis(40));
+    let mut attempts = 0;
+    for i in 0..5 {
+        if i == 3 {
+            // One validator goes down for good: three still make a quorum.
+            network.crash(keys[2].node_id());
+        }
+        let b = batch(&format!("lossy{i}-"));
+        loop {
+            attempts += 1;
+            assert!(attempts < 300, "no progress");
+            if block_on(rc.achieve_consensus(b.clone())) == ConsensusResult::Committed(b.receipt())
+            {
+                break;
+            }
+        }
+    }
+    // Every decision is certified, and no validator knows another value for
+    // any height.
+    for (h, d) in rc.decisions().iter().enumerate() {
+        d.verify(&set).expect("certified");
+        for v in &locals {
+            let status = block_on(v.status(h as u64)).expect("local");
+            if let Some(known) = status.decided {
+                assert_eq!(known.batch, d.batch, "height {h}");
+            }
+        }
+    }
+    assert!(rc.height() >= 5);
 }
