@@ -13,9 +13,10 @@
 //!
 //! The replica is a deterministic core without I/O ([`Replica`]); the
 //! simulator of `hologram-lattice` runs it as a [`SimReplica`], and
-//! [`ReplicaDriver`] runs it over a `Transport`, writing its decisions and
-//! voting record to a [`DurableLog`] in a `hologram_cam::Store` before it
-//! sends anything. Decided batches feed a [`ReplicatedStateMachine`]: a
+//! [`ReplicaDriver`] runs it over a `Transport`; given a [`DurableLog`]
+//! ([`ReplicaDriver::with_log`]) it writes its decisions and voting record
+//! to a `hologram_cam::Store` before it sends anything, and a restarted
+//! node recovers from there ([`Recovered::replica`]). Decided batches feed a [`ReplicatedStateMachine`]: a
 //! deterministic [`StateMachine`] applied in height order, each command
 //! once, every transition receipt chained, replicas compared by chain head.
 //!
@@ -49,7 +50,8 @@
 //! receipt chain (`verify_replica`); a replica restarted after the heal
 //! rebuilds its log from its [`DurableLog`], verifying each certificate, and
 //! fetches the rest from peers. The simulated test `consensus_partition`
-//! checks all of this for 2|2 and 1|3 cuts, after every step.
+//! checks all of this for 2|2 and 1|3 cuts (the safety invariants after
+//! every step, convergence after the heal).
 //!
 //! ## Map
 //!

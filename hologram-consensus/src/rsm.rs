@@ -15,6 +15,10 @@
 //! receipts form a [`ReceiptChain`]; two replicas agree iff their chains have
 //! the same length and head ([`ReplicatedStateMachine::verify_replica`]).
 //!
+//! The ids of applied commands are kept (32 bytes each) for the
+//! exactly-once check; there is no snapshot or compaction yet, so a replica
+//! rebuilds its state by replaying its log from height 0.
+//!
 //! Decisions are taken only with a commit certificate that verifies against
 //! the validator set and names the batch's receipt
 //! ([`Decision::verify`]), so a replica replaying its log from disk
