@@ -7,9 +7,12 @@
 //! |---|---|---|
 //! | [`lattice`] | `hologram-lattice` | lattice geometry, addresses, R96, C768, node ids, SIMD kernels, `Transport`, simulator, routing, discovery, topology |
 //! | [`receipt`] | `hologram-receipt` | budgets, receipts, signatures, witness chains, receipt chains |
-//! | [`cam`] | `hologram-cam` | content-addressed storage and deduplication (not built yet) |
-//! | [`consensus`] | `hologram-consensus` | BFT consensus on receipts, broadcast (not built yet) |
-//! | [`txn`] | `hologram-txn` | transactions and sharding (not built yet) |
+//! | [`cam`] | `hologram-cam` | the `Store` seam (memory, redb), `DistributedCAM`, chunked large objects, `DeduplicationNetwork` |
+//! | [`consensus`] | `hologram-consensus` | BFT consensus on receipts (`ReceiptConsensus`, Tendermint replica, `Validator` seam), `ByzantineDetector`, `ReplicatedStateMachine`, `DurableLog`, `LatticeProtocol` broadcast |
+//! | [`txn`] | `hologram-txn` | `DistributedTransaction` (2PC on receipts), `ReceiptSharding`, load balancing |
+//!
+//! The examples in the repository show each component at work; start with
+//! `cargo run --release --example quickstart`.
 //!
 //! ```
 //! use hologram::lattice::{Address, Coord};
