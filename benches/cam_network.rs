@@ -29,7 +29,7 @@ use hologram::cam::{
 use hologram::lattice::routing::LatticeRouter;
 use hologram::lattice::transport::{MemoryNetwork, MemoryTransport};
 use hologram::lattice::{Address, NodeId};
-use measure::{best_seconds, random_bytes, verdict};
+use measure::{best_seconds, cpu_seconds, random_bytes, verdict};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -316,17 +316,6 @@ fn check_targets() {
         stored as f64 / (1 << 20) as f64,
         logical as f64 / stored as f64
     );
-}
-
-/// CPU time of this process so far (user + system), from `/proc/self/stat`
-/// on Linux (clock ticks of 10 ms); `None` elsewhere.
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which ends with the last ')'): state is
-    // the first, utime the 12th and stime the 13th.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
-    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 criterion_group!(benches, bench);

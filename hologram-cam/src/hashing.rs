@@ -12,7 +12,7 @@ use std::hash::{BuildHasher, Hasher};
 
 /// Builds [`AddressHasher`]s with one secret key (random by default).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct AddressHashing {
+pub struct AddressHashing {
     pub(crate) key: u64,
 }
 
@@ -33,18 +33,35 @@ impl BuildHasher for AddressHashing {
 }
 
 /// A keyed folded-multiply hasher (see the module docs).
-pub(crate) struct AddressHasher(u64);
+pub struct AddressHasher(u64);
 
 /// An odd constant with well-mixed bits (the fractional part of π).
 const MULTIPLIER: u64 = 0x243f_6a88_85a3_08d3;
 
+impl AddressHasher {
+    #[inline]
+    fn mix(&mut self, word: [u8; 8]) {
+        let product = u128::from(self.0 ^ u64::from_le_bytes(word)) * u128::from(MULTIPLIER);
+        self.0 = (product as u64) ^ ((product >> 64) as u64);
+    }
+}
+
 impl Hasher for AddressHasher {
+    /// Mixes in each 8-byte word, the last one zero-padded. (Whole words
+    /// are read as fixed-size loads: no byte-by-byte copy.)
+    #[inline]
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
+        let mut words = bytes.chunks_exact(8);
+        for chunk in &mut words {
             let mut word = [0u8; 8];
-            word.iter_mut().zip(chunk).for_each(|(w, b)| *w = *b);
-            let product = u128::from(self.0 ^ u64::from_le_bytes(word)) * u128::from(MULTIPLIER);
-            self.0 = (product as u64) ^ ((product >> 64) as u64);
+            word.copy_from_slice(chunk);
+            self.mix(word);
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.mix(word);
         }
     }
 
@@ -54,7 +71,9 @@ impl Hasher for AddressHasher {
 }
 
 /// A `HashMap` with [`AddressHashing`].
-pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, AddressHashing>;
+pub type FastMap<K, V> = std::collections::HashMap<K, V, AddressHashing>;
+/// A `HashSet` with [`AddressHashing`].
+pub type FastSet<K> = std::collections::HashSet<K, AddressHashing>;
 
 /// An address of bytes `0x55` but for the first, `b` (for tests).
 #[cfg(test)]

@@ -35,6 +35,7 @@
 //! | [`dedup`] | [`DeduplicationNetwork`]: N replicas on the ring, majority writes, quorum reads with repair, reference sets kept by a [`ReferenceStore`] (in memory, or durable in a [`RedbStore`]) |
 //! | [`wire`] | the CAM protocol's messages, bounded decoding |
 //! | [`error`] | [`CamError`] |
+//! | [`hashing`] | [`AddressHashing`](hashing::AddressHashing): the keyed hasher for maps keyed by addresses (also used by `hologram-consensus` for command ids) |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -43,7 +44,7 @@ pub mod cam;
 pub mod chunking;
 pub mod dedup;
 pub mod error;
-mod hashing;
+pub mod hashing;
 pub mod object;
 pub mod ring;
 pub mod store;

@@ -16,7 +16,7 @@
 
 use crate::ConsensusError;
 use hologram_lattice::Address;
-use hologram_receipt::Receipt;
+use hologram_receipt::{Receipt, ReceiptBuilder};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -27,6 +27,9 @@ pub const MAX_BATCH_COMMANDS: usize = 1 << 16;
 /// The largest sum of command bytes in one batch.
 pub const MAX_BATCH_BYTES: usize = 4 << 20;
 
+/// The buffer through which [`Batch::receipt`] streams canonical bytes.
+const RECEIPT_BUFFER: usize = 64 << 10;
+
 /// The prefix of a batch's canonical bytes.
 const BATCH_MAGIC: &[u8; 17] = b"hologram batch v1";
 
@@ -34,8 +37,12 @@ const BATCH_MAGIC: &[u8; 17] = b"hologram batch v1";
 pub type CommandId = Address;
 
 /// An opaque command for the replicated state machine. Cheap to clone.
+///
+/// Its [`CommandId`] is computed once, when the command is made (by a client,
+/// or by a replica decoding it from the wire), and travels with its clones.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Command {
+    id: CommandId,
     bytes: Arc<[u8]>,
 }
 
@@ -56,7 +63,10 @@ impl Command {
                 max: MAX_COMMAND_BYTES,
             });
         }
-        Ok(Self { bytes })
+        Ok(Self {
+            id: Address::of(&bytes),
+            bytes,
+        })
     }
 
     /// The bytes.
@@ -64,9 +74,10 @@ impl Command {
         &self.bytes
     }
 
-    /// The command's identity (hashes the bytes).
+    /// The command's identity: the BLAKE3 address of its bytes (hashed
+    /// when the command was made).
     pub fn id(&self) -> CommandId {
-        Address::of(&self.bytes)
+        self.id
     }
 }
 
@@ -92,10 +103,41 @@ impl<'de> Deserialize<'de> for Command {
     }
 }
 
-/// The value one height decides: commands in order.
-#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// The value one height decides: commands in order. Cheap to clone (the
+/// commands are shared).
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Batch {
+    commands: Arc<[Command]>,
+}
+
+/// How a batch travels: a struct of one sequence (the wire format of a
+/// `struct { commands: Vec<Command> }`).
+#[derive(Serialize)]
+struct BatchRef<'a> {
+    commands: &'a [Command],
+}
+
+/// [`BatchRef`], decoded.
+#[derive(Deserialize)]
+struct BatchOwned {
     commands: Vec<Command>,
+}
+
+impl Serialize for Batch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        BatchRef {
+            commands: &self.commands,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Batch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        BatchOwned::deserialize(d).map(|b| Self {
+            commands: b.commands.into(),
+        })
+    }
 }
 
 impl core::fmt::Debug for Batch {
@@ -108,7 +150,9 @@ impl Batch {
     /// A batch of these commands, within [`MAX_BATCH_COMMANDS`] and
     /// [`MAX_BATCH_BYTES`].
     pub fn new(commands: Vec<Command>) -> Result<Self, ConsensusError> {
-        let batch = Self { commands };
+        let batch = Self {
+            commands: commands.into(),
+        };
         batch.check_bounds()?;
         Ok(batch)
     }
@@ -167,15 +211,32 @@ impl Batch {
     }
 
     /// The receipt validators vote on: `Receipt::from_bytes(canonical bytes)`.
+    ///
+    /// The canonical bytes are streamed into a [`ReceiptBuilder`] through a
+    /// small buffer rather than built whole (the receipt of a concatenation
+    /// is that of its pieces fed in order), on the calling thread.
     pub fn receipt(&self) -> Receipt {
-        Receipt::from_bytes(&self.canonical_bytes())
+        let mut builder = ReceiptBuilder::single_threaded();
+        let mut buf = Vec::with_capacity(RECEIPT_BUFFER);
+        buf.extend_from_slice(BATCH_MAGIC);
+        buf.extend_from_slice(&(self.commands.len() as u32).to_le_bytes());
+        for c in self.commands.iter() {
+            if buf.len() + 4 + c.bytes.len() > RECEIPT_BUFFER {
+                builder.update(&buf);
+                buf.clear();
+            }
+            buf.extend_from_slice(&(c.bytes.len() as u32).to_le_bytes());
+            buf.extend_from_slice(&c.bytes);
+        }
+        builder.update(&buf);
+        builder.finish()
     }
 
     fn write_canonical(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(BATCH_MAGIC);
         // Bounded by MAX_BATCH_COMMANDS and MAX_COMMAND_BYTES: both fit in u32.
         out.extend_from_slice(&(self.commands.len() as u32).to_le_bytes());
-        for c in &self.commands {
+        for c in self.commands.iter() {
             out.extend_from_slice(&(c.bytes.len() as u32).to_le_bytes());
             out.extend_from_slice(&c.bytes);
         }
@@ -205,6 +266,33 @@ mod tests {
     }
 
     #[test]
+    fn the_streamed_receipt_is_that_of_the_whole_canonical_bytes() {
+        // Commands of many sizes, so buffer flushes fall everywhere,
+        // including commands of the largest size.
+        let commands: Vec<Command> = (0..70u32)
+            .map(|i| {
+                let len = match i % 5 {
+                    0 => MAX_COMMAND_BYTES,
+                    1 => 0,
+                    _ => (i as usize * 997) % 9000,
+                };
+                Command::new(vec![i as u8; len]).unwrap()
+            })
+            .collect();
+        let batch = Batch::new(commands).unwrap();
+        assert_eq!(
+            batch.receipt(),
+            Receipt::from_bytes(&batch.canonical_bytes())
+        );
+        let c = Command::new(b"abc".to_vec()).unwrap();
+        assert_eq!(c.id(), Address::of(b"abc"));
+        let wire = postcard::to_allocvec(&batch).unwrap();
+        let back: Batch = postcard::from_bytes(&wire).unwrap();
+        assert_eq!(back, batch);
+        assert_eq!(back.commands()[3].id(), batch.commands()[3].id());
+    }
+
+    #[test]
     fn bounds_are_enforced() {
         assert!(Command::new(vec![0u8; MAX_COMMAND_BYTES + 1]).is_err());
         let big = Command::new(vec![0u8; MAX_COMMAND_BYTES]).unwrap();
@@ -217,6 +305,9 @@ mod tests {
 
     /// Encodes raw bytes the way a `Command` is encoded.
     fn serde_bytes_like(b: &[u8]) -> Command {
-        Command { bytes: b.into() }
+        Command {
+            id: Address::of(b),
+            bytes: b.into(),
+        }
     }
 }

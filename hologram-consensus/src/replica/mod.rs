@@ -39,20 +39,19 @@ use crate::message::{ConsensusMessage, Decision, Proposal};
 use crate::vote::VoteKind;
 use crate::{ConsensusError, ValidatorSet};
 use height::{HeightState, Step};
+use hologram_cam::hashing::FastSet;
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Receipt};
 use mempool::Mempool;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 
 /// Votes for rounds further than this beyond a replica's round are not
 /// stored (they still count towards joining a later round).
 const MAX_ROUNDS_AHEAD: u32 = 64;
 
-/// A batch with its command ids (hashed once).
+/// A proposed batch known at a height in flight (its commands are claimed).
 struct Body {
     batch: Batch,
-    ids: Arc<Vec<CommandId>>,
 }
 
 /// A Tendermint replica; see the [module docs](crate::replica).
@@ -64,12 +63,10 @@ pub struct Replica {
     next: u64,
     heights: BTreeMap<u64, HeightState>,
     bodies: BTreeMap<u64, HashMap<Receipt, Body>>,
-    /// How many known bodies of heights in flight name each command.
-    body_refs: HashMap<CommandId, u32>,
     decided: BTreeMap<u64, Decision>,
     history: BTreeMap<u64, Decision>,
     mempool: Mempool,
-    committed: HashSet<CommandId>,
+    committed: FastSet<CommandId>,
     detector: ByzantineDetector,
     record: VotingRecord,
     resend_armed: bool,
@@ -141,10 +138,9 @@ impl Replica {
             next,
             heights: BTreeMap::new(),
             bodies: BTreeMap::new(),
-            body_refs: HashMap::new(),
             decided: BTreeMap::new(),
             history,
-            committed: HashSet::new(),
+            committed: FastSet::default(),
             record,
             resend_armed: false,
             highest_seen: next,
@@ -347,9 +343,6 @@ impl Replica {
                 continue;
             }
             if self.mempool.insert(id, c.clone(), gossip) {
-                for _ in 0..self.body_refs.get(&id).copied().unwrap_or(0) {
-                    self.mempool.claim(&id);
-                }
                 fresh.push(c);
             }
         }
@@ -443,14 +436,11 @@ impl Replica {
         if let std::collections::hash_map::Entry::Vacant(slot) =
             self.bodies.entry(h).or_default().entry(value)
         {
-            let ids: Vec<CommandId> = batch.commands().iter().map(Command::id).collect();
-            for id in &ids {
-                self.mempool.claim(id);
-                *self.body_refs.entry(*id).or_default() += 1;
+            for c in batch.commands() {
+                self.mempool.claim(&c.id());
             }
             slot.insert(Body {
                 batch: batch.clone(),
-                ids: Arc::new(ids),
             });
         }
     }

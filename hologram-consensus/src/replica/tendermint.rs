@@ -2,11 +2,11 @@
 //! voting record, the "upon" rules, and deciding.
 
 use super::{Lock, Outgoing, Outputs, Replica, Step, Timer};
-use crate::batch::{Batch, Command};
+use crate::batch::Batch;
 use crate::message::{ConsensusMessage, Decision, Proposal};
 use crate::vote::{SignedHeader, Slot, Vote, VoteKind};
 use hologram_receipt::Receipt;
-use std::sync::Arc;
+use std::collections::HashMap;
 
 impl Replica {
     // ---- signing (through the voting record) ----
@@ -258,34 +258,24 @@ impl Replica {
     pub(super) fn decide(&mut self, now: u64, h: u64, decision: Decision, out: &mut Outputs) {
         self.heights.remove(&h);
         self.record.heights.remove(&h);
-        let decided_ids = match self.bodies.remove(&h) {
-            Some(bodies) => {
-                let mut decided = None;
-                for (receipt, body) in bodies {
-                    for id in body.ids.iter() {
-                        self.mempool.unclaim(id);
-                        if let Some(n) = self.body_refs.get_mut(id) {
-                            *n -= 1;
-                            if *n == 0 {
-                                self.body_refs.remove(id);
-                            }
-                        }
-                    }
-                    if receipt == decision.certificate.value {
-                        decided = Some(body.ids);
-                    }
-                }
-                decided
+        // The decided commands leave the mempool (claims and all); then the
+        // claims of the height's other bodies are released.
+        for c in decision.batch.commands() {
+            let id = c.id();
+            self.mempool.remove(&id);
+            self.committed.insert(id);
+            self.record.submitted.remove(&id);
+        }
+        let value = decision.certificate.value;
+        let others = self
+            .bodies
+            .remove(&h)
+            .into_iter()
+            .flat_map(HashMap::into_iter);
+        for (_, body) in others.filter(|(receipt, _)| *receipt != value) {
+            for c in body.batch.commands() {
+                self.mempool.unclaim(&c.id());
             }
-            None => None,
-        };
-        let ids = decided_ids.unwrap_or_else(|| {
-            Arc::new(decision.batch.commands().iter().map(Command::id).collect())
-        });
-        for id in ids.iter() {
-            self.mempool.remove(id);
-            self.committed.insert(*id);
-            self.record.submitted.remove(id);
         }
         self.detector.observe_decision(
             h,
