@@ -1,0 +1,322 @@
+//! Deduplicated storage in the whole-stack campaign: every node holds
+//! objects for a `DeduplicationNetwork` (N = 3, majority writes) over a
+//! `MemoryNetwork` with the nemesis' loss, duplication and corruption,
+//! partitions and crash–restart; one holder substitutes objects and fakes
+//! acknowledgements. The client is a gateway on the first node's side.
+//!
+//! This layer runs on real time (the `DeduplicationNetwork` client is
+//! async over a `Transport`, with no simulator core), driven step by step
+//! from the campaign with `block_on`; latency is zero, so only a lost frame
+//! waits out the client's timeout.
+
+use futures::executor::block_on;
+use hologram_cam::dedup::{DedupMessage, Kept, Request};
+use hologram_cam::store::MemoryStore;
+use hologram_cam::{DedupHandler, DeduplicationNetwork, HashRing, Store, StoreResult};
+use hologram_lattice::sim::Faults;
+use hologram_lattice::transport::{
+    async_trait, Handler, HandlerError, MemoryNetwork, MemoryTransport, Protocol,
+};
+use hologram_lattice::{Address, NodeId, PeerId};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+const REPLICATION: usize = 3;
+
+/// Acknowledges every write without storing; answers reads with other bytes.
+struct Substituter(Arc<AtomicU64>);
+
+#[async_trait]
+impl Handler for Substituter {
+    async fn request(
+        &self,
+        _: PeerId,
+        _: Protocol,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, HandlerError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        let answer = match Request::decode(&payload).map(|r| r.message) {
+            Ok(DedupMessage::Get(_)) => DedupMessage::Found(b"substituted".as_slice().into()),
+            Ok(DedupMessage::Has(_)) => DedupMessage::HasAnswer(true),
+            Ok(DedupMessage::PutMany { puts, .. }) => DedupMessage::HeldMany(
+                puts.iter()
+                    .map(|_| {
+                        Some(Kept {
+                            refs: 1,
+                            before: true,
+                        })
+                    })
+                    .collect(),
+            ),
+            _ => DedupMessage::Held {
+                refs: 1,
+                before: true,
+            },
+        };
+        Ok(answer.encode())
+    }
+    async fn message(&self, _: PeerId, _: Protocol, _: Vec<u8>) {}
+}
+
+type Holder = DedupHandler<MemoryStore>;
+
+/// The storage layer of the stack.
+pub struct DedupNet {
+    pub network: MemoryNetwork,
+    holders: BTreeMap<NodeId, (Arc<Holder>, Arc<MemoryStore>)>,
+    client: DeduplicationNetwork<MemoryTransport>,
+    /// The same client with a generous timeout: the checks fall back to it,
+    /// so a descheduled thread on a loaded machine is not a lost object.
+    patient: DeduplicationNetwork<MemoryTransport>,
+    client_id: NodeId,
+    substituter: NodeId,
+    pub substituted: Arc<AtomicU64>,
+    /// Acknowledged objects and the references the model holds on them.
+    acked: BTreeMap<Address, (Vec<u8>, u64)>,
+    /// References attempted per address.
+    attempted: BTreeMap<Address, u64>,
+    /// Nodes crashed, and the client's partition group (None: no partition).
+    crashed: BTreeSet<NodeId>,
+    reachable: Option<BTreeSet<NodeId>>,
+    pub stores_acked: u64,
+    pub reads_checked: u64,
+}
+
+impl DedupNet {
+    /// Every node of `ids` holds; the one at `substituter` lies.
+    pub fn new(seed: u64, ids: &[NodeId], substituter: usize) -> DedupNet {
+        let network = MemoryNetwork::new(seed);
+        let substituted = Arc::new(AtomicU64::new(0));
+        let mut ring = HashRing::new();
+        let mut holders = BTreeMap::new();
+        for (i, &id) in ids.iter().enumerate() {
+            ring.add(id);
+            if i == substituter {
+                network.join(id, Arc::new(Substituter(Arc::clone(&substituted))));
+            } else {
+                let store = Arc::new(MemoryStore::new());
+                let holder = Arc::new(DedupHandler::new(Arc::clone(&store)));
+                network.join(id, Arc::clone(&holder) as _);
+                holders.insert(id, (holder, store));
+            }
+        }
+        let client_id = NodeId::from_bytes(*blake3::hash(&seed.to_le_bytes()).as_bytes());
+        let transport = Arc::new(network.join(
+            client_id,
+            Arc::new(Substituter(Arc::new(AtomicU64::new(0)))),
+        ));
+        let ring = Arc::new(RwLock::new(ring));
+        let client =
+            DeduplicationNetwork::new(Arc::clone(&transport), Arc::clone(&ring), REPLICATION)
+                .with_timeout(Duration::from_millis(5));
+        let patient = DeduplicationNetwork::new(transport, ring, REPLICATION)
+            .with_timeout(Duration::from_millis(250));
+        DedupNet {
+            network,
+            holders,
+            client,
+            patient,
+            client_id,
+            substituter: ids[substituter],
+            substituted,
+            acked: BTreeMap::new(),
+            attempted: BTreeMap::new(),
+            crashed: BTreeSet::new(),
+            reachable: None,
+            stores_acked: 0,
+            reads_checked: 0,
+        }
+    }
+
+    /// The nemesis' network faults, without latency (this layer is real time).
+    pub fn set_faults(&self, faults: &Faults) {
+        self.network.set_faults(Faults {
+            latency_ms: (0, 0),
+            ..faults.clone()
+        });
+    }
+
+    pub fn crash(&mut self, id: NodeId) {
+        if self.network.crash(id) {
+            self.crashed.insert(id);
+        }
+    }
+
+    pub fn restart(&mut self, id: NodeId) {
+        if !self.crashed.remove(&id) {
+            return;
+        }
+        let handler: Arc<dyn Handler> = match self.holders.get(&id) {
+            Some((holder, _)) => Arc::clone(holder) as _,
+            None => Arc::new(Substituter(Arc::clone(&self.substituted))),
+        };
+        self.network.restart(id, handler);
+    }
+
+    /// Partitions the holders; the client joins the first group.
+    pub fn partition(&mut self, groups: &[Vec<NodeId>]) {
+        let mut with_client: Vec<Vec<PeerId>> = groups.to_vec();
+        if let Some(first) = with_client.first_mut() {
+            first.push(self.client_id);
+        }
+        let parts: Vec<&[PeerId]> = with_client.iter().map(Vec::as_slice).collect();
+        self.network.partition(&parts);
+        self.reachable = groups.first().map(|g| g.iter().copied().collect());
+    }
+
+    pub fn heal(&mut self) {
+        self.network.heal();
+        self.reachable = None;
+    }
+
+    /// One workload operation: store, release or read.
+    pub fn step(&mut self, rng: &mut ChaCha8Rng, seed: u64) -> Result<(), String> {
+        match rng.gen_range(0..10) {
+            0..=4 => {
+                let data = format!("seed {seed} object {}", rng.gen_range(0..30)).into_bytes();
+                let address = Address::of(&data);
+                *self.attempted.entry(address).or_default() += 1;
+                match block_on(self.client.store_unique(data.clone())) {
+                    StoreResult::Stored(a, _) | StoreResult::Duplicate(a) if a == address => {
+                        self.stores_acked += 1;
+                        self.acked.entry(address).or_insert((data, 0)).1 += 1;
+                    }
+                    StoreResult::Failed(a) if a == address => {}
+                    other => return Err(format!("dedup: a store answered {other:?}")),
+                }
+            }
+            5 => {
+                // A holder applies each release at most once, so the model
+                // counts it as done whatever the acknowledgements say.
+                let pick = rng.gen_range(0..self.acked.len().max(1));
+                let Some(&address) = self.acked.keys().nth(pick) else {
+                    return Ok(());
+                };
+                block_on(self.client.release(address));
+                if let Some(entry) = self.acked.get_mut(&address) {
+                    entry.1 -= 1;
+                    if entry.1 == 0 {
+                        self.acked.remove(&address);
+                    }
+                }
+            }
+            _ => {
+                let pick = rng.gen_range(0..self.acked.len().max(1));
+                let Some((&address, (data, _))) = self.acked.iter().nth(pick) else {
+                    return Ok(());
+                };
+                if let Ok(object) = block_on(self.client.get(address)) {
+                    self.reads_checked += 1;
+                    if object.data() != &data[..] {
+                        return Err(format!("dedup: get returned wrong bytes for {address}"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Owners of `address` the client cannot count on: crashed, cut off, or
+    /// the substituter.
+    fn out(&self, owner: &NodeId) -> bool {
+        *owner == self.substituter
+            || self.crashed.contains(owner)
+            || self.reachable.as_ref().is_some_and(|r| !r.contains(owner))
+    }
+
+    /// The invariants, on `sample` acknowledged objects (all when `None`):
+    /// readable with the right bytes while at most N − W owners are out;
+    /// no holder counts more references than were attempted; everything an
+    /// honest holder stores re-hashes to its address.
+    pub fn check(&mut self, rng: &mut ChaCha8Rng, sample: Option<usize>) -> Result<(), String> {
+        let slack = REPLICATION - self.client.write_quorum();
+        let addresses: Vec<Address> = match sample {
+            Some(k) if self.acked.len() > k => (0..k)
+                .filter_map(|_| self.acked.keys().nth(rng.gen_range(0..self.acked.len())))
+                .copied()
+                .collect(),
+            _ => self.acked.keys().copied().collect(),
+        };
+        for address in addresses {
+            let Some((data, _)) = self.acked.get(&address) else {
+                continue;
+            };
+            let owners = self.client.owners(&address);
+            let down = owners.iter().filter(|o| self.out(o)).count();
+            if down <= slack {
+                let read = (0..6)
+                    .find_map(|_| block_on(self.client.get(address)).ok())
+                    .or_else(|| (0..3).find_map(|_| block_on(self.patient.get(address)).ok()));
+                match read {
+                    Some(object) if object.data() == &data[..] => self.reads_checked += 1,
+                    Some(_) => return Err(format!("dedup: {address} read back wrong")),
+                    None => {
+                        return Err(format!(
+                            "dedup: acknowledged {address} unreadable with {down} of its owners out"
+                        ))
+                    }
+                }
+            }
+            let taken = self.attempted.get(&address).copied().unwrap_or(0);
+            for owner in &owners {
+                if let Some((holder, _)) = self.holders.get(owner) {
+                    let counted = block_on(holder.refs(&address))
+                        .map_err(|e| format!("dedup: {owner} cannot count: {e}"))?;
+                    if counted > taken {
+                        return Err(format!(
+                            "dedup: {owner} counts {counted} references to {address}, {taken} attempted"
+                        ));
+                    }
+                }
+            }
+        }
+        if sample.is_none() {
+            self.check_stores()?;
+        }
+        Ok(())
+    }
+
+    /// Every object every honest holder stores re-hashes to its address.
+    fn check_stores(&self) -> Result<(), String> {
+        for (id, (_, store)) in &self.holders {
+            let mut after = None;
+            loop {
+                let page = block_on(store.scan(after, 256)).map_err(|e| e.to_string())?;
+                for address in &page {
+                    if let Some(object) = block_on(store.get(address)).map_err(|e| e.to_string())? {
+                        if Address::of(object.data()) != *address {
+                            return Err(format!("dedup: {id} stores {address} with other bytes"));
+                        }
+                    }
+                }
+                match page.last() {
+                    Some(last) if page.len() == 256 => after = Some(*last),
+                    _ => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Liveness once faults stop: a new object is stored on every owner and
+    /// reads back.
+    pub fn check_live(&mut self, seed: u64) -> Result<(), String> {
+        let data = format!("seed {seed} after the faults").into_bytes();
+        let address = Address::of(&data);
+        *self.attempted.entry(address).or_default() += 1;
+        match block_on(self.patient.store_unique(data.clone())) {
+            StoreResult::Stored(a, _) | StoreResult::Duplicate(a) if a == address => {
+                self.acked.entry(address).or_insert((data, 0)).1 += 1;
+                self.check(
+                    &mut <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed),
+                    None,
+                )
+            }
+            other => Err(format!("dedup: storing after the faults gave {other:?}")),
+        }
+    }
+}
