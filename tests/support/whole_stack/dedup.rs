@@ -173,8 +173,9 @@ impl DedupNet {
         self.reachable = None;
     }
 
-    /// One workload operation: store, release or read.
-    pub fn step(&mut self, rng: &mut ChaCha8Rng, seed: u64) -> Result<(), String> {
+    /// One workload operation: store, release or read. Returns the address
+    /// of an object whose store was acknowledged.
+    pub fn step(&mut self, rng: &mut ChaCha8Rng, seed: u64) -> Result<Option<Address>, String> {
         match rng.gen_range(0..10) {
             0..=4 => {
                 let data = format!("seed {seed} object {}", rng.gen_range(0..30)).into_bytes();
@@ -184,6 +185,7 @@ impl DedupNet {
                     StoreResult::Stored(a, _) | StoreResult::Duplicate(a) if a == address => {
                         self.stores_acked += 1;
                         self.acked.entry(address).or_insert((data, 0)).1 += 1;
+                        return Ok(Some(address));
                     }
                     StoreResult::Failed(a) if a == address => {}
                     other => return Err(format!("dedup: a store answered {other:?}")),
@@ -194,7 +196,7 @@ impl DedupNet {
                 // counts it as done whatever the acknowledgements say.
                 let pick = rng.gen_range(0..self.acked.len().max(1));
                 let Some(&address) = self.acked.keys().nth(pick) else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 block_on(self.client.release(address));
                 if let Some(entry) = self.acked.get_mut(&address) {
@@ -207,7 +209,7 @@ impl DedupNet {
             _ => {
                 let pick = rng.gen_range(0..self.acked.len().max(1));
                 let Some((&address, (data, _))) = self.acked.iter().nth(pick) else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 if let Ok(object) = block_on(self.client.get(address)) {
                     self.reads_checked += 1;
@@ -217,7 +219,32 @@ impl DedupNet {
                 }
             }
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// Reads an object the replicated index records: if the model still
+    /// holds a reference to it, it must read back with bytes that re-hash
+    /// to its address (with every node up). Returns whether it was read.
+    pub fn read_indexed(&mut self, address: Address) -> Result<bool, String> {
+        if !self.acked.contains_key(&address) {
+            return Ok(false);
+        }
+        match (0..3).find_map(|_| block_on(self.patient.get(address)).ok()) {
+            Some(object) if Address::of(object.data()) == address => Ok(true),
+            Some(_) => Err(format!("dedup: indexed {address} read back other bytes")),
+            None => Err(format!("dedup: indexed {address} is unreadable")),
+        }
+    }
+
+    /// Up to `k` acknowledged addresses, drawn with `rng`.
+    pub fn sample(&self, rng: &mut ChaCha8Rng, k: usize) -> Vec<Address> {
+        if self.acked.is_empty() {
+            return Vec::new();
+        }
+        (0..k)
+            .filter_map(|_| self.acked.keys().nth(rng.gen_range(0..self.acked.len())))
+            .copied()
+            .collect()
     }
 
     /// Owners of `address` the client cannot count on: crashed, cut off, or
@@ -235,10 +262,7 @@ impl DedupNet {
     pub fn check(&mut self, rng: &mut ChaCha8Rng, sample: Option<usize>) -> Result<(), String> {
         let slack = REPLICATION - self.client.write_quorum();
         let addresses: Vec<Address> = match sample {
-            Some(k) if self.acked.len() > k => (0..k)
-                .filter_map(|_| self.acked.keys().nth(rng.gen_range(0..self.acked.len())))
-                .copied()
-                .collect(),
+            Some(k) if self.acked.len() > k => self.sample(rng, k),
             _ => self.acked.keys().copied().collect(),
         };
         for address in addresses {

@@ -3,6 +3,8 @@
 pub mod bank;
 pub mod broadcast;
 pub mod dedup;
+pub mod replicas;
+pub mod routing;
 
 use crate::consensus_cluster::byzantine::Behaviour;
 use crate::consensus_cluster::Cluster;
@@ -15,7 +17,9 @@ use hologram_receipt::KeyPair;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeSet;
+use replicas::Replicas;
+use routing::Routing;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// Nodes of the stack. Node i has one key for every layer it serves.
@@ -72,6 +76,9 @@ pub struct Tally {
     pub objects_acked: u64,
     pub reads_checked: u64,
     pub checks: u64,
+    pub indexed: u64,
+    pub index_reads: u64,
+    pub routes_checked: u64,
 }
 
 impl Tally {
@@ -109,7 +116,10 @@ impl Tally {
             transfers_committed,
             objects_acked,
             reads_checked,
-            checks
+            checks,
+            indexed,
+            index_reads,
+            routes_checked
         );
     }
 }
@@ -121,13 +131,16 @@ impl fmt::Display for Tally {
             "{} seeds; injected: {} fault-rate changes, {} partitions ({} heals), {} crashes ({} restarts); \
              simulated network: {} lost, {} duplicated, {} corrupted, {} cut by partitions, {} to down nodes; \
              byzantine: {} validators, {} forged broadcasts/acks, {} forged transfer decisions, {} substituted dedup answers; \
-             checked: {} invariant rounds, {} consensus heights, {} broadcast certificates, {} transfers committed, \
-             {} dedup writes acknowledged, {} reads verified; violations: 0",
+             checked: {} cross-layer check rounds (besides every simulator step), {} consensus heights, {} broadcast certificates, {} transfers committed, \
+             {} dedup writes acknowledged ({} indexed through consensus, {} read back from the replicated index), \
+             {} reads verified, {} lattice routes checked",
             self.seeds, self.fault_changes, self.partitions, self.heals, self.crashes, self.restarts,
             self.lost, self.duplicated, self.corrupted, self.cut_by_partition, self.to_down_node,
             self.byzantine_validators, self.forged_broadcasts, self.forged_decisions,
             self.substituted_answers, self.checks, self.commits, self.broadcasts_certified,
-            self.transfers_committed, self.objects_acked, self.reads_checked
+            self.transfers_committed, self.objects_acked, self.indexed, self.index_reads,
+            self.reads_checked,
+            self.routes_checked
         )
     }
 }
@@ -136,14 +149,20 @@ impl fmt::Display for Tally {
 pub struct Stack {
     seed: u64,
     rng: ChaCha8Rng,
+    /// The storage layer's own choices, so that its real-time outcomes
+    /// never shift what the simulated layers draw.
+    storage_rng: ChaCha8Rng,
     ids: Vec<NodeId>,
     validators: usize,
     consensus: Cluster,
+    replicas: Replicas,
     broadcast: BroadcastNet,
     bank: Bank,
     dedup: DedupNet,
+    routing: Routing,
     down: BTreeSet<usize>,
-    partitioned: bool,
+    /// The partition in force, if any.
+    groups: Option<Vec<Vec<NodeId>>>,
     tally: Tally,
     behaviours: Vec<Behaviour>,
 }
@@ -182,6 +201,7 @@ impl Stack {
             },
         );
         debug_assert_eq!(consensus.ids[..], ids[..validators]);
+        let replicas = Replicas::new(consensus.set.clone());
         let broadcast = BroadcastNet::new(seed, &keys, BYZANTINE, faults.clone());
         let clients: Vec<NodeId> = ids[CLIENTS].to_vec();
         let bank = Bank::new(
@@ -199,16 +219,19 @@ impl Stack {
             ..Tally::default()
         };
         Stack {
+            routing: Routing::new(&ids),
             seed,
             rng,
+            storage_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x000d_3d0b),
             ids,
             validators,
             consensus,
+            replicas,
             broadcast,
             bank,
             dedup,
             down: BTreeSet::new(),
-            partitioned: false,
+            groups: None,
             tally,
             behaviours,
         }
@@ -256,7 +279,7 @@ impl Stack {
         self.broadcast.sim.partition(&parts);
         self.bank.sim.partition(&parts);
         self.dedup.partition(&groups);
-        self.partitioned = true;
+        self.groups = Some(groups);
         self.tally.partitions += 1;
     }
 
@@ -265,7 +288,7 @@ impl Stack {
         self.broadcast.sim.heal();
         self.bank.sim.heal();
         self.dedup.heal();
-        self.partitioned = false;
+        self.groups = None;
         self.tally.heals += 1;
     }
 
@@ -277,8 +300,8 @@ impl Stack {
                 self.set_faults(faults);
                 self.tally.fault_changes += 1;
             }
-            1 if !self.partitioned => self.partition(),
-            1 | 2 if self.partitioned => self.heal(),
+            1 if self.groups.is_none() => self.partition(),
+            1 | 2 if self.groups.is_some() => self.heal(),
             3 if self.down.len() < MAX_DOWN => {
                 let i = self.rng.gen_range(0..NODES);
                 if !self.down.contains(&i) {
@@ -314,7 +337,18 @@ impl Stack {
                 .broadcast(origin, format!("seed {} at {now}", self.seed).as_bytes());
         }
         if self.rng.gen_bool(0.5) {
-            self.dedup.step(&mut self.rng, self.seed)?;
+            // Storage and consensus compose: every acknowledged object's
+            // address goes into the replicated index.
+            let to = *self
+                .consensus
+                .honest
+                .choose(&mut self.rng)
+                .ok_or("no honest validator")?;
+            if let Some(address) = self.dedup.step(&mut self.storage_rng, self.seed)? {
+                if self.replicas.index_object(&mut self.consensus, to, address) {
+                    self.tally.indexed += 1;
+                }
+            }
         }
         Ok(())
     }
@@ -328,10 +362,43 @@ impl Stack {
         self.bank.sim.run_until(t).map_err(|e| e.to_string())
     }
 
+    /// The nodes that are up.
+    fn up(&self) -> BTreeSet<NodeId> {
+        (0..NODES)
+            .filter(|i| !self.down.contains(i))
+            .map(|i| self.ids[i])
+            .collect()
+    }
+
+    /// What each node can reach: the nodes up on its side of any partition.
+    fn reachable(&self) -> BTreeMap<NodeId, BTreeSet<NodeId>> {
+        let up = self.up();
+        self.ids
+            .iter()
+            .map(|&me| {
+                let side: BTreeSet<NodeId> = match &self.groups {
+                    Some(groups) => groups
+                        .iter()
+                        .find(|g| g.contains(&me))
+                        .map(|g| g.iter().filter(|p| up.contains(p)).copied().collect())
+                        .unwrap_or_default(),
+                    None => up.clone(),
+                };
+                (me, side)
+            })
+            .collect()
+    }
+
     /// The invariants that are not checked inside a simulator's steps.
     fn check(&mut self, sample: Option<usize>) -> Result<(), String> {
+        self.replicas.update(&self.consensus)?;
+        let addresses = self.dedup.sample(&mut self.storage_rng, 2);
+        let (up, view) = (self.up(), self.reachable());
+        let reachable = |me: NodeId| view.get(&me).cloned().unwrap_or_default();
+        self.routing.refresh(reachable)?;
+        self.routing.check(&up, reachable, &addresses)?;
         self.broadcast.check_certificates()?;
-        self.dedup.check(&mut self.rng, sample)?;
+        self.dedup.check(&mut self.storage_rng, sample)?;
         self.tally.checks += 1;
         Ok(())
     }
@@ -362,7 +429,7 @@ impl Stack {
         for i in self.down.clone() {
             self.restart(i);
         }
-        if self.partitioned {
+        if self.groups.is_some() {
             self.heal();
         }
         let calm = Faults {
@@ -436,9 +503,16 @@ impl Stack {
                 "bank liveness: {committed} of 3 new transfers committed"
             ));
         }
-        // Storage: a new object is stored and every acknowledged one reads back.
+        // Storage: a new object is stored and every acknowledged one reads
+        // back; so does every object of the replicated index still held.
         self.dedup.check_live(self.seed)?;
-        self.check(None)
+        self.check(None)?;
+        for address in self.replicas.indexed() {
+            if self.dedup.read_indexed(address)? {
+                self.tally.index_reads += 1;
+            }
+        }
+        Ok(())
     }
 
     /// What this run injected and checked.
@@ -453,16 +527,11 @@ impl Stack {
             .dedup
             .substituted
             .load(std::sync::atomic::Ordering::Relaxed);
-        t.commits = self
-            .consensus
-            .honest_logs()
-            .iter()
-            .map(|(_, log, _)| log.len() as u64)
-            .max()
-            .unwrap_or(0);
+        t.commits = self.replicas.heights() as u64;
         t.broadcasts_certified = self.broadcast.check_certificates().unwrap_or(0) as u64;
         t.transfers_committed = self.bank.committed_count() as u64;
         t.objects_acked = self.dedup.stores_acked;
+        t.routes_checked = self.routing.routes_checked;
         t.reads_checked = self.dedup.reads_checked;
         t
     }
