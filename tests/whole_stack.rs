@@ -1,17 +1,18 @@
 //! Issue 9's fault campaign: the whole stack under one nemesis.
 //!
 //! Sixteen nodes run every layer at once: lattice routing on every node,
-//! deduplicated storage on every node (N = 3, majority writes), BFT consensus among 4 or 7 of them (f = 1
-//! or 2 Byzantine validators whose behaviour the seed picks: equivocating,
-//! forging votes and certificates, replaying, proposing invalid receipts or
-//! impossible budgets, withholding, silence), authenticated broadcast among
-//! all sixteen (one of them a broadcaster of forged chains and
-//! acknowledgements), and bank transfers across four single-replica shards
-//! driven by three coordinators (the same Byzantine node forging commit and
-//! abort decisions). A nemesis driven by the seed changes the rates of loss,
-//! duplication, corruption and latency (so reordering), partitions the
-//! nodes in two and heals them, and crashes and restarts nodes (at most
-//! three down at once): each action hits every layer the node serves.
+//! deduplicated storage on every node (N = 3, majority writes), BFT
+//! consensus among 4 or 7 of them (f = 1 or 2 Byzantine validators whose
+//! behaviour the seed picks: equivocating, forging votes and certificates,
+//! replaying, proposing invalid receipts or impossible budgets, withholding,
+//! silence), authenticated broadcast among all sixteen (one of them a
+//! broadcaster of forged chains and acknowledgements), and bank transfers
+//! across four single-replica shards driven by three coordinators (the same
+//! Byzantine node forging commit and abort decisions). A nemesis driven by
+//! the seed changes the rates of loss, duplication, corruption and latency
+//! (so reordering), partitions the nodes in two and heals them, and crashes
+//! and restarts nodes (at most three down at once): each action hits every
+//! layer the node serves.
 //!
 //! How the layers share the node set: consensus, broadcast and transfers
 //! are protocol cores in `hologram_lattice::sim` simulators, one per layer

@@ -5,13 +5,14 @@ pub mod broadcast;
 pub mod dedup;
 pub mod replicas;
 pub mod routing;
+pub mod tally;
 
 use crate::consensus_cluster::byzantine::Behaviour;
 use crate::consensus_cluster::Cluster;
 use bank::Bank;
 use broadcast::BroadcastNet;
 use dedup::DedupNet;
-use hologram_lattice::sim::{Faults, Stats};
+use hologram_lattice::sim::Faults;
 use hologram_lattice::NodeId;
 use hologram_receipt::KeyPair;
 use rand::seq::SliceRandom;
@@ -20,7 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use replicas::Replicas;
 use routing::Routing;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
+pub use tally::Tally;
 
 /// Nodes of the stack. Node i has one key for every layer it serves.
 pub const NODES: usize = 16;
@@ -50,99 +51,6 @@ pub fn node_key(seed: u64, i: usize) -> KeyPair {
     s[8..16].copy_from_slice(&(i as u64).to_le_bytes());
     s[31] = 0x5a;
     KeyPair::from_seed(s)
-}
-
-/// What the nemesis and the Byzantine nodes injected, and what was checked.
-#[derive(Debug, Clone, Default)]
-pub struct Tally {
-    pub seeds: u64,
-    pub fault_changes: u64,
-    pub partitions: u64,
-    pub heals: u64,
-    pub crashes: u64,
-    pub restarts: u64,
-    pub lost: u64,
-    pub duplicated: u64,
-    pub corrupted: u64,
-    pub cut_by_partition: u64,
-    pub to_down_node: u64,
-    pub forged_broadcasts: u64,
-    pub forged_decisions: u64,
-    pub substituted_answers: u64,
-    pub byzantine_validators: u64,
-    pub commits: u64,
-    pub broadcasts_certified: u64,
-    pub transfers_committed: u64,
-    pub objects_acked: u64,
-    pub reads_checked: u64,
-    pub checks: u64,
-    pub indexed: u64,
-    pub index_reads: u64,
-    pub routes_checked: u64,
-}
-
-impl Tally {
-    fn network(&mut self, s: &Stats) {
-        self.lost += s.lost;
-        self.duplicated += s.duplicated;
-        self.corrupted += s.corrupted;
-        self.cut_by_partition += s.partitioned;
-        self.to_down_node += s.to_down_node;
-    }
-
-    /// Adds another run's counts.
-    pub fn add(&mut self, o: &Tally) {
-        macro_rules! sum {
-            ($($f:ident),*) => { $(self.$f += o.$f;)* };
-        }
-        sum!(
-            seeds,
-            fault_changes,
-            partitions,
-            heals,
-            crashes,
-            restarts,
-            lost,
-            duplicated,
-            corrupted,
-            cut_by_partition,
-            to_down_node,
-            forged_broadcasts,
-            forged_decisions,
-            substituted_answers,
-            byzantine_validators,
-            commits,
-            broadcasts_certified,
-            transfers_committed,
-            objects_acked,
-            reads_checked,
-            checks,
-            indexed,
-            index_reads,
-            routes_checked
-        );
-    }
-}
-
-impl fmt::Display for Tally {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} seeds; injected: {} fault-rate changes, {} partitions ({} heals), {} crashes ({} restarts); \
-             simulated network: {} lost, {} duplicated, {} corrupted, {} cut by partitions, {} to down nodes; \
-             byzantine: {} validators, {} forged broadcasts/acks, {} forged transfer decisions, {} substituted dedup answers; \
-             checked: {} cross-layer check rounds (besides every simulator step), {} consensus heights, {} broadcast certificates, {} transfers committed, \
-             {} dedup writes acknowledged ({} indexed through consensus, {} read back from the replicated index), \
-             {} reads verified, {} lattice routes checked",
-            self.seeds, self.fault_changes, self.partitions, self.heals, self.crashes, self.restarts,
-            self.lost, self.duplicated, self.corrupted, self.cut_by_partition, self.to_down_node,
-            self.byzantine_validators, self.forged_broadcasts, self.forged_decisions,
-            self.substituted_answers, self.checks, self.commits, self.broadcasts_certified,
-            self.transfers_committed, self.objects_acked, self.indexed, self.index_reads,
-            self.reads_checked,
-            self.routes_checked
-        )
-    }
 }
 
 /// Every layer of the stack, on one node set, under one nemesis.
