@@ -114,7 +114,7 @@ impl<S: Store + 'static> Handler for CamHandler<S> {
                     .map_err(|e| HandlerError::Failed(e.to_string()))?;
                 let providers = self.providers.get(&address);
                 Ok(match found {
-                    Some(object) => CamMessage::Found(object.data().to_vec()),
+                    Some(object) => CamMessage::Found(object.shared_data()),
                     None if providers.is_empty() => CamMessage::NotFound,
                     None => CamMessage::Providers(providers),
                 }

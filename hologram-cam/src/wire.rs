@@ -3,6 +3,7 @@
 use crate::CamError;
 use hologram_lattice::Address;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The largest object one message carries.
 pub const MAX_OBJECT_BYTES: usize = 1 << 20;
@@ -17,8 +18,10 @@ pub const MAX_MESSAGE_BYTES: usize = MAX_OBJECT_BYTES + 64;
 pub enum CamMessage {
     /// Request: the object at this address.
     Get(Address),
-    /// Answer to `Get`: its bytes (the asker verifies them).
-    Found(#[serde(with = "bytes")] Vec<u8>),
+    /// Answer to `Get`: its bytes (the asker verifies them). Shared, so a
+    /// holder answers from its store without copying the object, and an
+    /// asker keeps the decoded bytes as the object it caches.
+    Found(#[serde(with = "bytes")] Arc<[u8]>),
     /// Answer to `Get`: not here.
     NotFound,
     /// Answer to `Get`: not here, but these peers announced it (at most
@@ -29,10 +32,15 @@ pub enum CamMessage {
 }
 
 impl CamMessage {
-    /// The postcard encoding.
+    /// The postcard encoding, written into one buffer of the right size
+    /// (a 1 MiB object is copied once, never into a growing buffer).
     pub fn encode(&self) -> Vec<u8> {
+        let size_hint = match self {
+            CamMessage::Found(data) => data.len() + 16,
+            _ => 64,
+        };
         // Encoding into a Vec cannot fail for these types.
-        postcard::to_allocvec(self).unwrap_or_default()
+        postcard::to_extend(self, Vec::with_capacity(size_hint)).unwrap_or_default()
     }
 
     /// Decodes a message, refusing more than [`MAX_MESSAGE_BYTES`] before reading.

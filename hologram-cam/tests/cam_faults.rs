@@ -29,7 +29,7 @@ struct Substituter;
 #[async_trait]
 impl Handler for Substituter {
     async fn request(&self, _: PeerId, _: Protocol, _: Vec<u8>) -> Result<Vec<u8>, HandlerError> {
-        Ok(CamMessage::Found(b"substituted".to_vec()).encode())
+        Ok(CamMessage::Found(b"substituted".as_slice().into()).encode())
     }
     async fn message(&self, _: PeerId, _: Protocol, _: Vec<u8>) {}
 }

@@ -45,7 +45,7 @@ struct Liar;
 #[async_trait]
 impl Handler for Liar {
     async fn request(&self, _: PeerId, _: Protocol, _: Vec<u8>) -> Result<Vec<u8>, HandlerError> {
-        Ok(CamMessage::Found(b"substituted".to_vec()).encode())
+        Ok(CamMessage::Found(b"substituted".as_slice().into()).encode())
     }
     async fn message(&self, _: PeerId, _: Protocol, _: Vec<u8>) {}
 }
