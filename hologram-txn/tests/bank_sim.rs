@@ -26,6 +26,8 @@
 //!
 //! `HOLOGRAM_SEEDS=<n>` soaks, `HOLOGRAM_SEED=<s>` replays.
 
+mod support;
+
 use hologram_cam::MemoryStore;
 use hologram_lattice::sim::{check_seeds, Faults, Simulation};
 use hologram_lattice::NodeId;
@@ -40,8 +42,7 @@ use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-
-type Sim = Simulation<TxnNode<MemoryStore>>;
+use support::bank_checks::{committed_pending, decisions_agree, Sim};
 
 const ACCOUNTS: usize = 24;
 const INITIAL: i64 = 100;
@@ -130,61 +131,7 @@ fn holdings(sim: &Sim) -> Result<BTreeMap<Key, i64>, String> {
 
 fn pending_and_balances(sim: &Sim) -> Result<(i64, i64), String> {
     let balances: i64 = holdings(sim)?.values().sum();
-    let mut pending = 0i64;
-    for (_, node, _) in sim.nodes() {
-        let Some(p) = node.participant() else {
-            continue;
-        };
-        let core = p.core().map_err(|e| format!("participant failed: {e}"))?;
-        for (txn, request) in core.prepared() {
-            let primary = sim
-                .node(request.primary)
-                .and_then(|n| n.participant())
-                .and_then(|p| p.core().ok());
-            if primary
-                .and_then(|c| c.outcome(txn))
-                .is_some_and(Decision::is_commit)
-            {
-                for op in &request.ops {
-                    if let Op::Add { delta, .. } = op {
-                        pending += delta;
-                    }
-                }
-            }
-        }
-    }
-    Ok((balances, pending))
-}
-
-/// Every decision a participant applied agrees with its primary's.
-fn decisions_agree(sim: &Sim) -> Result<(), String> {
-    for (id, node, _) in sim.nodes() {
-        let Some(core) = node.participant().and_then(|p| p.core().ok()) else {
-            continue;
-        };
-        for (txn, decision) in core.outcomes() {
-            let primary = decision.primary().signer;
-            if primary == id {
-                continue;
-            }
-            let theirs = sim
-                .node(primary)
-                .and_then(|n| n.participant())
-                .and_then(|p| p.core().ok())
-                .and_then(|c| c.outcome(txn));
-            match theirs {
-                Some(d) if d.is_commit() == decision.is_commit() => {}
-                other => {
-                    return Err(format!(
-                        "{txn}: {id} applied commit={} but its primary has {:?}",
-                        decision.is_commit(),
-                        other.map(Decision::is_commit)
-                    ))
-                }
-            }
-        }
-    }
-    Ok(())
+    Ok((balances, committed_pending(sim)?))
 }
 
 impl Bank {

@@ -8,6 +8,10 @@
 //! applied yet, is conserved (so nothing stays half applied), and no
 //! participant applied a decision other than its primary's.
 
+#[path = "../../../hologram-txn/tests/support/bank_checks.rs"]
+mod bank_checks;
+
+use bank_checks::{committed_pending, core_of, Sim};
 use hologram_cam::MemoryStore;
 use hologram_lattice::sim::{Faults, Simulation};
 use hologram_lattice::NodeId;
@@ -15,14 +19,12 @@ use hologram_receipt::{KeyPair, Purpose, Receipt};
 use hologram_txn::receipts::abort_receipt;
 use hologram_txn::types::counter;
 use hologram_txn::{
-    CoordinatorConfig, CoordinatorNode, Decision, Key, Op, ParticipantConfig, ParticipantCore,
-    ParticipantNode, ShardMap, SignedReceipt, TxnError, TxnId, TxnMessage, TxnNode,
+    CoordinatorConfig, CoordinatorNode, Decision, Key, Op, ParticipantConfig, ParticipantNode,
+    ShardMap, SignedReceipt, TxnError, TxnId, TxnMessage, TxnNode,
 };
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-type Sim = Simulation<TxnNode<MemoryStore>>;
 
 pub const ACCOUNTS: usize = 16;
 const INITIAL: i64 = 100;
@@ -31,14 +33,10 @@ fn account(i: usize) -> Key {
     Key::new(format!("account-{i:03}").into_bytes()).expect("short key")
 }
 
-fn core_of(sim: &Sim, id: NodeId) -> Option<&ParticipantCore> {
-    sim.node(id)?.participant()?.core().ok()
-}
-
 /// Balances held (each key at the participant that owns it) plus the
 /// halves of transfers committed at their primary but not yet applied.
 fn held_and_pending(sim: &Sim) -> Result<(i64, i64), String> {
-    let (mut held, mut pending) = (0i64, 0i64);
+    let mut held = 0i64;
     for (id, node, _) in sim.nodes() {
         let Some(p) = node.participant() else {
             continue;
@@ -49,44 +47,14 @@ fn held_and_pending(sim: &Sim) -> Result<(i64, i64), String> {
                 held += counter(Some(value)).ok_or(format!("bank: {key} is not a counter"))?;
             }
         }
-        for (txn, request) in core.prepared() {
-            let committed = core_of(sim, request.primary)
-                .and_then(|c| c.outcome(txn))
-                .is_some_and(Decision::is_commit);
-            if committed {
-                for op in &request.ops {
-                    if let Op::Add { delta, .. } = op {
-                        pending += delta;
-                    }
-                }
-            }
-        }
     }
+    let pending = committed_pending(sim).map_err(|e| format!("bank: {e}"))?;
     Ok((held, pending))
 }
 
 /// Every decision a participant applied agrees with its primary's.
 fn decisions_agree(sim: &Sim) -> Result<(), String> {
-    for (id, node, _) in sim.nodes() {
-        let Some(core) = node.participant().and_then(|p| p.core().ok()) else {
-            continue;
-        };
-        for (txn, decision) in core.outcomes() {
-            let primary = decision.primary().signer;
-            if primary == id {
-                continue;
-            }
-            let theirs = core_of(sim, primary).and_then(|c| c.outcome(txn));
-            if theirs.map(Decision::is_commit) != Some(decision.is_commit()) {
-                return Err(format!(
-                    "bank: {txn}: {id} applied commit={} but its primary has {:?}",
-                    decision.is_commit(),
-                    theirs.map(Decision::is_commit)
-                ));
-            }
-        }
-    }
-    Ok(())
+    bank_checks::decisions_agree(sim).map_err(|e| format!("bank: {e}"))
 }
 
 /// The transactional layer of the stack.

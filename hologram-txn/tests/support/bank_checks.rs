@@ -1,0 +1,65 @@
+//! Invariants of a simulated bank over single-replica shards, shared by
+//! `hologram-txn/tests/bank_sim.rs` and the whole-stack campaign
+//! (`tests/whole_stack.rs`, which includes this file with `#[path]`).
+
+use hologram_cam::MemoryStore;
+use hologram_lattice::sim::Simulation;
+use hologram_lattice::NodeId;
+use hologram_txn::{Decision, Op, ParticipantCore, TxnNode};
+
+/// The simulation both banks run.
+pub type Sim = Simulation<TxnNode<MemoryStore>>;
+
+/// The participant core of node `id`, if it is up and a participant.
+pub fn core_of(sim: &Sim, id: NodeId) -> Option<&ParticipantCore> {
+    sim.node(id)?.participant()?.core().ok()
+}
+
+/// The sum of the halves of transfers committed at their primary but not
+/// yet applied where they are prepared.
+pub fn committed_pending(sim: &Sim) -> Result<i64, String> {
+    let mut pending = 0i64;
+    for (id, node, _) in sim.nodes() {
+        let Some(p) = node.participant() else {
+            continue;
+        };
+        let core = p.core().map_err(|e| format!("{id} failed: {e}"))?;
+        for (txn, request) in core.prepared() {
+            let committed = core_of(sim, request.primary)
+                .and_then(|c| c.outcome(txn))
+                .is_some_and(Decision::is_commit);
+            if committed {
+                for op in &request.ops {
+                    if let Op::Add { delta, .. } = op {
+                        pending += delta;
+                    }
+                }
+            }
+        }
+    }
+    Ok(pending)
+}
+
+/// Every decision a participant applied agrees with its primary's.
+pub fn decisions_agree(sim: &Sim) -> Result<(), String> {
+    for (id, node, _) in sim.nodes() {
+        let Some(core) = node.participant().and_then(|p| p.core().ok()) else {
+            continue;
+        };
+        for (txn, decision) in core.outcomes() {
+            let primary = decision.primary().signer;
+            if primary == id {
+                continue;
+            }
+            let theirs = core_of(sim, primary).and_then(|c| c.outcome(txn));
+            if theirs.map(Decision::is_commit) != Some(decision.is_commit()) {
+                return Err(format!(
+                    "{txn}: {id} applied commit={} but its primary has {:?}",
+                    decision.is_commit(),
+                    theirs.map(Decision::is_commit)
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! Helpers shared by the transaction tests.
+
+pub mod bank_checks;
