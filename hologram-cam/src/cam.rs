@@ -2,7 +2,7 @@
 //! network, every fetched object verified before it is cached or returned.
 
 use crate::wire::CamMessage;
-use crate::{CamError, Object, Store};
+use crate::{CamError, Object, SharedBytes, Store};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use hologram_lattice::routing::LatticeRouter;
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol, Transport};
@@ -197,7 +197,7 @@ impl<S: Store + 'static, T: Transport + ?Sized + 'static> DistributedCAM<S, T> {
     /// Stores `data` locally, announces it to the nearest peers, and returns
     /// its address. An announcement that fails to send is not an error: the
     /// object is stored, and peers can still find it through the router.
-    pub async fn put(&self, data: impl Into<Arc<[u8]>>) -> Result<Address, CamError> {
+    pub async fn put(&self, data: impl Into<SharedBytes>) -> Result<Address, CamError> {
         let object = Object::new(data);
         let address = object.address();
         self.store.put(object).await?;
@@ -273,7 +273,7 @@ impl<S: Store + 'static, T: Transport + ?Sized + 'static> DistributedCAM<S, T> {
                     providers.forget(&address, &peer);
                     continue;
                 };
-                let data = match CamMessage::decode(&answer) {
+                let data = match CamMessage::decode_owned(answer) {
                     Ok(CamMessage::Found(data)) => data,
                     Ok(CamMessage::Providers(named)) => {
                         // Ask the named providers next, before the router's peers.

@@ -27,6 +27,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`object`] | [`Object`]: verified bytes and their [`Address`](hologram_lattice::Address) |
+//! | [`bytes`] | [`SharedBytes`]: immutable bytes shared without copying (an object received is kept in the message's buffer) |
 //! | [`ring`] | [`HashRing`]: consistent hashing with virtual nodes keyed by BLAKE3 |
 //! | [`store`] | the [`Store`] trait and its durability contract; [`MemoryStore`], [`RedbStore`] and the [`conformance`](store::conformance) suite |
 //! | [`cam`] | [`DistributedCAM`], its [`CamHandler`] and [`ProviderRecords`] |
@@ -40,6 +41,7 @@
 #![warn(missing_docs)]
 
 pub mod blob;
+pub mod bytes;
 pub mod cam;
 pub mod chunking;
 pub mod dedup;
@@ -51,6 +53,7 @@ pub mod store;
 pub mod wire;
 
 pub use blob::{BlobRef, Manifest};
+pub use bytes::SharedBytes;
 pub use cam::{CamHandler, DistributedCAM, ProviderRecords};
 pub use dedup::{
     DedupHandler, DeduplicationNetwork, MemoryReferences, ReferenceStore, Release, StoreResult,

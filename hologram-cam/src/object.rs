@@ -1,8 +1,8 @@
 //! Objects: bytes together with the address they hash to.
 
 use crate::CamError;
+use crate::SharedBytes;
 use hologram_lattice::Address;
-use std::sync::Arc;
 
 /// An object whose bytes are known to hash to its address.
 ///
@@ -20,7 +20,7 @@ use std::sync::Arc;
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Object {
     address: Address,
-    data: Arc<[u8]>,
+    data: SharedBytes,
 }
 
 impl core::fmt::Debug for Object {
@@ -34,7 +34,7 @@ impl core::fmt::Debug for Object {
 
 impl Object {
     /// The object of `data`: its address is computed.
-    pub fn new(data: impl Into<Arc<[u8]>>) -> Self {
+    pub fn new(data: impl Into<SharedBytes>) -> Self {
         let data = data.into();
         Self {
             address: Address::of(&data),
@@ -43,7 +43,7 @@ impl Object {
     }
 
     /// The object at `address`, if `data` hashes to it.
-    pub fn verify(address: Address, data: impl Into<Arc<[u8]>>) -> Result<Self, CamError> {
+    pub fn verify(address: Address, data: impl Into<SharedBytes>) -> Result<Self, CamError> {
         let data = data.into();
         let actual = Address::of(&data);
         if actual == address {
@@ -66,9 +66,9 @@ impl Object {
         &self.data
     }
 
-    /// The shared bytes.
-    pub fn shared_data(&self) -> Arc<[u8]> {
-        Arc::clone(&self.data)
+    /// The shared bytes (a clone shares the buffer).
+    pub fn shared_data(&self) -> SharedBytes {
+        self.data.clone()
     }
 
     /// The number of bytes.

@@ -1,9 +1,8 @@
 //! The CAM protocol's messages, with decoding bounded before reading.
 
-use crate::CamError;
+use crate::{CamError, SharedBytes};
 use hologram_lattice::Address;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 
 /// The largest object one message carries.
 pub const MAX_OBJECT_BYTES: usize = 1 << 20;
@@ -14,14 +13,19 @@ pub const MAX_MESSAGE_BYTES: usize = MAX_OBJECT_BYTES + 64;
 
 /// Messages of the content-addressed storage protocol (carried under
 /// [`Protocol::CAM`](hologram_lattice::transport::Protocol::CAM)).
+///
+/// `D` is how an object's bytes are held: [`SharedBytes`] in a message
+/// made or decoded, `&[u8]` while [`CamMessage::decode`] borrows them from
+/// its input (the encoding is the same).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CamMessage {
+pub enum CamMessage<D = SharedBytes> {
     /// Request: the object at this address.
     Get(Address),
     /// Answer to `Get`: its bytes (the asker verifies them). Shared, so a
     /// holder answers from its store without copying the object, and an
-    /// asker keeps the decoded bytes as the object it caches.
-    Found(#[serde(with = "bytes")] Arc<[u8]>),
+    /// asker keeps the bytes, still in the answer's buffer, as the object it
+    /// caches.
+    Found(D),
     /// Answer to `Get`: not here.
     NotFound,
     /// Answer to `Get`: not here, but these peers announced it (at most
@@ -43,24 +47,43 @@ impl CamMessage {
         postcard::to_extend(self, Vec::with_capacity(size_hint)).unwrap_or_default()
     }
 
-    /// Decodes a message, refusing more than [`MAX_MESSAGE_BYTES`] before reading.
+    /// Decodes a message, refusing more than [`MAX_MESSAGE_BYTES`] before
+    /// reading; a `Found` object's bytes are copied out of `bytes`.
     pub fn decode(bytes: &[u8]) -> Result<Self, CamError> {
-        let message: CamMessage = decode_bounded(bytes, MAX_MESSAGE_BYTES)?;
-        if let CamMessage::Providers(peers) = &message {
-            if peers.len() > MAX_PROVIDERS {
+        Self::decode_with(bytes, SharedBytes::copy_from_slice)
+    }
+
+    /// [`CamMessage::decode`] of a buffer it takes: a `Found` object's bytes
+    /// stay in it, not copied.
+    pub fn decode_owned(bytes: Vec<u8>) -> Result<Self, CamError> {
+        let owner = SharedBytes::from(bytes);
+        Self::decode_with(&owner, |data| owner.slice_ref(data))
+    }
+
+    fn decode_with<'a>(
+        bytes: &'a [u8],
+        object: impl FnOnce(&'a [u8]) -> SharedBytes,
+    ) -> Result<Self, CamError> {
+        let message: CamMessage<&[u8]> = decode_bounded(bytes, MAX_MESSAGE_BYTES)?;
+        Ok(match message {
+            CamMessage::Providers(peers) if peers.len() > MAX_PROVIDERS => {
                 return Err(CamError::Decode(format!(
                     "{} providers, at most {MAX_PROVIDERS}",
                     peers.len()
-                )));
+                )))
             }
-        }
-        Ok(message)
+            CamMessage::Providers(peers) => CamMessage::Providers(peers),
+            CamMessage::Get(address) => CamMessage::Get(address),
+            CamMessage::Found(data) => CamMessage::Found(object(data)),
+            CamMessage::NotFound => CamMessage::NotFound,
+            CamMessage::Provide(address) => CamMessage::Provide(address),
+        })
     }
 }
 
 /// Decodes postcard, refusing more than `max` bytes before reading them.
-pub(crate) fn decode_bounded<T: serde::de::DeserializeOwned>(
-    bytes: &[u8],
+pub(crate) fn decode_bounded<'a, T: Deserialize<'a>>(
+    bytes: &'a [u8],
     max: usize,
 ) -> Result<T, CamError> {
     if bytes.len() > max {
@@ -72,44 +95,44 @@ pub(crate) fn decode_bounded<T: serde::de::DeserializeOwned>(
     postcard::from_bytes(bytes).map_err(|e| CamError::Decode(e.to_string()))
 }
 
-/// Serde for byte buffers (`Vec<u8>`, `Arc<[u8]>`) as one byte string
-/// (postcard: a length and a copy) rather than a sequence of separately
-/// encoded bytes, which is many times slower for objects of a mebibyte.
-/// Decoding copies the bytes once, straight into the buffer.
-pub(crate) mod bytes {
-    use serde::de::{Deserializer, SeqAccess, Visitor};
-    use serde::Serializer;
-    use std::marker::PhantomData;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
 
-    pub fn serialize<S: Serializer, B: AsRef<[u8]>>(v: &B, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(v.as_ref())
+    proptest! {
+        /// Both decoders agree on every input, and neither panics.
+        #[test]
+        fn owned_and_borrowed_decoding_agree(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            prop_assert_eq!(CamMessage::decode(&bytes), CamMessage::decode_owned(bytes.clone()));
+        }
+
+        #[test]
+        fn found_round_trips(data in prop::collection::vec(any::<u8>(), 0..2048)) {
+            let message = CamMessage::Found(SharedBytes::from(data));
+            prop_assert_eq!(CamMessage::decode(&message.encode()), Ok(message.clone()));
+            prop_assert_eq!(CamMessage::decode_owned(message.encode()), Ok(message));
+        }
     }
 
-    pub fn deserialize<'de, D, B>(d: D) -> Result<B, D::Error>
-    where
-        D: Deserializer<'de>,
-        B: for<'a> From<&'a [u8]> + From<Vec<u8>>,
-    {
-        struct Bytes<B>(PhantomData<B>);
-        impl<'de, B: for<'a> From<&'a [u8]> + From<Vec<u8>>> Visitor<'de> for Bytes<B> {
-            type Value = B;
-            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<B, E> {
-                Ok(B::from(v))
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<B, E> {
-                Ok(B::from(v))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<B, A::Error> {
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
-                while let Some(b) = seq.next_element()? {
-                    out.push(b);
-                }
-                Ok(B::from(out))
-            }
-        }
-        d.deserialize_byte_buf(Bytes(PhantomData))
+    #[test]
+    fn an_owned_answer_keeps_the_object_in_its_buffer() {
+        let object = vec![7u8; 1 << 20];
+        let encoded = CamMessage::Found(SharedBytes::from(object.clone())).encode();
+        let (start, len) = (encoded.as_ptr() as usize, encoded.len());
+        let Ok(CamMessage::Found(data)) = CamMessage::decode_owned(encoded) else {
+            panic!("a Found decodes");
+        };
+        assert_eq!(&data[..], &object[..]);
+        let at = data.as_ptr() as usize;
+        assert!(at > start && at + data.len() == start + len, "not a view");
+    }
+
+    #[test]
+    fn too_many_providers_are_refused() {
+        let peers = vec![hologram_lattice::NodeId::from_bytes([1; 32]); MAX_PROVIDERS + 1];
+        let encoded = CamMessage::<SharedBytes>::Providers(peers).encode();
+        assert!(CamMessage::decode(&encoded).is_err());
+        assert!(CamMessage::decode_owned(encoded).is_err());
     }
 }

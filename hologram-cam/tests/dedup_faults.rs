@@ -445,7 +445,7 @@ fn copies_of_one_request_delivered_at_once_are_applied_once() {
     let client = NodeId::from_bytes([0xcf; 32]);
     let barrier = std::sync::Barrier::new(2);
     for i in 0..500u64 {
-        let data: Arc<[u8]> = format!("raced object {i}").into_bytes().into();
+        let data: hologram_cam::SharedBytes = format!("raced object {i}").into_bytes().into();
         let reference = Reference { client, op: i };
         let payload = Request {
             op: i,

@@ -291,7 +291,7 @@ fn a_hand_off_carries_releases_so_a_late_copy_is_not_counted_again() {
         client_id,
         Arc::new(DedupHandler::new(Arc::new(MemoryStore::new()))),
     );
-    let data: Arc<[u8]> = b"handed off with its releases".as_slice().into();
+    let data: hologram_cam::SharedBytes = b"handed off with its releases".as_slice().into();
     let address = Address::of(&data);
     let reference = |op| Reference {
         client: client_id,
@@ -306,7 +306,7 @@ fn a_hand_off_carries_releases_so_a_late_copy_is_not_counted_again() {
         let put = DedupMessage::Put {
             address,
             reference: Some(reference(op)),
-            data: Arc::clone(&data),
+            data: data.clone(),
         };
         assert!(matches!(ask(a, op, put), DedupMessage::Held { .. }));
     }

@@ -8,12 +8,11 @@ use futures::future::join_all;
 use hologram_lattice::transport::Transport;
 use hologram_lattice::{Address, PeerId};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// One object of a [`DeduplicationNetwork::store_many`].
 struct Pending {
     address: Address,
-    data: Arc<[u8]>,
+    data: Vec<u8>,
     owners: Vec<PeerId>,
     reference: Reference,
     op: u64,
@@ -36,7 +35,6 @@ impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
                 large.push((i, data));
                 continue;
             }
-            let data: Arc<[u8]> = data.into();
             let address = Address::of(&data);
             pending.push((
                 i,

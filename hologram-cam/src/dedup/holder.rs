@@ -4,7 +4,7 @@ use super::locks::AddressLocks;
 use super::references::{MemoryReferences, ReferenceSet, ReferenceStore};
 use super::wire::{BatchedPut, DedupMessage, Kept, Reference, Request, MAX_BATCH};
 use crate::hashing::FastMap;
-use crate::{CamError, Object, Store};
+use crate::{CamError, Object, SharedBytes, Store};
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol};
 use hologram_lattice::{Address, PeerId};
 use std::collections::VecDeque;
@@ -128,7 +128,7 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
     }
 
     /// Stores a verified object if absent; returns whether it was present.
-    async fn hold(&self, address: Address, data: Arc<[u8]>) -> Result<bool, HandlerError> {
+    async fn hold(&self, address: Address, data: SharedBytes) -> Result<bool, HandlerError> {
         let object =
             Object::verify(address, data).map_err(|e| HandlerError::Refused(e.to_string()))?;
         let before = self.store.contains(&address).await.map_err(failed)?;
@@ -267,7 +267,7 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
         &self,
         from: PeerId,
         puts: Vec<BatchedPut>,
-        data: Arc<[u8]>,
+        data: SharedBytes,
     ) -> Result<DedupMessage, HandlerError> {
         let total: u64 = puts.iter().map(|p| u64::from(p.len)).sum();
         if puts.len() > MAX_BATCH || total != data.len() as u64 {
@@ -312,7 +312,7 @@ impl<S: Store + 'static, R: ReferenceStore + 'static> Handler for DedupHandler<S
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, HandlerError> {
         let request =
-            Request::decode(&payload).map_err(|e| HandlerError::Refused(e.to_string()))?;
+            Request::decode_owned(payload).map_err(|e| HandlerError::Refused(e.to_string()))?;
         Ok(self.answer(from, request).await?.encode())
     }
 

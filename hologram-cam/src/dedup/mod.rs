@@ -18,7 +18,7 @@ pub use wire::{
 };
 
 use crate::hashing::FastMap;
-use crate::{CamError, HashRing, Object};
+use crate::{CamError, HashRing, Object, SharedBytes};
 use futures::future::{join, join_all};
 use hologram_lattice::transport::{Protocol, Transport};
 use hologram_lattice::{Address, PeerId};
@@ -160,7 +160,7 @@ impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
                     .request(peer, Protocol::DEDUP, request, self.timeout)
                     .await
                     .ok()?;
-                DedupMessage::decode(&answer).ok()
+                DedupMessage::decode_owned(answer).ok()
             }
         }))
         .await
@@ -170,8 +170,8 @@ impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
     /// reference; a new object goes to all `N` owners and succeeds on `W`
     /// acknowledgements. It is a duplicate when at least `R` owners held it
     /// before.
-    pub async fn store_unique(&self, data: impl Into<Arc<[u8]>>) -> StoreResult {
-        let data: Arc<[u8]> = data.into();
+    pub async fn store_unique(&self, data: impl Into<SharedBytes>) -> StoreResult {
+        let data: SharedBytes = data.into();
         let address = Address::of(&data);
         let owners = self.owners(&address);
         let reference = Reference {
@@ -237,7 +237,7 @@ impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
         owners: &[PeerId],
         address: Address,
         reference: Reference,
-        data: Arc<[u8]>,
+        data: SharedBytes,
     ) -> (Vec<Option<DedupMessage>>, Vec<bool>) {
         let has = self.ask_all(owners, DedupMessage::Has(address)).await;
         let had: Vec<bool> = has

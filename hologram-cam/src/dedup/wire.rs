@@ -2,10 +2,9 @@
 
 use super::references::ReferenceSet;
 use crate::wire::{decode_bounded, MAX_OBJECT_BYTES};
-use crate::CamError;
+use crate::{CamError, SharedBytes};
 use hologram_lattice::Address;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 
 /// The largest encoded message.
 pub const MAX_MESSAGE_BYTES: usize = MAX_OBJECT_BYTES + 64;
@@ -24,8 +23,12 @@ pub struct Reference {
 /// Messages between a [`DeduplicationNetwork`](super::DeduplicationNetwork)
 /// client and the holders (carried under
 /// [`Protocol::DEDUP`](hologram_lattice::transport::Protocol::DEDUP)).
+///
+/// `D` is how an object's bytes are held: [`SharedBytes`] in a message
+/// made or decoded, `&[u8]` while a decoder borrows them from its input
+/// (the encoding is the same).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DedupMessage {
+pub enum DedupMessage<D = SharedBytes> {
     /// Store an object, and with `reference`, count it (a repair sends
     /// none). Answered with `Held`.
     Put {
@@ -35,8 +38,7 @@ pub enum DedupMessage {
         reference: Option<Reference>,
         /// The object's bytes (the holder verifies them against `address`).
         /// Last, so that they end the encoding (see [`Request`]).
-        #[serde(with = "crate::wire::bytes")]
-        data: Arc<[u8]>,
+        data: D,
     },
     /// Hand-off after the ring changed: hold this object with these
     /// references. Answered with `Refs`.
@@ -48,8 +50,7 @@ pub enum DedupMessage {
         /// holder counts them as unknown and never frees the object.
         references: Option<ReferenceSet>,
         /// The object's bytes (verified against `address`); last, as in `Put`.
-        #[serde(with = "crate::wire::bytes")]
-        data: Arc<[u8]>,
+        data: D,
     },
     /// Many `Put`s in one request, each applied (and numbered) on its own:
     /// the objects' bytes back to back in `data`, in the order of `puts`.
@@ -58,8 +59,7 @@ pub enum DedupMessage {
         /// The puts, each with the length of its object.
         puts: Vec<BatchedPut>,
         /// The objects' bytes, concatenated; last, as in `Put`.
-        #[serde(with = "crate::wire::bytes")]
-        data: Arc<[u8]>,
+        data: D,
     },
     /// Answer to `PutMany`: per put, in order, what `Held` would have said,
     /// or `None` where the put was refused (its bytes did not match).
@@ -85,7 +85,7 @@ pub enum DedupMessage {
     /// The object's bytes, please.
     Get(Address),
     /// Answer to `Get`.
-    Found(#[serde(with = "crate::wire::bytes")] Arc<[u8]>),
+    Found(D),
     /// Answer to `Get`, `AddRef`, `Release` or `Free`: not held.
     NotFound,
     /// Drop a reference to the object.
@@ -99,13 +99,68 @@ pub enum DedupMessage {
 impl DedupMessage {
     /// The postcard encoding.
     pub fn encode(&self) -> Vec<u8> {
+        let buffer = Vec::with_capacity(self.object_bytes().len() + 64);
         // Encoding into a Vec cannot fail for these types.
-        postcard::to_allocvec(self).unwrap_or_default()
+        postcard::to_extend(self, buffer).unwrap_or_default()
     }
 
-    /// Decodes a message, refusing more than [`MAX_MESSAGE_BYTES`] before reading.
+    /// Decodes a message, refusing more than [`MAX_MESSAGE_BYTES`] before
+    /// reading; object bytes are copied out of `bytes`.
     pub fn decode(bytes: &[u8]) -> Result<Self, CamError> {
-        decode_bounded(bytes, MAX_MESSAGE_BYTES)
+        let message: DedupMessage<&[u8]> = decode_bounded(bytes, MAX_MESSAGE_BYTES)?;
+        Ok(message.map_data(SharedBytes::copy_from_slice))
+    }
+
+    /// [`DedupMessage::decode`] of a buffer it takes: the object bytes of a
+    /// `Put`, `Adopt` or `Found` stay in it, not copied.
+    pub fn decode_owned(bytes: Vec<u8>) -> Result<Self, CamError> {
+        let owner = SharedBytes::from(bytes);
+        let message: DedupMessage<&[u8]> = decode_bounded(&owner, MAX_MESSAGE_BYTES)?;
+        Ok(message.map_data(|data| owner.slice_ref(data)))
+    }
+}
+
+impl<D: AsRef<[u8]>> DedupMessage<D> {
+    /// The same message with its object bytes (if it carries any) held as
+    /// `f` makes them.
+    pub fn map_data<E>(self, f: impl FnOnce(D) -> E) -> DedupMessage<E> {
+        use DedupMessage as M;
+        match self {
+            M::Put {
+                address,
+                reference,
+                data,
+            } => M::Put {
+                address,
+                reference,
+                data: f(data),
+            },
+            M::Adopt {
+                address,
+                references,
+                data,
+            } => M::Adopt {
+                address,
+                references,
+                data: f(data),
+            },
+            M::PutMany { puts, data } => M::PutMany {
+                puts,
+                data: f(data),
+            },
+            M::Found(data) => M::Found(f(data)),
+            M::HeldMany(kept) => M::HeldMany(kept),
+            M::AddRef(address, reference) => M::AddRef(address, reference),
+            M::Refs(n) => M::Refs(n),
+            M::Held { refs, before } => M::Held { refs, before },
+            M::Has(address) => M::Has(address),
+            M::HasAnswer(has) => M::HasAnswer(has),
+            M::Get(address) => M::Get(address),
+            M::NotFound => M::NotFound,
+            M::Release(address, reference) => M::Release(address, reference),
+            M::Free(address) => M::Free(address),
+            M::Freed(freed) => M::Freed(freed),
+        }
     }
 
     /// The object a request changes, if it changes one: every mutating
@@ -121,12 +176,12 @@ impl DedupMessage {
         }
     }
 
-    /// The object bytes a message carries, which end its encoding.
+    /// The object bytes a request carries, which end its encoding.
     fn object_bytes(&self) -> &[u8] {
         match self {
             DedupMessage::Put { data, .. }
             | DedupMessage::Adopt { data, .. }
-            | DedupMessage::PutMany { data, .. } => data,
+            | DedupMessage::PutMany { data, .. } => data.as_ref(),
             _ => &[],
         }
     }
@@ -175,11 +230,11 @@ pub const REQUEST_CHECK_CONTEXT: &str = "hologram dedup-request v2";
 /// number, the address, the references) is covered, so a request damaged on
 /// the way is refused instead of being applied as another operation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Request {
+pub struct Request<D = SharedBytes> {
     /// The sender's operation number (unique per sender).
     pub op: u64,
     /// The request.
-    pub message: DedupMessage,
+    pub message: DedupMessage<D>,
 }
 
 /// The checksum of the first `covered` bytes of `body`.
@@ -212,8 +267,31 @@ impl Request {
     }
 
     /// Decodes a request, refusing more than [`MAX_MESSAGE_BYTES`] before
-    /// reading and anything whose checksum does not match.
+    /// reading and anything whose checksum does not match; object bytes are
+    /// copied out of `bytes`.
     pub fn decode(bytes: &[u8]) -> Result<Self, CamError> {
+        let request = Self::check(bytes)?;
+        Ok(Request {
+            op: request.op,
+            message: request.message.map_data(SharedBytes::copy_from_slice),
+        })
+    }
+
+    /// [`Request::decode`] of a buffer it takes: the object bytes of a `Put`
+    /// or `Adopt` stay in it, not copied (those of a `PutMany` are copied
+    /// when the holder splits them).
+    pub fn decode_owned(bytes: Vec<u8>) -> Result<Self, CamError> {
+        let owner = SharedBytes::from(bytes);
+        let request = Self::check(&owner)?;
+        Ok(Request {
+            op: request.op,
+            message: request.message.map_data(|data| owner.slice_ref(data)),
+        })
+    }
+
+    /// The request `bytes` encode, its object bytes borrowed, once its size
+    /// and checksum are checked.
+    fn check(bytes: &[u8]) -> Result<Request<&[u8]>, CamError> {
         if bytes.len() > MAX_MESSAGE_BYTES {
             return Err(CamError::TooLarge {
                 size: bytes.len(),
@@ -225,7 +303,7 @@ impl Request {
             .checked_sub(8)
             .ok_or_else(|| CamError::Decode("request shorter than its checksum".into()))?;
         let (body, check) = bytes.split_at(split);
-        let request: Request = decode_bounded(body, MAX_MESSAGE_BYTES)?;
+        let request: Request<&[u8]> = decode_bounded(body, MAX_MESSAGE_BYTES)?;
         let covered = body
             .len()
             .checked_sub(request.message.object_bytes().len())
@@ -245,8 +323,8 @@ mod tests {
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
-            let _ = Request::decode(&bytes);
-            let _ = DedupMessage::decode(&bytes);
+            prop_assert_eq!(Request::decode(&bytes), Request::decode_owned(bytes.clone()));
+            prop_assert_eq!(DedupMessage::decode(&bytes), DedupMessage::decode_owned(bytes.clone()));
         }
 
         #[test]
@@ -314,6 +392,7 @@ mod tests {
             let r = Request { op, message: DedupMessage::Put { address, reference: Some(reference), data: data.into() } };
             let mut bytes = r.encode();
             prop_assert_eq!(Request::decode(&bytes), Ok(r.clone()));
+            prop_assert_eq!(Request::decode_owned(bytes.clone()), Ok(r.clone()));
             let bit = bit % (bytes.len() * 8);
             bytes[bit / 8] ^= 1 << (bit % 8);
             match Request::decode(&bytes) {

@@ -14,14 +14,13 @@ pub use self::layout::SEGMENT_BYTES;
 
 use self::layout::{slice, Location, Tables, INDEX, LIVE, SEGMENTS};
 use super::Store;
-use crate::{CamError, Object};
+use crate::{CamError, Object, SharedBytes};
 use ::redb::{Database, Durability, ReadOnlyTable, ReadTransaction, WriteTransaction};
 use async_trait::async_trait;
 use hologram_lattice::Address;
 use std::fmt::Display;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// A durable [`Store`] backed by a [redb](::redb) database file.
 ///
@@ -205,7 +204,9 @@ impl Store for RedbStore {
         let bytes = segments
             .get(segment)
             .map_err(storage("reading a segment", path))?
-            .and_then(|stored| slice(stored.value(), offset, length).map(Arc::<[u8]>::from))
+            .and_then(|stored| {
+                slice(stored.value(), offset, length).map(SharedBytes::copy_from_slice)
+            })
             .ok_or(CamError::Corrupt(*address))?;
         Object::verify(*address, bytes)
             .map(Some)
