@@ -196,7 +196,7 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
             }
             DedupMessage::Free(address) => {
                 let set = self.references.load(&address).await.map_err(failed)?;
-                let free = set.is_some_and(|s| s.live.is_empty());
+                let free = set.is_some_and(|s| s.count() == 0);
                 if free {
                     // The object first: a crash in between leaves a record
                     // without an object, which is ignored.

@@ -11,7 +11,7 @@ mod wire;
 
 pub use hand_off::HandOff;
 pub use holder::DedupHandler;
-pub use references::{MemoryReferences, ReferenceSet, ReferenceStore};
+pub use references::{MemoryReferences, ReferenceList, ReferenceSet, ReferenceStore};
 pub use wire::{
     BatchedPut, DedupMessage, Kept, Reference, Request, MAX_BATCH, MAX_MESSAGE_BYTES,
     REQUEST_CHECK_CONTEXT,

@@ -8,7 +8,6 @@ use crate::CamError;
 use async_trait::async_trait;
 use hologram_lattice::{Address, PeerId};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::sync::{Mutex, PoisonError};
 
 /// The references of one object: those counted, and those released (kept
@@ -17,9 +16,112 @@ use std::sync::{Mutex, PoisonError};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReferenceSet {
     /// The references counted.
-    pub live: BTreeSet<Reference>,
+    pub live: ReferenceList,
     /// The references released.
-    pub released: BTreeSet<Reference>,
+    pub released: ReferenceList,
+}
+
+/// References in ascending order, each once.
+///
+/// A sorted vector: an object almost always has one or a few references,
+/// where a B-tree would allocate a node of some 450 bytes per object and
+/// holder. Decoding refuses a list out of order or with repeats.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<Reference>")]
+pub struct ReferenceList(Vec<Reference>);
+
+impl ReferenceList {
+    /// No references.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether `r` is in the list.
+    pub fn contains(&self, r: &Reference) -> bool {
+        self.0.binary_search(r).is_ok()
+    }
+
+    /// Adds `r`; returns whether it was new.
+    pub fn insert(&mut self, r: Reference) -> bool {
+        match self.0.binary_search(&r) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, r);
+                true
+            }
+        }
+    }
+
+    /// Removes `r`; returns whether it was there.
+    pub fn remove(&mut self, r: &Reference) -> bool {
+        match self.0.binary_search(r) {
+            Ok(at) => {
+                self.0.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// How many references.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The references, ascending.
+    pub fn iter(&self) -> std::slice::Iter<'_, Reference> {
+        self.0.iter()
+    }
+}
+
+impl TryFrom<Vec<Reference>> for ReferenceList {
+    type Error = CamError;
+    fn try_from(list: Vec<Reference>) -> Result<Self, CamError> {
+        if list.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(CamError::Decode(
+                "reference list: references out of order".into(),
+            ));
+        }
+        Ok(Self(list))
+    }
+}
+
+impl FromIterator<Reference> for ReferenceList {
+    fn from_iter<I: IntoIterator<Item = Reference>>(iter: I) -> Self {
+        let mut list: Vec<Reference> = iter.into_iter().collect();
+        list.sort_unstable();
+        list.dedup();
+        Self(list)
+    }
+}
+
+impl Extend<Reference> for ReferenceList {
+    fn extend<I: IntoIterator<Item = Reference>>(&mut self, iter: I) {
+        for r in iter {
+            self.insert(r);
+        }
+    }
+}
+
+impl IntoIterator for ReferenceList {
+    type Item = Reference;
+    type IntoIter = std::vec::IntoIter<Reference>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a ReferenceList {
+    type Item = &'a Reference;
+    type IntoIter = std::slice::Iter<'a, Reference>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
 }
 
 /// The encoded size of one reference: client (32) and op (8).
@@ -106,13 +208,13 @@ fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], CamError> {
 }
 
 /// Reads one count-prefixed list of references, strictly increasing.
-fn read_list(rest: &mut &[u8]) -> Result<BTreeSet<Reference>, CamError> {
+fn read_list(rest: &mut &[u8]) -> Result<ReferenceList, CamError> {
     let mut count = [0u8; 4];
     count.copy_from_slice(take(rest, 4)?);
     let count = u32::from_le_bytes(count) as usize;
     // Bound the count by the bytes present before reading any of them.
     let body = take(rest, count.saturating_mul(REFERENCE_BYTES))?;
-    let mut set = BTreeSet::new();
+    let mut set = Vec::with_capacity(count);
     for chunk in body.chunks_exact(REFERENCE_BYTES) {
         let (client, op) = chunk.split_at(32);
         let mut id = [0u8; 32];
@@ -128,9 +230,9 @@ fn read_list(rest: &mut &[u8]) -> Result<BTreeSet<Reference>, CamError> {
                 "reference set: references out of order".into(),
             ));
         }
-        set.insert(r);
+        set.push(r);
     }
-    Ok(set)
+    Ok(ReferenceList(set))
 }
 
 /// Where a holder keeps the [`ReferenceSet`] of each object it holds.
@@ -234,7 +336,7 @@ mod tests {
             live in prop::collection::btree_set(reference(), 0..8),
             released in prop::collection::btree_set(reference(), 0..8),
         ) {
-            let set = ReferenceSet { live, released };
+            let set = ReferenceSet { live: live.into_iter().collect(), released: released.into_iter().collect() };
             prop_assert_eq!(ReferenceSet::from_bytes(&set.to_bytes()), Ok(set));
         }
 
@@ -248,11 +350,27 @@ mod tests {
             live in prop::collection::btree_set(reference(), 1..4),
             cut in 1usize..40,
         ) {
-            let bytes = ReferenceSet { live, released: BTreeSet::new() }.to_bytes();
+            let bytes = ReferenceSet { live: live.into_iter().collect(), released: ReferenceList::new() }.to_bytes();
             prop_assert!(ReferenceSet::from_bytes(&bytes[..bytes.len() - cut]).is_err());
             let mut longer = bytes.clone();
             longer.push(0);
             prop_assert!(ReferenceSet::from_bytes(&longer).is_err());
+        }
+    }
+
+    #[test]
+    fn a_list_out_of_order_or_repeated_is_refused_on_the_wire() {
+        let r = |op| Reference {
+            client: PeerId::from_bytes([4; 32]),
+            op,
+        };
+        let good: ReferenceList = [r(2), r(1), r(2)].into_iter().collect();
+        assert_eq!(good.iter().copied().collect::<Vec<_>>(), [r(1), r(2)]);
+        let wire = postcard::to_allocvec(&good).unwrap();
+        assert_eq!(postcard::from_bytes::<ReferenceList>(&wire), Ok(good));
+        for bad in [vec![r(2), r(1)], vec![r(1), r(1)]] {
+            let wire = postcard::to_allocvec(&bad).unwrap();
+            assert!(postcard::from_bytes::<ReferenceList>(&wire).is_err());
         }
     }
 
