@@ -152,16 +152,18 @@ impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
             message,
         }
         .encode();
-        join_all(peers.iter().map(|&peer| {
-            let request = request.clone();
-            async move {
-                let answer = self
-                    .transport
-                    .request(peer, Protocol::DEDUP, request, self.timeout)
-                    .await
-                    .ok()?;
-                DedupMessage::decode_owned(answer).ok()
-            }
+        // Each peer owns its copy; the first takes the original.
+        let mut copies = vec![request; peers.len().min(1)];
+        while copies.len() < peers.len() {
+            copies.push(copies[0].clone());
+        }
+        join_all(peers.iter().zip(copies).map(|(&peer, request)| async move {
+            let answer = self
+                .transport
+                .request(peer, Protocol::DEDUP, request, self.timeout)
+                .await
+                .ok()?;
+            DedupMessage::decode_owned(answer).ok()
         }))
         .await
     }

@@ -213,15 +213,16 @@ pub struct Kept {
     pub before: bool,
 }
 
-/// Key-derivation context of a request's checksum.
-pub const REQUEST_CHECK_CONTEXT: &str = "hologram dedup-request v2";
+/// Key-derivation context of the key of a request's checksum.
+pub const REQUEST_CHECK_CONTEXT: &str = "hologram dedup-request v3";
 
 /// A request with the sender's operation number, so that a holder applies a
 /// duplicated request once: it answers a repeat of `(sender, op)` with the
 /// answer it gave the first time.
 ///
 /// The encoding is the postcard encoding of the request followed by an
-/// 8-byte checksum, BLAKE3-derive([`REQUEST_CHECK_CONTEXT`]) of everything
+/// 8-byte checksum: the first 8 bytes of keyed BLAKE3, under the key
+/// `blake3::derive_key(`[`REQUEST_CHECK_CONTEXT`]`, "")`, of everything
 /// but the object bytes a `Put`, `Adopt` or `PutMany` carries. Those end the encoding
 /// (they are the last field) and are not covered: the holder verifies them
 /// against the address, which is covered, so damaged object bytes are
@@ -242,9 +243,10 @@ fn checksum(body: &[u8], covered: usize) -> Result<[u8; 8], CamError> {
     let covered = body
         .get(..covered)
         .ok_or_else(|| CamError::Decode("request shorter than its object bytes".into()))?;
-    let h = blake3::Hasher::new_derive_key(REQUEST_CHECK_CONTEXT)
-        .update(covered)
-        .finalize();
+    // The key is derived once (a compression of its own), not per request.
+    static KEY: std::sync::LazyLock<[u8; 32]> =
+        std::sync::LazyLock::new(|| blake3::derive_key(REQUEST_CHECK_CONTEXT, &[]));
+    let h = blake3::keyed_hash(&KEY, covered);
     let mut out = [0u8; 8];
     out.copy_from_slice(&h.as_bytes()[..8]);
     Ok(out)
