@@ -36,9 +36,13 @@
 //!   target before the source forgets them, idempotent on replay; the
 //!   simulated bank workload splits and migrates shards while it runs.
 //!
+//! - **Over a network** ([`driver`]): a [`ParticipantDriver`] and a
+//!   [`CoordinatorDriver`] run the cores over any `Transport`, durable writes
+//!   before sends, recovery timers included.
+//!
 //! Not built yet: shards as replicated groups (a `ReplicatedStateMachine`
-//! over `ReceiptConsensus` behind the [`Participant`] trait), a participant
-//! driver over a `Transport`, garbage collection of decision records, and
+//! over `ReceiptConsensus` behind the [`Participant`] trait), garbage
+//! collection of decision records, and
 //! [`LoadBalancer`] migrations driven inside the simulated workload (they
 //! are exercised on the balancer; the simulation moves whole shards).
 //!
@@ -52,6 +56,7 @@
 //! | [`coordinator`] | [`CoordinatorCore`]: phases, retries, receipt checks |
 //! | [`transaction`] | the async [`Participant`] seam, [`LocalParticipant`], [`DistributedTransaction`] |
 //! | [`node`] | the cores as simulator nodes ([`TxnNode`]) |
+//! | [`driver`] | the cores over a `Transport`: [`ParticipantDriver`], [`CoordinatorDriver`], [`TxnClient`], [`TxnHandler`] |
 //! | [`effects`] | [`Effects`] and [`Persist`]: what a core asks its driver to do |
 //! | [`sharding`] | [`ShardMap`]: ranges, versions, routing, splits |
 //! | [`rebalance`] | [`ReceiptSharding`]: load statistics and `rebalance_shards` |
@@ -111,6 +116,7 @@
 
 pub mod balance;
 pub mod coordinator;
+pub mod driver;
 pub mod effects;
 pub mod error;
 pub mod handoff;
@@ -125,6 +131,7 @@ pub mod wire;
 
 pub use balance::{BalancerConfig, LoadBalancer, Migration, MovePhase};
 pub use coordinator::{CoordinatorConfig, CoordinatorCore, CoordinatorTimer, TxnResult};
+pub use driver::{CoordinatorDriver, ParticipantDriver, TxnClient, TxnHandler};
 pub use effects::{Effects, Persist};
 pub use error::TxnError;
 pub use handoff::{HandOffAck, Transfer};
