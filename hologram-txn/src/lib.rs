@@ -61,6 +61,7 @@
 //! | [`sharding`] | [`ShardMap`]: ranges, versions, routing, splits |
 //! | [`rebalance`] | [`ReceiptSharding`]: load statistics and `rebalance_shards` |
 //! | [`balance`] | [`LoadBalancer`]: access-driven migrations (exercise 5) |
+//! | [`replicated`] | shards as replicated groups: [`ShardMachine`], [`ReplicatedParticipant`], [`settle`] |
 //! | [`handoff`] | [`Transfer`], [`HandOffAck`]: crash-safe moves of keys between participants |
 //! | [`wire`] | [`TxnMessage`], [`Refusal`], bounded decoding |
 //! | [`error`] | [`TxnError`] |
@@ -124,6 +125,7 @@ pub mod node;
 pub mod participant;
 pub mod rebalance;
 pub mod receipts;
+pub mod replicated;
 pub mod sharding;
 pub mod transaction;
 pub mod types;
@@ -139,6 +141,7 @@ pub use node::{CoordinatorNode, ParticipantNode, TxnNode, TxnTimer};
 pub use participant::{ParticipantConfig, ParticipantCore, ParticipantTimer};
 pub use rebalance::{ReceiptSharding, ShardLoad, ShardingConfig, Split};
 pub use receipts::{Decision, PrepareRequest, SignedReceipt};
+pub use replicated::{settle, ReplicatedParticipant, ShardMachine};
 pub use sharding::{ShardId, ShardMap};
 pub use transaction::{DistributedTransaction, LocalParticipant, Participant};
 pub use types::{Key, Op, TxnId};

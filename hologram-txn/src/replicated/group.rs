@@ -1,0 +1,344 @@
+//! [`ReplicatedParticipant`]: a shard group in this process, behind the
+//! [`Participant`] seam.
+
+use super::machine::{Endorsement, ShardMachine};
+use crate::participant::ParticipantCore;
+use crate::transaction::Participant;
+use crate::wire::Refusal;
+use crate::{Decision, Key, PrepareRequest, SignedReceipt, TxnError, TxnId, TxnMessage};
+use async_trait::async_trait;
+use futures::lock::Mutex;
+use hologram_consensus::{
+    Batch, Command, CommandId, ConsensusResult, ReceiptConsensus, ReplicatedStateMachine,
+    Validator, ValidatorSet,
+};
+use hologram_lattice::NodeId;
+use hologram_receipt::{KeyPair, Receipt};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// How many rounds one call proposes its command before it gives up with
+/// a retryable [`TxnError::Transport`].
+pub const MAX_ROUNDS: usize = 16;
+
+/// How a group member behaves when it answers (tests model Byzantine
+/// members with the last two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberBehaviour {
+    /// Applies every decided command and endorses its true output.
+    Honest,
+    /// Applies, but never answers.
+    Silent,
+    /// Applies, but endorses a forged output (a refusal of every request).
+    Lying,
+}
+
+/// One member of a shard group: its keys and its replica of the machine.
+#[derive(Debug)]
+pub struct GroupMember {
+    keys: KeyPair,
+    machine: ReplicatedStateMachine<ShardMachine>,
+    outputs: HashMap<CommandId, Option<TxnMessage>>,
+    behaviour: MemberBehaviour,
+}
+
+impl GroupMember {
+    /// A member with `keys` (a member of `set`) starting from `core`.
+    pub fn new(
+        keys: KeyPair,
+        set: ValidatorSet,
+        core: ParticipantCore,
+        behaviour: MemberBehaviour,
+    ) -> Self {
+        GroupMember {
+            keys,
+            machine: ReplicatedStateMachine::new(ShardMachine::new(core), set),
+            outputs: HashMap::new(),
+            behaviour,
+        }
+    }
+
+    /// The member's id.
+    pub fn id(&self) -> NodeId {
+        self.keys.node_id()
+    }
+
+    /// Its replica of the shard machine.
+    pub fn machine(&self) -> &ReplicatedStateMachine<ShardMachine> {
+        &self.machine
+    }
+
+    /// Applies newly decided heights, remembering each command's output
+    /// (a command decided again is skipped by the machine; its first output
+    /// stands).
+    fn apply(&mut self, decisions: &[hologram_consensus::Decision]) -> Result<(), TxnError> {
+        for decision in decisions {
+            let applied = self
+                .machine
+                .apply_decision(decision)
+                .map_err(|e| TxnError::Transport(format!("decided height refused: {e}")))?;
+            for done in applied {
+                self.outputs.insert(done.entry.command, done.output);
+            }
+        }
+        Ok(())
+    }
+
+    /// The member's endorsement of `command`'s output, as its behaviour has it.
+    fn endorse(&self, group: NodeId, command: &Command) -> Option<Endorsement> {
+        let output = self.outputs.get(&command.id())?.clone();
+        let output = match self.behaviour {
+            MemberBehaviour::Honest => output,
+            MemberBehaviour::Silent => return None,
+            MemberBehaviour::Lying => {
+                let txn = output.as_ref().and_then(TxnMessage::txn)?;
+                Some(TxnMessage::Refused {
+                    txn,
+                    refusal: Refusal::Invalid("forged by a lying member".into()),
+                })
+            }
+        };
+        Endorsement::sign(&self.keys, group, command, output).ok()
+    }
+}
+
+struct Group {
+    consensus: ReceiptConsensus<Arc<dyn Validator>>,
+    members: Vec<GroupMember>,
+    applied: usize,
+}
+
+/// A shard run by a replicated group of `n = 3f + 1` validators, as a
+/// [`Participant`] (see the [module docs](super)).
+///
+/// Each call becomes one command, ordered by the group's
+/// [`ReceiptConsensus`] (a decision needs `2f + 1` validators' precommits),
+/// applied by every member's [`ReplicatedStateMachine`] (which checks the
+/// commit certificate), and answered only when `f + 1` distinct members
+/// endorsed the same output with their own signatures: at least one of them
+/// is honest, so the answer is what the group's deterministic machine
+/// returned. Calls are serialized (one command per height).
+pub struct ReplicatedParticipant {
+    id: NodeId,
+    set: ValidatorSet,
+    group: Mutex<Group>,
+}
+
+impl ReplicatedParticipant {
+    /// A group with validator set `set`: `proposer` (the keys of a member)
+    /// drives consensus through `validators`, and `members` apply what is
+    /// decided. `members` must all be members of `set`, distinct, and start
+    /// from equal cores whose id (the group key) is this participant's id.
+    pub fn new(
+        set: ValidatorSet,
+        proposer: KeyPair,
+        validators: Vec<Arc<dyn Validator>>,
+        members: Vec<GroupMember>,
+    ) -> Result<Self, TxnError> {
+        let id = members
+            .first()
+            .map(|m| m.machine.state().core().id())
+            .ok_or(TxnError::Empty("member list"))?;
+        let mut seen = BTreeSet::new();
+        for m in &members {
+            let member = m.id();
+            if !set.contains(&member) || !seen.insert(member) {
+                return Err(TxnError::Decode {
+                    what: "shard group",
+                    reason: format!("member {member} is not a distinct validator of the set"),
+                });
+            }
+            if m.machine.state().core().id() != id {
+                return Err(TxnError::Decode {
+                    what: "shard group",
+                    reason: "members serve different participant ids".into(),
+                });
+            }
+        }
+        let consensus = ReceiptConsensus::new(proposer, set.clone(), validators, 0)
+            .map_err(|e| TxnError::Transport(format!("consensus: {e}")))?;
+        Ok(ReplicatedParticipant {
+            id,
+            set,
+            group: Mutex::new(Group {
+                consensus,
+                members,
+                applied: 0,
+            }),
+        })
+    }
+
+    /// The group's validator set.
+    pub fn validators(&self) -> &ValidatorSet {
+        &self.set
+    }
+
+    /// Runs `f` on the members (to inspect their replicas).
+    pub async fn with_members<R>(&self, f: impl FnOnce(&[GroupMember]) -> R) -> R {
+        f(&self.group.lock().await.members)
+    }
+
+    /// A key's committed value, as `f + 1` members agree on it.
+    pub async fn value(&self, key: &Key) -> Result<Option<Vec<u8>>, TxnError> {
+        let values = self
+            .with_members(|members| {
+                members
+                    .iter()
+                    .filter(|m| m.behaviour == MemberBehaviour::Honest)
+                    .map(|m| m.machine.state().value(key).map(<[u8]>::to_vec))
+                    .collect::<Vec<_>>()
+            })
+            .await;
+        let needed = self.set.max_faulty() + 1;
+        values
+            .iter()
+            .find(|v| values.iter().filter(|w| w == v).count() >= needed)
+            .cloned()
+            .ok_or_else(|| self.no_quorum("value", values.len()))
+    }
+
+    fn no_quorum(&self, what: &str, got: usize) -> TxnError {
+        TxnError::Transport(format!(
+            "group {}: {what} endorsed by {got} members, {} needed",
+            self.id,
+            self.set.max_faulty() + 1
+        ))
+    }
+
+    /// Orders `message` through consensus, applies it on every member and
+    /// returns the output that `f + 1` members endorsed.
+    pub async fn submit(&self, message: &TxnMessage) -> Result<Option<TxnMessage>, TxnError> {
+        let command = Command::new(message.to_wire()?)
+            .map_err(|e| TxnError::Transport(format!("command: {e}")))?;
+        let batch = Batch::new(vec![command.clone()])
+            .map_err(|e| TxnError::Transport(format!("batch: {e}")))?;
+        let mut group = self.group.lock().await;
+        let mut last = String::new();
+        let mut decided = false;
+        for _ in 0..MAX_ROUNDS {
+            match group.consensus.achieve_consensus(batch.clone()).await {
+                // Another value, locked in an earlier round, was committed:
+                // propose ours at the next height.
+                ConsensusResult::Committed(r) if r != batch.receipt() => continue,
+                ConsensusResult::Committed(_) => {
+                    decided = true;
+                    break;
+                }
+                other => last = format!("{other:?}"),
+            }
+        }
+        let Group {
+            consensus,
+            members,
+            applied,
+        } = &mut *group;
+        let fresh = consensus.decisions().get(*applied..).unwrap_or_default();
+        *applied = consensus.decisions().len();
+        for member in members.iter_mut() {
+            member.apply(fresh)?;
+        }
+        if !decided {
+            return Err(TxnError::Transport(format!(
+                "group {}: command not decided in {MAX_ROUNDS} rounds: {last}",
+                self.id
+            )));
+        }
+        let endorsements = members
+            .iter()
+            .filter_map(|m| m.endorse(self.id, &command))
+            .collect();
+        self.agree(&command, endorsements)
+    }
+
+    /// The output endorsed by `f + 1` distinct members of the set, each
+    /// endorsement's signature checked; forged and unknown ones are ignored.
+    pub fn agree(
+        &self,
+        command: &Command,
+        endorsements: Vec<Endorsement>,
+    ) -> Result<Option<TxnMessage>, TxnError> {
+        let mut signers = BTreeSet::new();
+        let mut tally: Vec<(Option<TxnMessage>, usize)> = Vec::new();
+        for e in endorsements {
+            let Ok(signer) = e.verify(&self.id, command) else {
+                continue;
+            };
+            if !self.set.contains(&signer) || !signers.insert(signer) {
+                continue;
+            }
+            match tally.iter_mut().find(|(o, _)| *o == e.output) {
+                Some((_, n)) => *n += 1,
+                None => tally.push((e.output, 1)),
+            }
+        }
+        let needed = self.set.max_faulty() + 1;
+        tally
+            .into_iter()
+            .find(|(_, n)| *n >= needed)
+            .map(|(output, _)| output)
+            .ok_or_else(|| self.no_quorum("no output", signers.len()))
+    }
+
+    async fn ask(&self, txn: TxnId, message: TxnMessage) -> Result<TxnMessage, TxnError> {
+        match self.submit(&message).await? {
+            Some(TxnMessage::Refused { refusal, .. }) => Err(refusal.into_error(txn)),
+            Some(reply) if reply.txn() == Some(txn) => Ok(reply),
+            other => Err(unexpected(txn, other)),
+        }
+    }
+
+    async fn decision(&self, txn: TxnId, message: TxnMessage) -> Result<Decision, TxnError> {
+        match self.ask(txn, message).await? {
+            TxnMessage::Decided { decision, .. } => Ok(decision),
+            other => Err(unexpected(txn, Some(other))),
+        }
+    }
+}
+
+fn unexpected(txn: TxnId, reply: Option<TxnMessage>) -> TxnError {
+    TxnError::Decode {
+        what: "group answer",
+        reason: format!("unexpected answer for {txn}: {reply:?}"),
+    }
+}
+
+#[async_trait]
+impl Participant for ReplicatedParticipant {
+    fn id(&self) -> NodeId {
+        self.id
+    }
+
+    async fn prepare(&self, request: PrepareRequest) -> Result<SignedReceipt, TxnError> {
+        let txn = request.txn;
+        match self.ask(txn, TxnMessage::Prepare(request)).await? {
+            TxnMessage::Prepared { vote, .. } => Ok(vote),
+            other => Err(unexpected(txn, Some(other))),
+        }
+    }
+
+    async fn commit_one_phase(
+        &self,
+        request: PrepareRequest,
+        expected: Receipt,
+    ) -> Result<Decision, TxnError> {
+        let txn = request.txn;
+        let message = TxnMessage::CommitOnePhase { request, expected };
+        self.decision(txn, message).await
+    }
+
+    async fn commit(&self, txn: TxnId, prepares: Vec<SignedReceipt>) -> Result<Decision, TxnError> {
+        self.decision(txn, TxnMessage::Commit { txn, prepares })
+            .await
+    }
+
+    async fn abort(&self, txn: TxnId) -> Result<Decision, TxnError> {
+        self.decision(txn, TxnMessage::Abort { txn }).await
+    }
+
+    async fn resolve(&self, txn: TxnId, decision: Decision) -> Result<SignedReceipt, TxnError> {
+        match self.ask(txn, TxnMessage::Resolve { txn, decision }).await? {
+            TxnMessage::Ack { ack, .. } => Ok(ack),
+            other => Err(unexpected(txn, Some(other))),
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Shards as replicated groups (the cross-shard transactions over
+//! `ReplicatedStateMachine`s, the chapter's exercise 3).
+//!
+//! A shard group of `n = 3f + 1` validators runs the participant logic as a
+//! [`ShardMachine`]: the deterministic [`ParticipantCore`] (locks, prepared
+//! state, values, decisions) applied to commands. Every step of two-phase
+//! commit — prepare, the one-phase commit, the primary's commit or abort
+//! decision, resolve, query — is a command, ordered by the group's
+//! consensus ([`ReceiptConsensus`](hologram_consensus::ReceiptConsensus)
+//! over the members' validators, `2f + 1` precommits per decision) and
+//! applied by every member's
+//! [`ReplicatedStateMachine`](hologram_consensus::ReplicatedStateMachine),
+//! which checks the commit certificate. So a primary group's decision
+//! record lives in a replicated log: neither the coordinator's loss nor any
+//! `f` members' loss blocks anyone (the "best" option).
+//!
+//! **Trusting the answer.** A member's answer is its machine's output,
+//! endorsed with its own signature ([`Endorsement`], for
+//! `Purpose::Transition`); [`ReplicatedParticipant`] returns an output only
+//! when `f + 1` distinct members endorsed the same one, so at least one
+//! honest member computed it. A lying or silent member (up to `f`) changes
+//! nothing; a validator that votes wrongly is refused by consensus.
+//!
+//! **The group's identity.** Towards the rest of the protocol a group is
+//! one participant: its id is a group key, and its receipts (prepare,
+//! decision, acknowledgement) are signed with it, so `SignedReceipt`,
+//! `Decision`, the coordinator and single-replica shards are unchanged and
+//! both kinds of shard mix in one transaction. Every member holds the group
+//! key (each replica must produce the same signed output). *Limitation:* a
+//! Byzantine member could therefore sign a receipt in the group's name
+//! outside consensus; the coordinator is protected (it takes only answers
+//! `f + 1` members endorse), but another group that checks only the group
+//! signature on a decision is not. Replacing the shared key by a quorum
+//! certificate of member signatures over the same canonical receipt is the
+//! next step (see the crate's "not built yet").
+//!
+//! **Recovery.** The core's timers (a primary's unilateral abort, a
+//! secondary's question) are not deterministic across replicas, so a group
+//! does not run them; their work is a command anyone may submit: [`settle`]
+//! asks the primary group to abort (which returns the decision already made,
+//! commit included, if there is one) and resolves the prepared group with
+//! it. A transaction whose coordinator crashed at any step is thereby
+//! completed or aborted everywhere.
+//!
+//! This first form runs a group in one process (members and validators
+//! side by side); the same machine and endorsements serve a driver over a
+//! `Transport`, which is not built yet.
+//!
+//! [`ParticipantCore`]: crate::ParticipantCore
+
+mod group;
+mod machine;
+
+pub use group::{GroupMember, MemberBehaviour, ReplicatedParticipant, MAX_ROUNDS};
+pub use machine::{Endorsement, ShardMachine, ENDORSEMENT_TAG};
+
+use crate::participant::ParticipantCore;
+use crate::transaction::Participant;
+use crate::{SignedReceipt, TxnError, TxnId};
+use hologram_consensus::{LocalValidator, Validator, ValidatorSet};
+use hologram_receipt::KeyPair;
+use std::sync::Arc;
+
+impl ReplicatedParticipant {
+    /// A group in this process: one member (with an honest
+    /// [`LocalValidator`]) per entry of `members`, each starting from a
+    /// clone of `core` (whose keys are the group key); the first member
+    /// proposes.
+    pub fn in_process(
+        core: &ParticipantCore,
+        members: &[(KeyPair, MemberBehaviour)],
+    ) -> Result<Self, TxnError> {
+        let set = ValidatorSet::new(members.iter().map(|(k, _)| k.node_id()).collect())
+            .map_err(|e| TxnError::Transport(format!("validator set: {e}")))?;
+        let validators = members
+            .iter()
+            .map(|(k, _)| {
+                Arc::new(LocalValidator::new(k.clone(), set.clone())) as Arc<dyn Validator>
+            })
+            .collect();
+        let proposer = members
+            .first()
+            .map(|(k, _)| k.clone())
+            .ok_or(TxnError::Empty("member list"))?;
+        let members = members
+            .iter()
+            .map(|(k, b)| GroupMember::new(k.clone(), set.clone(), core.clone(), *b))
+            .collect();
+        ReplicatedParticipant::new(set, proposer, validators, members)
+    }
+}
+
+/// Settles `txn` at `prepared` (a participant left prepared, e.g. by a
+/// coordinator that crashed): asks `primary` to decide abort — which
+/// returns the decision already made if there is one, a commit included —
+/// and resolves `prepared` with that decision. Returns `prepared`'s signed
+/// acknowledgement.
+pub async fn settle(
+    prepared: &dyn Participant,
+    primary: &dyn Participant,
+    txn: TxnId,
+) -> Result<SignedReceipt, TxnError> {
+    let decision = primary.abort(txn).await?;
+    decision.verify(&txn, &primary.id())?;
+    prepared.resolve(txn, decision).await
+}
