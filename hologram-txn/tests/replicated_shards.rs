@@ -1,0 +1,443 @@
+//! Cross-shard transactions over replicated shard groups (issue 8, exercise
+//! 3): two groups of four validators, a Byzantine member in each, transfers
+//! through `DistributedTransaction` and through a coordinator that crashes
+//! at every step, settled from the primary group's replicated decision.
+
+use async_trait::async_trait;
+use futures::executor::block_on;
+use futures::future::join_all;
+use hologram_consensus::{
+    Certificate, ConsensusError, Decision as Decided, LocalValidator, Proposal, Validator,
+    ValidatorSet, Vote,
+};
+use hologram_lattice::sim::check_seeds;
+use hologram_lattice::NodeId;
+use hologram_receipt::{KeyPair, Purpose, Receipt};
+use hologram_txn::replicated::{Endorsement, GroupMember, MemberBehaviour};
+use hologram_txn::types::counter;
+use hologram_txn::{
+    settle, DistributedTransaction, Key, Op, Participant, ParticipantConfig, ParticipantCore,
+    PrepareRequest, ReplicatedParticipant, ShardMap, TxnError, TxnId, TxnMessage,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::sync::Arc;
+
+const ACCOUNTS_PER_SHARD: usize = 3;
+const START: i64 = 100;
+
+/// A validator that prevotes and precommits for a value other than the
+/// proposal's (equivocating against the honest votes).
+struct Equivocating {
+    keys: KeyPair,
+    inner: LocalValidator,
+}
+
+#[async_trait]
+impl Validator for Equivocating {
+    fn id(&self) -> NodeId {
+        self.keys.node_id()
+    }
+
+    async fn prepare_vote(&self, proposal: &Proposal) -> Result<Vote, ConsensusError> {
+        let mut vote = self.inner.prepare_vote(proposal).await?;
+        vote = Vote::sign(&self.keys, vote.slot, Some(Receipt::from_bytes(b"other")));
+        Ok(vote)
+    }
+
+    async fn commit(
+        &self,
+        proposal: &Proposal,
+        polka: &Certificate,
+    ) -> Result<Vote, ConsensusError> {
+        let vote = self.inner.commit(proposal, polka).await?;
+        Ok(Vote::sign(
+            &self.keys,
+            vote.slot,
+            Some(Receipt::from_bytes(b"other")),
+        ))
+    }
+
+    async fn finalize(&self, decision: &Decided) -> Result<(), ConsensusError> {
+        self.inner.finalize(decision).await
+    }
+}
+
+struct Bank {
+    map: ShardMap,
+    groups: Vec<ReplicatedParticipant>,
+    accounts: Vec<Key>,
+}
+
+/// Group `g`'s member keys.
+fn member_keys(g: u8) -> Vec<KeyPair> {
+    (0..4u8)
+        .map(|i| KeyPair::from_seed([10 * (g + 1) + i; 32]))
+        .collect()
+}
+
+/// Two groups of four: group 0 has a lying member and an equivocating
+/// validator (the same member, f = 1), group 1 a silent member.
+fn bank() -> Bank {
+    let group_keys = [KeyPair::from_seed([1; 32]), KeyPair::from_seed([2; 32])];
+    let map = ShardMap::even(&[group_keys[0].node_id(), group_keys[1].node_id()]);
+    let mut accounts = Vec::new();
+    let mut per_shard = [0usize; 2];
+    for i in 0.. {
+        let key = Key::new(format!("account-{i}").into_bytes()).unwrap();
+        let g = usize::from(map.node_of(&key) != Some(group_keys[0].node_id()));
+        if per_shard[g] < ACCOUNTS_PER_SHARD {
+            per_shard[g] += 1;
+            accounts.push(key);
+        }
+        if per_shard == [ACCOUNTS_PER_SHARD; 2] {
+            break;
+        }
+    }
+    let groups = group_keys
+        .iter()
+        .enumerate()
+        .map(|(g, gk)| {
+            let mut core =
+                ParticipantCore::new(gk.clone(), ParticipantConfig::default(), map.clone())
+                    .unwrap();
+            for a in &accounts {
+                if map.node_of(a) == Some(gk.node_id()) {
+                    core.load(a.clone(), START.to_le_bytes().to_vec()).unwrap();
+                }
+            }
+            let keys = member_keys(g as u8);
+            // The Byzantine member: the last of group 0, the third of group 1.
+            let behaviour = |i: usize| match (g, i) {
+                (0, 3) => MemberBehaviour::Lying,
+                (1, 2) => MemberBehaviour::Silent,
+                _ => MemberBehaviour::Honest,
+            };
+            if g == 1 {
+                let members: Vec<_> = (0..4).map(|i| (keys[i].clone(), behaviour(i))).collect();
+                return ReplicatedParticipant::in_process(&core, &members).unwrap();
+            }
+            let set = ValidatorSet::new(keys.iter().map(KeyPair::node_id).collect()).unwrap();
+            let validators: Vec<Arc<dyn Validator>> = keys
+                .iter()
+                .map(|k| {
+                    let local = LocalValidator::new(k.clone(), set.clone());
+                    match k.node_id() == keys[3].node_id() {
+                        true => Arc::new(Equivocating {
+                            keys: k.clone(),
+                            inner: local,
+                        }) as Arc<dyn Validator>,
+                        false => Arc::new(local),
+                    }
+                })
+                .collect();
+            let members = (0..4)
+                .map(|i| GroupMember::new(keys[i].clone(), set.clone(), core.clone(), behaviour(i)))
+                .collect();
+            ReplicatedParticipant::new(set, keys[0].clone(), validators, members).unwrap()
+        })
+        .collect();
+    Bank {
+        map,
+        groups,
+        accounts,
+    }
+}
+
+impl Bank {
+    fn group(&self, key: &Key) -> &ReplicatedParticipant {
+        let node = self.map.node_of(key).unwrap();
+        self.groups.iter().find(|g| g.id() == node).unwrap()
+    }
+
+    fn balance(&self, key: &Key) -> i64 {
+        counter(block_on(self.group(key).value(key)).unwrap().as_deref()).unwrap()
+    }
+
+    fn total(&self) -> i64 {
+        self.accounts.iter().map(|a| self.balance(a)).sum()
+    }
+
+    fn writes(&self, from: &Key, to: &Key, amount: i64) -> Vec<(&dyn Participant, Vec<Op>)> {
+        let op = |key: &Key, delta| Op::Add {
+            key: key.clone(),
+            delta,
+        };
+        vec![
+            (
+                self.group(from) as &dyn Participant,
+                vec![op(from, -amount)],
+            ),
+            (self.group(to) as &dyn Participant, vec![op(to, amount)]),
+        ]
+    }
+
+    /// After faults stop: every member of every group holds no lock and no
+    /// prepared transaction, and all members' replicas agree (same receipt
+    /// chain, the lying one included: it lies only in what it answers).
+    fn check_quiescent(&self) -> Result<(), String> {
+        for g in &self.groups {
+            block_on(g.with_members(|members| {
+                for m in members {
+                    let core = m.machine().state().core();
+                    if !core.locks().is_empty() || core.prepared().next().is_some() {
+                        return Err(format!("member {} of {} holds locks", m.id(), g.id()));
+                    }
+                    if !m.machine().verify_replica(members[0].machine()) {
+                        return Err(format!("member {} of {} diverged", m.id(), g.id()));
+                    }
+                }
+                Ok(())
+            }))?;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn transfers_across_groups_with_a_byzantine_member_each_conserve_balance() {
+    let bank = bank();
+    let total = bank.total();
+    assert_eq!(total, START * bank.accounts.len() as i64);
+    let (a, b) = (&bank.accounts[0], &bank.accounts[ACCOUNTS_PER_SHARD]);
+    assert_ne!(bank.group(a).id(), bank.group(b).id());
+
+    // Cross-group: two-phase.
+    let receipt = block_on(
+        DistributedTransaction::new(TxnId([1; 16]), bank.map.version(), bank.writes(a, b, 30))
+            .execute(),
+    )
+    .unwrap();
+    assert!(receipt.phi_roundtrip);
+    assert_eq!((bank.balance(a), bank.balance(b)), (70, 130));
+
+    // Within one group: the one-phase fast path.
+    let c = &bank.accounts[1];
+    block_on(
+        DistributedTransaction::new(TxnId([2; 16]), bank.map.version(), bank.writes(a, c, 5))
+            .execute(),
+    )
+    .unwrap();
+    assert_eq!((bank.balance(a), bank.balance(c)), (65, 105));
+
+    // Overdrawn: refused by the group, aborted in both, nothing applied.
+    let refused = block_on(
+        DistributedTransaction::new(TxnId([3; 16]), bank.map.version(), bank.writes(b, a, 1_000))
+            .execute(),
+    );
+    assert!(
+        matches!(refused, Err(TxnError::Rejected { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(bank.total(), total);
+    bank.check_quiescent().unwrap();
+}
+
+#[test]
+fn concurrent_transfers_lose_nothing_and_leave_no_lock() {
+    let bank = bank();
+    let total = bank.total();
+    let n = bank.accounts.len();
+    let txns: Vec<_> = (0..12u8)
+        .map(|i| {
+            let from = &bank.accounts[usize::from(i) % n];
+            let to = &bank.accounts[(usize::from(i) * 5 + 1) % n];
+            let to = if to == from {
+                &bank.accounts[(usize::from(i) + 1) % n]
+            } else {
+                to
+            };
+            DistributedTransaction::new(
+                TxnId([100 + i; 16]),
+                bank.map.version(),
+                bank.writes(from, to, 7),
+            )
+            .execute()
+        })
+        .collect();
+    let results = block_on(join_all(txns));
+    for r in &results {
+        if let Err(e) = r {
+            assert!(e.is_retryable(), "{e}");
+        }
+    }
+    assert!(results.iter().any(Result::is_ok));
+    assert_eq!(bank.total(), total);
+    bank.check_quiescent().unwrap();
+}
+
+/// Where a coordinator stops in a transfer it runs step by step.
+#[derive(Debug, Clone, Copy)]
+enum Crash {
+    AfterFirstPrepare,
+    AfterPrepares,
+    AfterDecision,
+    AfterFirstAck,
+    Never,
+}
+
+const CRASHES: [Crash; 5] = [
+    Crash::AfterFirstPrepare,
+    Crash::AfterPrepares,
+    Crash::AfterDecision,
+    Crash::AfterFirstAck,
+    Crash::Never,
+];
+
+/// Runs a transfer step by step as a coordinator would, stopping at `crash`.
+/// Returns whether the primary decided commit.
+fn transfer_until(
+    bank: &Bank,
+    txn: TxnId,
+    from: &Key,
+    to: &Key,
+    amount: i64,
+    crash: Crash,
+) -> bool {
+    let writes = bank.writes(from, to, amount);
+    let mut participants: Vec<NodeId> = writes.iter().map(|(p, _)| p.id()).collect();
+    participants.sort();
+    let primary = participants[0];
+    let mut prepares = Vec::new();
+    for (i, (p, ops)) in writes.iter().enumerate() {
+        let request = PrepareRequest {
+            txn,
+            primary,
+            participants: participants.clone(),
+            ops: ops.clone(),
+            map_version: bank.map.version(),
+        };
+        match block_on(p.prepare(request)) {
+            Ok(vote) => prepares.push(vote),
+            Err(_) => break,
+        }
+        if i == 0 && matches!(crash, Crash::AfterFirstPrepare) {
+            return false;
+        }
+    }
+    if matches!(crash, Crash::AfterPrepares) {
+        return false;
+    }
+    let primary_part = writes.iter().find(|(p, _)| p.id() == primary).unwrap().0;
+    let decision = if prepares.len() == writes.len() {
+        block_on(primary_part.commit(txn, prepares)).unwrap()
+    } else {
+        block_on(primary_part.abort(txn)).unwrap()
+    };
+    if matches!(crash, Crash::AfterDecision) {
+        return decision.is_commit();
+    }
+    for (p, _) in writes.iter().filter(|(p, _)| p.id() != primary) {
+        block_on(p.resolve(txn, decision.clone())).unwrap();
+        if matches!(crash, Crash::AfterFirstAck) {
+            break;
+        }
+    }
+    decision.is_commit()
+}
+
+/// What a recovery process does once the coordinator is gone: every group
+/// still holding a prepared transaction settles it from its primary group.
+fn recover(bank: &Bank) {
+    for g in &bank.groups {
+        let pending: Vec<(TxnId, NodeId)> = block_on(g.with_members(|m| {
+            m[0].machine()
+                .state()
+                .core()
+                .prepared()
+                .map(|(t, r)| (*t, r.primary))
+                .collect()
+        }));
+        for (txn, primary) in pending {
+            let primary = bank.groups.iter().find(|p| p.id() == primary).unwrap();
+            block_on(settle(g, primary, txn)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_coordinator_crashing_at_every_step_leaves_nothing_half_applied() {
+    check_seeds("replicated coordinator crash", 4, |seed| {
+        let bank = bank();
+        let total = bank.total();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut expected: Vec<i64> = vec![START; bank.accounts.len()];
+        for t in 0..10u8 {
+            let i = rng.gen_range(0..ACCOUNTS_PER_SHARD);
+            let j = ACCOUNTS_PER_SHARD + rng.gen_range(0..ACCOUNTS_PER_SHARD);
+            let (i, j) = if rng.gen() { (i, j) } else { (j, i) };
+            let amount = rng.gen_range(1..80);
+            let crash = CRASHES[rng.gen_range(0..CRASHES.len())];
+            let (from, to) = (&bank.accounts[i], &bank.accounts[j]);
+            let committed = transfer_until(&bank, TxnId([t; 16]), from, to, amount, crash);
+            recover(&bank);
+            if committed {
+                expected[i] -= amount;
+                expected[j] += amount;
+            }
+            for (k, a) in bank.accounts.iter().enumerate() {
+                if bank.balance(a) != expected[k] {
+                    return Err(format!(
+                        "txn {t} ({crash:?}): account {k} is {}, expected {}",
+                        bank.balance(a),
+                        expected[k]
+                    ));
+                }
+            }
+            if bank.total() != total {
+                return Err(format!(
+                    "txn {t} ({crash:?}): total {} != {total}",
+                    bank.total()
+                ));
+            }
+            bank.check_quiescent()?;
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn answers_need_f_plus_one_matching_endorsements() {
+    let bank = bank();
+    let group = &bank.groups[1];
+    let keys = member_keys(1);
+    let message = TxnMessage::Abort {
+        txn: TxnId([9; 16]),
+    };
+    let command = hologram_consensus::Command::new(message.to_wire().unwrap()).unwrap();
+    let truth = Some(message.clone());
+    let lie = Some(TxnMessage::Query {
+        txn: TxnId([9; 16]),
+    });
+    let e = |k: &KeyPair, o: &Option<TxnMessage>| {
+        Endorsement::sign(k, group.id(), &command, o.clone()).unwrap()
+    };
+    // f + 1 = 2 distinct members agreeing is enough.
+    let got = group.agree(
+        &command,
+        vec![e(&keys[0], &lie), e(&keys[1], &truth), e(&keys[2], &truth)],
+    );
+    assert_eq!(got.unwrap(), truth);
+    // One member twice is one member.
+    assert!(group
+        .agree(&command, vec![e(&keys[0], &truth), e(&keys[0], &truth)])
+        .is_err());
+    // An outsider does not count.
+    let outsider = KeyPair::from_seed([99; 32]);
+    assert!(group
+        .agree(&command, vec![e(&keys[0], &truth), e(&outsider, &truth)])
+        .is_err());
+    // A tampered output or another purpose's signature does not verify.
+    let mut tampered = e(&keys[1], &truth);
+    tampered.output = lie.clone();
+    assert!(tampered.verify(&group.id(), &command).is_err());
+    let mut wrong_purpose = e(&keys[1], &truth);
+    wrong_purpose.signed.signature = keys[1].sign(
+        Purpose::Commit,
+        &wrong_purpose.signed.receipt.to_canonical_bytes(),
+    );
+    assert!(wrong_purpose.verify(&group.id(), &command).is_err());
+    assert!(group
+        .agree(&command, vec![e(&keys[0], &truth), tampered, wrong_purpose])
+        .is_err());
+}
