@@ -40,9 +40,17 @@
 //!   [`CoordinatorDriver`] run the cores over any `Transport`, durable writes
 //!   before sends, recovery timers included.
 //!
-//! Not built yet: shards as replicated groups (a `ReplicatedStateMachine`
-//! over `ReceiptConsensus` behind the [`Participant`] trait), garbage
-//! collection of decision records, and
+//! - **Replicated shards** ([`replicated`]): a shard run by a group of
+//!   `3f + 1` validators is one participant: every 2PC step is a command
+//!   ordered by the group's consensus and applied by each member's
+//!   [`ShardMachine`]; an answer counts only when `f + 1` members endorse it,
+//!   so the primary's decision record lives in a replicated log. Groups and
+//!   single-replica shards mix in one transaction.
+//!
+//! Not built yet: replicated groups over a `Transport` (they run in one
+//! process today) and a quorum signature replacing the group key their
+//! members share (see [`replicated`]),
+//! garbage collection of decision records, and
 //! [`LoadBalancer`] migrations driven inside the simulated workload (they
 //! are exercised on the balancer; the simulation moves whole shards).
 //!

@@ -26,15 +26,16 @@ use std::sync::Arc;
 const ACCOUNTS_PER_SHARD: usize = 3;
 const START: i64 = 100;
 
-/// A validator that prevotes and precommits for a value other than the
-/// proposal's (equivocating against the honest votes).
-struct Equivocating {
+/// A Byzantine validator: it takes part (its own record advances as an
+/// honest one's would) but answers with votes, correctly signed, for a
+/// value other than the proposal's; consensus does not count them.
+struct WrongVotes {
     keys: KeyPair,
     inner: LocalValidator,
 }
 
 #[async_trait]
-impl Validator for Equivocating {
+impl Validator for WrongVotes {
     fn id(&self) -> NodeId {
         self.keys.node_id()
     }
@@ -76,8 +77,8 @@ fn member_keys(g: u8) -> Vec<KeyPair> {
         .collect()
 }
 
-/// Two groups of four: group 0 has a lying member and an equivocating
-/// validator (the same member, f = 1), group 1 a silent member.
+/// Two groups of four: group 0 has a lying member whose validator votes
+/// for wrong values (the same member, f = 1), group 1 a silent member.
 fn bank() -> Bank {
     let group_keys = [KeyPair::from_seed([1; 32]), KeyPair::from_seed([2; 32])];
     let map = ShardMap::even(&[group_keys[0].node_id(), group_keys[1].node_id()]);
@@ -123,7 +124,7 @@ fn bank() -> Bank {
                 .map(|k| {
                     let local = LocalValidator::new(k.clone(), set.clone());
                     match k.node_id() == keys[3].node_id() {
-                        true => Arc::new(Equivocating {
+                        true => Arc::new(WrongVotes {
                             keys: k.clone(),
                             inner: local,
                         }) as Arc<dyn Validator>,

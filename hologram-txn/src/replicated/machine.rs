@@ -178,3 +178,62 @@ impl Endorsement {
         Ok(self.signed.signer)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ParticipantConfig, ShardMap, TxnId};
+    use proptest::prelude::*;
+
+    fn machine() -> ShardMachine {
+        let keys = KeyPair::from_seed([1; 32]);
+        let map = ShardMap::even(&[keys.node_id()]);
+        ShardMachine::new(ParticipantCore::new(keys, ParticipantConfig::default(), map).unwrap())
+    }
+
+    proptest! {
+        /// Any bytes decided as a command are applied without panic: garbage
+        /// has no output, and two replicas stay equal.
+        #[test]
+        fn garbage_commands_are_applied_without_output(bytes in proptest::collection::vec(any::<u8>(), 1..256)) {
+            let (mut a, mut b) = (machine(), machine());
+            let command = Command::new(bytes.clone()).unwrap();
+            let out = a.apply(&command);
+            prop_assert_eq!(&out, &b.apply(&command));
+            if TxnMessage::from_wire(&bytes).is_err() {
+                prop_assert_eq!(out, None);
+            }
+            prop_assert_eq!(a.state_receipt(), b.state_receipt());
+            prop_assert_ne!(a.state_receipt(), machine().state_receipt());
+        }
+    }
+
+    #[test]
+    fn endorsements_bind_group_command_output_and_purpose() {
+        let member = KeyPair::from_seed([5; 32]);
+        let group = KeyPair::from_seed([1; 32]).node_id();
+        let message = TxnMessage::Abort {
+            txn: TxnId([3; 16]),
+        };
+        let command = Command::new(message.to_wire().unwrap()).unwrap();
+        let mut m = machine();
+        let output = m.apply(&command);
+        assert!(matches!(output, Some(TxnMessage::Decided { .. })));
+        let e = Endorsement::sign(&member, group, &command, output).unwrap();
+        assert_eq!(e.verify(&group, &command), Ok(member.node_id()));
+        // Another group, another command, or no output: refused.
+        assert!(e.verify(&member.node_id(), &command).is_err());
+        let other = Command::new(b"other".to_vec()).unwrap();
+        assert!(e.verify(&group, &other).is_err());
+        let mut silent = e.clone();
+        silent.output = None;
+        assert!(silent.verify(&group, &command).is_err());
+        // A signature for another purpose does not pass as an endorsement.
+        let mut forged = e.clone();
+        forged.signed = SignedReceipt::sign(&member, Purpose::Commit, e.signed.receipt);
+        assert!(matches!(
+            forged.verify(&group, &command),
+            Err(TxnError::BadSignature { .. })
+        ));
+    }
+}
