@@ -9,6 +9,10 @@
 //!   as CPU time per transaction, which other processes on a shared machine
 //!   do not inflate: the wall-clock rates only mean something when the
 //!   machine is otherwise idle, so the run prints how much CPU it got.
+//! - The same transfers over four replicated shards (`ReplicatedParticipant`,
+//!   4 validators each, in this process): reported. Each 2PC step is a
+//!   consensus decision (prevotes and precommits of 4 validators, the
+//!   certificate checked by each member) and `f + 1` signed endorsements.
 //! - Time to rebalance after a hot spot appears: windows of traffic until
 //!   `rebalance_shards` splits the hot shard, and the time of the split
 //!   itself (`rebalance_shards`, the source's `hand_off`, the new node's
@@ -25,8 +29,9 @@ use futures::executor::block_on;
 use hologram::cam::store::MemoryStore;
 use hologram::receipt::KeyPair;
 use hologram::txn::{
-    DistributedTransaction, Key, LocalParticipant, Op, Participant, ParticipantConfig,
-    ParticipantCore, ReceiptSharding, ShardMap, ShardingConfig, TxnId,
+    replicated::MemberBehaviour, DistributedTransaction, Key, LocalParticipant, Op, Participant,
+    ParticipantConfig, ParticipantCore, ReceiptSharding, ReplicatedParticipant, ShardMap,
+    ShardingConfig, TxnId,
 };
 use measure::{best_seconds, verdict};
 use std::hint::black_box;
@@ -40,9 +45,18 @@ fn account(i: u32) -> Key {
     Key::new(blake3::hash(&i.to_le_bytes()).to_hex().as_bytes().to_vec()).expect("64 bytes")
 }
 
+/// What the four shards are.
+#[derive(Clone, Copy)]
+enum Shards {
+    /// One `LocalParticipant` over a `MemoryStore` each.
+    Single,
+    /// A `ReplicatedParticipant` of 4 validators each (in this process).
+    Replicated,
+}
+
 struct Bank {
     map: ShardMap,
-    shards: Vec<LocalParticipant<MemoryStore>>,
+    shards: Vec<Box<dyn Participant>>,
     /// Pairs of accounts on different shards, and on the same shard.
     cross: Vec<(Key, Key)>,
     local: Vec<(Key, Key)>,
@@ -50,57 +64,64 @@ struct Bank {
 }
 
 impl Bank {
-    fn new() -> Bank {
+    fn new(kind: Shards) -> Bank {
         let keys: Vec<KeyPair> = (0..4u8).map(|i| KeyPair::from_seed([i + 1; 32])).collect();
         let ids: Vec<_> = keys.iter().map(KeyPair::node_id).collect();
         let map = ShardMap::even(&ids);
-        let shards: Vec<_> = keys
+        let accounts: Vec<Key> = (0..ACCOUNTS).map(account).collect();
+        let shards: Vec<Box<dyn Participant>> = keys
             .into_iter()
-            .map(|k| {
-                let core = ParticipantCore::new(k, ParticipantConfig::default(), map.clone())
+            .enumerate()
+            .map(|(s, k)| {
+                let id = k.node_id();
+                let mut core = ParticipantCore::new(k, ParticipantConfig::default(), map.clone())
                     .expect("new participant");
-                LocalParticipant::new(core, Arc::new(MemoryStore::new()))
+                for a in accounts.iter().filter(|a| map.node_of(a) == Some(id)) {
+                    let balance = (i64::MAX / 2).to_le_bytes().to_vec();
+                    core.load(a.clone(), balance).expect("load");
+                }
+                match kind {
+                    Shards::Single => {
+                        Box::new(LocalParticipant::new(core, Arc::new(MemoryStore::new())))
+                            as Box<dyn Participant>
+                    }
+                    Shards::Replicated => {
+                        let members: Vec<_> = (0..4u8)
+                            .map(|m| {
+                                let seed = [16 * (s as u8 + 1) + m; 32];
+                                (KeyPair::from_seed(seed), MemberBehaviour::Honest)
+                            })
+                            .collect();
+                        Box::new(ReplicatedParticipant::in_process(&core, &members).expect("group"))
+                    }
+                }
             })
             .collect();
-        let accounts: Vec<Key> = (0..ACCOUNTS).map(account).collect();
-        let bank = Bank {
-            map,
-            shards,
-            cross: Vec::new(),
-            local: Vec::new(),
-            next: AtomicU64::new(1),
-        };
-        for a in &accounts {
-            let key = a.clone();
-            block_on(
-                bank.part(a)
-                    .with_core(|c| c.load(key, (i64::MAX / 2).to_le_bytes().to_vec())),
-            )
-            .expect("store")
-            .expect("load");
-        }
         // Disjoint pairs, so that threads taking different pairs never
         // contend for a lock.
         let (mut cross, mut local) = (Vec::new(), Vec::new());
         for w in accounts.chunks_exact(2) {
-            if bank.map.node_of(&w[0]) == bank.map.node_of(&w[1]) {
+            if map.node_of(&w[0]) == map.node_of(&w[1]) {
                 local.push((w[0].clone(), w[1].clone()));
             } else {
                 cross.push((w[0].clone(), w[1].clone()));
             }
         }
         Bank {
+            map,
+            shards,
             cross,
             local,
-            ..bank
+            next: AtomicU64::new(1),
         }
     }
 
-    fn part(&self, key: &Key) -> &LocalParticipant<MemoryStore> {
+    fn part(&self, key: &Key) -> &dyn Participant {
         let node = self.map.node_of(key).expect("placed");
         self.shards
             .iter()
             .find(|p| p.id() == node)
+            .map(Box::as_ref)
             .expect("a shard")
     }
 
@@ -117,8 +138,7 @@ impl Bank {
             let n = self.next.fetch_add(1, Ordering::Relaxed);
             let mut id = [0u8; 16];
             id[..8].copy_from_slice(&n.to_le_bytes());
-            let a: &dyn Participant = self.part(from);
-            let b: &dyn Participant = self.part(to);
+            let (a, b) = (self.part(from), self.part(to));
             let txn = DistributedTransaction::new(
                 TxnId(id),
                 self.map.version(),
@@ -152,7 +172,8 @@ impl Bank {
 }
 
 fn bench(c: &mut Criterion) {
-    let bank = Bank::new();
+    let bank = Bank::new(Shards::Single);
+    let replicated = Bank::new(Shards::Replicated);
     let mut group = c.benchmark_group("txn");
     group.throughput(Throughput::Elements(1));
     group.bench_function("two-shard 2PC transfer (4 shards, signed)", |b| {
@@ -161,6 +182,11 @@ fn bench(c: &mut Criterion) {
     group.bench_function("single-shard one-phase transfer", |b| {
         b.iter(|| bank.transfer(false, 0, 1))
     });
+    group.sample_size(10);
+    group.bench_function(
+        "two-shard 2PC transfer (4 replicated shards of 4 validators)",
+        |b| b.iter(|| replicated.transfer(true, 0, 1)),
+    );
     group.finish();
 }
 
@@ -301,7 +327,7 @@ fn cpu_seconds(thread: bool) -> Option<f64> {
 
 fn check_targets() {
     println!("\nIssue 8 targets:");
-    let bank = Arc::new(Bank::new());
+    let bank = Arc::new(Bank::new(Shards::Single));
     let one = 1.0 / best_seconds(500, || bank.transfer(true, 0, 1));
     println!(
         "  two-shard transactions, 4 single-replica shards, signed receipts, 1 thread: {one:.0} tx/s (target 5,000: {})",
@@ -342,7 +368,13 @@ fn check_targets() {
     );
     let local = 1.0 / best_seconds(500, || bank.transfer(false, 0, 1));
     println!("  single-shard one-phase transactions, 1 thread: {local:.0} tx/s");
-    println!("  replicated shards (4 validators each): not measured, shards are not replicated groups yet");
+    let replicated = Bank::new(Shards::Replicated);
+    let cross = 1.0 / best_seconds(20, || replicated.transfer(true, 0, 1));
+    let local = 1.0 / best_seconds(20, || replicated.transfer(false, 0, 1));
+    println!(
+        "  replicated shards (4 validators each, in one process, 1 thread): two-shard {cross:.0} tx/s, \
+         single-shard one-phase {local:.0} tx/s (no target: reported)"
+    );
     rebalance_figures();
 }
 
