@@ -64,6 +64,28 @@ impl Validator for WrongVotes {
     }
 }
 
+/// A crashed validator: every request fails.
+struct Crashed(NodeId);
+
+#[async_trait]
+impl Validator for Crashed {
+    fn id(&self) -> NodeId {
+        self.0
+    }
+
+    async fn prepare_vote(&self, _: &Proposal) -> Result<Vote, ConsensusError> {
+        Err(ConsensusError::Log("crashed".into()))
+    }
+
+    async fn commit(&self, _: &Proposal, _: &Certificate) -> Result<Vote, ConsensusError> {
+        Err(ConsensusError::Log("crashed".into()))
+    }
+
+    async fn finalize(&self, _: &Decided) -> Result<(), ConsensusError> {
+        Err(ConsensusError::Log("crashed".into()))
+    }
+}
+
 struct Bank {
     map: ShardMap,
     groups: Vec<ReplicatedParticipant>,
@@ -77,8 +99,9 @@ fn member_keys(g: u8) -> Vec<KeyPair> {
         .collect()
 }
 
-/// Two groups of four: group 0 has a lying member whose validator votes
-/// for wrong values (the same member, f = 1), group 1 a silent member.
+/// Two groups of four (f = 1): in group 0 one member lies in its answers
+/// and its validator votes for wrong values; in group 1 one member is down
+/// (its validator fails every request, it answers nothing).
 fn bank() -> Bank {
     let group_keys = [KeyPair::from_seed([1; 32]), KeyPair::from_seed([2; 32])];
     let map = ShardMap::even(&[group_keys[0].node_id(), group_keys[1].node_id()]);
@@ -114,21 +137,17 @@ fn bank() -> Bank {
                 (1, 2) => MemberBehaviour::Silent,
                 _ => MemberBehaviour::Honest,
             };
-            if g == 1 {
-                let members: Vec<_> = (0..4).map(|i| (keys[i].clone(), behaviour(i))).collect();
-                return ReplicatedParticipant::in_process(&core, &members).unwrap();
-            }
             let set = ValidatorSet::new(keys.iter().map(KeyPair::node_id).collect()).unwrap();
-            let validators: Vec<Arc<dyn Validator>> = keys
-                .iter()
-                .map(|k| {
-                    let local = LocalValidator::new(k.clone(), set.clone());
-                    match k.node_id() == keys[3].node_id() {
-                        true => Arc::new(WrongVotes {
-                            keys: k.clone(),
+            let validators: Vec<Arc<dyn Validator>> = (0..4)
+                .map(|i| {
+                    let local = LocalValidator::new(keys[i].clone(), set.clone());
+                    match behaviour(i) {
+                        MemberBehaviour::Lying => Arc::new(WrongVotes {
+                            keys: keys[i].clone(),
                             inner: local,
                         }) as Arc<dyn Validator>,
-                        false => Arc::new(local),
+                        MemberBehaviour::Silent => Arc::new(Crashed(keys[i].node_id())),
+                        _ => Arc::new(local),
                     }
                 })
                 .collect();
