@@ -16,8 +16,9 @@ use hologram_receipt::{KeyPair, Purpose, Receipt};
 use hologram_txn::replicated::{Endorsement, GroupMember, MemberBehaviour};
 use hologram_txn::types::counter;
 use hologram_txn::{
-    settle, DistributedTransaction, Key, Op, Participant, ParticipantConfig, ParticipantCore,
-    PrepareRequest, ReplicatedParticipant, ShardMap, TxnError, TxnId, TxnMessage,
+    settle, Decision, DistributedTransaction, Key, Op, Participant, ParticipantConfig,
+    ParticipantCore, PrepareRequest, ReplicatedParticipant, ShardMap, SignedReceipt, TxnError,
+    TxnId, TxnMessage,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -460,4 +461,160 @@ fn answers_need_f_plus_one_matching_endorsements() {
     assert!(group
         .agree(&command, vec![e(&keys[0], &truth), tampered, wrong_purpose])
         .is_err());
+}
+
+/// A group behind a lossy link: each call's request or answer is lost with
+/// probability `loss` (the request never reaches the group, or the group
+/// applies it and the answer is lost), seen by the coordinator as a
+/// retryable transport error.
+struct Lossy<'a> {
+    inner: &'a ReplicatedParticipant,
+    rng: std::sync::Mutex<ChaCha8Rng>,
+    loss: f64,
+}
+
+impl Lossy<'_> {
+    /// `Some(before)` if this call is lost: before or after the group applied it.
+    fn lost(&self) -> Option<bool> {
+        let mut rng = self.rng.lock().unwrap();
+        rng.gen_bool(self.loss).then(|| rng.gen())
+    }
+
+    async fn call<R>(
+        &self,
+        f: impl std::future::Future<Output = Result<R, TxnError>>,
+    ) -> Result<R, TxnError> {
+        let lost = self.lost();
+        if lost == Some(true) {
+            return Err(TxnError::Transport("request lost".into()));
+        }
+        let answer = f.await;
+        match lost {
+            Some(_) => Err(TxnError::Transport("answer lost".into())),
+            None => answer,
+        }
+    }
+}
+
+#[async_trait]
+impl Participant for Lossy<'_> {
+    fn id(&self) -> NodeId {
+        self.inner.id()
+    }
+
+    async fn prepare(&self, request: PrepareRequest) -> Result<SignedReceipt, TxnError> {
+        self.call(self.inner.prepare(request)).await
+    }
+
+    async fn commit_one_phase(
+        &self,
+        request: PrepareRequest,
+        expected: Receipt,
+    ) -> Result<Decision, TxnError> {
+        self.call(self.inner.commit_one_phase(request, expected))
+            .await
+    }
+
+    async fn commit(&self, txn: TxnId, prepares: Vec<SignedReceipt>) -> Result<Decision, TxnError> {
+        self.call(self.inner.commit(txn, prepares)).await
+    }
+
+    async fn abort(&self, txn: TxnId) -> Result<Decision, TxnError> {
+        self.call(self.inner.abort(txn)).await
+    }
+
+    async fn resolve(&self, txn: TxnId, decision: Decision) -> Result<SignedReceipt, TxnError> {
+        self.call(self.inner.resolve(txn, decision)).await
+    }
+}
+
+#[test]
+fn lost_requests_and_answers_are_retried_and_settle_atomically() {
+    check_seeds("replicated lossy links", 4, |seed| {
+        let bank = bank();
+        let total = bank.total();
+        let links: Vec<Lossy> = bank
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| Lossy {
+                inner: g,
+                rng: std::sync::Mutex::new(ChaCha8Rng::seed_from_u64(seed * 2 + i as u64)),
+                loss: 0.3,
+            })
+            .collect();
+        let link = |k: &Key| -> &dyn Participant {
+            let id = bank.map.node_of(k).unwrap();
+            links.iter().find(|l| l.id() == id).unwrap()
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut expected: Vec<i64> = vec![START; bank.accounts.len()];
+        let (mut committed, mut unknown) = (0, 0);
+        for t in 0..10u8 {
+            let i = rng.gen_range(0..bank.accounts.len());
+            let j = (i + rng.gen_range(1..bank.accounts.len())) % bank.accounts.len();
+            let amount = rng.gen_range(1..60);
+            let (from, to) = (&bank.accounts[i], &bank.accounts[j]);
+            let op = |key: &Key, delta| {
+                vec![Op::Add {
+                    key: key.clone(),
+                    delta,
+                }]
+            };
+            let txn = TxnId([t; 16]);
+            let writes = [(link(from), op(from, -amount)), (link(to), op(to, amount))];
+            let result =
+                block_on(DistributedTransaction::new(txn, bank.map.version(), writes).execute());
+            // Once the links are quiet, whatever is still prepared settles.
+            recover(&bank);
+            // Committed iff the primary group decided commit; an `Ok` must
+            // be a commit.
+            let primary = bank
+                .groups
+                .iter()
+                .filter(|g| [bank.group(from).id(), bank.group(to).id()].contains(&g.id()))
+                .min_by_key(|g| g.id())
+                .unwrap();
+            let decided = block_on(primary.with_members(|m| {
+                m[0].machine()
+                    .state()
+                    .core()
+                    .outcome(&txn)
+                    .map(|d| d.is_commit())
+            }));
+            match (&result, decided) {
+                (Ok(_), Some(true)) => committed += 1,
+                (Ok(_), _) => {
+                    return Err(format!(
+                        "txn {t} reported committed, primary says {decided:?}"
+                    ))
+                }
+                (Err(e), _) if !e.is_retryable() && !matches!(e, TxnError::Rejected { .. }) => {
+                    return Err(format!("txn {t}: unexpected error {e}"))
+                }
+                (Err(_), _) => unknown += usize::from(decided == Some(true)),
+            }
+            if decided == Some(true) {
+                expected[i] -= amount;
+                expected[j] += amount;
+            }
+            for (k, a) in bank.accounts.iter().enumerate() {
+                if bank.balance(a) != expected[k] {
+                    return Err(format!(
+                        "txn {t}: account {k} is {}, expected {}",
+                        bank.balance(a),
+                        expected[k]
+                    ));
+                }
+            }
+            if bank.total() != total {
+                return Err(format!("txn {t}: total {} != {total}", bank.total()));
+            }
+            bank.check_quiescent()?;
+        }
+        if committed == 0 {
+            return Err(format!("nothing committed through the lossy links ({unknown} reported as failed but committed)"));
+        }
+        Ok(())
+    });
 }
