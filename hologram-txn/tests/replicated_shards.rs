@@ -193,6 +193,36 @@ impl Bank {
         ]
     }
 
+    /// After a transfer of `amount` from account `i` to `j` settled
+    /// (`committed` or not): every balance is as `expected` (updated here),
+    /// the total is conserved, and the groups are quiescent.
+    fn check_step(
+        &self,
+        step: &str,
+        committed: bool,
+        (i, j, amount): (usize, usize, i64),
+        expected: &mut [i64],
+        total: i64,
+    ) -> Result<(), String> {
+        if committed {
+            expected[i] -= amount;
+            expected[j] += amount;
+        }
+        for (k, a) in self.accounts.iter().enumerate() {
+            if self.balance(a) != expected[k] {
+                let got = self.balance(a);
+                return Err(format!(
+                    "{step}: account {k} is {got}, expected {}",
+                    expected[k]
+                ));
+            }
+        }
+        if self.total() != total {
+            return Err(format!("{step}: total {} != {total}", self.total()));
+        }
+        self.check_quiescent()
+    }
+
     /// After faults stop: every member of every group holds no lock and no
     /// prepared transaction, and all members' replicas agree (same receipt
     /// chain, the lying one included: it lies only in what it answers).
@@ -392,26 +422,8 @@ fn a_coordinator_crashing_at_every_step_leaves_nothing_half_applied() {
             let (from, to) = (&bank.accounts[i], &bank.accounts[j]);
             let committed = transfer_until(&bank, TxnId([t; 16]), from, to, amount, crash);
             recover(&bank);
-            if committed {
-                expected[i] -= amount;
-                expected[j] += amount;
-            }
-            for (k, a) in bank.accounts.iter().enumerate() {
-                if bank.balance(a) != expected[k] {
-                    return Err(format!(
-                        "txn {t} ({crash:?}): account {k} is {}, expected {}",
-                        bank.balance(a),
-                        expected[k]
-                    ));
-                }
-            }
-            if bank.total() != total {
-                return Err(format!(
-                    "txn {t} ({crash:?}): total {} != {total}",
-                    bank.total()
-                ));
-            }
-            bank.check_quiescent()?;
+            let step = format!("txn {t} ({crash:?})");
+            bank.check_step(&step, committed, (i, j, amount), &mut expected, total)?;
         }
         Ok(())
     });
@@ -594,23 +606,14 @@ fn lost_requests_and_answers_are_retried_and_settle_atomically() {
                 }
                 (Err(_), _) => unknown += usize::from(decided == Some(true)),
             }
-            if decided == Some(true) {
-                expected[i] -= amount;
-                expected[j] += amount;
-            }
-            for (k, a) in bank.accounts.iter().enumerate() {
-                if bank.balance(a) != expected[k] {
-                    return Err(format!(
-                        "txn {t}: account {k} is {}, expected {}",
-                        bank.balance(a),
-                        expected[k]
-                    ));
-                }
-            }
-            if bank.total() != total {
-                return Err(format!("txn {t}: total {} != {total}", bank.total()));
-            }
-            bank.check_quiescent()?;
+            let committed = decided == Some(true);
+            bank.check_step(
+                &format!("txn {t}"),
+                committed,
+                (i, j, amount),
+                &mut expected,
+                total,
+            )?;
         }
         if committed == 0 {
             return Err(format!("nothing committed through the lossy links ({unknown} reported as failed but committed)"));
