@@ -408,6 +408,8 @@ fn recover(bank: &Bank) {
 
 #[test]
 fn a_coordinator_crashing_at_every_step_leaves_nothing_half_applied() {
+    // Also: group members crash and restart from the certified log; their
+    // replicas then agree with the others' (checked after every transfer).
     check_seeds("replicated coordinator crash", 4, |seed| {
         let bank = bank();
         let total = bank.total();
@@ -421,6 +423,12 @@ fn a_coordinator_crashing_at_every_step_leaves_nothing_half_applied() {
             let crash = CRASHES[rng.gen_range(0..CRASHES.len())];
             let (from, to) = (&bank.accounts[i], &bank.accounts[j]);
             let committed = transfer_until(&bank, TxnId([t; 16]), from, to, amount, crash);
+            // Sometimes a member crashes too, losing its memory, and
+            // restarts from the group's certified log.
+            if rng.gen_bool(0.3) {
+                let group = &bank.groups[rng.gen_range(0..bank.groups.len())];
+                block_on(group.restart_member(rng.gen_range(0..4))).map_err(|e| e.to_string())?;
+            }
             recover(&bank);
             let step = format!("txn {t} ({crash:?})");
             bank.check_step(&step, committed, (i, j, amount), &mut expected, total)?;
@@ -620,4 +628,58 @@ fn lost_requests_and_answers_are_retried_and_settle_atomically() {
         }
         Ok(())
     });
+}
+
+#[test]
+fn a_replicated_group_and_a_single_replica_shard_commit_together() {
+    let (group_key, single_key) = (KeyPair::from_seed([1; 32]), KeyPair::from_seed([2; 32]));
+    let map = ShardMap::even(&[group_key.node_id(), single_key.node_id()]);
+    let find = |owner: NodeId| {
+        (0..)
+            .map(|i| Key::new(format!("account-{i}").into_bytes()).unwrap())
+            .find(|k| map.node_of(k) == Some(owner))
+            .unwrap()
+    };
+    let (a, b) = (find(group_key.node_id()), find(single_key.node_id()));
+    let config = ParticipantConfig::default();
+    let mut core = ParticipantCore::new(group_key, config, map.clone()).unwrap();
+    core.load(a.clone(), START.to_le_bytes().to_vec()).unwrap();
+    let members: Vec<_> = member_keys(0)
+        .into_iter()
+        .map(|k| (k, MemberBehaviour::Honest))
+        .collect();
+    let group = ReplicatedParticipant::in_process(&core, &members).unwrap();
+    let mut core = ParticipantCore::new(single_key, config, map.clone()).unwrap();
+    core.load(b.clone(), START.to_le_bytes().to_vec()).unwrap();
+    let single =
+        hologram_txn::LocalParticipant::new(core, Arc::new(hologram_cam::MemoryStore::new()));
+    let balances = || {
+        let x = counter(block_on(group.value(&a)).unwrap().as_deref()).unwrap();
+        let y = block_on(single.with_core(|c| counter(c.value(&b))))
+            .unwrap()
+            .unwrap();
+        (x, y)
+    };
+    let op = |key: &Key, delta| {
+        vec![Op::Add {
+            key: key.clone(),
+            delta,
+        }]
+    };
+    for (t, amount) in [(1u8, 40i64), (2, -25), (3, 500), (4, -500)] {
+        let writes: [(&dyn Participant, Vec<Op>); 2] =
+            [(&group, op(&a, -amount)), (&single, op(&b, amount))];
+        let result =
+            block_on(DistributedTransaction::new(TxnId([t; 16]), map.version(), writes).execute());
+        assert_eq!(result.is_ok(), amount.abs() < 100, "txn {t}: {result:?}");
+    }
+    // 100 - 40 + 25 on the group, 100 + 40 - 25 on the single shard; the
+    // overdrafts (either side refusing) left nothing.
+    assert_eq!(balances(), (85, 115));
+    let locks = block_on(group.with_members(|m| {
+        m.iter()
+            .all(|m| m.machine().state().core().locks().is_empty())
+    }));
+    assert!(locks);
+    assert!(block_on(single.with_core(|c| c.locks().is_empty())).unwrap());
 }

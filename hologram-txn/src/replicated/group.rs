@@ -37,6 +37,9 @@ pub enum MemberBehaviour {
 #[derive(Debug)]
 pub struct GroupMember {
     keys: KeyPair,
+    /// The machine it started from: a restart replays the certified log
+    /// from it.
+    initial: ShardMachine,
     machine: ReplicatedStateMachine<ShardMachine>,
     outputs: HashMap<CommandId, Option<TxnMessage>>,
     behaviour: MemberBehaviour,
@@ -50,11 +53,25 @@ impl GroupMember {
         core: ParticipantCore,
         behaviour: MemberBehaviour,
     ) -> Self {
+        let initial = ShardMachine::new(core);
         GroupMember {
             keys,
-            machine: ReplicatedStateMachine::new(ShardMachine::new(core), set),
+            machine: ReplicatedStateMachine::new(initial.clone(), set),
+            initial,
             outputs: HashMap::new(),
             behaviour,
+        }
+    }
+
+    /// This member after a restart: its keys and behaviour, back at its
+    /// initial state with nothing applied.
+    fn restarted(&self, set: ValidatorSet) -> Self {
+        GroupMember {
+            keys: self.keys.clone(),
+            machine: ReplicatedStateMachine::new(self.initial.clone(), set),
+            initial: self.initial.clone(),
+            outputs: HashMap::new(),
+            behaviour: self.behaviour,
         }
     }
 
@@ -171,6 +188,27 @@ impl ReplicatedParticipant {
     /// The group's validator set.
     pub fn validators(&self) -> &ValidatorSet {
         &self.set
+    }
+
+    /// Member `index` crashes, losing everything it held in memory, and
+    /// restarts: its machine is rebuilt from the initial state by applying
+    /// the group's certified log again (each certificate checked), which is
+    /// all a member needs to make durable.
+    pub async fn restart_member(&self, index: usize) -> Result<(), TxnError> {
+        let mut group = self.group.lock().await;
+        let Group {
+            consensus,
+            members,
+            applied,
+        } = &mut *group;
+        let member = members.get_mut(index).ok_or(TxnError::Decode {
+            what: "member index",
+            reason: format!("no member {index}"),
+        })?;
+        let mut fresh = member.restarted(self.set.clone());
+        fresh.apply(consensus.decisions().get(..*applied).unwrap_or_default())?;
+        *member = fresh;
+        Ok(())
     }
 
     /// Runs `f` on the members (to inspect their replicas).
