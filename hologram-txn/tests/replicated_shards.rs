@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use futures::executor::block_on;
 use futures::future::join_all;
 use hologram_consensus::{
-    Certificate, ConsensusError, Decision as Decided, LocalValidator, Proposal, Validator,
-    ValidatorSet, Vote,
+    Certificate, ConsensusError, Decision as Decided, HeightStatus, LocalValidator, Proposal,
+    Validator, ValidatorSet, Vote,
 };
 use hologram_lattice::sim::check_seeds;
 use hologram_lattice::NodeId;
@@ -63,6 +63,10 @@ impl Validator for WrongVotes {
     async fn finalize(&self, decision: &Decided) -> Result<(), ConsensusError> {
         self.inner.finalize(decision).await
     }
+
+    async fn status(&self, height: u64) -> Result<HeightStatus, ConsensusError> {
+        self.inner.status(height).await
+    }
 }
 
 /// A crashed validator: every request fails.
@@ -83,6 +87,10 @@ impl Validator for Crashed {
     }
 
     async fn finalize(&self, _: &Decided) -> Result<(), ConsensusError> {
+        Err(ConsensusError::Log("crashed".into()))
+    }
+
+    async fn status(&self, _: u64) -> Result<HeightStatus, ConsensusError> {
         Err(ConsensusError::Log("crashed".into()))
     }
 }
