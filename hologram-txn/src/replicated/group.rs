@@ -29,7 +29,8 @@ pub enum MemberBehaviour {
     Honest,
     /// Applies, but never answers.
     Silent,
-    /// Applies, but endorses a forged output (a refusal of every request).
+    /// Applies, but endorses a forged output (a refusal of every request)
+    /// and answers reads with a forged value.
     Lying,
 }
 
@@ -99,6 +100,16 @@ impl GroupMember {
             }
         }
         Ok(())
+    }
+
+    /// The member's answer to a read of `key`, as its behaviour has it.
+    fn read(&self, key: &Key) -> Option<Option<Vec<u8>>> {
+        let value = self.machine.state().value(key).map(<[u8]>::to_vec);
+        match self.behaviour {
+            MemberBehaviour::Honest => Some(value),
+            MemberBehaviour::Silent => None,
+            MemberBehaviour::Lying => Some(Some(b"forged by a lying member".to_vec())),
+        }
     }
 
     /// The member's endorsement of `command`'s output, as its behaviour has it.
@@ -216,23 +227,17 @@ impl ReplicatedParticipant {
         f(&self.group.lock().await.members)
     }
 
-    /// A key's committed value, as `f + 1` members agree on it.
+    /// A key's committed value, as `f + 1` members answer it alike.
     pub async fn value(&self, key: &Key) -> Result<Option<Vec<u8>>, TxnError> {
-        let values = self
-            .with_members(|members| {
-                members
-                    .iter()
-                    .filter(|m| m.behaviour == MemberBehaviour::Honest)
-                    .map(|m| m.machine.state().value(key).map(<[u8]>::to_vec))
-                    .collect::<Vec<_>>()
-            })
+        let answers: Vec<_> = self
+            .with_members(|members| members.iter().filter_map(|m| m.read(key)).collect())
             .await;
         let needed = self.set.max_faulty() + 1;
-        values
+        answers
             .iter()
-            .find(|v| values.iter().filter(|w| w == v).count() >= needed)
+            .find(|v| answers.iter().filter(|w| w == v).count() >= needed)
             .cloned()
-            .ok_or_else(|| self.no_quorum("value", values.len()))
+            .ok_or_else(|| self.no_quorum("value", answers.len()))
     }
 
     fn no_quorum(&self, what: &str, got: usize) -> TxnError {
