@@ -163,7 +163,7 @@ fn bank() -> Bank {
             let members = (0..4)
                 .map(|i| GroupMember::new(keys[i].clone(), set.clone(), core.clone(), behaviour(i)))
                 .collect();
-            ReplicatedParticipant::new(set, keys[0].clone(), validators, members).unwrap()
+            ReplicatedParticipant::new(set, validators, members).unwrap()
         })
         .collect();
     Bank {
@@ -639,7 +639,7 @@ fn lost_requests_and_answers_are_retried_and_settle_atomically() {
 }
 
 #[test]
-fn a_replicated_group_and_a_single_replica_shard_commit_together() {
+fn a_replicated_group_and_a_single_replica_shard_commit_together_through_a_proposer_crash() {
     let (group_key, single_key) = (KeyPair::from_seed([1; 32]), KeyPair::from_seed([2; 32]));
     let map = ShardMap::even(&[group_key.node_id(), single_key.node_id()]);
     let find = |owner: NodeId| {
@@ -674,7 +674,19 @@ fn a_replicated_group_and_a_single_replica_shard_commit_together() {
             delta,
         }]
     };
-    for (t, amount) in [(1u8, 40i64), (2, -25), (3, 500), (4, -500)] {
+    for (t, amount) in [
+        (1u8, 40i64),
+        (2, -25),
+        (3, 500),
+        (4, -500),
+        (5, 10),
+        (6, -10),
+    ] {
+        if t == 3 {
+            // The member proposing for the group crashes: the next one
+            // takes over and the group goes on deciding.
+            block_on(group.crash_member(0)).unwrap();
+        }
         let writes: [(&dyn Participant, Vec<Op>); 2] =
             [(&group, op(&a, -amount)), (&single, op(&b, amount))];
         let result =
@@ -684,6 +696,16 @@ fn a_replicated_group_and_a_single_replica_shard_commit_together() {
     // 100 - 40 + 25 on the group, 100 + 40 - 25 on the single shard; the
     // overdrafts (either side refusing) left nothing.
     assert_eq!(balances(), (85, 115));
+    let proposer = block_on(group.proposer());
+    assert_eq!(proposer, member_keys(0)[1].node_id());
+    // The live members applied one gap-free log, and agree.
+    let agree = block_on(group.with_members(|m| {
+        m[1..]
+            .iter()
+            .all(|x| x.machine().verify_replica(m[1].machine()))
+            && m[1].machine().next_height() > 6
+    }));
+    assert!(agree);
     let locks = block_on(group.with_members(|m| {
         m.iter()
             .all(|m| m.machine().state().core().locks().is_empty())

@@ -9,12 +9,13 @@ use crate::{Decision, Key, PrepareRequest, SignedReceipt, TxnError, TxnId, TxnMe
 use async_trait::async_trait;
 use futures::lock::Mutex;
 use hologram_consensus::{
-    Batch, Command, CommandId, ConsensusResult, ReceiptConsensus, ReplicatedStateMachine,
-    Validator, ValidatorSet,
+    Batch, Certificate, Command, CommandId, ConsensusError, ConsensusResult, HeightStatus,
+    Proposal, ReceiptConsensus, ReplicatedStateMachine, Validator, ValidatorSet, Vote,
 };
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Receipt};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// How many rounds one call proposes its command before it gives up with
@@ -130,10 +131,110 @@ impl GroupMember {
     }
 }
 
+/// How many rounds in a row a proposer may fail before the next live
+/// member takes over.
+pub const FAILOVER_AFTER: usize = 4;
+
+/// A validator that can be switched off (its member crashed).
+struct Gate {
+    inner: Arc<dyn Validator>,
+    down: AtomicBool,
+}
+
+impl Gate {
+    fn check(&self) -> Result<(), ConsensusError> {
+        match self.down.load(Ordering::Relaxed) {
+            true => Err(ConsensusError::Log(format!(
+                "validator {} is down",
+                self.inner.id()
+            ))),
+            false => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl Validator for Gate {
+    fn id(&self) -> NodeId {
+        self.inner.id()
+    }
+
+    async fn prepare_vote(&self, proposal: &Proposal) -> Result<Vote, ConsensusError> {
+        self.check()?;
+        self.inner.prepare_vote(proposal).await
+    }
+
+    async fn commit(
+        &self,
+        proposal: &Proposal,
+        polka: &Certificate,
+    ) -> Result<Vote, ConsensusError> {
+        self.check()?;
+        self.inner.commit(proposal, polka).await
+    }
+
+    async fn finalize(
+        &self,
+        decision: &hologram_consensus::Decision,
+    ) -> Result<(), ConsensusError> {
+        self.check()?;
+        self.inner.finalize(decision).await
+    }
+
+    async fn status(&self, height: u64) -> Result<HeightStatus, ConsensusError> {
+        self.check()?;
+        self.inner.status(height).await
+    }
+}
+
 struct Group {
     consensus: ReceiptConsensus<Arc<dyn Validator>>,
+    /// The member whose keys propose.
+    proposer: usize,
+    gates: Vec<Arc<Gate>>,
     members: Vec<GroupMember>,
-    applied: usize,
+    /// Every decided height, in order (across proposers).
+    log: Vec<hologram_consensus::Decision>,
+    /// How many of the current proposer's decisions are in `log`.
+    taken: usize,
+}
+
+impl Group {
+    /// Moves the current proposer's new decisions into the log.
+    fn sync_log(&mut self) {
+        let fresh = self
+            .consensus
+            .decisions()
+            .get(self.taken..)
+            .unwrap_or_default();
+        self.log.extend_from_slice(fresh);
+        self.taken = self.consensus.decisions().len();
+    }
+
+    /// The next live member takes over proposing at the next height, after
+    /// learning from the validators what its predecessor left (a decided
+    /// height is adopted, a locked value re-proposed).
+    async fn fail_over(&mut self, set: &ValidatorSet) -> Result<(), TxnError> {
+        self.sync_log();
+        let n = self.members.len();
+        let next = (1..=n)
+            .map(|i| (self.proposer + i) % n)
+            .find(|&i| self.members[i].behaviour != MemberBehaviour::Silent)
+            .ok_or_else(|| TxnError::Transport("every member of the group is down".into()))?;
+        let validators = self
+            .gates
+            .iter()
+            .map(|g| Arc::clone(g) as Arc<dyn Validator>)
+            .collect();
+        let keys = self.members[next].keys.clone();
+        self.consensus =
+            ReceiptConsensus::new(keys, set.clone(), validators, self.log.len() as u64)
+                .map_err(|e| TxnError::Transport(format!("consensus: {e}")))?;
+        self.consensus.catch_up().await;
+        self.proposer = next;
+        self.taken = 0;
+        Ok(())
+    }
 }
 
 /// A shard run by a replicated group of `n = 3f + 1` validators, as a
@@ -153,13 +254,14 @@ pub struct ReplicatedParticipant {
 }
 
 impl ReplicatedParticipant {
-    /// A group with validator set `set`: `proposer` (the keys of a member)
-    /// drives consensus through `validators`, and `members` apply what is
-    /// decided. `members` must all be members of `set`, distinct, and start
-    /// from equal cores whose id (the group key) is this participant's id.
+    /// A group with validator set `set`: `members` apply what is decided,
+    /// `validators` (one per member, in the same order) vote, and the first
+    /// member proposes (the next live one takes over when it fails, see
+    /// [`FAILOVER_AFTER`]). `members` must all be members of `set`,
+    /// distinct, and start from equal cores whose id (the group key) is this
+    /// participant's id.
     pub fn new(
         set: ValidatorSet,
-        proposer: KeyPair,
         validators: Vec<Arc<dyn Validator>>,
         members: Vec<GroupMember>,
     ) -> Result<Self, TxnError> {
@@ -183,15 +285,43 @@ impl ReplicatedParticipant {
                 });
             }
         }
-        let consensus = ReceiptConsensus::new(proposer, set.clone(), validators, 0)
+        if validators.len() != members.len()
+            || validators
+                .iter()
+                .zip(&members)
+                .any(|(v, m)| v.id() != m.id())
+        {
+            return Err(TxnError::Decode {
+                what: "shard group",
+                reason: "not one validator per member, in the members' order".into(),
+            });
+        }
+        let gates: Vec<Arc<Gate>> = validators
+            .into_iter()
+            .map(|inner| {
+                Arc::new(Gate {
+                    inner,
+                    down: AtomicBool::new(false),
+                })
+            })
+            .collect();
+        let asked = gates
+            .iter()
+            .map(|g| Arc::clone(g) as Arc<dyn Validator>)
+            .collect();
+        let proposer = members[0].keys.clone();
+        let consensus = ReceiptConsensus::new(proposer, set.clone(), asked, 0)
             .map_err(|e| TxnError::Transport(format!("consensus: {e}")))?;
         Ok(ReplicatedParticipant {
             id,
             set,
             group: Mutex::new(Group {
                 consensus,
+                proposer: 0,
+                gates,
                 members,
-                applied: 0,
+                log: Vec::new(),
+                taken: 0,
             }),
         })
     }
@@ -207,18 +337,35 @@ impl ReplicatedParticipant {
     /// all a member needs to make durable.
     pub async fn restart_member(&self, index: usize) -> Result<(), TxnError> {
         let mut group = self.group.lock().await;
-        let Group {
-            consensus,
-            members,
-            applied,
-        } = &mut *group;
+        group.sync_log();
+        let Group { members, log, .. } = &mut *group;
         let member = members.get_mut(index).ok_or(TxnError::Decode {
             what: "member index",
             reason: format!("no member {index}"),
         })?;
         let mut fresh = member.restarted(self.set.clone());
-        fresh.apply(consensus.decisions().get(..*applied).unwrap_or_default())?;
+        fresh.apply(log)?;
         *member = fresh;
+        Ok(())
+    }
+
+    /// The member whose keys propose now.
+    pub async fn proposer(&self) -> NodeId {
+        let group = self.group.lock().await;
+        group.members[group.proposer].id()
+    }
+
+    /// Member `index` crashes and stays down: its validator fails every
+    /// request, it answers nothing, and if it was proposing, the next live
+    /// member takes over. `f` members down leave the group working.
+    pub async fn crash_member(&self, index: usize) -> Result<(), TxnError> {
+        let mut group = self.group.lock().await;
+        let gate = group.gates.get(index).ok_or(TxnError::Decode {
+            what: "member index",
+            reason: format!("no member {index}"),
+        })?;
+        gate.down.store(true, Ordering::Relaxed);
+        group.members[index].behaviour = MemberBehaviour::Silent;
         Ok(())
     }
 
@@ -258,7 +405,14 @@ impl ReplicatedParticipant {
         let mut group = self.group.lock().await;
         let mut last = String::new();
         let mut decided = false;
+        let mut failed = 0;
         for _ in 0..MAX_ROUNDS {
+            let proposer_down = group.members[group.proposer].behaviour == MemberBehaviour::Silent;
+            if proposer_down || failed >= FAILOVER_AFTER {
+                group.fail_over(&self.set).await?;
+                failed = 0;
+            }
+            failed += 1;
             match group.consensus.achieve_consensus(batch.clone()).await {
                 // Another value, locked in an earlier round, was committed:
                 // propose ours at the next height.
@@ -270,15 +424,13 @@ impl ReplicatedParticipant {
                 other => last = format!("{other:?}"),
             }
         }
-        let Group {
-            consensus,
-            members,
-            applied,
-        } = &mut *group;
-        let fresh = consensus.decisions().get(*applied..).unwrap_or_default();
-        *applied = consensus.decisions().len();
+        group.sync_log();
+        let Group { members, log, .. } = &mut *group;
         for member in members.iter_mut() {
-            member.apply(fresh)?;
+            member.apply(
+                log.get(member.machine.next_height() as usize..)
+                    .unwrap_or_default(),
+            )?;
         }
         if !decided {
             return Err(TxnError::Transport(format!(

@@ -42,16 +42,22 @@
 //! it. A transaction whose coordinator crashed at any step is thereby
 //! completed or aborted everywhere.
 //!
+//! **Proposing.** One member's keys drive the group's consensus; when that
+//! member is down, or its rounds fail [`FAILOVER_AFTER`] times in a row, the
+//! next live member takes over at the next height after `catch_up` (a height
+//! its predecessor got decided is adopted, a locked value re-proposed).
+//!
 //! This first form runs a group in one process (members and validators
-//! side by side); the same machine and endorsements serve a driver over a
-//! `Transport`, which is not built yet.
+//! side by side; a member that is down still has its replica kept up to
+//! date, as if it had restarted and caught up); the same machine and
+//! endorsements serve a driver over a `Transport`, which is not built yet.
 //!
 //! [`ParticipantCore`]: crate::ParticipantCore
 
 mod group;
 mod machine;
 
-pub use group::{GroupMember, MemberBehaviour, ReplicatedParticipant, MAX_ROUNDS};
+pub use group::{GroupMember, MemberBehaviour, ReplicatedParticipant, FAILOVER_AFTER, MAX_ROUNDS};
 pub use machine::{Endorsement, ShardMachine, ENDORSEMENT_TAG};
 
 use crate::participant::ParticipantCore;
@@ -65,7 +71,7 @@ impl ReplicatedParticipant {
     /// A group in this process: one member (with an honest
     /// [`LocalValidator`]) per entry of `members`, each starting from a
     /// clone of `core` (whose keys are the group key); the first member
-    /// proposes.
+    /// proposes until it fails.
     pub fn in_process(
         core: &ParticipantCore,
         members: &[(KeyPair, MemberBehaviour)],
@@ -78,15 +84,11 @@ impl ReplicatedParticipant {
                 Arc::new(LocalValidator::new(k.clone(), set.clone())) as Arc<dyn Validator>
             })
             .collect();
-        let proposer = members
-            .first()
-            .map(|(k, _)| k.clone())
-            .ok_or(TxnError::Empty("member list"))?;
         let members = members
             .iter()
             .map(|(k, b)| GroupMember::new(k.clone(), set.clone(), core.clone(), *b))
             .collect();
-        ReplicatedParticipant::new(set, proposer, validators, members)
+        ReplicatedParticipant::new(set, validators, members)
     }
 }
 
