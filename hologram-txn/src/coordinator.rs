@@ -307,7 +307,7 @@ impl CoordinatorCore {
                     return;
                 }
                 let mut unchecked = BTreeMap::new();
-                unchecked.insert(from, *decision.primary());
+                unchecked.insert(from, decision.primary().clone());
                 let prior = std::mem::replace(&mut flight.phase, Phase::Preparing);
                 flight.phase = Phase::Finishing {
                     decision: Box::new(decision),
@@ -401,7 +401,7 @@ impl CoordinatorCore {
                 }
             }
             Phase::Deciding { commit: true } => {
-                let prepares = flight.votes.values().copied().collect();
+                let prepares = flight.votes.values().cloned().collect();
                 send.push((flight.primary, TxnMessage::Commit { txn, prepares }));
             }
             Phase::Deciding { commit: false } => {
@@ -482,24 +482,20 @@ impl CoordinatorCore {
         let checking: Vec<SignedReceipt> = unchecked
             .iter()
             .filter(|(node, _)| only.is_none_or(|o| o == **node))
-            .map(|(_, s)| *s)
+            .map(|(_, s)| s.clone())
             .collect();
         let all_valid = match checking.as_slice() {
             [] => return,
             [one] => one.verify(purpose).is_ok(),
             many => {
+                // A group proof adds each of its member signatures (after
+                // its checks without signatures; one that fails them fails
+                // the batch).
                 let mut batch = SignatureBatch::with_capacity(many.len());
-                for s in many {
-                    batch.push(
-                        s.signer,
-                        purpose,
-                        &s.receipt.to_canonical_bytes(),
-                        s.signature,
-                    );
-                }
+                let pushed = many.iter().all(|s| s.push_to(&mut batch, purpose).is_ok());
                 // Where the batch fails, strict verification one by one
                 // decides (it names the forged ones).
-                batch.verify().is_ok() || many.iter().all(|s| s.verify(purpose).is_ok())
+                (pushed && batch.verify().is_ok()) || many.iter().all(|s| s.verify(purpose).is_ok())
             }
         };
         let forged: BTreeSet<NodeId> = if all_valid {
@@ -567,7 +563,13 @@ mod tests {
         }
         for vote in &votes {
             let txn = TxnId([5; 16]);
-            core.on_message(vote.signer, TxnMessage::Prepared { txn, vote: *vote });
+            core.on_message(
+                vote.signer,
+                TxnMessage::Prepared {
+                    txn,
+                    vote: vote.clone(),
+                },
+            );
         }
         let sent = core.take_effects().send;
         assert!(
@@ -612,7 +614,13 @@ mod tests {
         // …and a genuine acknowledgement completes the set: the batch fails
         // on the decision, nothing is reported, the primary is asked again.
         let ack = SignedReceipt::sign(&keys[1], Purpose::Commit, primary.receipt);
-        core.on_message(b, TxnMessage::Ack { txn, ack });
+        core.on_message(
+            b,
+            TxnMessage::Ack {
+                txn,
+                ack: ack.clone(),
+            },
+        );
         assert!(core.take_completed().is_empty());
         let sent = core.take_effects().send;
         assert!(matches!(sent.as_slice(), [(to, TxnMessage::Commit { .. })] if *to == a));

@@ -78,6 +78,41 @@ pub enum TxnError {
         /// What verification said.
         source: ReceiptError,
     },
+    /// A group proof with fewer than `f + 1` member signatures (an unsigned
+    /// group receipt has none).
+    #[error("group {group} signed with {got} of the {needed} member signatures needed")]
+    TooFewSignatures {
+        /// The group.
+        group: NodeId,
+        /// How many signatures the proof holds.
+        got: usize,
+        /// How many are needed (`f + 1`).
+        needed: usize,
+    },
+    /// A group proof whose member list does not hash to the signer's id.
+    #[error("the member list does not hash to group {group}")]
+    NotTheGroup {
+        /// The claimed group.
+        group: NodeId,
+    },
+    /// A group proof's signature names a member index past the member list.
+    #[error("group {group}: member index {index} out of range ({members} members)")]
+    MemberIndexOutOfRange {
+        /// The group.
+        group: NodeId,
+        /// The index.
+        index: u8,
+        /// How many members the proof lists.
+        members: usize,
+    },
+    /// A group proof with two signatures for one member.
+    #[error("group {group}: member index {index} signs twice")]
+    DuplicateMemberIndex {
+        /// The group.
+        group: NodeId,
+        /// The repeated index.
+        index: u8,
+    },
     /// A commit certificate does not prove what it claims (wrong set of
     /// participants, a prepare receipt missing, a composition that differs).
     #[error("invalid commit certificate for {txn}: {reason}")]

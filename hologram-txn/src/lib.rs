@@ -44,13 +44,15 @@
 //!   `3f + 1` validators is one participant: every 2PC step is a command
 //!   ordered by the group's consensus and applied by each member's
 //!   [`ShardMachine`]; an answer counts only when `f + 1` members endorse it,
-//!   so the primary's decision record lives in a replicated log. Groups and
-//!   single-replica shards mix in one transaction.
+//!   so the primary's decision record lives in a replicated log. A group
+//!   holds no shared key: its id is the hash of its members, and its
+//!   receipts carry a [`GroupProof`] of `f + 1` member signatures, checked
+//!   by anyone like a single signature. Groups and single-replica shards mix
+//!   in one transaction.
 //!
 //! Not built yet: replicated groups over a `Transport` (they run in one
-//! process today) and a quorum signature replacing the group key their
-//! members share (see [`replicated`]),
-//! garbage collection of decision records, and
+//! process today), hand-offs of keys to or from a group, garbage
+//! collection of decision records, and
 //! [`LoadBalancer`] migrations driven inside the simulated workload (they
 //! are exercised on the balancer; the simulation moves whole shards).
 //!
@@ -59,7 +61,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`types`] | [`TxnId`], [`Key`] and its placement, [`Op`] and its canonical bytes |
-//! | [`receipts`] | [`PrepareRequest`], prepare / commit / abort receipts, [`SignedReceipt`], the primary's [`Decision`] |
+//! | [`receipts`] | [`PrepareRequest`], prepare / commit / abort receipts, [`SignedReceipt`] and its [`Proof`] (a node's signature or a [`Group`]'s), the primary's [`Decision`] |
 //! | [`participant`] | [`ParticipantCore`]: locks ([`participant::LockTable`]), prepare, decide, resolve, recovery; its durable [`participant::records`] |
 //! | [`coordinator`] | [`CoordinatorCore`]: phases, retries, receipt checks |
 //! | [`transaction`] | the async [`Participant`] seam, [`LocalParticipant`], [`DistributedTransaction`] |
@@ -146,9 +148,9 @@ pub use effects::{Effects, Persist};
 pub use error::TxnError;
 pub use handoff::{HandOffAck, Transfer};
 pub use node::{CoordinatorNode, ParticipantNode, TxnNode, TxnTimer};
-pub use participant::{ParticipantConfig, ParticipantCore, ParticipantTimer};
+pub use participant::{ParticipantConfig, ParticipantCore, ParticipantTimer, Signer};
 pub use rebalance::{ReceiptSharding, ShardLoad, ShardingConfig, Split};
-pub use receipts::{Decision, PrepareRequest, SignedReceipt};
+pub use receipts::{Decision, Group, GroupProof, PrepareRequest, Proof, SignedReceipt};
 pub use replicated::{settle, ReplicatedParticipant, ShardMachine};
 pub use sharding::{ShardId, ShardMap};
 pub use transaction::{DistributedTransaction, LocalParticipant, Participant};

@@ -16,11 +16,36 @@
 //!
 //! Signatures cover the receipt's 72 canonical bytes under the purpose's
 //! context (SPEC §7); a prepare signature never verifies as a commit.
+//!
+//! ## Who signs: a node or a group
+//!
+//! A [`SignedReceipt`]'s [`Proof`] is either the signer's own Ed25519
+//! signature (the signer's id is its public key), or, for a shard run by a
+//! replicated group ([`crate::replicated`]), a [`GroupProof`]: signatures of
+//! `f + 1` of the group's `n` members (`f = (n - 1) / 3`), each made exactly
+//! as a single signature (`KeyPair::sign(purpose, canonical bytes)`).
+//!
+//! - A **group's id** is self-certifying, no directory needed:
+//!   `BLAKE3(GROUP_ID_TAG ‖ n u8 ‖ the n member ids (32 each, strictly
+//!   ascending))`, with [`GROUP_ID_TAG`] = `"hologram shard-group v1\n"` and
+//!   `1 ≤ n ≤` [`MAX_GROUP`] ([`group_id`]). No one holds a key for it: a
+//!   single signature claiming a group id fails as a bad signature.
+//! - A **group proof** lists the members (their hash must be the signer)
+//!   and pairs `(member index u8, signature)`, indices in range and
+//!   distinct, at least `f + 1` of them, every signature valid for the
+//!   purpose. Decoding refuses more than [`MAX_GROUP`] members or
+//!   signatures before reading them. Honest members sign only outputs of
+//!   the group's deterministic machine applied to its certified log, so one
+//!   honest signer among `f + 1` makes the receipt the group's; a Byzantine
+//!   member signing alone in the group's name proves nothing.
+//! - Batch verification ([`SignedReceipt::push_to`]) adds every member
+//!   signature of a group proof to the batch, after the checks that need no
+//!   signature; strict verification ([`SignedReceipt::verify`]) checks each.
 
 use crate::types::{bound, MAX_OPS, MAX_PARTICIPANTS};
 use crate::{Op, TxnError, TxnId};
 use hologram_lattice::NodeId;
-use hologram_receipt::{verify_signature, KeyPair, Purpose, Receipt, Signature};
+use hologram_receipt::{verify_signature, KeyPair, Purpose, Receipt, Signature, SignatureBatch};
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the prepare bytes.
@@ -117,15 +142,212 @@ pub fn commit_receipt<'a>(prepares: impl IntoIterator<Item = &'a SignedReceipt>)
     Receipt::compose_all(prepares.into_iter().map(|s| &s.receipt))
 }
 
-/// A receipt with its signer's signature for one purpose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Prefix of the bytes a group's id is the hash of (module docs).
+pub const GROUP_ID_TAG: &[u8] = b"hologram shard-group v1\n";
+
+/// The most members a group may have (every decoder refuses more before
+/// reading them).
+pub const MAX_GROUP: usize = 64;
+
+/// The id of the group whose members are `members`: `BLAKE3(GROUP_ID_TAG ‖
+/// n u8 ‖ the n member ids)`. The members must be strictly ascending, 1 to
+/// [`MAX_GROUP`] of them.
+pub fn group_id(members: &[NodeId]) -> Result<NodeId, TxnError> {
+    if members.is_empty() {
+        return Err(TxnError::Empty("group member list"));
+    }
+    bound("group member list", members.len(), MAX_GROUP)?;
+    if !members.windows(2).all(|w| w[0] < w[1]) {
+        return Err(TxnError::Decode {
+            what: "group member list",
+            reason: "members not ascending and distinct".into(),
+        });
+    }
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(GROUP_ID_TAG);
+    // Bounded above by MAX_GROUP < 256.
+    hasher.update(&[members.len() as u8]);
+    members.iter().for_each(|m| {
+        hasher.update(m.as_bytes());
+    });
+    Ok(NodeId::from_bytes(*hasher.finalize().as_bytes()))
+}
+
+/// A group of members that signs as one participant (see
+/// [`crate::replicated`]): its members, ascending, and its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    id: NodeId,
+    members: Vec<NodeId>,
+}
+
+impl Group {
+    /// The group of `members` (in any order; distinct, 1 to [`MAX_GROUP`]).
+    pub fn new(mut members: Vec<NodeId>) -> Result<Self, TxnError> {
+        members.sort_unstable();
+        let id = group_id(&members)?;
+        Ok(Group { id, members })
+    }
+
+    /// Its id, [`group_id`] of its members.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Its members, ascending.
+    pub fn members(&self) -> &[NodeId] {
+        &self.members
+    }
+
+    /// How many member signatures make a receipt the group's: `f + 1`, with
+    /// `f = (n - 1) / 3` the members that may be Byzantine.
+    pub fn needed(&self) -> usize {
+        needed(self.members.len())
+    }
+
+    /// `receipt` claimed by the group, with no member signature yet: its
+    /// proof names the members and fails to verify until `f + 1` of them
+    /// sign (see [`ReplicatedParticipant`](crate::ReplicatedParticipant)).
+    pub fn unsigned(&self, receipt: Receipt) -> SignedReceipt {
+        SignedReceipt {
+            signer: self.id,
+            receipt,
+            proof: Proof::Group(GroupProof {
+                members: self.members.clone(),
+                signatures: Vec::new(),
+            }),
+        }
+    }
+}
+
+/// `f + 1` for a group of `n` members.
+fn needed(n: usize) -> usize {
+    n.saturating_sub(1) / 3 + 1
+}
+
+/// What proves that a [`SignedReceipt`]'s signer signed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Proof {
+    /// The signer's own Ed25519 signature (the signer's id is its key).
+    Single(Signature),
+    /// Signatures of `f + 1` members of the group whose id is the signer.
+    Group(GroupProof),
+}
+
+/// A group's signature: signatures of its members, each over the same
+/// canonical bytes under the same purpose as a single signature.
+///
+/// It proves the receipt is the group's when the members hash to the
+/// group's id ([`group_id`]) and at least `f + 1` of them (`f = (n - 1) /
+/// 3`) signed: honest members sign only what the group's deterministic
+/// machine output from its certified log, so one honest signer suffices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupProof {
+    /// The group's members, strictly ascending, 1 to [`MAX_GROUP`].
+    #[serde(deserialize_with = "bounded::<_, _, MAX_GROUP>")]
+    pub members: Vec<NodeId>,
+    /// Member signatures, each with the index of its member in `members`.
+    #[serde(deserialize_with = "bounded::<_, _, MAX_GROUP>")]
+    pub signatures: Vec<(u8, Signature)>,
+}
+
+/// Deserializes a sequence of at most `MAX` elements, refusing a longer one
+/// before reading past its bound.
+pub(crate) fn bounded<'de, D, T, const MAX: usize>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Bounded<T, const MAX: usize>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>, const MAX: usize> serde::de::Visitor<'de> for Bounded<T, MAX> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "at most {MAX} elements")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let too_many = || serde::de::Error::invalid_length(MAX + 1, &self);
+            if seq.size_hint().is_some_and(|n| n > MAX) {
+                return Err(too_many());
+            }
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element()? {
+                if out.len() == MAX {
+                    return Err(too_many());
+                }
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_seq(Bounded::<T, MAX>(std::marker::PhantomData))
+}
+
+impl GroupProof {
+    /// Checks the bounds a decoded proof must meet: 1 to [`MAX_GROUP`]
+    /// members, at most one signature per member.
+    pub fn check(&self) -> Result<(), TxnError> {
+        if self.members.is_empty() {
+            return Err(TxnError::Empty("group member list"));
+        }
+        bound("group member list", self.members.len(), MAX_GROUP)?;
+        bound(
+            "group signature list",
+            self.signatures.len(),
+            self.members.len(),
+        )
+    }
+
+    /// The member signatures that must all verify for `group`'s proof to
+    /// hold, after every check that needs no signature: the members hash to
+    /// `group`, indices are in range and distinct, and there are `f + 1`.
+    fn shares(&self, group: &NodeId) -> Result<Vec<(NodeId, Signature)>, TxnError> {
+        if group_id(&self.members)? != *group {
+            return Err(TxnError::NotTheGroup { group: *group });
+        }
+        let mut seen = [false; MAX_GROUP];
+        let mut shares = Vec::with_capacity(self.signatures.len());
+        for &(index, signature) in &self.signatures {
+            let member =
+                self.members
+                    .get(usize::from(index))
+                    .ok_or(TxnError::MemberIndexOutOfRange {
+                        group: *group,
+                        index,
+                        members: self.members.len(),
+                    })?;
+            if std::mem::replace(&mut seen[usize::from(index)], true) {
+                return Err(TxnError::DuplicateMemberIndex {
+                    group: *group,
+                    index,
+                });
+            }
+            shares.push((*member, signature));
+        }
+        let needed = needed(self.members.len());
+        if shares.len() < needed {
+            return Err(TxnError::TooFewSignatures {
+                group: *group,
+                got: shares.len(),
+                needed,
+            });
+        }
+        Ok(shares)
+    }
+}
+
+/// A receipt with the proof that its signer signed it for one purpose: the
+/// signer's own signature, or a group's (module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedReceipt {
-    /// Who signed.
+    /// Who signed: a node (its key), or a group (its [`group_id`]).
     pub signer: NodeId,
     /// What was signed.
     pub receipt: Receipt,
-    /// The signature over the receipt's canonical bytes.
-    pub signature: Signature,
+    /// The signature, or the group's member signatures, over the receipt's
+    /// canonical bytes.
+    pub proof: Proof,
 }
 
 impl SignedReceipt {
@@ -134,22 +356,58 @@ impl SignedReceipt {
         SignedReceipt {
             signer: keys.node_id(),
             receipt,
-            signature: keys.sign(purpose, &receipt.to_canonical_bytes()),
+            proof: Proof::Single(keys.sign(purpose, &receipt.to_canonical_bytes())),
         }
     }
 
-    /// Checks the signature for `purpose`.
+    /// The signatures that must all verify for the proof to hold, each with
+    /// its signer's key, after every check that needs no signature (for a
+    /// group proof: bounds, members, indices and count).
+    pub fn signatures(&self) -> Result<Vec<(NodeId, Signature)>, TxnError> {
+        match &self.proof {
+            Proof::Single(signature) => Ok(vec![(self.signer, *signature)]),
+            Proof::Group(proof) => {
+                proof.check()?;
+                proof.shares(&self.signer)
+            }
+        }
+    }
+
+    /// Checks the proof for `purpose`, each signature strictly. A single
+    /// signature whose signer is a group id fails as a
+    /// [`TxnError::BadSignature`] (no one holds a key for it).
     pub fn verify(&self, purpose: Purpose) -> Result<(), TxnError> {
-        verify_signature(
-            &self.signer,
-            purpose,
-            &self.receipt.to_canonical_bytes(),
-            &self.signature,
-        )
-        .map_err(|source| TxnError::BadSignature {
-            signer: self.signer,
-            source,
-        })
+        let canonical = self.receipt.to_canonical_bytes();
+        for (signer, signature) in self.signatures()? {
+            verify_signature(&signer, purpose, &canonical, &signature)
+                .map_err(|source| TxnError::BadSignature { signer, source })?;
+        }
+        Ok(())
+    }
+
+    /// Adds the proof's signatures for `purpose` to `batch` (every member
+    /// signature of a group proof, once its checks without signatures
+    /// pass): the proof holds if the batch verifies.
+    pub fn push_to(&self, batch: &mut SignatureBatch, purpose: Purpose) -> Result<(), TxnError> {
+        let canonical = self.receipt.to_canonical_bytes();
+        for (signer, signature) in self.signatures()? {
+            batch.push(signer, purpose, &canonical, signature);
+        }
+        Ok(())
+    }
+
+    /// Checks the bounds a decoded receipt must meet (those of a group proof).
+    pub fn check(&self) -> Result<(), TxnError> {
+        match &self.proof {
+            Proof::Single(_) => Ok(()),
+            Proof::Group(proof) => proof.check(),
+        }
+    }
+
+    /// Whether it claims the same signer and receipt as `other`, whatever
+    /// the proofs.
+    pub fn same_claim(&self, other: &SignedReceipt) -> bool {
+        self.signer == other.signer && self.receipt == other.receipt
     }
 
     /// Checks that `expected_signer` signed exactly `expected` for `purpose`.
@@ -368,14 +626,16 @@ mod tests {
         let r = request(&[&a, &b], 1);
         let pa = SignedReceipt::sign(&a, Purpose::Prepare, r.prepare_receipt(&a.node_id()));
         let pb = SignedReceipt::sign(&b, Purpose::Prepare, r.prepare_receipt(&b.node_id()));
-        let c = check_certificate(&r.txn, &r.participants, &[pb, pa], &pa).unwrap();
-        assert_eq!(c, commit_receipt(&[pa, pb]));
+        let c = check_certificate(&r.txn, &r.participants, &[pb.clone(), pa.clone()], &pa).unwrap();
+        assert_eq!(c, commit_receipt(&[pa.clone(), pb.clone()]));
         // Missing, repeated, or wrongly signed prepares are refused.
-        assert!(check_certificate(&r.txn, &r.participants, &[pa], &pa).is_err());
-        assert!(check_certificate(&r.txn, &r.participants, &[pa, pa], &pa).is_err());
+        assert!(check_certificate(&r.txn, &r.participants, std::slice::from_ref(&pa), &pa).is_err());
+        assert!(
+            check_certificate(&r.txn, &r.participants, &[pa.clone(), pa.clone()], &pa).is_err()
+        );
         let forged = SignedReceipt::sign(&b, Purpose::Commit, pb.receipt);
         assert!(matches!(
-            check_certificate(&r.txn, &r.participants, &[pa, forged], &pa),
+            check_certificate(&r.txn, &r.participants, &[pa.clone(), forged], &pa),
             Err(TxnError::BadSignature { .. })
         ));
 

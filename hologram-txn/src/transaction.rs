@@ -102,7 +102,8 @@ pub async fn call<P: Participant + ?Sized>(
 /// it is done ahead ([`Prework`]), outside the lock on the core.
 pub struct LocalParticipant<S: Store> {
     id: NodeId,
-    keys: KeyPair,
+    /// The core's keys, to sign ahead (none for a group's core).
+    keys: Option<KeyPair>,
     core: Mutex<ParticipantCore>,
     store: Arc<S>,
 }
@@ -112,7 +113,7 @@ impl<S: Store> LocalParticipant<S> {
     pub fn new(core: ParticipantCore, store: Arc<S>) -> Self {
         LocalParticipant {
             id: core.id(),
-            keys: core.keys().clone(),
+            keys: core.signer().keys().cloned(),
             core: Mutex::new(core),
             store,
         }
@@ -133,6 +134,11 @@ impl<S: Store> LocalParticipant<S> {
         Ok(result)
     }
 
+    /// The prework `f` makes with the core's keys (none for a group's core).
+    fn prework(&self, f: impl FnOnce(&KeyPair) -> Prework) -> Prework {
+        self.keys.as_ref().map(f).unwrap_or_default()
+    }
+
     /// Runs a call with its signatures made and checked ahead, outside the lock.
     async fn run<R>(
         &self,
@@ -150,7 +156,7 @@ impl<S: Store> Participant for LocalParticipant<S> {
     }
 
     async fn prepare(&self, request: PrepareRequest) -> Result<SignedReceipt, TxnError> {
-        let prework = Prework::prepare(&self.keys, &request);
+        let prework = self.prework(|k| Prework::prepare(k, &request));
         self.run(prework, |c| c.prepare(request)).await
     }
 
@@ -159,13 +165,13 @@ impl<S: Store> Participant for LocalParticipant<S> {
         request: PrepareRequest,
         expected: Receipt,
     ) -> Result<Decision, TxnError> {
-        let prework = Prework::commit_one_phase(&self.keys, &request);
+        let prework = self.prework(|k| Prework::commit_one_phase(k, &request));
         self.run(prework, |c| c.commit_one_phase(request, &expected))
             .await
     }
 
     async fn commit(&self, txn: TxnId, prepares: Vec<SignedReceipt>) -> Result<Decision, TxnError> {
-        let prework = Prework::commit(&self.keys, &prepares);
+        let prework = self.prework(|k| Prework::commit(k, &prepares));
         self.run(prework, |c| c.commit(txn, &prepares)).await
     }
 
@@ -174,7 +180,7 @@ impl<S: Store> Participant for LocalParticipant<S> {
     }
 
     async fn resolve(&self, txn: TxnId, decision: Decision) -> Result<SignedReceipt, TxnError> {
-        let prework = Prework::resolve(&self.keys, &decision);
+        let prework = self.prework(|k| Prework::resolve(k, &decision));
         self.run(prework, |c| c.resolve(txn, &decision)).await
     }
 }

@@ -3,7 +3,9 @@
 //! Messages are serde + postcard ([`TxnMessage::to_wire`]);
 //! [`TxnMessage::from_wire`] refuses input longer than [`MAX_MESSAGE_LEN`]
 //! before reading it, refuses trailing bytes, and re-checks every bound serde
-//! does not (key and value sizes, op and participant counts). What is hashed
+//! does not (key and value sizes, op and participant counts; a group proof's
+//! member and signature lists are bounded by [`MAX_GROUP`](crate::receipts::MAX_GROUP) as they are
+//! decoded, see [`crate::receipts`]). What is hashed
 //! or signed is never these bytes but the canonical bytes of
 //! [`crate::receipts`].
 
@@ -200,29 +202,34 @@ impl TxnMessage {
         }
     }
 
-    /// Checks the bounds a decoded message must meet.
+    /// Checks the bounds a decoded message must meet (group proofs'
+    /// included).
     pub fn check(&self) -> Result<(), TxnError> {
+        let prepares = |prepares: &[SignedReceipt]| {
+            bound("prepare list", prepares.len(), MAX_PARTICIPANTS)?;
+            prepares.iter().try_for_each(SignedReceipt::check)
+        };
         let decision = |d: &Decision| match d {
-            Decision::Committed { prepares, .. } => {
-                bound("prepare list", prepares.len(), MAX_PARTICIPANTS)
+            Decision::Committed {
+                prepares: p,
+                primary,
+            } => {
+                prepares(p)?;
+                primary.check()
             }
-            Decision::Aborted { .. } => Ok(()),
+            Decision::Aborted { primary } => primary.check(),
         };
         match self {
             TxnMessage::Prepare(r) | TxnMessage::CommitOnePhase { request: r, .. } => r.check(),
-            TxnMessage::Commit { prepares, .. } => {
-                bound("prepare list", prepares.len(), MAX_PARTICIPANTS)
-            }
+            TxnMessage::Commit { prepares: p, .. } => prepares(p),
             TxnMessage::Resolve { decision: d, .. } | TxnMessage::Decided { decision: d, .. } => {
                 decision(d)
             }
             TxnMessage::Refused { refusal, .. } => refusal.check(),
             TxnMessage::HandOff(transfer) => transfer.check(),
             TxnMessage::HandedOver(ack) => ack.check(),
-            TxnMessage::Abort { .. }
-            | TxnMessage::Query { .. }
-            | TxnMessage::Prepared { .. }
-            | TxnMessage::Ack { .. } => Ok(()),
+            TxnMessage::Prepared { vote: s, .. } | TxnMessage::Ack { ack: s, .. } => s.check(),
+            TxnMessage::Abort { .. } | TxnMessage::Query { .. } => Ok(()),
         }
     }
 

@@ -17,8 +17,8 @@ use hologram_txn::replicated::{Endorsement, GroupMember, MemberBehaviour};
 use hologram_txn::types::counter;
 use hologram_txn::{
     settle, Decision, DistributedTransaction, Key, Op, Participant, ParticipantConfig,
-    ParticipantCore, PrepareRequest, ReplicatedParticipant, ShardMap, SignedReceipt, TxnError,
-    TxnId, TxnMessage,
+    ParticipantCore, PrepareRequest, Proof, ReplicatedParticipant, ShardMap, SignedReceipt,
+    TxnError, TxnId, TxnMessage,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -112,13 +112,13 @@ fn member_keys(g: u8) -> Vec<KeyPair> {
 /// and its validator votes for wrong values; in group 1 one member is down
 /// (its validator fails every request, it answers nothing).
 fn bank() -> Bank {
-    let group_keys = [KeyPair::from_seed([1; 32]), KeyPair::from_seed([2; 32])];
-    let map = ShardMap::even(&[group_keys[0].node_id(), group_keys[1].node_id()]);
+    let groups = [0, 1].map(|g| ReplicatedParticipant::group_of(&member_keys(g)).unwrap());
+    let map = ShardMap::even(&[groups[0].id(), groups[1].id()]);
     let mut accounts = Vec::new();
     let mut per_shard = [0usize; 2];
     for i in 0.. {
         let key = Key::new(format!("account-{i}").into_bytes()).unwrap();
-        let g = usize::from(map.node_of(&key) != Some(group_keys[0].node_id()));
+        let g = usize::from(map.node_of(&key) != Some(groups[0].id()));
         if per_shard[g] < ACCOUNTS_PER_SHARD {
             per_shard[g] += 1;
             accounts.push(key);
@@ -127,15 +127,15 @@ fn bank() -> Bank {
             break;
         }
     }
-    let groups = group_keys
-        .iter()
+    let groups = groups
+        .into_iter()
         .enumerate()
-        .map(|(g, gk)| {
+        .map(|(g, group)| {
+            let id = group.id();
             let mut core =
-                ParticipantCore::new(gk.clone(), ParticipantConfig::default(), map.clone())
-                    .unwrap();
+                ParticipantCore::new(group, ParticipantConfig::default(), map.clone()).unwrap();
             for a in &accounts {
-                if map.node_of(a) == Some(gk.node_id()) {
+                if map.node_of(a) == Some(id) {
                     core.load(a.clone(), START.to_le_bytes().to_vec()).unwrap();
                 }
             }
@@ -481,10 +481,10 @@ fn answers_need_f_plus_one_matching_endorsements() {
     tampered.output = lie.clone();
     assert!(tampered.verify(&group.id(), &command).is_err());
     let mut wrong_purpose = e(&keys[1], &truth);
-    wrong_purpose.signed.signature = keys[1].sign(
+    wrong_purpose.signed.proof = Proof::Single(keys[1].sign(
         Purpose::Commit,
         &wrong_purpose.signed.receipt.to_canonical_bytes(),
-    );
+    ));
     assert!(wrong_purpose.verify(&group.id(), &command).is_err());
     assert!(group
         .agree(&command, vec![e(&keys[0], &truth), tampered, wrong_purpose])
@@ -640,15 +640,16 @@ fn lost_requests_and_answers_are_retried_and_settle_atomically() {
 
 #[test]
 fn a_replicated_group_and_a_single_replica_shard_commit_together_through_a_proposer_crash() {
-    let (group_key, single_key) = (KeyPair::from_seed([1; 32]), KeyPair::from_seed([2; 32]));
-    let map = ShardMap::even(&[group_key.node_id(), single_key.node_id()]);
+    let group_key = ReplicatedParticipant::group_of(&member_keys(0)).unwrap();
+    let single_key = KeyPair::from_seed([2; 32]);
+    let map = ShardMap::even(&[group_key.id(), single_key.node_id()]);
     let find = |owner: NodeId| {
         (0..)
             .map(|i| Key::new(format!("account-{i}").into_bytes()).unwrap())
             .find(|k| map.node_of(k) == Some(owner))
             .unwrap()
     };
-    let (a, b) = (find(group_key.node_id()), find(single_key.node_id()));
+    let (a, b) = (find(group_key.id()), find(single_key.node_id()));
     let config = ParticipantConfig::default();
     let mut core = ParticipantCore::new(group_key, config, map.clone()).unwrap();
     core.load(a.clone(), START.to_le_bytes().to_vec()).unwrap();

@@ -48,7 +48,7 @@ pub use locks::LockTable;
 pub use prework::Prework;
 
 use crate::effects::Effects;
-use crate::receipts::{abort_receipt, check_certificate_with, commit_receipt};
+use crate::receipts::{abort_receipt, check_certificate_with, commit_receipt, Group};
 use crate::sharding::ShardMap;
 use crate::wire::{decided, refused};
 use crate::{Decision, Key, PrepareRequest, SignedReceipt, TxnError, TxnId, TxnMessage};
@@ -80,6 +80,56 @@ impl Default for ParticipantConfig {
             resolve_max_ms: 4_000,
             handoff_resend_ms: 300,
         }
+    }
+}
+
+/// Who a participant signs as.
+#[derive(Debug, Clone)]
+pub enum Signer {
+    /// A single-replica shard: its own keys (its id is its public key).
+    Key(KeyPair),
+    /// The core of a replicated group, run alike on every member: it holds
+    /// no secret, and claims its receipts in the group's name with no
+    /// member signature yet ([`Group::unsigned`]); the members sign them
+    /// (see [`crate::replicated`]). Such a core does not hand keys off.
+    Group(Group),
+}
+
+impl Signer {
+    /// The participant id: the key's node id, or the group's id.
+    pub fn id(&self) -> NodeId {
+        match self {
+            Signer::Key(keys) => keys.node_id(),
+            Signer::Group(group) => group.id(),
+        }
+    }
+
+    /// The keys, for a single-replica shard.
+    pub fn keys(&self) -> Option<&KeyPair> {
+        match self {
+            Signer::Key(keys) => Some(keys),
+            Signer::Group(_) => None,
+        }
+    }
+
+    /// `receipt` signed for `purpose` (claimed unsigned, for a group).
+    pub fn sign(&self, purpose: Purpose, receipt: Receipt) -> SignedReceipt {
+        match self {
+            Signer::Key(keys) => SignedReceipt::sign(keys, purpose, receipt),
+            Signer::Group(group) => group.unsigned(receipt),
+        }
+    }
+}
+
+impl From<KeyPair> for Signer {
+    fn from(keys: KeyPair) -> Self {
+        Signer::Key(keys)
+    }
+}
+
+impl From<Group> for Signer {
+    fn from(group: Group) -> Self {
+        Signer::Group(group)
     }
 }
 
@@ -123,7 +173,7 @@ struct Prepared {
 /// A shard's side of two-phase commit (see the module docs).
 #[derive(Debug, Clone)]
 pub struct ParticipantCore {
-    keys: KeyPair,
+    signer: Signer,
     id: NodeId,
     config: ParticipantConfig,
     map: ShardMap,
@@ -137,17 +187,22 @@ pub struct ParticipantCore {
 }
 
 impl ParticipantCore {
-    /// A participant with no data, serving its shards of `map`.
-    pub fn new(keys: KeyPair, config: ParticipantConfig, map: ShardMap) -> Result<Self, TxnError> {
-        let mut core = Self::blank(keys, config, map.clone());
+    /// A participant with no data, serving its shards of `map`, signing as
+    /// `signer` (its [`KeyPair`], or a [`Group`]).
+    pub fn new(
+        signer: impl Into<Signer>,
+        config: ParticipantConfig,
+        map: ShardMap,
+    ) -> Result<Self, TxnError> {
+        let mut core = Self::blank(signer.into(), config, map.clone());
         core.install_map(map)?;
         Ok(core)
     }
 
-    fn blank(keys: KeyPair, config: ParticipantConfig, map: ShardMap) -> Self {
+    fn blank(signer: Signer, config: ParticipantConfig, map: ShardMap) -> Self {
         ParticipantCore {
-            id: keys.node_id(),
-            keys,
+            id: signer.id(),
+            signer,
             config,
             map,
             map_address: None,
@@ -164,12 +219,12 @@ impl ParticipantCore {
     /// [`records`]); `map` serves until a newer one is found among them.
     /// Stale records found are queued for removal in the effects.
     pub fn recover(
-        keys: KeyPair,
+        signer: impl Into<Signer>,
         config: ParticipantConfig,
         map: ShardMap,
         records: impl IntoIterator<Item = Record>,
     ) -> Result<Self, TxnError> {
-        let mut core = Self::blank(keys, config, map);
+        let mut core = Self::blank(signer.into(), config, map);
         let mut prepared = Vec::new();
         for record in records {
             let address = record.to_object()?.address();
@@ -231,14 +286,14 @@ impl ParticipantCore {
         Ok(core)
     }
 
-    /// This participant's id (its public key).
+    /// This participant's id (its public key, or its group's id).
     pub fn id(&self) -> NodeId {
         self.id
     }
 
-    /// Its keys (for a driver's [`Prework::for_message`]).
-    pub(crate) fn keys(&self) -> &KeyPair {
-        &self.keys
+    /// Who it signs as (its keys serve a driver's [`Prework::for_message`]).
+    pub fn signer(&self) -> &Signer {
+        &self.signer
     }
 
     /// Runs `f` with signatures made and verified ahead ([`Prework`]): the
@@ -330,7 +385,7 @@ impl ParticipantCore {
         }
         if let Some(p) = self.prepared.get(&txn) {
             return same_contents(&p.request, &request)
-                .then_some(p.vote)
+                .then(|| p.vote.clone())
                 .ok_or(TxnError::ContentsDiffer(txn));
         }
         let request_primary = request.primary;
@@ -453,7 +508,7 @@ impl ParticipantCore {
         self.verify_signed(decision.primary(), decision.purpose())?;
         match decision {
             Decision::Committed { prepares, .. } => {
-                if !prepares.contains(&p.vote) {
+                if !prepares.iter().any(|v| v.same_claim(&p.vote)) {
                     return Err(TxnError::InvalidCertificate {
                         txn,
                         reason: "this participant's prepare receipt is missing",
@@ -651,7 +706,7 @@ impl ParticipantCore {
         let vote = self.vote(&request);
         let prepared = Prepared {
             request,
-            vote,
+            vote: vote.clone(),
             writes,
             address: object.address(),
         };
@@ -751,12 +806,13 @@ impl ParticipantCore {
         self.sign(decision.purpose(), decision.primary().receipt)
     }
 
-    /// This node's signature of `receipt` for `purpose` (from the prework
+    /// This node's signature of `receipt` for `purpose`, or its group's
+    /// unsigned claim of it (from the prework
     /// when it was made ahead; Ed25519 is deterministic, so it is the same).
     fn sign(&self, purpose: Purpose, receipt: Receipt) -> SignedReceipt {
         self.prework
             .signed(&self.id, purpose, &receipt)
-            .unwrap_or_else(|| SignedReceipt::sign(&self.keys, purpose, receipt))
+            .unwrap_or_else(|| self.signer.sign(purpose, receipt))
     }
 
     /// Checks a signature for `purpose`, unless the prework verified exactly it.

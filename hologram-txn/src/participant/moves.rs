@@ -10,6 +10,15 @@ use hologram_lattice::NodeId;
 use std::collections::BTreeMap;
 
 impl ParticipantCore {
+    /// The keys transfers and acknowledgements are signed with. A
+    /// replicated group's core has none: hand-offs to or from a group are
+    /// not built yet, and refused with [`TxnError::InvalidHandOff`].
+    fn hand_off_keys(&self) -> Result<&hologram_receipt::KeyPair, TxnError> {
+        self.signer.keys().ok_or(TxnError::InvalidHandOff(
+            "a replicated group does not hand keys off (not built yet)",
+        ))
+    }
+
     /// Starts serving `map` (a split or move of this node's shards) and
     /// returns the keys it no longer owns, with their versions and values,
     /// for the new owner's [`ParticipantCore::absorb`]. From now on requests
@@ -78,6 +87,7 @@ impl ParticipantCore {
     ///
     /// [`hand_off`]: ParticipantCore::hand_off
     pub fn begin_hand_off(&mut self, map: ShardMap) -> Result<usize, TxnError> {
+        self.hand_off_keys()?;
         let moved = self.leaving(&map)?;
         let count = moved.len();
         for (target, entries) in group_by_owner(&map, moved) {
@@ -124,11 +134,17 @@ impl ParticipantCore {
     /// send it again.
     pub(super) fn resend_hand_offs(&mut self) {
         let pending = self.pending_hand_offs();
+        // A group never begins a hand-off (`begin_hand_off` refuses), so it
+        // has none pending to sign.
+        let Ok(keys) = self.hand_off_keys() else {
+            return;
+        };
+        let keys = keys.clone();
         if pending.is_empty() {
             return;
         }
         for (target, entries) in pending {
-            let t = Transfer::sign(&self.keys, target, self.map.clone(), entries);
+            let t = Transfer::sign(&keys, target, self.map.clone(), entries);
             self.effects
                 .send
                 .push((target, TxnMessage::HandOff(Box::new(t))));
@@ -169,6 +185,7 @@ impl ParticipantCore {
         transfer: Transfer,
     ) -> Result<HandOffAck, TxnError> {
         let invalid = |reason| Err(TxnError::InvalidHandOff(reason));
+        self.hand_off_keys()?;
         transfer.check()?;
         if transfer.source != from || transfer.target != self.id {
             return invalid("not from its sender, or not to this node");
@@ -198,7 +215,12 @@ impl ParticipantCore {
         } else {
             return invalid("an older shard map");
         }
-        Ok(HandOffAck::sign(&self.keys, from, version, received))
+        Ok(HandOffAck::sign(
+            self.hand_off_keys()?,
+            from,
+            version,
+            received,
+        ))
     }
 
     /// The source's side of an acknowledgement: forgets the keys the new

@@ -14,6 +14,11 @@
 //! verification stays strict (`verify_strict`, one signature at a time):
 //! prework only moves the work out of the critical section.
 //!
+//! Only a participant with its own keys signs ahead: a replicated group's
+//! core ([`Signer::Group`](super::Signer::Group)) signs nothing (its
+//! members do, see [`crate::replicated`]). Group proofs are verified ahead
+//! like single signatures (every member signature, strictly).
+//!
 //! A `Prework` cannot claim a verification it did not make: its fields are
 //! private and filled only by verifying.
 
@@ -102,13 +107,13 @@ impl Prework {
 
     fn sign(&mut self, keys: &KeyPair, purpose: Purpose, receipt: Receipt) -> SignedReceipt {
         let signed = SignedReceipt::sign(keys, purpose, receipt);
-        self.signed.push((purpose, signed));
+        self.signed.push((purpose, signed.clone()));
         signed
     }
 
     fn verify(&mut self, purpose: Purpose, signed: &SignedReceipt) {
         if signed.verify(purpose).is_ok() {
-            self.verified.push((purpose, *signed));
+            self.verified.push((purpose, signed.clone()));
         }
     }
 
@@ -122,7 +127,7 @@ impl Prework {
         self.signed
             .iter()
             .find(|(p, s)| *p == purpose && s.signer == *signer && s.receipt == *receipt)
-            .map(|(_, s)| *s)
+            .map(|(_, s)| s.clone())
     }
 
     /// Whether exactly this signature was verified ahead for `purpose`.

@@ -1,8 +1,9 @@
 //! [`ReplicatedParticipant`]: a shard group in this process, behind the
 //! [`Participant`] seam.
 
-use super::machine::{Endorsement, ShardMachine};
+use super::machine::{group_claims, Endorsement, ShardMachine};
 use crate::participant::ParticipantCore;
+use crate::receipts::{Group, GroupProof, Proof};
 use crate::transaction::Participant;
 use crate::wire::Refusal;
 use crate::{Decision, Key, PrepareRequest, SignedReceipt, TxnError, TxnId, TxnMessage};
@@ -13,7 +14,7 @@ use hologram_consensus::{
     Proposal, ReceiptConsensus, ReplicatedStateMachine, Validator, ValidatorSet, Vote,
 };
 use hologram_lattice::NodeId;
-use hologram_receipt::{KeyPair, Receipt};
+use hologram_receipt::{KeyPair, Purpose, Receipt, Signature};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 pub const MAX_ROUNDS: usize = 16;
 
 /// How a group member behaves when it answers (tests model Byzantine
-/// members with the last two).
+/// members with the last three).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemberBehaviour {
     /// Applies every decided command and endorses its true output.
@@ -33,6 +34,10 @@ pub enum MemberBehaviour {
     /// Applies, but endorses a forged output (a refusal of every request)
     /// and answers reads with a forged value.
     Lying,
+    /// Applies and endorses the true output, but signs each receipt claimed
+    /// in the group's name for the wrong purpose (a vote as a commit, a
+    /// decision or acknowledgement as a prepare).
+    Forging,
 }
 
 /// One member of a shard group: its keys and its replica of the machine.
@@ -107,7 +112,7 @@ impl GroupMember {
     fn read(&self, key: &Key) -> Option<Option<Vec<u8>>> {
         let value = self.machine.state().value(key).map(<[u8]>::to_vec);
         match self.behaviour {
-            MemberBehaviour::Honest => Some(value),
+            MemberBehaviour::Honest | MemberBehaviour::Forging => Some(value),
             MemberBehaviour::Silent => None,
             MemberBehaviour::Lying => Some(Some(b"forged by a lying member".to_vec())),
         }
@@ -117,7 +122,7 @@ impl GroupMember {
     fn endorse(&self, group: NodeId, command: &Command) -> Option<Endorsement> {
         let output = self.outputs.get(&command.id())?.clone();
         let output = match self.behaviour {
-            MemberBehaviour::Honest => output,
+            MemberBehaviour::Honest | MemberBehaviour::Forging => output,
             MemberBehaviour::Silent => return None,
             MemberBehaviour::Lying => {
                 let txn = output.as_ref().and_then(TxnMessage::txn)?;
@@ -127,7 +132,25 @@ impl GroupMember {
                 })
             }
         };
-        Endorsement::sign(&self.keys, group, command, output).ok()
+        let mut endorsement = Endorsement::sign(&self.keys, group, command, output).ok()?;
+        if self.behaviour == MemberBehaviour::Forging {
+            let mut output = endorsement.output.clone();
+            let claims = output
+                .as_mut()
+                .map(|m| group_claims(m, &group))
+                .unwrap_or_default();
+            endorsement.shares = claims
+                .into_iter()
+                .map(|(purpose, s)| {
+                    let wrong = match purpose {
+                        Purpose::Prepare => Purpose::Commit,
+                        _ => Purpose::Prepare,
+                    };
+                    self.keys.sign(wrong, &s.receipt.to_canonical_bytes())
+                })
+                .collect();
+        }
+        Some(endorsement)
     }
 }
 
@@ -187,7 +210,7 @@ impl Validator for Gate {
     }
 }
 
-struct Group {
+struct GroupState {
     consensus: ReceiptConsensus<Arc<dyn Validator>>,
     /// The member whose keys propose.
     proposer: usize,
@@ -199,7 +222,7 @@ struct Group {
     taken: usize,
 }
 
-impl Group {
+impl GroupState {
     /// Moves the current proposer's new decisions into the log.
     fn sync_log(&mut self) {
         let fresh = self
@@ -249,8 +272,10 @@ impl Group {
 /// returned. Calls are serialized (one command per height).
 pub struct ReplicatedParticipant {
     id: NodeId,
+    /// The members, as the group's id is made of them.
+    shard_group: Group,
     set: ValidatorSet,
-    group: Mutex<Group>,
+    group: Mutex<GroupState>,
 }
 
 impl ReplicatedParticipant {
@@ -258,17 +283,18 @@ impl ReplicatedParticipant {
     /// `validators` (one per member, in the same order) vote, and the first
     /// member proposes (the next live one takes over when it fails, see
     /// [`FAILOVER_AFTER`]). `members` must all be members of `set`,
-    /// distinct, and start from equal cores whose id (the group key) is this
-    /// participant's id.
+    /// distinct, and start from equal cores signing as the
+    /// [`Group`] of `set`'s validators (whose id is this participant's id).
     pub fn new(
         set: ValidatorSet,
         validators: Vec<Arc<dyn Validator>>,
         members: Vec<GroupMember>,
     ) -> Result<Self, TxnError> {
-        let id = members
-            .first()
-            .map(|m| m.machine.state().core().id())
-            .ok_or(TxnError::Empty("member list"))?;
+        let shard_group = Group::new(set.validators().to_vec())?;
+        let id = shard_group.id();
+        if members.is_empty() {
+            return Err(TxnError::Empty("member list"));
+        }
         let mut seen = BTreeSet::new();
         for m in &members {
             let member = m.id();
@@ -281,7 +307,7 @@ impl ReplicatedParticipant {
             if m.machine.state().core().id() != id {
                 return Err(TxnError::Decode {
                     what: "shard group",
-                    reason: "members serve different participant ids".into(),
+                    reason: "a member's core does not sign as the group of the validators".into(),
                 });
             }
         }
@@ -314,8 +340,9 @@ impl ReplicatedParticipant {
             .map_err(|e| TxnError::Transport(format!("consensus: {e}")))?;
         Ok(ReplicatedParticipant {
             id,
+            shard_group,
             set,
-            group: Mutex::new(Group {
+            group: Mutex::new(GroupState {
                 consensus,
                 proposer: 0,
                 gates,
@@ -338,7 +365,7 @@ impl ReplicatedParticipant {
     pub async fn restart_member(&self, index: usize) -> Result<(), TxnError> {
         let mut group = self.group.lock().await;
         group.sync_log();
-        let Group { members, log, .. } = &mut *group;
+        let GroupState { members, log, .. } = &mut *group;
         let member = members.get_mut(index).ok_or(TxnError::Decode {
             what: "member index",
             reason: format!("no member {index}"),
@@ -425,7 +452,7 @@ impl ReplicatedParticipant {
             }
         }
         group.sync_log();
-        let Group { members, log, .. } = &mut *group;
+        let GroupState { members, log, .. } = &mut *group;
         for member in members.iter_mut() {
             member.apply(
                 log.get(member.machine.next_height() as usize..)
@@ -446,32 +473,53 @@ impl ReplicatedParticipant {
     }
 
     /// The output endorsed by `f + 1` distinct members of the set, each
-    /// endorsement's signature checked; forged and unknown ones are ignored.
+    /// endorsement's signatures checked (forged and unknown ones are
+    /// ignored), with each receipt it claims in the group's name proved by
+    /// a [`GroupProof`] of the `f + 1` lowest-indexed of those members'
+    /// shares.
     pub fn agree(
         &self,
         command: &Command,
         endorsements: Vec<Endorsement>,
     ) -> Result<Option<TxnMessage>, TxnError> {
+        let members = self.shard_group.members();
         let mut signers = BTreeSet::new();
-        let mut tally: Vec<(Option<TxnMessage>, usize)> = Vec::new();
+        type Shares = Vec<(u8, Vec<Signature>)>;
+        let mut tally: Vec<(Option<TxnMessage>, Shares)> = Vec::new();
         for e in endorsements {
+            // `verify` checks the endorsement and every share.
             let Ok(signer) = e.verify(&self.id, command) else {
                 continue;
             };
-            if !self.set.contains(&signer) || !signers.insert(signer) {
+            let Ok(index) = members.binary_search(&signer) else {
+                continue;
+            };
+            if !signers.insert(signer) {
                 continue;
             }
+            // A group has at most MAX_GROUP (64) members.
+            let share = (index as u8, e.shares);
             match tally.iter_mut().find(|(o, _)| *o == e.output) {
-                Some((_, n)) => *n += 1,
-                None => tally.push((e.output, 1)),
+                Some((_, shares)) => shares.push(share),
+                None => tally.push((e.output, vec![share])),
             }
         }
-        let needed = self.set.max_faulty() + 1;
-        tally
+        let needed = self.shard_group.needed();
+        let (mut output, mut shares) = tally
             .into_iter()
-            .find(|(_, n)| *n >= needed)
-            .map(|(output, _)| output)
-            .ok_or_else(|| self.no_quorum("no output", signers.len()))
+            .find(|(_, shares)| shares.len() >= needed)
+            .ok_or_else(|| self.no_quorum("no output", signers.len()))?;
+        shares.sort_unstable_by_key(|(index, _)| *index);
+        shares.truncate(needed);
+        if let Some(message) = output.as_mut() {
+            for (k, (_, claim)) in group_claims(message, &self.id).into_iter().enumerate() {
+                claim.proof = Proof::Group(GroupProof {
+                    members: members.to_vec(),
+                    signatures: shares.iter().map(|(i, s)| (*i, s[k])).collect(),
+                });
+            }
+        }
+        Ok(output)
     }
 
     async fn ask(&self, txn: TxnId, message: TxnMessage) -> Result<TxnMessage, TxnError> {

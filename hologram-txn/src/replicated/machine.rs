@@ -3,10 +3,12 @@
 //! what applying a command returned.
 
 use crate::participant::ParticipantCore;
-use crate::{Key, SignedReceipt, TxnError, TxnMessage};
+use crate::receipts::{abort_receipt, bounded};
+use crate::types::MAX_PARTICIPANTS;
+use crate::{Decision, Key, SignedReceipt, TxnError, TxnMessage};
 use hologram_consensus::{Command, StateMachine};
 use hologram_lattice::NodeId;
-use hologram_receipt::{KeyPair, Purpose, Receipt};
+use hologram_receipt::{verify_signature, KeyPair, Purpose, Receipt, Signature};
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the bytes a member's endorsement covers.
@@ -20,10 +22,12 @@ const STATE_TAG: &[u8] = b"hologram shard-state v1\n";
 /// Each command is a [`TxnMessage`] in its wire form (prepare, one-phase
 /// commit, commit, abort, resolve, query); applying it runs
 /// [`ParticipantCore::on_message`] and the output is the core's reply.
-/// Every replica of the group starts from the same core (same group keys,
-/// same data) and applies the same commands in the same order, so every
-/// honest replica computes the same reply, signatures included (Ed25519 is
-/// deterministic).
+/// Every replica of the group starts from the same core (same
+/// [`Group`](crate::receipts::Group), same data) and applies the same
+/// commands in the same order, so every honest replica computes the same
+/// reply. The core holds no secret: the receipts in a reply are claimed in
+/// the group's name unsigned, and each member signs them in its
+/// [`Endorsement`].
 ///
 /// The core's durable writes are not carried out: in a group, what makes a
 /// step durable is the certified consensus log, and a replica rebuilds its
@@ -113,14 +117,74 @@ impl StateMachine for ShardMachine {
 /// `ENDORSEMENT_TAG ‖ group(32) ‖ BLAKE3(command bytes)(32) ‖ 0 | 1 ‖ output
 /// wire bytes`. The output's wire bytes are only hashed here, never trusted:
 /// endorsements are compared by the output itself.
+///
+/// `shares` are the member's signatures of the receipts the output claims
+/// in the group's name ([`group_claims`], in that order), each made as a
+/// single signature for the purpose that receipt needs:
+/// [`Purpose::Prepare`] for a vote (alone, or among a decision's prepares),
+/// the decision's purpose ([`Purpose::Commit`] or [`Purpose::Abort`]) for a
+/// decision the group made, and for an acknowledgement
+/// [`Purpose::Abort`] if it acknowledges the abort receipt, else
+/// [`Purpose::Commit`]. `f + 1` members' shares make each receipt's
+/// [`GroupProof`](crate::receipts::GroupProof).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endorsement {
-    /// The group's id (the key its participant receipts are signed with).
+    /// The group's id ([`group_id`](crate::receipts::group_id) of its members).
     pub group: NodeId,
     /// What the member's machine returned.
     pub output: Option<TxnMessage>,
     /// The member's signature of [`Endorsement::receipt`].
     pub signed: SignedReceipt,
+    /// The member's signature of each receipt the output claims in the
+    /// group's name (at most [`MAX_PARTICIPANTS`] `+ 1`).
+    #[serde(deserialize_with = "bounded::<_, _, { MAX_PARTICIPANTS + 1 }>")]
+    pub shares: Vec<Signature>,
+}
+
+/// The receipts `message` claims in `group`'s name (signer `group`), each
+/// with the purpose it is signed for, in a fixed order: a vote; a
+/// decision's prepares in order, then its primary receipt; an
+/// acknowledgement.
+pub fn group_claims<'a>(
+    message: &'a mut TxnMessage,
+    group: &NodeId,
+) -> Vec<(Purpose, &'a mut SignedReceipt)> {
+    let mut claims = Vec::new();
+    match message {
+        TxnMessage::Prepared { vote, .. } => claims.push((Purpose::Prepare, vote)),
+        TxnMessage::Decided { decision, .. } => {
+            let purpose = decision.purpose();
+            match decision {
+                Decision::Committed { prepares, primary } => {
+                    claims.extend(prepares.iter_mut().map(|p| (Purpose::Prepare, p)));
+                    claims.push((purpose, primary));
+                }
+                Decision::Aborted { primary } => claims.push((purpose, primary)),
+            }
+        }
+        TxnMessage::Ack { txn, ack } => {
+            let purpose = match ack.receipt == abort_receipt(txn) {
+                true => Purpose::Abort,
+                false => Purpose::Commit,
+            };
+            claims.push((purpose, ack));
+        }
+        _ => {}
+    }
+    claims.retain(|(_, s)| s.signer == *group);
+    claims
+}
+
+/// The receipts `output` claims in `group`'s name, read-only.
+fn claims_of(output: Option<&TxnMessage>, group: &NodeId) -> Vec<(Purpose, Receipt)> {
+    let mut output = output.cloned();
+    output
+        .as_mut()
+        .map(|m| group_claims(m, group))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(purpose, s)| (purpose, s.receipt))
+        .collect()
 }
 
 impl Endorsement {
@@ -143,7 +207,8 @@ impl Endorsement {
         Ok(Receipt::from_bytes(&bytes))
     }
 
-    /// `member` endorses `output` of `command` in `group`.
+    /// `member` endorses `output` of `command` in `group`, and signs each
+    /// receipt it claims in the group's name.
     pub fn sign(
         member: &KeyPair,
         group: NodeId,
@@ -151,15 +216,21 @@ impl Endorsement {
         output: Option<TxnMessage>,
     ) -> Result<Self, TxnError> {
         let receipt = Self::receipt(&group, command, output.as_ref())?;
+        let shares = claims_of(output.as_ref(), &group)
+            .into_iter()
+            .map(|(purpose, r)| member.sign(purpose, &r.to_canonical_bytes()))
+            .collect();
         Ok(Endorsement {
             group,
             output,
             signed: SignedReceipt::sign(member, Purpose::Transition, receipt),
+            shares,
         })
     }
 
     /// Checks that the signer endorsed exactly this output of `command` in
-    /// `group`; returns the signer.
+    /// `group`, and signed each receipt the output claims in the group's
+    /// name for its purpose (one share each); returns the signer.
     pub fn verify(&self, group: &NodeId, command: &Command) -> Result<NodeId, TxnError> {
         if self.group != *group {
             return Err(TxnError::Decode {
@@ -175,7 +246,23 @@ impl Endorsement {
             });
         }
         self.signed.verify(Purpose::Transition)?;
-        Ok(self.signed.signer)
+        let signer = self.signed.signer;
+        let claims = claims_of(self.output.as_ref(), group);
+        if claims.len() != self.shares.len() {
+            return Err(TxnError::Decode {
+                what: "endorsement",
+                reason: format!(
+                    "{} shares for {} group receipts",
+                    self.shares.len(),
+                    claims.len()
+                ),
+            });
+        }
+        for ((purpose, receipt), share) in claims.iter().zip(&self.shares) {
+            verify_signature(&signer, *purpose, &receipt.to_canonical_bytes(), share)
+                .map_err(|source| TxnError::BadSignature { signer, source })?;
+        }
+        Ok(signer)
     }
 }
 

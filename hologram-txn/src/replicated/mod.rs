@@ -22,17 +22,30 @@
 //! nothing; a validator that votes wrongly is refused by consensus.
 //!
 //! **The group's identity.** Towards the rest of the protocol a group is
-//! one participant: its id is a group key, and its receipts (prepare,
-//! decision, acknowledgement) are signed with it, so `SignedReceipt`,
-//! `Decision`, the coordinator and single-replica shards are unchanged and
-//! both kinds of shard mix in one transaction. Every member holds the group
-//! key (each replica must produce the same signed output). *Limitation:* a
-//! Byzantine member could therefore sign a receipt in the group's name
-//! outside consensus; the coordinator is protected (it takes only answers
-//! `f + 1` members endorse), but another group that checks only the group
-//! signature on a decision is not. Replacing the shared key by a quorum
-//! certificate of member signatures over the same canonical receipt is the
-//! next step (see the crate's "not built yet").
+//! one participant, and no member holds a key for it. Its id is
+//! self-certifying: `BLAKE3("hologram shard-group v1\n" ‖ n u8 ‖ the n
+//! member ids ascending)` ([`group_id`](crate::receipts::group_id), `n ≤`
+//! [`MAX_GROUP`](crate::receipts::MAX_GROUP)). The group's
+//! [`ShardMachine`] runs a core that signs as that
+//! [`Group`](crate::receipts::Group) ([`Signer::Group`](crate::Signer::Group)):
+//! its prepare votes, decisions and acknowledgements carry the group id as
+//! signer and a [`GroupProof`](crate::receipts::GroupProof) with no
+//! signature yet, so every replica computes the same output without a
+//! secret. Each member's [`Endorsement`] adds its own signature of every
+//! such receipt, for the purpose that receipt needs ([`group_claims`]);
+//! [`ReplicatedParticipant::agree`] takes the output `f + 1` members
+//! endorsed and completes each receipt's proof with `f + 1` of their
+//! checked signatures. The coordinator and other participants — groups or
+//! single-replica shards, mixed in one transaction — then verify it as any
+//! [`SignedReceipt`]. A Byzantine member signing a
+//! vote or decision in the group's name outside consensus has one
+//! signature of the `f + 1` needed, and is refused
+//! ([`TxnError::TooFewSignatures`]); a single signature claiming the group
+//! id verifies under no key ([`TxnError::BadSignature`]).
+//!
+//! A group's core does not hand keys off ([`crate::handoff`] transfers are
+//! signed by one node's keys): asked to, it refuses with
+//! [`TxnError::InvalidHandOff`]. Hand-offs between groups are not built yet.
 //!
 //! **Recovery.** The core's timers (a primary's unilateral abort, a
 //! secondary's question) are not deterministic across replicas, so a group
@@ -58,7 +71,7 @@ mod group;
 mod machine;
 
 pub use group::{GroupMember, MemberBehaviour, ReplicatedParticipant, FAILOVER_AFTER, MAX_ROUNDS};
-pub use machine::{Endorsement, ShardMachine, ENDORSEMENT_TAG};
+pub use machine::{group_claims, Endorsement, ShardMachine, ENDORSEMENT_TAG};
 
 use crate::participant::ParticipantCore;
 use crate::transaction::Participant;
@@ -68,10 +81,18 @@ use hologram_receipt::KeyPair;
 use std::sync::Arc;
 
 impl ReplicatedParticipant {
+    /// The [`Group`](crate::Group) of these members' keys: a group's core
+    /// signs as it (`ParticipantCore::new(group, ...)`), and its id is the
+    /// group's participant id.
+    pub fn group_of(members: &[KeyPair]) -> Result<crate::Group, TxnError> {
+        crate::Group::new(members.iter().map(KeyPair::node_id).collect())
+    }
+
     /// A group in this process: one member (with an honest
     /// [`LocalValidator`]) per entry of `members`, each starting from a
-    /// clone of `core` (whose keys are the group key); the first member
-    /// proposes until it fails.
+    /// clone of `core` (which signs as the [`Group`](crate::Group) of the
+    /// members' ids, see [`ReplicatedParticipant::group_of`]); the first
+    /// member proposes until it fails.
     pub fn in_process(
         core: &ParticipantCore,
         members: &[(KeyPair, MemberBehaviour)],
