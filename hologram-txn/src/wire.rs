@@ -279,8 +279,10 @@ pub(crate) fn decided(txn: TxnId, result: Result<crate::Decision, TxnError>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::receipts::{commit_receipt, Group, Proof, MAX_GROUP};
     use crate::{Op, PrepareRequest};
     use hologram_lattice::NodeId;
+    use hologram_receipt::{KeyPair, Purpose};
     use proptest::prelude::*;
 
     fn prepare(key: Vec<u8>, delta: i64, n: u8) -> TxnMessage {
@@ -294,6 +296,48 @@ mod tests {
             ops: vec![Op::Add { key, delta }],
             map_version: 3,
         })
+    }
+
+    /// A commit decided by a group of `n` members, each of whose receipts
+    /// carries a group proof signed by all members.
+    fn group_decision(n: usize) -> TxnMessage {
+        let keys: Vec<KeyPair> = (0..n as u8)
+            .map(|i| KeyPair::from_seed([60 + i; 32]))
+            .collect();
+        let group = Group::new(keys.iter().map(KeyPair::node_id).collect()).unwrap();
+        let sign = |purpose, receipt: Receipt| {
+            let mut s = group.unsigned(receipt);
+            if let Proof::Group(p) = &mut s.proof {
+                p.signatures = (0..n)
+                    .map(|i| {
+                        let k = keys
+                            .iter()
+                            .find(|k| k.node_id() == group.members()[i])
+                            .unwrap();
+                        (i as u8, k.sign(purpose, &receipt.to_canonical_bytes()))
+                    })
+                    .collect();
+            }
+            s
+        };
+        let vote = sign(Purpose::Prepare, Receipt::from_bytes(b"vote"));
+        let primary = sign(Purpose::Commit, commit_receipt([&vote]));
+        TxnMessage::Decided {
+            txn: TxnId([1; 16]),
+            decision: Decision::Committed {
+                prepares: vec![vote],
+                primary,
+            },
+        }
+    }
+
+    fn decision_receipts(d: &Decision) -> Vec<&SignedReceipt> {
+        match d {
+            Decision::Committed { prepares, primary } => {
+                prepares.iter().chain(std::iter::once(primary)).collect()
+            }
+            Decision::Aborted { primary } => vec![primary],
+        }
     }
 
     #[test]
@@ -330,6 +374,26 @@ mod tests {
         #[test]
         fn garbage_is_an_error_not_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = TxnMessage::from_wire(&bytes);
+        }
+
+        /// A decision whose receipts carry group proofs: round trips, and
+        /// with any bit flipped decodes within the bounds or fails, never
+        /// panics.
+        #[test]
+        fn group_proofs_round_trip_and_flipped_never_panic(bit in 0usize..40_000, n in 1usize..8) {
+            let m = group_decision(n);
+            let mut bytes = m.to_wire().unwrap();
+            prop_assert_eq!(&TxnMessage::from_wire(&bytes).unwrap(), &m);
+            let i = bit % (bytes.len() * 8);
+            bytes[i / 8] ^= 1 << (i % 8);
+            if let Ok(TxnMessage::Decided { decision, .. }) = TxnMessage::from_wire(&bytes) {
+                for s in decision_receipts(&decision) {
+                    if let Proof::Group(p) = &s.proof {
+                        prop_assert!(!p.members.is_empty() && p.members.len() <= MAX_GROUP);
+                        prop_assert!(p.signatures.len() <= p.members.len());
+                    }
+                }
+            }
         }
 
         #[test]
