@@ -13,16 +13,18 @@ use hologram_consensus::{
 use hologram_lattice::sim::check_seeds;
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Purpose, Receipt};
+use hologram_txn::receipts::{abort_receipt, commit_receipt};
 use hologram_txn::replicated::{Endorsement, GroupMember, MemberBehaviour};
 use hologram_txn::types::counter;
 use hologram_txn::{
-    settle, Decision, DistributedTransaction, Key, Op, Participant, ParticipantConfig,
-    ParticipantCore, PrepareRequest, Proof, ReplicatedParticipant, ShardMap, SignedReceipt,
-    TxnError, TxnId, TxnMessage,
+    settle, Decision, DistributedTransaction, Group, GroupProof, Key, Op, Participant,
+    ParticipantConfig, ParticipantCore, PrepareRequest, Proof, ReplicatedParticipant, ShardMap,
+    SignedReceipt, TxnError, TxnId, TxnMessage,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
 
 const ACCOUNTS_PER_SHARD: usize = 3;
 const START: i64 = 100;
@@ -112,6 +114,18 @@ fn member_keys(g: u8) -> Vec<KeyPair> {
 /// and its validator votes for wrong values; in group 1 one member is down
 /// (its validator fails every request, it answers nothing).
 fn bank() -> Bank {
+    // The Byzantine member: the last of group 0, the third of group 1.
+    bank_with(|g, i| match (g, i) {
+        (0, 3) => MemberBehaviour::Lying,
+        (1, 2) => MemberBehaviour::Silent,
+        _ => MemberBehaviour::Honest,
+    })
+}
+
+/// Two groups of four whose member `i` of group `g` behaves as
+/// `behaviour(g, i)` (a lying or forging member's validator votes for
+/// wrong values too; a silent one's fails every request).
+fn bank_with(behaviour: impl Fn(usize, usize) -> MemberBehaviour) -> Bank {
     let groups = [0, 1].map(|g| ReplicatedParticipant::group_of(&member_keys(g)).unwrap());
     let map = ShardMap::even(&[groups[0].id(), groups[1].id()]);
     let mut accounts = Vec::new();
@@ -140,21 +154,17 @@ fn bank() -> Bank {
                 }
             }
             let keys = member_keys(g as u8);
-            // The Byzantine member: the last of group 0, the third of group 1.
-            let behaviour = |i: usize| match (g, i) {
-                (0, 3) => MemberBehaviour::Lying,
-                (1, 2) => MemberBehaviour::Silent,
-                _ => MemberBehaviour::Honest,
-            };
+            let behaviour = |i: usize| behaviour(g, i);
             let set = ValidatorSet::new(keys.iter().map(KeyPair::node_id).collect()).unwrap();
             let validators: Vec<Arc<dyn Validator>> = (0..4)
                 .map(|i| {
                     let local = LocalValidator::new(keys[i].clone(), set.clone());
                     match behaviour(i) {
-                        MemberBehaviour::Lying => Arc::new(WrongVotes {
+                        MemberBehaviour::Lying | MemberBehaviour::Forging => Arc::new(WrongVotes {
                             keys: keys[i].clone(),
                             inner: local,
-                        }) as Arc<dyn Validator>,
+                        })
+                            as Arc<dyn Validator>,
                         MemberBehaviour::Silent => Arc::new(Crashed(keys[i].node_id())),
                         _ => Arc::new(local),
                     }
@@ -713,4 +723,396 @@ fn a_replicated_group_and_a_single_replica_shard_commit_together_through_a_propo
     }));
     assert!(locks);
     assert!(block_on(single.with_core(|c| c.locks().is_empty())).unwrap());
+}
+
+/// What one Byzantine member of `group` can make alone: `receipt` in the
+/// group's name, proved by its own signature (one of the `f + 1` needed).
+fn forge(member: &KeyPair, group: &Group, purpose: Purpose, receipt: Receipt) -> SignedReceipt {
+    let index = group.members().binary_search(&member.node_id()).unwrap() as u8;
+    let mut forged = group.unsigned(receipt);
+    forged.proof = Proof::Group(GroupProof {
+        members: group.members().to_vec(),
+        signatures: vec![(index, member.sign(purpose, &receipt.to_canonical_bytes()))],
+    });
+    forged
+}
+
+/// `receipt` in `group`'s name with `member`'s single signature as proof.
+fn forge_single(
+    member: &KeyPair,
+    group: &Group,
+    purpose: Purpose,
+    receipt: Receipt,
+) -> SignedReceipt {
+    SignedReceipt {
+        signer: group.id(),
+        receipt,
+        proof: Proof::Single(member.sign(purpose, &receipt.to_canonical_bytes())),
+    }
+}
+
+/// The group with id `id` (of the two) and its Byzantine member (the last).
+fn byzantine_of(id: NodeId) -> (Group, KeyPair) {
+    (0..2)
+        .map(|g| {
+            let keys = member_keys(g);
+            (
+                ReplicatedParticipant::group_of(&keys).unwrap(),
+                keys[3].clone(),
+            )
+        })
+        .find(|(g, _)| g.id() == id)
+        .unwrap()
+}
+
+/// The prepare requests of a transfer, the primary's first.
+fn requests<'a>(
+    bank: &'a Bank,
+    txn: TxnId,
+    from: &Key,
+    to: &Key,
+    amount: i64,
+) -> Vec<(&'a dyn Participant, PrepareRequest)> {
+    let writes = bank.writes(from, to, amount);
+    let mut participants: Vec<NodeId> = writes.iter().map(|(p, _)| p.id()).collect();
+    participants.sort();
+    let mut out: Vec<_> = writes
+        .into_iter()
+        .map(|(p, ops)| {
+            let request = PrepareRequest {
+                txn,
+                primary: participants[0],
+                participants: participants.clone(),
+                ops,
+                map_version: bank.map.version(),
+            };
+            (p, request)
+        })
+        .collect();
+    out.sort_by_key(|(p, _)| p.id());
+    out
+}
+
+/// The reason of a group's refusal.
+fn refusal(result: Result<impl std::fmt::Debug, TxnError>) -> String {
+    match result {
+        Err(TxnError::Aborted { reason, .. }) => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_byzantine_member_cannot_sign_a_vote_or_a_decision_for_its_group() {
+    let bank = bank();
+    let (a, b) = (&bank.accounts[0], &bank.accounts[ACCOUNTS_PER_SHARD]);
+    let txn = TxnId([70; 16]);
+    let reqs = requests(&bank, txn, a, b, 10);
+    let (primary, secondary) = (reqs[0].0, reqs[1].0);
+    let votes: Vec<SignedReceipt> = reqs
+        .iter()
+        .map(|(p, r)| block_on(p.prepare(r.clone())).unwrap())
+        .collect();
+    for v in &votes {
+        assert!(v.verify(Purpose::Prepare).is_ok());
+        assert!(matches!(&v.proof, Proof::Group(p) if p.signatures.len() == 2));
+    }
+    let too_few = "signed with 1 of the 2 member signatures needed";
+
+    // A vote forged by one member of the secondary group: the primary
+    // group refuses the certificate, whatever the receipt.
+    let (sg, sk) = byzantine_of(secondary.id());
+    let mut other = reqs[1].1.clone();
+    other.ops[0] = Op::Add {
+        key: other.ops[0].key().clone(),
+        delta: 1_000,
+    };
+    for receipt in [votes[1].receipt, other.prepare_receipt(&sg.id())] {
+        let vote = forge(&sk, &sg, Purpose::Prepare, receipt);
+        assert_eq!(
+            vote.verify(Purpose::Prepare),
+            Err(TxnError::TooFewSignatures {
+                group: sg.id(),
+                got: 1,
+                needed: 2
+            })
+        );
+        let certificate = vec![votes[0].clone(), vote];
+        let reason = refusal(block_on(primary.commit(txn, certificate)));
+        assert!(reason.contains(too_few), "{reason}");
+        let single = forge_single(&sk, &sg, Purpose::Prepare, receipt);
+        assert!(matches!(
+            single.verify(Purpose::Prepare),
+            Err(TxnError::BadSignature { signer, .. }) if signer == sg.id()
+        ));
+        let reason = refusal(block_on(
+            primary.commit(txn, vec![votes[0].clone(), single]),
+        ));
+        assert!(reason.contains("bad signature"), "{reason}");
+    }
+
+    // A commit forged by one member of the primary group: the secondary
+    // group refuses it, alone or with a forged vote of the primary's.
+    let (pg, pk) = byzantine_of(primary.id());
+    let commit = |prepares: Vec<SignedReceipt>| {
+        let receipt = commit_receipt(&prepares);
+        Decision::Committed {
+            primary: forge(&pk, &pg, Purpose::Commit, receipt),
+            prepares,
+        }
+    };
+    let forged_vote = forge(&pk, &pg, Purpose::Prepare, votes[0].receipt);
+    for forged in [
+        commit(votes.clone()),
+        commit(vec![forged_vote, votes[1].clone()]),
+    ] {
+        assert_eq!(
+            forged.verify(&txn, &pg.id()),
+            Err(TxnError::TooFewSignatures {
+                group: pg.id(),
+                got: 1,
+                needed: 2
+            })
+        );
+        let reason = refusal(block_on(secondary.resolve(txn, forged)));
+        assert!(reason.contains(too_few), "{reason}");
+    }
+    let single = Decision::Committed {
+        primary: forge_single(&pk, &pg, Purpose::Commit, commit_receipt(&votes)),
+        prepares: votes.clone(),
+    };
+    assert!(refusal(block_on(secondary.resolve(txn, single))).contains("bad signature"));
+    // An abort forged the same way is refused too.
+    let abort = Decision::Aborted {
+        primary: forge(&pk, &pg, Purpose::Abort, abort_receipt(&txn)),
+    };
+    assert!(refusal(block_on(secondary.resolve(txn, abort))).contains(too_few));
+    assert_eq!((bank.balance(a), bank.balance(b)), (START, START));
+
+    // The group's own decision, proved by f + 1 members, is taken.
+    let decision = block_on(primary.commit(txn, votes.clone())).unwrap();
+    assert_eq!(
+        decision.verify(&txn, &primary.id()),
+        Ok(decision.primary().receipt)
+    );
+    let ack = block_on(secondary.resolve(txn, decision.clone())).unwrap();
+    assert!(ack.verify(Purpose::Commit).is_ok());
+    assert_eq!(ack.receipt, decision.primary().receipt);
+    assert_eq!((bank.balance(a), bank.balance(b)), (START - 10, START + 10));
+    bank.check_quiescent().unwrap();
+}
+
+/// A group whose calls a Byzantine member of each group tries to subvert:
+/// before each commit at the primary, the certificate with every other
+/// group's vote replaced by one that group's Byzantine member forged (same
+/// receipt); before each resolve, the opposite decision forged by the
+/// primary group's Byzantine member. Every forgery must be refused.
+struct Subverted<'a> {
+    inner: &'a ReplicatedParticipant,
+    requests: Mutex<Vec<(PrepareRequest, Option<SignedReceipt>)>>,
+    refused: AtomicUsize,
+    /// When set, this group's Byzantine member answers the next decision
+    /// request itself, with an abort it forged.
+    lie_once: AtomicBool,
+}
+
+impl<'a> Subverted<'a> {
+    fn new(inner: &'a ReplicatedParticipant) -> Self {
+        Subverted {
+            inner,
+            requests: Mutex::default(),
+            refused: AtomicUsize::new(0),
+            lie_once: AtomicBool::new(false),
+        }
+    }
+
+    /// The forged answer to a decision request, if one is due.
+    fn lie(&self, txn: TxnId) -> Option<Decision> {
+        self.lie_once.swap(false, SeqCst).then(|| {
+            let (group, member) = byzantine_of(self.id());
+            Decision::Aborted {
+                primary: forge(&member, &group, Purpose::Abort, abort_receipt(&txn)),
+            }
+        })
+    }
+
+    /// Counts a refused forgery; one taken fails the test at once (before
+    /// the broken atomicity can stall the coordinator).
+    fn count(&self, taken: bool, what: &str) {
+        assert!(!taken, "a forged {what} was taken");
+        self.refused.fetch_add(1, SeqCst);
+    }
+
+    /// The decision opposite to `decision`, forged by the primary group's
+    /// Byzantine member (`None` for a commit this group never voted for).
+    fn opposite(&self, txn: TxnId, decision: &Decision) -> Option<Decision> {
+        let primary = decision.primary().signer;
+        let (group, member) = byzantine_of(primary);
+        if decision.is_commit() {
+            return Some(Decision::Aborted {
+                primary: forge(&member, &group, Purpose::Abort, abort_receipt(&txn)),
+            });
+        }
+        let requests = self.requests.lock().unwrap();
+        let (request, vote) = requests.iter().find(|(r, _)| r.txn == txn)?;
+        let receipt = request.prepare_receipt(&primary);
+        let prepares = vec![
+            forge(&member, &group, Purpose::Prepare, receipt),
+            vote.clone()?,
+        ];
+        Some(Decision::Committed {
+            primary: forge(&member, &group, Purpose::Commit, commit_receipt(&prepares)),
+            prepares,
+        })
+    }
+}
+
+#[async_trait]
+impl Participant for Subverted<'_> {
+    fn id(&self) -> NodeId {
+        self.inner.id()
+    }
+
+    async fn prepare(&self, request: PrepareRequest) -> Result<SignedReceipt, TxnError> {
+        let vote = self.inner.prepare(request.clone()).await;
+        let kept = vote.as_ref().ok().cloned();
+        self.requests.lock().unwrap().push((request, kept));
+        vote
+    }
+
+    async fn commit_one_phase(
+        &self,
+        request: PrepareRequest,
+        expected: Receipt,
+    ) -> Result<Decision, TxnError> {
+        self.inner.commit_one_phase(request, expected).await
+    }
+
+    async fn commit(&self, txn: TxnId, prepares: Vec<SignedReceipt>) -> Result<Decision, TxnError> {
+        if let Some(lie) = self.lie(txn) {
+            return Ok(lie);
+        }
+        let forged = prepares
+            .iter()
+            .map(|p| match p.signer == self.id() {
+                true => p.clone(),
+                false => {
+                    let (group, member) = byzantine_of(p.signer);
+                    forge(&member, &group, Purpose::Prepare, p.receipt)
+                }
+            })
+            .collect();
+        self.count(self.inner.commit(txn, forged).await.is_ok(), "certificate");
+        self.inner.commit(txn, prepares).await
+    }
+
+    async fn abort(&self, txn: TxnId) -> Result<Decision, TxnError> {
+        match self.lie(txn) {
+            Some(lie) => Ok(lie),
+            None => self.inner.abort(txn).await,
+        }
+    }
+
+    async fn resolve(&self, txn: TxnId, decision: Decision) -> Result<SignedReceipt, TxnError> {
+        if let Some(forged) = self.opposite(txn, &decision) {
+            let receipt = forged.primary().receipt;
+            let taken = self.inner.resolve(txn, forged).await;
+            self.count(taken.is_ok_and(|ack| ack.receipt == receipt), "decision");
+        }
+        self.inner.resolve(txn, decision).await
+    }
+}
+
+#[test]
+fn the_coordinator_refuses_a_decision_one_member_forged() {
+    let bank = bank();
+    let (a, b) = (&bank.accounts[0], &bank.accounts[ACCOUNTS_PER_SHARD]);
+    let subverted: Vec<Subverted> = bank.groups.iter().map(Subverted::new).collect();
+    let primary = subverted.iter().min_by_key(|s| s.id()).unwrap();
+    primary.lie_once.store(true, SeqCst);
+    let of = |key: &Key| {
+        let node = bank.map.node_of(key).unwrap();
+        subverted.iter().find(|s| s.id() == node).unwrap() as &dyn Participant
+    };
+    let op = |key: &Key, delta| {
+        vec![Op::Add {
+            key: key.clone(),
+            delta,
+        }]
+    };
+    let writes = [(of(a), op(a, -25)), (of(b), op(b, 25))];
+    // The primary's Byzantine member answers with an abort it forged: the
+    // coordinator forwards it, the other group refuses it, it fails the
+    // coordinator's check, and the coordinator asks again: the transaction
+    // commits, as the group decided.
+    let txn = TxnId([71; 16]);
+    let result = block_on(DistributedTransaction::new(txn, bank.map.version(), writes).execute());
+    assert!(result.is_ok(), "{result:?}");
+    assert!(
+        !primary.lie_once.load(SeqCst),
+        "the forged answer was given"
+    );
+    assert_eq!((bank.balance(a), bank.balance(b)), (START - 25, START + 25));
+    bank.check_quiescent().unwrap();
+}
+
+#[test]
+fn transfers_stay_atomic_while_a_member_of_each_group_forges() {
+    // The last member of each group endorses true outputs with signatures
+    // for the wrong purposes, and its validator votes for wrong values;
+    // it also forges votes and decisions in its group's name (`Subverted`).
+    let bank = bank_with(|_, i| match i {
+        3 => MemberBehaviour::Forging,
+        _ => MemberBehaviour::Honest,
+    });
+    let subverted: Vec<Subverted> = bank.groups.iter().map(Subverted::new).collect();
+    let of = |key: &Key| {
+        let node = bank.map.node_of(key).unwrap();
+        subverted.iter().find(|s| s.id() == node).unwrap() as &dyn Participant
+    };
+    let total = bank.total();
+    let mut expected = vec![START; bank.accounts.len()];
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut outcomes = [0usize; 2];
+    for t in 0..10u8 {
+        let i = rng.gen_range(0..ACCOUNTS_PER_SHARD);
+        let j = ACCOUNTS_PER_SHARD + rng.gen_range(0..ACCOUNTS_PER_SHARD);
+        let (i, j) = if rng.gen_bool(0.5) { (i, j) } else { (j, i) };
+        let amount = rng.gen_range(1..=150i64);
+        let (from, to) = (&bank.accounts[i], &bank.accounts[j]);
+        let op = |key: &Key, delta| {
+            vec![Op::Add {
+                key: key.clone(),
+                delta,
+            }]
+        };
+        let writes = [(of(from), op(from, -amount)), (of(to), op(to, amount))];
+        let txn = TxnId([100 + t; 16]);
+        let result =
+            block_on(DistributedTransaction::new(txn, bank.map.version(), writes).execute());
+        outcomes[usize::from(result.is_ok())] += 1;
+        // Both groups applied the decision reported (a group that refused
+        // to prepare has nothing to apply when it aborts).
+        let decided: Vec<Option<bool>> = bank
+            .groups
+            .iter()
+            .map(|g| {
+                block_on(g.with_members(|m| {
+                    let core = m[0].machine().state().core();
+                    core.outcome(&txn).map(Decision::is_commit)
+                }))
+            })
+            .collect();
+        assert!(
+            decided
+                .iter()
+                .all(|d| *d == Some(result.is_ok()) || (d.is_none() && result.is_err())),
+            "txn {t}: {result:?}, groups decided {decided:?}"
+        );
+        let step = format!("txn {t}");
+        bank.check_step(&step, result.is_ok(), (i, j, amount), &mut expected, total)
+            .unwrap();
+    }
+    let refused: usize = subverted.iter().map(|s| s.refused.load(SeqCst)).sum();
+    assert!(refused >= 10, "{refused} forgeries tried");
+    assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
 }
