@@ -52,6 +52,11 @@
 //! forwarded. Batch verification is not `verify_strict` for signatures that
 //! only the key's holder can craft (see [`SignatureBatch`]); where the batch
 //! and strict verification disagree, the slow path's strict verdict wins.
+//! A replicated group's receipt ([`Proof::Group`](crate::Proof::Group))
+//! puts each of its member signatures in the batch
+//! ([`SignedReceipt::push_to`]), after the checks that need no signature
+//! (the members hash to the group's id, indices distinct and in range,
+//! `f + 1` of them); one that fails those fails the batch.
 //! Votes are not checked here at all: the primary commits only on a
 //! certificate of valid votes, and any vote whose receipt differs from the
 //! one the coordinator computes aborts the transaction.

@@ -489,6 +489,13 @@ pub fn check_certificate_with(
     Ok(commit_receipt(prepares))
 }
 
+/// Checks the bounds of a decoded list of prepares: at most
+/// [`MAX_PARTICIPANTS`], every group proof within its own.
+pub fn check_prepares(prepares: &[SignedReceipt]) -> Result<(), TxnError> {
+    bound("prepare list", prepares.len(), MAX_PARTICIPANTS)?;
+    prepares.iter().try_for_each(SignedReceipt::check)
+}
+
 /// How the primary settled a transaction, signed by it: the proof every other
 /// participant acts on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -512,6 +519,15 @@ impl Decision {
     /// Whether this is a commit.
     pub fn is_commit(&self) -> bool {
         matches!(self, Decision::Committed { .. })
+    }
+
+    /// Checks the bounds a decoded decision must meet: at most
+    /// [`MAX_PARTICIPANTS`] prepares, and every group proof within its own.
+    pub fn check(&self) -> Result<(), TxnError> {
+        if let Decision::Committed { prepares, .. } = self {
+            check_prepares(prepares)?;
+        }
+        self.primary().check()
     }
 
     /// The primary's signed receipt.

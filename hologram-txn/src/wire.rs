@@ -10,7 +10,7 @@
 //! [`crate::receipts`].
 
 use crate::handoff::{HandOffAck, Transfer};
-use crate::receipts::{Decision, PrepareRequest, SignedReceipt};
+use crate::receipts::{check_prepares, Decision, PrepareRequest, SignedReceipt};
 use crate::types::{bound, MAX_KEY_LEN, MAX_OPS, MAX_PARTICIPANTS, MAX_VALUE_LEN};
 use crate::{Key, TxnError, TxnId};
 use hologram_receipt::Receipt;
@@ -205,25 +205,11 @@ impl TxnMessage {
     /// Checks the bounds a decoded message must meet (group proofs'
     /// included).
     pub fn check(&self) -> Result<(), TxnError> {
-        let prepares = |prepares: &[SignedReceipt]| {
-            bound("prepare list", prepares.len(), MAX_PARTICIPANTS)?;
-            prepares.iter().try_for_each(SignedReceipt::check)
-        };
-        let decision = |d: &Decision| match d {
-            Decision::Committed {
-                prepares: p,
-                primary,
-            } => {
-                prepares(p)?;
-                primary.check()
-            }
-            Decision::Aborted { primary } => primary.check(),
-        };
         match self {
             TxnMessage::Prepare(r) | TxnMessage::CommitOnePhase { request: r, .. } => r.check(),
-            TxnMessage::Commit { prepares: p, .. } => prepares(p),
-            TxnMessage::Resolve { decision: d, .. } | TxnMessage::Decided { decision: d, .. } => {
-                decision(d)
+            TxnMessage::Commit { prepares, .. } => check_prepares(prepares),
+            TxnMessage::Resolve { decision, .. } | TxnMessage::Decided { decision, .. } => {
+                decision.check()
             }
             TxnMessage::Refused { refusal, .. } => refusal.check(),
             TxnMessage::HandOff(transfer) => transfer.check(),

@@ -22,7 +22,7 @@
 
 use crate::receipts::{Decision, PrepareRequest};
 use crate::sharding::ShardMap;
-use crate::types::{bound, MAX_PARTICIPANTS, MAX_VALUE_LEN};
+use crate::types::{bound, MAX_VALUE_LEN};
 use crate::wire::MAX_MESSAGE_LEN;
 use crate::{Key, TxnError, TxnId};
 use hologram_cam::{Object, Store};
@@ -104,11 +104,7 @@ impl Record {
                 bound("value", value.as_ref().map_or(0, Vec::len), MAX_VALUE_LEN)?;
             }
             Record::Prepared { request } => request.check()?,
-            Record::Outcome { decision, .. } => {
-                if let Decision::Committed { prepares, .. } = decision {
-                    bound("prepare list", prepares.len(), MAX_PARTICIPANTS)?;
-                }
-            }
+            Record::Outcome { decision, .. } => decision.check()?,
             Record::Map(map) => map.check()?,
         }
         Ok(record)

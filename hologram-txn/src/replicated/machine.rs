@@ -323,4 +323,56 @@ mod tests {
             Err(TxnError::BadSignature { .. })
         ));
     }
+
+    #[test]
+    fn endorsements_sign_each_receipt_claimed_in_the_groups_name() {
+        let members: Vec<KeyPair> = (0..4u8).map(|i| KeyPair::from_seed([20 + i; 32])).collect();
+        let group = crate::Group::new(members.iter().map(KeyPair::node_id).collect()).unwrap();
+        let map = ShardMap::even(&[group.id()]);
+        let core = ParticipantCore::new(group.clone(), ParticipantConfig::default(), map).unwrap();
+        let mut m = ShardMachine::new(core);
+        let txn = TxnId([4; 16]);
+        let command = Command::new(TxnMessage::Abort { txn }.to_wire().unwrap()).unwrap();
+        let output = m.apply(&command);
+        // The machine's decision is claimed unsigned in the group's name.
+        let Some(TxnMessage::Decided { decision, .. }) = &output else {
+            panic!("expected a decision, got {output:?}");
+        };
+        assert_eq!(
+            decision.verify(&txn, &group.id()),
+            Err(TxnError::TooFewSignatures {
+                group: group.id(),
+                got: 0,
+                needed: 2
+            })
+        );
+        let e = Endorsement::sign(&members[0], group.id(), &command, output.clone()).unwrap();
+        assert_eq!(e.shares.len(), 1);
+        assert_eq!(e.verify(&group.id(), &command), Ok(members[0].node_id()));
+        let mut claims = output.clone();
+        let claims = group_claims(claims.as_mut().unwrap(), &group.id());
+        assert_eq!(claims.len(), 1);
+        assert_eq!(claims[0].0, Purpose::Abort);
+        // A share for another purpose, or a missing one, is refused.
+        let mut wrong = e.clone();
+        wrong.shares[0] =
+            members[0].sign(Purpose::Commit, &abort_receipt(&txn).to_canonical_bytes());
+        assert!(matches!(
+            wrong.verify(&group.id(), &command),
+            Err(TxnError::BadSignature { .. })
+        ));
+        let mut missing = e;
+        missing.shares.clear();
+        assert!(matches!(
+            missing.verify(&group.id(), &command),
+            Err(TxnError::Decode { .. })
+        ));
+        // A group's core does not hand keys off.
+        let mut core = m.core().clone();
+        let map = ShardMap::even(&[group.id(), members[0].node_id()]);
+        assert!(matches!(
+            core.begin_hand_off(map),
+            Err(TxnError::InvalidHandOff(_))
+        ));
+    }
 }
