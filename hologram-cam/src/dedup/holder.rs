@@ -49,12 +49,45 @@ pub struct DedupHandler<S: Store, R: ReferenceStore = MemoryReferences> {
 /// Answers to recent mutating requests, by (sender, op): a bounded window.
 #[derive(Default)]
 struct Applied {
-    answers: FastMap<(PeerId, u64), DedupMessage>,
+    answers: FastMap<(PeerId, u64), Answer>,
     order: VecDeque<(PeerId, u64)>,
 }
 
+/// A mutating request's answer, as the window keeps it: 16 bytes rather
+/// than a whole message, so the window of every recent request stays small
+/// enough to be looked up without a trip to memory for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Held { refs: u64, before: bool },
+    Refs(u64),
+    NotFound,
+    Freed(bool),
+}
+
+impl Answer {
+    /// The answer of `message`, if it is one a mutating request gets.
+    fn of(message: &DedupMessage) -> Option<Self> {
+        Some(match *message {
+            DedupMessage::Held { refs, before } => Answer::Held { refs, before },
+            DedupMessage::Refs(refs) => Answer::Refs(refs),
+            DedupMessage::NotFound => Answer::NotFound,
+            DedupMessage::Freed(freed) => Answer::Freed(freed),
+            _ => return None,
+        })
+    }
+
+    fn message(self) -> DedupMessage {
+        match self {
+            Answer::Held { refs, before } => DedupMessage::Held { refs, before },
+            Answer::Refs(refs) => DedupMessage::Refs(refs),
+            Answer::NotFound => DedupMessage::NotFound,
+            Answer::Freed(freed) => DedupMessage::Freed(freed),
+        }
+    }
+}
+
 impl Applied {
-    fn remember(&mut self, key: (PeerId, u64), answer: DedupMessage) {
+    fn remember(&mut self, key: (PeerId, u64), answer: Answer) {
         if self.answers.insert(key, answer).is_none() {
             self.order.push_back(key);
         }
@@ -254,11 +287,14 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
         message: DedupMessage,
     ) -> Result<DedupMessage, HandlerError> {
         let _guard = self.locks.lock(address).await;
-        if let Some(earlier) = self.applied().answers.get(&key).cloned() {
-            return Ok(earlier);
+        if let Some(earlier) = self.applied().answers.get(&key).copied() {
+            return Ok(earlier.message());
         }
         let answer = self.apply(message).await?;
-        self.applied().remember(key, answer.clone());
+        // Every mutation answers with one of the kept kinds (`apply`).
+        if let Some(kept) = Answer::of(&answer) {
+            self.applied().remember(key, kept);
+        }
         Ok(answer)
     }
 
