@@ -12,7 +12,7 @@ mod tests;
 
 pub use self::layout::SEGMENT_BYTES;
 
-use self::layout::{slice, Location, Tables, INDEX, LIVE, SEGMENTS};
+use self::layout::{slice, Location, Tables, INDEX, LIVE, MEMBERS, SEGMENTS};
 use super::Store;
 use crate::{CamError, Object, SharedBytes};
 use ::redb::{Database, Durability, ReadOnlyTable, ReadTransaction, WriteTransaction};
@@ -141,11 +141,12 @@ impl RedbStore {
     /// The object tables, opened in `txn`.
     fn tables<'t>(&self, txn: &'t WriteTransaction) -> Result<Tables<'t>, CamError> {
         let open = storage("opening the object tables", &self.path);
-        let (index, segments, live) = (|| {
+        let (index, segments, live, members) = (|| {
             Ok::<_, ::redb::TableError>((
                 txn.open_table(INDEX)?,
                 txn.open_table(SEGMENTS)?,
                 txn.open_table(LIVE)?,
+                txn.open_table(MEMBERS)?,
             ))
         })()
         .map_err(open)?;
@@ -153,6 +154,8 @@ impl RedbStore {
             index,
             segments,
             live,
+            members,
+            compact: Vec::new(),
         })
     }
 
