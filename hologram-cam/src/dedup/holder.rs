@@ -268,7 +268,9 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
         Request { op, message }: Request,
     ) -> Result<DedupMessage, HandlerError> {
         if let DedupMessage::PutMany { puts, data } = message {
-            return self.put_many(from, puts, data).await;
+            // Boxed, so that a single request's future (moved to the heap
+            // on every call) does not carry the size of a batch's.
+            return Box::pin(self.put_many(from, puts, data)).await;
         }
         match message.mutated() {
             Some(address) => self.once((from, op), address, message).await,

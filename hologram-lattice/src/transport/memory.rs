@@ -21,7 +21,7 @@ use super::{check_frame, Handler, Protocol, Transport, TransportError, DEFAULT_M
 use crate::sim::Faults;
 use crate::PeerId;
 use async_trait::async_trait;
-use futures::future::{join, pending};
+use futures::future::{join, pending, BoxFuture};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -475,8 +475,11 @@ impl Transport for MemoryTransport {
         let deadline = deadline_after(timeout);
         let primary = timer.timeout_at(deadline, primary);
         let answer = if second.is_some() {
-            // The duplicate rides along, within the same deadline.
-            let duplicate = self.deliver(second, to, incarnation, protocol, true);
+            // The duplicate rides along, within the same deadline. Boxed: a
+            // duplicate is rare, and inline it would double the size of
+            // every request's future (moved to the heap on each call).
+            let duplicate: BoxFuture<'_, ()> =
+                Box::pin(self.deliver(second, to, incarnation, protocol, true));
             join(primary, timer.timeout_at(deadline, duplicate)).await.0
         } else {
             primary.await
