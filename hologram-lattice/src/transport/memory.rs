@@ -25,7 +25,7 @@ use futures::future::{join, pending, BoxFuture};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 /// An in-process network of [`MemoryTransport`]s with seeded fault injection.
@@ -74,15 +74,20 @@ pub struct MemoryNetwork {
     shared: Arc<Shared>,
 }
 
-/// The network's state and its clock.
+/// The network's state, its random draws and its clock.
+///
+/// Frames only read the state (under a read lock, so concurrent senders do
+/// not queue behind one another); joins, crashes, partitions and fault
+/// settings write it. The draws of fault decisions take the generator's
+/// own lock, and only when some fault is set.
 struct Shared {
-    state: Mutex<State>,
+    state: RwLock<State>,
+    rng: Mutex<ChaCha8Rng>,
     timer: Timer,
 }
 
-/// Everything a fault decision reads or draws from.
+/// Everything a fault decision reads.
 struct State {
-    rng: ChaCha8Rng,
     faults: Faults,
     max_frame: usize,
     nodes: BTreeMap<PeerId, Slot>,
@@ -129,10 +134,14 @@ enum Hop {
     },
 }
 
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    // Every critical section leaves the state consistent, so a panic in
-    // another caller cannot have broken it.
-    state.lock().unwrap_or_else(PoisonError::into_inner)
+// Every critical section leaves the state consistent, so a panic in
+// another caller cannot have broken it: poisoning is ignored.
+fn read(state: &RwLock<State>) -> RwLockReadGuard<'_, State> {
+    state.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write(state: &RwLock<State>) -> RwLockWriteGuard<'_, State> {
+    state.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl MemoryNetwork {
@@ -140,8 +149,8 @@ impl MemoryNetwork {
     pub fn new(seed: u64) -> MemoryNetwork {
         MemoryNetwork {
             shared: Arc::new(Shared {
-                state: Mutex::new(State {
-                    rng: ChaCha8Rng::seed_from_u64(seed),
+                rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+                state: RwLock::new(State {
                     faults: Faults {
                         latency_ms: (0, 0),
                         ..Faults::NONE
@@ -159,7 +168,7 @@ impl MemoryNetwork {
     /// an id again starts a new life of that node: transports of the earlier
     /// one are closed.
     pub fn join(&self, id: PeerId, handler: Arc<dyn Handler>) -> MemoryTransport {
-        let mut state = lock(&self.shared.state);
+        let mut state = write(&self.shared.state);
         let slot = state.nodes.entry(id).or_insert(Slot {
             handler: None,
             incarnation: 0,
@@ -176,7 +185,7 @@ impl MemoryNetwork {
     /// Crashes node `id`: see the type's documentation. Returns whether it
     /// was up.
     pub fn crash(&self, id: PeerId) -> bool {
-        let mut state = lock(&self.shared.state);
+        let mut state = write(&self.shared.state);
         match state.nodes.get_mut(&id) {
             Some(slot) if slot.handler.is_some() => {
                 slot.handler = None;
@@ -196,7 +205,7 @@ impl MemoryNetwork {
 
     /// Whether node `id` has joined and is not crashed.
     pub fn is_up(&self, id: PeerId) -> bool {
-        lock(&self.shared.state)
+        read(&self.shared.state)
             .nodes
             .get(&id)
             .is_some_and(|slot| slot.handler.is_some())
@@ -206,7 +215,7 @@ impl MemoryNetwork {
     /// Peers not listed form one more group together. Replaces any earlier
     /// partition.
     pub fn partition(&self, groups: &[&[PeerId]]) {
-        let mut state = lock(&self.shared.state);
+        let mut state = write(&self.shared.state);
         state.groups = groups
             .iter()
             .enumerate()
@@ -216,24 +225,24 @@ impl MemoryNetwork {
 
     /// Ends any partition.
     pub fn heal(&self) {
-        lock(&self.shared.state).groups.clear();
+        write(&self.shared.state).groups.clear();
     }
 
     /// Sets the faults applied to frames sent from now on. Rates are clamped
     /// into `0.0..=1.0`; latency is in real milliseconds.
     pub fn set_faults(&self, faults: Faults) {
-        lock(&self.shared.state).faults = faults.normalized();
+        write(&self.shared.state).faults = faults.normalized();
     }
 
     /// The faults in force.
     pub fn faults(&self) -> Faults {
-        lock(&self.shared.state).faults.clone()
+        read(&self.shared.state).faults.clone()
     }
 
     /// Sets the largest payload (request, response or message) of every
     /// transport of this network; the default is [`DEFAULT_MAX_FRAME`].
     pub fn set_max_frame(&self, max: usize) {
-        lock(&self.shared.state).max_frame = max;
+        write(&self.shared.state).max_frame = max;
     }
 
     /// The clock of this network's latencies and timeouts.
@@ -251,7 +260,7 @@ impl MemoryNetwork {
         len: usize,
         duplicable: bool,
     ) -> Result<Hop, TransportError> {
-        let mut state = lock(&self.shared.state);
+        let state = read(&self.shared.state);
         let sender_up = state
             .nodes
             .get(&from)
@@ -272,7 +281,29 @@ impl MemoryNetwork {
                 flights: [None, None],
             });
         }
-        let State { rng, faults, .. } = &mut *state;
+        let faults = &state.faults;
+        let (lo, hi) = faults.latency_ms;
+        let calm =
+            faults.loss == 0.0 && faults.duplicate == 0.0 && faults.corrupt == 0.0 && lo >= hi;
+        if calm {
+            // Nothing to draw: one copy, on time.
+            return Ok(Hop::Go {
+                incarnation,
+                flights: [
+                    Some(Flight {
+                        latency: Duration::from_millis(lo),
+                        flip: None,
+                    }),
+                    None,
+                ],
+            });
+        }
+        let mut rng = self
+            .shared
+            .rng
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let rng = &mut *rng;
         let lost = faults.loss > 0.0 && rng.gen_bool(faults.loss);
         let flights = if lost {
             [None, None]
@@ -298,7 +329,7 @@ impl MemoryNetwork {
         if !flight.latency.is_zero() {
             self.shared.timer.sleep(flight.latency).await;
         }
-        lock(&self.shared.state)
+        read(&self.shared.state)
             .nodes
             .get(&to)
             .filter(|slot| slot.incarnation == incarnation)
@@ -338,7 +369,7 @@ fn copies(flights: [Option<Flight>; 2], payload: Vec<u8>) -> [Option<(Flight, Ve
 
 impl std::fmt::Debug for MemoryNetwork {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = lock(&self.shared.state);
+        let state = read(&self.shared.state);
         f.debug_struct("MemoryNetwork")
             .field("nodes", &state.nodes.len())
             .field("faults", &state.faults)
@@ -443,7 +474,7 @@ impl Transport for MemoryTransport {
     }
 
     fn max_frame(&self) -> usize {
-        lock(&self.network.shared.state).max_frame
+        read(&self.network.shared.state).max_frame
     }
 
     async fn request(
