@@ -42,7 +42,8 @@ pub struct DedupHandler<S: Store, R: ReferenceStore = MemoryReferences> {
     pub(super) store: Arc<S>,
     pub(super) references: Arc<R>,
     pub(super) locks: AddressLocks,
-    applied: Mutex<Applied>,
+    /// By shard (the operation number modulo [`APPLIED_SHARDS`]).
+    applied: [Mutex<Applied>; APPLIED_SHARDS],
     pub(super) next_op: AtomicU64,
 }
 
@@ -91,7 +92,7 @@ impl Applied {
         if self.answers.insert(key, answer).is_none() {
             self.order.push_back(key);
         }
-        while self.order.len() > APPLIED_WINDOW {
+        while self.order.len() > APPLIED_WINDOW / APPLIED_SHARDS {
             if let Some(old) = self.order.pop_front() {
                 self.answers.remove(&old);
             }
@@ -101,6 +102,10 @@ impl Applied {
 
 /// How many recent mutating requests a holder remembers.
 const APPLIED_WINDOW: usize = 1 << 16;
+
+/// The window is cut into this many parts, each behind its own mutex and
+/// keeping its share of the window.
+const APPLIED_SHARDS: usize = 16;
 
 impl<S: Store> DedupHandler<S> {
     /// A holder over `store`, its reference sets in memory.
@@ -125,7 +130,7 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
             store,
             references,
             locks: AddressLocks::default(),
-            applied: Mutex::new(Applied::default()),
+            applied: Default::default(),
             next_op: AtomicU64::new(super::random_op_start()),
         }
     }
@@ -256,9 +261,11 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
         })
     }
 
-    fn applied(&self) -> std::sync::MutexGuard<'_, Applied> {
+    fn applied(&self, (_, op): &(PeerId, u64)) -> std::sync::MutexGuard<'_, Applied> {
         // Each critical section is one map operation.
-        self.applied.lock().unwrap_or_else(PoisonError::into_inner)
+        self.applied[(op % APPLIED_SHARDS as u64) as usize]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Answers one decoded request from `from`.
@@ -289,13 +296,13 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
         message: DedupMessage,
     ) -> Result<DedupMessage, HandlerError> {
         let _guard = self.locks.lock(address).await;
-        if let Some(earlier) = self.applied().answers.get(&key).copied() {
+        if let Some(earlier) = self.applied(&key).answers.get(&key).copied() {
             return Ok(earlier.message());
         }
         let answer = self.apply(message).await?;
         // Every mutation answers with one of the kept kinds (`apply`).
         if let Some(kept) = Answer::of(&answer) {
-            self.applied().remember(key, kept);
+            self.applied(&key).remember(key, kept);
         }
         Ok(answer)
     }

@@ -18,14 +18,20 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 ///
 /// An uncontended lock costs one map insertion and one removal; a waiter
 /// parks on a oneshot channel that the holder of the lock drops on release.
+/// The map is cut into [`SHARDS`] by the address's first byte, so requests
+/// about different objects on different threads rarely meet on one mutex.
 /// A lock is released when its guard is dropped, also when the future that
 /// holds it is dropped midway (a request that timed out), so it is never
 /// leaked.
 #[derive(Default)]
 pub(crate) struct AddressLocks {
-    /// The locked addresses, each with the channels of its waiters.
-    held: Mutex<FastMap<Address, Vec<oneshot::Sender<()>>>>,
+    /// The locked addresses, each with the channels of its waiters, by
+    /// shard.
+    held: [Mutex<FastMap<Address, Vec<oneshot::Sender<()>>>>; SHARDS],
 }
+
+/// How many independently locked parts the map has.
+const SHARDS: usize = 16;
 
 /// Holds the lock of one address until dropped.
 pub(crate) struct AddressGuard<'a> {
@@ -34,16 +40,27 @@ pub(crate) struct AddressGuard<'a> {
 }
 
 impl AddressLocks {
-    fn map(&self) -> MutexGuard<'_, FastMap<Address, Vec<oneshot::Sender<()>>>> {
+    fn map(&self, address: &Address) -> MutexGuard<'_, FastMap<Address, Vec<oneshot::Sender<()>>>> {
+        let shard = usize::from(address.as_bytes()[0]) % SHARDS;
         // Every critical section is one map operation: a panic elsewhere
         // cannot leave the map inconsistent.
-        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+        self.held[shard]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether no address is locked.
+    #[cfg(test)]
+    fn is_unlocked(&self) -> bool {
+        self.held
+            .iter()
+            .all(|m| m.lock().unwrap_or_else(PoisonError::into_inner).is_empty())
     }
 
     /// Waits until the lock of `address` is free and takes it.
     pub(crate) async fn lock(&self, address: Address) -> AddressGuard<'_> {
         loop {
-            let released = match self.map().entry(address) {
+            let released = match self.map(&address).entry(address) {
                 Entry::Vacant(free) => {
                     free.insert(Vec::new());
                     return AddressGuard {
@@ -66,7 +83,7 @@ impl AddressLocks {
 
 impl Drop for AddressGuard<'_> {
     fn drop(&mut self) {
-        let waiters = self.locks.map().remove(&self.address);
+        let waiters = self.locks.map(&self.address).remove(&self.address);
         drop(waiters);
     }
 }
@@ -91,7 +108,7 @@ mod tests {
         );
         drop(first);
         assert!(second.now_or_never().is_some(), "released");
-        assert!(locks.map().is_empty());
+        assert!(locks.is_unlocked());
     }
 
     #[test]
@@ -124,6 +141,6 @@ mod tests {
                 });
             }
         });
-        assert!(locks.map().is_empty());
+        assert!(locks.is_unlocked());
     }
 }

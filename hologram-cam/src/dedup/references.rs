@@ -8,7 +8,7 @@ use crate::CamError;
 use async_trait::async_trait;
 use hologram_lattice::{Address, PeerId};
 use serde::{Deserialize, Serialize};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// The references of one object: those counted, and those released (kept
 /// as tombstones so that a late or repeated copy of a reference that was
@@ -274,34 +274,44 @@ pub trait ReferenceStore: Send + Sync {
     }
 }
 
-/// Reference sets in memory: lost when the process ends.
+/// Reference sets in memory: lost when the process ends. The map is cut
+/// into shards by the address's first byte, each behind its own mutex.
 #[derive(Debug, Default)]
 pub struct MemoryReferences {
-    sets: Mutex<FastMap<Address, ReferenceSet>>,
+    sets: [Mutex<FastMap<Address, ReferenceSet>>; REFERENCE_SHARDS],
 }
+
+/// How many independently locked parts a [`MemoryReferences`] has.
+const REFERENCE_SHARDS: usize = 16;
 
 impl MemoryReferences {
     /// No sets yet.
     pub fn new() -> Self {
         Self::default()
     }
+
+    fn shard(&self, address: &Address) -> MutexGuard<'_, FastMap<Address, ReferenceSet>> {
+        self.sets[usize::from(address.as_bytes()[0]) % REFERENCE_SHARDS]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 #[async_trait]
 impl ReferenceStore for MemoryReferences {
     async fn load(&self, address: &Address) -> Result<Option<ReferenceSet>, CamError> {
-        let sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
+        let sets = self.shard(address);
         Ok(sets.get(address).cloned())
     }
 
     async fn save(&self, address: &Address, set: &ReferenceSet) -> Result<(), CamError> {
-        let mut sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut sets = self.shard(address);
         sets.insert(*address, set.clone());
         Ok(())
     }
 
     async fn forget(&self, address: &Address) -> Result<(), CamError> {
-        let mut sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut sets = self.shard(address);
         sets.remove(address);
         Ok(())
     }
@@ -311,7 +321,7 @@ impl ReferenceStore for MemoryReferences {
         address: &Address,
         f: &mut (dyn for<'s> FnMut(&'s mut ReferenceSet) + Send),
     ) -> Result<u64, CamError> {
-        let mut sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut sets = self.shard(address);
         let set = sets.entry(*address).or_default();
         f(set);
         Ok(set.count())
