@@ -6,10 +6,12 @@
 //! behaviour the seed picks: equivocating, forging votes and certificates,
 //! replaying, proposing invalid receipts or impossible budgets, withholding,
 //! silence), authenticated broadcast among all sixteen (one of them a
-//! broadcaster of forged chains and acknowledgements), and bank transfers
+//! broadcaster of forged chains and acknowledgements), bank transfers
 //! across four single-replica shards driven by three coordinators (the same
-//! Byzantine node forging commit and abort decisions). A nemesis driven by
-//! the seed changes the rates of loss, duplication, corruption and latency
+//! Byzantine node forging commit and abort decisions), and bank transfers
+//! across two consensus-replicated shard groups of four members each (f =
+//! 1; the Byzantine node is a member of one). A nemesis driven by the seed
+//! changes the rates of loss, duplication, corruption and latency
 //! (so reordering), partitions the nodes in two and heals them, and crashes
 //! and restarts nodes (at most three down at once): each action hits every
 //! layer the node serves.
@@ -21,10 +23,34 @@
 //! one virtual clock with the same faults, partitions and crashes;
 //! deduplicated storage is an async client over a `MemoryNetwork` (it has
 //! no simulator core) driven between ticks with the same faults, partitions
-//! and crashes, with zero latency. The bank's participants are
-//! single-replica shards whose store survives their crash (a disk): the
-//! nemesis acts on them through crash–recover and the network, not through
-//! consensus replication (there is no consensus-replicated shard yet).
+//! and crashes, with zero latency. The simulated bank's participants are
+//! single-replica shards whose store survives their crash (a disk).
+//!
+//! The replicated shard groups (`ReplicatedParticipant`, in one process)
+//! are driven between ticks too: group 0 is nodes 8, 0, 4, 9 and group 1
+//! nodes 10, 1, 11, 15 (node 15 the Byzantine one), each with three
+//! accounts. Their validators sit behind a gate that reads the nemesis: a
+//! member's validator fails every call while its node is down, or while a
+//! partition puts it on the other side from the proposer, and each call at
+//! the network's loss rate; a down proposer reaches no one, so the group
+//! fails over to the next member. When a member's node restarts, its
+//! replica is rebuilt from the group's certified log (`restart_member`).
+//! (In this in-process form a down member's replica is still kept up to
+//! date and it still endorses answers; `crash_member` would silence it,
+//! but nothing brings a crashed member back, so the gate models the crash.)
+//! The Byzantine member lies in its endorsements (or signs its shares for
+//! the wrong purposes, by seed), its validator votes for another value, and
+//! it forges decisions in its group's name with its own signature, which
+//! the other group must refuse. Group 0 has no Byzantine member; the
+//! nemesis may still take two or three members of a group down at once, and
+//! the group then stalls (its calls fail retryably) until they return.
+//! Transfers across the groups run two-phase, within one one-phase, one
+//! call per tick from a coordinator on a client node (12–14) whose calls
+//! are cut when every member is out of its reach and whose requests or
+//! answers are lost at the loss rate; three in ten of those across the
+//! groups stop after the first prepare, after both, or after the decision (as does every transfer whose
+//! coordinator's node crashes), and a recovery process `settle`s them from
+//! the primary group five ticks later.
 //!
 //! Invariants, checked after every simulator step (consensus, broadcast,
 //! bank) and after every tick, so after every nemesis step (the rest):
@@ -39,6 +65,15 @@
 //!   honest node that never delivered;
 //! - bank: the total balance is conserved counting committed halves not yet
 //!   applied, and every decision applied agrees with its primary's;
+//! - replicated groups: the same balance rule over the groups' replicas;
+//!   every decision a group applied agrees with its primary group's; a
+//!   transfer over (finished by its coordinator, or settled) is prepared at
+//!   neither group and applied alike at both; the honest members' replicas
+//!   of a group agree (same receipt chain and state receipt at equal
+//!   heights, prefixes otherwise); every group-signed vote, decision and
+//!   acknowledgement a coordinator or the recovery accepted verifies (f + 1
+//!   member signatures) and matches the primary group's decision; no
+//!   forged decision is taken and every member restart succeeds;
 //! - routing: every node keeps a `LatticeRouter` over the peers it can
 //!   reach (crashed and partitioned-off peers removed, restored when back);
 //!   from every node up, the route to sampled stored objects' addresses is
@@ -60,13 +95,18 @@
 //! a new broadcast reaches every honest node with a certificate, the bank
 //! settles (no lock or prepared transaction left, every account holds its
 //! initial balance plus exactly the transfers committed, every report
-//! matches its primary) and new transfers commit, a new object is stored
+//! matches its primary) and new transfers commit, every transfer over the
+//! groups finishes or is settled (no member of either group holds a lock
+//! or a prepared transaction, every balance read through f + 1 members'
+//! answers is its initial one plus exactly the transfers committed) and new
+//! transfers across and within the groups commit, a new object is stored
 //! and every acknowledged one reads back.
 //!
 //! Seeds: 6 by default; `HOLOGRAM_SEEDS=<n>` soaks, `HOLOGRAM_SEED=<s>`
 //! replays one (exactly for the simulated layers' faults; the storage layer
 //! runs on real time, so which of its requests time out can differ between
-//! runs, and with it which objects get indexed through consensus). Each
+//! runs, and with it which objects get indexed through consensus; the
+//! groups draw from their own seeded streams and replay exactly). Each
 //! seed prints what was injected; the test prints the totals at the end:
 //! `HOLOGRAM_SEEDS=50 cargo test --release --test whole_stack -- --nocapture`.
 

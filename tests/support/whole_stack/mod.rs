@@ -3,6 +3,10 @@
 pub mod bank;
 pub mod broadcast;
 pub mod dedup;
+pub mod group_checks;
+pub mod group_gate;
+pub mod group_transfers;
+pub mod groups;
 pub mod replicas;
 pub mod routing;
 pub mod tally;
@@ -12,6 +16,7 @@ use crate::consensus_cluster::Cluster;
 use bank::Bank;
 use broadcast::BroadcastNet;
 use dedup::DedupNet;
+use groups::ShardGroups;
 use hologram_lattice::sim::Faults;
 use hologram_lattice::NodeId;
 use hologram_receipt::KeyPair;
@@ -68,6 +73,7 @@ pub struct Stack {
     bank: Bank,
     dedup: DedupNet,
     routing: Routing,
+    shards: ShardGroups,
     down: BTreeSet<usize>,
     /// The partition in force, if any.
     groups: Option<Vec<Vec<NodeId>>>,
@@ -87,7 +93,8 @@ fn network_faults(rng: &mut ChaCha8Rng) -> Faults {
 impl Stack {
     /// Builds the stack of `seed`: 4 or 7 validators (1 or 2 Byzantine,
     /// behaviours from the seed), broadcast on all nodes, four bank shards
-    /// and three coordinators, deduplicated storage on every node.
+    /// and three coordinators, two replicated shard groups, deduplicated
+    /// storage on every node.
     pub fn new(seed: u64) -> Stack {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5741_434b);
         let f = rng.gen_range(1..=2usize);
@@ -119,6 +126,7 @@ impl Stack {
             keys[BYZANTINE].clone(),
             faults.clone(),
         );
+        let shards = ShardGroups::new(seed, faults.loss);
         let dedup = DedupNet::new(seed, &ids, BYZANTINE);
         dedup.set_faults(&faults);
         let tally = Tally {
@@ -138,6 +146,7 @@ impl Stack {
             broadcast,
             bank,
             dedup,
+            shards,
             down: BTreeSet::new(),
             groups: None,
             tally,
@@ -150,6 +159,7 @@ impl Stack {
         self.broadcast.sim.set_faults(faults.clone());
         self.bank.sim.set_faults(faults.clone());
         self.dedup.set_faults(&faults);
+        self.shards.set_loss(faults.loss);
     }
 
     fn crash(&mut self, i: usize) {
@@ -163,6 +173,7 @@ impl Stack {
             self.bank.crashed(id);
         }
         self.dedup.crash(id);
+        self.shards.crash(id);
         self.down.insert(i);
         self.tally.crashes += 1;
     }
@@ -173,6 +184,7 @@ impl Stack {
         self.broadcast.sim.restart(id);
         self.bank.sim.restart(id);
         self.dedup.restart(id);
+        self.shards.restart(id);
         self.down.remove(&i);
         self.tally.restarts += 1;
     }
@@ -187,6 +199,7 @@ impl Stack {
         self.broadcast.sim.partition(&parts);
         self.bank.sim.partition(&parts);
         self.dedup.partition(&groups);
+        self.shards.partition(&groups);
         self.groups = Some(groups);
         self.tally.partitions += 1;
     }
@@ -196,6 +209,7 @@ impl Stack {
         self.broadcast.sim.heal();
         self.bank.sim.heal();
         self.dedup.heal();
+        self.shards.heal();
         self.groups = None;
         self.tally.heals += 1;
     }
@@ -222,7 +236,10 @@ impl Stack {
                     self.restart(i);
                 }
             }
-            _ => self.bank.forge(),
+            _ => {
+                self.bank.forge();
+                self.shards.forge();
+            }
         }
     }
 
@@ -235,6 +252,7 @@ impl Stack {
         if self.rng.gen_bool(0.4) {
             self.bank.submit_random();
         }
+        self.shards.step();
         if self.rng.gen_bool(0.05) {
             let origin = *self
                 .broadcast
@@ -307,6 +325,7 @@ impl Stack {
         self.routing.check(&up, reachable, &addresses)?;
         self.broadcast.check_certificates()?;
         self.dedup.check(&mut self.storage_rng, sample)?;
+        self.shards.check()?;
         self.tally.checks += 1;
         Ok(())
     }
@@ -411,6 +430,7 @@ impl Stack {
                 "bank liveness: {committed} of 3 new transfers committed"
             ));
         }
+        self.shards.liveness()?;
         // Storage: a new object is stored and every acknowledged one reads
         // back; so does every object of the replicated index still held.
         self.dedup.check_live(self.seed)?;
@@ -441,6 +461,7 @@ impl Stack {
         t.objects_acked = self.dedup.stores_acked;
         t.routes_checked = self.routing.routes_checked;
         t.reads_checked = self.dedup.reads_checked;
+        self.shards.tally(&mut t);
         t
     }
 

@@ -30,6 +30,17 @@ pub struct Tally {
     pub indexed: u64,
     pub index_reads: u64,
     pub routes_checked: u64,
+    pub group_transfers_committed: u64,
+    pub group_transfers_aborted: u64,
+    pub group_one_phase: u64,
+    pub coordinator_stops: u64,
+    pub settled_after_stop: u64,
+    pub member_crashes: u64,
+    pub member_restarts: u64,
+    pub group_forgeries_refused: u64,
+    pub group_calls_cut: u64,
+    pub group_calls_retried: u64,
+    pub group_heights: u64,
 }
 
 impl Tally {
@@ -71,7 +82,18 @@ impl Tally {
             checks,
             indexed,
             index_reads,
-            routes_checked
+            routes_checked,
+            group_transfers_committed,
+            group_transfers_aborted,
+            group_one_phase,
+            coordinator_stops,
+            settled_after_stop,
+            member_crashes,
+            member_restarts,
+            group_forgeries_refused,
+            group_calls_cut,
+            group_calls_retried,
+            group_heights
         );
     }
 }
@@ -85,14 +107,21 @@ impl fmt::Display for Tally {
              byzantine: {} validators, {} forged broadcasts/acks, {} forged transfer decisions, {} substituted dedup answers; \
              checked: {} cross-layer check rounds (besides every simulator step), {} consensus heights, {} broadcast certificates, {} transfers committed, \
              {} dedup writes acknowledged ({} indexed through consensus, {} read back from the replicated index), \
-             {} reads verified, {} lattice routes checked",
+             {} reads verified, {} lattice routes checked; \
+             replicated shard groups: {} transfers committed and {} aborted ({} one-phase), {} coordinators stopped mid-transfer and {} transfers settled after, \
+             {} member crashes ({} rebuilt from the certified log), {} validator calls cut by the nemesis, {} coordinator calls retried, \
+             {} forged group decisions refused, {} group heights",
             self.seeds, self.fault_changes, self.partitions, self.heals, self.crashes, self.restarts,
             self.lost, self.duplicated, self.corrupted, self.cut_by_partition, self.to_down_node,
             self.byzantine_validators, self.forged_broadcasts, self.forged_decisions,
             self.substituted_answers, self.checks, self.commits, self.broadcasts_certified,
             self.transfers_committed, self.objects_acked, self.indexed, self.index_reads,
             self.reads_checked,
-            self.routes_checked
+            self.routes_checked,
+            self.group_transfers_committed, self.group_transfers_aborted, self.group_one_phase,
+            self.coordinator_stops, self.settled_after_stop, self.member_crashes,
+            self.member_restarts, self.group_calls_cut, self.group_calls_retried,
+            self.group_forgeries_refused, self.group_heights
         )
     }
 }

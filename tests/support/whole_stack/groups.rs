@@ -1,0 +1,275 @@
+//! Consensus-replicated shard groups in the whole-stack campaign: two
+//! groups of four members (f = 1), each member a campaign node, holding
+//! bank accounts moved by transfers across the groups (two-phase) and
+//! within one (one-phase), driven between ticks by coordinators on the
+//! campaign's client nodes under the same nemesis.
+//!
+//! How the nemesis reaches a group (see `group_gate.rs`): a crashed node's
+//! validator fails every call and, while it proposes, so do the others
+//! (the group's proposer fails over); when the node restarts its member is
+//! rebuilt from the group's certified log (`restart_member`); a partition
+//! cuts a member off from the proposer's side; the loss rate fails each
+//! validator call at that rate. The campaign's Byzantine node is a member
+//! of group 1: it endorses forged outputs (`Lying`) or signs its shares for
+//! the wrong purposes (`Forging`), its validator votes for another value,
+//! and between ticks it forges decisions in its group's name with its own
+//! signature. Group 0 has no Byzantine member. A coordinator's call reaches
+//! a group unless every member is down or across a partition, and its
+//! request or answer is lost at the loss rate. A coordinator stops at a
+//! seed-chosen step, or when its node crashes; a recovery process settles
+//! its transfer (`settle`) a few ticks later.
+
+use super::group_gate::{Gate, Nemesis, View};
+use super::group_transfers::Transfer;
+use super::{node_key, BYZANTINE, CLIENTS};
+use futures::executor::block_on;
+use hologram_consensus::{LocalValidator, Validator, ValidatorSet};
+use hologram_lattice::NodeId;
+use hologram_receipt::{KeyPair, Purpose, Receipt};
+use hologram_txn::receipts::{abort_receipt, commit_receipt};
+use hologram_txn::replicated::{GroupMember, MemberBehaviour};
+use hologram_txn::{
+    Decision, Group, GroupProof, Key, Participant, ParticipantConfig, ParticipantCore,
+    PrepareRequest, Proof, ReplicatedParticipant, ShardMap, SignedReceipt, TxnError, TxnId,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::sync::{Arc, Mutex};
+
+/// Each group's members (campaign nodes); the first proposes first. The
+/// Byzantine node is the last member of group 1.
+pub const MEMBERS: [[usize; 4]; 2] = [[8, 0, 4, 9], [10, 1, 11, BYZANTINE]];
+/// Accounts per group, and their initial balance.
+pub const ACCOUNTS_PER_GROUP: usize = 3;
+pub const INITIAL: i64 = 100;
+
+/// What the groups saw.
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    pub committed: u64,
+    pub aborted: u64,
+    pub one_phase: u64,
+    pub coordinator_stops: u64,
+    pub settled_after_stop: u64,
+    pub member_crashes: u64,
+    pub member_restarts: u64,
+    pub forgeries_refused: u64,
+    pub retried_calls: u64,
+}
+
+/// The replicated shard groups of the stack.
+pub struct ShardGroups {
+    pub(super) groups: Vec<ReplicatedParticipant>,
+    pub(super) gids: Vec<NodeId>,
+    pub(super) members: Vec<Vec<NodeId>>,
+    /// Each account's key and group.
+    pub(super) accounts: Vec<(Key, usize)>,
+    pub(super) byzantine: (usize, KeyPair),
+    pub(super) view: Nemesis,
+    pub(super) transfers: Vec<Transfer>,
+    /// Every group-signed decision or acknowledgement a coordinator or the
+    /// recovery process accepted: the transaction, its primary group and
+    /// the receipt.
+    pub(super) accepted: Vec<(TxnId, usize, Receipt)>,
+    pub(super) violations: Vec<String>,
+    pub counts: Counts,
+    pub(super) rng: ChaCha8Rng,
+    pub(super) clients: Vec<NodeId>,
+    pub(super) map: ShardMap,
+    pub(super) tick: u64,
+}
+
+impl ShardGroups {
+    /// The groups of `seed`; the Byzantine member's behaviour is drawn.
+    pub fn new(seed: u64, loss: f64) -> ShardGroups {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6772_6f75);
+        let view = Nemesis::new(View::new(
+            ChaCha8Rng::seed_from_u64(seed ^ 0x7669_6577),
+            loss,
+        ));
+        let keys: Vec<Vec<KeyPair>> = MEMBERS
+            .iter()
+            .map(|ms| ms.iter().map(|&i| node_key(seed, i)).collect())
+            .collect();
+        let shard_groups: Vec<Group> = keys
+            .iter()
+            .map(|k| ReplicatedParticipant::group_of(k).expect("four members"))
+            .collect();
+        let gids: Vec<NodeId> = shard_groups.iter().map(Group::id).collect();
+        let map = ShardMap::even(&gids);
+        let mut accounts = Vec::new();
+        let mut per_group = [0usize; 2];
+        for i in 0.. {
+            let key = Key::new(format!("group-account-{i}").into_bytes()).expect("short key");
+            let g = usize::from(map.node_of(&key) != Some(gids[0]));
+            if per_group[g] < ACCOUNTS_PER_GROUP {
+                per_group[g] += 1;
+                accounts.push((key, g));
+            }
+            if per_group == [ACCOUNTS_PER_GROUP; 2] {
+                break;
+            }
+        }
+        let liar = match rng.gen_bool(0.5) {
+            true => MemberBehaviour::Lying,
+            false => MemberBehaviour::Forging,
+        };
+        let (b, bi) = (1, 3);
+        let mut groups = Vec::new();
+        for (g, group) in shard_groups.into_iter().enumerate() {
+            let mut core = ParticipantCore::new(group, ParticipantConfig::default(), map.clone())
+                .expect("a group core");
+            for (key, _) in accounts.iter().filter(|(_, a)| *a == g) {
+                core.load(key.clone(), INITIAL.to_le_bytes().to_vec())
+                    .expect("loading a fresh core");
+            }
+            let set = ValidatorSet::new(keys[g].iter().map(KeyPair::node_id).collect())
+                .expect("a validator set");
+            let proposer = Arc::new(Mutex::new(None));
+            let mut validators: Vec<Arc<dyn Validator>> = Vec::new();
+            let mut members = Vec::new();
+            for (i, k) in keys[g].iter().enumerate() {
+                let byzantine = (g, i) == (b, bi);
+                let local = LocalValidator::new(k.clone(), set.clone());
+                let gate = Gate::new(
+                    local,
+                    byzantine.then(|| k.clone()),
+                    view.clone(),
+                    Arc::clone(&proposer),
+                );
+                validators.push(Arc::new(gate));
+                let behaviour = if byzantine {
+                    liar
+                } else {
+                    MemberBehaviour::Honest
+                };
+                members.push(GroupMember::new(
+                    k.clone(),
+                    set.clone(),
+                    core.clone(),
+                    behaviour,
+                ));
+            }
+            groups.push(ReplicatedParticipant::new(set, validators, members).expect("a group"));
+        }
+        let members = keys
+            .iter()
+            .map(|k| k.iter().map(KeyPair::node_id).collect())
+            .collect();
+        ShardGroups {
+            groups,
+            gids,
+            members,
+            accounts,
+            byzantine: (b, keys[b][bi].clone()),
+            view,
+            transfers: Vec::new(),
+            accepted: Vec::new(),
+            violations: Vec::new(),
+            counts: Counts::default(),
+            rng,
+            clients: CLIENTS.map(|i| node_key(seed, i).node_id()).collect(),
+            map,
+            tick: 0,
+        }
+    }
+
+    pub fn set_loss(&mut self, loss: f64) {
+        self.view.lock().set_loss(loss);
+    }
+
+    pub fn partition(&mut self, sides: &[Vec<NodeId>]) {
+        self.view.lock().partition(sides);
+    }
+
+    pub fn heal(&mut self) {
+        self.view.lock().heal();
+    }
+
+    /// `(group, member index)` of every membership of node `id`.
+    fn memberships(&self, id: NodeId) -> Vec<(usize, usize)> {
+        let of = |(g, ms): (usize, &Vec<NodeId>)| Some((g, ms.iter().position(|m| *m == id)?));
+        self.members.iter().enumerate().filter_map(of).collect()
+    }
+
+    /// Node `id` crashed: its validators fail every call.
+    pub fn crash(&mut self, id: NodeId) {
+        self.view.lock().set_down(id, true);
+        self.counts.member_crashes += self.memberships(id).len() as u64;
+    }
+
+    /// Node `id` restarted: its members rebuild their replicas from their
+    /// group's certified log.
+    pub fn restart(&mut self, id: NodeId) {
+        self.view.lock().set_down(id, false);
+        for (g, i) in self.memberships(id) {
+            match block_on(self.groups[g].restart_member(i)) {
+                Ok(()) => self.counts.member_restarts += 1,
+                Err(e) => self
+                    .violations
+                    .push(format!("group {g}: restart of {id}: {e}")),
+            }
+        }
+    }
+
+    /// Reads group `g`'s state at its first (honest) member's replica.
+    pub(super) fn read<R>(&self, g: usize, f: impl FnOnce(&ParticipantCore) -> R) -> R {
+        block_on(self.groups[g].with_members(|members| f(members[0].machine().state().core())))
+    }
+
+    pub(super) fn prepared_at(&self, g: usize, txn: &TxnId) -> bool {
+        self.read(g, |c| c.prepared().any(|(t, _)| t == txn))
+    }
+
+    /// The Byzantine member forges decisions in its group's name (its own
+    /// signature the only one) for a transaction prepared at the other
+    /// group; each must be refused.
+    pub fn forge(&mut self) {
+        let (b, keys) = self.byzantine.clone();
+        let o = 1 - b;
+        let prepared: Vec<(TxnId, PrepareRequest)> =
+            self.read(o, |c| c.prepared().map(|(t, r)| (*t, r.clone())).collect());
+        let own = prepared.iter().find(|(_, r)| r.primary == self.gids[b]);
+        let Some((txn, request)) = own.or(prepared.first()).cloned() else {
+            return;
+        };
+        let Ok(group) = Group::new(self.members[b].clone()) else {
+            return;
+        };
+        let forge = |purpose: Purpose, receipt: Receipt| {
+            let index = group.members().binary_search(&keys.node_id()).unwrap_or(0) as u8;
+            let mut forged = group.unsigned(receipt);
+            forged.proof = Proof::Group(GroupProof {
+                members: group.members().to_vec(),
+                signatures: vec![(index, keys.sign(purpose, &receipt.to_canonical_bytes()))],
+            });
+            forged
+        };
+        let real = self.transfers.iter().find(|t| t.txn == txn);
+        let mut prepares: Vec<SignedReceipt> = real.map(|t| t.votes.clone()).unwrap_or_default();
+        prepares.retain(|v| v.signer != self.gids[b]);
+        let receipt = request.prepare_receipt(&self.gids[b]);
+        prepares.push(forge(Purpose::Prepare, receipt));
+        let forged = [
+            Decision::Aborted {
+                primary: forge(Purpose::Abort, abort_receipt(&txn)),
+            },
+            Decision::Committed {
+                primary: forge(Purpose::Commit, commit_receipt(&prepares)),
+                prepares,
+            },
+        ];
+        for decision in forged {
+            if !self.prepared_at(o, &txn) || self.read(o, |c| c.outcome(&txn).is_some()) {
+                return;
+            }
+            match block_on(self.groups[o].resolve(txn, decision)) {
+                Ok(_) => self.violations.push(format!(
+                    "{txn}: group {o} took a decision one member of group {b} forged"
+                )),
+                Err(TxnError::Transport(_)) => {}
+                Err(_) => self.counts.forgeries_refused += 1,
+            }
+        }
+    }
+}
