@@ -50,8 +50,15 @@
 //!   by anyone like a single signature. Groups and single-replica shards mix
 //!   in one transaction.
 //!
-//! Not built yet: replicated groups over a `Transport` (they run in one
-//! process today), hand-offs of keys to or from a group, garbage
+//! - **Over a network, request/response** ([`remote`]): a
+//!   [`RemoteParticipant`] asks a participant on another node, which a
+//!   [`ParticipantService`] serves; a replicated group's members and
+//!   validators can each be a node of their own
+//!   ([`ReplicatedParticipant::over`] [`RemoteMember`]s served by
+//!   [`MemberService`]s, see [`replicated`] for which node runs what).
+//!
+//! Not built yet: durable replicas and log compaction for a group's
+//! members, hand-offs of keys to or from a group, garbage
 //! collection of decision records, and
 //! [`LoadBalancer`] migrations driven inside the simulated workload (they
 //! are exercised on the balancer; the simulation moves whole shards).
@@ -67,11 +74,12 @@
 //! | [`transaction`] | the async [`Participant`] seam, [`LocalParticipant`], [`DistributedTransaction`] |
 //! | [`node`] | the cores as simulator nodes ([`TxnNode`]) |
 //! | [`driver`] | the cores over a `Transport`: [`ParticipantDriver`], [`CoordinatorDriver`], [`TxnClient`], [`TxnHandler`] |
+//! | [`remote`] | a participant over a `Transport`, request/response: [`RemoteParticipant`], [`ParticipantService`] |
 //! | [`effects`] | [`Effects`] and [`Persist`]: what a core asks its driver to do |
 //! | [`sharding`] | [`ShardMap`]: ranges, versions, routing, splits |
 //! | [`rebalance`] | [`ReceiptSharding`]: load statistics and `rebalance_shards` |
 //! | [`balance`] | [`LoadBalancer`]: access-driven migrations (exercise 5) |
-//! | [`replicated`] | shards as replicated groups: [`ShardMachine`], [`ReplicatedParticipant`], [`settle`] |
+//! | [`replicated`] | shards as replicated groups: [`ShardMachine`], [`ReplicatedParticipant`], [`settle`]; members on other nodes: [`MemberService`], [`RemoteMember`] |
 //! | [`handoff`] | [`Transfer`], [`HandOffAck`]: crash-safe moves of keys between participants |
 //! | [`wire`] | [`TxnMessage`], [`Refusal`], bounded decoding |
 //! | [`error`] | [`TxnError`] |
@@ -135,6 +143,7 @@ pub mod node;
 pub mod participant;
 pub mod rebalance;
 pub mod receipts;
+pub mod remote;
 pub mod replicated;
 pub mod sharding;
 pub mod transaction;
@@ -151,7 +160,8 @@ pub use node::{CoordinatorNode, ParticipantNode, TxnNode, TxnTimer};
 pub use participant::{ParticipantConfig, ParticipantCore, ParticipantTimer, Signer};
 pub use rebalance::{ReceiptSharding, ShardLoad, ShardingConfig, Split};
 pub use receipts::{Decision, Group, GroupProof, PrepareRequest, Proof, SignedReceipt};
-pub use replicated::{settle, ReplicatedParticipant, ShardMachine};
+pub use remote::{ParticipantService, RemoteParticipant};
+pub use replicated::{settle, MemberService, RemoteMember, ReplicatedParticipant, ShardMachine};
 pub use sharding::{ShardId, ShardMap};
 pub use transaction::{DistributedTransaction, LocalParticipant, Participant};
 pub use types::{Key, Op, TxnId};

@@ -59,6 +59,10 @@ impl Protocol {
     pub const PING: Protocol = Protocol(6);
     /// The deduplication network's replicated store.
     pub const DEDUP: Protocol = Protocol(7);
+    /// Transactions as request/response: a participant's calls answered by its reply (`TXN` is one-way).
+    pub const TXN_CALL: Protocol = Protocol(8);
+    /// A replicated shard group's proposer asking its members to apply decided heights and endorse.
+    pub const TXN_MEMBER: Protocol = Protocol(9);
 }
 
 /// Why a call over a transport failed.

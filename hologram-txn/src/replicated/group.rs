@@ -2,12 +2,15 @@
 //! [`Participant`] seam.
 
 use super::machine::{group_claims, Endorsement, ShardMachine};
+use super::member::{Ask, Member, MemberReply, MemberRequest, MAX_SYNC_DECISIONS};
 use crate::participant::ParticipantCore;
 use crate::receipts::{Group, GroupProof, Proof};
+use crate::remote::{ack_of, decision_of, reply_to, vote_of};
 use crate::transaction::Participant;
 use crate::wire::Refusal;
 use crate::{Decision, Key, PrepareRequest, SignedReceipt, TxnError, TxnId, TxnMessage};
 use async_trait::async_trait;
+use futures::future::join_all;
 use futures::lock::Mutex;
 use hologram_consensus::{
     Batch, Certificate, Command, CommandId, ConsensusError, ConsensusResult, HeightStatus,
@@ -95,7 +98,10 @@ impl GroupMember {
     /// Applies newly decided heights, remembering each command's output
     /// (a command decided again is skipped by the machine; its first output
     /// stands).
-    fn apply(&mut self, decisions: &[hologram_consensus::Decision]) -> Result<(), TxnError> {
+    pub(super) fn apply(
+        &mut self,
+        decisions: &[hologram_consensus::Decision],
+    ) -> Result<(), TxnError> {
         for decision in decisions {
             let applied = self
                 .machine
@@ -109,7 +115,7 @@ impl GroupMember {
     }
 
     /// The member's answer to a read of `key`, as its behaviour has it.
-    fn read(&self, key: &Key) -> Option<Option<Vec<u8>>> {
+    pub(super) fn read(&self, key: &Key) -> Option<Option<Vec<u8>>> {
         let value = self.machine.state().value(key).map(<[u8]>::to_vec);
         match self.behaviour {
             MemberBehaviour::Honest | MemberBehaviour::Forging => Some(value),
@@ -119,7 +125,7 @@ impl GroupMember {
     }
 
     /// The member's endorsement of `command`'s output, as its behaviour has it.
-    fn endorse(&self, group: NodeId, command: &Command) -> Option<Endorsement> {
+    pub(super) fn endorse(&self, group: NodeId, command: &Command) -> Option<Endorsement> {
         let output = self.outputs.get(&command.id())?.clone();
         let output = match self.behaviour {
             MemberBehaviour::Honest | MemberBehaviour::Forging => output,
@@ -158,7 +164,10 @@ impl GroupMember {
 /// member takes over.
 pub const FAILOVER_AFTER: usize = 4;
 
-/// A validator that can be switched off (its member crashed).
+/// A validator that can be switched off (its member crashed), whose calls
+/// that fail on the transport (lost, late) are retried up to
+/// [`MEMBER_ATTEMPTS`] times: a validator answers a repeated request as it
+/// did the first (the same vote in a slot), so retrying is safe.
 struct Gate {
     inner: Arc<dyn Validator>,
     down: AtomicBool,
@@ -174,6 +183,25 @@ impl Gate {
             false => Ok(()),
         }
     }
+
+    /// Runs `call` on the validator, again while it fails on the transport.
+    async fn retry<'a, R, F>(
+        &'a self,
+        call: impl Fn(&'a dyn Validator) -> F,
+    ) -> Result<R, ConsensusError>
+    where
+        F: std::future::Future<Output = Result<R, ConsensusError>> + 'a,
+    {
+        let mut attempts = 0;
+        loop {
+            self.check()?;
+            attempts += 1;
+            match call(self.inner.as_ref()).await {
+                Err(ConsensusError::Transport(_)) if attempts < MEMBER_ATTEMPTS => continue,
+                other => return other,
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -183,8 +211,7 @@ impl Validator for Gate {
     }
 
     async fn prepare_vote(&self, proposal: &Proposal) -> Result<Vote, ConsensusError> {
-        self.check()?;
-        self.inner.prepare_vote(proposal).await
+        self.retry(|v| v.prepare_vote(proposal)).await
     }
 
     async fn commit(
@@ -192,30 +219,105 @@ impl Validator for Gate {
         proposal: &Proposal,
         polka: &Certificate,
     ) -> Result<Vote, ConsensusError> {
-        self.check()?;
-        self.inner.commit(proposal, polka).await
+        self.retry(|v| v.commit(proposal, polka)).await
     }
 
     async fn finalize(
         &self,
         decision: &hologram_consensus::Decision,
     ) -> Result<(), ConsensusError> {
-        self.check()?;
-        self.inner.finalize(decision).await
+        self.retry(|v| v.finalize(decision)).await
     }
 
     async fn status(&self, height: u64) -> Result<HeightStatus, ConsensusError> {
-        self.check()?;
-        self.inner.status(height).await
+        self.retry(|v| v.status(height)).await
+    }
+}
+
+/// A member on another node (or behind the [`Member`] seam), as the
+/// proposer tracks it.
+struct MemberSlot {
+    member: Arc<dyn Member>,
+    /// The height the member is believed to apply next (its answers correct
+    /// it).
+    known: u64,
+    /// Crashed ([`ReplicatedParticipant::crash_member`]): not asked.
+    down: bool,
+}
+
+/// How many times in a row a member's request may fail (lost, late) in
+/// one call before the member is counted as not answering.
+pub const MEMBER_ATTEMPTS: usize = 3;
+
+impl MemberSlot {
+    /// Sends the member the decided heights it may lack, then `ask`; returns
+    /// its answer, or `None` when it gave none that is not `Behind` (down,
+    /// lost requests, or nothing to endorse).
+    async fn sync(
+        &mut self,
+        group: NodeId,
+        log: &[hologram_consensus::Decision],
+        ask: &Ask,
+    ) -> Option<MemberReply> {
+        if self.down {
+            return None;
+        }
+        let len = log.len() as u64;
+        let mut from = self.known.min(len);
+        let mut failures = 0;
+        // Enough requests to send the whole log in chunks, and to retry.
+        let limit = log.len() / MAX_SYNC_DECISIONS + 2 * MEMBER_ATTEMPTS + 2;
+        for _ in 0..limit {
+            let end = (from as usize)
+                .saturating_add(MAX_SYNC_DECISIONS)
+                .min(log.len());
+            let request = MemberRequest {
+                group,
+                from,
+                decisions: log.get(from as usize..end).unwrap_or_default().to_vec(),
+                ask: ask.clone(),
+            };
+            match self.member.ask(request).await {
+                Err(_) => {
+                    failures += 1;
+                    if failures >= MEMBER_ATTEMPTS {
+                        return None;
+                    }
+                }
+                Ok(MemberReply::Behind { next_height }) => {
+                    // A member that claims more than the log has is lying
+                    // or from another group: nothing more to send it.
+                    self.known = next_height.min(len);
+                    if next_height >= len || (next_height == from && end == log.len()) {
+                        return None;
+                    }
+                    from = next_height;
+                }
+                Ok(reply) => {
+                    self.known = self.known.max(end as u64);
+                    return Some(reply);
+                }
+            }
+        }
+        None
     }
 }
 
 struct GroupState {
     consensus: ReceiptConsensus<Arc<dyn Validator>>,
-    /// The member whose keys propose.
+    /// The keys this proposer may propose with, in failover order (every
+    /// member's for a group in one process).
+    proposers: Vec<KeyPair>,
+    /// The index in `proposers` of the keys that propose now.
     proposer: usize,
     gates: Vec<Arc<Gate>>,
+    /// The members in this process (none for a group built [`over`]
+    /// members behind the [`Member`] seam).
+    ///
+    /// [`over`]: ReplicatedParticipant::over
     members: Vec<GroupMember>,
+    /// The members behind the [`Member`] seam.
+    remote: Vec<MemberSlot>,
     /// Every decided height, in order (across proposers).
     log: Vec<hologram_consensus::Decision>,
     /// How many of the current proposer's decisions are in `log`.
@@ -239,17 +341,17 @@ impl GroupState {
     /// height is adopted, a locked value re-proposed).
     async fn fail_over(&mut self, set: &ValidatorSet) -> Result<(), TxnError> {
         self.sync_log();
-        let n = self.members.len();
+        let n = self.proposers.len();
         let next = (1..=n)
             .map(|i| (self.proposer + i) % n)
-            .find(|&i| self.members[i].behaviour != MemberBehaviour::Silent)
+            .find(|&i| self.live(i))
             .ok_or_else(|| TxnError::Transport("every member of the group is down".into()))?;
         let validators = self
             .gates
             .iter()
             .map(|g| Arc::clone(g) as Arc<dyn Validator>)
             .collect();
-        let keys = self.members[next].keys.clone();
+        let keys = self.proposers[next].clone();
         self.consensus =
             ReceiptConsensus::new(keys, set.clone(), validators, self.log.len() as u64)
                 .map_err(|e| TxnError::Transport(format!("consensus: {e}")))?;
@@ -257,6 +359,19 @@ impl GroupState {
         self.proposer = next;
         self.taken = 0;
         Ok(())
+    }
+
+    /// Whether proposer keys `i` belong to a member that is up: not
+    /// crashed, and (in this process) not silent.
+    fn live(&self, i: usize) -> bool {
+        let id = self.proposers[i].node_id();
+        if let Some(m) = self.members.iter().find(|m| m.id() == id) {
+            return m.behaviour != MemberBehaviour::Silent;
+        }
+        !self
+            .gates
+            .iter()
+            .any(|g| g.inner.id() == id && g.down.load(Ordering::Relaxed))
     }
 }
 
@@ -331,22 +446,95 @@ impl ReplicatedParticipant {
                 })
             })
             .collect();
+        let proposers = members.iter().map(|m| m.keys.clone()).collect();
+        Self::assemble(set, gates, proposers, members, Vec::new())
+    }
+
+    /// A group whose members and validators are anywhere — typically on
+    /// other nodes, as [`RemoteMember`](super::RemoteMember)s and
+    /// [`RemoteValidator`](hologram_consensus::RemoteValidator)s (see the
+    /// [`member`](super::member) docs for the deployment) — driven from
+    /// this node with `proposers`' keys (members of `set`, tried in order:
+    /// the next takes over when one fails [`FAILOVER_AFTER`] rounds in a
+    /// row).
+    ///
+    /// `validators` and `members` must each be distinct members of `set`;
+    /// the members must start from equal cores signing as the [`Group`] of
+    /// `set`'s validators (not checked here: a member that started
+    /// elsewhere endorses outputs the others do not, which count only when
+    /// `f + 1` members endorse one alike). The log starts at height 0: a
+    /// proposer started after another one adopts the heights the
+    /// validators decided (and still keep) before its first proposal
+    /// ([`ReceiptConsensus::catch_up`]), and members it finds behind are
+    /// sent them. Member `i` of `members` and validator `i` of
+    /// `validators` are what [`crash_member`](Self::crash_member)`(i)`
+    /// switches off.
+    pub fn over(
+        set: ValidatorSet,
+        validators: Vec<Arc<dyn Validator>>,
+        members: Vec<Arc<dyn Member>>,
+        proposers: Vec<KeyPair>,
+    ) -> Result<Self, TxnError> {
+        if members.is_empty() {
+            return Err(TxnError::Empty("member list"));
+        }
+        if proposers.is_empty() {
+            return Err(TxnError::Empty("proposer key list"));
+        }
+        let mut seen = BTreeSet::new();
+        for id in members.iter().map(|m| m.id()) {
+            if !set.contains(&id) || !seen.insert(id) {
+                return Err(TxnError::Decode {
+                    what: "shard group",
+                    reason: format!("member {id} is not a distinct validator of the set"),
+                });
+            }
+        }
+        let gates = validators
+            .into_iter()
+            .map(|inner| {
+                Arc::new(Gate {
+                    inner,
+                    down: AtomicBool::new(false),
+                })
+            })
+            .collect();
+        let remote = members
+            .into_iter()
+            .map(|member| MemberSlot {
+                member,
+                known: 0,
+                down: false,
+            })
+            .collect();
+        Self::assemble(set, gates, proposers, Vec::new(), remote)
+    }
+
+    fn assemble(
+        set: ValidatorSet,
+        gates: Vec<Arc<Gate>>,
+        proposers: Vec<KeyPair>,
+        members: Vec<GroupMember>,
+        remote: Vec<MemberSlot>,
+    ) -> Result<Self, TxnError> {
+        let shard_group = Group::new(set.validators().to_vec())?;
         let asked = gates
             .iter()
             .map(|g| Arc::clone(g) as Arc<dyn Validator>)
             .collect();
-        let proposer = members[0].keys.clone();
-        let consensus = ReceiptConsensus::new(proposer, set.clone(), asked, 0)
+        let consensus = ReceiptConsensus::new(proposers[0].clone(), set.clone(), asked, 0)
             .map_err(|e| TxnError::Transport(format!("consensus: {e}")))?;
         Ok(ReplicatedParticipant {
-            id,
+            id: shard_group.id(),
             shard_group,
             set,
             group: Mutex::new(GroupState {
                 consensus,
+                proposers,
                 proposer: 0,
                 gates,
                 members,
+                remote,
                 log: Vec::new(),
                 taken: 0,
             }),
@@ -362,8 +550,20 @@ impl ReplicatedParticipant {
     /// restarts: its machine is rebuilt from the initial state by applying
     /// the group's certified log again (each certificate checked), which is
     /// all a member needs to make durable.
+    ///
+    /// For a group built [`over`](Self::over) members elsewhere, the member
+    /// restarts on its node; this only makes the proposer ask it again (it
+    /// answers [`MemberReply::Behind`] and is sent the log).
     pub async fn restart_member(&self, index: usize) -> Result<(), TxnError> {
         let mut group = self.group.lock().await;
+        if let Some(slot) = group.remote.get_mut(index) {
+            slot.down = false;
+            slot.known = 0;
+            if let Some(gate) = group.gates.get(index) {
+                gate.down.store(false, Ordering::Relaxed);
+            }
+            return Ok(());
+        }
         group.sync_log();
         let GroupState { members, log, .. } = &mut *group;
         let member = members.get_mut(index).ok_or(TxnError::Decode {
@@ -379,12 +579,16 @@ impl ReplicatedParticipant {
     /// The member whose keys propose now.
     pub async fn proposer(&self) -> NodeId {
         let group = self.group.lock().await;
-        group.members[group.proposer].id()
+        group.proposers[group.proposer].node_id()
     }
 
     /// Member `index` crashes and stays down: its validator fails every
     /// request, it answers nothing, and if it was proposing, the next live
     /// member takes over. `f` members down leave the group working.
+    ///
+    /// For a group built [`over`](Self::over) members elsewhere, `index`
+    /// is the member's (and its validator's) position in the lists given;
+    /// the proposer stops asking them (the node itself crashes on its own).
     pub async fn crash_member(&self, index: usize) -> Result<(), TxnError> {
         let mut group = self.group.lock().await;
         let gate = group.gates.get(index).ok_or(TxnError::Decode {
@@ -392,20 +596,41 @@ impl ReplicatedParticipant {
             reason: format!("no member {index}"),
         })?;
         gate.down.store(true, Ordering::Relaxed);
-        group.members[index].behaviour = MemberBehaviour::Silent;
+        if let Some(member) = group.members.get_mut(index) {
+            member.behaviour = MemberBehaviour::Silent;
+        }
+        if let Some(slot) = group.remote.get_mut(index) {
+            slot.down = true;
+        }
         Ok(())
     }
 
-    /// Runs `f` on the members (to inspect their replicas).
+    /// Runs `f` on the members in this process (to inspect their replicas;
+    /// none for a group built [`over`](Self::over) members elsewhere).
     pub async fn with_members<R>(&self, f: impl FnOnce(&[GroupMember]) -> R) -> R {
         f(&self.group.lock().await.members)
     }
 
     /// A key's committed value, as `f + 1` members answer it alike.
     pub async fn value(&self, key: &Key) -> Result<Option<Vec<u8>>, TxnError> {
-        let answers: Vec<_> = self
-            .with_members(|members| members.iter().filter_map(|m| m.read(key)).collect())
-            .await;
+        let answers: Vec<_> = {
+            let mut group = self.group.lock().await;
+            group.sync_log();
+            let GroupState {
+                members,
+                remote,
+                log,
+                ..
+            } = &mut *group;
+            let mut answers: Vec<_> = members.iter().filter_map(|m| m.read(key)).collect();
+            let ask = Ask::Read(key.clone());
+            let replies = join_all(remote.iter_mut().map(|s| s.sync(self.id, log, &ask))).await;
+            answers.extend(replies.into_iter().filter_map(|r| match r {
+                Some(MemberReply::Value(v)) => Some(v),
+                _ => None,
+            }));
+            answers
+        };
         let needed = self.set.max_faulty() + 1;
         answers
             .iter()
@@ -434,7 +659,7 @@ impl ReplicatedParticipant {
         let mut decided = false;
         let mut failed = 0;
         for _ in 0..MAX_ROUNDS {
-            let proposer_down = group.members[group.proposer].behaviour == MemberBehaviour::Silent;
+            let proposer_down = !group.live(group.proposer);
             if proposer_down || failed >= FAILOVER_AFTER {
                 group.fail_over(&self.set).await?;
                 failed = 0;
@@ -452,7 +677,12 @@ impl ReplicatedParticipant {
             }
         }
         group.sync_log();
-        let GroupState { members, log, .. } = &mut *group;
+        let GroupState {
+            members,
+            remote,
+            log,
+            ..
+        } = &mut *group;
         for member in members.iter_mut() {
             member.apply(
                 log.get(member.machine.next_height() as usize..)
@@ -465,10 +695,16 @@ impl ReplicatedParticipant {
                 self.id
             )));
         }
-        let endorsements = members
+        let mut endorsements: Vec<Endorsement> = members
             .iter()
             .filter_map(|m| m.endorse(self.id, &command))
             .collect();
+        let ask = Ask::Endorse(command.clone());
+        let replies = join_all(remote.iter_mut().map(|s| s.sync(self.id, log, &ask))).await;
+        endorsements.extend(replies.into_iter().filter_map(|r| match r {
+            Some(MemberReply::Endorsed(e)) => Some(*e),
+            _ => None,
+        }));
         self.agree(&command, endorsements)
     }
 
@@ -523,25 +759,7 @@ impl ReplicatedParticipant {
     }
 
     async fn ask(&self, txn: TxnId, message: TxnMessage) -> Result<TxnMessage, TxnError> {
-        match self.submit(&message).await? {
-            Some(TxnMessage::Refused { refusal, .. }) => Err(refusal.into_error(txn)),
-            Some(reply) if reply.txn() == Some(txn) => Ok(reply),
-            other => Err(unexpected(txn, other)),
-        }
-    }
-
-    async fn decision(&self, txn: TxnId, message: TxnMessage) -> Result<Decision, TxnError> {
-        match self.ask(txn, message).await? {
-            TxnMessage::Decided { decision, .. } => Ok(decision),
-            other => Err(unexpected(txn, Some(other))),
-        }
-    }
-}
-
-fn unexpected(txn: TxnId, reply: Option<TxnMessage>) -> TxnError {
-    TxnError::Decode {
-        what: "group answer",
-        reason: format!("unexpected answer for {txn}: {reply:?}"),
+        reply_to(txn, self.submit(&message).await?)
     }
 }
 
@@ -553,10 +771,7 @@ impl Participant for ReplicatedParticipant {
 
     async fn prepare(&self, request: PrepareRequest) -> Result<SignedReceipt, TxnError> {
         let txn = request.txn;
-        match self.ask(txn, TxnMessage::Prepare(request)).await? {
-            TxnMessage::Prepared { vote, .. } => Ok(vote),
-            other => Err(unexpected(txn, Some(other))),
-        }
+        vote_of(txn, self.ask(txn, TxnMessage::Prepare(request)).await?)
     }
 
     async fn commit_one_phase(
@@ -566,22 +781,20 @@ impl Participant for ReplicatedParticipant {
     ) -> Result<Decision, TxnError> {
         let txn = request.txn;
         let message = TxnMessage::CommitOnePhase { request, expected };
-        self.decision(txn, message).await
+        decision_of(txn, self.ask(txn, message).await?)
     }
 
     async fn commit(&self, txn: TxnId, prepares: Vec<SignedReceipt>) -> Result<Decision, TxnError> {
-        self.decision(txn, TxnMessage::Commit { txn, prepares })
-            .await
+        let message = TxnMessage::Commit { txn, prepares };
+        decision_of(txn, self.ask(txn, message).await?)
     }
 
     async fn abort(&self, txn: TxnId) -> Result<Decision, TxnError> {
-        self.decision(txn, TxnMessage::Abort { txn }).await
+        decision_of(txn, self.ask(txn, TxnMessage::Abort { txn }).await?)
     }
 
     async fn resolve(&self, txn: TxnId, decision: Decision) -> Result<SignedReceipt, TxnError> {
-        match self.ask(txn, TxnMessage::Resolve { txn, decision }).await? {
-            TxnMessage::Ack { ack, .. } => Ok(ack),
-            other => Err(unexpected(txn, Some(other))),
-        }
+        let message = TxnMessage::Resolve { txn, decision };
+        ack_of(txn, self.ask(txn, message).await?)
     }
 }

@@ -60,18 +60,54 @@
 //! next live member takes over at the next height after `catch_up` (a height
 //! its predecessor got decided is adopted, a locked value re-proposed).
 //!
-//! This first form runs a group in one process (members and validators
-//! side by side; a member that is down still has its replica kept up to
-//! date, as if it had restarted and caught up); the same machine and
-//! endorsements serve a driver over a `Transport`, which is not built yet.
+//! **Where it runs.** [`ReplicatedParticipant::in_process`] (and
+//! [`ReplicatedParticipant::new`]) run a whole group in one process:
+//! members and validators side by side; a member that is down still has its
+//! replica kept up to date, as if it had restarted and caught up.
+//! [`ReplicatedParticipant::over`] runs only the proposer, over validators
+//! and members anywhere — on a network, one node per member:
+//!
+//! | node | runs | serves |
+//! |---|---|---|
+//! | each member | a [`LocalValidator`] and a [`MemberService`] (its keys, its replica) | [`ValidatorHandler`](hologram_consensus::ValidatorHandler) under `Protocol::CONSENSUS`, the [`MemberService`] under `Protocol::TXN_MEMBER` |
+//! | the group's proposer | [`ReplicatedParticipant::over`] the members' [`RemoteValidator`](hologram_consensus::RemoteValidator)s and [`RemoteMember`]s, with one or more members' keys to propose with | a [`ParticipantService`](crate::ParticipantService) under `Protocol::TXN_CALL` |
+//! | a coordinator | [`DistributedTransaction`](crate::DistributedTransaction) over [`RemoteParticipant`](crate::RemoteParticipant)s | nothing |
+//!
+//! The proposer sends each member the decided heights it lacks with each
+//! request (they are self-verifying: the member checks each commit
+//! certificate), and a member that restarted with an empty replica says so
+//! and is sent the log from its start ([`member`]). The proposer holds no
+//! state the group needs: a new proposer node (other keys, or the same)
+//! started [`over`](ReplicatedParticipant::over) the same nodes adopts the
+//! heights the validators decided before its first proposal (as long as
+//! they still keep them: a [`LocalValidator`] keeps the last 1024), and a
+//! [`RemoteParticipant`](crate::RemoteParticipant) given several proposer
+//! nodes moves to the next when one does not answer. Two proposers active
+//! at once stay safe (validators enforce one value per height) but slow
+//! each other down.
+//!
+//! Not built yet: a proposer node's log is in memory only (a new proposer
+//! rebuilds it from the validators, one height per status round trip), the
+//! log is never compacted (a member restarting late is sent every height),
+//! and members' replicas are not durable (a restarted member replays the
+//! whole log; its validator's voting record must be durable —
+//! [`LocalValidator::durable`] — or it may vote twice).
 //!
 //! [`ParticipantCore`]: crate::ParticipantCore
 
 mod group;
 mod machine;
+pub mod member;
 
-pub use group::{GroupMember, MemberBehaviour, ReplicatedParticipant, FAILOVER_AFTER, MAX_ROUNDS};
+pub use group::{
+    GroupMember, MemberBehaviour, ReplicatedParticipant, FAILOVER_AFTER, MAX_ROUNDS,
+    MEMBER_ATTEMPTS,
+};
 pub use machine::{group_claims, Endorsement, ShardMachine, ENDORSEMENT_TAG};
+pub use member::{
+    Ask, Member, MemberReply, MemberRequest, MemberService, RemoteMember, MAX_MEMBER_FRAME,
+    MAX_SYNC_DECISIONS,
+};
 
 use crate::participant::ParticipantCore;
 use crate::transaction::Participant;

@@ -1,0 +1,245 @@
+//! A [`Participant`] on another node, asked request/response over a
+//! `Transport`: [`RemoteParticipant`] on the caller's side,
+//! [`ParticipantService`] on the node that runs the participant.
+//!
+//! **Deployment.** The node running a participant — a [`LocalParticipant`]
+//! of a single-replica shard, or the proposer of a replicated group's
+//! [`ReplicatedParticipant`](crate::ReplicatedParticipant) — registers a
+//! [`ParticipantService`] for [`Protocol::TXN_CALL`]. A coordinator's node
+//! reaches it with a [`RemoteParticipant`] and runs
+//! [`DistributedTransaction`](crate::DistributedTransaction) over it as over
+//! any participant.
+//!
+//! **Wire.** A request is a coordinator's [`TxnMessage`] (`Prepare`,
+//! `CommitOnePhase`, `Commit`, `Abort`, `Resolve`) in its wire form; the
+//! answer is the participant's reply ([`call`]) in its wire form: `Prepared`,
+//! `Decided`, `Ack`, or `Refused` with the participant's error. Both sides
+//! decode with [`TxnMessage::from_wire`] (bounded, every nested bound
+//! checked); a request that is not a coordinator's request is refused.
+//!
+//! **What is trusted.** Nothing the peer answers: the coordinator verifies
+//! every receipt it is given (single signatures and group proofs alike), so a
+//! peer that lies is refused as a participant answering in the same process
+//! would be. A call that gets no answer in time — lost, late, or the peer
+//! down — fails with a retryable [`TxnError::Transport`]; requests are
+//! idempotent at the participant (a repeated prepare, decision or resolve
+//! returns what the first one did), so the coordinator's retries are safe.
+//!
+//! [`LocalParticipant`]: crate::LocalParticipant
+
+use crate::transaction::{call, Participant};
+use crate::{Decision, PrepareRequest, SignedReceipt, TxnError, TxnId, TxnMessage};
+use async_trait::async_trait;
+use hologram_lattice::transport::{Handler, HandlerError, Protocol, Transport};
+use hologram_lattice::{NodeId, PeerId};
+use hologram_receipt::Receipt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The error for an answer that is not the one asked for.
+pub(crate) fn unexpected(txn: TxnId, reply: Option<TxnMessage>) -> TxnError {
+    TxnError::Decode {
+        what: "participant answer",
+        reason: format!("unexpected answer for {txn}: {reply:?}"),
+    }
+}
+
+/// A participant's reply about `txn`, or its refusal as the error.
+pub(crate) fn reply_to(txn: TxnId, reply: Option<TxnMessage>) -> Result<TxnMessage, TxnError> {
+    match reply {
+        Some(TxnMessage::Refused { refusal, .. }) => Err(refusal.into_error(txn)),
+        Some(reply) if reply.txn() == Some(txn) => Ok(reply),
+        other => Err(unexpected(txn, other)),
+    }
+}
+
+/// The prepare vote of a `Prepared` reply.
+pub(crate) fn vote_of(txn: TxnId, reply: TxnMessage) -> Result<SignedReceipt, TxnError> {
+    match reply {
+        TxnMessage::Prepared { vote, .. } => Ok(vote),
+        other => Err(unexpected(txn, Some(other))),
+    }
+}
+
+/// The decision of a `Decided` reply.
+pub(crate) fn decision_of(txn: TxnId, reply: TxnMessage) -> Result<Decision, TxnError> {
+    match reply {
+        TxnMessage::Decided { decision, .. } => Ok(decision),
+        other => Err(unexpected(txn, Some(other))),
+    }
+}
+
+/// The acknowledgement of an `Ack` reply.
+pub(crate) fn ack_of(txn: TxnId, reply: TxnMessage) -> Result<SignedReceipt, TxnError> {
+    match reply {
+        TxnMessage::Ack { ack, .. } => Ok(ack),
+        other => Err(unexpected(txn, Some(other))),
+    }
+}
+
+/// A participant reached over a transport (see the [module docs](self)).
+///
+/// It knows the participant's id (the key, or group id, its receipts are
+/// signed under) and the nodes that serve it: each call goes to the node
+/// that answered last, and on a transport failure the call moves on to the
+/// next node for the next attempt (several nodes serve one participant
+/// when a replicated group runs more than one proposer node).
+pub struct RemoteParticipant {
+    id: NodeId,
+    peers: Vec<PeerId>,
+    /// The index in `peers` of the node asked next.
+    next: AtomicUsize,
+    transport: Arc<dyn Transport>,
+    timeout: Duration,
+}
+
+impl core::fmt::Debug for RemoteParticipant {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RemoteParticipant")
+            .field("id", &self.id)
+            .field("peers", &self.peers)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteParticipant {
+    /// Participant `id`, served by the node `peer`, asked through
+    /// `transport`, each answer awaited at most `timeout`.
+    pub fn new(id: NodeId, peer: PeerId, transport: Arc<dyn Transport>, timeout: Duration) -> Self {
+        Self::served_by(id, vec![peer], transport, timeout)
+    }
+
+    /// Participant `id`, served by any of `peers` (tried in turn when one
+    /// fails to answer). `peers` must not be empty.
+    pub fn served_by(
+        id: NodeId,
+        peers: Vec<PeerId>,
+        transport: Arc<dyn Transport>,
+        timeout: Duration,
+    ) -> Self {
+        RemoteParticipant {
+            id,
+            peers,
+            next: AtomicUsize::new(0),
+            transport,
+            timeout,
+        }
+    }
+
+    /// Sends `message` about `txn` and decodes the reply (one attempt).
+    async fn ask(&self, txn: TxnId, message: TxnMessage) -> Result<TxnMessage, TxnError> {
+        let bytes = message.to_wire()?;
+        let index = self.next.load(Ordering::Relaxed) % self.peers.len().max(1);
+        let peer = *self
+            .peers
+            .get(index)
+            .ok_or(TxnError::Empty("list of nodes serving the participant"))?;
+        let answer = self
+            .transport
+            .request(peer, Protocol::TXN_CALL, bytes, self.timeout)
+            .await;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                // Try the next node next time.
+                let _ = self.next.compare_exchange(
+                    index,
+                    index + 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                return Err(TxnError::Transport(format!(
+                    "participant {} at {peer}: {e}",
+                    self.id
+                )));
+            }
+        };
+        reply_to(txn, Some(TxnMessage::from_wire(&answer)?))
+    }
+}
+
+#[async_trait]
+impl Participant for RemoteParticipant {
+    fn id(&self) -> NodeId {
+        self.id
+    }
+
+    async fn prepare(&self, request: PrepareRequest) -> Result<SignedReceipt, TxnError> {
+        let txn = request.txn;
+        vote_of(txn, self.ask(txn, TxnMessage::Prepare(request)).await?)
+    }
+
+    async fn commit_one_phase(
+        &self,
+        request: PrepareRequest,
+        expected: Receipt,
+    ) -> Result<Decision, TxnError> {
+        let txn = request.txn;
+        let message = TxnMessage::CommitOnePhase { request, expected };
+        decision_of(txn, self.ask(txn, message).await?)
+    }
+
+    async fn commit(&self, txn: TxnId, prepares: Vec<SignedReceipt>) -> Result<Decision, TxnError> {
+        let message = TxnMessage::Commit { txn, prepares };
+        decision_of(txn, self.ask(txn, message).await?)
+    }
+
+    async fn abort(&self, txn: TxnId) -> Result<Decision, TxnError> {
+        decision_of(txn, self.ask(txn, TxnMessage::Abort { txn }).await?)
+    }
+
+    async fn resolve(&self, txn: TxnId, decision: Decision) -> Result<SignedReceipt, TxnError> {
+        let message = TxnMessage::Resolve { txn, decision };
+        ack_of(txn, self.ask(txn, message).await?)
+    }
+}
+
+/// Serves a [`Participant`] to [`RemoteParticipant`]s: register it as the
+/// node's handler for [`Protocol::TXN_CALL`] requests (see the
+/// [module docs](self)). Works for any participant: a
+/// [`LocalParticipant`](crate::LocalParticipant), a
+/// [`ReplicatedParticipant`](crate::ReplicatedParticipant) whose members and
+/// validators are other nodes, or another [`RemoteParticipant`] (a relay).
+pub struct ParticipantService<P: Participant> {
+    participant: Arc<P>,
+}
+
+impl<P: Participant> ParticipantService<P> {
+    /// A service answering with `participant`.
+    pub fn new(participant: Arc<P>) -> Self {
+        ParticipantService { participant }
+    }
+
+    /// The participant served.
+    pub fn participant(&self) -> &Arc<P> {
+        &self.participant
+    }
+}
+
+#[async_trait]
+impl<P: Participant + 'static> Handler for ParticipantService<P> {
+    async fn request(
+        &self,
+        _from: PeerId,
+        protocol: Protocol,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, HandlerError> {
+        if protocol != Protocol::TXN_CALL {
+            return Err(HandlerError::Refused(format!(
+                "a participant service answers only TXN_CALL requests, not {protocol:?}"
+            )));
+        }
+        let message =
+            TxnMessage::from_wire(&payload).map_err(|e| HandlerError::Refused(e.to_string()))?;
+        let reply = call(self.participant.as_ref(), message)
+            .await
+            .ok_or_else(|| HandlerError::Refused("not a coordinator's request".into()))?;
+        reply
+            .to_wire()
+            .map_err(|e| HandlerError::Failed(e.to_string()))
+    }
+
+    async fn message(&self, _: PeerId, _: Protocol, _: Vec<u8>) {}
+}
