@@ -332,7 +332,15 @@ impl ShardGroups {
                 }
                 let (prepared, primary) = (&self.groups[g], &self.groups[t.primary]);
                 match block_on(settle(prepared, primary, t.txn)) {
-                    Ok(ack) => self.accepted.push((t.txn, t.primary, ack.receipt)),
+                    Ok(ack) => {
+                        // The recovery accepts the ack of the primary's
+                        // decision: it must be the group's, for that decision.
+                        let decided = self.read(t.primary, |c| c.outcome(&t.txn).cloned());
+                        if let Some(d) = decided {
+                            self.check_signed(g, &ack, d.primary().receipt, d.purpose());
+                        }
+                        self.accepted.push((t.txn, t.primary, ack.receipt));
+                    }
                     Err(TxnError::Transport(_)) => pending = true,
                     Err(e) => self.violations.push(format!("{}: settle: {e}", t.txn)),
                 }
