@@ -32,7 +32,8 @@
 //! accounts. Their validators sit behind a gate that reads the nemesis: a
 //! member's validator fails every call while its node is down, or while a
 //! partition puts it on the other side from the proposer, and each call at
-//! the network's loss rate; a down proposer reaches no one, so the group
+//! the network's loss rate (as transport errors: unreachable, timed out,
+//! which the group retries); a down proposer reaches no one, so the group
 //! fails over to the next member. When a member's node restarts, its
 //! replica is rebuilt from the group's certified log (`restart_member`).
 //! (In this in-process form a down member's replica is still kept up to

@@ -4,15 +4,19 @@
 //!
 //! A group's consensus runs in this process (`ReplicatedParticipant`), so
 //! its validators are wrapped in a [`Gate`] that reads the nemesis'
-//! [`View`]: a call to a member's validator fails (as a lost request would)
-//! when the member's node is down, when it is on the other side of a
-//! partition from the proposer that sent it, or at the network's loss rate.
+//! [`View`]: a call to a member's validator fails on the transport —
+//! unreachable when the member's node is down or on the other side of a
+//! partition from the proposer that sent it, timed out at the network's
+//! loss rate — and the group retries it as it would over a network
+//! (`MEMBER_ATTEMPTS`).
 //! A Byzantine member's validator takes part but signs its votes for
 //! another value (consensus does not count them).
 
+use super::MAX_LATENCY_MS;
 use hologram_consensus::{
     Certificate, ConsensusError, Decision, HeightStatus, LocalValidator, Proposal, Validator, Vote,
 };
+use hologram_lattice::transport::TransportError;
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Receipt};
 use rand::Rng;
@@ -21,6 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 /// The nemesis' state as the groups see it.
 #[derive(Debug)]
@@ -104,6 +109,14 @@ impl Nemesis {
     }
 }
 
+/// Where a validator call comes from, as far as the gate can tell.
+#[derive(Debug, Clone, Copy)]
+enum Caller {
+    Proposer(NodeId),
+    Last,
+    Unknown,
+}
+
 /// A member's validator behind the nemesis.
 pub struct Gate {
     inner: LocalValidator,
@@ -132,26 +145,32 @@ impl Gate {
         }
     }
 
-    /// Whether a call from the proposer (`Some` when the call names it)
-    /// reaches this member.
-    fn pass(&self, from: Option<NodeId>) -> Result<(), ConsensusError> {
+    /// Whether a call reaches this member: from the proposer a proposal
+    /// names, from the last one seen (`Last`), or from a proposer not known
+    /// yet (`Unknown`: a new one catching up after a failover), which only
+    /// this member's crash cuts off.
+    fn pass(&self, from: Caller) -> Result<(), ConsensusError> {
         let proposer = {
             let mut last = self.proposer.lock().unwrap_or_else(|e| e.into_inner());
-            if from.is_some() {
-                *last = from;
+            match from {
+                Caller::Proposer(p) => *last = Some(p),
+                Caller::Unknown => *last = None,
+                Caller::Last => {}
             }
             *last
         };
         let mut view = self.view.lock();
         let cut = proposer.map_or(view.is_down(self.member), |p| view.cut(p, self.member));
-        if cut || view.lose() {
-            view.failed_calls += 1;
-            return Err(ConsensusError::Log(format!(
-                "validator {} cut off by the nemesis",
-                self.member
-            )));
-        }
-        Ok(())
+        let error = match cut {
+            true => TransportError::Unreachable(self.member),
+            false if view.lose() => TransportError::TimedOut {
+                peer: self.member,
+                timeout: Duration::from_millis(MAX_LATENCY_MS),
+            },
+            false => return Ok(()),
+        };
+        view.failed_calls += 1;
+        Err(ConsensusError::Transport(error))
     }
 
     fn lie(&self, vote: Vote) -> Vote {
@@ -178,7 +197,7 @@ impl Validator for Gate {
         Self: 'a,
     {
         Box::pin(async move {
-            self.pass(Some(proposal.header.proposer))?;
+            self.pass(Caller::Proposer(proposal.header.proposer))?;
             let vote = self.inner.prepare_vote(proposal).await?;
             Ok(self.lie(vote))
         })
@@ -196,7 +215,7 @@ impl Validator for Gate {
         Self: 'a,
     {
         Box::pin(async move {
-            self.pass(Some(proposal.header.proposer))?;
+            self.pass(Caller::Proposer(proposal.header.proposer))?;
             let vote = self.inner.commit(proposal, polka).await?;
             Ok(self.lie(vote))
         })
@@ -209,7 +228,7 @@ impl Validator for Gate {
         Self: 'a,
     {
         Box::pin(async move {
-            self.pass(None)?;
+            self.pass(Caller::Last)?;
             self.inner.finalize(decision).await
         })
     }
@@ -220,7 +239,7 @@ impl Validator for Gate {
         Self: 'a,
     {
         Box::pin(async move {
-            self.pass(None)?;
+            self.pass(Caller::Unknown)?;
             self.inner.status(height).await
         })
     }
