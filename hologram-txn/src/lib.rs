@@ -160,7 +160,7 @@ pub use node::{CoordinatorNode, ParticipantNode, TxnNode, TxnTimer};
 pub use participant::{ParticipantConfig, ParticipantCore, ParticipantTimer, Signer};
 pub use rebalance::{ReceiptSharding, ShardLoad, ShardingConfig, Split};
 pub use receipts::{Decision, Group, GroupProof, PrepareRequest, Proof, SignedReceipt};
-pub use remote::{ParticipantService, RemoteParticipant};
+pub use remote::{ParticipantService, RemoteParticipant, CALL_ATTEMPTS};
 pub use replicated::{settle, MemberService, RemoteMember, ReplicatedParticipant, ShardMachine};
 pub use sharding::{ShardId, ShardMap};
 pub use transaction::{DistributedTransaction, LocalParticipant, Participant};

@@ -88,11 +88,16 @@ pub(crate) fn ack_of(txn: TxnId, reply: TxnMessage) -> Result<SignedReceipt, Txn
 pub struct RemoteParticipant {
     id: NodeId,
     peers: Vec<PeerId>,
-    /// The index in `peers` of the node asked next.
+    /// The node asked next: `peers[next % peers.len()]`.
     next: AtomicUsize,
     transport: Arc<dyn Transport>,
     timeout: Duration,
+    attempts: usize,
 }
+
+/// How many times a [`RemoteParticipant`] sends a call that gets no answer
+/// before it fails, unless set with [`RemoteParticipant::with_attempts`].
+pub const CALL_ATTEMPTS: usize = 2;
 
 impl core::fmt::Debug for RemoteParticipant {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -100,6 +105,7 @@ impl core::fmt::Debug for RemoteParticipant {
             .field("id", &self.id)
             .field("peers", &self.peers)
             .field("timeout", &self.timeout)
+            .field("attempts", &self.attempts)
             .finish_non_exhaustive()
     }
 }
@@ -125,13 +131,34 @@ impl RemoteParticipant {
             next: AtomicUsize::new(0),
             transport,
             timeout,
+            attempts: CALL_ATTEMPTS,
         }
     }
 
-    /// Sends `message` about `txn` and decodes the reply (one attempt).
+    /// Sends each call at most `attempts` times (at least once) while it
+    /// gets no answer, moving to the next serving node each time.
+    pub fn with_attempts(mut self, attempts: usize) -> Self {
+        self.attempts = attempts.max(1);
+        self
+    }
+
+    /// Sends `message` about `txn` and decodes the reply, again (to the
+    /// next node) while no answer comes; the requests are idempotent.
     async fn ask(&self, txn: TxnId, message: TxnMessage) -> Result<TxnMessage, TxnError> {
         let bytes = message.to_wire()?;
-        let index = self.next.load(Ordering::Relaxed) % self.peers.len().max(1);
+        let mut attempt = 1;
+        loop {
+            match self.ask_once(txn, bytes.clone()).await {
+                Err(TxnError::Transport(_)) if attempt < self.attempts => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    /// Sends the request once and decodes the reply.
+    async fn ask_once(&self, txn: TxnId, bytes: Vec<u8>) -> Result<TxnMessage, TxnError> {
+        let turn = self.next.load(Ordering::Relaxed);
+        let index = turn % self.peers.len().max(1);
         let peer = *self
             .peers
             .get(index)
@@ -143,10 +170,11 @@ impl RemoteParticipant {
         let answer = match answer {
             Ok(answer) => answer,
             Err(e) => {
-                // Try the next node next time.
+                // Try the next node next time (unless a concurrent call
+                // moved on already).
                 let _ = self.next.compare_exchange(
-                    index,
-                    index + 1,
+                    turn,
+                    turn.wrapping_add(1),
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 );

@@ -10,7 +10,10 @@
 //! A member of group 0 crashes mid-run and restarts later with an empty
 //! replica (its validator's voting record kept, as a durable validator's
 //! would be); a member of group 1 is Byzantine (it endorses forged outputs,
-//! answers forged values and its validator votes for wrong values).
+//! answers forged values and its validator votes for wrong values). Group 0
+//! has a second proposer node (other keys): the first crashes mid-run, and
+//! the coordinator's `RemoteParticipant` moves to the second, which adopts
+//! the heights decided before it and brings members up to date.
 //!
 //! After the faults stop and prepared transactions are settled from their
 //! primary group: balances are conserved, every transfer is applied at both
@@ -145,7 +148,8 @@ struct GroupNodes {
     /// The core every replica starts from.
     core: ParticipantCore,
     members: Vec<MemberNode>,
-    proposer: Arc<ReplicatedParticipant>,
+    /// The proposer nodes' participants (only the last is never crashed).
+    proposers: Vec<Arc<ReplicatedParticipant>>,
 }
 
 struct Bank {
@@ -186,6 +190,54 @@ fn join_member(network: &MemoryNetwork, g: usize, i: usize, node: &MemberNode, r
     };
 }
 
+/// Proposer node `p` of group `g`.
+fn proposer_node(g: usize, p: usize) -> NodeId {
+    NodeId::from_bytes([200 + 10 * g as u8 + p as u8; 32])
+}
+
+/// Joins a proposer node driving the group of `keys` with `proposer_keys`,
+/// serving it under `Protocol::TXN_CALL`.
+fn proposer(
+    network: &MemoryNetwork,
+    node: NodeId,
+    set: &ValidatorSet,
+    keys: &[KeyPair],
+    proposer_keys: Vec<KeyPair>,
+) -> Arc<ReplicatedParticipant> {
+    let late = Arc::new(Late::default());
+    let transport: Arc<dyn Transport> =
+        Arc::new(network.join(node, Arc::clone(&late) as Arc<dyn Handler>));
+    let validators = keys
+        .iter()
+        .map(|k| {
+            Arc::new(RemoteValidator::new(
+                k.node_id(),
+                Arc::clone(&transport),
+                HOP,
+            )) as Arc<dyn Validator>
+        })
+        .collect();
+    // Asked last member first: group 1's Byzantine member answers first,
+    // so an output counted on fewer than f + 1 endorsements would be its
+    // forgery.
+    let members = keys
+        .iter()
+        .rev()
+        .map(|k| {
+            Arc::new(RemoteMember::new(k.node_id(), Arc::clone(&transport), HOP)) as Arc<dyn Member>
+        })
+        .collect();
+    let proposer = Arc::new(
+        ReplicatedParticipant::over(set.clone(), validators, members, proposer_keys).unwrap(),
+    );
+    let service = ProtocolMux::new().with(
+        Protocol::TXN_CALL,
+        Arc::new(ParticipantService::new(Arc::clone(&proposer))),
+    );
+    assert!(late.0.set(Arc::new(service)).is_ok());
+    proposer
+}
+
 fn bank(seed: u64) -> Bank {
     let network = MemoryNetwork::new(seed);
     let ids = [0, 1].map(|g| {
@@ -211,6 +263,7 @@ fn bank(seed: u64) -> Bank {
     let mut groups = Vec::new();
     let mut remote = Vec::new();
     for g in 0..2 {
+        let mut nodes = Vec::new();
         let keys = member_keys(g);
         let group = ReplicatedParticipant::group_of(&keys).unwrap();
         let mut core =
@@ -238,62 +291,36 @@ fn bank(seed: u64) -> Bank {
         for (i, node) in members.iter().enumerate() {
             join_member(&network, g, i, node, false);
         }
-        // The proposer node, with the keys of members 0 and 1 (the next
-        // takes over when rounds keep failing).
-        let late = Arc::new(Late::default());
-        let proposer_node = NodeId::from_bytes([200 + g as u8; 32]);
-        let transport: Arc<dyn Transport> =
-            Arc::new(network.join(proposer_node, Arc::clone(&late) as Arc<dyn Handler>));
-        let validators = keys
-            .iter()
-            .map(|k| {
-                Arc::new(RemoteValidator::new(
-                    k.node_id(),
-                    Arc::clone(&transport),
-                    HOP,
-                )) as Arc<dyn Validator>
-            })
-            .collect();
-        // Asked last member first: group 1's Byzantine member answers
-        // first, so an output counted on fewer than f + 1 endorsements
-        // would be its forgery.
-        let remote_members = keys
-            .iter()
-            .rev()
-            .map(|k| {
-                Arc::new(RemoteMember::new(k.node_id(), Arc::clone(&transport), HOP))
-                    as Arc<dyn Member>
-            })
-            .collect();
-        let proposer = Arc::new(
-            ReplicatedParticipant::over(
-                set.clone(),
-                validators,
-                remote_members,
-                vec![keys[0].clone(), keys[1].clone()],
-            )
-            .unwrap(),
-        );
-        assert_eq!(proposer.id(), group.id());
-        let service = ProtocolMux::new().with(
-            Protocol::TXN_CALL,
-            Arc::new(ParticipantService::new(Arc::clone(&proposer))),
-        );
-        assert!(late.0.set(Arc::new(service)).is_ok());
+        // Group 0 has two proposer nodes, one proposing with member 0's
+        // keys, the other with member 1's; the first crashes mid-run and
+        // the coordinator moves to the second. Group 1's one proposer node
+        // holds both keys (the second takes over when rounds keep failing).
+        let keyring: Vec<Vec<KeyPair>> = match g {
+            0 => vec![vec![keys[0].clone()], vec![keys[1].clone()]],
+            _ => vec![vec![keys[0].clone(), keys[1].clone()]],
+        };
+        let mut proposers = Vec::new();
+        for (p, proposer_keys) in keyring.into_iter().enumerate() {
+            let node = proposer_node(g, p);
+            let proposer = proposer(&network, node, &set, &keys, proposer_keys);
+            assert_eq!(proposer.id(), group.id());
+            proposers.push(proposer);
+            nodes.push(node);
+        }
         groups.push(GroupNodes {
             set,
             core,
             members,
-            proposer,
+            proposers,
         });
-        remote.push((group.id(), proposer_node));
+        remote.push((group.id(), nodes));
     }
     let coordinator: MemoryTransport =
         network.join(NodeId::from_bytes([250; 32]), Arc::new(ProtocolMux::new()));
     let coordinator: Arc<dyn Transport> = Arc::new(coordinator);
     let remote = remote
         .into_iter()
-        .map(|(id, node)| RemoteParticipant::new(id, node, Arc::clone(&coordinator), CALL))
+        .map(|(id, nodes)| RemoteParticipant::served_by(id, nodes, Arc::clone(&coordinator), CALL))
         .collect();
     Bank {
         network,
@@ -380,6 +407,13 @@ fn run(seed: u64) -> Result<(), String> {
     // Each transfer: (txn, from, to, amount, what the client was told).
     let mut transfers = Vec::new();
     for t in 0..TRANSFERS {
+        // Group 0's first proposer node crashes, then one of its members
+        // (which the second proposer has brought up to date by then), which
+        // restarts later with an empty replica and must say so to be sent
+        // the log again.
+        if t == TRANSFERS / 6 {
+            bank.network.crash(proposer_node(0, 0));
+        }
         if t == TRANSFERS / 3 {
             bank.crash(CRASHING);
         }
@@ -432,13 +466,18 @@ fn run(seed: u64) -> Result<(), String> {
             "only {committed} of {TRANSFERS} transfers committed"
         ));
     }
-    eprintln!("seed {seed}: {committed} of {TRANSFERS} transfers committed");
+    let errors: Vec<String> = transfers
+        .iter()
+        .filter_map(|t| t.4.as_ref().err())
+        .map(|e| e.to_string().chars().take(60).collect())
+        .collect();
+    eprintln!("seed {seed}: {committed} of {TRANSFERS} transfers committed; errors: {errors:?}");
 
     // The balances, as f + 1 members of each group answer them (this also
     // brings every live member's replica up to date).
     for (k, account) in bank.accounts.iter().enumerate() {
         let g = bank.group_of(account);
-        let value = block_on(bank.groups[g].proposer.value(account))
+        let value = block_on(bank.groups[g].proposers.last().unwrap().value(account))
             .map_err(|e| format!("reading account {k}: {e}"))?;
         let balance = counter(value.as_deref()).ok_or("not a counter")?;
         if balance != expected[k] {
