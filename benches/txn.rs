@@ -31,7 +31,7 @@ use hologram::receipt::KeyPair;
 use hologram::txn::{
     replicated::MemberBehaviour, DistributedTransaction, Key, LocalParticipant, Op, Participant,
     ParticipantConfig, ParticipantCore, ReceiptSharding, ReplicatedParticipant, ShardMap,
-    ShardingConfig, TxnId,
+    ShardingConfig, Signer, TxnId,
 };
 use measure::{best_seconds, verdict};
 use std::hint::black_box;
@@ -65,17 +65,32 @@ struct Bank {
 
 impl Bank {
     fn new(kind: Shards) -> Bank {
-        let keys: Vec<KeyPair> = (0..4u8).map(|i| KeyPair::from_seed([i + 1; 32])).collect();
-        let ids: Vec<_> = keys.iter().map(KeyPair::node_id).collect();
+        // Each shard signs with its own key, or, replicated, as the group of
+        // its four members (no key of its own: f + 1 member signatures).
+        let members = |s: u8| -> Vec<KeyPair> {
+            (0..4u8)
+                .map(|m| KeyPair::from_seed([16 * (s + 1) + m; 32]))
+                .collect()
+        };
+        let signers: Vec<Signer> = (0..4u8)
+            .map(|s| match kind {
+                Shards::Single => Signer::Key(KeyPair::from_seed([s + 1; 32])),
+                Shards::Replicated => Signer::Group(
+                    ReplicatedParticipant::group_of(&members(s)).expect("group of four"),
+                ),
+            })
+            .collect();
+        let ids: Vec<_> = signers.iter().map(Signer::id).collect();
         let map = ShardMap::even(&ids);
         let accounts: Vec<Key> = (0..ACCOUNTS).map(account).collect();
-        let shards: Vec<Box<dyn Participant>> = keys
+        let shards: Vec<Box<dyn Participant>> = signers
             .into_iter()
             .enumerate()
-            .map(|(s, k)| {
-                let id = k.node_id();
-                let mut core = ParticipantCore::new(k, ParticipantConfig::default(), map.clone())
-                    .expect("new participant");
+            .map(|(s, signer)| {
+                let id = signer.id();
+                let mut core =
+                    ParticipantCore::new(signer, ParticipantConfig::default(), map.clone())
+                        .expect("new participant");
                 for a in accounts.iter().filter(|a| map.node_of(a) == Some(id)) {
                     let balance = (i64::MAX / 2).to_le_bytes().to_vec();
                     core.load(a.clone(), balance).expect("load");
@@ -86,11 +101,9 @@ impl Bank {
                             as Box<dyn Participant>
                     }
                     Shards::Replicated => {
-                        let members: Vec<_> = (0..4u8)
-                            .map(|m| {
-                                let seed = [16 * (s as u8 + 1) + m; 32];
-                                (KeyPair::from_seed(seed), MemberBehaviour::Honest)
-                            })
+                        let members: Vec<_> = members(s as u8)
+                            .into_iter()
+                            .map(|k| (k, MemberBehaviour::Honest))
                             .collect();
                         Box::new(ReplicatedParticipant::in_process(&core, &members).expect("group"))
                     }
