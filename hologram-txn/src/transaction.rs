@@ -19,7 +19,7 @@
 
 use crate::coordinator::{CoordinatorConfig, CoordinatorCore, CoordinatorTimer};
 use crate::participant::{ParticipantCore, Prework};
-use crate::wire::{decided, refused};
+use crate::wire::{decided, refused, Refusal};
 use crate::{Decision, Op, PrepareRequest, SignedReceipt, TxnError, TxnId, TxnMessage};
 use async_trait::async_trait;
 use futures::future::join_all;
@@ -261,7 +261,17 @@ impl<'a> DistributedTransaction<'a> {
             let mut answered = false;
             for (from, reply) in join_all(calls).await {
                 if let Some(reply) = reply {
-                    answered = true;
+                    // A participant that could not be reached said nothing
+                    // about the transaction: only other replies are
+                    // progress, so that enough rounds of silence end the
+                    // wait (`TimedOut`) instead of resending forever.
+                    answered |= !matches!(
+                        reply,
+                        TxnMessage::Refused {
+                            refusal: Refusal::Unavailable(_),
+                            ..
+                        }
+                    );
                     core.on_message(from, reply);
                 }
             }

@@ -56,6 +56,10 @@ pub enum Refusal {
     Unknown,
     /// Anything else, as text.
     Invalid(String),
+    /// [`TxnError::Transport`]: the participant (or, for a group, enough of
+    /// its members) could not be reached. Retryable; it answers nothing
+    /// about the transaction.
+    Unavailable(String),
 }
 
 impl Refusal {
@@ -71,6 +75,7 @@ impl Refusal {
             TxnError::AlreadyDecided(_) => Refusal::AlreadyDecided,
             TxnError::ContentsDiffer(_) => Refusal::ContentsDiffer,
             TxnError::UnknownTransaction(_) => Refusal::Unknown,
+            TxnError::Transport(reason) => Refusal::Unavailable(truncate(reason)),
             other => Refusal::Invalid(truncate(other.to_string())),
         }
     }
@@ -85,6 +90,7 @@ impl Refusal {
             Refusal::ContentsDiffer => TxnError::ContentsDiffer(txn),
             Refusal::Unknown => TxnError::UnknownTransaction(txn),
             Refusal::Invalid(reason) => TxnError::Aborted { txn, reason },
+            Refusal::Unavailable(reason) => TxnError::Transport(reason),
         }
     }
 
@@ -95,7 +101,9 @@ impl Refusal {
                 key.check()?;
                 bound("refusal reason", reason.len(), MAX_REASON_LEN)
             }
-            Refusal::Invalid(reason) => bound("refusal reason", reason.len(), MAX_REASON_LEN),
+            Refusal::Invalid(reason) | Refusal::Unavailable(reason) => {
+                bound("refusal reason", reason.len(), MAX_REASON_LEN)
+            }
             Refusal::AlreadyDecided | Refusal::ContentsDiffer | Refusal::Unknown => Ok(()),
         }
     }

@@ -305,3 +305,90 @@ fn a_split_moves_only_the_split_shards_upper_keys_and_stale_routes_are_refused()
     let v = block_on(target.with_core(|c| counter(c.value(&keys[0])))).unwrap();
     assert_eq!(v, Some(11));
 }
+
+/// A participant that answers prepare, then becomes unreachable.
+struct GoneAfterPrepare<'a>(&'a LocalParticipant<MemoryStore>);
+
+#[async_trait::async_trait]
+impl Participant for GoneAfterPrepare<'_> {
+    fn id(&self) -> hologram_lattice::NodeId {
+        self.0.id()
+    }
+    async fn prepare(
+        &self,
+        request: PrepareRequest,
+    ) -> Result<hologram_txn::SignedReceipt, TxnError> {
+        self.0.prepare(request).await
+    }
+    async fn commit_one_phase(
+        &self,
+        _: PrepareRequest,
+        _: hologram_receipt::Receipt,
+    ) -> Result<Decision, TxnError> {
+        Err(TxnError::Transport("unreachable".into()))
+    }
+    async fn commit(
+        &self,
+        _: TxnId,
+        _: Vec<hologram_txn::SignedReceipt>,
+    ) -> Result<Decision, TxnError> {
+        Err(TxnError::Transport("unreachable".into()))
+    }
+    async fn abort(&self, _: TxnId) -> Result<Decision, TxnError> {
+        Err(TxnError::Transport("unreachable".into()))
+    }
+    async fn resolve(
+        &self,
+        _: TxnId,
+        _: Decision,
+    ) -> Result<hologram_txn::SignedReceipt, TxnError> {
+        Err(TxnError::Transport("unreachable".into()))
+    }
+}
+
+#[test]
+fn a_participant_unreachable_after_the_decision_ends_the_wait_instead_of_spinning() {
+    let s = shards(4);
+    let (a, b, _) = keys(&s);
+    s.load(&a, 100);
+    // `a`'s shard is the primary if its id is the smaller; make the other
+    // one the participant that disappears.
+    let (primary, gone) = if s.part(&a).id() < s.part(&b).id() {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    let (delta_p, delta_g) = if primary == &a { (-30, 30) } else { (30, -30) };
+    let gone_part = GoneAfterPrepare(s.part(gone));
+    let writes = [
+        (
+            s.part(primary) as &dyn Participant,
+            vec![Op::Add {
+                key: primary.clone(),
+                delta: delta_p,
+            }],
+        ),
+        (
+            &gone_part as &dyn Participant,
+            vec![Op::Add {
+                key: gone.clone(),
+                delta: delta_g,
+            }],
+        ),
+    ];
+    let result =
+        block_on(DistributedTransaction::new(TxnId([9; 16]), s.map.version(), writes).execute());
+    // The primary committed (its decision is durable); the client cannot
+    // learn every acknowledgement and is told it does not know, retryably.
+    assert!(matches!(result, Err(TxnError::TimedOut(_))), "{result:?}");
+    let decided = block_on(
+        s.part(primary)
+            .with_core(|c| c.outcome(&TxnId([9; 16])).cloned()),
+    )
+    .unwrap()
+    .expect("the primary decided");
+    assert!(decided.is_commit());
+    // The unreachable participant resolves from that decision when it is back.
+    block_on(s.part(gone).resolve(TxnId([9; 16]), decided)).unwrap();
+    assert_eq!((s.balance(&a), s.balance(&b)), (70, 30));
+}
