@@ -1116,3 +1116,55 @@ fn transfers_stay_atomic_while_a_member_of_each_group_forges() {
     assert!(refused >= 10, "{refused} forgeries tried");
     assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
 }
+
+#[test]
+fn a_crashed_member_that_restarts_votes_and_answers_again() {
+    let keys = member_keys(0);
+    let group_key = ReplicatedParticipant::group_of(&keys).unwrap();
+    let map = ShardMap::even(&[group_key.id()]);
+    let account = Key::new(b"account".to_vec()).unwrap();
+    let mut core =
+        ParticipantCore::new(group_key, ParticipantConfig::default(), map.clone()).unwrap();
+    core.load(account.clone(), START.to_le_bytes().to_vec())
+        .unwrap();
+    let members: Vec<_> = keys
+        .into_iter()
+        .map(|k| (k, MemberBehaviour::Honest))
+        .collect();
+    let group = ReplicatedParticipant::in_process(&core, &members).unwrap();
+    let deposit = |t: u8| {
+        let ops = vec![Op::Add {
+            key: account.clone(),
+            delta: 1,
+        }];
+        block_on(
+            DistributedTransaction::new(
+                TxnId([t; 16]),
+                map.version(),
+                [(&group as &dyn Participant, ops)],
+            )
+            .execute(),
+        )
+    };
+    // One of four down: the group decides without it.
+    block_on(group.crash_member(1)).unwrap();
+    deposit(1).unwrap();
+    // It comes back; then another goes down. Were the first still down, two
+    // of four would be (more than f = 1) and nothing could be decided.
+    block_on(group.restart_member(1)).unwrap();
+    block_on(group.crash_member(2)).unwrap();
+    deposit(2).unwrap();
+    let answering = block_on(group.with_members(|m| {
+        m.iter()
+            .map(|m| m.machine().next_height())
+            .collect::<Vec<_>>()
+    }));
+    assert!(
+        answering.iter().all(|&h| h == answering[0]),
+        "{answering:?}"
+    );
+    assert_eq!(
+        counter(block_on(group.value(&account)).unwrap().as_deref()),
+        Some(START + 2)
+    );
+}

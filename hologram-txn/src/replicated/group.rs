@@ -53,6 +53,9 @@ pub struct GroupMember {
     machine: ReplicatedStateMachine<ShardMachine>,
     outputs: HashMap<CommandId, Option<TxnMessage>>,
     behaviour: MemberBehaviour,
+    /// Crashed ([`ReplicatedParticipant::crash_member`]): silent until it
+    /// restarts.
+    down: bool,
 }
 
 impl GroupMember {
@@ -70,11 +73,12 @@ impl GroupMember {
             initial,
             outputs: HashMap::new(),
             behaviour,
+            down: false,
         }
     }
 
-    /// This member after a restart: its keys and behaviour, back at its
-    /// initial state with nothing applied.
+    /// This member after a restart: its keys and behaviour, up, back at
+    /// its initial state with nothing applied.
     fn restarted(&self, set: ValidatorSet) -> Self {
         GroupMember {
             keys: self.keys.clone(),
@@ -82,6 +86,15 @@ impl GroupMember {
             initial: self.initial.clone(),
             outputs: HashMap::new(),
             behaviour: self.behaviour,
+            down: false,
+        }
+    }
+
+    /// How it answers now: as its behaviour has it, or not at all while down.
+    fn answering(&self) -> MemberBehaviour {
+        match self.down {
+            true => MemberBehaviour::Silent,
+            false => self.behaviour,
         }
     }
 
@@ -117,7 +130,7 @@ impl GroupMember {
     /// The member's answer to a read of `key`, as its behaviour has it.
     pub(super) fn read(&self, key: &Key) -> Option<Option<Vec<u8>>> {
         let value = self.machine.state().value(key).map(<[u8]>::to_vec);
-        match self.behaviour {
+        match self.answering() {
             MemberBehaviour::Honest | MemberBehaviour::Forging => Some(value),
             MemberBehaviour::Silent => None,
             MemberBehaviour::Lying => Some(Some(b"forged by a lying member".to_vec())),
@@ -127,7 +140,7 @@ impl GroupMember {
     /// The member's endorsement of `command`'s output, as its behaviour has it.
     pub(super) fn endorse(&self, group: NodeId, command: &Command) -> Option<Endorsement> {
         let output = self.outputs.get(&command.id())?.clone();
-        let output = match self.behaviour {
+        let output = match self.answering() {
             MemberBehaviour::Honest | MemberBehaviour::Forging => output,
             MemberBehaviour::Silent => return None,
             MemberBehaviour::Lying => {
@@ -366,7 +379,7 @@ impl GroupState {
     fn live(&self, i: usize) -> bool {
         let id = self.proposers[i].node_id();
         if let Some(m) = self.members.iter().find(|m| m.id() == id) {
-            return m.behaviour != MemberBehaviour::Silent;
+            return m.answering() != MemberBehaviour::Silent;
         }
         !self
             .gates
@@ -549,7 +562,9 @@ impl ReplicatedParticipant {
     /// Member `index` crashes, losing everything it held in memory, and
     /// restarts: its machine is rebuilt from the initial state by applying
     /// the group's certified log again (each certificate checked), which is
-    /// all a member needs to make durable.
+    /// all a member needs to make durable. A member stopped by
+    /// [`crash_member`](Self::crash_member) comes back up: it answers again
+    /// and its validator votes again.
     ///
     /// For a group built [`over`](Self::over) members elsewhere, the member
     /// restarts on its node; this only makes the proposer ask it again (it
@@ -573,6 +588,11 @@ impl ReplicatedParticipant {
         let mut fresh = member.restarted(self.set.clone());
         fresh.apply(log)?;
         *member = fresh;
+        // Back up: its validator answers again (its voting record is kept,
+        // as a durable one would be).
+        if let Some(gate) = group.gates.get(index) {
+            gate.down.store(false, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -597,7 +617,7 @@ impl ReplicatedParticipant {
         })?;
         gate.down.store(true, Ordering::Relaxed);
         if let Some(member) = group.members.get_mut(index) {
-            member.behaviour = MemberBehaviour::Silent;
+            member.down = true;
         }
         if let Some(slot) = group.remote.get_mut(index) {
             slot.down = true;

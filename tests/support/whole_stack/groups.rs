@@ -5,9 +5,10 @@
 //! campaign's client nodes under the same nemesis.
 //!
 //! How the nemesis reaches a group (see `group_gate.rs`): a crashed node's
-//! validator fails every call and, while it proposes, so do the others
-//! (the group's proposer fails over); when the node restarts its member is
-//! rebuilt from the group's certified log (`restart_member`); a partition
+//! member answers nothing (`crash_member`) and its validator fails every
+//! call and, while it proposes, so do the others (the group's proposer
+//! fails over); when the node restarts its member is rebuilt from the
+//! group's certified log and answers again (`restart_member`); a partition
 //! cuts a member off from the proposer's side; the loss rate fails each
 //! validator call at that rate. The campaign's Byzantine node is a member
 //! of group 1: it endorses forged outputs (`Lying`) or signs its shares for
@@ -192,10 +193,18 @@ impl ShardGroups {
         self.members.iter().enumerate().filter_map(of).collect()
     }
 
-    /// Node `id` crashed: its validators fail every call.
+    /// Node `id` crashed: its validators fail every call and its members
+    /// answer nothing (`crash_member`) until it restarts.
     pub fn crash(&mut self, id: NodeId) {
         self.view.lock().set_down(id, true);
-        self.counts.member_crashes += self.memberships(id).len() as u64;
+        for (g, i) in self.memberships(id) {
+            match block_on(self.groups[g].crash_member(i)) {
+                Ok(()) => self.counts.member_crashes += 1,
+                Err(e) => self
+                    .violations
+                    .push(format!("group {g}: crash of {id}: {e}")),
+            }
+        }
     }
 
     /// Node `id` restarted: its members rebuild their replicas from their
