@@ -58,10 +58,10 @@
 //!   [`MemberService`]s, see [`replicated`] for which node runs what).
 //!
 //! Not built yet: durable replicas and log compaction for a group's
-//! members, hand-offs of keys to or from a group, garbage
-//! collection of decision records, and
-//! [`LoadBalancer`] migrations driven inside the simulated workload (they
-//! are exercised on the balancer; the simulation moves whole shards).
+//! members, hand-offs of keys to or from a group, and garbage collection
+//! of decision records. ([`LoadBalancer`] migrations are driven by a read
+//! workload over a faulty network in the facade's `tests/load_balancing.rs`;
+//! the bank simulation moves whole shards.)
 //!
 //! ## Map
 //!
