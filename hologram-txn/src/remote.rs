@@ -28,11 +28,10 @@
 //! [`LocalParticipant`]: crate::LocalParticipant
 
 use crate::transaction::{call, Participant};
-use crate::{Decision, PrepareRequest, SignedReceipt, TxnError, TxnId, TxnMessage};
+use crate::{Decision, SignedReceipt, TxnError, TxnId, TxnMessage};
 use async_trait::async_trait;
 use hologram_lattice::transport::{Handler, HandlerError, Protocol, Transport};
 use hologram_lattice::{NodeId, PeerId};
-use hologram_receipt::Receipt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -188,41 +187,70 @@ impl RemoteParticipant {
     }
 }
 
-#[async_trait]
-impl Participant for RemoteParticipant {
-    fn id(&self) -> NodeId {
-        self.id
-    }
+/// Implements [`Participant`] for a type that answers by message: one with
+/// an `id: NodeId` field and an `async fn ask(&self, txn: TxnId, message:
+/// TxnMessage) -> Result<TxnMessage, TxnError>` that returns the reply (a
+/// refusal already turned into its error). Each call is the message of the
+/// same name; the reply is mapped by [`vote_of`], [`decision_of`] or
+/// [`ack_of`].
+macro_rules! participant_by_messages {
+    ($participant:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::transaction::Participant for $participant {
+            fn id(&self) -> hologram_lattice::NodeId {
+                self.id
+            }
 
-    async fn prepare(&self, request: PrepareRequest) -> Result<SignedReceipt, TxnError> {
-        let txn = request.txn;
-        vote_of(txn, self.ask(txn, TxnMessage::Prepare(request)).await?)
-    }
+            async fn prepare(
+                &self,
+                request: $crate::PrepareRequest,
+            ) -> Result<$crate::SignedReceipt, $crate::TxnError> {
+                let txn = request.txn;
+                let message = $crate::TxnMessage::Prepare(request);
+                $crate::remote::vote_of(txn, self.ask(txn, message).await?)
+            }
 
-    async fn commit_one_phase(
-        &self,
-        request: PrepareRequest,
-        expected: Receipt,
-    ) -> Result<Decision, TxnError> {
-        let txn = request.txn;
-        let message = TxnMessage::CommitOnePhase { request, expected };
-        decision_of(txn, self.ask(txn, message).await?)
-    }
+            async fn commit_one_phase(
+                &self,
+                request: $crate::PrepareRequest,
+                expected: hologram_receipt::Receipt,
+            ) -> Result<$crate::Decision, $crate::TxnError> {
+                let txn = request.txn;
+                let message = $crate::TxnMessage::CommitOnePhase { request, expected };
+                $crate::remote::decision_of(txn, self.ask(txn, message).await?)
+            }
 
-    async fn commit(&self, txn: TxnId, prepares: Vec<SignedReceipt>) -> Result<Decision, TxnError> {
-        let message = TxnMessage::Commit { txn, prepares };
-        decision_of(txn, self.ask(txn, message).await?)
-    }
+            async fn commit(
+                &self,
+                txn: $crate::TxnId,
+                prepares: Vec<$crate::SignedReceipt>,
+            ) -> Result<$crate::Decision, $crate::TxnError> {
+                let message = $crate::TxnMessage::Commit { txn, prepares };
+                $crate::remote::decision_of(txn, self.ask(txn, message).await?)
+            }
 
-    async fn abort(&self, txn: TxnId) -> Result<Decision, TxnError> {
-        decision_of(txn, self.ask(txn, TxnMessage::Abort { txn }).await?)
-    }
+            async fn abort(
+                &self,
+                txn: $crate::TxnId,
+            ) -> Result<$crate::Decision, $crate::TxnError> {
+                let message = $crate::TxnMessage::Abort { txn };
+                $crate::remote::decision_of(txn, self.ask(txn, message).await?)
+            }
 
-    async fn resolve(&self, txn: TxnId, decision: Decision) -> Result<SignedReceipt, TxnError> {
-        let message = TxnMessage::Resolve { txn, decision };
-        ack_of(txn, self.ask(txn, message).await?)
-    }
+            async fn resolve(
+                &self,
+                txn: $crate::TxnId,
+                decision: $crate::Decision,
+            ) -> Result<$crate::SignedReceipt, $crate::TxnError> {
+                let message = $crate::TxnMessage::Resolve { txn, decision };
+                $crate::remote::ack_of(txn, self.ask(txn, message).await?)
+            }
+        }
+    };
 }
+pub(crate) use participant_by_messages;
+
+participant_by_messages!(RemoteParticipant);
 
 /// Serves a [`Participant`] to [`RemoteParticipant`]s: register it as the
 /// node's handler for [`Protocol::TXN_CALL`] requests (see the

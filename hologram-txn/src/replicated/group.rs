@@ -1,14 +1,13 @@
 //! [`ReplicatedParticipant`]: a shard group in this process, behind the
-//! [`Participant`] seam.
+//! [`Participant`](crate::Participant) seam.
 
 use super::machine::{group_claims, Endorsement, ShardMachine};
 use super::member::{Ask, Member, MemberReply, MemberRequest, MAX_SYNC_DECISIONS};
 use crate::participant::ParticipantCore;
 use crate::receipts::{Group, GroupProof, Proof};
-use crate::remote::{ack_of, decision_of, reply_to, vote_of};
-use crate::transaction::Participant;
+use crate::remote::reply_to;
 use crate::wire::Refusal;
-use crate::{Decision, Key, PrepareRequest, SignedReceipt, TxnError, TxnId, TxnMessage};
+use crate::{Key, TxnError, TxnId, TxnMessage};
 use async_trait::async_trait;
 use futures::future::join_all;
 use futures::lock::Mutex;
@@ -17,7 +16,7 @@ use hologram_consensus::{
     Proposal, ReceiptConsensus, ReplicatedStateMachine, Validator, ValidatorSet, Vote,
 };
 use hologram_lattice::NodeId;
-use hologram_receipt::{KeyPair, Purpose, Receipt, Signature};
+use hologram_receipt::{KeyPair, Purpose, Signature};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -389,7 +388,7 @@ impl GroupState {
 }
 
 /// A shard run by a replicated group of `n = 3f + 1` validators, as a
-/// [`Participant`] (see the [module docs](super)).
+/// [`Participant`](crate::Participant) (see the [module docs](super)).
 ///
 /// Each call becomes one command, ordered by the group's
 /// [`ReceiptConsensus`] (a decision needs `2f + 1` validators' precommits),
@@ -783,38 +782,4 @@ impl ReplicatedParticipant {
     }
 }
 
-#[async_trait]
-impl Participant for ReplicatedParticipant {
-    fn id(&self) -> NodeId {
-        self.id
-    }
-
-    async fn prepare(&self, request: PrepareRequest) -> Result<SignedReceipt, TxnError> {
-        let txn = request.txn;
-        vote_of(txn, self.ask(txn, TxnMessage::Prepare(request)).await?)
-    }
-
-    async fn commit_one_phase(
-        &self,
-        request: PrepareRequest,
-        expected: Receipt,
-    ) -> Result<Decision, TxnError> {
-        let txn = request.txn;
-        let message = TxnMessage::CommitOnePhase { request, expected };
-        decision_of(txn, self.ask(txn, message).await?)
-    }
-
-    async fn commit(&self, txn: TxnId, prepares: Vec<SignedReceipt>) -> Result<Decision, TxnError> {
-        let message = TxnMessage::Commit { txn, prepares };
-        decision_of(txn, self.ask(txn, message).await?)
-    }
-
-    async fn abort(&self, txn: TxnId) -> Result<Decision, TxnError> {
-        decision_of(txn, self.ask(txn, TxnMessage::Abort { txn }).await?)
-    }
-
-    async fn resolve(&self, txn: TxnId, decision: Decision) -> Result<SignedReceipt, TxnError> {
-        let message = TxnMessage::Resolve { txn, decision };
-        ack_of(txn, self.ask(txn, message).await?)
-    }
-}
+crate::remote::participant_by_messages!(ReplicatedParticipant);
