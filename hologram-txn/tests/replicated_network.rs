@@ -24,15 +24,14 @@
 use async_trait::async_trait;
 use futures::executor::block_on;
 use hologram_consensus::{
-    LocalValidator, RemoteValidator, Validator, ValidatorHandler, ValidatorRequest,
-    ValidatorResponse, ValidatorSet, Vote,
+    LocalValidator, RemoteValidator, Validator, ValidatorHandler, ValidatorSet,
 };
 use hologram_lattice::sim::{check_seeds, Faults};
 use hologram_lattice::transport::{
     Handler, HandlerError, MemoryNetwork, MemoryTransport, Protocol, ProtocolMux, Transport,
 };
 use hologram_lattice::{NodeId, PeerId};
-use hologram_receipt::{KeyPair, Receipt};
+use hologram_receipt::KeyPair;
 use hologram_txn::replicated::{GroupMember, Member, MemberBehaviour};
 use hologram_txn::types::counter;
 use hologram_txn::{
@@ -64,51 +63,9 @@ fn member_keys(g: usize) -> Vec<KeyPair> {
         .collect()
 }
 
-/// A Byzantine validator served over the network: it takes part (its
-/// record advances as an honest one's) but answers votes, correctly
-/// signed, for another value; consensus does not count them.
-struct WrongVotes {
-    keys: KeyPair,
-    inner: Arc<LocalValidator>,
-}
-
-#[async_trait]
-impl Handler for WrongVotes {
-    async fn request(
-        &self,
-        _from: PeerId,
-        _protocol: Protocol,
-        payload: Vec<u8>,
-    ) -> Result<Vec<u8>, HandlerError> {
-        let request =
-            ValidatorRequest::decode(&payload).map_err(|e| HandlerError::Refused(e.to_string()))?;
-        let wrong = |vote: Vote| {
-            ValidatorResponse::Vote(Vote::sign(
-                &self.keys,
-                vote.slot,
-                Some(Receipt::from_bytes(b"other")),
-            ))
-        };
-        let v = &self.inner;
-        let answer = match request {
-            ValidatorRequest::Prepare(p) => v.prepare_vote(&p).await.map(wrong),
-            ValidatorRequest::Commit(p, polka) => v.commit(&p, &polka).await.map(wrong),
-            ValidatorRequest::Finalize(d) => {
-                v.finalize(&d).await.map(|()| ValidatorResponse::Finalized)
-            }
-            ValidatorRequest::Status(h) => v
-                .status(h)
-                .await
-                .map(|s| ValidatorResponse::Status(Box::new(s))),
-        };
-        answer
-            .unwrap_or_else(|e| ValidatorResponse::Refused(e.to_string()))
-            .encode()
-            .map_err(|e| HandlerError::Failed(e.to_string()))
-    }
-
-    async fn message(&self, _: PeerId, _: Protocol, _: Vec<u8>) {}
-}
+#[path = "support/group_faults.rs"]
+mod group_faults;
+use group_faults::WrongVotes;
 
 /// A node's handler set once the node's transport exists (a proposer's
 /// service needs the transport it is reached by).
@@ -171,11 +128,12 @@ fn behaviour(g: usize, i: usize) -> MemberBehaviour {
 /// Joins (or rejoins) member `i` of group `g` to the network.
 fn join_member(network: &MemoryNetwork, g: usize, i: usize, node: &MemberNode, rejoin: bool) {
     let consensus: Arc<dyn Handler> = match behaviour(g, i) {
-        MemberBehaviour::Honest => Arc::new(ValidatorHandler::new(Arc::clone(&node.validator))),
-        _ => Arc::new(WrongVotes {
+        MemberBehaviour::Honest => Arc::new(ValidatorHandler::new(node.validator.clone())),
+        // A Byzantine validator behind the same handler as an honest one.
+        _ => Arc::new(ValidatorHandler::new(Arc::new(WrongVotes {
             keys: node.keys.clone(),
-            inner: Arc::clone(&node.validator),
-        }),
+            inner: node.validator.clone(),
+        }))),
     };
     let mux = ProtocolMux::new()
         .with(Protocol::CONSENSUS, consensus)

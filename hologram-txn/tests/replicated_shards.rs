@@ -29,47 +29,9 @@ use std::sync::{Arc, Mutex};
 const ACCOUNTS_PER_SHARD: usize = 3;
 const START: i64 = 100;
 
-/// A Byzantine validator: it takes part (its own record advances as an
-/// honest one's would) but answers with votes, correctly signed, for a
-/// value other than the proposal's; consensus does not count them.
-struct WrongVotes {
-    keys: KeyPair,
-    inner: LocalValidator,
-}
-
-#[async_trait]
-impl Validator for WrongVotes {
-    fn id(&self) -> NodeId {
-        self.keys.node_id()
-    }
-
-    async fn prepare_vote(&self, proposal: &Proposal) -> Result<Vote, ConsensusError> {
-        let mut vote = self.inner.prepare_vote(proposal).await?;
-        vote = Vote::sign(&self.keys, vote.slot, Some(Receipt::from_bytes(b"other")));
-        Ok(vote)
-    }
-
-    async fn commit(
-        &self,
-        proposal: &Proposal,
-        polka: &Certificate,
-    ) -> Result<Vote, ConsensusError> {
-        let vote = self.inner.commit(proposal, polka).await?;
-        Ok(Vote::sign(
-            &self.keys,
-            vote.slot,
-            Some(Receipt::from_bytes(b"other")),
-        ))
-    }
-
-    async fn finalize(&self, decision: &Decided) -> Result<(), ConsensusError> {
-        self.inner.finalize(decision).await
-    }
-
-    async fn status(&self, height: u64) -> Result<HeightStatus, ConsensusError> {
-        self.inner.status(height).await
-    }
-}
+#[path = "support/group_faults.rs"]
+mod group_faults;
+use group_faults::WrongVotes;
 
 /// A crashed validator: every request fails.
 struct Crashed(NodeId);
@@ -162,7 +124,7 @@ fn bank_with(behaviour: impl Fn(usize, usize) -> MemberBehaviour) -> Bank {
                     match behaviour(i) {
                         MemberBehaviour::Lying | MemberBehaviour::Forging => Arc::new(WrongVotes {
                             keys: keys[i].clone(),
-                            inner: local,
+                            inner: Arc::new(local),
                         })
                             as Arc<dyn Validator>,
                         MemberBehaviour::Silent => Arc::new(Crashed(keys[i].node_id())),

@@ -1,6 +1,6 @@
 //! A validator in another process, asked over a `Transport`.
 
-use super::{HeightStatus, LocalValidator, Validator, ValidatorRequest, ValidatorResponse};
+use super::{HeightStatus, Validator, ValidatorRequest, ValidatorResponse};
 use crate::certificate::Certificate;
 use crate::message::{Decision, Proposal};
 use crate::vote::Vote;
@@ -118,18 +118,19 @@ impl Validator for RemoteValidator {
     }
 }
 
-/// Serves a [`LocalValidator`] to [`RemoteValidator`]s: register it as the
-/// node's handler for [`Protocol::CONSENSUS`] requests. Malformed requests
-/// are refused with the decoder's reason; refusals of the validator are
-/// answered as [`ValidatorResponse::Refused`].
+/// Serves a validator (a [`LocalValidator`](super::LocalValidator), or any [`Validator`] wrapping
+/// one) to [`RemoteValidator`]s: register it as the node's handler for
+/// [`Protocol::CONSENSUS`] requests. Malformed requests are refused with the
+/// decoder's reason; refusals of the validator are answered as
+/// [`ValidatorResponse::Refused`].
 #[derive(Clone)]
 pub struct ValidatorHandler {
-    validator: Arc<LocalValidator>,
+    validator: Arc<dyn Validator>,
 }
 
 impl ValidatorHandler {
     /// A handler serving `validator`.
-    pub fn new(validator: Arc<LocalValidator>) -> Self {
+    pub fn new(validator: Arc<dyn Validator>) -> Self {
         Self { validator }
     }
 }
