@@ -31,18 +31,17 @@ mod support;
 use hologram_cam::MemoryStore;
 use hologram_lattice::sim::{check_seeds, Faults, Simulation};
 use hologram_lattice::NodeId;
-use hologram_receipt::{KeyPair, Purpose, Receipt};
-use hologram_txn::receipts::abort_receipt;
+use hologram_receipt::{KeyPair, Receipt};
 use hologram_txn::types::counter;
 use hologram_txn::{
     CoordinatorConfig, CoordinatorNode, Decision, Key, Op, ParticipantConfig, ParticipantNode,
-    ReceiptSharding, ShardMap, ShardingConfig, SignedReceipt, TxnError, TxnId, TxnMessage, TxnNode,
+    ReceiptSharding, ShardMap, ShardingConfig, TxnError, TxnId, TxnNode,
 };
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use support::bank_checks::{committed_pending, decisions_agree, Sim};
+use support::bank_checks::{committed_pending, decisions_agree, inject_forgeries, Sim};
 
 const ACCOUNTS: usize = 24;
 const INITIAL: i64 = 100;
@@ -283,40 +282,8 @@ impl Bank {
             return;
         };
         let target = self.shards[self.sim.rng().gen_range(0..self.shards.len())];
-        let forged_abort = Decision::Aborted {
-            primary: SignedReceipt::sign(&self.byzantine, Purpose::Abort, abort_receipt(&txn)),
-        };
-        let fake = Receipt::from_bytes(b"forged");
-        let forged_commit = Decision::Committed {
-            prepares: vec![SignedReceipt::sign(&self.byzantine, Purpose::Prepare, fake)],
-            primary: SignedReceipt::sign(&self.byzantine, Purpose::Commit, fake),
-        };
-        let by = self.byzantine.node_id();
         let client = self.clients[self.sim.rng().gen_range(0..self.clients.len())];
-        self.sim.inject(
-            by,
-            target,
-            TxnMessage::Resolve {
-                txn,
-                decision: forged_abort,
-            },
-        );
-        self.sim.inject(
-            by,
-            target,
-            TxnMessage::Resolve {
-                txn,
-                decision: forged_commit.clone(),
-            },
-        );
-        self.sim.inject(
-            target,
-            client,
-            TxnMessage::Decided {
-                txn,
-                decision: forged_commit,
-            },
-        );
+        inject_forgeries(&mut self.sim, &self.byzantine, txn, target, client);
     }
 
     /// Pushes the newest completed map to every participant that is up

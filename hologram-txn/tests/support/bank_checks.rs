@@ -5,7 +5,9 @@
 use hologram_cam::MemoryStore;
 use hologram_lattice::sim::Simulation;
 use hologram_lattice::NodeId;
-use hologram_txn::{Decision, Op, ParticipantCore, TxnNode};
+use hologram_receipt::{KeyPair, Purpose, Receipt};
+use hologram_txn::receipts::abort_receipt;
+use hologram_txn::{Decision, Op, ParticipantCore, SignedReceipt, TxnId, TxnMessage, TxnNode};
 
 /// The simulation both banks run.
 pub type Sim = Simulation<TxnNode<MemoryStore>>;
@@ -62,4 +64,32 @@ pub fn decisions_agree(sim: &Sim) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A non-participant's forgeries about `txn`, signed with `forger`'s own
+/// key: an abort and a commit decision sent to `target` as if they were the
+/// primary's, and that commit sent to `client` as if `target` reported it.
+/// Returns how many messages were injected.
+pub fn inject_forgeries(
+    sim: &mut Sim,
+    forger: &KeyPair,
+    txn: TxnId,
+    target: NodeId,
+    client: NodeId,
+) -> u64 {
+    let forged_abort = Decision::Aborted {
+        primary: SignedReceipt::sign(forger, Purpose::Abort, abort_receipt(&txn)),
+    };
+    let fake = Receipt::from_bytes(b"forged");
+    let forged_commit = Decision::Committed {
+        prepares: vec![SignedReceipt::sign(forger, Purpose::Prepare, fake)],
+        primary: SignedReceipt::sign(forger, Purpose::Commit, fake),
+    };
+    let by = forger.node_id();
+    for decision in [forged_abort, forged_commit.clone()] {
+        sim.inject(by, target, TxnMessage::Resolve { txn, decision });
+    }
+    let decision = forged_commit;
+    sim.inject(target, client, TxnMessage::Decided { txn, decision });
+    3
 }

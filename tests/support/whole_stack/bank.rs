@@ -11,16 +11,15 @@
 #[path = "../../../hologram-txn/tests/support/bank_checks.rs"]
 mod bank_checks;
 
-use bank_checks::{committed_pending, core_of, Sim};
+use bank_checks::{committed_pending, core_of, inject_forgeries, Sim};
 use hologram_cam::MemoryStore;
 use hologram_lattice::sim::{Faults, Simulation};
 use hologram_lattice::NodeId;
-use hologram_receipt::{KeyPair, Purpose, Receipt};
-use hologram_txn::receipts::abort_receipt;
+use hologram_receipt::{KeyPair, Receipt};
 use hologram_txn::types::counter;
 use hologram_txn::{
     CoordinatorConfig, CoordinatorNode, Decision, Key, Op, ParticipantConfig, ParticipantNode,
-    ShardMap, SignedReceipt, TxnError, TxnId, TxnMessage, TxnNode,
+    ShardMap, TxnError, TxnId, TxnNode,
 };
 use rand::Rng;
 use std::collections::BTreeMap;
@@ -197,29 +196,8 @@ impl Bank {
             return;
         };
         let target = self.participants[self.sim.rng().gen_range(0..self.participants.len())];
-        let forged_abort = Decision::Aborted {
-            primary: SignedReceipt::sign(&self.forger, Purpose::Abort, abort_receipt(&txn)),
-        };
-        let fake = Receipt::from_bytes(b"forged");
-        let forged_commit = Decision::Committed {
-            prepares: vec![SignedReceipt::sign(&self.forger, Purpose::Prepare, fake)],
-            primary: SignedReceipt::sign(&self.forger, Purpose::Commit, fake),
-        };
-        let by = self.forger.node_id();
         let client = self.clients[self.sim.rng().gen_range(0..self.clients.len())];
-        for decision in [forged_abort, forged_commit.clone()] {
-            self.sim
-                .inject(by, target, TxnMessage::Resolve { txn, decision });
-        }
-        self.sim.inject(
-            target,
-            client,
-            TxnMessage::Decided {
-                txn,
-                decision: forged_commit,
-            },
-        );
-        self.forged_sent += 3;
+        self.forged_sent += inject_forgeries(&mut self.sim, &self.forger, txn, target, client);
     }
 
     /// Whether `txn` was reported committed.
