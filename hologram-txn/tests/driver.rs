@@ -18,7 +18,7 @@ use hologram_receipt::KeyPair;
 use hologram_txn::driver::{inbox, StopHandle};
 use hologram_txn::{
     CoordinatorConfig, CoordinatorCore, CoordinatorDriver, Key, Op, ParticipantConfig,
-    ParticipantCore, ParticipantDriver, ShardMap, TxnId,
+    ParticipantCore, ParticipantDriver, ShardMap, TxnError, TxnId,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -45,7 +45,7 @@ fn account(i: usize) -> Key {
     Key::new(format!("account-{i}").into_bytes()).expect("short key")
 }
 
-type Participant = JoinHandle<(ParticipantCore, Result<(), hologram_txn::TxnError>)>;
+type Participant = JoinHandle<(ParticipantCore, Result<(), TxnError>)>;
 
 struct Bank {
     network: MemoryNetwork,
@@ -213,18 +213,34 @@ fn run(seed: u64) -> Result<(), String> {
                 (TxnId(id), transfer(&bank.map, &mut rng))
             })
             .collect();
-        txns.extend(batch.iter().cloned());
         let stop_after = (round < 2).then(|| rng.gen_range(1..15u64));
         let version = bank.map.version();
-        let results = block_on(async {
-            let work = join_all(
-                batch
-                    .iter()
-                    .map(|(txn, writes)| client.execute(*txn, version, writes.clone())),
-            );
+        // Each transfer is retried, under a new id, when it loses a lock
+        // (no-wait locks refuse rather than wait, so concurrent transfers
+        // can all refuse one another): as a client would.
+        let attempts = block_on(async {
+            let timer = Timer::new();
+            let work = join_all(batch.iter().map(|(txn, writes)| {
+                let (client, timer) = (&client, &timer);
+                async move {
+                    let mut tried = Vec::new();
+                    for attempt in 0..4u8 {
+                        let mut id = txn.0;
+                        id[2] = attempt;
+                        let result = client.execute(TxnId(id), version, writes.clone()).await;
+                        let conflict = matches!(result, Err(TxnError::Conflict { .. }));
+                        tried.push((TxnId(id), writes.clone(), result));
+                        if !conflict {
+                            break;
+                        }
+                        let backoff = 2 + 3 * u64::from(attempt) + u64::from(id[1] % 4);
+                        timer.sleep(Duration::from_millis(backoff)).await;
+                    }
+                    tried
+                }
+            }));
             match stop_after {
                 Some(ms) => {
-                    let timer = Timer::new();
                     let stopper = async {
                         timer.sleep(Duration::from_millis(ms)).await;
                         stop.stop();
@@ -237,15 +253,16 @@ fn run(seed: u64) -> Result<(), String> {
         // Its handler stays registered with the network: stop it.
         stop.stop();
         driver.join().map_err(|_| "coordinator panicked")?;
-        for ((txn, _), result) in batch.iter().zip(results) {
+        for (txn, writes, result) in attempts.into_iter().flatten() {
+            txns.insert(txn, writes);
             match result {
                 Ok(_) => {
-                    seen.insert(*txn, true);
+                    seen.insert(txn, true);
                 }
                 // A stopped coordinator's callers learn nothing.
-                Err(hologram_txn::TxnError::Transport(_)) => {}
+                Err(TxnError::Transport(_)) => {}
                 Err(_) => {
-                    seen.insert(*txn, false);
+                    seen.insert(txn, false);
                 }
             }
         }
