@@ -417,20 +417,9 @@ impl ReplicatedParticipant {
         validators: Vec<Arc<dyn Validator>>,
         members: Vec<GroupMember>,
     ) -> Result<Self, TxnError> {
-        let shard_group = Group::new(set.validators().to_vec())?;
-        let id = shard_group.id();
-        if members.is_empty() {
-            return Err(TxnError::Empty("member list"));
-        }
-        let mut seen = BTreeSet::new();
+        let id = Group::new(set.validators().to_vec())?.id();
+        check_members(&set, members.iter().map(GroupMember::id))?;
         for m in &members {
-            let member = m.id();
-            if !set.contains(&member) || !seen.insert(member) {
-                return Err(TxnError::Decode {
-                    what: "shard group",
-                    reason: format!("member {member} is not a distinct validator of the set"),
-                });
-            }
             if m.machine.state().core().id() != id {
                 return Err(TxnError::Decode {
                     what: "shard group",
@@ -449,17 +438,8 @@ impl ReplicatedParticipant {
                 reason: "not one validator per member, in the members' order".into(),
             });
         }
-        let gates: Vec<Arc<Gate>> = validators
-            .into_iter()
-            .map(|inner| {
-                Arc::new(Gate {
-                    inner,
-                    down: AtomicBool::new(false),
-                })
-            })
-            .collect();
         let proposers = members.iter().map(|m| m.keys.clone()).collect();
-        Self::assemble(set, gates, proposers, members, Vec::new())
+        Self::assemble(set, validators, proposers, members, Vec::new())
     }
 
     /// A group whose members and validators are anywhere — typically on
@@ -487,30 +467,10 @@ impl ReplicatedParticipant {
         members: Vec<Arc<dyn Member>>,
         proposers: Vec<KeyPair>,
     ) -> Result<Self, TxnError> {
-        if members.is_empty() {
-            return Err(TxnError::Empty("member list"));
-        }
         if proposers.is_empty() {
             return Err(TxnError::Empty("proposer key list"));
         }
-        let mut seen = BTreeSet::new();
-        for id in members.iter().map(|m| m.id()) {
-            if !set.contains(&id) || !seen.insert(id) {
-                return Err(TxnError::Decode {
-                    what: "shard group",
-                    reason: format!("member {id} is not a distinct validator of the set"),
-                });
-            }
-        }
-        let gates = validators
-            .into_iter()
-            .map(|inner| {
-                Arc::new(Gate {
-                    inner,
-                    down: AtomicBool::new(false),
-                })
-            })
-            .collect();
+        check_members(&set, members.iter().map(|m| m.id()))?;
         let remote = members
             .into_iter()
             .map(|member| MemberSlot {
@@ -519,17 +479,29 @@ impl ReplicatedParticipant {
                 down: false,
             })
             .collect();
-        Self::assemble(set, gates, proposers, Vec::new(), remote)
+        Self::assemble(set, validators, proposers, Vec::new(), remote)
     }
 
+    /// The group over `validators` (each behind a [`Gate`] that
+    /// [`crash_member`](Self::crash_member) closes), proposing with the
+    /// first of `proposers`.
     fn assemble(
         set: ValidatorSet,
-        gates: Vec<Arc<Gate>>,
+        validators: Vec<Arc<dyn Validator>>,
         proposers: Vec<KeyPair>,
         members: Vec<GroupMember>,
         remote: Vec<MemberSlot>,
     ) -> Result<Self, TxnError> {
         let shard_group = Group::new(set.validators().to_vec())?;
+        let gates: Vec<Arc<Gate>> = validators
+            .into_iter()
+            .map(|inner| {
+                Arc::new(Gate {
+                    inner,
+                    down: AtomicBool::new(false),
+                })
+            })
+            .collect();
         let asked = gates
             .iter()
             .map(|g| Arc::clone(g) as Arc<dyn Validator>)
@@ -783,3 +755,23 @@ impl ReplicatedParticipant {
 }
 
 crate::remote::participant_by_messages!(ReplicatedParticipant);
+
+/// Checks that `members` is not empty and lists distinct validators of `set`.
+fn check_members(
+    set: &ValidatorSet,
+    members: impl Iterator<Item = NodeId>,
+) -> Result<(), TxnError> {
+    let mut seen = BTreeSet::new();
+    for member in members {
+        if !set.contains(&member) || !seen.insert(member) {
+            return Err(TxnError::Decode {
+                what: "shard group",
+                reason: format!("member {member} is not a distinct validator of the set"),
+            });
+        }
+    }
+    if seen.is_empty() {
+        return Err(TxnError::Empty("member list"));
+    }
+    Ok(())
+}
