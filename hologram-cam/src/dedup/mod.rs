@@ -152,11 +152,9 @@ impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
             message,
         }
         .encode();
-        // Each peer owns its copy; the first takes the original.
-        let mut copies = vec![request; peers.len().min(1)];
-        while copies.len() < peers.len() {
-            copies.push(copies[0].clone());
-        }
+        // Each peer owns its copy; the last takes the original.
+        let mut copies: Vec<Vec<u8>> = (1..peers.len()).map(|_| request.clone()).collect();
+        copies.push(request);
         join_all(peers.iter().zip(copies).map(|(&peer, request)| async move {
             let answer = self
                 .transport
