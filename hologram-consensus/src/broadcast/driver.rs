@@ -63,6 +63,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 ///     driver
 /// }).collect();
 /// futures::executor::block_on(drivers[0].broadcast(b"hi")).unwrap();
+/// // The eager push reaches most nodes; lazy repair (announcements, then
+/// // requests for what is missing) reaches the rest. A real node runs it on
+/// // a timer (`run_repair`); here, two rounds by hand.
+/// for _ in 0..2 {
+///     for d in &drivers {
+///         futures::executor::block_on(d.repair());
+///     }
+/// }
 /// for d in &drivers[1..] {
 ///     assert_eq!(d.take_deliveries()[0].body, b"hi");
 /// }
