@@ -191,8 +191,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
         handles.push(handle);
         decisions.push(stream);
     }
+    // Each command is signed by the client that issues it; every replica
+    // verifies the signature before taking it.
+    let client = KeyPair::from_seed([0xc1; 32]);
     let commands: Vec<Command> = (0..1_000u32)
-        .map(|i| Command::new(format!("set counter {i}").into_bytes()))
+        .map(|i| Command::sign(&client, format!("set counter {i}").into_bytes()))
         .collect::<Result<_, _>>()?;
     let start = Instant::now();
     for handle in &handles {

@@ -97,6 +97,19 @@ pub enum ConsensusError {
         /// Why it failed.
         reason: String,
     },
+    /// A command's client signature does not verify: it was forged or
+    /// altered (payload, key or signature changed). It is not stored,
+    /// gossiped or voted for.
+    #[error("command {id} of client {client}: bad signature: {reason}")]
+    BadCommand {
+        /// The command's id (as computed from its client and payload).
+        id: crate::CommandId,
+        /// The client it claims.
+        client: NodeId,
+        /// Why verification failed.
+        #[source]
+        reason: Box<ReceiptError>,
+    },
     /// The mempool is full: the command was not accepted.
     #[error("mempool full ({capacity} commands): command rejected")]
     MempoolFull {

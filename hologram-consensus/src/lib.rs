@@ -57,7 +57,8 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`batch`] | [`Command`], [`Batch`] and its canonical bytes and receipt |
+//! | [`command`] | [`Command`]: a client's signed payload, its id and verification |
+//! | [`batch`] | [`Batch`] and its canonical bytes and receipt |
 //! | [`vote`] | [`Vote`], [`SignedHeader`], their canonical bytes and signatures |
 //! | [`certificate`] | [`Certificate`]: a quorum of signatures, verifiable by anyone |
 //! | [`validators`] | [`ValidatorSet`]: quorum, `f`, leader rotation |
@@ -89,7 +90,8 @@
 //!     (k.node_id(), replica)
 //! });
 //! let mut sim = Simulation::new(7, Faults::NONE, nodes);
-//! let command = Command::new(b"set x = 1".to_vec())?;
+//! let client = KeyPair::from_seed([9; 32]); // a client signs its commands
+//! let command = Command::sign(&client, b"set x = 1".to_vec())?;
 //! sim.with_node(keys[0].node_id(), |node, ctx| node.submit(ctx, vec![command.clone()], true));
 //! sim.run_until(2_000).unwrap();
 //! for (_, node, _) in sim.nodes() {
@@ -131,7 +133,8 @@
 //!     (k.node_id(), replica)
 //! });
 //! let mut sim = Simulation::new(3, Faults::NONE, nodes);
-//! let commands = vec![Command::new(b"abc".to_vec())?, Command::new(b"de".to_vec())?];
+//! let client = KeyPair::from_seed([9; 32]);
+//! let commands = vec![Command::sign(&client, b"abc".to_vec())?, Command::sign(&client, b"de".to_vec())?];
 //! sim.with_node(keys[0].node_id(), |node, ctx| node.submit(ctx, commands.clone(), true));
 //! sim.run_until(2_000).unwrap();
 //! let machines: Vec<ReplicatedStateMachine<Counter>> = sim
@@ -152,6 +155,7 @@
 pub mod batch;
 pub mod broadcast;
 pub mod certificate;
+pub mod command;
 pub mod detector;
 pub mod driver;
 pub mod error;
@@ -165,9 +169,10 @@ pub mod validator;
 pub mod validators;
 pub mod vote;
 
-pub use batch::{Batch, Command, CommandId};
+pub use batch::Batch;
 pub use broadcast::{BroadcastResult, DeliveryCertificate, LatticeProtocol};
 pub use certificate::Certificate;
+pub use command::{verify_commands, Command, CommandId};
 pub use detector::{ByzantineDetector, EquivocationProof, Misbehaviour, Offence};
 pub use driver::{inbox, ConsensusHandler, DriverHandle, Inbox, ReplicaDriver};
 pub use error::ConsensusError;

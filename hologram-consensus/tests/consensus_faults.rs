@@ -13,11 +13,11 @@
 
 mod support;
 
-use hologram_lattice::sim::{check_seeds, Faults};
+use hologram_lattice::sim::check_seeds;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use support::byzantine::Behaviour;
-use support::Cluster;
+use support::{faulty_network, Cluster};
 
 #[derive(Clone, Copy)]
 struct Campaign {
@@ -25,15 +25,6 @@ struct Campaign {
     depth: usize,
     partitions: bool,
     crashes: bool,
-}
-
-fn faulty_network() -> Faults {
-    Faults {
-        loss: 0.05,
-        duplicate: 0.05,
-        corrupt: 0.01,
-        latency_ms: (1, 30),
-    }
 }
 
 fn run(seed: u64, campaign: Campaign) -> Result<(), String> {

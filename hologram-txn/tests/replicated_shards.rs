@@ -425,7 +425,11 @@ fn answers_need_f_plus_one_matching_endorsements() {
     let message = TxnMessage::Abort {
         txn: TxnId([9; 16]),
     };
-    let command = hologram_consensus::Command::new(message.to_wire().unwrap()).unwrap();
+    let command = hologram_consensus::Command::sign(
+        &hologram_receipt::KeyPair::from_seed([0xc1; 32]),
+        message.to_wire().unwrap(),
+    )
+    .unwrap();
     let truth = Some(message.clone());
     let lie = Some(TxnMessage::Query {
         txn: TxnId([9; 16]),

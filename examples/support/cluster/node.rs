@@ -127,7 +127,7 @@ impl Handler for ControlHandler {
                     Err(_) => {
                         return Err(HandlerError::Failed(format!(
                             "not applied within {SUBMIT_PATIENCE:?}; it stays pending, \
-                             and submitting the same bytes again applies it at most once"
+                             and submitting the same command again applies it at most once"
                         )))
                     }
                 }

@@ -61,7 +61,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(u64, VotingRecord), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::Command;
+    use crate::command::Command;
     use crate::replica::HeightRecord;
     use crate::vote::{Slot, Vote, VoteKind};
     use hologram_receipt::{KeyPair, Receipt};
@@ -81,7 +81,7 @@ mod tests {
             Vote::sign(&keys, slot, Some(Receipt::from_bytes(&[n]))),
         );
         r.heights.insert(n as u64, h);
-        let c = Command::new(vec![n; n as usize]).unwrap();
+        let c = Command::sign(&keys, vec![n; n as usize]).unwrap();
         r.submitted.insert(c.id(), c);
         r
     }

@@ -52,6 +52,9 @@ impl Replica {
             };
             return self.blame(p.header.proposer, invalid(e), out);
         }
+        if let Err(e) = self.verify_proposed(&p) {
+            return self.blame(p.header.proposer, invalid(e), out);
+        }
         self.ensure_active(now, h, out);
         if let Some(cert) = &p.proof_of_lock {
             for v in cert.votes() {

@@ -25,6 +25,7 @@
 //! A decision is accepted only if its commit certificate verifies against
 //! the validator set, so catching up trusts no single peer.
 
+mod admission;
 mod config;
 mod height;
 mod mempool;
@@ -33,7 +34,8 @@ mod record;
 pub use config::{Outgoing, Outputs, ReplicaConfig, Timeouts, Timer};
 pub use record::{HeightRecord, Lock, VotingRecord};
 
-use crate::batch::{Batch, Command, CommandId};
+use crate::batch::Batch;
+use crate::command::{Command, CommandId};
 use crate::detector::ByzantineDetector;
 use crate::message::{ConsensusMessage, Decision, Proposal};
 use crate::vote::VoteKind;
@@ -218,9 +220,11 @@ impl Replica {
     }
 
     /// Takes commands from a client. Commands already waiting or committed are
-    /// skipped; with `gossip`, the new ones go to every validator's mempool
-    /// (and again on every resend until a proposal names them). Returns how
-    /// many were new, or [`ConsensusError::MempoolFull`] (nothing taken).
+    /// skipped; the others must carry their client's valid signature; with
+    /// `gossip`, the new ones go to every validator's mempool (and again on
+    /// every resend until a proposal names them). Returns how many were new,
+    /// or [`ConsensusError::MempoolFull`] or [`ConsensusError::BadCommand`]
+    /// (for the first forged or altered one; nothing taken).
     pub fn submit(
         &mut self,
         now: u64,
@@ -233,6 +237,7 @@ impl Replica {
                 capacity: self.mempool.capacity(),
             });
         }
+        self.verify_submitted(&commands)?;
         let fresh = self.add_commands(commands, gossip);
         let n = fresh.len();
         if gossip {
@@ -242,9 +247,8 @@ impl Replica {
                 self.record.submitted.insert(c.id(), c.clone());
             }
         }
-        if gossip && !fresh.is_empty() {
-            out.messages
-                .push(Outgoing::Broadcast(ConsensusMessage::Commands(fresh)));
+        if gossip {
+            self.gossip(fresh, out);
         }
         self.activate(now, out);
         self.arm_resend(out);
@@ -264,14 +268,7 @@ impl Replica {
             ConsensusMessage::Vote(v) => self.on_vote(now, from, v, out),
             ConsensusMessage::Decision(d) => self.on_decision(now, from, *d, out),
             ConsensusMessage::SyncRequest { from: h } => self.on_sync_request(from, h, out),
-            ConsensusMessage::Commands(commands) => {
-                if self.config.validators.contains(&from) {
-                    let room = self.mempool.capacity().saturating_sub(self.mempool.len());
-                    let take: Vec<Command> = commands.into_iter().take(room).collect();
-                    self.add_commands(take, false);
-                    self.activate(now, out);
-                }
-            }
+            ConsensusMessage::Commands(commands) => self.on_commands(now, from, commands, out),
         }
         self.arm_resend(out);
     }

@@ -140,7 +140,8 @@ impl State {
     }
 
     /// The checks every proposal passes: bounds, height not decided, signed
-    /// by the round's leader, naming its batch's receipt.
+    /// by the round's leader, naming its batch's receipt, every command
+    /// signed by its client.
     fn check_proposal(&self, p: &Proposal) -> Result<(), ConsensusError> {
         p.batch.check_bounds()?;
         let h = &p.header;
@@ -164,7 +165,7 @@ impl State {
                 computed: Box::new(computed),
             });
         }
-        Ok(())
+        crate::command::verify_commands(p.batch.commands())
     }
 
     /// The vote already signed in `slot`, if it is for the same value;

@@ -97,6 +97,16 @@ impl TestNode {
     }
 }
 
+/// The fault campaigns' network: loss, duplication, corruption, reordering.
+pub fn faulty_network() -> Faults {
+    Faults {
+        loss: 0.05,
+        duplicate: 0.05,
+        corrupt: 0.01,
+        latency_ms: (1, 30),
+    }
+}
+
 /// Fast timeouts for tests on a network of `latency` ms at most.
 pub fn test_config(set: ValidatorSet, depth: usize, max_latency: u64) -> ReplicaConfig {
     let mut config = ReplicaConfig::new(set);
@@ -120,6 +130,8 @@ pub struct Cluster {
     pub honest: Vec<NodeId>,
     pub byzantine: Vec<NodeId>,
     next_command: u64,
+    /// The client that signs the commands of [`Cluster::command`].
+    pub client: KeyPair,
 }
 
 impl Cluster {
@@ -183,6 +195,7 @@ impl Cluster {
             honest,
             byzantine,
             next_command: 0,
+            client: KeyPair::from_seed([0xc1; 32]),
         }
     }
 
@@ -191,7 +204,7 @@ impl Cluster {
         self.next_command += 1;
         let mut bytes = b"cmd ".to_vec();
         bytes.extend_from_slice(&self.next_command.to_le_bytes());
-        Command::new(bytes).expect("small")
+        Command::sign(&self.client, bytes).expect("small")
     }
 
     /// Submits a new command to `to`; returns it if `to` was up and took it.
@@ -328,6 +341,7 @@ impl FromSeed for rand_chacha::ChaCha8Rng {
 /// The safety invariants, checked after every step:
 /// - no two different values committed at one height (so every honest log is
 ///   a prefix of every longer one);
+/// - every command of a committed batch carries its client's valid signature;
 /// - every committed entry carries a commit certificate of at least 2f + 1
 ///   distinct valid signatures for its batch's receipt at its height;
 /// - every equivocation an honest replica processed produced a proof, and
@@ -364,6 +378,9 @@ pub fn invariant(
                 if cert.signatures.len() < set.quorum() {
                     return Err(format!("{id}: entry {height}: too few signatures"));
                 }
+                hologram_consensus::verify_commands(d.batch.commands()).map_err(|e| {
+                    format!("{id}: entry {height}: a forged command was committed: {e}")
+                })?;
                 if d.batch.receipt() != cert.value {
                     return Err(format!(
                         "{id}: entry {height}: batch is not the certified one"

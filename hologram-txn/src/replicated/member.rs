@@ -397,7 +397,7 @@ mod tests {
             let set = ValidatorSet::new(keys.iter().map(KeyPair::node_id).collect()).unwrap();
             let core = ParticipantCore::new(group.clone(), ParticipantConfig::default(), ShardMap::even(&[group.id()])).unwrap();
             let service = MemberService::new(GroupMember::new(keys[0].clone(), set, core, super::super::MemberBehaviour::Honest));
-            let command = Command::new(bytes).unwrap();
+            let command = Command::sign(&hologram_receipt::KeyPair::from_seed([0xc1; 32]), bytes).unwrap();
             let batch = hologram_consensus::Batch::new(vec![command.clone()]).unwrap();
             let vote = hologram_consensus::Vote::sign(&keys[1], hologram_consensus::Slot { height: from, round: 0, kind: hologram_consensus::VoteKind::Precommit }, Some(batch.receipt()));
             let forged = Decision { batch, certificate: hologram_consensus::Certificate::from_votes(vote.slot, vote.value.unwrap(), [&vote]) };
@@ -432,7 +432,8 @@ mod tests {
             Err(TxnError::Decode { .. })
         ));
         // More decisions than the bound are refused while decoding.
-        let command = Command::new(
+        let command = Command::sign(
+            &hologram_receipt::KeyPair::from_seed([0xc1; 32]),
             TxnMessage::Abort {
                 txn: TxnId([1; 16]),
             }
