@@ -16,6 +16,12 @@
 //!   again). The `command` group measures, per 64-byte command, signing on
 //!   the client, verifying one, verifying a proposal's 4,096 in one batch,
 //!   and beside them what making a command cost before (hashing its id).
+//!   The throughput figure below includes both: one client signing and four
+//!   replicas each verifying every command, all in this one process.
+//!   Measured on the shared 2-core machine, one run after the other: before
+//!   (unsigned commands) 156,070 commands/s, 195,981 per CPU-second; after
+//!   10,352 commands/s, 15,693 per CPU-second (signing 25 µs, verifying
+//!   10–19 µs a command in batches, times four replicas).
 //!
 //! Criterion's group compares committing a batch through consensus with the
 //! floor any replica pays for it: verifying its commit certificate and

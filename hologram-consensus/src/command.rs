@@ -47,7 +47,9 @@ pub const MAX_COMMAND_BYTES: usize = 64 << 10;
 const ID_CONTEXT: &str = "hologram command-id v1";
 
 /// From this many signatures on, [`verify_commands`] checks them in one
-/// batch (below it, one by one is as fast; see `benches/consensus.rs`).
+/// batch. Measured in `benches/consensus.rs` on a shared 2-core machine: a
+/// batch of 4,096 cost 10–19 µs a signature, one by one 38–56 µs; a batch
+/// only has to beat one check per signature, which it does from a few on.
 const BATCH_FROM: usize = 4;
 
 /// A command's identity: `BLAKE3-derive("hologram command-id v1", client ‖

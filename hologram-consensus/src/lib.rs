@@ -45,7 +45,8 @@
 //! contains it: commands accepted on a minority side are committed after
 //! the heal, in the order of the heights that take them. A command is
 //! rejected with a reason only when the mempool is full
-//! ([`ConsensusError::MempoolFull`]) or it is over size. Applied to a
+//! ([`ConsensusError::MempoolFull`]), it is over size, or its client's
+//! signature fails ([`ConsensusError::BadCommand`]: see [`command`]). Applied to a
 //! [`ReplicatedStateMachine`], the converged logs give every replica the same
 //! receipt chain (`verify_replica`); a replica restarted after the heal
 //! rebuilds its log from its [`DurableLog`], verifying each certificate, and

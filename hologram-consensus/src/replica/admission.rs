@@ -18,7 +18,10 @@
 //!   round leader, repeat, header signature, proof of lock, batch receipt),
 //!   so only the round's leader can make a replica verify a batch, once per
 //!   value; a bad command makes it blamed, its proposal not stored and not
-//!   voted for.
+//!   voted for;
+//! - a decision (catch-up) is not verified command by command: its commit
+//!   certificate shows that `2f + 1` validators, `f + 1` of them honest,
+//!   accepted its proposal after verifying it.
 
 use super::{Outgoing, Outputs, Replica};
 use crate::command::{verify_commands, Command};
