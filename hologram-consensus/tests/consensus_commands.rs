@@ -168,6 +168,36 @@ fn a_proposal_carrying_a_forged_command_is_not_voted_for() {
     assert_eq!(prevoted(&out), Some(Some(value)));
 }
 
+/// The request/response face refuses the same proposals: a
+/// [`LocalValidator`](hologram_consensus::LocalValidator) does not prevote
+/// for a batch holding a forged command.
+#[test]
+fn a_local_validator_does_not_prevote_for_a_forged_command() {
+    use hologram_consensus::{LocalValidator, Validator};
+    let (keys, set) = validators();
+    let leader = keys
+        .iter()
+        .find(|k| k.node_id() == set.leader(0, 0))
+        .expect("leader");
+    let real = Command::sign(&client(), b"transfer 10 to bob".to_vec()).expect("small");
+    let as_proposal = |m: ConsensusMessage| match m {
+        ConsensusMessage::Proposal(p) => *p,
+        _ => unreachable!(),
+    };
+    for (what, forged) in forgeries(&real, &KeyPair::from_seed([0xee; 32])) {
+        let validator = LocalValidator::new(keys[0].clone(), set.clone());
+        let bad = as_proposal(proposal(leader, vec![real.clone(), forged]));
+        let refused = futures::executor::block_on(validator.prepare_vote(&bad));
+        assert!(
+            matches!(refused, Err(ConsensusError::BadCommand { .. })),
+            "{what}: {refused:?}"
+        );
+    }
+    let validator = LocalValidator::new(keys[0].clone(), set.clone());
+    let good = as_proposal(proposal(leader, vec![real]));
+    assert!(futures::executor::block_on(validator.prepare_vote(&good)).is_ok());
+}
+
 /// A Byzantine validator slips forged commands into its proposals and
 /// `Commands` frames: the invariant of `support` (checked after every step)
 /// asserts that no committed batch holds a command whose signature fails;

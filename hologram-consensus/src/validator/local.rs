@@ -140,8 +140,9 @@ impl State {
     }
 
     /// The checks every proposal passes: bounds, height not decided, signed
-    /// by the round's leader, naming its batch's receipt, every command
-    /// signed by its client.
+    /// by the round's leader, naming its batch's receipt. (Its commands'
+    /// client signatures are checked before a prevote; a precommit needs a
+    /// polka, whose `f + 1` honest prevoters checked them.)
     fn check_proposal(&self, p: &Proposal) -> Result<(), ConsensusError> {
         p.batch.check_bounds()?;
         let h = &p.header;
@@ -165,7 +166,7 @@ impl State {
                 computed: Box::new(computed),
             });
         }
-        crate::command::verify_commands(p.batch.commands())
+        Ok(())
     }
 
     /// The vote already signed in `slot`, if it is for the same value;
@@ -268,6 +269,7 @@ impl Validator for LocalValidator {
     async fn prepare_vote(&self, proposal: &Proposal) -> Result<Vote, ConsensusError> {
         let mut st = self.state.lock().await;
         st.check_proposal(proposal)?;
+        crate::command::verify_commands(proposal.batch.commands())?;
         let h = &proposal.header;
         let slot = slot_of(h, VoteKind::Prevote);
         if let Some(v) = st.signed(slot, proposal)? {
