@@ -25,12 +25,17 @@
 //! A decision is accepted only if its commit certificate verifies against
 //! the validator set, so catching up trusts no single peer.
 
+mod catchup;
 mod config;
+mod gate;
 mod height;
 mod mempool;
 mod record;
 
-pub use config::{Outgoing, Outputs, ReplicaConfig, Timeouts, Timer};
+pub use config::{
+    Outgoing, Outputs, ReplicaConfig, Timeouts, Timer, DEFAULT_SYNC_BYTES_PER_INTERVAL,
+};
+pub use gate::VoteChecks;
 pub use record::{HeightRecord, Lock, VotingRecord};
 
 use crate::batch::{Batch, Command, CommandId};
@@ -38,6 +43,8 @@ use crate::detector::ByzantineDetector;
 use crate::message::{ConsensusMessage, Decision, Proposal};
 use crate::vote::VoteKind;
 use crate::{ConsensusError, ValidatorSet};
+use catchup::CatchUpServer;
+use gate::VoteGate;
 use height::{HeightState, Step};
 use hologram_cam::hashing::FastSet;
 use hologram_lattice::NodeId;
@@ -72,7 +79,8 @@ pub struct Replica {
     resend_armed: bool,
     highest_seen: u64,
     last_sync: Option<u64>,
-    pushed: HashMap<NodeId, (u64, u64)>,
+    catch_up: CatchUpServer,
+    gate: VoteGate,
 }
 
 impl core::fmt::Debug for Replica {
@@ -145,7 +153,8 @@ impl Replica {
             resend_armed: false,
             highest_seen: next,
             last_sync: None,
-            pushed: HashMap::new(),
+            catch_up: CatchUpServer::default(),
+            gate: VoteGate::default(),
             config,
         }
     }
@@ -183,6 +192,18 @@ impl Replica {
     /// The detector fed with every vote and proposal received.
     pub fn detector(&self) -> &ByzantineDetector {
         &self.detector
+    }
+
+    /// How many vote signatures this replica verified and how many votes it
+    /// refused unverified (see [`VoteChecks`]).
+    pub fn vote_checks(&self) -> VoteChecks {
+        self.gate.checks()
+    }
+
+    /// Bytes of decisions sent to peers for catch-up so far (by an upper
+    /// bound of their encoded size); see [`ReplicaConfig::sync_bytes_per_interval`].
+    pub fn catch_up_bytes(&self) -> u64 {
+        self.catch_up.answered_bytes()
     }
 
     /// What must survive a crash (persist it before sending the outputs).
@@ -263,7 +284,7 @@ impl Replica {
             ConsensusMessage::Proposal(p) => self.on_proposal(now, from, *p, out),
             ConsensusMessage::Vote(v) => self.on_vote(now, from, v, out),
             ConsensusMessage::Decision(d) => self.on_decision(now, from, *d, out),
-            ConsensusMessage::SyncRequest { from: h } => self.on_sync_request(from, h, out),
+            ConsensusMessage::SyncRequest { from: h } => self.on_sync_request(now, from, h, out),
             ConsensusMessage::Commands(commands) => {
                 if self.config.validators.contains(&from) {
                     let room = self.mempool.capacity().saturating_sub(self.mempool.len());
