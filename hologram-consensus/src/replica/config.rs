@@ -65,6 +65,8 @@ pub struct ReplicaConfig {
     /// The most bytes of decisions (catch-up answers and pushes) one peer is
     /// sent per resend interval; requests past it are dropped until the next
     /// interval (the peer asks again). See [`replica`](super) on catch-up.
+    /// Must be at least 1; one decision larger than the budget is still sent
+    /// when it is the first of the peer's interval.
     pub sync_bytes_per_interval: usize,
     /// Delivered decisions kept in memory to serve catch-up requests.
     pub retain_decisions: usize,

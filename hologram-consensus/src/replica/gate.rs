@@ -1,31 +1,9 @@
-//! Admitting votes: what is refused before a signature is verified.
-//!
-//! Verifying a vote's signature is the costly step of handling it (~50 µs),
-//! and anyone can send votes. A replica therefore refuses, *before*
-//! verifying, every vote of a height in its window that can add nothing:
-//!
-//! - a vote whose sender or voter is not a validator;
-//! - an exact copy of the vote its voter already has counted in the slot (a
-//!   replay: [`VoteChecks::duplicates`]);
-//! - a vote that conflicts with the counted one when that voter's
-//!   equivocation in the slot was already proven: one conflicting vote per
-//!   voter and slot is verified, so an
-//!   [`EquivocationProof`](crate::EquivocationProof) is still produced, and
-//!   the rest are refused;
-//! - a vote of a slot in which its sender sent a vote that failed
-//!   verification less than a resend interval ago (so a forged vote moved
-//!   to another slot costs at most one verification per sender, slot and
-//!   interval);
-//! - a vote of a round far beyond the height's current round (more than
-//!   `MAX_ROUNDS_AHEAD`): such votes are not stored and only serve to join a
-//!   later round, so at most one of them per sender and height is verified
-//!   per resend interval.
-//!
-//! Votes of heights outside the window are never verified (they are answered
-//! with a decision or a catch-up request). The state is kept per height in
-//! the window and dropped when the height is delivered; failed-verification
-//! entries older than an interval are dropped when their map grows, so its
-//! size is bounded by validators × slots touched in one interval.
+//! Admitting votes: what is refused before a signature is verified (the
+//! rules are listed on [`VoteChecks`], which counts them). The state is kept
+//! per height in the window and dropped when the height is delivered;
+//! failed-verification entries older than an interval are dropped when their
+//! map grows, so its size is bounded by validators × slots touched in one
+//! interval.
 
 use crate::vote::{Slot, Vote};
 use hologram_lattice::NodeId;
@@ -37,6 +15,32 @@ const SWEEP_AT: usize = 1024;
 /// What a replica did with the votes it received (of heights in its window):
 /// how many signatures it verified and how many votes it refused without
 /// verifying. Read it with [`Replica::vote_checks`](super::Replica::vote_checks).
+///
+/// Verifying a vote's signature is the costly step of handling it (~50 µs),
+/// and anyone can send votes. A replica therefore refuses, *before*
+/// verifying, every vote of a height in its window that can add nothing:
+///
+/// - a vote whose sender or voter is not a validator;
+/// - an exact copy of the vote its voter already has counted in the slot (a
+///   replay: [`duplicates`](Self::duplicates));
+/// - a vote that conflicts with the counted one when that voter's
+///   equivocation in the slot was already proven: one conflicting vote per
+///   voter and slot is verified, so an
+///   [`EquivocationProof`](crate::EquivocationProof) is still produced, and
+///   the rest are refused;
+/// - a vote of a slot in which its sender sent a vote that failed
+///   verification less than a resend interval ago (so a forged vote, such as
+///   a real one moved to another slot, costs at most one verification per
+///   sender, slot and interval);
+/// - a vote of a round more than 64 beyond the height's current round: such
+///   votes are not stored and only serve to join a later round, so at most
+///   one of them per sender and height is verified per resend interval.
+///
+/// Votes of heights outside the window are never verified (they are
+/// answered with a decision or a catch-up request). The per-sender rules
+/// assume the transport authenticates the sender: over one that does not, a
+/// peer claiming a validator's id can delay that validator's vote in a slot
+/// by an interval with a forged one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct VoteChecks {
     /// Vote signatures verified (valid or not).
@@ -45,7 +49,7 @@ pub struct VoteChecks {
     pub invalid: u64,
     /// Exact copies of a vote already counted, dropped unverified.
     pub duplicates: u64,
-    /// Other votes refused unverified (see the [module docs](self)).
+    /// Other votes refused unverified (the rules above).
     pub refused: u64,
 }
 

@@ -24,6 +24,15 @@
 //! height beyond its window asks for decisions ([`ConsensusMessage::SyncRequest`]).
 //! A decision is accepted only if its commit certificate verifies against
 //! the validator set, so catching up trusts no single peer.
+//!
+//! What one peer can make a replica do is bounded. Catch-up answers (and
+//! pushed decisions) go to validators only, each height at most once per
+//! peer and resend interval (identical and overlapping requests are
+//! answered for the heights not sent yet), and at most
+//! [`ReplicaConfig::sync_bytes_per_interval`] bytes per peer and interval;
+//! requests past that are dropped until the next interval, when the peer
+//! asks again. Votes that can add nothing are refused before their signature
+//! is verified ([`VoteChecks`] lists the rules and counts them).
 
 mod catchup;
 mod config;
