@@ -44,7 +44,7 @@ struct PeerServed {
     since: u64,
     /// Bytes answered in it (by [`decision_wire_bound`]).
     bytes: usize,
-    /// Heights answered (or not known) in it: a contiguous range `[first, end)`.
+    /// Heights answered in it: a contiguous range `[first, end)`.
     served: (u64, u64),
 }
 
@@ -80,16 +80,25 @@ impl CatchUpServer {
             };
         }
         let (done_first, done_end) = state.served;
-        let mut covered_end = end;
+        // The end of the known heights `first ..` without a gap, each sent
+        // now or before: only those count as served (a height decided later
+        // in the interval is still answered).
+        let mut covered_end = first;
         let mut sent = 0;
         for d in known {
             let h = d.height();
-            if h < first || h >= end || (h >= done_first && h < done_end) {
+            if h < first || h >= end {
+                continue;
+            }
+            let contiguous = h == covered_end;
+            if h >= done_first && h < done_end {
+                if contiguous {
+                    covered_end = h.saturating_add(1);
+                }
                 continue;
             }
             let size = decision_wire_bound(d);
             if state.bytes.saturating_add(size) > budget && state.bytes > 0 {
-                covered_end = h;
                 break;
             }
             state.bytes = state.bytes.saturating_add(size);
@@ -99,10 +108,12 @@ impl CatchUpServer {
                 ConsensusMessage::Decision(Box::new(d.clone())),
             ));
             sent += 1;
+            if contiguous {
+                covered_end = h.saturating_add(1);
+            }
         }
-        // Every known height of `first .. covered_end` was sent now or
-        // before: remember one contiguous range (the union when they touch,
-        // else the newer one).
+        // Remember one contiguous range: the union when they touch, else
+        // the newer one.
         if first < covered_end {
             state.served =
                 if done_first < done_end && first <= done_end && covered_end >= done_first {
@@ -117,5 +128,135 @@ impl CatchUpServer {
     /// Bytes of decisions answered so far (by the encoded-size bound).
     pub(crate) fn answered_bytes(&self) -> u64 {
         self.answered_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{Batch, Command};
+    use crate::certificate::Certificate;
+    use crate::vote::{Slot, VoteKind};
+    use hologram_receipt::KeyPair;
+
+    fn decision(height: u64, bytes: usize) -> Decision {
+        let batch = Batch::new(vec![Command::new(vec![height as u8; bytes]).expect("small")])
+            .expect("small");
+        Decision {
+            certificate: Certificate {
+                slot: Slot {
+                    height,
+                    round: 0,
+                    kind: VoteKind::Precommit,
+                },
+                value: batch.receipt(),
+                signatures: Vec::new(),
+            },
+            batch,
+        }
+    }
+
+    fn heights(out: &Outputs) -> Vec<u64> {
+        out.messages
+            .iter()
+            .filter_map(|m| match m {
+                Outgoing::To(_, ConsensusMessage::Decision(d)) => Some(d.height()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn overlapping_requests_get_only_new_heights_until_the_interval_ends() {
+        let log: Vec<Decision> = (0..100).map(|h| decision(h, 10)).collect();
+        let peer = KeyPair::from_seed([1; 32]).node_id();
+        let mut server = CatchUpServer::default();
+        let mut serve = |now: u64, first: u64, end: u64| {
+            let mut out = Outputs::default();
+            let known = log
+                .iter()
+                .filter(|d| d.height() >= first && d.height() < end);
+            server.serve(now, 100, 1 << 20, peer, (first, end), known, &mut out);
+            heights(&out)
+        };
+        assert_eq!(serve(0, 10, 20), (10..20).collect::<Vec<_>>());
+        assert!(serve(1, 10, 20).is_empty(), "identical");
+        assert_eq!(
+            serve(2, 15, 25),
+            (20..25).collect::<Vec<_>>(),
+            "overlapping"
+        );
+        assert_eq!(
+            serve(3, 5, 12),
+            (5..10).collect::<Vec<_>>(),
+            "overlapping below"
+        );
+        assert!(serve(4, 5, 25).is_empty(), "covered by the union");
+        assert_eq!(serve(5, 50, 52), vec![50, 51], "disjoint");
+        assert_eq!(serve(100, 10, 12), vec![10, 11], "a new interval");
+    }
+
+    #[test]
+    fn heights_not_known_yet_are_answered_once_they_are() {
+        let log: Vec<Decision> = (0..20).map(|h| decision(h, 10)).collect();
+        let peer = KeyPair::from_seed([1; 32]).node_id();
+        let mut server = CatchUpServer::default();
+        let mut serve = |now: u64, known_end: usize, first: u64| {
+            let mut out = Outputs::default();
+            let known = log[..known_end].iter().filter(|d| d.height() >= first);
+            server.serve(
+                now,
+                100,
+                1 << 20,
+                peer,
+                (first, first + 32),
+                known,
+                &mut out,
+            );
+            heights(&out)
+        };
+        assert_eq!(serve(0, 12, 10), vec![10, 11]);
+        // Heights 12 and 13 were decided since: asked again, they are sent.
+        assert_eq!(serve(1, 14, 10), vec![12, 13]);
+        // A gap (height 14 unknown, 15 known) is not counted as served.
+        let mut out = Outputs::default();
+        let known = [&log[10], &log[15]];
+        server.serve(2, 100, 1 << 20, peer, (10, 42), known.into_iter(), &mut out);
+        assert_eq!(heights(&out), vec![15]);
+        let mut out = Outputs::default();
+        let known = log[14..16].iter();
+        server.serve(3, 100, 1 << 20, peer, (14, 46), known, &mut out);
+        assert_eq!(heights(&out), vec![14, 15]);
+    }
+
+    #[test]
+    fn the_byte_budget_stops_answers_but_one_large_decision_still_goes() {
+        let peer = KeyPair::from_seed([1; 32]).node_id();
+        let mut server = CatchUpServer::default();
+        let small: Vec<Decision> = (0..10).map(|h| decision(h, 100)).collect();
+        let size = decision_wire_bound(&small[0]);
+        let mut out = Outputs::default();
+        let sent = server.serve(0, 100, 3 * size, peer, (0, 10), small.iter(), &mut out);
+        assert_eq!(sent, 3);
+        // The rest of the range is asked for again later in the interval:
+        // the budget is spent.
+        let mut out = Outputs::default();
+        assert_eq!(
+            server.serve(5, 100, 3 * size, peer, (3, 10), small[3..].iter(), &mut out),
+            0
+        );
+        // A decision larger than the budget goes when it is the first.
+        let big = [decision(0, 4096)];
+        let mut out = Outputs::default();
+        assert_eq!(
+            server.serve(100, 100, size, peer, (0, 1), big.iter(), &mut out),
+            1
+        );
+        let mut out = Outputs::default();
+        let next = [decision(1, 10)];
+        assert_eq!(
+            server.serve(101, 100, size, peer, (1, 2), next.iter(), &mut out),
+            0
+        );
     }
 }

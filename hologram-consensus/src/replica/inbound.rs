@@ -185,7 +185,7 @@ impl Replica {
         }
         self.highest_seen = self.highest_seen.max(h);
         self.decide(now, h, d, out);
-        if self.highest_seen >= self.window_end() && !self.decided.contains_key(&self.next) {
+        if self.behind() && !self.decided.contains_key(&self.next) {
             self.last_sync = None;
             self.request_sync(now, from, self.next, out);
         }
@@ -284,7 +284,7 @@ impl Replica {
             out.messages
                 .push(Outgoing::Broadcast(ConsensusMessage::Commands(pending)));
         }
-        if self.highest_seen >= self.window_end() {
+        if self.behind() {
             let validators = self.config.validators.validators();
             let pick = (now / self.config.timeouts.resend_ms.max(1)) as usize % validators.len();
             let peer = validators[pick];

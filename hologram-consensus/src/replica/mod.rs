@@ -354,7 +354,15 @@ impl Replica {
     }
 
     fn busy(&self) -> bool {
-        !self.heights.is_empty() || self.mempool.len() > 0 || self.highest_seen >= self.window_end()
+        !self.heights.is_empty() || self.mempool.len() > 0 || self.behind()
+    }
+
+    /// Whether decisions must be fetched: a peer was seen beyond the window,
+    /// or later heights were decided (pushed) while the next one is neither
+    /// decided nor in flight (nothing else would make it progress).
+    fn behind(&self) -> bool {
+        self.highest_seen >= self.window_end()
+            || (!self.decided.is_empty() && !self.heights.contains_key(&self.next))
     }
 
     fn arm_resend(&mut self, out: &mut Outputs) {
