@@ -43,7 +43,8 @@ type Reply = oneshot::Sender<Result<usize, ConsensusError>>;
 /// what they produced (then it takes the next ones).
 pub const ROUND_INPUTS: usize = 64;
 
-/// The most sends the driver has in flight at once.
+/// The most outgoing messages the driver has encoded and in flight at once
+/// (a broadcast counts once).
 pub const SENDS_IN_FLIGHT: usize = 32;
 
 /// What a [`DriverHandle`] asks of the driver (local, not from peers).
@@ -344,27 +345,34 @@ impl ReplicaDriver {
         }
         out.misbehaviour.clear();
         let me = self.replica.id();
-        let validators = self.replica.validators().validators().to_vec();
-        let transport = &self.transport;
-        // Encoded one message at a time as the sends go out.
-        let sends = futures::stream::iter(out.messages.drain(..))
-            .flat_map(|m| {
-                let (targets, message) = match m {
-                    Outgoing::Broadcast(m) => (validators.clone(), m),
-                    Outgoing::To(to, m) => (vec![to], m),
+        let mut batch: Vec<(Vec<NodeId>, ConsensusMessage)> = Vec::new();
+        for m in out.messages.drain(..) {
+            let (mut targets, message) = match m {
+                Outgoing::Broadcast(m) => (self.replica.validators().validators().to_vec(), m),
+                Outgoing::To(to, m) => (vec![to], m),
+            };
+            targets.retain(|t| *t != me);
+            batch.push((targets, message));
+        }
+        // Each message is encoded when its sends start (at most
+        // SENDS_IN_FLIGHT messages at once), not all up front.
+        let transport = self.transport.clone();
+        let sends = futures::stream::iter(batch.into_iter().map(move |(targets, message)| {
+            let transport = transport.clone();
+            async move {
+                let Ok(bytes) = message.encode() else {
+                    return;
                 };
-                let bytes = message.encode().ok();
-                futures::stream::iter(
-                    targets
-                        .into_iter()
-                        .filter(|t| *t != me)
-                        .filter_map(move |t| Some((t, bytes.clone()?))),
-                )
-            })
-            .map(|(to, bytes)| transport.send(to, Protocol::CONSENSUS, bytes))
-            .buffer_unordered(SENDS_IN_FLIGHT);
-        // A send that fails is a lost message: resending repairs it.
-        sends.for_each(|_| async {}).await;
+                let mut sends = Vec::with_capacity(targets.len());
+                for to in targets {
+                    sends.push(transport.send(to, Protocol::CONSENSUS, bytes.clone()));
+                }
+                // A send that fails is a lost message: resending repairs it.
+                futures::future::join_all(sends).await;
+            }
+        }))
+        .buffer_unordered(SENDS_IN_FLIGHT);
+        sends.for_each(|()| async {}).await;
         Ok(())
     }
 }
