@@ -74,7 +74,7 @@ impl<S: Store + 'static, T: Transport + ?Sized + 'static> DistributedCAM<S, T> {
     /// content-defined chunks (each an object, so equal chunks of different
     /// blobs are stored once) under a manifest.
     pub async fn put_blob(&self, data: &[u8], params: ChunkParams) -> Result<BlobRef, CamError> {
-        if data.len() <= params.max.min(MAX_OBJECT_BYTES) {
+        if data.len() <= params.max.min(self.max_object_bytes()) {
             return Ok(BlobRef::Object(self.put(data.to_vec()).await?));
         }
         let mut chunks = Vec::new();
