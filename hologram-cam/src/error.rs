@@ -50,6 +50,14 @@ pub enum CamError {
         /// How many peers answered with, or were refused, an over-limit answer.
         peers: usize,
     },
+    /// A name of the store's named key space is empty or too long.
+    #[error("a store name must be 1 to {max} bytes, this one has {len}")]
+    BadName {
+        /// The name's length.
+        len: usize,
+        /// The longest name allowed.
+        max: usize,
+    },
     /// The storage engine failed.
     #[error("storage error: {0}")]
     Storage(String),

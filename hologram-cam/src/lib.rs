@@ -29,7 +29,7 @@
 //! | [`object`] | [`Object`]: verified bytes and their [`Address`](hologram_lattice::Address) |
 //! | [`bytes`] | [`SharedBytes`]: immutable bytes shared without copying (an object received is kept in the message's buffer) |
 //! | [`ring`] | [`HashRing`]: consistent hashing with virtual nodes keyed by BLAKE3 |
-//! | [`store`] | the [`Store`] trait and its durability contract; [`MemoryStore`], [`RedbStore`] and the [`conformance`](store::conformance) suite |
+//! | [`store`] | the [`Store`] trait and its durability contract, objects by address and a separate named key space ([`Name`](store::Name)); [`MemoryStore`], [`RedbStore`] and the [`conformance`](store::conformance) suite |
 //! | [`cam`] | [`DistributedCAM`], its [`CamHandler`] and [`ProviderRecords`] |
 //! | [`blob`] | large blobs: chunks under a [`Manifest`], streamed and verified chunk by chunk |
 //! | [`chunking`] | content-defined chunking (gear hash) for large blobs |

@@ -1,10 +1,11 @@
 //! Tests of the store conformance suite itself: a store that loses updates
-//! under concurrency and a store that silently keeps only its newest 512
-//! objects each make `run` fail, naming the check that caught them.
+//! under concurrency, a store that silently keeps only its newest 512
+//! objects, and a store that keeps its names among its objects each make
+//! `run` fail, naming the check that caught them.
 
 use async_trait::async_trait;
 use futures::executor::block_on;
-use hologram_cam::store::{conformance, MemoryStore};
+use hologram_cam::store::{conformance, MemoryStore, Name};
 use hologram_cam::{CamError, Object, Store};
 use hologram_lattice::Address;
 use std::collections::{BTreeMap, VecDeque};
@@ -22,6 +23,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Default)]
 struct LosesUpdates {
     objects: Mutex<BTreeMap<Address, Object>>,
+    named: MemoryStore,
 }
 
 impl LosesUpdates {
@@ -60,6 +62,12 @@ impl Store for LosesUpdates {
             .take(limit)
             .map(|(a, _)| *a)
             .collect())
+    }
+    async fn get_named(&self, name: &Name) -> Result<Option<Object>, CamError> {
+        self.named.get_named(name).await
+    }
+    async fn set_named(&self, changes: Vec<(Name, Option<Object>)>) -> Result<(), CamError> {
+        self.named.set_named(changes).await
     }
 }
 
@@ -114,6 +122,71 @@ impl Store for KeepsNewest512 {
     async fn scan(&self, after: Option<Address>, limit: usize) -> Result<Vec<Address>, CamError> {
         self.inner.scan(after, limit).await
     }
+    async fn get_named(&self, name: &Name) -> Result<Option<Object>, CamError> {
+        self.inner.get_named(name).await
+    }
+    async fn set_named(&self, changes: Vec<(Name, Option<Object>)>) -> Result<(), CamError> {
+        self.inner.set_named(changes).await
+    }
+}
+
+/// A memory store whose names are kept in the object space: each name
+/// points at an object stored with the others (so `scan` lists it and
+/// `remove` of the same bytes loses it).
+#[derive(Default)]
+struct NamesInObjects {
+    inner: MemoryStore,
+    names: Mutex<BTreeMap<Name, Address>>,
+}
+
+#[async_trait]
+impl Store for NamesInObjects {
+    async fn get(&self, address: &Address) -> Result<Option<Object>, CamError> {
+        self.inner.get(address).await
+    }
+    async fn put(&self, object: Object) -> Result<(), CamError> {
+        self.inner.put(object).await
+    }
+    async fn put_batch(&self, objects: Vec<Object>) -> Result<(), CamError> {
+        self.inner.put_batch(objects).await
+    }
+    async fn contains(&self, address: &Address) -> Result<bool, CamError> {
+        self.inner.contains(address).await
+    }
+    async fn remove(&self, address: &Address) -> Result<bool, CamError> {
+        self.inner.remove(address).await
+    }
+    async fn scan(&self, after: Option<Address>, limit: usize) -> Result<Vec<Address>, CamError> {
+        self.inner.scan(after, limit).await
+    }
+    async fn get_named(&self, name: &Name) -> Result<Option<Object>, CamError> {
+        let address = lock(&self.names).get(name).copied();
+        match address {
+            Some(address) => self.inner.get(&address).await,
+            None => Ok(None),
+        }
+    }
+    async fn set_named(&self, changes: Vec<(Name, Option<Object>)>) -> Result<(), CamError> {
+        for (name, object) in changes {
+            match object {
+                Some(object) => {
+                    lock(&self.names).insert(name, object.address());
+                    self.inner.put(object).await?;
+                }
+                None => {
+                    lock(&self.names).remove(&name);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn the_suite_catches_names_kept_among_the_objects() {
+    let store = NamesInObjects::default();
+    let failure = block_on(conformance::run(&store)).unwrap_err();
+    assert_eq!(failure.check, "named key space", "{failure}");
 }
 
 #[test]

@@ -13,7 +13,9 @@
 //! the one store, each putting [`PER_THREAD`] objects (some in batches),
 //! reading and removing, then checks every object (a store whose methods
 //! race, e.g. one that copies its map, changes the copy and writes it back
-//! without holding its lock, fails it).
+//! without holding its lock, fails it). The last, "named key space", checks
+//! the store's names ([`Name`](super::Name)): round trips, replacement,
+//! clearing, [`NAMES`] names at once, and separation from the objects.
 //!
 //! The suite is one async function and needs no runtime of its own: drive it
 //! with whatever executor your store needs. Only the "concurrent" check
@@ -40,6 +42,7 @@
 //!
 //! The checks, in order: [`CHECKS`].
 
+mod named;
 mod scale;
 
 use super::Store;
@@ -51,13 +54,15 @@ use thiserror::Error;
 
 /// How many small objects the "many objects" check holds at once.
 pub const MANY: usize = 4096;
+/// How many names the "named key space" check sets at once.
+pub const NAMES: usize = 1000;
 /// How many OS threads the "concurrent" check runs on one store.
 pub const THREADS: usize = 8;
 /// How many objects each thread of the "concurrent" check puts.
 pub const PER_THREAD: usize = 200;
 
 /// The names of the checks [`run`] makes, in the order it makes them.
-pub const CHECKS: [&str; 12] = [
+pub const CHECKS: [&str; 13] = [
     "starts empty",
     "round trip",
     "absent",
@@ -70,6 +75,7 @@ pub const CHECKS: [&str; 12] = [
     "concurrent",
     "scan",
     "integrity",
+    "named key space",
 ];
 
 /// A check the store failed.
@@ -92,7 +98,7 @@ pub async fn run<S: Store + ?Sized>(store: &S) -> Result<(), Failure> {
         model: BTreeSet::new(),
         rng: Xorshift(0x9e37_79b9_7f4a_7c15),
     };
-    let [starts_empty, round_trip, absent, idempotent, remove, batch, empty, large, many, concurrent, scan, integrity] =
+    let [starts_empty, round_trip, absent, idempotent, remove, batch, empty, large, many, concurrent, scan, integrity, named] =
         CHECKS;
     check(starts_empty, suite.starts_empty().await)?;
     check(round_trip, suite.round_trip().await)?;
@@ -105,7 +111,8 @@ pub async fn run<S: Store + ?Sized>(store: &S) -> Result<(), Failure> {
     check(many, suite.many_objects().await)?;
     check(concurrent, suite.concurrent().await)?;
     check(scan, suite.scan_paging().await)?;
-    check(integrity, suite.integrity().await)
+    check(integrity, suite.integrity().await)?;
+    check(named, suite.named().await)
 }
 
 fn check(name: &'static str, result: Result<(), String>) -> Result<(), Failure> {
