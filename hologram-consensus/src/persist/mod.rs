@@ -206,7 +206,33 @@ impl DurableLog {
             }
             height += 1;
         }
-        let (record_seq, record, record_unreadable) = match store.get_named(&record_name()?).await {
+        let (record_seq, record, record_unreadable) =
+            Self::read_record(&*store, &mut rejected).await?;
+        let log = Self {
+            store,
+            validators,
+            len: decisions.len() as u64,
+            record: record.clone(),
+            record_seq,
+        };
+        Ok((
+            log,
+            Recovered {
+                decisions,
+                record,
+                rejected,
+                record_unreadable,
+            },
+        ))
+    }
+
+    /// The stored voting record and its sequence number, and whether it
+    /// was unreadable (then rejected, with why, into `rejected`).
+    async fn read_record(
+        store: &dyn Store,
+        rejected: &mut Vec<(Address, ConsensusError)>,
+    ) -> Result<(u64, VotingRecord, bool), ConsensusError> {
+        Ok(match store.get_named(&record_name()?).await {
             Ok(None) => (0, VotingRecord::default(), false),
             Ok(Some(object)) => match record::decode(object.data()) {
                 Ok((seq, record)) => (seq, record, false),
@@ -228,23 +254,7 @@ impl DurableLog {
                 (0, VotingRecord::default(), true)
             }
             Err(e) => return Err(e.into()),
-        };
-        let log = Self {
-            store,
-            validators,
-            len: decisions.len() as u64,
-            record: record.clone(),
-            record_seq,
-        };
-        Ok((
-            log,
-            Recovered {
-                decisions,
-                record,
-                rejected,
-                record_unreadable,
-            },
-        ))
+        })
     }
 
     fn check_block(
