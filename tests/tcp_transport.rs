@@ -1,9 +1,12 @@
 //! The example TCP transport (`examples/support/tcp.rs`) over 127.0.0.1:
-//! requests both ways, messages, timeouts, size limits on both sides.
+//! the transport conformance suite (socket checks included), requests both
+//! ways, messages, timeouts, size limits on both sides.
 
 #[path = "../examples/support/tcp.rs"]
 mod tcp;
 
+use futures::future::BoxFuture;
+use hologram::lattice::transport::conformance::{self, SocketTarget, TestNetwork};
 use hologram::lattice::transport::{
     async_trait, Handler, HandlerError, Protocol, Transport, TransportError,
 };
@@ -12,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tcp::{body_length, decode, encode, Kind, TcpTransport, MAX_HEADER};
+use tcp::{body_length, decode, encode, Kind, TcpConfig, TcpTransport, MAX_HEADER};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -105,6 +108,66 @@ async fn pair() -> (
     a.0.add_peer(id(2), b.0.local_addr());
     b.0.add_peer(id(1), a.0.local_addr());
     (a, b)
+}
+
+/// Nodes on 127.0.0.1 that all know one another, with short limits.
+struct TcpNetwork {
+    config: TcpConfig,
+    nodes: Vec<TcpTransport>,
+}
+
+#[async_trait]
+impl TestNetwork for TcpNetwork {
+    async fn node(
+        &mut self,
+        id: PeerId,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Arc<dyn Transport>, String> {
+        let node = TcpTransport::bind_with(id, localhost(), handler, self.config.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        for other in &self.nodes {
+            other.add_peer(id, node.local_addr());
+            node.add_peer(other.local_id(), other.local_addr());
+        }
+        self.nodes.push(node.clone());
+        Ok(Arc::new(node))
+    }
+
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        tokio::spawn(task);
+    }
+
+    fn sockets(&self, id: PeerId) -> Option<SocketTarget> {
+        let node = self.nodes.iter().find(|node| node.local_id() == id)?;
+        let config = node.config();
+        Some(SocketTarget {
+            addr: node.local_addr(),
+            encode_request: Arc::new(|from, protocol, payload| {
+                encode(Kind::Request, 1, protocol, from, payload).unwrap_or_default()
+            }),
+            frame_deadline: config.frame_deadline,
+            idle_timeout: config.idle_timeout,
+            max_inbound: config.max_inbound,
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_conformance_suite() {
+    let mut network = TcpNetwork {
+        config: TcpConfig {
+            max_frame: 1 << 20,
+            frame_deadline: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(2),
+            max_inbound: 32,
+            ..TcpConfig::default()
+        },
+        nodes: Vec::new(),
+    };
+    if let Err(failure) = conformance::run(&mut network).await {
+        panic!("{failure}");
+    }
 }
 
 #[tokio::test]
@@ -224,7 +287,10 @@ async fn a_write_cut_short_by_its_timeout_breaks_the_connection() {
         .await
         .unwrap()
         .unwrap();
-    let frame = tcp::read_frame(&mut second, MAX).await.unwrap().unwrap();
+    let frame = tcp::read_frame(&mut second, MAX, LONG)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (frame.kind, frame.payload),
         (Kind::Request, b"small".to_vec())

@@ -18,6 +18,10 @@ const MAX_CAP: usize = 4096;
 const STALLED: usize = 8;
 /// The size of a stalled frame's payload (or the limit, if smaller).
 const STALLED_PAYLOAD: usize = 1 << 20;
+/// How far over the limit the over-limit frame is: more than any header, so
+/// that a transport checking a frame's whole length against the payload
+/// limit plus its header's sees it over.
+const OVER: usize = 64 << 10;
 /// Idle connections opened beyond the node's cap.
 const EXTRA_IDLE: usize = 16;
 /// The id the raw frames claim.
@@ -154,7 +158,7 @@ async fn stalled_frames(suite: &Suite, target: &SocketTarget) -> Result<(), Stri
 async fn over_limit(suite: &Suite, target: &SocketTarget) -> Result<(), String> {
     let max = suite.b.transport.max_frame();
     let mut payload = ask(Command::Echo, &[]);
-    payload.resize(max.saturating_add(1), 0);
+    payload.resize(max.saturating_add(OVER), 0);
     let frame = (target.encode_request)(RAW, PROBE, &payload);
     let prompt = (target.frame_deadline / 2).max(Duration::from_millis(200));
     let addr = target.addr;
@@ -173,7 +177,7 @@ async fn over_limit(suite: &Suite, target: &SocketTarget) -> Result<(), String> 
     if !closed {
         return Err(format!(
             "a connection announcing a {}-byte payload (over the {max}-byte limit) was still open after {prompt:?}",
-            max.saturating_add(1)
+            max.saturating_add(OVER)
         ));
     }
     suite
