@@ -425,6 +425,26 @@ mod codec_properties {
             }
         }
 
+        /// Arbitrary bytes on a connection: `read_frame` returns frames
+        /// within the limit, an error or the end, never a panic, and never
+        /// more frames than the bytes could hold.
+        #[test]
+        fn arbitrary_streams_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400), max in 0usize..300) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+            let frames = runtime.block_on(async {
+                let mut reader = bytes.as_slice();
+                let mut frames = Vec::new();
+                while let Ok(Some(frame)) = super::tcp::read_frame(&mut reader, max, super::LONG).await {
+                    frames.push(frame);
+                }
+                frames
+            });
+            prop_assert!(frames.len() <= bytes.len() / 5);
+            for frame in frames {
+                prop_assert!(frame.payload.len() <= max);
+            }
+        }
+
         /// Encoding then decoding gives the frame back.
         #[test]
         fn frames_round_trip(id in any::<u64>(), tag in any::<u16>(), from in any::<[u8; 32]>(),
