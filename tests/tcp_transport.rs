@@ -251,6 +251,51 @@ async fn a_silent_peer_times_out() {
     assert_eq!(read, expected.len());
 }
 
+/// A peer whose listener accepts nothing more: its backlog is full, so a
+/// dial hangs. The request's timeout covers the dial, and calls to other
+/// peers go on meanwhile.
+#[tokio::test]
+async fn the_timeout_covers_connecting_and_holds_up_no_other_peer() {
+    let ((a, _, _), (_b, _, _)) = pair().await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(localhost()).unwrap();
+    let full = socket.listen(1).unwrap();
+    let full_addr = full.local_addr().unwrap();
+    // Fill the accept queue; the next dial's handshake is not completed.
+    let mut queued = Vec::new();
+    for _ in 0..8 {
+        match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(full_addr)).await
+        {
+            Ok(Ok(stream)) => queued.push(stream),
+            _ => break,
+        }
+    }
+    a.add_peer(id(7), full_addr);
+    let timeout = Duration::from_millis(500);
+    let start = Instant::now();
+    let stuck = a.request(id(7), Protocol::PING, b"hello?".to_vec(), timeout);
+    let other = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let asked = Instant::now();
+        let answer = a.request(id(2), Protocol::PING, b"hi".to_vec(), LONG).await;
+        (answer, asked.elapsed())
+    };
+    let (stuck, (answer, took)) = tokio::join!(stuck, other);
+    assert_eq!(
+        stuck,
+        Err(TransportError::TimedOut {
+            peer: id(7),
+            timeout
+        })
+    );
+    assert!(start.elapsed() < timeout + Duration::from_millis(400));
+    assert_eq!(answer.unwrap(), b"b:hi");
+    assert!(
+        took < Duration::from_millis(300),
+        "a call to another peer waited {took:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_write_cut_short_by_its_timeout_breaks_the_connection() {
     let (a, _, _) = node_with_limit(1, "a", None, 64 << 20).await;

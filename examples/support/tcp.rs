@@ -131,12 +131,17 @@ pub struct TcpTransport {
     inner: Arc<Inner>,
 }
 
+/// A peer's connection, if it has one, locked while it is dialed.
+type Slot = Arc<Mutex<Option<Arc<Link>>>>;
+
 struct Inner {
     id: PeerId,
     config: TcpConfig,
     local_addr: SocketAddr,
     book: SyncMutex<HashMap<PeerId, SocketAddr>>,
-    links: Mutex<HashMap<PeerId, Arc<Link>>>,
+    /// Each peer's connection, behind a lock of its own: dialing one peer
+    /// never holds up calls to another.
+    links: SyncMutex<HashMap<PeerId, Slot>>,
     listener: JoinHandle<()>,
 }
 
@@ -189,7 +194,7 @@ impl TcpTransport {
                 config,
                 local_addr,
                 book: SyncMutex::new(HashMap::from([(id, myself)])),
-                links: Mutex::new(HashMap::new()),
+                links: SyncMutex::new(HashMap::new()),
                 listener,
             }),
         })
@@ -217,8 +222,9 @@ impl TcpTransport {
             .copied()
             .ok_or(TransportError::Unreachable(to))?;
         let config = &self.inner.config;
-        let mut links = self.inner.links.lock().await;
-        if let Some(link) = links.get(&to) {
+        let slot = Arc::clone(lock(&self.inner.links).entry(to).or_default());
+        let mut slot = slot.lock().await;
+        if let Some(link) = slot.as_ref() {
             if link.usable(config.idle_timeout / 2) {
                 return Ok(Arc::clone(link));
             }
@@ -227,7 +233,7 @@ impl TcpTransport {
             .await
             .map_err(|_| TransportError::Unreachable(to))?;
         let link = Arc::new(link);
-        links.insert(to, Arc::clone(&link));
+        *slot = Some(Arc::clone(&link));
         Ok(link)
     }
 
