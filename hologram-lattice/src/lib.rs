@@ -18,7 +18,7 @@
 //! | [`columns`] | [`PeerColumns`]: many sites as columns, batched distance and k nearest |
 //! | [`routing`] | the [`RoutingTable`](routing::RoutingTable) with a page index, [`LatticeRouter`](routing::LatticeRouter) |
 //! | [`topology`] | [`AdaptiveTopology`](topology::AdaptiveTopology), bounded [`LatencyHistogram`](topology::LatencyHistogram)s |
-//! | [`transport`] | the [`Transport`](transport::Transport) seam, inbound [`Handler`](transport::Handler)s, protocol tags |
+//! | [`transport`] | the [`Transport`](transport::Transport) seam and its contract, inbound [`Handler`](transport::Handler)s, protocol tags, the [`conformance`](transport::conformance) suite |
 //! | [`sim`] | the deterministic simulator for protocol cores: seeded faults, virtual clock, invariants |
 //! | [`kernels`] | the SIMD kernels (scalar, portable, AVX2, NEON) and their run-time dispatch |
 //! | [`error`] | [`LatticeError`] |
