@@ -65,6 +65,7 @@
 //! `tcp_slow_peers` test measures the memory for the example transport).
 
 mod checks;
+mod node;
 mod probe;
 mod sockets;
 

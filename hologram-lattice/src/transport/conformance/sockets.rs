@@ -1,7 +1,8 @@
 //! The `socket:` checks: raw TCP connections to a node's listening address,
 //! made with blocking sockets on threads of the suite's own.
 
-use super::checks::{within, Node, Suite, GRACE, LONG};
+use super::checks::Suite;
+use super::node::{within, Node, GRACE, LONG};
 use super::probe::{ask, Command, PROBE};
 use super::{check, Failure, SocketTarget, TestNetwork};
 use crate::PeerId;
