@@ -114,6 +114,9 @@ async fn pair() -> (
 struct TcpNetwork {
     config: TcpConfig,
     nodes: Vec<TcpTransport>,
+    /// The limits told to the suite, if not the real ones (a lie, to show
+    /// that the socket checks catch a transport without them).
+    claimed: Option<TcpConfig>,
 }
 
 #[async_trait]
@@ -140,7 +143,7 @@ impl TestNetwork for TcpNetwork {
 
     fn sockets(&self, id: PeerId) -> Option<SocketTarget> {
         let node = self.nodes.iter().find(|node| node.local_id() == id)?;
-        let config = node.config();
+        let config = self.claimed.as_ref().unwrap_or(node.config());
         Some(SocketTarget {
             addr: node.local_addr(),
             encode_request: Arc::new(|from, protocol, payload| {
@@ -153,21 +156,56 @@ impl TestNetwork for TcpNetwork {
     }
 }
 
+/// Limits short enough for the suite to wait out.
+fn suite_limits() -> TcpConfig {
+    TcpConfig {
+        max_frame: 1 << 20,
+        frame_deadline: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(2),
+        max_inbound: 32,
+        ..TcpConfig::default()
+    }
+}
+
+/// Runs the suite on nodes with `config`, telling it `claimed`.
+async fn suite(config: TcpConfig, claimed: Option<TcpConfig>) -> Result<(), conformance::Failure> {
+    let nodes = Vec::new();
+    conformance::run(&mut TcpNetwork {
+        config,
+        nodes,
+        claimed,
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passes_the_conformance_suite() {
-    let mut network = TcpNetwork {
-        config: TcpConfig {
-            max_frame: 1 << 20,
-            frame_deadline: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(2),
-            max_inbound: 32,
-            ..TcpConfig::default()
-        },
-        nodes: Vec::new(),
-    };
-    if let Err(failure) = conformance::run(&mut network).await {
+    if let Err(failure) = suite(suite_limits(), None).await {
         panic!("{failure}");
     }
+}
+
+/// A node whose frame deadline is 30 s, claimed to be 1 s: the suite's
+/// stalled frames outlive the claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_catches_a_missing_frame_deadline() {
+    let lax = TcpConfig {
+        frame_deadline: Duration::from_secs(30),
+        ..suite_limits()
+    };
+    let failure = suite(lax, Some(suite_limits())).await.unwrap_err();
+    assert_eq!(failure.check, "socket: stalled frame", "{failure}");
+}
+
+/// A node that keeps 4,096 inbound connections, claimed to keep 32.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_catches_a_missing_connection_cap() {
+    let uncapped = TcpConfig {
+        max_inbound: 4096,
+        ..suite_limits()
+    };
+    let failure = suite(uncapped, Some(suite_limits())).await.unwrap_err();
+    assert_eq!(failure.check, "socket: idle connections", "{failure}");
 }
 
 #[tokio::test]
