@@ -6,7 +6,9 @@
 #[path = "../examples/support/tcp.rs"]
 mod tcp;
 
-use hologram::lattice::transport::{async_trait, Handler, HandlerError, Protocol, Transport};
+use hologram::lattice::transport::{
+    async_trait, Handler, HandlerError, Protocol, Transport, TransportError,
+};
 use hologram::lattice::PeerId;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -258,4 +260,47 @@ async fn a_thousand_idle_connections_do_not_lock_out_a_client() {
         )
         .await;
     assert_eq!(again, Ok(b"again".to_vec()));
+}
+
+/// A node at its cap with every connection busy (here its only one, in the
+/// middle of a frame) refuses a new one with a reason the caller gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_node_refuses_a_client_clearly() {
+    let _serial = SERIAL.lock().await;
+    let config = TcpConfig {
+        max_inbound: 1,
+        ..TcpConfig::default()
+    };
+    let (node, _) = node(8, config).await;
+    let frame = encode(Kind::Request, 1, Protocol::PING, id(9), &[1; 1000]).unwrap();
+    let mut busy = TcpStream::connect(node.local_addr()).await.unwrap();
+    busy.write_all(&frame[..500]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (client, _) = self::node(9, TcpConfig::default()).await;
+    client.add_peer(id(8), node.local_addr());
+    let answer = client
+        .request(
+            id(8),
+            Protocol::PING,
+            b"room?".to_vec(),
+            Duration::from_secs(2),
+        )
+        .await;
+    match answer {
+        Err(TransportError::Refused(why)) => assert!(why.contains("limit of 1 inbound"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Once the busy connection completes its frame, there is room again.
+    busy.write_all(&frame[500..]).await.unwrap();
+    drop(busy);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let answer = client
+        .request(
+            id(8),
+            Protocol::PING,
+            b"room now?".to_vec(),
+            Duration::from_secs(2),
+        )
+        .await;
+    assert_eq!(answer, Ok(b"room now?".to_vec()));
 }

@@ -29,6 +29,8 @@ pub struct Link {
     /// Set when the listener said goodbye: it answered every request it
     /// read, so those still waiting were never read.
     goodbye: Arc<AtomicBool>,
+    /// Why the connection ended, once its reader has stopped.
+    ended: Arc<SyncMutex<Option<TransportError>>>,
     next_id: AtomicU64,
     last_write: SyncMutex<Instant>,
     reader: JoinHandle<()>,
@@ -54,17 +56,20 @@ impl Link {
         let pending = Arc::new(Pending::default());
         let broken = Arc::new(AtomicBool::new(false));
         let goodbye = Arc::new(AtomicBool::new(false));
+        let ended = Arc::new(SyncMutex::new(None));
         let reader = tokio::spawn(read_answers(
             reader,
             (max_frame, frame_deadline),
             Arc::clone(&pending),
             [Arc::clone(&broken), Arc::clone(&goodbye)],
+            Arc::clone(&ended),
         ));
         Ok(Link {
             writer: Mutex::new(writer),
             pending,
             broken,
             goodbye,
+            ended,
             next_id: AtomicU64::new(1),
             last_write: SyncMutex::new(Instant::now()),
             reader,
@@ -108,7 +113,8 @@ impl Link {
     pub async fn write(&self, frame: &[u8]) -> Result<(), TransportError> {
         let mut writer = self.writer.lock().await;
         if self.broken.load(Ordering::Acquire) {
-            return Err(TransportError::Io("connection broken".into()));
+            let why = lock(&self.ended).clone();
+            return Err(why.unwrap_or_else(|| TransportError::Io("connection broken".into())));
         }
         *lock(&self.last_write) = Instant::now();
         let unfinished = Unfinished(&self.broken);
@@ -148,6 +154,7 @@ async fn read_answers(
     (max_frame, frame_deadline): (usize, Duration),
     pending: Arc<Pending>,
     [broken, goodbye]: [Arc<AtomicBool>; 2],
+    ended: Arc<SyncMutex<Option<TransportError>>>,
 ) {
     let why = loop {
         let frame = match read_frame(&mut reader, max_frame, frame_deadline).await {
@@ -181,6 +188,7 @@ async fn read_answers(
             let _ = waiter.send(answer);
         }
     };
+    *lock(&ended) = Some(why.clone());
     broken.store(true, Ordering::Release);
     for (_, waiter) in lock(&pending).drain() {
         let _ = waiter.send(Err(why.clone()));
