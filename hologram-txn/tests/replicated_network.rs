@@ -2,7 +2,7 @@
 //! `MemoryNetwork` (loss, duplication, latency so reordering).
 //!
 //! Two groups of four member nodes (f = 1); each member node serves its
-//! validator (`ValidatorHandler`, `Protocol::CONSENSUS`) and its replica
+//! validator (`ValidatorHandler`, `Protocol::VALIDATOR`) and its replica
 //! (`MemberService`, `Protocol::TXN_MEMBER`). A proposer node per group runs
 //! `ReplicatedParticipant::over` the members' `RemoteValidator`s and
 //! `RemoteMember`s and serves it (`ParticipantService`, `Protocol::TXN_CALL`);
@@ -136,7 +136,7 @@ fn join_member(network: &MemoryNetwork, g: usize, i: usize, node: &MemberNode, r
         }))),
     };
     let mux = ProtocolMux::new()
-        .with(Protocol::CONSENSUS, consensus)
+        .with(Protocol::VALIDATOR, consensus)
         .with(
             Protocol::TXN_MEMBER,
             Arc::clone(&node.service) as Arc<dyn Handler>,

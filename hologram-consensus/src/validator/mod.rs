@@ -23,8 +23,9 @@
 //! no vote in a round older than one it signed in); with a
 //! [`DurableLog`](crate::DurableLog) it makes each vote durable before
 //! returning it. A [`RemoteValidator`] asks one over a `Transport`
-//! ([`Protocol::CONSENSUS`](hologram_lattice::transport::Protocol::CONSENSUS)
-//! requests), served there by a [`ValidatorHandler`].
+//! ([`Protocol::VALIDATOR`](hologram_lattice::transport::Protocol::VALIDATOR)
+//! requests), served there by a [`ValidatorHandler`]. Replicas exchange their
+//! one-way messages under `Protocol::CONSENSUS`, so one node serves both.
 
 mod local;
 mod remote;

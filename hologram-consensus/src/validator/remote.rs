@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A validator reached over a transport: each call is one
-/// [`Protocol::CONSENSUS`] request answered by the peer's
+/// [`Protocol::VALIDATOR`] request answered by the peer's
 /// [`ValidatorHandler`]. A vote it returns is only what the peer claims:
 /// [`ReceiptConsensus`](crate::ReceiptConsensus) checks every one.
 pub struct RemoteValidator {
@@ -45,7 +45,7 @@ impl RemoteValidator {
         let bytes = request.encode()?;
         let answer = self
             .transport
-            .request(self.id, Protocol::CONSENSUS, bytes, self.timeout)
+            .request(self.id, Protocol::VALIDATOR, bytes, self.timeout)
             .await?;
         match ValidatorResponse::decode(&answer)? {
             ValidatorResponse::Refused(reason) => Err(ConsensusError::Refused {
@@ -120,7 +120,7 @@ impl Validator for RemoteValidator {
 
 /// Serves a validator (a [`LocalValidator`](super::LocalValidator), or any [`Validator`] wrapping
 /// one) to [`RemoteValidator`]s: register it as the node's handler for
-/// [`Protocol::CONSENSUS`] requests. Malformed requests are refused with the
+/// [`Protocol::VALIDATOR`] requests. Malformed requests are refused with the
 /// decoder's reason; refusals of the validator are answered as
 /// [`ValidatorResponse::Refused`].
 #[derive(Clone)]
@@ -143,9 +143,9 @@ impl Handler for ValidatorHandler {
         protocol: Protocol,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, HandlerError> {
-        if protocol != Protocol::CONSENSUS {
+        if protocol != Protocol::VALIDATOR {
             return Err(HandlerError::Refused(format!(
-                "a validator serves only consensus requests, not {protocol:?}"
+                "a validator serves only VALIDATOR requests, not {protocol:?}"
             )));
         }
         let request =

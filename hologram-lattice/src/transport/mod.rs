@@ -63,6 +63,10 @@ impl Protocol {
     pub const TXN_CALL: Protocol = Protocol(8);
     /// A replicated shard group's proposer asking its members to apply decided heights and endorse.
     pub const TXN_MEMBER: Protocol = Protocol(9);
+    /// Consensus as request/response: a `RemoteValidator`'s calls answered by
+    /// a `ValidatorHandler` (`CONSENSUS` carries the replicas' one-way
+    /// messages), so one node can serve both faces.
+    pub const VALIDATOR: Protocol = Protocol(10);
 }
 
 /// Why a call over a transport failed.

@@ -8,7 +8,7 @@
 //! - its validator for the group's consensus (a
 //!   [`LocalValidator`](hologram_consensus::LocalValidator) served by a
 //!   [`ValidatorHandler`](hologram_consensus::ValidatorHandler) under
-//!   [`Protocol::CONSENSUS`]), and
+//!   [`Protocol::VALIDATOR`]), and
 //! - its replica of the shard ([`MemberService`] under
 //!   [`Protocol::TXN_MEMBER`]): the member's keys and its
 //!   [`ReplicatedStateMachine<ShardMachine>`](hologram_consensus::ReplicatedStateMachine).
