@@ -178,8 +178,8 @@ pub use replica::{Outgoing, Outputs, Replica, ReplicaConfig, Timeouts, Timer};
 pub use rsm::{Applied, LogEntry, ReplicatedStateMachine, StateMachine};
 pub use sim::SimReplica;
 pub use validator::{
-    HeightStatus, LocalValidator, RemoteValidator, Validator, ValidatorHandler, ValidatorRequest,
-    ValidatorResponse,
+    Decisions, HeightStatus, LocalValidator, RemoteValidator, Validator, ValidatorHandler,
+    ValidatorRequest, ValidatorResponse,
 };
 pub use validators::ValidatorSet;
 pub use vote::{SignedHeader, Slot, Vote, VoteKind};
