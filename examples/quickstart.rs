@@ -29,7 +29,7 @@ use hologram::consensus::{
     ValidatorSet,
 };
 use hologram::lattice::routing::{LatticeRouter, RoutingTable};
-use hologram::lattice::transport::{MemoryNetwork, MemoryTransport, Protocol, ProtocolMux, Timer};
+use hologram::lattice::transport::{MemoryNetwork, MemoryTransport, ProtocolMux, Timer};
 use hologram::lattice::{Address, NodeId};
 use hologram::receipt::KeyPair;
 use hologram::txn::{
@@ -94,18 +94,15 @@ async fn main() -> Result<(), Box<dyn Error>> {
     for (i, k) in keys.iter().enumerate() {
         let core = LatticeProtocol::new(k.clone(), directory.clone(), broadcast_config.clone(), 7);
         let broadcast = BroadcastDriver::new(core);
-        let mut mux = ProtocolMux::new()
-            .with(
-                Protocol::DEDUP,
-                Arc::new(DedupHandler::new(Arc::new(MemoryStore::new()))),
-            )
-            .with(Protocol::BROADCAST, broadcast.handler());
+        let mux = Arc::new(ProtocolMux::new());
+        let transport = Arc::new(network.join(k.node_id(), mux.clone()));
+        mux.mount(Arc::new(DedupHandler::new(Arc::new(MemoryStore::new()))))
+            .mount(broadcast.handler());
         if i < VALIDATORS {
             let (handler, inbox) = inbox();
-            mux = mux.with(Protocol::CONSENSUS, Arc::new(handler));
+            mux.mount(Arc::new(handler));
             consensus_inboxes.push(inbox);
         }
-        let transport = Arc::new(network.join(k.node_id(), Arc::new(mux)));
         broadcast.attach(transport.clone());
         nodes.push(Node {
             keys: k.clone(),

@@ -5,7 +5,9 @@ use crate::wire::CamMessage;
 use crate::{CamError, Object, SharedBytes, Store};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use hologram_lattice::routing::LatticeRouter;
-use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol, Transport};
+use hologram_lattice::transport::{
+    async_trait, Handler, HandlerError, Protocol, Service, Transport,
+};
 use hologram_lattice::{Address, PeerId};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -128,6 +130,12 @@ impl<S: Store + 'static> Handler for CamHandler<S> {
         if let Ok(CamMessage::Provide(address)) = CamMessage::decode(&payload) {
             self.providers.insert(address, from);
         }
+    }
+}
+
+impl<S: Store + 'static> Service for CamHandler<S> {
+    fn protocol(&self) -> Protocol {
+        Protocol::CAM
     }
 }
 

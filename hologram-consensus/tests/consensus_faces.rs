@@ -16,7 +16,7 @@ use hologram_consensus::{
     inbox, Batch, ConsensusResult, Decision, LocalValidator, ReceiptConsensus, RemoteValidator,
     Replica, ReplicaConfig, ReplicaDriver, ValidatorHandler,
 };
-use hologram_lattice::transport::{MemoryNetwork, Protocol, ProtocolMux, Timer};
+use hologram_lattice::transport::{MemoryNetwork, ProtocolMux, Timer};
 use hologram_lattice::NodeId;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,12 +36,9 @@ fn one_mux_serves_a_replica_and_a_validator() {
     for k in &keys {
         let (replica_face, replica_inbox) = inbox();
         let local = Arc::new(LocalValidator::new(k.clone(), set.clone()));
-        let mux = ProtocolMux::new()
-            .with(Protocol::CONSENSUS, Arc::new(replica_face))
-            .with(
-                Protocol::VALIDATOR,
-                Arc::new(ValidatorHandler::new(local.clone())),
-            );
+        let mux = ProtocolMux::new();
+        mux.mount(Arc::new(replica_face))
+            .mount(Arc::new(ValidatorHandler::new(local.clone())));
         let transport = Arc::new(network.join(k.node_id(), Arc::new(mux)));
         let replica = Replica::new(k.clone(), ReplicaConfig::new(set.clone())).expect("config");
         let (driver, handle, decisions) =

@@ -6,7 +6,7 @@ use crate::message::{Decision, Proposal};
 use crate::vote::Vote;
 use crate::ConsensusError;
 use async_trait::async_trait;
-use hologram_lattice::transport::{Handler, HandlerError, Protocol, Transport};
+use hologram_lattice::transport::{Handler, HandlerError, Protocol, Service, Transport};
 use hologram_lattice::NodeId;
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,8 +119,9 @@ impl Validator for RemoteValidator {
 }
 
 /// Serves a validator (a [`LocalValidator`](super::LocalValidator), or any [`Validator`] wrapping
-/// one) to [`RemoteValidator`]s: register it as the node's handler for
-/// [`Protocol::VALIDATOR`] requests. Malformed requests are refused with the
+/// one) to [`RemoteValidator`]s: mount it on the node's
+/// [`ProtocolMux`](hologram_lattice::transport::ProtocolMux) (it answers
+/// [`Protocol::VALIDATOR`] requests). Malformed requests are refused with the
 /// decoder's reason; refusals of the validator are answered as
 /// [`ValidatorResponse::Refused`].
 #[derive(Clone)]
@@ -171,4 +172,10 @@ impl Handler for ValidatorHandler {
     }
 
     async fn message(&self, _: NodeId, _: Protocol, _: Vec<u8>) {}
+}
+
+impl Service for ValidatorHandler {
+    fn protocol(&self) -> Protocol {
+        Protocol::VALIDATOR
+    }
 }

@@ -4,8 +4,11 @@
 //! waits for a response (with a per-call timeout) or a one-way message. Each
 //! frame is tagged with a [`Protocol`], so one transport carries every
 //! protocol of a node; each protocol encodes its own messages. The inbound
-//! side is a [`Handler`] the node registers with its transport;
-//! [`ProtocolMux`] routes frames to one handler per protocol.
+//! side is a [`Handler`] the node gives its transport when it builds it
+//! (e.g. [`MemoryNetwork::join`]): a [`ProtocolMux`], which routes frames
+//! to one handler per protocol. Every protocol's inbound side is a
+//! [`Service`] (a handler that knows its tag), mounted on the mux with
+//! [`ProtocolMux::mount`], before or after the transport starts.
 //!
 //! Nothing here assumes a runtime: the traits are `async-trait` traits usable
 //! as `Arc<dyn Transport>`, and timeouts are the transport's business.
@@ -23,7 +26,7 @@ mod mux;
 mod timer;
 
 pub use memory::{MemoryNetwork, MemoryTransport};
-pub use mux::ProtocolMux;
+pub use mux::{ProtocolMux, Service};
 pub use timer::{Sleep, Timer};
 
 /// The attribute that implements [`Transport`] and [`Handler`] (from the
