@@ -405,14 +405,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .await??;
     let writes = [
         (
-            over_network(&alice)? as &dyn Participant,
+            over_network(&alice)?,
             vec![Op::Add {
                 key: alice.clone(),
                 delta: -30,
             }],
         ),
         (
-            over_network(&bob)? as &dyn Participant,
+            over_network(&bob)?,
             vec![Op::Add {
                 key: bob.clone(),
                 delta: 30,

@@ -160,6 +160,38 @@ pub trait Transport: Send + Sync {
     ) -> Result<(), TransportError>;
 }
 
+/// A shared transport is a transport (`Arc<MemoryTransport>`,
+/// `Arc<dyn Transport>`), for code generic over `T: Transport`.
+#[async_trait]
+impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
+    fn local_id(&self) -> PeerId {
+        (**self).local_id()
+    }
+
+    fn max_frame(&self) -> usize {
+        (**self).max_frame()
+    }
+
+    async fn request(
+        &self,
+        to: PeerId,
+        protocol: Protocol,
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, TransportError> {
+        (**self).request(to, protocol, payload, timeout).await
+    }
+
+    async fn send(
+        &self,
+        to: PeerId,
+        protocol: Protocol,
+        payload: Vec<u8>,
+    ) -> Result<(), TransportError> {
+        (**self).send(to, protocol, payload).await
+    }
+}
+
 /// The inbound side: what a node does with the frames it receives.
 #[async_trait]
 pub trait Handler: Send + Sync {
