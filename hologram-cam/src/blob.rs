@@ -4,7 +4,6 @@
 use crate::chunking::{chunk_lengths, ChunkParams};
 use crate::wire::MAX_OBJECT_BYTES;
 use crate::{CamError, DistributedCAM, Store};
-use hologram_lattice::transport::Transport;
 use hologram_lattice::Address;
 use serde::{Deserialize, Serialize};
 
@@ -69,7 +68,7 @@ impl Manifest {
     }
 }
 
-impl<S: Store + 'static, T: Transport + ?Sized + 'static> DistributedCAM<S, T> {
+impl<S: Store + ?Sized + 'static> DistributedCAM<S> {
     /// Stores a blob: as one object when it fits `params.max`, else as
     /// content-defined chunks (each an object, so equal chunks of different
     /// blobs are stored once) under a manifest.

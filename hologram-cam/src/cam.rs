@@ -6,7 +6,7 @@ use crate::{CamError, Object, SharedBytes, Store};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use hologram_lattice::routing::LatticeRouter;
 use hologram_lattice::transport::{
-    async_trait, Handler, HandlerError, Protocol, Transport, TransportError,
+    async_trait, Handler, HandlerError, Protocol, Service, Transport, TransportError,
 };
 use hologram_lattice::{Address, PeerId};
 use std::collections::{HashMap, VecDeque};
@@ -87,12 +87,12 @@ impl ProviderRecords {
 
 /// The inbound side of the CAM protocol: serves `Get` from the local store
 /// and records `Provide` announcements.
-pub struct CamHandler<S: Store> {
+pub struct CamHandler<S: Store + ?Sized> {
     store: Arc<S>,
     providers: ProviderRecords,
 }
 
-impl<S: Store> CamHandler<S> {
+impl<S: Store + ?Sized> CamHandler<S> {
     /// A handler serving `store` and recording into `providers`.
     pub fn new(store: Arc<S>, providers: ProviderRecords) -> Self {
         Self { store, providers }
@@ -100,7 +100,7 @@ impl<S: Store> CamHandler<S> {
 }
 
 #[async_trait]
-impl<S: Store + 'static> Handler for CamHandler<S> {
+impl<S: Store + ?Sized + 'static> Handler for CamHandler<S> {
     async fn request(
         &self,
         _from: PeerId,
@@ -133,6 +133,12 @@ impl<S: Store + 'static> Handler for CamHandler<S> {
     }
 }
 
+impl<S: Store + ?Sized + 'static> Service for CamHandler<S> {
+    fn protocol(&self) -> Protocol {
+        Protocol::CAM
+    }
+}
+
 type Fetch = Shared<BoxFuture<'static, Result<Object, CamError>>>;
 
 /// Content-addressed storage across a network.
@@ -153,10 +159,10 @@ type Fetch = Shared<BoxFuture<'static, Result<Object, CamError>>>;
 /// [`put_blob`](Self::put_blob). A `get` that found nothing, but whose only
 /// answers were over the limit, fails with [`CamError::AnswerTooLarge`],
 /// not [`CamError::NotFound`].
-pub struct DistributedCAM<S: Store, T: Transport + ?Sized> {
+pub struct DistributedCAM<S: Store + ?Sized> {
     local: PeerId,
     store: Arc<S>,
-    transport: Arc<T>,
+    transport: Arc<dyn Transport>,
     router: Arc<RwLock<LatticeRouter>>,
     providers: ProviderRecords,
     inflight: Mutex<HashMap<Address, Fetch>>,
@@ -164,14 +170,14 @@ pub struct DistributedCAM<S: Store, T: Transport + ?Sized> {
     timeout: Duration,
 }
 
-impl<S: Store + 'static, T: Transport + ?Sized + 'static> DistributedCAM<S, T> {
+impl<S: Store + ?Sized + 'static> DistributedCAM<S> {
     /// A CAM for node `local` over `store` and `transport`, routing with
     /// `router` and reading provider records from `providers` (share them
     /// with the node's [`CamHandler`]).
     pub fn new(
         local: PeerId,
         store: Arc<S>,
-        transport: Arc<T>,
+        transport: Arc<dyn Transport>,
         router: Arc<RwLock<LatticeRouter>>,
         providers: ProviderRecords,
     ) -> Self {

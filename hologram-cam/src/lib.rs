@@ -22,6 +22,19 @@
 //! assert_eq!(block_on(store.get(&object.address())).unwrap(), Some(object));
 //! ```
 //!
+//! ## How the seams are held
+//!
+//! - **`Store`**: a type on the data path keeps its store's type, generic
+//!   over `S: Store + ?Sized` and holding an `Arc<S>` ([`DistributedCAM<S>`](DistributedCAM),
+//!   [`CamHandler<S>`](CamHandler)), so `S` may be a concrete store or
+//!   `dyn Store`; a log or driver that only persists through a store erases
+//!   it to `Arc<dyn Store>` (`hologram_consensus::DurableLog::open`). Either
+//!   way the caller passes its `Arc<MyStore>` as it is, and `Arc<S>` is
+//!   itself a `Store`.
+//! - **`Transport`**: held as `Arc<dyn Transport>` ([`DistributedCAM`],
+//!   [`DeduplicationNetwork`]), as everywhere in the hologram crates; an
+//!   `Arc<MyTransport>` coerces.
+//!
 //! ## Map
 //!
 //! | module | what it holds |

@@ -8,11 +8,11 @@ use hologram_cam::store::MemoryStore;
 use hologram_cam::wire::MAX_OBJECT_BYTES;
 use hologram_cam::{CamError, CamHandler, DistributedCAM, Object, ProviderRecords, Store};
 use hologram_lattice::routing::LatticeRouter;
-use hologram_lattice::transport::{MemoryNetwork, MemoryTransport};
+use hologram_lattice::transport::MemoryNetwork;
 use hologram_lattice::NodeId;
 use std::sync::{Arc, RwLock};
 
-type Cam = DistributedCAM<MemoryStore, MemoryTransport>;
+type Cam = DistributedCAM<MemoryStore>;
 
 /// Two nodes that route to each other; `max_frame` set on the network if given.
 fn pair(max_frame: Option<usize>) -> [Cam; 2] {

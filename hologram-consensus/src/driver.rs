@@ -20,7 +20,9 @@ use crate::{Command, ConsensusError};
 use futures::channel::{mpsc, oneshot};
 use futures::future::{join_all, select, Either};
 use futures::StreamExt;
-use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol, Timer, Transport};
+use hologram_lattice::transport::{
+    async_trait, Handler, HandlerError, Protocol, Service, Timer, Transport,
+};
 use hologram_lattice::NodeId;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -59,14 +61,21 @@ impl Handler for ConsensusHandler {
     }
 }
 
+impl Service for ConsensusHandler {
+    fn protocol(&self) -> Protocol {
+        Protocol::CONSENSUS
+    }
+}
+
 /// The queue between a [`ConsensusHandler`] and its driver.
 pub struct Inbox {
     sender: mpsc::UnboundedSender<Input>,
     receiver: mpsc::UnboundedReceiver<Input>,
 }
 
-/// A handler and the inbox it fills: register the handler with the
-/// transport, then give the inbox to [`ReplicaDriver::new`].
+/// A handler and the inbox it fills: mount the handler on the node's
+/// [`ProtocolMux`](hologram_lattice::transport::ProtocolMux), then give the
+/// inbox to [`ReplicaDriver::new`].
 pub fn inbox() -> (ConsensusHandler, Inbox) {
     let (sender, receiver) = mpsc::unbounded();
     (

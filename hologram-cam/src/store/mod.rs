@@ -75,3 +75,40 @@ pub trait Store: Send + Sync {
     /// order (a name given twice ends with its last value), atomically.
     async fn set_named(&self, changes: Vec<(Name, Option<Object>)>) -> Result<(), CamError>;
 }
+
+/// A shared store is a store: `Arc<MemoryStore>` or `Arc<dyn Store>` go
+/// wherever an `S: Store` does.
+#[async_trait]
+impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
+    async fn get(&self, address: &Address) -> Result<Option<Object>, CamError> {
+        (**self).get(address).await
+    }
+
+    async fn put(&self, object: Object) -> Result<(), CamError> {
+        (**self).put(object).await
+    }
+
+    async fn put_batch(&self, objects: Vec<Object>) -> Result<(), CamError> {
+        (**self).put_batch(objects).await
+    }
+
+    async fn contains(&self, address: &Address) -> Result<bool, CamError> {
+        (**self).contains(address).await
+    }
+
+    async fn remove(&self, address: &Address) -> Result<bool, CamError> {
+        (**self).remove(address).await
+    }
+
+    async fn scan(&self, after: Option<Address>, limit: usize) -> Result<Vec<Address>, CamError> {
+        (**self).scan(after, limit).await
+    }
+
+    async fn get_named(&self, name: &Name) -> Result<Option<Object>, CamError> {
+        (**self).get_named(name).await
+    }
+
+    async fn set_named(&self, changes: Vec<(Name, Option<Object>)>) -> Result<(), CamError> {
+        (**self).set_named(changes).await
+    }
+}
