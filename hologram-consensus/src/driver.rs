@@ -27,7 +27,9 @@ use futures::channel::{mpsc, oneshot};
 use futures::future::{select, Either};
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
-use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol, Timer, Transport};
+use hologram_lattice::transport::{
+    async_trait, Handler, HandlerError, Protocol, Service, Timer, Transport,
+};
 use hologram_lattice::NodeId;
 pub use queue::InboxStats;
 use queue::PeerQueues;
@@ -100,6 +102,12 @@ impl Handler for ConsensusHandler {
     }
 }
 
+impl Service for ConsensusHandler {
+    fn protocol(&self) -> Protocol {
+        Protocol::CONSENSUS
+    }
+}
+
 /// The queues between a [`ConsensusHandler`] and its driver.
 pub struct Inbox {
     queues: Shared,
@@ -107,8 +115,9 @@ pub struct Inbox {
     wakes: BoxStream<'static, Wake>,
 }
 
-/// A handler and the inbox it fills: register the handler with the
-/// transport, then give the inbox to [`ReplicaDriver::new`].
+/// A handler and the inbox it fills: mount the handler on the node's
+/// [`ProtocolMux`](hologram_lattice::transport::ProtocolMux), then give the
+/// inbox to [`ReplicaDriver::new`].
 pub fn inbox() -> (ConsensusHandler, Inbox) {
     let queues = Shared::default();
     let (doorbell, rings) = mpsc::channel(1);
