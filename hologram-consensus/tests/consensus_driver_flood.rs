@@ -36,7 +36,11 @@ impl Handler for Counter {
     }
 
     async fn message(&self, _: NodeId, _: Protocol, payload: Vec<u8>) {
-        self.bytes.fetch_add(payload.len(), Ordering::Relaxed);
+        // Only catch-up answers: the flooder is a validator, so it is also
+        // sent every proposal and vote.
+        if let Ok(ConsensusMessage::Decision(_)) = ConsensusMessage::decode(&payload) {
+            self.bytes.fetch_add(payload.len(), Ordering::Relaxed);
+        }
     }
 }
 
