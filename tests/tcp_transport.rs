@@ -1,9 +1,12 @@
 //! The example TCP transport (`examples/support/tcp.rs`) over 127.0.0.1:
-//! requests both ways, messages, timeouts, size limits on both sides.
+//! the transport conformance suite (socket checks included), requests both
+//! ways, messages, timeouts, size limits on both sides.
 
 #[path = "../examples/support/tcp.rs"]
 mod tcp;
 
+use futures::future::BoxFuture;
+use hologram::lattice::transport::conformance::{self, SocketTarget, TestNetwork};
 use hologram::lattice::transport::{
     async_trait, Handler, HandlerError, Protocol, Transport, TransportError,
 };
@@ -12,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tcp::{body_length, decode, encode, Kind, TcpTransport, MAX_HEADER};
+use tcp::{body_length, decode, encode, Kind, TcpConfig, TcpTransport, MAX_HEADER};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -107,6 +110,104 @@ async fn pair() -> (
     (a, b)
 }
 
+/// Nodes on 127.0.0.1 that all know one another, with short limits.
+struct TcpNetwork {
+    config: TcpConfig,
+    nodes: Vec<TcpTransport>,
+    /// The limits told to the suite, if not the real ones (a lie, to show
+    /// that the socket checks catch a transport without them).
+    claimed: Option<TcpConfig>,
+}
+
+#[async_trait]
+impl TestNetwork for TcpNetwork {
+    async fn node(
+        &mut self,
+        id: PeerId,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Arc<dyn Transport>, String> {
+        let node = TcpTransport::bind_with(id, localhost(), handler, self.config.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        for other in &self.nodes {
+            other.add_peer(id, node.local_addr());
+            node.add_peer(other.local_id(), other.local_addr());
+        }
+        self.nodes.push(node.clone());
+        Ok(Arc::new(node))
+    }
+
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        tokio::spawn(task);
+    }
+
+    fn sockets(&self, id: PeerId) -> Option<SocketTarget> {
+        let node = self.nodes.iter().find(|node| node.local_id() == id)?;
+        let config = self.claimed.as_ref().unwrap_or(node.config());
+        Some(SocketTarget {
+            addr: node.local_addr(),
+            encode_request: Arc::new(|from, protocol, payload| {
+                encode(Kind::Request, 1, protocol, from, payload).unwrap_or_default()
+            }),
+            frame_deadline: config.frame_deadline,
+            idle_timeout: config.idle_timeout,
+            max_inbound: config.max_inbound,
+        })
+    }
+}
+
+/// Limits short enough for the suite to wait out.
+fn suite_limits() -> TcpConfig {
+    TcpConfig {
+        max_frame: 1 << 20,
+        frame_deadline: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(2),
+        max_inbound: 32,
+        ..TcpConfig::default()
+    }
+}
+
+/// Runs the suite on nodes with `config`, telling it `claimed`.
+async fn suite(config: TcpConfig, claimed: Option<TcpConfig>) -> Result<(), conformance::Failure> {
+    let nodes = Vec::new();
+    conformance::run(&mut TcpNetwork {
+        config,
+        nodes,
+        claimed,
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_conformance_suite() {
+    if let Err(failure) = suite(suite_limits(), None).await {
+        panic!("{failure}");
+    }
+}
+
+/// A node whose frame deadline is 30 s, claimed to be 1 s: the suite's
+/// stalled frames outlive the claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_catches_a_missing_frame_deadline() {
+    let lax = TcpConfig {
+        frame_deadline: Duration::from_secs(30),
+        ..suite_limits()
+    };
+    let failure = suite(lax, Some(suite_limits())).await.unwrap_err();
+    assert_eq!(failure.check, "socket: stalled frame", "{failure}");
+}
+
+/// A node that keeps 4,096 inbound connections, claimed to keep 32.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_catches_a_missing_connection_cap() {
+    let uncapped = TcpConfig {
+        max_inbound: 4096,
+        ..suite_limits()
+    };
+    let failure = suite(uncapped, Some(suite_limits())).await.unwrap_err();
+    assert_eq!(failure.check, "socket: idle connections", "{failure}");
+}
+
 #[tokio::test]
 async fn requests_both_ways_and_messages() {
     let ((a, _, mut a_inbox), (b, _, mut b_inbox)) = pair().await;
@@ -188,6 +289,51 @@ async fn a_silent_peer_times_out() {
     assert_eq!(read, expected.len());
 }
 
+/// A peer whose listener accepts nothing more: its backlog is full, so a
+/// dial hangs. The request's timeout covers the dial, and calls to other
+/// peers go on meanwhile.
+#[tokio::test]
+async fn the_timeout_covers_connecting_and_holds_up_no_other_peer() {
+    let ((a, _, _), (_b, _, _)) = pair().await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(localhost()).unwrap();
+    let full = socket.listen(1).unwrap();
+    let full_addr = full.local_addr().unwrap();
+    // Fill the accept queue; the next dial's handshake is not completed.
+    let mut queued = Vec::new();
+    for _ in 0..8 {
+        match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(full_addr)).await
+        {
+            Ok(Ok(stream)) => queued.push(stream),
+            _ => break,
+        }
+    }
+    a.add_peer(id(7), full_addr);
+    let timeout = Duration::from_millis(500);
+    let start = Instant::now();
+    let stuck = a.request(id(7), Protocol::PING, b"hello?".to_vec(), timeout);
+    let other = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let asked = Instant::now();
+        let answer = a.request(id(2), Protocol::PING, b"hi".to_vec(), LONG).await;
+        (answer, asked.elapsed())
+    };
+    let (stuck, (answer, took)) = tokio::join!(stuck, other);
+    assert_eq!(
+        stuck,
+        Err(TransportError::TimedOut {
+            peer: id(7),
+            timeout
+        })
+    );
+    assert!(start.elapsed() < timeout + Duration::from_millis(400));
+    assert_eq!(answer.unwrap(), b"b:hi");
+    assert!(
+        took < Duration::from_millis(300),
+        "a call to another peer waited {took:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_write_cut_short_by_its_timeout_breaks_the_connection() {
     let (a, _, _) = node_with_limit(1, "a", None, 64 << 20).await;
@@ -224,7 +370,10 @@ async fn a_write_cut_short_by_its_timeout_breaks_the_connection() {
         .await
         .unwrap()
         .unwrap();
-    let frame = tcp::read_frame(&mut second, MAX).await.unwrap().unwrap();
+    let frame = tcp::read_frame(&mut second, MAX, LONG)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (frame.kind, frame.payload),
         (Kind::Request, b"small".to_vec())
@@ -356,6 +505,26 @@ mod codec_properties {
         fn prefixes_are_bounded(prefix in any::<[u8; 4]>(), max in 0usize..1_000_000) {
             if let Ok(len) = body_length(prefix, max) {
                 prop_assert!(len <= max + super::MAX_HEADER);
+            }
+        }
+
+        /// Arbitrary bytes on a connection: `read_frame` returns frames
+        /// within the limit, an error or the end, never a panic, and never
+        /// more frames than the bytes could hold.
+        #[test]
+        fn arbitrary_streams_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400), max in 0usize..300) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+            let frames = runtime.block_on(async {
+                let mut reader = bytes.as_slice();
+                let mut frames = Vec::new();
+                while let Ok(Some(frame)) = super::tcp::read_frame(&mut reader, max, super::LONG).await {
+                    frames.push(frame);
+                }
+                frames
+            });
+            prop_assert!(frames.len() <= bytes.len() / 5);
+            for frame in frames {
+                prop_assert!(frame.payload.len() <= max);
             }
         }
 

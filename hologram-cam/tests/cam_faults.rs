@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-type Cam = DistributedCAM<MemoryStore, MemoryTransport>;
+type Cam = DistributedCAM<MemoryStore>;
 
 /// Answers every `Get` with substituted bytes.
 struct Substituter;

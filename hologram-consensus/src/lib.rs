@@ -54,6 +54,22 @@
 //! checks all of this for 2|2 and 1|3 cuts (the safety invariants after
 //! every step, convergence after the heal).
 //!
+//! ## How the seams are held
+//!
+//! - **`Validator`**: a proposer is generic over `V: Validator`
+//!   ([`ReceiptConsensus<V>`](ReceiptConsensus)); `Arc<T>` of any validator
+//!   is one, so a list of one kind is given as it is
+//!   (`Vec<RemoteValidator>`, `Vec<Arc<LocalValidator>>`) and a list mixing
+//!   kinds is a `Vec<Arc<dyn Validator>>`.
+//! - **`Transport`**: held as `Arc<dyn Transport>` ([`ReplicaDriver`],
+//!   [`RemoteValidator`], the broadcast driver); an `Arc<MyTransport>`
+//!   coerces. Inbound, each face is a `Service` mounted on the node's
+//!   `ProtocolMux`: [`ConsensusHandler`] (replicas, `Protocol::CONSENSUS`),
+//!   [`ValidatorHandler`] (`Protocol::VALIDATOR`), the broadcast handler.
+//! - **`Store`**: [`DurableLog::open`] takes `Arc<dyn Store>` (the log lives
+//!   inside [`LocalValidator`] and [`ReplicaDriver`], which carry no store
+//!   parameter); an `Arc<MyStore>` coerces.
+//!
 //! ## Map
 //!
 //! | module | what it holds |
@@ -184,8 +200,8 @@ pub use replica::{Outgoing, Outputs, Replica, ReplicaConfig, Timeouts, Timer};
 pub use rsm::{Applied, LogEntry, ReplicatedStateMachine, StateMachine};
 pub use sim::SimReplica;
 pub use validator::{
-    HeightStatus, LocalValidator, RemoteValidator, Validator, ValidatorHandler, ValidatorRequest,
-    ValidatorResponse,
+    Decisions, HeightStatus, LocalValidator, RemoteValidator, Validator, ValidatorHandler,
+    ValidatorRequest, ValidatorResponse,
 };
 pub use validators::ValidatorSet;
 pub use vote::{SignedHeader, Slot, Vote, VoteKind};

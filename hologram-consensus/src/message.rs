@@ -22,7 +22,7 @@ pub const MAX_MESSAGE_BYTES: usize =
 
 /// A command's encoded size besides its payload: client key (32), signature
 /// (64) and the payload's length (at most 3 varint bytes).
-const COMMAND_OVERHEAD: usize = 32 + 64 + 3;
+pub(crate) const COMMAND_OVERHEAD: usize = 32 + 64 + 3;
 
 /// A leader's proposal: the signed header, the batch it names, and, when it
 /// re-proposes a value locked in an earlier round, the polka that justifies it.

@@ -8,9 +8,9 @@
 //! ```
 //!
 //! The certificate's kind is always precommit (a commit certificate), so it
-//! is not stored. The object's address (BLAKE3 of these bytes) is its key in
-//! the store; what makes a block trustworthy is its certificate, checked on
-//! every read ([`Decision::verify`]).
+//! is not stored. The block is kept under its height's name in the store's
+//! named key space; what makes it trustworthy is its certificate, checked
+//! on every read ([`Decision::verify`]).
 
 use crate::batch::{Batch, BATCH_MAGIC, MAX_BATCH_COMMANDS};
 use crate::certificate::Certificate;

@@ -24,14 +24,28 @@
 //! height beyond its window asks for decisions ([`ConsensusMessage::SyncRequest`]).
 //! A decision is accepted only if its commit certificate verifies against
 //! the validator set, so catching up trusts no single peer.
+//!
+//! What one peer can make a replica do is bounded. Catch-up answers (and
+//! pushed decisions) go to validators only, each height at most once per
+//! peer and resend interval (identical and overlapping requests are
+//! answered for the heights not sent yet), and at most
+//! [`ReplicaConfig::sync_bytes_per_interval`] bytes per peer and interval;
+//! requests past that are dropped until the next interval, when the peer
+//! asks again. Votes that can add nothing are refused before their signature
+//! is verified ([`VoteChecks`] lists the rules and counts them).
 
 mod admission;
+mod catchup;
 mod config;
+mod gate;
 mod height;
 mod mempool;
 mod record;
 
-pub use config::{Outgoing, Outputs, ReplicaConfig, Timeouts, Timer};
+pub use config::{
+    Outgoing, Outputs, ReplicaConfig, Timeouts, Timer, DEFAULT_SYNC_BYTES_PER_INTERVAL,
+};
+pub use gate::VoteChecks;
 pub use record::{HeightRecord, Lock, VotingRecord};
 
 use crate::batch::Batch;
@@ -40,6 +54,8 @@ use crate::detector::ByzantineDetector;
 use crate::message::{ConsensusMessage, Decision, Proposal};
 use crate::vote::VoteKind;
 use crate::{ConsensusError, ValidatorSet};
+use catchup::CatchUpServer;
+use gate::VoteGate;
 use height::{HeightState, Step};
 use hologram_cam::hashing::FastSet;
 use hologram_lattice::NodeId;
@@ -74,7 +90,8 @@ pub struct Replica {
     resend_armed: bool,
     highest_seen: u64,
     last_sync: Option<u64>,
-    pushed: HashMap<NodeId, (u64, u64)>,
+    catch_up: CatchUpServer,
+    gate: VoteGate,
 }
 
 impl core::fmt::Debug for Replica {
@@ -147,7 +164,8 @@ impl Replica {
             resend_armed: false,
             highest_seen: next,
             last_sync: None,
-            pushed: HashMap::new(),
+            catch_up: CatchUpServer::default(),
+            gate: VoteGate::default(),
             config,
         }
     }
@@ -185,6 +203,18 @@ impl Replica {
     /// The detector fed with every vote and proposal received.
     pub fn detector(&self) -> &ByzantineDetector {
         &self.detector
+    }
+
+    /// How many vote signatures this replica verified and how many votes it
+    /// refused unverified (see [`VoteChecks`]).
+    pub fn vote_checks(&self) -> VoteChecks {
+        self.gate.checks()
+    }
+
+    /// Bytes of decisions sent to peers for catch-up so far (by an upper
+    /// bound of their encoded size); see [`ReplicaConfig::sync_bytes_per_interval`].
+    pub fn catch_up_bytes(&self) -> u64 {
+        self.catch_up.answered_bytes()
     }
 
     /// What must survive a crash (persist it before sending the outputs).
@@ -267,7 +297,7 @@ impl Replica {
             ConsensusMessage::Proposal(p) => self.on_proposal(now, from, *p, out),
             ConsensusMessage::Vote(v) => self.on_vote(now, from, v, out),
             ConsensusMessage::Decision(d) => self.on_decision(now, from, *d, out),
-            ConsensusMessage::SyncRequest { from: h } => self.on_sync_request(from, h, out),
+            ConsensusMessage::SyncRequest { from: h } => self.on_sync_request(now, from, h, out),
             ConsensusMessage::Commands(commands) => self.on_commands(now, from, commands, out),
         }
         self.arm_resend(out);
@@ -321,7 +351,15 @@ impl Replica {
     }
 
     fn busy(&self) -> bool {
-        !self.heights.is_empty() || self.mempool.len() > 0 || self.highest_seen >= self.window_end()
+        !self.heights.is_empty() || self.mempool.len() > 0 || self.behind()
+    }
+
+    /// Whether decisions must be fetched: a peer was seen beyond the window,
+    /// or later heights were decided (pushed) while the next one is neither
+    /// decided nor in flight (nothing else would make it progress).
+    fn behind(&self) -> bool {
+        self.highest_seen >= self.window_end()
+            || (!self.decided.is_empty() && !self.heights.contains_key(&self.next))
     }
 
     fn arm_resend(&mut self, out: &mut Outputs) {

@@ -52,18 +52,28 @@ impl Node for TestNode {
     ) {
         match self {
             TestNode::Honest(h) => {
-                if let ConsensusMessage::Vote(v) = &message {
-                    if h.byzantine.contains(&v.voter)
-                        && h.node.replica().accepts_height(v.slot.height)
-                        && v.verify_signature().is_ok()
+                let candidate = match &message {
+                    ConsensusMessage::Vote(v)
+                        if h.byzantine.contains(&v.voter)
+                            && h.node.replica().accepts_height(v.slot.height)
+                            && v.verify_signature().is_ok() =>
                     {
+                        Some(*v)
+                    }
+                    _ => None,
+                };
+                let refused = h.node.replica().vote_checks().refused;
+                h.node.on_message(ctx, from, message);
+                // A vote the replica refused unverified was not processed
+                // (e.g. a conflict of an equivocation already proven).
+                if let Some(v) = candidate {
+                    if h.node.replica().vote_checks().refused == refused {
                         let seen = h.observed.entry((v.voter, v.slot)).or_default();
-                        if !seen.contains(v) {
-                            seen.push(*v);
+                        if !seen.contains(&v) {
+                            seen.push(v);
                         }
                     }
                 }
-                h.node.on_message(ctx, from, message)
             }
             TestNode::Byzantine(b) => b.on_message(ctx, from, message),
         }

@@ -14,17 +14,23 @@
 //! own loss, latency and corruption), all within the call's timeout. A
 //! message's future completes once every copy of it has been delivered or
 //! dropped. Handlers may call their own transport (a relay): that nests
-//! within the first caller's future.
+//! within the first caller's future. A handler that panics fails only the
+//! request it was answering (with [`HandlerError::Failed`]); a message whose
+//! handler panics is dropped.
 
 use super::timer::{deadline_after, Timer};
-use super::{check_frame, Handler, Protocol, Transport, TransportError, DEFAULT_MAX_FRAME};
+use super::{
+    check_frame, Handler, HandlerError, Protocol, Transport, TransportError, DEFAULT_MAX_FRAME,
+};
 use crate::sim::Faults;
 use crate::PeerId;
 use async_trait::async_trait;
-use futures::future::{join, pending, BoxFuture};
+use futures::future::{join, pending, BoxFuture, FutureExt};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -360,6 +366,17 @@ fn draw_flight(rng: &mut ChaCha8Rng, faults: &Faults, len: usize) -> Flight {
     }
 }
 
+/// Runs a handler's answer, turning a panic into a failure: the panic stays
+/// in the handler, as it would on another host.
+async fn isolated(
+    answer: impl Future<Output = Result<Vec<u8>, HandlerError>>,
+) -> Result<Vec<u8>, HandlerError> {
+    AssertUnwindSafe(answer)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(HandlerError::Failed("the handler panicked".into())))
+}
+
 /// Gives each flight its copy of `payload` (cloned only if there are two).
 fn copies(flights: [Option<Flight>; 2], payload: Vec<u8>) -> [Option<(Flight, Vec<u8>)>; 2] {
     let [first, second] = flights;
@@ -406,7 +423,7 @@ impl MemoryTransport {
         let Some((handler, payload)) = self.network.land(copy, to, incarnation).await else {
             return pending().await;
         };
-        let answer = handler.request(self.id, protocol, payload).await;
+        let answer = isolated(handler.request(self.id, protocol, payload)).await;
         let len = answer.as_ref().map_or(0, Vec::len);
         let back = match self.network.route(to, incarnation, self.id, len, false) {
             // The responder crashed while answering: the answer is lost.
@@ -451,9 +468,11 @@ impl MemoryTransport {
             return;
         };
         if as_request {
-            let _ = handler.request(self.id, protocol, payload).await;
+            let _ = isolated(handler.request(self.id, protocol, payload)).await;
         } else {
-            handler.message(self.id, protocol, payload).await;
+            let _ = AssertUnwindSafe(handler.message(self.id, protocol, payload))
+                .catch_unwind()
+                .await;
         }
     }
 }

@@ -8,7 +8,7 @@
 //! - its validator for the group's consensus (a
 //!   [`LocalValidator`](hologram_consensus::LocalValidator) served by a
 //!   [`ValidatorHandler`](hologram_consensus::ValidatorHandler) under
-//!   [`Protocol::CONSENSUS`]), and
+//!   [`Protocol::VALIDATOR`]), and
 //! - its replica of the shard ([`MemberService`] under
 //!   [`Protocol::TXN_MEMBER`]): the member's keys and its
 //!   [`ReplicatedStateMachine<ShardMachine>`](hologram_consensus::ReplicatedStateMachine).
@@ -49,7 +49,9 @@ use crate::wire::MAX_REASON_LEN;
 use crate::{Key, TxnError};
 use async_trait::async_trait;
 use hologram_consensus::{Command, ConsensusMessage, Decision};
-use hologram_lattice::transport::{Handler, HandlerError, Protocol, Transport, DEFAULT_MAX_FRAME};
+use hologram_lattice::transport::{
+    Handler, HandlerError, Protocol, Service, Transport, DEFAULT_MAX_FRAME,
+};
 use hologram_lattice::{NodeId, PeerId};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -281,6 +283,12 @@ impl Handler for MemberService {
     }
 
     async fn message(&self, _: PeerId, _: Protocol, _: Vec<u8>) {}
+}
+
+impl Service for MemberService {
+    fn protocol(&self) -> Protocol {
+        Protocol::TXN_MEMBER
+    }
 }
 
 /// A member on another node, asked over a transport: each call is one

@@ -14,9 +14,7 @@ use hologram_cam::dedup::{DedupMessage, Kept, Request};
 use hologram_cam::store::MemoryStore;
 use hologram_cam::{DedupHandler, DeduplicationNetwork, HashRing, Store, StoreResult};
 use hologram_lattice::sim::Faults;
-use hologram_lattice::transport::{
-    async_trait, Handler, HandlerError, MemoryNetwork, MemoryTransport, Protocol,
-};
+use hologram_lattice::transport::{async_trait, Handler, HandlerError, MemoryNetwork, Protocol};
 use hologram_lattice::{Address, NodeId, PeerId};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -68,10 +66,10 @@ type Holder = DedupHandler<MemoryStore>;
 pub struct DedupNet {
     pub network: MemoryNetwork,
     holders: BTreeMap<NodeId, (Arc<Holder>, Arc<MemoryStore>)>,
-    client: DeduplicationNetwork<MemoryTransport>,
+    client: DeduplicationNetwork,
     /// The same client with a generous timeout: the checks fall back to it,
     /// so a descheduled thread on a loaded machine is not a lost object.
-    patient: DeduplicationNetwork<MemoryTransport>,
+    patient: DeduplicationNetwork,
     client_id: NodeId,
     substituter: NodeId,
     pub substituted: Arc<AtomicU64>,
@@ -110,9 +108,8 @@ impl DedupNet {
             Arc::new(Substituter(Arc::new(AtomicU64::new(0)))),
         ));
         let ring = Arc::new(RwLock::new(ring));
-        let client =
-            DeduplicationNetwork::new(Arc::clone(&transport), Arc::clone(&ring), REPLICATION)
-                .with_timeout(Duration::from_millis(5));
+        let client = DeduplicationNetwork::new(transport.clone(), Arc::clone(&ring), REPLICATION)
+            .with_timeout(Duration::from_millis(5));
         let patient = DeduplicationNetwork::new(transport, ring, REPLICATION)
             .with_timeout(Duration::from_millis(250));
         DedupNet {

@@ -6,6 +6,7 @@
 //! reports as [`CamError::Corrupt`].
 
 mod layout;
+mod named;
 mod references;
 #[cfg(test)]
 mod tests;
@@ -13,7 +14,7 @@ mod tests;
 pub use self::layout::SEGMENT_BYTES;
 
 use self::layout::{slice, Location, Tables, INDEX, LIVE, MEMBERS, SEGMENTS};
-use super::Store;
+use super::{Name, Store};
 use crate::{CamError, Object, SharedBytes};
 use ::redb::{Database, Durability, ReadOnlyTable, ReadTransaction, WriteTransaction};
 use async_trait::async_trait;
@@ -41,6 +42,8 @@ use std::path::{Path, PathBuf};
 ///   runtime, call them from a blocking pool (e.g. `spawn_blocking`) if
 ///   blocking a worker thread for a commit is a problem. Write transactions
 ///   are serialized by redb; reads run concurrently with them.
+/// - **Names.** The named key space is a table of its own, one lookup per
+///   `get_named`; `set_named` is one durable transaction.
 /// - **Layout.** Small objects are packed into segments of about
 ///   [`SEGMENT_BYTES`] under an index: a B-tree of 1 KiB values keyed by
 ///   random addresses would rewrite one page per object in each commit,
@@ -110,6 +113,8 @@ impl RedbStore {
             store.tables(txn)?;
             txn.open_table(references::REFERENCES)
                 .map_err(storage("opening the references", path))?;
+            txn.open_table(named::NAMED)
+                .map_err(storage("opening the named table", path))?;
             Ok(((), true))
         })?;
         Ok(store)
@@ -264,5 +269,13 @@ impl Store for RedbStore {
             out.push(Address::from_bytes(*key.value()));
         }
         Ok(out)
+    }
+
+    async fn get_named(&self, name: &Name) -> Result<Option<Object>, CamError> {
+        self.read_named(name)
+    }
+
+    async fn set_named(&self, changes: Vec<(Name, Option<Object>)>) -> Result<(), CamError> {
+        self.write_named(changes)
     }
 }
