@@ -298,7 +298,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, ClusterError> {
 }
 
 async fn client(node: (NodeId, SocketAddr), action: ClientAction) -> Result<(), ClusterError> {
-    let me = KeyPair::generate(&mut rand::rngs::OsRng).node_id();
+    let me = KeyPair::generate(&mut rand::rng()).node_id();
     let client = Client::new(me, &[node]).await?;
     match action {
         ClientAction::Submit(texts) => {
