@@ -12,7 +12,7 @@ mod hostile;
 use hologram_consensus::ConsensusMessage;
 use hologram_lattice::sim::check_seeds;
 use hostile::{Cluster, LATENCY_MS, RESEND_MS};
-use rand::Rng;
+use rand::RngExt;
 use std::collections::BTreeMap;
 
 /// Heights decided before the flood starts.
@@ -122,9 +122,9 @@ fn flood_phase(seed: u64, flood: bool) -> Result<(usize, Vec<Answer>, u64), Stri
             let top = c.replica(target).log().len() as u64;
             for i in 0..BURST {
                 let from = match i % 3 {
-                    0 => 0,                             // identical
-                    1 => (i as u64) % 64,               // overlapping
-                    _ => c.sim.rng().gen_range(0..top), // anywhere
+                    0 => 0,                                // identical
+                    1 => (i as u64) % 64,                  // overlapping
+                    _ => c.sim.rng().random_range(0..top), // anywhere
                 };
                 c.sim
                     .inject(c.hostile, target, ConsensusMessage::SyncRequest { from });

@@ -14,8 +14,8 @@
 mod support;
 
 use hologram_lattice::sim::check_seeds;
-use rand::seq::SliceRandom;
-use rand::Rng;
+use rand::seq::IndexedRandom;
+use rand::RngExt;
 use support::byzantine::Behaviour;
 use support::{faulty_network, Cluster};
 
@@ -38,11 +38,11 @@ fn run(seed: u64, campaign: Campaign) -> Result<(), String> {
     // Phase 1: faults.
     let mut t = 0;
     while t < 3_000 {
-        if c.sim.rng().gen_bool(0.3) {
+        if c.sim.rng().random_bool(0.3) {
             submitted.extend(c.submit_random());
         }
         if campaign.partitions && t % 600 == 0 {
-            if c.sim.rng().gen_bool(0.6) {
+            if c.sim.rng().random_bool(0.6) {
                 c.random_partition();
             } else {
                 c.sim.heal();

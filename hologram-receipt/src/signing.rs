@@ -165,8 +165,10 @@ pub struct KeyPair {
 }
 
 impl KeyPair {
-    /// A fresh key pair from a cryptographically secure generator.
-    pub fn generate<R: rand::CryptoRng + rand::RngCore>(rng: &mut R) -> Self {
+    /// A fresh key pair from a cryptographically secure generator, such as
+    /// `rand::rng()`. (`rand::rngs::SysRng` is fallible: draw a seed with
+    /// its `try_fill_bytes` and use [`KeyPair::from_seed`].)
+    pub fn generate<R: rand::CryptoRng + ?Sized>(rng: &mut R) -> Self {
         Self {
             signing: SigningKey::generate(rng),
         }

@@ -36,7 +36,7 @@ use hologram_txn::{
     ParticipantCore, ParticipantService, RemoteMember, RemoteParticipant, ReplicatedParticipant,
     ShardMap, TxnError, TxnId,
 };
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
 use std::time::Duration;
@@ -343,10 +343,10 @@ fn run(seed: u64) -> Result<(), String> {
         if t == 2 * TRANSFERS / 3 {
             bank.restart(CRASHING);
         }
-        let i = rng.gen_range(0..ACCOUNTS_PER_SHARD);
-        let j = ACCOUNTS_PER_SHARD + rng.gen_range(0..ACCOUNTS_PER_SHARD);
-        let (from, to) = if rng.gen() { (i, j) } else { (j, i) };
-        let amount = rng.gen_range(1..80);
+        let i = rng.random_range(0..ACCOUNTS_PER_SHARD);
+        let j = ACCOUNTS_PER_SHARD + rng.random_range(0..ACCOUNTS_PER_SHARD);
+        let (from, to) = if rng.random() { (i, j) } else { (j, i) };
+        let amount = rng.random_range(1..80);
         let txn = TxnId([t + 1; 16]);
         let result = block_on(
             DistributedTransaction::new(txn, bank.map.version(), bank.writes(from, to, amount))

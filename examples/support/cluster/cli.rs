@@ -308,7 +308,7 @@ pub fn main(args: impl IntoIterator<Item = String>) -> Result<(), ClusterError> 
             let keys = match key {
                 Some(path) => keys::read(&path)?,
                 // Reading needs no key: a throwaway identity.
-                None => KeyPair::generate(&mut rand::rngs::OsRng),
+                None => KeyPair::generate(&mut rand::rng()),
             };
             runtime()?.block_on(client(node, keys, action))
         }

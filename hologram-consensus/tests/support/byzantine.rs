@@ -9,7 +9,7 @@ use hologram_consensus::{
 use hologram_lattice::sim::Context;
 use hologram_lattice::NodeId;
 use hologram_receipt::{Budget, KeyPair, Receipt, Signature};
-use rand::Rng;
+use rand::{Rng, RngExt};
 
 /// What a Byzantine validator does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +61,7 @@ pub struct Byzantine {
 }
 
 fn random_receipt(rng: &mut impl Rng) -> Receipt {
-    let bytes: [u8; 16] = rng.gen();
+    let bytes: [u8; 16] = rng.random();
     Receipt::from_bytes(&bytes)
 }
 
@@ -95,7 +95,7 @@ impl Byzantine {
         if self.captured.len() < 256 {
             self.captured.push(message.clone());
         } else {
-            let i = ctx.rng().gen_range(0..256);
+            let i = ctx.rng().random_range(0..256);
             self.captured[i] = message.clone();
         }
         let mut out = Outputs::default();
@@ -158,10 +158,10 @@ impl Byzantine {
                 }
                 Behaviour::Replay => {
                     ctx.send(to, msg);
-                    if !self.captured.is_empty() && ctx.rng().gen_bool(0.3) {
-                        let k = ctx.rng().gen_range(0..self.captured.len());
+                    if !self.captured.is_empty() && ctx.rng().random_bool(0.3) {
+                        let k = ctx.rng().random_range(0..self.captured.len());
                         let old = self.captured[k].clone();
-                        let target = validators[ctx.rng().gen_range(0..n)];
+                        let target = validators[ctx.rng().random_range(0..n)];
                         if target != me {
                             ctx.send(target, old);
                         }
@@ -198,7 +198,7 @@ impl Byzantine {
                 ConsensusMessage::Vote(Vote::sign(&self.keys, v.slot, value))
             }
             ConsensusMessage::Proposal(p) => {
-                let extra: [u8; 8] = ctx.rng().gen();
+                let extra: [u8; 8] = ctx.rng().random();
                 let mut commands = p.batch.commands().to_vec();
                 commands.push(Command::sign(&self.keys, extra.to_vec()).expect("small"));
                 let batch = Batch::new(commands).unwrap_or_default();
@@ -226,7 +226,7 @@ impl Byzantine {
         msg: &ConsensusMessage,
         validators: &[NodeId],
     ) -> Option<ConsensusMessage> {
-        let victim = validators[ctx.rng().gen_range(0..validators.len())];
+        let victim = validators[ctx.rng().random_range(0..validators.len())];
         let mut sig = [0u8; 64];
         ctx.rng().fill(&mut sig[..]);
         let value = random_receipt(ctx.rng());

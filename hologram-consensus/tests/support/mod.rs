@@ -14,8 +14,8 @@ use hologram_consensus::{
 use hologram_lattice::sim::{Context, Faults, Node, Simulation};
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Receipt};
-use rand::seq::SliceRandom;
-use rand::Rng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::RngExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// An honest replica plus what the test saw delivered to it: the validly
@@ -295,7 +295,7 @@ impl Cluster {
     pub fn random_crash_restart(&mut self, p: f64) {
         let ids = self.honest.clone();
         for id in ids {
-            let roll: f64 = self.sim.rng().gen();
+            let roll: f64 = self.sim.rng().random();
             if roll < p {
                 if self.sim.is_up(id) {
                     self.sim.crash(id);
@@ -310,9 +310,9 @@ impl Cluster {
     pub fn random_partition(&mut self) {
         let mut ids = self.ids.clone();
         ids.shuffle(self.sim.rng());
-        let groups = self.sim.rng().gen_range(2..=3usize);
+        let groups = self.sim.rng().random_range(2..=3usize);
         let mut cuts: Vec<usize> = (0..groups - 1)
-            .map(|_| self.sim.rng().gen_range(0..=ids.len()))
+            .map(|_| self.sim.rng().random_range(0..=ids.len()))
             .collect();
         cuts.sort_unstable();
         let mut parts: Vec<&[NodeId]> = Vec::new();

@@ -36,7 +36,7 @@
 //! ```
 //!
 //! Durability after a crash cannot be checked from inside one process; the
-//! `redb_crash` test of the `hologram` package shows how to do it for a
+//! `redb_crash` test of the `hologram-stack` package shows how to do it for a
 //! durable store (kill a writer with SIGKILL, reopen, check what it
 //! acknowledged).
 //!

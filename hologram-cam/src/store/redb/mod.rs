@@ -16,7 +16,10 @@ pub use self::layout::SEGMENT_BYTES;
 use self::layout::{slice, Location, Tables, INDEX, LIVE, MEMBERS, SEGMENTS};
 use super::{Name, Store};
 use crate::{CamError, Object, SharedBytes};
-use ::redb::{Database, Durability, ReadOnlyTable, ReadTransaction, WriteTransaction};
+use ::redb::{
+    Database, Durability, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
+    WriteTransaction,
+};
 use async_trait::async_trait;
 use hologram_lattice::Address;
 use std::fmt::Display;
@@ -133,7 +136,8 @@ impl RedbStore {
             .db
             .begin_write()
             .map_err(storage("beginning a write transaction", path))?;
-        txn.set_durability(Durability::Immediate);
+        txn.set_durability(Durability::Immediate)
+            .map_err(storage("asking for immediate durability", path))?;
         let (out, changed) = f(&txn)?;
         if changed {
             txn.commit().map_err(storage(doing, path))?;
@@ -234,8 +238,8 @@ impl Store for RedbStore {
 
     async fn contains(&self, address: &Address) -> Result<bool, CamError> {
         let txn = self.begin_read()?;
-        let found = self
-            .index(&txn)?
+        let index = self.index(&txn)?;
+        let found = index
             .get(address.as_bytes())
             .map_err(storage("reading the index", &self.path))?;
         Ok(found.is_some())
@@ -261,7 +265,7 @@ impl Store for RedbStore {
         let index = self.index(&txn)?;
         let lower = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
         let range = index
-            .range::<&[u8; 32]>((lower, Bound::Unbounded))
+            .range((lower, Bound::Unbounded))
             .map_err(storage("scanning addresses", path))?;
         let mut out = Vec::new();
         for entry in range.take(limit) {

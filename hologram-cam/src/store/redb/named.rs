@@ -9,7 +9,7 @@
 use super::{storage, RedbStore};
 use crate::store::Name;
 use crate::{CamError, Object, SharedBytes};
-use ::redb::TableDefinition;
+use ::redb::{ReadableTable, TableDefinition};
 use hologram_lattice::Address;
 
 /// Name bytes → address (32 bytes) ‖ object bytes.
