@@ -34,7 +34,7 @@
 
 use crate::ConsensusError;
 use hologram_lattice::{Address, NodeId};
-use hologram_receipt::{verify_signature, KeyPair, Purpose, Signature, SignatureBatch};
+use hologram_receipt::{verify_signature, KeyPair, Purpose, Signature};
 use serde::de::{Error as _, SeqAccess, Visitor};
 use serde::ser::SerializeTuple;
 use serde::{Deserialize, Serialize};
@@ -45,12 +45,6 @@ pub const MAX_COMMAND_BYTES: usize = 64 << 10;
 
 /// The BLAKE3 key-derivation context of a command's id.
 const ID_CONTEXT: &str = "hologram command-id v1";
-
-/// From this many signatures on, [`verify_commands`] checks them in one
-/// batch. Measured in `benches/consensus.rs` on a shared 2-core machine: a
-/// batch of 4,096 cost 10–19 µs a signature, one by one 38–56 µs; a batch
-/// only has to beat one check per signature, which it does from a few on.
-const BATCH_FROM: usize = 4;
 
 /// A command's identity: `BLAKE3-derive("hologram command-id v1", client ‖
 /// payload)` (see the [module docs](crate::command)).
@@ -176,41 +170,25 @@ impl Command {
     }
 }
 
-/// Checks the signature of every command; on failure, the error names the
-/// first bad one in order ([`ConsensusError::BadCommand`]).
+/// Checks the signature of every command, one by one with `verify_strict`;
+/// on failure, the error names the first bad one in order
+/// ([`ConsensusError::BadCommand`]).
 ///
-/// From a few commands on they are checked in one
-/// [`SignatureBatch`] (one multiscalar multiplication; every key and `R` is
-/// still checked the way `verify_strict` does, see its docs for the one
-/// adversarial case a batch treats differently), re-checked one by one only
-/// when the batch fails.
+/// Not batched, on purpose: whether a proposal's commands are valid decides
+/// whether replicas vote for it, so every replica must reach the same
+/// answer. A [`SignatureBatch`](hologram_receipt::SignatureBatch) draws
+/// random coefficients, and a client can craft a signature (a key or `R`
+/// with a torsion component that is not of small order) that passes some
+/// batches and fails others: replicas would then disagree on the proposal
+/// and a round would fail, as often as the client liked. `verify_strict` is
+/// deterministic. The price, measured in `benches/consensus.rs` on the
+/// project's 2-core machine: 2–4× the per-signature cost of a large batch.
+/// Each replica checks a command once (on admission to its mempool or in
+/// the first proposal carrying it), never again.
 pub fn verify_commands<'a>(
     commands: impl IntoIterator<Item = &'a Command>,
 ) -> Result<(), ConsensusError> {
-    let commands: Vec<&Command> = commands.into_iter().collect();
-    if commands.len() < BATCH_FROM {
-        return commands.iter().try_for_each(|c| c.verify());
-    }
-    let mut batch = SignatureBatch::with_capacity(commands.len());
-    for c in &commands {
-        batch.push(c.client, Purpose::Command, c.id.as_bytes(), c.signature);
-    }
-    batch.verify().map_err(|e| match e {
-        hologram_receipt::ReceiptError::BadBatchEntry { index, .. } => {
-            match commands.get(index) {
-                // The strict single check names the reason.
-                Some(c) => c.verify().err().unwrap_or_else(|| c.refused(e)),
-                None => ConsensusError::Decode {
-                    what: "command batch",
-                    reason: e.to_string(),
-                },
-            }
-        }
-        other => ConsensusError::Decode {
-            what: "command batch",
-            reason: other.to_string(),
-        },
-    })
+    commands.into_iter().try_for_each(Command::verify)
 }
 
 /// The payload as a serde byte string.
@@ -338,7 +316,6 @@ mod tests {
                 verify_commands(&mixed),
                 Err(ConsensusError::BadCommand { id, .. }) if id == forged.id()
             ));
-            // Fewer than a batch: one by one.
             assert!(verify_commands([&good[0], &forged]).is_err());
         }
     }

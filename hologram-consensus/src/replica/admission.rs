@@ -7,12 +7,13 @@
 //!   committed, is never verified again (neither is a proposal whose batch
 //!   is already known at its height);
 //! - a `Commands` frame is taken only from a validator, and only its first
-//!   `min(max_batch, mempool room)` commands that are new are verified, in
-//!   one batch. A frame with a bad signature is dropped whole: honest
+//!   `min(max_batch, mempool room)` commands that are new are verified (one
+//!   by one and strictly, so that every replica reaches the same verdict;
+//!   see [`verify_commands`]). A frame with a bad signature is dropped whole: honest
 //!   replicas gossip only commands they verified, so such a frame comes from
 //!   a liar or was corrupted (its good commands come again on the sender's
-//!   next resend). The work per frame is thus at most one batch
-//!   verification of `max_batch` signatures, and proportional to the bytes
+//!   next resend). The work per frame is thus at most `max_batch`
+//!   signature verifications, and proportional to the bytes
 //!   received (each command verified took at least 100 bytes of the frame);
 //! - a proposal is verified only after its cheap checks (height window,
 //!   round leader, repeat, header signature, proof of lock, batch receipt),

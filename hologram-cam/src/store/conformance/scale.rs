@@ -24,7 +24,8 @@ async fn concurrent_worker<S: Store + ?Sized>(
     objects: &[Object],
     existing: &[Address],
 ) -> Result<(), String> {
-    let (singles, batched) = objects.split_at(objects.len() / if t % 2 == 0 { 2 } else { 8 });
+    let (singles, batched) =
+        objects.split_at(objects.len() / if t.is_multiple_of(2) { 2 } else { 8 });
     for (i, object) in singles.iter().enumerate() {
         store
             .put(object.clone())
