@@ -283,7 +283,8 @@ impl QuicTransport {
 
     /// Opens a stream to `to` with `open`, dialing again once if the
     /// connection turned out to be gone before anything was sent on it.
-    async fn open<S, F, Fut>(&self, to: PeerId, open: F) -> Result<S, TransportError>
+    /// Returns the connection with the stream.
+    async fn open<S, F, Fut>(&self, to: PeerId, open: F) -> Result<(Connection, S), TransportError>
     where
         F: Fn(Connection) -> Fut,
         Fut: std::future::Future<Output = Result<S, ConnectionError>>,
@@ -291,14 +292,15 @@ impl QuicTransport {
         let link = self.link(to).await?;
         link.touch();
         match open(link.conn.clone()).await {
-            Ok(stream) => Ok(stream),
+            Ok(stream) => Ok((link.conn, stream)),
             Err(e) => {
                 debug!(peer = %to, error = %e, "connection gone; dialing again");
                 let link = self.link(to).await?;
                 link.touch();
-                open(link.conn.clone())
-                    .await
-                    .map_err(|e| connection_error(to, link.conn.remote_address(), e))
+                match open(link.conn.clone()).await {
+                    Ok(stream) => Ok((link.conn, stream)),
+                    Err(e) => Err(connection_error(to, link.conn.remote_address(), e)),
+                }
             }
         }
     }
@@ -309,21 +311,25 @@ impl QuicTransport {
         protocol: Protocol,
         payload: &[u8],
     ) -> Result<Vec<u8>, TransportError> {
+        let (conn, (mut send, mut recv)) =
+            self.open(to, |c| async move { c.open_bi().await }).await?;
         let max = self.inner.shared.config.max_frame;
-        let header = request_header(protocol, payload.len())?;
-        let (mut send, mut recv) = self.open(to, |c| async move { c.open_bi().await }).await?;
-        let io = |e: quinn::WriteError| TransportError::Io(format!("writing to {to}: {e}"));
-        send.write_all(&header).await.map_err(io)?;
-        send.write_all(payload).await.map_err(io)?;
-        send.finish()
-            .map_err(|_| TransportError::Io(format!("writing to {to}: stream closed")))?;
-        let header = read_header::<ANSWER_HEADER>(&mut recv).await?;
-        let (status, len) = parse_answer_header(header, max).inspect_err(|e| {
-            let _ = recv.stop(VarInt::from_u32(1));
-            warn!(peer = %to, error = %e, "refused an answer");
-        })?;
-        let body = read_body(&mut recv, len).await?;
-        match answer_of(status, body)? {
+        let exchange = async {
+            let header = request_header(protocol, payload.len())?;
+            let io = |e: quinn::WriteError| TransportError::Io(format!("writing to {to}: {e}"));
+            send.write_all(&header).await.map_err(io)?;
+            send.write_all(payload).await.map_err(io)?;
+            send.finish()
+                .map_err(|_| TransportError::Io(format!("writing to {to}: stream closed")))?;
+            let header = read_header::<ANSWER_HEADER>(&mut recv).await?;
+            let (status, len) = parse_answer_header(header, max).inspect_err(|e| {
+                let _ = recv.stop(VarInt::from_u32(1));
+                warn!(peer = %to, error = %e, "refused an answer");
+            })?;
+            let body = read_body(&mut recv, len).await?;
+            Ok::<_, TransportError>(answer_of(status, body)?)
+        };
+        match exchange.await.map_err(|e| lost(to, &conn, e))? {
             Answer::Ok(answer) => Ok(answer),
             Answer::Refused(why) => Err(TransportError::Refused(why)),
             Answer::Failed(why) => Err(TransportError::Remote(why)),
@@ -332,6 +338,15 @@ impl QuicTransport {
                 max,
             }),
         }
+    }
+}
+
+/// A stream's error `e`, or why its connection closed if it did (the
+/// peer refused the handshake after all, went away, or reset it).
+fn lost(to: PeerId, conn: &Connection, e: TransportError) -> TransportError {
+    match conn.close_reason() {
+        Some(reason) => connection_error(to, conn.remote_address(), reason),
+        None => e,
     }
 }
 
@@ -390,7 +405,7 @@ impl Transport for QuicTransport {
         let config = &self.inner.shared.config;
         check_frame(payload.len(), config.max_frame)?;
         let header = request_header(protocol, payload.len())?;
-        let mut stream = tokio::time::timeout(
+        let (conn, mut stream) = tokio::time::timeout(
             config.connect_timeout,
             self.open(to, |c| async move { c.open_uni().await }),
         )
@@ -403,7 +418,11 @@ impl Transport for QuicTransport {
         };
         match tokio::time::timeout(config.write_timeout, write).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(TransportError::Io(format!("writing to {to}: {e}"))),
+            Ok(Err(e)) => Err(lost(
+                to,
+                &conn,
+                TransportError::Io(format!("writing to {to}: {e}")),
+            )),
             Err(_) => Err(TransportError::Io(format!(
                 "the message was not written within {:?}",
                 config.write_timeout

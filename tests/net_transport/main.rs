@@ -3,6 +3,8 @@
 //! protocols of the stack running over it.
 
 mod conformance;
+mod hostile;
+mod raw;
 
 use hologram::lattice::transport::{async_trait, Handler, HandlerError, Protocol};
 use hologram::lattice::PeerId;
@@ -15,6 +17,14 @@ use std::time::Duration;
 
 /// The timeout of calls that should succeed.
 pub const LONG: Duration = Duration::from_secs(5);
+
+/// Shows the transport's `tracing` events with `RUST_LOG=hologram=debug`.
+pub fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
 
 /// Node `n`'s keys.
 pub fn keys(n: u8) -> KeyPair {
