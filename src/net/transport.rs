@@ -36,11 +36,18 @@ pub struct QuicTransport {
     inner: Arc<Inner>,
 }
 
-/// A connection to a peer and when it was last used.
+/// A connection to a peer, when it was last used, and whether the peer
+/// fell silent on it.
 #[derive(Clone)]
 struct Link {
     conn: Connection,
     last_used: Arc<Mutex<Instant>>,
+    /// A call timed out without a single datagram from the peer meanwhile:
+    /// it may have died (a killed peer sends no goodbye, and the
+    /// connection would only close at the idle timeout), so the next call
+    /// dials again. A slow handler's peer still acknowledges, so it keeps
+    /// its connection.
+    silent: Arc<AtomicBool>,
 }
 
 impl Link {
@@ -52,6 +59,7 @@ impl Link {
     /// within `fresh` (an older one may be about to close for idleness).
     fn usable(&self, addr: SocketAddr, fresh: Duration) -> bool {
         self.conn.close_reason().is_none()
+            && !self.silent.load(Ordering::SeqCst)
             && self.conn.remote_address() == addr
             && lock(&self.last_used).elapsed() < fresh
     }
@@ -278,13 +286,14 @@ impl QuicTransport {
         Ok(Link {
             conn,
             last_used: Arc::new(Mutex::new(Instant::now())),
+            silent: Arc::new(AtomicBool::new(false)),
         })
     }
 
     /// Opens a stream to `to` with `open`, dialing again once if the
     /// connection turned out to be gone before anything was sent on it.
-    /// Returns the connection with the stream.
-    async fn open<S, F, Fut>(&self, to: PeerId, open: F) -> Result<(Connection, S), TransportError>
+    /// Returns the connection's link with the stream.
+    async fn open<S, F, Fut>(&self, to: PeerId, open: F) -> Result<(Link, S), TransportError>
     where
         F: Fn(Connection) -> Fut,
         Fut: std::future::Future<Output = Result<S, ConnectionError>>,
@@ -292,27 +301,36 @@ impl QuicTransport {
         let link = self.link(to).await?;
         link.touch();
         match open(link.conn.clone()).await {
-            Ok(stream) => Ok((link.conn, stream)),
+            Ok(stream) => Ok((link, stream)),
             Err(e) => {
                 debug!(peer = %to, error = %e, "connection gone; dialing again");
                 let link = self.link(to).await?;
                 link.touch();
                 match open(link.conn.clone()).await {
-                    Ok(stream) => Ok((link.conn, stream)),
+                    Ok(stream) => Ok((link, stream)),
                     Err(e) => Err(connection_error(to, link.conn.remote_address(), e)),
                 }
             }
         }
     }
 
+    /// A request and its answer, by `deadline` (the caller's timeout).
     async fn call(
         &self,
         to: PeerId,
         protocol: Protocol,
         payload: &[u8],
+        deadline: tokio::time::Instant,
+        timeout: Duration,
     ) -> Result<Vec<u8>, TransportError> {
-        let (conn, (mut send, mut recv)) =
-            self.open(to, |c| async move { c.open_bi().await }).await?;
+        let timed_out = TransportError::TimedOut { peer: to, timeout };
+        let opened = tokio::time::timeout_at(
+            deadline,
+            self.open(to, |c| async move { c.open_bi().await }),
+        );
+        let (link, (mut send, mut recv)) = opened.await.map_err(|_| timed_out.clone())??;
+        let conn = &link.conn;
+        let heard = conn.stats().udp_rx.datagrams;
         let max = self.inner.shared.config.max_frame;
         let exchange = async {
             let header = request_header(protocol, payload.len())?;
@@ -329,7 +347,14 @@ impl QuicTransport {
             let body = read_body(&mut recv, len).await?;
             Ok::<_, TransportError>(answer_of(status, body)?)
         };
-        match exchange.await.map_err(|e| lost(to, &conn, e))? {
+        let Ok(answer) = tokio::time::timeout_at(deadline, exchange).await else {
+            if conn.stats().udp_rx.datagrams == heard {
+                debug!(peer = %to, "no datagram from the peer during a whole call: will dial again");
+                link.silent.store(true, Ordering::SeqCst);
+            }
+            return Err(timed_out);
+        };
+        match answer.map_err(|e| lost(to, conn, e))? {
             Answer::Ok(answer) => Ok(answer),
             Answer::Refused(why) => Err(TransportError::Refused(why)),
             Answer::Failed(why) => Err(TransportError::Remote(why)),
@@ -391,9 +416,8 @@ impl Transport for QuicTransport {
         timeout: Duration,
     ) -> Result<Vec<u8>, TransportError> {
         check_frame(payload.len(), self.max_frame())?;
-        tokio::time::timeout(timeout, self.call(to, protocol, &payload))
-            .await
-            .unwrap_or(Err(TransportError::TimedOut { peer: to, timeout }))
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.call(to, protocol, &payload, deadline, timeout).await
     }
 
     async fn send(
@@ -405,7 +429,7 @@ impl Transport for QuicTransport {
         let config = &self.inner.shared.config;
         check_frame(payload.len(), config.max_frame)?;
         let header = request_header(protocol, payload.len())?;
-        let (conn, mut stream) = tokio::time::timeout(
+        let (link, mut stream) = tokio::time::timeout(
             config.connect_timeout,
             self.open(to, |c| async move { c.open_uni().await }),
         )
@@ -420,7 +444,7 @@ impl Transport for QuicTransport {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(lost(
                 to,
-                &conn,
+                &link.conn,
                 TransportError::Io(format!("writing to {to}: {e}")),
             )),
             Err(_) => Err(TransportError::Io(format!(

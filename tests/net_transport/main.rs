@@ -5,6 +5,7 @@
 mod conformance;
 mod hostile;
 mod raw;
+mod restart;
 
 use hologram::lattice::transport::{async_trait, Handler, HandlerError, Protocol};
 use hologram::lattice::PeerId;
@@ -44,6 +45,7 @@ pub fn test_config() -> QuicConfig {
     let mut config = QuicConfig::default();
     config.max_frame = 64 * 1024;
     config.frame_deadline = Duration::from_secs(1);
+    config.connect_timeout = Duration::from_secs(1);
     config.idle_timeout = Duration::from_secs(10);
     config
 }
@@ -87,9 +89,19 @@ impl Handler for Echo {
 
 /// Node `n` on 127.0.0.1 with an [`Echo`], in `book`.
 pub fn echo_node(n: u8, book: &AddressBook, config: QuicConfig) -> (QuicTransport, Arc<Echo>) {
+    echo_node_at(n, localhost(), book, config)
+}
+
+/// Node `n` on `addr` with an [`Echo`], in `book`.
+pub fn echo_node_at(
+    n: u8,
+    addr: SocketAddr,
+    book: &AddressBook,
+    config: QuicConfig,
+) -> (QuicTransport, Arc<Echo>) {
     let echo = Arc::new(Echo::default());
     let handler = Arc::clone(&echo) as Arc<dyn Handler>;
-    let node = QuicTransport::bind(&keys(n), localhost(), handler, book.clone(), config)
-        .expect("bind a node on 127.0.0.1");
+    let node =
+        QuicTransport::bind(&keys(n), addr, handler, book.clone(), config).expect("bind a node");
     (node, echo)
 }
