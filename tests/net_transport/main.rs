@@ -4,6 +4,7 @@
 
 mod conformance;
 mod hostile;
+mod protocols;
 mod raw;
 mod restart;
 
