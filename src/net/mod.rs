@@ -66,9 +66,13 @@
 //! failed, with the reason) or 3 (the answer was over the limit, with its
 //! size). A request that finds its connection already gone is sent once more
 //! on a new one; one cut off later fails with [`TransportError::Io`](hologram_lattice::transport::TransportError::Io)
-//! (the peer may have acted on it). A peer restarted with the same key
-//! resets its previous run's connections (its stateless-reset key derives
-//! from the node key), so calls to it fail at once and the next dials again.
+//! (the peer may have acted on it). A peer that dies sends no goodbye: a
+//! request that times out without a single datagram from the peer during
+//! the call marks its connection silent, and the next call dials afresh (a
+//! slow handler's peer still acknowledges, so it keeps its connection). A
+//! peer restarted with the same key also resets its previous run's
+//! connections when their packets reach it (its stateless-reset key
+//! derives from the node key).
 //!
 //! ## Limits and policies (all in [`QuicConfig`])
 //!

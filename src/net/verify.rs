@@ -225,3 +225,27 @@ pub(crate) fn client_tls(
     config.enable_early_data = false;
     Ok(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No session tickets, no resumption, no 0-RTT: every connection is a
+    /// full handshake signed by both keys, so a recorded one cannot be
+    /// replayed or resumed without the keys.
+    #[test]
+    fn every_connection_is_a_full_handshake() {
+        let keys = KeyPair::from_seed([5; 32]);
+        let server = server_tls(&keys, None).unwrap();
+        assert_eq!(server.send_tls13_tickets, 0);
+        assert_eq!(server.max_early_data_size, 0);
+        assert!(!server.session_storage.can_cache());
+        let verifier = Arc::new(ServerVerifier::new(keys.node_id()));
+        let client = client_tls(&keys, verifier).unwrap();
+        // (The server keeps no sessions and issues no tickets, so nothing
+        // can be resumed whatever a client offers.)
+        assert!(!client.enable_early_data);
+        assert_eq!(client.alpn_protocols, vec![ALPN.to_vec()]);
+        assert_eq!(server.alpn_protocols, vec![ALPN.to_vec()]);
+    }
+}
