@@ -27,7 +27,7 @@ use hologram::cam::{
     Store,
 };
 use hologram::lattice::routing::LatticeRouter;
-use hologram::lattice::transport::{MemoryNetwork, MemoryTransport};
+use hologram::lattice::transport::MemoryNetwork;
 use hologram::lattice::{Address, NodeId};
 use measure::{best_seconds, cpu_seconds, random_bytes, verdict};
 use std::hint::black_box;
@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-type Cam = DistributedCAM<MemoryStore, MemoryTransport>;
+type Cam = DistributedCAM<MemoryStore>;
 
 /// Two CAM nodes; node 0 holds a 1 MiB object.
 fn two_cams() -> (Cam, Cam, Address) {
@@ -78,7 +78,7 @@ fn remote_get(asker: &Cam, address: Address) {
 }
 
 /// Five holders and a client, N = 3.
-fn dedup_network() -> DeduplicationNetwork<MemoryTransport> {
+fn dedup_network() -> DeduplicationNetwork {
     let network = MemoryNetwork::new(2);
     let mut ring = HashRing::new();
     for i in 0..5u8 {
@@ -128,7 +128,7 @@ const BATCH: u64 = 64;
 /// threads (with `store_many`, `IN_FLIGHT` batches of `BATCH`); returns the
 /// elapsed time.
 fn concurrent_puts(
-    client: &DeduplicationNetwork<MemoryTransport>,
+    client: &DeduplicationNetwork,
     objects: &Objects,
     n: u64,
     batched: bool,

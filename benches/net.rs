@@ -18,7 +18,7 @@ use hologram::cam::store::{MemoryStore, Store};
 use hologram::cam::{CamHandler, DistributedCAM, ProviderRecords};
 use hologram::lattice::routing::LatticeRouter;
 use hologram::lattice::transport::{
-    async_trait, Handler, HandlerError, MemoryNetwork, Protocol, Transport,
+    async_trait, Handler, HandlerError, MemoryNetwork, Protocol, ProtocolMux, Transport,
 };
 use hologram::lattice::{Address, PeerId};
 use hologram::net::{AddressBook, QuicConfig, QuicTransport};
@@ -54,19 +54,20 @@ struct Pair {
     name: &'static str,
     client: Arc<dyn Transport>,
     server: PeerId,
-    reader: DistributedCAM<MemoryStore, dyn Transport>,
+    reader: DistributedCAM<MemoryStore>,
     object: Address,
     _keep: Vec<Arc<dyn Transport>>,
 }
 
 /// The server's handler: echo on `PING`, the CAM on `CAM`.
 fn server_handler(store: &Arc<MemoryStore>) -> Arc<dyn Handler> {
-    let cam = CamHandler::new(Arc::clone(store), ProviderRecords::new(16));
-    Arc::new(
-        hologram::lattice::transport::ProtocolMux::new()
-            .with(Protocol::PING, Arc::new(Echo))
-            .with(Protocol::CAM, Arc::new(cam)),
-    )
+    let mux = Arc::new(ProtocolMux::new());
+    mux.mount_as(Protocol::PING, Arc::new(Echo));
+    mux.mount(Arc::new(CamHandler::new(
+        Arc::clone(store),
+        ProviderRecords::new(16),
+    )));
+    mux
 }
 
 async fn pairs() -> Vec<Pair> {

@@ -11,7 +11,7 @@ mod discovery_net;
 use criterion::{criterion_group, BenchmarkId, Criterion};
 use hologram::lattice::routing::{LatticeRouter, RoutingTable};
 use hologram::lattice::{Address, NodeId, PeerColumns};
-use rand::Rng;
+use rand::RngExt;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -74,8 +74,8 @@ fn bench_lookups(c: &mut Criterion) {
     let mut group = c.benchmark_group("simulated lookups/1000 nodes");
     group.bench_function("one lookup, 10% Byzantine", |b| {
         b.iter(|| {
-            let who = honest[net.rng.gen_range(0..honest.len())];
-            let target = hologram::lattice::Coord::from_index(net.rng.gen_range(0..12_288));
+            let who = honest[net.rng.random_range(0..honest.len())];
+            let target = hologram::lattice::Coord::from_index(net.rng.random_range(0..12_288));
             net.start_lookup(who, target);
             let deadline = net.sim.now() + 60_000;
             net.sim.run_until_quiet(deadline).expect("invariant holds");

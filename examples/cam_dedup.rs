@@ -25,7 +25,7 @@ use hologram::cam::{
 use hologram::lattice::routing::LatticeRouter;
 use hologram::lattice::transport::MemoryNetwork;
 use hologram::lattice::{Address, NodeId};
-use rand::{RngCore, SeedableRng};
+use rand::{Rng, SeedableRng};
 use std::collections::BTreeSet;
 use std::error::Error;
 use std::sync::{Arc, RwLock};

@@ -106,6 +106,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     members.push(liar.clone());
 
     // --- Part 1: commit on 2f + 1 ------------------------------------------
+    // Commands are signed by the client that issues them; validators refuse
+    // a proposal holding one whose signature fails.
+    let client = KeyPair::from_seed([0xc1; 32]);
     let mut consensus = ReceiptConsensus::new(keys[0].clone(), set.clone(), members, 0)?;
     println!(
         "1. {} validators, f = {}, threshold {} (validator 4 is Byzantine)",
@@ -119,7 +122,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     ] {
         let commands = batch
             .iter()
-            .map(|c| Command::new(c.as_bytes().to_vec()))
+            .map(|c| Command::sign(&client, c.as_bytes().to_vec()))
             .collect::<Result<Vec<_>, _>>()?;
         let result = block_on(consensus.achieve_consensus(Batch::new(commands)?));
         match &result {
@@ -141,7 +144,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         .collect();
     short_handed.push(liar.clone());
     let mut stalled = ReceiptConsensus::new(keys[0].clone(), set.clone(), short_handed, 0)?;
-    let command = Command::new(b"set colour red".to_vec())?;
+    let command = Command::sign(&client, b"set colour red".to_vec())?;
     match block_on(stalled.achieve_consensus(Batch::new(vec![command])?)) {
         ConsensusResult::InsufficientVotes { got, needed, .. } => println!(
             "   with two validators gone: InsufficientVotes (got {got}, needed {needed}); nothing committed"

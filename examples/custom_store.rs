@@ -4,7 +4,9 @@
 //!
 //! `Store` is the storage seam of `hologram-cam`: six async methods over
 //! content-addressed objects, with a durability contract (when `put` returns,
-//! the object survives a crash). This example implements it on plain files,
+//! the object survives a crash), and two over a separate named key space
+//! (objects under names the caller chooses, which the consensus log uses to
+//! find its blocks without a scan). This example implements it on plain files,
 //! then does what you should do with any store of your own:
 //!
 //! 1. run the public conformance suite (`hologram::cam::store::conformance`)
@@ -13,14 +15,16 @@
 //!
 //! The file store writes each object to a temporary file, syncs it, renames
 //! it into place and syncs the directory: an object is either wholly there or
-//! absent after a crash. Reads re-hash the bytes, so a file damaged on disk is
+//! absent after a crash. Named objects live in a `named/` subdirectory, one
+//! file per name (the name in hex) holding the object's address and bytes.
+//! Reads re-hash the bytes, so a file damaged on disk is
 //! reported as `CamError::Corrupt` and never returned; the end of the example
 //! shows that. (It uses blocking `std::fs` calls inside async methods, which is
 //! fine for a demonstration; a production store would hand them to a blocking
 //! thread pool.)
 
 use futures::executor::block_on;
-use hologram::cam::store::conformance;
+use hologram::cam::store::{conformance, Name};
 use hologram::cam::{CamError, DistributedCAM, Object, ProviderRecords, Store};
 use hologram::lattice::routing::LatticeRouter;
 use hologram::lattice::transport::{async_trait, MemoryNetwork};
@@ -52,26 +56,42 @@ impl FileStore {
         self.dir.join(address.to_string())
     }
 
+    /// The directory of the named key space, and the file of `name` in it.
+    fn named(&self, name: &Name) -> (PathBuf, PathBuf) {
+        let dir = self.dir.join("named");
+        let hex: String = name.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let file = dir.join(hex);
+        (dir, file)
+    }
+
     /// Writes one object durably: temporary file, sync, rename, sync the directory.
     fn write(&self, object: &Object) -> Result<(), CamError> {
         let target = self.path(&object.address());
         if target.exists() {
             return Ok(()); // content-addressed: the same address holds the same bytes
         }
-        let temp = self.dir.join(format!("{}.tmp", object.address()));
-        let mut file = fs::File::create(&temp).map_err(|e| storage("creating", &temp, e))?;
-        file.write_all(object.data())
-            .and_then(|()| file.sync_all())
-            .map_err(|e| storage("writing", &temp, e))?;
-        fs::rename(&temp, &target).map_err(|e| storage("renaming", &temp, e))?;
-        self.sync_dir()
+        write_file(&self.dir, &target, &[object.data()])
     }
+}
 
-    fn sync_dir(&self) -> Result<(), CamError> {
-        fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| storage("syncing", &self.dir, e))
-    }
+/// Writes `parts` to `target` in `dir` durably: a temporary file, synced,
+/// renamed into place, then the directory synced.
+fn write_file(dir: &Path, target: &Path, parts: &[&[u8]]) -> Result<(), CamError> {
+    let temp = target.with_extension("tmp");
+    let mut file = fs::File::create(&temp).map_err(|e| storage("creating", &temp, e))?;
+    parts
+        .iter()
+        .try_for_each(|part| file.write_all(part))
+        .and_then(|()| file.sync_all())
+        .map_err(|e| storage("writing", &temp, e))?;
+    fs::rename(&temp, target).map_err(|e| storage("renaming", &temp, e))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), CamError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| storage("syncing", dir, e))
 }
 
 #[async_trait]
@@ -105,7 +125,7 @@ impl Store for FileStore {
     async fn remove(&self, address: &Address) -> Result<bool, CamError> {
         let path = self.path(address);
         match fs::remove_file(&path) {
-            Ok(()) => self.sync_dir().map(|()| true),
+            Ok(()) => sync_dir(&self.dir).map(|()| true),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
             Err(e) => Err(storage("removing", &path, e)),
         }
@@ -120,6 +140,45 @@ impl Store for FileStore {
         addresses.sort_unstable();
         addresses.truncate(limit);
         Ok(addresses)
+    }
+
+    async fn get_named(&self, name: &Name) -> Result<Option<Object>, CamError> {
+        let (_, path) = self.named(name);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(storage("reading", &path, e)),
+        };
+        let Some((address, data)) = bytes.split_first_chunk::<32>() else {
+            return Err(CamError::Storage(format!(
+                "{} is truncated",
+                path.display()
+            )));
+        };
+        let address = Address::from_bytes(*address);
+        Object::verify(address, data.to_vec())
+            .map(Some)
+            .map_err(|_| CamError::Corrupt(address))
+    }
+
+    async fn set_named(&self, changes: Vec<(Name, Option<Object>)>) -> Result<(), CamError> {
+        // Each name is replaced atomically (rename), in order; like
+        // `put_batch`, the batch as a whole is not all-or-nothing here.
+        for (name, object) in changes {
+            let (dir, path) = self.named(&name);
+            fs::create_dir_all(&dir).map_err(|e| storage("creating", &dir, e))?;
+            match object {
+                Some(object) => {
+                    write_file(&dir, &path, &[object.address().as_bytes(), object.data()])?
+                }
+                None => match fs::remove_file(&path) {
+                    Ok(()) => sync_dir(&dir)?,
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(storage("removing", &path, e)),
+                },
+            }
+        }
+        Ok(())
     }
 }
 

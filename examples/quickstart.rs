@@ -3,38 +3,49 @@
 //! Run it with `cargo run --release --example quickstart`.
 //!
 //! Sixteen nodes join one in-memory network; each serves every protocol on
-//! one transport through a `ProtocolMux`. In a few seconds the example:
+//! one transport through a shared `ProtocolMux`, on which each step mounts
+//! the services it needs (`mux.mount(service)`, also after the transport
+//! started). In a few seconds the example:
 //!
 //! 1. places the nodes on the 12,288-site lattice by their ids;
 //! 2. stores objects with perfect deduplication (`DeduplicationNetwork`, N = 3
-//!    copies on a consistent-hash ring, majority writes) and routes to each
-//!    object's nearest nodes on the lattice (`LatticeRouter`);
+//!    copies on a consistent-hash ring, majority writes), routes to each
+//!    object's nearest nodes on the lattice (`LatticeRouter`), and fetches an
+//!    object one node put from another node over the network (`DistributedCAM`);
 //! 3. runs BFT consensus (Tendermint family) among four validators on a
-//!    replicated log, and checks every commit certificate;
+//!    replicated log, and checks every commit certificate; then the
+//!    request/response form: a proposer asks four other nodes' validators
+//!    over the network (`ReceiptConsensus` with `RemoteValidator`s), and a
+//!    validator that never proposes follows the decided heights;
 //! 4. broadcasts an authenticated message to all sixteen and collects a
 //!    delivery certificate;
-//! 5. moves money between two shards with a two-phase commit on receipts.
+//! 5. moves money between two shards on other nodes with a two-phase commit
+//!    on receipts over the network (`RemoteParticipant`s).
 //!
 //! Every step checks what it prints; the process fails if a check does.
 
 use futures::future::{join, join_all};
 use futures::StreamExt;
 use hologram::cam::store::MemoryStore;
-use hologram::cam::{DedupHandler, DeduplicationNetwork, HashRing, StoreResult};
+use hologram::cam::{
+    CamHandler, DedupHandler, DeduplicationNetwork, DistributedCAM, HashRing, ProviderRecords,
+    Store, StoreResult,
+};
 use hologram::consensus::broadcast::{
     BroadcastConfig, BroadcastDriver, Directory, LatticeProtocol,
 };
 use hologram::consensus::{
-    inbox, Command, Replica, ReplicaConfig, ReplicaDriver, ReplicatedStateMachine, StateMachine,
+    inbox, Batch, Command, ConsensusResult, LocalValidator, ReceiptConsensus, RemoteValidator,
+    Replica, ReplicaConfig, ReplicaDriver, ReplicatedStateMachine, StateMachine, ValidatorHandler,
     ValidatorSet,
 };
 use hologram::lattice::routing::{LatticeRouter, RoutingTable};
-use hologram::lattice::transport::{MemoryNetwork, MemoryTransport, Protocol, ProtocolMux, Timer};
+use hologram::lattice::transport::{MemoryNetwork, MemoryTransport, ProtocolMux, Timer};
 use hologram::lattice::{Address, NodeId};
 use hologram::receipt::KeyPair;
 use hologram::txn::{
     DistributedTransaction, Key, LocalParticipant, Op, Participant, ParticipantConfig,
-    ParticipantCore, ShardMap, TxnId,
+    ParticipantCore, ParticipantService, RemoteParticipant, ShardMap, TxnId,
 };
 use std::error::Error;
 use std::sync::{Arc, RwLock};
@@ -59,11 +70,22 @@ impl StateMachine for Counter {
     }
 }
 
-/// A node of the example: its keys, its transport, and what it serves.
+/// A node of the example: its keys, its transport, the mux its services are
+/// mounted on, and its broadcast driver.
 struct Node {
     keys: KeyPair,
     transport: Arc<MemoryTransport>,
+    mux: Arc<ProtocolMux>,
     broadcast: BroadcastDriver,
+}
+
+/// A lattice router of `me` knowing every node of `ids`.
+fn router_of(me: NodeId, ids: &[NodeId]) -> LatticeRouter {
+    let others = ids.iter().filter(|id| **id != me);
+    LatticeRouter::with_table(
+        me,
+        RoutingTable::from_sites(others.map(|id| (*id, id.coord()))),
+    )
 }
 
 fn short(id: &NodeId) -> String {
@@ -94,22 +116,20 @@ async fn main() -> Result<(), Box<dyn Error>> {
     for (i, k) in keys.iter().enumerate() {
         let core = LatticeProtocol::new(k.clone(), directory.clone(), broadcast_config.clone(), 7);
         let broadcast = BroadcastDriver::new(core);
-        let mut mux = ProtocolMux::new()
-            .with(
-                Protocol::DEDUP,
-                Arc::new(DedupHandler::new(Arc::new(MemoryStore::new()))),
-            )
-            .with(Protocol::BROADCAST, broadcast.handler());
+        let mux = Arc::new(ProtocolMux::new());
+        let transport = Arc::new(network.join(k.node_id(), mux.clone()));
+        mux.mount(Arc::new(DedupHandler::new(Arc::new(MemoryStore::new()))))
+            .mount(broadcast.handler());
         if i < VALIDATORS {
             let (handler, inbox) = inbox();
-            mux = mux.with(Protocol::CONSENSUS, Arc::new(handler));
+            mux.mount(Arc::new(handler));
             consensus_inboxes.push(inbox);
         }
-        let transport = Arc::new(network.join(k.node_id(), Arc::new(mux)));
         broadcast.attach(transport.clone());
         nodes.push(Node {
             keys: k.clone(),
             transport,
+            mux,
             broadcast,
         });
     }
@@ -129,10 +149,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     }
     let ring = Arc::new(RwLock::new(ring));
     let client = DeduplicationNetwork::new(nodes[0].transport.clone(), ring, REPLICATION);
-    let router = LatticeRouter::with_table(
-        ids[0],
-        RoutingTable::from_sites(ids[1..].iter().map(|id| (*id, id.coord()))),
-    );
+    let router = router_of(ids[0], &ids);
     println!(
         "\n2. deduplicated storage (N = {REPLICATION}, writes need {}) and lattice routes:",
         client.write_quorum()
@@ -177,6 +194,35 @@ async fn main() -> Result<(), Box<dyn Error>> {
     assert_eq!((stored, duplicates), (3, 2));
     println!("   {stored} objects stored once each, {duplicates} duplicates only counted; reads verify every byte against its address");
 
+    // Content-addressed storage across the network: every node mounts a CAM
+    // service (now, on its running transport); node 9 puts an object, node
+    // 0 fetches it from whoever the lattice routes it to.
+    let mut cams = Vec::new();
+    for node in &nodes {
+        let (store, providers) = (Arc::new(MemoryStore::new()), ProviderRecords::new(1024));
+        node.mux
+            .mount(Arc::new(CamHandler::new(store.clone(), providers.clone())));
+        let me = node.keys.node_id();
+        let router = Arc::new(RwLock::new(router_of(me, &ids)));
+        cams.push(DistributedCAM::new(
+            me,
+            store,
+            node.transport.clone(),
+            router,
+            providers,
+        ));
+    }
+    let put = cams[9].put(b"fetched over the network".to_vec()).await?;
+    let fetched = cams[0].get(put).await?;
+    assert_eq!(fetched.data(), b"fetched over the network");
+    assert!(cams[0].store().contains(&put).await?, "verified and cached");
+    println!(
+        "   DistributedCAM: {} put {}…, {} fetched it over the network, verified against its address",
+        short(&ids[9]),
+        &put.to_string()[..8],
+        short(&ids[0])
+    );
+
     // --- 3. BFT consensus on a replicated log -------------------------------
     let timer = Timer::new();
     let mut handles = Vec::new();
@@ -191,8 +237,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
         handles.push(handle);
         decisions.push(stream);
     }
+    // Each command is signed by the client that issues it; every replica
+    // verifies the signature before taking it.
+    let client = KeyPair::from_seed([0xc1; 32]);
     let commands: Vec<Command> = (0..1_000u32)
-        .map(|i| Command::new(format!("set counter {i}").into_bytes()))
+        .map(|i| Command::sign(&client, format!("set counter {i}").into_bytes()))
         .collect::<Result<_, _>>()?;
     let start = Instant::now();
     for handle in &handles {
@@ -226,6 +275,54 @@ async fn main() -> Result<(), Box<dyn Error>> {
         "   every height's certificate of ≥ {} signatures checked; all {VALIDATORS} replicated state machines have chain head {}…",
         validators.quorum(),
         &machines[0].receipt_chain().head().to_string()[..8]
+    );
+
+    // The request/response form: nodes 8 to 11 serve a validator each (a
+    // ValidatorHandler mounted on their running mux); node 8 proposes,
+    // asking all four over the network; node 11 never proposes and follows
+    // the decided heights.
+    let remote_set = ValidatorSet::new(ids[8..12].to_vec())?;
+    let mut locals = Vec::new();
+    for node in &nodes[8..12] {
+        let local = Arc::new(LocalValidator::new(node.keys.clone(), remote_set.clone()));
+        node.mux
+            .mount(Arc::new(ValidatorHandler::new(local.clone())));
+        locals.push(local);
+    }
+    let mut following = locals[3].subscribe(0);
+    let remotes: Vec<RemoteValidator> = ids[8..12]
+        .iter()
+        .map(|id| RemoteValidator::new(*id, nodes[8].transport.clone(), Duration::from_secs(2)))
+        .collect();
+    let mut proposer = ReceiptConsensus::new(nodes[8].keys.clone(), remote_set, remotes, 0)?;
+    let mut receipts = Vec::new();
+    let client = KeyPair::from_seed([0xc2; 32]); // commands are signed by their client
+    for i in 0..3 {
+        let batch = Batch::new(vec![Command::sign(
+            &client,
+            format!("remote {i}").into_bytes(),
+        )?])?;
+        match proposer.achieve_consensus(batch.clone()).await {
+            ConsensusResult::Committed(receipt) if receipt == batch.receipt() => {
+                receipts.push(receipt)
+            }
+            other => return Err(format!("remote consensus: {other:?}").into()),
+        }
+    }
+    for receipt in &receipts {
+        let decided = following.next().await.ok_or("the follower ended")??;
+        assert_eq!(
+            &decided.batch.receipt(),
+            receipt,
+            "followed in height order"
+        );
+    }
+    println!(
+        "   ReceiptConsensus over the network: {} committed {} heights with 4 RemoteValidators; {} followed all {} without proposing",
+        short(&ids[8]),
+        receipts.len(),
+        short(&ids[11]),
+        receipts.len()
     );
 
     // --- 4. Authenticated broadcast with a delivery certificate -------------
@@ -265,13 +362,35 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // --- 5. A cross-shard transfer ------------------------------------------
     let shard_keys = [nodes[6].keys.clone(), nodes[7].keys.clone()];
     let map = ShardMap::even(&[shard_keys[0].node_id(), shard_keys[1].node_id()]);
-    let shards: Vec<LocalParticipant<MemoryStore>> = shard_keys
+    // Each shard runs on its own node, which mounts a ParticipantService;
+    // node 0 coordinates, reaching them as RemoteParticipants.
+    let shards: Vec<Arc<LocalParticipant<MemoryStore>>> = shard_keys
         .iter()
         .map(|k| {
             let core = ParticipantCore::new(k.clone(), ParticipantConfig::default(), map.clone())?;
-            Ok(LocalParticipant::new(core, Arc::new(MemoryStore::new())))
+            Ok(Arc::new(LocalParticipant::new(
+                core,
+                Arc::new(MemoryStore::new()),
+            )))
         })
         .collect::<Result<_, hologram::txn::TxnError>>()?;
+    for (node, shard) in nodes[6..8].iter().zip(&shards) {
+        node.mux
+            .mount(Arc::new(ParticipantService::new(shard.clone())));
+    }
+    let remote: Vec<RemoteParticipant> = shard_keys
+        .iter()
+        .map(|k| {
+            let id = k.node_id();
+            RemoteParticipant::new(id, id, nodes[0].transport.clone(), Duration::from_secs(2))
+        })
+        .collect();
+    let over_network = |k: &Key| {
+        remote
+            .iter()
+            .find(|r| Some(r.id()) == map.node_of(k))
+            .ok_or("no shard owns the key")
+    };
     let shard = |k: &Key| {
         shards
             .iter()
@@ -293,14 +412,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .await??;
     let writes = [
         (
-            shard(&alice)? as &dyn Participant,
+            over_network(&alice)?,
             vec![Op::Add {
                 key: alice.clone(),
                 delta: -30,
             }],
         ),
         (
-            shard(&bob)? as &dyn Participant,
+            over_network(&bob)?,
             vec![Op::Add {
                 key: bob.clone(),
                 delta: 30,
@@ -324,9 +443,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let (a, b) = (balance(&alice).await?, balance(&bob).await?);
     assert_eq!((a, b), (70, 30));
     println!(
-        "\n5. cross-shard transfer of 30 from shard {} to shard {}: committed with receipt {}…; balances {a} + {b} = 100",
+        "\n5. cross-shard transfer of 30 from shard {} to shard {}, coordinated by {} over the network: committed with receipt {}…; balances {a} + {b} = 100",
         short(&shard(&alice)?.id()),
         short(&shard(&bob)?.id()),
+        short(&ids[0]),
         &receipt.content.to_string()[..8],
     );
 

@@ -215,10 +215,7 @@ fn replicated_groups() -> Result<(), TxnError> {
     };
     let a = group(a_keys, a_group.clone(), &carol)?;
     let b = group(b_keys, b_group.clone(), &dave)?;
-    let writes = [
-        (&a as &dyn Participant, add(&carol, -40)),
-        (&b as &dyn Participant, add(&dave, 40)),
-    ];
+    let writes = [(&a, add(&carol, -40)), (&b, add(&dave, 40))];
     let receipt =
         block_on(DistributedTransaction::new(TxnId([9; 16]), map.version(), writes).execute())?;
     println!(

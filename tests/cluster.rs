@@ -1,7 +1,11 @@
 //! Four `cluster_node` processes on 127.0.0.1: commits through consensus, one
 //! node killed with SIGKILL, commits with the other three, the node restarted
 //! from its data directory, and every replica checked to hold the same log
-//! with every acknowledged command exactly once.
+//! with every acknowledged command exactly once. Commands are signed with a
+//! client key file made by `--gen-key` (one wave goes through the command
+//! line's `--client-key`); forged commands — submitted by a client, or
+//! slipped into the consensus protocol by a host claiming to be a validator
+//! (as in the attack of issue #19, point 8) — are refused and never applied.
 //!
 //! Cargo builds no binary a test can name for an example, so this test runs
 //! the example's code (`examples/support/cluster/`, the same `cli::main` the
@@ -19,13 +23,15 @@ use cluster::control::{Client, Status};
 use cluster::error::ClusterError;
 use cluster::state::Ack;
 use futures::future::join_all;
-use hologram::consensus::{Command, CommandId};
+use hologram::consensus::{Command, CommandId, ConsensusMessage};
+use hologram::lattice::transport::{async_trait, Handler, HandlerError, Protocol, Transport};
 use hologram::lattice::NodeId;
-use hologram::receipt::{ChainHead, Receipt, ReceiptChain};
+use hologram::receipt::{ChainHead, KeyPair, Receipt, ReceiptChain, Signature};
 use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command as Process, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Set (to the node's arguments, one a line) in a child's environment.
@@ -75,6 +81,8 @@ struct NodeProc {
 struct Cluster {
     dir: PathBuf,
     peers_file: PathBuf,
+    /// The client's key file (made by `--gen-key`, like a node's).
+    client_key: PathBuf,
     nodes: Vec<NodeProc>,
 }
 
@@ -120,9 +128,12 @@ impl Cluster {
         }
         let peers_file = dir.join("peers.txt");
         std::fs::write(&peers_file, peers).unwrap();
+        let client_key = dir.join("client.key");
+        cluster::cli::main(["--gen-key".to_string(), client_key.display().to_string()]).unwrap();
         Cluster {
             dir,
             peers_file,
+            client_key,
             nodes,
         }
     }
@@ -229,6 +240,7 @@ fn parse_ready(line: &str) -> Ready {
 /// least one height); returns each command with the node's acknowledgement.
 async fn submit_waves(
     client: &Client,
+    keys: &KeyPair,
     targets: &[NodeId],
     phase: &str,
     waves: usize,
@@ -239,7 +251,7 @@ async fn submit_waves(
             .iter()
             .map(|target| {
                 let text = format!("{phase} wave {wave} via {}", &target.to_string()[..8]);
-                (*target, Command::new(text.into_bytes()).unwrap())
+                (*target, Command::sign(keys, text.into_bytes()).unwrap())
             })
             .collect();
         let acks = join_all(
@@ -254,6 +266,68 @@ async fn submit_waves(
         }
     }
     acked
+}
+
+/// Forgeries of a real command of `keys` (payload changed, key swapped,
+/// signature garbage): each submitted by a client to every node must be
+/// refused, and each is also sent in `Commands` frames to every node by a
+/// host that claims to be another validator (the transport does not
+/// authenticate senders). Returns them; the caller checks that no log holds
+/// one.
+async fn inject_forgeries(cluster: &Cluster, client: &Client, keys: &KeyPair) -> Vec<Command> {
+    let real = Command::sign(keys, b"never submitted".to_vec()).unwrap();
+    let mut payload = real.bytes().to_vec();
+    payload.extend_from_slice(b" and pay mallory");
+    let mallory = KeyPair::from_seed([0x6d; 32]);
+    let forged = vec![
+        Command::from_parts(real.client(), real.signature(), payload).unwrap(),
+        Command::from_parts(mallory.node_id(), real.signature(), real.bytes().to_vec()).unwrap(),
+        Command::from_parts(
+            real.client(),
+            Signature::from_bytes([0x5a; 64]),
+            real.bytes().to_vec(),
+        )
+        .unwrap(),
+    ];
+    for node in &cluster.nodes {
+        for f in &forged {
+            let refused = client.submit(node.id, f.clone()).await;
+            assert!(refused.is_err(), "{} took forged {f:?}", node.id);
+        }
+    }
+    struct Mute;
+    #[async_trait]
+    impl Handler for Mute {
+        async fn request(
+            &self,
+            _: NodeId,
+            _: Protocol,
+            _: Vec<u8>,
+        ) -> Result<Vec<u8>, HandlerError> {
+            Err(HandlerError::Refused("mute".into()))
+        }
+        async fn message(&self, _: NodeId, _: Protocol, _: Vec<u8>) {}
+    }
+    // A host naming node 0, talking to the others.
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let impostor =
+        cluster::tcp::TcpTransport::bind(cluster.nodes[0].id, any, Arc::new(Mute), 1 << 20)
+            .await
+            .unwrap();
+    let frame = ConsensusMessage::Commands(forged.clone()).encode().unwrap();
+    for node in &cluster.nodes[1..] {
+        impostor.add_peer(node.id, node.addr);
+        for f in &forged {
+            let alone = ConsensusMessage::Commands(vec![f.clone()])
+                .encode()
+                .unwrap();
+            let _ = impostor.send(node.id, Protocol::CONSENSUS, alone).await;
+        }
+        let _ = impostor
+            .send(node.id, Protocol::CONSENSUS, frame.clone())
+            .await;
+    }
+    forged
 }
 
 /// Waits until every node in `nodes` reports the same applied count and head,
@@ -293,14 +367,32 @@ async fn four_processes_survive_a_sigkill_and_lose_nothing() {
         assert_eq!((ready.heights, ready.applied), (0, 0), "a fresh node");
     }
     let ids: Vec<NodeId> = cluster.nodes.iter().map(|n| n.id).collect();
-    let client = Client::new(NodeId::from_bytes([0xc1; 32]), &cluster.members())
+    let keys = cluster::keys::read(&cluster.client_key).unwrap();
+    let client = Client::new(keys.node_id(), &cluster.members())
         .await
         .unwrap();
     let mut acked: Vec<(Command, Ack)> = Vec::new();
 
     // All four up.
-    acked.extend(submit_waves(&client, &ids, "first", 6).await);
-    let before = converge(&client, &ids, acked.len() as u64).await;
+    acked.extend(submit_waves(&client, &keys, &ids, "first", 6).await);
+    // Forgeries are refused, from a client and inside the consensus protocol.
+    let forged = inject_forgeries(&cluster, &client, &keys).await;
+    // One command through the command line, signed with the key file.
+    let text = "via the command line".to_string();
+    let args = vec![
+        "--node".to_string(),
+        format!("{}@{}", ids[1], cluster.nodes[1].addr),
+        "--client-key".into(),
+        cluster.client_key.display().to_string(),
+        "--submit".into(),
+        text.clone(),
+    ];
+    tokio::task::spawn_blocking(move || cluster::cli::main(args))
+        .await
+        .unwrap()
+        .unwrap();
+    let via_cli = Command::sign(&keys, text.into_bytes()).unwrap().id();
+    let before = converge(&client, &ids, acked.len() as u64 + 1).await;
 
     // SIGKILL one while commands flow; the other three are a quorum (f = 1)
     // and keep committing, also at the heights the victim was to lead.
@@ -308,7 +400,7 @@ async fn four_processes_survive_a_sigkill_and_lose_nothing() {
         .filter(|&i| i != VICTIM)
         .map(|i| ids[i])
         .collect();
-    let (during, ()) = tokio::join!(submit_waves(&client, &alive, "during", 8), async {
+    let (during, ()) = tokio::join!(submit_waves(&client, &keys, &alive, "during", 8), async {
         tokio::time::sleep(Duration::from_millis(100)).await;
         cluster.kill(VICTIM);
     });
@@ -321,10 +413,10 @@ async fn four_processes_survive_a_sigkill_and_lose_nothing() {
         "the restarted node lost committed entries: {ready:?}, before the kill {before:?}"
     );
     // It catches up while the cluster is idle (nothing new to decide)...
-    converge(&client, &ids, acked.len() as u64).await;
+    converge(&client, &ids, acked.len() as u64 + 1).await;
     // ...and commits with the others again.
-    acked.extend(submit_waves(&client, &ids, "after", 4).await);
-    let last = converge(&client, &ids, acked.len() as u64).await;
+    acked.extend(submit_waves(&client, &keys, &ids, "after", 4).await);
+    let last = converge(&client, &ids, acked.len() as u64 + 1).await;
 
     // Every replica holds the same log, and every acknowledged command sits
     // in it exactly once, where it was acknowledged.
@@ -344,11 +436,24 @@ async fn four_processes_survive_a_sigkill_and_lose_nothing() {
     for (command, _) in log {
         assert!(seen.insert(command.id()), "{command:?} applied twice");
     }
-    let submitted: HashSet<CommandId> = acked.iter().map(|(c, _)| c.id()).collect();
+    let mut submitted: HashSet<CommandId> = acked.iter().map(|(c, _)| c.id()).collect();
+    submitted.insert(via_cli);
     assert_eq!(
         seen, submitted,
-        "the log holds exactly the acknowledged commands"
+        "the log holds exactly the acknowledged commands (and the one of the command line)"
     );
+    for (command, _) in log {
+        command.verify().unwrap();
+        assert_eq!(command.client(), keys.node_id(), "{command:?}");
+    }
+    for f in &forged {
+        assert!(
+            !log.iter().any(|(c, _)| c.signature() == f.signature()
+                && c.bytes() == f.bytes()
+                && c.client() == f.client()),
+            "forged {f:?} was applied"
+        );
+    }
     for (command, at) in &acked {
         let at_position = log.get(at.position as usize).map(|(c, _)| c);
         assert_eq!(at_position, Some(command), "ack {at:?}");

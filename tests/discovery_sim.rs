@@ -9,15 +9,15 @@ mod discovery_net;
 use discovery_net::{build, Behaviour, DIFFICULTY, K};
 use hologram::lattice::sim::check_seeds;
 use hologram::lattice::{Coord, NodeId};
-use rand::Rng;
+use rand::RngExt;
 
 fn run(seed: u64) -> Result<(), String> {
     let mut net = build(seed, 1_000);
     let honest = net.honest();
     let mut started = std::collections::BTreeSet::new();
     for _ in 0..20 {
-        let who = honest[net.rng.gen_range(0..honest.len())];
-        let target = Coord::from_index(net.rng.gen_range(0..12_288));
+        let who = honest[net.rng.random_range(0..honest.len())];
+        let target = Coord::from_index(net.rng.random_range(0..12_288));
         net.start_lookup(who, target);
         started.insert(who);
         let deadline = net.sim.now() + 60_000;

@@ -29,7 +29,7 @@ use hologram::lattice::transport::{MemoryNetwork, MemoryTransport, Protocol, Tra
 use hologram::lattice::{Address, NodeId};
 use hologram::receipt::Receipt;
 use hologram::txn::{BalancerConfig, LoadBalancer, MovePhase};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -134,13 +134,15 @@ fn run(seed: u64) -> Result<(), String> {
     for epoch in 0..EPOCHS {
         for step in 0..STEPS_PER_EPOCH {
             // Now and then a node is down for the step.
-            let down = rng.gen_bool(0.15).then(|| rng.gen_range(0..NODES as usize));
+            let down = rng
+                .random_bool(0.15)
+                .then(|| rng.random_range(0..NODES as usize));
             if let Some(d) = down {
                 cluster.network.crash(cluster.ids[d]);
                 crashes += 1;
             }
             for _ in 0..READS_PER_STEP {
-                let mut pick = rng.gen_range(0.0..total);
+                let mut pick = rng.random_range(0.0..total);
                 let i = (0..OBJECTS)
                     .find(|&i| {
                         pick -= weight(i);

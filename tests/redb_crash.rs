@@ -44,7 +44,11 @@ fn writer_child() {
     while start.elapsed() < CHILD_LIFETIME {
         round += 1;
         // Every third write is a batch of 1 to 40 objects, the others single puts.
-        let count = if round % 3 == 0 { 1 + seed % 40 } else { 1 };
+        let count = if round.is_multiple_of(3) {
+            1 + seed % 40
+        } else {
+            1
+        };
         let objects: Vec<Object> = (0..count)
             .map(|_| {
                 seed ^= seed << 13;

@@ -4,7 +4,6 @@
 use crate::chunking::{chunk_lengths, ChunkParams};
 use crate::wire::MAX_OBJECT_BYTES;
 use crate::{CamError, DistributedCAM, Store};
-use hologram_lattice::transport::Transport;
 use hologram_lattice::Address;
 use serde::{Deserialize, Serialize};
 
@@ -69,12 +68,12 @@ impl Manifest {
     }
 }
 
-impl<S: Store + 'static, T: Transport + ?Sized + 'static> DistributedCAM<S, T> {
+impl<S: Store + ?Sized + 'static> DistributedCAM<S> {
     /// Stores a blob: as one object when it fits `params.max`, else as
     /// content-defined chunks (each an object, so equal chunks of different
     /// blobs are stored once) under a manifest.
     pub async fn put_blob(&self, data: &[u8], params: ChunkParams) -> Result<BlobRef, CamError> {
-        if data.len() <= params.max.min(MAX_OBJECT_BYTES) {
+        if data.len() <= params.max.min(self.max_object_bytes()) {
             return Ok(BlobRef::Object(self.put(data.to_vec()).await?));
         }
         let mut chunks = Vec::new();

@@ -1,11 +1,13 @@
 //! The chapter's `DistributedCAM`: content-addressed get and put across a
 //! network, every fetched object verified before it is cached or returned.
 
-use crate::wire::CamMessage;
+use crate::wire::{CamMessage, MAX_MESSAGE_BYTES, MAX_OBJECT_BYTES};
 use crate::{CamError, Object, SharedBytes, Store};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use hologram_lattice::routing::LatticeRouter;
-use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol, Transport};
+use hologram_lattice::transport::{
+    async_trait, Handler, HandlerError, Protocol, Service, Transport, TransportError,
+};
 use hologram_lattice::{Address, PeerId};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -85,12 +87,12 @@ impl ProviderRecords {
 
 /// The inbound side of the CAM protocol: serves `Get` from the local store
 /// and records `Provide` announcements.
-pub struct CamHandler<S: Store> {
+pub struct CamHandler<S: Store + ?Sized> {
     store: Arc<S>,
     providers: ProviderRecords,
 }
 
-impl<S: Store> CamHandler<S> {
+impl<S: Store + ?Sized> CamHandler<S> {
     /// A handler serving `store` and recording into `providers`.
     pub fn new(store: Arc<S>, providers: ProviderRecords) -> Self {
         Self { store, providers }
@@ -98,7 +100,7 @@ impl<S: Store> CamHandler<S> {
 }
 
 #[async_trait]
-impl<S: Store + 'static> Handler for CamHandler<S> {
+impl<S: Store + ?Sized + 'static> Handler for CamHandler<S> {
     async fn request(
         &self,
         _from: PeerId,
@@ -131,6 +133,12 @@ impl<S: Store + 'static> Handler for CamHandler<S> {
     }
 }
 
+impl<S: Store + ?Sized + 'static> Service for CamHandler<S> {
+    fn protocol(&self) -> Protocol {
+        Protocol::CAM
+    }
+}
+
 type Fetch = Shared<BoxFuture<'static, Result<Object, CamError>>>;
 
 /// Content-addressed storage across a network.
@@ -144,10 +152,17 @@ type Fetch = Shared<BoxFuture<'static, Result<Object, CamError>>>;
 /// verified before it is cached or returned. Concurrent `get`s of one
 /// address share one fetch. `put` stores locally and announces the address
 /// to the nearest peers.
-pub struct DistributedCAM<S: Store, T: Transport + ?Sized> {
+///
+/// An object travels in one answer, so `put` refuses one larger than
+/// [`max_object_bytes`](Self::max_object_bytes) with
+/// [`CamError::ObjectTooLargeForPut`]: larger data goes through
+/// [`put_blob`](Self::put_blob). A `get` that found nothing, but whose only
+/// answers were over the limit, fails with [`CamError::AnswerTooLarge`],
+/// not [`CamError::NotFound`].
+pub struct DistributedCAM<S: Store + ?Sized> {
     local: PeerId,
     store: Arc<S>,
-    transport: Arc<T>,
+    transport: Arc<dyn Transport>,
     router: Arc<RwLock<LatticeRouter>>,
     providers: ProviderRecords,
     inflight: Mutex<HashMap<Address, Fetch>>,
@@ -155,14 +170,14 @@ pub struct DistributedCAM<S: Store, T: Transport + ?Sized> {
     timeout: Duration,
 }
 
-impl<S: Store + 'static, T: Transport + ?Sized + 'static> DistributedCAM<S, T> {
+impl<S: Store + ?Sized + 'static> DistributedCAM<S> {
     /// A CAM for node `local` over `store` and `transport`, routing with
     /// `router` and reading provider records from `providers` (share them
     /// with the node's [`CamHandler`]).
     pub fn new(
         local: PeerId,
         store: Arc<S>,
-        transport: Arc<T>,
+        transport: Arc<dyn Transport>,
         router: Arc<RwLock<LatticeRouter>>,
         providers: ProviderRecords,
     ) -> Self {
@@ -194,10 +209,32 @@ impl<S: Store + 'static, T: Transport + ?Sized + 'static> DistributedCAM<S, T> {
         self.suspects.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// The largest object [`put`](Self::put) accepts: the largest whose
+    /// answer (`CamMessage::Found`) fits both this transport's
+    /// [`max_frame`](Transport::max_frame) and the protocol's message limit
+    /// ([`MAX_OBJECT_BYTES`]), so that every object put can be fetched by a
+    /// peer whose transport carries frames as large as this one's.
+    pub fn max_object_bytes(&self) -> usize {
+        let frame = self.transport.max_frame().min(MAX_MESSAGE_BYTES);
+        largest_answer(frame).min(MAX_OBJECT_BYTES)
+    }
+
     /// Stores `data` locally, announces it to the nearest peers, and returns
     /// its address. An announcement that fails to send is not an error: the
     /// object is stored, and peers can still find it through the router.
+    ///
+    /// Data larger than [`max_object_bytes`](Self::max_object_bytes) is
+    /// refused with [`CamError::ObjectTooLargeForPut`] and not stored: no
+    /// peer could fetch it. Store it with [`put_blob`](Self::put_blob).
     pub async fn put(&self, data: impl Into<SharedBytes>) -> Result<Address, CamError> {
+        let data = data.into();
+        let max = self.max_object_bytes();
+        if data.len() > max {
+            return Err(CamError::ObjectTooLargeForPut {
+                size: data.len(),
+                max,
+            });
+        }
         let object = Object::new(data);
         let address = object.address();
         self.store.put(object).await?;
@@ -261,17 +298,26 @@ impl<S: Store + 'static, T: Transport + ?Sized + 'static> DistributedCAM<S, T> {
         async move {
             let request = CamMessage::Get(address).encode();
             let mut asked = std::collections::HashSet::new();
+            // Peers whose answer was over the frame or message limit.
+            let mut too_large = 0;
             let mut queue: VecDeque<PeerId> = peers.into();
             while let Some(peer) = queue.pop_front() {
                 if asked.len() >= MAX_ASKED || !asked.insert(peer) {
                     continue;
                 }
-                let Ok(answer) = transport
+                let answer = match transport
                     .request(peer, Protocol::CAM, request.clone(), timeout)
                     .await
-                else {
-                    providers.forget(&address, &peer);
-                    continue;
+                {
+                    Ok(answer) => answer,
+                    Err(TransportError::TooLarge { .. }) => {
+                        too_large += 1;
+                        continue;
+                    }
+                    Err(_) => {
+                        providers.forget(&address, &peer);
+                        continue;
+                    }
                 };
                 let data = match CamMessage::decode_owned(answer) {
                     Ok(CamMessage::Found(data)) => data,
@@ -282,6 +328,10 @@ impl<S: Store + 'static, T: Transport + ?Sized + 'static> DistributedCAM<S, T> {
                                 queue.push_front(p);
                             }
                         }
+                        continue;
+                    }
+                    Err(CamError::TooLarge { .. }) => {
+                        too_large += 1;
                         continue;
                     }
                     _ => continue,
@@ -301,7 +351,62 @@ impl<S: Store + 'static, T: Transport + ?Sized + 'static> DistributedCAM<S, T> {
                     }
                 }
             }
+            if too_large > 0 {
+                return Err(CamError::AnswerTooLarge {
+                    address,
+                    peers: too_large,
+                });
+            }
             Err(CamError::NotFound(address))
+        }
+    }
+}
+
+/// The encoded size of a `CamMessage::Found` of `n` bytes: the variant's
+/// tag (one byte), the length as a postcard varint, and the bytes.
+fn found_len(n: usize) -> usize {
+    let mut varint = 1;
+    let mut rest = n >> 7;
+    while rest > 0 {
+        varint += 1;
+        rest >>= 7;
+    }
+    1 + varint + n
+}
+
+/// The largest object whose `Found` answer fits in `frame` bytes.
+fn largest_answer(frame: usize) -> usize {
+    // The overhead is 2 to 11 bytes: at most ten steps down.
+    let mut n = frame.saturating_sub(2);
+    while n > 0 && found_len(n) > frame {
+        n -= 1;
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// `found_len` is the real encoding's length, and `largest_answer`
+        /// is the largest object whose answer fits the frame.
+        #[test]
+        fn the_answer_overhead_is_the_encodings(n in 0usize..70_000, frame in 0usize..70_000) {
+            let encoded = CamMessage::Found(SharedBytes::from(vec![0u8; n])).encode();
+            prop_assert_eq!(found_len(n), encoded.len());
+            let max = largest_answer(frame);
+            prop_assert!(frame < 2 || found_len(max) <= frame);
+            prop_assert!(found_len(max + 1) > frame);
+        }
+    }
+
+    #[test]
+    fn varint_boundaries() {
+        for n in [0, 127, 128, 16_383, 16_384, (1 << 21) - 1, 1 << 21] {
+            let encoded = CamMessage::Found(SharedBytes::from(vec![0u8; n])).encode();
+            assert_eq!(found_len(n), encoded.len(), "{n} bytes");
         }
     }
 }

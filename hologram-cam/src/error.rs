@@ -30,6 +30,34 @@ pub enum CamError {
         /// The limit.
         max: usize,
     },
+    /// `put` of an object larger than one CAM answer can carry over this
+    /// transport: no peer could fetch it. Large data goes through
+    /// `DistributedCAM::put_blob`, which stores it as chunks under a manifest.
+    #[error("object of {size} bytes exceeds the {max} bytes one CAM answer carries over this transport: store it with `put_blob` (chunks under a manifest)")]
+    ObjectTooLargeForPut {
+        /// The object's size.
+        size: usize,
+        /// The largest object `put` accepts (`DistributedCAM::max_object_bytes`).
+        max: usize,
+    },
+    /// `get` found no usable answer and at least one peer's answer was over
+    /// the frame or message limit (the object exists but cannot travel as
+    /// one object; it should have been stored with `put_blob`).
+    #[error("object {address}: the answers of {peers} peer(s) exceeded the message limit; nothing else found it (store objects that large with `put_blob`)")]
+    AnswerTooLarge {
+        /// The address asked for.
+        address: Address,
+        /// How many peers answered with, or were refused, an over-limit answer.
+        peers: usize,
+    },
+    /// A name of the store's named key space is empty or too long.
+    #[error("a store name must be 1 to {max} bytes, this one has {len}")]
+    BadName {
+        /// The name's length.
+        len: usize,
+        /// The longest name allowed.
+        max: usize,
+    },
     /// The storage engine failed.
     #[error("storage error: {0}")]
     Storage(String),

@@ -22,6 +22,19 @@
 //! assert_eq!(block_on(store.get(&object.address())).unwrap(), Some(object));
 //! ```
 //!
+//! ## How the seams are held
+//!
+//! - **`Store`**: a type on the data path keeps its store's type, generic
+//!   over `S: Store + ?Sized` and holding an `Arc<S>` ([`DistributedCAM<S>`](DistributedCAM),
+//!   [`CamHandler<S>`](CamHandler)), so `S` may be a concrete store or
+//!   `dyn Store`; a log or driver that only persists through a store erases
+//!   it to `Arc<dyn Store>` (`hologram_consensus::DurableLog::open`). Either
+//!   way the caller passes its `Arc<MyStore>` as it is, and `Arc<S>` is
+//!   itself a `Store`.
+//! - **`Transport`**: held as `Arc<dyn Transport>` ([`DistributedCAM`],
+//!   [`DeduplicationNetwork`]), as everywhere in the hologram crates; an
+//!   `Arc<MyTransport>` coerces.
+//!
 //! ## Map
 //!
 //! | module | what it holds |
@@ -29,7 +42,7 @@
 //! | [`object`] | [`Object`]: verified bytes and their [`Address`](hologram_lattice::Address) |
 //! | [`bytes`] | [`SharedBytes`]: immutable bytes shared without copying (an object received is kept in the message's buffer) |
 //! | [`ring`] | [`HashRing`]: consistent hashing with virtual nodes keyed by BLAKE3 |
-//! | [`store`] | the [`Store`] trait and its durability contract; [`MemoryStore`], [`RedbStore`] and the [`conformance`](store::conformance) suite |
+//! | [`store`] | the [`Store`] trait and its durability contract, objects by address and a separate named key space ([`Name`](store::Name)); [`MemoryStore`], [`RedbStore`] and the [`conformance`](store::conformance) suite |
 //! | [`cam`] | [`DistributedCAM`], its [`CamHandler`] and [`ProviderRecords`] |
 //! | [`blob`] | large blobs: chunks under a [`Manifest`], streamed and verified chunk by chunk |
 //! | [`chunking`] | content-defined chunking (gear hash) for large blobs |

@@ -16,12 +16,12 @@ use hologram_lattice::transport::{
     async_trait, Handler, HandlerError, MemoryNetwork, MemoryTransport, Protocol,
 };
 use hologram_lattice::{Address, NodeId, PeerId};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-type Cam = DistributedCAM<MemoryStore, MemoryTransport>;
+type Cam = DistributedCAM<MemoryStore>;
 
 /// Answers every `Get` with substituted bytes.
 struct Substituter;
@@ -93,9 +93,9 @@ fn run(seed: u64) -> Result<(), String> {
     let mut written: BTreeMap<Address, (NodeId, Vec<u8>)> = BTreeMap::new();
     let mut out: Option<(NodeId, bool)> = None;
     for step in 0..120 {
-        match rng.gen_range(0..10) {
+        match rng.random_range(0..10) {
             0..=3 => {
-                let at = honest[rng.gen_range(0..honest.len())];
+                let at = honest[rng.random_range(0..honest.len())];
                 if out.is_some_and(|(n, crashed)| n == at && crashed) {
                     continue;
                 }
@@ -113,8 +113,8 @@ fn run(seed: u64) -> Result<(), String> {
                         network.heal();
                     }
                 } else {
-                    let node = honest[rng.gen_range(0..honest.len())];
-                    let crashed = rng.gen_bool(0.5);
+                    let node = honest[rng.random_range(0..honest.len())];
+                    let crashed = rng.random_bool(0.5);
                     if crashed {
                         network.crash(node);
                     } else {
@@ -126,12 +126,13 @@ fn run(seed: u64) -> Result<(), String> {
                 }
             }
             _ => {
-                let Some((&address, (_, data))) =
-                    written.iter().nth(rng.gen_range(0..written.len().max(1)))
+                let Some((&address, (_, data))) = written
+                    .iter()
+                    .nth(rng.random_range(0..written.len().max(1)))
                 else {
                     continue;
                 };
-                let at = honest[rng.gen_range(0..honest.len())];
+                let at = honest[rng.random_range(0..honest.len())];
                 if let Ok(object) = block_on(cams[&at].get(address)) {
                     if object.data() != &data[..] {
                         return Err(format!(

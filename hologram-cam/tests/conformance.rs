@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use futures::executor::block_on;
-use hologram_cam::store::{conformance, MemoryStore, RedbStore};
+use hologram_cam::store::{conformance, MemoryStore, Name, RedbStore};
 use hologram_cam::{CamError, Object, Store};
 use hologram_lattice::Address;
 use std::path::PathBuf;
@@ -105,6 +105,12 @@ impl Store for Faulty {
             }
         }
         Ok(page)
+    }
+    async fn get_named(&self, name: &Name) -> Result<Option<Object>, CamError> {
+        self.0.get_named(name).await
+    }
+    async fn set_named(&self, changes: Vec<(Name, Option<Object>)>) -> Result<(), CamError> {
+        self.0.set_named(changes).await
     }
 }
 

@@ -20,7 +20,7 @@ use hologram_cam::{DedupHandler, DeduplicationNetwork, HashRing, StoreResult};
 use hologram_lattice::sim::{check_seeds, Faults};
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, MemoryNetwork, Protocol};
 use hologram_lattice::{Address, NodeId, PeerId};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -108,16 +108,16 @@ fn run(seed: u64) -> Result<(), String> {
     let mut out: Option<NodeId> = None; // the one honest node crashed or cut off
     let mut crashed = false;
     for step in 0..150 {
-        match rng.gen_range(0..10) {
+        match rng.random_range(0..10) {
             0..=3 => {
                 // One object with store_unique, or a few with store_many.
-                let count = if rng.gen_bool(0.7) {
+                let count = if rng.random_bool(0.7) {
                     1
                 } else {
-                    rng.gen_range(2..6)
+                    rng.random_range(2..6)
                 };
                 let batch: Vec<Vec<u8>> = (0..count)
-                    .map(|_| format!("seed {seed} object {}", rng.gen_range(0..40)).into_bytes())
+                    .map(|_| format!("seed {seed} object {}", rng.random_range(0..40)).into_bytes())
                     .collect();
                 let results = if count == 1 {
                     vec![block_on(client.store_unique(batch[0].clone()))]
@@ -146,7 +146,7 @@ fn run(seed: u64) -> Result<(), String> {
                 // Release one reference. Whatever the acknowledgements say, the
                 // model counts it as done: a holder applies each release at most
                 // once, so no holder can count fewer references than the model.
-                let Some((&address, _)) = acked.iter().nth(rng.gen_range(0..acked.len().max(1)))
+                let Some((&address, _)) = acked.iter().nth(rng.random_range(0..acked.len().max(1)))
                 else {
                     continue;
                 };
@@ -168,8 +168,8 @@ fn run(seed: u64) -> Result<(), String> {
                     }
                 } else {
                     let honest: Vec<NodeId> = holders.keys().copied().collect();
-                    let node = honest[rng.gen_range(0..honest.len())];
-                    crashed = rng.gen_bool(0.5);
+                    let node = honest[rng.random_range(0..honest.len())];
+                    crashed = rng.random_bool(0.5);
                     if crashed {
                         network.crash(node);
                     } else {
@@ -186,7 +186,7 @@ fn run(seed: u64) -> Result<(), String> {
             }
             _ => {
                 let Some((&address, (data, _))) =
-                    acked.iter().nth(rng.gen_range(0..acked.len().max(1)))
+                    acked.iter().nth(rng.random_range(0..acked.len().max(1)))
                 else {
                     continue;
                 };
@@ -206,7 +206,7 @@ fn run(seed: u64) -> Result<(), String> {
             acked.keys().copied().collect()
         } else {
             (0..3)
-                .filter_map(|_| acked.keys().nth(rng.gen_range(0..acked.len())).copied())
+                .filter_map(|_| acked.keys().nth(rng.random_range(0..acked.len())).copied())
                 .collect()
         };
         for address in &sample {
@@ -312,18 +312,18 @@ fn durable_run(seed: u64) -> Result<(), String> {
         .collect();
     let mut attempted: BTreeMap<Address, u64> = BTreeMap::new();
     for step in 0..40 {
-        match rng.gen_range(0..6) {
+        match rng.random_range(0..6) {
             0..=2 => {
-                let data = objects[rng.gen_range(0..objects.len())].clone();
+                let data = objects[rng.random_range(0..objects.len())].clone();
                 *attempted.entry(Address::of(&data)).or_default() += 1;
                 block_on(client.store_unique(data));
             }
             3 => {
-                let address = Address::of(&objects[rng.gen_range(0..objects.len())]);
+                let address = Address::of(&objects[rng.random_range(0..objects.len())]);
                 block_on(client.release(address));
             }
             _ => {
-                let id = ids[rng.gen_range(0..ids.len())];
+                let id = ids[rng.random_range(0..ids.len())];
                 let counts = |holder: &Durable| -> Result<Vec<u64>, String> {
                     objects
                         .iter()

@@ -17,7 +17,7 @@ struct Net {
     transports: HashMap<NodeId, MemoryTransport>,
     stores: HashMap<NodeId, Arc<MemoryStore>>,
     holders: HashMap<NodeId, Arc<DedupHandler<MemoryStore>>>,
-    client: DeduplicationNetwork<MemoryTransport>,
+    client: DeduplicationNetwork,
 }
 
 fn network(nodes: u8) -> Net {

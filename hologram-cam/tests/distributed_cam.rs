@@ -8,14 +8,12 @@ use hologram_cam::wire::CamMessage;
 use hologram_cam::{CamError, CamHandler, DistributedCAM, Object, ProviderRecords, Store};
 use hologram_lattice::routing::LatticeRouter;
 use hologram_lattice::sim::Faults;
-use hologram_lattice::transport::{
-    async_trait, Handler, HandlerError, MemoryNetwork, MemoryTransport, Protocol,
-};
+use hologram_lattice::transport::{async_trait, Handler, HandlerError, MemoryNetwork, Protocol};
 use hologram_lattice::{Address, NodeId, PeerId};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
-type Cam = DistributedCAM<MemoryStore, MemoryTransport>;
+type Cam = DistributedCAM<MemoryStore>;
 
 /// Counts `Get` requests, then lets the real handler answer.
 struct Counting {

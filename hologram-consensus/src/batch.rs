@@ -1,27 +1,26 @@
-//! Commands and batches: what consensus orders, and their canonical bytes.
+//! Batches: what consensus orders, and their canonical bytes.
 //!
-//! A [`Command`] is opaque bytes; its [`CommandId`] is their BLAKE3 address,
-//! so the same bytes are the same command (a client that wants to repeat an
-//! operation includes a nonce). A [`Batch`] is the value one height decides:
-//! a sequence of commands. Its canonical bytes (defined here, by hand) are
+//! A [`Batch`] is the value one height decides: a sequence of signed
+//! [`Command`]s (see [`crate::command`]). Its canonical bytes (defined here,
+//! by hand) are
 //!
 //! ```text
-//! "hologram batch v1" (17 bytes) ‖ count u32 LE ‖ for each command: len u32 LE ‖ bytes
+//! "hologram batch v2" (17 bytes) ‖ count u32 LE ‖ for each command:
+//!     client public key (32 bytes) ‖ signature R ‖ s (64 bytes) ‖ payload len u32 LE ‖ payload
 //! ```
 //!
 //! and its receipt — what validators vote on — is
 //! `Receipt::from_bytes(canonical bytes)` (SPEC §6), so two honest nodes
 //! compute the same receipt for the same batch and the receipt binds every
-//! byte of it.
+//! byte of it, each command's client and signature included (a decided log
+//! carries the proof of who issued each command). Version 1 had no client
+//! or signature.
 
+use crate::command::Command;
 use crate::ConsensusError;
-use hologram_lattice::Address;
 use hologram_receipt::{Receipt, ReceiptBuilder};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-
-/// The largest command, in bytes.
-pub const MAX_COMMAND_BYTES: usize = 64 << 10;
 /// The most commands one batch holds.
 pub const MAX_BATCH_COMMANDS: usize = 1 << 16;
 /// The largest sum of command bytes in one batch.
@@ -31,77 +30,10 @@ pub const MAX_BATCH_BYTES: usize = 4 << 20;
 const RECEIPT_BUFFER: usize = 64 << 10;
 
 /// The prefix of a batch's canonical bytes.
-const BATCH_MAGIC: &[u8; 17] = b"hologram batch v1";
+pub(crate) const BATCH_MAGIC: &[u8; 17] = b"hologram batch v2";
 
-/// A command's identity: the BLAKE3 address of its bytes.
-pub type CommandId = Address;
-
-/// An opaque command for the replicated state machine. Cheap to clone.
-///
-/// Its [`CommandId`] is computed once, when the command is made (by a client,
-/// or by a replica decoding it from the wire), and travels with its clones.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Command {
-    id: CommandId,
-    bytes: Arc<[u8]>,
-}
-
-impl core::fmt::Debug for Command {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "Command({} bytes, {})", self.bytes.len(), self.id())
-    }
-}
-
-impl Command {
-    /// A command of these bytes, at most [`MAX_COMMAND_BYTES`].
-    pub fn new(bytes: impl Into<Arc<[u8]>>) -> Result<Self, ConsensusError> {
-        let bytes = bytes.into();
-        if bytes.len() > MAX_COMMAND_BYTES {
-            return Err(ConsensusError::TooLarge {
-                what: "command",
-                size: bytes.len(),
-                max: MAX_COMMAND_BYTES,
-            });
-        }
-        Ok(Self {
-            id: Address::of(&bytes),
-            bytes,
-        })
-    }
-
-    /// The bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
-    /// The command's identity: the BLAKE3 address of its bytes (hashed
-    /// when the command was made).
-    pub fn id(&self) -> CommandId {
-        self.id
-    }
-}
-
-impl Serialize for Command {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.bytes)
-    }
-}
-
-impl<'de> Deserialize<'de> for Command {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl serde::de::Visitor<'_> for Visit {
-            type Value = Command;
-            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                write!(f, "a byte string of at most {MAX_COMMAND_BYTES} bytes")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Command, E> {
-                Command::new(v).map_err(E::custom)
-            }
-        }
-        d.deserialize_bytes(Visit)
-    }
-}
+/// The canonical bytes of one command besides its payload: key, signature, length.
+const COMMAND_HEADER: usize = 32 + 64 + 4;
 
 /// The value one height decides: commands in order. Cheap to clone (the
 /// commands are shared).
@@ -177,9 +109,9 @@ impl Batch {
         self.commands.is_empty()
     }
 
-    /// The sum of the commands' sizes.
+    /// The sum of the commands' payload sizes.
     pub fn payload_bytes(&self) -> usize {
-        self.commands.iter().map(|c| c.bytes.len()).sum()
+        self.commands.iter().map(|c| c.bytes().len()).sum()
     }
 
     /// Checks the bounds a decoded batch must meet.
@@ -204,8 +136,9 @@ impl Batch {
 
     /// The canonical bytes (see the [module docs](crate::batch)).
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity(BATCH_MAGIC.len() + 4 + 4 * self.len() + self.payload_bytes());
+        let mut out = Vec::with_capacity(
+            BATCH_MAGIC.len() + 4 + COMMAND_HEADER * self.len() + self.payload_bytes(),
+        );
         self.write_canonical(&mut out);
         out
     }
@@ -221,12 +154,11 @@ impl Batch {
         buf.extend_from_slice(BATCH_MAGIC);
         buf.extend_from_slice(&(self.commands.len() as u32).to_le_bytes());
         for c in self.commands.iter() {
-            if buf.len() + 4 + c.bytes.len() > RECEIPT_BUFFER {
+            if buf.len() + COMMAND_HEADER + c.bytes().len() > RECEIPT_BUFFER {
                 builder.update(&buf);
                 buf.clear();
             }
-            buf.extend_from_slice(&(c.bytes.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&c.bytes);
+            write_command(&mut buf, c);
         }
         builder.update(&buf);
         builder.finish()
@@ -237,29 +169,42 @@ impl Batch {
         // Bounded by MAX_BATCH_COMMANDS and MAX_COMMAND_BYTES: both fit in u32.
         out.extend_from_slice(&(self.commands.len() as u32).to_le_bytes());
         for c in self.commands.iter() {
-            out.extend_from_slice(&(c.bytes.len() as u32).to_le_bytes());
-            out.extend_from_slice(&c.bytes);
+            write_command(out, c);
         }
     }
+}
+
+/// One command's canonical bytes: key ‖ signature ‖ payload length u32 LE ‖
+/// payload (the length fits: at most [`MAX_COMMAND_BYTES`]).
+fn write_command(out: &mut Vec<u8>, c: &Command) {
+    out.extend_from_slice(c.client().as_bytes());
+    out.extend_from_slice(&c.signature().to_bytes());
+    out.extend_from_slice(&(c.bytes().len() as u32).to_le_bytes());
+    out.extend_from_slice(c.bytes());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::MAX_COMMAND_BYTES;
+    use hologram_receipt::KeyPair;
+
+    fn command(payload: &[u8]) -> Command {
+        Command::sign(&KeyPair::from_seed([5; 32]), payload.to_vec()).unwrap()
+    }
 
     #[test]
     fn receipt_is_of_the_canonical_bytes() {
-        let batch = Batch::new(vec![
-            Command::new(b"set x 1".to_vec()).unwrap(),
-            Command::new(b"".to_vec()).unwrap(),
-        ])
-        .unwrap();
+        let batch = Batch::new(vec![command(b"set x 1"), command(b"")]).unwrap();
         let bytes = batch.canonical_bytes();
-        let mut expected = b"hologram batch v1".to_vec();
+        let mut expected = b"hologram batch v2".to_vec();
         expected.extend_from_slice(&2u32.to_le_bytes());
-        expected.extend_from_slice(&7u32.to_le_bytes());
-        expected.extend_from_slice(b"set x 1");
-        expected.extend_from_slice(&0u32.to_le_bytes());
+        for (c, payload) in batch.commands().iter().zip([&b"set x 1"[..], b""]) {
+            expected.extend_from_slice(KeyPair::from_seed([5; 32]).node_id().as_bytes());
+            expected.extend_from_slice(&c.signature().to_bytes());
+            expected.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            expected.extend_from_slice(payload);
+        }
         assert_eq!(bytes, expected);
         assert_eq!(batch.receipt(), Receipt::from_bytes(&bytes));
         assert_ne!(batch.receipt(), Batch::empty().receipt());
@@ -276,7 +221,7 @@ mod tests {
                     1 => 0,
                     _ => (i as usize * 997) % 9000,
                 };
-                Command::new(vec![i as u8; len]).unwrap()
+                command(&vec![i as u8; len])
             })
             .collect();
         let batch = Batch::new(commands).unwrap();
@@ -284,8 +229,6 @@ mod tests {
             batch.receipt(),
             Receipt::from_bytes(&batch.canonical_bytes())
         );
-        let c = Command::new(b"abc".to_vec()).unwrap();
-        assert_eq!(c.id(), Address::of(b"abc"));
         let wire = postcard::to_allocvec(&batch).unwrap();
         let back: Batch = postcard::from_bytes(&wire).unwrap();
         assert_eq!(back, batch);
@@ -293,21 +236,27 @@ mod tests {
     }
 
     #[test]
-    fn bounds_are_enforced() {
-        assert!(Command::new(vec![0u8; MAX_COMMAND_BYTES + 1]).is_err());
-        let big = Command::new(vec![0u8; MAX_COMMAND_BYTES]).unwrap();
-        let n = MAX_BATCH_BYTES / MAX_COMMAND_BYTES + 1;
-        assert!(Batch::new(vec![big; n]).is_err());
-        let oversized = vec![0u8; MAX_COMMAND_BYTES + 1];
-        let wire = postcard::to_allocvec(&serde_bytes_like(&oversized)).unwrap();
-        assert!(postcard::from_bytes::<Command>(&wire).is_err());
+    fn the_receipt_binds_each_signature() {
+        let c = command(b"x");
+        let mut sig = c.signature().to_bytes();
+        sig[40] ^= 1;
+        let other = Command::from_parts(
+            c.client(),
+            hologram_receipt::Signature::from_bytes(sig),
+            c.bytes().to_vec(),
+        )
+        .unwrap();
+        assert_eq!(other.id(), c.id());
+        assert_ne!(
+            Batch::new(vec![c]).unwrap().receipt(),
+            Batch::new(vec![other]).unwrap().receipt()
+        );
     }
 
-    /// Encodes raw bytes the way a `Command` is encoded.
-    fn serde_bytes_like(b: &[u8]) -> Command {
-        Command {
-            id: Address::of(b),
-            bytes: b.into(),
-        }
+    #[test]
+    fn bounds_are_enforced() {
+        let big = command(&vec![0u8; MAX_COMMAND_BYTES]);
+        let n = MAX_BATCH_BYTES / MAX_COMMAND_BYTES + 1;
+        assert!(Batch::new(vec![big; n]).is_err());
     }
 }

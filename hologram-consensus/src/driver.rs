@@ -2,45 +2,84 @@
 //!
 //! [`ConsensusHandler`] is the inbound side (register it for
 //! [`Protocol::CONSENSUS`]): it decodes each frame with the bounded decoder
-//! and queues it; malformed frames are dropped there. [`ReplicaDriver::run`]
-//! takes queued inputs one at a time, keeps the replica's timers on a
+//! and queues it in a bounded inbox, one queue per peer served in turn
+//! (limits and the policy when full: [`queue`]); malformed frames are dropped
+//! there. [`ReplicaDriver::run`] takes queued inputs one at a time (at most
+//! [`ROUND_INPUTS`] peer messages before it acts), keeps the replica's timers on a
 //! [`Timer`], and after each round of inputs makes the outputs durable when
 //! given a [`DurableLog`] ([`ReplicaDriver::with_log`]): decisions and the
 //! voting record are written *before* any message is sent, any decision
 //! handed on or any submission acknowledged (write-ahead). Then it sends the
-//! outputs and hands decisions to a channel. If the store fails, the driver
+//! outputs — each encoded as it is sent, at most [`SENDS_IN_FLIGHT`] at once,
+//! so answers are not all held encoded together — and hands decisions to a
+//! channel. If the store fails, the driver
 //! stops without sending what it could not make durable
 //! ([`ReplicaDriver::try_run`] says why). [`DriverHandle`] submits commands and stops
 //! the driver. No runtime is assumed: `run` is a plain future.
+
+pub mod queue;
 
 use crate::message::{ConsensusMessage, Decision};
 use crate::persist::DurableLog;
 use crate::replica::{Outgoing, Outputs, Replica, Timer as ReplicaTimer};
 use crate::{Command, ConsensusError};
 use futures::channel::{mpsc, oneshot};
-use futures::future::{join_all, select, Either};
-use futures::StreamExt;
-use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol, Timer, Transport};
+use futures::future::{select, Either};
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use hologram_lattice::transport::{
+    async_trait, Handler, HandlerError, Protocol, Service, Timer, Transport,
+};
 use hologram_lattice::NodeId;
+pub use queue::InboxStats;
+use queue::PeerQueues;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Where the result of a submission goes.
 type Reply = oneshot::Sender<Result<usize, ConsensusError>>;
 
-/// What the driver's queue carries.
+/// The most peer messages the driver handles before it persists and sends
+/// what they produced (then it takes the next ones).
+pub const ROUND_INPUTS: usize = 64;
+
+/// The most outgoing messages the driver has encoded and in flight at once
+/// (a broadcast counts once).
+pub const SENDS_IN_FLIGHT: usize = 32;
+
+/// What a [`DriverHandle`] asks of the driver (local, not from peers).
 enum Input {
-    Message(NodeId, ConsensusMessage),
     Submit(Vec<Command>, bool, Reply),
     Stop,
+}
+
+/// What woke the driver.
+enum Wake {
+    Control(Input),
+    /// The handler queued peer messages.
+    Peer,
+}
+
+/// The peer queues shared by the handlers and the driver.
+type Shared = Arc<Mutex<PeerQueues>>;
+
+fn lock(queues: &Shared) -> MutexGuard<'_, PeerQueues> {
+    // A panic while holding the lock leaves the queues consistent (every
+    // update completes before the next fallible step): keep using them.
+    queues
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The inbound side of a replica: decodes frames and queues them.
 #[derive(Clone)]
 pub struct ConsensusHandler {
-    inbox: mpsc::UnboundedSender<Input>,
+    queues: Shared,
+    /// One sender for all clones: a bounded channel gives each sender its
+    /// own slot, so clones made per message would let rings pile up.
+    doorbell: Arc<Mutex<mpsc::Sender<()>>>,
 }
 
 #[async_trait]
@@ -53,27 +92,47 @@ impl Handler for ConsensusHandler {
 
     async fn message(&self, from: NodeId, _: Protocol, payload: Vec<u8>) {
         if let Ok(message) = ConsensusMessage::decode(&payload) {
-            // A closed queue means the driver stopped: the frame is moot.
-            let _ = self.inbox.unbounded_send(Input::Message(from, message));
+            if lock(&self.queues).push(from, message, payload.len()) {
+                // A full doorbell is already ringing; a closed one means the
+                // driver stopped and the message is moot.
+                let mut doorbell = self.doorbell.lock().unwrap_or_else(|p| p.into_inner());
+                let _ = doorbell.try_send(());
+            }
         }
     }
 }
 
-/// The queue between a [`ConsensusHandler`] and its driver.
-pub struct Inbox {
-    sender: mpsc::UnboundedSender<Input>,
-    receiver: mpsc::UnboundedReceiver<Input>,
+impl Service for ConsensusHandler {
+    fn protocol(&self) -> Protocol {
+        Protocol::CONSENSUS
+    }
 }
 
-/// A handler and the inbox it fills: register the handler with the
-/// transport, then give the inbox to [`ReplicaDriver::new`].
+/// The queues between a [`ConsensusHandler`] and its driver.
+pub struct Inbox {
+    queues: Shared,
+    control: mpsc::UnboundedSender<Input>,
+    wakes: BoxStream<'static, Wake>,
+}
+
+/// A handler and the inbox it fills: mount the handler on the node's
+/// [`ProtocolMux`](hologram_lattice::transport::ProtocolMux), then give the
+/// inbox to [`ReplicaDriver::new`].
 pub fn inbox() -> (ConsensusHandler, Inbox) {
-    let (sender, receiver) = mpsc::unbounded();
+    let queues = Shared::default();
+    let (doorbell, rings) = mpsc::channel(1);
+    let (control, commands) = mpsc::unbounded();
+    let wakes = futures::stream::select(commands.map(Wake::Control), rings.map(|()| Wake::Peer));
     (
         ConsensusHandler {
-            inbox: sender.clone(),
+            queues: queues.clone(),
+            doorbell: Arc::new(Mutex::new(doorbell)),
         },
-        Inbox { sender, receiver },
+        Inbox {
+            queues,
+            control,
+            wakes: wakes.boxed(),
+        },
     )
 }
 
@@ -82,6 +141,7 @@ pub fn inbox() -> (ConsensusHandler, Inbox) {
 pub struct DriverHandle {
     id: NodeId,
     inbox: mpsc::UnboundedSender<Input>,
+    queues: Shared,
 }
 
 impl DriverHandle {
@@ -98,6 +158,12 @@ impl DriverHandle {
         rx.await.map_err(|_| ConsensusError::Stopped(self.id))?
     }
 
+    /// How full the driver's inbox of peer messages is, and what it dropped
+    /// (see [`queue`]).
+    pub fn inbox_stats(&self) -> InboxStats {
+        lock(&self.queues).stats()
+    }
+
     /// Asks the driver to stop after the input it is handling.
     pub fn stop(&self) {
         let _ = self.inbox.unbounded_send(Input::Stop);
@@ -109,7 +175,8 @@ pub struct ReplicaDriver {
     replica: Replica,
     transport: Arc<dyn Transport>,
     timer: Timer,
-    inbox: mpsc::UnboundedReceiver<Input>,
+    queues: Shared,
+    wakes: BoxStream<'static, Wake>,
     decisions: mpsc::UnboundedSender<Decision>,
     started: Instant,
     timers: BinaryHeap<Reverse<(u64, u64, TimerKey)>>,
@@ -152,13 +219,15 @@ impl ReplicaDriver {
         let (dtx, drx) = mpsc::unbounded();
         let handle = DriverHandle {
             id: replica.id(),
-            inbox: inbox.sender,
+            inbox: inbox.control,
+            queues: inbox.queues.clone(),
         };
         let driver = Self {
             replica,
             transport,
             timer,
-            inbox: inbox.receiver,
+            queues: inbox.queues,
+            wakes: inbox.wakes,
             decisions: dtx,
             started: Instant::now(),
             timers: BinaryHeap::new(),
@@ -214,18 +283,33 @@ impl ReplicaDriver {
                 Some(Reverse((at, _, _))) => Duration::from_millis(at.saturating_sub(now)),
                 None => Duration::from_secs(3600),
             };
-            let input = match select(self.inbox.next(), self.timer.sleep(wait)).await {
-                Either::Left((Some(input), _)) => input,
-                Either::Left((None, _)) => return self.perform(&mut out).await,
-                Either::Right(_) => continue,
-            };
-            let mut go_on = self.handle(input, &mut out);
-            // Take what else is queued before sending: one round of sends.
-            while go_on {
-                match self.inbox.try_recv() {
-                    Ok(input) => go_on = self.handle(input, &mut out),
-                    Err(_) => break,
+            let woken = if lock(&self.queues).is_empty() {
+                match select(self.wakes.next(), self.timer.sleep(wait)).await {
+                    Either::Left((Some(wake), _)) => Some(wake),
+                    Either::Left((None, _)) => return self.perform(&mut out).await,
+                    Either::Right(_) => continue,
                 }
+            } else {
+                None
+            };
+            let mut go_on = woken.is_none_or(|w| self.wake(w, &mut out));
+            // Take what else is queued before sending (one round of sends):
+            // every local request, and up to ROUND_INPUTS peer messages
+            // taken from the peers in turn.
+            while go_on {
+                match self.wakes.next().now_or_never() {
+                    Some(Some(wake)) => go_on = self.wake(wake, &mut out),
+                    Some(None) | None => break,
+                }
+            }
+            for _ in 0..ROUND_INPUTS {
+                if !go_on {
+                    break;
+                }
+                let next = lock(&self.queues).pop();
+                let Some((from, m)) = next else { break };
+                let now = self.now();
+                self.replica.handle_message(now, from, m, &mut out);
             }
             self.perform(&mut out).await?;
             if !go_on {
@@ -234,15 +318,16 @@ impl ReplicaDriver {
         }
     }
 
-    fn handle(&mut self, input: Input, out: &mut Outputs) -> bool {
+    /// Handles what woke the driver; false to stop.
+    fn wake(&mut self, wake: Wake, out: &mut Outputs) -> bool {
         let now = self.now();
-        match input {
-            Input::Message(from, m) => self.replica.handle_message(now, from, m, out),
-            Input::Submit(commands, gossip, reply) => {
+        match wake {
+            Wake::Peer => {}
+            Wake::Control(Input::Submit(commands, gossip, reply)) => {
                 let result = self.replica.submit(now, commands, gossip, out);
                 self.replies.push((reply, result));
             }
-            Input::Stop => return false,
+            Wake::Control(Input::Stop) => return false,
         }
         true
     }
@@ -269,21 +354,34 @@ impl ReplicaDriver {
         }
         out.misbehaviour.clear();
         let me = self.replica.id();
-        let mut sends = Vec::new();
+        let mut batch: Vec<(Vec<NodeId>, ConsensusMessage)> = Vec::new();
         for m in out.messages.drain(..) {
-            let (targets, message) = match m {
+            let (mut targets, message) = match m {
                 Outgoing::Broadcast(m) => (self.replica.validators().validators().to_vec(), m),
                 Outgoing::To(to, m) => (vec![to], m),
             };
-            let Ok(bytes) = message.encode() else {
-                continue;
-            };
-            for to in targets.into_iter().filter(|t| *t != me) {
-                sends.push(self.transport.send(to, Protocol::CONSENSUS, bytes.clone()));
-            }
+            targets.retain(|t| *t != me);
+            batch.push((targets, message));
         }
-        // A send that fails is a lost message: resending repairs it.
-        join_all(sends).await;
+        // Each message is encoded when its sends start (at most
+        // SENDS_IN_FLIGHT messages at once), not all up front.
+        let transport = self.transport.clone();
+        let sends = futures::stream::iter(batch.into_iter().map(move |(targets, message)| {
+            let transport = transport.clone();
+            async move {
+                let Ok(bytes) = message.encode() else {
+                    return;
+                };
+                let mut sends = Vec::with_capacity(targets.len());
+                for to in targets {
+                    sends.push(transport.send(to, Protocol::CONSENSUS, bytes.clone()));
+                }
+                // A send that fails is a lost message: resending repairs it.
+                futures::future::join_all(sends).await;
+            }
+        }))
+        .buffer_unordered(SENDS_IN_FLIGHT);
+        sends.for_each(|()| async {}).await;
         Ok(())
     }
 }

@@ -97,6 +97,19 @@ pub enum ConsensusError {
         /// Why it failed.
         reason: String,
     },
+    /// A command's client signature does not verify: it was forged or
+    /// altered (payload, key or signature changed). It is not stored,
+    /// gossiped or voted for.
+    #[error("command {id} of client {client}: bad signature: {reason}")]
+    BadCommand {
+        /// The command's id (as computed from its client and payload).
+        id: crate::CommandId,
+        /// The client it claims.
+        client: NodeId,
+        /// Why verification failed.
+        #[source]
+        reason: Box<ReceiptError>,
+    },
     /// The mempool is full: the command was not accepted.
     #[error("mempool full ({capacity} commands): command rejected")]
     MempoolFull {
@@ -144,6 +157,16 @@ pub enum ConsensusError {
     /// The validator or its driver has stopped.
     #[error("validator {0} stopped")]
     Stopped(NodeId),
+    /// A subscriber to decided heights fell behind what the validator keeps
+    /// in memory: read heights `from..oldest` from its `DurableLog` (the
+    /// decisions `DurableLog::open` recovers), then subscribe again.
+    #[error("lagged: height {from} is no longer kept in memory (the oldest kept is {oldest}); read it from the DurableLog")]
+    Lagged {
+        /// The height the subscriber needed next.
+        from: u64,
+        /// The oldest height still kept (the first undecided one if none is).
+        oldest: u64,
+    },
     /// A validator answered with an error.
     #[error("validator {validator} refused: {reason}")]
     Refused {

@@ -45,7 +45,8 @@
 //! contains it: commands accepted on a minority side are committed after
 //! the heal, in the order of the heights that take them. A command is
 //! rejected with a reason only when the mempool is full
-//! ([`ConsensusError::MempoolFull`]) or it is over size. Applied to a
+//! ([`ConsensusError::MempoolFull`]), it is over size, or its client's
+//! signature fails ([`ConsensusError::BadCommand`]: see [`command`]). Applied to a
 //! [`ReplicatedStateMachine`], the converged logs give every replica the same
 //! receipt chain (`verify_replica`); a replica restarted after the heal
 //! rebuilds its log from its [`DurableLog`], verifying each certificate, and
@@ -53,11 +54,28 @@
 //! checks all of this for 2|2 and 1|3 cuts (the safety invariants after
 //! every step, convergence after the heal).
 //!
+//! ## How the seams are held
+//!
+//! - **`Validator`**: a proposer is generic over `V: Validator`
+//!   ([`ReceiptConsensus<V>`](ReceiptConsensus)); `Arc<T>` of any validator
+//!   is one, so a list of one kind is given as it is
+//!   (`Vec<RemoteValidator>`, `Vec<Arc<LocalValidator>>`) and a list mixing
+//!   kinds is a `Vec<Arc<dyn Validator>>`.
+//! - **`Transport`**: held as `Arc<dyn Transport>` ([`ReplicaDriver`],
+//!   [`RemoteValidator`], the broadcast driver); an `Arc<MyTransport>`
+//!   coerces. Inbound, each face is a `Service` mounted on the node's
+//!   `ProtocolMux`: [`ConsensusHandler`] (replicas, `Protocol::CONSENSUS`),
+//!   [`ValidatorHandler`] (`Protocol::VALIDATOR`), the broadcast handler.
+//! - **`Store`**: [`DurableLog::open`] takes `Arc<dyn Store>` (the log lives
+//!   inside [`LocalValidator`] and [`ReplicaDriver`], which carry no store
+//!   parameter); an `Arc<MyStore>` coerces.
+//!
 //! ## Map
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`batch`] | [`Command`], [`Batch`] and its canonical bytes and receipt |
+//! | [`command`] | [`Command`]: a client's signed payload, its id and verification |
+//! | [`batch`] | [`Batch`] and its canonical bytes and receipt |
 //! | [`vote`] | [`Vote`], [`SignedHeader`], their canonical bytes and signatures |
 //! | [`certificate`] | [`Certificate`]: a quorum of signatures, verifiable by anyone |
 //! | [`validators`] | [`ValidatorSet`]: quorum, `f`, leader rotation |
@@ -89,7 +107,8 @@
 //!     (k.node_id(), replica)
 //! });
 //! let mut sim = Simulation::new(7, Faults::NONE, nodes);
-//! let command = Command::new(b"set x = 1".to_vec())?;
+//! let client = KeyPair::from_seed([9; 32]); // a client signs its commands
+//! let command = Command::sign(&client, b"set x = 1".to_vec())?;
 //! sim.with_node(keys[0].node_id(), |node, ctx| node.submit(ctx, vec![command.clone()], true));
 //! sim.run_until(2_000).unwrap();
 //! for (_, node, _) in sim.nodes() {
@@ -131,7 +150,8 @@
 //!     (k.node_id(), replica)
 //! });
 //! let mut sim = Simulation::new(3, Faults::NONE, nodes);
-//! let commands = vec![Command::new(b"abc".to_vec())?, Command::new(b"de".to_vec())?];
+//! let client = KeyPair::from_seed([9; 32]);
+//! let commands = vec![Command::sign(&client, b"abc".to_vec())?, Command::sign(&client, b"de".to_vec())?];
 //! sim.with_node(keys[0].node_id(), |node, ctx| node.submit(ctx, commands.clone(), true));
 //! sim.run_until(2_000).unwrap();
 //! let machines: Vec<ReplicatedStateMachine<Counter>> = sim
@@ -152,6 +172,7 @@
 pub mod batch;
 pub mod broadcast;
 pub mod certificate;
+pub mod command;
 pub mod detector;
 pub mod driver;
 pub mod error;
@@ -165,9 +186,10 @@ pub mod validator;
 pub mod validators;
 pub mod vote;
 
-pub use batch::{Batch, Command, CommandId};
+pub use batch::Batch;
 pub use broadcast::{BroadcastResult, DeliveryCertificate, LatticeProtocol};
 pub use certificate::Certificate;
+pub use command::{verify_commands, Command, CommandId};
 pub use detector::{ByzantineDetector, EquivocationProof, Misbehaviour, Offence};
 pub use driver::{inbox, ConsensusHandler, DriverHandle, Inbox, ReplicaDriver};
 pub use error::ConsensusError;
@@ -178,8 +200,8 @@ pub use replica::{Outgoing, Outputs, Replica, ReplicaConfig, Timeouts, Timer};
 pub use rsm::{Applied, LogEntry, ReplicatedStateMachine, StateMachine};
 pub use sim::SimReplica;
 pub use validator::{
-    HeightStatus, LocalValidator, RemoteValidator, Validator, ValidatorHandler, ValidatorRequest,
-    ValidatorResponse,
+    Decisions, HeightStatus, LocalValidator, RemoteValidator, Validator, ValidatorHandler,
+    ValidatorRequest, ValidatorResponse,
 };
 pub use validators::ValidatorSet;
 pub use vote::{SignedHeader, Slot, Vote, VoteKind};

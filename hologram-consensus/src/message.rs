@@ -7,8 +7,9 @@
 //! refuses more than [`MAX_MESSAGE_BYTES`] before reading and re-checks every
 //! bound serde does not (commands per batch, signatures per certificate).
 
-use crate::batch::{Batch, Command, MAX_BATCH_BYTES, MAX_BATCH_COMMANDS};
+use crate::batch::{Batch, MAX_BATCH_BYTES, MAX_BATCH_COMMANDS};
 use crate::certificate::Certificate;
+use crate::command::Command;
 use crate::validators::MAX_VALIDATORS;
 use crate::vote::{SignedHeader, Vote, VoteKind};
 use crate::ConsensusError;
@@ -17,7 +18,11 @@ use serde::{Deserialize, Serialize};
 
 /// The largest encoded message: a full batch plus two certificates and headers.
 pub const MAX_MESSAGE_BYTES: usize =
-    MAX_BATCH_BYTES + MAX_BATCH_COMMANDS * 4 + 4 * MAX_VALIDATORS * 100 + 4096;
+    MAX_BATCH_BYTES + MAX_BATCH_COMMANDS * COMMAND_OVERHEAD + 4 * MAX_VALIDATORS * 100 + 4096;
+
+/// A command's encoded size besides its payload: client key (32), signature
+/// (64) and the payload's length (at most 3 varint bytes).
+pub(crate) const COMMAND_OVERHEAD: usize = 32 + 64 + 3;
 
 /// A leader's proposal: the signed header, the batch it names, and, when it
 /// re-proposes a value locked in an earlier round, the polka that justifies it.

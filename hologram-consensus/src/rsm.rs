@@ -25,7 +25,7 @@
 //! ([`DurableLog`](crate::DurableLog)) or catching up from peers trusts no
 //! single source.
 
-use crate::batch::{Command, CommandId};
+use crate::command::{Command, CommandId};
 use crate::message::Decision;
 use crate::{ConsensusError, ValidatorSet};
 use hologram_receipt::{Receipt, ReceiptChain};

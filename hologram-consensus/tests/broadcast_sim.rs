@@ -20,7 +20,7 @@ use hologram_receipt::{
     AuthenticatedMessage, HopLink, KeyPair, OriginLink, Purpose, Receipt, Witness,
 };
 use rand::seq::SliceRandom;
-use rand::Rng;
+use rand::RngExt;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
@@ -52,7 +52,7 @@ type Ctx<'a> = Context<'a, BroadcastMessage, BroadcastTimer>;
 
 impl Byzantine {
     fn random_member(&self, ctx: &mut Ctx<'_>) -> NodeId {
-        self.members[ctx.rng().gen_range(0..self.members.len())]
+        self.members[ctx.rng().random_range(0..self.members.len())]
     }
 
     fn attack(&mut self, ctx: &mut Ctx<'_>, m: AuthenticatedMessage) {
@@ -67,7 +67,7 @@ impl Byzantine {
             if target == me {
                 continue;
             }
-            let forged = match ctx.rng().gen_range(0..5) {
+            let forged = match ctx.rng().random_range(0..5) {
                 // The genuine receipt and chain around another payload.
                 0 => {
                     let (mut payload, receipt, witness) = m.clone().into_parts();
@@ -112,7 +112,7 @@ impl Byzantine {
                 2 => Some(m.clone()),
                 // Replay an older genuine message (validly extended).
                 3 => {
-                    let old = &self.held[ctx.rng().gen_range(0..self.held.len())];
+                    let old = &self.held[ctx.rng().random_range(0..self.held.len())];
                     old.forward(target, &self.keys).ok()
                 }
                 // A hop appended in someone else's name.

@@ -13,11 +13,11 @@
 
 mod support;
 
-use hologram_lattice::sim::{check_seeds, Faults};
-use rand::seq::SliceRandom;
-use rand::Rng;
+use hologram_lattice::sim::check_seeds;
+use rand::seq::IndexedRandom;
+use rand::RngExt;
 use support::byzantine::Behaviour;
-use support::Cluster;
+use support::{faulty_network, Cluster};
 
 #[derive(Clone, Copy)]
 struct Campaign {
@@ -25,15 +25,6 @@ struct Campaign {
     depth: usize,
     partitions: bool,
     crashes: bool,
-}
-
-fn faulty_network() -> Faults {
-    Faults {
-        loss: 0.05,
-        duplicate: 0.05,
-        corrupt: 0.01,
-        latency_ms: (1, 30),
-    }
 }
 
 fn run(seed: u64, campaign: Campaign) -> Result<(), String> {
@@ -47,11 +38,11 @@ fn run(seed: u64, campaign: Campaign) -> Result<(), String> {
     // Phase 1: faults.
     let mut t = 0;
     while t < 3_000 {
-        if c.sim.rng().gen_bool(0.3) {
+        if c.sim.rng().random_bool(0.3) {
             submitted.extend(c.submit_random());
         }
         if campaign.partitions && t % 600 == 0 {
-            if c.sim.rng().gen_bool(0.6) {
+            if c.sim.rng().random_bool(0.6) {
                 c.random_partition();
             } else {
                 c.sim.heal();

@@ -1,7 +1,8 @@
 //! Persistence: validators over a `MemoryNetwork` keep their log and voting
 //! record in a `Store` (write-ahead); one is stopped, restarted from its
 //! store alone and catches up from its peers' certified history; tampered
-//! stored blocks are rejected with a specific error and never applied.
+//! stored blocks are rejected with a specific error and never applied; a
+//! log sharing its store with 100,000 CAM objects opens without reading them.
 
 mod support;
 
@@ -11,6 +12,7 @@ use futures::channel::oneshot;
 use futures::executor::{block_on, LocalPool, LocalSpawner};
 use futures::task::LocalSpawnExt;
 use futures::StreamExt;
+use hologram_cam::store::Name;
 use hologram_cam::{CamError, MemoryStore, Object, RedbStore, Store};
 use hologram_consensus::{
     inbox, Batch, Command, ConsensusError, Decision, DriverHandle, DurableLog, ReplicaConfig,
@@ -19,7 +21,7 @@ use hologram_consensus::{
 use hologram_lattice::transport::{MemoryNetwork, Timer};
 use hologram_lattice::Address;
 use hologram_receipt::{KeyPair, Receipt};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use support::decided::{certified, commands, validators, Registers};
@@ -233,30 +235,39 @@ fn values(log: &[Decision]) -> Vec<Receipt> {
     log.iter().map(|d| d.certificate.value).collect()
 }
 
-/// The stored block objects with the height each claims.
-async fn blocks(store: &dyn Store) -> Vec<(u64, Object)> {
-    let mut out = Vec::new();
-    for address in store.scan(None, 1_000).await.expect("scan") {
-        let object = store.get(&address).await.expect("get").expect("present");
-        if object.data().starts_with(b"hologram block v1") {
-            let mut h = [0u8; 8];
-            h.copy_from_slice(&object.data()[17..25]);
-            out.push((u64::from_le_bytes(h), object));
-        }
-    }
-    out
+/// Certified decisions of heights `0..heights`, each a batch of `per`
+/// commands named after `prefix` and the height.
+fn chain(keys: &[KeyPair], heights: u64, prefix: &str, per: usize) -> Vec<Decision> {
+    (0..heights)
+        .map(|h| {
+            let batch = Batch::new(commands(&format!("{prefix}{h}-"), per)).expect("batch");
+            certified(keys, h, batch)
+        })
+        .collect()
+}
+
+/// The name of the block of `height`, as the log's docs define it.
+fn block_name(height: u64) -> Name {
+    let mut bytes = b"hologram-consensus/log/block/".to_vec();
+    bytes.extend_from_slice(&height.to_be_bytes());
+    Name::new(bytes).expect("a valid name")
+}
+
+/// The name of the voting record, as the log's docs define it.
+fn record_name() -> Name {
+    Name::new(b"hologram-consensus/log/voting-record".to_vec()).expect("a valid name")
 }
 
 /// Replaces the stored block of `height` with `edit` applied to its bytes.
 async fn tamper(store: &dyn Store, height: u64, edit: impl Fn(&mut Vec<u8>)) {
-    for (h, object) in blocks(store).await {
-        if h == height {
-            let mut bytes = object.data().to_vec();
-            edit(&mut bytes);
-            store.remove(&object.address()).await.expect("remove");
-            store.put(Object::new(bytes)).await.expect("put");
-        }
-    }
+    let name = block_name(height);
+    let object = store.get_named(&name).await.expect("get").expect("present");
+    let mut bytes = object.data().to_vec();
+    edit(&mut bytes);
+    store
+        .set_named(vec![(name, Some(Object::new(bytes)))])
+        .await
+        .expect("set");
 }
 
 #[test]
@@ -267,15 +278,7 @@ fn tampered_stored_blocks_are_rejected_and_never_applied() {
         let (mut log, _) = DurableLog::open(store.clone(), set.clone())
             .await
             .expect("open");
-        let decisions: Vec<Decision> = (0..4u64)
-            .map(|h| {
-                certified(
-                    &keys,
-                    h,
-                    Batch::new(commands(&format!("h{h}-"), 3)).expect("batch"),
-                )
-            })
-            .collect();
+        let decisions: Vec<Decision> = chain(&keys, 4, "h", 3);
         log.append(&decisions).await.expect("append");
         // Appending out of order, or a decision without a valid certificate, is refused.
         assert!(matches!(
@@ -301,15 +304,20 @@ fn tampered_stored_blocks_are_rejected_and_never_applied() {
         .await;
         // Height 3: a signature byte changed.
         tamper(&*store, 3, |b| b[103 + 32] ^= 0x40).await;
-        // Garbage claiming to be a block and a voting record.
+        // Garbage under the names of height 4 and of the voting record.
         store
-            .put(Object::new(b"hologram block v1 not really".to_vec()))
+            .set_named(vec![
+                (
+                    block_name(4),
+                    Some(Object::new(b"hologram block v1 not really".to_vec())),
+                ),
+                (
+                    record_name(),
+                    Some(Object::new(b"hologram voting-record v1\x01".to_vec())),
+                ),
+            ])
             .await
-            .expect("put");
-        store
-            .put(Object::new(b"hologram voting-record v1\x01".to_vec()))
-            .await
-            .expect("put");
+            .expect("set");
 
         let (log, recovered) = DurableLog::open(store.clone(), set.clone())
             .await
@@ -381,8 +389,11 @@ fn voting_record_survives_and_only_the_newest_is_kept() {
         log.persist(&[], replica.voting_record())
             .await
             .expect("persist");
-        let records = store.scan(None, 100).await.expect("scan").len();
-        assert_eq!(records, 1, "older records are removed");
+        // The record lives under its name, replaced in place: nothing was
+        // written among the objects.
+        assert!(store.scan(None, 1).await.expect("scan").is_empty());
+        let stored = store.get_named(&record_name()).await.expect("get");
+        assert!(stored.is_some());
         let (_, back) = DurableLog::open(store, set).await.expect("open");
         assert_eq!(&back.record, replica.voting_record());
         let restarted = back.replica(keys[0].clone(), config).expect("config");
@@ -428,6 +439,13 @@ impl Store for FailingStore {
     }
     async fn scan(&self, after: Option<Address>, limit: usize) -> Result<Vec<Address>, CamError> {
         self.inner.scan(after, limit).await
+    }
+    async fn get_named(&self, name: &Name) -> Result<Option<Object>, CamError> {
+        self.inner.get_named(name).await
+    }
+    async fn set_named(&self, changes: Vec<(Name, Option<Object>)>) -> Result<(), CamError> {
+        self.check()?;
+        self.inner.set_named(changes).await
     }
 }
 
@@ -493,28 +511,146 @@ proptest::proptest! {
             let (keys, set) = validators();
             let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
             let (mut log, _) = DurableLog::open(store.clone(), set.clone()).await.expect("open");
-            let decisions: Vec<Decision> = (0..3u64)
-                .map(|h| certified(&keys, h, Batch::new(commands(&format!("p{h}-"), 2)).expect("batch")))
-                .collect();
+            let decisions: Vec<Decision> = chain(&keys, 3, "p", 2);
             log.append(&decisions).await.expect("append");
-            let addresses = store.scan(None, 100).await.expect("scan");
-            let victim = addresses[which % addresses.len()];
-            let object = store.get(&victim).await.expect("get").expect("present");
-            let mut bytes = object.data().to_vec();
-            let i = at.index(bytes.len());
-            bytes[i] ^= flip;
-            store.remove(&victim).await.expect("remove");
-            store.put(Object::new(bytes)).await.expect("put");
+            tamper(&*store, (which % 3) as u64, |bytes| {
+                let i = at.index(bytes.len());
+                bytes[i] ^= flip;
+            })
+            .await;
             let (_, recovered) = DurableLog::open(store, set.clone()).await.expect("open");
-            // A block whose magic was hit reads as a foreign object and is
-            // skipped; any other damage is rejected with a reason.
-            assert!(recovered.decisions.len() < 3 || recovered.rejected.is_empty());
-            assert!(recovered.rejected.len() + recovered.decisions.len() <= 3);
-            assert!(recovered.decisions.len() < 3, "a damaged block was used");
+            // Every stored height is either used or rejected with a reason,
+            // and the damaged one is never used.
+            assert_eq!(recovered.rejected.len() + recovered.decisions.len(), 3);
+            assert_eq!(recovered.decisions.len(), which % 3, "{:?}", recovered.rejected);
             for (d, original) in recovered.decisions.iter().zip(&decisions) {
                 d.verify(&set).expect("only verified decisions");
                 assert_eq!(d.batch.clone(), original.batch.clone());
             }
         });
     }
+}
+
+/// A memory store that counts what is read from it.
+#[derive(Default)]
+struct Counting {
+    inner: MemoryStore,
+    /// `get` and `contains` calls (the object space).
+    object_reads: AtomicUsize,
+    /// `scan` calls.
+    scans: AtomicUsize,
+    /// `get_named` calls.
+    named_reads: AtomicUsize,
+}
+
+impl Counting {
+    fn reset(&self) {
+        for counter in [&self.object_reads, &self.scans, &self.named_reads] {
+            counter.store(0, Ordering::SeqCst);
+        }
+    }
+}
+
+#[async_trait]
+impl Store for Counting {
+    async fn get(&self, address: &Address) -> Result<Option<Object>, CamError> {
+        self.object_reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(address).await
+    }
+    async fn put(&self, object: Object) -> Result<(), CamError> {
+        self.inner.put(object).await
+    }
+    async fn put_batch(&self, objects: Vec<Object>) -> Result<(), CamError> {
+        self.inner.put_batch(objects).await
+    }
+    async fn contains(&self, address: &Address) -> Result<bool, CamError> {
+        self.object_reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.contains(address).await
+    }
+    async fn remove(&self, address: &Address) -> Result<bool, CamError> {
+        self.inner.remove(address).await
+    }
+    async fn scan(&self, after: Option<Address>, limit: usize) -> Result<Vec<Address>, CamError> {
+        self.scans.fetch_add(1, Ordering::SeqCst);
+        self.inner.scan(after, limit).await
+    }
+    async fn get_named(&self, name: &Name) -> Result<Option<Object>, CamError> {
+        self.named_reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.get_named(name).await
+    }
+    async fn set_named(&self, changes: Vec<(Name, Option<Object>)>) -> Result<(), CamError> {
+        self.inner.set_named(changes).await
+    }
+}
+
+#[test]
+fn a_log_beside_100_000_cam_objects_opens_reading_only_the_log() {
+    const CAM_OBJECTS: u32 = 100_000;
+    const HEIGHTS: u64 = 20;
+    block_on(async {
+        let (keys, set) = validators();
+        let counting = Arc::new(Counting::default());
+        let store: Arc<dyn Store> = counting.clone();
+        let cam: Vec<Object> = (0..CAM_OBJECTS)
+            .map(|i| Object::new(i.to_le_bytes().to_vec()))
+            .collect();
+        for batch in cam.chunks(10_000) {
+            store.put_batch(batch.to_vec()).await.expect("put");
+        }
+        let (mut log, recovered) = DurableLog::open(store.clone(), set.clone())
+            .await
+            .expect("open");
+        let mut replica = recovered
+            .replica(keys[0].clone(), ReplicaConfig::new(set.clone()))
+            .expect("config");
+        let decisions: Vec<Decision> = chain(&keys, HEIGHTS, "s", 2);
+        for chunk in decisions.chunks(3) {
+            log.append(chunk).await.expect("append");
+        }
+        let mut out = hologram_consensus::Outputs::default();
+        replica
+            .submit(0, commands("r", 2), true, &mut out)
+            .expect("taken");
+        log.save_record(replica.voting_record())
+            .await
+            .expect("save");
+        assert!(!replica.voting_record().submitted.is_empty());
+
+        // What a CAM sharing the store does cannot reach the log: the bytes
+        // of a block put and removed as an object leave the block in place.
+        let block5 = store
+            .get_named(&block_name(5))
+            .await
+            .expect("get")
+            .expect("present");
+        store.put(block5.clone()).await.expect("put");
+        assert!(store.remove(&block5.address()).await.expect("remove"));
+        assert_eq!(
+            store.scan(None, usize::MAX).await.expect("scan").len(),
+            CAM_OBJECTS as usize,
+            "the log wrote nothing among the CAM's objects"
+        );
+
+        counting.reset();
+        let (log, recovered) = DurableLog::open(store.clone(), set.clone())
+            .await
+            .expect("open");
+        // One lookup per height, one for the first unset height, one for
+        // the record; no scan and no object read.
+        assert_eq!(counting.scans.load(Ordering::SeqCst), 0);
+        assert_eq!(counting.object_reads.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            counting.named_reads.load(Ordering::SeqCst),
+            HEIGHTS as usize + 2
+        );
+        // Complete and verified.
+        assert!(recovered.rejected.is_empty(), "{:?}", recovered.rejected);
+        assert_eq!(recovered.decisions, decisions);
+        for d in &recovered.decisions {
+            d.verify(&set).expect("verified");
+        }
+        assert_eq!(log.len(), HEIGHTS);
+        assert_eq!(&recovered.record, replica.voting_record());
+        assert!(!recovered.record_unreadable);
+    });
 }

@@ -25,7 +25,7 @@ fn message(kind: u8, height: u64, round: u32, payloads: Vec<Vec<u8>>) -> Consens
     let keys = KeyPair::from_seed([height as u8; 32]);
     let commands: Vec<Command> = payloads
         .into_iter()
-        .map(|p| Command::new(p).expect("small"))
+        .map(|p| Command::sign(&keys, p).expect("small"))
         .collect();
     let batch = Batch::new(commands.clone()).expect("small");
     let value = batch.receipt();
@@ -106,7 +106,7 @@ fn oversized_input_is_refused_unread() {
 #[test]
 fn an_oversized_command_inside_a_message_is_refused() {
     // A Commands message whose one command is larger than a command may be.
-    let big = vec![7u8; hologram_consensus::batch::MAX_COMMAND_BYTES + 1];
+    let big = vec![7u8; hologram_consensus::command::MAX_COMMAND_BYTES + 1];
     let mut bytes = vec![4u8, 1]; // variant 4 (Commands), one element
     let mut len = big.len();
     while len >= 0x80 {

@@ -6,6 +6,18 @@
 //!
 //! The definitions follow the project's SPEC (§1–§4 and §7's proof of work).
 //!
+//! ## How the `Transport` seam is held
+//!
+//! A type that keeps a transport keeps an `Arc<dyn Transport>`: a node has
+//! one transport, chosen at run time (the [`MemoryNetwork`](transport::MemoryNetwork)
+//! in tests, sockets in production) and shared by all its protocols, and
+//! every call is I/O, so a type parameter would buy nothing. Pass your
+//! `Arc<MyTransport>` as it is: it coerces, no cast. A function that only
+//! borrows a transport for a call takes `&T` with `T: Transport + ?Sized`,
+//! and `Arc<T>` is itself a `Transport`, for code generic over one. The
+//! inbound side is one [`ProtocolMux`](transport::ProtocolMux) per node, on
+//! which every protocol's [`Service`](transport::Service) is mounted.
+//!
 //! ## Map
 //!
 //! | module | what it holds |

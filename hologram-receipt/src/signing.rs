@@ -40,11 +40,13 @@ pub enum Purpose {
     /// A hand-off of keys from their previous owner to the next (shard splits
     /// and migrations), or its acknowledgement: `"hologram hand-off v1"`.
     HandOff,
+    /// A client's command for a replicated state machine: `"hologram command v1"`.
+    Command,
 }
 
 impl Purpose {
     /// Every purpose.
-    pub const ALL: [Purpose; 10] = [
+    pub const ALL: [Purpose; 11] = [
         Purpose::Vote,
         Purpose::Commit,
         Purpose::Prepare,
@@ -55,6 +57,7 @@ impl Purpose {
         Purpose::Delivery,
         Purpose::Transition,
         Purpose::HandOff,
+        Purpose::Command,
     ];
 
     /// The BLAKE3 key-derivation context of this purpose.
@@ -70,6 +73,7 @@ impl Purpose {
             Purpose::Delivery => "hologram delivery v1",
             Purpose::Transition => "hologram transition v1",
             Purpose::HandOff => "hologram hand-off v1",
+            Purpose::Command => "hologram command v1",
         }
     }
 
@@ -161,8 +165,10 @@ pub struct KeyPair {
 }
 
 impl KeyPair {
-    /// A fresh key pair from a cryptographically secure generator.
-    pub fn generate<R: rand::CryptoRng + rand::RngCore>(rng: &mut R) -> Self {
+    /// A fresh key pair from a cryptographically secure generator, such as
+    /// `rand::rng()`. (`rand::rngs::SysRng` is fallible: draw a seed with
+    /// its `try_fill_bytes` and use [`KeyPair::from_seed`].)
+    pub fn generate<R: rand::CryptoRng + ?Sized>(rng: &mut R) -> Self {
         Self {
             signing: SigningKey::generate(rng),
         }
@@ -324,7 +330,8 @@ mod tests {
                 "witness-hop",
                 "delivery",
                 "transition",
-                "hand-off"
+                "hand-off",
+                "command"
             ]
         );
         for p in Purpose::ALL {

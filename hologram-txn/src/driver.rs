@@ -29,7 +29,9 @@ use futures::future::{join_all, select, Either};
 use futures::StreamExt;
 use hologram_cam::Store;
 use hologram_lattice::sim::Millis;
-use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol, Timer, Transport};
+use hologram_lattice::transport::{
+    async_trait, Handler, HandlerError, Protocol, Service, Timer, Transport,
+};
 use hologram_lattice::NodeId;
 use hologram_receipt::KeyPair;
 use std::cmp::Reverse;
@@ -74,14 +76,22 @@ impl Handler for TxnHandler {
     }
 }
 
+impl Service for TxnHandler {
+    fn protocol(&self) -> Protocol {
+        Protocol::TXN
+    }
+}
+
 /// The queue between a [`TxnHandler`] and its driver.
 pub struct Inbox {
     sender: mpsc::UnboundedSender<Input>,
     receiver: mpsc::UnboundedReceiver<Input>,
 }
 
-/// A handler and the inbox it fills: register the handler with the
-/// transport for [`Protocol::TXN`], then give the inbox to a driver.
+/// A handler and the inbox it fills: mount the handler (a [`Service`] of
+/// [`Protocol::TXN`]) on the node's
+/// [`ProtocolMux`](hologram_lattice::transport::ProtocolMux), then give the
+/// inbox to a driver.
 pub fn inbox() -> (TxnHandler, Inbox) {
     let (sender, receiver) = mpsc::unbounded();
     (

@@ -63,6 +63,21 @@
 //! workload over a faulty network in the facade's `tests/load_balancing.rs`;
 //! the bank simulation moves whole shards.)
 //!
+//! ## How the seams are held
+//!
+//! - **`Participant`**: [`DistributedTransaction<'a, P>`](DistributedTransaction)
+//!   is generic over its participants' type: participants of one kind are
+//!   given as they are (`&LocalParticipant<S>`, `&RemoteParticipant`), a
+//!   transaction mixing kinds gives each as a `&dyn Participant` (the
+//!   default `P`). `Arc<T>` of any participant is one.
+//! - **`Store`**: [`LocalParticipant<S>`](LocalParticipant) is generic over
+//!   `S: Store + ?Sized` (a concrete store or `dyn Store`); the drivers erase
+//!   theirs to `Arc<dyn Store>`. The caller passes its `Arc<MyStore>` as it is.
+//! - **`Transport`**: held as `Arc<dyn Transport>` ([`RemoteParticipant`],
+//!   [`RemoteMember`], the drivers); an `Arc<MyTransport>` coerces. Inbound,
+//!   [`TxnHandler`], [`ParticipantService`] and [`MemberService`] are
+//!   `Service`s mounted on the node's `ProtocolMux`.
+//!
 //! ## Map
 //!
 //! | module | what it holds |
@@ -113,8 +128,8 @@
 //!
 //! // Move 30 from alice to bob, atomically, wherever they live.
 //! let writes = [
-//!     (shard(&alice) as &dyn Participant, vec![Op::Add { key: alice.clone(), delta: -30 }]),
-//!     (shard(&bob) as &dyn Participant, vec![Op::Add { key: bob.clone(), delta: 30 }]),
+//!     (shard(&alice), vec![Op::Add { key: alice.clone(), delta: -30 }]),
+//!     (shard(&bob), vec![Op::Add { key: bob.clone(), delta: 30 }]),
 //! ];
 //! let receipt = block_on(DistributedTransaction::new(TxnId([7; 16]), map.version(), writes).execute())?;
 //! assert!(receipt.phi_roundtrip);
@@ -123,8 +138,8 @@
 //!
 //! // Overdrawing is refused everywhere and leaves nothing behind.
 //! let writes = [
-//!     (shard(&alice) as &dyn Participant, vec![Op::Add { key: alice.clone(), delta: -71 }]),
-//!     (shard(&bob) as &dyn Participant, vec![Op::Add { key: bob.clone(), delta: 71 }]),
+//!     (shard(&alice), vec![Op::Add { key: alice.clone(), delta: -71 }]),
+//!     (shard(&bob), vec![Op::Add { key: bob.clone(), delta: 71 }]),
 //! ];
 //! assert!(block_on(DistributedTransaction::new(TxnId([8; 16]), map.version(), writes).execute()).is_err());
 //! assert_eq!(balance(&alice)?, Some(70i64.to_le_bytes().to_vec()));

@@ -30,7 +30,7 @@
 use crate::transaction::{call, Participant};
 use crate::{Decision, SignedReceipt, TxnError, TxnId, TxnMessage};
 use async_trait::async_trait;
-use hologram_lattice::transport::{Handler, HandlerError, Protocol, Transport};
+use hologram_lattice::transport::{Handler, HandlerError, Protocol, Service, Transport};
 use hologram_lattice::{NodeId, PeerId};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -252,8 +252,9 @@ pub(crate) use participant_by_messages;
 
 participant_by_messages!(RemoteParticipant);
 
-/// Serves a [`Participant`] to [`RemoteParticipant`]s: register it as the
-/// node's handler for [`Protocol::TXN_CALL`] requests (see the
+/// Serves a [`Participant`] to [`RemoteParticipant`]s: mount it on the
+/// node's [`ProtocolMux`](hologram_lattice::transport::ProtocolMux) (it
+/// answers [`Protocol::TXN_CALL`] requests) (see the
 /// [module docs](self)). Works for any participant: a
 /// [`LocalParticipant`](crate::LocalParticipant), a
 /// [`ReplicatedParticipant`](crate::ReplicatedParticipant) whose members and
@@ -298,4 +299,10 @@ impl<P: Participant + 'static> Handler for ParticipantService<P> {
     }
 
     async fn message(&self, _: PeerId, _: Protocol, _: Vec<u8>) {}
+}
+
+impl<P: Participant + 'static> Service for ParticipantService<P> {
+    fn protocol(&self) -> Protocol {
+        Protocol::TXN_CALL
+    }
 }

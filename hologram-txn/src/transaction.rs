@@ -57,6 +57,37 @@ pub trait Participant: Send + Sync {
     async fn resolve(&self, txn: TxnId, decision: Decision) -> Result<SignedReceipt, TxnError>;
 }
 
+#[async_trait]
+impl<T: Participant + ?Sized> Participant for Arc<T> {
+    fn id(&self) -> NodeId {
+        (**self).id()
+    }
+
+    async fn prepare(&self, request: PrepareRequest) -> Result<SignedReceipt, TxnError> {
+        (**self).prepare(request).await
+    }
+
+    async fn commit_one_phase(
+        &self,
+        request: PrepareRequest,
+        expected: Receipt,
+    ) -> Result<Decision, TxnError> {
+        (**self).commit_one_phase(request, expected).await
+    }
+
+    async fn commit(&self, txn: TxnId, prepares: Vec<SignedReceipt>) -> Result<Decision, TxnError> {
+        (**self).commit(txn, prepares).await
+    }
+
+    async fn abort(&self, txn: TxnId) -> Result<Decision, TxnError> {
+        (**self).abort(txn).await
+    }
+
+    async fn resolve(&self, txn: TxnId, decision: Decision) -> Result<SignedReceipt, TxnError> {
+        (**self).resolve(txn, decision).await
+    }
+}
+
 /// Answers one coordinator message with a [`Participant`] call.
 pub async fn call<P: Participant + ?Sized>(
     participant: &P,
@@ -100,7 +131,7 @@ pub async fn call<P: Participant + ?Sized>(
 ///
 /// Calls from several threads run their signing and verifying in parallel:
 /// it is done ahead ([`Prework`]), outside the lock on the core.
-pub struct LocalParticipant<S: Store> {
+pub struct LocalParticipant<S: Store + ?Sized> {
     id: NodeId,
     /// The core's keys, to sign ahead (none for a group's core).
     keys: Option<KeyPair>,
@@ -108,7 +139,7 @@ pub struct LocalParticipant<S: Store> {
     store: Arc<S>,
 }
 
-impl<S: Store> LocalParticipant<S> {
+impl<S: Store + ?Sized> LocalParticipant<S> {
     /// A participant running `core` over `store`.
     pub fn new(core: ParticipantCore, store: Arc<S>) -> Self {
         LocalParticipant {
@@ -150,7 +181,7 @@ impl<S: Store> LocalParticipant<S> {
 }
 
 #[async_trait]
-impl<S: Store> Participant for LocalParticipant<S> {
+impl<S: Store + ?Sized> Participant for LocalParticipant<S> {
     fn id(&self) -> NodeId {
         self.id
     }
@@ -190,21 +221,27 @@ impl<S: Store> Participant for LocalParticipant<S> {
 pub const MAX_IDLE_ROUNDS: u32 = 16;
 
 /// One atomic transaction over [`Participant`]s (module docs).
-pub struct DistributedTransaction<'a> {
+///
+/// Generic over the participants' type `P`: participants of one type (all
+/// [`LocalParticipant`]s, all [`RemoteParticipant`](crate::RemoteParticipant)s)
+/// are given as they are; a transaction mixing kinds (a local shard, a
+/// remote one, a replicated group) gives each as a `&dyn Participant`, the
+/// default.
+pub struct DistributedTransaction<'a, P: Participant + ?Sized = dyn Participant> {
     txn: TxnId,
     map_version: u64,
     config: CoordinatorConfig,
-    participants: BTreeMap<NodeId, &'a dyn Participant>,
+    participants: BTreeMap<NodeId, &'a P>,
     writes: BTreeMap<NodeId, Vec<Op>>,
 }
 
-impl<'a> DistributedTransaction<'a> {
+impl<'a, P: Participant + ?Sized> DistributedTransaction<'a, P> {
     /// Transaction `txn`: each participant's ops, routed with shard map
     /// `map_version`. Ops for the same participant given twice are joined.
     pub fn new(
         txn: TxnId,
         map_version: u64,
-        writes: impl IntoIterator<Item = (&'a dyn Participant, Vec<Op>)>,
+        writes: impl IntoIterator<Item = (&'a P, Vec<Op>)>,
     ) -> Self {
         let mut participants = BTreeMap::new();
         let mut by_node: BTreeMap<NodeId, Vec<Op>> = BTreeMap::new();

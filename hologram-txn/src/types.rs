@@ -16,7 +16,7 @@
 
 use crate::TxnError;
 use hologram_receipt::Receipt;
-use rand::RngCore;
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 /// The longest key, in bytes.
@@ -34,7 +34,7 @@ pub struct TxnId(pub [u8; 16]);
 
 impl TxnId {
     /// A fresh random id.
-    pub fn random(rng: &mut impl RngCore) -> Self {
+    pub fn random(rng: &mut (impl Rng + ?Sized)) -> Self {
         let mut id = [0u8; 16];
         rng.fill_bytes(&mut id);
         TxnId(id)

@@ -37,7 +37,7 @@ use hologram_txn::{
     CoordinatorConfig, CoordinatorNode, Decision, Key, Op, ParticipantConfig, ParticipantNode,
     ReceiptSharding, ShardMap, ShardingConfig, TxnError, TxnId, TxnNode,
 };
-use rand::Rng;
+use rand::RngExt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -267,7 +267,7 @@ impl Bank {
                 }
                 if let (Err(e), Some(&(t, _))) = (&result, self.submitted.get(&txn)) {
                     if e.is_retryable() {
-                        let at = self.sim.now() + self.sim.rng().gen_range(5..60);
+                        let at = self.sim.now() + self.sim.rng().random_range(5..60);
                         self.queue.push((at, t));
                     }
                 }
@@ -281,8 +281,8 @@ impl Bank {
         let Some((&txn, _)) = self.submitted.iter().next_back() else {
             return;
         };
-        let target = self.shards[self.sim.rng().gen_range(0..self.shards.len())];
-        let client = self.clients[self.sim.rng().gen_range(0..self.clients.len())];
+        let target = self.shards[self.sim.rng().random_range(0..self.shards.len())];
+        let client = self.clients[self.sim.rng().random_range(0..self.clients.len())];
         inject_forgeries(&mut self.sim, &self.byzantine, txn, target, client);
     }
 
@@ -304,7 +304,7 @@ impl Bank {
     /// one under way, or starts a split of a hot shard (at the end of each
     /// load window) or, now and then, a migration of a shard.
     fn rebalance(&mut self, now: u64) {
-        let window_ends = now % 300 == 0;
+        let window_ends = now.is_multiple_of(300);
         if window_ends {
             self.sharding.end_window();
         }
@@ -366,9 +366,9 @@ impl Bank {
                     started: false,
                 });
             }
-        } else if now % 600 == 0 {
+        } else if now.is_multiple_of(600) {
             let shards = map.shards();
-            let (shard, _, _, node) = shards[self.sim.rng().gen_range(0..shards.len())];
+            let (shard, _, _, node) = shards[self.sim.rng().random_range(0..shards.len())];
             let (Some(source), Some(to)) = (node, node.and_then(least)) else {
                 return;
             };
@@ -396,22 +396,22 @@ impl Bank {
             if chaos {
                 self.rebalance(now);
             }
-            if self.sim.rng().gen_bool(0.5) {
+            if self.sim.rng().random_bool(0.5) {
                 // A hot shard: 40% of the transfers start at one of its accounts.
-                let from = if self.sim.rng().gen_bool(0.4) {
-                    self.hot[self.sim.rng().gen_range(0..self.hot.len())]
+                let from = if self.sim.rng().random_bool(0.4) {
+                    self.hot[self.sim.rng().random_range(0..self.hot.len())]
                 } else {
-                    self.sim.rng().gen_range(0..ACCOUNTS)
+                    self.sim.rng().random_range(0..ACCOUNTS)
                 };
-                let to = (from + self.sim.rng().gen_range(1..ACCOUNTS)) % ACCOUNTS;
-                let amount = self.sim.rng().gen_range(1..40);
+                let to = (from + self.sim.rng().random_range(1..ACCOUNTS)) % ACCOUNTS;
+                let amount = self.sim.rng().random_range(1..40);
                 self.queue.push((now, Transfer { from, to, amount }));
             }
             let due: Vec<(u64, Transfer)> =
                 self.queue.iter().copied().filter(|q| q.0 <= now).collect();
             self.queue.retain(|q| q.0 > now);
             for (_, t) in due {
-                let client = self.clients[self.sim.rng().gen_range(0..self.clients.len())];
+                let client = self.clients[self.sim.rng().random_range(0..self.clients.len())];
                 if self.in_flight.get(&client).copied().unwrap_or(0) >= 4 || !self.submit(client, t)
                 {
                     self.queue.push((now + tick, t));
@@ -421,15 +421,15 @@ impl Bank {
                 continue;
             }
             // Crashes of participants and coordinators at any moment.
-            if self.sim.rng().gen_bool(0.03) {
+            if self.sim.rng().random_bool(0.03) {
                 let all: Vec<NodeId> = self.shards.iter().chain(&self.clients).copied().collect();
-                let victim = all[self.sim.rng().gen_range(0..all.len())];
+                let victim = all[self.sim.rng().random_range(0..all.len())];
                 if self.sim.is_up(victim) {
                     self.sim.crash(victim);
                     if self.clients.contains(&victim) {
                         self.in_flight.insert(victim, 0);
                     }
-                    let back = now + self.sim.rng().gen_range(20..600);
+                    let back = now + self.sim.rng().random_range(20..600);
                     down.push((back, victim));
                 }
             }
@@ -439,22 +439,22 @@ impl Bank {
             }
             down.retain(|d| d.0 > now);
             // Partitions that heal.
-            if healed_at.is_none() && self.sim.rng().gen_bool(0.01) {
+            if healed_at.is_none() && self.sim.rng().random_bool(0.01) {
                 let cut: Vec<NodeId> = self
                     .shards
                     .iter()
                     .chain(&self.clients)
                     .copied()
-                    .filter(|_| self.sim.rng().gen_bool(0.4))
+                    .filter(|_| self.sim.rng().random_bool(0.4))
                     .collect();
                 self.sim.partition(&[&cut]);
-                healed_at = Some(now + self.sim.rng().gen_range(50..500));
+                healed_at = Some(now + self.sim.rng().random_range(50..500));
             }
             if healed_at.is_some_and(|t| t <= now) {
                 self.sim.heal();
                 healed_at = None;
             }
-            if self.sim.rng().gen_bool(0.02) {
+            if self.sim.rng().random_bool(0.02) {
                 self.forge();
             }
         }

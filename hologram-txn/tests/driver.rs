@@ -20,7 +20,7 @@ use hologram_txn::{
     CoordinatorConfig, CoordinatorCore, CoordinatorDriver, Key, Op, ParticipantConfig,
     ParticipantCore, ParticipantDriver, ShardMap, TxnError, TxnId,
 };
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -157,11 +157,11 @@ fn spawn_participant(driver: ParticipantDriver) -> (StopHandle, Participant) {
 /// A transfer of `amount` between two accounts on different shards.
 fn transfer(map: &ShardMap, rng: &mut ChaCha8Rng) -> BTreeMap<NodeId, Vec<Op>> {
     loop {
-        let (from, to) = (rng.gen_range(0..ACCOUNTS), rng.gen_range(0..ACCOUNTS));
+        let (from, to) = (rng.random_range(0..ACCOUNTS), rng.random_range(0..ACCOUNTS));
         let (a, b) = (map.node_of(&account(from)), map.node_of(&account(to)));
         if let (Some(a), Some(b)) = (a, b) {
             if a != b {
-                let amount = rng.gen_range(1..=50);
+                let amount = rng.random_range(1..=50);
                 let mut writes = BTreeMap::new();
                 writes.insert(
                     a,
@@ -213,7 +213,7 @@ fn run(seed: u64) -> Result<(), String> {
                 (TxnId(id), transfer(&bank.map, &mut rng))
             })
             .collect();
-        let stop_after = (round < 2).then(|| rng.gen_range(1..15u64));
+        let stop_after = (round < 2).then(|| rng.random_range(1..15u64));
         let version = bank.map.version();
         // Each transfer is retried, under a new id, when it loses a lock
         // (no-wait locks refuse rather than wait, so concurrent transfers
@@ -267,7 +267,7 @@ fn run(seed: u64) -> Result<(), String> {
             }
         }
         // A participant crashes and restarts from its store.
-        let victim = rng.gen_range(0..SHARDS as usize);
+        let victim = rng.random_range(0..SHARDS as usize);
         bank.crash_and_restart(victim)?;
     }
     // Faults stop; the recovery timers settle what is left.

@@ -39,10 +39,8 @@ fn net() -> Net {
         let core = ParticipantCore::new(k.clone(), ParticipantConfig::default(), map.clone())
             .expect("core");
         let shard = Arc::new(LocalParticipant::new(core, Arc::new(MemoryStore::new())));
-        let service = ProtocolMux::new().with(
-            Protocol::TXN_CALL,
-            Arc::new(ParticipantService::new(Arc::clone(&shard))) as Arc<dyn Handler>,
-        );
+        let service = ProtocolMux::new();
+        service.mount(Arc::new(ParticipantService::new(Arc::clone(&shard))));
         let _ = network.join(k.node_id(), Arc::new(service));
         remote.push(RemoteParticipant::new(
             k.node_id(),

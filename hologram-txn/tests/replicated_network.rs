@@ -2,7 +2,7 @@
 //! `MemoryNetwork` (loss, duplication, latency so reordering).
 //!
 //! Two groups of four member nodes (f = 1); each member node serves its
-//! validator (`ValidatorHandler`, `Protocol::CONSENSUS`) and its replica
+//! validator (`ValidatorHandler`, `Protocol::VALIDATOR`) and its replica
 //! (`MemberService`, `Protocol::TXN_MEMBER`). A proposer node per group runs
 //! `ReplicatedParticipant::over` the members' `RemoteValidator`s and
 //! `RemoteMember`s and serves it (`ParticipantService`, `Protocol::TXN_CALL`);
@@ -21,16 +21,13 @@
 //! told, when it was told), the honest members' replicas agree, and no lock
 //! or prepared transaction is left.
 
-use async_trait::async_trait;
 use futures::executor::block_on;
 use hologram_consensus::{
     LocalValidator, RemoteValidator, Validator, ValidatorHandler, ValidatorSet,
 };
 use hologram_lattice::sim::{check_seeds, Faults};
-use hologram_lattice::transport::{
-    Handler, HandlerError, MemoryNetwork, MemoryTransport, Protocol, ProtocolMux, Transport,
-};
-use hologram_lattice::{NodeId, PeerId};
+use hologram_lattice::transport::{MemoryNetwork, MemoryTransport, ProtocolMux, Transport};
+use hologram_lattice::NodeId;
 use hologram_receipt::KeyPair;
 use hologram_txn::replicated::{GroupMember, Member, MemberBehaviour};
 use hologram_txn::types::counter;
@@ -39,9 +36,9 @@ use hologram_txn::{
     ParticipantCore, ParticipantService, RemoteMember, RemoteParticipant, ReplicatedParticipant,
     ShardMap, TxnError, TxnId,
 };
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 const ACCOUNTS_PER_SHARD: usize = 3;
@@ -66,32 +63,6 @@ fn member_keys(g: usize) -> Vec<KeyPair> {
 #[path = "support/group_faults.rs"]
 mod group_faults;
 use group_faults::WrongVotes;
-
-/// A node's handler set once the node's transport exists (a proposer's
-/// service needs the transport it is reached by).
-#[derive(Default)]
-struct Late(OnceLock<Arc<dyn Handler>>);
-
-#[async_trait]
-impl Handler for Late {
-    async fn request(
-        &self,
-        from: PeerId,
-        protocol: Protocol,
-        payload: Vec<u8>,
-    ) -> Result<Vec<u8>, HandlerError> {
-        match self.0.get() {
-            Some(h) => h.request(from, protocol, payload).await,
-            None => Err(HandlerError::Refused("starting".into())),
-        }
-    }
-
-    async fn message(&self, from: PeerId, protocol: Protocol, payload: Vec<u8>) {
-        if let Some(h) = self.0.get() {
-            h.message(from, protocol, payload).await;
-        }
-    }
-}
 
 /// One member node: its validator and its replica.
 struct MemberNode {
@@ -127,20 +98,17 @@ fn behaviour(g: usize, i: usize) -> MemberBehaviour {
 
 /// Joins (or rejoins) member `i` of group `g` to the network.
 fn join_member(network: &MemoryNetwork, g: usize, i: usize, node: &MemberNode, rejoin: bool) {
-    let consensus: Arc<dyn Handler> = match behaviour(g, i) {
-        MemberBehaviour::Honest => Arc::new(ValidatorHandler::new(node.validator.clone())),
+    let consensus = match behaviour(g, i) {
+        MemberBehaviour::Honest => ValidatorHandler::new(node.validator.clone()),
         // A Byzantine validator behind the same handler as an honest one.
-        _ => Arc::new(ValidatorHandler::new(Arc::new(WrongVotes {
+        _ => ValidatorHandler::new(Arc::new(WrongVotes {
             keys: node.keys.clone(),
             inner: node.validator.clone(),
-        }))),
+        })),
     };
-    let mux = ProtocolMux::new()
-        .with(Protocol::CONSENSUS, consensus)
-        .with(
-            Protocol::TXN_MEMBER,
-            Arc::clone(&node.service) as Arc<dyn Handler>,
-        );
+    let mux = ProtocolMux::new();
+    mux.mount(Arc::new(consensus))
+        .mount(Arc::clone(&node.service));
     let id = node.keys.node_id();
     let _transport = match rejoin {
         true => network.restart(id, Arc::new(mux)),
@@ -162,9 +130,10 @@ fn proposer(
     keys: &[KeyPair],
     proposer_keys: Vec<KeyPair>,
 ) -> Arc<ReplicatedParticipant> {
-    let late = Arc::new(Late::default());
-    let transport: Arc<dyn Transport> =
-        Arc::new(network.join(node, Arc::clone(&late) as Arc<dyn Handler>));
+    // The proposer's service needs the transport it is reached by: it is
+    // mounted once the node has joined.
+    let mux = Arc::new(ProtocolMux::new());
+    let transport: Arc<dyn Transport> = Arc::new(network.join(node, mux.clone()));
     let validators = keys
         .iter()
         .map(|k| {
@@ -188,11 +157,7 @@ fn proposer(
     let proposer = Arc::new(
         ReplicatedParticipant::over(set.clone(), validators, members, proposer_keys).unwrap(),
     );
-    let service = ProtocolMux::new().with(
-        Protocol::TXN_CALL,
-        Arc::new(ParticipantService::new(Arc::clone(&proposer))),
-    );
-    assert!(late.0.set(Arc::new(service)).is_ok());
+    mux.mount(Arc::new(ParticipantService::new(Arc::clone(&proposer))));
     proposer
 }
 
@@ -378,10 +343,10 @@ fn run(seed: u64) -> Result<(), String> {
         if t == 2 * TRANSFERS / 3 {
             bank.restart(CRASHING);
         }
-        let i = rng.gen_range(0..ACCOUNTS_PER_SHARD);
-        let j = ACCOUNTS_PER_SHARD + rng.gen_range(0..ACCOUNTS_PER_SHARD);
-        let (from, to) = if rng.gen() { (i, j) } else { (j, i) };
-        let amount = rng.gen_range(1..80);
+        let i = rng.random_range(0..ACCOUNTS_PER_SHARD);
+        let j = ACCOUNTS_PER_SHARD + rng.random_range(0..ACCOUNTS_PER_SHARD);
+        let (from, to) = if rng.random() { (i, j) } else { (j, i) };
+        let amount = rng.random_range(1..80);
         let txn = TxnId([t + 1; 16]);
         let result = block_on(
             DistributedTransaction::new(txn, bank.map.version(), bank.writes(from, to, amount))

@@ -21,7 +21,7 @@ use hologram_txn::{
     ParticipantConfig, ParticipantCore, PrepareRequest, Proof, ReplicatedParticipant, ShardMap,
     SignedReceipt, TxnError, TxnId, TxnMessage,
 };
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -62,6 +62,8 @@ impl Validator for Crashed {
 struct Bank {
     map: ShardMap,
     groups: Vec<ReplicatedParticipant>,
+    /// Group 0's `ACCOUNTS_PER_SHARD` accounts, then group 1's: a transfer
+    /// from `accounts[..ACCOUNTS_PER_SHARD]` to the rest crosses groups.
     accounts: Vec<Key>,
 }
 
@@ -90,19 +92,18 @@ fn bank() -> Bank {
 fn bank_with(behaviour: impl Fn(usize, usize) -> MemberBehaviour) -> Bank {
     let groups = [0, 1].map(|g| ReplicatedParticipant::group_of(&member_keys(g)).unwrap());
     let map = ShardMap::even(&[groups[0].id(), groups[1].id()]);
-    let mut accounts = Vec::new();
-    let mut per_shard = [0usize; 2];
+    let mut per_shard: [Vec<Key>; 2] = [Vec::new(), Vec::new()];
     for i in 0.. {
         let key = Key::new(format!("account-{i}").into_bytes()).unwrap();
         let g = usize::from(map.node_of(&key) != Some(groups[0].id()));
-        if per_shard[g] < ACCOUNTS_PER_SHARD {
-            per_shard[g] += 1;
-            accounts.push(key);
+        if per_shard[g].len() < ACCOUNTS_PER_SHARD {
+            per_shard[g].push(key);
         }
-        if per_shard == [ACCOUNTS_PER_SHARD; 2] {
+        if per_shard.iter().all(|s| s.len() == ACCOUNTS_PER_SHARD) {
             break;
         }
     }
+    let accounts = per_shard.concat();
     let groups = groups
         .into_iter()
         .enumerate()
@@ -396,18 +397,19 @@ fn a_coordinator_crashing_at_every_step_leaves_nothing_half_applied() {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut expected: Vec<i64> = vec![START; bank.accounts.len()];
         for t in 0..10u8 {
-            let i = rng.gen_range(0..ACCOUNTS_PER_SHARD);
-            let j = ACCOUNTS_PER_SHARD + rng.gen_range(0..ACCOUNTS_PER_SHARD);
-            let (i, j) = if rng.gen() { (i, j) } else { (j, i) };
-            let amount = rng.gen_range(1..80);
-            let crash = CRASHES[rng.gen_range(0..CRASHES.len())];
+            let i = rng.random_range(0..ACCOUNTS_PER_SHARD);
+            let j = ACCOUNTS_PER_SHARD + rng.random_range(0..ACCOUNTS_PER_SHARD);
+            let (i, j) = if rng.random() { (i, j) } else { (j, i) };
+            let amount = rng.random_range(1..80);
+            let crash = CRASHES[rng.random_range(0..CRASHES.len())];
             let (from, to) = (&bank.accounts[i], &bank.accounts[j]);
             let committed = transfer_until(&bank, TxnId([t; 16]), from, to, amount, crash);
             // Sometimes a member crashes too, losing its memory, and
             // restarts from the group's certified log.
-            if rng.gen_bool(0.3) {
-                let group = &bank.groups[rng.gen_range(0..bank.groups.len())];
-                block_on(group.restart_member(rng.gen_range(0..4))).map_err(|e| e.to_string())?;
+            if rng.random_bool(0.3) {
+                let group = &bank.groups[rng.random_range(0..bank.groups.len())];
+                block_on(group.restart_member(rng.random_range(0..4)))
+                    .map_err(|e| e.to_string())?;
             }
             recover(&bank);
             let step = format!("txn {t} ({crash:?})");
@@ -425,7 +427,11 @@ fn answers_need_f_plus_one_matching_endorsements() {
     let message = TxnMessage::Abort {
         txn: TxnId([9; 16]),
     };
-    let command = hologram_consensus::Command::new(message.to_wire().unwrap()).unwrap();
+    let command = hologram_consensus::Command::sign(
+        &hologram_receipt::KeyPair::from_seed([0xc1; 32]),
+        message.to_wire().unwrap(),
+    )
+    .unwrap();
     let truth = Some(message.clone());
     let lie = Some(TxnMessage::Query {
         txn: TxnId([9; 16]),
@@ -477,7 +483,7 @@ impl Lossy<'_> {
     /// `Some(before)` if this call is lost: before or after the group applied it.
     fn lost(&self) -> Option<bool> {
         let mut rng = self.rng.lock().unwrap();
-        rng.gen_bool(self.loss).then(|| rng.gen())
+        rng.random_bool(self.loss).then(|| rng.random())
     }
 
     async fn call<R>(
@@ -551,9 +557,9 @@ fn lost_requests_and_answers_are_retried_and_settle_atomically() {
         let mut expected: Vec<i64> = vec![START; bank.accounts.len()];
         let (mut committed, mut unknown) = (0, 0);
         for t in 0..10u8 {
-            let i = rng.gen_range(0..bank.accounts.len());
-            let j = (i + rng.gen_range(1..bank.accounts.len())) % bank.accounts.len();
-            let amount = rng.gen_range(1..60);
+            let i = rng.random_range(0..bank.accounts.len());
+            let j = (i + rng.random_range(1..bank.accounts.len())) % bank.accounts.len();
+            let amount = rng.random_range(1..60);
             let (from, to) = (&bank.accounts[i], &bank.accounts[j]);
             let op = |key: &Key, delta| {
                 vec![Op::Add {
@@ -1036,10 +1042,10 @@ fn transfers_stay_atomic_while_a_member_of_each_group_forges() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let mut outcomes = [0usize; 2];
     for t in 0..10u8 {
-        let i = rng.gen_range(0..ACCOUNTS_PER_SHARD);
-        let j = ACCOUNTS_PER_SHARD + rng.gen_range(0..ACCOUNTS_PER_SHARD);
-        let (i, j) = if rng.gen_bool(0.5) { (i, j) } else { (j, i) };
-        let amount = rng.gen_range(1..=150i64);
+        let i = rng.random_range(0..ACCOUNTS_PER_SHARD);
+        let j = ACCOUNTS_PER_SHARD + rng.random_range(0..ACCOUNTS_PER_SHARD);
+        let (i, j) = if rng.random_bool(0.5) { (i, j) } else { (j, i) };
+        let amount = rng.random_range(1..=150i64);
         let (from, to) = (&bank.accounts[i], &bank.accounts[j]);
         let op = |key: &Key, delta| {
             vec![Op::Add {

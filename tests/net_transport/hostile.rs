@@ -5,7 +5,7 @@ use super::raw::{self, header};
 use super::{echo_node, id, keys, test_config, Echo, LONG};
 use hologram::lattice::transport::{Protocol, Transport, TransportError};
 use hologram::net::{AddressBook, QuicConfig, QuicTransport};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -130,7 +130,7 @@ async fn garbage_datagrams_are_dropped() {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(14);
     for i in 0..3000 {
-        let len = rng.gen_range(1..1400);
+        let len = rng.random_range(1..1400);
         let mut datagram = vec![0u8; len];
         rng.fill(&mut datagram[..]);
         if i % 3 == 0 {

@@ -17,7 +17,7 @@ use hologram::consensus::{
     ValidatorSet,
 };
 use hologram::lattice::routing::LatticeRouter;
-use hologram::lattice::transport::{Protocol, ProtocolMux, Timer};
+use hologram::lattice::transport::{ProtocolMux, Timer};
 use hologram::lattice::Address;
 use hologram::net::{AddressBook, QuicTransport};
 use hologram::receipt::{KeyPair, Receipt};
@@ -44,7 +44,7 @@ impl StateMachine for Counter {
 struct Node {
     keys: KeyPair,
     transport: Arc<QuicTransport>,
-    cam: DistributedCAM<MemoryStore, QuicTransport>,
+    cam: DistributedCAM<MemoryStore>,
     broadcast: BroadcastDriver,
 }
 
@@ -73,20 +73,16 @@ async fn cam_dedup_consensus_and_broadcast_run_over_quic() {
             7,
         ));
         let (consensus, inbox) = inbox();
-        let mux = ProtocolMux::new()
-            .with(
-                Protocol::CAM,
-                Arc::new(CamHandler::new(Arc::clone(&store), providers.clone())),
-            )
-            .with(
-                Protocol::DEDUP,
-                Arc::new(DedupHandler::new(Arc::new(MemoryStore::new()))),
-            )
-            .with(Protocol::BROADCAST, broadcast.handler())
-            .with(Protocol::CONSENSUS, Arc::new(consensus));
+        let mux = Arc::new(ProtocolMux::new());
+        mux.mount(Arc::new(CamHandler::new(
+            Arc::clone(&store),
+            providers.clone(),
+        )))
+        .mount(Arc::new(DedupHandler::new(Arc::new(MemoryStore::new()))))
+        .mount(broadcast.handler())
+        .mount(Arc::new(consensus));
         let transport = Arc::new(
-            QuicTransport::bind(k, localhost(), Arc::new(mux), book.clone(), test_config())
-                .unwrap(),
+            QuicTransport::bind(k, localhost(), mux, book.clone(), test_config()).unwrap(),
         );
         broadcast.attach(transport.clone());
         let mut router = LatticeRouter::new(k.node_id());
@@ -96,7 +92,7 @@ async fn cam_dedup_consensus_and_broadcast_run_over_quic() {
         let cam = DistributedCAM::new(
             k.node_id(),
             store,
-            Arc::clone(&transport),
+            Arc::clone(&transport) as _,
             Arc::new(RwLock::new(router)),
             providers,
         );
@@ -121,11 +117,8 @@ async fn cam_dedup_consensus_and_broadcast_run_over_quic() {
     for id in &ids {
         ring.add(*id);
     }
-    let client = DeduplicationNetwork::new(
-        Arc::clone(&nodes[0].transport),
-        Arc::new(RwLock::new(ring)),
-        3,
-    );
+    let client =
+        DeduplicationNetwork::new(nodes[0].transport.clone(), Arc::new(RwLock::new(ring)), 3);
     let first = client.store_unique(b"over quic".to_vec()).await;
     assert!(
         matches!(first, StoreResult::Stored(_, acks) if acks >= 2),
@@ -151,8 +144,10 @@ async fn cam_dedup_consensus_and_broadcast_run_over_quic() {
         handles.push(handle);
         streams.push(stream);
     }
+    // Commands are signed by the client that issues them.
+    let client = KeyPair::from_seed([0xc1; 32]);
     let commands: Vec<Command> = (0..8u32)
-        .map(|i| Command::new(format!("command {i}").into_bytes()).unwrap())
+        .map(|i| Command::sign(&client, format!("command {i}").into_bytes()).unwrap())
         .collect();
     handles[0].submit(commands.clone(), false).await.unwrap();
     let mut machines = Vec::new();

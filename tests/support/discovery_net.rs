@@ -8,7 +8,7 @@
 use hologram::lattice::routing::{DiscoveryMessage, Lookup, PeerBook, PeerRecord};
 use hologram::lattice::sim::{Context, Faults, Node, Simulation};
 use hologram::lattice::{Coord, NodeId, ProofOfWork};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -157,7 +157,7 @@ pub fn build(seed: u64, n: u32) -> Network {
         .collect();
     let sites: Vec<Coord> = ids.iter().map(|id| id.coord()).collect();
     let behaviour: Vec<Behaviour> = (0..n)
-        .map(|_| match rng.gen_range(0..20) {
+        .map(|_| match rng.random_range(0..20) {
             0 => Behaviour::Silent,
             1 => Behaviour::Liar,
             _ => Behaviour::Honest,
@@ -187,7 +187,7 @@ pub fn build(seed: u64, n: u32) -> Network {
             let _ = book.admit(records[j]);
         }
         for _ in 0..48 {
-            let _ = book.admit(records[rng.gen_range(0..ids.len())]);
+            let _ = book.admit(records[rng.random_range(0..ids.len())]);
         }
         let lies: Vec<PeerRecord> = (0..6).map(|k| lie(i as u32 * 6 + k)).collect();
         peers.push((me, book, lies));

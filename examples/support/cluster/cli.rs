@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 pub const USAGE: &str = "\
 cluster_node: one validator of a BFT cluster over TCP, or a client of one.
 
-Make a key (prints the node id the others name this node by):
+Make a key, for a node or a client (prints the id the others name it by):
   cluster_node --gen-key <file>
 
 Run a node:
@@ -27,9 +27,11 @@ Run a node:
   concurrently (default 4).
 
 Talk to a node:
-  cluster_node --node <id>@<addr> --submit <text> [--submit <text>]...
+  cluster_node --node <id>@<addr> --client-key <file> --submit <text> [--submit <text>]...
   cluster_node --node <id>@<addr> --status
   cluster_node --node <id>@<addr> --log
+  Every command is signed with the client's key (made by --gen-key): the
+  replicas verify it, so no one else can submit or alter one in its name.
 ";
 
 /// The largest peers file read.
@@ -50,6 +52,8 @@ pub enum Invocation {
     Client {
         /// The node.
         node: (NodeId, SocketAddr),
+        /// The client's key file (needed to submit).
+        key: Option<PathBuf>,
         /// What to ask.
         action: ClientAction,
     },
@@ -90,6 +94,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, Clust
     let mut key = None;
     let mut data = None;
     let mut gen_key = None;
+    let mut client_key = None;
     let mut node = None;
     let mut pipeline = None;
     let mut peers = Vec::new();
@@ -108,6 +113,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, Clust
             "--key" => set_once(&mut key, &flag, PathBuf::from(value()?))?,
             "--data" => set_once(&mut data, &flag, PathBuf::from(value()?))?,
             "--gen-key" => set_once(&mut gen_key, &flag, PathBuf::from(value()?))?,
+            "--client-key" => set_once(&mut client_key, &flag, PathBuf::from(value()?))?,
             "--node" => set_once(&mut node, &flag, parse_peer(&value()?)?)?,
             "--peer" => peers.push(parse_peer(&value()?)?),
             "--peers" => peers_files.push(PathBuf::from(value()?)),
@@ -123,7 +129,11 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, Clust
     }
 
     if let Some(path) = gen_key {
-        let others = listen.is_some() || key.is_some() || data.is_some() || node.is_some();
+        let others = listen.is_some()
+            || key.is_some()
+            || data.is_some()
+            || node.is_some()
+            || client_key.is_some();
         if others || !peers.is_empty() || !peers_files.is_empty() {
             return Err(ClusterError::Usage("--gen-key takes no other flag".into()));
         }
@@ -140,14 +150,22 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, Clust
             ClientAction::Status
         } else if log {
             ClientAction::Log
+        } else if client_key.is_none() {
+            return Err(ClusterError::Usage(
+                "--submit needs --client-key: commands are signed by their client".into(),
+            ));
         } else {
             ClientAction::Submit(submits)
         };
-        return Ok(Invocation::Client { node, action });
+        return Ok(Invocation::Client {
+            node,
+            key: client_key,
+            action,
+        });
     }
-    if !submits.is_empty() || status || log {
+    if !submits.is_empty() || status || log || client_key.is_some() {
         return Err(ClusterError::Usage(
-            "--submit, --status and --log need --node".into(),
+            "--submit, --status, --log and --client-key need --node".into(),
         ));
     }
     match (listen, key, data) {
@@ -286,7 +304,14 @@ pub fn main(args: impl IntoIterator<Item = String>) -> Result<(), ClusterError> 
             };
             runtime()?.block_on(node::run(config))
         }
-        Invocation::Client { node, action } => runtime()?.block_on(client(node, action)),
+        Invocation::Client { node, key, action } => {
+            let keys = match key {
+                Some(path) => keys::read(&path)?,
+                // Reading needs no key: a throwaway identity.
+                None => KeyPair::generate(&mut rand::rng()),
+            };
+            runtime()?.block_on(client(node, keys, action))
+        }
     }
 }
 
@@ -297,13 +322,16 @@ fn runtime() -> Result<tokio::runtime::Runtime, ClusterError> {
         .map_err(io("starting the tokio runtime"))
 }
 
-async fn client(node: (NodeId, SocketAddr), action: ClientAction) -> Result<(), ClusterError> {
-    let me = KeyPair::generate(&mut rand::rngs::OsRng).node_id();
-    let client = Client::new(me, &[node]).await?;
+async fn client(
+    node: (NodeId, SocketAddr),
+    keys: KeyPair,
+    action: ClientAction,
+) -> Result<(), ClusterError> {
+    let client = Client::new(keys.node_id(), &[node]).await?;
     match action {
         ClientAction::Submit(texts) => {
             for text in texts {
-                let command = Command::new(text.into_bytes())?;
+                let command = Command::sign(&keys, text.into_bytes())?;
                 let id = command.id();
                 let at = client.submit(node.0, command).await?;
                 println!(
@@ -354,6 +382,16 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        match parse(args(&format!(
+            "--node {id}@127.0.0.1:1 --client-key c --submit x --submit y"
+        ))) {
+            Ok(Invocation::Client {
+                key: Some(key),
+                action: ClientAction::Submit(texts),
+                ..
+            }) => assert_eq!((key, texts.len()), (PathBuf::from("c"), 2)),
+            other => panic!("{other:?}"),
+        }
         for bad in [
             "--listen 127.0.0.1:7001 --key k".to_string(),
             "--listen nowhere --key k --data d".into(),
@@ -364,6 +402,11 @@ mod tests {
             "--frobnicate".into(),
             "--listen".into(),
             format!("--gen-key k --peer {id}@127.0.0.1:1"),
+            "--gen-key k --client-key c".into(),
+            // Submitting needs the client's key; the key needs a node.
+            format!("--node {id}@127.0.0.1:1 --submit x"),
+            "--client-key c --submit x".into(),
+            format!("--node {id}@127.0.0.1:1 --client-key c --client-key d --submit x"),
         ] {
             assert!(
                 matches!(parse(args(&bad)), Err(ClusterError::Usage(_))),

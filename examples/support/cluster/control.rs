@@ -8,10 +8,16 @@
 //! applied (committed by a quorum and durable on that node), with where it
 //! sits in the log; or refuses it with a reason the client sees (mempool
 //! full, not committed within [`SUBMIT_PATIENCE`]: it then stays pending and
-//! a retry of the same bytes is the same command, applied at most once).
+//! a retry of the same command — same client, same bytes — is applied at
+//! most once).
 //!
-//! The protocol is not authenticated: anyone who reaches the port can submit
-//! commands. Expose it only to trusted clients.
+//! Every command is signed by its client's key and verified by every
+//! replica before it is taken (and inside every proposal): a host that
+//! reaches the port, or a Byzantine validator, cannot submit or alter a
+//! command in another client's name. The connection itself is not
+//! authenticated: anyone who reaches the port can submit commands signed
+//! with a key of their own, and read the log; which clients may do what is
+//! the state machine's business (it sees each command's client).
 
 use super::error::ClusterError;
 use super::state::Ack;
@@ -264,7 +270,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn any_command() -> impl Strategy<Value = Command> {
-        proptest::collection::vec(any::<u8>(), 0..64).prop_map(|b| Command::new(b).unwrap())
+        let client = hologram::receipt::KeyPair::from_seed([0xc1; 32]);
+        proptest::collection::vec(any::<u8>(), 0..64)
+            .prop_map(move |b| Command::sign(&client, b).unwrap())
     }
 
     fn any_request() -> impl Strategy<Value = ControlRequest> {

@@ -12,9 +12,18 @@ use std::path::Path;
 /// The largest key file read (a seed, a newline and some whitespace).
 const MAX_KEY_FILE: u64 = 256;
 
-/// Makes a new key pair and writes its seed to `path`, which must not exist.
+/// Makes a new key pair from the operating system's randomness and writes
+/// its seed to `path`, which must not exist.
 pub fn generate(path: &Path) -> Result<KeyPair, ClusterError> {
-    let keys = KeyPair::generate(&mut rand::rngs::OsRng);
+    use rand::TryRng;
+    let mut seed = [0u8; 32];
+    rand::rngs::SysRng
+        .try_fill_bytes(&mut seed)
+        .map_err(|e| ClusterError::KeyFile {
+            path: path.to_path_buf(),
+            reason: format!("cannot draw a secret seed from the operating system: {e}"),
+        })?;
+    let keys = KeyPair::from_seed(seed);
     write(path, &keys)?;
     Ok(keys)
 }

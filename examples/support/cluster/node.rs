@@ -127,7 +127,7 @@ impl Handler for ControlHandler {
                     Err(_) => {
                         return Err(HandlerError::Failed(format!(
                             "not applied within {SUBMIT_PATIENCE:?}; it stays pending, \
-                             and submitting the same bytes again applies it at most once"
+                             and submitting the same command again applies it at most once"
                         )))
                     }
                 }
@@ -198,9 +198,9 @@ pub async fn run(config: NodeConfig) -> Result<(), ClusterError> {
 
     let (consensus, consensus_inbox) = inbox();
     let (requests, incoming) = mpsc::channel(REQUESTS);
-    let mux = ProtocolMux::new()
-        .with(Protocol::CONSENSUS, Arc::new(consensus))
-        .with(CONTROL, Arc::new(ControlHandler { requests }));
+    let mux = ProtocolMux::new();
+    mux.mount(Arc::new(consensus))
+        .mount_as(CONTROL, Arc::new(ControlHandler { requests }));
     let tcp = TcpTransport::bind(me, config.listen, Arc::new(mux), MAX_MESSAGE_BYTES)
         .await
         .map_err(io(format!("listening on {}", config.listen)))?;

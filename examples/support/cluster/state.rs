@@ -97,7 +97,13 @@ mod tests {
         let mut list = CommandList::new();
         let commands: Vec<Command> = [&b"a"[..], b"bb", b"ccc"]
             .iter()
-            .map(|c| Command::new(c.to_vec()).unwrap())
+            .map(|c| {
+                Command::sign(
+                    &hologram::receipt::KeyPair::from_seed([0xc1; 32]),
+                    c.to_vec(),
+                )
+                .unwrap()
+            })
             .collect();
         let empty = list.state_receipt();
         let positions: Vec<u64> = commands.iter().map(|c| list.apply(c)).collect();

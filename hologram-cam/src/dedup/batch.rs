@@ -21,7 +21,7 @@ struct Pending {
     had: usize,
 }
 
-impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
+impl DeduplicationNetwork {
     /// Stores many objects, each as [`store_unique`](Self::store_unique)
     /// would (same quorum, same results, in the same order), in fewer
     /// requests: each owner gets its objects in `PutMany` requests of up to

@@ -5,7 +5,7 @@ use super::references::{MemoryReferences, ReferenceSet, ReferenceStore};
 use super::wire::{BatchedPut, DedupMessage, Kept, Reference, Request, MAX_BATCH};
 use crate::hashing::FastMap;
 use crate::{CamError, Object, SharedBytes, Store};
-use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol};
+use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol, Service};
 use hologram_lattice::{Address, PeerId};
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicU64;
@@ -362,4 +362,10 @@ impl<S: Store + 'static, R: ReferenceStore + 'static> Handler for DedupHandler<S
     }
 
     async fn message(&self, _from: PeerId, _protocol: Protocol, _payload: Vec<u8>) {}
+}
+
+impl<S: Store + 'static, R: ReferenceStore + 'static> Service for DedupHandler<S, R> {
+    fn protocol(&self) -> Protocol {
+        Protocol::DEDUP
+    }
 }

@@ -82,8 +82,8 @@ pub struct Release {
 /// operations at once. Each request is numbered (from a random start, so a
 /// restarted client never reuses a number), and a holder applies each
 /// number once.
-pub struct DeduplicationNetwork<T: Transport + ?Sized> {
-    transport: Arc<T>,
+pub struct DeduplicationNetwork {
+    transport: Arc<dyn Transport>,
     ring: Arc<RwLock<HashRing>>,
     replication: usize,
     timeout: Duration,
@@ -93,10 +93,14 @@ pub struct DeduplicationNetwork<T: Transport + ?Sized> {
     held: Mutex<FastMap<Address, VecDeque<Reference>>>,
 }
 
-impl<T: Transport + ?Sized> DeduplicationNetwork<T> {
+impl DeduplicationNetwork {
     /// A client over `transport`, placing with `ring` (shared, so joins and
     /// leaves are seen), keeping `replication` copies (at least 1).
-    pub fn new(transport: Arc<T>, ring: Arc<RwLock<HashRing>>, replication: usize) -> Self {
+    pub fn new(
+        transport: Arc<dyn Transport>,
+        ring: Arc<RwLock<HashRing>>,
+        replication: usize,
+    ) -> Self {
         Self {
             transport,
             ring,

@@ -22,12 +22,12 @@
 //! The maps hash an address with the crate's keyed folded-multiply hasher
 //! (`hashing`), a few nanoseconds where SipHash costs about twenty.
 
-use super::Store;
+use super::{Name, Store};
 use crate::hashing::AddressHashing;
 use crate::{CamError, Object};
 use async_trait::async_trait;
 use hologram_lattice::Address;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -94,7 +94,8 @@ impl Shard {
 /// apply; every other clause does.
 ///
 /// A `get` hit costs a read lock, a hash probe and an `Arc` bump (see the
-/// module docs for the layout). `put_batch` takes the write locks of every
+/// module docs for the layout). The named key space is one ordered map
+/// behind its own lock. `put_batch` takes the write locks of every
 /// shard it touches before inserting anything, so other tasks see a batch
 /// whole or not at all.
 ///
@@ -112,6 +113,8 @@ impl Shard {
 #[derive(Debug)]
 pub struct MemoryStore {
     shards: [RwLock<Shard>; SHARDS],
+    /// The named key space.
+    named: RwLock<BTreeMap<Name, Object>>,
 }
 
 impl Default for MemoryStore {
@@ -133,6 +136,7 @@ impl MemoryStore {
         let hashing = AddressHashing::default();
         Self {
             shards: std::array::from_fn(|_| RwLock::new(Shard::new(hashing))),
+            named: RwLock::new(BTreeMap::new()),
         }
     }
 
@@ -227,6 +231,23 @@ impl Store for MemoryStore {
 
     async fn scan(&self, after: Option<Address>, limit: usize) -> Result<Vec<Address>, CamError> {
         Ok(self.scan_now(after, limit))
+    }
+
+    async fn get_named(&self, name: &Name) -> Result<Option<Object>, CamError> {
+        let named = self.named.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(named.get(name).cloned())
+    }
+
+    async fn set_named(&self, changes: Vec<(Name, Option<Object>)>) -> Result<(), CamError> {
+        // One write lock for the whole batch: others see all of it or none.
+        let mut named = self.named.write().unwrap_or_else(PoisonError::into_inner);
+        for (name, object) in changes {
+            match object {
+                Some(object) => named.insert(name, object),
+                None => named.remove(&name),
+            };
+        }
+        Ok(())
     }
 }
 

@@ -6,9 +6,11 @@ use hologram_lattice::Address;
 
 pub mod conformance;
 mod memory;
+mod name;
 mod redb;
 
 pub use self::memory::MemoryStore;
+pub use self::name::Name;
 pub use self::redb::{RedbStore, SEGMENT_BYTES};
 
 /// Durable storage of [`Object`]s keyed by their address.
@@ -30,7 +32,20 @@ pub use self::redb::{RedbStore, SEGMENT_BYTES};
 ///   through any store in bounded memory, passing the last address of a page
 ///   as the next `after` until a page comes back empty.
 ///
-/// Stores take `&self` and are shared between tasks; the
+/// - **Named key space.** Beside the objects, a store keeps objects under
+///   caller-chosen [`Name`]s (`get_named`, `set_named`), separate from the
+///   content-addressed space: a named object is not listed by `scan`, not
+///   found by `get` or `contains` (unless also put there), and `remove`
+///   never touches it; putting or removing objects never changes a name.
+///   Setting a name replaces what it held. Integrity and durability are as
+///   for objects: `get_named` returns the object set under the name, its
+///   bytes hashing to its address (else [`CamError::Corrupt`]), and
+///   `set_named` is durable and atomic when it returns `Ok`. Reading a name
+///   costs one lookup, whatever the number of objects, so a component can
+///   keep state that is found without a scan in a store shared with a CAM
+///   (the consensus log does).
+///
+/// Stores take `&self` and are shared between tasks and threads; the
 /// [`conformance`] suite checks an implementation against this contract.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -52,4 +67,48 @@ pub trait Store: Send + Sync {
     /// The `limit` smallest stored addresses greater than `after` (than none,
     /// if `None`), in increasing order; fewer only when fewer are stored.
     async fn scan(&self, after: Option<Address>, limit: usize) -> Result<Vec<Address>, CamError>;
+
+    /// The object stored under `name` in the named key space, if any.
+    async fn get_named(&self, name: &Name) -> Result<Option<Object>, CamError>;
+
+    /// Sets each name to its object (`Some`) or clears it (`None`), in
+    /// order (a name given twice ends with its last value), atomically.
+    async fn set_named(&self, changes: Vec<(Name, Option<Object>)>) -> Result<(), CamError>;
+}
+
+/// A shared store is a store: `Arc<MemoryStore>` or `Arc<dyn Store>` go
+/// wherever an `S: Store` does.
+#[async_trait]
+impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
+    async fn get(&self, address: &Address) -> Result<Option<Object>, CamError> {
+        (**self).get(address).await
+    }
+
+    async fn put(&self, object: Object) -> Result<(), CamError> {
+        (**self).put(object).await
+    }
+
+    async fn put_batch(&self, objects: Vec<Object>) -> Result<(), CamError> {
+        (**self).put_batch(objects).await
+    }
+
+    async fn contains(&self, address: &Address) -> Result<bool, CamError> {
+        (**self).contains(address).await
+    }
+
+    async fn remove(&self, address: &Address) -> Result<bool, CamError> {
+        (**self).remove(address).await
+    }
+
+    async fn scan(&self, after: Option<Address>, limit: usize) -> Result<Vec<Address>, CamError> {
+        (**self).scan(after, limit).await
+    }
+
+    async fn get_named(&self, name: &Name) -> Result<Option<Object>, CamError> {
+        (**self).get_named(name).await
+    }
+
+    async fn set_named(&self, changes: Vec<(Name, Option<Object>)>) -> Result<(), CamError> {
+        (**self).set_named(changes).await
+    }
 }

@@ -13,7 +13,9 @@ use super::{
 };
 use crate::ConsensusError;
 use futures::future::join_all;
-use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol, Timer, Transport};
+use hologram_lattice::transport::{
+    async_trait, Handler, HandlerError, Protocol, Service, Timer, Transport,
+};
 use hologram_lattice::PeerId;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -44,8 +46,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// One broadcast node over a [`Transport`]: register [`handler`](Self::handler)
-/// with the transport, then [`attach`](Self::attach) the transport.
+/// One broadcast node over a [`Transport`]: mount [`handler`](Self::handler)
+/// on the node's [`ProtocolMux`](hologram_lattice::transport::ProtocolMux)
+/// (or give it to the transport alone), and [`attach`](Self::attach) the
+/// transport.
 ///
 /// ```
 /// use hologram_consensus::broadcast::{BroadcastConfig, BroadcastDriver, Directory, LatticeProtocol};
@@ -101,9 +105,10 @@ impl BroadcastDriver {
         }
     }
 
-    /// The inbound side, to register with the transport (alone, or under
-    /// [`Protocol::BROADCAST`] in a [`ProtocolMux`](hologram_lattice::transport::ProtocolMux)).
-    pub fn handler(&self) -> Arc<dyn Handler> {
+    /// The inbound side, a [`Service`] of [`Protocol::BROADCAST`] to mount
+    /// on the node's [`ProtocolMux`](hologram_lattice::transport::ProtocolMux)
+    /// (or to give the transport alone).
+    pub fn handler(&self) -> Arc<BroadcastHandler> {
         Arc::new(BroadcastHandler {
             driver: self.clone(),
         })
@@ -234,8 +239,8 @@ impl BroadcastDriver {
     }
 }
 
-/// The inbound side of a [`BroadcastDriver`].
-struct BroadcastHandler {
+/// The inbound side of a [`BroadcastDriver`] ([`BroadcastDriver::handler`]).
+pub struct BroadcastHandler {
     driver: BroadcastDriver,
 }
 
@@ -254,5 +259,11 @@ impl Handler for BroadcastHandler {
 
     async fn message(&self, from: PeerId, _protocol: Protocol, payload: Vec<u8>) {
         self.driver.receive(from, &payload).await;
+    }
+}
+
+impl Service for BroadcastHandler {
+    fn protocol(&self) -> Protocol {
+        Protocol::BROADCAST
     }
 }

@@ -81,7 +81,7 @@
 //! | `wire` | [`BroadcastMessage`], bounded decoding |
 //! | `protocol` | [`LatticeProtocol`], [`Output`], [`Delivery`], [`BroadcastResult`] |
 //! | `node` | [`BroadcastNode`] for the simulator |
-//! | `driver` | [`BroadcastDriver`] over a transport |
+//! | `driver` | [`BroadcastDriver`] over a transport, its [`BroadcastHandler`] |
 
 mod config;
 pub mod delivery;
@@ -98,7 +98,7 @@ mod wire;
 pub use config::{BroadcastConfig, ForwardPolicy};
 pub use delivery::{Ack, DeliveryCertificate, DeliveryReceipt};
 pub use directory::Directory;
-pub use driver::{unix_millis, BroadcastDriver, Clock};
+pub use driver::{unix_millis, BroadcastDriver, BroadcastHandler, Clock};
 pub use drops::{DropCounts, DropReason};
 pub use id::{decode_envelope, encode_envelope, MessageId, ENVELOPE_HEADER, MESSAGE_ID_CONTEXT};
 pub use node::{BroadcastNode, BroadcastTimer};

@@ -12,7 +12,7 @@ use super::{
 use crate::ConsensusError;
 use hologram_lattice::NodeId;
 use hologram_receipt::{AuthenticatedMessage, KeyPair, Receipt, MAX_HOPS};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -492,7 +492,7 @@ impl LatticeProtocol {
             if picked.len() == k || n == 0 {
                 break;
             }
-            let i = self.rng.gen_range(0..n);
+            let i = self.rng.random_range(0..n);
             if let Some(id) = self.directory.member_at(i) {
                 if id != self.id && self.directory.accepts(&id) && !picked.contains(&id) {
                     picked.push(id);

@@ -8,12 +8,13 @@
 //! ```
 //!
 //! The certificate's kind is always precommit (a commit certificate), so it
-//! is not stored. The object's address (BLAKE3 of these bytes) is its key in
-//! the store; what makes a block trustworthy is its certificate, checked on
-//! every read ([`Decision::verify`]).
+//! is not stored. The block is kept under its height's name in the store's
+//! named key space; what makes it trustworthy is its certificate, checked
+//! on every read ([`Decision::verify`]).
 
-use crate::batch::{Batch, Command, MAX_BATCH_COMMANDS, MAX_COMMAND_BYTES};
+use crate::batch::{Batch, BATCH_MAGIC, MAX_BATCH_COMMANDS};
 use crate::certificate::Certificate;
+use crate::command::{Command, MAX_COMMAND_BYTES};
 use crate::message::Decision;
 use crate::validators::MAX_VALIDATORS;
 use crate::vote::{Slot, VoteKind};
@@ -22,8 +23,6 @@ use hologram_receipt::{Receipt, Signature};
 
 /// The prefix of a block object.
 pub(crate) const BLOCK_MAGIC: &[u8; 17] = b"hologram block v1";
-/// The prefix of a batch's canonical bytes (crate::batch).
-const BATCH_MAGIC: &[u8; 17] = b"hologram batch v1";
 
 /// The bytes of a block holding `decision`.
 pub(crate) fn encode(decision: &Decision) -> Vec<u8> {
@@ -113,8 +112,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decision, String> {
             "{count} commands, at most {MAX_BATCH_COMMANDS} allowed"
         ));
     }
-    let mut commands = Vec::with_capacity(count.min(r.rest.len() / 4));
+    // A command takes at least its key, signature and length (100 bytes).
+    let mut commands = Vec::with_capacity(count.min(r.rest.len() / 100));
     for _ in 0..count {
+        let client = NodeId::from_bytes(r.array("command client")?);
+        let signature = Signature::from_bytes(r.array("command signature")?);
         let len = r.u32("command length")? as usize;
         if len > MAX_COMMAND_BYTES {
             return Err(format!(
@@ -122,7 +124,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decision, String> {
             ));
         }
         let bytes = r.take(len, "command")?;
-        commands.push(Command::new(bytes.to_vec()).map_err(|e| e.to_string())?);
+        // Not verified here: the certificate vouches for the batch.
+        let command = Command::from_parts(client, signature, bytes.to_vec());
+        commands.push(command.map_err(|e| e.to_string())?);
     }
     if !r.rest.is_empty() {
         return Err(format!("{} trailing bytes", r.rest.len()));
@@ -154,7 +158,7 @@ mod tests {
         let batch = Batch::new(
             commands
                 .into_iter()
-                .map(|c| Command::new(c).unwrap())
+                .map(|c| Command::sign(&KeyPair::from_seed([77; 32]), c).unwrap())
                 .collect(),
         )
         .unwrap();

@@ -1,9 +1,13 @@
 //! Persistence through a [`Store`]: the committed log and the voting record.
 //!
-//! A [`DurableLog`] keeps two kinds of objects in a store:
+//! A [`DurableLog`] keeps two kinds of objects in the store's **named key
+//! space** ([`Store::get_named`]), never among its content-addressed
+//! objects:
 //!
-//! - a **block** per decided height: the batch and its commit certificate,
-//!   appended in height order when decided, in bytes defined by hand:
+//! - a **block** per decided height, under the name
+//!   `"hologram-consensus/log/block/" ‖ height u64 BE`: the batch and its
+//!   commit certificate, appended in height order when decided, in bytes
+//!   defined by hand:
 //!
 //!   ```text
 //!   "hologram block v1" (17 bytes) ‖ height u64 LE ‖ round u32 LE ‖
@@ -13,25 +17,35 @@
 //!   ```
 //!
 //! - the replica's **voting record** ([`VotingRecord`]: locks, every vote and
-//!   proposal it signed, commands its clients submitted), rewritten whenever
-//!   it changes, *before* anything it signed is sent (write-ahead), so a
-//!   restarted validator re-sends what it signed instead of signing a
-//!   conflicting vote. Its object is `"hologram voting-record v1" ‖
-//!   sequence u64 LE ‖ postcard body` (local state, never signed or hashed
-//!   for consensus; the address is only its key); a save writes the next
-//!   sequence, then removes older copies, and recovery takes the highest.
+//!   proposal it signed, commands its clients submitted), under the name
+//!   `"hologram-consensus/log/voting-record"`, replaced whenever it changes,
+//!   *before* anything it signed is sent (write-ahead), so a restarted
+//!   validator re-sends what it signed instead of signing a conflicting
+//!   vote. Its object is `"hologram voting-record v1" ‖ sequence u64 LE ‖
+//!   postcard body` (local state, never signed or hashed for consensus).
 //!
-//! [`DurableLog::open`] recovers both with a bounded scan of the store
-//! (pages of [`SCAN_PAGE`] addresses). Every block is checked as a decision
-//! from a peer is: its commit certificate must verify against the validator
-//! set and name its batch's receipt ([`Decision::verify`]). A block that does
-//! not decode, that the store reports corrupt, or whose certificate fails is
-//! rejected with a specific error in [`Recovered::rejected`] and never
-//! applied; the log is the run of verified heights from 0, and what is
-//! missing after it is fetched from peers (certified, so no peer is trusted).
-//! Two *verified* blocks with different batches at one height would mean
-//! more than `f` validators signed both: recovery refuses with
-//! [`ConsensusError::Log`] rather than pick one.
+//! [`DurableLog::open`] reads the names of heights 0, 1, 2, ... until one is
+//! unset, and the record's name: its cost is one lookup per stored height
+//! plus two, whatever else the store holds. **A log may share its store
+//! with a CAM** (a `DistributedCAM`, a deduplication holder): their objects
+//! are never read by the log, and nothing they do (putting, removing,
+//! handing off objects) touches the log's names. A store holds at most one
+//! log.
+//!
+//! Every block is checked as a decision from a peer is: its commit
+//! certificate must verify against the validator set and name its batch's
+//! receipt ([`Decision::verify`]). A block that does not decode, that the
+//! store reports corrupt, or whose certificate fails is rejected with a
+//! specific error in [`Recovered::rejected`] and never applied; the log is
+//! the run of verified heights from 0, and what is missing after it is
+//! fetched from peers (certified, so no peer is trusted).
+//!
+//! Crash safety rests on the store's contract: `set_named` is durable and
+//! atomic when it returns. An append writes its heights in one `set_named`
+//! (all or none after a crash), and the record is replaced in one, so a
+//! crash leaves either the old or the new record, never neither; a
+//! validator acknowledges a height or sends a vote only after its write
+//! returned.
 //!
 //! ```
 //! use hologram_cam::MemoryStore;
@@ -55,14 +69,28 @@ pub use record::MAX_RECORD_BYTES;
 use crate::message::Decision;
 use crate::replica::{Replica, ReplicaConfig, VotingRecord};
 use crate::{ConsensusError, ValidatorSet};
-use hologram_cam::{Object, Store};
+use hologram_cam::store::Name;
+use hologram_cam::{CamError, Object, Store};
 use hologram_lattice::Address;
 use hologram_receipt::KeyPair;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// How many addresses one scan page holds during recovery.
-pub const SCAN_PAGE: usize = 1024;
+/// The prefix of a block's name; the height follows, u64 big-endian.
+const BLOCK_NAME: &[u8] = b"hologram-consensus/log/block/";
+/// The name of the voting record.
+const RECORD_NAME: &[u8] = b"hologram-consensus/log/voting-record";
+
+/// The name of the block of `height`.
+fn block_name(height: u64) -> Result<Name, ConsensusError> {
+    let mut bytes = BLOCK_NAME.to_vec();
+    bytes.extend_from_slice(&height.to_be_bytes());
+    Ok(Name::new(bytes)?)
+}
+
+/// The name of the voting record.
+fn record_name() -> Result<Name, ConsensusError> {
+    Ok(Name::new(RECORD_NAME)?)
+}
 
 /// What [`DurableLog::open`] found.
 #[derive(Debug, Default)]
@@ -71,16 +99,17 @@ pub struct Recovered {
     pub decisions: Vec<Decision>,
     /// The newest voting record (empty if none was stored).
     pub record: VotingRecord,
-    /// Objects that claimed to be blocks or records and were not used, each
-    /// with why (malformed, corrupt in the store, certificate invalid, or a
-    /// verified block beyond a missing height).
+    /// Stored blocks and records that were not used, each with the address
+    /// of its object and why (malformed, corrupt in the store, certificate
+    /// invalid, or a verified block beyond a missing height).
     pub rejected: Vec<(Address, ConsensusError)>,
-    /// Whether an object that is (or, unreadable in the store, may be) a
-    /// voting record was rejected. Then the record above may be older than
+    /// Whether the stored voting record was rejected (malformed, or
+    /// reported corrupt by the store). Then the record above may be older than
     /// what the validator signed, and starting from it could sign a
     /// conflicting vote: [`replica`](Self::replica) and
     /// [`LocalValidator::durable`](crate::LocalValidator::durable) refuse.
-    /// (Remove the bad object after checking what it was to start anyway.)
+    /// (To start anyway, check what it was, then clear the record's name
+    /// with [`Store::set_named`].)
     pub record_unreadable: bool,
 }
 
@@ -120,7 +149,6 @@ pub struct DurableLog {
     len: u64,
     record: VotingRecord,
     record_seq: u64,
-    record_at: Vec<Address>,
 }
 
 impl core::fmt::Debug for DurableLog {
@@ -134,82 +162,58 @@ impl core::fmt::Debug for DurableLog {
 
 impl DurableLog {
     /// Opens the log in `store`, recovering what it holds (see the
-    /// [module docs](self)). Errors only when the store fails to scan or
-    /// holds two certified values for one height.
+    /// [module docs](self)): one lookup per stored height plus two, not a
+    /// scan. Errors only when the store fails (other than reporting an
+    /// object corrupt).
     pub async fn open(
         store: Arc<dyn Store>,
         validators: ValidatorSet,
     ) -> Result<(Self, Recovered), ConsensusError> {
-        let mut blocks: BTreeMap<u64, (Address, Decision)> = BTreeMap::new();
-        let mut records: Vec<(u64, Address, VotingRecord)> = Vec::new();
+        let mut decisions = Vec::new();
         let mut rejected = Vec::new();
-        let mut record_unreadable = false;
-        let mut after = None;
+        let mut height = 0u64;
         loop {
-            let page = store.scan(after, SCAN_PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(*last);
-            for address in page {
-                let object = match store.get(&address).await {
-                    Ok(Some(object)) => object,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        record_unreadable = true;
-                        rejected.push((address, ConsensusError::Store(e)));
-                        continue;
-                    }
-                };
-                let data = object.data();
-                if data.starts_with(block::BLOCK_MAGIC) {
-                    match Self::check_block(&validators, address, data) {
-                        Ok(d) => Self::add_block(&mut blocks, address, d)?,
-                        Err(e) => rejected.push((address, e)),
-                    }
-                } else if data.starts_with(record::RECORD_MAGIC) {
-                    match record::decode(data) {
-                        Ok((seq, r)) => records.push((seq, address, r)),
-                        Err(reason) => {
-                            record_unreadable = true;
-                            rejected.push((
-                                address,
-                                ConsensusError::CorruptStored {
-                                    what: "voting record",
-                                    address,
-                                    reason,
-                                },
-                            ))
-                        }
-                    }
+            let object = match store.get_named(&block_name(height)?).await {
+                Ok(Some(object)) => object,
+                Ok(None) => break,
+                // Damaged in the store: rejected, and the next height read.
+                Err(CamError::Corrupt(address)) => {
+                    rejected.push((address, ConsensusError::Store(CamError::Corrupt(address))));
+                    height += 1;
+                    continue;
                 }
-            }
-        }
-        let mut decisions = Vec::with_capacity(blocks.len());
-        for (height, (address, d)) in blocks {
-            if height == decisions.len() as u64 {
-                decisions.push(d);
-            } else {
-                rejected.push((
+                Err(e) => return Err(e.into()),
+            };
+            let address = object.address();
+            match Self::check_block(&validators, address, object.data()) {
+                Ok(d) if d.height() != height => rejected.push((
+                    address,
+                    ConsensusError::CorruptStored {
+                        what: "block",
+                        address,
+                        reason: format!("claims height {} under the name of {height}", d.height()),
+                    },
+                )),
+                Ok(d) if decisions.len() as u64 == height => decisions.push(d),
+                Ok(_) => rejected.push((
                     address,
                     ConsensusError::Log(format!(
                         "block of height {height} follows a missing height {}",
                         decisions.len()
                     )),
-                ));
+                )),
+                Err(e) => rejected.push((address, e)),
             }
+            height += 1;
         }
-        records.sort_by_key(|(seq, _, _)| *seq);
-        let record_at: Vec<Address> = records.iter().map(|(_, a, _)| *a).collect();
-        let (record_seq, record) = records
-            .pop()
-            .map(|(seq, _, r)| (seq, r))
-            .unwrap_or_default();
+        let (record_seq, record, record_unreadable) =
+            Self::read_record(&*store, &mut rejected).await?;
         let log = Self {
             store,
             validators,
             len: decisions.len() as u64,
             record: record.clone(),
             record_seq,
-            record_at,
         };
         Ok((
             log,
@@ -220,6 +224,37 @@ impl DurableLog {
                 record_unreadable,
             },
         ))
+    }
+
+    /// The stored voting record and its sequence number, and whether it
+    /// was unreadable (then rejected, with why, into `rejected`).
+    async fn read_record(
+        store: &dyn Store,
+        rejected: &mut Vec<(Address, ConsensusError)>,
+    ) -> Result<(u64, VotingRecord, bool), ConsensusError> {
+        Ok(match store.get_named(&record_name()?).await {
+            Ok(None) => (0, VotingRecord::default(), false),
+            Ok(Some(object)) => match record::decode(object.data()) {
+                Ok((seq, record)) => (seq, record, false),
+                Err(reason) => {
+                    let address = object.address();
+                    rejected.push((
+                        address,
+                        ConsensusError::CorruptStored {
+                            what: "voting record",
+                            address,
+                            reason,
+                        },
+                    ));
+                    (0, VotingRecord::default(), true)
+                }
+            },
+            Err(CamError::Corrupt(address)) => {
+                rejected.push((address, ConsensusError::Store(CamError::Corrupt(address))));
+                (0, VotingRecord::default(), true)
+            }
+            Err(e) => return Err(e.into()),
+        })
     }
 
     fn check_block(
@@ -239,25 +274,6 @@ impl DurableLog {
                 source: Box::new(e),
             })?;
         Ok(d)
-    }
-
-    fn add_block(
-        blocks: &mut BTreeMap<u64, (Address, Decision)>,
-        address: Address,
-        d: Decision,
-    ) -> Result<(), ConsensusError> {
-        let h = d.height();
-        match blocks.get(&h) {
-            Some((_, other)) if other.batch != d.batch => Err(ConsensusError::Log(format!(
-                "two certified batches stored for height {h}: more than f validators equivocated"
-            ))),
-            // The same batch under another certificate: either will do.
-            Some(_) => Ok(()),
-            None => {
-                blocks.insert(h, (address, d));
-                Ok(())
-            }
-        }
     }
 
     /// The number of heights stored (the next height to append).
@@ -293,18 +309,19 @@ impl DurableLog {
                 )));
             }
             d.verify(&self.validators)?;
-            objects.push(Object::new(block::encode(d)));
+            objects.push((block_name(expected)?, Some(Object::new(block::encode(d)))));
         }
         if objects.is_empty() {
             return Ok(());
         }
-        self.store.put_batch(objects).await?;
+        self.store.set_named(objects).await?;
         self.len += decisions.len() as u64;
         Ok(())
     }
 
-    /// Makes `record` durable if it differs from the one last saved: writes
-    /// it under the next sequence number, then removes the older copies.
+    /// Makes `record` durable if it differs from the one last saved:
+    /// replaces the stored record, in one atomic write, with it under the
+    /// next sequence number.
     pub async fn save_record(&mut self, record: &VotingRecord) -> Result<(), ConsensusError> {
         if *record == self.record {
             return Ok(());
@@ -314,16 +331,11 @@ impl DurableLog {
             what: "voting record (encoding)",
             reason,
         })?;
-        let object = Object::new(bytes);
-        let address = object.address();
-        self.store.put(object).await?;
+        self.store
+            .set_named(vec![(record_name()?, Some(Object::new(bytes)))])
+            .await?;
         self.record = record.clone();
         self.record_seq = seq;
-        for old in std::mem::replace(&mut self.record_at, vec![address]) {
-            if old != address {
-                self.store.remove(&old).await?;
-            }
-        }
         Ok(())
     }
 

@@ -7,10 +7,9 @@
 //! The body is the postcard encoding of the [`VotingRecord`]. The record is
 //! local state, never hashed for consensus or signed as a whole (the votes
 //! in it carry their own signatures over hand-defined bytes), so its body's
-//! form only has to round-trip; the object address is merely its key in the
-//! store. Each save writes a record with the next sequence number and then
-//! removes the older ones: after a crash between the two, recovery takes the
-//! highest sequence.
+//! form only has to round-trip. It is kept under one name of the store's
+//! named key space, replaced by each save in one atomic write; the sequence
+//! number counts the saves.
 
 use crate::message::MAX_MESSAGE_BYTES;
 use crate::replica::VotingRecord;
@@ -61,7 +60,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(u64, VotingRecord), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::Command;
+    use crate::command::Command;
     use crate::replica::HeightRecord;
     use crate::vote::{Slot, Vote, VoteKind};
     use hologram_receipt::{KeyPair, Receipt};
@@ -81,7 +80,7 @@ mod tests {
             Vote::sign(&keys, slot, Some(Receipt::from_bytes(&[n]))),
         );
         r.heights.insert(n as u64, h);
-        let c = Command::new(vec![n; n as usize]).unwrap();
+        let c = Command::sign(&keys, vec![n; n as usize]).unwrap();
         r.submitted.insert(c.id(), c);
         r
     }

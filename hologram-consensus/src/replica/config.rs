@@ -41,6 +41,11 @@ impl Timeouts {
     }
 }
 
+/// The default of [`ReplicaConfig::sync_bytes_per_interval`]: 4 MiB, room
+/// for a full `sync_batch` of 32 decisions of about 128 KiB each (1,024
+/// commands of ~100 bytes) in every resend interval.
+pub const DEFAULT_SYNC_BYTES_PER_INTERVAL: usize = 4 << 20;
+
 /// How a replica runs.
 #[derive(Debug, Clone)]
 pub struct ReplicaConfig {
@@ -57,6 +62,12 @@ pub struct ReplicaConfig {
     pub mempool_capacity: usize,
     /// Decisions sent per catch-up request.
     pub sync_batch: usize,
+    /// The most bytes of decisions (catch-up answers and pushes) one peer is
+    /// sent per resend interval; requests past it are dropped until the next
+    /// interval (the peer asks again). See [`replica`](super) on catch-up.
+    /// Must be at least 1; one decision larger than the budget is still sent
+    /// when it is the first of the peer's interval.
+    pub sync_bytes_per_interval: usize,
     /// Delivered decisions kept in memory to serve catch-up requests.
     pub retain_decisions: usize,
 }
@@ -71,6 +82,7 @@ impl ReplicaConfig {
             timeouts: Timeouts::default(),
             mempool_capacity: 1 << 20,
             sync_batch: 32,
+            sync_bytes_per_interval: DEFAULT_SYNC_BYTES_PER_INTERVAL,
             retain_decisions: 4096,
         }
     }
@@ -86,6 +98,9 @@ impl ReplicaConfig {
         }
         if self.sync_batch == 0 || self.retain_decisions < self.sync_batch {
             return bad("sync_batch must be at least 1 and at most retain_decisions");
+        }
+        if self.sync_bytes_per_interval == 0 {
+            return bad("sync_bytes_per_interval must be at least 1");
         }
         if self.mempool_capacity == 0 {
             return bad("mempool_capacity must be at least 1");

@@ -34,6 +34,11 @@ impl VoteSet {
         true
     }
 
+    /// The vote `voter` has counted here, if any.
+    pub(crate) fn get(&self, voter: &NodeId) -> Option<&Vote> {
+        self.by_voter.get(voter)
+    }
+
     pub(crate) fn total(&self) -> usize {
         self.by_voter.len()
     }

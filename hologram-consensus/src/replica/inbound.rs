@@ -1,5 +1,6 @@
 //! What a replica does with each kind of message, resending, and catch-up.
 
+use super::gate::Admission;
 use super::{Outgoing, Outputs, Replica, MAX_ROUNDS_AHEAD};
 
 /// How many rounds before its current one a replica resends its votes of.
@@ -50,6 +51,9 @@ impl Replica {
                 claimed: Box::new(p.header.value),
                 computed: Box::new(computed),
             };
+            return self.blame(p.header.proposer, invalid(e), out);
+        }
+        if let Err(e) = self.verify_proposed(&p) {
             return self.blame(p.header.proposer, invalid(e), out);
         }
         self.ensure_active(now, h, out);
@@ -103,8 +107,36 @@ impl Replica {
             self.out_of_window(now, from, h, out);
             return;
         }
-        match self.detector.check_vote(from, &vote) {
+        // Refused before any signature is verified: see `gate`.
+        if !self.config.validators.contains(&from) {
+            return self.gate.refuse();
+        }
+        if !self.config.validators.contains(&vote.voter) {
+            self.gate.refuse();
+            return self.blame(from, Offence::NotAValidator, out);
+        }
+        let round = self.heights.get(&h).map_or(0, |st| st.round);
+        let far = vote.slot.round > round.saturating_add(MAX_ROUNDS_AHEAD);
+        let counted = match self.heights.get(&h) {
+            Some(st) if !far => st
+                .votes(vote.slot.kind, vote.slot.round)
+                .and_then(|set| set.get(&vote.voter)),
+            _ => None,
+        };
+        let conflicting = counted.is_some();
+        let interval = self.config.timeouts.resend_ms;
+        if self.gate.admit(now, interval, from, &vote, counted, far) == Admission::Drop {
+            return;
+        }
+        if let Err(e) = vote.verify_signature() {
+            self.gate.failed(now, interval, from, &vote);
+            return self.blame(from, Offence::InvalidSignature(e.to_string()), out);
+        }
+        match self.detector.check_verified_vote(&vote) {
             Err(m) => {
+                if conflicting && matches!(m.offence, Offence::Equivocation(_)) {
+                    self.gate.proven(&vote);
+                }
                 out.misbehaviour.push(m);
                 return;
             }
@@ -156,27 +188,45 @@ impl Replica {
         }
         self.highest_seen = self.highest_seen.max(h);
         self.decide(now, h, d, out);
-        if self.highest_seen >= self.window_end() && !self.decided.contains_key(&self.next) {
+        if self.behind() && !self.decided.contains_key(&self.next) {
             self.last_sync = None;
             self.request_sync(now, from, self.next, out);
         }
     }
 
-    pub(super) fn on_sync_request(&mut self, from: NodeId, first: u64, out: &mut Outputs) {
-        if !self.config.validators.contains(&from) {
+    /// Answers a catch-up request within `from`'s budget (see `catchup`).
+    pub(super) fn on_sync_request(
+        &mut self,
+        now: u64,
+        from: NodeId,
+        first: u64,
+        out: &mut Outputs,
+    ) {
+        let last = first.saturating_add(self.config.sync_batch as u64);
+        self.serve_catch_up(now, from, (first, last), out);
+    }
+
+    /// Sends `peer` the decisions it lacks among `range`, at most once per
+    /// height and interval and within its byte budget. Only validators are
+    /// answered.
+    fn serve_catch_up(&mut self, now: u64, peer: NodeId, range: (u64, u64), out: &mut Outputs) {
+        if !self.config.validators.contains(&peer) {
             return;
         }
-        let last = first.saturating_add(self.config.sync_batch as u64);
         let known = self
             .history
-            .range(first..last)
-            .chain(self.decided.range(first..last));
-        for (_, d) in known {
-            out.messages.push(Outgoing::To(
-                from,
-                ConsensusMessage::Decision(Box::new(d.clone())),
-            ));
-        }
+            .range(range.0..range.1)
+            .chain(self.decided.range(range.0..range.1))
+            .map(|(_, d)| d);
+        self.catch_up.serve(
+            now,
+            self.config.timeouts.resend_ms,
+            self.config.sync_bytes_per_interval,
+            peer,
+            range,
+            known,
+            out,
+        );
     }
 
     /// A message of height `h` outside the window: push the decision to a
@@ -185,20 +235,8 @@ impl Replica {
         if !self.config.validators.contains(&from) {
             return;
         }
-        let decided = self.history.get(&h).or_else(|| self.decided.get(&h));
-        if let Some(d) = decided {
-            let resend = self.config.timeouts.resend_ms;
-            let recent = self
-                .pushed
-                .get(&from)
-                .is_some_and(|&(ph, at)| ph == h && now < at.saturating_add(resend));
-            if !recent {
-                out.messages.push(Outgoing::To(
-                    from,
-                    ConsensusMessage::Decision(Box::new(d.clone())),
-                ));
-                self.pushed.insert(from, (h, now));
-            }
+        if self.history.contains_key(&h) || self.decided.contains_key(&h) {
+            self.serve_catch_up(now, from, (h, h.saturating_add(1)), out);
         } else if h >= self.window_end() {
             self.highest_seen = self.highest_seen.max(h);
             self.request_sync(now, from, self.next, out);
@@ -249,7 +287,7 @@ impl Replica {
             out.messages
                 .push(Outgoing::Broadcast(ConsensusMessage::Commands(pending)));
         }
-        if self.highest_seen >= self.window_end() {
+        if self.behind() {
             let validators = self.config.validators.validators();
             let pick = (now / self.config.timeouts.resend_ms.max(1)) as usize % validators.len();
             let peer = validators[pick];

@@ -8,7 +8,7 @@
 //! rarely propose the same command twice (and when they do, execution applies
 //! it once: see [`crate::state_machine`]).
 
-use crate::batch::{Command, CommandId};
+use crate::command::{Command, CommandId};
 use hologram_cam::hashing::FastMap;
 use std::collections::hash_map::Entry as Slot;
 use std::collections::BTreeMap;
@@ -60,6 +60,20 @@ impl Mempool {
 
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Whether this very command (same id and signature) is held: it was
+    /// verified when it entered, so it need not be verified again.
+    pub(crate) fn holds(&self, command: &Command) -> bool {
+        self.entries
+            .get(&command.id())
+            .and_then(|e| e.command.as_ref())
+            .is_some_and(|held| held.signature() == command.signature())
+    }
+
+    /// Whether a command of this id is held (with whatever signature).
+    pub(crate) fn contains(&self, id: &CommandId) -> bool {
+        self.entries.get(id).is_some_and(|e| e.command.is_some())
     }
 
     /// The number of unclaimed commands.
@@ -195,8 +209,30 @@ mod tests {
     use super::*;
 
     fn cmd(i: u32) -> (CommandId, Command) {
-        let c = Command::new(i.to_le_bytes().to_vec()).unwrap();
+        let keys = hologram_receipt::KeyPair::from_seed([3; 32]);
+        let c = Command::sign(&keys, i.to_le_bytes().to_vec()).unwrap();
         (c.id(), c)
+    }
+
+    #[test]
+    fn holds_only_the_same_signature() {
+        let mut m = Mempool::new(10, 1);
+        let (id, c) = cmd(1);
+        assert!(!m.holds(&c) && !m.contains(&id));
+        m.claim(&id);
+        assert!(!m.holds(&c) && !m.contains(&id));
+        m.insert(id, c.clone(), false);
+        assert!(m.holds(&c) && m.contains(&id));
+        let mut sig = c.signature().to_bytes();
+        sig[0] ^= 1;
+        let other = Command::from_parts(
+            c.client(),
+            hologram_receipt::Signature::from_bytes(sig),
+            c.bytes().to_vec(),
+        )
+        .unwrap();
+        assert_eq!(other.id(), id);
+        assert!(!m.holds(&other));
     }
 
     #[test]

@@ -24,20 +24,38 @@
 //! height beyond its window asks for decisions ([`ConsensusMessage::SyncRequest`]).
 //! A decision is accepted only if its commit certificate verifies against
 //! the validator set, so catching up trusts no single peer.
+//!
+//! What one peer can make a replica do is bounded. Catch-up answers (and
+//! pushed decisions) go to validators only, each height at most once per
+//! peer and resend interval (identical and overlapping requests are
+//! answered for the heights not sent yet), and at most
+//! [`ReplicaConfig::sync_bytes_per_interval`] bytes per peer and interval;
+//! requests past that are dropped until the next interval, when the peer
+//! asks again. Votes that can add nothing are refused before their signature
+//! is verified ([`VoteChecks`] lists the rules and counts them).
 
+mod admission;
+mod catchup;
 mod config;
+mod gate;
 mod height;
 mod mempool;
 mod record;
 
-pub use config::{Outgoing, Outputs, ReplicaConfig, Timeouts, Timer};
+pub use config::{
+    Outgoing, Outputs, ReplicaConfig, Timeouts, Timer, DEFAULT_SYNC_BYTES_PER_INTERVAL,
+};
+pub use gate::VoteChecks;
 pub use record::{HeightRecord, Lock, VotingRecord};
 
-use crate::batch::{Batch, Command, CommandId};
+use crate::batch::Batch;
+use crate::command::{Command, CommandId};
 use crate::detector::ByzantineDetector;
 use crate::message::{ConsensusMessage, Decision, Proposal};
 use crate::vote::VoteKind;
 use crate::{ConsensusError, ValidatorSet};
+use catchup::CatchUpServer;
+use gate::VoteGate;
 use height::{HeightState, Step};
 use hologram_cam::hashing::FastSet;
 use hologram_lattice::NodeId;
@@ -72,7 +90,8 @@ pub struct Replica {
     resend_armed: bool,
     highest_seen: u64,
     last_sync: Option<u64>,
-    pushed: HashMap<NodeId, (u64, u64)>,
+    catch_up: CatchUpServer,
+    gate: VoteGate,
 }
 
 impl core::fmt::Debug for Replica {
@@ -145,7 +164,8 @@ impl Replica {
             resend_armed: false,
             highest_seen: next,
             last_sync: None,
-            pushed: HashMap::new(),
+            catch_up: CatchUpServer::default(),
+            gate: VoteGate::default(),
             config,
         }
     }
@@ -185,6 +205,18 @@ impl Replica {
         &self.detector
     }
 
+    /// How many vote signatures this replica verified and how many votes it
+    /// refused unverified (see [`VoteChecks`]).
+    pub fn vote_checks(&self) -> VoteChecks {
+        self.gate.checks()
+    }
+
+    /// Bytes of decisions sent to peers for catch-up so far (by an upper
+    /// bound of their encoded size); see [`ReplicaConfig::sync_bytes_per_interval`].
+    pub fn catch_up_bytes(&self) -> u64 {
+        self.catch_up.answered_bytes()
+    }
+
     /// What must survive a crash (persist it before sending the outputs).
     pub fn voting_record(&self) -> &VotingRecord {
         &self.record
@@ -218,9 +250,11 @@ impl Replica {
     }
 
     /// Takes commands from a client. Commands already waiting or committed are
-    /// skipped; with `gossip`, the new ones go to every validator's mempool
-    /// (and again on every resend until a proposal names them). Returns how
-    /// many were new, or [`ConsensusError::MempoolFull`] (nothing taken).
+    /// skipped; the others must carry their client's valid signature; with
+    /// `gossip`, the new ones go to every validator's mempool (and again on
+    /// every resend until a proposal names them). Returns how many were new,
+    /// or [`ConsensusError::MempoolFull`] or [`ConsensusError::BadCommand`]
+    /// (for the first forged or altered one; nothing taken).
     pub fn submit(
         &mut self,
         now: u64,
@@ -233,6 +267,7 @@ impl Replica {
                 capacity: self.mempool.capacity(),
             });
         }
+        self.verify_submitted(&commands)?;
         let fresh = self.add_commands(commands, gossip);
         let n = fresh.len();
         if gossip {
@@ -242,9 +277,8 @@ impl Replica {
                 self.record.submitted.insert(c.id(), c.clone());
             }
         }
-        if gossip && !fresh.is_empty() {
-            out.messages
-                .push(Outgoing::Broadcast(ConsensusMessage::Commands(fresh)));
+        if gossip {
+            self.gossip(fresh, out);
         }
         self.activate(now, out);
         self.arm_resend(out);
@@ -263,15 +297,8 @@ impl Replica {
             ConsensusMessage::Proposal(p) => self.on_proposal(now, from, *p, out),
             ConsensusMessage::Vote(v) => self.on_vote(now, from, v, out),
             ConsensusMessage::Decision(d) => self.on_decision(now, from, *d, out),
-            ConsensusMessage::SyncRequest { from: h } => self.on_sync_request(from, h, out),
-            ConsensusMessage::Commands(commands) => {
-                if self.config.validators.contains(&from) {
-                    let room = self.mempool.capacity().saturating_sub(self.mempool.len());
-                    let take: Vec<Command> = commands.into_iter().take(room).collect();
-                    self.add_commands(take, false);
-                    self.activate(now, out);
-                }
-            }
+            ConsensusMessage::SyncRequest { from: h } => self.on_sync_request(now, from, h, out),
+            ConsensusMessage::Commands(commands) => self.on_commands(now, from, commands, out),
         }
         self.arm_resend(out);
     }
@@ -324,7 +351,15 @@ impl Replica {
     }
 
     fn busy(&self) -> bool {
-        !self.heights.is_empty() || self.mempool.len() > 0 || self.highest_seen >= self.window_end()
+        !self.heights.is_empty() || self.mempool.len() > 0 || self.behind()
+    }
+
+    /// Whether decisions must be fetched: a peer was seen beyond the window,
+    /// or later heights were decided (pushed) while the next one is neither
+    /// decided nor in flight (nothing else would make it progress).
+    fn behind(&self) -> bool {
+        self.highest_seen >= self.window_end()
+            || (!self.decided.is_empty() && !self.heights.contains_key(&self.next))
     }
 
     fn arm_resend(&mut self, out: &mut Outputs) {

@@ -7,8 +7,9 @@
 //! holds it, and a restarted replica re-sends what it signed instead of
 //! signing anew.
 
-use crate::batch::{Batch, Command, CommandId};
+use crate::batch::Batch;
 use crate::certificate::Certificate;
+use crate::command::{Command, CommandId};
 use crate::vote::{SignedHeader, Vote, VoteKind};
 use hologram_receipt::Receipt;
 use serde::{Deserialize, Serialize};

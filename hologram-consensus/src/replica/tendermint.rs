@@ -292,6 +292,7 @@ impl Replica {
             self.history.pop_first();
         }
         self.detector.prune_below(self.next);
+        self.gate.prune_below(self.next);
         self.activate(now, out);
     }
 }

@@ -1,5 +1,6 @@
 //! A validator in this process: keys, voting record and Tendermint's rules.
 
+use super::follow::{Decisions, Feed};
 use super::{HeightStatus, Validator};
 use crate::certificate::Certificate;
 use crate::message::{Decision, Proposal};
@@ -12,10 +13,11 @@ use futures::lock::Mutex;
 use hologram_lattice::NodeId;
 use hologram_receipt::KeyPair;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Decided heights beyond the next one kept waiting for the gap to fill.
 const MAX_PENDING: usize = 1024;
-/// Decided heights kept in memory to tell a new proposer.
+/// Decided heights kept in memory to tell a new proposer and subscribers, by default.
 const KEEP_DECIDED: usize = 1024;
 
 /// A validator in this process; see the [module docs](super).
@@ -29,7 +31,10 @@ const KEEP_DECIDED: usize = 1024;
 /// lock. Proposals must come from the round's leader and name their batch's
 /// receipt; polkas and commit certificates must verify. Decided heights are
 /// taken in order (later ones wait, at most 1,024) and, with a log, appended
-/// to it; the voting record is made durable before a vote is returned.
+/// to it; the voting record is made durable before a vote is returned. The
+/// newest decided heights (1,024 unless [`keep_decided`](Self::keep_decided)
+/// says otherwise) stay in memory, for [`status`](Validator::status) and for
+/// subscribers ([`subscribe`](Self::subscribe)).
 ///
 /// The same key must not also run a [`Replica`](crate::Replica) on the same
 /// heights with another record: that would be two voting records for one
@@ -37,6 +42,7 @@ const KEEP_DECIDED: usize = 1024;
 pub struct LocalValidator {
     id: NodeId,
     state: Mutex<State>,
+    feed: Arc<Feed>,
 }
 
 struct State {
@@ -45,7 +51,6 @@ struct State {
     record: VotingRecord,
     next: u64,
     pending: BTreeMap<u64, Decision>,
-    recent: BTreeMap<u64, Decision>,
     log: Option<DurableLog>,
 }
 
@@ -108,16 +113,33 @@ impl LocalValidator {
         record.heights = record.heights.split_off(&next);
         Self {
             id: keys.node_id(),
+            feed: Arc::new(Feed::new(next, recent, KEEP_DECIDED)),
             state: Mutex::new(State {
                 keys,
                 validators,
                 record,
                 next,
                 pending: BTreeMap::new(),
-                recent,
                 log,
             }),
         }
+    }
+
+    /// Keeps the newest `heights` decided heights in memory (at least one;
+    /// 1,024 by default): what [`status`](Validator::status) can return and
+    /// how far a [`subscribe`](Self::subscribe)r may fall behind.
+    pub fn keep_decided(self, heights: usize) -> Self {
+        self.feed.set_keep(heights);
+        self
+    }
+
+    /// The decided heights from `from` on, each once and in height order,
+    /// as they are decided: a bounded pull cursor over the heights this
+    /// validator keeps (see [`Decisions`]). A subscriber that falls behind
+    /// them gets [`ConsensusError::Lagged`] and reads the rest from the
+    /// [`DurableLog`].
+    pub fn subscribe(&self, from: u64) -> Decisions {
+        self.feed.subscribe(from)
     }
 
     /// The next height this validator has not seen decided.
@@ -140,7 +162,9 @@ impl State {
     }
 
     /// The checks every proposal passes: bounds, height not decided, signed
-    /// by the round's leader, naming its batch's receipt.
+    /// by the round's leader, naming its batch's receipt. (Its commands'
+    /// client signatures are checked before a prevote; a precommit needs a
+    /// polka, whose `f + 1` honest prevoters checked them.)
     fn check_proposal(&self, p: &Proposal) -> Result<(), ConsensusError> {
         p.batch.check_bounds()?;
         let h = &p.header;
@@ -267,6 +291,7 @@ impl Validator for LocalValidator {
     async fn prepare_vote(&self, proposal: &Proposal) -> Result<Vote, ConsensusError> {
         let mut st = self.state.lock().await;
         st.check_proposal(proposal)?;
+        crate::command::verify_commands(proposal.batch.commands())?;
         let h = &proposal.header;
         let slot = slot_of(h, VoteKind::Prevote);
         if let Some(v) = st.signed(slot, proposal)? {
@@ -340,12 +365,8 @@ impl Validator for LocalValidator {
         }
         st.record = record;
         st.next = next;
-        for d in ready {
-            st.recent.insert(d.height(), d);
-        }
-        while st.recent.len() > KEEP_DECIDED {
-            st.recent.pop_first();
-        }
+        // Under the state lock, so the feed takes heights in order.
+        self.feed.push(ready);
         Ok(())
     }
 
@@ -354,13 +375,18 @@ impl Validator for LocalValidator {
         let rec = st.record.heights.get(&height);
         Ok(HeightStatus {
             next_height: st.next,
-            decided: st
-                .recent
-                .get(&height)
-                .or_else(|| st.pending.get(&height))
-                .cloned(),
+            decided: self
+                .feed
+                .get(height)
+                .or_else(|| st.pending.get(&height).cloned()),
             locked: rec.and_then(|r| r.locked.clone()),
             last_round: rec.filter(|r| !r.votes.is_empty()).map(|r| r.last_round()),
         })
+    }
+}
+
+impl Drop for LocalValidator {
+    fn drop(&mut self) {
+        self.feed.close();
     }
 }

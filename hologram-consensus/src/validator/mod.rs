@@ -22,14 +22,19 @@
 //! voting rules to each request (one vote per slot, locks, proof of lock,
 //! no vote in a round older than one it signed in); with a
 //! [`DurableLog`](crate::DurableLog) it makes each vote durable before
-//! returning it. A [`RemoteValidator`] asks one over a `Transport`
-//! ([`Protocol::CONSENSUS`](hologram_lattice::transport::Protocol::CONSENSUS)
-//! requests), served there by a [`ValidatorHandler`].
+//! returning it. A node that does not propose follows what is decided
+//! through [`LocalValidator::subscribe`]: a [`Decisions`] stream of the
+//! decided heights in order, over a bounded window of recent ones. A [`RemoteValidator`] asks one over a `Transport`
+//! ([`Protocol::VALIDATOR`](hologram_lattice::transport::Protocol::VALIDATOR)
+//! requests), served there by a [`ValidatorHandler`]. Replicas exchange their
+//! one-way messages under `Protocol::CONSENSUS`, so one node serves both.
 
+mod follow;
 mod local;
 mod remote;
 mod wire;
 
+pub use follow::Decisions;
 pub use local::LocalValidator;
 pub use remote::{RemoteValidator, ValidatorHandler};
 pub use wire::{ValidatorRequest, ValidatorResponse};

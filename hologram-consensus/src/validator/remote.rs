@@ -6,13 +6,13 @@ use crate::message::{Decision, Proposal};
 use crate::vote::Vote;
 use crate::ConsensusError;
 use async_trait::async_trait;
-use hologram_lattice::transport::{Handler, HandlerError, Protocol, Transport};
+use hologram_lattice::transport::{Handler, HandlerError, Protocol, Service, Transport};
 use hologram_lattice::NodeId;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// A validator reached over a transport: each call is one
-/// [`Protocol::CONSENSUS`] request answered by the peer's
+/// [`Protocol::VALIDATOR`] request answered by the peer's
 /// [`ValidatorHandler`]. A vote it returns is only what the peer claims:
 /// [`ReceiptConsensus`](crate::ReceiptConsensus) checks every one.
 pub struct RemoteValidator {
@@ -45,7 +45,7 @@ impl RemoteValidator {
         let bytes = request.encode()?;
         let answer = self
             .transport
-            .request(self.id, Protocol::CONSENSUS, bytes, self.timeout)
+            .request(self.id, Protocol::VALIDATOR, bytes, self.timeout)
             .await?;
         match ValidatorResponse::decode(&answer)? {
             ValidatorResponse::Refused(reason) => Err(ConsensusError::Refused {
@@ -119,8 +119,9 @@ impl Validator for RemoteValidator {
 }
 
 /// Serves a validator (a [`LocalValidator`](super::LocalValidator), or any [`Validator`] wrapping
-/// one) to [`RemoteValidator`]s: register it as the node's handler for
-/// [`Protocol::CONSENSUS`] requests. Malformed requests are refused with the
+/// one) to [`RemoteValidator`]s: mount it on the node's
+/// [`ProtocolMux`](hologram_lattice::transport::ProtocolMux) (it answers
+/// [`Protocol::VALIDATOR`] requests). Malformed requests are refused with the
 /// decoder's reason; refusals of the validator are answered as
 /// [`ValidatorResponse::Refused`].
 #[derive(Clone)]
@@ -143,9 +144,9 @@ impl Handler for ValidatorHandler {
         protocol: Protocol,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, HandlerError> {
-        if protocol != Protocol::CONSENSUS {
+        if protocol != Protocol::VALIDATOR {
             return Err(HandlerError::Refused(format!(
-                "a validator serves only consensus requests, not {protocol:?}"
+                "a validator serves only VALIDATOR requests, not {protocol:?}"
             )));
         }
         let request =
@@ -171,4 +172,10 @@ impl Handler for ValidatorHandler {
     }
 
     async fn message(&self, _: NodeId, _: Protocol, _: Vec<u8>) {}
+}
+
+impl Service for ValidatorHandler {
+    fn protocol(&self) -> Protocol {
+        Protocol::VALIDATOR
+    }
 }

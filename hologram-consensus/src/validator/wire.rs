@@ -126,15 +126,16 @@ impl ValidatorResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::{Batch, Command};
+    use crate::batch::Batch;
+    use crate::command::Command;
     use crate::replica::Lock;
     use crate::vote::{SignedHeader, Slot, VoteKind};
     use hologram_receipt::KeyPair;
     use proptest::prelude::*;
 
     fn proposal(bytes: Vec<u8>) -> Proposal {
-        let batch = Batch::new(vec![Command::new(bytes).unwrap()]).unwrap();
         let keys = KeyPair::from_seed([3; 32]);
+        let batch = Batch::new(vec![Command::sign(&keys, bytes).unwrap()]).unwrap();
         Proposal {
             header: SignedHeader::sign(&keys, 4, 1, None, batch.receipt()),
             batch,

@@ -9,7 +9,7 @@ use hologram_consensus::{
 use hologram_lattice::sim::Context;
 use hologram_lattice::NodeId;
 use hologram_receipt::{Budget, KeyPair, Receipt, Signature};
-use rand::Rng;
+use rand::{Rng, RngExt};
 
 /// What a Byzantine validator does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +31,13 @@ pub enum Behaviour {
     InvalidReceipts,
     /// Votes and proposes receipts claiming a budget above 47.
     ImpossibleBudget,
+    /// Slips forged commands (a real one with its payload changed, with its
+    /// key swapped for another client's, with a garbage signature) into its
+    /// proposals (re-signing their headers) and its `Commands` frames, and
+    /// sends frames of forgeries alone. Not in [`Behaviour::ALL`] (adding
+    /// it would re-draw every campaign seed's behaviours): the campaign of
+    /// `consensus_commands` runs it.
+    ForgeCommands,
 }
 
 impl Behaviour {
@@ -54,7 +61,7 @@ pub struct Byzantine {
 }
 
 fn random_receipt(rng: &mut impl Rng) -> Receipt {
-    let bytes: [u8; 16] = rng.gen();
+    let bytes: [u8; 16] = rng.random();
     Receipt::from_bytes(&bytes)
 }
 
@@ -88,7 +95,7 @@ impl Byzantine {
         if self.captured.len() < 256 {
             self.captured.push(message.clone());
         } else {
-            let i = ctx.rng().gen_range(0..256);
+            let i = ctx.rng().random_range(0..256);
             self.captured[i] = message.clone();
         }
         let mut out = Outputs::default();
@@ -151,10 +158,10 @@ impl Byzantine {
                 }
                 Behaviour::Replay => {
                     ctx.send(to, msg);
-                    if !self.captured.is_empty() && ctx.rng().gen_bool(0.3) {
-                        let k = ctx.rng().gen_range(0..self.captured.len());
+                    if !self.captured.is_empty() && ctx.rng().random_bool(0.3) {
+                        let k = ctx.rng().random_range(0..self.captured.len());
                         let old = self.captured[k].clone();
-                        let target = validators[ctx.rng().gen_range(0..n)];
+                        let target = validators[ctx.rng().random_range(0..n)];
                         if target != me {
                             ctx.send(target, old);
                         }
@@ -167,6 +174,13 @@ impl Byzantine {
                 Behaviour::ImpossibleBudget => {
                     let msg = self.impossible(msg);
                     ctx.send(to, msg);
+                }
+                Behaviour::ForgeCommands => {
+                    let (msg, alone) = self.forge_commands(msg, &validators);
+                    ctx.send(to, msg);
+                    if let Some(alone) = alone {
+                        ctx.send(to, alone);
+                    }
                 }
             }
         }
@@ -184,9 +198,9 @@ impl Byzantine {
                 ConsensusMessage::Vote(Vote::sign(&self.keys, v.slot, value))
             }
             ConsensusMessage::Proposal(p) => {
-                let extra: [u8; 8] = ctx.rng().gen();
+                let extra: [u8; 8] = ctx.rng().random();
                 let mut commands = p.batch.commands().to_vec();
-                commands.push(Command::new(extra.to_vec()).expect("small"));
+                commands.push(Command::sign(&self.keys, extra.to_vec()).expect("small"));
                 let batch = Batch::new(commands).unwrap_or_default();
                 let header = SignedHeader::sign(
                     &self.keys,
@@ -212,7 +226,7 @@ impl Byzantine {
         msg: &ConsensusMessage,
         validators: &[NodeId],
     ) -> Option<ConsensusMessage> {
-        let victim = validators[ctx.rng().gen_range(0..validators.len())];
+        let victim = validators[ctx.rng().random_range(0..validators.len())];
         let mut sig = [0u8; 64];
         ctx.rng().fill(&mut sig[..]);
         let value = random_receipt(ctx.rng());
@@ -234,8 +248,8 @@ impl Byzantine {
                     round: p.header.round,
                     kind: VoteKind::Precommit,
                 };
-                let batch = Batch::new(vec![Command::new(b"forged".to_vec()).expect("small")])
-                    .expect("small");
+                let command = Command::sign(&self.keys, b"forged".to_vec()).expect("small");
+                let batch = Batch::new(vec![command]).expect("small");
                 let value = batch.receipt();
                 let mut votes = vec![Vote::sign(&self.keys, slot, Some(value))];
                 for v in validators.iter().filter(|v| **v != self.keys.node_id()) {
@@ -255,6 +269,69 @@ impl Byzantine {
                 })))
             }
             _ => None,
+        }
+    }
+
+    /// Three forgeries of `real` (see [`Behaviour::ForgeCommands`]), the
+    /// swapped key being a validator's. They depend only on `real` and
+    /// `validators`, so every peer is sent the same forged proposal (one
+    /// that a replica without signature checks would vote for, not an
+    /// equivocation its peers would split on).
+    fn forgeries(real: &Command, validators: &[NodeId]) -> Vec<Command> {
+        let mut payload = real.bytes().to_vec();
+        payload.extend_from_slice(b" and pay mallory");
+        let pick = real.id().as_bytes()[0] as usize % validators.len();
+        let victim = validators[pick];
+        let mut garbage = [0u8; 64];
+        for (i, b) in garbage.iter_mut().enumerate() {
+            *b = real.id().as_bytes()[i % 32] ^ (i as u8);
+        }
+        [
+            Command::from_parts(real.client(), real.signature(), payload),
+            Command::from_parts(victim, real.signature(), real.bytes().to_vec()),
+            Command::from_parts(
+                real.client(),
+                Signature::from_bytes(garbage),
+                real.bytes().to_vec(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(Result::ok)
+        .collect()
+    }
+
+    /// `msg` with forged commands slipped in (a proposal is re-signed for
+    /// its new batch), and a frame of forgeries alone.
+    fn forge_commands(
+        &self,
+        msg: ConsensusMessage,
+        validators: &[NodeId],
+    ) -> (ConsensusMessage, Option<ConsensusMessage>) {
+        // A real command to mutate: one of the message, else our own.
+        let own = Command::sign(&self.keys, b"own".to_vec()).expect("small");
+        match msg {
+            ConsensusMessage::Proposal(mut p) => {
+                let real = p.batch.commands().first().cloned().unwrap_or(own);
+                let forged = Self::forgeries(&real, validators);
+                let mut commands = p.batch.commands().to_vec();
+                commands.extend(forged.iter().cloned());
+                p.batch = Batch::new(commands).unwrap_or_default();
+                let h = p.header;
+                // No proof of lock: the forgery must reach the command check.
+                p.proof_of_lock = None;
+                p.header =
+                    SignedHeader::sign(&self.keys, h.height, h.round, None, p.batch.receipt());
+                let alone = ConsensusMessage::Commands(forged);
+                (ConsensusMessage::Proposal(p), Some(alone))
+            }
+            ConsensusMessage::Commands(mut commands) => {
+                let real = commands.first().cloned().unwrap_or(own);
+                let forged = Self::forgeries(&real, validators);
+                commands.extend(forged.iter().cloned());
+                let alone = ConsensusMessage::Commands(forged);
+                (ConsensusMessage::Commands(commands), Some(alone))
+            }
+            other => (other, None),
         }
     }
 

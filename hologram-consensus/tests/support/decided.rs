@@ -29,10 +29,15 @@ pub fn certified(keys: &[KeyPair], height: u64, batch: Batch) -> Decision {
     }
 }
 
-/// `n` commands `{tag}{i}={i}`.
+/// The client that signs the commands of these tests.
+pub fn client() -> KeyPair {
+    KeyPair::from_seed([0xc1; 32])
+}
+
+/// `n` commands `{tag}{i}={i}`, signed by [`client`].
 pub fn commands(tag: &str, n: usize) -> Vec<Command> {
     (0..n)
-        .map(|i| Command::new(format!("{tag}{i}={i}").into_bytes()).expect("small"))
+        .map(|i| Command::sign(&client(), format!("{tag}{i}={i}").into_bytes()).expect("small"))
         .collect()
 }
 

@@ -14,8 +14,8 @@ use hologram_consensus::{
 use hologram_lattice::sim::{Context, Faults, Node, Simulation};
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Receipt};
-use rand::seq::SliceRandom;
-use rand::Rng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::RngExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// An honest replica plus what the test saw delivered to it: the validly
@@ -52,18 +52,28 @@ impl Node for TestNode {
     ) {
         match self {
             TestNode::Honest(h) => {
-                if let ConsensusMessage::Vote(v) = &message {
-                    if h.byzantine.contains(&v.voter)
-                        && h.node.replica().accepts_height(v.slot.height)
-                        && v.verify_signature().is_ok()
+                let candidate = match &message {
+                    ConsensusMessage::Vote(v)
+                        if h.byzantine.contains(&v.voter)
+                            && h.node.replica().accepts_height(v.slot.height)
+                            && v.verify_signature().is_ok() =>
                     {
+                        Some(*v)
+                    }
+                    _ => None,
+                };
+                let refused = h.node.replica().vote_checks().refused;
+                h.node.on_message(ctx, from, message);
+                // A vote the replica refused unverified was not processed
+                // (e.g. a conflict of an equivocation already proven).
+                if let Some(v) = candidate {
+                    if h.node.replica().vote_checks().refused == refused {
                         let seen = h.observed.entry((v.voter, v.slot)).or_default();
-                        if !seen.contains(v) {
-                            seen.push(*v);
+                        if !seen.contains(&v) {
+                            seen.push(v);
                         }
                     }
                 }
-                h.node.on_message(ctx, from, message)
             }
             TestNode::Byzantine(b) => b.on_message(ctx, from, message),
         }
@@ -97,6 +107,16 @@ impl TestNode {
     }
 }
 
+/// The fault campaigns' network: loss, duplication, corruption, reordering.
+pub fn faulty_network() -> Faults {
+    Faults {
+        loss: 0.05,
+        duplicate: 0.05,
+        corrupt: 0.01,
+        latency_ms: (1, 30),
+    }
+}
+
 /// Fast timeouts for tests on a network of `latency` ms at most.
 pub fn test_config(set: ValidatorSet, depth: usize, max_latency: u64) -> ReplicaConfig {
     let mut config = ReplicaConfig::new(set);
@@ -120,6 +140,8 @@ pub struct Cluster {
     pub honest: Vec<NodeId>,
     pub byzantine: Vec<NodeId>,
     next_command: u64,
+    /// The client that signs the commands of [`Cluster::command`].
+    pub client: KeyPair,
 }
 
 impl Cluster {
@@ -183,6 +205,7 @@ impl Cluster {
             honest,
             byzantine,
             next_command: 0,
+            client: KeyPair::from_seed([0xc1; 32]),
         }
     }
 
@@ -191,7 +214,7 @@ impl Cluster {
         self.next_command += 1;
         let mut bytes = b"cmd ".to_vec();
         bytes.extend_from_slice(&self.next_command.to_le_bytes());
-        Command::new(bytes).expect("small")
+        Command::sign(&self.client, bytes).expect("small")
     }
 
     /// Submits a new command to `to`; returns it if `to` was up and took it.
@@ -272,7 +295,7 @@ impl Cluster {
     pub fn random_crash_restart(&mut self, p: f64) {
         let ids = self.honest.clone();
         for id in ids {
-            let roll: f64 = self.sim.rng().gen();
+            let roll: f64 = self.sim.rng().random();
             if roll < p {
                 if self.sim.is_up(id) {
                     self.sim.crash(id);
@@ -287,9 +310,9 @@ impl Cluster {
     pub fn random_partition(&mut self) {
         let mut ids = self.ids.clone();
         ids.shuffle(self.sim.rng());
-        let groups = self.sim.rng().gen_range(2..=3usize);
+        let groups = self.sim.rng().random_range(2..=3usize);
         let mut cuts: Vec<usize> = (0..groups - 1)
-            .map(|_| self.sim.rng().gen_range(0..=ids.len()))
+            .map(|_| self.sim.rng().random_range(0..=ids.len()))
             .collect();
         cuts.sort_unstable();
         let mut parts: Vec<&[NodeId]> = Vec::new();
@@ -328,6 +351,7 @@ impl FromSeed for rand_chacha::ChaCha8Rng {
 /// The safety invariants, checked after every step:
 /// - no two different values committed at one height (so every honest log is
 ///   a prefix of every longer one);
+/// - every command of a committed batch carries its client's valid signature;
 /// - every committed entry carries a commit certificate of at least 2f + 1
 ///   distinct valid signatures for its batch's receipt at its height;
 /// - every equivocation an honest replica processed produced a proof, and
@@ -364,6 +388,9 @@ pub fn invariant(
                 if cert.signatures.len() < set.quorum() {
                     return Err(format!("{id}: entry {height}: too few signatures"));
                 }
+                hologram_consensus::verify_commands(d.batch.commands()).map_err(|e| {
+                    format!("{id}: entry {height}: a forged command was committed: {e}")
+                })?;
                 if d.batch.receipt() != cert.value {
                     return Err(format!(
                         "{id}: entry {height}: batch is not the certified one"

@@ -1,7 +1,7 @@
 //! The inbound side of discovery: answering `FindNodes` over a transport.
 
 use super::discovery::{DiscoveryMessage, PeerBook};
-use crate::transport::{Handler, HandlerError, Protocol};
+use crate::transport::{Handler, HandlerError, Protocol, Service};
 use crate::PeerId;
 use async_trait::async_trait;
 use std::sync::{Arc, RwLock};
@@ -39,4 +39,10 @@ impl Handler for DiscoveryHandler {
     }
 
     async fn message(&self, _from: PeerId, _protocol: Protocol, _payload: Vec<u8>) {}
+}
+
+impl Service for DiscoveryHandler {
+    fn protocol(&self) -> Protocol {
+        Protocol::DISCOVERY
+    }
 }

@@ -36,15 +36,21 @@ struct Candidate {
 /// its *live* candidates, `alpha` at a time, nearest first; it is done when
 /// every live candidate has answered or failed. Live are the candidates that
 /// did not fail, lie no more pages away than the `k`-th nearest such
-/// candidate, and are among the `k` nearest such candidates of their own page.
+/// candidate, and are among the `k` nearest such candidates of their own page
+/// on their side of the target byte (ahead of it or behind it on the page's
+/// ring).
 ///
 /// The per-page rule is what makes the lattice metric work. Page distance
 /// dominates it, so the nodes nearest a target on an adjacent page can be
 /// ranked behind nodes of the other adjacent page that know nothing nearer;
 /// a plain "query the k nearest" lookup (Kademlia's rule, made for the XOR
 /// metric) then stops early. Walking each near page's ring towards the
-/// target byte finds them, at a cost of about `k` queries per page in reach:
-/// in a dense network that is the target's page alone. It tolerates
+/// target byte finds them. The ring is walked from both sides, because the
+/// nodes that know the nearest ones on one side are their neighbours on that
+/// side: with `k` per page only, the `k` nearest could all lie ahead of the
+/// target, none of them knowing a node just behind it. The cost is about `2k`
+/// queries per page in reach: in a dense network that is the target's page
+/// alone. It tolerates
 /// peers that lie or stay silent: records whose proof of work does not verify
 /// are dropped (and counted), answers from peers it did not ask are ignored,
 /// peers that fail or time out are passed over, and the shortlist is bounded
@@ -151,6 +157,12 @@ impl Lookup {
         }
     }
 
+    /// Which way round its page's ring `peer` lies from the target byte:
+    /// `false` at or ahead of it (within half a ring), `true` behind it.
+    fn side_of(&self, peer: &PeerId) -> bool {
+        peer.coord().byte().wrapping_sub(self.target.byte()) >= 128
+    }
+
     fn key_of(&self, peer: &PeerId) -> (u16, PeerId) {
         (self.target.distance(peer.coord()), *peer)
     }
@@ -164,7 +176,7 @@ impl Lookup {
         let reach = usable
             .nth(self.k - 1)
             .map_or(u16::MAX, |((d, _), _)| d / 256);
-        let mut per_page = [0usize; crate::PAGES];
+        let mut per_ring_side = [[0usize; 2]; crate::PAGES];
         let mut live = Vec::new();
         for (key, c) in &self.shortlist {
             if c.state == State::Failed {
@@ -173,7 +185,8 @@ impl Lookup {
             if key.0 / 256 > reach {
                 break;
             }
-            let seen = &mut per_page[usize::from(c.page) % crate::PAGES];
+            let side = usize::from(self.side_of(&c.record.id));
+            let seen = &mut per_ring_side[usize::from(c.page) % crate::PAGES][side];
             if *seen < self.k {
                 *seen += 1;
                 live.push(*key);

@@ -279,6 +279,49 @@ mod discovery {
     }
 
     #[test]
+    fn the_ring_is_walked_from_both_sides_of_the_target() {
+        // k = 2. The looker knows two nodes just ahead of the target byte and
+        // one farther behind it; only that one knows the node just behind the
+        // target. Asking only the k nearest of the page would ask the two
+        // ahead, learn nothing new and stop without the nearest node.
+        let target = Coord::new(7, 128);
+        let on_page_7 = |bytes: std::ops::RangeInclusive<u8>| {
+            (1u32..)
+                .map(id)
+                .find(|n| n.coord().page() == 7 && bytes.contains(&n.coord().byte()))
+                .expect("some id lands there")
+        };
+        let ahead_1 = on_page_7(129..=138); // distance 1..=10
+        let ahead_2 = on_page_7(139..=148); // 11..=20
+        let behind_far = on_page_7(90..=107); // 21..=38
+        let behind_near = on_page_7(118..=127); // 1..=10
+        let mint = |n: NodeId| PeerRecord::mint(n, D, 1 << 20).unwrap().unwrap();
+        let knows = |n: NodeId| match n {
+            n if n == ahead_1 => vec![mint(ahead_2)],
+            n if n == ahead_2 => vec![mint(ahead_1)],
+            n if n == behind_far => vec![mint(behind_near)],
+            _ => vec![mint(behind_far)],
+        };
+        let seeds = [ahead_1, ahead_2, behind_far].map(mint);
+        let mut lookup = Lookup::new(id(0), target, 2, D, seeds);
+        let mut asked = Vec::new();
+        while !lookup.is_done() {
+            let queries = lookup.next_queries();
+            assert!(!queries.is_empty() && asked.len() < 10, "stuck: {asked:?}");
+            for q in queries {
+                asked.push(q);
+                lookup.on_answer(q, knows(q));
+            }
+        }
+        let mut truth = vec![ahead_1, ahead_2, behind_far, behind_near];
+        truth.sort_by_key(|n| (target.distance(n.coord()), *n));
+        truth.truncate(2);
+        assert!(truth.contains(&behind_near));
+        let got: Vec<NodeId> = lookup.result().iter().map(|r| r.id).collect();
+        assert_eq!(got, truth, "asked {asked:?}");
+    }
+
+    #[test]
     fn unsolicited_answers_and_forged_records_are_ignored() {
         let me = id(0);
         let mut lookup = Lookup::new(me, Coord::new(1, 1), 2, D, [record(1)]);

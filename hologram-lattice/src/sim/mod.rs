@@ -47,7 +47,7 @@ pub use faults::Faults;
 pub use seeds::{check_seeds, seeds, SEEDS_VAR, SEED_VAR};
 
 use crate::{LatticeError, NodeId};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{de::DeserializeOwned, Serialize};
 use std::cmp::Reverse;
@@ -489,11 +489,11 @@ impl<N: Node> Simulation<N> {
             self.stats.to_down_node += 1;
             return;
         };
-        if self.rng.gen_bool(self.faults.loss) {
+        if self.rng.random_bool(self.faults.loss) {
             self.stats.lost += 1;
             return;
         }
-        let copies = if self.rng.gen_bool(self.faults.duplicate) {
+        let copies = if self.rng.random_bool(self.faults.duplicate) {
             self.stats.duplicated += 1;
             2
         } else {
@@ -501,7 +501,7 @@ impl<N: Node> Simulation<N> {
         };
         for _ in 0..copies {
             let mut message = message.clone();
-            if self.rng.gen_bool(self.faults.corrupt) {
+            if self.rng.random_bool(self.faults.corrupt) {
                 match self.corrupt(&message) {
                     Some(m) => {
                         self.stats.corrupted += 1;
@@ -514,7 +514,7 @@ impl<N: Node> Simulation<N> {
                 }
             }
             let (lo, hi) = self.faults.latency_ms;
-            let at = self.now.saturating_add(self.rng.gen_range(lo..=hi));
+            let at = self.now.saturating_add(self.rng.random_range(lo..=hi));
             self.schedule(
                 at,
                 Event::Deliver {
@@ -532,7 +532,7 @@ impl<N: Node> Simulation<N> {
         if bytes.is_empty() {
             return None;
         }
-        let bit = self.rng.gen_range(0..bytes.len() * 8);
+        let bit = self.rng.random_range(0..bytes.len() * 8);
         bytes[bit / 8] ^= 1 << (bit % 8);
         postcard::from_bytes(&bytes).ok()
     }

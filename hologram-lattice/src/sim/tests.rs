@@ -35,7 +35,7 @@ impl Node for Flood {
     fn on_message(&mut self, ctx: &mut Context<'_, u32, ()>, _from: NodeId, rumor: u32) {
         self.arrivals.push(rumor);
         if self.seen.insert(rumor) {
-            if rumor % 2 == 0 {
+            if rumor.is_multiple_of(2) {
                 self.durable.insert(rumor);
             }
             for &p in &self.peers {

@@ -1,6 +1,6 @@
 use super::*;
 use crate::NodeId;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
@@ -41,13 +41,13 @@ fn a_third_made_slow_is_dropped_without_losing_connectivity_or_degree() {
     crate::sim::check_seeds("adaptive topology", 4, |seed| {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let n = 60u32;
-        let slow = |p: u32| p % 3 == 0;
+        let slow = |p: u32| p.is_multiple_of(3);
         let config = TopologyConfig::default();
         let mut nodes: Vec<AdaptiveTopology> = (0..n)
             .map(|i| {
                 let mut t = AdaptiveTopology::new(id(i), config.clone());
                 while t.degree() < config.target_degree {
-                    t.connect(id(rng.gen_range(0..n)));
+                    t.connect(id(rng.random_range(0..n)));
                 }
                 t
             })
@@ -61,14 +61,14 @@ fn a_third_made_slow_is_dropped_without_losing_connectivity_or_degree() {
                     let k = u32::from_be_bytes(p.as_bytes()[..4].try_into().unwrap());
                     for _ in 0..4 {
                         let ms = if slow(k) {
-                            rng.gen_range(80..120)
+                            rng.random_range(80..120)
                         } else {
-                            rng.gen_range(5..15)
+                            rng.random_range(5..15)
                         };
                         t.record_latency(&p, Duration::from_millis(ms));
                     }
                 }
-                let candidates: Vec<NodeId> = (0..6).map(|_| id(rng.gen_range(0..n))).collect();
+                let candidates: Vec<NodeId> = (0..6).map(|_| id(rng.random_range(0..n))).collect();
                 let change = t.optimize_topology(candidates);
                 changes += change.dropped.len() + change.added.len();
                 if t.degree() < config.min_degree {

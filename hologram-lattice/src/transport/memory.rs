@@ -26,7 +26,7 @@ use crate::sim::Faults;
 use crate::PeerId;
 use async_trait::async_trait;
 use futures::future::{join, pending, BoxFuture, FutureExt};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -310,12 +310,12 @@ impl MemoryNetwork {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let rng = &mut *rng;
-        let lost = faults.loss > 0.0 && rng.gen_bool(faults.loss);
+        let lost = faults.loss > 0.0 && rng.random_bool(faults.loss);
         let flights = if lost {
             [None, None]
         } else {
             let first = draw_flight(rng, faults, len);
-            let twice = duplicable && faults.duplicate > 0.0 && rng.gen_bool(faults.duplicate);
+            let twice = duplicable && faults.duplicate > 0.0 && rng.random_bool(faults.duplicate);
             [Some(first), twice.then(|| draw_flight(rng, faults, len))]
         };
         Ok(Hop::Go {
@@ -358,11 +358,15 @@ impl MemoryNetwork {
 /// Draws one copy's latency and corruption.
 fn draw_flight(rng: &mut ChaCha8Rng, faults: &Faults, len: usize) -> Flight {
     let (lo, hi) = faults.latency_ms;
-    let ms = if lo < hi { rng.gen_range(lo..=hi) } else { lo };
-    let corrupt = len > 0 && faults.corrupt > 0.0 && rng.gen_bool(faults.corrupt);
+    let ms = if lo < hi {
+        rng.random_range(lo..=hi)
+    } else {
+        lo
+    };
+    let corrupt = len > 0 && faults.corrupt > 0.0 && rng.random_bool(faults.corrupt);
     Flight {
         latency: Duration::from_millis(ms),
-        flip: corrupt.then(|| rng.gen_range(0..len.saturating_mul(8))),
+        flip: corrupt.then(|| rng.random_range(0..len.saturating_mul(8))),
     }
 }
 

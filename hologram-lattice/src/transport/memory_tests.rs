@@ -194,7 +194,8 @@ fn too_large_responses_are_refused() {
 fn unknown_protocol_is_refused_by_the_mux() {
     let net = MemoryNetwork::new(4);
     let ping = Arc::new(Recorder::default());
-    let mux = ProtocolMux::new().with(Protocol::PING, Arc::clone(&ping) as Arc<dyn Handler>);
+    let mux = ProtocolMux::new();
+    mux.mount_as(Protocol::PING, Arc::clone(&ping) as Arc<dyn Handler>);
     let a = net.join(peer(1), Arc::new(ProtocolMux::new()));
     let _b = net.join(peer(2), Arc::new(mux));
     let refused = block_on(a.request(peer(2), Protocol::CAM, b"get".to_vec(), LONG));

@@ -7,7 +7,10 @@
 //! side is a [`Handler`], given to the transport when it is built (the trait
 //! has no method to register one): [`MemoryNetwork::join`] takes it, and so
 //! does the constructor of any other transport. It is typically a
-//! [`ProtocolMux`], which routes frames to one handler per protocol.
+//! [`ProtocolMux`], which routes frames to one handler per protocol. Every
+//! protocol's inbound side is a [`Service`] (a handler that knows its tag),
+//! mounted on the mux with [`ProtocolMux::mount`], before or after the
+//! transport starts.
 //!
 //! What a transport must do is written on [`Transport`] (the contract), and
 //! the [`conformance`] suite checks it: run it on your own transport.
@@ -30,7 +33,7 @@ mod mux;
 mod timer;
 
 pub use memory::{MemoryNetwork, MemoryTransport};
-pub use mux::ProtocolMux;
+pub use mux::{ProtocolMux, Service};
 pub use timer::{Sleep, Timer};
 
 /// The attribute that implements [`Transport`] and [`Handler`] (from the
@@ -70,6 +73,10 @@ impl Protocol {
     pub const TXN_CALL: Protocol = Protocol(8);
     /// A replicated shard group's proposer asking its members to apply decided heights and endorse.
     pub const TXN_MEMBER: Protocol = Protocol(9);
+    /// Consensus as request/response: a `RemoteValidator`'s calls answered by
+    /// a `ValidatorHandler` (`CONSENSUS` carries the replicas' one-way
+    /// messages), so one node can serve both faces.
+    pub const VALIDATOR: Protocol = Protocol(10);
 }
 
 /// Why a call over a transport failed.
@@ -265,6 +272,38 @@ pub trait Transport: Send + Sync {
         protocol: Protocol,
         payload: Vec<u8>,
     ) -> Result<(), TransportError>;
+}
+
+/// A shared transport is a transport (`Arc<MemoryTransport>`,
+/// `Arc<dyn Transport>`), for code generic over `T: Transport`.
+#[async_trait]
+impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
+    fn local_id(&self) -> PeerId {
+        (**self).local_id()
+    }
+
+    fn max_frame(&self) -> usize {
+        (**self).max_frame()
+    }
+
+    async fn request(
+        &self,
+        to: PeerId,
+        protocol: Protocol,
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, TransportError> {
+        (**self).request(to, protocol, payload, timeout).await
+    }
+
+    async fn send(
+        &self,
+        to: PeerId,
+        protocol: Protocol,
+        payload: Vec<u8>,
+    ) -> Result<(), TransportError> {
+        (**self).send(to, protocol, payload).await
+    }
 }
 
 /// The inbound side: what a node does with the frames it receives.

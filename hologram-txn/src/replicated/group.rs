@@ -639,13 +639,18 @@ impl ReplicatedParticipant {
     }
 
     /// Orders `message` through consensus, applies it on every member and
-    /// returns the output that `f + 1` members endorsed.
+    /// returns the output that `f + 1` members endorsed. The command is
+    /// signed, as its client, with the keys proposing now.
     pub async fn submit(&self, message: &TxnMessage) -> Result<Option<TxnMessage>, TxnError> {
-        let command = Command::new(message.to_wire()?)
+        let mut group = self.group.lock().await;
+        let client = group
+            .proposers
+            .get(group.proposer)
+            .ok_or(TxnError::Empty("proposer key list"))?;
+        let command = Command::sign(client, message.to_wire()?)
             .map_err(|e| TxnError::Transport(format!("command: {e}")))?;
         let batch = Batch::new(vec![command.clone()])
             .map_err(|e| TxnError::Transport(format!("batch: {e}")))?;
-        let mut group = self.group.lock().await;
         let mut last = String::new();
         let mut decided = false;
         let mut failed = 0;

@@ -284,7 +284,7 @@ mod tests {
         #[test]
         fn garbage_commands_are_applied_without_output(bytes in proptest::collection::vec(any::<u8>(), 1..256)) {
             let (mut a, mut b) = (machine(), machine());
-            let command = Command::new(bytes.clone()).unwrap();
+            let command = Command::sign(&hologram_receipt::KeyPair::from_seed([0xc1; 32]), bytes.clone()).unwrap();
             let out = a.apply(&command);
             prop_assert_eq!(&out, &b.apply(&command));
             if TxnMessage::from_wire(&bytes).is_err() {
@@ -302,7 +302,11 @@ mod tests {
         let message = TxnMessage::Abort {
             txn: TxnId([3; 16]),
         };
-        let command = Command::new(message.to_wire().unwrap()).unwrap();
+        let command = Command::sign(
+            &hologram_receipt::KeyPair::from_seed([0xc1; 32]),
+            message.to_wire().unwrap(),
+        )
+        .unwrap();
         let mut m = machine();
         let output = m.apply(&command);
         assert!(matches!(output, Some(TxnMessage::Decided { .. })));
@@ -310,7 +314,11 @@ mod tests {
         assert_eq!(e.verify(&group, &command), Ok(member.node_id()));
         // Another group, another command, or no output: refused.
         assert!(e.verify(&member.node_id(), &command).is_err());
-        let other = Command::new(b"other".to_vec()).unwrap();
+        let other = Command::sign(
+            &hologram_receipt::KeyPair::from_seed([0xc1; 32]),
+            b"other".to_vec(),
+        )
+        .unwrap();
         assert!(e.verify(&group, &other).is_err());
         let mut silent = e.clone();
         silent.output = None;
@@ -332,7 +340,11 @@ mod tests {
         let core = ParticipantCore::new(group.clone(), ParticipantConfig::default(), map).unwrap();
         let mut m = ShardMachine::new(core);
         let txn = TxnId([4; 16]);
-        let command = Command::new(TxnMessage::Abort { txn }.to_wire().unwrap()).unwrap();
+        let command = Command::sign(
+            &hologram_receipt::KeyPair::from_seed([0xc1; 32]),
+            TxnMessage::Abort { txn }.to_wire().unwrap(),
+        )
+        .unwrap();
         let output = m.apply(&command);
         // The machine's decision is claimed unsigned in the group's name.
         let Some(TxnMessage::Decided { decision, .. }) = &output else {

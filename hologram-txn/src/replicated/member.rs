@@ -8,7 +8,7 @@
 //! - its validator for the group's consensus (a
 //!   [`LocalValidator`](hologram_consensus::LocalValidator) served by a
 //!   [`ValidatorHandler`](hologram_consensus::ValidatorHandler) under
-//!   [`Protocol::CONSENSUS`]), and
+//!   [`Protocol::VALIDATOR`]), and
 //! - its replica of the shard ([`MemberService`] under
 //!   [`Protocol::TXN_MEMBER`]): the member's keys and its
 //!   [`ReplicatedStateMachine<ShardMachine>`](hologram_consensus::ReplicatedStateMachine).
@@ -49,7 +49,9 @@ use crate::wire::MAX_REASON_LEN;
 use crate::{Key, TxnError};
 use async_trait::async_trait;
 use hologram_consensus::{Command, ConsensusMessage, Decision};
-use hologram_lattice::transport::{Handler, HandlerError, Protocol, Transport, DEFAULT_MAX_FRAME};
+use hologram_lattice::transport::{
+    Handler, HandlerError, Protocol, Service, Transport, DEFAULT_MAX_FRAME,
+};
 use hologram_lattice::{NodeId, PeerId};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -283,6 +285,12 @@ impl Handler for MemberService {
     async fn message(&self, _: PeerId, _: Protocol, _: Vec<u8>) {}
 }
 
+impl Service for MemberService {
+    fn protocol(&self) -> Protocol {
+        Protocol::TXN_MEMBER
+    }
+}
+
 /// A member on another node, asked over a transport: each call is one
 /// [`Protocol::TXN_MEMBER`] request answered by the node's
 /// [`MemberService`]. Its answers are only what it claims (module docs).
@@ -397,7 +405,7 @@ mod tests {
             let set = ValidatorSet::new(keys.iter().map(KeyPair::node_id).collect()).unwrap();
             let core = ParticipantCore::new(group.clone(), ParticipantConfig::default(), ShardMap::even(&[group.id()])).unwrap();
             let service = MemberService::new(GroupMember::new(keys[0].clone(), set, core, super::super::MemberBehaviour::Honest));
-            let command = Command::new(bytes).unwrap();
+            let command = Command::sign(&hologram_receipt::KeyPair::from_seed([0xc1; 32]), bytes).unwrap();
             let batch = hologram_consensus::Batch::new(vec![command.clone()]).unwrap();
             let vote = hologram_consensus::Vote::sign(&keys[1], hologram_consensus::Slot { height: from, round: 0, kind: hologram_consensus::VoteKind::Precommit }, Some(batch.receipt()));
             let forged = Decision { batch, certificate: hologram_consensus::Certificate::from_votes(vote.slot, vote.value.unwrap(), [&vote]) };
@@ -432,7 +440,8 @@ mod tests {
             Err(TxnError::Decode { .. })
         ));
         // More decisions than the bound are refused while decoding.
-        let command = Command::new(
+        let command = Command::sign(
+            &hologram_receipt::KeyPair::from_seed([0xc1; 32]),
             TxnMessage::Abort {
                 txn: TxnId([1; 16]),
             }

@@ -21,7 +21,7 @@ use hologram_txn::{
     CoordinatorConfig, CoordinatorNode, Decision, Key, Op, ParticipantConfig, ParticipantNode,
     ShardMap, TxnError, TxnId, TxnNode,
 };
-use rand::Rng;
+use rand::RngExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -129,13 +129,13 @@ impl Bank {
 
     /// Begins a random transfer at a random client that is up and not busy.
     pub fn submit_random(&mut self) -> Option<TxnId> {
-        let client = self.clients[self.sim.rng().gen_range(0..self.clients.len())];
+        let client = self.clients[self.sim.rng().random_range(0..self.clients.len())];
         if self.in_flight.get(&client).copied().unwrap_or(0) >= 3 {
             return None;
         }
-        let from = self.sim.rng().gen_range(0..ACCOUNTS);
-        let to = (from + self.sim.rng().gen_range(1..ACCOUNTS)) % ACCOUNTS;
-        let amount = self.sim.rng().gen_range(1..40);
+        let from = self.sim.rng().random_range(0..ACCOUNTS);
+        let to = (from + self.sim.rng().random_range(1..ACCOUNTS)) % ACCOUNTS;
+        let amount = self.sim.rng().random_range(1..40);
         self.submit(client, (from, to, amount))
     }
 
@@ -195,8 +195,8 @@ impl Bank {
         let Some((&txn, _)) = self.submitted.iter().next_back() else {
             return;
         };
-        let target = self.participants[self.sim.rng().gen_range(0..self.participants.len())];
-        let client = self.clients[self.sim.rng().gen_range(0..self.clients.len())];
+        let target = self.participants[self.sim.rng().random_range(0..self.participants.len())];
+        let client = self.clients[self.sim.rng().random_range(0..self.clients.len())];
         self.forged_sent += inject_forgeries(&mut self.sim, &self.forger, txn, target, client);
     }
 

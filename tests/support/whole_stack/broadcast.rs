@@ -12,7 +12,7 @@ use hologram_lattice::NodeId;
 use hologram_receipt::{
     AuthenticatedMessage, HopLink, KeyPair, OriginLink, Purpose, Receipt, Witness,
 };
-use rand::Rng;
+use rand::RngExt;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
@@ -45,7 +45,7 @@ pub enum Peer {
 
 impl Forger {
     fn member(&self, ctx: &mut Ctx<'_>) -> NodeId {
-        self.members[ctx.rng().gen_range(0..self.members.len())]
+        self.members[ctx.rng().random_range(0..self.members.len())]
     }
 
     fn attack(&mut self, ctx: &mut Ctx<'_>, m: AuthenticatedMessage) {

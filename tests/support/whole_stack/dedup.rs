@@ -14,11 +14,9 @@ use hologram_cam::dedup::{DedupMessage, Kept, Request};
 use hologram_cam::store::MemoryStore;
 use hologram_cam::{DedupHandler, DeduplicationNetwork, HashRing, Store, StoreResult};
 use hologram_lattice::sim::Faults;
-use hologram_lattice::transport::{
-    async_trait, Handler, HandlerError, MemoryNetwork, MemoryTransport, Protocol,
-};
+use hologram_lattice::transport::{async_trait, Handler, HandlerError, MemoryNetwork, Protocol};
 use hologram_lattice::{Address, NodeId, PeerId};
-use rand::Rng;
+use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,10 +66,10 @@ type Holder = DedupHandler<MemoryStore>;
 pub struct DedupNet {
     pub network: MemoryNetwork,
     holders: BTreeMap<NodeId, (Arc<Holder>, Arc<MemoryStore>)>,
-    client: DeduplicationNetwork<MemoryTransport>,
+    client: DeduplicationNetwork,
     /// The same client with a generous timeout: the checks fall back to it,
     /// so a descheduled thread on a loaded machine is not a lost object.
-    patient: DeduplicationNetwork<MemoryTransport>,
+    patient: DeduplicationNetwork,
     client_id: NodeId,
     substituter: NodeId,
     pub substituted: Arc<AtomicU64>,
@@ -110,9 +108,8 @@ impl DedupNet {
             Arc::new(Substituter(Arc::new(AtomicU64::new(0)))),
         ));
         let ring = Arc::new(RwLock::new(ring));
-        let client =
-            DeduplicationNetwork::new(Arc::clone(&transport), Arc::clone(&ring), REPLICATION)
-                .with_timeout(Duration::from_millis(5));
+        let client = DeduplicationNetwork::new(transport.clone(), Arc::clone(&ring), REPLICATION)
+            .with_timeout(Duration::from_millis(5));
         let patient = DeduplicationNetwork::new(transport, ring, REPLICATION)
             .with_timeout(Duration::from_millis(250));
         DedupNet {
@@ -176,9 +173,9 @@ impl DedupNet {
     /// One workload operation: store, release or read. Returns the address
     /// of an object whose store was acknowledged.
     pub fn step(&mut self, rng: &mut ChaCha8Rng, seed: u64) -> Result<Option<Address>, String> {
-        match rng.gen_range(0..10) {
+        match rng.random_range(0..10) {
             0..=4 => {
-                let data = format!("seed {seed} object {}", rng.gen_range(0..30)).into_bytes();
+                let data = format!("seed {seed} object {}", rng.random_range(0..30)).into_bytes();
                 let address = Address::of(&data);
                 *self.attempted.entry(address).or_default() += 1;
                 match block_on(self.client.store_unique(data.clone())) {
@@ -194,7 +191,7 @@ impl DedupNet {
             5 => {
                 // A holder applies each release at most once, so the model
                 // counts it as done whatever the acknowledgements say.
-                let pick = rng.gen_range(0..self.acked.len().max(1));
+                let pick = rng.random_range(0..self.acked.len().max(1));
                 let Some(&address) = self.acked.keys().nth(pick) else {
                     return Ok(None);
                 };
@@ -207,7 +204,7 @@ impl DedupNet {
                 }
             }
             _ => {
-                let pick = rng.gen_range(0..self.acked.len().max(1));
+                let pick = rng.random_range(0..self.acked.len().max(1));
                 let Some((&address, (data, _))) = self.acked.iter().nth(pick) else {
                     return Ok(None);
                 };
@@ -242,7 +239,7 @@ impl DedupNet {
             return Vec::new();
         }
         (0..k)
-            .filter_map(|_| self.acked.keys().nth(rng.gen_range(0..self.acked.len())))
+            .filter_map(|_| self.acked.keys().nth(rng.random_range(0..self.acked.len())))
             .copied()
             .collect()
     }

@@ -19,7 +19,7 @@ use hologram_consensus::{
 use hologram_lattice::transport::TransportError;
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Receipt};
-use rand::Rng;
+use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -85,12 +85,12 @@ impl View {
 
     /// Draws whether one message is lost at the current rate.
     pub fn lose(&mut self) -> bool {
-        self.loss > 0.0 && self.rng.gen_bool(self.loss.min(1.0))
+        self.loss > 0.0 && self.rng.random_bool(self.loss.min(1.0))
     }
 
     /// A fair coin from the same stream.
     pub fn coin(&mut self) -> bool {
-        self.rng.gen()
+        self.rng.random()
     }
 }
 

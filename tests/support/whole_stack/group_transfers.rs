@@ -12,7 +12,7 @@ use hologram_txn::{
     settle, Decision, Op, Participant, PrepareRequest, ReplicatedParticipant, SignedReceipt,
     TxnError, TxnId,
 };
-use rand::Rng;
+use rand::RngExt;
 
 /// Transfers a coordinator leaves behind wait this many ticks for recovery.
 const SETTLE_AFTER: u64 = 5;
@@ -130,7 +130,8 @@ impl ShardGroups {
             .collect();
         let one_phase = requests.len() == 1;
         // Stop after the first prepare, after both, or after the decision.
-        let crash_at = (!one_phase && self.rng.gen_bool(0.3)).then(|| self.rng.gen_range(1..=3));
+        let crash_at =
+            (!one_phase && self.rng.random_bool(0.3)).then(|| self.rng.random_range(1..=3));
         self.transfers.push(Transfer {
             txn,
             coordinator,
@@ -159,14 +160,14 @@ impl ShardGroups {
         if running.count() >= 4 {
             return;
         }
-        let coordinator = self.clients[self.rng.gen_range(0..self.clients.len())];
+        let coordinator = self.clients[self.rng.random_range(0..self.clients.len())];
         if self.view.lock().is_down(coordinator) {
             return;
         }
         let n = self.accounts.len();
-        let from = self.rng.gen_range(0..n);
-        let to = (from + self.rng.gen_range(1..n)) % n;
-        let amount = self.rng.gen_range(1..=60);
+        let from = self.rng.random_range(0..n);
+        let to = (from + self.rng.random_range(1..n)) % n;
+        let amount = self.rng.random_range(1..=60);
         self.begin(coordinator, (from, to, amount));
     }
 
@@ -356,7 +357,7 @@ impl ShardGroups {
     /// One tick of the workload: maybe a new transfer, one step of every
     /// running one, and recovery of those left behind.
     pub fn step(&mut self) {
-        if self.rng.gen_bool(0.3) {
+        if self.rng.random_bool(0.3) {
             self.begin_random();
         }
         self.tick_once(SETTLE_AFTER);

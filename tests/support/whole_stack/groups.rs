@@ -33,7 +33,7 @@ use hologram_txn::{
     Decision, Group, GroupProof, Key, Participant, ParticipantConfig, ParticipantCore,
     PrepareRequest, Proof, ReplicatedParticipant, ShardMap, SignedReceipt, TxnError, TxnId,
 };
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::{Arc, Mutex};
 
@@ -111,7 +111,7 @@ impl ShardGroups {
                 break;
             }
         }
-        let liar = match rng.gen_bool(0.5) {
+        let liar = match rng.random_bool(0.5) {
             true => MemberBehaviour::Lying,
             false => MemberBehaviour::Forging,
         };

@@ -20,8 +20,8 @@ use groups::ShardGroups;
 use hologram_lattice::sim::Faults;
 use hologram_lattice::NodeId;
 use hologram_receipt::KeyPair;
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use replicas::Replicas;
 use routing::Routing;
@@ -83,10 +83,10 @@ pub struct Stack {
 
 fn network_faults(rng: &mut ChaCha8Rng) -> Faults {
     Faults {
-        loss: rng.gen_range(0.0..0.12),
-        duplicate: rng.gen_range(0.0..0.08),
-        corrupt: rng.gen_range(0.0..0.02),
-        latency_ms: (1, rng.gen_range(5..=MAX_LATENCY_MS)),
+        loss: rng.random_range(0.0..0.12),
+        duplicate: rng.random_range(0.0..0.08),
+        corrupt: rng.random_range(0.0..0.02),
+        latency_ms: (1, rng.random_range(5..=MAX_LATENCY_MS)),
     }
 }
 
@@ -97,7 +97,7 @@ impl Stack {
     /// storage on every node.
     pub fn new(seed: u64) -> Stack {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5741_434b);
-        let f = rng.gen_range(1..=2usize);
+        let f = rng.random_range(1..=2usize);
         let validators = 3 * f + 1;
         let behaviours: Vec<Behaviour> = (0..f)
             .map(|_| *Behaviour::ALL.choose(&mut rng).expect("behaviours"))
@@ -192,7 +192,7 @@ impl Stack {
     fn partition(&mut self) {
         let mut order = self.ids.clone();
         order.shuffle(&mut self.rng);
-        let cut = self.rng.gen_range(1..=NODES / 2);
+        let cut = self.rng.random_range(1..=NODES / 2);
         let groups = vec![order[cut..].to_vec(), order[..cut].to_vec()];
         let parts: Vec<&[NodeId]> = groups.iter().map(Vec::as_slice).collect();
         self.consensus.sim.partition(&parts);
@@ -216,7 +216,7 @@ impl Stack {
 
     /// One step of the nemesis, drawn from the seed.
     fn nemesis(&mut self) {
-        match self.rng.gen_range(0..6) {
+        match self.rng.random_range(0..6) {
             0 => {
                 let faults = network_faults(&mut self.rng);
                 self.set_faults(faults);
@@ -225,7 +225,7 @@ impl Stack {
             1 if self.groups.is_none() => self.partition(),
             1 | 2 if self.groups.is_some() => self.heal(),
             3 if self.down.len() < MAX_DOWN => {
-                let i = self.rng.gen_range(0..NODES);
+                let i = self.rng.random_range(0..NODES);
                 if !self.down.contains(&i) {
                     self.crash(i);
                 }
@@ -245,15 +245,15 @@ impl Stack {
 
     /// The workload of one tick.
     fn workload(&mut self, now: u64) -> Result<(), String> {
-        if self.rng.gen_bool(0.3) {
+        if self.rng.random_bool(0.3) {
             self.consensus.submit_random();
         }
         self.bank.collect();
-        if self.rng.gen_bool(0.4) {
+        if self.rng.random_bool(0.4) {
             self.bank.submit_random();
         }
         self.shards.step();
-        if self.rng.gen_bool(0.05) {
+        if self.rng.random_bool(0.05) {
             let origin = *self
                 .broadcast
                 .honest
@@ -262,7 +262,7 @@ impl Stack {
             self.broadcast
                 .broadcast(origin, format!("seed {} at {now}", self.seed).as_bytes());
         }
-        if self.rng.gen_bool(0.5) {
+        if self.rng.random_bool(0.5) {
             // Storage and consensus compose: every acknowledged object's
             // address goes into the replicated index.
             let to = *self
@@ -338,7 +338,7 @@ impl Stack {
         let mut tick = 0u64;
         while t < CHAOS_MS {
             tick += 1;
-            if tick % NEMESIS_EVERY == 0 {
+            if tick.is_multiple_of(NEMESIS_EVERY) {
                 self.nemesis();
             }
             self.workload(t)?;

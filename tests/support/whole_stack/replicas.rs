@@ -40,7 +40,7 @@ impl Replicas {
         let key = format!("object {address}").into_bytes();
         let mut bytes = key.clone();
         bytes.extend_from_slice(b"=stored");
-        let Ok(command) = Command::new(bytes) else {
+        let Ok(command) = Command::sign(&cluster.client, bytes) else {
             return false;
         };
         let taken = cluster.sim.with_node(to, |node, ctx| match node {

@@ -6,6 +6,7 @@
 //! reports as [`CamError::Corrupt`].
 
 mod layout;
+mod named;
 mod references;
 #[cfg(test)]
 mod tests;
@@ -13,9 +14,12 @@ mod tests;
 pub use self::layout::SEGMENT_BYTES;
 
 use self::layout::{slice, Location, Tables, INDEX, LIVE, MEMBERS, SEGMENTS};
-use super::Store;
+use super::{Name, Store};
 use crate::{CamError, Object, SharedBytes};
-use ::redb::{Database, Durability, ReadOnlyTable, ReadTransaction, WriteTransaction};
+use ::redb::{
+    Database, Durability, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
+    WriteTransaction,
+};
 use async_trait::async_trait;
 use hologram_lattice::Address;
 use std::fmt::Display;
@@ -41,6 +45,8 @@ use std::path::{Path, PathBuf};
 ///   runtime, call them from a blocking pool (e.g. `spawn_blocking`) if
 ///   blocking a worker thread for a commit is a problem. Write transactions
 ///   are serialized by redb; reads run concurrently with them.
+/// - **Names.** The named key space is a table of its own, one lookup per
+///   `get_named`; `set_named` is one durable transaction.
 /// - **Layout.** Small objects are packed into segments of about
 ///   [`SEGMENT_BYTES`] under an index: a B-tree of 1 KiB values keyed by
 ///   random addresses would rewrite one page per object in each commit,
@@ -110,6 +116,8 @@ impl RedbStore {
             store.tables(txn)?;
             txn.open_table(references::REFERENCES)
                 .map_err(storage("opening the references", path))?;
+            txn.open_table(named::NAMED)
+                .map_err(storage("opening the named table", path))?;
             Ok(((), true))
         })?;
         Ok(store)
@@ -128,7 +136,8 @@ impl RedbStore {
             .db
             .begin_write()
             .map_err(storage("beginning a write transaction", path))?;
-        txn.set_durability(Durability::Immediate);
+        txn.set_durability(Durability::Immediate)
+            .map_err(storage("asking for immediate durability", path))?;
         let (out, changed) = f(&txn)?;
         if changed {
             txn.commit().map_err(storage(doing, path))?;
@@ -229,8 +238,8 @@ impl Store for RedbStore {
 
     async fn contains(&self, address: &Address) -> Result<bool, CamError> {
         let txn = self.begin_read()?;
-        let found = self
-            .index(&txn)?
+        let index = self.index(&txn)?;
+        let found = index
             .get(address.as_bytes())
             .map_err(storage("reading the index", &self.path))?;
         Ok(found.is_some())
@@ -256,7 +265,7 @@ impl Store for RedbStore {
         let index = self.index(&txn)?;
         let lower = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
         let range = index
-            .range::<&[u8; 32]>((lower, Bound::Unbounded))
+            .range((lower, Bound::Unbounded))
             .map_err(storage("scanning addresses", path))?;
         let mut out = Vec::new();
         for entry in range.take(limit) {
@@ -264,5 +273,13 @@ impl Store for RedbStore {
             out.push(Address::from_bytes(*key.value()));
         }
         Ok(out)
+    }
+
+    async fn get_named(&self, name: &Name) -> Result<Option<Object>, CamError> {
+        self.read_named(name)
+    }
+
+    async fn set_named(&self, changes: Vec<(Name, Option<Object>)>) -> Result<(), CamError> {
+        self.write_named(changes)
     }
 }

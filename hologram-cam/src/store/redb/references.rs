@@ -4,7 +4,7 @@
 use super::{storage, RedbStore};
 use crate::dedup::{ReferenceSet, ReferenceStore};
 use crate::CamError;
-use ::redb::TableDefinition;
+use ::redb::{ReadableTable, TableDefinition};
 use async_trait::async_trait;
 use hologram_lattice::Address;
 

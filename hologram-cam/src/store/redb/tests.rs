@@ -2,7 +2,7 @@
 
 use super::layout::{INDEX, LIVE, MEMBERS, SEGMENTS};
 use super::*;
-use ::redb::{ReadableTable, ReadableTableMetadata};
+use ::redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use futures::executor::block_on;
 
 /// A fresh path in the temp dir, removed on drop.

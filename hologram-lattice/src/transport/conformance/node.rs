@@ -58,7 +58,8 @@ impl Node {
         id: PeerId,
     ) -> Result<Node, Failure> {
         let probe = Arc::new(Probe::new(timer.clone()));
-        let mux = ProtocolMux::new().with(PROBE, Arc::clone(&probe) as _);
+        let mux = ProtocolMux::new();
+        mux.mount_as(PROBE, Arc::clone(&probe) as _);
         let transport = network.node(id, Arc::new(mux)).await;
         let transport = check("start", transport.map_err(|e| format!("node {id}: {e}")))?;
         if transport.local_id() != id {

@@ -1,0 +1,368 @@
+//! Commands: a client's payload, bound to the client by its signature.
+//!
+//! A [`Command`] is what a client asks the replicated state machine to do:
+//! opaque payload bytes, the client's Ed25519 public key (a [`NodeId`]) and
+//! the client's signature. Replicas verify the signature before a command
+//! enters a mempool or is accepted inside a proposal, so no host on the
+//! network and no Byzantine validator can inject a command in a client's
+//! name or alter one (it can still issue commands under its own key: what a
+//! client may do is the state machine's business, and it sees
+//! [`Command::client`]).
+//!
+//! # Canonical bytes (hand-defined, hashed and signed)
+//!
+//! ```text
+//! id        = BLAKE3-derive("hologram command-id v1", client public key (32 bytes) ‖ payload)
+//! signature = Ed25519 over BLAKE3-derive("hologram command v1", id)   (Purpose::Command, SPEC §7)
+//! ```
+//!
+//! The key is fixed-size, so `key ‖ payload` is unambiguous. The
+//! [`CommandId`] is the identity: the same client and payload are the same
+//! command (a client that wants to repeat an operation includes a nonce in
+//! the payload). The signature is not part of the id: only the holder of
+//! the key can make another valid one, and replicas keep the first
+//! verified copy. Signing the 32-byte id keeps verification's cost
+//! independent of the payload's size (the id is hashed once anyway, when
+//! the command is made or decoded).
+//!
+//! # Wire format
+//!
+//! A tuple `(client, signature, payload)` in serde: the 32-byte key, the
+//! signature's two 32-byte halves, and the payload as a byte string of at
+//! most [`MAX_COMMAND_BYTES`] (checked before it is copied). Decoding does
+//! not verify; [`Command::verify`] and [`verify_commands`] do.
+
+use crate::ConsensusError;
+use hologram_lattice::{Address, NodeId};
+use hologram_receipt::{verify_signature, KeyPair, Purpose, Signature};
+use serde::de::{Error as _, SeqAccess, Visitor};
+use serde::ser::SerializeTuple;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// The largest command payload, in bytes.
+pub const MAX_COMMAND_BYTES: usize = 64 << 10;
+
+/// The BLAKE3 key-derivation context of a command's id.
+const ID_CONTEXT: &str = "hologram command-id v1";
+
+/// A command's identity: `BLAKE3-derive("hologram command-id v1", client ‖
+/// payload)` (see the [module docs](crate::command)).
+pub type CommandId = Address;
+
+/// A client's signed command for the replicated state machine. Cheap to
+/// clone.
+///
+/// Its [`CommandId`] is computed once, when the command is made (by a
+/// client, or by a replica decoding it), and travels with its clones.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Command {
+    id: CommandId,
+    client: NodeId,
+    signature: Signature,
+    payload: Arc<[u8]>,
+}
+
+impl core::fmt::Debug for Command {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "Command({} bytes, {}, client {})",
+            self.payload.len(),
+            self.id,
+            self.client
+        )
+    }
+}
+
+/// The id of `client`'s command of `payload`.
+fn command_id(client: &NodeId, payload: &[u8]) -> CommandId {
+    let hash = blake3::Hasher::new_derive_key(ID_CONTEXT)
+        .update(client.as_bytes())
+        .update(payload)
+        .finalize();
+    Address::from_bytes(*hash.as_bytes())
+}
+
+fn check_size(len: usize) -> Result<(), ConsensusError> {
+    if len > MAX_COMMAND_BYTES {
+        return Err(ConsensusError::TooLarge {
+            what: "command",
+            size: len,
+            max: MAX_COMMAND_BYTES,
+        });
+    }
+    Ok(())
+}
+
+impl Command {
+    /// `client`'s command of `payload` (at most [`MAX_COMMAND_BYTES`]),
+    /// signed with its keys.
+    pub fn sign(client: &KeyPair, payload: impl Into<Arc<[u8]>>) -> Result<Self, ConsensusError> {
+        let payload = payload.into();
+        check_size(payload.len())?;
+        let key = client.node_id();
+        let id = command_id(&key, &payload);
+        Ok(Self {
+            id,
+            client: key,
+            signature: client.sign(Purpose::Command, id.as_bytes()),
+            payload,
+        })
+    }
+
+    /// A command from its parts as they were stored or received, **not
+    /// verified**: call [`verify`](Self::verify) (or [`verify_commands`])
+    /// before trusting it. Refuses a payload over [`MAX_COMMAND_BYTES`].
+    pub fn from_parts(
+        client: NodeId,
+        signature: Signature,
+        payload: impl Into<Arc<[u8]>>,
+    ) -> Result<Self, ConsensusError> {
+        let payload = payload.into();
+        check_size(payload.len())?;
+        Ok(Self {
+            id: command_id(&client, &payload),
+            client,
+            signature,
+            payload,
+        })
+    }
+
+    /// The payload: the client's bytes, what the state machine applies.
+    pub fn bytes(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// The client that issued (signed) the command: its public key.
+    pub fn client(&self) -> NodeId {
+        self.client
+    }
+
+    /// The client's signature of the id.
+    pub fn signature(&self) -> Signature {
+        self.signature
+    }
+
+    /// The command's identity (hashed when the command was made).
+    pub fn id(&self) -> CommandId {
+        self.id
+    }
+
+    /// Checks the client's signature (strictly, `verify_strict`), or
+    /// [`ConsensusError::BadCommand`].
+    pub fn verify(&self) -> Result<(), ConsensusError> {
+        verify_signature(
+            &self.client,
+            Purpose::Command,
+            self.id.as_bytes(),
+            &self.signature,
+        )
+        .map_err(|e| self.refused(e))
+    }
+
+    fn refused(&self, reason: hologram_receipt::ReceiptError) -> ConsensusError {
+        ConsensusError::BadCommand {
+            id: self.id,
+            client: self.client,
+            reason: Box::new(reason),
+        }
+    }
+}
+
+/// Checks the signature of every command, one by one with `verify_strict`;
+/// on failure, the error names the first bad one in order
+/// ([`ConsensusError::BadCommand`]).
+///
+/// Not batched, on purpose: whether a proposal's commands are valid decides
+/// whether replicas vote for it, so every replica must reach the same
+/// answer. A [`SignatureBatch`](hologram_receipt::SignatureBatch) draws
+/// random coefficients, and a client can craft a signature (a key or `R`
+/// with a torsion component that is not of small order) that passes some
+/// batches and fails others: replicas would then disagree on the proposal
+/// and a round would fail, as often as the client liked. `verify_strict` is
+/// deterministic. The price, measured in `benches/consensus.rs` on the
+/// project's 2-core machine: 2–4× the per-signature cost of a large batch.
+/// Each replica checks a command once (on admission to its mempool or in
+/// the first proposal carrying it), never again.
+pub fn verify_commands<'a>(
+    commands: impl IntoIterator<Item = &'a Command>,
+) -> Result<(), ConsensusError> {
+    commands.into_iter().try_for_each(Command::verify)
+}
+
+/// The payload as a serde byte string.
+struct PayloadRef<'a>(&'a [u8]);
+
+impl Serialize for PayloadRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+/// A decoded payload: its size is checked before it is copied.
+struct PayloadOwned(Arc<[u8]>);
+
+impl<'de> Deserialize<'de> for PayloadOwned {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl Visitor<'_> for Visit {
+            type Value = PayloadOwned;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                write!(f, "a byte string of at most {MAX_COMMAND_BYTES} bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<PayloadOwned, E> {
+                check_size(v.len()).map_err(E::custom)?;
+                Ok(PayloadOwned(v.into()))
+            }
+        }
+        d.deserialize_bytes(Visit)
+    }
+}
+
+impl Serialize for Command {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(3)?;
+        t.serialize_element(&self.client)?;
+        t.serialize_element(&self.signature)?;
+        t.serialize_element(&PayloadRef(&self.payload))?;
+        t.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Command {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Command;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("a command: (client, signature, payload)")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Command, A::Error> {
+                let client: NodeId = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+                let signature: Signature = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(1, &self))?;
+                let payload: PayloadOwned = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(2, &self))?;
+                Command::from_parts(client, signature, payload.0).map_err(A::Error::custom)
+            }
+        }
+        d.deserialize_tuple(3, Visit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn keys(i: u8) -> KeyPair {
+        KeyPair::from_seed([i; 32])
+    }
+
+    #[test]
+    fn the_id_and_signature_follow_the_canonical_bytes() {
+        let k = keys(1);
+        let c = Command::sign(&k, b"set x 1".to_vec()).unwrap();
+        let mut canonical = k.node_id().as_bytes().to_vec();
+        canonical.extend_from_slice(b"set x 1");
+        let id = blake3::derive_key("hologram command-id v1", &canonical);
+        assert_eq!(c.id().as_bytes(), &id);
+        assert!(verify_signature(&k.node_id(), Purpose::Command, &id, &c.signature()).is_ok());
+        assert!(c.verify().is_ok());
+        // Another client's command of the same payload is another command.
+        let d = Command::sign(&keys(2), b"set x 1".to_vec()).unwrap();
+        assert_ne!(c.id(), d.id());
+        assert_eq!(Command::sign(&k, b"set x 1".to_vec()).unwrap().id(), c.id());
+    }
+
+    /// The three forgeries of a command: its payload changed, its key
+    /// swapped for another client's, its signature garbage.
+    pub(crate) fn forgeries(c: &Command, other: &KeyPair) -> [Command; 3] {
+        let mut payload = c.bytes().to_vec();
+        payload.push(b'!');
+        let mut garbage = c.signature().to_bytes();
+        garbage[7] ^= 0x40;
+        [
+            Command::from_parts(c.client(), c.signature(), payload).unwrap(),
+            Command::from_parts(other.node_id(), c.signature(), c.bytes().to_vec()).unwrap(),
+            Command::from_parts(
+                c.client(),
+                Signature::from_bytes(garbage),
+                c.bytes().to_vec(),
+            )
+            .unwrap(),
+        ]
+    }
+
+    #[test]
+    fn forged_commands_are_refused_alone_and_in_batches() {
+        let good: Vec<Command> = (0..9u8)
+            .map(|i| Command::sign(&keys(i), vec![i; i as usize]).unwrap())
+            .collect();
+        assert!(verify_commands(&good).is_ok());
+        for forged in forgeries(&good[3], &keys(200)) {
+            assert!(matches!(
+                forged.verify(),
+                Err(ConsensusError::BadCommand { id, .. }) if id == forged.id()
+            ));
+            let mut mixed = good.clone();
+            mixed.insert(5, forged.clone());
+            assert!(matches!(
+                verify_commands(&mixed),
+                Err(ConsensusError::BadCommand { id, .. }) if id == forged.id()
+            ));
+            assert!(verify_commands([&good[0], &forged]).is_err());
+        }
+    }
+
+    #[test]
+    fn oversized_payloads_are_refused_when_made_and_decoded() {
+        let k = keys(3);
+        assert!(Command::sign(&k, vec![0u8; MAX_COMMAND_BYTES]).is_ok());
+        assert!(Command::sign(&k, vec![0u8; MAX_COMMAND_BYTES + 1]).is_err());
+        let big = vec![0u8; MAX_COMMAND_BYTES + 1];
+        let wire = postcard::to_allocvec(&(
+            k.node_id(),
+            Signature::from_bytes([0; 64]),
+            PayloadRef(&big),
+        ))
+        .unwrap();
+        assert!(postcard::from_bytes::<Command>(&wire).is_err());
+    }
+
+    proptest! {
+        /// Decoding never panics, what decodes round-trips with its id, and
+        /// random bytes never verify.
+        #[test]
+        fn decoding_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(c) = postcard::from_bytes::<Command>(&bytes) {
+                let again: Command = postcard::from_bytes(&postcard::to_allocvec(&c).unwrap()).unwrap();
+                prop_assert_eq!(again.id(), c.id());
+                prop_assert_eq!(again, c.clone());
+                prop_assert!(c.verify().is_err());
+            }
+        }
+
+        #[test]
+        fn a_signed_command_round_trips_and_any_changed_byte_is_refused(
+            payload in proptest::collection::vec(any::<u8>(), 0..200),
+            flip in any::<prop::sample::Index>(),
+        ) {
+            let c = Command::sign(&keys(9), payload).unwrap();
+            let mut wire = postcard::to_allocvec(&c).unwrap();
+            let back: Command = postcard::from_bytes(&wire).unwrap();
+            prop_assert_eq!(&back, &c);
+            prop_assert!(back.verify().is_ok());
+            let i = flip.index(wire.len());
+            wire[i] ^= 1;
+            if let Ok(changed) = postcard::from_bytes::<Command>(&wire) {
+                prop_assert!(changed.verify().is_err());
+            }
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Serving catch-up: what one peer may make a replica send per interval.
+//!
+//! A peer asks for decisions ([`ConsensusMessage::SyncRequest`]) or makes a
+//! replica push one (a message of a height it has decided). Answers cost far
+//! more than the question (a request of a few bytes names up to `sync_batch`
+//! full decisions), so each peer gets, per resend interval:
+//!
+//! - **each height at most once**: identical and overlapping requests within
+//!   the interval are answered only for the heights not sent yet (a sliding
+//!   request `next .. next + sync_batch` of an honest catching-up peer gets
+//!   just the new heights);
+//! - **a byte budget** ([`ReplicaConfig::sync_bytes_per_interval`]): once a
+//!   peer's answers in the interval reach it, the rest of its requests are
+//!   dropped until the next interval (it asks again: catch-up repeats its
+//!   request every resend interval). One decision larger than the whole
+//!   budget is still sent when it is the first of the interval, so catch-up
+//!   always progresses.
+//!
+//! State is kept for validators only (others are never answered), one entry
+//! each, so it is bounded by the validator set.
+//!
+//! [`ReplicaConfig::sync_bytes_per_interval`]: super::ReplicaConfig::sync_bytes_per_interval
+
+use super::{Outgoing, Outputs};
+use crate::message::{ConsensusMessage, Decision, COMMAND_OVERHEAD};
+use hologram_lattice::NodeId;
+use std::collections::HashMap;
+
+/// An upper bound of a decision's encoded size (postcard): the commands with
+/// their client keys, signatures and length prefixes, the certificate's
+/// `(id, signature)` entries with theirs, and a fixed allowance for the
+/// slot, receipt and framing.
+pub(crate) fn decision_wire_bound(d: &Decision) -> usize {
+    d.batch
+        .payload_bytes()
+        .saturating_add(d.batch.len().saturating_mul(COMMAND_OVERHEAD))
+        .saturating_add(d.certificate.signatures.len().saturating_mul(100))
+        .saturating_add(256)
+}
+
+/// What one peer was sent in the current interval.
+#[derive(Default)]
+struct PeerServed {
+    /// When the interval started.
+    since: u64,
+    /// Bytes answered in it (by [`decision_wire_bound`]).
+    bytes: usize,
+    /// Heights answered in it: a contiguous range `[first, end)`.
+    served: (u64, u64),
+}
+
+/// Catch-up answers per peer; see the [module docs](self).
+#[derive(Default)]
+pub(crate) struct CatchUpServer {
+    peers: HashMap<NodeId, PeerServed>,
+    /// Bytes answered in total (by the bound), for the tests and metrics.
+    answered_bytes: u64,
+}
+
+impl CatchUpServer {
+    /// Answers `peer`'s request for the heights `first .. end`: sends the
+    /// known decisions among them (`known` lists them in height order) that
+    /// it was not sent in this interval, within its byte budget. Returns how
+    /// many were sent.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn serve<'a>(
+        &mut self,
+        now: u64,
+        interval_ms: u64,
+        budget: usize,
+        peer: NodeId,
+        (first, end): (u64, u64),
+        known: impl Iterator<Item = &'a Decision>,
+        out: &mut Outputs,
+    ) -> usize {
+        let state = self.peers.entry(peer).or_default();
+        if now >= state.since.saturating_add(interval_ms) || now < state.since {
+            *state = PeerServed {
+                since: now,
+                ..PeerServed::default()
+            };
+        }
+        let (done_first, done_end) = state.served;
+        // The end of the known heights `first ..` without a gap, each sent
+        // now or before: only those count as served (a height decided later
+        // in the interval is still answered).
+        let mut covered_end = first;
+        let mut sent = 0;
+        for d in known {
+            let h = d.height();
+            if h < first || h >= end {
+                continue;
+            }
+            let contiguous = h == covered_end;
+            if h >= done_first && h < done_end {
+                if contiguous {
+                    covered_end = h.saturating_add(1);
+                }
+                continue;
+            }
+            let size = decision_wire_bound(d);
+            if state.bytes.saturating_add(size) > budget && state.bytes > 0 {
+                break;
+            }
+            state.bytes = state.bytes.saturating_add(size);
+            self.answered_bytes = self.answered_bytes.saturating_add(size as u64);
+            out.messages.push(Outgoing::To(
+                peer,
+                ConsensusMessage::Decision(Box::new(d.clone())),
+            ));
+            sent += 1;
+            if contiguous {
+                covered_end = h.saturating_add(1);
+            }
+        }
+        // Remember one contiguous range: the union when they touch, else
+        // the newer one.
+        if first < covered_end {
+            state.served =
+                if done_first < done_end && first <= done_end && covered_end >= done_first {
+                    (first.min(done_first), covered_end.max(done_end))
+                } else {
+                    (first, covered_end)
+                };
+        }
+        sent
+    }
+
+    /// Bytes of decisions answered so far (by the encoded-size bound).
+    pub(crate) fn answered_bytes(&self) -> u64 {
+        self.answered_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::Batch;
+    use crate::certificate::Certificate;
+    use crate::command::Command;
+    use crate::vote::{Slot, VoteKind};
+    use hologram_receipt::KeyPair;
+
+    fn decision(height: u64, bytes: usize) -> Decision {
+        let batch = Batch::new(vec![Command::sign(
+            &KeyPair::from_seed([0xc1; 32]),
+            vec![height as u8; bytes],
+        )
+        .expect("small")])
+        .expect("small");
+        Decision {
+            certificate: Certificate {
+                slot: Slot {
+                    height,
+                    round: 0,
+                    kind: VoteKind::Precommit,
+                },
+                value: batch.receipt(),
+                signatures: Vec::new(),
+            },
+            batch,
+        }
+    }
+
+    fn heights(out: &Outputs) -> Vec<u64> {
+        out.messages
+            .iter()
+            .filter_map(|m| match m {
+                Outgoing::To(_, ConsensusMessage::Decision(d)) => Some(d.height()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn overlapping_requests_get_only_new_heights_until_the_interval_ends() {
+        let log: Vec<Decision> = (0..100).map(|h| decision(h, 10)).collect();
+        let peer = KeyPair::from_seed([1; 32]).node_id();
+        let mut server = CatchUpServer::default();
+        let mut serve = |now: u64, first: u64, end: u64| {
+            let mut out = Outputs::default();
+            let known = log
+                .iter()
+                .filter(|d| d.height() >= first && d.height() < end);
+            server.serve(now, 100, 1 << 20, peer, (first, end), known, &mut out);
+            heights(&out)
+        };
+        assert_eq!(serve(0, 10, 20), (10..20).collect::<Vec<_>>());
+        assert!(serve(1, 10, 20).is_empty(), "identical");
+        assert_eq!(
+            serve(2, 15, 25),
+            (20..25).collect::<Vec<_>>(),
+            "overlapping"
+        );
+        assert_eq!(
+            serve(3, 5, 12),
+            (5..10).collect::<Vec<_>>(),
+            "overlapping below"
+        );
+        assert!(serve(4, 5, 25).is_empty(), "covered by the union");
+        assert_eq!(serve(5, 50, 52), vec![50, 51], "disjoint");
+        assert_eq!(serve(100, 10, 12), vec![10, 11], "a new interval");
+    }
+
+    #[test]
+    fn heights_not_known_yet_are_answered_once_they_are() {
+        let log: Vec<Decision> = (0..20).map(|h| decision(h, 10)).collect();
+        let peer = KeyPair::from_seed([1; 32]).node_id();
+        let mut server = CatchUpServer::default();
+        let mut serve = |now: u64, known_end: usize, first: u64| {
+            let mut out = Outputs::default();
+            let known = log[..known_end].iter().filter(|d| d.height() >= first);
+            server.serve(
+                now,
+                100,
+                1 << 20,
+                peer,
+                (first, first + 32),
+                known,
+                &mut out,
+            );
+            heights(&out)
+        };
+        assert_eq!(serve(0, 12, 10), vec![10, 11]);
+        // Heights 12 and 13 were decided since: asked again, they are sent.
+        assert_eq!(serve(1, 14, 10), vec![12, 13]);
+        // A gap (height 14 unknown, 15 known) is not counted as served.
+        let mut out = Outputs::default();
+        let known = [&log[10], &log[15]];
+        server.serve(2, 100, 1 << 20, peer, (10, 42), known.into_iter(), &mut out);
+        assert_eq!(heights(&out), vec![15]);
+        let mut out = Outputs::default();
+        let known = log[14..16].iter();
+        server.serve(3, 100, 1 << 20, peer, (14, 46), known, &mut out);
+        assert_eq!(heights(&out), vec![14, 15]);
+    }
+
+    #[test]
+    fn the_byte_budget_stops_answers_but_one_large_decision_still_goes() {
+        let peer = KeyPair::from_seed([1; 32]).node_id();
+        let mut server = CatchUpServer::default();
+        let small: Vec<Decision> = (0..10).map(|h| decision(h, 100)).collect();
+        let size = decision_wire_bound(&small[0]);
+        let mut out = Outputs::default();
+        let sent = server.serve(0, 100, 3 * size, peer, (0, 10), small.iter(), &mut out);
+        assert_eq!(sent, 3);
+        // The rest of the range is asked for again later in the interval:
+        // the budget is spent.
+        let mut out = Outputs::default();
+        assert_eq!(
+            server.serve(5, 100, 3 * size, peer, (3, 10), small[3..].iter(), &mut out),
+            0
+        );
+        // A decision larger than the budget goes when it is the first.
+        let big = [decision(0, 4096)];
+        let mut out = Outputs::default();
+        assert_eq!(
+            server.serve(100, 100, size, peer, (0, 1), big.iter(), &mut out),
+            1
+        );
+        let mut out = Outputs::default();
+        let next = [decision(1, 10)];
+        assert_eq!(
+            server.serve(101, 100, size, peer, (1, 2), next.iter(), &mut out),
+            0
+        );
+    }
+}
