@@ -10,6 +10,7 @@
 //! | [`cam`] | `hologram-cam` | the `Store` seam (memory, redb), `DistributedCAM`, chunked large objects, `DeduplicationNetwork` |
 //! | [`consensus`] | `hologram-consensus` | BFT consensus on receipts (`ReceiptConsensus`, Tendermint replica, `Validator` seam), `ByzantineDetector`, `ReplicatedStateMachine`, `DurableLog`, `LatticeProtocol` broadcast |
 //! | [`txn`] | `hologram-txn` | `DistributedTransaction` (2PC on receipts), `ReceiptSharding`, load balancing |
+//! | `net` | (feature `net`) | `QuicTransport`: the `Transport` over QUIC, authenticated by node key |
 //!
 //! The examples in the repository show each component at work; start with
 //! `cargo run --release --example quickstart`. Implementing a seam of your
@@ -80,6 +81,9 @@ pub mod prelude {
     };
     pub use hologram_lattice::{Address, NodeId, PeerId};
 }
+
+#[cfg(feature = "net")]
+pub mod net;
 
 /// The README's code blocks, compiled and run as doc tests.
 #[cfg(doctest)]
