@@ -145,3 +145,23 @@ fn pipelined_f1_byzantine_with_every_fault() {
         )
     });
 }
+
+/// Seed 27 of the pipelined campaign: heights 2–4 were decided above `next`
+/// (pipelined) while the replicas' voting records for them were dropped at
+/// the decision; crashes then lost the undelivered decisions, the replicas
+/// re-ran those heights without their locks and certified different
+/// batches (a fork of undelivered decisions), and eight submitted commands
+/// were lost. Fixed by keeping a height's voting record and submitted
+/// commands durable until its decision is delivered.
+#[test]
+fn pipelined_decisions_above_next_survive_crashes() {
+    let campaign = Campaign {
+        f: 1,
+        depth: 4,
+        partitions: true,
+        crashes: true,
+    };
+    if let Err(e) = run(27, campaign) {
+        panic!("seed 27: {e}");
+    }
+}

@@ -257,14 +257,18 @@ impl Replica {
 
     pub(super) fn decide(&mut self, now: u64, h: u64, decision: Decision, out: &mut Outputs) {
         self.heights.remove(&h);
-        self.record.heights.remove(&h);
         // The decided commands leave the mempool (claims and all); then the
-        // claims of the height's other bodies are released.
+        // claims of the height's other bodies are released. The height's
+        // voting record (its lock and signed votes) and the durable copies
+        // of its submitted commands stay until the decision is delivered: a
+        // decision held above `next` lives only in memory, and a replica
+        // restarted before delivering it must resume the height under its
+        // lock (never vote anew, which could certify a second value) and
+        // still hold the commands.
         for c in decision.batch.commands() {
             let id = c.id();
             self.mempool.remove(&id);
             self.committed.insert(id);
-            self.record.submitted.remove(&id);
         }
         let value = decision.certificate.value;
         let others = self
@@ -284,6 +288,10 @@ impl Replica {
         );
         self.decided.insert(h, decision);
         while let Some(d) = self.decided.remove(&self.next) {
+            self.record.heights.remove(&self.next);
+            for c in d.batch.commands() {
+                self.record.submitted.remove(&c.id());
+            }
             out.decisions.push(d.clone());
             self.history.insert(self.next, d);
             self.next += 1;
