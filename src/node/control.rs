@@ -1,0 +1,231 @@
+//! The client protocol: how a client submits a command to a node, asks its
+//! status and reads its log of applied commands.
+//!
+//! Requests and responses travel over the node's QUIC transport under
+//! [`CONTROL`], encoded with postcard; decoders refuse more than
+//! [`MAX_CONTROL_BYTES`] before reading, trailing bytes and log pages over
+//! [`LOG_PAGE_COMMANDS`]. A node answers a submission once the command is
+//! applied (committed by a quorum and durable on that node), with where it
+//! sits in the log; or refuses it with a reason the client sees (mempool
+//! full, not committed within [`SUBMIT_PATIENCE`]: it then stays pending and
+//! a retry of the same command — same client, same bytes — is applied at
+//! most once).
+//!
+//! A client connects with a key of its own, which the QUIC handshake
+//! proves: the node takes a submitted command only if it is signed by that
+//! same key (and every replica verifies the signature again before it is
+//! taken, and inside every proposal), so neither a host that reaches the
+//! port nor a Byzantine validator can submit or alter a command in another
+//! client's name. Any key may connect: anyone who reaches the port can
+//! submit commands signed with a key of their own, and read the log; which
+//! clients may do what is the state machine's business (it sees each
+//! command's client).
+
+use super::error::NodeError;
+use super::state::Ack;
+use hologram_consensus::Command;
+use hologram_lattice::transport::{Protocol, DEFAULT_MAX_FRAME};
+use hologram_lattice::NodeId;
+use hologram_receipt::{ChainHead, Receipt};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The protocol tag of client requests (outside the library's own tags).
+pub const CONTROL: Protocol = Protocol(0x0100);
+/// The largest request or response.
+pub const MAX_CONTROL_BYTES: usize = DEFAULT_MAX_FRAME;
+/// The most commands in one page of the log.
+pub const LOG_PAGE_COMMANDS: usize = 1024;
+/// The most command bytes in one page of the log (a page holds at least one
+/// command, and a command is at most 64 KiB).
+pub const LOG_PAGE_BYTES: usize = 1 << 20;
+/// How long a node holds a submission waiting for it to be applied.
+pub const SUBMIT_PATIENCE: Duration = Duration::from_secs(10);
+/// How long a client waits for a status or a log page.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a client asks a node, under [`CONTROL`], encoded with postcard. A
+/// node answers a submission once the command is applied (committed by a
+/// quorum and durable on that node), or refuses it with a reason (signed by
+/// another key than the client's, a bad signature, mempool full, not
+/// applied within [`SUBMIT_PATIENCE`]: it then stays pending, and a retry
+/// of the same command is applied at most once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlRequest {
+    /// Order and apply this command; answered with [`ControlResponse::Applied`].
+    Submit(Command),
+    /// Answered with [`ControlResponse::Status`].
+    Status,
+    /// Applied commands from position `from` on; answered with
+    /// [`ControlResponse::Log`].
+    Log {
+        /// The first position wanted.
+        from: u64,
+    },
+}
+
+/// What a node answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlResponse {
+    /// The command submitted is applied, here.
+    Applied(Ack),
+    /// The node's status.
+    Status(Status),
+    /// Applied commands from the position asked (empty past the end), each
+    /// with its transition receipt: the chain over these receipts is the
+    /// head a [`Status`] reports.
+    Log(Vec<(Command, Receipt)>),
+}
+
+/// A node's view of the replicated state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The node.
+    pub node: NodeId,
+    /// Heights decided and applied.
+    pub heights: u64,
+    /// Commands applied.
+    pub applied: u64,
+    /// The head of the chain over the applied commands' transition receipts.
+    pub head: ChainHead,
+    /// Repeated commands skipped when applying (since the node started).
+    pub skipped: u64,
+}
+
+impl ControlRequest {
+    /// The postcard encoding.
+    pub fn encode(&self) -> Result<Vec<u8>, NodeError> {
+        encode(self, "control request")
+    }
+
+    /// Decodes exactly `bytes`: at most [`MAX_CONTROL_BYTES`], checked
+    /// before decoding, and no trailing bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, NodeError> {
+        decode(bytes, "control request")
+    }
+}
+
+impl ControlResponse {
+    /// The postcard encoding.
+    pub fn encode(&self) -> Result<Vec<u8>, NodeError> {
+        encode(self, "control response")
+    }
+
+    /// Decodes exactly `bytes`: at most [`MAX_CONTROL_BYTES`], checked
+    /// before decoding, no trailing bytes, and log pages of at most
+    /// [`LOG_PAGE_COMMANDS`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, NodeError> {
+        let response: Self = decode(bytes, "control response")?;
+        if let ControlResponse::Log(page) = &response {
+            if page.len() > LOG_PAGE_COMMANDS {
+                return Err(NodeError::Decode {
+                    what: "control response",
+                    reason: format!(
+                        "a log page of {} commands, at most {LOG_PAGE_COMMANDS}",
+                        page.len()
+                    ),
+                });
+            }
+        }
+        Ok(response)
+    }
+}
+
+fn encode<T: Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>, NodeError> {
+    let bytes = postcard::to_allocvec(value).map_err(|e| NodeError::Decode {
+        what,
+        reason: format!("cannot encode: {e}"),
+    })?;
+    check_size(bytes.len(), what)?;
+    Ok(bytes)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<T, NodeError> {
+    check_size(bytes.len(), what)?;
+    let bad = |reason: String| NodeError::Decode { what, reason };
+    let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| bad(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(bad(format!("{} trailing bytes", rest.len())));
+    }
+    Ok(value)
+}
+
+fn check_size(size: usize, what: &'static str) -> Result<(), NodeError> {
+    if size > MAX_CONTROL_BYTES {
+        return Err(NodeError::Decode {
+            what,
+            reason: format!("{size} bytes, at most {MAX_CONTROL_BYTES}"),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_command() -> impl Strategy<Value = Command> {
+        let client = hologram_receipt::KeyPair::from_seed([0xc1; 32]);
+        proptest::collection::vec(any::<u8>(), 0..64)
+            .prop_map(move |b| Command::sign(&client, b).unwrap())
+    }
+
+    fn any_request() -> impl Strategy<Value = ControlRequest> {
+        prop_oneof![
+            any_command().prop_map(ControlRequest::Submit),
+            Just(ControlRequest::Status),
+            any::<u64>().prop_map(|from| ControlRequest::Log { from }),
+        ]
+    }
+
+    fn any_response() -> impl Strategy<Value = ControlResponse> {
+        prop_oneof![
+            (any::<u64>(), any::<u64>())
+                .prop_map(|(height, position)| ControlResponse::Applied(Ack { height, position })),
+            (any::<[u8; 32]>(), any::<[u8; 32]>(), any::<[u64; 3]>()).prop_map(|(n, h, c)| {
+                ControlResponse::Status(Status {
+                    node: NodeId::from_bytes(n),
+                    heights: c[0],
+                    applied: c[1],
+                    head: ChainHead::from_bytes(h),
+                    skipped: c[2],
+                })
+            }),
+            proptest::collection::vec(
+                any_command().prop_map(|c| {
+                    let receipt = Receipt::from_bytes(c.bytes());
+                    (c, receipt)
+                }),
+                0..8
+            )
+            .prop_map(ControlResponse::Log),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn control_messages_round_trip(request in any_request(), response in any_response()) {
+            prop_assert_eq!(ControlRequest::decode(&request.encode().unwrap()).unwrap(), request);
+            prop_assert_eq!(ControlResponse::decode(&response.encode().unwrap()).unwrap(), response);
+        }
+
+        #[test]
+        fn control_decoders_refuse_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = ControlRequest::decode(&bytes);
+            let _ = ControlResponse::decode(&bytes);
+        }
+
+        #[test]
+        fn control_decoders_refuse_trailing_bytes(request in any_request(), extra in 1u8..) {
+            let mut bytes = request.encode().unwrap();
+            bytes.push(extra);
+            prop_assert!(ControlRequest::decode(&bytes).is_err());
+        }
+    }
+}

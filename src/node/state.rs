@@ -1,0 +1,134 @@
+//! The node's state machine: the list of applied commands.
+//!
+//! It runs inside `hologram-consensus`'s
+//! [`ReplicatedStateMachine`](hologram_consensus::ReplicatedStateMachine),
+//! which feeds it the decided batches in height order, each command once
+//! (a command two decided batches carry is applied at its first height and
+//! skipped after), and chains the chapter's transition receipts (SPEC §6):
+//! two replicas agree iff their chains have the same length and head.
+//!
+//! Applying a command appends it; the output is its position. The state's
+//! receipt is `Receipt::from_bytes(digest)`, where the digest is the head of a
+//! receipt chain over the commands' receipts, kept up to date by `apply` (so
+//! equal lists give equal receipts, in constant time).
+
+use hologram_consensus::{Command, StateMachine};
+use hologram_receipt::{ChainHead, Receipt};
+use serde::{Deserialize, Serialize};
+
+/// Where an applied command sits: what a node acknowledges to its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The height that decided it.
+    pub height: u64,
+    /// Its position in the list of applied commands.
+    pub position: u64,
+}
+
+/// The applied commands, in order.
+#[derive(Debug, Clone, Default)]
+pub struct CommandList {
+    commands: Vec<Command>,
+    digest: ChainHead,
+}
+
+impl StateMachine for CommandList {
+    /// The command's position.
+    type Output = u64;
+
+    fn apply(&mut self, command: &Command) -> u64 {
+        self.digest = self.digest.next(&Receipt::from_bytes(command.bytes()));
+        self.commands.push(command.clone());
+        self.commands.len() as u64 - 1
+    }
+
+    fn state_receipt(&self) -> Receipt {
+        Receipt::from_bytes(self.digest.as_bytes())
+    }
+}
+
+impl CommandList {
+    /// The empty list: every replica's initial state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The number of commands applied.
+    pub fn len(&self) -> u64 {
+        self.commands.len() as u64
+    }
+
+    /// Whether nothing was applied.
+    pub fn is_empty(&self) -> bool {
+        self.commands.is_empty()
+    }
+
+    /// The command at `position`.
+    pub fn get(&self, position: u64) -> Option<&Command> {
+        self.commands.get(usize::try_from(position).ok()?)
+    }
+
+    /// Positions `from..` that fit in a page: at most `max` commands and
+    /// `max_bytes` of command bytes (at least one position if any remain).
+    pub fn page(&self, from: u64, max: usize, max_bytes: usize) -> std::ops::Range<u64> {
+        let start = usize::try_from(from).unwrap_or(usize::MAX);
+        let mut bytes = 0;
+        let count = self
+            .commands
+            .iter()
+            .skip(start)
+            .take(max)
+            .enumerate()
+            .take_while(|(i, c)| {
+                bytes += c.bytes().len();
+                *i == 0 || bytes <= max_bytes
+            })
+            .count();
+        from..from + count as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_list_appends_and_pages() {
+        let mut list = CommandList::new();
+        let commands: Vec<Command> = [&b"a"[..], b"bb", b"ccc"]
+            .iter()
+            .map(|c| {
+                Command::sign(
+                    &hologram_receipt::KeyPair::from_seed([0xc1; 32]),
+                    c.to_vec(),
+                )
+                .unwrap()
+            })
+            .collect();
+        let empty = list.state_receipt();
+        let positions: Vec<u64> = commands.iter().map(|c| list.apply(c)).collect();
+        assert_eq!(positions, [0, 1, 2]);
+        assert_ne!(
+            list.state_receipt(),
+            empty,
+            "the state receipt follows the list"
+        );
+        let mut again = CommandList::new();
+        for c in &commands {
+            again.apply(c);
+        }
+        assert_eq!(again.state_receipt(), list.state_receipt());
+        assert_eq!(list.get(1), Some(&commands[1]));
+        assert_eq!(list.page(0, 10, 1 << 20), 0..3);
+        assert_eq!(list.page(1, 1, 1 << 20), 1..2);
+        assert_eq!(
+            list.page(0, 10, 3),
+            0..2,
+            "a byte budget of 3 takes a and bb"
+        );
+        // A page holds at least one command, however small the byte budget.
+        assert_eq!(list.page(2, 10, 0), 2..3);
+        assert!(list.page(3, 10, 1 << 20).is_empty());
+        assert!(list.page(u64::MAX, 10, 1 << 20).is_empty());
+    }
+}
