@@ -140,6 +140,8 @@ impl Cluster {
         ];
         let child = Process::new(NODE_BIN)
             .args(args)
+            // The nodes' logs (stderr, printed if the test fails): CLUSTER_LOG
+            // sets their filter, e.g. CLUSTER_LOG=hologram::net=debug.
             .env(
                 "RUST_LOG",
                 std::env::var("CLUSTER_LOG").unwrap_or("info".into()),
