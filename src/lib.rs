@@ -11,6 +11,7 @@
 //! | [`consensus`] | `hologram-consensus` | BFT consensus on receipts (`ReceiptConsensus`, Tendermint replica, `Validator` seam), `ByzantineDetector`, `ReplicatedStateMachine`, `DurableLog`, `LatticeProtocol` broadcast |
 //! | [`txn`] | `hologram-txn` | `DistributedTransaction` (2PC on receipts), `ReceiptSharding`, load balancing |
 //! | `net` | (feature `net`) | `QuicTransport`: the `Transport` over QUIC, authenticated by node key |
+//! | `node` | (feature `net`) | a BFT validator node over QUIC with a redb data directory, and its client (the `hologram-node` program) |
 //!
 //! The examples in the repository show each component at work; start with
 //! `cargo run --release --example quickstart`. Implementing a seam of your
@@ -84,6 +85,9 @@ pub mod prelude {
 
 #[cfg(feature = "net")]
 pub mod net;
+
+#[cfg(feature = "net")]
+pub mod node;
 
 /// The README's code blocks, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -1,43 +1,37 @@
-//! Four `cluster_node` processes on 127.0.0.1: commits through consensus, one
-//! node killed with SIGKILL, commits with the other three, the node restarted
-//! from its data directory, and every replica checked to hold the same log
-//! with every acknowledged command exactly once. Commands are signed with a
-//! client key file made by `--gen-key` (one wave goes through the command
-//! line's `--client-key`); forged commands — submitted by a client, or
-//! slipped into the consensus protocol by a host claiming to be a validator
-//! (as in the attack of issue #19, point 8) — are refused and never applied.
+//! Four `hologram-node` processes on 127.0.0.1, over QUIC: commits through
+//! consensus, one node killed with SIGKILL, commits with the other three, the
+//! node restarted from its data directory, and every replica checked to hold
+//! the same log with every acknowledged command exactly once. Commands are
+//! signed with a client key file made by `--gen-key` (one goes through the
+//! command line's `--client-key`); forged commands submitted by a client,
+//! and commands signed by another key than the client's, are refused; a host
+//! whose key is not in the validator set cannot get consensus frames taken
+//! (a `Commands` frame carrying a validly signed command it slipped in is
+//! never applied, and its consensus requests are refused). Over QUIC a host
+//! cannot claim a validator's id: its handshake proves its own key.
 //!
-//! Cargo builds no binary a test can name for an example, so this test runs
-//! the example's code (`examples/support/cluster/`, the same `cli::main` the
-//! example's `main` calls, with the same flags) in children that re-run this
-//! test binary, as `tests/redb_crash.rs` does. Unix only: the crash is SIGKILL.
-//!
-//! The unit and property tests of the example's modules sit beside their
-//! code (`#[cfg(test)]` there) and run in this binary too.
+//! The children are the `hologram-node` binary Cargo builds for this test.
+//! Unix only: the crash is SIGKILL.
 #![cfg(unix)]
 
-#[path = "../examples/support/cluster/mod.rs"]
-mod cluster;
-
-use cluster::control::{Client, Status};
-use cluster::error::ClusterError;
-use cluster::state::Ack;
 use futures::future::join_all;
 use hologram::consensus::{Command, CommandId, ConsensusMessage};
-use hologram::lattice::transport::{async_trait, Handler, HandlerError, Protocol, Transport};
+use hologram::lattice::transport::{
+    async_trait, Handler, HandlerError, Protocol, Transport, TransportError,
+};
 use hologram::lattice::NodeId;
+use hologram::net::{AddressBook, QuicConfig, QuicTransport};
+use hologram::node::{generate_key_file, read_key_file, Ack, Client, NodeError, Status};
 use hologram::receipt::{ChainHead, KeyPair, Receipt, ReceiptChain, Signature};
 use std::collections::HashSet;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command as Process, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Set (to the node's arguments, one a line) in a child's environment.
-const CHILD_VAR: &str = "HOLOGRAM_CLUSTER_NODE_ARGS";
-/// How long a child runs if nobody kills it (an orphan stops by itself).
-const CHILD_LIFETIME: Duration = Duration::from_secs(120);
+/// The program under test.
+const NODE_BIN: &str = env!("CARGO_BIN_EXE_hologram-node");
 /// How long a node may take to print its ready line.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the replicas may take to agree once the last command is acked.
@@ -46,23 +40,6 @@ const CONVERGE_TIMEOUT: Duration = Duration::from_secs(20);
 const NODES: usize = 4;
 /// The node killed and restarted.
 const VICTIM: usize = 3;
-
-/// The child: runs one node until killed. A no-op in a normal test run.
-#[test]
-fn node_child() {
-    let Some(args) = std::env::var_os(CHILD_VAR) else {
-        return;
-    };
-    let args: Vec<String> = args.to_string_lossy().lines().map(String::from).collect();
-    std::thread::spawn(|| {
-        std::thread::sleep(CHILD_LIFETIME);
-        std::process::exit(3);
-    });
-    if let Err(e) = cluster::cli::main(args) {
-        eprintln!("cluster_node: {e}");
-        std::process::exit(1);
-    }
-}
 
 /// One node of the cluster: its files, address and current process.
 struct NodeProc {
@@ -105,9 +82,9 @@ impl Cluster {
                 .as_nanos()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        // Free ports, chosen by the kernel and released for the nodes.
-        let listeners: Vec<TcpListener> = (0..NODES)
-            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        // Free UDP ports, chosen by the kernel and released for the nodes.
+        let listeners: Vec<UdpSocket> = (0..NODES)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
             .collect();
         let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
         drop(listeners);
@@ -115,7 +92,7 @@ impl Cluster {
         let mut peers = String::from("# the cluster of tests/cluster.rs\n");
         for (i, addr) in addrs.into_iter().enumerate() {
             let key = dir.join(format!("node{i}.key"));
-            let id = cluster::keys::generate(&key).unwrap().node_id();
+            let id = generate_key_file(&key).unwrap().node_id();
             peers.push_str(&format!("{id}@{addr}\n"));
             nodes.push(NodeProc {
                 id,
@@ -129,7 +106,12 @@ impl Cluster {
         let peers_file = dir.join("peers.txt");
         std::fs::write(&peers_file, peers).unwrap();
         let client_key = dir.join("client.key");
-        cluster::cli::main(["--gen-key".to_string(), client_key.display().to_string()]).unwrap();
+        let made = Process::new(NODE_BIN)
+            .arg("--gen-key")
+            .arg(&client_key)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "--gen-key: {made:?}");
         Cluster {
             dir,
             peers_file,
@@ -156,9 +138,14 @@ impl Cluster {
             "--peers".into(),
             self.peers_file.display().to_string(),
         ];
-        let child = Process::new(std::env::current_exe().unwrap())
-            .args(["node_child", "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD_VAR, args.join("\n"))
+        let child = Process::new(NODE_BIN)
+            .args(args)
+            // The nodes' logs (stderr, printed if the test fails): CLUSTER_LOG
+            // sets their filter, e.g. CLUSTER_LOG=hologram::net=debug.
+            .env(
+                "RUST_LOG",
+                std::env::var("CLUSTER_LOG").unwrap_or("info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(std::fs::File::create(&err).unwrap())
@@ -169,7 +156,6 @@ impl Cluster {
         let start = Instant::now();
         loop {
             let text = std::fs::read_to_string(&out).unwrap_or_default();
-            // (libtest's "test node_child ... " may precede it on its line.)
             if let Some(at) = text.find("ready node=") {
                 let line = text[at..].lines().next().unwrap_or_default();
                 return parse_ready(line);
@@ -269,17 +255,19 @@ async fn submit_waves(
 }
 
 /// Forgeries of a real command of `keys` (payload changed, key swapped,
-/// signature garbage): each submitted by a client to every node must be
-/// refused, and each is also sent in `Commands` frames to every node by a
-/// host that claims to be another validator (the transport does not
-/// authenticate senders). Returns them; the caller checks that no log holds
-/// one.
+/// signature garbage) and a command validly signed by another key: each
+/// submitted by the client to every node must be refused. Then a host with
+/// a key outside the validator set sends every node `Commands` frames
+/// carrying the forgeries and a validly signed command of the client's that
+/// was never submitted (which a validator would take into its mempool), and
+/// asks a consensus request, which must be refused. Returns the commands
+/// that no log may hold.
 async fn inject_forgeries(cluster: &Cluster, client: &Client, keys: &KeyPair) -> Vec<Command> {
     let real = Command::sign(keys, b"never submitted".to_vec()).unwrap();
     let mut payload = real.bytes().to_vec();
     payload.extend_from_slice(b" and pay mallory");
     let mallory = KeyPair::from_seed([0x6d; 32]);
-    let forged = vec![
+    let mut forged = vec![
         Command::from_parts(real.client(), real.signature(), payload).unwrap(),
         Command::from_parts(mallory.node_id(), real.signature(), real.bytes().to_vec()).unwrap(),
         Command::from_parts(
@@ -288,6 +276,8 @@ async fn inject_forgeries(cluster: &Cluster, client: &Client, keys: &KeyPair) ->
             real.bytes().to_vec(),
         )
         .unwrap(),
+        // Valid, but not signed by the key this client's connection proves.
+        Command::sign(&mallory, b"mallory's own, via another client".to_vec()).unwrap(),
     ];
     for node in &cluster.nodes {
         for f in &forged {
@@ -308,15 +298,20 @@ async fn inject_forgeries(cluster: &Cluster, client: &Client, keys: &KeyPair) ->
         }
         async fn message(&self, _: NodeId, _: Protocol, _: Vec<u8>) {}
     }
-    // A host naming node 0, talking to the others.
-    let any = SocketAddr::from(([127, 0, 0, 1], 0));
-    let impostor =
-        cluster::tcp::TcpTransport::bind(cluster.nodes[0].id, any, Arc::new(Mute), 1 << 20)
-            .await
-            .unwrap();
+    // A host with a key of its own, outside the validator set.
+    let book = AddressBook::new();
+    let impostor = QuicTransport::bind(
+        &mallory,
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        Arc::new(Mute),
+        book.clone(),
+        QuicConfig::default(),
+    )
+    .unwrap();
+    forged.push(real);
     let frame = ConsensusMessage::Commands(forged.clone()).encode().unwrap();
-    for node in &cluster.nodes[1..] {
-        impostor.add_peer(node.id, node.addr);
+    for node in &cluster.nodes {
+        book.insert(node.id, node.addr);
         for f in &forged {
             let alone = ConsensusMessage::Commands(vec![f.clone()])
                 .encode()
@@ -326,7 +321,25 @@ async fn inject_forgeries(cluster: &Cluster, client: &Client, keys: &KeyPair) ->
         let _ = impostor
             .send(node.id, Protocol::CONSENSUS, frame.clone())
             .await;
+        let asked = impostor
+            .request(
+                node.id,
+                Protocol::CONSENSUS,
+                frame.clone(),
+                Duration::from_secs(5),
+            )
+            .await;
+        match asked {
+            Err(TransportError::Refused(why)) => {
+                assert!(why.contains("not a validator"), "{why}")
+            }
+            other => panic!(
+                "{}: a non-validator's consensus request got {other:?}",
+                node.id
+            ),
+        }
     }
+    impostor.close();
     forged
 }
 
@@ -335,7 +348,7 @@ async fn inject_forgeries(cluster: &Cluster, client: &Client, keys: &KeyPair) ->
 async fn converge(client: &Client, nodes: &[NodeId], applied: u64) -> Status {
     let start = Instant::now();
     loop {
-        let statuses: Vec<Result<Status, ClusterError>> =
+        let statuses: Vec<Result<Status, NodeError>> =
             join_all(nodes.iter().map(|n| client.status(*n))).await;
         let ok: Vec<Status> = statuses.into_iter().filter_map(Result::ok).collect();
         if ok.len() == nodes.len()
@@ -367,10 +380,8 @@ async fn four_processes_survive_a_sigkill_and_lose_nothing() {
         assert_eq!((ready.heights, ready.applied), (0, 0), "a fresh node");
     }
     let ids: Vec<NodeId> = cluster.nodes.iter().map(|n| n.id).collect();
-    let keys = cluster::keys::read(&cluster.client_key).unwrap();
-    let client = Client::new(keys.node_id(), &cluster.members())
-        .await
-        .unwrap();
+    let keys = read_key_file(&cluster.client_key).unwrap();
+    let client = Client::new(&keys, &cluster.members()).unwrap();
     let mut acked: Vec<(Command, Ack)> = Vec::new();
 
     // All four up.
@@ -387,10 +398,11 @@ async fn four_processes_survive_a_sigkill_and_lose_nothing() {
         "--submit".into(),
         text.clone(),
     ];
-    tokio::task::spawn_blocking(move || cluster::cli::main(args))
+    let submitted = tokio::task::spawn_blocking(move || Process::new(NODE_BIN).args(args).output())
         .await
         .unwrap()
         .unwrap();
+    assert!(submitted.status.success(), "--submit: {submitted:?}");
     let via_cli = Command::sign(&keys, text.into_bytes()).unwrap().id();
     let before = converge(&client, &ids, acked.len() as u64 + 1).await;
 

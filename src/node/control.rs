@@ -1,7 +1,7 @@
 //! The client protocol: how a client submits a command to a node, asks its
 //! status and reads its log of applied commands.
 //!
-//! Requests and responses travel on the node's TCP socket under
+//! Requests and responses travel over the node's QUIC transport under
 //! [`CONTROL`], encoded with postcard; decoders refuse more than
 //! [`MAX_CONTROL_BYTES`] before reading, trailing bytes and log pages over
 //! [`LOG_PAGE_COMMANDS`]. A node answers a submission once the command is
@@ -11,26 +11,23 @@
 //! a retry of the same command — same client, same bytes — is applied at
 //! most once).
 //!
-//! Every command is signed by its client's key and verified by every
-//! replica before it is taken (and inside every proposal): a host that
-//! reaches the port, or a Byzantine validator, cannot submit or alter a
-//! command in another client's name. The connection itself is not
-//! authenticated: anyone who reaches the port can submit commands signed
-//! with a key of their own, and read the log; which clients may do what is
-//! the state machine's business (it sees each command's client).
+//! A client connects with a key of its own, which the QUIC handshake
+//! proves: the node takes a submitted command only if it is signed by that
+//! same key (and every replica verifies the signature again before it is
+//! taken, and inside every proposal), so neither a host that reaches the
+//! port nor a Byzantine validator can submit or alter a command in another
+//! client's name. Any key may connect: anyone who reaches the port can
+//! submit commands signed with a key of their own, and read the log; which
+//! clients may do what is the state machine's business (it sees each
+//! command's client).
 
-use super::error::ClusterError;
+use super::error::NodeError;
 use super::state::Ack;
-use super::tcp::TcpTransport;
-use hologram::consensus::Command;
-use hologram::lattice::transport::{
-    async_trait, Handler, HandlerError, Protocol, Transport, DEFAULT_MAX_FRAME,
-};
-use hologram::lattice::NodeId;
-use hologram::receipt::{ChainHead, Receipt};
+use hologram_consensus::Command;
+use hologram_lattice::transport::{Protocol, DEFAULT_MAX_FRAME};
+use hologram_lattice::NodeId;
+use hologram_receipt::{ChainHead, Receipt};
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The protocol tag of client requests (outside the library's own tags).
@@ -45,9 +42,14 @@ pub const LOG_PAGE_BYTES: usize = 1 << 20;
 /// How long a node holds a submission waiting for it to be applied.
 pub const SUBMIT_PATIENCE: Duration = Duration::from_secs(10);
 /// How long a client waits for a status or a log page.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What a client asks.
+/// What a client asks a node, under [`CONTROL`], encoded with postcard. A
+/// node answers a submission once the command is applied (committed by a
+/// quorum and durable on that node), or refuses it with a reason (signed by
+/// another key than the client's, a bad signature, mempool full, not
+/// applied within [`SUBMIT_PATIENCE`]: it then stays pending, and a retry
+/// of the same command is applied at most once).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlRequest {
     /// Order and apply this command; answered with [`ControlResponse::Applied`].
@@ -92,28 +94,31 @@ pub struct Status {
 
 impl ControlRequest {
     /// The postcard encoding.
-    pub fn encode(&self) -> Result<Vec<u8>, ClusterError> {
+    pub fn encode(&self) -> Result<Vec<u8>, NodeError> {
         encode(self, "control request")
     }
 
-    /// Decodes exactly `bytes` (bounded, see the [module docs](self)).
-    pub fn decode(bytes: &[u8]) -> Result<Self, ClusterError> {
+    /// Decodes exactly `bytes`: at most [`MAX_CONTROL_BYTES`], checked
+    /// before decoding, and no trailing bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, NodeError> {
         decode(bytes, "control request")
     }
 }
 
 impl ControlResponse {
     /// The postcard encoding.
-    pub fn encode(&self) -> Result<Vec<u8>, ClusterError> {
+    pub fn encode(&self) -> Result<Vec<u8>, NodeError> {
         encode(self, "control response")
     }
 
-    /// Decodes exactly `bytes` (bounded, see the [module docs](self)).
-    pub fn decode(bytes: &[u8]) -> Result<Self, ClusterError> {
+    /// Decodes exactly `bytes`: at most [`MAX_CONTROL_BYTES`], checked
+    /// before decoding, no trailing bytes, and log pages of at most
+    /// [`LOG_PAGE_COMMANDS`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, NodeError> {
         let response: Self = decode(bytes, "control response")?;
         if let ControlResponse::Log(page) = &response {
             if page.len() > LOG_PAGE_COMMANDS {
-                return Err(ClusterError::Decode {
+                return Err(NodeError::Decode {
                     what: "control response",
                     reason: format!(
                         "a log page of {} commands, at most {LOG_PAGE_COMMANDS}",
@@ -126,8 +131,8 @@ impl ControlResponse {
     }
 }
 
-fn encode<T: Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>, ClusterError> {
-    let bytes = postcard::to_allocvec(value).map_err(|e| ClusterError::Decode {
+fn encode<T: Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>, NodeError> {
+    let bytes = postcard::to_allocvec(value).map_err(|e| NodeError::Decode {
         what,
         reason: format!("cannot encode: {e}"),
     })?;
@@ -138,9 +143,9 @@ fn encode<T: Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>, Cluste
 fn decode<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     what: &'static str,
-) -> Result<T, ClusterError> {
+) -> Result<T, NodeError> {
     check_size(bytes.len(), what)?;
-    let bad = |reason: String| ClusterError::Decode { what, reason };
+    let bad = |reason: String| NodeError::Decode { what, reason };
     let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| bad(e.to_string()))?;
     if !rest.is_empty() {
         return Err(bad(format!("{} trailing bytes", rest.len())));
@@ -148,120 +153,14 @@ fn decode<T: serde::de::DeserializeOwned>(
     Ok(value)
 }
 
-fn check_size(size: usize, what: &'static str) -> Result<(), ClusterError> {
+fn check_size(size: usize, what: &'static str) -> Result<(), NodeError> {
     if size > MAX_CONTROL_BYTES {
-        return Err(ClusterError::Decode {
+        return Err(NodeError::Decode {
             what,
             reason: format!("{size} bytes, at most {MAX_CONTROL_BYTES}"),
         });
     }
     Ok(())
-}
-
-/// A client of cluster nodes: a TCP transport that serves nothing and asks
-/// the nodes it was told about.
-pub struct Client {
-    transport: TcpTransport,
-}
-
-/// Serves no request (a client is only ever the asking side).
-struct Serves;
-
-#[async_trait]
-impl Handler for Serves {
-    async fn request(&self, _: NodeId, _: Protocol, _: Vec<u8>) -> Result<Vec<u8>, HandlerError> {
-        Err(HandlerError::Refused(
-            "a cluster client serves nothing".into(),
-        ))
-    }
-
-    async fn message(&self, _: NodeId, _: Protocol, _: Vec<u8>) {}
-}
-
-impl Client {
-    /// A client (with identity `id`, which nodes do not check) of `nodes`.
-    /// Must be called within a tokio runtime.
-    pub async fn new(id: NodeId, nodes: &[(NodeId, SocketAddr)]) -> Result<Self, ClusterError> {
-        let any = SocketAddr::from(([127, 0, 0, 1], 0));
-        let transport = TcpTransport::bind(id, any, Arc::new(Serves), MAX_CONTROL_BYTES)
-            .await
-            .map_err(super::error::io("binding the client's socket"))?;
-        for &(node, addr) in nodes {
-            transport.add_peer(node, addr);
-        }
-        Ok(Self { transport })
-    }
-
-    /// Tells the client where `node` listens (again, after a restart on
-    /// another address).
-    pub fn add_node(&self, node: NodeId, addr: SocketAddr) {
-        self.transport.add_peer(node, addr);
-    }
-
-    async fn call(
-        &self,
-        node: NodeId,
-        request: &ControlRequest,
-        timeout: Duration,
-    ) -> Result<ControlResponse, ClusterError> {
-        let answer = self
-            .transport
-            .request(node, CONTROL, request.encode()?, timeout)
-            .await?;
-        ControlResponse::decode(&answer)
-    }
-
-    /// Submits a command to `node` and waits until it is applied there.
-    pub async fn submit(&self, node: NodeId, command: Command) -> Result<Ack, ClusterError> {
-        let patience = SUBMIT_PATIENCE + QUERY_TIMEOUT;
-        match self
-            .call(node, &ControlRequest::Submit(command), patience)
-            .await?
-        {
-            ControlResponse::Applied(at) => Ok(at),
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    /// `node`'s status.
-    pub async fn status(&self, node: NodeId) -> Result<Status, ClusterError> {
-        match self
-            .call(node, &ControlRequest::Status, QUERY_TIMEOUT)
-            .await?
-        {
-            ControlResponse::Status(status) => Ok(status),
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    /// `node`'s whole log of applied commands and their transition
-    /// receipts, read page by page.
-    pub async fn log(&self, node: NodeId) -> Result<Vec<(Command, Receipt)>, ClusterError> {
-        let mut log = Vec::new();
-        loop {
-            let from = log.len() as u64;
-            match self
-                .call(node, &ControlRequest::Log { from }, QUERY_TIMEOUT)
-                .await?
-            {
-                ControlResponse::Log(page) if page.is_empty() => return Ok(log),
-                ControlResponse::Log(page) => log.extend(page),
-                other => return Err(unexpected(&other)),
-            }
-        }
-    }
-}
-
-fn unexpected(response: &ControlResponse) -> ClusterError {
-    let kind = match response {
-        ControlResponse::Applied(_) => "an acknowledgement",
-        ControlResponse::Status(_) => "a status",
-        ControlResponse::Log(_) => "a log page",
-    };
-    ClusterError::Decode {
-        what: "control response",
-        reason: format!("{kind}, which does not answer the request"),
-    }
 }
 
 #[cfg(test)]
@@ -270,7 +169,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn any_command() -> impl Strategy<Value = Command> {
-        let client = hologram::receipt::KeyPair::from_seed([0xc1; 32]);
+        let client = hologram_receipt::KeyPair::from_seed([0xc1; 32]);
         proptest::collection::vec(any::<u8>(), 0..64)
             .prop_map(move |b| Command::sign(&client, b).unwrap())
     }

@@ -1,9 +1,9 @@
 //! A [`Transport`] whose one-way messages never wait for a peer.
 //!
 //! The consensus driver sends a step's messages and waits for the sends
-//! before it takes the next input. Over TCP, a send to a peer that is down
-//! waits for the connection attempt (up to the transport's connect timeout
-//! when the host does not answer), and the whole node would stall with it.
+//! before it takes the next input. A send to a peer that is down waits for
+//! the connection attempt (up to the transport's connect timeout when the
+//! host does not answer), and the whole node would stall with it.
 //! [`Queued`] gives each peer its own queue and task: `send` only queues
 //! (dropping the message if the queue is full, as a lossy network would; the
 //! replica resends what matters), and after a failed send the peer's
@@ -11,17 +11,17 @@
 //! connection attempt per pause rather than one per message. Requests go
 //! straight to the inner transport.
 
-use hologram::lattice::transport::{async_trait, Protocol, Transport, TransportError};
-use hologram::lattice::NodeId;
+use hologram_lattice::transport::{async_trait, check_frame, Protocol, Transport, TransportError};
+use hologram_lattice::NodeId;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Messages queued for one peer; more are dropped.
-pub const PEER_QUEUE: usize = 4096;
+pub(crate) const PEER_QUEUE: usize = 4096;
 /// After a send to a peer fails, its messages are dropped for this long.
-pub const PEER_PAUSE: Duration = Duration::from_millis(200);
+pub(crate) const PEER_PAUSE: Duration = Duration::from_millis(200);
 
 /// One peer's queue: the messages waiting to be sent, with their protocol.
 type PeerQueue = mpsc::Sender<(Protocol, Vec<u8>)>;
@@ -29,7 +29,7 @@ type PeerQueue = mpsc::Sender<(Protocol, Vec<u8>)>;
 /// A transport that queues one-way messages per peer; see the
 /// [module docs](self).
 #[derive(Clone)]
-pub struct Queued {
+pub(crate) struct Queued {
     inner: Arc<dyn Transport>,
     queues: Arc<HashMap<NodeId, PeerQueue>>,
 }
@@ -37,7 +37,7 @@ pub struct Queued {
 impl Queued {
     /// Queues for `peers` in front of `inner`; one task per peer (within a
     /// tokio runtime). Messages to other nodes are refused as unreachable.
-    pub fn new(inner: Arc<dyn Transport>, peers: &[NodeId]) -> Self {
+    pub(crate) fn new(inner: Arc<dyn Transport>, peers: &[NodeId]) -> Self {
         let mut queues = HashMap::new();
         for &peer in peers {
             let (queue, mut pending) = mpsc::channel::<(Protocol, Vec<u8>)>(PEER_QUEUE);
@@ -92,7 +92,7 @@ impl Transport for Queued {
         protocol: Protocol,
         payload: Vec<u8>,
     ) -> Result<(), TransportError> {
-        hologram::lattice::transport::check_frame(payload.len(), self.inner.max_frame())?;
+        check_frame(payload.len(), self.inner.max_frame())?;
         let queue = self
             .queues
             .get(&to)

@@ -1,7 +1,7 @@
-//! The example's state machine: the list of applied commands.
+//! The node's state machine: the list of applied commands.
 //!
 //! It runs inside `hologram-consensus`'s
-//! [`ReplicatedStateMachine`](hologram::consensus::ReplicatedStateMachine),
+//! [`ReplicatedStateMachine`](hologram_consensus::ReplicatedStateMachine),
 //! which feeds it the decided batches in height order, each command once
 //! (a command two decided batches carry is applied at its first height and
 //! skipped after), and chains the chapter's transition receipts (SPEC §6):
@@ -12,8 +12,8 @@
 //! receipt chain over the commands' receipts, kept up to date by `apply` (so
 //! equal lists give equal receipts, in constant time).
 
-use hologram::consensus::{Command, StateMachine};
-use hologram::receipt::{ChainHead, Receipt};
+use hologram_consensus::{Command, StateMachine};
+use hologram_receipt::{ChainHead, Receipt};
 use serde::{Deserialize, Serialize};
 
 /// Where an applied command sits: what a node acknowledges to its client.
@@ -99,7 +99,7 @@ mod tests {
             .iter()
             .map(|c| {
                 Command::sign(
-                    &hologram::receipt::KeyPair::from_seed([0xc1; 32]),
+                    &hologram_receipt::KeyPair::from_seed([0xc1; 32]),
                     c.to_vec(),
                 )
                 .unwrap()

@@ -1,12 +1,13 @@
-//! Key files: a node's Ed25519 secret seed as 64 hex digits and a newline.
+//! Key files: an Ed25519 secret seed (a node's or a client's) as 64 hex
+//! digits and a newline.
 //!
-//! The node id (the public key) is printed when a key is made and when a
-//! node starts; it is what the other nodes name this one by in their peers
-//! lists. A key file is created readable by its owner only (on Unix) and is
-//! never overwritten.
+//! The id (the public key) is what the other nodes name a node by in their
+//! peers lists, and what a client is known by: the QUIC transport proves it
+//! in every handshake. A key file is created readable by its owner only (on
+//! Unix) and is never overwritten.
 
-use super::error::{io, ClusterError};
-use hologram::receipt::KeyPair;
+use super::error::{io, NodeError};
+use hologram_receipt::KeyPair;
 use std::path::Path;
 
 /// The largest key file read (a seed, a newline and some whitespace).
@@ -14,22 +15,27 @@ const MAX_KEY_FILE: u64 = 256;
 
 /// Makes a new key pair from the operating system's randomness and writes
 /// its seed to `path`, which must not exist.
-pub fn generate(path: &Path) -> Result<KeyPair, ClusterError> {
-    use rand::TryRng;
-    let mut seed = [0u8; 32];
-    rand::rngs::SysRng
-        .try_fill_bytes(&mut seed)
-        .map_err(|e| ClusterError::KeyFile {
-            path: path.to_path_buf(),
-            reason: format!("cannot draw a secret seed from the operating system: {e}"),
-        })?;
-    let keys = KeyPair::from_seed(seed);
-    write(path, &keys)?;
+pub fn generate_key_file(path: &Path) -> Result<KeyPair, NodeError> {
+    let keys = random_keys().map_err(|reason| NodeError::KeyFile {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    write_key_file(path, &keys)?;
     Ok(keys)
 }
 
+/// A key pair from the operating system's randomness.
+pub(crate) fn random_keys() -> Result<KeyPair, String> {
+    use ring::rand::SecureRandom;
+    let mut seed = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut seed)
+        .map_err(|_| "cannot draw a secret seed from the operating system".to_string())?;
+    Ok(KeyPair::from_seed(seed))
+}
+
 /// Writes `keys`' seed to `path`, which must not exist.
-pub fn write(path: &Path, keys: &KeyPair) -> Result<(), ClusterError> {
+pub fn write_key_file(path: &Path, keys: &KeyPair) -> Result<(), NodeError> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -38,7 +44,7 @@ pub fn write(path: &Path, keys: &KeyPair) -> Result<(), ClusterError> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).map_err(|e| ClusterError::KeyFile {
+    let mut file = options.open(path).map_err(|e| NodeError::KeyFile {
         path: path.to_path_buf(),
         reason: format!("cannot create it (an existing key is never overwritten): {e}"),
     })?;
@@ -49,8 +55,8 @@ pub fn write(path: &Path, keys: &KeyPair) -> Result<(), ClusterError> {
 }
 
 /// Reads the key pair whose seed `path` holds.
-pub fn read(path: &Path) -> Result<KeyPair, ClusterError> {
-    let bad = |reason: String| ClusterError::KeyFile {
+pub fn read_key_file(path: &Path) -> Result<KeyPair, NodeError> {
+    let bad = |reason: String| NodeError::KeyFile {
         path: path.to_path_buf(),
         reason,
     };
@@ -68,12 +74,12 @@ pub fn read(path: &Path) -> Result<KeyPair, ClusterError> {
 }
 
 /// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Parses exactly 64 hex digits.
-pub fn parse_hex32(text: &str) -> Result<[u8; 32], String> {
+pub(crate) fn parse_hex32(text: &str) -> Result<[u8; 32], String> {
     if text.len() != 64 {
         return Err(format!("{} characters, expected 64 hex digits", text.len()));
     }
@@ -99,18 +105,20 @@ mod tests {
 
     #[test]
     fn key_files_round_trip_and_are_never_overwritten() {
-        let dir =
-            std::env::temp_dir().join(format!("hologram-cluster-keys-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("hologram-node-keys-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("node.key");
         let _ = std::fs::remove_file(&path);
-        let keys = generate(&path).unwrap();
-        assert_eq!(read(&path).unwrap().node_id(), keys.node_id());
-        assert!(generate(&path).is_err());
+        let keys = generate_key_file(&path).unwrap();
+        assert_eq!(read_key_file(&path).unwrap().node_id(), keys.node_id());
+        assert!(generate_key_file(&path).is_err());
         std::fs::write(&path, "not a key").unwrap();
-        assert!(matches!(read(&path), Err(ClusterError::KeyFile { .. })));
+        assert!(matches!(
+            read_key_file(&path),
+            Err(NodeError::KeyFile { .. })
+        ));
         std::fs::write(&path, vec![b'a'; 4096]).unwrap();
-        assert!(read(&path).is_err());
+        assert!(read_key_file(&path).is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -118,7 +126,7 @@ mod tests {
         #[test]
         fn key_and_peer_text_never_panics(text in "\\PC{0,80}") {
             let _ = parse_hex32(&text);
-            let _ = super::super::cli::parse_peer(&text);
+            let _ = super::super::peers::parse_peer(&text);
         }
 
         #[test]

@@ -1,0 +1,118 @@
+//! [`NodeConfig`]: what a validator node runs with.
+
+use super::error::NodeError;
+use crate::net::QuicConfig;
+use hologram_consensus::ValidatorSet;
+use hologram_lattice::NodeId;
+use hologram_receipt::{ChainHead, KeyPair, Receipt};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The default number of heights decided concurrently.
+pub const DEFAULT_PIPELINE: usize = 4;
+
+/// The QUIC idle timeout a node runs with by default (the transport's own
+/// default is 60 s). Consensus talks to a peer mostly in one-way messages,
+/// which never notice that the peer died: a killed peer sends no goodbye,
+/// and its restarted process would only be dialed again once the old
+/// connection closed. A connection on which nothing was received for this
+/// long closes, so a restarted validator is reached again within it.
+pub const NODE_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How to run a validator node.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NodeConfig {
+    /// The node's key pair: its id is its public key, which its QUIC
+    /// handshakes prove.
+    pub keys: KeyPair,
+    /// Where to listen (UDP).
+    pub listen: SocketAddr,
+    /// The other validators and where they listen: the transport's address
+    /// book, and with this node the validator set.
+    pub peers: Vec<(NodeId, SocketAddr)>,
+    /// The data directory (created if missing).
+    pub data: PathBuf,
+    /// Heights decided concurrently (at least 1).
+    pub pipeline: usize,
+    /// The QUIC transport's limits. Its `max_frame` is raised to what
+    /// consensus and the client protocol need, and its `allowed` must stay
+    /// `None`: clients connect with keys of their own (consensus frames are
+    /// taken from the validators only, whatever it says).
+    pub quic: QuicConfig,
+}
+
+impl NodeConfig {
+    /// A node with key `keys`, listening on `listen`, with these peers and
+    /// data directory, and the defaults: [`DEFAULT_PIPELINE`] heights at
+    /// once, `QuicConfig::default()` with an idle timeout of
+    /// [`NODE_IDLE_TIMEOUT`].
+    pub fn new(
+        keys: KeyPair,
+        listen: SocketAddr,
+        peers: Vec<(NodeId, SocketAddr)>,
+        data: impl Into<PathBuf>,
+    ) -> NodeConfig {
+        let quic = QuicConfig {
+            idle_timeout: NODE_IDLE_TIMEOUT,
+            ..QuicConfig::default()
+        };
+        NodeConfig {
+            keys,
+            listen,
+            peers,
+            data: data.into(),
+            pipeline: DEFAULT_PIPELINE,
+            quic,
+        }
+    }
+
+    /// The validator set: this node and its peers, ordered by id so that
+    /// every node given the same members agrees on the order (and so on
+    /// the leaders).
+    pub fn validators(&self) -> Result<ValidatorSet, NodeError> {
+        let mut ids: Vec<NodeId> = self.peers.iter().map(|(id, _)| *id).collect();
+        ids.push(self.keys.node_id());
+        ids.sort_unstable();
+        Ok(ValidatorSet::new(ids)?)
+    }
+}
+
+/// A short fingerprint of a validator set (16 hex digits of a receipt chain
+/// over the receipt of its ids in order), printed at start so operators can check that every
+/// node runs the same set.
+pub fn fingerprint(validators: &ValidatorSet) -> String {
+    let mut bytes = b"hologram cluster-validators v1".to_vec();
+    for id in validators.validators() {
+        bytes.extend_from_slice(id.as_bytes());
+    }
+    ChainHead::default()
+        .next(&Receipt::from_bytes(&bytes))
+        .to_string()
+        .chars()
+        .take(16)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_validator_set_is_ordered_and_fingerprinted() {
+        let keys = KeyPair::from_seed([9; 32]);
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let peers: Vec<(NodeId, SocketAddr)> = (1..4u8)
+            .map(|i| (KeyPair::from_seed([i; 32]).node_id(), addr))
+            .collect();
+        let a = NodeConfig::new(keys.clone(), addr, peers.clone(), "d");
+        let mut reversed = peers.clone();
+        reversed.reverse();
+        let b = NodeConfig::new(keys, addr, reversed, "d");
+        let (va, vb) = (a.validators().unwrap(), b.validators().unwrap());
+        assert_eq!(va.validators(), vb.validators());
+        assert_eq!(fingerprint(&va), fingerprint(&vb));
+        assert_eq!(fingerprint(&va).len(), 16);
+    }
+}

@@ -1,0 +1,118 @@
+//! What can go wrong in a node or its client, each case saying what was
+//! wrong and with which input.
+
+use crate::net::NetError;
+use hologram_cam::CamError;
+use hologram_consensus::ConsensusError;
+use hologram_lattice::transport::TransportError;
+use std::path::PathBuf;
+
+/// The error of a node and of its client.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// A key file cannot be read, written or parsed.
+    KeyFile {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A peer given as `<id>@<addr>` (on the command line or in a peers
+    /// file) does not parse, or contradicts another, or a peers file cannot
+    /// be used.
+    Peer {
+        /// The peer as written.
+        spec: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A file or socket operation failed.
+    Io {
+        /// What was being done.
+        doing: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The node's store failed.
+    Store {
+        /// What was being done.
+        doing: &'static str,
+        /// The error.
+        source: CamError,
+    },
+    /// Consensus refused something (a configuration, a stored block, a
+    /// decision), or the store failed under it.
+    Consensus(ConsensusError),
+    /// The QUIC transport could not start.
+    Net(NetError),
+    /// A request to a node failed on the way.
+    Transport(TransportError),
+    /// Bytes received do not decode.
+    Decode {
+        /// What was being decoded.
+        what: &'static str,
+        /// Why it failed.
+        reason: String,
+    },
+}
+
+impl core::fmt::Display for NodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            NodeError::KeyFile { path, reason } => {
+                write!(f, "key file {}: {reason}", path.display())
+            }
+            NodeError::Peer { spec, reason } => write!(f, "peer {spec:?}: {reason}"),
+            NodeError::Io { doing, source } => write!(f, "{doing}: {source}"),
+            NodeError::Store { doing, source } => write!(f, "store: {doing}: {source}"),
+            NodeError::Consensus(e) => write!(f, "consensus: {e}"),
+            NodeError::Net(e) => write!(f, "transport: {e}"),
+            NodeError::Transport(e) => write!(f, "request failed: {e}"),
+            NodeError::Decode { what, reason } => write!(f, "malformed {what}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for NodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            NodeError::Io { source, .. } => Some(source),
+            NodeError::Store { source, .. } => Some(source),
+            NodeError::Consensus(e) => Some(e),
+            NodeError::Net(e) => Some(e),
+            NodeError::Transport(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ConsensusError> for NodeError {
+    fn from(e: ConsensusError) -> Self {
+        NodeError::Consensus(e)
+    }
+}
+
+impl From<NetError> for NodeError {
+    fn from(e: NetError) -> Self {
+        NodeError::Net(e)
+    }
+}
+
+impl From<TransportError> for NodeError {
+    fn from(e: TransportError) -> Self {
+        NodeError::Transport(e)
+    }
+}
+
+/// A closure turning an I/O error into [`NodeError::Io`] saying what was
+/// being done.
+pub(crate) fn io(doing: impl Into<String>) -> impl FnOnce(std::io::Error) -> NodeError {
+    let doing = doing.into();
+    move |source| NodeError::Io { doing, source }
+}
+
+/// A closure turning a store error into [`NodeError::Store`].
+pub(crate) fn store(doing: &'static str) -> impl FnOnce(CamError) -> NodeError {
+    move |source| NodeError::Store { doing, source }
+}

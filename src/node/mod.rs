@@ -1,0 +1,86 @@
+//! `hologram::node`: a validator of a BFT cluster over QUIC, and its client
+//! (feature `net`). The `hologram-node` program is a command line over it.
+//!
+//! A node is one validator of a fixed validator set. It runs the Tendermint
+//! replica of `hologram-consensus` with its write-ahead driver over
+//! [`QuicTransport`](crate::net::QuicTransport), keeps what it decided and
+//! what it signed in a [`RedbStore`](hologram_cam::RedbStore) in its data
+//! directory (the consensus crate's `DurableLog`), and applies the decided
+//! commands to a small replicated state machine: the list of applied
+//! commands ([`CommandList`]), summarised by the chain of its transition
+//! receipts. A node killed at any moment restarts with everything it
+//! committed and catches up with the others.
+//!
+//! ## Who may say what
+//!
+//! Every connection is QUIC, encrypted and authenticated by Ed25519 key both
+//! ways (see [`net`](crate::net)). Peers are the validator set: each
+//! `(id, address)` of [`NodeConfig::peers`] goes into the transport's
+//! address book, and a node dials a peer only if it proves that id. The
+//! endpoint accepts any valid key, because clients connect with keys of
+//! their own ([`Client`]); then, by protocol:
+//!
+//! - **consensus** (votes, proposals, decisions, catch-up): taken only from
+//!   the keys of the validator set; a frame from any other key is dropped
+//!   (a request refused) before the consensus inbox sees it;
+//! - **the client protocol** ([`CONTROL`]): any key may ask a status or
+//!   read the log, and submit commands *signed by that same key* (the key
+//!   its handshake proved); a command signed by another key, or whose
+//!   signature does not verify, is refused. Every replica verifies each
+//!   command's signature again before it is ordered.
+//!
+//! Anyone can make a key, so anyone who reaches the port can open a
+//! connection (up to [`QuicConfig::max_connections`](crate::net::QuicConfig),
+//! the one idle longest closed at the cap) and submit commands in their own
+//! name; what a client may do is the state machine's business (it sees each
+//! command's client).
+//!
+//! ## Embedding
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), hologram::node::NodeError> {
+//! use hologram::node::{read_key_file, read_peers_file, merge_peers, NodeConfig, ValidatorNode};
+//! use std::path::Path;
+//!
+//! let keys = read_key_file(Path::new("node.key"))?;
+//! let peers = merge_peers(keys.node_id(), read_peers_file(Path::new("peers.txt"))?)?;
+//! let config = NodeConfig::new(keys, "0.0.0.0:7000".parse().unwrap(), peers, "data");
+//! let node = ValidatorNode::start(config).await?;
+//! println!("{} listening on {}", node.info().id, node.info().listen);
+//! node.run().await
+//! # }
+//! ```
+//!
+//! | part | what it holds |
+//! |---|---|
+//! | [`NodeConfig`], [`ValidatorNode`] | how to run a node, and the running node |
+//! | [`Client`] | a client: submit, status, log |
+//! | [`ControlRequest`], [`ControlResponse`], [`Status`], [`Ack`] | the client protocol |
+//! | [`generate_key_file`], [`read_key_file`], [`write_key_file`] | key files: an Ed25519 seed, in hex |
+//! | [`parse_peer`], [`read_peers_file`], [`merge_peers`] | peers: `<id>@<host:port>` |
+//! | [`CommandList`] | the state machine the decisions feed |
+//! | [`NodeError`] | what can go wrong |
+
+mod client;
+mod config;
+mod control;
+mod error;
+mod keys;
+mod outbound;
+mod peers;
+mod run;
+mod service;
+mod state;
+mod task;
+
+pub use client::Client;
+pub use config::{fingerprint, NodeConfig, DEFAULT_PIPELINE, NODE_IDLE_TIMEOUT};
+pub use control::{
+    ControlRequest, ControlResponse, Status, CONTROL, LOG_PAGE_BYTES, LOG_PAGE_COMMANDS,
+    MAX_CONTROL_BYTES, QUERY_TIMEOUT, SUBMIT_PATIENCE,
+};
+pub use error::NodeError;
+pub use keys::{generate_key_file, read_key_file, write_key_file};
+pub use peers::{merge_peers, parse_peer, read_peers_file, resolve};
+pub use run::{NodeInfo, ValidatorNode, MEMPOOL_CAPACITY, STORE_FILE, SYNC_INTERVAL};
+pub use state::{Ack, CommandList};

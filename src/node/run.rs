@@ -1,0 +1,205 @@
+//! [`ValidatorNode`]: a consensus replica over QUIC, made durable in a
+//! `RedbStore`, and the replicated state machine its decisions feed.
+
+use super::config::{fingerprint, NodeConfig};
+use super::control::{CONTROL, MAX_CONTROL_BYTES};
+use super::error::{io, store, NodeError};
+use super::outbound::Queued;
+use super::service::{ControlHandler, ValidatorsOnly};
+use super::state::{Ack, CommandList};
+use super::task::NodeTask;
+use crate::net::{AddressBook, QuicTransport};
+use hologram_cam::{RedbStore, Store};
+use hologram_consensus::message::MAX_MESSAGE_BYTES;
+use hologram_consensus::{
+    inbox, DriverHandle, DurableLog, ReplicaConfig, ReplicaDriver, ReplicatedStateMachine,
+};
+use hologram_lattice::transport::{Protocol, ProtocolMux, Timer};
+use hologram_lattice::NodeId;
+use hologram_receipt::ChainHead;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+/// How often a node asks a peer for decisions it may have missed.
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(500);
+/// Client requests queued for the node task.
+const REQUESTS: usize = 1024;
+/// Commands waiting to be ordered on one node; more are refused.
+pub const MEMPOOL_CAPACITY: usize = 16_384;
+/// The file of the node's store in its data directory.
+pub const STORE_FILE: &str = "node.redb";
+
+/// What a node recovered and where it listens, once started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeInfo {
+    /// The node's id.
+    pub id: NodeId,
+    /// The address its QUIC endpoint is bound to.
+    pub listen: SocketAddr,
+    /// Validators in the set.
+    pub validators: usize,
+    /// The set's [`fingerprint`](super::fingerprint).
+    pub set: String,
+    /// Heights decided and applied (recovered from the store).
+    pub heights: u64,
+    /// Commands applied (recovered from the store).
+    pub applied: u64,
+    /// The head of the chain over the applied commands' receipts.
+    pub head: ChainHead,
+}
+
+/// A running validator node: started by [`ValidatorNode::start`], served by
+/// [`ValidatorNode::run`].
+///
+/// It is assembled from the parts of `hologram-consensus`:
+///
+/// - at start, [`DurableLog::open`] reads the blocks (decisions with their
+///   commit certificates, each verified) and the voting record from the
+///   store; the [`ReplicatedStateMachine`] replays the blocks, and
+///   [`Recovered::replica`](hologram_consensus::Recovered::replica) restores
+///   the replica at the next height with its locks and signed votes;
+/// - the [`ReplicaDriver`] runs the replica with that log
+///   ([`ReplicaDriver::with_log`]): what a step decided and signed is durable
+///   before any of its messages is sent (write-ahead), so a node killed at any
+///   moment neither loses a decision nor signs a conflicting vote after a
+///   restart. It sends through per-peer queues, so a dead peer never stalls
+///   it;
+/// - the node task owns the state machine: it applies each decision the
+///   driver delivers, answers clients, and every [`SYNC_INTERVAL`] asks one
+///   peer, in turn, for decisions from its next height on, so that a node
+///   restarted behind an idle cluster catches up too (the replica accepts a
+///   decision only with a commit certificate that verifies: no peer is
+///   trusted).
+pub struct ValidatorNode {
+    info: NodeInfo,
+    task: NodeTask,
+    incoming: mpsc::Receiver<super::service::Request>,
+    decisions: futures::channel::mpsc::UnboundedReceiver<hologram_consensus::Decision>,
+    driver: tokio::task::JoinHandle<(
+        hologram_consensus::Replica,
+        Result<(), hologram_consensus::ConsensusError>,
+    )>,
+    handle: DriverHandle,
+    transport: QuicTransport,
+}
+
+impl ValidatorNode {
+    /// Recovers the node from its data directory, binds its QUIC endpoint
+    /// and starts its consensus driver. Must be called within a tokio
+    /// runtime; the node serves once [`run`](Self::run) is awaited.
+    pub async fn start(config: NodeConfig) -> Result<ValidatorNode, NodeError> {
+        let me = config.keys.node_id();
+        let validators = config.validators()?;
+        std::fs::create_dir_all(&config.data).map_err(io(format!(
+            "creating the data directory {}",
+            config.data.display()
+        )))?;
+        let store: Arc<dyn Store> = Arc::new(
+            RedbStore::create(config.data.join(STORE_FILE))
+                .map_err(store("opening the store in the data directory"))?,
+        );
+        let (log, recovered) = DurableLog::open(store, validators.clone()).await?;
+        for (address, why) in &recovered.rejected {
+            warn!(%address, %why, "stored object not used");
+        }
+        let mut rsm = ReplicatedStateMachine::new(CommandList::new(), validators.clone());
+        let mut acks = HashMap::new();
+        for applied in rsm.apply_all(&recovered.decisions)? {
+            let ack = Ack {
+                height: applied.entry.height,
+                position: applied.output,
+            };
+            acks.insert(applied.entry.command, ack);
+        }
+        let replica = recovered.replica(
+            config.keys.clone(),
+            ReplicaConfig {
+                max_pipeline_depth: config.pipeline.max(1),
+                mempool_capacity: MEMPOOL_CAPACITY,
+                ..ReplicaConfig::new(validators.clone())
+            },
+        )?;
+
+        let (consensus, consensus_inbox) = inbox();
+        let (requests, incoming) = mpsc::channel(REQUESTS);
+        let members: HashSet<NodeId> = validators.validators().iter().copied().collect();
+        let mux = ProtocolMux::new();
+        mux.mount_as(
+            Protocol::CONSENSUS,
+            Arc::new(ValidatorsOnly {
+                validators: Arc::new(members),
+                inner: Arc::new(consensus),
+            }),
+        )
+        .mount_as(CONTROL, Arc::new(ControlHandler { requests }));
+        let book = AddressBook::new();
+        for &(peer, addr) in &config.peers {
+            book.insert(peer, addr);
+        }
+        let mut quic = config.quic.clone();
+        quic.max_frame = quic.max_frame.max(MAX_MESSAGE_BYTES).max(MAX_CONTROL_BYTES);
+        let transport =
+            QuicTransport::bind(&config.keys, config.listen, Arc::new(mux), book, quic)?;
+        let peers: Vec<NodeId> = config.peers.iter().map(|(id, _)| *id).collect();
+        let queued = Queued::new(Arc::new(transport.clone()), &peers);
+        let (driver, handle, decisions) = ReplicaDriver::new(
+            replica,
+            Arc::new(queued.clone()),
+            Timer::new(),
+            consensus_inbox,
+        );
+        let driver = tokio::spawn(driver.with_log(log).try_run());
+        let chain = rsm.receipt_chain();
+        let info = NodeInfo {
+            id: me,
+            listen: transport.local_addr(),
+            validators: validators.len(),
+            set: fingerprint(&validators),
+            heights: rsm.next_height(),
+            applied: chain.len(),
+            head: chain.head(),
+        };
+        info!(node = %me, listen = %info.listen, set = %info.set, heights = info.heights,
+              applied = info.applied, "validator node started");
+        let task = NodeTask::new(rsm, acks, handle.clone(), queued, peers);
+        Ok(ValidatorNode {
+            info,
+            task,
+            incoming,
+            decisions,
+            driver,
+            handle,
+            transport,
+        })
+    }
+
+    /// What the node recovered and where it listens.
+    pub fn info(&self) -> &NodeInfo {
+        &self.info
+    }
+
+    /// The handle of the node's consensus driver:
+    /// [`stop`](DriverHandle::stop) makes [`run`](Self::run) return.
+    pub fn driver(&self) -> DriverHandle {
+        self.handle.clone()
+    }
+
+    /// Serves until the driver stops: its store failed (a node that cannot
+    /// make its state durable must not go on voting) or it was asked to
+    /// ([`driver`](Self::driver)). Closes the transport on the way out.
+    pub async fn run(self) -> Result<(), NodeError> {
+        let served = self.task.serve(self.incoming, self.decisions).await;
+        self.handle.stop();
+        let joined = self.driver.await;
+        self.transport.close();
+        let (_, stored) =
+            joined.map_err(|e| io("running the consensus driver")(std::io::Error::other(e)))?;
+        stored?;
+        served
+    }
+}

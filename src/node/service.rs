@@ -1,0 +1,192 @@
+//! The node's inbound side: client requests handed to the node task, and
+//! consensus frames taken from validators only.
+
+use super::control::{ControlRequest, ControlResponse, Status, SUBMIT_PATIENCE};
+use super::state::Ack;
+use hologram_consensus::Command;
+use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol};
+use hologram_lattice::NodeId;
+use hologram_receipt::Receipt;
+use std::collections::HashSet;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+/// A client request handed to the node task, with where its answer goes.
+pub(crate) enum Request {
+    Submit(Command, oneshot::Sender<Result<Ack, String>>),
+    Status(oneshot::Sender<Status>),
+    Log(u64, oneshot::Sender<Vec<(Command, Receipt)>>),
+}
+
+/// Serves [`CONTROL`](super::control::CONTROL) requests by handing them to
+/// the node task. `from` is the key the client's QUIC handshake proved: a
+/// command is taken only if that key signed it.
+pub(crate) struct ControlHandler {
+    pub(crate) requests: mpsc::Sender<Request>,
+}
+
+#[async_trait]
+impl Handler for ControlHandler {
+    async fn request(
+        &self,
+        from: NodeId,
+        _: Protocol,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, HandlerError> {
+        let request =
+            ControlRequest::decode(&payload).map_err(|e| HandlerError::Refused(e.to_string()))?;
+        let response = match request {
+            ControlRequest::Submit(command) => {
+                check_submission(from, &command)?;
+                let (reply, answer) = oneshot::channel();
+                self.ask(Request::Submit(command, reply)).await?;
+                match tokio::time::timeout(SUBMIT_PATIENCE, answer).await {
+                    Ok(Ok(Ok(ack))) => ControlResponse::Applied(ack),
+                    Ok(Ok(Err(why))) => return Err(HandlerError::Refused(why)),
+                    Ok(Err(_)) => return Err(stopped()),
+                    Err(_) => {
+                        return Err(HandlerError::Failed(format!(
+                            "not applied within {SUBMIT_PATIENCE:?}; it stays pending, \
+                             and submitting the same command again applies it at most once"
+                        )))
+                    }
+                }
+            }
+            ControlRequest::Status => {
+                let (reply, answer) = oneshot::channel();
+                self.ask(Request::Status(reply)).await?;
+                ControlResponse::Status(answer.await.map_err(|_| stopped())?)
+            }
+            ControlRequest::Log { from } => {
+                let (reply, answer) = oneshot::channel();
+                self.ask(Request::Log(from, reply)).await?;
+                ControlResponse::Log(answer.await.map_err(|_| stopped())?)
+            }
+        };
+        response
+            .encode()
+            .map_err(|e| HandlerError::Failed(e.to_string()))
+    }
+
+    async fn message(&self, _: NodeId, _: Protocol, _: Vec<u8>) {}
+}
+
+/// A submission is taken only if the client that sent it (the key its
+/// connection proved) signed it, and the signature verifies.
+fn check_submission(from: NodeId, command: &Command) -> Result<(), HandlerError> {
+    if command.client() != from {
+        debug!(client = %from, signer = %command.client(), "submission refused: another key's command");
+        return Err(HandlerError::Refused(format!(
+            "the command is signed by {}, not by the client that sent it ({from})",
+            command.client()
+        )));
+    }
+    command.verify().map_err(|e| {
+        debug!(client = %from, error = %e, "submission refused: bad signature");
+        HandlerError::Refused(format!("the command's signature does not verify: {e}"))
+    })
+}
+
+impl ControlHandler {
+    async fn ask(&self, request: Request) -> Result<(), HandlerError> {
+        self.requests.send(request).await.map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> HandlerError {
+    HandlerError::Failed("the node is stopping".into())
+}
+
+/// A handler that passes on frames from the validators only: a message
+/// from another key is dropped, a request refused. Over QUIC `from` is
+/// the key the peer's handshake proved, so a host with a key outside the
+/// validator set cannot get a frame to `inner`.
+pub(crate) struct ValidatorsOnly {
+    pub(crate) validators: Arc<HashSet<NodeId>>,
+    pub(crate) inner: Arc<dyn Handler>,
+}
+
+#[async_trait]
+impl Handler for ValidatorsOnly {
+    async fn request(
+        &self,
+        from: NodeId,
+        protocol: Protocol,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, HandlerError> {
+        if !self.validators.contains(&from) {
+            warn!(peer = %from, ?protocol, "request refused: not a validator");
+            return Err(HandlerError::Refused(format!(
+                "{from} is not a validator of this cluster"
+            )));
+        }
+        self.inner.request(from, protocol, payload).await
+    }
+
+    async fn message(&self, from: NodeId, protocol: Protocol, payload: Vec<u8>) {
+        if !self.validators.contains(&from) {
+            warn!(peer = %from, ?protocol, "message dropped: not a validator");
+            return;
+        }
+        self.inner.message(from, protocol, payload).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hologram_receipt::KeyPair;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Count(AtomicUsize);
+
+    #[async_trait]
+    impl Handler for Count {
+        async fn request(
+            &self,
+            _: NodeId,
+            _: Protocol,
+            p: Vec<u8>,
+        ) -> Result<Vec<u8>, HandlerError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(p)
+        }
+        async fn message(&self, _: NodeId, _: Protocol, _: Vec<u8>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn only_validators_reach_the_inner_handler() {
+        let validator = NodeId::from_bytes([1; 32]);
+        let stranger = NodeId::from_bytes([2; 32]);
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let gate = ValidatorsOnly {
+            validators: Arc::new([validator].into_iter().collect()),
+            inner: count.clone(),
+        };
+        let p = Protocol::CONSENSUS;
+        assert!(gate.request(stranger, p, vec![1]).await.is_err());
+        gate.message(stranger, p, vec![1]).await;
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            gate.request(validator, p, vec![1]).await.ok(),
+            Some(vec![1])
+        );
+        gate.message(validator, p, vec![1]).await;
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_submission_must_be_signed_by_its_sender() {
+        let client = KeyPair::from_seed([3; 32]);
+        let other = KeyPair::from_seed([4; 32]);
+        let command = Command::sign(&client, b"x".to_vec()).unwrap();
+        assert!(check_submission(client.node_id(), &command).is_ok());
+        assert!(check_submission(other.node_id(), &command).is_err());
+        let forged =
+            Command::from_parts(client.node_id(), command.signature(), b"y".to_vec()).unwrap();
+        assert!(check_submission(client.node_id(), &forged).is_err());
+    }
+}
