@@ -38,6 +38,13 @@ pub struct QuicConfig {
     /// The most frame bytes read from all peers and not yet handled
     /// (default 128 MiB; raised to `max_frame` if smaller).
     pub total_buffer: usize,
+    /// The kernel's send and receive buffer of the endpoint's UDP socket,
+    /// in bytes (default 4 MiB; the kernel caps it, on Linux at
+    /// `net.core.rmem_max` and `wmem_max`). The kernel's default, about
+    /// 200 KiB on Linux, drops datagrams when a large answer arrives faster
+    /// than the endpoint reads them, and QUIC then backs off as if the path
+    /// were congested.
+    pub socket_buffer: usize,
     /// The keys allowed to connect: `None` (the default) accepts any valid
     /// key, `Some` only these (the node's own key is always allowed).
     pub allowed: Option<HashSet<PeerId>>,
@@ -56,6 +63,7 @@ impl Default for QuicConfig {
             max_messages_per_peer: 64,
             peer_buffer: 8 << 20,
             total_buffer: 128 << 20,
+            socket_buffer: 4 << 20,
             allowed: None,
         }
     }

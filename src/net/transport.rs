@@ -132,6 +132,22 @@ fn transport_config(
     Ok(t)
 }
 
+/// Asks the kernel for `bytes` of send and receive buffer on `socket`; it
+/// may grant less (its cap is no error).
+fn size_socket_buffers(socket: &std::net::UdpSocket, bytes: usize) -> std::io::Result<()> {
+    let state = quinn::udp::UdpSocketState::new(socket.into())?;
+    state.set_recv_buffer_size(socket.into(), bytes)?;
+    state.set_send_buffer_size(socket.into(), bytes)?;
+    debug!(
+        recv = state.recv_buffer_size(socket.into())?,
+        send = state.send_buffer_size(socket.into())?,
+        gso_segments = state.max_gso_segments(),
+        gro_segments = state.gro_segments(),
+        "UDP socket sized"
+    );
+    Ok(())
+}
+
 impl QuicTransport {
     /// Listens on `addr` (port 0 for any free port) as node `keys`, serving
     /// inbound frames with `handler`, dialing peers where `book` says, within
@@ -165,6 +181,7 @@ impl QuicTransport {
         server.max_incoming(config.max_connections.max(1));
         let endpoint_config = EndpointConfig::new(Arc::new(reset_key(keys)));
         let socket = std::net::UdpSocket::bind(addr).map_err(|e| NetError::Bind(addr, e))?;
+        size_socket_buffers(&socket, config.socket_buffer).map_err(|e| NetError::Bind(addr, e))?;
         let runtime = quinn::default_runtime()
             .ok_or_else(|| NetError::Config("no tokio runtime is running".into()))?;
         let endpoint = Endpoint::new(endpoint_config, Some(server), socket, runtime)
