@@ -45,6 +45,21 @@ pub struct QuicConfig {
     /// than the endpoint reads them, and QUIC then backs off as if the path
     /// were congested.
     pub socket_buffer: usize,
+    /// The largest UDP payload the endpoint accepts, and the largest that
+    /// MTU discovery searches up to (default 1472, which fits a 1500-byte
+    /// Ethernet MTU; at least 1200, at most 65527). Connections start at
+    /// 1200 bytes and probe upward, so a higher value is safe on any path,
+    /// but pays only where the path carries larger datagrams: loopback
+    /// (MTU 65,536) or jumbo frames (9000). Fewer, larger datagrams cost
+    /// less CPU per byte. Above 6,500 the endpoint sends without
+    /// segmentation offload (GSO: quinn batches up to 10 datagrams in one
+    /// send, and the kernel takes at most 64 KiB at once), which costs more
+    /// than the larger datagrams save (on loopback: 0.56 GB/s at 65527
+    /// against 1.29 at 6,500). quinn's receive buffers grow in proportion:
+    /// 64 segments of this size for each of 32 datagrams read at once,
+    /// 3 MiB at the default and 13 MiB at 6,500, allocated once and mostly
+    /// never touched.
+    pub max_udp_payload: u16,
     /// The keys allowed to connect: `None` (the default) accepts any valid
     /// key, `Some` only these (the node's own key is always allowed).
     pub allowed: Option<HashSet<PeerId>>,
@@ -64,6 +79,7 @@ impl Default for QuicConfig {
             peer_buffer: 8 << 20,
             total_buffer: 128 << 20,
             socket_buffer: 4 << 20,
+            max_udp_payload: 1472,
             allowed: None,
         }
     }

@@ -102,6 +102,12 @@ fn reset_key(keys: &KeyPair) -> ring::hmac::Key {
     ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref())
 }
 
+/// The largest UDP payload that still leaves room for segmentation offload
+/// (GSO): quinn hands the kernel up to 10 datagrams in one send, and the
+/// kernel refuses a send of more than 64 KiB, so above this size a batch
+/// would be dropped whole; such endpoints send datagram by datagram.
+const GSO_PAYLOAD: usize = 6_500;
+
 /// QUIC's limits from ours: `serving` for the endpoint's inbound side
 /// (streams the peer may open), otherwise for dialed connections (on which
 /// the peer opens none).
@@ -129,6 +135,14 @@ fn transport_config(
         .max(config.max_frame)
         .min(u32::MAX as usize) as u32;
     t.receive_window(VarInt::from_u32(window));
+    // Probing upward from 1200 bytes is safe on any path (a lost probe is
+    // not taken for congestion); the peer's own `max_udp_payload` caps it.
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(config.max_udp_payload);
+    t.mtu_discovery_config(Some(mtu));
+    if usize::from(config.max_udp_payload) > GSO_PAYLOAD {
+        t.enable_segmentation_offload(false);
+    }
     Ok(t)
 }
 
@@ -168,6 +182,12 @@ impl QuicTransport {
                 u32::MAX
             )));
         }
+        if !(1200..=65527).contains(&config.max_udp_payload) {
+            return Err(NetError::Config(format!(
+                "max_udp_payload {} is not within 1200..=65527",
+                config.max_udp_payload
+            )));
+        }
         let tls_error = |e: rustls::Error| NetError::Tls(e.to_string());
         let allowed = config.allowed.clone().map(|mut allowed| {
             allowed.insert(id);
@@ -179,7 +199,15 @@ impl QuicTransport {
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
         server.transport_config(Arc::new(transport_config(&config, true)?));
         server.max_incoming(config.max_connections.max(1));
-        let endpoint_config = EndpointConfig::new(Arc::new(reset_key(keys)));
+        let mut endpoint_config = EndpointConfig::new(Arc::new(reset_key(keys)));
+        endpoint_config
+            .max_udp_payload_size(config.max_udp_payload)
+            .map_err(|_| {
+                NetError::Config(format!(
+                    "max_udp_payload {} is not within 1200..=65527",
+                    config.max_udp_payload
+                ))
+            })?;
         let socket = std::net::UdpSocket::bind(addr).map_err(|e| NetError::Bind(addr, e))?;
         size_socket_buffers(&socket, config.socket_buffer).map_err(|e| NetError::Bind(addr, e))?;
         let runtime = quinn::default_runtime()

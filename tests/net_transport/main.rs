@@ -3,6 +3,7 @@
 //! protocols of the stack running over it.
 
 mod conformance;
+mod datagrams;
 mod hostile;
 mod protocols;
 mod raw;
