@@ -7,6 +7,7 @@ mod datagrams;
 mod hostile;
 mod protocols;
 mod raw;
+mod replay;
 mod restart;
 
 use hologram::lattice::transport::{async_trait, Handler, HandlerError, Protocol};
