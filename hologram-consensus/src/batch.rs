@@ -1,7 +1,7 @@
 //! Batches: what consensus orders, and their canonical bytes.
 //!
 //! A [`Batch`] is the value one height decides: a sequence of signed
-//! [`Command`]s (see [`crate::command`]). Its canonical bytes (defined here,
+//! [`Command`]s. Its canonical bytes (defined here,
 //! by hand) are
 //!
 //! ```text

@@ -1,36 +1,5 @@
-//! Commands: a client's payload, bound to the client by its signature.
-//!
-//! A [`Command`] is what a client asks the replicated state machine to do:
-//! opaque payload bytes, the client's Ed25519 public key (a [`NodeId`]) and
-//! the client's signature. Replicas verify the signature before a command
-//! enters a mempool or is accepted inside a proposal, so no host on the
-//! network and no Byzantine validator can inject a command in a client's
-//! name or alter one (it can still issue commands under its own key: what a
-//! client may do is the state machine's business, and it sees
-//! [`Command::client`]).
-//!
-//! # Canonical bytes (hand-defined, hashed and signed)
-//!
-//! ```text
-//! id        = BLAKE3-derive("hologram command-id v1", client public key (32 bytes) ‖ payload)
-//! signature = Ed25519 over BLAKE3-derive("hologram command v1", id)   (Purpose::Command, SPEC §7)
-//! ```
-//!
-//! The key is fixed-size, so `key ‖ payload` is unambiguous. The
-//! [`CommandId`] is the identity: the same client and payload are the same
-//! command (a client that wants to repeat an operation includes a nonce in
-//! the payload). The signature is not part of the id: only the holder of
-//! the key can make another valid one, and replicas keep the first
-//! verified copy. Signing the 32-byte id keeps verification's cost
-//! independent of the payload's size (the id is hashed once anyway, when
-//! the command is made or decoded).
-//!
-//! # Wire format
-//!
-//! A tuple `(client, signature, payload)` in serde: the 32-byte key, the
-//! signature's two 32-byte halves, and the payload as a byte string of at
-//! most [`MAX_COMMAND_BYTES`] (checked before it is copied). Decoding does
-//! not verify; [`Command::verify`] and [`verify_commands`] do.
+//! Commands: a client's payload, bound to the client by its signature
+//! (see [`Command`] for the canonical bytes and the wire format).
 
 use crate::ConsensusError;
 use hologram_lattice::{Address, NodeId};
@@ -47,11 +16,43 @@ pub const MAX_COMMAND_BYTES: usize = 64 << 10;
 const ID_CONTEXT: &str = "hologram command-id v1";
 
 /// A command's identity: `BLAKE3-derive("hologram command-id v1", client ‖
-/// payload)` (see the [module docs](crate::command)).
+/// payload)` (see [`Command`]).
 pub type CommandId = Address;
 
 /// A client's signed command for the replicated state machine. Cheap to
 /// clone.
+///
+/// A [`Command`] is what a client asks the replicated state machine to do:
+/// opaque payload bytes, the client's Ed25519 public key (a [`NodeId`]) and
+/// the client's signature. Replicas verify the signature before a command
+/// enters a mempool or is accepted inside a proposal, so no host on the
+/// network and no Byzantine validator can inject a command in a client's
+/// name or alter one (it can still issue commands under its own key: what a
+/// client may do is the state machine's business, and it sees
+/// [`Command::client`]).
+///
+/// # Canonical bytes (hand-defined, hashed and signed)
+///
+/// ```text
+/// id        = BLAKE3-derive("hologram command-id v1", client public key (32 bytes) ‖ payload)
+/// signature = Ed25519 over BLAKE3-derive("hologram command v1", id)   (Purpose::Command, SPEC §7)
+/// ```
+///
+/// The key is fixed-size, so `key ‖ payload` is unambiguous. The
+/// [`CommandId`] is the identity: the same client and payload are the same
+/// command (a client that wants to repeat an operation includes a nonce in
+/// the payload). The signature is not part of the id: only the holder of
+/// the key can make another valid one, and replicas keep the first
+/// verified copy. Signing the 32-byte id keeps verification's cost
+/// independent of the payload's size (the id is hashed once anyway, when
+/// the command is made or decoded).
+///
+/// # Wire format
+///
+/// A tuple `(client, signature, payload)` in serde: the 32-byte key, the
+/// signature's two 32-byte halves, and the payload as a byte string of at
+/// most [`MAX_COMMAND_BYTES`] (checked before it is copied). Decoding does
+/// not verify; [`Command::verify`] and [`verify_commands`] do.
 ///
 /// Its [`CommandId`] is computed once, when the command is made (by a
 /// client, or by a replica decoding it), and travels with its clones.

@@ -46,7 +46,7 @@
 //! the heal, in the order of the heights that take them. A command is
 //! rejected with a reason only when the mempool is full
 //! ([`ConsensusError::MempoolFull`]), it is over size, or its client's
-//! signature fails ([`ConsensusError::BadCommand`]: see [`command`]). Applied to a
+//! signature fails ([`ConsensusError::BadCommand`]: see [`Command`]). Applied to a
 //! [`ReplicatedStateMachine`], the converged logs give every replica the same
 //! receipt chain (`verify_replica`); a replica restarted after the heal
 //! rebuilds its log from its [`DurableLog`], verifying each certificate, and
@@ -74,7 +74,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`command`] | [`Command`]: a client's signed payload, its id and verification |
+//! | `command` (private) | [`Command`]: a client's signed payload, its id and verification |
 //! | [`batch`] | [`Batch`] and its canonical bytes and receipt |
 //! | [`vote`] | [`Vote`], [`SignedHeader`], their canonical bytes and signatures |
 //! | [`certificate`] | [`Certificate`]: a quorum of signatures, verifiable by anyone |
@@ -172,7 +172,7 @@
 pub mod batch;
 pub mod broadcast;
 pub mod certificate;
-pub mod command;
+mod command;
 pub mod detector;
 pub mod driver;
 pub mod error;
@@ -189,7 +189,7 @@ pub mod vote;
 pub use batch::Batch;
 pub use broadcast::{BroadcastResult, DeliveryCertificate, LatticeProtocol};
 pub use certificate::Certificate;
-pub use command::{verify_commands, Command, CommandId};
+pub use command::{verify_commands, Command, CommandId, MAX_COMMAND_BYTES};
 pub use detector::{ByzantineDetector, EquivocationProof, Misbehaviour, Offence};
 pub use driver::{inbox, ConsensusHandler, DriverHandle, Inbox, ReplicaDriver};
 pub use error::ConsensusError;

@@ -106,7 +106,7 @@ fn oversized_input_is_refused_unread() {
 #[test]
 fn an_oversized_command_inside_a_message_is_refused() {
     // A Commands message whose one command is larger than a command may be.
-    let big = vec![7u8; hologram_consensus::command::MAX_COMMAND_BYTES + 1];
+    let big = vec![7u8; hologram_consensus::MAX_COMMAND_BYTES + 1];
     let mut bytes = vec![4u8, 1]; // variant 4 (Commands), one element
     let mut len = big.len();
     while len >= 0x80 {
