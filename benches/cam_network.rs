@@ -26,8 +26,8 @@ use hologram::cam::{
     CamHandler, DedupHandler, DeduplicationNetwork, DistributedCAM, HashRing, ProviderRecords,
     Store,
 };
-use hologram::lattice::routing::LatticeRouter;
 use hologram::lattice::transport::MemoryNetwork;
+use hologram::lattice::LatticeRouter;
 use hologram::lattice::{Address, NodeId};
 use measure::{best_seconds, cpu_seconds, random_bytes, verdict};
 use std::hint::black_box;

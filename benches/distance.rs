@@ -9,7 +9,7 @@
 mod measure;
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
-use hologram::lattice::kernels::Backend;
+use hologram::lattice::Backend;
 use hologram::lattice::{Coord, PeerColumns};
 use measure::{best_seconds, verdict};
 use std::hint::black_box;

@@ -16,10 +16,10 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use futures::future::join_all;
 use hologram::cam::store::{MemoryStore, Store};
 use hologram::cam::{CamHandler, DistributedCAM, ProviderRecords};
-use hologram::lattice::routing::LatticeRouter;
 use hologram::lattice::transport::{
     async_trait, Handler, HandlerError, MemoryNetwork, Protocol, ProtocolMux, Transport,
 };
+use hologram::lattice::LatticeRouter;
 use hologram::lattice::{Address, PeerId};
 use hologram::net::{AddressBook, QuicConfig, QuicTransport};
 use hologram::receipt::KeyPair;

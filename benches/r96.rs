@@ -9,7 +9,7 @@
 mod measure;
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
-use hologram::lattice::kernels::Backend;
+use hologram::lattice::Backend;
 use hologram::lattice::R96Histogram;
 use measure::{best_seconds, random_bytes, verdict};
 use std::hint::black_box;

@@ -9,7 +9,8 @@
 mod discovery_net;
 
 use criterion::{criterion_group, BenchmarkId, Criterion};
-use hologram::lattice::routing::{LatticeRouter, RoutingTable};
+use hologram::lattice::routing::RoutingTable;
+use hologram::lattice::LatticeRouter;
 use hologram::lattice::{Address, NodeId, PeerColumns};
 use rand::RngExt;
 use std::hint::black_box;

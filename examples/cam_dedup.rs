@@ -22,8 +22,8 @@ use hologram::cam::{
     BlobRef, CamHandler, DedupHandler, DeduplicationNetwork, DistributedCAM, HashRing, Manifest,
     ProviderRecords, Store, StoreResult,
 };
-use hologram::lattice::routing::LatticeRouter;
 use hologram::lattice::transport::MemoryNetwork;
+use hologram::lattice::LatticeRouter;
 use hologram::lattice::{Address, NodeId};
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeSet;

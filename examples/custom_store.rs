@@ -26,8 +26,8 @@
 use futures::executor::block_on;
 use hologram::cam::store::{conformance, Name};
 use hologram::cam::{CamError, DistributedCAM, Object, ProviderRecords, Store};
-use hologram::lattice::routing::LatticeRouter;
 use hologram::lattice::transport::{async_trait, MemoryNetwork};
+use hologram::lattice::LatticeRouter;
 use hologram::lattice::{Address, NodeId};
 use std::fs;
 use std::io::{ErrorKind, Write};

@@ -11,10 +11,10 @@
 
 use futures::executor::block_on;
 use hologram::lattice::routing::{
-    find_nodes, DiscoveryHandler, LatticeRouter, Lookup, PeerBook, PeerRecord, RoutingTable,
+    find_nodes, DiscoveryHandler, Lookup, PeerBook, PeerRecord, RoutingTable,
 };
 use hologram::lattice::transport::{MemoryNetwork, Transport};
-use hologram::lattice::{Address, Coord, NodeId, ProofOfWork, PAGES};
+use hologram::lattice::{Address, Coord, LatticeRouter, NodeId, ProofOfWork, PAGES};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 

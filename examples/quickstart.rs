@@ -39,8 +39,9 @@ use hologram::consensus::{
     Replica, ReplicaConfig, ReplicaDriver, ReplicatedStateMachine, StateMachine, ValidatorHandler,
     ValidatorSet,
 };
-use hologram::lattice::routing::{LatticeRouter, RoutingTable};
+use hologram::lattice::routing::RoutingTable;
 use hologram::lattice::transport::{MemoryNetwork, MemoryTransport, ProtocolMux, Timer};
+use hologram::lattice::LatticeRouter;
 use hologram::lattice::{Address, NodeId};
 use hologram::receipt::KeyPair;
 use hologram::txn::{

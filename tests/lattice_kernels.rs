@@ -1,7 +1,7 @@
 //! Every kernel path equals the scalar reference on any input, length and
 //! alignment.
 
-use hologram::lattice::kernels::Backend;
+use hologram::lattice::Backend;
 use hologram::lattice::{Coord, PeerColumns};
 use proptest::prelude::*;
 

@@ -1,7 +1,7 @@
 //! Properties of the lattice definitions (SPEC §1–§4, §7's proof of work).
 
-use hologram::lattice::c768::{orbit, sigma, sigma_pow, Phase, ScheduleRotation, ORBITS, PERIOD};
-use hologram::lattice::r96::{class, residue};
+use hologram::lattice::{class, residue};
+use hologram::lattice::{orbit, sigma, sigma_pow, Phase, ScheduleRotation, ORBITS, PERIOD};
 use hologram::lattice::{
     Address, Coord, NodeId, ProofOfWork, R96Digest, R96Histogram, MAX_DISTANCE, SITES,
 };

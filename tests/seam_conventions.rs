@@ -6,8 +6,8 @@
 
 use futures::executor::block_on;
 use hologram::cam::{DistributedCAM, MemoryStore, ProviderRecords, Store};
-use hologram::lattice::routing::LatticeRouter;
 use hologram::lattice::transport::{MemoryNetwork, ProtocolMux, Transport};
+use hologram::lattice::LatticeRouter;
 use hologram::lattice::PeerId;
 use hologram::receipt::KeyPair;
 use hologram::txn::{

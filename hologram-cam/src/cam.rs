@@ -4,10 +4,10 @@
 use crate::wire::{CamMessage, MAX_MESSAGE_BYTES, MAX_OBJECT_BYTES};
 use crate::{CamError, Object, SharedBytes, Store};
 use futures::future::{BoxFuture, FutureExt, Shared};
-use hologram_lattice::routing::LatticeRouter;
 use hologram_lattice::transport::{
     async_trait, Handler, HandlerError, Protocol, Service, Transport, TransportError,
 };
+use hologram_lattice::LatticeRouter;
 use hologram_lattice::{Address, PeerId};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};

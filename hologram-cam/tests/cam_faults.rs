@@ -10,11 +10,11 @@ use futures::executor::block_on;
 use hologram_cam::store::MemoryStore;
 use hologram_cam::wire::CamMessage;
 use hologram_cam::{CamHandler, DistributedCAM, ProviderRecords, Store};
-use hologram_lattice::routing::LatticeRouter;
 use hologram_lattice::sim::{check_seeds, Faults};
 use hologram_lattice::transport::{
     async_trait, Handler, HandlerError, MemoryNetwork, MemoryTransport, Protocol,
 };
+use hologram_lattice::LatticeRouter;
 use hologram_lattice::{Address, NodeId, PeerId};
 use rand::{RngExt, SeedableRng};
 use std::collections::BTreeMap;

@@ -7,8 +7,8 @@ use futures::executor::block_on;
 use hologram_cam::store::MemoryStore;
 use hologram_cam::wire::MAX_OBJECT_BYTES;
 use hologram_cam::{CamError, CamHandler, DistributedCAM, Object, ProviderRecords, Store};
-use hologram_lattice::routing::LatticeRouter;
 use hologram_lattice::transport::MemoryNetwork;
+use hologram_lattice::LatticeRouter;
 use hologram_lattice::NodeId;
 use std::sync::{Arc, RwLock};
 

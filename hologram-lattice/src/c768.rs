@@ -100,7 +100,7 @@ impl SchedulePoint {
 /// phase so that every page is chosen equally often over a period.
 ///
 /// ```
-/// use hologram_lattice::c768::{Phase, ScheduleRotation};
+/// use hologram_lattice::{Phase, ScheduleRotation};
 /// let r = ScheduleRotation::at_phase(Phase::new(5).unwrap());
 /// assert_eq!(r.map_page(10, 0), 16);
 /// ```

@@ -1,7 +1,6 @@
 //! Peer coordinates stored as columns, for batched distance and k-nearest
 //! queries (the routing table's hot path).
 
-use crate::kernels::Backend;
 use crate::Coord;
 
 /// A peer found by [`PeerColumns::nearest`]: its position in the columns and
@@ -113,18 +112,6 @@ impl PeerColumns {
     /// The byte column.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
-    }
-
-    /// Writes the distance from `target` to every site into `out` (cleared
-    /// first; its capacity is reused), with the fastest kernel of this CPU.
-    pub fn distances_into(&self, target: Coord, out: &mut Vec<u16>) {
-        Backend::best().distances_into(target, self, out);
-    }
-
-    /// The `k` sites nearest to `target`, nearest first, ties broken by
-    /// position, with the fastest kernel of this CPU.
-    pub fn nearest(&self, target: Coord, k: usize) -> Vec<Neighbor> {
-        Backend::best().nearest(target, self, k)
     }
 }
 

@@ -22,18 +22,22 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`coord`] | [`Coord`], the 48 × 256 torus, its metric and tie-break |
-//! | [`address`] | [`Address`]: BLAKE3 content addresses and their site |
-//! | [`r96`] | resonance classes, [`R96Histogram`], [`R96Digest`], residues |
-//! | [`c768`] | σ, orbits, [`Phase`], [`ScheduleRotation`] |
-//! | [`node_id`] | [`NodeId`] and its Sybil-resistance [`ProofOfWork`] |
-//! | [`columns`] | [`PeerColumns`]: many sites as columns, batched distance and k nearest |
-//! | [`routing`] | the [`RoutingTable`](routing::RoutingTable) with a page index, [`LatticeRouter`](routing::LatticeRouter) |
+//! | `coord` (private) | [`Coord`], the 48 × 256 torus, its metric and tie-break |
+//! | `address` (private) | [`Address`]: BLAKE3 content addresses and their site |
+//! | `class` (private) | [`class`]: the resonance class of a byte, [`CLASS_TABLE`] |
+//! | `r96` (private) | [`R96Histogram`], [`R96Digest`], [`residue`] |
+//! | `c768` (private) | [`sigma`], [`orbit`], [`Phase`], [`ScheduleRotation`] |
+//! | `node_id` (private) | [`NodeId`] and its Sybil-resistance [`ProofOfWork`] |
+//! | `columns` (private) | [`PeerColumns`]: many sites as columns, batched distance and k nearest |
+//! | `kernels` (private) | the SIMD kernels (scalar, portable, AVX2, NEON) behind [`Backend`], dispatched at run time |
+//! | [`routing`] | the [`RoutingTable`](routing::RoutingTable) with a page index, discovery, lookups; the chapter's [`LatticeRouter`] |
 //! | [`topology`] | [`AdaptiveTopology`](topology::AdaptiveTopology), bounded [`LatencyHistogram`](topology::LatencyHistogram)s |
 //! | [`transport`] | the [`Transport`](transport::Transport) seam and its contract, inbound [`Handler`](transport::Handler)s, protocol tags, the [`conformance`](transport::conformance) suite |
 //! | [`sim`] | the deterministic simulator for protocol cores: seeded faults, virtual clock, invariants |
-//! | [`kernels`] | the SIMD kernels (scalar, portable, AVX2, NEON) and their run-time dispatch |
-//! | [`error`] | [`LatticeError`] |
+//! | `error` (private) | [`LatticeError`] |
+//!
+//! The leaf modules are private and their names are at the root, one path
+//! each; the four namespaces above are public.
 //!
 //! ## Example
 //!
@@ -55,24 +59,30 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod address;
+mod address;
 mod bytes32;
-pub mod c768;
-pub mod columns;
-pub mod coord;
-pub mod error;
-pub mod kernels;
-pub mod node_id;
-pub mod r96;
+mod c768;
+mod class;
+mod columns;
+mod coord;
+mod error;
+mod kernels;
+mod node_id;
+mod r96;
 pub mod routing;
 pub mod sim;
 pub mod topology;
 pub mod transport;
 
 pub use address::Address;
-pub use c768::{Phase, SchedulePoint, ScheduleRotation};
+pub use c768::{
+    orbit, sigma, sigma_pow, slot_ms, Phase, SchedulePoint, ScheduleRotation, ORBITS, PERIOD,
+};
+pub use class::{class, CLASSES, CLASS_TABLE};
 pub use columns::{Neighbor, PeerColumns};
 pub use coord::{Coord, BYTES_PER_PAGE, MAX_DISTANCE, PAGES, SITES};
 pub use error::LatticeError;
-pub use node_id::{NodeId, PeerId, ProofOfWork};
-pub use r96::{R96Digest, R96Histogram};
+pub use kernels::Backend;
+pub use node_id::{NodeId, PeerId, ProofOfWork, NODE_COORD_CONTEXT, NODE_POW_CONTEXT};
+pub use r96::{residue, R96Digest, R96Histogram, R96_DIGEST_CONTEXT};
+pub use routing::router::LatticeRouter;

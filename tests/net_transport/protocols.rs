@@ -16,9 +16,9 @@ use hologram::consensus::{
     inbox, Command, Replica, ReplicaConfig, ReplicaDriver, ReplicatedStateMachine, StateMachine,
     ValidatorSet,
 };
-use hologram::lattice::routing::LatticeRouter;
 use hologram::lattice::transport::{ProtocolMux, Timer};
 use hologram::lattice::Address;
+use hologram::lattice::LatticeRouter;
 use hologram::net::{AddressBook, QuicTransport};
 use hologram::receipt::{KeyPair, Receipt};
 use std::sync::{Arc, RwLock};

@@ -170,3 +170,19 @@ fn portable_distances(target: Coord, pages: &[u8], bytes: &[u8], out: &mut [u16]
     }
     out.len()
 }
+
+/// The convenience queries of [`PeerColumns`], with the fastest kernel of
+/// this CPU.
+impl PeerColumns {
+    /// Writes the distance from `target` to every site into `out` (cleared
+    /// first; its capacity is reused), with the fastest kernel of this CPU.
+    pub fn distances_into(&self, target: Coord, out: &mut Vec<u16>) {
+        Backend::best().distances_into(target, self, out);
+    }
+
+    /// The `k` sites nearest to `target`, nearest first, ties broken by
+    /// position, with the fastest kernel of this CPU.
+    pub fn nearest(&self, target: Coord, k: usize) -> Vec<Neighbor> {
+        Backend::best().nearest(target, self, k)
+    }
+}

@@ -101,8 +101,8 @@ pub(crate) const NIBBLE_TABLES: ([u8; 16], [u8; 16]) = {
     let mut lo = [0u8; 16];
     let mut n = 0;
     while n < 16 {
-        hi[n] = crate::r96::CLASS_TABLE[n << 4];
-        lo[n] = crate::r96::CLASS_TABLE[n];
+        hi[n] = crate::class::CLASS_TABLE[n << 4];
+        lo[n] = crate::class::CLASS_TABLE[n];
         n += 1;
     }
     (hi, lo)

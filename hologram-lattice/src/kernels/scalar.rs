@@ -1,8 +1,8 @@
 //! The scalar references: obviously correct, and what every fast path is
 //! tested against.
 
+use crate::class::CLASS_TABLE;
 use crate::columns::Neighbor;
-use crate::r96::CLASS_TABLE;
 use crate::Coord;
 
 /// Adds the class counts of `data` to `counts`, one byte at a time.

@@ -1,11 +1,11 @@
-//! Lattice routing: the [`RoutingTable`] and the chapter's [`LatticeRouter`],
+//! Lattice routing: the [`RoutingTable`] and the chapter's [`LatticeRouter`](crate::LatticeRouter),
 //! Sybil-resistant discovery ([`PeerBook`], [`PeerRecord`]) and the iterative
 //! [`Lookup`] that finds the nodes nearest a site.
 
 mod discovery;
 mod handler;
 mod lookup;
-mod router;
+pub(crate) mod router;
 mod table;
 
 pub use discovery::{
@@ -13,7 +13,7 @@ pub use discovery::{
 };
 pub use handler::DiscoveryHandler;
 pub use lookup::{find_nodes, Lookup, DEFAULT_ALPHA, MIN_ANSWER};
-pub use router::{LatticeRouter, DEFAULT_K};
+pub use router::DEFAULT_K;
 pub use table::{Insertion, RoutingTable};
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ pub const DEFAULT_K: usize = 3;
 /// Routes content addresses to the peers nearest their lattice site.
 ///
 /// ```
-/// use hologram_lattice::routing::LatticeRouter;
+/// use hologram_lattice::LatticeRouter;
 /// use hologram_lattice::{Address, NodeId};
 ///
 /// let me = NodeId::from_bytes([0; 32]);

@@ -1,5 +1,5 @@
 use super::*;
-use crate::{Coord, NodeId, PeerColumns};
+use crate::{Coord, LatticeRouter, NodeId, PeerColumns};
 use proptest::prelude::*;
 
 fn id(n: u32) -> NodeId {

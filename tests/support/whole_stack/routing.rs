@@ -6,7 +6,8 @@
 //! peers, and exactly the k nearest of them on the lattice (by the metric,
 //! ties by id), as a full sort of the reachable peers says.
 
-use hologram_lattice::routing::{Insertion, LatticeRouter, RoutingTable};
+use hologram_lattice::routing::{Insertion, RoutingTable};
+use hologram_lattice::LatticeRouter;
 use hologram_lattice::{Address, NodeId};
 use std::collections::BTreeSet;
 
