@@ -19,7 +19,7 @@ use hologram::consensus::broadcast::{
 use hologram::lattice::sim::{Faults, Simulation};
 use hologram::lattice::NodeId;
 use hologram::receipt::{
-    verify_signature, witness::LINK_CONTEXT, AuthenticatedMessage, KeyPair, Purpose, Receipt,
+    verify_signature, AuthenticatedMessage, KeyPair, Purpose, Receipt, LINK_CONTEXT,
 };
 use measure::{best_seconds, verdict};
 use std::hint::black_box;

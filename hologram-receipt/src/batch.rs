@@ -22,7 +22,8 @@
 //! reach the same verdict on such adversarial signatures regardless of what
 //! they are batched with, use [`verify_signature`](crate::verify_signature).
 
-use crate::{signing::verifying_key, NodeId, Purpose, ReceiptError, Signature};
+use crate::{signing::verifying_key, Purpose, ReceiptError, Signature};
+use hologram_lattice::NodeId;
 
 /// One signature to check.
 #[derive(Debug, Clone)]

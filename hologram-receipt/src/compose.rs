@@ -1,30 +1,5 @@
 //! Composing receipts: sequential, many-way (parallel) and state transitions
 //! (SPEC §6).
-//!
-//! Every composition adds budgets mod 96 and ANDs the round-trip flags. What
-//! differs is how the digests and the schedule point are formed:
-//!
-//! | composition | `content` | `r96` | schedule |
-//! |---|---|---|---|
-//! | `A ; B` ([`Receipt::then`]) | derive([`SEQ_CONTENT_CONTEXT`], content_A ‖ content_B) | derive([`SEQ_R96_CONTEXT`], r96_A ‖ r96_B) (SPEC) | A advanced by B, with carry |
-//! | many-way ([`Receipt::compose_all`]) | derive([`PAR_CONTENT_CONTEXT`], sorted canonical bytes) | derive([`PAR_R96_CONTEXT`], the r96 digests in that order) | the latest part |
-//! | transition ([`Receipt::from_transition`]) | derive([`TRANSITION_CONTEXT`], previous ‖ command ‖ next canonical bytes) | the next state's r96 | previous advanced by command |
-//!
-//! "derive" is `blake3::Hasher::new_derive_key(context)`. Concatenations are
-//! of fixed-size fields, so they need no length prefixes.
-//!
-//! Sequential composition is associative in its schedule, phi and budget
-//! (Z/(768·2³²), AND and Z/96 are all associative), but not in `content` and
-//! `r96`: SPEC fixes `r96 = derive(rA ‖ rB)`, which records the grouping, so
-//! `(A;B);C` and `A;(B;C)` are different receipts of the same work. Fold a
-//! sequence left to right ([`Receipt::sequence`]) so that all nodes group the
-//! same way.
-//!
-//! Many-way composition treats its input as a multiset: it sorts the parts'
-//! canonical bytes (bytewise), so any order of the same parts gives the same
-//! receipt; a part given twice counts twice. The parts run concurrently, so
-//! the composite's schedule point is the latest part's (the maximum by cycle,
-//! then phase).
 
 use crate::{receipt::CANONICAL_LEN, Budget, Receipt};
 use hologram_lattice::{Address, Phase, R96Digest, SchedulePoint};
@@ -83,9 +58,35 @@ impl Receipt {
 
     /// Many-way composition of independent parts (for example the commit
     /// receipt of a transaction from its prepare receipts). Order-independent
-    /// and deterministic; see the [module docs](crate::compose) for the exact
-    /// definition. The composition of no parts has phi true, budget 0 and the
+    /// and deterministic; defined with
+    /// the other compositions below. The composition of no parts has phi true, budget 0 and the
     /// zero schedule point.
+    ///
+    ///
+    /// Every composition adds budgets mod 96 and ANDs the round-trip flags. What
+    /// differs is how the digests and the schedule point are formed:
+    ///
+    /// | composition | `content` | `r96` | schedule |
+    /// |---|---|---|---|
+    /// | `A ; B` ([`Receipt::then`]) | derive([`SEQ_CONTENT_CONTEXT`], content_A ‖ content_B) | derive([`SEQ_R96_CONTEXT`], r96_A ‖ r96_B) (SPEC) | A advanced by B, with carry |
+    /// | many-way ([`Receipt::compose_all`]) | derive([`PAR_CONTENT_CONTEXT`], sorted canonical bytes) | derive([`PAR_R96_CONTEXT`], the r96 digests in that order) | the latest part |
+    /// | transition ([`Receipt::from_transition`]) | derive([`TRANSITION_CONTEXT`], previous ‖ command ‖ next canonical bytes) | the next state's r96 | previous advanced by command |
+    ///
+    /// "derive" is `blake3::Hasher::new_derive_key(context)`. Concatenations are
+    /// of fixed-size fields, so they need no length prefixes.
+    ///
+    /// Sequential composition is associative in its schedule, phi and budget
+    /// (Z/(768·2³²), AND and Z/96 are all associative), but not in `content` and
+    /// `r96`: SPEC fixes `r96 = derive(rA ‖ rB)`, which records the grouping, so
+    /// `(A;B);C` and `A;(B;C)` are different receipts of the same work. Fold a
+    /// sequence left to right ([`Receipt::sequence`]) so that all nodes group the
+    /// same way.
+    ///
+    /// Many-way composition treats its input as a multiset: it sorts the parts'
+    /// canonical bytes (bytewise), so any order of the same parts gives the same
+    /// receipt; a part given twice counts twice. The parts run concurrently, so
+    /// the composite's schedule point is the latest part's (the maximum by cycle,
+    /// then phase).
     pub fn compose_all<'a>(parts: impl IntoIterator<Item = &'a Receipt>) -> Receipt {
         let mut sorted: Vec<([u8; CANONICAL_LEN], &Receipt)> = parts
             .into_iter()

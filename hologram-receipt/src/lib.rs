@@ -11,18 +11,18 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`budget`] | [`Budget`], Z/96 arithmetic, signed view, impossible claims |
-//! | [`ledger`] | [`BudgetLedger`]: charge and release without going negative |
-//! | [`receipt`] | [`Receipt`], its 72 canonical bytes, `verify`, `is_lawful` |
-//! | [`builder`] | [`ReceiptBuilder`]: address and R96 digest in one streaming pass |
-//! | [`compose`] | sequential, many-way and state-transition composition |
-//! | [`signing`] | [`KeyPair`], [`Signature`], [`Purpose`], [`verify_signature`] |
-//! | [`batch`] | [`SignatureBatch`]: batch verification that names the bad signature |
-//! | [`witness`] | [`Witness`] chains: origin and hop links |
-//! | [`message`] | [`AuthenticatedMessage`]: payload, receipt, witness |
-//! | [`chain`] | [`ReceiptChain`], [`ChainHead`], replica comparison |
-//! | [`wire`] | the [`Wire`] trait: bounded postcard encodings |
-//! | [`error`] | [`ReceiptError`] |
+//! | `budget` | [`Budget`], Z/96 arithmetic, signed view, impossible claims |
+//! | `ledger` | [`BudgetLedger`]: charge and release without going negative |
+//! | `receipt` | [`Receipt`], its 72 canonical bytes, `verify`, `is_lawful` |
+//! | `builder` | [`ReceiptBuilder`]: address and R96 digest in one streaming pass |
+//! | `compose` | sequential, many-way and state-transition composition |
+//! | `signing` | [`KeyPair`], [`Signature`], [`Purpose`], [`verify_signature`] |
+//! | `batch` | [`SignatureBatch`]: batch verification that names the bad signature |
+//! | `witness` | [`Witness`] chains: origin and hop links |
+//! | `message` | [`AuthenticatedMessage`]: payload, receipt, witness |
+//! | `chain` | [`ReceiptChain`], [`ChainHead`], replica comparison |
+//! | `wire` | the [`Wire`] trait: bounded postcard encodings |
+//! | `error` | [`ReceiptError`] |
 //!
 //! ## Key-derivation contexts
 //!
@@ -71,28 +71,32 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod batch;
-pub mod budget;
-pub mod builder;
-pub mod chain;
-pub mod compose;
-pub mod error;
-pub mod ledger;
-pub mod message;
-pub mod receipt;
-pub mod signing;
-pub mod wire;
-pub mod witness;
+mod batch;
+mod budget;
+mod builder;
+mod chain;
+mod compose;
+mod error;
+mod ledger;
+mod message;
+mod receipt;
+mod signing;
+mod wire;
+mod witness;
 
 pub use batch::SignatureBatch;
-pub use budget::Budget;
-pub use builder::ReceiptBuilder;
-pub use chain::{ChainHead, ReceiptChain, ReplicaComparison};
+pub use budget::{Budget, MAX_NON_NEGATIVE, MODULUS};
+pub use builder::{ReceiptBuilder, BLOCK_LEN, PARALLEL_MIN_LEN};
+pub use chain::{ChainHead, ReceiptChain, ReplicaComparison, CHAIN_CONTEXT};
+pub use compose::{
+    PAR_CONTENT_CONTEXT, PAR_R96_CONTEXT, SEQ_CONTENT_CONTEXT, SEQ_R96_CONTEXT, TRANSITION_CONTEXT,
+};
 pub use error::ReceiptError;
-pub use hologram_lattice::NodeId;
 pub use ledger::BudgetLedger;
 pub use message::{AuthenticatedMessage, MAX_PAYLOAD_LEN};
-pub use receipt::Receipt;
-pub use signing::{verify_signature, KeyPair, Purpose, Signature};
+pub use receipt::{Receipt, CANONICAL_LEN};
+pub use signing::{
+    verify_signature, verifying_key, KeyPair, Purpose, Signature, KEY_CACHE_CAPACITY,
+};
 pub use wire::Wire;
-pub use witness::{HopLink, OriginLink, Witness, MAX_HOPS};
+pub use witness::{HopLink, OriginLink, Witness, LINK_CONTEXT, MAX_HOPS};

@@ -1,6 +1,7 @@
 //! Authenticated messages: a payload, its receipt and a witness chain (SPEC §7).
 
-use crate::{KeyPair, NodeId, Receipt, ReceiptError, Witness};
+use crate::{KeyPair, Receipt, ReceiptError, Witness};
+use hologram_lattice::NodeId;
 use serde::{Deserialize, Serialize};
 
 /// The largest payload an [`AuthenticatedMessage`] carries: 1 MiB.

@@ -25,7 +25,7 @@ pub const CANONICAL_LEN: usize = 72;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Receipt {
-    /// The BLAKE3 address of the bytes (or of the composition, see [`crate::compose`]).
+    /// The BLAKE3 address of the bytes (or of the composition, see [`Receipt::compose_all`]).
     pub content: Address,
     /// The R96 digest: a semantic, order-blind fingerprint (used for sharding).
     pub r96: R96Digest,

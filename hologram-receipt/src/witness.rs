@@ -1,41 +1,9 @@
 //! Witness chains: who sent a message and who forwarded it to whom (SPEC §7).
-//!
-//! A chain starts with an **origin link**: the sender's signature, for
-//! [`Purpose::WitnessOrigin`], over
-//!
-//! ```text
-//! receipt canonical bytes (72) ‖ sender id (32)
-//! ```
-//!
-//! Each forward appends a **hop link**: the forwarder's signature, for
-//! [`Purpose::WitnessHop`], over
-//!
-//! ```text
-//! previous link digest (32) ‖ next hop id (32)
-//! ```
-//!
-//! The **link digest** chains the links: with `D = BLAKE3-derive("hologram
-//! witness-link v1", ·)` ([`LINK_CONTEXT`]),
-//!
-//! ```text
-//! digest(origin) = D(0x00 ‖ receipt (72) ‖ sender (32) ‖ signature (64))
-//! digest(hop i)  = D(0x01 ‖ digest(link i−1) (32) ‖ forwarder (32) ‖ next hop (32) ‖ signature (64))
-//! ```
-//!
-//! so each hop's signature commits to the receipt, the sender and every
-//! earlier hop, in order. The chain of custody is explicit: the first hop must
-//! be signed by the sender and each later hop by the previous hop's next hop.
-//!
-//! [`Witness::verify`] checks, in this order: the length bound
-//! ([`ReceiptError::ChainTooLong`]), the chain of custody
-//! ([`ReceiptError::BrokenLink`]), then all signatures in one batch
-//! ([`SignatureBatch`]), naming the first bad one on failure
-//! ([`ReceiptError::BadOriginSignature`], [`ReceiptError::BadHopSignature`]).
 
 use crate::{
-    receipt::CANONICAL_LEN, KeyPair, NodeId, Purpose, Receipt, ReceiptError, Signature,
-    SignatureBatch,
+    receipt::CANONICAL_LEN, KeyPair, Purpose, Receipt, ReceiptError, Signature, SignatureBatch,
 };
+use hologram_lattice::NodeId;
 use serde::{Deserialize, Serialize};
 
 /// The most hops a witness chain may have.
@@ -107,7 +75,39 @@ impl HopLink {
 }
 
 /// The chain of signatures behind an authenticated message: the origin link
-/// and up to [`MAX_HOPS`] hop links. See the [module docs](crate::witness).
+/// and up to [`MAX_HOPS`] hop links.
+///
+/// A chain starts with an **origin link**: the sender's signature, for
+/// [`Purpose::WitnessOrigin`], over
+///
+/// ```text
+/// receipt canonical bytes (72) ‖ sender id (32)
+/// ```
+///
+/// Each forward appends a **hop link**: the forwarder's signature, for
+/// [`Purpose::WitnessHop`], over
+///
+/// ```text
+/// previous link digest (32) ‖ next hop id (32)
+/// ```
+///
+/// The **link digest** chains the links: with `D = BLAKE3-derive("hologram
+/// witness-link v1", ·)` ([`LINK_CONTEXT`]),
+///
+/// ```text
+/// digest(origin) = D(0x00 ‖ receipt (72) ‖ sender (32) ‖ signature (64))
+/// digest(hop i)  = D(0x01 ‖ digest(link i−1) (32) ‖ forwarder (32) ‖ next hop (32) ‖ signature (64))
+/// ```
+///
+/// so each hop's signature commits to the receipt, the sender and every
+/// earlier hop, in order. The chain of custody is explicit: the first hop must
+/// be signed by the sender and each later hop by the previous hop's next hop.
+///
+/// [`Witness::verify`] checks, in this order: the length bound
+/// ([`ReceiptError::ChainTooLong`]), the chain of custody
+/// ([`ReceiptError::BrokenLink`]), then all signatures in one batch
+/// ([`SignatureBatch`]), naming the first bad one on failure
+/// ([`ReceiptError::BadOriginSignature`], [`ReceiptError::BadHopSignature`]).
 ///
 /// A witness does not hold the receipt it vouches for; every method that needs
 /// it takes it as an argument.
@@ -233,7 +233,7 @@ impl Witness {
         })
     }
 
-    /// Checks every link against `receipt`; see the [module docs](crate::witness)
+    /// Checks every link against `receipt`; see [`Witness`]
     /// for the order of checks and the error each failure gives.
     pub fn verify(&self, receipt: &Receipt) -> Result<(), ReceiptError> {
         self.check_bounds()?;

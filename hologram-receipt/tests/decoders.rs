@@ -1,8 +1,9 @@
 //! Arbitrary bytes into every decoder: an error or a value, never a panic.
 
+use hologram_lattice::NodeId;
 use hologram_receipt::{
-    verify_signature, AuthenticatedMessage, Budget, BudgetLedger, KeyPair, NodeId, Purpose,
-    Receipt, ReceiptChain, ReceiptError, Signature, Wire, Witness,
+    verify_signature, AuthenticatedMessage, Budget, BudgetLedger, KeyPair, Purpose, Receipt,
+    ReceiptChain, ReceiptError, Signature, Wire, Witness,
 };
 use proptest::prelude::*;
 

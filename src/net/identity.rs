@@ -9,7 +9,7 @@
 //! bytes; anything else is refused.
 
 use hologram_lattice::PeerId;
-use hologram_receipt::signing::verifying_key;
+use hologram_receipt::verifying_key;
 use hologram_receipt::KeyPair;
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
