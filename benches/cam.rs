@@ -18,7 +18,7 @@ mod measure;
 
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use futures::FutureExt;
-use hologram::cam::store::{MemoryStore, RedbStore};
+use hologram::cam::{MemoryStore, RedbStore};
 use hologram::cam::{Object, Store};
 use hologram::lattice::Address;
 use measure::{best_seconds, random_bytes, verdict};

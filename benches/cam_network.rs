@@ -20,8 +20,8 @@ mod measure;
 use criterion::{criterion_group, Criterion, Throughput};
 use futures::executor::block_on;
 use futures::stream::{self, StreamExt};
-use hologram::cam::chunking::ChunkParams;
-use hologram::cam::store::MemoryStore;
+use hologram::cam::ChunkParams;
+use hologram::cam::MemoryStore;
 use hologram::cam::{
     CamHandler, DedupHandler, DeduplicationNetwork, DistributedCAM, HashRing, ProviderRecords,
     Store,

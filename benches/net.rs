@@ -14,8 +14,8 @@ mod tcp;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use futures::future::join_all;
-use hologram::cam::store::{MemoryStore, Store};
 use hologram::cam::{CamHandler, DistributedCAM, ProviderRecords};
+use hologram::cam::{MemoryStore, Store};
 use hologram::lattice::transport::{
     async_trait, Handler, HandlerError, MemoryNetwork, Protocol, ProtocolMux, Transport,
 };

@@ -26,7 +26,7 @@ mod measure;
 
 use criterion::{criterion_group, Criterion, Throughput};
 use futures::executor::block_on;
-use hologram::cam::store::MemoryStore;
+use hologram::cam::MemoryStore;
 use hologram::receipt::KeyPair;
 use hologram::txn::{
     replicated::MemberBehaviour, DistributedTransaction, Key, LocalParticipant, Op, Participant,

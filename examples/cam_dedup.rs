@@ -16,12 +16,12 @@
 //! address.
 
 use futures::executor::block_on;
-use hologram::cam::chunking::ChunkParams;
-use hologram::cam::store::{MemoryStore, RedbStore};
+use hologram::cam::ChunkParams;
 use hologram::cam::{
     BlobRef, CamHandler, DedupHandler, DeduplicationNetwork, DistributedCAM, HashRing, Manifest,
     ProviderRecords, Store, StoreResult,
 };
+use hologram::cam::{MemoryStore, RedbStore};
 use hologram::lattice::transport::MemoryNetwork;
 use hologram::lattice::LatticeRouter;
 use hologram::lattice::{Address, NodeId};

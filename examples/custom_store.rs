@@ -9,7 +9,7 @@
 //! find its blocks without a scan). This example implements it on plain files,
 //! then does what you should do with any store of your own:
 //!
-//! 1. run the public conformance suite (`hologram::cam::store::conformance`)
+//! 1. run the public conformance suite (`hologram::cam::conformance`)
 //!    on it, and
 //! 2. use it under a `DistributedCAM`, which needs nothing else from it.
 //!
@@ -24,7 +24,7 @@
 //! thread pool.)
 
 use futures::executor::block_on;
-use hologram::cam::store::{conformance, Name};
+use hologram::cam::{conformance, Name};
 use hologram::cam::{CamError, DistributedCAM, Object, ProviderRecords, Store};
 use hologram::lattice::transport::{async_trait, MemoryNetwork};
 use hologram::lattice::LatticeRouter;

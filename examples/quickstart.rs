@@ -26,7 +26,7 @@
 
 use futures::future::{join, join_all};
 use futures::StreamExt;
-use hologram::cam::store::MemoryStore;
+use hologram::cam::MemoryStore;
 use hologram::cam::{
     CamHandler, DedupHandler, DeduplicationNetwork, DistributedCAM, HashRing, ProviderRecords,
     Store, StoreResult,

@@ -22,7 +22,7 @@
 //! would help), and no object moved more often than its cooldown allows.
 
 use futures::executor::block_on;
-use hologram::cam::wire::CamMessage;
+use hologram::cam::CamMessage;
 use hologram::cam::{CamHandler, MemoryStore, Object, ProviderRecords, Store};
 use hologram::lattice::sim::{check_seeds, Faults};
 use hologram::lattice::transport::{MemoryNetwork, MemoryTransport, Protocol, Transport};

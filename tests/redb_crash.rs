@@ -11,7 +11,7 @@
 #![cfg(unix)]
 
 use futures::executor::block_on;
-use hologram::cam::store::RedbStore;
+use hologram::cam::RedbStore;
 use hologram::cam::{Object, Store};
 use hologram::lattice::Address;
 use std::collections::BTreeSet;

@@ -92,7 +92,7 @@ fn first_cut(data: &[u8], p: ChunkParams) -> usize {
 /// order, summing to `data.len()`.
 ///
 /// ```
-/// use hologram_cam::chunking::{chunk_lengths, ChunkParams};
+/// use hologram_cam::{chunk_lengths, ChunkParams};
 /// let data = vec![7u8; 1 << 20];
 /// let lengths = chunk_lengths(&data, ChunkParams::default());
 /// assert_eq!(lengths.iter().sum::<usize>(), data.len());

@@ -5,7 +5,7 @@
 //! Built: [`Object`] (bytes with the address they hash to), the [`Store`]
 //! seam with its contract, [`MemoryStore`] (in memory, not durable) and
 //! [`RedbStore`] (one redb file, durable when a put returns, re-hashes on
-//! read), the public [`conformance`](store::conformance) suite,
+//! read), the public [`conformance`] suite,
 //! [`DistributedCAM`] (verified fetches from providers and the router's
 //! nearest peers, single-flight gets, content-defined chunking of large
 //! blobs) and the [`DeduplicationNetwork`] (N replicas on a [`HashRing`],
@@ -39,39 +39,46 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`object`] | [`Object`]: verified bytes and their [`Address`](hologram_lattice::Address) |
-//! | [`bytes`] | [`SharedBytes`]: immutable bytes shared without copying (an object received is kept in the message's buffer) |
-//! | [`ring`] | [`HashRing`]: consistent hashing with virtual nodes keyed by BLAKE3 |
-//! | [`store`] | the [`Store`] trait and its durability contract, objects by address and a separate named key space ([`Name`](store::Name)); [`MemoryStore`], [`RedbStore`] and the [`conformance`](store::conformance) suite |
-//! | [`cam`] | [`DistributedCAM`], its [`CamHandler`] and [`ProviderRecords`] |
-//! | [`blob`] | large blobs: chunks under a [`Manifest`], streamed and verified chunk by chunk |
-//! | [`chunking`] | content-defined chunking (gear hash) for large blobs |
+//! | `object` | [`Object`]: verified bytes and their [`Address`](hologram_lattice::Address) |
+//! | `bytes` | [`SharedBytes`]: immutable bytes shared without copying (an object received is kept in the message's buffer) |
+//! | `ring` | [`HashRing`]: consistent hashing with virtual nodes keyed by BLAKE3 |
+//! | `store` | the [`Store`] trait and its durability contract, objects by address and a separate named key space ([`Name`]); [`MemoryStore`], [`RedbStore`] and the [`conformance`] suite |
+//! | `cam` | [`DistributedCAM`], its [`CamHandler`] and [`ProviderRecords`] |
+//! | `blob` | large blobs: chunks under a [`Manifest`], streamed and verified chunk by chunk |
+//! | `chunking` | content-defined chunking (gear hash) for large blobs |
 //! | [`dedup`] | [`DeduplicationNetwork`]: N replicas on the ring, majority writes, quorum reads with repair, reference sets kept by a [`ReferenceStore`] (in memory, or durable in a [`RedbStore`]) |
-//! | [`wire`] | the CAM protocol's messages, bounded decoding |
-//! | [`error`] | [`CamError`] |
-//! | [`hashing`] | [`AddressHashing`](hashing::AddressHashing): the keyed hasher for maps keyed by addresses (also used by `hologram-consensus` for command ids) |
+//! | `wire` | the CAM protocol's messages, bounded decoding |
+//! | `error` | [`CamError`] |
+//! | `hashing` | [`AddressHashing`]: the keyed hasher for maps keyed by addresses (also used by `hologram-consensus` for command ids) |
+//!
+//! Every module but [`dedup`] (the dedup protocol's messages and limits)
+//! and [`conformance`] (the `Store` suite) is private; their names are at
+//! the root, one path each.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod blob;
-pub mod bytes;
-pub mod cam;
-pub mod chunking;
+mod blob;
+mod bytes;
+mod cam;
+mod chunking;
 pub mod dedup;
-pub mod error;
-pub mod hashing;
-pub mod object;
-pub mod ring;
-pub mod store;
-pub mod wire;
+mod error;
+mod hashing;
+mod object;
+mod ring;
+mod store;
+mod wire;
 
-pub use blob::{BlobRef, Manifest};
+pub use blob::{BlobRef, Manifest, MAX_CHUNKS};
 pub use bytes::SharedBytes;
 pub use cam::{CamHandler, DistributedCAM, ProviderRecords};
-pub use dedup::{
-    DedupHandler, DeduplicationNetwork, MemoryReferences, ReferenceStore, Release, StoreResult,
-};
+pub use chunking::{chunk_lengths, ChunkParams, GEAR_CONTEXT};
+pub use dedup::holder::DedupHandler;
+pub use dedup::network::{DeduplicationNetwork, Release, StoreResult};
+pub use dedup::references::{MemoryReferences, ReferenceStore};
 pub use error::CamError;
+pub use hashing::{AddressHasher, AddressHashing, FastMap, FastSet};
 pub use object::Object;
-pub use ring::HashRing;
-pub use store::{MemoryStore, RedbStore, Store};
+pub use ring::{HashRing, DEFAULT_VNODES, VNODE_CONTEXT};
+pub use store::{conformance, MemoryStore, Name, RedbStore, Store, SEGMENT_BYTES};
+pub use wire::{CamMessage, MAX_MESSAGE_BYTES, MAX_OBJECT_BYTES, MAX_PROVIDERS};

@@ -7,8 +7,8 @@
 //! `HOLOGRAM_SEEDS` (default 4); replay one with `HOLOGRAM_SEED`.
 
 use futures::executor::block_on;
-use hologram_cam::store::MemoryStore;
-use hologram_cam::wire::CamMessage;
+use hologram_cam::CamMessage;
+use hologram_cam::MemoryStore;
 use hologram_cam::{CamHandler, DistributedCAM, ProviderRecords, Store};
 use hologram_lattice::sim::{check_seeds, Faults};
 use hologram_lattice::transport::{

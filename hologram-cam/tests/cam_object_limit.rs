@@ -4,8 +4,8 @@
 //! the limit says so instead of `NotFound`.
 
 use futures::executor::block_on;
-use hologram_cam::store::MemoryStore;
-use hologram_cam::wire::MAX_OBJECT_BYTES;
+use hologram_cam::MemoryStore;
+use hologram_cam::MAX_OBJECT_BYTES;
 use hologram_cam::{CamError, CamHandler, DistributedCAM, Object, ProviderRecords, Store};
 use hologram_lattice::transport::MemoryNetwork;
 use hologram_lattice::LatticeRouter;

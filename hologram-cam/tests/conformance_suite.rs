@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use futures::executor::block_on;
-use hologram_cam::store::{conformance, MemoryStore, Name};
+use hologram_cam::{conformance, MemoryStore, Name};
 use hologram_cam::{CamError, Object, Store};
 use hologram_lattice::Address;
 use std::collections::{BTreeMap, VecDeque};

@@ -15,8 +15,8 @@
 
 use futures::executor::block_on;
 use hologram_cam::dedup::{DedupMessage, Kept, Reference, Request};
-use hologram_cam::store::{MemoryStore, RedbStore};
 use hologram_cam::{DedupHandler, DeduplicationNetwork, HashRing, StoreResult};
+use hologram_cam::{MemoryStore, RedbStore};
 use hologram_lattice::sim::{check_seeds, Faults};
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, MemoryNetwork, Protocol};
 use hologram_lattice::{Address, NodeId, PeerId};

@@ -3,7 +3,7 @@
 //! reads that repair. Driven by `futures::executor::block_on`: no runtime.
 
 use futures::executor::block_on;
-use hologram_cam::store::MemoryStore;
+use hologram_cam::MemoryStore;
 use hologram_cam::{DedupHandler, DeduplicationNetwork, HashRing, Store, StoreResult};
 use hologram_lattice::transport::{MemoryNetwork, MemoryTransport};
 use hologram_lattice::{Address, NodeId};

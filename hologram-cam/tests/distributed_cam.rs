@@ -3,8 +3,8 @@
 //! `futures::executor::block_on`: no runtime.
 
 use futures::executor::block_on;
-use hologram_cam::store::MemoryStore;
-use hologram_cam::wire::CamMessage;
+use hologram_cam::CamMessage;
+use hologram_cam::MemoryStore;
 use hologram_cam::{CamError, CamHandler, DistributedCAM, Object, ProviderRecords, Store};
 use hologram_lattice::sim::Faults;
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, MemoryNetwork, Protocol};
@@ -194,8 +194,8 @@ fn random(n: usize, mut x: u64) -> Vec<u8> {
 
 #[test]
 fn large_blobs_are_chunked_deduplicated_and_streamed() {
-    use hologram_cam::chunking::ChunkParams;
     use hologram_cam::BlobRef;
+    use hologram_cam::ChunkParams;
     let net = network(5, &[], 3);
     let params = ChunkParams::default();
     let data = random(2 << 20, 9);
@@ -233,7 +233,7 @@ fn large_blobs_are_chunked_deduplicated_and_streamed() {
 
 #[test]
 fn a_corrupt_chunk_stops_the_read_at_that_chunk() {
-    use hologram_cam::chunking::ChunkParams;
+    use hologram_cam::ChunkParams;
     use hologram_cam::{BlobRef, Manifest};
     let liars: Vec<usize> = (2..6).collect();
     let net = network(6, &liars, 6);

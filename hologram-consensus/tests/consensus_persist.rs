@@ -12,7 +12,7 @@ use futures::channel::oneshot;
 use futures::executor::{block_on, LocalPool, LocalSpawner};
 use futures::task::LocalSpawnExt;
 use futures::StreamExt;
-use hologram_cam::store::Name;
+use hologram_cam::Name;
 use hologram_cam::{CamError, MemoryStore, Object, RedbStore, Store};
 use hologram_consensus::{
     inbox, Batch, Command, ConsensusError, Decision, DriverHandle, DurableLog, ReplicaConfig,

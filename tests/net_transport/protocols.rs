@@ -4,7 +4,7 @@
 
 use super::{keys, localhost, test_config};
 use futures::StreamExt;
-use hologram::cam::store::MemoryStore;
+use hologram::cam::MemoryStore;
 use hologram::cam::{
     CamHandler, DedupHandler, DeduplicationNetwork, DistributedCAM, HashRing, ProviderRecords,
     StoreResult,

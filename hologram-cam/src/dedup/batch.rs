@@ -1,8 +1,8 @@
 //! Storing many objects at once: one `PutMany` per owner instead of one
 //! `Put` per object and owner.
 
+use super::network::{DeduplicationNetwork, StoreResult};
 use super::wire::{BatchedPut, DedupMessage, Kept, Reference, MAX_BATCH};
-use super::{DeduplicationNetwork, StoreResult};
 use crate::wire::MAX_OBJECT_BYTES;
 use futures::future::join_all;
 use hologram_lattice::transport::Transport;

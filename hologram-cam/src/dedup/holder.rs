@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// on its own: a `Free` removes it only when the holder counts no
 /// reference, and the client sends `Free` only when every owner said it
 /// counts none (see
-/// [`DeduplicationNetwork::release`](super::DeduplicationNetwork::release)).
+/// [`DeduplicationNetwork::release`](crate::DeduplicationNetwork::release)).
 /// So a replica that missed a reference cannot free an object that others
 /// still count, and a count can never go below zero. Every `Put` and `Adopt`
 /// is verified against its address before anything is stored.
@@ -131,7 +131,7 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
             references,
             locks: AddressLocks::default(),
             applied: Default::default(),
-            next_op: AtomicU64::new(super::random_op_start()),
+            next_op: AtomicU64::new(super::network::random_op_start()),
         }
     }
 

@@ -20,7 +20,7 @@ pub struct Reference {
     pub op: u64,
 }
 
-/// Messages between a [`DeduplicationNetwork`](super::DeduplicationNetwork)
+/// Messages between a [`DeduplicationNetwork`](crate::DeduplicationNetwork)
 /// client and the holders (carried under
 /// [`Protocol::DEDUP`](hologram_lattice::transport::Protocol::DEDUP)).
 ///

@@ -101,7 +101,7 @@ impl Shard {
 ///
 /// ```
 /// use futures::executor::block_on;
-/// use hologram_cam::store::MemoryStore;
+/// use hologram_cam::MemoryStore;
 /// use hologram_cam::{Object, Store};
 ///
 /// let store = MemoryStore::new();

@@ -14,7 +14,7 @@ use crate::CamError;
 /// a CAM. Give your names a prefix of your own (e.g. your crate's name).
 ///
 /// ```
-/// use hologram_cam::store::Name;
+/// use hologram_cam::Name;
 ///
 /// let name = Name::new(b"my-app/head".to_vec())?;
 /// assert_eq!(name.as_bytes(), b"my-app/head");

@@ -69,7 +69,7 @@ pub use record::MAX_RECORD_BYTES;
 use crate::message::Decision;
 use crate::replica::{Replica, ReplicaConfig, VotingRecord};
 use crate::{ConsensusError, ValidatorSet};
-use hologram_cam::store::Name;
+use hologram_cam::Name;
 use hologram_cam::{CamError, Object, Store};
 use hologram_lattice::Address;
 use hologram_receipt::KeyPair;

@@ -28,7 +28,7 @@ use super::{Outgoing, Outputs, Replica};
 use crate::command::{verify_commands, Command};
 use crate::message::{ConsensusMessage, Proposal};
 use crate::ConsensusError;
-use hologram_cam::hashing::FastSet;
+use hologram_cam::FastSet;
 use hologram_lattice::NodeId;
 
 impl Replica {

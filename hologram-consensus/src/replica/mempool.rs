@@ -9,7 +9,7 @@
 //! it once: see [`crate::state_machine`]).
 
 use crate::command::{Command, CommandId};
-use hologram_cam::hashing::FastMap;
+use hologram_cam::FastMap;
 use std::collections::hash_map::Entry as Slot;
 use std::collections::BTreeMap;
 

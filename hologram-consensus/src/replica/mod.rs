@@ -57,7 +57,7 @@ use crate::{ConsensusError, ValidatorSet};
 use catchup::CatchUpServer;
 use gate::VoteGate;
 use height::{HeightState, Step};
-use hologram_cam::hashing::FastSet;
+use hologram_cam::FastSet;
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Receipt};
 use mempool::Mempool;

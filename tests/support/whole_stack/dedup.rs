@@ -11,7 +11,7 @@
 
 use futures::executor::block_on;
 use hologram_cam::dedup::{DedupMessage, Kept, Request};
-use hologram_cam::store::MemoryStore;
+use hologram_cam::MemoryStore;
 use hologram_cam::{DedupHandler, DeduplicationNetwork, HashRing, Store, StoreResult};
 use hologram_lattice::sim::Faults;
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, MemoryNetwork, Protocol};

@@ -27,7 +27,7 @@
 //!
 //! ```
 //! use futures::executor::block_on;
-//! use hologram_cam::store::{conformance, MemoryStore};
+//! use hologram_cam::{conformance, MemoryStore};
 //!
 //! let store = MemoryStore::new();
 //! if let Err(failure) = block_on(conformance::run(&store)) {

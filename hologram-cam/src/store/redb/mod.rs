@@ -57,7 +57,7 @@ use std::path::{Path, PathBuf};
 ///
 /// ```
 /// use futures::executor::block_on;
-/// use hologram_cam::store::RedbStore;
+/// use hologram_cam::RedbStore;
 /// use hologram_cam::{Object, Store};
 ///
 /// let path = std::env::temp_dir().join(format!("hologram-doc-{}.redb", std::process::id()));

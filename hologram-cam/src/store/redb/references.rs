@@ -2,8 +2,9 @@
 //! the same file as its objects, so that they survive a crash with them.
 
 use super::{storage, RedbStore};
-use crate::dedup::{ReferenceSet, ReferenceStore};
+use crate::dedup::ReferenceSet;
 use crate::CamError;
+use crate::ReferenceStore;
 use ::redb::{ReadableTable, TableDefinition};
 use async_trait::async_trait;
 use hologram_lattice::Address;
