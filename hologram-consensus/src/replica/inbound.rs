@@ -1,6 +1,7 @@
 //! What a replica does with each kind of message, resending, and catch-up.
 
 use super::gate::Admission;
+use super::rules;
 use super::{Outgoing, Outputs, Replica, MAX_ROUNDS_AHEAD};
 
 /// How many rounds before its current one a replica resends its votes of.
@@ -18,18 +19,8 @@ impl Replica {
             self.out_of_window(now, from, h, out);
             return;
         }
-        let leader = self.config.validators.leader(h, round);
-        if p.header.proposer != leader {
-            return self.blame(
-                from,
-                invalid(ConsensusError::WrongProposer {
-                    height: h,
-                    round,
-                    from: p.header.proposer,
-                    leader,
-                }),
-                out,
-            );
+        if let Err(e) = rules::check_leader(&p.header, &self.config.validators) {
+            return self.blame(from, invalid(e), out);
         }
         if self.heights.get(&h).is_some_and(|st| {
             st.proposals
@@ -42,15 +33,7 @@ impl Replica {
             out.misbehaviour.push(m);
             return;
         }
-        if let Err(e) = self.check_proof_of_lock(&p) {
-            return self.blame(p.header.proposer, invalid(e), out);
-        }
-        let computed = p.batch.receipt();
-        if computed != p.header.value {
-            let e = ConsensusError::BatchMismatch {
-                claimed: Box::new(p.header.value),
-                computed: Box::new(computed),
-            };
+        if let Err(e) = rules::check_proposal(&p, &self.config.validators) {
             return self.blame(p.header.proposer, invalid(e), out);
         }
         if let Err(e) = self.verify_proposed(&p) {
@@ -72,33 +55,10 @@ impl Replica {
                 }
             }
         }
+        let leader = p.header.proposer;
         self.store_proposal(h, p);
         self.note_round(now, h, leader, round, out);
         self.progress(now, h, out);
-    }
-
-    fn check_proof_of_lock(&self, p: &Proposal) -> Result<(), ConsensusError> {
-        let h = &p.header;
-        match (h.pol_round, &p.proof_of_lock) {
-            (None, None) => Ok(()),
-            (Some(vr), Some(cert)) => {
-                if vr >= h.round || cert.slot.height != h.height || cert.slot.round != vr {
-                    return Err(ConsensusError::BadProofOfLock(format!(
-                        "polka of height {} round {} for a proposal of height {} round {} (pol round {vr})",
-                        cert.slot.height, cert.slot.round, h.height, h.round
-                    )));
-                }
-                if cert.value != h.value {
-                    return Err(ConsensusError::BadProofOfLock(
-                        "the polka is for another value".into(),
-                    ));
-                }
-                cert.verify_kind(VoteKind::Prevote, &self.config.validators)
-            }
-            _ => Err(ConsensusError::BadProofOfLock(
-                "proof-of-lock round and certificate must come together".into(),
-            )),
-        }
     }
 
     pub(super) fn on_vote(&mut self, now: u64, from: NodeId, vote: Vote, out: &mut Outputs) {
@@ -172,18 +132,7 @@ impl Replica {
         if h < self.next || self.decided.contains_key(&h) || h >= self.next.saturating_add(ahead) {
             return;
         }
-        if let Err(e) = d
-            .certificate
-            .verify_kind(VoteKind::Precommit, &self.config.validators)
-        {
-            return self.blame(from, invalid(e), out);
-        }
-        let computed = d.batch.receipt();
-        if computed != d.certificate.value {
-            let e = ConsensusError::BatchMismatch {
-                claimed: Box::new(d.certificate.value),
-                computed: Box::new(computed),
-            };
+        if let Err(e) = d.verify(&self.config.validators) {
             return self.blame(from, invalid(e), out);
         }
         self.highest_seen = self.highest_seen.max(h);

@@ -41,6 +41,7 @@ mod gate;
 mod height;
 mod mempool;
 mod record;
+pub(crate) mod rules;
 
 pub use config::{
     Outgoing, Outputs, ReplicaConfig, Timeouts, Timer, DEFAULT_SYNC_BYTES_PER_INTERVAL,
@@ -420,8 +421,7 @@ impl Replica {
             None => 0,
         };
         if let Some(lock) = &lock {
-            st.locked = Some((lock.round(), lock.value()));
-            st.valid = st.locked;
+            st.valid = Some(lock.clone());
             for v in lock.proof.votes() {
                 st.votes_mut(VoteKind::Prevote, lock.round()).add(v);
             }
