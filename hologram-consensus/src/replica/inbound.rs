@@ -16,6 +16,7 @@ impl Replica {
     pub(super) fn on_proposal(&mut self, now: u64, from: NodeId, p: Proposal, out: &mut Outputs) {
         let (h, round) = (p.header.height, p.header.round);
         if !self.in_window(h) || self.decided.contains_key(&h) {
+            self.settled_proposal(from, &p, out);
             self.out_of_window(now, from, h, out);
             return;
         }
@@ -57,6 +58,7 @@ impl Replica {
         }
         let leader = p.header.proposer;
         self.store_proposal(h, p);
+        self.relay_proposal(h, round, None, out);
         self.note_round(now, h, leader, round, out);
         self.progress(now, h, out);
     }
@@ -64,6 +66,7 @@ impl Replica {
     pub(super) fn on_vote(&mut self, now: u64, from: NodeId, vote: Vote, out: &mut Outputs) {
         let h = vote.slot.height;
         if !self.in_window(h) || self.decided.contains_key(&h) {
+            self.settled_vote(from, &vote, out);
             self.out_of_window(now, from, h, out);
             return;
         }
@@ -107,8 +110,10 @@ impl Replica {
         let Some(st) = self.heights.get_mut(&h) else {
             return;
         };
-        if vote.slot.round <= st.round.saturating_add(MAX_ROUNDS_AHEAD) {
-            st.votes_mut(vote.slot.kind, vote.slot.round).add(vote);
+        if vote.slot.round <= st.round.saturating_add(MAX_ROUNDS_AHEAD)
+            && st.votes_mut(vote.slot.kind, vote.slot.round).add(vote)
+        {
+            self.relay_proposal(h, vote.slot.round, Some(vote.voter), out);
         }
         self.note_round(now, h, vote.voter, vote.slot.round, out);
         self.progress(now, h, out);

@@ -257,7 +257,9 @@ impl Replica {
     }
 
     pub(super) fn decide(&mut self, now: u64, h: u64, decision: Decision, out: &mut Outputs) {
-        self.heights.remove(&h);
+        if let Some(st) = self.heights.remove(&h) {
+            self.settle(h, st.proposals);
+        }
         // The decided commands leave the mempool (claims and all); then the
         // claims of the height's other bodies are released. The height's
         // voting record (its lock and signed votes) and the durable copies
