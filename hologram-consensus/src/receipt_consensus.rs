@@ -258,6 +258,12 @@ impl<V: Validator> ReceiptConsensus<V> {
     /// (and the next one asked about); the lock with the newest verified
     /// polka becomes the value to re-propose; rounds continue after the
     /// `(f + 1)`-th newest one validators voted in.
+    ///
+    /// This is the replica's catch-up in request/response form: a decision
+    /// is taken only if [`Decision::verify`] accepts it against the
+    /// validator set (as a replica checks one it is sent), and a
+    /// [`ValidatorHandler`](crate::ValidatorHandler) answers each node's
+    /// requests within the replica's per-peer budget.
     pub async fn catch_up(&mut self) {
         loop {
             let height = self.height;

@@ -41,7 +41,7 @@
 //! is verified ([`VoteChecks`] lists the rules and counts them).
 
 mod admission;
-mod catchup;
+pub(crate) mod catchup;
 mod config;
 mod gate;
 mod height;
