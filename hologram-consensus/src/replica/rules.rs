@@ -34,10 +34,10 @@ use crate::{ConsensusError, ValidatorSet};
 use hologram_receipt::{KeyPair, Receipt};
 
 /// Why a voting record will not sign a vote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Refusal {
     /// Another value was signed in the slot: this vote.
-    Signed(Vote),
+    Signed(Box<Vote>),
     /// The slot's round is older than the newest one signed in.
     OlderRound {
         /// The slot's round.
@@ -78,7 +78,7 @@ impl HeightRecord {
             return if v.value == value {
                 Ok(Some(*v))
             } else {
-                Err(Refusal::Signed(*v))
+                Err(Refusal::Signed(Box::new(*v)))
             };
         }
         let last = self.last_round();

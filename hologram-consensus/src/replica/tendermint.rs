@@ -74,7 +74,8 @@ impl Replica {
         };
         let rec = self.record.heights.entry(h).or_default();
         match rec.sign_vote(&self.keys, slot, value) {
-            Ok(vote) | Err(Refusal::Signed(vote)) => Some(vote),
+            Ok(vote) => Some(vote),
+            Err(Refusal::Signed(vote)) => Some(*vote),
             Err(Refusal::OlderRound { .. }) => None,
         }
     }
@@ -98,7 +99,8 @@ impl Replica {
         let vote = if self.is_validator {
             let rec = self.record.heights.entry(h).or_default();
             match rec.precommit_on(&self.keys, valid.batch, valid.proof) {
-                Ok(vote) | Err(Refusal::Signed(vote)) => Some(vote),
+                Ok(vote) => Some(vote),
+                Err(Refusal::Signed(vote)) => Some(*vote),
                 Err(Refusal::OlderRound { .. }) => None,
             }
         } else {
