@@ -5,7 +5,7 @@
 //! uses, so it is the same protocol in a request/response form rather than a
 //! second one:
 //!
-//! 1. **Proposal.** The proposer signs a [`SignedHeader`] for the batch's
+//! 1. **Proposal.** The proposer signs a [`SignedHeader`](crate::SignedHeader) for the batch's
 //!    receipt in the next round of the height that it leads (leaders rotate
 //!    as `validators[(height + round) mod n]`, so it uses every `n`-th round)
 //!    and asks every validator to [`prepare_vote`](Validator::prepare_vote).

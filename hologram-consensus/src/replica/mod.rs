@@ -29,7 +29,7 @@
 //! vote of that round names another value (`relay`), so that a leader that
 //! sent different proposals to different validators is proven whenever an
 //! honest validator voted for either; with an honest leader nothing is sent.
-//! The rules a validator decides with are written once, in [`rules`].
+//! The rules a validator decides with are written once, in `rules`.
 //!
 //! What one peer can make a replica do is bounded. Catch-up answers (and
 //! pushed decisions) go to validators only, each height at most once per

@@ -1,5 +1,5 @@
 //! A validator in this process: keys, the replica's voting record and
-//! Tendermint's rules (those of [`rules`]).
+//! Tendermint's rules (those of `replica::rules`).
 
 use super::follow::{Decisions, Feed};
 use super::{HeightStatus, Validator};
