@@ -134,6 +134,19 @@ impl Batch {
         Ok(())
     }
 
+    /// Checks that `claimed` is this batch's [`receipt`](Self::receipt)
+    /// ([`ConsensusError::BatchMismatch`] if not).
+    pub fn check_names(&self, claimed: &Receipt) -> Result<(), ConsensusError> {
+        let computed = self.receipt();
+        if computed != *claimed {
+            return Err(ConsensusError::BatchMismatch {
+                claimed: Box::new(*claimed),
+                computed: Box::new(computed),
+            });
+        }
+        Ok(())
+    }
+
     /// The canonical bytes (see the [module docs](crate::batch)).
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(

@@ -57,14 +57,7 @@ impl Decision {
         self.batch.check_bounds()?;
         self.certificate
             .verify_kind(VoteKind::Precommit, validators)?;
-        let computed = self.batch.receipt();
-        if computed != self.certificate.value {
-            return Err(ConsensusError::BatchMismatch {
-                claimed: Box::new(self.certificate.value),
-                computed: Box::new(computed),
-            });
-        }
-        Ok(())
+        self.batch.check_names(&self.certificate.value)
     }
 }
 

@@ -5,7 +5,7 @@
 //! uses, so it is the same protocol in a request/response form rather than a
 //! second one:
 //!
-//! 1. **Proposal.** The proposer signs a [`SignedHeader`] for the batch's
+//! 1. **Proposal.** The proposer signs a [`SignedHeader`](crate::SignedHeader) for the batch's
 //!    receipt in the next round of the height that it leads (leaders rotate
 //!    as `validators[(height + round) mod n]`, so it uses every `n`-th round)
 //!    and asks every validator to [`prepare_vote`](Validator::prepare_vote).
@@ -45,9 +45,10 @@
 use crate::batch::Batch;
 use crate::certificate::Certificate;
 use crate::detector::{ByzantineDetector, Misbehaviour};
-use crate::message::{Decision, Proposal};
+use crate::message::Decision;
+use crate::replica::{rules, Lock};
 use crate::validator::Validator;
-use crate::vote::{SignedHeader, Slot, Vote, VoteKind};
+use crate::vote::{Slot, Vote, VoteKind};
 use crate::{ConsensusError, ValidatorSet};
 use futures::future::join_all;
 use hologram_lattice::NodeId;
@@ -89,8 +90,9 @@ pub struct ReceiptConsensus<V: Validator> {
     misbehaviour: Vec<Misbehaviour>,
     height: u64,
     round: u32,
-    /// The value of this height that reached a polka, with it.
-    valid: Option<(Batch, Certificate)>,
+    /// The value of this height that reached a polka, with it (the
+    /// replica's valid value).
+    valid: Option<Lock>,
     decisions: Vec<Decision>,
     /// Whether the validators' state of this height is known (no attempt
     /// failed since the last [`catch_up`](Self::catch_up)).
@@ -189,25 +191,13 @@ impl<V: Validator> ReceiptConsensus<V> {
             return ConsensusResult::Failed("no round left that this proposer leads".into());
         };
         self.round = round.saturating_add(1);
-        let (batch, pol) = match self.valid.take() {
-            Some((locked, polka)) => (locked, Some(polka)),
-            None => (batch, None),
-        };
-        let value = batch.receipt();
-        let header = SignedHeader::sign(
-            &self.keys,
-            self.height,
-            round,
-            pol.as_ref().map(Certificate::round),
-            value,
-        );
-        let proposal = Proposal {
-            header,
-            batch,
-            proof_of_lock: pol.clone(),
-        };
+        let proposal = rules::proposal(&self.keys, self.height, round, self.valid.take(), || batch);
+        let value = proposal.header.value;
         // Until a new polka replaces it, the old one still binds this height.
-        self.valid = pol.map(|p| (proposal.batch.clone(), p));
+        self.valid = proposal.proof_of_lock.clone().map(|proof| Lock {
+            batch: proposal.batch.clone(),
+            proof,
+        });
 
         // Phases 1 and 2: prevotes, each checked.
         let slot = Slot {
@@ -221,7 +211,10 @@ impl<V: Validator> ReceiptConsensus<V> {
             return self.insufficient(slot, prevotes.len(), refusals);
         }
         let polka = Certificate::from_votes(slot, value, &prevotes);
-        self.valid = Some((proposal.batch.clone(), polka.clone()));
+        self.valid = Some(Lock {
+            batch: proposal.batch.clone(),
+            proof: polka.clone(),
+        });
 
         // Phase 3: precommits on the polka.
         let slot = Slot {
@@ -265,6 +258,12 @@ impl<V: Validator> ReceiptConsensus<V> {
     /// (and the next one asked about); the lock with the newest verified
     /// polka becomes the value to re-propose; rounds continue after the
     /// `(f + 1)`-th newest one validators voted in.
+    ///
+    /// This is the replica's catch-up in request/response form: a decision
+    /// is taken only if [`Decision::verify`] accepts it against the
+    /// validator set (as a replica checks one it is sent), and a
+    /// [`ValidatorHandler`](crate::ValidatorHandler) answers each node's
+    /// requests within the replica's per-peer budget.
     pub async fn catch_up(&mut self) {
         loop {
             let height = self.height;
@@ -280,16 +279,13 @@ impl<V: Validator> ReceiptConsensus<V> {
                 }
                 if let Some(lock) = status.locked {
                     let proof = &lock.proof;
-                    let newer = self
-                        .valid
-                        .as_ref()
-                        .is_none_or(|(_, p)| p.round() < proof.round());
+                    let newer = self.valid.as_ref().is_none_or(|v| v.round() < lock.round());
                     if newer
                         && proof.height() == height
                         && lock.batch.receipt() == proof.value
                         && proof.verify_kind(VoteKind::Prevote, &self.set).is_ok()
                     {
-                        self.valid = Some((lock.batch, lock.proof));
+                        self.valid = Some(lock);
                     }
                 }
                 rounds.extend(status.last_round);
@@ -303,8 +299,7 @@ impl<V: Validator> ReceiptConsensus<V> {
                     // The (f + 1)-th newest round: at least one honest
                     // validator voted that late, and a Byzantine one cannot
                     // push the rounds out of reach by claiming a huge one.
-                    rounds.sort_unstable_by(|a, b| b.cmp(a));
-                    if let Some(r) = rounds.get(self.set.max_faulty()) {
+                    if let Some(r) = rules::round_reached(rounds, self.set.max_faulty() + 1) {
                         self.round = self.round.max(r.saturating_add(1));
                     }
                     self.synced = true;

@@ -648,3 +648,47 @@ fn remote_validators_commit_through_loss_corruption_and_a_crash() {
     }
     assert!(rc.height() >= 5);
 }
+
+#[test]
+fn a_validator_handler_serves_each_decision_once_per_node_and_interval() {
+    use hologram_consensus::validator::{ValidatorRequest, ValidatorResponse};
+    use hologram_lattice::transport::{Handler, Protocol};
+    let (keys, set) = validators();
+    let vals: Vec<Arc<LocalValidator>> = keys
+        .iter()
+        .map(|k| Arc::new(LocalValidator::new(k.clone(), set.clone())))
+        .collect();
+    let mut rc = ReceiptConsensus::new(keys[0].clone(), set.clone(), vals.clone(), 0).expect("ok");
+    let a = batch("a");
+    assert_eq!(
+        block_on(rc.achieve_consensus(a.clone())),
+        ConsensusResult::Committed(a.receipt())
+    );
+    let handler = ValidatorHandler::new(vals[1].clone());
+    let status = |from: NodeId| {
+        let ask = ValidatorRequest::Status(0).encode().expect("encode");
+        let answer = block_on(handler.request(from, Protocol::VALIDATOR, ask)).expect("served");
+        match ValidatorResponse::decode(&answer).expect("decode") {
+            ValidatorResponse::Status(s) => s.decided,
+            other => panic!("answered {other:?}"),
+        }
+    };
+    let (p, q) = (
+        NodeId::from_bytes([0xEE; 32]),
+        NodeId::from_bytes([0xEF; 32]),
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(status(p).as_ref(), Some(&rc.decisions()[0]));
+    let again = status(p);
+    assert_eq!(status(q).as_ref(), Some(&rc.decisions()[0]), "another node");
+    // Within the interval the same node is not sent the height again.
+    if started.elapsed() < Duration::from_millis(100) {
+        assert_eq!(again, None);
+    }
+    std::thread::sleep(Duration::from_millis(110));
+    assert_eq!(
+        status(p).as_ref(),
+        Some(&rc.decisions()[0]),
+        "next interval"
+    );
+}

@@ -16,8 +16,11 @@
 //!   budget is still sent when it is the first of the interval, so catch-up
 //!   always progresses.
 //!
-//! State is kept for validators only (others are never answered), one entry
-//! each, so it is bounded by the validator set.
+//! A replica keeps state for validators only (others are never answered),
+//! one entry each. A [`ValidatorHandler`](crate::ValidatorHandler) serving
+//! [`ReceiptConsensus::catch_up`](crate::ReceiptConsensus::catch_up) (the
+//! decision in a validator's status) applies the same rules to each node
+//! that asks, with at most [`MAX_PEERS`] answered per interval.
 //!
 //! [`ReplicaConfig::sync_bytes_per_interval`]: super::ReplicaConfig::sync_bytes_per_interval
 
@@ -37,6 +40,11 @@ pub(crate) fn decision_wire_bound(d: &Decision) -> usize {
         .saturating_add(d.certificate.signatures.len().saturating_mul(100))
         .saturating_add(256)
 }
+
+/// The most peers answered in one interval. A replica answers validators
+/// only; a [`ValidatorHandler`](crate::ValidatorHandler) answers any node
+/// that asks, so this bounds its state.
+pub(crate) const MAX_PEERS: usize = 4096;
 
 /// What one peer was sent in the current interval.
 #[derive(Default)]
@@ -59,9 +67,7 @@ pub(crate) struct CatchUpServer {
 
 impl CatchUpServer {
     /// Answers `peer`'s request for the heights `first .. end`: sends the
-    /// known decisions among them (`known` lists them in height order) that
-    /// it was not sent in this interval, within its byte budget. Returns how
-    /// many were sent.
+    /// decisions [`select`](Self::select) picks. Returns how many were sent.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn serve<'a>(
         &mut self,
@@ -69,12 +75,44 @@ impl CatchUpServer {
         interval_ms: u64,
         budget: usize,
         peer: NodeId,
-        (first, end): (u64, u64),
+        range: (u64, u64),
         known: impl Iterator<Item = &'a Decision>,
         out: &mut Outputs,
     ) -> usize {
+        let chosen = self.select(now, interval_ms, budget, peer, range, known);
+        for d in &chosen {
+            out.messages.push(Outgoing::To(
+                peer,
+                ConsensusMessage::Decision(Box::new((*d).clone())),
+            ));
+        }
+        chosen.len()
+    }
+
+    /// The decisions to answer `peer`'s request for the heights
+    /// `first .. end` with: the known ones among them (`known` lists them in
+    /// height order) that it was not sent in this interval, within its byte
+    /// budget. None once [`MAX_PEERS`] other peers were answered in the
+    /// interval.
+    pub(crate) fn select<'a>(
+        &mut self,
+        now: u64,
+        interval_ms: u64,
+        budget: usize,
+        peer: NodeId,
+        (first, end): (u64, u64),
+        known: impl Iterator<Item = &'a Decision>,
+    ) -> Vec<&'a Decision> {
+        let expired = |s: &PeerServed| now >= s.since.saturating_add(interval_ms) || now < s.since;
+        if self.peers.len() >= MAX_PEERS && !self.peers.contains_key(&peer) {
+            // An entry of an interval that is over has no effect: drop them.
+            self.peers.retain(|_, s| !expired(s));
+            if self.peers.len() >= MAX_PEERS {
+                return Vec::new();
+            }
+        }
         let state = self.peers.entry(peer).or_default();
-        if now >= state.since.saturating_add(interval_ms) || now < state.since {
+        if expired(state) {
             *state = PeerServed {
                 since: now,
                 ..PeerServed::default()
@@ -85,7 +123,7 @@ impl CatchUpServer {
         // now or before: only those count as served (a height decided later
         // in the interval is still answered).
         let mut covered_end = first;
-        let mut sent = 0;
+        let mut chosen = Vec::new();
         for d in known {
             let h = d.height();
             if h < first || h >= end {
@@ -104,11 +142,7 @@ impl CatchUpServer {
             }
             state.bytes = state.bytes.saturating_add(size);
             self.answered_bytes = self.answered_bytes.saturating_add(size as u64);
-            out.messages.push(Outgoing::To(
-                peer,
-                ConsensusMessage::Decision(Box::new(d.clone())),
-            ));
-            sent += 1;
+            chosen.push(d);
             if contiguous {
                 covered_end = h.saturating_add(1);
             }
@@ -123,7 +157,7 @@ impl CatchUpServer {
                     (first, covered_end)
                 };
         }
-        sent
+        chosen
     }
 
     /// Bytes of decisions answered so far (by the encoded-size bound).

@@ -1,6 +1,8 @@
-//! The state of one height's Tendermint instance: round, step, lock, valid
-//! value, proposals and votes by round.
+//! The state of one height's Tendermint instance: round, step, valid value,
+//! proposals and votes by round.
 
+use super::record::Lock;
+use super::rules;
 use crate::certificate::Certificate;
 use crate::message::Proposal;
 use crate::vote::{Slot, Vote, VoteKind};
@@ -65,8 +67,9 @@ pub(crate) struct HeightState {
     pub(crate) height: u64,
     pub(crate) round: u32,
     pub(crate) step: Step,
-    pub(crate) locked: Option<(u32, Receipt)>,
-    pub(crate) valid: Option<(u32, Receipt)>,
+    /// The newest value with a polka, with its batch and the polka (the
+    /// paper's `validValue` and `validRound`; the lock is in the record).
+    pub(crate) valid: Option<Lock>,
     /// The first valid proposal of each round's leader.
     pub(crate) proposals: BTreeMap<u32, Proposal>,
     pub(crate) prevotes: BTreeMap<u32, VoteSet>,
@@ -85,7 +88,6 @@ impl HeightState {
             height,
             round: 0,
             step: Step::Propose,
-            locked: None,
             valid: None,
             proposals: BTreeMap::new(),
             prevotes: BTreeMap::new(),
@@ -139,13 +141,7 @@ impl HeightState {
         if round <= self.round {
             return None;
         }
-        let mut rounds: Vec<u32> = self.seen_round.values().copied().collect();
-        if rounds.len() < skip || skip == 0 {
-            return None;
-        }
-        rounds.sort_unstable_by(|a, b| b.cmp(a));
-        let r = rounds[skip - 1];
-        (r > self.round).then_some(r)
+        rules::round_reached(self.seen_round.values().copied(), skip).filter(|r| *r > self.round)
     }
 
     /// A one-line summary for debugging.
@@ -153,12 +149,11 @@ impl HeightState {
         let r = self.round;
         let count = |kind| self.votes(kind, r).map_or(0, VoteSet::total);
         format!(
-            "h{} r{} {:?} locked={:?} valid={:?} proposal={} prevotes={} precommits={}",
+            "h{} r{} {:?} valid={:?} proposal={} prevotes={} precommits={}",
             self.height,
             r,
             self.step,
-            self.locked.map(|(r, _)| r),
-            self.valid.map(|(r, _)| r),
+            self.valid.as_ref().map(Lock::round),
             self.proposals.contains_key(&r),
             count(VoteKind::Prevote),
             count(VoteKind::Precommit),

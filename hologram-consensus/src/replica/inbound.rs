@@ -1,6 +1,7 @@
 //! What a replica does with each kind of message, resending, and catch-up.
 
 use super::gate::Admission;
+use super::rules;
 use super::{Outgoing, Outputs, Replica, MAX_ROUNDS_AHEAD};
 
 /// How many rounds before its current one a replica resends its votes of.
@@ -15,21 +16,12 @@ impl Replica {
     pub(super) fn on_proposal(&mut self, now: u64, from: NodeId, p: Proposal, out: &mut Outputs) {
         let (h, round) = (p.header.height, p.header.round);
         if !self.in_window(h) || self.decided.contains_key(&h) {
+            self.settled_proposal(from, &p, out);
             self.out_of_window(now, from, h, out);
             return;
         }
-        let leader = self.config.validators.leader(h, round);
-        if p.header.proposer != leader {
-            return self.blame(
-                from,
-                invalid(ConsensusError::WrongProposer {
-                    height: h,
-                    round,
-                    from: p.header.proposer,
-                    leader,
-                }),
-                out,
-            );
+        if let Err(e) = rules::check_leader(&p.header, &self.config.validators) {
+            return self.blame(from, invalid(e), out);
         }
         if self.heights.get(&h).is_some_and(|st| {
             st.proposals
@@ -42,15 +34,7 @@ impl Replica {
             out.misbehaviour.push(m);
             return;
         }
-        if let Err(e) = self.check_proof_of_lock(&p) {
-            return self.blame(p.header.proposer, invalid(e), out);
-        }
-        let computed = p.batch.receipt();
-        if computed != p.header.value {
-            let e = ConsensusError::BatchMismatch {
-                claimed: Box::new(p.header.value),
-                computed: Box::new(computed),
-            };
+        if let Err(e) = rules::check_proposal(&p, &self.config.validators) {
             return self.blame(p.header.proposer, invalid(e), out);
         }
         if let Err(e) = self.verify_proposed(&p) {
@@ -72,38 +56,17 @@ impl Replica {
                 }
             }
         }
+        let leader = p.header.proposer;
         self.store_proposal(h, p);
+        self.relay_proposal(h, round, None, out);
         self.note_round(now, h, leader, round, out);
         self.progress(now, h, out);
-    }
-
-    fn check_proof_of_lock(&self, p: &Proposal) -> Result<(), ConsensusError> {
-        let h = &p.header;
-        match (h.pol_round, &p.proof_of_lock) {
-            (None, None) => Ok(()),
-            (Some(vr), Some(cert)) => {
-                if vr >= h.round || cert.slot.height != h.height || cert.slot.round != vr {
-                    return Err(ConsensusError::BadProofOfLock(format!(
-                        "polka of height {} round {} for a proposal of height {} round {} (pol round {vr})",
-                        cert.slot.height, cert.slot.round, h.height, h.round
-                    )));
-                }
-                if cert.value != h.value {
-                    return Err(ConsensusError::BadProofOfLock(
-                        "the polka is for another value".into(),
-                    ));
-                }
-                cert.verify_kind(VoteKind::Prevote, &self.config.validators)
-            }
-            _ => Err(ConsensusError::BadProofOfLock(
-                "proof-of-lock round and certificate must come together".into(),
-            )),
-        }
     }
 
     pub(super) fn on_vote(&mut self, now: u64, from: NodeId, vote: Vote, out: &mut Outputs) {
         let h = vote.slot.height;
         if !self.in_window(h) || self.decided.contains_key(&h) {
+            self.settled_vote(from, &vote, out);
             self.out_of_window(now, from, h, out);
             return;
         }
@@ -147,8 +110,10 @@ impl Replica {
         let Some(st) = self.heights.get_mut(&h) else {
             return;
         };
-        if vote.slot.round <= st.round.saturating_add(MAX_ROUNDS_AHEAD) {
-            st.votes_mut(vote.slot.kind, vote.slot.round).add(vote);
+        if vote.slot.round <= st.round.saturating_add(MAX_ROUNDS_AHEAD)
+            && st.votes_mut(vote.slot.kind, vote.slot.round).add(vote)
+        {
+            self.relay_proposal(h, vote.slot.round, Some(vote.voter), out);
         }
         self.note_round(now, h, vote.voter, vote.slot.round, out);
         self.progress(now, h, out);
@@ -172,18 +137,7 @@ impl Replica {
         if h < self.next || self.decided.contains_key(&h) || h >= self.next.saturating_add(ahead) {
             return;
         }
-        if let Err(e) = d
-            .certificate
-            .verify_kind(VoteKind::Precommit, &self.config.validators)
-        {
-            return self.blame(from, invalid(e), out);
-        }
-        let computed = d.batch.receipt();
-        if computed != d.certificate.value {
-            let e = ConsensusError::BatchMismatch {
-                claimed: Box::new(d.certificate.value),
-                computed: Box::new(computed),
-            };
+        if let Err(e) = d.verify(&self.config.validators) {
             return self.blame(from, invalid(e), out);
         }
         self.highest_seen = self.highest_seen.max(h);

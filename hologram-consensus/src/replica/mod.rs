@@ -25,6 +25,12 @@
 //! A decision is accepted only if its commit certificate verifies against
 //! the validator set, so catching up trusts no single peer.
 //!
+//! A replica passes the proposal it holds for a round to a validator whose
+//! vote of that round names another value (`relay`), so that a leader that
+//! sent different proposals to different validators is proven whenever an
+//! honest validator voted for either; with an honest leader nothing is sent.
+//! The rules a validator decides with are written once, in `rules`.
+//!
 //! What one peer can make a replica do is bounded. Catch-up answers (and
 //! pushed decisions) go to validators only, each height at most once per
 //! peer and resend interval (identical and overlapping requests are
@@ -35,12 +41,14 @@
 //! is verified ([`VoteChecks`] lists the rules and counts them).
 
 mod admission;
-mod catchup;
+pub(crate) mod catchup;
 mod config;
 mod gate;
 mod height;
 mod mempool;
 mod record;
+mod relay;
+pub(crate) mod rules;
 
 pub use config::{
     Outgoing, Outputs, ReplicaConfig, Timeouts, Timer, DEFAULT_SYNC_BYTES_PER_INTERVAL,
@@ -92,6 +100,7 @@ pub struct Replica {
     last_sync: Option<u64>,
     catch_up: CatchUpServer,
     gate: VoteGate,
+    settled: BTreeMap<u64, relay::Settled>,
 }
 
 impl core::fmt::Debug for Replica {
@@ -166,6 +175,7 @@ impl Replica {
             last_sync: None,
             catch_up: CatchUpServer::default(),
             gate: VoteGate::default(),
+            settled: BTreeMap::new(),
             config,
         }
     }
@@ -420,8 +430,7 @@ impl Replica {
             None => 0,
         };
         if let Some(lock) = &lock {
-            st.locked = Some((lock.round(), lock.value()));
-            st.valid = st.locked;
+            st.valid = Some(lock.clone());
             for v in lock.proof.votes() {
                 st.votes_mut(VoteKind::Prevote, lock.round()).add(v);
             }

@@ -1,72 +1,57 @@
 //! The Tendermint rules of one height: proposing, voting through the
 //! voting record, the "upon" rules, and deciding.
 
+use super::rules::{self, Refusal};
 use super::{Lock, Outgoing, Outputs, Replica, Step, Timer};
 use crate::batch::Batch;
 use crate::message::{ConsensusMessage, Decision, Proposal};
-use crate::vote::{SignedHeader, Slot, Vote, VoteKind};
+use crate::vote::{Slot, Vote, VoteKind};
 use hologram_receipt::Receipt;
 use std::collections::HashMap;
 
 impl Replica {
-    // ---- signing (through the voting record) ----
+    // ---- proposing and voting (through the voting record) ----
 
     pub(super) fn propose(&mut self, h: u64, round: u32, out: &mut Outputs) {
         let Some(st) = self.heights.get(&h) else {
             return;
         };
-        let quorum = self.config.validators.quorum();
         let recorded = self
             .record
             .heights
             .get(&h)
             .and_then(|r| r.proposals.get(&round))
             .copied();
-        let (batch, pol) = match (recorded, st.valid) {
-            (Some(header), _) => {
+        let proposal = match recorded {
+            // Resumed after a restart: the header signed before, never another.
+            Some(header) => {
                 let Some(body) = self.body(h, &header.value) else {
                     return; // its batch is gone: let the round time out
                 };
-                (body.batch.clone(), header.pol_round)
-            }
-            (None, Some((vr, v))) => match self.body(h, &v) {
-                Some(body) => (body.batch.clone(), Some(vr)),
-                None => return,
-            },
-            (None, None) => {
-                let commands = self.mempool.take_for(h, self.config.max_batch);
-                // Bounded by max_batch <= MAX_BATCH_COMMANDS; byte bound checked.
-                match Batch::new(commands) {
-                    Ok(b) => (b, None),
-                    Err(_) => (Batch::empty(), None),
+                let quorum = self.config.validators.quorum();
+                let proof_of_lock = match header.pol_round {
+                    Some(vr) => match st.certificate(VoteKind::Prevote, vr, header.value, quorum) {
+                        Some(c) => Some(c),
+                        None => return,
+                    },
+                    None => None,
+                };
+                Proposal {
+                    header,
+                    batch: body.batch.clone(),
+                    proof_of_lock,
                 }
             }
-        };
-        let value = batch.receipt();
-        let proof_of_lock = match pol {
-            Some(vr) => match st.certificate(VoteKind::Prevote, vr, value, quorum) {
-                Some(c) => Some(c),
-                None => return,
-            },
-            None => None,
-        };
-        let header = match recorded {
-            Some(header) => header,
             None => {
-                let header = SignedHeader::sign(&self.keys, h, round, pol, value);
-                self.record
-                    .heights
-                    .entry(h)
-                    .or_default()
-                    .proposals
-                    .insert(round, header);
-                header
+                let valid = st.valid.clone();
+                let (mempool, max) = (&mut self.mempool, self.config.max_batch);
+                // Bounded by max_batch <= MAX_BATCH_COMMANDS; byte bound checked.
+                let fresh = || Batch::new(mempool.take_for(h, max)).unwrap_or_default();
+                let p = rules::proposal(&self.keys, h, round, valid, fresh);
+                let rec = self.record.heights.entry(h).or_default();
+                rec.proposals.insert(round, p.header);
+                p
             }
-        };
-        let proposal = Proposal {
-            header,
-            batch,
-            proof_of_lock,
         };
         out.messages
             .push(Outgoing::Broadcast(ConsensusMessage::Proposal(Box::new(
@@ -75,35 +60,27 @@ impl Replica {
         self.store_proposal(h, proposal);
     }
 
-    pub(super) fn sign_vote(
-        &mut self,
-        h: u64,
-        kind: VoteKind,
-        value: Option<Receipt>,
-    ) -> Option<Vote> {
+    /// Signs a vote of `kind` in `h`'s current round through the voting
+    /// record (which returns what it signed there before, if anything).
+    fn sign_vote(&mut self, h: u64, kind: VoteKind, value: Option<Receipt>) -> Option<Vote> {
         if !self.is_validator {
             return None;
         }
         let round = self.heights.get(&h)?.round;
+        let slot = Slot {
+            height: h,
+            round,
+            kind,
+        };
         let rec = self.record.heights.entry(h).or_default();
-        let vote = *rec.votes.entry((round, kind)).or_insert_with(|| {
-            Vote::sign(
-                &self.keys,
-                Slot {
-                    height: h,
-                    round,
-                    kind,
-                },
-                value,
-            )
-        });
-        Some(vote)
+        match rec.sign_vote(&self.keys, slot, value) {
+            Ok(vote) => Some(vote),
+            Err(Refusal::Signed(vote)) => Some(*vote),
+            Err(Refusal::OlderRound { .. }) => None,
+        }
     }
 
-    /// Signs and sends a vote, entering its step. Entering a step sets that
-    /// step's timeout (the paper sets it only once a quorum voted; setting it
-    /// always costs no safety and lets a replica leave a round that peers it
-    /// cannot hear from have left).
+    /// Signs and sends a vote, entering its step.
     pub(super) fn cast(
         &mut self,
         h: u64,
@@ -111,6 +88,32 @@ impl Replica {
         value: Option<Receipt>,
         out: &mut Outputs,
     ) {
+        self.enter_step(h, kind, out);
+        let vote = self.sign_vote(h, kind, value);
+        self.send_vote(vote, out);
+    }
+
+    /// Precommits the value of the polka `valid` and locks on it.
+    fn precommit_on(&mut self, h: u64, valid: Lock, out: &mut Outputs) {
+        self.enter_step(h, VoteKind::Precommit, out);
+        let vote = if self.is_validator {
+            let rec = self.record.heights.entry(h).or_default();
+            match rec.precommit_on(&self.keys, valid.batch, valid.proof) {
+                Ok(vote) => Some(vote),
+                Err(Refusal::Signed(vote)) => Some(*vote),
+                Err(Refusal::OlderRound { .. }) => None,
+            }
+        } else {
+            None
+        };
+        self.send_vote(vote, out);
+    }
+
+    /// Enters the step of a vote of `kind`. Entering a step sets that step's
+    /// timeout (the paper sets it only once a quorum voted; setting it always
+    /// costs no safety and lets a replica leave a round that peers it cannot
+    /// hear from have left).
+    fn enter_step(&mut self, h: u64, kind: VoteKind, out: &mut Outputs) {
         let timeouts = self.config.timeouts;
         if let Some(st) = self.heights.get_mut(&h) {
             let round = st.round;
@@ -134,11 +137,15 @@ impl Replica {
             }
             st.step = step;
         }
-        if let Some(vote) = self.sign_vote(h, kind, value) {
+    }
+
+    /// Sends a vote signed and counts it.
+    fn send_vote(&mut self, vote: Option<Vote>, out: &mut Outputs) {
+        if let Some(vote) = vote {
             out.messages
                 .push(Outgoing::Broadcast(ConsensusMessage::Vote(vote)));
-            if let Some(st) = self.heights.get_mut(&h) {
-                st.votes_mut(kind, vote.slot.round).add(vote);
+            if let Some(st) = self.heights.get_mut(&vote.slot.height) {
+                st.votes_mut(vote.slot.kind, vote.slot.round).add(vote);
             }
         }
     }
@@ -166,15 +173,13 @@ impl Replica {
             let r = st.round;
             if st.step == Step::Propose {
                 if let Some(p) = st.proposals.get(&r) {
-                    let v = p.header.value;
                     // A stored proposal with a proof-of-lock round carries
                     // its verified polka: the paper's "2f + 1 prevotes for
                     // v in vr" holds, even when an equivocator's vote in it
                     // differs from the one this replica counted.
-                    let support = match p.header.pol_round {
-                        None => st.locked.is_none_or(|(_, lv)| lv == v),
-                        Some(vr) => st.locked.is_none_or(|(lr, lv)| lr <= vr || lv == v),
-                    };
+                    let lock = self.record.heights.get(&h).and_then(|r| r.locked.as_ref());
+                    let v = p.header.value;
+                    let support = rules::may_prevote(lock, &p.header);
                     self.prevote(h, support.then_some(v), out);
                     continue;
                 }
@@ -183,20 +188,18 @@ impl Replica {
                 let polka = st
                     .votes(VoteKind::Prevote, r)
                     .and_then(|s| s.quorum_value(quorum));
-                let proposed = st.proposals.get(&r).map(|p| p.header.value);
-                if let (Some(v), Some(pv)) = (polka, proposed) {
-                    if v == pv {
+                let proposed = st.proposals.get(&r);
+                if let (Some(v), Some(p)) = (polka, proposed) {
+                    if v == p.header.value {
+                        let batch = p.batch.clone();
                         st.polka_handled = true;
-                        st.valid = Some((r, v));
-                        if st.step == Step::Prevote {
-                            st.locked = Some((r, v));
-                            let proof = st.certificate(VoteKind::Prevote, r, v, quorum);
-                            let batch = self.body(h, &v).map(|b| b.batch.clone());
-                            if let (Some(proof), Some(batch)) = (proof, batch) {
-                                self.record.heights.entry(h).or_default().locked =
-                                    Some(Lock { batch, proof });
+                        // The polka is a quorum: its certificate exists.
+                        if let Some(proof) = st.certificate(VoteKind::Prevote, r, v, quorum) {
+                            let valid = Lock { batch, proof };
+                            st.valid = Some(valid.clone());
+                            if st.step == Step::Prevote {
+                                self.precommit_on(h, valid, out);
                             }
-                            self.precommit(h, Some(v), out);
                         }
                         continue;
                     }
@@ -256,7 +259,9 @@ impl Replica {
     }
 
     pub(super) fn decide(&mut self, now: u64, h: u64, decision: Decision, out: &mut Outputs) {
-        self.heights.remove(&h);
+        if let Some(st) = self.heights.remove(&h) {
+            self.settle(h, st.proposals);
+        }
         // The decided commands leave the mempool (claims and all); then the
         // claims of the height's other bodies are released. The height's
         // voting record (its lock and signed votes) and the durable copies

@@ -1,17 +1,19 @@
-//! A validator in this process: keys, voting record and Tendermint's rules.
+//! A validator in this process: keys, the replica's voting record and
+//! Tendermint's rules (those of `replica::rules`).
 
 use super::follow::{Decisions, Feed};
 use super::{HeightStatus, Validator};
 use crate::certificate::Certificate;
 use crate::message::{Decision, Proposal};
 use crate::persist::{DurableLog, Recovered};
-use crate::replica::{Lock, VotingRecord};
+use crate::replica::rules::{self, Refusal};
+use crate::replica::{HeightRecord, VotingRecord};
 use crate::vote::{SignedHeader, Slot, Vote, VoteKind};
 use crate::{ConsensusError, ValidatorSet};
 use async_trait::async_trait;
 use futures::lock::Mutex;
 use hologram_lattice::NodeId;
-use hologram_receipt::KeyPair;
+use hologram_receipt::{KeyPair, Receipt};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -162,7 +164,8 @@ impl State {
     }
 
     /// The checks every proposal passes: bounds, height not decided, signed
-    /// by the round's leader, naming its batch's receipt. (Its commands'
+    /// by the round's leader, naming its batch's receipt, with a proof of
+    /// lock that verifies if it has one (see [`rules`]). (Its commands'
     /// client signatures are checked before a prevote; a precommit needs a
     /// polka, whose `f + 1` honest prevoters checked them.)
     fn check_proposal(&self, p: &Proposal) -> Result<(), ConsensusError> {
@@ -171,101 +174,30 @@ impl State {
         if h.height < self.next {
             return Err(self.refuse(format!("height {} is decided", h.height)));
         }
-        let leader = self.validators.leader(h.height, h.round);
-        if h.proposer != leader {
-            return Err(ConsensusError::WrongProposer {
-                height: h.height,
-                round: h.round,
-                from: h.proposer,
-                leader,
-            });
-        }
+        rules::check_leader(h, &self.validators)?;
         h.verify_signature()?;
-        let computed = p.batch.receipt();
-        if computed != h.value {
-            return Err(ConsensusError::BatchMismatch {
-                claimed: Box::new(h.value),
-                computed: Box::new(computed),
-            });
-        }
-        Ok(())
+        rules::check_proposal(p, &self.validators)
     }
 
-    /// The vote already signed in `slot`, if it is for the same value;
-    /// a refusal if it is for another; `None` if nothing was signed there.
-    /// Also refuses a round older than the newest signed in.
-    fn signed(&self, slot: Slot, proposal: &Proposal) -> Result<Option<Vote>, ConsensusError> {
-        let Some(rec) = self.record.heights.get(&slot.height) else {
-            return Ok(None);
-        };
-        if let Some(v) = rec.votes.get(&(slot.round, slot.kind)) {
-            return if v.value == Some(proposal.header.value) {
-                Ok(Some(*v))
-            } else {
-                Err(self.refuse(format!(
-                    "already signed a {:?} for another value at height {} round {}",
-                    slot.kind, slot.height, slot.round
-                )))
-            };
-        }
-        if slot.round < rec.last_round() {
-            return Err(self.refuse(format!(
-                "round {} is older than round {} already voted in",
-                slot.round,
-                rec.last_round()
-            )));
-        }
-        Ok(None)
-    }
-
-    /// Whether a lock allows prevoting for the proposal's value.
-    fn lock_allows(&self, p: &Proposal) -> Result<(), ConsensusError> {
-        let h = &p.header;
-        let Some(lock) = self
-            .record
-            .heights
-            .get(&h.height)
-            .and_then(|rec| rec.locked.as_ref())
-        else {
-            return Ok(());
-        };
-        if lock.value() == h.value {
-            return Ok(());
-        }
-        let unlocked = match (&p.proof_of_lock, h.pol_round) {
-            (Some(pol), Some(pol_round)) => {
-                pol.slot
-                    == Slot {
-                        height: h.height,
-                        round: pol_round,
-                        kind: VoteKind::Prevote,
-                    }
-                    && pol.value == h.value
-                    && pol_round >= lock.round()
-                    && pol_round < h.round
-                    && pol.verify(&self.validators).is_ok()
-            }
-            _ => false,
-        };
-        if unlocked {
-            Ok(())
-        } else {
-            Err(self.refuse(format!(
-                "locked on {} since round {} at height {}",
-                lock.value().content,
-                lock.round(),
-                h.height
-            )))
+    /// The vote already signed in `slot` for `value`, if any (see
+    /// [`HeightRecord::signed`](crate::replica::HeightRecord)).
+    fn signed(&self, slot: Slot, value: Receipt) -> Result<Option<Vote>, ConsensusError> {
+        match self.record.heights.get(&slot.height) {
+            Some(rec) => rec
+                .signed(slot, Some(value))
+                .map_err(|r| self.refuse(r.to_string())),
+            None => Ok(None),
         }
     }
 
-    /// Records `vote` (with `lock`, if any) and makes the record durable.
-    async fn keep(&mut self, vote: Vote, lock: Option<Lock>) -> Result<Vote, ConsensusError> {
-        let rec = self.record.heights.entry(vote.slot.height).or_default();
-        rec.votes.insert((vote.slot.round, vote.slot.kind), vote);
-        if lock.is_some() {
-            rec.locked = lock;
-        }
+    /// Signs through the voting record and makes the record durable.
+    async fn keep(
+        &mut self,
+        sign: impl FnOnce(&mut HeightRecord, &KeyPair) -> Result<Vote, Refusal>,
+        height: u64,
+    ) -> Result<Vote, ConsensusError> {
+        let rec = self.record.heights.entry(height).or_default();
+        let vote = sign(rec, &self.keys).map_err(|r| self.refuse(r.to_string()))?;
         if let Some(log) = &mut self.log {
             log.save_record(&self.record).await?;
         }
@@ -294,12 +226,27 @@ impl Validator for LocalValidator {
         crate::command::verify_commands(proposal.batch.commands())?;
         let h = &proposal.header;
         let slot = slot_of(h, VoteKind::Prevote);
-        if let Some(v) = st.signed(slot, proposal)? {
+        if let Some(v) = st.signed(slot, h.value)? {
             return Ok(v);
         }
-        st.lock_allows(proposal)?;
-        let vote = Vote::sign(&st.keys, slot, Some(h.value));
-        st.keep(vote, None).await
+        let lock = st
+            .record
+            .heights
+            .get(&h.height)
+            .and_then(|r| r.locked.as_ref());
+        if let Some(lock) = lock.filter(|_| !rules::may_prevote(lock, h)) {
+            return Err(st.refuse(format!(
+                "locked on {} since round {} at height {}",
+                lock.value().content,
+                lock.round(),
+                h.height
+            )));
+        }
+        st.keep(
+            |rec, keys| rec.sign_vote(keys, slot, Some(h.value)),
+            h.height,
+        )
+        .await
     }
 
     async fn commit(
@@ -318,16 +265,9 @@ impl Validator for LocalValidator {
             )));
         }
         polka.verify_kind(VoteKind::Prevote, &st.validators)?;
-        let slot = slot_of(h, VoteKind::Precommit);
-        if let Some(v) = st.signed(slot, proposal)? {
-            return Ok(v);
-        }
-        let lock = Lock {
-            batch: proposal.batch.clone(),
-            proof: polka.clone(),
-        };
-        let vote = Vote::sign(&st.keys, slot, Some(h.value));
-        st.keep(vote, Some(lock)).await
+        let (batch, polka) = (proposal.batch.clone(), polka.clone());
+        st.keep(|rec, keys| rec.precommit_on(keys, batch, polka), h.height)
+            .await
     }
 
     async fn finalize(&self, decision: &Decision) -> Result<(), ConsensusError> {

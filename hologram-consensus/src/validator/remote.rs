@@ -3,13 +3,15 @@
 use super::{HeightStatus, Validator, ValidatorRequest, ValidatorResponse};
 use crate::certificate::Certificate;
 use crate::message::{Decision, Proposal};
+use crate::replica::catchup::CatchUpServer;
+use crate::replica::DEFAULT_SYNC_BYTES_PER_INTERVAL;
 use crate::vote::Vote;
 use crate::ConsensusError;
 use async_trait::async_trait;
 use hologram_lattice::transport::{Handler, HandlerError, Protocol, Service, Transport};
 use hologram_lattice::NodeId;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// A validator reached over a transport: each call is one
 /// [`Protocol::VALIDATOR`] request answered by the peer's
@@ -124,15 +126,42 @@ impl Validator for RemoteValidator {
 /// [`Protocol::VALIDATOR`] requests). Malformed requests are refused with the
 /// decoder's reason; refusals of the validator are answered as
 /// [`ValidatorResponse::Refused`].
+///
+/// The decision a status answer carries is catch-up, served as a
+/// [`Replica`](crate::Replica) serves it: each height at most once per
+/// asking node and 100 ms interval, within
+/// [`DEFAULT_SYNC_BYTES_PER_INTERVAL`] bytes per node and interval (the
+/// status is answered without it past that; the proposer asks again).
 #[derive(Clone)]
 pub struct ValidatorHandler {
     validator: Arc<dyn Validator>,
+    catch_up: Arc<Mutex<(Instant, CatchUpServer)>>,
 }
+
+/// The catch-up interval of a [`ValidatorHandler`], in milliseconds.
+const CATCH_UP_INTERVAL_MS: u64 = 100;
 
 impl ValidatorHandler {
     /// A handler serving `validator`.
     pub fn new(validator: Arc<dyn Validator>) -> Self {
-        Self { validator }
+        Self {
+            validator,
+            catch_up: Arc::new(Mutex::new((Instant::now(), CatchUpServer::default()))),
+        }
+    }
+
+    /// Whether `from` may be sent `decision` now (see the type's docs).
+    fn may_send(&self, from: NodeId, decision: &Decision) -> bool {
+        let mut guard = self.catch_up.lock().unwrap_or_else(|e| e.into_inner());
+        let (start, server) = &mut *guard;
+        let now = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let h = decision.height();
+        let range = (h, h.saturating_add(1));
+        let budget = DEFAULT_SYNC_BYTES_PER_INTERVAL;
+        let known = std::iter::once(decision);
+        !server
+            .select(now, CATCH_UP_INTERVAL_MS, budget, from, range, known)
+            .is_empty()
     }
 }
 
@@ -140,7 +169,7 @@ impl ValidatorHandler {
 impl Handler for ValidatorHandler {
     async fn request(
         &self,
-        _from: NodeId,
+        from: NodeId,
         protocol: Protocol,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, HandlerError> {
@@ -160,10 +189,10 @@ impl Handler for ValidatorHandler {
             ValidatorRequest::Finalize(d) => {
                 v.finalize(&d).await.map(|()| ValidatorResponse::Finalized)
             }
-            ValidatorRequest::Status(h) => v
-                .status(h)
-                .await
-                .map(|s| ValidatorResponse::Status(Box::new(s))),
+            ValidatorRequest::Status(h) => v.status(h).await.map(|mut s| {
+                s.decided = s.decided.filter(|d| self.may_send(from, d));
+                ValidatorResponse::Status(Box::new(s))
+            }),
         };
         answer
             .unwrap_or_else(|e| ValidatorResponse::Refused(e.to_string()))

@@ -38,6 +38,10 @@ pub enum Behaviour {
     /// it would re-draw every campaign seed's behaviours): the campaign of
     /// `consensus_commands` runs it.
     ForgeCommands,
+    /// Sends its proposals to the even-indexed validators and a conflicting
+    /// one (the same for every resend) to the odd-indexed; votes honestly.
+    /// Not in [`Behaviour::ALL`]: `consensus_split_proposer` runs it.
+    SplitProposals,
 }
 
 impl Behaviour {
@@ -175,6 +179,13 @@ impl Byzantine {
                     let msg = self.impossible(msg);
                     ctx.send(to, msg);
                 }
+                Behaviour::SplitProposals => {
+                    let msg = match msg {
+                        ConsensusMessage::Proposal(p) if i % 2 == 1 => self.split(*p),
+                        other => other,
+                    };
+                    ctx.send(to, msg);
+                }
                 Behaviour::ForgeCommands => {
                     let (msg, alone) = self.forge_commands(msg, &validators);
                     ctx.send(to, msg);
@@ -217,6 +228,23 @@ impl Byzantine {
             }
             other => other,
         }
+    }
+
+    /// The conflicting proposal of [`Behaviour::SplitProposals`]: `p`'s
+    /// batch and one command more, depending only on the height and round.
+    fn split(&self, p: Proposal) -> ConsensusMessage {
+        let (h, r) = (p.header.height, p.header.round);
+        let mut extra = h.to_le_bytes().to_vec();
+        extra.extend_from_slice(&r.to_le_bytes());
+        let mut commands = p.batch.commands().to_vec();
+        commands.push(Command::sign(&self.keys, extra).expect("small"));
+        let batch = Batch::new(commands).unwrap_or_default();
+        let header = SignedHeader::sign(&self.keys, h, r, None, batch.receipt());
+        ConsensusMessage::Proposal(Box::new(Proposal {
+            header,
+            batch,
+            proof_of_lock: None,
+        }))
     }
 
     /// A message under another validator's name that must not verify.

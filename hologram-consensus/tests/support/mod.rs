@@ -25,6 +25,30 @@ pub struct Honest {
     pub node: SimReplica,
     pub byzantine: HashSet<NodeId>,
     pub observed: HashMap<(NodeId, Slot), Vec<Vote>>,
+    /// The receipts of the proposals delivered to it by their proposer
+    /// itself while their height was undecided, by (height, round).
+    pub proposed: HashMap<(u64, u32), HashSet<Receipt>>,
+    /// Encoded bytes of every message delivered to it, and of the proposals
+    /// among them that a replica other than the proposer passed on.
+    pub bytes: u64,
+    pub relayed_bytes: u64,
+    /// The (height, round) of the value votes (not nil) of honest
+    /// validators delivered to it.
+    pub value_votes: HashSet<(u64, u32)>,
+}
+
+impl Honest {
+    fn new(node: SimReplica, byzantine: HashSet<NodeId>) -> Self {
+        Self {
+            node,
+            byzantine,
+            observed: HashMap::new(),
+            proposed: HashMap::new(),
+            bytes: 0,
+            relayed_bytes: 0,
+            value_votes: HashSet::new(),
+        }
+    }
 }
 
 /// A node of the test network.
@@ -62,6 +86,21 @@ impl Node for TestNode {
                     }
                     _ => None,
                 };
+                let size = message.encode().map_or(0, |b| b.len() as u64);
+                h.bytes += size;
+                if let ConsensusMessage::Proposal(p) = &message {
+                    if p.header.proposer != from {
+                        h.relayed_bytes += size;
+                    } else if h.node.replica().accepts_height(p.header.height) {
+                        let key = (p.header.height, p.header.round);
+                        h.proposed.entry(key).or_default().insert(p.header.value);
+                    }
+                }
+                if let ConsensusMessage::Vote(v) = &message {
+                    if v.value.is_some() && !h.byzantine.contains(&v.voter) {
+                        h.value_votes.insert((v.slot.height, v.slot.round));
+                    }
+                }
                 let refused = h.node.replica().vote_checks().refused;
                 h.node.on_message(ctx, from, message);
                 // A vote the replica refused unverified was not processed
@@ -88,11 +127,9 @@ impl Node for TestNode {
 
     fn recover(&self) -> Self {
         match self {
-            TestNode::Honest(h) => TestNode::Honest(Box::new(Honest {
-                node: h.node.recover(),
-                byzantine: h.byzantine.clone(),
-                observed: HashMap::new(),
-            })),
+            TestNode::Honest(h) => {
+                TestNode::Honest(Box::new(Honest::new(h.node.recover(), h.byzantine.clone())))
+            }
             TestNode::Byzantine(b) => TestNode::Byzantine(Box::new(b.recover())),
         }
     }
@@ -182,11 +219,10 @@ impl Cluster {
                         config.clone(),
                         behaviours[j],
                     ))),
-                    None => TestNode::Honest(Box::new(Honest {
-                        node: SimReplica::new(k.clone(), config.clone()).expect("config"),
-                        byzantine: byz_set.clone(),
-                        observed: HashMap::new(),
-                    })),
+                    None => TestNode::Honest(Box::new(Honest::new(
+                        SimReplica::new(k.clone(), config.clone()).expect("config"),
+                        byz_set.clone(),
+                    ))),
                 };
                 (k.node_id(), node)
             })
