@@ -33,6 +33,7 @@
 //! | [`transport`] | the [`Transport`](transport::Transport) seam and its contract, inbound [`Handler`](transport::Handler)s, protocol tags, the [`conformance`](transport::conformance) suite |
 //! | [`sim`] | the deterministic simulator for protocol cores: seeded faults, virtual clock, invariants |
 //! | [`kernels`] | the SIMD kernels (scalar, portable, AVX2, NEON) and their run-time dispatch |
+//! | [`wire`] | the one wire codec: bounded postcard decoding, [`WireError`](wire::WireError), the [`Wire`](wire::Wire) trait |
 //! | [`error`] | [`LatticeError`] |
 //!
 //! ## Example
@@ -68,6 +69,7 @@ pub mod routing;
 pub mod sim;
 pub mod topology;
 pub mod transport;
+pub mod wire;
 
 pub use address::Address;
 pub use c768::{Phase, SchedulePoint, ScheduleRotation};

@@ -21,7 +21,6 @@
 //! | [`witness`] | [`Witness`] chains: origin and hop links |
 //! | [`message`] | [`AuthenticatedMessage`]: payload, receipt, witness |
 //! | [`chain`] | [`ReceiptChain`], [`ChainHead`], replica comparison |
-//! | [`wire`] | the [`Wire`] trait: bounded postcard encodings |
 //! | [`error`] | [`ReceiptError`] |
 //!
 //! ## Key-derivation contexts
@@ -46,7 +45,8 @@
 //! ## Example
 //!
 //! ```
-//! use hologram_receipt::{AuthenticatedMessage, KeyPair, Receipt, ReceiptChain, ReceiptError, Wire};
+//! use hologram_lattice::wire::Wire;
+//! use hologram_receipt::{AuthenticatedMessage, KeyPair, Receipt, ReceiptChain, ReceiptError};
 //!
 //! // Receipts of data, composed.
 //! let a = Receipt::from_bytes(b"HELLO ");
@@ -81,7 +81,7 @@ pub mod ledger;
 pub mod message;
 pub mod receipt;
 pub mod signing;
-pub mod wire;
+mod wire;
 pub mod witness;
 
 pub use batch::SignatureBatch;
@@ -94,5 +94,4 @@ pub use ledger::BudgetLedger;
 pub use message::{AuthenticatedMessage, MAX_PAYLOAD_LEN};
 pub use receipt::Receipt;
 pub use signing::{verify_signature, KeyPair, Purpose, Signature};
-pub use wire::Wire;
 pub use witness::{HopLink, OriginLink, Witness, MAX_HOPS};

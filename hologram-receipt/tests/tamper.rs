@@ -1,8 +1,9 @@
 //! Tampering as a property: any change to a forwarded message is caught, with
 //! the error that names it, and nothing panics.
 
+use hologram_lattice::wire::Wire;
 use hologram_receipt::{
-    AuthenticatedMessage, HopLink, KeyPair, NodeId, Receipt, ReceiptError, Signature, Wire, Witness,
+    AuthenticatedMessage, HopLink, KeyPair, NodeId, Receipt, ReceiptError, Signature, Witness,
 };
 use proptest::prelude::*;
 
