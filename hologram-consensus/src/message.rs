@@ -14,6 +14,7 @@ use crate::validators::MAX_VALIDATORS;
 use crate::vote::{SignedHeader, Vote, VoteKind};
 use crate::ConsensusError;
 use crate::ValidatorSet;
+use hologram_lattice::wire;
 use serde::{Deserialize, Serialize};
 
 /// The largest encoded message: a full batch plus two certificates and headers.
@@ -89,33 +90,14 @@ pub enum ConsensusMessage {
 impl ConsensusMessage {
     /// The postcard encoding.
     pub fn encode(&self) -> Result<Vec<u8>, ConsensusError> {
-        postcard::to_allocvec(self).map_err(|e| ConsensusError::Decode {
-            what: "consensus message (encoding)",
-            reason: e.to_string(),
-        })
+        Ok(wire::encode("consensus message", self)?)
     }
 
-    /// Decodes exactly `bytes`: refuses more than [`MAX_MESSAGE_BYTES`]
-    /// unread, malformed input, trailing bytes, and values out of bounds.
+    /// Decodes exactly `bytes` ([`wire::decode`]: more than
+    /// [`MAX_MESSAGE_BYTES`] refused unread, malformed input and trailing
+    /// bytes refused), then checks the values' bounds.
     pub fn decode(bytes: &[u8]) -> Result<Self, ConsensusError> {
-        if bytes.len() > MAX_MESSAGE_BYTES {
-            return Err(ConsensusError::TooLarge {
-                what: "consensus message",
-                size: bytes.len(),
-                max: MAX_MESSAGE_BYTES,
-            });
-        }
-        let (message, rest) =
-            postcard::take_from_bytes::<Self>(bytes).map_err(|e| ConsensusError::Decode {
-                what: "consensus message",
-                reason: e.to_string(),
-            })?;
-        if !rest.is_empty() {
-            return Err(ConsensusError::Decode {
-                what: "consensus message",
-                reason: format!("{} trailing bytes", rest.len()),
-            });
-        }
+        let message: Self = wire::decode("consensus message", bytes, MAX_MESSAGE_BYTES)?;
         message.check_bounds()?;
         Ok(message)
     }
