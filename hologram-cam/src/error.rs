@@ -1,6 +1,7 @@
 //! The one error type of this crate.
 
 use hologram_lattice::transport::TransportError;
+use hologram_lattice::wire::WireError;
 use hologram_lattice::Address;
 use thiserror::Error;
 
@@ -64,7 +65,12 @@ pub enum CamError {
     /// A peer could not be reached or answered with an error.
     #[error("transport error: {0}")]
     Transport(#[from] TransportError),
-    /// A message did not decode.
+    /// A message or manifest did not decode, or a list in it is longer than
+    /// allowed (see [`hologram_lattice::wire`]).
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// Bytes that decoded do not check out (a checksum, a length or a
+    /// reference list that does not match).
     #[error("malformed message: {0}")]
     Decode(String),
 }
