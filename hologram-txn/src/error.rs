@@ -2,6 +2,7 @@
 
 use crate::{Key, TxnId};
 use hologram_cam::CamError;
+use hologram_lattice::wire::WireError;
 use hologram_lattice::NodeId;
 use hologram_receipt::ReceiptError;
 use thiserror::Error;
@@ -135,7 +136,11 @@ pub enum TxnError {
     /// A transaction with no operations, or a key with no bytes.
     #[error("{0} must not be empty")]
     Empty(&'static str),
-    /// A message or record did not decode.
+    /// A message or record did not decode (see [`hologram_lattice::wire`]).
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// A message or record decoded but does not hold together (an answer
+    /// to another request, a group proof out of order).
     #[error("malformed {what}: {reason}")]
     Decode {
         /// What was being decoded.
