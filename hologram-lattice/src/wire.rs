@@ -152,7 +152,7 @@ pub trait Wire: Serialize + DeserializeOwned {
     /// The longest valid encoding; longer input is refused unread.
     const MAX_WIRE_LEN: usize;
     /// The error of [`Wire::check_decoded`] and [`Wire::from_wire`].
-    type Error: From<WireError>;
+    type Error: From<WireError> + std::error::Error;
 
     /// Bounds a decoded value must meet beyond what serde checks.
     fn check_decoded(&self) -> Result<(), Self::Error> {
