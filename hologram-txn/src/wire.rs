@@ -60,7 +60,7 @@ pub enum Refusal {
     Unknown,
     /// Anything else, as text.
     Invalid(String),
-    /// [`TxnError::Transport`]: the participant (or, for a group, enough of
+    /// [`TxnError::Transport`] or [`TxnError::Unreachable`]: the participant (or, for a group, enough of
     /// its members) could not be reached. Retryable; it answers nothing
     /// about the transaction.
     Unavailable(String),
@@ -80,6 +80,7 @@ impl Refusal {
             TxnError::ContentsDiffer(_) => Refusal::ContentsDiffer,
             TxnError::UnknownTransaction(_) => Refusal::Unknown,
             TxnError::Transport(reason) => Refusal::Unavailable(truncate(reason)),
+            e @ TxnError::Unreachable { .. } => Refusal::Unavailable(truncate(e.to_string())),
             other => Refusal::Invalid(truncate(other.to_string())),
         }
     }
