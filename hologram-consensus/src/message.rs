@@ -122,13 +122,12 @@ impl ConsensusMessage {
     }
 }
 
+/// Refuses a decoded certificate with more signatures than validators.
 pub(crate) fn check_certificate_size(c: &Certificate) -> Result<(), ConsensusError> {
-    if c.signatures.len() > MAX_VALIDATORS {
-        return Err(ConsensusError::TooLarge {
-            what: "certificate (signatures)",
-            size: c.signatures.len(),
-            max: MAX_VALIDATORS,
-        });
-    }
-    Ok(())
+    let signatures = c.signatures.len();
+    Ok(wire::check_count(
+        "certificate signatures",
+        signatures,
+        MAX_VALIDATORS,
+    )?)
 }
