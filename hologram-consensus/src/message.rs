@@ -46,7 +46,25 @@ pub struct Decision {
     pub certificate: Certificate,
 }
 
+impl Proposal {
+    /// Checks the bounds serde does not (the batch's, the proof of lock's
+    /// signature count).
+    pub(crate) fn check_bounds(&self) -> Result<(), ConsensusError> {
+        self.batch.check_bounds()?;
+        self.proof_of_lock
+            .as_ref()
+            .map_or(Ok(()), check_certificate_size)
+    }
+}
+
 impl Decision {
+    /// Checks the bounds serde does not (the batch's, the certificate's
+    /// signature count).
+    pub(crate) fn check_bounds(&self) -> Result<(), ConsensusError> {
+        self.batch.check_bounds()?;
+        check_certificate_size(&self.certificate)
+    }
+
     /// The decided height.
     pub fn height(&self) -> u64 {
         self.certificate.height()
@@ -105,17 +123,8 @@ impl ConsensusMessage {
     /// Checks the bounds serde does not.
     pub fn check_bounds(&self) -> Result<(), ConsensusError> {
         match self {
-            ConsensusMessage::Proposal(p) => {
-                p.batch.check_bounds()?;
-                if let Some(c) = &p.proof_of_lock {
-                    check_certificate_size(c)?;
-                }
-                Ok(())
-            }
-            ConsensusMessage::Decision(d) => {
-                d.batch.check_bounds()?;
-                check_certificate_size(&d.certificate)
-            }
+            ConsensusMessage::Proposal(p) => p.check_bounds(),
+            ConsensusMessage::Decision(d) => d.check_bounds(),
             ConsensusMessage::Commands(commands) => Batch::new(commands.clone()).map(|_| ()),
             ConsensusMessage::Vote(_) | ConsensusMessage::SyncRequest { .. } => Ok(()),
         }

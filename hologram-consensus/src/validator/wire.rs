@@ -5,9 +5,7 @@
 //! hand-defined canonical bytes.
 
 use crate::certificate::Certificate;
-use crate::message::{
-    check_certificate_size, ConsensusMessage, Decision, Proposal, MAX_MESSAGE_BYTES,
-};
+use crate::message::{check_certificate_size, Decision, Proposal, MAX_MESSAGE_BYTES};
 use crate::validator::HeightStatus;
 use crate::vote::Vote;
 use crate::ConsensusError;
@@ -52,16 +50,12 @@ impl ValidatorRequest {
         let request: Self = wire::decode("validator request", bytes, MAX_MESSAGE_BYTES)?;
         // The same bounds as the replica messages carrying these values.
         match &request {
-            ValidatorRequest::Prepare(p) => {
-                ConsensusMessage::Proposal(p.clone()).check_bounds()?;
-            }
+            ValidatorRequest::Prepare(p) => p.check_bounds()?,
             ValidatorRequest::Commit(p, c) => {
-                ConsensusMessage::Proposal(p.clone()).check_bounds()?;
+                p.check_bounds()?;
                 check_certificate_size(c)?;
             }
-            ValidatorRequest::Finalize(d) => {
-                ConsensusMessage::Decision(d.clone()).check_bounds()?;
-            }
+            ValidatorRequest::Finalize(d) => d.check_bounds()?,
             ValidatorRequest::Status(_) => {}
         }
         Ok(request)
@@ -80,8 +74,7 @@ impl ValidatorResponse {
         let response: Self = wire::decode("validator response", bytes, MAX_MESSAGE_BYTES)?;
         if let ValidatorResponse::Status(s) = &response {
             if let Some(d) = &s.decided {
-                d.batch.check_bounds()?;
-                check_certificate_size(&d.certificate)?;
+                d.check_bounds()?;
             }
             if let Some(lock) = &s.locked {
                 lock.batch.check_bounds()?;
