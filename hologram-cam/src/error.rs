@@ -20,6 +20,15 @@ pub enum CamError {
     /// No peer could provide the object.
     #[error("object {0} not found")]
     NotFound(Address),
+    /// The stored reference record of an object does not decode (disk
+    /// corruption); it is not trusted.
+    #[error("stored references of {address} are corrupt: {source}")]
+    CorruptReferences {
+        /// The object whose references they are.
+        address: Address,
+        /// Why they do not decode.
+        source: Box<CamError>,
+    },
     /// Stored bytes no longer hash to their key (disk corruption).
     #[error("stored object {0} is corrupt")]
     Corrupt(Address),
