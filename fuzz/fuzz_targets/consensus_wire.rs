@@ -1,13 +1,26 @@
-//! The consensus wire format: proposals, votes, certificates, decisions,
-//! catch-up requests and commands.
+//! The consensus wire formats: replica messages (proposals, votes,
+//! certificates, decisions, catch-up requests and commands) and the requests
+//! and answers of a remote validator. The first byte picks the decoder; the
+//! rest is its input.
 #![no_main]
 
-use hologram::consensus::ConsensusMessage;
+use hologram::consensus::{ConsensusMessage, ValidatorRequest, ValidatorResponse};
 use hologram_fuzz::round_trip;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    round_trip(data, ConsensusMessage::decode, |m: &ConsensusMessage| {
-        m.encode().expect("an accepted message encodes")
-    });
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    match which % 3 {
+        0 => round_trip(rest, ConsensusMessage::decode, |m: &ConsensusMessage| {
+            m.encode().expect("an accepted message encodes")
+        }),
+        1 => round_trip(rest, ValidatorRequest::decode, |m: &ValidatorRequest| {
+            m.encode().expect("an accepted request encodes")
+        }),
+        _ => round_trip(rest, ValidatorResponse::decode, |m: &ValidatorResponse| {
+            m.encode().expect("an accepted response encodes")
+        }),
+    }
 });

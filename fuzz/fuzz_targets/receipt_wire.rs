@@ -2,8 +2,9 @@
 //! The first byte picks the decoder; the rest is its input.
 #![no_main]
 
+use hologram::lattice::wire::Wire;
 use hologram::receipt::{
-    AuthenticatedMessage, Budget, BudgetLedger, Receipt, ReceiptChain, Signature, Wire, Witness,
+    AuthenticatedMessage, Budget, BudgetLedger, Receipt, ReceiptChain, Signature, Witness,
 };
 use hologram_fuzz::round_trip;
 use libfuzzer_sys::fuzz_target;

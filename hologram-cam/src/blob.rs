@@ -4,7 +4,7 @@
 use crate::chunking::{chunk_lengths, ChunkParams};
 use crate::wire::MAX_OBJECT_BYTES;
 use crate::{CamError, DistributedCAM, Store};
-use hologram_lattice::Address;
+use hologram_lattice::{wire, Address};
 use serde::{Deserialize, Serialize};
 
 /// Prefix of every encoded manifest.
@@ -41,29 +41,19 @@ impl Manifest {
 
     /// The manifest's bytes: a magic prefix, then postcard.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = MANIFEST_MAGIC.to_vec();
-        out.extend(postcard::to_allocvec(self).unwrap_or_default());
-        out
+        // Encoding into a Vec cannot fail for these types.
+        wire::encode_into("manifest", self, MANIFEST_MAGIC.to_vec()).unwrap_or_default()
     }
 
-    /// Decodes a manifest, bounding its size and chunk count.
+    /// Decodes a manifest: at most [`MAX_OBJECT_BYTES`] in all (checked
+    /// unread) and [`MAX_CHUNKS`] chunks.
     pub fn decode(bytes: &[u8]) -> Result<Self, CamError> {
-        if bytes.len() > MAX_OBJECT_BYTES {
-            return Err(CamError::TooLarge {
-                size: bytes.len(),
-                max: MAX_OBJECT_BYTES,
-            });
-        }
         let body = bytes
             .strip_prefix(MANIFEST_MAGIC.as_slice())
             .ok_or_else(|| CamError::Decode("not a manifest".into()))?;
-        let manifest: Manifest = crate::wire::decode_bounded(body, MAX_OBJECT_BYTES)?;
-        if manifest.chunks.len() > MAX_CHUNKS {
-            return Err(CamError::Decode(format!(
-                "{} chunks, at most {MAX_CHUNKS}",
-                manifest.chunks.len()
-            )));
-        }
+        let max = MAX_OBJECT_BYTES - MANIFEST_MAGIC.len();
+        let manifest: Manifest = wire::decode("manifest", body, max)?;
+        wire::check_count("manifest chunks", manifest.chunks.len(), MAX_CHUNKS)?;
         Ok(manifest)
     }
 }

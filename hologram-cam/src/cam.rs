@@ -7,6 +7,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use hologram_lattice::transport::{
     async_trait, Handler, HandlerError, Protocol, Service, Transport, TransportError,
 };
+use hologram_lattice::wire::WireError;
 use hologram_lattice::LatticeRouter;
 use hologram_lattice::{Address, PeerId};
 use std::collections::{HashMap, VecDeque};
@@ -330,7 +331,7 @@ impl<S: Store + ?Sized + 'static> DistributedCAM<S> {
                         }
                         continue;
                     }
-                    Err(CamError::TooLarge { .. }) => {
+                    Err(CamError::Wire(WireError::TooLarge { .. })) => {
                         too_large += 1;
                         continue;
                     }

@@ -1,6 +1,7 @@
 //! The one error type of this crate.
 
 use hologram_lattice::transport::TransportError;
+use hologram_lattice::wire::WireError;
 use hologram_lattice::Address;
 use thiserror::Error;
 
@@ -19,6 +20,15 @@ pub enum CamError {
     /// No peer could provide the object.
     #[error("object {0} not found")]
     NotFound(Address),
+    /// The stored reference record of an object does not decode (disk
+    /// corruption); it is not trusted.
+    #[error("stored references of {address} are corrupt: {source}")]
+    CorruptReferences {
+        /// The object whose references they are.
+        address: Address,
+        /// Why they do not decode.
+        source: Box<CamError>,
+    },
     /// Stored bytes no longer hash to their key (disk corruption).
     #[error("stored object {0} is corrupt")]
     Corrupt(Address),
@@ -64,7 +74,12 @@ pub enum CamError {
     /// A peer could not be reached or answered with an error.
     #[error("transport error: {0}")]
     Transport(#[from] TransportError),
-    /// A message did not decode.
+    /// A message or manifest did not decode, or a list in it is longer than
+    /// allowed (see [`hologram_lattice::wire`]).
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// Bytes that decoded do not check out (a checksum, a length or a
+    /// reference list that does not match).
     #[error("malformed message: {0}")]
     Decode(String),
 }

@@ -1,8 +1,10 @@
 //! The CAM protocol's messages, with decoding bounded before reading.
 
 use crate::{CamError, SharedBytes};
-use hologram_lattice::Address;
+use hologram_lattice::{wire, Address};
 use serde::{Deserialize, Serialize};
+
+const WHAT: &str = "CAM message";
 
 /// The largest object one message carries.
 pub const MAX_OBJECT_BYTES: usize = 1 << 20;
@@ -44,11 +46,12 @@ impl CamMessage {
             _ => 64,
         };
         // Encoding into a Vec cannot fail for these types.
-        postcard::to_extend(self, Vec::with_capacity(size_hint)).unwrap_or_default()
+        wire::encode_into(WHAT, self, Vec::with_capacity(size_hint)).unwrap_or_default()
     }
 
-    /// Decodes a message, refusing more than [`MAX_MESSAGE_BYTES`] before
-    /// reading; a `Found` object's bytes are copied out of `bytes`.
+    /// Decodes exactly `bytes` ([`wire::decode`]: more than
+    /// [`MAX_MESSAGE_BYTES`] refused unread, trailing bytes refused); a
+    /// `Found` object's bytes are copied out of `bytes`.
     pub fn decode(bytes: &[u8]) -> Result<Self, CamError> {
         Self::decode_with(bytes, SharedBytes::copy_from_slice)
     }
@@ -64,15 +67,12 @@ impl CamMessage {
         bytes: &'a [u8],
         object: impl FnOnce(&'a [u8]) -> SharedBytes,
     ) -> Result<Self, CamError> {
-        let message: CamMessage<&[u8]> = decode_bounded(bytes, MAX_MESSAGE_BYTES)?;
+        let message: CamMessage<&[u8]> = wire::decode(WHAT, bytes, MAX_MESSAGE_BYTES)?;
         Ok(match message {
-            CamMessage::Providers(peers) if peers.len() > MAX_PROVIDERS => {
-                return Err(CamError::Decode(format!(
-                    "{} providers, at most {MAX_PROVIDERS}",
-                    peers.len()
-                )))
+            CamMessage::Providers(peers) => {
+                wire::check_count("providers", peers.len(), MAX_PROVIDERS)?;
+                CamMessage::Providers(peers)
             }
-            CamMessage::Providers(peers) => CamMessage::Providers(peers),
             CamMessage::Get(address) => CamMessage::Get(address),
             CamMessage::Found(data) => CamMessage::Found(object(data)),
             CamMessage::NotFound => CamMessage::NotFound,
@@ -81,23 +81,10 @@ impl CamMessage {
     }
 }
 
-/// Decodes postcard, refusing more than `max` bytes before reading them.
-pub(crate) fn decode_bounded<'a, T: Deserialize<'a>>(
-    bytes: &'a [u8],
-    max: usize,
-) -> Result<T, CamError> {
-    if bytes.len() > max {
-        return Err(CamError::TooLarge {
-            size: bytes.len(),
-            max,
-        });
-    }
-    postcard::from_bytes(bytes).map_err(|e| CamError::Decode(e.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hologram_lattice::wire::WireError;
     use proptest::prelude::*;
 
     proptest! {
@@ -132,7 +119,32 @@ mod tests {
     fn too_many_providers_are_refused() {
         let peers = vec![hologram_lattice::NodeId::from_bytes([1; 32]); MAX_PROVIDERS + 1];
         let encoded = CamMessage::<SharedBytes>::Providers(peers).encode();
-        assert!(CamMessage::decode(&encoded).is_err());
-        assert!(CamMessage::decode_owned(encoded).is_err());
+        let refused = Err(CamError::Wire(WireError::TooMany {
+            what: "providers",
+            count: MAX_PROVIDERS + 1,
+            max: MAX_PROVIDERS,
+        }));
+        assert_eq!(CamMessage::decode(&encoded), refused);
+        assert_eq!(CamMessage::decode_owned(encoded), refused);
+    }
+
+    #[test]
+    fn trailing_and_oversized_input_is_refused() {
+        let mut encoded = CamMessage::Found(SharedBytes::from(vec![1, 2, 3])).encode();
+        encoded.push(0);
+        let trailing = Err(CamError::Wire(WireError::Trailing {
+            what: WHAT,
+            extra: 1,
+        }));
+        assert_eq!(CamMessage::decode(&encoded), trailing);
+        assert_eq!(CamMessage::decode_owned(encoded), trailing);
+        let huge = vec![0u8; MAX_MESSAGE_BYTES + 1];
+        assert!(matches!(
+            CamMessage::decode(&huge),
+            Err(CamError::Wire(WireError::TooLarge {
+                max: MAX_MESSAGE_BYTES,
+                ..
+            }))
+        ));
     }
 }

@@ -3,6 +3,7 @@
 use crate::vote::VoteKind;
 use hologram_cam::CamError;
 use hologram_lattice::transport::TransportError;
+use hologram_lattice::wire::WireError;
 use hologram_lattice::{Address, NodeId};
 use hologram_receipt::{Receipt, ReceiptError};
 use thiserror::Error;
@@ -89,14 +90,10 @@ pub enum ConsensusError {
         /// The limit.
         max: usize,
     },
-    /// A wire message did not decode.
-    #[error("malformed {what}: {reason}")]
-    Decode {
-        /// What was being decoded.
-        what: &'static str,
-        /// Why it failed.
-        reason: String,
-    },
+    /// A wire message or stored record did not decode, or a list in it is
+    /// longer than allowed (see [`hologram_lattice::wire`]).
+    #[error(transparent)]
+    Wire(#[from] WireError),
     /// A command's client signature does not verify: it was forged or
     /// altered (payload, key or signature changed). It is not stored,
     /// gossiped or voted for.
@@ -182,33 +179,6 @@ pub enum ConsensusError {
         /// The body's size.
         len: usize,
         /// The limit (`BroadcastConfig::max_body`).
-        max: usize,
-    },
-    /// A broadcast wire message or certificate is longer than any valid one,
-    /// or a payload in it exceeds its bound; it was not read further.
-    #[error("broadcast wire data of {len} bytes exceeds the limit of {max}")]
-    BroadcastWireTooLarge {
-        /// The size.
-        len: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// A broadcast wire message or delivery certificate did not decode.
-    #[error("malformed broadcast {what}: {reason}")]
-    BroadcastDecode {
-        /// What was being decoded.
-        what: &'static str,
-        /// Why it failed.
-        reason: String,
-    },
-    /// A broadcast wire message carries more items than allowed.
-    #[error("broadcast {what} carries {count} items, at most {max} allowed")]
-    BroadcastTooMany {
-        /// What the list holds.
-        what: &'static str,
-        /// How many it holds.
-        count: usize,
-        /// The limit.
         max: usize,
     },
     /// The origin could not sign its own broadcast.

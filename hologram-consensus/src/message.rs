@@ -14,6 +14,7 @@ use crate::validators::MAX_VALIDATORS;
 use crate::vote::{SignedHeader, Vote, VoteKind};
 use crate::ConsensusError;
 use crate::ValidatorSet;
+use hologram_lattice::wire;
 use serde::{Deserialize, Serialize};
 
 /// The largest encoded message: a full batch plus two certificates and headers.
@@ -45,7 +46,25 @@ pub struct Decision {
     pub certificate: Certificate,
 }
 
+impl Proposal {
+    /// Checks the bounds serde does not (the batch's, the proof of lock's
+    /// signature count).
+    pub(crate) fn check_bounds(&self) -> Result<(), ConsensusError> {
+        self.batch.check_bounds()?;
+        self.proof_of_lock
+            .as_ref()
+            .map_or(Ok(()), check_certificate_size)
+    }
+}
+
 impl Decision {
+    /// Checks the bounds serde does not (the batch's, the certificate's
+    /// signature count).
+    pub(crate) fn check_bounds(&self) -> Result<(), ConsensusError> {
+        self.batch.check_bounds()?;
+        check_certificate_size(&self.certificate)
+    }
+
     /// The decided height.
     pub fn height(&self) -> u64 {
         self.certificate.height()
@@ -82,33 +101,14 @@ pub enum ConsensusMessage {
 impl ConsensusMessage {
     /// The postcard encoding.
     pub fn encode(&self) -> Result<Vec<u8>, ConsensusError> {
-        postcard::to_allocvec(self).map_err(|e| ConsensusError::Decode {
-            what: "consensus message (encoding)",
-            reason: e.to_string(),
-        })
+        Ok(wire::encode("consensus message", self)?)
     }
 
-    /// Decodes exactly `bytes`: refuses more than [`MAX_MESSAGE_BYTES`]
-    /// unread, malformed input, trailing bytes, and values out of bounds.
+    /// Decodes exactly `bytes` ([`wire::decode`]: more than
+    /// [`MAX_MESSAGE_BYTES`] refused unread, malformed input and trailing
+    /// bytes refused), then checks the values' bounds.
     pub fn decode(bytes: &[u8]) -> Result<Self, ConsensusError> {
-        if bytes.len() > MAX_MESSAGE_BYTES {
-            return Err(ConsensusError::TooLarge {
-                what: "consensus message",
-                size: bytes.len(),
-                max: MAX_MESSAGE_BYTES,
-            });
-        }
-        let (message, rest) =
-            postcard::take_from_bytes::<Self>(bytes).map_err(|e| ConsensusError::Decode {
-                what: "consensus message",
-                reason: e.to_string(),
-            })?;
-        if !rest.is_empty() {
-            return Err(ConsensusError::Decode {
-                what: "consensus message",
-                reason: format!("{} trailing bytes", rest.len()),
-            });
-        }
+        let message: Self = wire::decode("consensus message", bytes, MAX_MESSAGE_BYTES)?;
         message.check_bounds()?;
         Ok(message)
     }
@@ -116,30 +116,20 @@ impl ConsensusMessage {
     /// Checks the bounds serde does not.
     pub fn check_bounds(&self) -> Result<(), ConsensusError> {
         match self {
-            ConsensusMessage::Proposal(p) => {
-                p.batch.check_bounds()?;
-                if let Some(c) = &p.proof_of_lock {
-                    check_certificate_size(c)?;
-                }
-                Ok(())
-            }
-            ConsensusMessage::Decision(d) => {
-                d.batch.check_bounds()?;
-                check_certificate_size(&d.certificate)
-            }
+            ConsensusMessage::Proposal(p) => p.check_bounds(),
+            ConsensusMessage::Decision(d) => d.check_bounds(),
             ConsensusMessage::Commands(commands) => Batch::new(commands.clone()).map(|_| ()),
             ConsensusMessage::Vote(_) | ConsensusMessage::SyncRequest { .. } => Ok(()),
         }
     }
 }
 
+/// Refuses a decoded certificate with more signatures than validators.
 pub(crate) fn check_certificate_size(c: &Certificate) -> Result<(), ConsensusError> {
-    if c.signatures.len() > MAX_VALIDATORS {
-        return Err(ConsensusError::TooLarge {
-            what: "certificate (signatures)",
-            size: c.signatures.len(),
-            max: MAX_VALIDATORS,
-        });
-    }
-    Ok(())
+    let signatures = c.signatures.len();
+    Ok(wire::check_count(
+        "certificate signatures",
+        signatures,
+        MAX_VALIDATORS,
+    )?)
 }

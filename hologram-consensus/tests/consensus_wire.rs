@@ -6,6 +6,7 @@ use hologram_consensus::{
     Batch, Certificate, Command, ConsensusError, ConsensusMessage, Decision, Proposal,
     SignedHeader, Slot, Vote, VoteKind,
 };
+use hologram_lattice::wire::WireError;
 use hologram_receipt::KeyPair;
 use proptest::prelude::*;
 
@@ -99,7 +100,10 @@ fn oversized_input_is_refused_unread() {
     let bytes = vec![0u8; MAX_MESSAGE_BYTES + 1];
     assert!(matches!(
         ConsensusMessage::decode(&bytes),
-        Err(ConsensusError::TooLarge { .. })
+        Err(ConsensusError::Wire(WireError::TooLarge {
+            max: MAX_MESSAGE_BYTES,
+            ..
+        }))
     ));
 }
 

@@ -42,17 +42,9 @@ pub enum LatticeError {
     /// A proof-of-work difficulty above 256 bits can never be met.
     #[error("proof-of-work difficulty {0} exceeds 256 bits")]
     DifficultyTooHigh(u32),
-    /// A frame was refused before decoding because it is too large.
-    #[error("frame of {size} bytes exceeds the {max}-byte limit")]
-    FrameTooLarge {
-        /// The frame's size.
-        size: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// A message did not decode.
-    #[error("malformed message: {0}")]
-    Decode(String),
+    /// A message did not decode (see [`crate::wire`]).
+    #[error(transparent)]
+    Wire(#[from] crate::wire::WireError),
     /// A simulation's invariant failed.
     #[error("invariant violated at step {step} ({at_ms} ms): {message}; replay with HOLOGRAM_SEED={seed}")]
     InvariantViolated {

@@ -34,10 +34,11 @@
 //! | [`topology`] | [`AdaptiveTopology`](topology::AdaptiveTopology), bounded [`LatencyHistogram`](topology::LatencyHistogram)s |
 //! | [`transport`] | the [`Transport`](transport::Transport) seam and its contract, inbound [`Handler`](transport::Handler)s, protocol tags, the [`conformance`](transport::conformance) suite |
 //! | [`sim`] | the deterministic simulator for protocol cores: seeded faults, virtual clock, invariants |
+//! | [`wire`] | the one wire codec: bounded postcard decoding, [`WireError`](wire::WireError), the [`Wire`](wire::Wire) trait |
 //! | `error` (private) | [`LatticeError`] |
 //!
 //! The leaf modules are private and their names are at the root, one path
-//! each; the four namespaces above are public.
+//! each; the five namespaces above are public.
 //!
 //! ## Example
 //!
@@ -73,6 +74,7 @@ pub mod routing;
 pub mod sim;
 pub mod topology;
 pub mod transport;
+pub mod wire;
 
 pub use address::Address;
 pub use c768::{

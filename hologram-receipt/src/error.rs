@@ -1,6 +1,7 @@
 //! The one error type of this crate.
 
 use crate::{ChainHead, Purpose, Receipt};
+use hologram_lattice::wire::WireError;
 use hologram_lattice::NodeId;
 use thiserror::Error;
 
@@ -138,38 +139,7 @@ pub enum ReceiptError {
         /// How many receipts were chained.
         len: u64,
     },
-    /// Wire bytes were longer than the type's bound; nothing was decoded.
-    #[error("{what} wire encoding of {len} bytes exceeds the limit of {max}")]
-    WireTooLarge {
-        /// The type being decoded.
-        what: &'static str,
-        /// Length of the input.
-        len: usize,
-        /// The type's bound.
-        max: usize,
-    },
-    /// Wire bytes were not a valid postcard encoding of the type.
-    #[error("{what} wire encoding is malformed: {source}")]
-    WireDecode {
-        /// The type being decoded.
-        what: &'static str,
-        /// What postcard reported.
-        source: postcard::Error,
-    },
-    /// A value could not be encoded for the wire.
-    #[error("{what} could not be encoded: {source}")]
-    WireEncode {
-        /// The type being encoded.
-        what: &'static str,
-        /// What postcard reported.
-        source: postcard::Error,
-    },
-    /// Wire bytes decoded but left bytes over.
-    #[error("{what} wire encoding has {extra} trailing bytes")]
-    WireTrailing {
-        /// The type being decoded.
-        what: &'static str,
-        /// Number of unread bytes.
-        extra: usize,
-    },
+    /// Wire bytes are not a valid value (see [`hologram_lattice::wire`]).
+    #[error(transparent)]
+    Wire(#[from] WireError),
 }

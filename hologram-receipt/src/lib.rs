@@ -21,7 +21,6 @@
 //! | `witness` | [`Witness`] chains: origin and hop links |
 //! | `message` | [`AuthenticatedMessage`]: payload, receipt, witness |
 //! | `chain` | [`ReceiptChain`], [`ChainHead`], replica comparison |
-//! | `wire` | the [`Wire`] trait: bounded postcard encodings |
 //! | `error` | [`ReceiptError`] |
 //!
 //! ## Key-derivation contexts
@@ -46,7 +45,8 @@
 //! ## Example
 //!
 //! ```
-//! use hologram_receipt::{AuthenticatedMessage, KeyPair, Receipt, ReceiptChain, ReceiptError, Wire};
+//! use hologram_lattice::wire::Wire;
+//! use hologram_receipt::{AuthenticatedMessage, KeyPair, Receipt, ReceiptChain, ReceiptError};
 //!
 //! // Receipts of data, composed.
 //! let a = Receipt::from_bytes(b"HELLO ");
@@ -98,5 +98,4 @@ pub use receipt::{Receipt, CANONICAL_LEN};
 pub use signing::{
     verify_signature, verifying_key, KeyPair, Purpose, Signature, KEY_CACHE_CAPACITY,
 };
-pub use wire::Wire;
 pub use witness::{HopLink, OriginLink, Witness, LINK_CONTEXT, MAX_HOPS};

@@ -1,9 +1,10 @@
 //! Arbitrary bytes into every decoder: an error or a value, never a panic.
 
+use hologram_lattice::wire::{Wire, WireError};
 use hologram_lattice::NodeId;
 use hologram_receipt::{
     verify_signature, AuthenticatedMessage, Budget, BudgetLedger, KeyPair, Purpose, Receipt,
-    ReceiptChain, ReceiptError, Signature, Wire, Witness,
+    ReceiptChain, ReceiptError, Signature, Witness,
 };
 use proptest::prelude::*;
 
@@ -63,15 +64,15 @@ fn oversized_input_is_rejected_before_reading() {
     let too_big = vec![0u8; AuthenticatedMessage::MAX_WIRE_LEN + 1];
     assert!(matches!(
         AuthenticatedMessage::from_wire(&too_big),
-        Err(ReceiptError::WireTooLarge { .. })
+        Err(ReceiptError::Wire(WireError::TooLarge { .. }))
     ));
     assert_eq!(
         Receipt::from_wire(&[0u8; 75]),
-        Err(ReceiptError::WireTooLarge {
+        Err(ReceiptError::Wire(WireError::TooLarge {
             what: "Receipt",
             len: 75,
             max: 74
-        })
+        }))
     );
 }
 
@@ -83,10 +84,10 @@ fn trailing_bytes_and_long_chains_are_rejected() {
     wire.push(0);
     assert_eq!(
         AuthenticatedMessage::from_wire(&wire),
-        Err(ReceiptError::WireTrailing {
+        Err(ReceiptError::Wire(WireError::Trailing {
             what: "AuthenticatedMessage",
             extra: 1
-        })
+        }))
     );
     // A witness wire encoding claiming 33 hops decodes (it is within the
     // byte bound) but is refused as too long.
@@ -103,7 +104,7 @@ fn trailing_bytes_and_long_chains_are_rejected() {
     assert!(bytes.len() > Witness::MAX_WIRE_LEN);
     assert!(matches!(
         Witness::from_wire(&bytes),
-        Err(ReceiptError::WireTooLarge { .. })
+        Err(ReceiptError::Wire(WireError::TooLarge { .. }))
     ));
     // Inside a message with a small payload, the size bound does not catch it:
     // the hop-count check does.

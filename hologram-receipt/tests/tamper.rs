@@ -1,9 +1,10 @@
 //! Tampering as a property: any change to a forwarded message is caught, with
 //! the error that names it, and nothing panics.
 
+use hologram_lattice::wire::Wire;
 use hologram_lattice::NodeId;
 use hologram_receipt::{
-    AuthenticatedMessage, HopLink, KeyPair, Receipt, ReceiptError, Signature, Wire, Witness,
+    AuthenticatedMessage, HopLink, KeyPair, Receipt, ReceiptError, Signature, Witness,
 };
 use proptest::prelude::*;
 

@@ -1,9 +1,10 @@
 //! SPEC §5–§7 vectors, and pinned values of the contexts this crate introduces.
 
+use hologram_lattice::wire::Wire;
 use hologram_lattice::{Address, R96Digest};
 use hologram_receipt::{
-    AuthenticatedMessage, Budget, ChainHead, KeyPair, Purpose, Receipt, ReceiptChain, Wire,
-    MAX_HOPS, MAX_PAYLOAD_LEN,
+    AuthenticatedMessage, Budget, ChainHead, KeyPair, Purpose, Receipt, ReceiptChain, MAX_HOPS,
+    MAX_PAYLOAD_LEN,
 };
 
 fn hex32(s: &str) -> [u8; 32] {

@@ -2,7 +2,9 @@
 
 use crate::{Key, TxnId};
 use hologram_cam::CamError;
-use hologram_lattice::NodeId;
+use hologram_lattice::transport::TransportError;
+use hologram_lattice::wire::WireError;
+use hologram_lattice::{NodeId, PeerId};
 use hologram_receipt::ReceiptError;
 use thiserror::Error;
 
@@ -135,7 +137,11 @@ pub enum TxnError {
     /// A transaction with no operations, or a key with no bytes.
     #[error("{0} must not be empty")]
     Empty(&'static str),
-    /// A message or record did not decode.
+    /// A message or record did not decode (see [`hologram_lattice::wire`]).
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// A message or record decoded but does not hold together (an answer
+    /// to another request, a group proof out of order).
     #[error("malformed {what}: {reason}")]
     Decode {
         /// What was being decoded.
@@ -160,9 +166,22 @@ pub enum TxnError {
     /// The participant's store failed.
     #[error("store error: {0}")]
     Store(#[from] CamError),
-    /// A participant could not be reached.
+    /// A participant could not be reached, or (told by a participant that
+    /// answered) enough of its group could not be: the reason as text, as
+    /// it travels in a refusal.
     #[error("transport error: {0}")]
     Transport(String),
+    /// A call to a participant's node failed on the way (no answer in time,
+    /// the node down or unknown).
+    #[error("participant {participant} at {peer}: {source}")]
+    Unreachable {
+        /// The participant called.
+        participant: NodeId,
+        /// The node that was asked.
+        peer: PeerId,
+        /// What the transport said.
+        source: TransportError,
+    },
 }
 
 impl TxnError {
@@ -176,6 +195,7 @@ impl TxnError {
                 | TxnError::Aborted { .. }
                 | TxnError::TimedOut(_)
                 | TxnError::Transport(_)
+                | TxnError::Unreachable { .. }
         )
     }
 }

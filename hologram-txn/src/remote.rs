@@ -21,7 +21,7 @@
 //! every receipt it is given (single signatures and group proofs alike), so a
 //! peer that lies is refused as a participant answering in the same process
 //! would be. A call that gets no answer in time — lost, late, or the peer
-//! down — fails with a retryable [`TxnError::Transport`]; requests are
+//! down — fails with a retryable [`TxnError::Unreachable`]; requests are
 //! idempotent at the participant (a repeated prepare, decision or resolve
 //! returns what the first one did), so the coordinator's retries are safe.
 //!
@@ -148,7 +148,11 @@ impl RemoteParticipant {
         let mut attempt = 1;
         loop {
             match self.ask_once(txn, bytes.clone()).await {
-                Err(TxnError::Transport(_)) if attempt < self.attempts => attempt += 1,
+                Err(TxnError::Transport(_) | TxnError::Unreachable { .. })
+                    if attempt < self.attempts =>
+                {
+                    attempt += 1
+                }
                 other => return other,
             }
         }
@@ -177,10 +181,11 @@ impl RemoteParticipant {
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 );
-                return Err(TxnError::Transport(format!(
-                    "participant {} at {peer}: {e}",
-                    self.id
-                )));
+                return Err(TxnError::Unreachable {
+                    participant: self.id,
+                    peer,
+                    source: e,
+                });
             }
         };
         reply_to(txn, Some(TxnMessage::from_wire(&answer)?))

@@ -1,8 +1,9 @@
 //! The transaction protocol's messages and their bounded wire encoding.
 //!
 //! Messages are serde + postcard ([`TxnMessage::to_wire`]);
-//! [`TxnMessage::from_wire`] refuses input longer than [`MAX_MESSAGE_LEN`]
-//! before reading it, refuses trailing bytes, and re-checks every bound serde
+//! [`TxnMessage::from_wire`] decodes with [`hologram_lattice::wire::decode`]
+//! (input longer than [`MAX_MESSAGE_LEN`] refused unread, trailing bytes
+//! refused), then re-checks every bound serde
 //! does not (key and value sizes, op and participant counts; a group proof's
 //! member and signature lists are bounded by [`MAX_GROUP`](crate::receipts::MAX_GROUP) as they are
 //! decoded, see [`crate::receipts`]). What is hashed
@@ -13,8 +14,11 @@ use crate::handoff::{HandOffAck, Transfer};
 use crate::receipts::{check_prepares, Decision, PrepareRequest, SignedReceipt};
 use crate::types::{bound, MAX_KEY_LEN, MAX_OPS, MAX_PARTICIPANTS, MAX_VALUE_LEN};
 use crate::{Key, TxnError, TxnId};
+use hologram_lattice::wire;
 use hologram_receipt::Receipt;
 use serde::{Deserialize, Serialize};
+
+const WHAT: &str = "transaction message";
 
 /// The longest reason string a refusal carries.
 pub const MAX_REASON_LEN: usize = 1024;
@@ -56,7 +60,7 @@ pub enum Refusal {
     Unknown,
     /// Anything else, as text.
     Invalid(String),
-    /// [`TxnError::Transport`]: the participant (or, for a group, enough of
+    /// [`TxnError::Transport`] or [`TxnError::Unreachable`]: the participant (or, for a group, enough of
     /// its members) could not be reached. Retryable; it answers nothing
     /// about the transaction.
     Unavailable(String),
@@ -76,6 +80,7 @@ impl Refusal {
             TxnError::ContentsDiffer(_) => Refusal::ContentsDiffer,
             TxnError::UnknownTransaction(_) => Refusal::Unknown,
             TxnError::Transport(reason) => Refusal::Unavailable(truncate(reason)),
+            e @ TxnError::Unreachable { .. } => Refusal::Unavailable(truncate(e.to_string())),
             other => Refusal::Invalid(truncate(other.to_string())),
         }
     }
@@ -229,26 +234,12 @@ impl TxnMessage {
 
     /// The postcard encoding.
     pub fn to_wire(&self) -> Result<Vec<u8>, TxnError> {
-        postcard::to_allocvec(self).map_err(|e| TxnError::Decode {
-            what: "transaction message",
-            reason: e.to_string(),
-        })
+        Ok(wire::encode(WHAT, self)?)
     }
 
     /// Decodes exactly `bytes` (see the module docs).
     pub fn from_wire(bytes: &[u8]) -> Result<Self, TxnError> {
-        bound("transaction message", bytes.len(), MAX_MESSAGE_LEN)?;
-        let (message, rest) =
-            postcard::take_from_bytes::<TxnMessage>(bytes).map_err(|e| TxnError::Decode {
-                what: "transaction message",
-                reason: e.to_string(),
-            })?;
-        if !rest.is_empty() {
-            return Err(TxnError::Decode {
-                what: "transaction message",
-                reason: format!("{} trailing bytes", rest.len()),
-            });
-        }
+        let message: Self = wire::decode(WHAT, bytes, MAX_MESSAGE_LEN)?;
         message.check()?;
         Ok(message)
     }
@@ -275,6 +266,7 @@ mod tests {
     use super::*;
     use crate::receipts::{commit_receipt, Group, Proof, MAX_GROUP};
     use crate::{Op, PrepareRequest};
+    use hologram_lattice::wire::WireError;
     use hologram_lattice::NodeId;
     use hologram_receipt::{KeyPair, Purpose};
     use proptest::prelude::*;
@@ -341,12 +333,15 @@ mod tests {
         trailing.push(0);
         assert!(matches!(
             TxnMessage::from_wire(&trailing),
-            Err(TxnError::Decode { .. })
+            Err(TxnError::Wire(WireError::Trailing { extra: 1, .. }))
         ));
         let huge = vec![0u8; MAX_MESSAGE_LEN + 1];
         assert!(matches!(
             TxnMessage::from_wire(&huge),
-            Err(TxnError::TooLarge { .. })
+            Err(TxnError::Wire(WireError::TooLarge {
+                max: MAX_MESSAGE_LEN,
+                ..
+            }))
         ));
         // A key longer than the bound is refused after decoding.
         let long = prepare(vec![1; 300], 1, 1);

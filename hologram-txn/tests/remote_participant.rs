@@ -151,7 +151,11 @@ fn a_down_node_is_a_retryable_transport_error_and_the_next_node_answers() {
     );
     let err = block_on(nowhere.abort(TxnId([5; 16]))).unwrap_err();
     assert!(
-        matches!(err, TxnError::Transport(_)) && err.is_retryable(),
+        matches!(
+            &err,
+            TxnError::Unreachable { participant, peer, .. }
+                if *participant == shard.id() && *peer == NodeId::from_bytes([77; 32])
+        ) && err.is_retryable(),
         "{err:?}"
     );
     // The same participant served by a dead node and a live one: the call

@@ -163,13 +163,10 @@ impl Client {
 }
 
 fn unexpected(response: &ControlResponse) -> NodeError {
-    let kind = match response {
+    let got = match response {
         ControlResponse::Applied(_) => "an acknowledgement",
         ControlResponse::Status(_) => "a status",
         ControlResponse::Log(_) => "a log page",
     };
-    NodeError::Decode {
-        what: "control response",
-        reason: format!("{kind}, which does not answer the request"),
-    }
+    NodeError::UnexpectedResponse { got }
 }

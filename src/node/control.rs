@@ -25,6 +25,7 @@ use super::error::NodeError;
 use super::state::Ack;
 use hologram_consensus::Command;
 use hologram_lattice::transport::{Protocol, DEFAULT_MAX_FRAME};
+use hologram_lattice::wire::{self, WireError};
 use hologram_lattice::NodeId;
 use hologram_receipt::{ChainHead, Receipt};
 use serde::{Deserialize, Serialize};
@@ -101,7 +102,7 @@ impl ControlRequest {
     /// Decodes exactly `bytes`: at most [`MAX_CONTROL_BYTES`], checked
     /// before decoding, and no trailing bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, NodeError> {
-        decode(bytes, "control request")
+        Ok(wire::decode("control request", bytes, MAX_CONTROL_BYTES)?)
     }
 }
 
@@ -115,52 +116,21 @@ impl ControlResponse {
     /// before decoding, no trailing bytes, and log pages of at most
     /// [`LOG_PAGE_COMMANDS`].
     pub fn decode(bytes: &[u8]) -> Result<Self, NodeError> {
-        let response: Self = decode(bytes, "control response")?;
+        let response: Self = wire::decode("control response", bytes, MAX_CONTROL_BYTES)?;
         if let ControlResponse::Log(page) = &response {
-            if page.len() > LOG_PAGE_COMMANDS {
-                return Err(NodeError::Decode {
-                    what: "control response",
-                    reason: format!(
-                        "a log page of {} commands, at most {LOG_PAGE_COMMANDS}",
-                        page.len()
-                    ),
-                });
-            }
+            wire::check_count("log page commands", page.len(), LOG_PAGE_COMMANDS)?;
         }
         Ok(response)
     }
 }
 
 fn encode<T: Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>, NodeError> {
-    let bytes = postcard::to_allocvec(value).map_err(|e| NodeError::Decode {
-        what,
-        reason: format!("cannot encode: {e}"),
-    })?;
-    check_size(bytes.len(), what)?;
+    let bytes = wire::encode(what, value)?;
+    if bytes.len() > MAX_CONTROL_BYTES {
+        let (len, max) = (bytes.len(), MAX_CONTROL_BYTES);
+        return Err(WireError::TooLarge { what, len, max }.into());
+    }
     Ok(bytes)
-}
-
-fn decode<T: serde::de::DeserializeOwned>(
-    bytes: &[u8],
-    what: &'static str,
-) -> Result<T, NodeError> {
-    check_size(bytes.len(), what)?;
-    let bad = |reason: String| NodeError::Decode { what, reason };
-    let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| bad(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(bad(format!("{} trailing bytes", rest.len())));
-    }
-    Ok(value)
-}
-
-fn check_size(size: usize, what: &'static str) -> Result<(), NodeError> {
-    if size > MAX_CONTROL_BYTES {
-        return Err(NodeError::Decode {
-            what,
-            reason: format!("{size} bytes, at most {MAX_CONTROL_BYTES}"),
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use crate::net::NetError;
 use hologram_cam::CamError;
 use hologram_consensus::ConsensusError;
 use hologram_lattice::transport::TransportError;
+use hologram_lattice::wire::WireError;
 use std::path::PathBuf;
 
 /// The error of a node and of its client.
@@ -48,12 +49,12 @@ pub enum NodeError {
     Net(NetError),
     /// A request to a node failed on the way.
     Transport(TransportError),
-    /// Bytes received do not decode.
-    Decode {
-        /// What was being decoded.
-        what: &'static str,
-        /// Why it failed.
-        reason: String,
+    /// Bytes received do not decode (see [`hologram_lattice::wire`]).
+    Wire(WireError),
+    /// A node answered a request with a response of another kind.
+    UnexpectedResponse {
+        /// What kind of response came.
+        got: &'static str,
     },
 }
 
@@ -69,7 +70,13 @@ impl core::fmt::Display for NodeError {
             NodeError::Consensus(e) => write!(f, "consensus: {e}"),
             NodeError::Net(e) => write!(f, "transport: {e}"),
             NodeError::Transport(e) => write!(f, "request failed: {e}"),
-            NodeError::Decode { what, reason } => write!(f, "malformed {what}: {reason}"),
+            NodeError::Wire(e) => write!(f, "{e}"),
+            NodeError::UnexpectedResponse { got } => {
+                write!(
+                    f,
+                    "the node answered with {got}, which does not answer the request"
+                )
+            }
         }
     }
 }
@@ -82,6 +89,7 @@ impl std::error::Error for NodeError {
             NodeError::Consensus(e) => Some(e),
             NodeError::Net(e) => Some(e),
             NodeError::Transport(e) => Some(e),
+            NodeError::Wire(e) => Some(e),
             _ => None,
         }
     }
@@ -96,6 +104,12 @@ impl From<ConsensusError> for NodeError {
 impl From<NetError> for NodeError {
     fn from(e: NetError) -> Self {
         NodeError::Net(e)
+    }
+}
+
+impl From<WireError> for NodeError {
+    fn from(e: WireError) -> Self {
+        NodeError::Wire(e)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::frame::{io_error, read_frame, Kind};
 use hologram::lattice::transport::{HandlerError, TransportError};
+use hologram::lattice::wire;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -164,16 +165,18 @@ async fn read_answers(
         };
         let answer = match frame.kind {
             Kind::Response => Ok(frame.payload),
-            Kind::Failed => match postcard::from_bytes::<HandlerError>(&frame.payload) {
-                Ok(e) => Err(e.into()),
-                Err(e) => Err(TransportError::Io(format!("malformed error: {e}"))),
-            },
-            Kind::TooLarge => match postcard::from_bytes::<u64>(&frame.payload) {
+            Kind::Failed => {
+                match wire::decode::<HandlerError>("error answer", &frame.payload, max_frame) {
+                    Ok(e) => Err(e.into()),
+                    Err(e) => Err(TransportError::Io(e.to_string())),
+                }
+            }
+            Kind::TooLarge => match wire::decode::<u64>("answer size", &frame.payload, 10) {
                 Ok(size) => Err(TransportError::TooLarge {
                     size: usize::try_from(size).unwrap_or(usize::MAX),
                     max: max_frame,
                 }),
-                Err(e) => Err(TransportError::Io(format!("malformed size: {e}"))),
+                Err(e) => Err(TransportError::Io(e.to_string())),
             },
             Kind::Goodbye => {
                 goodbye.store(true, Ordering::Release);

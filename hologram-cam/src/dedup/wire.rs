@@ -1,9 +1,9 @@
 //! The deduplication protocol's messages, with decoding bounded before reading.
 
 use super::references::ReferenceSet;
-use crate::wire::{decode_bounded, MAX_OBJECT_BYTES};
+use crate::wire::MAX_OBJECT_BYTES;
 use crate::{CamError, SharedBytes};
-use hologram_lattice::Address;
+use hologram_lattice::{wire, Address};
 use serde::{Deserialize, Serialize};
 
 /// The largest encoded message.
@@ -101,13 +101,13 @@ impl DedupMessage {
     pub fn encode(&self) -> Vec<u8> {
         let buffer = Vec::with_capacity(self.object_bytes().len() + 64);
         // Encoding into a Vec cannot fail for these types.
-        postcard::to_extend(self, buffer).unwrap_or_default()
+        wire::encode_into("dedup message", self, buffer).unwrap_or_default()
     }
 
     /// Decodes a message, refusing more than [`MAX_MESSAGE_BYTES`] before
     /// reading; object bytes are copied out of `bytes`.
     pub fn decode(bytes: &[u8]) -> Result<Self, CamError> {
-        let message: DedupMessage<&[u8]> = decode_bounded(bytes, MAX_MESSAGE_BYTES)?;
+        let message: DedupMessage<&[u8]> = wire::decode("dedup message", bytes, MAX_MESSAGE_BYTES)?;
         Ok(message.map_data(SharedBytes::copy_from_slice))
     }
 
@@ -115,7 +115,8 @@ impl DedupMessage {
     /// `Put`, `Adopt` or `Found` stay in it, not copied.
     pub fn decode_owned(bytes: Vec<u8>) -> Result<Self, CamError> {
         let owner = SharedBytes::from(bytes);
-        let message: DedupMessage<&[u8]> = decode_bounded(&owner, MAX_MESSAGE_BYTES)?;
+        let message: DedupMessage<&[u8]> =
+            wire::decode("dedup message", &owner, MAX_MESSAGE_BYTES)?;
         Ok(message.map_data(|data| owner.slice_ref(data)))
     }
 }
@@ -259,7 +260,7 @@ impl Request {
         // Room for the header (at most ~100 bytes but for an `Adopt` with many
         // references, which grows the buffer) and the checksum.
         let buffer = Vec::with_capacity(object + 128);
-        let mut out = postcard::to_extend(self, buffer).unwrap_or_default();
+        let mut out = wire::encode_into("dedup request", self, buffer).unwrap_or_default();
         let covered = out.len().saturating_sub(self.message.object_bytes().len());
         // `covered` is within `out`, so the checksum is always computed.
         if let Ok(check) = checksum(&out, covered) {
@@ -294,18 +295,14 @@ impl Request {
     /// The request `bytes` encode, its object bytes borrowed, once its size
     /// and checksum are checked.
     fn check(bytes: &[u8]) -> Result<Request<&[u8]>, CamError> {
-        if bytes.len() > MAX_MESSAGE_BYTES {
-            return Err(CamError::TooLarge {
-                size: bytes.len(),
-                max: MAX_MESSAGE_BYTES,
-            });
-        }
         let split = bytes
             .len()
             .checked_sub(8)
             .ok_or_else(|| CamError::Decode("request shorter than its checksum".into()))?;
         let (body, check) = bytes.split_at(split);
-        let request: Request<&[u8]> = decode_bounded(body, MAX_MESSAGE_BYTES)?;
+        // At most MAX_MESSAGE_BYTES in all, checksum included: checked unread.
+        let max = MAX_MESSAGE_BYTES - 8;
+        let request: Request<&[u8]> = wire::decode("dedup request", body, max)?;
         let covered = body
             .len()
             .checked_sub(request.message.object_bytes().len())

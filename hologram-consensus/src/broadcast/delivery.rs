@@ -16,7 +16,7 @@
 
 use super::{Directory, DropReason, MessageId};
 use crate::ConsensusError;
-use hologram_lattice::NodeId;
+use hologram_lattice::{wire, NodeId};
 use hologram_receipt::{
     verify_signature, KeyPair, Purpose, ReceiptError, Signature, SignatureBatch,
 };
@@ -215,23 +215,19 @@ impl DeliveryCertificate {
     /// The postcard encoding.
     pub fn to_wire(&self) -> Vec<u8> {
         // Encoding into a Vec cannot fail for these types.
-        postcard::to_allocvec(self).unwrap_or_default()
+        wire::encode("delivery certificate", self).unwrap_or_default()
     }
 
-    /// Decodes a certificate: [`ConsensusError::BroadcastWireTooLarge`] above
-    /// [`MAX_CERTIFICATE_WIRE`] (checked before reading),
-    /// [`ConsensusError::BroadcastDecode`] for malformed input or trailing
-    /// bytes, [`ConsensusError::BroadcastTooMany`] above
-    /// [`MAX_CERTIFICATE_ACKS`]. Decoding does not verify it.
+    /// Decodes a certificate ([`wire::decode`]: more than
+    /// [`MAX_CERTIFICATE_WIRE`] bytes refused unread), refusing more than
+    /// [`MAX_CERTIFICATE_ACKS`] acknowledgements. Decoding does not verify it.
     pub fn from_wire(bytes: &[u8]) -> Result<Self, ConsensusError> {
-        let cert: Self = super::wire::decode_bounded("certificate", bytes, MAX_CERTIFICATE_WIRE)?;
-        if cert.acks.len() > MAX_CERTIFICATE_ACKS {
-            return Err(ConsensusError::BroadcastTooMany {
-                what: "certificate acknowledgements",
-                count: cert.acks.len(),
-                max: MAX_CERTIFICATE_ACKS,
-            });
-        }
+        let cert: Self = wire::decode("delivery certificate", bytes, MAX_CERTIFICATE_WIRE)?;
+        wire::check_count(
+            "certificate acknowledgements",
+            cert.acks.len(),
+            MAX_CERTIFICATE_ACKS,
+        )?;
         Ok(cert)
     }
 }
@@ -304,6 +300,7 @@ impl Acknowledgements {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hologram_lattice::wire::WireError;
     use hologram_receipt::Receipt;
     use proptest::prelude::*;
 
@@ -447,7 +444,10 @@ mod tests {
         let big = vec![0u8; MAX_CERTIFICATE_WIRE + 1];
         assert!(matches!(
             DeliveryCertificate::from_wire(&big),
-            Err(ConsensusError::BroadcastWireTooLarge { .. })
+            Err(ConsensusError::Wire(WireError::TooLarge {
+                max: MAX_CERTIFICATE_WIRE,
+                ..
+            }))
         ));
     }
 }

@@ -2,8 +2,9 @@
 
 use super::{DeliveryReceipt, MessageId};
 use crate::ConsensusError;
-use hologram_receipt::{AuthenticatedMessage, Wire, MAX_HOPS, MAX_PAYLOAD_LEN};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use hologram_lattice::wire::{self, check_count, Wire, WireError};
+use hologram_receipt::{AuthenticatedMessage, MAX_HOPS, MAX_PAYLOAD_LEN};
+use serde::{Deserialize, Serialize};
 
 /// Most message ids one announcement or pull carries.
 pub const MAX_IDS: usize = 64;
@@ -30,66 +31,37 @@ impl BroadcastMessage {
     /// The postcard encoding.
     pub fn encode(&self) -> Vec<u8> {
         // Encoding into a Vec cannot fail for these types.
-        postcard::to_allocvec(self).unwrap_or_default()
+        wire::encode("broadcast message", self).unwrap_or_default()
     }
 
     /// Decodes exactly `bytes`, refusing more than [`MAX_MESSAGE_WIRE`]
     /// before reading, then id lists over [`MAX_IDS`] and witness chains or
     /// payloads over their bounds. Nothing is verified here.
     pub fn decode(bytes: &[u8]) -> Result<Self, ConsensusError> {
-        let message: Self = decode_bounded("message", bytes, MAX_MESSAGE_WIRE)?;
+        let message: Self = wire::decode("broadcast message", bytes, MAX_MESSAGE_WIRE)?;
         message.check_bounds()?;
         Ok(message)
     }
 
     /// The bounds serde does not enforce.
-    pub(crate) fn check_bounds(&self) -> Result<(), ConsensusError> {
-        let too_many = |what, count| ConsensusError::BroadcastTooMany {
-            what,
-            count,
-            max: MAX_IDS,
-        };
+    pub(crate) fn check_bounds(&self) -> Result<(), WireError> {
         match self {
-            Self::IHave(ids) if ids.len() > MAX_IDS => Err(too_many("announcement ids", ids.len())),
-            Self::IWant(ids) if ids.len() > MAX_IDS => Err(too_many("pull ids", ids.len())),
-            Self::Gossip(m) if m.witness().len() > MAX_HOPS => {
-                Err(ConsensusError::BroadcastTooMany {
-                    what: "witness hops",
-                    count: m.witness().len(),
-                    max: MAX_HOPS,
-                })
+            Self::IHave(ids) => check_count("announcement ids", ids.len(), MAX_IDS),
+            Self::IWant(ids) => check_count("pull ids", ids.len(), MAX_IDS),
+            Self::Gossip(m) => {
+                check_count("witness hops", m.witness().len(), MAX_HOPS)?;
+                if m.payload().len() > MAX_PAYLOAD_LEN {
+                    return Err(WireError::TooLarge {
+                        what: "gossip payload",
+                        len: m.payload().len(),
+                        max: MAX_PAYLOAD_LEN,
+                    });
+                }
+                Ok(())
             }
-            Self::Gossip(m) if m.payload().len() > MAX_PAYLOAD_LEN => {
-                Err(ConsensusError::BroadcastWireTooLarge {
-                    len: m.payload().len(),
-                    max: MAX_PAYLOAD_LEN,
-                })
-            }
-            _ => Ok(()),
+            Self::Ack(_) => Ok(()),
         }
     }
-}
-
-/// Decodes exactly `bytes` as postcard, refusing more than `max` bytes
-/// before reading and any bytes left over.
-pub(crate) fn decode_bounded<T: DeserializeOwned>(
-    what: &'static str,
-    bytes: &[u8],
-    max: usize,
-) -> Result<T, ConsensusError> {
-    if bytes.len() > max {
-        return Err(ConsensusError::BroadcastWireTooLarge {
-            len: bytes.len(),
-            max,
-        });
-    }
-    let decode_error = |reason: String| ConsensusError::BroadcastDecode { what, reason };
-    let (value, rest) =
-        postcard::take_from_bytes::<T>(bytes).map_err(|e| decode_error(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(decode_error(format!("{} trailing bytes", rest.len())));
-    }
-    Ok(value)
 }
 
 #[cfg(test)]
@@ -119,20 +91,27 @@ mod tests {
         let long = BroadcastMessage::IHave(vec![id; MAX_IDS + 1]).encode();
         assert!(matches!(
             BroadcastMessage::decode(&long),
-            Err(ConsensusError::BroadcastTooMany { count: 65, .. })
+            Err(ConsensusError::Wire(WireError::TooMany {
+                count: 65,
+                max: MAX_IDS,
+                ..
+            }))
         ));
         let ok = BroadcastMessage::IWant(vec![id; MAX_IDS]).encode();
         assert!(BroadcastMessage::decode(&ok).is_ok());
         let huge = vec![0u8; MAX_MESSAGE_WIRE + 1];
         assert!(matches!(
             BroadcastMessage::decode(&huge),
-            Err(ConsensusError::BroadcastWireTooLarge { .. })
+            Err(ConsensusError::Wire(WireError::TooLarge {
+                max: MAX_MESSAGE_WIRE,
+                ..
+            }))
         ));
         let mut trailing = ok;
         trailing.push(0);
         assert!(matches!(
             BroadcastMessage::decode(&trailing),
-            Err(ConsensusError::BroadcastDecode { .. })
+            Err(ConsensusError::Wire(WireError::Trailing { extra: 1, .. }))
         ));
     }
 

@@ -327,10 +327,7 @@ impl DurableLog {
             return Ok(());
         }
         let seq = self.record_seq + 1;
-        let bytes = record::encode(seq, record).map_err(|reason| ConsensusError::Decode {
-            what: "voting record (encoding)",
-            reason,
-        })?;
+        let bytes = record::encode(seq, record)?;
         self.store
             .set_named(vec![(record_name()?, Some(Object::new(bytes)))])
             .await?;

@@ -13,6 +13,9 @@
 
 use crate::message::MAX_MESSAGE_BYTES;
 use crate::replica::VotingRecord;
+use hologram_lattice::wire::{self, WireError};
+
+const WHAT: &str = "voting record";
 
 /// The prefix of a voting-record object.
 pub(crate) const RECORD_MAGIC: &[u8; 25] = b"hologram voting-record v1";
@@ -22,31 +25,23 @@ pub(crate) const RECORD_MAGIC: &[u8; 25] = b"hologram voting-record v1";
 pub const MAX_RECORD_BYTES: usize = 64 * MAX_MESSAGE_BYTES;
 
 /// The bytes of record number `sequence`.
-pub(crate) fn encode(sequence: u64, record: &VotingRecord) -> Result<Vec<u8>, String> {
+pub(crate) fn encode(sequence: u64, record: &VotingRecord) -> Result<Vec<u8>, WireError> {
     let mut out = RECORD_MAGIC.to_vec();
     out.extend_from_slice(&sequence.to_le_bytes());
-    postcard::to_extend(record, out).map_err(|e| e.to_string())
+    wire::encode_into(WHAT, record, out)
 }
 
 /// Decodes a record object: its sequence number and record.
 pub(crate) fn decode(bytes: &[u8]) -> Result<(u64, VotingRecord), String> {
-    if bytes.len() > MAX_RECORD_BYTES {
-        return Err(format!(
-            "{} bytes, at most {MAX_RECORD_BYTES} allowed",
-            bytes.len()
-        ));
-    }
     let rest = bytes
         .strip_prefix(RECORD_MAGIC.as_slice())
         .ok_or("not a voting record")?;
     let (seq, body) = rest
         .split_first_chunk::<8>()
         .ok_or("sequence number missing")?;
-    let (record, trailing) =
-        postcard::take_from_bytes::<VotingRecord>(body).map_err(|e| e.to_string())?;
-    if !trailing.is_empty() {
-        return Err(format!("{} trailing bytes", trailing.len()));
-    }
+    // The whole object is bounded by MAX_RECORD_BYTES, checked unread.
+    let max_body = MAX_RECORD_BYTES - RECORD_MAGIC.len() - 8;
+    let record: VotingRecord = wire::decode(WHAT, body, max_body).map_err(|e| e.to_string())?;
     for (height, h) in &record.heights {
         if let Some(lock) = &h.locked {
             lock.batch

@@ -5,12 +5,11 @@
 //! hand-defined canonical bytes.
 
 use crate::certificate::Certificate;
-use crate::message::{
-    check_certificate_size, ConsensusMessage, Decision, Proposal, MAX_MESSAGE_BYTES,
-};
+use crate::message::{check_certificate_size, Decision, Proposal, MAX_MESSAGE_BYTES};
 use crate::validator::HeightStatus;
 use crate::vote::Vote;
 use crate::ConsensusError;
+use hologram_lattice::wire;
 use serde::{Deserialize, Serialize};
 
 /// What [`ReceiptConsensus`](crate::ReceiptConsensus) asks a validator.
@@ -39,61 +38,24 @@ pub enum ValidatorResponse {
     Refused(String),
 }
 
-/// Decodes exactly `bytes` as a `T`, refusing more than [`MAX_MESSAGE_BYTES`]
-/// before reading and any trailing bytes.
-fn decode_bounded<T: for<'de> Deserialize<'de>>(
-    bytes: &[u8],
-    what: &'static str,
-) -> Result<T, ConsensusError> {
-    if bytes.len() > MAX_MESSAGE_BYTES {
-        return Err(ConsensusError::TooLarge {
-            what,
-            size: bytes.len(),
-            max: MAX_MESSAGE_BYTES,
-        });
-    }
-    let (value, rest) =
-        postcard::take_from_bytes::<T>(bytes).map_err(|e| ConsensusError::Decode {
-            what,
-            reason: e.to_string(),
-        })?;
-    if !rest.is_empty() {
-        return Err(ConsensusError::Decode {
-            what,
-            reason: format!("{} trailing bytes", rest.len()),
-        });
-    }
-    Ok(value)
-}
-
-fn encode<T: Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>, ConsensusError> {
-    postcard::to_allocvec(value).map_err(|e| ConsensusError::Decode {
-        what,
-        reason: e.to_string(),
-    })
-}
-
 impl ValidatorRequest {
     /// The postcard encoding.
     pub fn encode(&self) -> Result<Vec<u8>, ConsensusError> {
-        encode(self, "validator request (encoding)")
+        Ok(wire::encode("validator request", self)?)
     }
 
-    /// Decodes exactly `bytes`, checking the bounds serde does not.
+    /// Decodes exactly `bytes` ([`wire::decode`], at most
+    /// [`MAX_MESSAGE_BYTES`]), checking the bounds serde does not.
     pub fn decode(bytes: &[u8]) -> Result<Self, ConsensusError> {
-        let request: Self = decode_bounded(bytes, "validator request")?;
+        let request: Self = wire::decode("validator request", bytes, MAX_MESSAGE_BYTES)?;
         // The same bounds as the replica messages carrying these values.
         match &request {
-            ValidatorRequest::Prepare(p) => {
-                ConsensusMessage::Proposal(p.clone()).check_bounds()?;
-            }
+            ValidatorRequest::Prepare(p) => p.check_bounds()?,
             ValidatorRequest::Commit(p, c) => {
-                ConsensusMessage::Proposal(p.clone()).check_bounds()?;
+                p.check_bounds()?;
                 check_certificate_size(c)?;
             }
-            ValidatorRequest::Finalize(d) => {
-                ConsensusMessage::Decision(d.clone()).check_bounds()?;
-            }
+            ValidatorRequest::Finalize(d) => d.check_bounds()?,
             ValidatorRequest::Status(_) => {}
         }
         Ok(request)
@@ -103,16 +65,16 @@ impl ValidatorRequest {
 impl ValidatorResponse {
     /// The postcard encoding.
     pub fn encode(&self) -> Result<Vec<u8>, ConsensusError> {
-        encode(self, "validator response (encoding)")
+        Ok(wire::encode("validator response", self)?)
     }
 
-    /// Decodes exactly `bytes`, checking the bounds serde does not.
+    /// Decodes exactly `bytes` ([`wire::decode`], at most
+    /// [`MAX_MESSAGE_BYTES`]), checking the bounds serde does not.
     pub fn decode(bytes: &[u8]) -> Result<Self, ConsensusError> {
-        let response: Self = decode_bounded(bytes, "validator response")?;
+        let response: Self = wire::decode("validator response", bytes, MAX_MESSAGE_BYTES)?;
         if let ValidatorResponse::Status(s) = &response {
             if let Some(d) = &s.decided {
-                d.batch.check_bounds()?;
-                check_certificate_size(&d.certificate)?;
+                d.check_bounds()?;
             }
             if let Some(lock) = &s.locked {
                 lock.batch.check_bounds()?;
@@ -130,6 +92,7 @@ mod tests {
     use crate::command::Command;
     use crate::replica::Lock;
     use crate::vote::{SignedHeader, Slot, VoteKind};
+    use hologram_lattice::wire::WireError;
     use hologram_receipt::KeyPair;
     use proptest::prelude::*;
 
@@ -178,12 +141,15 @@ mod tests {
         bytes.push(0);
         assert!(matches!(
             ValidatorResponse::decode(&bytes),
-            Err(ConsensusError::Decode { .. })
+            Err(ConsensusError::Wire(WireError::Trailing { extra: 1, .. }))
         ));
         let huge = vec![0u8; MAX_MESSAGE_BYTES + 1];
         assert!(matches!(
             ValidatorRequest::decode(&huge),
-            Err(ConsensusError::TooLarge { .. })
+            Err(ConsensusError::Wire(WireError::TooLarge {
+                max: MAX_MESSAGE_BYTES,
+                ..
+            }))
         ));
     }
 }

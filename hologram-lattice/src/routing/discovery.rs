@@ -3,7 +3,7 @@
 //! and a cap on peers per page keeps an identity farm from filling a region.
 
 use super::{Insertion, RoutingTable};
-use crate::{Coord, LatticeError, PeerId, ProofOfWork};
+use crate::{wire, Coord, LatticeError, PeerId, ProofOfWork};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -60,27 +60,15 @@ impl DiscoveryMessage {
     /// The postcard encoding.
     pub fn encode(&self) -> Vec<u8> {
         // Encoding into a Vec cannot fail for these types.
-        postcard::to_allocvec(self).unwrap_or_default()
+        wire::encode("discovery message", self).unwrap_or_default()
     }
 
-    /// Decodes a message, refusing frames over [`MAX_MESSAGE_BYTES`] before
-    /// reading them and answers with more than [`MAX_RECORDS`] records.
+    /// Decodes exactly `bytes`, refusing frames over [`MAX_MESSAGE_BYTES`]
+    /// before reading them and answers with more than [`MAX_RECORDS`] records.
     pub fn decode(bytes: &[u8]) -> Result<Self, LatticeError> {
-        if bytes.len() > MAX_MESSAGE_BYTES {
-            return Err(LatticeError::FrameTooLarge {
-                size: bytes.len(),
-                max: MAX_MESSAGE_BYTES,
-            });
-        }
-        let message: DiscoveryMessage =
-            postcard::from_bytes(bytes).map_err(|e| LatticeError::Decode(e.to_string()))?;
+        let message: Self = wire::decode("discovery message", bytes, MAX_MESSAGE_BYTES)?;
         if let DiscoveryMessage::Nodes(records) = &message {
-            if records.len() > MAX_RECORDS {
-                return Err(LatticeError::Decode(format!(
-                    "{} records, at most {MAX_RECORDS} allowed",
-                    records.len()
-                )));
-            }
+            wire::check_count("discovery records", records.len(), MAX_RECORDS)?;
         }
         Ok(message)
     }

@@ -113,6 +113,7 @@ fn page_cap_refuses_a_farm() {
 mod discovery {
     use super::super::*;
     use super::id;
+    use crate::wire::WireError;
     use crate::{Coord, LatticeError, NodeId, ProofOfWork};
     use proptest::prelude::*;
 
@@ -195,12 +196,15 @@ mod discovery {
         .encode();
         assert!(matches!(
             DiscoveryMessage::decode(&too_many),
-            Err(LatticeError::Decode(_))
+            Err(LatticeError::Wire(WireError::TooMany { count, max: MAX_RECORDS, .. })) if count == MAX_RECORDS + 1
         ));
         too_many.resize(MAX_MESSAGE_BYTES + 1, 0);
         assert!(matches!(
             DiscoveryMessage::decode(&too_many),
-            Err(LatticeError::FrameTooLarge { .. })
+            Err(LatticeError::Wire(WireError::TooLarge {
+                max: MAX_MESSAGE_BYTES,
+                ..
+            }))
         ));
     }
 

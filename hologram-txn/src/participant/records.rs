@@ -26,6 +26,7 @@ use crate::types::{bound, MAX_VALUE_LEN};
 use crate::wire::MAX_MESSAGE_LEN;
 use crate::{Key, TxnError, TxnId};
 use hologram_cam::{Object, Store};
+use hologram_lattice::wire;
 use serde::{Deserialize, Serialize};
 
 /// The prefix of every record object.
@@ -68,13 +69,8 @@ pub enum Record {
 impl Record {
     /// The record as a store object.
     pub fn to_object(&self) -> Result<Object, TxnError> {
-        let bytes = RECORD_TAG.to_vec();
-        postcard::to_extend(self, bytes)
-            .map(Object::new)
-            .map_err(|e| TxnError::Decode {
-                what: "participant record",
-                reason: e.to_string(),
-            })
+        let bytes = wire::encode_into("participant record", self, RECORD_TAG.to_vec())?;
+        Ok(Object::new(bytes))
     }
 
     /// The record in `object`: `None` when the object is not a record,
@@ -85,19 +81,7 @@ impl Record {
     }
 
     fn decode(body: &[u8]) -> Result<Record, TxnError> {
-        let what = "participant record";
-        bound(what, body.len(), MAX_MESSAGE_LEN)?;
-        let (record, rest) =
-            postcard::take_from_bytes::<Record>(body).map_err(|e| TxnError::Decode {
-                what,
-                reason: e.to_string(),
-            })?;
-        if !rest.is_empty() {
-            return Err(TxnError::Decode {
-                what,
-                reason: format!("{} trailing bytes", rest.len()),
-            });
-        }
+        let record: Record = wire::decode("participant record", body, MAX_MESSAGE_LEN)?;
         match &record {
             Record::Value { key, value, .. } => {
                 key.check()?;

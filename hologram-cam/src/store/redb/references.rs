@@ -14,7 +14,7 @@ pub(super) const REFERENCES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition
 
 /// Each `save` and `forget` is one durable transaction (see the durability
 /// clause of [`ReferenceStore`]); a record that does not decode is reported
-/// as [`CamError::Decode`], never trusted.
+/// as [`CamError::CorruptReferences`], never trusted.
 #[async_trait]
 impl ReferenceStore for RedbStore {
     async fn load(&self, address: &Address) -> Result<Option<ReferenceSet>, CamError> {
@@ -28,11 +28,9 @@ impl ReferenceStore for RedbStore {
             .map_err(storage("reading references", path))?;
         record
             .map(|bytes| {
-                ReferenceSet::from_bytes(bytes.value()).map_err(|e| {
-                    CamError::Decode(format!(
-                        "references of {address} in {}: {e}",
-                        path.display()
-                    ))
+                ReferenceSet::from_bytes(bytes.value()).map_err(|e| CamError::CorruptReferences {
+                    address: *address,
+                    source: Box::new(e),
                 })
             })
             .transpose()

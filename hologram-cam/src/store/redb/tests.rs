@@ -207,3 +207,25 @@ fn scattered_removals_compact_segments_and_lose_nothing() {
     assert_eq!(segments(&store), 0);
     assert_eq!(segment_bytes(&store), 0);
 }
+
+#[test]
+fn corrupt_stored_references_are_reported_with_their_object() {
+    use crate::ReferenceStore;
+    let file = TempFile::new("references");
+    let store = RedbStore::create(&file.0).unwrap();
+    let address = Address::of(b"referenced");
+    let txn = store.db.begin_write().unwrap();
+    {
+        let mut table = txn.open_table(references::REFERENCES).unwrap();
+        // A count of 1 with no reference after it.
+        table
+            .insert(address.as_bytes(), [1u8, 0, 0, 0].as_slice())
+            .unwrap();
+    }
+    txn.commit().unwrap();
+    assert!(matches!(
+        block_on(store.load(&address)),
+        Err(CamError::CorruptReferences { address: a, source })
+            if a == address && matches!(*source, CamError::Decode(_))
+    ));
+}
