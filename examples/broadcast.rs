@@ -20,7 +20,7 @@ use hologram::consensus::broadcast::{
     LatticeProtocol,
 };
 use hologram::lattice::sim::Faults;
-use hologram::lattice::transport::{MemoryNetwork, Protocol, Transport};
+use hologram::lattice::transport::{MemoryNetwork, Transport};
 use hologram::receipt::{AuthenticatedMessage, KeyPair};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -98,7 +98,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .forward(target, &outsider)?;
     block_on(rogue.send(
         target,
-        Protocol::BROADCAST,
+        hologram::consensus::BROADCAST_PROTOCOL,
         BroadcastMessage::Gossip(uninvited).encode(),
     ))?;
     let member = &keys[7];

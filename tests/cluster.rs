@@ -316,15 +316,21 @@ async fn inject_forgeries(cluster: &Cluster, client: &Client, keys: &KeyPair) ->
             let alone = ConsensusMessage::Commands(vec![f.clone()])
                 .encode()
                 .unwrap();
-            let _ = impostor.send(node.id, Protocol::CONSENSUS, alone).await;
+            let _ = impostor
+                .send(node.id, hologram::consensus::CONSENSUS_PROTOCOL, alone)
+                .await;
         }
         let _ = impostor
-            .send(node.id, Protocol::CONSENSUS, frame.clone())
+            .send(
+                node.id,
+                hologram::consensus::CONSENSUS_PROTOCOL,
+                frame.clone(),
+            )
             .await;
         let asked = impostor
             .request(
                 node.id,
-                Protocol::CONSENSUS,
+                hologram::consensus::CONSENSUS_PROTOCOL,
                 frame.clone(),
                 Duration::from_secs(5),
             )

@@ -25,7 +25,7 @@ use futures::executor::block_on;
 use hologram::cam::CamMessage;
 use hologram::cam::{CamHandler, MemoryStore, Object, ProviderRecords, Store};
 use hologram::lattice::sim::{check_seeds, Faults};
-use hologram::lattice::transport::{MemoryNetwork, MemoryTransport, Protocol, Transport};
+use hologram::lattice::transport::{MemoryNetwork, MemoryTransport, Transport};
 use hologram::lattice::{Address, NodeId};
 use hologram::receipt::Receipt;
 use hologram::txn::{BalancerConfig, LoadBalancer, MovePhase};
@@ -83,9 +83,13 @@ impl Cluster {
     /// arrived and re-hashes to its address.
     fn fetch(transport: &MemoryTransport, holder: NodeId, address: Address) -> Option<Object> {
         let request = CamMessage::Get(address).encode();
-        let answer =
-            block_on(transport.request(holder, Protocol::CAM, request, Duration::from_millis(1)))
-                .ok()?;
+        let answer = block_on(transport.request(
+            holder,
+            hologram::cam::CAM_PROTOCOL,
+            request,
+            Duration::from_millis(1),
+        ))
+        .ok()?;
         match CamMessage::decode_owned(answer).ok()? {
             CamMessage::Found(data) => Object::verify(address, data).ok(),
             _ => None,

@@ -102,3 +102,24 @@ fn a_transaction_over_participants_of_one_type_needs_no_casts() {
     let value = block_on(owner(&b).with_core(|c| c.value(&b).map(<[u8]>::to_vec))).expect("core");
     assert_eq!(value, Some(4i64.to_le_bytes().to_vec()));
 }
+
+/// Each crate owns its protocol tags; together they must stay distinct, or
+/// two services would claim one tag on a node's mux.
+#[test]
+fn protocol_tags_owned_by_each_crate_are_distinct() {
+    use hologram::lattice::transport::Protocol;
+    let tags = [
+        Protocol::DISCOVERY,
+        Protocol::PING,
+        hologram::cam::CAM_PROTOCOL,
+        hologram::cam::DEDUP_PROTOCOL,
+        hologram::consensus::CONSENSUS_PROTOCOL,
+        hologram::consensus::BROADCAST_PROTOCOL,
+        hologram::consensus::VALIDATOR_PROTOCOL,
+        hologram::txn::TXN_PROTOCOL,
+        hologram::txn::TXN_CALL_PROTOCOL,
+    ];
+    let distinct: std::collections::BTreeSet<_> = tags.iter().collect();
+    assert_eq!(distinct.len(), tags.len(), "{tags:?}");
+    assert!(tags.iter().all(|t| t.0 < 256), "user protocols start at 256");
+}

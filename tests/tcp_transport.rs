@@ -223,20 +223,38 @@ async fn requests_both_ways_and_messages() {
         assert_eq!(answer.unwrap(), [b"b:".as_slice(), &[i as u8]].concat());
     }
 
-    a.send(id(2), Protocol::BROADCAST, b"note".to_vec())
+    a.send(
+        id(2),
+        hologram::consensus::BROADCAST_PROTOCOL,
+        b"note".to_vec(),
+    )
+    .await
+    .unwrap();
+    b.send(id(1), hologram::consensus::BROADCAST_PROTOCOL, vec![])
         .await
         .unwrap();
-    b.send(id(1), Protocol::BROADCAST, vec![]).await.unwrap();
     let got = tokio::time::timeout(LONG, b_inbox.recv()).await.unwrap();
-    assert_eq!(got, Some((id(1), Protocol::BROADCAST, b"note".to_vec())));
+    assert_eq!(
+        got,
+        Some((
+            id(1),
+            hologram::consensus::BROADCAST_PROTOCOL,
+            b"note".to_vec()
+        ))
+    );
     let got = tokio::time::timeout(LONG, a_inbox.recv()).await.unwrap();
-    assert_eq!(got, Some((id(2), Protocol::BROADCAST, vec![])));
+    assert_eq!(
+        got,
+        Some((id(2), hologram::consensus::BROADCAST_PROTOCOL, vec![]))
+    );
 }
 
 #[tokio::test]
 async fn handler_errors_come_back_typed() {
     let ((a, _, _), (_b, _, _)) = pair().await;
-    let refused = a.request(id(2), Protocol::CAM, vec![], LONG).await;
+    let refused = a
+        .request(id(2), hologram::cam::CAM_PROTOCOL, vec![], LONG)
+        .await;
     assert_eq!(refused, Err(TransportError::Refused("protocol 2".into())));
 }
 
@@ -447,7 +465,14 @@ async fn an_oversize_frame_is_refused_before_it_is_read() {
 
 #[test]
 fn the_codec_round_trips_and_checks_lengths() {
-    let frame = encode(Kind::Request, 42, Protocol::CAM, id(3), b"payload").unwrap();
+    let frame = encode(
+        Kind::Request,
+        42,
+        hologram::cam::CAM_PROTOCOL,
+        id(3),
+        b"payload",
+    )
+    .unwrap();
     let (prefix, body) = frame.split_at(4);
     let length = body_length(prefix.try_into().unwrap(), MAX).unwrap();
     assert_eq!(length, body.len());
@@ -460,7 +485,13 @@ fn the_codec_round_trips_and_checks_lengths() {
             decoded.from,
             decoded.payload
         ),
-        (Kind::Request, 42, Protocol::CAM, id(3), b"payload".to_vec())
+        (
+            Kind::Request,
+            42,
+            hologram::cam::CAM_PROTOCOL,
+            id(3),
+            b"payload".to_vec()
+        )
     );
     // The header of the largest ids fits MAX_HEADER.
     let widest = encode(Kind::Message, u64::MAX, Protocol(u16::MAX), id(0xff), &[]).unwrap();

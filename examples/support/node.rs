@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 const GREETING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Answers greetings on [`Protocol::PING`], keeps the notes it is sent on
-/// [`Protocol::BROADCAST`], and refuses every other protocol.
+/// [`hologram::consensus::BROADCAST_PROTOCOL`], and refuses every other protocol.
 pub struct Greeter {
     name: String,
     notes: Mutex<Vec<String>>,
@@ -70,7 +70,7 @@ impl Handler for Greeter {
     }
 
     async fn message(&self, from: PeerId, protocol: Protocol, payload: Vec<u8>) {
-        if protocol == Protocol::BROADCAST {
+        if protocol == hologram::consensus::BROADCAST_PROTOCOL {
             let note = format!("{}: {}", short(from), String::from_utf8_lossy(&payload));
             self.notes
                 .lock()
@@ -106,13 +106,21 @@ pub async fn converse(transport: Arc<dyn Transport>, peers: Vec<PeerId>) -> Vec<
         };
         log.push(format!("{me} -> {}: {line}", short(peer)));
         let note = format!("a note from {me}").into_bytes();
-        if let Err(e) = transport.send(peer, Protocol::BROADCAST, note).await {
+        if let Err(e) = transport
+            .send(peer, hologram::consensus::BROADCAST_PROTOCOL, note)
+            .await
+        {
             log.push(format!("{me} -> {}: note not sent: {e}", short(peer)));
         }
     }
     if let Some(&peer) = peers.first() {
         let outcome = transport
-            .request(peer, Protocol::CAM, b"get".to_vec(), GREETING_TIMEOUT)
+            .request(
+                peer,
+                hologram::cam::CAM_PROTOCOL,
+                b"get".to_vec(),
+                GREETING_TIMEOUT,
+            )
             .await;
         log.push(format!("{me} -> {} on CAM: {outcome:?}", short(peer)));
     }

@@ -136,7 +136,7 @@ impl<S: Store + ?Sized + 'static> Handler for CamHandler<S> {
 
 impl<S: Store + ?Sized + 'static> Service for CamHandler<S> {
     fn protocol(&self) -> Protocol {
-        Protocol::CAM
+        crate::CAM_PROTOCOL
     }
 }
 
@@ -243,7 +243,7 @@ impl<S: Store + ?Sized + 'static> DistributedCAM<S> {
         for peer in self.route(&address) {
             let _ = self
                 .transport
-                .send(peer, Protocol::CAM, announce.clone())
+                .send(peer, crate::CAM_PROTOCOL, announce.clone())
                 .await;
         }
         Ok(address)
@@ -307,7 +307,7 @@ impl<S: Store + ?Sized + 'static> DistributedCAM<S> {
                     continue;
                 }
                 let answer = match transport
-                    .request(peer, Protocol::CAM, request.clone(), timeout)
+                    .request(peer, crate::CAM_PROTOCOL, request.clone(), timeout)
                     .await
                 {
                     Ok(answer) => answer,

@@ -69,6 +69,7 @@ mod ring;
 mod store;
 mod wire;
 
+mod protocols;
 pub use blob::{BlobRef, Manifest, MAX_CHUNKS};
 pub use bytes::SharedBytes;
 pub use cam::{CamHandler, DistributedCAM, ProviderRecords};
@@ -79,6 +80,7 @@ pub use dedup::references::{MemoryReferences, ReferenceStore};
 pub use error::CamError;
 pub use hashing::{AddressHasher, AddressHashing, FastMap, FastSet};
 pub use object::Object;
+pub use protocols::{CAM_PROTOCOL, DEDUP_PROTOCOL};
 pub use ring::{HashRing, DEFAULT_VNODES, VNODE_CONTEXT};
 pub use store::{conformance, MemoryStore, Name, RedbStore, Store, SEGMENT_BYTES};
 pub use wire::{CamMessage, MAX_MESSAGE_BYTES, MAX_OBJECT_BYTES, MAX_PROVIDERS};

@@ -463,7 +463,8 @@ fn copies_of_one_request_delivered_at_once_are_applied_once() {
                     s.spawn(move || {
                         barrier.wait();
                         let answer =
-                            block_on(holder.request(client, Protocol::DEDUP, payload)).unwrap();
+                            block_on(holder.request(client, hologram_cam::DEDUP_PROTOCOL, payload))
+                                .unwrap();
                         DedupMessage::decode(&answer).unwrap()
                     })
                 })

@@ -276,7 +276,7 @@ fn a_replica_that_missed_a_reference_cannot_free_what_others_count() {
 #[test]
 fn a_hand_off_carries_releases_so_a_late_copy_is_not_counted_again() {
     use hologram_cam::dedup::{DedupMessage, Reference, Request};
-    use hologram_lattice::transport::{Protocol, Transport};
+    use hologram_lattice::transport::Transport;
     let network = MemoryNetwork::new(5);
     let (a, b) = (
         NodeId::from_bytes([0xa0; 32]),
@@ -299,7 +299,12 @@ fn a_hand_off_carries_releases_so_a_late_copy_is_not_counted_again() {
     };
     let ask = |to, op, message| {
         let request = Request { op, message }.encode();
-        let answer = block_on(client.request(to, Protocol::DEDUP, request, Duration::from_secs(1)));
+        let answer = block_on(client.request(
+            to,
+            hologram_cam::DEDUP_PROTOCOL,
+            request,
+            Duration::from_secs(1),
+        ));
         DedupMessage::decode(&answer.unwrap()).unwrap()
     };
     for op in [1, 2] {
@@ -390,7 +395,7 @@ fn store_many_answers_as_store_unique_would() {
 #[test]
 fn a_batch_that_does_not_add_up_is_refused_and_a_bad_object_only_fails_itself() {
     use hologram_cam::dedup::{BatchedPut, DedupMessage, Kept, Request};
-    use hologram_lattice::transport::{Handler, Protocol};
+    use hologram_lattice::transport::Handler;
     let holder = DedupHandler::new(Arc::new(MemoryStore::new()));
     let from = NodeId::from_bytes([0xc3; 32]);
     let (good, bad) = (b"good".to_vec(), b"bad!".to_vec());
@@ -409,7 +414,7 @@ fn a_batch_that_does_not_add_up_is_refused_and_a_bad_object_only_fails_itself() 
             },
         }
         .encode();
-        block_on(holder.request(from, Protocol::DEDUP, request))
+        block_on(holder.request(from, hologram_cam::DEDUP_PROTOCOL, request))
     };
     // Lengths that add up to more than the data: refused, nothing stored.
     assert!(send(vec![put(10, Address::of(&good), 40)], good.clone()).is_err());

@@ -1,7 +1,7 @@
 //! A thin async driver: runs a [`Replica`] over a [`Transport`].
 //!
 //! [`ConsensusHandler`] is the inbound side (register it for
-//! [`Protocol::CONSENSUS`]): it decodes each frame with the bounded decoder
+//! [`crate::CONSENSUS_PROTOCOL`]): it decodes each frame with the bounded decoder
 //! and queues it in a bounded inbox, one queue per peer served in turn
 //! (limits and the policy when full: [`queue`]); malformed frames are dropped
 //! there. [`ReplicaDriver::run`] takes queued inputs one at a time (at most
@@ -104,7 +104,7 @@ impl Handler for ConsensusHandler {
 
 impl Service for ConsensusHandler {
     fn protocol(&self) -> Protocol {
-        Protocol::CONSENSUS
+        crate::CONSENSUS_PROTOCOL
     }
 }
 
@@ -208,7 +208,7 @@ impl Ord for TimerKey {
 
 impl ReplicaDriver {
     /// A driver for `replica` over `transport`, fed by `inbox` (whose
-    /// handler the transport's node serves for [`Protocol::CONSENSUS`]).
+    /// handler the transport's node serves for [`crate::CONSENSUS_PROTOCOL`]).
     /// Returns it, a handle, and the stream of decisions (in height order).
     pub fn new(
         replica: Replica,
@@ -374,7 +374,7 @@ impl ReplicaDriver {
                 };
                 let mut sends = Vec::with_capacity(targets.len());
                 for to in targets {
-                    sends.push(transport.send(to, Protocol::CONSENSUS, bytes.clone()));
+                    sends.push(transport.send(to, crate::CONSENSUS_PROTOCOL, bytes.clone()));
                 }
                 // A send that fails is a lost message: resending repairs it.
                 futures::future::join_all(sends).await;

@@ -64,8 +64,8 @@
 //! - **`Transport`**: held as `Arc<dyn Transport>` ([`ReplicaDriver`],
 //!   [`RemoteValidator`], the broadcast driver); an `Arc<MyTransport>`
 //!   coerces. Inbound, each face is a `Service` mounted on the node's
-//!   `ProtocolMux`: [`ConsensusHandler`] (replicas, `Protocol::CONSENSUS`),
-//!   [`ValidatorHandler`] (`Protocol::VALIDATOR`), the broadcast handler.
+//!   `ProtocolMux`: [`ConsensusHandler`] (replicas, `crate::CONSENSUS_PROTOCOL`),
+//!   [`ValidatorHandler`] (`crate::VALIDATOR_PROTOCOL`), the broadcast handler.
 //! - **`Store`**: [`DurableLog::open`] takes `Arc<dyn Store>` (the log lives
 //!   inside [`LocalValidator`] and [`ReplicaDriver`], which carry no store
 //!   parameter); an `Arc<MyStore>` coerces.
@@ -186,6 +186,7 @@ pub mod validator;
 pub mod validators;
 pub mod vote;
 
+mod protocols;
 pub use batch::Batch;
 pub use broadcast::{BroadcastResult, DeliveryCertificate, LatticeProtocol};
 pub use certificate::Certificate;
@@ -195,6 +196,7 @@ pub use driver::{inbox, ConsensusHandler, DriverHandle, Inbox, ReplicaDriver};
 pub use error::ConsensusError;
 pub use message::{ConsensusMessage, Decision, Proposal};
 pub use persist::{DurableLog, Recovered};
+pub use protocols::{BROADCAST_PROTOCOL, CONSENSUS_PROTOCOL, VALIDATOR_PROTOCOL};
 pub use receipt_consensus::{ConsensusResult, ReceiptConsensus};
 pub use replica::{Outgoing, Outputs, Replica, ReplicaConfig, Timeouts, Timer};
 pub use rsm::{Applied, LogEntry, ReplicatedStateMachine, StateMachine};

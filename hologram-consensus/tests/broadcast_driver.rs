@@ -7,7 +7,7 @@ use hologram_consensus::broadcast::{
     BroadcastConfig, BroadcastDriver, Directory, DropReason, LatticeProtocol,
 };
 use hologram_lattice::sim::Faults;
-use hologram_lattice::transport::{MemoryNetwork, Protocol, Transport};
+use hologram_lattice::transport::{MemoryNetwork, Transport};
 use hologram_receipt::KeyPair;
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,13 +73,22 @@ fn malformed_frames_are_counted_and_requests_refused() {
         drivers[0].handler(),
     );
     let target = drivers[1].with_core(|c| c.id());
-    block_on(outsider.send(target, Protocol::BROADCAST, vec![0xff; 40])).unwrap();
+    block_on(outsider.send(
+        target,
+        hologram_consensus::BROADCAST_PROTOCOL,
+        vec![0xff; 40],
+    ))
+    .unwrap();
     assert_eq!(
         drivers[1].with_core(|c| c.drops().get(DropReason::Malformed)),
         1
     );
-    let answer =
-        block_on(outsider.request(target, Protocol::BROADCAST, vec![], Duration::from_secs(1)));
+    let answer = block_on(outsider.request(
+        target,
+        hologram_consensus::BROADCAST_PROTOCOL,
+        vec![],
+        Duration::from_secs(1),
+    ));
     assert!(answer.is_err());
     assert!(drivers[1].take_deliveries().is_empty());
 }

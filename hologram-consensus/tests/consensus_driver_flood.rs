@@ -119,7 +119,11 @@ fn a_flooded_driver_stays_bounded_and_keeps_committing() {
         // A burst of 20,000 frames, all queued before the driver runs again.
         for i in 0..20_000u64 {
             let from = if i % 2 == 0 { 0 } else { i % 64 };
-            pool.run_until(target.message(hostile, Protocol::CONSENSUS, frame(from)));
+            pool.run_until(target.message(
+                hostile,
+                hologram_consensus::CONSENSUS_PROTOCOL,
+                frame(from),
+            ));
             flooded += 1;
         }
         let stats = handles[0].inbox_stats();

@@ -1,6 +1,6 @@
 //! Both wire faces of consensus on one node: each of four nodes serves a
-//! replica (one-way `Protocol::CONSENSUS` messages between `ReplicaDriver`s)
-//! and a `LocalValidator` (request/response `Protocol::VALIDATOR` calls from
+//! replica (one-way `hologram_consensus::CONSENSUS_PROTOCOL` messages between `ReplicaDriver`s)
+//! and a `LocalValidator` (request/response `hologram_consensus::VALIDATOR_PROTOCOL` calls from
 //! `RemoteValidator`s) through one `ProtocolMux`, and both commit.
 //!
 //! The two faces run two separate chains here, to show they do not shadow

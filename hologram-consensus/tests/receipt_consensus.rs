@@ -652,7 +652,7 @@ fn remote_validators_commit_through_loss_corruption_and_a_crash() {
 #[test]
 fn a_validator_handler_serves_each_decision_once_per_node_and_interval() {
     use hologram_consensus::validator::{ValidatorRequest, ValidatorResponse};
-    use hologram_lattice::transport::{Handler, Protocol};
+    use hologram_lattice::transport::Handler;
     let (keys, set) = validators();
     let vals: Vec<Arc<LocalValidator>> = keys
         .iter()
@@ -667,7 +667,8 @@ fn a_validator_handler_serves_each_decision_once_per_node_and_interval() {
     let handler = ValidatorHandler::new(vals[1].clone());
     let status = |from: NodeId| {
         let ask = ValidatorRequest::Status(0).encode().expect("encode");
-        let answer = block_on(handler.request(from, Protocol::VALIDATOR, ask)).expect("served");
+        let answer = block_on(handler.request(from, hologram_consensus::VALIDATOR_PROTOCOL, ask))
+            .expect("served");
         match ValidatorResponse::decode(&answer).expect("decode") {
             ValidatorResponse::Status(s) => s.decided,
             other => panic!("answered {other:?}"),

@@ -2,8 +2,8 @@
 //! nodes of a real network.
 //!
 //! They exchange the same one-way [`TxnMessage`]s the simulation carries,
-//! under [`Protocol::TXN`]. [`TxnHandler`] is the inbound side (register it
-//! for `Protocol::TXN`): it decodes each frame with the bounded decoder
+//! under [`crate::TXN_PROTOCOL`]. [`TxnHandler`] is the inbound side (register it
+//! for `crate::TXN_PROTOCOL`): it decodes each frame with the bounded decoder
 //! (malformed frames are dropped there) and queues it for the node's driver.
 //! A driver feeds queued messages and due timers to its sans-I/O core and
 //! then performs the core's effects in the order recovery depends on: the
@@ -78,7 +78,7 @@ impl Handler for TxnHandler {
 
 impl Service for TxnHandler {
     fn protocol(&self) -> Protocol {
-        Protocol::TXN
+        crate::TXN_PROTOCOL
     }
 }
 
@@ -89,7 +89,7 @@ pub struct Inbox {
 }
 
 /// A handler and the inbox it fills: mount the handler (a [`Service`] of
-/// [`Protocol::TXN`]) on the node's
+/// [`crate::TXN_PROTOCOL`]) on the node's
 /// [`ProtocolMux`](hologram_lattice::transport::ProtocolMux), then give the
 /// inbox to a driver.
 pub fn inbox() -> (TxnHandler, Inbox) {
@@ -230,7 +230,7 @@ impl<C: Core> Loop<C> {
         }
         let sends = effects.send.into_iter().filter_map(|(to, message)| {
             let bytes = message.to_wire().ok()?;
-            Some(self.transport.send(to, Protocol::TXN, bytes))
+            Some(self.transport.send(to, crate::TXN_PROTOCOL, bytes))
         });
         // A send that fails is a lost message: the cores resend.
         join_all(sends).await;

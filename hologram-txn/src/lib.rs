@@ -165,6 +165,7 @@ pub mod transaction;
 pub mod types;
 pub mod wire;
 
+mod protocols;
 pub use balance::{BalancerConfig, LoadBalancer, Migration, MovePhase};
 pub use coordinator::{CoordinatorConfig, CoordinatorCore, CoordinatorTimer, TxnResult};
 pub use driver::{CoordinatorDriver, ParticipantDriver, TxnClient, TxnHandler};
@@ -173,6 +174,7 @@ pub use error::TxnError;
 pub use handoff::{HandOffAck, Transfer};
 pub use node::{CoordinatorNode, ParticipantNode, TxnNode, TxnTimer};
 pub use participant::{ParticipantConfig, ParticipantCore, ParticipantTimer, Signer};
+pub use protocols::{TXN_CALL_PROTOCOL, TXN_PROTOCOL};
 pub use rebalance::{ReceiptSharding, ShardLoad, ShardingConfig, Split};
 pub use receipts::{Decision, Group, GroupProof, PrepareRequest, Proof, SignedReceipt};
 pub use remote::{ParticipantService, RemoteParticipant, CALL_ATTEMPTS};

@@ -5,7 +5,7 @@
 //! **Deployment.** The node running a participant — a [`LocalParticipant`]
 //! of a single-replica shard, or the proposer of a replicated group's
 //! [`ReplicatedParticipant`](crate::ReplicatedParticipant) — registers a
-//! [`ParticipantService`] for [`Protocol::TXN_CALL`]. A coordinator's node
+//! [`ParticipantService`] for [`crate::TXN_CALL_PROTOCOL`]. A coordinator's node
 //! reaches it with a [`RemoteParticipant`] and runs
 //! [`DistributedTransaction`](crate::DistributedTransaction) over it as over
 //! any participant.
@@ -168,7 +168,7 @@ impl RemoteParticipant {
             .ok_or(TxnError::Empty("list of nodes serving the participant"))?;
         let answer = self
             .transport
-            .request(peer, Protocol::TXN_CALL, bytes, self.timeout)
+            .request(peer, crate::TXN_CALL_PROTOCOL, bytes, self.timeout)
             .await;
         let answer = match answer {
             Ok(answer) => answer,
@@ -259,7 +259,7 @@ participant_by_messages!(RemoteParticipant);
 
 /// Serves a [`Participant`] to [`RemoteParticipant`]s: mount it on the
 /// node's [`ProtocolMux`](hologram_lattice::transport::ProtocolMux) (it
-/// answers [`Protocol::TXN_CALL`] requests) (see the
+/// answers [`crate::TXN_CALL_PROTOCOL`] requests) (see the
 /// [module docs](self)). Works for any participant: a
 /// [`LocalParticipant`](crate::LocalParticipant), a
 /// [`ReplicatedParticipant`](crate::ReplicatedParticipant) whose members and
@@ -288,7 +288,7 @@ impl<P: Participant + 'static> Handler for ParticipantService<P> {
         protocol: Protocol,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, HandlerError> {
-        if protocol != Protocol::TXN_CALL {
+        if protocol != crate::TXN_CALL_PROTOCOL {
             return Err(HandlerError::Refused(format!(
                 "a participant service answers only TXN_CALL requests, not {protocol:?}"
             )));
@@ -308,6 +308,6 @@ impl<P: Participant + 'static> Handler for ParticipantService<P> {
 
 impl<P: Participant + 'static> Service for ParticipantService<P> {
     fn protocol(&self) -> Protocol {
-        Protocol::TXN_CALL
+        crate::TXN_CALL_PROTOCOL
     }
 }

@@ -6,7 +6,7 @@
 
 use futures::executor::block_on;
 use hologram_cam::MemoryStore;
-use hologram_lattice::transport::{Handler, MemoryNetwork, Protocol, ProtocolMux, Transport};
+use hologram_lattice::transport::{Handler, MemoryNetwork, ProtocolMux, Transport};
 use hologram_lattice::NodeId;
 use hologram_receipt::KeyPair;
 use hologram_txn::{
@@ -179,11 +179,11 @@ proptest! {
     fn a_participant_service_never_panics_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         let net = net();
         let service = ParticipantService::new(Arc::clone(&net.shards[0]));
-        let answer = block_on(service.request(NodeId::from_bytes([9; 32]), Protocol::TXN_CALL, bytes));
+        let answer = block_on(service.request(NodeId::from_bytes([9; 32]), hologram_txn::TXN_CALL_PROTOCOL, bytes));
         if let Ok(reply) = answer {
             prop_assert!(hologram_txn::TxnMessage::from_wire(&reply).is_ok());
         }
-        let wrong = block_on(service.request(NodeId::from_bytes([9; 32]), Protocol::TXN, vec![]));
+        let wrong = block_on(service.request(NodeId::from_bytes([9; 32]), hologram_txn::TXN_PROTOCOL, vec![]));
         prop_assert!(wrong.is_err());
     }
 }

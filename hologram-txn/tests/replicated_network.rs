@@ -2,10 +2,10 @@
 //! `MemoryNetwork` (loss, duplication, latency so reordering).
 //!
 //! Two groups of four member nodes (f = 1); each member node serves its
-//! validator (`ValidatorHandler`, `Protocol::VALIDATOR`) and its replica
+//! validator (`ValidatorHandler`, `hologram_consensus::VALIDATOR_PROTOCOL`) and its replica
 //! (`MemberService`, `Protocol::TXN_MEMBER`). A proposer node per group runs
 //! `ReplicatedParticipant::over` the members' `RemoteValidator`s and
-//! `RemoteMember`s and serves it (`ParticipantService`, `Protocol::TXN_CALL`);
+//! `RemoteMember`s and serves it (`ParticipantService`, `hologram_txn::TXN_CALL_PROTOCOL`);
 //! a coordinator node runs `DistributedTransaction` over `RemoteParticipant`s.
 //! A member of group 0 crashes mid-run and restarts later with an empty
 //! replica (its validator's voting record kept, as a durable validator's
@@ -122,7 +122,7 @@ fn proposer_node(g: usize, p: usize) -> NodeId {
 }
 
 /// Joins a proposer node driving the group of `keys` with `proposer_keys`,
-/// serving it under `Protocol::TXN_CALL`.
+/// serving it under `hologram_txn::TXN_CALL_PROTOCOL`.
 fn proposer(
     network: &MemoryNetwork,
     node: NodeId,

@@ -14,7 +14,7 @@ use hologram_consensus::message::MAX_MESSAGE_BYTES;
 use hologram_consensus::{
     inbox, DriverHandle, DurableLog, ReplicaConfig, ReplicaDriver, ReplicatedStateMachine,
 };
-use hologram_lattice::transport::{Protocol, ProtocolMux, Timer};
+use hologram_lattice::transport::{ProtocolMux, Timer};
 use hologram_lattice::NodeId;
 use hologram_receipt::ChainHead;
 use std::collections::{HashMap, HashSet};
@@ -130,7 +130,7 @@ impl ValidatorNode {
         let members: HashSet<NodeId> = validators.validators().iter().copied().collect();
         let mux = ProtocolMux::new();
         mux.mount_as(
-            Protocol::CONSENSUS,
+            hologram_consensus::CONSENSUS_PROTOCOL,
             Arc::new(ValidatorsOnly {
                 validators: Arc::new(members),
                 inner: Arc::new(consensus),

@@ -166,7 +166,7 @@ mod tests {
             validators: Arc::new([validator].into_iter().collect()),
             inner: count.clone(),
         };
-        let p = Protocol::CONSENSUS;
+        let p = hologram_consensus::CONSENSUS_PROTOCOL;
         assert!(gate.request(stranger, p, vec![1]).await.is_err());
         gate.message(stranger, p, vec![1]).await;
         assert_eq!(count.0.load(Ordering::SeqCst), 0);

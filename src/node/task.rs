@@ -12,7 +12,7 @@ use futures::StreamExt;
 use hologram_consensus::{
     CommandId, ConsensusMessage, Decision, DriverHandle, ReplicatedStateMachine,
 };
-use hologram_lattice::transport::{Protocol, Transport};
+use hologram_lattice::transport::Transport;
 use hologram_lattice::NodeId;
 use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
@@ -151,7 +151,10 @@ impl NodeTask {
         };
         if let Ok(bytes) = request.encode() {
             // Queued: a failure is a lost message, asked again next time.
-            let _ = self.transport.send(peer, Protocol::CONSENSUS, bytes).await;
+            let _ = self
+                .transport
+                .send(peer, hologram_consensus::CONSENSUS_PROTOCOL, bytes)
+                .await;
         }
     }
 }

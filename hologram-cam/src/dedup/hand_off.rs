@@ -5,7 +5,7 @@ use super::holder::DedupHandler;
 use super::references::ReferenceStore;
 use super::wire::{DedupMessage, Request};
 use crate::{CamError, HashRing, Store};
-use hologram_lattice::transport::{Protocol, Transport};
+use hologram_lattice::transport::Transport;
 use hologram_lattice::PeerId;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -82,7 +82,7 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
                 let mut adopted = 0;
                 for &owner in &targets {
                     let answer = transport
-                        .request(owner, Protocol::DEDUP, adopt.clone(), timeout)
+                        .request(owner, crate::DEDUP_PROTOCOL, adopt.clone(), timeout)
                         .await;
                     if let Ok(Ok(DedupMessage::Refs(_))) = answer.map(|a| DedupMessage::decode(&a))
                     {

@@ -366,6 +366,6 @@ impl<S: Store + 'static, R: ReferenceStore + 'static> Handler for DedupHandler<S
 
 impl<S: Store + 'static, R: ReferenceStore + 'static> Service for DedupHandler<S, R> {
     fn protocol(&self) -> Protocol {
-        Protocol::DEDUP
+        crate::DEDUP_PROTOCOL
     }
 }

@@ -4,7 +4,7 @@ use super::wire::*;
 use crate::hashing::FastMap;
 use crate::{CamError, HashRing, Object, SharedBytes};
 use futures::future::{join, join_all};
-use hologram_lattice::transport::{Protocol, Transport};
+use hologram_lattice::transport::Transport;
 use hologram_lattice::{Address, PeerId};
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
@@ -150,7 +150,7 @@ impl DeduplicationNetwork {
         join_all(peers.iter().zip(copies).map(|(&peer, request)| async move {
             let answer = self
                 .transport
-                .request(peer, Protocol::DEDUP, request, self.timeout)
+                .request(peer, crate::DEDUP_PROTOCOL, request, self.timeout)
                 .await
                 .ok()?;
             DedupMessage::decode_owned(answer).ok()

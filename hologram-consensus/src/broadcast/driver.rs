@@ -2,7 +2,7 @@
 //!
 //! The driver owns the core behind a mutex, decodes inbound frames (bounded,
 //! [`BroadcastMessage::decode`]) through its [`Handler`], and sends the
-//! core's outputs as one-way frames tagged [`Protocol::BROADCAST`]. It never
+//! core's outputs as one-way frames tagged [`crate::BROADCAST_PROTOCOL`]. It never
 //! holds the lock across an `await`. It reads the wall clock (milliseconds
 //! since the Unix epoch, or a clock you give it) and, for repair, a
 //! runtime-free [`Timer`]. No runtime is assumed.
@@ -105,7 +105,7 @@ impl BroadcastDriver {
         }
     }
 
-    /// The inbound side, a [`Service`] of [`Protocol::BROADCAST`] to mount
+    /// The inbound side, a [`Service`] of [`crate::BROADCAST_PROTOCOL`] to mount
     /// on the node's [`ProtocolMux`](hologram_lattice::transport::ProtocolMux)
     /// (or to give the transport alone).
     pub fn handler(&self) -> Arc<BroadcastHandler> {
@@ -229,7 +229,7 @@ impl BroadcastDriver {
         let results = join_all(
             sends
                 .into_iter()
-                .map(|(to, bytes)| transport.send(to, Protocol::BROADCAST, bytes)),
+                .map(|(to, bytes)| transport.send(to, crate::BROADCAST_PROTOCOL, bytes)),
         )
         .await;
         let failed = results.iter().filter(|r| r.is_err()).count() as u64;
@@ -264,6 +264,6 @@ impl Handler for BroadcastHandler {
 
 impl Service for BroadcastHandler {
     fn protocol(&self) -> Protocol {
-        Protocol::BROADCAST
+        crate::BROADCAST_PROTOCOL
     }
 }

@@ -25,9 +25,9 @@
 //! returning it. A node that does not propose follows what is decided
 //! through [`LocalValidator::subscribe`]: a [`Decisions`] stream of the
 //! decided heights in order, over a bounded window of recent ones. A [`RemoteValidator`] asks one over a `Transport`
-//! ([`Protocol::VALIDATOR`](hologram_lattice::transport::Protocol::VALIDATOR)
+//! ([`crate::VALIDATOR_PROTOCOL`](hologram_lattice::transport::crate::VALIDATOR_PROTOCOL)
 //! requests), served there by a [`ValidatorHandler`]. Replicas exchange their
-//! one-way messages under `Protocol::CONSENSUS`, so one node serves both.
+//! one-way messages under `crate::CONSENSUS_PROTOCOL`, so one node serves both.
 
 mod follow;
 mod local;

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A validator reached over a transport: each call is one
-/// [`Protocol::VALIDATOR`] request answered by the peer's
+/// [`crate::VALIDATOR_PROTOCOL`] request answered by the peer's
 /// [`ValidatorHandler`]. A vote it returns is only what the peer claims:
 /// [`ReceiptConsensus`](crate::ReceiptConsensus) checks every one.
 pub struct RemoteValidator {
@@ -47,7 +47,7 @@ impl RemoteValidator {
         let bytes = request.encode()?;
         let answer = self
             .transport
-            .request(self.id, Protocol::VALIDATOR, bytes, self.timeout)
+            .request(self.id, crate::VALIDATOR_PROTOCOL, bytes, self.timeout)
             .await?;
         match ValidatorResponse::decode(&answer)? {
             ValidatorResponse::Refused(reason) => Err(ConsensusError::Refused {
@@ -123,7 +123,7 @@ impl Validator for RemoteValidator {
 /// Serves a validator (a [`LocalValidator`](super::LocalValidator), or any [`Validator`] wrapping
 /// one) to [`RemoteValidator`]s: mount it on the node's
 /// [`ProtocolMux`](hologram_lattice::transport::ProtocolMux) (it answers
-/// [`Protocol::VALIDATOR`] requests). Malformed requests are refused with the
+/// [`crate::VALIDATOR_PROTOCOL`] requests). Malformed requests are refused with the
 /// decoder's reason; refusals of the validator are answered as
 /// [`ValidatorResponse::Refused`].
 ///
@@ -173,7 +173,7 @@ impl Handler for ValidatorHandler {
         protocol: Protocol,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, HandlerError> {
-        if protocol != Protocol::VALIDATOR {
+        if protocol != crate::VALIDATOR_PROTOCOL {
             return Err(HandlerError::Refused(format!(
                 "a validator serves only VALIDATOR requests, not {protocol:?}"
             )));
@@ -205,6 +205,6 @@ impl Handler for ValidatorHandler {
 
 impl Service for ValidatorHandler {
     fn protocol(&self) -> Protocol {
-        Protocol::VALIDATOR
+        crate::VALIDATOR_PROTOCOL
     }
 }

@@ -96,10 +96,10 @@ fn request_and_response_both_ways() {
         r[0].seen(),
         vec![(peer(2), Protocol::PING, b"back".to_vec(), true)]
     );
-    block_on(t[0].send(peer(2), Protocol::BROADCAST, b"note".to_vec())).unwrap();
+    block_on(t[0].send(peer(2), Protocol(258), b"note".to_vec())).unwrap();
     assert_eq!(
         r[1].seen()[1],
-        (peer(1), Protocol::BROADCAST, b"note".to_vec(), false)
+        (peer(1), Protocol(258), b"note".to_vec(), false)
     );
     assert_eq!(t[0].local_id(), peer(1));
 }
@@ -198,7 +198,7 @@ fn unknown_protocol_is_refused_by_the_mux() {
     mux.mount_as(Protocol::PING, Arc::clone(&ping) as Arc<dyn Handler>);
     let a = net.join(peer(1), Arc::new(ProtocolMux::new()));
     let _b = net.join(peer(2), Arc::new(mux));
-    let refused = block_on(a.request(peer(2), Protocol::CAM, b"get".to_vec(), LONG));
+    let refused = block_on(a.request(peer(2), Protocol(256), b"get".to_vec(), LONG));
     assert!(matches!(refused, Err(TransportError::Refused(why)) if why.contains('2')));
     assert_eq!(ask(&a, 2, b"p", LONG).unwrap(), b"re:p");
     assert_eq!(ping.seen().len(), 1);
@@ -345,10 +345,10 @@ fn duplicates_reach_the_handler_twice() {
         latency_ms: (0, 3),
         ..Faults::NONE
     });
-    block_on(t[0].send(peer(2), Protocol::BROADCAST, b"once".to_vec())).unwrap();
+    block_on(t[0].send(peer(2), Protocol(258), b"once".to_vec())).unwrap();
     assert_eq!(
         r[1].seen(),
-        vec![(peer(1), Protocol::BROADCAST, b"once".to_vec(), false); 2]
+        vec![(peer(1), Protocol(258), b"once".to_vec(), false); 2]
     );
     assert_eq!(ask(&t[0], 2, b"q", LONG).unwrap(), b"re:q");
     let requests = r[1].seen().into_iter().filter(|s| s.3).count();

@@ -51,32 +51,32 @@ use thiserror::Error;
 pub const DEFAULT_MAX_FRAME: usize = 4 << 20;
 
 /// Which protocol a frame belongs to.
+///
+/// Each tag is owned by the crate whose protocol it tags, which defines it
+/// as a constant. Tags below 256 belong to the hologram crates:
+///
+/// | tag | protocol | constant |
+/// |---|---|---|
+/// | 1 | discovery | [`Protocol::DISCOVERY`] (this crate) |
+/// | 2 | content-addressed storage | `hologram_cam::CAM_PROTOCOL` |
+/// | 3 | consensus replicas | `hologram_consensus::CONSENSUS_PROTOCOL` |
+/// | 4 | epidemic broadcast | `hologram_consensus::BROADCAST_PROTOCOL` |
+/// | 5 | transactions, one-way | `hologram_txn::TXN_PROTOCOL` |
+/// | 6 | latency probes | [`Protocol::PING`] (this crate) |
+/// | 7 | the deduplication network | `hologram_cam::DEDUP_PROTOCOL` |
+/// | 8 | transactions, request/response | `hologram_txn::TXN_CALL_PROTOCOL` |
+/// | 9 | retired (shard-group members before they ran on the replica) | — |
+/// | 10 | consensus validators, request/response | `hologram_consensus::VALIDATOR_PROTOCOL` |
+///
+/// Protocols of your own take tags from 256 up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Protocol(pub u16);
 
 impl Protocol {
     /// Peer discovery and find-nodes lookups.
     pub const DISCOVERY: Protocol = Protocol(1);
-    /// Content-addressed storage.
-    pub const CAM: Protocol = Protocol(2);
-    /// Consensus.
-    pub const CONSENSUS: Protocol = Protocol(3);
-    /// Epidemic broadcast.
-    pub const BROADCAST: Protocol = Protocol(4);
-    /// Transactions.
-    pub const TXN: Protocol = Protocol(5);
     /// Latency probes of the adaptive topology.
     pub const PING: Protocol = Protocol(6);
-    /// The deduplication network's replicated store.
-    pub const DEDUP: Protocol = Protocol(7);
-    /// Transactions as request/response: a participant's calls answered by its reply (`TXN` is one-way).
-    pub const TXN_CALL: Protocol = Protocol(8);
-    /// A replicated shard group's proposer asking its members to apply decided heights and endorse.
-    pub const TXN_MEMBER: Protocol = Protocol(9);
-    /// Consensus as request/response: a `RemoteValidator`'s calls answered by
-    /// a `ValidatorHandler` (`CONSENSUS` carries the replicas' one-way
-    /// messages), so one node can serve both faces.
-    pub const VALIDATOR: Protocol = Protocol(10);
 }
 
 /// Why a call over a transport failed.
@@ -242,8 +242,7 @@ impl From<HandlerError> for TransportError {
 ///   a forged one only costs wasted asks (fetched bytes are verified).
 ///
 /// The request/response services, `DISCOVERY`, the `ValidatorHandler`'s
-/// requests, `TXN_CALL` (`ParticipantService`) and `TXN_MEMBER`
-/// (`MemberService`), ignore `from`: they answer on the request's own
+/// requests and `TXN_CALL_PROTOCOL` (`ParticipantService`) ignore `from`: they answer on the request's own
 /// connection and rely on the signatures inside the payloads.
 #[async_trait]
 pub trait Transport: Send + Sync {

@@ -172,30 +172,30 @@ mod tests {
         };
         // Nothing mounted yet: refused.
         assert!(matches!(
-            ask(Protocol::CAM),
+            ask(Protocol(256)),
             Err(TransportError::Refused(_))
         ));
         // Mounted while the transport runs: served.
-        mux.mount(Arc::new(Named(Protocol::CAM, b"cam")))
-            .mount(Arc::new(Named(Protocol::TXN, b"txn")));
-        mux.mount_as(Protocol::PING, Arc::new(Named(Protocol::CAM, b"ping")));
-        assert_eq!(ask(Protocol::CAM).unwrap(), b"cam?");
-        assert_eq!(ask(Protocol::TXN).unwrap(), b"txn?");
+        mux.mount(Arc::new(Named(Protocol(256), b"cam")))
+            .mount(Arc::new(Named(Protocol(257), b"txn")));
+        mux.mount_as(Protocol::PING, Arc::new(Named(Protocol(256), b"ping")));
+        assert_eq!(ask(Protocol(256)).unwrap(), b"cam?");
+        assert_eq!(ask(Protocol(257)).unwrap(), b"txn?");
         assert_eq!(ask(Protocol::PING).unwrap(), b"ping?");
         assert_eq!(
             mux.protocols(),
-            vec![Protocol::CAM, Protocol::TXN, Protocol::PING]
+            vec![Protocol(256), Protocol(257), Protocol::PING]
         );
         // Mounting again replaces.
-        mux.mount(Arc::new(Named(Protocol::CAM, b"cam2")));
-        assert_eq!(ask(Protocol::CAM).unwrap(), b"cam2?");
+        mux.mount(Arc::new(Named(Protocol(256), b"cam2")));
+        assert_eq!(ask(Protocol(256)).unwrap(), b"cam2?");
         // Unmounted: refused again, the others still served.
-        assert!(mux.unmount(Protocol::CAM));
-        assert!(!mux.unmount(Protocol::CAM));
+        assert!(mux.unmount(Protocol(256)));
+        assert!(!mux.unmount(Protocol(256)));
         assert!(matches!(
-            ask(Protocol::CAM),
+            ask(Protocol(256)),
             Err(TransportError::Refused(_))
         ));
-        assert_eq!(ask(Protocol::TXN).unwrap(), b"txn?");
+        assert_eq!(ask(Protocol(257)).unwrap(), b"txn?");
     }
 }

@@ -8,9 +8,9 @@
 //! - its validator for the group's consensus (a
 //!   [`LocalValidator`](hologram_consensus::LocalValidator) served by a
 //!   [`ValidatorHandler`](hologram_consensus::ValidatorHandler) under
-//!   [`Protocol::VALIDATOR`]), and
+//!   [`hologram_consensus::VALIDATOR_PROTOCOL`]), and
 //! - its replica of the shard ([`MemberService`] under
-//!   [`Protocol::TXN_MEMBER`]): the member's keys and its
+//!   `TXN_MEMBER`): the member's keys and its
 //!   [`ReplicatedStateMachine<ShardMachine>`](hologram_consensus::ReplicatedStateMachine).
 //!
 //! The group's proposer node runs a
@@ -220,7 +220,7 @@ pub trait Member: Send + Sync {
 /// The member side: a [`GroupMember`] (its keys and its replica) answering
 /// [`MemberRequest`]s — called in this process as a [`Member`], or served
 /// to a proposer on another node as the [`Handler`] for
-/// [`Protocol::TXN_MEMBER`] requests. Requests are answered one at a time.
+/// `TXN_MEMBER` requests. Requests are answered one at a time.
 #[derive(Debug)]
 pub struct MemberService {
     id: NodeId,
@@ -270,7 +270,7 @@ impl Handler for MemberService {
         protocol: Protocol,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, HandlerError> {
-        if protocol != Protocol::TXN_MEMBER {
+        if protocol != crate::protocols::TXN_MEMBER {
             return Err(HandlerError::Refused(format!(
                 "a group member answers only TXN_MEMBER requests, not {protocol:?}"
             )));
@@ -287,12 +287,12 @@ impl Handler for MemberService {
 
 impl Service for MemberService {
     fn protocol(&self) -> Protocol {
-        Protocol::TXN_MEMBER
+        crate::protocols::TXN_MEMBER
     }
 }
 
 /// A member on another node, asked over a transport: each call is one
-/// [`Protocol::TXN_MEMBER`] request answered by the node's
+/// `TXN_MEMBER` request answered by the node's
 /// [`MemberService`]. Its answers are only what it claims (module docs).
 pub struct RemoteMember {
     id: NodeId,
@@ -332,7 +332,7 @@ impl Member for RemoteMember {
             .transport
             .request(
                 self.id,
-                Protocol::TXN_MEMBER,
+                crate::protocols::TXN_MEMBER,
                 request.encode()?,
                 self.timeout,
             )

@@ -69,8 +69,8 @@
 //!
 //! | node | runs | serves |
 //! |---|---|---|
-//! | each member | a [`LocalValidator`] and a [`MemberService`] (its keys, its replica) | [`ValidatorHandler`](hologram_consensus::ValidatorHandler) under `Protocol::VALIDATOR`, the [`MemberService`] under `Protocol::TXN_MEMBER` |
-//! | the group's proposer | [`ReplicatedParticipant::over`] the members' [`RemoteValidator`](hologram_consensus::RemoteValidator)s and [`RemoteMember`]s, with one or more members' keys to propose with | a [`ParticipantService`](crate::ParticipantService) under `Protocol::TXN_CALL` |
+//! | each member | a [`LocalValidator`] and a [`MemberService`] (its keys, its replica) | [`ValidatorHandler`](hologram_consensus::ValidatorHandler) under `hologram_consensus::VALIDATOR_PROTOCOL`, the [`MemberService`] under `Protocol::TXN_MEMBER` |
+//! | the group's proposer | [`ReplicatedParticipant::over`] the members' [`RemoteValidator`](hologram_consensus::RemoteValidator)s and [`RemoteMember`]s, with one or more members' keys to propose with | a [`ParticipantService`](crate::ParticipantService) under `crate::TXN_CALL_PROTOCOL` |
 //! | a coordinator | [`DistributedTransaction`](crate::DistributedTransaction) over [`RemoteParticipant`](crate::RemoteParticipant)s | nothing |
 //!
 //! The proposer sends each member the decided heights it lacks with each
