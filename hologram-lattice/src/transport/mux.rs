@@ -184,7 +184,7 @@ mod tests {
         assert_eq!(ask(Protocol::PING).unwrap(), b"ping?");
         assert_eq!(
             mux.protocols(),
-            vec![Protocol(256), Protocol(257), Protocol::PING]
+            vec![Protocol::PING, Protocol(256), Protocol(257)]
         );
         // Mounting again replaces.
         mux.mount(Arc::new(Named(Protocol(256), b"cam2")));
