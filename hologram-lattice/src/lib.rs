@@ -60,6 +60,7 @@ mod bytes32;
 pub mod c768;
 pub mod columns;
 pub mod coord;
+pub mod driver;
 pub mod error;
 pub mod kernels;
 pub mod node_id;
