@@ -299,3 +299,6 @@ fn unix_nanos() -> [u8; 16] {
         .map_or(0, |d| d.as_nanos())
         .to_le_bytes()
 }
+
+#[cfg(test)]
+mod tests;
