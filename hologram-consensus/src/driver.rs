@@ -1,5 +1,5 @@
 //! A [`Replica`] over a [`Transport`], run by the one generic
-//! [`Driver`](hologram_lattice::driver::Driver).
+//! [`Driver`].
 //!
 //! [`ReplicaNode`] is the replica as that driver runs it: the same
 //! [`Node`] glue as the simulator's [`SimReplica`](crate::SimReplica)

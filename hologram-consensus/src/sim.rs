@@ -5,7 +5,7 @@
 //! simulator's clock, and delivered decisions are appended to the replica's
 //! log. The log and the [`VotingRecord`] are its durable state: after each
 //! input they are written before anything is sent (in the simulator, sends
-//! happen after the handler returns), and [`Node::recover`] rebuilds the
+//! happen after the handler returns), and [`Recover::recover`] rebuilds the
 //! replica from them alone, as a process restarting from its store would.
 
 use crate::detector::Misbehaviour;

@@ -1,6 +1,6 @@
 //! Drivers over a [`Transport`]: a participant and a coordinator as async
 //! nodes of a real network, run by the one generic
-//! [`Driver`](hologram_lattice::driver::Driver).
+//! [`Driver`].
 //!
 //! They exchange the same one-way [`TxnMessage`]s the simulation carries,
 //! under [`Protocol::TXN`]. [`TxnHandler`] is the inbound side (register it
