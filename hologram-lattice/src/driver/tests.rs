@@ -1,11 +1,12 @@
 //! The generic driver over the in-memory network: inputs, timers, control,
-//! malformed frames, and a failed persist that sends nothing.
+//! malformed frames, a failed persist that sends nothing; the bounded queues.
 
 use super::*;
 use crate::transport::MemoryNetwork;
 use futures::channel::mpsc;
 use futures::executor::block_on;
 use futures::future::join;
+use queue::{PeerQueues, PEER_BYTES, PEER_MESSAGES, TOTAL_BYTES};
 
 /// Answers `n` with `n + 1` until 10; tells the application what it got.
 struct Counter {
@@ -150,4 +151,50 @@ fn malformed_frames_are_dropped_and_a_failed_persist_sends_nothing() {
     assert_eq!(a_result.err(), Some("the store failed"));
     assert!(b_result.is_ok());
     assert_eq!(b.got.try_recv().ok(), None, "A sent nothing");
+}
+
+fn id(i: u8) -> NodeId {
+    NodeId::from_bytes([i; 32])
+}
+
+#[test]
+fn a_flooding_peer_is_capped_and_others_are_served_in_turn() {
+    let mut q = PeerQueues::default();
+    let (flooder, honest) = (id(1), id(2));
+    for h in 0..10_000u64 {
+        q.push(flooder, h, 3);
+    }
+    assert_eq!(q.stats().queued, PEER_MESSAGES);
+    assert_eq!(q.stats().dropped, 10_000 - PEER_MESSAGES as u64);
+    for h in 0..3 {
+        assert!(q.push(honest, h, 3));
+    }
+    // The honest peer's three messages come out within the first six.
+    let first: Vec<NodeId> = (0..6).filter_map(|_| q.pop()).map(|(f, _)| f).collect();
+    assert_eq!(first.iter().filter(|f| **f == honest).count(), 3);
+    while q.pop().is_some() {}
+    assert!(q.is_empty());
+    assert_eq!(q.stats().queued_bytes, 0);
+    assert_eq!(q.stats().peak, PEER_MESSAGES + 3);
+}
+
+#[test]
+fn bytes_are_capped_per_peer_and_in_total() {
+    let mut q = PeerQueues::default();
+    let big = PEER_BYTES / 4;
+    for _ in 0..5 {
+        q.push(id(1), 0u64, big);
+    }
+    assert_eq!(q.stats().queued, 4);
+    for i in 2..20 {
+        for _ in 0..4 {
+            q.push(id(i), 0, big);
+        }
+    }
+    assert!(q.stats().queued_bytes <= TOTAL_BYTES);
+    assert_eq!(q.stats().queued_bytes, TOTAL_BYTES);
+    assert!(!q.push(id(99), 0, 1));
+    // Draining makes room again.
+    q.pop();
+    assert!(q.push(id(99), 0, 1));
 }
