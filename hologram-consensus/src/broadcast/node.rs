@@ -37,8 +37,8 @@ pub enum BroadcastTimer {
 #[derive(Debug, Clone)]
 pub struct BroadcastNode {
     core: LatticeProtocol,
-    delivered: Vec<Delivery>,
-    certificates: Vec<DeliveryCertificate>,
+    pub(super) delivered: Vec<Delivery>,
+    pub(super) certificates: Vec<DeliveryCertificate>,
     outputs: Vec<Output>,
 }
 

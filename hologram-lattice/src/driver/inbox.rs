@@ -10,6 +10,7 @@ use futures::channel::mpsc;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use thiserror::Error;
 
@@ -68,15 +69,24 @@ impl<N: Driven> Handler for Inbound<N> {
     }
 
     async fn message(&self, from: NodeId, _: Protocol, payload: Vec<u8>) {
-        let Some(message) = N::decode(&payload) else {
-            return;
-        };
-        if lock(&self.queues).push(from, message, payload.len()) {
+        if let Some(message) = N::decode(&payload) {
+            self.push(from, message, payload.len());
+        }
+    }
+}
+
+impl<N: Driven> Inbound<N> {
+    /// Queues `message` from `from` (`size` bytes as received), for a
+    /// handler that decodes frames itself; false if a limit dropped it.
+    pub fn push(&self, from: NodeId, message: N::Message, size: usize) -> bool {
+        let queued = lock(&self.queues).push(from, message, size);
+        if queued {
             // A full doorbell is already ringing; a closed one means the
             // driver stopped and the message is moot.
             let mut doorbell = self.doorbell.lock().unwrap_or_else(PoisonError::into_inner);
             let _ = doorbell.try_send(());
         }
+        queued
     }
 }
 
@@ -91,6 +101,19 @@ pub struct Inbox<N: Driven> {
     pub(super) queues: Shared<N::Message>,
     pub(super) control: mpsc::UnboundedSender<Input<N::Control>>,
     pub(super) wakes: BoxStream<'static, Wake<N::Control>>,
+    pub(super) failures: Arc<AtomicU64>,
+}
+
+impl<N: Driven> Inbox<N> {
+    /// A handle to the driver this inbox will feed, before it exists
+    /// (inputs wait in the inbox until it runs).
+    pub fn handle(&self) -> Handle<N> {
+        Handle {
+            control: self.control.clone(),
+            queues: self.queues.clone(),
+            failures: self.failures.clone(),
+        }
+    }
 }
 
 /// A handler and the inbox it fills: mount the handler on the node's
@@ -111,6 +134,7 @@ pub fn inbox<N: Driven>() -> (Inbound<N>, Inbox<N>) {
             queues,
             control,
             wakes: wakes.boxed(),
+            failures: Arc::default(),
         },
     )
 }
@@ -124,6 +148,7 @@ pub struct Stopped;
 pub struct Handle<N: Driven> {
     pub(super) control: mpsc::UnboundedSender<Input<N::Control>>,
     pub(super) queues: Shared<N::Message>,
+    pub(super) failures: Arc<AtomicU64>,
 }
 
 impl<N: Driven> Clone for Handle<N> {
@@ -131,6 +156,7 @@ impl<N: Driven> Clone for Handle<N> {
         Handle {
             control: self.control.clone(),
             queues: self.queues.clone(),
+            failures: self.failures.clone(),
         }
     }
 }
@@ -148,6 +174,12 @@ impl<N: Driven> Handle<N> {
     /// (see [`queue`](super::queue)).
     pub fn inbox_stats(&self) -> InboxStats {
         lock(&self.queues).stats()
+    }
+
+    /// Sends the transport refused (each a lost message, which the cores'
+    /// resending repairs).
+    pub fn send_failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
     }
 
     /// Asks the driver to stop after the input it is handling.

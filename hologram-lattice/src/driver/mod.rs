@@ -40,6 +40,7 @@ use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -115,6 +116,7 @@ pub struct Driver<N: Driven> {
     pending: HashMap<u64, N::Timer>,
     next_timer: u64,
     actions: Vec<Action<N::Message, N::Timer>>,
+    failures: Arc<AtomicU64>,
 }
 
 impl<N: Driven> Driver<N> {
@@ -131,6 +133,7 @@ impl<N: Driven> Driver<N> {
         let handle = Handle {
             control: inbox.control,
             queues: inbox.queues.clone(),
+            failures: inbox.failures.clone(),
         };
         let mut seed = id.to_bytes();
         seed[..16]
@@ -150,6 +153,7 @@ impl<N: Driven> Driver<N> {
             pending: HashMap::new(),
             next_timer: 0,
             actions: Vec::new(),
+            failures: inbox.failures,
         };
         (driver, handle)
     }
@@ -273,18 +277,20 @@ impl<N: Driven> Driver<N> {
         if batch.is_empty() {
             return Ok(());
         }
-        let transport = &self.transport;
+        let (transport, failures) = (&self.transport, &self.failures);
         let sends = futures::stream::iter(batch.into_iter().map(|(targets, message)| async move {
             let Some(bytes) = N::encode(&message) else {
                 return;
             };
             // A send that fails is a lost message: the cores resend.
-            join_all(
+            let sent = join_all(
                 targets
                     .into_iter()
                     .map(|to| transport.send(to, N::PROTOCOL, bytes.clone())),
             )
             .await;
+            let failed = sent.iter().filter(|r| r.is_err()).count() as u64;
+            failures.fetch_add(failed, Ordering::Relaxed);
         }))
         .buffer_unordered(SENDS_IN_FLIGHT);
         sends.for_each(|()| async {}).await;
