@@ -328,7 +328,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     // --- 4. Authenticated broadcast with a delivery certificate -------------
     let net_timer = network.timer().clone();
-    let repairs = join_all(nodes.iter().map(|n| n.broadcast.run_repair(&net_timer)));
+    let repairs = join_all(nodes.iter().map(|n| n.broadcast.run(&net_timer)));
     let sender = &nodes[5];
     let ((result, took), _) = join(
         async {

@@ -121,5 +121,8 @@ fn protocol_tags_owned_by_each_crate_are_distinct() {
     ];
     let distinct: std::collections::BTreeSet<_> = tags.iter().collect();
     assert_eq!(distinct.len(), tags.len(), "{tags:?}");
-    assert!(tags.iter().all(|t| t.0 < 256), "user protocols start at 256");
+    assert!(
+        tags.iter().all(|t| t.0 < 256),
+        "user protocols start at 256"
+    );
 }

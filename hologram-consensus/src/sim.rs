@@ -5,14 +5,14 @@
 //! simulator's clock, and delivered decisions are appended to the replica's
 //! log. The log and the [`VotingRecord`] are its durable state: after each
 //! input they are written before anything is sent (in the simulator, sends
-//! happen after the handler returns), and [`Node::recover`] rebuilds the
+//! happen after the handler returns), and [`Recover::recover`] rebuilds the
 //! replica from them alone, as a process restarting from its store would.
 
 use crate::detector::Misbehaviour;
 use crate::message::{ConsensusMessage, Decision};
 use crate::replica::{Outgoing, Outputs, Replica, ReplicaConfig, Timer, VotingRecord};
 use crate::{Command, ConsensusError};
-use hologram_lattice::sim::{Context, Node};
+use hologram_lattice::sim::{Context, Node, Recover};
 use hologram_lattice::NodeId;
 use hologram_receipt::KeyPair;
 
@@ -93,23 +93,33 @@ impl SimReplica {
         }
         self.misbehaviour.append(&mut out.misbehaviour);
         let me = ctx.id();
-        for m in out.messages.drain(..) {
-            match m {
-                Outgoing::Broadcast(msg) => {
-                    for v in self.config.validators.validators() {
-                        if *v != me {
-                            ctx.send(*v, msg.clone());
-                        }
-                    }
-                }
-                Outgoing::To(to, msg) => ctx.send(to, msg),
-            }
-        }
-        for (after, timer) in out.timers.drain(..) {
-            ctx.set_timer(after, timer);
-        }
+        send_outputs(ctx, me, &self.replica, &mut out);
         out.clear();
         self.outputs = out;
+    }
+}
+
+/// Hands a replica's messages and timers to `ctx`, the same in the
+/// simulator and the driver: a broadcast goes to every other validator (as
+/// one message to many, which a driver encodes once), nothing to `me`.
+pub(crate) fn send_outputs(
+    ctx: &mut Context<'_, ConsensusMessage, Timer>,
+    me: NodeId,
+    replica: &Replica,
+    out: &mut Outputs,
+) {
+    for m in out.messages.drain(..) {
+        match m {
+            Outgoing::Broadcast(msg) => {
+                let others = replica.validators().validators().iter();
+                ctx.send_all(others.filter(|v| **v != me).copied().collect(), msg);
+            }
+            Outgoing::To(to, msg) if to != me => ctx.send(to, msg),
+            Outgoing::To(..) => {}
+        }
+    }
+    for (after, timer) in out.timers.drain(..) {
+        ctx.set_timer(after, timer);
     }
 }
 
@@ -142,7 +152,9 @@ impl Node for SimReplica {
         self.replica.handle_timer(ctx.now(), timer, &mut out);
         self.apply(ctx, out);
     }
+}
 
+impl Recover for SimReplica {
     fn recover(&self) -> Self {
         let keep = self.config.retain_decisions;
         let recent = self.log[self.log.len().saturating_sub(keep)..].to_vec();

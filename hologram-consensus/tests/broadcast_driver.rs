@@ -43,7 +43,7 @@ fn a_broadcast_is_delivered_and_certified_over_the_transport() {
     let timer = net.timer().clone();
     // 30 nodes leave most of the 48 pages empty: push reaches most of them,
     // repair the rest.
-    let repairs = join_all(drivers.iter().map(|d| d.run_repair(&timer)));
+    let repairs = join_all(drivers.iter().map(|d| d.run(&timer)));
     let (result, _) = block_on(join(
         drivers[0].broadcast_and_wait(b"over the wire", &timer, Duration::from_secs(5)),
         timer.timeout(Duration::from_millis(500), repairs),
@@ -107,10 +107,13 @@ fn repair_completes_delivery_under_loss() {
         latency_ms: (0, 0),
         ..Faults::NONE
     });
-    block_on(drivers[0].broadcast(b"lossy")).unwrap();
     let timer = net.timer().clone();
-    let repairs = join_all(drivers.iter().map(|d| d.run_repair(&timer)));
-    let _ = block_on(timer.timeout(Duration::from_millis(600), repairs));
+    let runs = join_all(drivers.iter().map(|d| d.run(&timer)));
+    let (sent, _) = block_on(join(
+        drivers[0].broadcast(b"lossy"),
+        timer.timeout(Duration::from_millis(600), runs),
+    ));
+    sent.unwrap();
     let delivered = drivers[1..]
         .iter()
         .filter(|d| !d.take_deliveries().is_empty())

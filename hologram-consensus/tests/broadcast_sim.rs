@@ -14,7 +14,7 @@ use hologram_consensus::broadcast::{
     encode_envelope, BroadcastConfig, BroadcastMessage, BroadcastNode, BroadcastTimer,
     DeliveryReceipt, Directory, DropReason, ForwardPolicy, LatticeProtocol, MessageId, SentCounts,
 };
-use hologram_lattice::sim::{check_seeds, Context, Faults, Node, Simulation};
+use hologram_lattice::sim::{check_seeds, Context, Faults, Node, Recover, Simulation};
 use hologram_lattice::NodeId;
 use hologram_receipt::{
     AuthenticatedMessage, HopLink, KeyPair, OriginLink, Purpose, Receipt, Witness,
@@ -179,7 +179,9 @@ impl Node for Peer {
             node.on_timer(ctx, timer);
         }
     }
+}
 
+impl Recover for Peer {
     fn recover(&self) -> Self {
         match self {
             Peer::Honest(node, oracle) => Peer::Honest(Box::new(node.recover()), Rc::clone(oracle)),

@@ -34,11 +34,12 @@
 //! | [`topology`] | [`AdaptiveTopology`](topology::AdaptiveTopology), bounded [`LatencyHistogram`](topology::LatencyHistogram)s |
 //! | [`transport`] | the [`Transport`](transport::Transport) seam and its contract, inbound [`Handler`](transport::Handler)s, protocol tags, the [`conformance`](transport::conformance) suite |
 //! | [`sim`] | the deterministic simulator for protocol cores: seeded faults, virtual clock, invariants |
+//! | [`driver`] | the one async driver: runs any simulator core over a `Transport` (bounded per-peer inboxes, timers, a write-ahead persist hook) |
 //! | [`wire`] | the one wire codec: bounded postcard decoding, [`WireError`](wire::WireError), the [`Wire`](wire::Wire) trait |
 //! | `error` (private) | [`LatticeError`] |
 //!
 //! The leaf modules are private and their names are at the root, one path
-//! each; the five namespaces above are public.
+//! each; the six namespaces above are public.
 //!
 //! ## Example
 //!
@@ -66,6 +67,7 @@ mod c768;
 mod class;
 mod columns;
 mod coord;
+pub mod driver;
 mod error;
 mod kernels;
 mod node_id;

@@ -1,16 +1,19 @@
 //! Drivers over a [`Transport`]: a participant and a coordinator as async
-//! nodes of a real network.
+//! nodes of a real network, run by the one generic
+//! [`Driver`].
 //!
 //! They exchange the same one-way [`TxnMessage`]s the simulation carries,
 //! under [`crate::TXN_PROTOCOL`]. [`TxnHandler`] is the inbound side (register it
 //! for `crate::TXN_PROTOCOL`): it decodes each frame with the bounded decoder
-//! (malformed frames are dropped there) and queues it for the node's driver.
-//! A driver feeds queued messages and due timers to its sans-I/O core and
-//! then performs the core's effects in the order recovery depends on: the
-//! durable writes first (one atomic [`Store::put_batch`]), and only then the
-//! messages and timers. If the store fails, the driver stops without
-//! sending what it could not make durable. No runtime is assumed: `run` is a
-//! plain future, timers come from a [`Timer`].
+//! (malformed frames are dropped there) and queues it for the node's driver
+//! in a bounded inbox, one queue per peer served in turn
+//! ([`queue`](hologram_lattice::driver::queue)). The driver feeds queued
+//! messages and due timers to the sans-I/O core ([`TxnPeer`]) and then
+//! performs the core's effects in the order recovery depends on: the
+//! durable writes first (one atomic [`Store::put_batch`] a round), and only
+//! then the messages and timers. If the store fails, the driver stops
+//! without sending what it could not make durable. No runtime is assumed:
+//! `run` is a plain future, timers come from a [`Timer`].
 //!
 //! - [`ParticipantDriver`] runs a [`ParticipantCore`] over a [`Store`],
 //!   recovery timers included: a primary decides abort when a transaction
@@ -20,247 +23,185 @@
 //! - [`CoordinatorDriver`] runs a [`CoordinatorCore`]; a [`TxnClient`] begins
 //!   transactions on it and waits for their results.
 
-use crate::coordinator::{CoordinatorCore, CoordinatorTimer, TxnResult};
+use crate::coordinator::{CoordinatorCore, TxnResult};
+use crate::effects::Persist;
+use crate::node::{deliver, TxnTimer};
 use crate::participant::records::load_records;
-use crate::participant::{ParticipantConfig, ParticipantCore, ParticipantTimer};
-use crate::{Effects, Op, ShardMap, TxnError, TxnId, TxnMessage};
-use futures::channel::{mpsc, oneshot};
-use futures::future::{join_all, select, Either};
-use futures::StreamExt;
+use crate::participant::{ParticipantConfig, ParticipantCore};
+use crate::{Op, ShardMap, TxnError, TxnId, TxnMessage};
+use futures::channel::oneshot;
 use hologram_cam::Store;
-use hologram_lattice::sim::Millis;
-use hologram_lattice::transport::{
-    async_trait, Handler, HandlerError, Protocol, Service, Timer, Transport,
-};
+use hologram_lattice::driver::{self, Driven, Driver, Handle, Inbound};
+use hologram_lattice::sim::{Context, Node};
+use hologram_lattice::transport::{Protocol, Timer, Transport};
 use hologram_lattice::NodeId;
 use hologram_receipt::KeyPair;
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-/// What a driver's queue carries.
-enum Input {
-    Message(NodeId, TxnMessage),
-    Begin(Begin),
-    Stop,
-}
-
-/// A transaction a [`TxnClient`] asks its coordinator to run.
-struct Begin {
+/// A transaction a [`TxnClient`] asks its coordinator to run: a
+/// [`TxnPeer`]'s local input.
+pub struct Begin {
     txn: TxnId,
     map_version: u64,
     writes: BTreeMap<NodeId, Vec<Op>>,
     reply: oneshot::Sender<TxnResult>,
 }
 
-/// The inbound side of a transactional node: decodes frames and queues them.
-#[derive(Clone)]
-pub struct TxnHandler {
-    inbox: mpsc::UnboundedSender<Input>,
+/// A participant or a coordinator as the generic driver runs it.
+pub enum TxnPeer {
+    /// A participant with its store and the writes of the round so far.
+    Participant {
+        /// The core.
+        core: Box<ParticipantCore>,
+        /// Where its durable writes go.
+        store: Arc<dyn Store>,
+        /// The round's writes, made before anything of it is sent.
+        persist: Persist,
+    },
+    /// A coordinator with the callers waiting on its transactions.
+    Coordinator {
+        /// The core.
+        core: CoordinatorCore,
+        /// Where each transaction's result goes.
+        waiting: BTreeMap<TxnId, oneshot::Sender<TxnResult>>,
+    },
 }
 
-#[async_trait]
-impl Handler for TxnHandler {
-    async fn request(&self, _: NodeId, _: Protocol, _: Vec<u8>) -> Result<Vec<u8>, HandlerError> {
-        Err(HandlerError::Refused(
-            "transaction nodes exchange one-way messages".into(),
-        ))
-    }
-
-    async fn message(&self, from: NodeId, _: Protocol, payload: Vec<u8>) {
-        if let Ok(message) = TxnMessage::from_wire(&payload) {
-            // A closed queue means the driver stopped: the frame is moot.
-            let _ = self.inbox.unbounded_send(Input::Message(from, message));
+impl TxnPeer {
+    /// Hands what the core did to `ctx`; a participant's writes wait for
+    /// the round's end.
+    fn flush(&mut self, ctx: &mut Context<'_, TxnMessage, TxnTimer>) {
+        match self {
+            TxnPeer::Participant { core, persist, .. } => {
+                let mut effects = core.take_effects();
+                persist.put.append(&mut effects.persist.put);
+                persist.remove.append(&mut effects.persist.remove);
+                deliver(ctx, effects, TxnTimer::Participant);
+            }
+            TxnPeer::Coordinator { core, .. } => {
+                deliver(ctx, core.take_effects(), TxnTimer::Coordinator);
+            }
         }
     }
 }
 
-impl Service for TxnHandler {
-    fn protocol(&self) -> Protocol {
-        crate::TXN_PROTOCOL
+impl Node for TxnPeer {
+    type Message = TxnMessage;
+    type Timer = TxnTimer;
+
+    fn on_start(&mut self, ctx: &mut Context<'_, TxnMessage, TxnTimer>) {
+        self.flush(ctx);
+    }
+
+    fn on_message(
+        &mut self,
+        ctx: &mut Context<'_, TxnMessage, TxnTimer>,
+        from: NodeId,
+        message: TxnMessage,
+    ) {
+        match self {
+            TxnPeer::Participant { core, .. } => core.on_message(from, message),
+            TxnPeer::Coordinator { core, .. } => core.on_message(from, message),
+        }
+        self.flush(ctx);
+    }
+
+    fn on_timer(&mut self, ctx: &mut Context<'_, TxnMessage, TxnTimer>, timer: TxnTimer) {
+        match (&mut *self, timer) {
+            (TxnPeer::Participant { core, .. }, TxnTimer::Participant(t)) => core.on_timer(t),
+            (TxnPeer::Coordinator { core, .. }, TxnTimer::Coordinator(t)) => {
+                core.on_timer(ctx.now(), t)
+            }
+            _ => {}
+        }
+        self.flush(ctx);
     }
 }
 
-/// The queue between a [`TxnHandler`] and its driver.
-pub struct Inbox {
-    sender: mpsc::UnboundedSender<Input>,
-    receiver: mpsc::UnboundedReceiver<Input>,
+impl Driven for TxnPeer {
+    const PROTOCOL: Protocol = crate::TXN_PROTOCOL;
+    type Control = Begin;
+    type Error = TxnError;
+
+    fn decode(frame: &[u8]) -> Option<TxnMessage> {
+        TxnMessage::from_wire(frame).ok()
+    }
+
+    fn encode(message: &TxnMessage) -> Option<Vec<u8>> {
+        message.to_wire().ok()
+    }
+
+    fn on_control(&mut self, ctx: &mut Context<'_, TxnMessage, TxnTimer>, begin: Begin) {
+        let TxnPeer::Coordinator { core, waiting } = self else {
+            let refused = TxnError::Transport("a participant does not coordinate".into());
+            let _ = begin.reply.send(Err(refused));
+            return;
+        };
+        if waiting.contains_key(&begin.txn) {
+            let _ = begin.reply.send(Err(TxnError::ContentsDiffer(begin.txn)));
+            return;
+        }
+        match core.begin(ctx.now(), begin.txn, begin.map_version, begin.writes) {
+            Ok(()) => {
+                waiting.insert(begin.txn, begin.reply);
+            }
+            Err(e) => {
+                let _ = begin.reply.send(Err(e));
+            }
+        }
+        self.flush(ctx);
+    }
+
+    async fn persist(&mut self) -> Result<(), TxnError> {
+        if let TxnPeer::Participant { store, persist, .. } = self {
+            std::mem::take(persist).apply(store.as_ref()).await?;
+        }
+        Ok(())
+    }
+
+    fn settle(&mut self) {
+        if let TxnPeer::Coordinator { core, waiting } = self {
+            for (txn, result) in core.take_completed() {
+                if let Some(reply) = waiting.remove(&txn) {
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    }
 }
 
-/// A handler and the inbox it fills: mount the handler (a [`Service`] of
-/// [`crate::TXN_PROTOCOL`]) on the node's
-/// [`ProtocolMux`](hologram_lattice::transport::ProtocolMux), then give the
-/// inbox to a driver.
+/// The inbound side of a transactional node: decodes frames and queues them.
+pub type TxnHandler = Inbound<TxnPeer>;
+
+/// The queue between a [`TxnHandler`] and its driver.
+pub type Inbox = driver::Inbox<TxnPeer>;
+
+/// A handler and the inbox it fills: mount the handler (a
+/// [`Service`](hologram_lattice::transport::Service) of [`crate::TXN_PROTOCOL`])
+/// on the node's [`ProtocolMux`](hologram_lattice::transport::ProtocolMux),
+/// then give the inbox to a driver.
 pub fn inbox() -> (TxnHandler, Inbox) {
-    let (sender, receiver) = mpsc::unbounded();
-    (
-        TxnHandler {
-            inbox: sender.clone(),
-        },
-        Inbox { sender, receiver },
-    )
+    driver::inbox()
 }
 
 /// Stops a running driver.
 #[derive(Clone)]
 pub struct StopHandle {
-    inbox: mpsc::UnboundedSender<Input>,
+    handle: Handle<TxnPeer>,
 }
 
 impl StopHandle {
     /// Asks the driver to stop after the input it is handling.
     pub fn stop(&self) {
-        let _ = self.inbox.unbounded_send(Input::Stop);
-    }
-}
-
-/// What a driver needs of its core.
-trait Core {
-    type Timer;
-    fn message(&mut self, from: NodeId, message: TxnMessage);
-    fn timer(&mut self, now: Millis, timer: Self::Timer);
-    fn begin(&mut self, now: Millis, begin: Begin);
-    fn effects(&mut self) -> Effects<Self::Timer>;
-    /// After the effects are performed: hand results on.
-    fn settle(&mut self) {}
-}
-
-/// The loop both drivers share: inputs and due timers into the core, then
-/// its effects, durable writes first.
-struct Loop<C: Core> {
-    core: C,
-    store: Option<Arc<dyn Store>>,
-    transport: Arc<dyn Transport>,
-    timer: Timer,
-    inbox: mpsc::UnboundedReceiver<Input>,
-    started: Instant,
-    /// Due time, then order of setting, then the timer's slot in `pending`.
-    due: BinaryHeap<Reverse<(Millis, u64)>>,
-    pending: BTreeMap<u64, C::Timer>,
-    next: u64,
-}
-
-impl<C: Core> Loop<C> {
-    fn new(
-        core: C,
-        store: Option<Arc<dyn Store>>,
-        transport: Arc<dyn Transport>,
-        timer: Timer,
-        inbox: Inbox,
-    ) -> Self {
-        Loop {
-            core,
-            store,
-            transport,
-            timer,
-            inbox: inbox.receiver,
-            started: Instant::now(),
-            due: BinaryHeap::new(),
-            pending: BTreeMap::new(),
-            next: 0,
-        }
-    }
-
-    fn now(&self) -> Millis {
-        self.started.elapsed().as_millis() as Millis
-    }
-
-    async fn drive(&mut self) -> Result<(), TxnError> {
-        self.perform().await?;
-        loop {
-            let now = self.now();
-            while let Some(&Reverse((at, slot))) = self.due.peek() {
-                if at > now {
-                    break;
-                }
-                self.due.pop();
-                if let Some(t) = self.pending.remove(&slot) {
-                    self.core.timer(now, t);
-                }
-            }
-            self.perform().await?;
-            let wait = match self.due.peek() {
-                Some(Reverse((at, _))) => Duration::from_millis(at.saturating_sub(now)),
-                None => Duration::from_secs(3600),
-            };
-            let input = match select(self.inbox.next(), self.timer.sleep(wait)).await {
-                Either::Left((Some(input), _)) => input,
-                Either::Left((None, _)) => return Ok(()),
-                Either::Right(_) => continue,
-            };
-            let mut go_on = self.handle(input);
-            // Take what else is queued first: one round of writes and sends.
-            while go_on {
-                match self.inbox.try_recv() {
-                    Ok(input) => go_on = self.handle(input),
-                    Err(_) => break,
-                }
-            }
-            self.perform().await?;
-            if !go_on {
-                return Ok(());
-            }
-        }
-    }
-
-    fn handle(&mut self, input: Input) -> bool {
-        let now = self.now();
-        match input {
-            Input::Message(from, message) => self.core.message(from, message),
-            Input::Begin(begin) => self.core.begin(now, begin),
-            Input::Stop => return false,
-        }
-        true
-    }
-
-    /// Durable writes, then timers and messages (sent concurrently); on a
-    /// store error nothing is sent.
-    async fn perform(&mut self) -> Result<(), TxnError> {
-        let effects = self.core.effects();
-        if let Some(store) = &self.store {
-            effects.persist.apply(store.as_ref()).await?;
-        }
-        let now = self.now();
-        for (after, t) in effects.timers {
-            self.next += 1;
-            self.due
-                .push(Reverse((now.saturating_add(after), self.next)));
-            self.pending.insert(self.next, t);
-        }
-        let sends = effects.send.into_iter().filter_map(|(to, message)| {
-            let bytes = message.to_wire().ok()?;
-            Some(self.transport.send(to, crate::TXN_PROTOCOL, bytes))
-        });
-        // A send that fails is a lost message: the cores resend.
-        join_all(sends).await;
-        self.core.settle();
-        Ok(())
-    }
-}
-
-impl Core for ParticipantCore {
-    type Timer = ParticipantTimer;
-    fn message(&mut self, from: NodeId, message: TxnMessage) {
-        self.on_message(from, message);
-    }
-    fn timer(&mut self, _: Millis, timer: ParticipantTimer) {
-        self.on_timer(timer);
-    }
-    fn begin(&mut self, _: Millis, begin: Begin) {
-        let _ = begin.reply.send(Err(TxnError::Transport(
-            "a participant does not coordinate".into(),
-        )));
-    }
-    fn effects(&mut self) -> Effects<ParticipantTimer> {
-        self.take_effects()
+        self.handle.stop();
     }
 }
 
 /// Runs a [`ParticipantCore`] over a transport and a store (module docs).
 pub struct ParticipantDriver {
-    inner: Loop<ParticipantCore>,
-    sender: mpsc::UnboundedSender<Input>,
+    driver: Driver<TxnPeer>,
+    handle: Handle<TxnPeer>,
 }
 
 impl ParticipantDriver {
@@ -295,68 +236,31 @@ impl ParticipantDriver {
         timer: Timer,
         inbox: Inbox,
     ) -> Self {
-        let sender = inbox.sender.clone();
-        let store: Arc<dyn Store> = store;
-        ParticipantDriver {
-            inner: Loop::new(core, Some(store), transport, timer, inbox),
-            sender,
-        }
+        let peer = TxnPeer::Participant {
+            core: Box::new(core),
+            store,
+            persist: Persist::default(),
+        };
+        let (driver, handle) = Driver::new(peer, transport, timer, inbox);
+        ParticipantDriver { driver, handle }
     }
 
     /// A handle that stops the driver.
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle {
-            inbox: self.sender.clone(),
+            handle: self.handle.clone(),
         }
     }
 
     /// Runs until stopped, every handler is dropped, or the store fails;
     /// returns the core and the store error that stopped it, if one did
     /// (nothing it failed to make durable was sent).
-    pub async fn run(mut self) -> (ParticipantCore, Result<(), TxnError>) {
-        let result = self.inner.drive().await;
-        (self.inner.core, result)
-    }
-}
-
-/// A coordinator core with the callers waiting on its transactions.
-struct Coordinating {
-    core: CoordinatorCore,
-    waiting: BTreeMap<TxnId, oneshot::Sender<TxnResult>>,
-}
-
-impl Core for Coordinating {
-    type Timer = CoordinatorTimer;
-    fn message(&mut self, from: NodeId, message: TxnMessage) {
-        self.core.on_message(from, message);
-    }
-    fn timer(&mut self, now: Millis, timer: CoordinatorTimer) {
-        self.core.on_timer(now, timer);
-    }
-    fn begin(&mut self, now: Millis, begin: Begin) {
-        if self.waiting.contains_key(&begin.txn) {
-            let _ = begin.reply.send(Err(TxnError::ContentsDiffer(begin.txn)));
-            return;
-        }
-        match self
-            .core
-            .begin(now, begin.txn, begin.map_version, begin.writes)
-        {
-            Ok(()) => {
-                self.waiting.insert(begin.txn, begin.reply);
-            }
-            Err(e) => {
-                let _ = begin.reply.send(Err(e));
-            }
-        }
-    }
-    fn effects(&mut self) -> Effects<CoordinatorTimer> {
-        self.core.take_effects()
-    }
-    fn settle(&mut self) {
-        for (txn, result) in self.core.take_completed() {
-            if let Some(reply) = self.waiting.remove(&txn) {
-                let _ = reply.send(result);
+    pub async fn run(self) -> (ParticipantCore, Result<(), TxnError>) {
+        drop(self.handle);
+        match self.driver.run().await {
+            (TxnPeer::Participant { core, .. }, result) => (*core, result),
+            (TxnPeer::Coordinator { .. }, _) => {
+                unreachable!("a participant driver runs a participant")
             }
         }
     }
@@ -366,8 +270,8 @@ impl Core for Coordinating {
 /// nothing durable: a coordinator that stops forgets its transactions, and
 /// the participants' recovery timers settle them.
 pub struct CoordinatorDriver {
-    inner: Loop<Coordinating>,
-    sender: mpsc::UnboundedSender<Input>,
+    driver: Driver<TxnPeer>,
+    handle: Handle<TxnPeer>,
 }
 
 impl CoordinatorDriver {
@@ -378,44 +282,43 @@ impl CoordinatorDriver {
         timer: Timer,
         inbox: Inbox,
     ) -> Self {
-        let sender = inbox.sender.clone();
-        let core = Coordinating {
+        let peer = TxnPeer::Coordinator {
             core,
             waiting: BTreeMap::new(),
         };
-        CoordinatorDriver {
-            inner: Loop::new(core, None, transport, timer, inbox),
-            sender,
-        }
+        let (driver, handle) = Driver::new(peer, transport, timer, inbox);
+        CoordinatorDriver { driver, handle }
     }
 
     /// A client that begins transactions on this coordinator.
     pub fn client(&self) -> TxnClient {
         TxnClient {
-            inbox: self.sender.clone(),
+            handle: self.handle.clone(),
         }
     }
 
     /// A handle that stops the driver.
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle {
-            inbox: self.sender.clone(),
+            handle: self.handle.clone(),
         }
     }
 
     /// Runs until stopped or every handler and client is dropped; returns
     /// the core. Callers still waiting get [`TxnError::Transport`].
-    pub async fn run(mut self) -> CoordinatorCore {
-        // No store, so the loop cannot fail.
-        let _ = self.inner.drive().await;
-        self.inner.core.core
+    pub async fn run(self) -> CoordinatorCore {
+        drop(self.handle);
+        match self.driver.run().await.0 {
+            TxnPeer::Coordinator { core, .. } => core,
+            TxnPeer::Participant { .. } => unreachable!("a coordinator driver runs a coordinator"),
+        }
     }
 }
 
 /// Begins transactions on a running [`CoordinatorDriver`].
 #[derive(Clone)]
 pub struct TxnClient {
-    inbox: mpsc::UnboundedSender<Input>,
+    handle: Handle<TxnPeer>,
 }
 
 impl TxnClient {
@@ -430,14 +333,13 @@ impl TxnClient {
     ) -> TxnResult {
         let stopped = || TxnError::Transport("the coordinator stopped".into());
         let (reply, result) = oneshot::channel();
-        self.inbox
-            .unbounded_send(Input::Begin(Begin {
-                txn,
-                map_version,
-                writes,
-                reply,
-            }))
-            .map_err(|_| stopped())?;
+        let begin = Begin {
+            txn,
+            map_version,
+            writes,
+            reply,
+        };
+        self.handle.send(begin).map_err(|_| stopped())?;
         result.await.map_err(|_| stopped())?
     }
 }

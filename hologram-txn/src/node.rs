@@ -15,7 +15,7 @@ use crate::participant::{ParticipantConfig, ParticipantCore, ParticipantTimer};
 use crate::{Effects, Op, ShardMap, TxnError, TxnId, TxnMessage};
 use futures::executor::block_on;
 use hologram_cam::Store;
-use hologram_lattice::sim::{Context, Node};
+use hologram_lattice::sim::{Context, Node, Recover};
 use hologram_lattice::NodeId;
 use hologram_receipt::KeyPair;
 use std::collections::BTreeMap;
@@ -157,7 +157,7 @@ impl CoordinatorNode {
     }
 }
 
-fn deliver<T>(
+pub(crate) fn deliver<T>(
     ctx: &mut Context<'_, TxnMessage, TxnTimer>,
     effects: Effects<T>,
     wrap: impl Fn(T) -> TxnTimer,
@@ -260,7 +260,9 @@ impl<S: Store> Node for TxnNode<S> {
             _ => {}
         }
     }
+}
 
+impl<S: Store> Recover for TxnNode<S> {
     fn recover(&self) -> Self {
         match self {
             TxnNode::Participant(p) => TxnNode::Participant(Box::new(ParticipantNode::new(

@@ -169,7 +169,7 @@ async fn cam_dedup_consensus_and_broadcast_run_over_quic() {
     assert_eq!(machines[0].state().0, commands.len() as u64);
 
     // Broadcast: node 3's message reaches all, with a delivery certificate.
-    let repairs = futures::future::join_all(nodes.iter().map(|n| n.broadcast.run_repair(&timer)));
+    let repairs = futures::future::join_all(nodes.iter().map(|n| n.broadcast.run(&timer)));
     let sent = nodes[2].broadcast.broadcast_and_wait(
         b"signed at every hop, over QUIC",
         &timer,

@@ -6,7 +6,7 @@
 #![allow(dead_code)] // each includer uses part of it
 
 use hologram::lattice::routing::{DiscoveryMessage, Lookup, PeerBook, PeerRecord};
-use hologram::lattice::sim::{Context, Faults, Node, Simulation};
+use hologram::lattice::sim::{Context, Faults, Node, Recover, Simulation};
 use hologram::lattice::{Coord, NodeId, ProofOfWork};
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -123,7 +123,9 @@ impl Node for Peer {
             self.pump(ctx);
         }
     }
+}
 
+impl Recover for Peer {
     fn recover(&self) -> Self {
         self.clone()
     }

@@ -1,61 +1,110 @@
-//! [`BroadcastDriver`]: a [`LatticeProtocol`] core over a real [`Transport`].
+//! [`BroadcastDriver`]: a [`LatticeProtocol`] core over a real [`Transport`],
+//! run by the one generic [`Driver`].
 //!
-//! The driver owns the core behind a mutex, decodes inbound frames (bounded,
-//! [`BroadcastMessage::decode`]) through its [`Handler`], and sends the
-//! core's outputs as one-way frames tagged [`crate::BROADCAST_PROTOCOL`]. It never
-//! holds the lock across an `await`. It reads the wall clock (milliseconds
-//! since the Unix epoch, or a clock you give it) and, for repair, a
-//! runtime-free [`Timer`]. No runtime is assumed.
+//! The core runs as the simulator runs it (a [`BroadcastNode`]), shared
+//! behind a mutex so that its results and counters can be read while the
+//! driver runs (the lock is never held across an `await`). Its
+//! [`BroadcastHandler`] decodes inbound frames (bounded,
+//! [`BroadcastMessage::decode`]), counts malformed ones in the core, and
+//! queues the rest in the driver's bounded per-peer inbox
+//! ([`queue`](hologram_lattice::driver::queue)). The driver sends the core's
+//! outputs as one-way frames tagged [`crate::BROADCAST_PROTOCOL`] and runs its
+//! repair timers. Time is milliseconds since the Unix epoch, or a [`Clock`]
+//! you give it; sleeping is a runtime-free [`Timer`]. No runtime is assumed.
 
 use super::{
-    BroadcastMessage, BroadcastResult, Delivery, DeliveryCertificate, DropReason, LatticeProtocol,
-    MessageId, Output,
+    BroadcastMessage, BroadcastNode, BroadcastResult, BroadcastTimer, Delivery,
+    DeliveryCertificate, DropReason, LatticeProtocol, MessageId,
 };
 use crate::ConsensusError;
-use futures::future::join_all;
+use futures::channel::oneshot;
+use hologram_lattice::driver::{inbox, Driven, Driver, Handle, Inbound, Inbox};
+pub use hologram_lattice::driver::{unix_millis, Clock};
+use hologram_lattice::sim::{Context, Node};
 use hologram_lattice::transport::{
     async_trait, Handler, HandlerError, Protocol, Service, Timer, Transport,
 };
 use hologram_lattice::PeerId;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-/// A clock in milliseconds.
-pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
-
-/// Milliseconds since the Unix epoch (0 if the system clock is before it).
-pub fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+/// A local input: broadcast a body (and say its id), or repair now.
+enum Control {
+    Broadcast(Vec<u8>, oneshot::Sender<Result<MessageId, ConsensusError>>),
+    Repair,
 }
 
-struct Shared {
-    core: Mutex<LatticeProtocol>,
-    transport: OnceLock<Arc<dyn Transport>>,
-    clock: Clock,
-    delivered: Mutex<Vec<Delivery>>,
-    certificates: Mutex<Vec<DeliveryCertificate>>,
-    repair_armed: AtomicBool,
-    send_failures: AtomicU64,
-}
+/// The node, shared between the driver and the [`BroadcastDriver`]'s readers.
+struct Shared(Arc<Mutex<BroadcastNode>>);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section leaves its state consistent.
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+type Ctx<'a> = Context<'a, BroadcastMessage, BroadcastTimer>;
+
+impl Node for Shared {
+    type Message = BroadcastMessage;
+    type Timer = BroadcastTimer;
+
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, from: PeerId, message: BroadcastMessage) {
+        lock(&self.0).on_message(ctx, from, message);
+    }
+
+    fn on_timer(&mut self, ctx: &mut Ctx<'_>, timer: BroadcastTimer) {
+        lock(&self.0).on_timer(ctx, timer);
+    }
+}
+
+impl Driven for Shared {
+    const PROTOCOL: Protocol = crate::BROADCAST_PROTOCOL;
+    type Control = Control;
+    type Error = Infallible;
+
+    fn decode(frame: &[u8]) -> Option<BroadcastMessage> {
+        BroadcastMessage::decode(frame).ok()
+    }
+
+    fn encode(message: &BroadcastMessage) -> Option<Vec<u8>> {
+        Some(message.encode())
+    }
+
+    fn on_control(&mut self, ctx: &mut Ctx<'_>, control: Control) {
+        let mut node = lock(&self.0);
+        match control {
+            Control::Broadcast(body, reply) => {
+                let _ = reply.send(node.broadcast(ctx, &body));
+            }
+            Control::Repair => node.on_timer(ctx, BroadcastTimer::Repair),
+        }
+    }
+}
+
+/// What the clones of a [`BroadcastDriver`] share.
+struct Parts {
+    node: Arc<Mutex<BroadcastNode>>,
+    inbound: Inbound<Shared>,
+    /// Until the driver runs.
+    inbox: Mutex<Option<Inbox<Shared>>>,
+    handle: Handle<Shared>,
+    transport: OnceLock<Arc<dyn Transport>>,
+    clock: Clock,
+}
+
 /// One broadcast node over a [`Transport`]: mount [`handler`](Self::handler)
 /// on the node's [`ProtocolMux`](hologram_lattice::transport::ProtocolMux)
-/// (or give it to the transport alone), and [`attach`](Self::attach) the
-/// transport.
+/// (or give it to the transport alone), [`attach`](Self::attach) the
+/// transport, and [`run`](Self::run) the driver.
 ///
 /// ```
+/// use futures::future::{join, join_all};
 /// use hologram_consensus::broadcast::{BroadcastConfig, BroadcastDriver, Directory, LatticeProtocol};
 /// use hologram_lattice::transport::MemoryNetwork;
 /// use hologram_receipt::KeyPair;
 /// use std::sync::Arc;
+/// use std::time::Duration;
 ///
 /// let keys: Vec<KeyPair> = (1..=10u8).map(|i| KeyPair::from_seed([i; 32])).collect();
 /// let dir = Directory::new(keys.iter().map(|k| k.node_id()));
@@ -66,22 +115,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 ///     driver.attach(Arc::new(net.join(k.node_id(), driver.handler())));
 ///     driver
 /// }).collect();
-/// futures::executor::block_on(drivers[0].broadcast(b"hi")).unwrap();
 /// // The eager push reaches most nodes; lazy repair (announcements, then
-/// // requests for what is missing) reaches the rest. A real node runs it on
-/// // a timer (`run_repair`); here, two rounds by hand.
-/// for _ in 0..2 {
-///     for d in &drivers {
-///         futures::executor::block_on(d.repair());
-///     }
-/// }
+/// // requests for what is missing) reaches the rest, on the drivers' timers.
+/// let timer = net.timer().clone();
+/// let runs = join_all(drivers.iter().map(|d| d.run(&timer)));
+/// let (sent, _) = futures::executor::block_on(join(
+///     drivers[0].broadcast(b"hi"),
+///     timer.timeout(Duration::from_secs(2), runs),
+/// ));
+/// sent.unwrap();
 /// for d in &drivers[1..] {
 ///     assert_eq!(d.take_deliveries()[0].body, b"hi");
 /// }
 /// ```
 #[derive(Clone)]
 pub struct BroadcastDriver {
-    shared: Arc<Shared>,
+    parts: Arc<Parts>,
 }
 
 impl BroadcastDriver {
@@ -92,16 +141,17 @@ impl BroadcastDriver {
 
     /// A driver for `core` reading time from `clock` (milliseconds).
     pub fn with_clock(core: LatticeProtocol, clock: Clock) -> Self {
+        let (inbound, inbox) = inbox::<Shared>();
+        let parts = Parts {
+            node: Arc::new(Mutex::new(BroadcastNode::new(core))),
+            inbound,
+            handle: inbox.handle(),
+            inbox: Mutex::new(Some(inbox)),
+            transport: OnceLock::new(),
+            clock,
+        };
         Self {
-            shared: Arc::new(Shared {
-                core: Mutex::new(core),
-                transport: OnceLock::new(),
-                clock,
-                delivered: Mutex::new(Vec::new()),
-                certificates: Mutex::new(Vec::new()),
-                repair_armed: AtomicBool::new(false),
-                send_failures: AtomicU64::new(0),
-            }),
+            parts: Arc::new(parts),
         }
     }
 
@@ -114,24 +164,25 @@ impl BroadcastDriver {
         })
     }
 
-    /// Gives the driver its transport. Only the first call has an effect;
-    /// until then, outputs that need the network are dropped.
+    /// Gives the driver its transport. Only the first call has an effect.
     pub fn attach(&self, transport: Arc<dyn Transport>) {
-        let _ = self.shared.transport.set(transport);
+        let _ = self.parts.transport.set(transport);
     }
 
     /// Runs `f` on the core (to read its counters, or shun a peer).
     pub fn with_core<R>(&self, f: impl FnOnce(&mut LatticeProtocol) -> R) -> R {
-        f(&mut lock(&self.shared.core))
+        f(lock(&self.parts.node).core_mut())
     }
 
-    /// Broadcasts `body`; returns once the first copies were handed to the
-    /// transport. Acknowledgements arrive later: see [`result`](Self::result).
+    /// Broadcasts `body`; returns its id once the core has taken it (the
+    /// driver must be running: [`run`](Self::run)). Acknowledgements arrive
+    /// later: see [`result`](Self::result).
     pub async fn broadcast(&self, body: &[u8]) -> Result<MessageId, ConsensusError> {
-        let mut out = Vec::new();
-        let id = lock(&self.shared.core).broadcast((self.shared.clock)(), body, &mut out)?;
-        self.apply(out).await;
-        Ok(id)
+        let (reply, id) = oneshot::channel();
+        let stopped = || ConsensusError::Stopped(self.with_core(|c| c.id()));
+        let control = Control::Broadcast(body.to_vec(), reply);
+        self.parts.handle.send(control).map_err(|_| stopped())?;
+        id.await.map_err(|_| stopped())?
     }
 
     /// The chapter's `broadcast(message) -> BroadcastResult`: broadcasts
@@ -156,86 +207,49 @@ impl BroadcastDriver {
 
     /// What one of this node's broadcasts achieved so far.
     pub fn result(&self, id: &MessageId) -> Option<BroadcastResult> {
-        lock(&self.shared.core).result(id)
+        lock(&self.parts.node).core().result(id)
     }
 
     /// The deliveries since the last call.
     pub fn take_deliveries(&self) -> Vec<Delivery> {
-        std::mem::take(&mut *lock(&self.shared.delivered))
+        std::mem::take(&mut lock(&self.parts.node).delivered)
     }
 
     /// The certificates earned since the last call.
     pub fn take_certificates(&self) -> Vec<DeliveryCertificate> {
-        std::mem::take(&mut *lock(&self.shared.certificates))
+        std::mem::take(&mut lock(&self.parts.node).certificates)
     }
 
     /// Frames the transport refused to send.
     pub fn send_failures(&self) -> u64 {
-        self.shared.send_failures.load(Ordering::Relaxed)
+        self.parts.handle.send_failures()
     }
 
-    /// One round of repair, if the core asked for one.
+    /// Asks the running driver for a round of repair now (it also runs one
+    /// whenever the core's repair timer fires).
     pub async fn repair(&self) {
-        if self.shared.repair_armed.swap(false, Ordering::AcqRel) {
-            let mut out = Vec::new();
-            lock(&self.shared.core).on_repair_timer(&mut out);
-            self.apply(out).await;
-        }
+        let _ = self.parts.handle.send(Control::Repair);
     }
 
-    /// Runs repair rounds every `repair_interval_ms` on `timer`, forever
-    /// (drop the future to stop).
-    pub async fn run_repair(&self, timer: &Timer) {
-        let interval = lock(&self.shared.core).config().repair_interval_ms.max(1);
-        loop {
-            timer.sleep(Duration::from_millis(interval)).await;
-            self.repair().await;
-        }
-    }
-
-    /// Handles one inbound frame.
-    async fn receive(&self, from: PeerId, payload: &[u8]) {
-        let mut out = Vec::new();
-        {
-            let mut core = lock(&self.shared.core);
-            match BroadcastMessage::decode(payload) {
-                Ok(message) => core.handle((self.shared.clock)(), from, message, &mut out),
-                Err(_) => core.count_drop(DropReason::Malformed),
-            }
-        }
-        self.apply(out).await;
-    }
-
-    /// Carries out the core's outputs: sends concurrently, keeps deliveries
-    /// and certificates, notes repair requests.
-    async fn apply(&self, out: Vec<Output>) {
-        let mut sends = Vec::new();
-        for o in out {
-            match o {
-                Output::Send { to, message } => sends.push((to, message.encode())),
-                Output::SetRepairTimer { .. } => {
-                    self.shared.repair_armed.store(true, Ordering::Release);
-                }
-                Output::Deliver(d) => lock(&self.shared.delivered).push(d),
-                Output::Certified(c) => lock(&self.shared.certificates).push(c),
-            }
-        }
-        let Some(transport) = self.shared.transport.get() else {
-            self.shared
-                .send_failures
-                .fetch_add(sends.len() as u64, Ordering::Relaxed);
+    /// Runs the driver on `timer` (inbound frames, broadcasts, repair
+    /// timers) until the future is dropped. It runs once: the first call
+    /// takes the inbox, later ones (and a call before [`attach`](Self::attach))
+    /// return at once.
+    pub async fn run(&self, timer: &Timer) {
+        let Some(transport) = self.parts.transport.get().cloned() else {
             return;
         };
-        let results = join_all(
-            sends
-                .into_iter()
-                .map(|(to, bytes)| transport.send(to, crate::BROADCAST_PROTOCOL, bytes)),
-        )
-        .await;
-        let failed = results.iter().filter(|r| r.is_err()).count() as u64;
-        self.shared
-            .send_failures
-            .fetch_add(failed, Ordering::Relaxed);
+        let Some(inbox) = lock(&self.parts.inbox).take() else {
+            return;
+        };
+        let node = Shared(self.parts.node.clone());
+        let (driver, _) = Driver::new(node, transport, timer.clone(), inbox);
+        let _ = driver.with_clock(self.parts.clock.clone()).run().await;
+    }
+
+    /// [`run`](Self::run), under its former name.
+    pub async fn run_repair(&self, timer: &Timer) {
+        self.run(timer).await;
     }
 }
 
@@ -258,7 +272,14 @@ impl Handler for BroadcastHandler {
     }
 
     async fn message(&self, from: PeerId, _protocol: Protocol, payload: Vec<u8>) {
-        self.driver.receive(from, &payload).await;
+        match BroadcastMessage::decode(&payload) {
+            Ok(message) => {
+                self.driver.parts.inbound.push(from, message, payload.len());
+            }
+            Err(_) => self
+                .driver
+                .with_core(|c| c.count_drop(DropReason::Malformed)),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::{BroadcastMessage, Delivery, DeliveryCertificate, LatticeProtocol, MessageId, Output};
 use crate::ConsensusError;
-use hologram_lattice::sim::{Context, Node};
+use hologram_lattice::sim::{Context, Node, Recover};
 use hologram_lattice::NodeId;
 
 /// Timers of a [`BroadcastNode`].
@@ -37,8 +37,8 @@ pub enum BroadcastTimer {
 #[derive(Debug, Clone)]
 pub struct BroadcastNode {
     core: LatticeProtocol,
-    delivered: Vec<Delivery>,
-    certificates: Vec<DeliveryCertificate>,
+    pub(super) delivered: Vec<Delivery>,
+    pub(super) certificates: Vec<DeliveryCertificate>,
     outputs: Vec<Output>,
 }
 
@@ -132,7 +132,9 @@ impl Node for BroadcastNode {
         }
         self.apply(ctx, out);
     }
+}
 
+impl Recover for BroadcastNode {
     /// Nothing of a broadcast node is durable: it comes back with its keys,
     /// directory and configuration only.
     fn recover(&self) -> Self {

@@ -5,7 +5,7 @@
 use hologram_consensus::{
     Command, ConsensusMessage, ReplicaConfig, SimReplica, Timeouts, Timer, ValidatorSet,
 };
-use hologram_lattice::sim::{Context, Faults, Node, Simulation};
+use hologram_lattice::sim::{Context, Faults, Node, Recover, Simulation};
 use hologram_lattice::NodeId;
 use hologram_receipt::KeyPair;
 
@@ -48,7 +48,9 @@ impl Node for TestNode {
             r.on_timer(ctx, timer);
         }
     }
+}
 
+impl Recover for TestNode {
     fn recover(&self) -> Self {
         match self {
             TestNode::Replica(r) => TestNode::Replica(Box::new(r.recover())),

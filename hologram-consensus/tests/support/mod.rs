@@ -11,7 +11,7 @@ use hologram_consensus::{
     Command, ConsensusMessage, ReplicaConfig, SimReplica, Timeouts, Timer, ValidatorSet, Vote,
     VoteKind,
 };
-use hologram_lattice::sim::{Context, Faults, Node, Simulation};
+use hologram_lattice::sim::{Context, Faults, Node, Recover, Simulation};
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Receipt};
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -124,7 +124,9 @@ impl Node for TestNode {
             TestNode::Byzantine(b) => b.on_timer(ctx, timer),
         }
     }
+}
 
+impl Recover for TestNode {
     fn recover(&self) -> Self {
         match self {
             TestNode::Honest(h) => {

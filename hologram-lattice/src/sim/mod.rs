@@ -8,7 +8,8 @@
 //! so a run is a pure function of its seed. The network applies [`Faults`]
 //! (loss, latency and reordering, duplication, bit corruption), partitions
 //! that heal, and crash–restart (a restarted node keeps only what
-//! [`Node::recover`] keeps: what it had made durable). An invariant hook runs
+//! [`Recover::recover`] keeps: what it had made durable). [`Node`] is also
+//! what the one async [`driver`](crate::driver) runs over a real network. An invariant hook runs
 //! after every step; a violation is an error that names the seed.
 //!
 //! [`check_seeds`] runs a test over many seeds (`HOLOGRAM_SEEDS`, small by
@@ -16,7 +17,7 @@
 //! `HOLOGRAM_SEED=<seed>` replays exactly that one.
 //!
 //! ```
-//! use hologram_lattice::sim::{Context, Faults, Node, Simulation};
+//! use hologram_lattice::sim::{Context, Faults, Node, Recover, Simulation};
 //! use hologram_lattice::NodeId;
 //!
 //! /// Counts pings and answers each with a pong.
@@ -30,6 +31,9 @@
 //!         if ping { ctx.send(from, false) } else { self.pongs += 1 }
 //!     }
 //!     fn on_timer(&mut self, _: &mut Context<'_, bool, ()>, _: ()) {}
+//! }
+//!
+//! impl Recover for Echo {
 //!     fn recover(&self) -> Self { Echo::default() }
 //! }
 //!
@@ -57,7 +61,8 @@ use std::fmt::Debug;
 /// Virtual time, in milliseconds since the simulation started.
 pub type Millis = u64;
 
-/// A protocol core as the simulator drives it.
+/// A protocol core: the one contract the simulator and the
+/// [`driver`](crate::driver) run.
 ///
 /// A node never sleeps, spawns, reads a clock or touches a network: it reacts
 /// to one input at a time and says what to do through its [`Context`].
@@ -83,7 +88,10 @@ pub trait Node {
 
     /// A timer set with [`Context::set_timer`] expired.
     fn on_timer(&mut self, ctx: &mut Context<'_, Self::Message, Self::Timer>, timer: Self::Timer);
+}
 
+/// A node the simulator can crash and restart ([`Simulation::restart`]).
+pub trait Recover {
     /// The node a restart after a crash brings back: only what it had made
     /// durable (its store), none of its volatile state.
     fn recover(&self) -> Self
@@ -100,12 +108,29 @@ pub struct Context<'a, M, T> {
     actions: &'a mut Vec<Action<M, T>>,
 }
 
-enum Action<M, T> {
+/// What a node asked for while it handled an input.
+pub(crate) enum Action<M, T> {
     Send(NodeId, M),
+    SendAll(Vec<NodeId>, M),
     Timer(Millis, T),
 }
 
-impl<M, T> Context<'_, M, T> {
+impl<'a, M, T> Context<'a, M, T> {
+    /// A context for one input of node `me` at `now`.
+    pub(crate) fn new(
+        now: Millis,
+        me: NodeId,
+        rng: &'a mut ChaCha8Rng,
+        actions: &'a mut Vec<Action<M, T>>,
+    ) -> Self {
+        Context {
+            now,
+            me,
+            rng,
+            actions,
+        }
+    }
+
     /// The virtual time now.
     pub fn now(&self) -> Millis {
         self.now
@@ -125,6 +150,11 @@ impl<M, T> Context<'_, M, T> {
     /// Sends `message` to `to` through the simulated network.
     pub fn send(&mut self, to: NodeId, message: M) {
         self.actions.push(Action::Send(to, message));
+    }
+
+    /// Sends `message` to each of `to` (a driver encodes it once).
+    pub fn send_all(&mut self, to: Vec<NodeId>, message: M) {
+        self.actions.push(Action::SendAll(to, message));
     }
 
     /// Calls [`Node::on_timer`] with `timer` after `after_ms` (lost if the node
@@ -337,9 +367,12 @@ impl<N: Node> Simulation<N> {
         }
     }
 
-    /// Restarts a crashed node from [`Node::recover`] and runs
+    /// Restarts a crashed node from [`Recover::recover`] and runs
     /// [`Node::on_start`]. Does nothing to a node that is up.
-    pub fn restart(&mut self, id: NodeId) {
+    pub fn restart(&mut self, id: NodeId)
+    where
+        N: Recover,
+    {
         let Some(&i) = self.index.get(&id) else {
             return;
         };
@@ -466,6 +499,12 @@ impl<N: Node> Simulation<N> {
                 Action::Send(to, message) => {
                     self.stats.sent += 1;
                     self.transmit(me, to, message);
+                }
+                Action::SendAll(targets, message) => {
+                    for to in targets {
+                        self.stats.sent += 1;
+                        self.transmit(me, to, message.clone());
+                    }
                 }
                 Action::Timer(after, timer) => {
                     let at = self.now.saturating_add(after);

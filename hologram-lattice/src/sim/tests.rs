@@ -52,7 +52,9 @@ impl Node for Flood {
             ctx.set_timer(10, ());
         }
     }
+}
 
+impl Recover for Flood {
     fn recover(&self) -> Self {
         Flood {
             peers: self.peers.clone(),

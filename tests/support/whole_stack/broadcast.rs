@@ -7,7 +7,7 @@ use hologram_consensus::broadcast::{
     encode_envelope, BroadcastConfig, BroadcastMessage, BroadcastNode, BroadcastTimer,
     DeliveryReceipt, Directory, LatticeProtocol, MessageId,
 };
-use hologram_lattice::sim::{Context, Faults, Node, Simulation};
+use hologram_lattice::sim::{Context, Faults, Node, Recover, Simulation};
 use hologram_lattice::NodeId;
 use hologram_receipt::{
     AuthenticatedMessage, HopLink, KeyPair, OriginLink, Purpose, Receipt, Witness,
@@ -128,7 +128,9 @@ impl Node for Peer {
             check_new(node, &mut oracle.borrow_mut(), d, c);
         }
     }
+}
 
+impl Recover for Peer {
     fn recover(&self) -> Self {
         match self {
             Peer::Honest(node, oracle) => Peer::Honest(Box::new(node.recover()), Rc::clone(oracle)),

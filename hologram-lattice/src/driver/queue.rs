@@ -1,8 +1,8 @@
-//! The driver's inbox of peer messages: bounded, and fair between peers.
+//! A driver's inbox of peer messages: bounded, and fair between peers.
 //!
 //! Each peer has its own queue; the driver takes one message from each peer
 //! in turn, so a peer that floods waits behind its own messages, not in front
-//! of the others' votes. Limits, and the policy when they are reached:
+//! of the others'. Limits, and the policy when they are reached:
 //!
 //! - a peer's queue holds at most [`PEER_MESSAGES`] messages and
 //!   [`PEER_BYTES`] bytes (as received): a message past either is **dropped**
@@ -11,10 +11,9 @@
 //!   [`TOTAL_BYTES`] bytes: past either, new messages from any peer are
 //!   dropped until the driver catches up.
 //!
-//! Drops are counted ([`crate::DriverHandle::inbox_stats`]).
+//! Drops are counted ([`Handle::inbox_stats`](super::Handle::inbox_stats)).
 
-use crate::message::ConsensusMessage;
-use hologram_lattice::NodeId;
+use crate::NodeId;
 use std::collections::{HashMap, VecDeque};
 
 /// The most messages queued from one peer.
@@ -42,28 +41,39 @@ pub struct InboxStats {
 }
 
 /// One peer's queue.
-#[derive(Default)]
-struct PeerQueue {
-    messages: VecDeque<(ConsensusMessage, usize)>,
+struct PeerQueue<M> {
+    messages: VecDeque<(M, usize)>,
     bytes: usize,
 }
 
 /// Per-peer queues served round-robin; see the [module docs](self).
-#[derive(Default)]
-pub(crate) struct PeerQueues {
-    peers: HashMap<NodeId, PeerQueue>,
+pub(crate) struct PeerQueues<M> {
+    peers: HashMap<NodeId, PeerQueue<M>>,
     /// Peers with queued messages, in serving order (each once).
     turn: VecDeque<NodeId>,
     stats: InboxStats,
 }
 
-impl PeerQueues {
+impl<M> Default for PeerQueues<M> {
+    fn default() -> Self {
+        PeerQueues {
+            peers: HashMap::new(),
+            turn: VecDeque::new(),
+            stats: InboxStats::default(),
+        }
+    }
+}
+
+impl<M> PeerQueues<M> {
     /// Queues `message` (of `size` bytes as received) from `from`; false if
     /// it was dropped because a limit was reached.
-    pub(crate) fn push(&mut self, from: NodeId, message: ConsensusMessage, size: usize) -> bool {
+    pub(crate) fn push(&mut self, from: NodeId, message: M, size: usize) -> bool {
         let total_full = self.stats.queued >= TOTAL_MESSAGES
             || self.stats.queued_bytes.saturating_add(size) > TOTAL_BYTES;
-        let queue = self.peers.entry(from).or_default();
+        let queue = self.peers.entry(from).or_insert_with(|| PeerQueue {
+            messages: VecDeque::new(),
+            bytes: 0,
+        });
         if total_full
             || queue.messages.len() >= PEER_MESSAGES
             || queue.bytes.saturating_add(size) > PEER_BYTES
@@ -87,7 +97,7 @@ impl PeerQueues {
     }
 
     /// The next message: the oldest of the peer whose turn it is.
-    pub(crate) fn pop(&mut self) -> Option<(NodeId, ConsensusMessage)> {
+    pub(crate) fn pop(&mut self) -> Option<(NodeId, M)> {
         let from = self.turn.pop_front()?;
         let queue = self.peers.get_mut(&from)?;
         let (message, size) = queue.messages.pop_front()?;
@@ -110,61 +120,5 @@ impl PeerQueues {
     /// The counts.
     pub(crate) fn stats(&self) -> InboxStats {
         self.stats
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use hologram_receipt::KeyPair;
-
-    fn id(i: u8) -> NodeId {
-        KeyPair::from_seed([i; 32]).node_id()
-    }
-
-    fn request(h: u64) -> ConsensusMessage {
-        ConsensusMessage::SyncRequest { from: h }
-    }
-
-    #[test]
-    fn a_flooding_peer_is_capped_and_others_are_served_in_turn() {
-        let mut q = PeerQueues::default();
-        let (flooder, honest) = (id(1), id(2));
-        for h in 0..10_000 {
-            q.push(flooder, request(h), 3);
-        }
-        assert_eq!(q.stats().queued, PEER_MESSAGES);
-        assert_eq!(q.stats().dropped, 10_000 - PEER_MESSAGES as u64);
-        for h in 0..3 {
-            assert!(q.push(honest, request(h), 3));
-        }
-        // The honest peer's three messages come out within the first six.
-        let first: Vec<NodeId> = (0..6).filter_map(|_| q.pop()).map(|(f, _)| f).collect();
-        assert_eq!(first.iter().filter(|f| **f == honest).count(), 3);
-        while q.pop().is_some() {}
-        assert!(q.is_empty());
-        assert_eq!(q.stats().queued_bytes, 0);
-        assert_eq!(q.stats().peak, PEER_MESSAGES + 3);
-    }
-
-    #[test]
-    fn bytes_are_capped_per_peer_and_in_total() {
-        let mut q = PeerQueues::default();
-        let big = PEER_BYTES / 4;
-        for _ in 0..5 {
-            q.push(id(1), request(0), big);
-        }
-        assert_eq!(q.stats().queued, 4);
-        for i in 2..20 {
-            for _ in 0..4 {
-                q.push(id(i), request(0), big);
-            }
-        }
-        assert!(q.stats().queued_bytes <= TOTAL_BYTES);
-        assert_eq!(q.stats().queued_bytes, TOTAL_BYTES);
-        assert!(!q.push(id(99), request(0), 1));
-        // Draining makes room again.
-        q.pop();
-        assert!(q.push(id(99), request(0), 1));
     }
 }

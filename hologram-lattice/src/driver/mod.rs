@@ -1,0 +1,310 @@
+//! One async driver for every protocol core.
+//!
+//! A protocol core is a [`Node`]: the one contract the [simulator](crate::sim)
+//! runs, too. [`Driven`] adds what running it over a real network takes: its
+//! [`Protocol`] tag and wire codec, its local inputs ([`Driven::Control`]),
+//! a durability hook ([`Driven::persist`]) and a hook that hands results to
+//! the application ([`Driven::settle`]). [`Driver`] runs any such core over
+//! a [`Transport`]:
+//!
+//! - [`Inbound`] (from [`inbox`]) is the inbound side: it decodes each frame
+//!   with the core's bounded decoder, drops malformed ones, and queues the
+//!   rest in a bounded inbox, one queue per peer served in turn (limits and
+//!   the policy when full: [`queue`]);
+//! - [`Driver::run`] takes queued inputs (every local one, then at most
+//!   [`ROUND_INPUTS`] peer messages) and due timers into the core, then
+//!   ends the round: first [`Driven::persist`] (write-ahead: if it fails,
+//!   the driver stops and nothing of the round is sent), then
+//!   [`Driven::settle`], then the timers the core set, then its messages,
+//!   each encoded as its sends start, at most [`SENDS_IN_FLIGHT`] at once;
+//! - [`Handle`] gives the core local inputs and stops the driver.
+//!
+//! Time is a [`Clock`] in [`Millis`], the simulator's unit; sleeping is the
+//! runtime-free [`Timer`]. No runtime is assumed: `run` is a plain future.
+
+mod inbox;
+pub mod queue;
+
+pub use inbox::{inbox, Handle, Inbound, Inbox, Stopped};
+pub use queue::InboxStats;
+
+use crate::sim::{Action, Context, Millis, Node};
+use crate::transport::{Protocol, Timer, Transport};
+use crate::NodeId;
+use futures::future::{join_all, select, Either};
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use inbox::{lock, Input, Shared, Wake};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The most peer messages a driver hands its core before it persists and
+/// sends what they produced (then it takes the next ones).
+pub const ROUND_INPUTS: usize = 64;
+
+/// The most outgoing messages a driver has encoded and in flight at once
+/// (a message to many peers counts once).
+pub const SENDS_IN_FLIGHT: usize = 32;
+
+/// A clock: milliseconds, as [`Context::now`] reads them.
+pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
+
+/// A clock of the milliseconds since `start` (monotonic).
+pub fn since(start: Instant) -> Clock {
+    Arc::new(move || u64::try_from(start.elapsed().as_millis()).unwrap_or(Millis::MAX))
+}
+
+/// Milliseconds since the Unix epoch (0 if the system clock is before it).
+pub fn unix_millis() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(Millis::MAX))
+}
+
+/// A [`Node`] that a [`Driver`] can run over a [`Transport`].
+pub trait Driven: Node<Message: Send, Timer: Send> + Send + 'static {
+    /// The tag of the core's frames.
+    const PROTOCOL: Protocol;
+    /// A local input (a submission, with where its answer goes).
+    type Control: Send + 'static;
+    /// Why [`persist`](Self::persist) failed.
+    type Error: Send;
+
+    /// Decodes a frame with the core's bounded decoder; `None` for a
+    /// malformed one (the handler drops it).
+    fn decode(frame: &[u8]) -> Option<Self::Message>;
+
+    /// Encodes a message; `None` if it cannot be (it is not sent).
+    fn encode(message: &Self::Message) -> Option<Vec<u8>>;
+
+    /// A local input arrived (from a [`Handle`]).
+    fn on_control(
+        &mut self,
+        ctx: &mut Context<'_, Self::Message, Self::Timer>,
+        control: Self::Control,
+    );
+
+    /// Makes durable what the round's inputs changed. Runs before anything
+    /// of the round is sent, set or settled; an error stops the driver.
+    fn persist(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        async { Ok(()) }
+    }
+
+    /// After [`persist`](Self::persist): hands the round's results to the
+    /// application (answers to local inputs, decisions).
+    fn settle(&mut self) {}
+}
+
+/// Runs a [`Driven`] core over a [`Transport`] (see the [module docs](self)).
+pub struct Driver<N: Driven> {
+    node: N,
+    id: NodeId,
+    transport: Arc<dyn Transport>,
+    timer: Timer,
+    clock: Clock,
+    rng: ChaCha8Rng,
+    queues: Shared<N::Message>,
+    wakes: BoxStream<'static, Wake<N::Control>>,
+    /// Due time, then order of setting, then the timer's slot in `pending`.
+    due: BinaryHeap<Reverse<(Millis, u64)>>,
+    pending: HashMap<u64, N::Timer>,
+    next_timer: u64,
+    actions: Vec<Action<N::Message, N::Timer>>,
+    failures: Arc<AtomicU64>,
+}
+
+impl<N: Driven> Driver<N> {
+    /// A driver for `node` over `transport`, fed by `inbox` (whose handler
+    /// the transport's node serves), on a clock that starts now. Returns it
+    /// and a handle.
+    pub fn new(
+        node: N,
+        transport: Arc<dyn Transport>,
+        timer: Timer,
+        inbox: Inbox<N>,
+    ) -> (Self, Handle<N>) {
+        let id = transport.local_id();
+        let handle = Handle {
+            control: inbox.control,
+            queues: inbox.queues.clone(),
+            failures: inbox.failures.clone(),
+        };
+        let mut seed = id.to_bytes();
+        seed[..16]
+            .iter_mut()
+            .zip(unix_nanos())
+            .for_each(|(s, t)| *s ^= t);
+        let driver = Driver {
+            node,
+            id,
+            transport,
+            timer,
+            clock: since(Instant::now()),
+            rng: ChaCha8Rng::from_seed(seed),
+            queues: inbox.queues,
+            wakes: inbox.wakes,
+            due: BinaryHeap::new(),
+            pending: HashMap::new(),
+            next_timer: 0,
+            actions: Vec::new(),
+            failures: inbox.failures,
+        };
+        (driver, handle)
+    }
+
+    /// Reads time from `clock` instead.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The core.
+    pub fn node(&self) -> &N {
+        &self.node
+    }
+
+    /// The core, to configure it before it runs.
+    pub fn node_mut(&mut self) -> &mut N {
+        &mut self.node
+    }
+
+    /// Runs until stopped, every handle and handler is dropped, or
+    /// [`Driven::persist`] fails; returns the core and that failure, if one
+    /// stopped it (nothing it failed to persist was sent).
+    pub async fn run(mut self) -> (N, Result<(), N::Error>) {
+        let result = self.drive().await;
+        (self.node, result)
+    }
+
+    async fn drive(&mut self) -> Result<(), N::Error> {
+        self.step(|node, ctx| node.on_start(ctx));
+        self.perform().await?;
+        loop {
+            let now = (self.clock)();
+            while let Some(&Reverse((at, slot))) = self.due.peek() {
+                if at > now {
+                    break;
+                }
+                self.due.pop();
+                if let Some(t) = self.pending.remove(&slot) {
+                    self.step(|node, ctx| node.on_timer(ctx, t));
+                }
+            }
+            self.perform().await?;
+            let wait = match self.due.peek() {
+                Some(Reverse((at, _))) => Duration::from_millis(at.saturating_sub(now)),
+                None => Duration::from_secs(3600),
+            };
+            let woken = if lock(&self.queues).is_empty() {
+                match select(self.wakes.next(), self.timer.sleep(wait)).await {
+                    Either::Left((Some(wake), _)) => Some(wake),
+                    Either::Left((None, _)) => return Ok(()),
+                    Either::Right(_) => continue,
+                }
+            } else {
+                None
+            };
+            let mut go_on = woken.is_none_or(|w| self.wake(w));
+            // Take what else is queued before sending (one round of sends):
+            // every local input, and up to ROUND_INPUTS peer messages taken
+            // from the peers in turn.
+            while go_on {
+                match self.wakes.next().now_or_never() {
+                    Some(Some(wake)) => go_on = self.wake(wake),
+                    Some(None) | None => break,
+                }
+            }
+            for _ in 0..ROUND_INPUTS {
+                if !go_on {
+                    break;
+                }
+                let next = lock(&self.queues).pop();
+                let Some((from, m)) = next else { break };
+                self.step(|node, ctx| node.on_message(ctx, from, m));
+            }
+            self.perform().await?;
+            if !go_on {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs one input on the core, collecting what it does.
+    fn step(&mut self, f: impl FnOnce(&mut N, &mut Context<'_, N::Message, N::Timer>)) {
+        let now = (self.clock)();
+        let mut ctx = Context::new(now, self.id, &mut self.rng, &mut self.actions);
+        f(&mut self.node, &mut ctx);
+    }
+
+    /// Handles what woke the driver; false to stop.
+    fn wake(&mut self, wake: Wake<N::Control>) -> bool {
+        match wake {
+            Wake::Peer => true,
+            Wake::Local(Input::Control(c)) => {
+                self.step(|node, ctx| node.on_control(ctx, c));
+                true
+            }
+            Wake::Local(Input::Stop) => false,
+        }
+    }
+
+    /// Ends a round: persists, settles, sets timers, then sends (each
+    /// message encoded when its sends start). On a persist error nothing is
+    /// sent, set or settled.
+    async fn perform(&mut self) -> Result<(), N::Error> {
+        self.node.persist().await?;
+        self.node.settle();
+        let now = (self.clock)();
+        let mut batch = Vec::new();
+        for action in self.actions.drain(..) {
+            match action {
+                Action::Send(to, message) => batch.push((vec![to], message)),
+                Action::SendAll(targets, message) => batch.push((targets, message)),
+                Action::Timer(after, t) => {
+                    self.next_timer += 1;
+                    self.due
+                        .push(Reverse((now.saturating_add(after), self.next_timer)));
+                    self.pending.insert(self.next_timer, t);
+                }
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (transport, failures) = (&self.transport, &self.failures);
+        let sends = futures::stream::iter(batch.into_iter().map(|(targets, message)| async move {
+            let Some(bytes) = N::encode(&message) else {
+                return;
+            };
+            // A send that fails is a lost message: the cores resend.
+            let sent = join_all(
+                targets
+                    .into_iter()
+                    .map(|to| transport.send(to, N::PROTOCOL, bytes.clone())),
+            )
+            .await;
+            let failed = sent.iter().filter(|r| r.is_err()).count() as u64;
+            failures.fetch_add(failed, Ordering::Relaxed);
+        }))
+        .buffer_unordered(SENDS_IN_FLIGHT);
+        sends.for_each(|()| async {}).await;
+        Ok(())
+    }
+}
+
+/// The wall clock's nanoseconds, to vary the driver's RNG seed.
+fn unix_nanos() -> [u8; 16] {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+        .to_le_bytes()
+}
+
+#[cfg(test)]
+mod tests;
