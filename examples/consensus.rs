@@ -18,7 +18,7 @@
 //! and a vote claiming an impossible budget (above 47) is flagged.
 
 use futures::executor::block_on;
-use hologram::consensus::validator::HeightStatus;
+use hologram::consensus::HeightStatus;
 use hologram::consensus::{
     Batch, ByzantineDetector, Certificate, Command, ConsensusError, ConsensusResult, Decision,
     LocalValidator, Offence, Proposal, ReceiptConsensus, ReplicatedStateMachine, Slot,

@@ -14,7 +14,7 @@ pub const MAX_PROVIDERS: usize = 8;
 pub const MAX_MESSAGE_BYTES: usize = MAX_OBJECT_BYTES + 64;
 
 /// Messages of the content-addressed storage protocol (carried under
-/// [`crate::CAM_PROTOCOL`](hologram_lattice::transport::crate::CAM_PROTOCOL)).
+/// [`crate::CAM_PROTOCOL`](crate::CAM_PROTOCOL)).
 ///
 /// `D` is how an object's bytes are held: [`SharedBytes`] in a message
 /// made or decoded, `&[u8]` while [`CamMessage::decode`] borrows them from

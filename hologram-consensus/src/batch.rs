@@ -1,20 +1,4 @@
 //! Batches: what consensus orders, and their canonical bytes.
-//!
-//! A [`Batch`] is the value one height decides: a sequence of signed
-//! [`Command`]s. Its canonical bytes (defined here,
-//! by hand) are
-//!
-//! ```text
-//! "hologram batch v2" (17 bytes) ‖ count u32 LE ‖ for each command:
-//!     client public key (32 bytes) ‖ signature R ‖ s (64 bytes) ‖ payload len u32 LE ‖ payload
-//! ```
-//!
-//! and its receipt — what validators vote on — is
-//! `Receipt::from_bytes(canonical bytes)` (SPEC §6), so two honest nodes
-//! compute the same receipt for the same batch and the receipt binds every
-//! byte of it, each command's client and signature included (a decided log
-//! carries the proof of who issued each command). Version 1 had no client
-//! or signature.
 
 use crate::command::Command;
 use crate::ConsensusError;
@@ -37,6 +21,22 @@ const COMMAND_HEADER: usize = 32 + 64 + 4;
 
 /// The value one height decides: commands in order. Cheap to clone (the
 /// commands are shared).
+///
+/// A [`Batch`] is the value one height decides: a sequence of signed
+/// [`Command`]s. Its canonical bytes (defined here,
+/// by hand) are
+///
+/// ```text
+/// "hologram batch v2" (17 bytes) ‖ count u32 LE ‖ for each command:
+///     client public key (32 bytes) ‖ signature R ‖ s (64 bytes) ‖ payload len u32 LE ‖ payload
+/// ```
+///
+/// and its receipt — what validators vote on — is
+/// `Receipt::from_bytes(canonical bytes)` (SPEC §6), so two honest nodes
+/// compute the same receipt for the same batch and the receipt binds every
+/// byte of it, each command's client and signature included (a decided log
+/// carries the proof of who issued each command). Version 1 had no client
+/// or signature.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Batch {
     commands: Arc<[Command]>,
@@ -147,7 +147,7 @@ impl Batch {
         Ok(())
     }
 
-    /// The canonical bytes (see the [module docs](crate::batch)).
+    /// The canonical bytes (defined in the docs of [`Batch`]).
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
             BATCH_MAGIC.len() + 4 + COMMAND_HEADER * self.len() + self.payload_bytes(),

@@ -1,24 +1,5 @@
 //! The `ByzantineDetector`: the chapter's checks, in its order, on every vote
 //! and proposal a replica receives.
-//!
-//! 1. **Invalid receipt or signature**: the signature does not verify (the
-//!    *sender* is blamed: anyone can put another validator's id on a forged
-//!    vote), or the signer is not a validator.
-//! 2. **Equivocation**: a validator signed two different votes for one
-//!    [`Slot`] (or two different proposals for one height and round). The
-//!    result is an [`EquivocationProof`] that any third party verifies with
-//!    the validator's [`NodeId`] alone.
-//! 3. **Impossible budget claim**: a signed receipt claims a budget above 47
-//!    (SPEC §5).
-//! 4. **Statistical anomaly**: a pluggable [`AnomalyScorer`] scores each
-//!    validator's [`VoterStats`]; above the threshold it is reported. The
-//!    default, [`DissentScorer`], is the share of a validator's value votes
-//!    that named a value other than the one decided in that round.
-//!
-//! Detected validators are listed ([`ByzantineDetector::detected`]) and each
-//! detection is returned as a [`Misbehaviour`], so routing and topology can
-//! shun them. Memory is bounded: vote history is pruned below the heights in
-//! flight, and proofs are kept for the latest [`MAX_PROOFS`] slots.
 
 use crate::vote::{SignedHeader, Slot, Vote};
 use crate::{ConsensusError, ValidatorSet};
@@ -176,7 +157,26 @@ impl AnomalyScorer for DissentScorer {
     }
 }
 
-/// The chapter's `ByzantineDetector`; see the [module docs](crate::detector).
+/// The chapter's `ByzantineDetector`.
+///
+/// 1. **Invalid receipt or signature**: the signature does not verify (the
+///    *sender* is blamed: anyone can put another validator's id on a forged
+///    vote), or the signer is not a validator.
+/// 2. **Equivocation**: a validator signed two different votes for one
+///    [`Slot`] (or two different proposals for one height and round). The
+///    result is an [`EquivocationProof`] that any third party verifies with
+///    the validator's [`NodeId`] alone.
+/// 3. **Impossible budget claim**: a signed receipt claims a budget above 47
+///    (SPEC §5).
+/// 4. **Statistical anomaly**: a pluggable [`AnomalyScorer`] scores each
+///    validator's [`VoterStats`]; above the threshold it is reported. The
+///    default, [`DissentScorer`], is the share of a validator's value votes
+///    that named a value other than the one decided in that round.
+///
+/// Detected validators are listed ([`ByzantineDetector::detected`]) and each
+/// detection is returned as a [`Misbehaviour`], so routing and topology can
+/// shun them. Memory is bounded: vote history is pruned below the heights in
+/// flight, and proofs are kept for the latest [`MAX_PROOFS`] slots.
 pub struct ByzantineDetector {
     validators: ValidatorSet,
     history: BTreeMap<Slot, HashMap<NodeId, Vote>>,

@@ -25,8 +25,7 @@ use crate::replica::{Outputs, Replica, Timer as ReplicaTimer};
 use crate::sim::send_outputs;
 use crate::{Command, ConsensusError};
 use futures::channel::{mpsc, oneshot};
-use hologram_lattice::driver::{self, Driven, Driver, Handle, Inbound};
-pub use hologram_lattice::driver::{queue, InboxStats, ROUND_INPUTS, SENDS_IN_FLIGHT};
+use hologram_lattice::driver::{self, Driven, Driver, Handle, Inbound, InboxStats};
 use hologram_lattice::sim::{Context, Node};
 use hologram_lattice::transport::{Protocol, Timer, Transport};
 use hologram_lattice::NodeId;
@@ -168,7 +167,7 @@ impl DriverHandle {
     }
 
     /// How full the driver's inbox of peer messages is, and what it dropped
-    /// (see [`queue`]).
+    /// (see [`queue`](hologram_lattice::driver::queue)).
     pub fn inbox_stats(&self) -> InboxStats {
         self.handle.inbox_stats()
     }

@@ -75,20 +75,20 @@
 //! | module | what it holds |
 //! |---|---|
 //! | `command` (private) | [`Command`]: a client's signed payload, its id and verification |
-//! | [`batch`] | [`Batch`] and its canonical bytes and receipt |
-//! | [`vote`] | [`Vote`], [`SignedHeader`], their canonical bytes and signatures |
-//! | [`certificate`] | [`Certificate`]: a quorum of signatures, verifiable by anyone |
-//! | [`validators`] | [`ValidatorSet`]: quorum, `f`, leader rotation |
-//! | [`message`] | [`ConsensusMessage`], [`Proposal`], [`Decision`], bounded decoding |
-//! | [`replica`] | the Tendermint core: [`Replica`], its config, timers and outputs |
-//! | [`detector`] | [`ByzantineDetector`], [`EquivocationProof`], anomaly scoring |
-//! | [`driver`] | [`ReplicaDriver`]: runs a replica over a `Transport`, persisting first |
-//! | [`persist`] | [`DurableLog`]: blocks and voting record in a `Store`, verified recovery |
-//! | [`validator`] | the [`Validator`] seam: [`LocalValidator`], [`RemoteValidator`] over a `Transport` |
-//! | [`receipt_consensus`] | [`ReceiptConsensus`]: the chapter's three phases driven through validators |
-//! | [`rsm`] | [`StateMachine`], [`ReplicatedStateMachine`]: transition receipts, `verify_replica` |
-//! | [`sim`] | [`SimReplica`]: a replica as a simulator node |
-//! | [`error`] | [`ConsensusError`] |
+//! | `batch` | [`Batch`] and its canonical bytes and receipt |
+//! | `vote` | [`Vote`], [`SignedHeader`], their canonical bytes and signatures |
+//! | `certificate` | [`Certificate`]: a quorum of signatures, verifiable by anyone |
+//! | `validators` | [`ValidatorSet`]: quorum, `f`, leader rotation |
+//! | `message` | [`ConsensusMessage`], [`Proposal`], [`Decision`], bounded decoding |
+//! | `replica` | the Tendermint core: [`Replica`], its config, timers and outputs |
+//! | `detector` | [`ByzantineDetector`], [`EquivocationProof`], anomaly scoring |
+//! | `driver` | [`ReplicaDriver`]: runs a replica over a `Transport`, persisting first |
+//! | `persist` | [`DurableLog`]: blocks and voting record in a `Store`, verified recovery |
+//! | `validator` | the [`Validator`] seam: [`LocalValidator`], [`RemoteValidator`] over a `Transport` |
+//! | `receipt_consensus` | [`ReceiptConsensus`]: the chapter's three phases driven through validators |
+//! | `rsm` | [`StateMachine`], [`ReplicatedStateMachine`]: transition receipts, `verify_replica` |
+//! | `sim` | [`SimReplica`]: a replica as a simulator node |
+//! | `error` | [`ConsensusError`] |
 //! | [`broadcast`] | `LatticeProtocol`, authenticated epidemic broadcast with delivery certificates |
 //!
 //! ## Example
@@ -169,41 +169,52 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod batch;
+mod batch;
 pub mod broadcast;
-pub mod certificate;
+mod certificate;
 mod command;
-pub mod detector;
-pub mod driver;
-pub mod error;
-pub mod message;
-pub mod persist;
-pub mod receipt_consensus;
-pub mod replica;
-pub mod rsm;
-pub mod sim;
-pub mod validator;
-pub mod validators;
-pub mod vote;
+mod detector;
+mod driver;
+mod error;
+mod message;
+mod persist;
+mod receipt_consensus;
+mod replica;
+mod rsm;
+mod sim;
+mod validator;
+mod validators;
+mod vote;
 
 mod protocols;
-pub use batch::Batch;
+pub use batch::{Batch, MAX_BATCH_BYTES, MAX_BATCH_COMMANDS};
 pub use broadcast::{BroadcastResult, DeliveryCertificate, LatticeProtocol};
 pub use certificate::Certificate;
 pub use command::{verify_commands, Command, CommandId, MAX_COMMAND_BYTES};
-pub use detector::{ByzantineDetector, EquivocationProof, Misbehaviour, Offence};
-pub use driver::{inbox, ConsensusHandler, DriverHandle, Inbox, ReplicaDriver};
+pub use detector::{
+    AnomalyScorer, ByzantineDetector, DissentScorer, EquivocationProof, Misbehaviour, Offence,
+    ProposalEquivocation, VoterStats, MAX_PROOFS,
+};
+pub use driver::{
+    inbox, ConsensusHandler, DriverHandle, Inbox, ReplicaDriver, ReplicaNode, Submit,
+};
 pub use error::ConsensusError;
-pub use message::{ConsensusMessage, Decision, Proposal};
-pub use persist::{DurableLog, Recovered};
+pub use message::{ConsensusMessage, Decision, Proposal, MAX_MESSAGE_BYTES};
+pub use persist::{DurableLog, Recovered, MAX_RECORD_BYTES};
 pub use protocols::{BROADCAST_PROTOCOL, CONSENSUS_PROTOCOL, VALIDATOR_PROTOCOL};
 pub use receipt_consensus::{ConsensusResult, ReceiptConsensus};
-pub use replica::{Outgoing, Outputs, Replica, ReplicaConfig, Timeouts, Timer};
+pub use replica::{
+    HeightRecord, Lock, Outgoing, Outputs, Replica, ReplicaConfig, Timeouts, Timer, VoteChecks,
+    VotingRecord, DEFAULT_SYNC_BYTES_PER_INTERVAL,
+};
 pub use rsm::{Applied, LogEntry, ReplicatedStateMachine, StateMachine};
 pub use sim::SimReplica;
 pub use validator::{
     Decisions, HeightStatus, LocalValidator, RemoteValidator, Validator, ValidatorHandler,
     ValidatorRequest, ValidatorResponse,
 };
-pub use validators::ValidatorSet;
-pub use vote::{SignedHeader, Slot, Vote, VoteKind};
+pub use validators::{ValidatorSet, MAX_VALIDATORS};
+pub use vote::{
+    proposal_canonical_bytes, vote_canonical_bytes, SignedHeader, Slot, Vote, VoteKind,
+    PROPOSAL_CANONICAL_LEN, VOTE_CANONICAL_LEN,
+};

@@ -1,7 +1,7 @@
 //! What replicas send each other, and its bounded wire format.
 //!
 //! Messages travel as postcard (serde) under
-//! [`crate::CONSENSUS_PROTOCOL`](hologram_lattice::transport::crate::CONSENSUS_PROTOCOL).
+//! [`crate::CONSENSUS_PROTOCOL`](crate::CONSENSUS_PROTOCOL).
 //! The wire format is not what is signed: signatures cover the hand-defined
 //! canonical bytes of [`vote`](crate::vote) and the batch receipt. A decoder
 //! refuses more than [`MAX_MESSAGE_BYTES`] before reading and re-checks every

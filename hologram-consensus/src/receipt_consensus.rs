@@ -1,46 +1,5 @@
 //! The chapter's `ReceiptConsensus`: one proposer drives heights through a
 //! set of [`Validator`]s.
-//!
-//! Its three phases are the chapter's, on the types the [`Replica`](crate::Replica)
-//! uses, so it is the same protocol in a request/response form rather than a
-//! second one:
-//!
-//! 1. **Proposal.** The proposer signs a [`SignedHeader`](crate::SignedHeader) for the batch's
-//!    receipt in the next round of the height that it leads (leaders rotate
-//!    as `validators[(height + round) mod n]`, so it uses every `n`-th round)
-//!    and asks every validator to [`prepare_vote`](Validator::prepare_vote).
-//! 2. **Receipt validation.** Each answer is checked — the vote is from the
-//!    validator asked, for this slot and value, and passes the
-//!    [`ByzantineDetector`] (signature, equivocation, impossible budget,
-//!    anomaly). Fewer than `2f + 1` valid prevotes:
-//!    [`ConsensusResult::InsufficientVotes`]. Otherwise they form a polka.
-//! 3. **Commit on a threshold.** Validators [`commit`](Validator::commit) on
-//!    the polka (locking on the value) and return precommits, checked the
-//!    same way; `2f + 1` form the commit [`Certificate`], which every
-//!    validator is given ([`finalize`](Validator::finalize)):
-//!    [`ConsensusResult::Committed`] with the receipt.
-//!
-//! Safety does not rest on the proposer: validators enforce Tendermint's
-//! rules themselves ([`LocalValidator`](crate::LocalValidator)), so a
-//! Byzantine proposer cannot get two values certified at one height, and a
-//! value without `2f + 1` precommits is never committed. If a round reached
-//! a polka but not a commit, the next attempt at that height re-proposes the
-//! polka's value with it as proof of lock (that value may already be locked
-//! by up to `2f + 1` validators); [`achieve_consensus`](ReceiptConsensus::achieve_consensus)
-//! then commits that value, and its result's receipt says so: the caller
-//! proposes its own batch again.
-//!
-//! A proposer that fails is replaced by starting another (with another
-//! key) at the same height: before its first attempt, and after any attempt
-//! that did not commit, it asks every validator's
-//! [`status`](Validator::status) ([`ReceiptConsensus::catch_up`]) and
-//! adopts a verified decision of the height, re-proposes the lock with the
-//! newest verified polka, and skips the rounds validators already voted in.
-//!
-//! A decision made here is a [`Decision`] like any other: a
-//! [`ReplicatedStateMachine`](crate::ReplicatedStateMachine), a
-//! [`DurableLog`](crate::DurableLog) or a replica of the same validator set
-//! accepts it.
 
 use crate::batch::Batch;
 use crate::certificate::Certificate;
@@ -81,7 +40,48 @@ pub enum ConsensusResult {
     Failed(String),
 }
 
-/// A proposer driving heights through validators; see the [module docs](self).
+/// A proposer driving heights through validators.
+///
+/// Its three phases are the chapter's, on the types the [`Replica`](crate::Replica)
+/// uses, so it is the same protocol in a request/response form rather than a
+/// second one:
+///
+/// 1. **Proposal.** The proposer signs a [`SignedHeader`](crate::SignedHeader) for the batch's
+///    receipt in the next round of the height that it leads (leaders rotate
+///    as `validators[(height + round) mod n]`, so it uses every `n`-th round)
+///    and asks every validator to [`prepare_vote`](Validator::prepare_vote).
+/// 2. **Receipt validation.** Each answer is checked — the vote is from the
+///    validator asked, for this slot and value, and passes the
+///    [`ByzantineDetector`] (signature, equivocation, impossible budget,
+///    anomaly). Fewer than `2f + 1` valid prevotes:
+///    [`ConsensusResult::InsufficientVotes`]. Otherwise they form a polka.
+/// 3. **Commit on a threshold.** Validators [`commit`](Validator::commit) on
+///    the polka (locking on the value) and return precommits, checked the
+///    same way; `2f + 1` form the commit [`Certificate`], which every
+///    validator is given ([`finalize`](Validator::finalize)):
+///    [`ConsensusResult::Committed`] with the receipt.
+///
+/// Safety does not rest on the proposer: validators enforce Tendermint's
+/// rules themselves ([`LocalValidator`](crate::LocalValidator)), so a
+/// Byzantine proposer cannot get two values certified at one height, and a
+/// value without `2f + 1` precommits is never committed. If a round reached
+/// a polka but not a commit, the next attempt at that height re-proposes the
+/// polka's value with it as proof of lock (that value may already be locked
+/// by up to `2f + 1` validators); [`achieve_consensus`](ReceiptConsensus::achieve_consensus)
+/// then commits that value, and its result's receipt says so: the caller
+/// proposes its own batch again.
+///
+/// A proposer that fails is replaced by starting another (with another
+/// key) at the same height: before its first attempt, and after any attempt
+/// that did not commit, it asks every validator's
+/// [`status`](Validator::status) ([`ReceiptConsensus::catch_up`]) and
+/// adopts a verified decision of the height, re-proposes the lock with the
+/// newest verified polka, and skips the rounds validators already voted in.
+///
+/// A decision made here is a [`Decision`] like any other: a
+/// [`ReplicatedStateMachine`](crate::ReplicatedStateMachine), a
+/// [`DurableLog`](crate::DurableLog) or a replica of the same validator set
+/// accepts it.
 pub struct ReceiptConsensus<V: Validator> {
     keys: KeyPair,
     validators: Vec<V>,
@@ -177,7 +177,7 @@ impl<V: Validator> ReceiptConsensus<V> {
     }
 
     /// Runs one round of the three phases for `batch` (or for the value of
-    /// an earlier polka at this height, see the [module docs](self)).
+    /// an earlier polka at this height, see [`ReceiptConsensus`]).
     pub async fn achieve_consensus(&mut self, batch: Batch) -> ConsensusResult {
         if let Err(e) = batch.check_bounds() {
             return ConsensusResult::Failed(e.to_string());

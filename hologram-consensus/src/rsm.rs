@@ -1,29 +1,4 @@
 //! Replicated state machines (the chapter's "State Machine Replication").
-//!
-//! A [`StateMachine`] is deterministic: the same commands applied in the same
-//! order to the same initial state give the same outputs and the same state
-//! receipt on every replica. A [`ReplicatedStateMachine`] feeds it the
-//! decided batches of consensus in height order, each command once (a command
-//! that two decided batches both carry — possible when it was gossiped to two
-//! leaders — is applied at its first height and skipped after, by
-//! [`CommandId`]).
-//!
-//! Every applied command yields the chapter's *transition receipt*
-//! (SPEC §6), `Receipt::from_transition(state before, command, state after)`,
-//! where the command's receipt is `Receipt::from_bytes(command bytes)` and a
-//! state's receipt is [`StateMachine::state_receipt`]. The transition
-//! receipts form a [`ReceiptChain`]; two replicas agree iff their chains have
-//! the same length and head ([`ReplicatedStateMachine::verify_replica`]).
-//!
-//! The ids of applied commands are kept (32 bytes each) for the
-//! exactly-once check; there is no snapshot or compaction yet, so a replica
-//! rebuilds its state by replaying its log from height 0.
-//!
-//! Decisions are taken only with a commit certificate that verifies against
-//! the validator set and names the batch's receipt
-//! ([`Decision::verify`]), so a replica replaying its log from disk
-//! ([`DurableLog`](crate::DurableLog)) or catching up from peers trusts no
-//! single source.
 
 use crate::command::{Command, CommandId};
 use crate::message::Decision;
@@ -68,7 +43,32 @@ pub struct Applied<O> {
     pub output: O,
 }
 
-/// A state machine fed with decided batches; see the [module docs](self).
+/// A state machine fed with decided batches.
+///
+/// A [`StateMachine`] is deterministic: the same commands applied in the same
+/// order to the same initial state give the same outputs and the same state
+/// receipt on every replica. A [`ReplicatedStateMachine`] feeds it the
+/// decided batches of consensus in height order, each command once (a command
+/// that two decided batches both carry — possible when it was gossiped to two
+/// leaders — is applied at its first height and skipped after, by
+/// [`CommandId`]).
+///
+/// Every applied command yields the chapter's *transition receipt*
+/// (SPEC §6), `Receipt::from_transition(state before, command, state after)`,
+/// where the command's receipt is `Receipt::from_bytes(command bytes)` and a
+/// state's receipt is [`StateMachine::state_receipt`]. The transition
+/// receipts form a [`ReceiptChain`]; two replicas agree iff their chains have
+/// the same length and head ([`ReplicatedStateMachine::verify_replica`]).
+///
+/// The ids of applied commands are kept (32 bytes each) for the
+/// exactly-once check; there is no snapshot or compaction yet, so a replica
+/// rebuilds its state by replaying its log from height 0.
+///
+/// Decisions are taken only with a commit certificate that verifies against
+/// the validator set and names the batch's receipt
+/// ([`Decision::verify`]), so a replica replaying its log from disk
+/// ([`DurableLog`](crate::DurableLog)) or catching up from peers trusts no
+/// single source.
 #[derive(Debug, Clone)]
 pub struct ReplicatedStateMachine<S> {
     state: S,

@@ -5,7 +5,7 @@
 
 mod support;
 
-use hologram_consensus::message::Proposal;
+use hologram_consensus::Proposal;
 use hologram_consensus::{
     Batch, Command, ConsensusError, ConsensusMessage, Outgoing, Outputs, Replica, ReplicaConfig,
     SignedHeader, ValidatorSet, VoteKind,

@@ -12,10 +12,10 @@ use futures::channel::mpsc::UnboundedReceiver;
 use futures::executor::LocalPool;
 use futures::task::LocalSpawnExt;
 use futures::StreamExt;
-use hologram_consensus::driver::queue::PEER_MESSAGES;
 use hologram_consensus::{
     inbox, Command, ConsensusMessage, Decision, ReplicaConfig, ReplicaDriver,
 };
+use hologram_lattice::driver::queue::PEER_MESSAGES;
 use hologram_lattice::transport::{Handler, HandlerError, MemoryNetwork, Protocol, Timer};
 use hologram_lattice::NodeId;
 use std::sync::atomic::{AtomicUsize, Ordering};

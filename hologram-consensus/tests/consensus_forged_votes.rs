@@ -13,7 +13,7 @@
 
 mod hostile;
 
-use hologram_consensus::vote::Slot;
+use hologram_consensus::Slot;
 use hologram_consensus::{
     ConsensusMessage, Outputs, Replica, ReplicaConfig, ValidatorSet, Vote, VoteKind,
 };

@@ -1,7 +1,7 @@
 //! The wire decoder: garbage in gives an error (never a panic), every
 //! message round-trips, and oversized input is refused before reading.
 
-use hologram_consensus::message::MAX_MESSAGE_BYTES;
+use hologram_consensus::MAX_MESSAGE_BYTES;
 use hologram_consensus::{
     Batch, Certificate, Command, ConsensusError, ConsensusMessage, Decision, Proposal,
     SignedHeader, Slot, Vote, VoteKind,

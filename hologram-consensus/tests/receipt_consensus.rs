@@ -11,14 +11,14 @@ mod support;
 use async_trait::async_trait;
 use futures::executor::block_on;
 use hologram_cam::{MemoryStore, Store};
-use hologram_consensus::detector::Offence;
-use hologram_consensus::replica::Lock;
-use hologram_consensus::vote::{SignedHeader, Slot, VoteKind};
+use hologram_consensus::Lock;
+use hologram_consensus::Offence;
 use hologram_consensus::{
     Batch, Certificate, ConsensusError, ConsensusResult, Decision, DurableLog, HeightStatus,
     LocalValidator, Proposal, ReceiptConsensus, RemoteValidator, ReplicatedStateMachine, Validator,
     ValidatorHandler, ValidatorSet, Vote,
 };
+use hologram_consensus::{SignedHeader, Slot, VoteKind};
 use hologram_lattice::sim::Faults;
 use hologram_lattice::transport::MemoryNetwork;
 use hologram_lattice::NodeId;
@@ -651,7 +651,7 @@ fn remote_validators_commit_through_loss_corruption_and_a_crash() {
 
 #[test]
 fn a_validator_handler_serves_each_decision_once_per_node_and_interval() {
-    use hologram_consensus::validator::{ValidatorRequest, ValidatorResponse};
+    use hologram_consensus::{ValidatorRequest, ValidatorResponse};
     use hologram_lattice::transport::Handler;
     let (keys, set) = validators();
     let vals: Vec<Arc<LocalValidator>> = keys

@@ -10,7 +10,7 @@ use super::state::{Ack, CommandList};
 use super::task::NodeTask;
 use crate::net::{AddressBook, QuicTransport};
 use hologram_cam::{RedbStore, Store};
-use hologram_consensus::message::MAX_MESSAGE_BYTES;
+use hologram_consensus::MAX_MESSAGE_BYTES;
 use hologram_consensus::{
     inbox, DriverHandle, DurableLog, ReplicaConfig, ReplicaDriver, ReplicatedStateMachine,
 };

@@ -22,7 +22,7 @@ pub struct Reference {
 
 /// Messages between a [`DeduplicationNetwork`](crate::DeduplicationNetwork)
 /// client and the holders (carried under
-/// [`crate::DEDUP_PROTOCOL`](hologram_lattice::transport::crate::DEDUP_PROTOCOL)).
+/// [`crate::DEDUP_PROTOCOL`](crate::DEDUP_PROTOCOL)).
 ///
 /// `D` is how an object's bytes are held: [`SharedBytes`] in a message
 /// made or decoded, `&[u8]` while a decoder borrows them from its input

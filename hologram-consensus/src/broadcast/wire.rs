@@ -14,7 +14,7 @@ pub const MAX_IDS: usize = 64;
 pub const MAX_MESSAGE_WIRE: usize = <AuthenticatedMessage as Wire>::MAX_WIRE_LEN + 8;
 
 /// What broadcast nodes send each other (carried under
-/// [`crate::BROADCAST_PROTOCOL`](hologram_lattice::transport::crate::BROADCAST_PROTOCOL)).
+/// [`crate::BROADCAST_PROTOCOL`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BroadcastMessage {
     /// Eager push: a broadcast, its witness chain ending at the receiver.

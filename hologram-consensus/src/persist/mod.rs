@@ -1,65 +1,4 @@
 //! Persistence through a [`Store`]: the committed log and the voting record.
-//!
-//! A [`DurableLog`] keeps two kinds of objects in the store's **named key
-//! space** ([`Store::get_named`]), never among its content-addressed
-//! objects:
-//!
-//! - a **block** per decided height, under the name
-//!   `"hologram-consensus/log/block/" ‖ height u64 BE`: the batch and its
-//!   commit certificate, appended in height order when decided, in bytes
-//!   defined by hand:
-//!
-//!   ```text
-//!   "hologram block v1" (17 bytes) ‖ height u64 LE ‖ round u32 LE ‖
-//!   value (72 canonical receipt bytes) ‖ signer count u16 LE ‖
-//!   for each signer: node id (32) ‖ signature (64) ‖
-//!   batch canonical bytes (crate::batch) to the end
-//!   ```
-//!
-//! - the replica's **voting record** ([`VotingRecord`]: locks, every vote and
-//!   proposal it signed, commands its clients submitted), under the name
-//!   `"hologram-consensus/log/voting-record"`, replaced whenever it changes,
-//!   *before* anything it signed is sent (write-ahead), so a restarted
-//!   validator re-sends what it signed instead of signing a conflicting
-//!   vote. Its object is `"hologram voting-record v1" ‖ sequence u64 LE ‖
-//!   postcard body` (local state, never signed or hashed for consensus).
-//!
-//! [`DurableLog::open`] reads the names of heights 0, 1, 2, ... until one is
-//! unset, and the record's name: its cost is one lookup per stored height
-//! plus two, whatever else the store holds. **A log may share its store
-//! with a CAM** (a `DistributedCAM`, a deduplication holder): their objects
-//! are never read by the log, and nothing they do (putting, removing,
-//! handing off objects) touches the log's names. A store holds at most one
-//! log.
-//!
-//! Every block is checked as a decision from a peer is: its commit
-//! certificate must verify against the validator set and name its batch's
-//! receipt ([`Decision::verify`]). A block that does not decode, that the
-//! store reports corrupt, or whose certificate fails is rejected with a
-//! specific error in [`Recovered::rejected`] and never applied; the log is
-//! the run of verified heights from 0, and what is missing after it is
-//! fetched from peers (certified, so no peer is trusted).
-//!
-//! Crash safety rests on the store's contract: `set_named` is durable and
-//! atomic when it returns. An append writes its heights in one `set_named`
-//! (all or none after a crash), and the record is replaced in one, so a
-//! crash leaves either the old or the new record, never neither; a
-//! validator acknowledges a height or sends a vote only after its write
-//! returned.
-//!
-//! ```
-//! use hologram_cam::MemoryStore;
-//! use hologram_consensus::{DurableLog, ValidatorSet};
-//! use hologram_receipt::KeyPair;
-//! use std::sync::Arc;
-//!
-//! let set = ValidatorSet::new(vec![KeyPair::from_seed([1; 32]).node_id()])?;
-//! let store = Arc::new(MemoryStore::new());
-//! let (log, recovered) = futures::executor::block_on(DurableLog::open(store, set))?;
-//! assert_eq!(log.len(), 0);
-//! assert!(recovered.decisions.is_empty() && recovered.rejected.is_empty());
-//! # Ok::<(), hologram_consensus::ConsensusError>(())
-//! ```
 
 mod block;
 mod record;
@@ -142,7 +81,68 @@ impl Recovered {
 }
 
 /// The committed log and voting record of one replica in a [`Store`]; see
-/// the [module docs](self).
+/// the docs below.
+///
+/// A [`DurableLog`] keeps two kinds of objects in the store's **named key
+/// space** ([`Store::get_named`]), never among its content-addressed
+/// objects:
+///
+/// - a **block** per decided height, under the name
+///   `"hologram-consensus/log/block/" ‖ height u64 BE`: the batch and its
+///   commit certificate, appended in height order when decided, in bytes
+///   defined by hand:
+///
+///   ```text
+///   "hologram block v1" (17 bytes) ‖ height u64 LE ‖ round u32 LE ‖
+///   value (72 canonical receipt bytes) ‖ signer count u16 LE ‖
+///   for each signer: node id (32) ‖ signature (64) ‖
+///   batch canonical bytes (crate::batch) to the end
+///   ```
+///
+/// - the replica's **voting record** ([`VotingRecord`]: locks, every vote and
+///   proposal it signed, commands its clients submitted), under the name
+///   `"hologram-consensus/log/voting-record"`, replaced whenever it changes,
+///   *before* anything it signed is sent (write-ahead), so a restarted
+///   validator re-sends what it signed instead of signing a conflicting
+///   vote. Its object is `"hologram voting-record v1" ‖ sequence u64 LE ‖
+///   postcard body` (local state, never signed or hashed for consensus).
+///
+/// [`DurableLog::open`] reads the names of heights 0, 1, 2, ... until one is
+/// unset, and the record's name: its cost is one lookup per stored height
+/// plus two, whatever else the store holds. **A log may share its store
+/// with a CAM** (a `DistributedCAM`, a deduplication holder): their objects
+/// are never read by the log, and nothing they do (putting, removing,
+/// handing off objects) touches the log's names. A store holds at most one
+/// log.
+///
+/// Every block is checked as a decision from a peer is: its commit
+/// certificate must verify against the validator set and name its batch's
+/// receipt ([`Decision::verify`]). A block that does not decode, that the
+/// store reports corrupt, or whose certificate fails is rejected with a
+/// specific error in [`Recovered::rejected`] and never applied; the log is
+/// the run of verified heights from 0, and what is missing after it is
+/// fetched from peers (certified, so no peer is trusted).
+///
+/// Crash safety rests on the store's contract: `set_named` is durable and
+/// atomic when it returns. An append writes its heights in one `set_named`
+/// (all or none after a crash), and the record is replaced in one, so a
+/// crash leaves either the old or the new record, never neither; a
+/// validator acknowledges a height or sends a vote only after its write
+/// returned.
+///
+/// ```
+/// use hologram_cam::MemoryStore;
+/// use hologram_consensus::{DurableLog, ValidatorSet};
+/// use hologram_receipt::KeyPair;
+/// use std::sync::Arc;
+///
+/// let set = ValidatorSet::new(vec![KeyPair::from_seed([1; 32]).node_id()])?;
+/// let store = Arc::new(MemoryStore::new());
+/// let (log, recovered) = futures::executor::block_on(DurableLog::open(store, set))?;
+/// assert_eq!(log.len(), 0);
+/// assert!(recovered.decisions.is_empty() && recovered.rejected.is_empty());
+/// # Ok::<(), hologram_consensus::ConsensusError>(())
+/// ```
 pub struct DurableLog {
     store: Arc<dyn Store>,
     validators: ValidatorSet,
@@ -162,7 +162,7 @@ impl core::fmt::Debug for DurableLog {
 
 impl DurableLog {
     /// Opens the log in `store`, recovering what it holds (see the
-    /// [module docs](self)): one lookup per stored height plus two, not a
+    /// docs of [`DurableLog`]): one lookup per stored height plus two, not a
     /// scan. Errors only when the store fails (other than reporting an
     /// object corrupt).
     pub async fn open(

@@ -64,7 +64,7 @@ pub struct ReplicaConfig {
     pub sync_batch: usize,
     /// The most bytes of decisions (catch-up answers and pushes) one peer is
     /// sent per resend interval; requests past it are dropped until the next
-    /// interval (the peer asks again). See [`replica`](super) on catch-up.
+    /// interval (the peer asks again). See [`Replica`](crate::Replica) on catch-up.
     /// Must be at least 1; one decision larger than the budget is still sent
     /// when it is the first of the peer's interval.
     pub sync_bytes_per_interval: usize,

@@ -1,44 +1,4 @@
 //! The replica: a deterministic Tendermint core without I/O.
-//!
-//! A [`Replica`] reacts to one input at a time — a message from a peer
-//! ([`Replica::handle_message`]), an expired [`Timer`]
-//! ([`Replica::handle_timer`]) or commands from a client
-//! ([`Replica::submit`]) — and says what to do in [`Outputs`]: messages to
-//! send, timers to set, decisions made and misbehaviour detected. It never
-//! sleeps, reads a clock or touches a network; the caller passes `now`.
-//!
-//! Each height runs the algorithm of Buchman, Kwon and Milosevic, *The latest
-//! gossip on BFT consensus* (2018): propose, prevote, precommit; lock on a
-//! polka; the valid value is re-proposed with its polka as proof of lock;
-//! timeouts grow with the round; a quorum of precommits for a value whose
-//! batch is known decides it, and the precommits form the
-//! [`Certificate`](crate::Certificate). A replica joins a later round when
-//! `f + 1` validators are seen in it. With `max_pipeline_depth = d`, the
-//! heights `next .. next + d` run as independent instances (values do not
-//! depend on earlier state: commands are ordered here and executed after);
-//! decisions are delivered strictly in height order, each once.
-//!
-//! Lost messages are repaired by resending own votes and proposals of the
-//! current round every `resend_ms`; a replica that sees a message of a height
-//! it has decided pushes that decision to the sender, and one that sees a
-//! height beyond its window asks for decisions ([`ConsensusMessage::SyncRequest`]).
-//! A decision is accepted only if its commit certificate verifies against
-//! the validator set, so catching up trusts no single peer.
-//!
-//! A replica passes the proposal it holds for a round to a validator whose
-//! vote of that round names another value (`relay`), so that a leader that
-//! sent different proposals to different validators is proven whenever an
-//! honest validator voted for either; with an honest leader nothing is sent.
-//! The rules a validator decides with are written once, in `rules`.
-//!
-//! What one peer can make a replica do is bounded. Catch-up answers (and
-//! pushed decisions) go to validators only, each height at most once per
-//! peer and resend interval (identical and overlapping requests are
-//! answered for the heights not sent yet), and at most
-//! [`ReplicaConfig::sync_bytes_per_interval`] bytes per peer and interval;
-//! requests past that are dropped until the next interval, when the peer
-//! asks again. Votes that can add nothing are refused before their signature
-//! is verified ([`VoteChecks`] lists the rules and counts them).
 
 mod admission;
 pub(crate) mod catchup;
@@ -80,7 +40,47 @@ struct Body {
     batch: Batch,
 }
 
-/// A Tendermint replica; see the [module docs](crate::replica).
+/// A Tendermint replica.
+///
+/// A [`Replica`] reacts to one input at a time — a message from a peer
+/// ([`Replica::handle_message`]), an expired [`Timer`]
+/// ([`Replica::handle_timer`]) or commands from a client
+/// ([`Replica::submit`]) — and says what to do in [`Outputs`]: messages to
+/// send, timers to set, decisions made and misbehaviour detected. It never
+/// sleeps, reads a clock or touches a network; the caller passes `now`.
+///
+/// Each height runs the algorithm of Buchman, Kwon and Milosevic, *The latest
+/// gossip on BFT consensus* (2018): propose, prevote, precommit; lock on a
+/// polka; the valid value is re-proposed with its polka as proof of lock;
+/// timeouts grow with the round; a quorum of precommits for a value whose
+/// batch is known decides it, and the precommits form the
+/// [`Certificate`](crate::Certificate). A replica joins a later round when
+/// `f + 1` validators are seen in it. With `max_pipeline_depth = d`, the
+/// heights `next .. next + d` run as independent instances (values do not
+/// depend on earlier state: commands are ordered here and executed after);
+/// decisions are delivered strictly in height order, each once.
+///
+/// Lost messages are repaired by resending own votes and proposals of the
+/// current round every `resend_ms`; a replica that sees a message of a height
+/// it has decided pushes that decision to the sender, and one that sees a
+/// height beyond its window asks for decisions ([`ConsensusMessage::SyncRequest`]).
+/// A decision is accepted only if its commit certificate verifies against
+/// the validator set, so catching up trusts no single peer.
+///
+/// A replica passes the proposal it holds for a round to a validator whose
+/// vote of that round names another value (`relay`), so that a leader that
+/// sent different proposals to different validators is proven whenever an
+/// honest validator voted for either; with an honest leader nothing is sent.
+/// The rules a validator decides with are written once, in `rules`.
+///
+/// What one peer can make a replica do is bounded. Catch-up answers (and
+/// pushed decisions) go to validators only, each height at most once per
+/// peer and resend interval (identical and overlapping requests are
+/// answered for the heights not sent yet), and at most
+/// [`ReplicaConfig::sync_bytes_per_interval`] bytes per peer and interval;
+/// requests past that are dropped until the next interval, when the peer
+/// asks again. Votes that can add nothing are refused before their signature
+/// is verified ([`VoteChecks`] lists the rules and counts them).
 pub struct Replica {
     keys: KeyPair,
     me: NodeId,

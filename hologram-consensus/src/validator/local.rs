@@ -22,7 +22,7 @@ const MAX_PENDING: usize = 1024;
 /// Decided heights kept in memory to tell a new proposer and subscribers, by default.
 const KEEP_DECIDED: usize = 1024;
 
-/// A validator in this process; see the [module docs](super).
+/// A validator in this process; see [`Validator`](crate::Validator).
 ///
 /// Its voting rules, per height `h` and round `r`, are Tendermint's:
 /// one prevote and one precommit per slot (asked again, it returns the same

@@ -1,33 +1,5 @@
 //! The `Validator` seam: a participant in consensus as
 //! [`ReceiptConsensus`](crate::ReceiptConsensus) sees it.
-//!
-//! A validator is asked three things, each answered with the same signed
-//! [`Vote`]s, [`Certificate`]s and [`Decision`]s the [`Replica`](crate::Replica)
-//! exchanges, so a certificate gathered here verifies like any other:
-//!
-//! 1. [`prepare_vote`](Validator::prepare_vote): check a leader's proposal
-//!    and return a signed prevote on its receipt;
-//! 2. [`commit`](Validator::commit): given a polka (a quorum of prevotes for
-//!    the proposal), lock on it and return a signed precommit;
-//! 3. [`finalize`](Validator::finalize): take the commit certificate (a
-//!    quorum of precommits) as the decision of the height.
-//!
-//! and, so that a proposer that failed can be replaced by another,
-//! [`status`](Validator::status): what the validator knows of a height (its
-//! decision, its lock with the polka that justifies it, the newest round it
-//! voted in). A new proposer learns from it what it must re-propose.
-//!
-//! A [`LocalValidator`] holds a validator's keys and its
-//! [`VotingRecord`](crate::replica::VotingRecord) and applies Tendermint's
-//! voting rules to each request (one vote per slot, locks, proof of lock,
-//! no vote in a round older than one it signed in); with a
-//! [`DurableLog`](crate::DurableLog) it makes each vote durable before
-//! returning it. A node that does not propose follows what is decided
-//! through [`LocalValidator::subscribe`]: a [`Decisions`] stream of the
-//! decided heights in order, over a bounded window of recent ones. A [`RemoteValidator`] asks one over a `Transport`
-//! ([`crate::VALIDATOR_PROTOCOL`](hologram_lattice::transport::crate::VALIDATOR_PROTOCOL)
-//! requests), served there by a [`ValidatorHandler`]. Replicas exchange their
-//! one-way messages under `crate::CONSENSUS_PROTOCOL`, so one node serves both.
 
 mod follow;
 mod local;
@@ -48,7 +20,35 @@ use async_trait::async_trait;
 use hologram_lattice::NodeId;
 use serde::{Deserialize, Serialize};
 
-/// A participant in consensus; see the [module docs](self).
+/// A participant in consensus.
+///
+/// A validator is asked three things, each answered with the same signed
+/// [`Vote`]s, [`Certificate`]s and [`Decision`]s the [`Replica`](crate::Replica)
+/// exchanges, so a certificate gathered here verifies like any other:
+///
+/// 1. [`prepare_vote`](Validator::prepare_vote): check a leader's proposal
+///    and return a signed prevote on its receipt;
+/// 2. [`commit`](Validator::commit): given a polka (a quorum of prevotes for
+///    the proposal), lock on it and return a signed precommit;
+/// 3. [`finalize`](Validator::finalize): take the commit certificate (a
+///    quorum of precommits) as the decision of the height.
+///
+/// and, so that a proposer that failed can be replaced by another,
+/// [`status`](Validator::status): what the validator knows of a height (its
+/// decision, its lock with the polka that justifies it, the newest round it
+/// voted in). A new proposer learns from it what it must re-propose.
+///
+/// A [`LocalValidator`] holds a validator's keys and its
+/// [`VotingRecord`](crate::replica::VotingRecord) and applies Tendermint's
+/// voting rules to each request (one vote per slot, locks, proof of lock,
+/// no vote in a round older than one it signed in); with a
+/// [`DurableLog`](crate::DurableLog) it makes each vote durable before
+/// returning it. A node that does not propose follows what is decided
+/// through [`LocalValidator::subscribe`]: a [`Decisions`] stream of the
+/// decided heights in order, over a bounded window of recent ones. A [`RemoteValidator`] asks one over a `Transport`
+/// ([`crate::VALIDATOR_PROTOCOL`](crate::VALIDATOR_PROTOCOL)
+/// requests), served there by a [`ValidatorHandler`]. Replicas exchange their
+/// one-way messages under `crate::CONSENSUS_PROTOCOL`, so one node serves both.
 #[async_trait]
 pub trait Validator: Send + Sync {
     /// The validator's id (its public key).

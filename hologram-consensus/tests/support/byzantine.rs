@@ -1,7 +1,7 @@
 //! Byzantine validators: an honest replica underneath whose outputs are
 //! twisted before they leave.
 
-use hologram_consensus::message::Proposal;
+use hologram_consensus::Proposal;
 use hologram_consensus::{
     Batch, Certificate, Command, ConsensusMessage, Decision, Outgoing, Outputs, Replica,
     ReplicaConfig, SignedHeader, Slot, Timer, Vote, VoteKind,

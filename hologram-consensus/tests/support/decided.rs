@@ -1,7 +1,7 @@
 //! Certified decisions made by hand, and a small state machine to apply them to.
 
-use hologram_consensus::vote::{Slot, VoteKind};
 use hologram_consensus::{Batch, Certificate, Command, Decision, StateMachine, ValidatorSet, Vote};
+use hologram_consensus::{Slot, VoteKind};
 use hologram_receipt::{KeyPair, Receipt};
 
 /// Four validators with fixed keys.

@@ -6,7 +6,7 @@ pub mod byzantine;
 pub mod decided;
 
 use byzantine::{Behaviour, Byzantine};
-use hologram_consensus::vote::Slot;
+use hologram_consensus::Slot;
 use hologram_consensus::{
     Command, ConsensusMessage, ReplicaConfig, SimReplica, Timeouts, Timer, ValidatorSet, Vote,
     VoteKind,
