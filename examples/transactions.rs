@@ -21,10 +21,10 @@ use hologram::lattice::sim::Faults;
 use hologram::lattice::transport::{MemoryNetwork, Timer};
 use hologram::lattice::NodeId;
 use hologram::receipt::KeyPair;
-use hologram::txn::driver::{inbox, StopHandle};
-use hologram::txn::receipts::Proof;
+use hologram::txn::counter;
 use hologram::txn::replicated::MemberBehaviour;
-use hologram::txn::types::counter;
+use hologram::txn::Proof;
+use hologram::txn::{inbox, StopHandle};
 use hologram::txn::{
     CoordinatorConfig, CoordinatorCore, CoordinatorDriver, DistributedTransaction, Key, Op,
     Participant, ParticipantConfig, ParticipantCore, ParticipantDriver, ReplicatedParticipant,

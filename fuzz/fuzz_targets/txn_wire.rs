@@ -6,15 +6,15 @@
 #![no_main]
 
 use hologram::cam::Object;
-use hologram::txn::participant::records::Record;
+use hologram::txn::ParticipantRecord;
 use hologram::txn::replicated::{MemberReply, MemberRequest};
 use hologram::txn::{TxnError, TxnMessage};
 use hologram_fuzz::round_trip;
 use libfuzzer_sys::fuzz_target;
 
 /// A record object's bytes as a record (`None`: not a record at all).
-fn record(bytes: &[u8]) -> Result<Record, Option<TxnError>> {
-    Record::from_object(&Object::new(bytes.to_vec()))
+fn record(bytes: &[u8]) -> Result<ParticipantRecord, Option<TxnError>> {
+    ParticipantRecord::from_object(&Object::new(bytes.to_vec()))
         .ok_or(None)?
         .map_err(Some)
 }
@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
         2 => round_trip(rest, MemberReply::decode, |m: &MemberReply| {
             m.encode().expect("an accepted reply encodes")
         }),
-        _ => round_trip(rest, record, |r: &Record| {
+        _ => round_trip(rest, record, |r: &ParticipantRecord| {
             r.to_object()
                 .expect("an accepted record encodes")
                 .data()

@@ -1,71 +1,5 @@
 //! The coordinator: drives a transaction through two-phase commit, as a
 //! deterministic core without I/O.
-//!
-//! The coordinator keeps **no durable state**: the decision lives in the
-//! primary participant's store (see [`crate::participant`]), so a
-//! coordinator that crashes loses only its knowledge of the outcome, never
-//! the outcome, and blocks nobody. Its transactions in flight are resolved by
-//! their primaries (abort, unless the primary already committed).
-//!
-//! For each transaction:
-//!
-//! 1. **Preparing**: send each participant its [`PrepareRequest`]; accept a
-//!    vote only if it is signed by that participant for
-//!    [`Purpose::Prepare`](hologram_receipt::Purpose::Prepare) and its receipt **equals** the prepare receipt the
-//!    coordinator computes from the request (a participant that prepared
-//!    something else, e.g. a corrupted request, makes the transaction abort).
-//!    The vote's signature is checked by the primary, which commits only on a
-//!    certificate of valid votes.
-//!    A refusal, or no full set of votes within `prepare_timeout_ms`, leads to
-//!    abort.
-//! 2. **Deciding**: ask the primary to commit on the certificate of all votes
-//!    (or to abort). Its signed [`Decision`] is final, whatever was asked.
-//! 3. **Finishing**: send the decision to every other participant until each
-//!    acknowledges with its own signed receipt equal to the decided one.
-//!    Only then is the transaction reported: `Ok(commit receipt)` — the
-//!    composition of the prepare receipts — or the abort's reason.
-//!
-//! ## Which signatures the coordinator checks, and when
-//!
-//! The coordinator reports an outcome only on signatures it has verified:
-//! the primary's on the decision and every other participant's on its
-//! acknowledgement. It checks them **together**, in one
-//! [`SignatureBatch`] once every participant has answered (a single one
-//! strictly, alone), rather than each as it arrives; the decision is
-//! forwarded to the other participants before its signature is checked.
-//! That is safe because nothing but the coordinator's own report rests on
-//! the coordinator's word:
-//!
-//! - every participant verifies a decision strictly itself before it applies
-//!   it ([`ParticipantCore::resolve`](crate::ParticipantCore::resolve)), so a
-//!   forged decision forwarded by a deceived coordinator is refused and
-//!   changes nothing;
-//! - the report waits for the batch: a forged decision or acknowledgement
-//!   fails it, and the slow path (each signature strictly) finds which. A
-//!   forged acknowledgement is dropped and the decision sent again; a forged
-//!   decision sends the coordinator back to the phase it was in, to ask the
-//!   primary again, as does a participant's refusal of an unchecked decision.
-//!   So a forgery costs a round trip, never a wrong report.
-//!
-//! The structure of what arrives (signer, receipt equal to the expected one)
-//! is checked at once, without a signature check, so nothing ill-formed is
-//! forwarded. Batch verification is not `verify_strict` for signatures that
-//! only the key's holder can craft (see [`SignatureBatch`]); where the batch
-//! and strict verification disagree, the slow path's strict verdict wins.
-//! A replicated group's receipt ([`Proof::Group`](crate::Proof::Group))
-//! puts each of its member signatures in the batch
-//! ([`SignedReceipt::push_to`]), after the checks that need no signature
-//! (the members hash to the group's id, indices distinct and in range,
-//! `f + 1` of them); one that fails those fails the batch.
-//! Votes are not checked here at all: the primary commits only on a
-//! certificate of valid votes, and any vote whose receipt differs from the
-//! one the coordinator computes aborts the transaction.
-//!
-//! A single-participant transaction skips phase 1: the participant commits
-//! in one step ([`TxnMessage::CommitOnePhase`]).
-//!
-//! Everything is resent every `retry_ms` until answered; participants answer
-//! repeats idempotently.
 
 use crate::effects::Effects;
 use crate::{Decision, Op, PrepareRequest, SignedReceipt, TxnError, TxnId, TxnMessage};
@@ -154,6 +88,72 @@ impl Flight {
 }
 
 /// Drives transactions through two-phase commit (see the module docs).
+///
+/// The coordinator keeps **no durable state**: the decision lives in the
+/// primary participant's store (see [`ParticipantCore`](crate::ParticipantCore)), so a
+/// coordinator that crashes loses only its knowledge of the outcome, never
+/// the outcome, and blocks nobody. Its transactions in flight are resolved by
+/// their primaries (abort, unless the primary already committed).
+///
+/// For each transaction:
+///
+/// 1. **Preparing**: send each participant its [`PrepareRequest`]; accept a
+///    vote only if it is signed by that participant for
+///    [`Purpose::Prepare`](hologram_receipt::Purpose::Prepare) and its receipt **equals** the prepare receipt the
+///    coordinator computes from the request (a participant that prepared
+///    something else, e.g. a corrupted request, makes the transaction abort).
+///    The vote's signature is checked by the primary, which commits only on a
+///    certificate of valid votes.
+///    A refusal, or no full set of votes within `prepare_timeout_ms`, leads to
+///    abort.
+/// 2. **Deciding**: ask the primary to commit on the certificate of all votes
+///    (or to abort). Its signed [`Decision`] is final, whatever was asked.
+/// 3. **Finishing**: send the decision to every other participant until each
+///    acknowledges with its own signed receipt equal to the decided one.
+///    Only then is the transaction reported: `Ok(commit receipt)` — the
+///    composition of the prepare receipts — or the abort's reason.
+///
+/// ## Which signatures the coordinator checks, and when
+///
+/// The coordinator reports an outcome only on signatures it has verified:
+/// the primary's on the decision and every other participant's on its
+/// acknowledgement. It checks them **together**, in one
+/// [`SignatureBatch`] once every participant has answered (a single one
+/// strictly, alone), rather than each as it arrives; the decision is
+/// forwarded to the other participants before its signature is checked.
+/// That is safe because nothing but the coordinator's own report rests on
+/// the coordinator's word:
+///
+/// - every participant verifies a decision strictly itself before it applies
+///   it ([`ParticipantCore::resolve`](crate::ParticipantCore::resolve)), so a
+///   forged decision forwarded by a deceived coordinator is refused and
+///   changes nothing;
+/// - the report waits for the batch: a forged decision or acknowledgement
+///   fails it, and the slow path (each signature strictly) finds which. A
+///   forged acknowledgement is dropped and the decision sent again; a forged
+///   decision sends the coordinator back to the phase it was in, to ask the
+///   primary again, as does a participant's refusal of an unchecked decision.
+///   So a forgery costs a round trip, never a wrong report.
+///
+/// The structure of what arrives (signer, receipt equal to the expected one)
+/// is checked at once, without a signature check, so nothing ill-formed is
+/// forwarded. Batch verification is not `verify_strict` for signatures that
+/// only the key's holder can craft (see [`SignatureBatch`]); where the batch
+/// and strict verification disagree, the slow path's strict verdict wins.
+/// A replicated group's receipt ([`Proof::Group`](crate::Proof::Group))
+/// puts each of its member signatures in the batch
+/// ([`SignedReceipt::push_to`]), after the checks that need no signature
+/// (the members hash to the group's id, indices distinct and in range,
+/// `f + 1` of them); one that fails those fails the batch.
+/// Votes are not checked here at all: the primary commits only on a
+/// certificate of valid votes, and any vote whose receipt differs from the
+/// one the coordinator computes aborts the transaction.
+///
+/// A single-participant transaction skips phase 1: the participant commits
+/// in one step ([`TxnMessage::CommitOnePhase`]).
+///
+/// Everything is resent every `retry_ms` until answered; participants answer
+/// repeats idempotently.
 #[derive(Debug, Clone)]
 pub struct CoordinatorCore {
     config: CoordinatorConfig,

@@ -1,27 +1,6 @@
 //! Drivers over a [`Transport`]: a participant and a coordinator as async
 //! nodes of a real network, run by the one generic
 //! [`Driver`].
-//!
-//! They exchange the same one-way [`TxnMessage`]s the simulation carries,
-//! under [`crate::TXN_PROTOCOL`]. [`TxnHandler`] is the inbound side (register it
-//! for `crate::TXN_PROTOCOL`): it decodes each frame with the bounded decoder
-//! (malformed frames are dropped there) and queues it for the node's driver
-//! in a bounded inbox, one queue per peer served in turn
-//! ([`queue`](hologram_lattice::driver::queue)). The driver feeds queued
-//! messages and due timers to the sans-I/O core ([`TxnPeer`]) and then
-//! performs the core's effects in the order recovery depends on: the
-//! durable writes first (one atomic [`Store::put_batch`] a round), and only
-//! then the messages and timers. If the store fails, the driver stops
-//! without sending what it could not make durable. No runtime is assumed:
-//! `run` is a plain future, timers come from a [`Timer`].
-//!
-//! - [`ParticipantDriver`] runs a [`ParticipantCore`] over a [`Store`],
-//!   recovery timers included: a primary decides abort when a transaction
-//!   stays undecided, a secondary left prepared asks its primary until it
-//!   learns the decision. So a coordinator that crashes at any step leaves
-//!   nobody waiting forever.
-//! - [`CoordinatorDriver`] runs a [`CoordinatorCore`]; a [`TxnClient`] begins
-//!   transactions on it and waits for their results.
 
 use crate::coordinator::{CoordinatorCore, TxnResult};
 use crate::effects::Persist;
@@ -199,6 +178,27 @@ impl StopHandle {
 }
 
 /// Runs a [`ParticipantCore`] over a transport and a store (module docs).
+///
+/// They exchange the same one-way [`TxnMessage`]s the simulation carries,
+/// under [`crate::TXN_PROTOCOL`]. [`TxnHandler`] is the inbound side (register it
+/// for `crate::TXN_PROTOCOL`): it decodes each frame with the bounded decoder
+/// (malformed frames are dropped there) and queues it for the node's driver
+/// in a bounded inbox, one queue per peer served in turn
+/// ([`queue`](hologram_lattice::driver::queue)). The driver feeds queued
+/// messages and due timers to the sans-I/O core ([`TxnPeer`]) and then
+/// performs the core's effects in the order recovery depends on: the
+/// durable writes first (one atomic [`Store::put_batch`] a round), and only
+/// then the messages and timers. If the store fails, the driver stops
+/// without sending what it could not make durable. No runtime is assumed:
+/// `run` is a plain future, timers come from a [`Timer`].
+///
+/// - [`ParticipantDriver`] runs a [`ParticipantCore`] over a [`Store`],
+///   recovery timers included: a primary decides abort when a transaction
+///   stays undecided, a secondary left prepared asks its primary until it
+///   learns the decision. So a coordinator that crashes at any step leaves
+///   nobody waiting forever.
+/// - [`CoordinatorDriver`] runs a [`CoordinatorCore`]; a [`TxnClient`] begins
+///   transactions on it and waits for their results.
 pub struct ParticipantDriver {
     driver: Driver<TxnPeer>,
     handle: Handle<TxnPeer>,

@@ -160,7 +160,7 @@ pub enum TxnError {
         /// The proposed split point.
         at: u64,
     },
-    /// A hand-off of keys that does not check out (see [`crate::handoff`]).
+    /// A hand-off of keys that does not check out (see [`crate::Transfer`]).
     #[error("invalid hand-off: {0}")]
     InvalidHandOff(&'static str),
     /// The participant's store failed.

@@ -1,45 +1,5 @@
 //! Crash-safe hand-off of keys between participants, for shard splits and
 //! migrations.
-//!
-//! When a new [`ShardMap`] moves keys from one node (the source) to another
-//! (the target):
-//!
-//! 1. the source installs the map durably
-//!    ([`ParticipantCore::begin_hand_off`](crate::ParticipantCore::begin_hand_off)):
-//!    from then on it refuses requests for the leaving keys, but keeps their
-//!    data;
-//! 2. it sends the target the keys, with versions and values, in signed
-//!    [`Transfer`]s of at most [`MAX_HANDOFF_ENTRIES`] entries, again every
-//!    `resend` interval until acknowledged;
-//! 3. the target checks the transfer (signed by the node that owned the keys
-//!    under the map before, for keys the new map gives the target), makes
-//!    the keys and the map durable, and acknowledges with a signed
-//!    [`HandOffAck`] naming the keys and versions it now holds;
-//! 4. only then does the source forget those keys.
-//!
-//! So the moved state is durable at the target before the source lets go,
-//! and every step is idempotent: a crash anywhere leaves the source holding
-//! keys it does not own under its map, which it sends again when it starts;
-//! a repeated transfer changes nothing at a target that has the key at that
-//! version or newer (versions count commits, so an old copy never
-//! overwrites a newer one), and is acknowledged again. Nothing is lost and
-//! nothing is applied twice.
-//!
-//! A target owns the keys only once their data has arrived: it learns the
-//! new map from the transfer itself. Hand-offs therefore run one at a time,
-//! and other participants learn the map once it is complete (the
-//! placement service pushes it with
-//! [`ParticipantCore::install_map`](crate::ParticipantCore::install_map)).
-//!
-//! Both messages are signed for [`Purpose::HandOff`] over canonical bytes
-//! defined here, each with its own tag:
-//!
-//! | message | bytes |
-//! |---|---|
-//! | transfer | `"hologram txn-handoff v1\n" ‖ source 32 ‖ target 32 ‖ map ‖ n u16 ‖ n × (key ‖ version u64 ‖ 0, or 1 ‖ len u32 ‖ value)` |
-//! | acknowledgement | `"hologram txn-handoff-ack v1\n" ‖ target 32 ‖ source 32 ‖ map version u64 ‖ n u16 ‖ n × (key ‖ version u64)` |
-//!
-//! (keys as in [`crate::types`], the map as [`ShardMap::encode`]).
 
 use crate::participant::HandedOff;
 use crate::types::{bound, MAX_VALUE_LEN};
@@ -57,6 +17,46 @@ pub const HANDOFF_ACK_TAG: &[u8] = b"hologram txn-handoff-ack v1\n";
 pub const MAX_HANDOFF_ENTRIES: usize = u16::MAX as usize;
 
 /// Keys handed off by their previous owner (module docs).
+///
+/// When a new [`ShardMap`] moves keys from one node (the source) to another
+/// (the target):
+///
+/// 1. the source installs the map durably
+///    ([`ParticipantCore::begin_hand_off`](crate::ParticipantCore::begin_hand_off)):
+///    from then on it refuses requests for the leaving keys, but keeps their
+///    data;
+/// 2. it sends the target the keys, with versions and values, in signed
+///    [`Transfer`]s of at most [`MAX_HANDOFF_ENTRIES`] entries, again every
+///    `resend` interval until acknowledged;
+/// 3. the target checks the transfer (signed by the node that owned the keys
+///    under the map before, for keys the new map gives the target), makes
+///    the keys and the map durable, and acknowledges with a signed
+///    [`HandOffAck`] naming the keys and versions it now holds;
+/// 4. only then does the source forget those keys.
+///
+/// So the moved state is durable at the target before the source lets go,
+/// and every step is idempotent: a crash anywhere leaves the source holding
+/// keys it does not own under its map, which it sends again when it starts;
+/// a repeated transfer changes nothing at a target that has the key at that
+/// version or newer (versions count commits, so an old copy never
+/// overwrites a newer one), and is acknowledged again. Nothing is lost and
+/// nothing is applied twice.
+///
+/// A target owns the keys only once their data has arrived: it learns the
+/// new map from the transfer itself. Hand-offs therefore run one at a time,
+/// and other participants learn the map once it is complete (the
+/// placement service pushes it with
+/// [`ParticipantCore::install_map`](crate::ParticipantCore::install_map)).
+///
+/// Both messages are signed for [`Purpose::HandOff`] over canonical bytes
+/// defined here, each with its own tag:
+///
+/// | message | bytes |
+/// |---|---|
+/// | transfer | `"hologram txn-handoff v1\n" ‖ source 32 ‖ target 32 ‖ map ‖ n u16 ‖ n × (key ‖ version u64 ‖ 0, or 1 ‖ len u32 ‖ value)` |
+/// | acknowledgement | `"hologram txn-handoff-ack v1\n" ‖ target 32 ‖ source 32 ‖ map version u64 ‖ n u16 ‖ n × (key ‖ version u64)` |
+///
+/// (keys as in [`Key`](crate::Key), the map as [`ShardMap::encode`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transfer {
     /// The previous owner, who signs.

@@ -17,7 +17,7 @@
 //!   the decision durable (Percolator's primary record): the coordinator is
 //!   stateless, its crash blocks nobody, and a prepared participant resolves
 //!   by asking the primary, which aborts what it never prepared or what stays
-//!   undecided too long. See [`participant`] and [`coordinator`].
+//!   undecided too long. See [`ParticipantCore`] and [`CoordinatorCore`].
 //! - **Isolation.** Written keys are locked from prepare to commit or abort,
 //!   no-wait: the loser gets a retryable [`TxnError::Conflict`] and nothing
 //!   ever waits, so no deadlock.
@@ -31,12 +31,12 @@
 //!   from receipts, migrations with hysteresis and cooldown, readable
 //!   throughout.
 //!
-//! - **Moving keys** ([`handoff`]): splits and migrations hand keys from
+//! - **Moving keys** ([`Transfer`]): splits and migrations hand keys from
 //!   their old owner to the new one in signed transfers, durable at the
 //!   target before the source forgets them, idempotent on replay; the
 //!   simulated bank workload splits and migrates shards while it runs.
 //!
-//! - **Over a network** ([`driver`]): a [`ParticipantDriver`] and a
+//! - **Over a network** ([`ParticipantDriver`]): a [`ParticipantDriver`] and a
 //!   [`CoordinatorDriver`] run the cores over any `Transport`, durable writes
 //!   before sends, recovery timers included.
 //!
@@ -50,7 +50,7 @@
 //!   by anyone like a single signature. Groups and single-replica shards mix
 //!   in one transaction.
 //!
-//! - **Over a network, request/response** ([`remote`]): a
+//! - **Over a network, request/response** ([`RemoteParticipant`]): a
 //!   [`RemoteParticipant`] asks a participant on another node, which a
 //!   [`ParticipantService`] serves; a replicated group's members and
 //!   validators can each be a node of their own
@@ -82,22 +82,22 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`types`] | [`TxnId`], [`Key`] and its placement, [`Op`] and its canonical bytes |
-//! | [`receipts`] | [`PrepareRequest`], prepare / commit / abort receipts, [`SignedReceipt`] and its [`Proof`] (a node's signature or a [`Group`]'s), the primary's [`Decision`] |
-//! | [`participant`] | [`ParticipantCore`]: locks ([`participant::LockTable`]), prepare, decide, resolve, recovery; its durable [`participant::records`] |
-//! | [`coordinator`] | [`CoordinatorCore`]: phases, retries, receipt checks |
-//! | [`transaction`] | the async [`Participant`] seam, [`LocalParticipant`], [`DistributedTransaction`] |
-//! | [`node`] | the cores as simulator nodes ([`TxnNode`]) |
-//! | [`driver`] | the cores over a `Transport`: [`ParticipantDriver`], [`CoordinatorDriver`], [`TxnClient`], [`TxnHandler`] |
-//! | [`remote`] | a participant over a `Transport`, request/response: [`RemoteParticipant`], [`ParticipantService`] |
-//! | [`effects`] | [`Effects`] and [`Persist`]: what a core asks its driver to do |
-//! | [`sharding`] | [`ShardMap`]: ranges, versions, routing, splits |
-//! | [`rebalance`] | [`ReceiptSharding`]: load statistics and `rebalance_shards` |
-//! | [`balance`] | [`LoadBalancer`]: access-driven migrations (exercise 5) |
+//! | `types` | [`TxnId`], [`Key`] and its placement, [`Op`] and its canonical bytes |
+//! | `receipts` | [`PrepareRequest`], prepare / commit / abort receipts, [`SignedReceipt`] and its [`Proof`] (a node's signature or a [`Group`]'s), the primary's [`Decision`] |
+//! | `participant` | [`ParticipantCore`]: locks ([`LockTable`]), prepare, decide, resolve, recovery; its durable [`ParticipantRecord`]s |
+//! | `coordinator` | [`CoordinatorCore`]: phases, retries, receipt checks |
+//! | `transaction` | the async [`Participant`] seam, [`LocalParticipant`], [`DistributedTransaction`] |
+//! | `node` | the cores as simulator nodes ([`TxnNode`]) |
+//! | `driver` | the cores over a `Transport`: [`ParticipantDriver`], [`CoordinatorDriver`], [`TxnClient`], [`TxnHandler`] |
+//! | `remote` | a participant over a `Transport`, request/response: [`RemoteParticipant`], [`ParticipantService`] |
+//! | `effects` | [`Effects`] and [`Persist`]: what a core asks its driver to do |
+//! | `sharding` | [`ShardMap`]: ranges, versions, routing, splits |
+//! | `rebalance` | [`ReceiptSharding`]: load statistics and `rebalance_shards` |
+//! | `balance` | [`LoadBalancer`]: access-driven migrations (exercise 5) |
 //! | [`replicated`] | shards as replicated groups: [`ShardMachine`], [`ReplicatedParticipant`], [`settle`]; members on other nodes: [`MemberService`], [`RemoteMember`] |
-//! | [`handoff`] | [`Transfer`], [`HandOffAck`]: crash-safe moves of keys between participants |
-//! | [`wire`] | [`TxnMessage`], [`Refusal`], bounded decoding |
-//! | [`error`] | [`TxnError`] |
+//! | `handoff` | [`Transfer`], [`HandOffAck`]: crash-safe moves of keys between participants |
+//! | `wire` | [`TxnMessage`], [`Refusal`], bounded decoding |
+//! | `error` | [`TxnError`] |
 //!
 //! ## Example
 //!
@@ -148,38 +148,52 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod balance;
-pub mod coordinator;
-pub mod driver;
-pub mod effects;
-pub mod error;
-pub mod handoff;
-pub mod node;
-pub mod participant;
-pub mod rebalance;
-pub mod receipts;
-pub mod remote;
+mod balance;
+mod coordinator;
+mod driver;
+mod effects;
+mod error;
+mod handoff;
+mod node;
+mod participant;
+mod rebalance;
+mod receipts;
+mod remote;
 pub mod replicated;
-pub mod sharding;
-pub mod transaction;
-pub mod types;
-pub mod wire;
+mod sharding;
+mod transaction;
+mod types;
+mod wire;
 
 mod protocols;
 pub use balance::{BalancerConfig, LoadBalancer, Migration, MovePhase};
 pub use coordinator::{CoordinatorConfig, CoordinatorCore, CoordinatorTimer, TxnResult};
-pub use driver::{CoordinatorDriver, ParticipantDriver, TxnClient, TxnHandler};
+pub use driver::{
+    inbox, Begin, CoordinatorDriver, Inbox, ParticipantDriver, StopHandle, TxnClient, TxnHandler,
+    TxnPeer,
+};
 pub use effects::{Effects, Persist};
 pub use error::TxnError;
-pub use handoff::{HandOffAck, Transfer};
+pub use handoff::{HandOffAck, Transfer, HANDOFF_ACK_TAG, HANDOFF_TAG, MAX_HANDOFF_ENTRIES};
 pub use node::{CoordinatorNode, ParticipantNode, TxnNode, TxnTimer};
-pub use participant::{ParticipantConfig, ParticipantCore, ParticipantTimer, Signer};
+pub use participant::records::{
+    load_records, Record as ParticipantRecord, MAX_RECORD_LEN, RECORD_TAG, SCAN_PAGE,
+};
+pub use participant::{
+    HandedOff, LockTable, ParticipantConfig, ParticipantCore, ParticipantTimer, Prework, Signer,
+};
 pub use protocols::{TXN_CALL_PROTOCOL, TXN_PROTOCOL};
 pub use rebalance::{ReceiptSharding, ShardLoad, ShardingConfig, Split};
-pub use receipts::{Decision, Group, GroupProof, PrepareRequest, Proof, SignedReceipt};
+pub use receipts::{
+    abort_receipt, check_certificate, check_certificate_with, check_prepares, commit_receipt,
+    group_id, Decision, Group, GroupProof, PrepareRequest, Proof, SignedReceipt, ABORT_TAG,
+    GROUP_ID_TAG, MAX_GROUP, PREPARE_TAG,
+};
 pub use remote::{ParticipantService, RemoteParticipant, CALL_ATTEMPTS};
 pub use replicated::{settle, MemberService, RemoteMember, ReplicatedParticipant, ShardMachine};
-pub use sharding::{ShardId, ShardMap};
-pub use transaction::{DistributedTransaction, LocalParticipant, Participant};
-pub use types::{Key, Op, TxnId};
-pub use wire::{Refusal, TxnMessage};
+pub use sharding::{ShardId, ShardMap, MAX_SHARDS};
+pub use transaction::{
+    call, DistributedTransaction, LocalParticipant, Participant, MAX_IDLE_ROUNDS,
+};
+pub use types::{counter, Key, Op, TxnId, MAX_KEY_LEN, MAX_OPS, MAX_PARTICIPANTS, MAX_VALUE_LEN};
+pub use wire::{Refusal, TxnMessage, MAX_MESSAGE_LEN, MAX_REASON_LEN};

@@ -1,31 +1,6 @@
 //! A [`Participant`] on another node, asked request/response over a
 //! `Transport`: [`RemoteParticipant`] on the caller's side,
 //! [`ParticipantService`] on the node that runs the participant.
-//!
-//! **Deployment.** The node running a participant — a [`LocalParticipant`]
-//! of a single-replica shard, or the proposer of a replicated group's
-//! [`ReplicatedParticipant`](crate::ReplicatedParticipant) — registers a
-//! [`ParticipantService`] for [`crate::TXN_CALL_PROTOCOL`]. A coordinator's node
-//! reaches it with a [`RemoteParticipant`] and runs
-//! [`DistributedTransaction`](crate::DistributedTransaction) over it as over
-//! any participant.
-//!
-//! **Wire.** A request is a coordinator's [`TxnMessage`] (`Prepare`,
-//! `CommitOnePhase`, `Commit`, `Abort`, `Resolve`) in its wire form; the
-//! answer is the participant's reply ([`call`]) in its wire form: `Prepared`,
-//! `Decided`, `Ack`, or `Refused` with the participant's error. Both sides
-//! decode with [`TxnMessage::from_wire`] (bounded, every nested bound
-//! checked); a request that is not a coordinator's request is refused.
-//!
-//! **What is trusted.** Nothing the peer answers: the coordinator verifies
-//! every receipt it is given (single signatures and group proofs alike), so a
-//! peer that lies is refused as a participant answering in the same process
-//! would be. A call that gets no answer in time — lost, late, or the peer
-//! down — fails with a retryable [`TxnError::Unreachable`]; requests are
-//! idempotent at the participant (a repeated prepare, decision or resolve
-//! returns what the first one did), so the coordinator's retries are safe.
-//!
-//! [`LocalParticipant`]: crate::LocalParticipant
 
 use crate::transaction::{call, Participant};
 use crate::{Decision, SignedReceipt, TxnError, TxnId, TxnMessage};
@@ -77,13 +52,38 @@ pub(crate) fn ack_of(txn: TxnId, reply: TxnMessage) -> Result<SignedReceipt, Txn
     }
 }
 
-/// A participant reached over a transport (see the [module docs](self)).
+/// A participant reached over a transport.
 ///
 /// It knows the participant's id (the key, or group id, its receipts are
 /// signed under) and the nodes that serve it: each call goes to the node
 /// that answered last, and on a transport failure the call moves on to the
 /// next node for the next attempt (several nodes serve one participant
 /// when a replicated group runs more than one proposer node).
+///
+/// **Deployment.** The node running a participant — a [`LocalParticipant`]
+/// of a single-replica shard, or the proposer of a replicated group's
+/// [`ReplicatedParticipant`](crate::ReplicatedParticipant) — registers a
+/// [`ParticipantService`] for [`crate::TXN_CALL_PROTOCOL`]. A coordinator's node
+/// reaches it with a [`RemoteParticipant`] and runs
+/// [`DistributedTransaction`](crate::DistributedTransaction) over it as over
+/// any participant.
+///
+/// **Wire.** A request is a coordinator's [`TxnMessage`] (`Prepare`,
+/// `CommitOnePhase`, `Commit`, `Abort`, `Resolve`) in its wire form; the
+/// answer is the participant's reply ([`call`]) in its wire form: `Prepared`,
+/// `Decided`, `Ack`, or `Refused` with the participant's error. Both sides
+/// decode with [`TxnMessage::from_wire`] (bounded, every nested bound
+/// checked); a request that is not a coordinator's request is refused.
+///
+/// **What is trusted.** Nothing the peer answers: the coordinator verifies
+/// every receipt it is given (single signatures and group proofs alike), so a
+/// peer that lies is refused as a participant answering in the same process
+/// would be. A call that gets no answer in time — lost, late, or the peer
+/// down — fails with a retryable [`TxnError::Unreachable`]; requests are
+/// idempotent at the participant (a repeated prepare, decision or resolve
+/// returns what the first one did), so the coordinator's retries are safe.
+///
+/// [`LocalParticipant`]: crate::LocalParticipant
 pub struct RemoteParticipant {
     id: NodeId,
     peers: Vec<PeerId>,
@@ -260,7 +260,7 @@ participant_by_messages!(RemoteParticipant);
 /// Serves a [`Participant`] to [`RemoteParticipant`]s: mount it on the
 /// node's [`ProtocolMux`](hologram_lattice::transport::ProtocolMux) (it
 /// answers [`crate::TXN_CALL_PROTOCOL`] requests) (see the
-/// [module docs](self)). Works for any participant: a
+/// docs of [`RemoteParticipant`]). Works for any participant: a
 /// [`LocalParticipant`](crate::LocalParticipant), a
 /// [`ReplicatedParticipant`](crate::ReplicatedParticipant) whose members and
 /// validators are other nodes, or another [`RemoteParticipant`] (a relay).

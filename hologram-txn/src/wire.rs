@@ -192,7 +192,7 @@ pub enum TxnMessage {
         /// The commit or abort receipt, signed.
         ack: SignedReceipt,
     },
-    /// Previous owner → new owner: keys handed off ([`crate::handoff`]).
+    /// Previous owner → new owner: keys handed off ([`crate::Transfer`]).
     HandOff(Box<Transfer>),
     /// New owner → previous owner: the keys are held durably.
     HandedOver(Box<HandOffAck>),

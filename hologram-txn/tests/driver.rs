@@ -15,7 +15,7 @@ use hologram_lattice::sim::Faults;
 use hologram_lattice::transport::{MemoryNetwork, Timer};
 use hologram_lattice::NodeId;
 use hologram_receipt::KeyPair;
-use hologram_txn::driver::{inbox, StopHandle};
+use hologram_txn::{inbox, StopHandle};
 use hologram_txn::{
     CoordinatorConfig, CoordinatorCore, CoordinatorDriver, Key, Op, ParticipantConfig,
     ParticipantCore, ParticipantDriver, ShardMap, TxnError, TxnId,

@@ -29,8 +29,8 @@ use hologram_lattice::sim::{check_seeds, Faults};
 use hologram_lattice::transport::{MemoryNetwork, MemoryTransport, ProtocolMux, Transport};
 use hologram_lattice::NodeId;
 use hologram_receipt::KeyPair;
+use hologram_txn::counter;
 use hologram_txn::replicated::{GroupMember, Member, MemberBehaviour};
-use hologram_txn::types::counter;
 use hologram_txn::{
     settle, DistributedTransaction, Key, MemberService, Op, Participant, ParticipantConfig,
     ParticipantCore, ParticipantService, RemoteMember, RemoteParticipant, ReplicatedParticipant,

@@ -13,9 +13,9 @@ use hologram_consensus::{
 use hologram_lattice::sim::check_seeds;
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Purpose, Receipt};
-use hologram_txn::receipts::{abort_receipt, commit_receipt};
+use hologram_txn::counter;
 use hologram_txn::replicated::{Endorsement, GroupMember, MemberBehaviour};
-use hologram_txn::types::counter;
+use hologram_txn::{abort_receipt, commit_receipt};
 use hologram_txn::{
     settle, Decision, DistributedTransaction, Group, GroupProof, Key, Op, Participant,
     ParticipantConfig, ParticipantCore, PrepareRequest, Proof, ReplicatedParticipant, ShardMap,

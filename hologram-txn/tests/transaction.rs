@@ -4,8 +4,8 @@
 use futures::executor::block_on;
 use hologram_cam::MemoryStore;
 use hologram_receipt::{KeyPair, Purpose};
-use hologram_txn::participant::records::load_records;
-use hologram_txn::types::counter;
+use hologram_txn::counter;
+use hologram_txn::load_records;
 use hologram_txn::{
     Decision, DistributedTransaction, Key, LocalParticipant, Op, Participant, ParticipantConfig,
     ParticipantCore, PrepareRequest, ShardMap, TxnError, TxnId,
@@ -123,7 +123,7 @@ fn a_cross_shard_transfer_commits_with_the_composed_receipt() {
     let Decision::Committed { prepares, .. } = outcome else {
         panic!("not committed")
     };
-    assert_eq!(receipt, hologram_txn::receipts::commit_receipt(&prepares));
+    assert_eq!(receipt, hologram_txn::commit_receipt(&prepares));
     // Overdrawing is refused everywhere, and not retryable.
     let err = block_on(s.transfer(2, &a, &b, 71).execute()).unwrap_err();
     assert!(matches!(err, TxnError::Rejected { .. }) && !err.is_retryable());
@@ -139,10 +139,9 @@ fn a_single_shard_transfer_takes_one_phase() {
     assert_eq!((s.balance(&a), s.balance(&c)), (6, 4));
     // No prepared record was written: only values, the map and the outcome.
     let records = block_on(load_records(s.stores[0].as_ref())).unwrap();
-    assert!(!records.iter().any(|r| matches!(
-        r,
-        hologram_txn::participant::records::Record::Prepared { .. }
-    )));
+    assert!(!records
+        .iter()
+        .any(|r| matches!(r, hologram_txn::ParticipantRecord::Prepared { .. })));
 }
 
 #[test]

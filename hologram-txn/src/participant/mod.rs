@@ -1,43 +1,5 @@
 //! The participant: a shard's side of two-phase commit, as a deterministic
 //! core without I/O.
-//!
-//! [`ParticipantCore`] holds a shard's keys, its locks, its prepared
-//! transactions and the decisions it applied. It never touches a store,
-//! clock or network: every method takes the time, and what must be made
-//! durable, sent or timed accumulates in [`Effects`] that the driver drains
-//! with [`ParticipantCore::take_effects`] and carries out — durable writes
-//! first ([`Persist`](crate::Persist)).
-//!
-//! ## The protocol (Percolator-style primary)
-//!
-//! Every transaction names one participant its **primary**; the primary's
-//! store holds the decision record, so the coordinator keeps no state at all
-//! and its loss blocks nobody.
-//!
-//! 1. **Prepare.** Each participant checks that it owns every key (else
-//!    [`TxnError::StaleShardMap`]), that no key is locked by another
-//!    transaction (no-wait: else [`TxnError::Conflict`]), and that every op
-//!    applies; it locks the keys, makes a `Prepared` record durable and
-//!    returns its signed prepare receipt. A primary that refuses also decides
-//!    abort at once.
-//! 2. **Decide.** The primary commits only on a certificate of every
-//!    participant's signed prepare receipt (checked), atomically with its own
-//!    writes and the decision record, and signs the commit receipt: their
-//!    composition. A primary asked to abort, or still undecided
-//!    `decide_timeout_ms` after it prepared (the coordinator is slow or
-//!    gone), decides abort. Whichever comes first wins; the decision is final.
-//! 3. **Resolve.** A secondary applies only a decision signed by the primary
-//!    named at prepare (a commit must list its own prepare receipt and compose
-//!    to the signed receipt), and acknowledges with its own signed receipt,
-//!    equal to the primary's. A secondary still prepared `resolve_after_ms`
-//!    after prepare asks the primary (again and again, backing off up to
-//!    `resolve_max_ms`); a primary that never heard of the transaction
-//!    records an abort for it (so a late prepare is refused) and says so. A
-//!    prepared participant therefore never waits longer than the primary
-//!    takes to come back.
-//!
-//! A single-participant transaction takes the one-phase fast path:
-//! [`ParticipantCore::commit_one_phase`] validates and commits in one step.
 
 mod locks;
 mod moves;
@@ -171,6 +133,44 @@ struct Prepared {
 }
 
 /// A shard's side of two-phase commit (see the module docs).
+///
+/// [`ParticipantCore`] holds a shard's keys, its locks, its prepared
+/// transactions and the decisions it applied. It never touches a store,
+/// clock or network: every method takes the time, and what must be made
+/// durable, sent or timed accumulates in [`Effects`] that the driver drains
+/// with [`ParticipantCore::take_effects`] and carries out — durable writes
+/// first ([`Persist`](crate::Persist)).
+///
+/// ## The protocol (Percolator-style primary)
+///
+/// Every transaction names one participant its **primary**; the primary's
+/// store holds the decision record, so the coordinator keeps no state at all
+/// and its loss blocks nobody.
+///
+/// 1. **Prepare.** Each participant checks that it owns every key (else
+///    [`TxnError::StaleShardMap`]), that no key is locked by another
+///    transaction (no-wait: else [`TxnError::Conflict`]), and that every op
+///    applies; it locks the keys, makes a `Prepared` record durable and
+///    returns its signed prepare receipt. A primary that refuses also decides
+///    abort at once.
+/// 2. **Decide.** The primary commits only on a certificate of every
+///    participant's signed prepare receipt (checked), atomically with its own
+///    writes and the decision record, and signs the commit receipt: their
+///    composition. A primary asked to abort, or still undecided
+///    `decide_timeout_ms` after it prepared (the coordinator is slow or
+///    gone), decides abort. Whichever comes first wins; the decision is final.
+/// 3. **Resolve.** A secondary applies only a decision signed by the primary
+///    named at prepare (a commit must list its own prepare receipt and compose
+///    to the signed receipt), and acknowledges with its own signed receipt,
+///    equal to the primary's. A secondary still prepared `resolve_after_ms`
+///    after prepare asks the primary (again and again, backing off up to
+///    `resolve_max_ms`); a primary that never heard of the transaction
+///    records an abort for it (so a late prepare is refused) and says so. A
+///    prepared participant therefore never waits longer than the primary
+///    takes to come back.
+///
+/// A single-participant transaction takes the one-phase fast path:
+/// [`ParticipantCore::commit_one_phase`] validates and commits in one step.
 #[derive(Debug, Clone)]
 pub struct ParticipantCore {
     signer: Signer,
@@ -216,7 +216,7 @@ impl ParticipantCore {
     }
 
     /// The participant rebuilt from its durable `records` (see
-    /// [`records`]); `map` serves until a newer one is found among them.
+    /// [`records`](crate::ParticipantRecord)); `map` serves until a newer one is found among them.
     /// Stale records found are queued for removal in the effects.
     pub fn recover(
         signer: impl Into<Signer>,

@@ -1,24 +1,4 @@
 //! What a participant makes durable, as objects in its [`Store`].
-//!
-//! The store is content-addressed, so a record cannot be put "at" a name:
-//! each record is an object whose bytes are `"hologram txn-record v1\n" ‖
-//! postcard(record)`, and the participant remembers the address of every live
-//! record so that it can remove it once superseded. On restart it scans the
-//! store in pages of [`SCAN_PAGE`] addresses (bounded memory per page),
-//! decodes every object that starts with the prefix (others are skipped, so
-//! the store may be shared), and rebuilds its state:
-//!
-//! - `Value { key, version, value }`: the newest version of each key wins;
-//!   older ones left by a crash between a commit and its clean-up are removed.
-//! - `Prepared { request }`: a prepared transaction, its locks re-taken —
-//!   unless an `Outcome` for it exists (then it is stale and removed).
-//! - `Outcome { txn, decision }`: the primary-signed decision this participant
-//!   applied (kept to answer repeated requests and queries idempotently).
-//! - `Map(ShardMap)`: the newest shard map this participant serves.
-//!
-//! A commit is one atomic `put_batch` (the outcome and every new value), then
-//! the removal of the superseded records; a crash between the two leaves only
-//! records that recovery recognises as stale.
 
 use crate::receipts::{Decision, PrepareRequest};
 use crate::sharding::ShardMap;
@@ -39,6 +19,26 @@ pub const SCAN_PAGE: usize = 1024;
 pub const MAX_RECORD_LEN: usize = RECORD_TAG.len() + MAX_MESSAGE_LEN;
 
 /// A durable participant record (see the module docs).
+///
+/// The store is content-addressed, so a record cannot be put "at" a name:
+/// each record is an object whose bytes are `"hologram txn-record v1\n" ‖
+/// postcard(record)`, and the participant remembers the address of every live
+/// record so that it can remove it once superseded. On restart it scans the
+/// store in pages of [`SCAN_PAGE`] addresses (bounded memory per page),
+/// decodes every object that starts with the prefix (others are skipped, so
+/// the store may be shared), and rebuilds its state:
+///
+/// - `Value { key, version, value }`: the newest version of each key wins;
+///   older ones left by a crash between a commit and its clean-up are removed.
+/// - `Prepared { request }`: a prepared transaction, its locks re-taken —
+///   unless an `Outcome` for it exists (then it is stale and removed).
+/// - `Outcome { txn, decision }`: the primary-signed decision this participant
+///   applied (kept to answer repeated requests and queries idempotently).
+/// - `Map(ShardMap)`: the newest shard map this participant serves.
+///
+/// A commit is one atomic `put_batch` (the outcome and every new value), then
+/// the removal of the superseded records; a crash between the two leaves only
+/// records that recovery recognises as stale.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {
     /// A version of a key's value (`None`: deleted).

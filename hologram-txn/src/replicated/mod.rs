@@ -43,7 +43,7 @@
 //! ([`TxnError::TooFewSignatures`]); a single signature claiming the group
 //! id verifies under no key ([`TxnError::BadSignature`]).
 //!
-//! A group's core does not hand keys off ([`crate::handoff`] transfers are
+//! A group's core does not hand keys off ([`crate::Transfer`] transfers are
 //! signed by one node's keys): asked to, it refuses with
 //! [`TxnError::InvalidHandOff`]. Hand-offs between groups are not built yet.
 //!

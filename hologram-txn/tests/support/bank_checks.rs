@@ -6,7 +6,7 @@ use hologram_cam::MemoryStore;
 use hologram_lattice::sim::Simulation;
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Purpose, Receipt};
-use hologram_txn::receipts::abort_receipt;
+use hologram_txn::abort_receipt;
 use hologram_txn::{Decision, Op, ParticipantCore, SignedReceipt, TxnId, TxnMessage, TxnNode};
 
 /// The simulation both banks run.

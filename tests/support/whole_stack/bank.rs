@@ -16,7 +16,7 @@ use hologram_cam::MemoryStore;
 use hologram_lattice::sim::{Faults, Simulation};
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Receipt};
-use hologram_txn::types::counter;
+use hologram_txn::counter;
 use hologram_txn::{
     CoordinatorConfig, CoordinatorNode, Decision, Key, Op, ParticipantConfig, ParticipantNode,
     ShardMap, TxnError, TxnId, TxnNode,

@@ -24,7 +24,7 @@ use futures::executor::block_on;
 use hologram_consensus::StateMachine;
 use hologram_lattice::NodeId;
 use hologram_receipt::Receipt;
-use hologram_txn::types::counter;
+use hologram_txn::counter;
 use hologram_txn::{Decision, Op, TxnId};
 use std::collections::BTreeMap;
 

@@ -27,8 +27,8 @@ use futures::executor::block_on;
 use hologram_consensus::{LocalValidator, Validator, ValidatorSet};
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Purpose, Receipt};
-use hologram_txn::receipts::{abort_receipt, commit_receipt};
 use hologram_txn::replicated::{GroupMember, MemberBehaviour};
+use hologram_txn::{abort_receipt, commit_receipt};
 use hologram_txn::{
     Decision, Group, GroupProof, Key, Participant, ParticipantConfig, ParticipantCore,
     PrepareRequest, Proof, ReplicatedParticipant, ShardMap, SignedReceipt, TxnError, TxnId,
