@@ -71,8 +71,6 @@ impl Protocol {
     pub const DEDUP: Protocol = Protocol(7);
     /// Transactions as request/response: a participant's calls answered by its reply (`TXN` is one-way).
     pub const TXN_CALL: Protocol = Protocol(8);
-    /// A replicated shard group's proposer asking its members to apply decided heights and endorse.
-    pub const TXN_MEMBER: Protocol = Protocol(9);
     /// Consensus as request/response: a `RemoteValidator`'s calls answered by
     /// a `ValidatorHandler` (`CONSENSUS` carries the replicas' one-way
     /// messages), so one node can serve both faces.
@@ -242,8 +240,7 @@ impl From<HandlerError> for TransportError {
 ///   a forged one only costs wasted asks (fetched bytes are verified).
 ///
 /// The request/response services, `DISCOVERY`, the `ValidatorHandler`'s
-/// requests, `TXN_CALL` (`ParticipantService`) and `TXN_MEMBER`
-/// (`MemberService`), ignore `from`: they answer on the request's own
+/// requests and `TXN_CALL` (`ParticipantService`), ignore `from`: they answer on the request's own
 /// connection and rely on the signatures inside the payloads.
 #[async_trait]
 pub trait Transport: Send + Sync {

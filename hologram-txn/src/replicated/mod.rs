@@ -6,9 +6,8 @@
 //! state, values, decisions) applied to commands. Every step of two-phase
 //! commit — prepare, the one-phase commit, the primary's commit or abort
 //! decision, resolve, query — is a command, ordered by the group's
-//! consensus ([`ReceiptConsensus`](hologram_consensus::ReceiptConsensus)
-//! over the members' validators, `2f + 1` precommits per decision) and
-//! applied by every member's
+//! consensus (its members are the validators, `2f + 1` precommits per
+//! decision) and applied by every member's
 //! [`ReplicatedStateMachine`](hologram_consensus::ReplicatedStateMachine),
 //! which checks the commit certificate. So a primary group's decision
 //! record lives in a replicated log: neither the coordinator's loss nor any
@@ -19,7 +18,7 @@
 //! `Purpose::Transition`); [`ReplicatedParticipant`] returns an output only
 //! when `f + 1` distinct members endorsed the same one, so at least one
 //! honest member computed it. A lying or silent member (up to `f`) changes
-//! nothing; a validator that votes wrongly is refused by consensus.
+//! nothing; a replica that votes wrongly is refused by consensus.
 //!
 //! **The group's identity.** Towards the rest of the protocol a group is
 //! one participant, and no member holds a key for it. Its id is
@@ -55,99 +54,53 @@
 //! it. A transaction whose coordinator crashed at any step is thereby
 //! completed or aborted everywhere.
 //!
-//! **Proposing.** One member's keys drive the group's consensus; when that
-//! member is down, or its rounds fail [`FAILOVER_AFTER`] times in a row, the
-//! next live member takes over at the next height after `catch_up` (a height
-//! its predecessor got decided is adopted, a locked value re-proposed).
+//! **Members are replicas.** Each member is a consensus
+//! [`Replica`](hologram_consensus::Replica) of the group's validator set,
+//! run by a [`ReplicaDriver`](hologram_consensus::ReplicaDriver) over a
+//! `Transport` (with a [`DurableLog`](hologram_consensus::DurableLog) when
+//! given a store), its decisions applied to its
+//! [`ReplicatedStateMachine<ShardMachine>`](hologram_consensus::ReplicatedStateMachine)
+//! ([`GroupMember`]). Everything consensus needs is the replica's: leaders
+//! rotate and a failed round changes leader (no proposer to fail over),
+//! heights are pipelined and batched (concurrent transactions share them),
+//! a member that restarts recovers its log from its store and fetches what
+//! it missed from its peers (catch-up, each certificate verified).
 //!
-//! **Where it runs.** [`ReplicatedParticipant::in_process`] (and
-//! [`ReplicatedParticipant::new`]) run a whole group in one process:
-//! members and validators side by side; a member that is down still has its
-//! replica kept up to date, as if it had restarted and caught up.
-//! [`ReplicatedParticipant::over`] runs only the proposer, over validators
-//! and members anywhere — on a network, one node per member:
+//! **Calls.** [`ReplicatedParticipant`] signs each 2PC step as a
+//! [`Command`](hologram_consensus::Command) with its client key, hands it
+//! to every member ([`Member::submit`]), and gathers endorsements
+//! ([`Member::endorse`], which waits until the member applied the command)
+//! until `f + 1` agree. The [`Member`] seam is what it asks: a
+//! [`GroupMember`] in this process, or a wrapper of one (tests model silent,
+//! lying and forging members that way, in `tests/support`).
 //!
-//! | node | runs | serves |
-//! |---|---|---|
-//! | each member | a [`LocalValidator`] and a [`MemberService`] (its keys, its replica) | [`ValidatorHandler`](hologram_consensus::ValidatorHandler) under `Protocol::VALIDATOR`, the [`MemberService`] under `Protocol::TXN_MEMBER` |
-//! | the group's proposer | [`ReplicatedParticipant::over`] the members' [`RemoteValidator`](hologram_consensus::RemoteValidator)s and [`RemoteMember`]s, with one or more members' keys to propose with | a [`ParticipantService`](crate::ParticipantService) under `Protocol::TXN_CALL` |
-//! | a coordinator | [`DistributedTransaction`](crate::DistributedTransaction) over [`RemoteParticipant`](crate::RemoteParticipant)s | nothing |
+//! **Where it runs.** [`ReplicatedParticipant::in_process`] runs a whole
+//! group in this process, its members over a [`MemoryNetwork`] of their
+//! own, each on a thread; [`GroupMember::start`] returns a member and the
+//! future that runs it, for any executor and transport. A coordinator on
+//! another node reaches the group through a
+//! [`ParticipantService`](crate::ParticipantService) serving the
+//! [`ReplicatedParticipant`] (`Protocol::TXN_CALL`), as any participant.
 //!
-//! The proposer sends each member the decided heights it lacks with each
-//! request (they are self-verifying: the member checks each commit
-//! certificate), and a member that restarted with an empty replica says so
-//! and is sent the log from its start ([`member`]). The proposer holds no
-//! state the group needs: a new proposer node (other keys, or the same)
-//! started [`over`](ReplicatedParticipant::over) the same nodes adopts the
-//! heights the validators decided before its first proposal (as long as
-//! they still keep them: a [`LocalValidator`] keeps the last 1024), and a
-//! [`RemoteParticipant`](crate::RemoteParticipant) given several proposer
-//! nodes moves to the next when one does not answer. Two proposers active
-//! at once stay safe (validators enforce one value per height) but slow
-//! each other down.
+//! Not built yet: members on other nodes than the participant's (a member's
+//! endorsements over a transport), log compaction (a replica replays its
+//! log from height 0 on a restart), hand-offs of keys to or from a group.
 //!
-//! Not built yet: a proposer node's log is in memory only (a new proposer
-//! rebuilds it from the validators, one height per status round trip), the
-//! log is never compacted (a member restarting late is sent every height),
-//! and members' replicas are not durable (a restarted member replays the
-//! whole log; its validator's voting record must be durable —
-//! [`LocalValidator::durable`] — or it may vote twice).
-//!
+//! [`MemoryNetwork`]: hologram_lattice::transport::MemoryNetwork
 //! [`ParticipantCore`]: crate::ParticipantCore
 
 mod group;
 mod machine;
 pub mod member;
 
-pub use group::{
-    GroupMember, MemberBehaviour, ReplicatedParticipant, FAILOVER_AFTER, MAX_ROUNDS,
-    MEMBER_ATTEMPTS,
-};
+pub use group::{ReplicatedParticipant, DEFAULT_CALL_TIMEOUT, DEFAULT_PATIENCE};
 pub use machine::{group_claims, Endorsement, ShardMachine, ENDORSEMENT_TAG};
 pub use member::{
-    Ask, Member, MemberReply, MemberRequest, MemberService, RemoteMember, MAX_MEMBER_FRAME,
-    MAX_SYNC_DECISIONS,
+    GroupMember, Member, MemberRun, MemberSetup, DEFAULT_WAIT, MAX_OUTPUTS, MAX_WAITING,
 };
 
-use crate::participant::ParticipantCore;
 use crate::transaction::Participant;
 use crate::{SignedReceipt, TxnError, TxnId};
-use hologram_consensus::{LocalValidator, Validator, ValidatorSet};
-use hologram_receipt::KeyPair;
-use std::sync::Arc;
-
-impl ReplicatedParticipant {
-    /// The [`Group`](crate::Group) of these members' keys: a group's core
-    /// signs as it (`ParticipantCore::new(group, ...)`), and its id is the
-    /// group's participant id.
-    pub fn group_of(members: &[KeyPair]) -> Result<crate::Group, TxnError> {
-        crate::Group::new(members.iter().map(KeyPair::node_id).collect())
-    }
-
-    /// A group in this process: one member (with an honest
-    /// [`LocalValidator`]) per entry of `members`, each starting from a
-    /// clone of `core` (which signs as the [`Group`](crate::Group) of the
-    /// members' ids, see [`ReplicatedParticipant::group_of`]); the first
-    /// member proposes until it fails.
-    pub fn in_process(
-        core: &ParticipantCore,
-        members: &[(KeyPair, MemberBehaviour)],
-    ) -> Result<Self, TxnError> {
-        let set = ValidatorSet::new(members.iter().map(|(k, _)| k.node_id()).collect())
-            .map_err(|e| TxnError::Transport(format!("validator set: {e}")))?;
-        let validators = members
-            .iter()
-            .map(|(k, _)| {
-                Arc::new(LocalValidator::new(k.clone(), set.clone())) as Arc<dyn Validator>
-            })
-            .collect();
-        let members = members
-            .iter()
-            .map(|(k, b)| GroupMember::new(k.clone(), set.clone(), core.clone(), *b))
-            .collect();
-        ReplicatedParticipant::new(set, validators, members)
-    }
-}
 
 /// Settles `txn` at `prepared` (a participant left prepared, e.g. by a
 /// coordinator that crashed): asks `primary` to decide abort — which

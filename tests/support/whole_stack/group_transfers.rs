@@ -69,13 +69,18 @@ impl ShardGroups {
     fn link(&self, from: NodeId, g: usize) -> Link {
         let mut view = self.view.lock();
         if view.is_down(from) || self.members[g].iter().all(|&m| view.cut(from, m)) {
+            view.failed_calls += 1;
             return Link::Cut;
         }
-        match (view.lose(), view.coin()) {
+        let link = match (view.lose(), view.coin()) {
             (false, _) => Link::Up,
             (true, true) => Link::RequestLost,
             (true, false) => Link::AnswerLost,
+        };
+        if !matches!(link, Link::Up) {
+            view.failed_calls += 1;
         }
+        link
     }
 
     /// Calls group `g` from `from`; a cut or lost call is a transport error
@@ -90,8 +95,8 @@ impl ShardGroups {
         match self.link(from, g) {
             Link::Cut => lost("cut off"),
             Link::RequestLost => lost("request lost"),
-            Link::AnswerLost => f(&self.groups[g]).and_then(|_| lost("answer lost")),
-            Link::Up => f(&self.groups[g]),
+            Link::AnswerLost => f(&*self.groups[g]).and_then(|_| lost("answer lost")),
+            Link::Up => f(&*self.groups[g]),
         }
     }
 
@@ -331,7 +336,7 @@ impl ShardGroups {
                 if !self.prepared_at(g, &t.txn) {
                     continue;
                 }
-                let (prepared, primary) = (&self.groups[g], &self.groups[t.primary]);
+                let (prepared, primary) = (&*self.groups[g], &*self.groups[t.primary]);
                 match block_on(settle(prepared, primary, t.txn)) {
                     Ok(ack) => {
                         // The recovery accepts the ack of the primary's
