@@ -111,10 +111,7 @@ impl Bank {
                     Shards::Replicated => Box::new(
                         ReplicatedParticipant::in_process(&core, &members(s as u8), |set| {
                             let mut config = ReplicaConfig::new(set);
-                            config.max_pipeline_depth = std::env::var("DEPTH")
-                                .ok()
-                                .and_then(|d| d.parse().ok())
-                                .unwrap_or(8);
+                            config.max_pipeline_depth = 2;
                             config
                         })
                         .expect("group"),

@@ -3,7 +3,7 @@
 //! [`ParticipantService`] on the node that runs the participant.
 //!
 //! **Deployment.** The node running a participant — a [`LocalParticipant`]
-//! of a single-replica shard, or the proposer of a replicated group's
+//! of a single-replica shard, or a replicated group's
 //! [`ReplicatedParticipant`](crate::ReplicatedParticipant) — registers a
 //! [`ParticipantService`] for [`Protocol::TXN_CALL`]. A coordinator's node
 //! reaches it with a [`RemoteParticipant`] and runs

@@ -345,7 +345,7 @@ fn recover(bank: &Bank) {
 
 #[test]
 fn a_coordinator_crashing_at_every_step_leaves_nothing_half_applied() {
-    // Also: group members crash and restart from the certified log; their
+    // Also: group members crash and restart from their durable logs; their
     // replicas then agree with the others' (checked after every transfer).
     check_seeds("replicated coordinator crash", 4, |seed| {
         let bank = bank();
@@ -361,7 +361,7 @@ fn a_coordinator_crashing_at_every_step_leaves_nothing_half_applied() {
             let (from, to) = (&bank.accounts[i], &bank.accounts[j]);
             let committed = transfer_until(&bank, TxnId([t; 16]), from, to, amount, crash);
             // Sometimes a member crashes too, losing its memory, and
-            // restarts from the group's certified log.
+            // restarts from its durable log, catching up from its peers.
             if rng.random_bool(0.3) {
                 let group = &bank.groups[rng.random_range(0..bank.groups.len())];
                 block_on(group.restart_member(rng.random_range(0..4)))

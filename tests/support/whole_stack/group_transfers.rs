@@ -95,8 +95,8 @@ impl ShardGroups {
         match self.link(from, g) {
             Link::Cut => lost("cut off"),
             Link::RequestLost => lost("request lost"),
-            Link::AnswerLost => f(&*self.groups[g]).and_then(|_| lost("answer lost")),
-            Link::Up => f(&*self.groups[g]),
+            Link::AnswerLost => f(&self.groups[g]).and_then(|_| lost("answer lost")),
+            Link::Up => f(&self.groups[g]),
         }
     }
 
