@@ -21,9 +21,11 @@ use hologram_receipt::{KeyPair, Purpose};
 use hologram_txn::replicated::{
     group_claims, Endorsement, GroupMember, Member, MemberSetup, ShardMachine,
 };
-use hologram_txn::{Key, ParticipantCore, Refusal, ReplicatedParticipant, TxnError, TxnMessage};
+use hologram_txn::{
+    Key, ParticipantCore, Refusal, ReplicatedParticipant, TxnError, TxnId, TxnMessage,
+};
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -147,6 +149,8 @@ pub struct TestGroup {
     core: ParticipantCore,
     set: ValidatorSet,
     slots: Vec<Arc<Slot>>,
+    /// No-op commands ordered so far (see `with_members`).
+    nudges: AtomicU64,
 }
 
 impl Deref for TestGroup {
@@ -264,6 +268,7 @@ impl TestGroup {
             core: core.clone(),
             set,
             slots,
+            nudges: AtomicU64::new(0),
         }
     }
 
@@ -329,9 +334,14 @@ impl TestGroup {
     }
 
     /// Runs `f` on the replicas of the members up, once they have applied
-    /// the same heights (waiting up to 10 s for them to converge).
+    /// the same heights (waiting up to 10 s for them to converge). A replica
+    /// behind an idle group is shown the next height only when there is
+    /// one: every half second of waiting orders a fresh no-op command (a
+    /// query of an unknown transaction, which the group answers by deciding
+    /// it aborted).
     pub async fn with_members<R>(&self, f: impl FnOnce(&[MemberView]) -> R) -> R {
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut nudge = Instant::now() + Duration::from_millis(500);
         loop {
             let views: Vec<MemberView> = self
                 .slots
@@ -345,6 +355,16 @@ impl TestGroup {
             let heights: Vec<u64> = views.iter().map(|v| v.machine.next_height()).collect();
             if heights.iter().all(|h| *h == heights[0]) || Instant::now() > deadline {
                 return f(&views);
+            }
+            if Instant::now() > nudge {
+                let n = self.nudges.fetch_add(1, Ordering::SeqCst);
+                let mut id = [0xee; 16];
+                id[..8].copy_from_slice(&n.to_le_bytes());
+                let _ = self
+                    .participant
+                    .submit(&TxnMessage::Query { txn: TxnId(id) })
+                    .await;
+                nudge = Instant::now() + Duration::from_millis(500);
             }
             std::thread::sleep(Duration::from_millis(5));
         }
