@@ -9,20 +9,21 @@
 //! 2. A coordinator that stops halfway: the participants' recovery timers
 //!    settle what it left (the primary decides, the others ask it), so
 //!    nobody waits forever and nothing is half applied.
-//! 3. Shards as replicated groups of four validators, one of them lying:
-//!    every step is ordered by the group's consensus, and a group's receipts
-//!    carry the signatures of f + 1 of its members.
+//! 3. Shards as replicated groups of four members, one of them down: each
+//!    member is a consensus replica, every step is ordered by the group's
+//!    consensus, and a group's receipts carry the signatures of f + 1 of
+//!    its members.
 //!
 //! Run: `cargo run --release --example transactions`
 
 use futures::executor::block_on;
 use hologram::cam::MemoryStore;
+use hologram::consensus::ReplicaConfig;
 use hologram::lattice::sim::Faults;
 use hologram::lattice::transport::{MemoryNetwork, Timer};
 use hologram::lattice::NodeId;
 use hologram::receipt::KeyPair;
 use hologram::txn::counter;
-use hologram::txn::replicated::MemberBehaviour;
 use hologram::txn::Proof;
 use hologram::txn::{inbox, StopHandle};
 use hologram::txn::{
@@ -178,7 +179,7 @@ fn over_a_network() -> Result<(), TxnError> {
 }
 
 fn replicated_groups() -> Result<(), TxnError> {
-    println!("3. two shards, each a replicated group of 4 validators with one lying member");
+    println!("3. two shards, each a replicated group of 4 members with one down");
     let members = |base: u8| -> Vec<KeyPair> {
         (0..4u8)
             .map(|i| KeyPair::from_seed([base + i; 32]))
@@ -197,21 +198,13 @@ fn replicated_groups() -> Result<(), TxnError> {
     let group = |keys: Vec<KeyPair>, signer, account: &Key| {
         let mut core = ParticipantCore::new(signer, ParticipantConfig::default(), map.clone())?;
         core.load(account.clone(), 100i64.to_le_bytes().to_vec())?;
-        // The last member lies: its endorsements claim every request was
-        // refused. It is one of four, so f + 1 = 2 honest members outvote it.
-        let members: Vec<(KeyPair, MemberBehaviour)> = keys
-            .into_iter()
-            .enumerate()
-            .map(|(i, k)| {
-                let behaviour = if i == 3 {
-                    MemberBehaviour::Lying
-                } else {
-                    MemberBehaviour::Honest
-                };
-                (k, behaviour)
-            })
-            .collect();
-        ReplicatedParticipant::in_process(&core, &members)
+        let group = ReplicatedParticipant::in_process(&core, &keys, ReplicaConfig::new)?;
+        // The last member stops: 3 of 4 replicas still decide (2f + 1) and
+        // f + 1 = 2 members still endorse every answer.
+        if let Some(down) = group.local_members().get(3) {
+            down.stop();
+        }
+        Ok::<_, TxnError>(group)
     };
     let a = group(a_keys, a_group.clone(), &carol)?;
     let b = group(b_keys, b_group.clone(), &dave)?;

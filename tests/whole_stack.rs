@@ -29,18 +29,16 @@
 //! The replicated shard groups (`ReplicatedParticipant`, in one process)
 //! are driven between ticks too: group 0 is nodes 8, 0, 4, 9 and group 1
 //! nodes 10, 1, 11, 15 (node 15 the Byzantine one), each with three
-//! accounts. Their validators sit behind a gate that reads the nemesis: a
-//! member's validator fails every call while its node is down, or while a
-//! partition puts it on the other side from the proposer, and each call at
-//! the network's loss rate (as transport errors: unreachable, timed out,
-//! which the group retries); a down proposer reaches no one, so the group
-//! fails over to the next member. When a member's node restarts, its
-//! replica is rebuilt from the group's certified log (`restart_member`).
-//! (In this in-process form a down member's replica is still kept up to
-//! date and it still endorses answers; `crash_member` would silence it,
-//! but nothing brings a crashed member back, so the gate models the crash.)
-//! The Byzantine member lies in its endorsements (or signs its shares for
-//! the wrong purposes, by seed), its validator votes for another value, and
+//! accounts. Each member is a consensus replica (`GroupMember`: a `Replica`
+//! run by a `ReplicaDriver` with a durable log, applying its decisions to
+//! its `ShardMachine`) over a `MemoryNetwork` of its group's, whose faults
+//! follow the nemesis: the same loss, duplication and corruption rates, the
+//! latency in a tenth as many real milliseconds, the same partitions of the
+//! members' nodes. A crashed node's members stop and leave the network;
+//! when the node restarts they recover their replicas from their durable
+//! logs and catch up from their peers (round changes, catch-up and
+//! pipelining are the replica's). The Byzantine member lies in its
+//! endorsements (or signs its shares for the wrong purposes, by seed), and
 //! it forges decisions in its group's name with its own signature, which
 //! the other group must refuse. Group 0 has no Byzantine member; the
 //! nemesis may still take two or three members of a group down at once, and
@@ -107,7 +105,7 @@
 //! replays one (exactly for the simulated layers' faults; the storage layer
 //! runs on real time, so which of its requests time out can differ between
 //! runs, and with it which objects get indexed through consensus; the
-//! groups draw from their own seeded streams and replay exactly). Each
+//! groups' replicas run on real time too, so their timing can differ). Each
 //! seed prints what was injected; the test prints the totals at the end:
 //! `HOLOGRAM_SEEDS=50 cargo test --release --test whole_stack -- --nocapture`.
 

@@ -1,14 +1,9 @@
-//! The transaction wire formats: coordinator and participant messages
+//! The transaction wire format: coordinator and participant messages
 //! (prepare requests, signed receipts with single or group proofs,
-//! decisions, refusals), and a replicated group's proposer–member requests
-//! and replies (decided heights, endorsements), and a participant's stored
-//! records. The first byte picks the decoder; the rest is its input.
+//! decisions, refusals).
 #![no_main]
 
-use hologram::cam::Object;
-use hologram::txn::ParticipantRecord;
-use hologram::txn::replicated::{MemberReply, MemberRequest};
-use hologram::txn::{TxnError, TxnMessage};
+use hologram::txn::TxnMessage;
 use hologram_fuzz::round_trip;
 use libfuzzer_sys::fuzz_target;
 
@@ -20,24 +15,7 @@ fn record(bytes: &[u8]) -> Result<ParticipantRecord, Option<TxnError>> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&which, rest)) = data.split_first() else {
-        return;
-    };
-    match which % 4 {
-        0 => round_trip(rest, TxnMessage::from_wire, |m: &TxnMessage| {
-            m.to_wire().expect("an accepted message encodes")
-        }),
-        1 => round_trip(rest, MemberRequest::decode, |m: &MemberRequest| {
-            m.encode().expect("an accepted request encodes")
-        }),
-        2 => round_trip(rest, MemberReply::decode, |m: &MemberReply| {
-            m.encode().expect("an accepted reply encodes")
-        }),
-        _ => round_trip(rest, record, |r: &ParticipantRecord| {
-            r.to_object()
-                .expect("an accepted record encodes")
-                .data()
-                .to_vec()
-        }),
-    }
+    round_trip(data, TxnMessage::from_wire, |m: &TxnMessage| {
+        m.to_wire().expect("an accepted message encodes")
+    });
 });

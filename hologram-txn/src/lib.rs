@@ -40,10 +40,10 @@
 //!   [`CoordinatorDriver`] run the cores over any `Transport`, durable writes
 //!   before sends, recovery timers included.
 //!
-//! - **Replicated shards** ([`replicated`]): a shard run by a group of
+//! - **Replicated shards** ([`ReplicatedParticipant`]): a shard run by a group of
 //!   `3f + 1` validators is one participant: every 2PC step is a command
-//!   ordered by the group's consensus and applied by each member's
-//!   [`ShardMachine`]; an answer counts only when `f + 1` members endorse it,
+//!   ordered by the group's consensus (each member a consensus replica)
+//!   and applied by each member's [`ShardMachine`]; an answer counts only when `f + 1` members endorse it,
 //!   so the primary's decision record lives in a replicated log. A group
 //!   holds no shared key: its id is the hash of its members, and its
 //!   receipts carry a [`GroupProof`] of `f + 1` member signatures, checked
@@ -52,13 +52,11 @@
 //!
 //! - **Over a network, request/response** ([`RemoteParticipant`]): a
 //!   [`RemoteParticipant`] asks a participant on another node, which a
-//!   [`ParticipantService`] serves; a replicated group's members and
-//!   validators can each be a node of their own
-//!   ([`ReplicatedParticipant::over`] [`RemoteMember`]s served by
-//!   [`MemberService`]s, see [`replicated`] for which node runs what).
+//!   [`ParticipantService`] serves (a single-replica shard or a
+//!   [`ReplicatedParticipant`]).
 //!
-//! Not built yet: durable replicas and log compaction for a group's
-//! members, hand-offs of keys to or from a group, and garbage collection
+//! Not built yet: group members on other nodes than their participant's,
+//! log compaction for a group's members, hand-offs of keys to or from a group, and garbage collection
 //! of decision records. ([`LoadBalancer`] migrations are driven by a read
 //! workload over a faulty network in the facade's `tests/load_balancing.rs`;
 //! the bank simulation moves whole shards.)
@@ -74,9 +72,9 @@
 //!   `S: Store + ?Sized` (a concrete store or `dyn Store`); the drivers erase
 //!   theirs to `Arc<dyn Store>`. The caller passes its `Arc<MyStore>` as it is.
 //! - **`Transport`**: held as `Arc<dyn Transport>` ([`RemoteParticipant`],
-//!   [`RemoteMember`], the drivers); an `Arc<MyTransport>` coerces. Inbound,
-//!   [`TxnHandler`], [`ParticipantService`] and [`MemberService`] are
-//!   `Service`s mounted on the node's `ProtocolMux`.
+//!   a group's members, the drivers); an `Arc<MyTransport>` coerces.
+//!   Inbound, [`TxnHandler`] and [`ParticipantService`] are `Service`s
+//!   mounted on the node's `ProtocolMux`.
 //!
 //! ## Map
 //!
@@ -94,7 +92,7 @@
 //! | `sharding` | [`ShardMap`]: ranges, versions, routing, splits |
 //! | `rebalance` | [`ReceiptSharding`]: load statistics and `rebalance_shards` |
 //! | `balance` | [`LoadBalancer`]: access-driven migrations (exercise 5) |
-//! | [`replicated`] | shards as replicated groups: [`ShardMachine`], [`ReplicatedParticipant`], [`settle`]; members on other nodes: [`MemberService`], [`RemoteMember`] |
+//! | `replicated` | shards as replicated groups: [`ShardMachine`], [`ReplicatedParticipant`], [`settle`]; members as consensus replicas: [`GroupMember`] |
 //! | `handoff` | [`Transfer`], [`HandOffAck`]: crash-safe moves of keys between participants |
 //! | `wire` | [`TxnMessage`], [`Refusal`], bounded decoding |
 //! | `error` | [`TxnError`] |
@@ -159,7 +157,7 @@ mod participant;
 mod rebalance;
 mod receipts;
 mod remote;
-pub mod replicated;
+mod replicated;
 mod sharding;
 mod transaction;
 mod types;
@@ -190,7 +188,11 @@ pub use receipts::{
     GROUP_ID_TAG, MAX_GROUP, PREPARE_TAG,
 };
 pub use remote::{ParticipantService, RemoteParticipant, CALL_ATTEMPTS};
-pub use replicated::{settle, MemberService, RemoteMember, ReplicatedParticipant, ShardMachine};
+pub use replicated::{
+    group_claims, settle, Endorsement, GroupMember, Member, MemberRun, MemberSetup,
+    ReplicatedParticipant, ShardMachine, DEFAULT_CALL_TIMEOUT, DEFAULT_PATIENCE, DEFAULT_WAIT,
+    ENDORSEMENT_TAG, MAX_OUTPUTS, MAX_WAITING,
+};
 pub use sharding::{ShardId, ShardMap, MAX_SHARDS};
 pub use transaction::{
     call, DistributedTransaction, LocalParticipant, Participant, MAX_IDLE_ROUNDS,

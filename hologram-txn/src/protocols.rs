@@ -10,6 +10,3 @@ pub const TXN_PROTOCOL: Protocol = Protocol(5);
 /// Transactions as request/response: a [`RemoteParticipant`](crate::RemoteParticipant)'s
 /// calls answered by a [`ParticipantService`](crate::ParticipantService).
 pub const TXN_CALL_PROTOCOL: Protocol = Protocol(8);
-
-/// The shard-group member protocol (retired once groups run on the replica).
-pub(crate) const TXN_MEMBER: Protocol = Protocol(9);

@@ -21,7 +21,7 @@
 //!
 //! A [`SignedReceipt`]'s [`Proof`] is either the signer's own Ed25519
 //! signature (the signer's id is its public key), or, for a shard run by a
-//! replicated group ([`crate::replicated`]), a [`GroupProof`]: signatures of
+//! replicated group ([`ReplicatedParticipant`](crate::ReplicatedParticipant)), a [`GroupProof`]: signatures of
 //! `f + 1` of the group's `n` members (`f = (n - 1) / 3`), each made exactly
 //! as a single signature (`KeyPair::sign(purpose, canonical bytes)`).
 //!
@@ -174,7 +174,7 @@ pub fn group_id(members: &[NodeId]) -> Result<NodeId, TxnError> {
 }
 
 /// A group of members that signs as one participant (see
-/// [`crate::replicated`]): its members, ascending, and its id.
+/// [`ReplicatedParticipant`](crate::ReplicatedParticipant)): its members, ascending, and its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
     id: NodeId,

@@ -2,19 +2,17 @@
 //! 3): two groups of four validators, a Byzantine member in each, transfers
 //! through `DistributedTransaction` and through a coordinator that crashes
 //! at every step, settled from the primary group's replicated decision.
+//! Each group's members are consensus replicas over a `MemoryNetwork` of
+//! their own (`support/group_faults.rs`).
 
 use async_trait::async_trait;
 use futures::executor::block_on;
 use futures::future::join_all;
-use hologram_consensus::{
-    Certificate, ConsensusError, Decision as Decided, HeightStatus, LocalValidator, Proposal,
-    Validator, ValidatorSet, Vote,
-};
 use hologram_lattice::sim::check_seeds;
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Purpose, Receipt};
 use hologram_txn::counter;
-use hologram_txn::replicated::{Endorsement, GroupMember, MemberBehaviour};
+use hologram_txn::Endorsement;
 use hologram_txn::{abort_receipt, commit_receipt};
 use hologram_txn::{
     settle, Decision, DistributedTransaction, Group, GroupProof, Key, Op, Participant,
@@ -31,37 +29,11 @@ const START: i64 = 100;
 
 #[path = "support/group_faults.rs"]
 mod group_faults;
-use group_faults::WrongVotes;
-
-/// A crashed validator: every request fails.
-struct Crashed(NodeId);
-
-#[async_trait]
-impl Validator for Crashed {
-    fn id(&self) -> NodeId {
-        self.0
-    }
-
-    async fn prepare_vote(&self, _: &Proposal) -> Result<Vote, ConsensusError> {
-        Err(ConsensusError::Log("crashed".into()))
-    }
-
-    async fn commit(&self, _: &Proposal, _: &Certificate) -> Result<Vote, ConsensusError> {
-        Err(ConsensusError::Log("crashed".into()))
-    }
-
-    async fn finalize(&self, _: &Decided) -> Result<(), ConsensusError> {
-        Err(ConsensusError::Log("crashed".into()))
-    }
-
-    async fn status(&self, _: u64) -> Result<HeightStatus, ConsensusError> {
-        Err(ConsensusError::Log("crashed".into()))
-    }
-}
+use group_faults::{zero, MemberBehaviour, TestGroup};
 
 struct Bank {
     map: ShardMap,
-    groups: Vec<ReplicatedParticipant>,
+    groups: Vec<TestGroup>,
     /// Group 0's `ACCOUNTS_PER_SHARD` accounts, then group 1's: a transfer
     /// from `accounts[..ACCOUNTS_PER_SHARD]` to the rest crosses groups.
     accounts: Vec<Key>,
@@ -74,9 +46,8 @@ fn member_keys(g: u8) -> Vec<KeyPair> {
         .collect()
 }
 
-/// Two groups of four (f = 1): in group 0 one member lies in its answers
-/// and its validator votes for wrong values; in group 1 one member is down
-/// (its validator fails every request, it answers nothing).
+/// Two groups of four (f = 1): in group 0 one member lies in its answers;
+/// in group 1 one member answers nothing.
 fn bank() -> Bank {
     // The Byzantine member: the last of group 0, the third of group 1.
     bank_with(|g, i| match (g, i) {
@@ -87,8 +58,8 @@ fn bank() -> Bank {
 }
 
 /// Two groups of four whose member `i` of group `g` behaves as
-/// `behaviour(g, i)` (a lying or forging member's validator votes for
-/// wrong values too; a silent one's fails every request).
+/// `behaviour(g, i)` when it answers (its replica takes part in consensus
+/// honestly).
 fn bank_with(behaviour: impl Fn(usize, usize) -> MemberBehaviour) -> Bank {
     let groups = [0, 1].map(|g| ReplicatedParticipant::group_of(&member_keys(g)).unwrap());
     let map = ShardMap::even(&[groups[0].id(), groups[1].id()]);
@@ -117,26 +88,7 @@ fn bank_with(behaviour: impl Fn(usize, usize) -> MemberBehaviour) -> Bank {
                 }
             }
             let keys = member_keys(g as u8);
-            let behaviour = |i: usize| behaviour(g, i);
-            let set = ValidatorSet::new(keys.iter().map(KeyPair::node_id).collect()).unwrap();
-            let validators: Vec<Arc<dyn Validator>> = (0..4)
-                .map(|i| {
-                    let local = LocalValidator::new(keys[i].clone(), set.clone());
-                    match behaviour(i) {
-                        MemberBehaviour::Lying | MemberBehaviour::Forging => Arc::new(WrongVotes {
-                            keys: keys[i].clone(),
-                            inner: Arc::new(local),
-                        })
-                            as Arc<dyn Validator>,
-                        MemberBehaviour::Silent => Arc::new(Crashed(keys[i].node_id())),
-                        _ => Arc::new(local),
-                    }
-                })
-                .collect();
-            let members = (0..4)
-                .map(|i| GroupMember::new(keys[i].clone(), set.clone(), core.clone(), behaviour(i)))
-                .collect();
-            ReplicatedParticipant::new(set, validators, members).unwrap()
+            TestGroup::new(&core, &keys, |i| behaviour(g, i), zero(), g as u64)
         })
         .collect();
     Bank {
@@ -149,7 +101,11 @@ fn bank_with(behaviour: impl Fn(usize, usize) -> MemberBehaviour) -> Bank {
 impl Bank {
     fn group(&self, key: &Key) -> &ReplicatedParticipant {
         let node = self.map.node_of(key).unwrap();
-        self.groups.iter().find(|g| g.id() == node).unwrap()
+        self.groups
+            .iter()
+            .find(|g| g.id() == node)
+            .map(|g| &**g)
+            .unwrap()
     }
 
     fn balance(&self, key: &Key) -> i64 {
@@ -382,14 +338,14 @@ fn recover(bank: &Bank) {
         }));
         for (txn, primary) in pending {
             let primary = bank.groups.iter().find(|p| p.id() == primary).unwrap();
-            block_on(settle(g, primary, txn)).unwrap();
+            block_on(settle(&**g, &**primary, txn)).unwrap();
         }
     }
 }
 
 #[test]
 fn a_coordinator_crashing_at_every_step_leaves_nothing_half_applied() {
-    // Also: group members crash and restart from the certified log; their
+    // Also: group members crash and restart from their durable logs; their
     // replicas then agree with the others' (checked after every transfer).
     check_seeds("replicated coordinator crash", 4, |seed| {
         let bank = bank();
@@ -405,7 +361,7 @@ fn a_coordinator_crashing_at_every_step_leaves_nothing_half_applied() {
             let (from, to) = (&bank.accounts[i], &bank.accounts[j]);
             let committed = transfer_until(&bank, TxnId([t; 16]), from, to, amount, crash);
             // Sometimes a member crashes too, losing its memory, and
-            // restarts from the group's certified log.
+            // restarts from its durable log, catching up from its peers.
             if rng.random_bool(0.3) {
                 let group = &bank.groups[rng.random_range(0..bank.groups.len())];
                 block_on(group.restart_member(rng.random_range(0..4)))
@@ -617,7 +573,7 @@ fn lost_requests_and_answers_are_retried_and_settle_atomically() {
 }
 
 #[test]
-fn a_replicated_group_and_a_single_replica_shard_commit_together_through_a_proposer_crash() {
+fn a_replicated_group_and_a_single_replica_shard_commit_together_through_a_member_crash() {
     let group_key = ReplicatedParticipant::group_of(&member_keys(0)).unwrap();
     let single_key = KeyPair::from_seed([2; 32]);
     let map = ShardMap::even(&[group_key.id(), single_key.node_id()]);
@@ -631,11 +587,7 @@ fn a_replicated_group_and_a_single_replica_shard_commit_together_through_a_propo
     let config = ParticipantConfig::default();
     let mut core = ParticipantCore::new(group_key, config, map.clone()).unwrap();
     core.load(a.clone(), START.to_le_bytes().to_vec()).unwrap();
-    let members: Vec<_> = member_keys(0)
-        .into_iter()
-        .map(|k| (k, MemberBehaviour::Honest))
-        .collect();
-    let group = ReplicatedParticipant::in_process(&core, &members).unwrap();
+    let group = TestGroup::honest(&core, &member_keys(0));
     let mut core = ParticipantCore::new(single_key, config, map.clone()).unwrap();
     core.load(b.clone(), START.to_le_bytes().to_vec()).unwrap();
     let single =
@@ -662,12 +614,12 @@ fn a_replicated_group_and_a_single_replica_shard_commit_together_through_a_propo
         (6, -10),
     ] {
         if t == 3 {
-            // The member proposing for the group crashes: the next one
-            // takes over and the group goes on deciding.
+            // A member crashes (the leader of some heights): rounds it
+            // leads change leader and the group goes on deciding.
             block_on(group.crash_member(0)).unwrap();
         }
         let writes: [(&dyn Participant, Vec<Op>); 2] =
-            [(&group, op(&a, -amount)), (&single, op(&b, amount))];
+            [(&*group, op(&a, -amount)), (&single, op(&b, amount))];
         let result =
             block_on(DistributedTransaction::new(TxnId([t; 16]), map.version(), writes).execute());
         assert_eq!(result.is_ok(), amount.abs() < 100, "txn {t}: {result:?}");
@@ -675,14 +627,12 @@ fn a_replicated_group_and_a_single_replica_shard_commit_together_through_a_propo
     // 100 - 40 + 25 on the group, 100 + 40 - 25 on the single shard; the
     // overdrafts (either side refusing) left nothing.
     assert_eq!(balances(), (85, 115));
-    let proposer = block_on(group.proposer());
-    assert_eq!(proposer, member_keys(0)[1].node_id());
     // The live members applied one gap-free log, and agree.
     let agree = block_on(group.with_members(|m| {
-        m[1..]
-            .iter()
-            .all(|x| x.machine().verify_replica(m[1].machine()))
-            && m[1].machine().next_height() > 6
+        m.len() == 3
+            && !m.iter().any(|x| x.id() == member_keys(0)[0].node_id())
+            && m.iter().all(|x| x.machine().verify_replica(m[0].machine()))
+            && m[0].machine().log().len() >= 6
     }));
     assert!(agree);
     let locks = block_on(group.with_members(|m| {
@@ -994,7 +944,7 @@ impl Participant for Subverted<'_> {
 fn the_coordinator_refuses_a_decision_one_member_forged() {
     let bank = bank();
     let (a, b) = (&bank.accounts[0], &bank.accounts[ACCOUNTS_PER_SHARD]);
-    let subverted: Vec<Subverted> = bank.groups.iter().map(Subverted::new).collect();
+    let subverted: Vec<Subverted> = bank.groups.iter().map(|g| Subverted::new(g)).collect();
     let primary = subverted.iter().min_by_key(|s| s.id()).unwrap();
     primary.lie_once.store(true, SeqCst);
     let of = |key: &Key| {
@@ -1026,13 +976,12 @@ fn the_coordinator_refuses_a_decision_one_member_forged() {
 #[test]
 fn transfers_stay_atomic_while_a_member_of_each_group_forges() {
     // The last member of each group endorses true outputs with signatures
-    // for the wrong purposes, and its validator votes for wrong values;
-    // it also forges votes and decisions in its group's name (`Subverted`).
+    // for the wrong purposes; it also forges votes and decisions in its group's name (`Subverted`).
     let bank = bank_with(|_, i| match i {
         3 => MemberBehaviour::Forging,
         _ => MemberBehaviour::Honest,
     });
-    let subverted: Vec<Subverted> = bank.groups.iter().map(Subverted::new).collect();
+    let subverted: Vec<Subverted> = bank.groups.iter().map(|g| Subverted::new(g)).collect();
     let of = |key: &Key| {
         let node = bank.map.node_of(key).unwrap();
         subverted.iter().find(|s| s.id() == node).unwrap() as &dyn Participant
@@ -1095,11 +1044,7 @@ fn a_crashed_member_that_restarts_votes_and_answers_again() {
         ParticipantCore::new(group_key, ParticipantConfig::default(), map.clone()).unwrap();
     core.load(account.clone(), START.to_le_bytes().to_vec())
         .unwrap();
-    let members: Vec<_> = keys
-        .into_iter()
-        .map(|k| (k, MemberBehaviour::Honest))
-        .collect();
-    let group = ReplicatedParticipant::in_process(&core, &members).unwrap();
+    let group = TestGroup::honest(&core, &keys);
     let deposit = |t: u8| {
         let ops = vec![Op::Add {
             key: account.clone(),
@@ -1109,7 +1054,7 @@ fn a_crashed_member_that_restarts_votes_and_answers_again() {
             DistributedTransaction::new(
                 TxnId([t; 16]),
                 map.version(),
-                [(&group as &dyn Participant, ops)],
+                [(&*group as &dyn Participant, ops)],
             )
             .execute(),
         )

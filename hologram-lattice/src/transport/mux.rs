@@ -11,7 +11,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 /// `CamHandler`, the dedup holder's `DedupHandler`, discovery's
 /// `DiscoveryHandler`, a replica's `ConsensusHandler`, a `ValidatorHandler`,
 /// broadcast's `BroadcastHandler`, the transaction `TxnHandler`,
-/// `ParticipantService` and `MemberService`); a node mounts each on its
+/// and `ParticipantService`); a node mounts each on its
 /// [`ProtocolMux`] with [`ProtocolMux::mount`].
 pub trait Service: Handler {
     /// The protocol this service answers.

@@ -53,7 +53,7 @@ pub enum Signer {
     /// The core of a replicated group, run alike on every member: it holds
     /// no secret, and claims its receipts in the group's name with no
     /// member signature yet ([`Group::unsigned`]); the members sign them
-    /// (see [`crate::replicated`]). Such a core does not hand keys off.
+    /// (see [`ReplicatedParticipant`](crate::ReplicatedParticipant)). Such a core does not hand keys off.
     Group(Group),
 }
 

@@ -1,628 +1,271 @@
-//! [`ReplicatedParticipant`]: a shard group in this process, behind the
+//! [`ReplicatedParticipant`]: a shard group behind the
 //! [`Participant`](crate::Participant) seam.
 
-use super::machine::{group_claims, Endorsement, ShardMachine};
-use super::member::{Ask, Member, MemberReply, MemberRequest, MAX_SYNC_DECISIONS};
+use super::machine::{group_claims, Endorsement};
+use super::member::{GroupMember, Member, MemberSetup};
 use crate::participant::ParticipantCore;
 use crate::receipts::{Group, GroupProof, Proof};
 use crate::remote::reply_to;
-use crate::wire::Refusal;
 use crate::{Key, TxnError, TxnId, TxnMessage};
-use async_trait::async_trait;
 use futures::future::join_all;
-use futures::lock::Mutex;
-use hologram_consensus::{
-    Batch, Certificate, Command, CommandId, ConsensusError, ConsensusResult, HeightStatus,
-    Proposal, ReceiptConsensus, ReplicatedStateMachine, Validator, ValidatorSet, Vote,
-};
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use hologram_consensus::{Command, ReplicaConfig, ValidatorSet};
+use hologram_lattice::transport::{MemoryNetwork, Timer};
 use hologram_lattice::NodeId;
-use hologram_receipt::{KeyPair, Purpose, Signature};
-use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use hologram_receipt::{KeyPair, Signature};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// How many rounds one call proposes its command before it gives up with
-/// a retryable [`TxnError::Transport`].
-pub const MAX_ROUNDS: usize = 16;
+/// How long a call waits for the first `f + 1` members it asks before it
+/// asks the others too.
+pub const DEFAULT_PATIENCE: Duration = Duration::from_millis(200);
 
-/// How a group member behaves when it answers (tests model Byzantine
-/// members with the last three).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MemberBehaviour {
-    /// Applies every decided command and endorses its true output.
-    Honest,
-    /// Applies, but never answers.
-    Silent,
-    /// Applies, but endorses a forged output (a refusal of every request)
-    /// and answers reads with a forged value.
-    Lying,
-    /// Applies and endorses the true output, but signs each receipt claimed
-    /// in the group's name for the wrong purpose (a vote as a commit, a
-    /// decision or acknowledgement as a prepare).
-    Forging,
-}
+/// How long a call waits in all for `f + 1` matching endorsements before it
+/// fails with a retryable [`TxnError::Transport`].
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// One member of a shard group: its keys and its replica of the machine.
-#[derive(Debug)]
-pub struct GroupMember {
-    keys: KeyPair,
-    /// The machine it started from: a restart replays the certified log
-    /// from it.
-    initial: ShardMachine,
-    machine: ReplicatedStateMachine<ShardMachine>,
-    outputs: HashMap<CommandId, Option<TxnMessage>>,
-    behaviour: MemberBehaviour,
-    /// Crashed ([`ReplicatedParticipant::crash_member`]): silent until it
-    /// restarts.
-    down: bool,
-}
-
-impl GroupMember {
-    /// A member with `keys` (a member of `set`) starting from `core`.
-    pub fn new(
-        keys: KeyPair,
-        set: ValidatorSet,
-        core: ParticipantCore,
-        behaviour: MemberBehaviour,
-    ) -> Self {
-        let initial = ShardMachine::new(core);
-        GroupMember {
-            keys,
-            machine: ReplicatedStateMachine::new(initial.clone(), set),
-            initial,
-            outputs: HashMap::new(),
-            behaviour,
-            down: false,
-        }
-    }
-
-    /// This member after a restart: its keys and behaviour, up, back at
-    /// its initial state with nothing applied.
-    fn restarted(&self, set: ValidatorSet) -> Self {
-        GroupMember {
-            keys: self.keys.clone(),
-            machine: ReplicatedStateMachine::new(self.initial.clone(), set),
-            initial: self.initial.clone(),
-            outputs: HashMap::new(),
-            behaviour: self.behaviour,
-            down: false,
-        }
-    }
-
-    /// How it answers now: as its behaviour has it, or not at all while down.
-    fn answering(&self) -> MemberBehaviour {
-        match self.down {
-            true => MemberBehaviour::Silent,
-            false => self.behaviour,
-        }
-    }
-
-    /// The member's id.
-    pub fn id(&self) -> NodeId {
-        self.keys.node_id()
-    }
-
-    /// Its replica of the shard machine.
-    pub fn machine(&self) -> &ReplicatedStateMachine<ShardMachine> {
-        &self.machine
-    }
-
-    /// Applies newly decided heights, remembering each command's output
-    /// (a command decided again is skipped by the machine; its first output
-    /// stands).
-    pub(super) fn apply(
-        &mut self,
-        decisions: &[hologram_consensus::Decision],
-    ) -> Result<(), TxnError> {
-        for decision in decisions {
-            let applied = self
-                .machine
-                .apply_decision(decision)
-                .map_err(|e| TxnError::Transport(format!("decided height refused: {e}")))?;
-            for done in applied {
-                self.outputs.insert(done.entry.command, done.output);
-            }
-        }
-        Ok(())
-    }
-
-    /// The member's answer to a read of `key`, as its behaviour has it.
-    pub(super) fn read(&self, key: &Key) -> Option<Option<Vec<u8>>> {
-        let value = self.machine.state().value(key).map(<[u8]>::to_vec);
-        match self.answering() {
-            MemberBehaviour::Honest | MemberBehaviour::Forging => Some(value),
-            MemberBehaviour::Silent => None,
-            MemberBehaviour::Lying => Some(Some(b"forged by a lying member".to_vec())),
-        }
-    }
-
-    /// The member's endorsement of `command`'s output, as its behaviour has it.
-    pub(super) fn endorse(&self, group: NodeId, command: &Command) -> Option<Endorsement> {
-        let output = self.outputs.get(&command.id())?.clone();
-        let output = match self.answering() {
-            MemberBehaviour::Honest | MemberBehaviour::Forging => output,
-            MemberBehaviour::Silent => return None,
-            MemberBehaviour::Lying => {
-                let txn = output.as_ref().and_then(TxnMessage::txn)?;
-                Some(TxnMessage::Refused {
-                    txn,
-                    refusal: Refusal::Invalid("forged by a lying member".into()),
-                })
-            }
-        };
-        let mut endorsement = Endorsement::sign(&self.keys, group, command, output).ok()?;
-        if self.behaviour == MemberBehaviour::Forging {
-            let mut output = endorsement.output.clone();
-            let claims = output
-                .as_mut()
-                .map(|m| group_claims(m, &group))
-                .unwrap_or_default();
-            endorsement.shares = claims
-                .into_iter()
-                .map(|(purpose, s)| {
-                    let wrong = match purpose {
-                        Purpose::Prepare => Purpose::Commit,
-                        _ => Purpose::Prepare,
-                    };
-                    self.keys.sign(wrong, &s.receipt.to_canonical_bytes())
-                })
-                .collect();
-        }
-        Some(endorsement)
-    }
-}
-
-/// How many rounds in a row a proposer may fail before the next live
-/// member takes over.
-pub const FAILOVER_AFTER: usize = 4;
-
-/// A validator that can be switched off (its member crashed), whose calls
-/// that fail on the transport (lost, late) are retried up to
-/// [`MEMBER_ATTEMPTS`] times: a validator answers a repeated request as it
-/// did the first (the same vote in a slot), so retrying is safe.
-struct Gate {
-    inner: Arc<dyn Validator>,
-    down: AtomicBool,
-}
-
-impl Gate {
-    fn check(&self) -> Result<(), ConsensusError> {
-        match self.down.load(Ordering::Relaxed) {
-            true => Err(ConsensusError::Log(format!(
-                "validator {} is down",
-                self.inner.id()
-            ))),
-            false => Ok(()),
-        }
-    }
-
-    /// Runs `call` on the validator, again while it fails on the transport.
-    async fn retry<'a, R, F>(
-        &'a self,
-        call: impl Fn(&'a dyn Validator) -> F,
-    ) -> Result<R, ConsensusError>
-    where
-        F: std::future::Future<Output = Result<R, ConsensusError>> + 'a,
-    {
-        let mut attempts = 0;
-        loop {
-            self.check()?;
-            attempts += 1;
-            match call(self.inner.as_ref()).await {
-                Err(ConsensusError::Transport(_)) if attempts < MEMBER_ATTEMPTS => continue,
-                other => return other,
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl Validator for Gate {
-    fn id(&self) -> NodeId {
-        self.inner.id()
-    }
-
-    async fn prepare_vote(&self, proposal: &Proposal) -> Result<Vote, ConsensusError> {
-        self.retry(|v| v.prepare_vote(proposal)).await
-    }
-
-    async fn commit(
-        &self,
-        proposal: &Proposal,
-        polka: &Certificate,
-    ) -> Result<Vote, ConsensusError> {
-        self.retry(|v| v.commit(proposal, polka)).await
-    }
-
-    async fn finalize(
-        &self,
-        decision: &hologram_consensus::Decision,
-    ) -> Result<(), ConsensusError> {
-        self.retry(|v| v.finalize(decision)).await
-    }
-
-    async fn status(&self, height: u64) -> Result<HeightStatus, ConsensusError> {
-        self.retry(|v| v.status(height)).await
-    }
-}
-
-/// A member on another node (or behind the [`Member`] seam), as the
-/// proposer tracks it.
-struct MemberSlot {
-    member: Arc<dyn Member>,
-    /// The height the member is believed to apply next (its answers correct
-    /// it).
-    known: u64,
-    /// Crashed ([`ReplicatedParticipant::crash_member`]): not asked.
-    down: bool,
-}
-
-/// How many times in a row a member's request may fail (lost, late) in
-/// one call before the member is counted as not answering.
-pub const MEMBER_ATTEMPTS: usize = 3;
-
-impl MemberSlot {
-    /// Sends the member the decided heights it may lack, then `ask`; returns
-    /// its answer, or `None` when it gave none that is not `Behind` (down,
-    /// lost requests, or nothing to endorse).
-    async fn sync(
-        &mut self,
-        group: NodeId,
-        log: &[hologram_consensus::Decision],
-        ask: &Ask,
-    ) -> Option<MemberReply> {
-        if self.down {
-            return None;
-        }
-        let len = log.len() as u64;
-        let mut from = self.known.min(len);
-        let mut failures = 0;
-        // Enough requests to send the whole log in chunks, and to retry.
-        let limit = log.len() / MAX_SYNC_DECISIONS + 2 * MEMBER_ATTEMPTS + 2;
-        for _ in 0..limit {
-            let end = (from as usize)
-                .saturating_add(MAX_SYNC_DECISIONS)
-                .min(log.len());
-            let request = MemberRequest {
-                group,
-                from,
-                decisions: log.get(from as usize..end).unwrap_or_default().to_vec(),
-                ask: ask.clone(),
-            };
-            match self.member.ask(request).await {
-                Err(_) => {
-                    failures += 1;
-                    if failures >= MEMBER_ATTEMPTS {
-                        return None;
-                    }
-                }
-                Ok(MemberReply::Behind { next_height }) => {
-                    // A member that claims more than the log has is lying
-                    // or from another group: nothing more to send it.
-                    self.known = next_height.min(len);
-                    if next_height >= len || (next_height == from && end == log.len()) {
-                        return None;
-                    }
-                    from = next_height;
-                }
-                Ok(reply) => {
-                    self.known = self.known.max(end as u64);
-                    return Some(reply);
-                }
-            }
-        }
-        None
-    }
-}
-
-struct GroupState {
-    consensus: ReceiptConsensus<Arc<dyn Validator>>,
-    /// The keys this proposer may propose with, in failover order (every
-    /// member's for a group in one process).
-    proposers: Vec<KeyPair>,
-    /// The index in `proposers` of the keys that propose now.
-    proposer: usize,
-    gates: Vec<Arc<Gate>>,
-    /// The members in this process (none for a group built [`over`]
-    /// members behind the [`Member`] seam).
-    ///
-    /// [`over`]: ReplicatedParticipant::over
-    members: Vec<GroupMember>,
-    /// The members behind the [`Member`] seam.
-    remote: Vec<MemberSlot>,
-    /// Every decided height, in order (across proposers).
-    log: Vec<hologram_consensus::Decision>,
-    /// How many of the current proposer's decisions are in `log`.
-    taken: usize,
-}
-
-impl GroupState {
-    /// Moves the current proposer's new decisions into the log.
-    fn sync_log(&mut self) {
-        let fresh = self
-            .consensus
-            .decisions()
-            .get(self.taken..)
-            .unwrap_or_default();
-        self.log.extend_from_slice(fresh);
-        self.taken = self.consensus.decisions().len();
-    }
-
-    /// The next live member takes over proposing at the next height, after
-    /// learning from the validators what its predecessor left (a decided
-    /// height is adopted, a locked value re-proposed).
-    async fn fail_over(&mut self, set: &ValidatorSet) -> Result<(), TxnError> {
-        self.sync_log();
-        let n = self.proposers.len();
-        let next = (1..=n)
-            .map(|i| (self.proposer + i) % n)
-            .find(|&i| self.live(i))
-            .ok_or_else(|| TxnError::Transport("every member of the group is down".into()))?;
-        let validators = self
-            .gates
-            .iter()
-            .map(|g| Arc::clone(g) as Arc<dyn Validator>)
-            .collect();
-        let keys = self.proposers[next].clone();
-        self.consensus =
-            ReceiptConsensus::new(keys, set.clone(), validators, self.log.len() as u64)
-                .map_err(|e| TxnError::Transport(format!("consensus: {e}")))?;
-        self.consensus.catch_up().await;
-        self.proposer = next;
-        self.taken = 0;
-        Ok(())
-    }
-
-    /// Whether proposer keys `i` belong to a member that is up: not
-    /// crashed, and (in this process) not silent.
-    fn live(&self, i: usize) -> bool {
-        let id = self.proposers[i].node_id();
-        if let Some(m) = self.members.iter().find(|m| m.id() == id) {
-            return m.answering() != MemberBehaviour::Silent;
-        }
-        !self
-            .gates
-            .iter()
-            .any(|g| g.inner.id() == id && g.down.load(Ordering::Relaxed))
-    }
-}
-
-/// A shard run by a replicated group of `n = 3f + 1` validators, as a
-/// [`Participant`](crate::Participant) (see the [module docs](super)).
+/// A shard run by a replicated group of `n = 3f + 1` members, as a
+/// [`Participant`](crate::Participant).
 ///
-/// Each call becomes one command, ordered by the group's
-/// [`ReceiptConsensus`] (a decision needs `2f + 1` validators' precommits),
-/// applied by every member's [`ReplicatedStateMachine`] (which checks the
-/// commit certificate), and answered only when `f + 1` distinct members
-/// endorsed the same output with their own signatures: at least one of them
-/// is honest, so the answer is what the group's deterministic machine
-/// returned. Calls are serialized (one command per height).
+/// Each call becomes one command signed by the participant's client key
+/// and handed to every member's replica; the group's consensus orders it
+/// (concurrent calls share heights), every member applies it, and the call
+/// returns the output `f + 1` distinct members endorsed alike, each receipt
+/// it claims in the group's name completed with a [`GroupProof`] of their
+/// signatures. It asks `f + 1` members first (in turn, so the load is
+/// spread) and the others when those do not agree within the patience.
+///
+/// A shard group of `n = 3f + 1` validators runs the participant logic as a
+/// [`ShardMachine`](crate::ShardMachine): the deterministic [`ParticipantCore`] (locks, prepared
+/// state, values, decisions) applied to commands. Every step of two-phase
+/// commit — prepare, the one-phase commit, the primary's commit or abort
+/// decision, resolve, query — is a command, ordered by the group's
+/// consensus (its members are the validators, `2f + 1` precommits per
+/// decision) and applied by every member's
+/// [`ReplicatedStateMachine`](hologram_consensus::ReplicatedStateMachine),
+/// which checks the commit certificate. So a primary group's decision
+/// record lives in a replicated log: neither the coordinator's loss nor any
+/// `f` members' loss blocks anyone (the "best" option).
+///
+/// **Trusting the answer.** A member's answer is its machine's output,
+/// endorsed with its own signature ([`Endorsement`], for
+/// `Purpose::Transition`); [`ReplicatedParticipant`] returns an output only
+/// when `f + 1` distinct members endorsed the same one, so at least one
+/// honest member computed it. A lying or silent member (up to `f`) changes
+/// nothing; a replica that votes wrongly is refused by consensus.
+///
+/// **The group's identity.** Towards the rest of the protocol a group is
+/// one participant, and no member holds a key for it. Its id is
+/// self-certifying: `BLAKE3("hologram shard-group v1\n" ‖ n u8 ‖ the n
+/// member ids ascending)` ([`group_id`](crate::receipts::group_id), `n ≤`
+/// [`MAX_GROUP`](crate::receipts::MAX_GROUP)). The group's
+/// [`ShardMachine`](crate::ShardMachine) runs a core that signs as that
+/// [`Group`](crate::receipts::Group) ([`Signer::Group`](crate::Signer::Group)):
+/// its prepare votes, decisions and acknowledgements carry the group id as
+/// signer and a [`GroupProof`](crate::receipts::GroupProof) with no
+/// signature yet, so every replica computes the same output without a
+/// secret. Each member's [`Endorsement`] adds its own signature of every
+/// such receipt, for the purpose that receipt needs ([`group_claims`]);
+/// [`ReplicatedParticipant::agree`] takes the output `f + 1` members
+/// endorsed and completes each receipt's proof with `f + 1` of their
+/// checked signatures. The coordinator and other participants — groups or
+/// single-replica shards, mixed in one transaction — then verify it as any
+/// [`SignedReceipt`](crate::SignedReceipt). A Byzantine member signing a
+/// vote or decision in the group's name outside consensus has one
+/// signature of the `f + 1` needed, and is refused
+/// ([`TxnError::TooFewSignatures`]); a single signature claiming the group
+/// id verifies under no key ([`TxnError::BadSignature`]).
+///
+/// A group's core does not hand keys off ([`crate::Transfer`] transfers are
+/// signed by one node's keys): asked to, it refuses with
+/// [`TxnError::InvalidHandOff`]. Hand-offs between groups are not built yet.
+///
+/// **Recovery.** The core's timers (a primary's unilateral abort, a
+/// secondary's question) are not deterministic across replicas, so a group
+/// does not run them; their work is a command anyone may submit: [`settle`](crate::settle)
+/// asks the primary group to abort (which returns the decision already made,
+/// commit included, if there is one) and resolves the prepared group with
+/// it. A transaction whose coordinator crashed at any step is thereby
+/// completed or aborted everywhere.
+///
+/// **Members are replicas.** Each member is a consensus
+/// [`Replica`](hologram_consensus::Replica) of the group's validator set,
+/// run by a [`ReplicaDriver`](hologram_consensus::ReplicaDriver) over a
+/// `Transport` (with a [`DurableLog`](hologram_consensus::DurableLog) when
+/// given a store), its decisions applied to its
+/// [`ReplicatedStateMachine<ShardMachine>`](hologram_consensus::ReplicatedStateMachine)
+/// ([`GroupMember`]). Everything consensus needs is the replica's: leaders
+/// rotate and a failed round changes leader (no proposer to fail over),
+/// heights are pipelined and batched (concurrent transactions share them),
+/// a member that restarts recovers its log from its store and fetches what
+/// it missed from its peers (catch-up, each certificate verified).
+///
+/// **Calls.** [`ReplicatedParticipant`] signs each 2PC step as a
+/// [`Command`](hologram_consensus::Command) with its client key, hands it
+/// to every member ([`Member::submit`]), and gathers endorsements
+/// ([`Member::endorse`], which waits until the member applied the command)
+/// until `f + 1` agree. The [`Member`] seam is what it asks: a
+/// [`GroupMember`] in this process, or a wrapper of one (tests model silent,
+/// lying and forging members that way, in `tests/support`).
+///
+/// **Where it runs.** [`ReplicatedParticipant::in_process`] runs a whole
+/// group in this process, its members over a [`MemoryNetwork`] of their
+/// own, each on a thread; [`GroupMember::start`] returns a member and the
+/// future that runs it, for any executor and transport. A coordinator on
+/// another node reaches the group through a
+/// [`ParticipantService`](crate::ParticipantService) serving the
+/// [`ReplicatedParticipant`] (`crate::TXN_CALL_PROTOCOL`), as any participant.
+///
+/// Not built yet: members on other nodes than the participant's (a member's
+/// endorsements over a transport), log compaction (a replica replays its
+/// log from height 0 on a restart), hand-offs of keys to or from a group.
+///
+/// [`MemoryNetwork`]: hologram_lattice::transport::MemoryNetwork
+/// [`ParticipantCore`]: crate::ParticipantCore
 pub struct ReplicatedParticipant {
     id: NodeId,
     /// The members, as the group's id is made of them.
-    shard_group: Group,
-    set: ValidatorSet,
-    group: Mutex<GroupState>,
+    group: Group,
+    client: KeyPair,
+    members: Vec<Arc<dyn Member>>,
+    timer: Timer,
+    patience: Duration,
+    timeout: Duration,
+    next: AtomicUsize,
+    /// The members this participant started and stops when dropped.
+    local: Vec<Arc<GroupMember>>,
+}
+
+impl core::fmt::Debug for ReplicatedParticipant {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ReplicatedParticipant")
+            .field("id", &self.id)
+            .field("members", &self.members.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ReplicatedParticipant {
-    /// A group with validator set `set`: `members` apply what is decided,
-    /// `validators` (one per member, in the same order) vote, and the first
-    /// member proposes (the next live one takes over when it fails, see
-    /// [`FAILOVER_AFTER`]). `members` must all be members of `set`,
-    /// distinct, and start from equal cores signing as the
-    /// [`Group`] of `set`'s validators (whose id is this participant's id).
+    /// The [`Group`] of these members' keys: a group's core signs as it
+    /// (`ParticipantCore::new(group, ...)`), and its id is the group's
+    /// participant id.
+    pub fn group_of(members: &[KeyPair]) -> Result<Group, TxnError> {
+        Group::new(members.iter().map(KeyPair::node_id).collect())
+    }
+
+    /// The participant of `group`, asking `members` (distinct members of
+    /// the group, typically all of them) and signing its commands with
+    /// `client`'s keys; `timer` times its waits.
     pub fn new(
-        set: ValidatorSet,
-        validators: Vec<Arc<dyn Validator>>,
-        members: Vec<GroupMember>,
+        group: Group,
+        client: KeyPair,
+        members: Vec<Arc<dyn Member>>,
+        timer: Timer,
     ) -> Result<Self, TxnError> {
-        let id = Group::new(set.validators().to_vec())?.id();
-        check_members(&set, members.iter().map(GroupMember::id))?;
-        for m in &members {
-            if m.machine.state().core().id() != id {
+        let mut seen = BTreeSet::new();
+        for member in &members {
+            let id = member.id();
+            if group.members().binary_search(&id).is_err() || !seen.insert(id) {
                 return Err(TxnError::Decode {
                     what: "shard group",
-                    reason: "a member's core does not sign as the group of the validators".into(),
+                    reason: format!("member {id} is not a distinct member of the group"),
                 });
             }
         }
-        if validators.len() != members.len()
-            || validators
-                .iter()
-                .zip(&members)
-                .any(|(v, m)| v.id() != m.id())
-        {
-            return Err(TxnError::Decode {
-                what: "shard group",
-                reason: "not one validator per member, in the members' order".into(),
-            });
+        if members.is_empty() {
+            return Err(TxnError::Empty("member list"));
         }
-        let proposers = members.iter().map(|m| m.keys.clone()).collect();
-        Self::assemble(set, validators, proposers, members, Vec::new())
-    }
-
-    /// A group whose members and validators are anywhere — typically on
-    /// other nodes, as [`RemoteMember`](super::RemoteMember)s and
-    /// [`RemoteValidator`](hologram_consensus::RemoteValidator)s (see the
-    /// [`member`](super::member) docs for the deployment) — driven from
-    /// this node with `proposers`' keys (members of `set`, tried in order:
-    /// the next takes over when one fails [`FAILOVER_AFTER`] rounds in a
-    /// row).
-    ///
-    /// `validators` and `members` must each be distinct members of `set`;
-    /// the members must start from equal cores signing as the [`Group`] of
-    /// `set`'s validators (not checked here: a member that started
-    /// elsewhere endorses outputs the others do not, which count only when
-    /// `f + 1` members endorse one alike). The log starts at height 0: a
-    /// proposer started after another one adopts the heights the
-    /// validators decided (and still keep) before its first proposal
-    /// ([`ReceiptConsensus::catch_up`]), and members it finds behind are
-    /// sent them. Member `i` of `members` and validator `i` of
-    /// `validators` are what [`crash_member`](Self::crash_member)`(i)`
-    /// switches off.
-    pub fn over(
-        set: ValidatorSet,
-        validators: Vec<Arc<dyn Validator>>,
-        members: Vec<Arc<dyn Member>>,
-        proposers: Vec<KeyPair>,
-    ) -> Result<Self, TxnError> {
-        if proposers.is_empty() {
-            return Err(TxnError::Empty("proposer key list"));
-        }
-        check_members(&set, members.iter().map(|m| m.id()))?;
-        let remote = members
-            .into_iter()
-            .map(|member| MemberSlot {
-                member,
-                known: 0,
-                down: false,
-            })
-            .collect();
-        Self::assemble(set, validators, proposers, Vec::new(), remote)
-    }
-
-    /// The group over `validators` (each behind a [`Gate`] that
-    /// [`crash_member`](Self::crash_member) closes), proposing with the
-    /// first of `proposers`.
-    fn assemble(
-        set: ValidatorSet,
-        validators: Vec<Arc<dyn Validator>>,
-        proposers: Vec<KeyPair>,
-        members: Vec<GroupMember>,
-        remote: Vec<MemberSlot>,
-    ) -> Result<Self, TxnError> {
-        let shard_group = Group::new(set.validators().to_vec())?;
-        let gates: Vec<Arc<Gate>> = validators
-            .into_iter()
-            .map(|inner| {
-                Arc::new(Gate {
-                    inner,
-                    down: AtomicBool::new(false),
-                })
-            })
-            .collect();
-        let asked = gates
-            .iter()
-            .map(|g| Arc::clone(g) as Arc<dyn Validator>)
-            .collect();
-        let consensus = ReceiptConsensus::new(proposers[0].clone(), set.clone(), asked, 0)
-            .map_err(|e| TxnError::Transport(format!("consensus: {e}")))?;
         Ok(ReplicatedParticipant {
-            id: shard_group.id(),
-            shard_group,
-            set,
-            group: Mutex::new(GroupState {
-                consensus,
-                proposers,
-                proposer: 0,
-                gates,
-                members,
-                remote,
-                log: Vec::new(),
-                taken: 0,
-            }),
+            id: group.id(),
+            group,
+            client,
+            members,
+            timer,
+            patience: DEFAULT_PATIENCE,
+            timeout: DEFAULT_CALL_TIMEOUT,
+            next: AtomicUsize::new(0),
+            local: Vec::new(),
         })
     }
 
-    /// The group's validator set.
-    pub fn validators(&self) -> &ValidatorSet {
-        &self.set
+    /// This participant with other waits: `patience` for the first `f + 1`
+    /// members asked, `timeout` for the whole call.
+    pub fn with_timeouts(mut self, patience: Duration, timeout: Duration) -> Self {
+        self.patience = patience;
+        self.timeout = timeout;
+        self
     }
 
-    /// Member `index` crashes, losing everything it held in memory, and
-    /// restarts: its machine is rebuilt from the initial state by applying
-    /// the group's certified log again (each certificate checked), which is
-    /// all a member needs to make durable. A member stopped by
-    /// [`crash_member`](Self::crash_member) comes back up: it answers again
-    /// and its validator votes again.
-    ///
-    /// For a group built [`over`](Self::over) members elsewhere, the member
-    /// restarts on its node; this only makes the proposer ask it again (it
-    /// answers [`MemberReply::Behind`] and is sent the log).
-    pub async fn restart_member(&self, index: usize) -> Result<(), TxnError> {
-        let mut group = self.group.lock().await;
-        if let Some(slot) = group.remote.get_mut(index) {
-            slot.down = false;
-            slot.known = 0;
-            if let Some(gate) = group.gates.get(index) {
-                gate.down.store(false, Ordering::Relaxed);
-            }
-            return Ok(());
+    /// A whole group in this process: one [`GroupMember`] per key of
+    /// `members`, each starting from `core` (which signs as the
+    /// [`Group`] of the members' ids, see [`group_of`](Self::group_of)),
+    /// with `config(set)` as its replica's configuration, over a fault-free
+    /// [`MemoryNetwork`] of their own, each run on a thread of its own
+    /// until this participant is dropped. The first member's keys sign the
+    /// commands.
+    pub fn in_process(
+        core: &ParticipantCore,
+        members: &[KeyPair],
+        config: impl Fn(ValidatorSet) -> ReplicaConfig,
+    ) -> Result<Self, TxnError> {
+        let group = Self::group_of(members)?;
+        let set = ValidatorSet::new(group.members().to_vec())
+            .map_err(|e| TxnError::Transport(format!("validator set: {e}")))?;
+        let network = MemoryNetwork::new(u64::from_le_bytes(
+            group.id().as_bytes()[..8].try_into().unwrap_or_default(),
+        ));
+        let mut local = Vec::new();
+        for keys in members {
+            let (handler, inbox) = hologram_consensus::inbox();
+            let transport = network.join(keys.node_id(), Arc::new(handler));
+            let setup = MemberSetup {
+                keys: keys.clone(),
+                core: core.clone(),
+                config: config(set.clone()),
+                transport: Arc::new(transport),
+                inbox,
+                timer: network.timer().clone(),
+                store: None,
+            };
+            let (member, run) = futures::executor::block_on(GroupMember::start(setup))?;
+            std::thread::Builder::new()
+                .name(format!("group member {}", keys.node_id()))
+                .spawn(move || futures::executor::block_on(run))
+                .map_err(|e| TxnError::Transport(format!("member thread: {e}")))?;
+            local.push(Arc::new(member));
         }
-        group.sync_log();
-        let GroupState { members, log, .. } = &mut *group;
-        let member = members.get_mut(index).ok_or(TxnError::Decode {
-            what: "member index",
-            reason: format!("no member {index}"),
-        })?;
-        let mut fresh = member.restarted(self.set.clone());
-        fresh.apply(log)?;
-        *member = fresh;
-        // Back up: its validator answers again (its voting record is kept,
-        // as a durable one would be).
-        if let Some(gate) = group.gates.get(index) {
-            gate.down.store(false, Ordering::Relaxed);
-        }
-        Ok(())
+        let asked = local
+            .iter()
+            .map(|m| Arc::clone(m) as Arc<dyn Member>)
+            .collect();
+        let client = members.first().ok_or(TxnError::Empty("member list"))?;
+        let mut participant = Self::new(group, client.clone(), asked, network.timer().clone())?;
+        participant.local = local;
+        Ok(participant)
     }
 
-    /// The member whose keys propose now.
-    pub async fn proposer(&self) -> NodeId {
-        let group = self.group.lock().await;
-        group.proposers[group.proposer].node_id()
+    /// The group.
+    pub fn group(&self) -> &Group {
+        &self.group
     }
 
-    /// Member `index` crashes and stays down: its validator fails every
-    /// request, it answers nothing, and if it was proposing, the next live
-    /// member takes over. `f` members down leave the group working.
-    ///
-    /// For a group built [`over`](Self::over) members elsewhere, `index`
-    /// is the member's (and its validator's) position in the lists given;
-    /// the proposer stops asking them (the node itself crashes on its own).
-    pub async fn crash_member(&self, index: usize) -> Result<(), TxnError> {
-        let mut group = self.group.lock().await;
-        let gate = group.gates.get(index).ok_or(TxnError::Decode {
-            what: "member index",
-            reason: format!("no member {index}"),
-        })?;
-        gate.down.store(true, Ordering::Relaxed);
-        if let Some(member) = group.members.get_mut(index) {
-            member.down = true;
-        }
-        if let Some(slot) = group.remote.get_mut(index) {
-            slot.down = true;
-        }
-        Ok(())
-    }
-
-    /// Runs `f` on the members in this process (to inspect their replicas;
-    /// none for a group built [`over`](Self::over) members elsewhere).
-    pub async fn with_members<R>(&self, f: impl FnOnce(&[GroupMember]) -> R) -> R {
-        f(&self.group.lock().await.members)
+    /// The members this participant started ([`in_process`](Self::in_process)),
+    /// to inspect their replicas; none otherwise.
+    pub fn local_members(&self) -> &[Arc<GroupMember>] {
+        &self.local
     }
 
     /// A key's committed value, as `f + 1` members answer it alike.
     pub async fn value(&self, key: &Key) -> Result<Option<Vec<u8>>, TxnError> {
-        let answers: Vec<_> = {
-            let mut group = self.group.lock().await;
-            group.sync_log();
-            let GroupState {
-                members,
-                remote,
-                log,
-                ..
-            } = &mut *group;
-            let mut answers: Vec<_> = members.iter().filter_map(|m| m.read(key)).collect();
-            let ask = Ask::Read(key.clone());
-            let replies = join_all(remote.iter_mut().map(|s| s.sync(self.id, log, &ask))).await;
-            answers.extend(replies.into_iter().filter_map(|r| match r {
-                Some(MemberReply::Value(v)) => Some(v),
-                _ => None,
-            }));
-            answers
-        };
-        let needed = self.set.max_faulty() + 1;
+        let answers: Vec<_> = join_all(self.members.iter().map(|m| m.value(key)))
+            .await
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect();
+        let needed = self.group.needed();
         answers
             .iter()
             .find(|v| answers.iter().filter(|w| w == v).count() >= needed)
@@ -634,77 +277,55 @@ impl ReplicatedParticipant {
         TxnError::Transport(format!(
             "group {}: {what} endorsed by {got} members, {} needed",
             self.id,
-            self.set.max_faulty() + 1
+            self.group.needed()
         ))
     }
 
-    /// Orders `message` through consensus, applies it on every member and
-    /// returns the output that `f + 1` members endorsed. The command is
-    /// signed, as its client, with the keys proposing now.
+    /// Has `message` ordered by the group and returns the output that
+    /// `f + 1` members endorsed (see the type's docs).
     pub async fn submit(&self, message: &TxnMessage) -> Result<Option<TxnMessage>, TxnError> {
-        let mut group = self.group.lock().await;
-        let client = group
-            .proposers
-            .get(group.proposer)
-            .ok_or(TxnError::Empty("proposer key list"))?;
-        let command = Command::sign(client, message.to_wire()?)
+        let command = Command::sign(&self.client, message.to_wire()?)
             .map_err(|e| TxnError::Transport(format!("command: {e}")))?;
-        let batch = Batch::new(vec![command.clone()])
-            .map_err(|e| TxnError::Transport(format!("batch: {e}")))?;
-        let mut last = String::new();
-        let mut decided = false;
-        let mut failed = 0;
-        for _ in 0..MAX_ROUNDS {
-            let proposer_down = !group.live(group.proposer);
-            if proposer_down || failed >= FAILOVER_AFTER {
-                group.fail_over(&self.set).await?;
-                failed = 0;
-            }
-            failed += 1;
-            match group.consensus.achieve_consensus(batch.clone()).await {
-                // Another value, locked in an earlier round, was committed:
-                // propose ours at the next height.
-                ConsensusResult::Committed(r) if r != batch.receipt() => continue,
-                ConsensusResult::Committed(_) => {
-                    decided = true;
-                    break;
+        let started = Instant::now();
+        join_all(self.members.iter().map(|m| m.submit(command.clone()))).await;
+        let n = self.members.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut order = (0..n).map(|i| &self.members[(first + i) % n]);
+        let mut asking = FuturesUnordered::new();
+        asking.extend(
+            order
+                .by_ref()
+                .take(self.group.needed())
+                .map(|m| m.endorse(&command)),
+        );
+        let mut tally = Tally::new(&self.group, &command);
+        loop {
+            let left = self.timeout.saturating_sub(started.elapsed());
+            let more = order.len() > 0;
+            let wait = match more {
+                true => self.patience.min(left),
+                false => left,
+            };
+            match self.timer.timeout(wait, asking.next()).await {
+                Some(Some(Ok(endorsement))) => {
+                    if let Some(output) = tally.add(endorsement) {
+                        return Ok(output);
+                    }
+                    if asking.is_empty() && more {
+                        asking.extend(order.by_ref().map(|m| m.endorse(&command)));
+                    }
                 }
-                other => last = format!("{other:?}"),
+                Some(Some(Err(_))) | Some(None) | None if more => {
+                    asking.extend(order.by_ref().map(|m| m.endorse(&command)));
+                }
+                Some(Some(Err(_))) => {}
+                Some(None) | None => break,
             }
         }
-        group.sync_log();
-        let GroupState {
-            members,
-            remote,
-            log,
-            ..
-        } = &mut *group;
-        for member in members.iter_mut() {
-            member.apply(
-                log.get(member.machine.next_height() as usize..)
-                    .unwrap_or_default(),
-            )?;
-        }
-        if !decided {
-            return Err(TxnError::Transport(format!(
-                "group {}: command not decided in {MAX_ROUNDS} rounds: {last}",
-                self.id
-            )));
-        }
-        let mut endorsements: Vec<Endorsement> = members
-            .iter()
-            .filter_map(|m| m.endorse(self.id, &command))
-            .collect();
-        let ask = Ask::Endorse(command.clone());
-        let replies = join_all(remote.iter_mut().map(|s| s.sync(self.id, log, &ask))).await;
-        endorsements.extend(replies.into_iter().filter_map(|r| match r {
-            Some(MemberReply::Endorsed(e)) => Some(*e),
-            _ => None,
-        }));
-        self.agree(&command, endorsements)
+        Err(self.no_quorum("no output", tally.signers.len()))
     }
 
-    /// The output endorsed by `f + 1` distinct members of the set, each
+    /// The output endorsed by `f + 1` distinct members of the group, each
     /// endorsement's signatures checked (forged and unknown ones are
     /// ignored), with each receipt it claims in the group's name proved by
     /// a [`GroupProof`] of the `f + 1` lowest-indexed of those members'
@@ -714,44 +335,13 @@ impl ReplicatedParticipant {
         command: &Command,
         endorsements: Vec<Endorsement>,
     ) -> Result<Option<TxnMessage>, TxnError> {
-        let members = self.shard_group.members();
-        let mut signers = BTreeSet::new();
-        type Shares = Vec<(u8, Vec<Signature>)>;
-        let mut tally: Vec<(Option<TxnMessage>, Shares)> = Vec::new();
+        let mut tally = Tally::new(&self.group, command);
         for e in endorsements {
-            // `verify` checks the endorsement and every share.
-            let Ok(signer) = e.verify(&self.id, command) else {
-                continue;
-            };
-            let Ok(index) = members.binary_search(&signer) else {
-                continue;
-            };
-            if !signers.insert(signer) {
-                continue;
-            }
-            // A group has at most MAX_GROUP (64) members.
-            let share = (index as u8, e.shares);
-            match tally.iter_mut().find(|(o, _)| *o == e.output) {
-                Some((_, shares)) => shares.push(share),
-                None => tally.push((e.output, vec![share])),
+            if let Some(output) = tally.add(e) {
+                return Ok(output);
             }
         }
-        let needed = self.shard_group.needed();
-        let (mut output, mut shares) = tally
-            .into_iter()
-            .find(|(_, shares)| shares.len() >= needed)
-            .ok_or_else(|| self.no_quorum("no output", signers.len()))?;
-        shares.sort_unstable_by_key(|(index, _)| *index);
-        shares.truncate(needed);
-        if let Some(message) = output.as_mut() {
-            for (k, (_, claim)) in group_claims(message, &self.id).into_iter().enumerate() {
-                claim.proof = Proof::Group(GroupProof {
-                    members: members.to_vec(),
-                    signatures: shares.iter().map(|(i, s)| (*i, s[k])).collect(),
-                });
-            }
-        }
-        Ok(output)
+        Err(self.no_quorum("no output", tally.signers.len()))
     }
 
     async fn ask(&self, txn: TxnId, message: TxnMessage) -> Result<TxnMessage, TxnError> {
@@ -759,24 +349,79 @@ impl ReplicatedParticipant {
     }
 }
 
-crate::remote::participant_by_messages!(ReplicatedParticipant);
-
-/// Checks that `members` is not empty and lists distinct validators of `set`.
-fn check_members(
-    set: &ValidatorSet,
-    members: impl Iterator<Item = NodeId>,
-) -> Result<(), TxnError> {
-    let mut seen = BTreeSet::new();
-    for member in members {
-        if !set.contains(&member) || !seen.insert(member) {
-            return Err(TxnError::Decode {
-                what: "shard group",
-                reason: format!("member {member} is not a distinct validator of the set"),
-            });
+impl Drop for ReplicatedParticipant {
+    fn drop(&mut self) {
+        for member in &self.local {
+            member.stop();
         }
     }
-    if seen.is_empty() {
-        return Err(TxnError::Empty("member list"));
+}
+
+crate::remote::participant_by_messages!(ReplicatedParticipant);
+
+/// Member shares of one output.
+type Shares = Vec<(u8, Vec<Signature>)>;
+
+/// Endorsements of one command's output, counted as they come.
+struct Tally<'a> {
+    group: &'a Group,
+    command: &'a Command,
+    signers: BTreeSet<NodeId>,
+    outputs: Vec<(Option<TxnMessage>, Shares)>,
+}
+
+impl<'a> Tally<'a> {
+    fn new(group: &'a Group, command: &'a Command) -> Self {
+        Tally {
+            group,
+            command,
+            signers: BTreeSet::new(),
+            outputs: Vec::new(),
+        }
     }
-    Ok(())
+
+    /// Counts `e` if it verifies and its signer is a member not counted
+    /// yet; the output with its group proofs once `f + 1` endorsed it.
+    fn add(&mut self, e: Endorsement) -> Option<Option<TxnMessage>> {
+        let members = self.group.members();
+        // `verify` checks the endorsement and every share.
+        let signer = e.verify(&self.group.id(), self.command).ok()?;
+        let index = members.binary_search(&signer).ok()?;
+        if !self.signers.insert(signer) {
+            return None;
+        }
+        // A group has at most MAX_GROUP (64) members.
+        let share = (index as u8, e.shares);
+        let slot = match self.outputs.iter().position(|(o, _)| *o == e.output) {
+            Some(i) => i,
+            None => {
+                self.outputs.push((e.output, Vec::new()));
+                self.outputs.len() - 1
+            }
+        };
+        let shares = &mut self.outputs[slot].1;
+        shares.push(share);
+        let needed = self.group.needed();
+        if shares.len() < needed {
+            return None;
+        }
+        let (mut output, mut shares) = self.outputs.swap_remove(slot);
+        shares.sort_unstable_by_key(|(index, _)| *index);
+        shares.truncate(needed);
+        if let Some(message) = output.as_mut() {
+            for (k, (_, claim)) in group_claims(message, &self.group.id())
+                .into_iter()
+                .enumerate()
+            {
+                claim.proof = Proof::Group(GroupProof {
+                    members: members.to_vec(),
+                    signatures: shares
+                        .iter()
+                        .filter_map(|(i, s)| Some((*i, *s.get(k)?)))
+                        .collect(),
+                });
+            }
+        }
+        Some(output)
+    }
 }

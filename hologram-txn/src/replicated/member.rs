@@ -1,489 +1,359 @@
-//! A group's members as its proposer sees them: the [`Member`] seam, the
-//! member side ([`MemberService`], in-process or served over a transport)
-//! and [`RemoteMember`], a member on another node.
+//! A group's members: the [`Member`] seam a [`ReplicatedParticipant`]
+//! asks, and [`GroupMember`], one member's replicas in this process.
 //!
-//! **Deployment.** Each member node of a group runs, behind one
-//! [`ProtocolMux`](hologram_lattice::transport::ProtocolMux):
+//! A [`GroupMember`] is a consensus [`Replica`](hologram_consensus::Replica)
+//! of the group's validator set, run by a [`ReplicaDriver`] over a
+//! `Transport` (with a [`DurableLog`] when given a store), whose decisions
+//! are applied, in height order, to its
+//! [`ReplicatedStateMachine<ShardMachine>`](ReplicatedStateMachine). Round
+//! changes, pipelining, batching and catch-up are the replica's; the member
+//! adds only what a participant needs: commands handed to its replica
+//! ([`Member::submit`]), the output of each applied command kept for a
+//! while ([`MAX_OUTPUTS`]) and signed on request ([`Member::endorse`]), and
+//! reads of its replica's values ([`Member::value`]).
 //!
-//! - its validator for the group's consensus (a
-//!   [`LocalValidator`](hologram_consensus::LocalValidator) served by a
-//!   [`ValidatorHandler`](hologram_consensus::ValidatorHandler) under
-//!   [`hologram_consensus::VALIDATOR_PROTOCOL`]), and
-//! - its replica of the shard ([`MemberService`] under
-//!   `TXN_MEMBER`): the member's keys and its
-//!   [`ReplicatedStateMachine<ShardMachine>`](hologram_consensus::ReplicatedStateMachine).
-//!
-//! The group's proposer node runs a
-//! [`ReplicatedParticipant::over`](super::ReplicatedParticipant::over) the
-//! members' [`RemoteValidator`](hologram_consensus::RemoteValidator)s and
-//! [`RemoteMember`]s, served to coordinators by a
-//! [`ParticipantService`](crate::ParticipantService).
-//!
-//! **Protocol.** The proposer gets a command decided, then asks each member
-//! [`MemberRequest`]: "here are the decided heights from `from` on (those
-//! you may lack, at most [`MAX_SYNC_DECISIONS`]); apply them, then
-//! [`Ask::Endorse`] this command's output (or [`Ask::Read`] a key)". The
-//! member skips the heights it has, applies the others — each checked by
-//! [`ReplicatedStateMachine::apply_decision`](hologram_consensus::ReplicatedStateMachine::apply_decision)
-//! against the group's validator set, so a Byzantine proposer cannot feed
-//! it a forged height — and answers [`MemberReply::Endorsed`] with its
-//! signed [`Endorsement`], [`MemberReply::Value`], or
-//! [`MemberReply::Behind`] with the next height it needs (it restarted and
-//! lost its replica, or the command is past the heights it was sent); the
-//! proposer resends from there. What a member answers is only what it
-//! claims: the proposer counts an output when `f + 1` members' endorsements
-//! of it verify ([`ReplicatedParticipant::agree`](super::ReplicatedParticipant::agree)).
-//!
-//! **Bounds.** Both messages travel as postcard, decoded by
-//! [`MemberRequest::decode`] / [`MemberReply::decode`]: more than
-//! [`MAX_MEMBER_FRAME`] bytes are refused before reading, trailing bytes and
-//! every bound serde does not check (decisions per request, the batches and
-//! certificates inside them, the endorsed message, values, reasons) are
-//! refused after. Nothing from the network panics a member.
+//! [`ReplicatedParticipant`]: super::ReplicatedParticipant
 
-use super::group::GroupMember;
-use super::machine::Endorsement;
-use crate::receipts::bounded;
-use crate::types::MAX_VALUE_LEN;
-use crate::wire::MAX_REASON_LEN;
-use crate::{Key, TxnError};
+use super::machine::{Endorsement, ShardMachine};
+use crate::participant::ParticipantCore;
+use crate::{Key, TxnError, TxnMessage};
 use async_trait::async_trait;
-use hologram_consensus::{Command, ConsensusMessage, Decision};
-use hologram_lattice::transport::{
-    Handler, HandlerError, Protocol, Service, Transport, DEFAULT_MAX_FRAME,
+use futures::channel::{mpsc, oneshot};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use hologram_cam::Store;
+use hologram_consensus::{
+    Command, CommandId, Decision, DriverHandle, DurableLog, Inbox, ReplicaConfig, ReplicaDriver,
+    ReplicatedStateMachine,
 };
-use hologram_lattice::{NodeId, PeerId};
-use serde::{Deserialize, Serialize};
-use std::sync::{Arc, Mutex, PoisonError};
+use hologram_lattice::transport::{Timer, Transport};
+use hologram_lattice::NodeId;
+use hologram_receipt::KeyPair;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-/// The most decided heights one [`MemberRequest`] carries.
-pub const MAX_SYNC_DECISIONS: usize = 32;
+/// The most outputs of applied commands a member keeps to endorse (the
+/// oldest are forgotten first: a command applied that long ago is no
+/// longer endorsed).
+pub const MAX_OUTPUTS: usize = 1 << 16;
 
-/// The largest encoded [`MemberRequest`] or [`MemberReply`]: a transport's
-/// default frame.
-pub const MAX_MEMBER_FRAME: usize = DEFAULT_MAX_FRAME;
+/// The most calls waiting at once for a member to apply their command;
+/// more are refused with a retryable [`TxnError::Transport`].
+pub const MAX_WAITING: usize = 1 << 14;
 
-/// What a proposer asks a member to do once it applied the heights sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Ask {
-    /// Endorse the output of this decided command.
-    Endorse(Command),
-    /// Answer this key's committed value.
-    Read(Key),
-}
+/// How long [`Member::endorse`] waits by default for the command to be
+/// applied.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(2);
 
-/// A proposer's request to a member (module docs).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberRequest {
-    /// The group asked about (a member refuses another group's request).
-    pub group: NodeId,
-    /// The height of `decisions[0]`.
-    pub from: u64,
-    /// Decided heights `from`, `from + 1`, …: at most
-    /// [`MAX_SYNC_DECISIONS`].
-    #[serde(deserialize_with = "bounded::<_, _, MAX_SYNC_DECISIONS>")]
-    pub decisions: Vec<Decision>,
-    /// What to answer after applying them.
-    pub ask: Ask,
-}
-
-/// A member's answer to a [`MemberRequest`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MemberReply {
-    /// The member's endorsement of the command's output.
-    Endorsed(Box<Endorsement>),
-    /// The key's committed value at the member.
-    Value(Option<Vec<u8>>),
-    /// The member has no output to endorse yet: it needs the decided heights
-    /// from `next_height` on.
-    Behind {
-        /// The first height the member has not applied.
-        next_height: u64,
-    },
-    /// The member refused (another group, a height that did not verify, a
-    /// member that does not answer), and why.
-    Refused(String),
-}
-
-fn decode_error(what: &'static str, reason: impl ToString) -> TxnError {
-    TxnError::Decode {
-        what,
-        reason: reason.to_string(),
-    }
-}
-
-/// Decodes exactly `bytes` as a `T`, refusing more than [`MAX_MEMBER_FRAME`]
-/// before reading and any trailing bytes.
-fn decode_exact<T: for<'de> Deserialize<'de>>(
-    bytes: &[u8],
-    what: &'static str,
-) -> Result<T, TxnError> {
-    crate::types::bound(what, bytes.len(), MAX_MEMBER_FRAME)?;
-    let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| decode_error(what, e))?;
-    if !rest.is_empty() {
-        return Err(decode_error(what, format!("{} trailing bytes", rest.len())));
-    }
-    Ok(value)
-}
-
-fn encode<T: Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>, TxnError> {
-    let bytes = postcard::to_allocvec(value).map_err(|e| decode_error(what, e))?;
-    crate::types::bound(what, bytes.len(), MAX_MEMBER_FRAME)?;
-    Ok(bytes)
-}
-
-impl MemberRequest {
-    /// Checks the bounds serde does not: each decision's batch and
-    /// certificate (as a consensus message carrying it is checked) and the
-    /// key read.
-    pub fn check(&self) -> Result<(), TxnError> {
-        crate::types::bound("decided heights", self.decisions.len(), MAX_SYNC_DECISIONS)?;
-        for d in &self.decisions {
-            ConsensusMessage::Decision(Box::new(d.clone()))
-                .check_bounds()
-                .map_err(|e| decode_error("member request", e))?;
-        }
-        if let Ask::Read(key) = &self.ask {
-            key.check()?;
-        }
-        Ok(())
-    }
-
-    /// The postcard encoding.
-    pub fn encode(&self) -> Result<Vec<u8>, TxnError> {
-        encode(self, "member request")
-    }
-
-    /// Decodes exactly `bytes` (module docs).
-    pub fn decode(bytes: &[u8]) -> Result<Self, TxnError> {
-        let request: Self = decode_exact(bytes, "member request")?;
-        request.check()?;
-        Ok(request)
-    }
-}
-
-impl MemberReply {
-    /// Checks the bounds serde does not: the endorsed message's, the
-    /// value's length and the reason's.
-    pub fn check(&self) -> Result<(), TxnError> {
-        match self {
-            MemberReply::Endorsed(e) => match &e.output {
-                Some(message) => message.check(),
-                None => Ok(()),
-            },
-            MemberReply::Value(Some(v)) => crate::types::bound("value", v.len(), MAX_VALUE_LEN),
-            MemberReply::Refused(reason) => {
-                crate::types::bound("refusal reason", reason.len(), MAX_REASON_LEN)
-            }
-            MemberReply::Value(None) | MemberReply::Behind { .. } => Ok(()),
-        }
-    }
-
-    /// The postcard encoding.
-    pub fn encode(&self) -> Result<Vec<u8>, TxnError> {
-        encode(self, "member reply")
-    }
-
-    /// Decodes exactly `bytes` (module docs).
-    pub fn decode(bytes: &[u8]) -> Result<Self, TxnError> {
-        let reply: Self = decode_exact(bytes, "member reply")?;
-        reply.check()?;
-        Ok(reply)
-    }
-}
-
-/// A refusal, its reason cut to [`MAX_REASON_LEN`] bytes.
-fn refused(reason: impl ToString) -> MemberReply {
-    let mut reason = reason.to_string();
-    if reason.len() > MAX_REASON_LEN {
-        let mut cut = MAX_REASON_LEN;
-        while !reason.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        reason.truncate(cut);
-    }
-    MemberReply::Refused(reason)
-}
-
-/// A member of a group as its proposer sees it (module docs): in this
-/// process ([`MemberService`]) or on another node ([`RemoteMember`]).
+/// A member of a shard group as its [`ReplicatedParticipant`] sees it:
+/// [`GroupMember`] in this process, or any wrapper of one (tests model
+/// Byzantine and crashed members so). Its answers are only what it claims:
+/// the participant counts an output when `f + 1` members' endorsements of
+/// it verify.
+///
+/// [`ReplicatedParticipant`]: super::ReplicatedParticipant
 #[async_trait]
 pub trait Member: Send + Sync {
     /// The member's id (one of the group's validators).
     fn id(&self) -> NodeId;
 
-    /// Sends `request`; the member's answer, or why none came.
-    async fn ask(&self, request: MemberRequest) -> Result<MemberReply, TxnError>;
+    /// Hands `command` to the member's replica to be ordered.
+    async fn submit(&self, command: Command) -> Result<(), TxnError>;
+
+    /// Waits until the member applied `command`, and returns its signed
+    /// endorsement of the output.
+    async fn endorse(&self, command: &Command) -> Result<Endorsement, TxnError>;
+
+    /// The committed value of `key` at the member's replica.
+    async fn value(&self, key: &Key) -> Result<Option<Vec<u8>>, TxnError>;
 }
 
-/// The member side: a [`GroupMember`] (its keys and its replica) answering
-/// [`MemberRequest`]s — called in this process as a [`Member`], or served
-/// to a proposer on another node as the [`Handler`] for
-/// `TXN_MEMBER` requests. Requests are answered one at a time.
+/// What a member's applier shares with its callers.
 #[derive(Debug)]
-pub struct MemberService {
-    id: NodeId,
-    member: Mutex<GroupMember>,
+struct Applied {
+    machine: ReplicatedStateMachine<ShardMachine>,
+    /// The outputs kept, and their commands in the order applied.
+    outputs: HashMap<CommandId, Option<TxnMessage>>,
+    order: VecDeque<CommandId>,
+    /// Calls waiting for a command to be applied.
+    waiting: HashMap<CommandId, Vec<oneshot::Sender<()>>>,
+    /// Why the member stopped applying, once it did.
+    stopped: Option<String>,
 }
 
-impl MemberService {
-    /// A service answering with `member`.
-    pub fn new(member: GroupMember) -> Self {
-        MemberService {
-            id: member.id(),
-            member: Mutex::new(member),
+impl Applied {
+    /// Applies one decided height, keeping each command's output and
+    /// waking who waits for it.
+    fn apply(&mut self, decision: &Decision) -> Result<(), TxnError> {
+        let applied = self
+            .machine
+            .apply_decision(decision)
+            .map_err(|e| TxnError::Transport(format!("decided height refused: {e}")))?;
+        for done in applied {
+            let id = done.entry.command;
+            if self.order.len() >= MAX_OUTPUTS {
+                if let Some(old) = self.order.pop_front() {
+                    self.outputs.remove(&old);
+                }
+            }
+            self.outputs.insert(id, done.output);
+            self.order.push_back(id);
+            for waiter in self.waiting.remove(&id).unwrap_or_default() {
+                let _ = waiter.send(());
+            }
         }
+        Ok(())
     }
 
-    /// Runs `f` on the member (to inspect its replica).
-    pub fn with_member<R>(&self, f: impl FnOnce(&GroupMember) -> R) -> R {
-        f(&self.member.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    /// Answers `request` (module docs).
-    pub fn answer(&self, request: MemberRequest) -> MemberReply {
-        // `answer` leaves the member consistent at every step (a height is
-        // applied whole or not at all), so a panic elsewhere cannot have
-        // broken it.
-        let mut member = self.member.lock().unwrap_or_else(PoisonError::into_inner);
-        member.answer(request)
-    }
-}
-
-#[async_trait]
-impl Member for MemberService {
-    fn id(&self) -> NodeId {
-        self.id
-    }
-
-    async fn ask(&self, request: MemberRequest) -> Result<MemberReply, TxnError> {
-        Ok(self.answer(request))
-    }
-}
-
-#[async_trait]
-impl Handler for MemberService {
-    async fn request(
-        &self,
-        _from: PeerId,
-        protocol: Protocol,
-        payload: Vec<u8>,
-    ) -> Result<Vec<u8>, HandlerError> {
-        if protocol != crate::protocols::TXN_MEMBER {
-            return Err(HandlerError::Refused(format!(
-                "a group member answers only TXN_MEMBER requests, not {protocol:?}"
-            )));
+    /// Registers a call waiting for `id` (bounded: see [`MAX_WAITING`]).
+    fn wait_for(&mut self, id: CommandId) -> Result<oneshot::Receiver<()>, TxnError> {
+        if let Some(why) = &self.stopped {
+            return Err(TxnError::Transport(format!("member stopped: {why}")));
         }
-        let request =
-            MemberRequest::decode(&payload).map_err(|e| HandlerError::Refused(e.to_string()))?;
-        self.answer(request)
-            .encode()
-            .map_err(|e| HandlerError::Failed(e.to_string()))
+        if self.waiting.len() >= MAX_WAITING {
+            self.waiting.retain(|_, ws| {
+                ws.retain(|w| !w.is_canceled());
+                !ws.is_empty()
+            });
+            if self.waiting.len() >= MAX_WAITING {
+                return Err(TxnError::Transport("too many calls waiting".into()));
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiting.entry(id).or_default().push(tx);
+        Ok(rx)
     }
-
-    async fn message(&self, _: PeerId, _: Protocol, _: Vec<u8>) {}
 }
 
-impl Service for MemberService {
-    fn protocol(&self) -> Protocol {
-        crate::protocols::TXN_MEMBER
-    }
+/// What a [`GroupMember`] is made of.
+pub struct MemberSetup {
+    /// The member's keys (a validator of `config.validators`).
+    pub keys: KeyPair,
+    /// The shard's participant core every member of the group starts from
+    /// (signing as the [`Group`](crate::Group) of the validators).
+    pub core: ParticipantCore,
+    /// The replica's configuration (the group's validator set, batching,
+    /// pipelining, timeouts).
+    pub config: ReplicaConfig,
+    /// The member's transport; its node serves the `inbox`'s handler for
+    /// `hologram_consensus::CONSENSUS_PROTOCOL`.
+    pub transport: Arc<dyn Transport>,
+    /// The inbox the member's consensus handler fills.
+    pub inbox: Inbox,
+    /// The clock of the driver and of the waits.
+    pub timer: Timer,
+    /// Where the replica's log and voting record are made durable, and
+    /// recovered from on a restart (none: in memory only).
+    pub store: Option<Arc<dyn Store>>,
 }
 
-/// A member on another node, asked over a transport: each call is one
-/// `TXN_MEMBER` request answered by the node's
-/// [`MemberService`]. Its answers are only what it claims (module docs).
-pub struct RemoteMember {
-    id: NodeId,
-    transport: Arc<dyn Transport>,
-    timeout: Duration,
+/// The future that runs a [`GroupMember`] until it is
+/// [stopped](GroupMember::stop); spawn it on any executor.
+pub type MemberRun = BoxFuture<'static, Result<(), TxnError>>;
+
+/// One member of a shard group in this process (see the
+/// docs of [`ReplicatedParticipant`](crate::ReplicatedParticipant)).
+pub struct GroupMember {
+    keys: KeyPair,
+    group: NodeId,
+    handle: DriverHandle,
+    applied: Arc<Mutex<Applied>>,
+    timer: Timer,
+    wait: Duration,
 }
 
-impl core::fmt::Debug for RemoteMember {
+impl core::fmt::Debug for GroupMember {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("RemoteMember")
-            .field("id", &self.id)
-            .field("timeout", &self.timeout)
+        f.debug_struct("GroupMember")
+            .field("id", &self.keys.node_id())
+            .field("group", &self.group)
             .finish_non_exhaustive()
     }
 }
 
-impl RemoteMember {
-    /// The member `id` (its node is `id` too), asked through `transport`,
-    /// each answer awaited at most `timeout`.
-    pub fn new(id: NodeId, transport: Arc<dyn Transport>, timeout: Duration) -> Self {
-        RemoteMember {
-            id,
-            transport,
-            timeout,
-        }
-    }
-}
-
-#[async_trait]
-impl Member for RemoteMember {
-    fn id(&self) -> NodeId {
-        self.id
-    }
-
-    async fn ask(&self, request: MemberRequest) -> Result<MemberReply, TxnError> {
-        let answer = self
-            .transport
-            .request(
-                self.id,
-                crate::protocols::TXN_MEMBER,
-                request.encode()?,
-                self.timeout,
-            )
-            .await
-            .map_err(|e| TxnError::Transport(format!("member {}: {e}", self.id)))?;
-        MemberReply::decode(&answer)
-    }
+fn lock(applied: &Mutex<Applied>) -> MutexGuard<'_, Applied> {
+    // Every update completes before the next fallible step.
+    applied.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl GroupMember {
-    /// The member's answer to `request` (module docs).
-    pub(crate) fn answer(&mut self, request: MemberRequest) -> MemberReply {
-        let group = self.machine().state().core().id();
-        if request.group != group {
-            return refused(format!("a member of group {group}, not {}", request.group));
-        }
-        let next = self.machine().next_height();
-        if request.from > next {
-            return MemberReply::Behind { next_height: next };
-        }
-        // The heights this member has are skipped; `from <= next`.
-        let skip = usize::try_from(next - request.from).unwrap_or(usize::MAX);
-        let fresh = request.decisions.get(skip..).unwrap_or_default();
-        if let Err(e) = self.apply(fresh) {
-            return refused(e);
-        }
-        match request.ask {
-            Ask::Endorse(command) => match self.endorse(group, &command) {
-                Some(e) => MemberReply::Endorsed(Box::new(e)),
-                None => MemberReply::Behind {
-                    next_height: self.machine().next_height(),
-                },
-            },
-            Ask::Read(key) => match self.read(&key) {
-                Some(value) => MemberReply::Value(value),
-                None => refused("this member does not answer"),
-            },
-        }
+    /// Starts a member: with a store, recovers its replica and machine from
+    /// the durable log there (each certificate checked; the rest is fetched
+    /// from peers by catch-up). Returns the member and the future that runs
+    /// it.
+    pub async fn start(setup: MemberSetup) -> Result<(Self, MemberRun), TxnError> {
+        let MemberSetup {
+            keys,
+            core,
+            config,
+            transport,
+            inbox,
+            timer,
+            store,
+        } = setup;
+        let err = |e: hologram_consensus::ConsensusError| TxnError::Transport(e.to_string());
+        let group = core.id();
+        let mut applied = Applied {
+            machine: ReplicatedStateMachine::new(
+                ShardMachine::new(core),
+                config.validators.clone(),
+            ),
+            outputs: HashMap::new(),
+            order: VecDeque::new(),
+            waiting: HashMap::new(),
+            stopped: None,
+        };
+        let (replica, log) = match store {
+            Some(store) => {
+                let (log, recovered) = DurableLog::open(store, config.validators.clone())
+                    .await
+                    .map_err(err)?;
+                for decision in &recovered.decisions {
+                    applied.apply(decision)?;
+                }
+                (
+                    recovered.replica(keys.clone(), config).map_err(err)?,
+                    Some(log),
+                )
+            }
+            None => (
+                hologram_consensus::Replica::new(keys.clone(), config).map_err(err)?,
+                None,
+            ),
+        };
+        let (driver, handle, decisions) =
+            ReplicaDriver::new(replica, transport, timer.clone(), inbox);
+        let driver = match log {
+            Some(log) => driver.with_log(log),
+            None => driver,
+        };
+        let applied = Arc::new(Mutex::new(applied));
+        let run = run(driver, decisions, Arc::clone(&applied), handle.clone()).boxed();
+        let member = GroupMember {
+            keys,
+            group,
+            handle,
+            applied,
+            timer,
+            wait: DEFAULT_WAIT,
+        };
+        Ok((member, run))
+    }
+
+    /// This member, waiting at most `wait` for a command to be applied.
+    pub fn with_wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// The member's id.
+    pub fn id(&self) -> NodeId {
+        self.keys.node_id()
+    }
+
+    /// Asks the member's driver to stop (its run future then ends).
+    pub fn stop(&self) {
+        self.handle.stop();
+    }
+
+    /// Runs `f` on the member's replica of the shard machine.
+    pub fn with_machine<R>(&self, f: impl FnOnce(&ReplicatedStateMachine<ShardMachine>) -> R) -> R {
+        f(&lock(&self.applied).machine)
+    }
+
+    /// The output the member computed for `command`, if it applied it and
+    /// still keeps it.
+    pub fn output(&self, command: &Command) -> Option<Option<TxnMessage>> {
+        lock(&self.applied).outputs.get(&command.id()).cloned()
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{ParticipantConfig, ParticipantCore, ShardMap, TxnId, TxnMessage};
-    use hologram_consensus::ValidatorSet;
-    use hologram_receipt::KeyPair;
-    use proptest::prelude::*;
-
-    proptest! {
-        /// Any bytes are an error or a request/reply within bounds, never a
-        /// panic; what decodes encodes back to the same bytes.
-        #[test]
-        fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            if let Ok(r) = MemberRequest::decode(&bytes) {
-                prop_assert!(r.decisions.len() <= MAX_SYNC_DECISIONS);
-                prop_assert_eq!(MemberRequest::decode(&r.encode().unwrap()).unwrap(), r);
-            }
-            if let Ok(r) = MemberReply::decode(&bytes) {
-                prop_assert_eq!(MemberReply::decode(&r.encode().unwrap()).unwrap(), r);
+/// Drives the replica and applies its decisions until it stops.
+async fn run(
+    driver: ReplicaDriver,
+    mut decisions: mpsc::UnboundedReceiver<Decision>,
+    applied: Arc<Mutex<Applied>>,
+    handle: DriverHandle,
+) -> Result<(), TxnError> {
+    let apply = async {
+        while let Some(decision) = decisions.next().await {
+            if let Err(e) = lock(&applied).apply(&decision) {
+                handle.stop();
+                return Err(e);
             }
         }
+        Ok(())
+    };
+    let ((_, driven), applying) = futures::join!(driver.try_run(), apply);
+    let result = driven
+        .map_err(|e| TxnError::Transport(format!("member replica: {e}")))
+        .and(applying);
+    let mut state = lock(&applied);
+    state.stopped = Some(match &result {
+        Ok(()) => "stopped".into(),
+        Err(e) => e.to_string(),
+    });
+    // Waiting calls are told at once.
+    state.waiting.clear();
+    result
+}
 
-        /// A member given any request — garbage decisions included — answers
-        /// without panicking and applies nothing it cannot verify.
-        #[test]
-        fn a_member_refuses_unverified_heights(bytes in proptest::collection::vec(any::<u8>(), 1..128), from in 0u64..3) {
-            let keys: Vec<KeyPair> = (0..4u8).map(|i| KeyPair::from_seed([40 + i; 32])).collect();
-            let group = crate::Group::new(keys.iter().map(KeyPair::node_id).collect()).unwrap();
-            let set = ValidatorSet::new(keys.iter().map(KeyPair::node_id).collect()).unwrap();
-            let core = ParticipantCore::new(group.clone(), ParticipantConfig::default(), ShardMap::even(&[group.id()])).unwrap();
-            let service = MemberService::new(GroupMember::new(keys[0].clone(), set, core, super::super::MemberBehaviour::Honest));
-            let command = Command::sign(&hologram_receipt::KeyPair::from_seed([0xc1; 32]), bytes).unwrap();
-            let batch = hologram_consensus::Batch::new(vec![command.clone()]).unwrap();
-            let vote = hologram_consensus::Vote::sign(&keys[1], hologram_consensus::Slot { height: from, round: 0, kind: hologram_consensus::VoteKind::Precommit }, Some(batch.receipt()));
-            let forged = Decision { batch, certificate: hologram_consensus::Certificate::from_votes(vote.slot, vote.value.unwrap(), [&vote]) };
-            let request = MemberRequest { group: group.id(), from, decisions: vec![forged], ask: Ask::Endorse(command) };
-            let reply = service.answer(MemberRequest::decode(&request.encode().unwrap()).unwrap());
-            match from {
-                0 => prop_assert!(matches!(reply, MemberReply::Refused(_))),
-                _ => prop_assert_eq!(reply, MemberReply::Behind { next_height: 0 }),
-            }
-            prop_assert_eq!(service.with_member(|m| m.machine().next_height()), 0);
-            // Another group's request is refused.
-            let other = MemberRequest { group: keys[0].node_id(), from: 0, decisions: vec![], ask: Ask::Read(Key::new(b"k".to_vec()).unwrap()) };
-            prop_assert!(matches!(service.answer(other), MemberReply::Refused(_)));
-        }
+#[async_trait]
+impl Member for GroupMember {
+    fn id(&self) -> NodeId {
+        self.keys.node_id()
     }
 
-    #[test]
-    fn oversized_and_trailing_input_is_refused() {
-        let huge = vec![0u8; MAX_MEMBER_FRAME + 1];
-        assert!(matches!(
-            MemberRequest::decode(&huge),
-            Err(TxnError::TooLarge { .. })
-        ));
-        assert!(matches!(
-            MemberReply::decode(&huge),
-            Err(TxnError::TooLarge { .. })
-        ));
-        let mut bytes = MemberReply::Behind { next_height: 3 }.encode().unwrap();
-        bytes.push(0);
-        assert!(matches!(
-            MemberReply::decode(&bytes),
-            Err(TxnError::Decode { .. })
-        ));
-        // More decisions than the bound are refused while decoding.
-        let command = Command::sign(
-            &hologram_receipt::KeyPair::from_seed([0xc1; 32]),
-            TxnMessage::Abort {
-                txn: TxnId([1; 16]),
+    async fn submit(&self, command: Command) -> Result<(), TxnError> {
+        self.handle
+            .submit(vec![command], false)
+            .await
+            .map(drop)
+            .map_err(|e| TxnError::Transport(format!("member {}: {e}", self.id())))
+    }
+
+    async fn endorse(&self, command: &Command) -> Result<Endorsement, TxnError> {
+        let id = command.id();
+        let waiting = {
+            let mut state = lock(&self.applied);
+            match state.outputs.get(&id) {
+                Some(_) => None,
+                None if state.machine.was_applied(&id) => {
+                    return Err(TxnError::Transport(format!(
+                        "member {}: the output of {id} is no longer kept",
+                        self.id()
+                    )))
+                }
+                None => Some(state.wait_for(id)?),
             }
-            .to_wire()
-            .unwrap(),
-        )
-        .unwrap();
-        let batch = hologram_consensus::Batch::new(vec![command.clone()]).unwrap();
-        let keys = KeyPair::from_seed([9; 32]);
-        let vote = hologram_consensus::Vote::sign(
-            &keys,
-            hologram_consensus::Slot {
-                height: 0,
-                round: 0,
-                kind: hologram_consensus::VoteKind::Precommit,
-            },
-            Some(batch.receipt()),
-        );
-        let decision = Decision {
-            batch,
-            certificate: hologram_consensus::Certificate::from_votes(
-                vote.slot,
-                vote.value.unwrap(),
-                [&vote],
-            ),
         };
-        let request = MemberRequest {
-            group: keys.node_id(),
-            from: 0,
-            decisions: vec![decision; MAX_SYNC_DECISIONS + 1],
-            ask: Ask::Endorse(command),
-        };
-        let bytes = postcard::to_allocvec(&request).unwrap();
-        assert!(matches!(
-            MemberRequest::decode(&bytes),
-            Err(TxnError::Decode { .. })
-        ));
-        // A reply with an overlong value is refused.
-        let long = MemberReply::Value(Some(vec![0; MAX_VALUE_LEN + 1]));
-        assert!(matches!(
-            MemberReply::decode(&postcard::to_allocvec(&long).unwrap()),
-            Err(TxnError::TooLarge { .. })
-        ));
+        if let Some(waiting) = waiting {
+            match self.timer.timeout(self.wait, waiting).await {
+                Some(Ok(())) => {}
+                Some(Err(_)) => {
+                    return Err(TxnError::Transport(format!("member {} stopped", self.id())))
+                }
+                None => {
+                    return Err(TxnError::Transport(format!(
+                        "member {}: {id} not applied within {:?}",
+                        self.id(),
+                        self.wait
+                    )))
+                }
+            }
+        }
+        let output = self.output(command).ok_or_else(|| {
+            TxnError::Transport(format!("member {}: the output of {id} is gone", self.id()))
+        })?;
+        Endorsement::sign(&self.keys, self.group, command, output)
+    }
+
+    async fn value(&self, key: &Key) -> Result<Option<Vec<u8>>, TxnError> {
+        Ok(lock(&self.applied)
+            .machine
+            .state()
+            .value(key)
+            .map(<[u8]>::to_vec))
     }
 }

@@ -69,13 +69,18 @@ impl ShardGroups {
     fn link(&self, from: NodeId, g: usize) -> Link {
         let mut view = self.view.lock();
         if view.is_down(from) || self.members[g].iter().all(|&m| view.cut(from, m)) {
+            view.failed_calls += 1;
             return Link::Cut;
         }
-        match (view.lose(), view.coin()) {
+        let link = match (view.lose(), view.coin()) {
             (false, _) => Link::Up,
             (true, true) => Link::RequestLost,
             (true, false) => Link::AnswerLost,
+        };
+        if !matches!(link, Link::Up) {
+            view.failed_calls += 1;
         }
+        link
     }
 
     /// Calls group `g` from `from`; a cut or lost call is a transport error
@@ -316,7 +321,9 @@ impl ShardGroups {
     }
 
     /// The recovery process: transfers whose coordinator stopped at least
-    /// `patience` ticks ago are settled from their primary group.
+    /// `patience` ticks ago are settled from their primary group, and the
+    /// groups where they are not prepared decide abort (so a late prepare
+    /// is refused).
     fn settle_orphans(&mut self, patience: u64) {
         let mut transfers = std::mem::take(&mut self.transfers);
         for t in transfers.iter_mut() {
@@ -329,9 +336,25 @@ impl ShardGroups {
             let mut pending = false;
             for &(g, _) in &t.requests {
                 if !self.prepared_at(g, &t.txn) {
-                    continue;
+                    // A prepare the coordinator sent may still be ordered
+                    // later (a replica keeps a command until it is
+                    // decided): the group decides abort first, which then
+                    // refuses it (or says it prepared meanwhile).
+                    match block_on(self.groups[g].abort(t.txn)) {
+                        Ok(_) => continue,
+                        Err(TxnError::Transport(_)) => {
+                            pending = true;
+                            continue;
+                        }
+                        Err(TxnError::Aborted { .. }) => {}
+                        Err(e) => {
+                            let e = format!("{}: fencing group {g}: {e}", t.txn);
+                            self.violations.push(e);
+                            continue;
+                        }
+                    }
                 }
-                let (prepared, primary) = (&self.groups[g], &self.groups[t.primary]);
+                let (prepared, primary) = (&*self.groups[g], &*self.groups[t.primary]);
                 match block_on(settle(prepared, primary, t.txn)) {
                     Ok(ack) => {
                         // The recovery accepts the ack of the primary's

@@ -4,30 +4,35 @@
 //! within one (one-phase), driven between ticks by coordinators on the
 //! campaign's client nodes under the same nemesis.
 //!
-//! How the nemesis reaches a group (see `group_gate.rs`): a crashed node's
-//! member answers nothing (`crash_member`) and its validator fails every
-//! call and, while it proposes, so do the others (the group's proposer
-//! fails over); when the node restarts its member is rebuilt from the
-//! group's certified log and answers again (`restart_member`); a partition
-//! cuts a member off from the proposer's side; the loss rate fails each
-//! validator call at that rate. The campaign's Byzantine node is a member
-//! of group 1: it endorses forged outputs (`Lying`) or signs its shares for
-//! the wrong purposes (`Forging`), its validator votes for another value,
-//! and between ticks it forges decisions in its group's name with its own
-//! signature. Group 0 has no Byzantine member. A coordinator's call reaches
-//! a group unless every member is down or across a partition, and its
-//! request or answer is lost at the loss rate. A coordinator stops at a
-//! seed-chosen step, or when its node crashes; a recovery process settles
-//! its transfer (`settle`) a few ticks later.
+//! How the nemesis reaches a group: each group's members are consensus
+//! replicas (`GroupMember`s) over a `MemoryNetwork` of the group's (see
+//! `hologram-txn/tests/support/group_faults.rs`), whose faults follow the
+//! nemesis' — its loss, duplication and corruption rates, and its latency
+//! scaled from virtual to a tenth as many real milliseconds — and whose
+//! partitions cut the members as the campaign's partitions cut their nodes.
+//! A crashed node's member stops (its replica and its answers) and leaves
+//! the network; when the node restarts, its member recovers its replica from
+//! its durable log and catches up from its peers. The campaign's Byzantine
+//! node is a member of group 1: it endorses forged outputs (`Lying`) or
+//! signs its shares for the wrong purposes (`Forging`), and between ticks
+//! it forges decisions in its group's name with its own signature. Group 0
+//! has no Byzantine member. A coordinator's call reaches a group unless
+//! every member is down or across a partition, and its request or answer is
+//! lost at the loss rate. A coordinator stops at a seed-chosen step, or when
+//! its node crashes; a recovery process settles its transfer (`settle`) a
+//! few ticks later.
 
-use super::group_gate::{Gate, Nemesis, View};
+#[path = "../../../hologram-txn/tests/support/group_faults.rs"]
+mod group_faults;
+
+use super::group_gate::{Nemesis, View};
 use super::group_transfers::Transfer;
 use super::{node_key, BYZANTINE, CLIENTS};
 use futures::executor::block_on;
-use hologram_consensus::{LocalValidator, Validator, ValidatorSet};
+use group_faults::{MemberBehaviour, MemberView, TestGroup};
+use hologram_lattice::sim::Faults;
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Purpose, Receipt};
-use hologram_txn::replicated::{GroupMember, MemberBehaviour};
 use hologram_txn::{abort_receipt, commit_receipt};
 use hologram_txn::{
     Decision, Group, GroupProof, Key, Participant, ParticipantConfig, ParticipantCore,
@@ -35,7 +40,7 @@ use hologram_txn::{
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Each group's members (campaign nodes); the first proposes first. The
 /// Byzantine node is the last member of group 1.
@@ -60,7 +65,7 @@ pub struct Counts {
 
 /// The replicated shard groups of the stack.
 pub struct ShardGroups {
-    pub(super) groups: Vec<ReplicatedParticipant>,
+    pub(super) groups: Vec<TestGroup>,
     pub(super) gids: Vec<NodeId>,
     pub(super) members: Vec<Vec<NodeId>>,
     /// Each account's key and group.
@@ -82,11 +87,11 @@ pub struct ShardGroups {
 
 impl ShardGroups {
     /// The groups of `seed`; the Byzantine member's behaviour is drawn.
-    pub fn new(seed: u64, loss: f64) -> ShardGroups {
+    pub fn new(seed: u64, faults: &Faults) -> ShardGroups {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6772_6f75);
         let view = Nemesis::new(View::new(
             ChaCha8Rng::seed_from_u64(seed ^ 0x7669_6577),
-            loss,
+            faults.loss,
         ));
         let keys: Vec<Vec<KeyPair>> = MEMBERS
             .iter()
@@ -124,34 +129,16 @@ impl ShardGroups {
                 core.load(key.clone(), INITIAL.to_le_bytes().to_vec())
                     .expect("loading a fresh core");
             }
-            let set = ValidatorSet::new(keys[g].iter().map(KeyPair::node_id).collect())
-                .expect("a validator set");
-            let proposer = Arc::new(Mutex::new(None));
-            let mut validators: Vec<Arc<dyn Validator>> = Vec::new();
-            let mut members = Vec::new();
-            for (i, k) in keys[g].iter().enumerate() {
-                let byzantine = (g, i) == (b, bi);
-                let local = LocalValidator::new(k.clone(), set.clone());
-                let gate = Gate::new(
-                    local,
-                    byzantine.then(|| k.clone()),
-                    view.clone(),
-                    Arc::clone(&proposer),
-                );
-                validators.push(Arc::new(gate));
-                let behaviour = if byzantine {
-                    liar
-                } else {
-                    MemberBehaviour::Honest
-                };
-                members.push(GroupMember::new(
-                    k.clone(),
-                    set.clone(),
-                    core.clone(),
-                    behaviour,
-                ));
-            }
-            groups.push(ReplicatedParticipant::new(set, validators, members).expect("a group"));
+            let behaviour = |i| match (g, i) == (b, bi) {
+                true => liar,
+                false => MemberBehaviour::Honest,
+            };
+            let seed = seed ^ (g as u64 + 1);
+            let waits = (Duration::from_millis(50), Duration::from_millis(500));
+            let members = &keys[g];
+            let group =
+                TestGroup::with_waits(&core, members, behaviour, scaled(faults), seed, waits);
+            groups.push(group);
         }
         let members = keys
             .iter()
@@ -175,16 +162,26 @@ impl ShardGroups {
         }
     }
 
-    pub fn set_loss(&mut self, loss: f64) {
-        self.view.lock().set_loss(loss);
+    pub fn set_faults(&mut self, faults: &Faults) {
+        self.view.lock().set_loss(faults.loss);
+        for g in &self.groups {
+            g.network().set_faults(scaled(faults));
+        }
     }
 
     pub fn partition(&mut self, sides: &[Vec<NodeId>]) {
         self.view.lock().partition(sides);
+        for g in &self.groups {
+            let cut: Vec<&[NodeId]> = sides.iter().map(Vec::as_slice).collect();
+            g.network().partition(&cut);
+        }
     }
 
     pub fn heal(&mut self) {
         self.view.lock().heal();
+        for g in &self.groups {
+            g.network().heal();
+        }
     }
 
     /// `(group, member index)` of every membership of node `id`.
@@ -193,8 +190,8 @@ impl ShardGroups {
         self.members.iter().enumerate().filter_map(of).collect()
     }
 
-    /// Node `id` crashed: its validators fail every call and its members
-    /// answer nothing (`crash_member`) until it restarts.
+    /// Node `id` crashed: its members stop and leave their group's network
+    /// (`crash_member`) until it restarts.
     pub fn crash(&mut self, id: NodeId) {
         self.view.lock().set_down(id, true);
         for (g, i) in self.memberships(id) {
@@ -207,8 +204,8 @@ impl ShardGroups {
         }
     }
 
-    /// Node `id` restarted: its members rebuild their replicas from their
-    /// group's certified log.
+    /// Node `id` restarted: its members recover their replicas from their
+    /// durable logs and catch up from their peers.
     pub fn restart(&mut self, id: NodeId) {
         self.view.lock().set_down(id, false);
         for (g, i) in self.memberships(id) {
@@ -221,9 +218,24 @@ impl ShardGroups {
         }
     }
 
-    /// Reads group `g`'s state at its first (honest) member's replica.
+    /// Group `g`'s honest members' replicas as they are now (a crashed
+    /// member's as it stopped).
+    pub(super) fn honest_now(&self, g: usize) -> Vec<MemberView> {
+        let liar = (g == self.byzantine.0).then(|| self.byzantine.1.node_id());
+        self.groups[g]
+            .members_now()
+            .into_iter()
+            .map(|(view, _)| view)
+            .filter(|m| Some(m.id()) != liar)
+            .collect()
+    }
+
+    /// Reads group `g`'s state at its most advanced honest replica (which
+    /// applied every command f + 1 members endorsed).
     pub(super) fn read<R>(&self, g: usize, f: impl FnOnce(&ParticipantCore) -> R) -> R {
-        block_on(self.groups[g].with_members(|members| f(members[0].machine().state().core())))
+        let members = self.honest_now(g);
+        let best = members.iter().max_by_key(|m| m.machine().next_height());
+        f(best.expect("honest members").machine().state().core())
     }
 
     pub(super) fn prepared_at(&self, g: usize, txn: &TxnId) -> bool {
@@ -272,7 +284,7 @@ impl ShardGroups {
             if !self.prepared_at(o, &txn) || self.read(o, |c| c.outcome(&txn).is_some()) {
                 return;
             }
-            match block_on(self.groups[o].resolve(txn, decision)) {
+            match block_on((*self.groups[o]).resolve(txn, decision)) {
                 Ok(_) => self.violations.push(format!(
                     "{txn}: group {o} took a decision one member of group {b} forged"
                 )),
@@ -280,5 +292,15 @@ impl ShardGroups {
                 Err(_) => self.counts.forgeries_refused += 1,
             }
         }
+    }
+}
+
+/// The campaign's faults for a group's network: its rates, and its latency
+/// in a tenth as many real milliseconds as the campaign's virtual ones.
+fn scaled(faults: &Faults) -> Faults {
+    let (lo, hi) = faults.latency_ms;
+    Faults {
+        latency_ms: (lo / 10, hi / 10),
+        ..faults.clone()
     }
 }

@@ -126,7 +126,7 @@ impl Stack {
             keys[BYZANTINE].clone(),
             faults.clone(),
         );
-        let shards = ShardGroups::new(seed, faults.loss);
+        let shards = ShardGroups::new(seed, &faults);
         let dedup = DedupNet::new(seed, &ids, BYZANTINE);
         dedup.set_faults(&faults);
         let tally = Tally {
@@ -159,7 +159,7 @@ impl Stack {
         self.broadcast.sim.set_faults(faults.clone());
         self.bank.sim.set_faults(faults.clone());
         self.dedup.set_faults(&faults);
-        self.shards.set_loss(faults.loss);
+        self.shards.set_faults(&faults);
     }
 
     fn crash(&mut self, i: usize) {

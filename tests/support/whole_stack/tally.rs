@@ -109,7 +109,7 @@ impl fmt::Display for Tally {
              {} dedup writes acknowledged ({} indexed through consensus, {} read back from the replicated index), \
              {} reads verified, {} lattice routes checked; \
              replicated shard groups: {} transfers committed and {} aborted ({} one-phase), {} coordinators stopped mid-transfer and {} transfers settled after, \
-             {} member crashes ({} rebuilt from the certified log), {} validator calls cut by the nemesis, {} coordinator calls retried, \
+             {} member crashes ({} recovered from their durable logs), {} coordinator calls cut or lost by the nemesis, {} coordinator calls retried, \
              {} forged group decisions refused, {} group heights",
             self.seeds, self.fault_changes, self.partitions, self.heals, self.crashes, self.restarts,
             self.lost, self.duplicated, self.corrupted, self.cut_by_partition, self.to_down_node,
