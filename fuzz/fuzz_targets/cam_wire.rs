@@ -4,9 +4,9 @@
 //! those that copy.
 #![no_main]
 
-use hologram::cam::Manifest;
 use hologram::cam::dedup::{DedupMessage, Request};
 use hologram::cam::CamMessage;
+use hologram::cam::Manifest;
 use hologram_fuzz::round_trip;
 use libfuzzer_sys::fuzz_target;
 

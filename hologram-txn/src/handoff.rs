@@ -1,12 +1,14 @@
 //! Crash-safe hand-off of keys between participants, for shard splits and
 //! migrations.
 
-use crate::participant::HandedOff;
 use crate::types::{bound, MAX_VALUE_LEN};
 use crate::{Key, ShardMap, TxnError};
 use hologram_lattice::NodeId;
 use hologram_receipt::{verify_signature, KeyPair, Purpose, Signature};
 use serde::{Deserialize, Serialize};
+
+/// A key handed off by a split or move: the key, its version and value.
+pub type HandedOff = (Key, u64, Option<Vec<u8>>);
 
 /// Prefix of a transfer's canonical bytes.
 pub const HANDOFF_TAG: &[u8] = b"hologram txn-handoff v1\n";

@@ -172,13 +172,15 @@ pub use driver::{
 };
 pub use effects::{Effects, Persist};
 pub use error::TxnError;
-pub use handoff::{HandOffAck, Transfer, HANDOFF_ACK_TAG, HANDOFF_TAG, MAX_HANDOFF_ENTRIES};
+pub use handoff::{
+    HandOffAck, HandedOff, Transfer, HANDOFF_ACK_TAG, HANDOFF_TAG, MAX_HANDOFF_ENTRIES,
+};
 pub use node::{CoordinatorNode, ParticipantNode, TxnNode, TxnTimer};
 pub use participant::records::{
     load_records, Record as ParticipantRecord, MAX_RECORD_LEN, RECORD_TAG, SCAN_PAGE,
 };
 pub use participant::{
-    HandedOff, LockTable, ParticipantConfig, ParticipantCore, ParticipantTimer, Prework, Signer,
+    LockTable, ParticipantConfig, ParticipantCore, ParticipantTimer, Prework, Signer,
 };
 pub use protocols::{TXN_CALL_PROTOCOL, TXN_PROTOCOL};
 pub use rebalance::{ReceiptSharding, ShardLoad, ShardingConfig, Split};

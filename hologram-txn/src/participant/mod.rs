@@ -95,9 +95,6 @@ impl From<Group> for Signer {
     }
 }
 
-/// A key handed off by a split or move: the key, its version and value.
-pub type HandedOff = (Key, u64, Option<Vec<u8>>);
-
 /// What a participant's timers carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParticipantTimer {

@@ -2,8 +2,8 @@
 //! a hand-off ([`crate::handoff`] describes the protocol and why it is
 //! crash-safe).
 
-use super::{HandedOff, ParticipantCore, ParticipantTimer};
-use crate::handoff::{HandOffAck, Transfer};
+use super::{ParticipantCore, ParticipantTimer};
+use crate::handoff::{HandOffAck, HandedOff, Transfer};
 use crate::wire::MAX_MESSAGE_LEN;
 use crate::{Key, ShardMap, TxnError, TxnMessage};
 use hologram_lattice::NodeId;
