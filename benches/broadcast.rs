@@ -14,8 +14,8 @@ mod measure;
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use hologram::consensus::broadcast::{
     encode_envelope, BroadcastConfig, BroadcastMessage, BroadcastNode, Directory, ForwardPolicy,
-    LatticeProtocol,
 };
+use hologram::consensus::LatticeProtocol;
 use hologram::lattice::sim::{Faults, Simulation};
 use hologram::lattice::NodeId;
 use hologram::receipt::{

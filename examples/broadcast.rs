@@ -17,8 +17,8 @@ use futures::executor::block_on;
 use futures::future::{join, join_all};
 use hologram::consensus::broadcast::{
     encode_envelope, unix_millis, BroadcastConfig, BroadcastDriver, BroadcastMessage, Directory,
-    LatticeProtocol,
 };
+use hologram::consensus::LatticeProtocol;
 use hologram::lattice::sim::Faults;
 use hologram::lattice::transport::{MemoryNetwork, Transport};
 use hologram::receipt::{AuthenticatedMessage, KeyPair};

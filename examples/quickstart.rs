@@ -31,9 +31,8 @@ use hologram::cam::{
     CamHandler, DedupHandler, DeduplicationNetwork, DistributedCAM, HashRing, ProviderRecords,
     Store, StoreResult,
 };
-use hologram::consensus::broadcast::{
-    BroadcastConfig, BroadcastDriver, Directory, LatticeProtocol,
-};
+use hologram::consensus::broadcast::{BroadcastConfig, BroadcastDriver, Directory};
+use hologram::consensus::LatticeProtocol;
 use hologram::consensus::{
     inbox, Batch, Command, ConsensusResult, LocalValidator, ReceiptConsensus, RemoteValidator,
     Replica, ReplicaConfig, ReplicaDriver, ReplicatedStateMachine, StateMachine, ValidatorHandler,

@@ -2,7 +2,8 @@
 //! The first byte picks the decoder; the rest is its input.
 #![no_main]
 
-use hologram::consensus::broadcast::{BroadcastMessage, DeliveryCertificate};
+use hologram::consensus::broadcast::BroadcastMessage;
+use hologram::consensus::DeliveryCertificate;
 use hologram_fuzz::round_trip;
 use libfuzzer_sys::fuzz_target;
 

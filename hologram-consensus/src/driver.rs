@@ -13,7 +13,7 @@
 //! [`ConsensusHandler`] is the inbound side (register it for
 //! [`crate::CONSENSUS_PROTOCOL`]): it decodes each frame with the bounded decoder
 //! and queues it in a bounded inbox, one queue per peer served in turn
-//! (limits and the policy when full: [`queue`]); malformed frames are
+//! (limits and the policy when full: [the inbox limits](hologram_lattice::driver#the-inbox-limits)); malformed frames are
 //! dropped there. The driver takes at most [`ROUND_INPUTS`] peer messages
 //! before it acts and has at most [`SENDS_IN_FLIGHT`] messages encoded and
 //! in flight. [`DriverHandle`] submits commands and stops the driver. No
@@ -167,7 +167,7 @@ impl DriverHandle {
     }
 
     /// How full the driver's inbox of peer messages is, and what it dropped
-    /// (see [`queue`](hologram_lattice::driver::queue)).
+    /// (see [the inbox limits](hologram_lattice::driver#the-inbox-limits)).
     pub fn inbox_stats(&self) -> InboxStats {
         self.handle.inbox_stats()
     }

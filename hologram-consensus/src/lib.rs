@@ -188,7 +188,8 @@ mod vote;
 
 mod protocols;
 pub use batch::{Batch, MAX_BATCH_BYTES, MAX_BATCH_COMMANDS};
-pub use broadcast::{BroadcastResult, DeliveryCertificate, LatticeProtocol};
+pub use broadcast::delivery::DeliveryCertificate;
+pub use broadcast::protocol::{BroadcastResult, LatticeProtocol};
 pub use certificate::Certificate;
 pub use command::{verify_commands, Command, CommandId, MAX_COMMAND_BYTES};
 pub use detector::{

@@ -3,8 +3,9 @@
 
 use hologram_consensus::broadcast::{
     encode_envelope, BroadcastConfig, BroadcastMessage, DeliveryReceipt, Directory, DropReason,
-    LatticeProtocol, MessageId, Output,
+    MessageId, Output,
 };
+use hologram_consensus::LatticeProtocol;
 use hologram_lattice::NodeId;
 use hologram_receipt::{AuthenticatedMessage, HopLink, KeyPair, Purpose, Witness};
 use proptest::prelude::*;

@@ -3,9 +3,8 @@
 
 use futures::executor::block_on;
 use futures::future::{join, join_all};
-use hologram_consensus::broadcast::{
-    BroadcastConfig, BroadcastDriver, Directory, DropReason, LatticeProtocol,
-};
+use hologram_consensus::broadcast::{BroadcastConfig, BroadcastDriver, Directory, DropReason};
+use hologram_consensus::LatticeProtocol;
 use hologram_lattice::sim::Faults;
 use hologram_lattice::transport::{MemoryNetwork, Transport};
 use hologram_receipt::KeyPair;

@@ -12,8 +12,9 @@
 
 use hologram_consensus::broadcast::{
     encode_envelope, BroadcastConfig, BroadcastMessage, BroadcastNode, BroadcastTimer,
-    DeliveryReceipt, Directory, DropReason, ForwardPolicy, LatticeProtocol, MessageId, SentCounts,
+    DeliveryReceipt, Directory, DropReason, ForwardPolicy, MessageId, SentCounts,
 };
+use hologram_consensus::LatticeProtocol;
 use hologram_lattice::sim::{check_seeds, Context, Faults, Node, Recover, Simulation};
 use hologram_lattice::NodeId;
 use hologram_receipt::{

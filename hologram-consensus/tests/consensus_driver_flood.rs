@@ -15,7 +15,7 @@ use futures::StreamExt;
 use hologram_consensus::{
     inbox, Command, ConsensusMessage, Decision, ReplicaConfig, ReplicaDriver,
 };
-use hologram_lattice::driver::queue::PEER_MESSAGES;
+use hologram_lattice::driver::PEER_MESSAGES;
 use hologram_lattice::transport::{Handler, HandlerError, MemoryNetwork, Protocol, Timer};
 use hologram_lattice::NodeId;
 use std::sync::atomic::{AtomicUsize, Ordering};

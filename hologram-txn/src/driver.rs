@@ -184,7 +184,7 @@ impl StopHandle {
 /// for `crate::TXN_PROTOCOL`): it decodes each frame with the bounded decoder
 /// (malformed frames are dropped there) and queues it for the node's driver
 /// in a bounded inbox, one queue per peer served in turn
-/// ([`queue`](hologram_lattice::driver::queue)). The driver feeds queued
+/// ([the inbox limits](hologram_lattice::driver#the-inbox-limits)). The driver feeds queued
 /// messages and due timers to the sans-I/O core ([`TxnPeer`]) and then
 /// performs the core's effects in the order recovery depends on: the
 /// durable writes first (one atomic [`Store::put_batch`] a round), and only

@@ -9,9 +9,8 @@ use hologram::cam::{
     CamHandler, DedupHandler, DeduplicationNetwork, DistributedCAM, HashRing, ProviderRecords,
     StoreResult,
 };
-use hologram::consensus::broadcast::{
-    BroadcastConfig, BroadcastDriver, Directory, LatticeProtocol,
-};
+use hologram::consensus::broadcast::{BroadcastConfig, BroadcastDriver, Directory};
+use hologram::consensus::LatticeProtocol;
 use hologram::consensus::{
     inbox, Command, Replica, ReplicaConfig, ReplicaDriver, ReplicatedStateMachine, StateMachine,
     ValidatorSet,

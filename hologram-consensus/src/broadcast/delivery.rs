@@ -1,18 +1,5 @@
 //! Delivery proofs (the chapter's exercise 1): signed acknowledgements and
 //! the certificate an origin builds from a threshold of them.
-//!
-//! A receiver that delivers a broadcast signs, for
-//! [`Purpose::Delivery`], the 96 bytes
-//!
-//! ```text
-//! message id (32) ‖ origin id (32) ‖ receiver id (32)
-//! ```
-//!
-//! and sends this [`DeliveryReceipt`] to the origin. Once `threshold` distinct
-//! members acknowledged, the origin holds a [`DeliveryCertificate`]: the
-//! message id, the origin and the acknowledgements sorted by receiver, which
-//! anyone can check against the node identities
-//! ([`DeliveryCertificate::verify`]).
 
 use super::{Directory, DropReason, MessageId};
 use crate::ConsensusError;
@@ -87,7 +74,8 @@ pub struct Ack {
 /// Proof that at least a threshold of distinct nodes delivered a broadcast.
 ///
 /// ```
-/// use hologram_consensus::broadcast::{DeliveryCertificate, DeliveryReceipt, Directory, MessageId};
+/// use hologram_consensus::broadcast::{DeliveryReceipt, Directory, MessageId};
+/// use hologram_consensus::DeliveryCertificate;
 /// use hologram_receipt::{KeyPair, Receipt};
 /// let keys: Vec<KeyPair> = (1..=4u8).map(|i| KeyPair::from_seed([i; 32])).collect();
 /// let dir = Directory::new(keys.iter().map(|k| k.node_id()));
@@ -98,6 +86,19 @@ pub struct Ack {
 /// assert!(cert.verify(&dir, 3).is_ok());
 /// assert!(cert.verify(&dir, 4).is_err());
 /// ```
+///
+/// A receiver that delivers a broadcast signs, for
+/// [`Purpose::Delivery`], the 96 bytes
+///
+/// ```text
+/// message id (32) ‖ origin id (32) ‖ receiver id (32)
+/// ```
+///
+/// and sends this [`DeliveryReceipt`] to the origin. Once `threshold` distinct
+/// members acknowledged, the origin holds a [`DeliveryCertificate`]: the
+/// message id, the origin and the acknowledgements sorted by receiver, which
+/// anyone can check against the node identities
+/// ([`DeliveryCertificate::verify`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryCertificate {
     message: MessageId,

@@ -7,7 +7,7 @@
 //! [`BroadcastHandler`] decodes inbound frames (bounded,
 //! [`BroadcastMessage::decode`]), counts malformed ones in the core, and
 //! queues the rest in the driver's bounded per-peer inbox
-//! ([`queue`](hologram_lattice::driver::queue)). The driver sends the core's
+//! ([the inbox limits](hologram_lattice::driver#the-inbox-limits)). The driver sends the core's
 //! outputs as one-way frames tagged [`crate::BROADCAST_PROTOCOL`] and runs its
 //! repair timers. Time is milliseconds since the Unix epoch, or a [`Clock`]
 //! you give it; sleeping is a runtime-free [`Timer`]. No runtime is assumed.
@@ -100,7 +100,8 @@ struct Parts {
 ///
 /// ```
 /// use futures::future::{join, join_all};
-/// use hologram_consensus::broadcast::{BroadcastConfig, BroadcastDriver, Directory, LatticeProtocol};
+/// use hologram_consensus::broadcast::{BroadcastConfig, BroadcastDriver, Directory};
+/// use hologram_consensus::LatticeProtocol;
 /// use hologram_lattice::transport::MemoryNetwork;
 /// use hologram_receipt::KeyPair;
 /// use std::sync::Arc;

@@ -47,7 +47,7 @@
 //!   puller. Announcements carry ids, not payloads, and stop after a few
 //!   rounds, so repair costs a few small messages per node and the network
 //!   goes quiet.
-//! - **Delivery proofs** ([`delivery`]): each receiver signs a
+//! - **Delivery proofs** ([`DeliveryCertificate`]): each receiver signs a
 //!   [`DeliveryReceipt`] for the origin; the origin counts distinct members'
 //!   valid acknowledgements and, at `ack_threshold`, holds a
 //!   [`DeliveryCertificate`] that anyone can verify against the node
@@ -76,7 +76,7 @@
 //! | `id` | [`MessageId`], the envelope |
 //! | `targets` | phase 1 and phase 2 target selection |
 //! | `recent` | [`SeenIds`], [`MessageCache`] |
-//! | [`delivery`] | [`DeliveryReceipt`], [`DeliveryCertificate`] |
+//! | `delivery` | [`DeliveryReceipt`], [`DeliveryCertificate`] |
 //! | `drops` | [`DropReason`], [`DropCounts`] |
 //! | `wire` | [`BroadcastMessage`], bounded decoding |
 //! | `protocol` | [`LatticeProtocol`], [`Output`], [`Delivery`], [`BroadcastResult`] |
@@ -84,24 +84,28 @@
 //! | `driver` | [`BroadcastDriver`] over a transport, its [`BroadcastHandler`] |
 
 mod config;
-pub mod delivery;
+pub(crate) mod delivery;
 mod directory;
 mod driver;
 mod drops;
 mod id;
 mod node;
-mod protocol;
+pub(crate) mod protocol;
 mod recent;
 mod targets;
 mod wire;
 
 pub use config::{BroadcastConfig, ForwardPolicy};
-pub use delivery::{Ack, DeliveryCertificate, DeliveryReceipt};
+use delivery::DeliveryCertificate;
+pub use delivery::{
+    Ack, DeliveryReceipt, ACK_SIGNED_LEN, MAX_CERTIFICATE_ACKS, MAX_CERTIFICATE_WIRE,
+};
 pub use directory::Directory;
 pub use driver::{unix_millis, BroadcastDriver, BroadcastHandler, Clock};
 pub use drops::{DropCounts, DropReason};
 pub use id::{decode_envelope, encode_envelope, MessageId, ENVELOPE_HEADER, MESSAGE_ID_CONTEXT};
 pub use node::{BroadcastNode, BroadcastTimer};
-pub use protocol::{BroadcastResult, Delivery, LatticeProtocol, Output, SentCounts};
+use protocol::{BroadcastResult, LatticeProtocol};
+pub use protocol::{Delivery, Output, SentCounts};
 pub use recent::{MessageCache, SeenIds};
 pub use wire::{BroadcastMessage, MAX_IDS, MAX_MESSAGE_WIRE};

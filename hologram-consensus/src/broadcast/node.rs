@@ -16,7 +16,8 @@ pub enum BroadcastTimer {
 /// with what it delivered and the certificates it earned kept for inspection.
 ///
 /// ```
-/// use hologram_consensus::broadcast::{BroadcastConfig, BroadcastNode, Directory, LatticeProtocol};
+/// use hologram_consensus::broadcast::{BroadcastConfig, BroadcastNode, Directory};
+/// use hologram_consensus::LatticeProtocol;
 /// use hologram_lattice::sim::{Faults, Simulation};
 /// use hologram_receipt::KeyPair;
 ///

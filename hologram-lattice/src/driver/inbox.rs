@@ -38,7 +38,7 @@ pub(super) fn lock<M>(queues: &Shared<M>) -> MutexGuard<'_, PeerQueues<M>> {
 
 /// The inbound side of a driven core: decodes each frame with
 /// [`Driven::decode`] (malformed frames are dropped) and queues it for the
-/// driver (bounded: see [`queue`](super::queue)). Mount it on the node's
+/// driver (bounded: see [the inbox limits](super#the-inbox-limits)). Mount it on the node's
 /// [`ProtocolMux`](crate::transport::ProtocolMux); it serves
 /// [`Driven::PROTOCOL`].
 pub struct Inbound<N: Driven> {
@@ -171,7 +171,7 @@ impl<N: Driven> Handle<N> {
     }
 
     /// How full the driver's inbox of peer messages is, and what it dropped
-    /// (see [`queue`](super::queue)).
+    /// (see [the inbox limits](super#the-inbox-limits)).
     pub fn inbox_stats(&self) -> InboxStats {
         lock(&self.queues).stats()
     }

@@ -10,7 +10,7 @@
 //! - [`Inbound`] (from [`inbox`]) is the inbound side: it decodes each frame
 //!   with the core's bounded decoder, drops malformed ones, and queues the
 //!   rest in a bounded inbox, one queue per peer served in turn (limits and
-//!   the policy when full: [`queue`]);
+//!   the policy when full: [below](#the-inbox-limits));
 //! - [`Driver::run`] takes queued inputs (every local one, then at most
 //!   [`ROUND_INPUTS`] peer messages) and due timers into the core, then
 //!   ends the round: first [`Driven::persist`] (write-ahead: if it fails,
@@ -21,12 +21,27 @@
 //!
 //! Time is a [`Clock`] in [`Millis`], the simulator's unit; sleeping is the
 //! runtime-free [`Timer`]. No runtime is assumed: `run` is a plain future.
+//!
+//! ## The inbox limits
+//!
+//! Each peer has its own queue; the driver takes one message from each peer
+//! in turn, so a peer that floods waits behind its own messages, not in front
+//! of the others'. Limits, and the policy when they are reached:
+//!
+//! - a peer's queue holds at most [`PEER_MESSAGES`] messages and
+//!   [`PEER_BYTES`] bytes (as received): a message past either is **dropped**
+//!   (the newest: a lost message, which the sender's resending repairs);
+//! - the whole inbox holds at most [`TOTAL_MESSAGES`] messages and
+//!   [`TOTAL_BYTES`] bytes: past either, new messages from any peer are
+//!   dropped until the driver catches up.
+//!
+//! Drops are counted ([`Handle::inbox_stats`]).
 
 mod inbox;
-pub mod queue;
+mod queue;
 
 pub use inbox::{inbox, Handle, Inbound, Inbox, Stopped};
-pub use queue::InboxStats;
+pub use queue::{InboxStats, PEER_BYTES, PEER_MESSAGES, TOTAL_BYTES, TOTAL_MESSAGES};
 
 use crate::sim::{Action, Context, Millis, Node};
 use crate::transport::{Protocol, Timer, Transport};

@@ -1,17 +1,5 @@
-//! A driver's inbox of peer messages: bounded, and fair between peers.
-//!
-//! Each peer has its own queue; the driver takes one message from each peer
-//! in turn, so a peer that floods waits behind its own messages, not in front
-//! of the others'. Limits, and the policy when they are reached:
-//!
-//! - a peer's queue holds at most [`PEER_MESSAGES`] messages and
-//!   [`PEER_BYTES`] bytes (as received): a message past either is **dropped**
-//!   (the newest: a lost message, which the sender's resending repairs);
-//! - the whole inbox holds at most [`TOTAL_MESSAGES`] messages and
-//!   [`TOTAL_BYTES`] bytes: past either, new messages from any peer are
-//!   dropped until the driver catches up.
-//!
-//! Drops are counted ([`Handle::inbox_stats`](super::Handle::inbox_stats)).
+//! A driver's inbox of peer messages: bounded, and fair between peers
+//! (limits and policy: the [driver module](super)).
 
 use crate::NodeId;
 use std::collections::{HashMap, VecDeque};

@@ -5,8 +5,9 @@
 
 use hologram_consensus::broadcast::{
     encode_envelope, BroadcastConfig, BroadcastMessage, BroadcastNode, BroadcastTimer,
-    DeliveryReceipt, Directory, LatticeProtocol, MessageId,
+    DeliveryReceipt, Directory, MessageId,
 };
+use hologram_consensus::LatticeProtocol;
 use hologram_lattice::sim::{Context, Faults, Node, Recover, Simulation};
 use hologram_lattice::NodeId;
 use hologram_receipt::{
