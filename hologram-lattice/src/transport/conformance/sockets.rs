@@ -149,10 +149,7 @@ async fn stalled_frames(suite: &Suite, target: &SocketTarget) -> Result<(), Stri
     if suite.b.probe.requests() != before {
         return Err("a frame that never completed reached the handler".into());
     }
-    suite
-        .c
-        .echo(&suite.timer, suite.b.id, b"after stalled frames")
-        .await
+    suite.c.echo(suite.b.id, b"after stalled frames").await
 }
 
 /// A frame announcing more than the limit is refused before its body.
@@ -181,10 +178,7 @@ async fn over_limit(suite: &Suite, target: &SocketTarget) -> Result<(), String> 
             max.saturating_add(OVER)
         ));
     }
-    suite
-        .c
-        .echo(&suite.timer, suite.b.id, b"after an over-limit frame")
-        .await
+    suite.c.echo(suite.b.id, b"after an over-limit frame").await
 }
 
 /// More idle connections than the cap: the excess is refused, a new client
