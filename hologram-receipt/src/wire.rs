@@ -11,22 +11,12 @@ use crate::{
     message::MAX_PAYLOAD_LEN, witness::MAX_HOPS, AuthenticatedMessage, Budget, BudgetLedger,
     Receipt, ReceiptChain, ReceiptError, Signature, Witness,
 };
-use hologram_lattice::wire::Wire;
+use hologram_lattice::wire::{varint_len, Wire};
 
 /// Largest postcard varint of a `u16`, `u32` and `u64`/`usize`.
 const VARINT_U16: usize = 3;
 const VARINT_U32: usize = 5;
 const VARINT_U64: usize = 10;
-/// Bytes of a postcard varint holding `n`.
-const fn varint_len(n: usize) -> usize {
-    let mut len = 1;
-    let mut rest = n >> 7;
-    while rest > 0 {
-        len += 1;
-        rest >>= 7;
-    }
-    len
-}
 
 const RECEIPT_WIRE: usize = 32 + 32 + VARINT_U32 + VARINT_U16 + 1 + 1;
 const SIGNATURE_WIRE: usize = 64;
