@@ -145,11 +145,7 @@ impl<N: Driven> Driver<N> {
         inbox: Inbox<N>,
     ) -> (Self, Handle<N>) {
         let id = transport.local_id();
-        let handle = Handle {
-            control: inbox.control,
-            queues: inbox.queues.clone(),
-            failures: inbox.failures.clone(),
-        };
+        let handle = inbox.handle();
         let mut seed = id.to_bytes();
         seed[..16]
             .iter_mut()
