@@ -366,13 +366,7 @@ impl<S: Store + ?Sized + 'static> DistributedCAM<S> {
 /// The encoded size of a `CamMessage::Found` of `n` bytes: the variant's
 /// tag (one byte), the length as a postcard varint, and the bytes.
 fn found_len(n: usize) -> usize {
-    let mut varint = 1;
-    let mut rest = n >> 7;
-    while rest > 0 {
-        varint += 1;
-        rest >>= 7;
-    }
-    1 + varint + n
+    1 + hologram_lattice::wire::varint_len(n) + n
 }
 
 /// The largest object whose `Found` answer fits in `frame` bytes.

@@ -17,19 +17,10 @@ use hologram_lattice::Address;
 /// let obj = Object::new(b"HELLO WORLD".to_vec());
 /// assert!(Object::verify(obj.address(), b"HELLO WORLd".to_vec()).is_err());
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Object {
     address: Address,
     data: SharedBytes,
-}
-
-impl core::fmt::Debug for Object {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Object")
-            .field("address", &self.address)
-            .field("len", &self.data.len())
-            .finish()
-    }
 }
 
 impl Object {

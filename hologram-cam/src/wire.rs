@@ -53,28 +53,21 @@ impl CamMessage {
     /// [`MAX_MESSAGE_BYTES`] refused unread, trailing bytes refused); a
     /// `Found` object's bytes are copied out of `bytes`.
     pub fn decode(bytes: &[u8]) -> Result<Self, CamError> {
-        Self::decode_with(bytes, SharedBytes::copy_from_slice)
+        Self::decode_owned(bytes.to_vec())
     }
 
     /// [`CamMessage::decode`] of a buffer it takes: a `Found` object's bytes
     /// stay in it, not copied.
     pub fn decode_owned(bytes: Vec<u8>) -> Result<Self, CamError> {
         let owner = SharedBytes::from(bytes);
-        Self::decode_with(&owner, |data| owner.slice_ref(data))
-    }
-
-    fn decode_with<'a>(
-        bytes: &'a [u8],
-        object: impl FnOnce(&'a [u8]) -> SharedBytes,
-    ) -> Result<Self, CamError> {
-        let message: CamMessage<&[u8]> = wire::decode(WHAT, bytes, MAX_MESSAGE_BYTES)?;
+        let message: CamMessage<&[u8]> = wire::decode(WHAT, &owner, MAX_MESSAGE_BYTES)?;
         Ok(match message {
             CamMessage::Providers(peers) => {
                 wire::check_count("providers", peers.len(), MAX_PROVIDERS)?;
                 CamMessage::Providers(peers)
             }
             CamMessage::Get(address) => CamMessage::Get(address),
-            CamMessage::Found(data) => CamMessage::Found(object(data)),
+            CamMessage::Found(data) => CamMessage::Found(owner.slice_ref(data)),
             CamMessage::NotFound => CamMessage::NotFound,
             CamMessage::Provide(address) => CamMessage::Provide(address),
         })

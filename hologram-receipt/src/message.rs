@@ -40,11 +40,7 @@ impl AuthenticatedMessage {
         check_payload(&payload)?;
         let receipt = Receipt::from_bytes(&payload);
         let witness = Witness::new(&receipt, sender);
-        Ok(Self {
-            payload,
-            receipt,
-            witness,
-        })
+        Self::from_parts(payload, receipt, witness)
     }
 
     /// Assembles a message from its parts without checking anything but the
@@ -125,9 +121,7 @@ impl AuthenticatedMessage {
             witness: self.witness.extend(&self.receipt, next_hop, forwarder)?,
         })
     }
-}
 
-impl AuthenticatedMessage {
     /// The size bounds: payload and hop count.
     pub(crate) fn check_bounds(&self) -> Result<(), ReceiptError> {
         check_payload(&self.payload)?;

@@ -11,22 +11,12 @@ use crate::{
     message::MAX_PAYLOAD_LEN, witness::MAX_HOPS, AuthenticatedMessage, Budget, BudgetLedger,
     Receipt, ReceiptChain, ReceiptError, Signature, Witness,
 };
-use hologram_lattice::wire::Wire;
+use hologram_lattice::wire::{varint_len, Wire};
 
 /// Largest postcard varint of a `u16`, `u32` and `u64`/`usize`.
 const VARINT_U16: usize = 3;
 const VARINT_U32: usize = 5;
 const VARINT_U64: usize = 10;
-/// Bytes of a postcard varint holding `n`.
-const fn varint_len(n: usize) -> usize {
-    let mut len = 1;
-    let mut rest = n >> 7;
-    while rest > 0 {
-        len += 1;
-        rest >>= 7;
-    }
-    len
-}
 
 const RECEIPT_WIRE: usize = 32 + 32 + VARINT_U32 + VARINT_U16 + 1 + 1;
 const SIGNATURE_WIRE: usize = 64;
@@ -34,53 +24,29 @@ const ORIGIN_WIRE: usize = 32 + SIGNATURE_WIRE;
 const HOP_WIRE: usize = 32 + 32 + SIGNATURE_WIRE;
 const WITNESS_WIRE: usize = ORIGIN_WIRE + varint_len(MAX_HOPS) + MAX_HOPS * HOP_WIRE;
 
-impl Wire for Budget {
-    const NAME: &'static str = "Budget";
-    const MAX_WIRE_LEN: usize = 1;
-    type Error = ReceiptError;
+/// `Wire` for each type: its name, its bound and, where serde does not
+/// enforce them, the method that checks its bounds.
+macro_rules! wire {
+    ($($ty:ident: $max:expr $(, $check:ident)?;)*) => {$(
+        impl Wire for $ty {
+            const NAME: &'static str = stringify!($ty);
+            const MAX_WIRE_LEN: usize = $max;
+            type Error = ReceiptError;
+            $(fn check_decoded(&self) -> Result<(), ReceiptError> {
+                self.$check()
+            })?
+        }
+    )*};
 }
 
-impl Wire for BudgetLedger {
-    const NAME: &'static str = "BudgetLedger";
-    const MAX_WIRE_LEN: usize = 2;
-    type Error = ReceiptError;
-}
-
-impl Wire for Receipt {
-    const NAME: &'static str = "Receipt";
-    const MAX_WIRE_LEN: usize = RECEIPT_WIRE;
-    type Error = ReceiptError;
-}
-
-impl Wire for Signature {
-    const NAME: &'static str = "Signature";
-    const MAX_WIRE_LEN: usize = SIGNATURE_WIRE;
-    type Error = ReceiptError;
-}
-
-impl Wire for Witness {
-    const NAME: &'static str = "Witness";
-    const MAX_WIRE_LEN: usize = WITNESS_WIRE;
-    type Error = ReceiptError;
-
-    fn check_decoded(&self) -> Result<(), ReceiptError> {
-        self.check_bounds()
-    }
-}
-
-impl Wire for AuthenticatedMessage {
-    const NAME: &'static str = "AuthenticatedMessage";
-    const MAX_WIRE_LEN: usize =
-        varint_len(MAX_PAYLOAD_LEN) + MAX_PAYLOAD_LEN + RECEIPT_WIRE + WITNESS_WIRE;
-    type Error = ReceiptError;
-
-    fn check_decoded(&self) -> Result<(), ReceiptError> {
-        self.check_bounds()
-    }
-}
-
-impl Wire for ReceiptChain {
-    const NAME: &'static str = "ReceiptChain";
-    const MAX_WIRE_LEN: usize = 32 + VARINT_U64;
-    type Error = ReceiptError;
+wire! {
+    Budget: 1;
+    BudgetLedger: 2;
+    Receipt: RECEIPT_WIRE;
+    Signature: SIGNATURE_WIRE;
+    Witness: WITNESS_WIRE, check_bounds;
+    AuthenticatedMessage:
+        varint_len(MAX_PAYLOAD_LEN) + MAX_PAYLOAD_LEN + RECEIPT_WIRE + WITNESS_WIRE,
+        check_bounds;
+    ReceiptChain: 32 + VARINT_U64;
 }

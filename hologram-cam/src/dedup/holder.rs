@@ -2,7 +2,7 @@
 
 use super::locks::AddressLocks;
 use super::references::{MemoryReferences, ReferenceSet, ReferenceStore};
-use super::wire::{BatchedPut, DedupMessage, Kept, Reference, Request, MAX_BATCH};
+use super::wire::{BatchedPut, DedupMessage, Kept, Request, MAX_BATCH};
 use crate::hashing::FastMap;
 use crate::{CamError, Object, SharedBytes, Store};
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol, Service};
@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// Serves the deduplication protocol from a [`Store`], counting references
 /// in a [`ReferenceStore`].
 ///
-/// References are sets, not counters: each is a [`Reference`] (client and
+/// References are sets, not counters: each is a [`Reference`](super::Reference) (client and
 /// operation number), added once however often it arrives and never again
 /// once released (see [`ReferenceSet`]). A holder never removes an object
 /// on its own: a `Free` removes it only when the holder counts no
@@ -148,17 +148,18 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
             .map_or(1, |set| set.count()))
     }
 
-    /// Counts `references` for `address`; returns the live count. The
-    /// caller holds the address's lock.
-    async fn count<I>(&self, address: &Address, references: I) -> Result<u64, HandlerError>
-    where
-        I: IntoIterator<Item = Reference> + Send,
-    {
-        let mut references = Some(references);
+    /// Changes the reference set of `address` with `change`; returns the
+    /// live count. The caller holds the address's lock.
+    async fn update(
+        &self,
+        address: &Address,
+        change: impl FnOnce(&mut ReferenceSet) -> u64 + Send,
+    ) -> Result<u64, HandlerError> {
+        let mut change = Some(change);
         self.references
             .update(address, &mut |set: &mut ReferenceSet| {
-                if let Some(r) = references.take() {
-                    set.add(r);
+                if let Some(change) = change.take() {
+                    change(set);
                 }
             })
             .await
@@ -185,7 +186,7 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
                 data,
             } => {
                 let before = self.hold(address, data).await?;
-                let refs = self.count(&address, reference).await?;
+                let refs = self.update(&address, |set| set.add(reference)).await?;
                 DedupMessage::Held { refs, before }
             }
             DedupMessage::Adopt {
@@ -195,17 +196,7 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
             } => {
                 self.hold(address, data).await?;
                 let refs = match references {
-                    Some(references) => {
-                        let mut references = Some(references);
-                        self.references
-                            .update(&address, &mut |set: &mut ReferenceSet| {
-                                if let Some(other) = references.take() {
-                                    set.merge(other);
-                                }
-                            })
-                            .await
-                            .map_err(failed)?
-                    }
+                    Some(references) => self.update(&address, |set| set.merge(references)).await?,
                     // Unknown references: no record, so never freed.
                     None => {
                         self.references.forget(&address).await.map_err(failed)?;
@@ -218,7 +209,7 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
                 if !self.store.contains(&address).await.map_err(failed)? {
                     return Ok(DedupMessage::NotFound);
                 }
-                DedupMessage::Refs(self.count(&address, [r]).await?)
+                DedupMessage::Refs(self.update(&address, |set| set.add([r])).await?)
             }
             DedupMessage::Release(address, r) => {
                 if !self.store.contains(&address).await.map_err(failed)? {

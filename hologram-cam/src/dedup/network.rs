@@ -236,22 +236,17 @@ impl DeduplicationNetwork {
             .iter()
             .map(|a| *a == Some(DedupMessage::HasAnswer(true)))
             .collect();
-        let (mut with, mut without) = (Vec::new(), Vec::new());
-        for (&peer, &has) in owners.iter().zip(&had) {
-            if has {
-                with.push(peer);
-            } else {
-                without.push(peer);
-            }
-        }
+        let (with, without): (Vec<_>, Vec<_>) = owners.iter().zip(&had).partition(|(_, has)| **has);
+        let ids =
+            |pairs: Vec<(&PeerId, &bool)>| pairs.into_iter().map(|(p, _)| *p).collect::<Vec<_>>();
         let put = DedupMessage::Put {
             address,
             reference: Some(reference),
             data,
         };
         let (counted, stored) = join(
-            self.ask_all(&with, DedupMessage::AddRef(address, reference)),
-            self.ask_all(&without, put),
+            self.ask_all(&ids(with), DedupMessage::AddRef(address, reference)),
+            self.ask_all(&ids(without), put),
         )
         .await;
         (counted.into_iter().chain(stored).collect(), had)

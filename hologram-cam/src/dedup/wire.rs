@@ -107,8 +107,7 @@ impl DedupMessage {
     /// Decodes a message, refusing more than [`MAX_MESSAGE_BYTES`] before
     /// reading; object bytes are copied out of `bytes`.
     pub fn decode(bytes: &[u8]) -> Result<Self, CamError> {
-        let message: DedupMessage<&[u8]> = wire::decode("dedup message", bytes, MAX_MESSAGE_BYTES)?;
-        Ok(message.map_data(SharedBytes::copy_from_slice))
+        Self::decode_owned(bytes.to_vec())
     }
 
     /// [`DedupMessage::decode`] of a buffer it takes: the object bytes of a
@@ -273,11 +272,7 @@ impl Request {
     /// reading and anything whose checksum does not match; object bytes are
     /// copied out of `bytes`.
     pub fn decode(bytes: &[u8]) -> Result<Self, CamError> {
-        let request = Self::check(bytes)?;
-        Ok(Request {
-            op: request.op,
-            message: request.message.map_data(SharedBytes::copy_from_slice),
-        })
+        Self::decode_owned(bytes.to_vec())
     }
 
     /// [`Request::decode`] of a buffer it takes: the object bytes of a `Put`

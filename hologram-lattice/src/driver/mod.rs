@@ -77,9 +77,14 @@ pub fn since(start: Instant) -> Clock {
 
 /// Milliseconds since the Unix epoch (0 if the system clock is before it).
 pub fn unix_millis() -> Millis {
+    u64::try_from(since_epoch().as_millis()).unwrap_or(Millis::MAX)
+}
+
+/// The wall clock's time since the Unix epoch (zero before it).
+fn since_epoch() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(Millis::MAX))
+        .unwrap_or_default()
 }
 
 /// A [`Node`] that a [`Driver`] can run over a [`Transport`].
@@ -145,15 +150,11 @@ impl<N: Driven> Driver<N> {
         inbox: Inbox<N>,
     ) -> (Self, Handle<N>) {
         let id = transport.local_id();
-        let handle = Handle {
-            control: inbox.control,
-            queues: inbox.queues.clone(),
-            failures: inbox.failures.clone(),
-        };
+        let handle = inbox.handle();
         let mut seed = id.to_bytes();
         seed[..16]
             .iter_mut()
-            .zip(unix_nanos())
+            .zip(since_epoch().as_nanos().to_le_bytes())
             .for_each(|(s, t)| *s ^= t);
         let driver = Driver {
             node,
@@ -311,14 +312,6 @@ impl<N: Driven> Driver<N> {
         sends.for_each(|()| async {}).await;
         Ok(())
     }
-}
-
-/// The wall clock's nanoseconds, to vary the driver's RNG seed.
-fn unix_nanos() -> [u8; 16] {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
-        .to_le_bytes()
 }
 
 #[cfg(test)]

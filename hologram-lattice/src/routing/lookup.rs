@@ -216,27 +216,28 @@ impl Lookup {
 
     /// `from` answered with `records`. Answers from peers not in flight are ignored.
     pub fn on_answer(&mut self, from: PeerId, records: impl IntoIterator<Item = PeerRecord>) {
-        let key = self.key_of(&from);
-        match self.shortlist.get_mut(&key) {
-            Some(c) if c.state == State::InFlight => {
-                c.state = State::Answered;
-                self.in_flight -= 1;
+        if self.settle(&from, State::Answered) {
+            for record in records {
+                self.offer(record);
             }
-            _ => return,
-        }
-        for record in records {
-            self.offer(record);
         }
     }
 
     /// Asking `from` failed (error, timeout, malformed answer).
     pub fn on_failure(&mut self, from: PeerId) {
-        let key = self.key_of(&from);
-        if let Some(c) = self.shortlist.get_mut(&key) {
-            if c.state == State::InFlight {
-                c.state = State::Failed;
+        self.settle(&from, State::Failed);
+    }
+
+    /// Moves `from` from in flight to `state`; false if it was not in flight.
+    fn settle(&mut self, from: &PeerId, state: State) -> bool {
+        let key = self.key_of(from);
+        match self.shortlist.get_mut(&key) {
+            Some(c) if c.state == State::InFlight => {
+                c.state = state;
                 self.in_flight -= 1;
+                true
             }
+            _ => false,
         }
     }
 

@@ -239,8 +239,7 @@ impl Page {
 
     fn insert(&mut self, byte: u8, peer: PeerId) {
         let b = usize::from(byte);
-        let run = &self.entries[self.starts[b] as usize..self.starts[b + 1] as usize];
-        let at = self.starts[b] as usize + run.partition_point(|e| e.1 < peer);
+        let at = self.start_of(byte) + self.run(byte).partition_point(|e| e.1 < peer);
         self.entries.insert(at, (byte, peer));
         for s in &mut self.starts[b + 1..] {
             *s += 1;
@@ -249,9 +248,8 @@ impl Page {
 
     fn remove(&mut self, byte: u8, peer: &PeerId) {
         let b = usize::from(byte);
-        let (lo, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
-        if let Ok(i) = self.entries[lo..hi].binary_search_by(|e| e.1.cmp(peer)) {
-            self.entries.remove(lo + i);
+        if let Ok(i) = self.run(byte).binary_search_by(|e| e.1.cmp(peer)) {
+            self.entries.remove(self.start_of(byte) + i);
             for s in &mut self.starts[b + 1..] {
                 *s -= 1;
             }

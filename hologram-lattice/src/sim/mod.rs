@@ -411,12 +411,7 @@ impl<N: Node> Simulation<N> {
     /// Runs every event due up to and including `time`, then sets the clock
     /// to `time`.
     pub fn run_until(&mut self, time: Millis) -> Result<(), LatticeError> {
-        while let Some(&Reverse((at, _))) = self.queue.peek() {
-            if at > time {
-                break;
-            }
-            self.step()?;
-        }
+        self.run_until_quiet(time)?;
         self.now = self.now.max(time);
         Ok(())
     }
@@ -487,13 +482,10 @@ impl<N: Node> Simulation<N> {
         let mut actions = Vec::new();
         let slot = &mut self.slots[i];
         let (me, incarnation) = (slot.id, slot.incarnation);
-        let mut ctx = Context {
-            now: self.now,
-            me,
-            rng: &mut self.rng,
-            actions: &mut actions,
-        };
-        let result = f(&mut slot.node, &mut ctx);
+        let result = f(
+            &mut slot.node,
+            &mut Context::new(self.now, me, &mut self.rng, &mut actions),
+        );
         for action in actions {
             match action {
                 Action::Send(to, message) => {

@@ -401,7 +401,7 @@ impl std::fmt::Debug for MemoryNetwork {
 }
 
 /// A node's [`Transport`] on a [`MemoryNetwork`]; see [`MemoryNetwork::join`].
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct MemoryTransport {
     id: PeerId,
     incarnation: u64,
@@ -478,15 +478,6 @@ impl MemoryTransport {
                 .catch_unwind()
                 .await;
         }
-    }
-}
-
-impl std::fmt::Debug for MemoryTransport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryTransport")
-            .field("id", &self.id)
-            .field("incarnation", &self.incarnation)
-            .finish()
     }
 }
 

@@ -217,6 +217,15 @@ impl Sleep {
     pub fn deadline(&self) -> Instant {
         self.deadline
     }
+
+    /// Removes this sleep's entry, if it has one.
+    fn deregister(&mut self) {
+        if let Some(key) = self.key.take() {
+            lock(&self.handle.shared.state)
+                .wakers
+                .remove(&(self.deadline, key));
+        }
+    }
 }
 
 impl std::fmt::Debug for Sleep {
@@ -261,17 +270,6 @@ impl Future for Sleep {
             }
         }
         Poll::Pending
-    }
-}
-
-impl Sleep {
-    /// Removes this sleep's entry, if it has one.
-    fn deregister(&mut self) {
-        if let Some(key) = self.key.take() {
-            lock(&self.handle.shared.state)
-                .wakers
-                .remove(&(self.deadline, key));
-        }
     }
 }
 

@@ -137,6 +137,18 @@ pub fn encode_into<T: Serialize + ?Sized>(
     postcard::to_extend(value, out).map_err(|source| WireError::Encode { what, source })
 }
 
+/// The bytes of the postcard varint of `n` (1 to 10), for computing the
+/// bound of an encoding.
+pub const fn varint_len(n: usize) -> usize {
+    let mut len = 1;
+    let mut rest = n >> 7;
+    while rest > 0 {
+        len += 1;
+        rest >>= 7;
+    }
+    len
+}
+
 /// Refuses a decoded list of `count` items when it holds more than `max`.
 pub fn check_count(what: &'static str, count: usize, max: usize) -> Result<(), WireError> {
     if count > max {

@@ -151,3 +151,13 @@ fn the_trait_checks_bound_and_value() {
         Err(WireError::TooLarge { len: 7, .. })
     ));
 }
+
+proptest! {
+    #[test]
+    fn varint_len_is_the_encodings(n in any::<u64>(), bits in 0u32..64) {
+        for n in [n, n >> bits] {
+            let encoded = encode("n", &n).unwrap();
+            prop_assert_eq!(varint_len(n as usize), encoded.len());
+        }
+    }
+}

@@ -196,6 +196,21 @@ async fn expect_stored<S: Store + ?Sized>(store: &S, object: &Object) -> Result<
     }
 }
 
+/// `remove(address)`, which must answer `expected` (whether it was present).
+async fn expect_removed<S: Store + ?Sized>(
+    store: &S,
+    address: &Address,
+    expected: bool,
+) -> Result<(), String> {
+    match store.remove(address).await {
+        Ok(removed) if removed == expected => Ok(()),
+        Ok(removed) => Err(format!(
+            "remove({address}) returned {removed}, expected {expected}"
+        )),
+        Err(e) => Err(format!("remove({address}) failed: {e}")),
+    }
+}
+
 /// Checks that nothing is stored at `address`.
 async fn expect_absent<S: Store + ?Sized>(store: &S, address: &Address) -> Result<(), String> {
     if get_checked(store, address).await?.is_some() {
@@ -302,11 +317,7 @@ impl<S: Store + ?Sized> Suite<'_, S> {
         ];
         for address in never {
             expect_absent(self.store, &address).await?;
-            match self.store.remove(&address).await {
-                Ok(false) => {}
-                Ok(true) => return Err(format!("remove({address}) of an absent object is true")),
-                Err(e) => return Err(format!("remove({address}) failed: {e}")),
-            }
+            expect_removed(self.store, &address, false).await?;
         }
         Ok(())
     }
@@ -331,15 +342,7 @@ impl<S: Store + ?Sized> Suite<'_, S> {
         self.put(&object).await?;
         expect_stored(self.store, &object).await?;
         for expected in [true, false] {
-            match self.store.remove(&address).await {
-                Ok(removed) if removed == expected => {}
-                Ok(removed) => {
-                    return Err(format!(
-                        "remove({address}) returned {removed}, expected {expected}"
-                    ))
-                }
-                Err(e) => return Err(format!("remove({address}) failed: {e}")),
-            }
+            expect_removed(self.store, &address, expected).await?;
             self.model.remove(&address);
         }
         expect_absent(self.store, &address).await?;

@@ -1,6 +1,6 @@
 //! The "named key space" check of the conformance suite.
 
-use super::{expect_absent, Suite, NAMES};
+use super::{expect_absent, expect_removed, Suite, NAMES};
 use crate::store::{Name, Store};
 use crate::Object;
 use hologram_lattice::Address;
@@ -59,11 +59,7 @@ impl<S: Store + ?Sized> Suite<'_, S> {
             .await?;
         expect_named(self.store, &first, Some(&b)).await?;
         self.put(&b).await?;
-        match self.store.remove(&b.address()).await {
-            Ok(true) => {}
-            Ok(false) => return Err(format!("remove({}) after a put is false", b.address())),
-            Err(e) => return Err(format!("remove({}) failed: {e}", b.address())),
-        }
+        expect_removed(self.store, &b.address(), true).await?;
         self.model.remove(&b.address());
         expect_named(self.store, &first, Some(&b))
             .await

@@ -1,7 +1,9 @@
 //! The checks of the conformance suite about scale and threads: "many
 //! objects" and "concurrent".
 
-use super::{expect_absent, expect_stored, get_checked, Suite, MANY, PER_THREAD, THREADS};
+use super::{
+    expect_absent, expect_removed, expect_stored, get_checked, Suite, MANY, PER_THREAD, THREADS,
+};
 use crate::store::Store;
 use crate::Object;
 use futures::executor::block_on;
@@ -45,16 +47,9 @@ async fn concurrent_worker<S: Store + ?Sized>(
     }
     for (i, object) in objects.iter().enumerate() {
         if removed_by_worker(i) {
-            match store.remove(&object.address()).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(format!(
-                        "thread {t}: remove({}) of an object it put is false",
-                        object.address()
-                    ))
-                }
-                Err(e) => return Err(format!("thread {t}: remove failed: {e}")),
-            }
+            expect_removed(store, &object.address(), true)
+                .await
+                .map_err(|e| format!("thread {t}, an object it put: {e}"))?;
         }
     }
     for (i, object) in objects.iter().enumerate() {

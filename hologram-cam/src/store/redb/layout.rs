@@ -98,10 +98,7 @@ impl Tables<'_> {
     pub(super) fn release(&mut self, segment: u64) -> Result<(), StorageError> {
         let count = self.live.get(segment)?.map_or(0, |c| c.value());
         if count <= 1 {
-            self.live.remove(segment)?;
-            self.segments.remove(segment)?;
-            self.members.remove(segment)?;
-            return Ok(());
+            return self.free(segment);
         }
         self.live.insert(segment, count - 1)?;
         let written = self
@@ -111,6 +108,14 @@ impl Tables<'_> {
         if (count - 1) * COMPACT_BELOW <= written && !self.compact.contains(&segment) {
             self.compact.push(segment);
         }
+        Ok(())
+    }
+
+    /// Forgets `segment` and its bytes.
+    fn free(&mut self, segment: u64) -> Result<(), StorageError> {
+        self.live.remove(segment)?;
+        self.segments.remove(segment)?;
+        self.members.remove(segment)?;
         Ok(())
     }
 
@@ -156,15 +161,10 @@ impl Tables<'_> {
                 else {
                     continue;
                 };
-                if segment.bytes.len() + data.len() > SEGMENT_BYTES {
-                    next = segment.flush(self, next)?;
-                }
-                segment.push(self, key, data, next)?;
+                next = segment.push(self, key, data, next)?;
             }
             segment.flush(self, next)?;
-            self.live.remove(old)?;
-            self.segments.remove(old)?;
-            self.members.remove(old)?;
+            self.free(old)?;
         }
         Ok(())
     }
@@ -196,10 +196,7 @@ impl Tables<'_> {
                 large.push(object);
                 continue;
             }
-            if segment.bytes.len() + object.len() > SEGMENT_BYTES {
-                next = segment.flush(self, next)?;
-            }
-            segment.push(self, &key, object.data(), next)?;
+            next = segment.push(self, &key, object.data(), next)?;
         }
         next = segment.flush(self, next)?;
         // Each large object in a segment of its own.
@@ -225,14 +222,19 @@ struct Segment {
 }
 
 impl Segment {
-    /// Appends an object, pointing its index entry at it in segment `number`.
+    /// Appends an object, pointing its index entry at it in segment
+    /// `number`, or in the next one if it would overflow this one (which is
+    /// flushed first); returns the number of the segment being filled.
     fn push(
         &mut self,
         tables: &mut Tables<'_>,
         key: &[u8; 32],
         data: &[u8],
-        number: u64,
-    ) -> Result<(), StorageError> {
+        mut number: u64,
+    ) -> Result<u64, StorageError> {
+        if self.bytes.len() + data.len() > SEGMENT_BYTES {
+            number = self.flush(tables, number)?;
+        }
         let offset = self.bytes.len() as u64;
         tables
             .index
@@ -240,7 +242,7 @@ impl Segment {
         self.bytes.extend_from_slice(data);
         self.members.extend_from_slice(key);
         self.objects += 1;
-        Ok(())
+        Ok(number)
     }
 
     /// Writes the segment as number `number` if it holds any object, and

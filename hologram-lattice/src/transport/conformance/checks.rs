@@ -74,33 +74,22 @@ impl Suite {
         let unreachable = |e: &TransportError| *e == TransportError::Unreachable(UNKNOWN);
         let payload = ask(Command::Echo, b"anyone?");
         let wanted = "Unreachable naming the unknown peer";
+        let request = (PROBE, payload.clone());
         let a = &self.a;
-        a.expect_error(
-            &self.timer,
-            UNKNOWN,
-            PROBE,
-            payload.clone(),
-            wanted,
-            unreachable,
-        )
-        .await?;
+        a.expect_error(UNKNOWN, request, wanted, unreachable)
+            .await?;
         if start.elapsed() >= LONG {
             return Err("a request to an unknown peer waited out its timeout".into());
         }
-        let sent = a.transport.send(UNKNOWN, PROBE, payload);
-        match within(&self.timer, LONG + GRACE, "a send to an unknown peer", sent).await? {
-            Err(e) if unreachable(&e) => Ok(()),
-            other => Err(format!(
-                "a send to an unknown peer returned {other:?}, expected {wanted}"
-            )),
-        }
+        a.expect_send_error(UNKNOWN, payload, wanted, unreachable)
+            .await
     }
 
     async fn round_trip(&self) -> Result<(), String> {
         let before = self.b.probe.requests();
-        self.a.echo(&self.timer, self.b.id, b"hello").await?;
-        self.b.echo(&self.timer, self.a.id, b"hello back").await?;
-        self.c.echo(&self.timer, self.b.id, &[]).await?;
+        self.a.echo(self.b.id, b"hello").await?;
+        self.b.echo(self.a.id, b"hello back").await?;
+        self.c.echo(self.b.id, &[]).await?;
         if self.b.probe.requests() != before + 2 {
             return Err("two requests to a node did not reach its handler exactly twice".into());
         }
@@ -108,31 +97,20 @@ impl Suite {
     }
 
     async fn self_request(&self) -> Result<(), String> {
-        self.a.echo(&self.timer, self.a.id, b"myself").await?;
+        self.a.echo(self.a.id, b"myself").await?;
         let note = ask(Command::Echo, b"a note to myself");
-        self.a.send(&self.timer, self.a.id, note.clone()).await?;
-        self.a
-            .expect_message(&self.timer, &(self.a.id, PROBE, note))
-            .await
+        self.a.send(self.a.id, note.clone()).await?;
+        self.a.expect_message(&(self.a.id, PROBE, note)).await
     }
 
     async fn messages(&self) -> Result<(), String> {
         let dropped = ask(Command::Echo, b"for a protocol nobody serves");
-        let sent = self.a.transport.send(self.b.id, UNSERVED, dropped);
         // Dropped at the receiver, or refused: either is fine, a hang is not.
-        within(
-            &self.timer,
-            LONG + GRACE,
-            "a send on an unserved protocol",
-            sent,
-        )
-        .await?
-        .ok();
+        self.a.send_on(self.b.id, UNSERVED, dropped).await?.ok();
         for (from, to, text) in [(&self.a, &self.b, "one"), (&self.b, &self.a, "two")] {
             let note = ask(Command::Echo, text.as_bytes());
-            from.send(&self.timer, to.id, note.clone()).await?;
-            to.expect_message(&self.timer, &(from.id, PROBE, note))
-                .await?;
+            from.send(to.id, note.clone()).await?;
+            to.expect_message(&(from.id, PROBE, note)).await?;
         }
         if self.b.probe.messages().iter().any(|m| m.1 == UNSERVED) {
             return Err("a message on an unserved protocol reached the probe's handler".into());
@@ -143,16 +121,9 @@ impl Suite {
     async fn unregistered(&self) -> Result<(), String> {
         let before = self.b.probe.requests();
         let refused = |e: &TransportError| matches!(e, TransportError::Refused(_));
-        let payload = ask(Command::Echo, b"unserved");
+        let request = (UNSERVED, ask(Command::Echo, b"unserved"));
         self.a
-            .expect_error(
-                &self.timer,
-                self.b.id,
-                UNSERVED,
-                payload,
-                "Refused",
-                refused,
-            )
+            .expect_error(self.b.id, request, "Refused", refused)
             .await?;
         if self.b.probe.requests() != before {
             return Err("a request for an unserved protocol reached another handler".into());
@@ -162,14 +133,11 @@ impl Suite {
 
     async fn handler_error(&self) -> Result<(), String> {
         let remote = |e: &TransportError| matches!(e, TransportError::Remote(_));
-        let payload = ask(Command::Fail, &[]);
-        self.a
-            .expect_error(&self.timer, self.b.id, PROBE, payload, "Remote", remote)
-            .await?;
+        let request = (PROBE, ask(Command::Fail, &[]));
+        let (a, b) = (&self.a, self.b.id);
+        a.expect_error(b, request, "Remote", remote).await?;
         let refused = |e: &TransportError| matches!(e, TransportError::Refused(_));
-        self.a
-            .expect_error(&self.timer, self.b.id, PROBE, vec![], "Refused", refused)
-            .await
+        a.expect_error(b, (PROBE, vec![]), "Refused", refused).await
     }
 
     /// The sender's limit, if the suite can fill a frame to it.
@@ -190,51 +158,27 @@ impl Suite {
         over.resize(max + 1, 0);
         let too_large = |e: &TransportError| *e == TransportError::TooLarge { size: max + 1, max };
         let wanted = format!("TooLarge {{ size: {}, max: {max} }}", max + 1);
-        let a = &self.a;
-        a.expect_error(
-            &self.timer,
-            self.b.id,
-            PROBE,
-            over.clone(),
-            &wanted,
-            too_large,
-        )
-        .await?;
-        let sent = a.transport.send(self.b.id, PROBE, over);
-        match within(&self.timer, LONG + GRACE, "an over-limit send", sent).await? {
-            Err(e) if too_large(&e) => {}
-            other => {
-                return Err(format!(
-                    "an over-limit send returned {other:?}, expected {wanted}"
-                ))
-            }
-        }
+        let (a, b) = (&self.a, self.b.id);
+        let request = (PROBE, over.clone());
+        a.expect_error(b, request, &wanted, too_large).await?;
+        a.expect_send_error(b, over, &wanted, too_large).await?;
         if self.b.probe.requests() != before {
             return Err("an over-limit request reached the receiver's handler".into());
         }
         let mut at_limit = ask(Command::Len, &[]);
         at_limit.resize(max, 0);
         let expected = (max as u64).to_le_bytes();
-        a.expect(&self.timer, self.b.id, at_limit, &expected).await
+        a.expect(b, at_limit, &expected).await
     }
 
     async fn answer_too_large(&self) -> Result<(), String> {
         let max = self.limit()?;
         let big = |len: usize| ask(Command::Big, &(len as u64).to_le_bytes());
         let too_large = |e: &TransportError| matches!(e, TransportError::TooLarge { .. });
-        self.a
-            .expect_error(
-                &self.timer,
-                self.b.id,
-                PROBE,
-                big(max + 1),
-                "TooLarge",
-                too_large,
-            )
-            .await?;
-        self.a
-            .expect(&self.timer, self.b.id, big(max), &vec![0; max])
-            .await
+        let (a, b) = (&self.a, self.b.id);
+        let request = (PROBE, big(max + 1));
+        a.expect_error(b, request, "TooLarge", too_large).await?;
+        a.expect(b, big(max), &vec![0; max]).await
     }
 
     async fn slow_handler(&self) -> Result<(), String> {
@@ -316,7 +260,7 @@ impl Suite {
             self.a
                 .transport
                 .request(self.b.id, PROBE, ask(Command::Panic, &[]), timeout);
-        let beside = self.a.echo(&self.timer, self.b.id, b"beside a panic");
+        let beside = self.a.echo(self.b.id, b"beside a panic");
         let what = "a request to a handler that panics";
         let (answer, beside) = join(
             within(&self.timer, timeout + GRACE, what, panicking),
@@ -327,27 +271,13 @@ impl Suite {
             return Err(format!("{what} returned a {}-byte answer", answer.len()));
         }
         beside.map_err(|e| format!("a call beside a panicking one: {e}"))?;
-        self.a
-            .echo(&self.timer, self.b.id, b"after a panic")
-            .await?;
+        self.a.echo(self.b.id, b"after a panic").await?;
         // A message whose handling panics, then one that must still arrive.
-        let sent = self
-            .a
-            .transport
-            .send(self.b.id, PROBE, ask(Command::Panic, &[]));
-        within(
-            &self.timer,
-            LONG + GRACE,
-            "a send that panics its handler",
-            sent,
-        )
-        .await?
-        .ok();
+        let panicking = ask(Command::Panic, &[]);
+        self.a.send_on(self.b.id, PROBE, panicking).await?.ok();
         let note = ask(Command::Echo, b"after a panicking message");
-        self.a.send(&self.timer, self.b.id, note.clone()).await?;
-        self.b
-            .expect_message(&self.timer, &(self.a.id, PROBE, note))
-            .await?;
-        self.c.echo(&self.timer, self.b.id, b"still serving").await
+        self.a.send(self.b.id, note.clone()).await?;
+        self.b.expect_message(&(self.a.id, PROBE, note)).await?;
+        self.c.echo(self.b.id, b"still serving").await
     }
 }

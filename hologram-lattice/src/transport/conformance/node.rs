@@ -22,6 +22,7 @@ pub(super) struct Node {
     pub(super) id: PeerId,
     pub(super) transport: Arc<dyn Transport>,
     pub(super) probe: Arc<Probe>,
+    timer: Timer,
 }
 
 /// Runs `future` under a watchdog of `limit`, turning a panic that reaches
@@ -72,24 +73,25 @@ impl Node {
                 message,
             });
         }
+        let timer = timer.clone();
         Ok(Node {
             id,
             transport,
             probe,
+            timer,
         })
     }
 
     /// A request that must succeed with `expected`.
     pub(super) async fn expect(
         &self,
-        timer: &Timer,
         to: PeerId,
         payload: Vec<u8>,
         expected: &[u8],
     ) -> Result<(), String> {
         let what = format!("request from {} to {}", short(self.id), short(to));
         let call = self.transport.request(to, PROBE, payload, LONG);
-        match within(timer, LONG + GRACE, &what, call).await? {
+        match within(&self.timer, LONG + GRACE, &what, call).await? {
             Ok(answer) if answer == expected => Ok(()),
             Ok(answer) => Err(format!(
                 "{what} got a {}-byte answer, not the {}-byte one its handler gave",
@@ -101,25 +103,23 @@ impl Node {
     }
 
     /// An echo request that must come back.
-    pub(super) async fn echo(&self, timer: &Timer, to: PeerId, rest: &[u8]) -> Result<(), String> {
+    pub(super) async fn echo(&self, to: PeerId, rest: &[u8]) -> Result<(), String> {
         let payload = ask(Command::Echo, rest);
         let expected = echoed(&payload, self.id);
-        self.expect(timer, to, payload, &expected).await
+        self.expect(to, payload, &expected).await
     }
 
-    /// A request that must fail as `matches` says.
+    /// A request on `protocol` that must fail as `matches` says (`wanted`).
     pub(super) async fn expect_error(
         &self,
-        timer: &Timer,
         to: PeerId,
-        protocol: Protocol,
-        payload: Vec<u8>,
+        (protocol, payload): (Protocol, Vec<u8>),
         wanted: &str,
         matches: impl Fn(&TransportError) -> bool,
     ) -> Result<(), String> {
         let what = format!("request from {} to {}", short(self.id), short(to));
         let call = self.transport.request(to, protocol, payload, LONG);
-        match within(timer, LONG + GRACE, &what, call).await? {
+        match within(&self.timer, LONG + GRACE, &what, call).await? {
             Err(e) if matches(&e) => Ok(()),
             Err(e) => Err(format!("{what} failed with `{e}`, expected {wanted}")),
             Ok(answer) => Err(format!(
@@ -129,10 +129,26 @@ impl Node {
         }
     }
 
+    /// A probe send that must fail as `matches` says (`wanted`).
+    pub(super) async fn expect_send_error(
+        &self,
+        to: PeerId,
+        payload: Vec<u8>,
+        wanted: &str,
+        matches: impl Fn(&TransportError) -> bool,
+    ) -> Result<(), String> {
+        match self.send_on(to, PROBE, payload).await? {
+            Err(e) if matches(&e) => Ok(()),
+            other => Err(format!(
+                "{} returned {other:?}, expected {wanted}",
+                self.sending(to)
+            )),
+        }
+    }
+
     /// Waits until this node's probe holds `message`.
     pub(super) async fn expect_message(
         &self,
-        timer: &Timer,
         message: &(PeerId, Protocol, Vec<u8>),
     ) -> Result<(), String> {
         let start = Instant::now();
@@ -144,22 +160,29 @@ impl Node {
                     short(self.id)
                 ));
             }
-            timer.sleep(Duration::from_millis(5)).await;
+            self.timer.sleep(Duration::from_millis(5)).await;
         }
         Ok(())
     }
 
-    /// A send that must succeed.
-    pub(super) async fn send(
+    fn sending(&self, to: PeerId) -> String {
+        format!("a send from {} to {}", short(self.id), short(to))
+    }
+
+    /// A send on `protocol` that must return, with what it returned.
+    pub(super) async fn send_on(
         &self,
-        timer: &Timer,
         to: PeerId,
+        protocol: Protocol,
         payload: Vec<u8>,
-    ) -> Result<(), String> {
-        let what = format!("send from {} to {}", short(self.id), short(to));
-        let call = self.transport.send(to, PROBE, payload);
-        within(timer, LONG + GRACE, &what, call)
-            .await?
-            .map_err(|e| format!("{what} failed: {e}"))
+    ) -> Result<Result<(), TransportError>, String> {
+        let call = self.transport.send(to, protocol, payload);
+        within(&self.timer, LONG + GRACE, &self.sending(to), call).await
+    }
+
+    /// A probe send that must succeed.
+    pub(super) async fn send(&self, to: PeerId, payload: Vec<u8>) -> Result<(), String> {
+        let sent = self.send_on(to, PROBE, payload).await?;
+        sent.map_err(|e| format!("{} failed: {e}", self.sending(to)))
     }
 }

@@ -97,11 +97,11 @@ pub(super) async fn run<N: TestNetwork + ?Sized>(
     suite: &Suite,
     target: SocketTarget,
 ) -> Result<(), Failure> {
-    check("socket: stalled frame", limits(&target))?;
-    check(
-        "socket: stalled frame",
-        stalled_frames(suite, &target).await,
-    )?;
+    let stalled = match limits(&target) {
+        Ok(()) => stalled_frames(suite, &target).await,
+        Err(e) => Err(e),
+    };
+    check("socket: stalled frame", stalled)?;
     check(
         "socket: over-limit announcement",
         over_limit(suite, &target).await,
@@ -149,10 +149,7 @@ async fn stalled_frames(suite: &Suite, target: &SocketTarget) -> Result<(), Stri
     if suite.b.probe.requests() != before {
         return Err("a frame that never completed reached the handler".into());
     }
-    suite
-        .c
-        .echo(&suite.timer, suite.b.id, b"after stalled frames")
-        .await
+    suite.c.echo(suite.b.id, b"after stalled frames").await
 }
 
 /// A frame announcing more than the limit is refused before its body.
@@ -181,10 +178,7 @@ async fn over_limit(suite: &Suite, target: &SocketTarget) -> Result<(), String> 
             max.saturating_add(OVER)
         ));
     }
-    suite
-        .c
-        .echo(&suite.timer, suite.b.id, b"after an over-limit frame")
-        .await
+    suite.c.echo(suite.b.id, b"after an over-limit frame").await
 }
 
 /// More idle connections than the cap: the excess is refused, a new client
@@ -227,10 +221,7 @@ async fn idle_connections<N: TestNetwork + ?Sized>(
     if open > cap {
         let message =
             format!("{open} of {count} idle connections were still open, over the cap of {cap}");
-        return Err(Failure {
-            check: name,
-            message,
-        });
+        return check(name, Err(message));
     }
     let idle = target.idle_timeout;
     let closed_at = opened_at + idle + GRACE + GRACE;
@@ -244,10 +235,7 @@ async fn idle_connections<N: TestNetwork + ?Sized>(
     if lingering > 0 {
         let message =
             format!("{lingering} idle connections were still open {idle:?} (the idle timeout) after they were opened, and more");
-        return Err(Failure {
-            check: name,
-            message,
-        });
+        return check(name, Err(message));
     }
     check(name, served(suite, &latecomer, idle).await)
 }
