@@ -207,7 +207,7 @@ impl LatticeProtocol {
     /// Broadcasts `body` at time `now_ms`: phase 1 to the page neighbours,
     /// phase 2 to `gossip_fanout` pages. Returns the broadcast's id, under
     /// which [`result`](Self::result) reports its acknowledgements. Fails
-    /// with [`ConsensusError::BroadcastTooLarge`] above `max_body`.
+    /// with [`ConsensusError::TooLarge`] above `max_body`.
     pub fn broadcast(
         &mut self,
         now_ms: u64,
@@ -215,8 +215,9 @@ impl LatticeProtocol {
         out: &mut Vec<Output>,
     ) -> Result<MessageId, ConsensusError> {
         if body.len() > self.config.max_body {
-            return Err(ConsensusError::BroadcastTooLarge {
-                len: body.len(),
+            return Err(ConsensusError::TooLarge {
+                what: "broadcast body",
+                size: body.len(),
                 max: self.config.max_body,
             });
         }

@@ -1,23 +1,9 @@
-//! Whom a node forwards a newly delivered message to.
-//!
-//! **Phase 1** (page neighbours): when the message arrives from another page
-//! (or the node is its origin), the node sends it to every member of its own
-//! page. A message that arrives from a page neighbour is not sent around the
-//! page again: the neighbour that brought it in did that.
-//!
-//! **Phase 2** (inter-page gossip): every first delivery sends the message to
-//! one member on each of `gossip_fanout` remote pages, chosen with the C768
-//! [`ScheduleRotation`] of the current slot (SPEC §4): page
-//! `rotation.map_page(local_page, i)` for indices
-//! `i_j = (h + j·⌊47 / fanout⌋) mod 47`, `j < fanout`, where `h` mixes the
-//! message id with the node's id. The chapter takes `i = 0..fanout`; then
-//! every node of a page, in the same slot, picks the same few consecutive
-//! pages, and the set of pages reached grows by only about `fanout` pages per
-//! round (about 16 rounds for 48 pages with fanout 3). Spreading the indices
-//! and offsetting them per (message, node) keeps the rotation's
-//! equal-frequency property while reaching all pages in a few rounds. The
-//! member on the chosen page is picked by the same mix, so the choice is
-//! deterministic (replayable) and differs between messages and nodes.
+//! Whom a node forwards a newly delivered message to: phase 1 (its page
+//! neighbours, unless a page neighbour brought the message) and phase 2 (one
+//! member on each of `gossip_fanout` remote pages chosen with the C768
+//! [`ScheduleRotation`] of the slot, spread and offset per message and
+//! node); the [module docs](super) give the rule and why it departs from
+//! the chapter's `i = 0..fanout`.
 
 use super::{BroadcastConfig, Directory, ForwardPolicy, MessageId};
 use hologram_lattice::{NodeId, ScheduleRotation};

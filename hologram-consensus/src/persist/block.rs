@@ -1,16 +1,7 @@
-//! A decided height as a stored object, with hand-defined bytes.
-//!
-//! ```text
-//! "hologram block v1" (17 bytes) ‖ height u64 LE ‖ round u32 LE ‖
-//! value (72 canonical receipt bytes) ‖ signer count u16 LE ‖
-//! for each signer: node id (32) ‖ signature (64) ‖
-//! batch canonical bytes (see crate::batch) to the end
-//! ```
-//!
-//! The certificate's kind is always precommit (a commit certificate), so it
-//! is not stored. The block is kept under its height's name in the store's
-//! named key space; what makes it trustworthy is its certificate, checked
-//! on every read ([`Decision::verify`]).
+//! A decided height as a stored object, in the hand-defined bytes the docs
+//! of [`DurableLog`](super::DurableLog) give. The certificate's kind is
+//! always precommit, so it is not stored; what makes a block trustworthy is
+//! its certificate, checked on every read ([`Decision::verify`]).
 
 use crate::batch::{Batch, BATCH_MAGIC, MAX_BATCH_COMMANDS};
 use crate::certificate::Certificate;

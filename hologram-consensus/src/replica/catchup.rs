@@ -61,8 +61,6 @@ struct PeerServed {
 #[derive(Default)]
 pub(crate) struct CatchUpServer {
     peers: HashMap<NodeId, PeerServed>,
-    /// Bytes answered in total (by the bound), for the tests and metrics.
-    answered_bytes: u64,
 }
 
 impl CatchUpServer {
@@ -141,7 +139,6 @@ impl CatchUpServer {
                 break;
             }
             state.bytes = state.bytes.saturating_add(size);
-            self.answered_bytes = self.answered_bytes.saturating_add(size as u64);
             chosen.push(d);
             if contiguous {
                 covered_end = h.saturating_add(1);
@@ -158,11 +155,6 @@ impl CatchUpServer {
                 };
         }
         chosen
-    }
-
-    /// Bytes of decisions answered so far (by the encoded-size bound).
-    pub(crate) fn answered_bytes(&self) -> u64 {
-        self.answered_bytes
     }
 }
 

@@ -185,6 +185,10 @@ impl Replica {
         self.me
     }
 
+    pub(crate) fn keys(&self) -> &KeyPair {
+        &self.keys
+    }
+
     /// The configuration.
     pub fn config(&self) -> &ReplicaConfig {
         &self.config
@@ -219,12 +223,6 @@ impl Replica {
     /// refused unverified (see [`VoteChecks`]).
     pub fn vote_checks(&self) -> VoteChecks {
         self.gate.checks()
-    }
-
-    /// Bytes of decisions sent to peers for catch-up so far (by an upper
-    /// bound of their encoded size); see [`ReplicaConfig::sync_bytes_per_interval`].
-    pub fn catch_up_bytes(&self) -> u64 {
-        self.catch_up.answered_bytes()
     }
 
     /// What must survive a crash (persist it before sending the outputs).
