@@ -19,11 +19,11 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// The low 8 bytes of a node id as a number.
-fn id_u64(id: &NodeId) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&id.as_bytes()[..8]);
-    u64::from_le_bytes(b)
+/// The first 8 bytes of an id (of a message or node), little-endian: a
+/// well-mixed number.
+fn low_u64(id: &[u8; 32]) -> u64 {
+    let [a, b, c, d, e, f, g, h, ..] = *id;
+    u64::from_le_bytes([a, b, c, d, e, f, g, h])
 }
 
 /// What target selection needs to know about one forwarding decision.
@@ -80,7 +80,7 @@ impl Forwarding<'_> {
             return;
         }
         let rotation = ScheduleRotation::at_time(self.now_ms, self.config.slot_ms);
-        let h = mix(self.message.low_u64() ^ id_u64(&self.me));
+        let h = mix(low_u64(self.message.as_bytes()) ^ low_u64(self.me.as_bytes()));
         let stride = (REMOTE_PAGES / fanout).max(1) as u64;
         let mut chosen = 0;
         // Walk the spread indices, then the rest of the ring, until `fanout`

@@ -284,8 +284,6 @@ impl Replica {
             for c in &fresh {
                 self.record.submitted.insert(c.id(), c.clone());
             }
-        }
-        if gossip {
             self.gossip(fresh, out);
         }
         self.activate(now, out);
