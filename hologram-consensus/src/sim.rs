@@ -59,13 +59,6 @@ impl core::fmt::Debug for SimReplica {
     }
 }
 
-impl Clone for SimReplica {
-    /// A copy made from the durable state only (as after a restart).
-    fn clone(&self) -> Self {
-        self.recover()
-    }
-}
-
 impl SimReplica {
     /// A fresh replica.
     pub fn new(keys: KeyPair, config: ReplicaConfig) -> Result<Self, ConsensusError> {
