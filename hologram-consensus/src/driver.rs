@@ -113,7 +113,7 @@ impl ReplicaDriver {
     /// on. The replica should have been restored from the same log
     /// ([`Recovered::replica`](crate::Recovered::replica)).
     pub fn with_log(mut self, log: DurableLog) -> Self {
-        if let Some(attached) = self.driver.node_mut().attached() {
+        if let Some(attached) = &mut self.driver.node_mut().driven {
             attached.store = Some(log);
         }
         self
@@ -129,6 +129,6 @@ impl ReplicaDriver {
     /// one did (nothing it failed to persist was sent).
     pub async fn try_run(self) -> (Replica, Result<(), ConsensusError>) {
         let (node, result) = self.driver.run().await;
-        (node.into_replica(), result)
+        (node.replica, result)
     }
 }

@@ -33,14 +33,14 @@ pub(crate) type Reply = oneshot::Sender<Result<usize, ConsensusError>>;
 
 /// A replica as a simulator node (or a driver's), with its durable log and record.
 pub struct SimReplica {
-    replica: Replica,
+    pub(crate) replica: Replica,
     outputs: Outputs,
     /// Decisions delivered, in height order: all of them in the simulator;
     /// under a driver, those of the round until they are handed on.
     log: Vec<Decision>,
     record: VotingRecord,
     misbehaviour: Vec<Misbehaviour>,
-    driven: Option<Attached>,
+    pub(crate) driven: Option<Attached>,
 }
 
 /// What a node run by a driver has besides its replica.
@@ -89,14 +89,6 @@ impl SimReplica {
     /// The replica.
     pub fn replica(&self) -> &Replica {
         &self.replica
-    }
-
-    pub(crate) fn into_replica(self) -> Replica {
-        self.replica
-    }
-
-    pub(crate) fn attached(&mut self) -> Option<&mut Attached> {
-        self.driven.as_mut()
     }
 
     /// Every decision delivered, in height order (the durable log).

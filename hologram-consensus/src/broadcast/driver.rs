@@ -250,13 +250,11 @@ pub struct BroadcastHandler {
 impl Handler for BroadcastHandler {
     async fn request(
         &self,
-        _from: PeerId,
-        _protocol: Protocol,
-        _payload: Vec<u8>,
+        from: PeerId,
+        p: Protocol,
+        bytes: Vec<u8>,
     ) -> Result<Vec<u8>, HandlerError> {
-        Err(HandlerError::Refused(
-            "the broadcast protocol takes one-way messages only".into(),
-        ))
+        self.driver.inbound.request(from, p, bytes).await
     }
 
     async fn message(&self, from: PeerId, _protocol: Protocol, payload: Vec<u8>) {
