@@ -303,7 +303,11 @@ impl Replica {
             ConsensusMessage::Proposal(p) => self.on_proposal(now, from, *p, out),
             ConsensusMessage::Vote(v) => self.on_vote(now, from, v, out),
             ConsensusMessage::Decision(d) => self.on_decision(now, from, *d, out),
-            ConsensusMessage::SyncRequest { from: h } => self.on_sync_request(now, from, h, out),
+            // A catch-up request, answered within `from`'s budget (see `catchup`).
+            ConsensusMessage::SyncRequest { from: first } => {
+                let last = first.saturating_add(self.config.sync_batch as u64);
+                self.serve_catch_up(now, from, (first, last), out);
+            }
             ConsensusMessage::Commands(commands) => self.on_commands(now, from, commands, out),
         }
         self.arm_resend(out);
