@@ -202,15 +202,14 @@ impl DeliveryCertificate {
                 ack.signature,
             );
         }
-        match batch.verify() {
-            Ok(()) => Ok(()),
-            Err(ReceiptError::BadBatchEntry { signer, .. }) => {
-                Err(ConsensusError::CertificateForgedAck { receiver: signer })
-            }
-            Err(_) => Err(ConsensusError::CertificateForgedAck {
-                receiver: self.acks.first().map_or(self.origin, |a| a.receiver),
-            }),
-        }
+        batch
+            .verify()
+            .map_err(|e| ConsensusError::CertificateForgedAck {
+                receiver: match e {
+                    ReceiptError::BadBatchEntry { signer, .. } => signer,
+                    _ => self.acks.first().map_or(self.origin, |a| a.receiver),
+                },
+            })
     }
 
     /// The postcard encoding.
