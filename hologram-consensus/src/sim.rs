@@ -23,6 +23,7 @@ use futures::channel::{mpsc, oneshot};
 use hologram_lattice::driver::Driven;
 use hologram_lattice::sim::{Context, Node, Recover};
 use hologram_lattice::transport::Protocol;
+use hologram_lattice::wire::Wire;
 use hologram_lattice::NodeId;
 use hologram_receipt::KeyPair;
 
@@ -159,7 +160,7 @@ impl Node for SimReplica {
     fn on_message(&mut self, ctx: &mut Ctx<'_>, from: NodeId, message: ConsensusMessage) {
         // A driver's decoder checked the bounds already; the simulator's
         // corrupted copies are checked here.
-        if self.driven.is_none() && message.check_bounds().is_err() {
+        if self.driven.is_none() && message.check_decoded().is_err() {
             return;
         }
         self.act(ctx, |r, now, out| r.handle_message(now, from, message, out));
@@ -186,11 +187,11 @@ impl Driven for SimReplica {
     type Error = ConsensusError;
 
     fn decode(frame: &[u8]) -> Option<ConsensusMessage> {
-        ConsensusMessage::decode(frame).ok()
+        ConsensusMessage::from_wire(frame).ok()
     }
 
     fn encode(message: &ConsensusMessage) -> Option<Vec<u8>> {
-        message.encode().ok()
+        message.to_wire().ok()
     }
 
     fn on_control(&mut self, ctx: &mut Ctx<'_>, s: Submit) {

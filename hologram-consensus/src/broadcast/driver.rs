@@ -5,7 +5,7 @@
 //! behind a mutex so that its results and counters can be read while the
 //! driver runs (the lock is never held across an `await`). Its
 //! [`BroadcastHandler`] decodes inbound frames (bounded,
-//! [`BroadcastMessage::decode`]), counts malformed ones in the core, and
+//! [`BroadcastMessage::from_wire`]), counts malformed ones in the core, and
 //! queues the rest in the driver's bounded per-peer inbox
 //! ([the inbox limits](hologram_lattice::driver#the-inbox-limits)). The driver sends the core's
 //! outputs as one-way frames tagged [`crate::BROADCAST_PROTOCOL`] and runs its
@@ -24,6 +24,7 @@ use hologram_lattice::sim::{Context, Node};
 use hologram_lattice::transport::{
     async_trait, Handler, HandlerError, Protocol, Service, Timer, Transport,
 };
+use hologram_lattice::wire::Wire;
 use hologram_lattice::PeerId;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -64,11 +65,11 @@ impl Driven for Shared {
     type Error = Infallible;
 
     fn decode(frame: &[u8]) -> Option<BroadcastMessage> {
-        BroadcastMessage::decode(frame).ok()
+        BroadcastMessage::from_wire(frame).ok()
     }
 
     fn encode(message: &BroadcastMessage) -> Option<Vec<u8>> {
-        Some(message.encode())
+        message.to_wire().ok()
     }
 
     fn on_control(&mut self, ctx: &mut Ctx<'_>, control: Control) {
@@ -258,7 +259,7 @@ impl Handler for BroadcastHandler {
     }
 
     async fn message(&self, from: PeerId, _protocol: Protocol, payload: Vec<u8>) {
-        match BroadcastMessage::decode(&payload) {
+        match BroadcastMessage::from_wire(&payload) {
             Ok(message) => {
                 self.driver.inbound.push(from, message, payload.len());
             }

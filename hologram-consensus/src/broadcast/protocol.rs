@@ -10,6 +10,7 @@ use super::{
     DropReason, MessageId,
 };
 use crate::ConsensusError;
+use hologram_lattice::wire::Wire;
 use hologram_lattice::NodeId;
 use hologram_receipt::{AuthenticatedMessage, KeyPair, Receipt, MAX_HOPS};
 use rand::{RngExt, SeedableRng};
@@ -249,7 +250,7 @@ impl LatticeProtocol {
             Err(DropReason::UnknownPeer)
         } else if self.directory.is_shunned(&from) {
             Err(DropReason::ShunnedPeer)
-        } else if message.check_bounds().is_err() {
+        } else if message.check_decoded().is_err() {
             Err(DropReason::OverLimit)
         } else {
             match message {

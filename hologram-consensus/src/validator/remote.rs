@@ -9,6 +9,7 @@ use crate::vote::Vote;
 use crate::ConsensusError;
 use async_trait::async_trait;
 use hologram_lattice::transport::{Handler, HandlerError, Protocol, Service, Transport};
+use hologram_lattice::wire::Wire;
 use hologram_lattice::NodeId;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -51,12 +52,12 @@ impl RemoteValidator {
         what: &str,
         expect: impl FnOnce(ValidatorResponse) -> Result<T, Box<ValidatorResponse>>,
     ) -> Result<T, ConsensusError> {
-        let bytes = request.encode()?;
+        let bytes = request.to_wire()?;
         let answer = self
             .transport
             .request(self.id, crate::VALIDATOR_PROTOCOL, bytes, self.timeout)
             .await?;
-        let reason = match ValidatorResponse::decode(&answer)? {
+        let reason = match ValidatorResponse::from_wire(&answer)? {
             ValidatorResponse::Refused(reason) => reason,
             other => match expect(other) {
                 Ok(value) => return Ok(value),
@@ -174,8 +175,8 @@ impl Handler for ValidatorHandler {
                 "a validator serves only VALIDATOR requests, not {protocol:?}"
             )));
         }
-        let request =
-            ValidatorRequest::decode(&payload).map_err(|e| HandlerError::Refused(e.to_string()))?;
+        let request = ValidatorRequest::from_wire(&payload)
+            .map_err(|e| HandlerError::Refused(e.to_string()))?;
         let v = &self.validator;
         let answer = match request {
             ValidatorRequest::Prepare(p) => v.prepare_vote(&p).await.map(ValidatorResponse::Vote),
@@ -192,7 +193,7 @@ impl Handler for ValidatorHandler {
         };
         answer
             .unwrap_or_else(|e| ValidatorResponse::Refused(e.to_string()))
-            .encode()
+            .to_wire()
             .map_err(|e| HandlerError::Failed(e.to_string()))
     }
 
