@@ -2,9 +2,9 @@
 //! The first byte picks the decoder; the rest is its input.
 #![no_main]
 
-use hologram::lattice::wire::Wire;
 use hologram::consensus::broadcast::BroadcastMessage;
 use hologram::consensus::DeliveryCertificate;
+use hologram::lattice::wire::Wire;
 use hologram_fuzz::round_trip;
 use libfuzzer_sys::fuzz_target;
 

@@ -4,8 +4,8 @@
 //! rest is its input.
 #![no_main]
 
-use hologram::lattice::wire::Wire;
 use hologram::consensus::{ConsensusMessage, ValidatorRequest, ValidatorResponse};
+use hologram::lattice::wire::Wire;
 use hologram_fuzz::round_trip;
 use libfuzzer_sys::fuzz_target;
 
@@ -20,8 +20,10 @@ fuzz_target!(|data: &[u8]| {
         1 => round_trip(rest, ValidatorRequest::from_wire, |m: &ValidatorRequest| {
             m.to_wire().expect("an accepted request encodes")
         }),
-        _ => round_trip(rest, ValidatorResponse::from_wire, |m: &ValidatorResponse| {
-            m.to_wire().expect("an accepted response encodes")
-        }),
+        _ => round_trip(
+            rest,
+            ValidatorResponse::from_wire,
+            |m: &ValidatorResponse| m.to_wire().expect("an accepted response encodes"),
+        ),
     }
 });
