@@ -21,6 +21,7 @@ use hologram::consensus::broadcast::{
 use hologram::consensus::LatticeProtocol;
 use hologram::lattice::sim::Faults;
 use hologram::lattice::transport::{MemoryNetwork, Transport};
+use hologram::lattice::wire::Wire;
 use hologram::receipt::{AuthenticatedMessage, KeyPair};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,7 +72,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .broadcast_and_wait(b"the lattice says hello", &timer, Duration::from_secs(5))
             .await;
         let took = start.elapsed();
-        let frame = BroadcastMessage::Gossip(uninvited).encode();
+        let frame = BroadcastMessage::Gossip(uninvited)
+            .to_wire()
+            .unwrap_or_default();
         let sent = rogue
             .send(target, hologram::consensus::BROADCAST_PROTOCOL, frame)
             .await;

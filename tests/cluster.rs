@@ -19,6 +19,7 @@ use hologram::consensus::{Command, CommandId, ConsensusMessage};
 use hologram::lattice::transport::{
     async_trait, Handler, HandlerError, Protocol, Transport, TransportError,
 };
+use hologram::lattice::wire::Wire;
 use hologram::lattice::NodeId;
 use hologram::net::{AddressBook, QuicConfig, QuicTransport};
 use hologram::node::{generate_key_file, read_key_file, Ack, Client, NodeError, Status};
@@ -309,12 +310,14 @@ async fn inject_forgeries(cluster: &Cluster, client: &Client, keys: &KeyPair) ->
     )
     .unwrap();
     forged.push(real);
-    let frame = ConsensusMessage::Commands(forged.clone()).encode().unwrap();
+    let frame = ConsensusMessage::Commands(forged.clone())
+        .to_wire()
+        .unwrap();
     for node in &cluster.nodes {
         book.insert(node.id, node.addr);
         for f in &forged {
             let alone = ConsensusMessage::Commands(vec![f.clone()])
-                .encode()
+                .to_wire()
                 .unwrap();
             let _ = impostor
                 .send(node.id, hologram::consensus::CONSENSUS_PROTOCOL, alone)

@@ -5,6 +5,7 @@
 #![no_main]
 
 use hologram::consensus::{ConsensusMessage, ValidatorRequest, ValidatorResponse};
+use hologram::lattice::wire::Wire;
 use hologram_fuzz::round_trip;
 use libfuzzer_sys::fuzz_target;
 
@@ -13,14 +14,16 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     match which % 3 {
-        0 => round_trip(rest, ConsensusMessage::decode, |m: &ConsensusMessage| {
-            m.encode().expect("an accepted message encodes")
+        0 => round_trip(rest, ConsensusMessage::from_wire, |m: &ConsensusMessage| {
+            m.to_wire().expect("an accepted message encodes")
         }),
-        1 => round_trip(rest, ValidatorRequest::decode, |m: &ValidatorRequest| {
-            m.encode().expect("an accepted request encodes")
+        1 => round_trip(rest, ValidatorRequest::from_wire, |m: &ValidatorRequest| {
+            m.to_wire().expect("an accepted request encodes")
         }),
-        _ => round_trip(rest, ValidatorResponse::decode, |m: &ValidatorResponse| {
-            m.encode().expect("an accepted response encodes")
-        }),
+        _ => round_trip(
+            rest,
+            ValidatorResponse::from_wire,
+            |m: &ValidatorResponse| m.to_wire().expect("an accepted response encodes"),
+        ),
     }
 });

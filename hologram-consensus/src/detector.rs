@@ -1,7 +1,7 @@
 //! The `ByzantineDetector`: the chapter's checks, in its order, on every vote
 //! and proposal a replica receives.
 
-use crate::vote::{SignedHeader, Slot, Vote};
+use crate::vote::{SignedHeader, Slot, Vote, VoteKind};
 use crate::{ConsensusError, ValidatorSet};
 use hologram_lattice::NodeId;
 use hologram_receipt::Receipt;
@@ -37,22 +37,11 @@ impl EquivocationProof {
     /// ```
     pub fn verify(&self) -> Result<NodeId, ConsensusError> {
         let (a, b) = (&self.first, &self.second);
-        if a.voter != b.voter {
+        if a.voter != b.voter || a.slot != b.slot || a.value == b.value {
             return Err(ConsensusError::NotEquivocation(format!(
-                "votes by different validators ({} and {})",
-                a.voter, b.voter
+                "not two different votes of one validator for one slot ({} in {:?}, {} in {:?})",
+                a.voter, a.slot, b.voter, b.slot
             )));
-        }
-        if a.slot != b.slot {
-            return Err(ConsensusError::NotEquivocation(format!(
-                "different slots ({:?} and {:?})",
-                a.slot, b.slot
-            )));
-        }
-        if a.value == b.value {
-            return Err(ConsensusError::NotEquivocation(
-                "the same value twice".into(),
-            ));
         }
         a.verify_signature()?;
         b.verify_signature()?;
@@ -342,19 +331,18 @@ impl ByzantineDetector {
     /// Tells the detector that `value` was decided in `round` of `height`:
     /// value votes of that round count as agreements or dissents.
     pub fn observe_decision(&mut self, height: u64, round: u32, value: &Receipt) {
-        for (slot, votes) in self.history.range(
-            Slot {
+        for kind in [VoteKind::Prevote, VoteKind::Precommit] {
+            let slot = Slot {
                 height,
                 round,
-                kind: crate::VoteKind::Prevote,
-            }..=Slot {
-                height,
-                round,
-                kind: crate::VoteKind::Precommit,
-            },
-        ) {
-            debug_assert_eq!((slot.height, slot.round), (height, round));
-            for vote in votes.values() {
+                kind,
+            };
+            for vote in self
+                .history
+                .get(&slot)
+                .into_iter()
+                .flat_map(HashMap::values)
+            {
                 let Some(v) = &vote.value else { continue };
                 let stats = self.stats.entry(vote.voter).or_default();
                 if v == value {
@@ -375,7 +363,7 @@ impl ByzantineDetector {
         let first = Slot {
             height,
             round: 0,
-            kind: crate::VoteKind::Prevote,
+            kind: VoteKind::Prevote,
         };
         self.history = self.history.split_off(&first);
         self.headers = self.headers.split_off(&(height, 0));

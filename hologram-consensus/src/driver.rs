@@ -1,14 +1,13 @@
-//! A [`Replica`] over a [`Transport`], run by the one generic
-//! [`Driver`].
+//! A [`Replica`] over a [`Transport`], run by the one generic [`Driver`].
 //!
-//! [`ReplicaNode`] is the replica as that driver runs it: the same
-//! [`Node`] glue as the simulator's [`SimReplica`](crate::SimReplica)
-//! (broadcasts to every other validator, timers to the driver's clock), with
-//! a [`DurableLog`] as its durable state ([`ReplicaDriver::with_log`]):
-//! decisions and the voting record are written *before* any message of the
-//! round is sent, any decision handed on or any submission acknowledged
-//! (write-ahead). If the store fails, the driver stops without sending what
-//! it could not make durable ([`ReplicaDriver::try_run`] says why).
+//! The driver runs the replica as the simulator does, as a
+//! [`SimReplica`] (broadcasts to every other validator, timers to the
+//! driver's clock), with a [`DurableLog`] as its durable state
+//! ([`ReplicaDriver::with_log`]): decisions and the voting record are
+//! written *before* any message of the round is sent, any decision handed
+//! on or any submission acknowledged (write-ahead). If the store fails, the
+//! driver stops without sending what it could not make durable
+//! ([`ReplicaDriver::try_run`] says why).
 //!
 //! [`ConsensusHandler`] is the inbound side (register it for
 //! [`crate::CONSENSUS_PROTOCOL`]): it decodes each frame with the bounded decoder
@@ -19,120 +18,30 @@
 //! in flight. [`DriverHandle`] submits commands and stops the driver. No
 //! runtime is assumed: `run` is a plain future.
 
-use crate::message::{ConsensusMessage, Decision};
+use crate::message::Decision;
 use crate::persist::DurableLog;
-use crate::replica::{Outputs, Replica, Timer as ReplicaTimer};
-use crate::sim::send_outputs;
-use crate::{Command, ConsensusError};
+use crate::replica::Replica;
+use crate::sim::Reply;
+use crate::{Command, ConsensusError, SimReplica};
 use futures::channel::{mpsc, oneshot};
-use hologram_lattice::driver::{self, Driven, Driver, Handle, Inbound, InboxStats};
-use hologram_lattice::sim::{Context, Node};
-use hologram_lattice::transport::{Protocol, Timer, Transport};
+use hologram_lattice::driver::{self, Driver, Handle, Inbound, InboxStats};
+use hologram_lattice::transport::{Timer, Transport};
 use hologram_lattice::NodeId;
 use std::sync::Arc;
 
-/// Where the result of a submission goes.
-type Reply = oneshot::Sender<Result<usize, ConsensusError>>;
-
-/// Commands for a [`ReplicaNode`] to submit ([`Replica::submit`]), and
-/// where its answer goes: a [`ReplicaNode`]'s local input.
+/// Commands for a driven [`SimReplica`] to submit ([`Replica::submit`]),
+/// and where its answer goes: the node's local input.
 pub struct Submit {
-    commands: Vec<Command>,
-    gossip: bool,
-    reply: Reply,
-}
-
-/// A [`Replica`] as the generic driver runs it (module docs).
-pub struct ReplicaNode {
-    replica: Replica,
-    outputs: Outputs,
-    log: Option<DurableLog>,
-    /// Decided this round: persisted, then handed on.
-    decided: Vec<Decision>,
-    replies: Vec<(Reply, Result<usize, ConsensusError>)>,
-    decisions: mpsc::UnboundedSender<Decision>,
-}
-
-impl ReplicaNode {
-    /// Runs one input on the replica, then hands its outputs on.
-    fn act(
-        &mut self,
-        ctx: &mut Context<'_, ConsensusMessage, ReplicaTimer>,
-        f: impl FnOnce(&mut Replica, u64, &mut Outputs),
-    ) {
-        f(&mut self.replica, ctx.now(), &mut self.outputs);
-        self.decided.append(&mut self.outputs.decisions);
-        self.outputs.misbehaviour.clear();
-        send_outputs(ctx, self.replica.id(), &self.replica, &mut self.outputs);
-    }
-}
-
-impl Node for ReplicaNode {
-    type Message = ConsensusMessage;
-    type Timer = ReplicaTimer;
-
-    fn on_start(&mut self, ctx: &mut Context<'_, ConsensusMessage, ReplicaTimer>) {
-        self.act(ctx, |r, now, out| r.start(now, out));
-    }
-
-    fn on_message(
-        &mut self,
-        ctx: &mut Context<'_, ConsensusMessage, ReplicaTimer>,
-        from: NodeId,
-        message: ConsensusMessage,
-    ) {
-        self.act(ctx, |r, now, out| r.handle_message(now, from, message, out));
-    }
-
-    fn on_timer(&mut self, ctx: &mut Context<'_, ConsensusMessage, ReplicaTimer>, t: ReplicaTimer) {
-        self.act(ctx, |r, now, out| r.handle_timer(now, t, out));
-    }
-}
-
-impl Driven for ReplicaNode {
-    const PROTOCOL: Protocol = crate::CONSENSUS_PROTOCOL;
-    type Control = Submit;
-    type Error = ConsensusError;
-
-    fn decode(frame: &[u8]) -> Option<ConsensusMessage> {
-        ConsensusMessage::decode(frame).ok()
-    }
-
-    fn encode(message: &ConsensusMessage) -> Option<Vec<u8>> {
-        message.encode().ok()
-    }
-
-    fn on_control(&mut self, ctx: &mut Context<'_, ConsensusMessage, ReplicaTimer>, s: Submit) {
-        let mut result = Ok(0);
-        self.act(ctx, |r, now, out| {
-            result = r.submit(now, s.commands, s.gossip, out);
-        });
-        self.replies.push((s.reply, result));
-    }
-
-    async fn persist(&mut self) -> Result<(), ConsensusError> {
-        if let Some(log) = &mut self.log {
-            log.persist(&self.decided, self.replica.voting_record())
-                .await?;
-        }
-        Ok(())
-    }
-
-    fn settle(&mut self) {
-        for (reply, result) in self.replies.drain(..) {
-            let _ = reply.send(result);
-        }
-        for d in self.decided.drain(..) {
-            let _ = self.decisions.unbounded_send(d);
-        }
-    }
+    pub(crate) commands: Vec<Command>,
+    pub(crate) gossip: bool,
+    pub(crate) reply: Reply,
 }
 
 /// The inbound side of a replica: decodes frames and queues them.
-pub type ConsensusHandler = Inbound<ReplicaNode>;
+pub type ConsensusHandler = Inbound<SimReplica>;
 
 /// The queues between a [`ConsensusHandler`] and its driver.
-pub type Inbox = driver::Inbox<ReplicaNode>;
+pub type Inbox = driver::Inbox<SimReplica>;
 
 /// A handler and the inbox it fills: mount the handler on the node's
 /// [`ProtocolMux`](hologram_lattice::transport::ProtocolMux), then give the
@@ -145,7 +54,7 @@ pub fn inbox() -> (ConsensusHandler, Inbox) {
 #[derive(Clone)]
 pub struct DriverHandle {
     id: NodeId,
-    handle: Handle<ReplicaNode>,
+    handle: Handle<SimReplica>,
 }
 
 impl DriverHandle {
@@ -180,7 +89,7 @@ impl DriverHandle {
 
 /// Runs a replica over a transport.
 pub struct ReplicaDriver {
-    driver: Driver<ReplicaNode>,
+    driver: Driver<SimReplica>,
 }
 
 impl ReplicaDriver {
@@ -195,14 +104,7 @@ impl ReplicaDriver {
     ) -> (Self, DriverHandle, mpsc::UnboundedReceiver<Decision>) {
         let (decisions, receiver) = mpsc::unbounded();
         let id = replica.id();
-        let node = ReplicaNode {
-            replica,
-            outputs: Outputs::default(),
-            log: None,
-            decided: Vec::new(),
-            replies: Vec::new(),
-            decisions,
-        };
+        let node = SimReplica::driven(replica, decisions);
         let (driver, handle) = Driver::new(node, transport, timer, inbox);
         (Self { driver }, DriverHandle { id, handle }, receiver)
     }
@@ -211,7 +113,9 @@ impl ReplicaDriver {
     /// on. The replica should have been restored from the same log
     /// ([`Recovered::replica`](crate::Recovered::replica)).
     pub fn with_log(mut self, log: DurableLog) -> Self {
-        self.driver.node_mut().log = Some(log);
+        if let Some(attached) = &mut self.driver.node_mut().driven {
+            attached.store = Some(log);
+        }
         self
     }
 

@@ -43,17 +43,6 @@ pub enum ConsensusError {
         /// The receipt of the batch's canonical bytes.
         computed: Box<Receipt>,
     },
-    /// A receipt claims a budget above 47 (SPEC §5: impossible, Byzantine).
-    #[error("receipt claims the impossible budget {0} (above 47)")]
-    ImpossibleBudget(u8),
-    /// A proposed value's receipt is not lawful (budget not 0 or no round trip).
-    #[error("receipt is not lawful (budget {budget}, phi {phi})")]
-    UnlawfulReceipt {
-        /// The budget claimed.
-        budget: u8,
-        /// The round-trip flag.
-        phi: bool,
-    },
     /// A certificate carries too few distinct valid signatures.
     #[error("certificate for height {height} round {round} has {got} signatures, {needed} needed")]
     InsufficientSignatures {
@@ -80,7 +69,7 @@ pub enum ConsensusError {
     /// A proposal's proof-of-lock certificate does not justify it.
     #[error("proof of lock invalid: {0}")]
     BadProofOfLock(String),
-    /// A command or batch exceeds a size bound.
+    /// A command, batch or broadcast body exceeds a size bound.
     #[error("{what} of {size} exceeds the limit of {max}")]
     TooLarge {
         /// What was too large.
@@ -173,14 +162,6 @@ pub enum ConsensusError {
         reason: String,
     },
     // broadcast
-    /// A broadcast body is larger than the protocol accepts.
-    #[error("broadcast body of {len} bytes exceeds the limit of {max}")]
-    BroadcastTooLarge {
-        /// The body's size.
-        len: usize,
-        /// The limit (`BroadcastConfig::max_body`).
-        max: usize,
-    },
     /// The origin could not sign its own broadcast.
     #[error("broadcast could not be built: {0}")]
     BroadcastBuild(#[source] ReceiptError),

@@ -87,7 +87,7 @@
 //! | `validator` | the [`Validator`] seam: [`LocalValidator`], [`RemoteValidator`] over a `Transport` |
 //! | `receipt_consensus` | [`ReceiptConsensus`]: the chapter's three phases driven through validators |
 //! | `rsm` | [`StateMachine`], [`ReplicatedStateMachine`]: transition receipts, `verify_replica` |
-//! | `sim` | [`SimReplica`]: a replica as a simulator node |
+//! | `sim` | [`SimReplica`]: a replica as a node of the simulator or of the driver |
 //! | `error` | [`ConsensusError`] |
 //! | [`broadcast`] | `LatticeProtocol`, authenticated epidemic broadcast with delivery certificates |
 //!
@@ -196,9 +196,7 @@ pub use detector::{
     AnomalyScorer, ByzantineDetector, DissentScorer, EquivocationProof, Misbehaviour, Offence,
     ProposalEquivocation, VoterStats, MAX_PROOFS,
 };
-pub use driver::{
-    inbox, ConsensusHandler, DriverHandle, Inbox, ReplicaDriver, ReplicaNode, Submit,
-};
+pub use driver::{inbox, ConsensusHandler, DriverHandle, Inbox, ReplicaDriver, Submit};
 pub use error::ConsensusError;
 pub use message::{ConsensusMessage, Decision, Proposal, MAX_MESSAGE_BYTES};
 pub use persist::{DurableLog, Recovered, MAX_RECORD_BYTES};

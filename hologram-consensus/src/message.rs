@@ -14,7 +14,7 @@ use crate::validators::MAX_VALIDATORS;
 use crate::vote::{SignedHeader, Vote, VoteKind};
 use crate::ConsensusError;
 use crate::ValidatorSet;
-use hologram_lattice::wire;
+use hologram_lattice::wire::{self, Wire};
 use serde::{Deserialize, Serialize};
 
 /// The largest encoded message: a full batch plus two certificates and headers.
@@ -98,23 +98,15 @@ pub enum ConsensusMessage {
     Commands(Vec<Command>),
 }
 
-impl ConsensusMessage {
-    /// The postcard encoding.
-    pub fn encode(&self) -> Result<Vec<u8>, ConsensusError> {
-        Ok(wire::encode("consensus message", self)?)
-    }
+/// Decoded from exactly one buffer ([`Wire::from_wire`]: more than
+/// [`MAX_MESSAGE_BYTES`] refused unread, malformed input and trailing bytes
+/// refused), then checked for the bounds serde does not see.
+impl Wire for ConsensusMessage {
+    const NAME: &'static str = "consensus message";
+    const MAX_WIRE_LEN: usize = MAX_MESSAGE_BYTES;
+    type Error = ConsensusError;
 
-    /// Decodes exactly `bytes` ([`wire::decode`]: more than
-    /// [`MAX_MESSAGE_BYTES`] refused unread, malformed input and trailing
-    /// bytes refused), then checks the values' bounds.
-    pub fn decode(bytes: &[u8]) -> Result<Self, ConsensusError> {
-        let message: Self = wire::decode("consensus message", bytes, MAX_MESSAGE_BYTES)?;
-        message.check_bounds()?;
-        Ok(message)
-    }
-
-    /// Checks the bounds serde does not.
-    pub fn check_bounds(&self) -> Result<(), ConsensusError> {
+    fn check_decoded(&self) -> Result<(), ConsensusError> {
         match self {
             ConsensusMessage::Proposal(p) => p.check_bounds(),
             ConsensusMessage::Decision(d) => d.check_bounds(),

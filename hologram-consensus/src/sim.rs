@@ -1,30 +1,54 @@
-//! Running replicas in the deterministic simulator of `hologram-lattice`.
+//! A [`Replica`] as a node: of the deterministic simulator of
+//! `hologram-lattice`, and of the one generic driver
+//! ([`ReplicaDriver`](crate::ReplicaDriver)).
 //!
-//! [`SimReplica`] implements [`hologram_lattice::sim::Node`] for a
-//! [`Replica`]: broadcasts go to every other validator, timers to the
-//! simulator's clock, and delivered decisions are appended to the replica's
-//! log. The log and the [`VotingRecord`] are its durable state: after each
-//! input they are written before anything is sent (in the simulator, sends
-//! happen after the handler returns), and [`Recover::recover`] rebuilds the
-//! replica from them alone, as a process restarting from its store would.
+//! [`SimReplica`] implements [`Node`] for a [`Replica`]: broadcasts go to
+//! every other validator (as one message to many, which a driver encodes
+//! once), timers to the clock of what runs it. In the simulator its durable
+//! state is its log of decisions and its [`VotingRecord`]: after each input
+//! they are written before anything is sent (in the simulator, sends happen
+//! after the handler returns), and [`Recover::recover`] rebuilds the replica
+//! from them alone, as a process restarting from its store would. Under a
+//! driver the same node writes the round's decisions and its voting record
+//! to a [`DurableLog`] before anything of the round is sent, then hands the
+//! decisions on (see [`crate::ReplicaDriver`]).
 
 use crate::detector::Misbehaviour;
+use crate::driver::Submit;
 use crate::message::{ConsensusMessage, Decision};
+use crate::persist::DurableLog;
 use crate::replica::{Outgoing, Outputs, Replica, ReplicaConfig, Timer, VotingRecord};
 use crate::{Command, ConsensusError};
+use futures::channel::{mpsc, oneshot};
+use hologram_lattice::driver::Driven;
 use hologram_lattice::sim::{Context, Node, Recover};
+use hologram_lattice::transport::Protocol;
+use hologram_lattice::wire::Wire;
 use hologram_lattice::NodeId;
 use hologram_receipt::KeyPair;
 
-/// A replica as a simulator node, with its durable log and record.
+type Ctx<'a> = Context<'a, ConsensusMessage, Timer>;
+
+/// Where the result of a submission goes.
+pub(crate) type Reply = oneshot::Sender<Result<usize, ConsensusError>>;
+
+/// A replica as a simulator node (or a driver's), with its durable log and record.
 pub struct SimReplica {
-    replica: Replica,
-    keys: KeyPair,
-    config: ReplicaConfig,
+    pub(crate) replica: Replica,
+    outputs: Outputs,
+    /// Decisions delivered, in height order: all of them in the simulator;
+    /// under a driver, those of the round until they are handed on.
     log: Vec<Decision>,
     record: VotingRecord,
     misbehaviour: Vec<Misbehaviour>,
-    outputs: Outputs,
+    pub(crate) driven: Option<Attached>,
+}
+
+/// What a node run by a driver has besides its replica.
+pub(crate) struct Attached {
+    pub(crate) store: Option<DurableLog>,
+    replies: Vec<(Reply, Result<usize, ConsensusError>)>,
+    decisions: mpsc::UnboundedSender<Decision>,
 }
 
 impl core::fmt::Debug for SimReplica {
@@ -36,25 +60,31 @@ impl core::fmt::Debug for SimReplica {
     }
 }
 
-impl Clone for SimReplica {
-    /// A copy made from the durable state only (as after a restart).
-    fn clone(&self) -> Self {
-        self.recover()
-    }
-}
-
 impl SimReplica {
     /// A fresh replica.
     pub fn new(keys: KeyPair, config: ReplicaConfig) -> Result<Self, ConsensusError> {
-        Ok(Self {
-            replica: Replica::new(keys.clone(), config.clone())?,
-            keys,
-            config,
-            log: Vec::new(),
-            record: VotingRecord::default(),
-            misbehaviour: Vec::new(),
+        Ok(Self::of(Replica::new(keys, config)?, Vec::new(), None))
+    }
+
+    fn of(replica: Replica, log: Vec<Decision>, driven: Option<Attached>) -> Self {
+        Self {
+            record: replica.voting_record().clone(),
+            replica,
             outputs: Outputs::default(),
-        })
+            log,
+            misbehaviour: Vec::new(),
+            driven,
+        }
+    }
+
+    /// `replica` as a driver's node: decisions go to `decisions` once settled.
+    pub(crate) fn driven(replica: Replica, decisions: mpsc::UnboundedSender<Decision>) -> Self {
+        let attached = Attached {
+            store: None,
+            replies: Vec::new(),
+            decisions,
+        };
+        Self::of(replica, Vec::new(), Some(attached))
     }
 
     /// The replica.
@@ -75,51 +105,47 @@ impl SimReplica {
     /// Submits commands (see [`Replica::submit`]).
     pub fn submit(
         &mut self,
-        ctx: &mut Context<'_, ConsensusMessage, Timer>,
+        ctx: &mut Ctx<'_>,
         commands: Vec<Command>,
         gossip: bool,
     ) -> Result<usize, ConsensusError> {
-        let mut out = std::mem::take(&mut self.outputs);
-        let result = self.replica.submit(ctx.now(), commands, gossip, &mut out);
-        self.apply(ctx, out);
-        result
+        self.act(ctx, |r, now, out| r.submit(now, commands, gossip, out))
     }
 
-    /// Persists, then performs the outputs.
-    fn apply(&mut self, ctx: &mut Context<'_, ConsensusMessage, Timer>, mut out: Outputs) {
+    /// Runs one input on the replica, keeps what is durable (in the
+    /// simulator: before the handler returns and anything is sent), then
+    /// hands the messages and timers to `ctx`.
+    fn act<R>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        f: impl FnOnce(&mut Replica, u64, &mut Outputs) -> R,
+    ) -> R {
+        let result = f(&mut self.replica, ctx.now(), &mut self.outputs);
+        let out = &mut self.outputs;
         self.log.append(&mut out.decisions);
-        if self.record != *self.replica.voting_record() {
-            self.record = self.replica.voting_record().clone();
-        }
-        self.misbehaviour.append(&mut out.misbehaviour);
-        let me = ctx.id();
-        send_outputs(ctx, me, &self.replica, &mut out);
-        out.clear();
-        self.outputs = out;
-    }
-}
-
-/// Hands a replica's messages and timers to `ctx`, the same in the
-/// simulator and the driver: a broadcast goes to every other validator (as
-/// one message to many, which a driver encodes once), nothing to `me`.
-pub(crate) fn send_outputs(
-    ctx: &mut Context<'_, ConsensusMessage, Timer>,
-    me: NodeId,
-    replica: &Replica,
-    out: &mut Outputs,
-) {
-    for m in out.messages.drain(..) {
-        match m {
-            Outgoing::Broadcast(msg) => {
-                let others = replica.validators().validators().iter();
-                ctx.send_all(others.filter(|v| **v != me).copied().collect(), msg);
+        if self.driven.is_some() {
+            out.misbehaviour.clear();
+        } else {
+            self.misbehaviour.append(&mut out.misbehaviour);
+            if self.record != *self.replica.voting_record() {
+                self.record = self.replica.voting_record().clone();
             }
-            Outgoing::To(to, msg) if to != me => ctx.send(to, msg),
-            Outgoing::To(..) => {}
         }
-    }
-    for (after, timer) in out.timers.drain(..) {
-        ctx.set_timer(after, timer);
+        let me = ctx.id();
+        for m in out.messages.drain(..) {
+            match m {
+                Outgoing::Broadcast(msg) => {
+                    let others = self.replica.validators().validators().iter();
+                    ctx.send_all(others.filter(|v| **v != me).copied().collect(), msg);
+                }
+                Outgoing::To(to, msg) if to != me => ctx.send(to, msg),
+                Outgoing::To(..) => {}
+            }
+        }
+        for (after, timer) in out.timers.drain(..) {
+            ctx.set_timer(after, timer);
+        }
+        result
     }
 }
 
@@ -127,51 +153,72 @@ impl Node for SimReplica {
     type Message = ConsensusMessage;
     type Timer = Timer;
 
-    fn on_start(&mut self, ctx: &mut Context<'_, ConsensusMessage, Timer>) {
-        let mut out = std::mem::take(&mut self.outputs);
-        self.replica.start(ctx.now(), &mut out);
-        self.apply(ctx, out);
+    fn on_start(&mut self, ctx: &mut Ctx<'_>) {
+        self.act(ctx, |r, now, out| r.start(now, out));
     }
 
-    fn on_message(
-        &mut self,
-        ctx: &mut Context<'_, ConsensusMessage, Timer>,
-        from: NodeId,
-        message: ConsensusMessage,
-    ) {
-        let mut out = std::mem::take(&mut self.outputs);
-        if message.check_bounds().is_ok() {
-            self.replica
-                .handle_message(ctx.now(), from, message, &mut out);
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, from: NodeId, message: ConsensusMessage) {
+        // A driver's decoder checked the bounds already; the simulator's
+        // corrupted copies are checked here.
+        if self.driven.is_none() && message.check_decoded().is_err() {
+            return;
         }
-        self.apply(ctx, out);
+        self.act(ctx, |r, now, out| r.handle_message(now, from, message, out));
     }
 
-    fn on_timer(&mut self, ctx: &mut Context<'_, ConsensusMessage, Timer>, timer: Timer) {
-        let mut out = std::mem::take(&mut self.outputs);
-        self.replica.handle_timer(ctx.now(), timer, &mut out);
-        self.apply(ctx, out);
+    fn on_timer(&mut self, ctx: &mut Ctx<'_>, timer: Timer) {
+        self.act(ctx, |r, now, out| r.handle_timer(now, timer, out));
     }
 }
 
 impl Recover for SimReplica {
     fn recover(&self) -> Self {
-        let keep = self.config.retain_decisions;
-        let recent = self.log[self.log.len().saturating_sub(keep)..].to_vec();
-        Self {
-            replica: Replica::rebuild(
-                self.keys.clone(),
-                self.config.clone(),
-                self.log.len() as u64,
-                recent,
-                self.record.clone(),
-            ),
-            keys: self.keys.clone(),
-            config: self.config.clone(),
-            log: self.log.clone(),
-            record: self.record.clone(),
-            misbehaviour: Vec::new(),
-            outputs: Outputs::default(),
+        let (keys, config) = (self.replica.keys().clone(), self.replica.config().clone());
+        let recent = self.log[self.log.len().saturating_sub(config.retain_decisions)..].to_vec();
+        let next = self.log.len() as u64;
+        let replica = Replica::rebuild(keys, config, next, recent, self.record.clone());
+        Self::of(replica, self.log.clone(), None)
+    }
+}
+
+impl Driven for SimReplica {
+    const PROTOCOL: Protocol = crate::CONSENSUS_PROTOCOL;
+    type Control = Submit;
+    type Error = ConsensusError;
+
+    fn decode(frame: &[u8]) -> Option<ConsensusMessage> {
+        ConsensusMessage::from_wire(frame).ok()
+    }
+
+    fn encode(message: &ConsensusMessage) -> Option<Vec<u8>> {
+        message.to_wire().ok()
+    }
+
+    fn on_control(&mut self, ctx: &mut Ctx<'_>, s: Submit) {
+        let result = self.submit(ctx, s.commands, s.gossip);
+        match &mut self.driven {
+            Some(d) => d.replies.push((s.reply, result)),
+            None => drop(s.reply.send(result)),
+        }
+    }
+
+    async fn persist(&mut self) -> Result<(), ConsensusError> {
+        if let Some(store) = self.driven.as_mut().and_then(|d| d.store.as_mut()) {
+            store
+                .persist(&self.log, self.replica.voting_record())
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn settle(&mut self) {
+        if let Some(d) = &mut self.driven {
+            for (reply, result) in d.replies.drain(..) {
+                let _ = reply.send(result);
+            }
+            for decision in self.log.drain(..) {
+                let _ = d.decisions.unbounded_send(decision);
+            }
         }
     }
 }

@@ -6,6 +6,7 @@ use hologram_consensus::broadcast::{
     MessageId, Output,
 };
 use hologram_consensus::LatticeProtocol;
+use hologram_lattice::wire::Wire;
 use hologram_lattice::NodeId;
 use hologram_receipt::{AuthenticatedMessage, HopLink, KeyPair, Purpose, Witness};
 use proptest::prelude::*;
@@ -330,10 +331,10 @@ proptest! {
     fn flipped_bits_never_deliver_anything_else(bit in any::<usize>()) {
         let mut s = setup(BroadcastConfig::default());
         let (a, b) = (s.a.node_id(), s.b.node_id());
-        let mut bytes = BroadcastMessage::Gossip(sent(&s.a, b, NOW, b"genuine body")).encode();
+        let mut bytes = BroadcastMessage::Gossip(sent(&s.a, b, NOW, b"genuine body")).to_wire().unwrap();
         let bit = bit % (bytes.len() * 8);
         bytes[bit / 8] ^= 1 << (bit % 8);
-        if let Ok(m @ BroadcastMessage::Gossip(_)) = BroadcastMessage::decode(&bytes) {
+        if let Ok(m @ BroadcastMessage::Gossip(_)) = BroadcastMessage::from_wire(&bytes) {
             let out = feed(&mut s.core, a, m);
             let delivered = out.iter().any(|o| matches!(o, Output::Deliver(_)));
             for o in &out {

@@ -11,6 +11,7 @@ mod hostile;
 
 use hologram_consensus::ConsensusMessage;
 use hologram_lattice::sim::check_seeds;
+use hologram_lattice::wire::Wire;
 use hostile::{Cluster, LATENCY_MS, RESEND_MS};
 use rand::RngExt;
 use std::collections::BTreeMap;
@@ -44,7 +45,7 @@ fn decisions(received: &[(u64, ConsensusMessage)]) -> Vec<Answer> {
         .iter()
         .filter_map(|(at, m)| match m {
             ConsensusMessage::Decision(d) => {
-                Some((*at, d.height(), m.encode().expect("encodes").len()))
+                Some((*at, d.height(), m.to_wire().expect("encodes").len()))
             }
             _ => None,
         })

@@ -17,6 +17,7 @@ use hologram_consensus::{
 };
 use hologram_lattice::driver::PEER_MESSAGES;
 use hologram_lattice::transport::{Handler, HandlerError, MemoryNetwork, Protocol, Timer};
+use hologram_lattice::wire::Wire;
 use hologram_lattice::NodeId;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -38,7 +39,7 @@ impl Handler for Counter {
     async fn message(&self, _: NodeId, _: Protocol, payload: Vec<u8>) {
         // Only catch-up answers: the flooder is a validator, so it is also
         // sent every proposal and vote.
-        if let Ok(ConsensusMessage::Decision(_)) = ConsensusMessage::decode(&payload) {
+        if let Ok(ConsensusMessage::Decision(_)) = ConsensusMessage::from_wire(&payload) {
             self.bytes.fetch_add(payload.len(), Ordering::Relaxed);
         }
     }
@@ -109,7 +110,7 @@ fn a_flooded_driver_stays_bounded_and_keeps_committing() {
 
     let frame = |from: u64| {
         ConsensusMessage::SyncRequest { from }
-            .encode()
+            .to_wire()
             .expect("encodes")
     };
     let started = Instant::now();

@@ -6,6 +6,7 @@ use hologram_consensus::{
     Batch, Certificate, Command, ConsensusError, ConsensusMessage, Decision, Proposal,
     SignedHeader, Slot, Vote, VoteKind,
 };
+use hologram_lattice::wire::Wire;
 use hologram_lattice::wire::WireError;
 use hologram_receipt::KeyPair;
 use proptest::prelude::*;
@@ -50,7 +51,7 @@ fn message(kind: u8, height: u64, round: u32, payloads: Vec<Vec<u8>>) -> Consens
 proptest! {
     #[test]
     fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
-        let _ = ConsensusMessage::decode(&bytes);
+        let _ = ConsensusMessage::from_wire(&bytes);
     }
 
     #[test]
@@ -61,8 +62,8 @@ proptest! {
         payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..8),
     ) {
         let m = message(kind, height, round, payloads);
-        let bytes = m.encode().unwrap();
-        prop_assert_eq!(ConsensusMessage::decode(&bytes).unwrap(), m);
+        let bytes = m.to_wire().unwrap();
+        prop_assert_eq!(ConsensusMessage::from_wire(&bytes).unwrap(), m);
     }
 
     #[test]
@@ -73,11 +74,11 @@ proptest! {
         bit in any::<usize>(),
     ) {
         let m = message(kind, height, 1, payloads);
-        let mut bytes = m.encode().unwrap();
+        let mut bytes = m.to_wire().unwrap();
         let bit = bit % (bytes.len() * 8);
         bytes[bit / 8] ^= 1 << (bit % 8);
         // Either an error or some message; a flipped vote never verifies.
-        if let Ok(ConsensusMessage::Vote(v)) = ConsensusMessage::decode(&bytes) {
+        if let Ok(ConsensusMessage::Vote(v)) = ConsensusMessage::from_wire(&bytes) {
             if let ConsensusMessage::Vote(orig) = &m {
                 if v != *orig {
                     prop_assert!(v.verify_signature().is_err());
@@ -89,9 +90,9 @@ proptest! {
     #[test]
     fn trailing_bytes_are_refused(kind in 0u8..5, extra in 1usize..8) {
         let m = message(kind, 3, 0, vec![b"x".to_vec()]);
-        let mut bytes = m.encode().unwrap();
+        let mut bytes = m.to_wire().unwrap();
         bytes.extend(std::iter::repeat_n(0u8, extra));
-        prop_assert!(ConsensusMessage::decode(&bytes).is_err());
+        prop_assert!(ConsensusMessage::from_wire(&bytes).is_err());
     }
 }
 
@@ -99,7 +100,7 @@ proptest! {
 fn oversized_input_is_refused_unread() {
     let bytes = vec![0u8; MAX_MESSAGE_BYTES + 1];
     assert!(matches!(
-        ConsensusMessage::decode(&bytes),
+        ConsensusMessage::from_wire(&bytes),
         Err(ConsensusError::Wire(WireError::TooLarge {
             max: MAX_MESSAGE_BYTES,
             ..
@@ -119,5 +120,5 @@ fn an_oversized_command_inside_a_message_is_refused() {
     }
     bytes.push(len as u8);
     bytes.extend_from_slice(&big);
-    assert!(ConsensusMessage::decode(&bytes).is_err());
+    assert!(ConsensusMessage::from_wire(&bytes).is_err());
 }

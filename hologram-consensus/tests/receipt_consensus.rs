@@ -21,6 +21,7 @@ use hologram_consensus::{
 use hologram_consensus::{SignedHeader, Slot, VoteKind};
 use hologram_lattice::sim::Faults;
 use hologram_lattice::transport::MemoryNetwork;
+use hologram_lattice::wire::Wire;
 use hologram_lattice::NodeId;
 use hologram_receipt::{Budget, KeyPair, Receipt, Signature};
 use std::sync::Arc;
@@ -666,10 +667,10 @@ fn a_validator_handler_serves_each_decision_once_per_node_and_interval() {
     );
     let handler = ValidatorHandler::new(vals[1].clone());
     let status = |from: NodeId| {
-        let ask = ValidatorRequest::Status(0).encode().expect("encode");
+        let ask = ValidatorRequest::Status(0).to_wire().expect("encode");
         let answer = block_on(handler.request(from, hologram_consensus::VALIDATOR_PROTOCOL, ask))
             .expect("served");
-        match ValidatorResponse::decode(&answer).expect("decode") {
+        match ValidatorResponse::from_wire(&answer).expect("decode") {
             ValidatorResponse::Status(s) => s.decided,
             other => panic!("answered {other:?}"),
         }

@@ -13,6 +13,7 @@ use hologram_consensus::{
     CommandId, ConsensusMessage, Decision, DriverHandle, ReplicatedStateMachine,
 };
 use hologram_lattice::transport::Transport;
+use hologram_lattice::wire::Wire;
 use hologram_lattice::NodeId;
 use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
@@ -149,7 +150,7 @@ impl NodeTask {
         let request = ConsensusMessage::SyncRequest {
             from: self.rsm.next_height(),
         };
-        if let Ok(bytes) = request.encode() {
+        if let Ok(bytes) = request.to_wire() {
             // Queued: a failure is a lost message, asked again next time.
             let _ = self
                 .transport

@@ -3,7 +3,8 @@
 
 use super::{Directory, DropReason, MessageId};
 use crate::ConsensusError;
-use hologram_lattice::{wire, NodeId};
+use hologram_lattice::wire::{check_count, Wire};
+use hologram_lattice::NodeId;
 use hologram_receipt::{
     verify_signature, KeyPair, Purpose, ReceiptError, Signature, SignatureBatch,
 };
@@ -202,34 +203,32 @@ impl DeliveryCertificate {
                 ack.signature,
             );
         }
-        match batch.verify() {
-            Ok(()) => Ok(()),
-            Err(ReceiptError::BadBatchEntry { signer, .. }) => {
-                Err(ConsensusError::CertificateForgedAck { receiver: signer })
-            }
-            Err(_) => Err(ConsensusError::CertificateForgedAck {
-                receiver: self.acks.first().map_or(self.origin, |a| a.receiver),
-            }),
-        }
+        batch
+            .verify()
+            .map_err(|e| ConsensusError::CertificateForgedAck {
+                receiver: match e {
+                    ReceiptError::BadBatchEntry { signer, .. } => signer,
+                    _ => self.acks.first().map_or(self.origin, |a| a.receiver),
+                },
+            })
     }
+}
 
-    /// The postcard encoding.
-    pub fn to_wire(&self) -> Vec<u8> {
-        // Encoding into a Vec cannot fail for these types.
-        wire::encode("delivery certificate", self).unwrap_or_default()
-    }
+/// Decoded from exactly one buffer ([`Wire::from_wire`]: more than
+/// [`MAX_CERTIFICATE_WIRE`] bytes refused unread), refusing more than
+/// [`MAX_CERTIFICATE_ACKS`] acknowledgements. Decoding does not verify it.
+impl Wire for DeliveryCertificate {
+    const NAME: &'static str = "delivery certificate";
+    const MAX_WIRE_LEN: usize = MAX_CERTIFICATE_WIRE;
+    type Error = ConsensusError;
 
-    /// Decodes a certificate ([`wire::decode`]: more than
-    /// [`MAX_CERTIFICATE_WIRE`] bytes refused unread), refusing more than
-    /// [`MAX_CERTIFICATE_ACKS`] acknowledgements. Decoding does not verify it.
-    pub fn from_wire(bytes: &[u8]) -> Result<Self, ConsensusError> {
-        let cert: Self = wire::decode("delivery certificate", bytes, MAX_CERTIFICATE_WIRE)?;
-        wire::check_count(
+    fn check_decoded(&self) -> Result<(), ConsensusError> {
+        let acks = self.acks.len();
+        Ok(check_count(
             "certificate acknowledgements",
-            cert.acks.len(),
+            acks,
             MAX_CERTIFICATE_ACKS,
-        )?;
-        Ok(cert)
+        )?)
     }
 }
 
@@ -434,7 +433,7 @@ mod tests {
             let (keys, dir, id, origin) = setup(n);
             let cert = DeliveryCertificate::from_receipts(
                 id, origin, keys.iter().map(|k| DeliveryReceipt::sign(k, id, origin))).unwrap();
-            let back = DeliveryCertificate::from_wire(&cert.to_wire()).unwrap();
+            let back = DeliveryCertificate::from_wire(&cert.to_wire().unwrap()).unwrap();
             prop_assert_eq!(&back, &cert);
             prop_assert!(back.verify(&dir, usize::from(n)).is_ok());
         }

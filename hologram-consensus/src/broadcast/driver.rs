@@ -5,7 +5,7 @@
 //! behind a mutex so that its results and counters can be read while the
 //! driver runs (the lock is never held across an `await`). Its
 //! [`BroadcastHandler`] decodes inbound frames (bounded,
-//! [`BroadcastMessage::decode`]), counts malformed ones in the core, and
+//! [`BroadcastMessage::from_wire`]), counts malformed ones in the core, and
 //! queues the rest in the driver's bounded per-peer inbox
 //! ([the inbox limits](hologram_lattice::driver#the-inbox-limits)). The driver sends the core's
 //! outputs as one-way frames tagged [`crate::BROADCAST_PROTOCOL`] and runs its
@@ -24,6 +24,7 @@ use hologram_lattice::sim::{Context, Node};
 use hologram_lattice::transport::{
     async_trait, Handler, HandlerError, Protocol, Service, Timer, Transport,
 };
+use hologram_lattice::wire::Wire;
 use hologram_lattice::PeerId;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -64,11 +65,11 @@ impl Driven for Shared {
     type Error = Infallible;
 
     fn decode(frame: &[u8]) -> Option<BroadcastMessage> {
-        BroadcastMessage::decode(frame).ok()
+        BroadcastMessage::from_wire(frame).ok()
     }
 
     fn encode(message: &BroadcastMessage) -> Option<Vec<u8>> {
-        Some(message.encode())
+        message.to_wire().ok()
     }
 
     fn on_control(&mut self, ctx: &mut Ctx<'_>, control: Control) {
@@ -80,17 +81,6 @@ impl Driven for Shared {
             Control::Repair => node.on_timer(ctx, BroadcastTimer::Repair),
         }
     }
-}
-
-/// What the clones of a [`BroadcastDriver`] share.
-struct Parts {
-    node: Arc<Mutex<BroadcastNode>>,
-    inbound: Inbound<Shared>,
-    /// Until the driver runs.
-    inbox: Mutex<Option<Inbox<Shared>>>,
-    handle: Handle<Shared>,
-    transport: OnceLock<Arc<dyn Transport>>,
-    clock: Clock,
 }
 
 /// One broadcast node over a [`Transport`]: mount [`handler`](Self::handler)
@@ -131,7 +121,13 @@ struct Parts {
 /// ```
 #[derive(Clone)]
 pub struct BroadcastDriver {
-    parts: Arc<Parts>,
+    node: Arc<Mutex<BroadcastNode>>,
+    inbound: Inbound<Shared>,
+    /// Until the driver runs.
+    inbox: Arc<Mutex<Option<Inbox<Shared>>>>,
+    handle: Handle<Shared>,
+    transport: Arc<OnceLock<Arc<dyn Transport>>>,
+    clock: Clock,
 }
 
 impl BroadcastDriver {
@@ -143,16 +139,13 @@ impl BroadcastDriver {
     /// A driver for `core` reading time from `clock` (milliseconds).
     pub fn with_clock(core: LatticeProtocol, clock: Clock) -> Self {
         let (inbound, inbox) = inbox::<Shared>();
-        let parts = Parts {
+        Self {
             node: Arc::new(Mutex::new(BroadcastNode::new(core))),
             inbound,
             handle: inbox.handle(),
-            inbox: Mutex::new(Some(inbox)),
-            transport: OnceLock::new(),
+            inbox: Arc::new(Mutex::new(Some(inbox))),
+            transport: Arc::default(),
             clock,
-        };
-        Self {
-            parts: Arc::new(parts),
         }
     }
 
@@ -167,12 +160,12 @@ impl BroadcastDriver {
 
     /// Gives the driver its transport. Only the first call has an effect.
     pub fn attach(&self, transport: Arc<dyn Transport>) {
-        let _ = self.parts.transport.set(transport);
+        let _ = self.transport.set(transport);
     }
 
     /// Runs `f` on the core (to read its counters, or shun a peer).
     pub fn with_core<R>(&self, f: impl FnOnce(&mut LatticeProtocol) -> R) -> R {
-        f(lock(&self.parts.node).core_mut())
+        f(lock(&self.node).core_mut())
     }
 
     /// Broadcasts `body`; returns its id once the core has taken it (the
@@ -182,7 +175,7 @@ impl BroadcastDriver {
         let (reply, id) = oneshot::channel();
         let stopped = || ConsensusError::Stopped(self.with_core(|c| c.id()));
         let control = Control::Broadcast(body.to_vec(), reply);
-        self.parts.handle.send(control).map_err(|_| stopped())?;
+        self.handle.send(control).map_err(|_| stopped())?;
         id.await.map_err(|_| stopped())?
     }
 
@@ -208,28 +201,28 @@ impl BroadcastDriver {
 
     /// What one of this node's broadcasts achieved so far.
     pub fn result(&self, id: &MessageId) -> Option<BroadcastResult> {
-        lock(&self.parts.node).core().result(id)
+        lock(&self.node).core().result(id)
     }
 
     /// The deliveries since the last call.
     pub fn take_deliveries(&self) -> Vec<Delivery> {
-        std::mem::take(&mut lock(&self.parts.node).delivered)
+        std::mem::take(&mut lock(&self.node).delivered)
     }
 
     /// The certificates earned since the last call.
     pub fn take_certificates(&self) -> Vec<DeliveryCertificate> {
-        std::mem::take(&mut lock(&self.parts.node).certificates)
+        std::mem::take(&mut lock(&self.node).certificates)
     }
 
     /// Frames the transport refused to send.
     pub fn send_failures(&self) -> u64 {
-        self.parts.handle.send_failures()
+        self.handle.send_failures()
     }
 
     /// Asks the running driver for a round of repair now (it also runs one
     /// whenever the core's repair timer fires).
     pub async fn repair(&self) {
-        let _ = self.parts.handle.send(Control::Repair);
+        let _ = self.handle.send(Control::Repair);
     }
 
     /// Runs the driver on `timer` (inbound frames, broadcasts, repair
@@ -237,20 +230,15 @@ impl BroadcastDriver {
     /// takes the inbox, later ones (and a call before [`attach`](Self::attach))
     /// return at once.
     pub async fn run(&self, timer: &Timer) {
-        let Some(transport) = self.parts.transport.get().cloned() else {
+        let Some(transport) = self.transport.get().cloned() else {
             return;
         };
-        let Some(inbox) = lock(&self.parts.inbox).take() else {
+        let Some(inbox) = lock(&self.inbox).take() else {
             return;
         };
-        let node = Shared(self.parts.node.clone());
+        let node = Shared(self.node.clone());
         let (driver, _) = Driver::new(node, transport, timer.clone(), inbox);
-        let _ = driver.with_clock(self.parts.clock.clone()).run().await;
-    }
-
-    /// [`run`](Self::run), under its former name.
-    pub async fn run_repair(&self, timer: &Timer) {
-        self.run(timer).await;
+        let _ = driver.with_clock(self.clock.clone()).run().await;
     }
 }
 
@@ -263,19 +251,17 @@ pub struct BroadcastHandler {
 impl Handler for BroadcastHandler {
     async fn request(
         &self,
-        _from: PeerId,
-        _protocol: Protocol,
-        _payload: Vec<u8>,
+        from: PeerId,
+        p: Protocol,
+        bytes: Vec<u8>,
     ) -> Result<Vec<u8>, HandlerError> {
-        Err(HandlerError::Refused(
-            "the broadcast protocol takes one-way messages only".into(),
-        ))
+        self.driver.inbound.request(from, p, bytes).await
     }
 
     async fn message(&self, from: PeerId, _protocol: Protocol, payload: Vec<u8>) {
-        match BroadcastMessage::decode(&payload) {
+        match BroadcastMessage::from_wire(&payload) {
             Ok(message) => {
-                self.driver.parts.inbound.push(from, message, payload.len());
+                self.driver.inbound.push(from, message, payload.len());
             }
             Err(_) => self
                 .driver

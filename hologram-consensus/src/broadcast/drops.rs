@@ -29,7 +29,7 @@ pub enum DropReason {
     NotAddressedHere,
     /// An announcement or pull lists more ids than allowed, or a chain is
     /// longer than any valid one (only possible for inputs that bypassed
-    /// [`BroadcastMessage::decode`](super::BroadcastMessage::decode)).
+    /// the decoder, [`Wire::from_wire`](hologram_lattice::wire::Wire::from_wire)).
     OverLimit,
     /// The payload is larger than `max_body` allows.
     Oversized,

@@ -40,14 +40,6 @@ impl MessageId {
     pub const fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
-
-    /// The first 8 bytes as a `u64` (little-endian): a well-mixed number for
-    /// choosing gossip targets.
-    pub(crate) fn low_u64(&self) -> u64 {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&self.0[..8]);
-        u64::from_le_bytes(b)
-    }
 }
 
 impl core::fmt::Debug for MessageId {

@@ -10,6 +10,7 @@ use super::{
     DropReason, MessageId,
 };
 use crate::ConsensusError;
+use hologram_lattice::wire::Wire;
 use hologram_lattice::NodeId;
 use hologram_receipt::{AuthenticatedMessage, KeyPair, Receipt, MAX_HOPS};
 use rand::{RngExt, SeedableRng};
@@ -207,7 +208,7 @@ impl LatticeProtocol {
     /// Broadcasts `body` at time `now_ms`: phase 1 to the page neighbours,
     /// phase 2 to `gossip_fanout` pages. Returns the broadcast's id, under
     /// which [`result`](Self::result) reports its acknowledgements. Fails
-    /// with [`ConsensusError::BroadcastTooLarge`] above `max_body`.
+    /// with [`ConsensusError::TooLarge`] above `max_body`.
     pub fn broadcast(
         &mut self,
         now_ms: u64,
@@ -215,8 +216,9 @@ impl LatticeProtocol {
         out: &mut Vec<Output>,
     ) -> Result<MessageId, ConsensusError> {
         if body.len() > self.config.max_body {
-            return Err(ConsensusError::BroadcastTooLarge {
-                len: body.len(),
+            return Err(ConsensusError::TooLarge {
+                what: "broadcast body",
+                size: body.len(),
                 max: self.config.max_body,
             });
         }
@@ -248,7 +250,7 @@ impl LatticeProtocol {
             Err(DropReason::UnknownPeer)
         } else if self.directory.is_shunned(&from) {
             Err(DropReason::ShunnedPeer)
-        } else if message.check_bounds().is_err() {
+        } else if message.check_decoded().is_err() {
             Err(DropReason::OverLimit)
         } else {
             match message {

@@ -1,23 +1,9 @@
-//! Whom a node forwards a newly delivered message to.
-//!
-//! **Phase 1** (page neighbours): when the message arrives from another page
-//! (or the node is its origin), the node sends it to every member of its own
-//! page. A message that arrives from a page neighbour is not sent around the
-//! page again: the neighbour that brought it in did that.
-//!
-//! **Phase 2** (inter-page gossip): every first delivery sends the message to
-//! one member on each of `gossip_fanout` remote pages, chosen with the C768
-//! [`ScheduleRotation`] of the current slot (SPEC §4): page
-//! `rotation.map_page(local_page, i)` for indices
-//! `i_j = (h + j·⌊47 / fanout⌋) mod 47`, `j < fanout`, where `h` mixes the
-//! message id with the node's id. The chapter takes `i = 0..fanout`; then
-//! every node of a page, in the same slot, picks the same few consecutive
-//! pages, and the set of pages reached grows by only about `fanout` pages per
-//! round (about 16 rounds for 48 pages with fanout 3). Spreading the indices
-//! and offsetting them per (message, node) keeps the rotation's
-//! equal-frequency property while reaching all pages in a few rounds. The
-//! member on the chosen page is picked by the same mix, so the choice is
-//! deterministic (replayable) and differs between messages and nodes.
+//! Whom a node forwards a newly delivered message to: phase 1 (its page
+//! neighbours, unless a page neighbour brought the message) and phase 2 (one
+//! member on each of `gossip_fanout` remote pages chosen with the C768
+//! [`ScheduleRotation`] of the slot, spread and offset per message and
+//! node); the [module docs](super) give the rule and why it departs from
+//! the chapter's `i = 0..fanout`.
 
 use super::{BroadcastConfig, Directory, ForwardPolicy, MessageId};
 use hologram_lattice::{NodeId, ScheduleRotation};
@@ -33,11 +19,11 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// The low 8 bytes of a node id as a number.
-fn id_u64(id: &NodeId) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&id.as_bytes()[..8]);
-    u64::from_le_bytes(b)
+/// The first 8 bytes of an id (of a message or node), little-endian: a
+/// well-mixed number.
+fn low_u64(id: &[u8; 32]) -> u64 {
+    let [a, b, c, d, e, f, g, h, ..] = *id;
+    u64::from_le_bytes([a, b, c, d, e, f, g, h])
 }
 
 /// What target selection needs to know about one forwarding decision.
@@ -94,7 +80,7 @@ impl Forwarding<'_> {
             return;
         }
         let rotation = ScheduleRotation::at_time(self.now_ms, self.config.slot_ms);
-        let h = mix(self.message.low_u64() ^ id_u64(&self.me));
+        let h = mix(low_u64(self.message.as_bytes()) ^ low_u64(self.me.as_bytes()));
         let stride = (REMOTE_PAGES / fanout).max(1) as u64;
         let mut chosen = 0;
         // Walk the spread indices, then the rest of the ring, until `fanout`

@@ -2,7 +2,7 @@
 
 use super::{DeliveryReceipt, MessageId};
 use crate::ConsensusError;
-use hologram_lattice::wire::{self, check_count, Wire, WireError};
+use hologram_lattice::wire::{check_count, Wire, WireError};
 use hologram_receipt::{AuthenticatedMessage, MAX_HOPS, MAX_PAYLOAD_LEN};
 use serde::{Deserialize, Serialize};
 
@@ -27,27 +27,19 @@ pub enum BroadcastMessage {
     Ack(DeliveryReceipt),
 }
 
-impl BroadcastMessage {
-    /// The postcard encoding.
-    pub fn encode(&self) -> Vec<u8> {
-        // Encoding into a Vec cannot fail for these types.
-        wire::encode("broadcast message", self).unwrap_or_default()
-    }
+/// Decoded from exactly one buffer ([`Wire::from_wire`]: more than
+/// [`MAX_MESSAGE_WIRE`] refused unread), then refused with id lists over
+/// [`MAX_IDS`] and witness chains or payloads over their bounds. Nothing is
+/// verified here.
+impl Wire for BroadcastMessage {
+    const NAME: &'static str = "broadcast message";
+    const MAX_WIRE_LEN: usize = MAX_MESSAGE_WIRE;
+    type Error = ConsensusError;
 
-    /// Decodes exactly `bytes`, refusing more than [`MAX_MESSAGE_WIRE`]
-    /// before reading, then id lists over [`MAX_IDS`] and witness chains or
-    /// payloads over their bounds. Nothing is verified here.
-    pub fn decode(bytes: &[u8]) -> Result<Self, ConsensusError> {
-        let message: Self = wire::decode("broadcast message", bytes, MAX_MESSAGE_WIRE)?;
-        message.check_bounds()?;
-        Ok(message)
-    }
-
-    /// The bounds serde does not enforce.
-    pub(crate) fn check_bounds(&self) -> Result<(), WireError> {
+    fn check_decoded(&self) -> Result<(), ConsensusError> {
         match self {
-            Self::IHave(ids) => check_count("announcement ids", ids.len(), MAX_IDS),
-            Self::IWant(ids) => check_count("pull ids", ids.len(), MAX_IDS),
+            Self::IHave(ids) => check_count("announcement ids", ids.len(), MAX_IDS)?,
+            Self::IWant(ids) => check_count("pull ids", ids.len(), MAX_IDS)?,
             Self::Gossip(m) => {
                 check_count("witness hops", m.witness().len(), MAX_HOPS)?;
                 if m.payload().len() > MAX_PAYLOAD_LEN {
@@ -55,12 +47,13 @@ impl BroadcastMessage {
                         what: "gossip payload",
                         len: m.payload().len(),
                         max: MAX_PAYLOAD_LEN,
-                    });
+                    }
+                    .into());
                 }
-                Ok(())
             }
-            Self::Ack(_) => Ok(()),
+            Self::Ack(_) => {}
         }
+        Ok(())
     }
 }
 
@@ -88,20 +81,24 @@ mod tests {
     #[test]
     fn long_lists_and_long_input_are_refused() {
         let id = MessageId::from_bytes([3; 32]);
-        let long = BroadcastMessage::IHave(vec![id; MAX_IDS + 1]).encode();
+        let long = BroadcastMessage::IHave(vec![id; MAX_IDS + 1])
+            .to_wire()
+            .unwrap();
         assert!(matches!(
-            BroadcastMessage::decode(&long),
+            BroadcastMessage::from_wire(&long),
             Err(ConsensusError::Wire(WireError::TooMany {
                 count: 65,
                 max: MAX_IDS,
                 ..
             }))
         ));
-        let ok = BroadcastMessage::IWant(vec![id; MAX_IDS]).encode();
-        assert!(BroadcastMessage::decode(&ok).is_ok());
+        let ok = BroadcastMessage::IWant(vec![id; MAX_IDS])
+            .to_wire()
+            .unwrap();
+        assert!(BroadcastMessage::from_wire(&ok).is_ok());
         let huge = vec![0u8; MAX_MESSAGE_WIRE + 1];
         assert!(matches!(
-            BroadcastMessage::decode(&huge),
+            BroadcastMessage::from_wire(&huge),
             Err(ConsensusError::Wire(WireError::TooLarge {
                 max: MAX_MESSAGE_WIRE,
                 ..
@@ -110,7 +107,7 @@ mod tests {
         let mut trailing = ok;
         trailing.push(0);
         assert!(matches!(
-            BroadcastMessage::decode(&trailing),
+            BroadcastMessage::from_wire(&trailing),
             Err(ConsensusError::Wire(WireError::Trailing { extra: 1, .. }))
         ));
     }
@@ -118,17 +115,17 @@ mod tests {
     proptest! {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = BroadcastMessage::decode(&bytes);
+            let _ = BroadcastMessage::from_wire(&bytes);
         }
 
         #[test]
         fn messages_round_trip_and_flipped_bits_never_panic(which in 0usize..4, bit in any::<usize>()) {
             let m = samples().swap_remove(which);
-            let mut bytes = m.encode();
-            prop_assert_eq!(BroadcastMessage::decode(&bytes).unwrap(), m);
+            let mut bytes = m.to_wire().unwrap();
+            prop_assert_eq!(BroadcastMessage::from_wire(&bytes).unwrap(), m);
             let bit = bit % (bytes.len() * 8);
             bytes[bit / 8] ^= 1 << (bit % 8);
-            let _ = BroadcastMessage::decode(&bytes);
+            let _ = BroadcastMessage::from_wire(&bytes);
         }
     }
 }

@@ -1,16 +1,7 @@
-//! A decided height as a stored object, with hand-defined bytes.
-//!
-//! ```text
-//! "hologram block v1" (17 bytes) ‖ height u64 LE ‖ round u32 LE ‖
-//! value (72 canonical receipt bytes) ‖ signer count u16 LE ‖
-//! for each signer: node id (32) ‖ signature (64) ‖
-//! batch canonical bytes (see crate::batch) to the end
-//! ```
-//!
-//! The certificate's kind is always precommit (a commit certificate), so it
-//! is not stored. The block is kept under its height's name in the store's
-//! named key space; what makes it trustworthy is its certificate, checked
-//! on every read ([`Decision::verify`]).
+//! A decided height as a stored object, in the hand-defined bytes the docs
+//! of [`DurableLog`](super::DurableLog) give. The certificate's kind is
+//! always precommit, so it is not stored; what makes a block trustworthy is
+//! its certificate, checked on every read ([`Decision::verify`]).
 
 use crate::batch::{Batch, BATCH_MAGIC, MAX_BATCH_COMMANDS};
 use crate::certificate::Certificate;
@@ -50,13 +41,9 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
-        if self.rest.len() < n {
-            return Err(format!(
-                "{what}: {n} bytes needed, {} left",
-                self.rest.len()
-            ));
-        }
-        let (head, tail) = self.rest.split_at(n);
+        let left = self.rest.len();
+        let (head, tail) = (self.rest.split_at_checked(n))
+            .ok_or_else(|| format!("{what}: {n} bytes needed, {left} left"))?;
         self.rest = tail;
         Ok(head)
     }
@@ -65,18 +52,6 @@ impl<'a> Reader<'a> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N, what)?);
         Ok(out)
-    }
-
-    fn u16(&mut self, what: &str) -> Result<u16, String> {
-        Ok(u16::from_le_bytes(self.array(what)?))
-    }
-
-    fn u32(&mut self, what: &str) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.array(what)?))
-    }
-
-    fn u64(&mut self, what: &str) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(self.array(what)?))
     }
 }
 
@@ -87,11 +62,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decision, String> {
     if r.take(BLOCK_MAGIC.len(), "magic")? != BLOCK_MAGIC {
         return Err("not a block".into());
     }
-    let height = r.u64("height")?;
-    let round = r.u32("round")?;
+    let height = u64::from_le_bytes(r.array("height")?);
+    let round = u32::from_le_bytes(r.array("round")?);
     let value =
         Receipt::from_canonical_bytes(r.take(72, "value")?).map_err(|e| format!("value: {e}"))?;
-    let signers = r.u16("signer count")? as usize;
+    let signers = usize::from(u16::from_le_bytes(r.array("signer count")?));
     if signers > MAX_VALIDATORS {
         return Err(format!(
             "{signers} signers, at most {MAX_VALIDATORS} possible"
@@ -106,7 +81,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decision, String> {
     if r.take(BATCH_MAGIC.len(), "batch magic")? != BATCH_MAGIC {
         return Err("batch magic missing".into());
     }
-    let count = r.u32("command count")? as usize;
+    let count = u32::from_le_bytes(r.array("command count")?) as usize;
     if count > MAX_BATCH_COMMANDS {
         return Err(format!(
             "{count} commands, at most {MAX_BATCH_COMMANDS} allowed"
@@ -117,7 +92,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decision, String> {
     for _ in 0..count {
         let client = NodeId::from_bytes(r.array("command client")?);
         let signature = Signature::from_bytes(r.array("command signature")?);
-        let len = r.u32("command length")? as usize;
+        let len = u32::from_le_bytes(r.array("command length")?) as usize;
         if len > MAX_COMMAND_BYTES {
             return Err(format!(
                 "command of {len} bytes, at most {MAX_COMMAND_BYTES} allowed"

@@ -1,15 +1,7 @@
-//! The voting record as a stored object.
-//!
-//! ```text
-//! "hologram voting-record v1" (25 bytes) ‖ sequence u64 LE ‖ body
-//! ```
-//!
-//! The body is the postcard encoding of the [`VotingRecord`]. The record is
-//! local state, never hashed for consensus or signed as a whole (the votes
-//! in it carry their own signatures over hand-defined bytes), so its body's
-//! form only has to round-trip. It is kept under one name of the store's
-//! named key space, replaced by each save in one atomic write; the sequence
-//! number counts the saves.
+//! The voting record as a stored object (layout in the docs of
+//! [`DurableLog`](super::DurableLog)): local state, never hashed for
+//! consensus or signed as a whole (its votes carry their own signatures), so
+//! its postcard body only has to round-trip.
 
 use crate::message::MAX_MESSAGE_BYTES;
 use crate::replica::VotingRecord;

@@ -24,8 +24,7 @@
 //!
 //! [`ReplicaConfig::sync_bytes_per_interval`]: super::ReplicaConfig::sync_bytes_per_interval
 
-use super::{Outgoing, Outputs};
-use crate::message::{ConsensusMessage, Decision, COMMAND_OVERHEAD};
+use crate::message::{Decision, COMMAND_OVERHEAD};
 use hologram_lattice::NodeId;
 use std::collections::HashMap;
 
@@ -61,34 +60,9 @@ struct PeerServed {
 #[derive(Default)]
 pub(crate) struct CatchUpServer {
     peers: HashMap<NodeId, PeerServed>,
-    /// Bytes answered in total (by the bound), for the tests and metrics.
-    answered_bytes: u64,
 }
 
 impl CatchUpServer {
-    /// Answers `peer`'s request for the heights `first .. end`: sends the
-    /// decisions [`select`](Self::select) picks. Returns how many were sent.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn serve<'a>(
-        &mut self,
-        now: u64,
-        interval_ms: u64,
-        budget: usize,
-        peer: NodeId,
-        range: (u64, u64),
-        known: impl Iterator<Item = &'a Decision>,
-        out: &mut Outputs,
-    ) -> usize {
-        let chosen = self.select(now, interval_ms, budget, peer, range, known);
-        for d in &chosen {
-            out.messages.push(Outgoing::To(
-                peer,
-                ConsensusMessage::Decision(Box::new((*d).clone())),
-            ));
-        }
-        chosen.len()
-    }
-
     /// The decisions to answer `peer`'s request for the heights
     /// `first .. end` with: the known ones among them (`known` lists them in
     /// height order) that it was not sent in this interval, within its byte
@@ -141,7 +115,6 @@ impl CatchUpServer {
                 break;
             }
             state.bytes = state.bytes.saturating_add(size);
-            self.answered_bytes = self.answered_bytes.saturating_add(size as u64);
             chosen.push(d);
             if contiguous {
                 covered_end = h.saturating_add(1);
@@ -159,11 +132,6 @@ impl CatchUpServer {
         }
         chosen
     }
-
-    /// Bytes of decisions answered so far (by the encoded-size bound).
-    pub(crate) fn answered_bytes(&self) -> u64 {
-        self.answered_bytes
-    }
 }
 
 #[cfg(test)]
@@ -172,8 +140,35 @@ mod tests {
     use crate::batch::Batch;
     use crate::certificate::Certificate;
     use crate::command::Command;
+    use crate::message::ConsensusMessage;
+    use crate::replica::{Outgoing, Outputs};
     use crate::vote::{Slot, VoteKind};
     use hologram_receipt::KeyPair;
+
+    impl CatchUpServer {
+        /// Answers `peer`'s request for the heights `first .. end`: sends the
+        /// decisions [`select`](Self::select) picks. Returns how many were sent.
+        #[allow(clippy::too_many_arguments)]
+        fn serve<'a>(
+            &mut self,
+            now: u64,
+            interval_ms: u64,
+            budget: usize,
+            peer: NodeId,
+            range: (u64, u64),
+            known: impl Iterator<Item = &'a Decision>,
+            out: &mut Outputs,
+        ) -> usize {
+            let chosen = self.select(now, interval_ms, budget, peer, range, known);
+            for d in &chosen {
+                out.messages.push(Outgoing::To(
+                    peer,
+                    ConsensusMessage::Decision(Box::new((*d).clone())),
+                ));
+            }
+            chosen.len()
+        }
+    }
 
     fn decision(height: u64, bytes: usize) -> Decision {
         let batch = Batch::new(vec![Command::sign(

@@ -148,22 +148,16 @@ impl Replica {
         }
     }
 
-    /// Answers a catch-up request within `from`'s budget (see `catchup`).
-    pub(super) fn on_sync_request(
-        &mut self,
-        now: u64,
-        from: NodeId,
-        first: u64,
-        out: &mut Outputs,
-    ) {
-        let last = first.saturating_add(self.config.sync_batch as u64);
-        self.serve_catch_up(now, from, (first, last), out);
-    }
-
     /// Sends `peer` the decisions it lacks among `range`, at most once per
     /// height and interval and within its byte budget. Only validators are
     /// answered.
-    fn serve_catch_up(&mut self, now: u64, peer: NodeId, range: (u64, u64), out: &mut Outputs) {
+    pub(super) fn serve_catch_up(
+        &mut self,
+        now: u64,
+        peer: NodeId,
+        range: (u64, u64),
+        out: &mut Outputs,
+    ) {
         if !self.config.validators.contains(&peer) {
             return;
         }
@@ -172,15 +166,14 @@ impl Replica {
             .range(range.0..range.1)
             .chain(self.decided.range(range.0..range.1))
             .map(|(_, d)| d);
-        self.catch_up.serve(
-            now,
+        let (interval, budget) = (
             self.config.timeouts.resend_ms,
             self.config.sync_bytes_per_interval,
-            peer,
-            range,
-            known,
-            out,
         );
+        for d in (self.catch_up).select(now, interval, budget, peer, range, known) {
+            let decision = ConsensusMessage::Decision(Box::new(d.clone()));
+            out.messages.push(Outgoing::To(peer, decision));
+        }
     }
 
     /// A message of height `h` outside the window: push the decision to a

@@ -185,6 +185,10 @@ impl Replica {
         self.me
     }
 
+    pub(crate) fn keys(&self) -> &KeyPair {
+        &self.keys
+    }
+
     /// The configuration.
     pub fn config(&self) -> &ReplicaConfig {
         &self.config
@@ -219,12 +223,6 @@ impl Replica {
     /// refused unverified (see [`VoteChecks`]).
     pub fn vote_checks(&self) -> VoteChecks {
         self.gate.checks()
-    }
-
-    /// Bytes of decisions sent to peers for catch-up so far (by an upper
-    /// bound of their encoded size); see [`ReplicaConfig::sync_bytes_per_interval`].
-    pub fn catch_up_bytes(&self) -> u64 {
-        self.catch_up.answered_bytes()
     }
 
     /// What must survive a crash (persist it before sending the outputs).
@@ -286,8 +284,6 @@ impl Replica {
             for c in &fresh {
                 self.record.submitted.insert(c.id(), c.clone());
             }
-        }
-        if gossip {
             self.gossip(fresh, out);
         }
         self.activate(now, out);
@@ -307,7 +303,11 @@ impl Replica {
             ConsensusMessage::Proposal(p) => self.on_proposal(now, from, *p, out),
             ConsensusMessage::Vote(v) => self.on_vote(now, from, v, out),
             ConsensusMessage::Decision(d) => self.on_decision(now, from, *d, out),
-            ConsensusMessage::SyncRequest { from: h } => self.on_sync_request(now, from, h, out),
+            // A catch-up request, answered within `from`'s budget (see `catchup`).
+            ConsensusMessage::SyncRequest { from: first } => {
+                let last = first.saturating_add(self.config.sync_batch as u64);
+                self.serve_catch_up(now, from, (first, last), out);
+            }
             ConsensusMessage::Commands(commands) => self.on_commands(now, from, commands, out),
         }
         self.arm_resend(out);

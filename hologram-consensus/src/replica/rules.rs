@@ -34,35 +34,20 @@ use crate::{ConsensusError, ValidatorSet};
 use hologram_receipt::{KeyPair, Receipt};
 
 /// Why a voting record will not sign a vote.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum Refusal {
     /// Another value was signed in the slot: this vote.
+    #[error("already signed a {:?} for another value at height {} round {}",
+        .0.slot.kind, .0.slot.height, .0.slot.round)]
     Signed(Box<Vote>),
     /// The slot's round is older than the newest one signed in.
+    #[error("round {round} is older than round {last} already voted in")]
     OlderRound {
         /// The slot's round.
         round: u32,
         /// The newest round signed in.
         last: u32,
     },
-}
-
-impl core::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Refusal::Signed(v) => write!(
-                f,
-                "already signed a {:?} for another value at height {} round {}",
-                v.slot.kind, v.slot.height, v.slot.round
-            ),
-            Refusal::OlderRound { round, last } => {
-                write!(
-                    f,
-                    "round {round} is older than round {last} already voted in"
-                )
-            }
-        }
-    }
 }
 
 impl HeightRecord {

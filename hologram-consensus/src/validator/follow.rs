@@ -1,15 +1,6 @@
-//! Following decided heights: a bounded window of recent decisions and pull
-//! cursors over it ([`Decisions`]).
-//!
-//! A validator keeps its newest decided heights in a [`Feed`] (how many is
-//! its retention). A subscriber holds a [`Decisions`] cursor: a stream that
-//! yields each decided height once, in height order, from the height it
-//! started at, and waits (woken by the next decision) when it has caught up.
-//! Nothing is queued per subscriber: each reads the shared window, so a slow
-//! subscriber costs no memory. One that falls behind the window gets
-//! [`ConsensusError::Lagged`] (read the missing heights from the validator's
-//! [`DurableLog`](crate::DurableLog), then subscribe again from the next one)
-//! and its stream ends.
+//! Following decided heights: a validator's bounded window of recent
+//! decisions ([`Feed`]) and the pull cursors over it ([`Decisions`], whose
+//! docs say how they wait, lag and end).
 
 use crate::message::Decision;
 use crate::ConsensusError;

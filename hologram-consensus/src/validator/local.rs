@@ -67,14 +67,7 @@ impl core::fmt::Debug for LocalValidator {
 impl LocalValidator {
     /// A validator with nothing decided or signed, keeping its state in memory.
     pub fn new(keys: KeyPair, validators: ValidatorSet) -> Self {
-        Self::build(
-            keys,
-            validators,
-            0,
-            VotingRecord::default(),
-            BTreeMap::new(),
-            None,
-        )
+        Self::build(keys, validators, Recovered::default(), None)
     }
 
     /// A validator restarted from `log` and what [`DurableLog::open`]
@@ -88,34 +81,23 @@ impl LocalValidator {
     ) -> Result<Self, ConsensusError> {
         recovered.check_record()?;
         let validators = log.validators().clone();
-        let next = recovered.decisions.len() as u64;
-        let keep = recovered.decisions.len().saturating_sub(KEEP_DECIDED);
-        let recent = recovered.decisions[keep..]
-            .iter()
-            .map(|d| (d.height(), d.clone()))
-            .collect();
-        Ok(Self::build(
-            keys,
-            validators,
-            next,
-            recovered.record,
-            recent,
-            Some(log),
-        ))
+        Ok(Self::build(keys, validators, recovered, Some(log)))
     }
 
     fn build(
         keys: KeyPair,
         validators: ValidatorSet,
-        next: u64,
-        mut record: VotingRecord,
-        recent: BTreeMap<u64, Decision>,
+        recovered: Recovered,
         log: Option<DurableLog>,
     ) -> Self {
+        let (decisions, mut record) = (recovered.decisions, recovered.record);
+        let next = decisions.len() as u64;
         record.heights = record.heights.split_off(&next);
+        let keep = decisions.len().saturating_sub(KEEP_DECIDED);
+        let recent = decisions.into_iter().skip(keep).map(|d| (d.height(), d));
         Self {
             id: keys.node_id(),
-            feed: Arc::new(Feed::new(next, recent, KEEP_DECIDED)),
+            feed: Arc::new(Feed::new(next, recent.collect(), KEEP_DECIDED)),
             state: Mutex::new(State {
                 keys,
                 validators,

@@ -38,17 +38,12 @@ use serde::{Deserialize, Serialize};
 /// decision, its lock with the polka that justifies it, the newest round it
 /// voted in). A new proposer learns from it what it must re-propose.
 ///
-/// A [`LocalValidator`] holds a validator's keys and its
-/// [`VotingRecord`](crate::replica::VotingRecord) and applies Tendermint's
-/// voting rules to each request (one vote per slot, locks, proof of lock,
-/// no vote in a round older than one it signed in); with a
-/// [`DurableLog`](crate::DurableLog) it makes each vote durable before
-/// returning it. A node that does not propose follows what is decided
-/// through [`LocalValidator::subscribe`]: a [`Decisions`] stream of the
-/// decided heights in order, over a bounded window of recent ones. A [`RemoteValidator`] asks one over a `Transport`
-/// ([`crate::VALIDATOR_PROTOCOL`](crate::VALIDATOR_PROTOCOL)
-/// requests), served there by a [`ValidatorHandler`]. Replicas exchange their
-/// one-way messages under `crate::CONSENSUS_PROTOCOL`, so one node serves both.
+/// A [`LocalValidator`] applies Tendermint's voting rules to each request
+/// (and, followed through [`LocalValidator::subscribe`], hands on what is
+/// decided); a [`RemoteValidator`] asks one over a `Transport`
+/// ([`crate::VALIDATOR_PROTOCOL`] requests, served by a
+/// [`ValidatorHandler`]), beside the replicas' one-way messages under
+/// `crate::CONSENSUS_PROTOCOL`, so one node serves both.
 #[async_trait]
 pub trait Validator: Send + Sync {
     /// The validator's id (its public key).

@@ -9,6 +9,7 @@ use crate::vote::Vote;
 use crate::ConsensusError;
 use async_trait::async_trait;
 use hologram_lattice::transport::{Handler, HandlerError, Protocol, Service, Transport};
+use hologram_lattice::wire::Wire;
 use hologram_lattice::NodeId;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,29 +44,37 @@ impl RemoteValidator {
         }
     }
 
-    async fn ask(&self, request: ValidatorRequest) -> Result<ValidatorResponse, ConsensusError> {
-        let bytes = request.encode()?;
+    /// Asks `request`; `expect` takes the answer asked for (`what`) and
+    /// gives back any other, which counts as a refusal.
+    async fn ask<T>(
+        &self,
+        request: ValidatorRequest,
+        what: &str,
+        expect: impl FnOnce(ValidatorResponse) -> Result<T, Box<ValidatorResponse>>,
+    ) -> Result<T, ConsensusError> {
+        let bytes = request.to_wire()?;
         let answer = self
             .transport
             .request(self.id, crate::VALIDATOR_PROTOCOL, bytes, self.timeout)
             .await?;
-        match ValidatorResponse::decode(&answer)? {
-            ValidatorResponse::Refused(reason) => Err(ConsensusError::Refused {
-                validator: self.id,
-                reason,
-            }),
-            other => Ok(other),
-        }
+        let reason = match ValidatorResponse::from_wire(&answer)? {
+            ValidatorResponse::Refused(reason) => reason,
+            other => match expect(other) {
+                Ok(value) => return Ok(value),
+                Err(other) => format!("answered {other:?} where {what} was asked for"),
+            },
+        };
+        Err(ConsensusError::Refused {
+            validator: self.id,
+            reason,
+        })
     }
+}
 
-    fn vote(&self, answer: ValidatorResponse) -> Result<Vote, ConsensusError> {
-        match answer {
-            ValidatorResponse::Vote(v) => Ok(v),
-            other => Err(ConsensusError::Refused {
-                validator: self.id,
-                reason: format!("answered {other:?} where a vote was asked for"),
-            }),
-        }
+fn vote(answer: ValidatorResponse) -> Result<Vote, Box<ValidatorResponse>> {
+    match answer {
+        ValidatorResponse::Vote(v) => Ok(v),
+        other => Err(Box::new(other)),
     }
 }
 
@@ -76,10 +85,8 @@ impl Validator for RemoteValidator {
     }
 
     async fn prepare_vote(&self, proposal: &Proposal) -> Result<Vote, ConsensusError> {
-        let answer = self
-            .ask(ValidatorRequest::Prepare(Box::new(proposal.clone())))
-            .await?;
-        self.vote(answer)
+        let request = ValidatorRequest::Prepare(Box::new(proposal.clone()));
+        self.ask(request, "a prevote", vote).await
     }
 
     async fn commit(
@@ -87,36 +94,26 @@ impl Validator for RemoteValidator {
         proposal: &Proposal,
         polka: &Certificate,
     ) -> Result<Vote, ConsensusError> {
-        let answer = self
-            .ask(ValidatorRequest::Commit(
-                Box::new(proposal.clone()),
-                Box::new(polka.clone()),
-            ))
-            .await?;
-        self.vote(answer)
+        let request = ValidatorRequest::Commit(Box::new(proposal.clone()), Box::new(polka.clone()));
+        self.ask(request, "a precommit", vote).await
     }
 
     async fn finalize(&self, decision: &Decision) -> Result<(), ConsensusError> {
-        match self
-            .ask(ValidatorRequest::Finalize(Box::new(decision.clone())))
-            .await?
-        {
+        let request = ValidatorRequest::Finalize(Box::new(decision.clone()));
+        self.ask(request, "finalizing", |a| match a {
             ValidatorResponse::Finalized => Ok(()),
-            other => Err(ConsensusError::Refused {
-                validator: self.id,
-                reason: format!("answered {other:?} to a decision"),
-            }),
-        }
+            other => Err(Box::new(other)),
+        })
+        .await
     }
 
     async fn status(&self, height: u64) -> Result<HeightStatus, ConsensusError> {
-        match self.ask(ValidatorRequest::Status(height)).await? {
+        let request = ValidatorRequest::Status(height);
+        self.ask(request, "a status", |a| match a {
             ValidatorResponse::Status(s) => Ok(*s),
-            other => Err(ConsensusError::Refused {
-                validator: self.id,
-                reason: format!("answered {other:?} to a status request"),
-            }),
-        }
+            other => Err(Box::new(other)),
+        })
+        .await
     }
 }
 
@@ -178,8 +175,8 @@ impl Handler for ValidatorHandler {
                 "a validator serves only VALIDATOR requests, not {protocol:?}"
             )));
         }
-        let request =
-            ValidatorRequest::decode(&payload).map_err(|e| HandlerError::Refused(e.to_string()))?;
+        let request = ValidatorRequest::from_wire(&payload)
+            .map_err(|e| HandlerError::Refused(e.to_string()))?;
         let v = &self.validator;
         let answer = match request {
             ValidatorRequest::Prepare(p) => v.prepare_vote(&p).await.map(ValidatorResponse::Vote),
@@ -196,7 +193,7 @@ impl Handler for ValidatorHandler {
         };
         answer
             .unwrap_or_else(|e| ValidatorResponse::Refused(e.to_string()))
-            .encode()
+            .to_wire()
             .map_err(|e| HandlerError::Failed(e.to_string()))
     }
 

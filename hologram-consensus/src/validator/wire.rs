@@ -9,7 +9,7 @@ use crate::message::{check_certificate_size, Decision, Proposal, MAX_MESSAGE_BYT
 use crate::validator::HeightStatus;
 use crate::vote::Vote;
 use crate::ConsensusError;
-use hologram_lattice::wire;
+use hologram_lattice::wire::Wire;
 use serde::{Deserialize, Serialize};
 
 /// What [`ReceiptConsensus`](crate::ReceiptConsensus) asks a validator.
@@ -38,50 +38,44 @@ pub enum ValidatorResponse {
     Refused(String),
 }
 
-impl ValidatorRequest {
-    /// The postcard encoding.
-    pub fn encode(&self) -> Result<Vec<u8>, ConsensusError> {
-        Ok(wire::encode("validator request", self)?)
-    }
+/// Decoded from exactly one buffer ([`Wire::from_wire`], at most
+/// [`MAX_MESSAGE_BYTES`]), with the bounds of the replica messages carrying
+/// the same values.
+impl Wire for ValidatorRequest {
+    const NAME: &'static str = "validator request";
+    const MAX_WIRE_LEN: usize = MAX_MESSAGE_BYTES;
+    type Error = ConsensusError;
 
-    /// Decodes exactly `bytes` ([`wire::decode`], at most
-    /// [`MAX_MESSAGE_BYTES`]), checking the bounds serde does not.
-    pub fn decode(bytes: &[u8]) -> Result<Self, ConsensusError> {
-        let request: Self = wire::decode("validator request", bytes, MAX_MESSAGE_BYTES)?;
-        // The same bounds as the replica messages carrying these values.
-        match &request {
-            ValidatorRequest::Prepare(p) => p.check_bounds()?,
-            ValidatorRequest::Commit(p, c) => {
-                p.check_bounds()?;
-                check_certificate_size(c)?;
-            }
-            ValidatorRequest::Finalize(d) => d.check_bounds()?,
-            ValidatorRequest::Status(_) => {}
+    fn check_decoded(&self) -> Result<(), ConsensusError> {
+        match self {
+            ValidatorRequest::Prepare(p) => p.check_bounds(),
+            ValidatorRequest::Commit(p, c) => p.check_bounds().and(check_certificate_size(c)),
+            ValidatorRequest::Finalize(d) => d.check_bounds(),
+            ValidatorRequest::Status(_) => Ok(()),
         }
-        Ok(request)
     }
 }
 
-impl ValidatorResponse {
-    /// The postcard encoding.
-    pub fn encode(&self) -> Result<Vec<u8>, ConsensusError> {
-        Ok(wire::encode("validator response", self)?)
-    }
+/// Decoded as a [`ValidatorRequest`] is.
+impl Wire for ValidatorResponse {
+    const NAME: &'static str = "validator response";
+    const MAX_WIRE_LEN: usize = MAX_MESSAGE_BYTES;
+    type Error = ConsensusError;
 
-    /// Decodes exactly `bytes` ([`wire::decode`], at most
-    /// [`MAX_MESSAGE_BYTES`]), checking the bounds serde does not.
-    pub fn decode(bytes: &[u8]) -> Result<Self, ConsensusError> {
-        let response: Self = wire::decode("validator response", bytes, MAX_MESSAGE_BYTES)?;
-        if let ValidatorResponse::Status(s) = &response {
-            if let Some(d) = &s.decided {
-                d.check_bounds()?;
-            }
-            if let Some(lock) = &s.locked {
-                lock.batch.check_bounds()?;
-                check_certificate_size(&lock.proof)?;
-            }
+    fn check_decoded(&self) -> Result<(), ConsensusError> {
+        let ValidatorResponse::Status(s) = self else {
+            return Ok(());
+        };
+        if let Some(d) = &s.decided {
+            d.check_bounds()?;
         }
-        Ok(response)
+        match &s.locked {
+            Some(lock) => lock
+                .batch
+                .check_bounds()
+                .and(check_certificate_size(&lock.proof)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -119,33 +113,33 @@ mod tests {
                 ValidatorRequest::Commit(Box::new(p.clone()), Box::new(polka.clone())),
                 ValidatorRequest::Finalize(Box::new(Decision { batch: p.batch.clone(), certificate: polka.clone() })),
             ] {
-                prop_assert_eq!(ValidatorRequest::decode(&r.encode().unwrap()).unwrap(), r);
+                prop_assert_eq!(ValidatorRequest::from_wire(&r.to_wire().unwrap()).unwrap(), r);
             }
             let status = HeightStatus { next_height: 4, decided: None, locked: Some(Lock { batch: p.batch.clone(), proof: polka.clone() }), last_round: Some(round) };
-            prop_assert_eq!(ValidatorRequest::decode(&ValidatorRequest::Status(round as u64).encode().unwrap()).unwrap(), ValidatorRequest::Status(round as u64));
+            prop_assert_eq!(ValidatorRequest::from_wire(&ValidatorRequest::Status(round as u64).to_wire().unwrap()).unwrap(), ValidatorRequest::Status(round as u64));
             for r in [ValidatorResponse::Vote(vote), ValidatorResponse::Finalized, ValidatorResponse::Refused("no".into()), ValidatorResponse::Status(Box::new(status))] {
-                prop_assert_eq!(ValidatorResponse::decode(&r.encode().unwrap()).unwrap(), r);
+                prop_assert_eq!(ValidatorResponse::from_wire(&r.to_wire().unwrap()).unwrap(), r);
             }
         }
 
         #[test]
         fn garbage_is_an_error_never_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = ValidatorRequest::decode(&bytes);
-            let _ = ValidatorResponse::decode(&bytes);
+            let _ = ValidatorRequest::from_wire(&bytes);
+            let _ = ValidatorResponse::from_wire(&bytes);
         }
     }
 
     #[test]
     fn trailing_and_oversized_input_is_refused() {
-        let mut bytes = ValidatorResponse::Finalized.encode().unwrap();
+        let mut bytes = ValidatorResponse::Finalized.to_wire().unwrap();
         bytes.push(0);
         assert!(matches!(
-            ValidatorResponse::decode(&bytes),
+            ValidatorResponse::from_wire(&bytes),
             Err(ConsensusError::Wire(WireError::Trailing { extra: 1, .. }))
         ));
         let huge = vec![0u8; MAX_MESSAGE_BYTES + 1];
         assert!(matches!(
-            ValidatorRequest::decode(&huge),
+            ValidatorRequest::from_wire(&huge),
             Err(ConsensusError::Wire(WireError::TooLarge {
                 max: MAX_MESSAGE_BYTES,
                 ..

@@ -12,6 +12,7 @@ use hologram_consensus::{
     VoteKind,
 };
 use hologram_lattice::sim::{Context, Faults, Node, Recover, Simulation};
+use hologram_lattice::wire::Wire;
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Receipt};
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -86,7 +87,7 @@ impl Node for TestNode {
                     }
                     _ => None,
                 };
-                let size = message.encode().map_or(0, |b| b.len() as u64);
+                let size = message.to_wire().map_or(0, |b| b.len() as u64);
                 h.bytes += size;
                 if let ConsensusMessage::Proposal(p) = &message {
                     if p.header.proposer != from {
