@@ -223,6 +223,11 @@ impl CoordinatorCore {
         Ok(())
     }
 
+    /// Its timing.
+    pub fn config(&self) -> CoordinatorConfig {
+        self.config
+    }
+
     /// Drains what the driver must do (send, set timers; never persist).
     pub fn take_effects(&mut self) -> Effects<CoordinatorTimer> {
         std::mem::take(&mut self.effects)
@@ -231,11 +236,6 @@ impl CoordinatorCore {
     /// Drains the transactions that ended since the last call.
     pub fn take_completed(&mut self) -> Vec<(TxnId, TxnResult)> {
         std::mem::take(&mut self.completed)
-    }
-
-    /// The transactions in flight.
-    pub fn in_flight(&self) -> impl Iterator<Item = &TxnId> {
-        self.flights.keys()
     }
 
     /// Handles a message from `from` (malformed or unexpected ones are dropped).

@@ -1,31 +1,7 @@
 //! A [`Participant`] on another node, asked request/response over a
 //! `Transport`: [`RemoteParticipant`] on the caller's side,
-//! [`ParticipantService`] on the node that runs the participant.
-//!
-//! **Deployment.** The node running a participant — a [`LocalParticipant`]
-//! of a single-replica shard, or a replicated group's
-//! [`ReplicatedParticipant`](crate::ReplicatedParticipant) — registers a
-//! [`ParticipantService`] for [`crate::TXN_CALL_PROTOCOL`]. A coordinator's node
-//! reaches it with a [`RemoteParticipant`] and runs
-//! [`DistributedTransaction`](crate::DistributedTransaction) over it as over
-//! any participant.
-//!
-//! **Wire.** A request is a coordinator's [`TxnMessage`] (`Prepare`,
-//! `CommitOnePhase`, `Commit`, `Abort`, `Resolve`) in its wire form; the
-//! answer is the participant's reply ([`call`]) in its wire form: `Prepared`,
-//! `Decided`, `Ack`, or `Refused` with the participant's error. Both sides
-//! decode with [`TxnMessage::from_wire`] (bounded, every nested bound
-//! checked); a request that is not a coordinator's request is refused.
-//!
-//! **What is trusted.** Nothing the peer answers: the coordinator verifies
-//! every receipt it is given (single signatures and group proofs alike), so a
-//! peer that lies is refused as a participant answering in the same process
-//! would be. A call that gets no answer in time — lost, late, or the peer
-//! down — fails with a retryable [`TxnError::Transport`]; requests are
-//! idempotent at the participant (a repeated prepare, decision or resolve
-//! returns what the first one did), so the coordinator's retries are safe.
-//!
-//! [`LocalParticipant`]: crate::LocalParticipant
+//! [`ParticipantService`] on the node that runs the participant (deployment,
+//! wire and trust: see [`RemoteParticipant`]).
 
 use crate::transaction::{call, Participant};
 use crate::{Decision, SignedReceipt, TxnError, TxnId, TxnMessage};

@@ -14,6 +14,7 @@ use crate::receipts::{abort_receipt, check_certificate_with, commit_receipt, Gro
 use crate::sharding::ShardMap;
 use crate::wire::{decided, refused};
 use crate::{Decision, Key, PrepareRequest, SignedReceipt, TxnError, TxnId, TxnMessage};
+use hologram_cam::Store;
 use hologram_lattice::sim::Millis;
 use hologram_lattice::{Address, NodeId};
 use hologram_receipt::{KeyPair, Purpose, Receipt};
@@ -111,6 +112,9 @@ pub enum ParticipantTimer {
     HandOff,
 }
 
+/// Each written key's value after a transaction.
+type Writes = BTreeMap<Key, Option<Vec<u8>>>;
+
 /// A key's current value and the record that holds it.
 #[derive(Debug, Clone)]
 struct Stored {
@@ -125,7 +129,7 @@ struct Prepared {
     request: PrepareRequest,
     vote: SignedReceipt,
     /// Each written key's value after the commit.
-    writes: BTreeMap<Key, Option<Vec<u8>>>,
+    writes: Writes,
     address: Address,
 }
 
@@ -283,12 +287,29 @@ impl ParticipantCore {
         Ok(core)
     }
 
+    /// The participant `signer` serves from `store`: recovered from what the
+    /// store holds (prepared transactions, decisions, values, its newest
+    /// map), or new on an empty store.
+    pub async fn open<S: Store + ?Sized>(
+        signer: impl Into<Signer>,
+        config: ParticipantConfig,
+        map: ShardMap,
+        store: &S,
+    ) -> Result<Self, TxnError> {
+        let records = records::load_records(store).await?;
+        if records.is_empty() {
+            Self::new(signer, config, map)
+        } else {
+            Self::recover(signer, config, map, records)
+        }
+    }
+
     /// This participant's id (its public key, or its group's id).
     pub fn id(&self) -> NodeId {
         self.id
     }
 
-    /// Who it signs as (its keys serve a driver's [`Prework::for_message`]).
+    /// Who it signs as (its keys make a caller's [`Prework`]).
     pub fn signer(&self) -> &Signer {
         &self.signer
     }
@@ -301,6 +322,11 @@ impl ParticipantCore {
         let result = f(self);
         self.prework = Prework::default();
         result
+    }
+
+    /// Its timing.
+    pub fn config(&self) -> ParticipantConfig {
+        self.config
     }
 
     /// The shard map it serves.
@@ -352,9 +378,7 @@ impl ParticipantCore {
         if let Some(holder) = self.locks.holder(&key) {
             return Err(TxnError::Conflict { key, holder });
         }
-        let mut writes = BTreeMap::new();
-        writes.insert(key, Some(value));
-        self.write_values(writes)
+        self.write_values(Writes::from([(key, Some(value))]))
     }
 
     /// Serves `map` from now on if it is newer than the current one.
@@ -436,7 +460,7 @@ impl ParticipantCore {
                     prepares: vec![vote],
                     primary: commit,
                 };
-                self.install(txn, writes, decision.clone(), None)?;
+                self.settle(txn, decision.clone(), writes)?;
                 Ok(decision)
             }
             Err(error) => {
@@ -470,7 +494,7 @@ impl ParticipantCore {
             prepares: prepares.to_vec(),
             primary: self.sign(Purpose::Commit, receipt),
         };
-        self.commit_prepared(txn, decision.clone())?;
+        self.settle(txn, decision.clone(), Writes::new())?;
         Ok(decision)
     }
 
@@ -503,18 +527,15 @@ impl ParticipantCore {
         };
         decision.check_claim(&txn, &p.request.primary)?;
         self.verify_signed(decision.primary(), decision.purpose())?;
-        match decision {
-            Decision::Committed { prepares, .. } => {
-                if !prepares.iter().any(|v| v.same_claim(&p.vote)) {
-                    return Err(TxnError::InvalidCertificate {
-                        txn,
-                        reason: "this participant's prepare receipt is missing",
-                    });
-                }
-                self.commit_prepared(txn, decision.clone())?;
+        if let Decision::Committed { prepares, .. } = decision {
+            if !prepares.iter().any(|v| v.same_claim(&p.vote)) {
+                return Err(TxnError::InvalidCertificate {
+                    txn,
+                    reason: "this participant's prepare receipt is missing",
+                });
             }
-            Decision::Aborted { .. } => self.settle_abort(txn, decision.clone())?,
         }
+        self.settle(txn, decision.clone(), Writes::new())?;
         Ok(self.ack(decision))
     }
 
@@ -658,8 +679,8 @@ impl ParticipantCore {
     }
 
     /// Each written key's value after the request's ops, in order.
-    fn writes(&self, request: &PrepareRequest) -> Result<BTreeMap<Key, Option<Vec<u8>>>, TxnError> {
-        let mut writes: BTreeMap<Key, Option<Vec<u8>>> = BTreeMap::new();
+    fn writes(&self, request: &PrepareRequest) -> Result<Writes, TxnError> {
+        let mut writes: Writes = BTreeMap::new();
         for op in &request.ops {
             let key = op.key();
             let current = match writes.get(key) {
@@ -673,10 +694,7 @@ impl ParticipantCore {
     }
 
     /// Ownership, locks and applicability, without changing anything.
-    fn validate(
-        &self,
-        request: &PrepareRequest,
-    ) -> Result<BTreeMap<Key, Option<Vec<u8>>>, TxnError> {
+    fn validate(&self, request: &PrepareRequest) -> Result<Writes, TxnError> {
         for op in &request.ops {
             self.check_owned(op.key())?;
             if let Some(holder) = self.locks.holder(op.key()) {
@@ -713,22 +731,14 @@ impl ParticipantCore {
         Ok(vote)
     }
 
-    /// Commits a prepared transaction under `decision`.
-    fn commit_prepared(&mut self, txn: TxnId, decision: Decision) -> Result<(), TxnError> {
-        let Some(p) = self.prepared.remove(&txn) else {
-            return Err(TxnError::UnknownTransaction(txn));
-        };
-        self.locks.release(txn, p.writes.keys());
-        self.install(txn, p.writes, decision, Some(p.address))
-    }
-
-    /// Makes `decision` and the new values durable in one batch.
-    fn install(
+    /// Applies `decision` durably in one batch: its outcome record, and for
+    /// a commit the new values (the prepared transaction's, or `writes` when
+    /// none is prepared); a prepared transaction's locks and record go.
+    fn settle(
         &mut self,
         txn: TxnId,
-        writes: BTreeMap<Key, Option<Vec<u8>>>,
         decision: Decision,
-        prepared: Option<Address>,
+        mut writes: Writes,
     ) -> Result<(), TxnError> {
         let outcome = Record::Outcome {
             txn,
@@ -736,12 +746,20 @@ impl ParticipantCore {
         }
         .to_object()?;
         self.effects.persist.put.push(outcome);
-        self.effects.persist.remove.extend(prepared);
+        if let Some(p) = self.prepared.remove(&txn) {
+            self.locks.release(txn, p.writes.keys());
+            self.effects.persist.remove.push(p.address);
+            writes = p.writes;
+        }
+        let commit = decision.is_commit();
         self.outcomes.insert(txn, decision);
-        self.write_values(writes)
+        if commit {
+            self.write_values(writes)?;
+        }
+        Ok(())
     }
 
-    fn write_values(&mut self, writes: BTreeMap<Key, Option<Vec<u8>>>) -> Result<(), TxnError> {
+    fn write_values(&mut self, writes: Writes) -> Result<(), TxnError> {
         for (key, value) in writes {
             let version = self.data.get(&key).map_or(1, |s| s.version + 1);
             self.put_value(key, version, value)?;
@@ -775,27 +793,11 @@ impl ParticipantCore {
 
     /// The primary decides abort: releases what `txn` holds here.
     fn decide_abort(&mut self, txn: TxnId) -> Result<Decision, TxnError> {
-        let receipt = abort_receipt(&txn);
         let decision = Decision::Aborted {
-            primary: self.sign(Purpose::Abort, receipt),
+            primary: self.sign(Purpose::Abort, abort_receipt(&txn)),
         };
-        self.settle_abort(txn, decision.clone())?;
+        self.settle(txn, decision.clone(), Writes::new())?;
         Ok(decision)
-    }
-
-    fn settle_abort(&mut self, txn: TxnId, decision: Decision) -> Result<(), TxnError> {
-        let outcome = Record::Outcome {
-            txn,
-            decision: decision.clone(),
-        }
-        .to_object()?;
-        self.effects.persist.put.push(outcome);
-        if let Some(p) = self.prepared.remove(&txn) {
-            self.locks.release(txn, p.writes.keys());
-            self.effects.persist.remove.push(p.address);
-        }
-        self.outcomes.insert(txn, decision);
-        Ok(())
     }
 
     /// This participant's own signed receipt of a decision.
