@@ -234,35 +234,33 @@ impl ParticipantCore {
                     key,
                     version,
                     value,
-                } => match core.data.get(&key) {
-                    Some(old) if old.version >= version => {
-                        core.effects.persist.remove.push(address)
-                    }
-                    old => {
-                        if let Some(old) = old {
-                            core.effects.persist.remove.push(old.address);
+                } => {
+                    let stale = match core.data.get(&key) {
+                        Some(old) if old.version >= version => Some(address),
+                        _ => {
+                            let stored = Stored {
+                                version,
+                                value,
+                                address,
+                            };
+                            core.data.insert(key, stored).map(|old| old.address)
                         }
-                        let stored = Stored {
-                            version,
-                            value,
-                            address,
-                        };
-                        core.data.insert(key, stored);
-                    }
-                },
+                    };
+                    core.effects.persist.remove.extend(stale);
+                }
                 Record::Prepared { request } => prepared.push((request, address)),
                 Record::Outcome { txn, decision } => {
                     core.outcomes.insert(txn, decision);
                 }
                 Record::Map(map) => {
-                    if core.map_address.is_none() || map.version() > core.map.version() {
-                        if let Some(old) = core.map_address.replace(address) {
-                            core.effects.persist.remove.push(old);
-                        }
+                    let stale = if core.map_address.is_none() || map.version() > core.map.version()
+                    {
                         core.map = map;
+                        core.map_address.replace(address)
                     } else {
-                        core.effects.persist.remove.push(address);
-                    }
+                        Some(address)
+                    };
+                    core.effects.persist.remove.extend(stale);
                 }
             }
         }
@@ -272,17 +270,7 @@ impl ParticipantCore {
                 continue;
             }
             let writes = core.writes(&request)?;
-            core.locks
-                .lock_all(request.txn, request.ops.iter().map(|op| op.key()))?;
-            let vote = core.vote(&request);
-            let txn = request.txn;
-            let p = Prepared {
-                request,
-                vote,
-                writes,
-                address,
-            };
-            core.prepared.insert(txn, p);
+            core.hold(request, writes, address)?;
         }
         Ok(core)
     }
@@ -664,13 +652,12 @@ impl ParticipantCore {
     }
 
     fn check_owned(&self, key: &Key) -> Result<(), TxnError> {
-        if self.map.node_of(key) == Some(self.id) {
-            Ok(())
-        } else {
-            Err(TxnError::StaleShardMap {
+        match self.owns(key) {
+            true => Ok(()),
+            false => Err(TxnError::StaleShardMap {
                 key: key.clone(),
                 current: self.map.version(),
-            })
+            }),
         }
     }
 
@@ -716,18 +703,31 @@ impl ParticipantCore {
         }
         .to_object()?;
         let txn = request.txn;
+        let vote = self.hold(request, writes, object.address())?;
+        self.effects.persist.put.push(object);
+        self.arm(txn);
+        Ok(vote)
+    }
+
+    /// Locks a prepared transaction's keys and keeps it (its record at
+    /// `address`); returns its vote.
+    fn hold(
+        &mut self,
+        request: PrepareRequest,
+        writes: Writes,
+        address: Address,
+    ) -> Result<SignedReceipt, TxnError> {
         self.locks
-            .lock_all(txn, request.ops.iter().map(|op| op.key()))?;
+            .lock_all(request.txn, request.ops.iter().map(|op| op.key()))?;
         let vote = self.vote(&request);
+        let txn = request.txn;
         let prepared = Prepared {
             request,
             vote: vote.clone(),
             writes,
-            address: object.address(),
+            address,
         };
-        self.effects.persist.put.push(object);
         self.prepared.insert(txn, prepared);
-        self.arm(txn);
         Ok(vote)
     }
 
