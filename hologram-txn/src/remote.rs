@@ -274,11 +274,6 @@ impl<P: Participant> ParticipantService<P> {
     pub fn new(participant: Arc<P>) -> Self {
         ParticipantService { participant }
     }
-
-    /// The participant served.
-    pub fn participant(&self) -> &Arc<P> {
-        &self.participant
-    }
 }
 
 #[async_trait]

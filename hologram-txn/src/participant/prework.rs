@@ -88,11 +88,6 @@ impl Prework {
         work
     }
 
-    /// Whether there is nothing in it.
-    pub fn is_empty(&self) -> bool {
-        self.signed.is_empty() && self.verified.is_empty()
-    }
-
     fn sign(&mut self, keys: &KeyPair, purpose: Purpose, receipt: Receipt) -> SignedReceipt {
         let signed = SignedReceipt::sign(keys, purpose, receipt);
         self.signed.push((purpose, signed.clone()));
@@ -173,7 +168,7 @@ mod tests {
         let mut votes = Vec::new();
         for i in 0..2 {
             let work = Prework::prepare(&keys[i], &requests[i]);
-            assert!(!work.is_empty());
+            assert!(!work.signed.is_empty(), "the vote is signed ahead");
             let a = with[i].with_prework(work, |c| c.prepare(requests[i].clone()));
             let b = without[i].prepare(requests[i].clone());
             assert_eq!(a, b);
