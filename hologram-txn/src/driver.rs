@@ -34,7 +34,7 @@ pub type StopHandle = Handle<TxnNode>;
 
 /// Runs a [`ParticipantCore`] over a transport and a store (module docs).
 ///
-/// They exchange the same one-way [`TxnMessage`]s the simulation carries,
+/// They exchange the same one-way [`TxnMessage`](crate::TxnMessage)s the simulation carries,
 /// under [`crate::TXN_PROTOCOL`]. [`TxnHandler`] is the inbound side (register it
 /// for `crate::TXN_PROTOCOL`): it decodes each frame with the bounded decoder
 /// (malformed frames are dropped there) and queues it for the node's driver
