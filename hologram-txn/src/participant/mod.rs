@@ -542,44 +542,51 @@ impl ParticipantCore {
         self.decide_abort(txn).map(Some)
     }
 
-    /// Handles a message from `from` (malformed ones are dropped).
+    /// Handles a message from `from` (malformed ones, and hand-offs that do
+    /// not check out, are dropped).
     pub fn on_message(&mut self, from: NodeId, message: TxnMessage) {
         if message.check().is_err() {
             return;
         }
-        let Some(txn) = message.txn() else {
-            self.on_hand_off_message(from, message);
-            return;
-        };
         let reply = match message {
-            TxnMessage::Prepare(request) => Some(match self.prepare(request) {
-                Ok(vote) => TxnMessage::Prepared { txn, vote },
-                Err(e) => refused(txn, e),
-            }),
-            TxnMessage::CommitOnePhase { request, expected } => {
-                Some(decided(txn, self.commit_one_phase(request, &expected)))
+            TxnMessage::Prepare(request) => {
+                let txn = request.txn;
+                Some(match self.prepare(request) {
+                    Ok(vote) => TxnMessage::Prepared { txn, vote },
+                    Err(e) => refused(txn, e),
+                })
             }
-            TxnMessage::Commit { prepares, .. } => Some(decided(txn, self.commit(txn, &prepares))),
-            TxnMessage::Abort { .. } => Some(decided(txn, self.abort(txn))),
-            TxnMessage::Resolve { decision, .. } => Some(match self.resolve(txn, &decision) {
+            TxnMessage::CommitOnePhase { request, expected } => Some(decided(
+                request.txn,
+                self.commit_one_phase(request, &expected),
+            )),
+            TxnMessage::Commit { txn, prepares } => Some(decided(txn, self.commit(txn, &prepares))),
+            TxnMessage::Abort { txn } => Some(decided(txn, self.abort(txn))),
+            TxnMessage::Resolve { txn, decision } => Some(match self.resolve(txn, &decision) {
                 Ok(ack) => TxnMessage::Ack { txn, ack },
                 Err(e) => refused(txn, e),
             }),
             // The primary's answer to our query: apply it; the coordinator
             // collects our ack when it resends the decision.
-            TxnMessage::Decided { decision, .. } => {
+            TxnMessage::Decided { txn, decision } => {
                 let _ = self.resolve(txn, &decision);
                 None
             }
-            TxnMessage::Query { .. } => match self.query(txn) {
+            TxnMessage::Query { txn } => match self.query(txn) {
                 Ok(Some(decision)) => Some(TxnMessage::Decided { txn, decision }),
                 _ => None,
             },
-            TxnMessage::Prepared { .. }
-            | TxnMessage::Refused { .. }
-            | TxnMessage::Ack { .. }
-            | TxnMessage::HandOff(_)
-            | TxnMessage::HandedOver(_) => None,
+            TxnMessage::HandOff(transfer) => self
+                .receive_hand_off(from, *transfer)
+                .ok()
+                .map(|ack| TxnMessage::HandedOver(Box::new(ack))),
+            TxnMessage::HandedOver(ack) => {
+                let _ = self.hand_off_acknowledged(from, &ack);
+                None
+            }
+            TxnMessage::Prepared { .. } | TxnMessage::Refused { .. } | TxnMessage::Ack { .. } => {
+                None
+            }
         };
         if let Some(reply) = reply {
             self.effects.send.push((from, reply));

@@ -153,22 +153,6 @@ impl ParticipantCore {
             .push((resend, ParticipantTimer::HandOff));
     }
 
-    /// Handles a hand-off message; anything that does not check out is dropped.
-    pub(super) fn on_hand_off_message(&mut self, from: NodeId, message: TxnMessage) {
-        match message {
-            TxnMessage::HandOff(transfer) => {
-                if let Ok(ack) = self.receive_hand_off(from, *transfer) {
-                    let reply = TxnMessage::HandedOver(Box::new(ack));
-                    self.effects.send.push((from, reply));
-                }
-            }
-            TxnMessage::HandedOver(ack) => {
-                let _ = self.hand_off_acknowledged(from, &ack);
-            }
-            _ => {}
-        }
-    }
-
     /// The target's side: checks a transfer, takes the keys durably (the map
     /// with them) and returns the signed acknowledgement.
     ///
