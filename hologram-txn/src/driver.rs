@@ -170,7 +170,6 @@ impl TxnClient {
         map_version: u64,
         writes: BTreeMap<NodeId, Vec<Op>>,
     ) -> TxnResult {
-        let stopped = || TxnError::CoordinatorStopped;
         let (reply, result) = oneshot::channel();
         let begin = Begin {
             txn,
@@ -178,7 +177,9 @@ impl TxnClient {
             writes,
             reply,
         };
-        self.handle.send(begin).map_err(|_| stopped())?;
-        result.await.map_err(|_| stopped())?
+        self.handle
+            .send(begin)
+            .map_err(|_| TxnError::CoordinatorStopped)?;
+        result.await.map_err(|_| TxnError::CoordinatorStopped)?
     }
 }
