@@ -101,11 +101,6 @@ impl ParticipantNode {
         self.state.as_ref()
     }
 
-    /// The store.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     /// Runs `f` on the core outside the network (loading data, installing a
     /// shard map), making its durable writes at once.
     pub fn admin<R>(
@@ -181,11 +176,6 @@ impl CoordinatorNode {
         }
     }
 
-    /// The core.
-    pub fn core(&self) -> &CoordinatorCore {
-        &self.core
-    }
-
     /// Starts a transaction (see [`CoordinatorCore::begin`]).
     pub fn begin(
         &mut self,
@@ -245,14 +235,6 @@ impl TxnNode {
         match self {
             TxnNode::Participant(p) => Some(&mut **p),
             TxnNode::Coordinator(_) => None,
-        }
-    }
-
-    /// The coordinator, if this is one.
-    pub fn coordinator(&self) -> Option<&CoordinatorNode> {
-        match self {
-            TxnNode::Coordinator(c) => Some(c),
-            TxnNode::Participant(_) => None,
         }
     }
 
