@@ -8,7 +8,7 @@ use crate::{Decision, SignedReceipt, TxnError, TxnId, TxnMessage};
 use async_trait::async_trait;
 use hologram_lattice::transport::{Handler, HandlerError, Protocol, Service, Transport};
 use hologram_lattice::{NodeId, PeerId};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -148,7 +148,31 @@ impl RemoteParticipant {
         let bytes = message.to_wire()?;
         let mut attempt = 1;
         loop {
-            match self.ask_once(txn, bytes.clone()).await {
+            let turn = self.next.load(Relaxed);
+            let peer = *self
+                .peers
+                .get(turn % self.peers.len().max(1))
+                .ok_or(TxnError::Empty("list of nodes serving the participant"))?;
+            let answer = self
+                .transport
+                .request(peer, crate::TXN_CALL_PROTOCOL, bytes.clone(), self.timeout)
+                .await;
+            let reply = match answer {
+                Ok(answer) => reply_to(txn, Some(TxnMessage::from_wire(&answer)?)),
+                Err(source) => {
+                    // Try the next node next time (unless a concurrent call
+                    // moved on already).
+                    let next = turn.wrapping_add(1);
+                    let _ = self.next.compare_exchange(turn, next, Relaxed, Relaxed);
+                    let participant = self.id;
+                    Err(TxnError::Unreachable {
+                        participant,
+                        peer,
+                        source,
+                    })
+                }
+            };
+            match reply {
                 Err(TxnError::Transport(_) | TxnError::Unreachable { .. })
                     if attempt < self.attempts =>
                 {
@@ -157,39 +181,6 @@ impl RemoteParticipant {
                 other => return other,
             }
         }
-    }
-
-    /// Sends the request once and decodes the reply.
-    async fn ask_once(&self, txn: TxnId, bytes: Vec<u8>) -> Result<TxnMessage, TxnError> {
-        let turn = self.next.load(Ordering::Relaxed);
-        let index = turn % self.peers.len().max(1);
-        let peer = *self
-            .peers
-            .get(index)
-            .ok_or(TxnError::Empty("list of nodes serving the participant"))?;
-        let answer = self
-            .transport
-            .request(peer, crate::TXN_CALL_PROTOCOL, bytes, self.timeout)
-            .await;
-        let answer = match answer {
-            Ok(answer) => answer,
-            Err(e) => {
-                // Try the next node next time (unless a concurrent call
-                // moved on already).
-                let _ = self.next.compare_exchange(
-                    turn,
-                    turn.wrapping_add(1),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
-                return Err(TxnError::Unreachable {
-                    participant: self.id,
-                    peer,
-                    source: e,
-                });
-            }
-        };
-        reply_to(txn, Some(TxnMessage::from_wire(&answer)?))
     }
 }
 
