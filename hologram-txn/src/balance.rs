@@ -166,11 +166,6 @@ impl LoadBalancer {
         self.moves.values()
     }
 
-    /// The epoch count.
-    pub fn epoch(&self) -> u64 {
-        self.epoch
-    }
-
     /// The new node of a migration holds its copy: reads switch to it.
     pub fn copied(&mut self, object: &Address) {
         if let Some(m) = self.moves.get_mut(object) {

@@ -74,17 +74,6 @@ impl Flight {
     fn commit_receipt(&self) -> Receipt {
         Receipt::compose_all(self.expected.values())
     }
-
-    /// While finishing: how many participants answered the decision
-    /// (verified or not yet).
-    fn answered(&self) -> Option<usize> {
-        match &self.phase {
-            Phase::Finishing {
-                acked, unchecked, ..
-            } => Some(acked.len() + unchecked.len()),
-            _ => None,
-        }
-    }
 }
 
 /// Drives transactions through two-phase commit (see the module docs).
@@ -223,6 +212,11 @@ impl CoordinatorCore {
         Ok(())
     }
 
+    /// Its timing.
+    pub fn config(&self) -> CoordinatorConfig {
+        self.config
+    }
+
     /// Drains what the driver must do (send, set timers; never persist).
     pub fn take_effects(&mut self) -> Effects<CoordinatorTimer> {
         std::mem::take(&mut self.effects)
@@ -231,11 +225,6 @@ impl CoordinatorCore {
     /// Drains the transactions that ended since the last call.
     pub fn take_completed(&mut self) -> Vec<(TxnId, TxnResult)> {
         std::mem::take(&mut self.completed)
-    }
-
-    /// The transactions in flight.
-    pub fn in_flight(&self) -> impl Iterator<Item = &TxnId> {
-        self.flights.keys()
     }
 
     /// Handles a message from `from` (malformed or unexpected ones are dropped).
@@ -431,10 +420,12 @@ impl CoordinatorCore {
     /// Once every participant has answered, checks the unchecked signatures
     /// and, if all hold, reports the outcome.
     fn maybe_finish(&mut self, txn: TxnId) {
-        let everyone_answered = self
-            .flights
-            .get(&txn)
-            .is_some_and(|f| f.answered().is_some_and(|n| n >= f.requests.len()));
+        let everyone_answered = self.flights.get(&txn).is_some_and(|f| match &f.phase {
+            Phase::Finishing {
+                acked, unchecked, ..
+            } => acked.len() + unchecked.len() >= f.requests.len(),
+            _ => false,
+        });
         if !everyone_answered {
             return;
         }
@@ -489,28 +480,24 @@ impl CoordinatorCore {
             .filter(|(node, _)| only.is_none_or(|o| o == **node))
             .map(|(_, s)| s.clone())
             .collect();
-        let all_valid = match checking.as_slice() {
-            [] => return,
-            [one] => one.verify(purpose).is_ok(),
-            many => {
-                // A group proof adds each of its member signatures (after
-                // its checks without signatures; one that fails them fails
-                // the batch).
-                let mut batch = SignatureBatch::with_capacity(many.len());
-                let pushed = many.iter().all(|s| s.push_to(&mut batch, purpose).is_ok());
-                // Where the batch fails, strict verification one by one
-                // decides (it names the forged ones).
-                (pushed && batch.verify().is_ok()) || many.iter().all(|s| s.verify(purpose).is_ok())
-            }
+        // A group proof adds each of its member signatures to the batch
+        // (after its checks without signatures; one that fails them fails
+        // the batch). Where the batch fails, or for a single signature,
+        // strict verification one by one decides (it names the forged ones).
+        let batch_holds = checking.len() > 1 && {
+            let mut batch = SignatureBatch::with_capacity(checking.len());
+            let pushed = checking
+                .iter()
+                .all(|s| s.push_to(&mut batch, purpose).is_ok());
+            pushed && batch.verify().is_ok()
         };
-        let forged: BTreeSet<NodeId> = if all_valid {
-            BTreeSet::new()
-        } else {
-            checking
+        let forged: BTreeSet<NodeId> = match batch_holds {
+            true => BTreeSet::new(),
+            false => checking
                 .iter()
                 .filter(|s| s.verify(purpose).is_err())
                 .map(|s| s.signer)
-                .collect()
+                .collect(),
         };
         if forged.contains(&flight.primary) {
             flight.phase = (**prior).clone();

@@ -21,11 +21,6 @@ pub struct Persist {
 }
 
 impl Persist {
-    /// Whether there is nothing to do.
-    pub fn is_empty(&self) -> bool {
-        self.put.is_empty() && self.remove.is_empty()
-    }
-
     /// Puts (one batch), then removes.
     pub async fn apply<S: Store + ?Sized>(self, store: &S) -> Result<(), TxnError> {
         if !self.put.is_empty() {
@@ -56,12 +51,5 @@ impl<T> Default for Effects<T> {
             send: Vec::new(),
             timers: Vec::new(),
         }
-    }
-}
-
-impl<T> Effects<T> {
-    /// Whether the core asks for nothing.
-    pub fn is_empty(&self) -> bool {
-        self.persist.is_empty() && self.send.is_empty() && self.timers.is_empty()
     }
 }

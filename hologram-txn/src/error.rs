@@ -171,6 +171,13 @@ pub enum TxnError {
     /// it travels in a refusal.
     #[error("transport error: {0}")]
     Transport(String),
+    /// A transaction was begun on a node that is not a coordinator.
+    #[error("this node is a participant, not a coordinator")]
+    NotACoordinator,
+    /// The coordinator's driver stopped before the transaction ended (the
+    /// primary's recovery settles it).
+    #[error("the coordinator stopped")]
+    CoordinatorStopped,
     /// A call to a participant's node failed on the way (no answer in time,
     /// the node down or unknown).
     #[error("participant {participant} at {peer}: {source}")]
@@ -195,6 +202,7 @@ impl TxnError {
                 | TxnError::Aborted { .. }
                 | TxnError::TimedOut(_)
                 | TxnError::Transport(_)
+                | TxnError::CoordinatorStopped
                 | TxnError::Unreachable { .. }
         )
     }

@@ -126,16 +126,7 @@ impl Transfer {
 
     /// Checks the source's signature.
     pub fn verify(&self) -> Result<(), TxnError> {
-        verify_signature(
-            &self.source,
-            Purpose::HandOff,
-            &self.canonical_bytes(),
-            &self.signature,
-        )
-        .map_err(|source| TxnError::BadSignature {
-            signer: self.source,
-            source,
-        })
+        verify(self.source, &self.canonical_bytes(), &self.signature)
     }
 }
 
@@ -200,17 +191,14 @@ impl HandOffAck {
 
     /// Checks the target's signature.
     pub fn verify(&self) -> Result<(), TxnError> {
-        verify_signature(
-            &self.target,
-            Purpose::HandOff,
-            &self.canonical_bytes(),
-            &self.signature,
-        )
-        .map_err(|source| TxnError::BadSignature {
-            signer: self.target,
-            source,
-        })
+        verify(self.target, &self.canonical_bytes(), &self.signature)
     }
+}
+
+/// Checks `signer`'s hand-off signature of `bytes`.
+fn verify(signer: NodeId, bytes: &[u8], signature: &Signature) -> Result<(), TxnError> {
+    verify_signature(&signer, Purpose::HandOff, bytes, signature)
+        .map_err(|source| TxnError::BadSignature { signer, source })
 }
 
 #[cfg(test)]

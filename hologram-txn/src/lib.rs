@@ -85,7 +85,7 @@
 //! | `participant` | [`ParticipantCore`]: locks ([`LockTable`]), prepare, decide, resolve, recovery; its durable [`ParticipantRecord`]s |
 //! | `coordinator` | [`CoordinatorCore`]: phases, retries, receipt checks |
 //! | `transaction` | the async [`Participant`] seam, [`LocalParticipant`], [`DistributedTransaction`] |
-//! | `node` | the cores as simulator nodes ([`TxnNode`]) |
+//! | `node` | the cores as nodes, for the simulator and the driver alike ([`TxnNode`]) |
 //! | `driver` | the cores over a `Transport`: [`ParticipantDriver`], [`CoordinatorDriver`], [`TxnClient`], [`TxnHandler`] |
 //! | `remote` | a participant over a `Transport`, request/response: [`RemoteParticipant`], [`ParticipantService`] |
 //! | `effects` | [`Effects`] and [`Persist`]: what a core asks its driver to do |
@@ -167,15 +167,14 @@ mod protocols;
 pub use balance::{BalancerConfig, LoadBalancer, Migration, MovePhase};
 pub use coordinator::{CoordinatorConfig, CoordinatorCore, CoordinatorTimer, TxnResult};
 pub use driver::{
-    inbox, Begin, CoordinatorDriver, Inbox, ParticipantDriver, StopHandle, TxnClient, TxnHandler,
-    TxnPeer,
+    inbox, CoordinatorDriver, Inbox, ParticipantDriver, StopHandle, TxnClient, TxnHandler,
 };
 pub use effects::{Effects, Persist};
 pub use error::TxnError;
 pub use handoff::{
     HandOffAck, HandedOff, Transfer, HANDOFF_ACK_TAG, HANDOFF_TAG, MAX_HANDOFF_ENTRIES,
 };
-pub use node::{CoordinatorNode, ParticipantNode, TxnNode, TxnTimer};
+pub use node::{Begin, CoordinatorNode, ParticipantNode, TxnNode, TxnTimer};
 pub use participant::records::{
     load_records, Record as ParticipantRecord, MAX_RECORD_LEN, RECORD_TAG, SCAN_PAGE,
 };

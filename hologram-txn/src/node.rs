@@ -1,23 +1,28 @@
-//! The cores as [`hologram_lattice::sim::Node`]s: participants with a
-//! [`Store`] that survives crashes, and stateless coordinators.
+//! The one node type of a transactional deployment: a participant with a
+//! [`Store`], or a stateless coordinator, as the simulator runs it and as
+//! the generic driver runs it over a `Transport` (see [`ParticipantDriver`]).
 //!
-//! [`TxnNode`] is one node type for a whole simulated deployment (the
-//! simulator runs one type): a participant or a coordinator. The driver here
-//! is the same as a real one would be, minus the runtime: after each input it
-//! makes the core's durable writes (blocking on the store, which in the
-//! simulator is a [`hologram_cam::MemoryStore`] shared across restarts as a
-//! disk is), and only then sends the core's messages and sets its timers. A
-//! store failure drops the step's messages, as a crash before sending would.
+//! After each input the node hands the core's messages and timers on only
+//! once the core's durable writes are made. Under a driver, the writes of a
+//! whole round are made at its end ([`Driven::persist`]), before anything of
+//! it is sent. In the simulator each step's writes are made at once,
+//! blocking on the store (a [`hologram_cam::MemoryStore`] shared across
+//! restarts as a disk is); a store failure there drops the step's messages,
+//! as a crash before sending would.
+//!
+//! [`ParticipantDriver`]: crate::ParticipantDriver
 
 use crate::coordinator::{CoordinatorConfig, CoordinatorCore, CoordinatorTimer, TxnResult};
-use crate::participant::records::load_records;
-use crate::participant::{ParticipantConfig, ParticipantCore, ParticipantTimer};
+use crate::effects::Persist;
+use crate::participant::{ParticipantConfig, ParticipantCore, ParticipantTimer, Signer};
 use crate::{Effects, Op, ShardMap, TxnError, TxnId, TxnMessage};
+use futures::channel::oneshot;
 use futures::executor::block_on;
 use hologram_cam::Store;
+use hologram_lattice::driver::Driven;
 use hologram_lattice::sim::{Context, Node, Recover};
+use hologram_lattice::transport::Protocol;
 use hologram_lattice::NodeId;
-use hologram_receipt::KeyPair;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -30,54 +35,70 @@ pub enum TxnTimer {
     Coordinator(CoordinatorTimer),
 }
 
-/// A participant with its store.
-pub struct ParticipantNode<S: Store> {
-    keys: KeyPair,
-    config: ParticipantConfig,
-    initial_map: ShardMap,
-    store: Arc<S>,
-    state: Result<ParticipantCore, TxnError>,
+/// A transaction a [`TxnClient`](crate::TxnClient) asks its coordinator to
+/// run: a [`TxnNode`]'s local input under a driver.
+pub struct Begin {
+    pub(crate) txn: TxnId,
+    pub(crate) map_version: u64,
+    pub(crate) writes: BTreeMap<NodeId, Vec<Op>>,
+    pub(crate) reply: oneshot::Sender<TxnResult>,
 }
 
-impl<S: Store> ParticipantNode<S> {
+/// A participant with its store.
+pub struct ParticipantNode {
+    /// What a restart rebuilds the core with (and from the store).
+    signer: Signer,
+    config: ParticipantConfig,
+    initial_map: ShardMap,
+    store: Arc<dyn Store>,
+    state: Result<ParticipantCore, TxnError>,
+    /// Under a driver, the round's writes, made at its end; `None` in the
+    /// simulator, where each step's writes are made at once.
+    round: Option<Persist>,
+}
+
+impl ParticipantNode {
     /// A participant serving its shards of `map` from `store` (rebuilt from
-    /// what the store holds, so an existing store resumes where it stopped).
-    pub fn new(keys: KeyPair, config: ParticipantConfig, map: ShardMap, store: Arc<S>) -> Self {
-        let state = Self::open(&keys, config, &map, &store);
+    /// what the store holds, so an existing store resumes where it stopped),
+    /// for the simulator.
+    pub fn new(
+        signer: impl Into<Signer>,
+        config: ParticipantConfig,
+        map: ShardMap,
+        store: Arc<dyn Store>,
+    ) -> Self {
+        let signer = signer.into();
+        let state = block_on(async {
+            let mut core =
+                ParticipantCore::open(signer.clone(), config, map.clone(), &*store).await?;
+            core.take_effects().persist.apply(&*store).await?;
+            Ok(core)
+        });
         ParticipantNode {
-            keys,
+            signer,
             config,
             initial_map: map,
             store,
             state,
+            round: None,
         }
     }
 
-    fn open(
-        keys: &KeyPair,
-        config: ParticipantConfig,
-        map: &ShardMap,
-        store: &Arc<S>,
-    ) -> Result<ParticipantCore, TxnError> {
-        let records = block_on(load_records(store.as_ref()))?;
-        let mut core = if records.is_empty() {
-            ParticipantCore::new(keys.clone(), config, map.clone())?
-        } else {
-            ParticipantCore::recover(keys.clone(), config, map.clone(), records)?
-        };
-        let persist = core.take_effects().persist;
-        block_on(persist.apply(store.as_ref()))?;
-        Ok(core)
+    /// `core` over `store`, its writes made at the end of each round of a driver.
+    pub(crate) fn driven(core: ParticipantCore, store: Arc<dyn Store>) -> Self {
+        ParticipantNode {
+            signer: core.signer().clone(),
+            config: core.config(),
+            initial_map: core.map().clone(),
+            store,
+            state: Ok(core),
+            round: Some(Persist::default()),
+        }
     }
 
     /// The core, or why the node could not start (its store failed).
     pub fn core(&self) -> Result<&ParticipantCore, &TxnError> {
         self.state.as_ref()
-    }
-
-    /// The store.
-    pub fn store(&self) -> &Arc<S> {
-        &self.store
     }
 
     /// Runs `f` on the core outside the network (loading data, installing a
@@ -107,35 +128,52 @@ impl<S: Store> ParticipantNode<S> {
         result
     }
 
+    /// Hands what the core did to `ctx` once its writes are made (or queued
+    /// for the round's end, under a driver).
     fn flush(&mut self, ctx: &mut Context<'_, TxnMessage, TxnTimer>) {
-        if let Ok(core) = self.state.as_mut() {
-            let effects = core.take_effects();
-            let persist = effects.persist.clone();
-            if block_on(persist.apply(self.store.as_ref())).is_ok() {
-                deliver(ctx, effects, TxnTimer::Participant);
+        let Ok(core) = self.state.as_mut() else {
+            return;
+        };
+        let mut effects = core.take_effects();
+        match &mut self.round {
+            Some(round) => {
+                round.put.append(&mut effects.persist.put);
+                round.remove.append(&mut effects.persist.remove);
+            }
+            None => {
+                let persist = std::mem::take(&mut effects.persist);
+                if block_on(persist.apply(self.store.as_ref())).is_err() {
+                    return;
+                }
             }
         }
+        deliver(ctx, effects, TxnTimer::Participant);
+    }
+
+    /// The core, to hand back when a driver stops.
+    pub(crate) fn into_core(self) -> Result<ParticipantCore, TxnError> {
+        self.state
     }
 }
 
 /// A coordinator: nothing durable, so a restart forgets what was in flight.
 pub struct CoordinatorNode {
     core: CoordinatorCore,
-    config: CoordinatorConfig,
+    /// Under a driver, where each transaction's result goes.
+    waiting: BTreeMap<TxnId, oneshot::Sender<TxnResult>>,
 }
 
 impl CoordinatorNode {
     /// A coordinator with nothing in flight.
     pub fn new(config: CoordinatorConfig) -> Self {
-        CoordinatorNode {
-            core: CoordinatorCore::new(config),
-            config,
-        }
+        Self::with_core(CoordinatorCore::new(config))
     }
 
-    /// The core.
-    pub fn core(&self) -> &CoordinatorCore {
-        &self.core
+    pub(crate) fn with_core(core: CoordinatorCore) -> Self {
+        CoordinatorNode {
+            core,
+            waiting: BTreeMap::new(),
+        }
     }
 
     /// Starts a transaction (see [`CoordinatorCore::begin`]).
@@ -155,9 +193,13 @@ impl CoordinatorNode {
     pub fn take_completed(&mut self) -> Vec<(TxnId, TxnResult)> {
         self.core.take_completed()
     }
+
+    pub(crate) fn into_core(self) -> CoordinatorCore {
+        self.core
+    }
 }
 
-pub(crate) fn deliver<T>(
+fn deliver<T>(
     ctx: &mut Context<'_, TxnMessage, TxnTimer>,
     effects: Effects<T>,
     wrap: impl Fn(T) -> TxnTimer,
@@ -170,17 +212,18 @@ pub(crate) fn deliver<T>(
     }
 }
 
-/// A node of a simulated transactional deployment.
-pub enum TxnNode<S: Store> {
+/// A node of a transactional deployment: the simulator and the driver run
+/// this one type (module docs).
+pub enum TxnNode {
     /// A shard's participant.
-    Participant(Box<ParticipantNode<S>>),
+    Participant(Box<ParticipantNode>),
     /// A client's coordinator.
     Coordinator(CoordinatorNode),
 }
 
-impl<S: Store> TxnNode<S> {
+impl TxnNode {
     /// The participant, if this is one.
-    pub fn participant(&self) -> Option<&ParticipantNode<S>> {
+    pub fn participant(&self) -> Option<&ParticipantNode> {
         match self {
             TxnNode::Participant(p) => Some(&**p),
             TxnNode::Coordinator(_) => None,
@@ -188,18 +231,10 @@ impl<S: Store> TxnNode<S> {
     }
 
     /// The participant, mutably.
-    pub fn participant_mut(&mut self) -> Option<&mut ParticipantNode<S>> {
+    pub fn participant_mut(&mut self) -> Option<&mut ParticipantNode> {
         match self {
             TxnNode::Participant(p) => Some(&mut **p),
             TxnNode::Coordinator(_) => None,
-        }
-    }
-
-    /// The coordinator, if this is one.
-    pub fn coordinator(&self) -> Option<&CoordinatorNode> {
-        match self {
-            TxnNode::Coordinator(c) => Some(c),
-            TxnNode::Participant(_) => None,
         }
     }
 
@@ -212,7 +247,7 @@ impl<S: Store> TxnNode<S> {
     }
 }
 
-impl<S: Store> Node for TxnNode<S> {
+impl Node for TxnNode {
     type Message = TxnMessage;
     type Timer = TxnTimer;
 
@@ -262,16 +297,68 @@ impl<S: Store> Node for TxnNode<S> {
     }
 }
 
-impl<S: Store> Recover for TxnNode<S> {
+impl Recover for TxnNode {
     fn recover(&self) -> Self {
         match self {
             TxnNode::Participant(p) => TxnNode::Participant(Box::new(ParticipantNode::new(
-                p.keys.clone(),
+                p.signer.clone(),
                 p.config,
                 p.initial_map.clone(),
                 Arc::clone(&p.store),
             ))),
-            TxnNode::Coordinator(c) => TxnNode::Coordinator(CoordinatorNode::new(c.config)),
+            TxnNode::Coordinator(c) => TxnNode::Coordinator(CoordinatorNode::new(c.core.config())),
+        }
+    }
+}
+
+impl Driven for TxnNode {
+    const PROTOCOL: Protocol = crate::TXN_PROTOCOL;
+    type Control = Begin;
+    type Error = TxnError;
+
+    fn decode(frame: &[u8]) -> Option<TxnMessage> {
+        TxnMessage::from_wire(frame).ok()
+    }
+
+    fn encode(message: &TxnMessage) -> Option<Vec<u8>> {
+        message.to_wire().ok()
+    }
+
+    fn on_control(&mut self, ctx: &mut Context<'_, TxnMessage, TxnTimer>, begin: Begin) {
+        let TxnNode::Coordinator(c) = self else {
+            let _ = begin.reply.send(Err(TxnError::NotACoordinator));
+            return;
+        };
+        if c.waiting.contains_key(&begin.txn) {
+            let _ = begin.reply.send(Err(TxnError::ContentsDiffer(begin.txn)));
+            return;
+        }
+        match c.begin(ctx, begin.txn, begin.map_version, begin.writes) {
+            Ok(()) => {
+                c.waiting.insert(begin.txn, begin.reply);
+            }
+            Err(e) => {
+                let _ = begin.reply.send(Err(e));
+            }
+        }
+    }
+
+    async fn persist(&mut self) -> Result<(), TxnError> {
+        if let TxnNode::Participant(p) = self {
+            if let Some(round) = p.round.as_mut() {
+                std::mem::take(round).apply(p.store.as_ref()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn settle(&mut self) {
+        if let TxnNode::Coordinator(c) = self {
+            for (txn, result) in c.core.take_completed() {
+                if let Some(reply) = c.waiting.remove(&txn) {
+                    let _ = reply.send(result);
+                }
+            }
         }
     }
 }

@@ -183,22 +183,15 @@ impl ReceiptSharding {
                 load.last_samples.iter().partition(|&&p| p < at);
             let share = high.len() as f64 / load.last_samples.len().max(1) as f64;
             let sustained = load.sustained;
-            self.loads.insert(
-                shard,
-                ShardLoad {
-                    sustained: sustained * (1.0 - share),
-                    last_samples: low,
+            for (id, part, last_samples) in [(shard, 1.0 - share, low), (new_shard, share, high)] {
+                let sustained = sustained * part;
+                let load = ShardLoad {
+                    sustained,
+                    last_samples,
                     ..ShardLoad::default()
-                },
-            );
-            self.loads.insert(
-                new_shard,
-                ShardLoad {
-                    sustained: sustained * share,
-                    last_samples: high,
-                    ..ShardLoad::default()
-                },
-            );
+                };
+                self.loads.insert(id, load);
+            }
             splits.push(Split {
                 shard,
                 new_shard,

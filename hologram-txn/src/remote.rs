@@ -1,38 +1,14 @@
 //! A [`Participant`] on another node, asked request/response over a
 //! `Transport`: [`RemoteParticipant`] on the caller's side,
-//! [`ParticipantService`] on the node that runs the participant.
-//!
-//! **Deployment.** The node running a participant — a [`LocalParticipant`]
-//! of a single-replica shard, or a replicated group's
-//! [`ReplicatedParticipant`](crate::ReplicatedParticipant) — registers a
-//! [`ParticipantService`] for [`crate::TXN_CALL_PROTOCOL`]. A coordinator's node
-//! reaches it with a [`RemoteParticipant`] and runs
-//! [`DistributedTransaction`](crate::DistributedTransaction) over it as over
-//! any participant.
-//!
-//! **Wire.** A request is a coordinator's [`TxnMessage`] (`Prepare`,
-//! `CommitOnePhase`, `Commit`, `Abort`, `Resolve`) in its wire form; the
-//! answer is the participant's reply ([`call`]) in its wire form: `Prepared`,
-//! `Decided`, `Ack`, or `Refused` with the participant's error. Both sides
-//! decode with [`TxnMessage::from_wire`] (bounded, every nested bound
-//! checked); a request that is not a coordinator's request is refused.
-//!
-//! **What is trusted.** Nothing the peer answers: the coordinator verifies
-//! every receipt it is given (single signatures and group proofs alike), so a
-//! peer that lies is refused as a participant answering in the same process
-//! would be. A call that gets no answer in time — lost, late, or the peer
-//! down — fails with a retryable [`TxnError::Transport`]; requests are
-//! idempotent at the participant (a repeated prepare, decision or resolve
-//! returns what the first one did), so the coordinator's retries are safe.
-//!
-//! [`LocalParticipant`]: crate::LocalParticipant
+//! [`ParticipantService`] on the node that runs the participant (deployment,
+//! wire and trust: see [`RemoteParticipant`]).
 
 use crate::transaction::{call, Participant};
 use crate::{Decision, SignedReceipt, TxnError, TxnId, TxnMessage};
 use async_trait::async_trait;
 use hologram_lattice::transport::{Handler, HandlerError, Protocol, Service, Transport};
 use hologram_lattice::{NodeId, PeerId};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -172,7 +148,31 @@ impl RemoteParticipant {
         let bytes = message.to_wire()?;
         let mut attempt = 1;
         loop {
-            match self.ask_once(txn, bytes.clone()).await {
+            let turn = self.next.load(Relaxed);
+            let peer = *self
+                .peers
+                .get(turn % self.peers.len().max(1))
+                .ok_or(TxnError::Empty("list of nodes serving the participant"))?;
+            let answer = self
+                .transport
+                .request(peer, crate::TXN_CALL_PROTOCOL, bytes.clone(), self.timeout)
+                .await;
+            let reply = match answer {
+                Ok(answer) => reply_to(txn, Some(TxnMessage::from_wire(&answer)?)),
+                Err(source) => {
+                    // Try the next node next time (unless a concurrent call
+                    // moved on already).
+                    let next = turn.wrapping_add(1);
+                    let _ = self.next.compare_exchange(turn, next, Relaxed, Relaxed);
+                    let participant = self.id;
+                    Err(TxnError::Unreachable {
+                        participant,
+                        peer,
+                        source,
+                    })
+                }
+            };
+            match reply {
                 Err(TxnError::Transport(_) | TxnError::Unreachable { .. })
                     if attempt < self.attempts =>
                 {
@@ -181,39 +181,6 @@ impl RemoteParticipant {
                 other => return other,
             }
         }
-    }
-
-    /// Sends the request once and decodes the reply.
-    async fn ask_once(&self, txn: TxnId, bytes: Vec<u8>) -> Result<TxnMessage, TxnError> {
-        let turn = self.next.load(Ordering::Relaxed);
-        let index = turn % self.peers.len().max(1);
-        let peer = *self
-            .peers
-            .get(index)
-            .ok_or(TxnError::Empty("list of nodes serving the participant"))?;
-        let answer = self
-            .transport
-            .request(peer, crate::TXN_CALL_PROTOCOL, bytes, self.timeout)
-            .await;
-        let answer = match answer {
-            Ok(answer) => answer,
-            Err(e) => {
-                // Try the next node next time (unless a concurrent call
-                // moved on already).
-                let _ = self.next.compare_exchange(
-                    turn,
-                    turn.wrapping_add(1),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
-                return Err(TxnError::Unreachable {
-                    participant: self.id,
-                    peer,
-                    source: e,
-                });
-            }
-        };
-        reply_to(txn, Some(TxnMessage::from_wire(&answer)?))
     }
 }
 
@@ -297,11 +264,6 @@ impl<P: Participant> ParticipantService<P> {
     /// A service answering with `participant`.
     pub fn new(participant: Arc<P>) -> Self {
         ParticipantService { participant }
-    }
-
-    /// The participant served.
-    pub fn participant(&self) -> &Arc<P> {
-        &self.participant
     }
 }
 

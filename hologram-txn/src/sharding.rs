@@ -1,5 +1,5 @@
-//! `ReceiptSharding`: keys placed on shards by ranges of the u64 space
-//! (SPEC §8), per-shard load statistics, splits at a sampled median.
+//! Keys placed on shards by ranges of the u64 space (SPEC §8); load
+//! statistics and splits are [`ReceiptSharding`](crate::ReceiptSharding)'s.
 //!
 //! A key's placement is `receipt.r96.as_u64()` ([`Key::placement`]). The
 //! [`ShardMap`] cuts the u64 space into contiguous ranges, each owned by one
@@ -8,11 +8,6 @@
 //! request against its own map and refuses one it does not own with
 //! [`TxnError::StaleShardMap`], so a request routed with a stale map is
 //! retried, never applied on the wrong shard.
-//!
-//! `ReceiptSharding::rebalance_shards` splits every shard whose sustained
-//! load exceeds 1.2 × the target (the mean over shards) at the median of a
-//! sample of its recent placements, so the halves carry equal shares of the
-//! sampled load; only the keys of the split shard above the split point move.
 
 use crate::{Key, Op, TxnError};
 use hologram_lattice::NodeId;

@@ -260,7 +260,7 @@ fn run(seed: u64) -> Result<(), String> {
                     seen.insert(txn, true);
                 }
                 // A stopped coordinator's callers learn nothing.
-                Err(TxnError::Transport(_)) => {}
+                Err(TxnError::CoordinatorStopped) => {}
                 Err(_) => {
                     seen.insert(txn, false);
                 }

@@ -14,6 +14,7 @@ use crate::receipts::{abort_receipt, check_certificate_with, commit_receipt, Gro
 use crate::sharding::ShardMap;
 use crate::wire::{decided, refused};
 use crate::{Decision, Key, PrepareRequest, SignedReceipt, TxnError, TxnId, TxnMessage};
+use hologram_cam::Store;
 use hologram_lattice::sim::Millis;
 use hologram_lattice::{Address, NodeId};
 use hologram_receipt::{KeyPair, Purpose, Receipt};
@@ -111,6 +112,9 @@ pub enum ParticipantTimer {
     HandOff,
 }
 
+/// Each written key's value after a transaction.
+type Writes = BTreeMap<Key, Option<Vec<u8>>>;
+
 /// A key's current value and the record that holds it.
 #[derive(Debug, Clone)]
 struct Stored {
@@ -125,7 +129,7 @@ struct Prepared {
     request: PrepareRequest,
     vote: SignedReceipt,
     /// Each written key's value after the commit.
-    writes: BTreeMap<Key, Option<Vec<u8>>>,
+    writes: Writes,
     address: Address,
 }
 
@@ -230,35 +234,33 @@ impl ParticipantCore {
                     key,
                     version,
                     value,
-                } => match core.data.get(&key) {
-                    Some(old) if old.version >= version => {
-                        core.effects.persist.remove.push(address)
-                    }
-                    old => {
-                        if let Some(old) = old {
-                            core.effects.persist.remove.push(old.address);
+                } => {
+                    let stale = match core.data.get(&key) {
+                        Some(old) if old.version >= version => Some(address),
+                        _ => {
+                            let stored = Stored {
+                                version,
+                                value,
+                                address,
+                            };
+                            core.data.insert(key, stored).map(|old| old.address)
                         }
-                        let stored = Stored {
-                            version,
-                            value,
-                            address,
-                        };
-                        core.data.insert(key, stored);
-                    }
-                },
+                    };
+                    core.effects.persist.remove.extend(stale);
+                }
                 Record::Prepared { request } => prepared.push((request, address)),
                 Record::Outcome { txn, decision } => {
                     core.outcomes.insert(txn, decision);
                 }
                 Record::Map(map) => {
-                    if core.map_address.is_none() || map.version() > core.map.version() {
-                        if let Some(old) = core.map_address.replace(address) {
-                            core.effects.persist.remove.push(old);
-                        }
+                    let stale = if core.map_address.is_none() || map.version() > core.map.version()
+                    {
                         core.map = map;
+                        core.map_address.replace(address)
                     } else {
-                        core.effects.persist.remove.push(address);
-                    }
+                        Some(address)
+                    };
+                    core.effects.persist.remove.extend(stale);
                 }
             }
         }
@@ -268,19 +270,26 @@ impl ParticipantCore {
                 continue;
             }
             let writes = core.writes(&request)?;
-            core.locks
-                .lock_all(request.txn, request.ops.iter().map(|op| op.key()))?;
-            let vote = core.vote(&request);
-            let txn = request.txn;
-            let p = Prepared {
-                request,
-                vote,
-                writes,
-                address,
-            };
-            core.prepared.insert(txn, p);
+            core.hold(request, writes, address)?;
         }
         Ok(core)
+    }
+
+    /// The participant `signer` serves from `store`: recovered from what the
+    /// store holds (prepared transactions, decisions, values, its newest
+    /// map), or new on an empty store.
+    pub async fn open<S: Store + ?Sized>(
+        signer: impl Into<Signer>,
+        config: ParticipantConfig,
+        map: ShardMap,
+        store: &S,
+    ) -> Result<Self, TxnError> {
+        let records = records::load_records(store).await?;
+        if records.is_empty() {
+            Self::new(signer, config, map)
+        } else {
+            Self::recover(signer, config, map, records)
+        }
     }
 
     /// This participant's id (its public key, or its group's id).
@@ -288,7 +297,7 @@ impl ParticipantCore {
         self.id
     }
 
-    /// Who it signs as (its keys serve a driver's [`Prework::for_message`]).
+    /// Who it signs as (its keys make a caller's [`Prework`]).
     pub fn signer(&self) -> &Signer {
         &self.signer
     }
@@ -301,6 +310,11 @@ impl ParticipantCore {
         let result = f(self);
         self.prework = Prework::default();
         result
+    }
+
+    /// Its timing.
+    pub fn config(&self) -> ParticipantConfig {
+        self.config
     }
 
     /// The shard map it serves.
@@ -352,9 +366,7 @@ impl ParticipantCore {
         if let Some(holder) = self.locks.holder(&key) {
             return Err(TxnError::Conflict { key, holder });
         }
-        let mut writes = BTreeMap::new();
-        writes.insert(key, Some(value));
-        self.write_values(writes)
+        self.write_values(Writes::from([(key, Some(value))]))
     }
 
     /// Serves `map` from now on if it is newer than the current one.
@@ -436,7 +448,7 @@ impl ParticipantCore {
                     prepares: vec![vote],
                     primary: commit,
                 };
-                self.install(txn, writes, decision.clone(), None)?;
+                self.settle(txn, decision.clone(), writes)?;
                 Ok(decision)
             }
             Err(error) => {
@@ -470,7 +482,7 @@ impl ParticipantCore {
             prepares: prepares.to_vec(),
             primary: self.sign(Purpose::Commit, receipt),
         };
-        self.commit_prepared(txn, decision.clone())?;
+        self.settle(txn, decision.clone(), Writes::new())?;
         Ok(decision)
     }
 
@@ -503,18 +515,15 @@ impl ParticipantCore {
         };
         decision.check_claim(&txn, &p.request.primary)?;
         self.verify_signed(decision.primary(), decision.purpose())?;
-        match decision {
-            Decision::Committed { prepares, .. } => {
-                if !prepares.iter().any(|v| v.same_claim(&p.vote)) {
-                    return Err(TxnError::InvalidCertificate {
-                        txn,
-                        reason: "this participant's prepare receipt is missing",
-                    });
-                }
-                self.commit_prepared(txn, decision.clone())?;
+        if let Decision::Committed { prepares, .. } = decision {
+            if !prepares.iter().any(|v| v.same_claim(&p.vote)) {
+                return Err(TxnError::InvalidCertificate {
+                    txn,
+                    reason: "this participant's prepare receipt is missing",
+                });
             }
-            Decision::Aborted { .. } => self.settle_abort(txn, decision.clone())?,
         }
+        self.settle(txn, decision.clone(), Writes::new())?;
         Ok(self.ack(decision))
     }
 
@@ -533,44 +542,51 @@ impl ParticipantCore {
         self.decide_abort(txn).map(Some)
     }
 
-    /// Handles a message from `from` (malformed ones are dropped).
+    /// Handles a message from `from` (malformed ones, and hand-offs that do
+    /// not check out, are dropped).
     pub fn on_message(&mut self, from: NodeId, message: TxnMessage) {
         if message.check().is_err() {
             return;
         }
-        let Some(txn) = message.txn() else {
-            self.on_hand_off_message(from, message);
-            return;
-        };
         let reply = match message {
-            TxnMessage::Prepare(request) => Some(match self.prepare(request) {
-                Ok(vote) => TxnMessage::Prepared { txn, vote },
-                Err(e) => refused(txn, e),
-            }),
-            TxnMessage::CommitOnePhase { request, expected } => {
-                Some(decided(txn, self.commit_one_phase(request, &expected)))
+            TxnMessage::Prepare(request) => {
+                let txn = request.txn;
+                Some(match self.prepare(request) {
+                    Ok(vote) => TxnMessage::Prepared { txn, vote },
+                    Err(e) => refused(txn, e),
+                })
             }
-            TxnMessage::Commit { prepares, .. } => Some(decided(txn, self.commit(txn, &prepares))),
-            TxnMessage::Abort { .. } => Some(decided(txn, self.abort(txn))),
-            TxnMessage::Resolve { decision, .. } => Some(match self.resolve(txn, &decision) {
+            TxnMessage::CommitOnePhase { request, expected } => Some(decided(
+                request.txn,
+                self.commit_one_phase(request, &expected),
+            )),
+            TxnMessage::Commit { txn, prepares } => Some(decided(txn, self.commit(txn, &prepares))),
+            TxnMessage::Abort { txn } => Some(decided(txn, self.abort(txn))),
+            TxnMessage::Resolve { txn, decision } => Some(match self.resolve(txn, &decision) {
                 Ok(ack) => TxnMessage::Ack { txn, ack },
                 Err(e) => refused(txn, e),
             }),
             // The primary's answer to our query: apply it; the coordinator
             // collects our ack when it resends the decision.
-            TxnMessage::Decided { decision, .. } => {
+            TxnMessage::Decided { txn, decision } => {
                 let _ = self.resolve(txn, &decision);
                 None
             }
-            TxnMessage::Query { .. } => match self.query(txn) {
+            TxnMessage::Query { txn } => match self.query(txn) {
                 Ok(Some(decision)) => Some(TxnMessage::Decided { txn, decision }),
                 _ => None,
             },
-            TxnMessage::Prepared { .. }
-            | TxnMessage::Refused { .. }
-            | TxnMessage::Ack { .. }
-            | TxnMessage::HandOff(_)
-            | TxnMessage::HandedOver(_) => None,
+            TxnMessage::HandOff(transfer) => self
+                .receive_hand_off(from, *transfer)
+                .ok()
+                .map(|ack| TxnMessage::HandedOver(Box::new(ack))),
+            TxnMessage::HandedOver(ack) => {
+                let _ = self.hand_off_acknowledged(from, &ack);
+                None
+            }
+            TxnMessage::Prepared { .. } | TxnMessage::Refused { .. } | TxnMessage::Ack { .. } => {
+                None
+            }
         };
         if let Some(reply) = reply {
             self.effects.send.push((from, reply));
@@ -643,13 +659,12 @@ impl ParticipantCore {
     }
 
     fn check_owned(&self, key: &Key) -> Result<(), TxnError> {
-        if self.map.node_of(key) == Some(self.id) {
-            Ok(())
-        } else {
-            Err(TxnError::StaleShardMap {
+        match self.owns(key) {
+            true => Ok(()),
+            false => Err(TxnError::StaleShardMap {
                 key: key.clone(),
                 current: self.map.version(),
-            })
+            }),
         }
     }
 
@@ -658,8 +673,8 @@ impl ParticipantCore {
     }
 
     /// Each written key's value after the request's ops, in order.
-    fn writes(&self, request: &PrepareRequest) -> Result<BTreeMap<Key, Option<Vec<u8>>>, TxnError> {
-        let mut writes: BTreeMap<Key, Option<Vec<u8>>> = BTreeMap::new();
+    fn writes(&self, request: &PrepareRequest) -> Result<Writes, TxnError> {
+        let mut writes: Writes = BTreeMap::new();
         for op in &request.ops {
             let key = op.key();
             let current = match writes.get(key) {
@@ -673,10 +688,7 @@ impl ParticipantCore {
     }
 
     /// Ownership, locks and applicability, without changing anything.
-    fn validate(
-        &self,
-        request: &PrepareRequest,
-    ) -> Result<BTreeMap<Key, Option<Vec<u8>>>, TxnError> {
+    fn validate(&self, request: &PrepareRequest) -> Result<Writes, TxnError> {
         for op in &request.ops {
             self.check_owned(op.key())?;
             if let Some(holder) = self.locks.holder(op.key()) {
@@ -698,37 +710,42 @@ impl ParticipantCore {
         }
         .to_object()?;
         let txn = request.txn;
-        self.locks
-            .lock_all(txn, request.ops.iter().map(|op| op.key()))?;
-        let vote = self.vote(&request);
-        let prepared = Prepared {
-            request,
-            vote: vote.clone(),
-            writes,
-            address: object.address(),
-        };
+        let vote = self.hold(request, writes, object.address())?;
         self.effects.persist.put.push(object);
-        self.prepared.insert(txn, prepared);
         self.arm(txn);
         Ok(vote)
     }
 
-    /// Commits a prepared transaction under `decision`.
-    fn commit_prepared(&mut self, txn: TxnId, decision: Decision) -> Result<(), TxnError> {
-        let Some(p) = self.prepared.remove(&txn) else {
-            return Err(TxnError::UnknownTransaction(txn));
+    /// Locks a prepared transaction's keys and keeps it (its record at
+    /// `address`); returns its vote.
+    fn hold(
+        &mut self,
+        request: PrepareRequest,
+        writes: Writes,
+        address: Address,
+    ) -> Result<SignedReceipt, TxnError> {
+        self.locks
+            .lock_all(request.txn, request.ops.iter().map(|op| op.key()))?;
+        let vote = self.vote(&request);
+        let txn = request.txn;
+        let prepared = Prepared {
+            request,
+            vote: vote.clone(),
+            writes,
+            address,
         };
-        self.locks.release(txn, p.writes.keys());
-        self.install(txn, p.writes, decision, Some(p.address))
+        self.prepared.insert(txn, prepared);
+        Ok(vote)
     }
 
-    /// Makes `decision` and the new values durable in one batch.
-    fn install(
+    /// Applies `decision` durably in one batch: its outcome record, and for
+    /// a commit the new values (the prepared transaction's, or `writes` when
+    /// none is prepared); a prepared transaction's locks and record go.
+    fn settle(
         &mut self,
         txn: TxnId,
-        writes: BTreeMap<Key, Option<Vec<u8>>>,
         decision: Decision,
-        prepared: Option<Address>,
+        mut writes: Writes,
     ) -> Result<(), TxnError> {
         let outcome = Record::Outcome {
             txn,
@@ -736,12 +753,20 @@ impl ParticipantCore {
         }
         .to_object()?;
         self.effects.persist.put.push(outcome);
-        self.effects.persist.remove.extend(prepared);
+        if let Some(p) = self.prepared.remove(&txn) {
+            self.locks.release(txn, p.writes.keys());
+            self.effects.persist.remove.push(p.address);
+            writes = p.writes;
+        }
+        let commit = decision.is_commit();
         self.outcomes.insert(txn, decision);
-        self.write_values(writes)
+        if commit {
+            self.write_values(writes)?;
+        }
+        Ok(())
     }
 
-    fn write_values(&mut self, writes: BTreeMap<Key, Option<Vec<u8>>>) -> Result<(), TxnError> {
+    fn write_values(&mut self, writes: Writes) -> Result<(), TxnError> {
         for (key, value) in writes {
             let version = self.data.get(&key).map_or(1, |s| s.version + 1);
             self.put_value(key, version, value)?;
@@ -775,27 +800,11 @@ impl ParticipantCore {
 
     /// The primary decides abort: releases what `txn` holds here.
     fn decide_abort(&mut self, txn: TxnId) -> Result<Decision, TxnError> {
-        let receipt = abort_receipt(&txn);
         let decision = Decision::Aborted {
-            primary: self.sign(Purpose::Abort, receipt),
+            primary: self.sign(Purpose::Abort, abort_receipt(&txn)),
         };
-        self.settle_abort(txn, decision.clone())?;
+        self.settle(txn, decision.clone(), Writes::new())?;
         Ok(decision)
-    }
-
-    fn settle_abort(&mut self, txn: TxnId, decision: Decision) -> Result<(), TxnError> {
-        let outcome = Record::Outcome {
-            txn,
-            decision: decision.clone(),
-        }
-        .to_object()?;
-        self.effects.persist.put.push(outcome);
-        if let Some(p) = self.prepared.remove(&txn) {
-            self.locks.release(txn, p.writes.keys());
-            self.effects.persist.remove.push(p.address);
-        }
-        self.outcomes.insert(txn, decision);
-        Ok(())
     }
 
     /// This participant's own signed receipt of a decision.

@@ -36,18 +36,21 @@ impl ParticipantCore {
     /// The keys held here that `map` places elsewhere, or the conflict with
     /// a transaction that holds one of them locked.
     fn leaving(&self, map: &ShardMap) -> Result<Vec<HandedOff>, TxnError> {
-        let mut moved = Vec::new();
-        for (key, stored) in &self.data {
-            if map.node_of(key) == Some(self.id) {
-                continue;
-            }
-            if let Some(holder) = self.locks.holder(key) {
-                let key = key.clone();
-                return Err(TxnError::Conflict { key, holder });
-            }
-            moved.push((key.clone(), stored.version, stored.value.clone()));
-        }
-        Ok(moved)
+        let leaving =
+            self.held_elsewhere(map)
+                .map(|(key, version, value)| match self.locks.holder(&key) {
+                    Some(holder) => Err(TxnError::Conflict { key, holder }),
+                    None => Ok((key, version, value)),
+                });
+        leaving.collect()
+    }
+
+    /// The keys held here that `map` places elsewhere.
+    fn held_elsewhere<'a>(&'a self, map: &'a ShardMap) -> impl Iterator<Item = HandedOff> + 'a {
+        self.data
+            .iter()
+            .filter(move |(k, _)| map.node_of(k) != Some(self.id))
+            .map(|(k, s)| (k.clone(), s.version, s.value.clone()))
     }
 
     /// Takes over keys handed off by their previous owner (with `map`, under
@@ -69,7 +72,7 @@ impl ParticipantCore {
     /// Keys this node owns again are kept.
     pub fn forget<'a>(&mut self, keys: impl IntoIterator<Item = &'a Key>) {
         for key in keys {
-            if self.map.node_of(key) != Some(self.id) {
+            if !self.owns(key) {
                 if let Some(old) = self.data.remove(key) {
                     self.effects.persist.remove.push(old.address);
                 }
@@ -111,12 +114,7 @@ impl ParticipantCore {
     /// The keys held here that this node's map places elsewhere: handed off
     /// and not yet acknowledged, grouped by their new owner.
     pub fn pending_hand_offs(&self) -> BTreeMap<NodeId, Vec<HandedOff>> {
-        let held = self
-            .data
-            .iter()
-            .filter(|(k, _)| self.map.node_of(k) != Some(self.id))
-            .map(|(k, s)| (k.clone(), s.version, s.value.clone()));
-        group_by_owner(&self.map, held)
+        group_by_owner(&self.map, self.held_elsewhere(&self.map))
     }
 
     /// Whether this node owns `key` under its map.
@@ -153,22 +151,6 @@ impl ParticipantCore {
         self.effects
             .timers
             .push((resend, ParticipantTimer::HandOff));
-    }
-
-    /// Handles a hand-off message; anything that does not check out is dropped.
-    pub(super) fn on_hand_off_message(&mut self, from: NodeId, message: TxnMessage) {
-        match message {
-            TxnMessage::HandOff(transfer) => {
-                if let Ok(ack) = self.receive_hand_off(from, *transfer) {
-                    let reply = TxnMessage::HandedOver(Box::new(ack));
-                    self.effects.send.push((from, reply));
-                }
-            }
-            TxnMessage::HandedOver(ack) => {
-                let _ = self.hand_off_acknowledged(from, &ack);
-            }
-            _ => {}
-        }
     }
 
     /// The target's side: checks a transfer, takes the keys durably (the map

@@ -4,8 +4,8 @@
 //! and both are pure functions of the message and the node's keys (Ed25519
 //! signatures are deterministic). A driver that serves several callers at
 //! once (e.g. [`LocalParticipant`](crate::LocalParticipant)) computes them
-//! with [`Prework::for_message`] **outside** its lock on the core, then runs
-//! the call with [`ParticipantCore::with_prework`](super::ParticipantCore::with_prework):
+//! with the call's constructor (e.g. [`Prework::prepare`]) **outside** its
+//! lock on the core, then runs the call with [`ParticipantCore::with_prework`](super::ParticipantCore::with_prework):
 //! the core takes each signature it would make from the prework if it is
 //! there, and each signature it would verify as verified if the prework
 //! verified exactly it (same signer, receipt, signature and purpose). What
@@ -24,7 +24,7 @@
 
 use crate::receipts::commit_receipt;
 use crate::types::MAX_PARTICIPANTS;
-use crate::{Decision, PrepareRequest, SignedReceipt, TxnMessage};
+use crate::{Decision, PrepareRequest, SignedReceipt};
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Purpose, Receipt};
 
@@ -36,18 +36,6 @@ pub struct Prework {
 }
 
 impl Prework {
-    /// The signatures the participant with `keys` will make, and the ones
-    /// it will verify (those that are valid), when it handles `message`.
-    pub fn for_message(keys: &KeyPair, message: &TxnMessage) -> Self {
-        match message {
-            TxnMessage::Prepare(request) => Self::prepare(keys, request),
-            TxnMessage::CommitOnePhase { request, .. } => Self::commit_one_phase(keys, request),
-            TxnMessage::Commit { prepares, .. } => Self::commit(keys, prepares),
-            TxnMessage::Resolve { decision, .. } => Self::resolve(keys, decision),
-            _ => Prework::default(),
-        }
-    }
-
     /// For [`ParticipantCore::prepare`](super::ParticipantCore::prepare): the vote.
     pub fn prepare(keys: &KeyPair, request: &PrepareRequest) -> Self {
         let mut work = Prework::default();
@@ -98,11 +86,6 @@ impl Prework {
         work.verify(purpose, primary);
         work.sign(keys, purpose, primary.receipt);
         work
-    }
-
-    /// Whether there is nothing in it.
-    pub fn is_empty(&self) -> bool {
-        self.signed.is_empty() && self.verified.is_empty()
     }
 
     fn sign(&mut self, keys: &KeyPair, purpose: Purpose, receipt: Receipt) -> SignedReceipt {
@@ -185,7 +168,7 @@ mod tests {
         let mut votes = Vec::new();
         for i in 0..2 {
             let work = Prework::prepare(&keys[i], &requests[i]);
-            assert!(!work.is_empty());
+            assert!(!work.signed.is_empty(), "the vote is signed ahead");
             let a = with[i].with_prework(work, |c| c.prepare(requests[i].clone()));
             let b = without[i].prepare(requests[i].clone());
             assert_eq!(a, b);

@@ -2,7 +2,6 @@
 //! `hologram-txn/tests/bank_sim.rs` and the whole-stack campaign
 //! (`tests/whole_stack.rs`, which includes this file with `#[path]`).
 
-use hologram_cam::MemoryStore;
 use hologram_lattice::sim::Simulation;
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Purpose, Receipt};
@@ -10,7 +9,7 @@ use hologram_txn::abort_receipt;
 use hologram_txn::{Decision, Op, ParticipantCore, SignedReceipt, TxnId, TxnMessage, TxnNode};
 
 /// The simulation both banks run.
-pub type Sim = Simulation<TxnNode<MemoryStore>>;
+pub type Sim = Simulation<TxnNode>;
 
 /// The participant core of node `id`, if it is up and a participant.
 pub fn core_of(sim: &Sim, id: NodeId) -> Option<&ParticipantCore> {
