@@ -59,6 +59,13 @@ impl<K: Hash + Eq + Copy, V: Copy> Cache<K, V> {
         self.put(&mut self.lock(), key, value);
     }
 
+    /// Empties the cache.
+    pub(crate) fn clear(&self) {
+        let mut cache = self.lock();
+        cache.young = HashMap::new();
+        cache.old = HashMap::new();
+    }
+
     fn put(&self, cache: &mut Generations<K, V>, key: K, value: V) {
         if cache.young.len() >= self.capacity / 2 {
             cache.old = std::mem::take(&mut cache.young);

@@ -98,7 +98,7 @@ pub use ledger::BudgetLedger;
 pub use message::{AuthenticatedMessage, MAX_PAYLOAD_LEN};
 pub use receipt::{Receipt, CANONICAL_LEN};
 pub use signing::{
-    verify_signature, verifying_key, KeyPair, Purpose, Signature, KEY_CACHE_CAPACITY,
-    VERIFIED_CACHE_CAPACITY,
+    forget_verified_signatures, verify_signature, verifying_key, KeyPair, Purpose, Signature,
+    KEY_CACHE_CAPACITY, VERIFIED_CACHE_CAPACITY,
 };
 pub use witness::{HopLink, OriginLink, Witness, LINK_CONTEXT, MAX_HOPS};

@@ -253,6 +253,14 @@ pub(crate) fn verified_before(signature: &Verified) -> bool {
     VERIFIED.get(signature).is_some()
 }
 
+/// Forgets every signature [`verify_signature`] found valid, so that the
+/// next verification of each is a full one again: for measuring what a node
+/// pays for a signature it sees first (benches that verify the same
+/// signatures over and over). Correctness never needs it.
+pub fn forget_verified_signatures() {
+    VERIFIED.clear();
+}
+
 /// Checks that `signature` is `signer`'s signature of `canonical` bytes for
 /// `purpose` (strict Ed25519 verification). Fails with
 /// [`ReceiptError::InvalidKey`] or [`ReceiptError::BadSignature`].
@@ -444,6 +452,14 @@ mod tests {
             assert_eq!(verify_signature(&id, Purpose::Vote, &bytes, &sig), Ok(()));
         }
         assert!(VERIFIED.len() <= VERIFIED_CACHE_CAPACITY);
+        // Forgotten, a signature is verified in full again, with the same answer.
+        forget_verified_signatures();
+        assert!(!VERIFIED.contains(&entry(Purpose::Prepare, b"remembered", &sig)));
+        assert_eq!(
+            verify_signature(&id, Purpose::Prepare, b"remembered", &sig),
+            Ok(())
+        );
+        assert!(VERIFIED.contains(&entry(Purpose::Prepare, b"remembered", &sig)));
     }
 
     #[test]
