@@ -41,7 +41,7 @@ use hologram::consensus::{
 };
 use hologram::lattice::sim::{Faults, Simulation};
 use hologram::lattice::transport::{MemoryNetwork, Timer};
-use hologram::receipt::{KeyPair, Purpose, SignatureBatch};
+use hologram::receipt::{forget_verified_signatures, KeyPair, Purpose, SignatureBatch};
 use measure::{cpu_seconds, verdict};
 use std::hint::black_box;
 use std::sync::Arc;
@@ -197,6 +197,8 @@ fn bench(c: &mut Criterion) {
     let (_, set) = keys(4);
     group.bench_function("verify one decision: certificate + batch receipt", |b| {
         b.iter(|| {
+            // As a replica that did not verify these votes before.
+            forget_verified_signatures();
             decision.certificate.verify(&set).expect("valid");
             black_box(decision.batch.receipt() == decision.certificate.value)
         })
@@ -297,15 +299,27 @@ fn bench_commands(c: &mut Criterion) {
         })
     });
     group.bench_function("verify one (replica)", |b| {
-        b.iter(|| signed[0].verify().expect("valid"))
+        b.iter(|| {
+            // Each time as a replica that sees the command first.
+            forget_verified_signatures();
+            signed[0].verify().expect("valid")
+        })
     });
     group.throughput(Throughput::Elements(BATCH as u64));
     group.bench_function("verify 4096 one by one (replica, a proposal)", |b| {
-        b.iter(|| verify_commands(&signed).expect("valid"))
+        b.iter(|| {
+            forget_verified_signatures();
+            verify_commands(&signed).expect("valid")
+        })
     });
     group.bench_function(
         "verify 4096 in one batch (not used: not deterministic)",
-        |b| b.iter(|| batch_of(&signed).verify().expect("valid")),
+        |b| {
+            b.iter(|| {
+                forget_verified_signatures();
+                batch_of(&signed).verify().expect("valid")
+            })
+        },
     );
     group.finish();
 }
@@ -352,6 +366,8 @@ fn command_costs() {
         c.verify().expect("valid");
     }
     let one = per(start, n);
+    // The batch as a replica that did not verify them one by one before.
+    forget_verified_signatures();
     let start = Instant::now();
     batch_of(&signed).verify().expect("valid");
     let batch = per(start, n);

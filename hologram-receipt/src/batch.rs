@@ -21,8 +21,13 @@
 //! would cost a full scalar multiplication per point. Where every node must
 //! reach the same verdict on such adversarial signatures regardless of what
 //! they are batched with, use [`verify_signature`](crate::verify_signature).
+//!
+//! Entries that [`verify_signature`](crate::verify_signature) found valid
+//! before in this process (its cache) are left out of the batch; what the
+//! batch accepts is never added to that cache.
 
-use crate::{signing::verifying_key, Purpose, ReceiptError, Signature};
+use crate::signing::{verified_before, verifying_key};
+use crate::{Purpose, ReceiptError, Signature};
 use hologram_lattice::NodeId;
 
 /// One signature to check.
@@ -103,37 +108,50 @@ impl SignatureBatch {
     /// The index and signer of the first entry that does not verify
     /// strictly, or `None` when all do.
     pub(crate) fn first_invalid(&self) -> Option<(usize, NodeId)> {
-        let mut keys = Vec::with_capacity(self.entries.len());
-        for (i, e) in self.entries.iter().enumerate() {
-            match verifying_key(&e.signer) {
-                Ok(key) if r_is_strict(e.signature.r_bytes()) => keys.push(key),
-                _ => return Some((i, e.signer)),
-            }
-        }
-        let messages: Vec<&[u8]> = self.entries.iter().map(|e| e.message.as_slice()).collect();
-        let signatures: Vec<ed25519_dalek::Signature> = self
+        // Signatures that verified strictly before in this process are
+        // valid (`verify_signature`'s cache): each one's term of the batch
+        // equation is zero, so leaving them out changes nothing of the
+        // verdict on the others. The batch's own verdict is never cached:
+        // it is not `verify_strict`'s (module docs).
+        let unknown: Vec<(usize, &Entry)> = self
             .entries
             .iter()
-            .map(|e| e.signature.to_dalek())
+            .enumerate()
+            .filter(|(_, e)| {
+                !verified_before(&(*e.signer.as_bytes(), e.message, e.signature.to_bytes()))
+            })
+            .collect();
+        if unknown.is_empty() {
+            return None;
+        }
+        let mut keys = Vec::with_capacity(unknown.len());
+        for (i, e) in &unknown {
+            match verifying_key(&e.signer) {
+                Ok(key) if r_is_strict(e.signature.r_bytes()) => keys.push(key),
+                _ => return Some((*i, e.signer)),
+            }
+        }
+        let messages: Vec<&[u8]> = unknown.iter().map(|(_, e)| e.message.as_slice()).collect();
+        let signatures: Vec<ed25519_dalek::Signature> = unknown
+            .iter()
+            .map(|(_, e)| e.signature.to_dalek())
             .collect();
         if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
             return None;
         }
         // Slow path: find which one is bad.
-        let mut bad = self
-            .entries
+        let mut bad = unknown
             .iter()
             .zip(keys.iter())
-            .enumerate()
-            .filter(|(_, (e, key))| {
+            .filter(|((_, e), key)| {
                 key.verify_strict(&e.message, &e.signature.to_dalek())
                     .is_err()
             })
-            .map(|(i, (e, _))| (i, e.signer));
+            .map(|((i, e), _)| (*i, e.signer));
         // If the batch failed but every entry verifies alone, fail closed and
         // blame the first entry: never accept what the batch rejected.
         bad.next()
-            .or_else(|| self.entries.first().map(|e| (0, e.signer)))
+            .or_else(|| unknown.first().map(|(i, e)| (*i, e.signer)))
     }
 }
 
@@ -206,10 +224,33 @@ mod tests {
     }
 
     #[test]
-    fn names_the_first_bad_entry() {
-        let (keys, batch) = signed_batch(6);
+    fn signatures_verified_before_are_left_out_and_the_verdict_is_unchanged() {
+        let (keys, batch) = signed_batch(5);
+        // Entries 1 and 3 verified strictly before (cached); the others not.
+        for i in [1usize, 3] {
+            let msg = [i as u8; 8];
+            let e = &batch.entries[i];
+            assert_eq!(
+                crate::verify_signature(&e.signer, Purpose::Commit, &msg, &e.signature),
+                Ok(())
+            );
+        }
+        // A bad entry after, before or among cached ones keeps its index.
+        each_bad_entry_is_named(&keys, &batch);
+        // A batch of cached signatures only verifies; a cached signature
+        // for another message does not carry over.
+        let mut cached = SignatureBatch::new();
+        cached.entries.push(batch.entries[1].clone());
+        cached.entries.push(batch.entries[3].clone());
+        assert_eq!(cached.verify(), Ok(()));
+        cached.entries[1].message = batch.entries[1].message;
+        assert!(cached.verify().is_err());
+    }
+
+    /// The batch verifies, and with any one entry's signature flipped,
+    /// names that entry.
+    fn each_bad_entry_is_named(keys: &[KeyPair], batch: &SignatureBatch) {
         assert_eq!(batch.verify(), Ok(()));
-        assert_eq!(SignatureBatch::new().verify(), Ok(()));
         for (bad, key) in keys.iter().enumerate() {
             let mut b = batch.clone();
             let mut bytes = b.entries[bad].signature.to_bytes();
@@ -223,6 +264,13 @@ mod tests {
                 })
             );
         }
+    }
+
+    #[test]
+    fn names_the_first_bad_entry() {
+        let (keys, batch) = signed_batch(6);
+        assert_eq!(SignatureBatch::new().verify(), Ok(()));
+        each_bad_entry_is_named(&keys, &batch);
     }
 
     #[test]

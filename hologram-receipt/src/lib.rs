@@ -17,6 +17,7 @@
 //! | `builder` | [`ReceiptBuilder`]: address and R96 digest in one streaming pass |
 //! | `compose` | sequential, many-way and state-transition composition |
 //! | `signing` | [`KeyPair`], [`Signature`], [`Purpose`], [`verify_signature`] |
+//! | `cache` | the bounded process-wide caches of decompressed keys and valid signatures |
 //! | `batch` | [`SignatureBatch`]: batch verification that names the bad signature |
 //! | `witness` | [`Witness`] chains: origin and hop links |
 //! | `message` | [`AuthenticatedMessage`]: payload, receipt, witness |
@@ -74,6 +75,7 @@
 mod batch;
 mod budget;
 mod builder;
+mod cache;
 mod chain;
 mod compose;
 mod error;
@@ -96,6 +98,7 @@ pub use ledger::BudgetLedger;
 pub use message::{AuthenticatedMessage, MAX_PAYLOAD_LEN};
 pub use receipt::{Receipt, CANONICAL_LEN};
 pub use signing::{
-    verify_signature, verifying_key, KeyPair, Purpose, Signature, KEY_CACHE_CAPACITY,
+    forget_verified_signatures, verify_signature, verifying_key, KeyPair, Purpose, Signature,
+    KEY_CACHE_CAPACITY, VERIFIED_CACHE_CAPACITY,
 };
 pub use witness::{HopLink, OriginLink, Witness, LINK_CONTEXT, MAX_HOPS};

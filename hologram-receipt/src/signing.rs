@@ -8,6 +8,7 @@
 //! Verification is `verify_strict` (no small-order keys or `R`, canonical `s`
 //! and `R` encodings). A [`NodeId`] is the 32-byte public key.
 
+use crate::cache::Cache;
 use crate::ReceiptError;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use hologram_lattice::NodeId;
@@ -217,12 +218,12 @@ impl core::fmt::Debug for KeyPair {
 /// both checks, keyed by all 32 bytes of the id, so a hit returns exactly
 /// what decoding would: verification is unchanged, only cheaper.
 pub fn verifying_key(node: &NodeId) -> Result<VerifyingKey, ReceiptError> {
-    if let Some(key) = key_cache::get(node) {
+    if let Some(key) = KEYS.get(node) {
         return Ok(key);
     }
     match VerifyingKey::from_bytes(node.as_bytes()) {
         Ok(key) if !key.is_weak() => {
-            key_cache::insert(*node, key);
+            KEYS.insert(*node, key);
             Ok(key)
         }
         _ => Err(ReceiptError::InvalidKey(*node)),
@@ -232,83 +233,65 @@ pub fn verifying_key(node: &NodeId) -> Result<VerifyingKey, ReceiptError> {
 /// The most decompressed keys [`verifying_key`] keeps.
 pub const KEY_CACHE_CAPACITY: usize = 1024;
 
-/// The bounded cache behind [`verifying_key`]: two generations of at most
-/// half the capacity each. Inserts go to the young one; when it is full it
-/// becomes the old one (the previous old one is dropped). A hit in the old
-/// generation moves the key to the young one, so keys in use survive and
-/// the cache never holds more than [`KEY_CACHE_CAPACITY`] keys.
-mod key_cache {
-    use super::{NodeId, VerifyingKey, KEY_CACHE_CAPACITY};
-    use std::collections::HashMap;
-    use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+/// The decompressed keys of [`verifying_key`].
+static KEYS: Cache<NodeId, VerifyingKey> = Cache::new(KEY_CACHE_CAPACITY);
 
-    #[derive(Default)]
-    struct Generations {
-        young: HashMap<NodeId, VerifyingKey>,
-        old: HashMap<NodeId, VerifyingKey>,
-    }
+/// The most valid signatures [`verify_signature`] remembers.
+pub const VERIFIED_CACHE_CAPACITY: usize = 1 << 14;
 
-    fn cache() -> MutexGuard<'static, Generations> {
-        static CACHE: OnceLock<Mutex<Generations>> = OnceLock::new();
-        // The maps stay consistent whatever a panicking holder did (every
-        // entry is a valid key), so a poisoned lock is still usable.
-        CACHE
-            .get_or_init(Mutex::default)
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
+/// A signature that verified strictly: the signer, the Ed25519 message (the
+/// purpose's derived hash of the canonical bytes) and the signature, all
+/// their bytes.
+pub(crate) type Verified = ([u8; 32], [u8; 32], [u8; 64]);
 
-    pub(super) fn get(node: &NodeId) -> Option<VerifyingKey> {
-        let mut cache = cache();
-        if let Some(key) = cache.young.get(node) {
-            return Some(*key);
-        }
-        let key = cache.old.remove(node)?;
-        put(&mut cache, *node, key);
-        Some(key)
-    }
+/// The signatures [`verify_signature`] found valid.
+static VERIFIED: Cache<Verified, ()> = Cache::new(VERIFIED_CACHE_CAPACITY);
 
-    pub(super) fn insert(node: NodeId, key: VerifyingKey) {
-        put(&mut cache(), node, key);
-    }
+/// Whether exactly this signature of this message by this signer verified
+/// strictly before, in this process.
+pub(crate) fn verified_before(signature: &Verified) -> bool {
+    VERIFIED.get(signature).is_some()
+}
 
-    fn put(cache: &mut Generations, node: NodeId, key: VerifyingKey) {
-        if cache.young.len() >= KEY_CACHE_CAPACITY / 2 {
-            cache.old = std::mem::take(&mut cache.young);
-        }
-        cache.young.insert(node, key);
-    }
-
-    /// How many keys the cache holds.
-    #[cfg(test)]
-    pub(super) fn len() -> usize {
-        let cache = cache();
-        cache.young.len() + cache.old.len()
-    }
-
-    /// Whether `node` is cached.
-    #[cfg(test)]
-    pub(super) fn contains(node: &NodeId) -> bool {
-        let cache = cache();
-        cache.young.contains_key(node) || cache.old.contains_key(node)
-    }
+/// Forgets every signature [`verify_signature`] found valid, so that the
+/// next verification of each is a full one again: for measuring what a node
+/// pays for a signature it sees first (benches that verify the same
+/// signatures over and over). Correctness never needs it.
+pub fn forget_verified_signatures() {
+    VERIFIED.clear();
 }
 
 /// Checks that `signature` is `signer`'s signature of `canonical` bytes for
 /// `purpose` (strict Ed25519 verification). Fails with
 /// [`ReceiptError::InvalidKey`] or [`ReceiptError::BadSignature`].
+///
+/// A signature is often verified by several parties of one process (every
+/// replica of a group, a coordinator and the participants a receipt is
+/// shown to). `verify_strict` is a pure function of the signer, message and
+/// signature, so the signatures found valid are remembered in a bounded
+/// process-wide cache (see [`VERIFIED_CACHE_CAPACITY`]), keyed by all their
+/// bytes (signer, derived message, signature: no hash, so no collision),
+/// and a hit returns what verifying again would. Only valid signatures are
+/// kept: an invalid one is verified, and refused, every time.
 pub fn verify_signature(
     signer: &NodeId,
     purpose: Purpose,
     canonical: &[u8],
     signature: &Signature,
 ) -> Result<(), ReceiptError> {
+    let message = purpose.message(canonical);
+    let verified = (*signer.as_bytes(), message, signature.to_bytes());
+    if verified_before(&verified) {
+        return Ok(());
+    }
     verifying_key(signer)?
-        .verify_strict(&purpose.message(canonical), &signature.to_dalek())
+        .verify_strict(&message, &signature.to_dalek())
         .map_err(|_| ReceiptError::BadSignature {
             signer: *signer,
             purpose,
-        })
+        })?;
+    VERIFIED.insert(verified, ());
+    Ok(())
 }
 
 #[cfg(test)]
@@ -403,9 +386,9 @@ mod tests {
             let fresh = VerifyingKey::from_bytes(id.as_bytes()).unwrap();
             // A miss, then a hit: both equal to decoding.
             assert_eq!(verifying_key(&id), Ok(fresh));
-            assert!(key_cache::contains(&id));
+            assert!(KEYS.contains(&id));
             assert_eq!(verifying_key(&id), Ok(fresh));
-            assert!(key_cache::len() <= KEY_CACHE_CAPACITY);
+            assert!(KEYS.len() <= KEY_CACHE_CAPACITY);
         }
         // A key in use survives the churn of others.
         let first = keys[0].node_id();
@@ -413,7 +396,7 @@ mod tests {
             verifying_key(&first).unwrap();
             verifying_key(&k.node_id()).unwrap();
         }
-        assert!(key_cache::contains(&first));
+        assert!(KEYS.contains(&first));
         // Cached or not, verification is strict: a wrong message, purpose
         // or signer still fails.
         let sig = keys[0].sign(Purpose::Vote, b"m");
@@ -428,7 +411,55 @@ mod tests {
         for _ in 0..2 {
             assert_eq!(verifying_key(&weak), Err(ReceiptError::InvalidKey(weak)));
         }
-        assert!(!key_cache::contains(&weak));
+        assert!(!KEYS.contains(&weak));
+    }
+
+    #[test]
+    fn only_valid_signatures_are_remembered_and_the_cache_is_bounded() {
+        let keys = KeyPair::from_seed([0x6b; 32]);
+        let id = keys.node_id();
+        let sig = keys.sign(Purpose::Prepare, b"remembered");
+        let entry = |purpose: Purpose, bytes: &[u8], sig: &Signature| {
+            (*id.as_bytes(), purpose.message(bytes), sig.to_bytes())
+        };
+        assert_eq!(
+            verify_signature(&id, Purpose::Prepare, b"remembered", &sig),
+            Ok(())
+        );
+        assert!(VERIFIED.contains(&entry(Purpose::Prepare, b"remembered", &sig)));
+        // A hit is a verification: the same answer, and nothing else passes
+        // because of it (another message, purpose, signer or signature).
+        assert_eq!(
+            verify_signature(&id, Purpose::Prepare, b"remembered", &sig),
+            Ok(())
+        );
+        assert!(verify_signature(&id, Purpose::Prepare, b"Remembered", &sig).is_err());
+        assert!(verify_signature(&id, Purpose::Commit, b"remembered", &sig).is_err());
+        let other = KeyPair::from_seed([0x6c; 32]).node_id();
+        assert!(verify_signature(&other, Purpose::Prepare, b"remembered", &sig).is_err());
+        let mut bytes = sig.to_bytes();
+        bytes[7] ^= 1;
+        let forged = Signature::from_bytes(bytes);
+        for _ in 0..2 {
+            assert!(verify_signature(&id, Purpose::Prepare, b"remembered", &forged).is_err());
+        }
+        assert!(!VERIFIED.contains(&entry(Purpose::Prepare, b"remembered", &forged)));
+        assert!(!VERIFIED.contains(&entry(Purpose::Commit, b"remembered", &sig)));
+        // Bounded, however many signatures verify.
+        for i in 0..VERIFIED_CACHE_CAPACITY as u32 + 100 {
+            let bytes = i.to_le_bytes();
+            let sig = keys.sign(Purpose::Vote, &bytes);
+            assert_eq!(verify_signature(&id, Purpose::Vote, &bytes, &sig), Ok(()));
+        }
+        assert!(VERIFIED.len() <= VERIFIED_CACHE_CAPACITY);
+        // Forgotten, a signature is verified in full again, with the same answer.
+        forget_verified_signatures();
+        assert!(!VERIFIED.contains(&entry(Purpose::Prepare, b"remembered", &sig)));
+        assert_eq!(
+            verify_signature(&id, Purpose::Prepare, b"remembered", &sig),
+            Ok(())
+        );
+        assert!(VERIFIED.contains(&entry(Purpose::Prepare, b"remembered", &sig)));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! what applying a command returned.
 
 use crate::participant::ParticipantCore;
-use crate::receipts::{abort_receipt, bounded};
+use crate::receipts::{abort_receipt, bounded, Proof};
 use crate::types::MAX_PARTICIPANTS;
 use crate::{Decision, Key, SignedReceipt, TxnError, TxnMessage};
 use hologram_consensus::{Command, StateMachine};
@@ -141,10 +141,10 @@ pub struct Endorsement {
     pub shares: Vec<Signature>,
 }
 
-/// The receipts `message` claims in `group`'s name (signer `group`), each
-/// with the purpose it is signed for, in a fixed order: a vote; a
-/// decision's prepares in order, then its primary receipt; an
-/// acknowledgement.
+/// The receipts `message` claims in `group`'s name (signer `group`) and its
+/// members have not signed yet, each with the purpose it is signed for, in
+/// a fixed order: a vote; a decision's prepares in order, then its primary
+/// receipt; an acknowledgement.
 pub fn group_claims<'a>(
     message: &'a mut TxnMessage,
     group: &NodeId,
@@ -171,8 +171,17 @@ pub fn group_claims<'a>(
         }
         _ => {}
     }
-    claims.retain(|(_, s)| s.signer == *group);
+    // A claim that already carries member signatures was given to the
+    // group (a prepare of its own echoed in a decision, its proof verified
+    // when the command was applied): it is returned as it came, not signed
+    // again.
+    claims.retain(|(_, s)| s.signer == *group && is_unsigned(s));
     claims
+}
+
+/// Whether `s` is a group's claim with no member signature yet.
+fn is_unsigned(s: &SignedReceipt) -> bool {
+    matches!(&s.proof, Proof::Group(p) if p.signatures.is_empty())
 }
 
 /// The receipts `output` claims in `group`'s name, read-only.
