@@ -18,13 +18,17 @@
 #[path = "support/measure.rs"]
 mod measure;
 
+#[path = "../tests/support/localhost.rs"]
+mod localhost;
+
 use hologram::lattice::NodeId;
 use hologram::node::{parse_peer, run_load, LoadConfig, LoadProgress, LoadReport};
+use localhost::{free_udp_addrs, fresh_dir};
 use measure::{cpu_seconds_of, verdict};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command as Process, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// The program under test.
 const NODE_BIN: &str = env!("CARGO_BIN_EXE_hologram-node");
@@ -54,21 +58,8 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Cluster {
-        let dir = std::env::temp_dir().join(format!(
-            "hologram-bench-cluster-{}-{}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        // Free UDP ports, chosen by the kernel and released for the nodes.
-        let sockets: Vec<UdpSocket> = (0..NODES)
-            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
-            .collect();
-        let addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
-        drop(sockets);
+        let dir = fresh_dir("hologram-bench-cluster");
+        let addrs = free_udp_addrs(NODES);
         let mut peers = String::new();
         let mut ids = Vec::new();
         for (i, addr) in addrs.iter().enumerate() {
