@@ -14,6 +14,9 @@
 //! Unix only: the crash is SIGKILL.
 #![cfg(unix)]
 
+#[path = "support/localhost.rs"]
+mod localhost;
+
 use futures::future::join_all;
 use hologram::consensus::{Command, CommandId, ConsensusMessage};
 use hologram::lattice::transport::{
@@ -24,12 +27,13 @@ use hologram::lattice::NodeId;
 use hologram::net::{AddressBook, QuicConfig, QuicTransport};
 use hologram::node::{generate_key_file, read_key_file, Ack, Client, NodeError, Status};
 use hologram::receipt::{ChainHead, KeyPair, Receipt, ReceiptChain, Signature};
+use localhost::{free_udp_addrs, fresh_dir};
 use std::collections::HashSet;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command as Process, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// The program under test.
 const NODE_BIN: &str = env!("CARGO_BIN_EXE_hologram-node");
@@ -74,21 +78,8 @@ struct Ready {
 
 impl Cluster {
     fn new() -> Cluster {
-        let dir = std::env::temp_dir().join(format!(
-            "hologram-cluster-{}-{}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        // Free UDP ports, chosen by the kernel and released for the nodes.
-        let listeners: Vec<UdpSocket> = (0..NODES)
-            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
-            .collect();
-        let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
-        drop(listeners);
+        let dir = fresh_dir("hologram-cluster");
+        let addrs = free_udp_addrs(NODES);
         let mut nodes = Vec::new();
         let mut peers = String::from("# the cluster of tests/cluster.rs\n");
         for (i, addr) in addrs.into_iter().enumerate() {

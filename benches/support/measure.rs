@@ -40,7 +40,13 @@ pub fn verdict(ok: bool) -> &'static str {
 /// CPU time of this process so far (user + system), from `/proc/self/stat`
 /// on Linux (clock ticks of 10 ms); `None` elsewhere.
 pub fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_seconds_of("self")
+}
+
+/// CPU time of process `pid` (a number, or `self`) so far (user + system),
+/// from `/proc/<pid>/stat` on Linux (clock ticks of 10 ms); `None` elsewhere.
+pub fn cpu_seconds_of(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which ends with the last ')'): state is
     // the first, utime the 12th and stime the 13th.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();

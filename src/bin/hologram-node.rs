@@ -1,7 +1,7 @@
 //! `hologram-node`: one validator of a BFT cluster over QUIC, or a client
 //! of one (built with `--features net`). The node is
 //! [`hologram::node`]; this is its command line, parsed by hand, and its
-//! three modes: make a key, run a node, talk to a node.
+//! four modes: make a key, run a node, talk to a node, load a cluster.
 //!
 //! Four nodes on one machine (each in its own terminal):
 //!
@@ -14,6 +14,8 @@
 //! target/release/hologram-node --gen-key client.key
 //! target/release/hologram-node --node <id1>@127.0.0.1:7001 --client-key client.key --submit "set x = 1"
 //! target/release/hologram-node --node <id2>@127.0.0.1:7002 --status
+//! target/release/hologram-node --bench --node <id1>@127.0.0.1:7001 --node <id2>@127.0.0.1:7002 \
+//!     --clients 64 --in-flight 8 --duration 30s --size 64
 //! ```
 //!
 //! Logs go to stderr (`RUST_LOG` filters them, default `info`); the lines a
@@ -22,11 +24,13 @@
 use hologram::consensus::Command;
 use hologram::lattice::NodeId;
 use hologram::node::{
-    generate_key_file, merge_peers, parse_peer, read_key_file, read_peers_file, resolve, Client,
-    NodeConfig, NodeError, ValidatorNode, DEFAULT_PIPELINE,
+    generate_key_file, merge_peers, parse_peer, read_key_file, read_peers_file, resolve, run_load,
+    Client, LoadConfig, LoadProgress, LoadReport, NodeConfig, NodeError, ValidatorNode,
+    DEFAULT_PIPELINE, LOAD_LIMITS, LOAD_PAYLOAD,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The usage text.
 const USAGE: &str = "\
@@ -52,6 +56,19 @@ Talk to a node:
   it: the node takes only commands signed by the key the client proved,
   and the replicas verify them, so no one else can submit or alter one in
   its name.
+
+Load a cluster (a load generator):
+  hologram-node --bench (--node <id>@<addr>)... [--clients <n>] [--in-flight <n>]
+                [--duration <time>] [--size <bytes>] [--rate <n>] [--commands <n>]
+  Simulated clients (default 64), each with a key generated in memory and
+  one connection per node, submit distinct commands of --size bytes
+  (default 64) spread over the nodes, at most --in-flight (default 8)
+  outstanding per client (concurrent QUIC streams on its connection), for
+  --duration (default 30s; 500ms, 30s, 2m or plain seconds), or until
+  --commands are submitted. A command counts once the node acknowledges it
+  (it answers once the command is committed and applied). --rate offers n
+  commands/s in all (open loop; latency counts from when each was due).
+  Prints a progress line a second to stderr, then a summary to stdout.
 ";
 
 /// A command line the program does not take (the usage follows).
@@ -99,6 +116,8 @@ enum Invocation {
     GenKey(PathBuf),
     /// Run a node.
     Run(RunOptions),
+    /// Load a cluster.
+    Bench(LoadConfig),
     /// Talk to a node.
     Client {
         /// The node.
@@ -146,13 +165,20 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
     let mut data = None;
     let mut gen_key = None;
     let mut client_key = None;
-    let mut node = None;
     let mut pipeline = None;
     let mut peers = Vec::new();
     let mut peers_files = Vec::new();
     let mut submits = Vec::new();
     let mut status = false;
     let mut log = false;
+    let mut bench = false;
+    let mut nodes = Vec::new();
+    let mut clients = None;
+    let mut in_flight = None;
+    let mut duration = None;
+    let mut size = None;
+    let mut rate = None;
+    let mut commands = None;
     while let Some(flag) = args.next() {
         let mut value = || {
             args.next()
@@ -168,7 +194,30 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
             "--data" => set_once(&mut data, &flag, PathBuf::from(value()?))?,
             "--gen-key" => set_once(&mut gen_key, &flag, PathBuf::from(value()?))?,
             "--client-key" => set_once(&mut client_key, &flag, PathBuf::from(value()?))?,
-            "--node" => set_once(&mut node, &flag, parse_peer(&value()?)?)?,
+            "--node" => nodes.push(parse_peer(&value()?)?),
+            "--bench" => bench = true,
+            "--clients" => set_once(
+                &mut clients,
+                &flag,
+                number(&flag, &value()?, 1..=LOAD_LIMITS.0)?,
+            )?,
+            "--in-flight" => set_once(
+                &mut in_flight,
+                &flag,
+                number(&flag, &value()?, 1..=LOAD_LIMITS.1)?,
+            )?,
+            "--duration" => set_once(&mut duration, &flag, parse_duration(&flag, &value()?)?)?,
+            "--size" => set_once(&mut size, &flag, number(&flag, &value()?, LOAD_PAYLOAD)?)?,
+            "--rate" => set_once(
+                &mut rate,
+                &flag,
+                number(&flag, &value()?, 1..=100_000_000)? as u64,
+            )?,
+            "--commands" => set_once(
+                &mut commands,
+                &flag,
+                number(&flag, &value()?, 1..=usize::MAX)? as u64,
+            )?,
             "--peer" => peers.push(parse_peer(&value()?)?),
             "--peers" => peers_files.push(PathBuf::from(value()?)),
             "--pipeline" => {
@@ -182,6 +231,47 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
         }
     }
 
+    let load_flags = clients.is_some()
+        || in_flight.is_some()
+        || duration.is_some()
+        || size.is_some()
+        || rate.is_some()
+        || commands.is_some();
+    if bench {
+        let others = listen.is_some() || key.is_some() || data.is_some() || gen_key.is_some();
+        if others || client_key.is_some() || pipeline.is_some() || status || log {
+            return Err(CliError::Usage(
+                "--bench takes --node, --clients, --in-flight, --duration, --size, --rate and \
+                 --commands only (each simulated client makes its own key)"
+                    .into(),
+            ));
+        }
+        if nodes.is_empty() || !submits.is_empty() || !peers.is_empty() || !peers_files.is_empty() {
+            return Err(CliError::Usage(
+                "--bench needs --node, and no --submit or --peer".into(),
+            ));
+        }
+        return Ok(Invocation::Bench(LoadConfig {
+            nodes,
+            clients: clients.unwrap_or(64),
+            in_flight: in_flight.unwrap_or(8),
+            duration: duration.unwrap_or(Duration::from_secs(30)),
+            commands,
+            size: size.unwrap_or(64),
+            rate,
+        }));
+    }
+    if load_flags {
+        return Err(CliError::Usage(
+            "--clients, --in-flight, --duration, --size, --rate and --commands need --bench".into(),
+        ));
+    }
+    if nodes.len() > 1 {
+        return Err(CliError::Usage(
+            "--node given twice (only --bench takes several)".into(),
+        ));
+    }
+    let node = nodes.pop();
     if let Some(path) = gen_key {
         let others = listen.is_some()
             || key.is_some()
@@ -256,6 +346,26 @@ fn number(
         })
 }
 
+/// Parses a duration given to `flag`: `500ms`, `30s`, `2m`, or plain seconds.
+fn parse_duration(flag: &str, text: &str) -> Result<Duration, CliError> {
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let n = digits
+        .parse::<u64>()
+        .ok()
+        .filter(|&n| n > 0 && n <= 1_000_000);
+    match (n, unit) {
+        (Some(n), "ms") => Ok(Duration::from_millis(n)),
+        (Some(n), "s") => Ok(Duration::from_secs(n)),
+        (Some(n), "m") => Ok(Duration::from_secs(n * 60)),
+        _ => Err(CliError::Usage(format!(
+            "{flag} {text:?}: a duration like 500ms, 30s or 2m expected"
+        ))),
+    }
+}
+
 fn set_once<T>(slot: &mut Option<T>, flag: &str, value: T) -> Result<(), CliError> {
     if slot.replace(value).is_some() {
         return Err(CliError::Usage(format!("{flag} given twice")));
@@ -302,6 +412,17 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<(), CliError> {
                 Ok(node.run().await?)
             })
         }
+        Invocation::Bench(config) => {
+            logging_at("warn");
+            let report = runtime()?.block_on(run_load(&config, |p: LoadProgress| {
+                eprintln!(
+                    "{:>4}s {:>8} acknowledged {:>10} total",
+                    p.second, p.acknowledged, p.total
+                )
+            }))?;
+            print!("{}", summary(&config, &report));
+            Ok(())
+        }
         Invocation::Client { node, key, action } => {
             let keys = key.map(|path| read_key_file(&path)).transpose()?;
             runtime()?.block_on(client(node, keys, action))
@@ -309,10 +430,62 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<(), CliError> {
     }
 }
 
+/// The load generator's summary of `report`, a line per figure.
+fn summary(config: &LoadConfig, report: &LoadReport) -> String {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let [p50, p90, p99, max] = report.latency;
+    let seconds = report.elapsed.as_secs_f64();
+    let mut text = format!(
+        "clients {} in-flight {} size {} nodes {} rate {}\n\
+         commands {}\nseconds {seconds:.2}\ncommands/s {:.0}\n\
+         latency_ms p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}\n",
+        config.clients,
+        config.in_flight,
+        config.size,
+        config.nodes.len(),
+        config
+            .rate
+            .map_or("unlimited".to_string(), |r| r.to_string()),
+        report.commands,
+        report.rate(),
+        ms(p50),
+        ms(p90),
+        ms(p99),
+        ms(max),
+    );
+    let errors: Vec<String> = report
+        .errors
+        .iter()
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect();
+    text.push_str(&format!(
+        "errors {}\n",
+        if errors.is_empty() {
+            "none".to_string()
+        } else {
+            errors.join(" ")
+        }
+    ));
+    match report.cpu {
+        Some(cpu) => text.push_str(&format!(
+            "cpu_seconds {:.2} (bench process, {:.0}% of one core)\n",
+            cpu.as_secs_f64(),
+            100.0 * cpu.as_secs_f64() / seconds.max(1e-9)
+        )),
+        None => text.push_str("cpu_seconds unknown\n"),
+    }
+    text
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 fn logging() {
+    logging_at("info")
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: `default`).
+fn logging_at(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -421,11 +594,44 @@ mod tests {
             format!("--node {id}@127.0.0.1:1 --submit x"),
             "--client-key c --submit x".into(),
             format!("--node {id}@127.0.0.1:1 --client-key c --client-key d --submit x"),
+            // The load generator's flags need --bench, and --bench a node.
+            format!("--node {id}@127.0.0.1:1 --status --clients 4"),
+            "--bench --clients 4".into(),
+            format!("--bench --node {id}@127.0.0.1:1 --clients 0"),
+            format!("--bench --node {id}@127.0.0.1:1 --in-flight 65"),
+            format!("--bench --node {id}@127.0.0.1:1 --size 8"),
+            format!("--bench --node {id}@127.0.0.1:1 --duration 3h"),
+            format!("--bench --node {id}@127.0.0.1:1 --duration 0s"),
+            format!("--bench --node {id}@127.0.0.1:1 --client-key c"),
+            format!("--node {id}@127.0.0.1:1 --node {id}@127.0.0.1:2 --status"),
         ] {
             assert!(
                 matches!(parse(args(&bad)), Err(CliError::Usage(_))),
                 "{bad:?} was accepted"
             );
+        }
+        match parse(args(&format!(
+            "--bench --node {id}@127.0.0.1:1 --node {id}@127.0.0.1:2 --clients 3 \
+             --in-flight 2 --duration 1500ms --size 100 --rate 50 --commands 10"
+        ))) {
+            Ok(Invocation::Bench(c)) => {
+                assert_eq!(
+                    (c.nodes.len(), c.clients, c.in_flight, c.size),
+                    (2, 3, 2, 100)
+                );
+                assert_eq!(c.duration, Duration::from_millis(1500));
+                assert_eq!((c.rate, c.commands), (Some(50), Some(10)));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(args(&format!(
+            "--bench --node {id}@127.0.0.1:1 --duration 2m"
+        ))) {
+            Ok(Invocation::Bench(c)) => {
+                assert_eq!((c.clients, c.in_flight, c.size), (64, 8, 64));
+                assert_eq!(c.duration, Duration::from_secs(120));
+            }
+            other => panic!("{other:?}"),
         }
         assert!(matches!(
             parse(args("--node zz@127.0.0.1:1 --status")),

@@ -55,12 +55,14 @@
 //! |---|---|
 //! | [`NodeConfig`], [`ValidatorNode`] | how to run a node, and the running node |
 //! | [`Client`] | a client: submit, status, log |
+//! | [`run_load`], [`LoadConfig`], [`LoadReport`] | a load generator: many clients, throughput and latency |
 //! | [`ControlRequest`], [`ControlResponse`], [`Status`], [`Ack`] | the client protocol |
 //! | [`generate_key_file`], [`read_key_file`], [`write_key_file`] | key files: an Ed25519 seed, in hex |
 //! | [`parse_peer`], [`read_peers_file`], [`merge_peers`] | peers: `<id>@<host:port>` |
 //! | [`CommandList`] | the state machine the decisions feed |
 //! | [`NodeError`] | what can go wrong |
 
+mod bench;
 mod client;
 mod config;
 mod control;
@@ -73,6 +75,7 @@ mod service;
 mod state;
 mod task;
 
+pub use bench::{run_load, LoadConfig, LoadProgress, LoadReport, LOAD_LIMITS, LOAD_PAYLOAD};
 pub use client::Client;
 pub use config::{fingerprint, NodeConfig, DEFAULT_PIPELINE, NODE_IDLE_TIMEOUT};
 pub use control::{
