@@ -5,6 +5,7 @@
 #![no_main]
 
 use hologram::cam::Object;
+use hologram::lattice::wire::Wire;
 use hologram::txn::{ParticipantRecord, TxnError, TxnMessage};
 use hologram_fuzz::round_trip;
 use libfuzzer_sys::fuzz_target;

@@ -186,14 +186,6 @@ impl Driven for SimReplica {
     type Control = Submit;
     type Error = ConsensusError;
 
-    fn decode(frame: &[u8]) -> Option<ConsensusMessage> {
-        ConsensusMessage::from_wire(frame).ok()
-    }
-
-    fn encode(message: &ConsensusMessage) -> Option<Vec<u8>> {
-        message.to_wire().ok()
-    }
-
     fn on_control(&mut self, ctx: &mut Ctx<'_>, s: Submit) {
         let result = self.submit(ctx, s.commands, s.gossip);
         match &mut self.driven {

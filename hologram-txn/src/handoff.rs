@@ -204,6 +204,7 @@ fn verify(signer: NodeId, bytes: &[u8], signature: &Signature) -> Result<(), Txn
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hologram_lattice::wire::Wire;
 
     fn transfer() -> (KeyPair, Transfer) {
         let (a, b) = (KeyPair::from_seed([1; 32]), KeyPair::from_seed([2; 32]));

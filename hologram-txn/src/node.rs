@@ -316,14 +316,6 @@ impl Driven for TxnNode {
     type Control = Begin;
     type Error = TxnError;
 
-    fn decode(frame: &[u8]) -> Option<TxnMessage> {
-        TxnMessage::from_wire(frame).ok()
-    }
-
-    fn encode(message: &TxnMessage) -> Option<Vec<u8>> {
-        message.to_wire().ok()
-    }
-
     fn on_control(&mut self, ctx: &mut Context<'_, TxnMessage, TxnTimer>, begin: Begin) {
         let TxnNode::Coordinator(c) = self else {
             let _ = begin.reply.send(Err(TxnError::NotACoordinator));

@@ -7,6 +7,7 @@ use crate::transaction::{call, Participant};
 use crate::{Decision, SignedReceipt, TxnError, TxnId, TxnMessage};
 use async_trait::async_trait;
 use hologram_lattice::transport::{Handler, HandlerError, Protocol, Service, Transport};
+use hologram_lattice::wire::Wire;
 use hologram_lattice::{NodeId, PeerId};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;

@@ -14,11 +14,9 @@ use crate::handoff::{HandOffAck, Transfer};
 use crate::receipts::{check_prepares, Decision, PrepareRequest, SignedReceipt};
 use crate::types::{bound, MAX_KEY_LEN, MAX_OPS, MAX_PARTICIPANTS, MAX_VALUE_LEN};
 use crate::{Key, TxnError, TxnId};
-use hologram_lattice::wire;
+use hologram_lattice::wire::Wire;
 use hologram_receipt::Receipt;
 use serde::{Deserialize, Serialize};
-
-const WHAT: &str = "transaction message";
 
 /// The longest reason string a refusal carries.
 pub const MAX_REASON_LEN: usize = 1024;
@@ -231,17 +229,18 @@ impl TxnMessage {
             TxnMessage::Abort { .. } | TxnMessage::Query { .. } => Ok(()),
         }
     }
+}
 
-    /// The postcard encoding.
-    pub fn to_wire(&self) -> Result<Vec<u8>, TxnError> {
-        Ok(wire::encode(WHAT, self)?)
-    }
+/// Decoded from exactly one buffer ([`Wire::from_wire`]: more than
+/// [`MAX_MESSAGE_LEN`] refused unread, trailing bytes refused), then
+/// checked with [`TxnMessage::check`].
+impl Wire for TxnMessage {
+    const NAME: &'static str = "transaction message";
+    const MAX_WIRE_LEN: usize = MAX_MESSAGE_LEN;
+    type Error = TxnError;
 
-    /// Decodes exactly `bytes` (see the module docs).
-    pub fn from_wire(bytes: &[u8]) -> Result<Self, TxnError> {
-        let message: Self = wire::decode(WHAT, bytes, MAX_MESSAGE_LEN)?;
-        message.check()?;
-        Ok(message)
+    fn check_decoded(&self) -> Result<(), TxnError> {
+        self.check()
     }
 }
 

@@ -7,6 +7,7 @@
 use futures::executor::block_on;
 use hologram_cam::MemoryStore;
 use hologram_lattice::transport::{Handler, MemoryNetwork, ProtocolMux, Transport};
+use hologram_lattice::wire::Wire;
 use hologram_lattice::NodeId;
 use hologram_receipt::KeyPair;
 use hologram_txn::{

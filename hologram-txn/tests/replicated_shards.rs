@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use futures::executor::block_on;
 use futures::future::join_all;
 use hologram_lattice::sim::check_seeds;
+use hologram_lattice::wire::Wire;
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Purpose, Receipt};
 use hologram_txn::counter;

@@ -64,14 +64,6 @@ impl Driven for Shared {
     type Control = Control;
     type Error = Infallible;
 
-    fn decode(frame: &[u8]) -> Option<BroadcastMessage> {
-        BroadcastMessage::from_wire(frame).ok()
-    }
-
-    fn encode(message: &BroadcastMessage) -> Option<Vec<u8>> {
-        message.to_wire().ok()
-    }
-
     fn on_control(&mut self, ctx: &mut Ctx<'_>, control: Control) {
         let mut node = lock(&self.0);
         match control {

@@ -5,6 +5,7 @@
 use super::queue::{InboxStats, PeerQueues};
 use super::Driven;
 use crate::transport::{async_trait, Handler, HandlerError, Protocol, Service};
+use crate::wire::Wire;
 use crate::NodeId;
 use futures::channel::mpsc;
 use futures::stream::BoxStream;
@@ -37,7 +38,7 @@ pub(super) fn lock<M>(queues: &Shared<M>) -> MutexGuard<'_, PeerQueues<M>> {
 }
 
 /// The inbound side of a driven core: decodes each frame with
-/// [`Driven::decode`] (malformed frames are dropped) and queues it for the
+/// the one codec ([`Wire::from_wire`]) (malformed frames are dropped) and queues it for the
 /// driver (bounded: see [the inbox limits](super#the-inbox-limits)). Mount it on the node's
 /// [`ProtocolMux`](crate::transport::ProtocolMux); it serves
 /// [`Driven::PROTOCOL`].
@@ -69,7 +70,7 @@ impl<N: Driven> Handler for Inbound<N> {
     }
 
     async fn message(&self, from: NodeId, _: Protocol, payload: Vec<u8>) {
-        if let Some(message) = N::decode(&payload) {
+        if let Ok(message) = N::Message::from_wire(&payload) {
             self.push(from, message, payload.len());
         }
     }

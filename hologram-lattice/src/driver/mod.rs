@@ -45,6 +45,7 @@ pub use queue::{InboxStats, PEER_BYTES, PEER_MESSAGES, TOTAL_BYTES, TOTAL_MESSAG
 
 use crate::sim::{Action, Context, Millis, Node};
 use crate::transport::{Protocol, Timer, Transport};
+use crate::wire::Wire;
 use crate::NodeId;
 use futures::future::{join_all, select, Either};
 use futures::stream::BoxStream;
@@ -88,20 +89,17 @@ fn since_epoch() -> Duration {
 }
 
 /// A [`Node`] that a [`Driver`] can run over a [`Transport`].
-pub trait Driven: Node<Message: Send, Timer: Send> + Send + 'static {
+///
+/// Its messages travel in the one codec ([`Wire`]): a frame is decoded with
+/// [`Wire::from_wire`] (a malformed one is dropped by the handler) and a
+/// message that [`Wire::to_wire`] cannot encode is not sent.
+pub trait Driven: Node<Message: Send + Wire, Timer: Send> + Send + 'static {
     /// The tag of the core's frames.
     const PROTOCOL: Protocol;
     /// A local input (a submission, with where its answer goes).
     type Control: Send + 'static;
     /// Why [`persist`](Self::persist) failed.
     type Error: Send;
-
-    /// Decodes a frame with the core's bounded decoder; `None` for a
-    /// malformed one (the handler drops it).
-    fn decode(frame: &[u8]) -> Option<Self::Message>;
-
-    /// Encodes a message; `None` if it cannot be (it is not sent).
-    fn encode(message: &Self::Message) -> Option<Vec<u8>>;
 
     /// A local input arrived (from a [`Handle`]).
     fn on_control(
@@ -295,7 +293,7 @@ impl<N: Driven> Driver<N> {
         }
         let (transport, failures) = (&self.transport, &self.failures);
         let sends = futures::stream::iter(batch.into_iter().map(|(targets, message)| async move {
-            let Some(bytes) = N::encode(&message) else {
+            let Ok(bytes) = message.to_wire() else {
                 return;
             };
             // A send that fails is a lost message: the cores resend.

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::transport::MemoryNetwork;
+use crate::wire::WireError;
 use futures::channel::mpsc;
 use futures::executor::block_on;
 use futures::future::join;
@@ -39,18 +40,17 @@ impl Node for Counter {
     }
 }
 
+/// The counter's message travels in the one codec.
+impl Wire for u32 {
+    const NAME: &'static str = "count";
+    const MAX_WIRE_LEN: usize = 5;
+    type Error = WireError;
+}
+
 impl Driven for Counter {
     const PROTOCOL: Protocol = Protocol(900);
     type Control = (NodeId, u32);
     type Error = &'static str;
-
-    fn decode(frame: &[u8]) -> Option<u32> {
-        postcard::from_bytes(frame).ok()
-    }
-
-    fn encode(message: &u32) -> Option<Vec<u8>> {
-        postcard::to_allocvec(message).ok()
-    }
 
     fn on_control(&mut self, ctx: &mut Context<'_, u32, ()>, (to, n): (NodeId, u32)) {
         ctx.send_all(vec![to], n);

@@ -6,6 +6,7 @@ use super::{ParticipantCore, ParticipantTimer};
 use crate::handoff::{HandOffAck, HandedOff, Transfer};
 use crate::wire::MAX_MESSAGE_LEN;
 use crate::{Key, ShardMap, TxnError, TxnMessage};
+use hologram_lattice::wire::Wire;
 use hologram_lattice::NodeId;
 use std::collections::BTreeMap;
 

@@ -12,6 +12,7 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use hologram_consensus::{Command, ReplicaConfig, ValidatorSet};
 use hologram_lattice::transport::{MemoryNetwork, Timer};
+use hologram_lattice::wire::Wire;
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Signature};
 use std::collections::BTreeSet;

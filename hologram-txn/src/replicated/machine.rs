@@ -7,6 +7,7 @@ use crate::receipts::{abort_receipt, bounded, Proof};
 use crate::types::MAX_PARTICIPANTS;
 use crate::{Decision, Key, SignedReceipt, TxnError, TxnMessage};
 use hologram_consensus::{Command, StateMachine};
+use hologram_lattice::wire::Wire;
 use hologram_lattice::NodeId;
 use hologram_receipt::{verify_signature, KeyPair, Purpose, Receipt, Signature};
 use serde::{Deserialize, Serialize};
