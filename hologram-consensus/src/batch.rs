@@ -14,10 +14,11 @@ pub const MAX_BATCH_BYTES: usize = 4 << 20;
 const RECEIPT_BUFFER: usize = 64 << 10;
 
 /// The prefix of a batch's canonical bytes.
-pub(crate) const BATCH_MAGIC: &[u8; 17] = b"hologram batch v2";
+pub(crate) const BATCH_MAGIC: &[u8; 17] = b"hologram batch v3";
 
-/// The canonical bytes of one command besides its payload: key, signature, length.
-const COMMAND_HEADER: usize = 32 + 64 + 4;
+/// The canonical bytes of one command besides its payload: key, sequence,
+/// first unanswered, signature, length.
+pub(crate) const COMMAND_HEADER: usize = 32 + 8 + 8 + 64 + 4;
 
 /// The value one height decides: commands in order. Cheap to clone (the
 /// commands are shared).
@@ -27,8 +28,9 @@ const COMMAND_HEADER: usize = 32 + 64 + 4;
 /// by hand) are
 ///
 /// ```text
-/// "hologram batch v2" (17 bytes) ‖ count u32 LE ‖ for each command:
-///     client public key (32 bytes) ‖ signature R ‖ s (64 bytes) ‖ payload len u32 LE ‖ payload
+/// "hologram batch v3" (17 bytes) ‖ count u32 LE ‖ for each command:
+///     client public key (32 bytes) ‖ sequence u64 LE ‖ first unanswered u64 LE ‖
+///     signature R ‖ s (64 bytes) ‖ payload len u32 LE ‖ payload
 /// ```
 ///
 /// and its receipt — what validators vote on — is
@@ -36,7 +38,7 @@ const COMMAND_HEADER: usize = 32 + 64 + 4;
 /// compute the same receipt for the same batch and the receipt binds every
 /// byte of it, each command's client and signature included (a decided log
 /// carries the proof of who issued each command). Version 1 had no client
-/// or signature.
+/// or signature; version 2 no sequence numbers.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Batch {
     commands: Arc<[Command]>,
@@ -191,6 +193,8 @@ impl Batch {
 /// payload (the length fits: at most [`MAX_COMMAND_BYTES`]).
 fn write_command(out: &mut Vec<u8>, c: &Command) {
     out.extend_from_slice(c.client().as_bytes());
+    out.extend_from_slice(&c.sequence().to_le_bytes());
+    out.extend_from_slice(&c.first_unanswered().to_le_bytes());
     out.extend_from_slice(&c.signature().to_bytes());
     out.extend_from_slice(&(c.bytes().len() as u32).to_le_bytes());
     out.extend_from_slice(c.bytes());
@@ -203,17 +207,19 @@ mod tests {
     use hologram_receipt::KeyPair;
 
     fn command(payload: &[u8]) -> Command {
-        Command::sign(&KeyPair::from_seed([5; 32]), payload.to_vec()).unwrap()
+        Command::sign(&KeyPair::from_seed([5; 32]), 0, 0, payload.to_vec()).unwrap()
     }
 
     #[test]
     fn receipt_is_of_the_canonical_bytes() {
         let batch = Batch::new(vec![command(b"set x 1"), command(b"")]).unwrap();
         let bytes = batch.canonical_bytes();
-        let mut expected = b"hologram batch v2".to_vec();
+        let mut expected = b"hologram batch v3".to_vec();
         expected.extend_from_slice(&2u32.to_le_bytes());
         for (c, payload) in batch.commands().iter().zip([&b"set x 1"[..], b""]) {
             expected.extend_from_slice(KeyPair::from_seed([5; 32]).node_id().as_bytes());
+            expected.extend_from_slice(&c.sequence().to_le_bytes());
+            expected.extend_from_slice(&c.first_unanswered().to_le_bytes());
             expected.extend_from_slice(&c.signature().to_bytes());
             expected.extend_from_slice(&(payload.len() as u32).to_le_bytes());
             expected.extend_from_slice(payload);
@@ -255,6 +261,8 @@ mod tests {
         sig[40] ^= 1;
         let other = Command::from_parts(
             c.client(),
+            c.sequence(),
+            c.first_unanswered(),
             hologram_receipt::Signature::from_bytes(sig),
             c.bytes().to_vec(),
         )

@@ -13,46 +13,60 @@ use std::sync::Arc;
 pub const MAX_COMMAND_BYTES: usize = 64 << 10;
 
 /// The BLAKE3 key-derivation context of a command's id.
-const ID_CONTEXT: &str = "hologram command-id v1";
+const ID_CONTEXT: &str = "hologram command-id v2";
 
-/// A command's identity: `BLAKE3-derive("hologram command-id v1", client ‖
-/// payload)` (see [`Command`]).
+/// A command's identity: `BLAKE3-derive("hologram command-id v2", client ‖
+/// sequence ‖ first unanswered ‖ payload)` (see [`Command`]).
 pub type CommandId = Address;
 
 /// A client's signed command for the replicated state machine. Cheap to
 /// clone.
 ///
 /// A [`Command`] is what a client asks the replicated state machine to do:
-/// opaque payload bytes, the client's Ed25519 public key (a [`NodeId`]) and
-/// the client's signature. Replicas verify the signature before a command
-/// enters a mempool or is accepted inside a proposal, so no host on the
-/// network and no Byzantine validator can inject a command in a client's
-/// name or alter one (it can still issue commands under its own key: what a
-/// client may do is the state machine's business, and it sees
-/// [`Command::client`]).
+/// opaque payload bytes, the client's Ed25519 public key (a [`NodeId`]), the
+/// command's place in the client's session, and the client's signature.
+/// Replicas verify the signature before a command enters a mempool or is
+/// accepted inside a proposal, so no host on the network and no Byzantine
+/// validator can inject a command in a client's name or alter one (it can
+/// still issue commands under its own key: what a client may do is the
+/// state machine's business, and it sees [`Command::client`]).
+///
+/// # Sessions
+///
+/// A client numbers its commands: [`Command::sequence`] is the command's
+/// number in the client's session, and [`Command::first_unanswered`] says
+/// that the client holds an answer for every sequence below it (so replicas
+/// may forget those answers). A command is thus identified by (client,
+/// sequence), the client-session model of Raft (Ongaro's dissertation
+/// §6.3): the same payload under a new sequence is a new command, and a
+/// retry resends the *same signed command* (same id), which the
+/// [`SessionTable`](crate::SessionTable) of every replica applies at most
+/// once. [`ClientSession`] numbers a client's commands.
 ///
 /// # Canonical bytes (hand-defined, hashed and signed)
 ///
 /// ```text
-/// id        = BLAKE3-derive("hologram command-id v1", client public key (32 bytes) ‖ payload)
+/// id        = BLAKE3-derive("hologram command-id v2",
+///                 client public key (32 bytes) ‖ sequence u64 LE ‖ first unanswered u64 LE ‖ payload)
 /// signature = Ed25519 over BLAKE3-derive("hologram command v1", id)   (Purpose::Command, SPEC §7)
 /// ```
 ///
-/// The key is fixed-size, so `key ‖ payload` is unambiguous. The
-/// [`CommandId`] is the identity: the same client and payload are the same
-/// command (a client that wants to repeat an operation includes a nonce in
-/// the payload). The signature is not part of the id: only the holder of
-/// the key can make another valid one, and replicas keep the first
-/// verified copy. Signing the 32-byte id keeps verification's cost
-/// independent of the payload's size (the id is hashed once anyway, when
-/// the command is made or decoded).
+/// The key and numbers are fixed-size, so the concatenation is
+/// unambiguous. The [`CommandId`] is the identity: the same client,
+/// numbers and payload are the same command. The signature is not part of
+/// the id: only the holder of the key can make another valid one, and
+/// replicas keep the first verified copy. Signing the 32-byte id keeps
+/// verification's cost independent of the payload's size (the id is hashed
+/// once anyway, when the command is made or decoded). Version 1 had no
+/// sequence numbers (the id was of key and payload only).
 ///
 /// # Wire format
 ///
-/// A tuple `(client, signature, payload)` in serde: the 32-byte key, the
-/// signature's two 32-byte halves, and the payload as a byte string of at
-/// most [`MAX_COMMAND_BYTES`] (checked before it is copied). Decoding does
-/// not verify; [`Command::verify`] and [`verify_commands`] do.
+/// A tuple `(client, sequence, first_unanswered, signature, payload)` in
+/// serde: the 32-byte key, the two numbers, the signature's two 32-byte
+/// halves, and the payload as a byte string of at most
+/// [`MAX_COMMAND_BYTES`] (checked before it is copied). Decoding does not
+/// verify; [`Command::verify`] and [`verify_commands`] do.
 ///
 /// Its [`CommandId`] is computed once, when the command is made (by a
 /// client, or by a replica decoding it), and travels with its clones.
@@ -60,6 +74,8 @@ pub type CommandId = Address;
 pub struct Command {
     id: CommandId,
     client: NodeId,
+    sequence: u64,
+    first_unanswered: u64,
     signature: Signature,
     payload: Arc<[u8]>,
 }
@@ -68,18 +84,22 @@ impl core::fmt::Debug for Command {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
-            "Command({} bytes, {}, client {})",
+            "Command({} bytes, {}, client {} #{} (first unanswered {}))",
             self.payload.len(),
             self.id,
-            self.client
+            self.client,
+            self.sequence,
+            self.first_unanswered
         )
     }
 }
 
-/// The id of `client`'s command of `payload`.
-fn command_id(client: &NodeId, payload: &[u8]) -> CommandId {
+/// The id of `client`'s command number `sequence` of `payload`.
+fn command_id(client: &NodeId, sequence: u64, first_unanswered: u64, payload: &[u8]) -> CommandId {
     let hash = blake3::Hasher::new_derive_key(ID_CONTEXT)
         .update(client.as_bytes())
+        .update(&sequence.to_le_bytes())
+        .update(&first_unanswered.to_le_bytes())
         .update(payload)
         .finalize();
     Address::from_bytes(*hash.as_bytes())
@@ -97,16 +117,25 @@ fn check_size(len: usize) -> Result<(), ConsensusError> {
 }
 
 impl Command {
-    /// `client`'s command of `payload` (at most [`MAX_COMMAND_BYTES`]),
-    /// signed with its keys.
-    pub fn sign(client: &KeyPair, payload: impl Into<Arc<[u8]>>) -> Result<Self, ConsensusError> {
+    /// `client`'s command number `sequence` of `payload` (at most
+    /// [`MAX_COMMAND_BYTES`]), saying that the client holds the answers of
+    /// every sequence below `first_unanswered`; signed with its keys. A
+    /// client usually lets a [`ClientSession`] pick the numbers.
+    pub fn sign(
+        client: &KeyPair,
+        sequence: u64,
+        first_unanswered: u64,
+        payload: impl Into<Arc<[u8]>>,
+    ) -> Result<Self, ConsensusError> {
         let payload = payload.into();
         check_size(payload.len())?;
         let key = client.node_id();
-        let id = command_id(&key, &payload);
+        let id = command_id(&key, sequence, first_unanswered, &payload);
         Ok(Self {
             id,
             client: key,
+            sequence,
+            first_unanswered,
             signature: client.sign(Purpose::Command, id.as_bytes()),
             payload,
         })
@@ -117,17 +146,31 @@ impl Command {
     /// before trusting it. Refuses a payload over [`MAX_COMMAND_BYTES`].
     pub fn from_parts(
         client: NodeId,
+        sequence: u64,
+        first_unanswered: u64,
         signature: Signature,
         payload: impl Into<Arc<[u8]>>,
     ) -> Result<Self, ConsensusError> {
         let payload = payload.into();
         check_size(payload.len())?;
         Ok(Self {
-            id: command_id(&client, &payload),
+            id: command_id(&client, sequence, first_unanswered, &payload),
             client,
+            sequence,
+            first_unanswered,
             signature,
             payload,
         })
+    }
+
+    /// The command's number in its client's session.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// The client holds the answer of every sequence below this one.
+    pub fn first_unanswered(&self) -> u64 {
+        self.first_unanswered
     }
 
     /// The payload: the client's bytes, what the state machine applies.
@@ -223,8 +266,10 @@ impl<'de> Deserialize<'de> for PayloadOwned {
 
 impl Serialize for Command {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut t = s.serialize_tuple(3)?;
+        let mut t = s.serialize_tuple(5)?;
         t.serialize_element(&self.client)?;
+        t.serialize_element(&self.sequence)?;
+        t.serialize_element(&self.first_unanswered)?;
         t.serialize_element(&self.signature)?;
         t.serialize_element(&PayloadRef(&self.payload))?;
         t.end()
@@ -237,22 +282,29 @@ impl<'de> Deserialize<'de> for Command {
         impl<'de> Visitor<'de> for Visit {
             type Value = Command;
             fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                f.write_str("a command: (client, signature, payload)")
+                f.write_str("a command: (client, sequence, first unanswered, signature, payload)")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Command, A::Error> {
                 let client: NodeId = seq
                     .next_element()?
                     .ok_or_else(|| A::Error::invalid_length(0, &self))?;
-                let signature: Signature = seq
+                let sequence: u64 = seq
                     .next_element()?
                     .ok_or_else(|| A::Error::invalid_length(1, &self))?;
-                let payload: PayloadOwned = seq
+                let first_unanswered: u64 = seq
                     .next_element()?
                     .ok_or_else(|| A::Error::invalid_length(2, &self))?;
-                Command::from_parts(client, signature, payload.0).map_err(A::Error::custom)
+                let signature: Signature = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(3, &self))?;
+                let payload: PayloadOwned = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(4, &self))?;
+                Command::from_parts(client, sequence, first_unanswered, signature, payload.0)
+                    .map_err(A::Error::custom)
             }
         }
-        d.deserialize_tuple(3, Visit)
+        d.deserialize_tuple(5, Visit)
     }
 }
 
@@ -268,42 +320,84 @@ mod tests {
     #[test]
     fn the_id_and_signature_follow_the_canonical_bytes() {
         let k = keys(1);
-        let c = Command::sign(&k, b"set x 1".to_vec()).unwrap();
+        let c = Command::sign(&k, 7, 3, b"set x 1".to_vec()).unwrap();
         let mut canonical = k.node_id().as_bytes().to_vec();
+        canonical.extend_from_slice(&7u64.to_le_bytes());
+        canonical.extend_from_slice(&3u64.to_le_bytes());
         canonical.extend_from_slice(b"set x 1");
-        let id = blake3::derive_key("hologram command-id v1", &canonical);
+        let id = blake3::derive_key("hologram command-id v2", &canonical);
         assert_eq!(c.id().as_bytes(), &id);
         assert!(verify_signature(&k.node_id(), Purpose::Command, &id, &c.signature()).is_ok());
         assert!(c.verify().is_ok());
         // Another client's command of the same payload is another command.
-        let d = Command::sign(&keys(2), b"set x 1".to_vec()).unwrap();
+        let d = Command::sign(&keys(2), 7, 3, b"set x 1".to_vec()).unwrap();
         assert_ne!(c.id(), d.id());
-        assert_eq!(Command::sign(&k, b"set x 1".to_vec()).unwrap().id(), c.id());
+        assert_eq!(
+            Command::sign(&k, 7, 3, b"set x 1".to_vec()).unwrap().id(),
+            c.id()
+        );
+        // The same bytes under another sequence (or another first
+        // unanswered) are another command.
+        assert_ne!(
+            Command::sign(&k, 8, 3, b"set x 1".to_vec()).unwrap().id(),
+            c.id()
+        );
+        assert_ne!(
+            Command::sign(&k, 7, 4, b"set x 1".to_vec()).unwrap().id(),
+            c.id()
+        );
+        assert_eq!((c.sequence(), c.first_unanswered()), (7, 3));
     }
 
-    /// The three forgeries of a command: its payload changed, its key
-    /// swapped for another client's, its signature garbage.
-    pub(crate) fn forgeries(c: &Command, other: &KeyPair) -> [Command; 3] {
+    /// The forgeries of a command: its payload changed, its key swapped for
+    /// another client's, its signature garbage, its sequence or first
+    /// unanswered changed.
+    pub(crate) fn forgeries(c: &Command, other: &KeyPair) -> [Command; 5] {
         let mut payload = c.bytes().to_vec();
         payload.push(b'!');
         let mut garbage = c.signature().to_bytes();
         garbage[7] ^= 0x40;
+        let (seq, first) = (c.sequence(), c.first_unanswered());
+        let part = |client, seq, first, sig, bytes: Vec<u8>| {
+            Command::from_parts(client, seq, first, sig, bytes).unwrap()
+        };
         [
-            Command::from_parts(c.client(), c.signature(), payload).unwrap(),
-            Command::from_parts(other.node_id(), c.signature(), c.bytes().to_vec()).unwrap(),
-            Command::from_parts(
+            part(c.client(), seq, first, c.signature(), payload),
+            part(
+                other.node_id(),
+                seq,
+                first,
+                c.signature(),
+                c.bytes().to_vec(),
+            ),
+            part(
                 c.client(),
+                seq,
+                first,
                 Signature::from_bytes(garbage),
                 c.bytes().to_vec(),
-            )
-            .unwrap(),
+            ),
+            part(
+                c.client(),
+                seq + 1,
+                first,
+                c.signature(),
+                c.bytes().to_vec(),
+            ),
+            part(
+                c.client(),
+                seq,
+                first + 1,
+                c.signature(),
+                c.bytes().to_vec(),
+            ),
         ]
     }
 
     #[test]
     fn forged_commands_are_refused_alone_and_in_batches() {
         let good: Vec<Command> = (0..9u8)
-            .map(|i| Command::sign(&keys(i), vec![i; i as usize]).unwrap())
+            .map(|i| Command::sign(&keys(i), u64::from(i), 0, vec![i; i as usize]).unwrap())
             .collect();
         assert!(verify_commands(&good).is_ok());
         for forged in forgeries(&good[3], &keys(200)) {
@@ -324,11 +418,13 @@ mod tests {
     #[test]
     fn oversized_payloads_are_refused_when_made_and_decoded() {
         let k = keys(3);
-        assert!(Command::sign(&k, vec![0u8; MAX_COMMAND_BYTES]).is_ok());
-        assert!(Command::sign(&k, vec![0u8; MAX_COMMAND_BYTES + 1]).is_err());
+        assert!(Command::sign(&k, 0, 0, vec![0u8; MAX_COMMAND_BYTES]).is_ok());
+        assert!(Command::sign(&k, 0, 0, vec![0u8; MAX_COMMAND_BYTES + 1]).is_err());
         let big = vec![0u8; MAX_COMMAND_BYTES + 1];
         let wire = postcard::to_allocvec(&(
             k.node_id(),
+            0u64,
+            0u64,
             Signature::from_bytes([0; 64]),
             PayloadRef(&big),
         ))
@@ -352,9 +448,11 @@ mod tests {
         #[test]
         fn a_signed_command_round_trips_and_any_changed_byte_is_refused(
             payload in proptest::collection::vec(any::<u8>(), 0..200),
+            sequence in any::<u64>(),
+            first_unanswered in any::<u64>(),
             flip in any::<prop::sample::Index>(),
         ) {
-            let c = Command::sign(&keys(9), payload).unwrap();
+            let c = Command::sign(&keys(9), sequence, first_unanswered, payload).unwrap();
             let mut wire = postcard::to_allocvec(&c).unwrap();
             let back: Command = postcard::from_bytes(&wire).unwrap();
             prop_assert_eq!(&back, &c);

@@ -74,7 +74,8 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | `command` (private) | [`Command`]: a client's signed payload, its id and verification |
+//! | `command` (private) | [`Command`]: a client's signed, numbered payload, its id and verification |
+//! | `client_session` | [`ClientSession`]: a client numbers its commands and claims its answers |
 //! | `batch` | [`Batch`] and its canonical bytes and receipt |
 //! | `vote` | [`Vote`], [`SignedHeader`], their canonical bytes and signatures |
 //! | `certificate` | [`Certificate`]: a quorum of signatures, verifiable by anyone |
@@ -86,7 +87,8 @@
 //! | `persist` | [`DurableLog`]: blocks and voting record in a `Store`, verified recovery |
 //! | `validator` | the [`Validator`] seam: [`LocalValidator`], [`RemoteValidator`] over a `Transport` |
 //! | `receipt_consensus` | [`ReceiptConsensus`]: the chapter's three phases driven through validators |
-//! | `rsm` | [`StateMachine`], [`ReplicatedStateMachine`]: transition receipts, `verify_replica` |
+//! | `rsm` | [`StateMachine`], [`ReplicatedStateMachine`]: transition receipts, `verify_replica`, an [`Answer`] per command |
+//! | `session` | [`SessionTable`]: per client, the answers kept for exactly-once, bounded and expired by height |
 //! | `sim` | [`SimReplica`]: a replica as a node of the simulator or of the driver |
 //! | `error` | [`ConsensusError`] |
 //! | [`broadcast`] | `LatticeProtocol`, authenticated epidemic broadcast with delivery certificates |
@@ -96,7 +98,7 @@
 //! Four validators decide a command in the deterministic simulator:
 //!
 //! ```
-//! use hologram_consensus::{Command, ReplicaConfig, SimReplica, ValidatorSet};
+//! use hologram_consensus::{ClientSession, ReplicaConfig, SimReplica, ValidatorSet};
 //! use hologram_lattice::sim::{Faults, Simulation};
 //! use hologram_receipt::KeyPair;
 //!
@@ -107,8 +109,9 @@
 //!     (k.node_id(), replica)
 //! });
 //! let mut sim = Simulation::new(7, Faults::NONE, nodes);
-//! let client = KeyPair::from_seed([9; 32]); // a client signs its commands
-//! let command = Command::sign(&client, b"set x = 1".to_vec())?;
+//! // A client signs its commands and numbers them in its session.
+//! let mut client = ClientSession::new(KeyPair::from_seed([9; 32]));
+//! let command = client.command(b"set x = 1".to_vec())?;
 //! sim.with_node(keys[0].node_id(), |node, ctx| node.submit(ctx, vec![command.clone()], true));
 //! sim.run_until(2_000).unwrap();
 //! for (_, node, _) in sim.nodes() {
@@ -124,7 +127,8 @@
 //!
 //! ```
 //! use hologram_consensus::{
-//!     Command, ReplicaConfig, ReplicatedStateMachine, SimReplica, StateMachine, ValidatorSet,
+//!     ClientSession, Command, ReplicaConfig, ReplicatedStateMachine, SimReplica, StateMachine,
+//!     ValidatorSet,
 //! };
 //! use hologram_lattice::sim::{Faults, Simulation};
 //! use hologram_receipt::{KeyPair, Receipt};
@@ -150,8 +154,8 @@
 //!     (k.node_id(), replica)
 //! });
 //! let mut sim = Simulation::new(3, Faults::NONE, nodes);
-//! let client = KeyPair::from_seed([9; 32]);
-//! let commands = vec![Command::sign(&client, b"abc".to_vec())?, Command::sign(&client, b"de".to_vec())?];
+//! let mut client = ClientSession::new(KeyPair::from_seed([9; 32]));
+//! let commands = vec![client.command(b"abc".to_vec())?, client.command(b"de".to_vec())?];
 //! sim.with_node(keys[0].node_id(), |node, ctx| node.submit(ctx, commands.clone(), true));
 //! sim.run_until(2_000).unwrap();
 //! let machines: Vec<ReplicatedStateMachine<Counter>> = sim
@@ -172,6 +176,7 @@
 mod batch;
 pub mod broadcast;
 mod certificate;
+mod client_session;
 mod command;
 mod detector;
 mod driver;
@@ -181,6 +186,7 @@ mod persist;
 mod receipt_consensus;
 mod replica;
 mod rsm;
+mod session;
 mod sim;
 mod validator;
 mod validators;
@@ -191,6 +197,7 @@ pub use batch::{Batch, MAX_BATCH_BYTES, MAX_BATCH_COMMANDS};
 pub use broadcast::delivery::DeliveryCertificate;
 pub use broadcast::protocol::{BroadcastResult, LatticeProtocol};
 pub use certificate::Certificate;
+pub use client_session::ClientSession;
 pub use command::{verify_commands, Command, CommandId, MAX_COMMAND_BYTES};
 pub use detector::{
     AnomalyScorer, ByzantineDetector, DissentScorer, EquivocationProof, Misbehaviour, Offence,
@@ -206,7 +213,10 @@ pub use replica::{
     HeightRecord, Lock, Outgoing, Outputs, Replica, ReplicaConfig, Timeouts, Timer, VoteChecks,
     VotingRecord, DEFAULT_SYNC_BYTES_PER_INTERVAL,
 };
-pub use rsm::{Applied, LogEntry, ReplicatedStateMachine, StateMachine};
+pub use rsm::{
+    Answer, Applied, LogEntry, Outcome, ReplicatedStateMachine, StateMachine, LOG_WINDOW,
+};
+pub use session::{Lookup, SessionLimits, SessionTable, Verdict};
 pub use sim::SimReplica;
 pub use validator::{
     Decisions, HeightStatus, LocalValidator, RemoteValidator, Validator, ValidatorHandler,

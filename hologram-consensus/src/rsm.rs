@@ -2,20 +2,34 @@
 
 use crate::command::{Command, CommandId};
 use crate::message::Decision;
+use crate::session::{SessionLimits, SessionTable, Verdict};
 use crate::{ConsensusError, ValidatorSet};
+use hologram_lattice::NodeId;
 use hologram_receipt::{Receipt, ReceiptChain};
-use std::collections::HashSet;
+use std::collections::VecDeque;
+
+/// How many of the latest log entries a [`ReplicatedStateMachine`] keeps
+/// in memory ([`ReplicatedStateMachine::log`]).
+pub const LOG_WINDOW: usize = 4096;
 
 /// A deterministic state machine.
 pub trait StateMachine {
-    /// What applying a command returns to its client.
-    type Output;
+    /// What applying a command returns to its client. `Clone`: the session
+    /// table keeps it to answer a retried command.
+    type Output: Clone;
 
     /// Applies `command`. Must be deterministic: it may depend only on the
     /// current state and the command (no clock, randomness or I/O). A
     /// command the machine cannot use is still applied (it yields an output
     /// saying so): every replica must take the same transitions.
     fn apply(&mut self, command: &Command) -> Self::Output;
+
+    /// Called before the commands of each decided height are applied,
+    /// with that height (part of the log, so deterministic). Does nothing
+    /// by default; a machine whose outputs name the height keeps it.
+    fn begin_height(&mut self, height: u64) {
+        let _ = height;
+    }
 
     /// The receipt of the current state (typically
     /// `Receipt::from_bytes(canonical state bytes)`, or a cheaper digest
@@ -43,15 +57,64 @@ pub struct Applied<O> {
     pub output: O,
 }
 
+/// What became of one decided command ([`ReplicatedStateMachine::apply_decision`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome<O> {
+    /// Applied now.
+    Applied(Applied<O>),
+    /// Applied before (a retry): not applied again; the first output.
+    Duplicate(O),
+    /// Below its client's first unanswered sequence: not applied.
+    Stale,
+    /// Too far ahead of its client's first unanswered sequence: not applied.
+    Refused,
+}
+
+/// The answer to one decided command: who asked, and its [`Outcome`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer<O> {
+    /// The command's client.
+    pub client: NodeId,
+    /// The command's sequence in the client's session.
+    pub sequence: u64,
+    /// The command's id.
+    pub command: CommandId,
+    /// What became of it.
+    pub outcome: Outcome<O>,
+}
+
+impl<O> Answer<O> {
+    /// The command applied now, if it was.
+    pub fn applied(&self) -> Option<&Applied<O>> {
+        match &self.outcome {
+            Outcome::Applied(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The machine's output for the command: now or, for a duplicate, the
+    /// first one.
+    pub fn output(&self) -> Option<&O> {
+        match &self.outcome {
+            Outcome::Applied(a) => Some(&a.output),
+            Outcome::Duplicate(o) => Some(o),
+            Outcome::Stale | Outcome::Refused => None,
+        }
+    }
+}
+
 /// A state machine fed with decided batches.
 ///
 /// A [`StateMachine`] is deterministic: the same commands applied in the same
 /// order to the same initial state give the same outputs and the same state
 /// receipt on every replica. A [`ReplicatedStateMachine`] feeds it the
-/// decided batches of consensus in height order, each command once (a command
-/// that two decided batches both carry — possible when it was gossiped to two
-/// leaders — is applied at its first height and skipped after, by
-/// [`CommandId`]).
+/// decided batches of consensus in height order, each command at most once:
+/// its [`SessionTable`] (limits in [`SessionLimits`], part of the machine's
+/// definition) says of each command whether it is new, a duplicate (a
+/// client's retry, or a command that two decided batches both carry —
+/// possible when it was gossiped to two leaders), stale or refused, and
+/// [`apply_decision`](ReplicatedStateMachine::apply_decision) answers every
+/// command with its [`Outcome`].
 ///
 /// Every applied command yields the chapter's *transition receipt*
 /// (SPEC §6), `Receipt::from_transition(state before, command, state after)`,
@@ -60,47 +123,70 @@ pub struct Applied<O> {
 /// receipts form a [`ReceiptChain`]; two replicas agree iff their chains have
 /// the same length and head ([`ReplicatedStateMachine::verify_replica`]).
 ///
-/// The ids of applied commands are kept (32 bytes each) for the
-/// exactly-once check; there is no snapshot or compaction yet, so a replica
-/// rebuilds its state by replaying its log from height 0.
+/// Memory does not grow with the commands applied: the session table is
+/// bounded by its limits, and only the latest [`LOG_WINDOW`] log entries are
+/// kept (the receipt chain covers them all). There is no snapshot yet
+/// (#16), so a replica rebuilds its state, session table included, by
+/// replaying its log from height 0; a snapshot must carry the session table.
 ///
 /// Decisions are taken only with a commit certificate that verifies against
 /// the validator set and names the batch's receipt
 /// ([`Decision::verify`]), so a replica replaying its log from disk
 /// ([`DurableLog`](crate::DurableLog)) or catching up from peers trusts no
 /// single source.
-#[derive(Debug, Clone)]
-pub struct ReplicatedStateMachine<S> {
+#[derive(Clone)]
+pub struct ReplicatedStateMachine<S: StateMachine> {
     state: S,
     validators: ValidatorSet,
-    log: Vec<LogEntry>,
+    log: VecDeque<LogEntry>,
+    applied_count: u64,
     receipt_chain: ReceiptChain,
-    applied: HashSet<CommandId>,
+    sessions: SessionTable<S::Output>,
     next_height: u64,
+}
+
+impl<S: StateMachine + core::fmt::Debug> core::fmt::Debug for ReplicatedStateMachine<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ReplicatedStateMachine")
+            .field("state", &self.state)
+            .field("next_height", &self.next_height)
+            .field("applied", &self.applied_count)
+            .field("sessions", &self.sessions.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S: StateMachine> ReplicatedStateMachine<S> {
     /// A replica of `state` (the initial state every replica starts from)
-    /// that accepts decisions certified by `validators`.
+    /// that accepts decisions certified by `validators`, with the default
+    /// [`SessionLimits`].
     pub fn new(state: S, validators: ValidatorSet) -> Self {
+        Self::with_limits(state, validators, SessionLimits::default())
+    }
+
+    /// [`new`](Self::new) with these session limits (every replica of the
+    /// machine must use the same).
+    pub fn with_limits(state: S, validators: ValidatorSet, limits: SessionLimits) -> Self {
         Self {
             state,
             validators,
-            log: Vec::new(),
+            log: VecDeque::new(),
+            applied_count: 0,
             receipt_chain: ReceiptChain::new(),
-            applied: HashSet::new(),
+            sessions: SessionTable::new(limits),
             next_height: 0,
         }
     }
 
     /// Applies a decided height: it must be the next height, its commit
-    /// certificate must verify and name the batch's receipt. Returns each
-    /// command applied with its output (commands applied at an earlier
-    /// height are skipped). On error nothing is applied.
+    /// certificate must verify and name the batch's receipt. First the
+    /// sessions idle too long expire; then each command, in order, gets its
+    /// [`Answer`]: applied with its output, or a duplicate with the first
+    /// output, or stale, or refused. On error nothing is applied.
     pub fn apply_decision(
         &mut self,
         decision: &Decision,
-    ) -> Result<Vec<Applied<S::Output>>, ConsensusError> {
+    ) -> Result<Vec<Answer<S::Output>>, ConsensusError> {
         if decision.height() != self.next_height {
             return Err(ConsensusError::Log(format!(
                 "decision for height {} offered, height {} expected next",
@@ -111,13 +197,29 @@ impl<S: StateMachine> ReplicatedStateMachine<S> {
         decision.verify(&self.validators)?;
         let height = self.next_height;
         self.next_height += 1;
-        let mut applied = Vec::with_capacity(decision.batch.len());
-        for command in decision.batch.commands() {
-            if let Some(done) = self.apply_command(height, command) {
-                applied.push(done);
-            }
-        }
-        Ok(applied)
+        self.sessions.expire(height);
+        self.state.begin_height(height);
+        let answers = decision
+            .batch
+            .commands()
+            .iter()
+            .map(|command| Answer {
+                client: command.client(),
+                sequence: command.sequence(),
+                command: command.id(),
+                outcome: match self.sessions.admit(height, command) {
+                    Verdict::Apply => {
+                        let done = self.apply_command(height, command);
+                        self.sessions.answer(command, done.output.clone());
+                        Outcome::Applied(done)
+                    }
+                    Verdict::Duplicate(first) => Outcome::Duplicate(first),
+                    Verdict::Stale => Outcome::Stale,
+                    Verdict::Refused => Outcome::Refused,
+                },
+            })
+            .collect();
+        Ok(answers)
     }
 
     /// Applies decided heights in order (see [`apply_decision`](Self::apply_decision)),
@@ -125,7 +227,7 @@ impl<S: StateMachine> ReplicatedStateMachine<S> {
     pub fn apply_all<'a>(
         &mut self,
         decisions: impl IntoIterator<Item = &'a Decision>,
-    ) -> Result<Vec<Applied<S::Output>>, ConsensusError> {
+    ) -> Result<Vec<Answer<S::Output>>, ConsensusError> {
         let mut applied = Vec::new();
         for d in decisions {
             applied.extend(self.apply_decision(d)?);
@@ -134,12 +236,9 @@ impl<S: StateMachine> ReplicatedStateMachine<S> {
     }
 
     /// The chapter's `apply_command`: one command, its transition receipt
-    /// appended to the log and chain. `None` if it was applied before.
-    fn apply_command(&mut self, height: u64, command: &Command) -> Option<Applied<S::Output>> {
+    /// appended to the log and chain.
+    fn apply_command(&mut self, height: u64, command: &Command) -> Applied<S::Output> {
         let id = command.id();
-        if !self.applied.insert(id) {
-            return None;
-        }
         let before = self.state.state_receipt();
         let output = self.state.apply(command);
         let after = self.state.state_receipt();
@@ -151,8 +250,12 @@ impl<S: StateMachine> ReplicatedStateMachine<S> {
             command: id,
             receipt,
         };
-        self.log.push(entry);
-        Some(Applied { entry, output })
+        if self.log.len() >= LOG_WINDOW {
+            self.log.pop_front();
+        }
+        self.log.push_back(entry);
+        self.applied_count += 1;
+        Applied { entry, output }
     }
 
     /// Whether `other` is consistent with this replica: same chain length
@@ -171,18 +274,38 @@ impl<S: StateMachine> ReplicatedStateMachine<S> {
         &self.receipt_chain
     }
 
-    /// Every command applied, in order.
-    pub fn log(&self) -> &[LogEntry] {
+    /// The latest commands applied, in order: at most [`LOG_WINDOW`], the
+    /// first of them at position [`log_start`](Self::log_start).
+    pub fn log(&self) -> &VecDeque<LogEntry> {
         &self.log
+    }
+
+    /// The position (among all commands applied) of the first entry of
+    /// [`log`](Self::log).
+    pub fn log_start(&self) -> u64 {
+        self.applied_count - self.log.len() as u64
+    }
+
+    /// The number of commands applied (duplicates, stale and refused ones
+    /// are not).
+    pub fn applied_count(&self) -> u64 {
+        self.applied_count
+    }
+
+    /// The log entry of the command applied at `position`, if still in
+    /// the window.
+    pub fn entry(&self, position: u64) -> Option<&LogEntry> {
+        let i = position.checked_sub(self.log_start())?;
+        self.log.get(usize::try_from(i).ok()?)
+    }
+
+    /// The session table.
+    pub fn sessions(&self) -> &SessionTable<S::Output> {
+        &self.sessions
     }
 
     /// The next height to apply (the number of heights applied).
     pub fn next_height(&self) -> u64 {
         self.next_height
-    }
-
-    /// Whether the command was applied.
-    pub fn was_applied(&self, id: &CommandId) -> bool {
-        self.applied.contains(id)
     }
 }

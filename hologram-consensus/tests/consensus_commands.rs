@@ -27,16 +27,18 @@ fn client() -> KeyPair {
 }
 
 /// The three forgeries of `real`: payload changed, key swapped for
-/// `other`'s, signature garbage.
-fn forgeries(real: &Command, other: &KeyPair) -> [(&'static str, Command); 3] {
+/// `other`'s, signature garbage, sequence changed.
+fn forgeries(real: &Command, other: &KeyPair) -> [(&'static str, Command); 4] {
     let mut payload = real.bytes().to_vec();
     payload.extend_from_slice(b" and pay mallory");
     let mut garbage = real.signature().to_bytes();
     for (i, b) in garbage.iter_mut().enumerate() {
         *b ^= i as u8 | 1;
     }
-    let part =
-        |client, sig, payload: Vec<u8>| Command::from_parts(client, sig, payload).expect("small");
+    let (seq, first) = (real.sequence(), real.first_unanswered());
+    let part = |client, sig, payload: Vec<u8>| {
+        Command::from_parts(client, seq, first, sig, payload).expect("small")
+    };
     [
         (
             "payload changed",
@@ -53,6 +55,17 @@ fn forgeries(real: &Command, other: &KeyPair) -> [(&'static str, Command); 3] {
                 Signature::from_bytes(garbage),
                 real.bytes().to_vec(),
             ),
+        ),
+        (
+            "sequence changed",
+            Command::from_parts(
+                real.client(),
+                seq + 1,
+                first,
+                real.signature(),
+                real.bytes().to_vec(),
+            )
+            .expect("small"),
         ),
     ]
 }
@@ -93,7 +106,7 @@ fn prevoted(out: &Outputs) -> Option<Option<Receipt>> {
 
 #[test]
 fn the_mempool_refuses_forged_commands_from_clients_and_peers() {
-    let real = Command::sign(&client(), b"transfer 10 to bob".to_vec()).expect("small");
+    let real = Command::sign(&client(), 1, 0, b"transfer 10 to bob".to_vec()).expect("small");
     assert!(real.verify().is_ok());
     for (what, forged) in forgeries(&real, &KeyPair::from_seed([0xee; 32])) {
         assert!(forged.verify().is_err(), "{what}");
@@ -109,7 +122,7 @@ fn the_mempool_refuses_forged_commands_from_clients_and_peers() {
         assert!(out.messages.is_empty(), "{what}: nothing gossiped");
         // From a validator (or a host naming one): alone, and beside a good one
         // (the frame is dropped whole).
-        let other = Command::sign(&client(), b"something else".to_vec()).expect("small");
+        let other = Command::sign(&client(), 2, 0, b"something else".to_vec()).expect("small");
         for frame in [vec![forged.clone()], vec![other.clone(), forged.clone()]] {
             r.handle_message(0, peer, ConsensusMessage::Commands(frame), &mut out);
             assert_eq!(r.mempool_len(), 0, "{what}");
@@ -130,7 +143,7 @@ fn the_mempool_refuses_forged_commands_from_clients_and_peers() {
 
 #[test]
 fn a_proposal_carrying_a_forged_command_is_not_voted_for() {
-    let real = Command::sign(&client(), b"transfer 10 to bob".to_vec()).expect("small");
+    let real = Command::sign(&client(), 1, 0, b"transfer 10 to bob".to_vec()).expect("small");
     for (what, forged) in forgeries(&real, &KeyPair::from_seed([0xee; 32])) {
         for held in [false, true] {
             let (mut r, leader, _) = follower();
@@ -179,7 +192,7 @@ fn a_local_validator_does_not_prevote_for_a_forged_command() {
         .iter()
         .find(|k| k.node_id() == set.leader(0, 0))
         .expect("leader");
-    let real = Command::sign(&client(), b"transfer 10 to bob".to_vec()).expect("small");
+    let real = Command::sign(&client(), 1, 0, b"transfer 10 to bob".to_vec()).expect("small");
     let as_proposal = |m: ConsensusMessage| match m {
         ConsensusMessage::Proposal(p) => *p,
         _ => unreachable!(),

@@ -13,7 +13,7 @@
 
 mod support;
 
-use hologram_consensus::{Command, ReplicatedStateMachine};
+use hologram_consensus::{Command, Lookup, ReplicatedStateMachine};
 use hologram_lattice::sim::{check_seeds, Faults};
 use hologram_lattice::NodeId;
 use hologram_receipt::{Receipt, ReceiptChain};
@@ -118,7 +118,10 @@ fn scenario(seed: u64, minority: usize) -> Result<ReceiptChain, String> {
         rsm.apply_all(h.node.log())
             .map_err(|e| format!("{id}: {e}"))?;
         for cmd in before.iter().chain(&on_small).chain(&on_large) {
-            if !rsm.was_applied(&cmd.id()) {
+            if !matches!(
+                rsm.sessions().lookup(&cmd.client(), cmd.sequence()),
+                Lookup::Answered(_)
+            ) {
                 return Err(format!("{id} never applied {cmd:?}"));
             }
         }

@@ -27,7 +27,8 @@ fn message(kind: u8, height: u64, round: u32, payloads: Vec<Vec<u8>>) -> Consens
     let keys = KeyPair::from_seed([height as u8; 32]);
     let commands: Vec<Command> = payloads
         .into_iter()
-        .map(|p| Command::sign(&keys, p).expect("small"))
+        .enumerate()
+        .map(|(i, p)| Command::sign(&keys, i as u64, 0, p).expect("small"))
         .collect();
     let batch = Batch::new(commands.clone()).expect("small");
     let value = batch.receipt();

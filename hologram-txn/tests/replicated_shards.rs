@@ -386,6 +386,8 @@ fn answers_need_f_plus_one_matching_endorsements() {
     };
     let command = hologram_consensus::Command::sign(
         &hologram_receipt::KeyPair::from_seed([0xc1; 32]),
+        0,
+        0,
         message.to_wire().unwrap(),
     )
     .unwrap();
@@ -633,7 +635,7 @@ fn a_replicated_group_and_a_single_replica_shard_commit_together_through_a_membe
         m.len() == 3
             && !m.iter().any(|x| x.id() == member_keys(0)[0].node_id())
             && m.iter().all(|x| x.machine().verify_replica(m[0].machine()))
-            && m[0].machine().log().len() >= 6
+            && m[0].machine().applied_count() >= 6
     }));
     assert!(agree);
     let locks = block_on(group.with_members(|m| {

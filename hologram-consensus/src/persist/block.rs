@@ -3,7 +3,7 @@
 //! always precommit, so it is not stored; what makes a block trustworthy is
 //! its certificate, checked on every read ([`Decision::verify`]).
 
-use crate::batch::{Batch, BATCH_MAGIC, MAX_BATCH_COMMANDS};
+use crate::batch::{Batch, BATCH_MAGIC, COMMAND_HEADER, MAX_BATCH_COMMANDS};
 use crate::certificate::Certificate;
 use crate::command::{Command, MAX_COMMAND_BYTES};
 use crate::message::Decision;
@@ -87,10 +87,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decision, String> {
             "{count} commands, at most {MAX_BATCH_COMMANDS} allowed"
         ));
     }
-    // A command takes at least its key, signature and length (100 bytes).
-    let mut commands = Vec::with_capacity(count.min(r.rest.len() / 100));
+    // A command takes at least its key, numbers, signature and length.
+    let mut commands = Vec::with_capacity(count.min(r.rest.len() / COMMAND_HEADER));
     for _ in 0..count {
         let client = NodeId::from_bytes(r.array("command client")?);
+        let sequence = u64::from_le_bytes(r.array("command sequence")?);
+        let first_unanswered = u64::from_le_bytes(r.array("command first unanswered")?);
         let signature = Signature::from_bytes(r.array("command signature")?);
         let len = u32::from_le_bytes(r.array("command length")?) as usize;
         if len > MAX_COMMAND_BYTES {
@@ -100,7 +102,13 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decision, String> {
         }
         let bytes = r.take(len, "command")?;
         // Not verified here: the certificate vouches for the batch.
-        let command = Command::from_parts(client, signature, bytes.to_vec());
+        let command = Command::from_parts(
+            client,
+            sequence,
+            first_unanswered,
+            signature,
+            bytes.to_vec(),
+        );
         commands.push(command.map_err(|e| e.to_string())?);
     }
     if !r.rest.is_empty() {
@@ -133,7 +141,8 @@ mod tests {
         let batch = Batch::new(
             commands
                 .into_iter()
-                .map(|c| Command::sign(&KeyPair::from_seed([77; 32]), c).unwrap())
+                .enumerate()
+                .map(|(i, c)| Command::sign(&KeyPair::from_seed([77; 32]), i as u64, 0, c).unwrap())
                 .collect(),
         )
         .unwrap();

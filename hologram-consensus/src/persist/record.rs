@@ -67,7 +67,7 @@ mod tests {
             Vote::sign(&keys, slot, Some(Receipt::from_bytes(&[n]))),
         );
         r.heights.insert(n as u64, h);
-        let c = Command::sign(&keys, vec![n; n as usize]).unwrap();
+        let c = Command::sign(&keys, u64::from(n), 0, vec![n; n as usize]).unwrap();
         r.submitted.insert(c.id(), c);
         r
     }

@@ -3,8 +3,8 @@
 //!
 //! What a peer can make a replica verify is bounded:
 //!
-//! - a command already in the mempool with the same signature, or already
-//!   committed, is never verified again (neither is a proposal whose batch
+//! - a command already in the mempool with the same signature, or
+//!   committed recently, is never verified again (neither is a proposal whose batch
 //!   is already known at its height);
 //! - a `Commands` frame is taken only from a validator, and only its first
 //!   `min(max_batch, mempool room)` commands that are new are verified (one
@@ -32,8 +32,9 @@ use hologram_cam::FastSet;
 use hologram_lattice::NodeId;
 
 impl Replica {
-    /// Whether `c` would be skipped by the mempool anyway (committed, or
-    /// some command of its id is held): then it is not verified.
+    /// Whether `c` would be skipped by the mempool anyway (committed
+    /// recently, or some command of its id is held): then it is not
+    /// verified.
     fn known(&self, c: &Command) -> bool {
         self.committed.contains(&c.id()) || self.mempool.contains(&c.id())
     }

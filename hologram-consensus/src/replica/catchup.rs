@@ -173,6 +173,8 @@ mod tests {
     fn decision(height: u64, bytes: usize) -> Decision {
         let batch = Batch::new(vec![Command::sign(
             &KeyPair::from_seed([0xc1; 32]),
+            height,
+            height,
             vec![height as u8; bytes],
         )
         .expect("small")])

@@ -210,7 +210,7 @@ mod tests {
 
     fn cmd(i: u32) -> (CommandId, Command) {
         let keys = hologram_receipt::KeyPair::from_seed([3; 32]);
-        let c = Command::sign(&keys, i.to_le_bytes().to_vec()).unwrap();
+        let c = Command::sign(&keys, u64::from(i), 0, i.to_le_bytes().to_vec()).unwrap();
         (c.id(), c)
     }
 
@@ -227,6 +227,8 @@ mod tests {
         sig[0] ^= 1;
         let other = Command::from_parts(
             c.client(),
+            c.sequence(),
+            c.first_unanswered(),
             hologram_receipt::Signature::from_bytes(sig),
             c.bytes().to_vec(),
         )

@@ -6,6 +6,7 @@ mod config;
 mod gate;
 mod height;
 mod mempool;
+mod recent;
 mod record;
 mod relay;
 pub(crate) mod rules;
@@ -17,7 +18,7 @@ pub use gate::VoteChecks;
 pub use record::{HeightRecord, Lock, VotingRecord};
 
 use crate::batch::Batch;
-use crate::command::{Command, CommandId};
+use crate::command::Command;
 use crate::detector::ByzantineDetector;
 use crate::message::{ConsensusMessage, Decision, Proposal};
 use crate::vote::VoteKind;
@@ -25,7 +26,6 @@ use crate::{ConsensusError, ValidatorSet};
 use catchup::CatchUpServer;
 use gate::VoteGate;
 use height::{HeightState, Step};
-use hologram_cam::FastSet;
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Receipt};
 use mempool::Mempool;
@@ -92,7 +92,7 @@ pub struct Replica {
     decided: BTreeMap<u64, Decision>,
     history: BTreeMap<u64, Decision>,
     mempool: Mempool,
-    committed: FastSet<CommandId>,
+    committed: recent::RecentlyCommitted,
     detector: ByzantineDetector,
     record: VotingRecord,
     resend_armed: bool,
@@ -168,7 +168,7 @@ impl Replica {
             bodies: BTreeMap::new(),
             decided: BTreeMap::new(),
             history,
-            committed: FastSet::default(),
+            committed: recent::RecentlyCommitted::default(),
             record,
             resend_armed: false,
             highest_seen: next,

@@ -270,11 +270,13 @@ impl Replica {
         // restarted before delivering it must resume the height under its
         // lock (never vote anew, which could certify a second value) and
         // still hold the commands.
+        let mut ids = Vec::with_capacity(decision.batch.len());
         for c in decision.batch.commands() {
             let id = c.id();
             self.mempool.remove(&id);
-            self.committed.insert(id);
+            ids.push(id);
         }
+        self.committed.push(ids);
         let value = decision.certificate.value;
         let others = self
             .bodies

@@ -92,7 +92,7 @@ mod tests {
 
     fn proposal(bytes: Vec<u8>) -> Proposal {
         let keys = KeyPair::from_seed([3; 32]);
-        let batch = Batch::new(vec![Command::sign(&keys, bytes).unwrap()]).unwrap();
+        let batch = Batch::new(vec![Command::sign(&keys, 0, 0, bytes).unwrap()]).unwrap();
         Proposal {
             header: SignedHeader::sign(&keys, 4, 1, None, batch.receipt()),
             batch,

@@ -122,8 +122,13 @@ impl Cluster {
         self.next_command += 1;
         let mut bytes = b"cmd ".to_vec();
         bytes.extend_from_slice(&self.next_command.to_le_bytes());
-        let c =
-            Command::sign(&hologram_receipt::KeyPair::from_seed([0xc1; 32]), bytes).expect("small");
+        let c = Command::sign(
+            &hologram_receipt::KeyPair::from_seed([0xc1; 32]),
+            self.next_command,
+            0,
+            bytes,
+        )
+        .expect("small");
         for id in self.honest.clone() {
             let cc = c.clone();
             self.sim.with_node(id, |node, ctx| {

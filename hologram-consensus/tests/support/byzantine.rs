@@ -211,7 +211,8 @@ impl Byzantine {
             ConsensusMessage::Proposal(p) => {
                 let extra: [u8; 8] = ctx.rng().random();
                 let mut commands = p.batch.commands().to_vec();
-                commands.push(Command::sign(&self.keys, extra.to_vec()).expect("small"));
+                let n = u64::from_le_bytes(extra);
+                commands.push(Command::sign(&self.keys, n, n, extra.to_vec()).expect("small"));
                 let batch = Batch::new(commands).unwrap_or_default();
                 let header = SignedHeader::sign(
                     &self.keys,
@@ -237,7 +238,7 @@ impl Byzantine {
         let mut extra = h.to_le_bytes().to_vec();
         extra.extend_from_slice(&r.to_le_bytes());
         let mut commands = p.batch.commands().to_vec();
-        commands.push(Command::sign(&self.keys, extra).expect("small"));
+        commands.push(Command::sign(&self.keys, h, h, extra).expect("small"));
         let batch = Batch::new(commands).unwrap_or_default();
         let header = SignedHeader::sign(&self.keys, h, r, None, batch.receipt());
         ConsensusMessage::Proposal(Box::new(Proposal {
@@ -276,7 +277,7 @@ impl Byzantine {
                     round: p.header.round,
                     kind: VoteKind::Precommit,
                 };
-                let command = Command::sign(&self.keys, b"forged".to_vec()).expect("small");
+                let command = Command::sign(&self.keys, 0, 0, b"forged".to_vec()).expect("small");
                 let batch = Batch::new(vec![command]).expect("small");
                 let value = batch.receipt();
                 let mut votes = vec![Vote::sign(&self.keys, slot, Some(value))];
@@ -314,11 +315,14 @@ impl Byzantine {
         for (i, b) in garbage.iter_mut().enumerate() {
             *b = real.id().as_bytes()[i % 32] ^ (i as u8);
         }
+        let (seq, first) = (real.sequence(), real.first_unanswered());
         [
-            Command::from_parts(real.client(), real.signature(), payload),
-            Command::from_parts(victim, real.signature(), real.bytes().to_vec()),
+            Command::from_parts(real.client(), seq, first, real.signature(), payload),
+            Command::from_parts(victim, seq, first, real.signature(), real.bytes().to_vec()),
             Command::from_parts(
                 real.client(),
+                seq,
+                first,
                 Signature::from_bytes(garbage),
                 real.bytes().to_vec(),
             ),
@@ -336,7 +340,7 @@ impl Byzantine {
         validators: &[NodeId],
     ) -> (ConsensusMessage, Option<ConsensusMessage>) {
         // A real command to mutate: one of the message, else our own.
-        let own = Command::sign(&self.keys, b"own".to_vec()).expect("small");
+        let own = Command::sign(&self.keys, 0, 0, b"own".to_vec()).expect("small");
         match msg {
             ConsensusMessage::Proposal(mut p) => {
                 let real = p.batch.commands().first().cloned().unwrap_or(own);

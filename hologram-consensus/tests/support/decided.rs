@@ -34,10 +34,18 @@ pub fn client() -> KeyPair {
     KeyPair::from_seed([0xc1; 32])
 }
 
-/// `n` commands `{tag}{i}={i}`, signed by [`client`].
+/// `n` commands `{tag}{i}={i}`, numbered 0.. in a session of their own (a
+/// client per tag, so that commands of two tags are distinct commands).
 pub fn commands(tag: &str, n: usize) -> Vec<Command> {
+    let mut seed = [0xc1; 32];
+    for (s, b) in seed.iter_mut().zip(tag.bytes()) {
+        *s ^= b;
+    }
+    let keys = KeyPair::from_seed(seed);
     (0..n)
-        .map(|i| Command::sign(&client(), format!("{tag}{i}={i}").into_bytes()).expect("small"))
+        .map(|i| {
+            Command::sign(&keys, i as u64, 0, format!("{tag}{i}={i}").into_bytes()).expect("small")
+        })
         .collect()
 }
 

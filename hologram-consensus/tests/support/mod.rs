@@ -253,7 +253,7 @@ impl Cluster {
         self.next_command += 1;
         let mut bytes = b"cmd ".to_vec();
         bytes.extend_from_slice(&self.next_command.to_le_bytes());
-        Command::sign(&self.client, bytes).expect("small")
+        Command::sign(&self.client, self.next_command, 0, bytes).expect("small")
     }
 
     /// Submits a new command to `to`; returns it if `to` was up and took it.

@@ -1,6 +1,7 @@
 //! [`ReplicatedParticipant`]: a shard group behind the
 //! [`Participant`](crate::Participant) seam.
 
+use super::calls::CallSession;
 use super::machine::{group_claims, Endorsement};
 use super::member::{GroupMember, Member, MemberSetup};
 use crate::participant::ParticipantCore;
@@ -31,8 +32,11 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// A shard run by a replicated group of `n = 3f + 1` members, as a
 /// [`Participant`](crate::Participant).
 ///
-/// Each call becomes one command signed by the participant's client key
-/// and handed to every member's replica; the group's consensus orders it
+/// Each call becomes one command signed by the participant's client key,
+/// numbered in the participant's client session (a retried call of the
+/// same message, before it was answered, resends the same command, which
+/// the members' session tables apply at most once; one participant per
+/// client key), and handed to every member's replica; the group's consensus orders it
 /// (concurrent calls share heights), every member applies it, and the call
 /// returns the output `f + 1` distinct members endorsed alike, each receipt
 /// it claims in the group's name completed with a [`GroupProof`] of their
@@ -130,7 +134,7 @@ pub struct ReplicatedParticipant {
     id: NodeId,
     /// The members, as the group's id is made of them.
     group: Group,
-    client: KeyPair,
+    client: CallSession,
     members: Vec<Arc<dyn Member>>,
     timer: Timer,
     patience: Duration,
@@ -182,7 +186,7 @@ impl ReplicatedParticipant {
         Ok(ReplicatedParticipant {
             id: group.id(),
             group,
-            client,
+            client: CallSession::new(client),
             members,
             timer,
             patience: DEFAULT_PATIENCE,
@@ -285,7 +289,9 @@ impl ReplicatedParticipant {
     /// Has `message` ordered by the group and returns the output that
     /// `f + 1` members endorsed (see the type's docs).
     pub async fn submit(&self, message: &TxnMessage) -> Result<Option<TxnMessage>, TxnError> {
-        let command = Command::sign(&self.client, message.to_wire()?)
+        let command = self
+            .client
+            .command(message.to_wire()?)
             .map_err(|e| TxnError::Transport(format!("command: {e}")))?;
         let started = Instant::now();
         join_all(self.members.iter().map(|m| m.submit(command.clone()))).await;
@@ -310,6 +316,7 @@ impl ReplicatedParticipant {
             match self.timer.timeout(wait, asking.next()).await {
                 Some(Some(Ok(endorsement))) => {
                     if let Some(output) = tally.add(endorsement) {
+                        self.client.answered(&command);
                         return Ok(output);
                     }
                     if asking.is_empty() && more {

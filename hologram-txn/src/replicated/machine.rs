@@ -294,7 +294,7 @@ mod tests {
         #[test]
         fn garbage_commands_are_applied_without_output(bytes in proptest::collection::vec(any::<u8>(), 1..256)) {
             let (mut a, mut b) = (machine(), machine());
-            let command = Command::sign(&hologram_receipt::KeyPair::from_seed([0xc1; 32]), bytes.clone()).unwrap();
+            let command = Command::sign(&hologram_receipt::KeyPair::from_seed([0xc1; 32]), 0, 0, bytes.clone()).unwrap();
             let out = a.apply(&command);
             prop_assert_eq!(&out, &b.apply(&command));
             if TxnMessage::from_wire(&bytes).is_err() {
@@ -314,6 +314,8 @@ mod tests {
         };
         let command = Command::sign(
             &hologram_receipt::KeyPair::from_seed([0xc1; 32]),
+            0,
+            0,
             message.to_wire().unwrap(),
         )
         .unwrap();
@@ -326,6 +328,8 @@ mod tests {
         assert!(e.verify(&member.node_id(), &command).is_err());
         let other = Command::sign(
             &hologram_receipt::KeyPair::from_seed([0xc1; 32]),
+            0,
+            0,
             b"other".to_vec(),
         )
         .unwrap();
@@ -352,6 +356,8 @@ mod tests {
         let txn = TxnId([4; 16]);
         let command = Command::sign(
             &hologram_receipt::KeyPair::from_seed([0xc1; 32]),
+            0,
+            0,
             TxnMessage::Abort { txn }.to_wire().unwrap(),
         )
         .unwrap();

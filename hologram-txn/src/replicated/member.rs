@@ -23,8 +23,8 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use hologram_cam::Store;
 use hologram_consensus::{
-    Command, CommandId, Decision, DriverHandle, DurableLog, Inbox, ReplicaConfig, ReplicaDriver,
-    ReplicatedStateMachine,
+    Command, CommandId, Decision, DriverHandle, DurableLog, Inbox, Lookup, ReplicaConfig,
+    ReplicaDriver, ReplicatedStateMachine,
 };
 use hologram_lattice::transport::{Timer, Transport};
 use hologram_lattice::NodeId;
@@ -90,15 +90,22 @@ impl Applied {
             .machine
             .apply_decision(decision)
             .map_err(|e| TxnError::Transport(format!("decided height refused: {e}")))?;
-        for done in applied {
-            let id = done.entry.command;
-            if self.order.len() >= MAX_OUTPUTS {
-                if let Some(old) = self.order.pop_front() {
-                    self.outputs.remove(&old);
+        for answer in applied {
+            let id = answer.command;
+            // Applied now, or a duplicate (answered with the first output):
+            // either way the command's output; stale and refused ones
+            // have none, and their waiters are told.
+            if let Some(output) = answer.output() {
+                if !self.outputs.contains_key(&id) {
+                    if self.order.len() >= MAX_OUTPUTS {
+                        if let Some(old) = self.order.pop_front() {
+                            self.outputs.remove(&old);
+                        }
+                    }
+                    self.outputs.insert(id, output.clone());
+                    self.order.push_back(id);
                 }
             }
-            self.outputs.insert(id, done.output);
-            self.order.push_back(id);
             for waiter in self.waiting.remove(&id).unwrap_or_default() {
                 let _ = waiter.send(());
             }
@@ -319,7 +326,14 @@ impl Member for GroupMember {
             let mut state = lock(&self.applied);
             match state.outputs.get(&id) {
                 Some(_) => None,
-                None if state.machine.was_applied(&id) => {
+                None if !matches!(
+                    state
+                        .machine
+                        .sessions()
+                        .lookup(&command.client(), command.sequence()),
+                    Lookup::Unknown
+                ) =>
+                {
                     return Err(TxnError::Transport(format!(
                         "member {}: the output of {id} is no longer kept",
                         self.id()

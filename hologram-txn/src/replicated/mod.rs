@@ -1,6 +1,7 @@
 //! Shards as replicated groups (the cross-shard transactions over
 //! `ReplicatedStateMachine`s, the chapter's exercise 3).
 
+mod calls;
 mod group;
 mod machine;
 mod member;
