@@ -110,7 +110,7 @@ impl Cluster {
         (0..n)
             .map(|_| {
                 self.next += 1;
-                Command::sign(&self.client, payload(self.next)).expect("small")
+                Command::sign(&self.client, self.next, 0, payload(self.next)).expect("small")
             })
             .collect()
     }
@@ -159,7 +159,7 @@ fn pipelined_rate(depth: usize) -> f64 {
     let mut sim = Simulation::new(1, Faults::NONE, nodes);
     let client = client();
     let commands: Vec<Command> = (0..64 * 2_000u32)
-        .map(|i| Command::sign(&client, i.to_le_bytes().to_vec()).expect("small"))
+        .map(|i| Command::sign(&client, u64::from(i), 0, i.to_le_bytes().to_vec()).expect("small"))
         .collect();
     for k in &keys {
         sim.with_node(k.node_id(), |n, ctx| n.submit(ctx, commands.clone(), false));
@@ -280,7 +280,7 @@ fn check_targets() {
 fn bench_commands(c: &mut Criterion) {
     let client = client();
     let signed: Vec<Command> = (0..BATCH as u64)
-        .map(|i| Command::sign(&client, payload(i)).expect("small"))
+        .map(|i| Command::sign(&client, i, 0, payload(i)).expect("small"))
         .collect();
     let mut group = c.benchmark_group("command");
     group.throughput(Throughput::Elements(1));
@@ -289,13 +289,13 @@ fn bench_commands(c: &mut Criterion) {
         let (key, sig) = (signed[0].client(), signed[0].signature());
         b.iter(|| {
             i += 1;
-            black_box(Command::from_parts(key, sig, payload(i)).expect("small"))
+            black_box(Command::from_parts(key, i, 0, sig, payload(i)).expect("small"))
         })
     });
     group.bench_function("make one, now: sign it (client)", |b| {
         b.iter(|| {
             i += 1;
-            black_box(Command::sign(&client, payload(i)).expect("small"))
+            black_box(Command::sign(&client, i, 0, payload(i)).expect("small"))
         })
     });
     group.bench_function("verify one (replica)", |b| {
@@ -349,6 +349,8 @@ fn command_costs() {
         .map(|i| {
             Command::from_parts(
                 client.node_id(),
+                i,
+                0,
                 hologram::receipt::Signature::from_bytes([0; 64]),
                 payload(i),
             )
@@ -358,7 +360,7 @@ fn command_costs() {
     let hash = per(start, n);
     let start = Instant::now();
     let signed: Vec<Command> = (0..n)
-        .map(|i| Command::sign(&client, payload(i)).expect("small"))
+        .map(|i| Command::sign(&client, i, 0, payload(i)).expect("small"))
         .collect();
     let sign = per(start, n);
     let start = Instant::now();

@@ -20,8 +20,8 @@
 use futures::executor::block_on;
 use hologram::consensus::HeightStatus;
 use hologram::consensus::{
-    Batch, ByzantineDetector, Certificate, Command, ConsensusError, ConsensusResult, Decision,
-    LocalValidator, Offence, Proposal, ReceiptConsensus, ReplicatedStateMachine, Slot,
+    Batch, ByzantineDetector, Certificate, ClientSession, Command, ConsensusError, ConsensusResult,
+    Decision, LocalValidator, Offence, Proposal, ReceiptConsensus, ReplicatedStateMachine, Slot,
     StateMachine, Validator, ValidatorSet, Vote, VoteKind,
 };
 use hologram::lattice::transport::async_trait;
@@ -108,7 +108,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     // --- Part 1: commit on 2f + 1 ------------------------------------------
     // Commands are signed by the client that issues them; validators refuse
     // a proposal holding one whose signature fails.
-    let client = KeyPair::from_seed([0xc1; 32]);
+    // Each client numbers its commands in its session.
+    let mut client = ClientSession::new(KeyPair::from_seed([0xc1; 32]));
     let mut consensus = ReceiptConsensus::new(keys[0].clone(), set.clone(), members, 0)?;
     println!(
         "1. {} validators, f = {}, threshold {} (validator 4 is Byzantine)",
@@ -122,7 +123,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     ] {
         let commands = batch
             .iter()
-            .map(|c| Command::sign(&client, c.as_bytes().to_vec()))
+            .map(|c| client.command(c.as_bytes().to_vec()))
             .collect::<Result<Vec<_>, _>>()?;
         let result = block_on(consensus.achieve_consensus(Batch::new(commands)?));
         match &result {
@@ -144,7 +145,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         .collect();
     short_handed.push(liar.clone());
     let mut stalled = ReceiptConsensus::new(keys[0].clone(), set.clone(), short_handed, 0)?;
-    let command = Command::sign(&client, b"set colour red".to_vec())?;
+    let command = client.command(b"set colour red".to_vec())?;
     match block_on(stalled.achieve_consensus(Batch::new(vec![command])?)) {
         ConsensusResult::InsufficientVotes { got, needed, .. } => println!(
             "   with two validators gone: InsufficientVotes (got {got}, needed {needed}); nothing committed"
@@ -162,7 +163,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!(
         "\n2. replicated state: {:?}; chain of {} transitions, heads equal: {}",
         replicas[0].state().0,
-        replicas[0].log().len(),
+        replicas[0].applied_count(),
         replicas[0].verify_replica(&replicas[1])
     );
     assert!(replicas[0].verify_replica(&replicas[1]));

@@ -34,9 +34,9 @@ use hologram::cam::{
 use hologram::consensus::broadcast::{BroadcastConfig, BroadcastDriver, Directory};
 use hologram::consensus::LatticeProtocol;
 use hologram::consensus::{
-    inbox, Batch, Command, ConsensusResult, LocalValidator, ReceiptConsensus, RemoteValidator,
-    Replica, ReplicaConfig, ReplicaDriver, ReplicatedStateMachine, StateMachine, ValidatorHandler,
-    ValidatorSet,
+    inbox, Batch, ClientSession, Command, ConsensusResult, LocalValidator, ReceiptConsensus,
+    RemoteValidator, Replica, ReplicaConfig, ReplicaDriver, ReplicatedStateMachine, StateMachine,
+    ValidatorHandler, ValidatorSet,
 };
 use hologram::lattice::routing::RoutingTable;
 use hologram::lattice::transport::{MemoryNetwork, MemoryTransport, ProtocolMux, Timer};
@@ -239,9 +239,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
     }
     // Each command is signed by the client that issues it; every replica
     // verifies the signature before taking it.
-    let client = KeyPair::from_seed([0xc1; 32]);
+    // Each command is numbered in the client's session: the same bytes
+    // under another number would be another command.
+    let mut client = ClientSession::new(KeyPair::from_seed([0xc1; 32]));
     let commands: Vec<Command> = (0..1_000u32)
-        .map(|i| Command::sign(&client, format!("set counter {i}").into_bytes()))
+        .map(|i| client.command(format!("set counter {i}").into_bytes()))
         .collect::<Result<_, _>>()?;
     let start = Instant::now();
     for handle in &handles {
@@ -253,7 +255,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .map(|_| ReplicatedStateMachine::new(Counter::default(), validators.clone()))
         .collect();
     for (machine, stream) in machines.iter_mut().zip(decisions.iter_mut()) {
-        while machine.log().len() < commands.len() {
+        while machine.applied_count() < commands.len() as u64 {
             let decision = stream.next().await.ok_or("a validator stopped")?;
             machine.apply_decision(&decision)?; // verifies the commit certificate
         }
@@ -296,12 +298,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .collect();
     let mut proposer = ReceiptConsensus::new(nodes[8].keys.clone(), remote_set, remotes, 0)?;
     let mut receipts = Vec::new();
-    let client = KeyPair::from_seed([0xc2; 32]); // commands are signed by their client
+    // Commands are signed and numbered by their client.
+    let mut client = ClientSession::new(KeyPair::from_seed([0xc2; 32]));
     for i in 0..3 {
-        let batch = Batch::new(vec![Command::sign(
-            &client,
-            format!("remote {i}").into_bytes(),
-        )?])?;
+        let batch = Batch::new(vec![client.command(format!("remote {i}").into_bytes())?])?;
         match proposer.achieve_consensus(batch.clone()).await {
             ConsensusResult::Committed(receipt) if receipt == batch.receipt() => {
                 receipts.push(receipt)

@@ -10,6 +10,13 @@
 //! never applied, and its consensus requests are refused). Over QUIC a host
 //! cannot claim a validator's id: its handshake proves its own key.
 //!
+//! Clients retry: every submission that fails on the way is resent — the
+//! same signed command, the same (client, sequence) — to the next node; a
+//! command is sent to the killed node right after the kill and retried at
+//! another; acknowledged commands are resent to other nodes, one command is
+//! sent to two nodes at once, and each gets its first acknowledgement
+//! again while the logs hold every command once.
+//!
 //! The children are the `hologram-node` binary Cargo builds for this test.
 //! Unix only: the crash is SIGKILL.
 #![cfg(unix)]
@@ -25,7 +32,9 @@ use hologram::lattice::transport::{
 use hologram::lattice::wire::Wire;
 use hologram::lattice::NodeId;
 use hologram::net::{AddressBook, QuicConfig, QuicTransport};
-use hologram::node::{generate_key_file, read_key_file, Ack, Client, NodeError, Status};
+use hologram::node::{
+    generate_key_file, read_key_file, Ack, Client, NodeError, NotApplied, Status,
+};
 use hologram::receipt::{ChainHead, KeyPair, Receipt, ReceiptChain, Signature};
 use localhost::{free_udp_addrs, fresh_dir};
 use std::collections::HashSet;
@@ -218,7 +227,6 @@ fn parse_ready(line: &str) -> Ready {
 /// least one height); returns each command with the node's acknowledgement.
 async fn submit_waves(
     client: &Client,
-    keys: &KeyPair,
     targets: &[NodeId],
     phase: &str,
     waves: usize,
@@ -229,13 +237,15 @@ async fn submit_waves(
             .iter()
             .map(|target| {
                 let text = format!("{phase} wave {wave} via {}", &target.to_string()[..8]);
-                (*target, Command::sign(keys, text.into_bytes()).unwrap())
+                (*target, client.command(text.into_bytes()).unwrap())
             })
             .collect();
+        // A submission that fails on the way is retried, the same command,
+        // at the next node.
         let acks = join_all(
             commands
                 .iter()
-                .map(|(node, command)| client.submit(*node, command.clone())),
+                .map(|(node, command)| client.submit_retrying(*node, command)),
         )
         .await;
         for ((node, command), ack) in commands.into_iter().zip(acks) {
@@ -255,21 +265,36 @@ async fn submit_waves(
 /// asks a consensus request, which must be refused. Returns the commands
 /// that no log may hold.
 async fn inject_forgeries(cluster: &Cluster, client: &Client, keys: &KeyPair) -> Vec<Command> {
-    let real = Command::sign(keys, b"never submitted".to_vec()).unwrap();
+    let real = Command::sign(keys, 0, 0, b"never submitted".to_vec()).unwrap();
     let mut payload = real.bytes().to_vec();
     payload.extend_from_slice(b" and pay mallory");
     let mallory = KeyPair::from_seed([0x6d; 32]);
     let mut forged = vec![
-        Command::from_parts(real.client(), real.signature(), payload).unwrap(),
-        Command::from_parts(mallory.node_id(), real.signature(), real.bytes().to_vec()).unwrap(),
+        Command::from_parts(real.client(), 0, 0, real.signature(), payload).unwrap(),
+        Command::from_parts(
+            mallory.node_id(),
+            0,
+            0,
+            real.signature(),
+            real.bytes().to_vec(),
+        )
+        .unwrap(),
         Command::from_parts(
             real.client(),
+            0,
+            0,
             Signature::from_bytes([0x5a; 64]),
             real.bytes().to_vec(),
         )
         .unwrap(),
         // Valid, but not signed by the key this client's connection proves.
-        Command::sign(&mallory, b"mallory's own, via another client".to_vec()).unwrap(),
+        Command::sign(
+            &mallory,
+            0,
+            0,
+            b"mallory's own, via another client".to_vec(),
+        )
+        .unwrap(),
     ];
     for node in &cluster.nodes {
         for f in &forged {
@@ -385,7 +410,7 @@ async fn four_processes_survive_a_sigkill_and_lose_nothing() {
     let mut acked: Vec<(Command, Ack)> = Vec::new();
 
     // All four up.
-    acked.extend(submit_waves(&client, &keys, &ids, "first", 6).await);
+    acked.extend(submit_waves(&client, &ids, "first", 6).await);
     // Forgeries are refused, from a client and inside the consensus protocol.
     let forged = inject_forgeries(&cluster, &client, &keys).await;
     // One command through the command line, signed with the key file.
@@ -403,7 +428,11 @@ async fn four_processes_survive_a_sigkill_and_lose_nothing() {
         .unwrap()
         .unwrap();
     assert!(submitted.status.success(), "--submit: {submitted:?}");
-    let via_cli = Command::sign(&keys, text.into_bytes()).unwrap().id();
+    // The command line was a client of the same key, numbering from a later
+    // clock reading: one session per key at a time, so this process's
+    // client is made anew (it numbers from later still).
+    client.close();
+    let client = Client::new(&keys, &cluster.members()).unwrap();
     let before = converge(&client, &ids, acked.len() as u64 + 1).await;
 
     // SIGKILL one while commands flow; the other three are a quorum (f = 1)
@@ -412,11 +441,19 @@ async fn four_processes_survive_a_sigkill_and_lose_nothing() {
         .filter(|&i| i != VICTIM)
         .map(|i| ids[i])
         .collect();
-    let (during, ()) = tokio::join!(submit_waves(&client, &keys, &alive, "during", 8), async {
+    let (during, ()) = tokio::join!(submit_waves(&client, &alive, "during", 8), async {
         tokio::time::sleep(Duration::from_millis(100)).await;
         cluster.kill(VICTIM);
     });
     acked.extend(during);
+    // A command sent to the dead node: the client retries the same command
+    // at the next node, where it is applied.
+    let across = client.command(b"sent to the dead node".to_vec()).unwrap();
+    let ack = client
+        .submit_retrying(ids[VICTIM], &across)
+        .await
+        .expect("retried at a live node");
+    acked.push((across, ack));
 
     // Restarted from its data directory: it has what it committed.
     let ready = cluster.start(VICTIM);
@@ -427,7 +464,36 @@ async fn four_processes_survive_a_sigkill_and_lose_nothing() {
     // It catches up while the cluster is idle (nothing new to decide)...
     converge(&client, &ids, acked.len() as u64 + 1).await;
     // ...and commits with the others again.
-    acked.extend(submit_waves(&client, &keys, &ids, "after", 4).await);
+    acked.extend(submit_waves(&client, &ids, "after", 4).await);
+    // A retry of an acknowledged command — the same signed command, at
+    // another node (the killed and restarted one included) — gets the first
+    // acknowledgement again, until the client's next command says it holds
+    // that answer: a retry after that is stale, and not applied.
+    for i in 0..NODES {
+        let command = client.command(format!("retried {i}").into_bytes()).unwrap();
+        let ack = client.submit_retrying(ids[i], &command).await.unwrap();
+        let other = ids[(i + 1) % NODES];
+        let again = client.submit(other, command.clone()).await.unwrap();
+        assert_eq!(again, ack, "a retry of {command:?} at {other}");
+        acked.push((command, ack));
+    }
+    let (old, _) = &acked[0];
+    match client.submit(ids[1], old.clone()).await {
+        Err(NodeError::NotApplied(NotApplied::Stale { .. })) => {}
+        other => panic!("a retry of the answered {old:?} got {other:?}"),
+    }
+    // One new command sent to two nodes at once: one application, the same
+    // acknowledgement from both.
+    let twice = client
+        .command(b"sent to two nodes at once".to_vec())
+        .unwrap();
+    let (a, b) = tokio::join!(
+        client.submit(ids[0], twice.clone()),
+        client.submit(ids[2], twice.clone())
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a, b, "both nodes answer {twice:?} with its one application");
+    acked.push((twice, a));
     let last = converge(&client, &ids, acked.len() as u64 + 1).await;
 
     // Every replica holds the same log, and every acknowledged command sits
@@ -449,7 +515,13 @@ async fn four_processes_survive_a_sigkill_and_lose_nothing() {
         assert!(seen.insert(command.id()), "{command:?} applied twice");
     }
     let mut submitted: HashSet<CommandId> = acked.iter().map(|(c, _)| c.id()).collect();
-    submitted.insert(via_cli);
+    let via_cli: Vec<&Command> = log
+        .iter()
+        .map(|(c, _)| c)
+        .filter(|c| c.bytes() == text.as_bytes())
+        .collect();
+    assert_eq!(via_cli.len(), 1, "the command line's command, once");
+    submitted.insert(via_cli[0].id());
     assert_eq!(
         seen, submitted,
         "the log holds exactly the acknowledged commands (and the one of the command line)"

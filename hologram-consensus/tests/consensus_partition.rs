@@ -19,7 +19,7 @@ use hologram_lattice::NodeId;
 use hologram_receipt::{Receipt, ReceiptChain};
 use std::collections::HashMap;
 use support::decided::Registers;
-use support::Cluster;
+use support::{unbounded_window, Cluster};
 
 fn lossy() -> Faults {
     Faults {
@@ -114,7 +114,11 @@ fn scenario(seed: u64, minority: usize) -> Result<ReceiptChain, String> {
     let mut machines = Vec::new();
     for (id, node, _) in c.sim.nodes() {
         let h = node.honest().ok_or("all honest")?;
-        let mut rsm = ReplicatedStateMachine::new(Registers::default(), c.set.clone());
+        let mut rsm = ReplicatedStateMachine::with_limits(
+            Registers::default(),
+            c.set.clone(),
+            unbounded_window(),
+        );
         rsm.apply_all(h.node.log())
             .map_err(|e| format!("{id}: {e}"))?;
         for cmd in before.iter().chain(&on_small).chain(&on_large) {

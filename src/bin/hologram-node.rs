@@ -21,7 +21,6 @@
 //! Logs go to stderr (`RUST_LOG` filters them, default `info`); the lines a
 //! script reads (`ready ...`, a client's answers) go to stdout.
 
-use hologram::consensus::Command;
 use hologram::lattice::NodeId;
 use hologram::node::{
     generate_key_file, merge_peers, parse_peer, read_key_file, read_peers_file, resolve, run_load,
@@ -517,10 +516,8 @@ async fn client(
     match action {
         ClientAction::Submit(texts) => {
             for text in texts {
-                let command = Command::sign(client.keys(), text.into_bytes())
-                    .map_err(|e| CliError::Node(e.into()))?;
+                let (command, at) = client.submit_payload(node.0, text.into_bytes()).await?;
                 let id = command.id();
-                let at = client.submit(node.0, command).await?;
                 println!(
                     "applied {id} at height {} position {}",
                     at.height, at.position

@@ -6,7 +6,7 @@
 use super::client::Client;
 use super::error::NodeError;
 use hdrhistogram::Histogram;
-use hologram_consensus::{Command, MAX_COMMAND_BYTES};
+use hologram_consensus::MAX_COMMAND_BYTES;
 use hologram_lattice::transport::TransportError;
 use hologram_lattice::NodeId;
 use std::collections::BTreeMap;
@@ -278,10 +278,7 @@ async fn submit_loop(
         };
         node += 1;
         let sent = due.unwrap_or_else(Instant::now);
-        let answer = match Command::sign(client.keys(), payload) {
-            Ok(command) => client.submit(target, command).await.map(|_| ()),
-            Err(e) => Err(e.into()),
-        };
+        let answer = client.submit_payload(target, payload).await.map(|_| ());
         let now = Instant::now();
         result.last = now;
         match answer {

@@ -7,22 +7,40 @@ use super::control::{
 use super::error::NodeError;
 use super::state::Ack;
 use crate::net::{AddressBook, QuicConfig, QuicTransport};
-use hologram_consensus::Command;
+use hologram_consensus::{ClientSession, Command};
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol, Transport};
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Receipt};
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How many nodes a submission is tried at, in turn, before it fails
+/// ([`Client::submit_payload`]).
+pub const SUBMIT_ATTEMPTS: usize = 4;
 
 /// A client of validator nodes: a QUIC endpoint with the client's key,
 /// which serves nothing and asks the nodes it was told about. Each node
 /// proves its key in the handshake, and the client proves its own: the
 /// commands it submits must be signed with that same key.
+///
+/// **One session per client.** The client numbers its commands in a
+/// [`ClientSession`] of its key ([`Client::command`]), and tells it of the
+/// answers it gets, so the nodes' session tables can forget them. Its
+/// first sequence is the wall clock in microseconds, so that a new process
+/// with an old key (the command line's key file) starts above any number
+/// it used before; two clients of one key at once, or a clock set back,
+/// break that (their commands would be answered as stale or as another's).
+/// [`Client::submit_payload`] retries a submission that timed out or failed
+/// on the way with the *same* signed command at the next node: the
+/// replicated state machine applies it at most once, and every node
+/// answers a retry of an applied command with its first answer.
 pub struct Client {
     keys: KeyPair,
     transport: QuicTransport,
+    session: Mutex<ClientSession>,
+    nodes: Mutex<Vec<NodeId>>,
 }
 
 /// Serves no request (a client is only ever the asking side).
@@ -63,10 +81,32 @@ impl Client {
             book,
             config,
         )?;
+        let start = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2));
         Ok(Self {
             keys: keys.clone(),
             transport,
+            session: Mutex::new(ClientSession::starting_at(keys.clone(), start)),
+            nodes: Mutex::new(nodes.iter().map(|&(id, _)| id).collect()),
         })
+    }
+
+    fn session(&self) -> MutexGuard<'_, ClientSession> {
+        // Every update completes before the next fallible step.
+        self.session.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The client's next command, of `payload`: numbered in its session,
+    /// signed with its key.
+    pub fn command(&self, payload: Vec<u8>) -> Result<Command, NodeError> {
+        Ok(self.session().command(payload)?)
+    }
+
+    /// Tells the session that `command` will not be retried (it was
+    /// answered, or given up): the nodes may forget its answer.
+    fn settled(&self, command: &Command) {
+        self.session().answered(command.sequence());
     }
 
     /// A client with a fresh random key, for reading (a status, a log):
@@ -88,6 +128,10 @@ impl Client {
     /// another address).
     pub fn add_node(&self, node: NodeId, addr: SocketAddr) {
         self.transport.book().insert(node, addr);
+        let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+        if !nodes.contains(&node) {
+            nodes.push(node);
+        }
     }
 
     async fn call(
@@ -103,27 +147,81 @@ impl Client {
         ControlResponse::decode(&answer)
     }
 
-    /// Signs `payload` with the client's key and submits it to `node`;
-    /// returns the command and where it was applied.
+    /// Makes the client's next command of `payload` ([`command`](Self::command))
+    /// and submits it ([`submit_retrying`](Self::submit_retrying)), first
+    /// to `node`; returns the command and where it was applied.
     pub async fn submit_payload(
         &self,
         node: NodeId,
         payload: Vec<u8>,
     ) -> Result<(Command, Ack), NodeError> {
-        let command = Command::sign(&self.keys, payload)?;
-        let ack = self.submit(node, command.clone()).await?;
+        let command = self.command(payload)?;
+        let ack = self.submit_retrying(node, &command).await?;
         Ok((command, ack))
     }
 
-    /// Submits a command to `node` and waits until it is applied there. The
-    /// node refuses a command not signed by this client's key.
+    /// Submits `command` to `node` and, while the submission times out or
+    /// fails on the way, the *same* command to the next node the client
+    /// knows, [`SUBMIT_ATTEMPTS`] tries in all. The command is applied at
+    /// most once whichever nodes it reached. Once answered, or after the
+    /// last try, the session is told it will not be retried.
+    pub async fn submit_retrying(&self, node: NodeId, command: &Command) -> Result<Ack, NodeError> {
+        let nodes = self
+            .nodes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        // `node`, then the others in the order the client knows them.
+        let start = nodes.iter().position(|n| *n == node).unwrap_or(0);
+        let mut order = vec![node];
+        order.extend(
+            nodes
+                .iter()
+                .cycle()
+                .skip(start + 1)
+                .take(nodes.len())
+                .filter(|n| **n != node),
+        );
+        let mut last = None;
+        for &target in order.iter().cycle().take(SUBMIT_ATTEMPTS) {
+            match self.submit_once(target, command.clone()).await {
+                Err(NodeError::Transport(e)) => {
+                    tracing::debug!(node = %target, error = %e, "submission failed; retrying at the next node");
+                    last = Some(NodeError::Transport(e));
+                }
+                answered => {
+                    self.settled(command);
+                    return answered;
+                }
+            }
+        }
+        self.settled(command);
+        Err(last.unwrap_or(NodeError::UnexpectedResponse {
+            got: "nothing (no node to submit to)",
+        }))
+    }
+
+    /// Submits a command to `node` once and waits until it is applied there
+    /// (a retry of an applied command gets its first answer). The node
+    /// refuses a command not signed by this client's key; a command decided
+    /// but not applied (stale, or beyond its session's window) is
+    /// [`NodeError::NotApplied`].
     pub async fn submit(&self, node: NodeId, command: Command) -> Result<Ack, NodeError> {
+        let answer = self.submit_once(node, command.clone()).await;
+        if !matches!(answer, Err(NodeError::Transport(_))) {
+            self.settled(&command);
+        }
+        answer
+    }
+
+    async fn submit_once(&self, node: NodeId, command: Command) -> Result<Ack, NodeError> {
         let patience = SUBMIT_PATIENCE + QUERY_TIMEOUT;
         match self
             .call(node, &ControlRequest::Submit(command), patience)
             .await?
         {
             ControlResponse::Applied(at) => Ok(at),
+            ControlResponse::NotApplied(why) => Err(NodeError::NotApplied(why)),
             other => Err(unexpected(&other)),
         }
     }
@@ -167,6 +265,7 @@ fn unexpected(response: &ControlResponse) -> NodeError {
         ControlResponse::Applied(_) => "an acknowledgement",
         ControlResponse::Status(_) => "a status",
         ControlResponse::Log(_) => "a log page",
+        ControlResponse::NotApplied(_) => "a refusal to apply",
     };
     NodeError::UnexpectedResponse { got }
 }

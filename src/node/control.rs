@@ -8,8 +8,15 @@
 //! applied (committed by a quorum and durable on that node), with where it
 //! sits in the log; or refuses it with a reason the client sees (mempool
 //! full, not committed within [`SUBMIT_PATIENCE`]: it then stays pending and
-//! a retry of the same command — same client, same bytes — is applied at
-//! most once).
+//! a retry of the same command is applied at most once).
+//!
+//! A command is identified by its client and sequence (client sessions,
+//! see [`Command`]): the replicated state machine's session table applies
+//! each (client, sequence) at most once and keeps its answer, so a retry of
+//! the same signed command — to the same node or another — gets the first
+//! answer, and the same bytes under a new sequence are a new command. A
+//! command whose sequence the table cannot apply is answered
+//! [`ControlResponse::NotApplied`] ([`NotApplied`]).
 //!
 //! A client connects with a key of its own, which the QUIC handshake
 //! proves: the node takes a submitted command only if it is signed by that
@@ -76,6 +83,46 @@ pub enum ControlResponse {
     /// with its transition receipt: the chain over these receipts is the
     /// head a [`Status`] reports.
     Log(Vec<(Command, Receipt)>),
+    /// The command submitted was decided but not applied, and never will
+    /// be under its sequence.
+    NotApplied(NotApplied),
+}
+
+/// Why a decided command was not applied (its client's session said so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NotApplied {
+    /// Its sequence is below its client's first unanswered sequence: the
+    /// client said it held that answer, and the answer was forgotten.
+    Stale {
+        /// The client's first unanswered sequence, as the node knows it.
+        first_unanswered: u64,
+    },
+    /// Its sequence is too far ahead of its client's first unanswered
+    /// sequence (by the session window or more).
+    OutOfWindow {
+        /// The client's first unanswered sequence, as the node knows it.
+        first_unanswered: u64,
+        /// How far ahead a sequence may be.
+        window: u64,
+    },
+}
+
+impl core::fmt::Display for NotApplied {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            NotApplied::Stale { first_unanswered } => write!(
+                f,
+                "stale: its sequence is below the client's first unanswered one ({first_unanswered})"
+            ),
+            NotApplied::OutOfWindow {
+                first_unanswered,
+                window,
+            } => write!(
+                f,
+                "refused: its sequence is {window} or more past the client's first unanswered one ({first_unanswered})"
+            ),
+        }
+    }
 }
 
 /// A node's view of the replicated state.
@@ -89,7 +136,9 @@ pub struct Status {
     pub applied: u64,
     /// The head of the chain over the applied commands' transition receipts.
     pub head: ChainHead,
-    /// Repeated commands skipped when applying (since the node started).
+    /// Decided commands not applied (since the node started): repeats
+    /// (retries, answered with the first answer), stale ones and ones
+    /// beyond their session's window.
     pub skipped: u64,
 }
 
@@ -140,8 +189,12 @@ mod tests {
 
     fn any_command() -> impl Strategy<Value = Command> {
         let client = hologram_receipt::KeyPair::from_seed([0xc1; 32]);
-        proptest::collection::vec(any::<u8>(), 0..64)
-            .prop_map(move |b| Command::sign(&client, b).unwrap())
+        (
+            proptest::collection::vec(any::<u8>(), 0..64),
+            any::<u64>(),
+            any::<u64>(),
+        )
+            .prop_map(move |(b, s, f)| Command::sign(&client, s, f, b).unwrap())
     }
 
     fn any_request() -> impl Strategy<Value = ControlRequest> {
@@ -173,6 +226,15 @@ mod tests {
                 0..8
             )
             .prop_map(ControlResponse::Log),
+            any::<u64>().prop_map(|first_unanswered| {
+                ControlResponse::NotApplied(NotApplied::Stale { first_unanswered })
+            }),
+            (any::<u64>(), any::<u64>()).prop_map(|(first_unanswered, window)| {
+                ControlResponse::NotApplied(NotApplied::OutOfWindow {
+                    first_unanswered,
+                    window,
+                })
+            }),
         ]
     }
 

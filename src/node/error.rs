@@ -51,6 +51,9 @@ pub enum NodeError {
     Transport(TransportError),
     /// Bytes received do not decode (see [`hologram_lattice::wire`]).
     Wire(WireError),
+    /// A submitted command was decided but not applied (its client's
+    /// session refused its sequence): retrying it cannot help.
+    NotApplied(super::control::NotApplied),
     /// A node answered a request with a response of another kind.
     UnexpectedResponse {
         /// What kind of response came.
@@ -71,6 +74,7 @@ impl core::fmt::Display for NodeError {
             NodeError::Net(e) => write!(f, "transport: {e}"),
             NodeError::Transport(e) => write!(f, "request failed: {e}"),
             NodeError::Wire(e) => write!(f, "{e}"),
+            NodeError::NotApplied(why) => write!(f, "the command was not applied: {why}"),
             NodeError::UnexpectedResponse { got } => {
                 write!(
                     f,

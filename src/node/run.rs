@@ -6,7 +6,7 @@ use super::control::{CONTROL, MAX_CONTROL_BYTES};
 use super::error::{io, store, NodeError};
 use super::outbound::Queued;
 use super::service::{ControlHandler, ValidatorsOnly};
-use super::state::{Ack, CommandList};
+use super::state::CommandList;
 use super::task::NodeTask;
 use crate::net::{AddressBook, QuicTransport};
 use hologram_cam::{RedbStore, Store};
@@ -17,7 +17,7 @@ use hologram_consensus::{
 use hologram_lattice::transport::{ProtocolMux, Timer};
 use hologram_lattice::NodeId;
 use hologram_receipt::ChainHead;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,14 +108,11 @@ impl ValidatorNode {
             warn!(%address, %why, "stored object not used");
         }
         let mut rsm = ReplicatedStateMachine::new(CommandList::new(), validators.clone());
-        let mut acks = HashMap::new();
-        for applied in rsm.apply_all(&recovered.decisions)? {
-            let ack = Ack {
-                height: applied.entry.height,
-                position: applied.output,
-            };
-            acks.insert(applied.entry.command, ack);
-        }
+        let receipts: Vec<_> = rsm
+            .apply_all(&recovered.decisions)?
+            .iter()
+            .filter_map(|answer| answer.applied().map(|done| done.entry.receipt))
+            .collect();
         let replica = recovered.replica(
             config.keys.clone(),
             ReplicaConfig {
@@ -166,7 +163,7 @@ impl ValidatorNode {
         };
         info!(node = %me, listen = %info.listen, set = %info.set, heights = info.heights,
               applied = info.applied, "validator node started");
-        let task = NodeTask::new(rsm, acks, handle.clone(), queued, peers);
+        let task = NodeTask::new(rsm, receipts, handle.clone(), queued, peers);
         Ok(ValidatorNode {
             info,
             task,

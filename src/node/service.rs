@@ -2,7 +2,7 @@
 //! consensus frames taken from validators only.
 
 use super::control::{ControlRequest, ControlResponse, Status, SUBMIT_PATIENCE};
-use super::state::Ack;
+use super::task::SubmitReply;
 use hologram_consensus::Command;
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol};
 use hologram_lattice::NodeId;
@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 
 /// A client request handed to the node task, with where its answer goes.
 pub(crate) enum Request {
-    Submit(Command, oneshot::Sender<Result<Ack, String>>),
+    Submit(Command, SubmitReply),
     Status(oneshot::Sender<Status>),
     Log(u64, oneshot::Sender<Vec<(Command, Receipt)>>),
 }
@@ -42,7 +42,7 @@ impl Handler for ControlHandler {
                 let (reply, answer) = oneshot::channel();
                 self.ask(Request::Submit(command, reply)).await?;
                 match tokio::time::timeout(SUBMIT_PATIENCE, answer).await {
-                    Ok(Ok(Ok(ack))) => ControlResponse::Applied(ack),
+                    Ok(Ok(Ok(response))) => response,
                     Ok(Ok(Err(why))) => return Err(HandlerError::Refused(why)),
                     Ok(Err(_)) => return Err(stopped()),
                     Err(_) => {
@@ -182,11 +182,12 @@ mod tests {
     fn a_submission_must_be_signed_by_its_sender() {
         let client = KeyPair::from_seed([3; 32]);
         let other = KeyPair::from_seed([4; 32]);
-        let command = Command::sign(&client, b"x".to_vec()).unwrap();
+        let command = Command::sign(&client, 0, 0, b"x".to_vec()).unwrap();
         assert!(check_submission(client.node_id(), &command).is_ok());
         assert!(check_submission(other.node_id(), &command).is_err());
         let forged =
-            Command::from_parts(client.node_id(), command.signature(), b"y".to_vec()).unwrap();
+            Command::from_parts(client.node_id(), 0, 0, command.signature(), b"y".to_vec())
+                .unwrap();
         assert!(check_submission(client.node_id(), &forged).is_err());
     }
 }

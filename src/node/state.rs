@@ -2,12 +2,14 @@
 //!
 //! It runs inside `hologram-consensus`'s
 //! [`ReplicatedStateMachine`](hologram_consensus::ReplicatedStateMachine),
-//! which feeds it the decided batches in height order, each command once
-//! (a command two decided batches carry is applied at its first height and
-//! skipped after), and chains the chapter's transition receipts (SPEC §6):
-//! two replicas agree iff their chains have the same length and head.
+//! which feeds it the decided batches in height order, each (client,
+//! sequence) at most once (its session table answers a retry, or a command
+//! two decided batches carry, with the first output), and chains the
+//! chapter's transition receipts (SPEC §6): two replicas agree iff their
+//! chains have the same length and head.
 //!
-//! Applying a command appends it; the output is its position. The state's
+//! Applying a command appends it; the output is its [`Ack`]: the height
+//! applied and its position. The state's
 //! receipt is `Receipt::from_bytes(digest)`, where the digest is the head of a
 //! receipt chain over the commands' receipts, kept up to date by `apply` (so
 //! equal lists give equal receipts, in constant time).
@@ -30,16 +32,26 @@ pub struct Ack {
 pub struct CommandList {
     commands: Vec<Command>,
     digest: ChainHead,
+    /// The height being applied (not part of the state's receipt: it only
+    /// names where outputs were applied).
+    height: u64,
 }
 
 impl StateMachine for CommandList {
-    /// The command's position.
-    type Output = u64;
+    /// The height and the command's position.
+    type Output = Ack;
 
-    fn apply(&mut self, command: &Command) -> u64 {
+    fn apply(&mut self, command: &Command) -> Ack {
         self.digest = self.digest.next(&Receipt::from_bytes(command.bytes()));
         self.commands.push(command.clone());
-        self.commands.len() as u64 - 1
+        Ack {
+            height: self.height,
+            position: self.commands.len() as u64 - 1,
+        }
+    }
+
+    fn begin_height(&mut self, height: u64) {
+        self.height = height;
     }
 
     fn state_receipt(&self) -> Receipt {
@@ -100,13 +112,18 @@ mod tests {
             .map(|c| {
                 Command::sign(
                     &hologram_receipt::KeyPair::from_seed([0xc1; 32]),
+                    0,
+                    0,
                     c.to_vec(),
                 )
                 .unwrap()
             })
             .collect();
         let empty = list.state_receipt();
-        let positions: Vec<u64> = commands.iter().map(|c| list.apply(c)).collect();
+        list.begin_height(7);
+        let acks: Vec<Ack> = commands.iter().map(|c| list.apply(c)).collect();
+        assert!(acks.iter().all(|a| a.height == 7));
+        let positions: Vec<u64> = acks.iter().map(|a| a.position).collect();
         assert_eq!(positions, [0, 1, 2]);
         assert_ne!(
             list.state_receipt(),

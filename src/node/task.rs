@@ -2,29 +2,43 @@
 //! answers clients and asks peers for decisions it may have missed (see
 //! [`run`](super::run)).
 
-use super::control::{Status, LOG_PAGE_BYTES, LOG_PAGE_COMMANDS};
+use super::control::{ControlResponse, NotApplied, Status, LOG_PAGE_BYTES, LOG_PAGE_COMMANDS};
 use super::error::NodeError;
 use super::outbound::Queued;
 use super::run::SYNC_INTERVAL;
 use super::service::Request;
-use super::state::{Ack, CommandList};
+use super::state::CommandList;
 use futures::StreamExt;
 use hologram_consensus::{
-    CommandId, ConsensusMessage, Decision, DriverHandle, ReplicatedStateMachine,
+    ConsensusMessage, Decision, DriverHandle, Lookup, Outcome, ReplicatedStateMachine,
 };
 use hologram_lattice::transport::Transport;
 use hologram_lattice::wire::Wire;
 use hologram_lattice::NodeId;
+use hologram_receipt::Receipt;
 use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
+/// Where the answer to a submission goes: a response, or why the node
+/// could not take it.
+pub(crate) type SubmitReply = oneshot::Sender<Result<ControlResponse, String>>;
+
 /// The node task: see the [module docs](self).
+///
+/// Clients waiting for a command are keyed by (client, sequence), the
+/// command's identity in its client's session, and every outcome of a
+/// decided command answers them: applied, a duplicate (with the first
+/// answer), stale or beyond its session's window. A submission already
+/// answered is answered from the session table at once.
 pub(crate) struct NodeTask {
     rsm: ReplicatedStateMachine<CommandList>,
-    acks: HashMap<CommandId, Ack>,
+    /// The transition receipt of every applied command, by position (what
+    /// a log page serves with each command, as the command list keeps
+    /// every command).
+    receipts: Vec<Receipt>,
     skipped: u64,
-    waiters: HashMap<CommandId, Vec<oneshot::Sender<Result<Ack, String>>>>,
+    waiters: HashMap<(NodeId, u64), Vec<SubmitReply>>,
     handle: DriverHandle,
     transport: Queued,
     peers: Vec<NodeId>,
@@ -34,14 +48,14 @@ pub(crate) struct NodeTask {
 impl NodeTask {
     pub(crate) fn new(
         rsm: ReplicatedStateMachine<CommandList>,
-        acks: HashMap<CommandId, Ack>,
+        receipts: Vec<Receipt>,
         handle: DriverHandle,
         transport: Queued,
         peers: Vec<NodeId>,
     ) -> NodeTask {
         NodeTask {
             rsm,
-            acks,
+            receipts,
             skipped: 0,
             waiters: HashMap::new(),
             handle,
@@ -71,42 +85,78 @@ impl NodeTask {
         }
     }
 
-    /// Applies a decision and answers the clients waiting for its commands.
+    /// Applies a decision and answers the clients waiting for its
+    /// commands, whatever became of each.
     fn apply(&mut self, decision: &Decision) -> Result<(), NodeError> {
-        let applied = self.rsm.apply_decision(decision)?;
-        self.skipped += (decision.batch.len() - applied.len()) as u64;
-        for done in &applied {
-            let ack = Ack {
-                height: done.entry.height,
-                position: done.output,
+        let answers = self.rsm.apply_decision(decision)?;
+        let mut new = 0;
+        for answer in &answers {
+            let response = match &answer.outcome {
+                Outcome::Applied(done) => {
+                    new += 1;
+                    self.receipts.push(done.entry.receipt);
+                    ControlResponse::Applied(done.output)
+                }
+                Outcome::Duplicate(first) => ControlResponse::Applied(*first),
+                Outcome::Stale => {
+                    ControlResponse::NotApplied(self.not_applied(answer.client, false))
+                }
+                Outcome::Refused => {
+                    ControlResponse::NotApplied(self.not_applied(answer.client, true))
+                }
             };
-            self.acks.insert(done.entry.command, ack);
-            for reply in self.waiters.remove(&done.entry.command).unwrap_or_default() {
-                let _ = reply.send(Ok(ack));
+            let key = (answer.client, answer.sequence);
+            for reply in self.waiters.remove(&key).unwrap_or_default() {
+                let _ = reply.send(Ok(response.clone()));
             }
         }
+        self.skipped += (answers.len() - new) as u64;
         info!(
             height = decision.height(),
             commands = decision.batch.len(),
-            new = applied.len(),
-            applied = self.rsm.log().len(),
+            new,
+            applied = self.rsm.applied_count(),
             head = %self.rsm.receipt_chain().head(),
             "decided"
         );
         Ok(())
     }
 
+    /// Why `client`'s command was not applied: stale, or (`ahead`) beyond
+    /// its session's window.
+    fn not_applied(&self, client: NodeId, ahead: bool) -> NotApplied {
+        let sessions = self.rsm.sessions();
+        let first_unanswered = sessions.first_unanswered(&client).unwrap_or(0);
+        match ahead {
+            true => NotApplied::OutOfWindow {
+                first_unanswered,
+                window: sessions.limits().window,
+            },
+            false => NotApplied::Stale { first_unanswered },
+        }
+    }
+
     async fn answer(&mut self, request: Request) {
         match request {
             Request::Submit(command, reply) => {
-                let id = command.id();
-                if let Some(&ack) = self.acks.get(&id) {
-                    let _ = reply.send(Ok(ack));
-                    return;
+                let key = (command.client(), command.sequence());
+                // The session table first: a retry of an applied command
+                // gets its first answer, a stale one its error, at once.
+                match self.rsm.sessions().lookup(&key.0, key.1) {
+                    Lookup::Answered(&ack) => {
+                        let _ = reply.send(Ok(ControlResponse::Applied(ack)));
+                        return;
+                    }
+                    Lookup::Stale => {
+                        let why = self.not_applied(key.0, false);
+                        let _ = reply.send(Ok(ControlResponse::NotApplied(why)));
+                        return;
+                    }
+                    Lookup::Unknown => {}
                 }
                 // Answered once the driver made the command durable.
                 match self.handle.submit(vec![command], true).await {
-                    Ok(_) => self.waiters.entry(id).or_default().push(reply),
+                    Ok(_) => self.waiters.entry(key).or_default().push(reply),
                     Err(e) => {
                         let _ = reply.send(Err(e.to_string()));
                     }
@@ -127,8 +177,8 @@ impl NodeTask {
                 let page = state
                     .page(from, LOG_PAGE_COMMANDS, LOG_PAGE_BYTES)
                     .filter_map(|p| {
-                        let entry = self.rsm.log().get(usize::try_from(p).ok()?)?;
-                        Some((state.get(p)?.clone(), entry.receipt))
+                        let receipt = self.receipts.get(usize::try_from(p).ok()?)?;
+                        Some((state.get(p)?.clone(), *receipt))
                     })
                     .collect();
                 let _ = reply.send(page);

@@ -146,13 +146,21 @@ async fn cam_dedup_consensus_and_broadcast_run_over_quic() {
     // Commands are signed by the client that issues them.
     let client = KeyPair::from_seed([0xc1; 32]);
     let commands: Vec<Command> = (0..8u32)
-        .map(|i| Command::sign(&client, format!("command {i}").into_bytes()).unwrap())
+        .map(|i| {
+            Command::sign(
+                &client,
+                u64::from(i),
+                0,
+                format!("command {i}").into_bytes(),
+            )
+            .unwrap()
+        })
         .collect();
     handles[0].submit(commands.clone(), false).await.unwrap();
     let mut machines = Vec::new();
     for stream in &mut streams {
         let mut machine = ReplicatedStateMachine::new(Counter::default(), validators.clone());
-        while machine.log().len() < commands.len() {
+        while machine.applied_count() < commands.len() as u64 {
             let decision = tokio::time::timeout(Duration::from_secs(20), stream.next())
                 .await
                 .expect("a decision within 20 s")

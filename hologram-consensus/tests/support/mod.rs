@@ -8,8 +8,8 @@ pub mod decided;
 use byzantine::{Behaviour, Byzantine};
 use hologram_consensus::Slot;
 use hologram_consensus::{
-    Command, ConsensusMessage, ReplicaConfig, SimReplica, Timeouts, Timer, ValidatorSet, Vote,
-    VoteKind,
+    Command, ConsensusMessage, ReplicaConfig, SessionLimits, SimReplica, Timeouts, Timer,
+    ValidatorSet, Vote, VoteKind,
 };
 use hologram_lattice::sim::{Context, Faults, Node, Recover, Simulation};
 use hologram_lattice::wire::Wire;
@@ -157,6 +157,15 @@ pub fn faulty_network() -> Faults {
     }
 }
 
+/// Session limits for a machine fed a [`Cluster`]'s commands: the
+/// cluster's client never claims an answer, so its window is unbounded.
+pub fn unbounded_window() -> SessionLimits {
+    SessionLimits {
+        window: u64::MAX,
+        ..SessionLimits::default()
+    }
+}
+
 /// Fast timeouts for tests on a network of `latency` ms at most.
 pub fn test_config(set: ValidatorSet, depth: usize, max_latency: u64) -> ReplicaConfig {
     let mut config = ReplicaConfig::new(set);
@@ -250,9 +259,17 @@ impl Cluster {
 
     /// A fresh command (unique in this cluster).
     pub fn command(&mut self) -> Command {
-        self.next_command += 1;
         let mut bytes = b"cmd ".to_vec();
-        bytes.extend_from_slice(&self.next_command.to_le_bytes());
+        bytes.extend_from_slice(&(self.next_command + 1).to_le_bytes());
+        self.command_of(bytes)
+    }
+
+    /// A fresh command of `bytes`: the cluster's client numbers its
+    /// commands 1, 2, ... and never claims an answer (first unanswered 0),
+    /// so a machine applying them all needs a window as large as their
+    /// count ([`unbounded_window`]).
+    pub fn command_of(&mut self, bytes: Vec<u8>) -> Command {
+        self.next_command += 1;
         Command::sign(&self.client, self.next_command, 0, bytes).expect("small")
     }
 

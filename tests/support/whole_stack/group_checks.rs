@@ -92,8 +92,10 @@ impl ShardGroups {
                             && a.state().state_receipt() == o.state().state_receipt()
                     }
                     false => {
-                        let n = a.log().len().min(o.log().len());
-                        a.log()[..n] == o.log()[..n]
+                        // The log entries both still keep agree.
+                        let from = a.log_start().max(o.log_start());
+                        let to = a.applied_count().min(o.applied_count());
+                        (from..to).all(|p| a.entry(p) == o.entry(p))
                     }
                 };
                 if !agree {

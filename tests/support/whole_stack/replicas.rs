@@ -5,8 +5,8 @@
 //! replicated index and the deduplicated store must agree.
 
 use crate::consensus_cluster::decided::Registers;
-use crate::consensus_cluster::{Cluster, TestNode};
-use hologram_consensus::{Command, ReplicatedStateMachine, ValidatorSet};
+use crate::consensus_cluster::{unbounded_window, Cluster, TestNode};
+use hologram_consensus::{ReplicatedStateMachine, ValidatorSet};
 use hologram_lattice::{Address, NodeId};
 use hologram_receipt::ChainHead;
 use std::collections::BTreeMap;
@@ -40,9 +40,7 @@ impl Replicas {
         let key = format!("object {address}").into_bytes();
         let mut bytes = key.clone();
         bytes.extend_from_slice(b"=stored");
-        let Ok(command) = Command::sign(&cluster.client, bytes) else {
-            return false;
-        };
+        let command = cluster.command_of(bytes);
         let taken = cluster.sim.with_node(to, |node, ctx| match node {
             TestNode::Honest(h) => matches!(h.node.submit(ctx, vec![command], true), Ok(1)),
             TestNode::Byzantine(_) => false,
@@ -61,7 +59,11 @@ impl Replicas {
             let Some(h) = node.honest() else { continue };
             let log = h.node.log();
             let r = self.replicas.entry(id).or_insert_with(|| Replica {
-                machine: ReplicatedStateMachine::new(Registers::default(), self.set.clone()),
+                machine: ReplicatedStateMachine::with_limits(
+                    Registers::default(),
+                    self.set.clone(),
+                    unbounded_window(),
+                ),
                 heads: Vec::new(),
             });
             let done = r.heads.len();
