@@ -41,7 +41,7 @@ pub type CommandId = Address;
 /// §6.3): the same payload under a new sequence is a new command, and a
 /// retry resends the *same signed command* (same id), which the
 /// [`SessionTable`](crate::SessionTable) of every replica applies at most
-/// once. [`ClientSession`] numbers a client's commands.
+/// once. [`ClientSession`](crate::ClientSession) numbers a client's commands.
 ///
 /// # Canonical bytes (hand-defined, hashed and signed)
 ///
@@ -120,7 +120,7 @@ impl Command {
     /// `client`'s command number `sequence` of `payload` (at most
     /// [`MAX_COMMAND_BYTES`]), saying that the client holds the answers of
     /// every sequence below `first_unanswered`; signed with its keys. A
-    /// client usually lets a [`ClientSession`] pick the numbers.
+    /// client usually lets a [`ClientSession`](crate::ClientSession) pick the numbers.
     pub fn sign(
         client: &KeyPair,
         sequence: u64,

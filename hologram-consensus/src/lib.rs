@@ -17,8 +17,12 @@
 //! ([`ReplicaDriver::with_log`]) it writes its decisions and voting record
 //! to a `hologram_cam::Store` before it sends anything, and a restarted
 //! node recovers from there ([`Recovered::replica`]). Decided batches feed a [`ReplicatedStateMachine`]: a
-//! deterministic [`StateMachine`] applied in height order, each command
-//! once, every transition receipt chained, replicas compared by chain head.
+//! deterministic [`StateMachine`] applied in height order, each client's
+//! (client, sequence) at most once through a bounded [`SessionTable`]
+//! (Raft's client sessions: a client numbers its commands with a
+//! [`ClientSession`] and retries the same signed command, which is answered
+//! with its first output), every transition receipt chained, replicas
+//! compared by chain head.
 //!
 //! [`ReceiptConsensus`] is the chapter's entry point in request/response
 //! form: a proposer asks [`Validator`]s (in this process or over a
