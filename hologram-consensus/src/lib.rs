@@ -203,8 +203,8 @@ pub use persist::{DurableLog, Recovered, MAX_RECORD_BYTES};
 pub use protocols::{BROADCAST_PROTOCOL, CONSENSUS_PROTOCOL, VALIDATOR_PROTOCOL};
 pub use receipt_consensus::{ConsensusResult, ReceiptConsensus};
 pub use replica::{
-    HeightRecord, Lock, Outgoing, Outputs, Replica, ReplicaConfig, Timeouts, Timer, VoteChecks,
-    VotingRecord, DEFAULT_SYNC_BYTES_PER_INTERVAL,
+    HeightRecord, Lock, LogRead, Outgoing, Outputs, Replica, ReplicaConfig, Timeouts, Timer,
+    VoteChecks, VotingRecord, DEFAULT_RETAIN_DECISION_BYTES, DEFAULT_SYNC_BYTES_PER_INTERVAL,
 };
 pub use rsm::{Applied, LogEntry, ReplicatedStateMachine, StateMachine};
 pub use sim::SimReplica;

@@ -296,6 +296,40 @@ impl DurableLog {
         &self.record
     }
 
+    /// Reads the stored decisions of heights `first .. end` (those below
+    /// [`len`](Self::len)), in height order, each checked as at
+    /// [`open`](Self::open) (decoded, its certificate verified): what serves
+    /// a peer's catch-up past the decisions a replica keeps in memory
+    /// ([`LogRead`](crate::LogRead)). Stops once the blocks read reach
+    /// `max_bytes` (at least one is read), and before the first block that
+    /// is missing, damaged or does not verify (the run before it is
+    /// returned). Errors only when the store fails otherwise.
+    pub async fn read(
+        &self,
+        first: u64,
+        end: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<Decision>, ConsensusError> {
+        let mut decisions = Vec::new();
+        let mut bytes = 0usize;
+        for height in first..end.min(self.len) {
+            if bytes >= max_bytes && !decisions.is_empty() {
+                break;
+            }
+            let object = match self.store.get_named(&block_name(height)?).await {
+                Ok(Some(object)) => object,
+                Ok(None) | Err(CamError::Corrupt(_)) => break,
+                Err(e) => return Err(e.into()),
+            };
+            match Self::check_block(&self.validators, object.address(), object.data()) {
+                Ok(d) if d.height() == height => decisions.push(d),
+                _ => break,
+            }
+            bytes = bytes.saturating_add(object.data().len());
+        }
+        Ok(decisions)
+    }
+
     /// Appends decided heights, which must continue the log in order, in one
     /// atomic batch. Each is verified first; none is stored if any fails.
     pub async fn append(&mut self, decisions: &[Decision]) -> Result<(), ConsensusError> {

@@ -5,13 +5,15 @@ pub(crate) mod catchup;
 mod config;
 mod gate;
 mod height;
+mod history;
 mod mempool;
 mod record;
 mod relay;
 pub(crate) mod rules;
 
 pub use config::{
-    Outgoing, Outputs, ReplicaConfig, Timeouts, Timer, DEFAULT_SYNC_BYTES_PER_INTERVAL,
+    LogRead, Outgoing, Outputs, ReplicaConfig, Timeouts, Timer, DEFAULT_RETAIN_DECISION_BYTES,
+    DEFAULT_SYNC_BYTES_PER_INTERVAL,
 };
 pub use gate::VoteChecks;
 pub use record::{HeightRecord, Lock, VotingRecord};
@@ -25,6 +27,7 @@ use crate::{ConsensusError, ValidatorSet};
 use catchup::CatchUpServer;
 use gate::VoteGate;
 use height::{HeightState, Step};
+use history::History;
 use hologram_cam::FastSet;
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Receipt};
@@ -90,7 +93,7 @@ pub struct Replica {
     heights: BTreeMap<u64, HeightState>,
     bodies: BTreeMap<u64, HashMap<Receipt, Body>>,
     decided: BTreeMap<u64, Decision>,
-    history: BTreeMap<u64, Decision>,
+    history: History,
     mempool: Mempool,
     committed: FastSet<CommandId>,
     detector: ByzantineDetector,
@@ -151,7 +154,7 @@ impl Replica {
     ) -> Self {
         let me = keys.node_id();
         record.heights = record.heights.split_off(&next);
-        let mut history = BTreeMap::new();
+        let mut history = History::new(config.retain_decisions, config.retain_decision_bytes);
         for d in recent {
             if d.height() < next {
                 history.insert(d.height(), d);
@@ -239,7 +242,7 @@ impl Replica {
 
     /// A delivered decision still kept in memory.
     pub fn decision(&self, height: u64) -> Option<&Decision> {
-        self.history.get(&height)
+        self.history.get(height)
     }
 
     /// Starts (or restarts) the replica: resumes what its mempool or voting
