@@ -1,6 +1,7 @@
 //! [`ValidatorNode`]: a consensus replica over QUIC, made durable in a
 //! `RedbStore`, and the replicated state machine its decisions feed.
 
+use super::applied::AppliedLog;
 use super::config::{fingerprint, NodeConfig};
 use super::control::{CONTROL, MAX_CONTROL_BYTES};
 use super::error::{io, store, NodeError};
@@ -32,6 +33,9 @@ const REQUESTS: usize = 1024;
 pub const MEMPOOL_CAPACITY: usize = 16_384;
 /// The file of the node's store in its data directory.
 pub const STORE_FILE: &str = "node.redb";
+/// The page cache of the node's store: modest, since what a node reads back
+/// is mostly the newest blocks (the operating system caches file pages too).
+const STORE_CACHE_BYTES: usize = 16 << 20;
 
 /// What a node recovered and where it listens, once started.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,22 +104,31 @@ impl ValidatorNode {
             config.data.display()
         )))?;
         let store: Arc<dyn Store> = Arc::new(
-            RedbStore::create(config.data.join(STORE_FILE))
+            RedbStore::create_with_cache(config.data.join(STORE_FILE), STORE_CACHE_BYTES)
                 .map_err(store("opening the store in the data directory"))?,
         );
-        let (log, recovered) = DurableLog::open(store, validators.clone()).await?;
+        let (log, recovered) = DurableLog::open(store.clone(), validators.clone()).await?;
         for (address, why) in &recovered.rejected {
             warn!(%address, %why, "stored object not used");
         }
         let mut rsm = ReplicatedStateMachine::new(CommandList::new(), validators.clone());
         let mut acks = HashMap::new();
-        for applied in rsm.apply_all(&recovered.decisions)? {
-            let ack = Ack {
-                height: applied.entry.height,
-                position: applied.output,
-            };
-            acks.insert(applied.entry.command, ack);
+        // The replay also writes the applied positions the table lacks.
+        let mut applied_log = AppliedLog::open(store).await?;
+        for decision in &recovered.decisions {
+            let applied = rsm.apply_decision(decision)?;
+            for done in &applied {
+                let ack = Ack {
+                    height: done.entry.height,
+                    position: done.output,
+                };
+                acks.insert(done.entry.command, ack);
+            }
+            if applied_log.record(decision, &applied) {
+                applied_log.flush().await?;
+            }
         }
+        applied_log.flush().await?;
         let replica = recovered.replica(
             config.keys.clone(),
             ReplicaConfig {
@@ -166,7 +179,7 @@ impl ValidatorNode {
         };
         info!(node = %me, listen = %info.listen, set = %info.set, heights = info.heights,
               applied = info.applied, "validator node started");
-        let task = NodeTask::new(rsm, acks, handle.clone(), queued, peers);
+        let task = NodeTask::new(rsm, applied_log, acks, handle.clone(), queued, peers);
         Ok(ValidatorNode {
             info,
             task,

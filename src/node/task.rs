@@ -2,6 +2,7 @@
 //! answers clients and asks peers for decisions it may have missed (see
 //! [`run`](super::run)).
 
+use super::applied::AppliedLog;
 use super::control::{Status, LOG_PAGE_BYTES, LOG_PAGE_COMMANDS};
 use super::error::NodeError;
 use super::outbound::Queued;
@@ -17,11 +18,13 @@ use hologram_lattice::wire::Wire;
 use hologram_lattice::NodeId;
 use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
-use tracing::info;
+use tracing::{info, warn};
 
 /// The node task: see the [module docs](self).
 pub(crate) struct NodeTask {
     rsm: ReplicatedStateMachine<CommandList>,
+    /// The applied commands on disk (log pages are read from it).
+    applied: AppliedLog,
     acks: HashMap<CommandId, Ack>,
     skipped: u64,
     waiters: HashMap<CommandId, Vec<oneshot::Sender<Result<Ack, String>>>>,
@@ -34,6 +37,7 @@ pub(crate) struct NodeTask {
 impl NodeTask {
     pub(crate) fn new(
         rsm: ReplicatedStateMachine<CommandList>,
+        applied: AppliedLog,
         acks: HashMap<CommandId, Ack>,
         handle: DriverHandle,
         transport: Queued,
@@ -41,6 +45,7 @@ impl NodeTask {
     ) -> NodeTask {
         NodeTask {
             rsm,
+            applied,
             acks,
             skipped: 0,
             waiters: HashMap::new(),
@@ -62,18 +67,25 @@ impl NodeTask {
         loop {
             tokio::select! {
                 decision = decisions.next() => match decision {
-                    Some(decision) => self.apply(&decision)?,
+                    Some(decision) => self.apply(&decision).await?,
                     None => return Ok(()),
                 },
                 Some(request) = incoming.recv() => self.answer(request).await,
-                _ = sync.tick() => self.ask_for_decisions().await,
+                _ = sync.tick() => {
+                    self.applied.flush().await?;
+                    self.ask_for_decisions().await
+                }
             }
         }
     }
 
-    /// Applies a decision and answers the clients waiting for its commands.
-    fn apply(&mut self, decision: &Decision) -> Result<(), NodeError> {
+    /// Applies a decision, records its commands for log pages and answers
+    /// the clients waiting for them.
+    async fn apply(&mut self, decision: &Decision) -> Result<(), NodeError> {
         let applied = self.rsm.apply_decision(decision)?;
+        if self.applied.record(decision, &applied) {
+            self.applied.flush().await?;
+        }
         self.skipped += (decision.batch.len() - applied.len()) as u64;
         for done in &applied {
             let ack = Ack {
@@ -123,15 +135,17 @@ impl NodeTask {
                 });
             }
             Request::Log(from, reply) => {
-                let state = self.rsm.state();
-                let page = state
-                    .page(from, LOG_PAGE_COMMANDS, LOG_PAGE_BYTES)
-                    .filter_map(|p| {
-                        let entry = self.rsm.log().get(usize::try_from(p).ok()?)?;
-                        Some((state.get(p)?.clone(), entry.receipt))
-                    })
-                    .collect();
-                let _ = reply.send(page);
+                let limit = self.rsm.state().len();
+                let page = (self.applied)
+                    .page(from, limit, LOG_PAGE_COMMANDS, LOG_PAGE_BYTES)
+                    .await;
+                match page {
+                    Ok(page) => {
+                        let _ = reply.send(page);
+                    }
+                    // The client's request fails (its reply is dropped).
+                    Err(e) => warn!(%e, from, "reading a log page"),
+                }
             }
         }
     }
