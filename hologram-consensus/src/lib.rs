@@ -199,7 +199,7 @@ pub use detector::{
 pub use driver::{inbox, ConsensusHandler, DriverHandle, Inbox, ReplicaDriver, Submit};
 pub use error::ConsensusError;
 pub use message::{ConsensusMessage, Decision, Proposal, MAX_MESSAGE_BYTES};
-pub use persist::{DurableLog, Recovered, MAX_RECORD_BYTES};
+pub use persist::{DurableLog, Recovered, Replay, MAX_RECORD_BYTES};
 pub use protocols::{BROADCAST_PROTOCOL, CONSENSUS_PROTOCOL, VALIDATOR_PROTOCOL};
 pub use receipt_consensus::{ConsensusResult, ReceiptConsensus};
 pub use replica::{

@@ -62,9 +62,11 @@ pub struct NodeInfo {
 ///
 /// It is assembled from the parts of `hologram-consensus`:
 ///
-/// - at start, [`DurableLog::open`] reads the blocks (decisions with their
-///   commit certificates, each verified) and the voting record from the
-///   store; the [`ReplicatedStateMachine`] replays the blocks, and
+/// - at start, [`DurableLog::replay`] reads the blocks one at a time
+///   (decisions with their commit certificates, each verified) and the
+///   voting record from the store; the [`ReplicatedStateMachine`] replays
+///   the blocks (and the applied-command table behind log pages is
+///   completed), and
 ///   [`Recovered::replica`](hologram_consensus::Recovered::replica) restores
 ///   the replica at the next height with its locks and signed votes;
 /// - the [`ReplicaDriver`] runs the replica with that log
@@ -107,16 +109,25 @@ impl ValidatorNode {
             RedbStore::create_with_cache(config.data.join(STORE_FILE), STORE_CACHE_BYTES)
                 .map_err(store("opening the store in the data directory"))?,
         );
-        let (log, recovered) = DurableLog::open(store.clone(), validators.clone()).await?;
-        for (address, why) in &recovered.rejected {
-            warn!(%address, %why, "stored object not used");
-        }
+        let replica_config = ReplicaConfig {
+            max_pipeline_depth: config.pipeline.max(1),
+            mempool_capacity: MEMPOOL_CAPACITY,
+            ..ReplicaConfig::new(validators.clone())
+        };
+        // The blocks are replayed one at a time (only the newest are kept,
+        // to serve catch-up); the replay also writes the applied positions
+        // the table lacks.
+        let mut replay = DurableLog::replay(
+            store.clone(),
+            validators.clone(),
+            replica_config.retain_decisions,
+            replica_config.retain_decision_bytes,
+        );
         let mut rsm = ReplicatedStateMachine::new(CommandList::new(), validators.clone());
         let mut acks = HashMap::new();
-        // The replay also writes the applied positions the table lacks.
         let mut applied_log = AppliedLog::open(store).await?;
-        for decision in &recovered.decisions {
-            let applied = rsm.apply_decision(decision)?;
+        while let Some(decision) = replay.next().await? {
+            let applied = rsm.apply_decision(&decision)?;
             for done in &applied {
                 let ack = Ack {
                     height: done.entry.height,
@@ -124,19 +135,16 @@ impl ValidatorNode {
                 };
                 acks.insert(done.entry.command, ack);
             }
-            if applied_log.record(decision, &applied) {
+            if applied_log.record(&decision, &applied) {
                 applied_log.flush().await?;
             }
         }
         applied_log.flush().await?;
-        let replica = recovered.replica(
-            config.keys.clone(),
-            ReplicaConfig {
-                max_pipeline_depth: config.pipeline.max(1),
-                mempool_capacity: MEMPOOL_CAPACITY,
-                ..ReplicaConfig::new(validators.clone())
-            },
-        )?;
+        let (log, recovered) = replay.finish().await?;
+        for (address, why) in &recovered.rejected {
+            warn!(%address, %why, "stored object not used");
+        }
+        let replica = recovered.replica(config.keys.clone(), replica_config)?;
 
         let (consensus, consensus_inbox) = inbox();
         let (requests, incoming) = mpsc::channel(REQUESTS);
