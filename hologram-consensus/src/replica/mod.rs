@@ -67,6 +67,11 @@ struct Body {
 /// current round every `resend_ms`; a replica that sees a message of a height
 /// it has decided pushes that decision to the sender, and one that sees a
 /// height beyond its window asks for decisions ([`ConsensusMessage::SyncRequest`]).
+/// It keeps the newest delivered decisions in memory
+/// ([`ReplicaConfig::retain_decisions`] and
+/// [`ReplicaConfig::retain_decision_bytes`]); older heights a peer asks for
+/// are read from the durable log ([`Outputs::log_reads`], answered with
+/// [`Replica::serve_stored`]).
 /// A decision is accepted only if its commit certificate verifies against
 /// the validator set, so catching up trusts no single peer.
 ///
