@@ -122,6 +122,16 @@ impl AppliedLog {
             if done.output < self.len() {
                 continue;
             }
+            if done.output > self.len() {
+                // Positions come one after another from the state machine:
+                // a gap would misplace every later command.
+                tracing::warn!(
+                    position = done.output,
+                    expected = self.len(),
+                    "applied position out of order"
+                );
+                break;
+            }
             self.pending_bytes += command.bytes().len();
             self.pending.push((command.clone(), done.entry.receipt));
         }
@@ -232,5 +242,48 @@ mod tests {
             .is_empty());
         let again = block_on(AppliedLog::open(store)).expect("reopen");
         assert_eq!(again.len(), 3);
+    }
+
+    #[test]
+    fn recording_takes_the_applied_commands_of_a_decision_once() {
+        use hologram_consensus::{Batch, Certificate, LogEntry, Slot, VoteKind};
+        let commands: Vec<Command> = [&b"x"[..], b"y", b"z"].iter().map(|p| command(p)).collect();
+        let batch = Batch::new(commands.clone()).expect("batch");
+        let decision = Decision {
+            certificate: Certificate {
+                slot: Slot {
+                    height: 0,
+                    round: 0,
+                    kind: VoteKind::Precommit,
+                },
+                value: batch.receipt(),
+                signatures: Vec::new(),
+            },
+            batch,
+        };
+        // "y" was applied before: x and z get positions 0 and 1.
+        let applied: Vec<Applied<u64>> = [(0usize, 0u64), (2, 1)]
+            .iter()
+            .map(|&(i, output)| Applied {
+                entry: LogEntry {
+                    height: 0,
+                    command: commands[i].id(),
+                    receipt: Receipt::from_bytes(&[i as u8]),
+                },
+                output,
+            })
+            .collect();
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let mut log = block_on(AppliedLog::open(store.clone())).expect("open");
+        assert!(!log.record(&decision, &applied), "far from full");
+        assert_eq!(log.len(), 2);
+        block_on(log.flush()).expect("flush");
+        // A replay after a restart records nothing new.
+        let mut again = block_on(AppliedLog::open(store)).expect("reopen");
+        again.record(&decision, &applied);
+        assert_eq!(again.len(), 2);
+        let page = block_on(again.page(0, 2, 10, 1 << 20)).expect("page");
+        assert_eq!(page[0].0, commands[0]);
+        assert_eq!(page[1], (commands[2].clone(), Receipt::from_bytes(&[2])));
     }
 }
