@@ -82,5 +82,7 @@ pub use hashing::{AddressHasher, AddressHashing, FastMap, FastSet};
 pub use object::Object;
 pub use protocols::{CAM_PROTOCOL, DEDUP_PROTOCOL};
 pub use ring::{HashRing, DEFAULT_VNODES, VNODE_CONTEXT};
-pub use store::{conformance, MemoryStore, Name, RedbStore, Store, SEGMENT_BYTES};
+pub use store::{
+    conformance, MemoryStore, Name, RedbStore, Store, DEFAULT_CACHE_BYTES, SEGMENT_BYTES,
+};
 pub use wire::{CamMessage, MAX_MESSAGE_BYTES, MAX_OBJECT_BYTES, MAX_PROVIDERS};

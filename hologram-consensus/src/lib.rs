@@ -210,12 +210,12 @@ pub use detector::{
 pub use driver::{inbox, ConsensusHandler, DriverHandle, Inbox, ReplicaDriver, Submit};
 pub use error::ConsensusError;
 pub use message::{ConsensusMessage, Decision, Proposal, MAX_MESSAGE_BYTES};
-pub use persist::{DurableLog, Recovered, MAX_RECORD_BYTES};
+pub use persist::{DurableLog, Recovered, Replay, MAX_RECORD_BYTES};
 pub use protocols::{BROADCAST_PROTOCOL, CONSENSUS_PROTOCOL, VALIDATOR_PROTOCOL};
 pub use receipt_consensus::{ConsensusResult, ReceiptConsensus};
 pub use replica::{
-    HeightRecord, Lock, Outgoing, Outputs, Replica, ReplicaConfig, Timeouts, Timer, VoteChecks,
-    VotingRecord, DEFAULT_SYNC_BYTES_PER_INTERVAL,
+    HeightRecord, Lock, LogRead, Outgoing, Outputs, Replica, ReplicaConfig, Timeouts, Timer,
+    VoteChecks, VotingRecord, DEFAULT_RETAIN_DECISION_BYTES, DEFAULT_SYNC_BYTES_PER_INTERVAL,
 };
 pub use rsm::{
     Answer, Applied, LogEntry, Outcome, ReplicatedStateMachine, StateMachine, LOG_WINDOW,

@@ -17,7 +17,7 @@ use crate::detector::Misbehaviour;
 use crate::driver::Submit;
 use crate::message::{ConsensusMessage, Decision};
 use crate::persist::DurableLog;
-use crate::replica::{Outgoing, Outputs, Replica, ReplicaConfig, Timer, VotingRecord};
+use crate::replica::{LogRead, Outgoing, Outputs, Replica, ReplicaConfig, Timer, VotingRecord};
 use crate::{Command, ConsensusError};
 use futures::channel::{mpsc, oneshot};
 use hologram_lattice::driver::Driven;
@@ -47,6 +47,9 @@ pub struct SimReplica {
 /// What a node run by a driver has besides its replica.
 pub(crate) struct Attached {
     pub(crate) store: Option<DurableLog>,
+    /// Catch-up reads from the store asked for in the round (at most one
+    /// per peer), done in [`Driven::recall`].
+    reads: Vec<LogRead>,
     replies: Vec<(Reply, Result<usize, ConsensusError>)>,
     decisions: mpsc::UnboundedSender<Decision>,
 }
@@ -81,6 +84,7 @@ impl SimReplica {
     pub(crate) fn driven(replica: Replica, decisions: mpsc::UnboundedSender<Decision>) -> Self {
         let attached = Attached {
             store: None,
+            reads: Vec::new(),
             replies: Vec::new(),
             decisions,
         };
@@ -123,6 +127,20 @@ impl SimReplica {
         let result = f(&mut self.replica, ctx.now(), &mut self.outputs);
         let out = &mut self.outputs;
         self.log.append(&mut out.decisions);
+        match &mut self.driven {
+            Some(d) => d.reads.append(&mut out.log_reads),
+            // The simulator's durable log is `log`: read at once.
+            None => {
+                for read in std::mem::take(&mut out.log_reads) {
+                    let end = read.end.min(self.log.len() as u64);
+                    let stored = self
+                        .log
+                        .get(read.first.min(end) as usize..end as usize)
+                        .unwrap_or_default();
+                    self.replica.serve_stored(ctx.now(), read, stored, out);
+                }
+            }
+        }
         if self.driven.is_some() {
             out.misbehaviour.clear();
         } else {
@@ -199,6 +217,20 @@ impl Driven for SimReplica {
             store
                 .persist(&self.log, self.replica.voting_record())
                 .await?;
+        }
+        Ok(())
+    }
+
+    async fn recall(&mut self, ctx: &mut Ctx<'_>) -> Result<(), ConsensusError> {
+        let Some(driven) = self.driven.as_mut() else {
+            return Ok(());
+        };
+        for read in std::mem::take(&mut driven.reads) {
+            let stored = match self.driven.as_ref().and_then(|d| d.store.as_ref()) {
+                Some(log) => log.read(read.first, read.end, read.max_bytes).await?,
+                None => Vec::new(),
+            };
+            self.act(ctx, |r, now, out| r.serve_stored(now, read, &stored, out));
         }
         Ok(())
     }

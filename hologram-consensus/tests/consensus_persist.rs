@@ -45,12 +45,24 @@ fn start(
     set: &ValidatorSet,
     store: Arc<dyn Store>,
 ) -> (Running, Vec<Decision>) {
-    let (log, recovered) = pool
-        .run_until(DurableLog::open(store, set.clone()))
-        .expect("open");
-    assert!(recovered.rejected.is_empty(), "{:?}", recovered.rejected);
     let mut config = ReplicaConfig::new(set.clone());
     config.max_batch = 16;
+    start_with(spawner, pool, network, timer, keys, store, config)
+}
+
+/// [`start`] with `config`.
+fn start_with(
+    spawner: &LocalSpawner,
+    pool: &mut LocalPool,
+    network: &MemoryNetwork,
+    timer: &Timer,
+    keys: &KeyPair,
+    store: Arc<dyn Store>,
+    config: ReplicaConfig,
+) -> (Running, Vec<Decision>) {
+    let set = config.validators.clone();
+    let (log, recovered) = pool.run_until(DurableLog::open(store, set)).expect("open");
+    assert!(recovered.rejected.is_empty(), "{:?}", recovered.rejected);
     let replica = recovered.replica(keys.clone(), config).expect("config");
     let (handler, inbox) = inbox();
     let transport = network.join(keys.node_id(), Arc::new(handler));
@@ -231,6 +243,109 @@ fn restarted_validator_keeps_its_log_and_catches_up() {
     assert!(again.decisions.len() >= logs[3].len());
     assert_eq!(&again.decisions[..logs[3].len()], &logs[3][..]);
     let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn a_replica_far_behind_catches_up_from_peers_that_keep_little_in_memory() {
+    let (keys, set) = validators();
+    let network = MemoryNetwork::new(9);
+    let timer = Timer::new();
+    let mut pool = LocalPool::new();
+    let spawner = pool.spawner();
+    // Each height holds one command; each replica keeps at most 2 decided
+    // heights (and 1 KiB of them) in memory: everything older a peer asks
+    // for must come from the durable log.
+    let mut config = ReplicaConfig::new(set.clone());
+    config.max_batch = 1;
+    config.sync_batch = 2;
+    config.retain_decisions = 2;
+    config.retain_decision_bytes = 1024;
+    let stores: Vec<Arc<dyn Store>> = (0..4)
+        .map(|_| Arc::new(MemoryStore::new()) as Arc<dyn Store>)
+        .collect();
+    let mut nodes: Vec<Running> = Vec::new();
+    let mut logs: Vec<Vec<Decision>> = vec![Vec::new(); 4];
+    for (k, s) in keys.iter().zip(&stores).take(3) {
+        let (r, _) = start_with(
+            &spawner,
+            &mut pool,
+            &network,
+            &timer,
+            k,
+            s.clone(),
+            config.clone(),
+        );
+        nodes.push(r);
+    }
+    // Three validators (a quorum) decide 30 heights while the fourth is down.
+    let a = commands("far", 30);
+    submit(&mut pool, &nodes.iter().collect::<Vec<_>>(), &a);
+    for (r, log) in nodes.iter_mut().zip(&mut logs) {
+        await_commands(&mut pool, r, log, &a);
+    }
+    assert!(logs[0].len() >= 30, "one command per height");
+    // The fourth starts from nothing: heights 0.. are in no peer's memory.
+    let (r3, recovered) = start_with(
+        &spawner,
+        &mut pool,
+        &network,
+        &timer,
+        &keys[3],
+        stores[3].clone(),
+        config.clone(),
+    );
+    assert!(recovered.is_empty());
+    nodes.push(r3);
+    let b = commands("after", 2);
+    submit(&mut pool, &nodes.iter().collect::<Vec<_>>(), &b);
+    for (r, log) in nodes.iter_mut().zip(&mut logs) {
+        await_commands(&mut pool, r, log, &b);
+    }
+    // The late replica has every height, certified, and the same batches.
+    let shortest = logs.iter().map(Vec::len).min().expect("four");
+    assert!(shortest > 30);
+    assert_eq!(values(&logs[3][..shortest]), values(&logs[0][..shortest]));
+    let mut rsm = ReplicatedStateMachine::new(Registers::default(), set.clone());
+    let applied: std::collections::HashSet<_> = rsm
+        .apply_all(&logs[3])
+        .expect("certified")
+        .iter()
+        .filter_map(|answer| answer.applied().map(|done| done.entry.command))
+        .collect();
+    for cmd in a.iter().chain(&b) {
+        assert!(applied.contains(&cmd.id()));
+    }
+    for r in &nodes {
+        r.handle.stop();
+    }
+    pool.run_until_stalled();
+}
+
+#[test]
+fn a_replay_yields_the_log_in_order_and_keeps_only_the_newest() {
+    let (keys, set) = validators();
+    let decisions = chain(&keys, 10, "replay", 3);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let (mut log, _) = block_on(DurableLog::open(store.clone(), set.clone())).expect("open");
+    block_on(log.append(&decisions)).expect("append");
+    let mut replay = DurableLog::replay(store.clone(), set.clone(), 3, usize::MAX);
+    let mut seen = Vec::new();
+    while let Some(d) = block_on(replay.next()).expect("read") {
+        seen.push(d);
+    }
+    assert_eq!(seen, decisions);
+    let (reopened, recovered) = block_on(replay.finish()).expect("finish");
+    assert_eq!(reopened.len(), 10);
+    assert_eq!((recovered.first, recovered.next_height()), (7, 10));
+    assert_eq!(recovered.decisions, decisions[7..]);
+    let config = ReplicaConfig::new(set.clone());
+    let replica = recovered.replica(keys[0].clone(), config).expect("replica");
+    assert_eq!(replica.next_height(), 10);
+    assert!(replica.decision(9).is_some() && replica.decision(6).is_none());
+    // A byte bound below one block still keeps the newest; finish alone
+    // reads the whole log.
+    let (_, newest) = block_on(DurableLog::replay(store, set, 3, 1).finish()).expect("finish");
+    assert_eq!((newest.first, &newest.decisions[..]), (9, &decisions[9..]));
 }
 
 /// The decided values of a log.

@@ -62,6 +62,7 @@
 //! | [`CommandList`] | the state machine the decisions feed |
 //! | [`NodeError`] | what can go wrong |
 
+mod applied;
 mod bench;
 mod client;
 mod config;

@@ -1,6 +1,7 @@
 //! [`ValidatorNode`]: a consensus replica over QUIC, made durable in a
 //! `RedbStore`, and the replicated state machine its decisions feed.
 
+use super::applied::AppliedLog;
 use super::config::{fingerprint, NodeConfig};
 use super::control::{CONTROL, MAX_CONTROL_BYTES};
 use super::error::{io, store, NodeError};
@@ -32,6 +33,9 @@ const REQUESTS: usize = 1024;
 pub const MEMPOOL_CAPACITY: usize = 16_384;
 /// The file of the node's store in its data directory.
 pub const STORE_FILE: &str = "node.redb";
+/// The page cache of the node's store: modest, since what a node reads back
+/// is mostly the newest blocks (the operating system caches file pages too).
+const STORE_CACHE_BYTES: usize = 16 << 20;
 
 /// What a node recovered and where it listens, once started.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,9 +62,11 @@ pub struct NodeInfo {
 ///
 /// It is assembled from the parts of `hologram-consensus`:
 ///
-/// - at start, [`DurableLog::open`] reads the blocks (decisions with their
-///   commit certificates, each verified) and the voting record from the
-///   store; the [`ReplicatedStateMachine`] replays the blocks, and
+/// - at start, [`DurableLog::replay`] reads the blocks one at a time
+///   (decisions with their commit certificates, each verified) and the
+///   voting record from the store; the [`ReplicatedStateMachine`] replays
+///   the blocks (and the applied-command table behind log pages is
+///   completed), and
 ///   [`Recovered::replica`](hologram_consensus::Recovered::replica) restores
 ///   the replica at the next height with its locks and signed votes;
 /// - the [`ReplicaDriver`] runs the replica with that log
@@ -100,27 +106,37 @@ impl ValidatorNode {
             config.data.display()
         )))?;
         let store: Arc<dyn Store> = Arc::new(
-            RedbStore::create(config.data.join(STORE_FILE))
+            RedbStore::create_with_cache(config.data.join(STORE_FILE), STORE_CACHE_BYTES)
                 .map_err(store("opening the store in the data directory"))?,
         );
-        let (log, recovered) = DurableLog::open(store, validators.clone()).await?;
+        let replica_config = ReplicaConfig {
+            max_pipeline_depth: config.pipeline.max(1),
+            mempool_capacity: MEMPOOL_CAPACITY,
+            ..ReplicaConfig::new(validators.clone())
+        };
+        // The blocks are replayed one at a time (only the newest are kept,
+        // to serve catch-up); the replay also writes the applied positions
+        // the table lacks.
+        let mut replay = DurableLog::replay(
+            store.clone(),
+            validators.clone(),
+            replica_config.retain_decisions,
+            replica_config.retain_decision_bytes,
+        );
+        let mut rsm = ReplicatedStateMachine::new(CommandList::new(), validators.clone());
+        let mut applied_log = AppliedLog::open(store).await?;
+        while let Some(decision) = replay.next().await? {
+            let answers = rsm.apply_decision(&decision)?;
+            if applied_log.record(&decision, &answers) {
+                applied_log.flush().await?;
+            }
+        }
+        applied_log.flush().await?;
+        let (log, recovered) = replay.finish().await?;
         for (address, why) in &recovered.rejected {
             warn!(%address, %why, "stored object not used");
         }
-        let mut rsm = ReplicatedStateMachine::new(CommandList::new(), validators.clone());
-        let receipts: Vec<_> = rsm
-            .apply_all(&recovered.decisions)?
-            .iter()
-            .filter_map(|answer| answer.applied().map(|done| done.entry.receipt))
-            .collect();
-        let replica = recovered.replica(
-            config.keys.clone(),
-            ReplicaConfig {
-                max_pipeline_depth: config.pipeline.max(1),
-                mempool_capacity: MEMPOOL_CAPACITY,
-                ..ReplicaConfig::new(validators.clone())
-            },
-        )?;
+        let replica = recovered.replica(config.keys.clone(), replica_config)?;
 
         let (consensus, consensus_inbox) = inbox();
         let (requests, incoming) = mpsc::channel(REQUESTS);
@@ -163,7 +179,7 @@ impl ValidatorNode {
         };
         info!(node = %me, listen = %info.listen, set = %info.set, heights = info.heights,
               applied = info.applied, "validator node started");
-        let task = NodeTask::new(rsm, receipts, handle.clone(), queued, peers);
+        let task = NodeTask::new(rsm, applied_log, handle.clone(), queued, peers);
         Ok(ValidatorNode {
             info,
             task,

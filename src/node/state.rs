@@ -12,7 +12,10 @@
 //! applied and its position. The state's
 //! receipt is `Receipt::from_bytes(digest)`, where the digest is the head of a
 //! receipt chain over the commands' receipts, kept up to date by `apply` (so
-//! equal lists give equal receipts, in constant time).
+//! equal lists give equal receipts, in constant time). In memory the list is
+//! only its length and digest, whatever the number of commands applied: the
+//! commands themselves are kept on disk, in the node's store (the decided
+//! blocks, and the applied table that log pages are read from).
 
 use hologram_consensus::{Command, StateMachine};
 use hologram_receipt::{ChainHead, Receipt};
@@ -27,10 +30,10 @@ pub struct Ack {
     pub position: u64,
 }
 
-/// The applied commands, in order.
+/// The applied commands, in order: their count and the digest over them.
 #[derive(Debug, Clone, Default)]
 pub struct CommandList {
-    commands: Vec<Command>,
+    len: u64,
     digest: ChainHead,
     /// The height being applied (not part of the state's receipt: it only
     /// names where outputs were applied).
@@ -43,10 +46,10 @@ impl StateMachine for CommandList {
 
     fn apply(&mut self, command: &Command) -> Ack {
         self.digest = self.digest.next(&Receipt::from_bytes(command.bytes()));
-        self.commands.push(command.clone());
+        self.len += 1;
         Ack {
             height: self.height,
-            position: self.commands.len() as u64 - 1,
+            position: self.len - 1,
         }
     }
 
@@ -67,36 +70,12 @@ impl CommandList {
 
     /// The number of commands applied.
     pub fn len(&self) -> u64 {
-        self.commands.len() as u64
+        self.len
     }
 
     /// Whether nothing was applied.
     pub fn is_empty(&self) -> bool {
-        self.commands.is_empty()
-    }
-
-    /// The command at `position`.
-    pub fn get(&self, position: u64) -> Option<&Command> {
-        self.commands.get(usize::try_from(position).ok()?)
-    }
-
-    /// Positions `from..` that fit in a page: at most `max` commands and
-    /// `max_bytes` of command bytes (at least one position if any remain).
-    pub fn page(&self, from: u64, max: usize, max_bytes: usize) -> std::ops::Range<u64> {
-        let start = usize::try_from(from).unwrap_or(usize::MAX);
-        let mut bytes = 0;
-        let count = self
-            .commands
-            .iter()
-            .skip(start)
-            .take(max)
-            .enumerate()
-            .take_while(|(i, c)| {
-                bytes += c.bytes().len();
-                *i == 0 || bytes <= max_bytes
-            })
-            .count();
-        from..from + count as u64
+        self.len == 0
     }
 }
 
@@ -105,7 +84,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_command_list_appends_and_pages() {
+    fn the_command_list_counts_and_digests_in_order() {
         let mut list = CommandList::new();
         let commands: Vec<Command> = [&b"a"[..], b"bb", b"ccc"]
             .iter()
@@ -135,17 +114,13 @@ mod tests {
             again.apply(c);
         }
         assert_eq!(again.state_receipt(), list.state_receipt());
-        assert_eq!(list.get(1), Some(&commands[1]));
-        assert_eq!(list.page(0, 10, 1 << 20), 0..3);
-        assert_eq!(list.page(1, 1, 1 << 20), 1..2);
-        assert_eq!(
-            list.page(0, 10, 3),
-            0..2,
-            "a byte budget of 3 takes a and bb"
-        );
-        // A page holds at least one command, however small the byte budget.
-        assert_eq!(list.page(2, 10, 0), 2..3);
-        assert!(list.page(3, 10, 1 << 20).is_empty());
-        assert!(list.page(u64::MAX, 10, 1 << 20).is_empty());
+        assert_eq!((list.len(), list.is_empty()), (3, false));
+        assert!(CommandList::new().is_empty());
+        // The receipt depends on the order.
+        let mut reversed = CommandList::new();
+        for c in commands.iter().rev() {
+            reversed.apply(c);
+        }
+        assert_ne!(reversed.state_receipt(), list.state_receipt());
     }
 }

@@ -2,6 +2,7 @@
 //! answers clients and asks peers for decisions it may have missed (see
 //! [`run`](super::run)).
 
+use super::applied::AppliedLog;
 use super::control::{ControlResponse, NotApplied, Status, LOG_PAGE_BYTES, LOG_PAGE_COMMANDS};
 use super::error::NodeError;
 use super::outbound::Queued;
@@ -15,10 +16,9 @@ use hologram_consensus::{
 use hologram_lattice::transport::Transport;
 use hologram_lattice::wire::Wire;
 use hologram_lattice::NodeId;
-use hologram_receipt::Receipt;
 use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
-use tracing::info;
+use tracing::{info, warn};
 
 /// Where the answer to a submission goes: a response, or why the node
 /// could not take it.
@@ -33,10 +33,8 @@ pub(crate) type SubmitReply = oneshot::Sender<Result<ControlResponse, String>>;
 /// answered is answered from the session table at once.
 pub(crate) struct NodeTask {
     rsm: ReplicatedStateMachine<CommandList>,
-    /// The transition receipt of every applied command, by position (what
-    /// a log page serves with each command, as the command list keeps
-    /// every command).
-    receipts: Vec<Receipt>,
+    /// The applied commands on disk (log pages are read from it).
+    applied: AppliedLog,
     skipped: u64,
     waiters: HashMap<(NodeId, u64), Vec<SubmitReply>>,
     handle: DriverHandle,
@@ -48,14 +46,14 @@ pub(crate) struct NodeTask {
 impl NodeTask {
     pub(crate) fn new(
         rsm: ReplicatedStateMachine<CommandList>,
-        receipts: Vec<Receipt>,
+        applied: AppliedLog,
         handle: DriverHandle,
         transport: Queued,
         peers: Vec<NodeId>,
     ) -> NodeTask {
         NodeTask {
             rsm,
-            receipts,
+            applied,
             skipped: 0,
             waiters: HashMap::new(),
             handle,
@@ -76,25 +74,30 @@ impl NodeTask {
         loop {
             tokio::select! {
                 decision = decisions.next() => match decision {
-                    Some(decision) => self.apply(&decision)?,
+                    Some(decision) => self.apply(&decision).await?,
                     None => return Ok(()),
                 },
                 Some(request) = incoming.recv() => self.answer(request).await,
-                _ = sync.tick() => self.ask_for_decisions().await,
+                _ = sync.tick() => {
+                    self.applied.flush().await?;
+                    self.ask_for_decisions().await
+                }
             }
         }
     }
 
-    /// Applies a decision and answers the clients waiting for its
-    /// commands, whatever became of each.
-    fn apply(&mut self, decision: &Decision) -> Result<(), NodeError> {
+    /// Applies a decision, records its commands for log pages and answers
+    /// the clients waiting for its commands, whatever became of each.
+    async fn apply(&mut self, decision: &Decision) -> Result<(), NodeError> {
         let answers = self.rsm.apply_decision(decision)?;
+        if self.applied.record(decision, &answers) {
+            self.applied.flush().await?;
+        }
         let mut new = 0;
         for answer in &answers {
             let response = match &answer.outcome {
                 Outcome::Applied(done) => {
                     new += 1;
-                    self.receipts.push(done.entry.receipt);
                     ControlResponse::Applied(done.output)
                 }
                 Outcome::Duplicate(first) => ControlResponse::Applied(*first),
@@ -173,15 +176,17 @@ impl NodeTask {
                 });
             }
             Request::Log(from, reply) => {
-                let state = self.rsm.state();
-                let page = state
-                    .page(from, LOG_PAGE_COMMANDS, LOG_PAGE_BYTES)
-                    .filter_map(|p| {
-                        let receipt = self.receipts.get(usize::try_from(p).ok()?)?;
-                        Some((state.get(p)?.clone(), *receipt))
-                    })
-                    .collect();
-                let _ = reply.send(page);
+                let limit = self.rsm.state().len();
+                let page = (self.applied)
+                    .page(from, limit, LOG_PAGE_COMMANDS, LOG_PAGE_BYTES)
+                    .await;
+                match page {
+                    Ok(page) => {
+                        let _ = reply.send(page);
+                    }
+                    // The client's request fails (its reply is dropped).
+                    Err(e) => warn!(%e, from, "reading a log page"),
+                }
             }
         }
     }

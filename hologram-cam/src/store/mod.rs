@@ -11,7 +11,7 @@ mod redb;
 
 pub use self::memory::MemoryStore;
 pub use self::name::Name;
-pub use self::redb::{RedbStore, SEGMENT_BYTES};
+pub use self::redb::{RedbStore, DEFAULT_CACHE_BYTES, SEGMENT_BYTES};
 
 /// Durable storage of [`Object`]s keyed by their address.
 ///

@@ -2,8 +2,10 @@
 
 mod block;
 mod record;
+mod replay;
 
 pub use record::MAX_RECORD_BYTES;
+pub use replay::Replay;
 
 use crate::message::Decision;
 use crate::replica::{Replica, ReplicaConfig, VotingRecord};
@@ -31,10 +33,15 @@ fn record_name() -> Result<Name, ConsensusError> {
     Ok(Name::new(RECORD_NAME)?)
 }
 
-/// What [`DurableLog::open`] found.
+/// What [`DurableLog::open`] (or [`Replay::finish`]) found.
 #[derive(Debug, Default)]
 pub struct Recovered {
-    /// The verified decisions of heights `0..len`, in order.
+    /// The height of the first of `decisions`: 0 from [`DurableLog::open`],
+    /// which keeps them all.
+    pub first: u64,
+    /// The verified decisions of heights `first..`, in order: the log's
+    /// whole verified run from [`DurableLog::open`], its newest ones from
+    /// [`Replay::finish`].
     pub decisions: Vec<Decision>,
     /// The newest voting record (empty if none was stored).
     pub record: VotingRecord,
@@ -64,16 +71,22 @@ impl Recovered {
         Ok(())
     }
 
+    /// The length of the log's verified run: the next height to decide.
+    pub fn next_height(&self) -> u64 {
+        self.first + self.decisions.len() as u64
+    }
+
     /// A replica restarted from what was recovered: its log's length as the
     /// next height, the newest `config.retain_decisions` decisions to serve
-    /// catch-up, and the voting record.
+    /// catch-up (within `config.retain_decision_bytes`), and the voting
+    /// record.
     pub fn replica(&self, keys: KeyPair, config: ReplicaConfig) -> Result<Replica, ConsensusError> {
         self.check_record()?;
         let keep = self.decisions.len().saturating_sub(config.retain_decisions);
         Replica::restore(
             keys,
             config,
-            self.decisions.len() as u64,
+            self.next_height(),
             self.decisions[keep..].to_vec(),
             self.record.clone(),
         )
@@ -169,61 +182,25 @@ impl DurableLog {
         store: Arc<dyn Store>,
         validators: ValidatorSet,
     ) -> Result<(Self, Recovered), ConsensusError> {
-        let mut decisions = Vec::new();
-        let mut rejected = Vec::new();
-        let mut height = 0u64;
-        loop {
-            let object = match store.get_named(&block_name(height)?).await {
-                Ok(Some(object)) => object,
-                Ok(None) => break,
-                // Damaged in the store: rejected, and the next height read.
-                Err(CamError::Corrupt(address)) => {
-                    rejected.push((address, ConsensusError::Store(CamError::Corrupt(address))));
-                    height += 1;
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let address = object.address();
-            match Self::check_block(&validators, address, object.data()) {
-                Ok(d) if d.height() != height => rejected.push((
-                    address,
-                    ConsensusError::CorruptStored {
-                        what: "block",
-                        address,
-                        reason: format!("claims height {} under the name of {height}", d.height()),
-                    },
-                )),
-                Ok(d) if decisions.len() as u64 == height => decisions.push(d),
-                Ok(_) => rejected.push((
-                    address,
-                    ConsensusError::Log(format!(
-                        "block of height {height} follows a missing height {}",
-                        decisions.len()
-                    )),
-                )),
-                Err(e) => rejected.push((address, e)),
-            }
-            height += 1;
-        }
-        let (record_seq, record, record_unreadable) =
-            Self::read_record(&*store, &mut rejected).await?;
-        let log = Self {
-            store,
-            validators,
-            len: decisions.len() as u64,
-            record: record.clone(),
-            record_seq,
-        };
-        Ok((
-            log,
-            Recovered {
-                decisions,
-                record,
-                rejected,
-                record_unreadable,
-            },
-        ))
+        Self::replay(store, validators, usize::MAX, usize::MAX)
+            .finish()
+            .await
+    }
+
+    /// [`open`](Self::open), one decision at a time: the returned [`Replay`]
+    /// yields the verified decisions in height order
+    /// ([`Replay::next`]), then [`Replay::finish`] opens the log and returns
+    /// what was recovered, with only the newest `keep` decisions (and at
+    /// most `keep_bytes` of their stored bytes, the newest one always) in
+    /// [`Recovered::decisions`]. Recovering a long log this way holds one
+    /// decision at a time plus those kept, not the whole log.
+    pub fn replay(
+        store: Arc<dyn Store>,
+        validators: ValidatorSet,
+        keep: usize,
+        keep_bytes: usize,
+    ) -> Replay {
+        Replay::new(store, validators, keep, keep_bytes)
     }
 
     /// The stored voting record and its sequence number, and whether it
@@ -294,6 +271,40 @@ impl DurableLog {
     /// The voting record last saved.
     pub fn record(&self) -> &VotingRecord {
         &self.record
+    }
+
+    /// Reads the stored decisions of heights `first .. end` (those below
+    /// [`len`](Self::len)), in height order, each checked as at
+    /// [`open`](Self::open) (decoded, its certificate verified): what serves
+    /// a peer's catch-up past the decisions a replica keeps in memory
+    /// ([`LogRead`](crate::LogRead)). Stops once the blocks read reach
+    /// `max_bytes` (at least one is read), and before the first block that
+    /// is missing, damaged or does not verify (the run before it is
+    /// returned). Errors only when the store fails otherwise.
+    pub async fn read(
+        &self,
+        first: u64,
+        end: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<Decision>, ConsensusError> {
+        let mut decisions = Vec::new();
+        let mut bytes = 0usize;
+        for height in first..end.min(self.len) {
+            if bytes >= max_bytes && !decisions.is_empty() {
+                break;
+            }
+            let object = match self.store.get_named(&block_name(height)?).await {
+                Ok(Some(object)) => object,
+                Ok(None) | Err(CamError::Corrupt(_)) => break,
+                Err(e) => return Err(e.into()),
+            };
+            match Self::check_block(&self.validators, object.address(), object.data()) {
+                Ok(d) if d.height() == height => decisions.push(d),
+                _ => break,
+            }
+            bytes = bytes.saturating_add(object.data().len());
+        }
+        Ok(decisions)
     }
 
     /// Appends decided heights, which must continue the log in order, in one

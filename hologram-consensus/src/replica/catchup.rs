@@ -16,6 +16,12 @@
 //!   budget is still sent when it is the first of the interval, so catch-up
 //!   always progresses.
 //!
+//! Heights a replica no longer keeps in memory are read from its durable
+//! log ([`LogRead`]), under the same rules: a read is asked for only while
+//! the peer's budget lasts, for the heights not sent yet, at most one per
+//! peer at a time and at most the budget's remaining bytes; what was read is
+//! then answered like the heights in memory.
+//!
 //! A replica keeps state for validators only (others are never answered),
 //! one entry each. A [`ValidatorHandler`](crate::ValidatorHandler) serving
 //! [`ReceiptConsensus::catch_up`](crate::ReceiptConsensus::catch_up) (the
@@ -24,6 +30,7 @@
 //!
 //! [`ReplicaConfig::sync_bytes_per_interval`]: super::ReplicaConfig::sync_bytes_per_interval
 
+use super::LogRead;
 use crate::message::{Decision, COMMAND_OVERHEAD};
 use hologram_lattice::NodeId;
 use std::collections::HashMap;
@@ -54,6 +61,8 @@ struct PeerServed {
     bytes: usize,
     /// Heights answered in it: a contiguous range `[first, end)`.
     served: (u64, u64),
+    /// Whether a read from the durable log for it is pending.
+    reading: bool,
 }
 
 /// Catch-up answers per peer; see the [module docs](self).
@@ -63,6 +72,68 @@ pub(crate) struct CatchUpServer {
 }
 
 impl CatchUpServer {
+    /// `peer`'s state for the interval running at `now` (a fresh one if its
+    /// interval is over). None once [`MAX_PEERS`] other peers were answered
+    /// in the interval.
+    fn peer(&mut self, now: u64, interval_ms: u64, peer: NodeId) -> Option<&mut PeerServed> {
+        let expired = |s: &PeerServed| now >= s.since.saturating_add(interval_ms) || now < s.since;
+        if self.peers.len() >= MAX_PEERS && !self.peers.contains_key(&peer) {
+            // An entry of an interval that is over has no effect: drop them.
+            self.peers.retain(|_, s| !expired(s));
+            if self.peers.len() >= MAX_PEERS {
+                return None;
+            }
+        }
+        let state = self.peers.entry(peer).or_default();
+        if expired(state) {
+            *state = PeerServed {
+                since: now,
+                ..PeerServed::default()
+            };
+        }
+        Some(state)
+    }
+
+    /// Whether `peer`'s request for the heights `first .. end`, which are
+    /// no longer in memory, is worth a read from the durable log: some of
+    /// them were not sent in this interval, its budget is not spent and no
+    /// read for it is pending. Then the read (of the heights not sent yet),
+    /// marked pending until [`select`](Self::select) answers it
+    /// ([`stored`](Self::stored)) or the interval ends.
+    pub(crate) fn read(
+        &mut self,
+        now: u64,
+        interval_ms: u64,
+        budget: usize,
+        peer: NodeId,
+        (first, end): (u64, u64),
+    ) -> Option<LogRead> {
+        let state = self.peer(now, interval_ms, peer)?;
+        let (done_first, done_end) = state.served;
+        let first = if first >= done_first && first < done_end {
+            done_end
+        } else {
+            first
+        };
+        if state.reading || first >= end || (state.bytes >= budget && state.bytes > 0) {
+            return None;
+        }
+        state.reading = true;
+        Some(LogRead {
+            peer,
+            first,
+            end,
+            max_bytes: budget.saturating_sub(state.bytes).max(1),
+        })
+    }
+
+    /// The read for `peer` was done: another may be asked for.
+    pub(crate) fn stored(&mut self, peer: NodeId) {
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.reading = false;
+        }
+    }
+
     /// The decisions to answer `peer`'s request for the heights
     /// `first .. end` with: the known ones among them (`known` lists them in
     /// height order) that it was not sent in this interval, within its byte
@@ -77,21 +148,9 @@ impl CatchUpServer {
         (first, end): (u64, u64),
         known: impl Iterator<Item = &'a Decision>,
     ) -> Vec<&'a Decision> {
-        let expired = |s: &PeerServed| now >= s.since.saturating_add(interval_ms) || now < s.since;
-        if self.peers.len() >= MAX_PEERS && !self.peers.contains_key(&peer) {
-            // An entry of an interval that is over has no effect: drop them.
-            self.peers.retain(|_, s| !expired(s));
-            if self.peers.len() >= MAX_PEERS {
-                return Vec::new();
-            }
-        }
-        let state = self.peers.entry(peer).or_default();
-        if expired(state) {
-            *state = PeerServed {
-                since: now,
-                ..PeerServed::default()
-            };
-        }
+        let Some(state) = self.peer(now, interval_ms, peer) else {
+            return Vec::new();
+        };
         let (done_first, done_end) = state.served;
         // The end of the known heights `first ..` without a gap, each sent
         // now or before: only those count as served (a height decided later
@@ -135,7 +194,7 @@ impl CatchUpServer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::batch::Batch;
     use crate::certificate::Certificate;
@@ -170,7 +229,9 @@ mod tests {
         }
     }
 
-    fn decision(height: u64, bytes: usize) -> Decision {
+    /// A decision of `height` holding one command of `bytes` bytes (its
+    /// certificate has no signatures: only sizes and heights matter here).
+    pub(in crate::replica) fn decision(height: u64, bytes: usize) -> Decision {
         let batch = Batch::new(vec![Command::sign(
             &KeyPair::from_seed([0xc1; 32]),
             height,
@@ -295,5 +356,30 @@ mod tests {
             server.serve(101, 100, size, peer, (1, 2), next.iter(), &mut out),
             0
         );
+    }
+
+    #[test]
+    fn log_reads_are_one_at_a_time_within_the_budget_and_skip_sent_heights() {
+        let peer = KeyPair::from_seed([1; 32]).node_id();
+        let mut server = CatchUpServer::default();
+        let log: Vec<Decision> = (0..10).map(|h| decision(h, 100)).collect();
+        let size = decision_wire_bound(&log[0]);
+        let budget = 3 * size;
+        let read = server.read(0, 100, budget, peer, (0, 5)).expect("a read");
+        assert_eq!((read.first, read.end, read.max_bytes), (0, 5, budget));
+        // Pending: no second read for the same peer until it is served.
+        assert_eq!(server.read(1, 100, budget, peer, (0, 5)), None);
+        server.stored(peer);
+        let chosen = server.select(2, 100, budget, peer, (0, 5), log[..5].iter());
+        assert_eq!(chosen.len(), 3, "the budget");
+        // The heights sent are skipped; the budget is spent for the interval.
+        assert_eq!(server.read(3, 100, budget, peer, (0, 5)), None);
+        // A new interval: a read from the first height not sent in it.
+        let read = server.read(100, 100, budget, peer, (0, 5)).expect("a read");
+        assert_eq!(read.first, 0, "a new interval forgets what was sent");
+        server.stored(peer);
+        server.select(101, 100, budget, peer, (0, 2), log[..2].iter());
+        let read = server.read(102, 100, budget, peer, (0, 5)).expect("a read");
+        assert_eq!((read.first, read.max_bytes), (2, budget - 2 * size));
     }
 }

@@ -46,6 +46,11 @@ impl Timeouts {
 /// commands of ~100 bytes) in every resend interval.
 pub const DEFAULT_SYNC_BYTES_PER_INTERVAL: usize = 4 << 20;
 
+/// The default of [`ReplicaConfig::retain_decision_bytes`]: 16 MiB of
+/// delivered decisions kept in memory (older ones are served from the
+/// durable log).
+pub const DEFAULT_RETAIN_DECISION_BYTES: usize = 16 << 20;
+
 /// How a replica runs.
 #[derive(Debug, Clone)]
 pub struct ReplicaConfig {
@@ -68,8 +73,14 @@ pub struct ReplicaConfig {
     /// Must be at least 1; one decision larger than the budget is still sent
     /// when it is the first of the peer's interval.
     pub sync_bytes_per_interval: usize,
-    /// Delivered decisions kept in memory to serve catch-up requests.
+    /// Delivered decisions kept in memory to serve catch-up requests (the
+    /// newest ones; older heights are read from the durable log, see
+    /// [`Outputs::log_reads`]).
     pub retain_decisions: usize,
+    /// The most bytes of delivered decisions kept in memory (by their
+    /// encoded size), whatever `retain_decisions` allows: the newest one is
+    /// always kept. Must be at least 1.
+    pub retain_decision_bytes: usize,
 }
 
 impl ReplicaConfig {
@@ -84,6 +95,7 @@ impl ReplicaConfig {
             sync_batch: 32,
             sync_bytes_per_interval: DEFAULT_SYNC_BYTES_PER_INTERVAL,
             retain_decisions: 4096,
+            retain_decision_bytes: DEFAULT_RETAIN_DECISION_BYTES,
         }
     }
 
@@ -98,6 +110,9 @@ impl ReplicaConfig {
         }
         if self.sync_batch == 0 || self.retain_decisions < self.sync_batch {
             return bad("sync_batch must be at least 1 and at most retain_decisions");
+        }
+        if self.retain_decision_bytes == 0 {
+            return bad("retain_decision_bytes must be at least 1");
         }
         if self.sync_bytes_per_interval == 0 {
             return bad("sync_bytes_per_interval must be at least 1");
@@ -150,8 +165,29 @@ pub enum Outgoing {
     To(NodeId, ConsensusMessage),
 }
 
+/// Decisions a peer asked for that the replica no longer keeps in memory:
+/// read the heights `first .. end` from the durable log
+/// ([`DurableLog::read`](crate::DurableLog::read), stopping after
+/// `max_bytes`), then hand what was read to
+/// [`Replica::serve_stored`](super::Replica::serve_stored), which answers
+/// within the peer's catch-up budget. A replica asks for at most one read
+/// per peer at a time (until it is served or the peer's interval ends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRead {
+    /// The peer that asked.
+    pub peer: NodeId,
+    /// The first height to read.
+    pub first: u64,
+    /// The height after the last one to read.
+    pub end: u64,
+    /// What is left of the peer's byte budget: stop reading once the
+    /// decisions read reach it (at least one is read).
+    pub max_bytes: usize,
+}
+
 /// What one call into a replica produced: messages to send, timers to set,
-/// decisions made (in height order, each height once) and misbehaviour seen.
+/// decisions made (in height order, each height once), misbehaviour seen and
+/// catch-up reads from the durable log.
 #[derive(Debug, Default)]
 pub struct Outputs {
     /// Messages to send.
@@ -162,6 +198,8 @@ pub struct Outputs {
     pub decisions: Vec<Decision>,
     /// Misbehaviour detected.
     pub misbehaviour: Vec<Misbehaviour>,
+    /// Decisions to read from the durable log for a peer's catch-up.
+    pub log_reads: Vec<LogRead>,
 }
 
 impl Outputs {
@@ -171,6 +209,7 @@ impl Outputs {
             && self.timers.is_empty()
             && self.decisions.is_empty()
             && self.misbehaviour.is_empty()
+            && self.log_reads.is_empty()
     }
 
     /// Empties every list (keeps their memory).
@@ -179,5 +218,6 @@ impl Outputs {
         self.timers.clear();
         self.decisions.clear();
         self.misbehaviour.clear();
+        self.log_reads.clear();
     }
 }

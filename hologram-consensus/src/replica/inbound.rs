@@ -2,7 +2,7 @@
 
 use super::gate::Admission;
 use super::rules;
-use super::{Outgoing, Outputs, Replica, MAX_ROUNDS_AHEAD};
+use super::{LogRead, Outgoing, Outputs, Replica, MAX_ROUNDS_AHEAD};
 
 /// How many rounds before its current one a replica resends its votes of.
 const RESEND_ROUNDS: u32 = 4;
@@ -161,18 +161,56 @@ impl Replica {
         if !self.config.validators.contains(&peer) {
             return;
         }
-        let known = self
-            .history
-            .range(range.0..range.1)
-            .chain(self.decided.range(range.0..range.1))
-            .map(|(_, d)| d);
         let (interval, budget) = (
             self.config.timeouts.resend_ms,
             self.config.sync_bytes_per_interval,
         );
+        // Delivered heights no longer in memory are read from the durable
+        // log first (the rest of the range is asked for again).
+        let in_memory = self.history.first().unwrap_or(self.next).min(self.next);
+        if range.0 < in_memory {
+            let stored = (range.0, range.1.min(in_memory));
+            if let Some(read) = (self.catch_up).read(now, interval, budget, peer, stored) {
+                out.log_reads.push(read);
+            }
+            return;
+        }
+        let known = (self.history.range(range.0..range.1))
+            .chain(self.decided.range(range.0..range.1).map(|(_, d)| d));
         for d in (self.catch_up).select(now, interval, budget, peer, range, known) {
             let decision = ConsensusMessage::Decision(Box::new(d.clone()));
             out.messages.push(Outgoing::To(peer, decision));
+        }
+    }
+
+    /// Answers a peer's catch-up with decisions read from the durable log
+    /// for `read` (one of [`Outputs::log_reads`]; `decisions` in height order,
+    /// verified, as [`DurableLog::read`](crate::DurableLog::read) returns
+    /// them), within the peer's budget, as heights in memory are. Call it
+    /// for every read asked for, with what was read (nothing if the read
+    /// failed): until then no other read is asked for that peer in the
+    /// interval.
+    pub fn serve_stored(
+        &mut self,
+        now: u64,
+        read: LogRead,
+        decisions: &[Decision],
+        out: &mut Outputs,
+    ) {
+        self.catch_up.stored(read.peer);
+        if !self.config.validators.contains(&read.peer) {
+            return;
+        }
+        let (interval, budget) = (
+            self.config.timeouts.resend_ms,
+            self.config.sync_bytes_per_interval,
+        );
+        let next = self.next;
+        let known = (decisions.iter()).filter(|d| d.height() < next);
+        let range = (read.first, read.end);
+        for d in (self.catch_up).select(now, interval, budget, read.peer, range, known) {
+            let decision = ConsensusMessage::Decision(Box::new(d.clone()));
+            out.messages.push(Outgoing::To(read.peer, decision));
         }
     }
 
@@ -182,7 +220,7 @@ impl Replica {
         if !self.config.validators.contains(&from) {
             return;
         }
-        if self.history.contains_key(&h) || self.decided.contains_key(&h) {
+        if h < self.next || self.decided.contains_key(&h) {
             self.serve_catch_up(now, from, (h, h.saturating_add(1)), out);
         } else if h >= self.window_end() {
             self.highest_seen = self.highest_seen.max(h);

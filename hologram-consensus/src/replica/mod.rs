@@ -5,6 +5,7 @@ pub(crate) mod catchup;
 mod config;
 mod gate;
 mod height;
+mod history;
 mod mempool;
 mod recent;
 mod record;
@@ -12,7 +13,8 @@ mod relay;
 pub(crate) mod rules;
 
 pub use config::{
-    Outgoing, Outputs, ReplicaConfig, Timeouts, Timer, DEFAULT_SYNC_BYTES_PER_INTERVAL,
+    LogRead, Outgoing, Outputs, ReplicaConfig, Timeouts, Timer, DEFAULT_RETAIN_DECISION_BYTES,
+    DEFAULT_SYNC_BYTES_PER_INTERVAL,
 };
 pub use gate::VoteChecks;
 pub use record::{HeightRecord, Lock, VotingRecord};
@@ -26,6 +28,7 @@ use crate::{ConsensusError, ValidatorSet};
 use catchup::CatchUpServer;
 use gate::VoteGate;
 use height::{HeightState, Step};
+use history::History;
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Receipt};
 use mempool::Mempool;
@@ -64,6 +67,11 @@ struct Body {
 /// current round every `resend_ms`; a replica that sees a message of a height
 /// it has decided pushes that decision to the sender, and one that sees a
 /// height beyond its window asks for decisions ([`ConsensusMessage::SyncRequest`]).
+/// It keeps the newest delivered decisions in memory
+/// ([`ReplicaConfig::retain_decisions`] and
+/// [`ReplicaConfig::retain_decision_bytes`]); older heights a peer asks for
+/// are read from the durable log ([`Outputs::log_reads`], answered with
+/// [`Replica::serve_stored`]).
 /// A decision is accepted only if its commit certificate verifies against
 /// the validator set, so catching up trusts no single peer.
 ///
@@ -90,7 +98,7 @@ pub struct Replica {
     heights: BTreeMap<u64, HeightState>,
     bodies: BTreeMap<u64, HashMap<Receipt, Body>>,
     decided: BTreeMap<u64, Decision>,
-    history: BTreeMap<u64, Decision>,
+    history: History,
     mempool: Mempool,
     committed: recent::RecentlyCommitted,
     detector: ByzantineDetector,
@@ -151,7 +159,7 @@ impl Replica {
     ) -> Self {
         let me = keys.node_id();
         record.heights = record.heights.split_off(&next);
-        let mut history = BTreeMap::new();
+        let mut history = History::new(config.retain_decisions, config.retain_decision_bytes);
         for d in recent {
             if d.height() < next {
                 history.insert(d.height(), d);
@@ -239,7 +247,7 @@ impl Replica {
 
     /// A delivered decision still kept in memory.
     pub fn decision(&self, height: u64) -> Option<&Decision> {
-        self.history.get(&height)
+        self.history.get(height)
     }
 
     /// Starts (or restarts) the replica: resumes what its mempool or voting

@@ -303,9 +303,6 @@ impl Replica {
             self.history.insert(self.next, d);
             self.next += 1;
         }
-        while self.history.len() > self.config.retain_decisions {
-            self.history.pop_first();
-        }
         self.detector.prune_below(self.next);
         self.gate.prune_below(self.next);
         self.activate(now, out);

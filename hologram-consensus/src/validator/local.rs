@@ -90,8 +90,8 @@ impl LocalValidator {
         recovered: Recovered,
         log: Option<DurableLog>,
     ) -> Self {
+        let next = recovered.next_height();
         let (decisions, mut record) = (recovered.decisions, recovered.record);
-        let next = decisions.len() as u64;
         record.heights = record.heights.split_off(&next);
         let keep = decisions.len().saturating_sub(KEEP_DECIDED);
         let recent = decisions.into_iter().skip(keep).map(|d| (d.height(), d));

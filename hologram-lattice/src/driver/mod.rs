@@ -15,6 +15,7 @@
 //!   [`ROUND_INPUTS`] peer messages) and due timers into the core, then
 //!   ends the round: first [`Driven::persist`] (write-ahead: if it fails,
 //!   the driver stops and nothing of the round is sent), then
+//!   [`Driven::recall`] (reads from durable state the core asked for), then
 //!   [`Driven::settle`], then the timers the core set, then its messages,
 //!   each encoded as its sends start, at most [`SENDS_IN_FLIGHT`] at once;
 //! - [`Handle`] gives the core local inputs and stops the driver.
@@ -114,7 +115,21 @@ pub trait Driven: Node<Message: Send + Wire, Timer: Send> + Send + 'static {
         async { Ok(()) }
     }
 
-    /// After [`persist`](Self::persist): hands the round's results to the
+    /// After [`persist`](Self::persist): reads from durable state what the
+    /// round's inputs asked for and hands it back to the core, which may send
+    /// messages or set timers in `ctx` (for example decisions a peer asked
+    /// for that the core no longer keeps in memory: durable already, they go
+    /// out with the round's messages). An error stops the driver; nothing of
+    /// the round is sent.
+    fn recall(
+        &mut self,
+        ctx: &mut Context<'_, Self::Message, Self::Timer>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let _ = ctx;
+        async { Ok(()) }
+    }
+
+    /// After [`recall`](Self::recall): hands the round's results to the
     /// application (answers to local inputs, decisions).
     fn settle(&mut self) {}
 }
@@ -268,11 +283,13 @@ impl<N: Driven> Driver<N> {
         }
     }
 
-    /// Ends a round: persists, settles, sets timers, then sends (each
+    /// Ends a round: persists, recalls, settles, sets timers, then sends (each
     /// message encoded when its sends start). On a persist error nothing is
     /// sent, set or settled.
     async fn perform(&mut self) -> Result<(), N::Error> {
         self.node.persist().await?;
+        let mut ctx = Context::new((self.clock)(), self.id, &mut self.rng, &mut self.actions);
+        self.node.recall(&mut ctx).await?;
         self.node.settle();
         let now = (self.clock)();
         let mut batch = Vec::new();

@@ -26,6 +26,13 @@ use std::fmt::Display;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
+/// The page cache a [`RedbStore`] keeps by default: 64 MiB. redb's own
+/// default (1 GiB) lets a long-running process's cache grow to a large share
+/// of RAM as the file grows; pass another bound to
+/// [`RedbStore::create_with_cache`] or [`RedbStore::open_with_cache`]. The
+/// operating system's page cache still holds recently read file pages.
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
 /// A durable [`Store`] backed by a [redb](::redb) database file.
 ///
 /// - **Durability.** `put`, `put_batch` and `remove` each commit one write
@@ -45,6 +52,8 @@ use std::path::{Path, PathBuf};
 ///   runtime, call them from a blocking pool (e.g. `spawn_blocking`) if
 ///   blocking a worker thread for a commit is a problem. Write transactions
 ///   are serialized by redb; reads run concurrently with them.
+/// - **Memory.** redb caches pages in memory up to a bound fixed at open:
+///   [`DEFAULT_CACHE_BYTES`] unless given ([`RedbStore::create_with_cache`]).
 /// - **Names.** The named key space is a table of its own, one lookup per
 ///   `get_named`; `set_named` is one durable transaction.
 /// - **Layout.** Small objects are packed into segments of about
@@ -86,18 +95,36 @@ pub(crate) fn storage<'p, E: Display>(
 
 impl RedbStore {
     /// Opens the store in the existing file at `path` (repairing it if a
-    /// crashed process left it behind).
+    /// crashed process left it behind), with a page cache of
+    /// [`DEFAULT_CACHE_BYTES`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self, CamError> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`open`](Self::open) with a page cache of at most `cache_bytes`.
+    pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: usize) -> Result<Self, CamError> {
         let path = path.as_ref();
-        let db = Database::open(path).map_err(storage("opening the database", path))?;
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .open(path)
+            .map_err(storage("opening the database", path))?;
         Self::with_tables(db, path)
     }
 
     /// Opens the store at `path`, creating the file if it does not exist or
-    /// is empty (an existing store is opened as by [`RedbStore::open`]).
+    /// is empty (an existing store is opened as by [`RedbStore::open`]),
+    /// with a page cache of [`DEFAULT_CACHE_BYTES`].
     pub fn create(path: impl AsRef<Path>) -> Result<Self, CamError> {
+        Self::create_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`create`](Self::create) with a page cache of at most `cache_bytes`.
+    pub fn create_with_cache(path: impl AsRef<Path>, cache_bytes: usize) -> Result<Self, CamError> {
         let path = path.as_ref();
-        let db = Database::create(path).map_err(storage("creating the database", path))?;
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(storage("creating the database", path))?;
         Self::with_tables(db, path)
     }
 

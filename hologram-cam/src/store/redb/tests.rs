@@ -229,3 +229,19 @@ fn corrupt_stored_references_are_reported_with_their_object() {
             if a == address && matches!(*source, CamError::Decode(_))
     ));
 }
+
+#[test]
+fn a_small_page_cache_still_reads_back_everything() {
+    let file = TempFile::new("small-cache");
+    // 64 KiB of cache for ~2 MiB of objects: most reads miss the cache.
+    let store = RedbStore::create_with_cache(&file.0, 64 << 10).unwrap();
+    let objects: Vec<Object> = (0..512u32)
+        .map(|i| Object::new(vec![(i % 251) as u8; 4096 + i as usize]))
+        .collect();
+    block_on(store.put_batch(objects.clone())).unwrap();
+    drop(store);
+    let store = RedbStore::open_with_cache(&file.0, 64 << 10).unwrap();
+    for o in &objects {
+        assert_eq!(block_on(store.get(&o.address())).unwrap().as_ref(), Some(o));
+    }
+}

@@ -1,0 +1,155 @@
+//! Reading a [`DurableLog`] back one verified decision at a time
+//! ([`DurableLog::replay`]), so that recovering a long log holds only the
+//! decisions asked to be kept, not all of them.
+
+use super::{block_name, DurableLog, Recovered};
+use crate::message::Decision;
+use crate::{ConsensusError, ValidatorSet};
+use hologram_cam::{CamError, Store};
+use hologram_lattice::Address;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// A log being read back: [`next`](Self::next) yields its verified
+/// decisions in height order, [`finish`](Self::finish) opens the log (see
+/// [`DurableLog::replay`]).
+pub struct Replay {
+    store: Arc<dyn Store>,
+    validators: ValidatorSet,
+    /// The next block name to read.
+    height: u64,
+    /// The verified run `0..len` read so far.
+    len: u64,
+    /// Whether the first unset name was reached.
+    done: bool,
+    /// The newest decisions of the run, within `keep` and `keep_bytes`.
+    recent: VecDeque<(Decision, usize)>,
+    recent_bytes: usize,
+    keep: usize,
+    keep_bytes: usize,
+    rejected: Vec<(Address, ConsensusError)>,
+}
+
+impl core::fmt::Debug for Replay {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Replay")
+            .field("height", &self.height)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replay {
+    pub(super) fn new(
+        store: Arc<dyn Store>,
+        validators: ValidatorSet,
+        keep: usize,
+        keep_bytes: usize,
+    ) -> Self {
+        Self {
+            store,
+            validators,
+            height: 0,
+            len: 0,
+            done: false,
+            recent: VecDeque::new(),
+            recent_bytes: 0,
+            keep,
+            keep_bytes,
+            rejected: Vec::new(),
+        }
+    }
+
+    /// The next verified decision (heights 0, 1, 2, ... without a gap),
+    /// `None` after the last. Blocks that are damaged, do not verify or
+    /// follow a missing height are skipped and listed in
+    /// [`Recovered::rejected`]. Errors only when the store fails (other
+    /// than reporting an object corrupt).
+    pub async fn next(&mut self) -> Result<Option<Decision>, ConsensusError> {
+        while !self.done {
+            let height = self.height;
+            let object = match self.store.get_named(&block_name(height)?).await {
+                Ok(Some(object)) => object,
+                Ok(None) => {
+                    self.done = true;
+                    break;
+                }
+                // Damaged in the store: rejected, and the next height read.
+                Err(CamError::Corrupt(address)) => {
+                    let e = ConsensusError::Store(CamError::Corrupt(address));
+                    self.rejected.push((address, e));
+                    self.height += 1;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            self.height += 1;
+            let address = object.address();
+            match DurableLog::check_block(&self.validators, address, object.data()) {
+                Ok(d) if d.height() != height => self.rejected.push((
+                    address,
+                    ConsensusError::CorruptStored {
+                        what: "block",
+                        address,
+                        reason: format!("claims height {} under the name of {height}", d.height()),
+                    },
+                )),
+                Ok(d) if self.len == height => {
+                    self.len += 1;
+                    self.remember(&d, object.data().len());
+                    return Ok(Some(d));
+                }
+                Ok(_) => self.rejected.push((
+                    address,
+                    ConsensusError::Log(format!(
+                        "block of height {height} follows a missing height {}",
+                        self.len
+                    )),
+                )),
+                Err(e) => self.rejected.push((address, e)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Keeps `d` among the newest, within both bounds.
+    fn remember(&mut self, d: &Decision, size: usize) {
+        if self.keep == 0 {
+            return;
+        }
+        self.recent.push_back((d.clone(), size));
+        self.recent_bytes = self.recent_bytes.saturating_add(size);
+        while self.recent.len() > self.keep
+            || (self.recent.len() > 1 && self.recent_bytes > self.keep_bytes)
+        {
+            if let Some((_, size)) = self.recent.pop_front() {
+                self.recent_bytes = self.recent_bytes.saturating_sub(size);
+            }
+        }
+    }
+
+    /// Reads the rest of the log, then its voting record: the log, opened
+    /// at the end of the verified run, and what was recovered (the newest
+    /// decisions kept, from [`Recovered::first`]).
+    pub async fn finish(mut self) -> Result<(DurableLog, Recovered), ConsensusError> {
+        while self.next().await?.is_some() {}
+        let (record_seq, record, record_unreadable) =
+            DurableLog::read_record(&*self.store, &mut self.rejected).await?;
+        let decisions: Vec<Decision> = self.recent.into_iter().map(|(d, _)| d).collect();
+        let log = DurableLog {
+            store: self.store,
+            validators: self.validators,
+            len: self.len,
+            record: record.clone(),
+            record_seq,
+        };
+        let recovered = Recovered {
+            first: self.len - decisions.len() as u64,
+            decisions,
+            record,
+            rejected: self.rejected,
+            record_unreadable,
+        };
+        Ok((log, recovered))
+    }
+}
