@@ -16,6 +16,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The first pause before a command a node answered "busy" is submitted
+/// again ([`Client::submit`]).
+pub const BUSY_BACKOFF: Duration = Duration::from_millis(2);
+/// The longest pause between submissions of a command a node answered
+/// "busy".
+pub const MAX_BUSY_BACKOFF: Duration = Duration::from_millis(100);
+
 /// A client of validator nodes: a QUIC endpoint with the client's key,
 /// which serves nothing and asks the nodes it was told about. Each node
 /// proves its key in the handshake, and the client proves its own: the
@@ -116,15 +123,26 @@ impl Client {
     }
 
     /// Submits a command to `node` and waits until it is applied there. The
-    /// node refuses a command not signed by this client's key.
+    /// node refuses a command not signed by this client's key. While the
+    /// node answers "busy" (its mempool is full), the command is submitted
+    /// again after a pause that doubles from [`BUSY_BACKOFF`] up to
+    /// [`MAX_BUSY_BACKOFF`], for at most [`SUBMIT_PATIENCE`]; then
+    /// [`NodeError::Busy`].
     pub async fn submit(&self, node: NodeId, command: Command) -> Result<Ack, NodeError> {
         let patience = SUBMIT_PATIENCE + QUERY_TIMEOUT;
-        match self
-            .call(node, &ControlRequest::Submit(command), patience)
-            .await?
-        {
-            ControlResponse::Applied(at) => Ok(at),
-            other => Err(unexpected(&other)),
+        let request = ControlRequest::Submit(command);
+        let give_up = tokio::time::Instant::now() + SUBMIT_PATIENCE;
+        let mut pause = BUSY_BACKOFF;
+        loop {
+            match self.call(node, &request, patience).await? {
+                ControlResponse::Applied(at) => return Ok(at),
+                ControlResponse::Busy if tokio::time::Instant::now() + pause < give_up => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_BUSY_BACKOFF);
+                }
+                ControlResponse::Busy => return Err(NodeError::Busy { node }),
+                other => return Err(unexpected(&other)),
+            }
         }
     }
 
@@ -165,6 +183,7 @@ impl Client {
 fn unexpected(response: &ControlResponse) -> NodeError {
     let got = match response {
         ControlResponse::Applied(_) => "an acknowledgement",
+        ControlResponse::Busy => "busy",
         ControlResponse::Status(_) => "a status",
         ControlResponse::Log(_) => "a log page",
     };

@@ -51,6 +51,12 @@ pub enum NodeError {
     Transport(TransportError),
     /// Bytes received do not decode (see [`hologram_lattice::wire`]).
     Wire(WireError),
+    /// A node stayed busy (its mempool full) for as long as the client
+    /// retried a submission ([`Client::submit`](super::Client::submit)).
+    Busy {
+        /// The node.
+        node: hologram_lattice::NodeId,
+    },
     /// A node answered a request with a response of another kind.
     UnexpectedResponse {
         /// What kind of response came.
@@ -71,6 +77,10 @@ impl core::fmt::Display for NodeError {
             NodeError::Net(e) => write!(f, "transport: {e}"),
             NodeError::Transport(e) => write!(f, "request failed: {e}"),
             NodeError::Wire(e) => write!(f, "{e}"),
+            NodeError::Busy { node } => write!(
+                f,
+                "node {node} stayed busy (mempool full) for the client's whole patience"
+            ),
             NodeError::UnexpectedResponse { got } => {
                 write!(
                     f,

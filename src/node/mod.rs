@@ -76,7 +76,7 @@ mod state;
 mod task;
 
 pub use bench::{run_load, LoadConfig, LoadProgress, LoadReport, LOAD_LIMITS, LOAD_PAYLOAD};
-pub use client::Client;
+pub use client::{Client, BUSY_BACKOFF, MAX_BUSY_BACKOFF};
 pub use config::{fingerprint, NodeConfig, DEFAULT_PIPELINE, NODE_IDLE_TIMEOUT};
 pub use control::{
     ControlRequest, ControlResponse, Status, CONTROL, LOG_PAGE_BYTES, LOG_PAGE_COMMANDS,

@@ -3,7 +3,7 @@
 
 use super::control::{ControlRequest, ControlResponse, Status, SUBMIT_PATIENCE};
 use super::state::Ack;
-use hologram_consensus::Command;
+use hologram_consensus::{Command, ConsensusError};
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol};
 use hologram_lattice::NodeId;
 use hologram_receipt::Receipt;
@@ -12,9 +12,32 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
+/// Where the answer to a submission goes.
+pub(crate) type Reply = oneshot::Sender<Result<Ack, Refusal>>;
+
+/// Why a submission was not applied.
+#[derive(Debug, Clone)]
+pub(crate) enum Refusal {
+    /// The mempool is full: the client should retry after a short pause.
+    Busy,
+    /// Refused for good, with the reason the client sees.
+    Refused(String),
+}
+
+impl Refusal {
+    /// Why the driver refused a submission, as its clients are told: a
+    /// full mempool is "busy", anything else a refusal with its reason.
+    pub(crate) fn of(e: ConsensusError) -> Refusal {
+        match e {
+            ConsensusError::MempoolFull { .. } => Refusal::Busy,
+            e => Refusal::Refused(e.to_string()),
+        }
+    }
+}
+
 /// A client request handed to the node task, with where its answer goes.
 pub(crate) enum Request {
-    Submit(Command, oneshot::Sender<Result<Ack, String>>),
+    Submit(Command, Reply),
     Status(oneshot::Sender<Status>),
     Log(u64, oneshot::Sender<Vec<(Command, Receipt)>>),
 }
@@ -43,7 +66,8 @@ impl Handler for ControlHandler {
                 self.ask(Request::Submit(command, reply)).await?;
                 match tokio::time::timeout(SUBMIT_PATIENCE, answer).await {
                     Ok(Ok(Ok(ack))) => ControlResponse::Applied(ack),
-                    Ok(Ok(Err(why))) => return Err(HandlerError::Refused(why)),
+                    Ok(Ok(Err(Refusal::Busy))) => ControlResponse::Busy,
+                    Ok(Ok(Err(Refusal::Refused(why)))) => return Err(HandlerError::Refused(why)),
                     Ok(Err(_)) => return Err(stopped()),
                     Err(_) => {
                         return Err(HandlerError::Failed(format!(
@@ -176,6 +200,14 @@ mod tests {
         );
         gate.message(validator, p, vec![1]).await;
         assert_eq!(count.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_full_mempool_is_busy_and_other_errors_refuse() {
+        let full = ConsensusError::MempoolFull { capacity: 4 };
+        assert!(matches!(Refusal::of(full), Refusal::Busy));
+        let stopped = ConsensusError::Stopped(NodeId::from_bytes([5; 32]));
+        assert!(matches!(Refusal::of(stopped), Refusal::Refused(why) if !why.is_empty()));
     }
 
     #[test]

@@ -6,25 +6,39 @@ use super::control::{Status, LOG_PAGE_BYTES, LOG_PAGE_COMMANDS};
 use super::error::NodeError;
 use super::outbound::Queued;
 use super::run::SYNC_INTERVAL;
-use super::service::Request;
+use super::service::{Refusal, Reply, Request};
 use super::state::{Ack, CommandList};
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use hologram_consensus::{
-    CommandId, ConsensusMessage, Decision, DriverHandle, ReplicatedStateMachine,
+    Command, CommandId, ConsensusError, ConsensusMessage, Decision, DriverHandle,
+    ReplicatedStateMachine,
 };
 use hologram_lattice::transport::Transport;
 use hologram_lattice::wire::Wire;
 use hologram_lattice::NodeId;
 use std::collections::HashMap;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::info;
+
+/// The most client commands handed to the driver in one submission: what
+/// the node task drains from its queue per wakeup.
+const SUBMIT_BATCH: usize = 1024;
+/// The most submissions the node task has handed to the driver and not yet
+/// had answered; past it, client requests wait in their (bounded) queue.
+const SUBMITS_IN_FLIGHT: usize = 4;
+
+/// A submission handed to the driver: its commands' ids, and the driver's
+/// answer.
+type Submitting = BoxFuture<'static, (Vec<CommandId>, Result<usize, ConsensusError>)>;
 
 /// The node task: see the [module docs](self).
 pub(crate) struct NodeTask {
     rsm: ReplicatedStateMachine<CommandList>,
     acks: HashMap<CommandId, Ack>,
     skipped: u64,
-    waiters: HashMap<CommandId, Vec<oneshot::Sender<Result<Ack, String>>>>,
+    waiters: HashMap<CommandId, Vec<Reply>>,
     handle: DriverHandle,
     transport: Queued,
     peers: Vec<NodeId>,
@@ -59,14 +73,53 @@ impl NodeTask {
     ) -> Result<(), NodeError> {
         let mut sync = tokio::time::interval(SYNC_INTERVAL);
         sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut submitting: FuturesUnordered<Submitting> = FuturesUnordered::new();
         loop {
             tokio::select! {
                 decision = decisions.next() => match decision {
                     Some(decision) => self.apply(&decision)?,
                     None => return Ok(()),
                 },
-                Some(request) = incoming.recv() => self.answer(request).await,
+                Some(request) = incoming.recv(), if submitting.len() < SUBMITS_IN_FLIGHT => {
+                    // Everything queued goes to the driver as one
+                    // submission: one driver round and one durable write
+                    // for all of it, and the task does not wait for it.
+                    let mut batch = Vec::new();
+                    self.answer(request, &mut batch);
+                    while batch.len() < SUBMIT_BATCH {
+                        let Ok(request) = incoming.try_recv() else { break };
+                        self.answer(request, &mut batch);
+                    }
+                    if let Some(submission) = self.submit(batch) {
+                        submitting.push(submission);
+                    }
+                }
+                Some((ids, answer)) = submitting.next() => self.submitted(&ids, answer),
                 _ = sync.tick() => self.ask_for_decisions().await,
+            }
+        }
+    }
+
+    /// Hands `batch` to the driver (gossiped to the other validators, and
+    /// kept durably before the driver answers); `None` if it is empty.
+    fn submit(&self, batch: Vec<Command>) -> Option<Submitting> {
+        if batch.is_empty() {
+            return None;
+        }
+        let ids = batch.iter().map(Command::id).collect();
+        let handle = self.handle.clone();
+        Some(async move { (ids, handle.submit(batch, true).await) }.boxed())
+    }
+
+    /// The driver's answer to a submission: taken, its commands' clients
+    /// wait for them to be applied; refused, they are answered now ("busy,
+    /// retry" when the mempool is full).
+    fn submitted(&mut self, ids: &[CommandId], answer: Result<usize, ConsensusError>) {
+        let Err(e) = answer else { return };
+        let refusal = Refusal::of(e);
+        for id in ids {
+            for reply in self.waiters.remove(id).unwrap_or_default() {
+                let _ = reply.send(Err(refusal.clone()));
             }
         }
     }
@@ -96,7 +149,9 @@ impl NodeTask {
         Ok(())
     }
 
-    async fn answer(&mut self, request: Request) {
+    /// Answers `request`, or (a submission not applied yet) registers
+    /// its waiter and adds its command to `batch`, for the driver.
+    fn answer(&mut self, request: Request, batch: &mut Vec<Command>) {
         match request {
             Request::Submit(command, reply) => {
                 let id = command.id();
@@ -104,13 +159,9 @@ impl NodeTask {
                     let _ = reply.send(Ok(ack));
                     return;
                 }
-                // Answered once the driver made the command durable.
-                match self.handle.submit(vec![command], true).await {
-                    Ok(_) => self.waiters.entry(id).or_default().push(reply),
-                    Err(e) => {
-                        let _ = reply.send(Err(e.to_string()));
-                    }
-                }
+                // Answered once applied (committed, durable on this node).
+                self.waiters.entry(id).or_default().push(reply);
+                batch.push(command);
             }
             Request::Status(reply) => {
                 let chain = self.rsm.receipt_chain();
