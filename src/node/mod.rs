@@ -68,6 +68,7 @@ mod config;
 mod control;
 mod error;
 mod keys;
+mod offload;
 mod outbound;
 mod peers;
 mod run;

@@ -4,6 +4,7 @@
 use super::config::{fingerprint, NodeConfig};
 use super::control::{CONTROL, MAX_CONTROL_BYTES};
 use super::error::{io, store, NodeError};
+use super::offload::Offloaded;
 use super::outbound::Queued;
 use super::service::{ControlHandler, ValidatorsOnly};
 use super::state::{Ack, CommandList};
@@ -99,10 +100,12 @@ impl ValidatorNode {
             "creating the data directory {}",
             config.data.display()
         )))?;
-        let store: Arc<dyn Store> = Arc::new(
+        let redb: Arc<dyn Store> = Arc::new(
             RedbStore::create(config.data.join(STORE_FILE))
                 .map_err(store("opening the store in the data directory"))?,
         );
+        // Its commits sync the file: off the runtime's workers.
+        let store: Arc<dyn Store> = Arc::new(Offloaded(redb));
         let (log, recovered) = DurableLog::open(store, validators.clone()).await?;
         for (address, why) in &recovered.rejected {
             warn!(%address, %why, "stored object not used");
