@@ -348,6 +348,7 @@ fn error_kind(e: &NodeError) -> &'static str {
         NodeError::Consensus(_) => "command",
         NodeError::Wire(_) => "bad answer",
         NodeError::UnexpectedResponse { .. } => "unexpected answer",
+        NodeError::Busy { .. } => "busy",
         _ => "other",
     }
 }

@@ -20,6 +20,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// ([`Client::submit_payload`]).
 pub const SUBMIT_ATTEMPTS: usize = 4;
 
+/// The first pause before a command a node answered "busy" is submitted
+/// again ([`Client::submit`]).
+pub const BUSY_BACKOFF: Duration = Duration::from_millis(2);
+/// The longest pause between submissions of a command a node answered
+/// "busy".
+pub const MAX_BUSY_BACKOFF: Duration = Duration::from_millis(100);
+
 /// A client of validator nodes: a QUIC endpoint with the client's key,
 /// which serves nothing and asks the nodes it was told about. Each node
 /// proves its key in the handshake, and the client proves its own: the
@@ -205,7 +212,10 @@ impl Client {
     /// (a retry of an applied command gets its first answer). The node
     /// refuses a command not signed by this client's key; a command decided
     /// but not applied (stale, or beyond its session's window) is
-    /// [`NodeError::NotApplied`].
+    /// [`NodeError::NotApplied`]. While the node answers "busy" (its mempool
+    /// is full), the command is submitted again after a pause that doubles
+    /// from [`BUSY_BACKOFF`] up to [`MAX_BUSY_BACKOFF`], for at most
+    /// [`SUBMIT_PATIENCE`]; then [`NodeError::Busy`].
     pub async fn submit(&self, node: NodeId, command: Command) -> Result<Ack, NodeError> {
         let answer = self.submit_once(node, command.clone()).await;
         if !matches!(answer, Err(NodeError::Transport(_))) {
@@ -216,13 +226,20 @@ impl Client {
 
     async fn submit_once(&self, node: NodeId, command: Command) -> Result<Ack, NodeError> {
         let patience = SUBMIT_PATIENCE + QUERY_TIMEOUT;
-        match self
-            .call(node, &ControlRequest::Submit(command), patience)
-            .await?
-        {
-            ControlResponse::Applied(at) => Ok(at),
-            ControlResponse::NotApplied(why) => Err(NodeError::NotApplied(why)),
-            other => Err(unexpected(&other)),
+        let request = ControlRequest::Submit(command);
+        let give_up = tokio::time::Instant::now() + SUBMIT_PATIENCE;
+        let mut pause = BUSY_BACKOFF;
+        loop {
+            match self.call(node, &request, patience).await? {
+                ControlResponse::Applied(at) => return Ok(at),
+                ControlResponse::NotApplied(why) => return Err(NodeError::NotApplied(why)),
+                ControlResponse::Busy if tokio::time::Instant::now() + pause < give_up => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_BUSY_BACKOFF);
+                }
+                ControlResponse::Busy => return Err(NodeError::Busy { node }),
+                other => return Err(unexpected(&other)),
+            }
         }
     }
 
@@ -263,6 +280,7 @@ impl Client {
 fn unexpected(response: &ControlResponse) -> NodeError {
     let got = match response {
         ControlResponse::Applied(_) => "an acknowledgement",
+        ControlResponse::Busy => "busy",
         ControlResponse::Status(_) => "a status",
         ControlResponse::Log(_) => "a log page",
         ControlResponse::NotApplied(_) => "a refusal to apply",

@@ -6,9 +6,11 @@
 //! [`MAX_CONTROL_BYTES`] before reading, trailing bytes and log pages over
 //! [`LOG_PAGE_COMMANDS`]. A node answers a submission once the command is
 //! applied (committed by a quorum and durable on that node), with where it
-//! sits in the log; or refuses it with a reason the client sees (mempool
-//! full, not committed within [`SUBMIT_PATIENCE`]: it then stays pending and
-//! a retry of the same command is applied at most once).
+//! sits in the log; answers "busy, retry" ([`ControlResponse::Busy`]) when
+//! its mempool is full, which [`Client`](super::Client) does after a short
+//! pause; or refuses it with a reason the client sees (not committed within
+//! [`SUBMIT_PATIENCE`]: it then stays pending and a retry of the same
+//! command is applied at most once).
 //!
 //! A command is identified by its client and sequence (client sessions,
 //! see [`Command`]): the replicated state machine's session table applies
@@ -55,9 +57,10 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// What a client asks a node, under [`CONTROL`], encoded with postcard. A
 /// node answers a submission once the command is applied (committed by a
 /// quorum and durable on that node), or refuses it with a reason (signed by
-/// another key than the client's, a bad signature, mempool full, not
-/// applied within [`SUBMIT_PATIENCE`]: it then stays pending, and a retry
-/// of the same command is applied at most once).
+/// another key than the client's, a bad signature, not applied within
+/// [`SUBMIT_PATIENCE`]: it then stays pending, and a retry of the same
+/// command is applied at most once). A full mempool is not a refusal: it
+/// is answered [`ControlResponse::Busy`], and the client retries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlRequest {
     /// Order and apply this command; answered with [`ControlResponse::Applied`].
@@ -77,6 +80,9 @@ pub enum ControlRequest {
 pub enum ControlResponse {
     /// The command submitted is applied, here.
     Applied(Ack),
+    /// The node's mempool is full: the command was not taken, and the
+    /// client should submit it again after a short pause (backpressure).
+    Busy,
     /// The node's status.
     Status(Status),
     /// Applied commands from the position asked (empty past the end), each
@@ -209,6 +215,7 @@ mod tests {
         prop_oneof![
             (any::<u64>(), any::<u64>())
                 .prop_map(|(height, position)| ControlResponse::Applied(Ack { height, position })),
+            Just(ControlResponse::Busy),
             (any::<[u8; 32]>(), any::<[u8; 32]>(), any::<[u64; 3]>()).prop_map(|(n, h, c)| {
                 ControlResponse::Status(Status {
                     node: NodeId::from_bytes(n),

@@ -54,6 +54,12 @@ pub enum NodeError {
     /// A submitted command was decided but not applied (its client's
     /// session refused its sequence): retrying it cannot help.
     NotApplied(super::control::NotApplied),
+    /// A node stayed busy (its mempool full) for as long as the client
+    /// retried a submission ([`Client::submit`](super::Client::submit)).
+    Busy {
+        /// The node.
+        node: hologram_lattice::NodeId,
+    },
     /// A node answered a request with a response of another kind.
     UnexpectedResponse {
         /// What kind of response came.
@@ -75,6 +81,10 @@ impl core::fmt::Display for NodeError {
             NodeError::Transport(e) => write!(f, "request failed: {e}"),
             NodeError::Wire(e) => write!(f, "{e}"),
             NodeError::NotApplied(why) => write!(f, "the command was not applied: {why}"),
+            NodeError::Busy { node } => write!(
+                f,
+                "node {node} stayed busy (mempool full) for the client's whole patience"
+            ),
             NodeError::UnexpectedResponse { got } => {
                 write!(
                     f,

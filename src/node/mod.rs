@@ -69,6 +69,7 @@ mod config;
 mod control;
 mod error;
 mod keys;
+mod offload;
 mod outbound;
 mod peers;
 mod run;
@@ -77,7 +78,7 @@ mod state;
 mod task;
 
 pub use bench::{run_load, LoadConfig, LoadProgress, LoadReport, LOAD_LIMITS, LOAD_PAYLOAD};
-pub use client::{Client, SUBMIT_ATTEMPTS};
+pub use client::{Client, BUSY_BACKOFF, MAX_BUSY_BACKOFF, SUBMIT_ATTEMPTS};
 pub use config::{fingerprint, NodeConfig, DEFAULT_PIPELINE, NODE_IDLE_TIMEOUT};
 pub use control::{
     ControlRequest, ControlResponse, NotApplied, Status, CONTROL, LOG_PAGE_BYTES,

@@ -5,6 +5,7 @@ use super::applied::AppliedLog;
 use super::config::{fingerprint, NodeConfig};
 use super::control::{CONTROL, MAX_CONTROL_BYTES};
 use super::error::{io, store, NodeError};
+use super::offload::Offloaded;
 use super::outbound::Queued;
 use super::service::{ControlHandler, ValidatorsOnly};
 use super::state::CommandList;
@@ -105,10 +106,12 @@ impl ValidatorNode {
             "creating the data directory {}",
             config.data.display()
         )))?;
-        let store: Arc<dyn Store> = Arc::new(
+        let redb: Arc<dyn Store> = Arc::new(
             RedbStore::create_with_cache(config.data.join(STORE_FILE), STORE_CACHE_BYTES)
                 .map_err(store("opening the store in the data directory"))?,
         );
+        // Its commits sync the file: off the runtime's workers.
+        let store: Arc<dyn Store> = Arc::new(Offloaded(redb));
         let replica_config = ReplicaConfig {
             max_pipeline_depth: config.pipeline.max(1),
             mempool_capacity: MEMPOOL_CAPACITY,

@@ -9,9 +9,12 @@ use super::outbound::Queued;
 use super::run::SYNC_INTERVAL;
 use super::service::Request;
 use super::state::CommandList;
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use hologram_consensus::{
-    ConsensusMessage, Decision, DriverHandle, Lookup, Outcome, ReplicatedStateMachine,
+    Command, ConsensusError, ConsensusMessage, Decision, DriverHandle, Lookup, Outcome,
+    ReplicatedStateMachine,
 };
 use hologram_lattice::transport::Transport;
 use hologram_lattice::wire::Wire;
@@ -23,6 +26,26 @@ use tracing::{info, warn};
 /// Where the answer to a submission goes: a response, or why the node
 /// could not take it.
 pub(crate) type SubmitReply = oneshot::Sender<Result<ControlResponse, String>>;
+
+/// The most client commands handed to the driver in one submission: what
+/// the node task drains from its queue per wakeup.
+const SUBMIT_BATCH: usize = 1024;
+/// The most submissions the node task has handed to the driver and not yet
+/// had answered; past it, client requests wait in their (bounded) queue.
+const SUBMITS_IN_FLIGHT: usize = 4;
+
+/// A submission handed to the driver: its commands' (client, sequence),
+/// and the driver's answer.
+type Submitting = BoxFuture<'static, (Vec<(NodeId, u64)>, Result<usize, ConsensusError>)>;
+
+/// What the clients of a submission the driver refused are told: "busy,
+/// retry" when the mempool is full, else why.
+fn refusal(e: ConsensusError) -> Result<ControlResponse, String> {
+    match e {
+        ConsensusError::MempoolFull { .. } => Ok(ControlResponse::Busy),
+        e => Err(e.to_string()),
+    }
+}
 
 /// The node task: see the [module docs](self).
 ///
@@ -71,17 +94,56 @@ impl NodeTask {
     ) -> Result<(), NodeError> {
         let mut sync = tokio::time::interval(SYNC_INTERVAL);
         sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut submitting: FuturesUnordered<Submitting> = FuturesUnordered::new();
         loop {
             tokio::select! {
                 decision = decisions.next() => match decision {
                     Some(decision) => self.apply(&decision).await?,
                     None => return Ok(()),
                 },
-                Some(request) = incoming.recv() => self.answer(request).await,
+                Some(request) = incoming.recv(), if submitting.len() < SUBMITS_IN_FLIGHT => {
+                    // Everything queued goes to the driver as one
+                    // submission: one driver round and one durable write
+                    // for all of it, and the task does not wait for it.
+                    let mut batch = Vec::new();
+                    self.answer(request, &mut batch).await;
+                    while batch.len() < SUBMIT_BATCH {
+                        let Ok(request) = incoming.try_recv() else { break };
+                        self.answer(request, &mut batch).await;
+                    }
+                    if let Some(submission) = self.submit(batch) {
+                        submitting.push(submission);
+                    }
+                }
+                Some((keys, answer)) = submitting.next() => self.submitted(&keys, answer),
                 _ = sync.tick() => {
                     self.applied.flush().await?;
                     self.ask_for_decisions().await
                 }
+            }
+        }
+    }
+
+    /// Hands `batch` to the driver (gossiped to the other validators, and
+    /// kept durably before the driver answers); `None` if it is empty.
+    fn submit(&self, batch: Vec<Command>) -> Option<Submitting> {
+        if batch.is_empty() {
+            return None;
+        }
+        let keys = batch.iter().map(|c| (c.client(), c.sequence())).collect();
+        let handle = self.handle.clone();
+        Some(async move { (keys, handle.submit(batch, true).await) }.boxed())
+    }
+
+    /// The driver's answer to a submission: taken, its commands' clients
+    /// wait for them to be applied; refused, they are answered now ("busy,
+    /// retry" when the mempool is full, else the reason).
+    fn submitted(&mut self, keys: &[(NodeId, u64)], answer: Result<usize, ConsensusError>) {
+        let Err(e) = answer else { return };
+        let refusal = refusal(e);
+        for key in keys {
+            for reply in self.waiters.remove(key).unwrap_or_default() {
+                let _ = reply.send(refusal.clone());
             }
         }
     }
@@ -139,7 +201,9 @@ impl NodeTask {
         }
     }
 
-    async fn answer(&mut self, request: Request) {
+    /// Answers `request`, or (a submission not applied yet) registers
+    /// its waiter and adds its command to `batch`, for the driver.
+    async fn answer(&mut self, request: Request, batch: &mut Vec<Command>) {
         match request {
             Request::Submit(command, reply) => {
                 let key = (command.client(), command.sequence());
@@ -157,13 +221,9 @@ impl NodeTask {
                     }
                     Lookup::Unknown => {}
                 }
-                // Answered once the driver made the command durable.
-                match self.handle.submit(vec![command], true).await {
-                    Ok(_) => self.waiters.entry(key).or_default().push(reply),
-                    Err(e) => {
-                        let _ = reply.send(Err(e.to_string()));
-                    }
-                }
+                // Answered once applied (committed, durable on this node).
+                self.waiters.entry(key).or_default().push(reply);
+                batch.push(command);
             }
             Request::Status(reply) => {
                 let chain = self.rsm.receipt_chain();
@@ -212,5 +272,18 @@ impl NodeTask {
                 .send(peer, hologram_consensus::CONSENSUS_PROTOCOL, bytes)
                 .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_mempool_is_busy_and_other_errors_refuse() {
+        let full = ConsensusError::MempoolFull { capacity: 4 };
+        assert!(matches!(refusal(full), Ok(ControlResponse::Busy)));
+        let stopped = ConsensusError::Stopped(NodeId::from_bytes([5; 32]));
+        assert!(matches!(refusal(stopped), Err(why) if !why.is_empty()));
     }
 }

@@ -310,18 +310,10 @@ impl DurableLog {
     /// Appends decided heights, which must continue the log in order, in one
     /// atomic batch. Each is verified first; none is stored if any fails.
     pub async fn append(&mut self, decisions: &[Decision]) -> Result<(), ConsensusError> {
-        let mut objects = Vec::with_capacity(decisions.len());
-        for (i, d) in decisions.iter().enumerate() {
-            let expected = self.len + i as u64;
-            if d.height() != expected {
-                return Err(ConsensusError::Log(format!(
-                    "height {} appended where height {expected} was next",
-                    d.height()
-                )));
-            }
+        for d in decisions {
             d.verify(&self.validators)?;
-            objects.push((block_name(expected)?, Some(Object::new(block::encode(d)))));
         }
+        let objects = self.blocks(decisions)?;
         if objects.is_empty() {
             return Ok(());
         }
@@ -330,31 +322,75 @@ impl DurableLog {
         Ok(())
     }
 
+    /// The named objects of `decisions`' blocks, which must continue the
+    /// log in order (not verified here).
+    fn blocks(
+        &self,
+        decisions: &[Decision],
+    ) -> Result<Vec<(Name, Option<Object>)>, ConsensusError> {
+        let mut objects = Vec::with_capacity(decisions.len() + 1);
+        for (i, d) in decisions.iter().enumerate() {
+            let expected = self.len + i as u64;
+            if d.height() != expected {
+                return Err(ConsensusError::Log(format!(
+                    "height {} appended where height {expected} was next",
+                    d.height()
+                )));
+            }
+            objects.push((block_name(expected)?, Some(Object::new(block::encode(d)))));
+        }
+        Ok(objects)
+    }
+
+    /// The named object replacing the stored record with `record` under
+    /// the next sequence number, if it differs from the one last saved.
+    fn record_object(
+        &self,
+        record: &VotingRecord,
+    ) -> Result<Option<(Name, Option<Object>)>, ConsensusError> {
+        if *record == self.record {
+            return Ok(None);
+        }
+        let bytes = record::encode(self.record_seq + 1, record)?;
+        Ok(Some((record_name()?, Some(Object::new(bytes)))))
+    }
+
     /// Makes `record` durable if it differs from the one last saved:
     /// replaces the stored record, in one atomic write, with it under the
     /// next sequence number.
     pub async fn save_record(&mut self, record: &VotingRecord) -> Result<(), ConsensusError> {
-        if *record == self.record {
-            return Ok(());
-        }
-        let seq = self.record_seq + 1;
-        let bytes = record::encode(seq, record)?;
-        self.store
-            .set_named(vec![(record_name()?, Some(Object::new(bytes)))])
-            .await?;
-        self.record = record.clone();
-        self.record_seq = seq;
-        Ok(())
+        self.persist(&[], record).await
     }
 
     /// Makes what a replica's step produced durable, before its messages
-    /// are sent: the decisions, then the replica's voting record.
+    /// are sent: the decisions and the replica's voting record, in **one**
+    /// atomic write (one store commit, one sync, for everything the step
+    /// produced; a crash keeps all of it or none).
+    ///
+    /// The decisions are not verified again here (unlike
+    /// [`append`](Self::append)): they are what the replica delivered, and
+    /// a replica delivers a decision only with a certificate it checked
+    /// (one it formed from precommits whose signatures it verified, or one
+    /// from a peer that it verified on receipt). Blocks read back from the
+    /// store are verified by [`open`](Self::open), as always.
     pub async fn persist(
         &mut self,
         decisions: &[Decision],
         record: &VotingRecord,
     ) -> Result<(), ConsensusError> {
-        self.append(decisions).await?;
-        self.save_record(record).await
+        let mut objects = self.blocks(decisions)?;
+        let record_object = self.record_object(record)?;
+        let saves_record = record_object.is_some();
+        objects.extend(record_object);
+        if objects.is_empty() {
+            return Ok(());
+        }
+        self.store.set_named(objects).await?;
+        self.len += decisions.len() as u64;
+        if saves_record {
+            self.record = record.clone();
+            self.record_seq += 1;
+        }
+        Ok(())
     }
 }

@@ -81,6 +81,15 @@ pub struct ReplicaConfig {
     /// encoded size), whatever `retain_decisions` allows: the newest one is
     /// always kept. Must be at least 1.
     pub retain_decision_bytes: usize,
+    /// Fuller blocks: while a height is in flight, another is started only
+    /// once this many unclaimed commands wait (at most `max_batch` are
+    /// asked for), or `fill_ms` after the first of them arrived. An idle
+    /// replica starts a height at the first command. 0 or 1: start one as
+    /// soon as any command is unclaimed.
+    pub fill_commands: usize,
+    /// How long unclaimed commands below `fill_commands` wait for another
+    /// height while one is in flight (milliseconds, at least 1).
+    pub fill_ms: u64,
 }
 
 impl ReplicaConfig {
@@ -96,6 +105,8 @@ impl ReplicaConfig {
             sync_bytes_per_interval: DEFAULT_SYNC_BYTES_PER_INTERVAL,
             retain_decisions: 4096,
             retain_decision_bytes: DEFAULT_RETAIN_DECISION_BYTES,
+            fill_commands: 256,
+            fill_ms: 2,
         }
     }
 
@@ -119,6 +130,9 @@ impl ReplicaConfig {
         }
         if self.mempool_capacity == 0 {
             return bad("mempool_capacity must be at least 1");
+        }
+        if self.fill_ms == 0 {
+            return bad("fill_ms must be at least 1");
         }
         if self.timeouts.resend_ms == 0 {
             return bad("timeouts.resend_ms must be at least 1");
@@ -154,6 +168,9 @@ pub enum Timer {
     },
     /// Time to resend what may have been lost.
     Resend,
+    /// Unclaimed commands waited long enough for a fuller block: start a
+    /// height for them (see [`ReplicaConfig::fill_commands`]).
+    Fill,
 }
 
 /// A message to send.

@@ -104,6 +104,7 @@ pub struct Replica {
     detector: ByzantineDetector,
     record: VotingRecord,
     resend_armed: bool,
+    fill_armed: bool,
     highest_seen: u64,
     last_sync: Option<u64>,
     catch_up: CatchUpServer,
@@ -179,6 +180,7 @@ impl Replica {
             committed: recent::RecentlyCommitted::default(),
             record,
             resend_armed: false,
+            fill_armed: false,
             highest_seen: next,
             last_sync: None,
             catch_up: CatchUpServer::default(),
@@ -353,6 +355,10 @@ impl Replica {
                 self.resend_armed = false;
                 self.resend(now, out);
             }
+            Timer::Fill => {
+                self.fill_armed = false;
+                self.start_heights(now, true, out);
+            }
         }
         self.arm_resend(out);
     }
@@ -403,17 +409,37 @@ impl Replica {
     }
 
     /// Starts heights of the window while unclaimed commands are more than
-    /// the heights waiting for a proposal can take.
+    /// the heights waiting for a proposal can take; while a height is in
+    /// flight, only for a fuller block (see [`ReplicaConfig::fill_commands`]).
     fn activate(&mut self, now: u64, out: &mut Outputs) {
+        self.start_heights(now, false, out);
+    }
+
+    /// [`activate`](Self::activate); with `filled`, the fill timer expired:
+    /// the commands waiting get a height even if they are few.
+    fn start_heights(&mut self, now: u64, mut filled: bool, out: &mut Outputs) {
         loop {
             let waiting = self
                 .heights
                 .keys()
                 .filter(|h| self.bodies.get(h).is_none_or(HashMap::is_empty))
                 .count();
-            if self.mempool.unclaimed() <= waiting * self.config.max_batch {
+            let spare = self
+                .mempool
+                .unclaimed()
+                .saturating_sub(waiting * self.config.max_batch);
+            if spare == 0 {
                 return;
             }
+            let fill = self.config.fill_commands.min(self.config.max_batch);
+            if !self.heights.is_empty() && !filled && spare < fill {
+                if !self.fill_armed {
+                    self.fill_armed = true;
+                    out.timers.push((self.config.fill_ms, Timer::Fill));
+                }
+                return;
+            }
+            filled = false;
             let next_free = (self.next..self.window_end())
                 .find(|h| !self.heights.contains_key(h) && !self.decided.contains_key(h));
             match next_free {
