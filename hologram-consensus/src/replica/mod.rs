@@ -334,6 +334,13 @@ impl Replica {
             Timer::Propose { height, round } => {
                 if let Some(st) = self.heights.get(&height) {
                     if st.round == round && st.step == Step::Propose {
+                        tracing::debug!(
+                            height,
+                            round,
+                            leader = %self.config.validators.leader(height, round),
+                            me = %self.me,
+                            "no proposal before the propose timeout: prevoting nil"
+                        );
                         self.prevote(height, None, out);
                         self.progress(now, height, out);
                     }
@@ -490,6 +497,9 @@ impl Replica {
         };
         st.enter_round(round);
         let leader = self.config.validators.leader(h, round);
+        if round > 0 {
+            tracing::debug!(height = h, round, %leader, "entering a later round");
+        }
         // The leader sets the timer too: if it cannot propose (its recorded
         // proposal's batch was lost in a crash), it prevotes nil on time.
         let after = self
