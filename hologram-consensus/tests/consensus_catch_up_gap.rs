@@ -2,12 +2,15 @@
 //! in flight, asks for the missing ones (found by the seed-11 soak of the
 //! pipelined fault campaign once catch-up answers were deduplicated: a
 //! replica held decisions 12 and 13, lacked 11, had nothing in flight and
-//! nothing to send, and waited forever).
+//! nothing to send, and waited forever); and a replica that caught up to a
+//! height a peer was seen at, with nothing in flight, asks for it while the
+//! cluster is idle (found by the partition campaign, seed 125, once resends
+//! were delayed: the others decided that height and went quiet).
 
 mod support;
 
 use hologram_consensus::{
-    Batch, ConsensusMessage, Outgoing, Outputs, Replica, ReplicaConfig, Timer,
+    Batch, ConsensusMessage, Outgoing, Outputs, Replica, ReplicaConfig, Slot, Timer, Vote, VoteKind,
 };
 use support::decided::{certified, commands, validators};
 
@@ -41,4 +44,84 @@ fn a_gap_below_pushed_decisions_is_fetched() {
         "{:?}",
         out.timers
     );
+}
+
+/// Whether `out` asks for decisions from `first` on.
+fn asks_from(out: &Outputs, first: u64) -> bool {
+    out.messages.iter().any(
+        |m| matches!(m, Outgoing::To(_, ConsensusMessage::SyncRequest { from }) if *from == first),
+    )
+}
+
+#[test]
+fn a_height_a_peer_was_seen_at_is_fetched_while_the_cluster_is_idle() {
+    let (keys, set) = validators();
+    let config = ReplicaConfig::new(set);
+    let resend = config.timeouts.resend_ms;
+    let mut replica = Replica::new(keys[3].clone(), config).expect("config");
+    let mut out = Outputs::default();
+    replica.start(0, &mut out);
+    // A vote of height 1, beyond the window (depth 1): a peer is there.
+    let from = keys[0].node_id();
+    let slot = Slot {
+        height: 1,
+        round: 0,
+        kind: VoteKind::Prevote,
+    };
+    let vote = Vote::sign(&keys[0], slot, None);
+    let mut out = Outputs::default();
+    replica.handle_message(1, from, ConsensusMessage::Vote(vote), &mut out);
+    assert!(asks_from(&out, 0), "{:?}", out.messages);
+    assert!(out.timers.iter().any(|(_, t)| *t == Timer::Resend));
+    // Height 0 arrives; height 1 is now in the window but not in flight
+    // (its vote came too early), and the cluster sends nothing more.
+    let decision = certified(&keys, 0, Batch::new(commands("x", 2)).expect("small"));
+    let mut out = Outputs::default();
+    replica.handle_message(
+        2,
+        from,
+        ConsensusMessage::Decision(Box::new(decision)),
+        &mut out,
+    );
+    assert_eq!(replica.next_height(), 1);
+    assert_eq!(replica.in_flight().count(), 0);
+    assert!(
+        asks_from(&out, 1),
+        "no catch-up request: {:?}",
+        out.messages
+    );
+    // It keeps asking, one request per resend interval at most, ...
+    let mut now = 2;
+    let mut asked = 0;
+    for _ in 0..4 {
+        now += resend;
+        out = Outputs::default();
+        replica.handle_timer(now, Timer::Resend, &mut out);
+        assert!(
+            out.timers.iter().any(|(_, t)| *t == Timer::Resend),
+            "{:?}",
+            out.timers
+        );
+        let requests = out
+            .messages
+            .iter()
+            .filter(|m| matches!(m, Outgoing::To(_, ConsensusMessage::SyncRequest { .. })))
+            .count();
+        assert!(requests <= 1, "{:?}", out.messages);
+        asked += usize::from(asks_from(&out, 1));
+    }
+    assert!(asked >= 3, "asked {asked} times in 4 intervals");
+    // ... until it has height 1; then it goes quiet.
+    let decision = certified(&keys, 1, Batch::new(commands("y", 1)).expect("small"));
+    out = Outputs::default();
+    replica.handle_message(
+        now,
+        from,
+        ConsensusMessage::Decision(Box::new(decision)),
+        &mut out,
+    );
+    assert_eq!(replica.next_height(), 2);
+    out = Outputs::default();
+    replica.handle_timer(now + resend, Timer::Resend, &mut out);
+    assert!(out.is_empty(), "{out:?}");
 }

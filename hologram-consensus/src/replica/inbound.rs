@@ -140,7 +140,7 @@ impl Replica {
         if let Err(e) = d.verify(&self.config.validators) {
             return self.blame(from, invalid(e), out);
         }
-        self.highest_seen = self.highest_seen.max(h);
+        self.highest_seen = self.highest_seen.max(Some(h));
         self.decide(now, h, d, out);
         if self.behind() && !self.decided.contains_key(&self.next) {
             self.last_sync = None;
@@ -223,7 +223,7 @@ impl Replica {
         if h < self.next || self.decided.contains_key(&h) {
             self.serve_catch_up(now, from, (h, h.saturating_add(1)), out);
         } else if h >= self.window_end() {
-            self.highest_seen = self.highest_seen.max(h);
+            self.highest_seen = self.highest_seen.max(Some(h));
             self.request_sync(now, from, self.next, out);
         }
     }

@@ -66,7 +66,10 @@ struct Body {
 /// Lost messages are repaired by resending own votes and proposals of the
 /// current round every `resend_ms`; a replica that sees a message of a height
 /// it has decided pushes that decision to the sender, and one that sees a
-/// height beyond its window asks for decisions ([`ConsensusMessage::SyncRequest`]).
+/// height beyond its window asks for decisions ([`ConsensusMessage::SyncRequest`]),
+/// again every resend interval until it has them — also once that height is
+/// in its window but not in flight here (the cluster that decided it may be
+/// idle and send nothing more).
 /// It keeps the newest delivered decisions in memory
 /// ([`ReplicaConfig::retain_decisions`] and
 /// [`ReplicaConfig::retain_decision_bytes`]); older heights a peer asks for
@@ -105,7 +108,9 @@ pub struct Replica {
     record: VotingRecord,
     resend_armed: bool,
     fill_armed: bool,
-    highest_seen: u64,
+    /// The highest height a peer was seen at beyond the window, or whose
+    /// decision was received.
+    highest_seen: Option<u64>,
     last_sync: Option<u64>,
     catch_up: CatchUpServer,
     gate: VoteGate,
@@ -181,7 +186,7 @@ impl Replica {
             record,
             resend_armed: false,
             fill_armed: false,
-            highest_seen: next,
+            highest_seen: None,
             last_sync: None,
             catch_up: CatchUpServer::default(),
             gate: VoteGate::default(),
@@ -329,6 +334,13 @@ impl Replica {
             Timer::Propose { height, round } => {
                 if let Some(st) = self.heights.get(&height) {
                     if st.round == round && st.step == Step::Propose {
+                        tracing::debug!(
+                            height,
+                            round,
+                            leader = %self.config.validators.leader(height, round),
+                            me = %self.me,
+                            "no proposal before the propose timeout: prevoting nil"
+                        );
                         self.prevote(height, None, out);
                         self.progress(now, height, out);
                     }
@@ -378,12 +390,15 @@ impl Replica {
         !self.heights.is_empty() || self.mempool.len() > 0 || self.behind()
     }
 
-    /// Whether decisions must be fetched: a peer was seen beyond the window,
-    /// or later heights were decided (pushed) while the next one is neither
-    /// decided nor in flight (nothing else would make it progress).
+    /// Whether decisions must be fetched: a peer was seen beyond the window;
+    /// or the next height is neither decided nor in flight (nothing here
+    /// would make it progress, and a cluster that decided it may be idle,
+    /// sending nothing more) while a peer was seen at it or beyond, or later
+    /// heights were decided (pushed).
     fn behind(&self) -> bool {
-        self.highest_seen >= self.window_end()
-            || (!self.decided.is_empty() && !self.heights.contains_key(&self.next))
+        let seen = |from: u64| self.highest_seen.is_some_and(|h| h >= from);
+        let stalled = !self.heights.contains_key(&self.next);
+        seen(self.window_end()) || (stalled && (seen(self.next) || !self.decided.is_empty()))
     }
 
     fn arm_resend(&mut self, out: &mut Outputs) {
@@ -482,6 +497,9 @@ impl Replica {
         };
         st.enter_round(round);
         let leader = self.config.validators.leader(h, round);
+        if round > 0 {
+            tracing::debug!(height = h, round, %leader, "entering a later round");
+        }
         // The leader sets the timer too: if it cannot propose (its recorded
         // proposal's batch was lost in a crash), it prevotes nil on time.
         let after = self
