@@ -4,8 +4,10 @@
 //! replica held decisions 12 and 13, lacked 11, had nothing in flight and
 //! nothing to send, and waited forever); and a replica that caught up to a
 //! height a peer was seen at, with nothing in flight, asks for it while the
-//! cluster is idle (found by the partition campaign, seed 125, once resends
-//! were delayed: the others decided that height and went quiet).
+//! cluster is idle (the votes of that height came while it was beyond the
+//! window, so the height was never started here; the others decided it and
+//! went quiet — a stall of this kind was seen in the partition campaign,
+//! seed 125, in an experiment that delayed resends).
 
 mod support;
 

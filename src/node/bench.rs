@@ -113,6 +113,11 @@ struct Shared {
 /// what it measured. Must run within a multi-threaded tokio runtime.
 /// Fails only when the configuration is out of range or the clients'
 /// endpoints cannot be made; failed submissions are counted by kind.
+///
+/// Before the clock starts, every client connects to every node (a status
+/// request each, all at once), so that the latencies measured are those
+/// of submissions on open connections, as a client that stays connected
+/// sees them, not of the QUIC handshakes a fresh client makes first.
 pub async fn run_load(
     config: &LoadConfig,
     mut progress: impl FnMut(LoadProgress),
@@ -121,6 +126,7 @@ pub async fn run_load(
     let clients = (0..config.clients)
         .map(|_| Client::anonymous(&config.nodes).map(Arc::new))
         .collect::<Result<Vec<_>, _>>()?;
+    connect(&clients, &config.nodes).await;
     let cpu_before = cpu_time();
     let start = Instant::now();
     let shared = Arc::new(Shared {
@@ -208,6 +214,24 @@ pub async fn run_load(
         errors,
         cpu,
     })
+}
+
+/// Connects every client to every node: one status request each, all at
+/// once. A node that does not answer is not waited for again: its
+/// submissions fail (and are counted) in the run.
+async fn connect(clients: &[Arc<Client>], nodes: &[(NodeId, SocketAddr)]) {
+    let mut handshakes = JoinSet::new();
+    for client in clients {
+        for &(node, _) in nodes {
+            let client = Arc::clone(client);
+            handshakes.spawn(async move {
+                if let Err(e) = client.status(node).await {
+                    tracing::warn!(%node, "connecting before the run: {e}");
+                }
+            });
+        }
+    }
+    while handshakes.join_next().await.is_some() {}
 }
 
 /// Refuses a configuration out of range.
