@@ -139,7 +139,6 @@ pub struct ReplicatedStateMachine<S: StateMachine> {
     state: S,
     validators: ValidatorSet,
     log: VecDeque<LogEntry>,
-    applied_count: u64,
     receipt_chain: ReceiptChain,
     sessions: SessionTable<S::Output>,
     next_height: u64,
@@ -150,7 +149,7 @@ impl<S: StateMachine + core::fmt::Debug> core::fmt::Debug for ReplicatedStateMac
         f.debug_struct("ReplicatedStateMachine")
             .field("state", &self.state)
             .field("next_height", &self.next_height)
-            .field("applied", &self.applied_count)
+            .field("applied", &self.applied_count())
             .field("sessions", &self.sessions.len())
             .finish_non_exhaustive()
     }
@@ -171,7 +170,6 @@ impl<S: StateMachine> ReplicatedStateMachine<S> {
             state,
             validators,
             log: VecDeque::new(),
-            applied_count: 0,
             receipt_chain: ReceiptChain::new(),
             sessions: SessionTable::new(limits),
             next_height: 0,
@@ -254,7 +252,6 @@ impl<S: StateMachine> ReplicatedStateMachine<S> {
             self.log.pop_front();
         }
         self.log.push_back(entry);
-        self.applied_count += 1;
         Applied { entry, output }
     }
 
@@ -283,13 +280,14 @@ impl<S: StateMachine> ReplicatedStateMachine<S> {
     /// The position (among all commands applied) of the first entry of
     /// [`log`](Self::log).
     pub fn log_start(&self) -> u64 {
-        self.applied_count - self.log.len() as u64
+        self.applied_count() - self.log.len() as u64
     }
 
     /// The number of commands applied (duplicates, stale and refused ones
     /// are not).
     pub fn applied_count(&self) -> u64 {
-        self.applied_count
+        // One transition receipt per applied command.
+        self.receipt_chain.len()
     }
 
     /// The log entry of the command applied at `position`, if still in
