@@ -223,6 +223,7 @@ fn load(cluster: &Cluster, clients: usize, in_flight: usize, secs: u64) -> LoadC
         nodes: cluster.members(),
         clients,
         in_flight,
+        batch: in_flight,
         duration: Duration::from_secs(secs),
         commands: None,
         size: SIZE,

@@ -36,8 +36,8 @@ use criterion::{criterion_group, Criterion, Throughput};
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::StreamExt;
 use hologram::consensus::{
-    inbox, verify_commands, Command, Decision, DriverHandle, Replica, ReplicaConfig, ReplicaDriver,
-    SimReplica, ValidatorSet,
+    inbox, verify_commands, BatchProof, Command, Decision, DriverHandle, Replica, ReplicaConfig,
+    ReplicaDriver, SimReplica, ValidatorSet,
 };
 use hologram::lattice::sim::{Faults, Simulation};
 use hologram::lattice::transport::{MemoryNetwork, Timer};
@@ -289,7 +289,10 @@ fn bench_commands(c: &mut Criterion) {
         let (key, sig) = (signed[0].client(), signed[0].signature());
         b.iter(|| {
             i += 1;
-            black_box(Command::from_parts(key, i, 0, sig, payload(i)).expect("small"))
+            black_box(
+                Command::from_parts(key, i, 0, sig, BatchProof::single(), payload(i))
+                    .expect("small"),
+            )
         })
     });
     group.bench_function("make one, now: sign it (client)", |b| {
@@ -352,6 +355,7 @@ fn command_costs() {
                 i,
                 0,
                 hologram::receipt::Signature::from_bytes([0; 64]),
+                BatchProof::single(),
                 payload(i),
             )
             .expect("small")

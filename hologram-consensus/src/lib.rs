@@ -178,6 +178,7 @@
 #![warn(missing_docs)]
 
 mod batch;
+mod batch_proof;
 pub mod broadcast;
 mod certificate;
 mod client_session;
@@ -198,6 +199,7 @@ mod vote;
 
 mod protocols;
 pub use batch::{Batch, MAX_BATCH_BYTES, MAX_BATCH_COMMANDS};
+pub use batch_proof::{BatchProof, MAX_SIGNED_BATCH};
 pub use broadcast::delivery::DeliveryCertificate;
 pub use broadcast::protocol::{BroadcastResult, LatticeProtocol};
 pub use certificate::Certificate;
