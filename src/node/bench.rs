@@ -50,8 +50,10 @@ pub struct LoadConfig {
     /// (all it has room for, in closed loop) in requests of up to this
     /// many, signed with one signature ([`Client::submit_payloads`]); 1
     /// submits each command alone, in a request and with a signature of
-    /// its own. Within 1 to [`MAX_SUBMIT_COMMANDS`], and at most 64 requests
-    /// outstanding (`in_flight / batch`, rounded up).
+    /// its own. A client has at most `in_flight / batch` (rounded up)
+    /// requests out, so at a fixed rate the commands that fall due while
+    /// they are out go together in the next request. Within 1 to
+    /// [`MAX_SUBMIT_COMMANDS`], and at most 64 requests out.
     pub batch: usize,
     /// How long new commands are submitted; those outstanding at the end
     /// are still waited for.
@@ -290,7 +292,9 @@ type Sent = BoxFuture<'static, (Vec<Instant>, Result<Vec<Result<Ack, NodeError>>
 /// outstanding until the deadline or the budget runs out, submitting the
 /// commands due (in closed loop, as many as it has room for) in requests
 /// of at most `batch` commands signed at once, each request to the next
-/// node. `schedule`: at a fixed rate, when its first command is due and
+/// node, with at most `in_flight / batch` (rounded up) requests out: at a
+/// fixed rate, the commands that fall due while they are out wait for the
+/// next request (the client batches as a group commit does). `schedule`: at a fixed rate, when its first command is due and
 /// the period between two.
 async fn client_loop(
     client: Arc<Client>,
@@ -305,12 +309,15 @@ async fn client_loop(
         last: shared.start,
     };
     let mut outstanding: FuturesUnordered<Sent> = FuturesUnordered::new();
+    let requests = in_flight.div_ceil(batch);
     let (mut busy, mut sequence, mut node) = (0, 0u64, number as usize);
     let mut due = schedule.map(|(offset, _)| shared.start + offset);
     let mut stopped = false;
     loop {
-        // Submit what is due, as room allows.
-        while !stopped && busy < in_flight {
+        // Submit what is due, as room allows: at most `in_flight` commands
+        // and `in_flight / batch` requests outstanding, so that commands
+        // falling due while a request is out go together in the next one.
+        while !stopped && busy < in_flight && outstanding.len() < requests {
             let now = Instant::now();
             let mut sent = Vec::new();
             while sent.len() < (in_flight - busy).min(batch) {
@@ -348,7 +355,7 @@ async fn client_loop(
             );
         }
         // Wait for answers, or (at a fixed rate, with room) the next due.
-        let wake = due.filter(|_| !stopped && busy < in_flight);
+        let wake = due.filter(|_| !stopped && busy < in_flight && outstanding.len() < requests);
         if outstanding.is_empty() && wake.is_none() {
             break;
         }

@@ -204,5 +204,21 @@ mod tests {
         )
         .unwrap();
         assert!(check_submission(client.node_id(), &forged).is_err());
+        // Signed at once: each verifies; one with a sibling's proof does not.
+        let two = Command::sign_batch(&client, [(1, 0, b"a"[..].into()), (2, 0, b"b"[..].into())])
+            .unwrap();
+        assert!(two
+            .iter()
+            .all(|c| check_submission(client.node_id(), c).is_ok()));
+        let swapped = Command::from_parts(
+            client.node_id(),
+            1,
+            0,
+            two[0].signature(),
+            two[1].proof().clone(),
+            b"a".to_vec(),
+        )
+        .unwrap();
+        assert!(check_submission(client.node_id(), &swapped).is_err());
     }
 }
