@@ -5,6 +5,7 @@
 
 use super::SimReplica;
 use crate::message::Decision;
+use crate::persist::Recovered;
 use crate::replica::{Outputs, Replica};
 use crate::snapshot::{Checkpoint, Executor, SnapshotConfig, SnapshotParts};
 use crate::ConsensusError;
@@ -29,6 +30,9 @@ pub(crate) struct Machine {
     certified: Option<(Decision, SnapshotParts)>,
     /// How many snapshots were fetched and restored (kept across restarts).
     restores: u64,
+    /// Under a driver: the certified snapshot the durable log is to be
+    /// compacted (or moved) to when the round is persisted.
+    pending: Option<(Decision, SnapshotParts)>,
 }
 
 impl Machine {
@@ -73,36 +77,65 @@ impl Machine {
         Some(c.height)
     }
 
-    /// The machine of a node restarted from its durable state: the
-    /// certified snapshot restored, the log after it applied again (the
-    /// snapshots due on the way taken again and told to `replica`).
-    pub(super) fn recover(&self, replica: &mut Replica, log: &[Decision]) -> Machine {
+    /// The machine of a node restarted from its durable state: made by
+    /// `factory`, the certified snapshot restored, the log after it
+    /// applied again (the snapshots due on the way taken again and told to
+    /// `replica`, which learns the certified snapshot too).
+    pub(crate) fn rebuild(
+        factory: Factory,
+        config: SnapshotConfig,
+        certified: Option<(Decision, SnapshotParts)>,
+        log: &[Decision],
+        replica: &mut Replica,
+    ) -> Result<Machine, ConsensusError> {
         let mut m = Machine {
-            exec: (self.factory)(),
-            factory: self.factory.clone(),
-            config: self.config,
+            exec: factory(),
+            factory,
+            config,
             taken: BTreeMap::new(),
-            certified: self.certified.clone(),
-            restores: self.restores,
+            certified,
+            restores: 0,
+            pending: None,
         };
         replica.enable_snapshots();
         if let Some((d, parts)) = &m.certified {
-            if let Some(c) = d.batch.checkpoint() {
-                if let Err(e) = m.exec.restore(&parts.bytes(), c) {
-                    tracing::error!(error = %e, "the certified snapshot does not restore");
-                }
-                replica.remember_certified(d.clone(), *c);
-            }
+            let c = d.batch.checkpoint().ok_or_else(|| {
+                ConsensusError::Log("a certified snapshot without a checkpoint".into())
+            })?;
+            m.exec.restore(&parts.bytes(), c)?;
+            replica.remember_certified(d.clone(), *c);
         }
         let mut out = Outputs::default();
         for d in log {
-            match m.execute(d) {
-                Ok(Some(c)) => replica.note_checkpoint(0, c, &mut out),
-                Ok(None) => {}
-                Err(e) => tracing::error!(error = %e, "a logged decision does not apply"),
+            if let Some(c) = m.execute(d)? {
+                replica.note_checkpoint(0, c, &mut out);
             }
         }
-        m
+        Ok(m)
+    }
+
+    /// This machine after a restart of its node in the simulator.
+    pub(super) fn recover(&self, replica: &mut Replica, log: &[Decision]) -> Machine {
+        let certified = self.certified.clone();
+        match Self::rebuild(self.factory.clone(), self.config, certified, log, replica) {
+            Ok(mut m) => {
+                m.restores = self.restores;
+                m
+            }
+            Err(e) => {
+                // Only a bug can get here (the state was in memory): the
+                // tests' invariants see the machine start over.
+                tracing::error!(error = %e, "the durable state does not rebuild the machine");
+                let factory = self.factory.clone();
+                Self::rebuild(factory, self.config, None, &[], replica)
+                    .unwrap_or_else(|_| unreachable!("an empty log applies"))
+            }
+        }
+    }
+
+    /// The snapshot the durable log must be moved to (under a driver).
+    pub(super) fn take_pending(&mut self) -> Option<(Decision, SnapshotParts)> {
+        self.pending.take()
     }
 
     /// The executor (tests compare machines through it).
@@ -133,8 +166,41 @@ impl SimReplica {
             taken: BTreeMap::new(),
             certified: None,
             restores: 0,
+            pending: None,
         });
         self
+    }
+
+    /// A driver's node: the machine rebuilt from what its durable log
+    /// recovered (see [`ReplicaDriver::with_machine`](crate::ReplicaDriver::with_machine)).
+    pub(crate) fn attach_machine(
+        &mut self,
+        factory: Factory,
+        config: SnapshotConfig,
+        recovered: &Recovered,
+    ) -> Result<(), ConsensusError> {
+        let start = recovered
+            .snapshot
+            .as_ref()
+            .and_then(|(d, _)| d.batch.checkpoint())
+            .map_or(0, |c| c.height);
+        if recovered.first != start {
+            return Err(ConsensusError::InvalidConfig(format!(
+                "the machine needs every decision after the snapshot at {start}; the recovered ones start at {}",
+                recovered.first
+            )));
+        }
+        let certified = recovered.snapshot.clone();
+        let m = Machine::rebuild(
+            factory,
+            config,
+            certified,
+            &recovered.decisions,
+            &mut self.replica,
+        )?;
+        self.replica.compacted(start);
+        self.machine = Some(m);
+        Ok(())
     }
 
     /// The machine this node runs, if any.
@@ -177,6 +243,9 @@ impl SimReplica {
                 let certified = m.certify(&d);
                 self.log.push(d);
                 // Under a driver the durable log is compacted when persisted.
+                if certified.is_some() && self.driven.is_some() {
+                    m.pending = m.certified.clone();
+                }
                 if let Some(height) = certified.filter(|_| self.driven.is_none()) {
                     self.replica.compacted(height);
                     let drop = height
@@ -211,6 +280,9 @@ impl SimReplica {
                     }
                     m.taken.clear();
                     m.restores += 1;
+                    if self.driven.is_some() {
+                        m.pending = m.certified.clone();
+                    }
                     self.log.clear();
                     self.log_first = r.checkpoint.height;
                     tracing::debug!(

@@ -20,6 +20,7 @@ use crate::driver::Submit;
 use crate::message::{ConsensusMessage, Decision};
 use crate::persist::DurableLog;
 use crate::replica::{LogRead, Outgoing, Outputs, Replica, ReplicaConfig, Timer, VotingRecord};
+use crate::snapshot::SnapshotParts;
 use crate::{Command, ConsensusError};
 use futures::channel::{mpsc, oneshot};
 use hologram_lattice::driver::Driven;
@@ -237,10 +238,33 @@ impl Driven for SimReplica {
     }
 
     async fn persist(&mut self) -> Result<(), ConsensusError> {
-        if let Some(store) = self.driven.as_mut().and_then(|d| d.store.as_mut()) {
-            store
-                .persist(&self.log, self.replica.voting_record())
-                .await?;
+        let pending = self
+            .machine
+            .as_mut()
+            .and_then(machine::Machine::take_pending);
+        let Some(store) = self.driven.as_mut().and_then(|d| d.store.as_mut()) else {
+            return Ok(());
+        };
+        // A snapshot beyond what this round appends was fetched (the log
+        // jumps to it first); one within it compacts what was appended.
+        let end = store.len() + self.log.len() as u64;
+        let height =
+            |(d, _): &(Decision, SnapshotParts)| d.batch.checkpoint().map_or(0, |c| c.height);
+        let (jump, compact) = match pending {
+            Some(p) if height(&p) > end => (Some(p), None),
+            other => (None, other),
+        };
+        if let Some((d, parts)) = &jump {
+            store.install_snapshot(d, parts).await?;
+        }
+        store
+            .persist(&self.log, self.replica.voting_record())
+            .await?;
+        if let Some((d, parts)) = &compact {
+            store.install_snapshot(d, parts).await?;
+        }
+        if let Some(p) = jump.as_ref().or(compact.as_ref()) {
+            self.replica.compacted(height(p));
         }
         Ok(())
     }

@@ -55,6 +55,12 @@ impl SnapshotParts {
         })
     }
 
+    /// Parts read back from a store, already verified by the caller (the
+    /// manifest against the certified address, each chunk against it).
+    pub(crate) fn from_objects(manifest: Object, chunks: Vec<Object>) -> Self {
+        Self { manifest, chunks }
+    }
+
     /// The snapshot's address: its manifest's.
     pub fn address(&self) -> Address {
         self.manifest.address()

@@ -3,7 +3,9 @@
 #![allow(dead_code)] // each test file uses part of it
 
 pub mod byzantine;
+pub mod counting;
 pub mod decided;
+pub mod driven;
 
 use byzantine::{Behaviour, Byzantine};
 use hologram_consensus::Slot;
