@@ -8,8 +8,9 @@
 mod support;
 
 use hologram_consensus::{
-    Batch, Checkpoint, ClientSession, ConsensusError, ConsensusMessage, Outgoing, Outputs,
-    Proposal, Replica, ReplicaConfig, ReplicatedStateMachine, SignedHeader, Timer, VoteKind,
+    Batch, Checkpoint, ClientSession, ConsensusError, ConsensusMessage, LocalValidator, Outgoing,
+    Outputs, Proposal, Replica, ReplicaConfig, ReplicatedStateMachine, SignedHeader, Timer,
+    Validator, VoteKind,
 };
 use hologram_lattice::Address;
 use hologram_receipt::{ChainHead, KeyPair, Receipt};
@@ -96,6 +97,29 @@ fn a_checkpoint_is_prevoted_once_the_machine_computed_the_same() {
         &mut out,
     );
     assert_eq!(prevote(&out), Some(None));
+}
+
+#[test]
+fn a_validator_without_a_machine_refuses_to_prevote_a_checkpoint() {
+    let (keys, set) = validators();
+    let validator = LocalValidator::new(keys[1].clone(), set);
+    let (p, _) = proposal(&keys[0], checkpoint(b"unchecked"));
+    let ConsensusMessage::Proposal(p) = p else {
+        unreachable!("a proposal")
+    };
+    let refused = futures::executor::block_on(validator.prepare_vote(&p));
+    assert!(
+        matches!(&refused, Err(ConsensusError::Refused { reason, .. }) if reason.contains("snapshot")),
+        "{refused:?}"
+    );
+    // Without the checkpoint, the same batch is prevoted.
+    let batch = Batch::empty();
+    let plain = Proposal {
+        header: SignedHeader::sign(&keys[0], 0, 0, None, batch.receipt()),
+        batch,
+        proof_of_lock: None,
+    };
+    assert!(futures::executor::block_on(validator.prepare_vote(&plain)).is_ok());
 }
 
 #[test]

@@ -21,6 +21,11 @@ pub const CHECKPOINT_CANONICAL_LEN: usize = 8 + 32 + 32;
 /// `2f + 1` prevotes, so at least `f + 1` honest validators checked the
 /// checkpoint: any node that trusts the validator set trusts it, and with
 /// it the snapshot's bytes, which must hash to [`snapshot`](Self::snapshot).
+/// A validator that runs no machine (a [`Replica`](crate::Replica) whose
+/// node did not [enable snapshots](crate::Replica::enable_snapshots), a
+/// [`LocalValidator`](crate::LocalValidator)) never supports a batch
+/// carrying a checkpoint; a leader puts one only in round 0, so a height
+/// whose validators cannot all check it still decides in a later round.
 ///
 /// Canonical bytes ([`CHECKPOINT_CANONICAL_LEN`]): `height u64 LE ‖
 /// snapshot address (32) ‖ chain head (32)`.
