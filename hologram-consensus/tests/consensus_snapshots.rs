@@ -31,7 +31,7 @@ mod support;
 
 use hologram_cam::ChunkParams;
 use hologram_consensus::{
-    Decision, Executor, ReplicatedStateMachine, SnapshotConfig, SnapshotParts,
+    CommandId, Decision, Executor, ReplicatedStateMachine, SnapshotConfig, SnapshotParts,
 };
 use hologram_lattice::sim::{check_seeds, Simulation};
 use hologram_lattice::NodeId;
@@ -86,11 +86,16 @@ struct Oracle {
     snapshots: HashMap<u64, (Vec<u8>, hologram_lattice::Address)>,
     /// (node, height) whose snapshot was compared.
     compared: HashMap<NodeId, u64>,
+    /// The height that decided each command applied.
+    applied: HashMap<CommandId, u64>,
 }
 
 impl Oracle {
     fn advance(&mut self) -> Result<(), String> {
         while let Some(d) = self.decided.remove(&self.machine.next_height()) {
+            for c in d.batch.commands() {
+                self.applied.entry(c.id()).or_insert(d.height());
+            }
             self.machine
                 .execute(&d)
                 .map_err(|e| format!("oracle: {e}"))?;
@@ -179,6 +184,7 @@ impl Oracle {
 }
 
 struct Campaign {
+    depth: usize,
     partitions: bool,
     crashes: bool,
     wipes: bool,
@@ -188,14 +194,14 @@ fn run(seed: u64, campaign: Campaign) -> Result<(), String> {
     let behaviours = [Behaviour::LyingSnapshots];
     let keys_set = {
         // The set is drawn inside the cluster: build once to read it.
-        let c = Cluster::new(seed, 4, &behaviours, 1, faulty_network());
+        let c = Cluster::new(seed, 4, &behaviours, campaign.depth, faulty_network());
         c.set.clone()
     };
     let mut c = Cluster::with_machines(
         seed,
         4,
         &behaviours,
-        1,
+        campaign.depth,
         faulty_network(),
         machine(keys_set.clone()),
         snapshots(),
@@ -206,6 +212,7 @@ fn run(seed: u64, campaign: Campaign) -> Result<(), String> {
         chains: Vec::new(),
         snapshots: HashMap::new(),
         compared: HashMap::new(),
+        applied: HashMap::new(),
     }));
     let mut safety = support::invariant(c.set.clone());
     let o = oracle.clone();
@@ -261,8 +268,42 @@ fn run(seed: u64, campaign: Campaign) -> Result<(), String> {
     for id in c.honest.clone() {
         fresh.extend(c.submit_to(id));
     }
+    // Applied by every honest machine (a log compacted since no longer
+    // holds the heights: the machine's height says).
     let deadline = c.sim.now() + 30_000;
-    c.run_until_committed(&fresh, deadline)?;
+    loop {
+        let applied = {
+            let o = oracle.borrow();
+            let heights: Option<Vec<u64>> = fresh
+                .iter()
+                .map(|x| o.applied.get(&x.id()).copied())
+                .collect();
+            heights
+                .and_then(|h| h.into_iter().max())
+                .is_some_and(|top| {
+                    (c.sim.nodes())
+                        .filter_map(|(_, n, _)| n.honest())
+                        .all(|h| h.node.machine().is_some_and(|m| m.next_height() > top))
+                })
+        };
+        if applied {
+            break;
+        }
+        if c.sim.now() >= deadline {
+            let nodes: Vec<String> = (c.sim.nodes())
+                .filter_map(|(id, n, _)| {
+                    n.honest().map(|h| format!("{id}: {:?}", h.node.replica()))
+                })
+                .collect();
+            return Err(format!(
+                "liveness: fresh commands not applied everywhere (oracle at {})\n{}",
+                oracle.borrow().machine.next_height(),
+                nodes.join("\n")
+            ));
+        }
+        let t = c.sim.now() + 50;
+        c.sim.run_until(t).map_err(|e| e.to_string())?;
+    }
     // Every machine agrees with the oracle, and compaction happened.
     let o = oracle.borrow();
     let height = o.machine.next_height();
@@ -312,6 +353,7 @@ fn lossy_network_with_a_lying_snapshot_server() {
         run(
             seed,
             Campaign {
+                depth: 1,
                 partitions: false,
                 crashes: false,
                 wipes: true,
@@ -335,6 +377,22 @@ fn partitions_crashes_and_wiped_nodes() {
         run(
             seed,
             Campaign {
+                depth: 1,
+                partitions: true,
+                crashes: true,
+                wipes: true,
+            },
+        )
+    });
+}
+
+#[test]
+fn pipelined_with_every_fault() {
+    check_seeds("snapshots pipelined", 3, |seed| {
+        run(
+            seed,
+            Campaign {
+                depth: 4,
                 partitions: true,
                 crashes: true,
                 wipes: true,
