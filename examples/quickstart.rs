@@ -68,6 +68,13 @@ impl StateMachine for Counter {
     fn state_receipt(&self) -> hologram::receipt::Receipt {
         hologram::receipt::Receipt::from_bytes(&self.0.to_le_bytes())
     }
+    fn snapshot(&self) -> Result<Vec<u8>, String> {
+        Ok(self.0.to_le_bytes().to_vec())
+    }
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.0 = u64::from_le_bytes(bytes.try_into().map_err(|_| "not 8 bytes")?);
+        Ok(())
+    }
 }
 
 /// A node of the example: its keys, its transport, the mux its services are

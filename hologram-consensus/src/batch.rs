@@ -1,6 +1,7 @@
 //! Batches: what consensus orders, and their canonical bytes.
 
 use crate::command::Command;
+use crate::snapshot::Checkpoint;
 use crate::ConsensusError;
 use hologram_receipt::{Receipt, ReceiptBuilder};
 use serde::{Deserialize, Serialize};
@@ -33,7 +34,13 @@ pub(crate) const COMMAND_HEADER: usize = 32 + 8 + 8 + 64 + 4 + 4;
 ///     client public key (32 bytes) ‖ sequence u64 LE ‖ first unanswered u64 LE ‖
 ///     signature R ‖ s (64 bytes) ‖ proof (index u16 LE ‖ count u16 LE ‖ siblings) ‖
 ///     payload len u32 LE ‖ payload
+/// [‖ checkpoint canonical bytes (72)]
 /// ```
+///
+/// where the trailing [`Checkpoint`] is there only when the batch carries
+/// one ([`Batch::checkpoint`]; the count before the commands makes its
+/// presence unambiguous, and a batch without one has the bytes it always
+/// had).
 ///
 /// and its receipt — what validators vote on — is
 /// `Receipt::from_bytes(canonical bytes)` (SPEC §6), so two honest nodes
@@ -45,25 +52,29 @@ pub(crate) const COMMAND_HEADER: usize = 32 + 8 + 8 + 64 + 4 + 4;
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Batch {
     commands: Arc<[Command]>,
+    checkpoint: Option<Checkpoint>,
 }
 
-/// How a batch travels: a struct of one sequence (the wire format of a
-/// `struct { commands: Vec<Command> }`).
+/// How a batch travels: the wire format of a `struct { commands:
+/// Vec<Command>, checkpoint: Option<Checkpoint> }`.
 #[derive(Serialize)]
 struct BatchRef<'a> {
     commands: &'a [Command],
+    checkpoint: Option<&'a Checkpoint>,
 }
 
 /// [`BatchRef`], decoded.
 #[derive(Deserialize)]
 struct BatchOwned {
     commands: Vec<Command>,
+    checkpoint: Option<Checkpoint>,
 }
 
 impl Serialize for Batch {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         BatchRef {
             commands: &self.commands,
+            checkpoint: self.checkpoint.as_ref(),
         }
         .serialize(s)
     }
@@ -73,13 +84,22 @@ impl<'de> Deserialize<'de> for Batch {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         BatchOwned::deserialize(d).map(|b| Self {
             commands: b.commands.into(),
+            checkpoint: b.checkpoint,
         })
     }
 }
 
 impl core::fmt::Debug for Batch {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "Batch({} commands)", self.commands.len())
+        match &self.checkpoint {
+            None => write!(f, "Batch({} commands)", self.commands.len()),
+            Some(c) => write!(
+                f,
+                "Batch({} commands, checkpoint at {})",
+                self.commands.len(),
+                c.height
+            ),
+        }
     }
 }
 
@@ -89,6 +109,7 @@ impl Batch {
     pub fn new(commands: Vec<Command>) -> Result<Self, ConsensusError> {
         let batch = Self {
             commands: commands.into(),
+            checkpoint: None,
         };
         batch.check_bounds()?;
         Ok(batch)
@@ -97,6 +118,17 @@ impl Batch {
     /// The empty batch.
     pub fn empty() -> Self {
         Self::default()
+    }
+
+    /// This batch carrying `checkpoint` (see [`Checkpoint`]).
+    pub fn with_checkpoint(mut self, checkpoint: Option<Checkpoint>) -> Self {
+        self.checkpoint = checkpoint;
+        self
+    }
+
+    /// The checkpoint the batch carries, if any.
+    pub fn checkpoint(&self) -> Option<&Checkpoint> {
+        self.checkpoint.as_ref()
     }
 
     /// The commands, in order.
@@ -155,7 +187,7 @@ impl Batch {
     /// The canonical bytes (defined in the docs of [`Batch`]).
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
-            BATCH_MAGIC.len() + 4 + COMMAND_HEADER * self.len() + self.payload_bytes(),
+            BATCH_MAGIC.len() + 4 + COMMAND_HEADER * self.len() + self.payload_bytes() + 72,
         );
         self.write_canonical(&mut out);
         out
@@ -180,6 +212,9 @@ impl Batch {
             }
             write_command(&mut buf, c);
         }
+        if let Some(c) = &self.checkpoint {
+            buf.extend_from_slice(&c.canonical_bytes());
+        }
         builder.update(&buf);
         builder.finish()
     }
@@ -190,6 +225,9 @@ impl Batch {
         out.extend_from_slice(&(self.commands.len() as u32).to_le_bytes());
         for c in self.commands.iter() {
             write_command(out, c);
+        }
+        if let Some(c) = &self.checkpoint {
+            out.extend_from_slice(&c.canonical_bytes());
         }
     }
 }
@@ -295,6 +333,29 @@ mod tests {
             Batch::new(vec![c]).unwrap().receipt(),
             Batch::new(vec![other]).unwrap().receipt()
         );
+    }
+
+    #[test]
+    fn a_checkpoint_is_appended_to_the_canonical_bytes_and_travels() {
+        use hologram_lattice::Address;
+        use hologram_receipt::ChainHead;
+        let plain = Batch::new(vec![command(b"a")]).unwrap();
+        let checkpoint = Checkpoint {
+            height: 7,
+            snapshot: Address::of(b"snapshot"),
+            chain_head: ChainHead::from_bytes([3; 32]),
+        };
+        let with = plain.clone().with_checkpoint(Some(checkpoint));
+        let bytes = with.canonical_bytes();
+        assert_eq!(
+            &bytes[..bytes.len() - 72],
+            plain.canonical_bytes().as_slice()
+        );
+        assert_eq!(&bytes[bytes.len() - 72..], &checkpoint.canonical_bytes());
+        assert_eq!(with.receipt(), Receipt::from_bytes(&bytes));
+        assert_ne!(with.receipt(), plain.receipt());
+        let wire = postcard::to_allocvec(&with).unwrap();
+        assert_eq!(postcard::from_bytes::<Batch>(&wire).unwrap(), with);
     }
 
     #[test]

@@ -19,9 +19,10 @@
 //! runtime is assumed: `run` is a plain future.
 
 use crate::message::Decision;
-use crate::persist::DurableLog;
+use crate::persist::{DurableLog, Recovered};
 use crate::replica::Replica;
 use crate::sim::Reply;
+use crate::snapshot::{Executor, SnapshotConfig};
 use crate::{Command, ConsensusError, SimReplica};
 use futures::channel::{mpsc, oneshot};
 use hologram_lattice::driver::{self, Driver, Handle, Inbound, InboxStats};
@@ -117,6 +118,26 @@ impl ReplicaDriver {
             attached.store = Some(log);
         }
         self
+    }
+
+    /// Runs the replicated state machine `factory` makes on the decisions,
+    /// snapshotted as `config` says, as
+    /// [`SimReplica::with_machine`](crate::SimReplica::with_machine) does;
+    /// the durable log is compacted to each certified snapshot (and moved
+    /// to a fetched one) when the round is persisted. `recovered` is what
+    /// the log was opened with ([`DurableLog::open`], which keeps every
+    /// decision after the snapshot): the machine is restored from its
+    /// snapshot and those decisions are applied again.
+    pub fn with_machine(
+        mut self,
+        factory: impl Fn() -> Box<dyn Executor> + Send + Sync + 'static,
+        config: SnapshotConfig,
+        recovered: &Recovered,
+    ) -> Result<Self, ConsensusError> {
+        self.driver
+            .node_mut()
+            .attach_machine(Arc::new(factory), config, recovered)?;
+        Ok(self)
     }
 
     /// Runs until stopped (or every handle and handler is dropped, or the

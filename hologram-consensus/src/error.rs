@@ -153,6 +153,38 @@ pub enum ConsensusError {
         #[source]
         source: Box<ConsensusError>,
     },
+    /// Snapshot bytes that do not decode (cut short, trailing bytes, a
+    /// bound exceeded, sessions out of order): nothing was restored.
+    #[error("malformed snapshot: {0}")]
+    SnapshotMalformed(String),
+    /// A part of a snapshot (its manifest, or a chunk) whose bytes do not
+    /// hash to the address the certified checkpoint (or the manifest)
+    /// names: refused, nothing applied.
+    #[error("snapshot part {part} hashes to {actual}, {expected} expected")]
+    SnapshotAddress {
+        /// The part: 0 for the manifest, `i + 1` for chunk `i`.
+        part: u32,
+        /// The address it must hash to.
+        expected: Address,
+        /// The address its bytes hash to.
+        actual: Address,
+    },
+    /// A snapshot chunk whose length differs from its manifest's (a
+    /// truncated chunk): refused, nothing applied.
+    #[error("snapshot part {part} has {actual} bytes, its manifest says {expected}")]
+    SnapshotChunkLength {
+        /// The part (`i + 1` for chunk `i`).
+        part: u32,
+        /// The length the manifest gives.
+        expected: u64,
+        /// The length received.
+        actual: u64,
+    },
+    /// A snapshot that decodes but is not the one its checkpoint names, or
+    /// not one this machine can take (another height, chain head,
+    /// validator set or session limits): nothing was restored.
+    #[error("snapshot does not match: {0}")]
+    SnapshotMismatch(String),
     /// The validator or its driver has stopped.
     #[error("validator {0} stopped")]
     Stopped(NodeId),

@@ -24,6 +24,21 @@
 //! with its first output), every transition receipt chained, replicas
 //! compared by chain head.
 //!
+//! ## Snapshots, compaction and state sync
+//!
+//! A node running its machine ([`SimReplica::with_machine`]) snapshots it
+//! every [`SnapshotConfig::interval`] heights: the [`Snapshot`] (machine
+//! bytes, session table, receipt chain, validator-set fingerprint) is cut
+//! into CAM objects ([`SnapshotParts`]) and its address, with the height and
+//! chain head, is a [`Checkpoint`] that the next leader puts in the batch it
+//! proposes. Validators prevote such a batch only if their own machines
+//! computed the same checkpoint, so its commit certificate certifies the
+//! snapshot. Once certified, the log below it is deleted, and a node asking
+//! for heights below is offered the snapshot instead: it fetches the parts
+//! from any validator, each verified by address (a lying peer is blamed and
+//! skipped), restores, and replays the certified tail through the usual
+//! catch-up. See [`Checkpoint`] and the `snapshots` module of the replica.
+//!
 //! [`ReceiptConsensus`] is the chapter's entry point in request/response
 //! form: a proposer asks [`Validator`]s (in this process or over a
 //! `Transport`) for signed prevotes and precommits on a batch's receipt and
@@ -93,7 +108,8 @@
 //! | `receipt_consensus` | [`ReceiptConsensus`]: the chapter's three phases driven through validators |
 //! | `rsm` | [`StateMachine`], [`ReplicatedStateMachine`]: transition receipts, `verify_replica`, an [`Answer`] per command |
 //! | `session` | [`SessionTable`]: per client, the answers kept for exactly-once, bounded and expired by height |
-//! | `sim` | [`SimReplica`]: a replica as a node of the simulator or of the driver |
+//! | `sim` | [`SimReplica`]: a replica as a node of the simulator or of the driver, optionally running a machine ([`SimReplica::with_machine`]) |
+//! | `snapshot` | [`Snapshot`] and its canonical bytes, [`Checkpoint`] (a snapshot named by a decided batch), [`SnapshotParts`] (chunks in the CAM), [`Executor`] |
 //! | `error` | [`ConsensusError`] |
 //! | [`broadcast`] | `LatticeProtocol`, authenticated epidemic broadcast with delivery certificates |
 //!
@@ -149,6 +165,13 @@
 //!     fn state_receipt(&self) -> Receipt {
 //!         Receipt::from_bytes(&self.0.to_le_bytes())
 //!     }
+//!     fn snapshot(&self) -> Result<Vec<u8>, String> {
+//!         Ok(self.0.to_le_bytes().to_vec())
+//!     }
+//!     fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+//!         self.0 = u64::from_le_bytes(bytes.try_into().map_err(|_| "not 8 bytes")?);
+//!         Ok(())
+//!     }
 //! }
 //!
 //! let keys: Vec<KeyPair> = (1..=4u8).map(|i| KeyPair::from_seed([i; 32])).collect();
@@ -182,6 +205,7 @@ mod batch_proof;
 pub mod broadcast;
 mod certificate;
 mod client_session;
+mod codec;
 mod command;
 mod detector;
 mod driver;
@@ -193,6 +217,7 @@ mod replica;
 mod rsm;
 mod session;
 mod sim;
+mod snapshot;
 mod validator;
 mod validators;
 mod vote;
@@ -216,14 +241,19 @@ pub use persist::{DurableLog, Recovered, Replay, MAX_RECORD_BYTES};
 pub use protocols::{BROADCAST_PROTOCOL, CONSENSUS_PROTOCOL, VALIDATOR_PROTOCOL};
 pub use receipt_consensus::{ConsensusResult, ReceiptConsensus};
 pub use replica::{
-    HeightRecord, Lock, LogRead, Outgoing, Outputs, Replica, ReplicaConfig, Timeouts, Timer,
-    VoteChecks, VotingRecord, DEFAULT_RETAIN_DECISION_BYTES, DEFAULT_SYNC_BYTES_PER_INTERVAL,
+    HeightRecord, Lock, LogRead, Outgoing, Outputs, Replica, ReplicaConfig, Restore, SnapshotRead,
+    Timeouts, Timer, VoteChecks, VotingRecord, DEFAULT_RETAIN_DECISION_BYTES,
+    DEFAULT_SYNC_BYTES_PER_INTERVAL,
 };
 pub use rsm::{
     Answer, Applied, LogEntry, Outcome, ReplicatedStateMachine, StateMachine, LOG_WINDOW,
 };
 pub use session::{Lookup, SessionLimits, SessionTable, Verdict};
 pub use sim::SimReplica;
+pub use snapshot::{
+    Checkpoint, Executor, Snapshot, SnapshotConfig, SnapshotParts, CHECKPOINT_CANONICAL_LEN,
+    MAX_SNAPSHOT_PART_BYTES,
+};
 pub use validator::{
     Decisions, HeightStatus, LocalValidator, RemoteValidator, Validator, ValidatorHandler,
     ValidatorRequest, ValidatorResponse,

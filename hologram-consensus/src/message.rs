@@ -10,11 +10,13 @@
 use crate::batch::{Batch, MAX_BATCH_BYTES, MAX_BATCH_COMMANDS};
 use crate::certificate::Certificate;
 use crate::command::Command;
+use crate::snapshot::MAX_SNAPSHOT_PART_BYTES;
 use crate::validators::MAX_VALIDATORS;
 use crate::vote::{SignedHeader, Vote, VoteKind};
 use crate::ConsensusError;
 use crate::ValidatorSet;
 use hologram_lattice::wire::{self, Wire};
+use hologram_lattice::Address;
 use serde::{Deserialize, Serialize};
 
 /// The largest encoded message: a full batch plus two certificates and headers.
@@ -96,6 +98,30 @@ pub enum ConsensusMessage {
     },
     /// Commands for the mempools of the other replicas.
     Commands(Vec<Command>),
+    /// State sync: "my log no longer holds the heights you asked for; it
+    /// starts at the snapshot this decision's batch names" (the newest
+    /// certified [`Checkpoint`](crate::Checkpoint) the sender keeps).
+    SnapshotOffer(Box<Decision>),
+    /// State sync: "send me part `part` of the snapshot at `snapshot`" (0
+    /// its manifest, `i + 1` its chunk `i`; see
+    /// [`SnapshotParts`](crate::SnapshotParts)).
+    SnapshotRequest {
+        /// The snapshot's address.
+        snapshot: Address,
+        /// The part wanted.
+        part: u32,
+    },
+    /// State sync: one part of a snapshot, at most
+    /// [`MAX_SNAPSHOT_PART_BYTES`] bytes, verified by the receiver against
+    /// the address its certified checkpoint or manifest names.
+    SnapshotPart {
+        /// The snapshot's address.
+        snapshot: Address,
+        /// Which part.
+        part: u32,
+        /// Its bytes.
+        bytes: Vec<u8>,
+    },
 }
 
 /// Decoded from exactly one buffer ([`Wire::from_wire`]: more than
@@ -109,9 +135,16 @@ impl Wire for ConsensusMessage {
     fn check_decoded(&self) -> Result<(), ConsensusError> {
         match self {
             ConsensusMessage::Proposal(p) => p.check_bounds(),
-            ConsensusMessage::Decision(d) => d.check_bounds(),
+            ConsensusMessage::Decision(d) | ConsensusMessage::SnapshotOffer(d) => d.check_bounds(),
+            ConsensusMessage::SnapshotPart { bytes, .. } => Ok(wire::check_count(
+                "snapshot part bytes",
+                bytes.len(),
+                MAX_SNAPSHOT_PART_BYTES,
+            )?),
             ConsensusMessage::Commands(commands) => Batch::new(commands.clone()).map(|_| ()),
-            ConsensusMessage::Vote(_) | ConsensusMessage::SyncRequest { .. } => Ok(()),
+            ConsensusMessage::Vote(_)
+            | ConsensusMessage::SyncRequest { .. }
+            | ConsensusMessage::SnapshotRequest { .. } => Ok(()),
         }
     }
 }

@@ -3,9 +3,12 @@
 use crate::command::{Command, CommandId};
 use crate::message::Decision;
 use crate::session::{SessionLimits, SessionTable, Verdict};
+use crate::snapshot::{Checkpoint, Snapshot};
 use crate::{ConsensusError, ValidatorSet};
 use hologram_lattice::NodeId;
 use hologram_receipt::{Receipt, ReceiptChain};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::collections::VecDeque;
 
 /// How many of the latest log entries a [`ReplicatedStateMachine`] keeps
@@ -35,6 +38,19 @@ pub trait StateMachine {
     /// `Receipt::from_bytes(canonical state bytes)`, or a cheaper digest
     /// kept up to date by `apply`). Equal states must give equal receipts.
     fn state_receipt(&self) -> Receipt;
+
+    /// The machine's state as bytes, for a [`Snapshot`]. Equal states must
+    /// give equal bytes: validators compare snapshots by address, so a
+    /// snapshot with an unordered map in it would never be certified. A
+    /// machine that cannot be snapshotted says why (then its replicas
+    /// rebuild it by replaying the whole log, and must not be given a
+    /// snapshot interval).
+    fn snapshot(&self) -> Result<Vec<u8>, String>;
+
+    /// Replaces the state with the one `bytes` (from
+    /// [`snapshot`](Self::snapshot)) hold. On error the state must be
+    /// left as it was.
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), String>;
 }
 
 /// One applied command in the log.
@@ -125,9 +141,10 @@ impl<O> Answer<O> {
 ///
 /// Memory does not grow with the commands applied: the session table is
 /// bounded by its limits, and only the latest [`LOG_WINDOW`] log entries are
-/// kept (the receipt chain covers them all). There is no snapshot yet
-/// (#16), so a replica rebuilds its state, session table included, by
-/// replaying its log from height 0; a snapshot must carry the session table.
+/// kept (the receipt chain covers them all). A replica rebuilds its state,
+/// session table included, by replaying its log from height 0, or by
+/// [`restore`](Self::restore)-ing a [`Snapshot`] (which carries the session
+/// table) and replaying the log after it.
 ///
 /// Decisions are taken only with a commit certificate that verifies against
 /// the validator set and names the batch's receipt
@@ -305,5 +322,65 @@ impl<S: StateMachine> ReplicatedStateMachine<S> {
     /// The next height to apply (the number of heights applied).
     pub fn next_height(&self) -> u64 {
         self.next_height
+    }
+}
+
+impl<S: StateMachine> ReplicatedStateMachine<S>
+where
+    S::Output: Serialize + DeserializeOwned,
+{
+    /// The [`Snapshot`]'s canonical bytes of this replica now: the heights
+    /// applied, the validator set's fingerprint, the receipt chain, the
+    /// session table and the machine's own bytes
+    /// ([`StateMachine::snapshot`]).
+    pub fn snapshot(&self) -> Result<Vec<u8>, ConsensusError> {
+        let machine = self
+            .state
+            .snapshot()
+            .map_err(|e| ConsensusError::SnapshotMalformed(format!("the machine: {e}")))?;
+        Snapshot::encode_parts(
+            self.next_height,
+            self.validators.fingerprint(),
+            self.receipt_chain,
+            &self.sessions,
+            &machine,
+        )
+    }
+
+    /// Replaces this replica's state with the snapshot `bytes` hold; with
+    /// `checkpoint`, the snapshot must be the one it names (its height
+    /// and chain head; the caller checked its address). The snapshot must
+    /// have been taken under this replica's validator set and session
+    /// limits. Then the decisions from the snapshot's height on are
+    /// applied as usual. On error nothing changes.
+    pub fn restore(
+        &mut self,
+        bytes: &[u8],
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), ConsensusError> {
+        let snapshot = Snapshot::<S::Output>::decode(bytes, self.sessions.limits())?;
+        let mismatch = |what: String| Err(ConsensusError::SnapshotMismatch(what));
+        if snapshot.validators != self.validators.fingerprint() {
+            return mismatch("taken under another validator set".into());
+        }
+        if let Some(c) = checkpoint {
+            if (c.height, c.chain_head) != (snapshot.height, snapshot.chain.head()) {
+                return mismatch(format!(
+                    "the checkpoint names height {} and chain head {}, the snapshot has {} and {}",
+                    c.height,
+                    c.chain_head,
+                    snapshot.height,
+                    snapshot.chain.head()
+                ));
+            }
+        }
+        self.state
+            .restore(&snapshot.machine)
+            .map_err(|e| ConsensusError::SnapshotMismatch(format!("the machine: {e}")))?;
+        self.sessions = snapshot.sessions;
+        self.receipt_chain = snapshot.chain;
+        self.next_height = snapshot.height;
+        self.log.clear();
+        Ok(())
     }
 }

@@ -6,6 +6,9 @@ use hologram_lattice::NodeId;
 /// The largest validator set this crate accepts (bounds every certificate).
 pub const MAX_VALIDATORS: usize = 256;
 
+/// The BLAKE3 key-derivation context of [`ValidatorSet::fingerprint`].
+const FINGERPRINT_CONTEXT: &str = "hologram validator-set v1";
+
 /// The validators of a consensus group, in a fixed order every member agrees on.
 ///
 /// With `n` validators the group tolerates `f = (n - 1) / 3` Byzantine ones
@@ -87,6 +90,21 @@ impl ValidatorSet {
         self.validators[i as usize]
     }
 
+    /// The set's fingerprint: `BLAKE3-derive("hologram validator-set v1",
+    /// count u16 LE ‖ each id, in the set's order)`. Order matters (it
+    /// decides the leaders), so two sets with the same members in another
+    /// order differ. A snapshot records the fingerprint of the set it was
+    /// taken under.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_derive_key(FINGERPRINT_CONTEXT);
+        // At most MAX_VALIDATORS (< 2^16) ids.
+        h.update(&(self.validators.len() as u16).to_le_bytes());
+        for id in &self.validators {
+            h.update(id.as_bytes());
+        }
+        *h.finalize().as_bytes()
+    }
+
     /// `Ok` if `id` is a validator, else [`ConsensusError::NotAValidator`].
     pub fn check_member(&self, id: &NodeId) -> Result<(), ConsensusError> {
         if self.contains(id) {
@@ -132,6 +150,25 @@ mod tests {
         assert_eq!(
             set.leader(u64::MAX, u32::MAX),
             set.leader(u64::MAX % 7, u32::MAX % 7)
+        );
+    }
+
+    #[test]
+    fn fingerprints_name_the_members_and_their_order() {
+        let set = ValidatorSet::new(ids(4)).unwrap();
+        assert_eq!(
+            set.fingerprint(),
+            ValidatorSet::new(ids(4)).unwrap().fingerprint()
+        );
+        let mut reordered = ids(4);
+        reordered.swap(0, 1);
+        assert_ne!(
+            set.fingerprint(),
+            ValidatorSet::new(reordered).unwrap().fingerprint()
+        );
+        assert_ne!(
+            set.fingerprint(),
+            ValidatorSet::new(ids(5)).unwrap().fingerprint()
         );
     }
 

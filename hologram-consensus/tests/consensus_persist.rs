@@ -7,32 +7,23 @@
 mod support;
 
 use async_trait::async_trait;
-use futures::channel::mpsc::UnboundedReceiver;
-use futures::channel::oneshot;
 use futures::executor::{block_on, LocalPool, LocalSpawner};
-use futures::task::LocalSpawnExt;
 use futures::StreamExt;
 use hologram_cam::Name;
 use hologram_cam::{CamError, MemoryStore, Object, RedbStore, Store};
 use hologram_consensus::{
-    inbox, Batch, Command, ConsensusError, Decision, DriverHandle, DurableLog, Lookup,
-    ReplicaConfig, ReplicaDriver, ReplicatedStateMachine, ValidatorSet,
+    Batch, Command, ConsensusError, Decision, DurableLog, Lookup, ReplicaConfig,
+    ReplicatedStateMachine, ValidatorSet,
 };
 use hologram_lattice::transport::{MemoryNetwork, Timer};
 use hologram_lattice::Address;
 use hologram_receipt::{KeyPair, Receipt};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use support::counting::Counting;
 use support::decided::{certified, commands, validators, Registers};
-
-/// One running validator.
-struct Running {
-    handle: DriverHandle,
-    decisions: UnboundedReceiver<Decision>,
-    /// How its driver ended.
-    ended: oneshot::Receiver<Result<(), ConsensusError>>,
-}
+use support::driven::{start_driver, Running};
 
 /// Starts validator `keys` from what `store` holds; returns it and how many
 /// heights were recovered.
@@ -60,30 +51,7 @@ fn start_with(
     store: Arc<dyn Store>,
     config: ReplicaConfig,
 ) -> (Running, Vec<Decision>) {
-    let set = config.validators.clone();
-    let (log, recovered) = pool.run_until(DurableLog::open(store, set)).expect("open");
-    assert!(recovered.rejected.is_empty(), "{:?}", recovered.rejected);
-    let replica = recovered.replica(keys.clone(), config).expect("config");
-    let (handler, inbox) = inbox();
-    let transport = network.join(keys.node_id(), Arc::new(handler));
-    let (driver, handle, decisions) =
-        ReplicaDriver::new(replica, Arc::new(transport), timer.clone(), inbox);
-    let driver = driver.with_log(log);
-    let (tx, ended) = oneshot::channel();
-    spawner
-        .spawn_local(async move {
-            let (_, result) = driver.try_run().await;
-            let _ = tx.send(result);
-        })
-        .expect("spawn");
-    (
-        Running {
-            handle,
-            decisions,
-            ended,
-        },
-        recovered.decisions,
-    )
+    start_driver(spawner, pool, network, timer, keys, store, config, None)
 }
 
 /// Submits `commands` to each validator in `to` (a client sending to all).
@@ -649,58 +617,6 @@ proptest::proptest! {
     }
 }
 
-/// A memory store that counts what is read from it.
-#[derive(Default)]
-struct Counting {
-    inner: MemoryStore,
-    /// `get` and `contains` calls (the object space).
-    object_reads: AtomicUsize,
-    /// `scan` calls.
-    scans: AtomicUsize,
-    /// `get_named` calls.
-    named_reads: AtomicUsize,
-}
-
-impl Counting {
-    fn reset(&self) {
-        for counter in [&self.object_reads, &self.scans, &self.named_reads] {
-            counter.store(0, Ordering::SeqCst);
-        }
-    }
-}
-
-#[async_trait]
-impl Store for Counting {
-    async fn get(&self, address: &Address) -> Result<Option<Object>, CamError> {
-        self.object_reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.get(address).await
-    }
-    async fn put(&self, object: Object) -> Result<(), CamError> {
-        self.inner.put(object).await
-    }
-    async fn put_batch(&self, objects: Vec<Object>) -> Result<(), CamError> {
-        self.inner.put_batch(objects).await
-    }
-    async fn contains(&self, address: &Address) -> Result<bool, CamError> {
-        self.object_reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.contains(address).await
-    }
-    async fn remove(&self, address: &Address) -> Result<bool, CamError> {
-        self.inner.remove(address).await
-    }
-    async fn scan(&self, after: Option<Address>, limit: usize) -> Result<Vec<Address>, CamError> {
-        self.scans.fetch_add(1, Ordering::SeqCst);
-        self.inner.scan(after, limit).await
-    }
-    async fn get_named(&self, name: &Name) -> Result<Option<Object>, CamError> {
-        self.named_reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.get_named(name).await
-    }
-    async fn set_named(&self, changes: Vec<(Name, Option<Object>)>) -> Result<(), CamError> {
-        self.inner.set_named(changes).await
-    }
-}
-
 #[test]
 fn a_log_beside_100_000_cam_objects_opens_reading_only_the_log() {
     const CAM_OBJECTS: u32 = 100_000;
@@ -754,12 +670,13 @@ fn a_log_beside_100_000_cam_objects_opens_reading_only_the_log() {
             .await
             .expect("open");
         // One lookup per height, one for the first unset height, one for
-        // the record; no scan and no object read.
+        // the record, one for the base (no snapshot); no scan and no object
+        // read.
         assert_eq!(counting.scans.load(Ordering::SeqCst), 0);
         assert_eq!(counting.object_reads.load(Ordering::SeqCst), 0);
         assert_eq!(
             counting.named_reads.load(Ordering::SeqCst),
-            HEIGHTS as usize + 2
+            HEIGHTS as usize + 3
         );
         // Complete and verified.
         assert!(recovered.rejected.is_empty(), "{:?}", recovered.rejected);

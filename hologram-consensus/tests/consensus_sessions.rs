@@ -46,6 +46,13 @@ impl StateMachine for Tally {
         }
         Receipt::from_bytes(&canonical)
     }
+    fn snapshot(&self) -> Result<Vec<u8>, String> {
+        postcard::to_allocvec(&self.0).map_err(|e| e.to_string())
+    }
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.0 = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
+        Ok(())
+    }
 }
 
 /// Hands `command` to validator `to` if it is up; whether it was up.

@@ -6,9 +6,11 @@ use hologram_consensus::{
     Batch, Certificate, Command, ConsensusError, ConsensusMessage, Decision, Proposal,
     SignedHeader, Slot, Vote, VoteKind,
 };
+use hologram_consensus::{Checkpoint, MAX_SNAPSHOT_PART_BYTES};
 use hologram_lattice::wire::Wire;
 use hologram_lattice::wire::WireError;
-use hologram_receipt::KeyPair;
+use hologram_lattice::Address;
+use hologram_receipt::{ChainHead, KeyPair};
 use proptest::prelude::*;
 
 fn slot(height: u64, round: u32, precommit: bool) -> Slot {
@@ -33,7 +35,12 @@ fn message(kind: u8, height: u64, round: u32, payloads: Vec<Vec<u8>>) -> Consens
     let batch = Batch::new(commands.clone()).expect("small");
     let value = batch.receipt();
     let vote = Vote::sign(&keys, slot(height, round, true), Some(value));
-    match kind % 5 {
+    let checkpoint = Checkpoint {
+        height,
+        snapshot: Address::of(&height.to_le_bytes()),
+        chain_head: ChainHead::from_bytes([round as u8; 32]),
+    };
+    match kind % 8 {
         0 => ConsensusMessage::Vote(vote),
         1 => ConsensusMessage::Proposal(Box::new(Proposal {
             header: SignedHeader::sign(&keys, height, round, None, value),
@@ -45,6 +52,24 @@ fn message(kind: u8, height: u64, round: u32, payloads: Vec<Vec<u8>>) -> Consens
             batch,
         })),
         3 => ConsensusMessage::SyncRequest { from: height },
+        5 => {
+            let batch = batch.with_checkpoint(Some(checkpoint));
+            let value = batch.receipt();
+            let vote = Vote::sign(&keys, slot(height, round, true), Some(value));
+            ConsensusMessage::SnapshotOffer(Box::new(Decision {
+                certificate: Certificate::from_votes(vote.slot, value, &[vote]),
+                batch,
+            }))
+        }
+        6 => ConsensusMessage::SnapshotRequest {
+            snapshot: checkpoint.snapshot,
+            part: round,
+        },
+        7 => ConsensusMessage::SnapshotPart {
+            snapshot: checkpoint.snapshot,
+            part: round,
+            bytes: commands.iter().flat_map(|c| c.bytes().to_vec()).collect(),
+        },
         _ => ConsensusMessage::Commands(commands),
     }
 }
@@ -57,7 +82,7 @@ proptest! {
 
     #[test]
     fn messages_round_trip(
-        kind in 0u8..5,
+        kind in 0u8..8,
         height in any::<u64>(),
         round in any::<u32>(),
         payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..8),
@@ -69,7 +94,7 @@ proptest! {
 
     #[test]
     fn flipped_bits_give_errors_or_other_messages(
-        kind in 0u8..5,
+        kind in 0u8..8,
         height in any::<u64>(),
         payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..16), 0..4),
         bit in any::<usize>(),
@@ -89,7 +114,7 @@ proptest! {
     }
 
     #[test]
-    fn trailing_bytes_are_refused(kind in 0u8..5, extra in 1usize..8) {
+    fn trailing_bytes_are_refused(kind in 0u8..8, extra in 1usize..8) {
         let m = message(kind, 3, 0, vec![b"x".to_vec()]);
         let mut bytes = m.to_wire().unwrap();
         bytes.extend(std::iter::repeat_n(0u8, extra));
@@ -122,4 +147,17 @@ fn an_oversized_command_inside_a_message_is_refused() {
     bytes.push(len as u8);
     bytes.extend_from_slice(&big);
     assert!(ConsensusMessage::from_wire(&bytes).is_err());
+}
+
+#[test]
+fn a_snapshot_part_over_its_bound_is_refused() {
+    let part = |len: usize| ConsensusMessage::SnapshotPart {
+        snapshot: Address::of(b"s"),
+        part: 1,
+        bytes: vec![7; len],
+    };
+    let ok = part(MAX_SNAPSHOT_PART_BYTES).to_wire().unwrap();
+    assert!(ConsensusMessage::from_wire(&ok).is_ok());
+    let over = part(MAX_SNAPSHOT_PART_BYTES + 1).to_wire().unwrap();
+    assert!(ConsensusMessage::from_wire(&over).is_err());
 }

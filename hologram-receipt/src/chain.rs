@@ -99,6 +99,14 @@ impl ReceiptChain {
         }
     }
 
+    /// The chain of `len` receipts whose head is `head`, as recorded
+    /// elsewhere (a replica restored from a snapshot continues the chain
+    /// it was taken at). Nothing is checked: the caller vouches for the
+    /// pair (a snapshot's address is certified by consensus).
+    pub const fn from_parts(head: ChainHead, len: u64) -> Self {
+        Self { head, len }
+    }
+
     /// The chain of `receipts`, in order.
     pub fn from_receipts<'a>(receipts: impl IntoIterator<Item = &'a Receipt>) -> Self {
         let mut chain = Self::new();

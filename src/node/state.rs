@@ -60,6 +60,25 @@ impl StateMachine for CommandList {
     fn state_receipt(&self) -> Receipt {
         Receipt::from_bytes(self.digest.as_bytes())
     }
+
+    /// The count, u64 LE, then the digest (32 bytes).
+    fn snapshot(&self) -> Result<Vec<u8>, String> {
+        let mut out = self.len.to_le_bytes().to_vec();
+        out.extend_from_slice(self.digest.as_bytes());
+        Ok(out)
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let (len, digest) = bytes
+            .split_first_chunk::<8>()
+            .filter(|(_, d)| d.len() == 32)
+            .ok_or("a command list snapshot is 40 bytes")?;
+        let mut head = [0u8; 32];
+        head.copy_from_slice(digest);
+        self.len = u64::from_le_bytes(*len);
+        self.digest = ChainHead::from_bytes(head);
+        Ok(())
+    }
 }
 
 impl CommandList {

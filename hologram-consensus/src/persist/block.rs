@@ -6,8 +6,10 @@
 use crate::batch::{Batch, BATCH_MAGIC, COMMAND_HEADER, MAX_BATCH_COMMANDS};
 use crate::batch_proof::BatchProof;
 use crate::certificate::Certificate;
+use crate::codec::Reader;
 use crate::command::{Command, MAX_COMMAND_BYTES};
 use crate::message::Decision;
+use crate::snapshot::Checkpoint;
 use crate::validators::MAX_VALIDATORS;
 use crate::vote::{Slot, VoteKind};
 use hologram_lattice::NodeId;
@@ -35,31 +37,10 @@ pub(crate) fn encode(decision: &Decision) -> Vec<u8> {
     out
 }
 
-/// A cursor that never reads past the end.
-struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
-        let left = self.rest.len();
-        let (head, tail) = (self.rest.split_at_checked(n))
-            .ok_or_else(|| format!("{what}: {n} bytes needed, {left} left"))?;
-        self.rest = tail;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], String> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N, what)?);
-        Ok(out)
-    }
-}
-
 /// Decodes a block's bytes; every length is bounded before it is used.
 /// The certificate is not checked here.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Decision, String> {
-    let mut r = Reader { rest: bytes };
+    let mut r = Reader::new(bytes);
     if r.take(BLOCK_MAGIC.len(), "magic")? != BLOCK_MAGIC {
         return Err("not a block".into());
     }
@@ -118,10 +99,16 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decision, String> {
         );
         commands.push(command.map_err(|e| e.to_string())?);
     }
-    if !r.rest.is_empty() {
-        return Err(format!("{} trailing bytes", r.rest.len()));
-    }
-    let batch = Batch::new(commands).map_err(|e| e.to_string())?;
+    // What is left is a checkpoint or nothing (see `Batch`).
+    let checkpoint = if r.rest.is_empty() {
+        None
+    } else {
+        Some(Checkpoint::read(&mut r)?)
+    };
+    r.finish()?;
+    let batch = Batch::new(commands)
+        .map_err(|e| e.to_string())?
+        .with_checkpoint(checkpoint);
     let slot = Slot {
         height,
         round,
@@ -185,8 +172,13 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trips(commands in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..8), signers in 0u8..5) {
-            let d = decision(commands, signers);
+        fn round_trips(commands in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..8), signers in 0u8..5, checkpoint in any::<Option<(u64, [u8; 32])>>()) {
+            let mut d = decision(commands, signers);
+            d.batch = d.batch.with_checkpoint(checkpoint.map(|(height, a)| Checkpoint {
+                height,
+                snapshot: hologram_lattice::Address::from_bytes(a),
+                chain_head: hologram_receipt::ChainHead::from_bytes(a),
+            }));
             prop_assert_eq!(decode(&encode(&d)).unwrap(), d);
         }
 

@@ -3,12 +3,14 @@
 mod block;
 mod record;
 mod replay;
+mod snapshot;
 
 pub use record::MAX_RECORD_BYTES;
 pub use replay::Replay;
 
 use crate::message::Decision;
 use crate::replica::{Replica, ReplicaConfig, VotingRecord};
+use crate::snapshot::SnapshotParts;
 use crate::{ConsensusError, ValidatorSet};
 use hologram_cam::Name;
 use hologram_cam::{CamError, Object, Store};
@@ -36,9 +38,13 @@ fn record_name() -> Result<Name, ConsensusError> {
 /// What [`DurableLog::open`] (or [`Replay::finish`]) found.
 #[derive(Debug, Default)]
 pub struct Recovered {
-    /// The height of the first of `decisions`: 0 from [`DurableLog::open`],
-    /// which keeps them all.
+    /// The height of the first of `decisions`: the log's start from
+    /// [`DurableLog::open`], which keeps them all.
     pub first: u64,
+    /// The certified snapshot the log was compacted to (the decision naming
+    /// it, and its parts, all verified): restore the machine from it, then
+    /// apply `decisions`.
+    pub snapshot: Option<(Decision, SnapshotParts)>,
     /// The verified decisions of heights `first..`, in order: the log's
     /// whole verified run from [`DurableLog::open`], its newest ones from
     /// [`Replay::finish`].
@@ -83,13 +89,19 @@ impl Recovered {
     pub fn replica(&self, keys: KeyPair, config: ReplicaConfig) -> Result<Replica, ConsensusError> {
         self.check_record()?;
         let keep = self.decisions.len().saturating_sub(config.retain_decisions);
-        Replica::restore(
+        let mut replica = Replica::restore(
             keys,
             config,
             self.next_height(),
             self.decisions[keep..].to_vec(),
             self.record.clone(),
-        )
+        )?;
+        if let Some((d, _)) = &self.snapshot {
+            if let Some(c) = d.batch.checkpoint() {
+                replica.remember_certified(d.clone(), *c);
+            }
+        }
+        Ok(replica)
     }
 }
 
@@ -120,9 +132,20 @@ impl Recovered {
 ///   vote. Its object is `"hologram voting-record v1" ‖ sequence u64 LE ‖
 ///   postcard body` (local state, never signed or hashed for consensus).
 ///
-/// [`DurableLog::open`] reads the names of heights 0, 1, 2, ... until one is
-/// unset, and the record's name: its cost is one lookup per stored height
-/// plus two, whatever else the store holds. **A log may share its store
+/// - once compacted ([`DurableLog::install_snapshot`]), the **base**, under
+///   `"hologram-consensus/log/base"`: the certified decision (a block, as
+///   above) whose batch names the snapshot the log starts at, and the
+///   snapshot's **parts** ([`SnapshotParts`]: manifest, then chunks, each
+///   an [`Object`] verified by its address when read back) under
+///   `"hologram-consensus/log/snapshot/" ‖ index u32 BE`. The base, the
+///   parts and the deletion of every block below the snapshot's height are
+///   one atomic write. They live in the named key space too, so that
+///   deleting them never touches a CAM sharing the store.
+///
+/// [`DurableLog::open`] reads the base (and its parts), then the names of
+/// heights `start`, `start + 1`, ... until one is unset, and the record's
+/// name: its cost is one lookup per stored height plus three (plus the
+/// parts), whatever else the store holds. **A log may share its store
 /// with a CAM** (a `DistributedCAM`, a deduplication holder): their objects
 /// are never read by the log, and nothing they do (putting, removing,
 /// handing off objects) touches the log's names. A store holds at most one
@@ -160,6 +183,10 @@ pub struct DurableLog {
     store: Arc<dyn Store>,
     validators: ValidatorSet,
     len: u64,
+    /// The first height stored (the height of the snapshot compacted to).
+    start: u64,
+    /// The number of snapshot parts stored.
+    parts: u32,
     record: VotingRecord,
     record_seq: u64,
 }
@@ -175,7 +202,7 @@ impl core::fmt::Debug for DurableLog {
 
 impl DurableLog {
     /// Opens the log in `store`, recovering what it holds (see the
-    /// docs of [`DurableLog`]): one lookup per stored height plus two, not a
+    /// docs of [`DurableLog`]): one lookup per stored height plus three, not a
     /// scan. Errors only when the store fails (other than reporting an
     /// object corrupt).
     pub async fn open(
@@ -253,7 +280,8 @@ impl DurableLog {
         Ok(d)
     }
 
-    /// The number of heights stored (the next height to append).
+    /// The next height to append: the heights stored are
+    /// [`start`](Self::start)` .. len`.
     pub fn len(&self) -> u64 {
         self.len
     }
@@ -288,6 +316,9 @@ impl DurableLog {
         max_bytes: usize,
     ) -> Result<Vec<Decision>, ConsensusError> {
         let mut decisions = Vec::new();
+        if first < self.start {
+            return Ok(decisions); // compacted: the snapshot is offered instead
+        }
         let mut bytes = 0usize;
         for height in first..end.min(self.len) {
             if bytes >= max_bytes && !decisions.is_empty() {

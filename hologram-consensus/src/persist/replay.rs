@@ -28,6 +28,10 @@ pub struct Replay {
     keep: usize,
     keep_bytes: usize,
     rejected: Vec<(Address, ConsensusError)>,
+    /// Whether the base was read (first call to `next`).
+    began: bool,
+    /// The certified snapshot the log starts at.
+    base: Option<super::snapshot::Base>,
 }
 
 impl core::fmt::Debug for Replay {
@@ -57,6 +61,8 @@ impl Replay {
             keep,
             keep_bytes,
             rejected: Vec::new(),
+            began: false,
+            base: None,
         }
     }
 
@@ -66,6 +72,15 @@ impl Replay {
     /// [`Recovered::rejected`]. Errors only when the store fails (other
     /// than reporting an object corrupt).
     pub async fn next(&mut self) -> Result<Option<Decision>, ConsensusError> {
+        if !self.began {
+            self.began = true;
+            self.base =
+                DurableLog::read_base(&*self.store, &self.validators, &mut self.rejected).await?;
+            if let Some(base) = &self.base {
+                self.height = base.checkpoint.height;
+                self.len = base.checkpoint.height;
+            }
+        }
         while !self.done {
             let height = self.height;
             let object = match self.store.get_named(&block_name(height)?).await {
@@ -136,15 +151,19 @@ impl Replay {
         let (record_seq, record, record_unreadable) =
             DurableLog::read_record(&*self.store, &mut self.rejected).await?;
         let decisions: Vec<Decision> = self.recent.into_iter().map(|(d, _)| d).collect();
+        let start = self.base.as_ref().map_or(0, |b| b.checkpoint.height);
         let log = DurableLog {
             store: self.store,
             validators: self.validators,
             len: self.len,
+            start,
+            parts: self.base.as_ref().map_or(0, |b| b.parts.len()),
             record: record.clone(),
             record_seq,
         };
         let recovered = Recovered {
             first: self.len - decisions.len() as u64,
+            snapshot: self.base.map(|b| (b.decision, b.parts)),
             decisions,
             record,
             rejected: self.rejected,

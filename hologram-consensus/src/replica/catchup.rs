@@ -61,8 +61,11 @@ struct PeerServed {
     bytes: usize,
     /// Heights answered in it: a contiguous range `[first, end)`.
     served: (u64, u64),
-    /// Whether a read from the durable log for it is pending.
+    /// Whether a read from the durable log (or of a snapshot part) for it
+    /// is pending.
     reading: bool,
+    /// Whether it was offered the snapshot in this interval.
+    offered: bool,
 }
 
 /// Catch-up answers per peer; see the [module docs](self).
@@ -132,6 +135,56 @@ impl CatchUpServer {
         if let Some(state) = self.peers.get_mut(&peer) {
             state.reading = false;
         }
+    }
+
+    /// Whether `peer` may be sent a snapshot offer of `size` bytes now: one
+    /// per interval, within its byte budget (charged).
+    pub(crate) fn offer(
+        &mut self,
+        now: u64,
+        interval_ms: u64,
+        budget: usize,
+        peer: NodeId,
+        size: usize,
+    ) -> bool {
+        let Some(state) = self.peer(now, interval_ms, peer) else {
+            return false;
+        };
+        if state.offered || (state.bytes > 0 && state.bytes.saturating_add(size) > budget) {
+            return false;
+        }
+        state.offered = true;
+        state.bytes = state.bytes.saturating_add(size);
+        true
+    }
+
+    /// Whether a snapshot part asked for by `peer` is worth a read: its
+    /// budget is not spent and no read for it is pending. Then the read is
+    /// marked pending until [`part_read`](Self::part_read).
+    pub(crate) fn part(&mut self, now: u64, interval_ms: u64, budget: usize, peer: NodeId) -> bool {
+        let Some(state) = self.peer(now, interval_ms, peer) else {
+            return false;
+        };
+        if state.reading || (state.bytes >= budget && state.bytes > 0) {
+            return false;
+        }
+        state.reading = true;
+        true
+    }
+
+    /// The part read for `peer` was `size` bytes (charged to its budget;
+    /// the first answer of an interval goes whatever its size): whether to
+    /// send it.
+    pub(crate) fn part_read(&mut self, peer: NodeId, budget: usize, size: usize) -> bool {
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return false;
+        };
+        state.reading = false;
+        if state.bytes > 0 && state.bytes.saturating_add(size) > budget {
+            return false;
+        }
+        state.bytes = state.bytes.saturating_add(size);
+        true
     }
 
     /// The decisions to answer `peer`'s request for the heights
@@ -356,6 +409,29 @@ pub(super) mod tests {
             server.serve(101, 100, size, peer, (1, 2), next.iter(), &mut out),
             0
         );
+    }
+
+    #[test]
+    fn snapshot_offers_and_parts_share_the_peer_budget() {
+        let peer = KeyPair::from_seed([1; 32]).node_id();
+        let mut server = CatchUpServer::default();
+        assert!(server.offer(0, 100, 1000, peer, 300));
+        assert!(
+            !server.offer(1, 100, 1000, peer, 300),
+            "one offer per interval"
+        );
+        assert!(server.part(2, 100, 1000, peer));
+        assert!(!server.part(3, 100, 1000, peer), "one read at a time");
+        assert!(server.part_read(peer, 1000, 600));
+        assert!(server.part(4, 100, 1000, peer));
+        assert!(!server.part_read(peer, 1000, 600), "over the budget");
+        assert!(server.part(5, 100, 1000, peer));
+        assert!(
+            server.part_read(peer, 1000, 100),
+            "the refused read was not charged"
+        );
+        assert!(!server.part(6, 100, 1000, peer), "the budget is spent");
+        assert!(server.part(100, 100, 1000, peer), "a new interval");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A replica's configuration, its timers and what it asks its driver to do.
 
+use super::{Restore, SnapshotRead};
 use crate::detector::Misbehaviour;
 use crate::message::{ConsensusMessage, Decision};
 use crate::{ConsensusError, ValidatorSet};
@@ -217,6 +218,12 @@ pub struct Outputs {
     pub misbehaviour: Vec<Misbehaviour>,
     /// Decisions to read from the durable log for a peer's catch-up.
     pub log_reads: Vec<LogRead>,
+    /// Snapshot parts to read from the node's store for a peer's state
+    /// sync (answer each with [`Replica::serve_snapshot_part`](super::Replica::serve_snapshot_part)).
+    pub snapshot_reads: Vec<SnapshotRead>,
+    /// A fetched snapshot, verified: restore the node's machine from it,
+    /// then call [`Replica::install_snapshot`](super::Replica::install_snapshot).
+    pub restore: Option<Restore>,
 }
 
 impl Outputs {
@@ -227,6 +234,8 @@ impl Outputs {
             && self.decisions.is_empty()
             && self.misbehaviour.is_empty()
             && self.log_reads.is_empty()
+            && self.snapshot_reads.is_empty()
+            && self.restore.is_none()
     }
 
     /// Empties every list (keeps their memory).
@@ -236,5 +245,7 @@ impl Outputs {
         self.decisions.clear();
         self.misbehaviour.clear();
         self.log_reads.clear();
+        self.snapshot_reads.clear();
+        self.restore = None;
     }
 }

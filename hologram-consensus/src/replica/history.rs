@@ -50,6 +50,15 @@ impl History {
         }
     }
 
+    /// Forgets the decisions below `h` (compacted into a snapshot).
+    pub(super) fn prune_below(&mut self, h: u64) {
+        let kept = self.decisions.split_off(&h);
+        for d in self.decisions.values() {
+            self.bytes = self.bytes.saturating_sub(decision_wire_bound(d));
+        }
+        self.decisions = kept;
+    }
+
     /// The decision of height `h`, if still kept.
     pub(super) fn get(&self, h: u64) -> Option<&Decision> {
         self.decisions.get(&h)
@@ -98,6 +107,11 @@ mod tests {
         // One decision larger than the bound is still kept alone.
         history.insert(10, decision(10, 8000));
         assert_eq!((history.len(), history.first()), (1, Some(10)));
+        // Pruned below a compaction point, the bytes follow.
+        history.insert(11, decision(11, 10));
+        history.prune_below(11);
+        assert_eq!((history.len(), history.first()), (1, Some(11)));
+        assert_eq!(history.bytes(), decision_wire_bound(&decision(11, 10)));
     }
 
     #[test]

@@ -168,6 +168,10 @@ impl Replica {
         // Delivered heights no longer in memory are read from the durable
         // log first (the rest of the range is asked for again).
         let in_memory = self.history.first().unwrap_or(self.next).min(self.next);
+        // Compacted heights: the snapshot is offered instead.
+        if range.0 < in_memory && self.offer_snapshot(now, peer, range.0, out) {
+            return;
+        }
         if range.0 < in_memory {
             let stored = (range.0, range.1.min(in_memory));
             if let Some(read) = (self.catch_up).read(now, interval, budget, peer, stored) {
@@ -272,6 +276,7 @@ impl Replica {
             out.messages
                 .push(Outgoing::Broadcast(ConsensusMessage::Commands(pending)));
         }
+        self.resend_snapshot_request(now, out);
         if self.behind() {
             let validators = self.config.validators.validators();
             let pick = (now / self.config.timeouts.resend_ms.max(1)) as usize % validators.len();
@@ -283,7 +288,7 @@ impl Replica {
         self.activate(now, out);
     }
 
-    fn blame(&mut self, node: NodeId, offence: Offence, out: &mut Outputs) {
+    pub(super) fn blame(&mut self, node: NodeId, offence: Offence, out: &mut Outputs) {
         let m = self.detector.report(node, offence);
         out.misbehaviour.push(m);
     }

@@ -11,6 +11,7 @@ mod recent;
 mod record;
 mod relay;
 pub(crate) mod rules;
+mod snapshots;
 
 pub use config::{
     LogRead, Outgoing, Outputs, ReplicaConfig, Timeouts, Timer, DEFAULT_RETAIN_DECISION_BYTES,
@@ -18,6 +19,7 @@ pub use config::{
 };
 pub use gate::VoteChecks;
 pub use record::{HeightRecord, Lock, VotingRecord};
+pub use snapshots::{Restore, SnapshotRead};
 
 use crate::batch::Batch;
 use crate::command::Command;
@@ -115,6 +117,7 @@ pub struct Replica {
     catch_up: CatchUpServer,
     gate: VoteGate,
     settled: BTreeMap<u64, relay::Settled>,
+    snapshots: snapshots::Snapshots,
 }
 
 impl core::fmt::Debug for Replica {
@@ -191,6 +194,7 @@ impl Replica {
             catch_up: CatchUpServer::default(),
             gate: VoteGate::default(),
             settled: BTreeMap::new(),
+            snapshots: snapshots::Snapshots::default(),
             config,
         }
     }
@@ -324,6 +328,15 @@ impl Replica {
                 self.serve_catch_up(now, from, (first, last), out);
             }
             ConsensusMessage::Commands(commands) => self.on_commands(now, from, commands, out),
+            ConsensusMessage::SnapshotOffer(d) => self.on_snapshot_offer(now, from, *d, out),
+            ConsensusMessage::SnapshotRequest { snapshot, part } => {
+                self.on_snapshot_request(now, from, snapshot, part, out)
+            }
+            ConsensusMessage::SnapshotPart {
+                snapshot,
+                part,
+                bytes,
+            } => self.on_snapshot_part(now, from, snapshot, part, &bytes, out),
         }
         self.arm_resend(out);
     }
@@ -387,7 +400,10 @@ impl Replica {
     }
 
     fn busy(&self) -> bool {
-        !self.heights.is_empty() || self.mempool.len() > 0 || self.behind()
+        !self.heights.is_empty()
+            || self.mempool.len() > 0
+            || self.behind()
+            || self.snapshots.fetching()
     }
 
     /// Whether decisions must be fetched: a peer was seen beyond the window;

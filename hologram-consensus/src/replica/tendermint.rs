@@ -2,6 +2,7 @@
 //! voting record, the "upon" rules, and deciding.
 
 use super::rules::{self, Refusal};
+use super::snapshots::Validity;
 use super::{Lock, Outgoing, Outputs, Replica, Step, Timer};
 use crate::batch::Batch;
 use crate::message::{ConsensusMessage, Decision, Proposal};
@@ -45,8 +46,16 @@ impl Replica {
             None => {
                 let valid = st.valid.clone();
                 let (mempool, max) = (&mut self.mempool, self.config.max_batch);
+                // Only in round 0: a later round means some validators
+                // could not support it (their machines lag), and the
+                // height must not wait for them.
+                let checkpoint = (round == 0).then(|| self.snapshots.to_propose()).flatten();
                 // Bounded by max_batch <= MAX_BATCH_COMMANDS; byte bound checked.
-                let fresh = || Batch::new(mempool.take_for(h, max)).unwrap_or_default();
+                let fresh = || {
+                    Batch::new(mempool.take_for(h, max))
+                        .unwrap_or_default()
+                        .with_checkpoint(checkpoint)
+                };
                 let p = rules::proposal(&self.keys, h, round, valid, fresh);
                 let rec = self.record.heights.entry(h).or_default();
                 rec.proposals.insert(round, p.header);
@@ -172,16 +181,25 @@ impl Replica {
             };
             let r = st.round;
             if st.step == Step::Propose {
-                if let Some(p) = st.proposals.get(&r) {
-                    // A stored proposal with a proof-of-lock round carries
-                    // its verified polka: the paper's "2f + 1 prevotes for
-                    // v in vr" holds, even when an equivocator's vote in it
-                    // differs from the one this replica counted.
-                    let lock = self.record.heights.get(&h).and_then(|r| r.locked.as_ref());
-                    let v = p.header.value;
-                    let support = rules::may_prevote(lock, &p.header);
-                    self.prevote(h, support.then_some(v), out);
-                    continue;
+                let proposed = st.proposals.get(&r);
+                // The paper's valid(v): a checkpoint the node's machine has
+                // not reached yet is waited for (the propose timeout
+                // prevotes nil); see `snapshots`.
+                let validity = proposed.map(|p| self.snapshots.validity(p.batch.checkpoint()));
+                if let (Some(p), Some(validity)) = (proposed, validity) {
+                    if validity != Validity::Unknown {
+                        // A stored proposal with a proof-of-lock round
+                        // carries its verified polka: the paper's "2f + 1
+                        // prevotes for v in vr" holds, even when an
+                        // equivocator's vote in it differs from the one this
+                        // replica counted.
+                        let lock = self.record.heights.get(&h).and_then(|r| r.locked.as_ref());
+                        let v = p.header.value;
+                        let support =
+                            validity == Validity::Valid && rules::may_prevote(lock, &p.header);
+                        self.prevote(h, support.then_some(v), out);
+                        continue;
+                    }
                 }
             }
             if st.step >= Step::Prevote && !st.polka_handled {
@@ -299,6 +317,7 @@ impl Replica {
             for c in d.batch.commands() {
                 self.record.submitted.remove(&c.id());
             }
+            self.snapshots.delivered(&d);
             out.decisions.push(d.clone());
             self.history.insert(self.next, d);
             self.next += 1;

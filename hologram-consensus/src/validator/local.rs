@@ -206,6 +206,14 @@ impl Validator for LocalValidator {
         let mut st = self.state.lock().await;
         st.check_proposal(proposal)?;
         crate::command::verify_commands(proposal.batch.commands())?;
+        // A checkpoint is supported only by a validator whose machine
+        // computed it (see `Checkpoint`); this one runs none.
+        if let Some(c) = proposal.batch.checkpoint() {
+            return Err(st.refuse(format!(
+                "the batch names a snapshot at height {}, which this validator cannot check",
+                c.height
+            )));
+        }
         let h = &proposal.header;
         let slot = slot_of(h, VoteKind::Prevote);
         if let Some(v) = st.signed(slot, h.value)? {

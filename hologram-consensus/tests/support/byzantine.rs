@@ -42,6 +42,13 @@ pub enum Behaviour {
     /// one (the same for every resend) to the odd-indexed; votes honestly.
     /// Not in [`Behaviour::ALL`]: `consensus_split_proposer` runs it.
     SplitProposals,
+    /// Offers every validator the newest certified snapshot it knows (a
+    /// real certified decision), on every catch-up request (never serving
+    /// the decisions asked for) and resend, and
+    /// answers every request for a snapshot part with bytes that are not
+    /// the part: random ones, or the right length cut short. Votes
+    /// honestly. Not in [`Behaviour::ALL`]: `consensus_snapshots` runs it.
+    LyingSnapshots,
 }
 
 impl Behaviour {
@@ -96,6 +103,11 @@ impl Byzantine {
         from: NodeId,
         message: ConsensusMessage,
     ) {
+        if self.behaviour == Behaviour::LyingSnapshots
+            && self.lie_about_snapshots(ctx, from, &message)
+        {
+            return;
+        }
         if self.captured.len() < 256 {
             self.captured.push(message.clone());
         } else {
@@ -108,7 +120,50 @@ impl Byzantine {
         self.apply(ctx, out);
     }
 
+    /// [`Behaviour::LyingSnapshots`]: whether `message` was answered with a lie.
+    fn lie_about_snapshots(
+        &mut self,
+        ctx: &mut Context<'_, ConsensusMessage, Timer>,
+        from: NodeId,
+        message: &ConsensusMessage,
+    ) -> bool {
+        match message {
+            ConsensusMessage::SyncRequest { .. } => {
+                // Never the decisions asked for: only its snapshot.
+                if let Some(d) = self.replica.certified_snapshot() {
+                    ctx.send(from, ConsensusMessage::SnapshotOffer(Box::new(d.clone())));
+                }
+                true
+            }
+            ConsensusMessage::SnapshotRequest { snapshot, part } => {
+                let len = ctx.rng().random_range(1..2048usize);
+                let mut bytes: Vec<u8> = (0..len).map(|_| ctx.rng().random()).collect();
+                if ctx.rng().random_bool(0.5) {
+                    bytes.truncate(len / 2);
+                }
+                let lie = ConsensusMessage::SnapshotPart {
+                    snapshot: *snapshot,
+                    part: *part,
+                    bytes,
+                };
+                ctx.send(from, lie);
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub fn on_timer(&mut self, ctx: &mut Context<'_, ConsensusMessage, Timer>, timer: Timer) {
+        if self.behaviour == Behaviour::LyingSnapshots && timer == Timer::Resend {
+            if let Some(d) = self.replica.certified_snapshot() {
+                let me = self.keys.node_id();
+                let others: Vec<NodeId> = (self.config.validators.validators().iter())
+                    .filter(|v| **v != me)
+                    .copied()
+                    .collect();
+                ctx.send_all(others, ConsensusMessage::SnapshotOffer(Box::new(d.clone())));
+            }
+        }
         let mut out = Outputs::default();
         self.replica.handle_timer(ctx.now(), timer, &mut out);
         self.apply(ctx, out);
@@ -140,6 +195,8 @@ impl Byzantine {
         for (i, to, msg) in sends {
             match self.behaviour {
                 Behaviour::Silent => {}
+                // Its lies are told in `lie_about_snapshots`.
+                Behaviour::LyingSnapshots => ctx.send(to, msg),
                 Behaviour::Withhold => {
                     if i < n / 2 {
                         ctx.send(to, msg);

@@ -76,4 +76,11 @@ impl StateMachine for Registers {
         }
         Receipt::from_bytes(&canonical)
     }
+    fn snapshot(&self) -> Result<Vec<u8>, String> {
+        postcard::to_allocvec(&self.0).map_err(|e| e.to_string())
+    }
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.0 = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
+        Ok(())
+    }
 }

@@ -3,13 +3,15 @@
 #![allow(dead_code)] // each test file uses part of it
 
 pub mod byzantine;
+pub mod counting;
 pub mod decided;
+pub mod driven;
 
 use byzantine::{Behaviour, Byzantine};
 use hologram_consensus::Slot;
 use hologram_consensus::{
-    Command, ConsensusMessage, ReplicaConfig, SessionLimits, SimReplica, Timeouts, Timer,
-    ValidatorSet, Vote, VoteKind,
+    Command, ConsensusMessage, Executor, ReplicaConfig, SessionLimits, SimReplica, SnapshotConfig,
+    Timeouts, Timer, ValidatorSet, Vote, VoteKind,
 };
 use hologram_lattice::sim::{Context, Faults, Node, Recover, Simulation};
 use hologram_lattice::wire::Wire;
@@ -18,6 +20,7 @@ use hologram_receipt::{KeyPair, Receipt};
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::RngExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 /// An honest replica plus what the test saw delivered to it: the validly
 /// signed votes of Byzantine validators it processed (the oracle for
@@ -36,6 +39,9 @@ pub struct Honest {
     /// The (height, round) of the value votes (not nil) of honest
     /// validators delivered to it.
     pub value_votes: HashSet<(u64, u32)>,
+    /// How many times the node was wiped ([`Cluster::wipe`]): a wiped
+    /// node's log starts again.
+    pub wipes: u32,
 }
 
 impl Honest {
@@ -48,6 +54,7 @@ impl Honest {
             bytes: 0,
             relayed_bytes: 0,
             value_votes: HashSet::new(),
+            wipes: 0,
         }
     }
 }
@@ -131,7 +138,9 @@ impl Recover for TestNode {
     fn recover(&self) -> Self {
         match self {
             TestNode::Honest(h) => {
-                TestNode::Honest(Box::new(Honest::new(h.node.recover(), h.byzantine.clone())))
+                let mut node = Honest::new(h.node.recover(), h.byzantine.clone());
+                node.wipes = h.wipes;
+                TestNode::Honest(Box::new(node))
             }
             TestNode::Byzantine(b) => TestNode::Byzantine(Box::new(b.recover())),
         }
@@ -181,8 +190,17 @@ pub fn test_config(set: ValidatorSet, depth: usize, max_latency: u64) -> Replica
     config
 }
 
+/// Makes a replicated state machine in its initial state.
+pub type MachineFactory = Arc<dyn Fn() -> Box<dyn Executor> + Send + Sync>;
+
 /// A cluster of `n` validators, `f` of them Byzantine.
 pub struct Cluster {
+    /// Every validator's keys, in the set's order.
+    pub keys: Vec<KeyPair>,
+    /// The replicas' configuration.
+    pub config: ReplicaConfig,
+    /// The machine honest nodes run, if any ([`Cluster::with_machines`]).
+    pub machine: Option<(MachineFactory, SnapshotConfig)>,
     pub sim: Simulation<TestNode>,
     pub set: ValidatorSet,
     pub ids: Vec<NodeId>,
@@ -201,6 +219,73 @@ impl Cluster {
         behaviours: &[Behaviour],
         depth: usize,
         faults: Faults,
+    ) -> Cluster {
+        Self::build(seed, n, behaviours, depth, faults, None)
+    }
+
+    /// [`new`](Self::new), every honest node running the machine `factory`
+    /// makes, snapshotted as `snapshots` says.
+    pub fn with_machines(
+        seed: u64,
+        n: usize,
+        behaviours: &[Behaviour],
+        depth: usize,
+        faults: Faults,
+        factory: MachineFactory,
+        snapshots: SnapshotConfig,
+    ) -> Cluster {
+        Self::build(
+            seed,
+            n,
+            behaviours,
+            depth,
+            faults,
+            Some((factory, snapshots)),
+        )
+    }
+
+    /// An honest node of `keys`: a fresh replica, running the cluster's
+    /// machine if it has one.
+    pub fn honest_node(&self, keys: &KeyPair) -> SimReplica {
+        let node = SimReplica::new(keys.clone(), self.config.clone()).expect("config");
+        match &self.machine {
+            Some((factory, snapshots)) => {
+                let factory = factory.clone();
+                node.with_machine(move || factory(), *snapshots)
+            }
+            None => node,
+        }
+    }
+
+    /// Wipes honest node `id`: it restarts empty (no log, no voting record,
+    /// no snapshot), as a new machine with the same key would.
+    pub fn wipe(&mut self, id: NodeId) {
+        let Some(i) = self.ids.iter().position(|v| *v == id) else {
+            return;
+        };
+        if self.byzantine.contains(&id) {
+            return;
+        }
+        self.sim.restart(id);
+        let fresh = self.honest_node(&self.keys[i]);
+        let byzantine: HashSet<NodeId> = self.byzantine.iter().copied().collect();
+        self.sim.with_node(id, |node, _| {
+            let mut honest = Honest::new(fresh, byzantine);
+            honest.wipes = node.honest().map_or(0, |h| h.wipes + 1);
+            *node = TestNode::Honest(Box::new(honest));
+        });
+        // Its timers and messages in flight belong to the wiped node.
+        self.sim.crash(id);
+        self.sim.restart(id);
+    }
+
+    fn build(
+        seed: u64,
+        n: usize,
+        behaviours: &[Behaviour],
+        depth: usize,
+        faults: Faults,
+        machine: Option<(MachineFactory, SnapshotConfig)>,
     ) -> Cluster {
         let keys: Vec<KeyPair> = (0..n)
             .map(|i| {
@@ -231,10 +316,17 @@ impl Cluster {
                         config.clone(),
                         behaviours[j],
                     ))),
-                    None => TestNode::Honest(Box::new(Honest::new(
-                        SimReplica::new(k.clone(), config.clone()).expect("config"),
-                        byz_set.clone(),
-                    ))),
+                    None => {
+                        let node = SimReplica::new(k.clone(), config.clone()).expect("config");
+                        let node = match &machine {
+                            Some((factory, snapshots)) => {
+                                let factory = factory.clone();
+                                node.with_machine(move || factory(), *snapshots)
+                            }
+                            None => node,
+                        };
+                        TestNode::Honest(Box::new(Honest::new(node, byz_set.clone())))
+                    }
                 };
                 (k.node_id(), node)
             })
@@ -247,6 +339,9 @@ impl Cluster {
         let mut sim = Simulation::new(seed, faults, nodes);
         sim.set_invariant(invariant(set.clone()));
         Cluster {
+            keys,
+            config,
+            machine,
             sim,
             set,
             ids,
@@ -415,23 +510,25 @@ impl FromSeed for rand_chacha::ChaCha8Rng {
 pub fn invariant(
     set: ValidatorSet,
 ) -> impl FnMut(&Simulation<TestNode>) -> Result<(), String> + 'static {
-    let mut checked: HashMap<NodeId, usize> = HashMap::new();
+    let mut checked: HashMap<(NodeId, u32), usize> = HashMap::new();
     let mut proofs_checked: HashSet<(NodeId, NodeId, Slot)> = HashSet::new();
     let mut canon: BTreeMap<u64, Receipt> = BTreeMap::new();
     move |sim| {
         for (id, node, _up) in sim.nodes() {
             let Some(h) = node.honest() else { continue };
             let log = h.node.log();
-            let done = checked.entry(id).or_insert(0);
-            if log.len() < *done {
-                return Err(format!(
-                    "{id}: its log shrank from {} to {}",
-                    *done,
-                    log.len()
-                ));
+            // A log compacted to a certified snapshot starts later; the
+            // heights below it are in the snapshot (checked by the tests
+            // that run machines).
+            let first = h.node.log_first() as usize;
+            let end = first + log.len();
+            let done = checked.entry((id, h.wipes)).or_insert(0);
+            if end < *done {
+                return Err(format!("{id}: its log shrank from {} to {end}", *done));
             }
-            for (height, d) in log.iter().enumerate().skip(*done) {
-                let height = height as u64;
+            let skip = (*done).saturating_sub(first);
+            for (i, d) in log.iter().enumerate().skip(skip) {
+                let height = (first + i) as u64;
                 let cert = &d.certificate;
                 if cert.height() != height || cert.slot.kind != VoteKind::Precommit {
                     return Err(format!(
@@ -465,7 +562,7 @@ pub fn invariant(
                     }
                 }
             }
-            *done = log.len();
+            *done = end;
             let detector = h.node.replica().detector();
             for ((voter, slot), votes) in &h.observed {
                 if votes.len() < 2 {

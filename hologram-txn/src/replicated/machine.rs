@@ -108,6 +108,16 @@ impl StateMachine for ShardMachine {
     fn state_receipt(&self) -> Receipt {
         self.digest
     }
+
+    /// A shard group's machine has no snapshot: its participant core holds
+    /// keys and locks that are rebuilt by replaying the group's log.
+    fn snapshot(&self) -> Result<Vec<u8>, String> {
+        Err("a shard group's machine is rebuilt by replaying its log".into())
+    }
+
+    fn restore(&mut self, _: &[u8]) -> Result<(), String> {
+        Err("a shard group's machine is rebuilt by replaying its log".into())
+    }
 }
 
 /// A group member's signed statement: applying the command with these bytes

@@ -2,6 +2,8 @@
 //! client command at most once (Raft's client sessions, Ongaro's
 //! dissertation §6.3).
 
+mod codec;
+
 use crate::command::Command;
 use hologram_lattice::NodeId;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -13,11 +13,14 @@
 //! to a [`DurableLog`] before anything of the round is sent, then hands the
 //! decisions on (see [`crate::ReplicaDriver`]).
 
+mod machine;
+
 use crate::detector::Misbehaviour;
 use crate::driver::Submit;
 use crate::message::{ConsensusMessage, Decision};
 use crate::persist::DurableLog;
 use crate::replica::{LogRead, Outgoing, Outputs, Replica, ReplicaConfig, Timer, VotingRecord};
+use crate::snapshot::SnapshotParts;
 use crate::{Command, ConsensusError};
 use futures::channel::{mpsc, oneshot};
 use hologram_lattice::driver::Driven;
@@ -40,8 +43,12 @@ pub struct SimReplica {
     /// under a driver, those of the round until they are handed on.
     log: Vec<Decision>,
     record: VotingRecord,
+    /// The height of `log[0]` (the log below it was compacted).
+    log_first: u64,
     misbehaviour: Vec<Misbehaviour>,
     pub(crate) driven: Option<Attached>,
+    /// The replicated state machine the node runs, if any.
+    machine: Option<machine::Machine>,
 }
 
 /// What a node run by a driver has besides its replica.
@@ -75,8 +82,10 @@ impl SimReplica {
             replica,
             outputs: Outputs::default(),
             log,
+            log_first: 0,
             misbehaviour: Vec::new(),
             driven,
+            machine: None,
         }
     }
 
@@ -96,9 +105,17 @@ impl SimReplica {
         &self.replica
     }
 
-    /// Every decision delivered, in height order (the durable log).
+    /// The decisions delivered, in height order (the durable log): every
+    /// one from [`log_first`](Self::log_first) on (the heights below it are
+    /// in the certified snapshot the log was compacted to).
     pub fn log(&self) -> &[Decision] {
         &self.log
+    }
+
+    /// The height of the first decision in [`log`](Self::log): 0 until the
+    /// log is compacted.
+    pub fn log_first(&self) -> u64 {
+        self.log_first
     }
 
     /// Misbehaviour detected since the last restart.
@@ -125,6 +142,7 @@ impl SimReplica {
         f: impl FnOnce(&mut Replica, u64, &mut Outputs) -> R,
     ) -> R {
         let result = f(&mut self.replica, ctx.now(), &mut self.outputs);
+        self.run_machine(ctx.now());
         let out = &mut self.outputs;
         self.log.append(&mut out.decisions);
         match &mut self.driven {
@@ -132,10 +150,12 @@ impl SimReplica {
             // The simulator's durable log is `log`: read at once.
             None => {
                 for read in std::mem::take(&mut out.log_reads) {
-                    let end = read.end.min(self.log.len() as u64);
+                    let first = read.first.saturating_sub(self.log_first);
+                    let end = read.end.saturating_sub(self.log_first);
+                    let end = end.min(self.log.len() as u64);
                     let stored = self
                         .log
-                        .get(read.first.min(end) as usize..end as usize)
+                        .get(first.min(end) as usize..end as usize)
                         .unwrap_or_default();
                     self.replica.serve_stored(ctx.now(), read, stored, out);
                 }
@@ -193,9 +213,14 @@ impl Recover for SimReplica {
     fn recover(&self) -> Self {
         let (keys, config) = (self.replica.keys().clone(), self.replica.config().clone());
         let recent = self.log[self.log.len().saturating_sub(config.retain_decisions)..].to_vec();
-        let next = self.log.len() as u64;
+        let next = self.log_first + self.log.len() as u64;
         let replica = Replica::rebuild(keys, config, next, recent, self.record.clone());
-        Self::of(replica, self.log.clone(), None)
+        let mut node = Self::of(replica, self.log.clone(), None);
+        node.log_first = self.log_first;
+        if let Some(m) = &self.machine {
+            node.machine = Some(m.recover(&mut node.replica, &node.log));
+        }
+        node
     }
 }
 
@@ -213,10 +238,33 @@ impl Driven for SimReplica {
     }
 
     async fn persist(&mut self) -> Result<(), ConsensusError> {
-        if let Some(store) = self.driven.as_mut().and_then(|d| d.store.as_mut()) {
-            store
-                .persist(&self.log, self.replica.voting_record())
-                .await?;
+        let pending = self
+            .machine
+            .as_mut()
+            .and_then(machine::Machine::take_pending);
+        let Some(store) = self.driven.as_mut().and_then(|d| d.store.as_mut()) else {
+            return Ok(());
+        };
+        // A snapshot beyond what this round appends was fetched (the log
+        // jumps to it first); one within it compacts what was appended.
+        let end = store.len() + self.log.len() as u64;
+        let height =
+            |(d, _): &(Decision, SnapshotParts)| d.batch.checkpoint().map_or(0, |c| c.height);
+        let (jump, compact) = match pending {
+            Some(p) if height(&p) > end => (Some(p), None),
+            other => (None, other),
+        };
+        if let Some((d, parts)) = &jump {
+            store.install_snapshot(d, parts).await?;
+        }
+        store
+            .persist(&self.log, self.replica.voting_record())
+            .await?;
+        if let Some((d, parts)) = &compact {
+            store.install_snapshot(d, parts).await?;
+        }
+        if let Some(p) = jump.as_ref().or(compact.as_ref()) {
+            self.replica.compacted(height(p));
         }
         Ok(())
     }

@@ -1,0 +1,201 @@
+//! The certified snapshot a [`DurableLog`] was compacted to: its base (the
+//! certified decision naming it) and its parts, in the store's named key
+//! space, replaced together with the deletion of the blocks below it in one
+//! atomic write.
+
+use super::{block, block_name, DurableLog};
+use crate::message::Decision;
+use crate::snapshot::{Checkpoint, SnapshotParts};
+use crate::{ConsensusError, ValidatorSet};
+use hologram_cam::{CamError, Manifest, Name, Object, Store};
+use hologram_lattice::Address;
+
+/// The name of the base: the certified decision naming the snapshot.
+const BASE_NAME: &[u8] = b"hologram-consensus/log/base";
+/// The prefix of a snapshot part's name; the part's index follows, u32 BE.
+const PART_NAME: &[u8] = b"hologram-consensus/log/snapshot/";
+
+fn base_name() -> Result<Name, ConsensusError> {
+    Ok(Name::new(BASE_NAME)?)
+}
+
+fn part_name(index: u32) -> Result<Name, ConsensusError> {
+    let mut bytes = PART_NAME.to_vec();
+    bytes.extend_from_slice(&index.to_be_bytes());
+    Ok(Name::new(bytes)?)
+}
+
+/// The certified snapshot a log starts at, read back and verified.
+pub(super) struct Base {
+    pub(super) decision: Decision,
+    pub(super) checkpoint: Checkpoint,
+    pub(super) parts: SnapshotParts,
+}
+
+/// A stored object that is not what its name says: rejected with why.
+fn corrupt(what: &'static str, address: Address, reason: impl Into<String>) -> ConsensusError {
+    ConsensusError::CorruptStored {
+        what,
+        address,
+        reason: reason.into(),
+    }
+}
+
+impl DurableLog {
+    /// Compacts the log to a certified snapshot, or moves it to one fetched
+    /// from peers: in **one** atomic write, the base becomes `certified`
+    /// (whose batch must carry a checkpoint that verifies against the
+    /// validator set and names `parts`), the parts replace the old ones, and
+    /// the blocks below the checkpoint's height are deleted. The log then
+    /// starts at that height (and, if it was shorter, ends there: the
+    /// heights after it are appended as usual).
+    pub async fn install_snapshot(
+        &mut self,
+        certified: &Decision,
+        parts: &SnapshotParts,
+    ) -> Result<(), ConsensusError> {
+        certified.verify(&self.validators)?;
+        let c = *certified
+            .batch
+            .checkpoint()
+            .ok_or_else(|| ConsensusError::Log("the decision names no snapshot".into()))?;
+        if parts.address() != c.snapshot {
+            return Err(ConsensusError::SnapshotAddress {
+                part: 0,
+                expected: c.snapshot,
+                actual: parts.address(),
+            });
+        }
+        if c.height <= self.start {
+            return Ok(());
+        }
+        let mut changes = vec![(base_name()?, Some(Object::new(block::encode(certified))))];
+        for (i, object) in parts.objects().enumerate() {
+            changes.push((part_name(i as u32)?, Some(object.clone())));
+        }
+        for i in parts.len()..self.parts {
+            changes.push((part_name(i)?, None));
+        }
+        for height in self.start..c.height.min(self.len) {
+            changes.push((block_name(height)?, None));
+        }
+        self.store.set_named(changes).await?;
+        self.start = c.height;
+        self.len = self.len.max(c.height);
+        self.parts = parts.len();
+        Ok(())
+    }
+
+    /// The first height whose block the log holds (the height of the
+    /// snapshot it was compacted to; 0 before).
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// Reads the base and its snapshot's parts back, each verified: the
+    /// base's certificate against `validators`, the manifest against the
+    /// checkpoint's address, each chunk against the manifest. `None` if
+    /// there is no base; if anything fails, it is listed in `rejected` and
+    /// `None` returned (the blocks below the base are gone: the log is then
+    /// fetched from peers). Also returns the number of parts stored.
+    pub(super) async fn read_base(
+        store: &dyn Store,
+        validators: &ValidatorSet,
+        rejected: &mut Vec<(Address, ConsensusError)>,
+    ) -> Result<Option<Base>, ConsensusError> {
+        let object = match store.get_named(&base_name()?).await {
+            Ok(Some(object)) => object,
+            Ok(None) => return Ok(None),
+            Err(CamError::Corrupt(a)) => {
+                rejected.push((a, ConsensusError::Store(CamError::Corrupt(a))));
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let address = object.address();
+        let decision = match Self::check_block(validators, address, object.data()) {
+            Ok(d) => d,
+            Err(e) => {
+                rejected.push((address, e));
+                return Ok(None);
+            }
+        };
+        let Some(&checkpoint) = decision.batch.checkpoint() else {
+            rejected.push((address, corrupt("log base", address, "names no snapshot")));
+            return Ok(None);
+        };
+        match Self::read_parts(store, checkpoint.snapshot).await? {
+            Ok(parts) => Ok(Some(Base {
+                decision,
+                checkpoint,
+                parts,
+            })),
+            Err(e) => {
+                rejected.push((checkpoint.snapshot, e));
+                Ok(None)
+            }
+        }
+    }
+
+    /// The stored parts of the snapshot at `address`, each verified.
+    async fn read_parts(
+        store: &dyn Store,
+        address: Address,
+    ) -> Result<Result<SnapshotParts, ConsensusError>, ConsensusError> {
+        let get = |i: u32| async move {
+            match store.get_named(&part_name(i)?).await {
+                Ok(Some(o)) => Ok(Ok(o)),
+                Ok(None) => Ok(Err(corrupt(
+                    "snapshot part",
+                    address,
+                    format!("part {i} is missing"),
+                ))),
+                Err(CamError::Corrupt(a)) => Ok(Err(ConsensusError::Store(CamError::Corrupt(a)))),
+                Err(e) => Err(ConsensusError::from(e)),
+            }
+        };
+        let manifest = match get(0).await? {
+            Ok(o) => o,
+            Err(e) => return Ok(Err(e)),
+        };
+        if manifest.address() != address {
+            return Ok(Err(ConsensusError::SnapshotAddress {
+                part: 0,
+                expected: address,
+                actual: manifest.address(),
+            }));
+        }
+        let listed = match Manifest::decode(manifest.data()) {
+            Ok(m) => m,
+            Err(e) => {
+                return Ok(Err(ConsensusError::SnapshotMalformed(format!(
+                    "manifest: {e}"
+                ))))
+            }
+        };
+        let mut chunks = Vec::with_capacity(listed.chunks.len());
+        for (i, (chunk, len)) in listed.chunks.iter().enumerate() {
+            let part = i as u32 + 1;
+            let object = match get(part).await? {
+                Ok(o) => o,
+                Err(e) => return Ok(Err(e)),
+            };
+            if object.len() != *len as usize {
+                return Ok(Err(ConsensusError::SnapshotChunkLength {
+                    part,
+                    expected: u64::from(*len),
+                    actual: object.len() as u64,
+                }));
+            }
+            if object.address() != *chunk {
+                return Ok(Err(ConsensusError::SnapshotAddress {
+                    part,
+                    expected: *chunk,
+                    actual: object.address(),
+                }));
+            }
+            chunks.push(object);
+        }
+        Ok(Ok(SnapshotParts::from_objects(manifest, chunks)))
+    }
+}
