@@ -10,22 +10,7 @@
 //! per batch instead of per command; each command still travels, is
 //! proposed, decided and answered on its own.
 //!
-//! # The tree (hand-defined)
-//!
-//! ```text
-//! leaves       = the commands' ids, in the batch's order (count ≥ 1)
-//! parent(l, r) = BLAKE3-derive("hologram command-batch v1", l ‖ r)
-//! ```
-//!
-//! Each level pairs its nodes left to right; an odd last node is carried
-//! up unchanged. The root of a batch of one is the command's id, so a
-//! command signed alone is signed exactly as before batches existed. A
-//! proof is the leaf's index, the batch's count, and the siblings from the
-//! leaf up (one per level where the node has one: how many follows from
-//! index and count). Ids and parents are hashed under different derivation
-//! contexts, so no path can pass a parent off as a leaf or the reverse: a
-//! path from an id to a signed root exists only for the ids the client put
-//! in that batch.
+//! The tree is defined in [`BatchProof`]'s docs.
 
 use crate::command::CommandId;
 use crate::ConsensusError;
@@ -46,14 +31,31 @@ const PARENT_CONTEXT: &str = "hologram command-batch v1";
 
 /// A command's place in the batch its client signed at once: its index,
 /// the batch's size and the sibling hashes from the command's id up to the
-/// signed root (see the [module docs](self)). A command signed alone has
+/// signed root. A command signed alone has
 /// the proof [`BatchProof::single`]. Cheap to clone.
+///
+/// # The tree (hand-defined)
+///
+/// ```text
+/// leaves       = the commands' ids, in the batch's order (count ≥ 1)
+/// parent(l, r) = BLAKE3-derive("hologram command-batch v1", l ‖ r)
+/// ```
+///
+/// Each level pairs its nodes left to right; an odd last node is carried
+/// up unchanged. The root of a batch of one is the command's id, so a
+/// command signed alone is signed exactly as before batches existed. A
+/// proof is the leaf's index, the batch's count, and the siblings from the
+/// leaf up (one per level where the node has one: how many follows from
+/// index and count). Ids and parents are hashed under different derivation
+/// contexts, so no path can pass a parent off as a leaf or the reverse: a
+/// path from an id to a signed root exists only for the ids the client put
+/// in that batch.
 ///
 /// Canonical bytes (inside a [`Batch`](crate::Batch)'s): `index u16 LE ‖
 /// count u16 LE ‖ siblings (32 bytes each)`. Wire format: a serde tuple
 /// `(index, count, siblings)`; decoding refuses an index outside the
 /// count, a count over [`MAX_SIGNED_BATCH`] and a sibling list of any other
-/// length than the path's, before storing more than the path's length.
+/// length than the path's (storing at most ten hashes before it refuses).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BatchProof {
     index: u16,
