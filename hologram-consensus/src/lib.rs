@@ -193,6 +193,7 @@ mod replica;
 mod rsm;
 mod session;
 mod sim;
+mod telemetry;
 mod validator;
 mod validators;
 mod vote;
@@ -224,6 +225,7 @@ pub use rsm::{
 };
 pub use session::{Lookup, SessionLimits, SessionTable, Verdict};
 pub use sim::SimReplica;
+pub use telemetry::METRICS;
 pub use validator::{
     Decisions, HeightStatus, LocalValidator, RemoteValidator, Validator, ValidatorHandler,
     ValidatorRequest, ValidatorResponse,

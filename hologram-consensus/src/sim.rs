@@ -214,9 +214,12 @@ impl Driven for SimReplica {
 
     async fn persist(&mut self) -> Result<(), ConsensusError> {
         if let Some(store) = self.driven.as_mut().and_then(|d| d.store.as_mut()) {
-            store
-                .persist(&self.log, self.replica.voting_record())
-                .await?;
+            let persisted = store.persist(&self.log, self.replica.voting_record()).await;
+            if let Err(e) = &persisted {
+                tracing::error!(me = %self.replica.id(), error = %e,
+                                "the durable log failed: the replica stops");
+            }
+            persisted?;
         }
         Ok(())
     }
