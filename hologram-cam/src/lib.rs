@@ -49,6 +49,7 @@
 //! | [`dedup`] | [`DeduplicationNetwork`]: N replicas on the ring, majority writes, quorum reads with repair, reference sets kept by a [`ReferenceStore`] (in memory, or durable in a [`RedbStore`]) |
 //! | `wire` | the CAM protocol's messages, bounded decoding |
 //! | `error` | [`CamError`] |
+//! | `telemetry` | [`METRICS`]: the store's and the dedup network's metrics |
 //! | `hashing` | [`AddressHashing`]: the keyed hasher for maps keyed by addresses (also used by `hologram-consensus` for command ids) |
 //!
 //! Every module but [`dedup`] (the dedup protocol's messages and limits)
@@ -67,6 +68,7 @@ mod hashing;
 mod object;
 mod ring;
 mod store;
+mod telemetry;
 mod wire;
 
 mod protocols;
@@ -85,4 +87,5 @@ pub use ring::{HashRing, DEFAULT_VNODES, VNODE_CONTEXT};
 pub use store::{
     conformance, MemoryStore, Name, RedbStore, Store, DEFAULT_CACHE_BYTES, SEGMENT_BYTES,
 };
+pub use telemetry::METRICS;
 pub use wire::{CamMessage, MAX_MESSAGE_BYTES, MAX_OBJECT_BYTES, MAX_PROVIDERS};

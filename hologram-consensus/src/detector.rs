@@ -176,6 +176,9 @@ pub struct ByzantineDetector {
     detected: BTreeMap<NodeId, usize>,
     anomalous: BTreeSet<NodeId>,
     proofs: BTreeMap<(Slot, NodeId), EquivocationProof>,
+    /// The equivocators already warned about (validators only: one warning
+    /// each, whatever they go on signing).
+    warned: BTreeSet<NodeId>,
 }
 
 impl core::fmt::Debug for ByzantineDetector {
@@ -209,6 +212,7 @@ impl ByzantineDetector {
             detected: BTreeMap::new(),
             anomalous: BTreeSet::new(),
             proofs: BTreeMap::new(),
+            warned: BTreeSet::new(),
         }
     }
 
@@ -395,6 +399,30 @@ impl ByzantineDetector {
         self.stats.get(node).copied().unwrap_or_default()
     }
 
+    /// Counts an offence, and warns once per validator proven to equivocate
+    /// (with the proof: the two conflicting signed votes or headers); every
+    /// later proof of the same validator is a debug event.
+    fn observe(&mut self, node: NodeId, offence: &Offence) {
+        let (first, second) = match offence {
+            Offence::Equivocation(p) => (format!("{:?}", p.first), format!("{:?}", p.second)),
+            Offence::ConflictingProposals(p) => {
+                (format!("{:?}", p.first), format!("{:?}", p.second))
+            }
+            Offence::Anomalous { score } => {
+                tracing::info!(validator = %node, score, "validator's votes scored anomalous");
+                return;
+            }
+            _ => return,
+        };
+        ::metrics::counter!("hologram_consensus_equivocations_total").increment(1);
+        let kind = crate::telemetry::offence_label(offence);
+        if self.validators.contains(&node) && self.warned.insert(node) {
+            tracing::warn!(offender = %node, kind, first, second, "validator proven to equivocate");
+        } else {
+            tracing::debug!(offender = %node, kind, "another equivocation proof");
+        }
+    }
+
     /// Reports `voter` once when its score first exceeds the threshold.
     fn check_anomaly(&mut self, voter: NodeId) -> Option<Misbehaviour> {
         if self.anomalous.contains(&voter) {
@@ -410,6 +438,7 @@ impl ByzantineDetector {
     }
 
     pub(crate) fn report(&mut self, node: NodeId, offence: Offence) -> Misbehaviour {
+        self.observe(node, &offence);
         if self.validators.contains(&node) || self.detected.len() < 4 * MAX_PROOFS {
             *self.detected.entry(node).or_default() += 1;
         }

@@ -220,6 +220,7 @@ mod rsm;
 mod session;
 mod sim;
 mod snapshot;
+mod telemetry;
 mod validator;
 mod validators;
 mod vote;
@@ -256,6 +257,7 @@ pub use snapshot::{
     Checkpoint, Executor, Snapshot, SnapshotConfig, SnapshotParts, CHECKPOINT_CANONICAL_LEN,
     MAX_SNAPSHOT_PART_BYTES,
 };
+pub use telemetry::METRICS;
 pub use validator::{
     Decisions, HeightStatus, LocalValidator, RemoteValidator, Validator, ValidatorHandler,
     ValidatorRequest, ValidatorResponse,

@@ -35,11 +35,12 @@
 //! | [`transport`] | the [`Transport`](transport::Transport) seam and its contract, inbound [`Handler`](transport::Handler)s, protocol tags, the [`conformance`](transport::conformance) suite |
 //! | [`sim`] | the deterministic simulator for protocol cores: seeded faults, virtual clock, invariants |
 //! | [`driver`] | the one async driver: runs any simulator core over a `Transport` (bounded per-peer inboxes, timers, a write-ahead persist hook) |
+//! | [`telemetry`] | the metric catalogue ([`Metric`](telemetry::Metric)), [`register`](telemetry::register), the rate limit on logs of refused input |
 //! | [`wire`] | the one wire codec: bounded postcard decoding, [`WireError`](wire::WireError), the [`Wire`](wire::Wire) trait |
 //! | `error` (private) | [`LatticeError`] |
 //!
 //! The leaf modules are private and their names are at the root, one path
-//! each; the six namespaces above are public.
+//! each; the seven namespaces above are public.
 //!
 //! ## Example
 //!
@@ -74,6 +75,7 @@ mod node_id;
 mod r96;
 pub mod routing;
 pub mod sim;
+pub mod telemetry;
 pub mod topology;
 pub mod transport;
 pub mod wire;

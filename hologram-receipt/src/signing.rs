@@ -286,9 +286,13 @@ pub fn verify_signature(
     }
     verifying_key(signer)?
         .verify_strict(&message, &signature.to_dalek())
-        .map_err(|_| ReceiptError::BadSignature {
-            signer: *signer,
-            purpose,
+        .map_err(|_| {
+            // Per message: trace only (the callers count and log refusals).
+            tracing::trace!(%signer, %purpose, "signature does not verify");
+            ReceiptError::BadSignature {
+                signer: *signer,
+                purpose,
+            }
         })?;
     VERIFIED.insert(verified, ());
     Ok(())

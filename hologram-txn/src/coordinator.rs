@@ -517,6 +517,16 @@ impl CoordinatorCore {
 
     fn finish(&mut self, txn: TxnId, result: TxnResult) {
         self.flights.remove(&txn);
+        match &result {
+            Ok(_) => {
+                ::metrics::counter!("hologram_txn_committed_total").increment(1);
+                tracing::debug!(?txn, "transaction committed");
+            }
+            Err(e) => {
+                ::metrics::counter!("hologram_txn_aborted_total").increment(1);
+                tracing::debug!(?txn, reason = %e, "transaction aborted");
+            }
+        }
         self.completed.push((txn, result));
     }
 }

@@ -159,6 +159,7 @@ mod receipts;
 mod remote;
 mod replicated;
 mod sharding;
+mod telemetry;
 mod transaction;
 mod types;
 mod wire;
@@ -195,6 +196,7 @@ pub use replicated::{
     ENDORSEMENT_TAG, MAX_OUTPUTS, MAX_WAITING,
 };
 pub use sharding::{ShardId, ShardMap, MAX_SHARDS};
+pub use telemetry::METRICS;
 pub use transaction::{
     call, DistributedTransaction, LocalParticipant, Participant, MAX_IDLE_ROUNDS,
 };

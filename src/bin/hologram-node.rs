@@ -41,20 +41,25 @@ Make a key, for a node or a client (prints the id the others name it by):
 Run a node:
   hologram-node --listen <addr> --key <file> --data <dir>
                 (--peer <id>@<addr>)... [--peers <file>] [--pipeline <n>]
+                [--metrics <addr>] [--log-format text|json]
   Every validator runs with the same members: itself and its peers. A peers
   file holds one <id>@<addr> a line (# starts a comment); a node skips its
   own line, so every node can share one file. --pipeline: heights decided
-  concurrently (default 4).
+  concurrently (default 4). --metrics: serve GET /metrics (Prometheus text
+  format) and GET /health (ready, lagging or stalled) over HTTP there, e.g.
+  127.0.0.1:9464. Logs go to stderr, filtered by RUST_LOG (default info),
+  as text lines or (--log-format json) one JSON object a line.
 
 Talk to a node:
   hologram-node --node <id>@<addr> --client-key <file> --submit <text> [--submit <text>]...
-  hologram-node --node <id>@<addr> --status
+  hologram-node --node <id>@<addr> --status [--json]
   hologram-node --node <id>@<addr> --log
   The client connects with its key (made by --gen-key; --status and --log
   use a throwaway one without --client-key) and signs every command with
   it: the node takes only commands signed by the key the client proved,
   and the replicas verify them, so no one else can submit or alter one in
-  its name.
+  its name. --status --json prints the node's report as JSON: heights,
+  chain head, health, mempool, data directory size, and each peer's state.
 
 Load a cluster (a load generator):
   hologram-node --bench (--node <id>@<addr>)... [--clients <n>] [--in-flight <n>]
@@ -146,6 +151,10 @@ struct RunOptions {
     peers_files: Vec<PathBuf>,
     /// Heights decided concurrently.
     pipeline: usize,
+    /// Where to serve metrics and health.
+    metrics: Option<SocketAddr>,
+    /// Logs as JSON lines.
+    json_logs: bool,
 }
 
 /// What a client asks a node.
@@ -153,8 +162,8 @@ struct RunOptions {
 enum ClientAction {
     /// Submit these commands, one after the other.
     Submit(Vec<String>),
-    /// Print the node's status.
-    Status,
+    /// Print the node's status (with `true`: its whole report, as JSON).
+    Status(bool),
     /// Print the node's log of applied commands.
     Log,
 }
@@ -182,6 +191,9 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
     let mut size = None;
     let mut rate = None;
     let mut commands = None;
+    let mut metrics = None;
+    let mut log_format = None;
+    let mut json = false;
     while let Some(flag) = args.next() {
         let mut value = || {
             args.next()
@@ -234,6 +246,20 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
             }
             "--submit" => submits.push(value()?),
             "--status" => status = true,
+            "--json" => json = true,
+            "--metrics" => {
+                let addr = resolve(&value()?).map_err(CliError::Usage)?;
+                set_once(&mut metrics, &flag, addr)?;
+            }
+            "--log-format" => {
+                let format = value()?;
+                if format != "text" && format != "json" {
+                    return Err(CliError::Usage(format!(
+                        "--log-format {format:?}: text or json expected"
+                    )));
+                }
+                set_once(&mut log_format, &flag, format)?;
+            }
             "--log" => log = true,
             other => return Err(CliError::Usage(format!("unknown argument {other:?}"))),
         }
@@ -246,6 +272,15 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
         || size.is_some()
         || rate.is_some()
         || commands.is_some();
+    if json && !status {
+        return Err(CliError::Usage("--json goes with --status".into()));
+    }
+    let node_flags = metrics.is_some() || log_format.is_some();
+    if node_flags && (listen.is_none() || bench || gen_key.is_some() || !nodes.is_empty()) {
+        return Err(CliError::Usage(
+            "--metrics and --log-format are for running a node (--listen)".into(),
+        ));
+    }
     if bench {
         let others = listen.is_some() || key.is_some() || data.is_some() || gen_key.is_some();
         if others || client_key.is_some() || pipeline.is_some() || status || log {
@@ -304,7 +339,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
             ));
         }
         let action = if status {
-            ClientAction::Status
+            ClientAction::Status(json)
         } else if log {
             ClientAction::Log
         } else if client_key.is_none() {
@@ -334,6 +369,8 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
             peers,
             peers_files,
             pipeline: pipeline.unwrap_or(DEFAULT_PIPELINE),
+            metrics,
+            json_logs: log_format.as_deref() == Some("json"),
         })),
         _ => Err(CliError::Usage(
             "a node needs --listen, --key and --data".into(),
@@ -408,12 +445,14 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<(), CliError> {
             let peers = merge_peers(keys.node_id(), given)?;
             let mut config = NodeConfig::new(keys, options.listen, peers, options.data);
             config.pipeline = options.pipeline;
-            logging();
+            config.metrics = options.metrics;
+            logging_as(options.json_logs);
             runtime()?.block_on(async {
                 let node = ValidatorNode::start(config).await?;
                 let info = node.info();
+                let metrics = info.metrics.map(|a| format!(" metrics={a}"));
                 println!(
-                    "ready node={} listen={} validators={} set={} heights={} applied={} head={}",
+                    "ready node={} listen={} validators={} set={} heights={} applied={} head={}{}",
                     info.id,
                     info.listen,
                     info.validators,
@@ -421,6 +460,7 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<(), CliError> {
                     info.heights,
                     info.applied,
                     info.head,
+                    metrics.unwrap_or_default(),
                 );
                 Ok(node.run().await?)
             })
@@ -491,9 +531,18 @@ fn summary(config: &LoadConfig, report: &LoadReport) -> String {
     text
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-fn logging() {
-    logging_at("info")
+/// A node's logs to stderr, filtered by `RUST_LOG` (default `info`): text
+/// lines, or with `json` one JSON object a line.
+fn logging_as(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match json {
+        true => logs.json().try_init(),
+        false => logs.try_init(),
+    };
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: `default`).
@@ -541,7 +590,15 @@ async fn client(
                 );
             }
         }
-        ClientAction::Status => {
+        ClientAction::Status(true) => {
+            let report = client.report(node.0).await?;
+            let json = serde_json::to_string_pretty(&report).map_err(|e| NodeError::Io {
+                doing: "writing the report as JSON".into(),
+                source: e.into(),
+            })?;
+            println!("{json}");
+        }
+        ClientAction::Status(false) => {
             let s = client.status(node.0).await?;
             println!(
                 "node {}\nheights {}\napplied {}\nhead {}\nskipped {}",
@@ -583,6 +640,22 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        match parse(args(
+            "--listen 127.0.0.1:7001 --key k --data d --metrics 127.0.0.1:9464 --log-format json",
+        )) {
+            Ok(Invocation::Run(options)) => {
+                assert_eq!(options.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+                assert!(options.json_logs);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(args(&format!("--node {id}@127.0.0.1:1 --status --json"))),
+            Ok(Invocation::Client {
+                action: ClientAction::Status(true),
+                ..
+            })
+        ));
         match parse(args(&format!(
             "--node {id}@127.0.0.1:1 --client-key c --submit x --submit y"
         ))) {
@@ -620,6 +693,12 @@ mod tests {
             format!("--bench --node {id}@127.0.0.1:1 --duration 0s"),
             format!("--bench --node {id}@127.0.0.1:1 --client-key c"),
             format!("--node {id}@127.0.0.1:1 --node {id}@127.0.0.1:2 --status"),
+            // Observability flags: --json with --status, the others on a node.
+            format!("--node {id}@127.0.0.1:1 --log --json"),
+            format!("--node {id}@127.0.0.1:1 --status --metrics 127.0.0.1:9464"),
+            "--listen 127.0.0.1:7001 --key k --data d --log-format yaml".into(),
+            "--listen 127.0.0.1:7001 --key k --data d --metrics nowhere".into(),
+            "--gen-key k --log-format json".into(),
         ] {
             assert!(
                 matches!(parse(args(&bad)), Err(CliError::Usage(_))),

@@ -114,12 +114,14 @@ mod config;
 mod frame;
 mod identity;
 mod serve;
+mod telemetry;
 mod transport;
 mod verify;
 
 pub use book::AddressBook;
 pub use config::QuicConfig;
 pub use identity::PeerAuthError;
+pub use telemetry::METRICS;
 pub use transport::QuicTransport;
 
 use std::fmt;

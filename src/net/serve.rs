@@ -6,6 +6,7 @@ use super::frame::{
     parse_request_header, read_body, read_header, Answer, FrameError, REQUEST_HEADER,
 };
 use super::identity::{peer_of_chain, PeerAuthError};
+use super::telemetry;
 use hologram_lattice::transport::{Handler, HandlerError, Protocol};
 use hologram_lattice::PeerId;
 use quinn::{Connection, Endpoint, Incoming, RecvStream, SendStream, VarInt};
@@ -177,6 +178,7 @@ async fn serve_incoming(incoming: Incoming, shared: Arc<Shared>) {
             .close(close::REPLACED, b"replaced by a newer connection");
     }
     debug!(%peer, "connection accepted");
+    ::metrics::counter!("hologram_transport_connections_total", "direction" => "in").increment(1);
     let budget = Arc::new(Semaphore::new(
         shared
             .config
@@ -255,6 +257,7 @@ async fn read_frame(
             .await
             .map_err(closed)?;
         let payload = read_body(recv, len).await?;
+        telemetry::received(protocol, payload.len());
         Ok(Frame {
             protocol,
             payload,
@@ -287,7 +290,10 @@ async fn serve_request(
     let frame = match read_frame(&mut recv, &budget, &shared).await {
         Ok(frame) => frame,
         Err(e) => {
-            warn!(%peer, error = %e, "dropped a request");
+            ::metrics::counter!("hologram_transport_frames_refused_total").increment(1);
+            if let Some(suppressed) = telemetry::DROPPED_LOG.allow() {
+                warn!(%peer, error = %e, suppressed, "dropped a request");
+            }
             let _ = recv.stop(stop_code(&e));
             let answer = match e {
                 FrameError::TooLarge { .. } => Answer::Refused(e.to_string()),
@@ -361,7 +367,10 @@ async fn serve_messages(
                 }
             }
             Err(e) => {
-                warn!(%peer, error = %e, "dropped a message");
+                ::metrics::counter!("hologram_transport_frames_refused_total").increment(1);
+                if let Some(suppressed) = telemetry::DROPPED_LOG.allow() {
+                    warn!(%peer, error = %e, suppressed, "dropped a message");
+                }
                 let _ = recv.stop(stop_code(&e));
             }
         }

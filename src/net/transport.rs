@@ -7,6 +7,7 @@ use super::frame::{
     answer_of, parse_answer_header, read_body, read_header, request_header, Answer, ANSWER_HEADER,
 };
 use super::serve::{accept_loop, close, peer_of, Shared};
+use super::telemetry;
 use super::verify::{client_tls, server_tls, ServerVerifier};
 use super::NetError;
 use hologram_lattice::transport::{
@@ -328,6 +329,8 @@ impl QuicTransport {
             }
         }
         debug!(peer = %to, %addr, "connected");
+        ::metrics::counter!("hologram_transport_connections_total", "direction" => "out")
+            .increment(1);
         Ok(Link {
             conn,
             last_used: Arc::new(Mutex::new(Instant::now())),
@@ -462,7 +465,12 @@ impl Transport for QuicTransport {
     ) -> Result<Vec<u8>, TransportError> {
         check_frame(payload.len(), self.max_frame())?;
         let deadline = tokio::time::Instant::now() + timeout;
-        self.call(to, protocol, &payload, deadline, timeout).await
+        telemetry::sent(protocol, payload.len(), true);
+        let answer = self.call(to, protocol, &payload, deadline, timeout).await;
+        if let Err(e) = &answer {
+            telemetry::failed(protocol, e);
+        }
+        answer
     }
 
     async fn send(
@@ -471,8 +479,25 @@ impl Transport for QuicTransport {
         protocol: Protocol,
         payload: Vec<u8>,
     ) -> Result<(), TransportError> {
+        let sent = self.send_message(to, protocol, payload).await;
+        if let Err(e) = &sent {
+            telemetry::failed(protocol, e);
+        }
+        sent
+    }
+}
+
+impl QuicTransport {
+    /// [`Transport::send`], uncounted.
+    async fn send_message(
+        &self,
+        to: PeerId,
+        protocol: Protocol,
+        payload: Vec<u8>,
+    ) -> Result<(), TransportError> {
         let config = &self.inner.shared.config;
         check_frame(payload.len(), config.max_frame)?;
+        telemetry::sent(protocol, payload.len(), false);
         let header = request_header(protocol, payload.len())?;
         let (link, mut stream) = tokio::time::timeout(
             config.connect_timeout,

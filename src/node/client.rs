@@ -6,6 +6,7 @@ use super::control::{
 };
 use super::error::NodeError;
 use super::state::Ack;
+use super::watch::NodeReport;
 use crate::net::{AddressBook, QuicConfig, QuicTransport};
 use hologram_consensus::{ClientSession, Command};
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol, Transport};
@@ -358,6 +359,18 @@ impl Client {
         }
     }
 
+    /// `node`'s report: its status, health, mempool, data directory size
+    /// and what it knows of its peers.
+    pub async fn report(&self, node: NodeId) -> Result<NodeReport, NodeError> {
+        match self
+            .call(node, &ControlRequest::Report, QUERY_TIMEOUT)
+            .await?
+        {
+            ControlResponse::Report(report) => Ok(report),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// `node`'s whole log of applied commands and their transition
     /// receipts, read page by page.
     pub async fn log(&self, node: NodeId) -> Result<Vec<(Command, Receipt)>, NodeError> {
@@ -386,6 +399,7 @@ fn unexpected(response: &ControlResponse) -> NodeError {
         ControlResponse::Submitted(_) => "answers of another number of commands",
         ControlResponse::Status(_) => "a status",
         ControlResponse::Log(_) => "a log page",
+        ControlResponse::Report(_) => "a report",
     };
     NodeError::UnexpectedResponse { got }
 }

@@ -41,6 +41,11 @@ pub struct NodeConfig {
     /// `None`: clients connect with keys of their own (consensus frames are
     /// taken from the validators only, whatever it says).
     pub quic: QuicConfig,
+    /// Where to serve `/metrics` (Prometheus text format) and `/health`
+    /// over HTTP; `None` (the default) serves neither. Setting it installs
+    /// a Prometheus recorder as the process's global `metrics` recorder
+    /// ([`install_prometheus`](super::install_prometheus)).
+    pub metrics: Option<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -65,6 +70,7 @@ impl NodeConfig {
             data: data.into(),
             pipeline: DEFAULT_PIPELINE,
             quic,
+            metrics: None,
         }
     }
 

@@ -34,7 +34,8 @@
 
 use super::error::NodeError;
 use super::state::Ack;
-use hologram_consensus::{Command, MAX_SIGNED_BATCH};
+use super::watch::NodeReport;
+use hologram_consensus::{Command, MAX_SIGNED_BATCH, MAX_VALIDATORS};
 use hologram_lattice::transport::{Protocol, DEFAULT_MAX_FRAME};
 use hologram_lattice::wire::{self, WireError};
 use hologram_lattice::NodeId;
@@ -79,6 +80,8 @@ pub enum ControlRequest {
         /// The first position wanted.
         from: u64,
     },
+    /// Answered with [`ControlResponse::Report`].
+    Report,
 }
 
 /// What a node answers.
@@ -92,6 +95,8 @@ pub enum ControlResponse {
     /// with its transition receipt: the chain over these receipts is the
     /// head a [`Status`] reports.
     Log(Vec<(Command, Receipt)>),
+    /// The node's report: status, health, mempool, data directory, peers.
+    Report(NodeReport),
 }
 
 /// What became of one submitted command.
@@ -204,6 +209,9 @@ impl ControlResponse {
             ControlResponse::Submitted(answers) => {
                 wire::check_count("submission answers", answers.len(), MAX_SUBMIT_COMMANDS)?
             }
+            ControlResponse::Report(report) => {
+                wire::check_count("report peers", report.peers.len(), MAX_VALIDATORS)?
+            }
             ControlResponse::Status(_) => {}
         }
         Ok(response)
@@ -238,6 +246,7 @@ mod tests {
         prop_oneof![
             proptest::collection::vec(any_command(), 0..4).prop_map(ControlRequest::Submit),
             Just(ControlRequest::Status),
+            Just(ControlRequest::Report),
             any::<u64>().prop_map(|from| ControlRequest::Log { from }),
         ]
     }

@@ -60,7 +60,18 @@
 //! | [`generate_key_file`], [`read_key_file`], [`write_key_file`] | key files: an Ed25519 seed, in hex |
 //! | [`parse_peer`], [`read_peers_file`], [`merge_peers`] | peers: `<id>@<host:port>` |
 //! | [`CommandList`] | the state machine the decisions feed |
+//! | [`NodeReport`], [`Health`], [`PeerStatus`] | what a node reports of itself and its peers (`--status --json`) |
+//! | [`install_prometheus`], [`all_metrics`], [`NODE_METRICS`] | metrics: the recorder the node serves and the documented list |
 //! | [`NodeError`] | what can go wrong |
+//!
+//! ## Observing a node
+//!
+//! With [`NodeConfig::metrics`] set, a node serves `GET /metrics` (every
+//! metric of [`all_metrics`], Prometheus text format) and `GET /health`
+//! (`ready`, `lagging` or `stalled`; 200 only when ready) over HTTP, and
+//! probes each peer's status every [`PROBE_INTERVAL`] (the
+//! `hologram_node_peer_*` gauges: up, height, stalled). The list of metrics
+//! and the log level conventions are in `docs/observability.md`.
 
 mod applied;
 mod bench;
@@ -68,6 +79,7 @@ mod client;
 mod config;
 mod control;
 mod error;
+mod http;
 mod keys;
 mod offload;
 mod outbound;
@@ -76,6 +88,8 @@ mod run;
 mod service;
 mod state;
 mod task;
+mod telemetry;
+mod watch;
 
 pub use bench::{run_load, LoadConfig, LoadProgress, LoadReport, LOAD_LIMITS, LOAD_PAYLOAD};
 pub use client::{Client, BUSY_BACKOFF, MAX_BUSY_BACKOFF, SUBMIT_ATTEMPTS};
@@ -85,7 +99,12 @@ pub use control::{
     LOG_PAGE_COMMANDS, MAX_CONTROL_BYTES, MAX_SUBMIT_COMMANDS, QUERY_TIMEOUT, SUBMIT_PATIENCE,
 };
 pub use error::NodeError;
+pub use http::{MAX_CONNECTIONS, MAX_REQUEST_BYTES, REQUEST_TIMEOUT};
 pub use keys::{generate_key_file, read_key_file, write_key_file};
 pub use peers::{merge_peers, parse_peer, read_peers_file, resolve};
 pub use run::{NodeInfo, ValidatorNode, MEMPOOL_CAPACITY, STORE_FILE, SYNC_INTERVAL};
 pub use state::{Ack, CommandList};
+pub use telemetry::{all_metrics, install_prometheus, NODE_METRICS};
+pub use watch::{
+    Health, NodeReport, PeerStatus, LAG_HEIGHTS, PROBE_INTERVAL, PROBE_TIMEOUT, STALL_AFTER,
+};

@@ -5,11 +5,14 @@ use super::applied::AppliedLog;
 use super::config::{fingerprint, NodeConfig};
 use super::control::{CONTROL, MAX_CONTROL_BYTES};
 use super::error::{io, store, NodeError};
+use super::http;
 use super::offload::Offloaded;
 use super::outbound::Queued;
 use super::service::{ControlHandler, ValidatorsOnly};
 use super::state::CommandList;
 use super::task::NodeTask;
+use super::telemetry::install_prometheus;
+use super::watch::Watch;
 use crate::net::{AddressBook, QuicTransport};
 use hologram_cam::{RedbStore, Store};
 use hologram_consensus::MAX_MESSAGE_BYTES;
@@ -19,10 +22,12 @@ use hologram_consensus::{
 use hologram_lattice::transport::{ProtocolMux, Timer};
 use hologram_lattice::NodeId;
 use hologram_receipt::ChainHead;
+use metrics_exporter_prometheus::PrometheusHandle;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -56,6 +61,8 @@ pub struct NodeInfo {
     pub applied: u64,
     /// The head of the chain over the applied commands' receipts.
     pub head: ChainHead,
+    /// Where `/metrics` and `/health` are served, if they are.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// A running validator node: started by [`ValidatorNode::start`], served by
@@ -93,6 +100,8 @@ pub struct ValidatorNode {
     )>,
     handle: DriverHandle,
     transport: QuicTransport,
+    watch: Arc<Watch>,
+    endpoint: Option<(TcpListener, PrometheusHandle)>,
 }
 
 impl ValidatorNode {
@@ -102,6 +111,17 @@ impl ValidatorNode {
     pub async fn start(config: NodeConfig) -> Result<ValidatorNode, NodeError> {
         let me = config.keys.node_id();
         let validators = config.validators()?;
+        // The recorder first: every handle registered from here on records.
+        let endpoint = match config.metrics {
+            Some(addr) => {
+                let metrics = install_prometheus()?;
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(io(format!("binding the metrics endpoint {addr}")))?;
+                Some((listener, metrics))
+            }
+            None => None,
+        };
         std::fs::create_dir_all(&config.data).map_err(io(format!(
             "creating the data directory {}",
             config.data.display()
@@ -140,6 +160,15 @@ impl ValidatorNode {
             warn!(%address, %why, "stored object not used");
         }
         let replica = recovered.replica(config.keys.clone(), replica_config)?;
+        let peers: Vec<NodeId> = config.peers.iter().map(|(id, _)| *id).collect();
+        let watch = Watch::new(
+            &peers,
+            rsm.next_height(),
+            replica.mempool_size(),
+            &config.data,
+        );
+        metrics::gauge!("hologram_consensus_height").set(rsm.next_height() as f64);
+        metrics::gauge!("hologram_node_applied_commands").set(rsm.applied_count() as f64);
 
         let (consensus, consensus_inbox) = inbox();
         let (requests, incoming) = mpsc::channel(REQUESTS);
@@ -161,7 +190,6 @@ impl ValidatorNode {
         quic.max_frame = quic.max_frame.max(MAX_MESSAGE_BYTES).max(MAX_CONTROL_BYTES);
         let transport =
             QuicTransport::bind(&config.keys, config.listen, Arc::new(mux), book, quic)?;
-        let peers: Vec<NodeId> = config.peers.iter().map(|(id, _)| *id).collect();
         let queued = Queued::new(Arc::new(transport.clone()), &peers);
         let (driver, handle, decisions) = ReplicaDriver::new(
             replica,
@@ -179,10 +207,23 @@ impl ValidatorNode {
             heights: rsm.next_height(),
             applied: chain.len(),
             head: chain.head(),
+            metrics: match &endpoint {
+                Some((listener, _)) => {
+                    Some(listener.local_addr().map_err(io("the metrics endpoint"))?)
+                }
+                None => None,
+            },
         };
         info!(node = %me, listen = %info.listen, set = %info.set, heights = info.heights,
-              applied = info.applied, "validator node started");
-        let task = NodeTask::new(rsm, applied_log, handle.clone(), queued, peers);
+              applied = info.applied, metrics = ?info.metrics, "validator node started");
+        let task = NodeTask::new(
+            rsm,
+            applied_log,
+            handle.clone(),
+            queued,
+            peers,
+            watch.clone(),
+        );
         Ok(ValidatorNode {
             info,
             task,
@@ -191,6 +232,8 @@ impl ValidatorNode {
             driver,
             handle,
             transport,
+            watch,
+            endpoint,
         })
     }
 
@@ -209,7 +252,16 @@ impl ValidatorNode {
     /// make its state durable must not go on voting) or it was asked to
     /// ([`driver`](Self::driver)). Closes the transport on the way out.
     pub async fn run(self) -> Result<(), NodeError> {
+        let probe = tokio::spawn(self.watch.clone().probe(self.transport.clone()));
+        let endpoint = self.endpoint.map(|(listener, metrics)| {
+            let watch = self.watch.clone();
+            tokio::spawn(http::serve(listener, http::Endpoint { metrics, watch }))
+        });
         let served = self.task.serve(self.incoming, self.decisions).await;
+        probe.abort();
+        if let Some(endpoint) = endpoint {
+            endpoint.abort();
+        }
         self.handle.stop();
         let joined = self.driver.await;
         self.transport.close();

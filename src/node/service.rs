@@ -3,6 +3,7 @@
 
 use super::control::{ControlRequest, ControlResponse, Status, SubmitAnswer, SUBMIT_PATIENCE};
 use super::task::SubmitReply;
+use super::watch::NodeReport;
 use hologram_consensus::Command;
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol};
 use hologram_lattice::NodeId;
@@ -17,6 +18,7 @@ pub(crate) enum Request {
     Submit(Command, SubmitReply),
     Status(oneshot::Sender<Status>),
     Log(u64, oneshot::Sender<Vec<(Command, Receipt)>>),
+    Report(oneshot::Sender<NodeReport>),
 }
 
 /// Serves [`CONTROL`](super::control::CONTROL) requests by handing them to
@@ -63,6 +65,11 @@ impl Handler for ControlHandler {
                 let (reply, answer) = oneshot::channel();
                 self.ask(Request::Status(reply)).await?;
                 ControlResponse::Status(answer.await.map_err(|_| stopped())?)
+            }
+            ControlRequest::Report => {
+                let (reply, answer) = oneshot::channel();
+                self.ask(Request::Report(reply)).await?;
+                ControlResponse::Report(answer.await.map_err(|_| stopped())?)
             }
             ControlRequest::Log { from } => {
                 let (reply, answer) = oneshot::channel();

@@ -9,6 +9,7 @@ use super::outbound::Queued;
 use super::run::SYNC_INTERVAL;
 use super::service::Request;
 use super::state::CommandList;
+use super::watch::Watch;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -19,9 +20,11 @@ use hologram_consensus::{
 use hologram_lattice::transport::Transport;
 use hologram_lattice::wire::Wire;
 use hologram_lattice::NodeId;
+use metrics::Gauge;
 use std::collections::HashMap;
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 /// Where the answer to a submitted command goes.
 pub(crate) type SubmitReply = oneshot::Sender<SubmitAnswer>;
@@ -63,6 +66,8 @@ pub(crate) struct NodeTask {
     transport: Queued,
     peers: Vec<NodeId>,
     sync_turn: usize,
+    watch: Arc<Watch>,
+    applied_gauge: Gauge,
 }
 
 impl NodeTask {
@@ -72,6 +77,7 @@ impl NodeTask {
         handle: DriverHandle,
         transport: Queued,
         peers: Vec<NodeId>,
+        watch: Arc<Watch>,
     ) -> NodeTask {
         NodeTask {
             rsm,
@@ -82,6 +88,8 @@ impl NodeTask {
             transport,
             peers,
             sync_turn: 0,
+            watch,
+            applied_gauge: metrics::gauge!("hologram_node_applied_commands"),
         }
     }
 
@@ -171,11 +179,15 @@ impl NodeTask {
             }
         }
         self.skipped += (answers.len() - new) as u64;
-        info!(
+        let applied = self.rsm.applied_count();
+        self.applied_gauge.set(applied as f64);
+        self.watch
+            .progress(self.rsm.next_height(), self.waiters.len());
+        debug!(
             height = decision.height(),
             commands = decision.batch.len(),
             new,
-            applied = self.rsm.applied_count(),
+            applied,
             head = %self.rsm.receipt_chain().head(),
             "decided"
         );
@@ -201,6 +213,8 @@ impl NodeTask {
     async fn answer(&mut self, request: Request, batch: &mut Vec<Command>) {
         match request {
             Request::Submit(command, reply) => {
+                metrics::counter!("hologram_node_client_requests_total", "kind" => "submit")
+                    .increment(1);
                 let key = (command.client(), command.sequence());
                 // The session table first: a retry of an applied command
                 // gets its first answer, a stale one its error, at once.
@@ -221,16 +235,18 @@ impl NodeTask {
                 batch.push(command);
             }
             Request::Status(reply) => {
-                let chain = self.rsm.receipt_chain();
-                let _ = reply.send(Status {
-                    node: self.transport.local_id(),
-                    heights: self.rsm.next_height(),
-                    applied: chain.len(),
-                    head: chain.head(),
-                    skipped: self.skipped,
-                });
+                metrics::counter!("hologram_node_client_requests_total", "kind" => "status")
+                    .increment(1);
+                let _ = reply.send(self.status());
+            }
+            Request::Report(reply) => {
+                metrics::counter!("hologram_node_client_requests_total", "kind" => "report")
+                    .increment(1);
+                let _ = reply.send(self.watch.report(self.status()));
             }
             Request::Log(from, reply) => {
+                metrics::counter!("hologram_node_client_requests_total", "kind" => "log")
+                    .increment(1);
                 let limit = self.rsm.state().len();
                 let page = (self.applied)
                     .page(from, limit, LOG_PAGE_COMMANDS, LOG_PAGE_BYTES)
@@ -246,6 +262,18 @@ impl NodeTask {
         }
     }
 
+    /// The node's status.
+    fn status(&self) -> Status {
+        let chain = self.rsm.receipt_chain();
+        Status {
+            node: self.transport.local_id(),
+            heights: self.rsm.next_height(),
+            applied: chain.len(),
+            head: chain.head(),
+            skipped: self.skipped,
+        }
+    }
+
     /// Asks the next peer in turn for decisions from this node's next
     /// height on, and forgets clients that stopped waiting.
     async fn ask_for_decisions(&mut self) {
@@ -253,6 +281,8 @@ impl NodeTask {
             replies.retain(|reply| !reply.is_closed());
             !replies.is_empty()
         });
+        self.watch
+            .progress(self.rsm.next_height(), self.waiters.len());
         let Some(&peer) = self.peers.get(self.sync_turn % self.peers.len().max(1)) else {
             return;
         };

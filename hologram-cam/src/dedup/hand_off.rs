@@ -88,6 +88,7 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
                     {
                         adopted += 1;
                         report.copied += 1;
+                        ::metrics::counter!("hologram_dedup_handoffs_total").increment(1);
                     }
                 }
                 if !leaving {
@@ -101,6 +102,13 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
                 }
             }
         }
+        tracing::info!(
+            kept = report.kept,
+            copied = report.copied,
+            moved = report.moved,
+            pending = report.pending,
+            "dedup hand-off done"
+        );
         Ok(report)
     }
 }

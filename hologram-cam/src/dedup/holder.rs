@@ -186,6 +186,10 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
                 data,
             } => {
                 let before = self.hold(address, data).await?;
+                ::metrics::counter!("hologram_dedup_puts_total").increment(1);
+                if before {
+                    ::metrics::counter!("hologram_dedup_duplicates_total").increment(1);
+                }
                 let refs = self.update(&address, |set| set.add(reference)).await?;
                 DedupMessage::Held { refs, before }
             }
@@ -244,10 +248,13 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
             DedupMessage::Has(address) => {
                 DedupMessage::HasAnswer(self.store.contains(&address).await.map_err(failed)?)
             }
-            DedupMessage::Get(address) => match self.store.get(&address).await.map_err(failed)? {
-                Some(object) => DedupMessage::Found(object.shared_data()),
-                None => DedupMessage::NotFound,
-            },
+            DedupMessage::Get(address) => {
+                ::metrics::counter!("hologram_dedup_gets_total").increment(1);
+                match self.store.get(&address).await.map_err(failed)? {
+                    Some(object) => DedupMessage::Found(object.shared_data()),
+                    None => DedupMessage::NotFound,
+                }
+            }
             other => return Err(HandlerError::Refused(format!("not a request: {other:?}"))),
         })
     }

@@ -306,6 +306,8 @@ impl DeduplicationNetwork {
         }
         let object = found.ok_or(CamError::NotFound(address))?;
         if !stale.is_empty() {
+            ::metrics::counter!("hologram_dedup_repairs_total").increment(stale.len() as u64);
+            tracing::debug!(%address, owners = stale.len(), "read repair");
             let repair = DedupMessage::Put {
                 address,
                 reference: None,

@@ -367,6 +367,7 @@ impl LatticeProtocol {
             .get(ENVELOPE_HEADER..)
             .unwrap_or_default()
             .to_vec();
+        ::metrics::counter!("hologram_broadcast_deliveries_total").increment(1);
         out.push(Output::Deliver(Delivery {
             id,
             origin,
@@ -452,6 +453,7 @@ impl LatticeProtocol {
             .get_mut(&ack.message)
             .ok_or(DropReason::UnexpectedAck)?;
         if let Some(cert) = acks.add(&ack, from, &self.directory, threshold)? {
+            ::metrics::counter!("hologram_broadcast_certificates_total").increment(1);
             out.push(Output::Certified(cert));
         }
         Ok(())

@@ -161,6 +161,13 @@ impl Replay {
             record: record.clone(),
             record_seq,
         };
+        tracing::info!(
+            heights = self.len,
+            kept = decisions.len(),
+            rejected = self.rejected.len(),
+            record_unreadable,
+            "durable log recovered"
+        );
         let recovered = Recovered {
             first: self.len - decisions.len() as u64,
             snapshot: self.base.map(|b| (b.decision, b.parts)),

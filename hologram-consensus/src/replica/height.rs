@@ -80,6 +80,8 @@ pub(crate) struct HeightState {
     pub(crate) prevote_timer_set: bool,
     pub(crate) precommit_timer_set: bool,
     pub(crate) polka_handled: bool,
+    /// When the height started here (the replica's clock, ms).
+    pub(crate) started: u64,
 }
 
 impl HeightState {
@@ -96,6 +98,7 @@ impl HeightState {
             prevote_timer_set: false,
             precommit_timer_set: false,
             polka_handled: false,
+            started: 0,
         }
     }
 

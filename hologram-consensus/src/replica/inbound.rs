@@ -8,6 +8,7 @@ use super::{LogRead, Outgoing, Outputs, Replica, MAX_ROUNDS_AHEAD};
 const RESEND_ROUNDS: u32 = 4;
 use crate::detector::Offence;
 use crate::message::{ConsensusMessage, Decision, Proposal};
+use crate::telemetry::{offence_label, refused};
 use crate::vote::{Vote, VoteKind};
 use crate::ConsensusError;
 use hologram_lattice::NodeId;
@@ -21,6 +22,7 @@ impl Replica {
             return;
         }
         if let Err(e) = rules::check_leader(&p.header, &self.config.validators) {
+            refused("proposal", "not_the_leader", from);
             return self.blame(from, invalid(e), out);
         }
         if self.heights.get(&h).is_some_and(|st| {
@@ -31,13 +33,16 @@ impl Replica {
             return; // a repeat
         }
         if let Err(m) = self.detector.check_proposal(from, &p.header) {
+            refused("proposal", offence_label(&m.offence), from);
             out.misbehaviour.push(m);
             return;
         }
         if let Err(e) = rules::check_proposal(&p, &self.config.validators) {
+            refused("proposal", "invalid", from);
             return self.blame(p.header.proposer, invalid(e), out);
         }
         if let Err(e) = self.verify_proposed(&p) {
+            refused("proposal", "unverified_commands", from);
             return self.blame(p.header.proposer, invalid(e), out);
         }
         self.ensure_active(now, h, out);
@@ -72,9 +77,11 @@ impl Replica {
         }
         // Refused before any signature is verified: see `gate`.
         if !self.config.validators.contains(&from) {
+            refused("vote", "sender_not_a_validator", from);
             return self.gate.refuse();
         }
         if !self.config.validators.contains(&vote.voter) {
+            refused("vote", "not_a_validator", from);
             self.gate.refuse();
             return self.blame(from, Offence::NotAValidator, out);
         }
@@ -89,14 +96,17 @@ impl Replica {
         let conflicting = counted.is_some();
         let interval = self.config.timeouts.resend_ms;
         if self.gate.admit(now, interval, from, &vote, counted, far) == Admission::Drop {
+            refused("vote", "gate", from);
             return;
         }
         if let Err(e) = vote.verify_signature() {
+            refused("vote", "invalid_signature", from);
             self.gate.failed(now, interval, from, &vote);
             return self.blame(from, Offence::InvalidSignature(e.to_string()), out);
         }
         match self.detector.check_verified_vote(&vote) {
             Err(m) => {
+                refused("vote", offence_label(&m.offence), from);
                 if conflicting && matches!(m.offence, Offence::Equivocation(_)) {
                     self.gate.proven(&vote);
                 }
@@ -127,6 +137,8 @@ impl Replica {
             .get_mut(&h)
             .and_then(|st| st.note_round(voter, round, skip));
         if let Some(r) = target {
+            ::metrics::counter!("hologram_consensus_round_changes_total", "cause" => "skip")
+                .increment(1);
             self.start_round(now, h, r, out);
         }
     }
@@ -141,6 +153,7 @@ impl Replica {
             return self.blame(from, invalid(e), out);
         }
         self.highest_seen = self.highest_seen.max(Some(h));
+        ::metrics::counter!("hologram_consensus_catchup_heights_total").increment(1);
         self.decide(now, h, d, out);
         if self.behind() && !self.decided.contains_key(&self.next) {
             self.last_sync = None;
@@ -242,6 +255,12 @@ impl Replica {
             return;
         }
         self.last_sync = Some(now);
+        ::metrics::counter!("hologram_consensus_sync_requests_total").increment(1);
+        if self.catching_up_from.is_none() {
+            self.catching_up_from = Some(self.next);
+            tracing::info!(me = %self.me, from = self.next, seen = self.highest_seen,
+                           %peer, "catch-up started");
+        }
         out.messages.push(Outgoing::To(
             peer,
             ConsensusMessage::SyncRequest { from: first },

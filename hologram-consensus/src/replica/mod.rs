@@ -35,6 +35,8 @@ use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Receipt};
 use mempool::Mempool;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Votes for rounds further than this beyond a replica's round are not
 /// stored (they still count towards joining a later round).
@@ -114,6 +116,12 @@ pub struct Replica {
     /// decision was received.
     highest_seen: Option<u64>,
     last_sync: Option<u64>,
+    /// The height this replica was at when it started asking peers for
+    /// decisions (until it is no longer behind): for the catch-up logs.
+    catching_up_from: Option<u64>,
+    /// The mempool's size, for an application to read while a driver runs
+    /// the replica ([`mempool_size`](Self::mempool_size)).
+    mempool_size: Arc<AtomicUsize>,
     catch_up: CatchUpServer,
     gate: VoteGate,
     settled: BTreeMap<u64, relay::Settled>,
@@ -191,6 +199,8 @@ impl Replica {
             fill_armed: false,
             highest_seen: None,
             last_sync: None,
+            catching_up_from: None,
+            mempool_size: Arc::default(),
             catch_up: CatchUpServer::default(),
             gate: VoteGate::default(),
             settled: BTreeMap::new(),
@@ -202,6 +212,20 @@ impl Replica {
     /// This replica's id.
     pub fn id(&self) -> NodeId {
         self.me
+    }
+
+    /// The number of commands in the mempool, kept up to date as commands
+    /// are submitted and decided: clone it before handing the replica to a
+    /// driver, to report it (a node's status does).
+    pub fn mempool_size(&self) -> Arc<AtomicUsize> {
+        self.mempool_size.clone()
+    }
+
+    /// Publishes the mempool's size (the shared value and the gauge).
+    fn mempool_changed(&self) {
+        let len = self.mempool.len();
+        self.mempool_size.store(len, Ordering::Relaxed);
+        ::metrics::gauge!("hologram_consensus_mempool_commands").set(len as f64);
     }
 
     pub(crate) fn keys(&self) -> &KeyPair {
@@ -290,11 +314,17 @@ impl Replica {
         out: &mut Outputs,
     ) -> Result<usize, ConsensusError> {
         if self.mempool.len() + commands.len() > self.mempool.capacity() {
+            ::metrics::counter!("hologram_consensus_mempool_rejected_total", "reason" => "full")
+                .increment(commands.len() as u64);
             return Err(ConsensusError::MempoolFull {
                 capacity: self.mempool.capacity(),
             });
         }
-        self.verify_submitted(&commands)?;
+        if let Err(e) = self.verify_submitted(&commands) {
+            ::metrics::counter!("hologram_consensus_mempool_rejected_total", "reason" => "invalid")
+                .increment(commands.len() as u64);
+            return Err(e);
+        }
         let fresh = self.add_commands(commands, gossip);
         let n = fresh.len();
         if gossip {
@@ -318,6 +348,14 @@ impl Replica {
         message: ConsensusMessage,
         out: &mut Outputs,
     ) {
+        let kind = match &message {
+            ConsensusMessage::Proposal(_) => "proposal",
+            ConsensusMessage::Vote(_) => "vote",
+            ConsensusMessage::Decision(_) => "decision",
+            ConsensusMessage::SyncRequest { .. } => "sync_request",
+            ConsensusMessage::Commands(_) => "commands",
+        };
+        received(kind);
         match message {
             ConsensusMessage::Proposal(p) => self.on_proposal(now, from, *p, out),
             ConsensusMessage::Vote(v) => self.on_vote(now, from, v, out),
@@ -373,6 +411,8 @@ impl Replica {
                     .get(&height)
                     .is_some_and(|st| st.round == round)
                 {
+                    ::metrics::counter!("hologram_consensus_round_changes_total", "cause" => "timeout")
+                        .increment(1);
                     self.start_round(now, height, round.saturating_add(1), out);
                 }
             }
@@ -436,6 +476,7 @@ impl Replica {
                 fresh.push(c);
             }
         }
+        self.mempool_changed();
         fresh
     }
 
@@ -486,6 +527,7 @@ impl Replica {
             return;
         }
         let mut st = HeightState::new(h);
+        st.started = now;
         let mut lock = None;
         let round = match self.record.heights.get(&h) {
             Some(rec) => {
@@ -512,6 +554,13 @@ impl Replica {
             return;
         };
         st.enter_round(round);
+        if self
+            .heights
+            .first_key_value()
+            .is_some_and(|(&first, _)| first == h)
+        {
+            ::metrics::gauge!("hologram_consensus_round").set(round);
+        }
         let leader = self.config.validators.leader(h, round);
         if round > 0 {
             tracing::debug!(height = h, round, %leader, "entering a later round");
@@ -555,6 +604,17 @@ impl Replica {
                 batch: batch.clone(),
             });
         }
+    }
+}
+
+/// Counts a message of `kind` handled (static labels: no allocation).
+fn received(kind: &'static str) {
+    match kind {
+        "proposal" => ::metrics::counter!("hologram_consensus_messages_received_total", "kind" => "proposal").increment(1),
+        "vote" => ::metrics::counter!("hologram_consensus_messages_received_total", "kind" => "vote").increment(1),
+        "decision" => ::metrics::counter!("hologram_consensus_messages_received_total", "kind" => "decision").increment(1),
+        "sync_request" => ::metrics::counter!("hologram_consensus_messages_received_total", "kind" => "sync_request").increment(1),
+        _ => ::metrics::counter!("hologram_consensus_messages_received_total", "kind" => "commands").increment(1),
     }
 }
 

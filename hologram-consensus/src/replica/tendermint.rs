@@ -277,7 +277,17 @@ impl Replica {
     }
 
     pub(super) fn decide(&mut self, now: u64, h: u64, decision: Decision, out: &mut Outputs) {
+        ::metrics::counter!("hologram_consensus_decisions_total").increment(1);
+        tracing::debug!(
+            height = h,
+            round = decision.certificate.round(),
+            commands = decision.batch.len(),
+            "decided"
+        );
         if let Some(st) = self.heights.remove(&h) {
+            let ms = now.saturating_sub(st.started);
+            ::metrics::histogram!("hologram_consensus_commit_latency_seconds")
+                .record(ms as f64 / 1e3);
             self.settle(h, st.proposals);
         }
         // The decided commands leave the mempool (claims and all); then the
@@ -324,6 +334,12 @@ impl Replica {
         }
         self.detector.prune_below(self.next);
         self.gate.prune_below(self.next);
+        ::metrics::gauge!("hologram_consensus_height").set(self.next as f64);
+        self.mempool_changed();
         self.activate(now, out);
+        if self.catching_up_from.is_some() && !self.behind() {
+            let from = self.catching_up_from.take().unwrap_or(self.next);
+            tracing::info!(me = %self.me, from, to = self.next, "catch-up finished");
+        }
     }
 }

@@ -257,9 +257,12 @@ impl Driven for SimReplica {
         if let Some((d, parts)) = &jump {
             store.install_snapshot(d, parts).await?;
         }
-        store
-            .persist(&self.log, self.replica.voting_record())
-            .await?;
+        let persisted = store.persist(&self.log, self.replica.voting_record()).await;
+        if let Err(e) = &persisted {
+            tracing::error!(me = %self.replica.id(), error = %e,
+                            "the durable log failed: the replica stops");
+        }
+        persisted?;
         if let Some((d, parts)) = &compact {
             store.install_snapshot(d, parts).await?;
         }

@@ -4,6 +4,7 @@
 
 use super::queue::{InboxStats, PeerQueues};
 use super::Driven;
+use crate::telemetry::LogLimit;
 use crate::transport::{async_trait, Handler, HandlerError, Protocol, Service};
 use crate::wire::Wire;
 use crate::NodeId;
@@ -70,8 +71,11 @@ impl<N: Driven> Handler for Inbound<N> {
     }
 
     async fn message(&self, from: NodeId, _: Protocol, payload: Vec<u8>) {
-        if let Ok(message) = N::Message::from_wire(&payload) {
-            self.push(from, message, payload.len());
+        match N::Message::from_wire(&payload) {
+            Ok(message) => {
+                self.push(from, message, payload.len());
+            }
+            Err(e) => refused(from, N::PROTOCOL, "malformed", &e),
         }
     }
 }
@@ -81,7 +85,9 @@ impl<N: Driven> Inbound<N> {
     /// handler that decodes frames itself; false if a limit dropped it.
     pub fn push(&self, from: NodeId, message: N::Message, size: usize) -> bool {
         let queued = lock(&self.queues).push(from, message, size);
-        if queued {
+        if !queued {
+            refused(from, N::PROTOCOL, "inbox full", &"a limit of the inbox");
+        } else {
             // A full doorbell is already ringing; a closed one means the
             // driver stopped and the message is moot.
             let mut doorbell = self.doorbell.lock().unwrap_or_else(PoisonError::into_inner);
@@ -94,6 +100,22 @@ impl<N: Driven> Inbound<N> {
 impl<N: Driven> Service for Inbound<N> {
     fn protocol(&self) -> Protocol {
         N::PROTOCOL
+    }
+}
+
+/// Logs of refused frames: at most this many a second per process.
+static REFUSED_LOG: LogLimit = LogLimit::new(10, 1_000);
+
+/// Counts a frame refused from `from` and logs it (debug, rate-limited).
+fn refused(from: NodeId, protocol: Protocol, reason: &'static str, why: &dyn std::fmt::Display) {
+    ::metrics::counter!(
+        "hologram_driver_frames_refused_total",
+        "protocol" => protocol.label(),
+        "reason" => reason
+    )
+    .increment(1);
+    if let Some(suppressed) = REFUSED_LOG.allow() {
+        tracing::debug!(peer = %from, protocol = protocol.0, reason, %why, suppressed, "frame refused");
     }
 }
 

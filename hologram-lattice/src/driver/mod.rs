@@ -321,7 +321,14 @@ impl<N: Driven> Driver<N> {
             )
             .await;
             let failed = sent.iter().filter(|r| r.is_err()).count() as u64;
-            failures.fetch_add(failed, Ordering::Relaxed);
+            if failed > 0 {
+                failures.fetch_add(failed, Ordering::Relaxed);
+                ::metrics::counter!(
+                    "hologram_driver_send_failures_total",
+                    "protocol" => N::PROTOCOL.label()
+                )
+                .increment(failed);
+            }
         }))
         .buffer_unordered(SENDS_IN_FLIGHT);
         sends.for_each(|()| async {}).await;

@@ -77,6 +77,25 @@ impl Protocol {
     pub const DISCOVERY: Protocol = Protocol(1);
     /// Latency probes of the adaptive topology.
     pub const PING: Protocol = Protocol(6);
+
+    /// The tag's name in the table above (`"other"` for a tag it does not
+    /// list; 256 is `"control"`, the node's client protocol): a static
+    /// metric label, so that counting by protocol allocates nothing.
+    pub fn label(self) -> &'static str {
+        match self.0 {
+            1 => "discovery",
+            2 => "cam",
+            3 => "consensus",
+            4 => "broadcast",
+            5 => "txn",
+            6 => "ping",
+            7 => "dedup",
+            8 => "txn_call",
+            10 => "validator",
+            256 => "control",
+            _ => "other",
+        }
+    }
 }
 
 /// Why a call over a transport failed.

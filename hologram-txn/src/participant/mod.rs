@@ -264,14 +264,21 @@ impl ParticipantCore {
                 }
             }
         }
+        let mut in_doubt = 0u64;
         for (request, address) in prepared {
             if core.outcomes.contains_key(&request.txn) {
                 core.effects.persist.remove.push(address);
                 continue;
             }
+            tracing::warn!(participant = %core.id, txn = ?request.txn,
+                           "recovered a prepared transaction in doubt: held until decided");
+            in_doubt += 1;
             let writes = core.writes(&request)?;
             core.hold(request, writes, address)?;
         }
+        ::metrics::counter!("hologram_txn_in_doubt_total").increment(in_doubt);
+        tracing::info!(participant = %core.id, values = core.data.len(),
+                       decisions = core.outcomes.len(), in_doubt, "participant recovered");
         Ok(core)
     }
 

@@ -227,86 +227,96 @@ impl RedbStore {
 #[async_trait]
 impl Store for RedbStore {
     async fn get(&self, address: &Address) -> Result<Option<Object>, CamError> {
-        let path = &self.path;
-        let txn = self.begin_read()?;
-        let Some((segment, offset, length)) = self
-            .index(&txn)?
-            .get(address.as_bytes())
-            .map_err(storage("reading the index", path))?
-            .map(|entry| entry.value())
-        else {
-            return Ok(None);
-        };
-        let segments = txn
-            .open_table(SEGMENTS)
-            .map_err(storage("opening the segments", path))?;
-        let bytes = segments
-            .get(segment)
-            .map_err(storage("reading a segment", path))?
-            .and_then(|stored| {
-                slice(stored.value(), offset, length).map(SharedBytes::copy_from_slice)
-            })
-            .ok_or(CamError::Corrupt(*address))?;
-        Object::verify(*address, bytes)
-            .map(Some)
-            .map_err(|_| CamError::Corrupt(*address))
+        crate::telemetry::timed("get", || {
+            let path = &self.path;
+            let txn = self.begin_read()?;
+            let Some((segment, offset, length)) = self
+                .index(&txn)?
+                .get(address.as_bytes())
+                .map_err(storage("reading the index", path))?
+                .map(|entry| entry.value())
+            else {
+                return Ok(None);
+            };
+            let segments = txn
+                .open_table(SEGMENTS)
+                .map_err(storage("opening the segments", path))?;
+            let bytes = segments
+                .get(segment)
+                .map_err(storage("reading a segment", path))?
+                .and_then(|stored| {
+                    slice(stored.value(), offset, length).map(SharedBytes::copy_from_slice)
+                })
+                .ok_or(CamError::Corrupt(*address))?;
+            Object::verify(*address, bytes)
+                .map(Some)
+                .map_err(|_| CamError::Corrupt(*address))
+        })
     }
 
     async fn put(&self, object: Object) -> Result<(), CamError> {
-        self.put_all(std::slice::from_ref(&object))
+        crate::telemetry::timed("put", || self.put_all(std::slice::from_ref(&object)))
     }
 
     async fn put_batch(&self, objects: Vec<Object>) -> Result<(), CamError> {
-        if objects.is_empty() {
-            return Ok(());
-        }
-        self.put_all(&objects)
+        crate::telemetry::timed("put", || {
+            if objects.is_empty() {
+                return Ok(());
+            }
+            self.put_all(&objects)
+        })
     }
 
     async fn contains(&self, address: &Address) -> Result<bool, CamError> {
-        let txn = self.begin_read()?;
-        let index = self.index(&txn)?;
-        let found = index
-            .get(address.as_bytes())
-            .map_err(storage("reading the index", &self.path))?;
-        Ok(found.is_some())
+        crate::telemetry::timed("contains", || {
+            let txn = self.begin_read()?;
+            let index = self.index(&txn)?;
+            let found = index
+                .get(address.as_bytes())
+                .map_err(storage("reading the index", &self.path))?;
+            Ok(found.is_some())
+        })
     }
 
     async fn remove(&self, address: &Address) -> Result<bool, CamError> {
-        self.write("committing a remove", |txn| {
-            let present = self
-                .tables(txn)?
-                .remove(address)
-                .map_err(storage("removing an object", &self.path))?;
-            Ok((present, present))
+        crate::telemetry::timed("remove", || {
+            self.write("committing a remove", |txn| {
+                let present = self
+                    .tables(txn)?
+                    .remove(address)
+                    .map_err(storage("removing an object", &self.path))?;
+                Ok((present, present))
+            })
         })
     }
 
     async fn scan(&self, after: Option<Address>, limit: usize) -> Result<Vec<Address>, CamError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let path = &self.path;
-        let after = after.map(Address::to_bytes);
-        let txn = self.begin_read()?;
-        let index = self.index(&txn)?;
-        let lower = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
-        let range = index
-            .range((lower, Bound::Unbounded))
-            .map_err(storage("scanning addresses", path))?;
-        let mut out = Vec::new();
-        for entry in range.take(limit) {
-            let (key, _) = entry.map_err(storage("scanning addresses", path))?;
-            out.push(Address::from_bytes(*key.value()));
-        }
-        Ok(out)
+        crate::telemetry::timed("scan", || {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let path = &self.path;
+            let after = after.map(Address::to_bytes);
+            let txn = self.begin_read()?;
+            let index = self.index(&txn)?;
+            let lower = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
+            let range = index
+                .range((lower, Bound::Unbounded))
+                .map_err(storage("scanning addresses", path))?;
+            let mut out = Vec::new();
+            for entry in range.take(limit) {
+                let (key, _) = entry.map_err(storage("scanning addresses", path))?;
+                out.push(Address::from_bytes(*key.value()));
+            }
+            Ok(out)
+        })
     }
 
     async fn get_named(&self, name: &Name) -> Result<Option<Object>, CamError> {
-        self.read_named(name)
+        crate::telemetry::timed("get_named", || self.read_named(name))
     }
 
     async fn set_named(&self, changes: Vec<(Name, Option<Object>)>) -> Result<(), CamError> {
-        self.write_named(changes)
+        crate::telemetry::timed("set_named", || self.write_named(changes))
     }
 }

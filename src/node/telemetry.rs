@@ -1,0 +1,116 @@
+//! The node's metrics ([`NODE_METRICS`]), the whole documented list
+//! ([`all_metrics`]), and installing the Prometheus recorder the node's
+//! endpoint serves ([`install_prometheus`]).
+
+use super::error::NodeError;
+use hologram_lattice::telemetry::{register, Metric};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+/// The metrics of the validator node itself.
+pub const NODE_METRICS: &[Metric] = &[
+    Metric::gauge(
+        "hologram_node_applied_commands",
+        &[],
+        "Commands applied to the node's state machine (the receipt chain's length).",
+    ),
+    Metric::gauge(
+        "hologram_node_health",
+        &[],
+        "The node's health: 0 ready, 1 lagging (peers report heights well ahead), 2 stalled (no height decided for a while although peers went on or clients wait).",
+    ),
+    Metric::gauge(
+        "hologram_node_data_bytes",
+        &[],
+        "Bytes in the node's data directory.",
+    ),
+    Metric::gauge(
+        "hologram_node_peer_up",
+        &["peer"],
+        "1 if the peer answered the node's last status probe in time, else 0 (unreachable).",
+    ),
+    Metric::gauge(
+        "hologram_node_peer_height",
+        &["peer"],
+        "The next height the peer reported in its last answered probe.",
+    ),
+    Metric::gauge(
+        "hologram_node_peer_stalled",
+        &["peer"],
+        "1 if the peer's height has not advanced for the stall interval while this node's went past it (stopped, killed or stuck), else 0.",
+    ),
+    Metric::counter(
+        "hologram_node_client_requests_total",
+        &["kind"],
+        "Client requests answered: submit, status, log.",
+    ),
+];
+
+/// Every metric the node's process records, in one documented list: the
+/// node's own, the QUIC transport's, and each library crate's.
+pub fn all_metrics() -> Vec<&'static Metric> {
+    [
+        NODE_METRICS,
+        crate::net::METRICS,
+        hologram_lattice::telemetry::METRICS,
+        hologram_consensus::METRICS,
+        hologram_cam::METRICS,
+        hologram_txn::METRICS,
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Installs a Prometheus recorder as the process's global `metrics`
+/// recorder (once: later calls return the same handle) and registers every
+/// metric of [`all_metrics`], so a scrape lists each from the start. The
+/// handle renders the text format; the node serves it when
+/// [`NodeConfig::metrics`](super::NodeConfig::metrics) is set.
+pub fn install_prometheus() -> Result<PrometheusHandle, NodeError> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|e| NodeError::Io {
+        doing: "installing the metrics recorder".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    for metric in all_metrics() {
+        register(std::slice::from_ref(metric));
+    }
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hologram_lattice::telemetry::MetricKind;
+    use std::collections::HashSet;
+
+    #[test]
+    fn the_documented_list_is_unique_conventional_and_in_the_docs() {
+        let docs = include_str!("../../docs/observability.md");
+        let mut names = HashSet::new();
+        for m in all_metrics() {
+            assert!(names.insert(m.name), "{} listed twice", m.name);
+            assert!(m.name.starts_with("hologram_"), "{}", m.name);
+            assert_eq!(
+                m.kind == MetricKind::Counter,
+                m.name.ends_with("_total"),
+                "{}",
+                m.name
+            );
+            if m.kind == MetricKind::Histogram {
+                assert!(m.name.ends_with("_seconds"), "{}", m.name);
+            }
+            assert!(
+                docs.contains(&format!("`{}`", m.name)),
+                "{} is not in docs/observability.md",
+                m.name
+            );
+        }
+    }
+}
