@@ -354,6 +354,9 @@ impl Replica {
             ConsensusMessage::Decision(_) => "decision",
             ConsensusMessage::SyncRequest { .. } => "sync_request",
             ConsensusMessage::Commands(_) => "commands",
+            ConsensusMessage::SnapshotOffer(_) => "snapshot_offer",
+            ConsensusMessage::SnapshotRequest { .. } => "snapshot_request",
+            ConsensusMessage::SnapshotPart { .. } => "snapshot_part",
         };
         received(kind);
         match message {
