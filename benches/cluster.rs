@@ -38,8 +38,10 @@ const NODES: usize = 4;
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Command payload bytes.
 const SIZE: usize = 64;
-/// The throughput phase's clients and in-flight submissions per client:
-/// 256 in flight in all.
+/// The throughput phase's clients and in-flight commands per client: 256
+/// in flight in all. Each client sends the commands it has room for
+/// together, signed at once (a batch of up to 8); a second phase sends
+/// each alone, for comparison.
 const LOAD: (usize, usize) = (32, 8);
 
 /// One node: its id, address and process.
@@ -223,6 +225,7 @@ fn load(cluster: &Cluster, clients: usize, in_flight: usize, secs: u64) -> LoadC
         nodes: cluster.members(),
         clients,
         in_flight,
+        batch: in_flight,
         duration: Duration::from_secs(secs),
         commands: None,
         size: SIZE,
@@ -277,6 +280,20 @@ fn main() {
         load(&cluster, LOAD.0, LOAD.1, secs),
     );
     committed += full.report.commands;
+    print_rss(&cluster, committed);
+
+    // The obvious alternative, side by side: each command in a request,
+    // and under a signature, of its own.
+    let alone = phase(
+        &rt,
+        &cluster,
+        "256 in flight, alone",
+        LoadConfig {
+            batch: 1,
+            ..load(&cluster, LOAD.0, LOAD.1, secs)
+        },
+    );
+    committed += alone.report.commands;
     print_rss(&cluster, committed);
 
     let half_rate = (full.report.rate() / 2.0).max(1.0) as u64;
@@ -340,6 +357,13 @@ fn main() {
         cores(),
         verdict(rate >= 20_000.0)
     );
+    println!(
+        "  (the same load with each command signed and sent alone: {:.0} commands/s; \
+         signed {} at a time: {:.2}x that)",
+        alone.report.rate(),
+        LOAD.1,
+        rate / alone.report.rate().max(1e-9)
+    );
     let (p50, p99) = (half.report.latency[0], half.report.latency[2]);
     println!(
         "  at half that rate ({half_rate}/s offered, {:.0} acknowledged/s) p50 <= 10 ms: {:.2} ms ... {}",
@@ -368,7 +392,7 @@ fn main() {
              (HOLOGRAM_CLUSTER_RSS=1 runs it)"
         ),
     }
-    let errors: u64 = [&full, &half, &one]
+    let errors: u64 = [&full, &alone, &half, &one]
         .iter()
         .flat_map(|p| p.report.errors.values())
         .sum();

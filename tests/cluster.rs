@@ -25,7 +25,7 @@
 mod localhost;
 
 use futures::future::join_all;
-use hologram::consensus::{Command, CommandId, ConsensusMessage};
+use hologram::consensus::{BatchProof, Command, CommandId, ConsensusMessage};
 use hologram::lattice::transport::{
     async_trait, Handler, HandlerError, Protocol, Transport, TransportError,
 };
@@ -270,12 +270,21 @@ async fn inject_forgeries(cluster: &Cluster, client: &Client, keys: &KeyPair) ->
     payload.extend_from_slice(b" and pay mallory");
     let mallory = KeyPair::from_seed([0x6d; 32]);
     let mut forged = vec![
-        Command::from_parts(real.client(), 0, 0, real.signature(), payload).unwrap(),
+        Command::from_parts(
+            real.client(),
+            0,
+            0,
+            real.signature(),
+            BatchProof::single(),
+            payload,
+        )
+        .unwrap(),
         Command::from_parts(
             mallory.node_id(),
             0,
             0,
             real.signature(),
+            BatchProof::single(),
             real.bytes().to_vec(),
         )
         .unwrap(),
@@ -284,6 +293,7 @@ async fn inject_forgeries(cluster: &Cluster, client: &Client, keys: &KeyPair) ->
             0,
             0,
             Signature::from_bytes([0x5a; 64]),
+            BatchProof::single(),
             real.bytes().to_vec(),
         )
         .unwrap(),

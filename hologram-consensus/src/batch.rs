@@ -15,11 +15,12 @@ pub const MAX_BATCH_BYTES: usize = 4 << 20;
 const RECEIPT_BUFFER: usize = 64 << 10;
 
 /// The prefix of a batch's canonical bytes.
-pub(crate) const BATCH_MAGIC: &[u8; 17] = b"hologram batch v3";
+pub(crate) const BATCH_MAGIC: &[u8; 17] = b"hologram batch v4";
 
-/// The canonical bytes of one command besides its payload: key, sequence,
-/// first unanswered, signature, length.
-pub(crate) const COMMAND_HEADER: usize = 32 + 8 + 8 + 64 + 4;
+/// The canonical bytes of one command besides its payload and its proof's
+/// siblings: key, sequence, first unanswered, signature, proof index and
+/// count, length.
+pub(crate) const COMMAND_HEADER: usize = 32 + 8 + 8 + 64 + 4 + 4;
 
 /// The value one height decides: commands in order. Cheap to clone (the
 /// commands are shared).
@@ -29,9 +30,10 @@ pub(crate) const COMMAND_HEADER: usize = 32 + 8 + 8 + 64 + 4;
 /// by hand) are
 ///
 /// ```text
-/// "hologram batch v3" (17 bytes) ‖ count u32 LE ‖ for each command:
+/// "hologram batch v4" (17 bytes) ‖ count u32 LE ‖ for each command:
 ///     client public key (32 bytes) ‖ sequence u64 LE ‖ first unanswered u64 LE ‖
-///     signature R ‖ s (64 bytes) ‖ payload len u32 LE ‖ payload
+///     signature R ‖ s (64 bytes) ‖ proof (index u16 LE ‖ count u16 LE ‖ siblings) ‖
+///     payload len u32 LE ‖ payload
 /// [‖ checkpoint canonical bytes (72)]
 /// ```
 ///
@@ -45,7 +47,8 @@ pub(crate) const COMMAND_HEADER: usize = 32 + 8 + 8 + 64 + 4;
 /// compute the same receipt for the same batch and the receipt binds every
 /// byte of it, each command's client and signature included (a decided log
 /// carries the proof of who issued each command). Version 1 had no client
-/// or signature; version 2 no sequence numbers.
+/// or signature; version 2 no sequence numbers; version 3 no batch proofs
+/// (see [`BatchProof`](crate::BatchProof)).
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Batch {
     commands: Arc<[Command]>,
@@ -201,7 +204,9 @@ impl Batch {
         buf.extend_from_slice(BATCH_MAGIC);
         buf.extend_from_slice(&(self.commands.len() as u32).to_le_bytes());
         for c in self.commands.iter() {
-            if buf.len() + COMMAND_HEADER + c.bytes().len() > RECEIPT_BUFFER {
+            if buf.len() + COMMAND_HEADER + c.proof().canonical_len() + c.bytes().len()
+                > RECEIPT_BUFFER
+            {
                 builder.update(&buf);
                 buf.clear();
             }
@@ -227,13 +232,15 @@ impl Batch {
     }
 }
 
-/// One command's canonical bytes: key ‖ signature ‖ payload length u32 LE ‖
-/// payload (the length fits: at most [`MAX_COMMAND_BYTES`]).
+/// One command's canonical bytes: key ‖ numbers ‖ signature ‖ proof ‖
+/// payload length u32 LE ‖ payload (the length fits: at most
+/// [`MAX_COMMAND_BYTES`]).
 fn write_command(out: &mut Vec<u8>, c: &Command) {
     out.extend_from_slice(c.client().as_bytes());
     out.extend_from_slice(&c.sequence().to_le_bytes());
     out.extend_from_slice(&c.first_unanswered().to_le_bytes());
     out.extend_from_slice(&c.signature().to_bytes());
+    c.proof().write_canonical(out);
     out.extend_from_slice(&(c.bytes().len() as u32).to_le_bytes());
     out.extend_from_slice(c.bytes());
 }
@@ -250,15 +257,30 @@ mod tests {
 
     #[test]
     fn receipt_is_of_the_canonical_bytes() {
-        let batch = Batch::new(vec![command(b"set x 1"), command(b"")]).unwrap();
+        // Two commands signed at once: each proof's sibling is the other's id.
+        let keys = KeyPair::from_seed([5; 32]);
+        let pair = Command::sign_batch(
+            &keys,
+            [(0, 0, b"set x 1"[..].into()), (1, 0, b""[..].into())],
+        )
+        .unwrap();
+        let batch = Batch::new(pair.clone()).unwrap();
         let bytes = batch.canonical_bytes();
-        let mut expected = b"hologram batch v3".to_vec();
+        let mut expected = b"hologram batch v4".to_vec();
         expected.extend_from_slice(&2u32.to_le_bytes());
-        for (c, payload) in batch.commands().iter().zip([&b"set x 1"[..], b""]) {
-            expected.extend_from_slice(KeyPair::from_seed([5; 32]).node_id().as_bytes());
+        for (i, (c, payload)) in batch
+            .commands()
+            .iter()
+            .zip([&b"set x 1"[..], b""])
+            .enumerate()
+        {
+            expected.extend_from_slice(keys.node_id().as_bytes());
             expected.extend_from_slice(&c.sequence().to_le_bytes());
             expected.extend_from_slice(&c.first_unanswered().to_le_bytes());
             expected.extend_from_slice(&c.signature().to_bytes());
+            expected.extend_from_slice(&(i as u16).to_le_bytes());
+            expected.extend_from_slice(&2u16.to_le_bytes());
+            expected.extend_from_slice(pair[1 - i].id().as_bytes());
             expected.extend_from_slice(&(payload.len() as u32).to_le_bytes());
             expected.extend_from_slice(payload);
         }
@@ -302,6 +324,7 @@ mod tests {
             c.sequence(),
             c.first_unanswered(),
             hologram_receipt::Signature::from_bytes(sig),
+            crate::BatchProof::single(),
             c.bytes().to_vec(),
         )
         .unwrap();

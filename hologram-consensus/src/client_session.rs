@@ -72,6 +72,25 @@ impl ClientSession {
         Ok(command)
     }
 
+    /// The next commands, of `payloads` (1 to
+    /// [`MAX_SIGNED_BATCH`](crate::MAX_SIGNED_BATCH)), numbered in order and
+    /// signed at once: one signature for all of them
+    /// ([`Command::sign_batch`]). Each is submitted, retried and answered on
+    /// its own.
+    pub fn commands(
+        &mut self,
+        payloads: impl IntoIterator<Item = impl Into<Arc<[u8]>>>,
+    ) -> Result<Vec<Command>, ConsensusError> {
+        let (first, claimed) = (self.next, self.first_unanswered);
+        let numbered = payloads
+            .into_iter()
+            .zip(first..)
+            .map(|(p, sequence)| (sequence, claimed, p.into()));
+        let commands = Command::sign_batch(&self.keys, numbered)?;
+        self.next += commands.len() as u64;
+        Ok(commands)
+    }
+
     /// Records that the command of `sequence` was answered (for good: a
     /// stale or refused one too, since it will not be retried).
     pub fn answered(&mut self, sequence: u64) {
@@ -106,6 +125,14 @@ mod tests {
         assert_eq!(s.first_unanswered(), 3);
         let d = s.command(b"y".to_vec()).unwrap();
         assert_eq!((d.sequence(), d.first_unanswered()), (3, 3));
+        let batch = s.commands([b"p".to_vec(), b"q".to_vec()]).unwrap();
+        assert_eq!((batch[0].sequence(), batch[1].sequence()), (4, 5));
+        assert!(batch
+            .iter()
+            .all(|c| c.first_unanswered() == 3 && c.verify().is_ok()));
+        assert_eq!(s.next_sequence(), 6);
+        assert!(s.commands(Vec::<Vec<u8>>::new()).is_err());
+        assert_eq!(s.next_sequence(), 6);
         let later = ClientSession::starting_at(KeyPair::from_seed([4; 32]), 1_000);
         assert_eq!(
             (later.next_sequence(), later.first_unanswered()),

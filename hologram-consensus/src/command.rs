@@ -1,6 +1,7 @@
 //! Commands: a client's payload, bound to the client by its signature
 //! (see [`Command`] for the canonical bytes and the wire format).
 
+use crate::batch_proof::BatchProof;
 use crate::ConsensusError;
 use hologram_lattice::{Address, NodeId};
 use hologram_receipt::{verify_signature, KeyPair, Purpose, Signature};
@@ -48,23 +49,28 @@ pub type CommandId = Address;
 /// ```text
 /// id        = BLAKE3-derive("hologram command-id v2",
 ///                 client public key (32 bytes) ‖ sequence u64 LE ‖ first unanswered u64 LE ‖ payload)
-/// signature = Ed25519 over BLAKE3-derive("hologram command v1", id)   (Purpose::Command, SPEC §7)
+/// root      = the root of the Merkle tree over the ids of the commands the
+///             client signed at once (a batch of one: the id itself; see
+///             [`BatchProof`])
+/// signature = Ed25519 over BLAKE3-derive("hologram command v1", root)   (Purpose::Command, SPEC §7)
 /// ```
 ///
 /// The key and numbers are fixed-size, so the concatenation is
 /// unambiguous. The [`CommandId`] is the identity: the same client,
-/// numbers and payload are the same command. The signature is not part of
-/// the id: only the holder of the key can make another valid one, and
-/// replicas keep the first verified copy. Signing the 32-byte id keeps
-/// verification's cost independent of the payload's size (the id is hashed
-/// once anyway, when the command is made or decoded). Version 1 had no
-/// sequence numbers (the id was of key and payload only).
+/// numbers and payload are the same command. The signature and the proof
+/// are not part of the id: only the holder of the key can make another
+/// valid pair, and replicas keep the first verified copy. Signing a 32-byte
+/// root keeps verification's cost independent of the payload's size, and
+/// a client that signs many commands at once ([`Command::sign_batch`])
+/// pays one signature, and each replica one verification, for all of them
+/// (the replica's signature cache answers for the others). Version 1 had
+/// no sequence numbers (the id was of key and payload only).
 ///
 /// # Wire format
 ///
-/// A tuple `(client, sequence, first_unanswered, signature, payload)` in
-/// serde: the 32-byte key, the two numbers, the signature's two 32-byte
-/// halves, and the payload as a byte string of at most
+/// A tuple `(client, sequence, first_unanswered, signature, proof, payload)`
+/// in serde: the 32-byte key, the two numbers, the signature's two 32-byte
+/// halves, the [`BatchProof`], and the payload as a byte string of at most
 /// [`MAX_COMMAND_BYTES`] (checked before it is copied). Decoding does not
 /// verify; [`Command::verify`] and [`verify_commands`] do.
 ///
@@ -77,6 +83,7 @@ pub struct Command {
     sequence: u64,
     first_unanswered: u64,
     signature: Signature,
+    proof: BatchProof,
     payload: Arc<[u8]>,
 }
 
@@ -119,36 +126,67 @@ fn check_size(len: usize) -> Result<(), ConsensusError> {
 impl Command {
     /// `client`'s command number `sequence` of `payload` (at most
     /// [`MAX_COMMAND_BYTES`]), saying that the client holds the answers of
-    /// every sequence below `first_unanswered`; signed with its keys. A
-    /// client usually lets a [`ClientSession`](crate::ClientSession) pick the numbers.
+    /// every sequence below `first_unanswered`; signed alone with its keys.
+    /// A client usually lets a [`ClientSession`](crate::ClientSession) pick
+    /// the numbers.
     pub fn sign(
         client: &KeyPair,
         sequence: u64,
         first_unanswered: u64,
         payload: impl Into<Arc<[u8]>>,
     ) -> Result<Self, ConsensusError> {
-        let payload = payload.into();
-        check_size(payload.len())?;
+        let mut one = Self::sign_batch(client, [(sequence, first_unanswered, payload.into())])?;
+        Ok(one.remove(0))
+    }
+
+    /// `client`'s commands of these `(sequence, first unanswered, payload)`,
+    /// in order, all signed with one signature (of the root of a tree over
+    /// their ids, see [`BatchProof`]): 1 to
+    /// [`MAX_SIGNED_BATCH`](crate::MAX_SIGNED_BATCH) commands, each payload
+    /// at most [`MAX_COMMAND_BYTES`]. Each command travels, is verified and
+    /// is applied on its own; verifying the first of a batch verifies the
+    /// signature, the others are a cache hit.
+    pub fn sign_batch(
+        client: &KeyPair,
+        commands: impl IntoIterator<Item = (u64, u64, Arc<[u8]>)>,
+    ) -> Result<Vec<Self>, ConsensusError> {
         let key = client.node_id();
-        let id = command_id(&key, sequence, first_unanswered, &payload);
-        Ok(Self {
-            id,
-            client: key,
-            sequence,
-            first_unanswered,
-            signature: client.sign(Purpose::Command, id.as_bytes()),
-            payload,
-        })
+        let parts = commands
+            .into_iter()
+            .map(|(sequence, first_unanswered, payload)| {
+                check_size(payload.len())?;
+                let id = command_id(&key, sequence, first_unanswered, &payload);
+                Ok((id, sequence, first_unanswered, payload))
+            })
+            .collect::<Result<Vec<_>, ConsensusError>>()?;
+        let ids: Vec<CommandId> = parts.iter().map(|p| p.0).collect();
+        let (root, proofs) = BatchProof::build(&ids)?;
+        let signature = client.sign(Purpose::Command, root.as_bytes());
+        Ok(parts
+            .into_iter()
+            .zip(proofs)
+            .map(|((id, sequence, first_unanswered, payload), proof)| Self {
+                id,
+                client: key,
+                sequence,
+                first_unanswered,
+                signature,
+                proof,
+                payload,
+            })
+            .collect())
     }
 
     /// A command from its parts as they were stored or received, **not
     /// verified**: call [`verify`](Self::verify) (or [`verify_commands`])
-    /// before trusting it. Refuses a payload over [`MAX_COMMAND_BYTES`].
+    /// before trusting it. Refuses a payload over [`MAX_COMMAND_BYTES`]. A
+    /// command signed alone has the proof [`BatchProof::single`].
     pub fn from_parts(
         client: NodeId,
         sequence: u64,
         first_unanswered: u64,
         signature: Signature,
+        proof: BatchProof,
         payload: impl Into<Arc<[u8]>>,
     ) -> Result<Self, ConsensusError> {
         let payload = payload.into();
@@ -159,6 +197,7 @@ impl Command {
             sequence,
             first_unanswered,
             signature,
+            proof,
             payload,
         })
     }
@@ -183,9 +222,15 @@ impl Command {
         self.client
     }
 
-    /// The client's signature of the id.
+    /// The client's signature of the root of the batch it signed the
+    /// command in (the id, for a command signed alone).
     pub fn signature(&self) -> Signature {
         self.signature
+    }
+
+    /// The command's place in the batch its client signed at once.
+    pub fn proof(&self) -> &BatchProof {
+        &self.proof
     }
 
     /// The command's identity (hashed when the command was made).
@@ -193,13 +238,15 @@ impl Command {
         self.id
     }
 
-    /// Checks the client's signature (strictly, `verify_strict`), or
+    /// Checks the client's signature of the root its proof leads to
+    /// (strictly, `verify_strict`; once per signed batch and process, the
+    /// signature cache answering for the rest), or
     /// [`ConsensusError::BadCommand`].
     pub fn verify(&self) -> Result<(), ConsensusError> {
         verify_signature(
             &self.client,
             Purpose::Command,
-            self.id.as_bytes(),
+            self.proof.root(&self.id).as_bytes(),
             &self.signature,
         )
         .map_err(|e| self.refused(e))
@@ -218,7 +265,7 @@ impl Command {
 /// on failure, the error names the first bad one in order
 /// ([`ConsensusError::BadCommand`]).
 ///
-/// Not batched, on purpose: whether a proposal's commands are valid decides
+/// Not batch-verified, on purpose: whether a proposal's commands are valid decides
 /// whether replicas vote for it, so every replica must reach the same
 /// answer. A [`SignatureBatch`](hologram_receipt::SignatureBatch) draws
 /// random coefficients, and a client can craft a signature (a key or `R`
@@ -228,7 +275,9 @@ impl Command {
 /// deterministic. The price, measured in `benches/consensus.rs` on the
 /// project's 2-core machine: 2–4× the per-signature cost of a large batch.
 /// Each replica checks a command once (on admission to its mempool or in
-/// the first proposal carrying it), never again.
+/// the first proposal carrying it), never again, and a signature once per
+/// batch its client signed at once ([`Command::sign_batch`]): that is how
+/// clients amortize the cost, deterministically.
 pub fn verify_commands<'a>(
     commands: impl IntoIterator<Item = &'a Command>,
 ) -> Result<(), ConsensusError> {
@@ -266,11 +315,12 @@ impl<'de> Deserialize<'de> for PayloadOwned {
 
 impl Serialize for Command {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut t = s.serialize_tuple(5)?;
+        let mut t = s.serialize_tuple(6)?;
         t.serialize_element(&self.client)?;
         t.serialize_element(&self.sequence)?;
         t.serialize_element(&self.first_unanswered)?;
         t.serialize_element(&self.signature)?;
+        t.serialize_element(&self.proof)?;
         t.serialize_element(&PayloadRef(&self.payload))?;
         t.end()
     }
@@ -282,7 +332,9 @@ impl<'de> Deserialize<'de> for Command {
         impl<'de> Visitor<'de> for Visit {
             type Value = Command;
             fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                f.write_str("a command: (client, sequence, first unanswered, signature, payload)")
+                f.write_str(
+                    "a command: (client, sequence, first unanswered, signature, proof, payload)",
+                )
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Command, A::Error> {
                 let client: NodeId = seq
@@ -297,14 +349,24 @@ impl<'de> Deserialize<'de> for Command {
                 let signature: Signature = seq
                     .next_element()?
                     .ok_or_else(|| A::Error::invalid_length(3, &self))?;
-                let payload: PayloadOwned = seq
+                let proof: BatchProof = seq
                     .next_element()?
                     .ok_or_else(|| A::Error::invalid_length(4, &self))?;
-                Command::from_parts(client, sequence, first_unanswered, signature, payload.0)
-                    .map_err(A::Error::custom)
+                let payload: PayloadOwned = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(5, &self))?;
+                Command::from_parts(
+                    client,
+                    sequence,
+                    first_unanswered,
+                    signature,
+                    proof,
+                    payload.0,
+                )
+                .map_err(A::Error::custom)
             }
         }
-        d.deserialize_tuple(5, Visit)
+        d.deserialize_tuple(6, Visit)
     }
 }
 
@@ -359,7 +421,7 @@ mod tests {
         garbage[7] ^= 0x40;
         let (seq, first) = (c.sequence(), c.first_unanswered());
         let part = |client, seq, first, sig, bytes: Vec<u8>| {
-            Command::from_parts(client, seq, first, sig, bytes).unwrap()
+            Command::from_parts(client, seq, first, sig, BatchProof::single(), bytes).unwrap()
         };
         [
             part(c.client(), seq, first, c.signature(), payload),
@@ -416,20 +478,75 @@ mod tests {
     }
 
     #[test]
+    fn commands_signed_at_once_share_one_signature_and_verify_alone() {
+        let k = keys(4);
+        let batch =
+            Command::sign_batch(&k, (0..5u64).map(|i| (i, 0, vec![i as u8; 3].into()))).unwrap();
+        assert!(batch.iter().all(|c| c.signature() == batch[0].signature()));
+        assert!(verify_commands(&batch).is_ok());
+        for c in &batch {
+            hologram_receipt::forget_verified_signatures();
+            assert!(c.verify().is_ok(), "{c:?} alone");
+        }
+        // The same numbers and payload signed alone: the same command (id),
+        // with another signature and proof.
+        let alone = Command::sign(&k, 2, 0, vec![2u8; 3]).unwrap();
+        assert_eq!(alone.id(), batch[2].id());
+        assert_eq!(alone.proof(), &BatchProof::single());
+        // A command with another's proof, or a proof not its own, fails.
+        let swapped = Command::from_parts(
+            k.node_id(),
+            2,
+            0,
+            batch[2].signature(),
+            batch[3].proof().clone(),
+            vec![2u8; 3],
+        )
+        .unwrap();
+        assert!(swapped.verify().is_err());
+        let lone = Command::from_parts(
+            k.node_id(),
+            2,
+            0,
+            batch[2].signature(),
+            BatchProof::single(),
+            vec![2u8; 3],
+        )
+        .unwrap();
+        assert!(lone.verify().is_err());
+        // A payload not in the batch, under the batch's proof and signature.
+        let smuggled = Command::from_parts(
+            k.node_id(),
+            2,
+            0,
+            batch[2].signature(),
+            batch[2].proof().clone(),
+            b"pay mallory".to_vec(),
+        )
+        .unwrap();
+        assert!(smuggled.verify().is_err());
+        assert!(Command::sign_batch(&k, []).is_err());
+    }
+
+    #[test]
     fn oversized_payloads_are_refused_when_made_and_decoded() {
         let k = keys(3);
         assert!(Command::sign(&k, 0, 0, vec![0u8; MAX_COMMAND_BYTES]).is_ok());
         assert!(Command::sign(&k, 0, 0, vec![0u8; MAX_COMMAND_BYTES + 1]).is_err());
-        let big = vec![0u8; MAX_COMMAND_BYTES + 1];
-        let wire = postcard::to_allocvec(&(
-            k.node_id(),
-            0u64,
-            0u64,
-            Signature::from_bytes([0; 64]),
-            PayloadRef(&big),
-        ))
-        .unwrap();
-        assert!(postcard::from_bytes::<Command>(&wire).is_err());
+        // A command's wire tuple with a payload of `len` bytes.
+        let wire = |len: usize| {
+            postcard::to_allocvec(&(
+                k.node_id(),
+                0u64,
+                0u64,
+                Signature::from_bytes([0; 64]),
+                BatchProof::single(),
+                PayloadRef(&vec![0u8; len]),
+            ))
+            .unwrap()
+        };
+        assert!(postcard::from_bytes::<Command>(&wire(MAX_COMMAND_BYTES + 1)).is_err());
+        assert!(postcard::from_bytes::<Command>(&wire(MAX_COMMAND_BYTES)).is_ok());
     }
 
     proptest! {

@@ -83,6 +83,19 @@ pub enum ConsensusError {
     /// longer than allowed (see [`hologram_lattice::wire`]).
     #[error(transparent)]
     Wire(#[from] WireError),
+    /// A command's batch proof has no shape a batch can give: its index
+    /// is not below its count, its count is 0 or over
+    /// [`MAX_SIGNED_BATCH`](crate::MAX_SIGNED_BATCH), or it has another
+    /// number of sibling hashes than that place's path.
+    #[error("malformed batch proof: index {index} of {count} with {siblings} sibling hashes")]
+    BadBatchProof {
+        /// The index it claims.
+        index: u16,
+        /// The batch size it claims.
+        count: u16,
+        /// The sibling hashes it has.
+        siblings: usize,
+    },
     /// A command's client signature does not verify: it was forged or
     /// altered (payload, key or signature changed). It is not stored,
     /// gossiped or voted for.

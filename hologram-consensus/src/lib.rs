@@ -94,7 +94,8 @@
 //! | module | what it holds |
 //! |---|---|
 //! | `command` (private) | [`Command`]: a client's signed, numbered payload, its id and verification |
-//! | `client_session` | [`ClientSession`]: a client numbers its commands and claims its answers |
+//! | `batch_proof` | [`BatchProof`]: one signature for many commands (a Merkle path from a command's id to the root its client signed) |
+//! | `client_session` | [`ClientSession`]: a client numbers its commands (alone or signed together) and claims its answers |
 //! | `batch` | [`Batch`] and its canonical bytes and receipt |
 //! | `vote` | [`Vote`], [`SignedHeader`], their canonical bytes and signatures |
 //! | `certificate` | [`Certificate`]: a quorum of signatures, verifiable by anyone |
@@ -182,7 +183,8 @@
 //! });
 //! let mut sim = Simulation::new(3, Faults::NONE, nodes);
 //! let mut client = ClientSession::new(KeyPair::from_seed([9; 32]));
-//! let commands = vec![client.command(b"abc".to_vec())?, client.command(b"de".to_vec())?];
+//! // Two commands under one signature (each still applied on its own).
+//! let commands = client.commands([b"abc".to_vec(), b"de".to_vec()])?;
 //! sim.with_node(keys[0].node_id(), |node, ctx| node.submit(ctx, commands.clone(), true));
 //! sim.run_until(2_000).unwrap();
 //! let machines: Vec<ReplicatedStateMachine<Counter>> = sim
@@ -201,6 +203,7 @@
 #![warn(missing_docs)]
 
 mod batch;
+mod batch_proof;
 pub mod broadcast;
 mod certificate;
 mod client_session;
@@ -223,6 +226,7 @@ mod vote;
 
 mod protocols;
 pub use batch::{Batch, MAX_BATCH_BYTES, MAX_BATCH_COMMANDS};
+pub use batch_proof::{BatchProof, MAX_SIGNED_BATCH};
 pub use broadcast::delivery::DeliveryCertificate;
 pub use broadcast::protocol::{BroadcastResult, LatticeProtocol};
 pub use certificate::Certificate;

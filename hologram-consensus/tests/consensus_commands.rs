@@ -5,11 +5,11 @@
 
 mod support;
 
-use hologram_consensus::Proposal;
 use hologram_consensus::{
     Batch, Command, ConsensusError, ConsensusMessage, Outgoing, Outputs, Replica, ReplicaConfig,
     SignedHeader, ValidatorSet, VoteKind,
 };
+use hologram_consensus::{BatchProof, Proposal};
 use hologram_lattice::sim::{check_seeds, Faults};
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Receipt, Signature};
@@ -37,7 +37,7 @@ fn forgeries(real: &Command, other: &KeyPair) -> [(&'static str, Command); 4] {
     }
     let (seq, first) = (real.sequence(), real.first_unanswered());
     let part = |client, sig, payload: Vec<u8>| {
-        Command::from_parts(client, seq, first, sig, payload).expect("small")
+        Command::from_parts(client, seq, first, sig, BatchProof::single(), payload).expect("small")
     };
     [
         (
@@ -63,6 +63,7 @@ fn forgeries(real: &Command, other: &KeyPair) -> [(&'static str, Command); 4] {
                 seq + 1,
                 first,
                 real.signature(),
+                BatchProof::single(),
                 real.bytes().to_vec(),
             )
             .expect("small"),

@@ -7,7 +7,9 @@
 //! too. Whatever consensus orders (a retry may be ordered twice), every
 //! honest replica's state machine applies each (client, sequence) exactly
 //! once and answers every copy with that one output, the same on every
-//! replica; the same bytes under two sequences are applied twice.
+//! replica; the same bytes under two sequences are applied twice. The
+//! client signs its commands two at a time (one signature, each command
+//! with its batch proof), so each is retried and verified on its own.
 //!
 //! Seeds: `HOLOGRAM_SEEDS=<n>` (default 4), `HOLOGRAM_SEED=<s>` replays one;
 //! a failing seed is printed.
@@ -92,15 +94,22 @@ fn run(seed: u64) -> Result<String, String> {
     let mut c = Cluster::new(seed, 4, &[], 2, faulty_network());
     let mut session = ClientSession::new(KeyPair::from_seed([0x5e; 32]));
     let mut commands: Vec<Command> = Vec::new();
-    let mut payloads: Vec<Vec<u8>> = Vec::new();
+    // Commands 3 and 4 carry the same bytes under two sequences.
+    let payload = |i: u32| format!("increment x ({})", if i == 4 { 3 } else { i }).into_bytes();
+    // Commands are signed two at a time (one signature, a batch proof
+    // each): the second waits for its turn, and is retried on its own.
+    let mut spare: Option<Command> = None;
     for i in 0..8u32 {
-        // Commands 3 and 4 carry the same bytes under two sequences.
-        let payload = match i {
-            4 => payloads[3].clone(),
-            _ => format!("increment x ({i})").into_bytes(),
+        let command = match spare.take() {
+            Some(second) => second,
+            None => {
+                let mut two = session
+                    .commands([payload(i), payload(i + 1)])
+                    .map_err(|e| e.to_string())?;
+                spare = two.pop();
+                two.pop().ok_or("two commands signed")?
+            }
         };
-        payloads.push(payload.clone());
-        let command = session.command(payload).map_err(|e| e.to_string())?;
         // To the leader of the next height, which then fails.
         let height = next_height(&c);
         let first = c.set.leader(height, 0);
@@ -200,12 +209,12 @@ fn run(seed: u64) -> Result<String, String> {
         // Each payload applied once per sequence that carried it: the
         // repeated bytes twice.
         let state = &rsm.state().0;
-        for (i, p) in payloads.iter().enumerate() {
-            let want = if i == 3 || i == 4 { 2 } else { 1 };
-            if state.get(p) != Some(&want) {
+        for i in (0..8).filter(|i| *i != 4) {
+            let want = if i == 3 { 2 } else { 1 };
+            if state.get(&payload(i)) != Some(&want) {
                 return Err(format!(
                     "{id}: payload {i} applied {:?} times",
-                    state.get(p)
+                    state.get(&payload(i))
                 ));
             }
         }

@@ -25,7 +25,7 @@ use hologram::lattice::NodeId;
 use hologram::node::{
     generate_key_file, merge_peers, parse_peer, read_key_file, read_peers_file, resolve, run_load,
     Client, LoadConfig, LoadProgress, LoadReport, NodeConfig, NodeError, ValidatorNode,
-    DEFAULT_PIPELINE, LOAD_LIMITS, LOAD_PAYLOAD,
+    DEFAULT_PIPELINE, LOAD_LIMITS, LOAD_PAYLOAD, MAX_SUBMIT_COMMANDS,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -58,11 +58,14 @@ Talk to a node:
 
 Load a cluster (a load generator):
   hologram-node --bench (--node <id>@<addr>)... [--clients <n>] [--in-flight <n>]
-                [--duration <time>] [--size <bytes>] [--rate <n>] [--commands <n>]
+                [--batch <n>] [--duration <time>] [--size <bytes>] [--rate <n>]
+                [--commands <n>]
   Simulated clients (default 64), each with a key generated in memory and
   one connection per node, submit distinct commands of --size bytes
   (default 64) spread over the nodes, at most --in-flight (default 8)
-  outstanding per client (concurrent QUIC streams on its connection), for
+  outstanding per client, those due sent together in requests of at most
+  --batch commands (default: --in-flight) signed with one signature (1:
+  each command alone, in a request of its own), for
   --duration (default 30s; 500ms, 30s, 2m or plain seconds), or until
   --commands are submitted. A command counts once the node acknowledges it
   (it answers once the command is committed and applied). --rate offers n
@@ -174,6 +177,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
     let mut nodes = Vec::new();
     let mut clients = None;
     let mut in_flight = None;
+    let mut batch = None;
     let mut duration = None;
     let mut size = None;
     let mut rate = None;
@@ -205,6 +209,11 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
                 &flag,
                 number(&flag, &value()?, 1..=LOAD_LIMITS.1)?,
             )?,
+            "--batch" => set_once(
+                &mut batch,
+                &flag,
+                number(&flag, &value()?, 1..=MAX_SUBMIT_COMMANDS)?,
+            )?,
             "--duration" => set_once(&mut duration, &flag, parse_duration(&flag, &value()?)?)?,
             "--size" => set_once(&mut size, &flag, number(&flag, &value()?, LOAD_PAYLOAD)?)?,
             "--rate" => set_once(
@@ -232,6 +241,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
 
     let load_flags = clients.is_some()
         || in_flight.is_some()
+        || batch.is_some()
         || duration.is_some()
         || size.is_some()
         || rate.is_some()
@@ -240,8 +250,8 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
         let others = listen.is_some() || key.is_some() || data.is_some() || gen_key.is_some();
         if others || client_key.is_some() || pipeline.is_some() || status || log {
             return Err(CliError::Usage(
-                "--bench takes --node, --clients, --in-flight, --duration, --size, --rate and \
-                 --commands only (each simulated client makes its own key)"
+                "--bench takes --node, --clients, --in-flight, --batch, --duration, --size, \
+                 --rate and --commands only (each simulated client makes its own key)"
                     .into(),
             ));
         }
@@ -250,10 +260,12 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
                 "--bench needs --node, and no --submit or --peer".into(),
             ));
         }
+        let in_flight = in_flight.unwrap_or(8);
         return Ok(Invocation::Bench(LoadConfig {
             nodes,
             clients: clients.unwrap_or(64),
-            in_flight: in_flight.unwrap_or(8),
+            in_flight,
+            batch: batch.unwrap_or(in_flight.min(MAX_SUBMIT_COMMANDS)),
             duration: duration.unwrap_or(Duration::from_secs(30)),
             commands,
             size: size.unwrap_or(64),
@@ -262,7 +274,9 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
     }
     if load_flags {
         return Err(CliError::Usage(
-            "--clients, --in-flight, --duration, --size, --rate and --commands need --bench".into(),
+            "--clients, --in-flight, --batch, --duration, --size, --rate and --commands \
+             need --bench"
+                .into(),
         ));
     }
     if nodes.len() > 1 {
@@ -435,11 +449,12 @@ fn summary(config: &LoadConfig, report: &LoadReport) -> String {
     let [p50, p90, p99, max] = report.latency;
     let seconds = report.elapsed.as_secs_f64();
     let mut text = format!(
-        "clients {} in-flight {} size {} nodes {} rate {}\n\
+        "clients {} in-flight {} batch {} size {} nodes {} rate {}\n\
          commands {}\nseconds {seconds:.2}\ncommands/s {:.0}\n\
          latency_ms p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}\n",
         config.clients,
         config.in_flight,
+        config.batch,
         config.size,
         config.nodes.len(),
         config
@@ -515,8 +530,10 @@ async fn client(
     };
     match action {
         ClientAction::Submit(texts) => {
-            for text in texts {
-                let (command, at) = client.submit_payload(node.0, text.into_bytes()).await?;
+            // All at once: one request, one signature.
+            let payloads = texts.into_iter().map(String::into_bytes).collect();
+            for (command, answer) in client.submit_payloads(node.0, payloads).await? {
+                let at = answer?;
                 let id = command.id();
                 println!(
                     "applied {id} at height {} position {}",
@@ -595,7 +612,9 @@ mod tests {
             format!("--node {id}@127.0.0.1:1 --status --clients 4"),
             "--bench --clients 4".into(),
             format!("--bench --node {id}@127.0.0.1:1 --clients 0"),
-            format!("--bench --node {id}@127.0.0.1:1 --in-flight 65"),
+            format!("--bench --node {id}@127.0.0.1:1 --in-flight 4097"),
+            format!("--bench --node {id}@127.0.0.1:1 --batch 0"),
+            format!("--node {id}@127.0.0.1:1 --status --batch 4"),
             format!("--bench --node {id}@127.0.0.1:1 --size 8"),
             format!("--bench --node {id}@127.0.0.1:1 --duration 3h"),
             format!("--bench --node {id}@127.0.0.1:1 --duration 0s"),
@@ -609,12 +628,12 @@ mod tests {
         }
         match parse(args(&format!(
             "--bench --node {id}@127.0.0.1:1 --node {id}@127.0.0.1:2 --clients 3 \
-             --in-flight 2 --duration 1500ms --size 100 --rate 50 --commands 10"
+             --in-flight 2 --batch 1 --duration 1500ms --size 100 --rate 50 --commands 10"
         ))) {
             Ok(Invocation::Bench(c)) => {
                 assert_eq!(
-                    (c.nodes.len(), c.clients, c.in_flight, c.size),
-                    (2, 3, 2, 100)
+                    (c.nodes.len(), c.clients, c.in_flight, c.batch, c.size),
+                    (2, 3, 2, 1, 100)
                 );
                 assert_eq!(c.duration, Duration::from_millis(1500));
                 assert_eq!((c.rate, c.commands), (Some(50), Some(10)));
@@ -625,7 +644,7 @@ mod tests {
             "--bench --node {id}@127.0.0.1:1 --duration 2m"
         ))) {
             Ok(Invocation::Bench(c)) => {
-                assert_eq!((c.clients, c.in_flight, c.size), (64, 8, 64));
+                assert_eq!((c.clients, c.in_flight, c.batch, c.size), (64, 8, 8, 64));
                 assert_eq!(c.duration, Duration::from_secs(120));
             }
             other => panic!("{other:?}"),

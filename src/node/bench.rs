@@ -4,7 +4,12 @@
 //! once the command is committed and applied there).
 
 use super::client::Client;
+use super::control::MAX_SUBMIT_COMMANDS;
 use super::error::NodeError;
+use super::state::Ack;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use hdrhistogram::Histogram;
 use hologram_consensus::MAX_COMMAND_BYTES;
 use hologram_lattice::transport::TransportError;
@@ -22,10 +27,13 @@ use tokio::task::JoinSet;
 /// the largest command.
 pub const LOAD_PAYLOAD: RangeInclusive<usize> = 20..=MAX_COMMAND_BYTES;
 
-/// The most simulated clients, and the most submissions each may have
-/// outstanding (each client is a QUIC endpoint of its own; a node serves at
-/// most 64 concurrent requests per connection).
-pub const LOAD_LIMITS: (usize, usize) = (4096, 64);
+/// The most simulated clients, and the most commands each may have
+/// outstanding (each client is a QUIC endpoint of its own).
+pub const LOAD_LIMITS: (usize, usize) = (4096, 4096);
+
+/// The most requests a client may have outstanding: a node serves at most
+/// 64 concurrent requests per connection.
+const MAX_REQUESTS: usize = 64;
 
 /// What load to offer, and to whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,9 +44,17 @@ pub struct LoadConfig {
     /// Simulated clients, each with a key generated in memory and an
     /// endpoint of its own.
     pub clients: usize,
-    /// Submissions each client may have outstanding at once (on its one
-    /// connection per node: QUIC carries them as concurrent streams).
+    /// Commands each client may have outstanding at once.
     pub in_flight: usize,
+    /// The most commands in one request: a client submits the commands due
+    /// (all it has room for, in closed loop) in requests of up to this
+    /// many, signed with one signature ([`Client::submit_payloads`]); 1
+    /// submits each command alone, in a request and with a signature of
+    /// its own. A client has at most `in_flight / batch` (rounded up)
+    /// requests out, so at a fixed rate the commands that fall due while
+    /// they are out go together in the next request. Within 1 to
+    /// [`MAX_SUBMIT_COMMANDS`], and at most 64 requests out.
+    pub batch: usize,
     /// How long new commands are submitted; those outstanding at the end
     /// are still waited for.
     pub duration: Duration,
@@ -90,7 +106,7 @@ impl LoadReport {
     }
 }
 
-/// What a submission slot hands back at the end.
+/// What a simulated client hands back at the end.
 struct SlotResult {
     latencies: Histogram<u64>,
     errors: BTreeMap<&'static str, u64>,
@@ -138,26 +154,21 @@ pub async fn run_load(
         acknowledged: AtomicU64::new(0),
         nodes: config.nodes.iter().map(|(id, _)| *id).collect(),
     });
-    let slots = config.clients * config.in_flight;
-    // At a fixed rate, slot k submits every `slots / rate` seconds, the
-    // slots' schedules spread evenly over one period.
+    // At a fixed rate, each client's commands fall due every `clients /
+    // rate` seconds, the clients' schedules spread evenly over one period.
     let period = config
         .rate
-        .map(|rate| Duration::from_secs_f64(slots as f64 / rate as f64));
+        .map(|rate| Duration::from_secs_f64(config.clients as f64 / rate as f64));
     let mut tasks = JoinSet::new();
     for (c, client) in clients.iter().enumerate() {
-        for s in 0..config.in_flight {
-            let slot = c * config.in_flight + s;
-            let schedule = period.map(|p| (p.mul_f64(slot as f64 / slots as f64), p));
-            tasks.spawn(submit_loop(
-                Arc::clone(client),
-                Arc::clone(&shared),
-                c as u32,
-                slot,
-                config.in_flight as u64,
-                schedule,
-            ));
-        }
+        let schedule = period.map(|p| (p.mul_f64(c as f64 / config.clients as f64), p));
+        tasks.spawn(client_loop(
+            Arc::clone(client),
+            Arc::clone(&shared),
+            c as u32,
+            (config.in_flight, config.batch),
+            schedule,
+        ));
     }
     let mut results = Vec::new();
     let mut ticks = tokio::time::interval_at(
@@ -251,6 +262,15 @@ fn check(config: &LoadConfig) -> Result<(), NodeError> {
             config.clients, config.in_flight, LOAD_LIMITS.0, LOAD_LIMITS.1
         )));
     }
+    if !(1..=MAX_SUBMIT_COMMANDS).contains(&config.batch)
+        || config.in_flight.div_ceil(config.batch) > MAX_REQUESTS
+    {
+        return Err(bad(format!(
+            "{} in flight in requests of {}: 1 to {MAX_SUBMIT_COMMANDS} commands a request, \
+             at most {MAX_REQUESTS} requests outstanding",
+            config.in_flight, config.batch
+        )));
+    }
     if !LOAD_PAYLOAD.contains(&config.size) {
         return Err(bad(format!(
             "payload of {} bytes: {} to {} expected",
@@ -265,14 +285,22 @@ fn check(config: &LoadConfig) -> Result<(), NodeError> {
     Ok(())
 }
 
-/// One submission slot of client `client`: submits until the deadline or
-/// the budget runs out, one command at a time, each to the next node.
-async fn submit_loop(
+/// A request's commands, with when each was due, and what became of them.
+type Sent = BoxFuture<'static, (Vec<Instant>, Result<Vec<Result<Ack, NodeError>>, NodeError>)>;
+
+/// One simulated client, `number`: keeps up to `in_flight` commands
+/// outstanding until the deadline or the budget runs out, submitting the
+/// commands due (in closed loop, as many as it has room for) in requests
+/// of at most `batch` commands signed at once, each request to the next
+/// node, with at most `in_flight / batch` (rounded up) requests out: at a
+/// fixed rate, the commands that fall due while they are out wait for the
+/// next request (the client batches as a group commit does). `schedule`: at a fixed rate, when its first command is due and
+/// the period between two.
+async fn client_loop(
     client: Arc<Client>,
     shared: Arc<Shared>,
     number: u32,
-    slot: usize,
-    stride: u64,
+    (in_flight, batch): (usize, usize),
     schedule: Option<(Duration, Duration)>,
 ) -> SlotResult {
     let mut result = SlotResult {
@@ -280,42 +308,92 @@ async fn submit_loop(
         errors: BTreeMap::new(),
         last: shared.start,
     };
-    // Slot s of a client numbers its commands s, s + stride, ...: distinct
-    // within the client, which has `stride` slots.
-    let mut sequence = (slot as u64) % stride;
-    let mut node = slot;
+    let mut outstanding: FuturesUnordered<Sent> = FuturesUnordered::new();
+    let requests = in_flight.div_ceil(batch);
+    let (mut busy, mut sequence, mut node) = (0, 0u64, number as usize);
     let mut due = schedule.map(|(offset, _)| shared.start + offset);
+    let mut stopped = false;
     loop {
-        if let Some(at) = due {
-            if at >= shared.deadline {
+        // Submit what is due, as room allows: at most `in_flight` commands
+        // and `in_flight / batch` requests outstanding, so that commands
+        // falling due while a request is out go together in the next one.
+        while !stopped && busy < in_flight && outstanding.len() < requests {
+            let now = Instant::now();
+            let mut sent = Vec::new();
+            while sent.len() < (in_flight - busy).min(batch) {
+                match due {
+                    Some(at) if at > now => break,
+                    _ if now >= shared.deadline || !take_one(&shared.budget) => {
+                        stopped = true;
+                        break;
+                    }
+                    _ => {}
+                }
+                sent.push(due.unwrap_or(now));
+                due = due.zip(schedule).map(|(at, (_, period))| at + period);
+            }
+            if sent.is_empty() {
                 break;
             }
-            tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+            let payloads = (0..sent.len())
+                .map(|_| {
+                    sequence += 1;
+                    payload(shared.nonce, number, sequence, shared.size)
+                })
+                .collect();
+            let target = shared.nodes[node % shared.nodes.len()];
+            node += 1;
+            busy += sent.len();
+            let client = Arc::clone(&client);
+            outstanding.push(
+                async move {
+                    let answers = client.submit_payloads(target, payloads).await;
+                    let answers = answers.map(|a| a.into_iter().map(|(_, r)| r).collect());
+                    (sent, answers)
+                }
+                .boxed(),
+            );
         }
-        if Instant::now() >= shared.deadline || !take_one(&shared.budget) {
+        // Wait for answers, or (at a fixed rate, with room) the next due.
+        let wake = due.filter(|_| !stopped && busy < in_flight && outstanding.len() < requests);
+        if outstanding.is_empty() && wake.is_none() {
             break;
         }
-        let payload = payload(shared.nonce, number, sequence, shared.size);
-        sequence += stride;
-        let Some(target) = shared.nodes.get(node % shared.nodes.len()).copied() else {
-            break;
-        };
-        node += 1;
-        let sent = due.unwrap_or_else(Instant::now);
-        let answer = client.submit_payload(target, payload).await.map(|_| ());
-        let now = Instant::now();
-        result.last = now;
-        match answer {
-            Ok(()) => {
-                let micros = u64::try_from((now - sent).as_micros()).unwrap_or(u64::MAX);
-                result.latencies.saturating_record(micros.max(1));
-                shared.acknowledged.fetch_add(1, Ordering::Relaxed);
+        let next_due = tokio::time::sleep_until(tokio::time::Instant::from_std(
+            wake.unwrap_or(shared.deadline),
+        ));
+        tokio::select! {
+            Some((sent, answers)) = outstanding.next() => {
+                let now = Instant::now();
+                result.last = now;
+                busy -= sent.len();
+                match answers {
+                    Ok(answers) => {
+                        for (at, answer) in sent.iter().zip(answers) {
+                            result.record(&shared, now - *at, answer);
+                        }
+                    }
+                    Err(e) => *result.errors.entry(error_kind(&e)).or_insert(0) += sent.len() as u64,
+                }
             }
-            Err(e) => *result.errors.entry(error_kind(&e)).or_insert(0) += 1,
+            _ = next_due, if wake.is_some() => {}
         }
-        due = due.zip(schedule).map(|(at, (_, period))| at + period);
     }
     result
+}
+
+impl SlotResult {
+    /// One command's answer, `took` after it was due.
+    fn record(&mut self, shared: &Shared, took: Duration, answer: Result<Ack, NodeError>) {
+        match answer {
+            Ok(_) => {
+                let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+                self.latencies.saturating_record(micros.max(1));
+                shared.acknowledged.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => *self.errors.entry(error_kind(&e)).or_insert(0) += 1,
+        }
+    }
 }
 
 /// Takes one command from `budget`, if any is left.
@@ -373,6 +451,9 @@ fn error_kind(e: &NodeError) -> &'static str {
         NodeError::Wire(_) => "bad answer",
         NodeError::UnexpectedResponse { .. } => "unexpected answer",
         NodeError::Busy { .. } => "busy",
+        NodeError::Pending { .. } => "pending",
+        NodeError::Refused { .. } => "refused",
+        NodeError::NotApplied(_) => "not applied",
         _ => "other",
     }
 }
@@ -418,6 +499,7 @@ mod tests {
             nodes: vec![node],
             clients: 2,
             in_flight: 2,
+            batch: 1,
             duration: Duration::from_secs(1),
             commands: None,
             size: 64,
@@ -435,6 +517,15 @@ mod tests {
             },
             LoadConfig {
                 in_flight: 65,
+                ..good.clone()
+            },
+            LoadConfig {
+                batch: 0,
+                ..good.clone()
+            },
+            LoadConfig {
+                batch: MAX_SUBMIT_COMMANDS + 1,
+                in_flight: 4096,
                 ..good.clone()
             },
             LoadConfig {
@@ -494,7 +585,8 @@ mod tests {
         let config = LoadConfig {
             nodes: members.clone(),
             clients: 4,
-            in_flight: 2,
+            in_flight: 4,
+            batch: 2,
             duration: Duration::from_secs(2),
             commands: None,
             size: 64,

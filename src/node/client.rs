@@ -1,8 +1,8 @@
 //! [`Client`]: a client of validator nodes, over QUIC with a key of its own.
 
 use super::control::{
-    ControlRequest, ControlResponse, Status, CONTROL, MAX_CONTROL_BYTES, QUERY_TIMEOUT,
-    SUBMIT_PATIENCE,
+    ControlRequest, ControlResponse, Status, SubmitAnswer, CONTROL, MAX_CONTROL_BYTES,
+    QUERY_TIMEOUT, SUBMIT_PATIENCE,
 };
 use super::error::NodeError;
 use super::state::Ack;
@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How many nodes a submission is tried at, in turn, before it fails
-/// ([`Client::submit_payload`]).
+/// ([`Client::submit_all`]).
 pub const SUBMIT_ATTEMPTS: usize = 4;
 
 /// The first pause before a command a node answered "busy" is submitted
@@ -154,6 +154,13 @@ impl Client {
         ControlResponse::decode(&answer)
     }
 
+    /// The client's next commands, of `payloads` (1 to
+    /// [`MAX_SUBMIT_COMMANDS`](super::MAX_SUBMIT_COMMANDS)), numbered in its session and signed at once:
+    /// one signature for all of them ([`ClientSession::commands`]).
+    pub fn commands(&self, payloads: Vec<Vec<u8>>) -> Result<Vec<Command>, NodeError> {
+        Ok(self.session().commands(payloads)?)
+    }
+
     /// Makes the client's next command of `payload` ([`command`](Self::command))
     /// and submits it ([`submit_retrying`](Self::submit_retrying)), first
     /// to `node`; returns the command and where it was applied.
@@ -167,12 +174,42 @@ impl Client {
         Ok((command, ack))
     }
 
-    /// Submits `command` to `node` and, while the submission times out or
-    /// fails on the way, the *same* command to the next node the client
-    /// knows, [`SUBMIT_ATTEMPTS`] tries in all. The command is applied at
-    /// most once whichever nodes it reached. Once answered, or after the
-    /// last try, the session is told it will not be retried.
+    /// Makes the client's next commands of `payloads`, signed at once
+    /// ([`commands`](Self::commands)), and submits them in one request
+    /// ([`submit_all`](Self::submit_all)), first to `node`; returns each
+    /// command with what became of it, in order.
+    pub async fn submit_payloads(
+        &self,
+        node: NodeId,
+        payloads: Vec<Vec<u8>>,
+    ) -> Result<Vec<(Command, Result<Ack, NodeError>)>, NodeError> {
+        let commands = self.commands(payloads)?;
+        let answers = self.submit_all(node, &commands).await;
+        Ok(commands.into_iter().zip(answers).collect())
+    }
+
+    /// [`submit_all`](Self::submit_all) of one command.
     pub async fn submit_retrying(&self, node: NodeId, command: &Command) -> Result<Ack, NodeError> {
+        let mut answers = self.submit_all(node, std::slice::from_ref(command)).await;
+        answers
+            .pop()
+            .unwrap_or(Err(NodeError::UnexpectedResponse { got: "no answer" }))
+    }
+
+    /// Submits `commands` (at most [`MAX_SUBMIT_COMMANDS`](super::MAX_SUBMIT_COMMANDS)) to `node` in
+    /// one request ([`submit_commands`](Self::submit_commands)'s, busy ones
+    /// resubmitted) and,
+    /// those whose submission failed on the way or stayed pending, the
+    /// *same* commands to the next node the client knows,
+    /// [`SUBMIT_ATTEMPTS`] tries in all. Each command is applied at most
+    /// once whichever nodes it reached. Returns what became of each, in
+    /// order; once answered, or after the last try, the session is told
+    /// it will not be retried.
+    pub async fn submit_all(
+        &self,
+        node: NodeId,
+        commands: &[Command],
+    ) -> Vec<Result<Ack, NodeError>> {
         let nodes = self
             .nodes
             .lock()
@@ -189,58 +226,125 @@ impl Client {
                 .take(nodes.len())
                 .filter(|n| **n != node),
         );
-        let mut last = None;
+        let mut answers: Vec<Result<Ack, NodeError>> = (0..commands.len())
+            .map(|_| {
+                Err(NodeError::UnexpectedResponse {
+                    got: "nothing (no node to submit to)",
+                })
+            })
+            .collect();
+        let mut open: Vec<usize> = (0..commands.len()).collect();
         for &target in order.iter().cycle().take(SUBMIT_ATTEMPTS) {
-            match self.submit_once(target, command.clone()).await {
-                Err(NodeError::Transport(e)) => {
-                    tracing::debug!(node = %target, error = %e, "submission failed; retrying at the next node");
-                    last = Some(NodeError::Transport(e));
+            if open.is_empty() {
+                break;
+            }
+            let batch: Vec<Command> = open.iter().map(|&i| commands[i].clone()).collect();
+            let got = self.submit_once(target, &batch).await;
+            let mut again = Vec::new();
+            for (i, answer) in open.into_iter().zip(got) {
+                if matches!(
+                    answer,
+                    Err(NodeError::Transport(_) | NodeError::Pending { .. })
+                ) {
+                    tracing::debug!(node = %target, sequence = commands[i].sequence(), "not answered; retrying at the next node");
+                    again.push(i);
                 }
-                answered => {
-                    self.settled(command);
-                    return answered;
-                }
+                answers[i] = answer;
+            }
+            open = again;
+        }
+        for command in commands {
+            self.settled(command);
+        }
+        answers
+    }
+
+    /// Submits commands to `node` once, in one request, and waits until
+    /// each is answered there (a retry of an applied command gets its
+    /// first answer). The node refuses the request if a command is not
+    /// signed by this client's key or its signature does not verify. Per
+    /// command: applied ([`Ack`]); decided but not applied (stale, or
+    /// beyond its session's window), [`NodeError::NotApplied`]; not
+    /// applied within the node's patience, [`NodeError::Pending`]. While
+    /// the node answers "busy" for some (its mempool is full), those are
+    /// submitted again after a pause that doubles from [`BUSY_BACKOFF`] up
+    /// to [`MAX_BUSY_BACKOFF`], for at most [`SUBMIT_PATIENCE`]; then
+    /// [`NodeError::Busy`]. The session is told of every command answered
+    /// (all but those whose submission failed on the way).
+    pub async fn submit_commands(
+        &self,
+        node: NodeId,
+        commands: &[Command],
+    ) -> Vec<Result<Ack, NodeError>> {
+        let answers = self.submit_once(node, commands).await;
+        for (command, answer) in commands.iter().zip(&answers) {
+            if !matches!(answer, Err(NodeError::Transport(_))) {
+                self.settled(command);
             }
         }
-        self.settled(command);
-        Err(last.unwrap_or(NodeError::UnexpectedResponse {
-            got: "nothing (no node to submit to)",
-        }))
+        answers
     }
 
-    /// Submits a command to `node` once and waits until it is applied there
-    /// (a retry of an applied command gets its first answer). The node
-    /// refuses a command not signed by this client's key; a command decided
-    /// but not applied (stale, or beyond its session's window) is
-    /// [`NodeError::NotApplied`]. While the node answers "busy" (its mempool
-    /// is full), the command is submitted again after a pause that doubles
-    /// from [`BUSY_BACKOFF`] up to [`MAX_BUSY_BACKOFF`], for at most
-    /// [`SUBMIT_PATIENCE`]; then [`NodeError::Busy`].
+    /// [`submit_commands`](Self::submit_commands) of one command.
     pub async fn submit(&self, node: NodeId, command: Command) -> Result<Ack, NodeError> {
-        let answer = self.submit_once(node, command.clone()).await;
-        if !matches!(answer, Err(NodeError::Transport(_))) {
-            self.settled(&command);
-        }
-        answer
+        let mut answers = self
+            .submit_commands(node, std::slice::from_ref(&command))
+            .await;
+        answers
+            .pop()
+            .unwrap_or(Err(NodeError::UnexpectedResponse { got: "no answer" }))
     }
 
-    async fn submit_once(&self, node: NodeId, command: Command) -> Result<Ack, NodeError> {
+    async fn submit_once(&self, node: NodeId, commands: &[Command]) -> Vec<Result<Ack, NodeError>> {
         let patience = SUBMIT_PATIENCE + QUERY_TIMEOUT;
-        let request = ControlRequest::Submit(command);
+        let mut answers: Vec<Option<Result<Ack, NodeError>>> =
+            (0..commands.len()).map(|_| None).collect();
+        let mut waiting: Vec<usize> = (0..commands.len()).collect();
         let give_up = tokio::time::Instant::now() + SUBMIT_PATIENCE;
         let mut pause = BUSY_BACKOFF;
-        loop {
-            match self.call(node, &request, patience).await? {
-                ControlResponse::Applied(at) => return Ok(at),
-                ControlResponse::NotApplied(why) => return Err(NodeError::NotApplied(why)),
-                ControlResponse::Busy if tokio::time::Instant::now() + pause < give_up => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(MAX_BUSY_BACKOFF);
+        while !waiting.is_empty() {
+            let request =
+                ControlRequest::Submit(waiting.iter().map(|&i| commands[i].clone()).collect());
+            let got = match self.call(node, &request, patience).await {
+                Ok(ControlResponse::Submitted(got)) if got.len() == waiting.len() => got,
+                Ok(other) => {
+                    let e = unexpected(&other);
+                    for &i in &waiting {
+                        answers[i] = Some(Err(duplicate(&e)));
+                    }
+                    break;
                 }
-                ControlResponse::Busy => return Err(NodeError::Busy { node }),
-                other => return Err(unexpected(&other)),
+                Err(e) => {
+                    for &i in &waiting {
+                        answers[i] = Some(Err(duplicate(&e)));
+                    }
+                    break;
+                }
+            };
+            let mut busy = Vec::new();
+            for (&i, answer) in waiting.iter().zip(got) {
+                answers[i] = Some(match answer {
+                    SubmitAnswer::Applied(ack) => Ok(ack),
+                    SubmitAnswer::NotApplied(why) => Err(NodeError::NotApplied(why)),
+                    SubmitAnswer::Pending => Err(NodeError::Pending { node }),
+                    SubmitAnswer::Refused(reason) => Err(NodeError::Refused { node, reason }),
+                    SubmitAnswer::Busy => {
+                        busy.push(i);
+                        Err(NodeError::Busy { node })
+                    }
+                });
             }
+            if busy.is_empty() || tokio::time::Instant::now() + pause >= give_up {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_BUSY_BACKOFF);
+            waiting = busy;
         }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or(Err(NodeError::UnexpectedResponse { got: "nothing" })))
+            .collect()
     }
 
     /// `node`'s status.
@@ -279,11 +383,22 @@ impl Client {
 
 fn unexpected(response: &ControlResponse) -> NodeError {
     let got = match response {
-        ControlResponse::Applied(_) => "an acknowledgement",
-        ControlResponse::Busy => "busy",
+        ControlResponse::Submitted(_) => "answers of another number of commands",
         ControlResponse::Status(_) => "a status",
         ControlResponse::Log(_) => "a log page",
-        ControlResponse::NotApplied(_) => "a refusal to apply",
     };
     NodeError::UnexpectedResponse { got }
+}
+
+/// The error of a request, for each command it carried (a request fails on
+/// the way, or with an undecodable or unexpected answer).
+fn duplicate(e: &NodeError) -> NodeError {
+    match e {
+        NodeError::Transport(e) => NodeError::Transport(e.clone()),
+        NodeError::Wire(e) => NodeError::Wire(e.clone()),
+        NodeError::UnexpectedResponse { got } => NodeError::UnexpectedResponse { got },
+        _ => NodeError::UnexpectedResponse {
+            got: "an error that is not of a request",
+        },
+    }
 }

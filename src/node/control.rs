@@ -4,13 +4,15 @@
 //! Requests and responses travel over the node's QUIC transport under
 //! [`CONTROL`], encoded with postcard; decoders refuse more than
 //! [`MAX_CONTROL_BYTES`] before reading, trailing bytes and log pages over
-//! [`LOG_PAGE_COMMANDS`]. A node answers a submission once the command is
-//! applied (committed by a quorum and durable on that node), with where it
-//! sits in the log; answers "busy, retry" ([`ControlResponse::Busy`]) when
-//! its mempool is full, which [`Client`](super::Client) does after a short
-//! pause; or refuses it with a reason the client sees (not committed within
-//! [`SUBMIT_PATIENCE`]: it then stays pending and a retry of the same
-//! command is applied at most once).
+//! [`LOG_PAGE_COMMANDS`]. A submission carries up to
+//! [`MAX_SUBMIT_COMMANDS`] commands, usually signed with one signature
+//! ([`Command::sign_batch`]), and is answered once each is, one
+//! [`SubmitAnswer`] per command: applied (committed by a quorum and durable
+//! on that node), with where it sits in the log; "busy, retry"
+//! ([`SubmitAnswer::Busy`]) when the mempool is full, which
+//! [`Client`](super::Client) does after a short pause; pending (not
+//! committed within [`SUBMIT_PATIENCE`]: a retry of the same command is
+//! applied at most once); or refused with a reason.
 //!
 //! A command is identified by its client and sequence (client sessions,
 //! see [`Command`]): the replicated state machine's session table applies
@@ -18,7 +20,7 @@
 //! the same signed command — to the same node or another — gets the first
 //! answer, and the same bytes under a new sequence are a new command. A
 //! command whose sequence the table cannot apply is answered
-//! [`ControlResponse::NotApplied`] ([`NotApplied`]).
+//! [`SubmitAnswer::NotApplied`] ([`NotApplied`]).
 //!
 //! A client connects with a key of its own, which the QUIC handshake
 //! proves: the node takes a submitted command only if it is signed by that
@@ -32,7 +34,7 @@
 
 use super::error::NodeError;
 use super::state::Ack;
-use hologram_consensus::Command;
+use hologram_consensus::{Command, MAX_SIGNED_BATCH};
 use hologram_lattice::transport::{Protocol, DEFAULT_MAX_FRAME};
 use hologram_lattice::wire::{self, WireError};
 use hologram_lattice::NodeId;
@@ -54,17 +56,21 @@ pub const SUBMIT_PATIENCE: Duration = Duration::from_secs(10);
 /// How long a client waits for a status or a log page.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What a client asks a node, under [`CONTROL`], encoded with postcard. A
-/// node answers a submission once the command is applied (committed by a
-/// quorum and durable on that node), or refuses it with a reason (signed by
-/// another key than the client's, a bad signature, not applied within
-/// [`SUBMIT_PATIENCE`]: it then stays pending, and a retry of the same
-/// command is applied at most once). A full mempool is not a refusal: it
-/// is answered [`ControlResponse::Busy`], and the client retries.
+/// The most commands in one submission: as many as one signature covers
+/// ([`MAX_SIGNED_BATCH`]).
+pub const MAX_SUBMIT_COMMANDS: usize = MAX_SIGNED_BATCH;
+
+/// What a client asks a node, under [`CONTROL`], encoded with postcard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlRequest {
-    /// Order and apply this command; answered with [`ControlResponse::Applied`].
-    Submit(Command),
+    /// Order and apply these commands (at most [`MAX_SUBMIT_COMMANDS`], each
+    /// signed by the client's key, usually all with one signature, see
+    /// [`Command::sign_batch`]); answered with
+    /// [`ControlResponse::Submitted`], one [`SubmitAnswer`] per command in
+    /// order, once every one of them is answered. A command not signed by
+    /// the client's key, or whose signature does not verify, gets the
+    /// whole request refused.
+    Submit(Vec<Command>),
     /// Answered with [`ControlResponse::Status`].
     Status,
     /// Applied commands from position `from` on; answered with
@@ -78,20 +84,33 @@ pub enum ControlRequest {
 /// What a node answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlResponse {
-    /// The command submitted is applied, here.
-    Applied(Ack),
-    /// The node's mempool is full: the command was not taken, and the
-    /// client should submit it again after a short pause (backpressure).
-    Busy,
+    /// What became of each command submitted, in the order submitted.
+    Submitted(Vec<SubmitAnswer>),
     /// The node's status.
     Status(Status),
     /// Applied commands from the position asked (empty past the end), each
     /// with its transition receipt: the chain over these receipts is the
     /// head a [`Status`] reports.
     Log(Vec<(Command, Receipt)>),
-    /// The command submitted was decided but not applied, and never will
-    /// be under its sequence.
+}
+
+/// What became of one submitted command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SubmitAnswer {
+    /// Applied (committed by a quorum and durable on the node), here; a
+    /// retry of an applied command gets its first answer.
+    Applied(Ack),
+    /// The node's mempool is full: the command was not taken, and the
+    /// client should submit it again after a short pause (backpressure).
+    Busy,
+    /// Decided but not applied, and never will be under its sequence.
     NotApplied(NotApplied),
+    /// Not applied within [`SUBMIT_PATIENCE`]: it stays pending, and
+    /// submitting the same command again (to this node or another)
+    /// applies it at most once.
+    Pending,
+    /// The node could not take it, for this reason.
+    Refused(String),
 }
 
 /// Why a decided command was not applied (its client's session said so).
@@ -156,8 +175,14 @@ impl ControlRequest {
 
     /// Decodes exactly `bytes`: at most [`MAX_CONTROL_BYTES`], checked
     /// before decoding, and no trailing bytes.
+    /// A submission holds at most [`MAX_SUBMIT_COMMANDS`] commands (none is
+    /// answered with no answer).
     pub fn decode(bytes: &[u8]) -> Result<Self, NodeError> {
-        Ok(wire::decode("control request", bytes, MAX_CONTROL_BYTES)?)
+        let request: Self = wire::decode("control request", bytes, MAX_CONTROL_BYTES)?;
+        if let ControlRequest::Submit(commands) = &request {
+            wire::check_count("submitted commands", commands.len(), MAX_SUBMIT_COMMANDS)?;
+        }
+        Ok(request)
     }
 }
 
@@ -168,12 +193,18 @@ impl ControlResponse {
     }
 
     /// Decodes exactly `bytes`: at most [`MAX_CONTROL_BYTES`], checked
-    /// before decoding, no trailing bytes, and log pages of at most
-    /// [`LOG_PAGE_COMMANDS`].
+    /// before decoding, no trailing bytes, log pages of at most
+    /// [`LOG_PAGE_COMMANDS`] and at most [`MAX_SUBMIT_COMMANDS`] answers.
     pub fn decode(bytes: &[u8]) -> Result<Self, NodeError> {
         let response: Self = wire::decode("control response", bytes, MAX_CONTROL_BYTES)?;
-        if let ControlResponse::Log(page) = &response {
-            wire::check_count("log page commands", page.len(), LOG_PAGE_COMMANDS)?;
+        match &response {
+            ControlResponse::Log(page) => {
+                wire::check_count("log page commands", page.len(), LOG_PAGE_COMMANDS)?
+            }
+            ControlResponse::Submitted(answers) => {
+                wire::check_count("submission answers", answers.len(), MAX_SUBMIT_COMMANDS)?
+            }
+            ControlResponse::Status(_) => {}
         }
         Ok(response)
     }
@@ -205,17 +236,34 @@ mod tests {
 
     fn any_request() -> impl Strategy<Value = ControlRequest> {
         prop_oneof![
-            any_command().prop_map(ControlRequest::Submit),
+            proptest::collection::vec(any_command(), 0..4).prop_map(ControlRequest::Submit),
             Just(ControlRequest::Status),
             any::<u64>().prop_map(|from| ControlRequest::Log { from }),
         ]
     }
 
-    fn any_response() -> impl Strategy<Value = ControlResponse> {
+    fn any_answer() -> impl Strategy<Value = SubmitAnswer> {
         prop_oneof![
             (any::<u64>(), any::<u64>())
-                .prop_map(|(height, position)| ControlResponse::Applied(Ack { height, position })),
-            Just(ControlResponse::Busy),
+                .prop_map(|(height, position)| SubmitAnswer::Applied(Ack { height, position })),
+            Just(SubmitAnswer::Busy),
+            Just(SubmitAnswer::Pending),
+            ".{0,20}".prop_map(SubmitAnswer::Refused),
+            any::<u64>().prop_map(|first_unanswered| {
+                SubmitAnswer::NotApplied(NotApplied::Stale { first_unanswered })
+            }),
+            (any::<u64>(), any::<u64>()).prop_map(|(first_unanswered, window)| {
+                SubmitAnswer::NotApplied(NotApplied::OutOfWindow {
+                    first_unanswered,
+                    window,
+                })
+            }),
+        ]
+    }
+
+    fn any_response() -> impl Strategy<Value = ControlResponse> {
+        prop_oneof![
+            proptest::collection::vec(any_answer(), 0..6).prop_map(ControlResponse::Submitted),
             (any::<[u8; 32]>(), any::<[u8; 32]>(), any::<[u64; 3]>()).prop_map(|(n, h, c)| {
                 ControlResponse::Status(Status {
                     node: NodeId::from_bytes(n),
@@ -233,16 +281,23 @@ mod tests {
                 0..8
             )
             .prop_map(ControlResponse::Log),
-            any::<u64>().prop_map(|first_unanswered| {
-                ControlResponse::NotApplied(NotApplied::Stale { first_unanswered })
-            }),
-            (any::<u64>(), any::<u64>()).prop_map(|(first_unanswered, window)| {
-                ControlResponse::NotApplied(NotApplied::OutOfWindow {
-                    first_unanswered,
-                    window,
-                })
-            }),
         ]
+    }
+
+    #[test]
+    fn oversized_submissions_are_refused() {
+        let client = hologram_receipt::KeyPair::from_seed([0xc2; 32]);
+        let payloads = (0..=MAX_SUBMIT_COMMANDS).map(|i| (i as u64, 0, vec![1u8].into()));
+        let mut commands =
+            Command::sign_batch(&client, payloads.clone().take(MAX_SUBMIT_COMMANDS)).unwrap();
+        let fits = ControlRequest::Submit(commands.clone()).encode().unwrap();
+        assert!(ControlRequest::decode(&fits).is_ok());
+        commands.push(Command::sign(&client, 5_000, 0, vec![2u8]).unwrap());
+        let over = ControlRequest::Submit(commands).encode().unwrap();
+        assert!(ControlRequest::decode(&over).is_err());
+        let answers = vec![SubmitAnswer::Busy; MAX_SUBMIT_COMMANDS + 1];
+        let over = ControlResponse::Submitted(answers).encode().unwrap();
+        assert!(ControlResponse::decode(&over).is_err());
     }
 
     proptest! {

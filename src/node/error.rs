@@ -60,6 +60,21 @@ pub enum NodeError {
         /// The node.
         node: hologram_lattice::NodeId,
     },
+    /// A node did not apply a submitted command within its patience
+    /// ([`SUBMIT_PATIENCE`](super::SUBMIT_PATIENCE)), at any node tried: it
+    /// may still be applied, and a retry of the same command is applied at
+    /// most once.
+    Pending {
+        /// The last node tried.
+        node: hologram_lattice::NodeId,
+    },
+    /// A node refused a submitted command, for this reason.
+    Refused {
+        /// The node.
+        node: hologram_lattice::NodeId,
+        /// Its reason.
+        reason: String,
+    },
     /// A node answered a request with a response of another kind.
     UnexpectedResponse {
         /// What kind of response came.
@@ -85,6 +100,14 @@ impl core::fmt::Display for NodeError {
                 f,
                 "node {node} stayed busy (mempool full) for the client's whole patience"
             ),
+            NodeError::Pending { node } => write!(
+                f,
+                "not applied within the node's patience (last tried {node}); \
+                 it may still be, and a retry is applied at most once"
+            ),
+            NodeError::Refused { node, reason } => {
+                write!(f, "node {node} refused the command: {reason}")
+            }
             NodeError::UnexpectedResponse { got } => {
                 write!(
                     f,

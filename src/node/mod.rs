@@ -81,8 +81,8 @@ pub use bench::{run_load, LoadConfig, LoadProgress, LoadReport, LOAD_LIMITS, LOA
 pub use client::{Client, BUSY_BACKOFF, MAX_BUSY_BACKOFF, SUBMIT_ATTEMPTS};
 pub use config::{fingerprint, NodeConfig, DEFAULT_PIPELINE, NODE_IDLE_TIMEOUT};
 pub use control::{
-    ControlRequest, ControlResponse, NotApplied, Status, CONTROL, LOG_PAGE_BYTES,
-    LOG_PAGE_COMMANDS, MAX_CONTROL_BYTES, QUERY_TIMEOUT, SUBMIT_PATIENCE,
+    ControlRequest, ControlResponse, NotApplied, Status, SubmitAnswer, CONTROL, LOG_PAGE_BYTES,
+    LOG_PAGE_COMMANDS, MAX_CONTROL_BYTES, MAX_SUBMIT_COMMANDS, QUERY_TIMEOUT, SUBMIT_PATIENCE,
 };
 pub use error::NodeError;
 pub use keys::{generate_key_file, read_key_file, write_key_file};

@@ -1,7 +1,7 @@
 //! The node's inbound side: client requests handed to the node task, and
 //! consensus frames taken from validators only.
 
-use super::control::{ControlRequest, ControlResponse, Status, SUBMIT_PATIENCE};
+use super::control::{ControlRequest, ControlResponse, Status, SubmitAnswer, SUBMIT_PATIENCE};
 use super::task::SubmitReply;
 use hologram_consensus::Command;
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol};
@@ -37,21 +37,27 @@ impl Handler for ControlHandler {
         let request =
             ControlRequest::decode(&payload).map_err(|e| HandlerError::Refused(e.to_string()))?;
         let response = match request {
-            ControlRequest::Submit(command) => {
-                check_submission(from, &command)?;
-                let (reply, answer) = oneshot::channel();
-                self.ask(Request::Submit(command, reply)).await?;
-                match tokio::time::timeout(SUBMIT_PATIENCE, answer).await {
-                    Ok(Ok(Ok(response))) => response,
-                    Ok(Ok(Err(why))) => return Err(HandlerError::Refused(why)),
-                    Ok(Err(_)) => return Err(stopped()),
-                    Err(_) => {
-                        return Err(HandlerError::Failed(format!(
-                            "not applied within {SUBMIT_PATIENCE:?}; it stays pending, \
-                             and submitting the same command again applies it at most once"
-                        )))
-                    }
+            ControlRequest::Submit(commands) => {
+                for command in &commands {
+                    check_submission(from, command)?;
                 }
+                let mut answers = Vec::with_capacity(commands.len());
+                for command in commands {
+                    let (reply, answer) = oneshot::channel();
+                    self.ask(Request::Submit(command, reply)).await?;
+                    answers.push(answer);
+                }
+                // Every command has the same patience, counted from now.
+                let give_up = tokio::time::Instant::now() + SUBMIT_PATIENCE;
+                let answers = answers.into_iter().map(|answer| async move {
+                    match tokio::time::timeout_at(give_up, answer).await {
+                        Ok(Ok(answer)) => Ok(answer),
+                        Ok(Err(_)) => Err(stopped()),
+                        Err(_) => Ok(SubmitAnswer::Pending),
+                    }
+                });
+                let answers = futures::future::join_all(answers).await;
+                ControlResponse::Submitted(answers.into_iter().collect::<Result<_, _>>()?)
             }
             ControlRequest::Status => {
                 let (reply, answer) = oneshot::channel();
@@ -72,8 +78,10 @@ impl Handler for ControlHandler {
     async fn message(&self, _: NodeId, _: Protocol, _: Vec<u8>) {}
 }
 
-/// A submission is taken only if the client that sent it (the key its
-/// connection proved) signed it, and the signature verifies.
+/// A submitted command is taken only if the client that sent it (the key
+/// its connection proved) signed it, and the signature verifies (once per
+/// signature: the commands a client signed at once are cache hits after
+/// the first).
 fn check_submission(from: NodeId, command: &Command) -> Result<(), HandlerError> {
     if command.client() != from {
         debug!(client = %from, signer = %command.client(), "submission refused: another key's command");
@@ -136,6 +144,7 @@ impl Handler for ValidatorsOnly {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hologram_consensus::BatchProof;
     use hologram_receipt::KeyPair;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -185,9 +194,31 @@ mod tests {
         let command = Command::sign(&client, 0, 0, b"x".to_vec()).unwrap();
         assert!(check_submission(client.node_id(), &command).is_ok());
         assert!(check_submission(other.node_id(), &command).is_err());
-        let forged =
-            Command::from_parts(client.node_id(), 0, 0, command.signature(), b"y".to_vec())
-                .unwrap();
+        let forged = Command::from_parts(
+            client.node_id(),
+            0,
+            0,
+            command.signature(),
+            BatchProof::single(),
+            b"y".to_vec(),
+        )
+        .unwrap();
         assert!(check_submission(client.node_id(), &forged).is_err());
+        // Signed at once: each verifies; one with a sibling's proof does not.
+        let two = Command::sign_batch(&client, [(1, 0, b"a"[..].into()), (2, 0, b"b"[..].into())])
+            .unwrap();
+        assert!(two
+            .iter()
+            .all(|c| check_submission(client.node_id(), c).is_ok()));
+        let swapped = Command::from_parts(
+            client.node_id(),
+            1,
+            0,
+            two[0].signature(),
+            two[1].proof().clone(),
+            b"a".to_vec(),
+        )
+        .unwrap();
+        assert!(check_submission(client.node_id(), &swapped).is_err());
     }
 }

@@ -3,7 +3,7 @@
 //! [`run`](super::run)).
 
 use super::applied::AppliedLog;
-use super::control::{ControlResponse, NotApplied, Status, LOG_PAGE_BYTES, LOG_PAGE_COMMANDS};
+use super::control::{NotApplied, Status, SubmitAnswer, LOG_PAGE_BYTES, LOG_PAGE_COMMANDS};
 use super::error::NodeError;
 use super::outbound::Queued;
 use super::run::SYNC_INTERVAL;
@@ -23,9 +23,8 @@ use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-/// Where the answer to a submission goes: a response, or why the node
-/// could not take it.
-pub(crate) type SubmitReply = oneshot::Sender<Result<ControlResponse, String>>;
+/// Where the answer to a submitted command goes.
+pub(crate) type SubmitReply = oneshot::Sender<SubmitAnswer>;
 
 /// The most client commands handed to the driver in one submission: what
 /// the node task drains from its queue per wakeup.
@@ -40,10 +39,10 @@ type Submitting = BoxFuture<'static, (Vec<(NodeId, u64)>, Result<usize, Consensu
 
 /// What the clients of a submission the driver refused are told: "busy,
 /// retry" when the mempool is full, else why.
-fn refusal(e: ConsensusError) -> Result<ControlResponse, String> {
+fn refusal(e: ConsensusError) -> SubmitAnswer {
     match e {
-        ConsensusError::MempoolFull { .. } => Ok(ControlResponse::Busy),
-        e => Err(e.to_string()),
+        ConsensusError::MempoolFull { .. } => SubmitAnswer::Busy,
+        e => SubmitAnswer::Refused(e.to_string()),
     }
 }
 
@@ -160,19 +159,15 @@ impl NodeTask {
             let response = match &answer.outcome {
                 Outcome::Applied(done) => {
                     new += 1;
-                    ControlResponse::Applied(done.output)
+                    SubmitAnswer::Applied(done.output)
                 }
-                Outcome::Duplicate(first) => ControlResponse::Applied(*first),
-                Outcome::Stale => {
-                    ControlResponse::NotApplied(self.not_applied(answer.client, false))
-                }
-                Outcome::Refused => {
-                    ControlResponse::NotApplied(self.not_applied(answer.client, true))
-                }
+                Outcome::Duplicate(first) => SubmitAnswer::Applied(*first),
+                Outcome::Stale => SubmitAnswer::NotApplied(self.not_applied(answer.client, false)),
+                Outcome::Refused => SubmitAnswer::NotApplied(self.not_applied(answer.client, true)),
             };
             let key = (answer.client, answer.sequence);
             for reply in self.waiters.remove(&key).unwrap_or_default() {
-                let _ = reply.send(Ok(response.clone()));
+                let _ = reply.send(response.clone());
             }
         }
         self.skipped += (answers.len() - new) as u64;
@@ -211,12 +206,12 @@ impl NodeTask {
                 // gets its first answer, a stale one its error, at once.
                 match self.rsm.sessions().lookup(&key.0, key.1) {
                     Lookup::Answered(&ack) => {
-                        let _ = reply.send(Ok(ControlResponse::Applied(ack)));
+                        let _ = reply.send(SubmitAnswer::Applied(ack));
                         return;
                     }
                     Lookup::Stale => {
                         let why = self.not_applied(key.0, false);
-                        let _ = reply.send(Ok(ControlResponse::NotApplied(why)));
+                        let _ = reply.send(SubmitAnswer::NotApplied(why));
                         return;
                     }
                     Lookup::Unknown => {}
@@ -282,8 +277,8 @@ mod tests {
     #[test]
     fn a_full_mempool_is_busy_and_other_errors_refuse() {
         let full = ConsensusError::MempoolFull { capacity: 4 };
-        assert!(matches!(refusal(full), Ok(ControlResponse::Busy)));
+        assert!(matches!(refusal(full), SubmitAnswer::Busy));
         let stopped = ConsensusError::Stopped(NodeId::from_bytes([5; 32]));
-        assert!(matches!(refusal(stopped), Err(why) if !why.is_empty()));
+        assert!(matches!(refusal(stopped), SubmitAnswer::Refused(why) if !why.is_empty()));
     }
 }

@@ -4,6 +4,7 @@
 //! its certificate, checked on every read ([`Decision::verify`]).
 
 use crate::batch::{Batch, BATCH_MAGIC, COMMAND_HEADER, MAX_BATCH_COMMANDS};
+use crate::batch_proof::BatchProof;
 use crate::certificate::Certificate;
 use crate::codec::Reader;
 use crate::command::{Command, MAX_COMMAND_BYTES};
@@ -75,6 +76,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decision, String> {
         let sequence = u64::from_le_bytes(r.array("command sequence")?);
         let first_unanswered = u64::from_le_bytes(r.array("command first unanswered")?);
         let signature = Signature::from_bytes(r.array("command signature")?);
+        let index = u16::from_le_bytes(r.array("command proof index")?);
+        let of = u16::from_le_bytes(r.array("command proof count")?);
+        let siblings = BatchProof::canonical_siblings_len(index, of).map_err(|e| e.to_string())?;
+        let proof = BatchProof::from_canonical(index, of, r.take(siblings, "command proof")?)
+            .map_err(|e| e.to_string())?;
         let len = u32::from_le_bytes(r.array("command length")?) as usize;
         if len > MAX_COMMAND_BYTES {
             return Err(format!(
@@ -88,6 +94,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decision, String> {
             sequence,
             first_unanswered,
             signature,
+            proof,
             bytes.to_vec(),
         );
         commands.push(command.map_err(|e| e.to_string())?);
@@ -125,14 +132,17 @@ mod tests {
     use proptest::prelude::*;
 
     fn decision(commands: Vec<Vec<u8>>, signers: u8) -> Decision {
-        let batch = Batch::new(
-            commands
+        // Signed at once, so that the proofs have siblings to round-trip.
+        let signed = if commands.is_empty() {
+            Vec::new()
+        } else {
+            let numbered = commands
                 .into_iter()
                 .enumerate()
-                .map(|(i, c)| Command::sign(&KeyPair::from_seed([77; 32]), i as u64, 0, c).unwrap())
-                .collect(),
-        )
-        .unwrap();
+                .map(|(i, c)| (i as u64, 0, c.into()));
+            Command::sign_batch(&KeyPair::from_seed([77; 32]), numbered).unwrap()
+        };
+        let batch = Batch::new(signed).unwrap();
         let slot = Slot {
             height: 9,
             round: 2,

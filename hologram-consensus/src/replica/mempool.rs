@@ -230,6 +230,7 @@ mod tests {
             c.sequence(),
             c.first_unanswered(),
             hologram_receipt::Signature::from_bytes(sig),
+            crate::BatchProof::single(),
             c.bytes().to_vec(),
         )
         .unwrap();

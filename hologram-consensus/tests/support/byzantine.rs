@@ -1,11 +1,11 @@
 //! Byzantine validators: an honest replica underneath whose outputs are
 //! twisted before they leave.
 
-use hologram_consensus::Proposal;
 use hologram_consensus::{
     Batch, Certificate, Command, ConsensusMessage, Decision, Outgoing, Outputs, Replica,
     ReplicaConfig, SignedHeader, Slot, Timer, Vote, VoteKind,
 };
+use hologram_consensus::{BatchProof, Proposal};
 use hologram_lattice::sim::Context;
 use hologram_lattice::NodeId;
 use hologram_receipt::{Budget, KeyPair, Receipt, Signature};
@@ -374,13 +374,28 @@ impl Byzantine {
         }
         let (seq, first) = (real.sequence(), real.first_unanswered());
         [
-            Command::from_parts(real.client(), seq, first, real.signature(), payload),
-            Command::from_parts(victim, seq, first, real.signature(), real.bytes().to_vec()),
+            Command::from_parts(
+                real.client(),
+                seq,
+                first,
+                real.signature(),
+                BatchProof::single(),
+                payload,
+            ),
+            Command::from_parts(
+                victim,
+                seq,
+                first,
+                real.signature(),
+                BatchProof::single(),
+                real.bytes().to_vec(),
+            ),
             Command::from_parts(
                 real.client(),
                 seq,
                 first,
                 Signature::from_bytes(garbage),
+                BatchProof::single(),
                 real.bytes().to_vec(),
             ),
         ]
