@@ -26,6 +26,11 @@
 //!   command with its Merkle path), so each replica verifies one signature
 //!   per 64 commands. The README gives the measured figures.
 //!
+//! - Metrics cost (issue 21): the throughput run above, shorter, with no
+//!   `metrics` recorder installed, then with a Prometheus recorder
+//!   (`metrics-exporter-prometheus`) switched on and off in alternation
+//!   (target: on, at least 95% of the rate without).
+//!
 //! Criterion's group compares committing a batch through consensus with the
 //! floor any replica pays for it: verifying its commit certificate and
 //! hashing its batch. After criterion's report, `cargo bench --bench
@@ -45,7 +50,10 @@ use hologram::lattice::sim::{Faults, Simulation};
 use hologram::lattice::transport::{MemoryNetwork, Timer};
 use hologram::receipt::{forget_verified_signatures, KeyPair, Purpose, SignatureBatch};
 use measure::{cpu_seconds, verdict};
+use metrics::{Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -227,6 +235,97 @@ fn bench(c: &mut Criterion) {
     drop(rt);
 }
 
+/// A Prometheus recorder that can be switched off (it then hands out no-op
+/// handles, as no recorder does), so that runs with and without it
+/// alternate in one process (a global recorder is installed only once).
+struct Switched {
+    on: AtomicBool,
+    inner: PrometheusRecorder,
+}
+
+impl Recorder for Switched {
+    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, text: SharedString) {
+        self.inner.describe_counter(key, unit, text)
+    }
+    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, text: SharedString) {
+        self.inner.describe_gauge(key, unit, text)
+    }
+    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, text: SharedString) {
+        self.inner.describe_histogram(key, unit, text)
+    }
+    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> metrics::Counter {
+        match self.on.load(Ordering::Relaxed) {
+            true => self.inner.register_counter(key, metadata),
+            false => metrics::Counter::noop(),
+        }
+    }
+    fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> metrics::Gauge {
+        match self.on.load(Ordering::Relaxed) {
+            true => self.inner.register_gauge(key, metadata),
+            false => metrics::Gauge::noop(),
+        }
+    }
+    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> metrics::Histogram {
+        match self.on.load(Ordering::Relaxed) {
+            true => self.inner.register_histogram(key, metadata),
+            false => metrics::Histogram::noop(),
+        }
+    }
+}
+
+/// Committed commands per second over `batches` batches, on a fresh cluster.
+fn short_rate(rt: &tokio::runtime::Runtime, batches: usize) -> f64 {
+    let mut cluster = Cluster::new(rt, 4);
+    let warm = cluster.commands(2 * BATCH);
+    rt.block_on(cluster.commit(warm));
+    let commands = cluster.commands(batches * BATCH);
+    let start = Instant::now();
+    rt.block_on(cluster.commit(commands));
+    (batches * BATCH) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The metrics-cost target: the throughput with a Prometheus recorder
+/// recording against it without. Installs the global recorder: run last.
+fn metrics_cost() {
+    const BATCHES: usize = 20;
+    const PAIRS: usize = 3;
+    let rt = runtime();
+    let mut without = vec![short_rate(&rt, BATCHES)];
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let switched: &'static Switched = Box::leak(Box::new(Switched {
+        on: AtomicBool::new(false),
+        inner: recorder,
+    }));
+    metrics::set_global_recorder(switched).expect("the first recorder");
+    let mut with = Vec::new();
+    for _ in 0..PAIRS {
+        switched.on.store(true, Ordering::Relaxed);
+        with.push(short_rate(&rt, BATCHES));
+        switched.on.store(false, Ordering::Relaxed);
+        without.push(short_rate(&rt, BATCHES));
+    }
+    let best = |rates: &[f64]| rates.iter().copied().fold(0.0, f64::max);
+    let (on, off) = (best(&with), best(&without));
+    let scrape = handle.render();
+    let series = scrape
+        .lines()
+        .filter(|l| l.starts_with("hologram_"))
+        .count();
+    println!(
+        "  metrics cost (issue 21): best of {} runs of {} batches: {:.0} committed commands/s \
+         without a recorder, {:.0}/s with the Prometheus recorder ({:.1}%, {} series recorded; \
+         target >= 95%: {})",
+        PAIRS + 1,
+        BATCHES,
+        off,
+        on,
+        100.0 * on / off,
+        series,
+        verdict(on >= 0.95 * off)
+    );
+}
+
 fn check_targets() {
     println!("\nIssue 19 point 8, client signatures:");
     command_costs();
@@ -305,6 +404,7 @@ fn check_targets() {
         d8 / d1,
         verdict(d8 >= 4.0 * d1)
     );
+    metrics_cost();
 }
 
 /// What binding commands to their clients costs, per 64-byte command.

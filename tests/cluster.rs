@@ -17,6 +17,14 @@
 //! sent to two nodes at once, and each gets its first acknowledgement
 //! again while the logs hold every command once.
 //!
+//! The second test observes a cluster as an operator would: every node
+//! serves `/metrics` and `/health` (scraped over real HTTP with `ureq`, and
+//! parsed), every documented metric is listed, heights rise on every node, a
+//! node stopped with SIGSTOP does not answer its health check and its peers'
+//! metrics report it stalled, a killed node is reported unreachable while
+//! the others keep committing, `--status --json` reports the peers, and
+//! `--log-format json` logs one JSON object a line.
+//!
 //! The children are the `hologram-node` binary Cargo builds for this test.
 //! Unix only: the crash is SIGKILL.
 #![cfg(unix)]
@@ -36,7 +44,8 @@ use hologram::node::{
     generate_key_file, read_key_file, Ack, Client, NodeError, NotApplied, Status,
 };
 use hologram::receipt::{ChainHead, KeyPair, Receipt, ReceiptChain, Signature};
-use localhost::{free_udp_addrs, fresh_dir};
+use localhost::{free_tcp_addrs, free_udp_addrs, fresh_dir};
+use std::collections::HashMap;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -59,6 +68,8 @@ const VICTIM: usize = 3;
 struct NodeProc {
     id: NodeId,
     addr: SocketAddr,
+    /// Where it serves `/metrics` and `/health`.
+    metrics: SocketAddr,
     key: PathBuf,
     data: PathBuf,
     child: Option<Child>,
@@ -89,15 +100,17 @@ impl Cluster {
     fn new() -> Cluster {
         let dir = fresh_dir("hologram-cluster");
         let addrs = free_udp_addrs(NODES);
+        let metrics = free_tcp_addrs(NODES);
         let mut nodes = Vec::new();
         let mut peers = String::from("# the cluster of tests/cluster.rs\n");
-        for (i, addr) in addrs.into_iter().enumerate() {
+        for (i, (addr, metrics)) in addrs.into_iter().zip(metrics).enumerate() {
             let key = dir.join(format!("node{i}.key"));
             let id = generate_key_file(&key).unwrap().node_id();
             peers.push_str(&format!("{id}@{addr}\n"));
             nodes.push(NodeProc {
                 id,
                 addr,
+                metrics,
                 key,
                 data: dir.join(format!("node{i}")),
                 child: None,
@@ -123,6 +136,11 @@ impl Cluster {
 
     /// Starts node `i` (again) and waits for its ready line.
     fn start(&mut self, i: usize) -> Ready {
+        self.start_with(i, &[])
+    }
+
+    /// Starts node `i` (again) with `extra` arguments.
+    fn start_with(&mut self, i: usize, extra: &[&str]) -> Ready {
         let node = &mut self.nodes[i];
         assert!(node.child.is_none(), "node {i} is running");
         let out = self
@@ -138,9 +156,12 @@ impl Cluster {
             node.data.display().to_string(),
             "--peers".into(),
             self.peers_file.display().to_string(),
+            "--metrics".into(),
+            node.metrics.to_string(),
         ];
         let child = Process::new(NODE_BIN)
             .args(args)
+            .args(extra)
             // The nodes' logs (stderr, printed if the test fails): CLUSTER_LOG
             // sets their filter, e.g. CLUSTER_LOG=hologram::net=debug.
             .env(
@@ -409,6 +430,7 @@ fn head_of(log: &[(Command, Receipt)]) -> ChainHead {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_survive_a_sigkill_and_lose_nothing() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
     let mut cluster = Cluster::new();
     for i in 0..NODES {
         let ready = cluster.start(i);
@@ -565,4 +587,295 @@ async fn four_processes_survive_a_sigkill_and_lose_nothing() {
         before.applied,
         ready.applied
     );
+}
+
+/// Serializes the two tests: each runs four processes on a small machine.
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// How long the peers' metrics may take to report a change (the probe
+/// interval, the stall interval and a margin for a loaded machine).
+const OBSERVE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One scrape: each series (`name` or `name{labels}`, as printed) and its
+/// value.
+type Scrape = HashMap<String, f64>;
+
+/// An HTTP client with a short timeout, that returns 5xx answers.
+fn http() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(2)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// GET `path` at `addr`: the status code and body.
+fn get(agent: &ureq::Agent, addr: SocketAddr, path: &str) -> Result<(u16, String), ureq::Error> {
+    let mut answer = agent.get(format!("http://{addr}{path}")).call()?;
+    let status = answer.status().as_u16();
+    Ok((status, answer.body_mut().read_to_string()?))
+}
+
+/// Scrapes `/metrics` at `addr` and parses the text format.
+fn scrape(agent: &ureq::Agent, addr: SocketAddr) -> Scrape {
+    let (status, body) = get(agent, addr, "/metrics").expect("a scrape");
+    assert_eq!(status, 200, "{body}");
+    let mut series = Scrape::new();
+    for line in body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (name, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line:?}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("{line:?}"));
+        series.insert(name.to_string(), value);
+    }
+    series
+}
+
+/// The value of `name` (with `label="value"` among its labels, if given).
+fn metric(scrape: &Scrape, name: &str, label: Option<(&str, &str)>) -> Option<f64> {
+    scrape.iter().find_map(|(series, &v)| {
+        let (n, labels) = series.split_once('{').unwrap_or((series, ""));
+        let labelled = label.is_none_or(|(k, l)| labels.contains(&format!("{k}=\"{l}\"")));
+        (n == name && labelled).then_some(v)
+    })
+}
+
+/// A peer's label in the node's metrics.
+fn peer_label(id: &NodeId) -> String {
+    id.to_string().chars().take(16).collect()
+}
+
+/// Polls until every node of `watchers` reports `name{peer=of} == want`.
+async fn peers_report(cluster: &Cluster, watchers: &[usize], name: &str, of: NodeId, want: f64) {
+    let (agent, label) = (http(), peer_label(&of));
+    let start = Instant::now();
+    loop {
+        let seen: Vec<Option<f64>> = watchers
+            .iter()
+            .map(|&i| {
+                metric(
+                    &scrape(&agent, cluster.nodes[i].metrics),
+                    name,
+                    Some(("peer", &label)),
+                )
+            })
+            .collect();
+        if seen.iter().all(|v| *v == Some(want)) {
+            return;
+        }
+        assert!(
+            start.elapsed() < OBSERVE_TIMEOUT,
+            "{name}{{peer={label}}}: {seen:?}, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Each node's `hologram_consensus_height`, from one scrape each.
+fn heights(cluster: &Cluster, nodes: &[usize]) -> Vec<f64> {
+    let agent = http();
+    nodes
+        .iter()
+        .map(|&i| {
+            metric(
+                &scrape(&agent, cluster.nodes[i].metrics),
+                "hologram_consensus_height",
+                None,
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+/// Sends SIGSTOP or SIGCONT to node `i`.
+fn signal(cluster: &Cluster, i: usize, signal: &str) {
+    let pid = cluster.nodes[i].child.as_ref().expect("running").id();
+    let status = Process::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
+    // A stop takes effect on every thread shortly after: wait for it (the
+    // state in /proc/<pid>/stat, after the command name, is `T`).
+    let start = Instant::now();
+    if signal != "-STOP" {
+        return;
+    }
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('T'))
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "node {i} did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_is_observable_over_http() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::new();
+    // Node 0 logs JSON lines.
+    cluster.start_with(0, &["--log-format", "json"]);
+    for i in 1..NODES {
+        cluster.start(i);
+    }
+    let ids: Vec<NodeId> = cluster.nodes.iter().map(|n| n.id).collect();
+    let keys = read_key_file(&cluster.client_key).unwrap();
+    let client = Client::new(&keys, &cluster.members()).unwrap();
+    let all: Vec<usize> = (0..NODES).collect();
+    let agent = http();
+
+    // Every documented metric is listed by every node.
+    let before = heights(&cluster, &all);
+    submit_waves(&client, &ids, "observed", 4).await;
+    for node in &cluster.nodes {
+        let scraped = scrape(&agent, node.metrics);
+        for m in hologram::node::all_metrics() {
+            let listed = scraped.keys().any(|series| {
+                series.strip_prefix(m.name).is_some_and(|rest| {
+                    rest.is_empty()
+                        || rest.starts_with('{')
+                        || rest.starts_with("_sum")
+                        || rest.starts_with("_count")
+                })
+            });
+            assert!(
+                listed,
+                "{} is not in the scrape of {}",
+                m.name, node.metrics
+            );
+        }
+        // And the node's work shows in them.
+        for busy in [
+            "hologram_transport_bytes_sent_total",
+            "hologram_consensus_decisions_total",
+        ] {
+            let total: f64 = scraped
+                .iter()
+                .filter(|(s, _)| s.starts_with(busy))
+                .map(|(_, v)| v)
+                .sum();
+            assert!(total > 0.0, "{busy} is 0 on {}", node.metrics);
+        }
+        assert_eq!(
+            get(&agent, node.metrics, "/health").unwrap(),
+            (200, "ready\n".to_string())
+        );
+    }
+    // Heights rise on every node.
+    let after = heights(&cluster, &all);
+    for i in 0..NODES {
+        assert!(
+            after[i] > before[i],
+            "node {i}: height {} then {}",
+            before[i],
+            after[i]
+        );
+    }
+
+    // SIGSTOP: the node's health check gets no answer, and its peers'
+    // metrics report it stalled once the others went past it.
+    let (stopped, others) = (VICTIM, [0, 1, 2]);
+    let other_ids: Vec<NodeId> = others.iter().map(|&i| ids[i]).collect();
+    signal(&cluster, stopped, "-STOP");
+    assert!(
+        get(&agent, cluster.nodes[stopped].metrics, "/health").is_err(),
+        "a stopped node answered"
+    );
+    let (_, ()) = tokio::join!(
+        submit_waves(&client, &other_ids, "while stopped", 6),
+        async {
+            peers_report(
+                &cluster,
+                &others,
+                "hologram_node_peer_stalled",
+                ids[stopped],
+                1.0,
+            )
+            .await
+        }
+    );
+    // SIGCONT: it catches up and is reported up and progressing again.
+    signal(&cluster, stopped, "-CONT");
+    submit_waves(&client, &ids, "continued", 2).await;
+    peers_report(
+        &cluster,
+        &others,
+        "hologram_node_peer_stalled",
+        ids[stopped],
+        0.0,
+    )
+    .await;
+    peers_report(
+        &cluster,
+        &others,
+        "hologram_node_peer_up",
+        ids[stopped],
+        1.0,
+    )
+    .await;
+
+    // SIGKILL: the others report it unreachable and keep committing.
+    cluster.kill(VICTIM);
+    let before = heights(&cluster, &others);
+    let (_, ()) = tokio::join!(
+        submit_waves(&client, &other_ids, "after the kill", 6),
+        async { peers_report(&cluster, &others, "hologram_node_peer_up", ids[VICTIM], 0.0).await }
+    );
+    let after = heights(&cluster, &others);
+    for (k, i) in others.iter().enumerate() {
+        assert!(
+            after[k] > before[k],
+            "node {i} stopped committing: {} then {}",
+            before[k],
+            after[k]
+        );
+    }
+
+    // The report (--status --json) names the dead peer as down.
+    let args = vec![
+        "--node".to_string(),
+        format!("{}@{}", ids[0], cluster.nodes[0].addr),
+        "--status".into(),
+        "--json".into(),
+    ];
+    let out = tokio::task::spawn_blocking(move || Process::new(NODE_BIN).args(args).output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success(), "--status --json: {out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["health"], "ready", "{report}");
+    assert!(
+        report["status"]["heights"].as_u64().unwrap() >= after[0] as u64,
+        "{report}"
+    );
+    assert!(report["data_bytes"].as_u64().unwrap() > 0, "{report}");
+    let peers = report["peers"].as_array().unwrap();
+    assert_eq!(peers.len(), NODES - 1, "{report}");
+    for peer in peers {
+        let dead = peer["id"] == serde_json::to_value(ids[VICTIM]).unwrap();
+        assert_eq!(peer["up"], !dead, "{report}");
+    }
+
+    // Node 0's logs are JSON, one object a line.
+    let err = cluster.nodes[0].outputs[0].with_extension("err");
+    let logs = std::fs::read_to_string(err).unwrap();
+    assert!(logs.lines().count() > 0);
+    for line in logs.lines() {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        assert!(
+            event["level"].is_string() && event["fields"].is_object(),
+            "{line}"
+        );
+    }
 }

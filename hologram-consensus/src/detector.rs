@@ -179,6 +179,8 @@ pub struct ByzantineDetector {
     /// The equivocators already warned about (validators only: one warning
     /// each, whatever they go on signing).
     warned: BTreeSet<NodeId>,
+    /// Whose detector this is (named in its warnings).
+    observer: Option<NodeId>,
 }
 
 impl core::fmt::Debug for ByzantineDetector {
@@ -213,7 +215,14 @@ impl ByzantineDetector {
             anomalous: BTreeSet::new(),
             proofs: BTreeMap::new(),
             warned: BTreeSet::new(),
+            observer: None,
         }
+    }
+
+    /// Names the replica this detector serves in its log events.
+    pub fn observed_by(mut self, observer: NodeId) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Checks a vote `from` sent, in the chapter's order. `Ok` means the vote
@@ -417,7 +426,8 @@ impl ByzantineDetector {
         ::metrics::counter!("hologram_consensus_equivocations_total").increment(1);
         let kind = crate::telemetry::offence_label(offence);
         if self.validators.contains(&node) && self.warned.insert(node) {
-            tracing::warn!(offender = %node, kind, first, second, "validator proven to equivocate");
+            let me = self.observer.map(tracing::field::display);
+            tracing::warn!(offender = %node, me, kind, first, second, "validator proven to equivocate");
         } else {
             tracing::debug!(offender = %node, kind, "another equivocation proof");
         }

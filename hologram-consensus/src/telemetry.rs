@@ -100,10 +100,51 @@ static REFUSED_LOG: LogLimit = LogLimit::new(10, 1_000);
 /// Counts a vote or proposal (`kind`) refused from `from` for `reason`, and
 /// logs it at debug, rate-limited.
 pub(crate) fn refused(kind: &'static str, reason: &'static str, from: NodeId) {
-    ::metrics::counter!(
-        "hologram_consensus_messages_refused_total", "kind" => kind, "reason" => reason
-    )
-    .increment(1);
+    // One arm per (kind, reason): static labels, so a flood of refused
+    // input allocates nothing here.
+    macro_rules! count {
+        ($kind:literal, [$($reason:literal),*]) => {
+            match reason {
+                $($reason => ::metrics::counter!(
+                    "hologram_consensus_messages_refused_total", "kind" => $kind, "reason" => $reason
+                ),)*
+                _ => ::metrics::counter!(
+                    "hologram_consensus_messages_refused_total", "kind" => $kind, "reason" => "other"
+                ),
+            }
+        };
+    }
+    let counter = match kind {
+        "vote" => count!(
+            "vote",
+            [
+                "sender_not_a_validator",
+                "not_a_validator",
+                "gate",
+                "invalid_signature",
+                "equivocation",
+                "impossible_budget",
+                "anomalous",
+                "invalid",
+                "conflicting_proposals"
+            ]
+        ),
+        _ => count!(
+            "proposal",
+            [
+                "not_the_leader",
+                "invalid",
+                "unverified_commands",
+                "not_a_validator",
+                "invalid_signature",
+                "conflicting_proposals",
+                "impossible_budget",
+                "equivocation",
+                "anomalous"
+            ]
+        ),
+    };
+    counter.increment(1);
     if let Some(suppressed) = REFUSED_LOG.allow() {
         tracing::debug!(peer = %from, kind, reason, suppressed, "consensus input refused");
     }

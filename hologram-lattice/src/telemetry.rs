@@ -104,6 +104,25 @@ pub const METRICS: &[Metric] = &[
     ),
 ];
 
+/// Checks `metric` against the naming conventions: a `hologram_` prefix,
+/// `_total` on counters and only on them, `_seconds` on histograms.
+pub fn check_name(metric: &Metric) -> Result<(), String> {
+    let name = metric.name;
+    let counter = metric.kind == MetricKind::Counter;
+    if !name.starts_with("hologram_") {
+        return Err(format!("{name}: not named hologram_*"));
+    }
+    if counter != name.ends_with("_total") {
+        return Err(format!(
+            "{name}: _total is for counters, and every counter's"
+        ));
+    }
+    if metric.kind == MetricKind::Histogram && !name.ends_with("_seconds") {
+        return Err(format!("{name}: a histogram of durations ends in _seconds"));
+    }
+    Ok(())
+}
+
 /// Describes `metrics` to the installed recorder and registers each one
 /// with no value recorded (counters and gauges at zero), so that a scrape
 /// lists every documented metric from the start, not only those already
@@ -206,13 +225,9 @@ mod tests {
     #[test]
     fn every_listed_metric_follows_the_naming_conventions() {
         for m in METRICS {
-            assert!(m.name.starts_with("hologram_"), "{}", m.name);
-            assert_eq!(
-                m.kind == MetricKind::Counter,
-                m.name.ends_with("_total"),
-                "{}",
-                m.name
-            );
+            check_name(m).unwrap();
         }
+        let bad = Metric::gauge("hologram_x_total", &[], "a gauge named as a counter");
+        assert!(check_name(&bad).is_err());
     }
 }

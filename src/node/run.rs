@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 /// How often a node asks a peer for decisions it may have missed.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(500);
@@ -197,7 +197,9 @@ impl ValidatorNode {
             Timer::new(),
             consensus_inbox,
         );
-        let driver = tokio::spawn(driver.with_log(log).try_run());
+        // Every event of this node's tasks carries its id.
+        let span = tracing::info_span!("node", id = %me);
+        let driver = tokio::spawn(driver.with_log(log).try_run().instrument(span));
         let chain = rsm.receipt_chain();
         let info = NodeInfo {
             id: me,
@@ -252,12 +254,17 @@ impl ValidatorNode {
     /// make its state durable must not go on voting) or it was asked to
     /// ([`driver`](Self::driver)). Closes the transport on the way out.
     pub async fn run(self) -> Result<(), NodeError> {
-        let probe = tokio::spawn(self.watch.clone().probe(self.transport.clone()));
+        let span = tracing::info_span!("node", id = %self.info.id);
+        let probe = tokio::spawn(
+            (self.watch.clone().probe(self.transport.clone())).instrument(span.clone()),
+        );
         let endpoint = self.endpoint.map(|(listener, metrics)| {
             let watch = self.watch.clone();
             tokio::spawn(http::serve(listener, http::Endpoint { metrics, watch }))
         });
-        let served = self.task.serve(self.incoming, self.decisions).await;
+        let served = (self.task.serve(self.incoming, self.decisions))
+            .instrument(span)
+            .await;
         probe.abort();
         if let Some(endpoint) = endpoint {
             endpoint.abort();

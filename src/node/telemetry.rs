@@ -87,7 +87,7 @@ pub fn install_prometheus() -> Result<PrometheusHandle, NodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hologram_lattice::telemetry::MetricKind;
+    use hologram_lattice::telemetry::check_name;
     use std::collections::HashSet;
 
     #[test]
@@ -96,21 +96,31 @@ mod tests {
         let mut names = HashSet::new();
         for m in all_metrics() {
             assert!(names.insert(m.name), "{} listed twice", m.name);
-            assert!(m.name.starts_with("hologram_"), "{}", m.name);
-            assert_eq!(
-                m.kind == MetricKind::Counter,
-                m.name.ends_with("_total"),
-                "{}",
-                m.name
-            );
-            if m.kind == MetricKind::Histogram {
-                assert!(m.name.ends_with("_seconds"), "{}", m.name);
-            }
+            check_name(m).unwrap();
             assert!(
                 docs.contains(&format!("`{}`", m.name)),
                 "{} is not in docs/observability.md",
                 m.name
             );
         }
+    }
+
+    #[test]
+    fn the_dashboard_plots_documented_metrics_only() {
+        let dashboard = include_str!("../../deploy/grafana-hologram.json");
+        let names: HashSet<&str> = all_metrics().iter().map(|m| m.name).collect();
+        let mut plotted = 0;
+        for (at, _) in dashboard.match_indices("hologram_") {
+            let name: String = dashboard[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit())
+                .collect();
+            if name == "hologram_" {
+                continue; // the dashboard's own names
+            }
+            assert!(names.contains(name.as_str()), "the dashboard plots {name}");
+            plotted += 1;
+        }
+        assert!(plotted >= 15, "{plotted} series plotted");
     }
 }

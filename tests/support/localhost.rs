@@ -1,7 +1,7 @@
 //! What the multi-process tests and benches on 127.0.0.1 share (included
-//! with `#[path]`): a fresh temporary directory and free UDP ports.
+//! with `#[path]`): a fresh temporary directory and free UDP and TCP ports.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -27,4 +27,14 @@ pub fn free_udp_addrs(n: usize) -> Vec<SocketAddr> {
         .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
         .collect();
     sockets.iter().map(|s| s.local_addr().unwrap()).collect()
+}
+
+/// `n` free TCP ports on 127.0.0.1, chosen by the kernel and released for
+/// the caller's processes.
+#[allow(dead_code)] // not every includer listens on TCP
+pub fn free_tcp_addrs(n: usize) -> Vec<SocketAddr> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners.iter().map(|l| l.local_addr().unwrap()).collect()
 }

@@ -184,7 +184,7 @@ impl Replica {
         }
         Self {
             is_validator: config.validators.contains(&me),
-            detector: ByzantineDetector::new(config.validators.clone()),
+            detector: ByzantineDetector::new(config.validators.clone()).observed_by(me),
             mempool: Mempool::new(config.mempool_capacity, config.max_pipeline_depth),
             keys,
             me,
