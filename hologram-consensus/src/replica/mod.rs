@@ -617,6 +617,9 @@ fn received(kind: &'static str) {
         "vote" => ::metrics::counter!("hologram_consensus_messages_received_total", "kind" => "vote").increment(1),
         "decision" => ::metrics::counter!("hologram_consensus_messages_received_total", "kind" => "decision").increment(1),
         "sync_request" => ::metrics::counter!("hologram_consensus_messages_received_total", "kind" => "sync_request").increment(1),
+        "snapshot_offer" => ::metrics::counter!("hologram_consensus_messages_received_total", "kind" => "snapshot_offer").increment(1),
+        "snapshot_request" => ::metrics::counter!("hologram_consensus_messages_received_total", "kind" => "snapshot_request").increment(1),
+        "snapshot_part" => ::metrics::counter!("hologram_consensus_messages_received_total", "kind" => "snapshot_part").increment(1),
         _ => ::metrics::counter!("hologram_consensus_messages_received_total", "kind" => "commands").increment(1),
     }
 }
