@@ -142,11 +142,8 @@ impl BatchProof {
             }
             level = level
                 .chunks(2)
-                .map(|pair| match pair {
-                    [l, r] => parent(l, r),
-                    [alone] => *alone,
-                    _ => unreachable!("chunks of two"),
-                })
+                // An odd last node is carried up unchanged.
+                .map(|pair| pair.get(1).map_or(pair[0], |r| parent(&pair[0], r)))
                 .collect();
         }
         let proofs = paths

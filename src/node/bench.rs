@@ -107,13 +107,13 @@ impl LoadReport {
 }
 
 /// What a simulated client hands back at the end.
-struct SlotResult {
+struct ClientResult {
     latencies: Histogram<u64>,
     errors: BTreeMap<&'static str, u64>,
     last: Instant,
 }
 
-/// What every slot shares.
+/// What every simulated client shares.
 struct Shared {
     nonce: u64,
     size: usize,
@@ -181,7 +181,7 @@ pub async fn run_load(
             joined = tasks.join_next() => match joined {
                 Some(Ok(result)) => results.push(result),
                 Some(Err(e)) => {
-                    tracing::warn!("a load slot failed: {e}");
+                    tracing::warn!("a simulated client failed: {e}");
                 }
                 None => break,
             },
@@ -302,8 +302,8 @@ async fn client_loop(
     number: u32,
     (in_flight, batch): (usize, usize),
     schedule: Option<(Duration, Duration)>,
-) -> SlotResult {
-    let mut result = SlotResult {
+) -> ClientResult {
+    let mut result = ClientResult {
         latencies: histogram(),
         errors: BTreeMap::new(),
         last: shared.start,
@@ -382,7 +382,7 @@ async fn client_loop(
     result
 }
 
-impl SlotResult {
+impl ClientResult {
     /// One command's answer, `took` after it was due.
     fn record(&mut self, shared: &Shared, took: Duration, answer: Result<Ack, NodeError>) {
         match answer {
