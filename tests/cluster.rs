@@ -765,6 +765,39 @@ async fn the_cluster_is_observable_over_http() {
                 .sum();
             assert!(total > 0.0, "{busy} is 0 on {}", node.metrics);
         }
+        // Transport metrics by peer: consensus bytes to each other validator
+        // under its label; what clients (keys outside the address book) send
+        // under `other`.
+        let sum = |name: &str, protocol: &str, peer: &str| -> f64 {
+            let (protocol, peer) = (
+                format!("protocol=\"{protocol}\""),
+                format!("peer=\"{peer}\""),
+            );
+            scraped
+                .iter()
+                .filter(|(s, _)| {
+                    s.strip_prefix(name).is_some_and(|r| r.starts_with('{'))
+                        && s.contains(&protocol)
+                        && s.contains(&peer)
+                })
+                .map(|(_, v)| v)
+                .sum()
+        };
+        for other in ids.iter().filter(|&&o| o != node.id) {
+            let label = peer_label(other);
+            let sent = sum("hologram_transport_bytes_sent_total", "consensus", &label);
+            assert!(
+                sent > 0.0,
+                "no consensus bytes to {label} on {}",
+                node.metrics
+            );
+        }
+        let from_clients = sum(
+            "hologram_transport_bytes_received_total",
+            "control",
+            "other",
+        );
+        assert!(from_clients > 0.0, "no client bytes on {}", node.metrics);
         assert_eq!(
             get(&agent, node.metrics, "/health").unwrap(),
             (200, "ready\n".to_string())

@@ -1,6 +1,7 @@
 //! Where each peer listens.
 
 use hologram_lattice::PeerId;
+use metrics::SharedString;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -10,7 +11,14 @@ use std::sync::{Arc, PoisonError, RwLock};
 /// unreachable; a changed address is dialed on the next call.
 #[derive(Debug, Clone, Default)]
 pub struct AddressBook {
-    entries: Arc<RwLock<HashMap<PeerId, SocketAddr>>>,
+    entries: Arc<RwLock<HashMap<PeerId, Entry>>>,
+}
+
+/// Where a peer listens, and the `peer` label its transport metrics carry.
+#[derive(Debug, Clone)]
+struct Entry {
+    addr: SocketAddr,
+    label: SharedString,
 }
 
 impl AddressBook {
@@ -24,7 +32,13 @@ impl AddressBook {
         self.entries
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(peer, addr);
+            .insert(
+                peer,
+                Entry {
+                    addr,
+                    label: SharedString::from(Arc::<str>::from(peer_label(&peer))),
+                },
+            );
     }
 
     /// Forgets `peer`; returns where it listened.
@@ -33,6 +47,7 @@ impl AddressBook {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(peer)
+            .map(|e| e.addr)
     }
 
     /// Where `peer` listens, if known.
@@ -41,7 +56,19 @@ impl AddressBook {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(peer)
-            .copied()
+            .map(|e| e.addr)
+    }
+
+    /// The `peer` label of `peer`'s transport metrics: its [`peer_label`]
+    /// if the book holds it, else `other`. The book's size bounds the
+    /// number of labels, whoever connects; a label is shared, not copied.
+    pub(crate) fn label(&self, peer: &PeerId) -> SharedString {
+        self.entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(peer)
+            .map(|e| e.label.clone())
+            .unwrap_or(SharedString::const_str(OTHER_PEER))
     }
 
     /// How many peers the book holds.
@@ -56,4 +83,12 @@ impl AddressBook {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The `peer` label of a key the address book does not hold (a client).
+pub(crate) const OTHER_PEER: &str = "other";
+
+/// A peer's label in metrics: the first 16 hex digits of its id.
+pub(crate) fn peer_label(id: &PeerId) -> String {
+    id.to_string().chars().take(16).collect()
 }

@@ -118,6 +118,7 @@ mod telemetry;
 mod transport;
 mod verify;
 
+pub(crate) use book::peer_label;
 pub use book::AddressBook;
 pub use config::QuicConfig;
 pub use identity::PeerAuthError;

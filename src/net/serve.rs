@@ -1,6 +1,7 @@
 //! The inbound side: accepting connections within the cap, and serving each
 //! peer's requests and messages to the node's handler within its budgets.
 
+use super::book::AddressBook;
 use super::config::QuicConfig;
 use super::frame::{
     parse_request_header, read_body, read_header, Answer, FrameError, REQUEST_HEADER,
@@ -45,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) id: PeerId,
     pub(crate) config: QuicConfig,
     pub(crate) handler: Arc<dyn Handler>,
+    /// Where peers listen (shared with the transport), and their labels.
+    pub(crate) book: AddressBook,
     /// Frame bytes read from all peers and not yet handled.
     total: Arc<Semaphore>,
     inbound: Mutex<HashMap<PeerId, Arc<Inbound>>>,
@@ -84,12 +87,18 @@ impl Drop for Busy {
 }
 
 impl Shared {
-    pub(crate) fn new(id: PeerId, config: QuicConfig, handler: Arc<dyn Handler>) -> Shared {
+    pub(crate) fn new(
+        id: PeerId,
+        config: QuicConfig,
+        handler: Arc<dyn Handler>,
+        book: AddressBook,
+    ) -> Shared {
         let total = config.total_buffer.max(config.max_frame);
         Shared {
             id,
             config,
             handler,
+            book,
             total: Arc::new(Semaphore::new(total.min(Semaphore::MAX_PERMITS))),
             inbound: Mutex::new(HashMap::new()),
             epoch: Instant::now(),
@@ -236,6 +245,7 @@ struct Frame {
 /// within the frame deadline.
 async fn read_frame(
     recv: &mut RecvStream,
+    from: &PeerId,
     budget: &Arc<Semaphore>,
     shared: &Shared,
 ) -> Result<Frame, FrameError> {
@@ -257,7 +267,7 @@ async fn read_frame(
             .await
             .map_err(closed)?;
         let payload = read_body(recv, len).await?;
-        telemetry::received(protocol, payload.len());
+        telemetry::received(protocol, &shared.book.label(from), payload.len());
         Ok(Frame {
             protocol,
             payload,
@@ -287,7 +297,7 @@ async fn serve_request(
     budget: Arc<Semaphore>,
     shared: Arc<Shared>,
 ) {
-    let frame = match read_frame(&mut recv, &budget, &shared).await {
+    let frame = match read_frame(&mut recv, &peer, &budget, &shared).await {
         Ok(frame) => frame,
         Err(e) => {
             ::metrics::counter!("hologram_transport_frames_refused_total").increment(1);
@@ -353,7 +363,7 @@ async fn serve_messages(
 ) {
     while let Ok(mut recv) = conn.accept_uni().await {
         let _busy = Busy::new(&entry, &shared);
-        match read_frame(&mut recv, &budget, &shared).await {
+        match read_frame(&mut recv, &peer, &budget, &shared).await {
             Ok(Frame {
                 protocol,
                 payload,

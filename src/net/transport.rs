@@ -15,6 +15,7 @@ use hologram_lattice::transport::{
 };
 use hologram_lattice::PeerId;
 use hologram_receipt::KeyPair;
+use metrics::SharedString;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Connection, ConnectionError, Endpoint, EndpointConfig, TransportErrorCode, VarInt};
 use std::collections::HashMap;
@@ -74,7 +75,6 @@ struct Inner {
     shared: Arc<Shared>,
     endpoint: Endpoint,
     local_addr: SocketAddr,
-    book: AddressBook,
     /// Each peer's connection, behind a lock of its own: dialing one peer
     /// never holds up calls to another.
     links: Mutex<HashMap<PeerId, Slot>>,
@@ -225,7 +225,7 @@ impl QuicTransport {
         }
         book.insert(id, myself);
         let client_transport = Arc::new(transport_config(&config, false)?);
-        let shared = Arc::new(Shared::new(id, config, handler));
+        let shared = Arc::new(Shared::new(id, config, handler, book));
         let accept = tokio::spawn(accept_loop(endpoint.clone(), Arc::clone(&shared)));
         info!(node = %id, %local_addr, "QUIC transport listening");
         Ok(QuicTransport {
@@ -234,7 +234,6 @@ impl QuicTransport {
                 shared,
                 endpoint,
                 local_addr,
-                book,
                 links: Mutex::new(HashMap::new()),
                 client_transport,
                 closed: AtomicBool::new(false),
@@ -250,7 +249,7 @@ impl QuicTransport {
 
     /// The address book this transport dials from.
     pub fn book(&self) -> &AddressBook {
-        &self.inner.book
+        &self.inner.shared.book
     }
 
     /// The limits this transport was bound with.
@@ -275,6 +274,7 @@ impl QuicTransport {
         }
         let addr = self
             .inner
+            .shared
             .book
             .get(&to)
             .ok_or(TransportError::Unreachable(to))?;
@@ -465,10 +465,11 @@ impl Transport for QuicTransport {
     ) -> Result<Vec<u8>, TransportError> {
         check_frame(payload.len(), self.max_frame())?;
         let deadline = tokio::time::Instant::now() + timeout;
-        telemetry::sent(protocol, payload.len(), true);
+        let peer = self.inner.shared.book.label(&to);
+        telemetry::sent(protocol, &peer, payload.len(), true);
         let answer = self.call(to, protocol, &payload, deadline, timeout).await;
         if let Err(e) = &answer {
-            telemetry::failed(protocol, e);
+            telemetry::failed(protocol, &peer, e);
         }
         answer
     }
@@ -479,9 +480,10 @@ impl Transport for QuicTransport {
         protocol: Protocol,
         payload: Vec<u8>,
     ) -> Result<(), TransportError> {
-        let sent = self.send_message(to, protocol, payload).await;
+        let peer = self.inner.shared.book.label(&to);
+        let sent = self.send_message(to, protocol, &peer, payload).await;
         if let Err(e) = &sent {
-            telemetry::failed(protocol, e);
+            telemetry::failed(protocol, &peer, e);
         }
         sent
     }
@@ -493,11 +495,12 @@ impl QuicTransport {
         &self,
         to: PeerId,
         protocol: Protocol,
+        peer: &SharedString,
         payload: Vec<u8>,
     ) -> Result<(), TransportError> {
         let config = &self.inner.shared.config;
         check_frame(payload.len(), config.max_frame)?;
-        telemetry::sent(protocol, payload.len(), false);
+        telemetry::sent(protocol, peer, payload.len(), false);
         let header = request_header(protocol, payload.len())?;
         let (link, mut stream) = tokio::time::timeout(
             config.connect_timeout,

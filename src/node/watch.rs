@@ -11,7 +11,7 @@
 //! [`LAG_HEIGHTS`] ahead.
 
 use super::control::{ControlRequest, ControlResponse, CONTROL};
-use crate::net::QuicTransport;
+use crate::net::{peer_label, QuicTransport};
 use hologram_lattice::transport::Transport;
 use hologram_lattice::NodeId;
 use metrics::Gauge;
@@ -326,11 +326,6 @@ impl Watch {
         own.health = health;
         self.health.set(health.gauge());
     }
-}
-
-/// A peer's label: the first 16 hex digits of its id.
-fn peer_label(id: &NodeId) -> String {
-    id.to_string().chars().take(16).collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
