@@ -4,7 +4,8 @@
 //! - a Byzantine validator that equivocates on every vote it casts (and
 //!   sends each half of the validators a different one) is named in exactly
 //!   one `warn` event per honest replica that proved it, carrying the proof
-//!   (both signed votes or headers), however many times it equivocates;
+//!   (both signed votes or headers), however many times it equivocates,
+//!   inside the span of the vote or proposal that proved it (height, round);
 //! - 10,000 garbage frames sent to a replica's inbound handler produce a
 //!   bounded number of log lines (the refusals are rate-limited).
 //!
@@ -22,15 +23,22 @@ use std::sync::{Arc, Mutex};
 use support::byzantine::Behaviour;
 use support::Cluster;
 use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 
-/// One event as recorded: its level and fields (`message` among them).
+/// One event as recorded: its level, fields (`message` among them) and the
+/// spans it happened in (outermost first), each with its fields.
 #[derive(Debug, Clone)]
 struct Recorded {
     level: Level,
     fields: HashMap<String, String>,
+    spans: Vec<(String, HashMap<String, String>)>,
 }
+
+/// A span's fields, kept in its extensions.
+struct SpanFields(HashMap<String, String>);
 
 /// A layer that keeps every event.
 #[derive(Clone, Default)]
@@ -49,12 +57,33 @@ impl Visit for Fields<'_> {
     }
 }
 
-impl<S: Subscriber> Layer<S> for Keep {
-    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Keep {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut fields = HashMap::new();
+        attrs.record(&mut Fields(&mut fields));
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(SpanFields(fields));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let mut fields = HashMap::new();
         event.record(&mut Fields(&mut fields));
         let level = *event.metadata().level();
-        self.0.lock().unwrap().push(Recorded { level, fields });
+        let spans = ctx
+            .event_scope(event)
+            .into_iter()
+            .flat_map(|scope| scope.from_root())
+            .map(|span| {
+                let fields = span.extensions().get::<SpanFields>().map(|f| f.0.clone());
+                (span.name().to_string(), fields.unwrap_or_default())
+            })
+            .collect();
+        self.0.lock().unwrap().push(Recorded {
+            level,
+            fields,
+            spans,
+        });
     }
 }
 
@@ -125,6 +154,16 @@ fn equivocation(seed: u64) -> Result<usize, String> {
             {
                 return Err(format!("a warning without its proof ({proof}): {w:?}"));
             }
+        }
+        // It happened while the replica handled a vote or proposal: inside
+        // that message's span, which names the height and round.
+        let in_message = w.spans.iter().any(|(name, f)| {
+            (name == "vote" || name == "proposal")
+                && f.contains_key("height")
+                && f.contains_key("round")
+        });
+        if !in_message {
+            return Err(format!("a warning outside a height's span: {w:?}"));
         }
         let me = w.fields.get("me").cloned().unwrap_or_default();
         *by_observer.entry(me).or_default() += 1;

@@ -235,6 +235,7 @@ impl CoordinatorCore {
         let Some(txn) = message.txn() else {
             return;
         };
+        let _span = tracing::debug_span!("coordinator", ?txn).entered();
         let Some(flight) = self.flights.get_mut(&txn) else {
             return;
         };
@@ -345,6 +346,7 @@ impl CoordinatorCore {
     /// A timer expired.
     pub fn on_timer(&mut self, now: Millis, timer: CoordinatorTimer) {
         let CoordinatorTimer::Retry(txn) = timer;
+        let _span = tracing::debug_span!("coordinator", ?txn).entered();
         let Some(flight) = self.flights.get(&txn) else {
             return;
         };

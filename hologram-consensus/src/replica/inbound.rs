@@ -16,6 +16,7 @@ use hologram_lattice::NodeId;
 impl Replica {
     pub(super) fn on_proposal(&mut self, now: u64, from: NodeId, p: Proposal, out: &mut Outputs) {
         let (h, round) = (p.header.height, p.header.round);
+        let _span = tracing::debug_span!("proposal", height = h, round).entered();
         if !self.in_window(h) || self.decided.contains_key(&h) {
             self.settled_proposal(from, &p, out);
             self.out_of_window(now, from, h, out);
@@ -70,6 +71,7 @@ impl Replica {
 
     pub(super) fn on_vote(&mut self, now: u64, from: NodeId, vote: Vote, out: &mut Outputs) {
         let h = vote.slot.height;
+        let _span = tracing::debug_span!("vote", height = h, round = vote.slot.round).entered();
         if !self.in_window(h) || self.decided.contains_key(&h) {
             self.settled_vote(from, &vote, out);
             self.out_of_window(now, from, h, out);

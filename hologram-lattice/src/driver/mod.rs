@@ -60,6 +60,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tracing::Instrument;
 
 /// The most peer messages a driver hands its core before it persists and
 /// sends what they produced (then it takes the next ones).
@@ -206,8 +207,12 @@ impl<N: Driven> Driver<N> {
     /// Runs until stopped, every handle and handler is dropped, or
     /// [`Driven::persist`] fails; returns the core and that failure, if one
     /// stopped it (nothing it failed to persist was sent).
+    ///
+    /// Everything the core logs while it runs is inside a `driver` span
+    /// naming the node and the protocol.
     pub async fn run(mut self) -> (N, Result<(), N::Error>) {
-        let result = self.drive().await;
+        let span = tracing::info_span!("driver", node = %self.id, protocol = N::PROTOCOL.label());
+        let result = self.drive().instrument(span).await;
         (self.node, result)
     }
 

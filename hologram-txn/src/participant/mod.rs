@@ -555,6 +555,9 @@ impl ParticipantCore {
         if message.check().is_err() {
             return;
         }
+        let _span = message
+            .txn()
+            .map(|txn| tracing::debug_span!("participant", ?txn).entered());
         let reply = match message {
             TxnMessage::Prepare(request) => {
                 let txn = request.txn;
