@@ -42,7 +42,7 @@
 //! | `object` | [`Object`]: verified bytes and their [`Address`](hologram_lattice::Address) |
 //! | `bytes` | [`SharedBytes`]: immutable bytes shared without copying (an object received is kept in the message's buffer) |
 //! | `ring` | [`HashRing`]: consistent hashing with virtual nodes keyed by BLAKE3 |
-//! | `store` | the [`Store`] trait and its durability contract, objects by address and a separate named key space ([`Name`]); [`MemoryStore`], [`RedbStore`] and the [`conformance`] suite |
+//! | `store` | the [`Store`] trait and its durability contract, objects by address and a separate named key space ([`Name`]); [`MemoryStore`], [`RedbStore`], [`FaultyStore`] (a disk that fails from a seed, for tests) and the [`conformance`] suite |
 //! | `cam` | [`DistributedCAM`], its [`CamHandler`] and [`ProviderRecords`] |
 //! | `blob` | large blobs: chunks under a [`Manifest`], streamed and verified chunk by chunk |
 //! | `chunking` | content-defined chunking (gear hash) for large blobs |
@@ -85,7 +85,8 @@ pub use object::Object;
 pub use protocols::{CAM_PROTOCOL, DEDUP_PROTOCOL};
 pub use ring::{HashRing, DEFAULT_VNODES, VNODE_CONTEXT};
 pub use store::{
-    conformance, MemoryStore, Name, RedbStore, Store, DEFAULT_CACHE_BYTES, SEGMENT_BYTES,
+    conformance, DiskFaultCounts, DiskFaults, FaultyStore, MemoryStore, Name, RedbStore, Store,
+    DEFAULT_CACHE_BYTES, SEGMENT_BYTES, UNFLUSHED,
 };
 pub use telemetry::METRICS;
 pub use wire::{CamMessage, MAX_MESSAGE_BYTES, MAX_OBJECT_BYTES, MAX_PROVIDERS};

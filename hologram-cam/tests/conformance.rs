@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use futures::executor::block_on;
-use hologram_cam::{conformance, MemoryStore, Name, RedbStore};
+use hologram_cam::{conformance, DiskFaults, FaultyStore, MemoryStore, Name, RedbStore};
 use hologram_cam::{CamError, Object, Store};
 use hologram_lattice::Address;
 use std::path::PathBuf;
@@ -33,6 +33,14 @@ fn memory_store_conforms() {
     let store = MemoryStore::new();
     block_on(conformance::run(&store)).unwrap();
     assert!(store.len() > 300, "{} objects", store.len());
+}
+
+#[test]
+fn a_faulty_disk_with_no_faults_over_real_files_conforms() {
+    let file = TempFile::new("faulty");
+    let store = FaultyStore::new(RedbStore::create(&file.0).unwrap(), 1, DiskFaults::NONE);
+    block_on(conformance::run(&store)).unwrap();
+    assert_eq!(store.counts(), Default::default());
 }
 
 #[test]

@@ -5,10 +5,12 @@ use async_trait::async_trait;
 use hologram_lattice::Address;
 
 pub mod conformance;
+mod faulty;
 mod memory;
 mod name;
 mod redb;
 
+pub use self::faulty::{DiskFaultCounts, DiskFaults, FaultyStore, UNFLUSHED};
 pub use self::memory::MemoryStore;
 pub use self::name::Name;
 pub use self::redb::{RedbStore, DEFAULT_CACHE_BYTES, SEGMENT_BYTES};
