@@ -3,8 +3,10 @@
 use hologram_lattice::{Address, PeerId};
 use std::collections::BTreeSet;
 
-/// Virtual nodes per node by default: enough that no node's share of the
-/// ring exceeds 1.25× the mean in networks of up to hundreds of nodes.
+/// Virtual nodes per node by default. A node's share of the ring is then
+/// the sum of 256 arcs: within 1/16 (one standard deviation) of the mean
+/// share, so the largest share of a network of tens of nodes is typically
+/// 1.1–1.2× the mean and rarely (a few placements in a thousand) past 1.25×.
 pub const DEFAULT_VNODES: u32 = 256;
 
 /// Key-derivation context of a virtual node's position.
@@ -203,7 +205,11 @@ mod tests {
             prop_assert!((total - replicas.min(n as usize) as f64).abs() < 1e-9);
             let mean = total / n as f64;
             let max = shares.iter().map(|s| s.1).fold(0.0, f64::max);
-            prop_assert!(max <= 1.25 * mean, "max share {max:.4}, mean {mean:.4}");
+            // Six standard deviations of a share (1/16 of the mean each, at
+            // 256 virtual nodes): a placement past this is a bug, not luck
+            // (1.25x, which the first version checked, is about four, and a
+            // seeded run found a placement at 1.255x).
+            prop_assert!(max <= 1.375 * mean, "max share {max:.4}, mean {mean:.4}");
         }
 
         #[test]

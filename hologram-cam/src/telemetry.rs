@@ -43,6 +43,16 @@ pub const METRICS: &[Metric] = &[
         &[],
         "Objects copied to new owners when the ring changed (hand-off).",
     ),
+    Metric::counter(
+        "hologram_dedup_corrupt_total",
+        &[],
+        "Held copies found rotten (by a get or the scrub) and dropped, to be repaired from a replica.",
+    ),
+    Metric::counter(
+        "hologram_dedup_scrubbed_total",
+        &[],
+        "Held objects read back by the holder's scrub.",
+    ),
 ];
 
 /// Runs a durable store operation `op`, timing it and counting (and

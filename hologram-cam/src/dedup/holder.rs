@@ -250,9 +250,14 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
             }
             DedupMessage::Get(address) => {
                 ::metrics::counter!("hologram_dedup_gets_total").increment(1);
-                match self.store.get(&address).await.map_err(failed)? {
-                    Some(object) => DedupMessage::Found(object.shared_data()),
-                    None => DedupMessage::NotFound,
+                match self.store.get(&address).await {
+                    Ok(Some(object)) => DedupMessage::Found(object.shared_data()),
+                    Ok(None) => DedupMessage::NotFound,
+                    Err(CamError::Corrupt(_)) => {
+                        self.drop_corrupt(address).await.map_err(failed)?;
+                        DedupMessage::Corrupt
+                    }
+                    Err(e) => return Err(failed(e)),
                 }
             }
             other => return Err(HandlerError::Refused(format!("not a request: {other:?}"))),

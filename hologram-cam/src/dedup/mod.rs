@@ -8,11 +8,13 @@ pub(crate) mod holder;
 mod locks;
 pub(crate) mod network;
 pub(crate) mod references;
+mod scrub;
 mod wire;
 
 pub use hand_off::HandOff;
 pub use network::DIRECT_PUT_BYTES;
 pub use references::{ReferenceList, ReferenceSet};
+pub use scrub::{ScrubStep, SCRUB_CURSOR};
 pub use wire::{
     BatchedPut, DedupMessage, Kept, Reference, Request, MAX_BATCH, MAX_MESSAGE_BYTES,
     REQUEST_CHECK_CONTEXT,

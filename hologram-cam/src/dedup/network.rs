@@ -274,14 +274,29 @@ impl DeduplicationNetwork {
 
     /// Reads an object: asks the owners until one returns bytes that verify
     /// and at least `R` have answered, then writes it back (without a new
-    /// reference) to owners that lacked it or answered with bad bytes.
+    /// reference) to owners that lacked it, answered with bad bytes or
+    /// reported their copy corrupt.
     pub async fn get(&self, address: Address) -> Result<Object, CamError> {
+        self.read(address, false).await.map(|(object, _)| object)
+    }
+
+    /// Repairs an object at every owner: [`get`](Self::get), asking all
+    /// of them; returns the object and how many owners it wrote back to.
+    /// What a holder's scrub found rotten ([`DedupHandler::scrub`](crate::DedupHandler::scrub))
+    /// is put back this way.
+    pub async fn repair(&self, address: Address) -> Result<(Object, usize), CamError> {
+        self.read(address, true).await
+    }
+
+    /// A quorum read (of every owner if `all`), repairing the owners
+    /// found without a good copy.
+    async fn read(&self, address: Address, all: bool) -> Result<(Object, usize), CamError> {
         let owners = self.owners(&address);
         let mut found: Option<Object> = None;
         let mut answered = 0;
         let mut stale = Vec::new();
         for &peer in &owners {
-            if found.is_some() && answered >= self.read_quorum() {
+            if !all && found.is_some() && answered >= self.read_quorum() {
                 break;
             }
             let answer = self
@@ -297,7 +312,8 @@ impl DeduplicationNetwork {
                         Err(_) => stale.push(peer),
                     }
                 }
-                Some(DedupMessage::NotFound) => {
+                // A holder whose copy rotted dropped it: repair it too.
+                Some(DedupMessage::NotFound | DedupMessage::Corrupt) => {
                     answered += 1;
                     stale.push(peer);
                 }
@@ -315,7 +331,7 @@ impl DeduplicationNetwork {
             };
             self.ask_all(&stale, repair).await;
         }
-        Ok(object)
+        Ok((object, stale.len()))
     }
 
     /// Drops this client's oldest reference to `address` at every owner

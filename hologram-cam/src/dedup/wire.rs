@@ -94,6 +94,10 @@ pub enum DedupMessage<D = SharedBytes> {
     Free(Address),
     /// Answer to `Free`: whether the object was removed.
     Freed(bool),
+    /// Answer to `Get`: the holder's copy did not verify (it rotted on its
+    /// disk). The holder dropped the copy and keeps its references, so a
+    /// repair `Put` restores it.
+    Corrupt,
 }
 
 impl DedupMessage {
@@ -160,6 +164,7 @@ impl<D: AsRef<[u8]>> DedupMessage<D> {
             M::Release(address, reference) => M::Release(address, reference),
             M::Free(address) => M::Free(address),
             M::Freed(freed) => M::Freed(freed),
+            M::Corrupt => M::Corrupt,
         }
     }
 
