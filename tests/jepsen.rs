@@ -43,6 +43,7 @@ mod verify;
 mod verify_tests;
 
 use campaign::{campaign, Figures};
+use verify::{check_run, End};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -66,9 +67,81 @@ fn jepsen_short_schedule() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let seed = env("HOLOGRAM_JEPSEN_SEED", 1);
-    let figures = campaign(seed, nodes(), env("HOLOGRAM_JEPSEN_ROUNDS", 4) as usize);
+    let (figures, record) = campaign(seed, nodes(), env("HOLOGRAM_JEPSEN_ROUNDS", 4) as usize);
     assert!(figures.checked.acked > 0, "nothing was acknowledged");
     println!("jepsen seed {seed}: {}", figures.summary(1));
+
+    // The same checks catch a violation planted in this real record: an
+    // acknowledged command lost from every node's log...
+    let acked: Vec<(u64, u64)> = record
+        .ops
+        .iter()
+        .filter_map(|op| match op.end {
+            End::Acked { position, .. } => Some((position, op.value)),
+            _ => None,
+        })
+        .collect();
+    let (_, lost) = acked[acked.len() / 2];
+    let mut planted = record.clone();
+    for log in &mut planted.logs {
+        log.retain(|v| *v != Some(lost));
+    }
+    let found = check_run(&planted).expect_err("a lost acknowledged command passed");
+    assert!(
+        found
+            .iter()
+            .any(|f| f.contains(&format!("{lost} (client")) && f.contains("is not in the log")),
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|f| f.contains(&format!("NOT LINEARIZABLE (seed {seed})"))),
+        "{found:#?}"
+    );
+    // ...and two commands applied in the order opposite to their
+    // acknowledgements, one acknowledged before the other was invoked (each
+    // acknowledgement edited to name the other's position, so only the
+    // real-time order is wrong).
+    let ops = &record.ops;
+    let (a, b) = (0..ops.len())
+        .flat_map(|a| (0..ops.len()).map(move |b| (a, b)))
+        .find(|&(a, b)| match (&ops[a].end, &ops[b].end) {
+            (End::Acked { at, .. }, End::Acked { .. }) => *at < ops[b].call,
+            _ => false,
+        })
+        .expect("two acknowledgements in real-time order");
+    let mut planted = record.clone();
+    let (End::Acked { position: pa, .. }, End::Acked { position: pb, .. }) =
+        (ops[a].end.clone(), ops[b].end.clone())
+    else {
+        unreachable!()
+    };
+    for log in &mut planted.logs {
+        for entry in log.iter_mut() {
+            if *entry == Some(ops[a].value) {
+                *entry = Some(ops[b].value);
+            } else if *entry == Some(ops[b].value) {
+                *entry = Some(ops[a].value);
+            }
+        }
+    }
+    for (i, p) in [(a, pb), (b, pa)] {
+        if let End::Acked { position, .. } = &mut planted.ops[i].end {
+            *position = p;
+        }
+    }
+    let found = check_run(&planted).expect_err("a real-time order violation passed");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].contains(&format!("NOT LINEARIZABLE (seed {seed})")),
+        "{}",
+        found[0]
+    );
+    println!(
+        "planted violations caught; the second one's report:\n{}",
+        found[0]
+    );
 }
 
 #[test]
@@ -84,7 +157,7 @@ fn jepsen_soak() {
     let (n, rounds) = (nodes(), env("HOLOGRAM_JEPSEN_ROUNDS", 6) as usize);
     let mut total = Figures::default();
     for seed in first..first + schedules {
-        let figures = campaign(seed, n, rounds);
+        let (figures, _) = campaign(seed, n, rounds);
         println!("jepsen soak seed {seed}: {}", figures.summary(1));
         total.add(&figures);
     }

@@ -262,9 +262,10 @@ fn inject(nodes: &mut Nodes, round: &Round) {
     }
 }
 
-/// Runs the campaign of `seed`: `n` nodes, `rounds` rounds of faults.
-/// Panics, naming the seed, on a violation or if liveness is not recovered.
-pub fn campaign(seed: u64, n: usize, rounds: usize) -> Figures {
+/// Runs the campaign of `seed`: `n` nodes, `rounds` rounds of faults; its
+/// figures and what it recorded. Panics, naming the seed, on a violation or
+/// if liveness is not recovered.
+pub fn campaign(seed: u64, n: usize, rounds: usize) -> (Figures, RunRecord) {
     let start = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -388,5 +389,5 @@ pub fn campaign(seed: u64, n: usize, rounds: usize) -> Figures {
     drop(nodes);
     runtime.shutdown_timeout(Duration::from_secs(1));
     figures.wall = start.elapsed();
-    figures
+    (figures, record)
 }

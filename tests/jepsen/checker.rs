@@ -48,7 +48,10 @@ pub trait Model {
 /// How an operation ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome<O> {
-    /// It returned `output` at time `at`.
+    /// It returned `output` at time `at`. An operation whose client never
+    /// heard back but whose effect was observed later (its output known) is
+    /// `Returned` at `u64::MAX`: it must be linearized, at any time after its
+    /// invocation.
     Returned {
         /// When it returned (the history's clock).
         at: u64,
@@ -141,6 +144,12 @@ impl<S: Debug> Violation<S> {
                 "  "
             };
             let end = match &op.outcome {
+                Outcome::Returned {
+                    at: u64::MAX,
+                    output,
+                } => {
+                    format!("took effect (seen later), return unknown: {output:?}")
+                }
                 Outcome::Returned { at, output } => format!("returned at {at}: {output:?}"),
                 Outcome::Unknown => "unknown outcome".into(),
             };
