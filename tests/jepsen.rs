@@ -20,6 +20,8 @@
 
 #[path = "support/localhost.rs"]
 mod localhost;
+#[path = "support/node_process.rs"]
+mod node_process;
 
 #[path = "jepsen/campaign.rs"]
 mod campaign;

@@ -11,11 +11,11 @@
 //! consistent with real time (an operation that returned before another was
 //! invoked comes first), in which every output is the model's.
 //!
-//! On a violation, [`check`] finds the shortest failing prefix of the
-//! history (every operation returned by some time; those returning later
-//! counted as unknown): the operation whose return makes it fail is the
-//! culprit, and the window is the operations concurrent with it, printed with
-//! the states the model could be in just before it.
+//! On a violation, [`check`] reports the minimal failing window: the
+//! operation whose return no partial linearization gets past (the culprit:
+//! the longest linearizable prefix of the history ends just before its
+//! return), the operations concurrent with it, and the states the model
+//! could be in when it had to take effect.
 
 use std::collections::HashSet;
 use std::fmt::{self, Debug, Write as _};
@@ -113,16 +113,15 @@ pub enum CheckError<S> {
 /// A non-linearizable history's minimal failing window.
 #[derive(Debug)]
 pub struct Violation<S> {
-    /// The operations (indices into the history) whose return ends the
-    /// shortest failing prefix.
-    pub culprits: Vec<usize>,
-    /// The operations concurrent with the culprits, and the culprits, by
-    /// invocation time.
+    /// The operation (index into the history) whose return no partial
+    /// linearization gets past.
+    pub culprit: usize,
+    /// The operations concurrent with it, and it, by invocation time.
     pub window: Vec<usize>,
-    /// How many operations the shortest failing prefix holds.
+    /// How many operations were invoked by its return (the failing prefix).
     pub prefix_ops: usize,
-    /// Some states the model could be in just before the culprit (all
-    /// operations that precede it linearized).
+    /// Some states the model was in, everything linearizable before it
+    /// linearized, when it could not take effect.
     pub states_before: Vec<S>,
 }
 
@@ -130,19 +129,15 @@ impl<S: Debug> Violation<S> {
     /// The window, printed with the seed that produced the history.
     pub fn render<I: Debug, O: Debug>(&self, history: &[Operation<I, O>], seed: u64) -> String {
         let mut out = format!(
-            "NOT LINEARIZABLE (seed {seed}): the shortest failing prefix holds {} of {} operations; \
-             it fails at operation(s) {:?}. Window (operations concurrent with it):\n",
+            "NOT LINEARIZABLE (seed {seed}): no linearization gets past the return of operation {}; \
+             {} of {} operations were invoked by then. Window (operations concurrent with it):\n",
+            self.culprit,
             self.prefix_ops,
             history.len(),
-            self.culprits
         );
         for &i in &self.window {
             let op = &history[i];
-            let mark = if self.culprits.contains(&i) {
-                "=>"
-            } else {
-                "  "
-            };
+            let mark = if i == self.culprit { "=>" } else { "  " };
             let end = match &op.outcome {
                 Outcome::Returned {
                     at: u64::MAX,
@@ -172,7 +167,7 @@ impl<S: Debug> Violation<S> {
 impl<S: Debug> fmt::Display for CheckError<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CheckError::Violation(v) => write!(f, "not linearizable at {:?}", v.culprits),
+            CheckError::Violation(v) => write!(f, "not linearizable at operation {}", v.culprit),
             CheckError::TooBig { explored } => {
                 write!(f, "gave up after {explored} configurations")
             }
@@ -186,93 +181,25 @@ pub fn check<M: Model>(
     model: &M,
     history: &History<M>,
 ) -> Result<Vec<usize>, CheckError<M::State>> {
-    match search(model, history) {
+    let stuck = match search(model, history) {
         Search::Linearizable(order) => return Ok(order),
         Search::TooBig(explored) => return Err(CheckError::TooBig { explored }),
-        Search::Failed(_) => {}
-    }
-    // The shortest failing prefix: by distinct return times (failing is
-    // monotone in the prefix).
-    let mut times: Vec<u64> = history
-        .iter()
-        .filter(|op| matches!(op.outcome, Outcome::Returned { .. }))
-        .map(Operation::ret)
-        .collect();
-    times.sort_unstable();
-    times.dedup();
-    let (mut lo, mut hi) = (0, times.len() - 1);
-    while lo < hi {
-        let mid = (lo + hi) / 2;
-        match search(model, &prefix(history, times[mid]).0) {
-            Search::Linearizable(_) => lo = mid + 1,
-            Search::Failed(_) => hi = mid,
-            Search::TooBig(explored) => return Err(CheckError::TooBig { explored }),
-        }
-    }
-    let end = times[lo];
-    let (ops, index) = prefix(history, end);
-    let Search::Failed(configurations) = search(model, &ops) else {
-        unreachable!("the prefix at {end} failed before")
+        Search::Failed(stuck) => stuck,
     };
-    let culprits: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].ret() == end).collect();
-    // Operations concurrent with a culprit.
-    let mut window: Vec<usize> = (0..ops.len())
-        .filter(|&i| {
-            culprits
-                .iter()
-                .any(|&c| ops[i].call <= ops[c].ret() && ops[i].ret() >= ops[c].call)
-        })
+    // Every partial linearization died at or before the return of
+    // `culprit`: the longest linearizable prefix ends just before it.
+    let culprit = stuck.op;
+    let c = &history[culprit];
+    let mut window: Vec<usize> = (0..history.len())
+        .filter(|&i| history[i].call <= c.ret() && history[i].ret() >= c.call)
         .collect();
-    window.sort_by_key(|&i| (ops[i].call, i));
-    // The configurations at which a culprit could be tried: everything that
-    // returned before its invocation linearized, the culprit not.
-    let first_call = culprits.iter().map(|&c| ops[c].call).min().unwrap_or(0);
-    let before: Vec<usize> = (0..ops.len())
-        .filter(|&i| ops[i].ret() < first_call)
-        .collect();
-    let mut states_before: Vec<M::State> = Vec::new();
-    for (set, state) in configurations {
-        if before.iter().all(|&i| set.has(i))
-            && culprits.iter().all(|&c| !set.has(c))
-            && !states_before.contains(&state)
-        {
-            states_before.push(state);
-            if states_before.len() == 4 {
-                break;
-            }
-        }
-    }
-    if before.is_empty() && states_before.is_empty() {
-        states_before.push(model.init());
-    }
+    window.sort_by_key(|&i| (history[i].call, i));
     Err(CheckError::Violation(Violation {
-        culprits: culprits.iter().map(|&c| index[c]).collect(),
-        window: window.iter().map(|&i| index[i]).collect(),
-        prefix_ops: ops.len(),
-        states_before,
+        culprit,
+        window,
+        prefix_ops: history.iter().filter(|op| op.call <= c.ret()).count(),
+        states_before: stuck.states,
     }))
-}
-
-/// The operations invoked by `end`, those returning after it unknown; with
-/// each one's index in `history`.
-fn prefix<I: Clone, O: Clone>(
-    history: &[Operation<I, O>],
-    end: u64,
-) -> (Vec<Operation<I, O>>, Vec<usize>) {
-    let mut ops = Vec::new();
-    let mut index = Vec::new();
-    for (i, op) in history.iter().enumerate() {
-        if op.call > end {
-            continue;
-        }
-        let mut op = op.clone();
-        if op.ret() > end {
-            op.outcome = Outcome::Unknown;
-        }
-        ops.push(op);
-        index.push(i);
-    }
-    (ops, index)
 }
 
 /// A set of operation indices.
@@ -293,9 +220,18 @@ impl Bits {
 
 enum Search<S> {
     Linearizable(Vec<usize>),
-    /// Every configuration explored.
-    Failed(HashSet<(Bits, S)>),
+    /// Every configuration explored: the furthest return no partial
+    /// linearization got past.
+    Failed(Stuck<S>),
     TooBig(usize),
+}
+
+/// Where the search got furthest: the operation whose return it could not
+/// pass, and (up to 4 of) the states it was in there.
+struct Stuck<S> {
+    op: usize,
+    rank: usize,
+    states: Vec<S>,
 }
 
 /// No event.
@@ -311,6 +247,10 @@ fn search<M: Model>(model: &M, ops: &History<M>) -> Search<M::State> {
     let head = 2 * n;
     let mut next = vec![NIL; 2 * n + 1];
     let mut prev = vec![NIL; 2 * n + 1];
+    let mut rank = vec![0; 2 * n];
+    for (k, &e) in events.iter().enumerate() {
+        rank[e] = k;
+    }
     let mut last = head;
     for &e in &events {
         next[last] = e;
@@ -339,6 +279,7 @@ fn search<M: Model>(model: &M, ops: &History<M>) -> Search<M::State> {
     let mut stack: Vec<(usize, M::State)> = Vec::new();
     let mut cache: HashSet<(Bits, M::State)> = HashSet::new();
     let mut entry = next[head];
+    let mut stuck: Option<Stuck<M::State>> = None;
     loop {
         if done == returned {
             return Search::Linearizable(stack.iter().map(|(op, _)| *op).collect());
@@ -364,10 +305,27 @@ fn search<M: Model>(model: &M, ops: &History<M>) -> Search<M::State> {
             entry = next[entry];
             continue;
         }
-        // A return (of an operation not linearized) or the end: undo the
-        // last step and try the next candidate after it.
+        // A return (of an operation not linearized): remember the furthest,
+        // undo the last step and try the next candidate after it.
+        if entry != NIL {
+            match &mut stuck {
+                Some(s) if rank[entry] < s.rank => {}
+                Some(s) if rank[entry] == s.rank => {
+                    if s.states.len() < 4 && !s.states.contains(&state) {
+                        s.states.push(state.clone());
+                    }
+                }
+                _ => {
+                    stuck = Some(Stuck {
+                        op: entry - n,
+                        rank: rank[entry],
+                        states: vec![state.clone()],
+                    })
+                }
+            }
+        }
         let Some((op, before)) = stack.pop() else {
-            return Search::Failed(cache);
+            return Search::Failed(stuck.expect("a history that fails has a return"));
         };
         state = before;
         linearized.flip(op);

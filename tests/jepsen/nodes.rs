@@ -5,17 +5,12 @@
 
 use super::proxy::{Direction, Faults, Proxy};
 use crate::localhost::{free_udp_addrs, fresh_dir};
+use crate::node_process::{kill_node, node_args, start_node, stop_nodes};
 use hologram::lattice::NodeId;
 use hologram::node::generate_key_file;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command as Process, Stdio};
-use std::time::{Duration, Instant};
-
-/// The program under test.
-const NODE_BIN: &str = env!("CARGO_BIN_EXE_hologram-node");
-/// How long a node may take to print its ready line.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+use std::process::{Child, Command as Process};
 
 /// One node: its files, real address and current process.
 pub struct Node {
@@ -113,49 +108,16 @@ impl Nodes {
         let node = &mut self.nodes[i];
         assert!(node.child.is_none(), "node {i} is running");
         let out = self.dir.join(format!("node{i}-run{}.out", node.logs.len()));
-        let err = out.with_extension("err");
-        let child = Process::new(NODE_BIN)
-            .arg("--listen")
-            .arg(node.addr.to_string())
-            .arg("--key")
-            .arg(&node.key)
-            .arg("--data")
-            .arg(&node.data)
-            .arg("--peers")
-            .arg(&node.peers)
-            .env(
-                "RUST_LOG",
-                std::env::var("JEPSEN_LOG").unwrap_or("warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(std::fs::File::create(&err).unwrap())
-            .spawn()
-            .unwrap();
-        node.child = Some(child);
-        node.logs.push(err);
-        let start = Instant::now();
-        loop {
-            if std::fs::read_to_string(&out)
-                .unwrap_or_default()
-                .contains("ready node=")
-            {
-                return;
-            }
-            if let Some(status) = node.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("node {i} exited before it was ready: {status}");
-            }
-            assert!(start.elapsed() < READY_TIMEOUT, "node {i} is not ready");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let args = node_args(node.addr, &node.key, &node.data, &node.peers);
+        node.logs.push(out.with_extension("err"));
+        // JEPSEN_LOG sets the nodes' log filter (their stderr, printed if
+        // the test fails).
+        node.child = Some(start_node(i, &args, &out, "JEPSEN_LOG", "warn").0);
     }
 
     /// Kills node `i` with SIGKILL (stopped or not).
     pub fn kill(&mut self, i: usize) {
-        let mut child = self.nodes[i].child.take().expect("node is running");
-        child.kill().unwrap();
-        let status = child.wait().unwrap();
-        assert!(!status.success(), "node {i} was not killed: {status}");
+        kill_node(i, self.nodes[i].child.take().expect("node is running"));
         self.nodes[i].stopped = false;
     }
 
@@ -211,24 +173,13 @@ impl Nodes {
 
 impl Drop for Nodes {
     fn drop(&mut self) {
-        for node in &mut self.nodes {
-            if let Some(mut child) = node.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-        if std::thread::panicking() {
-            for (i, node) in self.nodes.iter().enumerate() {
-                for file in &node.logs {
-                    let text = std::fs::read_to_string(file).unwrap_or_default();
-                    let tail: Vec<&str> = text.lines().rev().take(20).collect();
-                    eprintln!("--- node {i}: {} (last lines)", file.display());
-                    for line in tail.into_iter().rev() {
-                        eprintln!("{line}");
-                    }
-                }
-            }
-        }
+        let files: Vec<(usize, PathBuf)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, node)| node.logs.iter().map(move |f| (i, f.clone())))
+            .collect();
+        stop_nodes(self.nodes.iter_mut().map(|n| &mut n.child), files, 20);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
