@@ -61,6 +61,7 @@ impl Figures {
         c.not_applied += o.not_applied;
         c.log += o.log;
         c.reads += o.reads;
+        c.stale_reads += o.stale_reads;
         for (k, v) in &other.faults {
             *self.faults.entry(k).or_default() += v;
         }
@@ -80,7 +81,8 @@ impl Figures {
         let c = &self.checked;
         format!(
             "{histories} histories checked, 0 violations; {} operations ({} appends acknowledged, \
-             {} unknown outcomes of which {} applied, {} not applied; {} status reads); \
+             {} unknown outcomes of which {} applied, {} not applied; {} status reads, {} of them \
+             stale); \
              faults {:?}; datagrams dropped by cuts {}, lost {}, duplicated {}, held back {}; \
              recovery after {} heals: p50 {:.2} s, max {:.2} s; {:.0} s in all",
             c.operations,
@@ -89,6 +91,7 @@ impl Figures {
             c.unknown.1,
             c.not_applied,
             c.reads,
+            c.stale_reads,
             self.faults,
             self.datagrams[0],
             self.datagrams[1],
@@ -201,11 +204,13 @@ async fn status_loop(shared: Arc<Shared>, client: Client, seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
     while !shared.stop.load(Ordering::Relaxed) {
         let node = rng.random_range(0..shared.ids.len());
+        let call = ns(shared.origin);
         if let Ok(Ok(status)) =
             tokio::time::timeout(ATTEMPT_TIMEOUT, client.status(shared.ids[node])).await
         {
             shared.reads.lock().unwrap().push(StatusRead {
                 node,
+                call,
                 applied: status.applied,
                 head: status.head,
             });

@@ -4,7 +4,7 @@
 //! nothing nobody submitted; the history (appends, and the final read of the
 //! log) is linearizable against the append-only log model; every status a
 //! node reported during the run (its applied count and chain head, a local
-//! read) is a prefix of the final log.
+//! read) is a prefix of the final log, and no node's shrinks.
 
 use super::checker::{check, CheckError, History, Operation, Outcome};
 use super::models::{AppendLog, LogInput, LogOutput};
@@ -45,6 +45,8 @@ pub struct Op {
 pub struct StatusRead {
     /// The node read.
     pub node: usize,
+    /// When it was asked.
+    pub call: u64,
     /// Commands it had applied.
     pub applied: u64,
     /// The head of its chain over them.
@@ -85,6 +87,9 @@ pub struct Checked {
     pub log: usize,
     /// Status reads checked.
     pub reads: usize,
+    /// Status reads behind an acknowledgement received before they were
+    /// asked (local reads are not linearizable).
+    pub stale_reads: usize,
 }
 
 /// Runs every check on `run`; the violations found, each described.
@@ -155,8 +160,38 @@ pub fn check_run(run: &RunRecord) -> Result<Checked, Vec<String>> {
             }
         }
     }
-    // Local reads: each a prefix of the final log.
+    // Local reads: each a prefix of the final log, and each node's never
+    // shrinking (a restarted node recovers what it applied). Stale ones
+    // (behind an acknowledgement received before they were asked) counted.
+    let mut acks: Vec<(u64, u64)> = run
+        .ops
+        .iter()
+        .filter_map(|op| match op.end {
+            End::Acked { at, position } => Some((at, position + 1)),
+            _ => None,
+        })
+        .collect();
+    acks.sort_unstable();
+    let mut known = 0;
+    for k in 0..acks.len() {
+        known = known.max(acks[k].1);
+        acks[k].1 = known;
+    }
+    let mut last: HashMap<usize, u64> = HashMap::new();
     for read in &run.reads {
+        let before = acks.partition_point(|&(at, _)| at < read.call);
+        if before > 0 && read.applied < acks[before - 1].1 {
+            checked.stale_reads += 1;
+        }
+        if let Some(&seen) = last.get(&read.node) {
+            if read.applied < seen {
+                bad.push(format!(
+                    "node {} reported {} applied after {seen}",
+                    read.node, read.applied
+                ));
+            }
+        }
+        last.insert(read.node, read.applied);
         match run.heads.get(read.applied as usize) {
             Some(head) if *head == read.head => {}
             Some(_) => bad.push(format!(

@@ -1,7 +1,7 @@
 //! The run checks catch planted violations: a lost acknowledged command, a
 //! command applied twice, diverging nodes, an acknowledgement out of real-time
-//! order, a command applied though answered "not applied", and a status read
-//! that is no prefix of the final log.
+//! order, a command applied though answered "not applied", a status read
+//! that is no prefix of the final log, and a node whose applied state shrank.
 
 use super::verify::{check_run, End, Op, RunRecord, StatusRead};
 use hologram::receipt::{ChainHead, Receipt};
@@ -37,11 +37,20 @@ fn clean() -> RunRecord {
         seed: 9,
         ops,
         logs: vec![log.clone(), log.clone(), log[..12].to_vec()],
-        reads: vec![StatusRead {
-            node: 2,
-            applied: 12,
-            head: heads[12],
-        }],
+        reads: vec![
+            StatusRead {
+                node: 2,
+                call: 50,
+                applied: 5,
+                head: heads[5],
+            },
+            StatusRead {
+                node: 2,
+                call: 200,
+                applied: 12,
+                head: heads[12],
+            },
+        ],
         heads,
         final_read: (1_000, 1_001),
     }
@@ -154,6 +163,7 @@ fn a_status_read_off_the_final_log_is_caught() {
     let mut run = clean();
     run.reads.push(StatusRead {
         node: 1,
+        call: 300,
         applied: 4,
         head: run.heads[5],
     });
@@ -164,8 +174,19 @@ fn a_status_read_off_the_final_log_is_caught() {
     let mut run = clean();
     run.reads.push(StatusRead {
         node: 0,
+        call: 300,
         applied: 40,
         head: ChainHead::GENESIS,
     });
     fails(&run, "past the final log");
+    // A node whose applied state went back.
+    let mut run = clean();
+    let heads = run.heads.clone();
+    run.reads.push(StatusRead {
+        node: 2,
+        call: 300,
+        applied: 11,
+        head: heads[11],
+    });
+    fails(&run, "node 2 reported 11 applied after 12");
 }
