@@ -309,8 +309,9 @@ pub fn campaign(seed: u64, n: usize, rounds: usize) -> (Figures, RunRecord) {
         }
         inject(&mut nodes, round);
         std::thread::sleep(round.hold);
-        nodes.heal();
+        // Recovery counts from the heal's start (a restart included).
         let healed = Instant::now();
+        nodes.heal();
         let target = match round.major {
             Major::Kill(i) | Major::Pause(i) => i,
             Major::Partition(ref side) => side[0],
