@@ -42,8 +42,9 @@ pub struct Figures {
     pub checked: Checked,
     /// Faults injected, by kind.
     pub faults: BTreeMap<&'static str, u64>,
-    /// Time from each heal until a new command was applied on every node.
-    pub recoveries: Vec<Duration>,
+    /// Time from each heal until a new command was applied on every node,
+    /// with the kind of the round's main fault.
+    pub recoveries: Vec<(&'static str, Duration)>,
     /// Datagrams the proxy dropped (cut, lost), duplicated and held back.
     pub datagrams: [u64; 4],
     /// The wall time of the campaign.
@@ -74,17 +75,27 @@ impl Figures {
 
     /// One paragraph of figures.
     pub fn summary(&self, histories: usize) -> String {
-        let mut r = self.recoveries.clone();
+        let mut r: Vec<Duration> = self.recoveries.iter().map(|(_, d)| *d).collect();
         r.sort_unstable();
         let p50 = r.get(r.len() / 2).copied().unwrap_or_default();
         let max = r.last().copied().unwrap_or_default();
+        let mut by_kind: BTreeMap<&str, (usize, Duration)> = BTreeMap::new();
+        for (kind, d) in &self.recoveries {
+            let e = by_kind.entry(kind).or_default();
+            e.0 += 1;
+            e.1 = e.1.max(*d);
+        }
+        let by_kind: Vec<String> = by_kind
+            .iter()
+            .map(|(k, (n, d))| format!("{k} ({n}) max {:.2} s", d.as_secs_f64()))
+            .collect();
         let c = &self.checked;
         format!(
             "{histories} histories checked, 0 violations; {} operations ({} appends acknowledged, \
              {} unknown outcomes of which {} applied, {} not applied; {} status reads, {} of them \
              stale); \
              faults {:?}; datagrams dropped by cuts {}, lost {}, duplicated {}, held back {}; \
-             recovery after {} heals: p50 {:.2} s, max {:.2} s; {:.0} s in all",
+             recovery after {} heals: p50 {:.2} s, max {:.2} s (after {}); {:.0} s in all",
             c.operations,
             c.acked,
             c.unknown.0,
@@ -100,6 +111,7 @@ impl Figures {
             r.len(),
             p50.as_secs_f64(),
             max.as_secs_f64(),
+            by_kind.join(", "),
             self.wall.as_secs_f64(),
         )
     }
@@ -318,7 +330,13 @@ pub fn campaign(seed: u64, n: usize, rounds: usize) -> (Figures, RunRecord) {
             Major::None => r % n,
         };
         let took = runtime.block_on(recover(&shared, &probe, target, healed, seed));
-        figures.recoveries.push(took);
+        let kind = match round.major {
+            Major::None => "degraded links only",
+            Major::Partition(_) => "a partition",
+            Major::Kill(_) => "a kill",
+            Major::Pause(_) => "a pause",
+        };
+        figures.recoveries.push((kind, took));
         std::thread::sleep(SETTLE);
     }
     // Quiesce: the clients finish their commands.

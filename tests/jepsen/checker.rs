@@ -210,9 +210,6 @@ impl Bits {
     fn new(n: usize) -> Self {
         Bits(vec![0; n.div_ceil(64)])
     }
-    fn has(&self, i: usize) -> bool {
-        self.0[i / 64] >> (i % 64) & 1 == 1
-    }
     fn flip(&mut self, i: usize) {
         self.0[i / 64] ^= 1 << (i % 64);
     }

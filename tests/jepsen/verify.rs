@@ -173,9 +173,9 @@ pub fn check_run(run: &RunRecord) -> Result<Checked, Vec<String>> {
         .collect();
     acks.sort_unstable();
     let mut known = 0;
-    for k in 0..acks.len() {
-        known = known.max(acks[k].1);
-        acks[k].1 = known;
+    for ack in &mut acks {
+        known = known.max(ack.1);
+        ack.1 = known;
     }
     let mut last: HashMap<usize, u64> = HashMap::new();
     for read in &run.reads {
