@@ -47,8 +47,12 @@ pub struct Figures {
     pub recoveries: Vec<(&'static str, Duration)>,
     /// Datagrams the proxy dropped (cut, lost), duplicated and held back.
     pub datagrams: [u64; 4],
-    /// The wall time of the campaign.
+    /// The wall time of the campaign, and of its parts: the schedule, the
+    /// end (clients stopping, the nodes converging, the logs read), the
+    /// checks.
     pub wall: Duration,
+    /// See [`Figures::wall`].
+    pub parts: [Duration; 3],
 }
 
 impl Figures {
@@ -71,6 +75,9 @@ impl Figures {
             *a += b;
         }
         self.wall += other.wall;
+        for (a, b) in self.parts.iter_mut().zip(other.parts) {
+            *a += b;
+        }
     }
 
     /// One paragraph of figures.
@@ -95,7 +102,8 @@ impl Figures {
              {} unknown outcomes of which {} applied, {} not applied; {} status reads, {} of them \
              stale); \
              faults {:?}; datagrams dropped by cuts {}, lost {}, duplicated {}, held back {}; \
-             recovery after {} heals: p50 {:.2} s, max {:.2} s (after {}); {:.0} s in all",
+             recovery after {} heals: p50 {:.2} s, max {:.2} s (after {}); {:.0} s in all \
+             (schedule {:.0} s, end {:.0} s, checks {:.1} s)",
             c.operations,
             c.acked,
             c.unknown.0,
@@ -113,6 +121,9 @@ impl Figures {
             max.as_secs_f64(),
             by_kind.join(", "),
             self.wall.as_secs_f64(),
+            self.parts[0].as_secs_f64(),
+            self.parts[1].as_secs_f64(),
+            self.parts[2].as_secs_f64(),
         )
     }
 }
@@ -315,6 +326,7 @@ pub fn campaign(seed: u64, n: usize, rounds: usize) -> (Figures, RunRecord) {
     let mut figures = Figures::default();
     std::thread::sleep(Duration::from_millis(500));
     let plan = schedule(seed, n, rounds);
+    let scheduled = Instant::now();
     for (r, round) in plan.iter().enumerate() {
         for kind in round.kinds() {
             *figures.faults.entry(kind).or_default() += 1;
@@ -341,6 +353,8 @@ pub fn campaign(seed: u64, n: usize, rounds: usize) -> (Figures, RunRecord) {
     }
     // Quiesce: the clients finish their commands.
     shared.stop.store(true, Ordering::Relaxed);
+    let ending = Instant::now();
+    figures.parts[0] = ending - scheduled;
     runtime.block_on(async {
         for task in tasks {
             task.await.unwrap();
@@ -392,6 +406,8 @@ pub fn campaign(seed: u64, n: usize, rounds: usize) -> (Figures, RunRecord) {
         final_read: (asked, answered),
         reads: std::mem::take(&mut *shared.reads.lock().unwrap()),
     };
+    let checking = Instant::now();
+    figures.parts[1] = checking - ending;
     figures.checked = check_run(&record).unwrap_or_else(|violations| {
         panic!(
             "seed {seed}: {} violation(s):\n{}",
@@ -399,6 +415,7 @@ pub fn campaign(seed: u64, n: usize, rounds: usize) -> (Figures, RunRecord) {
             violations.join("\n")
         )
     });
+    figures.parts[2] = checking.elapsed();
     for relay in nodes.proxy.relays() {
         for d in [Direction::Forward, Direction::Backward] {
             let c = relay.counters(d);
