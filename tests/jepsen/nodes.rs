@@ -28,8 +28,8 @@ pub struct Node {
     logs: Vec<PathBuf>,
 }
 
-/// The nodes, their proxy and their directory (removed when dropped, the
-/// nodes' last log lines printed first if the test is failing).
+/// The nodes, their proxy and their directory (removed when dropped; if the
+/// test is failing, kept, and the nodes' last log lines printed).
 pub struct Nodes {
     dir: PathBuf,
     /// The nodes.
@@ -180,6 +180,10 @@ impl Drop for Nodes {
             .flat_map(|(i, node)| node.logs.iter().map(move |f| (i, f.clone())))
             .collect();
         stop_nodes(self.nodes.iter_mut().map(|n| &mut n.child), files, 20);
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if std::thread::panicking() {
+            eprintln!("the nodes' files are kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
