@@ -31,6 +31,8 @@
 
 #[path = "support/localhost.rs"]
 mod localhost;
+#[path = "support/node_process.rs"]
+mod node_process;
 
 use futures::future::join_all;
 use hologram::consensus::{BatchProof, Command, CommandId, ConsensusMessage};
@@ -45,18 +47,15 @@ use hologram::node::{
 };
 use hologram::receipt::{ChainHead, KeyPair, Receipt, ReceiptChain, Signature};
 use localhost::{free_tcp_addrs, free_udp_addrs, fresh_dir};
+use node_process::{kill_node, node_args, start_node, stop_nodes, NODE_BIN};
 use std::collections::HashMap;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command as Process, Stdio};
+use std::process::{Child, Command as Process};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The program under test.
-const NODE_BIN: &str = env!("CARGO_BIN_EXE_hologram-node");
-/// How long a node may take to print its ready line.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the replicas may take to agree once the last command is acked.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Validators in the cluster.
@@ -146,56 +145,20 @@ impl Cluster {
         let out = self
             .dir
             .join(format!("node{i}-run{}.out", node.outputs.len()));
-        let err = out.with_extension("err");
-        let args = [
-            "--listen".to_string(),
-            node.addr.to_string(),
-            "--key".into(),
-            node.key.display().to_string(),
-            "--data".into(),
-            node.data.display().to_string(),
-            "--peers".into(),
-            self.peers_file.display().to_string(),
-            "--metrics".into(),
-            node.metrics.to_string(),
-        ];
-        let child = Process::new(NODE_BIN)
-            .args(args)
-            .args(extra)
-            // The nodes' logs (stderr, printed if the test fails): CLUSTER_LOG
-            // sets their filter, e.g. CLUSTER_LOG=hologram::net=debug.
-            .env(
-                "RUST_LOG",
-                std::env::var("CLUSTER_LOG").unwrap_or("info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(std::fs::File::create(&err).unwrap())
-            .spawn()
-            .unwrap();
-        node.child = Some(child);
+        let mut args = node_args(node.addr, &node.key, &node.data, &self.peers_file);
+        args.extend(["--metrics".into(), node.metrics.to_string()]);
+        args.extend(extra.iter().map(|a| a.to_string()));
         node.outputs.push(out.clone());
-        let start = Instant::now();
-        loop {
-            let text = std::fs::read_to_string(&out).unwrap_or_default();
-            if let Some(at) = text.find("ready node=") {
-                let line = text[at..].lines().next().unwrap_or_default();
-                return parse_ready(line);
-            }
-            if let Some(status) = node.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("node {i} exited before it was ready: {status}");
-            }
-            assert!(start.elapsed() < READY_TIMEOUT, "node {i} is not ready");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        // The nodes' logs (stderr, printed if the test fails): CLUSTER_LOG
+        // sets their filter, e.g. CLUSTER_LOG=hologram::net=debug.
+        let (child, line) = start_node(i, &args, &out, "CLUSTER_LOG", "info");
+        node.child = Some(child);
+        parse_ready(&line)
     }
 
     /// Kills node `i` with SIGKILL.
     fn kill(&mut self, i: usize) {
-        let mut child = self.nodes[i].child.take().expect("node is running");
-        child.kill().unwrap();
-        let status = child.wait().unwrap();
-        assert!(!status.success(), "node {i} was not killed: {status}");
+        kill_node(i, self.nodes[i].child.take().expect("node is running"));
     }
 
     fn members(&self) -> Vec<(NodeId, SocketAddr)> {
@@ -205,26 +168,17 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for node in &mut self.nodes {
-            if let Some(mut child) = node.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-        if std::thread::panicking() {
-            for (i, node) in self.nodes.iter().enumerate() {
-                for out in &node.outputs {
-                    for file in [out.clone(), out.with_extension("err")] {
-                        let text = std::fs::read_to_string(&file).unwrap_or_default();
-                        let tail: Vec<&str> = text.lines().rev().take(30).collect();
-                        eprintln!("--- node {i}: {} (last lines)", file.display());
-                        for line in tail.into_iter().rev() {
-                            eprintln!("{line}");
-                        }
-                    }
-                }
-            }
-        }
+        let files: Vec<(usize, PathBuf)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, node)| {
+                node.outputs
+                    .iter()
+                    .flat_map(move |out| [(i, out.clone()), (i, out.with_extension("err"))])
+            })
+            .collect();
+        stop_nodes(self.nodes.iter_mut().map(|n| &mut n.child), files, 30);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
