@@ -335,6 +335,26 @@ mod tests {
         assert!(ControlResponse::decode(&over).is_err());
     }
 
+    #[test]
+    fn oversized_log_pages_are_refused() {
+        let client = hologram_receipt::KeyPair::from_seed([0xc3; 32]);
+        let command = Command::sign(&client, 0, 0, vec![1u8]).unwrap();
+        let entry = (command.clone(), Receipt::from_bytes(command.bytes()));
+        let page = |n: usize| {
+            ControlResponse::Log(LogPage {
+                first: 7,
+                commands: vec![entry.clone(); n],
+            })
+        };
+        let fits = page(LOG_PAGE_COMMANDS).encode().unwrap();
+        assert_eq!(
+            ControlResponse::decode(&fits).unwrap(),
+            page(LOG_PAGE_COMMANDS)
+        );
+        let over = page(LOG_PAGE_COMMANDS + 1).encode().unwrap();
+        assert!(ControlResponse::decode(&over).is_err());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 

@@ -26,7 +26,7 @@ pub(crate) type NodeRsm = ReplicatedStateMachine<CommandList>;
 #[derive(Debug)]
 pub(crate) enum Event {
     /// A decided height was applied: what became of each of its commands.
-    Applied(Decision, Vec<Answer<Ack>>),
+    Applied(Box<Decision>, Vec<Answer<Ack>>),
     /// The state was replaced by a certified snapshot: the machine is now
     /// at `height` with `applied` commands applied.
     Restored {
@@ -110,7 +110,7 @@ impl Driven {
 impl Executor for Driven {
     fn execute(&mut self, decision: &Decision) -> Result<(), ConsensusError> {
         let answers = self.shared.lock().apply_decision(decision)?;
-        self.report(Event::Applied(decision.clone(), answers));
+        self.report(Event::Applied(Box::new(decision.clone()), answers));
         Ok(())
     }
 
@@ -197,7 +197,7 @@ mod tests {
         assert_eq!(shared.lock().applied_count(), 1, "the task sees it");
         match events.try_recv().unwrap() {
             Event::Applied(got, answers) => {
-                assert_eq!(got, d);
+                assert_eq!(*got, d);
                 assert_eq!(answers[0].output().unwrap().position, 0);
             }
             other => panic!("{other:?}"),

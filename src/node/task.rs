@@ -134,9 +134,6 @@ impl NodeTask {
         let mut submitting: FuturesUnordered<Submitting> = FuturesUnordered::new();
         loop {
             tokio::select! {
-                // What was applied first: a decision handed on is durable,
-                // and releases the answers of its height.
-                biased;
                 Some(event) = self.events.recv() => self.on_event(event, true).await?,
                 decision = decisions.next() => match decision {
                     Some(decision) => self.durable(&decision).await?,
@@ -256,9 +253,8 @@ impl NodeTask {
     /// The driver handed `decision` on: it and every height before it are
     /// durable on this node, so their clients are answered.
     async fn durable(&mut self, decision: &Decision) -> Result<(), NodeError> {
-        // The machine applied it before the driver wrote it: its event is
-        // in (the biased select takes events first; this takes any that
-        // came meanwhile).
+        // The machine applied it before the driver wrote it and handed it
+        // on: its event is in, and taken first.
         while let Ok(event) = self.events.try_recv() {
             self.on_event(event, true).await?;
         }
