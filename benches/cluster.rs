@@ -11,6 +11,11 @@
 //! issue's figures use 30). `HOLOGRAM_CLUSTER_RSS=1` adds the memory phase:
 //! the nodes' RSS once 200,000 commands are committed and once 2,000,000
 //! are (long: at the rate measured it runs for minutes).
+//! `HOLOGRAM_CLUSTER_SYNC=1` adds the #16 phase: one node is stopped, the
+//! other three commit 1,000,000 commands (their data directories measured
+//! at 100,000, 500,000 and 1,000,000: bounded?), then the stopped node is
+//! restarted from its data directory and timed until it serves again (it
+//! restores a snapshot from its peers; target ≤ 10 s). Also minutes long.
 //!
 //! Run: `cargo bench --features net --bench cluster`. Linux only (CPU time
 //! and RSS come from `/proc`).
@@ -22,7 +27,8 @@ mod measure;
 mod localhost;
 
 use hologram::lattice::NodeId;
-use hologram::node::{parse_peer, run_load, LoadConfig, LoadProgress, LoadReport};
+use hologram::node::{parse_peer, run_load, Client, LoadConfig, LoadProgress, LoadReport};
+use hologram::receipt::KeyPair;
 use localhost::{free_udp_addrs, fresh_dir};
 use measure::{cpu_seconds_of, verdict};
 use std::net::SocketAddr;
@@ -44,11 +50,13 @@ const SIZE: usize = 64;
 /// each alone, for comparison.
 const LOAD: (usize, usize) = (32, 8);
 
-/// One node: its id, address and process.
+/// One node: its id, address and process (none while stopped).
 struct Node {
     id: NodeId,
     addr: SocketAddr,
-    child: Child,
+    child: Option<Child>,
+    /// Starts so far.
+    runs: usize,
 }
 
 /// Four running nodes in a temporary directory; dropping it kills them
@@ -56,6 +64,13 @@ struct Node {
 struct Cluster {
     dir: PathBuf,
     nodes: Vec<Node>,
+}
+
+impl Node {
+    /// The process's id, while it runs.
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
 }
 
 impl Cluster {
@@ -78,30 +93,21 @@ impl Cluster {
             peers.push('\n');
             ids.push(id);
         }
-        let peers_file = dir.join("peers.txt");
-        std::fs::write(&peers_file, peers).unwrap();
+        std::fs::write(dir.join("peers.txt"), peers).unwrap();
         let mut cluster = Cluster {
             dir: dir.clone(),
             nodes: Vec::new(),
         };
-        for (i, (id, addr)) in ids.into_iter().zip(addrs).enumerate() {
-            let out = dir.join(format!("node{i}.out"));
-            let child = Process::new(NODE_BIN)
-                .arg("--listen")
-                .arg(addr.to_string())
-                .arg("--key")
-                .arg(dir.join(format!("node{i}.key")))
-                .arg("--data")
-                .arg(dir.join(format!("node{i}")))
-                .arg("--peers")
-                .arg(&peers_file)
-                .env("RUST_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(std::fs::File::create(&out).unwrap())
-                .stderr(std::fs::File::create(out.with_extension("err")).unwrap())
-                .spawn()
-                .unwrap();
-            cluster.nodes.push(Node { id, addr, child });
+        for (id, addr) in ids.into_iter().zip(addrs) {
+            cluster.nodes.push(Node {
+                id,
+                addr,
+                child: None,
+                runs: 0,
+            });
+        }
+        for i in 0..NODES {
+            cluster.spawn(i);
         }
         for i in 0..NODES {
             cluster.wait_ready(i);
@@ -109,16 +115,58 @@ impl Cluster {
         cluster
     }
 
+    /// The output file of node `i`'s current run.
+    fn out(&self, i: usize) -> PathBuf {
+        self.dir
+            .join(format!("node{i}-run{}.out", self.nodes[i].runs))
+    }
+
+    /// The data directory of node `i`.
+    fn data(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("node{i}"))
+    }
+
+    /// Starts node `i`'s process (from its data directory, if it has one).
+    fn spawn(&mut self, i: usize) {
+        self.nodes[i].runs += 1;
+        let out = self.out(i);
+        let child = Process::new(NODE_BIN)
+            .arg("--listen")
+            .arg(self.nodes[i].addr.to_string())
+            .arg("--key")
+            .arg(self.dir.join(format!("node{i}.key")))
+            .arg("--data")
+            .arg(self.data(i))
+            .arg("--peers")
+            .arg(self.dir.join("peers.txt"))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(out.with_extension("err")).unwrap())
+            .spawn()
+            .unwrap();
+        self.nodes[i].child = Some(child);
+    }
+
+    /// Kills node `i`'s process.
+    fn stop(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Waits for node `i`'s ready line.
     fn wait_ready(&mut self, i: usize) {
-        let out = self.dir.join(format!("node{i}.out"));
+        let out = self.out(i);
         let start = Instant::now();
         loop {
             let text = std::fs::read_to_string(&out).unwrap_or_default();
             if text.contains("ready node=") {
                 return;
             }
-            if let Some(status) = self.nodes[i].child.try_wait().unwrap() {
+            let child = self.nodes[i].child.as_mut().expect("the node runs");
+            if let Some(status) = child.try_wait().unwrap() {
                 let err = std::fs::read_to_string(out.with_extension("err")).unwrap_or_default();
                 panic!("node {i} exited before it was ready: {status}\n{err}");
             }
@@ -131,31 +179,43 @@ impl Cluster {
         self.nodes.iter().map(|n| (n.id, n.addr)).collect()
     }
 
-    /// CPU seconds the nodes' processes have used so far, in all.
+    /// CPU seconds the running nodes' processes have used so far, in all.
     fn cpu(&self) -> f64 {
-        self.nodes
-            .iter()
-            .map(|n| cpu_seconds_of(&n.child.id().to_string()).unwrap_or(f64::NAN))
+        (self.nodes.iter().filter_map(Node::pid))
+            .map(|pid| cpu_seconds_of(&pid.to_string()).unwrap_or(f64::NAN))
             .sum()
     }
 
-    /// Each node's resident memory in KiB.
+    /// Each running node's resident memory in KiB.
     fn rss(&self) -> Vec<u64> {
-        self.nodes
-            .iter()
-            .map(|n| proc_rss_kib(n.child.id()).unwrap_or(0))
+        (self.nodes.iter().filter_map(Node::pid))
+            .map(|pid| proc_rss_kib(pid).unwrap_or(0))
             .collect()
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for node in &mut self.nodes {
-            let _ = node.child.kill();
-            let _ = node.child.wait();
+        for i in 0..self.nodes.len() {
+            self.stop(i);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Bytes in the files under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// Resident memory of process `pid` in KiB (`VmRSS` of `/proc/<pid>/status`).
@@ -247,6 +307,127 @@ fn print_rss(cluster: &Cluster, committed: u64) -> Vec<u64> {
     rss
 }
 
+/// The node the #16 phase stops and restarts.
+const BEHIND: usize = 3;
+/// The commands the #16 phase commits while that node is stopped, and
+/// where it measures the data directories.
+const SYNC_COMMANDS: [u64; 3] = [100_000, 500_000, 1_000_000];
+
+/// What the #16 phase measured.
+struct SyncPhase {
+    /// Each running node's data directory in bytes, at each of
+    /// [`SYNC_COMMANDS`].
+    sizes: Vec<Vec<u64>>,
+    /// From the restart to the ready line, to caught up (a snapshot
+    /// restored, the others' height reached), to a command submitted to it
+    /// acknowledged.
+    ready: Duration,
+    caught_up: Duration,
+    serving: Duration,
+    /// The heights it was behind, and the snapshot it restored.
+    behind: u64,
+    snapshot: u64,
+}
+
+/// The #16 phase: see the crate docs.
+fn sync_phase(rt: &tokio::runtime::Runtime, cluster: &mut Cluster) -> SyncPhase {
+    // The clients' endpoints live on the runtime.
+    let _runtime = rt.enter();
+    let members = cluster.members();
+    let client = Client::anonymous(&members).unwrap();
+    let status = |i: usize| rt.block_on(client.status(members[i].0));
+    let before = status(BEHIND).unwrap();
+    cluster.stop(BEHIND);
+    let running: Vec<usize> = (0..NODES).filter(|&i| i != BEHIND).collect();
+    let mut done = 0;
+    let mut sizes = Vec::new();
+    for target in SYNC_COMMANDS {
+        let ran = phase(
+            rt,
+            cluster,
+            &format!("node {BEHIND} down, to {target}"),
+            LoadConfig {
+                nodes: running.iter().map(|&i| members[i]).collect(),
+                commands: Some(target - done),
+                ..load(cluster, LOAD.0, LOAD.1, 24 * 3600)
+            },
+        );
+        done += ran.report.commands;
+        let at: Vec<u64> = running
+            .iter()
+            .map(|&i| dir_bytes(&cluster.data(i)))
+            .collect();
+        let mib: Vec<String> = at
+            .iter()
+            .map(|b| format!("{:.1}", *b as f64 / (1 << 20) as f64))
+            .collect();
+        println!(
+            "{:<22} after {done} commands with node {BEHIND} down: data directories MiB [{}] \
+             (node {BEHIND}'s: {:.1})",
+            "",
+            mib.join(", "),
+            dir_bytes(&cluster.data(BEHIND)) as f64 / (1 << 20) as f64
+        );
+        sizes.push(at);
+    }
+    let top = running
+        .iter()
+        .filter_map(|&i| status(i).ok())
+        .map(|s| s.heights)
+        .max()
+        .unwrap_or(0);
+    let start = Instant::now();
+    cluster.spawn(BEHIND);
+    cluster.wait_ready(BEHIND);
+    let ready = start.elapsed();
+    let caught = loop {
+        if let Ok(s) = status(BEHIND) {
+            if s.heights >= top {
+                break s;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "node {BEHIND} does not catch up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let caught_up = start.elapsed();
+    let keys = KeyPair::from_seed([0x16; 32]);
+    let writer = Client::new(&keys, &members).unwrap();
+    let command = writer.command(b"served again".to_vec()).unwrap();
+    while rt
+        .block_on(writer.submit(members[BEHIND].0, command.clone()))
+        .is_err()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "node {BEHIND} does not serve"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let serving = start.elapsed();
+    println!(
+        "{:<22} node {BEHIND} restarted {} heights behind: ready in {:.2} s, caught up (restored \
+         {} snapshot(s), at height {}) in {:.2} s, a command submitted to it applied at {:.2} s",
+        "",
+        top - before.heights,
+        ready.as_secs_f64(),
+        caught.restored,
+        caught.snapshot,
+        caught_up.as_secs_f64(),
+        serving.as_secs_f64()
+    );
+    SyncPhase {
+        sizes,
+        ready,
+        caught_up,
+        serving,
+        behind: top - before.heights,
+        snapshot: caught.snapshot,
+    }
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -260,6 +441,7 @@ fn main() {
         .filter(|&s| s > 0)
         .unwrap_or(10);
     let rss_phase = std::env::var("HOLOGRAM_CLUSTER_RSS").is_ok_and(|v| v == "1");
+    let sync = std::env::var("HOLOGRAM_CLUSTER_SYNC").is_ok_and(|v| v == "1");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -270,7 +452,7 @@ fn main() {
         cores(),
         load_average()
     );
-    let cluster = Cluster::start();
+    let mut cluster = Cluster::start();
     let mut committed = 0;
 
     let full = phase(
@@ -344,6 +526,7 @@ fn main() {
             .fold(0.0, f64::max);
         rss_verdict = Some(worst);
     }
+    let sync = sync.then(|| sync_phase(&rt, &mut cluster));
     println!("load average after {}", load_average());
 
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -397,5 +580,35 @@ fn main() {
         .flat_map(|p| p.report.errors.values())
         .sum();
     println!("  failed submissions in all phases: {errors}");
+    match sync {
+        Some(s) => {
+            let worst = |k: usize| s.sizes[k].iter().copied().max().unwrap_or(0);
+            let mib = |b: u64| b as f64 / (1 << 20) as f64;
+            println!("\n#16 targets:");
+            println!(
+                "  data directory bounded under a steady load: largest {:.1} MiB after 100,000 \
+                 commands, {:.1} after 500,000, {:.1} after 1,000,000 (<= 1.2 x the 500,000 \
+                 figure) ... {}",
+                mib(worst(0)),
+                mib(worst(1)),
+                mib(worst(2)),
+                verdict(worst(2) as f64 <= 1.2 * worst(1) as f64)
+            );
+            println!(
+                "  a node 1,000,000 commands ({} heights) behind serves again in <= 10 s: \
+                 {:.2} s (ready {:.2} s, caught up from the snapshot at height {} {:.2} s) ... {}",
+                s.behind,
+                s.serving.as_secs_f64(),
+                s.ready.as_secs_f64(),
+                s.snapshot,
+                s.caught_up.as_secs_f64(),
+                verdict(s.serving <= Duration::from_secs(10))
+            );
+        }
+        None => println!(
+            "\n#16 targets: not run (HOLOGRAM_CLUSTER_SYNC=1 runs them: data directories \
+             over 1,000,000 commands, a node that far behind serving again)"
+        ),
+    }
     drop(cluster);
 }

@@ -17,6 +17,10 @@
 //! sent to two nodes at once, and each gets its first acknowledgement
 //! again while the logs hold every command once.
 //!
+//! The third test wipes a node's data directory while the others snapshot
+//! and compact their logs: it comes back by state sync (see
+//! `a_wiped_node_syncs_from_a_snapshot_while_commands_flow`).
+//!
 //! The second test observes a cluster as an operator would: every node
 //! serves `/metrics` and `/health` (scraped over real HTTP with `ureq`, and
 //! parsed), every documented metric is listed, heights rise on every node, a
@@ -865,4 +869,132 @@ async fn the_cluster_is_observable_over_http() {
             "{line}"
         );
     }
+}
+
+/// The snapshot interval of the state-sync test, in heights.
+const SNAPSHOT_EVERY: &str = "8";
+
+/// Polls `node`'s status until `done` holds (within `CONVERGE_TIMEOUT`);
+/// returns it.
+async fn status_until(client: &Client, node: NodeId, done: impl Fn(&Status) -> bool) -> Status {
+    let start = Instant::now();
+    loop {
+        if let Ok(status) = client.status(node).await {
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                start.elapsed() < CONVERGE_TIMEOUT,
+                "{node}: still {status:?}"
+            );
+        }
+        assert!(start.elapsed() < CONVERGE_TIMEOUT, "{node} does not answer");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// State sync (#16): four nodes snapshot every 8 heights and compact their
+/// logs; one is killed, its data directory wiped, and restarted with the
+/// same key while commands keep flowing to the others. Their logs no
+/// longer hold height 0, so it can only catch up by fetching the newest
+/// certified snapshot, restoring it and replaying the heights after it:
+/// its status and metrics say it restored one, and its log of applied
+/// commands starts past position 0. Then it serves again (commands
+/// submitted to it are applied), and every node has the same chain head at
+/// the same count, with every acknowledged command applied exactly once,
+/// where it was acknowledged, in the full logs of the three that were not
+/// wiped, of which the wiped node's log is the tail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_node_syncs_from_a_snapshot_while_commands_flow() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::new();
+    let snapshots = ["--snapshot-every", SNAPSHOT_EVERY];
+    for i in 0..NODES {
+        cluster.start_with(i, &snapshots);
+    }
+    let ids: Vec<NodeId> = cluster.nodes.iter().map(|n| n.id).collect();
+    let others: Vec<NodeId> = (0..NODES)
+        .filter(|&i| i != VICTIM)
+        .map(|i| ids[i])
+        .collect();
+    let keys = read_key_file(&cluster.client_key).unwrap();
+    let client = Client::new(&keys, &cluster.members()).unwrap();
+
+    // Enough heights for a few snapshots to be certified and the logs
+    // compacted.
+    let mut acked = submit_waves(&client, &ids, "before", 12).await;
+    for id in &ids {
+        status_until(&client, *id, |s| s.snapshot > 0).await;
+    }
+    cluster.kill(VICTIM);
+    std::fs::remove_dir_all(&cluster.nodes[VICTIM].data).unwrap();
+    acked.extend(submit_waves(&client, &others, "while wiped", 12).await);
+    let behind = converge(&client, &others, acked.len() as u64).await;
+
+    // Empty, same key: it restores a snapshot while the others go on.
+    let ready = cluster.start_with(VICTIM, &snapshots);
+    assert_eq!((ready.heights, ready.applied), (0, 0), "{ready:?}");
+    let (during, synced) = tokio::join!(
+        submit_waves(&client, &others, "during sync", 12),
+        status_until(&client, ids[VICTIM], |s| s.restored > 0
+            && s.heights >= behind.heights)
+    );
+    acked.extend(during);
+    assert!(synced.snapshot > 0, "{synced:?}");
+    // It serves again: commands submitted to it (and the others) apply.
+    acked.extend(submit_waves(&client, &ids, "after", 4).await);
+    let last = converge(&client, &ids, acked.len() as u64).await;
+
+    let agent = http();
+    let scraped = scrape(&agent, cluster.nodes[VICTIM].metrics);
+    let restored = metric(&scraped, "hologram_node_snapshots_restored_total", None);
+    assert!(restored >= Some(1.0), "restored {restored:?}");
+    for node in &cluster.nodes {
+        let taken = metric(
+            &scrape(&agent, node.metrics),
+            "hologram_node_snapshots_taken_total",
+            None,
+        );
+        assert!(taken > Some(0.0), "{}: snapshots taken {taken:?}", node.id);
+    }
+
+    // The three that were not wiped hold the whole log, the same one, with
+    // every acknowledged command once, where it was acknowledged.
+    let logs = join_all(others.iter().map(|n| client.log(*n))).await;
+    let logs: Vec<Vec<(Command, Receipt)>> = logs.into_iter().map(Result::unwrap).collect();
+    for (i, log) in logs.iter().enumerate() {
+        assert_eq!(log, &logs[0], "{}'s log differs", others[i]);
+    }
+    let log = &logs[0];
+    assert_eq!(log.len() as u64, last.applied);
+    assert_eq!(head_of(log), last.head);
+    let mut seen: HashSet<CommandId> = HashSet::new();
+    for (command, _) in log {
+        assert!(seen.insert(command.id()), "{command:?} applied twice");
+    }
+    let submitted: HashSet<CommandId> = acked.iter().map(|(c, _)| c.id()).collect();
+    assert_eq!(
+        seen, submitted,
+        "the log holds exactly the acknowledged commands"
+    );
+    for (command, at) in &acked {
+        assert_eq!(log.get(at.position as usize).map(|(c, _)| c), Some(command));
+    }
+    // The wiped node did not replay from height 0: its log starts at the
+    // snapshot it restored, and is the tail of the others'.
+    let tail = client.log_tail(ids[VICTIM]).await.unwrap();
+    assert!(tail.first > 0, "the wiped node's log starts at 0");
+    assert_eq!(tail.commands, log[tail.first as usize..]);
+    assert!(matches!(
+        client.log(ids[VICTIM]).await,
+        Err(NodeError::LogTrimmed { first }) if first == tail.first
+    ));
+    println!(
+        "{} commands acknowledged, applied once on all {NODES} nodes ({} heights); the wiped \
+         node restored a snapshot at height {} and holds positions {}.. of its log",
+        acked.len(),
+        last.heights,
+        synced.snapshot,
+        tail.first
+    );
 }

@@ -25,7 +25,8 @@ use hologram::lattice::NodeId;
 use hologram::node::{
     generate_key_file, merge_peers, parse_peer, read_key_file, read_peers_file, resolve, run_load,
     Client, LoadConfig, LoadProgress, LoadReport, NodeConfig, NodeError, ValidatorNode,
-    DEFAULT_PIPELINE, LOAD_LIMITS, LOAD_PAYLOAD, MAX_SUBMIT_COMMANDS,
+    DEFAULT_KEEP_COMMANDS, DEFAULT_PIPELINE, DEFAULT_SNAPSHOT_EVERY, LOAD_LIMITS, LOAD_PAYLOAD,
+    MAX_SUBMIT_COMMANDS,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,11 +42,17 @@ Make a key, for a node or a client (prints the id the others name it by):
 Run a node:
   hologram-node --listen <addr> --key <file> --data <dir>
                 (--peer <id>@<addr>)... [--peers <file>] [--pipeline <n>]
+                [--snapshot-every <heights>] [--keep-commands <n>]
                 [--metrics <addr>] [--log-format text|json]
   Every validator runs with the same members: itself and its peers. A peers
   file holds one <id>@<addr> a line (# starts a comment); a node skips its
   own line, so every node can share one file. --pipeline: heights decided
-  concurrently (default 4). --metrics: serve GET /metrics (Prometheus text
+  concurrently (default 4). --snapshot-every: snapshot the state machine
+  every so many heights (default 1024; every validator must use the same):
+  once a snapshot is certified the durable log below it is deleted, and a
+  node that is empty or behind fetches the newest certified snapshot from
+  its peers. --keep-commands: the newest applied commands kept on disk for
+  --log (default 100000). --metrics: serve GET /metrics (Prometheus text
   format) and GET /health (ready, lagging or stalled) over HTTP there, e.g.
   127.0.0.1:9464. Logs go to stderr, filtered by RUST_LOG (default info),
   as text lines or (--log-format json) one JSON object a line.
@@ -54,7 +61,8 @@ Talk to a node:
   hologram-node --node <id>@<addr> --client-key <file> --submit <text> [--submit <text>]...
   hologram-node --node <id>@<addr> --status [--json]
   hologram-node --node <id>@<addr> --log
-  The client connects with its key (made by --gen-key; --status and --log
+  --log prints the applied commands the node keeps (the newest ones), each
+  with its position. The client connects with its key (made by --gen-key; --status and --log
   use a throwaway one without --client-key) and signs every command with
   it: the node takes only commands signed by the key the client proved,
   and the replicas verify them, so no one else can submit or alter one in
@@ -151,6 +159,10 @@ struct RunOptions {
     peers_files: Vec<PathBuf>,
     /// Heights decided concurrently.
     pipeline: usize,
+    /// The snapshot interval, in heights.
+    snapshot_every: u64,
+    /// Applied commands kept for log pages.
+    keep_commands: u64,
     /// Where to serve metrics and health.
     metrics: Option<SocketAddr>,
     /// Logs as JSON lines.
@@ -177,6 +189,8 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
     let mut gen_key = None;
     let mut client_key = None;
     let mut pipeline = None;
+    let mut snapshot_every = None;
+    let mut keep_commands = None;
     let mut peers = Vec::new();
     let mut peers_files = Vec::new();
     let mut submits = Vec::new();
@@ -244,6 +258,16 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
                 let depth = number(&flag, &value()?, 1..=256)?;
                 set_once(&mut pipeline, &flag, depth)?;
             }
+            "--snapshot-every" => set_once(
+                &mut snapshot_every,
+                &flag,
+                number(&flag, &value()?, 1..=1 << 40)? as u64,
+            )?,
+            "--keep-commands" => set_once(
+                &mut keep_commands,
+                &flag,
+                number(&flag, &value()?, 1..=1 << 40)? as u64,
+            )?,
             "--submit" => submits.push(value()?),
             "--status" => status = true,
             "--json" => json = true,
@@ -275,10 +299,15 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
     if json && !status {
         return Err(CliError::Usage("--json goes with --status".into()));
     }
-    let node_flags = metrics.is_some() || log_format.is_some();
+    let node_flags = metrics.is_some()
+        || log_format.is_some()
+        || snapshot_every.is_some()
+        || keep_commands.is_some();
     if node_flags && (listen.is_none() || bench || gen_key.is_some() || !nodes.is_empty()) {
         return Err(CliError::Usage(
-            "--metrics and --log-format are for running a node (--listen)".into(),
+            "--metrics, --log-format, --snapshot-every and --keep-commands are for running \
+             a node (--listen)"
+                .into(),
         ));
     }
     if bench {
@@ -369,6 +398,8 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
             peers,
             peers_files,
             pipeline: pipeline.unwrap_or(DEFAULT_PIPELINE),
+            snapshot_every: snapshot_every.unwrap_or(DEFAULT_SNAPSHOT_EVERY),
+            keep_commands: keep_commands.unwrap_or(DEFAULT_KEEP_COMMANDS),
             metrics,
             json_logs: log_format.as_deref() == Some("json"),
         })),
@@ -445,6 +476,8 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<(), CliError> {
             let peers = merge_peers(keys.node_id(), given)?;
             let mut config = NodeConfig::new(keys, options.listen, peers, options.data);
             config.pipeline = options.pipeline;
+            config.snapshot_every = options.snapshot_every;
+            config.keep_commands = options.keep_commands;
             config.metrics = options.metrics;
             logging_as(options.json_logs);
             runtime()?.block_on(async {
@@ -452,7 +485,8 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<(), CliError> {
                 let info = node.info();
                 let metrics = info.metrics.map(|a| format!(" metrics={a}"));
                 println!(
-                    "ready node={} listen={} validators={} set={} heights={} applied={} head={}{}",
+                    "ready node={} listen={} validators={} set={} heights={} applied={} head={} \
+                     snapshot={}{}",
                     info.id,
                     info.listen,
                     info.validators,
@@ -460,6 +494,7 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<(), CliError> {
                     info.heights,
                     info.applied,
                     info.head,
+                    info.snapshot,
                     metrics.unwrap_or_default(),
                 );
                 Ok(node.run().await?)
@@ -601,12 +636,13 @@ async fn client(
         ClientAction::Status(false) => {
             let s = client.status(node.0).await?;
             println!(
-                "node {}\nheights {}\napplied {}\nhead {}\nskipped {}",
-                s.node, s.heights, s.applied, s.head, s.skipped
+                "node {}\nheights {}\napplied {}\nhead {}\nskipped {}\nsnapshot {}\nrestored {}",
+                s.node, s.heights, s.applied, s.head, s.skipped, s.snapshot, s.restored
             );
         }
         ClientAction::Log => {
-            for (position, (command, _)) in client.log(node.0).await?.iter().enumerate() {
+            let log = client.log_tail(node.0).await?;
+            for (position, (command, _)) in (log.first..).zip(&log.commands) {
                 println!(
                     "{position} {}",
                     String::from_utf8_lossy(command.bytes()).escape_debug()
@@ -637,6 +673,16 @@ mod tests {
             Ok(Invocation::Run(options)) => {
                 assert_eq!(options.peers.len(), 1);
                 assert_eq!(options.pipeline, 8);
+                assert_eq!(options.snapshot_every, DEFAULT_SNAPSHOT_EVERY);
+                assert_eq!(options.keep_commands, DEFAULT_KEEP_COMMANDS);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(args(
+            "--listen 127.0.0.1:7001 --key k --data d --snapshot-every 16 --keep-commands 500",
+        )) {
+            Ok(Invocation::Run(options)) => {
+                assert_eq!((options.snapshot_every, options.keep_commands), (16, 500));
             }
             other => panic!("{other:?}"),
         }
@@ -699,6 +745,11 @@ mod tests {
             "--listen 127.0.0.1:7001 --key k --data d --log-format yaml".into(),
             "--listen 127.0.0.1:7001 --key k --data d --metrics nowhere".into(),
             "--gen-key k --log-format json".into(),
+            // Snapshots and the kept log are a node's.
+            "--listen 127.0.0.1:7001 --key k --data d --snapshot-every 0".into(),
+            "--listen 127.0.0.1:7001 --key k --data d --keep-commands 0".into(),
+            format!("--node {id}@127.0.0.1:1 --status --snapshot-every 8"),
+            format!("--bench --node {id}@127.0.0.1:1 --keep-commands 8"),
         ] {
             assert!(
                 matches!(parse(args(&bad)), Err(CliError::Usage(_))),

@@ -1,7 +1,7 @@
 //! [`Client`]: a client of validator nodes, over QUIC with a key of its own.
 
 use super::control::{
-    ControlRequest, ControlResponse, Status, SubmitAnswer, CONTROL, MAX_CONTROL_BYTES,
+    ControlRequest, ControlResponse, LogPage, Status, SubmitAnswer, CONTROL, MAX_CONTROL_BYTES,
     QUERY_TIMEOUT, SUBMIT_PATIENCE,
 };
 use super::error::NodeError;
@@ -372,18 +372,45 @@ impl Client {
     }
 
     /// `node`'s whole log of applied commands and their transition
-    /// receipts, read page by page.
+    /// receipts, from position 0, read page by page; an error
+    /// ([`NodeError::LogTrimmed`]) if the node no longer holds its
+    /// beginning (see [`log_tail`](Self::log_tail)).
     pub async fn log(&self, node: NodeId) -> Result<Vec<(Command, Receipt)>, NodeError> {
-        let mut log = Vec::new();
+        let LogPage { first, commands } = self.log_tail(node).await?;
+        if first > 0 {
+            return Err(NodeError::LogTrimmed { first });
+        }
+        Ok(commands)
+    }
+
+    /// The part of `node`'s log it still holds (it keeps the newest
+    /// commands, see [`NodeConfig::keep_commands`](super::NodeConfig::keep_commands)),
+    /// read page by page: its first position and the commands from there.
+    pub async fn log_tail(&self, node: NodeId) -> Result<LogPage, NodeError> {
+        let mut log: Option<LogPage> = None;
         loop {
-            let from = log.len() as u64;
-            match self
+            let from = log
+                .as_ref()
+                .map_or(0, |l| l.first + l.commands.len() as u64);
+            let page = match self
                 .call(node, &ControlRequest::Log { from }, QUERY_TIMEOUT)
                 .await?
             {
-                ControlResponse::Log(page) if page.is_empty() => return Ok(log),
-                ControlResponse::Log(page) => log.extend(page),
+                ControlResponse::Log(page) => page,
                 other => return Err(unexpected(&other)),
+            };
+            if page.commands.is_empty() {
+                return Ok(log.unwrap_or(LogPage {
+                    first: page.first,
+                    commands: Vec::new(),
+                }));
+            }
+            match &mut log {
+                None => log = Some(page),
+                // The node trimmed its log past what was read meanwhile:
+                // what it holds now, from its first.
+                Some(_) if page.first != from => log = Some(page),
+                Some(l) => l.commands.extend(page.commands),
             }
         }
     }

@@ -12,6 +12,13 @@ use std::time::Duration;
 /// The default number of heights decided concurrently.
 pub const DEFAULT_PIPELINE: usize = 4;
 
+/// The default snapshot interval, in heights ([`NodeConfig::snapshot_every`]).
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 1024;
+
+/// The default number of applied commands a node keeps for log pages
+/// ([`NodeConfig::keep_commands`]).
+pub const DEFAULT_KEEP_COMMANDS: u64 = 100_000;
+
 /// The QUIC idle timeout a node runs with by default (the transport's own
 /// default is 60 s). Consensus talks to a peer mostly in one-way messages,
 /// which never notice that the peer died: a killed peer sends no goodbye,
@@ -46,13 +53,29 @@ pub struct NodeConfig {
     /// a Prometheus recorder as the process's global `metrics` recorder
     /// ([`install_prometheus`](super::install_prometheus)).
     pub metrics: Option<SocketAddr>,
+    /// The node snapshots its state machine each time this many more heights
+    /// are applied (at least 1; default [`DEFAULT_SNAPSHOT_EVERY`]). **Every
+    /// validator must use the same**: a leader proposes its snapshot's
+    /// checkpoint and the others support it only if their own machines
+    /// computed the same one (with different intervals no checkpoint is
+    /// certified, and the durable log is never compacted). Once a
+    /// checkpoint is certified, the durable log below it is deleted, and a
+    /// peer that needs those heights is sent the snapshot instead.
+    pub snapshot_every: u64,
+    /// How many of the newest applied commands the node keeps on disk for
+    /// log pages ([`ControlRequest::Log`](super::ControlRequest::Log); default
+    /// [`DEFAULT_KEEP_COMMANDS`], at least 1): older ones are deleted as new
+    /// ones are written. A node restored from a snapshot holds only the
+    /// commands applied after it.
+    pub keep_commands: u64,
 }
 
 impl NodeConfig {
     /// A node with key `keys`, listening on `listen`, with these peers and
     /// data directory, and the defaults: [`DEFAULT_PIPELINE`] heights at
     /// once, `QuicConfig::default()` with an idle timeout of
-    /// [`NODE_IDLE_TIMEOUT`].
+    /// [`NODE_IDLE_TIMEOUT`], a snapshot every [`DEFAULT_SNAPSHOT_EVERY`]
+    /// heights, the newest [`DEFAULT_KEEP_COMMANDS`] commands kept.
     pub fn new(
         keys: KeyPair,
         listen: SocketAddr,
@@ -71,6 +94,8 @@ impl NodeConfig {
             pipeline: DEFAULT_PIPELINE,
             quic,
             metrics: None,
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            keep_commands: DEFAULT_KEEP_COMMANDS,
         }
     }
 

@@ -74,8 +74,8 @@ pub enum ControlRequest {
     Submit(Vec<Command>),
     /// Answered with [`ControlResponse::Status`].
     Status,
-    /// Applied commands from position `from` on; answered with
-    /// [`ControlResponse::Log`].
+    /// Applied commands from position `from` on (from the first one the
+    /// node still holds, if later); answered with [`ControlResponse::Log`].
     Log {
         /// The first position wanted.
         from: u64,
@@ -91,10 +91,9 @@ pub enum ControlResponse {
     Submitted(Vec<SubmitAnswer>),
     /// The node's status.
     Status(Status),
-    /// Applied commands from the position asked (empty past the end), each
-    /// with its transition receipt: the chain over these receipts is the
-    /// head a [`Status`] reports.
-    Log(Vec<(Command, Receipt)>),
+    /// Applied commands from the position asked, or the first one the
+    /// node still holds (empty past the end).
+    Log(LogPage),
     /// The node's report: status, health, mempool, data directory, peers.
     Report(NodeReport),
 }
@@ -155,6 +154,22 @@ impl core::fmt::Display for NotApplied {
     }
 }
 
+/// A page of a node's log of applied commands.
+///
+/// A node keeps the newest applied commands
+/// ([`NodeConfig::keep_commands`](super::NodeConfig::keep_commands)), and
+/// one restored from a snapshot only those applied after it: `first` says
+/// where the page starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPage {
+    /// The position of the first command of the page.
+    pub first: u64,
+    /// Commands in position order, each with its transition receipt: the
+    /// chain over all the receipts from position 0 is the head a
+    /// [`Status`] reports.
+    pub commands: Vec<(Command, Receipt)>,
+}
+
 /// A node's view of the replicated state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
@@ -170,6 +185,12 @@ pub struct Status {
     /// (retries, answered with the first answer), stale ones and ones
     /// beyond their session's window.
     pub skipped: u64,
+    /// The height of the newest snapshot of the state machine the node
+    /// took or restored (0: none yet).
+    pub snapshot: u64,
+    /// Snapshots the node fetched from peers and restored since it started
+    /// (state sync).
+    pub restored: u64,
 }
 
 impl ControlRequest {
@@ -204,7 +225,7 @@ impl ControlResponse {
         let response: Self = wire::decode("control response", bytes, MAX_CONTROL_BYTES)?;
         match &response {
             ControlResponse::Log(page) => {
-                wire::check_count("log page commands", page.len(), LOG_PAGE_COMMANDS)?
+                wire::check_count("log page commands", page.commands.len(), LOG_PAGE_COMMANDS)?
             }
             ControlResponse::Submitted(answers) => {
                 wire::check_count("submission answers", answers.len(), MAX_SUBMIT_COMMANDS)?
@@ -273,23 +294,28 @@ mod tests {
     fn any_response() -> impl Strategy<Value = ControlResponse> {
         prop_oneof![
             proptest::collection::vec(any_answer(), 0..6).prop_map(ControlResponse::Submitted),
-            (any::<[u8; 32]>(), any::<[u8; 32]>(), any::<[u64; 3]>()).prop_map(|(n, h, c)| {
+            (any::<[u8; 32]>(), any::<[u8; 32]>(), any::<[u64; 5]>()).prop_map(|(n, h, c)| {
                 ControlResponse::Status(Status {
                     node: NodeId::from_bytes(n),
                     heights: c[0],
                     applied: c[1],
                     head: ChainHead::from_bytes(h),
                     skipped: c[2],
+                    snapshot: c[3],
+                    restored: c[4],
                 })
             }),
-            proptest::collection::vec(
-                any_command().prop_map(|c| {
-                    let receipt = Receipt::from_bytes(c.bytes());
-                    (c, receipt)
-                }),
-                0..8
+            (
+                any::<u64>(),
+                proptest::collection::vec(
+                    any_command().prop_map(|c| {
+                        let receipt = Receipt::from_bytes(c.bytes());
+                        (c, receipt)
+                    }),
+                    0..8
+                )
             )
-            .prop_map(ControlResponse::Log),
+                .prop_map(|(first, commands)| ControlResponse::Log(LogPage { first, commands })),
         ]
     }
 
@@ -306,6 +332,26 @@ mod tests {
         assert!(ControlRequest::decode(&over).is_err());
         let answers = vec![SubmitAnswer::Busy; MAX_SUBMIT_COMMANDS + 1];
         let over = ControlResponse::Submitted(answers).encode().unwrap();
+        assert!(ControlResponse::decode(&over).is_err());
+    }
+
+    #[test]
+    fn oversized_log_pages_are_refused() {
+        let client = hologram_receipt::KeyPair::from_seed([0xc3; 32]);
+        let command = Command::sign(&client, 0, 0, vec![1u8]).unwrap();
+        let entry = (command.clone(), Receipt::from_bytes(command.bytes()));
+        let page = |n: usize| {
+            ControlResponse::Log(LogPage {
+                first: 7,
+                commands: vec![entry.clone(); n],
+            })
+        };
+        let fits = page(LOG_PAGE_COMMANDS).encode().unwrap();
+        assert_eq!(
+            ControlResponse::decode(&fits).unwrap(),
+            page(LOG_PAGE_COMMANDS)
+        );
+        let over = page(LOG_PAGE_COMMANDS + 1).encode().unwrap();
         assert!(ControlResponse::decode(&over).is_err());
     }
 

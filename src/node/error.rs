@@ -80,6 +80,12 @@ pub enum NodeError {
         /// What kind of response came.
         got: &'static str,
     },
+    /// The whole log was asked for, and the node no longer holds its
+    /// beginning: it keeps the newest commands from position `first` on.
+    LogTrimmed {
+        /// The first position the node holds.
+        first: u64,
+    },
 }
 
 impl core::fmt::Display for NodeError {
@@ -108,6 +114,10 @@ impl core::fmt::Display for NodeError {
             NodeError::Refused { node, reason } => {
                 write!(f, "node {node} refused the command: {reason}")
             }
+            NodeError::LogTrimmed { first } => write!(
+                f,
+                "the node keeps its log from position {first} on, not from 0"
+            ),
             NodeError::UnexpectedResponse { got } => {
                 write!(
                     f,

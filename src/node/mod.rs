@@ -11,6 +11,17 @@
 //! receipts. A node killed at any moment restarts with everything it
 //! committed and catches up with the others.
 //!
+//! Disk use stays bounded: the node snapshots its machine every
+//! [`NodeConfig::snapshot_every`] heights, binds each snapshot into
+//! consensus (its checkpoint rides in a decided batch, checked by every
+//! validator's own machine), deletes its durable log below the newest
+//! certified one, and keeps the newest [`NodeConfig::keep_commands`]
+//! applied commands for log pages. A node that is empty or behind its
+//! peers' compacted logs fetches the newest certified snapshot from them
+//! (each part verified by address against the certified checkpoint; a
+//! peer that sends a part that does not verify is skipped), restores it,
+//! and catches up the heights after it.
+//!
 //! ## Who may say what
 //!
 //! Every connection is QUIC, encrypted and authenticated by Ed25519 key both
@@ -56,7 +67,7 @@
 //! | [`NodeConfig`], [`ValidatorNode`] | how to run a node, and the running node |
 //! | [`Client`] | a client: submit, status, log |
 //! | [`run_load`], [`LoadConfig`], [`LoadReport`] | a load generator: many clients, throughput and latency |
-//! | [`ControlRequest`], [`ControlResponse`], [`Status`], [`Ack`] | the client protocol |
+//! | [`ControlRequest`], [`ControlResponse`], [`Status`], [`Ack`], [`LogPage`] | the client protocol |
 //! | [`generate_key_file`], [`read_key_file`], [`write_key_file`] | key files: an Ed25519 seed, in hex |
 //! | [`parse_peer`], [`read_peers_file`], [`merge_peers`] | peers: `<id>@<host:port>` |
 //! | [`CommandList`] | the state machine the decisions feed |
@@ -81,6 +92,7 @@ mod control;
 mod error;
 mod http;
 mod keys;
+mod machine;
 mod offload;
 mod outbound;
 mod peers;
@@ -93,10 +105,14 @@ mod watch;
 
 pub use bench::{run_load, LoadConfig, LoadProgress, LoadReport, LOAD_LIMITS, LOAD_PAYLOAD};
 pub use client::{Client, BUSY_BACKOFF, MAX_BUSY_BACKOFF, SUBMIT_ATTEMPTS};
-pub use config::{fingerprint, NodeConfig, DEFAULT_PIPELINE, NODE_IDLE_TIMEOUT};
+pub use config::{
+    fingerprint, NodeConfig, DEFAULT_KEEP_COMMANDS, DEFAULT_PIPELINE, DEFAULT_SNAPSHOT_EVERY,
+    NODE_IDLE_TIMEOUT,
+};
 pub use control::{
-    ControlRequest, ControlResponse, NotApplied, Status, SubmitAnswer, CONTROL, LOG_PAGE_BYTES,
-    LOG_PAGE_COMMANDS, MAX_CONTROL_BYTES, MAX_SUBMIT_COMMANDS, QUERY_TIMEOUT, SUBMIT_PATIENCE,
+    ControlRequest, ControlResponse, LogPage, NotApplied, Status, SubmitAnswer, CONTROL,
+    LOG_PAGE_BYTES, LOG_PAGE_COMMANDS, MAX_CONTROL_BYTES, MAX_SUBMIT_COMMANDS, QUERY_TIMEOUT,
+    SUBMIT_PATIENCE,
 };
 pub use error::NodeError;
 pub use http::{MAX_CONNECTIONS, MAX_REQUEST_BYTES, REQUEST_TIMEOUT};

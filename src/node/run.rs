@@ -6,10 +6,10 @@ use super::config::{fingerprint, NodeConfig};
 use super::control::{CONTROL, MAX_CONTROL_BYTES};
 use super::error::{io, store, NodeError};
 use super::http;
+use super::machine::SharedMachine;
 use super::offload::Offloaded;
 use super::outbound::Queued;
 use super::service::{ControlHandler, ValidatorsOnly};
-use super::state::CommandList;
 use super::task::NodeTask;
 use super::telemetry::install_prometheus;
 use super::watch::Watch;
@@ -17,7 +17,7 @@ use crate::net::{AddressBook, QuicTransport};
 use hologram_cam::{RedbStore, Store};
 use hologram_consensus::MAX_MESSAGE_BYTES;
 use hologram_consensus::{
-    inbox, DriverHandle, DurableLog, ReplicaConfig, ReplicaDriver, ReplicatedStateMachine,
+    inbox, DriverHandle, DurableLog, ReplicaConfig, ReplicaDriver, SnapshotConfig,
 };
 use hologram_lattice::transport::{ProtocolMux, Timer};
 use hologram_lattice::NodeId;
@@ -61,6 +61,9 @@ pub struct NodeInfo {
     pub applied: u64,
     /// The head of the chain over the applied commands' receipts.
     pub head: ChainHead,
+    /// The height of the snapshot the node restored from its store (0:
+    /// none; the log was never compacted).
+    pub snapshot: u64,
     /// Where `/metrics` and `/health` are served, if they are.
     pub metrics: Option<SocketAddr>,
 }
@@ -70,25 +73,36 @@ pub struct NodeInfo {
 ///
 /// It is assembled from the parts of `hologram-consensus`:
 ///
-/// - at start, [`DurableLog::replay`] reads the blocks one at a time
+/// - at start, [`DurableLog::open`] reads the base (the certified snapshot
+///   the log was compacted to, verified part by part), the blocks after it
 ///   (decisions with their commit certificates, each verified) and the
-///   voting record from the store; the [`ReplicatedStateMachine`] replays
-///   the blocks (and the applied-command table behind log pages is
-///   completed), and
-///   [`Recovered::replica`](hologram_consensus::Recovered::replica) restores
-///   the replica at the next height with its locks and signed votes;
+///   voting record from the store, and
+///   [`Recovered::replica`](hologram_consensus::Recovered::replica)
+///   restores the replica at the next height with its locks and signed
+///   votes;
 /// - the [`ReplicaDriver`] runs the replica with that log
 ///   ([`ReplicaDriver::with_log`]): what a step decided and signed is durable
 ///   before any of its messages is sent (write-ahead), so a node killed at any
 ///   moment neither loses a decision nor signs a conflicting vote after a
 ///   restart. It sends through per-peer queues, so a dead peer never stalls
 ///   it;
-/// - the node task owns the state machine: it applies each decision the
-///   driver delivers, answers clients, and every [`SYNC_INTERVAL`] asks one
-///   peer, in turn, for decisions from its next height on, so that a node
-///   restarted behind an idle cluster catches up too (the replica accepts a
-///   decision only with a commit certificate that verifies: no peer is
-///   trusted).
+/// - the driver also runs the replicated state machine
+///   ([`ReplicaDriver::with_machine`]; restored from the snapshot, the
+///   blocks after it applied again): it applies each decided height,
+///   snapshots the machine every [`NodeConfig::snapshot_every`] heights and
+///   tells the replica the checkpoint (a leader proposes it, the others
+///   check it against their own), compacts the durable log to each
+///   certified snapshot, offers that snapshot to peers asking for heights
+///   below it, and fetches, verifies (part by part, against a certificate
+///   of the validator set) and restores the newest certified snapshot when
+///   this node is behind a peer's compacted log (an empty data directory,
+///   or any number of heights behind);
+/// - the node task answers clients from what the machine applied (once
+///   durable), keeps the newest applied commands for log pages, and every
+///   [`SYNC_INTERVAL`] asks one peer, in turn, for decisions from its next
+///   height on, so that a node restarted behind an idle cluster catches up
+///   too (the replica accepts a decision only with a commit certificate
+///   that verifies: no peer is trusted).
 pub struct ValidatorNode {
     info: NodeInfo,
     task: NodeTask,
@@ -137,38 +151,19 @@ impl ValidatorNode {
             mempool_capacity: MEMPOOL_CAPACITY,
             ..ReplicaConfig::new(validators.clone())
         };
-        // The blocks are replayed one at a time (only the newest are kept,
-        // to serve catch-up); the replay also writes the applied positions
-        // the table lacks.
-        let mut replay = DurableLog::replay(
-            store.clone(),
-            validators.clone(),
-            replica_config.retain_decisions,
-            replica_config.retain_decision_bytes,
-        );
-        let mut rsm = ReplicatedStateMachine::new(CommandList::new(), validators.clone());
-        let mut applied_log = AppliedLog::open(store).await?;
-        while let Some(decision) = replay.next().await? {
-            let answers = rsm.apply_decision(&decision)?;
-            if applied_log.record(&decision, &answers) {
-                applied_log.flush().await?;
-            }
-        }
-        applied_log.flush().await?;
-        let (log, recovered) = replay.finish().await?;
+        // The certified snapshot and the blocks after it: at most about
+        // `snapshot_every` heights once the log is compacted.
+        let (log, recovered) = DurableLog::open(store.clone(), validators.clone()).await?;
         for (address, why) in &recovered.rejected {
             warn!(%address, %why, "stored object not used");
         }
         let replica = recovered.replica(config.keys.clone(), replica_config)?;
+        let applied_log = AppliedLog::open(store, config.keep_commands).await?;
+        let machine = SharedMachine::new(validators.clone());
+        let (events, machine_events) = mpsc::unbounded_channel();
+        let snapshots = SnapshotConfig::every(config.snapshot_every.max(1));
         let peers: Vec<NodeId> = config.peers.iter().map(|(id, _)| *id).collect();
-        let watch = Watch::new(
-            &peers,
-            rsm.next_height(),
-            replica.mempool_size(),
-            &config.data,
-        );
-        metrics::gauge!("hologram_consensus_height").set(rsm.next_height() as f64);
-        metrics::gauge!("hologram_node_applied_commands").set(rsm.applied_count() as f64);
+        let watch = Watch::new(&peers, 0, replica.mempool_size(), &config.data);
 
         let (consensus, consensus_inbox) = inbox();
         let (requests, incoming) = mpsc::channel(REQUESTS);
@@ -197,18 +192,39 @@ impl ValidatorNode {
             Timer::new(),
             consensus_inbox,
         );
+        // The machine is rebuilt here: the snapshot restored, the blocks
+        // after it applied (the task takes what that did before serving).
+        let factory = machine.factory(validators.clone(), events);
+        let driver = (driver.with_log(log)).with_machine(factory, snapshots, &recovered)?;
+        drop(recovered);
+        let mut task = NodeTask::new(
+            machine.clone(),
+            machine_events,
+            applied_log,
+            handle.clone(),
+            queued,
+            peers,
+            watch.clone(),
+        );
+        task.recover().await?;
+        let (heights, chain) = {
+            let rsm = machine.lock();
+            (rsm.next_height(), *rsm.receipt_chain())
+        };
+        metrics::gauge!("hologram_consensus_height").set(heights as f64);
+        metrics::gauge!("hologram_node_applied_commands").set(chain.len() as f64);
         // Every event of this node's tasks carries its id.
         let span = tracing::info_span!("node", id = %me);
-        let driver = tokio::spawn(driver.with_log(log).try_run().instrument(span));
-        let chain = rsm.receipt_chain();
+        let driver = tokio::spawn(driver.try_run().instrument(span));
         let info = NodeInfo {
             id: me,
             listen: transport.local_addr(),
             validators: validators.len(),
             set: fingerprint(&validators),
-            heights: rsm.next_height(),
+            heights,
             applied: chain.len(),
             head: chain.head(),
+            snapshot: machine.snapshot_height(),
             metrics: match &endpoint {
                 Some((listener, _)) => {
                     Some(listener.local_addr().map_err(io("the metrics endpoint"))?)
@@ -217,15 +233,9 @@ impl ValidatorNode {
             },
         };
         info!(node = %me, listen = %info.listen, set = %info.set, heights = info.heights,
-              applied = info.applied, metrics = ?info.metrics, "validator node started");
-        let task = NodeTask::new(
-            rsm,
-            applied_log,
-            handle.clone(),
-            queued,
-            peers,
-            watch.clone(),
-        );
+              applied = info.applied, snapshot = info.snapshot,
+              snapshot_every = snapshots.interval, metrics = ?info.metrics,
+              "validator node started");
         Ok(ValidatorNode {
             info,
             task,

@@ -1,13 +1,14 @@
 //! The node's inbound side: client requests handed to the node task, and
 //! consensus frames taken from validators only.
 
-use super::control::{ControlRequest, ControlResponse, Status, SubmitAnswer, SUBMIT_PATIENCE};
+use super::control::{
+    ControlRequest, ControlResponse, LogPage, Status, SubmitAnswer, SUBMIT_PATIENCE,
+};
 use super::task::SubmitReply;
 use super::watch::NodeReport;
 use hologram_consensus::Command;
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol};
 use hologram_lattice::NodeId;
-use hologram_receipt::Receipt;
 use std::collections::HashSet;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -17,7 +18,7 @@ use tracing::{debug, warn};
 pub(crate) enum Request {
     Submit(Command, SubmitReply),
     Status(oneshot::Sender<Status>),
-    Log(u64, oneshot::Sender<Vec<(Command, Receipt)>>),
+    Log(u64, oneshot::Sender<LogPage>),
     Report(oneshot::Sender<NodeReport>),
 }
 

@@ -1,30 +1,32 @@
-//! The node task: owns the replicated state machine, applies decisions,
-//! answers clients and asks peers for decisions it may have missed (see
-//! [`run`](super::run)).
+//! The node task: answers clients from what the node's replicated state
+//! machine applied (the consensus driver runs it, see
+//! [`machine`](super::machine)), keeps the applied commands for log pages
+//! and asks peers for decisions it may have missed (see [`run`](super::run)).
 
 use super::applied::AppliedLog;
-use super::control::{NotApplied, Status, SubmitAnswer, LOG_PAGE_BYTES, LOG_PAGE_COMMANDS};
+use super::control::{
+    LogPage, NotApplied, Status, SubmitAnswer, LOG_PAGE_BYTES, LOG_PAGE_COMMANDS,
+};
 use super::error::NodeError;
+use super::machine::{Event, SharedMachine};
 use super::outbound::Queued;
 use super::run::SYNC_INTERVAL;
 use super::service::Request;
-use super::state::CommandList;
 use super::watch::Watch;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use hologram_consensus::{
-    Command, ConsensusError, ConsensusMessage, Decision, DriverHandle, Lookup, Outcome,
-    ReplicatedStateMachine,
+    Answer, Command, ConsensusError, ConsensusMessage, Decision, DriverHandle, Lookup, Outcome,
 };
 use hologram_lattice::transport::Transport;
 use hologram_lattice::wire::Wire;
 use hologram_lattice::NodeId;
-use metrics::Gauge;
-use std::collections::HashMap;
+use metrics::{Counter, Gauge};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// Where the answer to a submitted command goes.
 pub(crate) type SubmitReply = oneshot::Sender<SubmitAnswer>;
@@ -35,6 +37,10 @@ const SUBMIT_BATCH: usize = 1024;
 /// The most submissions the node task has handed to the driver and not yet
 /// had answered; past it, client requests wait in their (bounded) queue.
 const SUBMITS_IN_FLIGHT: usize = 4;
+
+/// The answers of an applied height to the clients waiting for its
+/// commands, by (client, sequence).
+type Answers = Vec<((NodeId, u64), SubmitAnswer)>;
 
 /// A submission handed to the driver: its commands' (client, sequence),
 /// and the driver's answer.
@@ -54,25 +60,35 @@ fn refusal(e: ConsensusError) -> SubmitAnswer {
 /// Clients waiting for a command are keyed by (client, sequence), the
 /// command's identity in its client's session, and every outcome of a
 /// decided command answers them: applied, a duplicate (with the first
-/// answer), stale or beyond its session's window. A submission already
-/// answered is answered from the session table at once.
+/// answer), stale or beyond its session's window, once the height that
+/// decided it is durable on this node (the driver hands a decision on
+/// after its write). A submission already answered is answered from the
+/// session table at once.
 pub(crate) struct NodeTask {
-    rsm: ReplicatedStateMachine<CommandList>,
+    machine: SharedMachine,
+    /// What the driver did with the machine, in order.
+    events: mpsc::UnboundedReceiver<Event>,
     /// The applied commands on disk (log pages are read from it).
     applied: AppliedLog,
     skipped: u64,
     waiters: HashMap<(NodeId, u64), Vec<SubmitReply>>,
+    /// Answers of heights applied and not yet durable, by height.
+    held: VecDeque<(u64, Answers)>,
+    /// Snapshots fetched from peers and restored since the node started.
+    restored: u64,
     handle: DriverHandle,
     transport: Queued,
     peers: Vec<NodeId>,
     sync_turn: usize,
     watch: Arc<Watch>,
     applied_gauge: Gauge,
+    restores: Counter,
 }
 
 impl NodeTask {
     pub(crate) fn new(
-        rsm: ReplicatedStateMachine<CommandList>,
+        machine: SharedMachine,
+        events: mpsc::UnboundedReceiver<Event>,
         applied: AppliedLog,
         handle: DriverHandle,
         transport: Queued,
@@ -80,17 +96,31 @@ impl NodeTask {
         watch: Arc<Watch>,
     ) -> NodeTask {
         NodeTask {
-            rsm,
+            machine,
+            events,
             applied,
             skipped: 0,
             waiters: HashMap::new(),
+            held: VecDeque::new(),
+            restored: 0,
             handle,
             transport,
             peers,
             sync_turn: 0,
             watch,
             applied_gauge: metrics::gauge!("hologram_node_applied_commands"),
+            restores: metrics::counter!("hologram_node_snapshots_restored_total"),
         }
+    }
+
+    /// Takes what the machine did while the driver rebuilt it from the
+    /// node's store (its own snapshot restored, the log after it applied):
+    /// the applied table completed, nothing counted as a state sync.
+    pub(crate) async fn recover(&mut self) -> Result<(), NodeError> {
+        while let Ok(event) = self.events.try_recv() {
+            self.on_event(event, false).await?;
+        }
+        self.applied.flush().await
     }
 
     /// Serves until the driver stops delivering decisions.
@@ -104,8 +134,9 @@ impl NodeTask {
         let mut submitting: FuturesUnordered<Submitting> = FuturesUnordered::new();
         loop {
             tokio::select! {
+                Some(event) = self.events.recv() => self.on_event(event, true).await?,
                 decision = decisions.next() => match decision {
-                    Some(decision) => self.apply(&decision).await?,
+                    Some(decision) => self.durable(&decision).await?,
                     None => return Ok(()),
                 },
                 Some(request) = incoming.recv(), if submitting.len() < SUBMITS_IN_FLIGHT => {
@@ -155,15 +186,42 @@ impl NodeTask {
         }
     }
 
-    /// Applies a decision, records its commands for log pages and answers
-    /// the clients waiting for its commands, whatever became of each.
-    async fn apply(&mut self, decision: &Decision) -> Result<(), NodeError> {
-        let answers = self.rsm.apply_decision(decision)?;
-        if self.applied.record(decision, &answers) {
+    /// What the driver did with the machine: an applied height's commands
+    /// recorded for log pages and their answers held until the height is
+    /// durable; a restore moves the applied table to the snapshot (and,
+    /// `serving`, counts as a state sync).
+    async fn on_event(&mut self, event: Event, serving: bool) -> Result<(), NodeError> {
+        match event {
+            Event::Applied(decision, answers) => self.applied(&decision, &answers).await,
+            Event::Restored { height, applied } => {
+                self.applied.restart_at(applied).await?;
+                if serving {
+                    self.restored += 1;
+                    self.restores.increment(1);
+                    info!(
+                        height,
+                        applied, "restored a certified snapshot fetched from peers"
+                    );
+                }
+                self.progress();
+                Ok(())
+            }
+        }
+    }
+
+    /// An applied height: its commands recorded for log pages, the answers
+    /// of the clients waiting for them held until it is durable.
+    async fn applied(
+        &mut self,
+        decision: &Decision,
+        answers: &[Answer<super::state::Ack>],
+    ) -> Result<(), NodeError> {
+        if self.applied.record(decision, answers) {
             self.applied.flush().await?;
         }
         let mut new = 0;
-        for answer in &answers {
+        let mut held = Vec::new();
+        for answer in answers {
             let response = match &answer.outcome {
                 Outcome::Applied(done) => {
                     new += 1;
@@ -174,30 +232,64 @@ impl NodeTask {
                 Outcome::Refused => SubmitAnswer::NotApplied(self.not_applied(answer.client, true)),
             };
             let key = (answer.client, answer.sequence);
-            for reply in self.waiters.remove(&key).unwrap_or_default() {
-                let _ = reply.send(response.clone());
+            if self.waiters.contains_key(&key) {
+                held.push((key, response));
             }
         }
+        if !held.is_empty() {
+            self.held.push_back((decision.height(), held));
+        }
         self.skipped += (answers.len() - new) as u64;
-        let applied = self.rsm.applied_count();
-        self.applied_gauge.set(applied as f64);
-        self.watch
-            .progress(self.rsm.next_height(), self.waiters.len());
+        self.progress();
         debug!(
             height = decision.height(),
             commands = decision.batch.len(),
             new,
-            applied,
-            head = %self.rsm.receipt_chain().head(),
-            "decided"
+            "applied"
         );
         Ok(())
+    }
+
+    /// The driver handed `decision` on: it and every height before it are
+    /// durable on this node, so their clients are answered.
+    async fn durable(&mut self, decision: &Decision) -> Result<(), NodeError> {
+        // The machine applied it before the driver wrote it and handed it
+        // on: its event is in, and taken first.
+        while let Ok(event) = self.events.try_recv() {
+            self.on_event(event, true).await?;
+        }
+        while self
+            .held
+            .front()
+            .is_some_and(|(h, _)| *h <= decision.height())
+        {
+            let Some((_, answers)) = self.held.pop_front() else {
+                break;
+            };
+            for (key, response) in answers {
+                for reply in self.waiters.remove(&key).unwrap_or_default() {
+                    let _ = reply.send(response.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The gauges and the watch follow the machine.
+    fn progress(&self) {
+        let (next, applied) = {
+            let rsm = self.machine.lock();
+            (rsm.next_height(), rsm.applied_count())
+        };
+        self.applied_gauge.set(applied as f64);
+        self.watch.progress(next, self.waiters.len());
     }
 
     /// Why `client`'s command was not applied: stale, or (`ahead`) beyond
     /// its session's window.
     fn not_applied(&self, client: NodeId, ahead: bool) -> NotApplied {
-        let sessions = self.rsm.sessions();
+        let rsm = self.machine.lock();
+        let sessions = rsm.sessions();
         let first_unanswered = sessions.first_unanswered(&client).unwrap_or(0);
         match ahead {
             true => NotApplied::OutOfWindow {
@@ -218,17 +310,22 @@ impl NodeTask {
                 let key = (command.client(), command.sequence());
                 // The session table first: a retry of an applied command
                 // gets its first answer, a stale one its error, at once.
-                match self.rsm.sessions().lookup(&key.0, key.1) {
-                    Lookup::Answered(&ack) => {
+                let known = match self.machine.lock().sessions().lookup(&key.0, key.1) {
+                    Lookup::Answered(&ack) => Some(Some(ack)),
+                    Lookup::Stale => Some(None),
+                    Lookup::Unknown => None,
+                };
+                match known {
+                    Some(Some(ack)) => {
                         let _ = reply.send(SubmitAnswer::Applied(ack));
                         return;
                     }
-                    Lookup::Stale => {
+                    Some(None) => {
                         let why = self.not_applied(key.0, false);
                         let _ = reply.send(SubmitAnswer::NotApplied(why));
                         return;
                     }
-                    Lookup::Unknown => {}
+                    None => {}
                 }
                 // Answered once applied (committed, durable on this node).
                 self.waiters.entry(key).or_default().push(reply);
@@ -247,13 +344,13 @@ impl NodeTask {
             Request::Log(from, reply) => {
                 metrics::counter!("hologram_node_client_requests_total", "kind" => "log")
                     .increment(1);
-                let limit = self.rsm.state().len();
+                let limit = self.machine.lock().state().len();
                 let page = (self.applied)
                     .page(from, limit, LOG_PAGE_COMMANDS, LOG_PAGE_BYTES)
                     .await;
                 match page {
-                    Ok(page) => {
-                        let _ = reply.send(page);
+                    Ok((first, commands)) => {
+                        let _ = reply.send(LogPage { first, commands });
                     }
                     // The client's request fails (its reply is dropped).
                     Err(e) => warn!(%e, from, "reading a log page"),
@@ -264,13 +361,18 @@ impl NodeTask {
 
     /// The node's status.
     fn status(&self) -> Status {
-        let chain = self.rsm.receipt_chain();
+        let (heights, chain) = {
+            let rsm = self.machine.lock();
+            (rsm.next_height(), *rsm.receipt_chain())
+        };
         Status {
             node: self.transport.local_id(),
-            heights: self.rsm.next_height(),
+            heights,
             applied: chain.len(),
             head: chain.head(),
             skipped: self.skipped,
+            snapshot: self.machine.snapshot_height(),
+            restored: self.restored,
         }
     }
 
@@ -281,14 +383,13 @@ impl NodeTask {
             replies.retain(|reply| !reply.is_closed());
             !replies.is_empty()
         });
-        self.watch
-            .progress(self.rsm.next_height(), self.waiters.len());
+        self.progress();
         let Some(&peer) = self.peers.get(self.sync_turn % self.peers.len().max(1)) else {
             return;
         };
         self.sync_turn = self.sync_turn.wrapping_add(1);
         let request = ConsensusMessage::SyncRequest {
-            from: self.rsm.next_height(),
+            from: self.machine.lock().next_height(),
         };
         if let Ok(bytes) = request.to_wire() {
             // Queued: a failure is a lost message, asked again next time.

@@ -44,6 +44,26 @@ pub const NODE_METRICS: &[Metric] = &[
         &["kind"],
         "Client requests answered: submit, status, log.",
     ),
+    Metric::counter(
+        "hologram_node_snapshots_taken_total",
+        &[],
+        "Snapshots of the state machine the node took (every snapshot interval of heights).",
+    ),
+    Metric::counter(
+        "hologram_node_snapshots_restored_total",
+        &[],
+        "Certified snapshots the node fetched from peers and restored (state sync), since it started.",
+    ),
+    Metric::gauge(
+        "hologram_node_snapshot_height",
+        &[],
+        "The height of the newest snapshot the node took or restored.",
+    ),
+    Metric::gauge(
+        "hologram_node_snapshot_bytes",
+        &[],
+        "The size of the newest snapshot the node took or restored, in bytes.",
+    ),
 ];
 
 /// Every metric the node's process records, in one documented list: the
