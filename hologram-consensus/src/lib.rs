@@ -100,6 +100,7 @@
 //! | `vote` | [`Vote`], [`SignedHeader`], their canonical bytes and signatures |
 //! | `certificate` | [`Certificate`]: a quorum of signatures, verifiable by anyone |
 //! | `validators` | [`ValidatorSet`]: quorum, `f`, leader rotation |
+//! | `membership` | reconfiguration: [`Membership`] (the set in force at each height), [`SetChange`], the light-client chain check |
 //! | `message` | [`ConsensusMessage`], [`Proposal`], [`Decision`], bounded decoding |
 //! | `replica` | the Tendermint core: [`Replica`], its config, timers and outputs |
 //! | `detector` | [`ByzantineDetector`], [`EquivocationProof`], anomaly scoring |
@@ -212,6 +213,7 @@ mod command;
 mod detector;
 mod driver;
 mod error;
+mod membership;
 mod message;
 mod persist;
 mod receipt_consensus;
@@ -239,6 +241,9 @@ pub use detector::{
 };
 pub use driver::{inbox, ConsensusHandler, DriverHandle, Inbox, ReplicaDriver, Submit};
 pub use error::ConsensusError;
+pub use membership::{
+    Membership, SetChange, SetOp, DEFAULT_SET_CHANGE_DELAY, MAX_SET_CHANGE_DELAY,
+};
 pub use message::{ConsensusMessage, Decision, Proposal, MAX_MESSAGE_BYTES};
 pub use persist::{DurableLog, Recovered, Replay, MAX_RECORD_BYTES};
 pub use protocols::{BROADCAST_PROTOCOL, CONSENSUS_PROTOCOL, VALIDATOR_PROTOCOL};

@@ -38,6 +38,7 @@ use crate::detector::Offence;
 use crate::message::{ConsensusMessage, Decision};
 use crate::snapshot::fetch::Fetched;
 use crate::snapshot::{Checkpoint, SnapshotFetch};
+use crate::ConsensusError;
 use hologram_lattice::{Address, NodeId};
 use std::collections::BTreeMap;
 
@@ -238,7 +239,7 @@ impl Replica {
         part: u32,
         out: &mut Outputs,
     ) {
-        if !self.config.validators.contains(&from) || self.snapshots.log_start == 0 {
+        if !self.membership.is_member(&from) || self.snapshots.log_start == 0 {
             return;
         }
         let Some(certified) = self.snapshots.certified_checkpoint() else {
@@ -295,7 +296,7 @@ impl Replica {
         d: Decision,
         out: &mut Outputs,
     ) {
-        if !self.snapshots.enabled || !self.config.validators.contains(&from) {
+        if !self.snapshots.enabled || !self.membership.is_member(&from) {
             return;
         }
         let Some(&checkpoint) = d.batch.checkpoint() else {
@@ -313,12 +314,26 @@ impl Replica {
         if checkpoint.height <= current || d.height() < checkpoint.height {
             return;
         }
-        if let Err(e) = d.verify(&self.config.validators) {
-            return self.blame(from, Offence::InvalidReceipt(e.to_string()), out);
+        // Beyond the heights whose sets this replica knows, the offer is
+        // checked as a light client would, with no link: certified by the
+        // newest set it knows, and naming it (a set change it has not seen
+        // makes the name differ: refused, not blamed).
+        match self.membership.verify(&d) {
+            Ok(()) => {}
+            Err(ConsensusError::UnknownValidatorSet { .. }) => {
+                if let Err(e) = self.membership.verify_chain(&[], &d) {
+                    tracing::debug!(me = %self.me, error = %e, "a snapshot offer under a set not known here");
+                    return;
+                }
+                if self.membership.changing() {
+                    return;
+                }
+            }
+            Err(e) => return self.blame(from, Offence::InvalidReceipt(e.to_string()), out),
         }
         let peer = self
-            .config
-            .validators
+            .membership
+            .current()
             .validators()
             .iter()
             .position(|v| *v == from)
@@ -330,7 +345,7 @@ impl Replica {
 
     /// Asks the current peer for the next part wanted.
     fn ask_part(&mut self, now: u64, out: &mut Outputs) {
-        let validators = self.config.validators.validators();
+        let validators = self.membership.current().validators();
         let Some(f) = self.snapshots.fetch.as_mut() else {
             return;
         };
@@ -358,7 +373,7 @@ impl Replica {
         bytes: &[u8],
         out: &mut Outputs,
     ) {
-        if !self.config.validators.contains(&from) {
+        if !self.membership.is_member(&from) {
             return;
         }
         let Some(f) = self.snapshots.fetch.as_mut() else {
@@ -410,6 +425,8 @@ impl Replica {
             return;
         }
         self.next = c.height;
+        // The sets: as the offer was checked (no change between).
+        self.membership = self.membership.clone().starting_at(c.height);
         self.heights = self.heights.split_off(&c.height);
         self.bodies = self.bodies.split_off(&c.height);
         self.decided = self.decided.split_off(&c.height);
@@ -428,8 +445,8 @@ impl Replica {
         self.highest_seen = self.highest_seen.max(Some(decision.height()));
         self.last_sync = None;
         if let Some(peer) = self
-            .config
-            .validators
+            .membership
+            .current()
             .validators()
             .iter()
             .find(|v| **v != self.me)

@@ -21,7 +21,7 @@ use crate::message::{ConsensusMessage, Decision};
 use crate::persist::DurableLog;
 use crate::replica::{LogRead, Outgoing, Outputs, Replica, ReplicaConfig, Timer, VotingRecord};
 use crate::snapshot::SnapshotParts;
-use crate::{Command, ConsensusError};
+use crate::{Command, ConsensusError, Membership, SetChange};
 use futures::channel::{mpsc, oneshot};
 use hologram_lattice::driver::Driven;
 use hologram_lattice::sim::{Context, Node, Recover};
@@ -133,6 +133,16 @@ impl SimReplica {
         self.act(ctx, |r, now, out| r.submit(now, commands, gossip, out))
     }
 
+    /// Asks the replica to propose a validator-set change (see
+    /// [`Replica::propose_set_change`]).
+    pub fn propose_set_change(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        change: SetChange,
+    ) -> Result<(), ConsensusError> {
+        self.act(ctx, |r, now, out| r.propose_set_change(now, change, out))
+    }
+
     /// Runs one input on the replica, keeps what is durable (in the
     /// simulator: before the handler returns and anything is sent), then
     /// hands the messages and timers to `ctx`.
@@ -173,8 +183,8 @@ impl SimReplica {
         for m in out.messages.drain(..) {
             match m {
                 Outgoing::Broadcast(msg) => {
-                    let others = self.replica.validators().validators().iter();
-                    ctx.send_all(others.filter(|v| **v != me).copied().collect(), msg);
+                    let others = self.replica.peers();
+                    ctx.send_all(others.into_iter().filter(|v| *v != me).collect(), msg);
                 }
                 Outgoing::To(to, msg) if to != me => ctx.send(to, msg),
                 Outgoing::To(..) => {}
@@ -214,7 +224,19 @@ impl Recover for SimReplica {
         let (keys, config) = (self.replica.keys().clone(), self.replica.config().clone());
         let recent = self.log[self.log.len().saturating_sub(config.retain_decisions)..].to_vec();
         let next = self.log_first + self.log.len() as u64;
-        let replica = Replica::rebuild(keys, config, next, recent, self.record.clone());
+        let mut replica = Replica::rebuild(keys, config, next, recent, self.record.clone());
+        // The validator sets: the genesis membership with the log applied
+        // (a log compacted to a snapshot starts from the snapshot's
+        // height, assuming no change before it).
+        let config = replica.config();
+        let mut membership = Membership::new(config.validators.clone(), config.set_change_delay)
+            .starting_at(self.log_first);
+        for d in &self.log {
+            let _ = membership.apply(d);
+        }
+        if let Err(e) = replica.restore_membership(membership) {
+            tracing::error!(error = %e, "the log does not rebuild the validator sets");
+        }
         let mut node = Self::of(replica, self.log.clone(), None);
         node.log_first = self.log_first;
         if let Some(m) = &self.machine {
