@@ -84,6 +84,8 @@ pub const MAX_SET_CHANGE_DELAY: u64 = 256;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Membership {
+    /// The fingerprint of the genesis set: which group this is.
+    genesis: [u8; 32],
     delay: u64,
     /// The next height to apply.
     next: u64,
@@ -107,11 +109,18 @@ impl Membership {
     /// [`MAX_SET_CHANGE_DELAY`]; clamped into that range).
     pub fn new(genesis: ValidatorSet, delay: u64) -> Self {
         Self {
+            genesis: genesis.fingerprint(),
             delay: delay.clamp(1, MAX_SET_CHANGE_DELAY),
             next: 0,
             version: 0,
             sets: vec![(0, genesis)],
         }
+    }
+
+    /// The fingerprint of the group's genesis set (its identity, like a
+    /// chain id: a snapshot of another group is refused).
+    pub fn genesis(&self) -> [u8; 32] {
+        self.genesis
     }
 
     /// How many heights after the height deciding it a change takes effect.
@@ -313,16 +322,17 @@ impl Membership {
         self.verify(d)
     }
 
-    /// The canonical bytes (kept in a snapshot): `delay u64 LE ‖ next u64
+    /// The canonical bytes (kept in a snapshot): `genesis fingerprint (32) ‖ delay u64 LE ‖ next u64
     /// LE ‖ version u64 LE ‖ set count u16 LE ‖ for each: first height u64
     /// LE ‖ validator count u16 LE ‖ ids (32 each)`.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(26 + self.sets.len() * (10 + 32 * self.current().len()));
+        let mut out = Vec::with_capacity(58 + self.sets.len() * (10 + 32 * self.current().len()));
         self.write_canonical(&mut out);
         out
     }
 
     pub(crate) fn write_canonical(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.genesis);
         out.extend_from_slice(&self.delay.to_le_bytes());
         out.extend_from_slice(&self.next.to_le_bytes());
         out.extend_from_slice(&self.version.to_le_bytes());
@@ -347,6 +357,7 @@ impl Membership {
     }
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, String> {
+        let genesis = r.array("genesis fingerprint")?;
         let delay = r.u64("membership delay")?;
         if !(1..=MAX_SET_CHANGE_DELAY).contains(&delay) {
             return Err(format!("a set-change delay of {delay}"));
@@ -378,6 +389,7 @@ impl Membership {
             sets.push((from, set));
         }
         Ok(Self {
+            genesis,
             delay,
             next,
             version,

@@ -240,7 +240,16 @@ impl Recover for SimReplica {
         let mut node = Self::of(replica, self.log.clone(), None);
         node.log_first = self.log_first;
         if let Some(m) = &self.machine {
-            node.machine = Some(m.recover(&mut node.replica, &node.log));
+            let machine = m.recover(&mut node.replica, &node.log);
+            // The machine's sets (restored from its snapshot, the log
+            // applied since) are the replica's.
+            if let Err(e) = node
+                .replica
+                .restore_membership(machine.executor().membership().clone())
+            {
+                tracing::error!(error = %e, "the machine's validator sets do not fit the replica");
+            }
+            node.machine = Some(machine);
         }
         node
     }
