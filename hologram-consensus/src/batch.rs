@@ -298,8 +298,13 @@ impl Batch {
     /// named batch the flags first and the set change last.
     fn write_tail(&self, out: &mut Vec<u8>) {
         if self.set.is_some() {
-            let flags = u8::from(self.checkpoint.is_some()) * FLAG_CHECKPOINT
-                | u8::from(self.set_change.is_some()) * FLAG_SET_CHANGE;
+            let mut flags = 0;
+            if self.checkpoint.is_some() {
+                flags |= FLAG_CHECKPOINT;
+            }
+            if self.set_change.is_some() {
+                flags |= FLAG_SET_CHANGE;
+            }
             out.push(flags);
         }
         if let Some(c) = &self.checkpoint {

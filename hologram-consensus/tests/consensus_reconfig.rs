@@ -246,7 +246,7 @@ fn run(seed: u64, campaign: Campaign) -> Result<(), String> {
     let mut dead_at: Option<u64> = None;
     while t < 12_000 {
         let faulty = t % 3_000 < 2_000;
-        if t % 3_000 == 0 {
+        if t.is_multiple_of(3_000) {
             sim.set_faults(faulty_network());
         }
         if t % 3_000 == 2_000 {
@@ -271,7 +271,7 @@ fn run(seed: u64, campaign: Campaign) -> Result<(), String> {
         // every half second until applied).
         let m = oracle.borrow().membership.clone();
         let step = m.version() as usize;
-        if step < plan.len() && !m.changing() && t % 500 == 0 && t >= 500 {
+        if step < plan.len() && !m.changing() && t.is_multiple_of(500) && t >= 500 {
             let change = approved(&m, &keys, plan[step]);
             for id in &honest {
                 sim.with_node(*id, |node, ctx| {
@@ -301,7 +301,7 @@ fn run(seed: u64, campaign: Campaign) -> Result<(), String> {
             });
         }
         zombie_votes += zombie(&mut sim, &oracle, &keys[byz], &honest);
-        if faulty && campaign.partitions && t % 600 == 0 {
+        if faulty && campaign.partitions && t.is_multiple_of(600) {
             if sim.rng().random_bool(0.5) {
                 let mut shuffled = ids.clone();
                 let cut = sim.rng().random_range(1..shuffled.len());
@@ -312,7 +312,7 @@ fn run(seed: u64, campaign: Campaign) -> Result<(), String> {
                 sim.heal();
             }
         }
-        if faulty && campaign.crashes && t % 400 == 0 {
+        if faulty && campaign.crashes && t.is_multiple_of(400) {
             for id in &honest {
                 if *id == ids[dead] && dead_at.is_some() {
                     continue;

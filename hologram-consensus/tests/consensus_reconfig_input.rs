@@ -175,7 +175,7 @@ fn a_light_client_refuses_a_chain_with_a_forged_link_and_keeps_nothing() {
     );
     let target = decided(5, &set_of(&strangers), &strangers[..3], None);
     assert!(matches!(
-        genesis.verify_chain(&[forged.clone()], &target),
+        genesis.verify_chain(std::slice::from_ref(&forged), &target),
         Err(ConsensusError::ForgedSetChangeLink { height: 1, .. })
     ));
     // The real validators' certificate on a change the set never approved.
