@@ -251,7 +251,7 @@ pub use receipt_consensus::{ConsensusResult, ReceiptConsensus};
 pub use replica::{
     HeightRecord, Lock, LogRead, Outgoing, Outputs, Replica, ReplicaConfig, Restore, SnapshotRead,
     Timeouts, Timer, VoteChecks, VotingRecord, DEFAULT_RETAIN_DECISION_BYTES,
-    DEFAULT_SYNC_BYTES_PER_INTERVAL,
+    DEFAULT_SYNC_BYTES_PER_INTERVAL, MAX_PENDING_SET_CHANGES,
 };
 pub use rsm::{
     Answer, Applied, LogEntry, Outcome, ReplicatedStateMachine, StateMachine, LOG_WINDOW,

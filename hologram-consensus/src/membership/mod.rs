@@ -2,45 +2,7 @@
 //! decided [`SetChange`] moves it, and the light-client check of a chain of
 //! changes.
 //!
-//! **The rule** (CometBFT's: validator updates decided at height `H` take
-//! effect at a fixed later height, `H + 2` there). A change carried by the
-//! batch decided at height `H` is applied when `H` is delivered, in height
-//! order, and the set it makes is in force from height `H + delay`
-//! ([`Membership::delay`], [`ReplicaConfig::set_change_delay`](crate::ReplicaConfig::set_change_delay)).
-//! Every validator of a group must use the same delay (it is part of the
-//! group's definition, like its genesis set).
-//!
-//! **Why the delay must be at least the pipeline depth.** A replica with
-//! `max_pipeline_depth = d` works on the heights `next .. next + d`; it
-//! knows the set of height `h` once every height `≤ h - delay` is
-//! delivered, i.e. for `h < next + delay`. With `delay ≥ d` every height it
-//! proposes, votes or certifies in is one whose set it already knows, and
-//! since the set of `h` is a function of the decided heights `≤ h - delay`
-//! alone, every honest replica computes the same one: each height is
-//! decided by exactly one set, every honest replica agrees which, and the
-//! Tendermint argument holds height by height. A replica refuses
-//! ([`ReplicaConfig::check`](crate::ReplicaConfig::check)) a delay below
-//! its depth; with a shorter one a replica could vote at a height under a
-//! set that a change it has not delivered yet replaced.
-//!
-//! **What it means for safety across a change.** A certificate of height
-//! `h` verifies only against the set in force at `h` (and, if its batch
-//! names a set, only if that is the one: [`ConsensusError::UnknownValidatorSet`]):
-//! once a change is in force, a quorum of the old set is no quorum (a
-//! removed validator's votes are not counted, a 4-validator quorum is not a
-//! 7-validator one), and no two certificates of one height can come from
-//! different sets.
-//!
-//! **Light clients** ([`Membership::verify_chain`]): a node that knows the
-//! set at some height (its genesis, or a trusted checkpoint) checks a chain
-//! of set-change links (certified decisions carrying changes) one by one,
-//! each under the set the previous ones made, before it trusts a
-//! certificate of a later height. Links it was not given cannot be skipped
-//! unnoticed: every honest leader's batch names its set, so a chain that
-//! omits a change ends at a certificate naming a set the client did not
-//! derive, and is refused. As in CometBFT, this trusts each set only while
-//! it was in force (a retired set's quorum, colluding later, could sign a
-//! chain of its own: the weak-subjectivity assumption).
+//! See [`Membership`] for the rule and why it is safe.
 
 mod change;
 
@@ -54,7 +16,7 @@ use hologram_lattice::NodeId;
 
 /// The default [`Membership::delay`]: a change decided at height `H` takes
 /// effect at `H + 16` (at least the pipeline depth of every validator; see
-/// the [module docs](self)).
+/// [`Membership`]).
 pub const DEFAULT_SET_CHANGE_DELAY: u64 = 16;
 
 /// The largest delay a group may use (the largest pipeline depth).
@@ -62,7 +24,47 @@ pub const MAX_SET_CHANGE_DELAY: u64 = 256;
 
 /// The validator sets of a consensus group over heights: the one in force
 /// at the next height to deliver and those scheduled by changes decided
-/// since (see the [module docs](self)).
+/// since.
+///
+/// **The rule** (CometBFT's: validator updates decided at height `H` take
+/// effect at a fixed later height, `H + 2` there). A change carried by the
+/// batch decided at height `H` is applied when `H` is delivered, in height
+/// order, and the set it makes is in force from height `H + delay`
+/// ([`delay`](Membership::delay), [`ReplicaConfig::set_change_delay`](crate::ReplicaConfig::set_change_delay)).
+/// Every validator of a group must use the same delay (it is part of the
+/// group's definition, like its genesis set).
+///
+/// **Why the delay must be at least the pipeline depth.** A replica with
+/// `max_pipeline_depth = d` works on the heights `next .. next + d`; it
+/// knows the set of height `h` once every height `≤ h - delay` is
+/// delivered, i.e. for `h < next + delay`. With `delay ≥ d` every height it
+/// proposes, votes or certifies in is one whose set it already knows, and
+/// since the set of `h` is a function of the decided heights `≤ h - delay`
+/// alone, every honest replica computes the same one: each height is
+/// decided by exactly one set, every honest replica agrees which, and the
+/// Tendermint argument holds height by height. A replica refuses
+/// ([`ReplicaConfig::check`](crate::ReplicaConfig::check)) a delay below
+/// its depth; with a shorter one a replica could vote at a height under a
+/// set that a change it has not delivered yet replaced.
+///
+/// **What it means for safety across a change.** A certificate of height
+/// `h` verifies only against the set in force at `h` (and, if its batch
+/// names a set, only if that is the one: [`ConsensusError::UnknownValidatorSet`]):
+/// once a change is in force, a quorum of the old set is no quorum (a
+/// removed validator's votes are not counted, a 4-validator quorum is not a
+/// 7-validator one), and no two certificates of one height can come from
+/// different sets.
+///
+/// **Light clients** ([`verify_chain`](Membership::verify_chain)): a node that knows the
+/// set at some height (its genesis, or a trusted checkpoint) checks a chain
+/// of set-change links (certified decisions carrying changes) one by one,
+/// each under the set the previous ones made, before it trusts a
+/// certificate of a later height. Links it was not given cannot be skipped
+/// unnoticed: every honest leader's batch names its set, so a chain that
+/// omits a change ends at a certificate naming a set the client did not
+/// derive, and is refused. As in CometBFT, this trusts each set only while
+/// it was in force (a retired set's quorum, colluding later, could sign a
+/// chain of its own: the weak-subjectivity assumption).
 ///
 /// ```
 /// use hologram_consensus::{Membership, SetChange, SetOp, ValidatorSet};
@@ -260,7 +262,7 @@ impl Membership {
         self.sets[0].0 = self.sets[0].0.min(self.next);
     }
 
-    /// The light client's check (see the [module docs](self)): from this
+    /// The light client's check (see [`Membership`]): from this
     /// membership, verifies each of `links` in height order — a certified
     /// decision at or after the next height, naming the set in force at
     /// its height, carrying a change that set's quorum approved — then
