@@ -27,18 +27,22 @@
 
 mod support;
 
+use hologram_cam::ChunkParams;
 use hologram_consensus::{
-    ConsensusMessage, Decision, Membership, SetChange, SetOp, SimReplica, Slot, ValidatorSet, Vote,
-    VoteKind,
+    ConsensusMessage, Decision, Executor, Membership, ReplicatedStateMachine, SetChange, SetOp,
+    SimReplica, Slot, SnapshotConfig, ValidatorSet, Vote, VoteKind,
 };
 use hologram_lattice::sim::{check_seeds, Faults, Simulation};
 use hologram_lattice::NodeId;
+use hologram_receipt::ReceiptChain;
 use hologram_receipt::{KeyPair, Receipt};
 use rand::RngExt;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
 use support::byzantine::{Behaviour, Byzantine};
+use support::decided::Registers;
+use support::unbounded_window;
 use support::{faulty_network, test_config, Honest, TestNode};
 
 /// What the oracle saw: the canonical decisions and its membership after
@@ -52,8 +56,15 @@ struct Oracle {
     /// The height from which the removed validator is out, once known.
     removed_from: Option<u64>,
     removed: NodeId,
-    /// Per node and restart count: the log length checked.
-    checked: BTreeMap<(NodeId, u32), usize>,
+    /// Whether the removed validator was ever in a set (the joining liar
+    /// is not at first).
+    was_member: bool,
+    /// Per node and wipe count: the end of the log checked.
+    checked: BTreeMap<(NodeId, u32), u64>,
+    /// With machines: one replaying the decided heights from 0, and its
+    /// receipt chain after each number of heights.
+    machine: Option<Box<dyn Executor>>,
+    chains: Vec<ReceiptChain>,
 }
 
 impl Oracle {
@@ -61,8 +72,10 @@ impl Oracle {
         for (id, node, _) in sim.nodes() {
             let Some(h) = node.honest() else { continue };
             let done = self.checked.entry((id, h.wipes)).or_insert(0);
-            for (i, d) in h.node.log().iter().enumerate().skip(*done) {
-                let height = i as u64;
+            let first = h.node.log_first();
+            let skip = done.saturating_sub(first) as usize;
+            for (i, d) in h.node.log().iter().enumerate().skip(skip) {
+                let height = first + i as u64;
                 match self.decided.get(&height) {
                     Some(seen) if seen.certificate.value != d.certificate.value => {
                         return Err(format!("agreement violated at {height} ({id})"));
@@ -73,7 +86,7 @@ impl Oracle {
                     self.decided.entry(height).or_insert_with(|| d.clone());
                 }
             }
-            *done = h.node.log().len();
+            *done = first + h.node.log().len() as u64;
         }
         while let Some(d) = self.decided.remove(&self.membership.next_height()) {
             let h = d.height();
@@ -92,7 +105,13 @@ impl Oracle {
                 return Err(format!("height {h}: the removed validator's vote counted"));
             }
             self.membership.apply(&d).map_err(|e| e.to_string())?;
-            if self.removed_from.is_none() && !self.membership.newest().contains(&self.removed) {
+            if let Some(m) = &mut self.machine {
+                m.execute(&d).map_err(|e| format!("oracle machine: {e}"))?;
+                self.chains.push(m.chain());
+            }
+            let member = self.membership.newest().contains(&self.removed);
+            self.was_member |= member;
+            if self.removed_from.is_none() && self.was_member && !member {
                 // In force from the last scheduled set's height.
                 self.removed_from = self.membership.sets().last().map(|(h, _)| h);
             }
@@ -100,6 +119,24 @@ impl Oracle {
         }
         for (id, node, _) in sim.nodes() {
             let Some(h) = node.honest() else { continue };
+            // A machine (restored from a snapshot, or replayed) has applied
+            // exactly its log, and has the oracle's state there.
+            if let Some(m) = h.node.machine() {
+                let end = h.node.log_first() + h.node.log().len() as u64;
+                if m.next_height() != end {
+                    return Err(format!(
+                        "{id}: machine at {}, log ends at {end}",
+                        m.next_height()
+                    ));
+                }
+                if let Some(chain) = end.checked_sub(1).and_then(|i| self.chains.get(i as usize)) {
+                    if m.chain() != *chain {
+                        return Err(format!(
+                            "{id}: its state at {end} is not the replayed machine's"
+                        ));
+                    }
+                }
+            }
             let r = h.node.replica();
             if let Some(m) = self.history.get(r.next_height() as usize) {
                 if r.membership() != m {
@@ -121,6 +158,36 @@ struct Campaign {
     partitions: bool,
     crashes: bool,
     behaviour: Behaviour,
+    /// Honest nodes run machines snapshotted every few heights (logs
+    /// compacted), nodes are wiped and come back by state sync, and the
+    /// Byzantine validator is the first to join (lying about snapshots),
+    /// not one of the genesis four.
+    machines: bool,
+}
+
+fn snapshots() -> SnapshotConfig {
+    SnapshotConfig {
+        interval: 4,
+        chunks: ChunkParams {
+            min: 64,
+            avg: 256,
+            max: 1024,
+        },
+    }
+}
+
+fn factory(
+    genesis: &ValidatorSet,
+    delay: u64,
+) -> impl Fn() -> Box<dyn Executor> + Send + Sync + 'static {
+    let membership = Membership::new(genesis.clone(), delay);
+    move || {
+        Box::new(ReplicatedStateMachine::with_limits(
+            Registers::default(),
+            membership.clone(),
+            unbounded_window(),
+        )) as Box<dyn Executor>
+    }
 }
 
 fn keys(seed: u64) -> Vec<KeyPair> {
@@ -195,8 +262,28 @@ fn run(seed: u64, campaign: Campaign) -> Result<(), String> {
     let delay = config.set_change_delay;
     // The Byzantine validator is one of the genesis four; the one that
     // dies (and is replaced by the eighth key) another.
-    let byz = (seed % 4) as usize;
-    let dead = (byz + 1) % 4;
+    let byz = if campaign.machines {
+        4
+    } else {
+        (seed % 4) as usize
+    };
+    let dead = if campaign.machines {
+        (seed % 4) as usize
+    } else {
+        (byz + 1) % 4
+    };
+    let honest_node = {
+        let (config, genesis) = (config.clone(), genesis.clone());
+        let machines = campaign.machines;
+        move |k: &KeyPair| {
+            let node = SimReplica::new(k.clone(), config.clone()).expect("config");
+            if machines {
+                node.with_machine(factory(&genesis, delay), snapshots())
+            } else {
+                node
+            }
+        }
+    };
     let byzantine: HashSet<NodeId> = [ids[byz]].into();
     let nodes: Vec<(NodeId, TestNode)> = keys
         .iter()
@@ -209,8 +296,7 @@ fn run(seed: u64, campaign: Campaign) -> Result<(), String> {
                     campaign.behaviour,
                 )))
             } else {
-                let replica = SimReplica::new(k.clone(), config.clone()).expect("config");
-                TestNode::Honest(Box::new(Honest::new(replica, byzantine.clone())))
+                TestNode::Honest(Box::new(Honest::new(honest_node(k), byzantine.clone())))
             };
             (ids[i], node)
         })
@@ -222,7 +308,10 @@ fn run(seed: u64, campaign: Campaign) -> Result<(), String> {
         history: vec![Membership::new(genesis.clone(), delay)],
         removed_from: None,
         removed: ids[byz],
+        was_member: false,
         checked: BTreeMap::new(),
+        machine: campaign.machines.then(|| factory(&genesis, delay)()),
+        chains: Vec::new(),
     }));
     let o = oracle.clone();
     sim.set_invariant(move |sim| o.borrow_mut().check(sim));
@@ -244,6 +333,7 @@ fn run(seed: u64, campaign: Campaign) -> Result<(), String> {
     let mut t = 0u64;
     let mut zombie_votes = 0u64;
     let mut dead_at: Option<u64> = None;
+    let mut wiped = 0u32;
     while t < 12_000 {
         let faulty = t % 3_000 < 2_000;
         if t.is_multiple_of(3_000) {
@@ -312,6 +402,28 @@ fn run(seed: u64, campaign: Campaign) -> Result<(), String> {
                 sim.heal();
             }
         }
+        // With machines: a member wiped to nothing at the start of each
+        // faulty period after the first (back by state sync, across the
+        // changes since genesis).
+        if campaign.machines && t > 0 && t.is_multiple_of(3_000) {
+            let members: Vec<NodeId> = (m.current().validators().iter())
+                .filter(|id| honest.contains(id) && **id != ids[dead])
+                .copied()
+                .collect();
+            let id = members[sim.rng().random_range(0..members.len())];
+            let i = ids.iter().position(|v| *v == id).expect("a node");
+            let fresh = honest_node(&keys[i]);
+            sim.restart(id);
+            sim.with_node(id, |node, _| {
+                let wipes = node.honest().map_or(0, |h| h.wipes + 1);
+                let mut h = Honest::new(fresh, byzantine.clone());
+                h.wipes = wipes;
+                *node = TestNode::Honest(Box::new(h));
+            });
+            sim.crash(id);
+            sim.restart(id);
+            wiped += 1;
+        }
         if faulty && campaign.crashes && t.is_multiple_of(400) {
             for id in &honest {
                 if *id == ids[dead] && dead_at.is_some() {
@@ -348,8 +460,23 @@ fn run(seed: u64, campaign: Campaign) -> Result<(), String> {
             break;
         }
         if sim.now() >= deadline {
+            let states: Vec<String> = (sim.nodes())
+                .map(|(id, n, up)| match n.honest() {
+                    Some(h) => format!(
+                        "{id} up={up} log {}+{} restores {} {:?}",
+                        h.node.log_first(),
+                        h.node.log().len(),
+                        h.node.restores(),
+                        h.node.replica()
+                    ),
+                    None => format!("{id} byzantine"),
+                })
+                .collect();
             return Err(format!(
-                "liveness: the plan stopped at change {step} ({m:?})"
+                "liveness: the plan stopped at change {step} (sets at {}: {:?})\n{}",
+                m.next_height(),
+                m.current().validators(),
+                states.join("\n")
             ));
         }
         if dead_at.is_none() && m.current().len() == 7 {
@@ -429,6 +556,22 @@ fn run(seed: u64, campaign: Campaign) -> Result<(), String> {
     if zombie_votes == 0 {
         return Err("the removed validator never voted after its removal".into());
     }
+    if campaign.machines {
+        // The wiped nodes came back by restoring a snapshot; logs were compacted.
+        let restores: u64 = (sim.nodes())
+            .filter_map(|(_, n, _)| n.honest())
+            .map(|h| h.node.restores())
+            .sum();
+        let compacted = (sim.nodes())
+            .filter_map(|(_, n, _)| n.honest())
+            .any(|h| h.node.log_first() > 0);
+        if wiped > 0 && restores == 0 {
+            return Err(format!("{wiped} nodes wiped, no snapshot restored"));
+        }
+        if !compacted {
+            return Err("no log was compacted".into());
+        }
+    }
     Ok(())
 }
 
@@ -442,6 +585,7 @@ fn grow_replace_and_remove_on_a_lossy_network() {
                 partitions: false,
                 crashes: false,
                 behaviour: Behaviour::Equivocate,
+                machines: false,
             },
         )
     });
@@ -457,6 +601,7 @@ fn grow_replace_and_remove_with_partitions_and_crashes() {
                 partitions: true,
                 crashes: true,
                 behaviour: Behaviour::Forge,
+                machines: false,
             },
         )
     });
@@ -472,6 +617,23 @@ fn pipelined_reconfiguration_with_every_fault() {
                 partitions: true,
                 crashes: true,
                 behaviour: Behaviour::Equivocate,
+                machines: false,
+            },
+        )
+    });
+}
+
+#[test]
+fn machines_snapshots_and_wiped_nodes_across_the_changes() {
+    check_seeds("reconfig machines", 2, |seed| {
+        run(
+            seed,
+            Campaign {
+                depth: 1,
+                partitions: true,
+                crashes: true,
+                behaviour: Behaviour::LyingSnapshots,
+                machines: true,
             },
         )
     });

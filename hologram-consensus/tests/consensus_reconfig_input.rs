@@ -35,7 +35,9 @@ fn decided(
     signers: &[KeyPair],
     change: Option<SetChange>,
 ) -> Decision {
-    let batch = Batch::new(commands(&format!("h{height}-"), 1))
+    // A change travels in a batch without commands.
+    let n = if change.is_some() { 0 } else { 1 };
+    let batch = Batch::new(commands(&format!("h{height}-"), n))
         .expect("small")
         .with_set(set.fingerprint(), change);
     let slot = Slot {

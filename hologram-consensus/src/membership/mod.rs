@@ -22,6 +22,16 @@ pub const DEFAULT_SET_CHANGE_DELAY: u64 = 16;
 /// The largest delay a group may use (the largest pipeline depth).
 pub const MAX_SET_CHANGE_DELAY: u64 = 256;
 
+/// How many of the newest applied changes a [`Membership`] keeps as links
+/// (their certified decisions), to hand a node behind them
+/// ([`Membership::links`]).
+pub const MAX_SET_CHANGE_LINKS: usize = 32;
+
+/// The largest encoded link: a block of a batch with no command, a
+/// checkpoint and a change approved by [`MAX_VALIDATORS`], certified by as
+/// many.
+const MAX_LINK_BYTES: usize = 64 << 10;
+
 /// The validator sets of a consensus group over heights: the one in force
 /// at the next height to deliver and those scheduled by changes decided
 /// since.
@@ -84,7 +94,11 @@ pub const MAX_SET_CHANGE_DELAY: u64 = 256;
 /// assert_eq!(change.verify(0, &set)?.len(), 5);
 /// # Ok::<(), hologram_consensus::ConsensusError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Two memberships are equal when their group, delay, height, version and
+/// sets are (their [`links`](Self::links) are evidence, and two nodes may
+/// hold different certificates of one decided height).
+#[derive(Debug, Clone)]
 pub struct Membership {
     /// The fingerprint of the genesis set: which group this is.
     genesis: [u8; 32],
@@ -96,7 +110,29 @@ pub struct Membership {
     /// `(first height in force, set)`, heights increasing; the first entry
     /// is in force at `next`, the others were scheduled since.
     sets: Vec<(u64, ValidatorSet)>,
+    /// The certified decisions of the newest changes applied, oldest first.
+    links: Vec<Decision>,
 }
+
+impl PartialEq for Membership {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            self.genesis,
+            self.delay,
+            self.next,
+            self.version,
+            &self.sets,
+        ) == (
+            other.genesis,
+            other.delay,
+            other.next,
+            other.version,
+            &other.sets,
+        )
+    }
+}
+
+impl Eq for Membership {}
 
 impl From<ValidatorSet> for Membership {
     /// A group that starts with `set` at height 0, with the default delay.
@@ -116,6 +152,7 @@ impl Membership {
             next: 0,
             version: 0,
             sets: vec![(0, genesis)],
+            links: Vec::new(),
         }
     }
 
@@ -175,6 +212,21 @@ impl Membership {
         Ok(&self.sets[i.saturating_sub(1)].1)
     }
 
+    /// The certified decisions of the newest changes applied (at most
+    /// [`MAX_SET_CHANGE_LINKS`], oldest first): the chain a node that knows
+    /// an older set checks ([`verify_chain`](Self::verify_chain)) before it
+    /// trusts a certificate of this group's later heights.
+    pub fn links(&self) -> &[Decision] {
+        &self.links
+    }
+
+    /// The links a node whose sets are at `version` needs, in order.
+    pub fn links_after(&self, version: u64) -> impl Iterator<Item = &Decision> {
+        self.links
+            .iter()
+            .filter(move |d| d.batch.set_change().is_some_and(|c| c.version >= version))
+    }
+
     /// Whether `id` is a validator of the current set or of one scheduled.
     pub fn is_member(&self, id: &NodeId) -> bool {
         self.sets.iter().any(|(_, s)| s.contains(id))
@@ -221,20 +273,26 @@ impl Membership {
         self.next += 1;
         let scheduled = match d.batch.set_change() {
             None => None,
-            Some(c) => match c.verify(self.version, self.newest()) {
-                Ok(set) => {
-                    let at = d.height().saturating_add(self.delay);
-                    tracing::info!(height = d.height(), at, version = c.version, op = ?c.op,
+            Some(c) => {
+                match travels_alone(d).and_then(|()| c.verify(self.version, self.newest())) {
+                    Ok(set) => {
+                        let at = d.height().saturating_add(self.delay);
+                        tracing::info!(height = d.height(), at, version = c.version, op = ?c.op,
                                    validators = set.len(), "validator-set change scheduled");
-                    self.version += 1;
-                    self.sets.push((at, set));
-                    Some(at)
+                        self.version += 1;
+                        self.sets.push((at, set));
+                        self.links.push(d.clone());
+                        if self.links.len() > MAX_SET_CHANGE_LINKS {
+                            self.links.remove(0);
+                        }
+                        Some(at)
+                    }
+                    Err(e) => {
+                        tracing::warn!(height = d.height(), error = %e, "a decided set change does not apply");
+                        None
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(height = d.height(), error = %e, "a decided set change does not apply");
-                    None
-                }
-            },
+            }
         };
         self.prune();
         Ok(scheduled)
@@ -297,6 +355,7 @@ impl Membership {
                     reason: "the link carries no set change".into(),
                 })
             })?;
+            travels_alone(link).map_err(forged)?;
             change
                 .verify(light.version, light.newest())
                 .map_err(forged)?;
@@ -347,6 +406,13 @@ impl Membership {
                 out.extend_from_slice(id.as_bytes());
             }
         }
+        // At most MAX_SET_CHANGE_LINKS links of at most MAX_LINK_BYTES.
+        out.extend_from_slice(&(self.links.len() as u16).to_le_bytes());
+        for link in &self.links {
+            let bytes = crate::persist::encode_block(link);
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(&bytes);
+        }
     }
 
     /// Decodes [`encode`](Self::encode)'s bytes, every count bounded
@@ -390,13 +456,47 @@ impl Membership {
             }
             sets.push((from, set));
         }
+        let count = usize::from(u16::from_le_bytes(r.array("link count")?));
+        if count > MAX_SET_CHANGE_LINKS {
+            return Err(format!("{count} links, at most {MAX_SET_CHANGE_LINKS}"));
+        }
+        let mut links = Vec::with_capacity(count);
+        for _ in 0..count {
+            let len = r.u32("link length")? as usize;
+            if len > MAX_LINK_BYTES {
+                return Err(format!("a link of {len} bytes, at most {MAX_LINK_BYTES}"));
+            }
+            let link = crate::persist::decode_block(r.take(len, "link")?)?;
+            if link.batch.set_change().is_none() {
+                return Err("a link without a set change".into());
+            }
+            links.push(link);
+        }
         Ok(Self {
             genesis,
             delay,
             next,
             version,
             sets,
+            links,
         })
+    }
+}
+
+/// A set change travels in a batch without commands (so that the links a
+/// node keeps and hands on stay small): one with commands is refused.
+pub(crate) fn travels_alone(d: &Decision) -> Result<(), ConsensusError> {
+    travels_alone_batch(&d.batch)
+}
+
+/// [`travels_alone`] of a batch.
+pub(crate) fn travels_alone_batch(batch: &crate::Batch) -> Result<(), ConsensusError> {
+    match batch.set_change() {
+        Some(c) if !batch.is_empty() => Err(ConsensusError::SetChangeRefused {
+            version: c.version,
+            reason: "a set change travels in a batch without commands".into(),
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -132,6 +132,39 @@ fn a_change_that_does_not_apply_is_ignored_by_everyone() {
 }
 
 #[test]
+fn a_change_in_a_batch_with_commands_is_refused_and_ignored() {
+    let keys: Vec<KeyPair> = (1..=5).map(key).collect();
+    let four = set_of(&keys[..4]);
+    let add = change(&keys[..3], 0, &four, SetOp::Add(keys[4].node_id()));
+    let command = crate::Command::sign(&keys[0], 0, 0, b"x".to_vec()).unwrap();
+    let batch = Batch::new(vec![command])
+        .unwrap()
+        .with_set(four.fingerprint(), Some(add));
+    let slot = Slot {
+        height: 0,
+        round: 0,
+        kind: VoteKind::Precommit,
+    };
+    let votes: Vec<Vote> = keys[..3]
+        .iter()
+        .map(|k| Vote::sign(k, slot, Some(batch.receipt())))
+        .collect();
+    let d = Decision {
+        certificate: Certificate::from_votes(slot, batch.receipt(), &votes),
+        batch,
+    };
+    let mut m = Membership::new(four.clone(), 2);
+    assert_eq!(m.apply(&d).unwrap(), None);
+    assert_eq!(m.version(), 0);
+    assert!(m.links().is_empty());
+    let target = decided(3, &four, &keys[..3], None);
+    assert!(matches!(
+        Membership::new(four, 2).verify_chain(&[d], &target),
+        Err(ConsensusError::ForgedSetChangeLink { height: 0, .. })
+    ));
+}
+
+#[test]
 fn a_light_client_follows_a_chain_of_changes_and_refuses_forged_links() {
     let (keys, four, five, log) = growing(2);
     let genesis = Membership::new(four.clone(), 2);
@@ -221,8 +254,10 @@ fn the_encoding_round_trips() {
     let mut m = Membership::new(four, 3);
     for d in &log[..5] {
         m.apply(d).unwrap();
-        assert_eq!(Membership::decode(&m.encode()).unwrap(), m);
+        let back = Membership::decode(&m.encode()).unwrap();
+        assert_eq!((&back, back.links()), (&m, m.links()));
     }
+    assert_eq!(m.links(), &log[3..4]);
     assert!(m.changing());
     let bytes = m.encode();
     for cut in 0..bytes.len() {

@@ -108,6 +108,8 @@ pub struct Replica {
     membership: Membership,
     /// Set changes this replica's node asked it to propose.
     set_changes: Vec<SetChange>,
+    /// [`Membership::members`], kept up to date (broadcast targets).
+    peers: Vec<NodeId>,
     next: u64,
     heights: BTreeMap<u64, HeightState>,
     bodies: BTreeMap<u64, HashMap<Receipt, Body>>,
@@ -192,6 +194,7 @@ impl Replica {
         let membership =
             Membership::new(config.validators.clone(), config.set_change_delay).starting_at(next);
         Self {
+            peers: membership.members(),
             membership,
             set_changes: Vec::new(),
             detector: ByzantineDetector::new(config.validators.clone()).observed_by(me),
@@ -260,8 +263,17 @@ impl Replica {
     /// Every validator of the set in force and of the sets scheduled: who
     /// a replica's broadcasts go to (a joining validator among them, so it
     /// catches up before its set is in force).
-    pub fn peers(&self) -> Vec<NodeId> {
-        self.membership.members()
+    pub fn peers(&self) -> &[NodeId] {
+        &self.peers
+    }
+
+    /// The sets changed: the peers and the detector follow.
+    fn sets_changed(&mut self) {
+        let members = self.membership.members();
+        if members != self.peers {
+            self.detector.set_validators(&members);
+            self.peers = members;
+        }
     }
 
     /// A restarted replica's validator sets, rebuilt by its node from what
@@ -282,7 +294,7 @@ impl Replica {
             )));
         }
         self.membership = membership;
-        self.detector.set_validators(&self.membership.members());
+        self.sets_changed();
         Ok(())
     }
 
@@ -337,7 +349,7 @@ impl Replica {
         }
         let version = self.membership.version();
         self.set_changes.retain(|c| c.version >= version);
-        self.detector.set_validators(&self.membership.members());
+        self.sets_changed();
     }
 
     /// Whether heights must run without commands: a set change waits to be
@@ -458,7 +470,7 @@ impl Replica {
             ConsensusMessage::Decision(_) => "decision",
             ConsensusMessage::SyncRequest { .. } => "sync_request",
             ConsensusMessage::Commands(_) => "commands",
-            ConsensusMessage::SnapshotOffer(_) => "snapshot_offer",
+            ConsensusMessage::SnapshotOffer(..) => "snapshot_offer",
             ConsensusMessage::SnapshotRequest { .. } => "snapshot_request",
             ConsensusMessage::SnapshotPart { .. } => "snapshot_part",
         };
@@ -473,7 +485,9 @@ impl Replica {
                 self.serve_catch_up(now, from, (first, last), out);
             }
             ConsensusMessage::Commands(commands) => self.on_commands(now, from, commands, out),
-            ConsensusMessage::SnapshotOffer(d) => self.on_snapshot_offer(now, from, *d, out),
+            ConsensusMessage::SnapshotOffer(d, links) => {
+                self.on_snapshot_offer(now, from, *d, &links, out)
+            }
             ConsensusMessage::SnapshotRequest { snapshot, part } => {
                 self.on_snapshot_request(now, from, snapshot, part, out)
             }

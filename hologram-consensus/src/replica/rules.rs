@@ -160,6 +160,7 @@ pub(crate) fn check_proposal(
             ))
         }
     }
+    crate::membership::travels_alone_batch(&p.batch)?;
     if let Some(named) = p.batch.set_name() {
         if named != validators.fingerprint() {
             return Err(ConsensusError::UnknownValidatorSet {

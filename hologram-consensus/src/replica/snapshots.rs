@@ -218,9 +218,15 @@ impl Replica {
                 self.config.timeouts.resend_ms,
                 self.config.sync_bytes_per_interval,
             );
-            let size = super::catchup::decision_wire_bound(d);
+            let links = self.membership.links().to_vec();
+            let size = (links.iter())
+                .map(super::catchup::decision_wire_bound)
+                .fold(
+                    super::catchup::decision_wire_bound(d),
+                    usize::saturating_add,
+                );
             if self.catch_up.offer(now, interval, budget, peer, size) {
-                let offer = ConsensusMessage::SnapshotOffer(Box::new(d.clone()));
+                let offer = ConsensusMessage::SnapshotOffer(Box::new(d.clone()), links);
                 out.messages.push(Outgoing::To(peer, offer));
             }
         }
@@ -294,6 +300,7 @@ impl Replica {
         now: u64,
         from: NodeId,
         d: Decision,
+        links: &[Decision],
         out: &mut Outputs,
     ) {
         if !self.snapshots.enabled || !self.membership.is_member(&from) {
@@ -315,18 +322,28 @@ impl Replica {
             return;
         }
         // Beyond the heights whose sets this replica knows, the offer is
-        // checked as a light client would, with no link: certified by the
-        // newest set it knows, and naming it (a set change it has not seen
-        // makes the name differ: refused, not blamed).
+        // checked as a light client would: the links of the changes since
+        // its sets' version, each under the set the previous ones made,
+        // then the offer under the set they lead to (a change missing from
+        // the links makes the offer's named set differ: refused).
         match self.membership.verify(&d) {
             Ok(()) => {}
             Err(ConsensusError::UnknownValidatorSet { .. }) => {
-                if let Err(e) = self.membership.verify_chain(&[], &d) {
-                    tracing::debug!(me = %self.me, error = %e, "a snapshot offer under a set not known here");
-                    return;
-                }
-                if self.membership.changing() {
-                    return;
+                let version = self.membership.version();
+                let needed: Vec<Decision> = (links.iter())
+                    .filter(|l| l.batch.set_change().is_some_and(|c| c.version >= version))
+                    .filter(|l| l.height() >= self.next && l.height() < d.height())
+                    .cloned()
+                    .collect();
+                match self.membership.verify_chain(&needed, &d) {
+                    Ok(_) => {}
+                    Err(e @ ConsensusError::ForgedSetChangeLink { .. }) => {
+                        return self.blame(from, Offence::InvalidReceipt(e.to_string()), out)
+                    }
+                    Err(e) => {
+                        tracing::debug!(me = %self.me, error = %e, "a snapshot offer under a set not known here");
+                        return;
+                    }
                 }
             }
             Err(e) => return self.blame(from, Offence::InvalidReceipt(e.to_string()), out),
@@ -425,8 +442,10 @@ impl Replica {
             return;
         }
         self.next = c.height;
-        // The sets: as the offer was checked (no change between).
+        // The sets: as the offer was checked (no change between); the
+        // node then gives the snapshot's own ([`Replica::restore_membership`]).
         self.membership = self.membership.clone().starting_at(c.height);
+        self.sets_changed();
         self.heights = self.heights.split_off(&c.height);
         self.bodies = self.bodies.split_off(&c.height);
         self.decided = self.decided.split_off(&c.height);

@@ -59,10 +59,16 @@ impl Replica {
                     .find(|c| c.version == version)
                     .cloned();
                 // Bounded by max_batch <= MAX_BATCH_COMMANDS; byte bound checked.
+                // A change travels without commands (see `Membership`).
+                let max = if change.is_some() { 0 } else { max };
                 let fresh = || {
-                    let batch = Batch::new(mempool.take_for(h, max))
-                        .unwrap_or_default()
-                        .with_checkpoint(checkpoint);
+                    let batch = Batch::new(if max == 0 {
+                        Vec::new()
+                    } else {
+                        mempool.take_for(h, max)
+                    })
+                    .unwrap_or_default()
+                    .with_checkpoint(checkpoint);
                     match set {
                         Ok(set) => batch.with_set(set, change),
                         Err(_) => batch,

@@ -183,8 +183,8 @@ impl SimReplica {
         for m in out.messages.drain(..) {
             match m {
                 Outgoing::Broadcast(msg) => {
-                    let others = self.replica.peers();
-                    ctx.send_all(others.into_iter().filter(|v| *v != me).collect(), msg);
+                    let others = self.replica.peers().iter();
+                    ctx.send_all(others.filter(|v| **v != me).copied().collect(), msg);
                 }
                 Outgoing::To(to, msg) if to != me => ctx.send(to, msg),
                 Outgoing::To(..) => {}
