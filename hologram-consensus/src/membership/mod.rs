@@ -27,11 +27,6 @@ pub const MAX_SET_CHANGE_DELAY: u64 = 256;
 /// ([`Membership::links`]).
 pub const MAX_SET_CHANGE_LINKS: usize = 32;
 
-/// The largest encoded link: a block of a batch with no command, a
-/// checkpoint and a change approved by [`MAX_VALIDATORS`], certified by as
-/// many.
-const MAX_LINK_BYTES: usize = 64 << 10;
-
 /// The validator sets of a consensus group over heights: the one in force
 /// at the next height to deliver and those scheduled by changes decided
 /// since.
@@ -212,12 +207,33 @@ impl Membership {
         Ok(&self.sets[i.saturating_sub(1)].1)
     }
 
-    /// The certified decisions of the newest changes applied (at most
-    /// [`MAX_SET_CHANGE_LINKS`], oldest first): the chain a node that knows
-    /// an older set checks ([`verify_chain`](Self::verify_chain)) before it
-    /// trusts a certificate of this group's later heights.
+    /// The certified decisions of the newest changes applied here (at most
+    /// [`MAX_SET_CHANGE_LINKS`], oldest first; none of those before a
+    /// snapshot this membership was restored from): the chain a node that
+    /// knows an older set checks ([`verify_chain`](Self::verify_chain))
+    /// before it trusts a certificate of this group's later heights.
     pub fn links(&self) -> &[Decision] {
         &self.links
+    }
+
+    /// Keeps `older` links (this node's, from before a snapshot it was
+    /// restored from) ahead of those it holds: the ones of versions below
+    /// its first, newest [`MAX_SET_CHANGE_LINKS`] in all.
+    pub(crate) fn keep_links(&mut self, older: &[Decision]) {
+        let first = (self.links.first())
+            .and_then(|d| d.batch.set_change())
+            .map_or(self.version, |c| c.version);
+        let mut links: Vec<Decision> = (older.iter())
+            .filter(|d| d.batch.set_change().is_some_and(|c| c.version < first))
+            .cloned()
+            .collect();
+        let version = |d: &Decision| d.batch.set_change().map_or(0, |c| c.version);
+        links.sort_by_key(version);
+        links.dedup_by_key(|d| version(d));
+        links.append(&mut self.links);
+        let drop = links.len().saturating_sub(MAX_SET_CHANGE_LINKS);
+        links.drain(..drop);
+        self.links = links;
     }
 
     /// The links a node whose sets are at `version` needs, in order.
@@ -383,7 +399,10 @@ impl Membership {
         self.verify(d)
     }
 
-    /// The canonical bytes (kept in a snapshot): `genesis fingerprint (32) ‖ delay u64 LE ‖ next u64
+    /// The canonical bytes (kept in a snapshot; the [`links`](Self::links)
+    /// are not: they are evidence this node holds, and two nodes may hold
+    /// different certificates of one height, while a snapshot must be the
+    /// same on every node): `genesis fingerprint (32) ‖ delay u64 LE ‖ next u64
     /// LE ‖ version u64 LE ‖ set count u16 LE ‖ for each: first height u64
     /// LE ‖ validator count u16 LE ‖ ids (32 each)`.
     pub fn encode(&self) -> Vec<u8> {
@@ -405,13 +424,6 @@ impl Membership {
             for id in set.validators() {
                 out.extend_from_slice(id.as_bytes());
             }
-        }
-        // At most MAX_SET_CHANGE_LINKS links of at most MAX_LINK_BYTES.
-        out.extend_from_slice(&(self.links.len() as u16).to_le_bytes());
-        for link in &self.links {
-            let bytes = crate::persist::encode_block(link);
-            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-            out.extend_from_slice(&bytes);
         }
     }
 
@@ -456,29 +468,13 @@ impl Membership {
             }
             sets.push((from, set));
         }
-        let count = usize::from(u16::from_le_bytes(r.array("link count")?));
-        if count > MAX_SET_CHANGE_LINKS {
-            return Err(format!("{count} links, at most {MAX_SET_CHANGE_LINKS}"));
-        }
-        let mut links = Vec::with_capacity(count);
-        for _ in 0..count {
-            let len = r.u32("link length")? as usize;
-            if len > MAX_LINK_BYTES {
-                return Err(format!("a link of {len} bytes, at most {MAX_LINK_BYTES}"));
-            }
-            let link = crate::persist::decode_block(r.take(len, "link")?)?;
-            if link.batch.set_change().is_none() {
-                return Err("a link without a set change".into());
-            }
-            links.push(link);
-        }
         Ok(Self {
             genesis,
             delay,
             next,
             version,
             sets,
-            links,
+            links: Vec::new(),
         })
     }
 }

@@ -31,16 +31,6 @@ fn block_name(height: u64) -> Result<Name, ConsensusError> {
     Ok(Name::new(bytes)?)
 }
 
-/// A decided height's block bytes (see [`DurableLog`]).
-pub(crate) fn encode_block(d: &Decision) -> Vec<u8> {
-    block::encode(d)
-}
-
-/// Decodes a block's bytes (its certificate not checked).
-pub(crate) fn decode_block(bytes: &[u8]) -> Result<Decision, String> {
-    block::decode(bytes)
-}
-
 /// The name of the voting record.
 fn record_name() -> Result<Name, ConsensusError> {
     Ok(Name::new(RECORD_NAME)?)

@@ -293,9 +293,21 @@ impl Replica {
                 self.config.set_change_delay
             )));
         }
+        // The links held before, and those a fetched snapshot's offer
+        // came with (verified), stay: nodes behind need them.
+        let mut older = self.membership.links().to_vec();
+        older.append(&mut self.snapshots.links);
         self.membership = membership;
+        self.membership.keep_links(&older);
         self.sets_changed();
         Ok(())
+    }
+
+    /// Keeps the set-change links this node held before (see
+    /// [`Membership::links`]): a restarted node's, which its snapshot does
+    /// not carry.
+    pub(crate) fn keep_links(&mut self, older: &[Decision]) {
+        self.membership.keep_links(older);
     }
 
     /// Asks the replica to propose `change` when it leads (it must apply to

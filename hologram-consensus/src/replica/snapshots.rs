@@ -96,6 +96,9 @@ pub(super) struct Snapshots {
     log_start: u64,
     /// A snapshot being fetched.
     fetch: Option<SnapshotFetch>,
+    /// The set-change links its offer came with, verified: kept once the
+    /// snapshot's sets are the replica's, to hand on.
+    pub(super) links: Vec<Decision>,
 }
 
 impl Snapshots {
@@ -336,7 +339,7 @@ impl Replica {
                     .cloned()
                     .collect();
                 match self.membership.verify_chain(&needed, &d) {
-                    Ok(_) => {}
+                    Ok(_) => self.snapshots.links = needed,
                     Err(e @ ConsensusError::ForgedSetChangeLink { .. }) => {
                         return self.blame(from, Offence::InvalidReceipt(e.to_string()), out)
                     }

@@ -43,6 +43,9 @@ pub struct SimReplica {
     /// under a driver, those of the round until they are handed on.
     log: Vec<Decision>,
     record: VotingRecord,
+    /// The set-change links this node holds (durable in the simulator,
+    /// as the log is: a snapshot does not carry them).
+    links: Vec<Decision>,
     /// The height of `log[0]` (the log below it was compacted).
     log_first: u64,
     misbehaviour: Vec<Misbehaviour>,
@@ -79,6 +82,7 @@ impl SimReplica {
     fn of(replica: Replica, log: Vec<Decision>, driven: Option<Attached>) -> Self {
         Self {
             record: replica.voting_record().clone(),
+            links: Vec::new(),
             replica,
             outputs: Outputs::default(),
             log,
@@ -175,6 +179,11 @@ impl SimReplica {
             out.misbehaviour.clear();
         } else {
             self.misbehaviour.append(&mut out.misbehaviour);
+            if self.links.len() != self.replica.membership().links().len()
+                || self.links.last() != self.replica.membership().links().last()
+            {
+                self.links = self.replica.membership().links().to_vec();
+            }
             if self.record != *self.replica.voting_record() {
                 self.record = self.replica.voting_record().clone();
             }
@@ -251,6 +260,8 @@ impl Recover for SimReplica {
             }
             node.machine = Some(machine);
         }
+        node.replica.keep_links(&self.links);
+        node.links = node.replica.membership().links().to_vec();
         node
     }
 }
