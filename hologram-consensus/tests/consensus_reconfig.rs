@@ -630,7 +630,7 @@ static RESTORES: AtomicU64 = AtomicU64::new(0);
 
 #[test]
 fn machines_snapshots_and_wiped_nodes_across_the_changes() {
-    check_seeds("reconfig machines", 1, |seed| {
+    check_seeds("reconfig machines", 2, |seed| {
         run(
             seed,
             Campaign {

@@ -23,15 +23,19 @@
 //! of [`CatchUpServer`](super::catchup::CatchUpServer).
 //!
 //! **Fetching.** A replica whose node can restore (it runs a machine)
-//! takes an offer whose decision verifies against the validator set and
+//! takes an offer whose decision verifies against the validator set in
+//! force at its height (for a height beyond the sets it knows, the
+//! set-change links the offer carries are checked first, as a light client
+//! does: [`Membership::verify_chain`](crate::Membership::verify_chain)) and
 //! names a checkpoint beyond its next height, then asks for the parts one
 //! at a time, each verified by address before it is kept; a peer whose
 //! part does not verify is blamed and the next validator is asked, as is
 //! the next one when a request goes unanswered for a resend interval. When
 //! every part is in, the node restores its machine ([`Outputs::restore`])
 //! and, only if that succeeds, moves the replica past the snapshot
-//! ([`Replica::install_snapshot`]); the heights after it come through the
-//! usual catch-up.
+//! ([`Replica::install_snapshot`]) and gives it the snapshot's validator
+//! sets ([`Replica::restore_membership`]); the heights after it come
+//! through the usual catch-up.
 
 use super::{Outgoing, Outputs, Replica};
 use crate::detector::Offence;
