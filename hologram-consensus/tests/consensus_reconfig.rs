@@ -569,6 +569,13 @@ fn run(seed: u64, campaign: Campaign) -> Result<(), String> {
         // A wiped node catches up from the decisions if a peer still holds
         // them; over the seeds, snapshots are restored (checked by the test).
         RESTORES.fetch_add(restores, Ordering::Relaxed);
+        // The liar's snapshot parts were refused (and it blamed).
+        let lies = (sim.nodes())
+            .filter_map(|(_, n, _)| n.honest())
+            .flat_map(|h| h.node.misbehaviour())
+            .filter(|m| m.node == ids[byz] && format!("{:?}", m.offence).contains("snapshot part"))
+            .count();
+        LIES.fetch_add(lies as u64, Ordering::Relaxed);
         let _ = wiped;
         if !compacted {
             return Err("no log was compacted".into());
@@ -625,8 +632,10 @@ fn pipelined_reconfiguration_with_every_fault() {
     });
 }
 
-/// Snapshots restored over the seeds of the machine campaign.
+/// Snapshots restored, and lies of the joining liar caught, over the seeds
+/// of the machine campaign.
 static RESTORES: AtomicU64 = AtomicU64::new(0);
+static LIES: AtomicU64 = AtomicU64::new(0);
 
 #[test]
 fn machines_snapshots_and_wiped_nodes_across_the_changes() {
@@ -645,5 +654,9 @@ fn machines_snapshots_and_wiped_nodes_across_the_changes() {
     assert!(
         RESTORES.load(Ordering::Relaxed) > 0,
         "no node state-synced across the changes"
+    );
+    assert!(
+        LIES.load(Ordering::Relaxed) > 0,
+        "the joining validator's lies were never caught"
     );
 }

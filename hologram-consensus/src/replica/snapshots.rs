@@ -103,6 +103,9 @@ pub(super) struct Snapshots {
     /// The set-change links its offer came with, verified: kept once the
     /// snapshot's sets are the replica's, to hand on.
     pub(super) links: Vec<Decision>,
+    /// Whom to ask for the parts: the validators in force at the height of
+    /// the decision naming the snapshot (they hold it).
+    peers: Vec<NodeId>,
 }
 
 impl Snapshots {
@@ -333,8 +336,11 @@ impl Replica {
         // its sets' version, each under the set the previous ones made,
         // then the offer under the set they lead to (a change missing from
         // the links makes the offer's named set differ: refused).
-        match self.membership.verify(&d) {
-            Ok(()) => {}
+        let holders = match self.membership.verify(&d) {
+            Ok(()) => self
+                .membership
+                .at(d.height())
+                .map(|s| s.validators().to_vec()),
             Err(ConsensusError::UnknownValidatorSet { .. }) => {
                 let version = self.membership.version();
                 let needed: Vec<Decision> = (links.iter())
@@ -343,7 +349,10 @@ impl Replica {
                     .cloned()
                     .collect();
                 match self.membership.verify_chain(&needed, &d) {
-                    Ok(_) => self.snapshots.links = needed,
+                    Ok(light) => {
+                        self.snapshots.links = needed;
+                        Ok(light.current().validators().to_vec())
+                    }
                     Err(e @ ConsensusError::ForgedSetChangeLink { .. }) => {
                         return self.blame(from, Offence::InvalidReceipt(e.to_string()), out)
                     }
@@ -354,12 +363,9 @@ impl Replica {
                 }
             }
             Err(e) => return self.blame(from, Offence::InvalidReceipt(e.to_string()), out),
-        }
-        let peer = self
-            .membership
-            .current()
-            .validators()
-            .iter()
+        };
+        self.snapshots.peers = holders.unwrap_or_default();
+        let peer = (self.snapshots.peers.iter())
             .position(|v| *v == from)
             .unwrap_or(0);
         tracing::debug!(me = %self.me, height = checkpoint.height, from = %from, "fetching a certified snapshot");
@@ -369,7 +375,10 @@ impl Replica {
 
     /// Asks the current peer for the next part wanted.
     fn ask_part(&mut self, now: u64, out: &mut Outputs) {
-        let validators = self.membership.current().validators();
+        let validators = match self.snapshots.peers.as_slice() {
+            [] => self.membership.current().validators(),
+            holders => holders,
+        };
         let Some(f) = self.snapshots.fetch.as_mut() else {
             return;
         };
@@ -397,7 +406,7 @@ impl Replica {
         bytes: &[u8],
         out: &mut Outputs,
     ) {
-        if !self.membership.is_member(&from) {
+        if !self.membership.is_member(&from) && !self.snapshots.peers.contains(&from) {
             return;
         }
         let Some(f) = self.snapshots.fetch.as_mut() else {
