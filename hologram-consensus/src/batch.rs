@@ -1,6 +1,7 @@
 //! Batches: what consensus orders, and their canonical bytes.
 
 use crate::command::Command;
+use crate::membership::SetChange;
 use crate::snapshot::Checkpoint;
 use crate::ConsensusError;
 use hologram_receipt::{Receipt, ReceiptBuilder};
@@ -16,6 +17,13 @@ const RECEIPT_BUFFER: usize = 64 << 10;
 
 /// The prefix of a batch's canonical bytes.
 pub(crate) const BATCH_MAGIC: &[u8; 17] = b"hologram batch v4";
+/// The prefix of a batch's canonical bytes when it names its validator set.
+pub(crate) const NAMED_BATCH_MAGIC: &[u8; 17] = b"hologram batch v5";
+
+/// The flags of a named batch's trailer: a checkpoint follows.
+pub(crate) const FLAG_CHECKPOINT: u8 = 1;
+/// The flags of a named batch's trailer: a set change follows.
+pub(crate) const FLAG_SET_CHANGE: u8 = 2;
 
 /// The canonical bytes of one command besides its payload and its proof's
 /// siblings: key, sequence, first unanswered, signature, proof index and
@@ -42,6 +50,17 @@ pub(crate) const COMMAND_HEADER: usize = 32 + 8 + 8 + 64 + 4 + 4;
 /// presence unambiguous, and a batch without one has the bytes it always
 /// had).
 ///
+/// A batch a replica's leader proposes also names the validator set it is
+/// proposed under ([`Batch::set_name`], the set's fingerprint: CometBFT's
+/// `ValidatorsHash`), so that its certificate says which set made it, and
+/// may carry a [`SetChange`] ([`Batch::set_change`]; see
+/// [`Membership`](crate::Membership)). Such a batch's canonical bytes are
+///
+/// ```text
+/// "hologram batch v5" (17 bytes) ‖ set fingerprint (32) ‖ count u32 LE ‖ commands (as above) ‖
+/// flags u8 (1: checkpoint, 2: set change) ‖ [checkpoint (72)] ‖ [set change canonical bytes]
+/// ```
+///
 /// and its receipt — what validators vote on — is
 /// `Receipt::from_bytes(canonical bytes)` (SPEC §6), so two honest nodes
 /// compute the same receipt for the same batch and the receipt binds every
@@ -53,6 +72,8 @@ pub(crate) const COMMAND_HEADER: usize = 32 + 8 + 8 + 64 + 4 + 4;
 pub struct Batch {
     commands: Arc<[Command]>,
     checkpoint: Option<Checkpoint>,
+    set: Option<[u8; 32]>,
+    set_change: Option<SetChange>,
 }
 
 /// How a batch travels: the wire format of a `struct { commands:
@@ -61,6 +82,8 @@ pub struct Batch {
 struct BatchRef<'a> {
     commands: &'a [Command],
     checkpoint: Option<&'a Checkpoint>,
+    set: Option<&'a [u8; 32]>,
+    set_change: Option<&'a SetChange>,
 }
 
 /// [`BatchRef`], decoded.
@@ -68,6 +91,8 @@ struct BatchRef<'a> {
 struct BatchOwned {
     commands: Vec<Command>,
     checkpoint: Option<Checkpoint>,
+    set: Option<[u8; 32]>,
+    set_change: Option<SetChange>,
 }
 
 impl Serialize for Batch {
@@ -75,6 +100,8 @@ impl Serialize for Batch {
         BatchRef {
             commands: &self.commands,
             checkpoint: self.checkpoint.as_ref(),
+            set: self.set.as_ref(),
+            set_change: self.set_change.as_ref(),
         }
         .serialize(s)
     }
@@ -82,9 +109,17 @@ impl Serialize for Batch {
 
 impl<'de> Deserialize<'de> for Batch {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        BatchOwned::deserialize(d).map(|b| Self {
+        let b = BatchOwned::deserialize(d)?;
+        if b.set_change.is_some() && b.set.is_none() {
+            return Err(serde::de::Error::custom(
+                "a batch carrying a set change must name its set",
+            ));
+        }
+        Ok(Self {
             commands: b.commands.into(),
             checkpoint: b.checkpoint,
+            set: b.set,
+            set_change: b.set_change,
         })
     }
 }
@@ -110,6 +145,8 @@ impl Batch {
         let batch = Self {
             commands: commands.into(),
             checkpoint: None,
+            set: None,
+            set_change: None,
         };
         batch.check_bounds()?;
         Ok(batch)
@@ -124,6 +161,24 @@ impl Batch {
     pub fn with_checkpoint(mut self, checkpoint: Option<Checkpoint>) -> Self {
         self.checkpoint = checkpoint;
         self
+    }
+
+    /// This batch naming the validator set of fingerprint `set` (the one
+    /// it is proposed under) and carrying `change`, if any.
+    pub fn with_set(mut self, set: [u8; 32], change: Option<SetChange>) -> Self {
+        self.set = Some(set);
+        self.set_change = change;
+        self
+    }
+
+    /// The fingerprint of the validator set the batch names, if it names one.
+    pub fn set_name(&self) -> Option<[u8; 32]> {
+        self.set
+    }
+
+    /// The validator-set change the batch carries, if any.
+    pub fn set_change(&self) -> Option<&SetChange> {
+        self.set_change.as_ref()
     }
 
     /// The checkpoint the batch carries, if any.
@@ -168,7 +223,9 @@ impl Batch {
                 max: MAX_BATCH_BYTES,
             });
         }
-        Ok(())
+        self.set_change
+            .as_ref()
+            .map_or(Ok(()), SetChange::check_bounds)
     }
 
     /// Checks that `claimed` is this batch's [`receipt`](Self::receipt)
@@ -201,8 +258,7 @@ impl Batch {
     pub fn receipt(&self) -> Receipt {
         let mut builder = ReceiptBuilder::single_threaded();
         let mut buf = Vec::with_capacity(RECEIPT_BUFFER);
-        buf.extend_from_slice(BATCH_MAGIC);
-        buf.extend_from_slice(&(self.commands.len() as u32).to_le_bytes());
+        self.write_head(&mut buf);
         for c in self.commands.iter() {
             if buf.len() + COMMAND_HEADER + c.proof().canonical_len() + c.bytes().len()
                 > RECEIPT_BUFFER
@@ -212,22 +268,50 @@ impl Batch {
             }
             write_command(&mut buf, c);
         }
-        if let Some(c) = &self.checkpoint {
-            buf.extend_from_slice(&c.canonical_bytes());
-        }
+        self.write_tail(&mut buf);
         builder.update(&buf);
         builder.finish()
     }
 
     fn write_canonical(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(BATCH_MAGIC);
-        // Bounded by MAX_BATCH_COMMANDS and MAX_COMMAND_BYTES: both fit in u32.
-        out.extend_from_slice(&(self.commands.len() as u32).to_le_bytes());
+        self.write_head(out);
         for c in self.commands.iter() {
             write_command(out, c);
         }
+        self.write_tail(out);
+    }
+
+    /// The canonical bytes before the commands: magic, set name, count.
+    fn write_head(&self, out: &mut Vec<u8>) {
+        match &self.set {
+            None => out.extend_from_slice(BATCH_MAGIC),
+            Some(set) => {
+                out.extend_from_slice(NAMED_BATCH_MAGIC);
+                out.extend_from_slice(set);
+            }
+        }
+        // Bounded by MAX_BATCH_COMMANDS and MAX_COMMAND_BYTES: both fit in u32.
+        out.extend_from_slice(&(self.commands.len() as u32).to_le_bytes());
+    }
+
+    /// The canonical bytes after the commands: the checkpoint, and for a
+    /// named batch the flags first and the set change last.
+    fn write_tail(&self, out: &mut Vec<u8>) {
+        if self.set.is_some() {
+            let mut flags = 0;
+            if self.checkpoint.is_some() {
+                flags |= FLAG_CHECKPOINT;
+            }
+            if self.set_change.is_some() {
+                flags |= FLAG_SET_CHANGE;
+            }
+            out.push(flags);
+        }
         if let Some(c) = &self.checkpoint {
             out.extend_from_slice(&c.canonical_bytes());
+        }
+        if let Some(c) = &self.set_change {
+            c.write_canonical(out);
         }
     }
 }

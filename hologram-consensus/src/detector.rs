@@ -193,6 +193,16 @@ impl core::fmt::Debug for ByzantineDetector {
 }
 
 impl ByzantineDetector {
+    /// The validators now (a replica's sets in force and scheduled, after
+    /// a change).
+    pub(crate) fn set_validators(&mut self, members: &[NodeId]) {
+        if self.validators.validators() != members {
+            if let Ok(set) = ValidatorSet::new(members.to_vec()) {
+                self.validators = set;
+            }
+        }
+    }
+
     /// A detector for `validators` with the [`DissentScorer`] and threshold 0.5.
     pub fn new(validators: ValidatorSet) -> Self {
         Self::with_scorer(validators, Box::new(DissentScorer::default()), 0.5)

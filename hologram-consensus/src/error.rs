@@ -185,6 +185,44 @@ pub enum ConsensusError {
     /// validator set or session limits): nothing was restored.
     #[error("snapshot does not match: {0}")]
     SnapshotMismatch(String),
+    /// A certificate (or the decided batch it certifies) names a validator
+    /// set that is not the one this node knows in force at its height, or
+    /// is of a height whose set this node cannot know yet (a set change
+    /// decided less than the delay before it has not been delivered here):
+    /// refused, nothing applied.
+    #[error("height {height}: certificate under validator set {named}, which is not the set known in force there")]
+    UnknownValidatorSet {
+        /// The certificate's height.
+        height: u64,
+        /// The fingerprint it names (hex; `unnamed` if it names none, or
+        /// `not yet known` if this node does not know the set at that height).
+        named: String,
+    },
+    /// A validator-set change that does not apply: its version is not the
+    /// set's, its approvals are not a quorum of the set's distinct members
+    /// with valid signatures, or its operation does not fit the set (adding
+    /// a member, removing a stranger, emptying the set): refused, nothing
+    /// applied.
+    #[error("validator-set change {version} refused: {reason}")]
+    SetChangeRefused {
+        /// The set version the change claims to apply to.
+        version: u64,
+        /// Why it does not apply.
+        reason: String,
+    },
+    /// A link of a chain of validator-set changes (a certified decision
+    /// carrying a change) that does not verify from the set before it: its
+    /// certificate is not a quorum of that set, it names another set, it
+    /// carries no change or one that does not apply. The chain is refused;
+    /// nothing of it is trusted.
+    #[error("set-change link at height {height} refused: {source}")]
+    ForgedSetChangeLink {
+        /// The link's height.
+        height: u64,
+        /// Why it does not verify.
+        #[source]
+        source: Box<ConsensusError>,
+    },
     /// The validator or its driver has stopped.
     #[error("validator {0} stopped")]
     Stopped(NodeId),

@@ -39,6 +39,25 @@
 //! skipped), restores, and replays the certified tail through the usual
 //! catch-up. See [`Checkpoint`] and the `snapshots` module of the replica.
 //!
+//! ## Reconfiguration
+//!
+//! The validators change without stopping the group, with CometBFT's
+//! semantics: a [`SetChange`] (add, remove or replace a validator, approved
+//! by a quorum of the set it changes) travels in a decided batch, is
+//! applied when that height `H` is delivered, and the set it makes is in
+//! force from height `H + set_change_delay`
+//! ([`ReplicaConfig::set_change_delay`], at least the pipeline depth, so
+//! every height is proposed, voted and certified under a set every honest
+//! replica already knows). Leaders name the set in every batch they
+//! propose, so each certificate says which set made it; a certificate is
+//! checked only against the set in force at its height
+//! ([`ConsensusError::UnknownValidatorSet`] otherwise), so an old set's
+//! quorum cannot certify after the change and a removed validator's votes
+//! are not counted. [`Membership`] holds the sets, travels in snapshots
+//! and durable logs, and checks a chain of changes as a light client
+//! would ([`Membership::verify_chain`]). A node asks its replica to propose
+//! a change with [`Replica::propose_set_change`].
+//!
 //! [`ReceiptConsensus`] is the chapter's entry point in request/response
 //! form: a proposer asks [`Validator`]s (in this process or over a
 //! `Transport`) for signed prevotes and precommits on a batch's receipt and
@@ -100,6 +119,7 @@
 //! | `vote` | [`Vote`], [`SignedHeader`], their canonical bytes and signatures |
 //! | `certificate` | [`Certificate`]: a quorum of signatures, verifiable by anyone |
 //! | `validators` | [`ValidatorSet`]: quorum, `f`, leader rotation |
+//! | `membership` | reconfiguration: [`Membership`] (the set in force at each height), [`SetChange`], the light-client chain check |
 //! | `message` | [`ConsensusMessage`], [`Proposal`], [`Decision`], bounded decoding |
 //! | `replica` | the Tendermint core: [`Replica`], its config, timers and outputs |
 //! | `detector` | [`ByzantineDetector`], [`EquivocationProof`], anomaly scoring |
@@ -212,6 +232,7 @@ mod command;
 mod detector;
 mod driver;
 mod error;
+mod membership;
 mod message;
 mod persist;
 mod receipt_consensus;
@@ -239,6 +260,10 @@ pub use detector::{
 };
 pub use driver::{inbox, ConsensusHandler, DriverHandle, Inbox, ReplicaDriver, Submit};
 pub use error::ConsensusError;
+pub use membership::{
+    Membership, SetChange, SetOp, DEFAULT_SET_CHANGE_DELAY, MAX_SET_CHANGE_DELAY,
+    MAX_SET_CHANGE_LINKS,
+};
 pub use message::{ConsensusMessage, Decision, Proposal, MAX_MESSAGE_BYTES};
 pub use persist::{DurableLog, Recovered, Replay, MAX_RECORD_BYTES};
 pub use protocols::{BROADCAST_PROTOCOL, CONSENSUS_PROTOCOL, VALIDATOR_PROTOCOL};
@@ -246,7 +271,7 @@ pub use receipt_consensus::{ConsensusResult, ReceiptConsensus};
 pub use replica::{
     HeightRecord, Lock, LogRead, Outgoing, Outputs, Replica, ReplicaConfig, Restore, SnapshotRead,
     Timeouts, Timer, VoteChecks, VotingRecord, DEFAULT_RETAIN_DECISION_BYTES,
-    DEFAULT_SYNC_BYTES_PER_INTERVAL,
+    DEFAULT_SYNC_BYTES_PER_INTERVAL, MAX_PENDING_SET_CHANGES,
 };
 pub use rsm::{
     Answer, Applied, LogEntry, Outcome, ReplicatedStateMachine, StateMachine, LOG_WINDOW,

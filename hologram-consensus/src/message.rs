@@ -101,7 +101,13 @@ pub enum ConsensusMessage {
     /// State sync: "my log no longer holds the heights you asked for; it
     /// starts at the snapshot this decision's batch names" (the newest
     /// certified [`Checkpoint`](crate::Checkpoint) the sender keeps).
-    SnapshotOffer(Box<Decision>),
+    ///
+    /// With it, the sender's newest set-change links
+    /// ([`Membership::links`](crate::Membership::links), at most
+    /// [`MAX_SET_CHANGE_LINKS`](crate::MAX_SET_CHANGE_LINKS)): a node
+    /// behind a change checks them as a light client before it trusts the
+    /// offer.
+    SnapshotOffer(Box<Decision>, Vec<Decision>),
     /// State sync: "send me part `part` of the snapshot at `snapshot`" (0
     /// its manifest, `i + 1` its chunk `i`; see
     /// [`SnapshotParts`](crate::SnapshotParts)).
@@ -135,7 +141,19 @@ impl Wire for ConsensusMessage {
     fn check_decoded(&self) -> Result<(), ConsensusError> {
         match self {
             ConsensusMessage::Proposal(p) => p.check_bounds(),
-            ConsensusMessage::Decision(d) | ConsensusMessage::SnapshotOffer(d) => d.check_bounds(),
+            ConsensusMessage::Decision(d) => d.check_bounds(),
+            ConsensusMessage::SnapshotOffer(d, links) => {
+                wire::check_count(
+                    "set-change links",
+                    links.len(),
+                    crate::membership::MAX_SET_CHANGE_LINKS,
+                )?;
+                for link in links {
+                    link.check_bounds()?;
+                    crate::membership::travels_alone(link)?;
+                }
+                d.check_bounds()
+            }
             ConsensusMessage::SnapshotPart { bytes, .. } => Ok(wire::check_count(
                 "snapshot part bytes",
                 bytes.len(),

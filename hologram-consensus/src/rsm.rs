@@ -1,10 +1,11 @@
 //! Replicated state machines (the chapter's "State Machine Replication").
 
 use crate::command::{Command, CommandId};
+use crate::membership::Membership;
 use crate::message::Decision;
 use crate::session::{SessionLimits, SessionTable, Verdict};
 use crate::snapshot::{Checkpoint, Snapshot};
-use crate::{ConsensusError, ValidatorSet};
+use crate::ConsensusError;
 use hologram_lattice::NodeId;
 use hologram_receipt::{Receipt, ReceiptChain};
 use serde::de::DeserializeOwned;
@@ -154,7 +155,7 @@ impl<O> Answer<O> {
 #[derive(Clone)]
 pub struct ReplicatedStateMachine<S: StateMachine> {
     state: S,
-    validators: ValidatorSet,
+    membership: Membership,
     log: VecDeque<LogEntry>,
     receipt_chain: ReceiptChain,
     sessions: SessionTable<S::Output>,
@@ -174,18 +175,21 @@ impl<S: StateMachine + core::fmt::Debug> core::fmt::Debug for ReplicatedStateMac
 
 impl<S: StateMachine> ReplicatedStateMachine<S> {
     /// A replica of `state` (the initial state every replica starts from)
-    /// that accepts decisions certified by `validators`, with the default
-    /// [`SessionLimits`].
-    pub fn new(state: S, validators: ValidatorSet) -> Self {
+    /// that accepts decisions certified by the validators in force at their
+    /// heights: a [`ValidatorSet`](crate::ValidatorSet) (the genesis set,
+    /// with the default set-change delay) or a [`Membership`] (the same
+    /// delay as the group's replicas: [`ReplicaConfig::set_change_delay`](crate::ReplicaConfig::set_change_delay)),
+    /// with the default [`SessionLimits`].
+    pub fn new(state: S, validators: impl Into<Membership>) -> Self {
         Self::with_limits(state, validators, SessionLimits::default())
     }
 
     /// [`new`](Self::new) with these session limits (every replica of the
     /// machine must use the same).
-    pub fn with_limits(state: S, validators: ValidatorSet, limits: SessionLimits) -> Self {
+    pub fn with_limits(state: S, validators: impl Into<Membership>, limits: SessionLimits) -> Self {
         Self {
             state,
-            validators,
+            membership: validators.into(),
             log: VecDeque::new(),
             receipt_chain: ReceiptChain::new(),
             sessions: SessionTable::new(limits),
@@ -194,7 +198,9 @@ impl<S: StateMachine> ReplicatedStateMachine<S> {
     }
 
     /// Applies a decided height: it must be the next height, its commit
-    /// certificate must verify and name the batch's receipt. First the
+    /// certificate must verify against the set in force there (and its
+    /// batch name that set, if it names one) and name the batch's receipt;
+    /// a set change it carries is applied ([`Membership::apply`]). First the
     /// sessions idle too long expire; then each command, in order, gets its
     /// [`Answer`]: applied with its output, or a duplicate with the first
     /// output, or stale, or refused. On error nothing is applied.
@@ -209,7 +215,8 @@ impl<S: StateMachine> ReplicatedStateMachine<S> {
                 self.next_height
             )));
         }
-        decision.verify(&self.validators)?;
+        self.membership.verify(decision)?;
+        self.membership.apply(decision)?;
         let height = self.next_height;
         self.next_height += 1;
         self.sessions.expire(height);
@@ -323,6 +330,11 @@ impl<S: StateMachine> ReplicatedStateMachine<S> {
     pub fn next_height(&self) -> u64 {
         self.next_height
     }
+
+    /// The validator sets from the next height on.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
 }
 
 impl<S: StateMachine> ReplicatedStateMachine<S>
@@ -330,7 +342,7 @@ where
     S::Output: Serialize + DeserializeOwned,
 {
     /// The [`Snapshot`]'s canonical bytes of this replica now: the heights
-    /// applied, the validator set's fingerprint, the receipt chain, the
+    /// applied, the validator sets, the receipt chain, the
     /// session table and the machine's own bytes
     /// ([`StateMachine::snapshot`]).
     pub fn snapshot(&self) -> Result<Vec<u8>, ConsensusError> {
@@ -340,7 +352,7 @@ where
             .map_err(|e| ConsensusError::SnapshotMalformed(format!("the machine: {e}")))?;
         Snapshot::encode_parts(
             self.next_height,
-            self.validators.fingerprint(),
+            &self.membership,
             self.receipt_chain,
             &self.sessions,
             &machine,
@@ -350,9 +362,10 @@ where
     /// Replaces this replica's state with the snapshot `bytes` hold; with
     /// `checkpoint`, the snapshot must be the one it names (its height
     /// and chain head; the caller checked its address). The snapshot must
-    /// have been taken under this replica's validator set and session
-    /// limits. Then the decisions from the snapshot's height on are
-    /// applied as usual. On error nothing changes.
+    /// be of this replica's group (same genesis set and set-change delay)
+    /// and session limits; its validator sets replace this replica's. Then
+    /// the decisions from the snapshot's height on are applied as usual.
+    /// On error nothing changes.
     pub fn restore(
         &mut self,
         bytes: &[u8],
@@ -360,8 +373,11 @@ where
     ) -> Result<(), ConsensusError> {
         let snapshot = Snapshot::<S::Output>::decode(bytes, self.sessions.limits())?;
         let mismatch = |what: String| Err(ConsensusError::SnapshotMismatch(what));
-        if snapshot.validators != self.validators.fingerprint() {
-            return mismatch("taken under another validator set".into());
+        let (theirs, ours) = (&snapshot.membership, &self.membership);
+        if (theirs.genesis(), theirs.delay()) != (ours.genesis(), ours.delay()) {
+            return mismatch(
+                "taken in another group (genesis validator set or set-change delay)".into(),
+            );
         }
         if let Some(c) = checkpoint {
             if (c.height, c.chain_head) != (snapshot.height, snapshot.chain.head()) {
@@ -378,6 +394,7 @@ where
             .restore(&snapshot.machine)
             .map_err(|e| ConsensusError::SnapshotMismatch(format!("the machine: {e}")))?;
         self.sessions = snapshot.sessions;
+        self.membership = snapshot.membership;
         self.receipt_chain = snapshot.chain;
         self.next_height = snapshot.height;
         self.log.clear();

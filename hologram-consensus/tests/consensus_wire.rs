@@ -56,10 +56,13 @@ fn message(kind: u8, height: u64, round: u32, payloads: Vec<Vec<u8>>) -> Consens
             let batch = batch.with_checkpoint(Some(checkpoint));
             let value = batch.receipt();
             let vote = Vote::sign(&keys, slot(height, round, true), Some(value));
-            ConsensusMessage::SnapshotOffer(Box::new(Decision {
-                certificate: Certificate::from_votes(vote.slot, value, &[vote]),
-                batch,
-            }))
+            ConsensusMessage::SnapshotOffer(
+                Box::new(Decision {
+                    certificate: Certificate::from_votes(vote.slot, value, &[vote]),
+                    batch,
+                }),
+                Vec::new(),
+            )
         }
         6 => ConsensusMessage::SnapshotRequest {
             snapshot: checkpoint.snapshot,

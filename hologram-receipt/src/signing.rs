@@ -43,11 +43,14 @@ pub enum Purpose {
     HandOff,
     /// A client's command for a replicated state machine: `"hologram command v1"`.
     Command,
+    /// A validator's approval of a change of its consensus group's
+    /// validator set: `"hologram set-change v1"`.
+    SetChange,
 }
 
 impl Purpose {
     /// Every purpose.
-    pub const ALL: [Purpose; 11] = [
+    pub const ALL: [Purpose; 12] = [
         Purpose::Vote,
         Purpose::Commit,
         Purpose::Prepare,
@@ -59,6 +62,7 @@ impl Purpose {
         Purpose::Transition,
         Purpose::HandOff,
         Purpose::Command,
+        Purpose::SetChange,
     ];
 
     /// The BLAKE3 key-derivation context of this purpose.
@@ -75,6 +79,7 @@ impl Purpose {
             Purpose::Transition => "hologram transition v1",
             Purpose::HandOff => "hologram hand-off v1",
             Purpose::Command => "hologram command v1",
+            Purpose::SetChange => "hologram set-change v1",
         }
     }
 
@@ -318,7 +323,8 @@ mod tests {
                 "delivery",
                 "transition",
                 "hand-off",
-                "command"
+                "command",
+                "set-change"
             ]
         );
         for p in Purpose::ALL {

@@ -3,11 +3,15 @@
 //! always precommit, so it is not stored; what makes a block trustworthy is
 //! its certificate, checked on every read ([`Decision::verify`]).
 
-use crate::batch::{Batch, BATCH_MAGIC, COMMAND_HEADER, MAX_BATCH_COMMANDS};
+use crate::batch::{
+    Batch, BATCH_MAGIC, COMMAND_HEADER, FLAG_CHECKPOINT, FLAG_SET_CHANGE, MAX_BATCH_COMMANDS,
+    NAMED_BATCH_MAGIC,
+};
 use crate::batch_proof::BatchProof;
 use crate::certificate::Certificate;
 use crate::codec::Reader;
 use crate::command::{Command, MAX_COMMAND_BYTES};
+use crate::membership::SetChange;
 use crate::message::Decision;
 use crate::snapshot::Checkpoint;
 use crate::validators::MAX_VALIDATORS;
@@ -60,9 +64,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decision, String> {
         let signature = Signature::from_bytes(r.array("signature")?);
         signatures.push((id, signature));
     }
-    if r.take(BATCH_MAGIC.len(), "batch magic")? != BATCH_MAGIC {
+    let magic = r.take(BATCH_MAGIC.len(), "batch magic")?;
+    let set = if magic == BATCH_MAGIC {
+        None
+    } else if magic == NAMED_BATCH_MAGIC {
+        Some(r.array::<32>("batch validator set")?)
+    } else {
         return Err("batch magic missing".into());
-    }
+    };
     let count = u32::from_le_bytes(r.array("command count")?) as usize;
     if count > MAX_BATCH_COMMANDS {
         return Err(format!(
@@ -99,16 +108,36 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decision, String> {
         );
         commands.push(command.map_err(|e| e.to_string())?);
     }
-    // What is left is a checkpoint or nothing (see `Batch`).
-    let checkpoint = if r.rest.is_empty() {
-        None
-    } else {
-        Some(Checkpoint::read(&mut r)?)
+    // What is left: for an unnamed batch a checkpoint or nothing; for a
+    // named one the flags, then what they announce (see `Batch`).
+    let (checkpoint, change) = match set {
+        None if r.rest.is_empty() => (None, None),
+        None => (Some(Checkpoint::read(&mut r)?), None),
+        Some(_) => {
+            let flags = r.take(1, "batch flags")?[0];
+            if flags & !(FLAG_CHECKPOINT | FLAG_SET_CHANGE) != 0 {
+                return Err(format!("unknown batch flags {flags:#x}"));
+            }
+            let checkpoint = if flags & FLAG_CHECKPOINT != 0 {
+                Some(Checkpoint::read(&mut r)?)
+            } else {
+                None
+            };
+            let change = if flags & FLAG_SET_CHANGE != 0 {
+                Some(SetChange::read(&mut r)?)
+            } else {
+                None
+            };
+            (checkpoint, change)
+        }
     };
     r.finish()?;
-    let batch = Batch::new(commands)
+    let mut batch = Batch::new(commands)
         .map_err(|e| e.to_string())?
         .with_checkpoint(checkpoint);
+    if let Some(set) = set {
+        batch = batch.with_set(set, change);
+    }
     let slot = Slot {
         height,
         round,
@@ -172,14 +201,31 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trips(commands in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..8), signers in 0u8..5, checkpoint in any::<Option<(u64, [u8; 32])>>()) {
+        fn round_trips(commands in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..8), signers in 0u8..5, checkpoint in any::<Option<(u64, [u8; 32])>>(), named in any::<Option<([u8; 32], Option<(u64, u8)>)>>()) {
             let mut d = decision(commands, signers);
             d.batch = d.batch.with_checkpoint(checkpoint.map(|(height, a)| Checkpoint {
                 height,
                 snapshot: hologram_lattice::Address::from_bytes(a),
                 chain_head: hologram_receipt::ChainHead::from_bytes(a),
             }));
-            prop_assert_eq!(decode(&encode(&d)).unwrap(), d);
+            if let Some((set, change)) = named {
+                let change = change.map(|(version, approvers)| {
+                    let keys: Vec<KeyPair> = (1..=4u8).map(|i| KeyPair::from_seed([i; 32])).collect();
+                    let validators = crate::ValidatorSet::new(keys.iter().map(KeyPair::node_id).collect()).unwrap();
+                    let op = crate::SetOp::Remove(keys[0].node_id());
+                    let approvals = keys[..usize::from(approvers % 5)]
+                        .iter()
+                        .map(|k| SetChange::approve(k, version, &validators, &op))
+                        .collect();
+                    SetChange::new(version, op, approvals)
+                });
+                d.batch = d.batch.with_set(set, change);
+            }
+            let bytes = encode(&d);
+            let canonical = d.batch.canonical_bytes();
+            let signers = usize::from(u16::from_le_bytes([bytes[101], bytes[102]]));
+            prop_assert_eq!(&bytes[103 + 96 * signers..], canonical.as_slice());
+            prop_assert_eq!(decode(&bytes).unwrap(), d);
         }
 
         #[test]

@@ -8,6 +8,7 @@ mod snapshot;
 pub use record::MAX_RECORD_BYTES;
 pub use replay::Replay;
 
+use crate::membership::Membership;
 use crate::message::Decision;
 use crate::replica::{Replica, ReplicaConfig, VotingRecord};
 use crate::snapshot::SnapshotParts;
@@ -63,6 +64,10 @@ pub struct Recovered {
     /// (To start anyway, check what it was, then clear the record's name
     /// with [`Store::set_named`].)
     pub record_unreadable: bool,
+    /// The validator sets at the log's end (the genesis membership given
+    /// to the log, every change its blocks carry applied, or the one its
+    /// snapshot holds): `None` only for a default value.
+    pub membership: Option<Membership>,
 }
 
 impl Recovered {
@@ -100,6 +105,9 @@ impl Recovered {
             if let Some(c) = d.batch.checkpoint() {
                 replica.remember_certified(d.clone(), *c);
             }
+        }
+        if let Some(m) = &self.membership {
+            replica.restore_membership(m.clone())?;
         }
         Ok(replica)
     }
@@ -181,7 +189,11 @@ impl Recovered {
 /// ```
 pub struct DurableLog {
     store: Arc<dyn Store>,
-    validators: ValidatorSet,
+    /// The validator sets at `len`.
+    membership: Membership,
+    /// Every set in force from `start` on: `(first height, set)`, to check
+    /// the blocks read back for a peer.
+    history: Vec<(u64, ValidatorSet)>,
     len: u64,
     /// The first height stored (the height of the snapshot compacted to).
     start: u64,
@@ -207,7 +219,7 @@ impl DurableLog {
     /// object corrupt).
     pub async fn open(
         store: Arc<dyn Store>,
-        validators: ValidatorSet,
+        validators: impl Into<Membership>,
     ) -> Result<(Self, Recovered), ConsensusError> {
         Self::replay(store, validators, usize::MAX, usize::MAX)
             .finish()
@@ -221,13 +233,18 @@ impl DurableLog {
     /// most `keep_bytes` of their stored bytes, the newest one always) in
     /// [`Recovered::decisions`]. Recovering a long log this way holds one
     /// decision at a time plus those kept, not the whole log.
+    ///
+    /// `validators` is the group's genesis set (with the default set-change
+    /// delay) or its genesis [`Membership`] (with the delay its replicas
+    /// use): each block is checked against the set in force at its height,
+    /// the changes the blocks carry applied in order.
     pub fn replay(
         store: Arc<dyn Store>,
-        validators: ValidatorSet,
+        validators: impl Into<Membership>,
         keep: usize,
         keep_bytes: usize,
     ) -> Replay {
-        Replay::new(store, validators, keep, keep_bytes)
+        Replay::new(store, validators.into(), keep, keep_bytes)
     }
 
     /// The stored voting record and its sequence number, and whether it
@@ -261,8 +278,9 @@ impl DurableLog {
         })
     }
 
+    /// Decodes a block and checks it with `verify`.
     fn check_block(
-        validators: &ValidatorSet,
+        verify: impl FnOnce(&Decision) -> Result<(), ConsensusError>,
         address: Address,
         data: &[u8],
     ) -> Result<Decision, ConsensusError> {
@@ -271,12 +289,11 @@ impl DurableLog {
             address,
             reason,
         })?;
-        d.verify(validators)
-            .map_err(|e| ConsensusError::RejectedBlock {
-                height: d.height(),
-                address,
-                source: Box::new(e),
-            })?;
+        verify(&d).map_err(|e| ConsensusError::RejectedBlock {
+            height: d.height(),
+            address,
+            source: Box::new(e),
+        })?;
         Ok(d)
     }
 
@@ -291,9 +308,31 @@ impl DurableLog {
         self.len == 0
     }
 
-    /// The validator set whose certificates the log accepts.
+    /// The validator set in force at the log's next height.
     pub fn validators(&self) -> &ValidatorSet {
-        &self.validators
+        self.membership.current()
+    }
+
+    /// The validator sets from the log's next height on.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// The set in force at `h` (a height the log holds or the next ones).
+    fn set_for(&self, h: u64) -> Option<&ValidatorSet> {
+        let i = self.history.partition_point(|(from, _)| *from <= h);
+        self.history.get(i.checked_sub(1)?).map(|(_, s)| s)
+    }
+
+    /// Applies `decisions` (appended in order) to the sets.
+    fn follow(&mut self, decisions: &[Decision]) {
+        for d in decisions {
+            match self.membership.apply(d) {
+                Ok(Some(at)) => self.history.push((at, self.membership.newest().clone())),
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "the log's sets are out of step"),
+            }
+        }
     }
 
     /// The voting record last saved.
@@ -329,7 +368,10 @@ impl DurableLog {
                 Ok(None) | Err(CamError::Corrupt(_)) => break,
                 Err(e) => return Err(e.into()),
             };
-            match Self::check_block(&self.validators, object.address(), object.data()) {
+            let Some(set) = self.set_for(height) else {
+                break;
+            };
+            match Self::check_block(|d| d.verify(set), object.address(), object.data()) {
                 Ok(d) if d.height() == height => decisions.push(d),
                 _ => break,
             }
@@ -341,8 +383,10 @@ impl DurableLog {
     /// Appends decided heights, which must continue the log in order, in one
     /// atomic batch. Each is verified first; none is stored if any fails.
     pub async fn append(&mut self, decisions: &[Decision]) -> Result<(), ConsensusError> {
+        let mut sets = self.membership.clone();
         for d in decisions {
-            d.verify(&self.validators)?;
+            sets.verify(d)?;
+            sets.apply(d)?;
         }
         let objects = self.blocks(decisions)?;
         if objects.is_empty() {
@@ -350,6 +394,7 @@ impl DurableLog {
         }
         self.store.set_named(objects).await?;
         self.len += decisions.len() as u64;
+        self.follow(decisions);
         Ok(())
     }
 
@@ -418,6 +463,7 @@ impl DurableLog {
         }
         self.store.set_named(objects).await?;
         self.len += decisions.len() as u64;
+        self.follow(decisions);
         if saves_record {
             self.record = record.clone();
             self.record_seq += 1;

@@ -3,8 +3,9 @@
 //! decisions asked to be kept, not all of them.
 
 use super::{block_name, DurableLog, Recovered};
+use crate::membership::Membership;
 use crate::message::Decision;
-use crate::{ConsensusError, ValidatorSet};
+use crate::ConsensusError;
 use hologram_cam::{CamError, Store};
 use hologram_lattice::Address;
 use std::collections::VecDeque;
@@ -15,7 +16,10 @@ use std::sync::Arc;
 /// [`DurableLog::replay`]).
 pub struct Replay {
     store: Arc<dyn Store>,
-    validators: ValidatorSet,
+    /// The validator sets at `len`.
+    membership: Membership,
+    /// Every set in force from the log's start: `(first height, set)`.
+    history: Vec<(u64, crate::ValidatorSet)>,
     /// The next block name to read.
     height: u64,
     /// The verified run `0..len` read so far.
@@ -46,13 +50,14 @@ impl core::fmt::Debug for Replay {
 impl Replay {
     pub(super) fn new(
         store: Arc<dyn Store>,
-        validators: ValidatorSet,
+        membership: Membership,
         keep: usize,
         keep_bytes: usize,
     ) -> Self {
         Self {
             store,
-            validators,
+            history: membership.sets().map(|(h, s)| (h, s.clone())).collect(),
+            membership,
             height: 0,
             len: 0,
             done: false,
@@ -75,10 +80,14 @@ impl Replay {
         if !self.began {
             self.began = true;
             self.base =
-                DurableLog::read_base(&*self.store, &self.validators, &mut self.rejected).await?;
+                DurableLog::read_base(&*self.store, &self.membership, &mut self.rejected).await?;
             if let Some(base) = &self.base {
                 self.height = base.checkpoint.height;
                 self.len = base.checkpoint.height;
+                self.membership = base.membership.clone();
+                self.history = (self.membership.sets())
+                    .map(|(h, s)| (h, s.clone()))
+                    .collect();
             }
         }
         while !self.done {
@@ -100,7 +109,18 @@ impl Replay {
             };
             self.height += 1;
             let address = object.address();
-            match DurableLog::check_block(&self.validators, address, object.data()) {
+            // The next height of the run is checked against the set in
+            // force there; one beyond a gap (rejected anyway) against the
+            // current set.
+            let (sets, in_run) = (&self.membership, self.len == height);
+            let verify = |d: &Decision| {
+                if in_run {
+                    sets.verify(d)
+                } else {
+                    d.verify(sets.current())
+                }
+            };
+            match DurableLog::check_block(verify, address, object.data()) {
                 Ok(d) if d.height() != height => self.rejected.push((
                     address,
                     ConsensusError::CorruptStored {
@@ -111,6 +131,9 @@ impl Replay {
                 )),
                 Ok(d) if self.len == height => {
                     self.len += 1;
+                    if let Ok(Some(at)) = self.membership.apply(&d) {
+                        self.history.push((at, self.membership.newest().clone()));
+                    }
                     self.remember(&d, object.data().len());
                     return Ok(Some(d));
                 }
@@ -154,7 +177,8 @@ impl Replay {
         let start = self.base.as_ref().map_or(0, |b| b.checkpoint.height);
         let log = DurableLog {
             store: self.store,
-            validators: self.validators,
+            membership: self.membership.clone(),
+            history: self.history,
             len: self.len,
             start,
             parts: self.base.as_ref().map_or(0, |b| b.parts.len()),
@@ -175,6 +199,7 @@ impl Replay {
             record,
             rejected: self.rejected,
             record_unreadable,
+            membership: Some(self.membership),
         };
         Ok((log, recovered))
     }

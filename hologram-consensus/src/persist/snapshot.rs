@@ -4,9 +4,10 @@
 //! atomic write.
 
 use super::{block, block_name, DurableLog};
+use crate::membership::Membership;
 use crate::message::Decision;
-use crate::snapshot::{Checkpoint, SnapshotParts};
-use crate::{ConsensusError, ValidatorSet};
+use crate::snapshot::{read_membership, Checkpoint, SnapshotParts};
+use crate::ConsensusError;
 use hologram_cam::{CamError, Manifest, Name, Object, Store};
 use hologram_lattice::Address;
 
@@ -30,6 +31,33 @@ pub(super) struct Base {
     pub(super) decision: Decision,
     pub(super) checkpoint: Checkpoint,
     pub(super) parts: SnapshotParts,
+    /// The validator sets at the checkpoint's height (the snapshot's).
+    pub(super) membership: Membership,
+}
+
+/// The validator sets a snapshot holds, which must be of the group `ours`
+/// is (same genesis set and delay), and a check of `certified` (the
+/// decision naming the snapshot, of a height at or after it) against them:
+/// against the set in force there, or, beyond the heights they know, as a
+/// light client with no link would ([`Membership::verify_chain`]).
+fn snapshot_membership(
+    ours: &Membership,
+    certified: &Decision,
+    parts: &SnapshotParts,
+) -> Result<Membership, ConsensusError> {
+    let theirs = read_membership(&parts.bytes())?;
+    if (theirs.genesis(), theirs.delay()) != (ours.genesis(), ours.delay()) {
+        return Err(ConsensusError::SnapshotMismatch(
+            "taken in another group (genesis validator set or set-change delay)".into(),
+        ));
+    }
+    match theirs.verify(certified) {
+        Err(ConsensusError::UnknownValidatorSet { .. }) => {
+            theirs.verify_chain(&[], certified).map(drop)?
+        }
+        other => other?,
+    }
+    Ok(theirs)
 }
 
 /// A stored object that is not what its name says: rejected with why.
@@ -54,7 +82,7 @@ impl DurableLog {
         certified: &Decision,
         parts: &SnapshotParts,
     ) -> Result<(), ConsensusError> {
-        certified.verify(&self.validators)?;
+        let sets = snapshot_membership(&self.membership, certified, parts)?;
         let c = *certified
             .batch
             .checkpoint()
@@ -81,6 +109,11 @@ impl DurableLog {
         }
         self.store.set_named(changes).await?;
         self.start = c.height;
+        if c.height > self.len {
+            // Moved to a fetched snapshot: its sets are the log's.
+            self.history = sets.sets().map(|(h, s)| (h, s.clone())).collect();
+            self.membership = sets;
+        }
         self.len = self.len.max(c.height);
         self.parts = parts.len();
         Ok(())
@@ -100,7 +133,7 @@ impl DurableLog {
     /// fetched from peers). Also returns the number of parts stored.
     pub(super) async fn read_base(
         store: &dyn Store,
-        validators: &ValidatorSet,
+        genesis: &Membership,
         rejected: &mut Vec<(Address, ConsensusError)>,
     ) -> Result<Option<Base>, ConsensusError> {
         let object = match store.get_named(&base_name()?).await {
@@ -113,7 +146,8 @@ impl DurableLog {
             Err(e) => return Err(e.into()),
         };
         let address = object.address();
-        let decision = match Self::check_block(validators, address, object.data()) {
+        // Checked with the snapshot's sets, once its parts are read.
+        let decision = match Self::check_block(|_| Ok(()), address, object.data()) {
             Ok(d) => d,
             Err(e) => {
                 rejected.push((address, e));
@@ -125,11 +159,25 @@ impl DurableLog {
             return Ok(None);
         };
         match Self::read_parts(store, checkpoint.snapshot).await? {
-            Ok(parts) => Ok(Some(Base {
-                decision,
-                checkpoint,
-                parts,
-            })),
+            Ok(parts) => match snapshot_membership(genesis, &decision, &parts) {
+                Ok(membership) => Ok(Some(Base {
+                    decision,
+                    checkpoint,
+                    parts,
+                    membership,
+                })),
+                Err(e) => {
+                    rejected.push((
+                        address,
+                        ConsensusError::RejectedBlock {
+                            height: decision.height(),
+                            address,
+                            source: Box::new(e),
+                        },
+                    ));
+                    Ok(None)
+                }
+            },
             Err(e) => {
                 rejected.push((checkpoint.snapshot, e));
                 Ok(None)

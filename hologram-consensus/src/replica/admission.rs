@@ -63,7 +63,7 @@ impl Replica {
         commands: Vec<Command>,
         out: &mut Outputs,
     ) {
-        if !self.config.validators.contains(&from) {
+        if !self.membership.is_member(&from) {
             return;
         }
         let room = self.mempool.capacity().saturating_sub(self.mempool.len());

@@ -2,6 +2,7 @@
 
 use super::{Restore, SnapshotRead};
 use crate::detector::Misbehaviour;
+use crate::membership::{DEFAULT_SET_CHANGE_DELAY, MAX_SET_CHANGE_DELAY};
 use crate::message::{ConsensusMessage, Decision};
 use crate::{ConsensusError, ValidatorSet};
 use hologram_lattice::NodeId;
@@ -55,8 +56,14 @@ pub const DEFAULT_RETAIN_DECISION_BYTES: usize = 16 << 20;
 /// How a replica runs.
 #[derive(Debug, Clone)]
 pub struct ReplicaConfig {
-    /// The validators.
+    /// The validators at height 0 (the genesis set; later sets come from
+    /// decided [`SetChange`](crate::SetChange)s, see [`Membership`](crate::Membership)).
     pub validators: ValidatorSet,
+    /// How many heights after the height deciding it a validator-set change
+    /// takes effect. Every validator of the group must use the same, and it
+    /// must be at least `max_pipeline_depth` (see
+    /// [`Membership`](crate::Membership) for why).
+    pub set_change_delay: u64,
     /// The most commands a leader puts into one proposal.
     pub max_batch: usize,
     /// Heights decided concurrently (the chapter's `max_pipeline_depth`); 1 is
@@ -98,6 +105,7 @@ impl ReplicaConfig {
     pub fn new(validators: ValidatorSet) -> Self {
         Self {
             validators,
+            set_change_delay: DEFAULT_SET_CHANGE_DELAY,
             max_batch: 1024,
             max_pipeline_depth: 1,
             timeouts: Timeouts::default(),
@@ -119,6 +127,11 @@ impl ReplicaConfig {
         }
         if self.max_pipeline_depth == 0 || self.max_pipeline_depth > 256 {
             return bad("max_pipeline_depth must be between 1 and 256");
+        }
+        if self.set_change_delay < self.max_pipeline_depth as u64
+            || self.set_change_delay > MAX_SET_CHANGE_DELAY
+        {
+            return bad("set_change_delay must be at least max_pipeline_depth and at most MAX_SET_CHANGE_DELAY: a height in flight must be under a set every replica knows");
         }
         if self.sync_batch == 0 || self.retain_decisions < self.sync_batch {
             return bad("sync_batch must be at least 1 and at most retain_decisions");

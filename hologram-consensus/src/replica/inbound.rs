@@ -22,7 +22,10 @@ impl Replica {
             self.out_of_window(now, from, h, out);
             return;
         }
-        if let Err(e) = rules::check_leader(&p.header, &self.config.validators) {
+        let Some(set) = self.set_at(h).cloned() else {
+            return;
+        };
+        if let Err(e) = rules::check_leader(&p.header, &set) {
             refused("proposal", "not_the_leader", from);
             return self.blame(from, invalid(e), out);
         }
@@ -38,7 +41,7 @@ impl Replica {
             out.misbehaviour.push(m);
             return;
         }
-        if let Err(e) = rules::check_proposal(&p, &self.config.validators) {
+        if let Err(e) = rules::check_proposal(&p, &set) {
             refused("proposal", "invalid", from);
             return self.blame(p.header.proposer, invalid(e), out);
         }
@@ -78,11 +81,13 @@ impl Replica {
             return;
         }
         // Refused before any signature is verified: see `gate`.
-        if !self.config.validators.contains(&from) {
+        if !self.membership.is_member(&from) {
             refused("vote", "sender_not_a_validator", from);
             return self.gate.refuse();
         }
-        if !self.config.validators.contains(&vote.voter) {
+        // A validator of another height's set (one removed, or one whose
+        // set is not in force yet) does not vote here.
+        if !self.set_at(h).is_some_and(|s| s.contains(&vote.voter)) {
             refused("vote", "not_a_validator", from);
             self.gate.refuse();
             return self.blame(from, Offence::NotAValidator, out);
@@ -133,7 +138,9 @@ impl Replica {
 
     /// Joins a later round once `f + 1` validators were seen in it.
     fn note_round(&mut self, now: u64, h: u64, voter: NodeId, round: u32, out: &mut Outputs) {
-        let skip = self.config.validators.max_faulty() + 1;
+        let Some(skip) = self.set_at(h).map(|s| s.max_faulty() + 1) else {
+            return;
+        };
         let target = self
             .heights
             .get_mut(&h)
@@ -151,8 +158,16 @@ impl Replica {
         if h < self.next || self.decided.contains_key(&h) || h >= self.next.saturating_add(ahead) {
             return;
         }
-        if let Err(e) = d.verify(&self.config.validators) {
-            return self.blame(from, invalid(e), out);
+        match self.membership.verify(&d) {
+            Ok(()) => {}
+            // A height whose set this replica cannot know until the heights
+            // before it are delivered: asked for again then.
+            Err(ConsensusError::UnknownValidatorSet { .. })
+                if h >= self.membership.next_height() + self.membership.delay() =>
+            {
+                return
+            }
+            Err(e) => return self.blame(from, invalid(e), out),
         }
         self.highest_seen = self.highest_seen.max(Some(h));
         ::metrics::counter!("hologram_consensus_catchup_heights_total").increment(1);
@@ -173,7 +188,7 @@ impl Replica {
         range: (u64, u64),
         out: &mut Outputs,
     ) {
-        if !self.config.validators.contains(&peer) {
+        if !self.membership.is_member(&peer) {
             return;
         }
         let (interval, budget) = (
@@ -217,7 +232,7 @@ impl Replica {
         out: &mut Outputs,
     ) {
         self.catch_up.stored(read.peer);
-        if !self.config.validators.contains(&read.peer) {
+        if !self.membership.is_member(&read.peer) {
             return;
         }
         let (interval, budget) = (
@@ -236,7 +251,7 @@ impl Replica {
     /// A message of height `h` outside the window: push the decision to a
     /// lagging sender, or ask a sender that is ahead for decisions.
     fn out_of_window(&mut self, now: u64, from: NodeId, h: u64, out: &mut Outputs) {
-        if !self.config.validators.contains(&from) {
+        if !self.membership.is_member(&from) {
             return;
         }
         if h < self.next || self.decided.contains_key(&h) {
@@ -299,7 +314,7 @@ impl Replica {
         }
         self.resend_snapshot_request(now, out);
         if self.behind() {
-            let validators = self.config.validators.validators();
+            let validators = self.membership.current().validators();
             let pick = (now / self.config.timeouts.resend_ms.max(1)) as usize % validators.len();
             let peer = validators[pick];
             if peer != self.me {

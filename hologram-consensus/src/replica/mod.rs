@@ -24,6 +24,7 @@ pub use snapshots::{Restore, SnapshotRead};
 use crate::batch::Batch;
 use crate::command::Command;
 use crate::detector::ByzantineDetector;
+use crate::membership::{Membership, SetChange};
 use crate::message::{ConsensusMessage, Decision, Proposal};
 use crate::vote::VoteKind;
 use crate::{ConsensusError, ValidatorSet};
@@ -41,6 +42,9 @@ use std::sync::Arc;
 /// Votes for rounds further than this beyond a replica's round are not
 /// stored (they still count towards joining a later round).
 const MAX_ROUNDS_AHEAD: u32 = 64;
+
+/// The most validator-set changes a replica holds to propose.
+pub const MAX_PENDING_SET_CHANGES: usize = 8;
 
 /// A proposed batch known at a height in flight (its commands are claimed).
 struct Body {
@@ -99,8 +103,13 @@ struct Body {
 pub struct Replica {
     keys: KeyPair,
     me: NodeId,
-    is_validator: bool,
     config: ReplicaConfig,
+    /// The validator set in force at each height from `next` on.
+    membership: Membership,
+    /// Set changes this replica's node asked it to propose.
+    set_changes: Vec<SetChange>,
+    /// [`Membership::members`], kept up to date (broadcast targets).
+    peers: Vec<NodeId>,
     next: u64,
     heights: BTreeMap<u64, HeightState>,
     bodies: BTreeMap<u64, HashMap<Receipt, Body>>,
@@ -182,8 +191,12 @@ impl Replica {
                 history.insert(d.height(), d);
             }
         }
+        let membership =
+            Membership::new(config.validators.clone(), config.set_change_delay).starting_at(next);
         Self {
-            is_validator: config.validators.contains(&me),
+            peers: membership.members(),
+            membership,
+            set_changes: Vec::new(),
             detector: ByzantineDetector::new(config.validators.clone()).observed_by(me),
             mempool: Mempool::new(config.mempool_capacity, config.max_pipeline_depth),
             keys,
@@ -237,9 +250,124 @@ impl Replica {
         &self.config
     }
 
-    /// The validators.
+    /// The validators in force at the next height.
     pub fn validators(&self) -> &ValidatorSet {
-        &self.config.validators
+        self.membership.current()
+    }
+
+    /// The validator sets from the next height on (see [`Membership`]).
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// Every validator of the set in force and of the sets scheduled: who
+    /// a replica's broadcasts go to (a joining validator among them, so it
+    /// catches up before its set is in force).
+    pub fn peers(&self) -> &[NodeId] {
+        &self.peers
+    }
+
+    /// The sets changed: the peers and the detector follow.
+    fn sets_changed(&mut self) {
+        let members = self.membership.members();
+        if members != self.peers {
+            self.detector.set_validators(&members);
+            self.peers = members;
+        }
+    }
+
+    /// A restarted replica's validator sets, rebuilt by its node from what
+    /// it made durable (applying its log's decisions to the genesis
+    /// membership, or restoring its snapshot's): they must be at the
+    /// replica's next height ([`ConsensusError::InvalidConfig`] if not, and
+    /// of another delay).
+    pub fn restore_membership(&mut self, membership: Membership) -> Result<(), ConsensusError> {
+        if membership.next_height() != self.next
+            || membership.delay() != self.config.set_change_delay
+        {
+            return Err(ConsensusError::InvalidConfig(format!(
+                "a membership at height {} with delay {} for a replica at {} with delay {}",
+                membership.next_height(),
+                membership.delay(),
+                self.next,
+                self.config.set_change_delay
+            )));
+        }
+        // The links held before, and those a fetched snapshot's offer
+        // came with (verified), stay: nodes behind need them.
+        let mut older = self.membership.links().to_vec();
+        older.append(&mut self.snapshots.links);
+        self.membership = membership;
+        self.membership.keep_links(&older);
+        self.sets_changed();
+        Ok(())
+    }
+
+    /// Keeps the set-change links this node held before (see
+    /// [`Membership::links`]): a restarted node's, which its snapshot does
+    /// not carry.
+    pub(crate) fn keep_links(&mut self, older: &[Decision]) {
+        self.membership.keep_links(older);
+    }
+
+    /// Asks the replica to propose `change` when it leads (it must apply to
+    /// the newest set: [`SetChange::verify`]). Give it to every validator
+    /// (or several): a height led by one that does not hold it decides
+    /// without it. It is dropped once a change of its version was applied.
+    /// A change that does not verify is [`ConsensusError::SetChangeRefused`];
+    /// more than [`MAX_PENDING_SET_CHANGES`] waiting, [`ConsensusError::TooLarge`].
+    pub fn propose_set_change(
+        &mut self,
+        now: u64,
+        change: SetChange,
+        out: &mut Outputs,
+    ) -> Result<(), ConsensusError> {
+        change.verify(self.membership.version(), self.membership.newest())?;
+        if self.set_changes.contains(&change) {
+            return Ok(());
+        }
+        if self.set_changes.len() >= MAX_PENDING_SET_CHANGES {
+            return Err(ConsensusError::TooLarge {
+                what: "pending set changes",
+                size: self.set_changes.len() + 1,
+                max: MAX_PENDING_SET_CHANGES,
+            });
+        }
+        self.set_changes.push(change);
+        self.activate(now, out);
+        self.arm_resend(out);
+        Ok(())
+    }
+
+    /// The set in force at `h` (a height this replica works on or was asked about).
+    pub(crate) fn set_at(&self, h: u64) -> Option<&ValidatorSet> {
+        self.membership.at(h).ok()
+    }
+
+    /// Whether this replica is a validator of height `h`.
+    fn member_at(&self, h: u64) -> bool {
+        self.set_at(h).is_some_and(|s| s.contains(&self.me))
+    }
+
+    /// The quorum of height `h` (unreachable if its set is unknown).
+    fn quorum_at(&self, h: u64) -> usize {
+        self.set_at(h).map_or(usize::MAX, ValidatorSet::quorum)
+    }
+
+    /// A decided height was delivered: its set change (if any) is applied.
+    fn apply_membership(&mut self, d: &Decision) {
+        if let Err(e) = self.membership.apply(d) {
+            tracing::error!(error = %e, "membership out of step with the log");
+        }
+        let version = self.membership.version();
+        self.set_changes.retain(|c| c.version >= version);
+        self.sets_changed();
+    }
+
+    /// Whether heights must run without commands: a set change waits to be
+    /// proposed, or one decided is not in force yet.
+    fn reconfiguring(&self) -> bool {
+        self.membership.changing() || !self.set_changes.is_empty()
     }
 
     /// The number of heights delivered (the next height to deliver).
@@ -354,7 +482,7 @@ impl Replica {
             ConsensusMessage::Decision(_) => "decision",
             ConsensusMessage::SyncRequest { .. } => "sync_request",
             ConsensusMessage::Commands(_) => "commands",
-            ConsensusMessage::SnapshotOffer(_) => "snapshot_offer",
+            ConsensusMessage::SnapshotOffer(..) => "snapshot_offer",
             ConsensusMessage::SnapshotRequest { .. } => "snapshot_request",
             ConsensusMessage::SnapshotPart { .. } => "snapshot_part",
         };
@@ -369,7 +497,9 @@ impl Replica {
                 self.serve_catch_up(now, from, (first, last), out);
             }
             ConsensusMessage::Commands(commands) => self.on_commands(now, from, commands, out),
-            ConsensusMessage::SnapshotOffer(d) => self.on_snapshot_offer(now, from, *d, out),
+            ConsensusMessage::SnapshotOffer(d, links) => {
+                self.on_snapshot_offer(now, from, *d, &links, out)
+            }
             ConsensusMessage::SnapshotRequest { snapshot, part } => {
                 self.on_snapshot_request(now, from, snapshot, part, out)
             }
@@ -391,7 +521,7 @@ impl Replica {
                         tracing::debug!(
                             height,
                             round,
-                            leader = %self.config.validators.leader(height, round),
+                            leader = ?self.set_at(height).map(|s| s.leader(height, round)),
                             me = %self.me,
                             "no proposal before the propose timeout: prevoting nil"
                         );
@@ -444,6 +574,7 @@ impl Replica {
 
     fn busy(&self) -> bool {
         !self.heights.is_empty()
+            || self.reconfiguring()
             || self.mempool.len() > 0
             || self.behind()
             || self.snapshots.fetching()
@@ -504,6 +635,14 @@ impl Replica {
                 .unclaimed()
                 .saturating_sub(waiting * self.config.max_batch);
             if spare == 0 {
+                // A set change drives heights of its own (empty batches)
+                // until it is decided and in force, one at a time.
+                if self.heights.is_empty() && self.reconfiguring() {
+                    let h = self.next;
+                    if !self.decided.contains_key(&h) {
+                        self.ensure_active(now, h, out);
+                    }
+                }
                 return;
             }
             let fill = self.config.fill_commands.min(self.config.max_batch);
@@ -564,7 +703,9 @@ impl Replica {
         {
             ::metrics::gauge!("hologram_consensus_round").set(round);
         }
-        let leader = self.config.validators.leader(h, round);
+        let Some(leader) = self.set_at(h).map(|s| s.leader(h, round)) else {
+            return;
+        };
         if round > 0 {
             tracing::debug!(height = h, round, %leader, "entering a later round");
         }
@@ -576,7 +717,7 @@ impl Replica {
             .in_round(self.config.timeouts.propose_ms, round);
         out.timers
             .push((after, Timer::Propose { height: h, round }));
-        if leader == self.me && self.is_validator {
+        if leader == self.me {
             self.propose(h, round, out);
         }
         self.progress(now, h, out);

@@ -84,7 +84,7 @@ impl Replica {
     /// A vote `from` a validator of a decided height: passes on the
     /// round's proposal if the vote names another value.
     pub(super) fn settled_vote(&mut self, from: NodeId, vote: &Vote, out: &mut Outputs) {
-        if !self.config.validators.contains(&from) || vote.voter == self.me {
+        if !self.membership.is_member(&from) || vote.voter == self.me {
             return;
         }
         let Some(s) = self.settled.get_mut(&vote.slot.height) else {
@@ -103,7 +103,7 @@ impl Replica {
     /// A proposal `from` a validator of a decided height: proves its
     /// leader's equivocation if it conflicts with the one kept.
     pub(super) fn settled_proposal(&mut self, from: NodeId, p: &Proposal, out: &mut Outputs) {
-        if !self.config.validators.contains(&from) {
+        if !self.membership.is_member(&from) {
             return;
         }
         let (h, round) = (p.header.height, p.header.round);

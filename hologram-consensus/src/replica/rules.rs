@@ -160,6 +160,15 @@ pub(crate) fn check_proposal(
             ))
         }
     }
+    crate::membership::travels_alone_batch(&p.batch)?;
+    if let Some(named) = p.batch.set_name() {
+        if named != validators.fingerprint() {
+            return Err(ConsensusError::UnknownValidatorSet {
+                height: h.height,
+                named: named.iter().map(|b| format!("{b:02x}")).collect(),
+            });
+        }
+    }
     p.batch.check_names(&h.value)
 }
 

@@ -23,21 +23,26 @@
 //! of [`CatchUpServer`](super::catchup::CatchUpServer).
 //!
 //! **Fetching.** A replica whose node can restore (it runs a machine)
-//! takes an offer whose decision verifies against the validator set and
+//! takes an offer whose decision verifies against the validator set in
+//! force at its height (for a height beyond the sets it knows, the
+//! set-change links the offer carries are checked first, as a light client
+//! does: [`Membership::verify_chain`](crate::Membership::verify_chain)) and
 //! names a checkpoint beyond its next height, then asks for the parts one
 //! at a time, each verified by address before it is kept; a peer whose
 //! part does not verify is blamed and the next validator is asked, as is
 //! the next one when a request goes unanswered for a resend interval. When
 //! every part is in, the node restores its machine ([`Outputs::restore`])
 //! and, only if that succeeds, moves the replica past the snapshot
-//! ([`Replica::install_snapshot`]); the heights after it come through the
-//! usual catch-up.
+//! ([`Replica::install_snapshot`]) and gives it the snapshot's validator
+//! sets ([`Replica::restore_membership`]); the heights after it come
+//! through the usual catch-up.
 
 use super::{Outgoing, Outputs, Replica};
 use crate::detector::Offence;
 use crate::message::{ConsensusMessage, Decision};
 use crate::snapshot::fetch::Fetched;
 use crate::snapshot::{Checkpoint, SnapshotFetch};
+use crate::ConsensusError;
 use hologram_lattice::{Address, NodeId};
 use std::collections::BTreeMap;
 
@@ -95,6 +100,12 @@ pub(super) struct Snapshots {
     log_start: u64,
     /// A snapshot being fetched.
     fetch: Option<SnapshotFetch>,
+    /// The set-change links its offer came with, verified: kept once the
+    /// snapshot's sets are the replica's, to hand on.
+    pub(super) links: Vec<Decision>,
+    /// Whom to ask for the parts: the validators in force at the height of
+    /// the decision naming the snapshot (they hold it).
+    peers: Vec<NodeId>,
 }
 
 impl Snapshots {
@@ -217,9 +228,15 @@ impl Replica {
                 self.config.timeouts.resend_ms,
                 self.config.sync_bytes_per_interval,
             );
-            let size = super::catchup::decision_wire_bound(d);
+            let links = self.membership.links().to_vec();
+            let size = (links.iter())
+                .map(super::catchup::decision_wire_bound)
+                .fold(
+                    super::catchup::decision_wire_bound(d),
+                    usize::saturating_add,
+                );
             if self.catch_up.offer(now, interval, budget, peer, size) {
-                let offer = ConsensusMessage::SnapshotOffer(Box::new(d.clone()));
+                let offer = ConsensusMessage::SnapshotOffer(Box::new(d.clone()), links);
                 out.messages.push(Outgoing::To(peer, offer));
             }
         }
@@ -238,7 +255,7 @@ impl Replica {
         part: u32,
         out: &mut Outputs,
     ) {
-        if !self.config.validators.contains(&from) || self.snapshots.log_start == 0 {
+        if !self.membership.is_member(&from) || self.snapshots.log_start == 0 {
             return;
         }
         let Some(certified) = self.snapshots.certified_checkpoint() else {
@@ -293,9 +310,10 @@ impl Replica {
         now: u64,
         from: NodeId,
         d: Decision,
+        links: &[Decision],
         out: &mut Outputs,
     ) {
-        if !self.snapshots.enabled || !self.config.validators.contains(&from) {
+        if !self.snapshots.enabled || !self.membership.is_member(&from) {
             return;
         }
         let Some(&checkpoint) = d.batch.checkpoint() else {
@@ -313,14 +331,41 @@ impl Replica {
         if checkpoint.height <= current || d.height() < checkpoint.height {
             return;
         }
-        if let Err(e) = d.verify(&self.config.validators) {
-            return self.blame(from, Offence::InvalidReceipt(e.to_string()), out);
-        }
-        let peer = self
-            .config
-            .validators
-            .validators()
-            .iter()
+        // Beyond the heights whose sets this replica knows, the offer is
+        // checked as a light client would: the links of the changes since
+        // its sets' version, each under the set the previous ones made,
+        // then the offer under the set they lead to (a change missing from
+        // the links makes the offer's named set differ: refused).
+        let holders = match self.membership.verify(&d) {
+            Ok(()) => self
+                .membership
+                .at(d.height())
+                .map(|s| s.validators().to_vec()),
+            Err(ConsensusError::UnknownValidatorSet { .. }) => {
+                let version = self.membership.version();
+                let needed: Vec<Decision> = (links.iter())
+                    .filter(|l| l.batch.set_change().is_some_and(|c| c.version >= version))
+                    .filter(|l| l.height() >= self.next && l.height() < d.height())
+                    .cloned()
+                    .collect();
+                match self.membership.verify_chain(&needed, &d) {
+                    Ok(light) => {
+                        self.snapshots.links = needed;
+                        Ok(light.current().validators().to_vec())
+                    }
+                    Err(e @ ConsensusError::ForgedSetChangeLink { .. }) => {
+                        return self.blame(from, Offence::InvalidReceipt(e.to_string()), out)
+                    }
+                    Err(e) => {
+                        tracing::debug!(me = %self.me, error = %e, "a snapshot offer under a set not known here");
+                        return;
+                    }
+                }
+            }
+            Err(e) => return self.blame(from, Offence::InvalidReceipt(e.to_string()), out),
+        };
+        self.snapshots.peers = holders.unwrap_or_default();
+        let peer = (self.snapshots.peers.iter())
             .position(|v| *v == from)
             .unwrap_or(0);
         tracing::debug!(me = %self.me, height = checkpoint.height, from = %from, "fetching a certified snapshot");
@@ -330,7 +375,10 @@ impl Replica {
 
     /// Asks the current peer for the next part wanted.
     fn ask_part(&mut self, now: u64, out: &mut Outputs) {
-        let validators = self.config.validators.validators();
+        let validators = match self.snapshots.peers.as_slice() {
+            [] => self.membership.current().validators(),
+            holders => holders,
+        };
         let Some(f) = self.snapshots.fetch.as_mut() else {
             return;
         };
@@ -358,7 +406,7 @@ impl Replica {
         bytes: &[u8],
         out: &mut Outputs,
     ) {
-        if !self.config.validators.contains(&from) {
+        if !self.membership.is_member(&from) && !self.snapshots.peers.contains(&from) {
             return;
         }
         let Some(f) = self.snapshots.fetch.as_mut() else {
@@ -410,6 +458,10 @@ impl Replica {
             return;
         }
         self.next = c.height;
+        // The sets: as the offer was checked (no change between); the
+        // node then gives the snapshot's own ([`Replica::restore_membership`]).
+        self.membership = self.membership.clone().starting_at(c.height);
+        self.sets_changed();
         self.heights = self.heights.split_off(&c.height);
         self.bodies = self.bodies.split_off(&c.height);
         self.decided = self.decided.split_off(&c.height);
@@ -428,8 +480,8 @@ impl Replica {
         self.highest_seen = self.highest_seen.max(Some(decision.height()));
         self.last_sync = None;
         if let Some(peer) = self
-            .config
-            .validators
+            .membership
+            .current()
             .validators()
             .iter()
             .find(|v| **v != self.me)

@@ -7,6 +7,7 @@ use super::{Lock, Outgoing, Outputs, Replica, Step, Timer};
 use crate::batch::Batch;
 use crate::message::{ConsensusMessage, Decision, Proposal};
 use crate::vote::{Slot, Vote, VoteKind};
+use crate::ValidatorSet;
 use hologram_receipt::Receipt;
 use std::collections::HashMap;
 
@@ -29,7 +30,7 @@ impl Replica {
                 let Some(body) = self.body(h, &header.value) else {
                     return; // its batch is gone: let the round time out
                 };
-                let quorum = self.config.validators.quorum();
+                let quorum = self.quorum_at(h);
                 let proof_of_lock = match header.pol_round {
                     Some(vr) => match st.certificate(VoteKind::Prevote, vr, header.value, quorum) {
                         Some(c) => Some(c),
@@ -50,11 +51,28 @@ impl Replica {
                 // could not support it (their machines lag), and the
                 // height must not wait for them.
                 let checkpoint = (round == 0).then(|| self.snapshots.to_propose()).flatten();
+                // The batch names its set, and carries a change to propose
+                // (one of the version the set is at: at most one applies).
+                let set = self.membership.at(h).map(ValidatorSet::fingerprint);
+                let version = self.membership.version();
+                let change = (self.set_changes.iter())
+                    .find(|c| c.version == version)
+                    .cloned();
                 // Bounded by max_batch <= MAX_BATCH_COMMANDS; byte bound checked.
+                // A change travels without commands (see `Membership`).
+                let max = if change.is_some() { 0 } else { max };
                 let fresh = || {
-                    Batch::new(mempool.take_for(h, max))
-                        .unwrap_or_default()
-                        .with_checkpoint(checkpoint)
+                    let batch = Batch::new(if max == 0 {
+                        Vec::new()
+                    } else {
+                        mempool.take_for(h, max)
+                    })
+                    .unwrap_or_default()
+                    .with_checkpoint(checkpoint);
+                    match set {
+                        Ok(set) => batch.with_set(set, change),
+                        Err(_) => batch,
+                    }
                 };
                 let p = rules::proposal(&self.keys, h, round, valid, fresh);
                 let rec = self.record.heights.entry(h).or_default();
@@ -72,7 +90,7 @@ impl Replica {
     /// Signs a vote of `kind` in `h`'s current round through the voting
     /// record (which returns what it signed there before, if anything).
     fn sign_vote(&mut self, h: u64, kind: VoteKind, value: Option<Receipt>) -> Option<Vote> {
-        if !self.is_validator {
+        if !self.member_at(h) {
             return None;
         }
         let round = self.heights.get(&h)?.round;
@@ -105,7 +123,7 @@ impl Replica {
     /// Precommits the value of the polka `valid` and locks on it.
     fn precommit_on(&mut self, h: u64, valid: Lock, out: &mut Outputs) {
         self.enter_step(h, VoteKind::Precommit, out);
-        let vote = if self.is_validator {
+        let vote = if self.member_at(h) {
             let rec = self.record.heights.entry(h).or_default();
             match rec.precommit_on(&self.keys, valid.batch, valid.proof) {
                 Ok(vote) => Some(vote),
@@ -170,7 +188,7 @@ impl Replica {
     // ---- the upon rules ----
 
     pub(super) fn progress(&mut self, now: u64, h: u64, out: &mut Outputs) {
-        let quorum = self.config.validators.quorum();
+        let quorum = self.quorum_at(h);
         let timeouts = self.config.timeouts;
         loop {
             if self.try_decide(now, h, out) {
@@ -249,7 +267,7 @@ impl Replica {
     /// Decides `h` if some round has a quorum of precommits for a value whose
     /// batch is known. Asks a precommitter for the batch when it is not.
     pub(super) fn try_decide(&mut self, now: u64, h: u64, out: &mut Outputs) -> bool {
-        let quorum = self.config.validators.quorum();
+        let quorum = self.quorum_at(h);
         let Some(st) = self.heights.get(&h) else {
             return false;
         };
@@ -328,6 +346,7 @@ impl Replica {
                 self.record.submitted.remove(&c.id());
             }
             self.snapshots.delivered(&d);
+            self.apply_membership(&d);
             out.decisions.push(d.clone());
             self.history.insert(self.next, d);
             self.next += 1;

@@ -199,6 +199,8 @@ impl SimReplica {
             &mut self.replica,
         )?;
         self.replica.compacted(start);
+        self.replica
+            .restore_membership(m.exec.membership().clone())?;
         self.machine = Some(m);
         Ok(())
     }
@@ -290,6 +292,11 @@ impl SimReplica {
                         "restored from a certified snapshot"
                     );
                     self.replica.install_snapshot(now, r.decision, out);
+                    // The snapshot's validator sets (the changes decided
+                    // before it included) are the replica's from there.
+                    if let Err(e) = self.replica.restore_membership(m.exec.membership().clone()) {
+                        tracing::error!(error = %e, "a restored snapshot's validator sets do not fit");
+                    }
                 }
                 Err(e) => tracing::error!(error = %e, "a certified snapshot does not restore"),
             }

@@ -21,7 +21,7 @@ use crate::message::{ConsensusMessage, Decision};
 use crate::persist::DurableLog;
 use crate::replica::{LogRead, Outgoing, Outputs, Replica, ReplicaConfig, Timer, VotingRecord};
 use crate::snapshot::SnapshotParts;
-use crate::{Command, ConsensusError};
+use crate::{Command, ConsensusError, Membership, SetChange};
 use futures::channel::{mpsc, oneshot};
 use hologram_lattice::driver::Driven;
 use hologram_lattice::sim::{Context, Node, Recover};
@@ -43,6 +43,9 @@ pub struct SimReplica {
     /// under a driver, those of the round until they are handed on.
     log: Vec<Decision>,
     record: VotingRecord,
+    /// The set-change links this node holds (durable in the simulator,
+    /// as the log is: a snapshot does not carry them).
+    links: Vec<Decision>,
     /// The height of `log[0]` (the log below it was compacted).
     log_first: u64,
     misbehaviour: Vec<Misbehaviour>,
@@ -79,6 +82,7 @@ impl SimReplica {
     fn of(replica: Replica, log: Vec<Decision>, driven: Option<Attached>) -> Self {
         Self {
             record: replica.voting_record().clone(),
+            links: Vec::new(),
             replica,
             outputs: Outputs::default(),
             log,
@@ -133,6 +137,16 @@ impl SimReplica {
         self.act(ctx, |r, now, out| r.submit(now, commands, gossip, out))
     }
 
+    /// Asks the replica to propose a validator-set change (see
+    /// [`Replica::propose_set_change`]).
+    pub fn propose_set_change(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        change: SetChange,
+    ) -> Result<(), ConsensusError> {
+        self.act(ctx, |r, now, out| r.propose_set_change(now, change, out))
+    }
+
     /// Runs one input on the replica, keeps what is durable (in the
     /// simulator: before the handler returns and anything is sent), then
     /// hands the messages and timers to `ctx`.
@@ -165,6 +179,11 @@ impl SimReplica {
             out.misbehaviour.clear();
         } else {
             self.misbehaviour.append(&mut out.misbehaviour);
+            if self.links.len() != self.replica.membership().links().len()
+                || self.links.last() != self.replica.membership().links().last()
+            {
+                self.links = self.replica.membership().links().to_vec();
+            }
             if self.record != *self.replica.voting_record() {
                 self.record = self.replica.voting_record().clone();
             }
@@ -173,7 +192,7 @@ impl SimReplica {
         for m in out.messages.drain(..) {
             match m {
                 Outgoing::Broadcast(msg) => {
-                    let others = self.replica.validators().validators().iter();
+                    let others = self.replica.peers().iter();
                     ctx.send_all(others.filter(|v| **v != me).copied().collect(), msg);
                 }
                 Outgoing::To(to, msg) if to != me => ctx.send(to, msg),
@@ -214,12 +233,35 @@ impl Recover for SimReplica {
         let (keys, config) = (self.replica.keys().clone(), self.replica.config().clone());
         let recent = self.log[self.log.len().saturating_sub(config.retain_decisions)..].to_vec();
         let next = self.log_first + self.log.len() as u64;
-        let replica = Replica::rebuild(keys, config, next, recent, self.record.clone());
+        let mut replica = Replica::rebuild(keys, config, next, recent, self.record.clone());
+        // The validator sets: the genesis membership with the log applied
+        // (a log compacted to a snapshot starts from the snapshot's
+        // height, assuming no change before it).
+        let config = replica.config();
+        let mut membership = Membership::new(config.validators.clone(), config.set_change_delay)
+            .starting_at(self.log_first);
+        for d in &self.log {
+            let _ = membership.apply(d);
+        }
+        if let Err(e) = replica.restore_membership(membership) {
+            tracing::error!(error = %e, "the log does not rebuild the validator sets");
+        }
         let mut node = Self::of(replica, self.log.clone(), None);
         node.log_first = self.log_first;
         if let Some(m) = &self.machine {
-            node.machine = Some(m.recover(&mut node.replica, &node.log));
+            let machine = m.recover(&mut node.replica, &node.log);
+            // The machine's sets (restored from its snapshot, the log
+            // applied since) are the replica's.
+            if let Err(e) = node
+                .replica
+                .restore_membership(machine.executor().membership().clone())
+            {
+                tracing::error!(error = %e, "the machine's validator sets do not fit the replica");
+            }
+            node.machine = Some(machine);
         }
+        node.replica.keep_links(&self.links);
+        node.links = node.replica.membership().links().to_vec();
         node
     }
 }

@@ -3,6 +3,7 @@
 //! restore it from a certified snapshot.
 
 use super::Checkpoint;
+use crate::membership::Membership;
 use crate::message::Decision;
 use crate::rsm::{ReplicatedStateMachine, StateMachine};
 use crate::ConsensusError;
@@ -60,6 +61,8 @@ pub trait Executor: Send {
     /// Replaces the state with the snapshot `bytes` hold, which must be the
     /// one `checkpoint` names ([`ReplicatedStateMachine::restore`]).
     fn restore(&mut self, bytes: &[u8], checkpoint: &Checkpoint) -> Result<(), ConsensusError>;
+    /// The validator sets from the next height on ([`ReplicatedStateMachine::membership`]).
+    fn membership(&self) -> &Membership;
 }
 
 impl<S> Executor for ReplicatedStateMachine<S>
@@ -85,5 +88,9 @@ where
 
     fn restore(&mut self, bytes: &[u8], checkpoint: &Checkpoint) -> Result<(), ConsensusError> {
         ReplicatedStateMachine::restore(self, bytes, Some(checkpoint))
+    }
+
+    fn membership(&self) -> &Membership {
+        ReplicatedStateMachine::membership(self)
     }
 }

@@ -12,6 +12,7 @@ pub use machine::{Executor, SnapshotConfig};
 pub use parts::{SnapshotParts, MAX_SNAPSHOT_PART_BYTES};
 
 use crate::codec::Reader;
+use crate::membership::Membership;
 use crate::session::{SessionLimits, SessionTable};
 use crate::ConsensusError;
 use hologram_receipt::{ChainHead, ReceiptChain};
@@ -19,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The prefix of a snapshot's canonical bytes.
-const SNAPSHOT_MAGIC: &[u8; 20] = b"hologram snapshot v1";
+const SNAPSHOT_MAGIC: &[u8; 20] = b"hologram snapshot v2";
 
 /// The most bytes one output in a snapshot's session table may take.
 const MAX_OUTPUT_BYTES: usize = 1 << 20;
@@ -31,14 +32,16 @@ const MAX_OUTPUT_BYTES: usize = 1 << 20;
 /// user's machine (its own bytes, [`StateMachine::snapshot`](crate::StateMachine::snapshot)),
 /// the session table (without it a restored replica would apply retried
 /// commands again), the receipt chain (length and head, so the restored
-/// replica continues the same chain) and the fingerprint of the validator
-/// set it was taken under ([`ValidatorSet::fingerprint`](crate::ValidatorSet::fingerprint)).
+/// replica continues the same chain) and the validator sets it was taken
+/// under ([`Membership`]: the set in force, the changes decided and not
+/// in force yet, the version, the group's genesis fingerprint), so that a
+/// restored node follows the sets its peers follow.
 ///
 /// Canonical bytes (hand-defined; equal states have equal bytes, which is
 /// what lets validators compare snapshots by address):
 ///
 /// ```text
-/// "hologram snapshot v1" (20) ‖ height u64 LE ‖ validator-set fingerprint (32) ‖
+/// "hologram snapshot v2" (20) ‖ height u64 LE ‖ membership (its canonical bytes, at `height`) ‖
 /// chain length u64 LE ‖ chain head (32) ‖
 /// session limits: max sessions u64 LE ‖ window u64 LE ‖ expiry heights u64 LE ‖
 /// session count u32 LE ‖ for each session, by client id ascending:
@@ -55,8 +58,8 @@ const MAX_OUTPUT_BYTES: usize = 1 << 20;
 pub struct Snapshot<O> {
     /// The heights below this one are applied.
     pub height: u64,
-    /// The fingerprint of the validator set the snapshot was taken under.
-    pub validators: [u8; 32],
+    /// The validator sets at `height` (its next height is `height`).
+    pub membership: Membership,
     /// The receipt chain over every command applied.
     pub chain: ReceiptChain,
     /// The session table.
@@ -70,7 +73,7 @@ impl<O: Clone + Serialize + DeserializeOwned> Snapshot<O> {
     pub fn encode(&self) -> Result<Vec<u8>, ConsensusError> {
         Self::encode_parts(
             self.height,
-            self.validators,
+            &self.membership,
             self.chain,
             &self.sessions,
             &self.machine,
@@ -80,7 +83,7 @@ impl<O: Clone + Serialize + DeserializeOwned> Snapshot<O> {
     /// The canonical bytes of a snapshot of these parts.
     pub(crate) fn encode_parts(
         height: u64,
-        validators: [u8; 32],
+        membership: &Membership,
         chain: ReceiptChain,
         sessions: &SessionTable<O>,
         machine: &[u8],
@@ -88,7 +91,7 @@ impl<O: Clone + Serialize + DeserializeOwned> Snapshot<O> {
         let mut out = Vec::with_capacity(SNAPSHOT_MAGIC.len() + 128 + machine.len());
         out.extend_from_slice(SNAPSHOT_MAGIC);
         out.extend_from_slice(&height.to_le_bytes());
-        out.extend_from_slice(&validators);
+        membership.write_canonical(&mut out);
         out.extend_from_slice(&chain.len().to_le_bytes());
         out.extend_from_slice(chain.head().as_bytes());
         sessions
@@ -109,11 +112,7 @@ impl<O: Clone + Serialize + DeserializeOwned> Snapshot<O> {
 
     fn read(bytes: &[u8], limits: SessionLimits) -> Result<Self, String> {
         let mut r = Reader::new(bytes);
-        if r.take(SNAPSHOT_MAGIC.len(), "magic")? != SNAPSHOT_MAGIC {
-            return Err("not a snapshot".into());
-        }
-        let height = r.u64("height")?;
-        let validators = r.array("validator-set fingerprint")?;
+        let (height, membership) = Self::read_head(&mut r)?;
         let len = r.u64("chain length")?;
         let head = ChainHead::from_bytes(r.array("chain head")?);
         let sessions = SessionTable::decode(&mut r, limits, |b| {
@@ -131,11 +130,38 @@ impl<O: Clone + Serialize + DeserializeOwned> Snapshot<O> {
         r.finish()?;
         Ok(Self {
             height,
-            validators,
+            membership,
             chain: ReceiptChain::from_parts(head, len),
             sessions,
             machine,
         })
+    }
+}
+
+/// The height and validator sets of a snapshot's canonical bytes, read
+/// without the rest (whose outputs' type a reader may not know).
+pub(crate) fn read_membership(bytes: &[u8]) -> Result<Membership, ConsensusError> {
+    let mut r = Reader::new(bytes);
+    Snapshot::<()>::read_head(&mut r)
+        .map(|(_, m)| m)
+        .map_err(ConsensusError::SnapshotMalformed)
+}
+
+impl<O> Snapshot<O> {
+    /// Reads the magic, the height and the sets (which must be at that height).
+    fn read_head(r: &mut Reader<'_>) -> Result<(u64, Membership), String> {
+        if r.take(SNAPSHOT_MAGIC.len(), "magic")? != SNAPSHOT_MAGIC {
+            return Err("not a snapshot".into());
+        }
+        let height = r.u64("height")?;
+        let membership = Membership::read(r)?;
+        if membership.next_height() != height {
+            return Err(format!(
+                "validator sets at height {} in a snapshot of height {height}",
+                membership.next_height()
+            ));
+        }
+        Ok((height, membership))
     }
 }
 

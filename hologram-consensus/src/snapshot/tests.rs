@@ -30,9 +30,10 @@ fn snapshot(log: &[(u8, u64)], machine: Vec<u8>, height: u64) -> Snapshot<String
             chain.extend(&Receipt::from_bytes(&[client]));
         }
     }
+    let set = crate::ValidatorSet::new(vec![KeyPair::from_seed([7; 32]).node_id()]).unwrap();
     Snapshot {
         height,
-        validators: [7; 32],
+        membership: crate::Membership::new(set, 2).starting_at(height),
         chain,
         sessions,
         machine,
@@ -50,7 +51,7 @@ proptest! {
         let bytes = s.encode().unwrap();
         let back = Snapshot::<String>::decode(&bytes, LIMITS).unwrap();
         prop_assert_eq!(back.encode().unwrap(), bytes);
-        prop_assert_eq!((back.height, back.validators, back.chain), (s.height, s.validators, s.chain));
+        prop_assert_eq!((back.height, &back.membership, back.chain), (s.height, &s.membership, s.chain));
         prop_assert_eq!(back.machine, s.machine);
     }
 

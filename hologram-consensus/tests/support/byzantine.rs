@@ -131,7 +131,10 @@ impl Byzantine {
             ConsensusMessage::SyncRequest { .. } => {
                 // Never the decisions asked for: only its snapshot.
                 if let Some(d) = self.replica.certified_snapshot() {
-                    ctx.send(from, ConsensusMessage::SnapshotOffer(Box::new(d.clone())));
+                    ctx.send(
+                        from,
+                        ConsensusMessage::SnapshotOffer(Box::new(d.clone()), Vec::new()),
+                    );
                 }
                 true
             }
@@ -161,7 +164,10 @@ impl Byzantine {
                     .filter(|v| **v != me)
                     .copied()
                     .collect();
-                ctx.send_all(others, ConsensusMessage::SnapshotOffer(Box::new(d.clone())));
+                ctx.send_all(
+                    others,
+                    ConsensusMessage::SnapshotOffer(Box::new(d.clone()), Vec::new()),
+                );
             }
         }
         let mut out = Outputs::default();

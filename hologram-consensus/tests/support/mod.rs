@@ -45,7 +45,7 @@ pub struct Honest {
 }
 
 impl Honest {
-    fn new(node: SimReplica, byzantine: HashSet<NodeId>) -> Self {
+    pub fn new(node: SimReplica, byzantine: HashSet<NodeId>) -> Self {
         Self {
             node,
             byzantine,
