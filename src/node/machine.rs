@@ -11,7 +11,8 @@
 
 use super::state::{Ack, CommandList};
 use hologram_consensus::{
-    Answer, Checkpoint, ConsensusError, Decision, Executor, ReplicatedStateMachine, ValidatorSet,
+    Answer, Checkpoint, ConsensusError, Decision, Executor, Membership, ReplicatedStateMachine,
+    ValidatorSet,
 };
 use hologram_receipt::ReceiptChain;
 use metrics::{Counter, Gauge};
@@ -133,6 +134,10 @@ impl Executor for Driven {
         self.bytes.set(bytes.len() as f64);
         tracing::debug!(height, bytes = bytes.len(), "snapshot taken");
         Ok(bytes)
+    }
+
+    fn membership(&self) -> Membership {
+        self.shared.lock().membership().clone()
     }
 
     fn restore(&mut self, bytes: &[u8], checkpoint: &Checkpoint) -> Result<(), ConsensusError> {

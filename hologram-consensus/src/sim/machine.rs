@@ -199,8 +199,7 @@ impl SimReplica {
             &mut self.replica,
         )?;
         self.replica.compacted(start);
-        self.replica
-            .restore_membership(m.exec.membership().clone())?;
+        self.replica.restore_membership(m.exec.membership())?;
         self.machine = Some(m);
         Ok(())
     }
@@ -294,7 +293,7 @@ impl SimReplica {
                     self.replica.install_snapshot(now, r.decision, out);
                     // The snapshot's validator sets (the changes decided
                     // before it included) are the replica's from there.
-                    if let Err(e) = self.replica.restore_membership(m.exec.membership().clone()) {
+                    if let Err(e) = self.replica.restore_membership(m.exec.membership()) {
                         tracing::error!(error = %e, "a restored snapshot's validator sets do not fit");
                     }
                 }

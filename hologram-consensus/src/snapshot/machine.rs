@@ -61,8 +61,10 @@ pub trait Executor: Send {
     /// Replaces the state with the snapshot `bytes` hold, which must be the
     /// one `checkpoint` names ([`ReplicatedStateMachine::restore`]).
     fn restore(&mut self, bytes: &[u8], checkpoint: &Checkpoint) -> Result<(), ConsensusError>;
-    /// The validator sets from the next height on ([`ReplicatedStateMachine::membership`]).
-    fn membership(&self) -> &Membership;
+    /// The validator sets from the next height on ([`ReplicatedStateMachine::membership`]),
+    /// by value: a machine shared behind a lock cannot lend it out (read
+    /// when a snapshot is restored).
+    fn membership(&self) -> Membership;
 }
 
 impl<S> Executor for ReplicatedStateMachine<S>
@@ -90,7 +92,7 @@ where
         ReplicatedStateMachine::restore(self, bytes, Some(checkpoint))
     }
 
-    fn membership(&self) -> &Membership {
-        ReplicatedStateMachine::membership(self)
+    fn membership(&self) -> Membership {
+        ReplicatedStateMachine::membership(self).clone()
     }
 }
