@@ -160,19 +160,25 @@ pub(crate) fn peer_of(conn: &Connection) -> Result<PeerId, PeerAuthError> {
 }
 
 async fn serve_incoming(incoming: Incoming, shared: Arc<Shared>) {
+    // Anyone can try: refusals are logged at a bounded rate.
+    let refused = |why: &str, error: &dyn std::fmt::Display| {
+        if let Some(suppressed) = telemetry::DROPPED_LOG.allow() {
+            warn!(%error, suppressed, "refused {why}");
+        }
+    };
     let handshake = match incoming.accept() {
         Ok(connecting) => connecting,
-        Err(e) => return warn!(error = %e, "refused a connection"),
+        Err(e) => return refused("a connection", &e),
     };
     let conn = match tokio::time::timeout(shared.config.connect_timeout, handshake).await {
         Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => return warn!(error = %e, "refused a handshake"),
-        Err(_) => return warn!("a handshake did not complete in time"),
+        Ok(Err(e)) => return refused("a handshake", &e),
+        Err(_) => return refused("a handshake", &"it did not complete in time"),
     };
     let peer = match peer_of(&conn) {
         Ok(peer) => peer,
         Err(e) => {
-            warn!(error = %e, "refused a connection without a usable key");
+            refused("a connection without a usable key", &e);
             return conn.close(close::UNAUTHENTICATED, b"no usable key");
         }
     };

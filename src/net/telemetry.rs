@@ -109,5 +109,6 @@ pub(crate) fn failed(protocol: Protocol, peer: &SharedString, e: &TransportError
     }
 }
 
-/// Logs of dropped frames: at most this many a second per process.
+/// Logs of dropped frames and refused connections: at most this many a
+/// second per process.
 pub(crate) static DROPPED_LOG: LogLimit = LogLimit::new(10, 1_000);
