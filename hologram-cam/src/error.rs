@@ -71,6 +71,17 @@ pub enum CamError {
     /// The storage engine failed.
     #[error("storage error: {0}")]
     Storage(String),
+    /// Stored data is in a format version this build does not read (written
+    /// by a newer one): nothing was changed.
+    #[error("{what} is in format version {found}; this build reads versions up to {supported}")]
+    UnsupportedFormat {
+        /// What holds it (e.g. the store's file).
+        what: String,
+        /// The version found.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
     /// A peer could not be reached or answered with an error.
     #[error("transport error: {0}")]
     Transport(#[from] TransportError),

@@ -86,7 +86,7 @@ pub use protocols::{CAM_PROTOCOL, DEDUP_PROTOCOL};
 pub use ring::{HashRing, DEFAULT_VNODES, VNODE_CONTEXT};
 pub use store::{
     conformance, DiskFaultCounts, DiskFaults, FaultyStore, MemoryStore, Name, RedbStore, Store,
-    DEFAULT_CACHE_BYTES, SEGMENT_BYTES, UNFLUSHED,
+    DEFAULT_CACHE_BYTES, SEGMENT_BYTES, STORE_FORMAT_VERSION, UNFLUSHED,
 };
 pub use telemetry::METRICS;
 pub use wire::{CamMessage, MAX_MESSAGE_BYTES, MAX_OBJECT_BYTES, MAX_PROVIDERS};

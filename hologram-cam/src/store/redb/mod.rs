@@ -18,7 +18,7 @@ use super::{Name, Store};
 use crate::{CamError, Object, SharedBytes};
 use ::redb::{
     Database, Durability, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
-    WriteTransaction,
+    TableDefinition, WriteTransaction,
 };
 use async_trait::async_trait;
 use hologram_lattice::Address;
@@ -32,6 +32,15 @@ use std::path::{Path, PathBuf};
 /// [`RedbStore::create_with_cache`] or [`RedbStore::open_with_cache`]. The
 /// operating system's page cache still holds recently read file pages.
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
+/// The format version of a store's file that this build writes and reads:
+/// its tables and their encodings. A file carries it in its `meta` table;
+/// one without it predates versioning and is version 1. A newer version is
+/// refused with [`CamError::UnsupportedFormat`], before anything is written.
+pub const STORE_FORMAT_VERSION: u32 = 1;
+
+/// The store's own facts about its file: `"format"` → its version.
+const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
 
 /// A durable [`Store`] backed by a [redb](::redb) database file.
 ///
@@ -133,12 +142,36 @@ impl RedbStore {
         &self.path
     }
 
-    /// Makes sure the tables exist, so that readers can always open them.
+    /// Checks the file's format version, then makes sure the tables exist,
+    /// so that readers can always open them.
     fn with_tables(db: Database, path: &Path) -> Result<Self, CamError> {
         let store = Self {
             db,
             path: path.to_path_buf(),
         };
+        store.write("stamping the format version", |txn| {
+            let mut meta = txn
+                .open_table(META)
+                .map_err(storage("opening the meta table", path))?;
+            let found = meta
+                .get("format")
+                .map_err(storage("reading the format version", path))?
+                .map(|v| v.value());
+            match found {
+                Some(found) if found > STORE_FORMAT_VERSION => Err(CamError::UnsupportedFormat {
+                    what: format!("the store {}", path.display()),
+                    found,
+                    supported: STORE_FORMAT_VERSION,
+                }),
+                Some(_) => Ok(((), false)),
+                // A new file, or one from before versions: today's format.
+                None => {
+                    meta.insert("format", STORE_FORMAT_VERSION)
+                        .map_err(storage("writing the format version", path))?;
+                    Ok(((), true))
+                }
+            }
+        })?;
         store.write("creating the tables", |txn| {
             store.tables(txn)?;
             txn.open_table(references::REFERENCES)

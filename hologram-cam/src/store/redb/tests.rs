@@ -245,3 +245,61 @@ fn a_small_page_cache_still_reads_back_everything() {
         assert_eq!(block_on(store.get(&o.address())).unwrap().as_ref(), Some(o));
     }
 }
+
+#[test]
+fn a_file_of_a_newer_format_is_refused_and_left_alone() {
+    let file = TempFile::new("format-newer");
+    drop(RedbStore::create(&file.0).unwrap());
+    {
+        let db = Database::create(&file.0).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(META).unwrap();
+            assert_eq!(
+                meta.get("format").unwrap().unwrap().value(),
+                STORE_FORMAT_VERSION
+            );
+            meta.insert("format", STORE_FORMAT_VERSION + 1).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    match RedbStore::open(&file.0) {
+        Err(CamError::UnsupportedFormat {
+            found, supported, ..
+        }) => assert_eq!(
+            (found, supported),
+            (STORE_FORMAT_VERSION + 1, STORE_FORMAT_VERSION)
+        ),
+        other => panic!("{:?}", other.map(|s| s.path().to_path_buf())),
+    }
+    // Still the newer version: the refusal wrote nothing.
+    let db = Database::open(&file.0).unwrap();
+    let meta = db.begin_read().unwrap().open_table(META).unwrap();
+    assert_eq!(
+        meta.get("format").unwrap().unwrap().value(),
+        STORE_FORMAT_VERSION + 1
+    );
+}
+
+#[test]
+fn a_file_from_before_versions_opens_as_version_one() {
+    let file = TempFile::new("format-legacy");
+    let object = Object::new(&b"kept from before"[..]);
+    block_on(RedbStore::create(&file.0).unwrap().put(object.clone())).unwrap();
+    // Remove the stamp, as a file written before versions has none.
+    {
+        let db = Database::create(&file.0).unwrap();
+        let txn = db.begin_write().unwrap();
+        assert!(txn.delete_table(META).unwrap());
+        txn.commit().unwrap();
+    }
+    let store = RedbStore::open(&file.0).unwrap();
+    assert_eq!(
+        block_on(store.get(&object.address())).unwrap(),
+        Some(object)
+    );
+    drop(store);
+    let db = Database::open(&file.0).unwrap();
+    let meta = db.begin_read().unwrap().open_table(META).unwrap();
+    assert_eq!(meta.get("format").unwrap().unwrap().value(), 1);
+}
