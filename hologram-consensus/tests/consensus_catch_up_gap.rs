@@ -127,3 +127,53 @@ fn a_height_a_peer_was_seen_at_is_fetched_while_the_cluster_is_idle() {
     replica.handle_timer(now + resend, Timer::Resend, &mut out);
     assert!(out.is_empty(), "{out:?}");
 }
+
+#[test]
+fn a_height_past_its_first_round_asks_a_peer_while_the_cluster_is_idle() {
+    // A replica in height 0 that hears nothing of it (the group decided it
+    // while this one was down, cut off, or abstaining, and went quiet):
+    // its rounds time out one after the other. Past round 0 it asks a
+    // peer for the decision; in round 0 it does not.
+    let (keys, set) = validators();
+    let config = ReplicaConfig::new(set);
+    let mut replica = Replica::new(keys[3].clone(), config).expect("config");
+    let mut out = Outputs::default();
+    replica.start(0, &mut out);
+    replica
+        .submit(0, commands("lonely", 1), false, &mut out)
+        .expect("taken");
+    assert_eq!(replica.in_flight().count(), 1, "height 0 started");
+    let mut pending: Vec<(u64, Timer)> = std::mem::take(&mut out.timers);
+    let mut now = 0;
+    let (mut in_round_0, mut asked_in_round_0, mut asked) = (true, false, false);
+    for _ in 0..40 {
+        pending.sort_by_key(|(at, _)| *at);
+        if pending.is_empty() {
+            break;
+        }
+        let (delay, timer) = pending.remove(0);
+        now += delay;
+        for (d, _) in &mut pending {
+            *d = d.saturating_sub(delay);
+        }
+        let mut out = Outputs::default();
+        let entering_round_1 = matches!(timer, Timer::Precommit { round: 0, .. });
+        replica.handle_timer(now, timer, &mut out);
+        let requests = asks_from(&out, 0);
+        if in_round_0 && !entering_round_1 {
+            asked_in_round_0 |= requests;
+        }
+        in_round_0 &= !entering_round_1;
+        asked |= requests && !in_round_0;
+        pending.extend(out.timers);
+        if asked {
+            break;
+        }
+    }
+    assert!(
+        !asked_in_round_0,
+        "asked for height 0 while still in round 0"
+    );
+    assert!(asked, "never asked for the height it lingers in");
+    assert_eq!(replica.next_height(), 0);
+}

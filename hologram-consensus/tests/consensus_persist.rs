@@ -432,12 +432,16 @@ fn tampered_stored_blocks_are_rejected_and_never_applied() {
                 ..
             }
         )));
-        // A validator does not start when a voting record may be lost.
+        // A validator whose voting record was lost starts abstaining past
+        // every height it may have signed in: blocks were stored to height
+        // 4, so it had delivered at most 5 heights, and its pipeline is at
+        // most 256 deep.
         assert!(recovered.record_unreadable);
-        assert!(matches!(
-            recovered.replica(keys[0].clone(), ReplicaConfig::new(set.clone())),
-            Err(ConsensusError::Log(_))
-        ));
+        assert_eq!(recovered.stored_end, 5);
+        let replica = recovered
+            .replica(keys[0].clone(), ReplicaConfig::new(set.clone()))
+            .expect("starts");
+        assert_eq!(replica.abstains_below(), 5 + 256);
         // A state machine replaying the recovered log applies only verified heights.
         let mut rsm = ReplicatedStateMachine::new(Registers::default(), set.clone());
         rsm.apply_all(&recovered.decisions).expect("verified");
@@ -484,6 +488,102 @@ fn voting_record_survives_and_only_the_newest_is_kept() {
         assert_eq!(&back.record, replica.voting_record());
         let restarted = back.replica(keys[0].clone(), config).expect("config");
         assert_eq!(restarted.voting_record(), replica.voting_record());
+    });
+}
+
+/// The name of the voting record's second copy, as the log's docs define it.
+fn record_copy_name() -> Name {
+    Name::new(b"hologram-consensus/log/voting-record/copy".to_vec()).expect("a valid name")
+}
+
+/// Whether `out` holds a proposal or a vote (anything signed by the replica).
+fn signed_anything(out: &hologram_consensus::Outputs) -> bool {
+    use hologram_consensus::{ConsensusMessage, Outgoing};
+    out.messages.iter().any(|m| {
+        matches!(
+            m,
+            Outgoing::Broadcast(ConsensusMessage::Proposal(_) | ConsensusMessage::Vote(_))
+        )
+    })
+}
+
+#[test]
+fn one_rotten_record_copy_is_outlived_and_a_lost_record_makes_the_replica_abstain() {
+    block_on(async {
+        let (keys, set) = validators();
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let (mut log, recovered) = DurableLog::open(store.clone(), set.clone())
+            .await
+            .expect("open");
+        let config = ReplicaConfig::new(set.clone());
+        let mut replica = recovered
+            .replica(keys[0].clone(), config.clone())
+            .expect("config");
+        let mut out = hologram_consensus::Outputs::default();
+        // Validator 0 leads height 0 round 0: it proposes and prevotes.
+        replica
+            .submit(0, commands("x", 2), true, &mut out)
+            .expect("taken");
+        assert!(signed_anything(&out));
+        log.persist(&out.decisions, replica.voting_record())
+            .await
+            .expect("persist");
+        let saved = replica.voting_record().clone();
+        let garbage = || Some(Object::new(b"hologram voting-record v2 rot".to_vec()));
+
+        // Either copy rots: the other is the record, nothing is lost.
+        for name in [record_name(), record_copy_name()] {
+            let good = store.get_named(&name).await.expect("get");
+            store
+                .set_named(vec![(name.clone(), garbage())])
+                .await
+                .expect("set");
+            let (_, back) = DurableLog::open(store.clone(), set.clone())
+                .await
+                .expect("open");
+            assert!(!back.record_unreadable);
+            assert_eq!(back.record, saved);
+            assert_eq!(back.rejected.len(), 1, "the rotten copy");
+            let restarted = back
+                .replica(keys[0].clone(), config.clone())
+                .expect("starts");
+            assert_eq!(restarted.abstains_below(), 0);
+            store.set_named(vec![(name, good)]).await.expect("set");
+        }
+
+        // Both rot: the record is lost. The replica restarts, and signs
+        // nothing where it may have signed before: not even as the leader
+        // of height 0, round 0, where it had proposed.
+        store
+            .set_named(vec![
+                (record_name(), garbage()),
+                (record_copy_name(), garbage()),
+            ])
+            .await
+            .expect("set");
+        let (mut log, back) = DurableLog::open(store.clone(), set.clone())
+            .await
+            .expect("open");
+        assert!(back.record_unreadable);
+        assert_eq!(back.stored_end, 0);
+        let mut replica = back
+            .replica(keys[0].clone(), config.clone())
+            .expect("starts");
+        assert_eq!(replica.abstains_below(), 256);
+        let mut out = hologram_consensus::Outputs::default();
+        replica
+            .submit(0, commands("y", 2), true, &mut out)
+            .expect("taken");
+        assert!(!signed_anything(&out), "an abstaining replica signed");
+        // The abstain height is part of the record it saves: a second
+        // restart, from a readable record, still abstains.
+        log.persist(&out.decisions, replica.voting_record())
+            .await
+            .expect("persist");
+        let (_, again) = DurableLog::open(store, set).await.expect("open");
+        assert!(!again.record_unreadable);
+        let replica = again.replica(keys[0].clone(), config).expect("starts");
+        assert_eq!(replica.abstains_below(), 256);
     });
 }
 
@@ -669,14 +769,14 @@ fn a_log_beside_100_000_cam_objects_opens_reading_only_the_log() {
         let (log, recovered) = DurableLog::open(store.clone(), set.clone())
             .await
             .expect("open");
-        // One lookup per height, one for the first unset height, one for
-        // the record, one for the base (no snapshot); no scan and no object
-        // read.
+        // One lookup per height, one for the first unset height, four for
+        // the record (its two copies, each read twice), one for the base
+        // (no snapshot); no scan and no object read.
         assert_eq!(counting.scans.load(Ordering::SeqCst), 0);
         assert_eq!(counting.object_reads.load(Ordering::SeqCst), 0);
         assert_eq!(
             counting.named_reads.load(Ordering::SeqCst),
-            HEIGHTS as usize + 3
+            HEIGHTS as usize + 6
         );
         // Complete and verified.
         assert!(recovered.rejected.is_empty(), "{:?}", recovered.rejected);

@@ -649,7 +649,7 @@ static LIES: AtomicU64 = AtomicU64::new(0);
 
 #[test]
 fn machines_snapshots_and_wiped_nodes_across_the_changes() {
-    check_seeds("reconfig machines", 2, |seed| {
+    check_seeds("reconfig machines", 10, |seed| {
         run(
             seed,
             Campaign {

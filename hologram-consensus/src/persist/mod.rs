@@ -21,8 +21,16 @@ use std::sync::Arc;
 
 /// The prefix of a block's name; the height follows, u64 big-endian.
 const BLOCK_NAME: &[u8] = b"hologram-consensus/log/block/";
-/// The name of the voting record.
-const RECORD_NAME: &[u8] = b"hologram-consensus/log/voting-record";
+/// The names of the voting record's two copies.
+const RECORD_NAMES: [&[u8]; 2] = [
+    b"hologram-consensus/log/voting-record",
+    b"hologram-consensus/log/voting-record/copy",
+];
+
+/// The highest pipeline depth a replica may use
+/// ([`ReplicaConfig::max_pipeline_depth`]): a replica at next height `h`
+/// has signed nothing at `h + MAX_PIPELINE_DEPTH` or above.
+pub(crate) const MAX_PIPELINE_DEPTH: u64 = 256;
 
 /// The name of the block of `height`.
 fn block_name(height: u64) -> Result<Name, ConsensusError> {
@@ -31,9 +39,9 @@ fn block_name(height: u64) -> Result<Name, ConsensusError> {
     Ok(Name::new(bytes)?)
 }
 
-/// The name of the voting record.
-fn record_name() -> Result<Name, ConsensusError> {
-    Ok(Name::new(RECORD_NAME)?)
+/// The names of the voting record's copies.
+fn record_names() -> Result<[Name; 2], ConsensusError> {
+    Ok([Name::new(RECORD_NAMES[0])?, Name::new(RECORD_NAMES[1])?])
 }
 
 /// What [`DurableLog::open`] (or [`Replay::finish`]) found.
@@ -56,14 +64,18 @@ pub struct Recovered {
     /// of its object and why (malformed, corrupt in the store, certificate
     /// invalid, or a verified block beyond a missing height).
     pub rejected: Vec<(Address, ConsensusError)>,
-    /// Whether the stored voting record was rejected (malformed, or
-    /// reported corrupt by the store). Then the record above may be older than
-    /// what the validator signed, and starting from it could sign a
-    /// conflicting vote: [`replica`](Self::replica) and
-    /// [`LocalValidator::durable`](crate::LocalValidator::durable) refuse.
-    /// (To start anyway, check what it was, then clear the record's name
-    /// with [`Store::set_named`].)
+    /// Whether the stored voting record was lost: every copy of it was
+    /// rejected (malformed, or reported corrupt by the store). Then what
+    /// the validator signed is unknown, and signing from an empty record
+    /// could sign a conflicting vote: [`replica`](Self::replica) starts a
+    /// replica that abstains until it is past every height it may have
+    /// signed in, and [`LocalValidator::durable`](crate::LocalValidator::durable)
+    /// refuses to start.
     pub record_unreadable: bool,
+    /// The height after the highest block name stored, whether or not that
+    /// block was readable: the validator had delivered no further than
+    /// this when it stopped (the store keeps every name it acknowledged).
+    pub stored_end: u64,
     /// The validator sets at the log's end (the genesis membership given
     /// to the log, every change its blocks carry applied, or the one its
     /// snapshot holds): `None` only for a default value.
@@ -71,8 +83,9 @@ pub struct Recovered {
 }
 
 impl Recovered {
-    /// An error if a voting record may have been lost (see
-    /// [`record_unreadable`](Self::record_unreadable)).
+    /// An error if the voting record was lost (see
+    /// [`record_unreadable`](Self::record_unreadable)): for a validator
+    /// that cannot abstain and catch up (a [`LocalValidator`](crate::LocalValidator)).
     pub fn check_record(&self) -> Result<(), ConsensusError> {
         if self.record_unreadable {
             return Err(ConsensusError::Log(
@@ -87,19 +100,68 @@ impl Recovered {
         self.first + self.decisions.len() as u64
     }
 
+    /// The voting record a replica restarts from: the one recovered, or,
+    /// if it was lost ([`record_unreadable`](Self::record_unreadable)), an
+    /// empty one that **abstains** ([`VotingRecord::abstain_below`]) below
+    /// `stored_end + 256`.
+    ///
+    /// The rule: a replica that had delivered the heights below `d` signs
+    /// only at heights below `d + max_pipeline_depth`, and the depth is at
+    /// most 256; a validator stores the block of every height it delivered
+    /// (in the same atomic write as the record that let it sign further),
+    /// so `d ≤ stored_end` even when blocks themselves rotted. Below that
+    /// height the replica signs no proposal and no vote: it follows the
+    /// decisions its peers certify (re-fetching the ones its log lost) and
+    /// serves them, and the group decides without it (as with any crashed
+    /// validator; `f` of them are tolerated). From there on nothing it
+    /// signed before can conflict. The rule assumes the store keeps what it
+    /// acknowledged (the [`Store`] contract): a disk that loses
+    /// acknowledged writes can lose the record and the block names alike.
+    ///
+    /// A damaged log needs the same care: a replica drops from its record
+    /// the heights it delivered, so if blocks it had stored were lost (the
+    /// verified run ends before `stored_end`), the heights between were
+    /// decided and it may have voted in them with no trace left. It
+    /// abstains below `stored_end` (and re-fetches those heights' certified
+    /// decisions from its peers, which makes them moot).
+    pub fn restart_record(&self) -> VotingRecord {
+        let mut record = if self.record_unreadable {
+            let abstain_below = self.stored_end.saturating_add(MAX_PIPELINE_DEPTH);
+            tracing::warn!(
+                abstain_below,
+                "the voting record was lost: signing nothing below this height"
+            );
+            VotingRecord {
+                abstain_below,
+                ..VotingRecord::default()
+            }
+        } else {
+            self.record.clone()
+        };
+        if self.stored_end > self.next_height() && record.abstain_below < self.stored_end {
+            tracing::warn!(
+                verified = self.next_height(),
+                stored = self.stored_end,
+                "stored blocks were lost: signing nothing below the last one stored"
+            );
+            record.abstain_below = self.stored_end;
+        }
+        record
+    }
+
     /// A replica restarted from what was recovered: its log's length as the
     /// next height, the newest `config.retain_decisions` decisions to serve
     /// catch-up (within `config.retain_decision_bytes`), and the voting
-    /// record.
+    /// record ([`restart_record`](Self::restart_record): a lost one makes
+    /// the replica abstain for a while, never sign from scratch).
     pub fn replica(&self, keys: KeyPair, config: ReplicaConfig) -> Result<Replica, ConsensusError> {
-        self.check_record()?;
         let keep = self.decisions.len().saturating_sub(config.retain_decisions);
         let mut replica = Replica::restore(
             keys,
             config,
             self.next_height(),
             self.decisions[keep..].to_vec(),
-            self.record.clone(),
+            self.restart_record(),
         )?;
         if let Some((d, _)) = &self.snapshot {
             if let Some(c) = d.batch.checkpoint() {
@@ -133,12 +195,17 @@ impl Recovered {
 ///   ```
 ///
 /// - the replica's **voting record** ([`VotingRecord`]: locks, every vote and
-///   proposal it signed, commands its clients submitted), under the name
-///   `"hologram-consensus/log/voting-record"`, replaced whenever it changes,
-///   *before* anything it signed is sent (write-ahead), so a restarted
-///   validator re-sends what it signed instead of signing a conflicting
-///   vote. Its object is `"hologram voting-record v1" ‖ sequence u64 LE ‖
-///   postcard body` (local state, never signed or hashed for consensus).
+///   proposal it signed, commands its clients submitted), in two copies
+///   under the names `"hologram-consensus/log/voting-record"` and
+///   `"hologram-consensus/log/voting-record/copy"`, both replaced in one
+///   atomic write whenever it changes, *before* anything it signed is sent
+///   (write-ahead), so a restarted validator re-sends what it signed
+///   instead of signing a conflicting vote. A copy that rots is outlived by
+///   the other; if both are lost the replica abstains for a while
+///   ([`Recovered::restart_record`]). Its object is `"hologram
+///   voting-record v2" ‖ sequence u64 LE ‖ abstain_below u64 LE ‖ postcard
+///   body` (local state, never signed or hashed for consensus); a `v1`
+///   object (no abstain height) is still read.
 ///
 /// - once compacted ([`DurableLog::install_snapshot`]), the **base**, under
 ///   `"hologram-consensus/log/base"`: the certified decision (a block, as
@@ -152,7 +219,7 @@ impl Recovered {
 ///
 /// [`DurableLog::open`] reads the base (and its parts), then the names of
 /// heights `start`, `start + 1`, ... until one is unset, and the record's
-/// name: its cost is one lookup per stored height plus three (plus the
+/// names: its cost is one lookup per stored height plus six (plus the
 /// parts), whatever else the store holds. **A log may share its store
 /// with a CAM** (a `DistributedCAM`, a deduplication holder): their objects
 /// are never read by the log, and nothing they do (putting, removing,
@@ -214,7 +281,7 @@ impl core::fmt::Debug for DurableLog {
 
 impl DurableLog {
     /// Opens the log in `store`, recovering what it holds (see the
-    /// docs of [`DurableLog`]): one lookup per stored height plus three, not a
+    /// docs of [`DurableLog`]): one lookup per stored height plus six, not a
     /// scan. Errors only when the store fails (other than reporting an
     /// object corrupt).
     pub async fn open(
@@ -248,33 +315,60 @@ impl DurableLog {
     }
 
     /// The stored voting record and its sequence number, and whether it
-    /// was unreadable (then rejected, with why, into `rejected`).
+    /// was lost (every copy stored unreadable; each rejected, with why, into
+    /// `rejected`).
+    ///
+    /// Both copies are written by one atomic write, so a readable copy holds
+    /// the newest record written unless that write never returned (then
+    /// nothing it let the replica sign was sent): the newest readable copy
+    /// is the record. Each copy is read twice, so a read that returns a
+    /// copy's previous value (a stale read) is outvoted by the other read.
     async fn read_record(
         store: &dyn Store,
         rejected: &mut Vec<(Address, ConsensusError)>,
     ) -> Result<(u64, VotingRecord, bool), ConsensusError> {
-        Ok(match store.get_named(&record_name()?).await {
-            Ok(None) => (0, VotingRecord::default(), false),
-            Ok(Some(object)) => match record::decode(object.data()) {
-                Ok((seq, record)) => (seq, record, false),
-                Err(reason) => {
-                    let address = object.address();
-                    rejected.push((
-                        address,
-                        ConsensusError::CorruptStored {
-                            what: "voting record",
+        let mut newest: Option<(u64, VotingRecord)> = None;
+        let mut unreadable = false;
+        for name in record_names()? {
+            let mut rejected_copy = false;
+            for _ in 0..2 {
+                let copy = match store.get_named(&name).await {
+                    Ok(None) => continue,
+                    Ok(Some(object)) => record::decode(object.data()).map_err(|reason| {
+                        let address = object.address();
+                        let what = "voting record";
+                        (
                             address,
-                            reason,
-                        },
-                    ));
-                    (0, VotingRecord::default(), true)
+                            ConsensusError::CorruptStored {
+                                what,
+                                address,
+                                reason,
+                            },
+                        )
+                    }),
+                    Err(CamError::Corrupt(address)) => {
+                        Err((address, ConsensusError::Store(CamError::Corrupt(address))))
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                match copy {
+                    Ok((seq, record)) if newest.as_ref().is_none_or(|(s, _)| seq > *s) => {
+                        newest = Some((seq, record));
+                    }
+                    Ok(_) => {}
+                    Err(rejection) => {
+                        unreadable = true;
+                        if !rejected_copy {
+                            rejected_copy = true;
+                            rejected.push(rejection);
+                        }
+                    }
                 }
-            },
-            Err(CamError::Corrupt(address)) => {
-                rejected.push((address, ConsensusError::Store(CamError::Corrupt(address))));
-                (0, VotingRecord::default(), true)
             }
-            Err(e) => return Err(e.into()),
+        }
+        Ok(match newest {
+            Some((seq, record)) => (seq, record, false),
+            None => (0, VotingRecord::default(), unreadable),
         })
     }
 
@@ -418,17 +512,19 @@ impl DurableLog {
         Ok(objects)
     }
 
-    /// The named object replacing the stored record with `record` under
-    /// the next sequence number, if it differs from the one last saved.
+    /// The named objects replacing the stored record's two copies with
+    /// `record` under the next sequence number, if it differs from the one
+    /// last saved.
     fn record_object(
         &self,
         record: &VotingRecord,
-    ) -> Result<Option<(Name, Option<Object>)>, ConsensusError> {
+    ) -> Result<Vec<(Name, Option<Object>)>, ConsensusError> {
         if *record == self.record {
-            return Ok(None);
+            return Ok(Vec::new());
         }
-        let bytes = record::encode(self.record_seq + 1, record)?;
-        Ok(Some((record_name()?, Some(Object::new(bytes)))))
+        let object = Object::new(record::encode(self.record_seq + 1, record)?);
+        let [first, copy] = record_names()?;
+        Ok(vec![(first, Some(object.clone())), (copy, Some(object))])
     }
 
     /// Makes `record` durable if it differs from the one last saved:
@@ -455,9 +551,9 @@ impl DurableLog {
         record: &VotingRecord,
     ) -> Result<(), ConsensusError> {
         let mut objects = self.blocks(decisions)?;
-        let record_object = self.record_object(record)?;
-        let saves_record = record_object.is_some();
-        objects.extend(record_object);
+        let record_objects = self.record_object(record)?;
+        let saves_record = !record_objects.is_empty();
+        objects.extend(record_objects);
         if objects.is_empty() {
             return Ok(());
         }

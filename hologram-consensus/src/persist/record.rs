@@ -9,31 +9,52 @@ use hologram_lattice::wire::{self, WireError};
 
 const WHAT: &str = "voting record";
 
-/// The prefix of a voting-record object.
-pub(crate) const RECORD_MAGIC: &[u8; 25] = b"hologram voting-record v1";
+/// The prefix of a voting-record object of the first format (no abstain
+/// height), still read.
+pub(crate) const RECORD_MAGIC_V1: &[u8; 25] = b"hologram voting-record v1";
+
+/// The prefix of a voting-record object as written now.
+pub(crate) const RECORD_MAGIC: &[u8; 25] = b"hologram voting-record v2";
 
 /// The largest record read back: a full batch per lock of a deep pipeline
 /// plus a full mempool of submitted commands fits well within it.
 pub const MAX_RECORD_BYTES: usize = 64 * MAX_MESSAGE_BYTES;
 
-/// The bytes of record number `sequence`.
+/// The bytes of record number `sequence`: `"hologram voting-record v2" ‖
+/// sequence u64 LE ‖ abstain_below u64 LE ‖ postcard body`.
 pub(crate) fn encode(sequence: u64, record: &VotingRecord) -> Result<Vec<u8>, WireError> {
     let mut out = RECORD_MAGIC.to_vec();
     out.extend_from_slice(&sequence.to_le_bytes());
+    out.extend_from_slice(&record.abstain_below.to_le_bytes());
     wire::encode_into(WHAT, record, out)
 }
 
-/// Decodes a record object: its sequence number and record.
+/// Decodes a record object (of either format): its sequence number and record.
 pub(crate) fn decode(bytes: &[u8]) -> Result<(u64, VotingRecord), String> {
-    let rest = bytes
-        .strip_prefix(RECORD_MAGIC.as_slice())
-        .ok_or("not a voting record")?;
-    let (seq, body) = rest
+    let (rest, v2) = match bytes.strip_prefix(RECORD_MAGIC.as_slice()) {
+        Some(rest) => (rest, true),
+        None => (
+            bytes
+                .strip_prefix(RECORD_MAGIC_V1.as_slice())
+                .ok_or("not a voting record")?,
+            false,
+        ),
+    };
+    let (seq, rest) = rest
         .split_first_chunk::<8>()
         .ok_or("sequence number missing")?;
+    let (abstain_below, body) = if v2 {
+        let (a, body) = rest
+            .split_first_chunk::<8>()
+            .ok_or("abstain height missing")?;
+        (u64::from_le_bytes(*a), body)
+    } else {
+        (0, rest)
+    };
     // The whole object is bounded by MAX_RECORD_BYTES, checked unread.
-    let max_body = MAX_RECORD_BYTES - RECORD_MAGIC.len() - 8;
-    let record: VotingRecord = wire::decode(WHAT, body, max_body).map_err(|e| e.to_string())?;
+    let max_body = MAX_RECORD_BYTES.saturating_sub(bytes.len() - body.len());
+    let mut record: VotingRecord = wire::decode(WHAT, body, max_body).map_err(|e| e.to_string())?;
+    record.abstain_below = abstain_below;
     for (height, h) in &record.heights {
         if let Some(lock) = &h.locked {
             lock.batch
@@ -69,6 +90,7 @@ mod tests {
         r.heights.insert(n as u64, h);
         let c = Command::sign(&keys, u64::from(n), 0, vec![n; n as usize]).unwrap();
         r.submitted.insert(c.id(), c);
+        r.abstain_below = u64::from(n) * 7;
         r
     }
 
@@ -86,6 +108,16 @@ mod tests {
             framed.extend_from_slice(&bytes);
             let _ = decode(&framed);
         }
+    }
+
+    #[test]
+    fn a_first_format_record_is_read_without_an_abstain_height() {
+        let mut r = record(3);
+        r.abstain_below = 0;
+        let mut v1 = RECORD_MAGIC_V1.to_vec();
+        v1.extend_from_slice(&9u64.to_le_bytes());
+        let v1 = wire::encode_into(WHAT, &r, v1).unwrap();
+        assert_eq!(decode(&v1).unwrap(), (9, r));
     }
 
     #[test]

@@ -199,6 +199,7 @@ impl Replay {
             record,
             rejected: self.rejected,
             record_unreadable,
+            stored_end: self.height,
             membership: Some(self.membership),
         };
         Ok((log, recovered))

@@ -349,6 +349,20 @@ impl Replica {
         self.set_at(h).is_some_and(|s| s.contains(&self.me))
     }
 
+    /// Whether this replica signs proposals and votes at height `h`: it is
+    /// a validator there and does not abstain there
+    /// ([`VotingRecord::abstain_below`]).
+    fn signs_at(&self, h: u64) -> bool {
+        h >= self.record.abstain_below && self.member_at(h)
+    }
+
+    /// The height below which this replica signs nothing, after a restart
+    /// that lost its voting record (0: none; see
+    /// [`Recovered::restart_record`](crate::Recovered::restart_record)).
+    pub fn abstains_below(&self) -> u64 {
+        self.record.abstain_below
+    }
+
     /// The quorum of height `h` (unreachable if its set is unknown).
     fn quorum_at(&self, h: u64) -> usize {
         self.set_at(h).map_or(usize::MAX, ValidatorSet::quorum)
@@ -584,11 +598,17 @@ impl Replica {
     /// or the next height is neither decided nor in flight (nothing here
     /// would make it progress, and a cluster that decided it may be idle,
     /// sending nothing more) while a peer was seen at it or beyond, or later
-    /// heights were decided (pushed).
+    /// heights were decided (pushed); or the next height is past its first
+    /// round: the group may have decided it while this replica missed every
+    /// message of it (down, cut off, or abstaining, so that none of its own
+    /// votes draws the decision back), and an idle group sends nothing more.
     fn behind(&self) -> bool {
         let seen = |from: u64| self.highest_seen.is_some_and(|h| h >= from);
         let stalled = !self.heights.contains_key(&self.next);
-        seen(self.window_end()) || (stalled && (seen(self.next) || !self.decided.is_empty()))
+        let lingering = (self.heights.get(&self.next)).is_some_and(|st| st.round > 0);
+        seen(self.window_end())
+            || (stalled && (seen(self.next) || !self.decided.is_empty()))
+            || lingering
     }
 
     fn arm_resend(&mut self, out: &mut Outputs) {

@@ -68,4 +68,12 @@ pub struct VotingRecord {
     pub heights: BTreeMap<u64, HeightRecord>,
     /// Commands accepted from local clients and not yet committed.
     pub submitted: BTreeMap<CommandId, Command>,
+    /// The replica signs nothing (no proposal, no vote) at a height below
+    /// this one: set when it restarted from a voting record that was lost,
+    /// so that it cannot sign a vote conflicting with one the lost record
+    /// held (see [`Recovered::replica`](crate::Recovered::replica)). Kept
+    /// in the record, so a second restart before it is reached abstains
+    /// too. 0 (the default): no such height.
+    #[serde(skip)]
+    pub abstain_below: u64,
 }

@@ -15,6 +15,9 @@ impl Replica {
     // ---- proposing and voting (through the voting record) ----
 
     pub(super) fn propose(&mut self, h: u64, round: u32, out: &mut Outputs) {
+        if !self.signs_at(h) {
+            return;
+        }
         let Some(st) = self.heights.get(&h) else {
             return;
         };
@@ -90,7 +93,7 @@ impl Replica {
     /// Signs a vote of `kind` in `h`'s current round through the voting
     /// record (which returns what it signed there before, if anything).
     fn sign_vote(&mut self, h: u64, kind: VoteKind, value: Option<Receipt>) -> Option<Vote> {
-        if !self.member_at(h) {
+        if !self.signs_at(h) {
             return None;
         }
         let round = self.heights.get(&h)?.round;
@@ -123,7 +126,7 @@ impl Replica {
     /// Precommits the value of the polka `valid` and locks on it.
     fn precommit_on(&mut self, h: u64, valid: Lock, out: &mut Outputs) {
         self.enter_step(h, VoteKind::Precommit, out);
-        let vote = if self.member_at(h) {
+        let vote = if self.signs_at(h) {
             let rec = self.record.heights.entry(h).or_default();
             match rec.precommit_on(&self.keys, valid.batch, valid.proof) {
                 Ok(vote) => Some(vote),
