@@ -291,6 +291,45 @@ impl Store for RedbStore {
         crate::telemetry::timed("put", || self.put_all(std::slice::from_ref(&object)))
     }
 
+    /// One read transaction; each segment read once, each object's slice
+    /// re-hashed in place.
+    async fn corrupt_among(&self, addresses: &[Address]) -> Result<Vec<Address>, CamError> {
+        let path = &self.path;
+        let txn = self.begin_read()?;
+        let index = self.index(&txn)?;
+        let mut located = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            if let Some(entry) = index
+                .get(address.as_bytes())
+                .map_err(storage("reading the index", path))?
+            {
+                let (segment, offset, length) = entry.value();
+                located.push((segment, offset, length, *address));
+            }
+        }
+        located.sort_unstable();
+        let segments = txn
+            .open_table(SEGMENTS)
+            .map_err(storage("opening the segments", path))?;
+        let mut corrupt = Vec::new();
+        for group in located.chunk_by(|a, b| a.0 == b.0) {
+            let stored = segments
+                .get(group[0].0)
+                .map_err(storage("reading a segment", path))?;
+            for &(_, offset, length, address) in group {
+                let good = stored
+                    .as_ref()
+                    .and_then(|s| slice(s.value(), offset, length))
+                    .is_some_and(|bytes| Address::of(bytes) == address);
+                if !good {
+                    corrupt.push(address);
+                }
+            }
+        }
+        corrupt.sort_unstable();
+        Ok(corrupt)
+    }
+
     async fn put_batch(&self, objects: Vec<Object>) -> Result<(), CamError> {
         crate::telemetry::timed("put", || {
             if objects.is_empty() {
