@@ -291,20 +291,36 @@ impl Store for RedbStore {
         crate::telemetry::timed("put", || self.put_all(std::slice::from_ref(&object)))
     }
 
-    /// One read transaction; each segment read once, each object's slice
-    /// re-hashed in place.
+    /// One read transaction; the index walked once over the addresses'
+    /// span (a scrub's page is a run of neighbours), each segment read
+    /// once, each object's slice re-hashed in place.
     async fn corrupt_among(&self, addresses: &[Address]) -> Result<Vec<Address>, CamError> {
         let path = &self.path;
+        let mut wanted = addresses.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let (Some(first), Some(last)) = (wanted.first(), wanted.last()) else {
+            return Ok(Vec::new());
+        };
         let txn = self.begin_read()?;
         let index = self.index(&txn)?;
-        let mut located = Vec::with_capacity(addresses.len());
-        for address in addresses {
-            if let Some(entry) = index
-                .get(address.as_bytes())
-                .map_err(storage("reading the index", path))?
-            {
-                let (segment, offset, length) = entry.value();
-                located.push((segment, offset, length, *address));
+        let mut located = Vec::with_capacity(wanted.len());
+        let mut next = wanted.iter().peekable();
+        let span = index
+            .range(first.as_bytes()..=last.as_bytes())
+            .map_err(storage("reading the index", path))?;
+        for entry in span {
+            let (key, location) = entry.map_err(storage("reading the index", path))?;
+            let key = Address::from_bytes(*key.value());
+            // Addresses asked for but not stored are skipped, as stored
+            // ones not asked for.
+            while next.next_if(|a| **a < key).is_some() {}
+            if next.next_if_eq(&&key).is_some() {
+                let (segment, offset, length) = location.value();
+                located.push((segment, offset, length, key));
+            }
+            if next.peek().is_none() {
+                break;
             }
         }
         located.sort_unstable();
