@@ -31,6 +31,12 @@
 //! bytes that hash to its address, a digest or a list only to choose what
 //! to ask for. Reference sets are taken as hand-off takes them (a ring
 //! member's word), and covered by a checksum against damage on the way.
+//!
+//! What it does not do: compare the reference sets of objects both hold
+//! (only an object's transfer carries its set), and tell a freed object
+//! from a lost copy: an object freed while one owner missed the `Free`
+//! comes back to the others with that owner's set (counting no live
+//! reference, so a later `Free` removes it): a leak, never a loss.
 
 use super::holder::{failed, DedupHandler};
 use super::ranges::{AddressPrefix, RangeDigest, MAX_FETCH, MAX_RANGES, RANGE_ADDRESSES};
