@@ -13,6 +13,13 @@
 //! polled and the parallelism is that of the threads. The target is checked
 //! on the concurrent figures: `store_unique` calls, and `store_many` calls of
 //! 64 objects (one request per owner instead of one per object and owner).
+//!
+//! Issue 22 targets, printed after those: the time anti-entropy takes to
+//! bring 100,000 objects of 1 KiB back to N = 3 after one of five holders
+//! is lost (at most 30 s), and a holder's scrub throughput over a redb file
+//! while it serves reads, beside BLAKE3's rate on the same objects measured
+//! in the same run (at least half of it). `HOLOGRAM_BENCH_HEAL_ONLY=1`
+//! prints only these.
 
 #[path = "support/measure.rs"]
 mod measure;
@@ -20,18 +27,19 @@ mod measure;
 use criterion::{criterion_group, Criterion, Throughput};
 use futures::executor::block_on;
 use futures::stream::{self, StreamExt};
+use hologram::cam::dedup::{DedupMessage, Request};
 use hologram::cam::ChunkParams;
 use hologram::cam::MemoryStore;
 use hologram::cam::{
-    CamHandler, DedupHandler, DeduplicationNetwork, DistributedCAM, HashRing, ProviderRecords,
-    Store,
+    CamHandler, DedupHandler, DeduplicationNetwork, DistributedCAM, HashRing, Object,
+    ProviderRecords, RedbStore, Store, DEDUP_PROTOCOL,
 };
-use hologram::lattice::transport::MemoryNetwork;
+use hologram::lattice::transport::{Handler, MemoryNetwork, MemoryTransport};
 use hologram::lattice::LatticeRouter;
 use hologram::lattice::{Address, NodeId};
 use measure::{best_seconds, cpu_seconds, random_bytes, verdict};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -318,12 +326,209 @@ fn check_targets() {
     );
 }
 
+/// Objects of the issue 22 figures.
+const HEAL_OBJECTS: usize = 100_000;
+
+/// Five holders on one ring, N = 3, holding `n` objects of 1 KiB; the
+/// holders (with their transports) and the ring.
+type Holders = Vec<(NodeId, Arc<DedupHandler<MemoryStore>>, MemoryTransport)>;
+
+fn five_holders(n: usize) -> (Holders, Arc<RwLock<HashRing>>, Vec<Address>) {
+    let network = MemoryNetwork::new(22);
+    let ring = Arc::new(RwLock::new(HashRing::new()));
+    let mut holders = Vec::new();
+    for i in 0..5u8 {
+        let id = NodeId::from_bytes([40 + i; 32]);
+        let holder = Arc::new(DedupHandler::new(Arc::new(MemoryStore::new())).with_ring(
+            id,
+            Arc::clone(&ring),
+            3,
+        ));
+        let transport = network.join(id, Arc::clone(&holder) as _);
+        ring.write().expect("ring").add(id);
+        holders.push((id, holder, transport));
+    }
+    let client = network.join(
+        NodeId::from_bytes([98; 32]),
+        Arc::new(DedupHandler::new(Arc::new(MemoryStore::new()))),
+    );
+    let client = DeduplicationNetwork::new(Arc::new(client), Arc::clone(&ring), 3);
+    let objects = Objects::new();
+    let batches: Vec<Vec<Vec<u8>>> = (0..n.div_ceil(64))
+        .map(|b| (0..64.min(n - b * 64)).map(|_| objects.next()).collect())
+        .collect();
+    let stored = block_on(
+        stream::iter(batches)
+            .map(|batch| client.store_many(batch))
+            .buffer_unordered(IN_FLIGHT)
+            .collect::<Vec<_>>(),
+    );
+    let addresses = stored
+        .into_iter()
+        .flatten()
+        .filter_map(|r| match r {
+            hologram::cam::StoreResult::Stored(a, 3) => Some(a),
+            _ => None,
+        })
+        .collect();
+    (holders, ring, addresses)
+}
+
+/// How many of `addresses` have all N owners holding them.
+fn at_n(holders: &Holders, ring: &RwLock<HashRing>, addresses: &[Address]) -> usize {
+    let ring = ring.read().expect("ring");
+    addresses
+        .iter()
+        .filter(|a| {
+            ring.owners(a, 3).iter().all(|owner| {
+                holders.iter().any(|(id, holder, _)| {
+                    id == owner && block_on(holder.refs(a)).is_ok_and(|refs| refs > 0)
+                })
+            })
+        })
+        .count()
+}
+
+/// One holder of five is lost for good (leaves the ring, its copies gone);
+/// the other four each run an anti-entropy round, in parallel, until every
+/// object is back at N = 3. Returns the time, the objects fetched, and how
+/// many objects were at N before and after.
+fn restore_after_loss() -> (Duration, usize, usize, usize, usize) {
+    let (holders, ring, addresses) = five_holders(HEAL_OBJECTS);
+    let lost = holders[0].0;
+    ring.write().expect("ring").remove(&lost);
+    let before = at_n(&holders, &ring, &addresses);
+    let fetched = AtomicU64::new(0);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for (_, holder, transport) in &holders[1..] {
+            let fetched = &fetched;
+            s.spawn(move || {
+                let report = block_on(holder.anti_entropy_round(transport, Duration::from_secs(5)))
+                    .expect("anti-entropy");
+                fetched.fetch_add(report.fetched as u64, Ordering::Relaxed);
+            });
+        }
+    });
+    let elapsed = start.elapsed();
+    let after = at_n(&holders, &ring, &addresses);
+    (
+        elapsed,
+        fetched.load(Ordering::Relaxed) as usize,
+        addresses.len(),
+        before,
+        after,
+    )
+}
+
+/// Objects per scrub step: the scrub persists its cursor (one durable
+/// commit) after each.
+const SCRUB_STEP: usize = 16384;
+
+/// A holder over a redb file of `n` objects of 1 KiB scrubs a whole pass
+/// while another thread reads from it as fast as it can; returns the
+/// scrub's bytes per second, those of a pass with no reads beside it, the
+/// reads served meanwhile, and BLAKE3's bytes per second over the same
+/// objects on one thread.
+fn scrub_rate(n: usize) -> (f64, f64, u64, f64) {
+    let path =
+        std::env::temp_dir().join(format!("hologram-bench-scrub-{}.redb", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let store = Arc::new(RedbStore::create(&path).expect("redb file"));
+    let objects = Objects::new();
+    let all: Vec<Object> = (0..n).map(|_| Object::new(objects.next())).collect();
+    for chunk in all.chunks(1_000) {
+        block_on(store.put_batch(chunk.to_vec())).expect("stored");
+    }
+    let holder = DedupHandler::new(Arc::clone(&store));
+    // BLAKE3 over the same bytes, one object at a time, best of 3.
+    let mut hashing = f64::MAX;
+    for _ in 0..3 {
+        let start = Instant::now();
+        for o in &all {
+            black_box(blake3::hash(black_box(o.data())));
+        }
+        hashing = hashing.min(start.elapsed().as_secs_f64());
+    }
+    let blake3_rate = (n * 1024) as f64 / hashing;
+    let pass = || {
+        let start = Instant::now();
+        let mut checked = 0;
+        loop {
+            let step = block_on(holder.scrub(SCRUB_STEP)).expect("scrubbed");
+            checked += step.checked;
+            assert!(step.corrupt.is_empty(), "nothing rots here");
+            if step.finished_pass {
+                break;
+            }
+        }
+        (checked * 1024) as f64 / start.elapsed().as_secs_f64()
+    };
+    let quiet = pass();
+    let stop = AtomicBool::new(false);
+    let served = AtomicU64::new(0);
+    let mut scrubbed = 0.0;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let reader = NodeId::from_bytes([97; 32]);
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let request = Request {
+                    op: i as u64,
+                    message: DedupMessage::Get(all[i * 7919 % n].address()),
+                }
+                .encode();
+                black_box(
+                    block_on(holder.request(reader, DEDUP_PROTOCOL, request)).expect("served"),
+                );
+                served.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+        });
+        scrubbed = pass();
+        stop.store(true, Ordering::Relaxed);
+    });
+    drop(holder);
+    drop(store);
+    let _ = std::fs::remove_file(&path);
+    (scrubbed, quiet, served.load(Ordering::Relaxed), blake3_rate)
+}
+
+fn check_healing() {
+    println!("\nIssue 22 targets:");
+    let (elapsed, fetched, objects, before, after) = restore_after_loss();
+    println!(
+        "  restore N = 3 after one of 5 holders is lost, {objects} objects of 1 KiB: {:.2} s \
+         ({fetched} copies fetched by anti-entropy; {before} objects at N before, {after} after; \
+         target 30 s: {})",
+        elapsed.as_secs_f64(),
+        verdict(elapsed.as_secs_f64() <= 30.0 && after == objects),
+    );
+    let (scrub, quiet, served, blake3_rate) = scrub_rate(HEAL_OBJECTS / 2);
+    println!(
+        "  scrub of a redb holder of {} objects of 1 KiB in steps of {SCRUB_STEP} while serving reads: {:.0} MB/s \
+         ({served} reads served meanwhile; {:.0} MB/s with no reads); BLAKE3 on one thread, \
+         same objects: {:.0} MB/s; {:.0}% (target 50%: {})",
+        HEAL_OBJECTS / 2,
+        scrub / 1e6,
+        quiet / 1e6,
+        blake3_rate / 1e6,
+        100.0 * scrub / blake3_rate,
+        verdict(scrub >= 0.5 * blake3_rate),
+    );
+}
+
 criterion_group!(benches, bench);
 
 fn main() {
+    if std::env::var_os("HOLOGRAM_BENCH_HEAL_ONLY").is_some() {
+        check_healing();
+        return;
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
     if std::env::args().any(|a| a == "--bench") {
         check_targets();
+        check_healing();
     }
 }

@@ -10,7 +10,9 @@
 //! nearest peers, single-flight gets, content-defined chunking of large
 //! blobs) and the [`DeduplicationNetwork`] (N replicas on a [`HashRing`],
 //! majority writes, quorum reads with repair, reference sets that survive a
-//! restart when kept durable, hand-off on join and leave). The README's status table lists what is missing.
+//! restart when kept durable, hand-off on join and leave, a scrub of rotten
+//! copies and anti-entropy between ring neighbours that restores N copies
+//! after a holder is lost). The README's status table lists what is missing.
 //!
 //! ```
 //! use futures::executor::block_on;
@@ -46,7 +48,7 @@
 //! | `cam` | [`DistributedCAM`], its [`CamHandler`] and [`ProviderRecords`] |
 //! | `blob` | large blobs: chunks under a [`Manifest`], streamed and verified chunk by chunk |
 //! | `chunking` | content-defined chunking (gear hash) for large blobs |
-//! | [`dedup`] | [`DeduplicationNetwork`]: N replicas on the ring, majority writes, quorum reads with repair, reference sets kept by a [`ReferenceStore`] (in memory, or durable in a [`RedbStore`]) |
+//! | [`dedup`] | [`DeduplicationNetwork`]: N replicas on the ring, majority writes, quorum reads with repair, reference sets kept by a [`ReferenceStore`] (in memory, or durable in a [`RedbStore`]), scrub, anti-entropy by ranges of the address space ([`dedup::AntiEntropy`]) |
 //! | `wire` | the CAM protocol's messages, bounded decoding |
 //! | `error` | [`CamError`] |
 //! | `telemetry` | [`METRICS`]: the store's and the dedup network's metrics |

@@ -125,6 +125,23 @@ impl HashRing {
         owners
     }
 
+    /// The nodes that own some key together with `node` when every key has
+    /// `n` owners (its ring neighbours), in id order: those anti-entropy
+    /// compares `node`'s objects with. Empty when `node` is not on the ring.
+    pub fn neighbours(&self, node: &PeerId, n: usize) -> Vec<PeerId> {
+        let mut found = BTreeSet::new();
+        if self.nodes.contains(node) {
+            // Every key on the arc ending at a point has that point's owners.
+            for &(position, _) in &self.points {
+                let owners = self.owners_at(position, n);
+                if owners.contains(node) {
+                    found.extend(owners.into_iter().filter(|o| o != node));
+                }
+            }
+        }
+        found.into_iter().collect()
+    }
+
     /// Each node's share of the ring when every key has `n` owners: the
     /// fraction of keys it holds, exactly (arc lengths, not samples). The
     /// shares sum to `min(n, nodes)`.
@@ -253,6 +270,22 @@ mod tests {
             assert_eq!(r.primary(&k), o.first().copied());
         }
         assert!(HashRing::new().owners(&Address::of(b""), 3).is_empty());
+        // Neighbours: everyone, in a ring of 4 with 3 owners; with 1 owner,
+        // nobody; off the ring, nobody.
+        assert_eq!(r.neighbours(&node(1, 0), 3).len(), 3);
+        assert!(r.neighbours(&node(1, 0), 1).is_empty());
+        assert!(r.neighbours(&node(1, 9), 3).is_empty());
+        let mut big = ring(2, 40);
+        let me = node(2, 0);
+        let neighbours = big.neighbours(&me, 2);
+        for k in keys(2_000) {
+            let owners = big.owners(&k, 2);
+            if owners.contains(&me) {
+                assert!(owners.iter().all(|o| *o == me || neighbours.contains(o)));
+            }
+        }
+        big.remove(&me);
+        assert!(big.neighbours(&me, 2).is_empty());
         let mut r = r;
         assert!(!r.add(node(1, 0)));
         assert!(r.remove(&node(1, 0)));

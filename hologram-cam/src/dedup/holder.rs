@@ -4,12 +4,12 @@ use super::locks::AddressLocks;
 use super::references::{MemoryReferences, ReferenceSet, ReferenceStore};
 use super::wire::{BatchedPut, DedupMessage, Kept, Request, MAX_BATCH};
 use crate::hashing::FastMap;
-use crate::{CamError, Object, SharedBytes, Store};
+use crate::{CamError, HashRing, Object, SharedBytes, Store};
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol, Service};
 use hologram_lattice::{Address, PeerId};
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 /// Serves the deduplication protocol from a [`Store`], counting references
 /// in a [`ReferenceStore`].
@@ -45,6 +45,9 @@ pub struct DedupHandler<S: Store, R: ReferenceStore = MemoryReferences> {
     /// By shard (the operation number modulo [`APPLIED_SHARDS`]).
     applied: [Mutex<Applied>; APPLIED_SHARDS],
     pub(super) next_op: AtomicU64,
+    /// The ring and replication factor that anti-entropy compares by, if
+    /// set ([`DedupHandler::with_ring`]).
+    pub(super) placement: Option<(PeerId, Arc<RwLock<HashRing>>, usize)>,
 }
 
 /// Answers to recent mutating requests, by (sender, op): a bounded window.
@@ -132,7 +135,24 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
             locks: AddressLocks::default(),
             applied: Default::default(),
             next_op: AtomicU64::new(super::network::random_op_start()),
+            placement: None,
         }
+    }
+
+    /// This holder is `me` on `ring` (shared, so that joins and leaves are
+    /// seen), where objects have `replication` owners, as the network's
+    /// clients place them: what [`anti_entropy`](Self::anti_entropy)
+    /// compares with a ring neighbour, and what this holder answers a
+    /// neighbour's comparison with. A holder without a ring refuses
+    /// anti-entropy requests.
+    pub fn with_ring(
+        mut self,
+        me: PeerId,
+        ring: Arc<RwLock<HashRing>>,
+        replication: usize,
+    ) -> Self {
+        self.placement = Some((me, ring, replication.max(1)));
+        self
     }
 
     /// The references counted for `address`: 0 when not held, 1 for a held
@@ -177,6 +197,27 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
         Ok(before)
     }
 
+    /// Holds a verified object with another holder's references (merged
+    /// into this holder's, or, when that holder had no record, counted as
+    /// unknown so that the object is never freed); returns the live count.
+    /// The caller holds the address's lock.
+    pub(super) async fn adopt(
+        &self,
+        address: Address,
+        references: Option<ReferenceSet>,
+        data: SharedBytes,
+    ) -> Result<u64, HandlerError> {
+        self.hold(address, data).await?;
+        Ok(match references {
+            Some(references) => self.update(&address, |set| set.merge(references)).await?,
+            // Unknown references: no record, so never freed.
+            None => {
+                self.references.forget(&address).await.map_err(failed)?;
+                1
+            }
+        })
+    }
+
     /// Applies one mutating request; the caller holds the address's lock.
     async fn apply(&self, message: DedupMessage) -> Result<DedupMessage, HandlerError> {
         Ok(match message {
@@ -197,18 +238,7 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
                 address,
                 references,
                 data,
-            } => {
-                self.hold(address, data).await?;
-                let refs = match references {
-                    Some(references) => self.update(&address, |set| set.merge(references)).await?,
-                    // Unknown references: no record, so never freed.
-                    None => {
-                        self.references.forget(&address).await.map_err(failed)?;
-                        1
-                    }
-                };
-                DedupMessage::Refs(refs)
-            }
+            } => DedupMessage::Refs(self.adopt(address, references, data).await?),
             DedupMessage::AddRef(address, r) => {
                 if !self.store.contains(&address).await.map_err(failed)? {
                     return Ok(DedupMessage::NotFound);
@@ -242,8 +272,12 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
         })
     }
 
-    /// Answers a request that changes nothing.
-    async fn read(&self, message: DedupMessage) -> Result<DedupMessage, HandlerError> {
+    /// Answers a request from `from` that changes nothing.
+    async fn read(
+        &self,
+        from: PeerId,
+        message: DedupMessage,
+    ) -> Result<DedupMessage, HandlerError> {
         Ok(match message {
             DedupMessage::Has(address) => {
                 DedupMessage::HasAnswer(self.store.contains(&address).await.map_err(failed)?)
@@ -260,6 +294,9 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
                     Err(e) => return Err(failed(e)),
                 }
             }
+            DedupMessage::Digests(ranges) => self.answer_digests(from, ranges).await?,
+            DedupMessage::List(range) => self.answer_list(from, range).await?,
+            DedupMessage::Fetch(addresses) => self.answer_fetch(addresses).await?,
             other => return Err(HandlerError::Refused(format!("not a request: {other:?}"))),
         })
     }
@@ -284,7 +321,7 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
         }
         match message.mutated() {
             Some(address) => self.once((from, op), address, message).await,
-            None => self.read(message).await,
+            None => self.read(from, message).await,
         }
     }
 

@@ -53,15 +53,9 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
             finished_pass: page.len() < max,
             ..ScrubStep::default()
         };
-        for address in &page {
-            match self.store.get(address).await {
-                Ok(_) => {}
-                Err(CamError::Corrupt(_)) => {
-                    if self.drop_corrupt(*address).await? {
-                        step.corrupt.push(*address);
-                    }
-                }
-                Err(e) => return Err(e),
+        for address in self.store.corrupt_among(&page).await? {
+            if self.drop_corrupt(address).await? {
+                step.corrupt.push(address);
             }
         }
         ::metrics::counter!("hologram_dedup_scrubbed_total").increment(page.len() as u64);

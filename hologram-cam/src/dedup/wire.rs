@@ -1,5 +1,6 @@
 //! The deduplication protocol's messages, with decoding bounded before reading.
 
+use super::ranges::{AddressPrefix, RangeDigest};
 use super::references::ReferenceSet;
 use crate::wire::MAX_OBJECT_BYTES;
 use crate::{CamError, SharedBytes};
@@ -98,6 +99,55 @@ pub enum DedupMessage<D = SharedBytes> {
     /// disk). The holder dropped the copy and keeps its references, so a
     /// repair `Put` restores it.
     Corrupt,
+    /// Anti-entropy: per range (at most [`MAX_RANGES`](super::MAX_RANGES)),
+    /// the digest of the addresses the holder holds there that it and the
+    /// asker both own. Answered with `RangeDigests`.
+    Digests(Vec<AddressPrefix>),
+    /// Answer to `Digests`: one per range, in order.
+    RangeDigests(Vec<RangeDigest>),
+    /// Anti-entropy: the addresses the holder holds in a range (of at most
+    /// [`RANGE_ADDRESSES`](super::RANGE_ADDRESSES)) that it and the asker
+    /// both own. Answered with `Listed`.
+    List(AddressPrefix),
+    /// Answer to `List`: the addresses, in increasing order.
+    Listed(Vec<Address>),
+    /// Anti-entropy: these objects (at most [`MAX_FETCH`](super::MAX_FETCH)),
+    /// with their reference sets. Answered with `Fetched`.
+    Fetch(Vec<Address>),
+    /// Answer to `Fetch`: for the first objects asked for (as many as fit in
+    /// one message), in order, the object's references and length, or
+    /// `None` where the holder has no good copy. The objects' bytes are back
+    /// to back in `data`; `check` covers `items` (see [`fetched_check`]).
+    Fetched {
+        /// Per object asked for, in order (a prefix of the request).
+        items: Vec<Option<FetchedItem>>,
+        /// [`fetched_check`] of `items`.
+        check: [u8; 8],
+        /// The objects' bytes, concatenated; last, as in `Put`.
+        data: D,
+    },
+}
+
+/// One object of a [`DedupMessage::Fetched`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchedItem {
+    /// The references the holder counts, as an `Adopt` carries them: `None`
+    /// when it has no record of them (or they do not fit in one message
+    /// with the object), so that the asker counts them as unknown and never
+    /// frees the object.
+    pub references: Option<ReferenceSet>,
+    /// How many bytes of the message's `data` are this object's.
+    pub len: u32,
+}
+
+/// The checksum of a `Fetched` answer's items: the first 8 bytes of keyed
+/// BLAKE3 (the key of [`Request`]'s checksum) of their postcard encoding.
+/// The objects' bytes are verified against their addresses instead; the
+/// reference sets cannot be, so a damaged answer is refused whole.
+pub fn fetched_check(items: &[Option<FetchedItem>]) -> [u8; 8] {
+    let encoded = wire::encode("fetched items", items).unwrap_or_default();
+    // `covered` is the whole encoding, so the checksum is always computed.
+    checksum(&encoded, encoded.len()).unwrap_or_default()
 }
 
 impl DedupMessage {
@@ -165,6 +215,16 @@ impl<D: AsRef<[u8]>> DedupMessage<D> {
             M::Free(address) => M::Free(address),
             M::Freed(freed) => M::Freed(freed),
             M::Corrupt => M::Corrupt,
+            M::Digests(ranges) => M::Digests(ranges),
+            M::RangeDigests(digests) => M::RangeDigests(digests),
+            M::List(range) => M::List(range),
+            M::Listed(addresses) => M::Listed(addresses),
+            M::Fetch(addresses) => M::Fetch(addresses),
+            M::Fetched { items, check, data } => M::Fetched {
+                items,
+                check,
+                data: f(data),
+            },
         }
     }
 
@@ -186,7 +246,8 @@ impl<D: AsRef<[u8]>> DedupMessage<D> {
         match self {
             DedupMessage::Put { data, .. }
             | DedupMessage::Adopt { data, .. }
-            | DedupMessage::PutMany { data, .. } => data.as_ref(),
+            | DedupMessage::PutMany { data, .. }
+            | DedupMessage::Fetched { data, .. } => data.as_ref(),
             _ => &[],
         }
     }
@@ -358,6 +419,40 @@ mod tests {
                     data: data.into(),
                 },
             };
+            prop_assert_eq!(Request::decode(&r.encode()), Ok(r));
+        }
+
+        #[test]
+        fn a_fetched_answer_round_trips_and_its_check_catches_damaged_items(
+            objects in prop::collection::vec(
+                (prop::collection::vec(any::<u8>(), 0..64), prop::option::of(prop::collection::btree_set(any::<u64>(), 0..4))),
+                0..6,
+            ),
+            bit in any::<usize>(),
+        ) {
+            let reference = |op| Reference { client: hologram_lattice::NodeId::from_bytes([4; 32]), op };
+            let items: Vec<Option<FetchedItem>> = objects
+                .iter()
+                .map(|(data, refs)| Some(FetchedItem {
+                    references: refs.clone().map(|r| ReferenceSet { live: r.into_iter().map(reference).collect(), released: Default::default() }),
+                    len: data.len() as u32,
+                }))
+                .collect();
+            let data: Vec<u8> = objects.iter().flat_map(|(d, _)| d.clone()).collect();
+            let answer = DedupMessage::Fetched { check: fetched_check(&items), items: items.clone(), data: data.into() };
+            let bytes = answer.encode();
+            prop_assert_eq!(DedupMessage::decode(&bytes), Ok(answer.clone()));
+            // Any change to the items' encoding fails the check (or decoding).
+            let mut encoded = hologram_lattice::wire::encode("items", &items).unwrap();
+            if !encoded.is_empty() {
+                let bit = bit % (encoded.len() * 8);
+                encoded[bit / 8] ^= 1 << (bit % 8);
+                if let Ok(damaged) = postcard::from_bytes::<Vec<Option<FetchedItem>>>(&encoded) {
+                    prop_assert_ne!(fetched_check(&damaged), fetched_check(&items));
+                }
+            }
+            let ranges = vec![crate::dedup::AddressPrefix::of(&Address::of(&bytes), (bit % 257) as u16)];
+            let r = Request { op: bit as u64, message: DedupMessage::Digests(ranges) };
             prop_assert_eq!(Request::decode(&r.encode()), Ok(r));
         }
 

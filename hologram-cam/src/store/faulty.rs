@@ -288,6 +288,13 @@ impl<S: Store> FaultyStore<S> {
         self.state().counts
     }
 
+    /// Whether the object at `address` rotted at rest (until it is written
+    /// again): a test's oracle of which copies are good, asked without
+    /// reading (a read may inject a fault of its own).
+    pub fn is_rotten(&self, address: &Address) -> bool {
+        self.state().rotten.contains(&Key::Object(*address))
+    }
+
     /// Changes the rates from now on.
     pub fn set_faults(&self, faults: DiskFaults) {
         self.state().faults = faults;

@@ -76,6 +76,22 @@ pub trait Store: Send + Sync {
     /// Sets each name to its object (`Some`) or clears it (`None`), in
     /// order (a name given twice ends with its last value), atomically.
     async fn set_named(&self, changes: Vec<(Name, Option<Object>)>) -> Result<(), CamError>;
+
+    /// Reads back each of `addresses` and returns those `get` would answer
+    /// [`CamError::Corrupt`] for (absent ones are skipped): what a scrub
+    /// asks. The default calls `get` for each; a store may check many at
+    /// once more cheaply (`RedbStore` reads each segment once).
+    async fn corrupt_among(&self, addresses: &[Address]) -> Result<Vec<Address>, CamError> {
+        let mut corrupt = Vec::new();
+        for address in addresses {
+            match self.get(address).await {
+                Ok(_) => {}
+                Err(CamError::Corrupt(_)) => corrupt.push(*address),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(corrupt)
+    }
 }
 
 /// A shared store is a store: `Arc<MemoryStore>` or `Arc<dyn Store>` go
@@ -112,5 +128,9 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
 
     async fn set_named(&self, changes: Vec<(Name, Option<Object>)>) -> Result<(), CamError> {
         (**self).set_named(changes).await
+    }
+
+    async fn corrupt_among(&self, addresses: &[Address]) -> Result<Vec<Address>, CamError> {
+        (**self).corrupt_among(addresses).await
     }
 }

@@ -415,10 +415,25 @@ impl<S: Store + ?Sized> Suite<'_, S> {
     }
 
     async fn integrity(&self) -> Result<(), String> {
-        for address in self.scan_all(usize::MAX).await? {
-            if get_checked(self.store, &address).await?.is_none() {
+        let mut all = self.scan_all(usize::MAX).await?;
+        for address in &all {
+            if get_checked(self.store, address).await?.is_none() {
                 return Err(format!("scan listed {address} but get found nothing"));
             }
+        }
+        // Nothing rotted, so a scrub's check of every object (and of an
+        // absent one) finds nothing.
+        all.push(Address::of(b"hologram conformance: never stored"));
+        let corrupt = self
+            .store
+            .corrupt_among(&all)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !corrupt.is_empty() {
+            return Err(format!(
+                "corrupt_among reported {} sound objects",
+                corrupt.len()
+            ));
         }
         Ok(())
     }

@@ -291,6 +291,61 @@ impl Store for RedbStore {
         crate::telemetry::timed("put", || self.put_all(std::slice::from_ref(&object)))
     }
 
+    /// One read transaction; the index walked once over the addresses'
+    /// span (a scrub's page is a run of neighbours), each segment read
+    /// once, each object's slice re-hashed in place.
+    async fn corrupt_among(&self, addresses: &[Address]) -> Result<Vec<Address>, CamError> {
+        let path = &self.path;
+        let mut wanted = addresses.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let (Some(first), Some(last)) = (wanted.first(), wanted.last()) else {
+            return Ok(Vec::new());
+        };
+        let txn = self.begin_read()?;
+        let index = self.index(&txn)?;
+        let mut located = Vec::with_capacity(wanted.len());
+        let mut next = wanted.iter().peekable();
+        let span = index
+            .range(first.as_bytes()..=last.as_bytes())
+            .map_err(storage("reading the index", path))?;
+        for entry in span {
+            let (key, location) = entry.map_err(storage("reading the index", path))?;
+            let key = Address::from_bytes(*key.value());
+            // Addresses asked for but not stored are skipped, as stored
+            // ones not asked for.
+            while next.next_if(|a| **a < key).is_some() {}
+            if next.next_if_eq(&&key).is_some() {
+                let (segment, offset, length) = location.value();
+                located.push((segment, offset, length, key));
+            }
+            if next.peek().is_none() {
+                break;
+            }
+        }
+        located.sort_unstable();
+        let segments = txn
+            .open_table(SEGMENTS)
+            .map_err(storage("opening the segments", path))?;
+        let mut corrupt = Vec::new();
+        for group in located.chunk_by(|a, b| a.0 == b.0) {
+            let stored = segments
+                .get(group[0].0)
+                .map_err(storage("reading a segment", path))?;
+            for &(_, offset, length, address) in group {
+                let good = stored
+                    .as_ref()
+                    .and_then(|s| slice(s.value(), offset, length))
+                    .is_some_and(|bytes| Address::of(bytes) == address);
+                if !good {
+                    corrupt.push(address);
+                }
+            }
+        }
+        corrupt.sort_unstable();
+        Ok(corrupt)
+    }
+
     async fn put_batch(&self, objects: Vec<Object>) -> Result<(), CamError> {
         crate::telemetry::timed("put", || {
             if objects.is_empty() {

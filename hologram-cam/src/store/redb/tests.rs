@@ -82,6 +82,12 @@ fn corrupt_bytes_on_disk_are_reported_not_returned_and_a_put_repairs_them() {
         block_on(store.get(&neighbour.address())),
         Ok(Some(neighbour.clone()))
     );
+    // A scrub's batched check finds the same, and only it.
+    let absent = Object::new(b"never stored".to_vec()).address();
+    assert_eq!(
+        block_on(store.corrupt_among(&[neighbour.address(), good.address(), absent])),
+        Ok(vec![good.address()])
+    );
 
     block_on(store.put(good.clone())).unwrap();
     assert_eq!(block_on(store.get(&good.address())), Ok(Some(good)));
@@ -106,6 +112,11 @@ fn an_index_entry_pointing_outside_its_segment_is_corrupt_not_a_panic() {
         assert_eq!(
             block_on(store.get(&object.address())),
             Err(CamError::Corrupt(object.address())),
+            "{entry:?}"
+        );
+        assert_eq!(
+            block_on(store.corrupt_among(&[object.address()])),
+            Ok(vec![object.address()]),
             "{entry:?}"
         );
     }
