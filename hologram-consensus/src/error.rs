@@ -130,6 +130,20 @@ pub enum ConsensusError {
     /// A replicated log or its persisted form is inconsistent.
     #[error("log: {0}")]
     Log(String),
+    /// A stored block or voting record is in a format version newer than
+    /// this build reads (written by a newer version of hologram): the log
+    /// is not opened, and nothing was changed.
+    #[error(
+        "stored {what} is in format version {found}; this build reads versions up to {supported}"
+    )]
+    UnsupportedFormat {
+        /// What the object is (block, voting record).
+        what: &'static str,
+        /// The version found.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
     /// A stored object claiming to be a block or voting record does not
     /// decode: it was not used.
     #[error("stored {what} at {address} is malformed: {reason}")]

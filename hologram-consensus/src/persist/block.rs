@@ -22,6 +22,11 @@ use hologram_receipt::{Receipt, Signature};
 /// The prefix of a block object.
 pub(crate) const BLOCK_MAGIC: &[u8; 17] = b"hologram block v1";
 
+/// An error if `bytes` are a block of a newer format than this build reads.
+pub(crate) fn check_version(bytes: &[u8]) -> Result<(), crate::ConsensusError> {
+    super::newer_format("block", bytes, b"hologram block v", 1)
+}
+
 /// The bytes of a block holding `decision`.
 pub(crate) fn encode(decision: &Decision) -> Vec<u8> {
     let c = &decision.certificate;

@@ -32,6 +32,28 @@ const RECORD_NAMES: [&[u8]; 2] = [
 /// has signed nothing at `h + MAX_PIPELINE_DEPTH` or above.
 pub(crate) const MAX_PIPELINE_DEPTH: u64 = 256;
 
+/// The version of a stored object that begins with `prefix` and a version
+/// digit newer than `supported` (written by a newer build), if it is one:
+/// [`ConsensusError::UnsupportedFormat`] rather than a damaged object, so
+/// that an older build refuses the log instead of discarding (and
+/// re-fetching over) what a newer one wrote.
+fn newer_format(
+    what: &'static str,
+    data: &[u8],
+    prefix: &[u8],
+    supported: u32,
+) -> Result<(), ConsensusError> {
+    let digit = data.strip_prefix(prefix).and_then(|rest| rest.first());
+    match digit.and_then(|d| d.checked_sub(b'0')).map(u32::from) {
+        Some(found) if found <= 9 && found > supported => Err(ConsensusError::UnsupportedFormat {
+            what,
+            found,
+            supported,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The name of the block of `height`.
 fn block_name(height: u64) -> Result<Name, ConsensusError> {
     let mut bytes = BLOCK_NAME.to_vec();
@@ -334,6 +356,11 @@ impl DurableLog {
             for _ in 0..2 {
                 let copy = match store.get_named(&name).await {
                     Ok(None) => continue,
+                    // Written by a newer build: the log is refused.
+                    Ok(Some(object)) if record::check_version(object.data()).is_err() => {
+                        record::check_version(object.data())?;
+                        continue;
+                    }
                     Ok(Some(object)) => record::decode(object.data()).map_err(|reason| {
                         let address = object.address();
                         let what = "voting record";
@@ -378,6 +405,7 @@ impl DurableLog {
         address: Address,
         data: &[u8],
     ) -> Result<Decision, ConsensusError> {
+        block::check_version(data)?;
         let d = block::decode(data).map_err(|reason| ConsensusError::CorruptStored {
             what: "block",
             address,

@@ -16,6 +16,19 @@ pub(crate) const RECORD_MAGIC_V1: &[u8; 25] = b"hologram voting-record v1";
 /// The prefix of a voting-record object as written now.
 pub(crate) const RECORD_MAGIC: &[u8; 25] = b"hologram voting-record v2";
 
+/// The newest record format this build reads.
+const RECORD_VERSION: u32 = 2;
+
+/// An error if `bytes` are a record of a newer format than this build reads.
+pub(crate) fn check_version(bytes: &[u8]) -> Result<(), crate::ConsensusError> {
+    super::newer_format(
+        "voting record",
+        bytes,
+        b"hologram voting-record v",
+        RECORD_VERSION,
+    )
+}
+
 /// The largest record read back: a full batch per lock of a deep pipeline
 /// plus a full mempool of submitted commands fits well within it.
 pub const MAX_RECORD_BYTES: usize = 64 * MAX_MESSAGE_BYTES;

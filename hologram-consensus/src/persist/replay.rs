@@ -121,6 +121,8 @@ impl Replay {
                 }
             };
             match DurableLog::check_block(verify, address, object.data()) {
+                // Written by a newer build: the log is refused.
+                Err(e @ ConsensusError::UnsupportedFormat { .. }) => return Err(e),
                 Ok(d) if d.height() != height => self.rejected.push((
                     address,
                     ConsensusError::CorruptStored {

@@ -149,6 +149,7 @@ impl DurableLog {
         // Checked with the snapshot's sets, once its parts are read.
         let decision = match Self::check_block(|_| Ok(()), address, object.data()) {
             Ok(d) => d,
+            Err(e @ ConsensusError::UnsupportedFormat { .. }) => return Err(e),
             Err(e) => {
                 rejected.push((address, e));
                 return Ok(None);
