@@ -69,7 +69,8 @@
 //! | [`run_load`], [`LoadConfig`], [`LoadReport`] | a load generator: many clients, throughput and latency |
 //! | [`ControlRequest`], [`ControlResponse`], [`Status`], [`Ack`], [`LogPage`] | the client protocol |
 //! | [`generate_key_file`], [`read_key_file`], [`write_key_file`] | key files: an Ed25519 seed, in hex |
-//! | [`parse_peer`], [`read_peers_file`], [`merge_peers`] | peers: `<id>@<host:port>` |
+//! | [`parse_peer`], [`parse_node_id`], [`read_peers_file`], [`merge_peers`] | peers: `<id>@<host:port>` |
+//! | [`change_validators`], [`Members`], [`Approval`], [`ChangeDone`] | changing the validators of a running cluster |
 //! | [`CommandList`] | the state machine the decisions feed |
 //! | [`NodeReport`], [`Health`], [`PeerStatus`] | what a node reports of itself and its peers (`--status --json`) |
 //! | [`install_prometheus`], [`all_metrics`], [`NODE_METRICS`] | metrics: the recorder the node serves and the documented list |
@@ -96,6 +97,8 @@ mod machine;
 mod offload;
 mod outbound;
 mod peers;
+mod reconfig;
+mod roster;
 mod run;
 mod service;
 mod state;
@@ -117,7 +120,8 @@ pub use control::{
 pub use error::NodeError;
 pub use http::{MAX_CONNECTIONS, MAX_REQUEST_BYTES, REQUEST_TIMEOUT};
 pub use keys::{generate_key_file, read_key_file, write_key_file};
-pub use peers::{merge_peers, parse_peer, read_peers_file, resolve};
+pub use peers::{merge_peers, parse_node_id, parse_peer, read_peers_file, resolve};
+pub use reconfig::{change_validators, Approval, ChangeDone, Members, CHANGE_POLL};
 pub use run::{NodeInfo, ValidatorNode, MEMPOOL_CAPACITY, STORE_FILE, SYNC_INTERVAL};
 pub use state::{Ack, CommandList};
 pub use telemetry::{all_metrics, install_prometheus, NODE_METRICS};

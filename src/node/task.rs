@@ -10,9 +10,12 @@ use super::control::{
 use super::error::NodeError;
 use super::machine::{Event, SharedMachine};
 use super::outbound::Queued;
+use super::reconfig::Members;
+use super::roster::Roster;
 use super::run::SYNC_INTERVAL;
 use super::service::Request;
 use super::watch::Watch;
+use crate::net::QuicTransport;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -78,6 +81,11 @@ pub(crate) struct NodeTask {
     restored: u64,
     handle: DriverHandle,
     transport: Queued,
+    /// Who the peers are, following the validator sets.
+    roster: Arc<Roster>,
+    /// The transport under `transport` (where new peers' addresses are
+    /// learned).
+    quic: QuicTransport,
     peers: Vec<NodeId>,
     sync_turn: usize,
     watch: Arc<Watch>,
@@ -92,9 +100,10 @@ impl NodeTask {
         applied: AppliedLog,
         handle: DriverHandle,
         transport: Queued,
-        peers: Vec<NodeId>,
+        (roster, quic): (Arc<Roster>, QuicTransport),
         watch: Arc<Watch>,
     ) -> NodeTask {
+        let peers = roster.peers();
         NodeTask {
             machine,
             events,
@@ -105,6 +114,8 @@ impl NodeTask {
             restored: 0,
             handle,
             transport,
+            roster,
+            quic,
             peers,
             sync_turn: 0,
             watch,
@@ -191,6 +202,23 @@ impl NodeTask {
     /// durable; a restore moves the applied table to the snapshot (and,
     /// `serving`, counts as a state sync).
     async fn on_event(&mut self, event: Event, serving: bool) -> Result<(), NodeError> {
+        let done = self.take_event(event, serving).await;
+        self.follow_membership();
+        done
+    }
+
+    /// The peers follow the validator sets the machine applied: the
+    /// consensus gate, the send queues and the peers asked for decisions.
+    fn follow_membership(&mut self) {
+        let changed = self.roster.follow(self.machine.lock().membership());
+        if let Some(peers) = changed {
+            self.transport.set_peers(&peers);
+            self.peers = peers;
+            self.roster.learn_addresses(&self.quic);
+        }
+    }
+
+    async fn take_event(&mut self, event: Event, serving: bool) -> Result<(), NodeError> {
         match event {
             Event::Applied(decision, answers) => self.applied(&decision, &answers).await,
             Event::Restored { height, applied } => {
@@ -341,6 +369,18 @@ impl NodeTask {
                     .increment(1);
                 let _ = reply.send(self.watch.report(self.status()));
             }
+            Request::Members(reply) => {
+                let rsm = self.machine.lock();
+                let membership = rsm.membership();
+                let members = Members::of(self.transport.local_id(), membership);
+                let _ = reply.send((members, membership.newest().clone()));
+            }
+            Request::ChangeSet(change, reply) => {
+                let handle = self.handle.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(handle.propose_set_change(change).await);
+                });
+            }
             Request::Log(from, reply) => {
                 metrics::counter!("hologram_node_client_requests_total", "kind" => "log")
                     .increment(1);
@@ -384,6 +424,7 @@ impl NodeTask {
             !replies.is_empty()
         });
         self.progress();
+        self.roster.learn_addresses(&self.quic);
         let Some(&peer) = self.peers.get(self.sync_turn % self.peers.len().max(1)) else {
             return;
         };
