@@ -1147,6 +1147,19 @@ async fn a_fifth_node_joins_by_state_sync_and_an_original_is_removed() {
         left.heights < last.heights,
         "the removed node still follows: {left:?}, the members at {last:?}"
     );
+    // Its frames stopped at the members' gate (their logs say so), not
+    // only in their replicas.
+    let gated = (0..=NODES).filter(|&i| i != removed).any(|i| {
+        let err = cluster.nodes[i]
+            .outputs
+            .last()
+            .unwrap()
+            .with_extension("err");
+        let logs = std::fs::read_to_string(err).unwrap_or_default();
+        logs.lines()
+            .any(|l| l.contains("not a validator") && l.contains(&ids[removed].to_string()))
+    });
+    assert!(gated, "no member refused the removed node's frames");
     // Killed, it is not missed (a quorum of four is three: the removed
     // node is not counted).
     cluster.kill(removed);
