@@ -824,6 +824,45 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        let other = "cd".repeat(32);
+        match parse(args(&format!(
+            "--listen 127.0.0.1:7001 --key k --data d --genesis g.txt --operator {id}"
+        ))) {
+            Ok(Invocation::Run(options)) => {
+                assert_eq!(options.genesis, Some(PathBuf::from("g.txt")));
+                assert_eq!(options.operators.len(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(args(&format!(
+            "--node {id}@127.0.0.1:1 --node {other}@127.0.0.1:2 --client-key op.key \
+             --replace {id},{other}"
+        ))) {
+            Ok(Invocation::Change { nodes, op, .. }) => {
+                assert_eq!(nodes.len(), 2);
+                assert!(matches!(op, SetOp::Replace { .. }));
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            format!("--node {id}@127.0.0.1:1 --add {id}"),
+            format!("--node {id}@127.0.0.1:1 --client-key k --add {id} --remove {id}"),
+            format!("--node {id}@127.0.0.1:1 --client-key k --replace {id}"),
+            format!("--client-key k --add {id}"),
+            format!("--gen-key k --genesis g.txt"),
+        ] {
+            assert!(
+                matches!(parse(args(&bad)), Err(CliError::Usage(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            parse(args(&format!("--node {id}@127.0.0.1:1 --members"))),
+            Ok(Invocation::Client {
+                action: ClientAction::Members,
+                ..
+            })
+        ));
         assert!(matches!(
             parse(args(&format!("--node {id}@127.0.0.1:1 --status --json"))),
             Ok(Invocation::Client {

@@ -257,6 +257,57 @@ mod tests {
         assert_eq!(count.0.load(Ordering::SeqCst), 2);
     }
 
+    #[tokio::test]
+    async fn only_operators_get_approvals_and_only_of_changes_that_fit() {
+        use hologram_consensus::Membership;
+        let node = KeyPair::from_seed([1; 32]);
+        let others: Vec<KeyPair> = (2..=4u8).map(|i| KeyPair::from_seed([i; 32])).collect();
+        let mut ids = vec![node.node_id()];
+        ids.extend(others.iter().map(KeyPair::node_id));
+        let set = ValidatorSet::new(ids.clone()).unwrap();
+        let operator = NodeId::from_bytes([9; 32]);
+        let (requests, mut incoming) = mpsc::channel(4);
+        let membership = Membership::from(set.clone());
+        tokio::spawn(async move {
+            while let Some(request) = incoming.recv().await {
+                if let Request::Members(reply) = request {
+                    let members = Members::of(ids[0], &membership);
+                    let _ = reply.send((members, membership.newest().clone()));
+                }
+            }
+        });
+        let handler = ControlHandler {
+            requests,
+            keys: node.clone(),
+            operators: Arc::new(vec![operator]),
+        };
+        let newcomer = NodeId::from_bytes([5; 32]);
+        let stranger = NodeId::from_bytes([6; 32]);
+        let refused = handler.approve(stranger, SetOp::Add(newcomer)).await;
+        assert!(matches!(refused, Err(HandlerError::Refused(why)) if why.contains("operator")));
+        let misfit = handler.approve(operator, SetOp::Remove(newcomer)).await;
+        assert!(
+            matches!(misfit, Err(HandlerError::Refused(_))),
+            "{misfit:?}"
+        );
+        let approval = handler
+            .approve(operator, SetOp::Add(newcomer))
+            .await
+            .unwrap();
+        assert_eq!((approval.version, approval.set), (0, set.fingerprint()));
+        assert_eq!(approval.approver, node.node_id());
+        // With two more, it is a change the set's quorum approved.
+        let op = SetOp::Add(newcomer);
+        let mut approvals = vec![(approval.approver, approval.signature)];
+        approvals.extend(
+            others[..2]
+                .iter()
+                .map(|k| SetChange::approve(k, 0, &set, &op)),
+        );
+        let change = SetChange::new(0, op, approvals);
+        assert_eq!(change.verify(0, &set).unwrap().len(), 5);
+    }
+
     #[test]
     fn a_submission_must_be_signed_by_its_sender() {
         let client = KeyPair::from_seed([3; 32]);
