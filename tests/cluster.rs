@@ -1065,7 +1065,8 @@ async fn traffic(
 /// validator once the change is decided, syncs (the others compacted their
 /// logs: it restores a snapshot) and votes once the change is in force.
 /// Then `--remove` takes an original validator out, and once that is in
-/// force it is killed: the four left decide on. Every acknowledged command
+/// force it is killed: the four left decide on, and with one more original
+/// stopped, the new node's votes make the quorum. Every acknowledged command
 /// is applied exactly once, where it was acknowledged, on every current
 /// member, and every current member follows the same set: the four.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1164,6 +1165,12 @@ async fn a_fifth_node_joins_by_state_sync_and_an_original_is_removed() {
     // node is not counted).
     cluster.kill(removed);
     acked.extend(submit_waves(&client, &members, "after the kill", 4).await);
+    // The new node votes: with another original stopped, the other three
+    // (the new one among them) are the quorum.
+    signal(&cluster, 2, "-STOP");
+    let three = [ids[0], ids[1], ids[joiner]];
+    acked.extend(submit_waves(&client, &three, "with node 2 stopped", 4).await);
+    signal(&cluster, 2, "-CONT");
     let last = converge(&client, &members, acked.len() as u64).await;
 
     let mut want: Vec<NodeId> = members.clone();

@@ -266,7 +266,8 @@ impl ControlResponse {
             }
             ControlResponse::Members(m) => {
                 wire::check_count("validators in force", m.current.len(), MAX_VALIDATORS)?;
-                wire::check_count("validators scheduled", m.newest.len(), MAX_VALIDATORS)?
+                wire::check_count("validators scheduled", m.newest.len(), MAX_VALIDATORS)?;
+                wire::check_count("member addresses", m.addresses.len(), 2 * MAX_VALIDATORS)?
             }
             ControlResponse::Status(_)
             | ControlResponse::Approval(_)
@@ -371,8 +372,12 @@ mod tests {
                     version: c[0],
                     heights: c[1],
                     current: ids.clone(),
-                    newest: ids,
+                    newest: ids.clone(),
                     newest_from: c[2],
+                    addresses: ids
+                        .iter()
+                        .map(|id| (*id, "127.0.0.1:7000".parse().unwrap()))
+                        .collect(),
                 })
             }),
             (any::<u64>(), any::<[u8; 32]>()).prop_map(|(version, set)| {

@@ -22,6 +22,7 @@ use hologram_lattice::transport::TransportError;
 use hologram_lattice::NodeId;
 use hologram_receipt::{verify_signature, Purpose, Signature};
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tracing::{debug, info};
 
@@ -45,11 +46,19 @@ pub struct Members {
     pub newest: Vec<NodeId>,
     /// The first height `newest` is in force at.
     pub newest_from: u64,
+    /// Where the node knows members of those sets to listen (the node's
+    /// peers use it to reach validators they have no address for; a wrong
+    /// one only fails: a connection proves the key it reaches).
+    pub addresses: Vec<(NodeId, SocketAddr)>,
 }
 
 impl Members {
     /// What `node` reports of `membership`.
-    pub(crate) fn of(node: NodeId, membership: &Membership) -> Self {
+    pub(crate) fn of(
+        node: NodeId,
+        membership: &Membership,
+        addresses: Vec<(NodeId, SocketAddr)>,
+    ) -> Self {
         let newest_from = membership.sets().last().map_or(0, |(from, _)| from);
         Self {
             node,
@@ -58,6 +67,7 @@ impl Members {
             current: membership.current().validators().to_vec(),
             newest: membership.newest().validators().to_vec(),
             newest_from,
+            addresses,
         }
     }
 

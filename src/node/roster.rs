@@ -18,13 +18,19 @@
 //! address for, the address of the member's own connection to this node
 //! (its QUIC endpoint sends from the socket it listens on): a joining node
 //! dials the members it was given, so each of them learns where it
-//! listens once its addition is decided. Only a member is learned this
-//! way: a key the decided sets do not name cannot put itself in the book,
-//! and its frames never reach consensus.
+//! listens once its addition is decided; and for a member still without
+//! one, the address a peer knows (asked with
+//! [`ControlRequest::Members`](super::ControlRequest::Members), one peer at
+//! a time): two nodes that joined reach each other so. Only members are
+//! learned: a key the decided sets do not name cannot put itself in the
+//! book, and its frames never reach consensus; an address is never
+//! replaced, and a wrong one only fails (a connection proves the key it
+//! reaches).
 
 use crate::net::{AddressBook, QuicTransport};
 use hologram_consensus::Membership;
 use hologram_lattice::NodeId;
+use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 use tracing::info;
 
@@ -87,6 +93,39 @@ impl Roster {
             *held = Arc::new(members);
         }
         Some(self.peers())
+    }
+
+    /// Where the members listen, as far as this node knows (an unspecified
+    /// address, such as this node's own `0.0.0.0`, is left out).
+    pub(crate) fn addresses(&self) -> Vec<(NodeId, SocketAddr)> {
+        (self.members().iter())
+            .filter_map(|id| Some((*id, self.book.get(id)?)))
+            .filter(|(_, addr)| !addr.ip().is_unspecified())
+            .collect()
+    }
+
+    /// Whether a peer has no address.
+    pub(crate) fn missing_addresses(&self) -> bool {
+        self.peers().iter().any(|id| self.book.get(id).is_none())
+    }
+
+    /// Records the addresses a peer told (`given`) of the peers this node
+    /// has none for; any other is ignored. Returns how many were.
+    pub(crate) fn learn_given(&self, from: NodeId, given: &[(NodeId, SocketAddr)]) -> usize {
+        let peers = self.peers();
+        let mut learned = 0;
+        for (peer, addr) in given {
+            if !peers.contains(peer) || self.book.get(peer).is_some() {
+                continue;
+            }
+            if addr.ip().is_unspecified() {
+                continue;
+            }
+            info!(%peer, %addr, told_by = %from, "learned where a validator listens");
+            self.book.insert(*peer, *addr);
+            learned += 1;
+        }
+        learned
     }
 
     /// Records, for each peer without an address, the address of its live

@@ -271,7 +271,7 @@ mod tests {
         tokio::spawn(async move {
             while let Some(request) = incoming.recv().await {
                 if let Request::Members(reply) = request {
-                    let members = Members::of(ids[0], &membership);
+                    let members = Members::of(ids[0], &membership, Vec::new());
                     let _ = reply.send((members, membership.newest().clone()));
                 }
             }

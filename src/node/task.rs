@@ -5,7 +5,8 @@
 
 use super::applied::AppliedLog;
 use super::control::{
-    LogPage, NotApplied, Status, SubmitAnswer, LOG_PAGE_BYTES, LOG_PAGE_COMMANDS,
+    ControlRequest, ControlResponse, LogPage, NotApplied, Status, SubmitAnswer, CONTROL,
+    LOG_PAGE_BYTES, LOG_PAGE_COMMANDS, QUERY_TIMEOUT,
 };
 use super::error::NodeError;
 use super::machine::{Event, SharedMachine};
@@ -88,6 +89,8 @@ pub(crate) struct NodeTask {
     quic: QuicTransport,
     peers: Vec<NodeId>,
     sync_turn: usize,
+    /// The question to a peer of where the members listen, if one was asked.
+    asking: Option<tokio::task::JoinHandle<()>>,
     watch: Arc<Watch>,
     applied_gauge: Gauge,
     restores: Counter,
@@ -118,6 +121,7 @@ impl NodeTask {
             quic,
             peers,
             sync_turn: 0,
+            asking: None,
             watch,
             applied_gauge: metrics::gauge!("hologram_node_applied_commands"),
             restores: metrics::counter!("hologram_node_snapshots_restored_total"),
@@ -372,7 +376,8 @@ impl NodeTask {
             Request::Members(reply) => {
                 let rsm = self.machine.lock();
                 let membership = rsm.membership();
-                let members = Members::of(self.transport.local_id(), membership);
+                let addresses = self.roster.addresses();
+                let members = Members::of(self.transport.local_id(), membership, addresses);
                 let _ = reply.send((members, membership.newest().clone()));
             }
             Request::ChangeSet(change, reply) => {
@@ -416,6 +421,33 @@ impl NodeTask {
         }
     }
 
+    /// If a peer has no address, asks `peer` where the members listen (one
+    /// question at a time).
+    fn ask_for_addresses(&mut self, peer: NodeId) {
+        if !self.roster.missing_addresses()
+            || self.asking.as_ref().is_some_and(|t| !t.is_finished())
+        {
+            return;
+        }
+        let (roster, quic) = (self.roster.clone(), self.quic.clone());
+        self.asking = Some(tokio::spawn(async move {
+            let Ok(request) = ControlRequest::Members.encode() else {
+                return;
+            };
+            let answer = quic.request(peer, CONTROL, request, QUERY_TIMEOUT).await;
+            match answer
+                .map_err(NodeError::from)
+                .and_then(|a| ControlResponse::decode(&a))
+            {
+                Ok(ControlResponse::Members(m)) => {
+                    roster.learn_given(peer, &m.addresses);
+                }
+                Ok(_) => debug!(%peer, "a peer answered another response to Members"),
+                Err(e) => debug!(%peer, error = %e, "asking a peer where the members listen"),
+            }
+        }));
+    }
+
     /// Asks the next peer in turn for decisions from this node's next
     /// height on, and forgets clients that stopped waiting.
     async fn ask_for_decisions(&mut self) {
@@ -429,6 +461,7 @@ impl NodeTask {
             return;
         };
         self.sync_turn = self.sync_turn.wrapping_add(1);
+        self.ask_for_addresses(peer);
         let request = ConsensusMessage::SyncRequest {
             from: self.machine.lock().next_height(),
         };
