@@ -849,7 +849,7 @@ mod tests {
             format!("--node {id}@127.0.0.1:1 --client-key k --add {id} --remove {id}"),
             format!("--node {id}@127.0.0.1:1 --client-key k --replace {id}"),
             format!("--client-key k --add {id}"),
-            format!("--gen-key k --genesis g.txt"),
+            "--gen-key k --genesis g.txt".to_string(),
         ] {
             assert!(
                 matches!(parse(args(&bad)), Err(CliError::Usage(_))),
