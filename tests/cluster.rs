@@ -21,6 +21,10 @@
 //! and compact their logs: it comes back by state sync (see
 //! `a_wiped_node_syncs_from_a_snapshot_while_commands_flow`).
 //!
+//! The fourth test changes the validators with the operator's commands: a
+//! fifth node joins by state sync, an original is removed and killed (see
+//! `a_fifth_node_joins_by_state_sync_and_an_original_is_removed`).
+//!
 //! The second test observes a cluster as an operator would: every node
 //! serves `/metrics` and `/health` (scraped over real HTTP with `ureq`, and
 //! parsed), every documented metric is listed, heights rise on every node, a
