@@ -8,6 +8,7 @@ use super::reconfig::{Approval, Members};
 use super::roster::Roster;
 use super::task::SubmitReply;
 use super::watch::NodeReport;
+use crate::net::telemetry::DROPPED_LOG;
 use hologram_consensus::{Command, SetChange, SetOp, ValidatorSet};
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol};
 use hologram_lattice::NodeId;
@@ -193,7 +194,11 @@ impl Handler for ValidatorsOnly {
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, HandlerError> {
         if !self.validators.allows(&from) {
-            warn!(peer = %from, ?protocol, "request refused: not a validator");
+            // Anyone can try (a node waiting to be added does, often): at
+            // a bounded rate.
+            if let Some(suppressed) = DROPPED_LOG.allow() {
+                warn!(peer = %from, ?protocol, suppressed, "request refused: not a validator");
+            }
             return Err(HandlerError::Refused(format!(
                 "{from} is not a validator of this cluster"
             )));
@@ -203,7 +208,9 @@ impl Handler for ValidatorsOnly {
 
     async fn message(&self, from: NodeId, protocol: Protocol, payload: Vec<u8>) {
         if !self.validators.allows(&from) {
-            warn!(peer = %from, ?protocol, "message dropped: not a validator");
+            if let Some(suppressed) = DROPPED_LOG.allow() {
+                warn!(peer = %from, ?protocol, suppressed, "message dropped: not a validator");
+            }
             return;
         }
         self.inner.message(from, protocol, payload).await;
