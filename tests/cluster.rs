@@ -883,6 +883,38 @@ async fn the_cluster_is_observable_over_http() {
     }
 }
 
+/// The whole logs of `nodes`: the same on each, of `last`'s length and
+/// head, holding exactly the `acked` commands, each once, where it was
+/// acknowledged. Returns it.
+async fn whole_log(
+    client: &Client,
+    nodes: &[NodeId],
+    acked: &[(Command, Ack)],
+    last: &Status,
+) -> Vec<(Command, Receipt)> {
+    let logs = join_all(nodes.iter().map(|n| client.log(*n))).await;
+    let logs: Vec<Vec<(Command, Receipt)>> = logs.into_iter().map(Result::unwrap).collect();
+    for (i, log) in logs.iter().enumerate() {
+        assert_eq!(log, &logs[0], "{}'s log differs", nodes[i]);
+    }
+    let log = &logs[0];
+    assert_eq!(log.len() as u64, last.applied);
+    assert_eq!(head_of(log), last.head);
+    let mut seen: HashSet<CommandId> = HashSet::new();
+    for (command, _) in log {
+        assert!(seen.insert(command.id()), "{command:?} applied twice");
+    }
+    let submitted: HashSet<CommandId> = acked.iter().map(|(c, _)| c.id()).collect();
+    assert_eq!(
+        seen, submitted,
+        "the log holds exactly the acknowledged commands"
+    );
+    for (command, at) in acked {
+        assert_eq!(log.get(at.position as usize).map(|(c, _)| c), Some(command));
+    }
+    logs[0].clone()
+}
+
 /// The snapshot interval of the state-sync test, in heights.
 const SNAPSHOT_EVERY: &str = "8";
 
@@ -972,26 +1004,7 @@ async fn a_wiped_node_syncs_from_a_snapshot_while_commands_flow() {
 
     // The three that were not wiped hold the whole log, the same one, with
     // every acknowledged command once, where it was acknowledged.
-    let logs = join_all(others.iter().map(|n| client.log(*n))).await;
-    let logs: Vec<Vec<(Command, Receipt)>> = logs.into_iter().map(Result::unwrap).collect();
-    for (i, log) in logs.iter().enumerate() {
-        assert_eq!(log, &logs[0], "{}'s log differs", others[i]);
-    }
-    let log = &logs[0];
-    assert_eq!(log.len() as u64, last.applied);
-    assert_eq!(head_of(log), last.head);
-    let mut seen: HashSet<CommandId> = HashSet::new();
-    for (command, _) in log {
-        assert!(seen.insert(command.id()), "{command:?} applied twice");
-    }
-    let submitted: HashSet<CommandId> = acked.iter().map(|(c, _)| c.id()).collect();
-    assert_eq!(
-        seen, submitted,
-        "the log holds exactly the acknowledged commands"
-    );
-    for (command, at) in &acked {
-        assert_eq!(log.get(at.position as usize).map(|(c, _)| c), Some(command));
-    }
+    let log = &whole_log(&client, &others, &acked, &last).await;
     // The wiped node did not replay from height 0: its log starts at the
     // snapshot it restored, and is the tail of the others'.
     let tail = client.log_tail(ids[VICTIM]).await.unwrap();
@@ -1191,25 +1204,7 @@ async fn a_fifth_node_joins_by_state_sync_and_an_original_is_removed() {
     // with every acknowledged command once, where it was acknowledged; the
     // new node's log, and the stopped one's (it may have restored a snapshot
     // once continued), is its tail.
-    let full = [ids[0], ids[1]];
-    let logs = join_all(full.iter().map(|n| client.log(*n))).await;
-    let logs: Vec<Vec<(Command, Receipt)>> = logs.into_iter().map(Result::unwrap).collect();
-    assert_eq!(logs[1], logs[0], "{}'s log differs", full[1]);
-    let log = &logs[0];
-    assert_eq!(log.len() as u64, last.applied);
-    assert_eq!(head_of(log), last.head);
-    let mut seen: HashSet<CommandId> = HashSet::new();
-    for (command, _) in log {
-        assert!(seen.insert(command.id()), "{command:?} applied twice");
-    }
-    let submitted: HashSet<CommandId> = acked.iter().map(|(c, _)| c.id()).collect();
-    assert_eq!(
-        seen, submitted,
-        "the log holds exactly the acknowledged commands"
-    );
-    for (command, at) in &acked {
-        assert_eq!(log.get(at.position as usize).map(|(c, _)| c), Some(command));
-    }
+    let log = &whole_log(&client, &[ids[0], ids[1]], &acked, &last).await;
     let tail = client.log_tail(ids[joiner]).await.unwrap();
     assert!(tail.first > 0, "the new node's log starts at 0");
     assert_eq!(tail.commands, log[tail.first as usize..]);
