@@ -23,15 +23,16 @@
 //! [`ControlRequest::Members`](super::ControlRequest::Members), one peer at
 //! a time): two nodes that joined reach each other so. Only members are
 //! learned: a key the decided sets do not name cannot put itself in the
-//! book, and its frames never reach consensus; an address is never
-//! replaced, and a wrong one only fails (a connection proves the key it
-//! reaches).
+//! book, and its frames never reach consensus; a told address is replaced
+//! by the one the member's own connection comes from, and a wrong one only
+//! fails meanwhile (a connection proves the key it reaches).
 
 use crate::net::{AddressBook, QuicTransport};
 use hologram_consensus::Membership;
 use hologram_lattice::NodeId;
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use tracing::info;
 
 /// Who this node's peers are; see the [module docs](self).
@@ -42,6 +43,10 @@ pub(crate) struct Roster {
     /// if it is one.
     members: RwLock<Arc<Vec<NodeId>>>,
     book: AddressBook,
+    /// The peers whose address in the book a peer told (not proven by a
+    /// connection of theirs): replaced by the address of their own
+    /// connection, if it differs.
+    told: Mutex<HashSet<NodeId>>,
 }
 
 impl Roster {
@@ -52,6 +57,7 @@ impl Roster {
             me,
             members: RwLock::new(Arc::new(members)),
             book,
+            told: Mutex::default(),
         }
     }
 
@@ -123,20 +129,31 @@ impl Roster {
             }
             info!(%peer, %addr, told_by = %from, "learned where a validator listens");
             self.book.insert(*peer, *addr);
+            self.told
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(*peer);
             learned += 1;
         }
         learned
     }
 
-    /// Records, for each peer without an address, the address of its live
+    /// Records, for each peer without an address (or with one a peer told
+    /// that its own connection contradicts), the address of its live
     /// connection to this node (if it has one); returns how many were.
     pub(crate) fn learn_addresses(&self, transport: &QuicTransport) -> usize {
         let mut learned = 0;
+        let mut told = self.told.lock().unwrap_or_else(PoisonError::into_inner);
         for peer in self.peers() {
-            if self.book.get(&peer).is_some() {
+            let known = self.book.get(&peer);
+            if known.is_some() && !told.contains(&peer) {
                 continue;
             }
-            if let Some(addr) = transport.inbound_address(&peer) {
+            let Some(addr) = transport.inbound_address(&peer) else {
+                continue;
+            };
+            told.remove(&peer);
+            if Some(addr) != known {
                 info!(%peer, %addr, "learned where a new validator listens");
                 self.book.insert(peer, addr);
                 learned += 1;
@@ -196,6 +213,28 @@ mod tests {
         }
         assert!(!roster.allows(&ids[1]), "removed once in force");
         assert_eq!(roster.peers(), vec![ids[2], ids[3], ids[4]]);
+    }
+
+    #[test]
+    fn a_told_address_is_taken_only_for_a_member_without_one() {
+        let id = |i: u8| NodeId::from_bytes([i; 32]);
+        let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        let book = AddressBook::new();
+        book.insert(id(2), addr(2));
+        let roster = Roster::new(id(1), vec![id(1), id(2), id(3), id(4)], book.clone());
+        assert!(roster.missing_addresses());
+        let told = [
+            (id(2), addr(20)),                     // known already
+            (id(3), addr(3)),                      // a member without one
+            (id(4), "0.0.0.0:4".parse().unwrap()), // unspecified
+            (id(9), addr(9)),                      // not a member
+        ];
+        assert_eq!(roster.learn_given(id(2), &told), 1);
+        assert_eq!(book.get(&id(2)), Some(addr(2)));
+        assert_eq!(book.get(&id(3)), Some(addr(3)));
+        assert_eq!((book.get(&id(4)), book.get(&id(9))), (None, None));
+        assert!(roster.missing_addresses());
+        assert_eq!(roster.addresses(), vec![(id(2), addr(2)), (id(3), addr(3))]);
     }
 
     /// A decision of `height` certified by all of `keys`, its batch naming `set`.
