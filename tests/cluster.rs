@@ -1076,21 +1076,25 @@ async fn traffic(
 
 /// Reconfiguration (#16), as an operator does it: a 5th node, with a new
 /// key, is started with the cluster's peers file as `--genesis` while
-/// commands flow; the operator's `--add` gathers a quorum of approvals
-/// from the four validators (each runs with `--operator <the client's
-/// id>`, and so does the new node) and has the change decided. The new node, taken in by every
-/// validator once the change is decided, syncs (the others compacted their
-/// logs: it restores a snapshot) and votes once the change is in force.
-/// Then `--remove` takes an original validator out, and once that is in
-/// force it is killed: the four left decide on, and with one more original
-/// stopped, the new node's votes make the quorum. Every acknowledged command
-/// is applied exactly once, where it was acknowledged, on every current
-/// member, and every current member follows the same set: the four.
+/// commands flow; the operator's `--add` (with the key `operator.key`)
+/// gathers a quorum of approvals from the four validators (each runs with
+/// `--operator <its id>`, and so do the new nodes) and has the change
+/// decided. The new node, taken in by every validator once the change is
+/// decided, syncs (the others compacted their logs: it restores a
+/// snapshot) and votes once the change is in force. A 6th joins the same
+/// way, approved by the five. Then `--remove` takes an original validator
+/// out; still running, it falls behind (its frames refused at the members'
+/// gate), then it is killed: the five left decide on, and with one more
+/// original stopped, the quorum needs both new nodes, each seeing the
+/// other's votes (they learned each other's addresses from the
+/// originals). Every acknowledged command is applied exactly once, where it
+/// was acknowledged, on every current member, and every current member
+/// follows the same set: the five.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fifth_node_joins_by_state_sync_and_an_original_is_removed() {
     let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let mut cluster = Cluster::with_spares(1);
-    let joiner = NODES;
+    let mut cluster = Cluster::with_spares(2);
+    let (joiner, second) = (NODES, NODES + 1);
     let keys = read_key_file(&cluster.client_key).unwrap();
     // The operator's key: another than the client's (a key connects to a
     // node once at a time).
@@ -1132,13 +1136,34 @@ async fn a_fifth_node_joins_by_state_sync_and_an_original_is_removed() {
     let synced = status_until(&client, ids[joiner], |s| s.restored > 0).await;
     assert!(synced.snapshot > 0, "{synced:?}");
     // It serves: commands submitted to it (and the others) apply.
-    acked.extend(submit_waves(&client, &ids, "five", 4).await);
+    let five = ids[..=joiner].to_vec();
+    acked.extend(submit_waves(&client, &five, "five", 4).await);
+    converge(&client, &five, acked.len() as u64).await;
+
+    // A sixth, approved by the five: the two new nodes were given only the
+    // originals' addresses, and learn each other's from them.
+    let ready = cluster.start_with(second, &[&flags[..], &["--genesis", &genesis]].concat());
+    assert_eq!((ready.heights, ready.applied), (0, 0), "{ready:?}");
+    done.store(false, std::sync::atomic::Ordering::SeqCst);
+    let add = ["--add".to_string(), ids[second].to_string()];
+    let (during, added) = tokio::join!(
+        traffic(&client, &five, "during the second addition", &done),
+        async {
+            let out = operator(&cluster, &[0, 1, 2, 3, 4], add).await;
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            out
+        }
+    );
+    acked.extend(during);
+    assert!(added.contains("validators=6"), "{added}");
+    status_until(&client, ids[second], |s| s.restored > 0).await;
+    acked.extend(submit_waves(&client, &ids, "six", 4).await);
     converge(&client, &ids, acked.len() as u64).await;
 
-    // An original validator is removed (a quorum of the five approves),
+    // An original validator is removed (a quorum of the six approves),
     // then killed once its removal is in force.
     let removed = VICTIM;
-    let members: Vec<NodeId> = (0..=NODES)
+    let members: Vec<NodeId> = (0..=second)
         .filter(|&i| i != removed)
         .map(|i| ids[i])
         .collect();
@@ -1147,17 +1172,17 @@ async fn a_fifth_node_joins_by_state_sync_and_an_original_is_removed() {
     let (during, out) = tokio::join!(
         traffic(&client, &members, "during the removal", &done),
         async {
-            let out = operator(&cluster, &[0, 1, 2, 3, 4], remove).await;
+            let out = operator(&cluster, &[0, 1, 2, 3, 4, 5], remove).await;
             done.store(true, std::sync::atomic::Ordering::SeqCst);
             out
         }
     );
     acked.extend(during);
-    assert!(out.contains("validators=4"), "{out}");
-    // The four left decide without it; still running, it is no peer of
+    assert!(out.contains("validators=5"), "{out}");
+    // The five left decide without it; still running, it is no peer of
     // theirs: sent nothing, and its requests for decisions refused, it
     // falls behind.
-    acked.extend(submit_waves(&client, &members, "four", 6).await);
+    acked.extend(submit_waves(&client, &members, "five members", 6).await);
     let last = converge(&client, &members, acked.len() as u64).await;
     tokio::time::sleep(SYNC_INTERVAL * 4).await;
     let left = client.status(ids[removed]).await.unwrap();
@@ -1167,7 +1192,7 @@ async fn a_fifth_node_joins_by_state_sync_and_an_original_is_removed() {
     );
     // Its frames stopped at the members' gate (their logs say so), not
     // only in their replicas.
-    let gated = (0..=NODES).filter(|&i| i != removed).any(|i| {
+    let gated = (0..=second).filter(|&i| i != removed).any(|i| {
         let err = cluster.nodes[i]
             .outputs
             .last()
@@ -1178,15 +1203,15 @@ async fn a_fifth_node_joins_by_state_sync_and_an_original_is_removed() {
             .any(|l| l.contains("not a validator") && l.contains(&ids[removed].to_string()))
     });
     assert!(gated, "no member refused the removed node's frames");
-    // Killed, it is not missed (a quorum of four is three: the removed
-    // node is not counted).
+    // Killed, it is not missed (the removed node is not counted).
     cluster.kill(removed);
     acked.extend(submit_waves(&client, &members, "after the kill", 4).await);
-    // The new node votes: with another original stopped, the other three
-    // (the new one among them) are the quorum.
+    // The new nodes vote: with another original stopped, the other four
+    // (the two new ones among them) are the quorum of five, which each new
+    // node sees only with the other's votes.
     signal(&cluster, 2, "-STOP");
-    let three = [ids[0], ids[1], ids[joiner]];
-    acked.extend(submit_waves(&client, &three, "with node 2 stopped", 4).await);
+    let four = [ids[0], ids[1], ids[joiner], ids[second]];
+    acked.extend(submit_waves(&client, &four, "with node 2 stopped", 4).await);
     signal(&cluster, 2, "-CONT");
     let last = converge(&client, &members, acked.len() as u64).await;
 
@@ -1208,11 +1233,13 @@ async fn a_fifth_node_joins_by_state_sync_and_an_original_is_removed() {
     let tail = client.log_tail(ids[joiner]).await.unwrap();
     assert!(tail.first > 0, "the new node's log starts at 0");
     assert_eq!(tail.commands, log[tail.first as usize..]);
-    let stopped = client.log_tail(ids[2]).await.unwrap();
-    assert_eq!(stopped.commands, log[stopped.first as usize..]);
+    for node in [ids[2], ids[second]] {
+        let tail = client.log_tail(node).await.unwrap();
+        assert_eq!(tail.commands, log[tail.first as usize..], "{node}");
+    }
     println!(
-        "{} commands acknowledged, applied once on the four members ({} heights); the new \
-         node restored a snapshot at height {} and holds positions {}..",
+        "{} commands acknowledged, applied once on the five members ({} heights); the first \
+         new node restored a snapshot at height {} and holds positions {}..",
         acked.len(),
         last.heights,
         synced.snapshot,
