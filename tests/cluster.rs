@@ -21,6 +21,10 @@
 //! and compact their logs: it comes back by state sync (see
 //! `a_wiped_node_syncs_from_a_snapshot_while_commands_flow`).
 //!
+//! The fourth test changes the validators with the operator's commands: a
+//! fifth node joins by state sync, an original is removed and killed (see
+//! `a_fifth_node_joins_by_state_sync_and_an_original_is_removed`).
+//!
 //! The second test observes a cluster as an operator would: every node
 //! serves `/metrics` and `/health` (scraped over real HTTP with `ureq`, and
 //! parsed), every documented metric is listed, heights rise on every node, a
@@ -47,7 +51,7 @@ use hologram::lattice::wire::Wire;
 use hologram::lattice::NodeId;
 use hologram::net::{AddressBook, QuicConfig, QuicTransport};
 use hologram::node::{
-    generate_key_file, read_key_file, Ack, Client, NodeError, NotApplied, Status,
+    generate_key_file, read_key_file, Ack, Client, NodeError, NotApplied, Status, SYNC_INTERVAL,
 };
 use hologram::receipt::{ChainHead, KeyPair, Receipt, ReceiptChain, Signature};
 use localhost::{free_tcp_addrs, free_udp_addrs, fresh_dir};
@@ -101,15 +105,23 @@ struct Ready {
 
 impl Cluster {
     fn new() -> Cluster {
+        Self::with_spares(0)
+    }
+
+    /// The cluster's [`NODES`] validators, and `spares` nodes more with
+    /// keys and addresses, not in the peers file (nodes to join).
+    fn with_spares(spares: usize) -> Cluster {
         let dir = fresh_dir("hologram-cluster");
-        let addrs = free_udp_addrs(NODES);
-        let metrics = free_tcp_addrs(NODES);
+        let addrs = free_udp_addrs(NODES + spares);
+        let metrics = free_tcp_addrs(NODES + spares);
         let mut nodes = Vec::new();
         let mut peers = String::from("# the cluster of tests/cluster.rs\n");
         for (i, (addr, metrics)) in addrs.into_iter().zip(metrics).enumerate() {
             let key = dir.join(format!("node{i}.key"));
             let id = generate_key_file(&key).unwrap().node_id();
-            peers.push_str(&format!("{id}@{addr}\n"));
+            if i < NODES {
+                peers.push_str(&format!("{id}@{addr}\n"));
+            }
             nodes.push(NodeProc {
                 id,
                 addr,
@@ -871,6 +883,38 @@ async fn the_cluster_is_observable_over_http() {
     }
 }
 
+/// The whole logs of `nodes`: the same on each, of `last`'s length and
+/// head, holding exactly the `acked` commands, each once, where it was
+/// acknowledged. Returns it.
+async fn whole_log(
+    client: &Client,
+    nodes: &[NodeId],
+    acked: &[(Command, Ack)],
+    last: &Status,
+) -> Vec<(Command, Receipt)> {
+    let logs = join_all(nodes.iter().map(|n| client.log(*n))).await;
+    let logs: Vec<Vec<(Command, Receipt)>> = logs.into_iter().map(Result::unwrap).collect();
+    for (i, log) in logs.iter().enumerate() {
+        assert_eq!(log, &logs[0], "{}'s log differs", nodes[i]);
+    }
+    let log = &logs[0];
+    assert_eq!(log.len() as u64, last.applied);
+    assert_eq!(head_of(log), last.head);
+    let mut seen: HashSet<CommandId> = HashSet::new();
+    for (command, _) in log {
+        assert!(seen.insert(command.id()), "{command:?} applied twice");
+    }
+    let submitted: HashSet<CommandId> = acked.iter().map(|(c, _)| c.id()).collect();
+    assert_eq!(
+        seen, submitted,
+        "the log holds exactly the acknowledged commands"
+    );
+    for (command, at) in acked {
+        assert_eq!(log.get(at.position as usize).map(|(c, _)| c), Some(command));
+    }
+    logs[0].clone()
+}
+
 /// The snapshot interval of the state-sync test, in heights.
 const SNAPSHOT_EVERY: &str = "8";
 
@@ -960,26 +1004,7 @@ async fn a_wiped_node_syncs_from_a_snapshot_while_commands_flow() {
 
     // The three that were not wiped hold the whole log, the same one, with
     // every acknowledged command once, where it was acknowledged.
-    let logs = join_all(others.iter().map(|n| client.log(*n))).await;
-    let logs: Vec<Vec<(Command, Receipt)>> = logs.into_iter().map(Result::unwrap).collect();
-    for (i, log) in logs.iter().enumerate() {
-        assert_eq!(log, &logs[0], "{}'s log differs", others[i]);
-    }
-    let log = &logs[0];
-    assert_eq!(log.len() as u64, last.applied);
-    assert_eq!(head_of(log), last.head);
-    let mut seen: HashSet<CommandId> = HashSet::new();
-    for (command, _) in log {
-        assert!(seen.insert(command.id()), "{command:?} applied twice");
-    }
-    let submitted: HashSet<CommandId> = acked.iter().map(|(c, _)| c.id()).collect();
-    assert_eq!(
-        seen, submitted,
-        "the log holds exactly the acknowledged commands"
-    );
-    for (command, at) in &acked {
-        assert_eq!(log.get(at.position as usize).map(|(c, _)| c), Some(command));
-    }
+    let log = &whole_log(&client, &others, &acked, &last).await;
     // The wiped node did not replay from height 0: its log starts at the
     // snapshot it restored, and is the tail of the others'.
     let tail = client.log_tail(ids[VICTIM]).await.unwrap();
@@ -992,6 +1017,229 @@ async fn a_wiped_node_syncs_from_a_snapshot_while_commands_flow() {
     println!(
         "{} commands acknowledged, applied once on all {NODES} nodes ({} heights); the wiped \
          node restored a snapshot at height {} and holds positions {}.. of its log",
+        acked.len(),
+        last.heights,
+        synced.snapshot,
+        tail.first
+    );
+}
+
+/// Runs `hologram-node` as an operator would, asking `nodes` for a change
+/// (`change`: `--add <id>`, `--remove <id>`, ...) with the key
+/// `operator.key` (each node runs with `--operator <its id>`); returns its stdout, and
+/// fails the test if the command fails.
+async fn operator(cluster: &Cluster, nodes: &[usize], change: [String; 2]) -> String {
+    let mut args: Vec<String> = Vec::new();
+    for &i in nodes {
+        let n = &cluster.nodes[i];
+        args.extend(["--node".into(), format!("{}@{}", n.id, n.addr)]);
+    }
+    let key = cluster.dir.join("operator.key");
+    args.extend(["--client-key".into(), key.display().to_string()]);
+    args.extend(change);
+    let out = tokio::task::spawn_blocking(move || {
+        Process::new(NODE_BIN)
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "the operator's command failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Submits waves of commands (as [`submit_waves`]) until `done` is set,
+/// at least one wave.
+async fn traffic(
+    client: &Client,
+    targets: &[NodeId],
+    phase: &str,
+    done: &std::sync::atomic::AtomicBool,
+) -> Vec<(Command, Ack)> {
+    let mut acked = Vec::new();
+    let mut round = 0;
+    loop {
+        acked.extend(submit_waves(client, targets, &format!("{phase} {round}"), 2).await);
+        round += 1;
+        if done.load(std::sync::atomic::Ordering::SeqCst) {
+            return acked;
+        }
+    }
+}
+
+/// Reconfiguration (#16), as an operator does it: a 5th node, with a new
+/// key, is started with the cluster's peers file as `--genesis` while
+/// commands flow; the operator's `--add` (with the key `operator.key`)
+/// gathers a quorum of approvals from the four validators (each runs with
+/// `--operator <its id>`, and so do the new nodes) and has the change
+/// decided. The new node, taken in by every validator once the change is
+/// decided, syncs (the others compacted their logs: it restores a
+/// snapshot) and votes once the change is in force. A 6th joins the same
+/// way, approved by the five. Then `--remove` takes an original validator
+/// out; still running, it falls behind (its frames refused at the members'
+/// gate), then it is killed: the five left decide on, and with one more
+/// original stopped, the quorum needs both new nodes, each seeing the
+/// other's votes (they learned each other's addresses from the
+/// originals). Every acknowledged command is applied exactly once, where it
+/// was acknowledged, on every current member, and every current member
+/// follows the same set: the five.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifth_node_joins_by_state_sync_and_an_original_is_removed() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::with_spares(2);
+    let (joiner, second) = (NODES, NODES + 1);
+    let keys = read_key_file(&cluster.client_key).unwrap();
+    // The operator's key: another than the client's (a key connects to a
+    // node once at a time).
+    let operator_key = generate_key_file(&cluster.dir.join("operator.key")).unwrap();
+    let operator_id = operator_key.node_id().to_string();
+    let flags = [
+        "--snapshot-every",
+        SNAPSHOT_EVERY,
+        "--operator",
+        &operator_id,
+    ];
+    for i in 0..NODES {
+        cluster.start_with(i, &flags);
+    }
+    let ids: Vec<NodeId> = cluster.nodes.iter().map(|n| n.id).collect();
+    let originals = ids[..NODES].to_vec();
+    let client = Client::new(&keys, &cluster.members()).unwrap();
+    let mut acked = submit_waves(&client, &originals, "before", 12).await;
+    for id in &originals {
+        status_until(&client, *id, |s| s.snapshot > 0).await;
+    }
+
+    // The new node: a new key, the original validators as its genesis.
+    let genesis = cluster.peers_file.display().to_string();
+    let ready = cluster.start_with(joiner, &[&flags[..], &["--genesis", &genesis]].concat());
+    assert_eq!((ready.heights, ready.applied), (0, 0), "{ready:?}");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let add = ["--add".to_string(), ids[joiner].to_string()];
+    let (during, added) = tokio::join!(
+        traffic(&client, &originals, "during the addition", &done),
+        async {
+            let out = operator(&cluster, &[0, 1, 2, 3], add).await;
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            out
+        }
+    );
+    acked.extend(during);
+    assert!(added.contains("validators=5"), "{added}");
+    let synced = status_until(&client, ids[joiner], |s| s.restored > 0).await;
+    assert!(synced.snapshot > 0, "{synced:?}");
+    // It serves: commands submitted to it (and the others) apply.
+    let five = ids[..=joiner].to_vec();
+    acked.extend(submit_waves(&client, &five, "five", 4).await);
+    converge(&client, &five, acked.len() as u64).await;
+
+    // A sixth, approved by the five: the two new nodes were given only the
+    // originals' addresses, and learn each other's from them.
+    let ready = cluster.start_with(second, &[&flags[..], &["--genesis", &genesis]].concat());
+    assert_eq!((ready.heights, ready.applied), (0, 0), "{ready:?}");
+    done.store(false, std::sync::atomic::Ordering::SeqCst);
+    let add = ["--add".to_string(), ids[second].to_string()];
+    let (during, added) = tokio::join!(
+        traffic(&client, &five, "during the second addition", &done),
+        async {
+            let out = operator(&cluster, &[0, 1, 2, 3, 4], add).await;
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            out
+        }
+    );
+    acked.extend(during);
+    assert!(added.contains("validators=6"), "{added}");
+    status_until(&client, ids[second], |s| s.restored > 0).await;
+    acked.extend(submit_waves(&client, &ids, "six", 4).await);
+    converge(&client, &ids, acked.len() as u64).await;
+
+    // An original validator is removed (a quorum of the six approves),
+    // then killed once its removal is in force.
+    let removed = VICTIM;
+    let members: Vec<NodeId> = (0..=second)
+        .filter(|&i| i != removed)
+        .map(|i| ids[i])
+        .collect();
+    done.store(false, std::sync::atomic::Ordering::SeqCst);
+    let remove = ["--remove".to_string(), ids[removed].to_string()];
+    let (during, out) = tokio::join!(
+        traffic(&client, &members, "during the removal", &done),
+        async {
+            let out = operator(&cluster, &[0, 1, 2, 3, 4, 5], remove).await;
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            out
+        }
+    );
+    acked.extend(during);
+    assert!(out.contains("validators=5"), "{out}");
+    // The five left decide without it; still running, it is no peer of
+    // theirs: sent nothing, and its requests for decisions refused, it
+    // falls behind.
+    acked.extend(submit_waves(&client, &members, "five members", 6).await);
+    let last = converge(&client, &members, acked.len() as u64).await;
+    tokio::time::sleep(SYNC_INTERVAL * 4).await;
+    let left = client.status(ids[removed]).await.unwrap();
+    assert!(
+        left.heights < last.heights,
+        "the removed node still follows: {left:?}, the members at {last:?}"
+    );
+    // Its frames stopped at the members' gate (their logs say so), not
+    // only in their replicas.
+    let gated = (0..=second).filter(|&i| i != removed).any(|i| {
+        let err = cluster.nodes[i]
+            .outputs
+            .last()
+            .unwrap()
+            .with_extension("err");
+        let logs = std::fs::read_to_string(err).unwrap_or_default();
+        logs.lines()
+            .any(|l| l.contains("not a validator") && l.contains(&ids[removed].to_string()))
+    });
+    assert!(gated, "no member refused the removed node's frames");
+    // Killed, it is not missed (the removed node is not counted).
+    cluster.kill(removed);
+    acked.extend(submit_waves(&client, &members, "after the kill", 4).await);
+    // The new nodes vote: with another original stopped, the other four
+    // (the two new ones among them) are the quorum of five, which each new
+    // node sees only with the other's votes.
+    signal(&cluster, 2, "-STOP");
+    let four = [ids[0], ids[1], ids[joiner], ids[second]];
+    acked.extend(submit_waves(&client, &four, "with node 2 stopped", 4).await);
+    signal(&cluster, 2, "-CONT");
+    let last = converge(&client, &members, acked.len() as u64).await;
+
+    let mut want: Vec<NodeId> = members.clone();
+    want.sort();
+    for id in &members {
+        let m = client.members(*id).await.unwrap();
+        let mut current = m.current.clone();
+        current.sort();
+        assert_eq!(current, want, "{id} follows {m:?}");
+        assert_eq!(m.newest, m.current, "{id}: a change left pending");
+    }
+
+    // The two originals never stopped hold the whole log, the same one,
+    // with every acknowledged command once, where it was acknowledged; the
+    // new node's log, and the stopped one's (it may have restored a snapshot
+    // once continued), is its tail.
+    let log = &whole_log(&client, &[ids[0], ids[1]], &acked, &last).await;
+    let tail = client.log_tail(ids[joiner]).await.unwrap();
+    assert!(tail.first > 0, "the new node's log starts at 0");
+    assert_eq!(tail.commands, log[tail.first as usize..]);
+    for node in [ids[2], ids[second]] {
+        let tail = client.log_tail(node).await.unwrap();
+        assert_eq!(tail.commands, log[tail.first as usize..], "{node}");
+    }
+    println!(
+        "{} commands acknowledged, applied once on the five members ({} heights); the first \
+         new node restored a snapshot at height {} and holds positions {}..",
         acked.len(),
         last.heights,
         synced.snapshot,

@@ -15,7 +15,7 @@
 //! (limits and the policy when full: [the inbox limits](hologram_lattice::driver#the-inbox-limits)); malformed frames are
 //! dropped there. The driver takes at most [`ROUND_INPUTS`] peer messages
 //! before it acts and has at most [`SENDS_IN_FLIGHT`] messages encoded and
-//! in flight. [`DriverHandle`] submits commands and stops the driver. No
+//! in flight. [`DriverHandle`] submits commands and set changes, and stops the driver. No
 //! runtime is assumed: `run` is a plain future.
 
 use crate::message::Decision;
@@ -23,7 +23,7 @@ use crate::persist::{DurableLog, Recovered};
 use crate::replica::Replica;
 use crate::sim::Reply;
 use crate::snapshot::{Executor, SnapshotConfig};
-use crate::{Command, ConsensusError, SimReplica};
+use crate::{Command, ConsensusError, SetChange, SimReplica};
 use futures::channel::{mpsc, oneshot};
 use hologram_lattice::driver::{self, Driver, Handle, Inbound, InboxStats};
 use hologram_lattice::transport::{Timer, Transport};
@@ -31,11 +31,20 @@ use hologram_lattice::NodeId;
 use std::sync::Arc;
 
 /// Commands for a driven [`SimReplica`] to submit ([`Replica::submit`]),
-/// and where its answer goes: the node's local input.
+/// or a validator-set change for it to propose
+/// ([`Replica::propose_set_change`]), and where its answer goes: the
+/// node's local input.
 pub struct Submit {
-    pub(crate) commands: Vec<Command>,
-    pub(crate) gossip: bool,
+    pub(crate) input: Local,
     pub(crate) reply: Reply,
+}
+
+/// What a [`Submit`] carries.
+pub(crate) enum Local {
+    /// Commands, and whether to gossip them.
+    Commands(Vec<Command>, bool),
+    /// A set change to propose.
+    SetChange(SetChange),
 }
 
 /// The inbound side of a replica: decodes frames and queues them.
@@ -65,14 +74,20 @@ impl DriverHandle {
         commands: Vec<Command>,
         gossip: bool,
     ) -> Result<usize, ConsensusError> {
+        self.local(Local::Commands(commands, gossip)).await
+    }
+
+    /// Asks the replica to propose a validator-set change when it leads
+    /// (see [`Replica::propose_set_change`]: it must verify against the
+    /// newest set, else [`ConsensusError::SetChangeRefused`]).
+    pub async fn propose_set_change(&self, change: SetChange) -> Result<(), ConsensusError> {
+        self.local(Local::SetChange(change)).await.map(|_| ())
+    }
+
+    async fn local(&self, input: Local) -> Result<usize, ConsensusError> {
         let (reply, answer) = oneshot::channel();
-        let submit = Submit {
-            commands,
-            gossip,
-            reply,
-        };
         let stopped = |_| ConsensusError::Stopped(self.id);
-        self.handle.send(submit).map_err(stopped)?;
+        self.handle.send(Submit { input, reply }).map_err(stopped)?;
         answer.await.map_err(|_| ConsensusError::Stopped(self.id))?
     }
 

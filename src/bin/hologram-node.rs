@@ -21,16 +21,20 @@
 //! Logs go to stderr (`RUST_LOG` filters them, default `info`); the lines a
 //! script reads (`ready ...`, a client's answers) go to stdout.
 
+use hologram::consensus::SetOp;
 use hologram::lattice::NodeId;
 use hologram::node::{
-    generate_key_file, merge_peers, parse_peer, read_key_file, read_peers_file, resolve, run_load,
-    Client, LoadConfig, LoadProgress, LoadReport, NodeConfig, NodeError, ValidatorNode,
-    DEFAULT_KEEP_COMMANDS, DEFAULT_PIPELINE, DEFAULT_SNAPSHOT_EVERY, LOAD_LIMITS, LOAD_PAYLOAD,
-    MAX_SUBMIT_COMMANDS,
+    change_validators, generate_key_file, merge_peers, parse_node_id, parse_peer, read_key_file,
+    read_peers_file, resolve, run_load, Client, LoadConfig, LoadProgress, LoadReport, NodeConfig,
+    NodeError, ValidatorNode, DEFAULT_KEEP_COMMANDS, DEFAULT_PIPELINE, DEFAULT_SNAPSHOT_EVERY,
+    LOAD_LIMITS, LOAD_PAYLOAD, MAX_SUBMIT_COMMANDS,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// How long a change waits to be in force.
+const CHANGE_PATIENCE: Duration = Duration::from_secs(60);
 
 /// The usage text.
 const USAGE: &str = "\
@@ -44,9 +48,16 @@ Run a node:
                 (--peer <id>@<addr>)... [--peers <file>] [--pipeline <n>]
                 [--snapshot-every <heights>] [--keep-commands <n>]
                 [--metrics <addr>] [--log-format text|json]
-  Every validator runs with the same members: itself and its peers. A peers
-  file holds one <id>@<addr> a line (# starts a comment); a node skips its
-  own line, so every node can share one file. --pipeline: heights decided
+                [--genesis <file>] [--operator <id>]...
+  The validators of a new cluster are the nodes of its peers: each node
+  itself and its peers. A peers file holds one <id>@<addr> a line (# starts
+  a comment); a node skips its own line, so every node can share one file.
+  --genesis: the cluster's original validators, as a peers file (their
+  addresses are dialed too): a node that joins a running cluster, or any
+  node once the validators changed, names them there; the decided changes
+  say who the validators are since, and the node's peers follow them.
+  --operator: a key (its id, from --gen-key) allowed to ask this node to
+  approve validator changes (--add, --remove, --replace below). --pipeline: heights decided
   concurrently (default 4). --snapshot-every: snapshot the state machine
   every so many heights (default 1024; every validator must use the same):
   once a snapshot is certified the durable log below it is deleted, and a
@@ -68,6 +79,18 @@ Talk to a node:
   and the replicas verify them, so no one else can submit or alter one in
   its name. --status --json prints the node's report as JSON: heights,
   chain head, health, mempool, data directory size, and each peer's state.
+
+Change the validators of a running cluster (an operator):
+  hologram-node (--node <id>@<addr>)... --client-key <file> --add <id>
+  hologram-node (--node <id>@<addr>)... --client-key <file> --remove <id>
+  hologram-node (--node <id>@<addr>)... --client-key <file> --replace <old-id>,<new-id>
+  hologram-node --node <id>@<addr> --members
+  Asks each --node (started with --operator <the client key's id>) to
+  approve the change, and once a quorum of the current validators did,
+  hands it to them all: it is decided, and in force 16 heights later. Prints
+  the new set once it is in force (waits up to 60s). A node to add is started first
+  with --genesis; it syncs once its addition is decided, and votes once it
+  is in force. --members prints the validators a node follows.
 
 Load a cluster (a load generator):
   hologram-node --bench (--node <id>@<addr>)... [--clients <n>] [--in-flight <n>]
@@ -133,6 +156,15 @@ enum Invocation {
     Run(RunOptions),
     /// Load a cluster.
     Bench(LoadConfig),
+    /// Change the validators.
+    Change {
+        /// The nodes asked to approve.
+        nodes: Vec<(NodeId, SocketAddr)>,
+        /// The operator's key file.
+        key: PathBuf,
+        /// The change.
+        op: SetOp,
+    },
     /// Talk to a node.
     Client {
         /// The node.
@@ -167,6 +199,10 @@ struct RunOptions {
     metrics: Option<SocketAddr>,
     /// Logs as JSON lines.
     json_logs: bool,
+    /// The genesis validators' peers file.
+    genesis: Option<PathBuf>,
+    /// Keys that may ask for approvals.
+    operators: Vec<NodeId>,
 }
 
 /// What a client asks a node.
@@ -178,6 +214,8 @@ enum ClientAction {
     Status(bool),
     /// Print the node's log of applied commands.
     Log,
+    /// Print the validator sets the node follows.
+    Members,
 }
 
 /// Parses the arguments (without the program name).
@@ -208,6 +246,10 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
     let mut metrics = None;
     let mut log_format = None;
     let mut json = false;
+    let mut genesis = None;
+    let mut operators = Vec::new();
+    let mut op: Option<SetOp> = None;
+    let mut members = false;
     while let Some(flag) = args.next() {
         let mut value = || {
             args.next()
@@ -285,6 +327,23 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
                 set_once(&mut log_format, &flag, format)?;
             }
             "--log" => log = true,
+            "--members" => members = true,
+            "--genesis" => set_once(&mut genesis, &flag, PathBuf::from(value()?))?,
+            "--operator" => operators.push(parse_node_id(&value()?)?),
+            "--add" => set_once(&mut op, "a change", SetOp::Add(parse_node_id(&value()?)?))?,
+            "--remove" => set_once(
+                &mut op,
+                "a change",
+                SetOp::Remove(parse_node_id(&value()?)?),
+            )?,
+            "--replace" => {
+                let text = value()?;
+                let (old, new) = text.split_once(',').ok_or_else(|| {
+                    CliError::Usage(format!("--replace {text:?}: <old-id>,<new-id> expected"))
+                })?;
+                let (old, new) = (parse_node_id(old)?, parse_node_id(new)?);
+                set_once(&mut op, "a change", SetOp::Replace { old, new })?;
+            }
             other => return Err(CliError::Usage(format!("unknown argument {other:?}"))),
         }
     }
@@ -300,28 +359,35 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
         return Err(CliError::Usage("--json goes with --status".into()));
     }
     let node_flags = metrics.is_some()
+        || genesis.is_some()
+        || !operators.is_empty()
         || log_format.is_some()
         || snapshot_every.is_some()
         || keep_commands.is_some();
     if node_flags && (listen.is_none() || bench || gen_key.is_some() || !nodes.is_empty()) {
         return Err(CliError::Usage(
-            "--metrics, --log-format, --snapshot-every and --keep-commands are for running \
-             a node (--listen)"
+            "--metrics, --log-format, --snapshot-every, --keep-commands, --genesis and \
+             --operator are for running a node (--listen)"
                 .into(),
         ));
     }
     if bench {
         let others = listen.is_some() || key.is_some() || data.is_some() || gen_key.is_some();
-        if others || client_key.is_some() || pipeline.is_some() || status || log {
+        if others || client_key.is_some() || pipeline.is_some() || status || log || members {
             return Err(CliError::Usage(
                 "--bench takes --node, --clients, --in-flight, --batch, --duration, --size, \
                  --rate and --commands only (each simulated client makes its own key)"
                     .into(),
             ));
         }
-        if nodes.is_empty() || !submits.is_empty() || !peers.is_empty() || !peers_files.is_empty() {
+        if nodes.is_empty()
+            || !submits.is_empty()
+            || !peers.is_empty()
+            || !peers_files.is_empty()
+            || op.is_some()
+        {
             return Err(CliError::Usage(
-                "--bench needs --node, and no --submit or --peer".into(),
+                "--bench needs --node, and no --submit, --peer or change".into(),
             ));
         }
         let in_flight = in_flight.unwrap_or(8);
@@ -343,9 +409,22 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
                 .into(),
         ));
     }
+    if let Some(op) = op {
+        let others = listen.is_some() || key.is_some() || data.is_some() || gen_key.is_some();
+        if others || !submits.is_empty() || status || log || members || nodes.is_empty() {
+            return Err(CliError::Usage(
+                "--add, --remove and --replace take --node (one or more) and --client-key only"
+                    .into(),
+            ));
+        }
+        let key = client_key.ok_or_else(|| {
+            CliError::Usage("a change needs --client-key: the operator's key".into())
+        })?;
+        return Ok(Invocation::Change { nodes, key, op });
+    }
     if nodes.len() > 1 {
         return Err(CliError::Usage(
-            "--node given twice (only --bench takes several)".into(),
+            "--node given twice (only --bench and changes take several)".into(),
         ));
     }
     let node = nodes.pop();
@@ -361,13 +440,19 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
         return Ok(Invocation::GenKey(path));
     }
     if let Some(node) = node {
-        let asked = usize::from(!submits.is_empty()) + usize::from(status) + usize::from(log);
+        let asked = usize::from(!submits.is_empty())
+            + usize::from(status)
+            + usize::from(log)
+            + usize::from(members);
         if asked != 1 {
             return Err(CliError::Usage(
-                "--node needs exactly one of --submit, --status or --log".into(),
+                "--node needs exactly one of --submit, --status, --log, --members or a change"
+                    .into(),
             ));
         }
-        let action = if status {
+        let action = if members {
+            ClientAction::Members
+        } else if status {
             ClientAction::Status(json)
         } else if log {
             ClientAction::Log
@@ -384,9 +469,9 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
             action,
         });
     }
-    if !submits.is_empty() || status || log || client_key.is_some() {
+    if !submits.is_empty() || status || log || members || client_key.is_some() {
         return Err(CliError::Usage(
-            "--submit, --status, --log and --client-key need --node".into(),
+            "--submit, --status, --log, --members and --client-key need --node".into(),
         ));
     }
     match (listen, key, data) {
@@ -402,6 +487,8 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Invocation, CliError>
             keep_commands: keep_commands.unwrap_or(DEFAULT_KEEP_COMMANDS),
             metrics,
             json_logs: log_format.as_deref() == Some("json"),
+            genesis,
+            operators,
         })),
         _ => Err(CliError::Usage(
             "a node needs --listen, --key and --data".into(),
@@ -473,8 +560,18 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<(), CliError> {
             for file in &options.peers_files {
                 given.extend(read_peers_file(file)?);
             }
+            let genesis = options
+                .genesis
+                .as_deref()
+                .map(read_peers_file)
+                .transpose()?;
+            if let Some(genesis) = &genesis {
+                given.extend(genesis.iter().copied());
+            }
             let peers = merge_peers(keys.node_id(), given)?;
             let mut config = NodeConfig::new(keys, options.listen, peers, options.data);
+            config.genesis = genesis.map(|g| g.into_iter().map(|(id, _)| id).collect());
+            config.operators = options.operators.clone();
             config.pipeline = options.pipeline;
             config.snapshot_every = options.snapshot_every;
             config.keep_commands = options.keep_commands;
@@ -510,6 +607,25 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<(), CliError> {
             }))?;
             print!("{}", summary(&config, &report));
             Ok(())
+        }
+        Invocation::Change { nodes, key, op } => {
+            let keys = read_key_file(&key)?;
+            logging_at("warn");
+            runtime()?.block_on(async {
+                let client = Client::new(&keys, &nodes)?;
+                let ids: Vec<NodeId> = nodes.iter().map(|(id, _)| *id).collect();
+                let done = change_validators(&client, &ids, op, CHANGE_PATIENCE).await?;
+                println!(
+                    "changed version={} in-force-at={} validators={}",
+                    done.version,
+                    done.in_force_at,
+                    done.validators.len()
+                );
+                for id in &done.validators {
+                    println!("validator {id}");
+                }
+                Ok(())
+            })
         }
         Invocation::Client { node, key, action } => {
             let keys = key.map(|path| read_key_file(&path)).transpose()?;
@@ -640,6 +756,19 @@ async fn client(
                 s.node, s.heights, s.applied, s.head, s.skipped, s.snapshot, s.restored
             );
         }
+        ClientAction::Members => {
+            let m = client.members(node.0).await?;
+            println!(
+                "node {}\nversion {}\nheights {}\nnewest-from {}",
+                m.node, m.version, m.heights, m.newest_from
+            );
+            for id in &m.current {
+                println!("in-force {id}");
+            }
+            for id in &m.newest {
+                println!("newest {id}");
+            }
+        }
         ClientAction::Log => {
             let log = client.log_tail(node.0).await?;
             for (position, (command, _)) in (log.first..).zip(&log.commands) {
@@ -695,6 +824,45 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        let other = "cd".repeat(32);
+        match parse(args(&format!(
+            "--listen 127.0.0.1:7001 --key k --data d --genesis g.txt --operator {id}"
+        ))) {
+            Ok(Invocation::Run(options)) => {
+                assert_eq!(options.genesis, Some(PathBuf::from("g.txt")));
+                assert_eq!(options.operators.len(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(args(&format!(
+            "--node {id}@127.0.0.1:1 --node {other}@127.0.0.1:2 --client-key op.key \
+             --replace {id},{other}"
+        ))) {
+            Ok(Invocation::Change { nodes, op, .. }) => {
+                assert_eq!(nodes.len(), 2);
+                assert!(matches!(op, SetOp::Replace { .. }));
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            format!("--node {id}@127.0.0.1:1 --add {id}"),
+            format!("--node {id}@127.0.0.1:1 --client-key k --add {id} --remove {id}"),
+            format!("--node {id}@127.0.0.1:1 --client-key k --replace {id}"),
+            format!("--client-key k --add {id}"),
+            "--gen-key k --genesis g.txt".to_string(),
+        ] {
+            assert!(
+                matches!(parse(args(&bad)), Err(CliError::Usage(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            parse(args(&format!("--node {id}@127.0.0.1:1 --members"))),
+            Ok(Invocation::Client {
+                action: ClientAction::Members,
+                ..
+            })
+        ));
         assert!(matches!(
             parse(args(&format!("--node {id}@127.0.0.1:1 --status --json"))),
             Ok(Invocation::Client {

@@ -114,7 +114,7 @@ mod config;
 mod frame;
 mod identity;
 mod serve;
-mod telemetry;
+pub(crate) mod telemetry;
 mod transport;
 mod verify;
 

@@ -63,6 +63,18 @@ struct Inbound {
     busy: AtomicUsize,
 }
 
+impl Shared {
+    /// The remote address of `peer`'s live inbound connection.
+    pub(crate) fn inbound_address(&self, peer: &PeerId) -> Option<std::net::SocketAddr> {
+        let inbound = lock(&self.inbound);
+        let entry = inbound.get(peer)?;
+        match entry.conn.close_reason() {
+            None => Some(entry.conn.remote_address()),
+            Some(_) => None,
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }

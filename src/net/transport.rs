@@ -252,6 +252,14 @@ impl QuicTransport {
         &self.inner.shared.book
     }
 
+    /// Where `peer`'s live connection to this endpoint comes from, if it
+    /// has one: since a transport sends from the socket it listens on, the
+    /// address it listens at (behind no translation). The connection's
+    /// handshake proved `peer`'s key.
+    pub fn inbound_address(&self, peer: &PeerId) -> Option<SocketAddr> {
+        self.inner.shared.inbound_address(peer)
+    }
+
     /// The limits this transport was bound with.
     pub fn config(&self) -> &QuicConfig {
         &self.inner.shared.config

@@ -5,10 +5,11 @@ use super::control::{
     QUERY_TIMEOUT, SUBMIT_PATIENCE,
 };
 use super::error::NodeError;
+use super::reconfig::{Approval, Members};
 use super::state::Ack;
 use super::watch::NodeReport;
 use crate::net::{AddressBook, QuicConfig, QuicTransport};
-use hologram_consensus::{ClientSession, Command};
+use hologram_consensus::{ClientSession, Command, SetChange, SetOp};
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol, Transport};
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Receipt};
@@ -415,6 +416,40 @@ impl Client {
         }
     }
 
+    /// The validator sets `node` follows.
+    pub async fn members(&self, node: NodeId) -> Result<Members, NodeError> {
+        match self
+            .call(node, &ControlRequest::Members, QUERY_TIMEOUT)
+            .await?
+        {
+            ControlResponse::Members(members) => Ok(members),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Asks `node` to approve `op` on the newest set it knows (this
+    /// client's key must be one of the node's operators').
+    pub async fn approve(&self, node: NodeId, op: SetOp) -> Result<Approval, NodeError> {
+        match self
+            .call(node, &ControlRequest::Approve(op), QUERY_TIMEOUT)
+            .await?
+        {
+            ControlResponse::Approval(approval) => Ok(approval),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Hands `node` an approved set change to propose when it leads.
+    pub async fn change_set(&self, node: NodeId, change: SetChange) -> Result<(), NodeError> {
+        match self
+            .call(node, &ControlRequest::ChangeSet(change), QUERY_TIMEOUT)
+            .await?
+        {
+            ControlResponse::ChangeTaken => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Closes the client's endpoint (its calls fail from then on).
     pub fn close(&self) {
         self.transport.close();
@@ -427,6 +462,9 @@ fn unexpected(response: &ControlResponse) -> NodeError {
         ControlResponse::Status(_) => "a status",
         ControlResponse::Log(_) => "a log page",
         ControlResponse::Report(_) => "a report",
+        ControlResponse::Members(_) => "the validator sets",
+        ControlResponse::Approval(_) => "an approval",
+        ControlResponse::ChangeTaken => "a set change taken",
     };
     NodeError::UnexpectedResponse { got }
 }

@@ -36,9 +36,25 @@ pub struct NodeConfig {
     pub keys: KeyPair,
     /// Where to listen (UDP).
     pub listen: SocketAddr,
-    /// The other validators and where they listen: the transport's address
-    /// book, and with this node the validator set.
+    /// The other nodes and where they listen: the transport's address book,
+    /// and, unless [`genesis`](Self::genesis) is given, with this node the
+    /// genesis validator set. Which of them are peers follows the validator
+    /// sets in force (see [`NodeConfig::genesis`]).
     pub peers: Vec<(NodeId, SocketAddr)>,
+    /// The group's genesis validator set (the set its height 0 was decided
+    /// by, which identifies the group), when it is not this node and its
+    /// [`peers`](Self::peers): a node that joins a running cluster names the
+    /// original validators here (it is not one of them), and so does every
+    /// node after changes made the peers differ from the genesis set.
+    /// Every node of a group must be given the same one. From it, the
+    /// decided set changes (applied from the node's log, or restored with a
+    /// snapshot) say which validators are in force at each height: the
+    /// node's consensus peers are those, whatever `peers` lists.
+    pub genesis: Option<Vec<NodeId>>,
+    /// The keys whose clients may ask this node to approve a change of the
+    /// validator set ([`ControlRequest::Approve`](super::ControlRequest::Approve)),
+    /// which it signs with its own key. Empty (the default): it approves none.
+    pub operators: Vec<NodeId>,
     /// The data directory (created if missing).
     pub data: PathBuf,
     /// Heights decided concurrently (at least 1).
@@ -90,6 +106,8 @@ impl NodeConfig {
             keys,
             listen,
             peers,
+            genesis: None,
+            operators: Vec::new(),
             data: data.into(),
             pipeline: DEFAULT_PIPELINE,
             quic,
@@ -99,13 +117,20 @@ impl NodeConfig {
         }
     }
 
-    /// The validator set: this node and its peers, ordered by id so that
-    /// every node given the same members agrees on the order (and so on
-    /// the leaders).
+    /// The genesis validator set: [`genesis`](Self::genesis), else this
+    /// node and its peers; ordered by id so that every node given the same
+    /// members agrees on the order (and so on the leaders).
     pub fn validators(&self) -> Result<ValidatorSet, NodeError> {
-        let mut ids: Vec<NodeId> = self.peers.iter().map(|(id, _)| *id).collect();
-        ids.push(self.keys.node_id());
+        let mut ids: Vec<NodeId> = match &self.genesis {
+            Some(ids) => ids.clone(),
+            None => {
+                let mut ids: Vec<NodeId> = self.peers.iter().map(|(id, _)| *id).collect();
+                ids.push(self.keys.node_id());
+                ids
+            }
+        };
         ids.sort_unstable();
+        ids.dedup();
         Ok(ValidatorSet::new(ids)?)
     }
 }

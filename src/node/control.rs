@@ -33,9 +33,10 @@
 //! command's client).
 
 use super::error::NodeError;
+use super::reconfig::{Approval, Members};
 use super::state::Ack;
 use super::watch::NodeReport;
-use hologram_consensus::{Command, MAX_SIGNED_BATCH, MAX_VALIDATORS};
+use hologram_consensus::{Command, SetChange, SetOp, MAX_SIGNED_BATCH, MAX_VALIDATORS};
 use hologram_lattice::transport::{Protocol, DEFAULT_MAX_FRAME};
 use hologram_lattice::wire::{self, WireError};
 use hologram_lattice::NodeId;
@@ -82,6 +83,22 @@ pub enum ControlRequest {
     },
     /// Answered with [`ControlResponse::Report`].
     Report,
+    /// The validator sets the node follows; answered with
+    /// [`ControlResponse::Members`].
+    Members,
+    /// Asks the node to approve a change of its group's validator set: it
+    /// signs [`SetChange::approval_bytes`] of the operation, the version
+    /// and the newest set it knows, with its own key, and answers
+    /// [`ControlResponse::Approval`]. Taken only from a key the node was
+    /// told is its operator's ([`NodeConfig::operators`](super::NodeConfig::operators));
+    /// refused from any other, and when the operation does not fit the
+    /// newest set or the node is not one of its validators.
+    Approve(SetOp),
+    /// Asks the node to propose this change when it leads (any client may:
+    /// a quorum of the set it changes approved it, which the node checks
+    /// first); answered with [`ControlResponse::ChangeTaken`], or refused
+    /// with the reason.
+    ChangeSet(SetChange),
 }
 
 /// What a node answers.
@@ -96,6 +113,12 @@ pub enum ControlResponse {
     Log(LogPage),
     /// The node's report: status, health, mempool, data directory, peers.
     Report(NodeReport),
+    /// The validator sets the node follows.
+    Members(Members),
+    /// The node's approval of a set change.
+    Approval(Approval),
+    /// The node took the set change: it will propose it when it leads.
+    ChangeTaken,
 }
 
 /// What became of one submitted command.
@@ -205,8 +228,16 @@ impl ControlRequest {
     /// answered with no answer).
     pub fn decode(bytes: &[u8]) -> Result<Self, NodeError> {
         let request: Self = wire::decode("control request", bytes, MAX_CONTROL_BYTES)?;
-        if let ControlRequest::Submit(commands) = &request {
-            wire::check_count("submitted commands", commands.len(), MAX_SUBMIT_COMMANDS)?;
+        match &request {
+            ControlRequest::Submit(commands) => {
+                wire::check_count("submitted commands", commands.len(), MAX_SUBMIT_COMMANDS)?
+            }
+            ControlRequest::ChangeSet(change) => wire::check_count(
+                "set change approvals",
+                change.approvals.len(),
+                MAX_VALIDATORS,
+            )?,
+            _ => {}
         }
         Ok(request)
     }
@@ -233,7 +264,14 @@ impl ControlResponse {
             ControlResponse::Report(report) => {
                 wire::check_count("report peers", report.peers.len(), MAX_VALIDATORS)?
             }
-            ControlResponse::Status(_) => {}
+            ControlResponse::Members(m) => {
+                wire::check_count("validators in force", m.current.len(), MAX_VALIDATORS)?;
+                wire::check_count("validators scheduled", m.newest.len(), MAX_VALIDATORS)?;
+                wire::check_count("member addresses", m.addresses.len(), 2 * MAX_VALIDATORS)?
+            }
+            ControlResponse::Status(_)
+            | ControlResponse::Approval(_)
+            | ControlResponse::ChangeTaken => {}
         }
         Ok(response)
     }
@@ -269,6 +307,16 @@ mod tests {
             Just(ControlRequest::Status),
             Just(ControlRequest::Report),
             any::<u64>().prop_map(|from| ControlRequest::Log { from }),
+            Just(ControlRequest::Members),
+            any::<[u8; 32]>()
+                .prop_map(|id| ControlRequest::Approve(SetOp::Remove(NodeId::from_bytes(id)))),
+            (any::<[u8; 32]>(), any::<u64>()).prop_map(|(id, version)| {
+                let keys = hologram_receipt::KeyPair::from_seed([0xc4; 32]);
+                let set = hologram_consensus::ValidatorSet::new(vec![keys.node_id()]).unwrap();
+                let op = SetOp::Add(NodeId::from_bytes(id));
+                let approval = SetChange::approve(&keys, version, &set, &op);
+                ControlRequest::ChangeSet(SetChange::new(version, op, vec![approval]))
+            }),
         ]
     }
 
@@ -316,6 +364,35 @@ mod tests {
                 )
             )
                 .prop_map(|(first, commands)| ControlResponse::Log(LogPage { first, commands })),
+            Just(ControlResponse::ChangeTaken),
+            (any::<[u8; 32]>(), any::<[u64; 3]>(), 0..5usize).prop_map(|(n, c, k)| {
+                let ids: Vec<NodeId> = (0..k as u8).map(|i| NodeId::from_bytes([i; 32])).collect();
+                ControlResponse::Members(Members {
+                    node: NodeId::from_bytes(n),
+                    version: c[0],
+                    heights: c[1],
+                    current: ids.clone(),
+                    newest: ids.clone(),
+                    newest_from: c[2],
+                    addresses: ids
+                        .iter()
+                        .map(|id| (*id, "127.0.0.1:7000".parse().unwrap()))
+                        .collect(),
+                })
+            }),
+            (any::<u64>(), any::<[u8; 32]>()).prop_map(|(version, set)| {
+                let keys = hologram_receipt::KeyPair::from_seed([0xc5; 32]);
+                let (approver, signature) = (
+                    keys.node_id(),
+                    keys.sign(hologram_receipt::Purpose::SetChange, &set),
+                );
+                ControlResponse::Approval(Approval {
+                    version,
+                    set,
+                    approver,
+                    signature,
+                })
+            }),
         ]
     }
 

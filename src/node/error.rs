@@ -86,6 +86,37 @@ pub enum NodeError {
         /// The first position the node holds.
         first: u64,
     },
+    /// A validator-set change cannot be asked for: the operation does not
+    /// fit the newest set, or no node said what that set is.
+    SetChangeRefused {
+        /// The operation.
+        op: hologram_consensus::SetOp,
+        /// Why.
+        reason: String,
+    },
+    /// Fewer than a quorum of the set's validators approved a change.
+    NoApprovalQuorum {
+        /// The set version the change was for.
+        version: u64,
+        /// Valid approvals gathered.
+        approvals: usize,
+        /// The set's quorum.
+        quorum: usize,
+        /// What each node that did not approve answered.
+        refusals: Vec<String>,
+    },
+    /// No node took an approved set change to propose.
+    SetChangeNotTaken {
+        /// What each node answered.
+        refusals: Vec<String>,
+    },
+    /// An approved set change was not decided and in force in time.
+    SetChangeTimeout {
+        /// The set version the change was for.
+        version: u64,
+        /// How long the client waited.
+        waited: std::time::Duration,
+    },
 }
 
 impl core::fmt::Display for NodeError {
@@ -117,6 +148,27 @@ impl core::fmt::Display for NodeError {
             NodeError::LogTrimmed { first } => write!(
                 f,
                 "the node keeps its log from position {first} on, not from 0"
+            ),
+            NodeError::SetChangeRefused { op, reason } => {
+                write!(f, "the set change {op:?} cannot be asked for: {reason}")
+            }
+            NodeError::NoApprovalQuorum {
+                version,
+                approvals,
+                quorum,
+                refusals,
+            } => write!(
+                f,
+                "{approvals} approvals of the set change at version {version}, a quorum is \
+                 {quorum}; refusals: {}",
+                refusals.join("; ")
+            ),
+            NodeError::SetChangeNotTaken { refusals } => {
+                write!(f, "no node took the set change: {}", refusals.join("; "))
+            }
+            NodeError::SetChangeTimeout { version, waited } => write!(
+                f,
+                "the set change at version {version} was not in force after {waited:?}"
             ),
             NodeError::UnexpectedResponse { got } => {
                 write!(

@@ -1,7 +1,8 @@
 //! `hologram::node`: a validator of a BFT cluster over QUIC, and its client
 //! (feature `net`). The `hologram-node` program is a command line over it.
 //!
-//! A node is one validator of a fixed validator set. It runs the Tendermint
+//! A node is one validator of a cluster whose validator set can change
+//! (see [Changing the validators](#changing-the-validators)). It runs the Tendermint
 //! replica of `hologram-consensus` with its write-ahead driver over
 //! [`QuicTransport`](crate::net::QuicTransport), keeps what it decided and
 //! what it signed in a [`RedbStore`](hologram_cam::RedbStore) in its data
@@ -25,26 +26,49 @@
 //! ## Who may say what
 //!
 //! Every connection is QUIC, encrypted and authenticated by Ed25519 key both
-//! ways (see [`net`](crate::net)). Peers are the validator set: each
-//! `(id, address)` of [`NodeConfig::peers`] goes into the transport's
-//! address book, and a node dials a peer only if it proves that id. The
-//! endpoint accepts any valid key, because clients connect with keys of
-//! their own ([`Client`]); then, by protocol:
+//! ways (see [`net`](crate::net)). Peers are the validators of the sets in
+//! force and scheduled (the genesis set, [`NodeConfig::genesis`], moved by
+//! each decided change); each `(id, address)` of [`NodeConfig::peers`]
+//! goes into the transport's address book, and a node dials a peer only if
+//! it proves that id. The endpoint accepts any valid key, because clients
+//! connect with keys of their own ([`Client`]); then, by protocol:
 //!
 //! - **consensus** (votes, proposals, decisions, catch-up): taken only from
-//!   the keys of the validator set; a frame from any other key is dropped
-//!   (a request refused) before the consensus inbox sees it;
+//!   the keys of the validator sets in force or scheduled; a frame from any
+//!   other key is dropped (a request refused) before the consensus inbox
+//!   sees it. A validator whose removal is in force is dropped; one whose
+//!   addition is decided is taken (so that it can sync);
 //! - **the client protocol** ([`CONTROL`]): any key may ask a status or
 //!   read the log, and submit commands *signed by that same key* (the key
 //!   its handshake proved); a command signed by another key, or whose
 //!   signature does not verify, is refused. Every replica verifies each
 //!   command's signature again before it is ordered.
 //!
+//! - **set-change approvals** ([`ControlRequest::Approve`]): only from the
+//!   keys of [`NodeConfig::operators`]; a decided change's approvals are
+//!   its quorum's signatures, so no client (nor `f` validators) can change
+//!   the set.
+//!
 //! Anyone can make a key, so anyone who reaches the port can open a
 //! connection (up to [`QuicConfig::max_connections`](crate::net::QuicConfig),
 //! the one idle longest closed at the cap) and submit commands in their own
 //! name; what a client may do is the state machine's business (it sees each
 //! command's client).
+//!
+//! ## Changing the validators
+//!
+//! A change (add, remove or replace one validator) is decided by consensus
+//! and is in force [`DEFAULT_SET_CHANGE_DELAY`](hologram_consensus::DEFAULT_SET_CHANGE_DELAY)
+//! heights later (see [`Membership`](hologram_consensus::Membership)). The
+//! operator's [`change_validators`] asks the nodes to approve it (each signs
+//! with its key when asked by one of its operators), and once a quorum of
+//! the set approved, hands the change to every node. A node to add starts
+//! first, with a new key and the cluster's genesis set
+//! ([`NodeConfig::genesis`]): once its addition is decided, the validators
+//! take it in and it syncs (from a snapshot if their logs are compacted);
+//! once it is in force, it votes. Where it listens is learned from its own
+//! connections to them (see the roster, `src/node/roster.rs`), or given to
+//! them as a peer.
 //!
 //! ## Embedding
 //!
@@ -69,7 +93,8 @@
 //! | [`run_load`], [`LoadConfig`], [`LoadReport`] | a load generator: many clients, throughput and latency |
 //! | [`ControlRequest`], [`ControlResponse`], [`Status`], [`Ack`], [`LogPage`] | the client protocol |
 //! | [`generate_key_file`], [`read_key_file`], [`write_key_file`] | key files: an Ed25519 seed, in hex |
-//! | [`parse_peer`], [`read_peers_file`], [`merge_peers`] | peers: `<id>@<host:port>` |
+//! | [`parse_peer`], [`parse_node_id`], [`read_peers_file`], [`merge_peers`] | peers: `<id>@<host:port>` |
+//! | [`change_validators`], [`Members`], [`Approval`], [`ChangeDone`] | changing the validators of a running cluster |
 //! | [`CommandList`] | the state machine the decisions feed |
 //! | [`NodeReport`], [`Health`], [`PeerStatus`] | what a node reports of itself and its peers (`--status --json`) |
 //! | [`install_prometheus`], [`all_metrics`], [`NODE_METRICS`] | metrics: the recorder the node serves and the documented list |
@@ -96,6 +121,8 @@ mod machine;
 mod offload;
 mod outbound;
 mod peers;
+mod reconfig;
+mod roster;
 mod run;
 mod service;
 mod state;
@@ -117,7 +144,8 @@ pub use control::{
 pub use error::NodeError;
 pub use http::{MAX_CONNECTIONS, MAX_REQUEST_BYTES, REQUEST_TIMEOUT};
 pub use keys::{generate_key_file, read_key_file, write_key_file};
-pub use peers::{merge_peers, parse_peer, read_peers_file, resolve};
+pub use peers::{merge_peers, parse_node_id, parse_peer, read_peers_file, resolve};
+pub use reconfig::{change_validators, Approval, ChangeDone, Members, CHANGE_POLL};
 pub use run::{NodeInfo, ValidatorNode, MEMPOOL_CAPACITY, STORE_FILE, SYNC_INTERVAL};
 pub use state::{Ack, CommandList};
 pub use telemetry::{all_metrics, install_prometheus, NODE_METRICS};

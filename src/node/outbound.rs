@@ -14,7 +14,7 @@
 use hologram_lattice::transport::{async_trait, check_frame, Protocol, Transport, TransportError};
 use hologram_lattice::NodeId;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -31,17 +31,33 @@ type PeerQueue = mpsc::Sender<(Protocol, Vec<u8>)>;
 #[derive(Clone)]
 pub(crate) struct Queued {
     inner: Arc<dyn Transport>,
-    queues: Arc<HashMap<NodeId, PeerQueue>>,
+    queues: Arc<Mutex<HashMap<NodeId, PeerQueue>>>,
 }
 
 impl Queued {
     /// Queues for `peers` in front of `inner`; one task per peer (within a
     /// tokio runtime). Messages to other nodes are refused as unreachable.
     pub(crate) fn new(inner: Arc<dyn Transport>, peers: &[NodeId]) -> Self {
-        let mut queues = HashMap::new();
+        let queued = Self {
+            inner,
+            queues: Arc::default(),
+        };
+        queued.set_peers(peers);
+        queued
+    }
+
+    /// Keeps queues for `peers` only: a new peer gets one (and its task), a
+    /// peer no longer given loses its own (its task ends once it sent what
+    /// was queued).
+    pub(crate) fn set_peers(&self, peers: &[NodeId]) {
+        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        queues.retain(|peer, _| peers.contains(peer));
         for &peer in peers {
+            if queues.contains_key(&peer) {
+                continue;
+            }
             let (queue, mut pending) = mpsc::channel::<(Protocol, Vec<u8>)>(PEER_QUEUE);
-            let transport = Arc::clone(&inner);
+            let transport = Arc::clone(&self.inner);
             tokio::spawn(async move {
                 let mut paused_until: Option<Instant> = None;
                 while let Some((protocol, bytes)) = pending.recv().await {
@@ -56,10 +72,6 @@ impl Queued {
                 }
             });
             queues.insert(peer, queue);
-        }
-        Self {
-            inner,
-            queues: Arc::new(queues),
         }
     }
 }
@@ -93,10 +105,8 @@ impl Transport for Queued {
         payload: Vec<u8>,
     ) -> Result<(), TransportError> {
         check_frame(payload.len(), self.inner.max_frame())?;
-        let queue = self
-            .queues
-            .get(&to)
-            .ok_or(TransportError::Unreachable(to))?;
+        let queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        let queue = queues.get(&to).ok_or(TransportError::Unreachable(to))?;
         let _ = queue.try_send((protocol, payload));
         Ok(())
     }

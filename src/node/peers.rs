@@ -32,6 +32,15 @@ pub fn parse_peer(spec: &str) -> Result<(NodeId, SocketAddr), NodeError> {
     Ok((id, addr))
 }
 
+/// Parses a node id: 64 hex digits.
+pub fn parse_node_id(text: &str) -> Result<NodeId, NodeError> {
+    let bytes = parse_hex32(text).map_err(|reason| NodeError::Peer {
+        spec: text.to_string(),
+        reason: format!("node id: {reason}"),
+    })?;
+    Ok(NodeId::from_bytes(bytes))
+}
+
 /// Reads a peers file: one `<id>@<addr>` a line; blank lines and `#`
 /// comments are skipped. A file over 1 MiB is refused unread.
 pub fn read_peers_file(path: &Path) -> Result<Vec<(NodeId, SocketAddr)>, NodeError> {

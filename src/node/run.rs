@@ -9,6 +9,7 @@ use super::http;
 use super::machine::SharedMachine;
 use super::offload::Offloaded;
 use super::outbound::Queued;
+use super::roster::Roster;
 use super::service::{ControlHandler, ValidatorsOnly};
 use super::task::NodeTask;
 use super::telemetry::install_prometheus;
@@ -23,7 +24,6 @@ use hologram_lattice::transport::{ProtocolMux, Timer};
 use hologram_lattice::NodeId;
 use hologram_receipt::ChainHead;
 use metrics_exporter_prometheus::PrometheusHandle;
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -158,34 +158,47 @@ impl ValidatorNode {
             warn!(%address, %why, "stored object not used");
         }
         let replica = recovered.replica(config.keys.clone(), replica_config)?;
+        let mempool = replica.mempool_size();
         let applied_log = AppliedLog::open(store, config.keep_commands).await?;
         let machine = SharedMachine::new(validators.clone());
         let (events, machine_events) = mpsc::unbounded_channel();
         let snapshots = SnapshotConfig::every(config.snapshot_every.max(1));
-        let peers: Vec<NodeId> = config.peers.iter().map(|(id, _)| *id).collect();
-        let watch = Watch::new(&peers, 0, replica.mempool_size(), &config.data);
-
-        let (consensus, consensus_inbox) = inbox();
-        let (requests, incoming) = mpsc::channel(REQUESTS);
-        let members: HashSet<NodeId> = validators.validators().iter().copied().collect();
-        let mux = ProtocolMux::new();
-        mux.mount_as(
-            hologram_consensus::CONSENSUS_PROTOCOL,
-            Arc::new(ValidatorsOnly {
-                validators: Arc::new(members),
-                inner: Arc::new(consensus),
-            }),
-        )
-        .mount_as(CONTROL, Arc::new(ControlHandler { requests }));
         let book = AddressBook::new();
         for &(peer, addr) in &config.peers {
             book.insert(peer, addr);
         }
+        // Who the peers are follows the validator sets (the machine's, once
+        // rebuilt below); the genesis set's until then.
+        let roster = Arc::new(Roster::new(
+            me,
+            validators.validators().to_vec(),
+            book.clone(),
+        ));
+        let genesis_peers = roster.peers();
+
+        let (consensus, consensus_inbox) = inbox();
+        let (requests, incoming) = mpsc::channel(REQUESTS);
+        let mux = ProtocolMux::new();
+        mux.mount_as(
+            hologram_consensus::CONSENSUS_PROTOCOL,
+            Arc::new(ValidatorsOnly {
+                validators: roster.clone(),
+                inner: Arc::new(consensus),
+            }),
+        )
+        .mount_as(
+            CONTROL,
+            Arc::new(ControlHandler {
+                requests,
+                keys: config.keys.clone(),
+                operators: Arc::new(config.operators.clone()),
+            }),
+        );
         let mut quic = config.quic.clone();
         quic.max_frame = quic.max_frame.max(MAX_MESSAGE_BYTES).max(MAX_CONTROL_BYTES);
         let transport =
             QuicTransport::bind(&config.keys, config.listen, Arc::new(mux), book, quic)?;
-        let queued = Queued::new(Arc::new(transport.clone()), &peers);
+        let queued = Queued::new(Arc::new(transport.clone()), &genesis_peers);
         let (driver, handle, decisions) = ReplicaDriver::new(
             replica,
             Arc::new(queued.clone()),
@@ -197,13 +210,17 @@ impl ValidatorNode {
         let factory = machine.factory(validators.clone(), events);
         let driver = (driver.with_log(log)).with_machine(factory, snapshots, &recovered)?;
         drop(recovered);
+        if let Some(peers) = roster.follow(machine.lock().membership()) {
+            queued.set_peers(&peers);
+        }
+        let watch = Watch::new(&roster.peers(), 0, mempool, &config.data);
         let mut task = NodeTask::new(
             machine.clone(),
             machine_events,
             applied_log,
             handle.clone(),
             queued,
-            peers,
+            (roster, transport.clone()),
             watch.clone(),
         );
         task.recover().await?;

@@ -4,15 +4,18 @@
 use super::control::{
     ControlRequest, ControlResponse, LogPage, Status, SubmitAnswer, SUBMIT_PATIENCE,
 };
+use super::reconfig::{Approval, Members};
+use super::roster::Roster;
 use super::task::SubmitReply;
 use super::watch::NodeReport;
-use hologram_consensus::Command;
+use crate::net::telemetry::DROPPED_LOG;
+use hologram_consensus::{Command, SetChange, SetOp, ValidatorSet};
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol};
 use hologram_lattice::NodeId;
-use std::collections::HashSet;
+use hologram_receipt::KeyPair;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// A client request handed to the node task, with where its answer goes.
 pub(crate) enum Request {
@@ -20,13 +23,23 @@ pub(crate) enum Request {
     Status(oneshot::Sender<Status>),
     Log(u64, oneshot::Sender<LogPage>),
     Report(oneshot::Sender<NodeReport>),
+    /// The sets the node follows, and the newest one.
+    Members(oneshot::Sender<(Members, ValidatorSet)>),
+    /// A set change to propose; the driver's answer.
+    ChangeSet(
+        SetChange,
+        oneshot::Sender<Result<(), hologram_consensus::ConsensusError>>,
+    ),
 }
 
 /// Serves [`CONTROL`](super::control::CONTROL) requests by handing them to
 /// the node task. `from` is the key the client's QUIC handshake proved: a
-/// command is taken only if that key signed it.
+/// command is taken only if that key signed it, and a set change approved
+/// (with `keys`, the node's) only if it is one of `operators`.
 pub(crate) struct ControlHandler {
     pub(crate) requests: mpsc::Sender<Request>,
+    pub(crate) keys: KeyPair,
+    pub(crate) operators: Arc<Vec<NodeId>>,
 }
 
 #[async_trait]
@@ -77,6 +90,19 @@ impl Handler for ControlHandler {
                 self.ask(Request::Log(from, reply)).await?;
                 ControlResponse::Log(answer.await.map_err(|_| stopped())?)
             }
+            ControlRequest::Members => ControlResponse::Members(self.members().await?.0),
+            ControlRequest::Approve(op) => ControlResponse::Approval(self.approve(from, op).await?),
+            ControlRequest::ChangeSet(change) => {
+                let (reply, answer) = oneshot::channel();
+                self.ask(Request::ChangeSet(change, reply)).await?;
+                match answer.await.map_err(|_| stopped())? {
+                    Ok(()) => ControlResponse::ChangeTaken,
+                    Err(e) => {
+                        debug!(client = %from, error = %e, "set change refused");
+                        return Err(HandlerError::Refused(e.to_string()));
+                    }
+                }
+            }
         };
         response
             .encode()
@@ -108,18 +134,54 @@ impl ControlHandler {
     async fn ask(&self, request: Request) -> Result<(), HandlerError> {
         self.requests.send(request).await.map_err(|_| stopped())
     }
+
+    async fn members(&self) -> Result<(Members, ValidatorSet), HandlerError> {
+        let (reply, answer) = oneshot::channel();
+        self.ask(Request::Members(reply)).await?;
+        answer.await.map_err(|_| stopped())
+    }
+
+    /// This node's approval of `op` on the newest set it knows, asked by
+    /// `from`: refused unless `from` is an operator, this node is a
+    /// validator of that set and `op` fits it.
+    async fn approve(&self, from: NodeId, op: SetOp) -> Result<Approval, HandlerError> {
+        if !self.operators.contains(&from) {
+            warn!(client = %from, ?op, "approval refused: not an operator of this node");
+            return Err(HandlerError::Refused(format!(
+                "{from} is not an operator of this node"
+            )));
+        }
+        let (members, set) = self.members().await?;
+        let me = self.keys.node_id();
+        if !set.contains(&me) {
+            return Err(HandlerError::Refused(format!(
+                "{me} is not a validator of the newest set (version {})",
+                members.version
+            )));
+        }
+        op.apply(&set).map_err(HandlerError::Refused)?;
+        let (approver, signature) = SetChange::approve(&self.keys, members.version, &set, &op);
+        info!(client = %from, ?op, version = members.version, "set change approved");
+        Ok(Approval {
+            version: members.version,
+            set: set.fingerprint(),
+            approver,
+            signature,
+        })
+    }
 }
 
 fn stopped() -> HandlerError {
     HandlerError::Failed("the node is stopping".into())
 }
 
-/// A handler that passes on frames from the validators only: a message
-/// from another key is dropped, a request refused. Over QUIC `from` is
-/// the key the peer's handshake proved, so a host with a key outside the
-/// validator set cannot get a frame to `inner`.
+/// A handler that passes on frames from the validators only (the
+/// [`Roster`]'s members, following the validator sets): a message from
+/// another key is dropped, a request refused. Over QUIC `from` is the key
+/// the peer's handshake proved, so a host with a key outside the validator
+/// sets cannot get a frame to `inner`.
 pub(crate) struct ValidatorsOnly {
-    pub(crate) validators: Arc<HashSet<NodeId>>,
+    pub(crate) validators: Arc<Roster>,
     pub(crate) inner: Arc<dyn Handler>,
 }
 
@@ -131,8 +193,12 @@ impl Handler for ValidatorsOnly {
         protocol: Protocol,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, HandlerError> {
-        if !self.validators.contains(&from) {
-            warn!(peer = %from, ?protocol, "request refused: not a validator");
+        if !self.validators.allows(&from) {
+            // Anyone can try (a node waiting to be added does, often): at
+            // a bounded rate.
+            if let Some(suppressed) = DROPPED_LOG.allow() {
+                warn!(peer = %from, ?protocol, suppressed, "request refused: not a validator");
+            }
             return Err(HandlerError::Refused(format!(
                 "{from} is not a validator of this cluster"
             )));
@@ -141,8 +207,10 @@ impl Handler for ValidatorsOnly {
     }
 
     async fn message(&self, from: NodeId, protocol: Protocol, payload: Vec<u8>) {
-        if !self.validators.contains(&from) {
-            warn!(peer = %from, ?protocol, "message dropped: not a validator");
+        if !self.validators.allows(&from) {
+            if let Some(suppressed) = DROPPED_LOG.allow() {
+                warn!(peer = %from, ?protocol, suppressed, "message dropped: not a validator");
+            }
             return;
         }
         self.inner.message(from, protocol, payload).await;
@@ -179,8 +247,9 @@ mod tests {
         let validator = NodeId::from_bytes([1; 32]);
         let stranger = NodeId::from_bytes([2; 32]);
         let count = Arc::new(Count(AtomicUsize::new(0)));
+        let roster = Roster::new(validator, vec![validator], Default::default());
         let gate = ValidatorsOnly {
-            validators: Arc::new([validator].into_iter().collect()),
+            validators: Arc::new(roster),
             inner: count.clone(),
         };
         let p = hologram_consensus::CONSENSUS_PROTOCOL;
@@ -193,6 +262,57 @@ mod tests {
         );
         gate.message(validator, p, vec![1]).await;
         assert_eq!(count.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn only_operators_get_approvals_and_only_of_changes_that_fit() {
+        use hologram_consensus::Membership;
+        let node = KeyPair::from_seed([1; 32]);
+        let others: Vec<KeyPair> = (2..=4u8).map(|i| KeyPair::from_seed([i; 32])).collect();
+        let mut ids = vec![node.node_id()];
+        ids.extend(others.iter().map(KeyPair::node_id));
+        let set = ValidatorSet::new(ids.clone()).unwrap();
+        let operator = NodeId::from_bytes([9; 32]);
+        let (requests, mut incoming) = mpsc::channel(4);
+        let membership = Membership::from(set.clone());
+        tokio::spawn(async move {
+            while let Some(request) = incoming.recv().await {
+                if let Request::Members(reply) = request {
+                    let members = Members::of(ids[0], &membership, Vec::new());
+                    let _ = reply.send((members, membership.newest().clone()));
+                }
+            }
+        });
+        let handler = ControlHandler {
+            requests,
+            keys: node.clone(),
+            operators: Arc::new(vec![operator]),
+        };
+        let newcomer = NodeId::from_bytes([5; 32]);
+        let stranger = NodeId::from_bytes([6; 32]);
+        let refused = handler.approve(stranger, SetOp::Add(newcomer)).await;
+        assert!(matches!(refused, Err(HandlerError::Refused(why)) if why.contains("operator")));
+        let misfit = handler.approve(operator, SetOp::Remove(newcomer)).await;
+        assert!(
+            matches!(misfit, Err(HandlerError::Refused(_))),
+            "{misfit:?}"
+        );
+        let approval = handler
+            .approve(operator, SetOp::Add(newcomer))
+            .await
+            .unwrap();
+        assert_eq!((approval.version, approval.set), (0, set.fingerprint()));
+        assert_eq!(approval.approver, node.node_id());
+        // With two more, it is a change the set's quorum approved.
+        let op = SetOp::Add(newcomer);
+        let mut approvals = vec![(approval.approver, approval.signature)];
+        approvals.extend(
+            others[..2]
+                .iter()
+                .map(|k| SetChange::approve(k, 0, &set, &op)),
+        );
+        let change = SetChange::new(0, op, approvals);
+        assert_eq!(change.verify(0, &set).unwrap().len(), 5);
     }
 
     #[test]

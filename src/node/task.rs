@@ -5,14 +5,18 @@
 
 use super::applied::AppliedLog;
 use super::control::{
-    LogPage, NotApplied, Status, SubmitAnswer, LOG_PAGE_BYTES, LOG_PAGE_COMMANDS,
+    ControlRequest, ControlResponse, LogPage, NotApplied, Status, SubmitAnswer, CONTROL,
+    LOG_PAGE_BYTES, LOG_PAGE_COMMANDS, QUERY_TIMEOUT,
 };
 use super::error::NodeError;
 use super::machine::{Event, SharedMachine};
 use super::outbound::Queued;
+use super::reconfig::Members;
+use super::roster::Roster;
 use super::run::SYNC_INTERVAL;
 use super::service::Request;
 use super::watch::Watch;
+use crate::net::QuicTransport;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -78,8 +82,15 @@ pub(crate) struct NodeTask {
     restored: u64,
     handle: DriverHandle,
     transport: Queued,
+    /// Who the peers are, following the validator sets.
+    roster: Arc<Roster>,
+    /// The transport under `transport` (where new peers' addresses are
+    /// learned).
+    quic: QuicTransport,
     peers: Vec<NodeId>,
     sync_turn: usize,
+    /// The question to a peer of where the members listen, if one was asked.
+    asking: Option<tokio::task::JoinHandle<()>>,
     watch: Arc<Watch>,
     applied_gauge: Gauge,
     restores: Counter,
@@ -92,9 +103,10 @@ impl NodeTask {
         applied: AppliedLog,
         handle: DriverHandle,
         transport: Queued,
-        peers: Vec<NodeId>,
+        (roster, quic): (Arc<Roster>, QuicTransport),
         watch: Arc<Watch>,
     ) -> NodeTask {
+        let peers = roster.peers();
         NodeTask {
             machine,
             events,
@@ -105,8 +117,11 @@ impl NodeTask {
             restored: 0,
             handle,
             transport,
+            roster,
+            quic,
             peers,
             sync_turn: 0,
+            asking: None,
             watch,
             applied_gauge: metrics::gauge!("hologram_node_applied_commands"),
             restores: metrics::counter!("hologram_node_snapshots_restored_total"),
@@ -191,6 +206,23 @@ impl NodeTask {
     /// durable; a restore moves the applied table to the snapshot (and,
     /// `serving`, counts as a state sync).
     async fn on_event(&mut self, event: Event, serving: bool) -> Result<(), NodeError> {
+        let done = self.take_event(event, serving).await;
+        self.follow_membership();
+        done
+    }
+
+    /// The peers follow the validator sets the machine applied: the
+    /// consensus gate, the send queues and the peers asked for decisions.
+    fn follow_membership(&mut self) {
+        let changed = self.roster.follow(self.machine.lock().membership());
+        if let Some(peers) = changed {
+            self.transport.set_peers(&peers);
+            self.peers = peers;
+            self.roster.learn_addresses(&self.quic);
+        }
+    }
+
+    async fn take_event(&mut self, event: Event, serving: bool) -> Result<(), NodeError> {
         match event {
             Event::Applied(decision, answers) => self.applied(&decision, &answers).await,
             Event::Restored { height, applied } => {
@@ -341,6 +373,19 @@ impl NodeTask {
                     .increment(1);
                 let _ = reply.send(self.watch.report(self.status()));
             }
+            Request::Members(reply) => {
+                let rsm = self.machine.lock();
+                let membership = rsm.membership();
+                let addresses = self.roster.addresses();
+                let members = Members::of(self.transport.local_id(), membership, addresses);
+                let _ = reply.send((members, membership.newest().clone()));
+            }
+            Request::ChangeSet(change, reply) => {
+                let handle = self.handle.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(handle.propose_set_change(change).await);
+                });
+            }
             Request::Log(from, reply) => {
                 metrics::counter!("hologram_node_client_requests_total", "kind" => "log")
                     .increment(1);
@@ -376,6 +421,33 @@ impl NodeTask {
         }
     }
 
+    /// If a peer has no address, asks `peer` where the members listen (one
+    /// question at a time).
+    fn ask_for_addresses(&mut self, peer: NodeId) {
+        if !self.roster.missing_addresses()
+            || self.asking.as_ref().is_some_and(|t| !t.is_finished())
+        {
+            return;
+        }
+        let (roster, quic) = (self.roster.clone(), self.quic.clone());
+        self.asking = Some(tokio::spawn(async move {
+            let Ok(request) = ControlRequest::Members.encode() else {
+                return;
+            };
+            let answer = quic.request(peer, CONTROL, request, QUERY_TIMEOUT).await;
+            match answer
+                .map_err(NodeError::from)
+                .and_then(|a| ControlResponse::decode(&a))
+            {
+                Ok(ControlResponse::Members(m)) => {
+                    roster.learn_given(peer, &m.addresses);
+                }
+                Ok(_) => debug!(%peer, "a peer answered another response to Members"),
+                Err(e) => debug!(%peer, error = %e, "asking a peer where the members listen"),
+            }
+        }));
+    }
+
     /// Asks the next peer in turn for decisions from this node's next
     /// height on, and forgets clients that stopped waiting.
     async fn ask_for_decisions(&mut self) {
@@ -384,10 +456,12 @@ impl NodeTask {
             !replies.is_empty()
         });
         self.progress();
+        self.roster.learn_addresses(&self.quic);
         let Some(&peer) = self.peers.get(self.sync_turn % self.peers.len().max(1)) else {
             return;
         };
         self.sync_turn = self.sync_turn.wrapping_add(1);
+        self.ask_for_addresses(peer);
         let request = ConsensusMessage::SyncRequest {
             from: self.machine.lock().next_height(),
         };

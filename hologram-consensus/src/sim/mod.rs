@@ -16,7 +16,7 @@
 mod machine;
 
 use crate::detector::Misbehaviour;
-use crate::driver::Submit;
+use crate::driver::{Local, Submit};
 use crate::message::{ConsensusMessage, Decision};
 use crate::persist::DurableLog;
 use crate::replica::{LogRead, Outgoing, Outputs, Replica, ReplicaConfig, Timer, VotingRecord};
@@ -272,7 +272,10 @@ impl Driven for SimReplica {
     type Error = ConsensusError;
 
     fn on_control(&mut self, ctx: &mut Ctx<'_>, s: Submit) {
-        let result = self.submit(ctx, s.commands, s.gossip);
+        let result = match s.input {
+            Local::Commands(commands, gossip) => self.submit(ctx, commands, gossip),
+            Local::SetChange(change) => self.propose_set_change(ctx, change).map(|()| 0),
+        };
         match &mut self.driven {
             Some(d) => d.replies.push((s.reply, result)),
             None => drop(s.reply.send(result)),
