@@ -14,7 +14,7 @@ use futures::StreamExt;
 use hologram_cam::{ChunkParams, Name, Object, Store};
 use hologram_consensus::{
     Command, ConsensusError, DurableLog, Executor, ReplicaConfig, ReplicatedStateMachine,
-    SnapshotConfig, ValidatorSet,
+    SetChange, SetOp, SnapshotConfig, ValidatorSet,
 };
 use hologram_lattice::transport::{MemoryNetwork, Timer};
 use hologram_receipt::{KeyPair, ReceiptChain};
@@ -241,4 +241,90 @@ fn the_log_stays_bounded_and_an_empty_validator_syncs_from_a_snapshot() {
         });
         assert!(refused, "{:?}", recovered.rejected);
     }
+}
+
+#[test]
+fn a_compacted_log_keeps_the_links_of_the_set_changes_below_it() {
+    // A set change is decided, then the log is compacted well past it: the
+    // change's block is deleted with the rest, but its certified decision
+    // (the link a node behind that change needs, as a light client, to
+    // trust the sets after it) is kept, and comes back at open.
+    let (keys, set) = validators();
+    let network = MemoryNetwork::new(12);
+    let timer = Timer::new();
+    let mut pool = LocalPool::new();
+    let spawner = pool.spawner();
+    let stores: Vec<Arc<Counting>> = (0..4).map(|_| Arc::new(Counting::default())).collect();
+    let mut nodes: Vec<Node> = keys
+        .iter()
+        .zip(&stores)
+        .map(|(k, s)| start(&spawner, &mut pool, &network, &timer, k, &set, s.clone()))
+        .collect();
+    let client = KeyPair::from_seed([0xc8; 32]);
+    let wave = |w: u64| -> Vec<Command> {
+        (0..8u64)
+            .map(|i| {
+                let sequence = w * 8 + i;
+                let bytes = format!("k{i}={w}").into_bytes();
+                Command::sign(&client, sequence, sequence, bytes).expect("small")
+            })
+            .collect()
+    };
+    commit(&mut pool, &mut nodes, &wave(0));
+    // A fifth validator is added (it never runs: four of five are a quorum).
+    let op = SetOp::Add(KeyPair::from_seed([0x55; 32]).node_id());
+    let approvals = keys[..3]
+        .iter()
+        .map(|k| SetChange::approve(k, 0, &set, &op))
+        .collect();
+    let change = SetChange::new(0, op, approvals);
+    for n in &nodes {
+        // Taken, or already decided (a peer proposed it first).
+        match pool.run_until(n.running.handle.propose_set_change(change.clone())) {
+            Ok(()) | Err(ConsensusError::SetChangeRefused { version: 0, .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let mut w = 1;
+    let mut compacted_past = None;
+    while compacted_past.is_none() {
+        assert!(w < 120, "no compaction past the change by wave {w}");
+        commit(&mut pool, &mut nodes, &wave(w));
+        w += 1;
+        if w % 8 == 0 {
+            let (log, recovered) = pool
+                .run_until(DurableLog::open(
+                    stores[0].clone() as Arc<dyn Store>,
+                    set.clone(),
+                ))
+                .expect("open");
+            let m = recovered.membership.expect("a membership");
+            if m.version() == 1 && log.start() > 0 && log.start() > change_height(&m) {
+                compacted_past = Some((log.start(), m));
+            }
+        }
+    }
+    let (start, m) = compacted_past.expect("compacted");
+    let links: Vec<u64> = m
+        .links()
+        .iter()
+        .filter_map(|d| d.batch.set_change().map(|c| c.version))
+        .collect();
+    assert_eq!(
+        links,
+        vec![0],
+        "the link of change 0 (log starts at {start})"
+    );
+    for n in &nodes {
+        n.running.handle.stop();
+    }
+    pool.run_until_stalled();
+}
+
+/// The height the newest set change was decided at, from the sets: the
+/// newest set is in force `delay` heights later.
+fn change_height(m: &hologram_consensus::Membership) -> u64 {
+    m.sets()
+        .last()
+        .map_or(u64::MAX, |(from, _)| from.saturating_sub(m.delay()))
 }

@@ -288,6 +288,8 @@ pub struct DurableLog {
     start: u64,
     /// The number of snapshot parts stored.
     parts: u32,
+    /// The number of set-change links stored with the base.
+    links: u32,
     record: VotingRecord,
     record_seq: u64,
 }

@@ -184,6 +184,7 @@ impl Replay {
             len: self.len,
             start,
             parts: self.base.as_ref().map_or(0, |b| b.parts.len()),
+            links: self.base.as_ref().map_or(0, |b| b.links),
             record: record.clone(),
             record_seq,
         };

@@ -15,6 +15,8 @@ use hologram_lattice::Address;
 const BASE_NAME: &[u8] = b"hologram-consensus/log/base";
 /// The prefix of a snapshot part's name; the part's index follows, u32 BE.
 const PART_NAME: &[u8] = b"hologram-consensus/log/snapshot/";
+/// The prefix of a kept set-change link's name; its index follows, u32 BE.
+const LINK_NAME: &[u8] = b"hologram-consensus/log/link/";
 
 fn base_name() -> Result<Name, ConsensusError> {
     Ok(Name::new(BASE_NAME)?)
@@ -26,13 +28,22 @@ fn part_name(index: u32) -> Result<Name, ConsensusError> {
     Ok(Name::new(bytes)?)
 }
 
+fn link_name(index: u32) -> Result<Name, ConsensusError> {
+    let mut bytes = LINK_NAME.to_vec();
+    bytes.extend_from_slice(&index.to_be_bytes());
+    Ok(Name::new(bytes)?)
+}
+
 /// The certified snapshot a log starts at, read back and verified.
 pub(super) struct Base {
     pub(super) decision: Decision,
     pub(super) checkpoint: Checkpoint,
     pub(super) parts: SnapshotParts,
-    /// The validator sets at the checkpoint's height (the snapshot's).
+    /// The validator sets at the checkpoint's height (the snapshot's),
+    /// with the set-change links kept from below it.
     pub(super) membership: Membership,
+    /// The number of links stored.
+    pub(super) links: u32,
 }
 
 /// The validator sets a snapshot holds, which must be of the group `ours`
@@ -97,6 +108,16 @@ impl DurableLog {
         if c.height <= self.start {
             return Ok(());
         }
+        // The set-change links (certified decisions carrying changes): kept
+        // past the deletion of their blocks, for nodes behind them.
+        let mut sets = sets;
+        let membership = if c.height > self.len {
+            sets.keep_links(self.membership.links());
+            &sets
+        } else {
+            &self.membership
+        };
+        let links = membership.links();
         let mut changes = vec![(base_name()?, Some(Object::new(block::encode(certified))))];
         for (i, object) in parts.objects().enumerate() {
             changes.push((part_name(i as u32)?, Some(object.clone())));
@@ -104,6 +125,13 @@ impl DurableLog {
         for i in parts.len()..self.parts {
             changes.push((part_name(i)?, None));
         }
+        for (i, d) in links.iter().enumerate() {
+            changes.push((link_name(i as u32)?, Some(Object::new(block::encode(d)))));
+        }
+        for i in links.len() as u32..self.links {
+            changes.push((link_name(i)?, None));
+        }
+        let stored_links = links.len() as u32;
         for height in self.start..c.height.min(self.len) {
             changes.push((block_name(height)?, None));
         }
@@ -116,6 +144,7 @@ impl DurableLog {
         }
         self.len = self.len.max(c.height);
         self.parts = parts.len();
+        self.links = stored_links;
         Ok(())
     }
 
@@ -161,12 +190,17 @@ impl DurableLog {
         };
         match Self::read_parts(store, checkpoint.snapshot).await? {
             Ok(parts) => match snapshot_membership(genesis, &decision, &parts) {
-                Ok(membership) => Ok(Some(Base {
-                    decision,
-                    checkpoint,
-                    parts,
-                    membership,
-                })),
+                Ok(mut membership) => {
+                    let (links, stored) = Self::read_links(store, rejected).await?;
+                    membership.keep_links(&links);
+                    Ok(Some(Base {
+                        decision,
+                        checkpoint,
+                        parts,
+                        membership,
+                        links: stored,
+                    }))
+                }
                 Err(e) => {
                     rejected.push((
                         address,
@@ -184,6 +218,42 @@ impl DurableLog {
                 Ok(None)
             }
         }
+    }
+
+    /// The set-change links kept with the base, and how many names are
+    /// stored. A link that does not decode as a block carrying a set change
+    /// is rejected; the others are not verified here: they are evidence for
+    /// nodes behind them, which check them as a light client does before
+    /// they trust anything by them.
+    async fn read_links(
+        store: &dyn Store,
+        rejected: &mut Vec<(Address, ConsensusError)>,
+    ) -> Result<(Vec<Decision>, u32), ConsensusError> {
+        let mut links = Vec::new();
+        let mut stored = 0;
+        while (stored as usize) < crate::membership::MAX_SET_CHANGE_LINKS {
+            let object = match store.get_named(&link_name(stored)?).await {
+                Ok(Some(object)) => object,
+                Ok(None) => break,
+                Err(CamError::Corrupt(a)) => {
+                    rejected.push((a, ConsensusError::Store(CamError::Corrupt(a))));
+                    stored += 1;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            stored += 1;
+            let address = object.address();
+            match Self::check_block(|_| Ok(()), address, object.data()) {
+                Ok(d) if d.batch.set_change().is_some() => links.push(d),
+                Ok(_) => {
+                    rejected.push((address, corrupt("link", address, "carries no set change")))
+                }
+                Err(e @ ConsensusError::UnsupportedFormat { .. }) => return Err(e),
+                Err(e) => rejected.push((address, e)),
+            }
+        }
+        Ok((links, stored))
     }
 
     /// The stored parts of the snapshot at `address`, each verified.
