@@ -274,8 +274,19 @@ mod tests {
 
     fn any_answer() -> impl Strategy<Value = SubmitAnswer> {
         prop_oneof![
-            (any::<u64>(), any::<u64>())
-                .prop_map(|(height, position)| SubmitAnswer::Applied(Ack { height, position })),
+            (
+                any::<u64>(),
+                any::<u64>(),
+                proptest::option::of(proptest::option::of(proptest::collection::vec(
+                    any::<u8>(),
+                    0..16
+                )))
+            )
+                .prop_map(|(height, position, kv)| SubmitAnswer::Applied(Ack {
+                    height,
+                    position,
+                    kv: kv.map(crate::node::KvResult::Value),
+                })),
             Just(SubmitAnswer::Busy),
             Just(SubmitAnswer::Pending),
             ".{0,20}".prop_map(SubmitAnswer::Refused),
