@@ -29,6 +29,8 @@ mod campaign;
 mod checker;
 #[path = "jepsen/checker_tests.rs"]
 mod checker_tests;
+#[path = "jepsen/kv_workload.rs"]
+mod kv_workload;
 #[path = "jepsen/models.rs"]
 mod models;
 #[path = "jepsen/nodes.rs"]
@@ -41,11 +43,17 @@ mod proxy_tests;
 mod schedule;
 #[path = "jepsen/verify.rs"]
 mod verify;
+#[path = "jepsen/verify_kv.rs"]
+mod verify_kv;
 #[path = "jepsen/verify_tests.rs"]
 mod verify_tests;
 
 use campaign::{campaign, Figures};
+use hologram::node::KvResult;
+use kv_workload::{KvEnd, KvInput};
+use models::{BankInput, RegisterInput};
 use verify::{check_run, End};
+use verify_kv::check_kv;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -144,6 +152,50 @@ fn jepsen_short_schedule() {
         "planted violations caught; the second one's report:\n{}",
         found[0]
     );
+
+    // The key-value checks catch violations planted in the same record: a
+    // register's final read (after the clients stopped) answering a value
+    // nobody wrote...
+    let last = |want: &dyn Fn(&KvInput) -> bool| {
+        (record.kv.iter())
+            .rposition(|r| want(&r.input) && matches!(r.end, KvEnd::Returned { .. }))
+            .expect("a final read")
+    };
+    let at = last(&|i| matches!(i, KvInput::Register(_, RegisterInput::Read)));
+    let mut planted = record.kv.clone();
+    planted[at].end = KvEnd::Returned {
+        at: u64::MAX - 1,
+        result: KvResult::Value(Some((1u64 << 40).to_le_bytes().to_vec())),
+    };
+    let found = check_kv(&planted, seed).expect_err("a read of a value never written passed");
+    assert!(
+        found
+            .iter()
+            .any(|f| f.contains(&format!("NOT LINEARIZABLE (seed {seed})"))),
+        "{found:#?}"
+    );
+    // ...and the final read of the balances with money made out of nothing.
+    let at = last(&|i| *i == KvInput::Bank(BankInput::Read));
+    let mut planted = record.kv.clone();
+    let KvEnd::Returned {
+        result: KvResult::Values(values),
+        ..
+    } = &mut planted[at].end
+    else {
+        unreachable!()
+    };
+    let first = u64::from_le_bytes(values[0].clone().unwrap().try_into().unwrap());
+    values[0] = Some((first + 1).to_le_bytes().to_vec());
+    let found = check_kv(&planted, seed).expect_err("money made out of nothing passed");
+    assert!(
+        found.iter().any(|f| f.contains("is not conserved")),
+        "{found:#?}"
+    );
+    assert!(
+        found.iter().any(|f| f.contains("bank: NOT LINEARIZABLE")),
+        "{found:#?}"
+    );
+    println!("planted key-value violations caught: {found:#?}");
 }
 
 #[test]
