@@ -29,6 +29,8 @@ mod campaign;
 mod checker;
 #[path = "jepsen/checker_tests.rs"]
 mod checker_tests;
+#[path = "jepsen/disk.rs"]
+mod disk;
 #[path = "jepsen/kv_workload.rs"]
 mod kv_workload;
 #[path = "jepsen/models.rs"]

@@ -284,11 +284,9 @@ impl KvMap {
     fn try_apply(&mut self, op: KvOp) -> Result<KvResult, KvError> {
         Ok(match op {
             KvOp::Read { key } => KvResult::Value(self.entries.get(&key).cloned()),
-            KvOp::ReadMany { keys } => KvResult::Values(
-                keys.iter()
-                    .map(|k| self.entries.get(k).cloned())
-                    .collect(),
-            ),
+            KvOp::ReadMany { keys } => {
+                KvResult::Values(keys.iter().map(|k| self.entries.get(k).cloned()).collect())
+            }
             KvOp::Write { key, value } => {
                 self.room_for(&key)?;
                 self.entries.insert(key, value);
@@ -351,7 +349,9 @@ impl KvMap {
         let mut entries = BTreeMap::new();
         let mut last: Option<&[u8]> = None;
         for (key, value) in pairs {
-            check_key(key).and(check_value(value)).map_err(|e| e.to_string())?;
+            check_key(key)
+                .and(check_value(value))
+                .map_err(|e| e.to_string())?;
             if last.is_some_and(|l| l >= key) {
                 return Err("key-value map keys out of order or repeated".into());
             }
@@ -376,7 +376,8 @@ mod tests {
         let value = || any_bytes(MAX_KV_VALUE);
         prop_oneof![
             key().prop_map(|key| KvOp::Read { key }),
-            proptest::collection::vec(key(), 1..=MAX_KV_READ).prop_map(|keys| KvOp::ReadMany { keys }),
+            proptest::collection::vec(key(), 1..=MAX_KV_READ)
+                .prop_map(|keys| KvOp::ReadMany { keys }),
             (key(), value()).prop_map(|(key, value)| KvOp::Write { key, value }),
             (key(), proptest::option::of(value()), value())
                 .prop_map(|(key, expected, new)| KvOp::Cas { key, expected, new }),
@@ -414,8 +415,14 @@ mod tests {
             new: new.to_vec(),
         };
         assert_eq!(map.apply(cas(None, b"2")), KvResult::Cas { swapped: false });
-        assert_eq!(map.apply(cas(Some(b"0"), b"2")), KvResult::Cas { swapped: false });
-        assert_eq!(map.apply(cas(Some(b"1"), b"2")), KvResult::Cas { swapped: true });
+        assert_eq!(
+            map.apply(cas(Some(b"0"), b"2")),
+            KvResult::Cas { swapped: false }
+        );
+        assert_eq!(
+            map.apply(cas(Some(b"1"), b"2")),
+            KvResult::Cas { swapped: true }
+        );
         assert_eq!(
             map.apply(KvOp::ReadMany {
                 keys: vec![b"a".to_vec(), b"b".to_vec()]

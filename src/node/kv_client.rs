@@ -50,7 +50,10 @@ impl Client {
 
     /// The value of `key` (`None`: absent), read through consensus.
     pub async fn kv_read(&self, node: NodeId, key: &[u8]) -> Result<Option<Vec<u8>>, NodeError> {
-        match self.kv_done(node, &KvOp::Read { key: key.to_vec() }).await? {
+        match self
+            .kv_done(node, &KvOp::Read { key: key.to_vec() })
+            .await?
+        {
             KvResult::Value(value) => Ok(value),
             other => Err(mismatch(&other)),
         }

@@ -143,7 +143,10 @@ mod tests {
         let empty = list.state_receipt();
         list.begin_height(7);
         let acks: Vec<Ack> = commands.iter().map(|c| list.apply(c)).collect();
-        assert!(acks.iter().all(|a| a.kv.is_none()), "no key-value operation");
+        assert!(
+            acks.iter().all(|a| a.kv.is_none()),
+            "no key-value operation"
+        );
         assert!(acks.iter().all(|a| a.height == 7));
         let positions: Vec<u64> = acks.iter().map(|a| a.position).collect();
         assert_eq!(positions, [0, 1, 2]);
@@ -188,12 +191,18 @@ mod kv_tests {
         let read = KvOp::Read { key: b"k".to_vec() };
         assert_eq!(list.apply(&command(0, &write)).kv, Some(KvResult::Written));
         let got = list.apply(&command(1, &read));
-        assert_eq!((got.position, got.kv), (1, Some(KvResult::Value(Some(b"v".to_vec())))));
+        assert_eq!(
+            (got.position, got.kv),
+            (1, Some(KvResult::Value(Some(b"v".to_vec()))))
+        );
         let mut malformed = crate::node::KV_MAGIC.to_vec();
         malformed.push(0xff);
         let keys = hologram_receipt::KeyPair::from_seed([0xc4; 32]);
         let bad = Command::sign(&keys, 2, 0, malformed).unwrap();
-        assert_eq!(list.apply(&bad).kv, Some(KvResult::Refused(KvError::Malformed)));
+        assert_eq!(
+            list.apply(&bad).kv,
+            Some(KvResult::Refused(KvError::Malformed))
+        );
         let bytes = list.snapshot().unwrap();
         let mut restored = CommandList::new();
         restored.restore(&bytes).unwrap();
@@ -207,7 +216,10 @@ mod kv_tests {
         // A snapshot of before the map (40 bytes) restores an empty map;
         // a corrupt map is refused.
         restored.restore(&bytes[..40]).unwrap();
-        assert_eq!(restored.apply(&command(4, &read)).kv, Some(KvResult::Value(None)));
+        assert_eq!(
+            restored.apply(&command(4, &read)).kv,
+            Some(KvResult::Value(None))
+        );
         let mut corrupt = bytes.clone();
         corrupt.push(1);
         assert!(CommandList::new().restore(&corrupt).is_err());

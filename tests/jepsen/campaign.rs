@@ -14,10 +14,10 @@ use super::kv_workload::{
 };
 use super::models::{BankInput, RegisterInput};
 use super::nodes::Nodes;
-use super::verify_kv::{check_kv, KvChecked};
 use super::proxy::{Counters, Direction};
 use super::schedule::{schedule, Major, Round};
 use super::verify::{check_run, Checked, End, Op, RunRecord, StatusRead};
+use super::verify_kv::{check_kv, KvChecked};
 use futures::future::join_all;
 use hologram::consensus::Command;
 use hologram::lattice::NodeId;
@@ -50,6 +50,9 @@ pub struct Figures {
     pub checked: Checked,
     /// What the key-value checks counted.
     pub kv: KvChecked,
+    /// Disk faults injected, and after how many of them the node had
+    /// stopped (its process exited) by the heal.
+    pub disk_stops: (u64, u64),
     /// Faults injected, by kind.
     pub faults: BTreeMap<&'static str, u64>,
     /// Time from each heal until a new command was applied on every node,
@@ -78,6 +81,8 @@ impl Figures {
         c.reads += o.reads;
         c.stale_reads += o.stale_reads;
         self.kv.add(&other.kv);
+        self.disk_stops.0 += other.disk_stops.0;
+        self.disk_stops.1 += other.disk_stops.1;
         for (k, v) in &other.faults {
             *self.faults.entry(k).or_default() += v;
         }
@@ -113,7 +118,7 @@ impl Figures {
              {} unknown outcomes of which {} applied, {} not applied; {} status reads, {} of them \
              stale; key-value: {} register and {} bank operations, {} of unknown outcome, \
              {} balance totals checked, {} transfers refused for want of funds); \
-             faults {:?}; datagrams dropped by cuts {}, lost {}, duplicated {}, held back {}; \
+             faults {:?} (a full disk stopped its node {} times of {}); datagrams dropped by cuts {}, lost {}, duplicated {}, held back {}; \
              recovery after {} heals: p50 {:.2} s, max {:.2} s (after {}); {:.0} s in all \
              (schedule {:.0} s, end {:.0} s, checks {:.1} s)",
             c.operations,
@@ -129,6 +134,8 @@ impl Figures {
             self.kv.totals,
             self.kv.refused,
             self.faults,
+            self.disk_stops.1,
+            self.disk_stops.0,
             self.datagrams[0],
             self.datagrams[1],
             self.datagrams[2],
@@ -154,7 +161,6 @@ fn ns(origin: Instant) -> u64 {
 fn payload(value: u64) -> Vec<u8> {
     format!("jepsen {value}").into_bytes()
 }
-
 
 /// Submits `command`: to `first`, then to the next nodes, `attempts` in
 /// all, each bounded by [`ATTEMPT_TIMEOUT`]; how it ended.
@@ -256,12 +262,17 @@ async fn one_kv(
     first: usize,
     input: KvInput,
 ) -> Option<KvResult> {
-    let op = input.op().encode().expect("the workload's operations are in bounds");
+    let op = input
+        .op()
+        .encode()
+        .expect("the workload's operations are in bounds");
     let (call, end, ack) = one_op(shared, client, k, first, |_| op).await;
     let end = match (end, ack) {
         (End::Acked { at, .. }, Some(ack)) => KvEnd::Returned {
             at,
-            result: ack.kv.expect("a key-value operation's acknowledgement has its result"),
+            result: ack
+                .kv
+                .expect("a key-value operation's acknowledgement has its result"),
         },
         (End::NotApplied, _) => KvEnd::NotApplied,
         _ => KvEnd::Unknown,
@@ -384,7 +395,9 @@ async fn recover(
     }
 }
 
-fn inject(nodes: &mut Nodes, round: &Round) {
+/// Injects `round`'s faults; a disk fault is skipped (`false`) where the
+/// data directories are not size-limited mounts.
+fn inject(nodes: &mut Nodes, round: &Round) -> bool {
     for &(a, b, faults) in &round.links {
         nodes.degrade(a, b, faults);
     }
@@ -393,7 +406,15 @@ fn inject(nodes: &mut Nodes, round: &Round) {
         Major::Partition(side) => nodes.partition(side),
         Major::Kill(i) => nodes.kill(*i),
         Major::Pause(i) => nodes.pause(*i, true),
+        Major::DiskFull(i) => match &nodes.disks {
+            Ok(()) => {
+                let filled = nodes.fill_disk(*i);
+                tracing::debug!(node = i, filled, "disk full");
+            }
+            Err(_) => return false,
+        },
     }
+    true
 }
 
 /// Runs the campaign of `seed`: `n` nodes, `rounds` rounds of faults; its
@@ -448,16 +469,39 @@ pub fn campaign(seed: u64, n: usize, rounds: usize) -> (Figures, RunRecord) {
     let plan = schedule(seed, n, rounds);
     let scheduled = Instant::now();
     for (r, round) in plan.iter().enumerate() {
+        let injected = inject(&mut nodes, round);
         for kind in round.kinds() {
-            *figures.faults.entry(kind).or_default() += 1;
+            if injected || kind != "disk full" {
+                *figures.faults.entry(kind).or_default() += 1;
+            }
         }
-        inject(&mut nodes, round);
+        if !injected {
+            *figures.faults.entry("disk full (skipped)").or_default() += 1;
+        }
         std::thread::sleep(round.hold);
+        // Only a full disk may end a node's process: it must stop, not go
+        // on without its store.
+        let exited = nodes.exits.len();
+        nodes.reap();
+        if matches!(round.major, Major::DiskFull(_)) && injected {
+            figures.disk_stops.0 += 1;
+            figures.disk_stops.1 += (nodes.exits.len() - exited) as u64;
+            for (i, why) in &nodes.exits[exited..] {
+                println!("seed {seed}: node {i} stopped on a full disk: {why}");
+            }
+        } else {
+            assert_eq!(
+                nodes.exits.len(),
+                exited,
+                "seed {seed}: a node exited by itself: {:?}",
+                nodes.exits
+            );
+        }
         // Recovery counts from the heal's start (a restart included).
         let healed = Instant::now();
         nodes.heal();
         let target = match round.major {
-            Major::Kill(i) | Major::Pause(i) => i,
+            Major::Kill(i) | Major::Pause(i) | Major::DiskFull(i) => i,
             Major::Partition(ref side) => side[0],
             Major::None => r % n,
         };
@@ -467,6 +511,7 @@ pub fn campaign(seed: u64, n: usize, rounds: usize) -> (Figures, RunRecord) {
             Major::Partition(_) => "a partition",
             Major::Kill(_) => "a kill",
             Major::Pause(_) => "a pause",
+            Major::DiskFull(_) => "a full disk",
         };
         figures.recoveries.push((kind, took));
         std::thread::sleep(SETTLE);

@@ -110,8 +110,7 @@ pub fn check_kv(records: &[KvRecord], seed: u64) -> Result<KvChecked, Vec<String
         checked.unknown += usize::from(record.end == KvEnd::Unknown);
         match &record.input {
             KvInput::Register(key, input) => {
-                let Some(outcome) = outcome(record, |r| register_output(input, r), &mut bad)
-                else {
+                let Some(outcome) = outcome(record, |r| register_output(input, r), &mut bad) else {
                     continue;
                 };
                 registers[*key].push(Operation {
@@ -158,7 +157,13 @@ pub fn check_kv(records: &[KvRecord], seed: u64) -> Result<KvChecked, Vec<String
     for (key, history) in registers.iter().enumerate() {
         checked.register += history.len();
         let what = format!("register {key}");
-        verdict(&what, check(&Register { initial: 0 }, history), history, seed, &mut bad);
+        verdict(
+            &what,
+            check(&Register { initial: 0 }, history),
+            history,
+            seed,
+            &mut bad,
+        );
     }
     checked.bank = bank.len();
     let model = Bank {
@@ -214,7 +219,13 @@ mod tests {
                 call: 25,
                 end: KvEnd::Unknown,
             },
-            done(2, reg(RegisterInput::Cas { from: 5, to: 7 }), 40, 50, KvResult::Cas { swapped: true }),
+            done(
+                2,
+                reg(RegisterInput::Cas { from: 5, to: 7 }),
+                40,
+                50,
+                KvResult::Cas { swapped: true },
+            ),
             done(0, reg(RegisterInput::Read), 60, 70, value(7)),
             done(3, transfer(0, 1, 30), 0, 10, KvResult::Transferred),
             done(
@@ -248,7 +259,10 @@ mod tests {
             result: value(5),
         };
         let bad = check_kv(&history, 3).unwrap_err();
-        assert!(bad[0].contains("register 1: NOT LINEARIZABLE (seed 3)"), "{bad:?}");
+        assert!(
+            bad[0].contains("register 1: NOT LINEARIZABLE (seed 3)"),
+            "{bad:?}"
+        );
     }
 
     #[test]
@@ -260,7 +274,10 @@ mod tests {
         };
         let bad = check_kv(&history, 4).unwrap_err();
         assert!(bad.iter().any(|b| b.contains("total 501")), "{bad:?}");
-        assert!(bad.iter().any(|b| b.contains("bank: NOT LINEARIZABLE")), "{bad:?}");
+        assert!(
+            bad.iter().any(|b| b.contains("bank: NOT LINEARIZABLE")),
+            "{bad:?}"
+        );
         // Conserved, but without the acknowledged transfer.
         let mut history = good();
         history[7].end = KvEnd::Returned {
@@ -269,7 +286,10 @@ mod tests {
         };
         let bad = check_kv(&history, 5).unwrap_err();
         assert_eq!(bad.len(), 1, "{bad:?}");
-        assert!(bad[0].contains("bank: NOT LINEARIZABLE (seed 5)"), "{bad:?}");
+        assert!(
+            bad[0].contains("bank: NOT LINEARIZABLE (seed 5)"),
+            "{bad:?}"
+        );
     }
 
     #[test]
