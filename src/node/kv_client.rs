@@ -140,3 +140,64 @@ fn mismatch(got: &KvResult) -> NodeError {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{KvError, NodeConfig, ValidatorNode, MAX_KV_KEY};
+    use super::*;
+    use std::net::SocketAddr;
+
+    /// A one-validator cluster in this process, and a client of it: every
+    /// call goes through consensus and answers its operation's result.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_client_reads_writes_swaps_and_transfers_through_a_node() {
+        let dir = std::env::temp_dir().join(format!(
+            "hologram-kv-client-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        let addr: SocketAddr = {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket.local_addr().unwrap()
+        };
+        let keys = hologram_receipt::KeyPair::from_seed([7; 32]);
+        let config = NodeConfig::new(keys.clone(), addr, vec![], dir.join("node"));
+        let node = ValidatorNode::start(config).await.unwrap();
+        let driver = node.driver();
+        tokio::spawn(node.run());
+        let members = [(keys.node_id(), addr)];
+        let client = Client::anonymous(&members).unwrap();
+        let n = keys.node_id();
+        assert_eq!(client.kv_read(n, b"k").await.unwrap(), None);
+        client.kv_write(n, b"k", b"one").await.unwrap();
+        assert!(!client.kv_cas(n, b"k", None, b"two").await.unwrap());
+        assert!(client.kv_cas(n, b"k", Some(b"one"), b"two").await.unwrap());
+        assert_eq!(client.kv_read(n, b"k").await.unwrap(), Some(b"two".to_vec()));
+        client.kv_write(n, b"a", &50u64.to_le_bytes()).await.unwrap();
+        client.transfer(n, b"a", b"b", 20).await.unwrap();
+        match client.transfer(n, b"a", b"b", 31).await {
+            Err(NodeError::Kv(KvError::InsufficientFunds {
+                balance: 30,
+                amount: 31,
+            })) => {}
+            other => panic!("{other:?}"),
+        }
+        let balances = client.kv_read_many(n, &[b"a", b"b"]).await.unwrap();
+        let balance = |v: u64| Some(v.to_le_bytes().to_vec());
+        assert_eq!(balances, [balance(30), balance(20)]);
+        // Out of bounds: refused before it is sent.
+        let long = vec![0u8; MAX_KV_KEY + 1];
+        assert!(matches!(
+            client.kv_read(n, &long).await,
+            Err(NodeError::Kv(KvError::KeyTooLong { .. }))
+        ));
+        // A plain payload is a log entry with no key-value result.
+        let (_, ack) = client.submit_payload(n, b"plain".to_vec()).await.unwrap();
+        assert_eq!(ack.kv, None);
+        client.close();
+        driver.stop();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
