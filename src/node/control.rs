@@ -347,6 +347,21 @@ mod tests {
     }
 
     #[test]
+    fn the_largest_answers_to_a_whole_submission_fit_in_a_response() {
+        use crate::node::{KvResult, MAX_KV_READ, MAX_KV_VALUE};
+        let value = Some(vec![0xffu8; MAX_KV_VALUE]);
+        let ack = Ack {
+            height: u64::MAX,
+            position: u64::MAX,
+            kv: Some(KvResult::Values(vec![value; MAX_KV_READ])),
+        };
+        let answers = vec![SubmitAnswer::Applied(ack); MAX_SUBMIT_COMMANDS];
+        let response = ControlResponse::Submitted(answers);
+        let bytes = response.encode().expect("fits");
+        assert_eq!(ControlResponse::decode(&bytes).unwrap(), response);
+    }
+
+    #[test]
     fn oversized_log_pages_are_refused() {
         let client = hologram_receipt::KeyPair::from_seed([0xc3; 32]);
         let command = Command::sign(&client, 0, 0, vec![1u8]).unwrap();

@@ -31,8 +31,9 @@ pub const MAX_KV_KEY: usize = 64;
 pub const MAX_KV_VALUE: usize = 256;
 /// The most keys the map holds.
 pub const MAX_KV_KEYS: usize = 4096;
-/// The most keys one [`KvOp::ReadMany`] reads.
-pub const MAX_KV_READ: usize = 16;
+/// The most keys one [`KvOp::ReadMany`] reads (so that the answers of a
+/// whole submission of such reads fit in one response).
+pub const MAX_KV_READ: usize = 8;
 
 /// The most bytes of an operation after the magic (its largest encoding).
 const MAX_OP_BYTES: usize = 4 + 2 * (2 + MAX_KV_KEY) + 2 * (3 + MAX_KV_VALUE) + MAX_KV_READ * 64;

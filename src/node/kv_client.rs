@@ -174,8 +174,14 @@ mod tests {
         client.kv_write(n, b"k", b"one").await.unwrap();
         assert!(!client.kv_cas(n, b"k", None, b"two").await.unwrap());
         assert!(client.kv_cas(n, b"k", Some(b"one"), b"two").await.unwrap());
-        assert_eq!(client.kv_read(n, b"k").await.unwrap(), Some(b"two".to_vec()));
-        client.kv_write(n, b"a", &50u64.to_le_bytes()).await.unwrap();
+        assert_eq!(
+            client.kv_read(n, b"k").await.unwrap(),
+            Some(b"two".to_vec())
+        );
+        client
+            .kv_write(n, b"a", &50u64.to_le_bytes())
+            .await
+            .unwrap();
         client.transfer(n, b"a", b"b", 20).await.unwrap();
         match client.transfer(n, b"a", b"b", 31).await {
             Err(NodeError::Kv(KvError::InsufficientFunds {
