@@ -212,13 +212,30 @@ fn jepsen_soak() {
     let first = env("HOLOGRAM_JEPSEN_SEED", 1);
     let (n, rounds) = (nodes(), env("HOLOGRAM_JEPSEN_ROUNDS", 6) as usize);
     let mut total = Figures::default();
+    // A schedule that fails is counted and the soak goes on; the test
+    // fails at the end, naming each.
+    let mut failed: Vec<(u64, String)> = Vec::new();
     for seed in first..first + schedules {
-        let (figures, _) = campaign(seed, n, rounds);
-        println!("jepsen soak seed {seed}: {}", figures.summary(1));
-        total.add(&figures);
+        match std::panic::catch_unwind(|| campaign(seed, n, rounds)) {
+            Ok((figures, _)) => {
+                println!("jepsen soak seed {seed}: {}", figures.summary(1));
+                total.add(&figures);
+            }
+            Err(panic) => {
+                let why = (panic.downcast_ref::<String>().cloned())
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                println!("jepsen soak seed {seed} FAILED: {why}");
+                failed.push((seed, why));
+            }
+        }
     }
+    let passed = schedules as usize - failed.len();
     println!(
-        "jepsen soak, {schedules} schedules of {rounds} rounds on {n} nodes: {}",
-        total.summary(schedules as usize)
+        "jepsen soak, {schedules} schedules of {rounds} rounds on {n} nodes, {} failed: of the \
+         {passed} that passed: {}",
+        failed.len(),
+        total.summary(passed)
     );
+    assert!(failed.is_empty(), "failed schedules: {failed:#?}");
 }
