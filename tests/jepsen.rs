@@ -3,17 +3,20 @@
 //! proxy of ours (`proxy`: one UDP relay per directed pair, which cuts,
 //! drops, delays, duplicates and reorders QUIC datagrams on command), a
 //! seeded fault schedule (`schedule`: partitions, degraded links, SIGKILL and
-//! restart, SIGSTOP and SIGCONT), concurrent clients appending commands
-//! through `hologram::node::Client` with retries, every operation recorded
-//! with its invocation and completion (unknown outcomes included), and the
-//! history checked (`verify`) — with a linearizability checker of our own
-//! (`checker`: Wing–Gong with memoisation, generic over the `models`: the
-//! append-only log the node runs today, a register and a bank for later).
+//! restart, SIGSTOP and SIGCONT, full disks: `disk`), concurrent clients
+//! through `hologram::node::Client` with retries — appending commands, and
+//! running the register and bank workloads on the node's key-value machine
+//! (`kv_workload`) — every operation recorded with its invocation and
+//! completion (unknown outcomes included), and the history checked (`verify`,
+//! `verify_kv`) — with a linearizability checker of our own (`checker`:
+//! Wing–Gong with memoisation, generic over the `models`: the append-only
+//! log of every command, each register, the bank).
 //!
 //! `jepsen_short_schedule` runs one schedule of 4 rounds on 4 nodes;
 //! `HOLOGRAM_SOAK_SCHEDULES=N` makes `jepsen_soak` run N schedules (seeds
 //! from `HOLOGRAM_JEPSEN_SEED`, default 1), `HOLOGRAM_JEPSEN_NODES` (4 to 7)
-//! and `HOLOGRAM_JEPSEN_ROUNDS` size them. A failure names its seed; the same
+//! and `HOLOGRAM_JEPSEN_ROUNDS` size them; a failed schedule is counted and the
+//! soak goes on, failing at the end. A failure names its seed; the same
 //! seed replays the same schedule (the timing of real processes varies).
 //! Unix only: the process faults are signals.
 #![cfg(unix)]
