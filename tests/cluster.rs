@@ -51,7 +51,8 @@ use hologram::lattice::wire::Wire;
 use hologram::lattice::NodeId;
 use hologram::net::{AddressBook, QuicConfig, QuicTransport};
 use hologram::node::{
-    generate_key_file, read_key_file, Ack, Client, NodeError, NotApplied, Status, SYNC_INTERVAL,
+    generate_key_file, read_key_file, Ack, Client, KvOp, KvResult, NodeError, NotApplied, Status,
+    SYNC_INTERVAL,
 };
 use hologram::receipt::{ChainHead, KeyPair, Receipt, ReceiptChain, Signature};
 use localhost::{free_tcp_addrs, free_udp_addrs, fresh_dir};
@@ -964,9 +965,18 @@ async fn a_wiped_node_syncs_from_a_snapshot_while_commands_flow() {
     let keys = read_key_file(&cluster.client_key).unwrap();
     let client = Client::new(&keys, &cluster.members()).unwrap();
 
-    // Enough heights for a few snapshots to be certified and the logs
-    // compacted.
-    let mut acked = submit_waves(&client, &ids, "before", 12).await;
+    // A key-value write, then enough heights for a few snapshots to be
+    // certified and the logs compacted.
+    let write = KvOp::Write {
+        key: b"synced".to_vec(),
+        value: b"before the wipe".to_vec(),
+    };
+    let (command, written) = (client.submit_payload(ids[0], write.encode().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(written.kv, Some(KvResult::Written));
+    let mut acked = vec![(command, written.clone())];
+    acked.extend(submit_waves(&client, &ids, "before", 12).await);
     for id in &ids {
         status_until(&client, *id, |s| s.snapshot > 0).await;
     }
@@ -985,7 +995,19 @@ async fn a_wiped_node_syncs_from_a_snapshot_while_commands_flow() {
     );
     acked.extend(during);
     assert!(synced.snapshot > 0, "{synced:?}");
-    // It serves again: commands submitted to it (and the others) apply.
+    // It serves again: commands submitted to it (and the others) apply,
+    // and its key-value map came with the snapshot: a read it answers
+    // (from its own machine) sees the write it never replayed.
+    let read = KvOp::Read {
+        key: b"synced".to_vec(),
+    };
+    let command = client.command(read.encode().unwrap()).unwrap();
+    let answer = client.submit(ids[VICTIM], command.clone()).await.unwrap();
+    assert_eq!(
+        answer.kv,
+        Some(KvResult::Value(Some(b"before the wipe".to_vec())))
+    );
+    acked.push((command, answer));
     acked.extend(submit_waves(&client, &ids, "after", 4).await);
     let last = converge(&client, &ids, acked.len() as u64).await;
 
@@ -1009,6 +1031,10 @@ async fn a_wiped_node_syncs_from_a_snapshot_while_commands_flow() {
     // snapshot it restored, and is the tail of the others'.
     let tail = client.log_tail(ids[VICTIM]).await.unwrap();
     assert!(tail.first > 0, "the wiped node's log starts at 0");
+    assert!(
+        written.position < tail.first,
+        "the key-value write was replayed, not restored"
+    );
     assert_eq!(tail.commands, log[tail.first as usize..]);
     assert!(matches!(
         client.log(ids[VICTIM]).await,

@@ -3,17 +3,20 @@
 //! proxy of ours (`proxy`: one UDP relay per directed pair, which cuts,
 //! drops, delays, duplicates and reorders QUIC datagrams on command), a
 //! seeded fault schedule (`schedule`: partitions, degraded links, SIGKILL and
-//! restart, SIGSTOP and SIGCONT), concurrent clients appending commands
-//! through `hologram::node::Client` with retries, every operation recorded
-//! with its invocation and completion (unknown outcomes included), and the
-//! history checked (`verify`) — with a linearizability checker of our own
-//! (`checker`: Wing–Gong with memoisation, generic over the `models`: the
-//! append-only log the node runs today, a register and a bank for later).
+//! restart, SIGSTOP and SIGCONT, full disks: `disk`), concurrent clients
+//! through `hologram::node::Client` with retries — appending commands, and
+//! running the register and bank workloads on the node's key-value machine
+//! (`kv_workload`) — every operation recorded with its invocation and
+//! completion (unknown outcomes included), and the history checked (`verify`,
+//! `verify_kv`) — with a linearizability checker of our own (`checker`:
+//! Wing–Gong with memoisation, generic over the `models`: the append-only
+//! log of every command, each register, the bank).
 //!
 //! `jepsen_short_schedule` runs one schedule of 4 rounds on 4 nodes;
 //! `HOLOGRAM_SOAK_SCHEDULES=N` makes `jepsen_soak` run N schedules (seeds
 //! from `HOLOGRAM_JEPSEN_SEED`, default 1), `HOLOGRAM_JEPSEN_NODES` (4 to 7)
-//! and `HOLOGRAM_JEPSEN_ROUNDS` size them. A failure names its seed; the same
+//! and `HOLOGRAM_JEPSEN_ROUNDS` size them; a failed schedule is counted and the
+//! soak goes on, failing at the end. A failure names its seed; the same
 //! seed replays the same schedule (the timing of real processes varies).
 //! Unix only: the process faults are signals.
 #![cfg(unix)]
@@ -29,6 +32,10 @@ mod campaign;
 mod checker;
 #[path = "jepsen/checker_tests.rs"]
 mod checker_tests;
+#[path = "jepsen/disk.rs"]
+mod disk;
+#[path = "jepsen/kv_workload.rs"]
+mod kv_workload;
 #[path = "jepsen/models.rs"]
 mod models;
 #[path = "jepsen/nodes.rs"]
@@ -41,11 +48,17 @@ mod proxy_tests;
 mod schedule;
 #[path = "jepsen/verify.rs"]
 mod verify;
+#[path = "jepsen/verify_kv.rs"]
+mod verify_kv;
 #[path = "jepsen/verify_tests.rs"]
 mod verify_tests;
 
 use campaign::{campaign, Figures};
+use hologram::node::KvResult;
+use kv_workload::{KvEnd, KvInput};
+use models::{BankInput, RegisterInput};
 use verify::{check_run, End};
+use verify_kv::check_kv;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -144,6 +157,50 @@ fn jepsen_short_schedule() {
         "planted violations caught; the second one's report:\n{}",
         found[0]
     );
+
+    // The key-value checks catch violations planted in the same record: a
+    // register's final read (after the clients stopped) answering a value
+    // nobody wrote...
+    let last = |want: &dyn Fn(&KvInput) -> bool| {
+        (record.kv.iter())
+            .rposition(|r| want(&r.input) && matches!(r.end, KvEnd::Returned { .. }))
+            .expect("a final read")
+    };
+    let at = last(&|i| matches!(i, KvInput::Register(_, RegisterInput::Read)));
+    let mut planted = record.kv.clone();
+    planted[at].end = KvEnd::Returned {
+        at: u64::MAX - 1,
+        result: KvResult::Value(Some((1u64 << 40).to_le_bytes().to_vec())),
+    };
+    let found = check_kv(&planted, seed).expect_err("a read of a value never written passed");
+    assert!(
+        found
+            .iter()
+            .any(|f| f.contains(&format!("NOT LINEARIZABLE (seed {seed})"))),
+        "{found:#?}"
+    );
+    // ...and the final read of the balances with money made out of nothing.
+    let at = last(&|i| *i == KvInput::Bank(BankInput::Read));
+    let mut planted = record.kv.clone();
+    let KvEnd::Returned {
+        result: KvResult::Values(values),
+        ..
+    } = &mut planted[at].end
+    else {
+        unreachable!()
+    };
+    let first = u64::from_le_bytes(values[0].clone().unwrap().try_into().unwrap());
+    values[0] = Some((first + 1).to_le_bytes().to_vec());
+    let found = check_kv(&planted, seed).expect_err("money made out of nothing passed");
+    assert!(
+        found.iter().any(|f| f.contains("is not conserved")),
+        "{found:#?}"
+    );
+    assert!(
+        found.iter().any(|f| f.contains("bank: NOT LINEARIZABLE")),
+        "{found:#?}"
+    );
+    println!("planted key-value violations caught: {found:#?}");
 }
 
 #[test]
@@ -158,13 +215,30 @@ fn jepsen_soak() {
     let first = env("HOLOGRAM_JEPSEN_SEED", 1);
     let (n, rounds) = (nodes(), env("HOLOGRAM_JEPSEN_ROUNDS", 6) as usize);
     let mut total = Figures::default();
+    // A schedule that fails is counted and the soak goes on; the test
+    // fails at the end, naming each.
+    let mut failed: Vec<(u64, String)> = Vec::new();
     for seed in first..first + schedules {
-        let (figures, _) = campaign(seed, n, rounds);
-        println!("jepsen soak seed {seed}: {}", figures.summary(1));
-        total.add(&figures);
+        match std::panic::catch_unwind(|| campaign(seed, n, rounds)) {
+            Ok((figures, _)) => {
+                println!("jepsen soak seed {seed}: {}", figures.summary(1));
+                total.add(&figures);
+            }
+            Err(panic) => {
+                let why = (panic.downcast_ref::<String>().cloned())
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                println!("jepsen soak seed {seed} FAILED: {why}");
+                failed.push((seed, why));
+            }
+        }
     }
+    let passed = schedules as usize - failed.len();
     println!(
-        "jepsen soak, {schedules} schedules of {rounds} rounds on {n} nodes: {}",
-        total.summary(schedules as usize)
+        "jepsen soak, {schedules} schedules of {rounds} rounds on {n} nodes, {} failed: of the \
+         {passed} that passed: {}",
+        failed.len(),
+        total.summary(passed)
     );
+    assert!(failed.is_empty(), "failed schedules: {failed:#?}");
 }

@@ -352,6 +352,7 @@ mod tests {
         let ack = |position| Ack {
             height: 0,
             position,
+            kv: None,
         };
         let applied: Vec<Answer<Ack>> = [(0usize, Some(0u64)), (1, None), (2, Some(1))]
             .iter()

@@ -322,8 +322,19 @@ mod tests {
 
     fn any_answer() -> impl Strategy<Value = SubmitAnswer> {
         prop_oneof![
-            (any::<u64>(), any::<u64>())
-                .prop_map(|(height, position)| SubmitAnswer::Applied(Ack { height, position })),
+            (
+                any::<u64>(),
+                any::<u64>(),
+                proptest::option::of(proptest::option::of(proptest::collection::vec(
+                    any::<u8>(),
+                    0..16
+                )))
+            )
+                .prop_map(|(height, position, kv)| SubmitAnswer::Applied(Ack {
+                    height,
+                    position,
+                    kv: kv.map(crate::node::KvResult::Value),
+                })),
             Just(SubmitAnswer::Busy),
             Just(SubmitAnswer::Pending),
             ".{0,20}".prop_map(SubmitAnswer::Refused),
@@ -410,6 +421,21 @@ mod tests {
         let answers = vec![SubmitAnswer::Busy; MAX_SUBMIT_COMMANDS + 1];
         let over = ControlResponse::Submitted(answers).encode().unwrap();
         assert!(ControlResponse::decode(&over).is_err());
+    }
+
+    #[test]
+    fn the_largest_answers_to_a_whole_submission_fit_in_a_response() {
+        use crate::node::{KvResult, MAX_KV_READ, MAX_KV_VALUE};
+        let value = Some(vec![0xffu8; MAX_KV_VALUE]);
+        let ack = Ack {
+            height: u64::MAX,
+            position: u64::MAX,
+            kv: Some(KvResult::Values(vec![value; MAX_KV_READ])),
+        };
+        let answers = vec![SubmitAnswer::Applied(ack); MAX_SUBMIT_COMMANDS];
+        let response = ControlResponse::Submitted(answers);
+        let bytes = response.encode().expect("fits");
+        assert_eq!(ControlResponse::decode(&bytes).unwrap(), response);
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub enum NodeError {
         /// What kind of response came.
         got: &'static str,
     },
+    /// A key-value operation was refused: out of bounds (before it was
+    /// sent), or by the state machine (it changed nothing).
+    Kv(super::kv::KvError),
     /// The whole log was asked for, and the node no longer holds its
     /// beginning: it keeps the newest commands from position `first` on.
     LogTrimmed {
@@ -145,6 +148,7 @@ impl core::fmt::Display for NodeError {
             NodeError::Refused { node, reason } => {
                 write!(f, "node {node} refused the command: {reason}")
             }
+            NodeError::Kv(e) => write!(f, "key-value operation refused: {e}"),
             NodeError::LogTrimmed { first } => write!(
                 f,
                 "the node keeps its log from position {first} on, not from 0"
@@ -189,6 +193,7 @@ impl std::error::Error for NodeError {
             NodeError::Net(e) => Some(e),
             NodeError::Transport(e) => Some(e),
             NodeError::Wire(e) => Some(e),
+            NodeError::Kv(e) => Some(e),
             _ => None,
         }
     }

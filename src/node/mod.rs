@@ -9,7 +9,9 @@
 //! directory (the consensus crate's `DurableLog`), and applies the decided
 //! commands to a small replicated state machine: the list of applied
 //! commands ([`CommandList`]), summarised by the chain of its transition
-//! receipts. A node killed at any moment restarts with everything it
+//! receipts, and a bounded key-value map the commands whose payload is a
+//! [`KvOp`] read and change (reads included: every operation is ordered by
+//! consensus, so reads are linearizable). A node killed at any moment restarts with everything it
 //! committed and catches up with the others.
 //!
 //! Disk use stays bounded: the node snapshots its machine every
@@ -96,6 +98,7 @@
 //! | [`parse_peer`], [`parse_node_id`], [`read_peers_file`], [`merge_peers`] | peers: `<id>@<host:port>` |
 //! | [`change_validators`], [`Members`], [`Approval`], [`ChangeDone`] | changing the validators of a running cluster |
 //! | [`CommandList`] | the state machine the decisions feed |
+//! | [`KvOp`], [`KvResult`], [`KvError`] | its key-value operations (read, write, compare-and-set, transfer), see [`Client::kv`] |
 //! | [`NodeReport`], [`Health`], [`PeerStatus`] | what a node reports of itself and its peers (`--status --json`) |
 //! | [`install_prometheus`], [`all_metrics`], [`NODE_METRICS`] | metrics: the recorder the node serves and the documented list |
 //! | [`NodeError`] | what can go wrong |
@@ -117,6 +120,8 @@ mod control;
 mod error;
 mod http;
 mod keys;
+mod kv;
+mod kv_client;
 mod machine;
 mod offload;
 mod outbound;
@@ -144,6 +149,9 @@ pub use control::{
 pub use error::NodeError;
 pub use http::{MAX_CONNECTIONS, MAX_REQUEST_BYTES, REQUEST_TIMEOUT};
 pub use keys::{generate_key_file, read_key_file, write_key_file};
+pub use kv::{
+    KvError, KvOp, KvResult, KV_MAGIC, MAX_KV_KEY, MAX_KV_KEYS, MAX_KV_READ, MAX_KV_VALUE,
+};
 pub use peers::{merge_peers, parse_node_id, parse_peer, read_peers_file, resolve};
 pub use reconfig::{change_validators, Approval, ChangeDone, Members, CHANGE_POLL};
 pub use run::{NodeInfo, ValidatorNode, MEMPOOL_CAPACITY, STORE_FILE, SYNC_INTERVAL};

@@ -257,9 +257,9 @@ impl NodeTask {
             let response = match &answer.outcome {
                 Outcome::Applied(done) => {
                     new += 1;
-                    SubmitAnswer::Applied(done.output)
+                    SubmitAnswer::Applied(done.output.clone())
                 }
-                Outcome::Duplicate(first) => SubmitAnswer::Applied(*first),
+                Outcome::Duplicate(first) => SubmitAnswer::Applied(first.clone()),
                 Outcome::Stale => SubmitAnswer::NotApplied(self.not_applied(answer.client, false)),
                 Outcome::Refused => SubmitAnswer::NotApplied(self.not_applied(answer.client, true)),
             };
@@ -343,7 +343,7 @@ impl NodeTask {
                 // The session table first: a retry of an applied command
                 // gets its first answer, a stale one its error, at once.
                 let known = match self.machine.lock().sessions().lookup(&key.0, key.1) {
-                    Lookup::Answered(&ack) => Some(Some(ack)),
+                    Lookup::Answered(ack) => Some(Some(ack.clone())),
                     Lookup::Stale => Some(None),
                     Lookup::Unknown => None,
                 };

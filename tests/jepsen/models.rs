@@ -1,9 +1,7 @@
 //! Sequential models for the checker: an append-only log (the node's
 //! `CommandList` today), a register (read, write, compare-and-set) and a bank
-//! (transfers between accounts, the total conserved). The register and bank
-//! models wait for a key-value state machine in the node.
-
-#![allow(dead_code)] // the register and bank models are ready for workloads to come
+//! (transfers between accounts, the total conserved), for the key-value
+//! workloads.
 
 use super::checker::Model;
 use std::fmt;

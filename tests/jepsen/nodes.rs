@@ -1,8 +1,10 @@
 //! The cluster under test: `hologram-node` processes on 127.0.0.1, each
 //! reaching every peer through a relay of the fault proxy (its own peers
 //! file names each peer at the relay of that directed pair), and the
-//! process faults: SIGKILL and restart, SIGSTOP and SIGCONT.
+//! process faults: SIGKILL and restart, SIGSTOP and SIGCONT, and a full
+//! disk (each data directory a size-limited `tmpfs`, see `disk`).
 
+use super::disk;
 use super::proxy::{Direction, Faults, Proxy};
 use crate::localhost::{free_udp_addrs, fresh_dir};
 use crate::node_process::{kill_node, node_args, start_node, stop_nodes};
@@ -26,6 +28,8 @@ pub struct Node {
     pub stopped: bool,
     /// The stderr file of each start.
     logs: Vec<PathBuf>,
+    /// Whether its disk is full.
+    pub full: bool,
 }
 
 /// The nodes, their proxy and their directory (removed when dropped; if the
@@ -38,6 +42,12 @@ pub struct Nodes {
     relay: Vec<Vec<usize>>,
     /// The fault proxy.
     pub proxy: Proxy,
+    /// Whether the data directories are size-limited mounts (disk faults
+    /// possible), or why not.
+    pub disks: Result<(), String>,
+    /// Nodes that exited by themselves (not killed), with their status and
+    /// last log line.
+    pub exits: Vec<(usize, String)>,
 }
 
 impl Nodes {
@@ -87,14 +97,44 @@ impl Nodes {
                     child: None,
                     stopped: false,
                     logs: Vec::new(),
+                    full: false,
                 }
             })
-            .collect();
+            .collect::<Vec<Node>>();
+        let data: Vec<PathBuf> = nodes.iter().map(|n| n.data.clone()).collect();
+        let disks = disk::mount(&data);
         Nodes {
             dir,
             nodes,
             relay,
             proxy,
+            disks,
+            exits: Vec::new(),
+        }
+    }
+
+    /// Fills node `i`'s disk (its data directory's file system): the
+    /// bytes the filler took. Only with [`Nodes::disks`] mounted.
+    pub fn fill_disk(&mut self, i: usize) -> u64 {
+        assert!(self.disks.is_ok(), "no size-limited data directories");
+        self.nodes[i].full = true;
+        disk::fill(&self.nodes[i].data)
+    }
+
+    /// Records the nodes that exited by themselves (their process gone).
+    pub fn reap(&mut self) {
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            let Some(child) = node.child.as_mut() else {
+                continue;
+            };
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = node.logs.last().map(std::fs::read_to_string);
+                let last = log.and_then(Result::ok).unwrap_or_default();
+                let last = last.lines().last().unwrap_or_default().to_string();
+                self.exits.push((i, format!("{status}: {last}")));
+                node.child = None;
+                node.stopped = false;
+            }
         }
     }
 
@@ -157,9 +197,18 @@ impl Nodes {
         relay.set(Direction::Backward, faults);
     }
 
-    /// Heals the network, continues stopped nodes and restarts killed ones.
+    /// Heals the network, frees full disks, continues stopped nodes and
+    /// restarts killed ones and ones that exited by themselves
+    /// ([`Nodes::exits`]).
     pub fn heal(&mut self) {
         self.proxy.heal();
+        for node in &mut self.nodes {
+            if node.full {
+                disk::free(&node.data);
+                node.full = false;
+            }
+        }
+        self.reap();
         for i in 0..self.nodes.len() {
             if self.nodes[i].stopped {
                 self.pause(i, false);
@@ -180,6 +229,11 @@ impl Drop for Nodes {
             .flat_map(|(i, node)| node.logs.iter().map(move |f| (i, f.clone())))
             .collect();
         stop_nodes(self.nodes.iter_mut().map(|n| &mut n.child), files, 20);
+        if self.disks.is_ok() {
+            for node in &self.nodes {
+                disk::unmount(&node.data);
+            }
+        }
         if std::thread::panicking() {
             eprintln!("the nodes' files are kept in {}", self.dir.display());
         } else {

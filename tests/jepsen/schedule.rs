@@ -1,5 +1,5 @@
-//! A seeded fault schedule: rounds, each one process or partition fault
-//! (or none) with, often, degraded links (loss, duplication, delay with
+//! A seeded fault schedule: rounds, each one process, partition or disk
+//! fault (or none) with, often, degraded links (loss, duplication, delay with
 //! jitter, reordering) on a random set of directed pairs; held for a while,
 //! then healed.
 
@@ -19,6 +19,8 @@ pub enum Major {
     Kill(usize),
     /// This node stopped with SIGSTOP, continued at the heal.
     Pause(usize),
+    /// This node's disk filled (a real `ENOSPC`), freed at the heal.
+    DiskFull(usize),
 }
 
 /// One round of the schedule.
@@ -40,6 +42,7 @@ impl Round {
             Major::Partition(_) => vec!["partition"],
             Major::Kill(_) => vec!["sigkill+restart"],
             Major::Pause(_) => vec!["sigstop+sigcont"],
+            Major::DiskFull(_) => vec!["disk full"],
         };
         let any = |f: fn(&Faults) -> bool| self.links.iter().any(|(_, _, x)| f(x));
         for (kind, present) in [
@@ -61,7 +64,7 @@ pub fn schedule(seed: u64, nodes: usize, rounds: usize) -> Vec<Round> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..rounds)
         .map(|_| {
-            let major = match rng.random_range(0..4) {
+            let major = match rng.random_range(0..5) {
                 0 => Major::None,
                 1 => {
                     // A minority, or (at an even count) half: no quorum anywhere.
@@ -75,7 +78,8 @@ pub fn schedule(seed: u64, nodes: usize, rounds: usize) -> Vec<Round> {
                     Major::Partition(side)
                 }
                 2 => Major::Kill(rng.random_range(0..nodes)),
-                _ => Major::Pause(rng.random_range(0..nodes)),
+                3 => Major::Pause(rng.random_range(0..nodes)),
+                _ => Major::DiskFull(rng.random_range(0..nodes)),
             };
             let mut links = Vec::new();
             if rng.random_bool(0.7) {

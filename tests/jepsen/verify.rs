@@ -7,6 +7,7 @@
 //! read) is a prefix of the final log, and no node's shrinks.
 
 use super::checker::{check, CheckError, History, Operation, Outcome};
+use super::kv_workload::KvRecord;
 use super::models::{AppendLog, LogInput, LogOutput};
 use hologram::receipt::ChainHead;
 use std::collections::HashMap;
@@ -70,6 +71,9 @@ pub struct RunRecord {
     pub final_read: (u64, u64),
     /// Statuses read during the run.
     pub reads: Vec<StatusRead>,
+    /// The key-value operations (also commands of `ops`), checked by
+    /// `verify_kv`.
+    pub kv: Vec<KvRecord>,
 }
 
 /// What the checks counted.

@@ -53,6 +53,7 @@ fn clean() -> RunRecord {
         ],
         heads,
         final_read: (1_000, 1_001),
+        kv: Vec::new(),
     }
 }
 
