@@ -19,7 +19,7 @@
 //! is lost (at most 30 s), and a holder's scrub throughput over a redb file
 //! while it serves reads, beside BLAKE3's rate on the same objects measured
 //! in the same run (at least half of it). `HOLOGRAM_BENCH_HEAL_ONLY=1`
-//! prints only these.
+//! prints only these; `HOLOGRAM_BENCH_HEAL_ONLY=scrub` only the scrub's.
 
 #[path = "support/measure.rs"]
 mod measure;
@@ -425,11 +425,12 @@ fn restore_after_loss() -> (Duration, usize, usize, usize, usize) {
 /// commit) after each.
 const SCRUB_STEP: usize = 16384;
 
-/// A holder over a redb file of `n` objects of 1 KiB scrubs a whole pass
+/// A holder over a redb file of `n` objects of 1 KiB scrubs whole passes
 /// while another thread reads from it as fast as it can; returns the
-/// scrub's bytes per second, those of a pass with no reads beside it, the
-/// reads served meanwhile, and BLAKE3's bytes per second over the same
-/// objects on one thread.
+/// scrub's bytes per second (best of 3 passes), those with no reads beside
+/// it, the reads served meanwhile, and BLAKE3's bytes per second over the
+/// same objects on one thread (the best of 3 runs before the passes and 3
+/// after them).
 fn scrub_rate(n: usize) -> (f64, f64, u64, f64) {
     let path =
         std::env::temp_dir().join(format!("hologram-bench-scrub-{}.redb", std::process::id()));
@@ -441,16 +442,22 @@ fn scrub_rate(n: usize) -> (f64, f64, u64, f64) {
         block_on(store.put_batch(chunk.to_vec())).expect("stored");
     }
     let holder = DedupHandler::new(Arc::clone(&store));
-    // BLAKE3 over the same bytes, one object at a time, best of 3.
-    let mut hashing = f64::MAX;
-    for _ in 0..3 {
-        let start = Instant::now();
-        for o in &all {
-            black_box(blake3::hash(black_box(o.data())));
+    // BLAKE3 over the same bytes, one object at a time, best of 3; taken
+    // before the scrub's passes and again after them, the faster kept, so
+    // that a burst of other load on the machine during one of them does not
+    // flatter the scrub's share.
+    let blake3_rate = || {
+        let mut hashing = f64::MAX;
+        for _ in 0..3 {
+            let start = Instant::now();
+            for o in &all {
+                black_box(blake3::hash(black_box(o.data())));
+            }
+            hashing = hashing.min(start.elapsed().as_secs_f64());
         }
-        hashing = hashing.min(start.elapsed().as_secs_f64());
-    }
-    let blake3_rate = (n * 1024) as f64 / hashing;
+        (n * 1024) as f64 / hashing
+    };
+    let hashed_before = blake3_rate();
     let pass = || {
         let start = Instant::now();
         let mut checked = 0;
@@ -464,7 +471,10 @@ fn scrub_rate(n: usize) -> (f64, f64, u64, f64) {
         }
         (checked * 1024) as f64 / start.elapsed().as_secs_f64()
     };
-    let quiet = pass();
+    // The best of 3 passes, as BLAKE3's rate is the best of 3 runs: on a
+    // shared machine one pass can fall on another process's burst.
+    let best_pass = || (0..3).map(|_| pass()).fold(0.0, f64::max);
+    let quiet = best_pass();
     let stop = AtomicBool::new(false);
     let served = AtomicU64::new(0);
     let mut scrubbed = 0.0;
@@ -485,17 +495,26 @@ fn scrub_rate(n: usize) -> (f64, f64, u64, f64) {
                 i += 1;
             }
         });
-        scrubbed = pass();
+        scrubbed = best_pass();
         stop.store(true, Ordering::Relaxed);
     });
+    let blake3_rate = hashed_before.max(blake3_rate());
     drop(holder);
     drop(store);
     let _ = std::fs::remove_file(&path);
     (scrubbed, quiet, served.load(Ordering::Relaxed), blake3_rate)
 }
 
-fn check_healing() {
+fn check_healing(scrub_only: bool) {
     println!("\nIssue 22 targets:");
+    if !scrub_only {
+        report_restore();
+    }
+    report_scrub();
+}
+
+/// Prints the time anti-entropy takes to restore N = 3.
+fn report_restore() {
     let (elapsed, fetched, objects, before, after) = restore_after_loss();
     println!(
         "  restore N = 3 after one of 5 holders is lost, {objects} objects of 1 KiB: {:.2} s \
@@ -504,10 +523,14 @@ fn check_healing() {
         elapsed.as_secs_f64(),
         verdict(elapsed.as_secs_f64() <= 30.0 && after == objects),
     );
+}
+
+/// Prints the scrub's rate beside BLAKE3's.
+fn report_scrub() {
     let (scrub, quiet, served, blake3_rate) = scrub_rate(HEAL_OBJECTS / 2);
     println!(
         "  scrub of a redb holder of {} objects of 1 KiB in steps of {SCRUB_STEP} while serving reads: {:.0} MB/s \
-         ({served} reads served meanwhile; {:.0} MB/s with no reads); BLAKE3 on one thread, \
+         (best of 3 passes; {served} reads served during them; {:.0} MB/s with no reads); BLAKE3 on one thread, \
          same objects: {:.0} MB/s; {:.0}% (target 50%: {})",
         HEAL_OBJECTS / 2,
         scrub / 1e6,
@@ -521,14 +544,14 @@ fn check_healing() {
 criterion_group!(benches, bench);
 
 fn main() {
-    if std::env::var_os("HOLOGRAM_BENCH_HEAL_ONLY").is_some() {
-        check_healing();
+    if let Some(only) = std::env::var_os("HOLOGRAM_BENCH_HEAL_ONLY") {
+        check_healing(only == "scrub");
         return;
     }
     benches();
     Criterion::default().configure_from_args().final_summary();
     if std::env::args().any(|a| a == "--bench") {
         check_targets();
-        check_healing();
+        check_healing(false);
     }
 }

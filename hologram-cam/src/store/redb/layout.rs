@@ -60,8 +60,13 @@ pub(super) const MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("se
 const COMPACT_BELOW: u64 = 4;
 
 /// The size a [`RedbStore`](super::RedbStore) fills a segment to before it
-/// starts the next one.
-pub const SEGMENT_BYTES: usize = 64 << 10;
+/// starts the next one: 64 bytes short of 64 KiB, so that a full segment and
+/// its B-tree leaf's header (16 bytes for this table) fit one 64 KiB page.
+/// redb gives a leaf a power-of-two number of pages: a segment of exactly
+/// 64 KiB took a 128 KiB page, doubling the file's size, the bytes read per
+/// segment and the page cache it needed (measured with 50,000 objects of
+/// 1 KiB: a 170 MB file, 103 MB with this bound).
+pub const SEGMENT_BYTES: usize = (64 << 10) - 64;
 
 /// The bytes `(offset, length)` of a segment, if they lie inside it.
 pub(super) fn slice(segment: &[u8], offset: u64, length: u64) -> Option<&[u8]> {

@@ -314,3 +314,20 @@ fn a_file_from_before_versions_opens_as_version_one() {
     let meta = db.begin_read().unwrap().open_table(META).unwrap();
     assert_eq!(meta.get("format").unwrap().unwrap().value(), 1);
 }
+
+#[test]
+fn a_full_segment_and_its_leaf_fit_one_64_kib_page() {
+    let file = TempFile::new("page-fit");
+    let store = RedbStore::create(&file.0).unwrap();
+    // 4,000 objects of 1 KiB in batches of 1,000: full segments, each of
+    // which took a 128 KiB page when a segment could reach 64 KiB.
+    let data = 4_000 * 1024;
+    for batch in objects(4_000, 1024).chunks(1_000) {
+        block_on(store.put_batch(batch.to_vec())).unwrap();
+    }
+    let file_bytes = std::fs::metadata(&file.0).unwrap().len() as usize;
+    assert!(
+        file_bytes <= 2 * data,
+        "{file_bytes} bytes of file for {data} bytes of objects"
+    );
+}
