@@ -225,7 +225,9 @@ async fn the_queue_of_held_datagrams_is_bounded() {
 /// in use`: a port chosen by binding port 0 and released was handed out
 /// again, to one of the proxy's relay sockets bound right after, before its
 /// node bound it). The ports are outside the kernel's ephemeral range, so
-/// no socket bound to port 0 can take one while it is released.
+/// no socket bound to port 0 can take one while it is released; each is
+/// claimed for this process, so our other test processes skip it (a soak
+/// beside other campaigns once saw a restarted node's port taken).
 #[test]
 fn node_ports_are_never_handed_out_for_port_zero() {
     use crate::localhost::{ephemeral_range, free_udp_addrs};
@@ -238,6 +240,12 @@ fn node_ports_are_never_handed_out_for_port_zero() {
         );
     }
     assert_eq!(ports.iter().collect::<HashSet<_>>().len(), 8, "{ports:?}");
+    // Each claimed for this process, against our other test processes.
+    let claims = std::env::temp_dir().join("hologram-test-ports");
+    for port in &ports {
+        let holder = std::fs::read_to_string(claims.join(port.to_string())).unwrap();
+        assert_eq!(holder, std::process::id().to_string(), "port {port}");
+    }
     // Not given twice by this process.
     let again: Vec<u16> = free_udp_addrs(8).iter().map(SocketAddr::port).collect();
     assert!(again.iter().all(|p| !ports.contains(p)), "{again:?}");

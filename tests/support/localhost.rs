@@ -28,7 +28,9 @@ pub fn fresh_dir(prefix: &str) -> PathBuf {
 /// another test's — before the node that was meant to have it binds it, or
 /// while that node is down between a kill and its restart. A port outside
 /// the range is never handed out for port 0; each is checked free (bound
-/// once) and none is given twice by this process.
+/// once) and claimed for the life of this process (see [`claim_port`]), so
+/// no other test process of ours (which picks from the same range) takes
+/// it while its node is down.
 pub fn free_udp_addrs(n: usize) -> Vec<SocketAddr> {
     use std::collections::BTreeSet;
     use std::sync::Mutex;
@@ -49,7 +51,8 @@ pub fn free_udp_addrs(n: usize) -> Vec<SocketAddr> {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos() as u64;
-    let mut at = (nanos ^ u64::from(std::process::id()).rotate_left(32)) % span;
+    let pid = u64::from(std::process::id());
+    let mut at = (nanos ^ pid.wrapping_mul(0x9e37_79b9_7f4a_7c15)) % span;
     let mut given = GIVEN
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -64,12 +67,46 @@ pub fn free_udp_addrs(n: usize) -> Vec<SocketAddr> {
             continue;
         }
         if let Ok(socket) = UdpSocket::bind(("127.0.0.1", port)) {
-            given.insert(port);
-            held.push(socket);
+            if claim_port(port) {
+                given.insert(port);
+                held.push(socket);
+            }
         }
     }
     assert_eq!(held.len(), n, "not {n} free ports in {first}-{last}");
     held.iter().map(|s| s.local_addr().unwrap()).collect()
+}
+
+/// Claims `port` for this process among the test processes on the machine:
+/// a file named after it holding this process's id, in a directory they
+/// share; a claim whose process is gone is taken over. False if a live
+/// process holds it.
+fn claim_port(port: u16) -> bool {
+    use std::io::Write;
+    let dir = std::env::temp_dir().join("hologram-test-ports");
+    let _ = std::fs::create_dir_all(&dir);
+    let file = dir.join(port.to_string());
+    let me = std::process::id().to_string();
+    for _ in 0..2 {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&file)
+        {
+            Ok(mut f) => return f.write_all(me.as_bytes()).is_ok(),
+            Err(_) => {
+                let holder = std::fs::read_to_string(&file).unwrap_or_default();
+                let alive = !holder.is_empty()
+                    && std::path::Path::new("/proc").join(holder.trim()).exists();
+                if alive || holder.is_empty() {
+                    // Held, or being written by its claimer right now.
+                    return holder.trim() == me;
+                }
+                let _ = std::fs::remove_file(&file);
+            }
+        }
+    }
+    false
 }
 
 /// The kernel's ephemeral port range (Linux's default where it cannot be
