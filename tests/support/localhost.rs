@@ -52,17 +52,16 @@ pub fn free_udp_addrs(n: usize) -> Vec<SocketAddr> {
         .unwrap_or_default()
         .as_nanos() as u64;
     let pid = u64::from(std::process::id());
-    let mut at = (nanos ^ pid.wrapping_mul(0x9e37_79b9_7f4a_7c15)) % span;
+    let start = (nanos ^ pid.wrapping_mul(0x9e37_79b9_7f4a_7c15)) % span;
     let mut given = GIVEN
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut held = Vec::with_capacity(n);
-    for _ in 0..span {
+    for k in 0..span {
         if held.len() == n {
             break;
         }
-        let port = first + (at % span) as u16;
-        at += 1;
+        let port = first + ((start + k) % span) as u16;
         if given.contains(&port) {
             continue;
         }
