@@ -358,23 +358,22 @@ impl DurableLog {
             for _ in 0..2 {
                 let copy = match store.get_named(&name).await {
                     Ok(None) => continue,
-                    // Written by a newer build: the log is refused.
-                    Ok(Some(object)) if record::check_version(object.data()).is_err() => {
+                    Ok(Some(object)) => {
+                        // Written by a newer build: the log is refused.
                         record::check_version(object.data())?;
-                        continue;
-                    }
-                    Ok(Some(object)) => record::decode(object.data()).map_err(|reason| {
-                        let address = object.address();
-                        let what = "voting record";
-                        (
-                            address,
-                            ConsensusError::CorruptStored {
-                                what,
+                        record::decode(object.data()).map_err(|reason| {
+                            let address = object.address();
+                            let what = "voting record";
+                            (
                                 address,
-                                reason,
-                            },
-                        )
-                    }),
+                                ConsensusError::CorruptStored {
+                                    what,
+                                    address,
+                                    reason,
+                                },
+                            )
+                        })
+                    }
                     Err(CamError::Corrupt(address)) => {
                         Err((address, ConsensusError::Store(CamError::Corrupt(address))))
                     }

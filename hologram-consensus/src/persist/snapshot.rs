@@ -93,7 +93,7 @@ impl DurableLog {
         certified: &Decision,
         parts: &SnapshotParts,
     ) -> Result<(), ConsensusError> {
-        let sets = snapshot_membership(&self.membership, certified, parts)?;
+        let mut sets = snapshot_membership(&self.membership, certified, parts)?;
         let c = *certified
             .batch
             .checkpoint()
@@ -110,7 +110,6 @@ impl DurableLog {
         }
         // The set-change links (certified decisions carrying changes): kept
         // past the deletion of their blocks, for nodes behind them.
-        let mut sets = sets;
         let membership = if c.height > self.len {
             sets.keep_links(self.membership.links());
             &sets
