@@ -349,6 +349,17 @@ fn run(seed: u64) -> Result<(), String> {
         pool.run_until(timer.sleep(Duration::from_millis(50)));
         check(&signed)?;
         waited += 1;
+        // A validator with nothing in flight that missed every message of
+        // the group's last heights cannot know it is behind while the group
+        // is idle (a node process asks its peers on a timer): a client's
+        // next command, every 2 s, is the traffic that shows it.
+        if waited % 40 == 0 {
+            let nudge = commands(&format!("s{seed}nudge{waited}"), 1);
+            for n in &nodes {
+                let _ = pool.run_until(n.handle.submit(nudge.clone(), false));
+            }
+            all.extend(nudge);
+        }
         // A write that failed before the heal stopped it: its operator
         // restarts it (on the disk that no longer fails).
         if matches!(nodes[3].ended.try_recv(), Ok(Some(()))) {
