@@ -77,7 +77,7 @@ pub struct AntiEntropy {
 }
 
 impl AntiEntropy {
-    fn absorb(&mut self, other: AntiEntropy) {
+    pub(super) fn absorb(&mut self, other: AntiEntropy) {
         self.compared += other.compared;
         self.differing += other.differing;
         self.fetched += other.fetched;
