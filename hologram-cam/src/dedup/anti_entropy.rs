@@ -187,7 +187,7 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
                 let _guard = self.locks.lock(address).await;
                 match self.store.get(&address).await {
                     Ok(Some(object)) => {
-                        let references = self.references.load(&address).await.map_err(failed)?;
+                        let references = self.load_references(&address).await.map_err(failed)?;
                         Some((object, references))
                     }
                     Ok(None) => None,
