@@ -27,9 +27,10 @@ mod group_faults;
 
 use super::group_gate::{Nemesis, View};
 use super::group_transfers::Transfer;
+use super::trace::Trace;
 use super::{node_key, BYZANTINE, CLIENTS};
-use futures::executor::block_on;
 use group_faults::{MemberBehaviour, MemberView, TestGroup};
+pub use group_faults::{Runner, Wrap};
 use hologram_lattice::sim::Faults;
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Purpose, Receipt};
@@ -83,11 +84,14 @@ pub struct ShardGroups {
     pub(super) clients: Vec<NodeId>,
     pub(super) map: ShardMap,
     pub(super) tick: u64,
+    /// The simulation's executor, which runs the members and every call.
+    pub(super) runner: Runner,
+    pub(super) trace: Trace,
 }
 
 impl ShardGroups {
     /// The groups of `seed`; the Byzantine member's behaviour is drawn.
-    pub fn new(seed: u64, faults: &Faults) -> ShardGroups {
+    pub fn new(seed: u64, faults: &Faults, runner: Runner, trace: &Trace) -> ShardGroups {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6772_6f75);
         let view = Nemesis::new(View::new(
             ChaCha8Rng::seed_from_u64(seed ^ 0x7669_6577),
@@ -136,8 +140,15 @@ impl ShardGroups {
             let seed = seed ^ (g as u64 + 1);
             let waits = (Duration::from_millis(50), Duration::from_millis(500));
             let members = &keys[g];
-            let group =
-                TestGroup::with_waits(&core, members, behaviour, scaled(faults), seed, waits);
+            let group = TestGroup::on(
+                &core,
+                members,
+                behaviour,
+                scaled(faults),
+                seed,
+                waits,
+                runner.clone(),
+            );
             groups.push(group);
         }
         let members = keys
@@ -159,6 +170,8 @@ impl ShardGroups {
             clients: CLIENTS.map(|i| node_key(seed, i).node_id()).collect(),
             map,
             tick: 0,
+            runner,
+            trace: trace.clone(),
         }
     }
 
@@ -195,7 +208,7 @@ impl ShardGroups {
     pub fn crash(&mut self, id: NodeId) {
         self.view.lock().set_down(id, true);
         for (g, i) in self.memberships(id) {
-            match block_on(self.groups[g].crash_member(i)) {
+            match self.runner.block_on(self.groups[g].crash_member(i)) {
                 Ok(()) => self.counts.member_crashes += 1,
                 Err(e) => self
                     .violations
@@ -209,7 +222,7 @@ impl ShardGroups {
     pub fn restart(&mut self, id: NodeId) {
         self.view.lock().set_down(id, false);
         for (g, i) in self.memberships(id) {
-            match block_on(self.groups[g].restart_member(i)) {
+            match self.runner.block_on(self.groups[g].restart_member(i)) {
                 Ok(()) => self.counts.member_restarts += 1,
                 Err(e) => self
                     .violations
@@ -284,7 +297,10 @@ impl ShardGroups {
             if !self.prepared_at(o, &txn) || self.read(o, |c| c.outcome(&txn).is_some()) {
                 return;
             }
-            match block_on((*self.groups[o]).resolve(txn, decision)) {
+            match self
+                .runner
+                .block_on((*self.groups[o]).resolve(txn, decision))
+            {
                 Ok(_) => self.violations.push(format!(
                     "{txn}: group {o} took a decision one member of group {b} forged"
                 )),
