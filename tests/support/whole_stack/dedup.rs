@@ -89,6 +89,7 @@ pub struct DedupNet {
     crashed: BTreeSet<NodeId>,
     reachable: Option<BTreeSet<NodeId>>,
     pub stores_acked: u64,
+    pub stores_failed: u64,
     pub reads_checked: u64,
     exec: Executor,
     trace: Trace,
@@ -147,6 +148,7 @@ impl DedupNet {
             crashed: BTreeSet::new(),
             reachable: None,
             stores_acked: 0,
+            stores_failed: 0,
             reads_checked: 0,
             exec: exec.clone(),
             trace: trace.clone(),
@@ -220,7 +222,7 @@ impl DedupNet {
                         self.acked.entry(address).or_insert((data, 0)).1 += 1;
                         return Ok(Some(address));
                     }
-                    StoreResult::Failed(a) if a == address => {}
+                    StoreResult::Failed(a) if a == address => self.stores_failed += 1,
                     other => return Err(format!("dedup: a store answered {other:?}")),
                 }
             }

@@ -498,6 +498,7 @@ impl Stack {
         t.broadcasts_certified = self.broadcast.check_certificates().unwrap_or(0) as u64;
         t.transfers_committed = self.bank.committed_count() as u64;
         t.objects_acked = self.dedup.stores_acked;
+        t.objects_failed = self.dedup.stores_failed;
         t.routes_checked = self.routing.routes_checked;
         t.reads_checked = self.dedup.reads_checked;
         self.shards.tally(&mut t);
