@@ -36,8 +36,27 @@ use std::time::Duration;
 /// call).
 pub const POLLS_PER_RUN: usize = 1 << 20;
 
-/// A single-threaded executor on a virtual clock (see the [module
-/// docs](self)).
+/// A single-threaded executor on a virtual clock, for async code inside a
+/// simulation.
+///
+/// Protocol cores run in the [`Simulation`](super::Simulation) itself; code
+/// that is async all the way down (a client over a
+/// [`Transport`](crate::transport::Transport), a
+/// [`Driver`](crate::driver::Driver) with its inbox) runs here instead: one
+/// thread, the caller's, and one [manual](Timer::manual) timer whose virtual
+/// clock moves only when nothing is left to run. Give that timer to
+/// everything the tasks sleep or time out on (a
+/// [`MemoryNetwork`](crate::transport::MemoryNetwork) made
+/// [`with_timer`](crate::transport::MemoryNetwork::with_timer), a driver's
+/// `timer`), and which frames are lost, which requests time out and in which
+/// order tasks run are a function of the seed and the calls alone: a run
+/// replays exactly.
+///
+/// Tasks run in the order they were woken (a task woken twice before it
+/// runs runs once), each until it is pending; when none is ready the clock
+/// moves to the earliest deadline a sleep waits for and the sleeps due then
+/// wake, earliest first. Nothing here spawns a thread or reads the wall
+/// clock.
 ///
 /// Cloning is cheap and shares the tasks and the clock. Its methods must
 /// not be called from inside one of its own tasks.
