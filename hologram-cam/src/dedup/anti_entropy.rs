@@ -41,7 +41,10 @@
 //! digests) are equal. A holder with no record of an object's references
 //! (tag [`UNKNOWN_REFERENCES`]) keeps it so, never taking a neighbour's set
 //! for it, and a neighbour that fetches from it takes the unknown in turn:
-//! the object is never freed (a leak, never a loss).
+//! the object is never freed (a leak, never a loss). A neighbour that
+//! claims other tags than it holds only makes this holder fetch objects it
+//! has (bounded as every fetch; the neighbour sends the bytes) and merge
+//! the sets it is sent, which it takes as a ring member's word, as above.
 //!
 //! What it does not do: fetch a set without its object (an object whose
 //! set differs travels again with it: bounded as every fetch, but bytes
