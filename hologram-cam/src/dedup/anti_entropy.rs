@@ -98,7 +98,7 @@ pub struct AntiEntropy {
 }
 
 impl AntiEntropy {
-    fn absorb(&mut self, other: AntiEntropy) {
+    pub(super) fn absorb(&mut self, other: AntiEntropy) {
         self.compared += other.compared;
         self.differing += other.differing;
         self.fetched += other.fetched;
@@ -153,11 +153,12 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
         }
         let mut held = Vec::with_capacity(inside.len());
         for address in inside {
-            let references = self
-                .references
-                .load(&address)
-                .await?
-                .map_or(UNKNOWN_REFERENCES, |set| set.tag());
+            // Under the address's lock: a set that rotted is forgotten.
+            let references = {
+                let _guard = self.locks.lock(address).await;
+                self.load_references(&address).await?
+            };
+            let references = references.map_or(UNKNOWN_REFERENCES, |set| set.tag());
             held.push(HeldAddress {
                 address,
                 references,
@@ -223,7 +224,7 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
                 let _guard = self.locks.lock(address).await;
                 match self.store.get(&address).await {
                     Ok(Some(object)) => {
-                        let references = self.references.load(&address).await.map_err(failed)?;
+                        let references = self.load_references(&address).await.map_err(failed)?;
                         Some((object, references))
                     }
                     Ok(None) => None,

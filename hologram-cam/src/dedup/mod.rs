@@ -11,6 +11,7 @@ pub(crate) mod network;
 mod ranges;
 pub(crate) mod references;
 mod scrub;
+mod upkeep;
 mod wire;
 
 pub use anti_entropy::{AntiEntropy, PASS_RANGES};
@@ -22,6 +23,7 @@ pub use ranges::{
 };
 pub use references::{ReferenceList, ReferenceSet, REFERENCES_TAG_CONTEXT};
 pub use scrub::{ScrubStep, SCRUB_CURSOR};
+pub use upkeep::{Upkeep, UpkeepPlan, UpkeepReport};
 pub use wire::{
     fetched_check, BatchedPut, DedupMessage, FetchedItem, Kept, Reference, Request, MAX_BATCH,
     MAX_MESSAGE_BYTES, REQUEST_CHECK_CONTEXT,
