@@ -33,7 +33,7 @@
 //! run by a `ReplicaDriver` with a durable log, applying its decisions to
 //! its `ShardMachine`) over a `MemoryNetwork` of its group's, whose faults
 //! follow the nemesis: the same loss, duplication and corruption rates, the
-//! latency in a tenth as many real milliseconds, the same partitions of the
+//! latency at a tenth, the same partitions of the
 //! members' nodes. A crashed node's members stop and leave the network;
 //! when the node restarts they recover their replicas from their durable
 //! logs and catch up from their peers (round changes, catch-up and

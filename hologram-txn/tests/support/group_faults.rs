@@ -279,7 +279,8 @@ async fn start(
 
 impl TestGroup {
     /// The group of `keys` starting from `core`, member `i` behaving as
-    /// `behaviour(i)`, over a network with `faults` (latency in real ms).
+    /// `behaviour(i)`, over a network with `faults` (latency in real ms; on
+    /// a simulation's executor, virtual ms: see [`on`](Self::on)).
     pub fn new(
         core: &ParticipantCore,
         keys: &[KeyPair],

@@ -8,7 +8,8 @@
 //! replicas (`GroupMember`s) over a `MemoryNetwork` of the group's (see
 //! `hologram-txn/tests/support/group_faults.rs`), whose faults follow the
 //! nemesis' — its loss, duplication and corruption rates, and its latency
-//! scaled from virtual to a tenth as many real milliseconds — and whose
+//! at a tenth (as when the groups ran on real time: it is part of the
+//! campaign's fault mix; now in the executor's virtual milliseconds) — and whose
 //! partitions cut the members as the campaign's partitions cut their nodes.
 //! A crashed node's member stops (its replica and its answers) and leaves
 //! the network; when the node restarts, its member recovers its replica from
@@ -312,7 +313,7 @@ impl ShardGroups {
 }
 
 /// The campaign's faults for a group's network: its rates, and its latency
-/// in a tenth as many real milliseconds as the campaign's virtual ones.
+/// at a tenth (in the executor's virtual milliseconds).
 fn scaled(faults: &Faults) -> Faults {
     let (lo, hi) = faults.latency_ms;
     Faults {

@@ -64,7 +64,7 @@ pub fn node_key(seed: u64, i: usize) -> KeyPair {
 pub struct Stack {
     seed: u64,
     rng: ChaCha8Rng,
-    /// The storage layer's own choices, so that its real-time outcomes
+    /// The storage layer's own choices, so that its outcomes
     /// never shift what the simulated layers draw.
     storage_rng: ChaCha8Rng,
     ids: Vec<NodeId>,
