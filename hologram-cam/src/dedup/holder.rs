@@ -9,7 +9,7 @@ use hologram_lattice::telemetry::LogLimit;
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol, Service};
 use hologram_lattice::{Address, PeerId};
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 /// Serves the deduplication protocol from a [`Store`], counting references
@@ -156,6 +156,15 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
         replication: usize,
     ) -> Self {
         self.placement = Some((me, ring, replication.max(1)));
+        self
+    }
+
+    /// Numbers the requests this holder sends (hand-off, anti-entropy) from
+    /// `op` on, instead of from a random start: for a deterministic
+    /// simulation, where the seed must fix every byte sent (as
+    /// [`DeduplicationNetwork::with_first_op`](crate::DeduplicationNetwork::with_first_op)).
+    pub fn with_first_op(self, op: u64) -> Self {
+        self.next_op.store(op, Ordering::Relaxed);
         self
     }
 

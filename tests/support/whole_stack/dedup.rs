@@ -2,7 +2,10 @@
 //! objects for a `DeduplicationNetwork` (N = 3, majority writes) over a
 //! `MemoryNetwork` with the nemesis' loss, duplication and corruption,
 //! partitions and crash–restart; one holder substitutes objects and fakes
-//! acknowledgements. The client is a gateway on the first node's side.
+//! acknowledgements, and another holds its objects on a failing disk
+//! (`FaultyStore`, seeded: write errors, torn batches, rot at rest, flips
+//! and misdirected reads, acknowledged writes lost when its node crashes).
+//! The client is a gateway on the first node's side.
 //!
 //! The `DeduplicationNetwork` client is async over a `Transport`, with no
 //! simulator core: it runs on the campaign's `Executor`, on its virtual
@@ -13,12 +16,14 @@
 
 use super::trace::{digest, Trace};
 use futures::executor::block_on;
-use hologram_cam::dedup::{DedupMessage, Kept, Request};
-use hologram_cam::MemoryStore;
+use hologram_cam::dedup::{DedupMessage, Kept, Request, Upkeep, UpkeepPlan, UpkeepReport};
 use hologram_cam::{DedupHandler, DeduplicationNetwork, HashRing, Store, StoreResult};
+use hologram_cam::{DiskFaultCounts, DiskFaults, FaultyStore, MemoryStore};
 use hologram_lattice::sim::Executor;
 use hologram_lattice::sim::Faults;
-use hologram_lattice::transport::{async_trait, Handler, HandlerError, MemoryNetwork, Protocol};
+use hologram_lattice::transport::{
+    async_trait, Handler, HandlerError, MemoryNetwork, MemoryTransport, Protocol,
+};
 use hologram_lattice::{Address, NodeId, PeerId};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
@@ -68,19 +73,50 @@ impl Handler for Substituter {
     async fn message(&self, _: PeerId, _: Protocol, _: Vec<u8>) {}
 }
 
-type Holder = DedupHandler<MemoryStore>;
+/// Every honest holder's disk: perfect but for the failing one's.
+type Disk = FaultyStore<MemoryStore>;
+type Holder = DedupHandler<Disk>;
+
+/// The failing disk's faults.
+const FAILING_DISK: DiskFaults = DiskFaults {
+    write_error: 0.04,
+    no_space: 0.02,
+    torn_batch: 0.1,
+    lost_on_crash: 0.5,
+    rot_at_rest: 0.15,
+    flip_on_read: 0.03,
+    misdirected_read: 0.03,
+    ..DiskFaults::NONE
+};
+
+/// How the honest holders keep their copies: a few objects scrubbed a tick,
+/// anti-entropy with the ring neighbours every few ticks and after rot.
+const UPKEEP: UpkeepPlan = UpkeepPlan {
+    tick: Duration::from_millis(40),
+    scrub_per_tick: 8,
+    anti_entropy_every: 6,
+    request_timeout: Duration::from_millis(20),
+};
+
+/// Upkeep runs on every this many workload ticks.
+const UPKEEP_EVERY: u64 = 4;
 
 /// The storage layer of the stack.
 pub struct DedupNet {
     pub network: MemoryNetwork,
-    holders: BTreeMap<NodeId, (Arc<Holder>, Arc<MemoryStore>)>,
+    holders: BTreeMap<NodeId, (Arc<Holder>, Arc<Disk>)>,
     client: DeduplicationNetwork,
     /// The same client with a generous timeout: the checks fall back to it,
     /// so a descheduled thread on a loaded machine is not a lost object.
     patient: DeduplicationNetwork,
     client_id: NodeId,
     substituter: NodeId,
+    /// The holder on the failing disk.
+    failing: NodeId,
     pub substituted: Arc<AtomicU64>,
+    /// Each honest holder's upkeep (scrub, anti-entropy) and its endpoint.
+    upkeep: BTreeMap<NodeId, (Upkeep, MemoryTransport)>,
+    upkeep_calls: u64,
     /// Acknowledged objects and the references the model holds on them.
     acked: BTreeMap<Address, (Vec<u8>, u64)>,
     /// References attempted per address.
@@ -96,7 +132,8 @@ pub struct DedupNet {
 }
 
 impl DedupNet {
-    /// Every node of `ids` holds; the one at `substituter` lies. Runs on
+    /// Every node of `ids` holds; the one at `substituter` lies, the next
+    /// one's disk fails. Runs on
     /// `exec`; `trace` records every frame and outcome.
     pub fn new(
         seed: u64,
@@ -108,16 +145,34 @@ impl DedupNet {
         let network = MemoryNetwork::with_timer(seed, exec.timer().clone());
         let substituted = Arc::new(AtomicU64::new(0));
         let mut ring = HashRing::new();
-        let mut holders = BTreeMap::new();
-        for (i, &id) in ids.iter().enumerate() {
+        for &id in ids {
             ring.add(id);
+        }
+        let ring = Arc::new(RwLock::new(ring));
+        let mut holders = BTreeMap::new();
+        let mut upkeep = BTreeMap::new();
+        let failing = (substituter + 1) % ids.len();
+        for (i, &id) in ids.iter().enumerate() {
             if i == substituter {
                 let liar = Arc::new(Substituter(Arc::clone(&substituted)));
                 network.join(id, trace.handler(exec, id, liar));
             } else {
-                let store = Arc::new(MemoryStore::new());
-                let holder = Arc::new(DedupHandler::new(Arc::clone(&store)));
-                network.join(id, trace.handler(exec, id, Arc::clone(&holder) as _));
+                let faults = match i == failing {
+                    true => FAILING_DISK,
+                    false => DiskFaults::NONE,
+                };
+                let store = Arc::new(FaultyStore::new(
+                    MemoryStore::new(),
+                    seed ^ 0xd15c ^ i as u64,
+                    faults,
+                ));
+                let holder = Arc::new(
+                    DedupHandler::new(Arc::clone(&store))
+                        .with_ring(id, Arc::clone(&ring), REPLICATION)
+                        .with_first_op(seed.rotate_left(29) ^ ((i as u64) << 48)),
+                );
+                let endpoint = network.join(id, trace.handler(exec, id, Arc::clone(&holder) as _));
+                upkeep.insert(id, (Upkeep::new(UPKEEP), endpoint));
                 holders.insert(id, (holder, store));
             }
         }
@@ -126,7 +181,6 @@ impl DedupNet {
             client_id,
             Arc::new(Substituter(Arc::new(AtomicU64::new(0)))),
         ));
-        let ring = Arc::new(RwLock::new(ring));
         // Seeded request numbers, the patient client's far from the other's.
         let first_op = seed.rotate_left(17) ^ 0x6f70_7300;
         let client = DeduplicationNetwork::new(transport.clone(), Arc::clone(&ring), REPLICATION)
@@ -142,7 +196,10 @@ impl DedupNet {
             patient,
             client_id,
             substituter: ids[substituter],
+            failing: ids[failing],
             substituted,
+            upkeep,
+            upkeep_calls: 0,
             acked: BTreeMap::new(),
             attempted: BTreeMap::new(),
             crashed: BTreeSet::new(),
@@ -174,7 +231,30 @@ impl DedupNet {
     pub fn crash(&mut self, id: NodeId) {
         if self.network.crash(id) {
             self.crashed.insert(id);
+            // Its disk loses what it had not flushed.
+            if let Some((_, disk)) = self.holders.get(&id) {
+                let lost = block_on(disk.crash()).expect("a memory store does not fail");
+                self.trace
+                    .record(|| format!("crash {id}: {lost} writes lost"));
+            }
         }
+    }
+
+    /// The faults the holders' disks injected.
+    pub fn disk_faults(&self) -> DiskFaultCounts {
+        let mut total = DiskFaultCounts::default();
+        for (_, disk) in self.holders.values() {
+            let c = disk.counts();
+            total.write_errors += c.write_errors;
+            total.no_space += c.no_space;
+            total.torn += c.torn;
+            total.lost += c.lost;
+            total.rotted += c.rotted;
+            total.rotten_reads += c.rotten_reads;
+            total.misdirected += c.misdirected;
+            total.stale += c.stale;
+        }
+        total
     }
 
     pub fn restart(&mut self, id: NodeId) {
@@ -185,8 +265,128 @@ impl DedupNet {
             Some((holder, _)) => Arc::clone(holder) as _,
             None => Arc::new(Substituter(Arc::clone(&self.substituted))),
         };
-        self.network
+        let endpoint = self
+            .network
             .restart(id, self.trace.handler(&self.exec, id, handler));
+        if let Some((_, old)) = self.upkeep.get_mut(&id) {
+            *old = endpoint;
+        }
+    }
+
+    /// Every [`UPKEEP_EVERY`]th call, one upkeep tick on every honest
+    /// holder that is up: a scrub step (a rotten copy is dropped), then
+    /// anti-entropy with its ring neighbours when due (rot was found, or
+    /// periodically), which fetches back what the holder lacks.
+    pub fn upkeep(&mut self) -> Result<(), String> {
+        self.upkeep_calls += 1;
+        if !self.upkeep_calls.is_multiple_of(UPKEEP_EVERY) {
+            return Ok(());
+        }
+        for (id, (upkeep, endpoint)) in &mut self.upkeep {
+            let Some((holder, _)) = self.holders.get(id) else {
+                continue;
+            };
+            if self.crashed.contains(id) {
+                continue;
+            }
+            self.exec
+                .block_on(upkeep.tick(holder, endpoint), STALL)
+                .ok_or_else(|| format!("dedup: {id}'s upkeep made no progress in {STALL:?}"))?;
+            let r = upkeep.report();
+            self.trace.record(|| {
+                format!(
+                    "upkeep {id}: {} scrubbed, {} rotten, {} fetched, {} merged, {} refused",
+                    r.scrubbed,
+                    r.rotten,
+                    r.anti_entropy.fetched,
+                    r.anti_entropy.merged,
+                    r.anti_entropy.refused
+                )
+            });
+        }
+        Ok(())
+    }
+
+    /// After the faults (every node up, the network healed): the failing
+    /// disk heals too; every honest holder scrubs its whole store and runs
+    /// anti-entropy with its ring neighbours until a round changes nothing
+    /// (at most a few); then every object the model still holds a
+    /// reference to is held, with its bytes, by every honest owner: the
+    /// replication the substituter allows is restored without a re-put.
+    pub fn heal_replicas(&mut self) -> Result<(), String> {
+        if let Some((_, disk)) = self.holders.get(&self.failing) {
+            disk.set_faults(DiskFaults::NONE);
+        }
+        for (id, (holder, _)) in &self.holders {
+            let step = block_on(holder.scrub(usize::MAX))
+                .map_err(|e| format!("dedup: {id}'s scrub after the faults: {e}"))?;
+            self.trace
+                .record(|| format!("final scrub {id}: {} rotten", step.corrupt.len()));
+        }
+        for round in 0..4 {
+            let mut changed = 0;
+            for (id, (_, endpoint)) in &self.upkeep {
+                let Some((holder, _)) = self.holders.get(id) else {
+                    continue;
+                };
+                let done = self
+                    .exec
+                    .block_on(
+                        holder.anti_entropy_round(endpoint, UPKEEP.request_timeout * 10),
+                        STALL,
+                    )
+                    .ok_or_else(|| format!("dedup: {id}'s anti-entropy made no progress"))?
+                    .map_err(|e| format!("dedup: {id}'s anti-entropy: {e}"))?;
+                changed += done.fetched + done.failed;
+                self.trace.record(|| {
+                    format!(
+                        "final anti-entropy {round} {id}: {} fetched, {} failed",
+                        done.fetched, done.failed
+                    )
+                });
+            }
+            if changed == 0 {
+                break;
+            }
+        }
+        for (address, (data, _)) in &self.acked {
+            for owner in self.client.owners(address) {
+                let Some((_, disk)) = self.holders.get(&owner) else {
+                    continue;
+                };
+                let held = block_on(disk.get(address))
+                    .map_err(|e| format!("dedup: {owner} reading {address}: {e}"))?;
+                match held {
+                    Some(object) if object.data() == &data[..] => {}
+                    Some(_) => {
+                        return Err(format!("dedup: {owner} holds {address} with other bytes"))
+                    }
+                    None => {
+                        return Err(format!(
+                            "dedup: {owner} lacks {address} after anti-entropy (under-replicated)"
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What the holders' upkeep did, summed.
+    pub fn upkeep_report(&self) -> UpkeepReport {
+        let mut total = UpkeepReport::default();
+        for (upkeep, _) in self.upkeep.values() {
+            let r = upkeep.report();
+            total.ticks += r.ticks;
+            total.scrubbed += r.scrubbed;
+            total.rotten += r.rotten;
+            total.rounds += r.rounds;
+            total.errors += r.errors;
+            total.anti_entropy.fetched += r.anti_entropy.fetched;
+            total.anti_entropy.merged += r.anti_entropy.merged;
+            total.anti_entropy.refused += r.anti_entropy.refused;
+        }
+        total
     }
 
     /// Partitions the holders; the client joins the first group.
@@ -271,6 +471,12 @@ impl DedupNet {
         if !self.acked.contains_key(&address) {
             return Ok(false);
         }
+        // Two faulty owners of three (the substituter and the failing disk)
+        // are past what N = 3 with majority writes tolerates.
+        let owners = self.client.owners(&address);
+        if owners.contains(&self.substituter) && owners.contains(&self.failing) {
+            return Ok(false);
+        }
         let mut read = None;
         for _ in 0..3 {
             read = self.wait(self.patient.get(address))?.ok();
@@ -298,10 +504,11 @@ impl DedupNet {
             .collect()
     }
 
-    /// Owners of `address` the client cannot count on: crashed, cut off, or
-    /// the substituter.
+    /// Owners of `address` the client cannot count on: crashed, cut off,
+    /// the substituter, or the holder on the failing disk.
     fn out(&self, owner: &NodeId) -> bool {
         *owner == self.substituter
+            || *owner == self.failing
             || self.crashed.contains(owner)
             || self.reachable.as_ref().is_some_and(|r| !r.contains(owner))
     }
@@ -362,9 +569,12 @@ impl DedupNet {
         Ok(())
     }
 
-    /// Every object every honest holder stores re-hashes to its address.
+    /// Every object every honest holder stores re-hashes to its address
+    /// (asked of the disk under the faults: what the holder wrote, not what
+    /// a faulty read returns).
     fn check_stores(&self) -> Result<(), String> {
-        for (id, (_, store)) in &self.holders {
+        for (id, (_, disk)) in &self.holders {
+            let store = disk.inner();
             let mut after = None;
             loop {
                 let page = block_on(store.scan(after, 256)).map_err(|e| e.to_string())?;

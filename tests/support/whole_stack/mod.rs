@@ -295,6 +295,7 @@ impl Stack {
                 }
             }
         }
+        self.dedup.upkeep()?;
         Ok(())
     }
 
@@ -473,6 +474,7 @@ impl Stack {
         // Storage: a new object is stored and every acknowledged one reads
         // back; so does every object of the replicated index still held.
         self.dedup.check_live(self.seed)?;
+        self.dedup.heal_replicas()?;
         self.check(None)?;
         for address in self.replicas.indexed() {
             if self.dedup.read_indexed(address)? {
@@ -499,6 +501,16 @@ impl Stack {
         t.transfers_committed = self.bank.committed_count() as u64;
         t.objects_acked = self.dedup.stores_acked;
         t.objects_failed = self.dedup.stores_failed;
+        let disk = self.dedup.disk_faults();
+        t.disk_writes_failed = disk.write_errors + disk.no_space + disk.torn;
+        t.disk_writes_lost = disk.lost;
+        t.disk_rotted = disk.rotted;
+        t.disk_bad_reads = disk.rotten_reads + disk.misdirected;
+        let upkeep = self.dedup.upkeep_report();
+        t.scrubbed = upkeep.scrubbed;
+        t.scrub_rotten = upkeep.rotten;
+        t.repaired = upkeep.anti_entropy.fetched as u64;
+        t.repairs_refused = upkeep.anti_entropy.refused as u64;
         t.routes_checked = self.routing.routes_checked;
         t.reads_checked = self.dedup.reads_checked;
         self.shards.tally(&mut t);

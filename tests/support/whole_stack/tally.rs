@@ -42,6 +42,14 @@ pub struct Tally {
     pub group_calls_cut: u64,
     pub group_calls_retried: u64,
     pub group_heights: u64,
+    pub disk_writes_failed: u64,
+    pub disk_writes_lost: u64,
+    pub disk_rotted: u64,
+    pub disk_bad_reads: u64,
+    pub scrubbed: u64,
+    pub scrub_rotten: u64,
+    pub repaired: u64,
+    pub repairs_refused: u64,
 }
 
 impl Tally {
@@ -95,7 +103,15 @@ impl Tally {
             group_forgeries_refused,
             group_calls_cut,
             group_calls_retried,
-            group_heights
+            group_heights,
+            disk_writes_failed,
+            disk_writes_lost,
+            disk_rotted,
+            disk_bad_reads,
+            scrubbed,
+            scrub_rotten,
+            repaired,
+            repairs_refused
         );
     }
 }
@@ -109,6 +125,8 @@ impl fmt::Display for Tally {
              byzantine: {} validators, {} forged broadcasts/acks, {} forged transfer decisions, {} substituted dedup answers; \
              checked: {} cross-layer check rounds (besides every simulator step), {} consensus heights, {} broadcast certificates, {} transfers committed, \
              {} dedup writes acknowledged ({} indexed through consensus, {} read back from the replicated index), {} failed (under W acknowledgements), \
+             a holder's failing disk: {} writes failed or torn, {} acknowledged writes lost at crashes, {} copies rotted, {} reads rotten or misdirected; \
+             holders' upkeep: {} copies scrubbed, {} found rotten, {} objects fetched by anti-entropy, {} offered bad copies refused; \
              {} reads verified, {} lattice routes checked; \
              replicated shard groups: {} transfers committed and {} aborted ({} one-phase), {} coordinators stopped mid-transfer and {} transfers settled after, \
              {} member crashes ({} recovered from their durable logs), {} coordinator calls cut or lost by the nemesis, {} coordinator calls retried, \
@@ -118,7 +136,9 @@ impl fmt::Display for Tally {
             self.byzantine_validators, self.forged_broadcasts, self.forged_decisions,
             self.substituted_answers, self.checks, self.commits, self.broadcasts_certified,
             self.transfers_committed, self.objects_acked, self.indexed, self.index_reads,
-            self.objects_failed, self.reads_checked,
+            self.objects_failed, self.disk_writes_failed, self.disk_writes_lost, self.disk_rotted,
+            self.disk_bad_reads, self.scrubbed, self.scrub_rotten, self.repaired,
+            self.repairs_refused, self.reads_checked,
             self.routes_checked,
             self.group_transfers_committed, self.group_transfers_aborted, self.group_one_phase,
             self.coordinator_stops, self.settled_after_stop, self.member_crashes,
