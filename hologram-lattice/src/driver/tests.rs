@@ -142,6 +142,25 @@ fn two_cores_talk_through_their_drivers_and_timers_fire() {
     );
 }
 
+/// Runs A and B until A's store fails (B stopped a little after, without
+/// an error); the error A stopped on.
+fn until_stopped(
+    net: &MemoryNetwork,
+    a: Driver<Counter>,
+    b_handle: &Handle<Counter>,
+    b: Driver<Counter>,
+) -> &'static str {
+    let watch = async {
+        let (_, result) = a.run().await;
+        net.timer().sleep(Duration::from_millis(20)).await;
+        b_handle.stop();
+        result
+    };
+    let (a_result, (_, b_result)) = block_on(join(watch, b.run()));
+    assert!(b_result.is_ok());
+    a_result.err().unwrap_or("A did not fail")
+}
+
 #[test]
 fn malformed_frames_are_dropped_and_a_failed_persist_sends_nothing() {
     let net = MemoryNetwork::new(2);
@@ -152,16 +171,10 @@ fn malformed_frames_are_dropped_and_a_failed_persist_sends_nothing() {
     assert_eq!(b.handle.inbox_stats(), InboxStats::default());
     // B's 0 reaches A, whose store fails: A stops without answering.
     b.handle.send((a_id, 0)).unwrap();
-    let b_handle = b.handle.clone();
-    let watch = async {
-        let (_, result) = a.driver.run().await;
-        net.timer().sleep(Duration::from_millis(20)).await;
-        b_handle.stop();
-        result
-    };
-    let (a_result, (_, b_result)) = block_on(join(watch, b.driver.run()));
-    assert_eq!(a_result.err(), Some("the store failed"));
-    assert!(b_result.is_ok());
+    assert_eq!(
+        until_stopped(&net, a.driver, &b.handle, b.driver),
+        "the store failed"
+    );
     assert_eq!(b.got.try_recv().ok(), None, "A sent nothing");
 }
 
@@ -173,16 +186,10 @@ fn without_write_ahead_a_round_sends_while_it_persists_and_settles_after() {
     // B's 0 reaches A, whose store fails: its answer, which needs no
     // write-ahead, went out with the write, but A settles nothing.
     b.handle.send((a_id, 0)).unwrap();
-    let b_handle = b.handle.clone();
-    let watch = async {
-        let (_, result) = a.driver.run().await;
-        net.timer().sleep(Duration::from_millis(20)).await;
-        b_handle.stop();
-        result
-    };
-    let (a_result, (_, b_result)) = block_on(join(watch, b.driver.run()));
-    assert_eq!(a_result.err(), Some("the store failed"));
-    assert!(b_result.is_ok());
+    assert_eq!(
+        until_stopped(&net, a.driver, &b.handle, b.driver),
+        "the store failed"
+    );
     assert_eq!(b.got.try_recv().ok(), Some(1), "A's answer was sent");
     assert_eq!(a.got.try_recv().ok(), None, "A settled nothing");
 }
