@@ -320,8 +320,8 @@ impl Driven for SimReplica {
     }
 
     /// Write-ahead when the step signed something new (the voting record
-    /// gained or changed a height's votes, proposals or lock, see
-    /// [`VotingRecord::needs_write_ahead`]) or a snapshot moves the log:
+    /// gained or changed a height's votes, proposals or lock; the argument
+    /// is on the record's `needs_write_ahead`) or a snapshot moves the log:
     /// otherwise (decisions delivered, commands submitted or gossiped,
     /// votes received, re-sends) the step's messages go out while its
     /// blocks and record are written, and its decisions and answers are
