@@ -33,7 +33,7 @@
 //! run by a `ReplicaDriver` with a durable log, applying its decisions to
 //! its `ShardMachine`) over a `MemoryNetwork` of its group's, whose faults
 //! follow the nemesis: the same loss, duplication and corruption rates, the
-//! latency in a tenth as many real milliseconds, the same partitions of the
+//! latency at a tenth, the same partitions of the
 //! members' nodes. A crashed node's members stop and leave the network;
 //! when the node restarts they recover their replicas from their durable
 //! logs and catch up from their peers (round changes, catch-up and
@@ -101,12 +101,20 @@
 //! transfers across and within the groups commit, a new object is stored
 //! and every acknowledged one reads back.
 //!
+//! Time: the simulators' virtual clock. The async layers (the storage
+//! client and holders, the groups' members and their callers) run on one
+//! `hologram_lattice::sim::Executor` on this thread, whose virtual clock
+//! the campaign moves to each tick's time with the simulators'; a call made
+//! between ticks runs on it too, and moves it as the call waits (the
+//! simulators stand still meanwhile, so the async clock may run ahead of
+//! theirs). Nothing reads the wall clock or runs on another thread.
+//!
 //! Seeds: 6 by default; `HOLOGRAM_SEEDS=<n>` soaks, `HOLOGRAM_SEED=<s>`
-//! replays one (exactly for the simulated layers' faults; the storage layer
-//! runs on real time, so which of its requests time out can differ between
-//! runs, and with it which objects get indexed through consensus; the
-//! groups' replicas run on real time too, so their timing can differ). Each
-//! seed prints what was injected; the test prints the totals at the end:
+//! replays one exactly, every layer: `a_seed_replays_exactly` runs a seed
+//! twice and compares the complete event traces (every frame the storage
+//! layer's and the groups' nodes were handed and what they answered, every
+//! client outcome, the simulators' counters after every tick). Each seed
+//! prints what was injected; the test prints the totals at the end:
 //! `HOLOGRAM_SEEDS=50 cargo test --release --test whole_stack -- --nocapture`.
 
 #[path = "../hologram-consensus/tests/support/mod.rs"]
@@ -115,6 +123,7 @@ mod consensus_cluster;
 mod stack;
 
 use hologram_lattice::sim::check_seeds;
+use stack::trace::{first_difference, Trace};
 use stack::{Stack, Tally};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -147,4 +156,35 @@ fn the_whole_stack_survives_the_nemesis() {
         "whole stack: {total}; violations found: 0; in {:.1?}",
         started.elapsed()
     );
+}
+
+/// One run of `seed` with its trace: every event, then the outcome.
+fn traced_run(seed: u64) -> Vec<String> {
+    let trace = Trace::on();
+    let mut stack = Stack::traced(seed, trace.clone());
+    let outcome = stack.chaos().and_then(|()| stack.liveness());
+    let mut events = trace.events();
+    events.push(format!("outcome {outcome:?}; tally {}", stack.tally()));
+    events
+}
+
+#[test]
+fn a_seed_replays_exactly() {
+    check_seeds("whole stack replays a seed exactly", 1, |seed| {
+        let first = traced_run(seed);
+        let second = traced_run(seed);
+        let frames = first
+            .iter()
+            .filter(|e| e.contains(" request ") || e.contains(" message "))
+            .count();
+        println!(
+            "seed {seed}: {} events ({frames} frames handed to nodes) replayed exactly",
+            first.len()
+        );
+        match first_difference(&first, &second) {
+            None if frames > 0 => Ok(()),
+            None => Err("the trace recorded no frame".into()),
+            Some(difference) => Err(difference),
+        }
+    });
 }

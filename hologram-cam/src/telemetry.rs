@@ -53,6 +53,11 @@ pub const METRICS: &[Metric] = &[
         &[],
         "Held objects read back by the holder's scrub.",
     ),
+    Metric::counter(
+        "hologram_dedup_rotten_reference_sets_total",
+        &[],
+        "Reference sets that no longer decoded (rot): forgotten, the object then counting unknown references (never freed).",
+    ),
 ];
 
 /// Runs a durable store operation `op`, timing it and counting (and

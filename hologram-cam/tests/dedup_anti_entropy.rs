@@ -3,7 +3,8 @@
 //! acknowledged writes at crashes ([`FaultyStore`]); then one holder is
 //! lost for good. No client puts anything again and no `repair` is called:
 //! scrubs drop rotten copies and anti-entropy between neighbours restores
-//! every object to N good copies, references following the objects.
+//! every object to N good copies, references following the objects, and
+//! the reference sets of objects the owners all hold converging.
 //!
 //! The campaign, per seed: (1) puts, reads, crashes, scrub and anti-entropy
 //! steps in a seeded order while two disks fail (one rots and misreads, one
@@ -11,18 +12,22 @@
 //! is wiped and leaves the ring for good while the rotting disk keeps
 //! rotting and the steps go on; (4) the faults stop and the holders heal.
 //! At most two copies of an object are damaged between heals, the fault
-//! budget of N = 3. Invariants after every step: a read returns the
-//! object's own bytes or nothing; every acknowledged object has a good copy
-//! somewhere. After each heal: every acknowledged object is readable and
-//! held good by each of its N owners.
+//! budget of N = 3. Some steps take or release a reference at one owner
+//! only (a client whose request reached one owner of three), so the
+//! owners' reference sets of an object they all hold differ. Invariants
+//! after every step: a read returns the object's own bytes or nothing;
+//! every acknowledged object has a good copy somewhere. After each heal:
+//! every acknowledged object is readable and held good by each of its N
+//! owners, and its owners hold one reference set, in which every reference
+//! taken at one owner is live unless it was released (at any owner).
 //!
 //! Seeds: `HOLOGRAM_SEEDS=<n>` (default 3), `HOLOGRAM_SEED=<s>` replays one.
 
 use futures::executor::block_on;
-use hologram_cam::dedup::{AntiEntropy, DedupMessage, FetchedItem, Request};
+use hologram_cam::dedup::{AntiEntropy, DedupMessage, FetchedItem, Reference, Request};
 use hologram_cam::{
-    DedupHandler, DeduplicationNetwork, DiskFaults, FaultyStore, HashRing, MemoryStore, Object,
-    Store, StoreResult,
+    DedupHandler, DeduplicationNetwork, DiskFaults, FaultyStore, HashRing, MemoryReferences,
+    MemoryStore, Object, ReferenceStore, Store, StoreResult, DEDUP_PROTOCOL,
 };
 use hologram_lattice::sim::check_seeds;
 use hologram_lattice::transport::{
@@ -41,6 +46,7 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 struct Holder {
     id: NodeId,
     disk: Arc<Disk>,
+    references: Arc<MemoryReferences>,
     handler: Arc<DedupHandler<Disk>>,
     transport: MemoryTransport,
 }
@@ -81,13 +87,18 @@ fn network(seed: u64) -> Net {
             seed ^ (u64::from(i) << 32),
             DiskFaults::NONE,
         ));
+        let references = Arc::new(MemoryReferences::new());
         let handler =
-            Arc::new(DedupHandler::new(Arc::clone(&disk)).with_ring(id, Arc::clone(&ring), 3));
+            Arc::new(
+                DedupHandler::with_references(Arc::clone(&disk), Arc::clone(&references))
+                    .with_ring(id, Arc::clone(&ring), 3),
+            );
         let transport = network.join(id, Arc::clone(&handler) as _);
         ring.write().unwrap().add(id);
         holders.push(Holder {
             id,
             disk,
+            references,
             handler,
             transport,
         });
@@ -153,13 +164,92 @@ fn fully_replicated(net: &Net, acked: &[Object]) -> Result<(), String> {
     Ok(())
 }
 
+/// The owners of every acknowledged object hold one reference set, in
+/// which every reference taken at one owner is live unless released.
+fn references_agree(net: &Net, acked: &[Object], seen: &Seen) -> Result<(), String> {
+    let set_at = |owner: &NodeId, o: &Object| {
+        let holder = net.holders.iter().find(|h| h.id == *owner).unwrap();
+        block_on(holder.references.load(&o.address())).map_err(|e| e.to_string())
+    };
+    for o in acked {
+        let owners = net.client.owners(&o.address());
+        let first = set_at(&owners[0], o)?;
+        for owner in &owners[1..] {
+            let set = set_at(owner, o)?;
+            if set != first {
+                return Err(format!(
+                    "the owners of {} hold other reference sets: {first:?} at {}, {set:?} at {owner}",
+                    o.address(),
+                    owners[0]
+                ));
+            }
+        }
+        let Some(set) = first else { continue };
+        // What reached only a holder lost for good is lost with it.
+        let kept = |id: &NodeId| net.ring.read().unwrap().nodes().any(|n| n == *id);
+        for p in seen.partial.iter().filter(|p| p.address == o.address()) {
+            let live = set.live.contains(&p.reference);
+            let wrong = match p.released_at {
+                Some(at) => kept(&at) && live,
+                None => kept(&p.taken_at) && !live,
+            };
+            if wrong {
+                return Err(format!(
+                    "{}: a reference taken at one owner is live: {live} ({p:?})",
+                    o.address()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What the campaign saw, for its report and its checks.
 #[derive(Default, Debug)]
 struct Seen {
     anti_entropy: AntiEntropy,
     scrubbed_corrupt: usize,
     reads: usize,
+    /// References taken at one owner.
+    partial: Vec<Partial>,
 }
+
+/// A reference taken at one owner, and where it was released, if it was
+/// (at one owner too, which recorded the release).
+#[derive(Debug)]
+struct Partial {
+    address: hologram_lattice::Address,
+    reference: Reference,
+    taken_at: NodeId,
+    released_at: Option<NodeId>,
+}
+
+/// Sends one numbered request straight to `holder`'s handler, as a client
+/// whose copies to the other owners were lost.
+fn to_one(holder: &Holder, op: u64, message: DedupMessage) -> Result<DedupMessage, String> {
+    let request = Request { op, message }.encode();
+    let answer = block_on(
+        holder
+            .handler
+            .request(PARTIAL_CLIENT, DEDUP_PROTOCOL, request),
+    )
+    .map_err(|e| e.to_string())?;
+    DedupMessage::decode_owned(answer).map_err(|e| e.to_string())
+}
+
+/// One owner of `address`, drawn.
+fn one_owner<'a>(
+    net: &'a Net,
+    rng: &mut ChaCha8Rng,
+    address: hologram_lattice::Address,
+) -> &'a Holder {
+    let owners = net.client.owners(&address);
+    let owner = owners[rng.random_range(0..owners.len())];
+    net.holders.iter().find(|h| h.id == owner).unwrap()
+}
+
+/// The client whose requests reach one owner only.
+const PARTIAL_CLIENT: PeerId = PeerId::from_bytes([0xc2; 32]);
 
 impl Seen {
     fn add(&mut self, report: AntiEntropy) {
@@ -167,6 +257,7 @@ impl Seen {
         a.compared += report.compared;
         a.differing += report.differing;
         a.fetched += report.fetched;
+        a.merged += report.merged;
         a.unavailable += report.unavailable;
         a.refused += report.refused;
         a.failed += report.failed;
@@ -184,6 +275,46 @@ fn step(
     let live: Vec<&Holder> = net.holders.iter().filter(|h| on_ring(net, h)).collect();
     let holder = live[rng.random_range(0..live.len())];
     match rng.random_range(0..100) {
+        40..45 if !acked.is_empty() => {
+            // A reference taken at one owner, or one of those released at
+            // one owner.
+            let open: Vec<usize> = (0..seen.partial.len())
+                .filter(|&i| seen.partial[i].released_at.is_none())
+                .collect();
+            let op = (1 << 40) | (seen.partial.len() as u64 * 2);
+            if rng.random_bool(0.3) && !open.is_empty() {
+                let i = open[rng.random_range(0..open.len())];
+                let (address, r) = (seen.partial[i].address, seen.partial[i].reference);
+                let owner = one_owner(net, rng, address);
+                to_one(owner, op + 1, DedupMessage::Release(address, r))?;
+                // A holder without the object, or without a record of its
+                // references, records no release.
+                let set = block_on(owner.references.load(&address)).map_err(|e| e.to_string())?;
+                if set.is_some_and(|s| s.released.contains(&r)) {
+                    seen.partial[i].released_at = Some(owner.id);
+                }
+            } else {
+                let object = &acked[rng.random_range(0..acked.len())];
+                let r = Reference {
+                    client: PARTIAL_CLIENT,
+                    op,
+                };
+                let put = DedupMessage::Put {
+                    address: object.address(),
+                    reference: Some(r),
+                    data: object.shared_data(),
+                };
+                let owner = one_owner(net, rng, object.address());
+                if let DedupMessage::Held { .. } = to_one(owner, op, put)? {
+                    seen.partial.push(Partial {
+                        address: object.address(),
+                        reference: r,
+                        taken_at: owner.id,
+                        released_at: None,
+                    });
+                }
+            }
+        }
         0..45 => {
             let object = Object::new(format!("seed {seed} object {}", rng.random::<u64>()));
             match block_on(net.client.store_unique(object.shared_data())) {
@@ -239,7 +370,7 @@ fn heal(net: &Net, acked: &[Object], seen: &mut Seen) -> Result<usize, String> {
     let mut rounds = 0;
     loop {
         rounds += 1;
-        let mut fetched = 0;
+        let mut moved = 0;
         for h in net.holders.iter().filter(|h| on_ring(net, h)) {
             // The pass the steps left half done, then a whole one.
             let mut passes = 0;
@@ -252,13 +383,13 @@ fn heal(net: &Net, acked: &[Object], seen: &mut Seen) -> Result<usize, String> {
         for h in net.holders.iter().filter(|h| on_ring(net, h)) {
             let report = block_on(h.handler.anti_entropy_round(&h.transport, TIMEOUT))
                 .map_err(|e| e.to_string())?;
-            fetched += report.fetched;
+            moved += report.fetched + report.merged;
             if report.refused > 0 || report.failed > 0 {
                 return Err(format!("a fault-free round went wrong: {report:?}"));
             }
             seen.add(report);
         }
-        if fetched == 0 {
+        if moved == 0 {
             break;
         }
         if rounds > 4 {
@@ -266,6 +397,7 @@ fn heal(net: &Net, acked: &[Object], seen: &mut Seen) -> Result<usize, String> {
         }
     }
     fully_replicated(net, acked)?;
+    references_agree(net, acked, seen)?;
     for o in acked {
         match block_on(net.client.get(o.address())) {
             Ok(read) if read == *o => {}
@@ -275,7 +407,52 @@ fn heal(net: &Net, acked: &[Object], seen: &mut Seen) -> Result<usize, String> {
     Ok(rounds)
 }
 
-fn campaign(seed: u64) -> Result<(), String> {
+/// The campaign's figures (README, issue 22), per seed and in total.
+#[derive(Default, Debug)]
+struct Figures {
+    objects: u64,
+    rotted: u64,
+    lost_writes: u64,
+    scrubbed: u64,
+    fetched: u64,
+    restored: u64,
+    merged: u64,
+    partial: u64,
+}
+
+impl Figures {
+    fn add(&mut self, o: &Figures) {
+        self.objects += o.objects;
+        self.rotted += o.rotted;
+        self.lost_writes += o.lost_writes;
+        self.scrubbed += o.scrubbed;
+        self.fetched += o.fetched;
+        self.restored += o.restored;
+        self.merged += o.merged;
+        self.partial += o.partial;
+    }
+}
+
+impl std::fmt::Display for Figures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} objects acknowledged, {} copies rotted and {} writes lost on disks, {} rotten copies \
+             scrubbed, {} copies fetched by anti-entropy ({} after the holder was lost), {} references \
+             taken or released at one owner, {} reference sets merged",
+            self.objects,
+            self.rotted,
+            self.lost_writes,
+            self.scrubbed,
+            self.fetched,
+            self.restored,
+            self.partial,
+            self.merged
+        )
+    }
+}
+
+fn campaign(seed: u64, total: &std::sync::Mutex<Figures>) -> Result<(), String> {
     let net = network(seed);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (mut acked, mut seen) = (Vec::new(), Seen::default());
@@ -313,25 +490,29 @@ fn campaign(seed: u64) -> Result<(), String> {
         ));
     }
     let rotted = net.holders[ROTTING].disk.counts();
+    let figures = Figures {
+        objects: acked.len() as u64,
+        rotted: rotted.rotted,
+        lost_writes: net.holders[FORGETFUL].disk.counts().lost,
+        scrubbed: seen.scrubbed_corrupt as u64,
+        fetched: seen.anti_entropy.fetched as u64,
+        restored: restored as u64,
+        merged: seen.anti_entropy.merged as u64,
+        partial: seen.partial.len() as u64,
+    };
     println!(
-        "seed {seed}: {} objects acknowledged, {} rotted and {} writes lost on disks, {} rotten copies scrubbed, \
-         {} reads; anti-entropy compared {} ranges ({} differing), fetched {} objects ({restored} after the loss), \
-         settled in {rounds} rounds",
-        acked.len(),
-        rotted.rotted,
-        net.holders[FORGETFUL].disk.counts().lost,
-        seen.scrubbed_corrupt,
-        seen.reads,
-        seen.anti_entropy.compared,
-        seen.anti_entropy.differing,
-        seen.anti_entropy.fetched,
+        "seed {seed}: {figures}; {} reads; anti-entropy compared {} ranges ({} differing), settled in {rounds} rounds",
+        seen.reads, seen.anti_entropy.compared, seen.anti_entropy.differing,
     );
+    total.lock().unwrap().add(&figures);
     Ok(())
 }
 
 #[test]
 fn anti_entropy_restores_n_copies_after_disk_faults_and_a_lost_holder() {
-    check_seeds("dedup anti-entropy", 3, campaign);
+    let total = std::sync::Mutex::new(Figures::default());
+    check_seeds("dedup anti-entropy", 3, |seed| campaign(seed, &total));
+    println!("dedup anti-entropy, every seed: {}", total.lock().unwrap());
 }
 
 /// Answers anti-entropy as an honest holder would, but with its objects'

@@ -236,7 +236,49 @@ fn disk(rng: &mut ChaCha8Rng) -> DiskFaults {
     }
 }
 
-fn run(seed: u64) -> Result<(), String> {
+/// The campaign's figures (README, issue 22), per seed and in total.
+#[derive(Debug, Default)]
+struct Figures {
+    restarts: u64,
+    /// Decisions the faulty validator had delivered that its disk did not
+    /// give back at a restart: re-fetched from its peers (its log ends
+    /// complete).
+    refetched: u64,
+    /// Stored entries its recovery refused (damaged or unverifiable).
+    rejected: u64,
+    /// Writes and syncs that failed (`EIO`, `ENOSPC`) and batches torn.
+    writes_failed: u64,
+    /// Copies and records that rotted at rest, and reads that returned
+    /// rotten or another key's bytes.
+    rotted: u64,
+    bad_reads: u64,
+}
+
+impl Figures {
+    fn add(&mut self, o: &Figures) {
+        self.restarts += o.restarts;
+        self.refetched += o.refetched;
+        self.rejected += o.rejected;
+        self.writes_failed += o.writes_failed;
+        self.rotted += o.rotted;
+        self.bad_reads += o.bad_reads;
+    }
+}
+
+impl std::fmt::Display for Figures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} restarts of the validator on the bad disk, {} writes failed or torn, {} records rotted, \
+             {} reads rotten or misdirected, {} stored entries rejected on recovery, {} decisions \
+             re-fetched from peers",
+            self.restarts, self.writes_failed, self.rotted, self.bad_reads, self.rejected, self.refetched
+        )
+    }
+}
+
+fn run(seed: u64, total: &Mutex<Figures>) -> Result<(), String> {
+    let mut refetched = 0u64;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (keys, set): (Vec<KeyPair>, ValidatorSet) = validators();
     let network = MemoryNetwork::new(seed);
@@ -311,6 +353,7 @@ fn run(seed: u64) -> Result<(), String> {
         }
         pool.run_until(faulty.crash())
             .map_err(|e| format!("crash: {e}"))?;
+        let held = logs[3].borrow().len();
         logs[3].borrow_mut().clear();
         let (node, r, abstains) = start(
             &spawner,
@@ -326,6 +369,7 @@ fn run(seed: u64) -> Result<(), String> {
         restarts += 1;
         rejected += r;
         abstained += u32::from(abstains);
+        refetched += held.saturating_sub(logs[3].borrow().len()) as u64;
         nodes[3] = node;
         check(&signed)?;
     }
@@ -363,6 +407,7 @@ fn run(seed: u64) -> Result<(), String> {
         // A write that failed before the heal stopped it: its operator
         // restarts it (on the disk that no longer fails).
         if matches!(nodes[3].ended.try_recv(), Ok(Some(()))) {
+            let held = logs[3].borrow().len();
             logs[3].borrow_mut().clear();
             let (node, r, abstains) = start(
                 &spawner,
@@ -378,6 +423,7 @@ fn run(seed: u64) -> Result<(), String> {
             restarts += 1;
             rejected += r;
             abstained += u32::from(abstains);
+            refetched += held.saturating_sub(logs[3].borrow().len()) as u64;
             nodes[3] = node;
         }
     }
@@ -398,15 +444,32 @@ fn run(seed: u64) -> Result<(), String> {
         return Err("the validator on the bad disk never signed anything".into());
     }
     let counts = faulty.counts();
+    let figures = Figures {
+        restarts: u64::from(restarts),
+        refetched,
+        rejected: rejected as u64,
+        writes_failed: counts.write_errors + counts.no_space + counts.torn,
+        rotted: counts.rotted,
+        bad_reads: counts.rotten_reads + counts.misdirected,
+    };
     eprintln!(
-        "seed {seed}: {restarts} restarts, {rejected} stored entries rejected on recovery, \
-         {abstained} restarts abstaining; disk: {counts:?}; {} votes and proposals signed",
+        "seed {seed}: {figures}; {abstained} restarts abstaining; disk: {counts:?}; {} votes and \
+         proposals signed",
         s.sent
     );
+    total
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .add(&figures);
     Ok(())
 }
 
 #[test]
 fn a_validator_on_a_bad_disk_never_equivocates_and_heals_from_its_peers() {
-    check_seeds("consensus disk faults", 2, run);
+    let total = Mutex::new(Figures::default());
+    check_seeds("consensus disk faults", 2, |seed| run(seed, &total));
+    eprintln!(
+        "consensus disk faults, every seed: {}",
+        total.lock().unwrap_or_else(PoisonError::into_inner)
+    );
 }

@@ -33,7 +33,7 @@
 //! | [`routing`] | the [`RoutingTable`](routing::RoutingTable) with a page index, discovery, lookups; the chapter's [`LatticeRouter`] |
 //! | [`topology`] | [`AdaptiveTopology`](topology::AdaptiveTopology), bounded [`LatencyHistogram`](topology::LatencyHistogram)s |
 //! | [`transport`] | the [`Transport`](transport::Transport) seam and its contract, inbound [`Handler`](transport::Handler)s, protocol tags, the [`conformance`](transport::conformance) suite |
-//! | [`sim`] | the deterministic simulator for protocol cores: seeded faults, virtual clock, invariants |
+//! | [`sim`] | the deterministic simulator for protocol cores: seeded faults, virtual clock, invariants; an executor that runs async code on the virtual clock |
 //! | [`driver`] | the one async driver: runs any simulator core over a `Transport` (bounded per-peer inboxes, timers, a write-ahead persist hook) |
 //! | [`telemetry`] | the metric catalogue ([`Metric`](telemetry::Metric)), [`register`](telemetry::register), the rate limit on logs of refused input |
 //! | [`wire`] | the one wire codec: bounded postcard decoding, [`WireError`](wire::WireError), the [`Wire`](wire::Wire) trait |

@@ -198,11 +198,13 @@ pub struct LogPage {
 pub struct Status {
     /// The node.
     pub node: NodeId,
-    /// Heights decided and applied.
+    /// Heights decided, applied and durable on the node (what it recovers
+    /// if it restarts: never more than that, so a node's status never goes
+    /// back).
     pub heights: u64,
-    /// Commands applied.
+    /// Commands applied in those heights.
     pub applied: u64,
-    /// The head of the chain over the applied commands' transition receipts.
+    /// The head of the chain over those commands' transition receipts.
     pub head: ChainHead,
     /// Decided commands not applied (since the node started): repeats
     /// (retries, answered with the first answer), stale ones and ones

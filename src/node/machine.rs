@@ -23,19 +23,35 @@ use tokio::sync::mpsc;
 /// The replicated state machine a node runs.
 pub(crate) type NodeRsm = ReplicatedStateMachine<CommandList>;
 
-/// What the driver did with the machine, in the order it did it.
+/// Where the machine is: the heights it applied and the chain over the
+/// commands they applied (what a node's status reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Point {
+    /// Heights decided and applied (the machine's next height).
+    pub(crate) heights: u64,
+    /// The chain over the applied commands' transition receipts.
+    pub(crate) chain: ReceiptChain,
+}
+
+impl Point {
+    /// Where `rsm` is now.
+    pub(crate) fn of(rsm: &NodeRsm) -> Point {
+        Point {
+            heights: rsm.next_height(),
+            chain: *rsm.receipt_chain(),
+        }
+    }
+}
+
+/// What the driver did with the machine, in the order it did it; each
+/// event with where the machine was right after it.
 #[derive(Debug)]
 pub(crate) enum Event {
     /// A decided height was applied: what became of each of its commands.
-    Applied(Box<Decision>, Vec<Answer<Ack>>),
+    Applied(Box<Decision>, Vec<Answer<Ack>>, Point),
     /// The state was replaced by a certified snapshot: the machine is now
-    /// at `height` with `applied` commands applied.
-    Restored {
-        /// The snapshot's height (the machine's next height).
-        height: u64,
-        /// Commands applied in the snapshot.
-        applied: u64,
-    },
+    /// at the snapshot's height (the point's heights).
+    Restored(Point),
 }
 
 /// The machine, shared by the driver (which changes it) and the node task
@@ -110,8 +126,12 @@ impl Driven {
 
 impl Executor for Driven {
     fn execute(&mut self, decision: &Decision) -> Result<(), ConsensusError> {
-        let answers = self.shared.lock().apply_decision(decision)?;
-        self.report(Event::Applied(Box::new(decision.clone()), answers));
+        let (answers, point) = {
+            let mut rsm = self.shared.lock();
+            let answers = rsm.apply_decision(decision)?;
+            (answers, Point::of(&rsm))
+        };
+        self.report(Event::Applied(Box::new(decision.clone()), answers, point));
         Ok(())
     }
 
@@ -141,18 +161,15 @@ impl Executor for Driven {
     }
 
     fn restore(&mut self, bytes: &[u8], checkpoint: &Checkpoint) -> Result<(), ConsensusError> {
-        let applied = {
+        let point = {
             let mut rsm = self.shared.lock();
             rsm.restore(bytes, Some(checkpoint))?;
-            rsm.applied_count()
+            Point::of(&rsm)
         };
         (self.shared.snapshot).store(checkpoint.height, Ordering::Relaxed);
         self.height.set(checkpoint.height as f64);
         self.bytes.set(bytes.len() as f64);
-        self.report(Event::Restored {
-            height: checkpoint.height,
-            applied,
-        });
+        self.report(Event::Restored(point));
         Ok(())
     }
 }
@@ -201,9 +218,12 @@ mod tests {
         exec.execute(&d).unwrap();
         assert_eq!(shared.lock().applied_count(), 1, "the task sees it");
         match events.try_recv().unwrap() {
-            Event::Applied(got, answers) => {
+            Event::Applied(got, answers, point) => {
                 assert_eq!(*got, d);
                 assert_eq!(answers[0].output().unwrap().position, 0);
+                // Where the machine was right after this height.
+                assert_eq!(point, Point::of(&shared.lock()));
+                assert_eq!((point.heights, point.chain.len()), (1, 1));
             }
             other => panic!("{other:?}"),
         }
@@ -231,7 +251,10 @@ mod tests {
         assert_eq!(again.next_height(), 1);
         assert_eq!(shared.snapshot_height(), 1);
         match events.try_recv().unwrap() {
-            Event::Restored { height, applied } => assert_eq!((height, applied), (1, 1)),
+            Event::Restored(point) => {
+                assert_eq!((point.heights, point.chain.len()), (1, 1));
+                assert_eq!(point.chain.head(), checkpoint.chain_head);
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -117,6 +117,7 @@ mod bench;
 mod client;
 mod config;
 mod control;
+mod durable;
 mod error;
 mod http;
 mod keys;

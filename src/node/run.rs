@@ -25,6 +25,7 @@ use hologram_lattice::NodeId;
 use hologram_receipt::ChainHead;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -123,6 +124,20 @@ impl ValidatorNode {
     /// and starts its consensus driver. Must be called within a tokio
     /// runtime; the node serves once [`run`](Self::run) is awaited.
     pub async fn start(config: NodeConfig) -> Result<ValidatorNode, NodeError> {
+        Self::start_on(config, |data| {
+            let redb = RedbStore::create_with_cache(data.join(STORE_FILE), STORE_CACHE_BYTES)
+                .map_err(store("opening the store in the data directory"))?;
+            Ok(Arc::new(redb))
+        })
+        .await
+    }
+
+    /// [`start`](Self::start) on the store `open` gives for the data
+    /// directory (the node's `RedbStore`; another store in tests).
+    pub(crate) async fn start_on(
+        config: NodeConfig,
+        open: impl FnOnce(&Path) -> Result<Arc<dyn Store>, NodeError>,
+    ) -> Result<ValidatorNode, NodeError> {
         let me = config.keys.node_id();
         let validators = config.validators()?;
         // The recorder first: every handle registered from here on records.
@@ -140,10 +155,7 @@ impl ValidatorNode {
             "creating the data directory {}",
             config.data.display()
         )))?;
-        let redb: Arc<dyn Store> = Arc::new(
-            RedbStore::create_with_cache(config.data.join(STORE_FILE), STORE_CACHE_BYTES)
-                .map_err(store("opening the store in the data directory"))?,
-        );
+        let redb = open(&config.data)?;
         // Its commits sync the file: off the runtime's workers.
         let store: Arc<dyn Store> = Arc::new(Offloaded(redb));
         let replica_config = ReplicaConfig {

@@ -8,8 +8,9 @@ use super::control::{
     ControlRequest, ControlResponse, LogPage, NotApplied, Status, SubmitAnswer, CONTROL,
     LOG_PAGE_BYTES, LOG_PAGE_COMMANDS, QUERY_TIMEOUT,
 };
+use super::durable::DurablePoint;
 use super::error::NodeError;
-use super::machine::{Event, SharedMachine};
+use super::machine::{Event, Point, SharedMachine};
 use super::outbound::Queued;
 use super::reconfig::Members;
 use super::roster::Roster;
@@ -78,6 +79,9 @@ pub(crate) struct NodeTask {
     waiters: HashMap<(NodeId, u64), Vec<SubmitReply>>,
     /// Answers of heights applied and not yet durable, by height.
     held: VecDeque<(u64, Answers)>,
+    /// How far the machine's state is durable: what the status and log
+    /// pages report (see [`durable`](super::durable)).
+    durable: DurablePoint,
     /// Snapshots fetched from peers and restored since the node started.
     restored: u64,
     handle: DriverHandle,
@@ -107,6 +111,7 @@ impl NodeTask {
         watch: Arc<Watch>,
     ) -> NodeTask {
         let peers = roster.peers();
+        let recovered = Point::of(&machine.lock());
         NodeTask {
             machine,
             events,
@@ -114,6 +119,7 @@ impl NodeTask {
             skipped: 0,
             waiters: HashMap::new(),
             held: VecDeque::new(),
+            durable: DurablePoint::new(recovered),
             restored: 0,
             handle,
             transport,
@@ -130,11 +136,13 @@ impl NodeTask {
 
     /// Takes what the machine did while the driver rebuilt it from the
     /// node's store (its own snapshot restored, the log after it applied):
-    /// the applied table completed, nothing counted as a state sync.
+    /// the applied table completed, nothing counted as a state sync, all of
+    /// it durable.
     pub(crate) async fn recover(&mut self) -> Result<(), NodeError> {
         while let Ok(event) = self.events.try_recv() {
             self.on_event(event, false).await?;
         }
+        self.durable = DurablePoint::new(Point::of(&self.machine.lock()));
         self.applied.flush().await
     }
 
@@ -224,8 +232,13 @@ impl NodeTask {
 
     async fn take_event(&mut self, event: Event, serving: bool) -> Result<(), NodeError> {
         match event {
-            Event::Applied(decision, answers) => self.applied(&decision, &answers).await,
-            Event::Restored { height, applied } => {
+            Event::Applied(decision, answers, point) => {
+                self.durable.applied(decision.height(), point);
+                self.applied(&decision, &answers).await
+            }
+            Event::Restored(point) => {
+                self.durable.restored(point);
+                let (height, applied) = (point.heights, point.chain.len());
                 self.applied.restart_at(applied).await?;
                 if serving {
                     self.restored += 1;
@@ -290,6 +303,7 @@ impl NodeTask {
         while let Ok(event) = self.events.try_recv() {
             self.on_event(event, true).await?;
         }
+        self.durable.handed_on(decision.height());
         while self
             .held
             .front()
@@ -389,7 +403,8 @@ impl NodeTask {
             Request::Log(from, reply) => {
                 metrics::counter!("hologram_node_client_requests_total", "kind" => "log")
                     .increment(1);
-                let limit = self.machine.lock().state().len();
+                // Durable commands only, as the status reports.
+                let limit = self.durable.point().chain.len();
                 let page = (self.applied)
                     .page(from, limit, LOG_PAGE_COMMANDS, LOG_PAGE_BYTES)
                     .await;
@@ -404,12 +419,10 @@ impl NodeTask {
         }
     }
 
-    /// The node's status.
+    /// The node's status: its durable state (what a restart recovers),
+    /// never the machine's, which runs ahead of the store.
     fn status(&self) -> Status {
-        let (heights, chain) = {
-            let rsm = self.machine.lock();
-            (rsm.next_height(), *rsm.receipt_chain())
-        };
+        let Point { heights, chain } = self.durable.point();
         Status {
             node: self.transport.local_id(),
             heights,

@@ -10,14 +10,17 @@
 //!
 //! 1. `Digests` of up to [`MAX_RANGES`] ranges ([`AddressPrefix`]): per
 //!    range, the neighbour's [`RangeDigest`] of the addresses it holds there
-//!    that both own (on the ring both hold). Equal digests end the range; a
+//!    that both own (on the ring both hold), each with its reference set's
+//!    tag ([`HeldAddress`]). Equal digests end the range; a
 //!    range holding more than [`RANGE_ADDRESSES`] is split in 16 and asked
 //!    again, so the comparison is a Merkle descent that stops where the
 //!    sets agree.
 //! 2. `List` of each range that differs: the neighbour's addresses there
-//!    (at most [`RANGE_ADDRESSES`], in order, inside the range, else the
-//!    answer is refused whole).
-//! 3. `Fetch` of those this holder owns and lacks, up to [`MAX_FETCH`] a
+//!    with their tags (at most [`RANGE_ADDRESSES`], in order, inside the
+//!    range, else the answer is refused whole).
+//! 3. `Fetch` of those this holder owns and lacks, and of those both hold
+//!    whose reference sets differ (their sets follow the objects: the
+//!    neighbour's is merged into this holder's), up to [`MAX_FETCH`] a
 //!    request and one message of bytes an answer: each object is verified
 //!    against its address before it is stored (bad bytes are refused and
 //!    counted), and adopted with the neighbour's reference set as a
@@ -32,14 +35,29 @@
 //! to ask for. Reference sets are taken as hand-off takes them (a ring
 //! member's word), and covered by a checksum against damage on the way.
 //!
-//! What it does not do: compare the reference sets of objects both hold
-//! (only an object's transfer carries its set), and tell a freed object
+//! Reference sets converge: merging is a union of live references less
+//! every release either side saw, the same whichever side merges first, so
+//! after each neighbour pulled from the other their sets (and so their
+//! digests) are equal. A holder with no record of an object's references
+//! (tag [`UNKNOWN_REFERENCES`]) keeps it so, never taking a neighbour's set
+//! for it, and a neighbour that fetches from it takes the unknown in turn:
+//! the object is never freed (a leak, never a loss). A neighbour that
+//! claims other tags than it holds only makes this holder fetch objects it
+//! has (bounded as every fetch; the neighbour sends the bytes) and merge
+//! the sets it is sent, which it takes as a ring member's word, as above.
+//!
+//! What it does not do: fetch a set without its object (an object whose
+//! set differs travels again with it: bounded as every fetch, but bytes
+//! spent), and tell a freed object
 //! from a lost copy: an object freed while one owner missed the `Free`
 //! comes back to the others with that owner's set (counting no live
 //! reference, so a later `Free` removes it): a leak, never a loss.
 
 use super::holder::{failed, DedupHandler};
-use super::ranges::{AddressPrefix, RangeDigest, MAX_FETCH, MAX_RANGES, RANGE_ADDRESSES};
+use super::ranges::{
+    AddressPrefix, HeldAddress, RangeDigest, MAX_FETCH, MAX_RANGES, RANGE_ADDRESSES,
+    UNKNOWN_REFERENCES,
+};
 use super::references::ReferenceStore;
 use super::wire::{fetched_check, DedupMessage, FetchedItem, Request, MAX_MESSAGE_BYTES};
 use crate::{CamError, HashRing, Store};
@@ -63,6 +81,9 @@ pub struct AntiEntropy {
     pub differing: usize,
     /// Objects fetched and adopted.
     pub fetched: usize,
+    /// Objects both held whose reference sets differed: fetched again and
+    /// the neighbour's set merged into this holder's.
+    pub merged: usize,
     /// Objects a neighbour listed but no longer had a good copy of.
     pub unavailable: usize,
     /// Objects a neighbour sent whose bytes did not match their address:
@@ -77,10 +98,11 @@ pub struct AntiEntropy {
 }
 
 impl AntiEntropy {
-    fn absorb(&mut self, other: AntiEntropy) {
+    pub(super) fn absorb(&mut self, other: AntiEntropy) {
         self.compared += other.compared;
         self.differing += other.differing;
         self.fetched += other.fetched;
+        self.merged += other.merged;
         self.unavailable += other.unavailable;
         self.refused += other.refused;
         self.failed += other.failed;
@@ -109,25 +131,40 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
     }
 
     /// The addresses this holder holds in `range` that it and `peer` both
-    /// own, in order; `None` when the range holds more than
-    /// [`RANGE_ADDRESSES`] addresses.
+    /// own, in order, with their reference sets' tags; `None` when the range
+    /// holds more than [`RANGE_ADDRESSES`] addresses.
     async fn shared_in(
         &self,
         range: AddressPrefix,
         peer: PeerId,
-    ) -> Result<Option<Vec<Address>>, CamError> {
+    ) -> Result<Option<Vec<HeldAddress>>, CamError> {
         let (me, ring, n) = self.placement()?;
         let page = self.store.scan(range.before(), RANGE_ADDRESSES + 1).await?;
         let mut inside: Vec<Address> = page.into_iter().take_while(|a| range.contains(a)).collect();
         if inside.len() > RANGE_ADDRESSES {
             return Ok(None);
         }
-        let ring = ring.read().unwrap_or_else(PoisonError::into_inner);
-        inside.retain(|a| {
-            let owners = ring.owners(a, n);
-            owners.contains(&me) && owners.contains(&peer)
-        });
-        Ok(Some(inside))
+        {
+            let ring = ring.read().unwrap_or_else(PoisonError::into_inner);
+            inside.retain(|a| {
+                let owners = ring.owners(a, n);
+                owners.contains(&me) && owners.contains(&peer)
+            });
+        }
+        let mut held = Vec::with_capacity(inside.len());
+        for address in inside {
+            // Under the address's lock: a set that rotted is forgotten.
+            let references = {
+                let _guard = self.locks.lock(address).await;
+                self.load_references(&address).await?
+            };
+            let references = references.map_or(UNKNOWN_REFERENCES, |set| set.tag());
+            held.push(HeldAddress {
+                address,
+                references,
+            });
+        }
+        Ok(Some(held))
     }
 
     /// Answers a neighbour's `Digests`.
@@ -187,7 +224,7 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
                 let _guard = self.locks.lock(address).await;
                 match self.store.get(&address).await {
                     Ok(Some(object)) => {
-                        let references = self.references.load(&address).await.map_err(failed)?;
+                        let references = self.load_references(&address).await.map_err(failed)?;
                         Some((object, references))
                     }
                     Ok(None) => None,
@@ -328,10 +365,11 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
                 }
             }
         }
-        if report.fetched > 0 || report.refused > 0 {
+        if report.fetched > 0 || report.merged > 0 || report.refused > 0 {
             tracing::info!(
                 %peer,
                 fetched = report.fetched,
+                merged = report.merged,
                 refused = report.refused,
                 unavailable = report.unavailable,
                 failed = report.failed,
@@ -342,13 +380,13 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
     }
 
     /// Lists `range` at `peer` and fetches what this holder (holding `mine`
-    /// there) owns and lacks.
+    /// there) owns and lacks, and what both hold with other references.
     async fn pull_range<T: Transport + ?Sized>(
         &self,
         transport: &T,
         peer: PeerId,
         range: AddressPrefix,
-        mine: &[Address],
+        mine: &[HeldAddress],
         timeout: Duration,
         report: &mut AntiEntropy,
     ) {
@@ -358,8 +396,8 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
         let listed = match answer {
             Some(DedupMessage::Listed(listed))
                 if listed.len() <= RANGE_ADDRESSES
-                    && listed.windows(2).all(|w| w[0] < w[1])
-                    && listed.iter().all(|a| range.contains(a)) =>
+                    && listed.windows(2).all(|w| w[0].address < w[1].address)
+                    && listed.iter().all(|h| range.contains(&h.address)) =>
             {
                 listed
             }
@@ -371,26 +409,44 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
         let Ok((me, ring, n)) = self.placement() else {
             return;
         };
-        let missing: Vec<Address> = {
+        let (mut missing, mut other_sets) = (Vec::new(), Vec::new());
+        {
             let ring = ring.read().unwrap_or_else(PoisonError::into_inner);
-            listed
-                .into_iter()
-                .filter(|a| mine.binary_search(a).is_err() && ring.owners(a, n).contains(&me))
-                .collect()
-        };
+            for theirs in listed {
+                match mine.binary_search_by(|m| m.address.cmp(&theirs.address)) {
+                    Err(_) if ring.owners(&theirs.address, n).contains(&me) => {
+                        missing.push(theirs.address)
+                    }
+                    Ok(at)
+                        if mine[at].references != theirs.references
+                            && mine[at].references != UNKNOWN_REFERENCES =>
+                    {
+                        other_sets.push(theirs.address)
+                    }
+                    _ => {}
+                }
+            }
+        }
         for chunk in missing.chunks(MAX_FETCH) {
-            self.fetch(transport, peer, chunk, timeout, report).await;
+            self.fetch(transport, peer, chunk, timeout, false, report)
+                .await;
+        }
+        for chunk in other_sets.chunks(MAX_FETCH) {
+            self.fetch(transport, peer, chunk, timeout, true, report)
+                .await;
         }
     }
 
     /// Fetches `addresses` from `peer` (over as many answers as it takes),
-    /// verifying and adopting each object.
+    /// verifying and adopting each object; `merging` when this holder holds
+    /// them already, for their reference sets.
     async fn fetch<T: Transport + ?Sized>(
         &self,
         transport: &T,
         peer: PeerId,
         mut addresses: &[Address],
         timeout: Duration,
+        merging: bool,
         report: &mut AntiEntropy,
     ) {
         while !addresses.is_empty() {
@@ -431,6 +487,11 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
                 at += item.len as usize;
                 let _guard = self.locks.lock(address).await;
                 match self.adopt(address, item.references.clone(), bytes).await {
+                    Ok(_) if merging => {
+                        report.merged += 1;
+                        ::metrics::counter!("hologram_dedup_anti_entropy_merged_total")
+                            .increment(1);
+                    }
                     Ok(_) => {
                         report.fetched += 1;
                         ::metrics::counter!("hologram_dedup_anti_entropy_fetched_total")

@@ -64,7 +64,7 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
                 let Some(object) = self.store.get(&address).await? else {
                     continue;
                 };
-                let references = self.references.load(&address).await?;
+                let references = self.load_references(&address).await?;
                 let adopt = Request {
                     op: self.next_op.fetch_add(1, Ordering::Relaxed),
                     message: DedupMessage::Adopt {

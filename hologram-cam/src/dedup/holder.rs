@@ -5,6 +5,7 @@ use super::references::{MemoryReferences, ReferenceSet, ReferenceStore};
 use super::wire::{BatchedPut, DedupMessage, Kept, Request, MAX_BATCH};
 use crate::hashing::FastMap;
 use crate::{CamError, HashRing, Object, SharedBytes, Store};
+use hologram_lattice::telemetry::LogLimit;
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, Protocol, Service};
 use hologram_lattice::{Address, PeerId};
 use std::collections::VecDeque;
@@ -103,6 +104,9 @@ impl Applied {
     }
 }
 
+/// Logs of rotten reference sets: at most this many a second per process.
+static ROTTEN_REFERENCES_LOG: LogLimit = LogLimit::new(10, 1_000);
+
 /// How many recent mutating requests a holder remembers.
 const APPLIED_WINDOW: usize = 1 << 16;
 
@@ -162,10 +166,38 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
             return Ok(0);
         }
         Ok(self
-            .references
-            .load(address)
+            .load_references(address)
             .await?
             .map_or(1, |set| set.count()))
+    }
+
+    /// The reference set recorded for `address`. A record that does not
+    /// decode ([`CamError::CorruptReferences`]) twice in a row (it rotted;
+    /// once may be a flip on the way) is never trusted: it is forgotten, so
+    /// the object counts as held without a record, as after a crash between
+    /// the object and its set: one unknown reference, never freed (a leak,
+    /// never a loss).
+    pub(super) async fn load_references(
+        &self,
+        address: &Address,
+    ) -> Result<Option<ReferenceSet>, CamError> {
+        let first = self.references.load(address).await;
+        let again = match first {
+            Err(CamError::CorruptReferences { .. }) => self.references.load(address).await,
+            other => return other,
+        };
+        match again {
+            Err(CamError::CorruptReferences { source, .. }) => {
+                if let Some(dropped) = ROTTEN_REFERENCES_LOG.allow() {
+                    tracing::warn!(%address, error = %source, dropped,
+                        "a rotten reference set: forgotten, the object counts unknown references");
+                }
+                ::metrics::counter!("hologram_dedup_rotten_reference_sets_total").increment(1);
+                self.references.forget(address).await?;
+                Ok(None)
+            }
+            other => other,
+        }
     }
 
     /// Changes the reference set of `address` with `change`; returns the
@@ -176,14 +208,31 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
         change: impl FnOnce(&mut ReferenceSet) -> u64 + Send,
     ) -> Result<u64, HandlerError> {
         let mut change = Some(change);
-        self.references
+        let first = self
+            .references
             .update(address, &mut |set: &mut ReferenceSet| {
                 if let Some(change) = change.take() {
                     change(set);
                 }
             })
-            .await
-            .map_err(failed)
+            .await;
+        match first {
+            // A rotten record is forgotten (see `load_references`), then
+            // the change is made to no record, unless it was made already.
+            Err(CamError::CorruptReferences { .. }) if change.is_some() => {
+                self.load_references(address).await.map_err(failed)?;
+                let mut change = change.take();
+                self.references
+                    .update(address, &mut |set: &mut ReferenceSet| {
+                        if let Some(change) = change.take() {
+                            change(set);
+                        }
+                    })
+                    .await
+            }
+            other => other,
+        }
+        .map_err(failed)
     }
 
     /// Stores a verified object if absent; returns whether it was present.
@@ -249,7 +298,7 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
                 if !self.store.contains(&address).await.map_err(failed)? {
                     return Ok(DedupMessage::NotFound);
                 }
-                let Some(mut set) = self.references.load(&address).await.map_err(failed)? else {
+                let Some(mut set) = self.load_references(&address).await.map_err(failed)? else {
                     // Held without a record (after a crash): count unknown.
                     return Ok(DedupMessage::Refs(1));
                 };
@@ -258,7 +307,7 @@ impl<S: Store, R: ReferenceStore> DedupHandler<S, R> {
                 DedupMessage::Refs(refs)
             }
             DedupMessage::Free(address) => {
-                let set = self.references.load(&address).await.map_err(failed)?;
+                let set = self.load_references(&address).await.map_err(failed)?;
                 let free = set.is_some_and(|s| s.count() == 0);
                 if free {
                     // The object first: a crash in between leaves a record

@@ -11,16 +11,19 @@ pub(crate) mod network;
 mod ranges;
 pub(crate) mod references;
 mod scrub;
+mod upkeep;
 mod wire;
 
 pub use anti_entropy::{AntiEntropy, PASS_RANGES};
 pub use hand_off::HandOff;
 pub use network::DIRECT_PUT_BYTES;
 pub use ranges::{
-    AddressPrefix, RangeDigest, MAX_FETCH, MAX_RANGES, RANGE_ADDRESSES, RANGE_DIGEST_CONTEXT,
+    AddressPrefix, HeldAddress, RangeDigest, MAX_FETCH, MAX_RANGES, RANGE_ADDRESSES,
+    RANGE_DIGEST_CONTEXT, UNKNOWN_REFERENCES,
 };
-pub use references::{ReferenceList, ReferenceSet};
+pub use references::{ReferenceList, ReferenceSet, REFERENCES_TAG_CONTEXT};
 pub use scrub::{ScrubStep, SCRUB_CURSOR};
+pub use upkeep::{Upkeep, UpkeepPlan, UpkeepReport};
 pub use wire::{
     fetched_check, BatchedPut, DedupMessage, FetchedItem, Kept, Reference, Request, MAX_BATCH,
     MAX_MESSAGE_BYTES, REQUEST_CHECK_CONTEXT,

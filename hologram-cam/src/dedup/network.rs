@@ -102,6 +102,16 @@ impl DeduplicationNetwork {
         self
     }
 
+    /// Numbers this client's requests from `op` on, instead of from a
+    /// random start: for a deterministic simulation, where the seed must
+    /// fix every byte sent. Holders apply each number of a client once, so a
+    /// client that starts again under the same id must start past every
+    /// number its earlier lives used.
+    pub fn with_first_op(self, op: u64) -> Self {
+        self.next_op.store(op, Ordering::Relaxed);
+        self
+    }
+
     /// Objects up to `bytes` are stored in one round (sent to every owner
     /// at once); larger ones ask first who has them.
     pub fn with_direct_put_bytes(mut self, bytes: usize) -> Self {

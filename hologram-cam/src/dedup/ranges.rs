@@ -6,8 +6,9 @@ use crate::CamError;
 use hologram_lattice::Address;
 use serde::{Deserialize, Serialize};
 
-/// Key-derivation context of a [`RangeDigest`]'s hash.
-pub const RANGE_DIGEST_CONTEXT: &str = "hologram dedup-range v1";
+/// Key-derivation context of a [`RangeDigest`]'s hash (v2: it covers each
+/// address's reference-set tag too).
+pub const RANGE_DIGEST_CONTEXT: &str = "hologram dedup-range v2";
 
 /// The most ranges one anti-entropy `Digests` request names.
 pub const MAX_RANGES: usize = 64;
@@ -140,9 +141,28 @@ impl From<AddressPrefix> for (Address, u16) {
     }
 }
 
+/// An address a holder holds, with the tag of its reference set there
+/// ([`ReferenceSet::tag`](super::ReferenceSet::tag), or
+/// [`UNKNOWN_REFERENCES`] when the holder has no record of its references):
+/// what anti-entropy compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct HeldAddress {
+    /// The object's address.
+    pub address: Address,
+    /// Its reference set's tag.
+    pub references: u64,
+}
+
+/// The tag of an object held with no record of its references (after a
+/// crash between the object and its set, or adopted with unknown
+/// references): counted as one unknown reference, never freed. A set's own
+/// tag is never this value.
+pub const UNKNOWN_REFERENCES: u64 = 0;
+
 /// What a holder holds in one range, of the addresses both it and the
-/// asker own: their number and a hash of them in order, or that the range
-/// holds too many addresses to read in one answer.
+/// asker own: their number and a hash of them with their reference-set
+/// tags, in order, or that the range holds too many addresses to read in
+/// one answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RangeDigest {
     /// The range holds more than [`RANGE_ADDRESSES`] addresses (of any
@@ -152,17 +172,19 @@ pub enum RangeDigest {
     Of {
         /// How many.
         count: u32,
-        /// BLAKE3 derive-key ([`RANGE_DIGEST_CONTEXT`]) of their bytes, in order.
+        /// BLAKE3 derive-key ([`RANGE_DIGEST_CONTEXT`]) of each address's
+        /// bytes then its reference-set tag (`u64` LE), in order.
         hash: [u8; 32],
     },
 }
 
 impl RangeDigest {
     /// The digest of `addresses` (in increasing order).
-    pub fn of(addresses: &[Address]) -> Self {
+    pub fn of(addresses: &[HeldAddress]) -> Self {
         let mut hasher = blake3::Hasher::new_derive_key(RANGE_DIGEST_CONTEXT);
-        for address in addresses {
-            hasher.update(address.as_bytes());
+        for held in addresses {
+            hasher.update(held.address.as_bytes());
+            hasher.update(&held.references.to_le_bytes());
         }
         RangeDigest::Of {
             count: addresses.len() as u32,

@@ -124,6 +124,9 @@ impl<'a> IntoIterator for &'a ReferenceList {
     }
 }
 
+/// Key-derivation context of [`ReferenceSet::tag`].
+pub const REFERENCES_TAG_CONTEXT: &str = "hologram dedup-references v1";
+
 /// The encoded size of one reference: client (32) and op (8).
 const REFERENCE_BYTES: usize = 40;
 
@@ -159,6 +162,24 @@ impl ReferenceSet {
     /// How many references are counted.
     pub fn count(&self) -> u64 {
         self.live.len() as u64
+    }
+
+    /// A short tag of the set, which anti-entropy compares between holders
+    /// ([`HeldAddress`](super::HeldAddress)): the first 8 bytes (LE) of the
+    /// BLAKE3 derive-key ([`REFERENCES_TAG_CONTEXT`]) of its canonical bytes,
+    /// never [`UNKNOWN_REFERENCES`](super::UNKNOWN_REFERENCES) (which it
+    /// replaces by 1). Equal sets have equal tags; sets that differ have
+    /// equal tags with probability 2^-64.
+    pub fn tag(&self) -> u64 {
+        let hash = blake3::Hasher::new_derive_key(REFERENCES_TAG_CONTEXT)
+            .update(&self.to_bytes())
+            .finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hash.as_bytes()[..8]);
+        match u64::from_le_bytes(first) {
+            super::UNKNOWN_REFERENCES => 1,
+            tag => tag,
+        }
     }
 
     /// The canonical bytes: the live references, then the released ones,
@@ -348,6 +369,29 @@ mod tests {
         ) {
             let set = ReferenceSet { live: live.into_iter().collect(), released: released.into_iter().collect() };
             prop_assert_eq!(ReferenceSet::from_bytes(&set.to_bytes()), Ok(set));
+        }
+
+        #[test]
+        fn two_holders_that_merge_each_other_hold_one_set_with_one_tag(
+            a_live in prop::collection::btree_set(reference(), 0..6),
+            a_released in prop::collection::btree_set(reference(), 0..6),
+            b_live in prop::collection::btree_set(reference(), 0..6),
+            b_released in prop::collection::btree_set(reference(), 0..6),
+        ) {
+            let mut a = ReferenceSet::default();
+            a.add(a_live);
+            a_released.into_iter().for_each(|r| { a.release(r); });
+            let mut b = ReferenceSet::default();
+            b.add(b_live);
+            b_released.into_iter().for_each(|r| { b.release(r); });
+            let differed = a != b;
+            prop_assert_eq!(differed, a.tag() != b.tag());
+            // Anti-entropy: a pulls from b, then b from a.
+            a.merge(b.clone());
+            b.merge(a.clone());
+            prop_assert_eq!(&a, &b);
+            prop_assert_eq!(a.tag(), b.tag());
+            prop_assert_ne!(a.tag(), crate::dedup::UNKNOWN_REFERENCES);
         }
 
         #[test]

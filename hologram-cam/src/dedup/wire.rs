@@ -1,6 +1,6 @@
 //! The deduplication protocol's messages, with decoding bounded before reading.
 
-use super::ranges::{AddressPrefix, RangeDigest};
+use super::ranges::{AddressPrefix, HeldAddress, RangeDigest};
 use super::references::ReferenceSet;
 use crate::wire::MAX_OBJECT_BYTES;
 use crate::{CamError, SharedBytes};
@@ -109,8 +109,9 @@ pub enum DedupMessage<D = SharedBytes> {
     /// [`RANGE_ADDRESSES`](super::RANGE_ADDRESSES)) that it and the asker
     /// both own. Answered with `Listed`.
     List(AddressPrefix),
-    /// Answer to `List`: the addresses, in increasing order.
-    Listed(Vec<Address>),
+    /// Answer to `List`: the addresses, in increasing order, each with its
+    /// reference set's tag at the holder.
+    Listed(Vec<HeldAddress>),
     /// Anti-entropy: these objects (at most [`MAX_FETCH`](super::MAX_FETCH)),
     /// with their reference sets. Answered with `Fetched`.
     Fetch(Vec<Address>),
@@ -454,6 +455,18 @@ mod tests {
             let ranges = vec![crate::dedup::AddressPrefix::of(&Address::of(&bytes), (bit % 257) as u16)];
             let r = Request { op: bit as u64, message: DedupMessage::Digests(ranges) };
             prop_assert_eq!(Request::decode(&r.encode()), Ok(r));
+        }
+
+        #[test]
+        fn a_listed_answer_round_trips(
+            held in prop::collection::vec((any::<[u8; 32]>(), any::<u64>()), 0..12),
+        ) {
+            let listed = held
+                .into_iter()
+                .map(|(a, references)| HeldAddress { address: Address::from_bytes(a), references })
+                .collect();
+            let answer = DedupMessage::Listed(listed);
+            prop_assert_eq!(DedupMessage::decode(&answer.encode()), Ok(answer));
         }
 
         #[test]

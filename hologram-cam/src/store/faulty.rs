@@ -33,6 +33,7 @@
 //! With [`DiskFaults::NONE`] the store passes the conformance suite.
 
 use super::{Name, Store};
+use crate::dedup::ReferenceSet;
 use crate::{CamError, Object};
 use async_trait::async_trait;
 use hologram_lattice::transport::Timer;
@@ -116,6 +117,8 @@ pub struct DiskFaultCounts {
 enum Key {
     Object(Address),
     Named(Name),
+    /// An object's reference set ([`ReferenceStore`](crate::ReferenceStore)).
+    References(Address),
 }
 
 /// What undoes one acknowledged write.
@@ -127,6 +130,8 @@ enum Undo {
     Remove(Object),
     /// The name held this before.
     Named(Name, Option<Object>),
+    /// The object's reference set was this before.
+    References(Address, Option<ReferenceSet>),
 }
 
 impl Undo {
@@ -135,6 +140,7 @@ impl Undo {
             Undo::Put(a) => Key::Object(*a),
             Undo::Remove(o) => Key::Object(o.address()),
             Undo::Named(n, _) => Key::Named(n.clone()),
+            Undo::References(a, _) => Key::References(*a),
         }
     }
 }
@@ -176,7 +182,10 @@ impl State {
             self.unflushed.pop_front();
         }
         self.unflushed.push_back(undo);
-        self.remember(key);
+        // Reads of reference sets are not misdirected (see `references`).
+        if !matches!(key, Key::References(_)) {
+            self.remember(key);
+        }
     }
 
     /// Whether a write fails before it starts, and how.
@@ -217,7 +226,9 @@ impl State {
         let other = self.recent[self.rng.random_range(0..self.recent.len())].clone();
         let same_space = matches!(
             (key, &other),
-            (Key::Object(_), Key::Object(_)) | (Key::Named(_), Key::Named(_))
+            (Key::Object(_), Key::Object(_))
+                | (Key::Named(_), Key::Named(_))
+                | (Key::References(_), Key::References(_))
         );
         (same_space && other != *key).then(|| {
             self.counts.misdirected += 1;
@@ -303,23 +314,43 @@ impl<S: Store> FaultyStore<S> {
     /// The process crashed: each unflushed write is lost with probability
     /// [`DiskFaults::lost_on_crash`], newest first, a key losing only writes
     /// newer than every write of it that was kept. Returns how many were
-    /// lost. What is left is flushed.
+    /// lost. What is left is flushed. (Writes of reference sets, kept in
+    /// this store through its [`ReferenceStore`](crate::ReferenceStore)
+    /// face, are lost only by
+    /// [`crash_with_references`](Self::crash_with_references).)
     pub async fn crash(&self) -> Result<u64, CamError> {
-        let (mut lost, mut kept) = (Vec::new(), HashSet::new());
-        {
-            let mut state = self.state();
-            let p = state.faults.lost_on_crash;
-            while let Some(undo) = state.unflushed.pop_back() {
-                let key = undo.key();
-                if !kept.contains(&key) && state.roll(p) {
-                    lost.push(undo);
-                } else {
-                    kept.insert(key);
-                }
-            }
-            state.counts.lost += lost.len() as u64;
-        }
+        let lost = self.lose_unflushed(false);
         let n = lost.len() as u64;
+        self.undo(lost).await?;
+        Ok(n)
+    }
+
+    /// Takes the unflushed writes a crash loses (reference sets' only
+    /// `with_references`), counting them; the rest are flushed.
+    fn lose_unflushed(&self, with_references: bool) -> Vec<Undo> {
+        let (mut lost, mut kept) = (Vec::new(), HashSet::new());
+        let mut state = self.state();
+        let p = state.faults.lost_on_crash;
+        while let Some(undo) = state.unflushed.pop_back() {
+            let key = undo.key();
+            let may_lose = with_references || !matches!(key, Key::References(_));
+            if may_lose && !kept.contains(&key) && state.roll(p) {
+                lost.push(undo);
+            } else {
+                kept.insert(key);
+            }
+        }
+        state.counts.lost += lost.len() as u64;
+        lost
+    }
+
+    /// Undoes lost writes of objects and names (newest first); returns the
+    /// lost writes of reference sets, for the caller that can undo them.
+    async fn undo(
+        &self,
+        lost: Vec<Undo>,
+    ) -> Result<Vec<(Address, Option<ReferenceSet>)>, CamError> {
+        let mut references = Vec::new();
         for undo in lost {
             match undo {
                 Undo::Put(address) => {
@@ -327,9 +358,10 @@ impl<S: Store> FaultyStore<S> {
                 }
                 Undo::Remove(object) => self.inner.put(object).await?,
                 Undo::Named(name, before) => self.inner.set_named(vec![(name, before)]).await?,
+                Undo::References(address, before) => references.push((address, before)),
             }
         }
-        Ok(n)
+        Ok(references)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -497,6 +529,8 @@ impl<S> std::fmt::Debug for FaultyStore<S> {
             .finish_non_exhaustive()
     }
 }
+
+mod references;
 
 #[cfg(test)]
 mod tests;

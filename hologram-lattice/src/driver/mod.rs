@@ -82,6 +82,16 @@ pub fn since(start: Instant) -> Clock {
     Arc::new(move || u64::try_from(start.elapsed().as_millis()).unwrap_or(Millis::MAX))
 }
 
+/// A clock of the milliseconds since now on a [manual](Timer::manual)
+/// `timer`'s virtual clock.
+fn manual_clock(timer: Timer) -> Clock {
+    let start = timer.elapsed();
+    Arc::new(move || {
+        let elapsed = timer.elapsed().saturating_sub(start);
+        u64::try_from(elapsed.as_millis()).unwrap_or(Millis::MAX)
+    })
+}
+
 /// Milliseconds since the Unix epoch (0 if the system clock is before it).
 pub fn unix_millis() -> Millis {
     u64::try_from(since_epoch().as_millis()).unwrap_or(Millis::MAX)
@@ -175,6 +185,12 @@ impl<N: Driven> Driver<N> {
     /// A driver for `node` over `transport`, fed by `inbox` (whose handler
     /// the transport's node serves), on a clock that starts now. Returns it
     /// and a handle.
+    ///
+    /// The clock is `timer`'s: real time, or a [manual](Timer::manual)
+    /// timer's virtual time. The core's random draws are seeded from the
+    /// node id and the time: the wall clock's, or on a manual timer its
+    /// virtual time, so that a simulation on one replays exactly (and a
+    /// restarted node still draws anew).
     pub fn new(
         node: N,
         transport: Arc<dyn Transport>,
@@ -184,16 +200,24 @@ impl<N: Driven> Driver<N> {
         let id = transport.local_id();
         let handle = inbox.handle();
         let mut seed = id.to_bytes();
+        let salt = match timer.is_manual() {
+            true => timer.elapsed(),
+            false => since_epoch(),
+        };
         seed[..16]
             .iter_mut()
-            .zip(since_epoch().as_nanos().to_le_bytes())
+            .zip(salt.as_nanos().to_le_bytes())
             .for_each(|(s, t)| *s ^= t);
+        let clock = match timer.is_manual() {
+            true => manual_clock(timer.clone()),
+            false => since(Instant::now()),
+        };
         let driver = Driver {
             node,
             id,
             transport,
             timer,
-            clock: since(Instant::now()),
+            clock,
             rng: ChaCha8Rng::from_seed(seed),
             queues: inbox.queues,
             wakes: inbox.wakes,

@@ -12,6 +12,10 @@
 //! what the one async [`driver`](crate::driver) runs over a real network. An invariant hook runs
 //! after every step; a violation is an error that names the seed.
 //!
+//! Async code that a simulation drives (a client over a transport, a
+//! [`Driver`](crate::driver::Driver)) runs on an [`Executor`]: one thread
+//! and a virtual clock, so that it replays exactly too.
+//!
 //! [`check_seeds`] runs a test over many seeds (`HOLOGRAM_SEEDS`, small by
 //! default, large for soak runs), prints the failing seed, and
 //! `HOLOGRAM_SEED=<seed>` replays exactly that one.
@@ -44,9 +48,11 @@
 //! assert_eq!(sim.node(a).unwrap().pongs, 1);
 //! ```
 
+mod executor;
 mod faults;
 mod seeds;
 
+pub use executor::{Executor, POLLS_PER_RUN};
 pub use faults::Faults;
 pub use seeds::{check_seeds, seeds, SEEDS_VAR, SEED_VAR};
 

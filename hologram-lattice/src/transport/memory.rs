@@ -18,7 +18,7 @@
 //! request it was answering (with [`HandlerError::Failed`]); a message whose
 //! handler panics is dropped.
 
-use super::timer::{deadline_after, Timer};
+use super::timer::Timer;
 use super::{
     check_frame, Handler, HandlerError, Protocol, Transport, TransportError, DEFAULT_MAX_FRAME,
 };
@@ -153,6 +153,15 @@ fn write(state: &RwLock<State>) -> RwLockWriteGuard<'_, State> {
 impl MemoryNetwork {
     /// An empty network whose fault decisions follow `seed`.
     pub fn new(seed: u64) -> MemoryNetwork {
+        Self::with_timer(seed, Timer::new())
+    }
+
+    /// An empty network whose fault decisions follow `seed` and whose
+    /// latencies and timeouts run on `timer`: a [manual](Timer::manual) one
+    /// for a deterministic simulation (see
+    /// [`sim::Executor`](crate::sim::Executor)), where the frames a seed
+    /// drops, delays and times out are the same on every run.
+    pub fn with_timer(seed: u64, timer: Timer) -> MemoryNetwork {
         MemoryNetwork {
             shared: Arc::new(Shared {
                 rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
@@ -165,7 +174,7 @@ impl MemoryNetwork {
                     nodes: BTreeMap::new(),
                     groups: BTreeMap::new(),
                 }),
-                timer: Timer::new(),
+                timer,
             }),
         }
     }
@@ -235,7 +244,8 @@ impl MemoryNetwork {
     }
 
     /// Sets the faults applied to frames sent from now on. Rates are clamped
-    /// into `0.0..=1.0`; latency is in real milliseconds.
+    /// into `0.0..=1.0`; latency is in milliseconds of the network's
+    /// [`timer`](Self::timer) (real ones unless it is manual).
     pub fn set_faults(&self, faults: Faults) {
         write(&self.shared.state).faults = faults.normalized();
     }
@@ -517,7 +527,7 @@ impl Transport for MemoryTransport {
             }
         };
         let timer = &self.network.shared.timer;
-        let deadline = deadline_after(timeout);
+        let deadline = timer.deadline_after(timeout);
         let primary = timer.timeout_at(deadline, primary);
         let answer = if second.is_some() {
             // The duplicate rides along, within the same deadline. Boxed: a

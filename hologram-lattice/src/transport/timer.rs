@@ -1,5 +1,7 @@
 //! A timer that needs no runtime: one background thread per [`Timer`] wakes
-//! the futures whose deadlines have passed.
+//! the futures whose deadlines have passed; or, for a deterministic
+//! simulation, a [manual](Timer::manual) timer on a virtual clock that only
+//! its owner moves ([`Timer::advance_to`]), with no thread at all.
 //!
 //! The thread keeps an ordered map `(deadline, key) → Waker` behind a mutex
 //! and sleeps on a condition variable until the earliest deadline (or until
@@ -21,6 +23,14 @@
 //! [`Sleep`] at all, so a timeout around a future that is ready at once costs
 //! nothing. The thread ends when the last [`Timer`] and [`Sleep`] sharing it
 //! are dropped.
+//!
+//! A manual timer keeps the same map, but its clock is a virtual [`Instant`]
+//! (the instant it was made, plus the virtual time advanced since): a
+//! [`Sleep`] compares its deadline with that clock, and
+//! [`advance_to`](Timer::advance_to) moves the clock and wakes the due
+//! wakers itself, earliest deadline first (ties in order of registration),
+//! so which futures wake, and in what order, is a function of the calls
+//! alone. [`sim::Executor`](crate::sim::Executor) runs futures on one.
 
 use futures::future::{poll_fn, select, Either};
 use std::collections::BTreeMap;
@@ -33,7 +43,8 @@ use std::time::{Duration, Instant};
 /// A clock for futures on any executor: [`sleep`](Timer::sleep) and
 /// [`timeout`](Timer::timeout), driven by one background thread.
 ///
-/// Cloning is cheap and shares the thread.
+/// Cloning is cheap and shares the thread (or, for a [manual](Self::manual)
+/// timer, the virtual clock).
 ///
 /// ```
 /// use hologram_lattice::transport::Timer;
@@ -57,14 +68,44 @@ pub struct Timer {
 struct Shared {
     state: Mutex<State>,
     changed: Condvar,
+    /// When the timer was made: the origin of a manual timer's clock.
+    origin: Instant,
+    /// Whether the clock is virtual (moved by `advance_to`, no thread).
+    manual: bool,
 }
 
-/// The registered deadlines, earliest first, and whether the thread should end.
-#[derive(Default)]
+/// The registered deadlines, earliest first, whether the thread should end,
+/// and a manual timer's virtual now.
 struct State {
     wakers: BTreeMap<(Instant, u64), Waker>,
     next_key: u64,
     shutdown: bool,
+    now: Instant,
+}
+
+impl Shared {
+    fn new(manual: bool) -> Arc<Shared> {
+        let origin = Instant::now();
+        Arc::new(Shared {
+            state: Mutex::new(State {
+                wakers: BTreeMap::new(),
+                next_key: 0,
+                shutdown: false,
+                now: origin,
+            }),
+            changed: Condvar::new(),
+            origin,
+            manual,
+        })
+    }
+
+    /// The clock: the real one, or a manual timer's virtual now.
+    fn now(&self) -> Instant {
+        match self.manual {
+            false => Instant::now(),
+            true => lock(&self.state).now,
+        }
+    }
 }
 
 /// Keeps the thread alive; the last one dropped tells the thread to end.
@@ -92,10 +133,7 @@ impl Timer {
     ///
     /// If the operating system cannot start a thread, as [`std::thread::spawn`].
     pub fn new() -> Timer {
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
-            changed: Condvar::new(),
-        });
+        let shared = Shared::new(false);
         let for_thread = Arc::clone(&shared);
         // `Builder::spawn` only fails where `thread::spawn` would panic.
         std::thread::Builder::new()
@@ -107,9 +145,92 @@ impl Timer {
         }
     }
 
+    /// A timer on a virtual clock, for deterministic simulation: no thread;
+    /// its time starts at the instant it is made and moves only with
+    /// [`advance_to`](Self::advance_to), which wakes the sleeps it makes
+    /// due. Sleeps and timeouts on it complete only as its owner moves the
+    /// clock (an executor such as [`sim::Executor`](crate::sim::Executor)).
+    ///
+    /// ```
+    /// use hologram_lattice::transport::Timer;
+    /// use futures::FutureExt;
+    /// use std::time::Duration;
+    ///
+    /// let timer = Timer::manual();
+    /// let mut nap = timer.sleep(Duration::from_millis(10)).boxed();
+    /// assert!((&mut nap).now_or_never().is_none());
+    /// assert_eq!(timer.next_deadline(), Some(Duration::from_millis(10)));
+    /// timer.advance_to(Duration::from_millis(10));
+    /// assert!(nap.now_or_never().is_some());
+    /// ```
+    pub fn manual() -> Timer {
+        Timer {
+            handle: Arc::new(Handle {
+                shared: Shared::new(true),
+            }),
+        }
+    }
+
+    /// Whether this is a [manual](Self::manual) timer.
+    pub fn is_manual(&self) -> bool {
+        self.handle.shared.manual
+    }
+
+    /// The time now on this timer's clock: the real [`Instant::now`], or a
+    /// manual timer's virtual instant.
+    pub fn now(&self) -> Instant {
+        self.handle.shared.now()
+    }
+
+    /// The time since this timer was made: virtual for a manual timer.
+    pub fn elapsed(&self) -> Duration {
+        self.now()
+            .saturating_duration_since(self.handle.shared.origin)
+    }
+
+    /// The earliest deadline a pending sleep waits for, as time since the
+    /// timer was made (`None` when nothing waits).
+    pub fn next_deadline(&self) -> Option<Duration> {
+        let state = lock(&self.handle.shared.state);
+        let (&(deadline, _), _) = state.wakers.first_key_value()?;
+        Some(deadline.saturating_duration_since(self.handle.shared.origin))
+    }
+
+    /// Moves a manual timer's clock to `elapsed` since it was made (never
+    /// back: an earlier time leaves it where it is), then wakes every sleep
+    /// now due, earliest deadline first. Does nothing on a real timer,
+    /// whose thread keeps the time.
+    pub fn advance_to(&self, elapsed: Duration) {
+        if !self.is_manual() {
+            return;
+        }
+        let shared = &self.handle.shared;
+        let target = shared.origin.checked_add(elapsed).unwrap_or(shared.origin);
+        let due = {
+            let mut state = lock(&shared.state);
+            state.now = state.now.max(target);
+            let now = state.now;
+            let mut due = Vec::new();
+            while let Some(entry) = state.wakers.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                due.push(entry.remove());
+            }
+            due
+        };
+        due.into_iter().for_each(Waker::wake);
+    }
+
+    /// The instant `duration` from now on this timer's clock (see
+    /// [`deadline_after`]).
+    pub(crate) fn deadline_after(&self, duration: Duration) -> Instant {
+        deadline_after(self.now(), duration)
+    }
+
     /// A future that completes once `duration` has passed.
     pub fn sleep(&self, duration: Duration) -> Sleep {
-        self.sleep_until(deadline_after(duration))
+        self.sleep_until(self.deadline_after(duration))
     }
 
     /// A future that completes once `deadline` has passed.
@@ -124,7 +245,7 @@ impl Timer {
     /// Runs `future` for at most `duration`: `Some(output)` if it finished
     /// in time, `None` if the time ran out first (and `future` was dropped).
     pub async fn timeout<F: Future>(&self, duration: Duration, future: F) -> Option<F::Output> {
-        self.timeout_at(deadline_after(duration), future).await
+        self.timeout_at(self.deadline_after(duration), future).await
     }
 
     /// Runs `future` until `deadline` at the latest, as
@@ -156,10 +277,9 @@ impl std::fmt::Debug for Timer {
     }
 }
 
-/// The instant `duration` from now; a duration too long for [`Instant`]
+/// The instant `duration` after `now`; a duration too long for [`Instant`]
 /// means "never": about thirty years from now.
-pub(crate) fn deadline_after(duration: Duration) -> Instant {
-    let now = Instant::now();
+fn deadline_after(now: Instant, duration: Duration) -> Instant {
     now.checked_add(duration)
         .or_else(|| now.checked_add(Duration::from_secs(30 * 365 * 24 * 3600)))
         .unwrap_or(now)
@@ -203,6 +323,11 @@ fn run(shared: &Shared) {
     }
 }
 
+/// The clock of the timer `handle` belongs to.
+fn shared_now(handle: &Handle) -> Instant {
+    handle.shared.now()
+}
+
 /// A future that completes once its deadline has passed; see [`Timer::sleep`].
 #[must_use = "a Sleep does nothing unless awaited"]
 pub struct Sleep {
@@ -240,7 +365,7 @@ impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if Instant::now() >= self.deadline {
+        if shared_now(&self.handle) >= self.deadline {
             self.deregister();
             return Poll::Ready(());
         }
@@ -264,7 +389,7 @@ impl Future for Sleep {
                     .wakers
                     .insert((self.deadline, key), cx.waker().clone());
                 let earliest = state.wakers.keys().next() == Some(&(self.deadline, key));
-                if earliest {
+                if earliest && !shared.manual {
                     shared.changed.notify_one();
                 }
             }

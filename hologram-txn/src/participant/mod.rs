@@ -1,23 +1,26 @@
 //! The participant: a shard's side of two-phase commit, as a deterministic
 //! core without I/O.
 
+mod apply;
+mod inputs;
 mod locks;
 mod moves;
 mod prework;
 pub mod records;
+mod recover;
+mod signer;
 
 pub use locks::LockTable;
 pub use prework::Prework;
+pub use signer::Signer;
 
 use crate::effects::Effects;
-use crate::receipts::{abort_receipt, check_certificate_with, commit_receipt, Group};
+use crate::receipts::{abort_receipt, check_certificate_with, commit_receipt};
 use crate::sharding::ShardMap;
-use crate::wire::{decided, refused};
-use crate::{Decision, Key, PrepareRequest, SignedReceipt, TxnError, TxnId, TxnMessage};
-use hologram_cam::Store;
+use crate::{Decision, Key, PrepareRequest, SignedReceipt, TxnError, TxnId};
 use hologram_lattice::sim::Millis;
 use hologram_lattice::{Address, NodeId};
-use hologram_receipt::{KeyPair, Purpose, Receipt};
+use hologram_receipt::{Purpose, Receipt};
 use records::Record;
 use std::collections::BTreeMap;
 
@@ -43,56 +46,6 @@ impl Default for ParticipantConfig {
             resolve_max_ms: 4_000,
             handoff_resend_ms: 300,
         }
-    }
-}
-
-/// Who a participant signs as.
-#[derive(Debug, Clone)]
-pub enum Signer {
-    /// A single-replica shard: its own keys (its id is its public key).
-    Key(KeyPair),
-    /// The core of a replicated group, run alike on every member: it holds
-    /// no secret, and claims its receipts in the group's name with no
-    /// member signature yet ([`Group::unsigned`]); the members sign them
-    /// (see [`ReplicatedParticipant`](crate::ReplicatedParticipant)). Such a core does not hand keys off.
-    Group(Group),
-}
-
-impl Signer {
-    /// The participant id: the key's node id, or the group's id.
-    pub fn id(&self) -> NodeId {
-        match self {
-            Signer::Key(keys) => keys.node_id(),
-            Signer::Group(group) => group.id(),
-        }
-    }
-
-    /// The keys, for a single-replica shard.
-    pub fn keys(&self) -> Option<&KeyPair> {
-        match self {
-            Signer::Key(keys) => Some(keys),
-            Signer::Group(_) => None,
-        }
-    }
-
-    /// `receipt` signed for `purpose` (claimed unsigned, for a group).
-    pub fn sign(&self, purpose: Purpose, receipt: Receipt) -> SignedReceipt {
-        match self {
-            Signer::Key(keys) => SignedReceipt::sign(keys, purpose, receipt),
-            Signer::Group(group) => group.unsigned(receipt),
-        }
-    }
-}
-
-impl From<KeyPair> for Signer {
-    fn from(keys: KeyPair) -> Self {
-        Signer::Key(keys)
-    }
-}
-
-impl From<Group> for Signer {
-    fn from(group: Group) -> Self {
-        Signer::Group(group)
     }
 }
 
@@ -189,7 +142,7 @@ pub struct ParticipantCore {
 
 impl ParticipantCore {
     /// A participant with no data, serving its shards of `map`, signing as
-    /// `signer` (its [`KeyPair`], or a [`Group`]).
+    /// `signer` (its [`KeyPair`](hologram_receipt::KeyPair), or a [`Group`](crate::Group)).
     pub fn new(
         signer: impl Into<Signer>,
         config: ParticipantConfig,
@@ -213,89 +166,6 @@ impl ParticipantCore {
             outcomes: BTreeMap::new(),
             effects: Effects::default(),
             prework: Prework::default(),
-        }
-    }
-
-    /// The participant rebuilt from its durable `records` (see
-    /// [`records`](crate::ParticipantRecord)); `map` serves until a newer one is found among them.
-    /// Stale records found are queued for removal in the effects.
-    pub fn recover(
-        signer: impl Into<Signer>,
-        config: ParticipantConfig,
-        map: ShardMap,
-        records: impl IntoIterator<Item = Record>,
-    ) -> Result<Self, TxnError> {
-        let mut core = Self::blank(signer.into(), config, map);
-        let mut prepared = Vec::new();
-        for record in records {
-            let address = record.to_object()?.address();
-            match record {
-                Record::Value {
-                    key,
-                    version,
-                    value,
-                } => {
-                    let stale = match core.data.get(&key) {
-                        Some(old) if old.version >= version => Some(address),
-                        _ => {
-                            let stored = Stored {
-                                version,
-                                value,
-                                address,
-                            };
-                            core.data.insert(key, stored).map(|old| old.address)
-                        }
-                    };
-                    core.effects.persist.remove.extend(stale);
-                }
-                Record::Prepared { request } => prepared.push((request, address)),
-                Record::Outcome { txn, decision } => {
-                    core.outcomes.insert(txn, decision);
-                }
-                Record::Map(map) => {
-                    let stale = if core.map_address.is_none() || map.version() > core.map.version()
-                    {
-                        core.map = map;
-                        core.map_address.replace(address)
-                    } else {
-                        Some(address)
-                    };
-                    core.effects.persist.remove.extend(stale);
-                }
-            }
-        }
-        let mut in_doubt = 0u64;
-        for (request, address) in prepared {
-            if core.outcomes.contains_key(&request.txn) {
-                core.effects.persist.remove.push(address);
-                continue;
-            }
-            tracing::warn!(participant = %core.id, txn = ?request.txn,
-                           "recovered a prepared transaction in doubt: held until decided");
-            in_doubt += 1;
-            let writes = core.writes(&request)?;
-            core.hold(request, writes, address)?;
-        }
-        ::metrics::counter!("hologram_txn_in_doubt_total").increment(in_doubt);
-        tracing::info!(participant = %core.id, values = core.data.len(),
-                       decisions = core.outcomes.len(), in_doubt, "participant recovered");
-        Ok(core)
-    }
-
-    /// The participant `signer` serves from `store`: recovered from what the
-    /// store holds (prepared transactions, decisions, values, its newest
-    /// map), or new on an empty store.
-    pub async fn open<S: Store + ?Sized>(
-        signer: impl Into<Signer>,
-        config: ParticipantConfig,
-        map: ShardMap,
-        store: &S,
-    ) -> Result<Self, TxnError> {
-        let records = records::load_records(store).await?;
-        if records.is_empty() {
-            Self::new(signer, config, map)
-        } else {
-            Self::recover(signer, config, map, records)
         }
     }
 
@@ -547,274 +417,6 @@ impl ParticipantCore {
         // Never prepared here: it can no longer commit. Record the abort so
         // that a late prepare is refused.
         self.decide_abort(txn).map(Some)
-    }
-
-    /// Handles a message from `from` (malformed ones, and hand-offs that do
-    /// not check out, are dropped).
-    pub fn on_message(&mut self, from: NodeId, message: TxnMessage) {
-        if message.check().is_err() {
-            return;
-        }
-        let _span = message
-            .txn()
-            .map(|txn| tracing::debug_span!("participant", ?txn).entered());
-        let reply = match message {
-            TxnMessage::Prepare(request) => {
-                let txn = request.txn;
-                Some(match self.prepare(request) {
-                    Ok(vote) => TxnMessage::Prepared { txn, vote },
-                    Err(e) => refused(txn, e),
-                })
-            }
-            TxnMessage::CommitOnePhase { request, expected } => Some(decided(
-                request.txn,
-                self.commit_one_phase(request, &expected),
-            )),
-            TxnMessage::Commit { txn, prepares } => Some(decided(txn, self.commit(txn, &prepares))),
-            TxnMessage::Abort { txn } => Some(decided(txn, self.abort(txn))),
-            TxnMessage::Resolve { txn, decision } => Some(match self.resolve(txn, &decision) {
-                Ok(ack) => TxnMessage::Ack { txn, ack },
-                Err(e) => refused(txn, e),
-            }),
-            // The primary's answer to our query: apply it; the coordinator
-            // collects our ack when it resends the decision.
-            TxnMessage::Decided { txn, decision } => {
-                let _ = self.resolve(txn, &decision);
-                None
-            }
-            TxnMessage::Query { txn } => match self.query(txn) {
-                Ok(Some(decision)) => Some(TxnMessage::Decided { txn, decision }),
-                _ => None,
-            },
-            TxnMessage::HandOff(transfer) => self
-                .receive_hand_off(from, *transfer)
-                .ok()
-                .map(|ack| TxnMessage::HandedOver(Box::new(ack))),
-            TxnMessage::HandedOver(ack) => {
-                let _ = self.hand_off_acknowledged(from, &ack);
-                None
-            }
-            TxnMessage::Prepared { .. } | TxnMessage::Refused { .. } | TxnMessage::Ack { .. } => {
-                None
-            }
-        };
-        if let Some(reply) = reply {
-            self.effects.send.push((from, reply));
-        }
-    }
-
-    /// A timer expired.
-    pub fn on_timer(&mut self, timer: ParticipantTimer) {
-        match timer {
-            ParticipantTimer::Decide(txn) => {
-                if self.prepared_primary(&txn) {
-                    let _ = self.decide_abort(txn);
-                }
-            }
-            ParticipantTimer::Resolve { txn, attempt } => {
-                if let Some(p) = self.prepared.get(&txn) {
-                    let primary = p.request.primary;
-                    self.effects.send.push((primary, TxnMessage::Query { txn }));
-                    let wait = self
-                        .config
-                        .resolve_after_ms
-                        .saturating_mul(1 << attempt.min(16))
-                        .min(self.config.resolve_max_ms);
-                    let next = ParticipantTimer::Resolve {
-                        txn,
-                        attempt: attempt.saturating_add(1),
-                    };
-                    self.effects.timers.push((wait, next));
-                }
-            }
-            ParticipantTimer::HandOff => self.resend_hand_offs(),
-        }
-    }
-
-    /// After a (re)start: re-arms the recovery timer of every prepared
-    /// transaction, so none waits forever.
-    pub fn on_start(&mut self) {
-        let txns: Vec<TxnId> = self.prepared.keys().copied().collect();
-        for txn in txns {
-            self.arm(txn);
-        }
-        // Keys handed off before a crash and not acknowledged: again.
-        self.resend_hand_offs();
-    }
-
-    fn arm(&mut self, txn: TxnId) {
-        let timer = if self.prepared_primary(&txn) {
-            (self.config.decide_timeout_ms, ParticipantTimer::Decide(txn))
-        } else {
-            let t = ParticipantTimer::Resolve { txn, attempt: 0 };
-            (self.config.resolve_after_ms, t)
-        };
-        self.effects.timers.push(timer);
-    }
-
-    fn prepared_primary(&self, txn: &TxnId) -> bool {
-        self.prepared
-            .get(txn)
-            .is_some_and(|p| p.request.primary == self.id)
-    }
-
-    fn check_participant(&self, request: &PrepareRequest) -> Result<(), TxnError> {
-        if request.participants.binary_search(&self.id).is_err() {
-            return Err(TxnError::Decode {
-                what: "prepare request",
-                reason: "this node is not a participant".into(),
-            });
-        }
-        Ok(())
-    }
-
-    fn check_owned(&self, key: &Key) -> Result<(), TxnError> {
-        match self.owns(key) {
-            true => Ok(()),
-            false => Err(TxnError::StaleShardMap {
-                key: key.clone(),
-                current: self.map.version(),
-            }),
-        }
-    }
-
-    fn vote(&self, request: &PrepareRequest) -> SignedReceipt {
-        self.sign(Purpose::Prepare, request.prepare_receipt(&self.id))
-    }
-
-    /// Each written key's value after the request's ops, in order.
-    fn writes(&self, request: &PrepareRequest) -> Result<Writes, TxnError> {
-        let mut writes: Writes = BTreeMap::new();
-        for op in &request.ops {
-            let key = op.key();
-            let current = match writes.get(key) {
-                Some(pending) => pending.as_deref(),
-                None => self.value(key),
-            };
-            let next = op.apply(current)?;
-            writes.insert(key.clone(), next);
-        }
-        Ok(writes)
-    }
-
-    /// Ownership, locks and applicability, without changing anything.
-    fn validate(&self, request: &PrepareRequest) -> Result<Writes, TxnError> {
-        for op in &request.ops {
-            self.check_owned(op.key())?;
-            if let Some(holder) = self.locks.holder(op.key()) {
-                if holder != request.txn {
-                    return Err(TxnError::Conflict {
-                        key: op.key().clone(),
-                        holder,
-                    });
-                }
-            }
-        }
-        self.writes(request)
-    }
-
-    fn try_prepare(&mut self, request: PrepareRequest) -> Result<SignedReceipt, TxnError> {
-        let writes = self.validate(&request)?;
-        let object = Record::Prepared {
-            request: request.clone(),
-        }
-        .to_object()?;
-        let txn = request.txn;
-        let vote = self.hold(request, writes, object.address())?;
-        self.effects.persist.put.push(object);
-        self.arm(txn);
-        Ok(vote)
-    }
-
-    /// Locks a prepared transaction's keys and keeps it (its record at
-    /// `address`); returns its vote.
-    fn hold(
-        &mut self,
-        request: PrepareRequest,
-        writes: Writes,
-        address: Address,
-    ) -> Result<SignedReceipt, TxnError> {
-        self.locks
-            .lock_all(request.txn, request.ops.iter().map(|op| op.key()))?;
-        let vote = self.vote(&request);
-        let txn = request.txn;
-        let prepared = Prepared {
-            request,
-            vote: vote.clone(),
-            writes,
-            address,
-        };
-        self.prepared.insert(txn, prepared);
-        Ok(vote)
-    }
-
-    /// Applies `decision` durably in one batch: its outcome record, and for
-    /// a commit the new values (the prepared transaction's, or `writes` when
-    /// none is prepared); a prepared transaction's locks and record go.
-    fn settle(
-        &mut self,
-        txn: TxnId,
-        decision: Decision,
-        mut writes: Writes,
-    ) -> Result<(), TxnError> {
-        let outcome = Record::Outcome {
-            txn,
-            decision: decision.clone(),
-        }
-        .to_object()?;
-        self.effects.persist.put.push(outcome);
-        if let Some(p) = self.prepared.remove(&txn) {
-            self.locks.release(txn, p.writes.keys());
-            self.effects.persist.remove.push(p.address);
-            writes = p.writes;
-        }
-        let commit = decision.is_commit();
-        self.outcomes.insert(txn, decision);
-        if commit {
-            self.write_values(writes)?;
-        }
-        Ok(())
-    }
-
-    fn write_values(&mut self, writes: Writes) -> Result<(), TxnError> {
-        for (key, value) in writes {
-            let version = self.data.get(&key).map_or(1, |s| s.version + 1);
-            self.put_value(key, version, value)?;
-        }
-        Ok(())
-    }
-
-    fn put_value(
-        &mut self,
-        key: Key,
-        version: u64,
-        value: Option<Vec<u8>>,
-    ) -> Result<(), TxnError> {
-        let object = Record::Value {
-            key: key.clone(),
-            version,
-            value: value.clone(),
-        }
-        .to_object()?;
-        let stored = Stored {
-            version,
-            value,
-            address: object.address(),
-        };
-        self.effects.persist.put.push(object);
-        if let Some(old) = self.data.insert(key, stored) {
-            self.effects.persist.remove.push(old.address);
-        }
-        Ok(())
-    }
-
-    /// The primary decides abort: releases what `txn` holds here.
-    fn decide_abort(&mut self, txn: TxnId) -> Result<Decision, TxnError> {
-        let decision = Decision::Aborted {
-            primary: self.sign(Purpose::Abort, abort_receipt(&txn)),
-        };
-        self.settle(txn, decision.clone(), Writes::new())?;
-        Ok(decision)
     }
 
     /// This participant's own signed receipt of a decision.

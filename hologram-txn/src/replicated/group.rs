@@ -19,7 +19,7 @@ use hologram_receipt::{KeyPair, Signature};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a call waits for the first `f + 1` members it asks before it
 /// asks the others too.
@@ -293,7 +293,7 @@ impl ReplicatedParticipant {
             .client
             .command(message.to_wire()?)
             .map_err(|e| TxnError::Transport(format!("command: {e}")))?;
-        let started = Instant::now();
+        let started = self.timer.now();
         join_all(self.members.iter().map(|m| m.submit(command.clone()))).await;
         let n = self.members.len();
         let first = self.next.fetch_add(1, Ordering::Relaxed);
@@ -307,7 +307,9 @@ impl ReplicatedParticipant {
         );
         let mut tally = Tally::new(&self.group, &command);
         loop {
-            let left = self.timeout.saturating_sub(started.elapsed());
+            let left = self
+                .timeout
+                .saturating_sub(self.timer.now().saturating_duration_since(started));
             let more = order.len() > 0;
             let wait = match more {
                 true => self.patience.min(left),

@@ -8,24 +8,85 @@
 //! wrong purpose — and crashes and restarts members (a restarted member
 //! recovers its replica from its durable log in a `MemoryStore` and catches
 //! up from its peers).
+//!
+//! The members run on a [`Runner`]: each on a thread of its own on real
+//! time (the group tests), or as tasks of a simulation's `Executor` on its
+//! virtual clock (the whole-stack campaign, which replays a seed exactly).
 #![allow(dead_code)] // each test uses part of it
 
 use async_trait::async_trait;
 use futures::executor::block_on;
 use hologram_cam::MemoryStore;
 use hologram_consensus::{Command, ReplicaConfig, ReplicatedStateMachine, Timeouts, ValidatorSet};
-use hologram_lattice::sim::Faults;
-use hologram_lattice::transport::{MemoryNetwork, Timer};
+use hologram_lattice::sim::{Executor, Faults};
+use hologram_lattice::transport::{Handler, MemoryNetwork, Timer};
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Purpose};
 use hologram_txn::{group_claims, Endorsement, GroupMember, Member, MemberSetup, ShardMachine};
 use hologram_txn::{
     Key, ParticipantCore, Refusal, ReplicatedParticipant, TxnError, TxnId, TxnMessage,
 };
+use std::future::Future;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// How long a call run on a simulation's executor may take in virtual time
+/// before the run counts as stalled (every call has timeouts far shorter).
+const STALL: Duration = Duration::from_secs(120);
+
+/// Wraps a member's handler (given the member's id): to trace what it is
+/// given.
+pub type Wrap = Arc<dyn Fn(NodeId, Arc<dyn Handler>) -> Arc<dyn Handler> + Send + Sync>;
+
+/// Where a group's members run, and how a test waits for a call.
+#[derive(Clone)]
+pub enum Runner {
+    /// Each member on a thread of its own, on real time.
+    Threads,
+    /// Every member a task of the executor, on its virtual clock, its
+    /// handler wrapped.
+    Sim(Executor, Wrap),
+}
+
+impl Runner {
+    /// Runs `future` to completion: on this thread, the members on theirs;
+    /// or on the executor with its tasks (panics if it stalls: a bug of the
+    /// test, which check_seeds reports with the seed).
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        match self {
+            Runner::Threads => block_on(future),
+            Runner::Sim(exec, _) => exec
+                .block_on(future, STALL)
+                .unwrap_or_else(|| panic!("a call made no progress in {STALL:?} of virtual time")),
+        }
+    }
+
+    fn spawn(&self, run: impl Future<Output = ()> + Send + 'static) {
+        match self {
+            Runner::Threads => {
+                std::thread::spawn(move || block_on(run));
+            }
+            Runner::Sim(exec, _) => exec.spawn(run),
+        }
+    }
+
+    fn wrap(&self, id: NodeId, handler: Arc<dyn Handler>) -> Arc<dyn Handler> {
+        match self {
+            Runner::Threads => handler,
+            Runner::Sim(_, wrap) => wrap(id, handler),
+        }
+    }
+
+    /// A network for a group: on real time, or on the executor's clock.
+    fn network(&self, seed: u64) -> MemoryNetwork {
+        match self {
+            Runner::Threads => MemoryNetwork::new(seed),
+            Runner::Sim(exec, _) => MemoryNetwork::with_timer(seed, exec.timer().clone()),
+        }
+    }
+}
 
 /// How a group member behaves when it answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +208,7 @@ pub struct TestGroup {
     core: ParticipantCore,
     set: ValidatorSet,
     slots: Vec<Arc<Slot>>,
+    runner: Runner,
     /// No-op commands ordered so far (see `with_members`).
     nudges: AtomicU64,
 }
@@ -181,8 +243,9 @@ pub fn config(set: ValidatorSet) -> ReplicaConfig {
     config
 }
 
-/// Starts member `keys` on `network` from `store`, on a thread of its own.
+/// Starts member `keys` on `network` from `store`, on `runner`.
 async fn start(
+    runner: &Runner,
     network: &MemoryNetwork,
     core: &ParticipantCore,
     set: &ValidatorSet,
@@ -191,9 +254,10 @@ async fn start(
     restart: bool,
 ) -> Result<Arc<GroupMember>, TxnError> {
     let (handler, inbox) = hologram_consensus::inbox();
+    let handler = runner.wrap(keys.node_id(), Arc::new(handler));
     let transport = match restart {
-        true => network.restart(keys.node_id(), Arc::new(handler)),
-        false => network.join(keys.node_id(), Arc::new(handler)),
+        true => network.restart(keys.node_id(), handler),
+        false => network.join(keys.node_id(), handler),
     };
     let setup = MemberSetup {
         keys: keys.clone(),
@@ -205,13 +269,18 @@ async fn start(
         store: Some(Arc::clone(store) as Arc<dyn hologram_cam::Store>),
     };
     let (member, run) = GroupMember::start(setup).await?;
-    std::thread::spawn(move || block_on(run));
+    // A member that stops on a failure to persist stops answering, as a
+    // crashed process would (the group tests' checks see it).
+    runner.spawn(async move {
+        let _ = run.await;
+    });
     Ok(Arc::new(member.with_wait(Duration::from_secs(5))))
 }
 
 impl TestGroup {
     /// The group of `keys` starting from `core`, member `i` behaving as
-    /// `behaviour(i)`, over a network with `faults` (latency in real ms).
+    /// `behaviour(i)`, over a network with `faults` (latency in real ms; on
+    /// a simulation's executor, virtual ms: see [`on`](Self::on)).
     pub fn new(
         core: &ParticipantCore,
         keys: &[KeyPair],
@@ -230,19 +299,33 @@ impl TestGroup {
         behaviour: impl Fn(usize) -> MemberBehaviour,
         faults: Faults,
         seed: u64,
+        waits: (Duration, Duration),
+    ) -> TestGroup {
+        Self::on(core, keys, behaviour, faults, seed, waits, Runner::Threads)
+    }
+
+    /// [`with_waits`](Self::with_waits), the members run on `runner`.
+    pub fn on(
+        core: &ParticipantCore,
+        keys: &[KeyPair],
+        behaviour: impl Fn(usize) -> MemberBehaviour,
+        faults: Faults,
+        seed: u64,
         (patience, timeout): (Duration, Duration),
+        runner: Runner,
     ) -> TestGroup {
         let group = ReplicatedParticipant::group_of(keys).expect("a group");
         let set = ValidatorSet::new(group.members().to_vec()).expect("a validator set");
-        let network = MemoryNetwork::new(seed);
+        let network = runner.network(seed);
         network.set_faults(faults);
         let slots: Vec<Arc<Slot>> = keys
             .iter()
             .enumerate()
             .map(|(i, k)| {
                 let store = Arc::new(MemoryStore::new());
-                let member =
-                    block_on(start(&network, core, &set, k, &store, false)).expect("a member");
+                let member = runner
+                    .block_on(start(&runner, &network, core, &set, k, &store, false))
+                    .expect("a member");
                 Arc::new(Slot {
                     keys: k.clone(),
                     behaviour: behaviour(i),
@@ -266,6 +349,7 @@ impl TestGroup {
             core: core.clone(),
             set,
             slots,
+            runner,
             nudges: AtomicU64::new(0),
         }
     }
@@ -278,6 +362,11 @@ impl TestGroup {
     /// The participant, to serve it (`ParticipantService`).
     pub fn shared(&self) -> Arc<ReplicatedParticipant> {
         Arc::clone(&self.participant)
+    }
+
+    /// Where the members run.
+    pub fn runner(&self) -> &Runner {
+        &self.runner
     }
 
     /// The network the members talk over.
@@ -303,6 +392,7 @@ impl TestGroup {
         slot.member().stop();
         self.network.crash(slot.keys.node_id());
         let fresh = start(
+            &self.runner,
             &self.network,
             &self.core,
             &self.set,
@@ -338,8 +428,9 @@ impl TestGroup {
     /// query of an unknown transaction, which the group answers by deciding
     /// it aborted).
     pub async fn with_members<R>(&self, f: impl FnOnce(&[MemberView]) -> R) -> R {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut nudge = Instant::now() + Duration::from_millis(500);
+        let timer = self.network.timer();
+        let deadline = timer.now() + Duration::from_secs(10);
+        let mut nudge = timer.now() + Duration::from_millis(500);
         loop {
             let views: Vec<MemberView> = self
                 .slots
@@ -351,10 +442,10 @@ impl TestGroup {
                 })
                 .collect();
             let heights: Vec<u64> = views.iter().map(|v| v.machine.next_height()).collect();
-            if heights.iter().all(|h| *h == heights[0]) || Instant::now() > deadline {
+            if heights.iter().all(|h| *h == heights[0]) || timer.now() > deadline {
                 return f(&views);
             }
-            if Instant::now() > nudge {
+            if timer.now() > nudge {
                 let n = self.nudges.fetch_add(1, Ordering::SeqCst);
                 let mut id = [0xee; 16];
                 id[..8].copy_from_slice(&n.to_le_bytes());
@@ -362,9 +453,9 @@ impl TestGroup {
                     .participant
                     .submit(&TxnMessage::Query { txn: TxnId(id) })
                     .await;
-                nudge = Instant::now() + Duration::from_millis(500);
+                nudge = timer.now() + Duration::from_millis(500);
             }
-            std::thread::sleep(Duration::from_millis(5));
+            timer.sleep(Duration::from_millis(5)).await;
         }
     }
 }

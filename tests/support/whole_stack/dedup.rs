@@ -4,26 +4,34 @@
 //! partitions and crash–restart; one holder substitutes objects and fakes
 //! acknowledgements. The client is a gateway on the first node's side.
 //!
-//! This layer runs on real time (the `DeduplicationNetwork` client is
-//! async over a `Transport`, with no simulator core), driven step by step
-//! from the campaign with `block_on`; latency is zero, so only a lost frame
-//! waits out the client's timeout.
+//! The `DeduplicationNetwork` client is async over a `Transport`, with no
+//! simulator core: it runs on the campaign's `Executor`, on its virtual
+//! clock (the network's timer is the executor's), driven step by step from
+//! the campaign; latency is zero, so only a lost frame waits out the
+//! client's timeout (in virtual time). The clients number their requests
+//! from a seeded start, so a seed fixes every byte sent.
 
+use super::trace::{digest, Trace};
 use futures::executor::block_on;
 use hologram_cam::dedup::{DedupMessage, Kept, Request};
 use hologram_cam::MemoryStore;
 use hologram_cam::{DedupHandler, DeduplicationNetwork, HashRing, Store, StoreResult};
+use hologram_lattice::sim::Executor;
 use hologram_lattice::sim::Faults;
 use hologram_lattice::transport::{async_trait, Handler, HandlerError, MemoryNetwork, Protocol};
 use hologram_lattice::{Address, NodeId, PeerId};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 const REPLICATION: usize = 3;
+/// The virtual time a client call may take before it counts as stalled
+/// (its requests time out far sooner).
+const STALL: Duration = Duration::from_secs(60);
 
 /// Acknowledges every write without storing; answers reads with other bytes.
 struct Substituter(Arc<AtomicU64>);
@@ -81,24 +89,35 @@ pub struct DedupNet {
     crashed: BTreeSet<NodeId>,
     reachable: Option<BTreeSet<NodeId>>,
     pub stores_acked: u64,
+    pub stores_failed: u64,
     pub reads_checked: u64,
+    exec: Executor,
+    trace: Trace,
 }
 
 impl DedupNet {
-    /// Every node of `ids` holds; the one at `substituter` lies.
-    pub fn new(seed: u64, ids: &[NodeId], substituter: usize) -> DedupNet {
-        let network = MemoryNetwork::new(seed);
+    /// Every node of `ids` holds; the one at `substituter` lies. Runs on
+    /// `exec`; `trace` records every frame and outcome.
+    pub fn new(
+        seed: u64,
+        ids: &[NodeId],
+        substituter: usize,
+        exec: &Executor,
+        trace: &Trace,
+    ) -> DedupNet {
+        let network = MemoryNetwork::with_timer(seed, exec.timer().clone());
         let substituted = Arc::new(AtomicU64::new(0));
         let mut ring = HashRing::new();
         let mut holders = BTreeMap::new();
         for (i, &id) in ids.iter().enumerate() {
             ring.add(id);
             if i == substituter {
-                network.join(id, Arc::new(Substituter(Arc::clone(&substituted))));
+                let liar = Arc::new(Substituter(Arc::clone(&substituted)));
+                network.join(id, trace.handler(exec, id, liar));
             } else {
                 let store = Arc::new(MemoryStore::new());
                 let holder = Arc::new(DedupHandler::new(Arc::clone(&store)));
-                network.join(id, Arc::clone(&holder) as _);
+                network.join(id, trace.handler(exec, id, Arc::clone(&holder) as _));
                 holders.insert(id, (holder, store));
             }
         }
@@ -108,10 +127,14 @@ impl DedupNet {
             Arc::new(Substituter(Arc::new(AtomicU64::new(0)))),
         ));
         let ring = Arc::new(RwLock::new(ring));
+        // Seeded request numbers, the patient client's far from the other's.
+        let first_op = seed.rotate_left(17) ^ 0x6f70_7300;
         let client = DeduplicationNetwork::new(transport.clone(), Arc::clone(&ring), REPLICATION)
-            .with_timeout(Duration::from_millis(5));
+            .with_timeout(Duration::from_millis(5))
+            .with_first_op(first_op);
         let patient = DeduplicationNetwork::new(transport, ring, REPLICATION)
-            .with_timeout(Duration::from_millis(250));
+            .with_timeout(Duration::from_millis(250))
+            .with_first_op(first_op ^ (1 << 63));
         DedupNet {
             network,
             holders,
@@ -125,8 +148,19 @@ impl DedupNet {
             crashed: BTreeSet::new(),
             reachable: None,
             stores_acked: 0,
+            stores_failed: 0,
             reads_checked: 0,
+            exec: exec.clone(),
+            trace: trace.clone(),
         }
+    }
+
+    /// Runs a client call on the executor (its clock moves as the call
+    /// waits).
+    fn wait<F: Future>(&self, call: F) -> Result<F::Output, String> {
+        self.exec
+            .block_on(call, STALL)
+            .ok_or_else(|| format!("dedup: a call made no progress in {STALL:?}"))
     }
 
     /// The nemesis' network faults, without latency (this layer is real time).
@@ -151,7 +185,8 @@ impl DedupNet {
             Some((holder, _)) => Arc::clone(holder) as _,
             None => Arc::new(Substituter(Arc::clone(&self.substituted))),
         };
-        self.network.restart(id, handler);
+        self.network
+            .restart(id, self.trace.handler(&self.exec, id, handler));
     }
 
     /// Partitions the holders; the client joins the first group.
@@ -178,13 +213,16 @@ impl DedupNet {
                 let data = format!("seed {seed} object {}", rng.random_range(0..30)).into_bytes();
                 let address = Address::of(&data);
                 *self.attempted.entry(address).or_default() += 1;
-                match block_on(self.client.store_unique(data.clone())) {
+                let stored = self.wait(self.client.store_unique(data.clone()))?;
+                self.trace
+                    .record(|| format!("store {}: {stored:?}", digest(&data)));
+                match stored {
                     StoreResult::Stored(a, _) | StoreResult::Duplicate(a) if a == address => {
                         self.stores_acked += 1;
                         self.acked.entry(address).or_insert((data, 0)).1 += 1;
                         return Ok(Some(address));
                     }
-                    StoreResult::Failed(a) if a == address => {}
+                    StoreResult::Failed(a) if a == address => self.stores_failed += 1,
                     other => return Err(format!("dedup: a store answered {other:?}")),
                 }
             }
@@ -195,7 +233,9 @@ impl DedupNet {
                 let Some(&address) = self.acked.keys().nth(pick) else {
                     return Ok(None);
                 };
-                block_on(self.client.release(address));
+                let released = self.wait(self.client.release(address))?;
+                self.trace
+                    .record(|| format!("release {address}: {released:?}"));
                 if let Some(entry) = self.acked.get_mut(&address) {
                     entry.1 -= 1;
                     if entry.1 == 0 {
@@ -208,7 +248,12 @@ impl DedupNet {
                 let Some((&address, (data, _))) = self.acked.iter().nth(pick) else {
                     return Ok(None);
                 };
-                if let Ok(object) = block_on(self.client.get(address)) {
+                let got = self.wait(self.client.get(address))?;
+                self.trace.record(|| match &got {
+                    Ok(object) => format!("get {address}: {}", digest(object.data())),
+                    Err(e) => format!("get {address}: {e}"),
+                });
+                if let Ok(object) = got {
                     self.reads_checked += 1;
                     if object.data() != &data[..] {
                         return Err(format!("dedup: get returned wrong bytes for {address}"));
@@ -226,7 +271,16 @@ impl DedupNet {
         if !self.acked.contains_key(&address) {
             return Ok(false);
         }
-        match (0..3).find_map(|_| block_on(self.patient.get(address)).ok()) {
+        let mut read = None;
+        for _ in 0..3 {
+            read = self.wait(self.patient.get(address))?.ok();
+            if read.is_some() {
+                break;
+            }
+        }
+        self.trace
+            .record(|| format!("indexed {address}: {}", read.is_some()));
+        match read {
             Some(object) if Address::of(object.data()) == address => Ok(true),
             Some(_) => Err(format!("dedup: indexed {address} read back other bytes")),
             None => Err(format!("dedup: indexed {address} is unreadable")),
@@ -269,9 +323,16 @@ impl DedupNet {
             let owners = self.client.owners(&address);
             let down = owners.iter().filter(|o| self.out(o)).count();
             if down <= slack {
-                let read = (0..6)
-                    .find_map(|_| block_on(self.client.get(address)).ok())
-                    .or_else(|| (0..3).find_map(|_| block_on(self.patient.get(address)).ok()));
+                let mut read = None;
+                for patient in [false; 6].into_iter().chain([true; 3]) {
+                    let client = if patient { &self.patient } else { &self.client };
+                    read = self.wait(client.get(address))?.ok();
+                    if read.is_some() {
+                        break;
+                    }
+                }
+                self.trace
+                    .record(|| format!("check {address}: {}", read.is_some()));
                 match read {
                     Some(object) if object.data() == &data[..] => self.reads_checked += 1,
                     Some(_) => return Err(format!("dedup: {address} read back wrong")),
@@ -329,7 +390,9 @@ impl DedupNet {
         let data = format!("seed {seed} after the faults").into_bytes();
         let address = Address::of(&data);
         *self.attempted.entry(address).or_default() += 1;
-        match block_on(self.patient.store_unique(data.clone())) {
+        let stored = self.wait(self.patient.store_unique(data.clone()))?;
+        self.trace.record(|| format!("store after: {stored:?}"));
+        match stored {
             StoreResult::Stored(a, _) | StoreResult::Duplicate(a) if a == address => {
                 self.acked.entry(address).or_insert((data, 0)).1 += 1;
                 self.check(

@@ -20,7 +20,6 @@
 use super::group_transfers::State;
 use super::groups::{ShardGroups, INITIAL};
 use super::Tally;
-use futures::executor::block_on;
 use hologram_consensus::StateMachine;
 use hologram_lattice::NodeId;
 use hologram_receipt::Receipt;
@@ -230,7 +229,7 @@ impl ShardGroups {
     /// No lock or prepared transaction at any member; balances as committed.
     fn check_settled(&self) -> Result<(), String> {
         for (g, group) in self.groups.iter().enumerate() {
-            block_on(group.with_members(|members| {
+            self.runner.block_on(group.with_members(|members| {
                 for m in members {
                     let core = m.machine().state().core();
                     if !core.locks().is_empty() || core.prepared().next().is_some() {
@@ -253,7 +252,10 @@ impl ShardGroups {
             }
         }
         for (a, (key, g)) in self.accounts.iter().enumerate() {
-            let value = block_on(self.groups[*g].value(key)).map_err(|e| e.to_string())?;
+            let value = self
+                .runner
+                .block_on(self.groups[*g].value(key))
+                .map_err(|e| e.to_string())?;
             let got = counter(value.as_deref()).ok_or("groups: not a counter")?;
             if got != expected[a] {
                 return Err(format!(

@@ -5,7 +5,6 @@
 //! it from the primary group's replicated decision (`settle`).
 
 use super::groups::ShardGroups;
-use futures::executor::block_on;
 use hologram_lattice::NodeId;
 use hologram_receipt::{Purpose, Receipt};
 use hologram_txn::{
@@ -92,12 +91,23 @@ impl ShardGroups {
         f: impl FnOnce(&ReplicatedParticipant) -> Result<T, TxnError>,
     ) -> Result<T, TxnError> {
         let lost = |what: &str| Err(TxnError::Transport(format!("{what} by the nemesis")));
-        match self.link(from, g) {
+        let result = match self.link(from, g) {
             Link::Cut => lost("cut off"),
             Link::RequestLost => lost("request lost"),
             Link::AnswerLost => f(&self.groups[g]).and_then(|_| lost("answer lost")),
             Link::Up => f(&self.groups[g]),
-        }
+        };
+        self.trace.record(|| {
+            let outcome = match &result {
+                Ok(_) => "ok".to_string(),
+                Err(e) => e.to_string(),
+            };
+            format!(
+                "call from {} to group {g}: {outcome}",
+                super::trace::short(&from)
+            )
+        });
+        result
     }
 
     /// Begins a transfer at `coordinator`, stopping after `crash_at` steps.
@@ -215,7 +225,7 @@ impl ShardGroups {
         let result = match t.next {
             Step::Prepare(k) => {
                 let (g, request) = t.requests[k].clone();
-                let r = self.call(c, g, |p| block_on(p.prepare(request.clone())));
+                let r = self.call(c, g, |p| self.runner.block_on(p.prepare(request.clone())));
                 if let Ok(vote) = &r {
                     let expected = request.prepare_receipt(&self.gids[g]);
                     self.check_signed(g, vote, expected, Purpose::Prepare);
@@ -235,8 +245,8 @@ impl ShardGroups {
                 let commit = !t.refused && t.votes.len() == t.requests.len();
                 let votes = t.votes.clone();
                 let r = self.call(c, t.primary, |p| match commit {
-                    true => block_on(p.commit(txn, votes)),
-                    false => block_on(p.abort(txn)),
+                    true => self.runner.block_on(p.commit(txn, votes)),
+                    false => self.runner.block_on(p.abort(txn)),
                 });
                 match r {
                     Ok(decision) => {
@@ -265,7 +275,7 @@ impl ShardGroups {
                 match (secondaries.get(k), t.decision.clone()) {
                     (Some(&g), Some(decision)) => {
                         let d = decision.clone();
-                        match self.call(c, g, |p| block_on(p.resolve(txn, d))) {
+                        match self.call(c, g, |p| self.runner.block_on(p.resolve(txn, d))) {
                             Ok(ack) => {
                                 let receipt = decision.primary().receipt;
                                 self.check_signed(g, &ack, receipt, decision.purpose());
@@ -285,7 +295,9 @@ impl ShardGroups {
             Step::OnePhase => {
                 let (g, request) = t.requests[0].clone();
                 let expected = request.prepare_receipt(&self.gids[g]);
-                let r = self.call(c, g, |p| block_on(p.commit_one_phase(request, expected)));
+                let r = self.call(c, g, |p| {
+                    self.runner.block_on(p.commit_one_phase(request, expected))
+                });
                 match r {
                     Ok(decision) => {
                         self.accept(txn, g, &decision);
@@ -340,7 +352,7 @@ impl ShardGroups {
                     // later (a replica keeps a command until it is
                     // decided): the group decides abort first, which then
                     // refuses it (or says it prepared meanwhile).
-                    match block_on(self.groups[g].abort(t.txn)) {
+                    match self.runner.block_on(self.groups[g].abort(t.txn)) {
                         Ok(_) => continue,
                         Err(TxnError::Transport(_)) => {
                             pending = true;
@@ -355,7 +367,7 @@ impl ShardGroups {
                     }
                 }
                 let (prepared, primary) = (&*self.groups[g], &*self.groups[t.primary]);
-                match block_on(settle(prepared, primary, t.txn)) {
+                match self.runner.block_on(settle(prepared, primary, t.txn)) {
                     Ok(ack) => {
                         // The recovery accepts the ack of the primary's
                         // decision: it must be the group's, for that decision.

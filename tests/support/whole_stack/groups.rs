@@ -8,7 +8,8 @@
 //! replicas (`GroupMember`s) over a `MemoryNetwork` of the group's (see
 //! `hologram-txn/tests/support/group_faults.rs`), whose faults follow the
 //! nemesis' — its loss, duplication and corruption rates, and its latency
-//! scaled from virtual to a tenth as many real milliseconds — and whose
+//! at a tenth (as when the groups ran on real time: it is part of the
+//! campaign's fault mix; now in the executor's virtual milliseconds) — and whose
 //! partitions cut the members as the campaign's partitions cut their nodes.
 //! A crashed node's member stops (its replica and its answers) and leaves
 //! the network; when the node restarts, its member recovers its replica from
@@ -27,9 +28,10 @@ mod group_faults;
 
 use super::group_gate::{Nemesis, View};
 use super::group_transfers::Transfer;
+use super::trace::Trace;
 use super::{node_key, BYZANTINE, CLIENTS};
-use futures::executor::block_on;
 use group_faults::{MemberBehaviour, MemberView, TestGroup};
+pub use group_faults::{Runner, Wrap};
 use hologram_lattice::sim::Faults;
 use hologram_lattice::NodeId;
 use hologram_receipt::{KeyPair, Purpose, Receipt};
@@ -83,11 +85,14 @@ pub struct ShardGroups {
     pub(super) clients: Vec<NodeId>,
     pub(super) map: ShardMap,
     pub(super) tick: u64,
+    /// The simulation's executor, which runs the members and every call.
+    pub(super) runner: Runner,
+    pub(super) trace: Trace,
 }
 
 impl ShardGroups {
     /// The groups of `seed`; the Byzantine member's behaviour is drawn.
-    pub fn new(seed: u64, faults: &Faults) -> ShardGroups {
+    pub fn new(seed: u64, faults: &Faults, runner: Runner, trace: &Trace) -> ShardGroups {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6772_6f75);
         let view = Nemesis::new(View::new(
             ChaCha8Rng::seed_from_u64(seed ^ 0x7669_6577),
@@ -136,8 +141,15 @@ impl ShardGroups {
             let seed = seed ^ (g as u64 + 1);
             let waits = (Duration::from_millis(50), Duration::from_millis(500));
             let members = &keys[g];
-            let group =
-                TestGroup::with_waits(&core, members, behaviour, scaled(faults), seed, waits);
+            let group = TestGroup::on(
+                &core,
+                members,
+                behaviour,
+                scaled(faults),
+                seed,
+                waits,
+                runner.clone(),
+            );
             groups.push(group);
         }
         let members = keys
@@ -159,6 +171,8 @@ impl ShardGroups {
             clients: CLIENTS.map(|i| node_key(seed, i).node_id()).collect(),
             map,
             tick: 0,
+            runner,
+            trace: trace.clone(),
         }
     }
 
@@ -195,7 +209,7 @@ impl ShardGroups {
     pub fn crash(&mut self, id: NodeId) {
         self.view.lock().set_down(id, true);
         for (g, i) in self.memberships(id) {
-            match block_on(self.groups[g].crash_member(i)) {
+            match self.runner.block_on(self.groups[g].crash_member(i)) {
                 Ok(()) => self.counts.member_crashes += 1,
                 Err(e) => self
                     .violations
@@ -209,7 +223,7 @@ impl ShardGroups {
     pub fn restart(&mut self, id: NodeId) {
         self.view.lock().set_down(id, false);
         for (g, i) in self.memberships(id) {
-            match block_on(self.groups[g].restart_member(i)) {
+            match self.runner.block_on(self.groups[g].restart_member(i)) {
                 Ok(()) => self.counts.member_restarts += 1,
                 Err(e) => self
                     .violations
@@ -284,7 +298,10 @@ impl ShardGroups {
             if !self.prepared_at(o, &txn) || self.read(o, |c| c.outcome(&txn).is_some()) {
                 return;
             }
-            match block_on((*self.groups[o]).resolve(txn, decision)) {
+            match self
+                .runner
+                .block_on((*self.groups[o]).resolve(txn, decision))
+            {
                 Ok(_) => self.violations.push(format!(
                     "{txn}: group {o} took a decision one member of group {b} forged"
                 )),
@@ -296,7 +313,7 @@ impl ShardGroups {
 }
 
 /// The campaign's faults for a group's network: its rates, and its latency
-/// in a tenth as many real milliseconds as the campaign's virtual ones.
+/// at a tenth (in the executor's virtual milliseconds).
 fn scaled(faults: &Faults) -> Faults {
     let (lo, hi) = faults.latency_ms;
     Faults {

@@ -10,14 +10,15 @@ pub mod groups;
 pub mod replicas;
 pub mod routing;
 pub mod tally;
+pub mod trace;
 
 use crate::consensus_cluster::byzantine::Behaviour;
 use crate::consensus_cluster::Cluster;
 use bank::Bank;
 use broadcast::BroadcastNet;
 use dedup::DedupNet;
-use groups::ShardGroups;
-use hologram_lattice::sim::Faults;
+use groups::{Runner, ShardGroups};
+use hologram_lattice::sim::{Executor, Faults};
 use hologram_lattice::NodeId;
 use hologram_receipt::KeyPair;
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -27,6 +28,7 @@ use replicas::Replicas;
 use routing::Routing;
 use std::collections::{BTreeMap, BTreeSet};
 pub use tally::Tally;
+use trace::Trace;
 
 /// Nodes of the stack. Node i has one key for every layer it serves.
 pub const NODES: usize = 16;
@@ -62,7 +64,7 @@ pub fn node_key(seed: u64, i: usize) -> KeyPair {
 pub struct Stack {
     seed: u64,
     rng: ChaCha8Rng,
-    /// The storage layer's own choices, so that its real-time outcomes
+    /// The storage layer's own choices, so that its outcomes
     /// never shift what the simulated layers draw.
     storage_rng: ChaCha8Rng,
     ids: Vec<NodeId>,
@@ -79,6 +81,10 @@ pub struct Stack {
     groups: Option<Vec<Vec<NodeId>>>,
     tally: Tally,
     behaviours: Vec<Behaviour>,
+    /// Runs the async layers (storage, the replicated groups) on the
+    /// virtual clock, moved with the simulators' at every tick.
+    exec: Executor,
+    trace: Trace,
 }
 
 fn network_faults(rng: &mut ChaCha8Rng) -> Faults {
@@ -96,6 +102,12 @@ impl Stack {
     /// and three coordinators, two replicated shard groups, deduplicated
     /// storage on every node.
     pub fn new(seed: u64) -> Stack {
+        Self::traced(seed, Trace::off())
+    }
+
+    /// [`new`](Self::new), recording into `trace`.
+    pub fn traced(seed: u64, trace: Trace) -> Stack {
+        let exec = Executor::new();
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5741_434b);
         let f = rng.random_range(1..=2usize);
         let validators = 3 * f + 1;
@@ -126,8 +138,13 @@ impl Stack {
             keys[BYZANTINE].clone(),
             faults.clone(),
         );
-        let shards = ShardGroups::new(seed, &faults);
-        let dedup = DedupNet::new(seed, &ids, BYZANTINE);
+        let wrap: groups::Wrap = {
+            let (exec, trace) = (exec.clone(), trace.clone());
+            std::sync::Arc::new(move |id, handler| trace.handler(&exec, id, handler))
+        };
+        let runner = Runner::Sim(exec.clone(), wrap);
+        let shards = ShardGroups::new(seed, &faults, runner, &trace);
+        let dedup = DedupNet::new(seed, &ids, BYZANTINE, &exec, &trace);
         dedup.set_faults(&faults);
         let tally = Tally {
             seeds: 1,
@@ -151,6 +168,8 @@ impl Stack {
             groups: None,
             tally,
             behaviours,
+            exec,
+            trace,
         }
     }
 
@@ -285,7 +304,27 @@ impl Stack {
             .run_until(t)
             .map_err(|e| format!("consensus: {e}"))?;
         self.broadcast.sim.run_until(t).map_err(|e| e.to_string())?;
-        self.bank.sim.run_until(t).map_err(|e| e.to_string())
+        self.bank.sim.run_until(t).map_err(|e| e.to_string())?;
+        // The async layers' clock follows; the calls between ticks may have
+        // moved it past `t` already (they wait in virtual time while the
+        // simulators stand still), then this only runs what is ready.
+        self.exec.run_until(t);
+        self.trace.record(|| {
+            let heights: Vec<u64> = self
+                .consensus
+                .sim
+                .nodes()
+                .filter_map(|(_, node, _)| node.honest().map(|h| h.node.log().len() as u64))
+                .collect();
+            format!(
+                "tick {t} (async clock {}): consensus {:?} heights {heights:?}; broadcast {:?}; bank {:?}",
+                self.exec.now(),
+                self.consensus.sim.stats(),
+                self.broadcast.sim.stats(),
+                self.bank.sim.stats()
+            )
+        });
+        Ok(())
     }
 
     /// The nodes that are up.
@@ -459,6 +498,7 @@ impl Stack {
         t.broadcasts_certified = self.broadcast.check_certificates().unwrap_or(0) as u64;
         t.transfers_committed = self.bank.committed_count() as u64;
         t.objects_acked = self.dedup.stores_acked;
+        t.objects_failed = self.dedup.stores_failed;
         t.routes_checked = self.routing.routes_checked;
         t.reads_checked = self.dedup.reads_checked;
         self.shards.tally(&mut t);

@@ -25,6 +25,7 @@ pub struct Tally {
     pub broadcasts_certified: u64,
     pub transfers_committed: u64,
     pub objects_acked: u64,
+    pub objects_failed: u64,
     pub reads_checked: u64,
     pub checks: u64,
     pub indexed: u64,
@@ -78,6 +79,7 @@ impl Tally {
             broadcasts_certified,
             transfers_committed,
             objects_acked,
+            objects_failed,
             reads_checked,
             checks,
             indexed,
@@ -106,7 +108,7 @@ impl fmt::Display for Tally {
              simulated network: {} lost, {} duplicated, {} corrupted, {} cut by partitions, {} to down nodes; \
              byzantine: {} validators, {} forged broadcasts/acks, {} forged transfer decisions, {} substituted dedup answers; \
              checked: {} cross-layer check rounds (besides every simulator step), {} consensus heights, {} broadcast certificates, {} transfers committed, \
-             {} dedup writes acknowledged ({} indexed through consensus, {} read back from the replicated index), \
+             {} dedup writes acknowledged ({} indexed through consensus, {} read back from the replicated index), {} failed (under W acknowledgements), \
              {} reads verified, {} lattice routes checked; \
              replicated shard groups: {} transfers committed and {} aborted ({} one-phase), {} coordinators stopped mid-transfer and {} transfers settled after, \
              {} member crashes ({} recovered from their durable logs), {} coordinator calls cut or lost by the nemesis, {} coordinator calls retried, \
@@ -116,7 +118,7 @@ impl fmt::Display for Tally {
             self.byzantine_validators, self.forged_broadcasts, self.forged_decisions,
             self.substituted_answers, self.checks, self.commits, self.broadcasts_certified,
             self.transfers_committed, self.objects_acked, self.indexed, self.index_reads,
-            self.reads_checked,
+            self.objects_failed, self.reads_checked,
             self.routes_checked,
             self.group_transfers_committed, self.group_transfers_aborted, self.group_one_phase,
             self.coordinator_stops, self.settled_after_stop, self.member_crashes,
