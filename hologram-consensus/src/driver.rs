@@ -3,9 +3,14 @@
 //! The driver runs the replica as the simulator does, as a
 //! [`SimReplica`] (broadcasts to every other validator, timers to the
 //! driver's clock), with a [`DurableLog`] as its durable state
-//! ([`ReplicaDriver::with_log`]): decisions and the voting record are
-//! written *before* any message of the round is sent, any decision handed
-//! on or any submission acknowledged (write-ahead). If the store fails, the
+//! ([`ReplicaDriver::with_log`]): a round's decisions and the voting record
+//! are written in one atomic write before any decision is handed on or any
+//! submission acknowledged, and *before* any message of the round is sent
+//! when the round signed something new (write-ahead: a vote, a proposal, a
+//! lock; see [`Driven::write_ahead`](hologram_lattice::driver::Driven::write_ahead)).
+//! A round that signed nothing new (decisions delivered, commands
+//! submitted, votes received) sends while it writes, so a height's path
+//! carries only the writes of its own signatures. If the store fails, the
 //! driver stops without sending what it could not make durable
 //! ([`ReplicaDriver::try_run`] says why).
 //!

@@ -2,12 +2,14 @@
 //! record in a `Store` (write-ahead); one is stopped, restarted from its
 //! store alone and catches up from its peers' certified history; tampered
 //! stored blocks are rejected with a specific error and never applied; a
-//! log sharing its store with 100,000 CAM objects opens without reading them.
+//! log sharing its store with 100,000 CAM objects opens without reading them;
+//! a step that signs nothing sends while its write waits (and answers after).
 
 mod support;
 
 use async_trait::async_trait;
 use futures::executor::{block_on, LocalPool, LocalSpawner};
+use futures::task::LocalSpawnExt;
 use futures::StreamExt;
 use hologram_cam::Name;
 use hologram_cam::{CamError, MemoryStore, Object, RedbStore, Store};
@@ -587,13 +589,25 @@ fn one_rotten_record_copy_is_outlived_and_a_lost_record_makes_the_replica_abstai
     });
 }
 
-/// A store whose writes fail once `fail` is set.
+/// A store whose writes fail once `fail` is set, and whose named writes
+/// wait while `held` is set.
 struct FailingStore {
     inner: MemoryStore,
     fail: AtomicBool,
+    held: AtomicBool,
+    timer: Timer,
 }
 
 impl FailingStore {
+    fn new(fail: bool, timer: &Timer) -> Self {
+        FailingStore {
+            inner: MemoryStore::new(),
+            fail: AtomicBool::new(fail),
+            held: AtomicBool::new(false),
+            timer: timer.clone(),
+        }
+    }
+
     fn check(&self) -> Result<(), CamError> {
         if self.fail.load(Ordering::SeqCst) {
             Err(CamError::Storage("disk full (test)".into()))
@@ -630,31 +644,46 @@ impl Store for FailingStore {
         self.inner.get_named(name).await
     }
     async fn set_named(&self, changes: Vec<(Name, Option<Object>)>) -> Result<(), CamError> {
+        while self.held.load(Ordering::SeqCst) {
+            self.timer.sleep(Duration::from_millis(1)).await;
+        }
         self.check()?;
         self.inner.set_named(changes).await
     }
 }
 
+/// Starts the four validators: validator `odd` on `store`, the others on
+/// memory stores.
+fn start_four(
+    spawner: &LocalSpawner,
+    pool: &mut LocalPool,
+    network: &MemoryNetwork,
+    timer: &Timer,
+    odd: usize,
+    store: Arc<dyn Store>,
+) -> Vec<Running> {
+    let (keys, set) = validators();
+    let mut nodes: Vec<Running> = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        let store: Arc<dyn Store> = if i == odd {
+            store.clone()
+        } else {
+            Arc::new(MemoryStore::new())
+        };
+        nodes.push(start(spawner, pool, network, timer, k, &set, store).0);
+    }
+    nodes
+}
+
 #[test]
 fn a_validator_whose_store_fails_stops_before_sending_a_vote() {
-    let (keys, set) = validators();
+    let (keys, _) = validators();
     let network = MemoryNetwork::new(9);
     let timer = Timer::new();
     let mut pool = LocalPool::new();
     let spawner = pool.spawner();
-    let failing = Arc::new(FailingStore {
-        inner: MemoryStore::new(),
-        fail: AtomicBool::new(true),
-    });
-    let mut nodes: Vec<Running> = Vec::new();
-    for (i, k) in keys.iter().enumerate() {
-        let store: Arc<dyn Store> = if i == 3 {
-            failing.clone()
-        } else {
-            Arc::new(MemoryStore::new())
-        };
-        nodes.push(start(&spawner, &mut pool, &network, &timer, k, &set, store).0);
-    }
+    let failing = Arc::new(FailingStore::new(true, &timer));
+    let mut nodes = start_four(&spawner, &mut pool, &network, &timer, 3, failing);
     let a = commands("w", 40);
     // Validator 3 may stop before it answers: what it could not persist it
     // does not acknowledge.
@@ -788,4 +817,48 @@ fn a_log_beside_100_000_cam_objects_opens_reading_only_the_log() {
         assert_eq!(&recovered.record, replica.voting_record());
         assert!(!recovered.record_unreadable);
     });
+}
+
+/// A step that signs nothing does not wait for its write to send: commands
+/// submitted to a validator whose writes hang (not the first height's
+/// proposer) are gossiped all the same and decided by the other three (a
+/// quorum), while the submission is answered only once its write returned.
+/// (Before, every step wrote before it sent: the commands never left it.)
+#[test]
+fn a_submission_is_gossiped_while_its_write_waits_and_answered_after() {
+    let (keys, set) = validators();
+    let network = MemoryNetwork::new(6);
+    let timer = Timer::new();
+    let mut pool = LocalPool::new();
+    let spawner = pool.spawner();
+    let slow = (0..4)
+        .find(|&i| keys[i].node_id() != set.leader(0, 0))
+        .expect("a validator that does not lead height 0");
+    let held = Arc::new(FailingStore::new(false, &timer));
+    let mut nodes = start_four(&spawner, &mut pool, &network, &timer, slow, held.clone());
+    held.held.store(true, Ordering::SeqCst);
+    let a = commands("held", 4);
+    let (answered, mut answer) = futures::channel::oneshot::channel();
+    let (handle, submitted) = (nodes[slow].handle.clone(), a.clone());
+    spawner
+        .spawn_local(async move {
+            let _ = answered.send(handle.submit(submitted, true).await);
+        })
+        .expect("spawn");
+    let mut logs: Vec<Vec<Decision>> = vec![Vec::new(); 4];
+    for i in (0..4).filter(|&i| i != slow) {
+        await_commands(&mut pool, &mut nodes[i], &mut logs[i], &a);
+    }
+    assert!(
+        matches!(answer.try_recv(), Ok(None)),
+        "the submission is not answered before its write returned"
+    );
+    held.held.store(false, Ordering::SeqCst);
+    await_commands(&mut pool, &mut nodes[slow], &mut logs[slow], &a);
+    let taken = pool.run_until(answer).expect("answered");
+    assert_eq!(taken.expect("taken"), a.len());
+    for r in &nodes {
+        r.handle.stop();
+    }
+    pool.run_until_stalled();
 }

@@ -271,18 +271,23 @@ impl Client {
     /// the node answers "busy" for some (its mempool is full), those are
     /// submitted again after a pause that doubles from [`BUSY_BACKOFF`] up
     /// to [`MAX_BUSY_BACKOFF`], for at most [`SUBMIT_PATIENCE`]; then
-    /// [`NodeError::Busy`]. The session is told of every command answered
-    /// (all but those whose submission failed on the way).
+    /// [`NodeError::Busy`]. The session is then told that none of them
+    /// will be retried, those whose submission failed on the way too
+    /// (else the session's first unanswered sequence would stay at such a
+    /// command for good, and the nodes' session window would fill behind
+    /// it): to retry a command at other nodes before it is settled, use
+    /// [`submit_all`](Self::submit_all). A retry of a settled command is
+    /// still applied at most once, but once the client's newer commands
+    /// told the nodes it was settled, its answer may be forgotten (it is
+    /// then answered as stale).
     pub async fn submit_commands(
         &self,
         node: NodeId,
         commands: &[Command],
     ) -> Vec<Result<Ack, NodeError>> {
         let answers = self.submit_once(node, commands).await;
-        for (command, answer) in commands.iter().zip(&answers) {
-            if !matches!(answer, Err(NodeError::Transport(_))) {
-                self.settled(command);
-            }
+        for command in commands {
+            self.settled(command);
         }
         answers
     }
@@ -479,5 +484,34 @@ fn duplicate(e: &NodeError) -> NodeError {
         _ => NodeError::UnexpectedResponse {
             got: "an error that is not of a request",
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command whose submission failed on the way is settled: the
+    /// session's first unanswered sequence moves past it (it stayed there
+    /// for good before, and the nodes' session window filled behind it).
+    #[tokio::test]
+    async fn a_submission_failed_on_the_way_is_settled() {
+        let keys = KeyPair::from_seed([7; 32]);
+        // A node the client has no address for: every request fails on
+        // the way (unreachable).
+        let nowhere = KeyPair::from_seed([8; 32]).node_id();
+        let client = Client::new(&keys, &[]).unwrap();
+        let commands = client.commands(vec![b"a".to_vec(), b"b".to_vec()]).unwrap();
+        let first = client.session().first_unanswered();
+        assert_eq!(first, commands[0].sequence());
+        let answers = client.submit_commands(nowhere, &commands).await;
+        assert!(answers
+            .iter()
+            .all(|a| matches!(a, Err(NodeError::Transport(_)))));
+        assert_eq!(
+            client.session().first_unanswered(),
+            commands[1].sequence() + 1
+        );
+        client.close();
     }
 }

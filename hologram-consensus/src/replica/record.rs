@@ -77,3 +77,94 @@ pub struct VotingRecord {
     #[serde(skip)]
     pub abstain_below: u64,
 }
+
+impl VotingRecord {
+    /// Whether this record holds something `saved` lacks that must be
+    /// durable before the messages of the step that made it are sent (the
+    /// write-ahead rule of Tendermint, CometBFT's WAL and signer state): a
+    /// height record that is new or changed (a vote or proposal signed, a
+    /// lock taken or moved), or another abstain height.
+    ///
+    /// What it leaves out needs no write before sending, only before the
+    /// driver settles (answers the submission, hands the decision on):
+    ///
+    /// - heights dropped because they were delivered: their blocks are
+    ///   written in the same atomic write as the record without them. A
+    ///   crash before it keeps the old record, which still holds those
+    ///   heights' locks and votes, and no block: the replica resumes them
+    ///   under their lock, as after any crash before a decision's write. A
+    ///   decision a peer was sent meanwhile is certified by a quorum, not by
+    ///   this replica's durability.
+    /// - `submitted` commands, added or committed: they are gossiped (not
+    ///   signed by the replica) and a submission is answered only after the
+    ///   write, so a crash before it loses only commands nobody was told
+    ///   were taken (their clients retry, and a session answers a retry of
+    ///   a command that was committed after all with its first answer).
+    pub(crate) fn needs_write_ahead(&self, saved: &VotingRecord) -> bool {
+        self.abstain_below != saved.abstain_below
+            || self
+                .heights
+                .iter()
+                .any(|(h, record)| saved.heights.get(h) != Some(record))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vote::Slot;
+    use hologram_receipt::KeyPair;
+
+    fn vote(keys: &KeyPair, height: u64, kind: VoteKind) -> Vote {
+        Vote::sign(
+            keys,
+            Slot {
+                height,
+                round: 0,
+                kind,
+            },
+            None,
+        )
+    }
+
+    /// Only what the replica signed (a new or changed height, or another
+    /// abstain height) must be written before its messages are sent;
+    /// delivered heights dropped and submitted commands need not.
+    #[test]
+    fn only_signed_changes_need_write_ahead() {
+        let keys = KeyPair::from_seed([3; 32]);
+        let mut saved = VotingRecord::default();
+        saved
+            .heights
+            .entry(4)
+            .or_default()
+            .votes
+            .insert((0, VoteKind::Prevote), vote(&keys, 4, VoteKind::Prevote));
+        assert!(!saved.needs_write_ahead(&saved));
+
+        let mut signed = saved.clone();
+        signed.heights.entry(4).or_default().votes.insert(
+            (0, VoteKind::Precommit),
+            vote(&keys, 4, VoteKind::Precommit),
+        );
+        assert!(signed.needs_write_ahead(&saved), "a vote in a height held");
+        let mut next = saved.clone();
+        next.heights
+            .entry(5)
+            .or_default()
+            .votes
+            .insert((0, VoteKind::Prevote), vote(&keys, 5, VoteKind::Prevote));
+        assert!(next.needs_write_ahead(&saved), "a vote in a new height");
+        let mut abstaining = saved.clone();
+        abstaining.abstain_below = 9;
+        assert!(abstaining.needs_write_ahead(&saved));
+
+        let mut delivered = saved.clone();
+        delivered.heights.remove(&4);
+        assert!(!delivered.needs_write_ahead(&saved), "a height delivered");
+        let mut submitted = saved.clone();
+        let command = Command::sign(&keys, 0, 0, b"x".to_vec()).unwrap();
+        submitted.submitted.insert(command.id(), command);
+        assert!(!submitted.needs_write_ahead(&saved), "a command submitted");
+    }
+}

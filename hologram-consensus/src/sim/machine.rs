@@ -133,6 +133,11 @@ impl Machine {
         }
     }
 
+    /// Whether a snapshot waits for the durable log to move to it.
+    pub(super) fn has_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
     /// The snapshot the durable log must be moved to (under a driver).
     pub(super) fn take_pending(&mut self) -> Option<(Decision, SnapshotParts)> {
         self.pending.take()

@@ -10,8 +10,10 @@
 //! after the handler returns), and [`Recover::recover`] rebuilds the replica
 //! from them alone, as a process restarting from its store would. Under a
 //! driver the same node writes the round's decisions and its voting record
-//! to a [`DurableLog`] before anything of the round is sent, then hands the
-//! decisions on (see [`crate::ReplicaDriver`]).
+//! to a [`DurableLog`] in one write, before anything of the round is sent
+//! when the round signed something new (write-ahead), else while the
+//! round's messages are sent; then it hands the decisions on (see
+//! [`crate::ReplicaDriver`]).
 
 mod machine;
 
@@ -315,6 +317,26 @@ impl Driven for SimReplica {
             self.replica.compacted(height(p));
         }
         Ok(())
+    }
+
+    /// Write-ahead when the step signed something new (the voting record
+    /// gained or changed a height's votes, proposals or lock; the argument
+    /// is on the record's `needs_write_ahead`) or a snapshot moves the log:
+    /// otherwise (decisions delivered, commands submitted or gossiped,
+    /// votes received, re-sends) the step's messages go out while its
+    /// blocks and record are written, and its decisions and answers are
+    /// handed on only after the write.
+    fn write_ahead(&self) -> bool {
+        let Some(store) = self.driven.as_ref().and_then(|d| d.store.as_ref()) else {
+            return false;
+        };
+        self.machine
+            .as_ref()
+            .is_some_and(machine::Machine::has_pending)
+            || self
+                .replica
+                .voting_record()
+                .needs_write_ahead(store.record())
     }
 
     async fn recall(&mut self, ctx: &mut Ctx<'_>) -> Result<(), ConsensusError> {

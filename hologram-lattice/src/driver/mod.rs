@@ -17,7 +17,11 @@
 //!   the driver stops and nothing of the round is sent), then
 //!   [`Driven::recall`] (reads from durable state the core asked for), then
 //!   [`Driven::settle`], then the timers the core set, then its messages,
-//!   each encoded as its sends start, at most [`SENDS_IN_FLIGHT`] at once;
+//!   each encoded as its sends start, at most [`SENDS_IN_FLIGHT`] at once.
+//!   A round whose messages need no write-ahead ([`Driven::write_ahead`]
+//!   false: the round signed nothing new) sends them while `persist`
+//!   runs, so one durable write is on a message's path only where safety
+//!   needs it; it still settles only after the write;
 //! - [`Handle`] gives the core local inputs and stops the driver.
 //!
 //! Time is a [`Clock`] in [`Millis`], the simulator's unit; sleeping is the
@@ -121,9 +125,23 @@ pub trait Driven: Node<Message: Send + Wire, Timer: Send> + Send + 'static {
     );
 
     /// Makes durable what the round's inputs changed. Runs before anything
-    /// of the round is sent, set or settled; an error stops the driver.
+    /// of the round is settled, and before anything of it is sent when
+    /// [`write_ahead`](Self::write_ahead) says so; an error stops the driver.
     fn persist(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
         async { Ok(()) }
+    }
+
+    /// Whether some message of the round may be sent only once
+    /// [`persist`](Self::persist) returned (write-ahead; the default, and
+    /// what a core that signs must answer whenever the round signed
+    /// something new). When false, the driver sends the round's messages
+    /// while `persist` runs, and still settles only after it returned: the
+    /// core says that nothing the round sends depends on the write (it
+    /// re-sends what it signed before, relays, or answers from durable or
+    /// certified state), so a crash that loses the write loses nothing a
+    /// peer was told.
+    fn write_ahead(&self) -> bool {
+        true
     }
 
     /// After [`persist`](Self::persist): reads from durable state what the
@@ -314,12 +332,29 @@ impl<N: Driven> Driver<N> {
 
     /// Ends a round: persists, recalls, settles, sets timers, then sends (each
     /// message encoded when its sends start). On a persist error nothing is
-    /// sent, set or settled.
+    /// settled, and nothing is sent unless the core said the round needs no
+    /// write-ahead ([`Driven::write_ahead`]): then the round's messages go
+    /// out while it persists.
     async fn perform(&mut self) -> Result<(), N::Error> {
-        self.node.persist().await?;
+        if self.node.write_ahead() {
+            self.node.persist().await?;
+        } else {
+            let batch = self.take_actions();
+            let sends = send_all::<N>(&self.transport, &self.failures, batch);
+            let (persisted, ()) = futures::join!(self.node.persist(), sends);
+            persisted?;
+        }
         let mut ctx = Context::new((self.clock)(), self.id, &mut self.rng, &mut self.actions);
         self.node.recall(&mut ctx).await?;
         self.node.settle();
+        let batch = self.take_actions();
+        send_all::<N>(&self.transport, &self.failures, batch).await;
+        Ok(())
+    }
+
+    /// Sets the timers the core set and returns the messages it sent, with
+    /// their targets.
+    fn take_actions(&mut self) -> Vec<(Vec<NodeId>, N::Message)> {
         let now = (self.clock)();
         let mut batch = Vec::new();
         for action in self.actions.drain(..) {
@@ -334,35 +369,43 @@ impl<N: Driven> Driver<N> {
                 }
             }
         }
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let (transport, failures) = (&self.transport, &self.failures);
-        let sends = futures::stream::iter(batch.into_iter().map(|(targets, message)| async move {
-            let Ok(bytes) = message.to_wire() else {
-                return;
-            };
-            // A send that fails is a lost message: the cores resend.
-            let sent = join_all(
-                targets
-                    .into_iter()
-                    .map(|to| transport.send(to, N::PROTOCOL, bytes.clone())),
-            )
-            .await;
-            let failed = sent.iter().filter(|r| r.is_err()).count() as u64;
-            if failed > 0 {
-                failures.fetch_add(failed, Ordering::Relaxed);
-                ::metrics::counter!(
-                    "hologram_driver_send_failures_total",
-                    "protocol" => N::PROTOCOL.label()
-                )
-                .increment(failed);
-            }
-        }))
-        .buffer_unordered(SENDS_IN_FLIGHT);
-        sends.for_each(|()| async {}).await;
-        Ok(())
+        batch
     }
+}
+
+/// Sends `batch` over `transport`, each message encoded when its sends
+/// start, at most [`SENDS_IN_FLIGHT`] at once; failures are counted in
+/// `failures` (a failed send is a lost message: the cores resend).
+async fn send_all<N: Driven>(
+    transport: &Arc<dyn Transport>,
+    failures: &AtomicU64,
+    batch: Vec<(Vec<NodeId>, N::Message)>,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let sends = futures::stream::iter(batch.into_iter().map(|(targets, message)| async move {
+        let Ok(bytes) = message.to_wire() else {
+            return;
+        };
+        let sent = join_all(
+            targets
+                .into_iter()
+                .map(|to| transport.send(to, N::PROTOCOL, bytes.clone())),
+        )
+        .await;
+        let failed = sent.iter().filter(|r| r.is_err()).count() as u64;
+        if failed > 0 {
+            failures.fetch_add(failed, Ordering::Relaxed);
+            ::metrics::counter!(
+                "hologram_driver_send_failures_total",
+                "protocol" => N::PROTOCOL.label()
+            )
+            .increment(failed);
+        }
+    }))
+    .buffer_unordered(SENDS_IN_FLIGHT);
+    sends.for_each(|()| async {}).await;
 }
 
 #[cfg(test)]

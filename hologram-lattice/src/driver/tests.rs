@@ -1,5 +1,6 @@
 //! The generic driver over the in-memory network: inputs, timers, control,
-//! malformed frames, a failed persist that sends nothing; the bounded queues.
+//! malformed frames, a failed persist that sends nothing (or, without
+//! write-ahead, settles nothing); the bounded queues.
 
 use super::*;
 use crate::transport::MemoryNetwork;
@@ -14,6 +15,8 @@ struct Counter {
     got: mpsc::UnboundedSender<u32>,
     round: Vec<u32>,
     fail_persist: bool,
+    /// Whether its messages wait for its persist.
+    write_ahead: bool,
     ticks: u32,
 }
 
@@ -63,6 +66,10 @@ impl Driven for Counter {
         Ok(())
     }
 
+    fn write_ahead(&self) -> bool {
+        self.write_ahead
+    }
+
     fn settle(&mut self) {
         for n in self.round.drain(..) {
             let _ = self.got.unbounded_send(n);
@@ -78,6 +85,10 @@ struct Peer {
 }
 
 fn peer(net: &MemoryNetwork, i: u8, fail_persist: bool) -> Peer {
+    peer_of(net, i, fail_persist, true)
+}
+
+fn peer_of(net: &MemoryNetwork, i: u8, fail_persist: bool, write_ahead: bool) -> Peer {
     let (handler, inbox) = inbox::<Counter>();
     let transport: Arc<dyn Transport> =
         Arc::new(net.join(NodeId::from_bytes([i; 32]), Arc::new(handler)));
@@ -86,6 +97,7 @@ fn peer(net: &MemoryNetwork, i: u8, fail_persist: bool) -> Peer {
         got: got_tx,
         round: Vec::new(),
         fail_persist,
+        write_ahead,
         ticks: 0,
     };
     let (driver, handle) = Driver::new(node, transport.clone(), net.timer().clone(), inbox);
@@ -130,6 +142,25 @@ fn two_cores_talk_through_their_drivers_and_timers_fire() {
     );
 }
 
+/// Runs A and B until A's store fails (B stopped a little after, without
+/// an error); the error A stopped on.
+fn until_stopped(
+    net: &MemoryNetwork,
+    a: Driver<Counter>,
+    b_handle: &Handle<Counter>,
+    b: Driver<Counter>,
+) -> &'static str {
+    let watch = async {
+        let (_, result) = a.run().await;
+        net.timer().sleep(Duration::from_millis(20)).await;
+        b_handle.stop();
+        result
+    };
+    let (a_result, (_, b_result)) = block_on(join(watch, b.run()));
+    assert!(b_result.is_ok());
+    a_result.err().unwrap_or("A did not fail")
+}
+
 #[test]
 fn malformed_frames_are_dropped_and_a_failed_persist_sends_nothing() {
     let net = MemoryNetwork::new(2);
@@ -140,17 +171,27 @@ fn malformed_frames_are_dropped_and_a_failed_persist_sends_nothing() {
     assert_eq!(b.handle.inbox_stats(), InboxStats::default());
     // B's 0 reaches A, whose store fails: A stops without answering.
     b.handle.send((a_id, 0)).unwrap();
-    let b_handle = b.handle.clone();
-    let watch = async {
-        let (_, result) = a.driver.run().await;
-        net.timer().sleep(Duration::from_millis(20)).await;
-        b_handle.stop();
-        result
-    };
-    let (a_result, (_, b_result)) = block_on(join(watch, b.driver.run()));
-    assert_eq!(a_result.err(), Some("the store failed"));
-    assert!(b_result.is_ok());
+    assert_eq!(
+        until_stopped(&net, a.driver, &b.handle, b.driver),
+        "the store failed"
+    );
     assert_eq!(b.got.try_recv().ok(), None, "A sent nothing");
+}
+
+#[test]
+fn without_write_ahead_a_round_sends_while_it_persists_and_settles_after() {
+    let net = MemoryNetwork::new(3);
+    let (mut a, mut b) = (peer_of(&net, 1, true, false), peer(&net, 2, false));
+    let a_id = a.transport.local_id();
+    // B's 0 reaches A, whose store fails: its answer, which needs no
+    // write-ahead, went out with the write, but A settles nothing.
+    b.handle.send((a_id, 0)).unwrap();
+    assert_eq!(
+        until_stopped(&net, a.driver, &b.handle, b.driver),
+        "the store failed"
+    );
+    assert_eq!(b.got.try_recv().ok(), Some(1), "A's answer was sent");
+    assert_eq!(a.got.try_recv().ok(), None, "A settled nothing");
 }
 
 fn id(i: u8) -> NodeId {
