@@ -3,7 +3,9 @@
 //! Objects are packed into segments under an index ([`layout`] describes
 //! the tables and why). Nothing read from the file is trusted: a damaged
 //! file can at worst yield bytes that fail the hash check, which `get`
-//! reports as [`CamError::Corrupt`].
+//! reports as [`CamError::Corrupt`], or make redb itself fail, which every
+//! call reports as an error ([`guard`](self) below: redb panics on some
+//! damaged pages).
 
 mod layout;
 mod named;
@@ -24,7 +26,9 @@ use async_trait::async_trait;
 use hologram_lattice::Address;
 use std::fmt::Display;
 use std::ops::Bound;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The page cache a [`RedbStore`] keeps by default: 64 MiB. redb's own
 /// default (1 GiB) lets a long-running process's cache grow to a large share
@@ -52,6 +56,16 @@ const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
 /// - **Integrity.** `get` re-hashes the bytes it reads and answers
 ///   [`CamError::Corrupt`] if they no longer match the address; it never
 ///   returns bad bytes. Putting an object over a corrupt copy repairs it.
+/// - **Damaged files.** redb panics on some damaged pages (a flipped byte
+///   in a table's definition, for one) rather than returning an error.
+///   Every call into redb runs under [`catch_unwind`]: such a panic is
+///   answered with [`CamError::Storage`] naming the file, and the store
+///   refuses every later call the same way (redb's state after a panic is
+///   not trusted); open the file again after restoring it, or rebuild the
+///   node's data from its peers. The panic's own message still reaches the
+///   process's panic hook (stderr by default). With `panic = "abort"` no
+///   panic can be caught, and a damaged file stops the process.
+///   (`tests/redb_file_rot.rs` flips bytes of real files.)
 /// - **Crashes.** Opening a file left by a crashed process works: redb
 ///   detects the unclean shutdown and repairs the file on open (which can
 ///   take a while for a large file), keeping every committed transaction.
@@ -92,6 +106,8 @@ const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
 pub struct RedbStore {
     db: Database,
     path: PathBuf,
+    /// A call into redb panicked: nothing more is asked of it.
+    broken: AtomicBool,
 }
 
 /// Turns a redb error into [`CamError::Storage`] saying what was being done.
@@ -100,6 +116,25 @@ pub(crate) fn storage<'p, E: Display>(
     path: &'p Path,
 ) -> impl FnOnce(E) -> CamError + 'p {
     move |e| CamError::Storage(format!("redb: {doing} in {}: {e}", path.display()))
+}
+
+/// Runs `f`, which calls into redb; a panic in it becomes
+/// [`CamError::Storage`] naming the file and what was being done.
+fn guard<T>(
+    doing: &'static str,
+    path: &Path,
+    f: impl FnOnce() -> Result<T, CamError>,
+) -> Result<T, CamError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| Err(panicked(doing, path)))
+}
+
+/// The error for a panic in redb while `doing` in `path`, logged.
+fn panicked(doing: &str, path: &Path) -> CamError {
+    tracing::error!(path = %path.display(), doing, "redb panicked: the file is damaged");
+    CamError::Storage(format!(
+        "redb: {doing} in {}: redb panicked (the file is damaged); the store refuses every further call",
+        path.display()
+    ))
 }
 
 impl RedbStore {
@@ -113,11 +148,13 @@ impl RedbStore {
     /// [`open`](Self::open) with a page cache of at most `cache_bytes`.
     pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: usize) -> Result<Self, CamError> {
         let path = path.as_ref();
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .open(path)
-            .map_err(storage("opening the database", path))?;
-        Self::with_tables(db, path)
+        guard("opening the database", path, || {
+            let db = Database::builder()
+                .set_cache_size(cache_bytes)
+                .open(path)
+                .map_err(storage("opening the database", path))?;
+            Self::with_tables(db, path)
+        })
     }
 
     /// Opens the store at `path`, creating the file if it does not exist or
@@ -130,16 +167,47 @@ impl RedbStore {
     /// [`create`](Self::create) with a page cache of at most `cache_bytes`.
     pub fn create_with_cache(path: impl AsRef<Path>, cache_bytes: usize) -> Result<Self, CamError> {
         let path = path.as_ref();
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(path)
-            .map_err(storage("creating the database", path))?;
-        Self::with_tables(db, path)
+        guard("creating the database", path, || {
+            let db = Database::builder()
+                .set_cache_size(cache_bytes)
+                .create(path)
+                .map_err(storage("creating the database", path))?;
+            Self::with_tables(db, path)
+        })
     }
 
     /// The file the store lives in.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Runs `f`, one operation `op` of the store's traits, timed (see
+    /// `telemetry`) and [`guarded`](Self::guarded).
+    fn call<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce() -> Result<T, CamError>,
+    ) -> Result<T, CamError> {
+        crate::telemetry::timed(op, || self.guarded(op, f))
+    }
+
+    /// Runs `f`, which calls into redb while `doing`; a panic in it becomes
+    /// an error, and once one did, every call is refused.
+    pub(crate) fn guarded<T>(
+        &self,
+        doing: &'static str,
+        f: impl FnOnce() -> Result<T, CamError>,
+    ) -> Result<T, CamError> {
+        if self.broken.load(Ordering::Acquire) {
+            return Err(CamError::Storage(format!(
+                "redb: {doing} in {}: refused, an earlier call into redb panicked (the file is damaged)",
+                self.path.display()
+            )));
+        }
+        catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+            self.broken.store(true, Ordering::Release);
+            Err(panicked(doing, &self.path))
+        })
     }
 
     /// Checks the file's format version, then makes sure the tables exist,
@@ -148,6 +216,7 @@ impl RedbStore {
         let store = Self {
             db,
             path: path.to_path_buf(),
+            broken: AtomicBool::new(false),
         };
         store.write("stamping the format version", |txn| {
             let mut meta = txn
@@ -244,57 +313,11 @@ impl RedbStore {
             .map_err(storage("opening the index", &self.path))
     }
 
-    /// Writes the objects that are missing or differ in one durable
-    /// transaction; commits nothing if every one is present already.
-    fn put_all(&self, objects: &[Object]) -> Result<(), CamError> {
-        self.write("committing a put", |txn| {
-            let changed = self
-                .tables(txn)?
-                .put_all(objects)
-                .map_err(storage("writing objects", &self.path))?;
-            Ok(((), changed))
-        })
-    }
-}
-
-#[async_trait]
-impl Store for RedbStore {
-    async fn get(&self, address: &Address) -> Result<Option<Object>, CamError> {
-        crate::telemetry::timed("get", || {
-            let path = &self.path;
-            let txn = self.begin_read()?;
-            let Some((segment, offset, length)) = self
-                .index(&txn)?
-                .get(address.as_bytes())
-                .map_err(storage("reading the index", path))?
-                .map(|entry| entry.value())
-            else {
-                return Ok(None);
-            };
-            let segments = txn
-                .open_table(SEGMENTS)
-                .map_err(storage("opening the segments", path))?;
-            let bytes = segments
-                .get(segment)
-                .map_err(storage("reading a segment", path))?
-                .and_then(|stored| {
-                    slice(stored.value(), offset, length).map(SharedBytes::copy_from_slice)
-                })
-                .ok_or(CamError::Corrupt(*address))?;
-            Object::verify(*address, bytes)
-                .map(Some)
-                .map_err(|_| CamError::Corrupt(*address))
-        })
-    }
-
-    async fn put(&self, object: Object) -> Result<(), CamError> {
-        crate::telemetry::timed("put", || self.put_all(std::slice::from_ref(&object)))
-    }
-
-    /// One read transaction; the index walked once over the addresses'
-    /// span (a scrub's page is a run of neighbours), each segment read
-    /// once, each object's slice re-hashed in place.
-    async fn corrupt_among(&self, addresses: &[Address]) -> Result<Vec<Address>, CamError> {
+    /// [`Store::corrupt_among`]: one read transaction; the index walked
+    /// once over the addresses' span (a scrub's page is a run of
+    /// neighbours), each segment read once, each object's slice re-hashed
+    /// in place.
+    fn corrupt_among_now(&self, addresses: &[Address]) -> Result<Vec<Address>, CamError> {
         let path = &self.path;
         let mut wanted = addresses.to_vec();
         wanted.sort_unstable();
@@ -346,8 +369,62 @@ impl Store for RedbStore {
         Ok(corrupt)
     }
 
+    /// Writes the objects that are missing or differ in one durable
+    /// transaction; commits nothing if every one is present already.
+    fn put_all(&self, objects: &[Object]) -> Result<(), CamError> {
+        self.write("committing a put", |txn| {
+            let changed = self
+                .tables(txn)?
+                .put_all(objects)
+                .map_err(storage("writing objects", &self.path))?;
+            Ok(((), changed))
+        })
+    }
+}
+
+#[async_trait]
+impl Store for RedbStore {
+    async fn get(&self, address: &Address) -> Result<Option<Object>, CamError> {
+        self.call("get", || {
+            let path = &self.path;
+            let txn = self.begin_read()?;
+            let Some((segment, offset, length)) = self
+                .index(&txn)?
+                .get(address.as_bytes())
+                .map_err(storage("reading the index", path))?
+                .map(|entry| entry.value())
+            else {
+                return Ok(None);
+            };
+            let segments = txn
+                .open_table(SEGMENTS)
+                .map_err(storage("opening the segments", path))?;
+            let bytes = segments
+                .get(segment)
+                .map_err(storage("reading a segment", path))?
+                .and_then(|stored| {
+                    slice(stored.value(), offset, length).map(SharedBytes::copy_from_slice)
+                })
+                .ok_or(CamError::Corrupt(*address))?;
+            Object::verify(*address, bytes)
+                .map(Some)
+                .map_err(|_| CamError::Corrupt(*address))
+        })
+    }
+
+    async fn put(&self, object: Object) -> Result<(), CamError> {
+        self.call("put", || self.put_all(std::slice::from_ref(&object)))
+    }
+
+    /// One read transaction; the index walked once over the addresses'
+    /// span (a scrub's page is a run of neighbours), each segment read
+    /// once, each object's slice re-hashed in place.
+    async fn corrupt_among(&self, addresses: &[Address]) -> Result<Vec<Address>, CamError> {
+        self.guarded("checking objects", || self.corrupt_among_now(addresses))
+    }
+
     async fn put_batch(&self, objects: Vec<Object>) -> Result<(), CamError> {
-        crate::telemetry::timed("put", || {
+        self.call("put", || {
             if objects.is_empty() {
                 return Ok(());
             }
@@ -356,7 +433,7 @@ impl Store for RedbStore {
     }
 
     async fn contains(&self, address: &Address) -> Result<bool, CamError> {
-        crate::telemetry::timed("contains", || {
+        self.call("contains", || {
             let txn = self.begin_read()?;
             let index = self.index(&txn)?;
             let found = index
@@ -367,7 +444,7 @@ impl Store for RedbStore {
     }
 
     async fn remove(&self, address: &Address) -> Result<bool, CamError> {
-        crate::telemetry::timed("remove", || {
+        self.call("remove", || {
             self.write("committing a remove", |txn| {
                 let present = self
                     .tables(txn)?
@@ -379,7 +456,7 @@ impl Store for RedbStore {
     }
 
     async fn scan(&self, after: Option<Address>, limit: usize) -> Result<Vec<Address>, CamError> {
-        crate::telemetry::timed("scan", || {
+        self.call("scan", || {
             if limit == 0 {
                 return Ok(Vec::new());
             }
@@ -401,10 +478,10 @@ impl Store for RedbStore {
     }
 
     async fn get_named(&self, name: &Name) -> Result<Option<Object>, CamError> {
-        crate::telemetry::timed("get_named", || self.read_named(name))
+        self.call("get_named", || self.read_named(name))
     }
 
     async fn set_named(&self, changes: Vec<(Name, Option<Object>)>) -> Result<(), CamError> {
-        crate::telemetry::timed("set_named", || self.write_named(changes))
+        self.call("set_named", || self.write_named(changes))
     }
 }

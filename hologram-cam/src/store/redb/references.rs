@@ -18,6 +18,20 @@ pub(super) const REFERENCES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition
 #[async_trait]
 impl ReferenceStore for RedbStore {
     async fn load(&self, address: &Address) -> Result<Option<ReferenceSet>, CamError> {
+        self.guarded("reading references", || self.load_now(address))
+    }
+
+    async fn save(&self, address: &Address, set: &ReferenceSet) -> Result<(), CamError> {
+        self.guarded("writing references", || self.save_now(address, set))
+    }
+
+    async fn forget(&self, address: &Address) -> Result<(), CamError> {
+        self.guarded("removing references", || self.forget_now(address))
+    }
+}
+
+impl RedbStore {
+    fn load_now(&self, address: &Address) -> Result<Option<ReferenceSet>, CamError> {
         let path = &self.path;
         let txn = self.begin_read()?;
         let table = txn
@@ -36,7 +50,7 @@ impl ReferenceStore for RedbStore {
             .transpose()
     }
 
-    async fn save(&self, address: &Address, set: &ReferenceSet) -> Result<(), CamError> {
+    fn save_now(&self, address: &Address, set: &ReferenceSet) -> Result<(), CamError> {
         let bytes = set.to_bytes();
         self.write("committing references", |txn| {
             txn.open_table(REFERENCES)
@@ -49,7 +63,7 @@ impl ReferenceStore for RedbStore {
         })
     }
 
-    async fn forget(&self, address: &Address) -> Result<(), CamError> {
+    fn forget_now(&self, address: &Address) -> Result<(), CamError> {
         self.write("committing a forgotten reference set", |txn| {
             let present = txn
                 .open_table(REFERENCES)
