@@ -19,32 +19,34 @@
 //! (see `Recovered::restart_record`); no local check can tell such a disk's
 //! old record from the newest one.
 //!
+//! Everything runs on one `sim::Executor`: the drivers, the network and
+//! its faults on the executor's virtual clock, the disk's faults from the
+//! seed; so `HOLOGRAM_SEED=n` replays a seed exactly, disk faults
+//! included, and `a_seed_replays_exactly` checks it (every frame sent,
+//! every decision delivered and every restart, compared between two runs).
+//!
 //! `HOLOGRAM_SEEDS=N cargo test --release -p hologram-consensus --test
 //! consensus_disk_faults` runs more seeds (default 2; the seed is printed
-//! on failure, `HOLOGRAM_SEED=n` replays the fault choices of one).
+//! on failure, `HOLOGRAM_SEED=n` replays one).
 
 mod support;
 
 use async_trait::async_trait;
-use futures::executor::{LocalPool, LocalSpawner};
-use futures::task::LocalSpawnExt;
 use futures::StreamExt;
 use hologram_cam::{DiskFaults, FaultyStore, MemoryStore, Store};
 use hologram_consensus::{
     inbox, Command, ConsensusMessage, Decision, DriverHandle, DurableLog, ReplicaConfig,
     ReplicaDriver, ValidatorSet,
 };
-use hologram_lattice::sim::{check_seeds, Faults};
-use hologram_lattice::transport::{MemoryNetwork, Protocol, Timer, Transport, TransportError};
+use hologram_lattice::sim::{check_seeds, Executor, Faults};
+use hologram_lattice::transport::{MemoryNetwork, Protocol, Transport, TransportError};
 use hologram_lattice::wire::Wire;
 use hologram_lattice::NodeId as PeerId;
 use hologram_receipt::{KeyPair, Receipt};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use support::decided::{commands, validators};
 
@@ -59,20 +61,41 @@ struct Signed {
     sent: u64,
 }
 
-/// The faulty validator's transport: sends through the network, and
-/// records every vote and proposal it signed.
+/// The longest any one call waits on the executor (virtual time).
+const STALL: Duration = Duration::from_secs(60);
+
+/// Every event of a run, in order, for the replay test: each frame sent
+/// (virtual time, sender, receiver, a digest of its bytes), each decision
+/// delivered, each restart.
+type Trace = Arc<Mutex<Vec<String>>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A height's decisions held by one validator.
+type Log = Arc<Mutex<BTreeMap<u64, Decision>>>;
+
+/// A validator's transport: sends through the network and writes each
+/// frame to the trace; the faulty validator's also records every vote and
+/// proposal it signed.
 struct Recording {
     inner: Arc<dyn Transport>,
     me: PeerId,
-    signed: Arc<Mutex<Signed>>,
+    signed: Option<Arc<Mutex<Signed>>>,
+    trace: Trace,
+    exec: Executor,
 }
 
 impl Recording {
     fn record(&self, payload: &[u8]) {
+        let Some(signed) = &self.signed else {
+            return;
+        };
         let Ok(message) = ConsensusMessage::from_wire(payload) else {
             return;
         };
-        let mut s = self.signed.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut s = lock(signed);
         match message {
             ConsensusMessage::Vote(v) if v.voter == self.me => {
                 s.sent += 1;
@@ -129,6 +152,13 @@ impl Transport for Recording {
         payload: Vec<u8>,
     ) -> Result<(), TransportError> {
         self.record(&payload);
+        lock(&self.trace).push(format!(
+            "{} {} -> {} {}",
+            self.exec.now(),
+            self.me,
+            peer,
+            blake3::hash(&payload).to_hex()
+        ));
         self.inner.send(peer, protocol, payload).await
     }
 }
@@ -140,69 +170,93 @@ struct Node {
     ended: futures::channel::oneshot::Receiver<()>,
 }
 
+/// What every validator of a run shares.
+struct World {
+    exec: Executor,
+    network: MemoryNetwork,
+    config: ReplicaConfig,
+    trace: Trace,
+}
+
+impl World {
+    /// Runs `future` on the executor, at most [`STALL`] of virtual time.
+    fn wait<F: std::future::Future>(&self, future: F) -> Result<F::Output, String> {
+        self.exec
+            .block_on(future, STALL)
+            .ok_or_else(|| format!("a call made no progress in {STALL:?}"))
+    }
+
+    /// Runs everything for `ms` virtual milliseconds.
+    fn run_for(&self, ms: u64) {
+        self.exec.run_until(self.exec.now() + ms);
+    }
+}
+
 /// Starts validator `keys` from `store`; decisions it recovers or delivers
 /// go into `log`. The faulty one's transport records what it signs.
-#[allow(clippy::too_many_arguments)]
 fn start(
-    spawner: &LocalSpawner,
-    pool: &mut LocalPool,
-    network: &MemoryNetwork,
-    timer: &Timer,
+    world: &World,
     keys: &KeyPair,
     store: Arc<dyn Store>,
-    config: ReplicaConfig,
-    log: Rc<RefCell<BTreeMap<u64, Decision>>>,
+    log: Log,
     recording: Option<Arc<Mutex<Signed>>>,
 ) -> Result<(Node, usize, bool), String> {
+    let config = world.config.clone();
     let set = config.validators.clone();
-    let (durable, recovered) = pool
-        .run_until(DurableLog::open(store, set))
+    let (durable, recovered) = world
+        .wait(DurableLog::open(store, set))?
         .map_err(|e| format!("open: {e}"))?;
     let rejected = recovered.rejected.len();
     let replica = (recovered.replica(keys.clone(), config)).map_err(|e| format!("restart: {e}"))?;
     let abstains = replica.abstains_below() > recovered.next_height();
     {
-        let mut log = log.borrow_mut();
+        let mut log = lock(&log);
         for d in &recovered.decisions {
             log.insert(d.height(), d.clone());
         }
     }
+    let me = keys.node_id();
+    lock(&world.trace).push(format!(
+        "{} start {me}: {} decisions recovered, {rejected} rejected, abstains {abstains}",
+        world.exec.now(),
+        recovered.decisions.len()
+    ));
     let (handler, inbox) = inbox();
-    let joined: Arc<dyn Transport> = Arc::new(network.join(keys.node_id(), Arc::new(handler)));
-    let transport: Arc<dyn Transport> = match recording {
-        Some(signed) => Arc::new(Recording {
-            inner: joined,
-            me: keys.node_id(),
-            signed,
-        }),
-        None => joined,
-    };
+    let transport: Arc<dyn Transport> = Arc::new(Recording {
+        inner: Arc::new(world.network.join(me, Arc::new(handler))),
+        me,
+        signed: recording,
+        trace: Arc::clone(&world.trace),
+        exec: world.exec.clone(),
+    });
     let (driver, handle, mut decisions) =
-        ReplicaDriver::new(replica, transport, timer.clone(), inbox);
+        ReplicaDriver::new(replica, transport, world.exec.timer().clone(), inbox);
     let driver = driver.with_log(durable);
     let (tx, ended) = futures::channel::oneshot::channel();
-    spawner
-        .spawn_local(async move {
-            let _ = driver.try_run().await;
-            let _ = tx.send(());
-        })
-        .map_err(|e| e.to_string())?;
-    let into = log.clone();
-    spawner
-        .spawn_local(async move {
-            while let Some(d) = decisions.next().await {
-                into.borrow_mut().insert(d.height(), d);
-            }
-        })
-        .map_err(|e| e.to_string())?;
+    world.exec.spawn(async move {
+        let _ = driver.try_run().await;
+        let _ = tx.send(());
+    });
+    let (trace, exec) = (Arc::clone(&world.trace), world.exec.clone());
+    world.exec.spawn(async move {
+        while let Some(d) = decisions.next().await {
+            lock(&trace).push(format!(
+                "{} {me} delivers {} {}",
+                exec.now(),
+                d.height(),
+                &blake3::hash(format!("{:?}", d.certificate.value).as_bytes()).to_hex()[..16]
+            ));
+            lock(&log).insert(d.height(), d);
+        }
+    });
     Ok((Node { handle, ended }, rejected, abstains))
 }
 
 /// Agreement: wherever two logs hold a height, they hold one value.
-fn check_agreement(logs: &[Rc<RefCell<BTreeMap<u64, Decision>>>]) -> Result<(), String> {
+fn check_agreement(logs: &[Log]) -> Result<(), String> {
     let mut seen: BTreeMap<u64, Receipt> = BTreeMap::new();
     for (i, log) in logs.iter().enumerate() {
-        for (h, d) in log.borrow().iter() {
+        for (h, d) in lock(log).iter() {
             match seen.get(h) {
                 Some(v) if *v != d.certificate.value => {
                     return Err(format!("agreement violated at height {h} (node {i})"));
@@ -218,7 +272,8 @@ fn check_agreement(logs: &[Rc<RefCell<BTreeMap<u64, Decision>>>]) -> Result<(), 
 }
 
 /// Whether every command of `wanted` is in `log`.
-fn holds(log: &BTreeMap<u64, Decision>, wanted: &[Command]) -> bool {
+fn holds(log: &Log, wanted: &[Command]) -> bool {
+    let log = lock(log);
     wanted
         .iter()
         .all(|c| log.values().any(|d| d.batch.commands().contains(c)))
@@ -277,29 +332,33 @@ impl std::fmt::Display for Figures {
     }
 }
 
-fn run(seed: u64, total: &Mutex<Figures>) -> Result<(), String> {
+/// One seed's campaign; returns its trace.
+fn run(seed: u64, total: &Mutex<Figures>) -> Result<Vec<String>, String> {
     let mut refetched = 0u64;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (keys, set): (Vec<KeyPair>, ValidatorSet) = validators();
-    let network = MemoryNetwork::new(seed);
+    let exec = Executor::new();
+    let network = MemoryNetwork::with_timer(seed, exec.timer().clone());
     network.set_faults(Faults {
         loss: 0.05,
         duplicate: 0.05,
         corrupt: 0.01,
         latency_ms: (1, 5),
     });
-    let timer = Timer::new();
-    let mut pool = LocalPool::new();
-    let spawner = pool.spawner();
     let mut config = ReplicaConfig::new(set.clone());
     config.max_batch = 8;
     config.max_pipeline_depth = 2;
+    let world = World {
+        exec,
+        network,
+        config,
+        trace: Trace::default(),
+    };
+    let network = &world.network;
     let faulty = FaultyStore::new(MemoryStore::new(), seed, disk(&mut rng));
     let faulty = Arc::new(faulty);
     let signed = Arc::new(Mutex::new(Signed::default()));
-    let logs: Vec<Rc<RefCell<BTreeMap<u64, Decision>>>> = (0..4)
-        .map(|_| Rc::new(RefCell::new(BTreeMap::new())))
-        .collect();
+    let logs: Vec<Log> = (0..4).map(|_| Log::default()).collect();
     let mut nodes = Vec::new();
     for (i, k) in keys.iter().enumerate() {
         let (store, recording): (Arc<dyn Store>, _) = if i == 3 {
@@ -307,22 +366,12 @@ fn run(seed: u64, total: &Mutex<Figures>) -> Result<(), String> {
         } else {
             (Arc::new(MemoryStore::new()), None)
         };
-        let (node, _, _) = start(
-            &spawner,
-            &mut pool,
-            &network,
-            &timer,
-            k,
-            store,
-            config.clone(),
-            logs[i].clone(),
-            recording,
-        )?;
+        let (node, _, _) = start(&world, k, store, logs[i].clone(), recording)?;
         nodes.push(node);
     }
     let check = |signed: &Arc<Mutex<Signed>>| -> Result<(), String> {
         check_agreement(&logs)?;
-        let s = signed.lock().unwrap_or_else(PoisonError::into_inner);
+        let s = lock(signed);
         match &s.conflict {
             Some(c) => Err(format!("the validator on the bad disk equivocated: {c}")),
             None => Ok(()),
@@ -333,43 +382,41 @@ fn run(seed: u64, total: &Mutex<Figures>) -> Result<(), String> {
     for cycle in 0..6 {
         let batch = commands(&format!("s{seed}c{cycle}"), 12);
         for n in &nodes {
-            let _ = pool.run_until(n.handle.submit(batch.clone(), false));
+            let _ = world.wait(n.handle.submit(batch.clone(), false))?;
         }
         all.extend(batch);
         // Run a while, checking after each slice.
         let slices = rng.random_range(2..8);
         for _ in 0..slices {
-            pool.run_until(timer.sleep(Duration::from_millis(50)));
+            world.run_for(50);
             check(&signed)?;
         }
         // Crash the validator on the bad disk, and restart it from it.
         nodes[3].handle.stop();
         let ended = &mut nodes[3].ended;
-        if pool
-            .run_until(timer.timeout(Duration::from_secs(10), ended))
+        if world
+            .exec
+            .block_on(ended, Duration::from_secs(10))
             .is_none()
         {
             return Err("the stopped driver did not end".into());
         }
-        pool.run_until(faulty.crash())
+        world
+            .wait(faulty.crash())?
             .map_err(|e| format!("crash: {e}"))?;
-        let held = logs[3].borrow().len();
-        logs[3].borrow_mut().clear();
+        let held = lock(&logs[3]).len();
+        lock(&logs[3]).clear();
         let (node, r, abstains) = start(
-            &spawner,
-            &mut pool,
-            &network,
-            &timer,
+            &world,
             &keys[3],
             faulty.clone(),
-            config.clone(),
             logs[3].clone(),
             Some(signed.clone()),
         )?;
         restarts += 1;
         rejected += r;
         abstained += u32::from(abstains);
-        refetched += held.saturating_sub(logs[3].borrow().len()) as u64;
+        refetched += held.saturating_sub(lock(&logs[3]).len()) as u64;
         nodes[3] = node;
         check(&signed)?;
     }
@@ -378,19 +425,19 @@ fn run(seed: u64, total: &Mutex<Figures>) -> Result<(), String> {
     network.set_faults(Faults::NONE);
     let last = commands(&format!("s{seed}last"), 4);
     for n in &nodes {
-        let _ = pool.run_until(n.handle.submit(last.clone(), false));
+        let _ = world.wait(n.handle.submit(last.clone(), false))?;
     }
     all.extend(last);
     let mut waited = 0;
-    while !logs.iter().all(|l| holds(&l.borrow(), &all)) {
+    while !logs.iter().all(|l| holds(l, &all)) {
         if waited >= 600 {
-            let have: Vec<usize> = logs.iter().map(|l| l.borrow().len()).collect();
+            let have: Vec<usize> = logs.iter().map(|l| lock(l).len()).collect();
             return Err(format!(
                 "liveness: not every command committed everywhere (heights held {have:?}; \
                  {restarts} restarts, {rejected} stored entries rejected, {abstained} abstaining)"
             ));
         }
-        pool.run_until(timer.sleep(Duration::from_millis(50)));
+        world.run_for(50);
         check(&signed)?;
         waited += 1;
         // A validator with nothing in flight that missed every message of
@@ -400,36 +447,32 @@ fn run(seed: u64, total: &Mutex<Figures>) -> Result<(), String> {
         if waited % 40 == 0 {
             let nudge = commands(&format!("s{seed}nudge{waited}"), 1);
             for n in &nodes {
-                let _ = pool.run_until(n.handle.submit(nudge.clone(), false));
+                let _ = world.wait(n.handle.submit(nudge.clone(), false))?;
             }
             all.extend(nudge);
         }
         // A write that failed before the heal stopped it: its operator
         // restarts it (on the disk that no longer fails).
         if matches!(nodes[3].ended.try_recv(), Ok(Some(()))) {
-            let held = logs[3].borrow().len();
-            logs[3].borrow_mut().clear();
+            let held = lock(&logs[3]).len();
+            lock(&logs[3]).clear();
             let (node, r, abstains) = start(
-                &spawner,
-                &mut pool,
-                &network,
-                &timer,
+                &world,
                 &keys[3],
                 faulty.clone(),
-                config.clone(),
                 logs[3].clone(),
                 Some(signed.clone()),
             )?;
             restarts += 1;
             rejected += r;
             abstained += u32::from(abstains);
-            refetched += held.saturating_sub(logs[3].borrow().len()) as u64;
+            refetched += held.saturating_sub(lock(&logs[3]).len()) as u64;
             nodes[3] = node;
         }
     }
     // Logs are gap-free from 0 on every node (the faulty one re-fetched).
     for (i, l) in logs.iter().enumerate() {
-        let l = l.borrow();
+        let l = lock(l);
         let end = l.keys().next_back().copied().unwrap_or(0);
         if (0..=end).any(|h| !l.contains_key(&h)) {
             return Err(format!("node {i}'s log has a gap"));
@@ -438,8 +481,8 @@ fn run(seed: u64, total: &Mutex<Figures>) -> Result<(), String> {
     for n in &nodes {
         n.handle.stop();
     }
-    pool.run_until_stalled();
-    let s = signed.lock().unwrap_or_else(PoisonError::into_inner);
+    world.exec.run_ready();
+    let s = lock(&signed);
     if s.sent == 0 {
         return Err("the validator on the bad disk never signed anything".into());
     }
@@ -457,19 +500,40 @@ fn run(seed: u64, total: &Mutex<Figures>) -> Result<(), String> {
          proposals signed",
         s.sent
     );
-    total
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .add(&figures);
-    Ok(())
+    lock(total).add(&figures);
+    let trace = std::mem::take(&mut *lock(&world.trace));
+    Ok(trace)
 }
 
 #[test]
 fn a_validator_on_a_bad_disk_never_equivocates_and_heals_from_its_peers() {
     let total = Mutex::new(Figures::default());
-    check_seeds("consensus disk faults", 2, |seed| run(seed, &total));
-    eprintln!(
-        "consensus disk faults, every seed: {}",
-        total.lock().unwrap_or_else(PoisonError::into_inner)
-    );
+    check_seeds("consensus disk faults", 2, |seed| {
+        run(seed, &total).map(drop)
+    });
+    eprintln!("consensus disk faults, every seed: {}", lock(&total));
+}
+
+/// A seed replays exactly, disk faults included: two runs of it give the
+/// same trace, event for event (every frame sent with its virtual time and
+/// a digest of its bytes, every decision delivered, every restart).
+#[test]
+fn a_seed_replays_exactly() {
+    let total = Mutex::new(Figures::default());
+    check_seeds("consensus disk faults replay", 1, |seed| {
+        let first = run(seed, &total)?;
+        let second = run(seed, &total)?;
+        if let Some(i) = (0..first.len().max(second.len())).find(|&i| first.get(i) != second.get(i))
+        {
+            return Err(format!(
+                "the runs part at event {i} of {} and {}: {:?} vs {:?}",
+                first.len(),
+                second.len(),
+                first.get(i),
+                second.get(i)
+            ));
+        }
+        eprintln!("seed {seed}: {} events replayed exactly", first.len());
+        Ok(())
+    });
 }
