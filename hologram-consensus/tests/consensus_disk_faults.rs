@@ -1,5 +1,6 @@
-//! Consensus on a bad disk: four validators run by drivers over a lossy
-//! `MemoryNetwork`, one of them (`f = 1`) keeping its durable log in a
+//! Consensus on a bad disk: four validators run by drivers over a lossy,
+//! duplicating, corrupting `MemoryNetwork` that cuts one of them off in
+//! half the cycles, one of them (`f = 1`) keeping its durable log in a
 //! `FaultyStore`: write errors and `ENOSPC`, torn batches, rot at rest,
 //! bit flips and misdirected reads. It is crashed and restarted from that
 //! store again and again; a failed write also stops it (and it restarts).
@@ -295,6 +296,8 @@ fn disk(rng: &mut ChaCha8Rng) -> DiskFaults {
 #[derive(Debug, Default)]
 struct Figures {
     restarts: u64,
+    /// Cycles with one validator cut off.
+    partitions: u64,
     /// Decisions the faulty validator had delivered that its disk did not
     /// give back at a restart: re-fetched from its peers (its log ends
     /// complete).
@@ -312,6 +315,7 @@ struct Figures {
 impl Figures {
     fn add(&mut self, o: &Figures) {
         self.restarts += o.restarts;
+        self.partitions += o.partitions;
         self.refetched += o.refetched;
         self.rejected += o.rejected;
         self.writes_failed += o.writes_failed;
@@ -324,10 +328,10 @@ impl std::fmt::Display for Figures {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} restarts of the validator on the bad disk, {} writes failed or torn, {} records rotted, \
+            "{} restarts of the validator on the bad disk, {} partitions, {} writes failed or torn, {} records rotted, \
              {} reads rotten or misdirected, {} stored entries rejected on recovery, {} decisions \
              re-fetched from peers",
-            self.restarts, self.writes_failed, self.rotted, self.bad_reads, self.rejected, self.refetched
+            self.restarts, self.partitions, self.writes_failed, self.rotted, self.bad_reads, self.rejected, self.refetched
         )
     }
 }
@@ -379,18 +383,34 @@ fn run(seed: u64, total: &Mutex<Figures>) -> Result<Vec<String>, String> {
     };
     let mut all: Vec<Command> = Vec::new();
     let (mut restarts, mut rejected, mut abstained) = (0u32, 0usize, 0u32);
+    let mut partitions = 0u64;
     for cycle in 0..6 {
         let batch = commands(&format!("s{seed}c{cycle}"), 12);
         for n in &nodes {
             let _ = world.wait(n.handle.submit(batch.clone(), false))?;
         }
         all.extend(batch);
+        // Half the cycles cut one validator off (any of the four: with the
+        // one on the bad disk, that is more than f out for a while), until
+        // the crash below.
+        if rng.random_bool(0.5) {
+            let cut = keys[rng.random_range(0..4)].node_id();
+            let rest: Vec<PeerId> = keys
+                .iter()
+                .map(KeyPair::node_id)
+                .filter(|&k| k != cut)
+                .collect();
+            network.partition(&[&[cut], &rest]);
+            partitions += 1;
+            lock(&world.trace).push(format!("{} partition {cut}", world.exec.now()));
+        }
         // Run a while, checking after each slice.
         let slices = rng.random_range(2..8);
         for _ in 0..slices {
             world.run_for(50);
             check(&signed)?;
         }
+        network.heal();
         // Crash the validator on the bad disk, and restart it from it.
         nodes[3].handle.stop();
         let ended = &mut nodes[3].ended;
@@ -489,6 +509,7 @@ fn run(seed: u64, total: &Mutex<Figures>) -> Result<Vec<String>, String> {
     let counts = faulty.counts();
     let figures = Figures {
         restarts: u64::from(restarts),
+        partitions,
         refetched,
         rejected: rejected as u64,
         writes_failed: counts.write_errors + counts.no_space + counts.torn,
