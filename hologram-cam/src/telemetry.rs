@@ -54,6 +54,21 @@ pub const METRICS: &[Metric] = &[
         "Held objects read back by the holder's scrub.",
     ),
     Metric::counter(
+        "hologram_dedup_anti_entropy_fetched_total",
+        &[],
+        "Objects anti-entropy fetched from a ring neighbour and adopted (verified against their address).",
+    ),
+    Metric::counter(
+        "hologram_dedup_anti_entropy_merged_total",
+        &[],
+        "Objects both neighbours held whose reference sets differed: fetched again and the neighbour's set merged.",
+    ),
+    Metric::counter(
+        "hologram_dedup_anti_entropy_refused_total",
+        &[],
+        "Objects a neighbour sent in anti-entropy whose bytes did not match their address: refused, nothing stored.",
+    ),
+    Metric::counter(
         "hologram_dedup_rotten_reference_sets_total",
         &[],
         "Reference sets that no longer decoded (rot): forgotten, the object then counting unknown references (never freed).",
