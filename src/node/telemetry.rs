@@ -185,7 +185,10 @@ mod tests {
                 }
             }
         }
-        assert!(missing.is_empty(), "recorded but not documented: {missing:#?}");
+        assert!(
+            missing.is_empty(),
+            "recorded but not documented: {missing:#?}"
+        );
         assert!(recorded >= 40, "{recorded} recordings found");
     }
 
