@@ -45,11 +45,11 @@ use futures::channel::mpsc::UnboundedReceiver;
 use futures::StreamExt;
 use hologram::consensus::{
     inbox, verify_commands, BatchProof, Command, Decision, DriverHandle, Replica, ReplicaConfig,
-    ReplicaDriver, SimReplica, ValidatorSet,
+    ReplicaDriver, ReplicatedStateMachine, SimReplica, StateMachine, ValidatorSet,
 };
 use hologram::lattice::sim::{Faults, Simulation};
 use hologram::lattice::transport::{MemoryNetwork, Timer};
-use hologram::receipt::{forget_verified_signatures, KeyPair, Purpose, SignatureBatch};
+use hologram::receipt::{forget_verified_signatures, KeyPair, Purpose, Receipt, SignatureBatch};
 use measure::{cpu_seconds, verdict};
 use metrics::{Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
@@ -171,6 +171,33 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// Height 0 decided by four replicas in the simulator, with 4096 commands
+/// of 64 B from one client.
+fn first_decision() -> Decision {
+    let (keys, set) = keys(4);
+    let nodes = keys.iter().map(|k| {
+        let mut config = ReplicaConfig::new(set.clone());
+        config.max_batch = BATCH;
+        (
+            k.node_id(),
+            SimReplica::new(k.clone(), config).expect("config"),
+        )
+    });
+    let mut sim = Simulation::new(1, Faults::NONE, nodes);
+    let client = client();
+    let commands: Vec<Command> = (0..BATCH as u64)
+        .map(|i| Command::sign(&client, i, 0, vec![i as u8; 64]).expect("small"))
+        .collect();
+    for k in &keys {
+        sim.with_node(k.node_id(), |n, ctx| n.submit(ctx, commands.clone(), false));
+    }
+    sim.run_until(1_000).expect("no invariant");
+    let log = sim.node(keys[0].node_id()).expect("node").log();
+    let first = log.first().expect("height 0 decided").clone();
+    assert_eq!(first.batch.len(), BATCH, "one height of every command");
+    first
+}
+
 /// Decided heights per virtual second in the simulator, 1 ms one way.
 fn pipelined_rate(depth: usize) -> f64 {
     let (keys, set) = keys(4);
@@ -230,10 +257,46 @@ fn bench(c: &mut Criterion) {
             black_box(decision.batch.receipt() == decision.certificate.value)
         })
     });
+    // Applying a decided height: each command's transition receipt (the
+    // state's receipt before and after, the command's own), chained.
+    group.bench_function(
+        "apply one decision of 4096 x 64 B (ReplicatedStateMachine, a counter)",
+        |b| {
+            let first = first_decision();
+            b.iter(|| {
+                let mut rsm = ReplicatedStateMachine::new(Counter(0), set.clone());
+                let applied = rsm.apply_decision(&first).expect("height 0, certified");
+                black_box(applied.len())
+            })
+        },
+    );
     group.finish();
     // Drain what the floor's setup left undelivered.
     drop(cluster);
     drop(rt);
+}
+
+/// A counter machine for the apply bench: its state receipt is the
+/// receipt of its eight bytes, as a small machine's would be.
+struct Counter(u64);
+
+impl StateMachine for Counter {
+    type Output = u64;
+    fn apply(&mut self, command: &Command) -> u64 {
+        self.0 += command.bytes().len() as u64;
+        self.0
+    }
+    fn state_receipt(&self) -> Receipt {
+        Receipt::from_bytes(&self.0.to_le_bytes())
+    }
+    fn snapshot(&self) -> Result<Vec<u8>, String> {
+        Ok(self.0.to_le_bytes().to_vec())
+    }
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let bytes: [u8; 8] = bytes.try_into().map_err(|_| "not 8 bytes")?;
+        self.0 = u64::from_le_bytes(bytes);
+        Ok(())
+    }
 }
 
 /// A Prometheus recorder that can be switched off (it then hands out no-op

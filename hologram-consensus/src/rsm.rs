@@ -221,6 +221,10 @@ impl<S: StateMachine> ReplicatedStateMachine<S> {
         self.next_height += 1;
         self.sessions.expire(height);
         self.state.begin_height(height);
+        // The state's receipt after one command is the one before the next:
+        // nothing else changes the state within a height, so each is made
+        // once (a receipt costs an R96 digest).
+        let mut state = None;
         let answers = decision
             .batch
             .commands()
@@ -231,7 +235,9 @@ impl<S: StateMachine> ReplicatedStateMachine<S> {
                 command: command.id(),
                 outcome: match self.sessions.admit(height, command) {
                     Verdict::Apply => {
-                        let done = self.apply_command(height, command);
+                        let before = state.take().unwrap_or_else(|| self.state.state_receipt());
+                        let (done, after) = self.apply_command(height, command, &before);
+                        state = Some(after);
                         self.sessions.answer(command, done.output.clone());
                         Outcome::Applied(done)
                     }
@@ -257,15 +263,20 @@ impl<S: StateMachine> ReplicatedStateMachine<S> {
         Ok(applied)
     }
 
-    /// The chapter's `apply_command`: one command, its transition receipt
-    /// appended to the log and chain.
-    fn apply_command(&mut self, height: u64, command: &Command) -> Applied<S::Output> {
+    /// The chapter's `apply_command`: one command applied to the state
+    /// whose receipt is `before`, its transition receipt appended to the
+    /// log and chain; returns it with the state's receipt after.
+    fn apply_command(
+        &mut self,
+        height: u64,
+        command: &Command,
+        before: &Receipt,
+    ) -> (Applied<S::Output>, Receipt) {
         let id = command.id();
-        let before = self.state.state_receipt();
         let output = self.state.apply(command);
         let after = self.state.state_receipt();
         let receipt =
-            Receipt::from_transition(&before, &Receipt::from_bytes(command.bytes()), &after);
+            Receipt::from_transition(before, &Receipt::from_bytes(command.bytes()), &after);
         self.receipt_chain.extend(&receipt);
         let entry = LogEntry {
             height,
@@ -276,7 +287,7 @@ impl<S: StateMachine> ReplicatedStateMachine<S> {
             self.log.pop_front();
         }
         self.log.push_back(entry);
-        Applied { entry, output }
+        (Applied { entry, output }, after)
     }
 
     /// Whether `other` is consistent with this replica: same chain length
