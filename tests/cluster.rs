@@ -789,6 +789,17 @@ async fn the_cluster_is_observable_over_http() {
     // metrics report it stalled once the others went past it.
     let (stopped, others) = (VICTIM, [0, 1, 2]);
     let other_ids: Vec<NodeId> = others.iter().map(|&i| ids[i]).collect();
+    // Stalled is said only of a peer that answered a probe before (one
+    // never heard from is down): wait until every other node has heard it,
+    // or a fast start stops it first and the check below waits in vain.
+    peers_report(
+        &cluster,
+        &others,
+        "hologram_node_peer_up",
+        ids[stopped],
+        1.0,
+    )
+    .await;
     signal(&cluster, stopped, "-STOP");
     assert!(
         get(&agent, cluster.nodes[stopped].metrics, "/health").is_err(),
