@@ -224,7 +224,7 @@ impl<S: StateMachine> ReplicatedStateMachine<S> {
         // The state's receipt after one command is the one before the next:
         // nothing else changes the state within a height, so each is made
         // once (a receipt costs an R96 digest).
-        let mut state = None;
+        let mut state = self.state.state_receipt();
         let answers = decision
             .batch
             .commands()
@@ -235,9 +235,8 @@ impl<S: StateMachine> ReplicatedStateMachine<S> {
                 command: command.id(),
                 outcome: match self.sessions.admit(height, command) {
                     Verdict::Apply => {
-                        let before = state.take().unwrap_or_else(|| self.state.state_receipt());
-                        let (done, after) = self.apply_command(height, command, &before);
-                        state = Some(after);
+                        let (done, after) = self.apply_command(height, command, &state);
+                        state = after;
                         self.sessions.answer(command, done.output.clone());
                         Outcome::Applied(done)
                     }
