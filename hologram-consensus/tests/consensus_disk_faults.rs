@@ -292,6 +292,18 @@ fn disk(rng: &mut ChaCha8Rng) -> DiskFaults {
     }
 }
 
+/// What the restarts of the validator on the bad disk found.
+#[derive(Default)]
+struct Restarts {
+    count: u32,
+    /// Stored entries its recoveries refused.
+    rejected: usize,
+    /// Restarts that began abstaining.
+    abstained: u32,
+    /// Decisions it had delivered that its disk did not give back.
+    refetched: u64,
+}
+
 /// The campaign's figures (README, issue 22), per seed and in total.
 #[derive(Debug, Default)]
 struct Figures {
@@ -338,7 +350,6 @@ impl std::fmt::Display for Figures {
 
 /// One seed's campaign; returns its trace.
 fn run(seed: u64, total: &Mutex<Figures>) -> Result<Vec<String>, String> {
-    let mut refetched = 0u64;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (keys, set): (Vec<KeyPair>, ValidatorSet) = validators();
     let exec = Executor::new();
@@ -382,7 +393,25 @@ fn run(seed: u64, total: &Mutex<Figures>) -> Result<Vec<String>, String> {
         }
     };
     let mut all: Vec<Command> = Vec::new();
-    let (mut restarts, mut rejected, mut abstained) = (0u32, 0usize, 0u32);
+    let mut restarts = Restarts::default();
+    // Restarts the validator on the bad disk from it: its log is what the
+    // disk gives back, then what it re-fetches from its peers.
+    let restart = |tally: &mut Restarts| -> Result<Node, String> {
+        let held = lock(&logs[3]).len();
+        lock(&logs[3]).clear();
+        let (node, rejected, abstains) = start(
+            &world,
+            &keys[3],
+            faulty.clone(),
+            logs[3].clone(),
+            Some(signed.clone()),
+        )?;
+        tally.count += 1;
+        tally.rejected += rejected;
+        tally.abstained += u32::from(abstains);
+        tally.refetched += held.saturating_sub(lock(&logs[3]).len()) as u64;
+        Ok(node)
+    };
     let mut partitions = 0u64;
     for cycle in 0..6 {
         let batch = commands(&format!("s{seed}c{cycle}"), 12);
@@ -424,20 +453,7 @@ fn run(seed: u64, total: &Mutex<Figures>) -> Result<Vec<String>, String> {
         world
             .wait(faulty.crash())?
             .map_err(|e| format!("crash: {e}"))?;
-        let held = lock(&logs[3]).len();
-        lock(&logs[3]).clear();
-        let (node, r, abstains) = start(
-            &world,
-            &keys[3],
-            faulty.clone(),
-            logs[3].clone(),
-            Some(signed.clone()),
-        )?;
-        restarts += 1;
-        rejected += r;
-        abstained += u32::from(abstains);
-        refetched += held.saturating_sub(lock(&logs[3]).len()) as u64;
-        nodes[3] = node;
+        nodes[3] = restart(&mut restarts)?;
         check(&signed)?;
     }
     // Heal: a good disk and a quiet network; everyone commits everything.
@@ -454,7 +470,8 @@ fn run(seed: u64, total: &Mutex<Figures>) -> Result<Vec<String>, String> {
             let have: Vec<usize> = logs.iter().map(|l| lock(l).len()).collect();
             return Err(format!(
                 "liveness: not every command committed everywhere (heights held {have:?}; \
-                 {restarts} restarts, {rejected} stored entries rejected, {abstained} abstaining)"
+                 {} restarts, {} stored entries rejected, {} abstaining)",
+                restarts.count, restarts.rejected, restarts.abstained
             ));
         }
         world.run_for(50);
@@ -474,20 +491,7 @@ fn run(seed: u64, total: &Mutex<Figures>) -> Result<Vec<String>, String> {
         // A write that failed before the heal stopped it: its operator
         // restarts it (on the disk that no longer fails).
         if matches!(nodes[3].ended.try_recv(), Ok(Some(()))) {
-            let held = lock(&logs[3]).len();
-            lock(&logs[3]).clear();
-            let (node, r, abstains) = start(
-                &world,
-                &keys[3],
-                faulty.clone(),
-                logs[3].clone(),
-                Some(signed.clone()),
-            )?;
-            restarts += 1;
-            rejected += r;
-            abstained += u32::from(abstains);
-            refetched += held.saturating_sub(lock(&logs[3]).len()) as u64;
-            nodes[3] = node;
+            nodes[3] = restart(&mut restarts)?;
         }
     }
     // Logs are gap-free from 0 on every node (the faulty one re-fetched).
@@ -508,18 +512,18 @@ fn run(seed: u64, total: &Mutex<Figures>) -> Result<Vec<String>, String> {
     }
     let counts = faulty.counts();
     let figures = Figures {
-        restarts: u64::from(restarts),
+        restarts: u64::from(restarts.count),
         partitions,
-        refetched,
-        rejected: rejected as u64,
+        refetched: restarts.refetched,
+        rejected: restarts.rejected as u64,
         writes_failed: counts.write_errors + counts.no_space + counts.torn,
         rotted: counts.rotted,
         bad_reads: counts.rotten_reads + counts.misdirected,
     };
     eprintln!(
-        "seed {seed}: {figures}; {abstained} restarts abstaining; disk: {counts:?}; {} votes and \
+        "seed {seed}: {figures}; {} restarts abstaining; disk: {counts:?}; {} votes and \
          proposals signed",
-        s.sent
+        restarts.abstained, s.sent
     );
     lock(total).add(&figures);
     let trace = std::mem::take(&mut *lock(&world.trace));
