@@ -16,6 +16,15 @@
 //!   budget is still sent when it is the first of the interval, so catch-up
 //!   always progresses.
 //!
+//! A push waits until the sender has had time to decide by itself: a
+//! validator's late vote of a height just decided here is the normal case
+//! (its precommit often arrives after the quorum's), and it decides from the
+//! votes it receives. A late message of a height decided here less than
+//! [`PUSH_GRACE`] resend intervals ago pushes nothing; a peer that really
+//! missed the votes sends its own again on its resend timer, after the grace,
+//! and is pushed the decision then (and at once for a height decided longer
+//! ago, or no longer remembered).
+//!
 //! Heights a replica no longer keeps in memory are read from its durable
 //! log ([`LogRead`]), under the same rules: a read is asked for only while
 //! the peer's budget lasts, for the heights not sent yet, at most one per
@@ -33,7 +42,7 @@
 use super::LogRead;
 use crate::message::{Decision, COMMAND_OVERHEAD};
 use hologram_lattice::NodeId;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// An upper bound of a decision's encoded size (postcard): the commands with
 /// their client keys, signatures and length prefixes, the certificate's
@@ -51,6 +60,14 @@ pub(crate) fn decision_wire_bound(d: &Decision) -> usize {
 /// only; a [`ValidatorHandler`](crate::ValidatorHandler) answers any node
 /// that asks, so this bounds its state.
 pub(crate) const MAX_PEERS: usize = 4096;
+
+/// How long after deciding a height a late message of it pushes its
+/// decision: this fraction of the resend interval (a peer that missed the
+/// votes resends its own once per interval).
+pub(crate) const PUSH_GRACE: (u64, u64) = (1, 2);
+
+/// How many recently decided heights remember when they were decided.
+const DECIDED_AT: usize = 64;
 
 /// What one peer was sent in the current interval.
 #[derive(Default)]
@@ -72,9 +89,30 @@ struct PeerServed {
 #[derive(Default)]
 pub(crate) struct CatchUpServer {
     peers: HashMap<NodeId, PeerServed>,
+    /// When the newest [`DECIDED_AT`] heights were decided here.
+    decided_at: BTreeMap<u64, u64>,
 }
 
 impl CatchUpServer {
+    /// Height `h` was decided here at `now`.
+    pub(crate) fn decided(&mut self, h: u64, now: u64) {
+        self.decided_at.insert(h, now);
+        while self.decided_at.len() > DECIDED_AT {
+            self.decided_at.pop_first();
+        }
+    }
+
+    /// Whether a late message of the decided height `h` should push its
+    /// decision now: the height was decided at least the grace (of the
+    /// resend interval `interval_ms`) ago, or so long ago it is no longer
+    /// remembered. See the [module docs](self).
+    pub(crate) fn push_due(&self, h: u64, now: u64, interval_ms: u64) -> bool {
+        let grace = interval_ms.saturating_mul(PUSH_GRACE.0) / PUSH_GRACE.1.max(1);
+        self.decided_at
+            .get(&h)
+            .is_none_or(|&at| now >= at.saturating_add(grace))
+    }
+
     /// `peer`'s state for the interval running at `now` (a fresh one if its
     /// interval is over). None once [`MAX_PEERS`] other peers were answered
     /// in the interval.

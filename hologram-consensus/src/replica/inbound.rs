@@ -255,7 +255,11 @@ impl Replica {
             return;
         }
         if h < self.next || self.decided.contains_key(&h) {
-            self.serve_catch_up(now, from, (h, h.saturating_add(1)), out);
+            // A late vote of a height just decided is normal: its sender
+            // decides from the votes it gets (see `catchup`'s grace).
+            if (self.catch_up).push_due(h, now, self.config.timeouts.resend_ms) {
+                self.serve_catch_up(now, from, (h, h.saturating_add(1)), out);
+            }
         } else if h >= self.window_end() {
             self.highest_seen = self.highest_seen.max(Some(h));
             self.request_sync(now, from, self.next, out);

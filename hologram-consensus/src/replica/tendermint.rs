@@ -299,6 +299,7 @@ impl Replica {
 
     pub(super) fn decide(&mut self, now: u64, h: u64, decision: Decision, out: &mut Outputs) {
         ::metrics::counter!("hologram_consensus_decisions_total").increment(1);
+        self.catch_up.decided(h, now);
         tracing::debug!(
             height = h,
             round = decision.certificate.round(),
