@@ -5,14 +5,17 @@
 //! reads are refused with an error naming both versions, not taken for
 //! damage (which would discard them).
 //!
-//! The fixture is a `RedbStore` file (store format 1) holding a
+//! Each fixture is a `RedbStore` file (store format 1) holding a
 //! `DurableLog`: six certified blocks (`"hologram block v1"`) and a voting
-//! record (`"hologram voting-record v2"`, both copies) in which the leader
-//! of height 6 proposed and prevoted there. The test opens a copy (opening may
+//! record in which the leader of height 6 proposed and prevoted there, with
+//! the command it was submitted (both copies): `log-v1/` holds a `"hologram
+//! voting-record v2"`, `log-v2/` a `"hologram voting-record v3"` (which
+//! names the log's length too). The test opens a copy of each (opening may
 //! write) and checks every decision and the record.
 //!
-//! Regenerating it is for a deliberate format change only, and then the old
-//! directory stays beside the new one so that its test keeps opening it:
+//! Regenerating is for a deliberate format change only: it writes the
+//! newest directory, and the old directories stay so that the test keeps
+//! opening them:
 //!
 //! ```text
 //! HOLOGRAM_WRITE_FIXTURES=1 cargo test -p hologram-consensus --test fixture_log
@@ -29,8 +32,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use support::decided::{certified, commands, validators};
 
-/// The fixture's directory and the store file in it.
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/log-v1");
+/// The fixtures' directories, oldest first (the last is the one
+/// regenerated), and the store file in each.
+const FIXTURES: [&str; 2] = [
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/log-v1"),
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/log-v2"),
+];
 const STORE_FILE: &str = "store.redb";
 
 /// The six decisions of the fixture.
@@ -75,39 +82,47 @@ async fn write(store: Arc<dyn Store>) -> VotingRecord {
     replica.voting_record().clone()
 }
 
-/// A copy of the fixture's store file, to open (opening may write).
-fn copy_of_fixture() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hologram-fixture-log-{}", std::process::id()));
+/// A copy of the store file in `fixture`, to open (opening may write).
+fn copy_of_fixture(fixture: &str, n: usize) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hologram-fixture-log-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     let to = dir.join(STORE_FILE);
-    std::fs::copy(Path::new(FIXTURE).join(STORE_FILE), &to).expect("copy the fixture");
+    std::fs::copy(Path::new(fixture).join(STORE_FILE), &to).expect("copy the fixture");
     to
 }
 
 #[test]
-fn the_committed_log_opens_and_reads_back() {
+fn the_committed_logs_open_and_read_back() {
+    let newest = FIXTURES[FIXTURES.len() - 1];
     if std::env::var_os("HOLOGRAM_WRITE_FIXTURES").is_some() {
-        let _ = std::fs::remove_dir_all(FIXTURE);
-        std::fs::create_dir_all(FIXTURE).expect("fixture dir");
-        let store = RedbStore::create(Path::new(FIXTURE).join(STORE_FILE)).expect("create");
+        let _ = std::fs::remove_dir_all(newest);
+        std::fs::create_dir_all(newest).expect("fixture dir");
+        let store = RedbStore::create(Path::new(newest).join(STORE_FILE)).expect("create");
         block_on(write(Arc::new(store)));
     }
-    // What the fixture holds, written again in memory by today's code.
+    // What the fixtures hold, written again in memory by today's code.
     let expected = block_on(write(Arc::new(MemoryStore::new())));
     assert!(!expected.heights.is_empty(), "the record holds a vote");
+    assert!(!expected.submitted.is_empty(), "the record holds a command");
 
-    let path = copy_of_fixture();
-    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&path).expect("open the fixture"));
-    let (_, set) = validators();
-    let (log, recovered) = block_on(DurableLog::open(store, set)).expect("open the log");
-    assert!(recovered.rejected.is_empty(), "{:?}", recovered.rejected);
-    assert_eq!(log.len(), 6);
-    assert_eq!(recovered.decisions, decisions());
-    assert!(!recovered.record_unreadable);
-    assert_eq!(recovered.record, expected);
-    assert_eq!(recovered.stored_end, 6);
-    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+    for (n, fixture) in FIXTURES.iter().enumerate() {
+        let path = copy_of_fixture(fixture, n);
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open(&path).expect("open the fixture"));
+        let (_, set) = validators();
+        let (log, recovered) = block_on(DurableLog::open(store, set)).expect("open the log");
+        assert!(
+            recovered.rejected.is_empty(),
+            "{fixture}: {:?}",
+            recovered.rejected
+        );
+        assert_eq!(log.len(), 6, "{fixture}");
+        assert_eq!(recovered.decisions, decisions(), "{fixture}");
+        assert!(!recovered.record_unreadable, "{fixture}");
+        assert_eq!(recovered.record, expected, "{fixture}");
+        assert_eq!(recovered.stored_end, 6, "{fixture}");
+        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+    }
 }
 
 #[test]
@@ -131,7 +146,7 @@ fn blocks_and_records_of_a_newer_format_are_refused_naming_both_versions() {
                 b"hologram voting-record v7 and what a newer build wrote".to_vec(),
                 "voting record",
                 7,
-                2,
+                3,
             ),
         ] {
             let store: Arc<dyn Store> = Arc::new(MemoryStore::new());

@@ -66,6 +66,19 @@ fn record_names() -> Result<[Name; 2], ConsensusError> {
     Ok([Name::new(RECORD_NAMES[0])?, Name::new(RECORD_NAMES[1])?])
 }
 
+/// The voting record read back ([`DurableLog::read_record`]).
+pub(crate) struct StoredRecord {
+    /// Its sequence number (0: none).
+    seq: u64,
+    /// The record (empty if none, or lost).
+    record: VotingRecord,
+    /// Whether it was lost: every copy stored unreadable.
+    unreadable: bool,
+    /// The log's length when it was written (0 if unknown): the heights
+    /// below were stored, whatever a read of their names says now.
+    log_len: u64,
+}
+
 /// What [`DurableLog::open`] (or [`Replay::finish`]) found.
 #[derive(Debug, Default)]
 pub struct Recovered {
@@ -95,8 +108,10 @@ pub struct Recovered {
     /// refuses to start.
     pub record_unreadable: bool,
     /// The height after the highest block name stored, whether or not that
-    /// block was readable: the validator had delivered no further than
-    /// this when it stopped (the store keeps every name it acknowledged).
+    /// block was readable, or the log's length the newest voting record
+    /// names if that is higher (a read of a stored name may wrongly say it
+    /// is unset): the validator had delivered no further than this when it
+    /// stopped (the store keeps every name it acknowledged).
     pub stored_end: u64,
     /// The validator sets at the log's end (the genesis membership given
     /// to the log, every change its blocks carry applied, or the one its
@@ -225,9 +240,12 @@ impl Recovered {
 ///   instead of signing a conflicting vote. A copy that rots is outlived by
 ///   the other; if both are lost the replica abstains for a while
 ///   ([`Recovered::restart_record`]). Its object is `"hologram
-///   voting-record v2" ‖ sequence u64 LE ‖ abstain_below u64 LE ‖ postcard
-///   body` (local state, never signed or hashed for consensus); a `v1`
-///   object (no abstain height) is still read.
+///   voting-record v3" ‖ sequence u64 LE ‖ abstain_below u64 LE ‖ log_len
+///   u64 LE ‖ postcard body` (local state, never signed or hashed for
+///   consensus); `log_len` is the log's length with the write (its heights
+///   below were stored, whatever a read of their names says later: see
+///   [`Recovered::stored_end`]). `v1` (no abstain height) and `v2` objects
+///   (no log length) are still read.
 ///
 /// - once compacted ([`DurableLog::install_snapshot`]), the **base**, under
 ///   `"hologram-consensus/log/base"`: the certified decision (a block, as
@@ -240,9 +258,10 @@ impl Recovered {
 ///   deleting them never touches a CAM sharing the store.
 ///
 /// [`DurableLog::open`] reads the base (and its parts), then the names of
-/// heights `start`, `start + 1`, ... until one is unset, and the record's
-/// names: its cost is one lookup per stored height plus six (plus the
-/// parts), whatever else the store holds. **A log may share its store
+/// heights `start`, `start + 1`, ... until one is unset (read twice before
+/// the log ends there), and the record's names: its cost is one lookup per
+/// stored height plus seven (plus the parts), whatever else the store
+/// holds. **A log may share its store
 /// with a CAM** (a `DistributedCAM`, a deduplication holder): their objects
 /// are never read by the log, and nothing they do (putting, removing,
 /// handing off objects) touches the log's names. A store holds at most one
@@ -305,7 +324,7 @@ impl core::fmt::Debug for DurableLog {
 
 impl DurableLog {
     /// Opens the log in `store`, recovering what it holds (see the
-    /// docs of [`DurableLog`]): one lookup per stored height plus six, not a
+    /// docs of [`DurableLog`]): one lookup per stored height plus seven, not a
     /// scan. Errors only when the store fails (other than reporting an
     /// object corrupt).
     pub async fn open(
@@ -338,9 +357,8 @@ impl DurableLog {
         Replay::new(store, validators.into(), keep, keep_bytes)
     }
 
-    /// The stored voting record and its sequence number, and whether it
-    /// was lost (every copy stored unreadable; each rejected, with why, into
-    /// `rejected`).
+    /// The stored voting record (see [`StoredRecord`]; each copy that was
+    /// unreadable is rejected, with why, into `rejected`).
     ///
     /// Both copies are written by one atomic write, so a readable copy holds
     /// the newest record written unless that write never returned (then
@@ -350,8 +368,8 @@ impl DurableLog {
     async fn read_record(
         store: &dyn Store,
         rejected: &mut Vec<(Address, ConsensusError)>,
-    ) -> Result<(u64, VotingRecord, bool), ConsensusError> {
-        let mut newest: Option<(u64, VotingRecord)> = None;
+    ) -> Result<StoredRecord, ConsensusError> {
+        let mut newest: Option<record::Read> = None;
         let mut unreadable = false;
         for name in record_names()? {
             let mut rejected_copy = false;
@@ -380,8 +398,8 @@ impl DurableLog {
                     Err(e) => return Err(e.into()),
                 };
                 match copy {
-                    Ok((seq, record)) if newest.as_ref().is_none_or(|(s, _)| seq > *s) => {
-                        newest = Some((seq, record));
+                    Ok(read) if newest.as_ref().is_none_or(|n| read.seq > n.seq) => {
+                        newest = Some(read);
                     }
                     Ok(_) => {}
                     Err(rejection) => {
@@ -395,8 +413,18 @@ impl DurableLog {
             }
         }
         Ok(match newest {
-            Some((seq, record)) => (seq, record, false),
-            None => (0, VotingRecord::default(), unreadable),
+            Some(read) => StoredRecord {
+                seq: read.seq,
+                record: read.record,
+                unreadable: false,
+                log_len: read.log_len,
+            },
+            None => StoredRecord {
+                seq: 0,
+                record: VotingRecord::default(),
+                unreadable,
+                log_len: 0,
+            },
         })
     }
 
@@ -542,16 +570,17 @@ impl DurableLog {
     }
 
     /// The named objects replacing the stored record's two copies with
-    /// `record` under the next sequence number, if it differs from the one
-    /// last saved.
+    /// `record` under the next sequence number (naming the log's length
+    /// `log_len`), if it differs from the one last saved.
     fn record_object(
         &self,
         record: &VotingRecord,
+        log_len: u64,
     ) -> Result<Vec<(Name, Option<Object>)>, ConsensusError> {
         if *record == self.record {
             return Ok(Vec::new());
         }
-        let object = Object::new(record::encode(self.record_seq + 1, record)?);
+        let object = Object::new(record::encode(self.record_seq + 1, record, log_len)?);
         let [first, copy] = record_names()?;
         Ok(vec![(first, Some(object.clone())), (copy, Some(object))])
     }
@@ -580,19 +609,22 @@ impl DurableLog {
         record: &VotingRecord,
     ) -> Result<(), ConsensusError> {
         let mut objects = self.blocks(decisions)?;
-        let record_objects = self.record_object(record)?;
+        let log_len = self.len + decisions.len() as u64;
+        let record_objects = self.record_object(record, log_len)?;
         let saves_record = !record_objects.is_empty();
         objects.extend(record_objects);
-        if objects.is_empty() {
-            return Ok(());
+        if !objects.is_empty() {
+            self.store.set_named(objects).await?;
         }
-        self.store.set_named(objects).await?;
         self.len += decisions.len() as u64;
         self.follow(decisions);
         if saves_record {
             self.record = record.clone();
             self.record_seq += 1;
         }
+        // What was signed is durable now (in the record, or moot: its height
+        // delivered by this write's blocks).
+        self.record.signed = record.signed;
         Ok(())
     }
 }

@@ -13,11 +13,15 @@ const WHAT: &str = "voting record";
 /// height), still read.
 pub(crate) const RECORD_MAGIC_V1: &[u8; 25] = b"hologram voting-record v1";
 
+/// The prefix of a voting-record object of the second format (no log
+/// length), still read.
+pub(crate) const RECORD_MAGIC_V2: &[u8; 25] = b"hologram voting-record v2";
+
 /// The prefix of a voting-record object as written now.
-pub(crate) const RECORD_MAGIC: &[u8; 25] = b"hologram voting-record v2";
+pub(crate) const RECORD_MAGIC: &[u8; 25] = b"hologram voting-record v3";
 
 /// The newest record format this build reads.
-const RECORD_VERSION: u32 = 2;
+const RECORD_VERSION: u32 = 3;
 
 /// An error if `bytes` are a record of a newer format than this build reads.
 pub(crate) fn check_version(bytes: &[u8]) -> Result<(), crate::ConsensusError> {
@@ -33,34 +37,57 @@ pub(crate) fn check_version(bytes: &[u8]) -> Result<(), crate::ConsensusError> {
 /// plus a full mempool of submitted commands fits well within it.
 pub const MAX_RECORD_BYTES: usize = 64 * MAX_MESSAGE_BYTES;
 
-/// The bytes of record number `sequence`: `"hologram voting-record v2" ‖
-/// sequence u64 LE ‖ abstain_below u64 LE ‖ postcard body`.
-pub(crate) fn encode(sequence: u64, record: &VotingRecord) -> Result<Vec<u8>, WireError> {
+/// The bytes of record number `sequence`, written with the log holding the
+/// heights below `log_len`: `"hologram voting-record v3" ‖ sequence u64 LE ‖
+/// abstain_below u64 LE ‖ log_len u64 LE ‖ postcard body`.
+pub(crate) fn encode(
+    sequence: u64,
+    record: &VotingRecord,
+    log_len: u64,
+) -> Result<Vec<u8>, WireError> {
     let mut out = RECORD_MAGIC.to_vec();
     out.extend_from_slice(&sequence.to_le_bytes());
     out.extend_from_slice(&record.abstain_below.to_le_bytes());
+    out.extend_from_slice(&log_len.to_le_bytes());
     wire::encode_into(WHAT, record, out)
 }
 
-/// Decodes a record object (of either format): its sequence number and record.
-pub(crate) fn decode(bytes: &[u8]) -> Result<(u64, VotingRecord), String> {
-    let (rest, v2) = match bytes.strip_prefix(RECORD_MAGIC.as_slice()) {
-        Some(rest) => (rest, true),
-        None => (
-            bytes
-                .strip_prefix(RECORD_MAGIC_V1.as_slice())
-                .ok_or("not a voting record")?,
-            false,
-        ),
+/// A record object read back.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Read {
+    /// Its sequence number.
+    pub(crate) seq: u64,
+    /// The log's length when it was written (0 before format v3): the
+    /// heights below it were stored.
+    pub(crate) log_len: u64,
+    /// The record.
+    pub(crate) record: VotingRecord,
+}
+
+/// Decodes a record object (of any format).
+pub(crate) fn decode(bytes: &[u8]) -> Result<Read, String> {
+    let (rest, version) = if let Some(rest) = bytes.strip_prefix(RECORD_MAGIC.as_slice()) {
+        (rest, 3)
+    } else if let Some(rest) = bytes.strip_prefix(RECORD_MAGIC_V2.as_slice()) {
+        (rest, 2)
+    } else {
+        let rest = (bytes.strip_prefix(RECORD_MAGIC_V1.as_slice())).ok_or("not a voting record")?;
+        (rest, 1)
     };
     let (seq, rest) = rest
         .split_first_chunk::<8>()
         .ok_or("sequence number missing")?;
-    let (abstain_below, body) = if v2 {
-        let (a, body) = rest
+    let (abstain_below, rest) = if version >= 2 {
+        let (a, rest) = rest
             .split_first_chunk::<8>()
             .ok_or("abstain height missing")?;
-        (u64::from_le_bytes(*a), body)
+        (u64::from_le_bytes(*a), rest)
+    } else {
+        (0, rest)
+    };
+    let (log_len, body) = if version >= 3 {
+        let (n, body) = rest.split_first_chunk::<8>().ok_or("log length missing")?;
+        (u64::from_le_bytes(*n), body)
     } else {
         (0, rest)
     };
@@ -75,7 +102,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(u64, VotingRecord), String> {
                 .map_err(|e| format!("lock at height {height}: {e}"))?;
         }
     }
-    Ok((u64::from_le_bytes(*seq), record))
+    Ok(Read {
+        seq: u64::from_le_bytes(*seq),
+        log_len,
+        record,
+    })
 }
 
 #[cfg(test)]
@@ -111,15 +142,18 @@ mod tests {
         #[test]
         fn round_trips(seq in any::<u64>(), n in any::<u8>()) {
             let r = record(n);
-            prop_assert_eq!(decode(&encode(seq, &r).unwrap()).unwrap(), (seq, r));
+            let read = decode(&encode(seq, &r, seq ^ 5).unwrap()).unwrap();
+            prop_assert_eq!(read, Read { seq, log_len: seq ^ 5, record: r });
         }
 
         #[test]
         fn garbage_is_an_error_never_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = decode(&bytes);
-            let mut framed = RECORD_MAGIC.to_vec();
-            framed.extend_from_slice(&bytes);
-            let _ = decode(&framed);
+            for magic in [RECORD_MAGIC, RECORD_MAGIC_V2, RECORD_MAGIC_V1] {
+                let mut framed = magic.to_vec();
+                framed.extend_from_slice(&bytes);
+                let _ = decode(&framed);
+            }
         }
     }
 
@@ -130,12 +164,32 @@ mod tests {
         let mut v1 = RECORD_MAGIC_V1.to_vec();
         v1.extend_from_slice(&9u64.to_le_bytes());
         let v1 = wire::encode_into(WHAT, &r, v1).unwrap();
-        assert_eq!(decode(&v1).unwrap(), (9, r));
+        let read = Read {
+            seq: 9,
+            log_len: 0,
+            record: r,
+        };
+        assert_eq!(decode(&v1).unwrap(), read);
+    }
+
+    #[test]
+    fn a_second_format_record_is_read_without_a_log_length() {
+        let r = record(4);
+        let mut v2 = RECORD_MAGIC_V2.to_vec();
+        v2.extend_from_slice(&6u64.to_le_bytes());
+        v2.extend_from_slice(&r.abstain_below.to_le_bytes());
+        let v2 = wire::encode_into(WHAT, &r, v2).unwrap();
+        let read = Read {
+            seq: 6,
+            log_len: 0,
+            record: r,
+        };
+        assert_eq!(decode(&v2).unwrap(), read);
     }
 
     #[test]
     fn trailing_bytes_are_refused() {
-        let mut bytes = encode(3, &record(2)).unwrap();
+        let mut bytes = encode(3, &record(2), 1).unwrap();
         bytes.push(0);
         assert!(decode(&bytes).unwrap_err().contains("trailing"));
     }

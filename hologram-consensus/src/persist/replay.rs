@@ -92,7 +92,16 @@ impl Replay {
         }
         while !self.done {
             let height = self.height;
-            let object = match self.store.get_named(&block_name(height)?).await {
+            let name = block_name(height)?;
+            let mut read = self.store.get_named(&name).await;
+            // The log ends at the first unset name: a read saying so is
+            // read again (a disk that misdirects one read, to a name it no
+            // longer holds, must not end the log early: the heights after
+            // would look undelivered, and their votes unsigned).
+            if matches!(read, Ok(None)) {
+                read = self.store.get_named(&name).await;
+            }
+            let object = match read {
                 Ok(Some(object)) => object,
                 Ok(None) => {
                     self.done = true;
@@ -173,8 +182,11 @@ impl Replay {
     /// decisions kept, from [`Recovered::first`]).
     pub async fn finish(mut self) -> Result<(DurableLog, Recovered), ConsensusError> {
         while self.next().await?.is_some() {}
-        let (record_seq, record, record_unreadable) =
-            DurableLog::read_record(&*self.store, &mut self.rejected).await?;
+        let stored = DurableLog::read_record(&*self.store, &mut self.rejected).await?;
+        let (record, record_unreadable) = (stored.record, stored.unreadable);
+        // The record names the log's length when it was written: heights
+        // below it were stored even if their names now read as unset.
+        let stored_end = self.height.max(stored.log_len);
         let decisions: Vec<Decision> = self.recent.into_iter().map(|(d, _)| d).collect();
         let start = self.base.as_ref().map_or(0, |b| b.checkpoint.height);
         let log = DurableLog {
@@ -186,7 +198,7 @@ impl Replay {
             parts: self.base.as_ref().map_or(0, |b| b.parts.len()),
             links: self.base.as_ref().map_or(0, |b| b.links),
             record: record.clone(),
-            record_seq,
+            record_seq: stored.seq,
         };
         tracing::info!(
             heights = self.len,
@@ -202,7 +214,7 @@ impl Replay {
             record,
             rejected: self.rejected,
             record_unreadable,
-            stored_end: self.height,
+            stored_end,
             membership: Some(self.membership),
         };
         Ok((log, recovered))

@@ -62,7 +62,7 @@ impl HeightRecord {
 /// undecided height it took part in, and the commands its own clients
 /// submitted that are not committed yet (so that a crash does not silently
 /// lose a command the replica accepted).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct VotingRecord {
     /// The records by height.
     pub heights: BTreeMap<u64, HeightRecord>,
@@ -76,7 +76,28 @@ pub struct VotingRecord {
     /// too. 0 (the default): no such height.
     #[serde(skip)]
     pub abstain_below: u64,
+    /// How many votes and proposal headers the replica signed anew since
+    /// it started (not stored, and not compared by `==`): what the driver's
+    /// write-ahead check compares, so that a signature counts even when its
+    /// height left the record in the same step (a replica whose own
+    /// precommit completes the quorum signs and delivers the height at
+    /// once).
+    #[serde(skip)]
+    pub signed: u64,
 }
+
+/// Records are equal when they hold the same heights, submitted commands
+/// and abstain height; the count of signatures made is bookkeeping of the
+/// running replica, not part of what is stored.
+impl PartialEq for VotingRecord {
+    fn eq(&self, other: &Self) -> bool {
+        self.heights == other.heights
+            && self.submitted == other.submitted
+            && self.abstain_below == other.abstain_below
+    }
+}
+
+impl Eq for VotingRecord {}
 
 impl VotingRecord {
     /// Whether this record holds something `saved` lacks that must be
@@ -85,10 +106,19 @@ impl VotingRecord {
     /// height record that is new or changed (a vote or proposal signed, a
     /// lock taken or moved), or another abstain height.
     ///
+    /// A signature is seen by the count of them ([`signed`](Self::signed)),
+    /// not only by its height's record: a step can sign a precommit that
+    /// completes a quorum and deliver the height, which drops it from the
+    /// record. (Without the count such a step sent its precommit while the
+    /// write was under way; the write failed, the restarted validator found
+    /// the height undelivered and its record without the precommit, and
+    /// precommitted nil in that round: seed 190 of the disk-fault campaign.)
+    ///
     /// What it leaves out needs no write before sending, only before the
     /// driver settles (answers the submission, hands the decision on):
     ///
-    /// - heights dropped because they were delivered: their blocks are
+    /// - heights dropped because they were delivered, with nothing signed
+    ///   in the step: their blocks are
     ///   written in the same atomic write as the record without them. A
     ///   crash before it keeps the old record, which still holds those
     ///   heights' locks and votes, and no block: the replica resumes them
@@ -102,6 +132,7 @@ impl VotingRecord {
     ///   a command that was committed after all with its first answer).
     pub(crate) fn needs_write_ahead(&self, saved: &VotingRecord) -> bool {
         self.abstain_below != saved.abstain_below
+            || self.signed != saved.signed
             || self
                 .heights
                 .iter()
@@ -162,6 +193,11 @@ mod tests {
         let mut delivered = saved.clone();
         delivered.heights.remove(&4);
         assert!(!delivered.needs_write_ahead(&saved), "a height delivered");
+        delivered.signed += 1;
+        assert!(
+            delivered.needs_write_ahead(&saved),
+            "a height delivered by the step that signed in it"
+        );
         let mut submitted = saved.clone();
         let command = Command::sign(&keys, 0, 0, b"x".to_vec()).unwrap();
         submitted.submitted.insert(command.id(), command);

@@ -80,6 +80,7 @@ impl Replica {
                 let p = rules::proposal(&self.keys, h, round, valid, fresh);
                 let rec = self.record.heights.entry(h).or_default();
                 rec.proposals.insert(round, p.header);
+                self.record.signed += 1;
                 p
             }
         };
@@ -103,7 +104,12 @@ impl Replica {
             kind,
         };
         let rec = self.record.heights.entry(h).or_default();
-        match rec.sign_vote(&self.keys, slot, value) {
+        let before = rec.votes.len();
+        let signed = rec.sign_vote(&self.keys, slot, value);
+        if rec.votes.len() > before {
+            self.record.signed += 1;
+        }
+        match signed {
             Ok(vote) => Some(vote),
             Err(Refusal::Signed(vote)) => Some(*vote),
             Err(Refusal::OlderRound { .. }) => None,
@@ -128,7 +134,12 @@ impl Replica {
         self.enter_step(h, VoteKind::Precommit, out);
         let vote = if self.signs_at(h) {
             let rec = self.record.heights.entry(h).or_default();
-            match rec.precommit_on(&self.keys, valid.batch, valid.proof) {
+            let before = rec.votes.len();
+            let signed = rec.precommit_on(&self.keys, valid.batch, valid.proof);
+            if rec.votes.len() > before {
+                self.record.signed += 1;
+            }
+            match signed {
                 Ok(vote) => Some(vote),
                 Err(Refusal::Signed(vote)) => Some(*vote),
                 Err(Refusal::OlderRound { .. }) => None,
