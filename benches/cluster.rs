@@ -139,6 +139,8 @@ impl Cluster {
             .arg(self.data(i))
             .arg("--peers")
             .arg(self.dir.join("peers.txt"))
+            // Four nodes share two cores: one runtime thread each.
+            .args(["--threads", "1"])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out).unwrap())

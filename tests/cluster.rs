@@ -164,6 +164,11 @@ impl Cluster {
             .join(format!("node{i}-run{}.out", node.outputs.len()));
         let mut args = node_args(node.addr, &node.key, &node.data, &self.peers_file);
         args.extend(["--metrics".into(), node.metrics.to_string()]);
+        // Node 0 runs on one thread (a current-thread runtime, as the
+        // cluster bench runs every node), the others on the default.
+        if i == 0 {
+            args.extend(["--threads".into(), "1".into()]);
+        }
         args.extend(extra.iter().map(|a| a.to_string()));
         node.outputs.push(out.clone());
         // The nodes' logs (stderr, printed if the test fails): CLUSTER_LOG
