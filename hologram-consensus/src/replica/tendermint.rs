@@ -3,12 +3,12 @@
 
 use super::rules::{self, Refusal};
 use super::snapshots::Validity;
-use super::{Lock, Outgoing, Outputs, Replica, Step, Timer};
+use super::{HeightRecord, Lock, Outgoing, Outputs, Replica, Step, Timer};
 use crate::batch::Batch;
 use crate::message::{ConsensusMessage, Decision, Proposal};
 use crate::vote::{Slot, Vote, VoteKind};
 use crate::ValidatorSet;
-use hologram_receipt::Receipt;
+use hologram_receipt::{KeyPair, Receipt};
 use std::collections::HashMap;
 
 impl Replica {
@@ -103,9 +103,22 @@ impl Replica {
             round,
             kind,
         };
+        self.sign_in_record(h, |rec, keys| rec.sign_vote(keys, slot, value))
+    }
+
+    /// Signs a vote through `h`'s voting record with `sign` (given the
+    /// replica's keys): the vote, new or the one signed there before; a new
+    /// one is counted in the record's [`signed`](super::VotingRecord::signed)
+    /// (what the write-ahead check sees even when the height is delivered
+    /// in the same step).
+    fn sign_in_record(
+        &mut self,
+        h: u64,
+        sign: impl FnOnce(&mut HeightRecord, &KeyPair) -> Result<Vote, Refusal>,
+    ) -> Option<Vote> {
         let rec = self.record.heights.entry(h).or_default();
         let before = rec.votes.len();
-        let signed = rec.sign_vote(&self.keys, slot, value);
+        let signed = sign(rec, &self.keys);
         if rec.votes.len() > before {
             self.record.signed += 1;
         }
@@ -133,17 +146,9 @@ impl Replica {
     fn precommit_on(&mut self, h: u64, valid: Lock, out: &mut Outputs) {
         self.enter_step(h, VoteKind::Precommit, out);
         let vote = if self.signs_at(h) {
-            let rec = self.record.heights.entry(h).or_default();
-            let before = rec.votes.len();
-            let signed = rec.precommit_on(&self.keys, valid.batch, valid.proof);
-            if rec.votes.len() > before {
-                self.record.signed += 1;
-            }
-            match signed {
-                Ok(vote) => Some(vote),
-                Err(Refusal::Signed(vote)) => Some(*vote),
-                Err(Refusal::OlderRound { .. }) => None,
-            }
+            self.sign_in_record(h, |rec, keys| {
+                rec.precommit_on(keys, valid.batch, valid.proof)
+            })
         } else {
             None
         };
