@@ -66,19 +66,6 @@ fn record_names() -> Result<[Name; 2], ConsensusError> {
     Ok([Name::new(RECORD_NAMES[0])?, Name::new(RECORD_NAMES[1])?])
 }
 
-/// The voting record read back ([`DurableLog::read_record`]).
-pub(crate) struct StoredRecord {
-    /// Its sequence number (0: none).
-    seq: u64,
-    /// The record (empty if none, or lost).
-    record: VotingRecord,
-    /// Whether it was lost: every copy stored unreadable.
-    unreadable: bool,
-    /// The log's length when it was written (0 if unknown): the heights
-    /// below were stored, whatever a read of their names says now.
-    log_len: u64,
-}
-
 /// What [`DurableLog::open`] (or [`Replay::finish`]) found.
 #[derive(Debug, Default)]
 pub struct Recovered {
@@ -357,8 +344,10 @@ impl DurableLog {
         Replay::new(store, validators.into(), keep, keep_bytes)
     }
 
-    /// The stored voting record (see [`StoredRecord`]; each copy that was
-    /// unreadable is rejected, with why, into `rejected`).
+    /// The newest stored voting record (with its sequence number and the
+    /// log length it names; an empty one numbered 0 if none), and whether
+    /// it was lost: every copy stored unreadable (each rejected, with why,
+    /// into `rejected`).
     ///
     /// Both copies are written by one atomic write, so a readable copy holds
     /// the newest record written unless that write never returned (then
@@ -368,7 +357,7 @@ impl DurableLog {
     async fn read_record(
         store: &dyn Store,
         rejected: &mut Vec<(Address, ConsensusError)>,
-    ) -> Result<StoredRecord, ConsensusError> {
+    ) -> Result<(record::Read, bool), ConsensusError> {
         let mut newest: Option<record::Read> = None;
         let mut unreadable = false;
         for name in record_names()? {
@@ -413,18 +402,8 @@ impl DurableLog {
             }
         }
         Ok(match newest {
-            Some(read) => StoredRecord {
-                seq: read.seq,
-                record: read.record,
-                unreadable: false,
-                log_len: read.log_len,
-            },
-            None => StoredRecord {
-                seq: 0,
-                record: VotingRecord::default(),
-                unreadable,
-                log_len: 0,
-            },
+            Some(read) => (read, false),
+            None => (record::Read::default(), unreadable),
         })
     }
 

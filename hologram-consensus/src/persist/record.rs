@@ -53,7 +53,7 @@ pub(crate) fn encode(
 }
 
 /// A record object read back.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Read {
     /// Its sequence number.
     pub(crate) seq: u64,

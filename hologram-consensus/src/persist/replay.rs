@@ -182,8 +182,9 @@ impl Replay {
     /// decisions kept, from [`Recovered::first`]).
     pub async fn finish(mut self) -> Result<(DurableLog, Recovered), ConsensusError> {
         while self.next().await?.is_some() {}
-        let stored = DurableLog::read_record(&*self.store, &mut self.rejected).await?;
-        let (record, record_unreadable) = (stored.record, stored.unreadable);
+        let (stored, record_unreadable) =
+            DurableLog::read_record(&*self.store, &mut self.rejected).await?;
+        let record = stored.record;
         // The record names the log's length when it was written: heights
         // below it were stored even if their names now read as unset.
         let stored_end = self.height.max(stored.log_len);
