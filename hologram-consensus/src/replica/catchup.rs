@@ -20,7 +20,7 @@
 //! validator's late vote of a height just decided here is the normal case
 //! (its precommit often arrives after the quorum's), and it decides from the
 //! votes it receives. A late message of a height decided here less than
-//! [`PUSH_GRACE`] resend intervals ago pushes nothing; a peer that really
+//! half a resend interval ago ([`PUSH_GRACE_DIVISOR`]) pushes nothing; a peer that really
 //! missed the votes sends its own again on its resend timer, after the grace,
 //! and is pushed the decision then (and at once for a height decided longer
 //! ago, or no longer remembered).
@@ -62,9 +62,9 @@ pub(crate) fn decision_wire_bound(d: &Decision) -> usize {
 pub(crate) const MAX_PEERS: usize = 4096;
 
 /// How long after deciding a height a late message of it pushes its
-/// decision: this fraction of the resend interval (a peer that missed the
-/// votes resends its own once per interval).
-pub(crate) const PUSH_GRACE: (u64, u64) = (1, 2);
+/// decision: the resend interval divided by this (a peer that missed the
+/// votes resends its own once per interval), half of it.
+pub(crate) const PUSH_GRACE_DIVISOR: u64 = 2;
 
 /// How many recently decided heights remember when they were decided.
 const DECIDED_AT: usize = 64;
@@ -107,7 +107,7 @@ impl CatchUpServer {
     /// resend interval `interval_ms`) ago, or so long ago it is no longer
     /// remembered. See the [module docs](self).
     pub(crate) fn push_due(&self, h: u64, now: u64, interval_ms: u64) -> bool {
-        let grace = interval_ms.saturating_mul(PUSH_GRACE.0) / PUSH_GRACE.1.max(1);
+        let grace = interval_ms / PUSH_GRACE_DIVISOR;
         self.decided_at
             .get(&h)
             .is_none_or(|&at| now >= at.saturating_add(grace))
