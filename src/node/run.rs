@@ -125,7 +125,11 @@ impl ValidatorNode {
     /// runtime; the node serves once [`run`](Self::run) is awaited.
     pub async fn start(config: NodeConfig) -> Result<ValidatorNode, NodeError> {
         Self::start_on(config, |data| {
+            // Its names (the consensus log's blocks and voting record, the
+            // applied answers) are made durable by a synced append to the
+            // journal beside the file, not by a synced redb commit.
             let redb = RedbStore::create_with_cache(data.join(STORE_FILE), STORE_CACHE_BYTES)
+                .and_then(RedbStore::with_names_journal)
                 .map_err(store("opening the store in the data directory"))?;
             Ok(Arc::new(redb))
         })

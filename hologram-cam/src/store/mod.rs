@@ -13,7 +13,10 @@ mod redb;
 pub use self::faulty::{DiskFaultCounts, DiskFaults, FaultyStore, UNFLUSHED};
 pub use self::memory::MemoryStore;
 pub use self::name::Name;
-pub use self::redb::{RedbStore, DEFAULT_CACHE_BYTES, SEGMENT_BYTES, STORE_FORMAT_VERSION};
+pub use self::redb::{
+    RedbStore, DEFAULT_CACHE_BYTES, JOURNAL_CHECKPOINT_BYTES, JOURNAL_CHECKPOINT_RECORDS,
+    JOURNAL_MAX_RECORD_BYTES, SEGMENT_BYTES, STORE_FORMAT_VERSION,
+};
 
 /// Durable storage of [`Object`]s keyed by their address.
 ///

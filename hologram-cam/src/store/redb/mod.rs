@@ -7,12 +7,16 @@
 //! call reports as an error ([`guard`](self) below: redb panics on some
 //! damaged pages).
 
+mod journal;
 mod layout;
 mod named;
 mod references;
 #[cfg(test)]
 mod tests;
 
+pub use self::journal::{
+    JOURNAL_CHECKPOINT_BYTES, JOURNAL_CHECKPOINT_RECORDS, JOURNAL_MAX_RECORD_BYTES,
+};
 pub use self::layout::SEGMENT_BYTES;
 
 use self::layout::{slice, Location, Tables, INDEX, LIVE, MEMBERS, SEGMENTS};
@@ -29,6 +33,7 @@ use std::ops::Bound;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 /// The page cache a [`RedbStore`] keeps by default: 64 MiB. redb's own
 /// default (1 GiB) lets a long-running process's cache grow to a large share
@@ -41,7 +46,11 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 /// its tables and their encodings. A file carries it in its `meta` table;
 /// one without it predates versioning and is version 1. A newer version is
 /// refused with [`CamError::UnsupportedFormat`], before anything is written.
-pub const STORE_FORMAT_VERSION: u32 = 1;
+///
+/// Version 2 adds the names journal ([`RedbStore::with_names_journal`]): a
+/// file that journals its names is stamped 2, so that a build that would
+/// not replay the journal refuses it. Version 1 files are read as they are.
+pub const STORE_FORMAT_VERSION: u32 = 2;
 
 /// The store's own facts about its file: `"format"` → its version.
 const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
@@ -78,7 +87,10 @@ const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
 /// - **Memory.** redb caches pages in memory up to a bound fixed at open:
 ///   [`DEFAULT_CACHE_BYTES`] unless given ([`RedbStore::create_with_cache`]).
 /// - **Names.** The named key space is a table of its own, one lookup per
-///   `get_named`; `set_named` is one durable transaction.
+///   `get_named`; `set_named` is one durable transaction, or, with
+///   [`with_names_journal`](Self::with_names_journal), one record appended
+///   and synced to a journal beside the file (opening a store replays a
+///   journal it finds, whether or not it journals itself).
 /// - **Layout.** Small objects are packed into segments of about
 ///   [`SEGMENT_BYTES`] under an index: a B-tree of 1 KiB values keyed by
 ///   random addresses would rewrite one page per object in each commit,
@@ -108,6 +120,8 @@ pub struct RedbStore {
     path: PathBuf,
     /// A call into redb panicked: nothing more is asked of it.
     broken: AtomicBool,
+    /// The names journal, if `set_named` writes ahead to one.
+    journal: Option<Mutex<journal::Journal>>,
 }
 
 /// Turns a redb error into [`CamError::Storage`] saying what was being done.
@@ -217,6 +231,7 @@ impl RedbStore {
             db,
             path: path.to_path_buf(),
             broken: AtomicBool::new(false),
+            journal: None,
         };
         store.write("stamping the format version", |txn| {
             let mut meta = txn
@@ -249,6 +264,7 @@ impl RedbStore {
                 .map_err(storage("opening the named table", path))?;
             Ok(((), true))
         })?;
+        store.replay_journal()?;
         Ok(store)
     }
 
@@ -260,13 +276,23 @@ impl RedbStore {
         doing: &'static str,
         f: impl FnOnce(&WriteTransaction) -> Result<(T, bool), CamError>,
     ) -> Result<T, CamError> {
+        self.write_with(doing, Durability::Immediate, f)
+    }
+
+    /// [`write`](Self::write) with the commit's `durability`.
+    pub(crate) fn write_with<T>(
+        &self,
+        doing: &'static str,
+        durability: Durability,
+        f: impl FnOnce(&WriteTransaction) -> Result<(T, bool), CamError>,
+    ) -> Result<T, CamError> {
         let path = &self.path;
         let mut txn = self
             .db
             .begin_write()
             .map_err(storage("beginning a write transaction", path))?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(storage("asking for immediate durability", path))?;
+        txn.set_durability(durability)
+            .map_err(storage("asking for a durability", path))?;
         let (out, changed) = f(&txn)?;
         if changed {
             txn.commit().map_err(storage(doing, path))?;

@@ -6,14 +6,21 @@
 //! too short to hold an address, as a storage error), never returned. The
 //! object tables are untouched by names, and names by objects.
 
-use super::{storage, RedbStore};
+use super::{journal, storage, RedbStore, META, STORE_FORMAT_VERSION};
 use crate::store::Name;
 use crate::{CamError, Object, SharedBytes};
-use ::redb::{ReadableTable, TableDefinition};
+use ::redb::{Durability, ReadableTable, TableDefinition};
 use hologram_lattice::Address;
+use std::sync::{Mutex, PoisonError};
 
 /// Name bytes → address (32 bytes) ‖ object bytes.
 pub(super) const NAMED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("named");
+
+/// The names journal's applied mark: [`APPLIED`] → the sequence number of
+/// the last journal record whose changes this file holds.
+const JOURNAL_MARK: TableDefinition<&str, u64> = TableDefinition::new("journal");
+/// The key of the applied mark.
+const APPLIED: &str = "applied";
 
 impl RedbStore {
     /// The object under `name`, re-hashed against its stored address.
@@ -42,12 +49,59 @@ impl RedbStore {
             .map_err(|_| CamError::Corrupt(address))
     }
 
-    /// Applies `changes` in one durable transaction.
+    /// Applies `changes`: in one durable transaction, or, when the store
+    /// journals its names, appended to the journal and then committed
+    /// without a sync (see [`journal`](super::journal)).
     pub(super) fn write_named(&self, changes: Vec<(Name, Option<Object>)>) -> Result<(), CamError> {
         if changes.is_empty() {
             return Ok(());
         }
-        self.write("committing names", |txn| {
+        let Some(journal) = &self.journal else {
+            return self.commit_named(changes, Durability::Immediate, None);
+        };
+        let mut journal = journal.lock().unwrap_or_else(PoisonError::into_inner);
+        let sequence = journal.next;
+        journal.next += 1;
+        let mut durable = journal.durable_due();
+        if !durable {
+            let payload = journal::encode(&changes);
+            if payload.len() > journal::JOURNAL_MAX_RECORD_BYTES {
+                durable = true;
+            } else if let Err(e) = journal.append(sequence, &payload) {
+                // The record may or may not be on disk: the next write
+                // commits past its sequence, durably.
+                journal.failed = true;
+                return Err(e);
+            }
+        }
+        let durability = match durable {
+            true => Durability::Immediate,
+            false => Durability::None,
+        };
+        if let Err(e) = self.commit_named(changes, durability, Some(sequence)) {
+            journal.failed = true;
+            return Err(e);
+        }
+        if durable {
+            // Every record is now below the durable mark; an emptying that
+            // fails leaves them to be skipped, and is tried again next time.
+            if let Err(e) = journal.empty() {
+                tracing::warn!(error = %e, "the names journal could not be emptied");
+                journal.failed = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `changes` in one transaction of `durability`, with the
+    /// journal's applied mark set to `mark` if given.
+    fn commit_named(
+        &self,
+        changes: Vec<(Name, Option<Object>)>,
+        durability: Durability,
+        mark: Option<u64>,
+    ) -> Result<(), CamError> {
+        self.write_with("committing names", durability, |txn| {
             let mut table = txn
                 .open_table(NAMED)
                 .map_err(storage("opening the named table", &self.path))?;
@@ -64,8 +118,117 @@ impl RedbStore {
                 };
                 done.map_err(storage("writing a name", &self.path))?;
             }
+            if let Some(mark) = mark {
+                txn.open_table(JOURNAL_MARK)
+                    .and_then(|mut t| t.insert(APPLIED, mark).map(drop).map_err(Into::into))
+                    .map_err(storage("writing the journal's applied mark", &self.path))?;
+            }
             Ok(((), true))
         })
+    }
+
+    /// The sequence number of the last journal record applied durably (0:
+    /// none).
+    fn journal_mark(&self) -> Result<u64, CamError> {
+        self.write_with("reading the journal's mark", Durability::Immediate, |txn| {
+            let table = txn
+                .open_table(JOURNAL_MARK)
+                .map_err(storage("opening the journal's mark", &self.path))?;
+            let mark = table
+                .get(APPLIED)
+                .map_err(storage("reading the journal's mark", &self.path))?
+                .map_or(0, |v| v.value());
+            Ok((mark, false))
+        })
+    }
+
+    /// Replays the names journal beside the file, if there is one: the
+    /// records after the durable mark, in one durable commit; then empties
+    /// it. Returns the sequence number the next record takes.
+    pub(super) fn replay_journal(&self) -> Result<u64, CamError> {
+        let mark = self.journal_mark()?;
+        let path = journal::path_for(&self.path);
+        let Some(read) = journal::read(&path)? else {
+            return Ok(mark + 1);
+        };
+        let mut changes = Vec::new();
+        let mut last = mark;
+        for (sequence, payload) in &read.records {
+            if *sequence <= mark {
+                continue;
+            }
+            if *sequence != last + 1 {
+                return Err(CamError::Storage(format!(
+                    "names journal {}: record {} follows {last}: the records between are missing",
+                    path.display(),
+                    sequence
+                )));
+            }
+            let decoded = journal::decode(payload).map_err(|why| {
+                CamError::Storage(format!(
+                    "names journal {}: record {sequence} does not decode: {why}",
+                    path.display()
+                ))
+            })?;
+            changes.extend(decoded);
+            last = *sequence;
+        }
+        if read.torn_bytes > 0 {
+            tracing::warn!(
+                journal = %path.display(),
+                bytes = read.torn_bytes,
+                "dropping an incomplete last record of the names journal"
+            );
+        }
+        if last > mark {
+            tracing::info!(journal = %path.display(), records = last - mark, "replaying the names journal");
+            self.commit_named(changes, Durability::Immediate, Some(last))?;
+        }
+        journal::reset(&path)?;
+        Ok(last + 1)
+    }
+
+    /// From now on, `set_named` appends each change set to a journal
+    /// beside the file (`<file>.journal`) and syncs that, instead of
+    /// syncing a redb commit: a few KiB written per call rather than every
+    /// page the commit touched. Every [`JOURNAL_CHECKPOINT_RECORDS`](super::JOURNAL_CHECKPOINT_RECORDS)
+    /// records or [`JOURNAL_CHECKPOINT_BYTES`](super::JOURNAL_CHECKPOINT_BYTES) bytes, a
+    /// durable redb commit empties the journal. The durability promise is
+    /// the same: when `set_named` returns `Ok`, the change survives a
+    /// crash (opening the store replays the journal). The file is stamped
+    /// with format version 2, so that builds that would not replay the
+    /// journal refuse it.
+    ///
+    /// ```
+    /// use futures::executor::block_on;
+    /// use hologram_cam::{Name, Object, RedbStore, Store};
+    ///
+    /// let path = std::env::temp_dir().join(format!("hologram-journal-doc-{}.redb", std::process::id()));
+    /// let store = RedbStore::create(&path).unwrap().with_names_journal().unwrap();
+    /// let name = Name::new(b"head".to_vec()).unwrap();
+    /// let obj = Object::new(b"block 7".to_vec());
+    /// block_on(store.set_named(vec![(name.clone(), Some(obj.clone()))])).unwrap();
+    /// assert_eq!(block_on(store.get_named(&name)).unwrap(), Some(obj));
+    /// # drop(store);
+    /// # std::fs::remove_file(&path).unwrap();
+    /// # std::fs::remove_file(format!("{}.journal", path.display())).unwrap();
+    /// ```
+    pub fn with_names_journal(mut self) -> Result<Self, CamError> {
+        let path = self.path.clone();
+        self.guarded("starting the names journal", || {
+            self.write("stamping the format version", |txn| {
+                let mut meta = txn
+                    .open_table(META)
+                    .map_err(storage("opening the meta table", &path))?;
+                meta.insert("format", STORE_FORMAT_VERSION)
+                    .map_err(storage("writing the format version", &path))?;
+                Ok(((), true))
+            })
+        })?;
+        let next = self.guarded("starting the names journal", || self.journal_mark())? + 1;
+        let journal = journal::Journal::start(journal::path_for(&path), next)?;
+        self.journal = Some(Mutex::new(journal));
+        Ok(self)
     }
 }
 

@@ -293,7 +293,7 @@ fn a_file_of_a_newer_format_is_refused_and_left_alone() {
 }
 
 #[test]
-fn a_file_from_before_versions_opens_as_version_one() {
+fn a_file_from_before_versions_opens_and_is_stamped_with_todays_format() {
     let file = TempFile::new("format-legacy");
     let object = Object::new(&b"kept from before"[..]);
     block_on(RedbStore::create(&file.0).unwrap().put(object.clone())).unwrap();
@@ -312,7 +312,10 @@ fn a_file_from_before_versions_opens_as_version_one() {
     drop(store);
     let db = Database::open(&file.0).unwrap();
     let meta = db.begin_read().unwrap().open_table(META).unwrap();
-    assert_eq!(meta.get("format").unwrap().unwrap().value(), 1);
+    assert_eq!(
+        meta.get("format").unwrap().unwrap().value(),
+        STORE_FORMAT_VERSION
+    );
 }
 
 #[test]

@@ -1,0 +1,397 @@
+//! The names journal of a [`RedbStore`](super::RedbStore): `set_named`
+//! made durable by appending to a small file instead of committing redb.
+//!
+//! A durable redb commit writes every page its copy-on-write touched (tens
+//! of KiB for a few small values) and syncs them; a consensus node commits
+//! three or four times per height, each on the path of a vote. With the
+//! journal on ([`RedbStore::with_names_journal`](super::RedbStore::with_names_journal)),
+//! `set_named` appends one record (the changes, a sequence number and a
+//! checksum) to `<file>.journal`, syncs it (`fdatasync`), and only then
+//! applies the changes to redb in a commit that is not synced
+//! ([`Durability::None`](::redb::Durability::None): readers see it, the
+//! disk does not yet). Every [`JOURNAL_CHECKPOINT_RECORDS`] records or
+//! [`JOURNAL_CHECKPOINT_BYTES`] bytes the redb commit is a durable one, and the
+//! journal is emptied.
+//!
+//! **What makes replay safe.** Each commit of journaled changes also
+//! writes, in the same redb transaction, the sequence number of the record
+//! it applies (the *applied mark*). Opening a store replays the records
+//! after the mark that redb holds on disk, in order, in one durable commit,
+//! then empties the journal. Records at or below the mark are skipped, so a
+//! journal that could not be emptied (or whose emptying a crash undid) never
+//! takes a name back to an older value. A write whose append failed gives
+//! up its sequence number and turns journaling off until the next write,
+//! which commits redb durably (mark included) and empties the journal
+//! again: the failed record, even if it reached the disk, is then below
+//! the mark. As with any failed durable write, a record whose append
+//! reported an error may still be replayed if the process stops before
+//! the next write: a failed `set_named` may or may not have taken effect.
+//!
+//! **What is refused.** Opening is refused ([`CamError::Storage`]) when the
+//! journal does not start with its magic bytes, when a record that is not
+//! the last fails its checksum or is longer than [`JOURNAL_MAX_RECORD_BYTES`], when
+//! the sequence numbers after the mark skip one (a record the store
+//! acknowledged is missing), or when a checksummed record does not decode.
+//! The last record of the file may be incomplete or fail its checksum (a
+//! crash during its append: it was never acknowledged) and is dropped.
+//!
+//! File format: `MAGIC` (8 bytes), then records of `length u32 LE ‖
+//! sequence u64 LE ‖ checksum (16 bytes) ‖ payload (length bytes)`; the
+//! checksum is the first 16 bytes of BLAKE3-derive(`CHECKSUM_CONTEXT`,
+//! sequence ‖ payload). The payload is `count u32 ‖ (name length u32 ‖ name
+//! ‖ 0 | 1 ‖ [data length u32 ‖ data])*`; objects are re-addressed from
+//! their bytes on replay.
+
+use crate::store::Name;
+use crate::{CamError, Object, SharedBytes};
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+
+/// The first bytes of a journal file.
+const MAGIC: [u8; 8] = *b"HGNAMEJ1";
+/// Bytes before a record's payload: length, sequence, checksum.
+const RECORD_HEADER: usize = 4 + 8 + 16;
+/// The key-derivation context of a record's checksum.
+const CHECKSUM_CONTEXT: &str = "hologram names-journal record v1";
+
+/// The largest payload a record holds; larger change sets are committed to
+/// redb durably instead (and empty the journal).
+pub const JOURNAL_MAX_RECORD_BYTES: usize = 64 << 20;
+/// Records appended before the redb commit is a durable one and the journal
+/// is emptied.
+pub const JOURNAL_CHECKPOINT_RECORDS: u64 = 512;
+/// Bytes appended before the redb commit is a durable one and the journal
+/// is emptied.
+pub const JOURNAL_CHECKPOINT_BYTES: u64 = 8 << 20;
+
+/// The journal's path for the store file `store`: `<store>.journal`.
+pub(super) fn path_for(store: &Path) -> PathBuf {
+    let mut name = store.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
+}
+
+/// A storage error about the journal at `path`.
+fn error(path: &Path, what: impl std::fmt::Display) -> CamError {
+    CamError::Storage(format!("names journal {}: {what}", path.display()))
+}
+
+/// The checksum of a record.
+fn checksum(sequence: u64, payload: &[u8]) -> [u8; 16] {
+    let mut hasher = blake3::Hasher::new_derive_key(CHECKSUM_CONTEXT);
+    hasher.update(&sequence.to_le_bytes());
+    hasher.update(payload);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+    out
+}
+
+/// The payload of a record holding `changes`.
+pub(super) fn encode(changes: &[(Name, Option<Object>)]) -> Vec<u8> {
+    let size: usize = changes
+        .iter()
+        .map(|(n, o)| 9 + n.as_bytes().len() + o.as_ref().map_or(0, |o| o.data().len()))
+        .sum();
+    let mut out = Vec::with_capacity(4 + size);
+    out.extend_from_slice(&(changes.len() as u32).to_le_bytes());
+    for (name, object) in changes {
+        out.extend_from_slice(&(name.as_bytes().len() as u32).to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        match object {
+            None => out.push(0),
+            Some(object) => {
+                out.push(1);
+                out.extend_from_slice(&(object.data().len() as u32).to_le_bytes());
+                out.extend_from_slice(object.data());
+            }
+        }
+    }
+    out
+}
+
+/// Reads a `u32` length at the front of `bytes`.
+fn take_u32(bytes: &mut &[u8]) -> Result<usize, String> {
+    let (n, rest) = bytes
+        .split_first_chunk::<4>()
+        .ok_or("the payload ends inside a length")?;
+    *bytes = rest;
+    Ok(u32::from_le_bytes(*n) as usize)
+}
+
+/// Takes `n` bytes from the front of `bytes`.
+fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+    if bytes.len() < n {
+        return Err(format!("a length of {n} runs past the payload's end"));
+    }
+    let (head, rest) = bytes.split_at(n);
+    *bytes = rest;
+    Ok(head)
+}
+
+/// The changes of a record's payload. Every length is checked against the
+/// bytes that remain before anything is allocated for it.
+pub(super) fn decode(mut bytes: &[u8]) -> Result<Vec<(Name, Option<Object>)>, String> {
+    let count = take_u32(&mut bytes)?;
+    // Each change takes at least 5 bytes: no allocation past the payload.
+    if count > bytes.len() / 5 {
+        return Err(format!("{count} changes cannot fit in the payload"));
+    }
+    let mut changes = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = take_u32(&mut bytes)?;
+        let name = Name::new(take(&mut bytes, len)?).map_err(|e| e.to_string())?;
+        let object = match take(&mut bytes, 1)?[0] {
+            0 => None,
+            1 => {
+                let len = take_u32(&mut bytes)?;
+                let data = take(&mut bytes, len)?;
+                Some(Object::new(SharedBytes::copy_from_slice(data)))
+            }
+            tag => return Err(format!("unknown change tag {tag}")),
+        };
+        changes.push((name, object));
+    }
+    if !bytes.is_empty() {
+        return Err(format!("{} bytes after the last change", bytes.len()));
+    }
+    Ok(changes)
+}
+
+/// The records of a journal file, as read at open.
+#[derive(Debug, Default)]
+pub(super) struct Records {
+    /// Each intact record's sequence number and payload, in file order.
+    pub(super) records: Vec<(u64, Vec<u8>)>,
+    /// Bytes dropped at the end: an incomplete or damaged last record.
+    pub(super) torn_bytes: u64,
+}
+
+/// Parses a journal file's bytes; see the [module docs](self) for what is
+/// refused and what is dropped.
+pub(super) fn parse(bytes: &[u8]) -> Result<Records, String> {
+    // An empty file, or one whose creation was cut short: nothing in it.
+    if bytes.len() < MAGIC.len() && MAGIC.starts_with(bytes) {
+        return Ok(Records {
+            torn_bytes: bytes.len() as u64,
+            ..Records::default()
+        });
+    }
+    let Some(mut rest) = bytes.strip_prefix(&MAGIC[..]) else {
+        return Err("it does not start with the journal's magic bytes".into());
+    };
+    let mut out = Records::default();
+    while !rest.is_empty() {
+        let torn = |out: Records, rest: &[u8]| Records {
+            torn_bytes: rest.len() as u64,
+            ..out
+        };
+        let Some(header) = rest.get(..RECORD_HEADER) else {
+            return Ok(torn(out, rest));
+        };
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        let sequence = u64::from_le_bytes(header[4..12].try_into().expect("8 bytes"));
+        let sum: [u8; 16] = header[12..].try_into().expect("16 bytes");
+        let Some(payload) = rest.get(RECORD_HEADER..RECORD_HEADER + len) else {
+            // It does not end within the file: the append was cut short.
+            return Ok(torn(out, rest));
+        };
+        let last = rest.len() == RECORD_HEADER + len;
+        if len > JOURNAL_MAX_RECORD_BYTES || checksum(sequence, payload) != sum {
+            if last {
+                return Ok(torn(out, rest));
+            }
+            let offset = bytes.len() - rest.len();
+            return Err(format!(
+                "the record at byte {offset} (sequence {sequence}) is damaged and records follow it"
+            ));
+        }
+        out.records.push((sequence, payload.to_vec()));
+        rest = &rest[RECORD_HEADER + len..];
+    }
+    Ok(out)
+}
+
+/// Reads and parses the journal at `path`; `None` if there is none.
+pub(super) fn read(path: &Path) -> Result<Option<Records>, CamError> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(error(path, format!("opening: {e}"))),
+    };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| error(path, format!("reading: {e}")))?;
+    parse(&bytes).map(Some).map_err(|why| error(path, why))
+}
+
+/// Writes an empty journal (its magic bytes only) at `path`, synced, the
+/// directory entry too.
+pub(super) fn reset(path: &Path) -> Result<File, CamError> {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| error(path, format!("creating: {e}")))?;
+    file.write_all(&MAGIC)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| error(path, format!("emptying: {e}")))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // The directory entry: without it a new journal may vanish with
+        // the records synced into it. (Not possible on every platform.)
+        if let Ok(dir) = File::open(dir) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(file)
+}
+
+/// The open journal of a store that journals its names.
+#[derive(Debug)]
+pub(super) struct Journal {
+    file: File,
+    path: PathBuf,
+    /// The sequence number of the next record.
+    pub(super) next: u64,
+    /// Records and bytes appended since the journal was last emptied.
+    records: u64,
+    bytes: u64,
+    /// An append, a redb commit after one or an emptying failed: the next
+    /// write commits redb durably and empties the journal.
+    pub(super) failed: bool,
+}
+
+impl Journal {
+    /// Starts an empty journal at `path` whose first record is `next`.
+    pub(super) fn start(path: PathBuf, next: u64) -> Result<Self, CamError> {
+        let file = reset(&path)?;
+        Ok(Self {
+            file,
+            path,
+            next,
+            records: 0,
+            bytes: 0,
+            failed: false,
+        })
+    }
+
+    /// Whether the next write is to commit redb durably: a checkpoint is
+    /// due, or something failed.
+    pub(super) fn durable_due(&self) -> bool {
+        self.failed
+            || self.records >= JOURNAL_CHECKPOINT_RECORDS
+            || self.bytes >= JOURNAL_CHECKPOINT_BYTES
+    }
+
+    /// Appends the record `sequence` with `payload` and syncs the file.
+    pub(super) fn append(&mut self, sequence: u64, payload: &[u8]) -> Result<(), CamError> {
+        let mut record = Vec::with_capacity(RECORD_HEADER + payload.len());
+        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        record.extend_from_slice(&sequence.to_le_bytes());
+        record.extend_from_slice(&checksum(sequence, payload));
+        record.extend_from_slice(payload);
+        self.file
+            .write_all(&record)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| error(&self.path, format!("appending record {sequence}: {e}")))?;
+        self.records += 1;
+        self.bytes += record.len() as u64;
+        Ok(())
+    }
+
+    /// Empties the journal, after a durable redb commit made its records
+    /// redundant.
+    pub(super) fn empty(&mut self) -> Result<(), CamError> {
+        self.file = reset(&self.path)?;
+        self.records = 0;
+        self.bytes = 0;
+        self.failed = false;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn name(s: &str) -> Name {
+        Name::new(s.as_bytes().to_vec()).unwrap()
+    }
+
+    fn file(records: &[(u64, Vec<u8>)]) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        for (seq, payload) in records {
+            out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            out.extend_from_slice(&seq.to_le_bytes());
+            out.extend_from_slice(&checksum(*seq, payload));
+            out.extend_from_slice(payload);
+        }
+        out
+    }
+
+    #[test]
+    fn changes_round_trip() {
+        let changes = vec![
+            (name("a"), Some(Object::new(b"one".to_vec()))),
+            (name("b"), None),
+            (name("c"), Some(Object::new(Vec::new()))),
+        ];
+        assert_eq!(decode(&encode(&changes)).unwrap(), changes);
+    }
+
+    #[test]
+    fn a_cut_or_damaged_last_record_is_dropped_and_an_earlier_one_refused() {
+        let records = vec![(1, encode(&[(name("a"), None)])), (2, b"xyz".to_vec())];
+        let whole = file(&records);
+        assert_eq!(parse(&whole).unwrap().records, records);
+        for cut in MAGIC.len()..whole.len() {
+            let parsed = parse(&whole[..cut]).unwrap();
+            assert!(parsed.records.len() < 2, "cut at {cut}");
+            // Only a cut between records leaves no torn bytes.
+            let between = cut == MAGIC.len() || cut == whole.len() - 3 - RECORD_HEADER;
+            assert_eq!(parsed.torn_bytes == 0, between, "cut at {cut}");
+        }
+        // The last record's payload damaged: dropped.
+        let mut last = whole.clone();
+        *last.last_mut().unwrap() ^= 1;
+        let parsed = parse(&last).unwrap();
+        assert_eq!(parsed.records.len(), 1);
+        // The first record's payload damaged while the second follows: refused.
+        let mut first = whole.clone();
+        first[MAGIC.len() + RECORD_HEADER] ^= 1;
+        assert!(parse(&first).unwrap_err().contains("records follow it"));
+        // Not a journal.
+        assert!(parse(b"something else").is_err());
+        // An empty or half-created file holds nothing.
+        assert!(parse(&[]).unwrap().records.is_empty());
+        assert!(parse(&MAGIC[..3]).unwrap().records.is_empty());
+    }
+
+    #[test]
+    fn a_payload_that_lies_about_its_lengths_is_refused() {
+        assert!(decode(&u32::MAX.to_le_bytes()).is_err());
+        let mut bad = 1u32.to_le_bytes().to_vec();
+        bad.extend_from_slice(&1u32.to_le_bytes());
+        bad.push(b'a');
+        bad.push(1);
+        bad.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode(&bad).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_and_decoding_arbitrary_bytes_never_panics(
+            bytes in proptest::collection::vec(any::<u8>(), 0..512),
+            prefixed in any::<bool>(),
+        ) {
+            let bytes = match prefixed {
+                true => [&MAGIC[..], &bytes].concat(),
+                false => bytes,
+            };
+            let _ = parse(&bytes);
+            let _ = decode(&bytes);
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The names journal of `RedbStore` (`with_names_journal`): what a crash at
+//! any point leaves, replay, and the journals opening refuses.
+//!
+//! A crash is imitated by copying the store's file and its journal while
+//! the store is open: the copy holds what reached the disk (the journal's
+//! synced records, the file as of its last durable commit; redb keeps the
+//! commits it did not sync in memory), and opening the copy is what a
+//! restarted process would do.
+
+use futures::executor::block_on;
+use hologram_cam::JOURNAL_CHECKPOINT_RECORDS;
+use hologram_cam::{conformance, CamError, Name, Object, RedbStore, Store};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A fresh directory in the temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "hologram-cam-journal-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn journal_of(store: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.journal", store.display()))
+}
+
+/// Copies the store file and its journal at `from` to `to`: what a crash
+/// now would leave on disk.
+fn crash_image(from: &Path, to: &Path) {
+    std::fs::copy(from, to).unwrap();
+    let _ = std::fs::remove_file(journal_of(to));
+    if journal_of(from).exists() {
+        std::fs::copy(journal_of(from), journal_of(to)).unwrap();
+    }
+}
+
+/// A new store at `path` that journals its names.
+fn journaled(path: &Path) -> RedbStore {
+    RedbStore::create(path)
+        .unwrap()
+        .with_names_journal()
+        .unwrap()
+}
+
+fn name(i: u64) -> Name {
+    Name::new(format!("name-{i}").into_bytes()).unwrap()
+}
+
+/// splitmix64: the test's own deterministic choices.
+fn next(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Every name of `model` reads back as in it from `store`.
+fn check(store: &RedbStore, model: &BTreeMap<u64, Option<Object>>, at: usize) {
+    for (i, value) in model {
+        let got = block_on(store.get_named(&name(*i))).unwrap();
+        assert_eq!(&got, value, "name {i} after write {at}");
+    }
+}
+
+#[test]
+fn a_journaled_store_conforms_and_keeps_its_names_across_a_reopen() {
+    let dir = TempDir::new("conforms");
+    let path = dir.file("store.redb");
+    let store = journaled(&path);
+    block_on(conformance::run(&store)).unwrap();
+    let names: Vec<_> = (0..20).map(name).collect();
+    let set: Vec<_> = names
+        .iter()
+        .map(|n| (n.clone(), Some(Object::new(n.as_bytes().to_vec()))))
+        .collect();
+    block_on(store.set_named(set.clone())).unwrap();
+    drop(store);
+    // Reopened without the journal: what the journal held is replayed all the same.
+    let store = RedbStore::open(&path).unwrap();
+    for (n, value) in &set {
+        assert_eq!(&block_on(store.get_named(n)).unwrap(), value);
+    }
+}
+
+#[test]
+fn a_crash_after_any_write_keeps_every_acknowledged_name() {
+    let dir = TempDir::new("crash");
+    let path = dir.file("store.redb");
+    let image = dir.file("image.redb");
+    let store = journaled(&path);
+    let mut model: BTreeMap<u64, Option<Object>> = BTreeMap::new();
+    let mut rng = 7;
+    // Past two checkpoints, so that emptied journals and durable marks are crossed.
+    let writes = 2 * JOURNAL_CHECKPOINT_RECORDS as usize + 40;
+    for at in 0..writes {
+        let mut changes = Vec::new();
+        for _ in 0..1 + next(&mut rng) % 3 {
+            let i = next(&mut rng) % 12;
+            let value = match next(&mut rng) % 4 {
+                0 => None,
+                _ => Some(Object::new(
+                    format!("{at}-{i}-{}", next(&mut rng)).into_bytes(),
+                )),
+            };
+            model.insert(i, value.clone());
+            changes.push((name(i), value));
+        }
+        block_on(store.set_named(changes)).unwrap();
+        if next(&mut rng).is_multiple_of(50) || at == writes - 1 {
+            crash_image(&path, &image);
+            let restarted = RedbStore::open(&image)
+                .unwrap()
+                .with_names_journal()
+                .unwrap();
+            check(&restarted, &model, at);
+            // And after a second restart of the image (the replay emptied its journal).
+            drop(restarted);
+            check(&RedbStore::open(&image).unwrap(), &model, at);
+        }
+    }
+    check(&store, &model, writes);
+}
+
+#[test]
+fn records_at_or_below_the_durable_mark_are_skipped() {
+    let dir = TempDir::new("stale");
+    let path = dir.file("store.redb");
+    let stale = dir.file("stale.journal");
+    let store = journaled(&path);
+    let one = Object::new(b"one".to_vec());
+    let two = Object::new(b"two".to_vec());
+    block_on(store.set_named(vec![(name(1), Some(one))])).unwrap();
+    std::fs::copy(journal_of(&path), &stale).unwrap();
+    block_on(store.set_named(vec![(name(1), Some(two.clone()))])).unwrap();
+    drop(store);
+    // Opening replays both records and marks them applied durably.
+    drop(RedbStore::open(&path).unwrap());
+    // A journal that was not emptied (or whose emptying a crash undid)
+    // must not take the name back.
+    std::fs::copy(&stale, journal_of(&path)).unwrap();
+    let store = RedbStore::open(&path).unwrap();
+    assert_eq!(block_on(store.get_named(&name(1))).unwrap(), Some(two));
+}
+
+#[test]
+fn a_cut_last_record_is_dropped_and_a_missing_one_refused() {
+    let dir = TempDir::new("cut");
+    let path = dir.file("store.redb");
+    let image = dir.file("image.redb");
+    let store = journaled(&path);
+    let one = Object::new(b"one".to_vec());
+    block_on(store.set_named(vec![(name(1), Some(one.clone()))])).unwrap();
+    let after_one = std::fs::metadata(journal_of(&path)).unwrap().len();
+    block_on(store.set_named(vec![(name(2), Some(Object::new(b"two".to_vec())))])).unwrap();
+    let after_two = std::fs::metadata(journal_of(&path)).unwrap().len() as usize;
+    block_on(store.set_named(vec![(name(3), Some(Object::new(b"three".to_vec())))])).unwrap();
+    let whole = std::fs::read(journal_of(&path)).unwrap();
+
+    // The last append cut short: the first two records are replayed.
+    crash_image(&path, &image);
+    std::fs::write(journal_of(&image), &whole[..whole.len() - 2]).unwrap();
+    let restarted = RedbStore::open(&image).unwrap();
+    assert_eq!(block_on(restarted.get_named(&name(1))).unwrap(), Some(one));
+    assert!(block_on(restarted.get_named(&name(2))).unwrap().is_some());
+    assert_eq!(block_on(restarted.get_named(&name(3))).unwrap(), None);
+    drop(restarted);
+
+    // The second record removed: the third cannot be applied without it.
+    crash_image(&path, &image);
+    let mut gap = whole[..after_one as usize].to_vec();
+    gap.extend_from_slice(&whole[after_two..]);
+    std::fs::write(journal_of(&image), &gap).unwrap();
+    match RedbStore::open(&image) {
+        Err(CamError::Storage(why)) => assert!(why.contains("missing"), "{why}"),
+        other => panic!("opened a journal missing a record: {other:?}"),
+    }
+
+    // A damaged record followed by another: refused, not skipped.
+    let mut damaged = whole.clone();
+    damaged[after_one as usize - 1] ^= 1;
+    std::fs::write(journal_of(&image), &damaged).unwrap();
+    std::fs::copy(&path, &image).unwrap();
+    match RedbStore::open(&image) {
+        Err(CamError::Storage(why)) => assert!(why.contains("damaged"), "{why}"),
+        other => panic!("opened a journal with a damaged record: {other:?}"),
+    }
+}
