@@ -59,8 +59,10 @@ const CHECKSUM_CONTEXT: &str = "hologram names-journal record v1";
 /// redb durably instead (and empty the journal).
 pub const JOURNAL_MAX_RECORD_BYTES: usize = 64 << 20;
 /// Records appended before the redb commit is a durable one and the journal
-/// is emptied.
-pub const JOURNAL_CHECKPOINT_RECORDS: u64 = 512;
+/// is emptied. Until then redb keeps the pages its commits touched in
+/// memory, none freed: measured on a four-node cluster, 512 cost about 15 %
+/// more CPU per command than 64 (16 about 8 % more).
+pub const JOURNAL_CHECKPOINT_RECORDS: u64 = 64;
 /// Bytes appended before the redb commit is a durable one and the journal
 /// is emptied.
 pub const JOURNAL_CHECKPOINT_BYTES: u64 = 8 << 20;
