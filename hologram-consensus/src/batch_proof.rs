@@ -64,7 +64,10 @@ pub struct BatchProof {
 }
 
 fn parent(left: &Address, right: &Address) -> Address {
-    let hash = blake3::Hasher::new_derive_key(PARENT_CONTEXT)
+    static CONTEXT: hologram_lattice::DeriveContext =
+        hologram_lattice::DeriveContext::new(PARENT_CONTEXT);
+    let hash = CONTEXT
+        .hasher()
         .update(left.as_bytes())
         .update(right.as_bytes())
         .finalize();

@@ -3,12 +3,12 @@
 
 use crate::batch_proof::BatchProof;
 use crate::ConsensusError;
-use hologram_lattice::{Address, NodeId};
-use hologram_receipt::{verify_signature, KeyPair, Purpose, Signature};
+use hologram_lattice::{Address, DeriveContext, NodeId};
+use hologram_receipt::{verify_signature, KeyPair, Purpose, Receipt, Signature};
 use serde::de::{Error as _, SeqAccess, Visitor};
 use serde::ser::SerializeTuple;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The largest command payload, in bytes.
 pub const MAX_COMMAND_BYTES: usize = 64 << 10;
@@ -75,7 +75,9 @@ pub type CommandId = Address;
 /// verify; [`Command::verify`] and [`verify_commands`] do.
 ///
 /// Its [`CommandId`] is computed once, when the command is made (by a
-/// client, or by a replica decoding it), and travels with its clones.
+/// client, or by a replica decoding it), and travels with its clones; so
+/// does the receipt of its payload once asked for
+/// ([`payload_receipt`](Self::payload_receipt)).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Command {
     id: CommandId,
@@ -85,6 +87,26 @@ pub struct Command {
     signature: Signature,
     proof: BatchProof,
     payload: Arc<[u8]>,
+    payload_receipt: ReceiptCache,
+}
+
+/// `Receipt::from_bytes(payload)`, made at most once: applying a command
+/// asks for it twice (the state machine's digest and the log's transition
+/// receipt). A function of the payload, so not part of the command's
+/// identity: every cache equals every other and hashes to nothing.
+#[derive(Clone, Default)]
+struct ReceiptCache(OnceLock<Receipt>);
+
+impl PartialEq for ReceiptCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ReceiptCache {}
+
+impl core::hash::Hash for ReceiptCache {
+    fn hash<H: core::hash::Hasher>(&self, _: &mut H) {}
 }
 
 impl core::fmt::Debug for Command {
@@ -103,7 +125,9 @@ impl core::fmt::Debug for Command {
 
 /// The id of `client`'s command number `sequence` of `payload`.
 fn command_id(client: &NodeId, sequence: u64, first_unanswered: u64, payload: &[u8]) -> CommandId {
-    let hash = blake3::Hasher::new_derive_key(ID_CONTEXT)
+    static CONTEXT: DeriveContext = DeriveContext::new(ID_CONTEXT);
+    let hash = CONTEXT
+        .hasher()
         .update(client.as_bytes())
         .update(&sequence.to_le_bytes())
         .update(&first_unanswered.to_le_bytes())
@@ -173,6 +197,7 @@ impl Command {
                 signature,
                 proof,
                 payload,
+                payload_receipt: ReceiptCache::default(),
             })
             .collect())
     }
@@ -199,7 +224,19 @@ impl Command {
             signature,
             proof,
             payload,
+            payload_receipt: ReceiptCache::default(),
         })
+    }
+
+    /// The receipt of the payload, `Receipt::from_bytes(self.bytes())`,
+    /// computed at the first call and kept (with the command's clones made
+    /// after it): what a state machine digesting commands and the
+    /// replicated log's transition receipts both use.
+    pub fn payload_receipt(&self) -> Receipt {
+        *self
+            .payload_receipt
+            .0
+            .get_or_init(|| Receipt::from_bytes(&self.payload))
     }
 
     /// The command's number in its client's session.

@@ -274,8 +274,7 @@ impl<S: StateMachine> ReplicatedStateMachine<S> {
         let id = command.id();
         let output = self.state.apply(command);
         let after = self.state.state_receipt();
-        let receipt =
-            Receipt::from_transition(before, &Receipt::from_bytes(command.bytes()), &after);
+        let receipt = Receipt::from_transition(before, &command.payload_receipt(), &after);
         self.receipt_chain.extend(&receipt);
         let entry = LogEntry {
             height,

@@ -68,6 +68,7 @@ mod c768;
 mod class;
 mod columns;
 mod coord;
+mod derive;
 pub mod driver;
 mod error;
 mod kernels;
@@ -87,6 +88,7 @@ pub use c768::{
 pub use class::{class, CLASSES, CLASS_TABLE};
 pub use columns::{Neighbor, PeerColumns};
 pub use coord::{Coord, BYTES_PER_PAGE, MAX_DISTANCE, PAGES, SITES};
+pub use derive::DeriveContext;
 pub use error::LatticeError;
 pub use kernels::Backend;
 pub use node_id::{NodeId, PeerId, ProofOfWork, NODE_COORD_CONTEXT, NODE_POW_CONTEXT};

@@ -97,9 +97,8 @@ impl R96Histogram {
         for (chunk, n) in bytes.chunks_exact_mut(8).zip(self.counts.iter()) {
             chunk.copy_from_slice(&n.to_le_bytes());
         }
-        let hash = blake3::Hasher::new_derive_key(R96_DIGEST_CONTEXT)
-            .update(&bytes)
-            .finalize();
+        static CONTEXT: crate::DeriveContext = crate::DeriveContext::new(R96_DIGEST_CONTEXT);
+        let hash = CONTEXT.hasher().update(&bytes).finalize();
         R96Digest(*hash.as_bytes())
     }
 }

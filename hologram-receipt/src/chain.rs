@@ -28,8 +28,11 @@ impl ChainHead {
 
     /// The head after appending `receipt`.
     pub fn next(&self, receipt: &Receipt) -> ChainHead {
+        static CONTEXT: hologram_lattice::DeriveContext =
+            hologram_lattice::DeriveContext::new(CHAIN_CONTEXT);
         ChainHead(
-            *blake3::Hasher::new_derive_key(CHAIN_CONTEXT)
+            *CONTEXT
+                .hasher()
                 .update(&self.0)
                 .update(&receipt.to_canonical_bytes())
                 .finalize()

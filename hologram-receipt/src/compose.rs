@@ -2,7 +2,7 @@
 //! (SPEC §6).
 
 use crate::{receipt::CANONICAL_LEN, Budget, Receipt};
-use hologram_lattice::{Address, Phase, R96Digest, SchedulePoint};
+use hologram_lattice::{Address, DeriveContext, Phase, R96Digest, SchedulePoint};
 
 /// Context of the sequential r96 digest (fixed by SPEC §6).
 pub const SEQ_R96_CONTEXT: &str = "hologram receipt-seq v1";
@@ -15,9 +15,15 @@ pub const PAR_CONTENT_CONTEXT: &str = "hologram receipt-par-content v1";
 /// Context of a state transition's content address.
 pub const TRANSITION_CONTEXT: &str = "hologram receipt-transition v1";
 
+static SEQ_R96: DeriveContext = DeriveContext::new(SEQ_R96_CONTEXT);
+static SEQ_CONTENT: DeriveContext = DeriveContext::new(SEQ_CONTENT_CONTEXT);
+static PAR_R96: DeriveContext = DeriveContext::new(PAR_R96_CONTEXT);
+static PAR_CONTENT: DeriveContext = DeriveContext::new(PAR_CONTENT_CONTEXT);
+static TRANSITION: DeriveContext = DeriveContext::new(TRANSITION_CONTEXT);
+
 /// BLAKE3-derive(context, parts concatenated), as 32 bytes.
-fn derive<'a>(context: &str, parts: impl IntoIterator<Item = &'a [u8]>) -> [u8; 32] {
-    let mut hasher = blake3::Hasher::new_derive_key(context);
+fn derive<'a>(context: &DeriveContext, parts: impl IntoIterator<Item = &'a [u8]>) -> [u8; 32] {
+    let mut hasher = context.hasher();
     for part in parts {
         hasher.update(part);
     }
@@ -34,13 +40,10 @@ impl Receipt {
         let schedule = self.schedule().advance(next.schedule());
         Receipt {
             content: Address::from_bytes(derive(
-                SEQ_CONTENT_CONTEXT,
+                &SEQ_CONTENT,
                 [self.content.as_ref(), next.content.as_ref()],
             )),
-            r96: R96Digest::from_bytes(derive(
-                SEQ_R96_CONTEXT,
-                [self.r96.as_ref(), next.r96.as_ref()],
-            )),
+            r96: R96Digest::from_bytes(derive(&SEQ_R96, [self.r96.as_ref(), next.r96.as_ref()])),
             c768_cycle: schedule.cycle,
             c768_phase: schedule.phase,
             phi_roundtrip: self.phi_roundtrip && next.phi_roundtrip,
@@ -103,11 +106,11 @@ impl Receipt {
             });
         Receipt {
             content: Address::from_bytes(derive(
-                PAR_CONTENT_CONTEXT,
+                &PAR_CONTENT,
                 sorted.iter().map(|(c, _)| c.as_slice()),
             )),
             r96: R96Digest::from_bytes(derive(
-                PAR_R96_CONTEXT,
+                &PAR_R96,
                 sorted.iter().map(|(_, r)| r.r96.as_ref()),
             )),
             c768_cycle: schedule.cycle,
@@ -130,7 +133,7 @@ impl Receipt {
         let schedule = previous.schedule().advance(command.schedule());
         Receipt {
             content: Address::from_bytes(derive(
-                TRANSITION_CONTEXT,
+                &TRANSITION,
                 [
                     previous.to_canonical_bytes().as_slice(),
                     command.to_canonical_bytes().as_slice(),

@@ -11,7 +11,7 @@
 use crate::cache::Cache;
 use crate::ReceiptError;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
-use hologram_lattice::NodeId;
+use hologram_lattice::{DeriveContext, NodeId};
 use serde::{Deserialize, Serialize};
 
 /// What a signature is for. Each purpose has its own BLAKE3 key-derivation
@@ -65,6 +65,27 @@ impl Purpose {
         Purpose::SetChange,
     ];
 
+    /// The context, hashed once per process (see [`DeriveContext`]).
+    fn derive_context(self) -> &'static DeriveContext {
+        static CONTEXTS: [DeriveContext; Purpose::ALL.len()] = [
+            DeriveContext::new(Purpose::ALL[0].context()),
+            DeriveContext::new(Purpose::ALL[1].context()),
+            DeriveContext::new(Purpose::ALL[2].context()),
+            DeriveContext::new(Purpose::ALL[3].context()),
+            DeriveContext::new(Purpose::ALL[4].context()),
+            DeriveContext::new(Purpose::ALL[5].context()),
+            DeriveContext::new(Purpose::ALL[6].context()),
+            DeriveContext::new(Purpose::ALL[7].context()),
+            DeriveContext::new(Purpose::ALL[8].context()),
+            DeriveContext::new(Purpose::ALL[9].context()),
+            DeriveContext::new(Purpose::ALL[10].context()),
+            DeriveContext::new(Purpose::ALL[11].context()),
+        ];
+        let context = &CONTEXTS[self as usize];
+        debug_assert_eq!(context.context(), self.context());
+        context
+    }
+
     /// The BLAKE3 key-derivation context of this purpose.
     pub const fn context(self) -> &'static str {
         match self {
@@ -86,7 +107,9 @@ impl Purpose {
     /// The Ed25519 message for `canonical` bytes signed for this purpose:
     /// `BLAKE3-derive(self.context(), canonical)`.
     pub fn message(self, canonical: &[u8]) -> [u8; 32] {
-        *blake3::Hasher::new_derive_key(self.context())
+        *self
+            .derive_context()
+            .hasher()
             .update(canonical)
             .finalize()
             .as_bytes()
@@ -329,6 +352,7 @@ mod tests {
         );
         for p in Purpose::ALL {
             assert_eq!(p.context(), format!("hologram {p} v1"));
+            assert_eq!(p.derive_context().context(), p.context());
             let expected = blake3::Hasher::new_derive_key(p.context())
                 .update(b"abc")
                 .finalize();

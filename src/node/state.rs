@@ -58,7 +58,7 @@ impl StateMachine for CommandList {
     type Output = Ack;
 
     fn apply(&mut self, command: &Command) -> Ack {
-        self.digest = self.digest.next(&Receipt::from_bytes(command.bytes()));
+        self.digest = self.digest.next(&command.payload_receipt());
         self.len += 1;
         Ack {
             height: self.height,
