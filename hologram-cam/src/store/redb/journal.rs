@@ -29,14 +29,18 @@
 //!
 //! **What is refused.** Opening is refused ([`CamError::Storage`]) when the
 //! journal does not start with its magic bytes, when a record that is not
-//! the last fails its checksum or is longer than [`JOURNAL_MAX_RECORD_BYTES`], when
+//! the last (bytes other than zeros follow it) fails its checksum or is
+//! longer than [`JOURNAL_MAX_RECORD_BYTES`], when
 //! the sequence numbers after the mark skip one (a record the store
 //! acknowledged is missing), or when a checksummed record does not decode.
 //! The last record of the file may be incomplete or fail its checksum (a
 //! crash during its append: it was never acknowledged) and is dropped.
 //!
 //! File format: `MAGIC` (8 bytes), then records of `length u32 LE ‖
-//! sequence u64 LE ‖ checksum (16 bytes) ‖ payload (length bytes)`; the
+//! sequence u64 LE ‖ checksum (16 bytes) ‖ payload (length bytes)`, then
+//! zeros (the file is created with `PREALLOCATED` bytes, and emptied by
+//! writing zeros over its records, the first header first); a header of
+//! zeros ends the records. The
 //! checksum is the first 16 bytes of BLAKE3-derive(`CHECKSUM_CONTEXT`,
 //! sequence ‖ payload). The payload is `count u32 ‖ (name length u32 ‖ name
 //! ‖ 0 | 1 ‖ [data length u32 ‖ data])*`; objects are re-addressed from
@@ -45,9 +49,14 @@
 use crate::store::Name;
 use crate::{CamError, Object, SharedBytes};
 use std::fs::{File, OpenOptions};
-use std::io::{Read as _, Write as _};
+use std::io::{Read as _, Seek, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 
+/// The bytes a journal file is created with (zeros after the magic), so
+/// that an append within them does not change the file's size: the sync of
+/// an append then writes the data alone, not the file's inode as well (one
+/// I/O fewer per record, measured as about a third of the sync's cost).
+const PREALLOCATED: u64 = 4 << 20;
 /// The first bytes of a journal file.
 const MAGIC: [u8; 8] = *b"HGNAMEJ1";
 /// Bytes before a record's payload: length, sequence, checksum.
@@ -65,7 +74,7 @@ pub const JOURNAL_MAX_RECORD_BYTES: usize = 64 << 20;
 pub const JOURNAL_CHECKPOINT_RECORDS: u64 = 64;
 /// Bytes appended before the redb commit is a durable one and the journal
 /// is emptied.
-pub const JOURNAL_CHECKPOINT_BYTES: u64 = 8 << 20;
+pub const JOURNAL_CHECKPOINT_BYTES: u64 = PREALLOCATED - MAGIC.len() as u64;
 
 /// The journal's path for the store file `store`: `<store>.journal`.
 pub(super) fn path_for(store: &Path) -> PathBuf {
@@ -185,12 +194,19 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Records, String> {
     let mut out = Records::default();
     while !rest.is_empty() {
         let torn = |out: Records, rest: &[u8]| Records {
-            torn_bytes: rest.len() as u64,
+            torn_bytes: rest
+                .iter()
+                .rposition(|&b| b != 0)
+                .map_or(0, |i| i as u64 + 1),
             ..out
         };
         let Some(header) = rest.get(..RECORD_HEADER) else {
             return Ok(torn(out, rest));
         };
+        // The zeros of the preallocated space (or of an emptying): the end.
+        if header.iter().all(|&b| b == 0) {
+            return Ok(torn(out, rest));
+        }
         let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
         let sequence = u64::from_le_bytes(header[4..12].try_into().expect("8 bytes"));
         let sum: [u8; 16] = header[12..].try_into().expect("16 bytes");
@@ -198,7 +214,8 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Records, String> {
             // It does not end within the file: the append was cut short.
             return Ok(torn(out, rest));
         };
-        let last = rest.len() == RECORD_HEADER + len;
+        // Nothing but zeros after it: it was the last append.
+        let last = rest[RECORD_HEADER + len..].iter().all(|&b| b == 0);
         if len > JOURNAL_MAX_RECORD_BYTES || checksum(sequence, payload) != sum {
             if last {
                 return Ok(torn(out, rest));
@@ -227,8 +244,8 @@ pub(super) fn read(path: &Path) -> Result<Option<Records>, CamError> {
     parse(&bytes).map(Some).map_err(|why| error(path, why))
 }
 
-/// Writes an empty journal (its magic bytes only) at `path`, synced, the
-/// directory entry too.
+/// Writes an empty journal at `path`: its magic bytes, then zeros up to
+/// [`PREALLOCATED`] bytes, synced, the directory entry too.
 pub(super) fn reset(path: &Path) -> Result<File, CamError> {
     let mut file = OpenOptions::new()
         .create(true)
@@ -236,7 +253,9 @@ pub(super) fn reset(path: &Path) -> Result<File, CamError> {
         .truncate(true)
         .open(path)
         .map_err(|e| error(path, format!("creating: {e}")))?;
-    file.write_all(&MAGIC)
+    let mut empty = vec![0u8; PREALLOCATED as usize];
+    empty[..MAGIC.len()].copy_from_slice(&MAGIC);
+    file.write_all(&empty)
         .and_then(|()| file.sync_all())
         .map_err(|e| error(path, format!("emptying: {e}")))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -249,6 +268,12 @@ pub(super) fn reset(path: &Path) -> Result<File, CamError> {
     Ok(file)
 }
 
+/// Writes all of `bytes` at `offset` of `file`.
+fn write_at(mut file: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+    file.seek(SeekFrom::Start(offset))?;
+    file.write_all(bytes)
+}
+
 /// The open journal of a store that journals its names.
 #[derive(Debug)]
 pub(super) struct Journal {
@@ -256,9 +281,13 @@ pub(super) struct Journal {
     path: PathBuf,
     /// The sequence number of the next record.
     pub(super) next: u64,
-    /// Records and bytes appended since the journal was last emptied.
+    /// Records and bytes appended since the journal was last emptied; the
+    /// next record goes at byte `MAGIC.len() + bytes`.
     records: u64,
     bytes: u64,
+    /// Bytes after the magic that may be other than zero (`bytes`, and
+    /// what a failed append may have left past them): what emptying zeros.
+    dirty: u64,
     /// An append, a redb commit after one or an emptying failed: the next
     /// write commits redb durably and empties the journal.
     pub(super) failed: bool,
@@ -274,6 +303,7 @@ impl Journal {
             next,
             records: 0,
             bytes: 0,
+            dirty: 0,
             failed: false,
         })
     }
@@ -286,15 +316,16 @@ impl Journal {
             || self.bytes >= JOURNAL_CHECKPOINT_BYTES
     }
 
-    /// Appends the record `sequence` with `payload` and syncs the file.
+    /// Writes the record `sequence` with `payload` after the last one and
+    /// syncs the file.
     pub(super) fn append(&mut self, sequence: u64, payload: &[u8]) -> Result<(), CamError> {
         let mut record = Vec::with_capacity(RECORD_HEADER + payload.len());
         record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         record.extend_from_slice(&sequence.to_le_bytes());
         record.extend_from_slice(&checksum(sequence, payload));
         record.extend_from_slice(payload);
-        self.file
-            .write_all(&record)
+        self.dirty = self.dirty.max(self.bytes + record.len() as u64);
+        write_at(&self.file, &record, MAGIC.len() as u64 + self.bytes)
             .and_then(|()| self.file.sync_data())
             .map_err(|e| error(&self.path, format!("appending record {sequence}: {e}")))?;
         self.records += 1;
@@ -303,11 +334,21 @@ impl Journal {
     }
 
     /// Empties the journal, after a durable redb commit made its records
-    /// redundant.
+    /// redundant: zeros over the first record's header, synced (from then
+    /// on the journal reads as empty, whatever a crash leaves of the rest),
+    /// then zeros over the other records, synced.
     pub(super) fn empty(&mut self) -> Result<(), CamError> {
-        self.file = reset(&self.path)?;
+        let start = MAGIC.len() as u64;
+        let zero = |file: &File, from: u64, len: u64| {
+            write_at(file, &vec![0u8; len as usize], from).and_then(|()| file.sync_data())
+        };
+        let header = self.dirty.min(RECORD_HEADER as u64);
+        zero(&self.file, start, header)
+            .and_then(|()| zero(&self.file, start + header, self.dirty - header))
+            .map_err(|e| error(&self.path, format!("emptying: {e}")))?;
         self.records = 0;
         self.bytes = 0;
+        self.dirty = 0;
         self.failed = false;
         Ok(())
     }
@@ -354,7 +395,16 @@ mod tests {
             // Only a cut between records leaves no torn bytes.
             let between = cut == MAGIC.len() || cut == whole.len() - 3 - RECORD_HEADER;
             assert_eq!(parsed.torn_bytes == 0, between, "cut at {cut}");
+            // The same followed by zeros, as in a preallocated file.
+            let mut padded = whole[..cut].to_vec();
+            padded.resize(whole.len() + 64, 0);
+            assert!(parse(&padded).unwrap().records.len() < 2, "cut at {cut}");
         }
+        let mut padded = whole.clone();
+        padded.extend_from_slice(&[0; 100]);
+        assert_eq!(parse(&padded).unwrap().records, records);
+        padded[whole.len() - 1] ^= 1;
+        assert_eq!(parse(&padded).unwrap().records.len(), 1);
         // The last record's payload damaged: dropped.
         let mut last = whole.clone();
         *last.last_mut().unwrap() ^= 1;
@@ -364,6 +414,11 @@ mod tests {
         let mut first = whole.clone();
         first[MAGIC.len() + RECORD_HEADER] ^= 1;
         assert!(parse(&first).unwrap_err().contains("records follow it"));
+        // An emptying cut short after its first step (the first header
+        // zeroed and synced): nothing, whatever follows.
+        let mut emptying = whole.clone();
+        emptying[MAGIC.len()..MAGIC.len() + RECORD_HEADER].fill(0);
+        assert!(parse(&emptying).unwrap().records.is_empty());
         // Not a journal.
         assert!(parse(b"something else").is_err());
         // An empty or half-created file holds nothing.
