@@ -253,9 +253,8 @@ pub(super) fn reset(path: &Path) -> Result<File, CamError> {
         .truncate(true)
         .open(path)
         .map_err(|e| error(path, format!("creating: {e}")))?;
-    let mut empty = vec![0u8; PREALLOCATED as usize];
-    empty[..MAGIC.len()].copy_from_slice(&MAGIC);
-    file.write_all(&empty)
+    file.write_all(&MAGIC)
+        .and_then(|()| write_zeros(&file, MAGIC.len() as u64, PREALLOCATED - MAGIC.len() as u64))
         .and_then(|()| file.sync_all())
         .map_err(|e| error(path, format!("emptying: {e}")))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -266,6 +265,20 @@ pub(super) fn reset(path: &Path) -> Result<File, CamError> {
         }
     }
     Ok(file)
+}
+
+/// Writes `len` zeros at `offset` of `file`, from one static buffer: no
+/// allocation of the journal's size (a freed multi-MiB buffer raises
+/// glibc's mmap threshold, and later allocations fragment its heap).
+fn write_zeros(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(ZEROS.len() as u64);
+        write_at(file, &ZEROS[..n as usize], offset + done)?;
+        done += n;
+    }
+    Ok(())
 }
 
 /// Writes all of `bytes` at `offset` of `file`.
@@ -340,7 +353,7 @@ impl Journal {
     pub(super) fn empty(&mut self) -> Result<(), CamError> {
         let start = MAGIC.len() as u64;
         let zero = |file: &File, from: u64, len: u64| {
-            write_at(file, &vec![0u8; len as usize], from).and_then(|()| file.sync_data())
+            write_zeros(file, from, len).and_then(|()| file.sync_data())
         };
         let header = self.dirty.min(RECORD_HEADER as u64);
         zero(&self.file, start, header)
