@@ -214,10 +214,9 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Records, String> {
             // It does not end within the file: the append was cut short.
             return Ok(torn(out, rest));
         };
-        // Nothing but zeros after it: it was the last append.
-        let last = rest[RECORD_HEADER + len..].iter().all(|&b| b == 0);
         if len > JOURNAL_MAX_RECORD_BYTES || checksum(sequence, payload) != sum {
-            if last {
+            // Nothing but zeros after it: it was the last append, cut short.
+            if rest[RECORD_HEADER + len..].iter().all(|&b| b == 0) {
                 return Ok(torn(out, rest));
             }
             let offset = bytes.len() - rest.len();
