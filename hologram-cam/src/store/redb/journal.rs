@@ -210,13 +210,14 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Records, String> {
         let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
         let sequence = u64::from_le_bytes(header[4..12].try_into().expect("8 bytes"));
         let sum: [u8; 16] = header[12..].try_into().expect("16 bytes");
-        let Some(payload) = rest.get(RECORD_HEADER..RECORD_HEADER + len) else {
+        let end = RECORD_HEADER.saturating_add(len);
+        let Some(payload) = rest.get(RECORD_HEADER..end) else {
             // It does not end within the file: the append was cut short.
             return Ok(torn(out, rest));
         };
         if len > JOURNAL_MAX_RECORD_BYTES || checksum(sequence, payload) != sum {
             // Nothing but zeros after it: it was the last append, cut short.
-            if rest[RECORD_HEADER + len..].iter().all(|&b| b == 0) {
+            if rest[end..].iter().all(|&b| b == 0) {
                 return Ok(torn(out, rest));
             }
             let offset = bytes.len() - rest.len();
@@ -225,7 +226,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Records, String> {
             ));
         }
         out.records.push((sequence, payload.to_vec()));
-        rest = &rest[RECORD_HEADER + len..];
+        rest = &rest[end..];
     }
     Ok(out)
 }
