@@ -181,8 +181,9 @@ pub(super) struct Records {
 /// Parses a journal file's bytes; see the [module docs](self) for what is
 /// refused and what is dropped.
 pub(super) fn parse(bytes: &[u8]) -> Result<Records, String> {
-    // An empty file, or one whose creation was cut short: nothing in it.
-    if bytes.len() < MAGIC.len() && MAGIC.starts_with(bytes) {
+    // An empty file, or one whose creation was cut short (the size
+    // reached the disk, the bytes not: zeros): nothing in it.
+    if (bytes.len() < MAGIC.len() && MAGIC.starts_with(bytes)) || bytes.iter().all(|&b| b == 0) {
         return Ok(Records {
             torn_bytes: bytes.len() as u64,
             ..Records::default()
@@ -437,6 +438,7 @@ mod tests {
         // An empty or half-created file holds nothing.
         assert!(parse(&[]).unwrap().records.is_empty());
         assert!(parse(&MAGIC[..3]).unwrap().records.is_empty());
+        assert!(parse(&[0; 4096]).unwrap().records.is_empty());
     }
 
     #[test]

@@ -49,8 +49,14 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 ///
 /// Version 2 adds the names journal ([`RedbStore::with_names_journal`]): a
 /// file that journals its names is stamped 2, so that a build that would
-/// not replay the journal refuses it. Version 1 files are read as they are.
+/// not replay the journal refuses it. A file that does not journal is
+/// stamped 1 ([`PLAIN_FORMAT_VERSION`]), so that earlier builds still open
+/// it.
 pub const STORE_FORMAT_VERSION: u32 = 2;
+
+/// The format version a new file is stamped with until it journals its
+/// names: version 1, which builds from before the journal read.
+const PLAIN_FORMAT_VERSION: u32 = 1;
 
 /// The store's own facts about its file: `"format"` → its version.
 const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
@@ -248,9 +254,9 @@ impl RedbStore {
                     supported: STORE_FORMAT_VERSION,
                 }),
                 Some(_) => Ok(((), false)),
-                // A new file, or one from before versions: today's format.
+                // A new file, or one from before versions: the plain format.
                 None => {
-                    meta.insert("format", STORE_FORMAT_VERSION)
+                    meta.insert("format", PLAIN_FORMAT_VERSION)
                         .map_err(storage("writing the format version", path))?;
                     Ok(((), true))
                 }

@@ -268,7 +268,7 @@ fn a_file_of_a_newer_format_is_refused_and_left_alone() {
             let mut meta = txn.open_table(META).unwrap();
             assert_eq!(
                 meta.get("format").unwrap().unwrap().value(),
-                STORE_FORMAT_VERSION
+                PLAIN_FORMAT_VERSION
             );
             meta.insert("format", STORE_FORMAT_VERSION + 1).unwrap();
         }
@@ -293,7 +293,28 @@ fn a_file_of_a_newer_format_is_refused_and_left_alone() {
 }
 
 #[test]
-fn a_file_from_before_versions_opens_and_is_stamped_with_todays_format() {
+fn a_plain_store_is_stamped_1_and_a_journaling_one_2() {
+    let file = TempFile::new("format-journal");
+    let version = |path: &Path| {
+        let db = Database::open(path).unwrap();
+        let meta = db.begin_read().unwrap().open_table(META).unwrap();
+        let v = meta.get("format").unwrap().unwrap().value();
+        v
+    };
+    drop(RedbStore::create(&file.0).unwrap());
+    assert_eq!(version(&file.0), PLAIN_FORMAT_VERSION);
+    drop(
+        RedbStore::open(&file.0)
+            .unwrap()
+            .with_names_journal()
+            .unwrap(),
+    );
+    assert_eq!(version(&file.0), STORE_FORMAT_VERSION);
+    let _ = std::fs::remove_file(journal::path_for(&file.0));
+}
+
+#[test]
+fn a_file_from_before_versions_opens_as_version_one() {
     let file = TempFile::new("format-legacy");
     let object = Object::new(&b"kept from before"[..]);
     block_on(RedbStore::create(&file.0).unwrap().put(object.clone())).unwrap();
@@ -312,10 +333,7 @@ fn a_file_from_before_versions_opens_and_is_stamped_with_todays_format() {
     drop(store);
     let db = Database::open(&file.0).unwrap();
     let meta = db.begin_read().unwrap().open_table(META).unwrap();
-    assert_eq!(
-        meta.get("format").unwrap().unwrap().value(),
-        STORE_FORMAT_VERSION
-    );
+    assert_eq!(meta.get("format").unwrap().unwrap().value(), 1);
 }
 
 #[test]
