@@ -50,8 +50,7 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 /// Version 2 adds the names journal ([`RedbStore::with_names_journal`]): a
 /// file that journals its names is stamped 2, so that a build that would
 /// not replay the journal refuses it. A file that does not journal is
-/// stamped 1 ([`PLAIN_FORMAT_VERSION`]), so that earlier builds still open
-/// it.
+/// stamped 1, so that earlier builds still open it.
 pub const STORE_FORMAT_VERSION: u32 = 2;
 
 /// The format version a new file is stamped with until it journals its
