@@ -28,13 +28,16 @@
 //! the next write: a failed `set_named` may or may not have taken effect.
 //!
 //! **What is refused.** Opening is refused ([`CamError::Storage`]) when the
-//! journal does not start with its magic bytes, when a record that is not
-//! the last (bytes other than zeros follow it) fails its checksum or is
-//! longer than [`JOURNAL_MAX_RECORD_BYTES`], when
-//! the sequence numbers after the mark skip one (a record the store
+//! journal does not start with its magic bytes, when a record is cut short
+//! or damaged (its checksum fails, or its length is past the file's end or
+//! [`JOURNAL_MAX_RECORD_BYTES`]) and an intact record with a higher
+//! sequence number than the mark and the records before it follows it
+//! anywhere in the file (an acknowledged record, or its header, is damaged),
+//! when the sequence numbers after the mark skip one (a record the store
 //! acknowledged is missing), or when a checksummed record does not decode.
-//! The last record of the file may be incomplete or fail its checksum (a
-//! crash during its append: it was never acknowledged) and is dropped.
+//! A damaged record that no intact later record follows is the last
+//! append, cut by a crash (whatever length its torn header claims): it was
+//! never acknowledged and is dropped.
 //!
 //! File format: `MAGIC` (8 bytes), then records of `length u32 LE ‖
 //! sequence u64 LE ‖ checksum (16 bytes) ‖ payload (length bytes)`, then
@@ -178,9 +181,52 @@ pub(super) struct Records {
     pub(super) torn_bytes: u64,
 }
 
+/// A record's header: payload length, sequence number and checksum.
+fn header(bytes: &[u8]) -> Option<(usize, u64, [u8; 16])> {
+    let (len, rest) = bytes.split_first_chunk::<4>()?;
+    let (sequence, rest) = rest.split_first_chunk::<8>()?;
+    let (sum, _) = rest.split_first_chunk::<16>()?;
+    Some((
+        u32::from_le_bytes(*len) as usize,
+        u64::from_le_bytes(*sequence),
+        *sum,
+    ))
+}
+
+/// The intact record at the front of `bytes`, if there is one: its
+/// sequence number, payload and length in the file.
+fn record(bytes: &[u8]) -> Option<(u64, &[u8], usize)> {
+    let (len, sequence, sum) = header(bytes)?;
+    if len > JOURNAL_MAX_RECORD_BYTES {
+        return None;
+    }
+    let end = RECORD_HEADER.saturating_add(len);
+    let payload = bytes.get(RECORD_HEADER..end)?;
+    (checksum(sequence, payload) == sum).then_some((sequence, payload, end))
+}
+
+/// The offset in `bytes` of an intact record whose sequence number is
+/// above `after` (and not implausibly far above it), searching byte by
+/// byte: after a damaged record, whether an acknowledged one follows it.
+/// Only headers whose sequence number is in range are checksummed, so the
+/// search costs one pass unless the bytes hold many plausible headers.
+fn later_record(bytes: &[u8], after: u64) -> Option<(usize, u64)> {
+    // No more records can follow than headers fit in the bytes.
+    let highest = after.saturating_add((bytes.len() / RECORD_HEADER) as u64 + 1);
+    (0..bytes.len().saturating_sub(RECORD_HEADER)).find_map(|at| {
+        let (_, sequence, _) = header(&bytes[at..])?;
+        if sequence <= after || sequence > highest {
+            return None;
+        }
+        record(&bytes[at..]).map(|(sequence, _, _)| (at, sequence))
+    })
+}
+
 /// Parses a journal file's bytes; see the [module docs](self) for what is
-/// refused and what is dropped.
-pub(super) fn parse(bytes: &[u8]) -> Result<Records, String> {
+/// refused and what is dropped. `mark` is the applied mark of the store:
+/// records at or below it are stale, and do not count as acknowledged
+/// records following a damaged one.
+pub(super) fn parse(bytes: &[u8], mark: u64) -> Result<Records, String> {
     // An empty file, or one whose creation was cut short (the size
     // reached the disk, the bytes not: zeros): nothing in it.
     if (bytes.len() < MAGIC.len() && MAGIC.starts_with(bytes)) || bytes.iter().all(|&b| b == 0) {
@@ -194,46 +240,41 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Records, String> {
     };
     let mut out = Records::default();
     while !rest.is_empty() {
-        let torn = |out: Records, rest: &[u8]| Records {
-            torn_bytes: rest
-                .iter()
-                .rposition(|&b| b != 0)
-                .map_or(0, |i| i as u64 + 1),
-            ..out
-        };
-        let Some(header) = rest.get(..RECORD_HEADER) else {
-            return Ok(torn(out, rest));
-        };
-        // The zeros of the preallocated space (or of an emptying): the end.
-        if header.iter().all(|&b| b == 0) {
-            return Ok(torn(out, rest));
-        }
-        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-        let sequence = u64::from_le_bytes(header[4..12].try_into().expect("8 bytes"));
-        let sum: [u8; 16] = header[12..].try_into().expect("16 bytes");
-        let end = RECORD_HEADER.saturating_add(len);
-        let Some(payload) = rest.get(RECORD_HEADER..end) else {
-            // It does not end within the file: the append was cut short.
-            return Ok(torn(out, rest));
-        };
-        if len > JOURNAL_MAX_RECORD_BYTES || checksum(sequence, payload) != sum {
-            // Nothing but zeros after it: it was the last append, cut short.
-            if rest[end..].iter().all(|&b| b == 0) {
-                return Ok(torn(out, rest));
+        let Some((sequence, payload, end)) = record(rest) else {
+            // The end of the records: the zeros of the preallocated space
+            // or of an emptying, or a record cut short or damaged. If it
+            // was the last append (a crash during it: never acknowledged),
+            // no intact record with a higher sequence number follows,
+            // whatever its header says (a torn header can claim any
+            // length). If one does, an acknowledged record or its header
+            // is damaged: refused, not dropped. (Stale records of an
+            // emptying cut short are at or below the mark.)
+            let after = out.records.last().map_or(mark, |(s, _)| *s).max(mark);
+            if let Some((at, later)) = later_record(&rest[1..], after) {
+                let offset = bytes.len() - rest.len();
+                return Err(format!(
+                    "the record at byte {offset} is damaged and an intact record (sequence {later}) follows it at byte {}",
+                    offset + 1 + at
+                ));
             }
-            let offset = bytes.len() - rest.len();
-            return Err(format!(
-                "the record at byte {offset} (sequence {sequence}) is damaged and records follow it"
-            ));
-        }
+            let head = rest.get(..RECORD_HEADER).unwrap_or(rest);
+            if head.iter().any(|&b| b != 0) {
+                out.torn_bytes = rest
+                    .iter()
+                    .rposition(|&b| b != 0)
+                    .map_or(0, |i| i as u64 + 1);
+            }
+            break;
+        };
         out.records.push((sequence, payload.to_vec()));
         rest = &rest[end..];
     }
     Ok(out)
 }
 
-/// Reads and parses the journal at `path`; `None` if there is none.
-pub(super) fn read(path: &Path) -> Result<Option<Records>, CamError> {
+/// Reads and parses the journal at `path` of a store whose applied mark is
+/// `mark`; `None` if there is none.
+pub(super) fn read(path: &Path, mark: u64) -> Result<Option<Records>, CamError> {
     let mut file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -242,7 +283,9 @@ pub(super) fn read(path: &Path) -> Result<Option<Records>, CamError> {
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)
         .map_err(|e| error(path, format!("reading: {e}")))?;
-    parse(&bytes).map(Some).map_err(|why| error(path, why))
+    parse(&bytes, mark)
+        .map(Some)
+        .map_err(|why| error(path, why))
 }
 
 /// Writes an empty journal at `path`: its magic bytes, then zeros up to
@@ -307,14 +350,28 @@ pub(super) struct Journal {
     pub(super) failed: bool,
 }
 
+/// A journal as opening a store left it: the sequence number its next
+/// record takes, and the file, emptied, if there was one.
+#[derive(Debug)]
+pub(super) struct Replayed {
+    /// The sequence number of the next record.
+    pub(super) next: u64,
+    /// The journal file, emptied; `None` if there was none.
+    pub(super) file: Option<File>,
+}
+
 impl Journal {
-    /// Starts an empty journal at `path` whose first record is `next`.
-    pub(super) fn start(path: PathBuf, next: u64) -> Result<Self, CamError> {
-        let file = reset(&path)?;
+    /// Starts the journal at `path` as opening left it (creating an empty
+    /// one if there was none).
+    pub(super) fn start(path: PathBuf, replayed: Replayed) -> Result<Self, CamError> {
+        let file = match replayed.file {
+            Some(file) => file,
+            None => reset(&path)?,
+        };
         Ok(Self {
             file,
             path,
-            next,
+            next: replayed.next,
             records: 0,
             bytes: 0,
             dirty: 0,
@@ -402,9 +459,9 @@ mod tests {
     fn a_cut_or_damaged_last_record_is_dropped_and_an_earlier_one_refused() {
         let records = vec![(1, encode(&[(name("a"), None)])), (2, b"xyz".to_vec())];
         let whole = file(&records);
-        assert_eq!(parse(&whole).unwrap().records, records);
+        assert_eq!(parse(&whole, 0).unwrap().records, records);
         for cut in MAGIC.len()..whole.len() {
-            let parsed = parse(&whole[..cut]).unwrap();
+            let parsed = parse(&whole[..cut], 0).unwrap();
             assert!(parsed.records.len() < 2, "cut at {cut}");
             // Only a cut between records leaves no torn bytes.
             let between = cut == MAGIC.len() || cut == whole.len() - 3 - RECORD_HEADER;
@@ -412,33 +469,83 @@ mod tests {
             // The same followed by zeros, as in a preallocated file.
             let mut padded = whole[..cut].to_vec();
             padded.resize(whole.len() + 64, 0);
-            assert!(parse(&padded).unwrap().records.len() < 2, "cut at {cut}");
+            assert!(parse(&padded, 0).unwrap().records.len() < 2, "cut at {cut}");
         }
         let mut padded = whole.clone();
         padded.extend_from_slice(&[0; 100]);
-        assert_eq!(parse(&padded).unwrap().records, records);
+        assert_eq!(parse(&padded, 0).unwrap().records, records);
         padded[whole.len() - 1] ^= 1;
-        assert_eq!(parse(&padded).unwrap().records.len(), 1);
+        assert_eq!(parse(&padded, 0).unwrap().records.len(), 1);
         // The last record's payload damaged: dropped.
         let mut last = whole.clone();
         *last.last_mut().unwrap() ^= 1;
-        let parsed = parse(&last).unwrap();
+        let parsed = parse(&last, 0).unwrap();
         assert_eq!(parsed.records.len(), 1);
         // The first record's payload damaged while the second follows: refused.
         let mut first = whole.clone();
         first[MAGIC.len() + RECORD_HEADER] ^= 1;
-        assert!(parse(&first).unwrap_err().contains("records follow it"));
+        assert!(parse(&first, 0)
+            .unwrap_err()
+            .contains("intact record (sequence 2) follows"));
         // An emptying cut short after its first step (the first header
-        // zeroed and synced): nothing, whatever follows.
+        // zeroed and synced, after the durable commit that raised the mark
+        // to the last record): nothing, whatever follows.
         let mut emptying = whole.clone();
         emptying[MAGIC.len()..MAGIC.len() + RECORD_HEADER].fill(0);
-        assert!(parse(&emptying).unwrap().records.is_empty());
+        let parsed = parse(&emptying, 2).unwrap();
+        assert!(parsed.records.is_empty());
+        assert_eq!(parsed.torn_bytes, 0);
         // Not a journal.
-        assert!(parse(b"something else").is_err());
+        assert!(parse(b"something else", 0).is_err());
         // An empty or half-created file holds nothing.
-        assert!(parse(&[]).unwrap().records.is_empty());
-        assert!(parse(&MAGIC[..3]).unwrap().records.is_empty());
-        assert!(parse(&[0; 4096]).unwrap().records.is_empty());
+        assert!(parse(&[], 0).unwrap().records.is_empty());
+        assert!(parse(&MAGIC[..3], 0).unwrap().records.is_empty());
+        assert!(parse(&[0; 4096], 0).unwrap().records.is_empty());
+    }
+
+    #[test]
+    fn a_torn_header_of_the_last_record_is_dropped_whatever_length_it_claims() {
+        let records = vec![(1, encode(&[(name("a"), None)])), (2, vec![7; 300])];
+        let whole = file(&records);
+        let second = whole.len() - 300 - RECORD_HEADER;
+        // The header's first bytes (its page) not on disk, the rest of it
+        // and the payload there: the length reads as anything.
+        for torn in 1..RECORD_HEADER {
+            for fill in [0u8, 0xff] {
+                let mut bytes = whole.clone();
+                bytes[second..second + torn].fill(fill);
+                bytes.resize(bytes.len() + 4096, 0);
+                let parsed = parse(&bytes, 0).unwrap();
+                assert_eq!(parsed.records, records[..1], "torn {torn} fill {fill}");
+                assert!(parsed.torn_bytes > 0, "torn {torn} fill {fill}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_damaged_record_with_a_later_one_after_it_is_refused_a_stale_one_not() {
+        let records: Vec<_> = (5..9).map(|s| (s, vec![s as u8; 40])).collect();
+        let whole = file(&records);
+        let at = |i: usize| MAGIC.len() + i * (RECORD_HEADER + 40);
+        // Bit rot in the length, the sequence or the checksum of an
+        // acknowledged record, or its header zeroed: the records after it
+        // were acknowledged too.
+        for byte in [0, 3, 4, 12, 27] {
+            let mut bytes = whole.clone();
+            bytes[at(1) + byte] ^= 0x40;
+            let why = parse(&bytes, 0).unwrap_err();
+            assert!(why.contains("intact record (sequence 7)"), "{why}");
+        }
+        let mut zeroed = whole.clone();
+        zeroed[at(1)..at(1) + RECORD_HEADER].fill(0);
+        assert!(parse(&zeroed, 0).is_err());
+        // The same when the records after it are at or below the mark
+        // (stale, from an emptying cut short): nothing to replay after it.
+        let mut stale = whole.clone();
+        stale[at(1)] ^= 0x40;
+        let parsed = parse(&stale, 8).unwrap();
+        assert_eq!(parsed.records, records[..1]);
+        assert!(parse(&stale, 7).is_err());
     }
 
     #[test]
@@ -462,7 +569,7 @@ mod tests {
                 true => [&MAGIC[..], &bytes].concat(),
                 false => bytes,
             };
-            let _ = parse(&bytes);
+            let _ = parse(&bytes, 0);
             let _ = decode(&bytes);
         }
     }

@@ -127,6 +127,10 @@ pub struct RedbStore {
     broken: AtomicBool,
     /// The names journal, if `set_named` writes ahead to one.
     journal: Option<Mutex<journal::Journal>>,
+    /// What opening left of the journal (emptied, and the sequence number
+    /// its next record takes) until [`with_names_journal`](Self::with_names_journal)
+    /// starts it; `None` once started.
+    replayed: Option<journal::Replayed>,
 }
 
 /// Turns a redb error into [`CamError::Storage`] saying what was being done.
@@ -237,6 +241,7 @@ impl RedbStore {
             path: path.to_path_buf(),
             broken: AtomicBool::new(false),
             journal: None,
+            replayed: None,
         };
         store.write("stamping the format version", |txn| {
             let mut meta = txn
@@ -269,8 +274,11 @@ impl RedbStore {
                 .map_err(storage("opening the named table", path))?;
             Ok(((), true))
         })?;
-        store.replay_journal()?;
-        Ok(store)
+        let replayed = store.replay_journal()?;
+        Ok(Self {
+            replayed: Some(replayed),
+            ..store
+        })
     }
 
     /// Runs `f` in one durable write transaction. `f` returns its result

@@ -144,12 +144,16 @@ impl RedbStore {
 
     /// Replays the names journal beside the file, if there is one: the
     /// records after the durable mark, in one durable commit; then empties
-    /// it. Returns the sequence number the next record takes.
-    pub(super) fn replay_journal(&self) -> Result<u64, CamError> {
+    /// it. Returns the sequence number the next record takes, and the
+    /// emptied journal.
+    pub(super) fn replay_journal(&self) -> Result<journal::Replayed, CamError> {
         let mark = self.journal_mark()?;
         let path = journal::path_for(&self.path);
-        let Some(read) = journal::read(&path)? else {
-            return Ok(mark + 1);
+        let Some(read) = journal::read(&path, mark)? else {
+            return Ok(journal::Replayed {
+                next: mark + 1,
+                file: None,
+            });
         };
         let mut changes = Vec::new();
         let mut last = mark;
@@ -184,8 +188,10 @@ impl RedbStore {
             tracing::info!(journal = %path.display(), records = last - mark, "replaying the names journal");
             self.commit_named(changes, Durability::Immediate, Some(last))?;
         }
-        journal::reset(&path)?;
-        Ok(last + 1)
+        Ok(journal::Replayed {
+            next: last + 1,
+            file: Some(journal::reset(&path)?),
+        })
     }
 
     /// From now on, `set_named` appends each change set to a journal
@@ -197,7 +203,8 @@ impl RedbStore {
     /// the same: when `set_named` returns `Ok`, the change survives a
     /// crash (opening the store replays the journal). The file is stamped
     /// with format version 2, so that builds that would not replay the
-    /// journal refuse it.
+    /// journal refuse it. On a store that journals already, this does
+    /// nothing.
     ///
     /// ```
     /// use futures::executor::block_on;
@@ -215,6 +222,11 @@ impl RedbStore {
     /// ```
     pub fn with_names_journal(mut self) -> Result<Self, CamError> {
         let path = self.path.clone();
+        // Opening replayed the journal and left it empty; nothing else
+        // writes to it until it is started here.
+        let Some(replayed) = self.replayed.take() else {
+            return Ok(self);
+        };
         self.guarded("starting the names journal", || {
             self.write("stamping the format version", |txn| {
                 let mut meta = txn
@@ -225,8 +237,7 @@ impl RedbStore {
                 Ok(((), true))
             })
         })?;
-        let next = self.guarded("starting the names journal", || self.journal_mark())? + 1;
-        let journal = journal::Journal::start(journal::path_for(&path), next)?;
+        let journal = journal::Journal::start(journal::path_for(&path), replayed)?;
         self.journal = Some(Mutex::new(journal));
         Ok(self)
     }
