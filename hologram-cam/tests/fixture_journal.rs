@@ -1,9 +1,9 @@
-//! A store whose names journal holds records its file does not (what a
-//! crash leaves), committed to the repository
+//! Stores whose names journal holds records their file does not (what a
+//! crash leaves), committed to the repository, one per journal format
 //! (`tests/fixtures/journal-v1/`: `store.redb` of format version 2 and
-//! `store.redb.journal`, journal format `HGNAMEJ1`), opened and read back:
-//! a change to the journal's format that cannot replay old journals fails
-//! here.
+//! `store.redb.journal` of format `HGNAMEJ1`; `journal-v2/`: `HGNAMEJ2`,
+//! keyed checksums, the key in the file), opened and read back: a change
+//! to the journal's format that cannot replay old journals fails here.
 //!
 //! Regenerating it is for a deliberate format change only, and then the
 //! old directory stays beside the new one (under its own version):
@@ -16,8 +16,12 @@ use futures::executor::block_on;
 use hologram_cam::{Name, Object, RedbStore, Store};
 use std::path::{Path, PathBuf};
 
-/// The fixture's directory and the store file in it.
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/journal-v1");
+/// The fixtures' directories, oldest first; the writer rewrites the last.
+const FIXTURES: [&str; 2] = [
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/journal-v1"),
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/journal-v2"),
+];
+/// The store file and its journal in each.
 const STORE_FILE: &str = "store.redb";
 const JOURNAL_FILE: &str = "store.redb.journal";
 
@@ -47,43 +51,52 @@ fn expected() -> Vec<(Name, Option<Object>)> {
     last
 }
 
-/// A copy of the fixture in a fresh temporary directory.
-fn copy_of_fixture() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hologram-fixture-journal-{}", std::process::id()));
+/// A copy of `fixture` in a fresh temporary directory.
+fn copy_of_fixture(fixture: &str, n: usize) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "hologram-fixture-journal-{}-{n}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     for file in [STORE_FILE, JOURNAL_FILE] {
-        std::fs::copy(Path::new(FIXTURE).join(file), dir.join(file))
+        std::fs::copy(Path::new(fixture).join(file), dir.join(file))
             .expect("the committed fixture directory");
     }
     dir
 }
 
 #[test]
-fn the_committed_journal_is_replayed() {
+fn the_committed_journals_are_replayed() {
     if std::env::var_os("HOLOGRAM_WRITE_FIXTURES").is_some() {
-        return; // The writer below is rewriting it.
+        return; // The writer below is rewriting them.
     }
-    let dir = copy_of_fixture();
-    let file = dir.join(STORE_FILE);
-    // Without the journal, the file holds none of the names.
-    {
-        let bare = dir.join("bare.redb");
-        std::fs::copy(&file, &bare).unwrap();
-        let store = RedbStore::open(&bare).unwrap();
-        for (name, _) in expected() {
-            assert_eq!(block_on(store.get_named(&name)).unwrap(), None);
+    for (n, fixture) in FIXTURES.into_iter().enumerate() {
+        let dir = copy_of_fixture(fixture, n);
+        let file = dir.join(STORE_FILE);
+        // Without the journal, the file holds none of the names.
+        {
+            let bare = dir.join("bare.redb");
+            std::fs::copy(&file, &bare).unwrap();
+            let store = RedbStore::open(&bare).unwrap();
+            for (name, _) in expected() {
+                assert_eq!(block_on(store.get_named(&name)).unwrap(), None, "{fixture}");
+            }
         }
+        let store = RedbStore::open(&file).expect("the fixture opens");
+        for (name, value) in expected() {
+            assert_eq!(
+                block_on(store.get_named(&name)).unwrap(),
+                value,
+                "{fixture}: {name:?}"
+            );
+        }
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
-    let store = RedbStore::open(&file).expect("the fixture opens");
-    for (name, value) in expected() {
-        assert_eq!(block_on(store.get_named(&name)).unwrap(), value, "{name:?}");
-    }
-    drop(store);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Rewrites the fixture (only with `HOLOGRAM_WRITE_FIXTURES` set; see the
+/// Rewrites the newest fixture (only with `HOLOGRAM_WRITE_FIXTURES` set; see the
 /// module docs): the writes journaled, then the file and the journal
 /// copied while the store is open, as a crash would leave them.
 #[test]
@@ -102,10 +115,11 @@ fn write_fixture() {
     for changes in writes() {
         block_on(store.set_named(changes)).unwrap();
     }
-    let _ = std::fs::remove_dir_all(FIXTURE);
-    std::fs::create_dir_all(FIXTURE).unwrap();
+    let newest = FIXTURES[FIXTURES.len() - 1];
+    let _ = std::fs::remove_dir_all(newest);
+    std::fs::create_dir_all(newest).unwrap();
     for name in [STORE_FILE, JOURNAL_FILE] {
-        std::fs::copy(scratch.join(name), Path::new(FIXTURE).join(name)).unwrap();
+        std::fs::copy(scratch.join(name), Path::new(newest).join(name)).unwrap();
     }
     drop(store);
     let _ = std::fs::remove_dir_all(&scratch);

@@ -162,11 +162,11 @@ fn records_at_or_below_the_durable_mark_are_skipped() {
 }
 
 /// Where each record of a journal's bytes ends: records follow the 8
-/// magic bytes, each 28 header bytes (its payload's length first, u32 LE)
+/// magic bytes and the 16 bytes of the store's tag, each 28 header bytes (its payload's length first, u32 LE)
 /// and its payload; a header of zeros ends them.
 fn record_ends(journal: &[u8]) -> Vec<usize> {
     let mut ends = Vec::new();
-    let mut at = 8;
+    let mut at = 24;
     while journal[at..at + 28].iter().any(|&b| b != 0) {
         let len = u32::from_le_bytes(journal[at..at + 4].try_into().unwrap()) as usize;
         at += 28 + len;

@@ -39,15 +39,23 @@
 //! append, cut by a crash (whatever length its torn header claims): it was
 //! never acknowledged and is dropped.
 //!
-//! File format: `MAGIC` (8 bytes), then records of `length u32 LE ‖
-//! sequence u64 LE ‖ checksum (16 bytes) ‖ payload (length bytes)`, then
-//! zeros (the file is created with `PREALLOCATED` bytes, and emptied by
-//! writing zeros over its records, the first header first); a header of
-//! zeros ends the records. The
-//! checksum is the first 16 bytes of BLAKE3-derive(`CHECKSUM_CONTEXT`,
-//! sequence ‖ payload). The payload is `count u32 ‖ (name length u32 ‖ name
-//! ‖ 0 | 1 ‖ [data length u32 ‖ data])*`; objects are re-addressed from
-//! their bytes on replay.
+//! File format: `MAGIC` (`HGNAMEJ2`, 8 bytes) ‖ the store's tag (16
+//! bytes), then records of `length u32 LE ‖ sequence u64 LE ‖ checksum
+//! (16 bytes) ‖ payload (length bytes)`, then zeros (the file is created
+//! with `PREALLOCATED` bytes, and emptied by writing zeros over its
+//! records, the first header first); a header of zeros ends the records.
+//! The checksum is the first 16 bytes of keyed BLAKE3 under the store's
+//! journal key (32 random bytes drawn when the store is first opened, kept
+//! in its file) over sequence ‖ payload; the tag is the first 16 bytes of
+//! keyed BLAKE3 of `"hologram names-journal tag v2"`. Keyed checksums make
+//! a record unforgeable by whoever chooses the bytes written under a name
+//! (the search for a later intact record after a damaged one then cannot
+//! be fooled), and the tag tells a journal left beside another store file
+//! apart: refused if it holds anything, else emptied. The first format
+//! (`HGNAMEJ1`, no tag; checksum BLAKE3-derive(`CHECKSUM_CONTEXT`,
+//! sequence ‖ payload)) is still read, and replaced on opening. The payload
+//! is `count u32 ‖ (name length u32 ‖ name ‖ 0 | 1 ‖ [data length u32 ‖
+//! data])*`; objects are re-addressed from their bytes on replay.
 
 use crate::store::Name;
 use crate::{CamError, Object, SharedBytes};
@@ -60,8 +68,13 @@ use std::path::{Path, PathBuf};
 /// an append then writes the data alone, not the file's inode as well (one
 /// I/O fewer per record, measured as about a third of the sync's cost).
 const PREALLOCATED: u64 = 4 << 20;
-/// The first bytes of a journal file.
-const MAGIC: [u8; 8] = *b"HGNAMEJ1";
+/// The first bytes of a journal file: the magic, then the store's tag.
+const MAGIC: [u8; 8] = *b"HGNAMEJ2";
+/// The magic of the first format: no tag, checksums not keyed. Still read
+/// (a journal left by an earlier build is replayed), never written.
+const MAGIC_V1: [u8; 8] = *b"HGNAMEJ1";
+/// Bytes before the first record: the magic and the store's tag.
+const HEADER: usize = MAGIC.len() + 16;
 /// Bytes before a record's payload: length, sequence, checksum.
 const RECORD_HEADER: usize = 4 + 8 + 16;
 /// The key-derivation context of a record's checksum.
@@ -77,7 +90,7 @@ pub const JOURNAL_MAX_RECORD_BYTES: usize = 64 << 20;
 pub const JOURNAL_CHECKPOINT_RECORDS: u64 = 64;
 /// Bytes appended before the redb commit is a durable one and the journal
 /// is emptied.
-pub const JOURNAL_CHECKPOINT_BYTES: u64 = PREALLOCATED - MAGIC.len() as u64;
+pub const JOURNAL_CHECKPOINT_BYTES: u64 = PREALLOCATED - HEADER as u64;
 
 /// The journal's path for the store file `store`: `<store>.journal`.
 pub(super) fn path_for(store: &Path) -> PathBuf {
@@ -91,14 +104,77 @@ fn error(path: &Path, what: impl std::fmt::Display) -> CamError {
     CamError::Storage(format!("names journal {}: {what}", path.display()))
 }
 
-/// The checksum of a record.
-fn checksum(sequence: u64, payload: &[u8]) -> [u8; 16] {
+/// The checksum of a record in a first-format journal.
+fn checksum_v1(sequence: u64, payload: &[u8]) -> [u8; 16] {
     let mut hasher = blake3::Hasher::new_derive_key(CHECKSUM_CONTEXT);
     hasher.update(&sequence.to_le_bytes());
     hasher.update(payload);
+    first_16(hasher.finalize())
+}
+
+fn first_16(hash: blake3::Hash) -> [u8; 16] {
     let mut out = [0u8; 16];
-    out.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+    out.copy_from_slice(&hash.as_bytes()[..16]);
     out
+}
+
+/// A store's journal key: a secret drawn when the store first opens,
+/// kept in its file. Records are checksummed with it (keyed BLAKE3), so
+/// that only this store's own appends verify: bytes a client chose (a
+/// value written under a name) cannot pass for a record, and a journal
+/// left beside another store file is told apart by its tag.
+#[derive(Clone, PartialEq, Eq)]
+pub(super) struct JournalKey(pub(super) [u8; 32]);
+
+impl std::fmt::Debug for JournalKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JournalKey(..)")
+    }
+}
+
+impl JournalKey {
+    /// A fresh key from the operating system's generator.
+    pub(super) fn generate() -> Self {
+        use rand::Rng as _;
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        Self(key)
+    }
+
+    /// What a journal's header holds after the magic: names the key, and
+    /// reveals nothing of it.
+    fn tag(&self) -> [u8; 16] {
+        first_16(blake3::keyed_hash(
+            &self.0,
+            b"hologram names-journal tag v2",
+        ))
+    }
+
+    /// The checksum of a record.
+    fn checksum(&self, sequence: u64, payload: &[u8]) -> [u8; 16] {
+        let mut hasher = blake3::Hasher::new_keyed(&self.0);
+        hasher.update(&sequence.to_le_bytes());
+        hasher.update(payload);
+        first_16(hasher.finalize())
+    }
+}
+
+/// How the records of a journal being read are checksummed.
+#[derive(Clone, Copy)]
+enum Sums<'a> {
+    /// The first format's (not keyed).
+    V1,
+    /// Keyed with the store's key.
+    Keyed(&'a JournalKey),
+}
+
+impl Sums<'_> {
+    fn of(self, sequence: u64, payload: &[u8]) -> [u8; 16] {
+        match self {
+            Sums::V1 => checksum_v1(sequence, payload),
+            Sums::Keyed(key) => key.checksum(sequence, payload),
+        }
+    }
 }
 
 /// The payload of a record holding `changes`.
@@ -195,14 +271,14 @@ fn header(bytes: &[u8]) -> Option<(usize, u64, [u8; 16])> {
 
 /// The intact record at the front of `bytes`, if there is one: its
 /// sequence number, payload and length in the file.
-fn record(bytes: &[u8]) -> Option<(u64, &[u8], usize)> {
+fn record<'a>(bytes: &'a [u8], sums: Sums<'_>) -> Option<(u64, &'a [u8], usize)> {
     let (len, sequence, sum) = header(bytes)?;
     if len > JOURNAL_MAX_RECORD_BYTES {
         return None;
     }
     let end = RECORD_HEADER.saturating_add(len);
     let payload = bytes.get(RECORD_HEADER..end)?;
-    (checksum(sequence, payload) == sum).then_some((sequence, payload, end))
+    (sums.of(sequence, payload) == sum).then_some((sequence, payload, end))
 }
 
 /// The offset in `bytes` of an intact record whose sequence number is
@@ -210,7 +286,7 @@ fn record(bytes: &[u8]) -> Option<(u64, &[u8], usize)> {
 /// byte: after a damaged record, whether an acknowledged one follows it.
 /// Only headers whose sequence number is in range are checksummed, so the
 /// search costs one pass unless the bytes hold many plausible headers.
-fn later_record(bytes: &[u8], after: u64) -> Option<(usize, u64)> {
+fn later_record(bytes: &[u8], after: u64, sums: Sums<'_>) -> Option<(usize, u64)> {
     // No more records can follow than headers fit in the bytes.
     let highest = after.saturating_add((bytes.len() / RECORD_HEADER) as u64 + 1);
     (0..bytes.len().saturating_sub(RECORD_HEADER)).find_map(|at| {
@@ -218,29 +294,48 @@ fn later_record(bytes: &[u8], after: u64) -> Option<(usize, u64)> {
         if sequence <= after || sequence > highest {
             return None;
         }
-        record(&bytes[at..]).map(|(sequence, _, _)| (at, sequence))
+        record(&bytes[at..], sums).map(|(sequence, _, _)| (at, sequence))
     })
 }
 
 /// Parses a journal file's bytes; see the [module docs](self) for what is
 /// refused and what is dropped. `mark` is the applied mark of the store:
 /// records at or below it are stale, and do not count as acknowledged
-/// records following a damaged one.
-pub(super) fn parse(bytes: &[u8], mark: u64) -> Result<Records, String> {
+/// records following a damaged one. `key` is the store's journal key.
+pub(super) fn parse(bytes: &[u8], mark: u64, key: &JournalKey) -> Result<Records, String> {
     // An empty file, or one whose creation was cut short (the size
     // reached the disk, the bytes not: zeros): nothing in it.
-    if (bytes.len() < MAGIC.len() && MAGIC.starts_with(bytes)) || bytes.iter().all(|&b| b == 0) {
+    if (bytes.len() < HEADER && (MAGIC.starts_with(bytes) || bytes.starts_with(&MAGIC)))
+        || bytes.iter().all(|&b| b == 0)
+    {
         return Ok(Records {
             torn_bytes: bytes.len() as u64,
             ..Records::default()
         });
     }
-    let Some(mut rest) = bytes.strip_prefix(&MAGIC[..]) else {
+    let (mut rest, sums) = if let Some(rest) = bytes.strip_prefix(&MAGIC_V1[..]) {
+        (rest, Sums::V1)
+    } else if let Some((tag, rest)) = bytes
+        .strip_prefix(&MAGIC[..])
+        .and_then(|b| b.split_first_chunk::<16>())
+    {
+        if *tag != key.tag() {
+            if rest.iter().all(|&b| b == 0) {
+                return Ok(Records::default());
+            }
+            return Err(
+                "it belongs to another store file (its tag is not this store's): \
+                 if this store's file was replaced on purpose, remove the journal"
+                    .into(),
+            );
+        }
+        (rest, Sums::Keyed(key))
+    } else {
         return Err("it does not start with the journal's magic bytes".into());
     };
     let mut out = Records::default();
     while !rest.is_empty() {
-        let Some((sequence, payload, end)) = record(rest) else {
+        let Some((sequence, payload, end)) = record(rest, sums) else {
             // The end of the records: the zeros of the preallocated space
             // or of an emptying, or a record cut short or damaged. If it
             // was the last append (a crash during it: never acknowledged),
@@ -250,7 +345,7 @@ pub(super) fn parse(bytes: &[u8], mark: u64) -> Result<Records, String> {
             // is damaged: refused, not dropped. (Stale records of an
             // emptying cut short are at or below the mark.)
             let after = out.records.last().map_or(mark, |(s, _)| *s).max(mark);
-            if let Some((at, later)) = later_record(&rest[1..], after) {
+            if let Some((at, later)) = later_record(&rest[1..], after, sums) {
                 let offset = bytes.len() - rest.len();
                 return Err(format!(
                     "the record at byte {offset} is damaged and an intact record (sequence {later}) follows it at byte {}",
@@ -274,7 +369,7 @@ pub(super) fn parse(bytes: &[u8], mark: u64) -> Result<Records, String> {
 
 /// Reads and parses the journal at `path` of a store whose applied mark is
 /// `mark`; `None` if there is none.
-pub(super) fn read(path: &Path, mark: u64) -> Result<Option<Records>, CamError> {
+pub(super) fn read(path: &Path, mark: u64, key: &JournalKey) -> Result<Option<Records>, CamError> {
     let mut file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -283,14 +378,15 @@ pub(super) fn read(path: &Path, mark: u64) -> Result<Option<Records>, CamError> 
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)
         .map_err(|e| error(path, format!("reading: {e}")))?;
-    parse(&bytes, mark)
+    parse(&bytes, mark, key)
         .map(Some)
         .map_err(|why| error(path, why))
 }
 
-/// Writes an empty journal at `path`: its magic bytes, then zeros up to
-/// [`PREALLOCATED`] bytes, synced, the directory entry too.
-pub(super) fn reset(path: &Path) -> Result<File, CamError> {
+/// Writes an empty journal at `path` for the store whose key is `key`: its
+/// magic bytes and the key's tag, then zeros up to [`PREALLOCATED`] bytes,
+/// synced, the directory entry too.
+pub(super) fn reset(path: &Path, key: &JournalKey) -> Result<File, CamError> {
     let mut file = OpenOptions::new()
         .create(true)
         .write(true)
@@ -298,7 +394,8 @@ pub(super) fn reset(path: &Path) -> Result<File, CamError> {
         .open(path)
         .map_err(|e| error(path, format!("creating: {e}")))?;
     file.write_all(&MAGIC)
-        .and_then(|()| write_zeros(&file, MAGIC.len() as u64, PREALLOCATED - MAGIC.len() as u64))
+        .and_then(|()| file.write_all(&key.tag()))
+        .and_then(|()| write_zeros(&file, HEADER as u64, PREALLOCATED - HEADER as u64))
         .and_then(|()| file.sync_all())
         .map_err(|e| error(path, format!("emptying: {e}")))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -336,13 +433,15 @@ fn write_at(mut file: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
 pub(super) struct Journal {
     file: File,
     path: PathBuf,
+    /// The store's journal key: checksums the records.
+    key: JournalKey,
     /// The sequence number of the next record.
     pub(super) next: u64,
     /// Records and bytes appended since the journal was last emptied; the
-    /// next record goes at byte `MAGIC.len() + bytes`.
+    /// next record goes at byte `HEADER + bytes`.
     records: u64,
     bytes: u64,
-    /// Bytes after the magic that may be other than zero (`bytes`, and
+    /// Bytes after the header that may be other than zero (`bytes`, and
     /// what a failed append may have left past them): what emptying zeros.
     dirty: u64,
     /// An append, a redb commit after one or an emptying failed: the next
@@ -358,6 +457,8 @@ pub(super) struct Replayed {
     pub(super) next: u64,
     /// The journal file, emptied; `None` if there was none.
     pub(super) file: Option<File>,
+    /// The store's journal key.
+    pub(super) key: JournalKey,
 }
 
 impl Journal {
@@ -366,11 +467,12 @@ impl Journal {
     pub(super) fn start(path: PathBuf, replayed: Replayed) -> Result<Self, CamError> {
         let file = match replayed.file {
             Some(file) => file,
-            None => reset(&path)?,
+            None => reset(&path, &replayed.key)?,
         };
         Ok(Self {
             file,
             path,
+            key: replayed.key,
             next: replayed.next,
             records: 0,
             bytes: 0,
@@ -393,10 +495,10 @@ impl Journal {
         let mut record = Vec::with_capacity(RECORD_HEADER + payload.len());
         record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         record.extend_from_slice(&sequence.to_le_bytes());
-        record.extend_from_slice(&checksum(sequence, payload));
+        record.extend_from_slice(&self.key.checksum(sequence, payload));
         record.extend_from_slice(payload);
         self.dirty = self.dirty.max(self.bytes + record.len() as u64);
-        write_at(&self.file, &record, MAGIC.len() as u64 + self.bytes)
+        write_at(&self.file, &record, HEADER as u64 + self.bytes)
             .and_then(|()| self.file.sync_data())
             .map_err(|e| error(&self.path, format!("appending record {sequence}: {e}")))?;
         self.records += 1;
@@ -409,7 +511,7 @@ impl Journal {
     /// on the journal reads as empty, whatever a crash leaves of the rest),
     /// then zeros over the other records, synced.
     pub(super) fn empty(&mut self) -> Result<(), CamError> {
-        let start = MAGIC.len() as u64;
+        let start = HEADER as u64;
         let zero = |file: &File, from: u64, len: u64| {
             write_zeros(file, from, len).and_then(|()| file.sync_data())
         };
@@ -434,12 +536,31 @@ mod tests {
         Name::new(s.as_bytes().to_vec()).unwrap()
     }
 
+    fn key() -> JournalKey {
+        JournalKey([0x5a; 32])
+    }
+
+    /// A journal of `records`, as this build writes them.
     fn file(records: &[(u64, Vec<u8>)]) -> Vec<u8> {
+        let key = key();
         let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&key.tag());
         for (seq, payload) in records {
             out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
             out.extend_from_slice(&seq.to_le_bytes());
-            out.extend_from_slice(&checksum(*seq, payload));
+            out.extend_from_slice(&key.checksum(*seq, payload));
+            out.extend_from_slice(payload);
+        }
+        out
+    }
+
+    /// A journal of `records` in the first format (no tag, no key).
+    fn file_v1(records: &[(u64, Vec<u8>)]) -> Vec<u8> {
+        let mut out = MAGIC_V1.to_vec();
+        for (seq, payload) in records {
+            out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            out.extend_from_slice(&seq.to_le_bytes());
+            out.extend_from_slice(&checksum_v1(*seq, payload));
             out.extend_from_slice(payload);
         }
         out
@@ -459,48 +580,52 @@ mod tests {
     fn a_cut_or_damaged_last_record_is_dropped_and_an_earlier_one_refused() {
         let records = vec![(1, encode(&[(name("a"), None)])), (2, b"xyz".to_vec())];
         let whole = file(&records);
-        assert_eq!(parse(&whole, 0).unwrap().records, records);
-        for cut in MAGIC.len()..whole.len() {
-            let parsed = parse(&whole[..cut], 0).unwrap();
+        assert_eq!(parse(&whole, 0, &key()).unwrap().records, records);
+        for cut in HEADER..whole.len() {
+            let parsed = parse(&whole[..cut], 0, &key()).unwrap();
             assert!(parsed.records.len() < 2, "cut at {cut}");
             // Only a cut between records leaves no torn bytes.
-            let between = cut == MAGIC.len() || cut == whole.len() - 3 - RECORD_HEADER;
+            let between = cut == HEADER || cut == whole.len() - 3 - RECORD_HEADER;
             assert_eq!(parsed.torn_bytes == 0, between, "cut at {cut}");
             // The same followed by zeros, as in a preallocated file.
             let mut padded = whole[..cut].to_vec();
             padded.resize(whole.len() + 64, 0);
-            assert!(parse(&padded, 0).unwrap().records.len() < 2, "cut at {cut}");
+            assert!(
+                parse(&padded, 0, &key()).unwrap().records.len() < 2,
+                "cut at {cut}"
+            );
         }
         let mut padded = whole.clone();
         padded.extend_from_slice(&[0; 100]);
-        assert_eq!(parse(&padded, 0).unwrap().records, records);
+        assert_eq!(parse(&padded, 0, &key()).unwrap().records, records);
         padded[whole.len() - 1] ^= 1;
-        assert_eq!(parse(&padded, 0).unwrap().records.len(), 1);
+        assert_eq!(parse(&padded, 0, &key()).unwrap().records.len(), 1);
         // The last record's payload damaged: dropped.
         let mut last = whole.clone();
         *last.last_mut().unwrap() ^= 1;
-        let parsed = parse(&last, 0).unwrap();
+        let parsed = parse(&last, 0, &key()).unwrap();
         assert_eq!(parsed.records.len(), 1);
         // The first record's payload damaged while the second follows: refused.
         let mut first = whole.clone();
-        first[MAGIC.len() + RECORD_HEADER] ^= 1;
-        assert!(parse(&first, 0)
+        first[HEADER + RECORD_HEADER] ^= 1;
+        assert!(parse(&first, 0, &key())
             .unwrap_err()
             .contains("intact record (sequence 2) follows"));
         // An emptying cut short after its first step (the first header
         // zeroed and synced, after the durable commit that raised the mark
         // to the last record): nothing, whatever follows.
         let mut emptying = whole.clone();
-        emptying[MAGIC.len()..MAGIC.len() + RECORD_HEADER].fill(0);
-        let parsed = parse(&emptying, 2).unwrap();
+        emptying[HEADER..HEADER + RECORD_HEADER].fill(0);
+        let parsed = parse(&emptying, 2, &key()).unwrap();
         assert!(parsed.records.is_empty());
         assert_eq!(parsed.torn_bytes, 0);
         // Not a journal.
-        assert!(parse(b"something else", 0).is_err());
+        assert!(parse(b"something else", 0, &key()).is_err());
         // An empty or half-created file holds nothing.
-        assert!(parse(&[], 0).unwrap().records.is_empty());
-        assert!(parse(&MAGIC[..3], 0).unwrap().records.is_empty());
-        assert!(parse(&[0; 4096], 0).unwrap().records.is_empty());
+        assert!(parse(&[], 0, &key()).unwrap().records.is_empty());
+        assert!(parse(&MAGIC[..3], 0, &key()).unwrap().records.is_empty());
+        assert!(parse(&MAGIC, 0, &key()).unwrap().records.is_empty());
+        assert!(parse(&[0; 4096], 0, &key()).unwrap().records.is_empty());
     }
 
     #[test]
@@ -515,7 +640,7 @@ mod tests {
                 let mut bytes = whole.clone();
                 bytes[second..second + torn].fill(fill);
                 bytes.resize(bytes.len() + 4096, 0);
-                let parsed = parse(&bytes, 0).unwrap();
+                let parsed = parse(&bytes, 0, &key()).unwrap();
                 assert_eq!(parsed.records, records[..1], "torn {torn} fill {fill}");
                 assert!(parsed.torn_bytes > 0, "torn {torn} fill {fill}");
             }
@@ -526,26 +651,63 @@ mod tests {
     fn a_damaged_record_with_a_later_one_after_it_is_refused_a_stale_one_not() {
         let records: Vec<_> = (5..9).map(|s| (s, vec![s as u8; 40])).collect();
         let whole = file(&records);
-        let at = |i: usize| MAGIC.len() + i * (RECORD_HEADER + 40);
+        let at = |i: usize| HEADER + i * (RECORD_HEADER + 40);
         // Bit rot in the length, the sequence or the checksum of an
         // acknowledged record, or its header zeroed: the records after it
         // were acknowledged too.
         for byte in [0, 3, 4, 12, 27] {
             let mut bytes = whole.clone();
             bytes[at(1) + byte] ^= 0x40;
-            let why = parse(&bytes, 0).unwrap_err();
+            let why = parse(&bytes, 0, &key()).unwrap_err();
             assert!(why.contains("intact record (sequence 7)"), "{why}");
         }
         let mut zeroed = whole.clone();
         zeroed[at(1)..at(1) + RECORD_HEADER].fill(0);
-        assert!(parse(&zeroed, 0).is_err());
+        assert!(parse(&zeroed, 0, &key()).is_err());
         // The same when the records after it are at or below the mark
         // (stale, from an emptying cut short): nothing to replay after it.
         let mut stale = whole.clone();
         stale[at(1)] ^= 0x40;
-        let parsed = parse(&stale, 8).unwrap();
+        let parsed = parse(&stale, 8, &key()).unwrap();
         assert_eq!(parsed.records, records[..1]);
-        assert!(parse(&stale, 7).is_err());
+        assert!(parse(&stale, 7, &key()).is_err());
+    }
+
+    #[test]
+    fn a_first_format_journal_is_read_with_its_own_checksums() {
+        let records = vec![(3, encode(&[(name("a"), None)])), (4, b"xyz".to_vec())];
+        let v1 = file_v1(&records);
+        assert_eq!(parse(&v1, 0, &key()).unwrap().records, records);
+        // Its checksums are not keyed: a keyed journal's are not them.
+        let mut other = v1.clone();
+        other.splice(..8, MAGIC.iter().copied().chain(key().tag()));
+        assert!(parse(&other, 0, &key()).unwrap().records.is_empty());
+    }
+
+    #[test]
+    fn another_stores_journal_is_refused_unless_it_is_empty() {
+        let records = vec![(1, b"abc".to_vec())];
+        let other = JournalKey([0xa5; 32]);
+        let why = parse(&file(&records), 0, &other).unwrap_err();
+        assert!(why.contains("another store"), "{why}");
+        let mut empty = file(&[]);
+        empty.resize(4096, 0);
+        assert!(parse(&empty, 0, &other).unwrap().records.is_empty());
+    }
+
+    #[test]
+    fn a_record_forged_without_the_key_is_not_a_record() {
+        // A client's data holding what would be a record under the
+        // public first-format checksum, after a torn last append: the
+        // forgery does not make opening refuse the journal.
+        let forged = file_v1(&[(9, b"forged".to_vec())])[MAGIC_V1.len()..].to_vec();
+        let mut bytes = file(&[(1, b"one".to_vec())]);
+        let torn = bytes.len();
+        bytes.extend_from_slice(&[0xff; RECORD_HEADER]);
+        bytes.extend_from_slice(&forged);
+        let parsed = parse(&bytes, 0, &key()).unwrap();
+        assert_eq!(parsed.records, vec![(1, b"one".to_vec())]);
+        assert_eq!(parsed.torn_bytes as usize, bytes.len() - torn);
     }
 
     #[test]
@@ -566,10 +728,10 @@ mod tests {
             prefixed in any::<bool>(),
         ) {
             let bytes = match prefixed {
-                true => [&MAGIC[..], &bytes].concat(),
+                true => [&MAGIC[..], &key().tag(), &bytes].concat(),
                 false => bytes,
             };
-            let _ = parse(&bytes, 0);
+            let _ = parse(&bytes, 0, &key());
             let _ = decode(&bytes);
         }
     }

@@ -21,6 +21,11 @@ pub(super) const NAMED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("na
 const JOURNAL_MARK: TableDefinition<&str, u64> = TableDefinition::new("journal");
 /// The key of the applied mark.
 const APPLIED: &str = "applied";
+/// The store's journal key (32 bytes; see [`journal::JournalKey`]), under
+/// [`KEY`]: drawn when a store is first opened by a build that journals.
+const JOURNAL_KEY: TableDefinition<&str, &[u8]> = TableDefinition::new("journal-key");
+/// The key of the journal key.
+const KEY: &str = "key";
 
 impl RedbStore {
     /// The object under `name`, re-hashed against its stored address.
@@ -142,17 +147,47 @@ impl RedbStore {
         })
     }
 
+    /// The store's journal key, drawn and committed (durably) if it has
+    /// none yet.
+    fn journal_key(&self) -> Result<journal::JournalKey, CamError> {
+        self.write("reading the journal's key", |txn| {
+            let mut table = txn
+                .open_table(JOURNAL_KEY)
+                .map_err(storage("opening the journal's key", &self.path))?;
+            let found = table
+                .get(KEY)
+                .map_err(storage("reading the journal's key", &self.path))?
+                .map(|v| <[u8; 32]>::try_from(v.value()));
+            match found {
+                Some(Ok(key)) => Ok((journal::JournalKey(key), false)),
+                Some(Err(_)) => Err(CamError::Storage(format!(
+                    "redb: the journal's key in {} is not 32 bytes",
+                    self.path.display()
+                ))),
+                None => {
+                    let key = journal::JournalKey::generate();
+                    table
+                        .insert(KEY, &key.0[..])
+                        .map_err(storage("writing the journal's key", &self.path))?;
+                    Ok((key, true))
+                }
+            }
+        })
+    }
+
     /// Replays the names journal beside the file, if there is one: the
     /// records after the durable mark, in one durable commit; then empties
     /// it. Returns the sequence number the next record takes, and the
     /// emptied journal.
     pub(super) fn replay_journal(&self) -> Result<journal::Replayed, CamError> {
         let mark = self.journal_mark()?;
+        let key = self.journal_key()?;
         let path = journal::path_for(&self.path);
-        let Some(read) = journal::read(&path, mark)? else {
+        let Some(read) = journal::read(&path, mark, &key)? else {
             return Ok(journal::Replayed {
                 next: mark + 1,
                 file: None,
+                key,
             });
         };
         let mut changes = Vec::new();
@@ -190,7 +225,8 @@ impl RedbStore {
         }
         Ok(journal::Replayed {
             next: last + 1,
-            file: Some(journal::reset(&path)?),
+            file: Some(journal::reset(&path, &key)?),
+            key,
         })
     }
 
