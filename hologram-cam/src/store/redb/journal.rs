@@ -6,26 +6,31 @@
 //! three or four times per height, each on the path of a vote. With the
 //! journal on ([`RedbStore::with_names_journal`](super::RedbStore::with_names_journal)),
 //! `set_named` appends one record (the changes, a sequence number and a
-//! checksum) to `<file>.journal`, syncs it (`fdatasync`), and only then
-//! applies the changes to redb in a commit that is not synced
-//! ([`Durability::None`](::redb::Durability::None): readers see it, the
-//! disk does not yet). Every [`JOURNAL_CHECKPOINT_RECORDS`] records or
-//! [`JOURNAL_CHECKPOINT_BYTES`] bytes the redb commit is a durable one, and the
-//! journal is emptied.
+//! checksum) to `<file>.journal`, syncs it (`fdatasync`), and keeps the
+//! changes in memory, where reads look first: redb is not written at all.
+//! Every [`JOURNAL_CHECKPOINT_RECORDS`] records or
+//! [`JOURNAL_CHECKPOINT_BYTES`] bytes, the write is a *checkpoint*: the
+//! changes held in memory and its own go to redb in one durable commit,
+//! and the journal is emptied. (Committing each record to redb without a
+//! sync cost a B-tree commit per write, and redb keeps the pages of
+//! unsynced commits in memory until a synced one.)
 //!
-//! **What makes replay safe.** Each commit of journaled changes also
-//! writes, in the same redb transaction, the sequence number of the record
-//! it applies (the *applied mark*). Opening a store replays the records
-//! after the mark that redb holds on disk, in order, in one durable commit,
-//! then empties the journal. Records at or below the mark are skipped, so a
-//! journal that could not be emptied (or whose emptying a crash undid) never
-//! takes a name back to an older value. A write whose append failed gives
-//! up its sequence number and turns journaling off until the next write,
-//! which commits redb durably (mark included) and empties the journal
-//! again: the failed record, even if it reached the disk, is then below
-//! the mark. As with any failed durable write, a record whose append
-//! reported an error may still be replayed if the process stops before
-//! the next write: a failed `set_named` may or may not have taken effect.
+//! **What makes replay safe.** Each checkpoint also writes, in the same
+//! redb transaction, the sequence number of the last record it covers
+//! (the *applied mark*). Opening a store replays the records after the
+//! mark, in order, in one durable commit, then empties the journal.
+//! Records at or below the mark are skipped, so a journal that could not
+//! be emptied (or whose emptying a crash undid) never takes a name back to
+//! an older value. A write whose append failed gives up its sequence
+//! number and makes the next write a checkpoint, which commits redb
+//! durably (mark included) and empties the journal again: the failed
+//! record, even if it reached the disk, is then below the mark. As with
+//! any failed durable write, a record whose append reported an error may
+//! still be replayed if the process stops before the next write: a failed
+//! `set_named` may or may not have taken effect. A checkpoint whose commit
+//! fails keeps the changes in memory and readable (they are in the
+//! journal); redb refuses further writes until the store is reopened, which
+//! replays them.
 //!
 //! **What is refused.** Opening is refused ([`CamError::Storage`]) when the
 //! journal does not start with its magic bytes, when a record is cut short
@@ -83,13 +88,12 @@ const CHECKSUM_CONTEXT: &str = "hologram names-journal record v1";
 /// The largest payload a record holds; larger change sets are committed to
 /// redb durably instead (and empty the journal).
 pub const JOURNAL_MAX_RECORD_BYTES: usize = 64 << 20;
-/// Records appended before the redb commit is a durable one and the journal
-/// is emptied. Until then redb keeps the pages its commits touched in
-/// memory, none freed: measured on a four-node cluster, 512 cost about 15 %
-/// more CPU per command than 64 (16 about 8 % more).
+/// Records appended before a checkpoint commits their changes to redb and
+/// the journal is emptied.
 pub const JOURNAL_CHECKPOINT_RECORDS: u64 = 64;
-/// Bytes appended before the redb commit is a durable one and the journal
-/// is emptied.
+/// Bytes appended before a checkpoint commits their changes to redb and the
+/// journal is emptied: with the records' count, what bounds the changes held
+/// in memory.
 pub const JOURNAL_CHECKPOINT_BYTES: u64 = PREALLOCATED - HEADER as u64;
 
 /// The journal's path for the store file `store`: `<store>.journal`.

@@ -33,7 +33,6 @@ use std::ops::Bound;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 
 /// The page cache a [`RedbStore`] keeps by default: 64 MiB. redb's own
 /// default (1 GiB) lets a long-running process's cache grow to a large share
@@ -94,8 +93,11 @@ const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
 /// - **Names.** The named key space is a table of its own, one lookup per
 ///   `get_named`; `set_named` is one durable transaction, or, with
 ///   [`with_names_journal`](Self::with_names_journal), one record appended
-///   and synced to a journal beside the file (opening a store replays a
-///   journal it finds, whether or not it journals itself).
+///   and synced to a journal beside the file, its changes kept in memory
+///   (where reads look first) until a checkpoint commits them to redb:
+///   at most [`JOURNAL_CHECKPOINT_RECORDS`] records and
+///   [`JOURNAL_CHECKPOINT_BYTES`] bytes (opening a store replays a journal
+///   it finds, whether or not it journals itself).
 /// - **Layout.** Small objects are packed into segments of about
 ///   [`SEGMENT_BYTES`] under an index: a B-tree of 1 KiB values keyed by
 ///   random addresses would rewrite one page per object in each commit,
@@ -126,7 +128,7 @@ pub struct RedbStore {
     /// A call into redb panicked: nothing more is asked of it.
     broken: AtomicBool,
     /// The names journal, if `set_named` writes ahead to one.
-    journal: Option<Mutex<journal::Journal>>,
+    journal: Option<named::Journaled>,
     /// What opening left of the journal (emptied, and the sequence number
     /// its next record takes) until [`with_names_journal`](Self::with_names_journal)
     /// starts it; `None` once started.

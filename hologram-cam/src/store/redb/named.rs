@@ -11,7 +11,26 @@ use crate::store::Name;
 use crate::{CamError, Object, SharedBytes};
 use ::redb::{Durability, ReadableTable, TableDefinition};
 use hologram_lattice::Address;
-use std::sync::{Mutex, PoisonError};
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// The names journal of a store that journals, and what its records
+/// changed since the last checkpoint.
+#[derive(Debug)]
+pub(super) struct Journaled {
+    /// The journal file; held while a write appends to it or checkpoints.
+    log: Mutex<journal::Journal>,
+    /// The latest change to each name written since the last checkpoint:
+    /// on disk only in the journal, so reads look here first. Bounded by a
+    /// checkpoint's records and bytes.
+    pending: Mutex<HashMap<Name, Option<Object>>>,
+}
+
+/// Locks `m`; a panic while it was held leaves nothing half-changed in
+/// the journal's state that a later write does not repair.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Name bytes → address (32 bytes) ‖ object bytes.
 pub(super) const NAMED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("named");
@@ -28,8 +47,15 @@ const JOURNAL_KEY: TableDefinition<&str, &[u8]> = TableDefinition::new("journal-
 const KEY: &str = "key";
 
 impl RedbStore {
-    /// The object under `name`, re-hashed against its stored address.
+    /// The object under `name`: the journal's latest change to it since the
+    /// last checkpoint, if any; else the file's, re-hashed against its
+    /// stored address.
     pub(super) fn read_named(&self, name: &Name) -> Result<Option<Object>, CamError> {
+        if let Some(journal) = &self.journal {
+            if let Some(change) = lock(&journal.pending).get(name) {
+                return Ok(change.clone());
+            }
+        }
         let path = &self.path;
         let txn = self.begin_read()?;
         let table = txn
@@ -55,8 +81,8 @@ impl RedbStore {
     }
 
     /// Applies `changes`: in one durable transaction, or, when the store
-    /// journals its names, appended to the journal and then committed
-    /// without a sync (see [`journal`](super::journal)).
+    /// journals its names, appended to the journal and kept in memory until
+    /// a checkpoint commits them all (see [`journal`](super::journal)).
     pub(super) fn write_named(&self, changes: Vec<(Name, Option<Object>)>) -> Result<(), CamError> {
         if changes.is_empty() {
             return Ok(());
@@ -64,36 +90,44 @@ impl RedbStore {
         let Some(journal) = &self.journal else {
             return self.commit_named(changes, Durability::Immediate, None);
         };
-        let mut journal = journal.lock().unwrap_or_else(PoisonError::into_inner);
-        let sequence = journal.next;
-        journal.next += 1;
-        let mut durable = journal.durable_due();
+        let mut log = lock(&journal.log);
+        let sequence = log.next;
+        log.next += 1;
+        let mut durable = log.durable_due();
         if !durable {
             let payload = journal::encode(&changes);
             if payload.len() > journal::JOURNAL_MAX_RECORD_BYTES {
                 durable = true;
-            } else if let Err(e) = journal.append(sequence, &payload) {
+            } else if let Err(e) = log.append(sequence, &payload) {
                 // The record may or may not be on disk: the next write
                 // commits past its sequence, durably.
-                journal.failed = true;
+                log.failed = true;
                 return Err(e);
             }
         }
-        let durability = match durable {
-            true => Durability::Immediate,
-            false => Durability::None,
-        };
-        if let Err(e) = self.commit_named(changes, durability, Some(sequence)) {
-            journal.failed = true;
+        if !durable {
+            // Durable in the journal; readers find it in memory.
+            lock(&journal.pending).extend(changes);
+            return Ok(());
+        }
+        // A checkpoint: the changes held in memory, then these, and the
+        // mark past this sequence, in one synced commit. The changes held
+        // stay readable until it is done (and all of them if it fails).
+        let held: Vec<_> = lock(&journal.pending)
+            .iter()
+            .map(|(name, object)| (name.clone(), object.clone()))
+            .collect();
+        let all = held.into_iter().chain(changes).collect();
+        if let Err(e) = self.commit_named(all, Durability::Immediate, Some(sequence)) {
+            log.failed = true;
             return Err(e);
         }
-        if durable {
-            // Every record is now below the durable mark; an emptying that
-            // fails leaves them to be skipped, and is tried again next time.
-            if let Err(e) = journal.empty() {
-                tracing::warn!(error = %e, "the names journal could not be emptied");
-                journal.failed = true;
-            }
+        lock(&journal.pending).clear();
+        // Every record is now below the durable mark; an emptying that
+        // fails leaves them to be skipped, and is tried again next time.
+        if let Err(e) = log.empty() {
+            tracing::warn!(error = %e, "the names journal could not be emptied");
+            log.failed = true;
         }
         Ok(())
     }
@@ -273,8 +307,11 @@ impl RedbStore {
                 Ok(((), true))
             })
         })?;
-        let journal = journal::Journal::start(journal::path_for(&path), replayed)?;
-        self.journal = Some(Mutex::new(journal));
+        let log = journal::Journal::start(journal::path_for(&path), replayed)?;
+        self.journal = Some(Journaled {
+            log: Mutex::new(log),
+            pending: Mutex::new(HashMap::new()),
+        });
         Ok(self)
     }
 }
