@@ -111,9 +111,13 @@ impl RedbStore {
             return Ok(());
         }
         // A checkpoint: the changes held in memory, then these, and the
-        // mark past this sequence, in one synced commit. The changes held
-        // stay readable until it is done (and all of them if it fails).
-        let held: Vec<_> = lock(&journal.pending)
+        // mark past this sequence, in one synced commit. Readers wait for
+        // it: between the commit and the clearing of what is held, a read
+        // would find this write's new values in redb beside older values
+        // still held for other names (half of an atomic write). If the
+        // commit fails, the changes held stay held and readable.
+        let mut pending = lock(&journal.pending);
+        let held: Vec<_> = pending
             .iter()
             .map(|(name, object)| (name.clone(), object.clone()))
             .collect();
@@ -122,7 +126,8 @@ impl RedbStore {
             log.failed = true;
             return Err(e);
         }
-        lock(&journal.pending).clear();
+        pending.clear();
+        drop(pending);
         // Every record is now below the durable mark; an emptying that
         // fails leaves them to be skipped, and is tried again next time.
         if let Err(e) = log.empty() {
