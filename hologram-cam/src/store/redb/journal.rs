@@ -49,10 +49,15 @@
 //! (16 bytes) ‖ payload (length bytes)`, then zeros (the file is created
 //! with `PREALLOCATED` bytes, and emptied by writing zeros over its
 //! records, the first header first); a header of zeros ends the records.
-//! The checksum is the first 16 bytes of keyed BLAKE3 under the store's
-//! journal key (32 random bytes drawn when the store is first opened, kept
-//! in its file) over sequence ‖ payload; the tag is the first 16 bytes of
-//! keyed BLAKE3 of `"hologram names-journal tag v2"`. Keyed checksums make
+//! The checksum field is 8 bytes of keyed BLAKE3 over length u32 LE ‖
+//! sequence u64 LE under the header key (keyed BLAKE3 of `"hologram
+//! names-journal header v2"` under the store's journal key), then 8 bytes
+//! of keyed BLAKE3 over sequence ‖ payload under the journal key itself (32
+//! random bytes drawn when the store is first opened, kept in its file);
+//! the tag is the first 16 bytes of keyed BLAKE3 of `"hologram
+//! names-journal tag v2"` under the journal key. A header is checked
+//! before its payload is hashed, so headers made up of other bytes cost a
+//! short hash each, whatever length they claim. Keyed checksums make
 //! a record unforgeable by whoever chooses the bytes written under a name
 //! (the search for a later intact record after a damaged one then cannot
 //! be fooled), and the tag tells a journal left beside another store file
@@ -128,7 +133,12 @@ fn first_16(hash: blake3::Hash) -> [u8; 16] {
 /// value written under a name) cannot pass for a record, and a journal
 /// left beside another store file is told apart by its tag.
 #[derive(Clone, PartialEq, Eq)]
-pub(super) struct JournalKey(pub(super) [u8; 32]);
+pub(super) struct JournalKey {
+    /// The key, as stored.
+    key: [u8; 32],
+    /// The key that authenticates a record's header (derived from `key`).
+    header: [u8; 32],
+}
 
 impl std::fmt::Debug for JournalKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -137,29 +147,57 @@ impl std::fmt::Debug for JournalKey {
 }
 
 impl JournalKey {
+    /// The key whose stored bytes are `key`.
+    pub(super) fn new(key: [u8; 32]) -> Self {
+        let header = *blake3::keyed_hash(&key, b"hologram names-journal header v2").as_bytes();
+        Self { key, header }
+    }
+
     /// A fresh key from the operating system's generator.
     pub(super) fn generate() -> Self {
         use rand::Rng as _;
         let mut key = [0u8; 32];
         rand::rng().fill_bytes(&mut key);
-        Self(key)
+        Self::new(key)
+    }
+
+    /// The key's bytes, as stored.
+    pub(super) fn bytes(&self) -> &[u8; 32] {
+        &self.key
     }
 
     /// What a journal's header holds after the magic: names the key, and
     /// reveals nothing of it.
     fn tag(&self) -> [u8; 16] {
         first_16(blake3::keyed_hash(
-            &self.0,
+            &self.key,
             b"hologram names-journal tag v2",
         ))
     }
 
-    /// The checksum of a record.
+    /// A record's checksum field: 8 bytes authenticating its header
+    /// (length and sequence number), then 8 authenticating its sequence
+    /// number and payload. The first half is checked before the payload is
+    /// hashed, so a header that bytes not from this store make up costs
+    /// one short hash, whatever length it claims.
     fn checksum(&self, sequence: u64, payload: &[u8]) -> [u8; 16] {
-        let mut hasher = blake3::Hasher::new_keyed(&self.0);
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.header_mac(payload.len(), sequence));
+        let mut hasher = blake3::Hasher::new_keyed(&self.key);
         hasher.update(&sequence.to_le_bytes());
         hasher.update(payload);
-        first_16(hasher.finalize())
+        out[8..].copy_from_slice(&hasher.finalize().as_bytes()[..8]);
+        out
+    }
+
+    /// The first half of a record's checksum field.
+    fn header_mac(&self, len: usize, sequence: u64) -> [u8; 8] {
+        let mut header = [0u8; 12];
+        header[..4].copy_from_slice(&(len as u32).to_le_bytes());
+        header[4..].copy_from_slice(&sequence.to_le_bytes());
+        let mut out = [0u8; 8];
+        out.copy_from_slice(&blake3::keyed_hash(&self.header, &header).as_bytes()[..8]);
+        out
     }
 }
 
@@ -173,7 +211,20 @@ enum Sums<'a> {
 }
 
 impl Sums<'_> {
+    /// Whether a header's checksum field can belong to it: for a keyed
+    /// journal, its first half authenticates the length and sequence
+    /// number (one short hash); the first format has nothing to check.
+    fn header_ok(self, len: usize, sequence: u64, sum: &[u8; 16]) -> bool {
+        match self {
+            Sums::V1 => true,
+            Sums::Keyed(key) => sum[..8] == key.header_mac(len, sequence),
+        }
+    }
+
+    /// The checksum field a record of `sequence` and `payload` has.
     fn of(self, sequence: u64, payload: &[u8]) -> [u8; 16] {
+        #[cfg(test)]
+        tests::HASHED.with(|h| h.set(h.get() + payload.len() as u64));
         match self {
             Sums::V1 => checksum_v1(sequence, payload),
             Sums::Keyed(key) => key.checksum(sequence, payload),
@@ -277,7 +328,7 @@ fn header(bytes: &[u8]) -> Option<(usize, u64, [u8; 16])> {
 /// sequence number, payload and length in the file.
 fn record<'a>(bytes: &'a [u8], sums: Sums<'_>) -> Option<(u64, &'a [u8], usize)> {
     let (len, sequence, sum) = header(bytes)?;
-    if len > JOURNAL_MAX_RECORD_BYTES {
+    if len > JOURNAL_MAX_RECORD_BYTES || !sums.header_ok(len, sequence, &sum) {
         return None;
     }
     let end = RECORD_HEADER.saturating_add(len);
@@ -288,8 +339,12 @@ fn record<'a>(bytes: &'a [u8], sums: Sums<'_>) -> Option<(u64, &'a [u8], usize)>
 /// The offset in `bytes` of an intact record whose sequence number is
 /// above `after` (and not implausibly far above it), searching byte by
 /// byte: after a damaged record, whether an acknowledged one follows it.
-/// Only headers whose sequence number is in range are checksummed, so the
-/// search costs one pass unless the bytes hold many plausible headers.
+/// Only headers whose sequence number is in range are checked, and in a
+/// keyed journal a header's own authentication is checked before its
+/// payload is hashed: a pass of short hashes at most, whatever the bytes
+/// (a client's data written under a name) claim. (A first-format journal,
+/// whose headers are not authenticated, can cost a hash of each claimed
+/// payload; such journals come only from the build before the key.)
 fn later_record(bytes: &[u8], after: u64, sums: Sums<'_>) -> Option<(usize, u64)> {
     // No more records can follow than headers fit in the bytes.
     let highest = after.saturating_add((bytes.len() / RECORD_HEADER) as u64 + 1);
@@ -536,12 +591,17 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    thread_local! {
+        /// Payload bytes checksummed on this thread (see `Sums::of`).
+        pub(super) static HASHED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
     fn name(s: &str) -> Name {
         Name::new(s.as_bytes().to_vec()).unwrap()
     }
 
     fn key() -> JournalKey {
-        JournalKey([0x5a; 32])
+        JournalKey::new([0x5a; 32])
     }
 
     /// A journal of `records`, as this build writes them.
@@ -691,7 +751,7 @@ mod tests {
     #[test]
     fn another_stores_journal_is_refused_unless_it_is_empty() {
         let records = vec![(1, b"abc".to_vec())];
-        let other = JournalKey([0xa5; 32]);
+        let other = JournalKey::new([0xa5; 32]);
         let why = parse(&file(&records), 0, &other).unwrap_err();
         assert!(why.contains("another store"), "{why}");
         let mut empty = file(&[]);
@@ -712,6 +772,36 @@ mod tests {
         let parsed = parse(&bytes, 0, &key()).unwrap();
         assert_eq!(parsed.records, vec![(1, b"one".to_vec())]);
         assert_eq!(parsed.torn_bytes as usize, bytes.len() - torn);
+    }
+
+    #[test]
+    fn made_up_headers_after_a_damaged_record_cost_no_payload_hashing() {
+        // A torn last record, then 1 MiB of a client's bytes shaped as
+        // headers claiming 512 KiB payloads with plausible sequence
+        // numbers, every 12 bytes: without the header's authentication the
+        // search would hash ~87,000 × 512 KiB.
+        let mut bytes = file(&[(1, b"one".to_vec())]);
+        bytes.extend_from_slice(&[0xff; RECORD_HEADER]);
+        let mut shaped = Vec::new();
+        while shaped.len() < 1 << 20 {
+            shaped.extend_from_slice(&(512u32 << 10).to_le_bytes());
+            shaped.extend_from_slice(&2u64.to_le_bytes());
+        }
+        bytes.extend_from_slice(&shaped);
+        bytes.extend_from_slice(&vec![0; 1 << 20]);
+        HASHED.with(|h| h.set(0));
+        let parsed = parse(&bytes, 0, &key()).unwrap();
+        assert_eq!(parsed.records, vec![(1, b"one".to_vec())]);
+        let hashed = HASHED.with(|h| h.get());
+        assert!(hashed < 1 << 10, "{hashed} payload bytes hashed");
+        // The first format cannot tell: it hashes what the headers claim.
+        let mut v1 = file_v1(&[(1, b"one".to_vec())]);
+        v1.extend_from_slice(&[0xff; RECORD_HEADER]);
+        v1.extend_from_slice(&shaped[..4096]);
+        v1.extend_from_slice(&vec![0; 1 << 20]);
+        HASHED.with(|h| h.set(0));
+        assert_eq!(parse(&v1, 0, &key()).unwrap().records.len(), 1);
+        assert!(HASHED.with(|h| h.get()) > 1 << 20);
     }
 
     #[test]

@@ -198,7 +198,7 @@ impl RedbStore {
                 .map_err(storage("reading the journal's key", &self.path))?
                 .map(|v| <[u8; 32]>::try_from(v.value()));
             match found {
-                Some(Ok(key)) => Ok((journal::JournalKey(key), false)),
+                Some(Ok(key)) => Ok((journal::JournalKey::new(key), false)),
                 Some(Err(_)) => Err(CamError::Storage(format!(
                     "redb: the journal's key in {} is not 32 bytes",
                     self.path.display()
@@ -206,7 +206,7 @@ impl RedbStore {
                 None => {
                     let key = journal::JournalKey::generate();
                     table
-                        .insert(KEY, &key.0[..])
+                        .insert(KEY, &key.bytes()[..])
                         .map_err(storage("writing the journal's key", &self.path))?;
                     Ok((key, true))
                 }
