@@ -232,13 +232,17 @@ impl Sums<'_> {
     }
 }
 
+/// The bytes of the payload of a record holding `changes`.
+pub(super) fn encoded_len(changes: &[(Name, Option<Object>)]) -> usize {
+    4 + changes
+        .iter()
+        .map(|(n, o)| 5 + n.as_bytes().len() + o.as_ref().map_or(0, |o| 4 + o.data().len()))
+        .sum::<usize>()
+}
+
 /// The payload of a record holding `changes`.
 pub(super) fn encode(changes: &[(Name, Option<Object>)]) -> Vec<u8> {
-    let size: usize = changes
-        .iter()
-        .map(|(n, o)| 9 + n.as_bytes().len() + o.as_ref().map_or(0, |o| o.data().len()))
-        .sum();
-    let mut out = Vec::with_capacity(4 + size);
+    let mut out = Vec::with_capacity(encoded_len(changes));
     out.extend_from_slice(&(changes.len() as u32).to_le_bytes());
     for (name, object) in changes {
         out.extend_from_slice(&(name.as_bytes().len() as u32).to_le_bytes());
@@ -367,10 +371,7 @@ pub(super) fn parse(bytes: &[u8], mark: u64, key: &JournalKey) -> Result<Records
     if (bytes.len() < HEADER && (MAGIC.starts_with(bytes) || bytes.starts_with(&MAGIC)))
         || bytes.iter().all(|&b| b == 0)
     {
-        return Ok(Records {
-            torn_bytes: bytes.len() as u64,
-            ..Records::default()
-        });
+        return Ok(Records::default());
     }
     let (mut rest, sums) = if let Some(rest) = bytes.strip_prefix(&MAGIC_V1[..]) {
         (rest, Sums::V1)
@@ -389,6 +390,16 @@ pub(super) fn parse(bytes: &[u8], mark: u64, key: &JournalKey) -> Result<Records
             );
         }
         (rest, Sums::Keyed(key))
+    } else if let Some(newer) = bytes
+        .strip_prefix(b"HGNAMEJ")
+        .and_then(|b| b.first())
+        .filter(|v| (b'3'..=b'9').contains(v))
+    {
+        return Err(format!(
+            "it is of a newer format (HGNAMEJ{}) than this build replays: open the store \
+             with a newer build (removing the journal would lose acknowledged writes)",
+            char::from(*newer)
+        ));
     } else {
         return Err("it does not start with the journal's magic bytes".into());
     };
@@ -638,6 +649,7 @@ mod tests {
             (name("c"), Some(Object::new(Vec::new()))),
         ];
         assert_eq!(decode(&encode(&changes)).unwrap(), changes);
+        assert_eq!(encoded_len(&changes), encode(&changes).len());
     }
 
     #[test]
@@ -683,8 +695,10 @@ mod tests {
         let parsed = parse(&emptying, 2, &key()).unwrap();
         assert!(parsed.records.is_empty());
         assert_eq!(parsed.torn_bytes, 0);
-        // Not a journal.
+        // Not a journal, or one of a newer format.
         assert!(parse(b"something else", 0, &key()).is_err());
+        let newer = parse(b"HGNAMEJ3 and more", 0, &key()).unwrap_err();
+        assert!(newer.contains("newer format (HGNAMEJ3)"), "{newer}");
         // An empty or half-created file holds nothing.
         assert!(parse(&[], 0, &key()).unwrap().records.is_empty());
         assert!(parse(&MAGIC[..3], 0, &key()).unwrap().records.is_empty());

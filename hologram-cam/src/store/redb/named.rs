@@ -95,10 +95,9 @@ impl RedbStore {
         log.next += 1;
         let mut durable = log.durable_due();
         if !durable {
-            let payload = journal::encode(&changes);
-            if payload.len() > journal::JOURNAL_MAX_RECORD_BYTES {
+            if journal::encoded_len(&changes) > journal::JOURNAL_MAX_RECORD_BYTES {
                 durable = true;
-            } else if let Err(e) = log.append(sequence, &payload) {
+            } else if let Err(e) = log.append(sequence, &journal::encode(&changes)) {
                 // The record may or may not be on disk: the next write
                 // commits past its sequence, durably.
                 log.failed = true;
