@@ -498,6 +498,24 @@ fn write_at(mut file: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
     file.write_all(bytes)
 }
 
+/// Test-only faults: the next append on this thread writes its record,
+/// syncs it, then reports an error (the worst case: on disk, not
+/// acknowledged); the next emptying on this thread zeros the first
+/// header, syncs it, then reports an error.
+#[cfg(test)]
+pub(super) mod faults {
+    use std::cell::Cell;
+    thread_local! {
+        pub(in super::super) static FAIL_APPEND: Cell<bool> = const { Cell::new(false) };
+        pub(in super::super) static FAIL_EMPTY: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Takes the armed fault, disarming it.
+    pub(super) fn take(fault: &'static std::thread::LocalKey<Cell<bool>>) -> bool {
+        fault.with(|f| f.replace(false))
+    }
+}
+
 /// The open journal of a store that journals its names.
 #[derive(Debug)]
 pub(super) struct Journal {
@@ -571,6 +589,10 @@ impl Journal {
         write_at(&self.file, &record, HEADER as u64 + self.bytes)
             .and_then(|()| self.file.sync_data())
             .map_err(|e| error(&self.path, format!("appending record {sequence}: {e}")))?;
+        #[cfg(test)]
+        if faults::take(&faults::FAIL_APPEND) {
+            return Err(error(&self.path, "appending: a test's fault"));
+        }
         self.records += 1;
         self.bytes += record.len() as u64;
         Ok(())
@@ -587,7 +609,13 @@ impl Journal {
         };
         let header = self.dirty.min(RECORD_HEADER as u64);
         zero(&self.file, start, header)
-            .and_then(|()| zero(&self.file, start + header, self.dirty - header))
+            .and_then(|()| {
+                #[cfg(test)]
+                if faults::take(&faults::FAIL_EMPTY) {
+                    return Err(std::io::Error::other("a test's fault"));
+                }
+                zero(&self.file, start + header, self.dirty - header)
+            })
             .map_err(|e| error(&self.path, format!("emptying: {e}")))?;
         self.records = 0;
         self.bytes = 0;

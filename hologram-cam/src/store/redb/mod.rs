@@ -8,6 +8,8 @@
 //! damaged pages).
 
 mod journal;
+#[cfg(test)]
+mod journal_faults;
 mod layout;
 mod named;
 mod references;
