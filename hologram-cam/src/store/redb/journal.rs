@@ -501,17 +501,19 @@ fn write_at(mut file: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
 /// Test-only faults: the next append on this thread writes its record,
 /// syncs it, then reports an error (the worst case: on disk, not
 /// acknowledged); the next emptying on this thread zeros the first
-/// header, syncs it, then reports an error.
+/// header, syncs it, then reports an error; the next checkpoint on this
+/// thread fails before its redb commit.
 #[cfg(test)]
 pub(super) mod faults {
     use std::cell::Cell;
     thread_local! {
         pub(in super::super) static FAIL_APPEND: Cell<bool> = const { Cell::new(false) };
         pub(in super::super) static FAIL_EMPTY: Cell<bool> = const { Cell::new(false) };
+        pub(in super::super) static FAIL_CHECKPOINT: Cell<bool> = const { Cell::new(false) };
     }
 
     /// Takes the armed fault, disarming it.
-    pub(super) fn take(fault: &'static std::thread::LocalKey<Cell<bool>>) -> bool {
+    pub(in super::super) fn take(fault: &'static std::thread::LocalKey<Cell<bool>>) -> bool {
         fault.with(|f| f.replace(false))
     }
 }

@@ -1,8 +1,8 @@
-//! The names journal under failed appends and emptyings (test-only faults
+//! The names journal under failed appends, emptyings and checkpoints (test-only faults
 //! of [`journal::faults`](super::journal::faults)): no acknowledged write
 //! is lost, none comes back older, and the next write repairs the journal.
 
-use super::journal::faults::{FAIL_APPEND, FAIL_EMPTY};
+use super::journal::faults::{FAIL_APPEND, FAIL_CHECKPOINT, FAIL_EMPTY};
 use super::journal::JOURNAL_CHECKPOINT_RECORDS;
 use super::RedbStore;
 use crate::{Name, Object, Store};
@@ -150,5 +150,36 @@ fn a_failed_emptying_takes_nothing_back_and_the_next_write_repairs_it() {
         &crash_image(&path, &dir.0.join("b.redb")),
         &model,
         "crash after more writes",
+    );
+}
+
+#[test]
+fn a_failed_checkpoint_keeps_what_it_held_readable_and_replayable() {
+    let dir = TempDir::new();
+    let (path, store) = journaled(&dir);
+    let mut model = BTreeMap::new();
+    for i in 1..=JOURNAL_CHECKPOINT_RECORDS {
+        block_on(store.set_named(vec![(name(i % 7), value(format!("v{i}")))])).unwrap();
+        model.insert(i % 7, value(format!("v{i}")));
+    }
+    // The checkpoint fails before its commit: the write is refused, and
+    // what was held stays readable here and replayable after a crash.
+    FAIL_CHECKPOINT.with(|f| f.set(true));
+    assert!(block_on(store.set_named(vec![(name(100), value("refused".into()))])).is_err());
+    model.insert(100, None);
+    check(&store, &model, "after the failed checkpoint");
+    check(
+        &crash_image(&path, &dir.0.join("a.redb")),
+        &model,
+        "crash after it",
+    );
+    // The next write checkpoints.
+    block_on(store.set_named(vec![(name(3), value("last".into()))])).unwrap();
+    model.insert(3, value("last".into()));
+    check(&store, &model, "after the next write");
+    check(
+        &crash_image(&path, &dir.0.join("b.redb")),
+        &model,
+        "crash after the next write",
     );
 }

@@ -121,6 +121,11 @@ impl RedbStore {
             .map(|(name, object)| (name.clone(), object.clone()))
             .collect();
         let all = held.into_iter().chain(changes).collect();
+        #[cfg(test)]
+        if journal::faults::take(&journal::faults::FAIL_CHECKPOINT) {
+            log.failed = true;
+            return Err(CamError::Storage("a checkpoint: a test's fault".into()));
+        }
         if let Err(e) = self.commit_named(all, Durability::Immediate, Some(sequence)) {
             log.failed = true;
             return Err(e);
