@@ -69,6 +69,7 @@
 
 use crate::store::Name;
 use crate::{CamError, Object, SharedBytes};
+use hologram_lattice::DeriveContext;
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
@@ -115,7 +116,8 @@ fn error(path: &Path, what: impl std::fmt::Display) -> CamError {
 
 /// The checksum of a record in a first-format journal.
 fn checksum_v1(sequence: u64, payload: &[u8]) -> [u8; 16] {
-    let mut hasher = blake3::Hasher::new_derive_key(CHECKSUM_CONTEXT);
+    static CONTEXT: DeriveContext = DeriveContext::new(CHECKSUM_CONTEXT);
+    let mut hasher = CONTEXT.hasher();
     hasher.update(&sequence.to_le_bytes());
     hasher.update(payload);
     first_16(hasher.finalize())

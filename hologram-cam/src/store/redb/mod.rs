@@ -293,22 +293,12 @@ impl RedbStore {
         doing: &'static str,
         f: impl FnOnce(&WriteTransaction) -> Result<(T, bool), CamError>,
     ) -> Result<T, CamError> {
-        self.write_with(doing, Durability::Immediate, f)
-    }
-
-    /// [`write`](Self::write) with the commit's `durability`.
-    pub(crate) fn write_with<T>(
-        &self,
-        doing: &'static str,
-        durability: Durability,
-        f: impl FnOnce(&WriteTransaction) -> Result<(T, bool), CamError>,
-    ) -> Result<T, CamError> {
         let path = &self.path;
         let mut txn = self
             .db
             .begin_write()
             .map_err(storage("beginning a write transaction", path))?;
-        txn.set_durability(durability)
+        txn.set_durability(Durability::Immediate)
             .map_err(storage("asking for a durability", path))?;
         let (out, changed) = f(&txn)?;
         if changed {

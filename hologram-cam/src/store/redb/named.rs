@@ -9,7 +9,7 @@
 use super::{journal, storage, RedbStore, META, STORE_FORMAT_VERSION};
 use crate::store::Name;
 use crate::{CamError, Object, SharedBytes};
-use ::redb::{Durability, ReadableTable, TableDefinition};
+use ::redb::{ReadableTable, TableDefinition};
 use hologram_lattice::Address;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -88,7 +88,7 @@ impl RedbStore {
             return Ok(());
         }
         let Some(journal) = &self.journal else {
-            return self.commit_named(changes, Durability::Immediate, None);
+            return self.commit_named(changes, None);
         };
         let mut log = lock(&journal.log);
         let sequence = log.next;
@@ -126,7 +126,7 @@ impl RedbStore {
             log.failed = true;
             return Err(CamError::Storage("a checkpoint: a test's fault".into()));
         }
-        if let Err(e) = self.commit_named(all, Durability::Immediate, Some(sequence)) {
+        if let Err(e) = self.commit_named(all, Some(sequence)) {
             log.failed = true;
             return Err(e);
         }
@@ -141,15 +141,14 @@ impl RedbStore {
         Ok(())
     }
 
-    /// Applies `changes` in one transaction of `durability`, with the
-    /// journal's applied mark set to `mark` if given.
+    /// Applies `changes` in one durable transaction, with the journal's
+    /// applied mark set to `mark` if given.
     fn commit_named(
         &self,
         changes: Vec<(Name, Option<Object>)>,
-        durability: Durability,
         mark: Option<u64>,
     ) -> Result<(), CamError> {
-        self.write_with("committing names", durability, |txn| {
+        self.write("committing names", |txn| {
             let mut table = txn
                 .open_table(NAMED)
                 .map_err(storage("opening the named table", &self.path))?;
@@ -178,7 +177,7 @@ impl RedbStore {
     /// The sequence number of the last journal record applied durably (0:
     /// none).
     fn journal_mark(&self) -> Result<u64, CamError> {
-        self.write_with("reading the journal's mark", Durability::Immediate, |txn| {
+        self.write("reading the journal's mark", |txn| {
             let table = txn
                 .open_table(JOURNAL_MARK)
                 .map_err(storage("opening the journal's mark", &self.path))?;
@@ -264,7 +263,7 @@ impl RedbStore {
         }
         if last > mark {
             tracing::info!(journal = %path.display(), records = last - mark, "replaying the names journal");
-            self.commit_named(changes, Durability::Immediate, Some(last))?;
+            self.commit_named(changes, Some(last))?;
         }
         Ok(journal::Replayed {
             next: last + 1,
